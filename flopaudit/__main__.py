@@ -1,0 +1,5 @@
+import sys
+
+from flopaudit.cli import main
+
+sys.exit(main())

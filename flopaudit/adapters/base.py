@@ -1,0 +1,161 @@
+"""The one interface every counting backend is wrapped behind."""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import importlib.util
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from flopaudit.errors import NotApplicable
+from flopaudit.inputs import ModelInputs
+from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
+from flopaudit.records import Breakdown, CountResult, Granularity, Status, Unit, breakdown
+
+
+@dataclass
+class RawCount:
+    """What an adapter's ``_count`` extracts from its backend.
+
+    ``raw_total`` is exactly what the backend reported. ``macs``,
+    ``per_module`` and ``per_op`` must already be normalised to MACs for the
+    whole batch (the adapter knows its backend's convention).
+    """
+
+    raw_total: int | float | None
+    macs: int | None
+    params: int | None = None
+    per_module: Mapping[str, int] = field(default_factory=dict)
+    per_op: Mapping[str, int] = field(default_factory=dict)
+    unsupported: Mapping[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    extra: Mapping[str, int] = field(default_factory=dict)
+
+
+class Adapter(ABC):
+    """A counting backend behind one interface.
+
+    Subclasses set the class attributes and implement :meth:`_count`. The
+    public :meth:`count` runs it on a deep copy of the model, silences the
+    backend, records what it printed and warned, notes any change it made to
+    the copy (``side_effects``) and turns an exception into a result with
+    status ``error`` (or ``not applicable`` for :class:`NotApplicable`).
+    """
+
+    name: ClassVar[str]
+    """Backend id used on the command line, e.g. ``"fvcore"``."""
+    distribution: ClassVar[str]
+    """The pip distribution whose version is recorded, e.g. ``"fvcore"``."""
+    module: ClassVar[str]
+    """The import name that must be importable for the backend to be available."""
+    unit: ClassVar[Unit]
+    """What the backend's raw number counts, whatever the backend calls it."""
+    granularity: ClassVar[Granularity]
+    description: ClassVar[str] = ""
+
+    def options(self) -> dict[str, Any]:
+        """Every result-changing option this adapter passes to its backend."""
+        return {}
+
+    def version(self) -> str:
+        """Installed version of the backend's distribution ("" if missing)."""
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return ""
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    @abstractmethod
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        """Count ``model(*inputs.args, **inputs.kwargs)``; may change ``model``."""
+
+    def count(
+        self,
+        model: nn.Module,
+        inputs: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        model_name: str = "",
+    ) -> CountResult:
+        """Count one model on one set of inputs; never raises for backend failures.
+
+        The backend works on a deep copy, so ``model`` is left as it was.
+        """
+        inputs = ModelInputs.coerce(inputs, kwargs)
+        base = dict(
+            model=model_name,
+            backend=self.name,
+            backend_version=self.version(),
+            torch_version=torch.__version__,
+            unit=self.unit,
+            batch_size=inputs.batch_size,
+            options=tuple(sorted((k, repr(v)) for k, v in self.options().items())),
+        )
+        if not self.available():
+            return CountResult(status=Status.NOT_APPLICABLE, error=f"{self.distribution} is not installed", **base)
+        start = time.perf_counter()
+        side_effects: list[str] = []
+        caught: list[warnings.WarningMessage] = []
+        try:
+            work = copy.deepcopy(model)
+            before = fingerprint(work)
+            with quiet() as printed, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                raw = self._count(work, inputs)
+            side_effects = fingerprint_diff(before, fingerprint(work))
+        except NotApplicable as exc:
+            return CountResult(
+                status=Status.NOT_APPLICABLE, error=str(exc), elapsed_s=time.perf_counter() - start, **base
+            )
+        except Exception as exc:  # noqa: BLE001 - a failing backend is data
+            return CountResult(
+                status=Status.ERROR,
+                error=f"{type(exc).__name__}: {exc}".strip(),
+                elapsed_s=time.perf_counter() - start,
+                **base,
+            )
+        elapsed = time.perf_counter() - start
+        messages = list(raw.warnings)
+        messages += [f"{w.category.__name__}: {w.message}" for w in caught]
+        messages += [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
+        return CountResult(
+            status=Status.OK,
+            raw_total=raw.raw_total,
+            macs=None if raw.macs is None else int(raw.macs),
+            params=raw.params,
+            per_module=breakdown(raw.per_module),
+            per_op=breakdown(raw.per_op),
+            unsupported=breakdown(raw.unsupported),
+            warnings=_dedupe(messages),
+            side_effects=tuple(side_effects),
+            elapsed_s=elapsed,
+            extra=breakdown(raw.extra),
+            **base,
+        )
+
+
+def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for m in messages:
+        seen.setdefault(m[:500], None)
+    out = list(seen)
+    if len(out) > limit:
+        out = out[:limit] + [f"... {len(out) - limit} more messages"]
+    return tuple(out)
+
+
+def count_params(model: nn.Module) -> int:
+    """Unique parameters (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["Adapter", "RawCount", "Breakdown", "count_params"]

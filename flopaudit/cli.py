@@ -1,0 +1,62 @@
+"""The ``flopaudit`` command line.
+
+Each sub-command lives in ``flopaudit/commands/<name>.py`` and exposes
+``register(subparsers)`` (adds its parser, with ``--help``) and
+``main(args) -> int``. User mistakes raise :class:`~flopaudit.errors.UserError`
+and end here as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from flopaudit import __version__
+from flopaudit.errors import UserError
+
+COMMANDS = ("run", "backends", "zoo", "report", "explain", "snapshot", "check", "merge")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flopaudit",
+        description="Audit PyTorch FLOP/MAC/parameter counters against each other and a reference counter.",
+    )
+    parser.add_argument("--version", action="version", version=f"flopaudit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"flopaudit.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"flopaudit.commands.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"flopaudit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flopaudit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

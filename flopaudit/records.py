@@ -1,0 +1,127 @@
+"""Typed, immutable result records.
+
+Every count is stored as an integer. Scaling to K/M/G happens only when a
+report is rendered (see :mod:`flopaudit.units`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+Breakdown = tuple[tuple[str, int], ...]
+"""An immutable, ordered mapping ``name -> integer count`` stored as pairs."""
+
+
+def breakdown(mapping: Mapping[str, int | float] | None) -> Breakdown:
+    """Freeze a mapping into a :data:`Breakdown`, sorted by key, values as int."""
+    if not mapping:
+        return ()
+    return tuple(sorted((str(k), int(round(v))) for k, v in mapping.items()))
+
+
+class Unit(str, Enum):
+    """What one unit of a backend's raw number means."""
+
+    MAC = "MAC"  # one multiply-accumulate
+    FLOP = "FLOP"  # one floating point operation; one MAC = 2 FLOPs
+
+
+class Granularity(str, Enum):
+    """How a backend observes the model."""
+
+    MODULE_HOOKS = "module hooks"
+    ATEN_OPS = "aten ops"
+    JIT_TRACE = "jit trace"
+
+
+class Status(str, Enum):
+    """Outcome of one (model, backend) count."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    NOT_APPLICABLE = "not applicable"
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """One backend's count of one model on one set of inputs.
+
+    ``raw_total`` is the number exactly as the backend reported it, in the
+    backend's own ``unit`` and batch convention. ``macs`` is the same total
+    normalised to multiply-accumulates for the whole batch; ``per_module`` and
+    ``per_op`` are normalised the same way. ``per_module`` uses dotted module
+    paths with ``""`` for the root.
+    """
+
+    model: str
+    backend: str
+    backend_version: str
+    torch_version: str
+    unit: Unit
+    status: Status
+    raw_total: int | float | None = None
+    macs: int | None = None
+    params: int | None = None
+    batch_size: int | None = None
+    per_module: Breakdown = ()
+    per_op: Breakdown = ()
+    unsupported: Breakdown = ()
+    warnings: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    side_effects: tuple[str, ...] = ()
+    elapsed_s: float = 0.0
+    error: str | None = None
+    extra: tuple[tuple[str, int], ...] = field(default=())
+    """Backend-specific integer facts (e.g. the reference's FLOPs, bytes)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def module_macs(self) -> dict[str, int]:
+        return dict(self.per_module)
+
+    def op_macs(self) -> dict[str, int]:
+        return dict(self.per_op)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (enums as strings, breakdowns as objects)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif f.name in _MAPPING_FIELDS:
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CountResult":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown CountResult fields: {sorted(unknown)}")
+        kwargs: dict[str, Any] = dict(data)
+        kwargs["unit"] = Unit(kwargs["unit"])
+        kwargs["status"] = Status(kwargs["status"])
+        for name in _MAPPING_FIELDS:
+            if name in kwargs:
+                kwargs[name] = breakdown(kwargs[name])
+        for name in ("warnings", "side_effects"):
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
+        if "options" in kwargs:
+            opts = kwargs["options"]
+            kwargs["options"] = tuple(sorted(dict(opts).items()))
+        return cls(**kwargs)
+
+
+_MAPPING_FIELDS = ("per_module", "per_op", "unsupported", "extra", "options")

@@ -1,0 +1,52 @@
+"""The model-case record: what to build, what to feed it, what to expect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from flopaudit.inputs import ModelInputs
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One model the audit can run.
+
+    ``expected_macs``/``expected_params`` are set where the count can be
+    derived in closed form (the builder's comments carry the arithmetic);
+    ``expected_macs`` is the canonical count: every multiply-accumulate of the
+    forward pass for the whole batch, bias and elementwise work excluded.
+    """
+
+    id: str
+    build: Callable[[], nn.Module]
+    make_inputs: Callable[[], ModelInputs]
+    tags: frozenset[str] = field(default_factory=frozenset)
+    expected_macs: int | None = None
+    expected_params: int | None = None
+    description: str = ""
+    train: bool = False
+    seed: int = 0
+    default: bool = False
+    """Part of the default zoo (the README's main command)."""
+
+    def instantiate(self) -> tuple[nn.Module, ModelInputs]:
+        """Build the model (seeded, random weights) and its inputs."""
+        torch.manual_seed(self.seed)
+        model = self.build()
+        model.train(self.train)
+        torch.manual_seed(self.seed + 1)
+        inputs = self.make_inputs()
+        return model, inputs
+
+
+def tensor_inputs(*shape: int) -> Callable[[], ModelInputs]:
+    """An input factory for one random float tensor of ``shape``."""
+
+    def make() -> ModelInputs:
+        return ModelInputs((torch.randn(*shape),))
+
+    return make

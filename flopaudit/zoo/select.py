@@ -1,0 +1,143 @@
+"""Choosing cases by id, glob and tag; turning ``module:function`` into a case."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from flopaudit.errors import UserError
+from flopaudit.inputs import ModelInputs
+from flopaudit.zoo.case import ModelCase, tensor_inputs
+
+
+def select_cases(
+    patterns: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    *,
+    full: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    inputs_factory: str | None = None,
+    shard: tuple[int, int] | None = None,
+) -> list[ModelCase]:
+    """Pick cases.
+
+    ``patterns`` are case ids, globs (``resnet*``) or ``module:function``
+    specs; ``tags`` keep only cases carrying every tag. With neither, the
+    default zoo is chosen, or every case with ``full=True``.
+    ``shard=(i, n)`` keeps the i-th of n deterministic parts (1-based).
+    """
+    from flopaudit.zoo import all_cases
+
+    registry = all_cases()
+    chosen: list[ModelCase] = []
+    if patterns:
+        for pattern in patterns:
+            if ":" in pattern:
+                chosen.append(resolve_model_spec(pattern, input_shape, inputs_factory))
+                continue
+            matched = [c for c in registry if fnmatch.fnmatchcase(c.id, pattern)]
+            if not matched:
+                valid = ", ".join(c.id for c in registry[:12])
+                raise UserError(
+                    f"unknown model {pattern!r}; valid ids include {valid}, ... ('flopaudit zoo' lists all)"
+                )
+            chosen += matched
+    elif tags:
+        chosen = list(registry)
+    else:
+        chosen = list(registry) if full else [c for c in registry if c.default]
+    if tags:
+        known = {t for c in registry for t in c.tags}
+        unknown = [t for t in tags if t not in known]
+        if unknown:
+            raise UserError(f"unknown tag(s) {', '.join(unknown)}; valid tags: {', '.join(sorted(known))}")
+        chosen = [c for c in chosen if set(tags) <= c.tags]
+    if input_shape is not None or inputs_factory is not None:
+        chosen = [_with_inputs(c, input_shape, inputs_factory) for c in chosen]
+    unique = list({c.id: c for c in chosen}.values())
+    if shard is not None:
+        index, total = shard
+        unique = [c for k, c in enumerate(sorted(unique, key=lambda c: c.id)) if k % total == index - 1]
+    return unique
+
+
+def _with_inputs(case: ModelCase, shape: tuple[int, ...] | None, factory: str | None) -> ModelCase:
+    import dataclasses
+
+    make = _inputs_maker(shape, factory)
+    if make is None:
+        return case
+    return dataclasses.replace(case, make_inputs=make, expected_macs=None)
+
+
+def _inputs_maker(shape: tuple[int, ...] | None, factory: str | None) -> Callable[[], ModelInputs] | None:
+    if factory:
+        fn = load_callable(factory, what="inputs factory")
+
+        def make() -> ModelInputs:
+            value = fn()
+            if isinstance(value, ModelInputs):
+                return value
+            if isinstance(value, dict):
+                return ModelInputs((), value)
+            return ModelInputs.coerce(value)
+
+        return make
+    if shape:
+        return tensor_inputs(*shape)
+    return None
+
+
+def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
+    """Import ``package.module:function``; a user error if it cannot be read."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"cannot read {what} {spec!r}: expected 'module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
+        raise UserError(f"cannot import module {module_name!r} for {what} {spec!r}: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"cannot read {what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable")
+    return obj
+
+
+def resolve_model_spec(
+    spec: str, input_shape: tuple[int, ...] | None = None, inputs_factory: str | None = None
+) -> ModelCase:
+    """A case for ``module:function`` (the function returns an ``nn.Module``)."""
+    fn = load_callable(spec)
+    make = _inputs_maker(input_shape, inputs_factory)
+    if make is None:
+        raise UserError(f"model {spec!r} needs --input-shape (e.g. 1,3,224,224) or --inputs module:function")
+
+    def build() -> nn.Module:
+        model = fn()
+        if not isinstance(model, nn.Module):
+            raise UserError(f"model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    return ModelCase(id=spec, build=build, make_inputs=make, tags=frozenset({"user"}))
+
+
+def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs) -> None:
+    """Run one forward pass; a model that rejects its inputs is a user error."""
+    try:
+        with torch.no_grad():
+            model(*inputs.args, **inputs.kwargs)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}") from None
+
+
+def iter_ids(cases: Iterable[ModelCase]) -> list[str]:
+    return [c.id for c in cases]

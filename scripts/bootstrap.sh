@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create ./.venv (once) and install flopaudit with its test and report extras.
+# Re-installs only when pyproject.toml or ci/constraints.txt change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.flopaudit-installed
+want=$(cat pyproject.toml ci/constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[test,report]"
+    echo "$want" > "$stamp"
+fi
