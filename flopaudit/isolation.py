@@ -14,6 +14,7 @@ Three tools:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import io
 import multiprocessing
@@ -188,6 +189,7 @@ def _child(fn: Callable[[], Any], conn: Any) -> None:
     # The parent's OpenMP pool does not survive fork(): using more than one
     # intra-op thread in the child can dead-lock, so the child runs on one.
     torch.set_num_threads(1)
+    faulthandler.disable()  # a crash is reported by the parent, not dumped here
     try:
         value = fn()
         conn.send(("ok", value, ""))

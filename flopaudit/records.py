@@ -95,7 +95,7 @@ class CountResult:
             value = getattr(self, f.name)
             if isinstance(value, Enum):
                 value = value.value
-            elif f.name in _MAPPING_FIELDS:
+            elif f.name in _MAPPING_FIELDS or f.name == "options":
                 value = dict(value)
             elif isinstance(value, tuple):
                 value = list(value)
@@ -124,4 +124,4 @@ class CountResult:
         return cls(**kwargs)
 
 
-_MAPPING_FIELDS = ("per_module", "per_op", "unsupported", "extra", "options")
+_MAPPING_FIELDS = ("per_module", "per_op", "unsupported", "extra")

@@ -126,7 +126,7 @@ def failed_result(model: str, backend: str, status: Status, message: str, batch_
 def count_one(
     backend: str,
     model: nn.Module,
-    inputs: ModelInputs,
+    inputs: Any,
     *,
     model_name: str = "",
     timeout: float | None = DEFAULT_TIMEOUT_S,
@@ -138,6 +138,7 @@ def count_one(
     ``timeout`` seconds; without it, it runs in this process (no timeout).
     """
     adapter = get_adapter(backend)
+    inputs = ModelInputs.coerce(inputs)
     if not isolate:
         return adapter.count(model, inputs, model_name=model_name)
     outcome = run_isolated(lambda: adapter.count(model, inputs, model_name=model_name), timeout)

@@ -1,0 +1,71 @@
+"""Argument helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from flopaudit.adapters import BACKEND_NAMES
+from flopaudit.errors import UserError
+from flopaudit.inputs import parse_shape
+from flopaudit.zoo.case import ModelCase
+
+
+def split_list(values: Sequence[str] | None) -> list[str]:
+    """``["a,b", "c"] -> ["a", "b", "c"]``: accept both repeated and comma lists."""
+    out: list[str] = []
+    for v in values or ():
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
+def add_selection_args(parser: argparse.ArgumentParser) -> None:
+    """--models/--tags/--full/--input-shape/--inputs/--backends."""
+    parser.add_argument(
+        "--models", "-m", nargs="+", metavar="MODEL",
+        help="zoo ids or globs ('resnet*'), or module:function returning an nn.Module",
+    )
+    parser.add_argument("--tags", "-t", nargs="+", metavar="TAG", help="keep only cases with all these tags")
+    parser.add_argument("--full", action="store_true", help="the whole zoo instead of the default selection")
+    parser.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
+    parser.add_argument(
+        "--inputs", metavar="MODULE:FUNCTION",
+        help="inputs factory returning a tensor, a tuple of args, a dict of kwargs or flopaudit.inputs.ModelInputs",
+    )
+    parser.add_argument(
+        "--backends", "-b", nargs="+", metavar="BACKEND",
+        help=f"backends to run (default: all installed): {', '.join(BACKEND_NAMES)}",
+    )
+
+
+def select_from_args(args: argparse.Namespace) -> list[ModelCase]:
+    from flopaudit.zoo import select_cases
+
+    shape = parse_shape(args.input_shape) if getattr(args, "input_shape", None) else None
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+    cases = select_cases(
+        split_list(args.models), split_list(args.tags), full=args.full,
+        input_shape=shape, inputs_factory=getattr(args, "inputs", None), shard=shard,
+    )
+    if not cases:
+        raise UserError("no model matches the selection; run 'flopaudit zoo' to list models and tags")
+    return cases
+
+
+def backends_from_args(args: argparse.Namespace) -> list[str]:
+    from flopaudit.adapters import get_adapter
+
+    names = split_list(args.backends) or list(BACKEND_NAMES)
+    for name in names:
+        get_adapter(name)  # raises UserError listing the valid names
+    return names
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise UserError(f"invalid --shard {text!r}: expected i/n, e.g. 1/4") from None
+    if not (n >= 1 and 1 <= i <= n):
+        raise UserError(f"invalid --shard {text!r}: need 1 <= i <= n")
+    return i, n
