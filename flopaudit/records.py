@@ -47,6 +47,59 @@ class Status(str, Enum):
 
 
 @dataclass(frozen=True)
+class RuleContribution:
+    """How much one counting rule moves a backend's total away from canonical.
+
+    ``kind`` is the cause family used by the diff report (``rule``,
+    ``unsupported``, ``missed-functional``, ``reused-module``, ``unit``);
+    ``macs`` is signed (MACs the rule adds, negative when it leaves work out)
+    and ``layers`` names the modules it applies to, largest first.
+    """
+
+    rule: str
+    kind: str
+    macs: int
+    layers: Breakdown = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "kind": self.kind, "macs": self.macs, "layers": [list(x) for x in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RuleContribution":
+        return cls(d["rule"], d["kind"], int(d["macs"]), tuple((str(k), int(v)) for k, v in d.get("layers", ())))
+
+
+@dataclass(frozen=True)
+class RulesetPrediction:
+    """The reference's events viewed under one backend's counting rules.
+
+    ``macs`` = canonical MACs + the sum of ``contributions`` (exactly).
+    """
+
+    ruleset: str
+    macs: int
+    contributions: tuple[RuleContribution, ...] = ()
+    per_module: Breakdown = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ruleset": self.ruleset,
+            "macs": self.macs,
+            "contributions": [c.to_dict() for c in self.contributions],
+            "per_module": dict(self.per_module),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RulesetPrediction":
+        return cls(
+            d["ruleset"],
+            int(d["macs"]),
+            tuple(RuleContribution.from_dict(c) for c in d.get("contributions", ())),
+            breakdown(d.get("per_module")),
+        )
+
+
+@dataclass(frozen=True)
 class CountResult:
     """One backend's count of one model on one set of inputs.
 
@@ -77,10 +130,15 @@ class CountResult:
     error: str | None = None
     extra: tuple[tuple[str, int], ...] = field(default=())
     """Backend-specific integer facts (e.g. the reference's FLOPs, bytes)."""
+    predictions: tuple[RulesetPrediction, ...] = ()
+    """Reference only: the count under each backend's ruleset, rule by rule."""
 
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    def prediction(self, ruleset: str) -> RulesetPrediction | None:
+        return next((p for p in self.predictions if p.ruleset == ruleset), None)
 
     def module_macs(self) -> dict[str, int]:
         return dict(self.per_module)
@@ -95,6 +153,8 @@ class CountResult:
             value = getattr(self, f.name)
             if isinstance(value, Enum):
                 value = value.value
+            elif f.name == "predictions":
+                value = [pr.to_dict() for pr in value]
             elif f.name in _MAPPING_FIELDS or f.name == "options":
                 value = dict(value)
             elif isinstance(value, tuple):
@@ -115,6 +175,7 @@ class CountResult:
         for name in _MAPPING_FIELDS:
             if name in kwargs:
                 kwargs[name] = breakdown(kwargs[name])
+        kwargs["predictions"] = tuple(RulesetPrediction.from_dict(x) for x in kwargs.get("predictions", ()))
         for name in ("warnings", "side_effects"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flopaudit.records import CountResult, Status, Unit, breakdown
+from flopaudit.records import CountResult, RuleContribution, RulesetPrediction, Status, Unit, breakdown
 from flopaudit.run import AuditRun, CaseInfo
 
 
@@ -18,6 +18,8 @@ def _result() -> CountResult:
         per_module=breakdown({"": 100, "fc": 100}), per_op=breakdown({"aten.mm": 100}),
         unsupported=breakdown({"aten.lstm": 2}), warnings=("w",), options=(("depth", "None"),),
         side_effects=("added attributes: <root>.x",), elapsed_s=0.5, extra=breakdown({"flops": 250}),
+        predictions=(RulesetPrediction("fvcore", 90, (RuleContribution("skips aten.lstm", "unsupported", -10,
+                                                                        (("rnn", -10),)),), (("", 90),)),),
     )
 
 
