@@ -1,0 +1,183 @@
+"""fvcore's ``FlopCountAnalysis``: a JIT trace with per-op formulas.
+
+What fvcore 0.1.5 counts (verified by probes on torch 2.14; N batch, K kernel
+elements, g groups, numel(x)/numel(y) an op's input/output elements). fvcore
+counts "one fused multiply-add as one flop", so its number is MACs for the
+whole batch:
+
+* conv: ``N * prod(w.shape) * prod(y.shape[2:])``, i.e.
+  ``numel(y) * (Cin/g) * K``; bias not counted. Transposed conv uses the
+  *input* spatial size: ``numel(x) * (Cout/g) * K``.
+* linear / addmm: ``prod(x.shape) * out_features`` (all leading dims), no bias.
+* matmul / ``@`` / mm: ``prod(a.shape) * b.shape[-1]``; bmm ``n*c*t*d``;
+  einsum: numpy's optimal-path flop estimate / 2 (returned as a float).
+* batch_norm eval: ``numel(x) * (2 if affine else 1)``; train:
+  ``numel(x) * (5 if affine else 4)`` (and the ``num_batches_tracked``
+  ``add_`` is listed as unsupported). layer_norm / group_norm:
+  ``numel(x) * (5 if affine else 4)``; instance_norm likewise.
+* adaptive_avg_pool2d: ``numel(x)``; upsample nearest2d ``numel(y)``,
+  bilinear2d ``4 * numel(y)``; grid_sampler ``4 * numel(y)``.
+* relu, dropout, views, cat... are ignored (count 0, not listed).
+* everything else that reaches the trace (gelu, softmax, max_pool2d, add,
+  mul, embedding, lstm, gru, scaled_dot_product_attention...) counts 0 and
+  is listed in :attr:`~flopaudit.records.CountResult.unsupported` with the
+  number of times it ran.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.inputs import ModelInputs
+from flopaudit.records import Granularity, Unit
+
+_INNER = "model"
+"""Attribute name of the user's model inside :class:`BoundCall`."""
+
+
+class BoundCall(nn.Module):
+    """Calls ``model(*args, **kwargs)`` with only the top-level tensors as inputs.
+
+    ``torch.jit`` traces a module called with a tuple of tensors. This wrapper
+    takes exactly the tensors among the positional and keyword inputs, in
+    order, as its own positional inputs, and bakes everything else (ints,
+    flags, None, nested containers) into the call as constants. The user's
+    model is the child named ``"model"``, so its module paths appear under
+    the ``"model."`` prefix.
+    """
+
+    def __init__(self, model: nn.Module, inputs: ModelInputs) -> None:
+        super().__init__()
+        self.model = model
+        self._args = tuple(inputs.args)
+        self._kwargs = dict(inputs.kwargs)
+        self._arg_slots = tuple(i for i, a in enumerate(self._args) if isinstance(a, torch.Tensor))
+        self._kwarg_slots = tuple(k for k, v in self._kwargs.items() if isinstance(v, torch.Tensor))
+
+    def traced_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The tensors to call this wrapper with: positional ones, then keyword ones."""
+        return tuple(self._args[i] for i in self._arg_slots) + tuple(self._kwargs[k] for k in self._kwarg_slots)
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        args = list(self._args)
+        kwargs = dict(self._kwargs)
+        n = len(self._arg_slots)
+        for slot, t in zip(self._arg_slots, tensors[:n]):
+            args[slot] = t
+        for key, t in zip(self._kwarg_slots, tensors[n:]):
+            kwargs[key] = t
+        return self.model(*args, **kwargs)
+
+
+def user_path(wrapped_name: str) -> str | None:
+    """Map a module path inside :class:`BoundCall` to the user's model path.
+
+    ``"model"`` -> ``""``, ``"model.a.b"`` -> ``"a.b"``, the wrapper itself
+    (``""``) -> ``None``.
+    """
+    if wrapped_name == _INNER:
+        return ""
+    if wrapped_name.startswith(_INNER + "."):
+        return wrapped_name[len(_INNER) + 1 :]
+    return None
+
+
+def _number(value: Any) -> int | float:
+    """A plain Python number (fvcore may hand back numpy scalars)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _runs_ops(module: nn.Module) -> bool:
+    """False for modules whose call leaves nothing in a trace (containers, Identity)."""
+    forward = type(module).forward
+    return forward is not nn.Module.forward and forward is not nn.Identity.forward
+
+
+class FvcoreAdapter(Adapter):
+    """``fvcore.nn.FlopCountAnalysis`` on the model, traced with ``torch.jit``.
+
+    ``raw_total`` is ``FlopCountAnalysis.total()`` as returned (an int, or a
+    float once an einsum is involved); ``macs`` is the same number rounded to
+    an int: fvcore already counts MACs for the whole batch. Its total
+    includes fvcore's norm, pooling and upsampling formulas (module
+    docstring), which are not MACs in this project's vocabulary.
+
+    ``per_module`` is ``by_module()`` (each module includes its descendants;
+    an op run by a shared module is charged to its first name, fvcore's
+    ``"owner"`` ancestor mode), ``per_op`` is ``by_operator()`` with fvcore's
+    op names (``conv``, ``linear``, ``matmul``, ``batch_norm``...), and
+    ``unsupported`` is ``unsupported_ops()``: ``aten::`` op name -> number
+    of calls that fvcore saw and counted as 0. ``params`` is
+    ``fvcore.nn.parameter_count(model)[""]``.
+
+    The model runs in the train/eval mode it is in; in train mode its BN
+    running statistics are updated (on the adapter's copy).
+    """
+
+    name: ClassVar[str] = "fvcore"
+    distribution: ClassVar[str] = "fvcore"
+    module: ClassVar[str] = "fvcore"
+    unit: ClassVar[Unit] = Unit.MAC
+    granularity: ClassVar[Granularity] = Granularity.JIT_TRACE
+    description: ClassVar[str] = (
+        "fvcore FlopCountAnalysis: torch.jit trace, per-op MAC formulas; unhandled ops listed as unsupported"
+    )
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "unsupported_ops_warnings": False,
+            "uncalled_modules_warnings": False,
+            "tracer_warnings": "none",
+            "ancestor_mode": "owner",
+            "op_handles": "fvcore defaults",
+            "inputs": "top-level tensors traced; other inputs fixed as constants",
+        }
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        with warnings.catch_warnings():
+            # fvcore's import uses torch.jit.script, which warns on torch 2.x:
+            # noise about the import, not about this model's count.
+            warnings.simplefilter("ignore")
+            from fvcore.nn import FlopCountAnalysis, parameter_count
+
+        opts = self.options()
+        bound = BoundCall(model, inputs)
+        analysis = (
+            FlopCountAnalysis(bound, bound.traced_inputs())
+            .unsupported_ops_warnings(opts["unsupported_ops_warnings"])
+            .uncalled_modules_warnings(opts["uncalled_modules_warnings"])
+            .tracer_warnings(opts["tracer_warnings"])
+            .ancestor_mode(opts["ancestor_mode"])
+        )
+        raw_total = _number(analysis.total())
+        per_module: dict[str, int] = {}
+        for wrapped_name, value in analysis.by_module().items():
+            path = user_path(wrapped_name)
+            if path is not None:
+                per_module[path] = int(round(_number(value)))
+        per_op = {str(op): int(round(_number(v))) for op, v in analysis.by_operator().items()}
+        unsupported = {str(op): int(n) for op, n in analysis.unsupported_ops().items()}
+        messages: list[str] = []
+        modules = dict(bound.named_modules())
+        uncalled = sorted(
+            path
+            for name in analysis.uncalled_modules()
+            if (path := user_path(name)) and name in modules and _runs_ops(modules[name])
+        )
+        if uncalled:
+            shown = ", ".join(uncalled[:10]) + (f" (+{len(uncalled) - 10} more)" if len(uncalled) > 10 else "")
+            messages.append(f"fvcore: submodules never called as modules during the trace (counted 0): {shown}")
+        return RawCount(
+            raw_total=raw_total,
+            macs=int(round(raw_total)),
+            params=int(parameter_count(model)[""]),
+            per_module=per_module,
+            per_op=per_op,
+            unsupported=unsupported,
+            warnings=messages,
+        )

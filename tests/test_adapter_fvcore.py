@@ -1,0 +1,291 @@
+"""fvcore adapter: unit, normalisation, inputs, isolation and the per-op rules it was probed for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flopaudit.adapters import get_adapter
+from flopaudit.adapters.fvcore import FvcoreAdapter
+from flopaudit.inputs import ModelInputs
+from flopaudit.isolation import fingerprint
+from flopaudit.records import Granularity, Status, Unit
+
+pytest.importorskip("fvcore")
+
+
+@pytest.fixture(scope="module")
+def adapter() -> FvcoreAdapter:
+    a = get_adapter("fvcore")
+    assert isinstance(a, FvcoreAdapter)
+    return a
+
+
+class MatmulNet(nn.Module):
+    """Linear, then ``torch.matmul`` and ``@`` against a weight in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 32, bias=False)
+        self.w = nn.Parameter(torch.randn(32, 8))
+        self.v = nn.Parameter(torch.randn(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.fc(x), self.w) @ self.v
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fa = nn.Linear(16, 32, bias=False)
+        self.fb = nn.Linear(8, 32, bias=False)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.fa(a) + self.fb(b)
+
+
+class KeywordInputs(nn.Module):
+    """forward(x, *, scale, repeat): a keyword tensor and a keyword int."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 32, bias=False)
+
+    def forward(self, x: torch.Tensor, *, scale: torch.Tensor, repeat: int = 1) -> torch.Tensor:
+        return sum(self.fc(x * scale) for _ in range(repeat))
+
+
+class ConvBNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Linear(8, 10, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+class GeluLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.Linear(8, 8, bias=False), nn.GELU())
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(self.proj(x))[0]
+
+
+def test_class_attributes(adapter: FvcoreAdapter) -> None:
+    assert adapter.unit is Unit.MAC
+    assert adapter.granularity is Granularity.JIT_TRACE
+    assert adapter.available() and adapter.version()
+    opts = adapter.options()
+    assert opts["unsupported_ops_warnings"] is False and opts["tracer_warnings"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "expected_macs"),
+    [
+        # bias not counted: N * in * out
+        pytest.param(lambda: nn.Linear(16, 32), (4, 16), 4 * 16 * 32, id="linear-bias-excluded"),
+        # N * Cout * H * W * Cin * K
+        pytest.param(
+            lambda: nn.Conv2d(3, 8, 3, padding=1), (2, 3, 8, 8), 2 * 8 * 8 * 8 * 3 * 3 * 3, id="conv-bias-excluded"
+        ),
+    ],
+)
+def test_unit_probe(
+    adapter: FvcoreAdapter, model: Callable[[], nn.Module], shape: tuple[int, ...], expected_macs: int
+) -> None:
+    r = adapter.count(model(), torch.randn(*shape))
+    assert r.status is Status.OK, r.error
+    assert r.unit is Unit.MAC
+    assert r.macs == expected_macs
+    assert r.raw_total == r.macs  # MAC unit: the raw number is already MACs
+    assert r.per_module == (("", expected_macs),)
+    assert r.warnings == ()
+
+
+def test_nothing_printed(adapter: FvcoreAdapter, capfd: pytest.CaptureFixture[str]) -> None:
+    r = adapter.count(GeluLSTM(), torch.randn(2, 5, 8))  # unsupported ops would be logged by default
+    assert r.ok and r.warnings == ()
+    assert capfd.readouterr() == ("", "")
+
+
+def test_batch_proportional(adapter: FvcoreAdapter) -> None:
+    one = adapter.count(ConvBNNet().eval(), torch.randn(1, 3, 8, 8))
+    four = adapter.count(ConvBNNet().eval(), torch.randn(4, 3, 8, 8))
+    # conv 8*8*8*3*9 + BN eval affine 2 * 8*8*8 + head 8*10, per sample
+    per_sample = 8 * 8 * 8 * 3 * 9 + 2 * 8 * 8 * 8 + 8 * 10
+    assert one.macs == per_sample
+    assert four.macs == 4 * per_sample
+    assert one.batch_size == 1 and four.batch_size == 4
+
+
+def test_functional_matmul_is_counted(adapter: FvcoreAdapter) -> None:
+    r = adapter.count(MatmulNet(), torch.randn(4, 16))
+    assert r.macs == 4 * 16 * 32 + 4 * 32 * 8 + 4 * 8 * 4
+    assert r.op_macs() == {"linear": 4 * 16 * 32, "matmul": 4 * 32 * 8 + 4 * 8 * 4}
+    # the matmuls run in the root's own forward
+    assert r.module_macs() == {"": r.macs, "fc": 4 * 16 * 32}
+
+
+def test_einsum_float_is_normalised_to_int(adapter: FvcoreAdapter) -> None:
+    class Einsum(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("bij,bjk->bik", a, b)
+
+    r = adapter.count(Einsum(), (torch.randn(2, 3, 4), torch.randn(2, 4, 5)))
+    assert r.raw_total == 2 * 3 * 4 * 5 and isinstance(r.raw_total, float)
+    assert r.macs == 2 * 3 * 4 * 5 and isinstance(r.macs, int)
+
+
+def test_user_model_left_alone_and_train_mode_kept(adapter: FvcoreAdapter) -> None:
+    model = ConvBNNet().train()
+    before = fingerprint(model)
+    stats = model.features[1].running_mean.clone()
+    r = adapter.count(model, torch.randn(2, 3, 8, 8))
+    assert r.ok, r.error
+    assert fingerprint(model) == before
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(model.features[1].running_mean, stats)
+    # it counted in train mode: BN train formula is 5 per element with affine
+    assert r.op_macs()["batch_norm"] == 5 * 2 * 8 * 8 * 8
+    # the copy's BN statistics moved: reported, not hidden
+    assert r.side_effects == ("changed parameter or buffer values",)
+
+
+def test_eval_mode_kept(adapter: FvcoreAdapter) -> None:
+    r = adapter.count(ConvBNNet().eval(), torch.randn(2, 3, 8, 8))
+    assert r.op_macs()["batch_norm"] == 2 * 2 * 8 * 8 * 8
+    assert r.side_effects == ()
+
+
+def test_two_positional_inputs(adapter: FvcoreAdapter) -> None:
+    r = adapter.count(TwoInputs(), (torch.randn(4, 16), torch.randn(4, 8)))
+    assert r.macs == 4 * 16 * 32 + 4 * 8 * 32
+    assert r.module_macs() == {"": r.macs, "fa": 4 * 16 * 32, "fb": 4 * 8 * 32}
+    assert r.unsupported == (("aten::add", 1),)
+
+
+def test_keyword_inputs(adapter: FvcoreAdapter) -> None:
+    inputs = ModelInputs((torch.randn(4, 16),), {"scale": torch.randn(4, 16), "repeat": 3})
+    r = adapter.count(KeywordInputs(), inputs)
+    assert r.status is Status.OK, r.error
+    assert r.macs == 3 * 4 * 16 * 32
+    # paths are the user's, not the wrapper's
+    assert r.module_macs() == {"": 3 * 4 * 16 * 32, "fc": 3 * 4 * 16 * 32}
+
+
+def test_unsupported_ops_are_listed(adapter: FvcoreAdapter) -> None:
+    model = GeluLSTM()
+    r = adapter.count(model, torch.randn(2, 5, 8))
+    assert r.ok, r.error
+    assert r.macs == 2 * 5 * 8 * 8  # only the linear; GELU and LSTM count 0
+    assert dict(r.unsupported) == {"aten::gelu": 1, "aten::lstm": 1}
+
+
+def test_per_module_paths_match_named_modules(adapter: FvcoreAdapter) -> None:
+    model = GeluLSTM()
+    r = adapter.count(model, torch.randn(2, 5, 8))
+    names = {n for n, _ in model.named_modules()}
+    assert set(r.module_macs()) == names
+    assert r.module_macs()["proj"] == r.module_macs()["proj.0"] == 2 * 5 * 8 * 8
+
+
+def test_params_is_fvcore_parameter_count(adapter: FvcoreAdapter) -> None:
+    model = GeluLSTM()
+    r = adapter.count(model, torch.randn(2, 5, 8))
+    lstm = 4 * 16 * 8 + 4 * 16 * 16 + 2 * 4 * 16
+    assert r.params == 8 * 8 + lstm
+
+
+def test_uncalled_submodule_is_reported(adapter: FvcoreAdapter) -> None:
+    class Attn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    r = adapter.count(Attn().eval(), torch.randn(2, 5, 16))
+    # in_proj (3 * 16 * 16) and out_proj (16 * 16) per token, via aten::linear;
+    # the SDPA attention products are unsupported
+    assert r.macs == 2 * 5 * (3 * 16 * 16 + 16 * 16)
+    assert dict(r.unsupported)["aten::scaled_dot_product_attention"] == 1
+    assert any("mha.out_proj" in w for w in r.warnings)
+
+
+# (id, model factory, input shapes, expected fvcore MACs, written from shapes)
+RULES: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], int]] = [
+    ("linear-3d-all-leading-dims", lambda: nn.Linear(16, 32), [(2, 5, 16)], 2 * 5 * 16 * 32),
+    (
+        "conv-groups-stride",
+        lambda: nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2),
+        [(2, 4, 8, 8)],
+        2 * 8 * 4 * 4 * 2 * 9,
+    ),
+    # transposed: input spatial size, N * Cin * H_in * W_in * Cout * K
+    ("convtranspose-s2", lambda: nn.ConvTranspose2d(4, 6, 3, stride=2), [(2, 4, 5, 5)], 2 * 4 * 5 * 5 * 6 * 9),
+    ("bn-eval-affine", lambda: nn.BatchNorm2d(4).eval(), [(2, 4, 5, 5)], 2 * (2 * 4 * 5 * 5)),
+    ("bn-eval-no-affine", lambda: nn.BatchNorm2d(4, affine=False).eval(), [(2, 4, 5, 5)], 1 * (2 * 4 * 5 * 5)),
+    ("bn-train-affine", lambda: nn.BatchNorm2d(4).train(), [(2, 4, 5, 5)], 5 * (2 * 4 * 5 * 5)),
+    ("layernorm-affine", lambda: nn.LayerNorm(16), [(2, 5, 16)], 5 * (2 * 5 * 16)),
+    ("layernorm-no-affine", lambda: nn.LayerNorm(16, elementwise_affine=False), [(2, 5, 16)], 4 * (2 * 5 * 16)),
+    ("groupnorm", lambda: nn.GroupNorm(2, 4), [(2, 4, 5, 5)], 5 * (2 * 4 * 5 * 5)),
+    ("relu", nn.ReLU, [(2, 4, 5, 5)], 0),
+    ("adaptive-avgpool", lambda: nn.AdaptiveAvgPool2d(3), [(2, 4, 6, 6)], 2 * 4 * 6 * 6),
+    ("upsample-nearest", lambda: nn.Upsample(scale_factor=2, mode="nearest"), [(2, 4, 3, 3)], 2 * 4 * 6 * 6),
+    ("upsample-bilinear", lambda: nn.Upsample(scale_factor=2, mode="bilinear"), [(2, 4, 3, 3)], 4 * (2 * 4 * 6 * 6)),
+]
+
+
+@pytest.mark.parametrize(("factory", "shapes", "expected"), [pytest.param(f, s, e, id=i) for i, f, s, e in RULES])
+def test_probed_rules(
+    adapter: FvcoreAdapter, factory: Callable[[], nn.Module], shapes: list[tuple[int, ...]], expected: int
+) -> None:
+    r = adapter.count(factory(), tuple(torch.randn(*s) for s in shapes))
+    assert r.ok, r.error
+    assert r.macs == expected
+
+
+class Functional(nn.Module):
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(*args)
+
+
+UNSUPPORTED: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], str]] = [
+    ("gelu", nn.GELU, [(2, 4)], "aten::gelu"),
+    ("softmax", lambda: nn.Softmax(-1), [(2, 4)], "aten::softmax"),
+    ("maxpool", lambda: nn.MaxPool2d(2), [(1, 2, 4, 4)], "aten::max_pool2d"),
+    ("add", lambda: Functional(torch.add), [(2, 4), (2, 4)], "aten::add"),
+    (
+        "sdpa",
+        lambda: Functional(F.scaled_dot_product_attention),
+        [(1, 2, 5, 8)] * 3,
+        "aten::scaled_dot_product_attention",
+    ),
+]
+
+
+@pytest.mark.parametrize(("factory", "shapes", "op"), [pytest.param(f, s, o, id=i) for i, f, s, o in UNSUPPORTED])
+def test_unsupported_rules(
+    adapter: FvcoreAdapter, factory: Callable[[], nn.Module], shapes: list[tuple[int, ...]], op: str
+) -> None:
+    r = adapter.count(factory(), tuple(torch.randn(*s) for s in shapes))
+    assert r.macs == 0
+    assert dict(r.unsupported) == {op: 1}
+
+
+def test_embedding_is_unsupported(adapter: FvcoreAdapter) -> None:
+    r = adapter.count(nn.Embedding(10, 6), torch.randint(0, 10, (2, 5)))
+    assert r.macs == 0 and dict(r.unsupported) == {"aten::embedding": 1}
