@@ -1,0 +1,181 @@
+"""torchinfo's ``summary``: "Mult-Adds" from module hooks and parameter counts.
+
+What torchinfo 1.8.0 counts (``LayerInfo.calculate_macs``, verified by
+probes on torch 2.14). It never looks at the op a module runs: for every
+*called* module it multiplies the module's own parameter counts by a slice
+of the output shape ``y``:
+
+* parameters named ``weight``/``bias`` of a module whose class name contains
+  ``"Conv"`` (ConvNd and ConvTransposeNd): ``params * y.shape[0] *
+  prod(y.shape[2:])``, i.e. ``N * (Cout*(Cin/g)*K + Cout) * H_out*W_out``:
+  bias included, and for transposed convs the *output* spatial size (about
+  stride^d times the real MACs);
+* ``weight``/``bias`` of any other module: ``params * y.shape[0]``: Linear
+  ``N * (in*out + out)`` (the middle dims of a 3-D input are ignored),
+  BatchNorm/GroupNorm ``N * 2C``, LayerNorm ``y.shape[0] * 2E``, Embedding
+  ``N * V * E``; modules without parameters (ReLU, GELU, pools, Upsample,
+  Softmax) count 0;
+* other parameters whose name contains ``weight``/``bias`` (RNN
+  ``weight_ih_l0``...): ``params * prod(y.shape[:2])``: LSTM/GRU
+  ``T * N * (all weights and biases)``.
+
+The total is the sum over *leaf* modules only: functional ops in a
+``forward`` (``torch.matmul``, ``@``, SDPA, elementwise) and the work of a
+non-leaf module with its own parameters (``nn.MultiheadAttention``, whose
+``out_proj`` child is never called) count 0. Each call of a reused module
+counts again.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.inputs import ModelInputs
+from flopaudit.records import Granularity, Unit
+
+
+class _KeywordCall(nn.Module):
+    """Calls ``model(*args, **kwargs)`` with fixed keyword inputs.
+
+    Used only when a keyword input's name is also a parameter of
+    ``torchinfo.summary`` (``mode``, ``device``, ``depth``...), so it cannot
+    be passed through.
+    """
+
+    def __init__(self, model: nn.Module, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._kwargs = kwargs
+
+    def forward(self, *args: Any) -> Any:
+        return self.model(*args, **self._kwargs)
+
+
+def _keep_mode(mode: bool = True) -> None:
+    """Stand-in for ``Module.train``: torchinfo's mode switches become no-ops."""
+
+
+def model_device(model: nn.Module, inputs: ModelInputs) -> torch.device | None:
+    """The one device the model's tensors live on (the inputs' if it has none).
+
+    ``None`` when they span several devices: torchinfo then moves neither
+    the model nor the inputs.
+    """
+    devices = {t.device for t in model.parameters()} | {t.device for t in model.buffers()}
+    if not devices:
+        devices = {t.device for t in inputs.tensors()}
+    return devices.pop() if len(devices) == 1 else None
+
+
+def module_paths(model: nn.Module) -> dict[int, str]:
+    """``id(module)`` -> dotted path, the first name of a shared module."""
+    paths: dict[int, str] = {}
+    for name, module in model.named_modules():
+        paths.setdefault(id(module), name)
+    return paths
+
+
+def ancestors(path: str) -> list[str]:
+    """``"a.b.c"`` -> ``["", "a", "a.b", "a.b.c"]``; ``""`` -> ``[""]``."""
+    if not path:
+        return [""]
+    parts = path.split(".")
+    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+class TorchinfoAdapter(Adapter):
+    """``torchinfo.summary(model, input_data=...)``'s ``total_mult_adds``.
+
+    ``raw_total`` is ``total_mult_adds`` (MACs for the whole batch, the sum
+    over leaf layers); ``macs`` is the same number. ``per_module`` sums the
+    leaf layers' ``macs`` into each leaf and all of its ancestors, by the
+    module's dotted path in the user's model (a shared module under its first
+    name), so ``per_module[""] == macs``. ``per_op`` and ``unsupported`` are
+    empty: torchinfo has neither. ``params`` is torchinfo's ``total_params``.
+
+    Inputs: positional inputs go as ``input_data`` (a list), keyword inputs
+    through ``**kwargs``; keyword names that clash with ``summary``'s own
+    parameters are bound in a wrapper module instead.
+
+    Mode and device: torchinfo 1.8 has no "keep the mode" option (``mode``
+    is ``"train"`` or ``"eval"`` and it calls ``model.train()``/``eval()``,
+    which would flatten mixed per-module modes), so the adapter passes the
+    root's mode and makes those calls no-ops: the model runs in exactly the
+    mode it is in. ``device`` is passed explicitly as the model's device, so
+    torchinfo does not move it.
+    """
+
+    name: ClassVar[str] = "torchinfo"
+    distribution: ClassVar[str] = "torchinfo"
+    module: ClassVar[str] = "torchinfo"
+    unit: ClassVar[Unit] = Unit.MAC
+    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
+    description: ClassVar[str] = (
+        "torchinfo summary: module hooks, Mult-Adds from parameter counts x output size; functional ops unseen"
+    )
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "mode": "as is (root's mode passed; torchinfo's train()/eval() calls suppressed)",
+            "device": "the model's device",
+            "verbose": 0,
+            "batch_dim": None,
+            "cache_forward_pass": False,
+            "depth": 3,
+            "col_names": ("mult_adds",),
+        }
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        import torchinfo
+        import torchinfo.torchinfo as torchinfo_impl
+
+        opts = self.options()
+        kwargs = dict(inputs.kwargs)
+        reserved = set(inspect.signature(torchinfo.summary).parameters)
+        target: nn.Module = model
+        if reserved & set(kwargs):
+            target, kwargs = _KeywordCall(model, kwargs), {}
+        mode = "train" if model.training else "eval"
+        target.train = _keep_mode  # type: ignore[method-assign]
+        try:
+            stats = torchinfo.summary(
+                target,
+                input_data=list(inputs.args),
+                batch_dim=opts["batch_dim"],
+                cache_forward_pass=opts["cache_forward_pass"],
+                col_names=opts["col_names"],
+                depth=opts["depth"],
+                device=model_device(model, inputs),
+                mode=mode,
+                verbose=opts["verbose"],
+                **kwargs,
+            )
+        finally:
+            del target.train
+        # torchinfo keeps every summary in a module-level cache keyed by class
+        # name, even with cache_forward_pass=False; drop ours so the model copy
+        # can be freed.
+        cache = torchinfo_impl._cached_forward_pass
+        key = type(target).__name__
+        if cache.get(key) is stats.summary_list:
+            del cache[key]
+
+        paths = module_paths(model)
+        per_module: dict[str, int] = {}
+        for layer in stats.summary_list:
+            path = paths.get(id(layer.module))
+            if path is None or not layer.is_leaf_layer:
+                continue
+            for name in ancestors(path):
+                per_module[name] = per_module.get(name, 0) + int(layer.macs)
+        return RawCount(
+            raw_total=int(stats.total_mult_adds),
+            macs=int(stats.total_mult_adds),
+            params=int(stats.total_params),
+            per_module=per_module,
+        )

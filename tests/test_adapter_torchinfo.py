@@ -1,0 +1,325 @@
+"""torchinfo adapter: unit, normalisation, inputs, mode/device isolation and its probed per-layer rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flopaudit.adapters import get_adapter
+from flopaudit.adapters.torchinfo import TorchinfoAdapter, ancestors, model_device
+from flopaudit.inputs import ModelInputs
+from flopaudit.isolation import fingerprint
+from flopaudit.records import Granularity, Status, Unit
+
+pytest.importorskip("torchinfo")
+
+
+@pytest.fixture(scope="module")
+def adapter() -> TorchinfoAdapter:
+    a = get_adapter("torchinfo")
+    assert isinstance(a, TorchinfoAdapter)
+    return a
+
+
+class MatmulNet(nn.Module):
+    """Linear, then ``torch.matmul`` and ``@`` against weights in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 32, bias=False)
+        self.w = nn.Parameter(torch.randn(32, 8))
+        self.v = nn.Parameter(torch.randn(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.fc(x), self.w) @ self.v
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fa = nn.Linear(16, 32, bias=False)
+        self.fb = nn.Linear(8, 32, bias=False)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.fa(a) + self.fb(b)
+
+
+class KeywordInputs(nn.Module):
+    """forward(x, *, scale, repeat, mode): ``mode`` clashes with summary()'s own argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 32, bias=False)
+
+    def forward(self, x: torch.Tensor, *, scale: torch.Tensor, repeat: int = 1, mode: str = "sum") -> torch.Tensor:
+        outs = [self.fc(x * scale) for _ in range(repeat)]
+        return sum(outs) if mode == "sum" else outs[0]
+
+
+class ConvBNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Linear(8, 10, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+class ModeDependent(nn.Module):
+    """Runs a different layer in train and eval mode, so the count reveals the mode it ran in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_fc = nn.Linear(8, 16, bias=False)
+        self.eval_fc = nn.Linear(8, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.train_fc(x) if self.training else self.eval_fc(x)
+
+
+class MixedModes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = ModeDependent()
+        self.b = ModeDependent()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x).sum() + self.b(x).sum()
+
+
+def test_class_attributes(adapter: TorchinfoAdapter) -> None:
+    assert adapter.unit is Unit.MAC
+    assert adapter.granularity is Granularity.MODULE_HOOKS
+    assert adapter.available() and adapter.version()
+    assert adapter.options()["verbose"] == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "expected_macs"),
+    [
+        # N * (in * out + out): bias included
+        pytest.param(lambda: nn.Linear(16, 32), (4, 16), 4 * (16 * 32 + 32), id="linear-bias-included"),
+        # (Cout * Cin * K + Cout) * N * H_out * W_out: bias included
+        pytest.param(
+            lambda: nn.Conv2d(3, 8, 3, padding=1),
+            (2, 3, 8, 8),
+            (8 * 3 * 3 * 3 + 8) * 2 * 8 * 8,
+            id="conv-bias-included",
+        ),
+    ],
+)
+def test_unit_probe(
+    adapter: TorchinfoAdapter, model: Callable[[], nn.Module], shape: tuple[int, ...], expected_macs: int
+) -> None:
+    r = adapter.count(model(), torch.randn(*shape))
+    assert r.status is Status.OK, r.error
+    assert r.unit is Unit.MAC
+    assert r.macs == expected_macs
+    assert r.raw_total == r.macs  # MAC unit, whole batch
+    assert r.per_module == (("", expected_macs),)
+
+
+def test_nothing_printed(adapter: TorchinfoAdapter, capfd: pytest.CaptureFixture[str]) -> None:
+    r = adapter.count(ConvBNNet(), torch.randn(2, 3, 8, 8))
+    assert r.ok and r.warnings == ()
+    assert capfd.readouterr() == ("", "")
+
+
+def test_batch_proportional(adapter: TorchinfoAdapter) -> None:
+    one = adapter.count(ConvBNNet().eval(), torch.randn(1, 3, 8, 8))
+    four = adapter.count(ConvBNNet().eval(), torch.randn(4, 3, 8, 8))
+    # conv params * H*W + BN params (2C) + head params, per sample
+    per_sample = 8 * 3 * 9 * 8 * 8 + 2 * 8 + 8 * 10
+    assert one.macs == per_sample
+    assert four.macs == 4 * per_sample
+
+
+def test_functional_matmul_is_not_seen(adapter: TorchinfoAdapter) -> None:
+    r = adapter.count(MatmulNet(), torch.randn(4, 16))
+    assert r.macs == 4 * 16 * 32  # only the Linear module; both matmuls count 0
+    assert r.module_macs() == {"": 4 * 16 * 32, "fc": 4 * 16 * 32}
+    assert r.per_op == () and r.unsupported == ()
+
+
+def test_user_model_left_alone_and_train_mode_kept(adapter: TorchinfoAdapter) -> None:
+    model = ConvBNNet().train()
+    before = fingerprint(model)
+    stats = model.features[1].running_mean.clone()
+    r = adapter.count(model, torch.randn(2, 3, 8, 8))
+    assert r.ok, r.error
+    assert fingerprint(model) == before
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(model.features[1].running_mean, stats)
+    # the copy ran in train mode: its BN statistics moved (reported, not hidden)
+    assert r.side_effects == ("changed parameter or buffer values",)
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [pytest.param(True, 3 * 8 * 16, id="train"), pytest.param(False, 3 * 8 * 4, id="eval")],
+)
+def test_counts_in_the_models_own_mode(adapter: TorchinfoAdapter, train: bool, expected: int) -> None:
+    r = adapter.count(ModeDependent().train(train), torch.randn(3, 8))
+    assert r.macs == expected
+    assert r.side_effects == ()
+
+
+def test_mixed_modes_are_not_flattened(adapter: TorchinfoAdapter) -> None:
+    model = MixedModes().train()
+    model.b.eval()
+    r = adapter.count(model, torch.randn(3, 8))
+    assert r.macs == 3 * 8 * 16 + 3 * 8 * 4
+    assert r.module_macs() == {
+        "": r.macs,
+        "a": 3 * 8 * 16,
+        "a.train_fc": 3 * 8 * 16,
+        "b": 3 * 8 * 4,
+        "b.eval_fc": 3 * 8 * 4,
+    }
+    assert r.side_effects == ()  # torchinfo's train()/eval() calls did not reach the copy
+    assert model.training and not model.b.training
+
+
+def test_two_positional_inputs(adapter: TorchinfoAdapter) -> None:
+    r = adapter.count(TwoInputs(), (torch.randn(4, 16), torch.randn(4, 8)))
+    assert r.macs == 4 * 16 * 32 + 4 * 8 * 32
+    assert r.module_macs() == {"": r.macs, "fa": 4 * 16 * 32, "fb": 4 * 8 * 32}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [pytest.param({}, id="pass-through"), pytest.param({"mode": "sum"}, id="name-clashes-with-summary")],
+)
+def test_keyword_inputs(adapter: TorchinfoAdapter, kwargs: dict[str, str]) -> None:
+    inputs = ModelInputs((torch.randn(4, 16),), {"scale": torch.randn(4, 16), "repeat": 3, **kwargs})
+    r = adapter.count(KeywordInputs(), inputs)
+    assert r.status is Status.OK, r.error
+    assert r.macs == 3 * 4 * 16 * 32
+    assert r.module_macs() == {"": 3 * 4 * 16 * 32, "fc": 3 * 4 * 16 * 32}
+
+
+def test_per_module_paths_and_shared_module(adapter: TorchinfoAdapter) -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.Sequential(nn.Linear(8, 8, bias=False), nn.ReLU())
+            self.shared = nn.Linear(8, 8, bias=False)
+            self.alias = self.shared
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.alias(self.shared(self.blocks(x)))
+
+    model = Shared()
+    r = adapter.count(model, torch.randn(3, 8))
+    # each call of the shared layer counts; both under its first name
+    assert r.module_macs() == {
+        "": 3 * 3 * 64,
+        "blocks": 3 * 64,
+        "blocks.0": 3 * 64,
+        "blocks.1": 0,
+        "shared": 2 * 3 * 64,
+    }
+    assert set(r.module_macs()) <= {n for n, _ in model.named_modules()}
+    assert r.params == 2 * 64
+
+
+def test_counts_where_the_model_is(adapter: TorchinfoAdapter) -> None:
+    # a model on the meta device: torchinfo would fail or move it if it chose a device itself
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU()).to("meta")
+    r = adapter.count(model, torch.randn(4, 16, device="meta"))
+    assert r.ok, r.error
+    assert r.macs == 4 * (16 * 32 + 32)
+    assert r.side_effects == ()
+    assert dict(r.options)["device"] == repr("the model's device")
+
+
+def test_model_device() -> None:
+    cpu_model = nn.Linear(2, 2)
+    x = ModelInputs((torch.randn(1, 2),))
+    assert model_device(cpu_model, x) == torch.device("cpu")
+    assert model_device(nn.ReLU(), ModelInputs((torch.randn(1, 2, device="meta"),))) == torch.device("meta")
+    split = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).to("meta"))
+    assert model_device(split, x) is None  # several devices: torchinfo is told none and moves nothing
+
+
+def test_summary_cache_is_released(adapter: TorchinfoAdapter) -> None:
+    import torchinfo.torchinfo as impl
+
+    adapter.count(MatmulNet(), torch.randn(2, 16))
+    assert "MatmulNet" not in impl._cached_forward_pass
+
+
+def test_ancestors() -> None:
+    assert ancestors("") == [""]
+    assert ancestors("a.b") == ["", "a", "a.b"]
+
+
+class Functional(nn.Module):
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(*args)
+
+
+class Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mha(x, x, x)[0]
+
+
+# (id, model factory, input shapes, expected torchinfo MACs, written from shapes)
+RULES: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], int]] = [
+    # y.shape[0] * params: the middle dim 5 is ignored
+    ("linear-3d-ignores-middle-dims", lambda: nn.Linear(16, 32), [(2, 5, 16)], 2 * (16 * 32 + 32)),
+    (
+        "conv-groups-stride",
+        lambda: nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2),
+        [(2, 4, 8, 8)],
+        (8 * 2 * 9 + 8) * 2 * 4 * 4,
+    ),
+    # params * N * H_out * W_out with H_out = (5 - 1) * 2 + 3 = 11
+    ("convtranspose-s2", lambda: nn.ConvTranspose2d(4, 6, 3, stride=2), [(2, 4, 5, 5)], (4 * 6 * 9 + 6) * 2 * 11 * 11),
+    ("bn-eval", lambda: nn.BatchNorm2d(4).eval(), [(2, 4, 5, 5)], 2 * (2 * 4)),
+    ("bn-train", lambda: nn.BatchNorm2d(4).train(), [(2, 4, 5, 5)], 2 * (2 * 4)),
+    ("bn-no-affine", lambda: nn.BatchNorm2d(4, affine=False), [(2, 4, 5, 5)], 0),
+    ("layernorm-3d", lambda: nn.LayerNorm(16), [(2, 5, 16)], 2 * (2 * 16)),
+    ("groupnorm", lambda: nn.GroupNorm(2, 4), [(2, 4, 5, 5)], 2 * (2 * 4)),
+    ("relu", nn.ReLU, [(2, 4, 5, 5)], 0),
+    ("gelu", nn.GELU, [(2, 4, 5, 5)], 0),
+    ("softmax", lambda: nn.Softmax(-1), [(2, 5, 16)], 0),
+    ("maxpool", lambda: nn.MaxPool2d(2), [(2, 4, 6, 6)], 0),
+    ("adaptive-avgpool", lambda: nn.AdaptiveAvgPool2d(1), [(2, 4, 6, 6)], 0),
+    ("upsample-bilinear", lambda: nn.Upsample(scale_factor=2, mode="bilinear"), [(2, 4, 3, 3)], 0),
+    ("matmul", lambda: Functional(torch.matmul), [(2, 3, 4), (2, 4, 5)], 0),
+    ("sdpa", lambda: Functional(F.scaled_dot_product_attention), [(1, 2, 5, 8)] * 3, 0),
+    ("add", lambda: Functional(torch.add), [(2, 4), (2, 4)], 0),
+    # non-leaf module (out_proj child never called): excluded from the total
+    ("multiheadattention", Attention, [(2, 5, 16)], 0),
+    # T * N * (4H*I + 4H*H + 2*4H)
+    ("lstm", lambda: nn.LSTM(8, 16, batch_first=True), [(2, 5, 8)], 5 * 2 * (4 * 16 * 8 + 4 * 16 * 16 + 2 * 4 * 16)),
+    ("lstm-seq-first", lambda: nn.LSTM(8, 16), [(5, 2, 8)], 5 * 2 * (4 * 16 * 8 + 4 * 16 * 16 + 2 * 4 * 16)),
+]
+
+
+@pytest.mark.parametrize(("factory", "shapes", "expected"), [pytest.param(f, s, e, id=i) for i, f, s, e in RULES])
+def test_probed_rules(
+    adapter: TorchinfoAdapter, factory: Callable[[], nn.Module], shapes: list[tuple[int, ...]], expected: int
+) -> None:
+    r = adapter.count(factory(), tuple(torch.randn(*s) for s in shapes))
+    assert r.ok, r.error
+    assert r.macs == expected
+
+
+def test_embedding_rule(adapter: TorchinfoAdapter) -> None:
+    r = adapter.count(nn.Embedding(10, 6), torch.randint(0, 10, (2, 5)))
+    assert r.macs == 2 * 10 * 6  # N * V * E: parameter count times batch
