@@ -15,7 +15,7 @@ RESULT_COLUMNS = [
 ]
 
 
-def results_frame(run: "AuditRun", reference: str = "reference") -> pd.DataFrame:
+def results_frame(run: AuditRun, reference: str = "reference") -> pd.DataFrame:
     """One row per (model, backend): integer MACs, ratio to the reference backend."""
     ref = {r.model: r.macs for r in run.results if r.backend == reference and r.ok}
     rows = []

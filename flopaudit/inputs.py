@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -18,7 +19,7 @@ class ModelInputs:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def coerce(cls, inputs: Any, kwargs: Mapping[str, Any] | None = None) -> "ModelInputs":
+    def coerce(cls, inputs: Any, kwargs: Mapping[str, Any] | None = None) -> ModelInputs:
         """Accept a tensor, a tuple/list of args, or a ModelInputs."""
         if isinstance(inputs, ModelInputs):
             if kwargs:
@@ -52,7 +53,7 @@ class ModelInputs:
             return self.args[0]
         return None
 
-    def to(self, device: torch.device | str) -> "ModelInputs":
+    def to(self, device: torch.device | str) -> ModelInputs:
         return ModelInputs(_map_tensors(self.args, lambda t: t.to(device)),
                            _map_tensors(dict(self.kwargs), lambda t: t.to(device)))
 

@@ -7,9 +7,10 @@ report is rendered (see :mod:`flopaudit.units`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 Breakdown = tuple[tuple[str, int], ...]
 """An immutable, ordered mapping ``name -> integer count`` stored as pairs."""
@@ -65,7 +66,7 @@ class RuleContribution:
         return {"rule": self.rule, "kind": self.kind, "macs": self.macs, "layers": [list(x) for x in self.layers]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RuleContribution":
+    def from_dict(cls, d: Mapping[str, Any]) -> RuleContribution:
         return cls(d["rule"], d["kind"], int(d["macs"]), tuple((str(k), int(v)) for k, v in d.get("layers", ())))
 
 
@@ -90,7 +91,7 @@ class RulesetPrediction:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RulesetPrediction":
+    def from_dict(cls, d: Mapping[str, Any]) -> RulesetPrediction:
         return cls(
             d["ruleset"],
             int(d["macs"]),
@@ -163,7 +164,7 @@ class CountResult:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CountResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> CountResult:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names

@@ -6,8 +6,9 @@ import datetime
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ class CaseInfo:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CaseInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseInfo:
         d = dict(data)
         d["tags"] = tuple(d.get("tags", ()))
         return cls(**d)
@@ -66,7 +67,7 @@ class AuditRun:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AuditRun":
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditRun:
         if data.get("schema") != "flopaudit.results":
             raise ValueError("not a flopaudit results file (missing schema 'flopaudit.results')")
         if int(data.get("schema_version", -1)) > SCHEMA_VERSION:

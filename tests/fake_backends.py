@@ -53,7 +53,7 @@ class NoisyMutatingAdapter(_Fake):
 
         print("NOISY STDOUT")
         os.write(2, b"NOISY FD2\n")
-        warnings.warn("noisy warning")
+        warnings.warn("noisy warning", stacklevel=2)
         model.register_forward_hook(lambda *a: None)
         model.register_buffer("total_ops", None)
         model.register_buffer("junk", __import__("torch").zeros(1))

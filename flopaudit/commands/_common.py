@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from flopaudit.adapters import BACKEND_NAMES
 from flopaudit.errors import UserError

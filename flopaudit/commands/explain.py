@@ -1,0 +1,81 @@
+"""``flopaudit explain MODEL --backend B``: why B disagrees with the reference on MODEL."""
+
+from __future__ import annotations
+
+import argparse
+
+from flopaudit.reports.model import CellExplanation
+from flopaudit.units import human
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="explain one (model, backend) difference", description=__doc__)
+    p.add_argument("model", help="zoo id, or module:function with --input-shape/--inputs")
+    p.add_argument("--backend", "-b", required=True, nargs="+", help="backend(s) to explain")
+    p.add_argument("--results", metavar="RESULTS.json", help="explain from an earlier run instead of counting now")
+    p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
+    p.add_argument("--inputs", metavar="MODULE:FUNCTION", help="inputs factory")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per-count time limit")
+    p.add_argument("--tolerance", type=float, default=0.0, metavar="REL", help="relative tolerance")
+    p.set_defaults(handler=main)
+
+
+def _signed(n: int) -> str:
+    return ("+" if n > 0 else "-" if n < 0 else "") + human(abs(n))
+
+
+def format_explanation(c: CellExplanation) -> str:
+    """A few plain lines for the terminal."""
+    lines = [f"{c.model} / {c.backend}: {c.classification}"]
+    if c.status != "ok":
+        lines.append(f"  {c.status}: {c.error or ''}".rstrip())
+        return "\n".join(lines)
+    lines.append(f"  backend   {human(c.backend_macs)} MACs")
+    lines.append(f"  reference {human(c.reference_macs)} MACs (canonical)")
+    if c.difference is not None:
+        ratio = f" ({c.ratio:.4f}x)" if c.ratio is not None else ""
+        lines.append(f"  difference {_signed(c.difference)}{ratio}")
+    if c.predicted_macs is not None:
+        lines.append(f"  reference under {c.backend}'s rules: {human(c.predicted_macs)} MACs")
+    for cause in c.causes:
+        lines.append(f"  - {cause.kind}: {cause.rule}: {_signed(cause.macs)}")
+        for path, macs in cause.layers[:5]:
+            lines.append(f"      {path or '<root>'}: {_signed(macs)}")
+    if c.residual:
+        lines.append(f"  - residual not explained by the rules: {_signed(c.residual)}")
+        for path, macs in c.top_layers:
+            lines.append(f"      {path or '<root>'}: {_signed(macs)}")
+    for note in c.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from flopaudit.adapters import get_adapter
+    from flopaudit.errors import UserError
+    from flopaudit.inputs import parse_shape
+    from flopaudit.reports import build_report
+    from flopaudit.run import run_audit
+    from flopaudit.zoo import select_cases
+
+    backends = [b for b in args.backend if b != "reference"]
+    for b in backends:
+        get_adapter(b)
+    if args.results:
+        from flopaudit.results_io import load_results
+
+        run = load_results(args.results)
+        if not any(r.model == args.model for r in run.results):
+            raise UserError(f"model {args.model!r} is not in {args.results}")
+    else:
+        shape = parse_shape(args.input_shape) if args.input_shape else None
+        cases = select_cases([args.model], input_shape=shape, inputs_factory=args.inputs)
+        strict = bool(shape or args.inputs or ":" in args.model)
+        run = run_audit(cases[:1], ["reference", *backends], timeout=args.timeout, strict_inputs=strict)
+    report = build_report(run, args.tolerance)
+    for b in backends:
+        cell = report.cell(args.model, b)
+        if cell is None:
+            raise UserError(f"no result for model {args.model!r} and backend {b!r}")
+        print(format_explanation(cell))
+    return 0

@@ -1,0 +1,57 @@
+"""Turning a run's results into explained reports.
+
+:func:`build_report` explains every (model, backend) difference; the
+renderers write it as Markdown, HTML, JSON and CSV from the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flopaudit.reports.explain import build_report, explain_cell
+from flopaudit.reports.model import CLASSIFICATIONS, BackendScore, Cause, CellExplanation, Report
+from flopaudit.reports.render_csv import render_csv
+from flopaudit.reports.render_json import render_json
+from flopaudit.reports.render_markdown import render_markdown
+
+FORMATS: dict[str, tuple[str, str]] = {
+    "markdown": ("report.md", "flopaudit.reports.render_markdown:render_markdown"),
+    "html": ("report.html", "flopaudit.reports.render_html:render_html"),
+    "json": ("report.json", "flopaudit.reports.render_json:render_json"),
+    "csv": ("report.csv", "flopaudit.reports.render_csv:render_csv"),
+}
+
+
+def renderer(fmt: str) -> Callable[[Report], str]:
+    import importlib
+
+    from flopaudit.errors import UserError
+
+    try:
+        _, path = FORMATS[fmt]
+    except KeyError:
+        raise UserError(f"unknown report format {fmt!r}; valid formats: {', '.join(FORMATS)}") from None
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def write_reports(run: object, out_dir: Path, formats: tuple[str, ...] = tuple(FORMATS),
+                  tolerance: float = 0.0) -> list[Path]:
+    """Render ``run`` in each format into ``out_dir``; return the paths written."""
+    from flopaudit.results_io import write_atomic
+
+    report = build_report(run, tolerance)  # type: ignore[arg-type]
+    paths = []
+    for fmt in formats:
+        filename, _ = FORMATS[fmt]
+        path = out_dir / filename
+        write_atomic(path, renderer(fmt)(report))
+        paths.append(path)
+    return paths
+
+
+__all__ = [
+    "CLASSIFICATIONS", "BackendScore", "CellExplanation", "Cause", "Report", "FORMATS",
+    "build_report", "explain_cell", "render_csv", "render_json", "render_markdown", "renderer", "write_reports",
+]

@@ -1,0 +1,129 @@
+"""Explain every (model, backend) difference from the reference counter.
+
+For each cell the backend's normalised MACs are compared with the reference's
+canonical MACs. The reference result carries, for every backend, a
+:class:`~flopaudit.records.RulesetPrediction`: the same aten events counted
+under that backend's rules, decomposed rule by rule. The causes of a cell are
+those rule contributions; whatever the prediction does not account for is the
+``residual``. A cell is ``unexplained`` only when that residual is larger than
+the tolerance.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+
+from flopaudit.records import Breakdown, CountResult, Status
+from flopaudit.reports.model import BackendScore, Cause, CellExplanation, Report
+from flopaudit.run import AuditRun
+
+REFERENCE = "reference"
+
+#: How each backend's raw number relates to normalised MACs (shown as notes).
+UNIT_NOTES = {
+    "torch-flop-counter": "reports FLOPs (2 per multiply-add); normalised to MACs by halving",
+    "ptflops-pytorch": "divides module-hook counts by the batch size (functional counts are not divided); "
+    "normalised back to the whole batch",
+}
+
+
+def top_layers(backend: CountResult, reference_modules: dict[str, int], limit: int = 5) -> Breakdown:
+    """Leaf modules whose backend count differs most from the reference's."""
+    mine = backend.module_macs()
+    if not mine:
+        return ()
+    paths = set(mine) | set(reference_modules)
+    paths.discard("")
+    leaves = [p for p in paths if not any(q.startswith(p + ".") for q in paths)]
+    diffs = [(p, mine.get(p, 0) - reference_modules.get(p, 0)) for p in leaves]
+    diffs = [(p, d) for p, d in diffs if d]
+    diffs.sort(key=lambda x: (-abs(x[1]), x[0]))
+    return tuple(diffs[:limit])
+
+
+def explain_cell(result: CountResult, reference: CountResult | None, tolerance: float = 0.0) -> CellExplanation:
+    """Classify one cell and list its causes (see module docstring)."""
+    base = dict(model=result.model, backend=result.backend, status=result.status.value,
+                backend_macs=result.macs)
+    if result.status is not Status.OK or result.macs is None:
+        first = (result.error or "").strip().splitlines()[0] if result.error else None
+        return CellExplanation(classification=result.status.value, reference_macs=_ok_macs(reference),
+                               error=first, **base)
+    notes = []
+    if result.raw_total is not None and result.raw_total != result.macs and result.backend in UNIT_NOTES:
+        notes.append(UNIT_NOTES[result.backend])
+    if result.unsupported:
+        listed = ", ".join(f"{op} x{n}" for op, n in result.unsupported[:8])
+        notes.append(f"backend lists as unsupported: {listed}")
+    if reference is None or not reference.ok or reference.macs is None:
+        return CellExplanation(classification="no reference", reference_macs=None, notes=tuple(notes), **base)
+    ref_macs = reference.macs
+    diff = result.macs - ref_macs
+    layers = top_layers(result, reference.module_macs())
+    prediction = reference.prediction(result.backend)
+    allowed = max(0.0, tolerance * abs(ref_macs))
+    if prediction is None:
+        classification = "agrees" if abs(diff) <= allowed else "unexplained"
+        if classification == "agrees" and diff == 0 and notes and result.backend in UNIT_NOTES:
+            classification = "unit"
+        return CellExplanation(classification=classification, reference_macs=ref_macs, residual=diff,
+                               notes=tuple(notes) + ("no ruleset for this backend",), top_layers=layers, **base)
+    causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers) for c in prediction.contributions if c.macs)
+    residual = result.macs - prediction.macs
+    if abs(residual) > allowed:
+        classification = "unexplained"
+    elif diff == 0 or abs(diff) <= allowed and not causes:
+        classification = "unit" if result.backend in UNIT_NOTES and result.raw_total != result.macs else "agrees"
+    else:
+        classification = max(causes, key=lambda c: (abs(c.macs), c.kind)).kind if causes else "agrees"
+    return CellExplanation(
+        classification=classification, reference_macs=ref_macs, predicted_macs=prediction.macs, causes=causes,
+        residual=residual, notes=tuple(notes), top_layers=layers, **base,
+    )
+
+
+def _ok_macs(r: CountResult | None) -> int | None:
+    return r.macs if r is not None and r.ok else None
+
+
+def _median(values: Iterable[float]) -> float | None:
+    v = list(values)
+    return statistics.median(v) if v else None
+
+
+def score_backend(backend: str, run: AuditRun, cells: list[CellExplanation]) -> BackendScore:
+    results = [r for r in run.results if r.backend == backend]
+    mine = [c for c in cells if c.backend == backend]
+    ok = [c for c in mine if c.status == "ok"]
+    forward = {c.id: c.forward_s for c in run.cases if c.forward_s}
+    misses = sorted({c.rule for cell in ok for c in cell.causes if c.kind in ("unsupported", "missed-functional")})
+    effects = sorted({e.split(":")[0] for r in results for e in r.side_effects})
+    ratios = [abs(c.ratio - 1) for c in ok if c.ratio is not None]
+    first = results[0] if results else None
+    return BackendScore(
+        backend=backend,
+        version=first.backend_version if first else "",
+        unit=first.unit.value if first else "",
+        models=len(mine),
+        ok=len(ok),
+        failed=len(mine) - len(ok),
+        exact_canonical=sum(1 for c in ok if c.difference == 0),
+        exact_own_rules=sum(1 for c in ok if c.predicted_macs is not None and c.residual == 0),
+        unexplained=sum(1 for c in ok if c.classification == "unexplained"),
+        median_abs_deviation=_median(ratios),
+        misses=tuple(misses),
+        side_effects=tuple(effects),
+        median_seconds=_median(r.elapsed_s for r in results if r.ok),
+        median_forward_ratio=_median(r.elapsed_s / forward[r.model] for r in results if r.ok and r.model in forward),
+    )
+
+
+def build_report(run: AuditRun, tolerance: float = 0.0) -> Report:
+    """Explain every cell of ``run`` and score every backend."""
+    backends = tuple(dict.fromkeys(r.backend for r in run.results))
+    models = tuple(dict.fromkeys(r.model for r in run.results))
+    refs = {r.model: r for r in run.results if r.backend == REFERENCE}
+    cells = [explain_cell(r, refs.get(r.model), tolerance) for r in run.results if r.backend != REFERENCE]
+    scores = tuple(score_backend(b, run, cells) for b in backends if b != REFERENCE)
+    return Report(run=run, cells=tuple(cells), scores=scores, backends=backends, models=models, tolerance=tolerance)

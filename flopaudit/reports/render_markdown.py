@@ -1,0 +1,79 @@
+"""Markdown report (README-friendly)."""
+
+from __future__ import annotations
+
+from flopaudit.reports.model import CellExplanation, Report
+from flopaudit.units import human
+
+
+def _signed(n: int) -> str:
+    return ("+" if n > 0 else "-" if n < 0 else "") + human(abs(n))
+
+
+def _cell_text(c: CellExplanation | None, backend_result_macs: int | None = None) -> str:
+    if c is None:
+        return ""
+    if c.status != "ok":
+        return c.status.upper() if c.status != "not applicable" else "n/a"
+    ratio = f" ({c.ratio:.3f}x)" if c.ratio is not None else ""
+    return f"{human(c.backend_macs)}{ratio} {c.classification}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r.replace("|", "\\|") for r in row) + " |" for row in rows]
+    return out
+
+
+def render_markdown(report: Report) -> str:
+    run = report.run
+    env = dict(run.environment)
+    backends = [b for b in report.backends if b != "reference"]
+    lines = ["# flopaudit report", ""]
+    lines.append(
+        f"torch {env.get('torch', '?')}, flopaudit {env.get('flopaudit', '?')}, {env.get('created', '')}. "
+        "All counts are normalised to multiply-accumulates (MACs) for the whole batch; each cell shows the "
+        "backend's count, its ratio to the reference counter's canonical count and the cell's classification."
+    )
+    lines += ["", "## Models x backends", ""]
+    rows = []
+    for m in report.models:
+        ref = run.result(m, "reference")
+        ref_text = human(ref.macs) if ref and ref.ok else (ref.status.value if ref else "")
+        rows.append([m, ref_text] + [_cell_text(report.cell(m, b)) for b in backends])
+    lines += _table(["model", "reference"] + backends, rows)
+    lines += ["", "## Scorecard", ""]
+    srows = []
+    for s in report.scores:
+        mad = f"{s.median_abs_deviation:.2%}" if s.median_abs_deviation is not None else "-"
+        speed = f"{s.median_forward_ratio:.1f}x forward" if s.median_forward_ratio is not None else "-"
+        srows.append([
+            s.backend, s.version, s.unit, f"{s.ok}/{s.models}", str(s.exact_canonical),
+            str(s.exact_own_rules), str(s.unexplained), mad, "; ".join(s.misses[:6]) or "-",
+            "; ".join(s.side_effects) or "-", speed,
+        ])
+    lines += _table(["backend", "version", "raw unit", "ran", "= canonical", "= own rules", "unexplained",
+                     "median deviation", "misses", "side effects", "speed"], srows)
+    lines += ["", "## Explanations", ""]
+    for m in report.models:
+        cells = [report.cell(m, b) for b in backends]
+        cells = [c for c in cells if c is not None and (c.classification not in ("agrees",) or c.notes)]
+        if not cells:
+            continue
+        ref = run.result(m, "reference")
+        lines += [f"### {m}", "", f"reference: {human(ref.macs) if ref and ref.ok else '-'} MACs", ""]
+        for c in cells:
+            lines.append(f"- **{c.backend}**: {_cell_text(c)}" + (f" — {c.error}" if c.error else ""))
+            if c.difference:
+                lines.append(f"  - difference {_signed(c.difference)} MACs")
+            for cause in c.causes:
+                where = ", ".join(f"{p or '<root>'} {_signed(v)}" for p, v in cause.layers[:3])
+                lines.append(f"  - {cause.kind}: {cause.rule}: {_signed(cause.macs)}" + (f" ({where})" if where else ""))
+            if c.residual and c.classification != "agrees":
+                lines.append(f"  - residual not explained: {_signed(c.residual)}")
+            for note in c.notes:
+                lines.append(f"  - note: {note}")
+            if c.top_layers and c.classification == "unexplained":
+                lines.append("  - top layers: " + ", ".join(f"{p} {_signed(v)}" for p, v in c.top_layers))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
