@@ -1,0 +1,161 @@
+"""The ``thop`` backend (pytorch-OpCounter, ``thop.profile``).
+
+How thop counts (verified by probes, thop 0.1.1): it registers a forward hook
+on every module whose *exact* type has a rule in ``thop.profile.register_hooks``
+and runs the model once under ``torch.no_grad()`` in eval mode. Each hook adds
+to a ``total_ops`` buffer a count for the whole batch; the rules count
+multiply-accumulates for convolutions, linear layers and RNNs (bias excluded)
+and per-element operation counts for norms, softmax, average pools and
+upsampling. Modules without a rule count zero, as do all functional ops
+(``torch.matmul``, ``@``, ``+``, ``F.*``) called inside ``forward``.
+
+The total is a depth-first walk: a module with a rule contributes its own
+``total_ops`` (its children are not visited); any other module contributes the
+sum over its children (``nn.Sequential``/``nn.ModuleList`` always recurse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from typing import Any, Mapping
+
+from torch import nn
+
+from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.inputs import ModelInputs
+from flopaudit.records import Granularity, Unit
+
+_WRAPPED = "wrapped"
+"""Attribute name of the user's model inside :class:`_KwargsWrapper`."""
+
+_MISSING_RULE = re.compile(r"\[WARN\] Cannot find rule for (<class '[^']*'>)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+LayerInfo = Mapping[str, tuple[float, float, Any]]
+"""thop's ``ret_layer_info``: child name -> (ops, params, children's LayerInfo)."""
+
+
+class _KwargsWrapper(nn.Module):
+    """Calls the wrapped model with fixed keyword arguments.
+
+    ``thop.profile`` calls ``model(*inputs)`` and has no way to pass keyword
+    arguments; the wrapper adds them. It makes the user's modules children of
+    ``wrapped``, so the adapter strips that prefix from module paths.
+    """
+
+    def __init__(self, model: nn.Module, kwargs: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.wrapped = model
+        self._fixed_kwargs = dict(kwargs)
+
+    def forward(self, *args: Any) -> Any:
+        return self.wrapped(*args, **self._fixed_kwargs)
+
+
+class ThopAdapter(Adapter):
+    """``thop.profile(model, inputs=args)`` with the layer tree returned.
+
+    Normalisation: thop's raw number is already per whole batch and labelled
+    MACs, so ``macs`` is the raw total rounded to an integer (thop returns a
+    float). NB: thop's "MACs" include its per-element counts for norms,
+    softmax, average pools and upsampling; they are not removed here.
+
+    ``per_module`` is the full tree thop walks: ``""`` is the root (equal to
+    the total) and every module thop visits gets its inclusive count, i.e.
+    its own ``total_ops`` if it has a rule, else the sum of its children.
+    Children of a module with a rule are never visited and are absent.
+
+    ``params`` is thop's own parameter number. NB: thop counts parameters
+    only of modules with a rule, and never those of the root module itself,
+    so a bare ``nn.Linear`` reports 0 parameters.
+
+    ``unsupported`` maps the class name of each module type thop warned about
+    ("Cannot find rule for ...") to the number of visited instances that do
+    work of their own: leaves, and modules that hold parameters directly
+    (e.g. ``nn.MultiheadAttention``). Containers whose children are counted
+    are not listed.
+
+    Keyword inputs are passed through :class:`_KwargsWrapper`; several
+    positional inputs go straight to ``profile(model, inputs=args)``.
+    """
+
+    name = "thop"
+    distribution = "thop"
+    module = "thop"
+    unit = Unit.MAC
+    granularity = Granularity.MODULE_HOOKS
+    description = "thop.profile: forward hooks on modules with a rule; functional ops are not seen"
+
+    def options(self) -> dict[str, Any]:
+        return {"custom_ops": {}, "verbose": False, "report_missing": True, "ret_layer_info": True}
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        from thop import profile
+
+        target: nn.Module = _KwargsWrapper(model, inputs.kwargs) if inputs.kwargs else model
+        opts = self.options()
+        printed = io.StringIO()
+        # thop prints "[INFO] Register ..." for every rule when report_missing
+        # is on; keep its output here and pass on only the warnings.
+        with contextlib.redirect_stdout(printed):
+            total_ops, total_params, layers = profile(target, inputs=tuple(inputs.args), **opts)
+
+        tree = {"": total_ops, **_flatten_layer_info(layers)}
+        if inputs.kwargs:
+            tree = _strip_prefix(tree, _WRAPPED)
+        warned = set(_MISSING_RULE.findall(_ANSI.sub("", printed.getvalue())))
+        wrapper_type = repr(_KwargsWrapper)
+        warned.discard(wrapper_type)
+        messages = [
+            line.strip()
+            for line in _ANSI.sub("", printed.getvalue()).splitlines()
+            if line.startswith("[WARN]") and wrapper_type not in line
+        ]
+        return RawCount(
+            raw_total=total_ops,
+            macs=int(round(total_ops)),
+            params=int(round(total_params)),
+            per_module={path: int(round(ops)) for path, ops in tree.items()},
+            unsupported=_unsupported(model, set(tree), warned),
+            warnings=messages,
+        )
+
+
+def _flatten_layer_info(layers: LayerInfo, prefix: str = "") -> dict[str, float]:
+    """thop's nested ``ret_layer_info`` as ``{dotted path: inclusive ops}``."""
+    out: dict[str, float] = {}
+    for name, (ops, _params, children) in layers.items():
+        path = f"{prefix}.{name}" if prefix else name
+        out[path] = ops
+        out.update(_flatten_layer_info(children, path))
+    return out
+
+
+def _strip_prefix(tree: Mapping[str, float], prefix: str) -> dict[str, float]:
+    """Drop the wrapper's root and ``prefix.`` from every path."""
+    out: dict[str, float] = {}
+    for path, ops in tree.items():
+        if path == prefix:
+            out[""] = ops
+        elif path.startswith(prefix + "."):
+            out[path[len(prefix) + 1 :]] = ops
+    return out
+
+
+def _unsupported(model: nn.Module, visited: set[str], warned: set[str]) -> dict[str, int]:
+    """Instances of warned-about types that thop visited and that do own work."""
+    counts: dict[str, int] = {}
+    for path, module in model.named_modules():
+        if path not in visited or repr(type(module)) not in warned:
+            continue
+        has_children = next(module.children(), None) is not None
+        has_own_params = next(module.parameters(recurse=False), None) is not None
+        if not has_children or has_own_params:
+            key = type(module).__name__
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+__all__ = ["ThopAdapter"]
