@@ -26,7 +26,9 @@ whole batch:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -92,10 +94,16 @@ def _number(value: Any) -> int | float:
     return value.item() if hasattr(value, "item") else value
 
 
-def _runs_ops(module: nn.Module) -> bool:
-    """False for modules whose call leaves nothing in a trace (containers, Identity)."""
-    forward = type(module).forward
-    return forward is not nn.Module.forward and forward is not nn.Identity.forward
+@contextlib.contextmanager
+def called_modules(model: nn.Module) -> Iterator[set[int]]:
+    """Record ``id()`` of every module of ``model`` called (via ``__call__``) inside the block."""
+    called: set[int] = set()
+    handles = [m.register_forward_pre_hook(lambda mod, args: called.add(id(mod))) for m in model.modules()]
+    try:
+        yield called
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class FvcoreAdapter(Adapter):
@@ -154,7 +162,8 @@ class FvcoreAdapter(Adapter):
             .tracer_warnings(opts["tracer_warnings"])
             .ancestor_mode(opts["ancestor_mode"])
         )
-        raw_total = _number(analysis.total())
+        with called_modules(model) as called:
+            raw_total = _number(analysis.total())  # the trace runs here
         per_module: dict[str, int] = {}
         for wrapped_name, value in analysis.by_module().items():
             path = user_path(wrapped_name)
@@ -163,11 +172,18 @@ class FvcoreAdapter(Adapter):
         per_op = {str(op): int(round(_number(v))) for op, v in analysis.by_operator().items()}
         unsupported = {str(op): int(n) for op, n in analysis.unsupported_ops().items()}
         messages: list[str] = []
+        # fvcore calls a module "uncalled" when no traced op ran in its scope,
+        # which includes modules that were called but did nothing (Identity,
+        # StochasticDepth in eval) and containers that cannot be called
+        # (ModuleList); only callable modules that were never called are noted.
         modules = dict(bound.named_modules())
         uncalled = sorted(
             path
             for name in analysis.uncalled_modules()
-            if (path := user_path(name)) and name in modules and _runs_ops(modules[name])
+            if (path := user_path(name))
+            and name in modules
+            and id(modules[name]) not in called
+            and type(modules[name]).forward is not nn.Module.forward  # containers without forward
         )
         if uncalled:
             shown = ", ".join(uncalled[:10]) + (f" (+{len(uncalled) - 10} more)" if len(uncalled) > 10 else "")
