@@ -137,16 +137,11 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
                 entries.append((path, g))
     present = {(g.model, g.backend) for _, g in entries}
     for model in (m for m in models if not is_glob(m)):
-        if not any(m == model for m, _ in present):
-            raise UserError(
-                f"no golden for model {model} in {root}; create it with: "
-                f"{snapshot_command(model, backends[0] if len(backends) == 1 else None, out_dir)}"
-            )
-        for backend in backends:
-            if (model, backend) not in present:
+        for backend in backends or [None]:
+            if not any(m == model and backend in (None, b) for m, b in present):
+                what = f"{model} / {backend}" if backend else f"model {model}"
                 raise UserError(
-                    f"no golden for {model} / {backend} in {root}; create it with: "
-                    f"{snapshot_command(model, backend, out_dir)}"
+                    f"no golden for {what} in {root}; create it with: {snapshot_command(model, backend, out_dir)}"
                 )
     if not entries:
         raise UserError(
