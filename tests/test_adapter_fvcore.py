@@ -181,6 +181,35 @@ def test_keyword_inputs(adapter: FvcoreAdapter) -> None:
     assert r.module_macs() == {"": 3 * 4 * 16 * 32, "fc": 3 * 4 * 16 * 32}
 
 
+def test_non_tensor_outputs(adapter: FvcoreAdapter) -> None:
+    class DictOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4, bias=False)
+            self.b = nn.Linear(4, 8, bias=False)
+
+        def forward(self, x: torch.Tensor) -> dict[str, object]:
+            return {"a": self.a(x), "rest": [self.b(x), None], "n": 3}
+
+    r = adapter.count(DictOut(), torch.randn(2, 4))
+    assert r.status is Status.OK, r.error
+    assert r.macs == 2 * 4 * 4 + 2 * 4 * 8
+
+
+def test_result_not_returned_is_not_counted_and_said(adapter: FvcoreAdapter) -> None:
+    class Discards(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> None:
+            self.fc(x)
+
+    r = adapter.count(Discards(), torch.randn(2, 4))
+    assert r.ok and r.macs == 0  # the trace dropped the unused linear
+    assert any("returned no tensor" in w for w in r.warnings)
+
+
 def test_unsupported_ops_are_listed(adapter: FvcoreAdapter) -> None:
     model = GeluLSTM()
     r = adapter.count(model, torch.randn(2, 5, 8))

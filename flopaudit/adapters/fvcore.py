@@ -60,12 +60,19 @@ class BoundCall(nn.Module):
         self._kwargs = dict(inputs.kwargs)
         self._arg_slots = tuple(i for i, a in enumerate(self._args) if isinstance(a, torch.Tensor))
         self._kwarg_slots = tuple(k for k, v in self._kwargs.items() if isinstance(v, torch.Tensor))
+        self.output_count: int | None = None
+        """How many tensors the last call returned (``None`` before a call)."""
 
     def traced_inputs(self) -> tuple[torch.Tensor, ...]:
         """The tensors to call this wrapper with: positional ones, then keyword ones."""
         return tuple(self._args[i] for i in self._arg_slots) + tuple(self._kwargs[k] for k in self._kwarg_slots)
 
-    def forward(self, *tensors: torch.Tensor) -> Any:
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Call the model; return the tensors of its output, flattened.
+
+        A trace can only return tensors: dicts, ``None`` or ints in the
+        output would make it fail, so only the output's tensors come back.
+        """
         args = list(self._args)
         kwargs = dict(self._kwargs)
         n = len(self._arg_slots)
@@ -73,7 +80,21 @@ class BoundCall(nn.Module):
             args[slot] = t
         for key, t in zip(self._kwarg_slots, tensors[n:]):
             kwargs[key] = t
-        return self.model(*args, **kwargs)
+        out = tuple(output_tensors(self.model(*args, **kwargs)))
+        self.output_count = len(out)
+        return out
+
+
+def output_tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a model's output, depth first through tuples, lists and dicts."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for x in obj:
+            yield from output_tensors(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from output_tensors(x)
 
 
 def user_path(wrapped_name: str) -> str | None:
@@ -185,6 +206,10 @@ class FvcoreAdapter(Adapter):
             and id(modules[name]) not in called
             and type(modules[name]).forward is not nn.Module.forward  # containers without forward
         )
+        if bound.output_count == 0:
+            messages.append(
+                "fvcore: the model returned no tensor; the trace drops every op whose result is not returned"
+            )
         if uncalled:
             shown = ", ".join(uncalled[:10]) + (f" (+{len(uncalled) - 10} more)" if len(uncalled) > 10 else "")
             messages.append(f"fvcore: submodules never called as modules during the trace (counted 0): {shown}")
