@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
 from typing import Any, Mapping
 
 from torch import nn
@@ -92,7 +93,11 @@ class ThopAdapter(Adapter):
         return {"custom_ops": {}, "verbose": False, "report_missing": True, "ret_layer_info": True}
 
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
-        from thop import profile
+        with warnings.catch_warnings():
+            # NB: thop 0.1.1 imports distutils' LooseVersion at import time; the
+            # DeprecationWarning is about thop's packaging, not about the count.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from thop import profile
 
         target: nn.Module = _KwargsWrapper(model, inputs.kwargs) if inputs.kwargs else model
         opts = self.options()
