@@ -144,6 +144,13 @@ class FvcoreAdapter(Adapter):
     of calls that fvcore saw and counted as 0. ``params`` is
     ``fvcore.nn.parameter_count(model)[""]``.
 
+    Inputs and outputs: the model is traced through :class:`BoundCall`, which
+    takes the input tensors (positional, then keyword) as the traced inputs,
+    fixes every other input as a constant, and returns the output's tensors
+    flattened; module paths are reported without the wrapper's prefix. A trace
+    drops ops whose results never reach the output, so a model that returns
+    no tensor counts 0 (said in ``warnings``).
+
     The model runs in the train/eval mode it is in; in train mode its BN
     running statistics are updated (on the adapter's copy).
     """
@@ -165,6 +172,7 @@ class FvcoreAdapter(Adapter):
             "ancestor_mode": "owner",
             "op_handles": "fvcore defaults",
             "inputs": "top-level tensors traced; other inputs fixed as constants",
+            "outputs": "tensors only, flattened",
         }
 
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
