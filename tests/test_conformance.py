@@ -1,0 +1,100 @@
+"""One conformance suite over every backend (array-api-tests style).
+
+Each check runs for every adapter; where a backend legitimately differs, the
+difference is listed in ``EXPECTED_DIVERGENCES`` with its reason.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+import torch
+from conftest import KwargsLinear, SmallConvNet, TwoInputLinear
+from torch import nn
+
+from flopaudit.adapters import BACKEND_NAMES, get_adapter
+from flopaudit.inputs import ModelInputs
+from flopaudit.isolation import fingerprint
+from flopaudit.records import Status, Unit
+
+#: (backend, check) -> why this backend differs from the general rule.
+EXPECTED_DIVERGENCES: dict[tuple[str, str], str] = {
+    ("ptflops-pytorch", "raw_is_macs_times_unit"): "divides module-hook counts by the batch size (per-sample)",
+}
+
+BATCH = 4
+
+
+def _adapter_or_skip(name: str):  # noqa: ANN202
+    adapter = get_adapter(name)
+    if not adapter.available():
+        pytest.skip(f"{adapter.distribution} not installed")
+    return adapter
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_two_positional_inputs(backend: str) -> None:
+    r = _adapter_or_skip(backend).count(TwoInputLinear(), (torch.randn(BATCH, 16), torch.randn(BATCH, 8)))
+    assert r.status is Status.OK, r.error
+    assert r.macs == BATCH * 16 * 32 + BATCH * 8 * 32
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_keyword_inputs(backend: str) -> None:
+    inputs = ModelInputs((torch.randn(BATCH, 16),), {"scale": torch.randn(BATCH, 16)})
+    r = _adapter_or_skip(backend).count(KwargsLinear(), inputs)
+    assert r.status is Status.OK, r.error
+    assert r.macs == BATCH * 16 * 32
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_raw_is_macs_times_unit(backend: str) -> None:
+    """The declared unit is what the backend really returns (bias-free Linear)."""
+    adapter = _adapter_or_skip(backend)
+    r = adapter.count(nn.Linear(16, 32, bias=False), torch.randn(BATCH, 16))
+    assert r.status is Status.OK, r.error
+    assert r.macs == BATCH * 16 * 32
+    per_unit = 2 if adapter.unit is Unit.FLOP else 1
+    if (backend, "raw_is_macs_times_unit") in EXPECTED_DIVERGENCES:
+        assert r.raw_total != r.macs * per_unit
+        assert r.raw_total == r.macs * per_unit // BATCH
+    else:
+        assert r.raw_total == r.macs * per_unit
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_user_model_is_unchanged(backend: str, mode: str) -> None:
+    model = SmallConvNet().train(mode == "train")
+    before = fingerprint(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    r = _adapter_or_skip(backend).count(model, torch.randn(2, 3, 8, 8))
+    assert r.status is Status.OK, r.error
+    assert fingerprint(model) == before
+    assert model.training is (mode == "train")
+    assert all(m.training is (mode == "train") for m in model.modules())
+    after = model.state_dict()
+    assert list(after) == list(state)
+    assert all(torch.equal(after[k], state[k]) for k in state)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_result_records_versions_and_options(backend: str) -> None:
+    adapter = _adapter_or_skip(backend)
+    r = adapter.count(nn.Linear(4, 4), torch.randn(2, 4), model_name="lin")
+    assert r.backend == backend and r.model == "lin"
+    assert r.backend_version == importlib.metadata.version(adapter.distribution)
+    assert r.torch_version == torch.__version__
+    assert r.unit is adapter.unit
+    assert dict(r.options) == {k: repr(v) for k, v in adapter.options().items()}
+    assert isinstance(r.macs, int) and all(isinstance(v, int) for _, v in r.per_module + r.per_op)
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_backend_is_quiet(backend: str, capfd: pytest.CaptureFixture[str]) -> None:
+    _adapter_or_skip(backend).count(SmallConvNet(), torch.randn(1, 3, 8, 8))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
