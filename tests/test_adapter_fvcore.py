@@ -252,9 +252,20 @@ def test_uncalled_submodule_is_reported(adapter: FvcoreAdapter) -> None:
     assert r.warnings == ("fvcore: submodules never called as modules during the trace (counted 0): mha.out_proj",)
 
 
+class Functional(nn.Module):
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(*args)
+
+
 # (id, model factory, input shapes, expected fvcore MACs, written from shapes)
 RULES: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], int]] = [
     ("linear-3d-all-leading-dims", lambda: nn.Linear(16, 32), [(2, 5, 16)], 2 * 5 * 16 * 32),
+    # prod(a.shape) * b.shape[-1]: the batch of 2 carried by b alone is missed (true: 2 * 4 * 5 * 6)
+    ("matmul-batch-on-second-operand", lambda: Functional(torch.matmul), [(4, 5), (2, 5, 6)], 4 * 5 * 6),
     (
         "conv-groups-stride",
         lambda: nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2),
@@ -283,15 +294,6 @@ def test_probed_rules(
     r = adapter.count(factory(), tuple(torch.randn(*s) for s in shapes))
     assert r.ok, r.error
     assert r.macs == expected
-
-
-class Functional(nn.Module):
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.fn(*args)
 
 
 UNSUPPORTED: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], str]] = [

@@ -269,6 +269,9 @@ RULES: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], int]] = [
     ("add", lambda: Functional(torch.add), [(2, 4), (2, 4)], 0),
     ("bmm", lambda: Functional(torch.bmm), [(2, 3, 4), (2, 4, 5)], 2 * 3 * 4 * 5),
     ("matmul-broadcast", lambda: Functional(torch.matmul), [(2, 3, 4), (4, 5)], 2 * 3 * 4 * 5),
+    ("matmul-batch-on-second-operand", lambda: Functional(torch.matmul), [(4, 5), (2, 5, 6)], 2 * 4 * 5 * 6),
+    # matrix @ vector reaches aten.mv, which has no formula
+    ("matrix-vector", lambda: Functional(torch.matmul), [(3, 4), (4,)], 0),
     (
         "einsum-batched",
         lambda: Functional(lambda a, b: torch.einsum("bij,bjk->bik", a, b)),

@@ -281,6 +281,8 @@ class Attention(nn.Module):
 RULES: list[tuple[str, Callable[[], nn.Module], list[tuple[int, ...]], int]] = [
     # y.shape[0] * params: the middle dim 5 is ignored
     ("linear-3d-ignores-middle-dims", lambda: nn.Linear(16, 32), [(2, 5, 16)], 2 * (16 * 32 + 32)),
+    # unbatched input: y.shape[0] is out_features
+    ("linear-1d-input", lambda: nn.Linear(16, 32), [(16,)], 32 * (16 * 32 + 32)),
     (
         "conv-groups-stride",
         lambda: nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2),

@@ -9,8 +9,10 @@ whole batch:
   ``numel(y) * (Cin/g) * K``; bias not counted. Transposed conv uses the
   *input* spatial size: ``numel(x) * (Cout/g) * K``.
 * linear / addmm: ``prod(x.shape) * out_features`` (all leading dims), no bias.
-* matmul / ``@`` / mm: ``prod(a.shape) * b.shape[-1]``; bmm ``n*c*t*d``;
-  einsum: numpy's optimal-path flop estimate / 2 (returned as a float).
+* matmul / ``@`` / mm: ``prod(a.shape) * b.shape[-1]`` (so a batch carried
+  only by the second operand is missed, and ``matrix @ vector`` raises
+  IndexError); bmm ``n*c*t*d``; baddbmm is unsupported; einsum: numpy's
+  optimal-path flop estimate / 2, floored (returned as a float).
 * batch_norm eval: ``numel(x) * (2 if affine else 1)``; train:
   ``numel(x) * (5 if affine else 4)`` (and the ``num_batches_tracked``
   ``add_`` is listed as unsupported). layer_norm / group_norm:

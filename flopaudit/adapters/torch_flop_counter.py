@@ -11,10 +11,11 @@ into ops that have one, otherwise they count 0 and are not listed anywhere.
   to mm/bmm.
 * convolution: ``2 * N * Cout * (Cin/g) * K * prod(y.shape[2:])``, no bias;
   transposed: the same with the *input* spatial size.
-* the fused SDPA kernels of CUDA (flash, efficient, cuDNN) count
-  ``2 * 2 * B*H*Lq*Lk*D``, but the CPU kernel
-  ``_scaled_dot_product_flash_attention_for_cpu`` has no formula: 0. The
-  CPU LSTM kernel ``mkldnn_rnn_layer`` has no formula either: 0 (GRU
+* ``matrix @ vector`` reaches ``aten.mv``, which has no formula: 0.
+* the fused SDPA kernels of CUDA (flash, efficient, cuDNN) have a formula,
+  ``2 * 2 * B*H*Lq*Lk*D`` (read from the source; not probed here), but the
+  CPU kernel ``_scaled_dot_product_flash_attention_for_cpu`` has none: 0.
+  The CPU LSTM kernel ``mkldnn_rnn_layer`` has no formula either: 0 (GRU
   decomposes to mm/addmm and is counted). ``nn.MultiheadAttention`` in eval
   mode with autograd off takes the fused ``_native_multi_head_attention``
   path: 0 in all; with autograd on its projections are counted (its
