@@ -1,0 +1,178 @@
+"""Hard cases for attention: hand-written, fused (SDPA), nn.MultiheadAttention
+and nn.TransformerEncoderLayer.
+
+Canonical MACs of one attention block with batch N, query length L, key length
+S, model width E, h heads of width d = E / h:
+
+* projections: N*L*E*E (q) + N*S*Ek*E (k) + N*S*Ev*E (v) + N*L*E*E (out),
+  with Ek/Ev the key/value widths (E unless ``kdim``/``vdim`` say otherwise);
+* scores Q K^T: N*h*L*S*d = N*L*S*E; weighted sum A V: N*h*L*S*d = N*L*S*E.
+
+Scaling, masking, softmax and head-averaging of the weights are extra FLOPs.
+Under ``torch.no_grad()`` in eval mode, batch-first self-attention runs
+PyTorch's fused fast path (``aten._native_multi_head_attention``,
+``aten._transformer_encoder_layer_fwd``): one aten op hides every matmul.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flopaudit.inputs import ModelInputs
+from flopaudit.zoo.case import ModelCase
+from flopaudit.zoo.hard._common import hard_case, randn_inputs
+
+# Shapes shared by the cases: batch 2, sequence 6, width 16, 4 heads of 4.
+N, L, E, H = 2, 6, 16, 4
+D = E // H
+FFN = 32
+
+#: Self-attention with a fused qkv Linear(E, 3E) and an out Linear(E, E):
+#: qkv N*L*E*3E + scores N*H*L*L*D + weighted sum N*H*L*L*D + out N*L*E*E.
+SELF_ATTENTION_MACS = N * L * E * (3 * E) + N * H * L * L * D + N * H * L * L * D + N * L * E * E
+#: Linear(E, 3E) + Linear(E, E), weights and biases.
+SELF_ATTENTION_PARAMS = E * 3 * E + 3 * E + E * E + E
+
+
+class MatmulAttention(nn.Module):
+    """Multi-head self-attention written with ``@`` and ``torch.softmax``."""
+
+    def __init__(self, width: int = E, heads: int = H, fused: bool = False) -> None:
+        super().__init__()
+        self.heads = heads
+        self.fused = fused
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, width = x.shape
+        d = width // self.heads
+        qkv = self.qkv(x).reshape(n, length, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (n, heads, length, d)
+        if self.fused:
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            scores = (q @ k.transpose(-2, -1)) * d**-0.5
+            y = torch.softmax(scores, dim=-1) @ v
+        return self.out(y.transpose(1, 2).reshape(n, length, width))
+
+
+class SelfAttention(nn.Module):
+    """``nn.MultiheadAttention`` called as self-attention, ``attn(x, x, x)``."""
+
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(E, H, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attn(x, x, x, attn_mask=attn_mask)[0]
+
+
+class CrossAttention(nn.Module):
+    """``nn.MultiheadAttention`` with ``kdim = vdim = 8`` over a memory of another length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(E, H, kdim=8, vdim=8, batch_first=True)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, memory, memory, need_weights=False)[0]
+
+
+def _causal_mask_inputs() -> ModelInputs:
+    mask = torch.triu(torch.ones(L, L, dtype=torch.bool), diagonal=1)  # True = not allowed to attend
+    return ModelInputs((torch.randn(N, L, E),), {"attn_mask": mask})
+
+
+def _encoder_layer() -> nn.Module:
+    return nn.TransformerEncoderLayer(E, H, dim_feedforward=FFN, dropout=0.0, batch_first=True)
+
+
+def cases() -> list[ModelCase]:
+    mha_macs = 4 * N * L * E * E + 2 * N * L * L * E  # q, k, v, out projections + scores + weighted sum
+    mha_params = 3 * E * E + 3 * E + E * E + E  # in_proj weight/bias + out_proj weight/bias
+    s = 10  # memory length of the cross-attention case
+    return [
+        hard_case(
+            "attention-matmul",
+            MatmulAttention,
+            randn_inputs((N, L, E)),
+            {"attention", "functional", "linear"},
+            expected_macs=SELF_ATTENTION_MACS,
+            expected_params=SELF_ATTENTION_PARAMS,
+            description="4-head self-attention written with @ and torch.softmax on (2, 6, 16): "
+            "the two matmuls are functional, only the Linears are modules",
+            default=True,
+        ),
+        hard_case(
+            "attention-sdpa",
+            functools.partial(MatmulAttention, fused=True),
+            randn_inputs((N, L, E)),
+            {"attention", "functional", "linear", "sdpa"},
+            expected_macs=SELF_ATTENTION_MACS,
+            expected_params=SELF_ATTENTION_PARAMS,
+            description="4-head self-attention through F.scaled_dot_product_attention on (2, 6, 16) "
+            "(one fused aten op on CPU)",
+            default=True,
+        ),
+        hard_case(
+            "mha-batch-first",
+            functools.partial(SelfAttention, batch_first=True),
+            randn_inputs((N, L, E)),
+            {"attention", "mha"},
+            expected_macs=mha_macs,
+            expected_params=mha_params,
+            description="nn.MultiheadAttention(16, 4, batch_first=True) as self-attention on (2, 6, 16); "
+            "under no_grad in eval it runs the fused aten._native_multi_head_attention",
+            default=True,
+        ),
+        hard_case(
+            "mha-seq-first",
+            functools.partial(SelfAttention, batch_first=False),
+            randn_inputs((L, N, E)),
+            {"attention", "mha"},
+            expected_macs=mha_macs,
+            expected_params=mha_params,
+            description="nn.MultiheadAttention(16, 4) (batch_first=False) as self-attention on (6, 2, 16): "
+            "seq-first, dim 0 is not the batch",
+        ),
+        hard_case(
+            "mha-causal-mask",
+            functools.partial(SelfAttention, batch_first=True),
+            _causal_mask_inputs,
+            {"attention", "mha", "kwargs", "mask"},
+            expected_macs=mha_macs,  # masking does not remove any product from the count
+            expected_params=mha_params,
+            description="nn.MultiheadAttention(16, 4, batch_first=True) with a causal bool attn_mask "
+            "passed as a keyword on (2, 6, 16)",
+        ),
+        hard_case(
+            "mha-cross-kdim",
+            CrossAttention,
+            randn_inputs((N, L, E), (N, s, 8)),
+            {"attention", "mha", "multi-input"},
+            # q proj N*L*E*E + k, v proj N*S*8*E each + scores N*L*S*E + weighted sum N*L*S*E + out N*L*E*E
+            expected_macs=N * L * E * E + 2 * N * s * 8 * E + 2 * N * L * s * E + N * L * E * E,
+            # q/k/v proj weights (E*E, E*8, E*8) + in_proj_bias 3E + out_proj E*E + E
+            expected_params=E * E + E * 8 + E * 8 + 3 * E + E * E + E,
+            description="nn.MultiheadAttention(16, 4, kdim=8, vdim=8) cross-attention: queries (2, 6, 16), "
+            "memory (2, 10, 8)",
+        ),
+        hard_case(
+            "transformer-encoder-eval",
+            _encoder_layer,
+            randn_inputs((N, L, E)),
+            {"attention", "transformer", "linear", "norm"},
+            # self-attention + FFN Linear(16, 32) + Linear(32, 16): N*L*E*FFN each
+            expected_macs=mha_macs + 2 * N * L * E * FFN,
+            # attention + linear1 (E*FFN + FFN) + linear2 (FFN*E + E) + two LayerNorms (2E each)
+            expected_params=mha_params + E * FFN + FFN + FFN * E + E + 2 * 2 * E,
+            description="nn.TransformerEncoderLayer(16, 4, 32, batch_first=True) in eval on (2, 6, 16); "
+            "under no_grad it is one fused aten._transformer_encoder_layer_fwd",
+            default=True,
+        ),
+    ]

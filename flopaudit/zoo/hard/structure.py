@@ -1,0 +1,214 @@
+"""Hard cases about model structure and calling conventions rather than ops.
+
+Reused modules (counted once per call), tied weights (parameters counted once),
+several positional inputs, keyword-only inputs, dict inputs and dict/tuple
+outputs, data-dependent control flow, buffers without parameters, and inputs
+without a batch dimension. MACs are Linear/conv contractions as in
+:mod:`flopaudit.zoo.hard.layers`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from flopaudit.inputs import ModelInputs
+from flopaudit.zoo.case import ModelCase
+from flopaudit.zoo.hard._common import hard_case, ids_inputs, randn_inputs
+
+
+class ReusedLinear(nn.Module):
+    """One ``Linear(16, 16)`` applied twice, then a ``Linear(16, 4)`` head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc(x))
+        h = torch.relu(self.fc(h))  # second call of the same module: its MACs count again
+        return self.head(h)
+
+
+class TiedEmbeddingLM(nn.Module):
+    """An embedding and an output head that share one weight (100 x 16)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)
+        self.head = nn.Linear(16, 100, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(ids))
+
+
+class TwoInputs(nn.Module):
+    """``forward(x, y)``: two positional tensors of different widths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fx = nn.Linear(16, 32)
+        self.fy = nn.Linear(8, 32)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fx(x) + self.fy(y)
+
+
+class KeywordOnly(nn.Module):
+    """``forward(x, *, context, scale=1.0)``: the context tensor is keyword-only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fx = nn.Linear(16, 32)
+        self.fc = nn.Linear(12, 32)
+
+    def forward(self, x: torch.Tensor, *, context: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return self.fx(x) + scale * self.fc(context)
+
+
+class DictInOut(nn.Module):
+    """Takes ``{"image", "meta"}`` and returns ``{"logits", "features": (image, meta)}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.image_head = nn.Linear(4 * 8 * 8, 10)
+        self.meta_head = nn.Linear(5, 10)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, object]:
+        image = self.image_head(self.conv(batch["image"]).flatten(1))
+        meta = self.meta_head(batch["meta"])
+        return {"logits": image + meta, "features": (image, meta)}
+
+
+class DataDependentBranch(nn.Module):
+    """Runs ``fc2`` only when ``x.sum() > 0``: the work depends on the values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32)
+        self.fc2 = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        if x.sum() > 0:
+            h = torch.relu(self.fc2(h))
+        return self.head(h)
+
+
+class BufferProjection(nn.Module):
+    """``x @ W`` with ``W`` a registered buffer: work to count, no parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.randn(16, 32))
+        self.register_buffer("shift", torch.zeros(32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.shift
+
+
+def _dict_inputs() -> ModelInputs:
+    return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
+
+
+def _positive_inputs() -> ModelInputs:
+    # torch.rand is in [0, 1): x.sum() > 0 always, so the fc2 branch always runs.
+    return ModelInputs((torch.rand(4, 16),))
+
+
+def cases() -> list[ModelCase]:
+    return [
+        hard_case(
+            "module-reused",
+            ReusedLinear,
+            randn_inputs((4, 16)),
+            {"reuse", "linear"},
+            expected_macs=2 * (4 * 16 * 16) + 4 * 16 * 4,  # fc twice (batch 4 x 16 x 16) + head 4 x 16 x 4
+            expected_params=16 * 16 + 16 + 16 * 4 + 4,  # fc once
+            description="one Linear(16, 16) called twice in forward, then Linear(16, 4), on (4, 16)",
+            default=True,
+        ),
+        hard_case(
+            "tied-weights",
+            TiedEmbeddingLM,
+            ids_inputs(100, 2, 12),
+            {"tied", "embedding", "linear"},
+            expected_macs=2 * 12 * 16 * 100,  # head only: batch 2 x seq 12 x in 16 x vocab 100
+            expected_params=100 * 16,  # embedding and head share one weight
+            description="Embedding(100, 16) with a bias-free Linear(16, 100) head tied to it, on ids (2, 12)",
+            default=True,
+        ),
+        hard_case(
+            "two-inputs",
+            TwoInputs,
+            randn_inputs((4, 16), (4, 8)),
+            {"multi-input", "linear"},
+            expected_macs=4 * 16 * 32 + 4 * 8 * 32,
+            expected_params=16 * 32 + 32 + 8 * 32 + 32,
+            description="forward(x, y) = Linear(16, 32)(x) + Linear(8, 32)(y) with x (4, 16), y (4, 8)",
+        ),
+        hard_case(
+            "kwargs-only",
+            KeywordOnly,
+            randn_inputs((4, 16), context=(4, 12)),
+            {"kwargs", "multi-input", "linear"},
+            expected_macs=4 * 16 * 32 + 4 * 12 * 32,
+            expected_params=16 * 32 + 32 + 12 * 32 + 32,
+            description="forward(x, *, context): x (4, 16) positional, context (4, 12) keyword-only",
+        ),
+        hard_case(
+            "dict-io",
+            DictInOut,
+            _dict_inputs,
+            {"dict", "multi-input", "conv", "linear"},
+            # conv N x Cout x H x W x Cin x 3 x 3 + image head 2 x 256 x 10 + meta head 2 x 5 x 10
+            expected_macs=2 * 4 * 8 * 8 * 3 * 3 * 3 + 2 * (4 * 8 * 8) * 10 + 2 * 5 * 10,
+            expected_params=4 * 3 * 3 * 3 + 4 + 4 * 8 * 8 * 10 + 10 + 5 * 10 + 10,
+            description="one dict argument {image (2, 3, 8, 8), meta (2, 5)}; returns a dict holding a tuple",
+        ),
+        hard_case(
+            "data-dependent-branch",
+            DataDependentBranch,
+            _positive_inputs,
+            {"control-flow", "linear"},
+            # inputs are non-negative, so the x.sum() > 0 branch runs: fc1 + fc2 + head on batch 4
+            expected_macs=4 * 16 * 32 + 4 * 32 * 32 + 4 * 32 * 4,
+            expected_params=16 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4,
+            description="fc2 runs only if x.sum() > 0; inputs come from torch.rand (non-negative) so it always "
+            "runs. Needs real values: a meta/fake-tensor or symbolic trace cannot decide the branch",
+        ),
+        hard_case(
+            "buffers-only",
+            BufferProjection,
+            randn_inputs((4, 16)),
+            {"buffers", "functional"},
+            expected_macs=4 * 16 * 32,  # x (4, 16) @ W (16, 32)
+            expected_params=0,  # W and the shift are buffers
+            description="x @ W + shift where W (16, 32) and shift (32,) are buffers: no parameters at all",
+        ),
+        hard_case(
+            "conv2d-unbatched",
+            functools.partial(nn.Conv2d, 3, 8, 3, padding=1),
+            randn_inputs((3, 16, 16)),
+            {"unbatched", "conv"},
+            expected_macs=8 * 16 * 16 * 3 * 3 * 3,  # no batch: Cout x H x W x Cin x kH x kW
+            expected_params=8 * 3 * 3 * 3 + 8,
+            description="nn.Conv2d(3, 8, 3, padding=1) on an unbatched (3, 16, 16) image: dim 0 is channels",
+            default=True,
+        ),
+        hard_case(
+            "linear-unbatched",
+            functools.partial(nn.Linear, 16, 32),
+            randn_inputs((16,)),
+            {"unbatched", "linear"},
+            expected_macs=16 * 32,
+            expected_params=16 * 32 + 32,
+            description="nn.Linear(16, 32) on a 1-D (16,) vector",
+        ),
+    ]
