@@ -1,0 +1,286 @@
+"""The model zoo: every case builds and runs, and the hard cases' closed-form
+numbers hold (parameters against the built model, MACs against the reference
+counter and against an independent witness)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from flopaudit.zoo import all_cases, extra_cases, hard_cases, select_cases, torchvision_extra
+from flopaudit.zoo.case import ModelCase
+from flopaudit.zoo.hard import custom
+
+HARD = hard_cases.cases()
+HARD_IDS = [c.id for c in HARD]
+
+#: The hard cases that join the default zoo (chosen to show where counters disagree).
+DEFAULT_HARD = {
+    "linear-3d",
+    "convtranspose-s2",
+    "attention-matmul",
+    "attention-sdpa",
+    "mha-batch-first",
+    "transformer-encoder-eval",
+    "lstm-bidir-2layer",
+    "gru-2layer-batch-first",
+    "module-reused",
+    "tied-weights",
+    "conv2d-unbatched",
+    "custom-functional-math",
+}
+
+FAMILY_TAGS = {
+    "conv", "linear", "attention", "rnn", "norm", "activation", "pool", "upsample", "embedding",
+    "functional", "custom", "reuse", "multi-input", "kwargs", "tied", "control-flow", "buffers", "unbatched",
+}  # fmt: skip
+
+
+def _run(case: ModelCase) -> tuple[nn.Module, Any]:
+    model, inputs = case.instantiate()
+    with torch.no_grad():
+        out = model(*inputs.args, **inputs.kwargs)
+    return model, out
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for x in obj for t in _tensors(x)]
+    if isinstance(obj, dict):
+        return [t for x in obj.values() for t in _tensors(x)]
+    return []
+
+
+def _unique_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() skips shared tensors
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_case_ids_are_unique_and_kebab_or_snake() -> None:
+    ids = [c.id for c in all_cases()]
+    assert len(ids) == len(set(ids))
+    bad = [i for i in ids if not re.fullmatch(r"[a-z0-9]+(?:[-_][a-z0-9]+)*", i)]
+    assert bad == []
+
+
+def test_registry_holds_hard_and_torchvision_extra_cases() -> None:
+    ids = {c.id for c in all_cases()}
+    assert set(HARD_IDS) <= ids
+    assert {c.id for c in torchvision_extra.cases()} <= ids
+
+
+def test_default_zoo_contains_the_default_hard_cases() -> None:
+    chosen = {c.id for c in select_cases()}
+    assert DEFAULT_HARD <= chosen
+    assert {c.id for c in HARD if c.default} == DEFAULT_HARD
+    assert {"resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "convnext_tiny"} <= chosen
+    extras = {c.id for c in extra_cases.cases()}
+    assert not chosen & extras
+
+
+def test_custom_tag_selects_only_custom_cases() -> None:
+    chosen = select_cases(tags=["custom"])
+    assert {c.id for c in chosen} == {"custom-functional-math", "custom-autograd-function", "custom-torch-library-op"}
+    assert all("custom" in c.tags for c in chosen)
+
+
+# ---------------------------------------------------------------- hard cases
+
+
+@pytest.mark.parametrize("case", HARD, ids=HARD_IDS)
+def test_hard_case_is_tagged_and_has_closed_form_numbers(case: ModelCase) -> None:
+    assert {"hard", "light"} <= case.tags
+    assert case.tags & FAMILY_TAGS, f"{case.id} has no family tag"
+    assert case.expected_macs is not None and case.expected_macs > 0
+    assert case.expected_params is not None
+    assert case.description
+
+
+@pytest.mark.parametrize("case", HARD, ids=HARD_IDS)
+def test_hard_case_runs(case: ModelCase) -> None:
+    _, out = _run(case)
+    tensors = _tensors(out)
+    assert tensors, f"{case.id} returned no tensor"
+    assert all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+
+
+@pytest.mark.parametrize("case", HARD, ids=HARD_IDS)
+def test_hard_case_expected_params_match_the_model(case: ModelCase) -> None:
+    model, _ = case.instantiate()
+    assert _unique_params(model) == case.expected_params
+
+
+def test_tied_weights_share_one_tensor() -> None:
+    model, _ = next(c for c in HARD if c.id == "tied-weights").instantiate()
+    assert model.head.weight is model.embed.weight
+    assert _unique_params(model) == 100 * 16
+    assert sum(p.numel() for p in dict(model.named_parameters(remove_duplicate=False)).values()) == 2 * 100 * 16
+
+
+def test_data_dependent_branch_takes_the_documented_branch() -> None:
+    case = next(c for c in HARD if c.id == "data-dependent-branch")
+    model, inputs = case.instantiate()
+    calls: list[str] = []
+    model.fc2.register_forward_hook(lambda *_: calls.append("fc2"))
+    with torch.no_grad():
+        model(*inputs.args)
+    assert inputs.args[0].sum() > 0
+    assert calls == ["fc2"]
+
+
+def test_custom_op_runs_on_meta_tensors() -> None:
+    x = torch.empty(4, 16, device="meta")
+    w = torch.empty(16, 32, device="meta")
+    y = custom.scaled_matmul(x, w, 0.5)
+    assert y.device.type == "meta" and tuple(y.shape) == (4, 32)
+
+
+def test_reused_module_is_called_twice() -> None:
+    case = next(c for c in HARD if c.id == "module-reused")
+    model, inputs = case.instantiate()
+    calls: list[int] = []
+    model.fc.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        model(*inputs.args)
+    assert len(calls) == 2
+
+
+def _witness_macs(case: ModelCase) -> int:
+    """MACs of ``case`` counted independently of the zoo's arithmetic.
+
+    Recurrent cases: each weight element of the recurrent module is used once
+    per time step and sample, so MACs = T * N * (weight elements). Others:
+    ``FlopCounterMode`` / 2 with gradients on (which turns off the fused
+    attention fast paths), plus formulas for the ops it does not know: the
+    CPU flash-attention kernel behind SDPA and this zoo's custom op.
+    """
+    model, inputs = case.instantiate()
+    if "rnn" in case.tags:
+        rnn = next(m for m in model.modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase)))
+        x = inputs.args[0]
+        steps, batch = (x.shape[1], x.shape[0]) if getattr(rnn, "batch_first", False) else (x.shape[0], x.shape[1])
+        weights = sum(p.numel() for name, p in rnn.named_parameters() if name.startswith("weight"))
+        return steps * batch * weights
+
+    def sdpa_cpu(q: Any, k: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        b, h, sq, d = q
+        return 2 * (2 * b * h * sq * k[2] * d)  # scores + weighted sum, 2 FLOPs per MAC
+
+    def custom_mm(x: Any, w: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return 2 * x[0] * x[1] * w[1]
+
+    mapping = {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu,
+        torch.ops.flopaudit_zoo.scaled_matmul: custom_mm,
+    }
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter:
+        model(*inputs.args, **inputs.kwargs)
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("case", HARD, ids=HARD_IDS)
+def test_hard_case_expected_macs_match_an_independent_witness(case: ModelCase) -> None:
+    assert _witness_macs(case) == case.expected_macs
+
+
+@pytest.mark.parametrize("case", HARD, ids=HARD_IDS)
+def test_hard_case_expected_macs_match_the_reference_counter(case: ModelCase) -> None:
+    try:
+        from flopaudit.reference import count as reference_count
+    except ImportError as exc:
+        pytest.skip(f"reference counter not importable yet: {exc}")
+    model, inputs = case.instantiate()
+    assert reference_count(model, inputs.args, inputs.kwargs).macs == case.expected_macs
+
+
+# ---------------------------------------------------------------- torchvision detection / segmentation / video
+
+TV_EXTRA = torchvision_extra.cases()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.slow) if "heavy" in c.tags else c for c in TV_EXTRA],
+    ids=[c.id for c in TV_EXTRA],
+)
+def test_torchvision_extra_case_runs(case: ModelCase) -> None:
+    assert {"torchvision", "vision"} <= case.tags and not case.default
+    assert case.tags & {"detection", "segmentation", "video"}
+    assert case.tags & {"light", "medium", "heavy"}
+    model, out = _run(case)
+    assert not model.training
+    if "detection" in case.tags:
+        assert isinstance(out, list) and len(out) == 1 and {"boxes", "labels", "scores"} <= set(out[0])
+    elif "segmentation" in case.tags:
+        assert tuple(out["out"].shape) == (1, 21, 520, 520)
+    else:
+        assert tuple(out.shape) == (1, 400)
+
+
+def test_torchvision_extra_builds_need_no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.hub
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a zoo builder tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    for case in TV_EXTRA:
+        if "heavy" not in case.tags:
+            case.build()
+
+
+# ---------------------------------------------------------------- optional families
+
+
+def test_extra_cases_without_timm_or_transformers_are_torchvision_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extra_cases, "available", lambda module: False)
+    assert [c.id for c in extra_cases.cases()] == [c.id for c in TV_EXTRA]
+
+
+def test_extra_cases_register_optional_families_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extra_cases, "available", lambda module: True)
+    ids = [c.id for c in extra_cases.cases()]
+    assert "timm-vit_tiny_patch16_224" in ids and "hf-llama-tiny" in ids
+    optional = [c for c in extra_cases.cases() if c.tags & {"timm", "transformers"}]
+    assert not any(c.default for c in optional)
+
+
+def test_timm_case_builds_offline_and_runs() -> None:
+    pytest.importorskip("timm")
+    case = next(c for c in extra_cases.timm_cases() if c.id == "timm-levit_128s")
+    _, out = _run(case)
+    assert tuple(out.shape) == (1, 1000)
+
+
+HF_LIGHT = ["hf-llama-tiny", "hf-llama-tiny-eager"]
+
+
+@pytest.mark.parametrize(
+    "case_id", [*HF_LIGHT, pytest.param("hf-bert-base", marks=pytest.mark.slow),
+                pytest.param("hf-gpt2", marks=pytest.mark.slow)]
+)  # fmt: skip
+def test_transformers_case_params_match(case_id: str) -> None:
+    pytest.importorskip("transformers")
+    case = next(c for c in extra_cases.transformers_cases() if c.id == case_id)
+    model, _ = _run(case)
+    assert _unique_params(model) == case.expected_params
+
+
+def test_transformers_eager_llama_macs_match_an_independent_witness() -> None:
+    pytest.importorskip("transformers")
+    case = next(c for c in extra_cases.transformers_cases() if c.id == "hf-llama-tiny-eager")
+    model, inputs = case.instantiate()
+    counter = FlopCounterMode(display=False)
+    with counter:  # eager attention: every product is an aten matmul
+        model(*inputs.args)
+    assert counter.get_total_flops() // 2 == case.expected_macs
