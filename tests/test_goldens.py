@@ -448,6 +448,20 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["g.json"]
 
 
+def test_atomic_write_gives_an_ordinary_file_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "new.json", "{}\n")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    existing = tmp_path / "kept.json"
+    existing.write_text("{}\n")
+    existing.chmod(0o640)
+    write_atomic(existing, "[]\n")
+    assert existing.stat().st_mode & 0o777 == 0o640
+
+
 def test_compare_treats_a_missing_breakdown_key_as_zero() -> None:
     assert not compare(_golden(), _golden(per_op=(("conv", 100), ("relu", 0)))).drifted
     diff = compare(_golden(), _golden(per_op=(("conv", 100), ("relu", 5))))
