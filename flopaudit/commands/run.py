@@ -10,14 +10,16 @@ from flopaudit.commands._common import add_selection_args, backends_from_args, s
 from flopaudit.records import CountResult, Status
 from flopaudit.run import DEFAULT_TIMEOUT_S, AuditRun, run_audit
 from flopaudit.table import format_table
+from flopaudit.units import human
 
 EPILOG = """examples:
   flopaudit run --models resnet50
   flopaudit run --models 'resnet*' --backends fvcore thop
   flopaudit run --tags custom
   flopaudit run --models mypkg.models:build --input-shape 1,3,224,224
-cells show GMACs (multiply-accumulates, whole batch, every backend normalised to
-that unit) and in brackets the ratio to the reference counter."""
+cells show MACs (multiply-accumulates for the whole batch, K/M/G-scaled; every
+backend normalised to that unit) and in brackets the ratio to the reference
+counter's canonical count."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +86,7 @@ def _cell(r: CountResult | None, ref: int | None) -> str:
     if r is None:
         return ""
     if r.status is Status.OK and r.macs is not None:
-        text = f"{r.macs / 1e9:.3f}"
+        text = human(r.macs)
         if ref:
             text += f" ({r.macs / ref:.3f}x)"
         return text
@@ -99,7 +101,7 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
         ref_r = run.result(m, "reference")
         ref = ref_r.macs if ref_r and ref_r.ok else None
         rows.append([m] + [_cell(run.result(m, b), ref) for b in backends])
-    lines = [format_table(["model \\ GMACs"] + backends, rows, align="l" + "r" * len(backends))]
+    lines = [format_table(["model \\ MACs"] + backends, rows, align="l" + "r" * len(backends))]
     problems = [r for r in run.results if r.status is not Status.OK]
     if problems:
         lines.append("")
