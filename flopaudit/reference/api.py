@@ -1,0 +1,327 @@
+"""``count``, ``count_meta`` and ``apply_ruleset``: the reference counter's entry points."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from flopaudit.inputs import ModelInputs
+from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
+from flopaudit.reference.engine import ModuleCall, OpEvent, record
+from flopaudit.reference.rulesets import Ruleset, RulesetTotals, apply, get_ruleset
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Summed cost of a set of events."""
+
+    macs: int = 0
+    extra_flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    calls: int = 0
+
+    @property
+    def flops(self) -> int:
+        """Canonical FLOPs: 2 x MACs + extra FLOPs."""
+        return 2 * self.macs + self.extra_flops
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(self.macs + other.macs, self.extra_flops + other.extra_flops,
+                      self.bytes_read + other.bytes_read, self.bytes_written + other.bytes_written,
+                      self.calls + other.calls)
+
+    @classmethod
+    def of(cls, e: OpEvent) -> "Totals":
+        return cls(e.macs, e.extra_flops, e.bytes_read, e.bytes_written, 1)
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameter counts.
+
+    ``total`` counts every reference (a tied weight reachable under two names
+    counts twice), ``unique`` counts each parameter tensor once, ``trainable``
+    the unique ones with ``requires_grad``; ``shared_tensors`` is how many
+    parameter tensors are reachable under more than one name and
+    ``shared_elements`` how many elements ``total`` counts more than once.
+    """
+
+    total: int
+    unique: int
+    trainable: int
+    shared_tensors: int
+    shared_elements: int
+
+
+@dataclass(frozen=True)
+class ReferenceCount:
+    """Everything one reference count produced (treat the dicts as read-only).
+
+    ``totals`` are canonical (MACs, extra FLOPs, FLOPs, bytes); ``ruleset``
+    is the requested ruleset's view of the same events. ``per_module`` is
+    inclusive of children, ``""`` being the root; ``unsupported`` maps each
+    operator without a formula to its number of calls.
+    """
+
+    events: tuple[OpEvent, ...]
+    module_call_records: tuple[ModuleCall, ...]
+    totals: Totals
+    per_module: dict[str, Totals]
+    per_op: dict[str, Totals]
+    per_category: dict[str, Totals]
+    unsupported: dict[str, int]
+    module_calls: dict[str, int]
+    params: ParamCount
+    ruleset: RulesetTotals
+    batch_size: int | None = None
+    device: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def macs(self) -> int:
+        return self.totals.macs
+
+    @property
+    def flops(self) -> int:
+        return self.totals.flops
+
+    @property
+    def extra_flops(self) -> int:
+        return self.totals.extra_flops
+
+    def module_macs(self) -> dict[str, int]:
+        """Per-module MACs (inclusive of children)."""
+        return {k: v.macs for k, v in self.per_module.items()}
+
+    def op_macs(self) -> dict[str, int]:
+        return {k: v.macs for k, v in self.per_op.items()}
+
+
+def param_counts(model: nn.Module) -> ParamCount:
+    """Total / unique / trainable / shared parameter counts of ``model``."""
+    refs: dict[int, int] = {}
+    sizes: dict[int, tuple[int, bool]] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        refs[id(p)] = refs.get(id(p), 0) + 1
+        sizes[id(p)] = (p.numel(), p.requires_grad)
+    total = sum(sizes[k][0] * n for k, n in refs.items())
+    unique = sum(n for n, _ in sizes.values())
+    trainable = sum(n for n, g in sizes.values() if g)
+    shared = [k for k, n in refs.items() if n > 1]
+    shared_elements = sum(sizes[k][0] * (refs[k] - 1) for k in shared)
+    return ParamCount(total, unique, trainable, len(shared), shared_elements)
+
+
+def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
+                                                    dict[str, Totals], dict[str, int]]:
+    total = Totals()
+    per_module: dict[str, Totals] = {}
+    per_op: dict[str, Totals] = {}
+    per_category: dict[str, Totals] = {}
+    unsupported: dict[str, int] = {}
+    for e in events:
+        t = Totals.of(e)
+        total += t
+        for path in dict.fromkeys(e.module_stack or ("",)):
+            per_module[path] = per_module.get(path, Totals()) + t
+        per_op[e.op] = per_op.get(e.op, Totals()) + t
+        cat = e.category.value if e.category is not None else "unsupported"
+        per_category[cat] = per_category.get(cat, Totals()) + t
+        if not e.supported:
+            unsupported[e.op] = unsupported.get(e.op, 0) + 1
+    return total, per_module, per_op, per_category, unsupported
+
+
+def _devices(model: nn.Module) -> set[str]:
+    return {t.device.type for t in list(model.parameters()) + list(model.buffers())}
+
+
+def count(
+    model: nn.Module,
+    inputs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    ruleset: str | Ruleset = "canonical",
+    device: Literal["meta"] | None = None,
+    no_grad: bool = True,
+) -> ReferenceCount:
+    """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter.
+
+    ``inputs`` is a tensor, a tuple/list of positional args or a
+    :class:`~flopaudit.inputs.ModelInputs`. The model is used as given (no
+    copy): hooks are added for the call and removed afterwards, nothing else
+    is changed. ``no_grad`` (default) runs the pass under ``torch.no_grad()``
+    (inference; eval-mode fast paths such as fused attention are then taken
+    and have their own formulas).
+
+    ``device="meta"`` requires a model already on the meta device (built
+    under ``with torch.device("meta"):``) and moves tensor inputs to meta;
+    no weights are allocated. A model under ``FakeTensorMode`` with fake
+    inputs works with ``device=None``. To build on meta, see :func:`count_meta`.
+    """
+    ins = ModelInputs.coerce(inputs, kwargs)
+    rs = get_ruleset(ruleset)
+    if device not in (None, "meta"):
+        raise ValueError(f"device must be None or 'meta', not {device!r}")
+    if device == "meta":
+        devices = _devices(model)
+        if devices - {"meta"}:
+            raise ValueError(
+                f"count(device='meta') needs a model on the meta device, found {sorted(devices)}; build it under "
+                "`with torch.device('meta'):` or use count_meta(build_fn, inputs_fn)"
+            )
+        ins = ins.to("meta")
+    grad_ctx = torch.no_grad() if no_grad else contextlib.nullcontext()
+    with grad_ctx:
+        rec = record(model, ins.args, ins.kwargs)
+    events = tuple(rec.events)
+    calls = tuple(rec.calls)
+    total, per_module, per_op, per_category, unsupported = _summarise(events)
+    module_calls: dict[str, int] = {}
+    for c in calls:
+        module_calls[c.path] = module_calls.get(c.path, 0) + 1
+    devices = _devices(model)
+    return ReferenceCount(
+        events=events,
+        module_call_records=calls,
+        totals=total,
+        per_module=per_module,
+        per_op=per_op,
+        per_category=per_category,
+        unsupported=unsupported,
+        module_calls=module_calls,
+        params=param_counts(model),
+        ruleset=apply(events, calls, rs, ins.batch_size),
+        batch_size=ins.batch_size,
+        device=",".join(sorted(devices)) or (device or ""),
+        notes=tuple(rec.notes),
+    )
+
+
+def apply_ruleset(source: ReferenceCount | Sequence[OpEvent], ruleset: str | Ruleset,
+                  batch_size: int | None = None) -> RulesetTotals:
+    """Price a recorded count (or bare events) under another ruleset.
+
+    Rulesets with module rules need the module-call records, so pass the
+    :class:`ReferenceCount` for those.
+    """
+    rs = get_ruleset(ruleset)
+    if isinstance(source, ReferenceCount):
+        return apply(source.events, source.module_call_records, rs, batch_size or source.batch_size)
+    if rs.module_rules:
+        raise ValueError(f"ruleset {rs.name!r} has module rules: pass the ReferenceCount, not bare events")
+    return apply(tuple(source), (), rs, batch_size)
+
+
+class MetaBuildError(RuntimeError):
+    """The model could not be built or run on the meta device."""
+
+
+@contextlib.contextmanager
+def empty_weights() -> Iterator[None]:
+    """Build modules normally but put every parameter and buffer on meta.
+
+    For constructors that compute with real tensors (e.g. torchvision's
+    RegNet derives its widths with ``torch.round(...).tolist()``), which fail
+    under ``torch.device("meta")``. Each parameter is allocated on CPU for an
+    instant and moved to meta as it is registered; initialisers then run on
+    meta for free. ``nn.Module.register_parameter``/``register_buffer`` are
+    patched for the duration of the block only.
+    """
+    original_param = nn.Module.register_parameter
+    original_buffer = nn.Module.register_buffer
+
+    def register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        original_param(self, name, param)
+        if param is not None and param.device.type != "meta":
+            kind = type(param)
+            attrs = dict(param.__dict__)
+            meta = kind(param.detach().to("meta"), requires_grad=param.requires_grad)
+            meta.__dict__.update(attrs)
+            self._parameters[name] = meta
+
+    def register_buffer(self: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        if tensor is not None and tensor.device.type != "meta":
+            tensor = tensor.to("meta")
+        original_buffer(self, name, tensor, persistent=persistent)
+
+    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+    nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original_param  # type: ignore[method-assign]
+        nn.Module.register_buffer = original_buffer  # type: ignore[method-assign]
+
+
+def count_meta(
+    build_fn: Callable[[], nn.Module],
+    inputs_fn: Callable[[], Any],
+    *,
+    ruleset: str | Ruleset = "canonical",
+    fallback: Literal["cpu", "raise"] = "cpu",
+    no_grad: bool = True,
+) -> ReferenceCount:
+    """Build the model on the meta device and count it without allocating weights.
+
+    Strategies, in order, each reported in the result's ``notes`` when used
+    after a failure:
+
+    1. ``build_fn()`` and ``inputs_fn()`` under ``with torch.device("meta")``
+       (no tensor is ever allocated; CPU tensors from ``inputs_fn`` are moved
+       to meta);
+    2. if building fails there, :func:`empty_weights` (the constructor runs
+       on CPU, parameters and buffers land on meta one by one);
+    3. if that fails too, or the forward pass fails on meta (a forward that
+       needs tensor values), ``fallback="cpu"`` builds and counts on CPU,
+       ``fallback="raise"`` raises :class:`MetaBuildError` naming each failure.
+    """
+    failures: list[str] = []
+    model: nn.Module | None = None
+    try:
+        with torch.device("meta"):
+            model = build_fn()
+    except Exception as exc:  # noqa: BLE001 - try the next strategy
+        failures.append(f"build under torch.device('meta') failed: {type(exc).__name__}: {exc}")
+        try:
+            with empty_weights():
+                model = build_fn()
+        except Exception as exc2:  # noqa: BLE001
+            failures.append(f"build with empty_weights() failed: {type(exc2).__name__}: {exc2}")
+            model = None
+    if model is not None:
+        try:
+            with torch.device("meta"):
+                inputs = inputs_fn()
+            result = count(model, inputs, ruleset=ruleset, device="meta", no_grad=no_grad)
+            return _with_notes(result, tuple(f + "; built with empty_weights() instead" for f in failures))
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"forward on meta failed: {type(exc).__name__}: {exc}")
+    if fallback == "raise":
+        raise MetaBuildError("; ".join(failures))
+    result = count(build_fn(), inputs_fn(), ruleset=ruleset, no_grad=no_grad)
+    return _with_notes(result, tuple(failures) + ("counted on CPU instead (fallback='cpu')",))
+
+
+def _with_notes(result: ReferenceCount, notes: tuple[str, ...]) -> ReferenceCount:
+    import dataclasses
+
+    return dataclasses.replace(result, notes=result.notes + notes)
+
+
+__all__ = [
+    "MetaBuildError",
+    "empty_weights",
+    "ParamCount",
+    "ReferenceCount",
+    "Totals",
+    "apply_ruleset",
+    "count",
+    "count_meta",
+    "param_counts",
+]

@@ -1,0 +1,397 @@
+"""The recording engine: a ``TorchDispatchMode`` plus module tracking.
+
+:func:`record` runs ``model(*args, **kwargs)`` once and returns one
+:class:`OpEvent` per aten (or custom) operator call, attributed to the
+innermost module running it, and one :class:`ModuleCall` per module call.
+
+Module tracking uses *global* module forward pre/post hooks
+(``torch.nn.modules.module.register_module_forward_*_hook``) registered for
+the duration of the call and removed in ``finally``; they ignore modules that
+are not part of the counted model. Global hooks, unlike per-module hooks,
+leave the model's own hook dictionaries empty, so fast paths that refuse to
+run when a module has hooks (``nn.TransformerEncoderLayer``'s fused
+``_transformer_encoder_layer_fwd``) run as they would without the counter.
+The post hook is ``always_call`` so an exception cannot leave the module
+stack wrong. Nothing on the model is changed; train/eval flags are left as
+they are.
+
+The dispatch mode sees every operator below autograd, so functional calls
+(``F.interpolate``, ``torch.matmul``, ``@``, ``einsum``, ``x + y``, SDPA,
+RNNs) are seen like module calls. Composite operators are seen as what they
+decompose into; an operator that reaches the mode without a formula but with
+a composite decomposition is decomposed (its parts are recorded); anything
+else without a formula is recorded with ``supported=False``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module_mod
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from flopaudit.reference.module_rules import module_rule_for
+from flopaudit.reference.registry import Category, Cost, bind, formula_name, lookup, make_call
+
+aten = torch.ops.aten
+
+#: Metadata queries that are not operator calls worth recording.
+_SKIP = {
+    aten.sym_is_contiguous.default,
+    aten.is_contiguous.default,
+    aten.is_contiguous.memory_format,
+    aten.is_strides_like_format.default,
+    aten.is_non_overlapping_and_dense.default,
+    aten.size.default,
+    aten.sym_size.default,
+    aten.sym_size.int,
+    aten.stride.default,
+    aten.sym_stride.default,
+    aten.storage_offset.default,
+    aten.sym_storage_offset.default,
+    aten.numel.default,
+    aten.sym_numel.default,
+    aten.dim.default,
+    torch.ops.prim.layout.default,
+    torch.ops.prim.device.default,
+}
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OpEvent:
+    """One operator call, its cost and where in the module tree it ran."""
+
+    op: str
+    """Operator overload, e.g. ``"aten.convolution.default"``."""
+    module_path: str
+    """Dotted path of the innermost module running the op (``""`` = root)."""
+    module_type: str
+    """Class name of that module."""
+    module_stack: tuple[str, ...]
+    """Paths of the running modules, root first, innermost last."""
+    in_leaf: bool
+    """True if the innermost module has no child modules."""
+    category: Category | None
+    """``None`` only for unsupported operators."""
+    macs: int
+    extra_flops: int
+    bytes_read: int
+    bytes_written: int
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    supported: bool = True
+    formula: str = ""
+    """Name of the formula (or module rule) that priced the call."""
+    call_index: int = -1
+    """Index of the innermost :class:`ModuleCall` in the call list (-1: none)."""
+    op_args: tuple[tuple[str, Any], ...] = ()
+    """The call's non-tensor arguments by schema name (``stride``, ``transposed``,
+    ``groups``, ``dim``...): scalars, strings and lists of them."""
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        """A non-tensor argument of the call, by schema name."""
+        return dict(self.op_args).get(name, default)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs + self.extra_flops
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One call of one module (a module called twice gives two records).
+
+    ``events`` is the half-open range of event indices recorded during the
+    call, children's included; ``attrs`` are the module's public scalar
+    hyper-parameters (``in_channels``, ``kernel_size``, ``affine``...) and
+    ``param_shapes`` its own (non-recursive) parameters, so that rulesets
+    can reproduce module-hook counters from records alone.
+    """
+
+    path: str
+    module_type: str
+    module_class: str
+    stack: tuple[str, ...]
+    in_leaf: bool
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    attrs: tuple[tuple[str, Any], ...]
+    param_shapes: tuple[tuple[str, Shape], ...]
+    events: tuple[int, int]
+    parent: int = -1
+    """Index of the enclosing module call in the call list (-1 for the root call)."""
+    rule: str = ""
+    """Name of the custom module rule that priced this call ('' if none)."""
+
+
+@dataclass
+class Recording:
+    """What one forward pass produced."""
+
+    events: list[OpEvent] = field(default_factory=list)
+    calls: list[ModuleCall] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# Tensor helpers (shapes and sizes only, never values).
+
+def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from iter_tensors(x)
+    elif isinstance(obj, Mapping):
+        for x in obj.values():
+            yield from iter_tensors(x)
+
+
+def _shape(t: torch.Tensor) -> Shape:
+    try:
+        return tuple(int(s) for s in t.shape)
+    except (RuntimeError, TypeError, ValueError):  # nested / unbacked symbolic
+        return ()
+
+
+def shapes(obj: Any) -> tuple[Shape, ...]:
+    return tuple(_shape(t) for t in iter_tensors(obj))
+
+
+def nbytes(obj: Any) -> int:
+    """Bytes of the distinct tensors in ``obj`` (numel x element size)."""
+    seen: set[int] = set()
+    total = 0
+    for t in iter_tensors(obj):
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        try:
+            total += int(t.numel()) * t.element_size()
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return total
+
+
+def _is_view(func: torch._ops.OpOverload) -> bool:
+    returns = func._schema.returns
+    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str, torch.dtype, torch.SymInt))
+
+
+def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for k, v in params.items():
+        if isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v):
+            out.append((k, tuple(int(x) if isinstance(x, torch.SymInt) else x for x in v)))
+        elif isinstance(v, torch.SymInt):
+            out.append((k, int(v)))
+        elif _is_scalar(v):
+            out.append((k, v))
+    return tuple(out)
+
+
+def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for k, v in vars(module).items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, (bool, int, float, str)) or (
+            isinstance(v, tuple) and all(isinstance(x, (bool, int, float, str)) for x in v)
+        ):
+            out.append((k, v))
+    return tuple(sorted(out))
+
+
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Frame:
+    path: str
+    module_type: str
+    in_leaf: bool
+    stack: tuple[str, ...]
+    call_index: int
+    first_event: int
+    parent: int = -1
+    suppressed_by: str = ""
+
+
+class _Recorder:
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.rec = Recording()
+        self.frames: list[_Frame] = []
+        self.suppress_depth = 0
+        self.paths: dict[int, str] = {}
+        self.leaf: dict[int, bool] = {}
+        for name, mod in model.named_modules():
+            self.paths.setdefault(id(mod), name)
+            self.leaf[id(mod)] = next(mod.children(), None) is None
+        self.root_type = type(model).__name__
+
+    # -- module hooks -----------------------------------------------------
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        path = self.paths.get(id(module))
+        if path is None:  # a module outside the counted model
+            return
+        parent_stack = self.frames[-1].stack if self.frames else ()
+        stack = parent_stack + (path,)
+        rule = module_rule_for(module) if not self.suppress_depth else None
+        frame = _Frame(path, type(module).__name__, self.leaf[id(module)], stack,
+                       call_index=-1, first_event=len(self.rec.events),
+                       parent=self.frames[-1].call_index if self.frames else -1,
+                       suppressed_by=formula_name(rule) if rule is not None else "")
+        if not self.suppress_depth:
+            frame.call_index = len(self.rec.calls)
+            # Placeholder, completed in post_hook (calls are listed in start order).
+            self.rec.calls.append(None)  # type: ignore[arg-type]
+        if rule is not None:
+            self.suppress_depth += 1
+        self.frames.append(frame)
+
+    def post_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if id(module) not in self.paths or not self.frames:
+            return
+        frame = self.frames.pop()
+        if frame.suppressed_by:
+            self.suppress_depth -= 1
+            rule = module_rule_for(module)
+            cost = rule(module, args, output) if rule is not None else Cost(0, 0, Category.ZERO_COST)
+            if not isinstance(cost, Cost):
+                raise TypeError(f"module rule {frame.suppressed_by} returned {type(cost).__name__}, not Cost")
+            self.rec.events.append(OpEvent(
+                op=f"module_rule:{type(module).__name__}", module_path=frame.path, module_type=frame.module_type,
+                module_stack=frame.stack, in_leaf=frame.in_leaf, category=cost.category, macs=cost.macs,
+                extra_flops=cost.extra_flops, bytes_read=nbytes((args, kwargs)), bytes_written=nbytes(output),
+                input_shapes=shapes((args, kwargs)), output_shapes=shapes(output), supported=True,
+                formula=frame.suppressed_by, call_index=frame.call_index,
+            ))
+        if frame.call_index >= 0:
+            self.rec.calls[frame.call_index] = ModuleCall(
+                path=frame.path, module_type=frame.module_type,
+                module_class=f"{type(module).__module__}.{type(module).__qualname__}",
+                stack=frame.stack, in_leaf=frame.in_leaf, input_shapes=shapes((args, kwargs)),
+                output_shapes=shapes(output), attrs=_module_attrs(module),
+                param_shapes=tuple((n, _shape(p)) for n, p in module.named_parameters(recurse=False)),
+                events=(frame.first_event, len(self.rec.events)), parent=frame.parent,
+                rule=frame.suppressed_by,
+            )
+
+    # -- operator events --------------------------------------------------
+
+    def where(self) -> tuple[str, str, tuple[str, ...], bool, int]:
+        if not self.frames:
+            return "", self.root_type, ("",), self.leaf.get(id(self.model), False), -1
+        f = self.frames[-1]
+        return f.path, f.module_type, f.stack, f.in_leaf, f.call_index
+
+    def op_event(self, func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any],
+                 out: Any, in_shapes: tuple[Shape, ...], read: int) -> None:
+        path, mtype, stack, leaf, call_index = self.where()
+        fn = lookup(func)
+        supported = fn is not None
+        cost: Cost | None = None
+        op_args: tuple[tuple[str, Any], ...] = ()
+        try:
+            op_args = _scalar_args(bind(func, args, kwargs))
+        except Exception:  # noqa: BLE001 - the schema did not bind; keep the event anyway
+            pass
+        if fn is not None:
+            try:
+                cost = fn(make_call(func, args, kwargs, out))
+            except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
+                supported = False
+                self.rec.notes.append(f"formula {formula_name(fn)} failed on {func}: {type(exc).__name__}: {exc}")
+        view = _is_view(func)
+        self.rec.events.append(OpEvent(
+            op=str(func), module_path=path, module_type=mtype, module_stack=stack, in_leaf=leaf,
+            category=cost.category if cost is not None else None,
+            macs=cost.macs if cost is not None else 0,
+            extra_flops=cost.extra_flops if cost is not None else 0,
+            bytes_read=0 if view else read, bytes_written=0 if view else nbytes(out),
+            input_shapes=in_shapes, output_shapes=shapes(out), supported=supported and cost is not None,
+            formula=formula_name(fn) if fn is not None else "", call_index=call_index, op_args=op_args,
+        ))
+
+
+class _Mode(TorchDispatchMode):
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        rec = self.recorder
+        if func in _SKIP or rec.suppress_depth:
+            return func(*args, **kwargs)
+        if lookup(func) is None:
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        in_shapes = shapes((args, kwargs))
+        read = nbytes((args, kwargs))
+        out = func(*args, **kwargs)
+        rec.op_event(func, args, kwargs, out, in_shapes, read)
+        return out
+
+
+def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> Recording:
+    """Run ``model(*args, **kwargs)`` once under the recording mode.
+
+    Global module hooks are registered for the call and removed before
+    returning, even on error.
+    """
+    recorder = _Recorder(model)
+    handles = []
+    try:
+        with _restored_buffers(model):
+            handles.append(register_module_forward_pre_hook(recorder.pre_hook))
+            handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+            with _Mode(recorder):
+                model(*args, **dict(kwargs or {}))
+    finally:
+        for h in handles:
+            h.remove()
+            # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
+            _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
+    return recorder.rec
+
+
+@contextlib.contextmanager
+def _restored_buffers(model: nn.Module) -> Iterator[None]:
+    """Put buffer values back after the pass (a train-mode BatchNorm updates its
+    running statistics); meta and fake buffers hold no values and are skipped."""
+    saved = []
+    for b in model.buffers():
+        if b.device.type != "meta" and not _is_fake(b):
+            saved.append((b, b.detach().clone()))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                if b.shape == value.shape:
+                    b.copy_(value)
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(t, FakeTensor)
+
+
+__all__ = ["ModuleCall", "OpEvent", "Recording", "iter_tensors", "nbytes", "record", "shapes"]

@@ -1,0 +1,31 @@
+"""Built-in formulas, grouped by operator family; importing registers them all."""
+
+from flopaudit.reference.formulas import (  # noqa: F401 - imported for registration
+    activation,
+    attention,
+    conv,
+    data_movement,
+    elementwise,
+    embedding,
+    interpolation,
+    matmul,
+    norm,
+    pool,
+    reduction,
+    rnn,
+)
+
+__all__ = [
+    "activation",
+    "attention",
+    "conv",
+    "data_movement",
+    "elementwise",
+    "embedding",
+    "interpolation",
+    "matmul",
+    "norm",
+    "pool",
+    "reduction",
+    "rnn",
+]

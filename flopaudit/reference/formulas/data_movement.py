@@ -1,0 +1,71 @@
+"""Known operators with no arithmetic: views, allocation, copies, gathers.
+
+Two groups, both 0 MACs and 0 FLOPs, both *known* (never unsupported):
+
+* :data:`ZERO_COST` (category ``zero_cost``): aliasing views and metadata
+  (``view``, ``reshape``, ``permute``, ``transpose``, ``expand``, ``t``,
+  ``detach``, ``slice``, ``select``, ``split``, ``unbind`` ...), allocation
+  and initialisation (``empty``, ``zeros``, ``ones``, ``full``, ``arange``,
+  ``fill_``, ``zero_``) and random number generation (``randn``,
+  ``uniform_``, ``normal_``, ``bernoulli_``). Dropout in eval dispatches no
+  operator at all.
+* :data:`DATA_MOVEMENT` (category ``data_movement``): operators that read
+  and write memory without arithmetic: ``clone``, ``copy_``, ``_to_copy``,
+  ``cat``, ``stack``, padding, ``index``/``gather``/``scatter``, ``where``,
+  ``masked_fill``, ``roll``, ``flip``, ``repeat``, pixel/channel shuffles.
+  Their memory traffic shows in the events' byte counts.
+
+Decisions: ``cat``/``stack``/``clone``/``copy_`` are data movement, not
+zero cost (they write a new tensor); ``where``/``masked_fill`` are selection,
+not arithmetic; ``col2im`` sums overlapping patches.
+# NB: ``col2im``'s overlap adds and ``index_put_(accumulate=True)``'s adds are
+# not counted.
+"""
+
+from __future__ import annotations
+
+from flopaudit.reference.formulas._factories import existing
+from flopaudit.reference.registry import Category, zero_cost
+
+ZERO_COST_NAMES: tuple[str, ...] = (
+    # views and metadata
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "permute", "transpose", "transpose_", "t", "t_",
+    "expand", "expand_as", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "slice", "select", "unbind",
+    "split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes", "chunk", "unsafe_chunk",
+    "tensor_split", "narrow", "as_strided", "as_strided_", "alias", "detach", "detach_", "view_as_real",
+    "view_as_complex", "unfold", "diagonal", "movedim", "swapaxes", "swapdims", "flatten", "unflatten",
+    "lift_fresh", "_local_scalar_dense", "resize_", "resize_as_", "set_", "conj", "_conj", "_neg_view",
+    "resolve_conj", "resolve_neg", "real", "imag", "_unsafe_view", "_assert_async", "_assert_scalar",
+    "_assert_tensor_metadata", "_functional_assert_async", "sym_constrain_range_for_size", "_nested_tensor_size",
+    "_make_dep_token", "record_stream",
+    # allocation and initialisation
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like",
+    "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "fill", "fill_", "zero_",
+    "arange", "linspace", "logspace", "eye", "scalar_tensor", "tensor",
+    # random number generation
+    "rand", "rand_like", "randn", "randn_like", "randint", "randint_like", "randperm", "normal", "normal_",
+    "uniform", "uniform_", "bernoulli", "bernoulli_", "random_", "exponential_", "cauchy_", "geometric_",
+    "log_normal_", "multinomial", "poisson",
+)
+DATA_MOVEMENT_NAMES: tuple[str, ...] = (
+    "clone", "copy", "copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "contiguous",
+    "lift_fresh_copy", "to", "_to_dense", "to_dense", "cat", "_cat", "concat", "stack", "hstack", "vstack",
+    "constant_pad_nd", "pad", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+    "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "index", "_unsafe_index",
+    "index_put", "index_put_", "_index_put_impl_", "_unsafe_index_put", "index_select", "index_copy",
+    "index_copy_", "index_fill", "index_fill_", "gather", "scatter", "scatter_", "take", "take_along_dim",
+    "put", "put_", "masked_fill", "masked_fill_", "masked_scatter", "masked_scatter_", "masked_select",
+    "where", "nonzero", "nonzero_static", "roll", "flip", "fliplr", "flipud", "rot90", "repeat",
+    "repeat_interleave", "tile", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+    "native_channel_shuffle", "im2col", "col2im", "slice_scatter", "select_scatter", "diagonal_scatter",
+    "as_strided_scatter", "tril", "tril_", "triu", "triu_", "narrow_copy", "view_copy", "permute_copy",
+    "expand_copy", "transpose_copy", "t_copy", "unsqueeze_copy", "squeeze_copy", "slice_copy",
+    "select_copy", "split_copy", "split_with_sizes_copy", "unbind_copy", "alias_copy", "detach_copy",
+    "as_strided_copy", "diagonal_copy", "unfold_copy", "_reshape_copy", "max_unpool2d", "max_unpool3d",
+    "one_hot", "block_diag", "diag", "diag_embed", "flatten_dense_tensors", "_pin_memory",
+)
+
+zero_cost_ops = zero_cost(Category.ZERO_COST, *existing(*dict.fromkeys(ZERO_COST_NAMES)), name="zero_cost")
+data_movement_ops = zero_cost(
+    Category.DATA_MOVEMENT, *existing(*dict.fromkeys(DATA_MOVEMENT_NAMES)), name="data_movement"
+)

@@ -1,0 +1,119 @@
+"""Matrix products: mm, addmm, bmm, baddbmm, addbmm, mv, addmv, dot, outer,
+linear and matmul when they reach the dispatcher unexpanded, and the fused or
+low-precision variants.
+
+``torch.matmul``, ``@``, ``F.linear`` and ``torch.einsum`` are composite: the
+dispatcher sees the ``mm``/``bmm``/``addmm`` they expand to (probed on torch
+2.14: ``einsum("bij,bjk->bik")`` -> one ``aten.bmm``; 3-D ``x @ W`` -> ``view``
++ ``aten.mm``; 3-D ``nn.Linear`` with bias -> ``view`` + ``aten.addmm``).
+"""
+
+from __future__ import annotations
+
+from flopaudit.reference.formulas._factories import on
+from flopaudit.reference.registry import Category, Cost, OpCall, numel
+
+
+def _scaled_terms(call: OpCall) -> int:
+    """One multiply per output element for each of ``alpha``/``beta`` that is not 1."""
+    n = numel(call.out)
+    return sum(n for name in ("alpha", "beta") if call.get(name, 1) not in (1, None))
+
+
+@on("mm", "_int_mm")
+def mm(call: OpCall) -> Cost:
+    """``(M, K) @ (K, N)``: ``M*K*N`` MACs, nothing else."""
+    a, b = call.shape("self"), call.shape("mat2")
+    return Cost(a[0] * a[1] * b[1], 0, Category.MATMUL)
+
+
+@on("addmm", "_addmm_activation")
+def addmm(call: OpCall) -> Cost:
+    """``beta*bias + alpha*(M, K) @ (K, N)``.
+
+    Counted: ``M*K*N`` MACs; the bias add as ``M*N`` extra FLOPs (skipped when
+    ``beta == 0``); ``alpha``/``beta`` scalings that are not 1 as ``M*N``
+    each; for ``_addmm_activation`` the fused ReLU/GELU as ``M*N``.
+    """
+    a, b = call.shape("mat1"), call.shape("mat2")
+    n = numel(call.out)
+    extra = (0 if call.get("beta", 1) == 0 else n) + _scaled_terms(call)
+    if "activation" in call.op:
+        extra += n
+    return Cost(a[0] * a[1] * b[1], extra, Category.MATMUL)
+
+
+@on("bmm")
+def bmm(call: OpCall) -> Cost:
+    """``(B, M, K) @ (B, K, N)``: ``B*M*K*N`` MACs."""
+    a, b = call.shape("self"), call.shape("mat2")
+    return Cost(a[0] * a[1] * a[2] * b[2], 0, Category.MATMUL)
+
+
+@on("baddbmm", "addbmm")
+def baddbmm(call: OpCall) -> Cost:
+    """``beta*self + alpha*bmm(b1, b2)``; ``addbmm`` also sums over the batch.
+
+    Counted: ``B*M*K*N`` MACs (for ``addbmm`` the sum over the batch is part
+    of the accumulation); one add per output element for ``self`` (unless
+    ``beta == 0``) and one multiply per output element per non-1 ``alpha``/``beta``.
+    """
+    a, b = call.shape("batch1"), call.shape("batch2")
+    n = numel(call.out)
+    extra = (0 if call.get("beta", 1) == 0 else n) + _scaled_terms(call)
+    return Cost(a[0] * a[1] * a[2] * b[2], extra, Category.MATMUL)
+
+
+@on("mv", "addmv")
+def mv(call: OpCall) -> Cost:
+    """Matrix-vector ``(M, K) @ (K,)``: ``M*K`` MACs; ``addmv`` adds ``M`` extra for its bias."""
+    a = call.shape("mat")
+    extra = 0
+    if "addmv" in call.op:
+        extra = (0 if call.get("beta", 1) == 0 else numel(call.out)) + _scaled_terms(call)
+    return Cost(a[0] * a[1], extra, Category.MATMUL)
+
+
+@on("dot", "vdot", "inner")
+def dot(call: OpCall) -> Cost:
+    """Vector dot product of two length-``K`` vectors: ``K`` MACs."""
+    return Cost(numel(call.shape("self")), 0, Category.MATMUL)
+
+
+@on("outer", "ger")
+def outer(call: OpCall) -> Cost:
+    """Outer product ``(M,) x (N,)``: ``M*N`` MACs (a contraction with ``K = 1``).
+
+    # NB: these are bare multiplies, counted as MACs because the op is the
+    # ``K = 1`` case of a matrix product.
+    """
+    return Cost(numel(call.out), 0, Category.MATMUL)
+
+
+@on("linear", "matmul")
+def linear(call: OpCall) -> Cost:
+    """``linear``/``matmul`` reaching the dispatcher unexpanded (some backends).
+
+    Counted: ``numel(output) * K`` MACs with ``K`` the contracted dimension
+    (broadcast batch dims and middle dims of N-d inputs included); ``linear``'s
+    bias as one add per output element.
+    """
+    x = call.shape("input", "self")
+    k = x[-1]
+    extra = numel(call.out) if call.get("bias") is not None else 0
+    return Cost(numel(call.out) * k, extra, Category.MATMUL)
+
+
+@on("_scaled_mm")
+def scaled_mm(call: OpCall) -> Cost:
+    """fp8 ``(M, K) @ (K, N)`` with scales: ``M*K*N`` MACs.
+
+    Extra: one multiply per output element for the scales, one add per
+    output element for the bias if given.
+    # NB: block-wise/row-wise scale application is counted as one multiply
+    # per output element whatever the scale shapes are.
+    """
+    a, b = call.shape("self"), call.shape("mat2")
+    n = numel(call.out)
+    extra = n + (n if call.get("bias") is not None else 0)
+    return Cost(a[0] * a[1] * b[1], extra, Category.MATMUL)

@@ -1,0 +1,104 @@
+"""Reductions (sum, mean, max, var, norms, cumulative ops) and softmax.
+
+Conventions: reducing ``k`` elements to one costs ``k - 1`` adds (or
+comparisons); a mean adds one divide per output element, so a mean over
+``numel(input)`` elements costs ``numel(input)`` FLOPs in total.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from flopaudit.reference.formulas._factories import on
+from flopaudit.reference.registry import Category, Cost, OpCall, numel
+
+#: FLOPs per element of a softmax / log-softmax: max-reduce (1 compare),
+#: subtract the max (1), exp (1), sum-reduce (1), divide or subtract-log (1).
+SOFTMAX_FLOPS_PER_ELEMENT = 5
+
+
+def _in_out(call: OpCall) -> tuple[int, int]:
+    return numel(call.first_input), numel(call.out)
+
+
+@on("sum", "nansum", "prod", "amax", "amin", "max", "min", "aminmax", "argmax", "argmin", "any", "all",
+    "count_nonzero", "logsumexp")
+def reduce(call: OpCall) -> Cost:
+    """``k -> 1`` reductions: ``numel(input) - numel(output)`` adds or comparisons.
+
+    A full reduction (no ``dim``) of ``n`` elements costs ``n - 1``.
+    ``max``/``min`` with two tensor inputs (the elementwise overloads) cost
+    one FLOP per output element instead.
+    # NB: ``logsumexp`` also takes an exp per input element and a log per
+    # output; counted as ``2 * numel(input)``.
+    """
+    if isinstance(call.get("other"), torch.Size):
+        return Cost(0, numel(call.out), Category.ELEMENTWISE)
+    n_in, n_out = _in_out(call)
+    if "logsumexp" in call.op:
+        return Cost(0, 2 * n_in, Category.REDUCTION)
+    return Cost(0, max(n_in - n_out, 0), Category.REDUCTION)
+
+
+@on("mean", "nanmean")
+def mean(call: OpCall) -> Cost:
+    """Mean: ``numel(input) - numel(output)`` adds plus one divide per output = ``numel(input)``."""
+    return Cost(0, numel(call.first_input), Category.REDUCTION)
+
+
+@on("var", "std", "var_mean", "std_mean")
+def variance(call: OpCall) -> Cost:
+    """Variance / standard deviation: ``4 * numel(input)``.
+
+    Per input element: sum for the mean (1), subtract the mean (1), square
+    (1), sum of squares (1). The final divide (and square root for std) per
+    output element is ignored.
+    # NB: O(numel(output)) terms are left out.
+    """
+    return Cost(0, 4 * numel(call.first_input), Category.REDUCTION)
+
+
+@on("norm", "linalg_vector_norm", "frobenius_norm")
+def vector_norm(call: OpCall) -> Cost:
+    """p-norm: ``2 * numel(input)`` (a power/abs and an add per element).
+
+    # NB: the final root per output element is ignored, and p other than 2
+    # costs the same.
+    """
+    return Cost(0, 2 * numel(call.first_input), Category.REDUCTION)
+
+
+@on("cumsum", "cumprod", "logcumsumexp", "cummax", "cummin")
+def cumulative(call: OpCall) -> Cost:
+    """Scans: one add/multiply/comparison per output element."""
+    return Cost(0, numel(call.out), Category.REDUCTION)
+
+
+@on("_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax")
+def softmax(call: OpCall) -> Cost:
+    """(log-)softmax: ``5 * numel(output)`` (see :data:`SOFTMAX_FLOPS_PER_ELEMENT`).
+
+    Counted per element: max, subtract, exp, sum, divide (or subtract the
+    log-sum for log-softmax). ``_safe_softmax``'s zeroing of fully masked
+    rows is not counted.
+    """
+    return Cost(0, SOFTMAX_FLOPS_PER_ELEMENT * numel(call.out), Category.REDUCTION)
+
+
+@on("sort", "topk", "kthvalue", "median", "nanmedian", "mode", "msort", "argsort")
+def selection(call: OpCall) -> Cost:
+    """Sorting and selection: ``numel(input) * ceil(log2(n))`` comparisons.
+
+    ``n`` is the size of the sorted dimension (all elements for a flat call).
+    # NB: an order-of-magnitude model of a comparison sort; the real count
+    # depends on the algorithm and the data.
+    """
+    x = call.first_input
+    dim = call.get("dim", -1)
+    if not isinstance(dim, int) or len(x) == 0:
+        n = numel(x)
+    else:
+        n = x[dim]
+    return Cost(0, numel(x) * max(1, math.ceil(math.log2(max(n, 2)))), Category.REDUCTION)

@@ -1,0 +1,331 @@
+"""The formula registry: one cost formula per aten (or custom) operator.
+
+A *formula* maps one operator call, seen only through shapes, to a
+:class:`Cost`. Formulas are registered with :func:`register_formula` for one
+or more operators; registering a second formula for an operator that already
+has one is an error (use :func:`unregister_formula` or the
+:func:`temporary_formula` context manager to replace one on purpose).
+
+Keys are operator names as ``str(op)`` writes them: ``"aten.mm"`` for an
+overload packet (all overloads), ``"aten.mm.default"`` for one overload.
+``torch.library`` ops are named the same way (``"mylib.myop"``); the C++
+spelling ``"mylib::myop"`` is accepted too. An overload key wins over its
+packet's key.
+
+Formulas receive an :class:`OpCall`: the call's arguments bound to the
+operator schema's parameter names, with every tensor replaced by its shape (a
+``torch.Size``), never its values, so that formulas work unchanged on real,
+meta and fake tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+
+import torch
+from torch._ops import OpOverload, OpOverloadPacket
+
+
+class Category(str, Enum):
+    """What kind of work an operator does; every known operator has one."""
+
+    MATMUL = "matmul"
+    CONV = "conv"
+    ATTENTION = "attention"
+    RNN = "rnn"
+    NORM = "norm"
+    ACTIVATION = "activation"
+    POOL = "pool"
+    ELEMENTWISE = "elementwise"
+    REDUCTION = "reduction"
+    INTERPOLATION = "interpolation"
+    EMBEDDING = "embedding"
+    DATA_MOVEMENT = "data_movement"
+    ZERO_COST = "zero_cost"
+
+
+#: Categories whose MACs are contractions (the project's definition of MACs).
+CONTRACTION_CATEGORIES: frozenset[Category] = frozenset(
+    {Category.MATMUL, Category.CONV, Category.ATTENTION, Category.RNN}
+)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The cost of one operator call.
+
+    ``macs`` are multiply-accumulates of contractions (whole batch, bias
+    excluded); ``extra_flops`` is every other floating point operation the
+    formula counts (bias adds, normalisation, activations, softmax, ...).
+    """
+
+    macs: int
+    extra_flops: int
+    category: Category
+
+    def __post_init__(self) -> None:
+        if self.macs < 0 or self.extra_flops < 0:
+            raise ValueError(f"negative cost: {self}")
+
+    @property
+    def flops(self) -> int:
+        """Canonical FLOPs: two per MAC plus the extra FLOPs."""
+        return 2 * self.macs + self.extra_flops
+
+
+Shape = torch.Size
+"""How a tensor argument reaches a formula: its shape, never its values."""
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """One operator call as a formula sees it.
+
+    ``params`` binds every schema argument by name (defaults filled in);
+    tensors are :data:`Shape` objects, optional absent tensors are ``None``,
+    lists of tensors are lists of shapes. ``outputs`` is the flat tuple of
+    what the op returned, tensors again replaced by shapes.
+    """
+
+    op: str
+    params: Mapping[str, Any]
+    outputs: tuple[Any, ...]
+    dtypes: Mapping[str, torch.dtype] = field(default_factory=dict)
+    """Dtype of each tensor parameter (by name), for formulas that need it."""
+
+    def __getitem__(self, name: str) -> Any:
+        return self.params[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.params.get(name, default)
+
+    def shape(self, *names: str) -> Shape:
+        """The shape of the first of ``names`` that is a tensor parameter."""
+        for name in names:
+            value = self.params.get(name)
+            if isinstance(value, torch.Size):
+                return value
+        raise KeyError(f"{self.op}: none of {names} is a tensor argument")
+
+    @property
+    def out(self) -> Shape:
+        """The shape of the first tensor output."""
+        for value in self.outputs:
+            if isinstance(value, torch.Size):
+                return value
+        raise KeyError(f"{self.op}: no tensor output")
+
+    @property
+    def first_input(self) -> Shape:
+        """The shape of the first tensor parameter (``self``/``input`` usually)."""
+        for value in self.params.values():
+            if isinstance(value, torch.Size):
+                return value
+        raise KeyError(f"{self.op}: no tensor argument")
+
+
+Formula = Callable[[OpCall], Cost]
+Target = Union[str, OpOverload, OpOverloadPacket]
+
+_FORMULAS: dict[str, Formula] = {}
+
+
+def op_key(target: Target) -> str:
+    """Normalise an operator (packet, overload or name) to its registry key."""
+    if isinstance(target, (OpOverload, OpOverloadPacket)):
+        return str(target)
+    if isinstance(target, str):
+        return target.replace("::", ".")
+    raise TypeError(f"not an operator: {target!r}")
+
+
+def register_formula(*targets: Target) -> Callable[[Formula], Formula]:
+    """Decorator: register one formula for every operator in ``targets``.
+
+    Raises ``ValueError`` if any target already has a formula (nothing is
+    registered in that case).
+    """
+    if not targets:
+        raise ValueError("register_formula needs at least one operator")
+    keys = [op_key(t) for t in targets]
+
+    def decorator(fn: Formula) -> Formula:
+        taken = [k for k in keys if k in _FORMULAS]
+        dupes = {k for k in keys if keys.count(k) > 1}
+        if taken or dupes:
+            raise ValueError(f"formula already registered for: {sorted(set(taken) | dupes)}")
+        for k in keys:
+            _FORMULAS[k] = fn
+        return fn
+
+    return decorator
+
+
+def unregister_formula(*targets: Target) -> None:
+    """Remove the formulas of ``targets`` (missing ones are an error)."""
+    keys = [op_key(t) for t in targets]
+    missing = [k for k in keys if k not in _FORMULAS]
+    if missing:
+        raise KeyError(f"no formula registered for: {missing}")
+    for k in keys:
+        del _FORMULAS[k]
+
+
+@contextlib.contextmanager
+def temporary_formula(targets: Target | Sequence[Target], fn: Formula) -> Iterator[Formula]:
+    """Register ``fn`` for ``targets`` inside the block only.
+
+    Targets that already had a formula get it back afterwards; the old
+    formula is replaced for the duration (this is the one sanctioned way to
+    override a built-in formula).
+    """
+    if isinstance(targets, (str, OpOverload, OpOverloadPacket)):
+        targets = [targets]
+    keys = [op_key(t) for t in targets]
+    saved = {k: _FORMULAS.pop(k) for k in keys if k in _FORMULAS}
+    try:
+        register_formula(*keys)(fn)
+        yield fn
+    finally:
+        for k in keys:
+            _FORMULAS.pop(k, None)
+        _FORMULAS.update(saved)
+
+
+def lookup(op: OpOverload | str) -> Formula | None:
+    """The formula for ``op``: its overload's, else its packet's, else None."""
+    if isinstance(op, OpOverload):
+        return _FORMULAS.get(str(op)) or _FORMULAS.get(str(op._overloadpacket))
+    key = op_key(op)
+    found = _FORMULAS.get(key)
+    if found is None and key.count(".") >= 2:
+        found = _FORMULAS.get(key.rsplit(".", 1)[0])
+    return found
+
+
+def registered() -> dict[str, Formula]:
+    """A copy of the registry: key -> formula."""
+    return dict(_FORMULAS)
+
+
+def formula_name(fn: Formula) -> str:
+    """A stable name for a formula (``module.qualname``)."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+# --------------------------------------------------------------------------
+# Building OpCalls from real/meta/fake tensors.
+
+def _shape_of(t: torch.Tensor) -> Shape:
+    return torch.Size(int(s) for s in t.shape)
+
+
+def to_shapes(value: Any) -> Any:
+    """Replace every tensor in ``value`` (nested lists/tuples) by its shape."""
+    if isinstance(value, torch.Tensor):
+        return _shape_of(value)
+    if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        return type(value)(to_shapes(v) for v in value) if isinstance(value, list) else tuple(
+            to_shapes(v) for v in value
+        )
+    return value
+
+
+def bind(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Bind a call's args/kwargs to the op schema's names, defaults filled in."""
+    params: dict[str, Any] = {}
+    schema_args = op._schema.arguments
+    positional = [a for a in schema_args if not a.kwarg_only]
+    for a, v in zip(positional, args):
+        params[a.name] = v
+    for a in schema_args:
+        if a.name in params:
+            continue
+        if a.name in kwargs:
+            params[a.name] = kwargs[a.name]
+        else:
+            params[a.name] = a.default_value if a.has_default_value() else None
+    for k, v in kwargs.items():
+        params.setdefault(k, v)
+    return params
+
+
+def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> OpCall:
+    """Build the :class:`OpCall` a formula sees from a concrete call."""
+    params = bind(op, args, kwargs)
+    dtypes = {k: v.dtype for k, v in params.items() if isinstance(v, torch.Tensor)}
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return OpCall(
+        op=str(op),
+        params={k: to_shapes(v) for k, v in params.items()},
+        outputs=tuple(to_shapes(o) for o in outs),
+        dtypes=dtypes,
+    )
+
+
+def cost_of(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any] | None, out: Any) -> Cost | None:
+    """Apply the registered formula to a call (None if the op has none).
+
+    ``args``/``kwargs``/``out`` may hold real, meta or fake tensors; the op
+    itself is not run.
+    """
+    fn = lookup(op)
+    if fn is None:
+        return None
+    return fn(make_call(op, args, kwargs or {}, out))
+
+
+# --------------------------------------------------------------------------
+# Small helpers shared by formula modules.
+
+def numel(shape: Iterable[int] | None) -> int:
+    """Number of elements of a shape (0 for None)."""
+    if shape is None:
+        return 0
+    return int(math.prod(int(s) for s in shape))
+
+
+def zero_cost(category: Category, *targets: Target, name: str = "") -> Formula:
+    """Register the operators ``targets`` as known and free (0 MACs, 0 FLOPs).
+
+    ``name`` labels the group (for coverage reports and debugging).
+
+    Used for aliasing views, allocation, metadata and pure data movement:
+    these are *known* operators, never reported as unsupported.
+    """
+
+    def free(call: OpCall) -> Cost:
+        return Cost(0, 0, category)
+
+    free.__qualname__ = f"zero_cost[{name or category.value}]"
+    free.__doc__ = f"Known operator with no arithmetic ({category.value}): 0 MACs, 0 FLOPs."
+    register_formula(*targets)(free)
+    return free
+
+
+__all__ = [
+    "Category",
+    "CONTRACTION_CATEGORIES",
+    "Cost",
+    "Formula",
+    "OpCall",
+    "Shape",
+    "Target",
+    "bind",
+    "cost_of",
+    "formula_name",
+    "lookup",
+    "make_call",
+    "numel",
+    "op_key",
+    "register_formula",
+    "registered",
+    "temporary_formula",
+    "to_shapes",
+    "unregister_formula",
+    "zero_cost",
+]

@@ -1,0 +1,380 @@
+"""Rulesets: named, data-only views over the same recorded events.
+
+One forward pass is recorded once (:class:`~flopaudit.reference.engine.OpEvent`
+and :class:`~flopaudit.reference.engine.ModuleCall` records); a
+:class:`Ruleset` says how another counter *would* count that pass, so the
+reference can reproduce each backend's conventions without running it.
+
+Design
+------
+A ruleset is a frozen dataclass holding only data:
+
+* ``event_rules``: an ordered tuple of :class:`EventRule`. Each rule matches
+  events on any of ``op`` (an overload ``"aten.mm.default"`` or a packet
+  ``"aten.mm"``), ``category``, ``module_type`` (class name of the innermost
+  module), ``in_leaf``, ``supported``; the first matching rule names the
+  *event counter* that turns the event into an integer. Events no rule
+  matches use ``default``.
+* ``module_rules``: :class:`ModuleRule` entries for counters built on module
+  hooks (thop, ptflops-pytorch, torchinfo): a module call whose class name
+  (or dotted class path) matches is priced by a named *module counter* from
+  its :class:`ModuleCall` record (input/output shapes, hyper-parameters,
+  parameter shapes), and with ``suppress_inner`` the operator events inside
+  that call are not counted again. Rules match the exact class, as hook-based
+  counters do (``type(m) in table``), never subclasses. A call nested in a
+  call already priced by a suppressing rule is skipped.
+* ``unit`` (``"MAC"`` or ``"FLOP"``): what the resulting integers mean.
+* ``per_sample``: divide totals by the batch size (ptflops' convention).
+
+Counters are referenced by *name* so that rulesets stay plain data; the
+functions live in two registries, :data:`EVENT_COUNTERS`
+(``OpEvent -> int``) and :data:`MODULE_COUNTERS` (``ModuleCall -> int``),
+extended with :func:`event_counter` / :func:`module_counter`. A helper adding
+a backend's ruleset adds its counters (e.g. ``"thop.conv"``) and one
+``Ruleset`` value, then calls :func:`register_ruleset`.
+
+Examples of what the pieces express: "only modules whose exact type has a
+rule, never functional ops" = ``module_rules`` + ``default="zero"`` and no
+event rules; "ReLU counts numel" = ``ModuleRule("ReLU", "out_numel")``;
+"bias counts" = counter ``"macs+extra"`` on conv/matmul events; "transposed
+conv by output size" = counter ``"conv_by_output"``.
+
+Built-in rulesets: ``canonical`` (FLOPs = 2 x MACs + extra FLOPs, every
+category), ``canonical-macs`` (MACs of every category) and ``torchvision``
+(conv + matmul-family MACs as in torchvision's weight metadata ``_ops``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+from flopaudit.reference.engine import ModuleCall, OpEvent
+from flopaudit.reference.registry import CONTRACTION_CATEGORIES, Category
+
+EventCounter = Callable[[OpEvent], int]
+ModuleCounter = Callable[[ModuleCall], int]
+
+EVENT_COUNTERS: dict[str, EventCounter] = {}
+MODULE_COUNTERS: dict[str, ModuleCounter] = {}
+
+
+def event_counter(name: str) -> Callable[[EventCounter], EventCounter]:
+    """Decorator: register an event counter under ``name`` (duplicates rejected)."""
+
+    def decorator(fn: EventCounter) -> EventCounter:
+        if name in EVENT_COUNTERS:
+            raise ValueError(f"event counter {name!r} already registered")
+        EVENT_COUNTERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def module_counter(name: str) -> Callable[[ModuleCounter], ModuleCounter]:
+    """Decorator: register a module counter under ``name`` (duplicates rejected)."""
+
+    def decorator(fn: ModuleCounter) -> ModuleCounter:
+        if name in MODULE_COUNTERS:
+            raise ValueError(f"module counter {name!r} already registered")
+        MODULE_COUNTERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+@event_counter("zero")
+def _zero(e: OpEvent) -> int:
+    """Not counted."""
+    return 0
+
+
+@event_counter("macs")
+def _macs(e: OpEvent) -> int:
+    """The event's MACs (bias and other extra FLOPs excluded)."""
+    return e.macs
+
+
+@event_counter("extra")
+def _extra(e: OpEvent) -> int:
+    """The event's extra FLOPs only."""
+    return e.extra_flops
+
+
+@event_counter("flops")
+def _flops(e: OpEvent) -> int:
+    """Canonical FLOPs: 2 x MACs + extra FLOPs."""
+    return e.flops
+
+
+@event_counter("2*macs")
+def _two_macs(e: OpEvent) -> int:
+    """FLOPs of the MACs only (torch's FlopCounterMode convention)."""
+    return 2 * e.macs
+
+
+@event_counter("macs+extra")
+def _macs_plus_extra(e: OpEvent) -> int:
+    """MACs plus extra FLOPs in one number (MAC-unit counters that add bias etc.)."""
+    return e.macs + e.extra_flops
+
+
+@event_counter("out_numel")
+def _out_numel(e: OpEvent) -> int:
+    """Elements of the first output."""
+    return _numel(e.output_shapes[0]) if e.output_shapes else 0
+
+
+@event_counter("in_numel")
+def _in_numel(e: OpEvent) -> int:
+    """Elements of the first tensor input."""
+    return _numel(e.input_shapes[0]) if e.input_shapes else 0
+
+
+@event_counter("conv_by_output")
+def _conv_by_output(e: OpEvent) -> int:
+    """Convolution MACs with transposed convolutions priced by their *output*
+    size as if direct: ``numel(out) * (Cin/g) * prod(k)`` (thop's convention).
+    Direct convolutions and non-convolution events: the event's MACs."""
+    if e.category is not Category.CONV or not e.arg("transposed", False):
+        return e.macs
+    w = e.input_shapes[1]
+    groups = int(e.arg("groups", 1) or 1)
+    return _numel(e.output_shapes[0]) * (w[0] // groups) * _numel(w[2:])
+
+
+@module_counter("zero")
+def _module_zero(call: ModuleCall) -> int:
+    """Not counted."""
+    return 0
+
+
+@module_counter("out_numel")
+def _module_out_numel(call: ModuleCall) -> int:
+    """Elements of the module's first output."""
+    return _numel(call.output_shapes[0]) if call.output_shapes else 0
+
+
+@module_counter("in_numel")
+def _module_in_numel(call: ModuleCall) -> int:
+    """Elements of the module's first tensor input."""
+    return _numel(call.input_shapes[0]) if call.input_shapes else 0
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """Price events matching every given field with the event counter ``count``.
+
+    Unset (``None``) fields match anything. ``op`` matches an overload name
+    exactly or a packet name (``"aten.mm"`` matches ``"aten.mm.default"``).
+    """
+
+    count: str
+    op: str | None = None
+    category: Category | None = None
+    module_type: str | None = None
+    in_leaf: bool | None = None
+    supported: bool | None = None
+
+    def matches(self, e: OpEvent) -> bool:
+        if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
+            return False
+        if self.category is not None and e.category is not self.category:
+            return False
+        if self.module_type is not None and e.module_type != self.module_type:
+            return False
+        if self.in_leaf is not None and e.in_leaf != self.in_leaf:
+            return False
+        if self.supported is not None and e.supported != self.supported:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class ModuleRule:
+    """Price calls of modules of exactly this class with a module counter.
+
+    ``module_type`` is a class name (``"Conv2d"``) or a dotted class path
+    (``"torch.nn.modules.conv.Conv2d"``).
+    """
+
+    module_type: str
+    count: str
+    suppress_inner: bool = True
+
+    def matches(self, call: ModuleCall) -> bool:
+        return self.module_type in (call.module_type, call.module_class)
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """A counting convention, as data. See the module docstring."""
+
+    name: str
+    unit: Literal["MAC", "FLOP"]
+    description: str
+    event_rules: tuple[EventRule, ...] = ()
+    default: str = "zero"
+    module_rules: tuple[ModuleRule, ...] = ()
+    per_sample: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
+        if self.default not in EVENT_COUNTERS:
+            unknown.append(self.default)
+        unknown += [r.count for r in self.module_rules if r.count not in MODULE_COUNTERS]
+        if unknown:
+            raise ValueError(f"ruleset {self.name!r} names unknown counters: {unknown}")
+
+    def count_event(self, e: OpEvent) -> int:
+        for rule in self.event_rules:
+            if rule.matches(e):
+                return EVENT_COUNTERS[rule.count](e)
+        return EVENT_COUNTERS[self.default](e)
+
+    def module_rule(self, call: ModuleCall) -> ModuleRule | None:
+        for rule in self.module_rules:
+            if rule.matches(call):
+                return rule
+        return None
+
+
+@dataclass(frozen=True)
+class RulesetTotals:
+    """One ruleset's view of a recording, in the ruleset's ``unit``.
+
+    ``per_module`` is inclusive of children (``""`` = root); ``per_op`` keys
+    are operator names or ``module:<Class>`` for module-rule counts.
+    """
+
+    ruleset: str
+    unit: str
+    total: int
+    per_module: dict[str, int] = field(default_factory=dict)
+    per_op: dict[str, int] = field(default_factory=dict)
+    per_category: dict[str, int] = field(default_factory=dict)
+
+
+def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
+          batch_size: int | None = None) -> RulesetTotals:
+    """Price ``events`` (and module ``calls``) under ``ruleset``."""
+    total = 0
+    per_module: dict[str, int] = {}
+    per_op: dict[str, int] = {}
+    per_category: dict[str, int] = {}
+
+    def add(n: int, stack: Sequence[str], op: str, category: str) -> None:
+        nonlocal total
+        if not n:
+            return
+        total += n
+        for path in dict.fromkeys(stack or ("",)):
+            per_module[path] = per_module.get(path, 0) + n
+        per_op[op] = per_op.get(op, 0) + n
+        per_category[category] = per_category.get(category, 0) + n
+
+    covered = [False] * len(events)
+    if ruleset.module_rules:
+        suppressing: set[int] = set()
+        for i, call in enumerate(calls):
+            ancestor, inside = call.parent, False
+            while ancestor >= 0:
+                if ancestor in suppressing:
+                    inside = True
+                    break
+                ancestor = calls[ancestor].parent
+            rule = None if inside else ruleset.module_rule(call)
+            if rule is None:
+                continue
+            add(MODULE_COUNTERS[rule.count](call), call.stack, f"module:{call.module_type}", "module")
+            if rule.suppress_inner:
+                suppressing.add(i)
+                start, stop = call.events
+                for j in range(start, stop):
+                    covered[j] = True
+    for j, e in enumerate(events):
+        if not covered[j]:
+            add(ruleset.count_event(e), e.module_stack, e.op, e.category.value if e.category else "unsupported")
+    if ruleset.per_sample and batch_size:
+        def scale(n: int) -> int:
+            return round(n / batch_size)
+        total = scale(total)
+        per_module = {k: scale(v) for k, v in per_module.items()}
+        per_op = {k: scale(v) for k, v in per_op.items()}
+        per_category = {k: scale(v) for k, v in per_category.items()}
+    return RulesetTotals(ruleset.name, ruleset.unit, total, per_module, per_op, per_category)
+
+
+CANONICAL = Ruleset(
+    name="canonical",
+    unit="FLOP",
+    description="Everything: FLOPs = 2 x MACs + extra FLOPs (bias, norms, activations, pools, softmax, "
+    "elementwise, interpolation) for the whole batch.",
+    default="flops",
+)
+
+CANONICAL_MACS = Ruleset(
+    name="canonical-macs",
+    unit="MAC",
+    description="MACs of every contraction (conv, matmul family, attention, RNN gates), whole batch, bias excluded.",
+    default="macs",
+)
+
+TORCHVISION = Ruleset(
+    name="torchvision",
+    unit="MAC",
+    description="torchvision weight metadata meta['_ops'] (labelled GFLOPS): MACs of convolutions (transposed "
+    "ones by input size) and of the matmul family (mm/addmm/bmm, attention score and value products), "
+    "bias excluded, nothing else. Produced in pytorch/vision PR 6936 by a dispatch-mode counter "
+    "based on Chillee's flop counter. # NB: RNN gate matmuls are included (they are matmuls); "
+    "no torchvision classification model has an RNN.",
+    event_rules=tuple(EventRule("macs", category=c) for c in sorted(CONTRACTION_CATEGORIES, key=lambda c: c.value)),
+    default="zero",
+)
+
+RULESETS: dict[str, Ruleset] = {}
+
+
+def register_ruleset(ruleset: Ruleset) -> Ruleset:
+    """Make ``ruleset`` available by name (duplicates rejected)."""
+    if ruleset.name in RULESETS:
+        raise ValueError(f"ruleset {ruleset.name!r} already registered")
+    RULESETS[ruleset.name] = ruleset
+    return ruleset
+
+
+def get_ruleset(ruleset: str | Ruleset) -> Ruleset:
+    """A ruleset by name (or the ruleset itself)."""
+    if isinstance(ruleset, Ruleset):
+        return ruleset
+    try:
+        return RULESETS[ruleset]
+    except KeyError:
+        raise ValueError(f"unknown ruleset {ruleset!r}; known: {', '.join(sorted(RULESETS))}") from None
+
+
+for _rs in (CANONICAL, CANONICAL_MACS, TORCHVISION):
+    register_ruleset(_rs)
+
+__all__ = [
+    "CANONICAL",
+    "CANONICAL_MACS",
+    "EVENT_COUNTERS",
+    "EventRule",
+    "MODULE_COUNTERS",
+    "ModuleRule",
+    "RULESETS",
+    "Ruleset",
+    "RulesetTotals",
+    "TORCHVISION",
+    "apply",
+    "event_counter",
+    "get_ruleset",
+    "module_counter",
+    "register_ruleset",
+]
