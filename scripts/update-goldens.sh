@@ -3,11 +3,12 @@
 # tests/test_goldens.py::test_golden): the zoo's hard cases plus resnet18,
 # counted with every backend that loads here.
 #
-#   scripts/update-goldens.sh                 # all backends: rewrites every golden
+#   scripts/update-goldens.sh                 # all backends; goldens of anything else are removed
 #   scripts/update-goldens.sh fvcore thop     # only these backends' goldens
 #
-# Review the result with 'git diff tests/goldens' before committing: each
-# changed line is a count that changed.
+# Each file is reported as new, updated or unchanged. Review the result with
+# 'git diff tests/goldens' before committing: each changed line is a count
+# that changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOPAUDIT=${FLOPAUDIT:-.venv/bin/flopaudit}
@@ -16,15 +17,28 @@ MODELS=(resnet18)
 TAGS=(hard)
 
 backend_args=()
+pattern="*--*.json"
 if [ "$#" -gt 0 ]; then
     backend_args=(--backends "$@")
-    for b in "$@"; do
-        rm -f "$OUT"/*--"$b".json
-    done
-else
-    rm -f "$OUT"/*--*.json
 fi
 
-"$FLOPAUDIT" snapshot --models "${MODELS[@]}" ${backend_args[@]+"${backend_args[@]}"} --out "$OUT"
-"$FLOPAUDIT" snapshot --tags "${TAGS[@]}" ${backend_args[@]+"${backend_args[@]}"} --out "$OUT"
-echo "goldens in $OUT: $(ls "$OUT"/*--*.json | wc -l) files; review with: git diff --stat $OUT"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+"$FLOPAUDIT" snapshot --models "${MODELS[@]}" ${backend_args[@]+"${backend_args[@]}"} --out "$OUT" | tee "$log"
+"$FLOPAUDIT" snapshot --tags "${TAGS[@]}" ${backend_args[@]+"${backend_args[@]}"} --out "$OUT" | tee -a "$log"
+
+# Remove goldens this run did not write (a case or backend that is gone), only
+# among the backends regenerated.
+shopt -s nullglob
+for path in "$OUT"/$pattern; do
+    backend=${path##*--}
+    backend=${backend%.json}
+    if [ "$#" -gt 0 ] && [[ ! " $* " == *" $backend "* ]]; then
+        continue
+    fi
+    if ! grep -qF "  $path  " "$log"; then
+        echo "removed    $path  (not produced by this run)"
+        rm -f "$path"
+    fi
+done
+echo "goldens in $OUT: $(ls "$OUT"/$pattern | wc -l) files; review with: git diff --stat $OUT"

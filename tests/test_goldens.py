@@ -304,6 +304,38 @@ def test_adapter_that_no_longer_loads_is_drift(fake: None, tmp_path: Path, monke
     assert "tiny-mlp / fake-linear: status ok -> error (adapter cannot be loaded: ModuleNotFoundError" in out
 
 
+def _bias_as_macs(call: object) -> object:
+    """A changed addmm rule: the bias add counted as one MAC per output element, no extra FLOPs."""
+    from flopaudit.reference.registry import Category, Cost
+
+    (m, k), n = call.shape("mat1"), call.shape("mat2")[1]  # type: ignore[attr-defined]
+    return Cost(m * k * n + m * n, 0, Category.MATMUL)
+
+
+def test_reference_formula_change_fails_check_and_accept_restores_green(
+    fake: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = pytest.importorskip("flopaudit.reference.registry")
+    rc = main(["snapshot", "--models", "tiny-mlp", "--backends", "reference", "--out", str(tmp_path), "--no-isolate"])
+    assert rc == 0
+    golden = json.loads((tmp_path / "tiny-mlp--reference.json").read_text())
+    assert golden["macs"] == LINEAR_MACS
+    biases = BATCH * 16 + BATCH * 4  # one per output element of each Linear
+    capsys.readouterr()
+    with registry.temporary_formula("aten.addmm", _bias_as_macs):
+        assert check(tmp_path) == 1
+        out = capsys.readouterr().out
+        pct = biases / LINEAR_MACS * 100
+        assert f"tiny-mlp / reference: total {LINEAR_MACS} -> {LINEAR_MACS + biases} (+{pct:.1f}%)" in out
+        assert "count changed at the same version (reference " in out
+        assert re.search(rf"per op:\n    aten\.addmm\.default  {LINEAR_MACS} -> {LINEAR_MACS + biases}\n", out)
+        old_flops = golden["extra"]["flops"]
+        assert re.search(rf"extra:\n(    .*\n)*    flops +{old_flops} -> {old_flops + 2 * biases - biases}\n", out)
+        assert check(tmp_path, "--accept") == 0
+        assert check(tmp_path) == 0
+    assert check(tmp_path) == 1  # the built-in rule is back: the accepted golden now differs
+
+
 # --- check: usage errors (exit 2, one line) ---------------------------------------------------
 
 

@@ -59,6 +59,10 @@ def warm() -> None:
     import flopaudit.run  # noqa: F401
 
     adapter.count(torch.nn.Linear(IN, 4, bias=False), torch.randn(BATCH, IN))
+    try:
+        get_adapter("reference").count(torch.nn.Linear(IN, 4, bias=False), torch.randn(BATCH, IN))
+    except Exception:  # noqa: BLE001 - only the reference test needs it, and it skips on its own
+        pass
 
 
 @pytest.fixture
@@ -147,3 +151,23 @@ def test_tests_using_the_fixture_get_the_goldens_marker(inner: pytest.Pytester) 
     result = inner.runpytest("-m", "goldens", "-v")
     result.assert_outcomes(passed=1, deselected=1)
     result.stdout.fnmatch_lines(["*test_flops.py::test_flops PASSED*"])
+
+
+def test_default_backend_is_the_reference(inner: pytest.Pytester) -> None:
+    try:
+        get_adapter("reference")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"reference adapter not loadable: {exc}")
+    inner.makepyfile(test_default="""
+import torch
+from torch import nn
+
+
+def test_default(flopaudit_check):
+    model = nn.Linear(8, 16, bias=False)
+    flopaudit_check(model, torch.randn(2, 8), golden="goldens/default.json")
+""")
+    inner.runpytest("test_default.py", "--flopaudit-accept").assert_outcomes(passed=1)
+    data = json.loads((inner.path / "goldens" / "default.json").read_text())
+    assert (data["backend"], data["macs"]) == ("reference", macs(16))
+    inner.runpytest("test_default.py").assert_outcomes(passed=1)
