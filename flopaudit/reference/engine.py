@@ -262,10 +262,17 @@ class _Recorder:
             self.suppress_depth += 1
         self.frames.append(frame)
 
-    def post_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+    def post_hook(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
+        # (kwargs, output) normally; torch calls always_call global hooks with
+        # (output,) only when the forward raised.
+        kwargs, output = rest if len(rest) == 2 else ({}, rest[0] if rest else None)
         if id(module) not in self.paths or not self.frames:
             return
         frame = self.frames.pop()
+        if len(rest) != 2:  # the forward raised: unwind the stack, record nothing
+            if frame.suppressed_by:
+                self.suppress_depth -= 1
+            return
         if frame.suppressed_by:
             self.suppress_depth -= 1
             rule = module_rule_for(module)

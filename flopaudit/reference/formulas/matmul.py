@@ -67,7 +67,7 @@ def baddbmm(call: OpCall) -> Cost:
 @on("mv", "addmv")
 def mv(call: OpCall) -> Cost:
     """Matrix-vector ``(M, K) @ (K,)``: ``M*K`` MACs; ``addmv`` adds ``M`` extra for its bias."""
-    a = call.shape("mat")
+    a = call.shape("mat", "self")
     extra = 0
     if "addmv" in call.op:
         extra = (0 if call.get("beta", 1) == 0 else numel(call.out)) + _scaled_terms(call)

@@ -1,0 +1,76 @@
+"""The ``reference`` backend behind the Adapter interface."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from flopaudit.adapters import get_adapter
+from flopaudit.adapters.reference import ReferenceAdapter
+from flopaudit.records import Granularity, Status, Unit
+
+
+class TiedNet(nn.Module):
+    """Embedding (20 x 8) tied to the output projection; one 8 -> 8 linear with bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.mid = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 20, bias=False)
+        self.out.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.mid(self.embed(tokens))))
+
+
+def test_registered_metadata() -> None:
+    adapter = get_adapter("reference")
+    assert isinstance(adapter, ReferenceAdapter)
+    assert (adapter.name, adapter.distribution, adapter.unit, adapter.granularity) == (
+        "reference", "flopaudit", Unit.MAC, Granularity.ATEN_OPS)
+    assert adapter.available()
+
+
+def test_count_result() -> None:
+    tokens = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    rows = 2 * 3
+    result = get_adapter("reference").count(TiedNet(), tokens, model_name="tied")
+    assert result.status is Status.OK, result.error
+    macs = rows * 8 * 8 + rows * 8 * 20
+    assert result.raw_total == result.macs == macs
+    assert result.params == 20 * 8 + 8 * 8 + 8  # tied weight once
+    assert result.module_macs() == {"": macs, "embed": 0, "mid": rows * 8 * 8, "out": rows * 8 * 20}
+    assert result.op_macs()["aten.addmm.default"] == rows * 8 * 8
+    assert result.op_macs()["aten.mm.default"] == rows * 8 * 20
+    extra = dict(result.extra)
+    bias, relu = rows * 8, rows * 8
+    assert extra["extra_flops"] == bias + relu
+    assert extra["flops"] == 2 * macs + bias + relu
+    assert extra["params_trainable"] == 20 * 8 + 8 * 8 + 8
+    assert extra["bytes_read"] > 0 and extra["bytes_written"] > 0
+    assert result.unsupported == ()
+    assert result.side_effects == ()
+    assert result.batch_size == 2
+
+
+@torch.library.custom_op("flopaudit_adapter_test::opaque", mutates_args=())
+def opaque(x: torch.Tensor) -> torch.Tensor:
+    return x * 1.0
+
+
+@opaque.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class Opaque(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return opaque(x)
+
+
+def test_unsupported_ops_are_reported_with_a_warning() -> None:
+    result = get_adapter("reference").count(Opaque(), torch.randn(2, 3))
+    assert result.status is Status.OK
+    assert dict(result.unsupported) == {"flopaudit_adapter_test.opaque.default": 1}
+    assert any("without a formula" in w for w in result.warnings)

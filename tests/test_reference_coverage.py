@@ -1,0 +1,167 @@
+"""Every registered formula is exercised, and documented.
+
+:data:`EXERCISES` maps each distinct formula (by name) to a small call that
+must be priced by it: through the engine (``count``) where the operator runs
+on CPU or meta, through :func:`cost_of` on meta shapes for GPU-only kernels
+and for entry points that never reach the dispatcher on CPU. The value tests
+live in the family test files named in the comments.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flopaudit.reference import count
+from flopaudit.reference.registry import cost_of, formula_name, lookup, registered
+
+aten = torch.ops.aten
+PREFIX = "flopaudit.reference.formulas."
+
+
+class Fn(nn.Module):
+    def __init__(self, fn: Callable[..., object]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> object:
+        return self.fn(*args)
+
+
+class SelfAttention(nn.Module):
+    """Self-attention (query is key is value): the fused kernel's condition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x)[0]
+
+
+def engine(fn: Callable[..., object], *shapes: tuple[int, ...], meta: bool = False,
+           module: nn.Module | None = None) -> set[str]:
+    """Formula names the engine used for ``fn(*tensors)``."""
+    tensors = [torch.randn(*s, device="meta" if meta else "cpu") for s in shapes]
+    result = count(module if module is not None else Fn(fn), tensors, device="meta" if meta else None)
+    assert result.unsupported == {}, result.unsupported
+    return {e.formula for e in result.events}
+
+
+def shapes_only(op: torch._ops.OpOverload, *shapes: tuple[int, ...], extra: tuple = ()) -> set[str]:
+    """Formula name that prices ``op`` on meta tensors of ``shapes`` (the op is not run)."""
+    tensors = [torch.empty(s, device="meta") for s in shapes]
+    cost = cost_of(op, (*tensors, *extra), {}, tensors[0])
+    assert cost is not None
+    return {formula_name(lookup(op))}
+
+
+X = (2, 3, 8, 8)
+
+EXERCISES: dict[str, Callable[[], set[str]]] = {
+    # test_reference_conv.py
+    "conv.convolution": lambda: engine(F.conv2d, X, (4, 3, 3, 3)),
+    # test_reference_matmul.py
+    "matmul.mm": lambda: engine(torch.mm, (3, 4), (4, 5)),
+    "matmul.addmm": lambda: engine(torch.addmm, (5,), (3, 4), (4, 5)),
+    "matmul.bmm": lambda: engine(torch.bmm, (2, 3, 4), (2, 4, 5)),
+    "matmul.baddbmm": lambda: engine(torch.baddbmm, (2, 3, 5), (2, 3, 4), (2, 4, 5)),
+    "matmul.mv": lambda: engine(torch.mv, (3, 4), (4,)),
+    "matmul.dot": lambda: engine(torch.dot, (4,), (4,)),
+    "matmul.outer": lambda: shapes_only(aten.outer.default, (3,), (4,)),
+    "matmul.linear": lambda: shapes_only(aten.linear.default, (3, 4), (5, 4)),
+    "matmul.scaled_mm": lambda: shapes_only(aten._scaled_mm.default, (16, 32), (32, 8), (), ()),
+    # test_reference_attention.py
+    "attention.sdpa": lambda: engine(F.scaled_dot_product_attention, (1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8)),
+    "attention.flash_forward": lambda: engine(
+        lambda q, k, v: aten._flash_attention_forward(q, k, v, None, None, 4, 4, 0.0, False, False),
+        (1, 4, 2, 8), (1, 4, 2, 8), (1, 4, 2, 8), meta=True),
+    "attention.native_mha": lambda: engine(None, (1, 4, 8), module=SelfAttention().eval()),
+    "attention.transformer_encoder_layer": lambda: engine(
+        None, (1, 4, 8), module=nn.TransformerEncoderLayer(8, 2, 16, batch_first=True).eval()),
+    # test_reference_rnn.py
+    "rnn.mkldnn_rnn_layer": lambda: engine(None, (3, 2, 4), module=nn.LSTM(4, 6)),
+    "rnn.cudnn_rnn": lambda: engine(
+        lambda x, w1, w2, h: aten._cudnn_rnn(x, [w1, w2], 2, None, h, None, 1, 6, 0, 1, False, 0.0, False, False,
+                                             [], None),
+        (3, 2, 4), (6, 4), (6, 6), (1, 2, 6), meta=True),
+    "rnn.fused_cell": lambda: shapes_only(aten._thnn_fused_gru_cell.default, (2, 18), (2, 18), (2, 6)),
+    # test_reference_layers.py
+    "norm.batch_norm": lambda: engine(None, X, module=nn.BatchNorm2d(3).eval()),
+    "norm.batch_norm_eval": lambda: engine(
+        lambda x, w, b, m, v: aten._native_batch_norm_legit_no_training(x, w, b, m, v, 0.1, 1e-5),
+        X, (3,), (3,), (3,), (3,)),
+    "norm.layer_norm": lambda: engine(None, (2, 4, 8), module=nn.LayerNorm(8)),
+    "norm.rms_norm": lambda: shapes_only(aten._fused_rms_norm.default, (2, 4, 8), extra=([8], None, 1e-5)),
+    "_factories.activation": lambda: engine(torch.relu, X),
+    "_factories.glu": lambda: engine(F.glu, (2, 8)),
+    "_factories.elementwise": lambda: engine(torch.add, X, X),
+    "_factories.fused_elementwise": lambda: engine(torch.addcmul, X, X, X),
+    "pool.max_pool": lambda: engine(lambda x: F.max_pool2d(x, 2), X),
+    "pool.avg_pool": lambda: engine(lambda x: F.avg_pool2d(x, 2), X),
+    "pool.adaptive_avg_pool": lambda: engine(lambda x: F.adaptive_avg_pool2d(x, 3), X),
+    "pool.adaptive_max_pool": lambda: engine(lambda x: F.adaptive_max_pool2d(x, 3), X),
+    "_factories.upsample_nearest": lambda: engine(lambda x: F.interpolate(x, scale_factor=2), X),
+    "_factories.upsample_linear": lambda: engine(lambda x: F.interpolate(x, scale_factor=2, mode="linear"),
+                                                 (1, 2, 4)),
+    "_factories.upsample_bilinear": lambda: engine(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), X),
+    "_factories.upsample_bicubic": lambda: engine(lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"), X),
+    "_factories.upsample_trilinear": lambda: engine(
+        lambda x: F.interpolate(x, scale_factor=2, mode="trilinear"), (1, 1, 2, 2, 2)),
+    "interpolation.grid_sample": lambda: engine(lambda x, g: F.grid_sample(x, g, align_corners=False),
+                                                X, (2, 3, 3, 2)),
+    "embedding.embedding": lambda: _embedding(),
+    "embedding.embedding_bag": lambda: _embedding_bag(),
+    "reduction.reduce": lambda: engine(torch.sum, X),
+    "reduction.mean": lambda: engine(lambda x: x.mean(dim=1), X),
+    "reduction.variance": lambda: engine(lambda x: x.var(dim=1), X),
+    "reduction.vector_norm": lambda: engine(lambda x: torch.linalg.vector_norm(x, dim=1), X),
+    "reduction.cumulative": lambda: engine(lambda x: x.cumsum(1), X),
+    "reduction.softmax": lambda: engine(lambda x: x.softmax(1), X),
+    "reduction.selection": lambda: engine(lambda x: x.topk(2, dim=1), X),
+    # data_movement.py groups
+    "zero_cost[zero_cost]": lambda: engine(lambda x: x.view(-1), X),
+    "zero_cost[data_movement]": lambda: engine(lambda x: torch.cat([x, x]), X),
+}
+
+
+def _embedding() -> set[str]:
+    result = count(nn.Embedding(5, 3), torch.tensor([1, 2]))
+    return {e.formula for e in result.events}
+
+
+def _embedding_bag() -> set[str]:
+    result = count(nn.EmbeddingBag(5, 3), torch.tensor([[1, 2]]))
+    return {e.formula for e in result.events}
+
+
+def _short(name: str) -> str:
+    if name.startswith(PREFIX):
+        return name[len(PREFIX):]
+    return name.rsplit(".", 1)[-1]
+
+
+def registered_formulas() -> dict[str, object]:
+    return {_short(formula_name(fn)): fn for fn in registered().values()}
+
+
+def test_every_registered_formula_has_an_exercise() -> None:
+    missing = sorted(set(registered_formulas()) - set(EXERCISES))
+    stale = sorted(set(EXERCISES) - set(registered_formulas()))
+    assert missing == [] and stale == []
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_exercise_is_priced_by_its_formula(name: str) -> None:
+    used = {_short(n) for n in EXERCISES[name]()}
+    assert name in used
+
+
+@pytest.mark.parametrize("name", sorted(registered_formulas()))
+def test_every_formula_is_documented(name: str) -> None:
+    doc = registered_formulas()[name].__doc__  # type: ignore[attr-defined]
+    assert doc and len(doc.strip()) > 20

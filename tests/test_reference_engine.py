@@ -1,0 +1,253 @@
+"""Reference counter engine: module attribution, call counts, parameters,
+unsupported operators, custom operators and module rules, bytes, and leaving
+the model untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from flopaudit.isolation import fingerprint
+from flopaudit.reference import (
+    Category,
+    Cost,
+    OpCall,
+    count,
+    register_formula,
+    register_module_rule,
+    temporary_formula,
+    unregister_formula,
+)
+
+
+class Block(nn.Module):
+    """fc (16 -> 16, no bias) then a functional ReLU in the block itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+
+
+class Net(nn.Module):
+    """Block called twice (shared), then a head; matmul in the root's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = Block()
+        self.head = nn.Linear(16, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(self.block(x))
+        x = x @ torch.ones(16, 16)
+        return self.head(x)
+
+
+ROWS = 3
+FC = ROWS * 16 * 16
+HEAD = ROWS * 16 * 4
+
+
+def test_module_reused_twice_is_counted_twice() -> None:
+    result = count(Net(), torch.randn(ROWS, 16))
+    assert result.module_calls["block"] == 2
+    assert result.module_calls["block.fc"] == 2
+    assert result.module_calls[""] == 1
+    assert result.per_module["block.fc"].macs == 2 * FC
+    assert result.per_module["block"].macs == 2 * FC
+    assert result.per_module["head"].macs == HEAD
+    # the root includes its children and its own matmul
+    assert result.per_module[""].macs == result.macs == 2 * FC + FC + HEAD
+
+
+def test_events_carry_module_stack_and_leafness() -> None:
+    result = count(Net(), torch.randn(ROWS, 16))
+    mm = [e for e in result.events if e.op == "aten.mm.default"]
+    fc_events = [e for e in mm if e.module_path == "block.fc"]
+    assert len(fc_events) == 2
+    assert fc_events[0].module_stack == ("", "block", "block.fc")
+    assert fc_events[0].module_type == "Linear" and fc_events[0].in_leaf
+    relu = [e for e in result.events if e.op == "aten.relu.default"]
+    assert [(e.module_path, e.module_type, e.in_leaf) for e in relu] == [("block", "Block", False)] * 2
+    root_mm = [e for e in mm if e.module_path == ""]
+    assert len(root_mm) == 1 and root_mm[0].module_stack == ("",) and root_mm[0].macs == FC
+
+
+class Tied(nn.Module):
+    """Embedding and output projection share one (V, D) weight."""
+
+    def __init__(self, vocab: int = 50, dim: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, vocab, bias=False)
+        self.out.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.proj(self.embed(tokens)))
+
+
+def test_tied_weights_counted_once() -> None:
+    vocab, dim = 50, 8
+    model = Tied(vocab, dim)
+    model.proj.bias.requires_grad_(False)
+    result = count(model, torch.tensor([[1, 2, 3]]))
+    assert result.params.unique == vocab * dim + dim * dim + dim
+    assert result.params.total == 2 * vocab * dim + dim * dim + dim
+    assert result.params.trainable == vocab * dim + dim * dim
+    assert (result.params.shared_tensors, result.params.shared_elements) == (1, vocab * dim)
+    assert result.macs == 3 * dim * dim + 3 * dim * vocab
+
+
+# -- custom torch.library operators -------------------------------------------
+
+@torch.library.custom_op("flopaudit_test::scaled_gemm", mutates_args=())
+def scaled_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 2.0 * (a @ b)
+
+
+@scaled_gemm.register_fake
+def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty(a.shape[0], b.shape[1])
+
+
+@torch.library.custom_op("flopaudit_test::mystery", mutates_args=())
+def mystery(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()
+
+
+@mystery.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class CustomOps(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return mystery(mystery(scaled_gemm(a, b)))
+
+
+def test_custom_op_without_formula_is_listed_never_silently_zero() -> None:
+    result = count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5)))
+    assert result.unsupported == {"flopaudit_test.mystery.default": 2, "flopaudit_test.scaled_gemm.default": 1}
+    unsupported = [e for e in result.events if not e.supported]
+    assert len(unsupported) == 3 and all(e.category is None for e in unsupported)
+    assert result.per_category["unsupported"].calls == 3
+
+
+def test_custom_op_with_registered_formula() -> None:
+    @register_formula("flopaudit_test::scaled_gemm")
+    def scaled_gemm_cost(call: OpCall) -> Cost:
+        """(M, K) @ (K, N) then a scale: M*K*N MACs, M*N extra."""
+        a, b = call.shape("a"), call.shape("b")
+        return Cost(a[0] * a[1] * b[1], a[0] * b[1], Category.MATMUL)
+
+    try:
+        result = count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5)))
+        assert result.macs == 4 * 6 * 5
+        assert result.extra_flops == 4 * 5
+        assert result.unsupported == {"flopaudit_test.mystery.default": 2}
+    finally:
+        unregister_formula("flopaudit_test::scaled_gemm")
+    assert count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5))).macs == 0
+
+
+def test_duplicate_formula_is_rejected_and_temporary_override_restores() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_formula(torch.ops.aten.mm)(lambda call: Cost(0, 0, Category.MATMUL))
+
+    def doubled(call: OpCall) -> Cost:
+        """Test override: twice the usual mm MACs."""
+        a, b = call.shape("self"), call.shape("mat2")
+        return Cost(2 * a[0] * a[1] * b[1], 0, Category.MATMUL)
+
+    model = nn.Linear(16, 4, bias=False)
+    with temporary_formula(torch.ops.aten.mm, doubled):
+        assert count(model, torch.randn(3, 16)).macs == 2 * 3 * 16 * 4
+    assert count(model, torch.randn(3, 16)).macs == 3 * 16 * 4
+
+
+# -- module rules ----------------------------------------------------------------
+
+def test_module_rule_replaces_the_inner_ops() -> None:
+    def block_rule(module: nn.Module, args: tuple, output: torch.Tensor) -> Cost:
+        return Cost(1000, 7, Category.MATMUL)
+
+    with register_module_rule(Block, block_rule):
+        result = count(Net(), torch.randn(ROWS, 16))
+    ruled = [e for e in result.events if e.op == "module_rule:Block"]
+    assert len(ruled) == 2 and all(e.module_path == "block" for e in ruled)
+    assert not any(e.module_path == "block.fc" for e in result.events)
+    assert result.macs == 2 * 1000 + FC + HEAD
+    assert result.extra_flops == 2 * 7
+    assert "block.fc" not in result.module_calls  # calls inside a ruled module are not recorded
+    # the registration is gone after the block
+    assert count(Net(), torch.randn(ROWS, 16)).macs == 2 * FC + FC + HEAD
+
+
+def test_module_rule_duplicates_are_rejected() -> None:
+    with register_module_rule(Block, lambda m, a, o: Cost(0, 0, Category.ZERO_COST)):
+        with pytest.raises(ValueError, match="already registered"):
+            register_module_rule(Block, lambda m, a, o: Cost(0, 0, Category.ZERO_COST))
+
+
+# -- bytes -------------------------------------------------------------------------
+
+def test_bytes_read_and_written() -> None:
+    result = count(nn.Linear(16, 32, bias=False), torch.randn(4, 16))
+    [mm] = [e for e in result.events if e.op == "aten.mm.default"]
+    assert mm.bytes_read == (4 * 16 + 16 * 32) * 4
+    assert mm.bytes_written == 4 * 32 * 4
+    [t] = [e for e in result.events if e.op == "aten.t.default"]
+    assert (t.bytes_read, t.bytes_written) == (0, 0)  # a view moves nothing
+    assert result.totals.bytes_read == mm.bytes_read
+
+
+# -- leaving the model alone ----------------------------------------------------------
+
+class TrainNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+def test_model_is_left_untouched_even_in_train_mode() -> None:
+    model = TrainNet().train()
+    before = fingerprint(model)
+    count(model, torch.randn(2, 3, 8, 8))
+    assert fingerprint(model) == before  # running stats restored, no hooks or attributes left
+
+
+class Boom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+@pytest.mark.filterwarnings("error")
+def test_hooks_are_removed_when_forward_raises() -> None:
+    model = Boom()
+    before = fingerprint(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        count(model, torch.randn(2, 4))
+    assert fingerprint(model) == before
+
+
+def test_fake_tensor_mode_counts_like_real_tensors() -> None:
+    real = count(TrainNet().eval(), torch.randn(2, 3, 8, 8))
+    with FakeTensorMode():
+        model = TrainNet().eval()
+        fake = count(model, torch.randn(2, 3, 8, 8))
+    assert (fake.macs, fake.extra_flops) == (real.macs, real.extra_flops)
+    assert fake.macs == 2 * 4 * 6 * 6 * 3 * 3 * 3

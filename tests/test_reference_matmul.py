@@ -1,0 +1,97 @@
+"""Reference counter: linear layers and the matmul family (mm, addmm, bmm,
+baddbmm, matmul, ``@``, einsum, mv, dot) with closed-form expectations.
+
+Linear MACs include every leading dimension of an N-d input (the middle dims
+of a ``(B, T, in)`` input are not batch-agnostic: each row is a product).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from flopaudit.reference import Category, count
+from flopaudit.reference.registry import cost_of
+
+
+class Fn(nn.Module):
+    """Wraps a functional call so that it runs inside a module."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(*args)
+
+
+CASES = [
+    # id, module factory, input shapes, expected MACs, expected extra FLOPs
+    ("linear_2d_bias", lambda: nn.Linear(16, 32), [(4, 16)], 4 * 16 * 32, 4 * 32),
+    ("linear_3d_bias", lambda: nn.Linear(16, 32), [(2, 7, 16)], 2 * 7 * 16 * 32, 2 * 7 * 32),
+    ("linear_3d_no_bias", lambda: nn.Linear(16, 32, bias=False), [(2, 7, 16)], 2 * 7 * 16 * 32, 0),
+    ("linear_4d", lambda: nn.Linear(6, 5), [(2, 3, 4, 6)], 2 * 3 * 4 * 6 * 5, 2 * 3 * 4 * 5),
+    ("matmul_3d_2d", lambda: Fn(torch.matmul), [(2, 5, 6), (6, 3)], 2 * 5 * 6 * 3, 0),
+    ("bmm", lambda: Fn(torch.bmm), [(4, 5, 6), (4, 6, 7)], 4 * 5 * 6 * 7, 0),
+    # (2,1,5,6) @ (3,6,4) broadcasts to (2,3,5,4)
+    ("matmul_operator_broadcast", lambda: Fn(lambda a, b: a @ b), [(2, 1, 5, 6), (3, 6, 4)], 2 * 3 * 5 * 6 * 4, 0),
+    ("einsum_bmm", lambda: Fn(lambda a, b: torch.einsum("bij,bjk->bik", a, b)), [(3, 4, 5), (3, 5, 6)],
+     3 * 4 * 5 * 6, 0),
+    ("einsum_attention_scores", lambda: Fn(lambda q, k: torch.einsum("bhqd,bhkd->bhqk", q, k)),
+     [(2, 2, 5, 8), (2, 2, 7, 8)], 2 * 2 * 5 * 7 * 8, 0),
+    ("baddbmm", lambda: Fn(torch.baddbmm), [(4, 5, 7), (4, 5, 6), (4, 6, 7)], 4 * 5 * 6 * 7, 4 * 5 * 7),
+    ("addmm", lambda: Fn(torch.addmm), [(7,), (5, 6), (6, 7)], 5 * 6 * 7, 5 * 7),
+    # alpha and beta not 1: one multiply per output element each, plus the add
+    ("addmm_scaled", lambda: Fn(lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=2.0)), [(7,), (5, 6), (6, 7)],
+     5 * 6 * 7, 5 * 7 + 5 * 7 + 5 * 7),
+    ("mv", lambda: Fn(torch.mv), [(5, 6), (6,)], 5 * 6, 0),
+    ("dot", lambda: Fn(torch.dot), [(6,), (6,)], 6, 0),
+]
+
+
+@pytest.mark.parametrize("build, shapes, macs, extra", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_matmul_family(build, shapes, macs, extra) -> None:
+    result = count(build(), [torch.randn(*s) for s in shapes])
+    assert result.unsupported == {}
+    assert result.macs == macs
+    assert result.extra_flops == extra
+    assert result.per_category["matmul"].macs == macs
+
+
+def test_linear_dispatches_addmm_and_charges_the_linear_module() -> None:
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    result = count(model, torch.randn(3, 16))
+    assert result.per_module["0"].macs == 3 * 16 * 32
+    assert result.per_module["2"].macs == 3 * 32 * 4
+    assert result.per_module[""].macs == 3 * 16 * 32 + 3 * 32 * 4
+    assert {e.op for e in result.events if e.category is Category.MATMUL} == {"aten.addmm.default"}
+
+
+@pytest.mark.parametrize(
+    "op, args, macs, extra",
+    [
+        # linear/matmul reaching the dispatcher unexpanded (other backends): numel(out) * K
+        ("linear", [(2, 7, 16), (32, 16), (32,)], 2 * 7 * 32 * 16, 2 * 7 * 32),
+        ("matmul", [(2, 5, 6), (6, 3)], 2 * 5 * 3 * 6, 0),
+        ("outer", [(6,), (3,)], 6 * 3, 0),
+    ],
+    ids=["linear", "matmul", "outer"],
+)
+def test_unexpanded_entry_points_priced_from_shapes(op: str, args, macs: int, extra: int) -> None:
+    func = getattr(torch.ops.aten, op).default
+    tensors = [torch.empty(*s, device="meta") for s in args]
+    out = func(*tensors)
+    cost = cost_of(func, tensors, {}, out)
+    assert cost is not None and (cost.macs, cost.extra_flops) == (macs, extra)
+
+
+def test_scaled_mm_priced_from_shapes() -> None:
+    """fp8 matmul (GPU only): M*K*N MACs, scales (and bias) one FLOP per output element each."""
+    a, b = torch.empty(16, 32, device="meta"), torch.empty(32, 8, device="meta")
+    scale = torch.empty((), device="meta")
+    out = torch.empty(16, 8, device="meta")
+    cost = cost_of(torch.ops.aten._scaled_mm.default, (a, b, scale, scale), {}, out)
+    assert cost is not None and (cost.macs, cost.extra_flops) == (16 * 32 * 8, 16 * 8)

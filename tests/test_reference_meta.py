@@ -1,0 +1,119 @@
+"""Reference counter on the meta device and under count_meta: no weights are
+allocated, shapes alone give the count, and it equals the real-tensor count."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from flopaudit.reference import MetaBuildError, count, count_meta
+
+
+def test_resnet18_meta_equals_real() -> None:
+    torch.manual_seed(0)
+    real = count(torchvision.models.resnet18().eval(), torch.randn(2, 3, 224, 224))
+    with torch.device("meta"):
+        model = torchvision.models.resnet18().eval()
+    meta = count(model, torch.randn(2, 3, 224, 224), device="meta")
+    assert meta.device == "meta"
+    assert [(e.op, e.macs, e.extra_flops, e.module_path) for e in meta.events] == [
+        (e.op, e.macs, e.extra_flops, e.module_path) for e in real.events
+    ]
+    assert (meta.macs, meta.extra_flops, meta.totals.calls, meta.totals.bytes_read) == (
+        real.macs, real.extra_flops, real.totals.calls, real.totals.bytes_read)
+    # Eval batch norm: the CPU kernel returns empty save_mean/save_invstd, the meta
+    # kernel returns (C,) float32 tensors for both: 2 * 4 bytes per channel more on meta.
+    channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert meta.totals.bytes_written - real.totals.bytes_written == 2 * 4 * channels
+    assert meta.params == real.params
+    assert meta.unsupported == real.unsupported == {}
+    # published torchvision value for resnet18: 1.814 GMACs per image
+    assert round(meta.macs / 2 / 1e9, 3) == 1.814
+
+
+def test_device_meta_requires_a_meta_model() -> None:
+    with pytest.raises(ValueError, match="meta device"):
+        count(nn.Linear(4, 4), torch.randn(2, 4), device="meta")
+
+
+class NeedsValuesToBuild(nn.Module):
+    """Derives a width from tensor values in __init__ (like torchvision's RegNet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        width = int(torch.tensor([3.0, 5.0]).sum().item())  # 8
+        self.fc = nn.Linear(4, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class NeedsValuesToRun(nn.Module):
+    """Data-dependent control flow in forward: impossible on meta."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum().item() > -1e9:
+            return self.fc(x)
+        return x
+
+
+def test_count_meta_builds_on_meta() -> None:
+    result = count_meta(lambda: nn.Linear(4, 8, bias=False), lambda: torch.randn(3, 4))
+    assert result.device == "meta" and result.notes == ()
+    assert result.macs == 3 * 4 * 8
+
+
+def test_count_meta_falls_back_to_empty_weights_when_init_needs_values() -> None:
+    result = count_meta(NeedsValuesToBuild, lambda: torch.randn(3, 4))
+    assert result.device == "meta"
+    assert result.macs == 3 * 4 * 8
+    assert any("empty_weights" in n for n in result.notes)
+    assert nn.Module.register_parameter.__qualname__ == "Module.register_parameter"  # patch undone
+
+
+def test_count_meta_falls_back_to_cpu_when_forward_needs_values() -> None:
+    result = count_meta(NeedsValuesToRun, lambda: torch.randn(3, 4))
+    assert result.device == "cpu"
+    assert result.macs == 3 * 4 * 4
+    assert any("forward on meta failed" in n for n in result.notes)
+    assert any("counted on CPU" in n for n in result.notes)
+
+
+def test_count_meta_can_raise_instead() -> None:
+    with pytest.raises(MetaBuildError, match="forward on meta failed"):
+        count_meta(NeedsValuesToRun, lambda: torch.randn(3, 4), fallback="raise")
+
+
+def _bench_module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference_meta.py"
+    spec = importlib.util.spec_from_file_location("bench_reference_meta", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_llama_like_on_meta_matches_closed_form() -> None:
+    """The benchmark's Llama-like model, tiny config with grouped-query attention."""
+    bench = _bench_module()
+    cfg = bench.LlamaConfig(vocab_size=50, dim=16, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=32, max_seq=16)
+    seq = 6
+    result = count_meta(lambda: bench.LlamaLike(cfg), lambda: torch.zeros(1, seq, dtype=torch.long), fallback="raise")
+    assert result.unsupported == {}
+    kv = 2 * 4  # kv heads x head dim
+    per_layer = (seq * 16 * (2 * 16 + 2 * kv)  # q, o projections and k, v projections
+                 + seq * 3 * 16 * 32  # SwiGLU
+                 + 2 * 4 * seq * seq * 4)  # causal attention counted in full, 4 query heads of dim 4
+    assert result.macs == 2 * per_layer + seq * 16 * 50
+    assert result.params.unique == 50 * 16 + 2 * (16 * 16 * 2 + 16 * kv * 2 + 3 * 16 * 32 + 2 * 16) + 16 + 16 * 50
