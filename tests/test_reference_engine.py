@@ -251,3 +251,27 @@ def test_fake_tensor_mode_counts_like_real_tensors() -> None:
         fake = count(model, torch.randn(2, 3, 8, 8))
     assert (fake.macs, fake.extra_flops) == (real.macs, real.extra_flops)
     assert fake.macs == 2 * 4 * 6 * 6 * 3 * 3 * 3
+
+
+class Fallback(nn.Module):
+    """The first branch raises inside a submodule; the root catches it and falls back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boom = Boom()
+        self.fc = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.boom(x)
+        except RuntimeError:
+            return self.fc(x)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_caught_exception_inside_forward_keeps_the_records_consistent() -> None:
+    result = count(Fallback(), torch.randn(2, 4))
+    assert result.macs == 2 * 4 * 4
+    assert result.module_calls == {"": 1, "boom": 1, "fc": 1}
+    assert all(call is not None for call in result.module_call_records)
+    assert any("boom raised" in n for n in result.notes)

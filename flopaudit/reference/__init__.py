@@ -25,6 +25,7 @@ from flopaudit.reference.api import (
     apply_ruleset,
     count,
     count_meta,
+    empty_weights,
     param_counts,
 )
 from flopaudit.reference.engine import ModuleCall, OpEvent
@@ -58,6 +59,7 @@ __all__ = [
     "apply_ruleset",
     "count",
     "count_meta",
+    "empty_weights",
     "get_ruleset",
     "param_counts",
     "register_formula",

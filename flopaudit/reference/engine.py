@@ -269,9 +269,11 @@ class _Recorder:
         if id(module) not in self.paths or not self.frames:
             return
         frame = self.frames.pop()
-        if len(rest) != 2:  # the forward raised: unwind the stack, record nothing
+        if len(rest) != 2:  # the forward raised: unwind the stack, no module-rule event
             if frame.suppressed_by:
                 self.suppress_depth -= 1
+            self._close_call(frame, module, args, kwargs, None)
+            self.rec.notes.append(f"module {frame.path or '<root>'} raised during its forward")
             return
         if frame.suppressed_by:
             self.suppress_depth -= 1
@@ -286,6 +288,11 @@ class _Recorder:
                 input_shapes=shapes((args, kwargs)), output_shapes=shapes(output), supported=True,
                 formula=frame.suppressed_by, call_index=frame.call_index,
             ))
+        self._close_call(frame, module, args, kwargs, output)
+
+    def _close_call(self, frame: _Frame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                    output: Any) -> None:
+        """Replace the call's placeholder with its record (start order is kept)."""
         if frame.call_index >= 0:
             self.rec.calls[frame.call_index] = ModuleCall(
                 path=frame.path, module_type=frame.module_type,
