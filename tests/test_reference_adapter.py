@@ -54,23 +54,18 @@ def test_count_result() -> None:
     assert result.batch_size == 2
 
 
-@torch.library.custom_op("flopaudit_adapter_test::opaque", mutates_args=())
-def opaque(x: torch.Tensor) -> torch.Tensor:
-    return x * 1.0
+class Nms(nn.Module):
+    """torchvision's C++ ``nms``: an operator without a formula."""
 
+    def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torchvision
 
-@opaque.register_fake
-def _(x: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-class Opaque(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return opaque(x)
+        return torchvision.ops.nms(boxes, scores, 0.5)
 
 
 def test_unsupported_ops_are_reported_with_a_warning() -> None:
-    result = get_adapter("reference").count(Opaque(), torch.randn(2, 3))
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 8.0, 8.0]])
+    result = get_adapter("reference").count(Nms(), (boxes, torch.tensor([0.9, 0.8])))
     assert result.status is Status.OK
-    assert dict(result.unsupported) == {"flopaudit_adapter_test.opaque.default": 1}
+    assert dict(result.unsupported) == {"torchvision.nms.default": 1}
     assert any("without a formula" in w for w in result.warnings)

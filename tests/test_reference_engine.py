@@ -131,12 +131,32 @@ class CustomOps(nn.Module):
         return mystery(mystery(scaled_gemm(a, b)))
 
 
-def test_custom_op_without_formula_is_listed_never_silently_zero() -> None:
+def test_formula_less_custom_op_is_counted_through_its_python_kernel() -> None:
+    """scaled_gemm's kernel dispatches mm + mul; mystery's only a clone (no cost): unsupported."""
     result = count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5)))
-    assert result.unsupported == {"flopaudit_test.mystery.default": 2, "flopaudit_test.scaled_gemm.default": 1}
+    assert result.traced_custom_ops == {"flopaudit_test.scaled_gemm.default": 1}
+    assert result.macs == 4 * 6 * 5
+    assert result.extra_flops == 4 * 5  # the scale
+    assert result.unsupported == {"flopaudit_test.mystery.default": 2}
     unsupported = [e for e in result.events if not e.supported]
-    assert len(unsupported) == 3 and all(e.category is None for e in unsupported)
-    assert result.per_category["unsupported"].calls == 3
+    assert len(unsupported) == 2 and all(e.category is None for e in unsupported)
+    assert result.per_category["unsupported"].calls == 2
+    assert any("mystery" in n and "no costed torch operator" in n for n in result.notes)
+
+
+class Nms(nn.Module):
+    """torchvision's C++ ``nms``: no formula, no Python kernel."""
+
+    def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torchvision
+
+        return torchvision.ops.nms(boxes, scores, 0.5)
+
+
+def test_opaque_cpp_op_is_listed_never_silently_zero() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 8.0, 8.0]])
+    result = count(Nms(), (boxes, torch.tensor([0.9, 0.8])))
+    assert result.unsupported == {"torchvision.nms.default": 1}
 
 
 def test_custom_op_with_registered_formula() -> None:
@@ -150,10 +170,12 @@ def test_custom_op_with_registered_formula() -> None:
         result = count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5)))
         assert result.macs == 4 * 6 * 5
         assert result.extra_flops == 4 * 5
-        assert result.unsupported == {"flopaudit_test.mystery.default": 2}
+        assert result.traced_custom_ops == {}  # the formula wins over tracing
+        assert [e.formula.rsplit(".", 1)[-1] for e in result.events if e.macs] == ["scaled_gemm_cost"]
     finally:
         unregister_formula("flopaudit_test::scaled_gemm")
-    assert count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5))).macs == 0
+    assert count(CustomOps(), (torch.randn(4, 6), torch.randn(6, 5))).traced_custom_ops == {
+        "flopaudit_test.scaled_gemm.default": 1}
 
 
 def test_duplicate_formula_is_rejected_and_temporary_override_restores() -> None:

@@ -81,6 +81,9 @@ class ReferenceCount:
     batch_size: int | None = None
     device: str = ""
     notes: tuple[str, ...] = field(default=())
+    traced_custom_ops: dict[str, int] = field(default_factory=dict)
+    """``torch.library`` custom ops without a formula that were counted through
+    their Python kernel (the operators it dispatched are in ``events``): op -> calls."""
 
     @property
     def macs(self) -> int:
@@ -200,6 +203,7 @@ def count(
         batch_size=ins.batch_size,
         device=",".join(sorted(devices)) or (device or ""),
         notes=tuple(rec.notes),
+        traced_custom_ops=dict(rec.traced),
     )
 
 

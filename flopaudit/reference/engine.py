@@ -19,8 +19,11 @@ The dispatch mode sees every operator below autograd, so functional calls
 (``F.interpolate``, ``torch.matmul``, ``@``, ``einsum``, ``x + y``, SDPA,
 RNNs) are seen like module calls. Composite operators are seen as what they
 decompose into; an operator that reaches the mode without a formula but with
-a composite decomposition is decomposed (its parts are recorded); anything
-else without a formula is recorded with ``supported=False``.
+a composite decomposition is decomposed (its parts are recorded); a
+``torch.library.custom_op`` without a formula is run through its Python
+kernel so that the operators it dispatches are recorded (listed in
+``Recording.traced``); anything else without a formula is recorded with
+``supported=False``.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ class Recording:
     events: list[OpEvent] = field(default_factory=list)
     calls: list[ModuleCall] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    traced: dict[str, int] = field(default_factory=dict)
+    """Formula-less custom ops counted through their Python kernel: op -> calls."""
 
 
 # --------------------------------------------------------------------------
@@ -351,16 +356,75 @@ class _Mode(TorchDispatchMode):
         rec = self.recorder
         if func in _SKIP or rec.suppress_depth:
             return func(*args, **kwargs)
+        in_shapes = shapes((args, kwargs))
+        read = nbytes((args, kwargs))
         if lookup(func) is None:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
-        in_shapes = shapes((args, kwargs))
-        read = nbytes((args, kwargs))
+            traced = self._trace_python_body(func, args, kwargs, in_shapes, read)
+            if traced is not _NOT_TRACED:
+                return traced
         out = func(*args, **kwargs)
         rec.op_event(func, args, kwargs, out, in_shapes, read)
         return out
+
+    def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int) -> Any:
+        """Run a formula-less ``torch.library.custom_op`` through its Python kernel,
+        recording the operators it calls (they are what the op computes).
+
+        Used only when no formula is registered. If the body fails (e.g. on
+        meta tensors) its partial events are dropped and the op is run and
+        reported as unsupported as usual; if it dispatches no operator with a
+        cost (only views, copies or conversions: its work is in numpy, Triton
+        or C++ that the mode cannot see) the op is reported as unsupported
+        too, never silently free.
+        # NB: a kernel doing part of its work outside torch is undercounted;
+        # register a formula for such ops. Traced ops are listed in
+        # ``Recording.traced``.
+        """
+        body = _custom_op_body(func, args, kwargs)
+        if body is None:
+            return _NOT_TRACED
+        rec = self.recorder.rec
+        first = len(rec.events)
+        try:
+            with self:
+                out = body(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - fall back to the opaque op
+            del rec.events[first:]
+            rec.notes.append(f"{func}: its Python kernel failed here ({type(exc).__name__}); counted as unsupported")
+            return _NOT_TRACED
+        name = str(func)
+        inner = rec.events[first:]
+        if not any(e.macs or e.extra_flops or not e.supported for e in inner):
+            del rec.events[first:]
+            self.recorder.op_event(func, args, kwargs, out, in_shapes, read)
+            rec.notes.append(f"{name}: its Python kernel dispatched no costed torch operator (its work may be "
+                             "in numpy, Triton or C++); counted as unsupported")
+        else:
+            rec.traced[name] = rec.traced.get(name, 0) + 1
+        return out
+
+
+_NOT_TRACED = object()
+
+
+def _custom_op_body(func: Any, args: Any, kwargs: Any) -> Any:
+    """The Python kernel of a ``torch.library.custom_op`` for the inputs' device, if any."""
+    if not isinstance(func, torch._ops.OpOverload) or func.namespace in ("aten", "prims", "prim", "_c10d_functional"):
+        return None
+    try:
+        from torch._library.custom_ops import OPDEFS
+    except ImportError:  # pragma: no cover - older torch
+        return None
+    opdef = OPDEFS.get(f"{func.namespace}::{func._opname}")
+    if opdef is None:
+        return None
+    device = next((t.device.type for t in iter_tensors((args, kwargs))), None)
+    backends = getattr(opdef, "_backend_fns", {})
+    return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
 
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> Recording:
