@@ -69,3 +69,24 @@ def test_unsupported_ops_are_reported_with_a_warning() -> None:
     assert result.status is Status.OK
     assert dict(result.unsupported) == {"torchvision.nms.default": 1}
     assert any("without a formula" in w for w in result.warnings)
+
+
+@torch.library.custom_op("flopaudit_adapter_test::gemm", mutates_args=())
+def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a @ b
+
+
+@gemm.register_fake
+def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty(a.shape[0], b.shape[1])
+
+
+class Gemm(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return gemm(a, b)
+
+
+def test_traced_custom_ops_are_named_in_the_warnings() -> None:
+    result = get_adapter("reference").count(Gemm(), (torch.randn(3, 4), torch.randn(4, 5)))
+    assert result.macs == 3 * 4 * 5
+    assert any("flopaudit_adapter_test.gemm.default x1" in w for w in result.warnings)

@@ -38,6 +38,9 @@ class ReferenceAdapter(Adapter):
 
         result = count(model, inputs, ruleset="canonical", no_grad=True)
         warnings = list(result.notes)
+        if result.traced_custom_ops:
+            traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
+            warnings.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
         if result.unsupported:
             calls = sum(result.unsupported.values())
             warnings.append(f"{len(result.unsupported)} operator(s) without a formula ({calls} calls) counted as 0")
