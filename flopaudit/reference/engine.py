@@ -367,6 +367,8 @@ class _Mode(TorchDispatchMode):
             if traced is not _NOT_TRACED:
                 return traced
         out = func(*args, **kwargs)
+        if not in_shapes and lookup(func) is None and next(iter_tensors(out), None) is None:
+            return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
         rec.op_event(func, args, kwargs, out, in_shapes, read)
         return out
 
