@@ -157,8 +157,10 @@ def count(
 
     ``inputs`` is a tensor, a tuple/list of positional args or a
     :class:`~flopaudit.inputs.ModelInputs`. The model is used as given (no
-    copy): hooks are added for the call and removed afterwards, nothing else
-    is changed. ``no_grad`` (default) runs the pass under ``torch.no_grad()``
+    copy): global module hooks are added for the call and removed afterwards,
+    buffer values a train-mode pass updates (BatchNorm running statistics)
+    are restored, nothing else is changed. ``no_grad`` (default) runs the
+    pass under ``torch.no_grad()``
     (inference; eval-mode fast paths such as fused attention are then taken
     and have their own formulas).
 
