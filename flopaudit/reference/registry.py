@@ -228,10 +228,10 @@ def to_shapes(value: Any) -> Any:
     """Replace every tensor in ``value`` (nested lists/tuples) by its shape."""
     if isinstance(value, torch.Tensor):
         return _shape_of(value)
-    if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
-        return type(value)(to_shapes(v) for v in value) if isinstance(value, list) else tuple(
-            to_shapes(v) for v in value
-        )
+    if isinstance(value, list):
+        return [to_shapes(v) for v in value]
+    if isinstance(value, tuple) and not isinstance(value, torch.Size):
+        return tuple(to_shapes(v) for v in value)
     return value
 
 
