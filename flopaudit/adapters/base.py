@@ -18,7 +18,7 @@ from torch import nn
 from flopaudit.errors import NotApplicable
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
-from flopaudit.records import Breakdown, CountResult, Granularity, Status, Unit, breakdown
+from flopaudit.records import Breakdown, CountResult, Granularity, RulesetPrediction, Status, Unit, breakdown
 
 
 @dataclass
@@ -38,6 +38,7 @@ class RawCount:
     unsupported: Mapping[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     extra: Mapping[str, int] = field(default_factory=dict)
+    predictions: tuple[RulesetPrediction, ...] = ()
 
 
 class Adapter(ABC):
@@ -140,6 +141,7 @@ class Adapter(ABC):
             side_effects=tuple(side_effects),
             elapsed_s=elapsed,
             extra=breakdown(raw.extra),
+            predictions=raw.predictions,
             **base,
         )
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.inputs import ModelInputs
-from flopaudit.records import Granularity, Unit
+from flopaudit.records import Granularity, RulesetPrediction, Unit
 
 
 class ReferenceAdapter(Adapter):
@@ -37,6 +37,7 @@ class ReferenceAdapter(Adapter):
         from flopaudit.reference import count
 
         result = count(model, inputs, ruleset="canonical", no_grad=True)
+        predictions = predict_backends(model, inputs, result)
         warnings = list(result.notes)
         if result.traced_custom_ops:
             traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
@@ -59,4 +60,28 @@ class ReferenceAdapter(Adapter):
                 "bytes_written": result.totals.bytes_written,
                 "params_trainable": result.params.trainable,
             },
+            predictions=predictions,
         )
+
+
+def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tuple[RulesetPrediction, ...]:
+    """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.predict`).
+
+    Rulesets of backends that run with autograd on are applied to a second
+    recording made with autograd on, since eval-mode fused kernels differ.
+    """
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.predict import predict
+
+    rulesets = backend_rulesets()
+    with_grad = None
+    out = []
+    for backend, ruleset in rulesets.items():
+        source = result
+        if ruleset.grad_enabled:
+            if with_grad is None:
+                with_grad = count(model, inputs, ruleset="canonical", no_grad=False)
+            source = with_grad
+        out.append(predict(source.events, source.module_call_records, ruleset, backend))
+    return tuple(out)

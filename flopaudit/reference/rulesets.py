@@ -180,6 +180,10 @@ class EventRule:
     module_type: str | None = None
     in_leaf: bool | None = None
     supported: bool | None = None
+    reason: str = ""
+    """How the diff report names this rule (e.g. "counts conv bias")."""
+    kind: str = "rule"
+    """Cause family in the diff report: rule, unsupported, missed-functional, reused-module."""
 
     def matches(self, e: OpEvent) -> bool:
         if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
@@ -206,6 +210,10 @@ class ModuleRule:
     module_type: str
     count: str
     suppress_inner: bool = True
+    reason: str = ""
+    """How the diff report names this rule (e.g. "BatchNorm = 4 per element")."""
+    kind: str = "rule"
+    """Cause family in the diff report: rule, unsupported, missed-functional, reused-module."""
 
     def matches(self, call: ModuleCall) -> bool:
         return self.module_type in (call.module_type, call.module_class)
@@ -222,6 +230,13 @@ class Ruleset:
     default: str = "zero"
     module_rules: tuple[ModuleRule, ...] = ()
     per_sample: bool = False
+    grad_enabled: bool = False
+    """Record the pass with autograd on, as the backend runs it (eval-mode
+    fused kernels such as ``_native_multi_head_attention`` are then not taken)."""
+    default_reason: str = ""
+    """How the report names what ``default`` does to events no rule matches;
+    empty: derived per event (unsupported op, module type without a rule, or
+    functional op outside any leaf module)."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
@@ -232,10 +247,15 @@ class Ruleset:
             raise ValueError(f"ruleset {self.name!r} names unknown counters: {unknown}")
 
     def count_event(self, e: OpEvent) -> int:
+        rule = self.event_rule(e)
+        return EVENT_COUNTERS[rule.count if rule else self.default](e)
+
+    def event_rule(self, e: OpEvent) -> EventRule | None:
+        """The first event rule matching ``e`` (None: ``default`` prices it)."""
         for rule in self.event_rules:
             if rule.matches(e):
-                return EVENT_COUNTERS[rule.count](e)
-        return EVENT_COUNTERS[self.default](e)
+                return rule
+        return None
 
     def module_rule(self, call: ModuleCall) -> ModuleRule | None:
         for rule in self.module_rules:
