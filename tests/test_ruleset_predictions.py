@@ -10,13 +10,13 @@ a divergence that disappears must be removed from the table.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 from flopaudit.adapters import get_adapter
-from flopaudit.reference.backend_rulesets import BACKEND_RULESET_MODULES
 from flopaudit.records import CountResult, Status
+from flopaudit.reference.backend_rulesets import BACKEND_RULESET_MODULES
 from flopaudit.zoo import all_cases, get_case
 
 FAST_CASES = [c.id for c in all_cases() if "hard" in c.tags] + ["resnet18", "mobilenet_v2"]
@@ -24,7 +24,7 @@ SLOW_CASES = ["resnet50", "vit_b_16", "convnext_tiny", "efficientnet_b0", "swin_
 BACKENDS = list(BACKEND_RULESET_MODULES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference(case_id: str) -> CountResult:
     model, inputs = get_case(case_id).instantiate()
     return get_adapter("reference").count(model, inputs, model_name=case_id)
