@@ -65,6 +65,8 @@ def classification_cases() -> list[ModelCase]:
         kwargs: dict[str, object] = {}
         if name in ("googlenet", "inception_v3"):
             kwargs = {"aux_logits": True, "init_weights": False}
+        if name.startswith("vit_") and crop != 224:
+            kwargs = {"image_size": crop}  # vit_h_14's weights run at 518, its builder defaults to 224
         gmacs = meta.gmacs if meta else float("nan")
         tags = {"torchvision", "classification", "vision", _family(name)}
         tags.add("heavy" if gmacs > 10 else "light" if gmacs < 1 else "medium")
