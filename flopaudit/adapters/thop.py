@@ -25,34 +25,15 @@ from typing import Any, Mapping
 from torch import nn
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.binding import FixedKwargs, strip_wrapper
 from flopaudit.inputs import ModelInputs
 from flopaudit.records import Granularity, Unit
-
-_WRAPPED = "wrapped"
-"""Attribute name of the user's model inside :class:`_KwargsWrapper`."""
 
 _MISSING_RULE = re.compile(r"\[WARN\] Cannot find rule for (<class '[^']*'>)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 LayerInfo = Mapping[str, tuple[float, float, Any]]
 """thop's ``ret_layer_info``: child name -> (ops, params, children's LayerInfo)."""
-
-
-class _KwargsWrapper(nn.Module):
-    """Calls the wrapped model with fixed keyword arguments.
-
-    ``thop.profile`` calls ``model(*inputs)`` and has no way to pass keyword
-    arguments; the wrapper adds them. It makes the user's modules children of
-    ``wrapped``, so the adapter strips that prefix from module paths.
-    """
-
-    def __init__(self, model: nn.Module, kwargs: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.wrapped = model
-        self._fixed_kwargs = dict(kwargs)
-
-    def forward(self, *args: Any) -> Any:
-        return self.wrapped(*args, **self._fixed_kwargs)
 
 
 class ThopAdapter(Adapter):
@@ -78,7 +59,7 @@ class ThopAdapter(Adapter):
     (e.g. ``nn.MultiheadAttention``). Containers whose children are counted
     are not listed.
 
-    Keyword inputs are passed through :class:`_KwargsWrapper`; several
+    Keyword inputs are passed through :class:`FixedKwargs`; several
     positional inputs go straight to ``profile(model, inputs=args)``.
     """
 
@@ -99,7 +80,7 @@ class ThopAdapter(Adapter):
             warnings.simplefilter("ignore", DeprecationWarning)
             from thop import profile
 
-        target: nn.Module = _KwargsWrapper(model, inputs.kwargs) if inputs.kwargs else model
+        target: nn.Module = FixedKwargs(model, inputs.kwargs) if inputs.kwargs else model
         opts = self.options()
         printed = io.StringIO()
         # thop prints "[INFO] Register ..." for every rule when report_missing
@@ -109,9 +90,9 @@ class ThopAdapter(Adapter):
 
         tree = {"": total_ops, **_flatten_layer_info(layers)}
         if inputs.kwargs:
-            tree = _strip_prefix(tree, _WRAPPED)
+            tree = strip_wrapper(tree)
         warned = set(_MISSING_RULE.findall(_ANSI.sub("", printed.getvalue())))
-        wrapper_type = repr(_KwargsWrapper)
+        wrapper_type = repr(FixedKwargs)
         warned.discard(wrapper_type)
         messages = [
             line.strip()
@@ -135,17 +116,6 @@ def _flatten_layer_info(layers: LayerInfo, prefix: str = "") -> dict[str, float]
         path = f"{prefix}.{name}" if prefix else name
         out[path] = ops
         out.update(_flatten_layer_info(children, path))
-    return out
-
-
-def _strip_prefix(tree: Mapping[str, float], prefix: str) -> dict[str, float]:
-    """Drop the wrapper's root and ``prefix.`` from every path."""
-    out: dict[str, float] = {}
-    for path, ops in tree.items():
-        if path == prefix:
-            out[""] = ops
-        elif path.startswith(prefix + "."):
-            out[path[len(prefix) + 1 :]] = ops
     return out
 
 

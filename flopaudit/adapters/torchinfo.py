@@ -35,25 +35,9 @@ import torch
 from torch import nn
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.binding import FixedKwargs
 from flopaudit.inputs import ModelInputs
 from flopaudit.records import Granularity, Unit
-
-
-class _KeywordCall(nn.Module):
-    """Calls ``model(*args, **kwargs)`` with fixed keyword inputs.
-
-    Used only when a keyword input's name is also a parameter of
-    ``torchinfo.summary`` (``mode``, ``device``, ``depth``...), so it cannot
-    be passed through.
-    """
-
-    def __init__(self, model: nn.Module, kwargs: dict[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self._kwargs = kwargs
-
-    def forward(self, *args: Any) -> Any:
-        return self.model(*args, **self._kwargs)
 
 
 def _keep_mode(mode: bool = True) -> None:
@@ -139,7 +123,7 @@ class TorchinfoAdapter(Adapter):
         reserved = set(inspect.signature(torchinfo.summary).parameters)
         target: nn.Module = model
         if reserved & set(kwargs):
-            target, kwargs = _KeywordCall(model, kwargs), {}
+            target, kwargs = FixedKwargs(model, kwargs), {}
         mode = "train" if model.training else "eval"
         target.train = _keep_mode  # type: ignore[method-assign]
         try:
