@@ -1,0 +1,37 @@
+"""The Python API: flopaudit.audit returns a DataFrame of integer counts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from conftest import SmallConvNet, TwoInputLinear
+
+import flopaudit
+from flopaudit.isolation import fingerprint
+
+
+def test_audit_returns_one_row_per_backend() -> None:
+    model = SmallConvNet()
+    before = fingerprint(model)
+    frame = flopaudit.audit(model, torch.randn(2, 3, 8, 8), backends=["reference", "fvcore", "torch-flop-counter"])
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame["backend"]) == ["reference", "fvcore", "torch-flop-counter"]
+    assert set(frame["status"]) == {"ok"}
+    assert str(frame["macs"].dtype) == "Int64"
+    conv = 2 * 8 * 8 * 8 * 3 * 3 * 3  # batch x Cout x H x W x Cin x k x k
+    fc = 2 * 8 * 10
+    ref = frame.set_index("backend").loc["reference"]
+    assert ref["macs"] == conv + fc and ref["ratio_to_reference"] == 1.0
+    tfc = frame.set_index("backend").loc["torch-flop-counter"]
+    assert tfc["raw_total"] == 2 * (conv + fc) and tfc["unit"] == "FLOP" and tfc["macs"] == conv + fc
+    assert fingerprint(model) == before
+
+
+def test_audit_takes_several_inputs_and_keywords() -> None:
+    frame = flopaudit.audit(TwoInputLinear(), (torch.randn(3, 16), torch.randn(3, 8)), backends=["reference"])
+    assert int(frame["macs"].iloc[0]) == 3 * 16 * 32 + 3 * 8 * 32
+    from conftest import KwargsLinear
+
+    frame = flopaudit.audit(KwargsLinear(), (torch.randn(3, 16),), {"scale": torch.randn(3, 16)},
+                            backends=["reference", "thop"], isolate=False)
+    assert list(frame["macs"]) == [3 * 16 * 32, 3 * 16 * 32]
