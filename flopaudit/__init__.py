@@ -36,4 +36,24 @@ def audit(
     return audit_model(model, inputs, kwargs, backends=backends, timeout=timeout, isolate=isolate).to_frame()
 
 
-__all__ = ["audit", "__version__"]
+def audit_zoo(
+    models: Iterable[str] | None = None,
+    tags: Iterable[str] | None = None,
+    *,
+    backends: Iterable[str] | None = None,
+    full: bool = False,
+    timeout: float | None = 120.0,
+) -> Any:
+    """Audit zoo cases chosen by id, glob (``"resnet*"``) or tag; return a DataFrame.
+
+    With neither ``models`` nor ``tags`` the default zoo is used (``full=True``:
+    every case). Rows as in :func:`audit`, one per (model, backend).
+    """
+    from flopaudit.run import run_audit
+    from flopaudit.zoo import select_cases
+
+    cases = select_cases(list(models or ()), list(tags or ()), full=full)
+    return run_audit(cases, list(backends) if backends else None, timeout=timeout).to_frame()
+
+
+__all__ = ["audit", "audit_zoo", "__version__"]

@@ -35,3 +35,15 @@ def test_audit_takes_several_inputs_and_keywords() -> None:
     frame = flopaudit.audit(KwargsLinear(), (torch.randn(3, 16),), {"scale": torch.randn(3, 16)},
                             backends=["reference", "thop"], isolate=False)
     assert list(frame["macs"]) == [3 * 16 * 32, 3 * 16 * 32]
+
+
+def test_audit_zoo_selects_by_tag_and_glob() -> None:
+    frame = flopaudit.audit_zoo(tags=["custom"], backends=["reference"])
+    from flopaudit.zoo import all_cases
+
+    custom = sorted(c.id for c in all_cases() if "custom" in c.tags)
+    assert sorted(frame["model"]) == custom and len(custom) >= 3
+    expected = {c.id: c.expected_macs for c in all_cases() if "custom" in c.tags}
+    assert all(int(m) == expected[i] for i, m in zip(frame["model"], frame["macs"]))
+    glob = flopaudit.audit_zoo(models=["conv2d-*"], backends=["reference"])
+    assert set(glob["model"]) == {c.id for c in all_cases() if c.id.startswith("conv2d-")}
