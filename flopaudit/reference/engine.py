@@ -29,6 +29,9 @@ kernel so that the operators it dispatches are recorded (listed in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -97,6 +100,12 @@ class OpEvent:
     op_args: tuple[tuple[str, Any], ...] = ()
     """The call's non-tensor arguments by schema name (``stride``, ``transposed``,
     ``groups``, ``dim``...): scalars, strings and lists of them."""
+    traced_from: str = ""
+    """The formula-less custom op whose Python kernel dispatched this op ('' if
+    none): counters that see that custom op as one opaque call do not see this one."""
+    autograd_function: str = ""
+    """Class name of the custom ``torch.autograd.Function`` whose ``forward`` ran
+    this op ('' if none): a JIT trace records that Function as one opaque node."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
@@ -245,6 +254,7 @@ class _Recorder:
             self.paths.setdefault(id(mod), name)
             self.leaf[id(mod)] = next(mod.children(), None) is None
         self.root_type = type(model).__name__
+        self.function_codes = _autograd_function_codes()
 
     # -- module hooks -----------------------------------------------------
 
@@ -343,6 +353,7 @@ class _Recorder:
             bytes_read=0 if view else read, bytes_written=0 if view else nbytes(out),
             input_shapes=in_shapes, output_shapes=shapes(out), supported=supported and cost is not None,
             formula=formula_name(fn) if fn is not None else "", call_index=call_index, op_args=op_args,
+            autograd_function=_running_autograd_function(self.function_codes),
         ))
 
 
@@ -407,10 +418,46 @@ class _Mode(TorchDispatchMode):
                              "in numpy, Triton or C++); counted as unsupported")
         else:
             rec.traced[name] = rec.traced.get(name, 0) + 1
+            # The outermost traced op wins: it is what a counter outside sees as opaque.
+            rec.events[first:] = [dataclasses.replace(e, traced_from=name) for e in inner]
         return out
 
 
 _NOT_TRACED = object()
+
+
+def _autograd_function_codes() -> dict[Any, str]:
+    """Code object of every ``forward`` of a ``torch.autograd.Function`` subclass
+    defined so far (decorators unwrapped) -> the class name."""
+    codes: dict[Any, str] = {}
+    todo = list(torch.autograd.Function.__subclasses__())
+    seen: set[type] = set()
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        todo.extend(cls.__subclasses__())
+        forward = cls.__dict__.get("forward")
+        forward = getattr(forward, "__func__", forward)  # staticmethod / classmethod
+        for fn in {forward, inspect.unwrap(forward)} if callable(forward) else ():
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                codes.setdefault(code, cls.__name__)
+    return codes
+
+
+def _running_autograd_function(codes: Mapping[Any, str]) -> str:
+    """The innermost custom ``autograd.Function`` whose ``forward`` is on the
+    Python stack ('' if none). ``Function.apply`` is a C function, so its
+    ``forward`` frame is found by code object."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = codes.get(frame.f_code)
+        if name is not None:
+            return name
+        frame = frame.f_back
+    return ""
 
 
 def _custom_op_body(func: Any, args: Any, kwargs: Any) -> Any:

@@ -12,9 +12,10 @@ A ruleset is a frozen dataclass holding only data:
 * ``event_rules``: an ordered tuple of :class:`EventRule`. Each rule matches
   events on any of ``op`` (an overload ``"aten.mm.default"`` or a packet
   ``"aten.mm"``), ``category``, ``module_type`` (class name of the innermost
-  module), ``in_leaf``, ``supported``; the first matching rule names the
-  *event counter* that turns the event into an integer. Events no rule
-  matches use ``default``.
+  module), ``in_leaf``, ``supported``, ``traced`` (inside a traced custom
+  op), ``autograd_function`` (inside a custom autograd Function); the first
+  matching rule names the *event counter* that turns the event into an
+  integer. Events no rule matches use ``default``.
 * ``module_rules``: :class:`ModuleRule` entries for counters built on module
   hooks (thop, ptflops-pytorch, torchinfo): a module call whose class name
   (or dotted class path) matches is priced by a named *module counter* from
@@ -184,6 +185,12 @@ class EventRule:
     """How the diff report names this rule (e.g. "counts conv bias")."""
     kind: str = "rule"
     """Cause family in the diff report: rule, unsupported, missed-functional, reused-module."""
+    traced: bool | None = None
+    """Match on whether the event ran inside a formula-less custom op's Python
+    kernel (``OpEvent.traced_from``)."""
+    autograd_function: bool | None = None
+    """Match on whether the event ran inside a custom ``autograd.Function``'s
+    ``forward`` (``OpEvent.autograd_function``)."""
 
     def matches(self, e: OpEvent) -> bool:
         if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
@@ -195,6 +202,10 @@ class EventRule:
         if self.in_leaf is not None and e.in_leaf != self.in_leaf:
             return False
         if self.supported is not None and e.supported != self.supported:
+            return False
+        if self.traced is not None and bool(e.traced_from) != self.traced:
+            return False
+        if self.autograd_function is not None and bool(e.autograd_function) != self.autograd_function:
             return False
         return True
 
