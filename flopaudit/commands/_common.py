@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from flopaudit.adapters import BACKEND_NAMES
 from flopaudit.errors import UserError
 from flopaudit.inputs import parse_shape
 from flopaudit.zoo.case import ModelCase
+
+if TYPE_CHECKING:
+    from flopaudit.execution.refs import CaseRef
 
 
 def split_list(values: Sequence[str] | None) -> list[str]:
@@ -52,6 +56,14 @@ def select_from_args(args: argparse.Namespace) -> list[ModelCase]:
     return cases
 
 
+def case_refs_from_args(args: argparse.Namespace, cases: Sequence[ModelCase]) -> list[CaseRef]:
+    """The selected cases as picklable :class:`CaseRef` objects (with the input override of the arguments)."""
+    from flopaudit.execution.refs import CaseRef
+
+    shape = parse_shape(args.input_shape) if getattr(args, "input_shape", None) else None
+    return [CaseRef(c.id, shape, getattr(args, "inputs", None)) for c in cases]
+
+
 def backends_from_args(args: argparse.Namespace) -> list[str]:
     from flopaudit.adapters import get_adapter
 
@@ -59,6 +71,28 @@ def backends_from_args(args: argparse.Namespace) -> list[str]:
     for name in names:
         get_adapter(name)  # raises UserError listing the valid names
     return names
+
+
+def parse_jobs(text: str) -> int:
+    """``--jobs``: a positive number of worker processes."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise UserError(f"invalid --jobs {text!r}: expected a positive integer") from None
+    if jobs < 1:
+        raise UserError(f"invalid --jobs {text!r}: expected a positive integer")
+    return jobs
+
+
+def parse_gib(text: str) -> float:
+    """``--max-memory``: a positive number of GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"invalid --max-memory {text!r}: expected GiB, e.g. 8 or 0.5") from None
+    if not value > 0:
+        raise UserError(f"invalid --max-memory {text!r}: expected a positive number of GiB")
+    return value
 
 
 def parse_shard(text: str) -> tuple[int, int]:

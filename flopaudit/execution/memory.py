@@ -1,0 +1,60 @@
+"""The memory guard of one count: an address-space limit in the counting child."""
+
+from __future__ import annotations
+
+import os
+
+GIB = 1024**3
+
+_OOM_MARKERS = (
+    "MemoryError",
+    "can't allocate memory",
+    "Cannot allocate memory",
+    "std::bad_alloc",
+    "out of memory",
+)
+
+
+def address_space_bytes() -> int:
+    """This process's current virtual memory size (``/proc/self/statm``), 0 where unknown."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def limit_memory(max_gb: float) -> None:
+    """Let this process map at most ``max_gb`` GiB more than it has mapped now.
+
+    Sets the soft ``RLIMIT_AS`` (virtual address space) to the current size
+    plus ``max_gb`` GiB, so an allocation beyond it fails (torch raises
+    ``RuntimeError: ... can't allocate memory``, Python ``MemoryError``)
+    instead of the machine swapping or the OOM killer picking a process.
+    Meant for the forked child that runs one count: the limit dies with it.
+
+    NB: address space, not resident memory: it counts mapped but untouched
+    pages and the pages shared copy-on-write with the parent, so the limit
+    is on what the count *adds* to the process it was forked from.
+    """
+    import resource
+
+    if max_gb <= 0:
+        raise ValueError(f"max_gb must be positive, not {max_gb}")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = address_space_bytes() + int(max_gb * GIB)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def looks_out_of_memory(message: str | None) -> bool:
+    """Whether an error message reads like a failed allocation."""
+    return bool(message) and any(marker in message for marker in _OOM_MARKERS)
+
+
+def memory_message(max_gb: float, original: str) -> str:
+    """The error of a count stopped by ``--max-memory``, with the original first line."""
+    first = original.strip().splitlines()[0] if original.strip() else ""
+    return (f"exceeded the memory limit of {max_gb:g} GiB (--max-memory); the count was stopped: {first}")

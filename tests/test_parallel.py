@@ -1,0 +1,223 @@
+"""Parallel, Dask, sharded, memory-capped and meta-device audits."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fake_backends import FAKES, _Fake
+from torch import nn
+
+from flopaudit import adapters
+from flopaudit.adapters.base import RawCount
+from flopaudit.cli import main
+from flopaudit.errors import UserError
+from flopaudit.execution import CaseRef
+from flopaudit.execution.meta import META_SUPPORT
+from flopaudit.inputs import ModelInputs
+from flopaudit.records import Status
+from flopaudit.run import AuditRun, count_one, run_audit
+from flopaudit.zoo import all_cases, select_cases
+from flopaudit.zoo.case import ModelCase, tensor_inputs
+
+SMALL = ["linear-3d", "conv2d-bias", "tied-weights"]
+BACKENDS = ["reference", "thop", "torch-flop-counter"]
+
+
+class HogAdapter(_Fake):
+    """Allocates 2 GiB: only a --max-memory cap stops it."""
+
+    name = "fake-hog"
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        hog = torch.ones(512 * 1024 * 1024)  # 512 Mi float32 = 2 GiB
+        return RawCount(raw_total=int(hog[0]), macs=1)
+
+
+@pytest.fixture()
+def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adapters, "ADAPTER_PATHS",
+                        {**adapters.ADAPTER_PATHS, **FAKES, "fake-hog": "test_parallel:HogAdapter"})
+
+
+def comparable(run: AuditRun) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Everything but the timings."""
+    results = [{k: v for k, v in r.to_dict().items() if k != "elapsed_s"} for r in run.results]
+    cases = [{k: v for k, v in c.to_dict().items() if k != "forward_s"} for c in run.cases]
+    return results, cases
+
+
+@functools.lru_cache(maxsize=1)
+def serial_small() -> AuditRun:
+    return run_audit([CaseRef(i) for i in SMALL], BACKENDS, jobs=1)
+
+
+def test_serial_run_counts_the_small_cases() -> None:
+    run = serial_small()
+    assert [(r.model, r.backend) for r in run.results] == [(m, b) for m in SMALL for b in BACKENDS]
+    ref = {r.model: r.macs for r in run.results if r.backend == "reference"}
+    assert ref == {
+        "linear-3d": 2 * 10 * 16 * 32,
+        "conv2d-bias": 2 * 8 * 16 * 16 * 3 * 3 * 3,
+        "tied-weights": 2 * 12 * 16 * 100,
+    }
+
+
+def test_process_pool_gives_the_serial_results_in_the_serial_order() -> None:
+    parallel = run_audit([CaseRef(i) for i in SMALL], BACKENDS, jobs=2)
+    assert comparable(parallel) == comparable(serial_small())
+    assert all(c.forward_s is not None for c in parallel.cases)
+
+
+def test_dask_cluster_gives_the_serial_results() -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            run = run_audit([CaseRef(i) for i in SMALL], BACKENDS, executor=client.get_executor(pure=False))
+    assert comparable(run) == comparable(serial_small())
+
+
+def test_failures_in_workers_become_statuses(fake_backends: None) -> None:
+    cases = [CaseRef("linear-3d"), CaseRef("conv2d-bias")]
+    names = ["fake-raise", "fake-hang", "fake-crash", "fake-noisy"]
+    progress: list[tuple[str, str, str]] = []
+    run = run_audit(cases, names, jobs=2, timeout=2,
+                    progress=lambda m, b, r: progress.append((m, b, r.status.value)) if r else None)
+    statuses = [(r.model, r.backend, r.status.value) for r in run.results]
+    expected = [(m, b, s) for m in ("linear-3d", "conv2d-bias")
+                for b, s in zip(names, ["error", "timeout", "error", "ok"])]
+    assert statuses == expected
+    assert sorted(progress) == sorted(expected)  # one update per count, as each completes
+    assert "SIGSEGV" in (run.result("linear-3d", "fake-crash").error or "")
+    assert "backend exploded" in (run.result("conv2d-bias", "fake-raise").error or "")
+
+
+def test_rejected_inputs_in_a_worker_are_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"'user_models:tiny_linear' rejected input \(1x5\)"):
+        run_audit([CaseRef("user_models:tiny_linear", (1, 5))], ["reference", "thop"], jobs=2,
+                  strict_inputs=True)
+
+
+def test_a_case_that_cannot_travel_is_refused_in_parallel() -> None:
+    case = ModelCase("local", lambda: nn.Linear(4, 2), tensor_inputs(1, 4))
+    with pytest.raises(ValueError, match="cannot be sent to a worker process"):
+        run_audit([case, case], ["reference"], jobs=2)
+
+
+def test_a_worker_that_dies_costs_only_its_own_count(fake_backends: None) -> None:
+    # Without isolation the crashing backend takes its worker process down.
+    run = run_audit([CaseRef("linear-3d")], ["fake-crash", "fake-noisy"], jobs=2, isolate=False)
+    crash, noisy = run.results
+    assert crash.status is Status.ERROR and "worker process died" in (crash.error or "")
+    assert noisy.status is Status.OK and noisy.macs == 7
+
+
+# -- memory guard ----------------------------------------------------------
+
+
+def test_memory_cap_turns_a_hog_into_an_error(fake_backends: None) -> None:
+    r = count_one("fake-hog", nn.Linear(4, 2), torch.randn(1, 4), timeout=60, max_memory_gb=0.5)
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith("exceeded the memory limit of 0.5 GiB (--max-memory)")
+
+
+def test_memory_cap_leaves_a_small_count_alone() -> None:
+    r = count_one("reference", nn.Linear(4, 2, bias=False), torch.randn(3, 4), timeout=60, max_memory_gb=0.5)
+    assert r.status is Status.OK and r.macs == 3 * 4 * 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_bad_max_memory_is_a_user_error(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    assert main(["run", "--models", "linear-3d", "--max-memory", value]) == 2
+    assert f"invalid --max-memory {value!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_jobs_is_a_user_error(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    assert main(["run", "--models", "linear-3d", "--jobs", value]) == 2
+    assert f"invalid --jobs {value!r}" in capsys.readouterr().err
+
+
+# -- shards ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("full", [False, True], ids=["default", "full"])
+def test_shards_partition_the_selection(n: int, full: bool) -> None:
+    whole = [c.id for c in select_cases(full=full)]
+    parts = [[c.id for c in select_cases(full=full, shard=(i, n))] for i in range(1, n + 1)]
+    flat = [cid for part in parts for cid in part]
+    assert sorted(flat) == sorted(whole)  # every case once, none twice
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert parts == [[c.id for c in select_cases(full=full, shard=(i, n))] for i in range(1, n + 1)]
+
+
+def test_shards_of_a_tag_selection_partition_it() -> None:
+    whole = {c.id for c in select_cases(tags=["conv"])}
+    parts = [{c.id for c in select_cases(tags=["conv"], shard=(i, 2))} for i in (1, 2)]
+    assert parts[0] | parts[1] == whole and not parts[0] & parts[1]
+
+
+# -- meta device -------------------------------------------------------------
+
+
+def huge_linear() -> nn.Module:
+    """10^10 weights (40 GB in float32): only the meta device can hold it."""
+    return nn.Linear(100_000, 100_000, bias=False)
+
+
+def test_meta_counts_a_model_bigger_than_memory() -> None:
+    case = ModelCase("huge-linear", huge_linear, tensor_inputs(2, 100_000))
+    run = run_audit([case], ["reference", "torch-flop-counter", "fvcore"], meta=True, jobs=1)
+    ref, tfc, fv = run.results
+    assert ref.status is Status.OK and ref.macs == 2 * 100_000 * 100_000
+    assert tfc.status is Status.OK and tfc.macs == 2 * 100_000 * 100_000
+    assert ("device", "'meta'") in ref.options
+    assert any("meta device" in w for w in tfc.warnings)  # its dispatch note
+    assert fv.status is Status.NOT_APPLICABLE and "cannot count on the meta device" in (fv.error or "")
+    assert dict(run.environment)["device"] == "meta"
+    assert run.cases[0].forward_s is None and run.cases[0].inputs == "(2x100000)"
+
+
+def test_meta_needs_a_forward_that_reads_no_values() -> None:
+    run = run_audit([CaseRef("data-dependent-branch")], ["reference"], meta=True, jobs=1)
+    (r,) = run.results
+    assert r.status is Status.ERROR and "on the meta device" in (r.error or "")
+
+
+def test_meta_in_workers_matches_meta_in_series() -> None:
+    cases = [CaseRef("linear-3d"), CaseRef("conv2d-bias")]
+    serial = run_audit(cases, ["reference", "fvcore"], meta=True, jobs=1)
+    parallel = run_audit(cases, ["reference", "fvcore"], meta=True, jobs=2)
+    assert comparable(serial) == comparable(parallel)
+    assert [r.status for r in serial.results] == [Status.OK, Status.NOT_APPLICABLE] * 2
+
+
+def test_every_backend_has_a_meta_verdict() -> None:
+    assert set(META_SUPPORT) == set(adapters.BACKEND_NAMES)
+    assert META_SUPPORT["reference"].allowed and not META_SUPPORT["fvcore"].allowed
+
+
+def test_cli_meta_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc = main(["run", "--meta", "--models", "linear-3d", "--backends", "reference", "fvcore", "--jobs", "1",
+               "--no-cache", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "linear-3d / fvcore: not applicable: cannot count on the meta device" in out
+    assert (tmp_path / "results.json").exists()
+
+
+def test_default_jobs_is_the_usable_cores() -> None:
+    from flopaudit.execution.pool import default_jobs
+
+    assert default_jobs() == len(os.sched_getaffinity(0))
+
+
+def test_zoo_ids_are_plain_names() -> None:
+    # CaseRef.resolve() looks ids up by exact name: none may look like a spec or a glob.
+    assert not [c.id for c in all_cases() if set(c.id) & set(":*?[")]
