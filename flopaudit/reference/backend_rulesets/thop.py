@@ -1,0 +1,311 @@
+"""The ``thop`` ruleset: predicts what the ``thop`` adapter reports (thop 0.1.1).
+
+thop (``thop/profile.py``, ``profile``) registers a forward hook on every
+module whose *exact* type is a key of ``register_hooks``; each hook adds a
+whole-batch count to the module's ``total_ops`` buffer, and ``dfs_count``
+sums a module with a rule without visiting its children. Functional ops
+(``torch.matmul``, ``@``, ``F.*``, ``+``) are never seen, nor are modules of
+types without a rule. The adapter reports ``int(round(total_ops))``.
+
+This ruleset reproduces that with one :class:`ModuleRule` per
+``register_hooks`` entry, matched by dotted class path (exact type, as thop
+does), and ``default="zero"`` for every operator outside those modules.
+Each module counter below mirrors one hook of ``thop/vision/basic_hooks.py``
+(via ``thop/vision/calc_func.py``) or ``thop/rnn_hooks.py``, reading shapes
+and hyper-parameters from the :class:`~flopaudit.reference.engine.ModuleCall`
+record.
+
+thop runs the model under ``torch.no_grad()`` with forward hooks attached to
+its modules; fused eval-mode fast paths that refuse to run when a module has
+hooks (``nn.TransformerEncoderLayer``) are then not taken, so the ruleset
+sets ``grad_enabled``: the reference's autograd-on recording calls the same
+submodules. # NB: the reference records the model in its own train/eval
+mode while thop switches to eval first; a forward that calls different
+modules in training (e.g. an auxiliary head) would be predicted in training.
+# NB: ``nn.Sequential``'s ``zero_ops`` rule is left out: ``dfs_count``
+always descends into it, which is what no rule means here. A module that
+appears under two parents is summed once per parent by ``dfs_count``; the
+reference names it once, so such a model is under-predicted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
+
+Shape = tuple[int, ...]
+
+
+def class_path(cls: type) -> str:
+    """``nn.Conv2d -> "torch.nn.modules.conv.Conv2d"`` (how ModuleCall.module_class spells it)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+def _first_in(call: ModuleCall) -> Shape:
+    """Shape of the module's first tensor input (thop's ``x[0]``)."""
+    return call.input_shapes[0] if call.input_shapes else ()
+
+
+def _first_out(call: ModuleCall) -> Shape:
+    """Shape of the module's first tensor output (thop's ``y``)."""
+    return call.output_shapes[0] if call.output_shapes else ()
+
+
+def _param(call: ModuleCall, name: str) -> Shape | None:
+    return dict(call.param_shapes).get(name)
+
+
+def _attr(call: ModuleCall, name: str, default: Any = None) -> Any:
+    return dict(call.attrs).get(name, default)
+
+
+# ---------------------------------------------------------------------------
+# thop/vision/basic_hooks.py
+
+
+@module_counter("thop.conv")
+def thop_conv(call: ModuleCall) -> int:
+    """``count_convNd`` / ``calculate_conv2d_flops``:
+    ``numel(y) * (x.shape[1] // groups) * prod(weight.shape[2:])``.
+
+    Bias is never counted. Transposed convolutions use the same formula, so
+    they are priced by their *output* size (about stride^d too high). The
+    input channels are read from ``x.shape[1]``: on an unbatched input that
+    is the first spatial dimension, not the channels.
+    """
+    x, y = _first_in(call), _first_out(call)
+    weight = _param(call, "weight") or ()
+    groups = int(_attr(call, "groups", 1) or 1)
+    if len(x) < 2:
+        return 0
+    return _numel(y) * (x[1] // groups) * _numel(weight[2:])
+
+
+@module_counter("thop.linear")
+def thop_linear(call: ModuleCall) -> int:
+    """``count_linear``: ``in_features * numel(y)``; bias not counted."""
+    return int(_attr(call, "in_features", 0)) * _numel(_first_out(call))
+
+
+@module_counter("thop.norm")
+def thop_norm(call: ModuleCall) -> int:
+    """``count_normalization``: ``2 * numel(x)``, doubled when the module has
+    ``affine`` or ``elementwise_affine`` set (BatchNorm, InstanceNorm,
+    LayerNorm, SyncBatchNorm; train or eval alike)."""
+    flops = 2 * _numel(_first_in(call))
+    if _attr(call, "affine", False) or _attr(call, "elementwise_affine", False):
+        flops *= 2
+    return flops
+
+
+@module_counter("thop.prelu")
+def thop_prelu(call: ModuleCall) -> int:
+    """``count_prelu``: ``numel(x)`` when not training (thop runs in eval mode)."""
+    return _numel(_first_in(call))
+
+
+@module_counter("thop.softmax")
+def thop_softmax(call: ModuleCall) -> int:
+    """``count_softmax`` / ``calculate_softmax``: with ``F = x.shape[dim]``,
+    ``(numel(x) // F) * (3F - 1)`` (F exps, F-1 adds, F divisions per row)."""
+    x = _first_in(call)
+    dim = _attr(call, "dim")
+    if dim is None or not x:
+        return 0
+    features = x[dim]
+    return (_numel(x) // features) * (features + (features - 1) + features)
+
+
+@module_counter("thop.avgpool")
+def thop_avgpool(call: ModuleCall) -> int:
+    """``count_avgpool``: ``numel(y)`` (one op per output element)."""
+    return _numel(_first_out(call))
+
+
+@module_counter("thop.adaptive_avgpool")
+def thop_adaptive_avgpool(call: ModuleCall) -> int:
+    """``count_adap_avgpool`` / ``calculate_adaptive_avg``:
+    ``int((prod(in_spatial / out_spatial) + 1) * numel(y))``, computed in
+    float64 tensors exactly as thop does (uneven windows give a fractional
+    kernel before the truncation)."""
+    x, y = _first_in(call), _first_out(call)
+    kernel = torch.div(torch.DoubleTensor([*x[2:]]), torch.DoubleTensor([*y[2:]]))
+    total_add = torch.prod(kernel)
+    return int((total_add + 1) * _numel(y))
+
+
+#: ``calculate_upsample``: ops per output element by mode.
+_UPSAMPLE_FACTOR = {"nearest": 1, "linear": 5, "bilinear": 11, "bicubic": 224 + 35}
+
+
+@module_counter("thop.upsample")
+def thop_upsample(call: ModuleCall) -> int:
+    """``count_upsample``: ``numel(y)`` times 1 (nearest), 5 (linear),
+    11 (bilinear) or 259 (bicubic); any other mode (trilinear included) 0."""
+    factor = _UPSAMPLE_FACTOR.get(str(_attr(call, "mode", "")), 0)
+    return _numel(_first_out(call)) * factor
+
+
+# ---------------------------------------------------------------------------
+# thop/rnn_hooks.py
+
+
+def _rnn_cell(input_size: int, hidden_size: int, bias: bool) -> int:
+    """``_count_rnn_cell``: ``H*(I+H) + H``, plus ``2H`` with bias."""
+    ops = hidden_size * (input_size + hidden_size) + hidden_size
+    return ops + (hidden_size * 2 if bias else 0)
+
+
+def _gru_cell(input_size: int, hidden_size: int, bias: bool) -> int:
+    """``_count_gru_cell``: r and z gates ``2*((H+I)*H + H [+2H])``, n gate
+    ``(H+I)*H + H [+2H]``, then ``H`` (r hadamard) and ``3H`` (output mix)."""
+    state = (hidden_size + input_size) * hidden_size + hidden_size + (hidden_size * 2 if bias else 0)
+    ops = state * 2
+    ops += (hidden_size + input_size) * hidden_size + hidden_size + (hidden_size * 2 if bias else 0)
+    return ops + hidden_size + hidden_size * 3
+
+
+def _lstm_cell(input_size: int, hidden_size: int, bias: bool) -> int:
+    """``_count_lstm_cell``: four gates ``4*((I+H)*H + H [+2H])``, then
+    ``3H`` (cell update) and ``H`` (output)."""
+    state = (input_size + hidden_size) * hidden_size + hidden_size + (hidden_size * 2 if bias else 0)
+    return state * 4 + hidden_size * 3 + hidden_size
+
+
+_CELLS = {"rnn": _rnn_cell, "gru": _gru_cell, "lstm": _lstm_cell}
+
+
+def _cell_sizes(call: ModuleCall) -> tuple[int, int, bool]:
+    return int(_attr(call, "input_size", 0)), int(_attr(call, "hidden_size", 0)), bool(_attr(call, "bias", True))
+
+
+def _count_cell(call: ModuleCall, kind: str) -> int:
+    """``count_{rnn,gru,lstm}_cell``: the cell formula times ``x.size(0)``
+    (for an unbatched 1-D input that is the feature size)."""
+    x = _first_in(call)
+    return _CELLS[kind](*_cell_sizes(call)) * (x[0] if x else 0)
+
+
+def _count_stack(call: ModuleCall, kind: str) -> int:
+    """``count_{rnn,gru,lstm}``: layer 0 on ``input_size``, later layers on
+    ``H`` (``2H`` if bidirectional), each doubled when bidirectional, times
+    steps and batch read from ``x[0]`` by ``batch_first``. ``proj_size`` is
+    ignored. # NB: PackedSequence inputs (thop reads ``batch_sizes``) are
+    not reproduced."""
+    cell = _CELLS[kind]
+    input_size, hidden_size, bias = _cell_sizes(call)
+    layers = int(_attr(call, "num_layers", 1))
+    directions = 2 if _attr(call, "bidirectional", False) else 1
+    x = _first_in(call)
+    if len(x) < 2:
+        return 0
+    batch, steps = (x[0], x[1]) if _attr(call, "batch_first", False) else (x[1], x[0])
+    ops = cell(input_size, hidden_size, bias) * directions
+    for _ in range(layers - 1):
+        ops += cell(hidden_size * directions, hidden_size, bias) * directions
+    return ops * steps * batch
+
+
+@module_counter("thop.rnn_cell")
+def thop_rnn_cell(call: ModuleCall) -> int:
+    """``count_rnn_cell``."""
+    return _count_cell(call, "rnn")
+
+
+@module_counter("thop.gru_cell")
+def thop_gru_cell(call: ModuleCall) -> int:
+    """``count_gru_cell``."""
+    return _count_cell(call, "gru")
+
+
+@module_counter("thop.lstm_cell")
+def thop_lstm_cell(call: ModuleCall) -> int:
+    """``count_lstm_cell``."""
+    return _count_cell(call, "lstm")
+
+
+@module_counter("thop.rnn")
+def thop_rnn(call: ModuleCall) -> int:
+    """``count_rnn``."""
+    return _count_stack(call, "rnn")
+
+
+@module_counter("thop.gru")
+def thop_gru(call: ModuleCall) -> int:
+    """``count_gru``."""
+    return _count_stack(call, "gru")
+
+
+@module_counter("thop.lstm")
+def thop_lstm(call: ModuleCall) -> int:
+    """``count_lstm``."""
+    return _count_stack(call, "lstm")
+
+
+# ---------------------------------------------------------------------------
+# The rules: thop/profile.py register_hooks, in its order.
+
+
+def _rules(classes: Sequence[type], count: str, reason: str, kind: str = "rule") -> tuple[ModuleRule, ...]:
+    return tuple(ModuleRule(class_path(c), count, reason=reason, kind=kind) for c in classes)
+
+
+_ZERO_REASON = "thop's zero_ops: padding, ReLU/ReLU6/LeakyReLU, max pools, Dropout and PixelShuffle count 0"
+
+MODULE_RULES: tuple[ModuleRule, ...] = (
+    *_rules([nn.ZeroPad2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+             nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Dropout, nn.PixelShuffle],
+            "zero", _ZERO_REASON),
+    *_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "thop.conv",
+            "Conv priced numel(out)·(in.shape[1]/groups)·kernel: bias never counted, unbatched input misread"),
+    *_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "thop.conv",
+            "ConvTranspose priced by output size, as a direct conv"),
+    *_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm], "thop.norm",
+            "BatchNorm = 2 per element, 4 if affine"),
+    *_rules([nn.LayerNorm], "thop.norm", "LayerNorm = 2 per element, 4 if elementwise_affine"),
+    *_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d], "thop.norm",
+            "InstanceNorm = 2 per element, 4 if affine"),
+    *_rules([nn.PReLU], "thop.prelu", "PReLU = 1 per element"),
+    *_rules([nn.Softmax], "thop.softmax", "Softmax = 3F-1 per row of F features"),
+    *_rules([nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d], "thop.avgpool", "AvgPool = 1 per output element"),
+    *_rules([nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "thop.adaptive_avgpool",
+            "AdaptiveAvgPool = (prod(in/out) + 1) per output element"),
+    *_rules([nn.Linear], "thop.linear", "Linear = in_features per output element, bias not counted"),
+    *_rules([nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d], "thop.upsample",
+            "Upsample = 1 (nearest) / 11 (bilinear) per output element"),
+    *_rules([nn.RNNCell], "thop.rnn_cell", "RNNCell per thop's formula (gate adds and bias included)"),
+    *_rules([nn.GRUCell], "thop.gru_cell", "GRUCell per thop's formula (gate adds, hadamards and bias included)"),
+    *_rules([nn.LSTMCell], "thop.lstm_cell", "LSTMCell gates per thop's formula (hadamards and bias included)"),
+    *_rules([nn.RNN], "thop.rnn", "RNN per thop's formula (gate adds and bias included)"),
+    *_rules([nn.GRU], "thop.gru", "GRU per thop's formula (gate adds, hadamards and bias included)"),
+    *_rules([nn.LSTM], "thop.lstm", "LSTM gates per thop's formula (hadamards and bias included, proj_size ignored)"),
+    # Not a thop rule: named so that the report says why attention counts 0
+    # (the module has no rule and its out_proj is never called as a module).
+    *_rules([nn.MultiheadAttention], "zero", "MultiheadAttention has no thop rule", kind="unsupported"),
+)
+
+THOP = register_ruleset(Ruleset(
+    name="thop",
+    unit="MAC",
+    description="thop.profile: forward hooks on modules whose exact type has a rule (whole-batch counts, bias "
+    "excluded, per-element counts for norms, softmax, average pools and upsampling); functional ops and "
+    "modules without a rule count 0.",
+    module_rules=MODULE_RULES,
+    default="zero",
+    grad_enabled=True,
+))
+
+#: zoo case id -> why this ruleset cannot predict thop there.
+KNOWN_DIVERGENCES: dict[str, str] = {}
+
+__all__ = ["KNOWN_DIVERGENCES", "MODULE_RULES", "THOP", "class_path"]
