@@ -1,0 +1,246 @@
+"""How fast flopaudit counts, all measured side by side in one run.
+
+Prints four tables (these machines are shared and noisy: compare numbers
+from the same run only):
+
+1. per backend, the time of one count divided by the time of one plain
+   forward pass of the same model (``torch.no_grad()``), medians of
+   ``--reps`` repetitions after one warm-up each;
+2. the reference counter on the meta device (build + count of resnet50);
+3. the default-zoo audit (``flopaudit run``, all backends) serial
+   (``--jobs 1``), with ``--jobs N``, and re-run from the cache;
+4. ``benchmarks/bench_reference_meta.py``: a 7B Llama-style config counted
+   on meta (time, peak RSS), when that script is present.
+
+Run it by hand, never as a test::
+
+    .venv/bin/python benchmarks/bench_audit.py [--reps 5] [--jobs 2] [--skip-zoo] [--skip-llama]
+
+"Count time" is the backend's own work (``Adapter._count`` on a fresh deep
+copy, output silenced); the copy and the before/after fingerprints every
+audited count also pays are shown in their own column ("plumbing").
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flopaudit.adapters import BACKEND_NAMES, get_adapter
+from flopaudit.inputs import ModelInputs
+from flopaudit.isolation import fingerprint, quiet
+from flopaudit.table import format_table
+from flopaudit.zoo import get_case
+
+MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "lstm-bidir-2layer")
+CONV_NETS = ("resnet18", "resnet50", "mobilenet_v2")
+ROOT = Path(__file__).resolve().parent.parent
+
+# Targets from the issue.
+REFERENCE_CONV_RATIO = 1.5
+META_RESNET50_S = 0.050
+META_LLAMA_S = 10.0
+META_LLAMA_RSS_MIB = 1024.0
+CACHED_ZOO_S = 5.0
+
+
+def median_time(fn: Callable[[], Any], reps: int, setup: Callable[[], Any] | None = None) -> float:
+    """Median wall time of ``fn(setup())`` over ``reps`` runs after one warm-up (setup not timed)."""
+    times = []
+    for k in range(reps + 1):
+        arg = setup() if setup else None
+        start = time.perf_counter()
+        fn(arg) if setup else fn()
+        if k:  # the first run warms caches and imports
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_time(model: torch.nn.Module, inputs: ModelInputs, reps: int) -> float:
+    def run() -> None:
+        with torch.no_grad():
+            model(*inputs.args, **inputs.kwargs)
+
+    return median_time(run, reps)
+
+
+def count_time(backend: str, model: torch.nn.Module, inputs: ModelInputs, reps: int) -> float | str:
+    adapter = get_adapter(backend)
+    if not adapter.available():
+        return "n/a"
+
+    def run(work: torch.nn.Module) -> None:
+        with quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adapter._count(work, inputs)  # noqa: SLF001 - the backend's own work, without the plumbing
+
+    try:
+        return median_time(run, reps, setup=lambda: copy.deepcopy(model))
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {type(exc).__name__}"
+
+
+def plumbing_time(model: torch.nn.Module, reps: int) -> float:
+    """What Adapter.count adds to every count: a deep copy and two fingerprints."""
+    def run() -> None:
+        work = copy.deepcopy(model)
+        fingerprint(work)
+        fingerprint(work)
+
+    return median_time(run, reps)
+
+
+def count_table(models: list[str], backends: list[str], reps: int) -> dict[str, dict[str, Any]]:
+    rows, table = [], {}
+    for model_id in models:
+        model, inputs = get_case(model_id).instantiate()
+        fwd = forward_time(model, inputs, reps)
+        cells: dict[str, Any] = {"forward_s": fwd, "plumbing_s": plumbing_time(model, reps)}
+        row = [model_id, f"{fwd * 1e3:.1f} ms", f"{cells['plumbing_s'] / fwd:.2f}x"]
+        for backend in backends:
+            t = count_time(backend, model, inputs, reps)
+            cells[backend] = t
+            row.append(f"{t / fwd:.2f}x" if isinstance(t, float) else t)
+        table[model_id] = cells
+        rows.append(row)
+        print(f"  measured {model_id}", file=sys.stderr, flush=True)
+    print(format_table(["model", "forward", "plumbing", *backends], rows, align="lrr" + "r" * len(backends)))
+    return table
+
+
+def meta_resnet50(reps: int) -> tuple[float, float, int]:
+    """(build on meta, count on meta, MACs) of resnet50 with the reference counter."""
+    import torchvision
+
+    from flopaudit.reference import count
+
+    def build() -> torch.nn.Module:
+        with torch.device("meta"):
+            return torchvision.models.resnet50()
+
+    model = build()
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    build_s = median_time(build, reps)
+    count_s = median_time(lambda: count(model, x, device="meta"), reps)
+    return build_s, count_s, count(model, x, device="meta").macs
+
+
+def zoo_audits(jobs: int) -> dict[str, Any]:
+    """Wall time of ``flopaudit run`` on the default zoo: serial, parallel, cached; same results?"""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="flopaudit-bench-") as tmp:
+        base = [sys.executable, "-m", "flopaudit", "run", "--no-progress"]
+        runs = {
+            "serial (--jobs 1)": ["--jobs", "1", "--no-cache", "--out", f"{tmp}/serial"],
+            f"parallel (--jobs {jobs})": ["--jobs", str(jobs), "--cache-dir", f"{tmp}/cache", "--out", f"{tmp}/par"],
+            "cached re-run": ["--cache-dir", f"{tmp}/cache", "--out", f"{tmp}/cached"],
+        }
+        for label, extra in runs.items():
+            print(f"  running the default zoo: {label}", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            proc = subprocess.run(base + extra, capture_output=True, text=True, cwd=tmp)
+            out[label] = time.perf_counter() - start
+            if proc.returncode:
+                raise SystemExit(f"flopaudit run {label} failed:\n{proc.stderr[-2000:]}")
+            cache_line = [ln for ln in proc.stdout.splitlines() if ln.startswith("cache:")]
+            out[label + " cache"] = cache_line[0] if cache_line else ""
+        same = {d: _counts(Path(tmp) / d / "results.json") for d in ("serial", "par", "cached")}
+        out["identical"] = same["serial"] == same["par"] == same["cached"]
+        out["counts"] = len(same["serial"])
+    return out
+
+
+def _counts(path: Path) -> list[tuple[Any, ...]]:
+    data = json.loads(path.read_text())
+    return [(r["model"], r["backend"], r["status"], r["macs"], r["params"]) for r in data["results"]]
+
+
+def llama_meta() -> tuple[str, float | None, float | None]:
+    """Run bench_reference_meta.py in its own process (clean peak RSS); (output, seconds, peak MiB)."""
+    script = ROOT / "benchmarks" / "bench_reference_meta.py"
+    if not script.exists():
+        return "benchmarks/bench_reference_meta.py is not there", None, None
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT)
+    text = proc.stdout.strip() or proc.stderr.strip()[-2000:]
+    seconds = rss = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("build + count:"):
+            seconds = float(line.split(":")[1].split()[0])
+        if line.startswith("peak RSS:"):
+            rss = float(line.split(":")[1].split()[0])
+    return text, seconds, rss
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (median)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes for the parallel zoo audit")
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--backends", nargs="+", default=list(BACKEND_NAMES))
+    parser.add_argument("--skip-zoo", action="store_true", help="skip the default-zoo audits")
+    parser.add_argument("--skip-llama", action="store_true", help="skip the 7B meta benchmark")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
+          f"{len(os.sched_getaffinity(0))} usable cores, python {sys.version.split()[0]}")
+    print(f"\n1. count time / plain forward time (median of {args.reps}; forward under no_grad)")
+    table = count_table(args.models, args.backends, args.reps)
+
+    print("\n2. reference counter on the meta device (resnet50, 1x3x224x224)")
+    build_s, count_s, macs = meta_resnet50(args.reps)
+    print(f"build on meta {build_s * 1e3:.1f} ms, count {count_s * 1e3:.1f} ms, MACs {macs:,}")
+
+    zoo: dict[str, Any] = {}
+    if not args.skip_zoo:
+        print("\n3. default-zoo audit, all backends (flopaudit run, wall time incl. interpreter start)")
+        zoo = zoo_audits(args.jobs)
+        rows = [[label, f"{zoo[label]:.1f} s", zoo[label + ' cache']] for label in zoo
+                if isinstance(zoo[label], float)]
+        print(format_table(["run", "wall", "cache"], rows, align="lrl"))
+        print(f"{zoo['counts']} counts; serial, parallel and cached results identical: {zoo['identical']}")
+
+    llama_s = llama_rss = None
+    if not args.skip_llama:
+        print("\n4. 7B Llama-style config on meta (benchmarks/bench_reference_meta.py, own process)")
+        text, llama_s, llama_rss = llama_meta()
+        print(text)
+
+    print("\ntargets")
+    ref_ratios = {m: table[m]["reference"] / table[m]["forward_s"] for m in CONV_NETS
+                  if m in table and isinstance(table[m].get("reference"), float)}
+    if ref_ratios:
+        worst = max(ref_ratios.values())
+        detail = ", ".join(f"{m} {r:.2f}x" for m, r in ref_ratios.items())
+        print(f"- reference <= {REFERENCE_CONV_RATIO}x a forward pass on conv nets: {verdict(worst <= REFERENCE_CONV_RATIO)}"
+              f" ({detail})")
+    print(f"- resnet50 on meta < {META_RESNET50_S * 1e3:.0f} ms: {verdict(build_s + count_s < META_RESNET50_S)} "
+          f"(build + count {(build_s + count_s) * 1e3:.1f} ms; count alone {count_s * 1e3:.1f} ms)")
+    if llama_s is not None and llama_rss is not None:
+        print(f"- 7B on meta < {META_LLAMA_S:.0f} s and < {META_LLAMA_RSS_MIB:.0f} MiB peak RSS: "
+              f"{verdict(llama_s < META_LLAMA_S and llama_rss < META_LLAMA_RSS_MIB)} "
+              f"({llama_s:.2f} s, {llama_rss:.0f} MiB)")
+    cached = next((v for k, v in zoo.items() if k == "cached re-run"), None)
+    if cached is not None:
+        print(f"- cached re-run of the default zoo < {CACHED_ZOO_S:.0f} s: {verdict(cached < CACHED_ZOO_S)} "
+              f"({cached:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
