@@ -68,20 +68,22 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.predict`).
 
     Rulesets of backends that run with autograd on are applied to a second
-    recording made with autograd on, since eval-mode fused kernels differ.
+    recording made with autograd on, since eval-mode fused kernels differ;
+    rulesets whose backend monkeypatches Python functions
+    (``Ruleset.patched_functions``) to one made with the same functions
+    wrapped. Rulesets asking for the same pass share one recording.
     """
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.predict import predict
 
     rulesets = backend_rulesets()
-    with_grad = None
+    recordings: dict[tuple[bool, tuple[str, ...]], Any] = {(False, ()): result}
     out = []
     for backend, ruleset in rulesets.items():
-        source = result
-        if ruleset.grad_enabled:
-            if with_grad is None:
-                with_grad = count(model, inputs, ruleset="canonical", no_grad=False)
-            source = with_grad
+        key = (ruleset.grad_enabled, tuple(ruleset.patched_functions))
+        source = recordings.get(key)
+        if source is None:
+            source = recordings[key] = count(model, inputs, ruleset=ruleset, no_grad=not ruleset.grad_enabled)
         out.append(predict(source.events, source.module_call_records, ruleset, backend))
     return tuple(out)

@@ -168,6 +168,9 @@ def count(
     under ``with torch.device("meta"):``) and moves tensor inputs to meta;
     no weights are allocated. A model under ``FakeTensorMode`` with fake
     inputs works with ``device=None``. To build on meta, see :func:`count_meta`.
+
+    A ruleset with ``patched_functions`` records the pass with those Python
+    callables wrapped (their calls become zero-cost ``py:`` events it prices).
     """
     ins = ModelInputs.coerce(inputs, kwargs)
     rs = get_ruleset(ruleset)
@@ -183,7 +186,7 @@ def count(
         ins = ins.to("meta")
     grad_ctx = torch.no_grad() if no_grad else contextlib.nullcontext()
     with grad_ctx:
-        rec = record(model, ins.args, ins.kwargs)
+        rec = record(model, ins.args, ins.kwargs, patch=rs.patched_functions)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
     total, per_module, per_op, per_category, unsupported = _summarise(events)

@@ -24,12 +24,22 @@ a composite decomposition is decomposed (its parts are recorded); a
 kernel so that the operators it dispatches are recorded (listed in
 ``Recording.traced``); anything else without a formula is recorded with
 ``supported=False``.
+
+``record(..., patch=...)`` also replaces the named Python callables
+(``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``) by wrappers for
+the duration of the call, as a counter that monkeypatches them does (ptflops'
+pytorch engine): each call through them is recorded as a zero-cost event
+``py:<path>`` carrying the call's arguments (tensors as :class:`TensorArg`),
+before the operators it dispatches. Calls made by the recorder itself
+(decompositions, formulas) are not recorded; calls inside a traced custom
+op's Python kernel are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import inspect
 import sys
 from dataclasses import dataclass, field
@@ -68,6 +78,16 @@ _SKIP = {
 }
 
 Shape = tuple[int, ...]
+
+#: Prefix of the events recording calls of patched Python callables.
+PATCHED_CALL_PREFIX = "py:"
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """A tensor argument of a patched Python call (``py:`` events), by shape."""
+
+    shape: Shape
 
 
 @dataclass(frozen=True)
@@ -255,6 +275,9 @@ class _Recorder:
             self.leaf[id(mod)] = next(mod.children(), None) is None
         self.root_type = type(model).__name__
         self.function_codes = _autograd_function_codes()
+        self.internal = 0
+        """>0 while the recorder's own code runs (dispatch handling): patched
+        calls made there are not the model's."""
 
     # -- module hooks -----------------------------------------------------
 
@@ -293,7 +316,11 @@ class _Recorder:
         if frame.suppressed_by:
             self.suppress_depth -= 1
             rule = module_rule_for(module)
-            cost = rule(module, args, output) if rule is not None else Cost(0, 0, Category.ZERO_COST)
+            self.internal += 1  # a reference module rule's own torch calls are not the model's
+            try:
+                cost = rule(module, args, output) if rule is not None else Cost(0, 0, Category.ZERO_COST)
+            finally:
+                self.internal -= 1
             if not isinstance(cost, Cost):
                 raise TypeError(f"module rule {frame.suppressed_by} returned {type(cost).__name__}, not Cost")
             self.rec.events.append(OpEvent(
@@ -357,13 +384,104 @@ class _Recorder:
         ))
 
 
+    def patched_call(self, path: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
+        """Record a call of a patched callable; -1 if it is not the model's."""
+        if self.internal or self.suppress_depth:
+            return -1
+        where, mtype, stack, leaf, call_index = self.where()
+        op_args = tuple((f"#{i}", _call_arg(v)) for i, v in enumerate(args))
+        op_args += tuple((k, _call_arg(v)) for k, v in kwargs.items())
+        self.rec.events.append(OpEvent(
+            op=PATCHED_CALL_PREFIX + path, module_path=where, module_type=mtype, module_stack=stack, in_leaf=leaf,
+            category=Category.ZERO_COST, macs=0, extra_flops=0, bytes_read=0, bytes_written=0,
+            input_shapes=shapes((args, kwargs)), output_shapes=(), formula="patched-call", call_index=call_index,
+            op_args=op_args, autograd_function=_running_autograd_function(self.function_codes),
+        ))
+        return len(self.rec.events) - 1
+
+    def patched_return(self, path: str, index: int, out: Any) -> None:
+        """Complete the call's event with its output shapes."""
+        if 0 <= index < len(self.rec.events) and self.rec.events[index].op == PATCHED_CALL_PREFIX + path:
+            self.rec.events[index] = dataclasses.replace(self.rec.events[index], output_shapes=shapes(out))
+
+
+def _call_arg(v: Any) -> Any:
+    """A patched call's argument as recorded: tensors by shape, scalars and
+    lists of scalars as they are, anything else by type name."""
+    if isinstance(v, torch.Tensor):
+        return TensorArg(_shape(v))
+    if isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v):
+        return tuple(int(x) if isinstance(x, torch.SymInt) else x for x in v)
+    if isinstance(v, torch.SymInt):
+        return int(v)
+    if _is_scalar(v):
+        return v
+    return f"<{type(v).__name__}>"
+
+
+def _resolve(path: str) -> tuple[Any, str]:
+    """``"torch.nn.functional.relu" -> (torch.nn.functional, "relu")``: the
+    longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        if not hasattr(owner, parts[-1]):
+            raise AttributeError(f"cannot patch {path!r}: no attribute {parts[-1]!r}")
+        return owner, parts[-1]
+    raise ImportError(f"cannot patch {path!r}: no importable module prefix")
+
+
+@contextlib.contextmanager
+def _patched(recorder: _Recorder, paths: Sequence[str]) -> Iterator[None]:
+    """Replace each callable in ``paths`` by a wrapper recording its calls;
+    put every one back (an inherited attribute is deleted again) on exit."""
+    saved: list[tuple[Any, str, bool, Any]] = []
+    try:
+        for path in dict.fromkeys(paths):
+            owner, attr = _resolve(path)
+            original = getattr(owner, attr)
+            saved.append((owner, attr, attr in vars(owner), original))
+            setattr(owner, attr, _wrapper(recorder, path, original))
+        yield
+    finally:
+        for owner, attr, was_own, original in reversed(saved):
+            if was_own:
+                setattr(owner, attr, original)
+            elif attr in vars(owner):
+                delattr(owner, attr)
+
+
+def _wrapper(recorder: _Recorder, path: str, original: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        index = recorder.patched_call(path, args, kwargs)
+        out = original(*args, **kwargs)
+        recorder.patched_return(path, index, out)
+        return out
+
+    wrapper.__name__ = getattr(original, "__name__", path.rsplit(".", 1)[-1])
+    wrapper.__qualname__ = getattr(original, "__qualname__", wrapper.__name__)
+    wrapper.__doc__ = getattr(original, "__doc__", None)
+    return wrapper
+
+
 class _Mode(TorchDispatchMode):
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
         self.recorder = recorder
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
+        self.recorder.internal += 1
+        try:
+            return self._dispatch(func, args, kwargs or {})
+        finally:
+            self.recorder.internal -= 1
+
+    def _dispatch(self, func: Any, args: Any, kwargs: Any) -> Any:
         rec = self.recorder
         if func in _SKIP or rec.suppress_depth:
             return func(*args, **kwargs)
@@ -402,6 +520,7 @@ class _Mode(TorchDispatchMode):
             return _NOT_TRACED
         rec = self.recorder.rec
         first = len(rec.events)
+        internal, self.recorder.internal = self.recorder.internal, 0  # the kernel is the model's code
         try:
             with self:
                 out = body(*args, **kwargs)
@@ -409,6 +528,8 @@ class _Mode(TorchDispatchMode):
             del rec.events[first:]
             rec.notes.append(f"{func}: its Python kernel failed here ({type(exc).__name__}); counted as unsupported")
             return _NOT_TRACED
+        finally:
+            self.recorder.internal = internal
         name = str(func)
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):
@@ -476,11 +597,14 @@ def _custom_op_body(func: Any, args: Any, kwargs: Any) -> Any:
     return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
 
 
-def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> Recording:
+def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
+           patch: Sequence[str] = ()) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
 
     Global module hooks are registered for the call and removed before
-    returning, even on error.
+    returning, even on error. ``patch``: dotted paths of Python callables to
+    wrap for the call, each call through them recorded as a ``py:<path>``
+    event (see the module docstring); they are restored on return.
     """
     recorder = _Recorder(model)
     handles = []
@@ -488,7 +612,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         with _restored_buffers(model):
             handles.append(register_module_forward_pre_hook(recorder.pre_hook))
             handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
-            with _Mode(recorder):
+            with _patched(recorder, patch), _Mode(recorder):
                 model(*args, **dict(kwargs or {}))
     finally:
         for h in handles:
@@ -521,4 +645,5 @@ def _is_fake(t: torch.Tensor) -> bool:
     return isinstance(t, FakeTensor)
 
 
-__all__ = ["ModuleCall", "OpEvent", "Recording", "iter_tensors", "nbytes", "record", "shapes"]
+__all__ = ["ModuleCall", "OpEvent", "PATCHED_CALL_PREFIX", "Recording", "TensorArg", "iter_tensors", "nbytes", "record",
+           "shapes"]

@@ -244,6 +244,13 @@ class Ruleset:
     grad_enabled: bool = False
     """Record the pass with autograd on, as the backend runs it (eval-mode
     fused kernels such as ``_native_multi_head_attention`` are then not taken)."""
+    patched_functions: tuple[str, ...] = ()
+    """Python callables the backend monkeypatches to count their calls, by
+    dotted path (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``):
+    the reference records the pass with the same callables wrapped, each call
+    an event ``py:<path>`` (no cost of its own, the call's arguments in
+    ``op_args``) that event rules can price; see
+    :func:`~flopaudit.reference.engine.record`."""
     default_reason: str = ""
     """How the report names what ``default`` does to events no rule matches;
     empty: derived per event (unsupported op, module type without a rule, or
