@@ -1,0 +1,420 @@
+"""The ``ptflops-pytorch`` ruleset: predicts ptflops' pytorch engine (ptflops 0.7.5).
+
+ptflops' pytorch engine (``ptflops/pytorch_engine.py``) counts in two
+independent ways during one forward with autograd on, after ``model.eval()``:
+
+* **module hooks**: every module whose *exact* type is a key of
+  ``MODULES_MAPPING`` (``ptflops/pytorch_ops.py``) adds its hook's count to
+  ``__flops__``; ``accumulate_flops`` sums a supported module without
+  visiting its children. Reproduced by one :class:`ModuleRule` per entry,
+  matched by dotted class path; the counters below mirror the hooks.
+* **functional patches**: ``patch_functional`` / ``patch_tensor_ops`` replace
+  ``torch.nn.functional`` activations, pools, ``softmax``, ``interpolate``
+  and ``torch``/``Tensor`` ``matmul``, ``mm``, ``bmm``, ``addmm``,
+  ``baddbmm``, ``mul``, ``add`` by wrappers that append a count for every
+  call, wherever it is made (inside a hooked module too, so e.g. ``nn.ReLU``
+  is counted twice). Operators (``@``, ``+``, ``*``), ``torch.einsum``,
+  ``F.linear``, ``torch.relu``, ``torch.softmax`` and any reference to a
+  function taken before the patch are not seen. Reproduced exactly: the
+  ruleset lists the same callables in ``patched_functions``, so the
+  reference records its pass with them wrapped, and every call is an event
+  ``py:<path>`` priced by the event rules below.
+
+The adapter reports ``module_total + functional_total``, both whole-batch
+(it undoes ptflops' division of the module part by the batch counter), so
+the ruleset has no ``per_sample``.
+
+Where a hooked module's own ``forward`` calls a patched function (``nn.ReLU``
+-> ``F.relu``, pools -> ``F.*pool*``, ``nn.Upsample`` -> ``F.interpolate``,
+``nn.GELU`` / ``nn.ELU`` / ``nn.PReLU``), that call's events are inside the
+module's call, which the module rule prices, so the module counter adds the
+patched function's count itself ("counted twice"). ``nn.MultiheadAttention``
+is the exception: which patched functions its forward calls depends on its
+arguments (``need_weights``, masks), so its rule leaves the events inside to
+the event rules: its own operators count 0, its patched calls
+(``torch.bmm``, ``torch.baddbmm``, ``F.softmax``) their ptflops counts.
+
+# NB: ptflops sums the functional counts as Python numbers (floats for
+# ``F.interpolate`` with a float scale factor) and the adapter rounds the
+# total once; here each call's count is rounded on its own, which differs
+# only when fractional counts add up across calls.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from torch import nn
+
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent, TensorArg
+from flopaudit.reference.rulesets import (
+    EventRule,
+    ModuleRule,
+    Ruleset,
+    event_counter,
+    module_counter,
+    register_ruleset,
+)
+
+Shape = tuple[int, ...]
+
+
+def class_path(cls: type) -> str:
+    """``nn.Conv2d -> "torch.nn.modules.conv.Conv2d"`` (how ModuleCall.module_class spells it)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+def _first_in(call: ModuleCall) -> Shape:
+    """Shape of the module's first tensor input (ptflops' ``input[0]``)."""
+    return call.input_shapes[0] if call.input_shapes else ()
+
+
+def _first_out(call: ModuleCall) -> Shape:
+    return call.output_shapes[0] if call.output_shapes else ()
+
+
+def _attr(call: ModuleCall, name: str, default: Any = None) -> Any:
+    return dict(call.attrs).get(name, default)
+
+
+def _param(call: ModuleCall, name: str) -> Shape | None:
+    return dict(call.param_shapes).get(name)
+
+
+# ---------------------------------------------------------------------------
+# Module hooks: ptflops/pytorch_ops.py MODULES_MAPPING
+
+
+def _conv(call: ModuleCall, transpose: bool) -> int:
+    """``conv_flops_counter_hook``: ``prod(kernel_size) * Cin * (Cout // groups)``
+    per position, positions = ``x.shape[0]`` (taken as the batch) times the
+    output's spatial size (the *input's* when transposed), plus
+    ``x.shape[0] * prod(y.shape[1:])`` for a bias."""
+    x, y = _first_in(call), _first_out(call)
+    if not x or not y:
+        return 0
+    batch = x[0]
+    kernel = _numel(_attr(call, "kernel_size", ()))
+    groups = int(_attr(call, "groups", 1) or 1)
+    per_position = kernel * (int(_attr(call, "in_channels", 0)) * (int(_attr(call, "out_channels", 0)) // groups))
+    positions = batch * _numel((x if transpose else y)[2:])
+    bias = batch * _numel(y[1:]) if _param(call, "bias") is not None else 0
+    return per_position * positions + bias
+
+
+@module_counter("ptflops.conv")
+def ptflops_conv(call: ModuleCall) -> int:
+    """``conv_flops_counter_hook`` (Conv1d/2d/3d). On an unbatched input dim 0
+    (the channels) is taken as the batch and dim 1 as a spatial dim."""
+    return _conv(call, transpose=False)
+
+
+@module_counter("ptflops.conv_transpose")
+def ptflops_conv_transpose(call: ModuleCall) -> int:
+    """``conv_flops_counter_hook(transpose=True)`` (ConvTranspose1d/2d/3d):
+    priced by the input's spatial size (the canonical MACs) plus bias."""
+    return _conv(call, transpose=True)
+
+
+@module_counter("ptflops.linear")
+def ptflops_linear(call: ModuleCall) -> int:
+    """``linear_flops_counter_hook``: ``(in * out + out [bias]) * prod(x.shape[:-1])``.
+    ``F.linear`` is not patched, so nothing else is added."""
+    x, y = _first_in(call), _first_out(call)
+    if not x or not y:
+        return 0
+    bias = y[-1] if _param(call, "bias") is not None else 0
+    return (x[-1] * y[-1] + bias) * _numel(x[:-1])
+
+
+@module_counter("ptflops.activation")
+def ptflops_activation(call: ModuleCall) -> int:
+    """``relu_flops_counter_hook``: ``numel(y)`` (ReLU6, LeakyReLU: their
+    forwards call the unpatched ``F.hardtanh`` / ``F.leaky_relu``)."""
+    return _numel(_first_out(call))
+
+
+@module_counter("ptflops.activation+patched")
+def ptflops_activation_patched(call: ModuleCall) -> int:
+    """``relu_flops_counter_hook`` ``numel(y)`` plus the patched function the
+    module's forward calls (``F.relu``, ``F.elu``, ``F.prelu``, ``F.gelu``):
+    ``numel(x)``."""
+    return _numel(_first_out(call)) + _numel(_first_in(call))
+
+
+@module_counter("ptflops.pool+patched")
+def ptflops_pool_patched(call: ModuleCall) -> int:
+    """``pool_flops_counter_hook`` ``numel(x)`` plus the patched ``F.*pool*``
+    the module's forward calls, ``numel(x)`` again."""
+    return 2 * _numel(_first_in(call))
+
+
+@module_counter("ptflops.norm")
+def ptflops_norm(call: ModuleCall) -> int:
+    """``bn_flops_counter_hook``: ``numel(x)``, doubled if the module has a true
+    ``affine`` attribute (BatchNorm, InstanceNorm, GroupNorm; never LayerNorm,
+    whose flag is ``elementwise_affine``)."""
+    flops = _numel(_first_in(call))
+    return flops * 2 if _attr(call, "affine", False) else flops
+
+
+def _interpolate(x: Shape, size: Any, scale_factor: Any) -> int:
+    """``_interpolate_functional_flops_hook``: ``prod(size) * N * C`` when a
+    size is given (an int size raised to the number of spatial dims), else
+    ``numel(x)`` times ``int(prod(scale_factor))`` for a tuple of one factor
+    per spatial dim, or ``scale_factor ** dims``. # NB: a fractional count
+    (float scale factor) is rounded here, summed unrounded by ptflops."""
+    spatial = len(x) - 2
+    if size is not None:
+        if isinstance(size, (tuple, list)):
+            return _numel(size) * _numel(x[:2])
+        return int(size) ** spatial * _numel(x[:2])
+    if scale_factor is None:
+        return 0
+    if isinstance(scale_factor, tuple) and len(scale_factor) == spatial:
+        return _numel(x) * int(math.prod(scale_factor))
+    return round(_numel(x) * scale_factor**spatial)
+
+
+@module_counter("ptflops.upsample+patched")
+def ptflops_upsample_patched(call: ModuleCall) -> int:
+    """``upsample_flops_counter_hook`` reads ``output[0]``, the first sample:
+    ``numel(y) / y.shape[0]``; plus the patched ``F.interpolate`` that
+    ``nn.Upsample.forward`` calls with its ``size`` and ``scale_factor``."""
+    x, y = _first_in(call), _first_out(call)
+    if not y:
+        return 0
+    return _numel(y[1:]) + _interpolate(x, _attr(call, "size"), _attr(call, "scale_factor"))
+
+
+#: ``rnn_flops``: per-layer additions on top of the two weight products.
+_RNN_EXTRA = {"RNN": 1, "RNNCell": 1, "GRU": 1 + 3 + 3, "GRUCell": 1 + 3 + 3, "LSTM": 4 + 3 + 3, "LSTMCell": 4 + 3 + 3}
+
+
+def _rnn_layer(call: ModuleCall, suffix: str) -> int:
+    """``rnn_flops`` for one layer: ``numel(w_ih) + numel(w_hh)`` plus
+    ``H`` (RNN), ``7H`` (GRU) or ``10H`` (LSTM), plus both bias lengths."""
+    w_ih, w_hh = _param(call, "weight_ih" + suffix) or (), _param(call, "weight_hh" + suffix) or ()
+    flops = _numel(w_ih) + _numel(w_hh) + _RNN_EXTRA[call.module_type] * int(_attr(call, "hidden_size", 0))
+    if _attr(call, "bias", True):
+        flops += (_param(call, "bias_ih" + suffix) or (0,))[0] + (_param(call, "bias_hh" + suffix) or (0,))[0]
+    return flops
+
+
+@module_counter("ptflops.rnn")
+def ptflops_rnn(call: ModuleCall) -> int:
+    """``rnn_flops_counter_hook`` (RNN, GRU, LSTM): the per-layer counts of
+    the forward direction, times ``x.shape[0] * x.shape[1]`` (ptflops
+    assumes batch-first; the product is the same either way), doubled if
+    bidirectional. Weight shapes are read from the parameters, so
+    ``proj_size`` shrinks ``w_hh`` as in ptflops."""
+    x = _first_in(call)
+    if len(x) < 2:
+        return 0
+    flops = sum(_rnn_layer(call, f"_l{i}") for i in range(int(_attr(call, "num_layers", 1))))
+    flops *= x[0] * x[1]
+    return flops * 2 if _attr(call, "bidirectional", False) else flops
+
+
+@module_counter("ptflops.rnn_cell")
+def ptflops_rnn_cell(call: ModuleCall) -> int:
+    """``rnn_cell_flops_counter_hook`` (RNNCell, GRUCell, LSTMCell): the layer
+    count of ``rnn_flops`` times ``x.shape[0]``."""
+    x = _first_in(call)
+    return _rnn_layer(call, "") * (x[0] if x else 0)
+
+
+@module_counter("ptflops.mha")
+def ptflops_mha(call: ModuleCall) -> int:
+    """``multihead_attention_counter_hook`` for ``q, k, v`` of lengths
+    ``Lq, Lk, Lv`` and widths ``E, Ek, Ev``, ``h`` heads, per batch element:
+    ``Lq*E`` (scaling) + ``Lq*E^2 + Lk*Ek^2 + Lv*Ev^2`` (projections, each
+    squared in its own width) + ``(Lq+Lk+Lv)*E`` (in-projection bias) +
+    ``h * (Lq*Lk*E/h + Lq*Lk + Lq*Lk*Ev/h)`` (scores, softmax, weighted sum)
+    + ``Lq*Ev*(Ev+1)`` (out projection, bias always), times the batch."""
+    if len(call.input_shapes) < 3 or any(len(s) < 3 for s in call.input_shapes[:3]):
+        return 0
+    q, k, v = call.input_shapes[:3]
+    batch_first = bool(_attr(call, "batch_first", False))
+    batch, length = (q[0], 1) if batch_first else (q[1], 0)
+    qdim, kdim, vdim = q[2], k[2], v[2]
+    qlen, klen, vlen = q[length], k[length], v[length]
+    heads = int(_attr(call, "num_heads", 1))
+    flops = qlen * qdim
+    flops += qlen * qdim * qdim + klen * kdim * kdim + vlen * vdim * vdim
+    if _param(call, "in_proj_bias") is not None:
+        flops += (qlen + klen + vlen) * qdim
+    flops += heads * (qlen * klen * (qdim // heads) + qlen * klen + qlen * klen * (vdim // heads))
+    flops += qlen * vdim * (vdim + 1)
+    return flops * batch
+
+
+def _rules(classes: Sequence[type], count: str, reason: str, suppress_inner: bool = True) -> tuple[ModuleRule, ...]:
+    return tuple(ModuleRule(class_path(c), count, suppress_inner=suppress_inner, reason=reason) for c in classes)
+
+
+MODULE_RULES: tuple[ModuleRule, ...] = (
+    *_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
+            "Conv counts bias (one per output element); batch read from dim 0"),
+    *_rules([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "ptflops.activation+patched",
+            "ReLU/GELU/ELU/PReLU counted twice: module hook numel(out) + patched F function numel(in)"),
+    *_rules([nn.LeakyReLU, nn.ReLU6], "ptflops.activation", "LeakyReLU/ReLU6 = 1 per element"),
+    *_rules([nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+             nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+             nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "ptflops.pool+patched",
+            "pools counted twice: module hook numel(in) + patched F pool numel(in)"),
+    *_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d], "ptflops.norm", "BatchNorm = 1 per element, 2 if affine"),
+    *_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm], "ptflops.norm",
+            "InstanceNorm/GroupNorm = 1 per element, 2 if affine"),
+    *_rules([nn.LayerNorm], "ptflops.norm", "LayerNorm = 1 per element (never doubled: it has no .affine)"),
+    *_rules([nn.Linear], "ptflops.linear", "Linear counts bias (one per output element)"),
+    *_rules([nn.Upsample], "ptflops.upsample+patched",
+            "Upsample counted twice: module hook numel(out)/batch + patched F.interpolate"),
+    *_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
+            "ConvTranspose counts bias (one per output element)"),
+    *_rules([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
+            "RNN/GRU/LSTM per ptflops' formula (gate adds, hadamards and biases counted)"),
+    *_rules([nn.RNNCell, nn.LSTMCell, nn.GRUCell], "ptflops.rnn_cell",
+            "RNN cells per ptflops' formula (gate adds, hadamards and biases counted)"),
+    *_rules([nn.MultiheadAttention], "ptflops.mha",
+            "MultiheadAttention per ptflops' formula (scaling, biases, softmax; projections squared in kdim/vdim)",
+            suppress_inner=False),
+)
+# NB: ptflops also maps torchvision.ops.DeformConv2d and timm's Attention;
+# neither appears in the zoo and neither is reproduced (their calls are
+# priced as modules without a rule).
+
+
+# ---------------------------------------------------------------------------
+# Functional patches: ptflops/pytorch_engine.py patch_functional / patch_tensor_ops
+
+
+def _arg(e: OpEvent, index: int, name: str) -> Any:
+    """The patched call's argument at position ``index`` or keyword ``name``."""
+    ops = dict(e.op_args)
+    return ops.get(f"#{index}", ops.get(name))
+
+
+def _tensor_shape(v: Any) -> Shape | None:
+    return v.shape if isinstance(v, TensorArg) else None
+
+
+@event_counter("ptflops.call_numel")
+def ptflops_call_numel(e: OpEvent) -> int:
+    """``_numel_functional_flops_hook``: ``input.numel()``."""
+    shape = _tensor_shape(_arg(e, 0, "input"))
+    return _numel(shape) if shape is not None else 0
+
+
+@event_counter("ptflops.call_interpolate")
+def ptflops_call_interpolate(e: OpEvent) -> int:
+    """``_interpolate_functional_flops_hook`` (``F.interpolate``, ``F.upsample``)."""
+    x = _tensor_shape(_arg(e, 0, "input"))
+    if x is None:
+        return 0
+    return _interpolate(x, _arg(e, 1, "size"), _arg(e, 2, "scale_factor"))
+
+
+@event_counter("ptflops.call_matmul")
+def ptflops_call_matmul(e: OpEvent) -> int:
+    """``_matmul_tensor_flops_hook``: ``prod(input.shape) * other.shape[-1]``,
+    on the shapes as passed (too low when only ``other`` has batch dims, too
+    high for a matrix-vector product)."""
+    a, b = _tensor_shape(_arg(e, 0, "input")), _tensor_shape(_arg(e, 1, "other"))
+    if a is None or not b:
+        return 0
+    return _numel(a) * b[-1]
+
+
+@event_counter("ptflops.call_addmm")
+def ptflops_call_addmm(e: OpEvent) -> int:
+    """``_addmm_tensor_flops_hook`` (addmm, baddbmm): ``prod(mat1.shape) *
+    mat2.shape[-1]`` plus ``numel(input)`` unless ``beta == 0``."""
+    added, mat1, mat2 = (_tensor_shape(_arg(e, i, n)) for i, n in enumerate(("input", "mat1", "mat2")))
+    if mat1 is None or not mat2:
+        return 0
+    flops = _numel(mat1) * mat2[-1]
+    beta = dict(e.op_args).get("beta", 1)
+    if beta != 0 and added is not None:
+        flops += _numel(added)
+    return flops
+
+
+@event_counter("ptflops.call_elementwise")
+def ptflops_call_elementwise(e: OpEvent) -> int:
+    """``_elementwise_tensor_flops_hook`` (add, mul): with a scalar operand the
+    tensor's numel; with two tensors the product of the per-dim maxima with
+    the shapes aligned from the *left* (not broadcasting's right)."""
+    a, b = _tensor_shape(_arg(e, 0, "input")), _tensor_shape(_arg(e, 1, "other"))
+    if a is None:
+        return _numel(b) if b is not None else 1
+    if b is None:
+        return _numel(a)
+    dims = max(len(a), len(b))
+    return _numel(max(a[i] if i < len(a) else 1, b[i] if i < len(b) else 1) for i in range(dims))
+
+
+_F = "torch.nn.functional."
+_NUMEL_FUNCTIONS = ("relu", "prelu", "elu", "relu6", "gelu", "silu")
+_POOL_FUNCTIONS = tuple(
+    f"{kind}_pool{d}d" for kind in ("avg", "max", "adaptive_avg", "adaptive_max") for d in (1, 2, 3)
+)
+_MATMUL_FUNCTIONS = ("torch.matmul", "torch.Tensor.matmul", "torch.mm", "torch.Tensor.mm", "torch.bmm",
+                     "torch.Tensor.bmm")
+_ADDMM_FUNCTIONS = ("torch.addmm", "torch.Tensor.addmm", "torch.baddbmm")
+_ELEMENTWISE_FUNCTIONS = ("torch.mul", "torch.Tensor.mul", "torch.add", "torch.Tensor.add")
+
+#: Every callable ptflops' ``patch_functional`` and ``patch_tensor_ops`` replace.
+PATCHED_FUNCTIONS: tuple[str, ...] = (
+    *(_F + f for f in _NUMEL_FUNCTIONS),
+    *(_F + f for f in _POOL_FUNCTIONS),
+    _F + "softmax",
+    _F + "upsample",
+    _F + "interpolate",
+    *_MATMUL_FUNCTIONS,
+    *_ADDMM_FUNCTIONS,
+    *_ELEMENTWISE_FUNCTIONS,
+)
+
+
+def _call_rules(paths: Sequence[str], count: str, reason: str) -> tuple[EventRule, ...]:
+    return tuple(EventRule(count, op=PATCHED_CALL_PREFIX + p, reason=reason) for p in paths)
+
+
+EVENT_RULES: tuple[EventRule, ...] = (
+    *_call_rules([_F + f for f in _NUMEL_FUNCTIONS], "ptflops.call_numel",
+                 "patched F.relu/gelu/silu/elu/prelu/relu6 = 1 per input element"),
+    *_call_rules([_F + f for f in _POOL_FUNCTIONS], "ptflops.call_numel", "patched F pools = 1 per input element"),
+    *_call_rules([_F + "softmax"], "ptflops.call_numel", "patched F.softmax = 1 per element"),
+    *_call_rules([_F + "upsample", _F + "interpolate"], "ptflops.call_interpolate",
+                 "patched F.interpolate = output size from size/scale_factor"),
+    *_call_rules(_MATMUL_FUNCTIONS, "ptflops.call_matmul", "patched torch/Tensor matmul, mm, bmm = prod(a.shape)·b[-1]"),
+    *_call_rules(_ADDMM_FUNCTIONS, "ptflops.call_addmm", "patched addmm/baddbmm = prod(mat1)·mat2[-1] + numel(input)"),
+    *_call_rules(_ELEMENTWISE_FUNCTIONS, "ptflops.call_elementwise",
+                 "patched torch/Tensor add, mul = 1 per element (shapes aligned from the left)"),
+    EventRule("zero", module_type="MultiheadAttention",
+              reason="MultiheadAttention's own ops replaced by its hook formula"),
+)
+
+PTFLOPS_PYTORCH = register_ruleset(Ruleset(
+    name="ptflops-pytorch",
+    unit="MAC",
+    description="ptflops pytorch engine: hooks on modules of exactly the mapped types (bias, norms, activations "
+    "and pools counted per element) plus patched torch/F functions counted wherever they are called; "
+    "operators, einsum and unpatched functions count 0.",
+    module_rules=MODULE_RULES,
+    event_rules=EVENT_RULES,
+    default="zero",
+    grad_enabled=True,
+    patched_functions=PATCHED_FUNCTIONS,
+))
+
+#: zoo case id -> why this ruleset cannot predict ptflops-pytorch there.
+KNOWN_DIVERGENCES: dict[str, str] = {}
+
+__all__ = ["EVENT_RULES", "KNOWN_DIVERGENCES", "MODULE_RULES", "PATCHED_FUNCTIONS", "PTFLOPS_PYTORCH"]
