@@ -214,8 +214,10 @@ class EventRule:
 class ModuleRule:
     """Price calls of modules of exactly this class with a module counter.
 
-    ``module_type`` is a class name (``"Conv2d"``) or a dotted class path
-    (``"torch.nn.modules.conv.Conv2d"``).
+    ``module_type`` is a class name (``"Conv2d"``), a dotted class path
+    (``"torch.nn.modules.conv.Conv2d"``) or ``"*"`` (any class: counters that
+    price every module the same way, e.g. from its parameter counts);
+    ``in_leaf`` restricts the rule to leaf (True) or non-leaf (False) calls.
     """
 
     module_type: str
@@ -225,9 +227,12 @@ class ModuleRule:
     """How the diff report names this rule (e.g. "BatchNorm = 4 per element")."""
     kind: str = "rule"
     """Cause family in the diff report: rule, unsupported, missed-functional, reused-module."""
+    in_leaf: bool | None = None
 
     def matches(self, call: ModuleCall) -> bool:
-        return self.module_type in (call.module_type, call.module_class)
+        if self.in_leaf is not None and call.in_leaf != self.in_leaf:
+            return False
+        return self.module_type == "*" or self.module_type in (call.module_type, call.module_class)
 
 
 @dataclass(frozen=True)
