@@ -126,6 +126,10 @@ class OpEvent:
     autograd_function: str = ""
     """Class name of the custom ``torch.autograd.Function`` whose ``forward`` ran
     this op ('' if none): a JIT trace records that Function as one opaque node."""
+    patched_in: str = ""
+    """Path of the outermost patched Python callable (``record(patch=...)``)
+    whose call was running when this op, or patched call, was recorded ('' if
+    none): a ruleset pricing that call's ``py:`` event can leave its inner ops out."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
@@ -275,6 +279,8 @@ class _Recorder:
             self.leaf[id(mod)] = next(mod.children(), None) is None
         self.root_type = type(model).__name__
         self.function_codes = _autograd_function_codes()
+        self.patched_stack: list[str] = []
+        """Paths of the patched calls running now, outermost first."""
         self.internal = 0
         """>0 while the recorder's own code runs (dispatch handling): patched
         calls made there are not the model's."""
@@ -381,6 +387,7 @@ class _Recorder:
             input_shapes=in_shapes, output_shapes=shapes(out), supported=supported and cost is not None,
             formula=formula_name(fn) if fn is not None else "", call_index=call_index, op_args=op_args,
             autograd_function=_running_autograd_function(self.function_codes),
+            patched_in=self.patched_stack[0] if self.patched_stack else "",
         ))
 
 
@@ -396,6 +403,7 @@ class _Recorder:
             category=Category.ZERO_COST, macs=0, extra_flops=0, bytes_read=0, bytes_written=0,
             input_shapes=shapes((args, kwargs)), output_shapes=(), formula="patched-call", call_index=call_index,
             op_args=op_args, autograd_function=_running_autograd_function(self.function_codes),
+            patched_in=self.patched_stack[0] if self.patched_stack else "",
         ))
         return len(self.rec.events) - 1
 
@@ -459,7 +467,13 @@ def _patched(recorder: _Recorder, paths: Sequence[str]) -> Iterator[None]:
 def _wrapper(recorder: _Recorder, path: str, original: Any) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         index = recorder.patched_call(path, args, kwargs)
-        out = original(*args, **kwargs)
+        if index < 0:
+            return original(*args, **kwargs)
+        recorder.patched_stack.append(path)
+        try:
+            out = original(*args, **kwargs)
+        finally:
+            recorder.patched_stack.pop()
         recorder.patched_return(path, index, out)
         return out
 

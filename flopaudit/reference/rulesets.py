@@ -13,9 +13,10 @@ A ruleset is a frozen dataclass holding only data:
   events on any of ``op`` (an overload ``"aten.mm.default"`` or a packet
   ``"aten.mm"``), ``category``, ``module_type`` (class name of the innermost
   module), ``in_leaf``, ``supported``, ``traced`` (inside a traced custom
-  op), ``autograd_function`` (inside a custom autograd Function); the first
-  matching rule names the *event counter* that turns the event into an
-  integer. Events no rule matches use ``default``.
+  op), ``autograd_function`` (inside a custom autograd Function),
+  ``patched`` (inside a patched Python call); the first matching rule names
+  the *event counter* that turns the event into an integer. Events no rule
+  matches use ``default``.
 * ``module_rules``: :class:`ModuleRule` entries for counters built on module
   hooks (thop, ptflops-pytorch, torchinfo): a module call whose class name
   (or dotted class path) matches is priced by a named *module counter* from
@@ -191,6 +192,9 @@ class EventRule:
     autograd_function: bool | None = None
     """Match on whether the event ran inside a custom ``autograd.Function``'s
     ``forward`` (``OpEvent.autograd_function``)."""
+    patched: bool | None = None
+    """Match on whether the event ran inside a call of a patched Python
+    callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``)."""
 
     def matches(self, e: OpEvent) -> bool:
         if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
@@ -206,6 +210,8 @@ class EventRule:
         if self.traced is not None and bool(e.traced_from) != self.traced:
             return False
         if self.autograd_function is not None and bool(e.autograd_function) != self.autograd_function:
+            return False
+        if self.patched is not None and bool(e.patched_in) != self.patched:
             return False
         return True
 
