@@ -4,13 +4,18 @@ Prints four tables (these machines are shared and noisy: compare numbers
 from the same run only):
 
 1. per backend, the time of one count divided by the time of one plain
-   forward pass of the same model (``torch.no_grad()``), medians of
-   ``--reps`` repetitions after one warm-up each;
-2. the reference counter on the meta device (build + count of resnet50);
-3. the default-zoo audit (``flopaudit run``, all backends) serial
-   (``--jobs 1``), with ``--jobs N``, and re-run from the cache;
+   forward pass of the same model (``torch.no_grad()``): CPU time of this
+   process with ``--threads`` intra-op threads (default 1), so the load of
+   other processes stays out; each repetition times the forward pass and
+   then every backend, and the table shows the median over ``--reps`` of
+   the ratios within a repetition;
+2. the reference counter on the meta device: build + count of resnet50,
+   next to a plain forward pass on meta;
+3. the default-zoo audit (``flopaudit run``, all backends, wall time of the
+   whole command) serial (``--jobs 1``), with ``--jobs N`` (filling a fresh
+   cache), and re-run from that cache; with the load average before each;
 4. ``benchmarks/bench_reference_meta.py``: a 7B Llama-style config counted
-   on meta (time, peak RSS), when that script is present.
+   on meta (time, and peak RSS as the process's ``VmHWM``), when present.
 
 Run it by hand, never as a test::
 
@@ -18,7 +23,10 @@ Run it by hand, never as a test::
 
 "Count time" is the backend's own work (``Adapter._count`` on a fresh deep
 copy, output silenced); the copy and the before/after fingerprints every
-audited count also pays are shown in their own column ("plumbing").
+audited count also pays are shown in their own column ("plumbing"). The
+column ``reference.count`` is the reference counter alone
+(``flopaudit.reference.count``); ``reference`` is its adapter, which also
+prices the pass under every backend's ruleset for the reports.
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ from flopaudit.zoo import get_case
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "lstm-bidir-2layer")
 CONV_NETS = ("resnet18", "resnet50", "mobilenet_v2")
+COUNTER = "reference.count"
+"""Column of the reference counter alone; the "reference" column is its adapter, which also
+applies every backend's ruleset (extra recorded passes) for the report's predictions."""
 ROOT = Path(__file__).resolve().parent.parent
 
 # Targets from the issue.
@@ -57,72 +68,111 @@ META_LLAMA_RSS_MIB = 1024.0
 CACHED_ZOO_S = 5.0
 
 
-def median_time(fn: Callable[[], Any], reps: int, setup: Callable[[], Any] | None = None) -> float:
-    """Median wall time of ``fn(setup())`` over ``reps`` runs after one warm-up (setup not timed)."""
-    times = []
-    for k in range(reps + 1):
-        arg = setup() if setup else None
-        start = time.perf_counter()
-        fn(arg) if setup else fn()
-        if k:  # the first run warms caches and imports
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def cpu_time(fn: Callable[[], Any]) -> float:
+    """CPU seconds this process spent in ``fn()`` (other processes' load does not count)."""
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
 
 
-def forward_time(model: torch.nn.Module, inputs: ModelInputs, reps: int) -> float:
+def median_time(fn: Callable[[], Any], reps: int) -> float:
+    """Median CPU time of ``fn()`` over ``reps`` runs after one warm-up."""
+    fn()
+    return statistics.median(cpu_time(fn) for _ in range(reps))
+
+
+def forward_fn(model: torch.nn.Module, inputs: ModelInputs) -> Callable[[], Any]:
     def run() -> None:
         with torch.no_grad():
             model(*inputs.args, **inputs.kwargs)
 
-    return median_time(run, reps)
+    return run
 
 
-def count_time(backend: str, model: torch.nn.Module, inputs: ModelInputs, reps: int) -> float | str:
-    adapter = get_adapter(backend)
-    if not adapter.available():
-        return "n/a"
+class CountFn:
+    """The backend's own work on a fresh deep copy; :meth:`prepare` makes the copy before the clock starts."""
 
-    def run(work: torch.nn.Module) -> None:
+    def __init__(self, backend: str, model: torch.nn.Module, inputs: ModelInputs) -> None:
+        self.adapter, self.model, self.inputs = get_adapter(backend), model, inputs
+        self.work: torch.nn.Module | None = None
+
+    def prepare(self) -> None:
+        self.work = copy.deepcopy(self.model)
+
+    def __call__(self) -> None:
+        if self.work is None:
+            self.prepare()
+        work, self.work = self.work, None
         with quiet(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            adapter._count(work, inputs)  # noqa: SLF001 - the backend's own work, without the plumbing
-
-    try:
-        return median_time(run, reps, setup=lambda: copy.deepcopy(model))
-    except Exception as exc:  # noqa: BLE001
-        return f"error: {type(exc).__name__}"
+            self.adapter._count(work, self.inputs)  # noqa: SLF001 - the backend's own work, without the plumbing
 
 
-def plumbing_time(model: torch.nn.Module, reps: int) -> float:
+def counter_fn(model: torch.nn.Module, inputs: ModelInputs) -> Callable[[], Any]:
+    """The reference counter alone: one recorded pass priced canonically (no backend predictions)."""
+    from flopaudit.reference import count
+
+    return lambda: count(model, inputs)
+
+
+def plumbing_fn(model: torch.nn.Module) -> Callable[[], Any]:
     """What Adapter.count adds to every count: a deep copy and two fingerprints."""
     def run() -> None:
         work = copy.deepcopy(model)
         fingerprint(work)
         fingerprint(work)
 
-    return median_time(run, reps)
+    return run
 
 
 def count_table(models: list[str], backends: list[str], reps: int) -> dict[str, dict[str, Any]]:
+    """Per model: forward CPU time and, per backend, the median of (count time / forward time).
+
+    Each repetition measures the forward pass and then every backend, so a
+    load spike hits the numbers of one repetition together; the ratio is
+    taken within a repetition and the median over repetitions.
+    """
     rows, table = [], {}
     for model_id in models:
         model, inputs = get_case(model_id).instantiate()
-        fwd = forward_time(model, inputs, reps)
-        cells: dict[str, Any] = {"forward_s": fwd, "plumbing_s": plumbing_time(model, reps)}
-        row = [model_id, f"{fwd * 1e3:.1f} ms", f"{cells['plumbing_s'] / fwd:.2f}x"]
+        fwd = forward_fn(model, inputs)
+        timed: dict[str, Callable[[], Any]] = {"plumbing": plumbing_fn(model), COUNTER: counter_fn(model, inputs)}
+        failed: dict[str, str] = {}
         for backend in backends:
-            t = count_time(backend, model, inputs, reps)
-            cells[backend] = t
-            row.append(f"{t / fwd:.2f}x" if isinstance(t, float) else t)
+            if not get_adapter(backend).available():
+                failed[backend] = "n/a"
+                continue
+            fn = CountFn(backend, model, inputs)
+            try:
+                fn()  # warm-up: imports, first-call caches
+                timed[backend] = fn
+            except Exception as exc:  # noqa: BLE001
+                failed[backend] = f"error: {type(exc).__name__}"
+        fwd()
+        forwards: list[float] = []
+        ratios: dict[str, list[float]] = {name: [] for name in timed}
+        for _ in range(reps):
+            f = cpu_time(fwd)
+            forwards.append(f)
+            for name, fn in timed.items():
+                if isinstance(fn, CountFn):
+                    fn.prepare()
+                ratios[name].append(cpu_time(fn) / f)
+        cells: dict[str, Any] = {"forward_s": statistics.median(forwards)}
+        cells.update({name: statistics.median(r) for name, r in ratios.items()})
+        cells.update(failed)
         table[model_id] = cells
-        rows.append(row)
+        rows.append([model_id, f"{cells['forward_s'] * 1e3:.1f} ms", f"{cells['plumbing']:.2f}x",
+                     f"{cells[COUNTER]:.2f}x"]
+                    + [f"{cells[b]:.2f}x" if isinstance(cells[b], float) else cells[b] for b in backends])
         print(f"  measured {model_id}", file=sys.stderr, flush=True)
-    print(format_table(["model", "forward", "plumbing", *backends], rows, align="lrr" + "r" * len(backends)))
+    print(format_table(["model", "forward", "plumbing", COUNTER, *backends], rows,
+                       align="lrrr" + "r" * len(backends)))
     return table
 
 
-def meta_resnet50(reps: int) -> tuple[float, float, int]:
-    """(build on meta, count on meta, MACs) of resnet50 with the reference counter."""
+def meta_resnet50(reps: int) -> tuple[float, float, float, int]:
+    """(build on meta, count on meta, plain forward on meta, MACs) of resnet50, reference counter."""
     import torchvision
 
     from flopaudit.reference import count
@@ -135,7 +185,8 @@ def meta_resnet50(reps: int) -> tuple[float, float, int]:
     x = torch.empty(1, 3, 224, 224, device="meta")
     build_s = median_time(build, reps)
     count_s = median_time(lambda: count(model, x, device="meta"), reps)
-    return build_s, count_s, count(model, x, device="meta").macs
+    forward_s = median_time(forward_fn(model, ModelInputs((x,))), reps)
+    return build_s, count_s, forward_s, count(model, x, device="meta").macs
 
 
 def zoo_audits(jobs: int) -> dict[str, Any]:
@@ -150,6 +201,7 @@ def zoo_audits(jobs: int) -> dict[str, Any]:
         }
         for label, extra in runs.items():
             print(f"  running the default zoo: {label}", file=sys.stderr, flush=True)
+            out[label + " load"] = os.getloadavg()[0]
             start = time.perf_counter()
             proc = subprocess.run(base + extra, capture_output=True, text=True, cwd=tmp)
             out[label] = time.perf_counter() - start
@@ -168,18 +220,32 @@ def _counts(path: Path) -> list[tuple[Any, ...]]:
     return [(r["model"], r["backend"], r["status"], r["macs"], r["params"]) for r in data["results"]]
 
 
+LLAMA_RUNNER = """
+import runpy, sys
+sys.argv = [sys.argv[1]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1]
+print(f"VmHWM: {int(hwm) / 1024:.0f} MiB")
+"""
+
+
 def llama_meta() -> tuple[str, float | None, float | None]:
-    """Run bench_reference_meta.py in its own process (clean peak RSS); (output, seconds, peak MiB)."""
+    """Run bench_reference_meta.py in its own process; (output, seconds, peak RSS MiB).
+
+    The peak is the new process's ``VmHWM`` (reset by exec), not
+    ``ru_maxrss``, which Linux carries over from the parent across exec.
+    """
     script = ROOT / "benchmarks" / "bench_reference_meta.py"
     if not script.exists():
         return "benchmarks/bench_reference_meta.py is not there", None, None
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", LLAMA_RUNNER, str(script)], capture_output=True, text=True,
+                          cwd=ROOT)
     text = proc.stdout.strip() or proc.stderr.strip()[-2000:]
     seconds = rss = None
     for line in proc.stdout.splitlines():
         if line.startswith("build + count:"):
             seconds = float(line.split(":")[1].split()[0])
-        if line.startswith("peak RSS:"):
+        if line.startswith("VmHWM:"):
             rss = float(line.split(":")[1].split()[0])
     return text, seconds, rss
 
@@ -196,24 +262,29 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKEND_NAMES))
     parser.add_argument("--skip-zoo", action="store_true", help="skip the default-zoo audits")
     parser.add_argument("--skip-llama", action="store_true", help="skip the 7B meta benchmark")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for tables 1 and 2")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
-          f"{len(os.sched_getaffinity(0))} usable cores, python {sys.version.split()[0]}")
-    print(f"\n1. count time / plain forward time (median of {args.reps}; forward under no_grad)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), "
+          f"{len(os.sched_getaffinity(0))} usable cores, python {sys.version.split()[0]}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"\n1. count time / plain forward time: CPU time of this process, median over {args.reps} "
+          "repetitions of (count / forward measured in the same repetition); forward under no_grad")
     table = count_table(args.models, args.backends, args.reps)
 
     print("\n2. reference counter on the meta device (resnet50, 1x3x224x224)")
-    build_s, count_s, macs = meta_resnet50(args.reps)
-    print(f"build on meta {build_s * 1e3:.1f} ms, count {count_s * 1e3:.1f} ms, MACs {macs:,}")
+    build_s, count_s, meta_fwd_s, macs = meta_resnet50(args.reps)
+    print(f"build on meta {build_s * 1e3:.1f} ms, count {count_s * 1e3:.1f} ms "
+          f"(a plain forward on meta, no counter: {meta_fwd_s * 1e3:.1f} ms), MACs {macs:,}")
 
     zoo: dict[str, Any] = {}
     if not args.skip_zoo:
         print("\n3. default-zoo audit, all backends (flopaudit run, wall time incl. interpreter start)")
         zoo = zoo_audits(args.jobs)
-        rows = [[label, f"{zoo[label]:.1f} s", zoo[label + ' cache']] for label in zoo
-                if isinstance(zoo[label], float)]
-        print(format_table(["run", "wall", "cache"], rows, align="lrl"))
+        rows = [[label, f"{zoo[label]:.1f} s", f"{zoo[label + ' load']:.1f}", zoo[label + " cache"].split(" (")[0]]
+                for label in zoo if isinstance(zoo[label], float) and not label.endswith(" load")]
+        print(format_table(["run", "wall", "load avg before", "cache"], rows, align="lrrl"))
         print(f"{zoo['counts']} counts; serial, parallel and cached results identical: {zoo['identical']}")
 
     llama_s = llama_rss = None
@@ -223,8 +294,7 @@ def main() -> None:
         print(text)
 
     print("\ntargets")
-    ref_ratios = {m: table[m]["reference"] / table[m]["forward_s"] for m in CONV_NETS
-                  if m in table and isinstance(table[m].get("reference"), float)}
+    ref_ratios = {m: table[m][COUNTER] for m in CONV_NETS if m in table}
     if ref_ratios:
         worst = max(ref_ratios.values())
         detail = ", ".join(f"{m} {r:.2f}x" for m, r in ref_ratios.items())

@@ -302,6 +302,10 @@ def run_audit(
     same order. ``cache`` reuses and stores ok / not-applicable results and
     case infos (:mod:`flopaudit.cache`); ``max_memory_gb`` caps each count's
     memory; ``meta`` builds and counts on the meta device.
+
+    NB: worker processes start from a fresh interpreter that imports the
+    main module, so a script calling this with ``jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     from flopaudit.execution.refs import CaseRef
 
@@ -361,7 +365,9 @@ class _Plan:
         return sum(len(self.missing(i)) or int(i not in self.infos) for i in range(len(self.cases)))
 
     def add_info(self, i: int, info: CaseInfo) -> None:
-        self.infos.setdefault(i, info)
+        if i in self.infos:
+            return  # a cached info stays: the run reports what the cache holds
+        self.infos[i] = info
         key = self.case_keys[i]
         if self.cache is not None and key is not None and info.error is None:
             self.cache.put_info(key, info)

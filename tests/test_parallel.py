@@ -82,6 +82,16 @@ def test_dask_cluster_gives_the_serial_results() -> None:
     assert comparable(run) == comparable(serial_small())
 
 
+def test_cli_counts_on_a_dask_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        rc = main(["run", "--dask-scheduler", cluster.scheduler_address, "--models", "linear-3d",
+                   "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0
+    assert "10.240K (1.000x)" in capsys.readouterr().out  # 2 x 10 x 16 x 32 MACs
+
+
 def test_failures_in_workers_become_statuses(fake_backends: None) -> None:
     cases = [CaseRef("linear-3d"), CaseRef("conv2d-bias")]
     names = ["fake-raise", "fake-hang", "fake-crash", "fake-noisy"]

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", "-j", type=parse_jobs, default=None, metavar="N",
                    help="worker processes counting at once (default: the number of cores; 1: serial)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",
-                   help="count on a Dask cluster, e.g. tcp://host:8786 (needs flopaudit[parallel])")
+                   help="count on a Dask cluster, e.g. tcp://host:8786, instead of local workers "
+                        "(needs flopaudit[parallel]; the workers need flopaudit and the models' modules)")
     p.add_argument("--max-memory", type=parse_gib, default=None, metavar="GB",
                    help="stop a count that maps more than GB GiB on top of its process (status error)")
     p.add_argument("--cache-dir", metavar="DIR",
