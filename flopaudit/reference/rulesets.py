@@ -192,9 +192,10 @@ class EventRule:
     autograd_function: bool | None = None
     """Match on whether the event ran inside a custom ``autograd.Function``'s
     ``forward`` (``OpEvent.autograd_function``)."""
-    patched: bool | None = None
+    patched: bool | str | None = None
     """Match on whether the event ran inside a call of a patched Python
-    callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``)."""
+    callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``); a
+    string: inside a call of that callable (its dotted path)."""
 
     def matches(self, e: OpEvent) -> bool:
         if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
@@ -211,7 +212,10 @@ class EventRule:
             return False
         if self.autograd_function is not None and bool(e.autograd_function) != self.autograd_function:
             return False
-        if self.patched is not None and bool(e.patched_in) != self.patched:
+        if isinstance(self.patched, str):
+            if e.patched_in != self.patched:
+                return False
+        elif self.patched is not None and bool(e.patched_in) != self.patched:
             return False
         return True
 
