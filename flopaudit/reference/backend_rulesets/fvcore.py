@@ -1,0 +1,263 @@
+"""fvcore's ``FlopCountAnalysis`` (fvcore 0.1.5) as a ruleset.
+
+fvcore traces the model with ``torch.jit`` and prices each traced op with the
+handles in ``fvcore/nn/flop_count.py`` ``_DEFAULT_SUPPORTED_OPS``
+(``fvcore/nn/jit_handles.py``); every other op counts 0. It counts "one fused
+multiply-add as one flop", so its total is MACs for the whole batch, like the
+adapter's ``macs``. The trace runs with autograd on (fvcore does not wrap it
+in ``no_grad``), so the ruleset reads a recording made with autograd on.
+
+The trace records ops *above* autograd (``aten::linear``, ``aten::matmul``,
+``aten::einsum``, ``aten::batch_norm``, ``aten::adaptive_avg_pool2d``); the
+reference records what they reach the dispatcher as (``addmm``/``mm``/``bmm``,
+``native_batch_norm``, ``mean.dim``...). Where the two views price the same,
+dispatcher events are priced directly; where they do not, the recording is
+made with the Python entry points wrapped (``patched_functions``) and the
+``py:`` call event is priced by fvcore's handle, the ops inside it counting 0:
+
+* contractions reaching ``mm``, ``addmm``, ``bmm`` (``linear``, ``mm``,
+  ``bmm``) and ``convolution``: the canonical MACs, bias excluded
+  (``addmm_flop_jit``, ``linear_flop_jit``, ``matmul_flop_jit``,
+  ``bmm_flop_jit``, ``conv_flop_jit``: transposed convolutions by input
+  size, as the reference).
+* ``torch.matmul`` / ``Tensor.matmul`` / ``@``: ``prod(a.shape) *
+  b.shape[-1]`` (``matmul_flop_jit``): a batch that only the second operand
+  carries is missed.
+* ``torch.einsum``: numpy's optimal-path flop estimate / 2, floored
+  (``einsum_flop_jit``), except two equations fvcore prices by hand; equal to
+  the MACs for two-operand contractions that sum an index, not for outer
+  products or longer chains (numpy's path is not torch's).
+* ``F.conv1d/2d/3d`` (or ``torch.conv1d/2d/3d``) with a string ``padding`` (``"same"``, ``"valid"``)
+  is traced as ``aten::_convolution_mode``, which has no handle: 0.
+* ``baddbmm``, ``mv``, ``dot``, ``addbmm``... and fused attention kernels
+  (``scaled_dot_product_attention``) have no handle: 0, listed as unsupported.
+* ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` are one ``aten::lstm``/``gru``/
+  ``rnn_*`` op in the trace, without a handle: 0 (whatever the reference saw
+  inside them). The cells (``LSTMCell``...) are traced as their matmuls.
+* batch norm: ``numel(x) * (2 if affine else 1)`` in eval,
+  ``numel(x) * (5 if affine else 4)`` with batch statistics
+  (``batchnorm_flop_jit``); layer norm, group norm and ``F.instance_norm``
+  ``numel(x) * (5 if affine else 4)`` (``norm_flop_counter``), the last
+  whatever statistics it uses.
+* ``upsample_nearest2d``: ``numel(y)``; ``upsample_bilinear2d``:
+  ``4 * numel(y)``; ``grid_sampler``: ``4 * numel(y)``
+  (``elementwise_flop_counter``).
+* ``F.adaptive_avg_pool2d``: ``numel(x)`` whatever the output size (torch
+  computes a ``1 x 1`` output as a ``mean``; an explicit ``mean`` counts 0);
+  ``adaptive_avg_pool1d``/``3d``: 0.
+* everything else (activations, softmax, max/avg pools, elementwise,
+  embedding): 0.
+* a ``torch.library`` custom op is one opaque node in the trace, and so is a
+  custom ``torch.autograd.Function`` (``prim::PythonOp``): the ops they
+  dispatch (recorded by the reference) count 0.
+
+# NB: the Python entry points are caught where the model calls them through
+# the attributes patched here (``torch.matmul``, ``torch.Tensor.matmul``,
+# ``@``, ``torch.einsum``, ``torch.convNd``, ``torch.instance_norm`` and their
+# ``torch.nn.functional`` names); a name bound before the recording (``from
+# torch import einsum``) or ``torch._C._nn.adaptive_avg_pool2d`` is priced
+# from its dispatcher ops (a ``1 x 1`` adaptive pool then counts 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
+from flopaudit.reference.registry import Category
+from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
+
+_UNSUPPORTED = "unsupported"
+
+MATMUL_CALLS = ("torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__")
+EINSUM_CALLS = ("torch.einsum",)
+CONV_CALLS = ("torch.nn.functional.conv1d", "torch.nn.functional.conv2d", "torch.nn.functional.conv3d",
+              "torch.conv1d", "torch.conv2d", "torch.conv3d")
+POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d",)
+ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
+INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
+
+_R_MATMUL = "matmul priced as prod(a.shape) x b.shape[-1] (a batch only on b is missed)"
+_R_EINSUM = "einsum priced by numpy's optimal-path estimate / 2"
+_R_CONV = "conv with string padding ('same'/'valid'): aten::_convolution_mode has no fvcore handle"
+_R_POOL = "adaptive average pool = 1 per input element"
+_R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
+_R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
+_R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
+_R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape))
+
+
+def has_tensor_arg(e: OpEvent, name: str) -> bool:
+    """True if the optional tensor argument ``name`` of an aten op was given
+    (the engine records an absent optional tensor as the scalar ``None``)."""
+    return name not in dict(e.op_args)
+
+
+def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
+    """An argument of a patched Python call (``py:`` event), positional or keyword."""
+    args = dict(e.op_args)
+    return args.get(f"#{position}", args.get(name, default))
+
+
+@event_counter("fvcore.batch_norm")
+def batch_norm(e: OpEvent) -> int:
+    """fvcore ``batchnorm_flop_jit``: ``numel(x) * (2 if affine else 1)`` with
+    running statistics, ``numel(x) * (5 if affine else 4)`` with batch
+    statistics (``training=True``). Nothing is counted as MACs."""
+    affine = has_tensor_arg(e, "weight")
+    training = e.arg("training", "with_update" in e.op)
+    per_element = (5 if affine else 4) if training else (2 if affine else 1)
+    return _numel(e.input_shapes[0]) * per_element
+
+
+@event_counter("fvcore.norm")
+def norm(e: OpEvent) -> int:
+    """fvcore ``norm_flop_counter`` (layer/group norm): ``numel(x) * (5 if
+    affine else 4)``, "5 is just a rough estimate" in fvcore's words."""
+    return _numel(e.input_shapes[0]) * (5 if has_tensor_arg(e, "weight") else 4)
+
+
+@event_counter("fvcore.instance_norm")
+def instance_norm(e: OpEvent) -> int:
+    """fvcore ``norm_flop_counter(1)`` on ``aten::instance_norm``, from a
+    ``py:`` call of ``F.instance_norm`` (weight 4th) or ``torch.instance_norm``
+    (weight 2nd): ``numel(x) * (5 if weight else 4)``, running statistics or not."""
+    position = 1 if e.op == PATCHED_CALL_PREFIX + "torch.instance_norm" else 3
+    affine = isinstance(call_arg(e, position, "weight"), TensorArg)
+    return _numel(e.input_shapes[0]) * (5 if affine else 4)
+
+
+@event_counter("fvcore.4*out_numel")
+def four_per_output(e: OpEvent) -> int:
+    """fvcore ``elementwise_flop_counter(0, 4)`` (bilinear upsampling, grid
+    sampling): 4 per output element."""
+    return 4 * _numel(e.output_shapes[0])
+
+
+@event_counter("fvcore.matmul")
+def matmul(e: OpEvent) -> int:
+    """fvcore ``matmul_flop_jit`` from a ``py:`` matmul call:
+    ``prod(a.shape) * b.shape[-1]``.
+    # NB: fvcore raises on ``matrix @ vector``; priced here as ``prod(a.shape)``.
+    """
+    a, b = e.input_shapes[0], e.input_shapes[1]
+    return _numel(a) * (b[-1] if len(b) >= 2 else 1)
+
+
+def einsum_macs(equation: str, shapes: list[tuple[int, ...]]) -> int:
+    """fvcore ``einsum_flop_jit``: letters renamed in order of appearance;
+    ``abc,abd->acd`` and ``abc,adc->adb`` priced by hand; anything else
+    ``floor(numpy optimal-path flops / 2)``. Only shapes reach numpy
+    (zero-stride arrays, nothing allocated)."""
+    equation = equation.replace(" ", "")
+    letters = OrderedDict((k, 0) for k in equation if k.isalpha()).keys()
+    equation = equation.translate({ord(x): 97 + i for i, x in enumerate(letters)})
+    if equation == "abc,abd->acd":
+        n, c, t = shapes[0]
+        return n * c * t * shapes[-1][-1]
+    if equation == "abc,adc->adb":
+        n, t, g = shapes[0]
+        return n * t * g * shapes[-1][1]
+    arrays = [np.lib.stride_tricks.as_strided(np.zeros(1), shape=s, strides=(0,) * len(s)) for s in shapes]
+    report = np.einsum_path(equation, *arrays, optimize="optimal")[1]
+    for line in report.split("\n"):
+        if "optimized flop" in line.lower():
+            return int(np.floor(float(line.split(":")[-1]) / 2))
+    raise NotImplementedError(f"numpy gave no flop estimate for {equation!r}")
+
+
+@event_counter("fvcore.einsum")
+def einsum(e: OpEvent) -> int:
+    """fvcore ``einsum_flop_jit`` from a ``py:torch.einsum`` call (:func:`einsum_macs`)."""
+    equation = call_arg(e, 0, "equation")
+    return einsum_macs(str(equation), list(e.input_shapes))
+
+
+@event_counter("fvcore.conv")
+def conv(e: OpEvent) -> int:
+    """fvcore ``conv_flop_jit`` from a ``py:torch.nn.functional.convNd`` call:
+    ``N * prod(w.shape) * prod(y.shape[2:])`` (an unbatched input counts as
+    ``N = 1``); 0 when ``padding`` is a string (``aten::_convolution_mode``)."""
+    if isinstance(call_arg(e, 4, "padding", 0), str):
+        return 0
+    x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
+    if len(x) == len(w):
+        return x[0] * _numel(w) * _numel(y[2:])
+    return _numel(w) * _numel(y[1:])
+
+
+@event_counter("fvcore.in_numel")
+def in_numel(e: OpEvent) -> int:
+    """fvcore ``elementwise_flop_counter(1, 0)`` (adaptive average pooling):
+    one per input element."""
+    return _numel(e.input_shapes[0])
+
+
+def _py(path: str) -> str:
+    return PATCHED_CALL_PREFIX + path
+
+
+def _priced_calls(paths: tuple[str, ...], counter: str, reason: str, kind: str = "rule") -> tuple[EventRule, ...]:
+    """Ops inside calls of ``paths`` count 0; the ``py:`` call events are priced
+    by ``counter``. Both book to ``reason``, so the report shows their net."""
+    inner = tuple(EventRule("zero", patched=p, reason=reason, kind=kind) for p in paths)
+    calls = tuple(EventRule(counter, op=_py(p), reason=reason, kind=kind) for p in paths)
+    return inner + calls
+
+
+FVCORE = Ruleset(
+    name="fvcore",
+    unit="MAC",
+    description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
+    "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
+    patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS,
+    event_rules=(
+        EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
+                  kind=_UNSUPPORTED),
+        EventRule("zero", autograd_function=True,
+                  reason="custom autograd.Function: one opaque prim::PythonOp in fvcore's trace", kind=_UNSUPPORTED),
+        *_priced_calls(MATMUL_CALLS, "fvcore.matmul", _R_MATMUL),
+        *_priced_calls(EINSUM_CALLS, "fvcore.einsum", _R_EINSUM),
+        *_priced_calls(CONV_CALLS, "fvcore.conv", _R_CONV, _UNSUPPORTED),
+        *_priced_calls(POOL_CALLS, "fvcore.in_numel", _R_POOL),
+        *_priced_calls(ZERO_CALLS, "zero", _R_POOL1D, _UNSUPPORTED),
+        *_priced_calls(INSTANCE_NORM_CALLS, "fvcore.instance_norm", _R_NORM),
+        *(EventRule("zero", module_type=m, reason=_R_RNN, kind=_UNSUPPORTED) for m in ("LSTM", "GRU", "RNN")),
+        *(EventRule("macs", op=op, reason="matmul/linear/conv MACs, no bias")
+          for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.linear", "aten.matmul")),
+        EventRule("macs", category=Category.CONV, reason="matmul/linear/conv MACs, no bias"),
+        EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv...)",
+                  kind=_UNSUPPORTED),
+        EventRule("zero", category=Category.ATTENTION,
+                  reason="fused attention (scaled_dot_product_attention) has no fvcore handle", kind=_UNSUPPORTED),
+        EventRule("zero", category=Category.RNN, reason=_R_RNN, kind=_UNSUPPORTED),
+        *(EventRule("fvcore.batch_norm", op=op, reason=_R_BN)
+          for op in ("aten.native_batch_norm", "aten._native_batch_norm_legit_no_training",
+                     "aten._native_batch_norm_legit", "aten.cudnn_batch_norm", "aten.miopen_batch_norm",
+                     "aten._batch_norm_with_update", "aten._batch_norm_no_update")),
+        EventRule("fvcore.norm", op="aten.native_layer_norm", reason=_R_NORM),
+        EventRule("fvcore.norm", op="aten.native_group_norm", reason=_R_NORM),
+        EventRule("out_numel", op="aten.upsample_nearest2d", reason="nearest upsampling = 1 per output element"),
+        EventRule("fvcore.4*out_numel", op="aten.upsample_bilinear2d",
+                  reason="bilinear upsampling = 4 per output element"),
+        *(EventRule("fvcore.4*out_numel", op=op, reason="grid_sample = 4 per output element")
+          for op in ("aten.grid_sampler_2d", "aten.grid_sampler_3d", "aten.cudnn_grid_sampler",
+                     "aten._grid_sampler_2d_cpu_fallback")),
+        EventRule("fvcore.in_numel", op="aten._adaptive_avg_pool2d", reason=_R_POOL),
+        EventRule("fvcore.in_numel", op="aten.adaptive_avg_pool2d", reason=_R_POOL),
+    ),
+    default="zero",
+    grad_enabled=True,
+)
+register_ruleset(FVCORE)
+
+#: zoo case id -> why this ruleset cannot predict fvcore there.
+KNOWN_DIVERGENCES: dict[str, str] = {}

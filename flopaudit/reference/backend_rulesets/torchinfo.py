@@ -1,0 +1,95 @@
+"""torchinfo's ``summary`` "Mult-Adds" (torchinfo 1.8.0) as a ruleset.
+
+torchinfo never looks at the operators a module runs: its forward hooks
+record each *called* module's output size, and ``LayerInfo.calculate_macs``
+(``torchinfo/layer_info.py``) multiplies the module's parameter counts by a
+slice of that output shape ``y``; ``ModelStatistics`` sums ``macs`` over
+*leaf* layers only (``torchinfo/model_statistics.py``).
+
+Which recording: torchinfo runs the forward under ``torch.no_grad()``
+(``torchinfo/torchinfo.py`` ``forward_pass``) but with a forward hook on every
+module, and ``nn.TransformerEncoderLayer`` refuses its fused eval path when
+any of its modules has hooks, so its sub-layers are called. The reference
+records with *global* hooks, which keep that fused path under ``no_grad``;
+the recording made with autograd on does not take it either, and leaf
+modules' output shapes do not depend on the grad mode, so the ruleset reads
+that one (``grad_enabled=True``).
+# NB: the stand-in differs where a model branches on the grad mode in a way
+# hooks do not: ``nn.TransformerEncoder`` with a ``src_key_padding_mask``
+# converts its input to a nested tensor under ``no_grad`` (hooks or not).
+
+One module rule prices every leaf module call (and suppresses the operators
+inside it); everything outside leaf modules (functional ops in a
+``forward``, the work of a non-leaf module with its own parameters such as
+``nn.MultiheadAttention``) counts 0. See :func:`leaf_macs` for the formula.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
+
+
+def leaf_macs(class_name: str, params: Sequence[tuple[str, tuple[int, ...]]], out: Sequence[int]) -> int:
+    """``LayerInfo.calculate_macs`` for one call: parameters named ``weight``
+    or ``bias`` count ``numel * y[0] * prod(y[2:])`` in a module whose class
+    name contains ``"Conv"`` (bias included; transposed convolutions priced
+    by their *output* size) and ``numel * y[0]`` elsewhere (Linear: the middle
+    dims of a 3-D input are ignored; norms: ``N * 2C``; Embedding: ``N * V *
+    E``); other parameters whose name contains ``weight``/``bias`` (RNN
+    ``weight_ih_l0``...) count ``numel * y[0] * y[1]``; parameter-free
+    modules and other parameter names count 0. ``y`` is the output shape.
+    """
+    total = 0
+    for name, shape in params:
+        n = math.prod(shape)
+        if name in ("weight", "bias"):
+            if "Conv" in class_name:
+                total += n * math.prod(list(out[:1]) + list(out[2:]))
+            else:
+                total += out[0] * n
+        elif "weight" in name or "bias" in name:
+            total += math.prod(out[:2]) * n
+    return total
+
+
+@module_counter("torchinfo.leaf")
+def leaf(call: ModuleCall) -> int:
+    """torchinfo's Mult-Adds of one leaf module call (:func:`leaf_macs`).
+
+    ``y`` is the shape of the first tensor of the output, as torchinfo's
+    ``calculate_size`` takes it for a tensor, a tuple/list (its first
+    element) or a ``PackedSequence`` (its ``data``).
+    # NB: for a dict output torchinfo takes the *last* value; pruned weights
+    # (``weight_orig`` + mask) are counted by the mask's ones there; a module
+    # whose output holds no tensor makes torchinfo fail. None of these is
+    # reproduced here (the record has only the flattened output shapes).
+    """
+    if not call.param_shapes:
+        return 0
+    out = call.output_shapes[0] if call.output_shapes else ()
+    if not out:
+        return 0
+    return leaf_macs(call.module_type, call.param_shapes, out)
+
+
+TORCHINFO = Ruleset(
+    name="torchinfo",
+    unit="MAC",
+    description="torchinfo summary Mult-Adds: for each called leaf module, its weight/bias parameter counts x "
+    "the output's batch dim (x output spatial size for Conv classes, x the sequence dim for RNN weights); "
+    "functional ops and non-leaf modules 0.",
+    module_rules=(
+        ModuleRule("*", "torchinfo.leaf", in_leaf=True,
+                   reason="leaf modules priced as parameters x output batch (x spatial for Conv), bias included"),
+    ),
+    default="zero",
+    grad_enabled=True,
+)
+register_ruleset(TORCHINFO)
+
+#: zoo case id -> why this ruleset cannot predict torchinfo there.
+KNOWN_DIVERGENCES: dict[str, str] = {}
