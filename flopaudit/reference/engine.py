@@ -447,11 +447,17 @@ def _resolve(path: str) -> tuple[Any, str]:
 @contextlib.contextmanager
 def _patched(recorder: _Recorder, paths: Sequence[str]) -> Iterator[None]:
     """Replace each callable in ``paths`` by a wrapper recording its calls;
-    put every one back (an inherited attribute is deleted again) on exit."""
+    put every one back (an inherited attribute is deleted again) on exit.
+    A path that does not resolve in this torch version is skipped with a note
+    (a backend cannot patch it either)."""
     saved: list[tuple[Any, str, bool, Any]] = []
     try:
         for path in dict.fromkeys(paths):
-            owner, attr = _resolve(path)
+            try:
+                owner, attr = _resolve(path)
+            except (ImportError, AttributeError) as exc:
+                recorder.rec.notes.append(str(exc))
+                continue
             original = getattr(owner, attr)
             saved.append((owner, attr, attr in vars(owner), original))
             setattr(owner, attr, _wrapper(recorder, path, original))
