@@ -274,3 +274,8 @@ def test_record_patch_records_calls_and_restores() -> None:
 def test_record_without_patch_has_no_call_events() -> None:
     rec = record(nn.ReLU(), (torch.randn(2, 8),))
     assert not [e for e in rec.events if e.op.startswith("py:")]
+
+
+def test_record_patch_skips_a_missing_function_with_a_note() -> None:
+    rec = record(nn.ReLU(), (torch.randn(2, 8),), patch=["torch.nn.functional.no_such_function"])
+    assert any("no_such_function" in note for note in rec.notes)
