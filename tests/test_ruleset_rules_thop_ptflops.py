@@ -176,6 +176,14 @@ def test_ptflops_pytorch_counts_patched_calls_not_operators() -> None:
     assert predicted("ptflops-pytorch", model, torch.randn(4, 32)) == 2 * (4 * 32 * 24) + 4 * 24
 
 
+def test_ptflops_pytorch_patched_call_books_one_cause() -> None:
+    w = torch.randn(32, 24)
+    prediction = _prediction("ptflops-pytorch", Lambda(lambda self, x: torch.matmul(x, w)), torch.randn(4, 32))
+    assert prediction.macs == 4 * 32 * 24
+    # the call's count replaces its aten.mm: no "missed functional" / "patched" pair that cancels out
+    assert prediction.contributions == ()
+
+
 def test_ptflops_pytorch_elementwise_aligns_from_the_left() -> None:
     model = Lambda(lambda self, a, b: torch.add(a, b))
     # (2, 3) + (3,): dims aligned from the left: max(2, 3) * max(3, 1) = 9, not the broadcast 6

@@ -382,21 +382,27 @@ PATCHED_FUNCTIONS: tuple[str, ...] = (
 )
 
 
-def _call_rules(paths: Sequence[str], count: str, reason: str) -> tuple[EventRule, ...]:
-    return tuple(EventRule(count, op=PATCHED_CALL_PREFIX + p, reason=reason) for p in paths)
-
+#: (patched callables, call counter, reason): one family of ptflops' functional counters each.
+_CALL_FAMILIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (tuple(_F + f for f in _NUMEL_FUNCTIONS), "ptflops.call_numel",
+     "patched F.relu/gelu/silu/elu/prelu/relu6 = 1 per input element"),
+    (tuple(_F + f for f in _POOL_FUNCTIONS), "ptflops.call_numel", "patched F pools = 1 per input element"),
+    ((_F + "softmax",), "ptflops.call_numel", "patched F.softmax = 1 per element"),
+    ((_F + "upsample", _F + "interpolate"), "ptflops.call_interpolate",
+     "patched F.interpolate = output size from size/scale_factor"),
+    (_MATMUL_FUNCTIONS, "ptflops.call_matmul", "patched torch/Tensor matmul, mm, bmm = prod(a.shape)·b[-1]"),
+    (_ADDMM_FUNCTIONS, "ptflops.call_addmm", "patched addmm/baddbmm = prod(mat1)·mat2[-1] + numel(input)"),
+    (_ELEMENTWISE_FUNCTIONS, "ptflops.call_elementwise",
+     "patched torch/Tensor add, mul = 1 per element (shapes aligned from the left)"),
+)
 
 EVENT_RULES: tuple[EventRule, ...] = (
-    *_call_rules([_F + f for f in _NUMEL_FUNCTIONS], "ptflops.call_numel",
-                 "patched F.relu/gelu/silu/elu/prelu/relu6 = 1 per input element"),
-    *_call_rules([_F + f for f in _POOL_FUNCTIONS], "ptflops.call_numel", "patched F pools = 1 per input element"),
-    *_call_rules([_F + "softmax"], "ptflops.call_numel", "patched F.softmax = 1 per element"),
-    *_call_rules([_F + "upsample", _F + "interpolate"], "ptflops.call_interpolate",
-                 "patched F.interpolate = output size from size/scale_factor"),
-    *_call_rules(_MATMUL_FUNCTIONS, "ptflops.call_matmul", "patched torch/Tensor matmul, mm, bmm = prod(a.shape)·b[-1]"),
-    *_call_rules(_ADDMM_FUNCTIONS, "ptflops.call_addmm", "patched addmm/baddbmm = prod(mat1)·mat2[-1] + numel(input)"),
-    *_call_rules(_ELEMENTWISE_FUNCTIONS, "ptflops.call_elementwise",
-                 "patched torch/Tensor add, mul = 1 per element (shapes aligned from the left)"),
+    # Each patched call is priced by its ``py:`` event ...
+    *(EventRule(count, op=PATCHED_CALL_PREFIX + p, reason=reason)
+      for paths, count, reason in _CALL_FAMILIES for p in paths),
+    # ... and the operators it dispatches count 0 under the same reason, so
+    # the report books the call's count minus their canonical MACs as one cause.
+    *(EventRule("zero", patched=p, reason=reason) for paths, _count, reason in _CALL_FAMILIES for p in paths),
     EventRule("zero", module_type="MultiheadAttention",
               reason="MultiheadAttention's own ops replaced by its hook formula"),
 )
