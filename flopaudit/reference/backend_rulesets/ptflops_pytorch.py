@@ -18,7 +18,9 @@ independent ways during one forward with autograd on, after ``model.eval()``:
   function taken before the patch are not seen. Reproduced exactly: the
   ruleset lists the same callables in ``patched_functions``, so the
   reference records its pass with them wrapped, and every call is an event
-  ``py:<path>`` priced by the event rules below.
+  ``py:<path>`` priced by the event rules below; the operators a patched
+  call dispatches count 0 under the same reason, so the report shows one
+  cause per patched function (its count minus their canonical MACs).
 
 The adapter reports ``module_total + functional_total``, both whole-batch
 (it undoes ptflops' division of the module part by the batch counter), so
