@@ -18,10 +18,13 @@ that one (``grad_enabled=True``).
 # hooks do not: ``nn.TransformerEncoder`` with a ``src_key_padding_mask``
 # converts its input to a nested tensor under ``no_grad`` (hooks or not).
 
-One module rule prices every leaf module call (and suppresses the operators
-inside it); everything outside leaf modules (functional ops in a
-``forward``, the work of a non-leaf module with its own parameters such as
-``nn.MultiheadAttention``) counts 0. See :func:`leaf_macs` for the formula.
+Every leaf module call is priced by :func:`leaf_macs` (the operators inside
+it are not counted again); the rules only differ by the reason they give the
+report, per module family (:data:`FAMILIES`), with a catch-all for other
+leaves. Everything outside leaf modules counts 0: functional ops in a
+``forward`` (reported as missed functional ops) and the work of
+``nn.MultiheadAttention``, a non-leaf module whose ``out_proj`` child is never
+called (its own rule, so the report names it).
 """
 
 from __future__ import annotations
@@ -76,6 +79,23 @@ def leaf(call: ModuleCall) -> int:
     return leaf_macs(call.module_type, call.param_shapes, out)
 
 
+#: Reasons by module family; every family is priced by the same counter
+#: (:func:`leaf`), the reason only names the effect in the report.
+FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Conv = parameters x output positions: bias counted", ("Conv1d", "Conv2d", "Conv3d")),
+    ("ConvTranspose priced by output size as if direct, bias counted",
+     ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")),
+    ("Linear = y.shape[0] x parameters: bias counted, middle dims of N-d input ignored",
+     ("Linear", "NonDynamicallyQuantizableLinear", "Bilinear")),
+    ("norms = y.shape[0] x affine parameters (2C per sample)",
+     ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm1d",
+      "InstanceNorm2d", "InstanceNorm3d", "RMSNorm", "LocalResponseNorm")),
+    ("Embedding = y.shape[0] x vocabulary x width (parameter count)", ("Embedding", "EmbeddingBag")),
+    ("LSTM/GRU/RNN = y.shape[0] x y.shape[1] x all weights and biases",
+     ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell")),
+)
+_OTHER_LEAVES = "other leaf modules priced from their weight/bias parameters, not from the ops they run"
+
 TORCHINFO = Ruleset(
     name="torchinfo",
     unit="MAC",
@@ -83,8 +103,12 @@ TORCHINFO = Ruleset(
     "the output's batch dim (x output spatial size for Conv classes, x the sequence dim for RNN weights); "
     "functional ops and non-leaf modules 0.",
     module_rules=(
-        ModuleRule("*", "torchinfo.leaf", in_leaf=True,
-                   reason="leaf modules priced as parameters x output batch (x spatial for Conv), bias included"),
+        *(ModuleRule(cls, "torchinfo.leaf", in_leaf=True, reason=reason) for reason, classes in FAMILIES
+          for cls in classes),
+        ModuleRule("*", "torchinfo.leaf", in_leaf=True, reason=_OTHER_LEAVES),
+        # Not a leaf (out_proj is a child, never called): its work is functional ops, counted 0.
+        ModuleRule("MultiheadAttention", "zero", in_leaf=False, kind="unsupported",
+                   reason="MultiheadAttention counted 0: not a leaf, its projections and attention are functional"),
     ),
     default="zero",
     grad_enabled=True,
