@@ -194,6 +194,25 @@ def test_meta_counts_a_model_bigger_than_memory() -> None:
     assert run.cases[0].forward_s is None and run.cases[0].inputs == "(2x100000)"
 
 
+class WidthFromTensor(nn.Module):
+    """Derives its width from tensor values in __init__ (like torchvision's RegNet): no build on meta."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        width = int(torch.tensor([6.0]).mul(2).round().tolist()[0])  # 12
+        self.fc = nn.Linear(8, width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def test_meta_falls_back_to_empty_weights_for_value_reading_constructors() -> None:
+    case = ModelCase("width-from-tensor", WidthFromTensor, tensor_inputs(3, 8))
+    (r,) = run_audit([case], ["reference"], meta=True, jobs=1).results
+    assert r.status is Status.OK and r.macs == 3 * 8 * 12
+    assert any("built with empty_weights()" in w for w in r.warnings)
+
+
 def test_meta_needs_a_forward_that_reads_no_values() -> None:
     run = run_audit([CaseRef("data-dependent-branch")], ["reference"], meta=True, jobs=1)
     (r,) = run.results
