@@ -139,6 +139,14 @@ def closed_form_macs(cfg: LlamaConfig, batch: int, seq: int) -> int:
 
 
 def peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM); ru_maxrss can carry a parent's peak over."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -64,14 +64,27 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
     return flat.view(torch.uint8).numpy().tobytes()
 
 
-def fingerprint(model: nn.Module) -> ModelFingerprint:
-    """Take a :class:`ModelFingerprint` of ``model`` (hashes all tensor bytes)."""
+def _tensor_identity(t: torch.Tensor) -> bytes:
+    # NB: an in-place update through the dispatcher (running statistics, add_,
+    # copy_) bumps the version counter; a write through ``.data`` does not.
+    return repr((t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device))).encode()
+
+
+def fingerprint(model: nn.Module, exact: bool = True) -> ModelFingerprint:
+    """Take a :class:`ModelFingerprint` of ``model``.
+
+    ``exact`` hashes every tensor's bytes. Without it, tensors are identified
+    by storage address and version counter, which is far cheaper and catches
+    replaced tensors and in-place updates (used for the side-effect report on
+    the copy a backend counts; the user's model is protected by the copy).
+    """
     digest = hashlib.blake2b(digest_size=16)
     state = model.state_dict(keep_vars=True)
+    tensor_key = _tensor_bytes if exact else _tensor_identity
     for key, value in state.items():
         digest.update(key.encode())
         if isinstance(value, torch.Tensor):
-            digest.update(_tensor_bytes(value))
+            digest.update(tensor_key(value))
     hooks: list[tuple[str, str, int]] = []
     training: list[tuple[str, bool]] = []
     attributes: list[tuple[str, tuple[str, ...]]] = []

@@ -109,11 +109,11 @@ class Adapter(ABC):
         caught: list[warnings.WarningMessage] = []
         try:
             work = copy.deepcopy(model)
-            before = fingerprint(work)
+            before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 raw = self._count(work, inputs)
-            side_effects = fingerprint_diff(before, fingerprint(work))
+            side_effects = fingerprint_diff(before, fingerprint(work, exact=False))
         except NotApplicable as exc:
             return CountResult(
                 status=Status.NOT_APPLICABLE, error=str(exc), elapsed_s=time.perf_counter() - start, **base
