@@ -24,11 +24,13 @@ made with the Python entry points wrapped (``patched_functions``) and the
   b.shape[-1]`` (``matmul_flop_jit``): a batch that only the second operand
   carries is missed.
 * ``torch.einsum``: numpy's optimal-path flop estimate / 2, floored
-  (``einsum_flop_jit``), except two equations fvcore prices by hand; equal to
+  (``einsum_flop_jit``), except two equations fvcore prices by hand; about
   the MACs for two-operand contractions that sum an index, not for outer
-  products or longer chains (numpy's path is not torch's).
-* ``F.conv1d/2d/3d`` (or ``torch.conv1d/2d/3d``) with a string ``padding`` (``"same"``, ``"valid"``)
-  is traced as ``aten::_convolution_mode``, which has no handle: 0.
+  products or longer chains (numpy's path is not torch's), and rounded to 4
+  significant digits (fvcore parses numpy's printed ``%.3e`` report).
+* ``F.conv1d/2d/3d`` (or ``torch.conv1d/2d/3d``) with a string ``padding``
+  (``"same"``, ``"valid"``) is traced as ``aten::_convolution_mode``, which
+  has no handle: 0.
 * ``baddbmm``, ``mv``, ``dot``, ``addbmm``... and fused attention kernels
   (``scaled_dot_product_attention``) have no handle: 0, listed as unsupported.
 * ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` are one ``aten::lstm``/``gru``/
