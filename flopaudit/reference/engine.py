@@ -57,6 +57,33 @@ from flopaudit.reference.registry import Category, Cost, bind, formula_name, loo
 aten = torch.ops.aten
 
 #: Metadata queries that are not operator calls worth recording.
+def _meta_batch_norm(args: Any, kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the batch-norm meta kernels return, built directly.
+
+    # NB: torch's meta batch norm runs a Python decomposition that takes most
+    # of a meta-device count of a conv net; the shapes are trivial: the output
+    # is like the input, the saved statistics are (C,) in at least float32.
+    """
+    x = args[0]
+    stat = torch.empty((x.shape[1] if x.dim() > 1 else x.shape[0],),
+                       dtype=torch.promote_types(x.dtype, torch.float32), device="meta")
+    return torch.empty_like(x), stat, torch.empty_like(stat)
+
+
+#: Ops whose meta kernels are slow but whose outputs are simple to build;
+#: used only when every tensor argument is on the meta device.
+_META_SHORTCUTS: dict[Any, Any] = {
+    aten._native_batch_norm_legit_no_training.default: _meta_batch_norm,
+    aten._native_batch_norm_legit.default: _meta_batch_norm,
+    aten.native_batch_norm.default: _meta_batch_norm,
+}
+
+
+def _all_meta(args: Any, kwargs: Any) -> bool:
+    tensors = list(iter_tensors((args, kwargs)))
+    return bool(tensors) and all(t.device.type == "meta" for t in tensors)
+
+
 _SKIP = {
     aten.sym_is_contiguous.default,
     aten.is_contiguous.default,
@@ -515,7 +542,11 @@ class _Mode(TorchDispatchMode):
             traced = self._trace_python_body(func, args, kwargs, in_shapes, read)
             if traced is not _NOT_TRACED:
                 return traced
-        out = func(*args, **kwargs)
+        shortcut = _META_SHORTCUTS.get(func)
+        if shortcut is not None and _all_meta(args, kwargs):
+            out = shortcut(args, kwargs)
+        else:
+            out = func(*args, **kwargs)
         if not in_shapes and lookup(func) is None and next(iter_tensors(out), None) is None:
             return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
         rec.op_event(func, args, kwargs, out, in_shapes, read)
