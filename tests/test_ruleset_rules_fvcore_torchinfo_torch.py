@@ -125,6 +125,8 @@ FVCORE_CASES = {
     # numpy's estimate 2 * 7*13*11*19 = 38038 (numpy 2 adds 1) is printed 3.804e+04, which fvcore parses
     "einsum-flops-to-4-digits": (lambda: Call(lambda s, a, b: torch.einsum("bij,bjk->bik", a, b)),
                                  (torch.randn(7, 13, 11), torch.randn(7, 11, 19)), 3804 * 10 // 2),
+    "einsum-sublist-format": (lambda: Call(lambda s, a, b, c: torch.einsum(a, [0, 1], b, [1, 2], c, [2, 3], [0, 3])),
+                              (torch.randn(5, 6), torch.randn(6, 7), torch.randn(7, 3)), 6 * 7 * 3 + 5 * 6 * 3),
     "einsum-attention-scores": (lambda: Call(lambda s, q, k: torch.einsum("bhqd,bhkd->bhqk", q, k)),
                                 (torch.randn(2, 3, 5, 4), torch.randn(2, 3, 6, 4)), 2 * 3 * 5 * 6 * 4),
     "baddbmm-unsupported": (lambda: Call(lambda s, c, a, b: torch.baddbmm(c, a, b)),

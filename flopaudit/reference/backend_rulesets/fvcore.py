@@ -176,11 +176,40 @@ def einsum_macs(equation: str, shapes: list[tuple[int, ...]]) -> int:
     raise NotImplementedError(f"numpy gave no flop estimate for {equation!r}")
 
 
+def _subscripts(sublist: Any) -> str:
+    """torch's ``parse_subscript`` for the sublist format: 0-25 -> A-Z, 26-51 -> a-z."""
+    return "".join(chr(ord("A") + n) if n < 26 else chr(ord("a") + n - 26) for n in sublist)
+
+
+def einsum_equation(e: OpEvent) -> str | None:
+    """The equation of a ``py:torch.einsum`` call, rebuilt as torch does for the
+    sublist format ``einsum(a, [0, 1], b, [1, 2], [0, 2])``; None if it cannot
+    be (a sublist with ``...`` is not recorded)."""
+    args = [v for k, v in e.op_args if k.startswith("#")]
+    if args and isinstance(args[0], str):
+        return args[0]
+    if not args or not isinstance(args[0], TensorArg):
+        return None
+    sublists = args[1::2] + (args[-1:] if len(args) % 2 == 1 else [])
+    if not all(isinstance(x, tuple) and all(isinstance(n, int) for n in x) for x in sublists):
+        return None
+    equation = ",".join(_subscripts(x) for x in args[1::2])
+    return equation + ("->" + _subscripts(args[-1]) if len(args) % 2 == 1 else "")
+
+
 @event_counter("fvcore.einsum")
 def einsum(e: OpEvent) -> int:
-    """fvcore ``einsum_flop_jit`` from a ``py:torch.einsum`` call (:func:`einsum_macs`)."""
-    equation = call_arg(e, 0, "equation")
-    return einsum_macs(str(equation), list(e.input_shapes))
+    """fvcore ``einsum_flop_jit`` from a ``py:torch.einsum`` call (:func:`einsum_macs`).
+    # NB: an equation that cannot be rebuilt (sublists with ``...``) or that
+    # numpy cannot plan (where fvcore itself fails) is priced 0.
+    """
+    equation = einsum_equation(e)
+    if equation is None:
+        return 0
+    try:
+        return einsum_macs(equation, list(e.input_shapes))
+    except (ValueError, TypeError, IndexError, NotImplementedError):
+        return 0
 
 
 @event_counter("fvcore.conv")
