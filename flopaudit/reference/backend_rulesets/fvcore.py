@@ -150,6 +150,8 @@ def matmul(e: OpEvent) -> int:
     ``prod(a.shape) * b.shape[-1]``.
     # NB: fvcore raises on ``matrix @ vector``; priced here as ``prod(a.shape)``.
     """
+    if len(e.input_shapes) < 2:
+        return 0
     a, b = e.input_shapes[0], e.input_shapes[1]
     return _numel(a) * (b[-1] if len(b) >= 2 else 1)
 
@@ -217,7 +219,7 @@ def conv(e: OpEvent) -> int:
     """fvcore ``conv_flop_jit`` from a ``py:torch.nn.functional.convNd`` call:
     ``N * prod(w.shape) * prod(y.shape[2:])`` (an unbatched input counts as
     ``N = 1``); 0 when ``padding`` is a string (``aten::_convolution_mode``)."""
-    if isinstance(call_arg(e, 4, "padding", 0), str):
+    if isinstance(call_arg(e, 4, "padding", 0), str) or len(e.input_shapes) < 2 or not e.output_shapes:
         return 0
     x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
     if len(x) == len(w):
@@ -229,7 +231,7 @@ def conv(e: OpEvent) -> int:
 def in_numel(e: OpEvent) -> int:
     """fvcore ``elementwise_flop_counter(1, 0)`` (adaptive average pooling):
     one per input element."""
-    return _numel(e.input_shapes[0])
+    return _numel(e.input_shapes[0]) if e.input_shapes else 0
 
 
 def _py(path: str) -> str:
