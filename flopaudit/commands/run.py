@@ -149,4 +149,18 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
         for r in problems:
             first = (r.error or "").strip().splitlines()[0] if r.error else ""
             lines.append(f"{r.model} / {r.backend}: {r.status.value}: {first}")
+    if any(r.backend == "reference" and r.ok for r in run.results):
+        lines += ["", explanation_summary(run)]
     return "\n".join(lines)
+
+
+def explanation_summary(run: AuditRun) -> str:
+    """One line per classification: how many cells, so users know where to look."""
+    from collections import Counter
+
+    from flopaudit.reports import CLASSIFICATIONS, build_report
+
+    counts = Counter(c.classification for c in build_report(run).cells)
+    parts = [f"{name} {counts[name]}" for name in CLASSIFICATIONS if counts[name]]
+    return ("cells: " + ", ".join(parts) + ". Causes per cell: report.md, or "
+            "'flopaudit explain MODEL --backend BACKEND'.")
