@@ -21,7 +21,7 @@ COMMANDS = ("run", "backends", "zoo", "report", "explain", "snapshot", "check", 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(message if self.prog == "flopaudit" else f"{self.prog}: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
