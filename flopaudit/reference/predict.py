@@ -28,7 +28,7 @@ from typing import Sequence
 
 from flopaudit.records import RuleContribution, RulesetPrediction, breakdown
 from flopaudit.reference.engine import ModuleCall, OpEvent
-from flopaudit.reference.rulesets import EVENT_COUNTERS, MODULE_COUNTERS, Ruleset
+from flopaudit.reference.rulesets import EVENT_COUNTERS, MODULE_COUNTERS, Ruleset, priced_calls
 
 _LAYERS_KEPT = 8
 
@@ -74,24 +74,11 @@ def predict(
             layers[key][path] += delta
 
     covered = [False] * len(events)
-    suppressing: set[int] = set()
-    for i, call in enumerate(calls):
-        ancestor, inside = call.parent, False
-        while ancestor >= 0:
-            if ancestor in suppressing:
-                inside = True
-                break
-            ancestor = calls[ancestor].parent
-        rule = None if inside else ruleset.module_rule(call)
-        if rule is None:
-            continue
+    for call, rule, inner in priced_calls(calls, ruleset):
         canonical = 0
-        if rule.suppress_inner:
-            suppressing.add(i)
-            start, stop = call.events
-            for j in range(start, stop):
-                covered[j] = True
-                canonical += events[j].macs
+        for j in inner:
+            covered[j] = True
+            canonical += events[j].macs
         reason = rule.reason or f"{call.module_type} priced by module rule {rule.count!r}"
         book((rule.kind, reason), MODULE_COUNTERS[rule.count](call), canonical, call.path, call.stack)
     for j, e in enumerate(events):

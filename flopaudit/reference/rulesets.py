@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.registry import CONTRACTION_CATEGORIES, Category
@@ -86,8 +86,27 @@ def module_counter(name: str) -> Callable[[ModuleCounter], ModuleCounter]:
     return decorator
 
 
-def _numel(shape: Sequence[int]) -> int:
+def numel(shape: Sequence[int]) -> int:
+    """Number of elements of a tensor of ``shape``."""
     return int(math.prod(shape))
+
+
+_numel = numel
+
+
+def class_path(cls: type) -> str:
+    """``nn.Conv2d -> "torch.nn.modules.conv.Conv2d"`` (how ModuleCall.module_class spells it)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def first_in(call: ModuleCall) -> tuple[int, ...]:
+    """Shape of a module call's first tensor input (hook counters' ``input[0]``)."""
+    return call.input_shapes[0] if call.input_shapes else ()
+
+
+def first_out(call: ModuleCall) -> tuple[int, ...]:
+    """Shape of a module call's first tensor output (hook counters' ``output``)."""
+    return call.output_shapes[0] if call.output_shapes else ()
 
 
 @event_counter("zero")
@@ -313,6 +332,36 @@ class RulesetTotals:
     per_category: dict[str, int] = field(default_factory=dict)
 
 
+def priced_calls(
+    calls: Sequence[ModuleCall], ruleset: Ruleset
+) -> Iterator[tuple[ModuleCall, ModuleRule, range]]:
+    """Module calls priced by ``ruleset``'s module rules, in call order.
+
+    Yields each call with its rule and the indices of the events it covers
+    (empty unless the rule suppresses its inner ops). A call nested in a call
+    already priced by a suppressing rule is skipped, as hook counters that
+    stop at a priced module do.
+    """
+    if not ruleset.module_rules:
+        return
+    suppressing: set[int] = set()
+    for i, call in enumerate(calls):
+        ancestor, inside = call.parent, False
+        while ancestor >= 0:
+            if ancestor in suppressing:
+                inside = True
+                break
+            ancestor = calls[ancestor].parent
+        rule = None if inside else ruleset.module_rule(call)
+        if rule is None:
+            continue
+        if rule.suppress_inner:
+            suppressing.add(i)
+            yield call, rule, range(*call.events)
+        else:
+            yield call, rule, range(0)
+
+
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
           batch_size: int | None = None) -> RulesetTotals:
     """Price ``events`` (and module ``calls``) under ``ruleset``."""
@@ -332,24 +381,10 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
         per_category[category] = per_category.get(category, 0) + n
 
     covered = [False] * len(events)
-    if ruleset.module_rules:
-        suppressing: set[int] = set()
-        for i, call in enumerate(calls):
-            ancestor, inside = call.parent, False
-            while ancestor >= 0:
-                if ancestor in suppressing:
-                    inside = True
-                    break
-                ancestor = calls[ancestor].parent
-            rule = None if inside else ruleset.module_rule(call)
-            if rule is None:
-                continue
-            add(MODULE_COUNTERS[rule.count](call), call.stack, f"module:{call.module_type}", "module")
-            if rule.suppress_inner:
-                suppressing.add(i)
-                start, stop = call.events
-                for j in range(start, stop):
-                    covered[j] = True
+    for call, rule, inner in priced_calls(calls, ruleset):
+        add(MODULE_COUNTERS[rule.count](call), call.stack, f"module:{call.module_type}", "module")
+        for j in inner:
+            covered[j] = True
     for j, e in enumerate(events):
         if not covered[j]:
             add(ruleset.count_event(e), e.module_stack, e.op, e.category.value if e.category else "unsupported")

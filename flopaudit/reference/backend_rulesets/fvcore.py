@@ -63,7 +63,6 @@ made with the Python entry points wrapped (``patched_functions``) and the
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any
 
@@ -72,6 +71,7 @@ import numpy as np
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
+from flopaudit.reference.rulesets import numel as _numel
 
 _UNSUPPORTED = "unsupported"
 
@@ -93,8 +93,6 @@ _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    return int(math.prod(shape))
 
 
 def has_tensor_arg(e: OpEvent, name: str) -> bool:

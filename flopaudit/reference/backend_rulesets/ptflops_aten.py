@@ -19,15 +19,9 @@ traces) count 0.
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
-
 from flopaudit.reference.engine import OpEvent
 from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
-
-
-def _numel(shape: Sequence[int]) -> int:
-    return int(math.prod(shape))
+from flopaudit.reference.rulesets import numel as _numel
 
 
 @event_counter("ptflops_aten.matmul")

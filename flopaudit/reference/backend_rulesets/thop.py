@@ -30,35 +30,19 @@ reference names it once, so such a model is under-predicted.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from flopaudit.reference.engine import ModuleCall
-from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
+from flopaudit.reference.rulesets import ModuleRule, Ruleset, class_path, module_counter, register_ruleset
+from flopaudit.reference.rulesets import first_in as _first_in
+from flopaudit.reference.rulesets import first_out as _first_out
+from flopaudit.reference.rulesets import numel as _numel
 
 Shape = tuple[int, ...]
 
-
-def class_path(cls: type) -> str:
-    """``nn.Conv2d -> "torch.nn.modules.conv.Conv2d"`` (how ModuleCall.module_class spells it)."""
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _numel(shape: Sequence[int]) -> int:
-    return int(math.prod(shape))
-
-
-def _first_in(call: ModuleCall) -> Shape:
-    """Shape of the module's first tensor input (thop's ``x[0]``)."""
-    return call.input_shapes[0] if call.input_shapes else ()
-
-
-def _first_out(call: ModuleCall) -> Shape:
-    """Shape of the module's first tensor output (thop's ``y``)."""
-    return call.output_shapes[0] if call.output_shapes else ()
 
 
 def _param(call: ModuleCall, name: str) -> Shape | None:
