@@ -50,6 +50,28 @@ class SmallConvNet(nn.Module):
         return self.fc(self.pool(self.act(self.bn(self.conv(x)))).flatten(1))
 
 
+class ConvBNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Linear(8, 10, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+class TwoInputLinearBias(nn.Module):
+    """Two positional inputs, two Linears with bias: a(16) -> 8, b(4) -> 8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_a = nn.Linear(16, 8)
+        self.fc_b = nn.Linear(4, 8)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.fc_a(a) + self.fc_b(b)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The result cache is on by default: keep tests out of ~/.cache."""

@@ -19,6 +19,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TwoInputLinearBias as TwoInputs
 from torch import nn
 
 from flopaudit.adapters import get_adapter
@@ -88,16 +89,6 @@ class LinearPlusMatmul(nn.Module):
 
 FC_16_8_BATCH4 = 4 * (16 * 8 + 8)
 MATMUL_4x8_8x8 = (4 * 8) * 8  # prod(a.shape) * b.shape[-1]
-
-
-class TwoInputs(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc_a = nn.Linear(16, 8)
-        self.fc_b = nn.Linear(4, 8)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.fc_a(a) + self.fc_b(b)
 
 
 class KeywordInput(TwoInputs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TwoInputLinearBias as TwoInputs
 from torch import nn
 
 from flopaudit.adapters import get_adapter
@@ -55,16 +56,6 @@ class LinearPlusMatmul(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.matmul(self.fc(x), self.w)
-
-
-class TwoInputs(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc_a = nn.Linear(16, 8)
-        self.fc_b = nn.Linear(4, 8)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.fc_a(a) + self.fc_b(b)
 
 
 class KeywordInput(nn.Module):

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ConvBNNet
+from conftest import TwoInputLinear as TwoInputs
 from torch import nn
 
 from flopaudit.adapters import get_adapter
@@ -37,16 +39,6 @@ class MatmulNet(nn.Module):
         return torch.einsum("nk,kj->nj", torch.matmul(self.fc(x), self.w) @ self.v, self.u)
 
 
-class TwoInputs(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fa = nn.Linear(16, 32, bias=False)
-        self.fb = nn.Linear(8, 32, bias=False)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.fa(a) + self.fb(b)
-
-
 class KeywordInputs(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -54,16 +46,6 @@ class KeywordInputs(nn.Module):
 
     def forward(self, x: torch.Tensor, *, scale: torch.Tensor, repeat: int = 1) -> torch.Tensor:
         return sum(self.fc(x * scale) for _ in range(repeat))
-
-
-class ConvBNNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.head = nn.Linear(8, 10, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean((2, 3)))
 
 
 class Attention(nn.Module):
