@@ -35,8 +35,8 @@ class ModelInputs:
 
     def tensors(self) -> Iterator[torch.Tensor]:
         """All tensors in args and kwargs, nested containers included."""
-        yield from _iter_tensors(self.args)
-        yield from _iter_tensors(tuple(self.kwargs.values()))
+        yield from iter_tensors(self.args)
+        yield from iter_tensors(tuple(self.kwargs.values()))
 
     @property
     def batch_size(self) -> int | None:
@@ -71,15 +71,16 @@ class ModelInputs:
         return "(" + ", ".join(parts) + ")"
 
 
-def _iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
+def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in ``obj``, depth first through tuples, lists and mappings."""
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (tuple, list)):
         for x in obj:
-            yield from _iter_tensors(x)
+            yield from iter_tensors(x)
     elif isinstance(obj, Mapping):
         for x in obj.values():
-            yield from _iter_tensors(x)
+            yield from iter_tensors(x)
 
 
 def _map_tensors(obj: Any, fn: Any) -> Any:

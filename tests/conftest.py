@@ -51,6 +51,8 @@ class SmallConvNet(nn.Module):
 
 
 class ConvBNNet(nn.Module):
+    """Conv (no bias) + BN + ReLU, spatial mean, Linear head: for train/eval checks."""
+
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.inputs import ModelInputs
+from flopaudit.inputs import ModelInputs, iter_tensors
 from flopaudit.records import Granularity, Unit
 
 _INNER = "model"
@@ -82,21 +82,9 @@ class BoundCall(nn.Module):
             args[slot] = t
         for key, t in zip(self._kwarg_slots, tensors[n:]):
             kwargs[key] = t
-        out = tuple(output_tensors(self.model(*args, **kwargs)))
+        out = tuple(iter_tensors(self.model(*args, **kwargs)))
         self.output_count = len(out)
         return out
-
-
-def output_tensors(obj: Any) -> Iterator[torch.Tensor]:
-    """The tensors in a model's output, depth first through tuples, lists and dicts."""
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (tuple, list)):
-        for x in obj:
-            yield from output_tensors(x)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            yield from output_tensors(x)
 
 
 def user_path(wrapped_name: str) -> str | None:

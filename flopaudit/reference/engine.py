@@ -51,6 +51,7 @@ from torch.nn.modules import module as _module_mod
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from flopaudit.inputs import iter_tensors
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.registry import Category, Cost, bind, formula_name, lookup, make_call
 
@@ -207,17 +208,6 @@ class Recording:
 
 # --------------------------------------------------------------------------
 # Tensor helpers (shapes and sizes only, never values).
-
-def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for x in obj:
-            yield from iter_tensors(x)
-    elif isinstance(obj, Mapping):
-        for x in obj.values():
-            yield from iter_tensors(x)
-
 
 def _shape(t: torch.Tensor) -> Shape:
     try:
