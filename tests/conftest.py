@@ -74,6 +74,33 @@ class TwoInputLinearBias(nn.Module):
         return self.fc_a(a) + self.fc_b(b)
 
 
+class MatmulNet(nn.Module):
+    """Linear, then ``torch.matmul`` and ``@`` against a weight in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 32, bias=False)
+        self.w = nn.Parameter(torch.randn(32, 8))
+        self.v = nn.Parameter(torch.randn(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.fc(x), self.w) @ self.v
+
+
+class SmallCNN(nn.Module):
+    """conv(3->8, 3x3, pad 1) -> ReLU -> maxpool 2 -> flatten -> linear(8*4*4 -> 10), input N x 3 x 8 x 8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The result cache is on by default: keep tests out of ~/.cache."""

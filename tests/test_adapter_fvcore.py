@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ConvBNNet
+from conftest import ConvBNNet, MatmulNet
 from conftest import TwoInputLinear as TwoInputs
 from torch import nn
 
@@ -25,19 +25,6 @@ def adapter() -> FvcoreAdapter:
     a = get_adapter("fvcore")
     assert isinstance(a, FvcoreAdapter)
     return a
-
-
-class MatmulNet(nn.Module):
-    """Linear, then ``torch.matmul`` and ``@`` against a weight in forward."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(16, 32, bias=False)
-        self.w = nn.Parameter(torch.randn(32, 8))
-        self.v = nn.Parameter(torch.randn(8, 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(self.fc(x), self.w) @ self.v
 
 
 class KeywordInputs(nn.Module):

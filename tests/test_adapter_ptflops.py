@@ -19,6 +19,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SmallCNN
 from conftest import TwoInputLinearBias as TwoInputs
 from torch import nn
 
@@ -42,20 +43,6 @@ def pytorch_adapter():
 @pytest.fixture(scope="module")
 def aten_adapter():
     return get_adapter(ATEN)
-
-
-class SmallCNN(nn.Module):
-    """conv(3->8, 3x3, pad 1) -> ReLU -> maxpool 2 -> flatten -> linear(8*4*4 -> 10), input N x 3 x 8 x 8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.act = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(8 * 4 * 4, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
 
 
 CONV_PER_SAMPLE = 8 * 8 * (9 * 3 * 8) + 8 * 8 * 8  # prod(out spatial) * K * Cin * Cout + bias Cout * prod(out spatial)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SmallCNN
 from conftest import TwoInputLinearBias as TwoInputs
 from torch import nn
 
@@ -24,20 +25,6 @@ pytest.importorskip("thop")
 @pytest.fixture(scope="module")
 def adapter():
     return get_adapter("thop")
-
-
-class SmallCNN(nn.Module):
-    """conv(3->8, 3x3, pad 1) -> ReLU -> maxpool 2 -> flatten -> linear(8*4*4 -> 10), input N x 3 x 8 x 8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.act = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(8 * 4 * 4, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
 
 
 def small_cnn_macs(n: int) -> int:
