@@ -88,6 +88,26 @@ def test_functional_attention_is_missed_by_module_hooks() -> None:
     assert _cell(report, "attention-matmul", "fvcore").classification == "agrees"
 
 
+def test_module_shared_by_two_parents_is_a_reused_module_cause() -> None:
+    """thop hooks and sums per name (n x n copies), ptflops sums per name (n
+    copies); counters that follow calls count each call once."""
+    report = _report("module-shared-two-parents")
+    call = 4 * 16 * 16  # one Linear(16, 16) call on (4, 16)
+    bias = 4 * 16  # one bias add per output element of one call
+    expected_excess = {"thop": (2 * 2 - 1) * 2 * call, "ptflops-pytorch": (2 - 1) * 2 * (call + bias)}
+    for backend, excess in expected_excess.items():
+        cell = _cell(report, "module-shared-two-parents", backend)
+        assert cell.classification == "reused-module", format_explanation(cell)
+        assert cell.residual == 0 and cell.difference == sum(c.macs for c in cell.causes)
+        reused = [c for c in cell.causes if c.kind == "reused-module"]
+        assert len(reused) == 1 and reused[0].macs == excess, format_explanation(cell)
+        assert "b.shared" in dict(reused[0].layers)
+    for backend in ("fvcore", "torch-flop-counter", "torchinfo", "ptflops-aten"):
+        cell = _cell(report, "module-shared-two-parents", backend)
+        assert "reused-module" not in _kinds(cell), format_explanation(cell)
+        assert cell.residual == 0
+
+
 def test_resnet50_spread_is_explained_to_named_rules() -> None:
     """4.089 / 4.112 / 4.132 / 4.134 G: the spread users see, each to exact rules."""
     report = _report("resnet50")

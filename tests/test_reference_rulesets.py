@@ -126,3 +126,53 @@ def test_bare_events_cannot_feed_module_rules(result) -> None:
     with pytest.raises(ValueError, match="module rules"):
         apply_ruleset(result.events, rs)
     assert apply_ruleset(result.events, "canonical-macs").total == CONV + FC + BMM
+
+
+class _Holder(nn.Module):
+    def __init__(self, shared: nn.Module) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared(x)
+
+
+class ThreeParents(nn.Module):
+    """One bias-free Linear(4, 4) under three parents, called from one of them;
+    plus one Linear assigned twice to the root (one name: children() skips it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(4, 4, bias=False)
+        self.a, self.b, self.c = _Holder(shared), _Holder(shared), _Holder(shared)
+        self.twice = self.again = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.again(self.twice(self.a(x)))
+
+
+@pytest.mark.parametrize(
+    ("hooks", "sums", "factor"),
+    [(False, False, 1), (True, False, 3), (False, True, 3), (True, True, 9)],
+    ids=["per-call", "hooks-per-name", "sums-per-name", "both"],
+)
+def test_shared_module_counted_per_name(hooks: bool, sums: bool, factor: int) -> None:
+    from flopaudit.reference.predict import predict
+
+    result = count(ThreeParents(), torch.randn(2, 4))
+    calls = result.module_call_records
+    shared = next(c for c in calls if c.path == "a.shared")
+    assert shared.names == ("a.shared", "b.shared", "c.shared")
+    assert next(c for c in calls if c.path == "twice").names == ("twice",)
+    rs = Ruleset(f"test-names-{hooks}-{sums}", "MAC", "x", module_rules=(ModuleRule("Linear", "in_numel"),),
+                 hooks_per_name=hooks, sums_per_name=sums)
+    # in_numel = 2 x 4 = 8 per call: the shared Linear runs once, the twice-assigned one twice under one name
+    totals = apply_ruleset(result, rs)
+    assert totals.total == 8 * factor + 2 * 8
+    assert totals.per_module.get("c.shared", 0) == (8 * (3 if hooks else 1) if sums else 0)
+    prediction = predict(result.events, calls, rs)
+    assert prediction.macs == totals.total
+    reused = [c for c in prediction.contributions if c.kind == "reused-module"]
+    assert sum(c.macs for c in reused) == 8 * (factor - 1)
+    canonical = 3 * (2 * 4 * 4)  # three Linear(4, 4) calls on (2, 4)
+    assert prediction.macs == canonical + sum(c.macs for c in prediction.contributions)

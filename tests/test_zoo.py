@@ -30,6 +30,7 @@ DEFAULT_HARD = {
     "lstm-bidir-2layer",
     "gru-2layer-batch-first",
     "module-reused",
+    "module-shared-two-parents",
     "tied-weights",
     "conv2d-unbatched",
     "custom-functional-math",
@@ -149,6 +150,19 @@ def test_reused_module_is_called_twice() -> None:
     model, inputs = case.instantiate()
     calls: list[int] = []
     model.fc.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        model(*inputs.args)
+    assert len(calls) == 2
+
+
+def test_shared_module_has_two_names_and_runs_twice() -> None:
+    case = next(c for c in HARD if c.id == "module-shared-two-parents")
+    model, inputs = case.instantiate()
+    assert model.a.shared is model.b.shared and model.a.own is not model.b.own
+    names = [n for n, m in model.named_modules(remove_duplicate=False) if m is model.a.shared]
+    assert names == ["a.shared", "b.shared"]
+    calls: list[int] = []
+    model.a.shared.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
         model(*inputs.args)
     assert len(calls) == 2

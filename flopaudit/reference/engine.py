@@ -193,6 +193,18 @@ class ModuleCall:
     """Index of the enclosing module call in the call list (-1 for the root call)."""
     rule: str = ""
     """Name of the custom module rule that priced this call ('' if none)."""
+    aliases: tuple[str, ...] = ()
+    """Every name of the module, when it has more than one: the paths a walk
+    of ``named_children()`` from the root reaches it by (what
+    ``nn.Module.apply`` and hook counters' tree walks visit), ``path`` first.
+    Empty for a module with a single name. A module shared by two parents
+    (``a.shared is b.shared``) has two; one assigned twice to the same parent
+    has one (``named_children`` skips the repeat)."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """All names of the module (``aliases``, or just ``path``)."""
+        return self.aliases or (self.path,)
 
 
 @dataclass
@@ -294,6 +306,7 @@ class _Recorder:
         for name, mod in model.named_modules():
             self.paths.setdefault(id(mod), name)
             self.leaf[id(mod)] = next(mod.children(), None) is None
+        self.aliases = _tree_aliases(model)
         self.root_type = type(model).__name__
         self.function_codes = _autograd_function_codes()
         self.patched_stack: list[str] = []
@@ -366,7 +379,7 @@ class _Recorder:
                 output_shapes=shapes(output), attrs=_module_attrs(module),
                 param_shapes=tuple((n, _shape(p)) for n, p in module.named_parameters(recurse=False)),
                 events=(frame.first_event, len(self.rec.events)), parent=frame.parent,
-                rule=frame.suppressed_by,
+                rule=frame.suppressed_by, aliases=self.aliases.get(id(module), ()),
             )
 
     # -- operator events --------------------------------------------------
@@ -428,6 +441,24 @@ class _Recorder:
         """Complete the call's event with its output shapes."""
         if 0 <= index < len(self.rec.events) and self.rec.events[index].op == PATCHED_CALL_PREFIX + path:
             self.rec.events[index] = dataclasses.replace(self.rec.events[index], output_shapes=shapes(out))
+
+
+def _tree_aliases(model: nn.Module) -> dict[int, tuple[str, ...]]:
+    """``id(module) -> names`` for modules reachable by more than one path of
+    ``named_children()`` (which, like ``children()``, skips a module repeated
+    under one parent); the first name is the one ``named_modules()`` gives."""
+    names: dict[int, list[str]] = {}
+    todo: list[tuple[str, nn.Module, frozenset[int]]] = [("", model, frozenset())]
+    while todo:
+        prefix, module, ancestors = todo.pop()
+        names.setdefault(id(module), []).append(prefix)
+        if id(module) in ancestors:  # a module that contains itself: stop
+            continue
+        inner = ancestors | {id(module)}
+        children = list(module.named_children())
+        for name, child in reversed(children):
+            todo.append((f"{prefix}.{name}" if prefix else name, child, inner))
+    return {k: tuple(v) for k, v in names.items() if len(v) > 1}
 
 
 def _call_arg(v: Any) -> Any:

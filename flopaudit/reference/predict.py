@@ -9,6 +9,9 @@ difference from the canonical MAC count to the rule that caused it:
   to that rule's ``reason``;
 * a module call priced by a :class:`ModuleRule` books ``count - canonical
   MACs of the events inside it`` (when it suppresses them) to its reason;
+* a module with several names (shared by two parents) priced by a ruleset
+  that counts per name (``hooks_per_name`` / ``sums_per_name``) books the
+  extra copies to ``reused-module``, with the module's names as layers;
 * an event priced by the ruleset's ``default`` books its difference to a
   reason derived from the event: an operator the backend has no formula for
   (``unsupported``), an op inside a leaf module whose type has no module rule
@@ -28,7 +31,7 @@ from typing import Sequence
 
 from flopaudit.records import RuleContribution, RulesetPrediction, breakdown
 from flopaudit.reference.engine import ModuleCall, OpEvent
-from flopaudit.reference.rulesets import EVENT_COUNTERS, MODULE_COUNTERS, Ruleset, priced_calls
+from flopaudit.reference.rulesets import EVENT_COUNTERS, MODULE_COUNTERS, Ruleset, name_shares, priced_calls
 
 _LAYERS_KEPT = 8
 
@@ -43,6 +46,15 @@ def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> tuple[str
     if e.in_leaf and e.module_path:
         return "unsupported", f"no rule for {e.module_type} modules"
     return "missed-functional", f"functional {_packet(e.op)} outside leaf modules"
+
+
+def _reused_reason(ruleset: Ruleset) -> str:
+    how = []
+    if ruleset.hooks_per_name:
+        how.append("hooked once per name, so each call is counted once per name")
+    if ruleset.sums_per_name:
+        how.append("its count is added once per name in the module-tree total")
+    return "module shared by several parents: " + "; ".join(how)
 
 
 def _packet(op: str) -> str:
@@ -62,16 +74,21 @@ def predict(
     per_module: dict[str, int] = defaultdict(int)
     total = 0
 
-    def book(key: tuple[str, str], priced: int, canonical: int, path: str, stack: Sequence[str]) -> None:
+    def attribute(macs: int, stack: Sequence[str]) -> None:
         nonlocal total
-        macs = priced // 2 if halve else priced
         total += macs
         for p in dict.fromkeys(stack or ("",)):
             per_module[p] += macs
-        delta = macs - canonical
+
+    def book_delta(key: tuple[str, str], delta: int, path: str) -> None:
         if delta:
             deltas[key] += delta
             layers[key][path] += delta
+
+    def book(key: tuple[str, str], priced: int, canonical: int, path: str, stack: Sequence[str]) -> None:
+        macs = priced // 2 if halve else priced
+        attribute(macs, stack)
+        book_delta(key, macs - canonical, path)
 
     covered = [False] * len(events)
     for call, rule, inner in priced_calls(calls, ruleset):
@@ -80,7 +97,18 @@ def predict(
             covered[j] = True
             canonical += events[j].macs
         reason = rule.reason or f"{call.module_type} priced by module rule {rule.count!r}"
-        book((rule.kind, reason), MODULE_COUNTERS[rule.count](call), canonical, call.path, call.stack)
+        priced = MODULE_COUNTERS[rule.count](call)
+        shares = name_shares(call, priced, ruleset)
+        if len(shares) == 1 and shares[0][2] == priced:
+            book((rule.kind, reason), priced, canonical, call.path, call.stack)
+            continue
+        once = priced // 2 if halve else priced
+        book_delta((rule.kind, reason), once - canonical, call.path)
+        reused = ("reused-module", _reused_reason(ruleset))
+        for alias, stack, amount in shares:
+            macs = amount // 2 if halve else amount
+            attribute(macs, stack)
+            book_delta(reused, macs - (once if alias == call.path else 0), alias)
     for j, e in enumerate(events):
         if covered[j]:
             continue

@@ -289,6 +289,15 @@ class Ruleset:
     """How the report names what ``default`` does to events no rule matches;
     empty: derived per event (unsupported op, module type without a rule, or
     functional op outside any leaf module)."""
+    hooks_per_name: bool = False
+    """The backend registers its counting hook once per *name* of a module
+    (it walks the tree with ``nn.Module.apply``, which visits a module shared
+    by two parents twice), so every call of a module with n names is counted
+    n times (thop). Applies to module-rule counts (see :func:`name_shares`)."""
+    sums_per_name: bool = False
+    """The backend totals its per-module counts by walking the module tree by
+    name (``children()``), so a shared module's count is added once per name
+    (thop, ptflops-pytorch). Applies to module-rule counts."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
@@ -362,6 +371,32 @@ def priced_calls(
             yield call, rule, range(0)
 
 
+def name_shares(call: ModuleCall, count: int, ruleset: Ruleset) -> list[tuple[str, Sequence[str], int]]:
+    """How a module-rule count of ``call`` lands on the module's names.
+
+    Returns ``(name, stack, amount)`` entries: the stack the amount is
+    attributed to (the call's runtime stack for its first name; the name's
+    dotted prefixes for the others) and what is counted there. A module with
+    one name, or a ruleset that counts each call once, gives one entry
+    ``(call.path, call.stack, count)``; with n names ``hooks_per_name``
+    multiplies each call by n and ``sums_per_name`` adds it under every name,
+    so a backend doing both counts a shared module n x n times.
+    """
+    names = call.names
+    if len(names) == 1 or not (ruleset.hooks_per_name or ruleset.sums_per_name):
+        return [(call.path, call.stack, count)]
+    per_name = count * len(names) if ruleset.hooks_per_name else count
+    if not ruleset.sums_per_name:
+        return [(call.path, call.stack, per_name)]
+    return [(name, call.stack if name == call.path else _name_stack(name), per_name) for name in names]
+
+
+def _name_stack(name: str) -> tuple[str, ...]:
+    """``"a.b.c" -> ("", "a", "a.b", "a.b.c")``: a module path and its ancestors by name."""
+    parts = name.split(".")
+    return ("",) + tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
           batch_size: int | None = None) -> RulesetTotals:
     """Price ``events`` (and module ``calls``) under ``ruleset``."""
@@ -382,7 +417,8 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
     covered = [False] * len(events)
     for call, rule, inner in priced_calls(calls, ruleset):
-        add(MODULE_COUNTERS[rule.count](call), call.stack, f"module:{call.module_type}", "module")
+        for _name, stack, amount in name_shares(call, MODULE_COUNTERS[rule.count](call), ruleset):
+            add(amount, stack, f"module:{call.module_type}", "module")
         for j in inner:
             covered[j] = True
     for j, e in enumerate(events):
@@ -464,5 +500,6 @@ __all__ = [
     "event_counter",
     "get_ruleset",
     "module_counter",
+    "name_shares",
     "register_ruleset",
 ]

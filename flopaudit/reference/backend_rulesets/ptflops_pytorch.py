@@ -22,19 +22,25 @@ independent ways during one forward with autograd on, after ``model.eval()``:
   call dispatches count 0 under the same reason, so the report shows one
   cause per patched function (its count minus their canonical MACs).
 
+A module shared by two parents (``a.shared is b.shared``) is hooked once
+(``__flops_handle__`` guards the second visit of ``apply``) but
+``accumulate_flops`` walks ``children()`` and adds its ``__flops__`` under
+each parent: n times for n names (``sums_per_name``; the excess is booked as
+``reused-module``).
+
 The adapter reports ``module_total + functional_total``, both whole-batch
 (it undoes ptflops' division of the module part by the batch counter), so
 the ruleset has no ``per_sample``.
 
 Where a hooked module's own ``forward`` calls a patched function (``nn.ReLU``
 -> ``F.relu``, pools -> ``F.*pool*``, ``nn.Upsample`` -> ``F.interpolate``,
-``nn.GELU`` / ``nn.ELU`` / ``nn.PReLU``), that call's events are inside the
-module's call, which the module rule prices, so the module counter adds the
-patched function's count itself ("counted twice"). ``nn.MultiheadAttention``
-is the exception: which patched functions its forward calls depends on its
-arguments (``need_weights``, masks), so its rule leaves the events inside to
-the event rules: its own operators count 0, its patched calls
-(``torch.bmm``, ``torch.baddbmm``, ``F.softmax``) their ptflops counts.
+``nn.GELU`` / ``nn.ELU`` / ``nn.PReLU``, ``nn.MultiheadAttention`` ->
+``torch.bmm`` / ``torch.baddbmm`` / ``F.softmax`` depending on its
+arguments), the module is counted twice: its rule prices the hook and leaves
+the events inside (``suppress_inner=False``) to the event rules, which price
+the patched call (its own operators count 0). Kept apart, the two parts also
+scale apart for a shared module: the hook part once per name, the patched
+call once per call.
 
 # NB: ptflops sums the functional counts as Python numbers (floats for
 # ``F.interpolate`` with a float scale factor) and the adapter rounds the
@@ -128,19 +134,11 @@ def ptflops_activation(call: ModuleCall) -> int:
     return _numel(_first_out(call))
 
 
-@module_counter("ptflops.activation+patched")
-def ptflops_activation_patched(call: ModuleCall) -> int:
-    """``relu_flops_counter_hook`` ``numel(y)`` plus the patched function the
-    module's forward calls (``F.relu``, ``F.elu``, ``F.prelu``, ``F.gelu``):
-    ``numel(x)``."""
-    return _numel(_first_out(call)) + _numel(_first_in(call))
-
-
-@module_counter("ptflops.pool+patched")
-def ptflops_pool_patched(call: ModuleCall) -> int:
-    """``pool_flops_counter_hook`` ``numel(x)`` plus the patched ``F.*pool*``
-    the module's forward calls, ``numel(x)`` again."""
-    return 2 * _numel(_first_in(call))
+@module_counter("ptflops.pool")
+def ptflops_pool(call: ModuleCall) -> int:
+    """``pool_flops_counter_hook``: ``numel(x)``. (The patched ``F.*pool*``
+    the module's forward calls is counted again by its own event rule.)"""
+    return _numel(_first_in(call))
 
 
 @module_counter("ptflops.norm")
@@ -170,15 +168,13 @@ def _interpolate(x: Shape, size: Any, scale_factor: Any) -> int:
     return round(_numel(x) * scale_factor**spatial)
 
 
-@module_counter("ptflops.upsample+patched")
-def ptflops_upsample_patched(call: ModuleCall) -> int:
+@module_counter("ptflops.upsample")
+def ptflops_upsample(call: ModuleCall) -> int:
     """``upsample_flops_counter_hook`` reads ``output[0]``, the first sample:
-    ``numel(y) / y.shape[0]``; plus the patched ``F.interpolate`` that
-    ``nn.Upsample.forward`` calls with its ``size`` and ``scale_factor``."""
-    x, y = _first_in(call), _first_out(call)
-    if not y:
-        return 0
-    return _numel(y[1:]) + _interpolate(x, _attr(call, "size"), _attr(call, "scale_factor"))
+    ``numel(y) / y.shape[0]``. (The patched ``F.interpolate`` that
+    ``nn.Upsample.forward`` calls is counted again by its own event rule.)"""
+    y = _first_out(call)
+    return _numel(y[1:]) if y else 0
 
 
 #: ``rnn_flops``: per-layer additions on top of the two weight products.
@@ -250,20 +246,23 @@ def _rules(classes: Sequence[type], count: str, reason: str, suppress_inner: boo
 MODULE_RULES: tuple[ModuleRule, ...] = (
     *_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
             "Conv counts bias (one per output element); batch read from dim 0"),
-    *_rules([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "ptflops.activation+patched",
-            "ReLU/GELU/ELU/PReLU counted twice: module hook numel(out) + patched F function numel(in)"),
+    *_rules([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "ptflops.activation",
+            "ReLU/GELU/ELU/PReLU module hook = 1 per output element (and its F function again as a patched call)",
+            suppress_inner=False),
     *_rules([nn.LeakyReLU, nn.ReLU6], "ptflops.activation", "LeakyReLU/ReLU6 = 1 per element"),
     *_rules([nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
              nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-             nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "ptflops.pool+patched",
-            "pools counted twice: module hook numel(in) + patched F pool numel(in)"),
+             nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "ptflops.pool",
+            "pool module hook = 1 per input element (and its F pool again as a patched call)",
+            suppress_inner=False),
     *_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d], "ptflops.norm", "BatchNorm = 1 per element, 2 if affine"),
     *_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm], "ptflops.norm",
             "InstanceNorm/GroupNorm = 1 per element, 2 if affine"),
     *_rules([nn.LayerNorm], "ptflops.norm", "LayerNorm = 1 per element (never doubled: it has no .affine)"),
     *_rules([nn.Linear], "ptflops.linear", "Linear counts bias (one per output element)"),
-    *_rules([nn.Upsample], "ptflops.upsample+patched",
-            "Upsample counted twice: module hook numel(out)/batch + patched F.interpolate"),
+    *_rules([nn.Upsample], "ptflops.upsample",
+            "Upsample module hook = numel(out) / batch (and F.interpolate again as a patched call)",
+            suppress_inner=False),
     *_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
             "ConvTranspose counts bias (one per output element)"),
     *_rules([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
@@ -407,6 +406,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     default="zero",
     grad_enabled=True,
     patched_functions=PATCHED_FUNCTIONS,
+    sums_per_name=True,
 ))
 
 #: zoo case id -> why this ruleset cannot predict ptflops-pytorch there.

@@ -23,9 +23,15 @@ submodules. # NB: the reference records the model in its own train/eval
 mode while thop switches to eval first; a forward that calls different
 modules in training (e.g. an auxiliary head) would be predicted in training.
 # NB: ``nn.Sequential``'s ``zero_ops`` rule is left out: ``dfs_count``
-always descends into it, which is what no rule means here. A module that
-appears under two parents is summed once per parent by ``dfs_count``; the
-reference names it once, so such a model is under-predicted.
+always descends into it, which is what no rule means here.
+
+A module shared by two parents (``a.shared is b.shared``) is counted once
+per name twice over: ``model.apply(add_hooks)`` visits it under each parent
+and registers its hook each time, so every call adds its count n times for n
+names, and ``dfs_count`` walks ``named_children`` and adds its ``total_ops``
+under each name: n x n in all (``hooks_per_name`` and ``sums_per_name``; the
+excess is booked as ``reused-module``). A module assigned twice to one
+parent has one name there (``named_children`` skips the repeat).
 """
 
 from __future__ import annotations
@@ -287,6 +293,8 @@ THOP = register_ruleset(Ruleset(
     module_rules=MODULE_RULES,
     default="zero",
     grad_enabled=True,
+    hooks_per_name=True,
+    sums_per_name=True,
 ))
 
 #: zoo case id -> why this ruleset cannot predict thop there.

@@ -1,6 +1,7 @@
 """Hard cases about model structure and calling conventions rather than ops.
 
-Reused modules (counted once per call), tied weights (parameters counted once),
+Reused modules (counted once per call), a module shared by two parents
+(two names, still counted once per call), tied weights (parameters counted once),
 several positional inputs, keyword-only inputs, dict inputs and dict/tuple
 outputs, data-dependent control flow, buffers without parameters, and inputs
 without a batch dimension. MACs are Linear/conv contractions as in
@@ -31,6 +32,36 @@ class ReusedLinear(nn.Module):
         h = torch.relu(self.fc(x))
         h = torch.relu(self.fc(h))  # second call of the same module: its MACs count again
         return self.head(h)
+
+
+class _SharedBlock(nn.Module):
+    """``own(shared(x))`` where ``shared`` is handed in (and may be handed to others)."""
+
+    def __init__(self, shared: nn.Module) -> None:
+        super().__init__()
+        self.shared = shared
+        self.own = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.own(self.shared(x))
+
+
+class SharedTwoParents(nn.Module):
+    """Two blocks holding the *same* ``Linear(16, 16)``: ``a.shared is b.shared``.
+
+    The shared module has two names (``a.shared``, ``b.shared``) and runs
+    twice, once in each block; counters that walk the module tree by name
+    count it per name as well as per call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(16, 16)
+        self.a = _SharedBlock(shared)
+        self.b = _SharedBlock(shared)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
 
 
 class TiedEmbeddingLM(nn.Module):
@@ -132,6 +163,17 @@ def cases() -> list[ModelCase]:
             expected_macs=2 * (4 * 16 * 16) + 4 * 16 * 4,  # fc twice (batch 4 x 16 x 16) + head 4 x 16 x 4
             expected_params=16 * 16 + 16 + 16 * 4 + 4,  # fc once
             description="one Linear(16, 16) called twice in forward, then Linear(16, 4), on (4, 16)",
+            default=True,
+        ),
+        hard_case(
+            "module-shared-two-parents",
+            SharedTwoParents,
+            randn_inputs((4, 16)),
+            {"reuse", "linear"},
+            expected_macs=4 * (4 * 16 * 16),  # shared twice + a.own + b.own, each batch 4 x 16 x 16
+            expected_params=3 * (16 * 16 + 16),  # shared (once), a.own, b.own
+            description="one Linear(16, 16) held by two parent blocks (a.shared is b.shared), each block "
+            "applying it then its own Linear(16, 16), on (4, 16)",
             default=True,
         ),
         hard_case(
