@@ -297,3 +297,32 @@ def test_a_caught_exception_inside_forward_keeps_the_records_consistent() -> Non
     assert result.module_calls == {"": 1, "boom": 1, "fc": 1}
     assert all(call is not None for call in result.module_call_records)
     assert any("boom raised" in n for n in result.notes)
+
+
+class BufferWriter(nn.Module):
+    """Writes its buffers in eval mode: a counter (in place), a slice of a
+    cache (through a view) and running statistics via ``F.batch_norm``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("cache", torch.zeros(3, 4))
+        self.register_buffer("mean", torch.zeros(4))
+        self.register_buffer("var", torch.ones(4))
+        self.register_buffer("untouched", torch.full((2,), 7.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.cache[0].copy_(x[0])
+        return F.batch_norm(x, self.mean, self.var, training=True) + self.untouched.sum()
+
+
+def test_buffers_written_in_the_pass_are_put_back() -> None:
+    model = BufferWriter().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 4) + 3.0
+    count(model, x)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model(x)  # the same pass outside the counter does change them: the test can fail
+    assert not torch.equal(model.mean, before["mean"]) and int(model.calls) == 1

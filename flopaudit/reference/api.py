@@ -122,22 +122,44 @@ def param_counts(model: nn.Module) -> ParamCount:
 
 def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
                                                     dict[str, Totals], dict[str, int]]:
-    total = Totals()
-    per_module: dict[str, Totals] = {}
-    per_op: dict[str, Totals] = {}
-    per_category: dict[str, Totals] = {}
+    # Accumulate in lists [macs, extra, read, written, calls] and build Totals once per key.
+    total = [0, 0, 0, 0, 0]
+    per_module: dict[str, list[int]] = {}
+    per_op: dict[str, list[int]] = {}
+    per_category: dict[str, list[int]] = {}
     unsupported: dict[str, int] = {}
+
+    def add(acc: list[int], e: OpEvent) -> None:
+        acc[0] += e.macs
+        acc[1] += e.extra_flops
+        acc[2] += e.bytes_read
+        acc[3] += e.bytes_written
+        acc[4] += 1
+
     for e in events:
-        t = Totals.of(e)
-        total += t
-        for path in dict.fromkeys(e.module_stack or ("",)):
-            per_module[path] = per_module.get(path, Totals()) + t
-        per_op[e.op] = per_op.get(e.op, Totals()) + t
+        add(total, e)
+        stack = e.module_stack or ("",)
+        for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
+            acc = per_module.get(path)
+            if acc is None:
+                acc = per_module[path] = [0, 0, 0, 0, 0]
+            add(acc, e)
+        acc = per_op.get(e.op)
+        if acc is None:
+            acc = per_op[e.op] = [0, 0, 0, 0, 0]
+        add(acc, e)
         cat = e.category.value if e.category is not None else "unsupported"
-        per_category[cat] = per_category.get(cat, Totals()) + t
+        acc = per_category.get(cat)
+        if acc is None:
+            acc = per_category[cat] = [0, 0, 0, 0, 0]
+        add(acc, e)
         if not e.supported:
             unsupported[e.op] = unsupported.get(e.op, 0) + 1
-    return total, per_module, per_op, per_category, unsupported
+
+    def build(d: dict[str, list[int]]) -> dict[str, Totals]:
+        return {k: Totals(*v) for k, v in d.items()}
+
+    return Totals(*total), build(per_module), build(per_op), build(per_category), unsupported
 
 
 def _devices(model: nn.Module) -> set[str]:

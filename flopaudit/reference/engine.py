@@ -40,8 +40,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import inspect
-import sys
+import threading
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -81,7 +81,7 @@ _META_SHORTCUTS: dict[Any, Any] = {
 
 
 def _all_meta(args: Any, kwargs: Any) -> bool:
-    tensors = list(iter_tensors((args, kwargs)))
+    tensors = _tensors((args, kwargs))
     return bool(tensors) and all(t.device.type == "meta" for t in tensors)
 
 
@@ -223,28 +223,78 @@ class Recording:
 
 def _shape(t: torch.Tensor) -> Shape:
     try:
-        return tuple(int(s) for s in t.shape)
+        return tuple(map(int, t.shape))
     except (RuntimeError, TypeError, ValueError):  # nested / unbacked symbolic
         return ()
 
 
-def shapes(obj: Any) -> tuple[Shape, ...]:
-    return tuple(_shape(t) for t in iter_tensors(obj))
+_Tensor = torch.Tensor
 
 
-def nbytes(obj: Any) -> int:
-    """Bytes of the distinct tensors in ``obj`` (numel x element size)."""
-    seen: set[int] = set()
+def _tensors(obj: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Every tensor in ``obj`` (as :func:`iter_tensors`), as a list: the
+    recorder's hot path, with the common cases (a tensor, a flat tuple or
+    list of tensors and scalars) tested first."""
+    if out is None:
+        out = []
+    if isinstance(obj, _Tensor):
+        out.append(obj)
+    elif isinstance(obj, (tuple, list)):
+        for x in obj:
+            if isinstance(x, _Tensor):
+                out.append(x)
+            elif isinstance(x, (tuple, list, dict)) or (
+                not isinstance(x, _NOT_CONTAINERS) and isinstance(x, abc.Mapping)
+            ):
+                _tensors(x, out)
+    elif isinstance(obj, dict) or (not isinstance(obj, _NOT_CONTAINERS) and isinstance(obj, abc.Mapping)):
+        for x in obj.values():
+            _tensors(x, out)
+    return out
+
+
+_NOT_CONTAINERS = (type(None), bool, int, float, str, torch.dtype, torch.device)
+
+
+def _shapes_and_bytes(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int]:
+    """:func:`_shapes_of` and :func:`_bytes_of` in one pass."""
+    if len(tensors) == 1:
+        t = tensors[0]
+        try:
+            return (tuple(map(int, t.shape)),), int(t.numel()) * t.element_size()
+        except (RuntimeError, TypeError, ValueError):
+            return (_shape(t),), 0
+    return _shapes_of(tensors), _bytes_of(tensors)
+
+
+def _shapes_of(tensors: Sequence[torch.Tensor]) -> tuple[Shape, ...]:
+    return tuple([_shape(t) for t in tensors])
+
+
+def _bytes_of(tensors: Sequence[torch.Tensor]) -> int:
+    """Bytes of the distinct tensors (numel x element size)."""
     total = 0
-    for t in iter_tensors(obj):
-        if id(t) in seen:
+    seen: set[int] = set()
+    for t in tensors:
+        key = id(t)
+        if key in seen:
             continue
-        seen.add(id(t))
+        seen.add(key)
         try:
             total += int(t.numel()) * t.element_size()
         except (RuntimeError, TypeError, ValueError):
             pass
     return total
+
+
+def shapes(obj: Any) -> tuple[Shape, ...]:
+    """Shapes of every tensor in ``obj``, depth first."""
+    return _shapes_of(_tensors(obj))
+
+
+def nbytes(obj: Any) -> int:
+    """Bytes of the distinct tensors in ``obj`` (numel x element size)."""
+    return _bytes_of(_tensors(obj))
 
 
 def _is_view(func: torch._ops.OpOverload) -> bool:
@@ -256,11 +306,21 @@ def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str, torch.dtype, torch.SymInt))
 
 
+_PLAIN_SCALARS = (type(None), bool, int, float, str, torch.dtype)
+
+
 def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     out = []
     for k, v in params.items():
-        if isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v):
-            out.append((k, tuple(int(x) if isinstance(x, torch.SymInt) else x for x in v)))
+        if isinstance(v, _PLAIN_SCALARS):
+            out.append((k, v))
+        elif isinstance(v, _Tensor):
+            continue
+        elif isinstance(v, (list, tuple)):
+            if all(isinstance(x, _PLAIN_SCALARS) for x in v):
+                out.append((k, tuple(v)))
+            elif all(_is_scalar(x) for x in v):
+                out.append((k, tuple(int(x) if isinstance(x, torch.SymInt) else x for x in v)))
         elif isinstance(v, torch.SymInt):
             out.append((k, int(v)))
         elif _is_scalar(v):
@@ -268,22 +328,24 @@ def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(out)
 
 
+_ATTR_TYPES = (bool, int, float, str)
+
+
 def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
-    out = []
-    for k, v in vars(module).items():
-        if k.startswith("_"):
-            continue
-        if isinstance(v, (bool, int, float, str)) or (
-            isinstance(v, tuple) and all(isinstance(x, (bool, int, float, str)) for x in v)
-        ):
-            out.append((k, v))
-    return tuple(sorted(out))
+    """The module's public scalar attributes (and tuples of scalars), sorted by name."""
+    out = [
+        (k, v) for k, v in module.__dict__.items()
+        if k[:1] != "_" and (isinstance(v, _ATTR_TYPES)
+                             or (isinstance(v, tuple) and all(isinstance(x, _ATTR_TYPES) for x in v)))
+    ]
+    out.sort()
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     path: str
     module_type: str
@@ -308,7 +370,17 @@ class _Recorder:
             self.leaf[id(mod)] = next(mod.children(), None) is None
         self.aliases = _tree_aliases(model)
         self.root_type = type(model).__name__
-        self.function_codes = _autograd_function_codes()
+        self.functions: list[str] = []
+        """Class names of the custom ``autograd.Function`` calls running now, innermost last."""
+        self.thread = threading.get_ident()
+        self.ops: dict[Any, _OpInfo] = {}
+        self.costs: dict[Any, Any] = {}
+        """Formula results by (op, input shapes, output shapes, scalar arguments,
+        input and output dtypes). # NB: arguments that are neither tensors nor scalars
+        (memory formats, layouts, devices, generators) are not in the key; no
+        formula reads them."""
+        self.buffers = _BufferGuard(model)
+        self.module_info: dict[int, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Shape], ...], str]] = {}
         self.patched_stack: list[str] = []
         """Paths of the patched calls running now, outermost first."""
         self.internal = 0
@@ -371,16 +443,24 @@ class _Recorder:
     def _close_call(self, frame: _Frame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                     output: Any) -> None:
         """Replace the call's placeholder with its record (start order is kept)."""
-        if frame.call_index >= 0:
-            self.rec.calls[frame.call_index] = ModuleCall(
-                path=frame.path, module_type=frame.module_type,
-                module_class=f"{type(module).__module__}.{type(module).__qualname__}",
-                stack=frame.stack, in_leaf=frame.in_leaf, input_shapes=shapes((args, kwargs)),
-                output_shapes=shapes(output), attrs=_module_attrs(module),
-                param_shapes=tuple((n, _shape(p)) for n, p in module.named_parameters(recurse=False)),
-                events=(frame.first_event, len(self.rec.events)), parent=frame.parent,
-                rule=frame.suppressed_by, aliases=self.aliases.get(id(module), ()),
-            )
+        if frame.call_index < 0:
+            return
+        info = self.module_info.get(id(module))
+        if info is None:  # attributes and parameter shapes, once per module
+            info = (_module_attrs(module),
+                    tuple((n, _shape(p)) for n, p in module._parameters.items() if p is not None),
+                    f"{type(module).__module__}.{type(module).__qualname__}")
+            self.module_info[id(module)] = info
+        inputs = _tensors(args)
+        if kwargs:
+            _tensors(kwargs, inputs)
+        self.rec.calls[frame.call_index] = ModuleCall(
+            path=frame.path, module_type=frame.module_type, module_class=info[2],
+            stack=frame.stack, in_leaf=frame.in_leaf, input_shapes=_shapes_of(inputs),
+            output_shapes=_shapes_of(_tensors(output)), attrs=info[0], param_shapes=info[1],
+            events=(frame.first_event, len(self.rec.events)), parent=frame.parent,
+            rule=frame.suppressed_by, aliases=self.aliases.get(id(module), ()),
+        )
 
     # -- operator events --------------------------------------------------
 
@@ -390,34 +470,55 @@ class _Recorder:
         f = self.frames[-1]
         return f.path, f.module_type, f.stack, f.in_leaf, f.call_index
 
+    def op_info(self, func: Any) -> _OpInfo:
+        """What does not change between calls of ``func`` (looked up once per recording)."""
+        info = self.ops.get(func)
+        if info is None:
+            fn = lookup(func)
+            info = _OpInfo(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(func),
+                           func in _SKIP, _written_args(func), _stats_written(func))
+            self.ops[func] = info
+        return info
+
     def op_event(self, func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any],
-                 out: Any, in_shapes: tuple[Shape, ...], read: int) -> None:
+                 out: Any, in_shapes: tuple[Shape, ...], read: int, in_dtypes: tuple[Any, ...] = ()) -> None:
         path, mtype, stack, leaf, call_index = self.where()
-        fn = lookup(func)
+        info = self.op_info(func)
+        fn = info.formula
         supported = fn is not None
         cost: Cost | None = None
         op_args: tuple[tuple[str, Any], ...] = ()
+        params: dict[str, Any] | None = None
         try:
-            op_args = _scalar_args(bind(func, args, kwargs))
+            params = bind(func, args, kwargs)
+            op_args = _scalar_args(params)
         except Exception:  # noqa: BLE001 - the schema did not bind; keep the event anyway
             pass
+        outputs = _tensors(out)
+        out_shapes, written = _shapes_and_bytes(outputs)
         if fn is not None:
-            try:
-                cost = fn(make_call(func, args, kwargs, out))
-            except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
-                supported = False
-                self.rec.notes.append(f"formula {formula_name(fn)} failed on {func}: {type(exc).__name__}: {exc}")
-        view = _is_view(func)
+            # Calls alike in everything a formula reads get the same cost: price each once.
+            key = (func, in_shapes, out_shapes, op_args, in_dtypes, tuple([t.dtype for t in outputs]))
+            cost = self.costs.get(key)
+            if cost is None:
+                try:
+                    cost = fn(make_call(func, args, kwargs, out, params, info.name))
+                    self.costs[key] = cost
+                except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
+                    supported = False
+                    self.rec.notes.append(
+                        f"formula {info.formula_name} failed on {func}: {type(exc).__name__}: {exc}")
+        view = info.view
         self.rec.events.append(OpEvent(
-            op=str(func), module_path=path, module_type=mtype, module_stack=stack, in_leaf=leaf,
-            category=cost.category if cost is not None else None,
-            macs=cost.macs if cost is not None else 0,
-            extra_flops=cost.extra_flops if cost is not None else 0,
-            bytes_read=0 if view else read, bytes_written=0 if view else nbytes(out),
-            input_shapes=in_shapes, output_shapes=shapes(out), supported=supported and cost is not None,
-            formula=formula_name(fn) if fn is not None else "", call_index=call_index, op_args=op_args,
-            autograd_function=_running_autograd_function(self.function_codes),
-            patched_in=self.patched_stack[0] if self.patched_stack else "",
+            info.name, path, mtype, stack, leaf,
+            cost.category if cost is not None else None,
+            cost.macs if cost is not None else 0,
+            cost.extra_flops if cost is not None else 0,
+            0 if view else read, 0 if view else written,
+            in_shapes, out_shapes, supported and cost is not None,
+            info.formula_name, call_index, op_args, "",
+            self.functions[-1] if self.functions else "",
+            self.patched_stack[0] if self.patched_stack else "",
         ))
 
 
@@ -432,7 +533,7 @@ class _Recorder:
             op=PATCHED_CALL_PREFIX + path, module_path=where, module_type=mtype, module_stack=stack, in_leaf=leaf,
             category=Category.ZERO_COST, macs=0, extra_flops=0, bytes_read=0, bytes_written=0,
             input_shapes=shapes((args, kwargs)), output_shapes=(), formula="patched-call", call_index=call_index,
-            op_args=op_args, autograd_function=_running_autograd_function(self.function_codes),
+            op_args=op_args, autograd_function=self.functions[-1] if self.functions else "",
             patched_in=self.patched_stack[0] if self.patched_stack else "",
         ))
         return len(self.rec.events) - 1
@@ -459,6 +560,97 @@ def _tree_aliases(model: nn.Module) -> dict[int, tuple[str, ...]]:
         for name, child in reversed(children):
             todo.append((f"{prefix}.{name}" if prefix else name, child, inner))
     return {k: tuple(v) for k, v in names.items() if len(v) > 1}
+
+
+@dataclass(frozen=True)
+class _OpInfo:
+    name: str
+    formula: Any
+    formula_name: str
+    view: bool
+    skip: bool
+    written: tuple[tuple[int, str], ...]
+    """(position, name) of the arguments the op writes to (``Tensor(a!)``)."""
+    stats_written: tuple[tuple[int, str], ...]
+    """(position, name) of ``training`` then of the running statistics the op
+    updates when it is true (batch-norm kernels whose schema does not say so)."""
+
+
+#: Operators that update running statistics in place without saying so in
+#: their schema (``Tensor? running_mean``, no ``(a!)``).
+_UNANNOTATED_WRITERS = {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
+
+
+def _written_args(func: Any) -> tuple[tuple[int, str], ...]:
+    """(position, name) of the arguments ``func`` writes to: those its schema
+    marks ``Tensor(a!)``, plus the running statistics of the batch-norm
+    kernels in :data:`_UNANNOTATED_WRITERS`.
+    # NB: an operator that writes to an argument its schema does not mark,
+    # other than those listed, is not seen writing.
+    """
+    schema = getattr(func, "_schema", None)
+    if schema is None:
+        return ()
+    return tuple((i, a.name) for i, a in enumerate(schema.arguments)
+                 if a.alias_info is not None and a.alias_info.is_write)
+
+
+def _stats_written(func: Any) -> tuple[tuple[int, str], ...]:
+    """For the batch-norm kernels of :data:`_UNANNOTATED_WRITERS`: (position,
+    name) of ``training`` then of the running statistics it updates."""
+    schema = getattr(func, "_schema", None)
+    if schema is None or schema.name not in _UNANNOTATED_WRITERS:
+        return ()
+    names = [a.name for a in schema.arguments]
+    if "training" not in names:
+        return ()
+    return tuple((names.index(n), n) for n in ("training", "running_mean", "running_var") if n in names)
+
+
+class _BufferGuard:
+    """Puts back the values of the model's buffers that the pass writes to
+    (a train-mode BatchNorm's running statistics, ``num_batches_tracked``, a
+    cache). A buffer is copied only when an operator is about to write to its
+    storage, so a pass that writes none (eval mode) copies nothing. Meta and
+    fake buffers hold no values and are not guarded."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.by_storage: dict[int, list[torch.Tensor]] = {}
+        for b in model.buffers():
+            if b.device.type == "meta" or _is_fake(b):
+                continue
+            ptr = _storage_ptr(b)
+            if ptr:
+                self.by_storage.setdefault(ptr, []).append(b)
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def before_write(self, written: tuple[tuple[int, str], ...], args: Sequence[Any],
+                     kwargs: Mapping[str, Any]) -> None:
+        for position, name in written:
+            for t in _tensors(_arg((position, name), args, kwargs)):
+                if t.device.type == "meta":
+                    continue
+                buffers = self.by_storage.pop(_storage_ptr(t), None)
+                for b in buffers or ():
+                    self.saved.append((b, b.detach().clone()))
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for b, value in self.saved:
+                if b.shape == value.shape:
+                    b.copy_(value)
+
+
+def _arg(where: tuple[int, str], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    position, name = where
+    return args[position] if position < len(args) else kwargs.get(name)
+
+
+def _storage_ptr(t: torch.Tensor) -> int:
+    try:
+        return int(t.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError, TypeError):
+        return 0
 
 
 def _call_arg(v: Any) -> Any:
@@ -551,16 +743,26 @@ class _Mode(TorchDispatchMode):
 
     def _dispatch(self, func: Any, args: Any, kwargs: Any) -> Any:
         rec = self.recorder
-        if func in _SKIP or rec.suppress_depth:
+        info = rec.ops.get(func) or rec.op_info(func)
+        if rec.buffers.by_storage:
+            if info.written:
+                rec.buffers.before_write(info.written, args, kwargs)
+            if info.stats_written and _arg(info.stats_written[0], args, kwargs):
+                rec.buffers.before_write(info.stats_written[1:], args, kwargs)
+        if info.skip or rec.suppress_depth:
             return func(*args, **kwargs)
-        in_shapes = shapes((args, kwargs))
-        read = nbytes((args, kwargs))
-        if lookup(func) is None:
+        inputs = _tensors(args)
+        if kwargs:
+            _tensors(kwargs, inputs)
+        in_shapes, read = _shapes_and_bytes(inputs)
+        in_dtypes = tuple([t.dtype for t in inputs])
+        has_formula = info.formula is not None
+        if not has_formula:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
-            traced = self._trace_python_body(func, args, kwargs, in_shapes, read)
+            traced = self._trace_python_body(func, args, kwargs, in_shapes, read, in_dtypes)
             if traced is not _NOT_TRACED:
                 return traced
         shortcut = _META_SHORTCUTS.get(func)
@@ -568,12 +770,13 @@ class _Mode(TorchDispatchMode):
             out = shortcut(args, kwargs)
         else:
             out = func(*args, **kwargs)
-        if not in_shapes and lookup(func) is None and next(iter_tensors(out), None) is None:
+        if not in_shapes and not has_formula and not _tensors(out):
             return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
-        rec.op_event(func, args, kwargs, out, in_shapes, read)
+        rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
         return out
 
-    def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int) -> Any:
+    def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int,
+                           in_dtypes: tuple[Any, ...]) -> Any:
         """Run a formula-less ``torch.library.custom_op`` through its Python kernel,
         recording the operators it calls (they are what the op computes).
 
@@ -606,7 +809,7 @@ class _Mode(TorchDispatchMode):
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):
             del rec.events[first:]
-            self.recorder.op_event(func, args, kwargs, out, in_shapes, read)
+            self.recorder.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
             rec.notes.append(f"{name}: its Python kernel dispatched no costed torch operator (its work may be "
                              "in numpy, Triton or C++); counted as unsupported")
         else:
@@ -619,38 +822,31 @@ class _Mode(TorchDispatchMode):
 _NOT_TRACED = object()
 
 
-def _autograd_function_codes() -> dict[Any, str]:
-    """Code object of every ``forward`` of a ``torch.autograd.Function`` subclass
-    defined so far (decorators unwrapped) -> the class name."""
-    codes: dict[Any, str] = {}
-    todo = list(torch.autograd.Function.__subclasses__())
-    seen: set[type] = set()
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        todo.extend(cls.__subclasses__())
-        forward = cls.__dict__.get("forward")
-        forward = getattr(forward, "__func__", forward)  # staticmethod / classmethod
-        for fn in {forward, inspect.unwrap(forward)} if callable(forward) else ():
-            code = getattr(fn, "__code__", None)
-            if code is not None:
-                codes.setdefault(code, cls.__name__)
-    return codes
+@contextlib.contextmanager
+def _tracking_autograd_functions(recorder: _Recorder) -> Iterator[None]:
+    """Wrap ``torch.autograd.Function.apply`` for the pass so that the recorder
+    knows which custom Function's ``forward`` is running (a JIT trace records
+    such a call as one opaque node). Calls from other threads are not the
+    model's and are not tracked. The original is put back on exit."""
+    base = torch.autograd.Function
+    original = base.__dict__["apply"]  # a classmethod (C or Python, by torch version)
 
+    def tracked(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        apply = original.__get__(None, cls)
+        if threading.get_ident() != recorder.thread:
+            return apply(*args, **kwargs)
+        recorder.functions.append(cls.__name__)
+        try:
+            return apply(*args, **kwargs)
+        finally:
+            recorder.functions.pop()
 
-def _running_autograd_function(codes: Mapping[Any, str]) -> str:
-    """The innermost custom ``autograd.Function`` whose ``forward`` is on the
-    Python stack ('' if none). ``Function.apply`` is a C function, so its
-    ``forward`` frame is found by code object."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        name = codes.get(frame.f_code)
-        if name is not None:
-            return name
-        frame = frame.f_back
-    return ""
+    tracked.__doc__ = original.__doc__
+    base.apply = classmethod(tracked)  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        base.apply = original  # type: ignore[method-assign]
 
 
 def _custom_op_body(func: Any, args: Any, kwargs: Any) -> Any:
@@ -681,34 +877,17 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     recorder = _Recorder(model)
     handles = []
     try:
-        with _restored_buffers(model):
-            handles.append(register_module_forward_pre_hook(recorder.pre_hook))
-            handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
-            with _patched(recorder, patch), _Mode(recorder):
-                model(*args, **dict(kwargs or {}))
+        handles.append(register_module_forward_pre_hook(recorder.pre_hook))
+        handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+        with _patched(recorder, patch), _tracking_autograd_functions(recorder), _Mode(recorder):
+            model(*args, **dict(kwargs or {}))
     finally:
+        recorder.buffers.restore()
         for h in handles:
             h.remove()
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
             _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
     return recorder.rec
-
-
-@contextlib.contextmanager
-def _restored_buffers(model: nn.Module) -> Iterator[None]:
-    """Put buffer values back after the pass (a train-mode BatchNorm updates its
-    running statistics); meta and fake buffers hold no values and are skipped."""
-    saved = []
-    for b in model.buffers():
-        if b.device.type != "meta" and not _is_fake(b):
-            saved.append((b, b.detach().clone()))
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for b, value in saved:
-                if b.shape == value.shape:
-                    b.copy_(value)
 
 
 def _is_fake(t: torch.Tensor) -> bool:

@@ -221,7 +221,10 @@ def formula_name(fn: Formula) -> str:
 # Building OpCalls from real/meta/fake tensors.
 
 def _shape_of(t: torch.Tensor) -> Shape:
-    return torch.Size(int(s) for s in t.shape)
+    return torch.Size(map(int, t.shape))
+
+
+_NOT_CONTAINERS = (type(None), bool, int, float, str)
 
 
 def to_shapes(value: Any) -> Any:
@@ -229,39 +232,63 @@ def to_shapes(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return _shape_of(value)
     if isinstance(value, list):
+        if all(isinstance(v, _NOT_CONTAINERS) for v in value):
+            return list(value)
         return [to_shapes(v) for v in value]
     if isinstance(value, tuple) and not isinstance(value, torch.Size):
+        if all(isinstance(v, _NOT_CONTAINERS) for v in value):
+            return value
         return tuple(to_shapes(v) for v in value)
     return value
 
 
+#: op -> (names of its positional schema arguments, (name, default) of all of them).
+_SIGNATURES: dict[OpOverload, tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
+
+
+def _signature(op: OpOverload) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    sig = _SIGNATURES.get(op)
+    if sig is None:
+        schema_args = op._schema.arguments
+        sig = (tuple(a.name for a in schema_args if not a.kwarg_only),
+               tuple((a.name, a.default_value if a.has_default_value() else None) for a in schema_args))
+        _SIGNATURES[op] = sig
+    return sig
+
+
 def bind(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Bind a call's args/kwargs to the op schema's names, defaults filled in."""
-    params: dict[str, Any] = {}
-    schema_args = op._schema.arguments
-    positional = [a for a in schema_args if not a.kwarg_only]
-    for a, v in zip(positional, args):
-        params[a.name] = v
-    for a in schema_args:
-        if a.name in params:
-            continue
-        if a.name in kwargs:
-            params[a.name] = kwargs[a.name]
-        else:
-            params[a.name] = a.default_value if a.has_default_value() else None
+    positional, every = _signature(op)
+    params: dict[str, Any] = dict(zip(positional, args))
+    if len(params) < len(every):
+        for name, default in every:
+            if name not in params:
+                params[name] = kwargs.get(name, default)
     for k, v in kwargs.items():
         params.setdefault(k, v)
     return params
 
 
-def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> OpCall:
-    """Build the :class:`OpCall` a formula sees from a concrete call."""
-    params = bind(op, args, kwargs)
-    dtypes = {k: v.dtype for k, v in params.items() if isinstance(v, torch.Tensor)}
+def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any,
+              params: dict[str, Any] | None = None, name: str | None = None) -> OpCall:
+    """Build the :class:`OpCall` a formula sees from a concrete call
+    (``params``: the call already bound with :func:`bind`; ``name``: ``str(op)``)."""
+    if params is None:
+        params = bind(op, args, kwargs)
+    dtypes = {}
+    shaped = {}
+    for k, v in params.items():
+        if isinstance(v, torch.Tensor):
+            dtypes[k] = v.dtype
+            shaped[k] = torch.Size(map(int, v.shape))
+        elif isinstance(v, (list, tuple)):
+            shaped[k] = to_shapes(v)
+        else:
+            shaped[k] = v
     outs = out if isinstance(out, (tuple, list)) else (out,)
     return OpCall(
-        op=str(op),
-        params={k: to_shapes(v) for k, v in params.items()},
+        op=name or str(op),
+        params=shaped,
         outputs=tuple(to_shapes(o) for o in outs),
         dtypes=dtypes,
     )
