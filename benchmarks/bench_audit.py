@@ -23,7 +23,8 @@ Run it by hand, never as a test::
 
 "Count time" is the backend's own work (``Adapter._count`` on a fresh deep
 copy, output silenced); the copy and the before/after fingerprints every
-audited count also pays are shown in their own column ("plumbing"). The
+audited count also pays are shown in their own column ("plumbing"; the
+reference adapter skips the copy: it leaves the model as it was). The
 column ``reference.count`` is the reference counter alone
 (``flopaudit.reference.count``); ``reference`` is its adapter, which also
 prices the pass under every backend's ruleset for the reports.
@@ -116,11 +117,12 @@ def counter_fn(model: torch.nn.Module, inputs: ModelInputs) -> Callable[[], Any]
 
 
 def plumbing_fn(model: torch.nn.Module) -> Callable[[], Any]:
-    """What Adapter.count adds to every count: a deep copy and two fingerprints."""
+    """What Adapter.count adds to a count: a deep copy (every backend but the
+    reference, which counts the model itself) and two fingerprints."""
     def run() -> None:
         work = copy.deepcopy(model)
-        fingerprint(work)
-        fingerprint(work)
+        fingerprint(work, exact=False)
+        fingerprint(work, exact=False)
 
     return run
 
@@ -175,10 +177,10 @@ def meta_resnet50(reps: int) -> tuple[float, float, float, int]:
     """(build on meta, count on meta, plain forward on meta, MACs) of resnet50, reference counter."""
     import torchvision
 
-    from flopaudit.reference import count
+    from flopaudit.reference import count, skip_init
 
-    def build() -> torch.nn.Module:
-        with torch.device("meta"):
+    def build() -> torch.nn.Module:  # as count_meta and --meta build it
+        with torch.device("meta"), skip_init():
             return torchvision.models.resnet50()
 
     model = build()

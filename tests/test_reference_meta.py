@@ -117,3 +117,23 @@ def test_small_llama_like_on_meta_matches_closed_form() -> None:
                  + 2 * 4 * seq * seq * 4)  # causal attention counted in full, 4 query heads of dim 4
     assert result.macs == 2 * per_layer + seq * 16 * 50
     assert result.params.unique == 50 * 16 + 2 * (16 * 16 * 2 + 16 * kv * 2 + 3 * 16 * 32 + 2 * 16) + 16 + 16 * 50
+
+
+def test_skip_init_leaves_values_alone_and_restores_torch_nn_init() -> None:
+    from flopaudit.reference import skip_init
+
+    before = nn.init.kaiming_uniform_
+    with skip_init():
+        assert nn.init.kaiming_uniform_ is not before
+        layer = nn.Linear(4, 4)
+        t = torch.full((3,), 5.0)
+        assert nn.init.normal_(t) is t and torch.equal(t, torch.full((3,), 5.0))
+    assert nn.init.kaiming_uniform_ is before
+    x = torch.full((3,), 5.0)
+    nn.init.normal_(x)
+    assert not torch.equal(x, torch.full((3,), 5.0))  # initialisers work again after the block
+    with torch.device("meta"), skip_init():
+        meta = torchvision.models.resnet18()
+    assert meta.fc.weight.device.type == "meta" and layer.weight.shape == (4, 4)
+    real = count(torchvision.models.resnet18().eval(), torch.randn(1, 3, 64, 64))
+    assert count(meta.eval(), torch.empty(1, 3, 64, 64, device="meta"), device="meta").macs == real.macs

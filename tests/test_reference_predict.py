@@ -64,3 +64,42 @@ def test_flop_rulesets_are_halved_to_macs() -> None:
     flops = Ruleset(name="toy-flops", unit="FLOP", description="2 per MAC", default="2*macs")
     pred = predict(rec.events, rec.module_call_records, flops)
     assert pred.macs == CONV + FC + MM and pred.contributions == ()
+
+
+class Patched(nn.Module):
+    """F.relu inside torch.matmul's operand and a bare torch.matmul: calls of
+    functions two backends patch, one nested in the other's argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.matmul(torch.nn.functional.relu(x), self.w)
+        return torch.softmax(h, -1) @ self.w.t()
+
+
+def test_one_recording_patched_for_every_ruleset_predicts_as_dedicated_ones() -> None:
+    """predict_backends records once with every ruleset's patches; each ruleset
+    must see exactly what a recording with only its own patches shows."""
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+
+    model, x = Patched(), torch.randn(4, 16)
+    rulesets = backend_rulesets()
+    union = tuple(dict.fromkeys(p for rs in rulesets.values() for p in rs.patched_functions))
+    assert {"torch.nn.functional.relu", "torch.matmul"} <= set(union)
+    shared = count(model, x, no_grad=False, patch=union)
+    for name, rs in rulesets.items():
+        alone = count(model, x, ruleset=rs, no_grad=False)
+        mine = predict(alone.events, alone.module_call_records, rs, name)
+        theirs = predict(shared.events, shared.module_call_records, rs, name)
+        assert theirs == mine, name
+        assert apply(shared.events, shared.module_call_records, rs).total == \
+            apply(alone.events, alone.module_call_records, rs).total, name
+    ptflops = rulesets["ptflops-pytorch"]
+    relu = next(e for e in shared.events if e.op == "py:torch.nn.functional.relu")
+    inside = next(e for e in shared.events if e.op.startswith("aten.relu"))
+    assert not ptflops.foreign(relu) and ptflops.patched_in(inside) == "torch.nn.functional.relu"
+    assert rulesets["fvcore"].patched_in(inside) == "" and rulesets["fvcore"].foreign(relu)
+    foreign = [e for e in shared.events if e.op.startswith("py:") and ptflops.foreign(e)]
+    assert all(e.op[3:] not in ptflops.patched_functions for e in foreign)

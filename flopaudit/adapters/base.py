@@ -45,7 +45,8 @@ class Adapter(ABC):
     """A counting backend behind one interface.
 
     Subclasses set the class attributes and implement :meth:`_count`. The
-    public :meth:`count` runs it on a deep copy of the model, silences the
+    public :meth:`count` runs it on a deep copy of the model (see
+    :attr:`copies_model`), silences the
     backend, records what it printed and warned, notes any change it made to
     the copy (``side_effects``) and turns an exception into a result with
     status ``error`` (or ``not applicable`` for :class:`NotApplicable`).
@@ -61,6 +62,12 @@ class Adapter(ABC):
     """What the backend's raw number counts, whatever the backend calls it."""
     granularity: ClassVar[Granularity]
     description: ClassVar[str] = ""
+    copies_model: ClassVar[bool] = True
+    """Count a deep copy (the backend may change the model it is given). Only
+    a backend whose :meth:`_count` leaves the model exactly as it was (the
+    reference counter: global hooks removed, buffers put back) sets this to
+    False and is counted on the model itself; the before/after fingerprint
+    is taken all the same and any change is reported."""
 
     def options(self) -> dict[str, Any]:
         """Every result-changing option this adapter passes to its backend."""
@@ -90,7 +97,8 @@ class Adapter(ABC):
     ) -> CountResult:
         """Count one model on one set of inputs; never raises for backend failures.
 
-        The backend works on a deep copy, so ``model`` is left as it was.
+        The backend works on a deep copy (unless it declares it leaves the
+        model alone, see :attr:`copies_model`), so ``model`` is left as it was.
         """
         inputs = ModelInputs.coerce(inputs, kwargs)
         base = dict(
@@ -108,7 +116,7 @@ class Adapter(ABC):
         side_effects: list[str] = []
         caught: list[warnings.WarningMessage] = []
         try:
-            work = copy.deepcopy(model)
+            work = copy.deepcopy(model) if self.copies_model else model
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -29,6 +29,9 @@ class ReferenceAdapter(Adapter):
     description: ClassVar[str] = (
         "flopaudit's reference counter: TorchDispatchMode over aten ops with per-op shape formulas"
     )
+    copies_model: ClassVar[bool] = False
+    """The counter leaves the model as it was (global hooks removed, written
+    buffers put back, train/eval mode untouched), so no copy is needed."""
 
     def options(self) -> dict[str, object]:
         return {"ruleset": "canonical", "no_grad": True}
@@ -68,22 +71,28 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.predict`).
 
     Rulesets of backends that run with autograd on are applied to a second
-    recording made with autograd on, since eval-mode fused kernels differ;
-    rulesets whose backend monkeypatches Python functions
-    (``Ruleset.patched_functions``) to one made with the same functions
-    wrapped. Rulesets asking for the same pass share one recording.
+    recording made with autograd on, since eval-mode fused kernels differ.
+    That recording is made once with every Python function any of them
+    monkeypatches (``Ruleset.patched_functions``) wrapped; each ruleset sees
+    only the calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
     """
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.predict import predict
 
     rulesets = backend_rulesets()
-    recordings: dict[tuple[bool, tuple[str, ...]], Any] = {(False, ()): result}
+    patches: dict[bool, tuple[str, ...]] = {}
+    for ruleset in rulesets.values():
+        patches[ruleset.grad_enabled] = tuple(dict.fromkeys((*patches.get(ruleset.grad_enabled, ()),
+                                                             *ruleset.patched_functions)))
+    recordings: dict[bool, Any] = {}
+    if not patches.get(False):
+        recordings[False] = result  # the canonical pass already is the autograd-off one
     out = []
     for backend, ruleset in rulesets.items():
-        key = (ruleset.grad_enabled, tuple(ruleset.patched_functions))
-        source = recordings.get(key)
+        grad = ruleset.grad_enabled
+        source = recordings.get(grad)
         if source is None:
-            source = recordings[key] = count(model, inputs, ruleset=ruleset, no_grad=not ruleset.grad_enabled)
+            source = recordings[grad] = count(model, inputs, no_grad=not grad, patch=patches[grad])
         out.append(predict(source.events, source.module_call_records, ruleset, backend))
     return tuple(out)

@@ -73,17 +73,19 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
     First under ``with torch.device("meta")``; a constructor that needs
     tensor values (e.g. torchvision's RegNet rounds widths with
     ``.tolist()``) is built again with the reference's ``empty_weights()``
-    (each parameter lands on meta as it is registered). Returns the notes
+    (each parameter lands on meta as it is registered). Both skip
+    ``torch.nn.init`` (:func:`~flopaudit.reference.api.skip_init`): the
+    weights' values are never used. Returns the notes
     of what was done instead, for the results' warnings.
     """
+    from flopaudit.reference.api import empty_weights, skip_init
+
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), skip_init():
             model, inputs = case.instantiate()
         return model, inputs.to("meta"), ()
     except Exception as exc:  # noqa: BLE001 - try the next way
         first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-    from flopaudit.reference.api import empty_weights
-
-    with empty_weights():
+    with empty_weights(), skip_init():
         model, inputs = case.instantiate()
     return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({first}); built with empty_weights()",)

@@ -27,6 +27,7 @@ from flopaudit.reference.api import (
     count_meta,
     empty_weights,
     param_counts,
+    skip_init,
 )
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.module_rules import ModuleRuleHandle, register_module_rule
@@ -60,6 +61,7 @@ __all__ = [
     "count",
     "count_meta",
     "empty_weights",
+    "skip_init",
     "get_ruleset",
     "param_counts",
     "register_formula",

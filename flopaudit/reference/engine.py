@@ -158,6 +158,10 @@ class OpEvent:
     """Path of the outermost patched Python callable (``record(patch=...)``)
     whose call was running when this op, or patched call, was recorded ('' if
     none): a ruleset pricing that call's ``py:`` event can leave its inner ops out."""
+    patched_stack: tuple[str, ...] = ()
+    """Paths of every patched call running then, outermost first (``patched_in``
+    is the first): a recording patched for several rulesets at once serves
+    each one through the calls of its own ``patched_functions``."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
@@ -519,6 +523,7 @@ class _Recorder:
             info.formula_name, call_index, op_args, "",
             self.functions[-1] if self.functions else "",
             self.patched_stack[0] if self.patched_stack else "",
+            tuple(self.patched_stack) if self.patched_stack else (),
         ))
 
 
@@ -535,6 +540,7 @@ class _Recorder:
             input_shapes=shapes((args, kwargs)), output_shapes=(), formula="patched-call", call_index=call_index,
             op_args=op_args, autograd_function=self.functions[-1] if self.functions else "",
             patched_in=self.patched_stack[0] if self.patched_stack else "",
+            patched_stack=tuple(self.patched_stack),
         ))
         return len(self.rec.events) - 1
 

@@ -112,6 +112,8 @@ def predict(
     for j, e in enumerate(events):
         if covered[j]:
             continue
+        if ruleset.foreign(e):
+            continue
         rule = ruleset.event_rule(e)
         if rule is not None:
             key = (rule.kind, rule.reason or f"{_packet(e.op)} priced by {rule.count!r}")

@@ -48,11 +48,12 @@ category), ``canonical-macs`` (MACs of every category) and ``torchvision``
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal, Sequence
 
-from flopaudit.reference.engine import ModuleCall, OpEvent
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent
 from flopaudit.reference.registry import CONTRACTION_CATEGORIES, Category
 
 EventCounter = Callable[[OpEvent], int]
@@ -216,7 +217,11 @@ class EventRule:
     callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``); a
     string: inside a call of that callable (its dotted path)."""
 
-    def matches(self, e: OpEvent) -> bool:
+    def matches(self, e: OpEvent, patched_in: str | None = None) -> bool:
+        """Does ``e`` match? ``patched_in``: the outermost running patched call
+        as the ruleset sees it (default ``e.patched_in``)."""
+        if patched_in is None:
+            patched_in = e.patched_in
         if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
             return False
         if self.category is not None and e.category is not self.category:
@@ -232,9 +237,9 @@ class EventRule:
         if self.autograd_function is not None and bool(e.autograd_function) != self.autograd_function:
             return False
         if isinstance(self.patched, str):
-            if e.patched_in != self.patched:
+            if patched_in != self.patched:
                 return False
-        elif self.patched is not None and bool(e.patched_in) != self.patched:
+        elif self.patched is not None and bool(patched_in) != self.patched:
             return False
         return True
 
@@ -308,15 +313,34 @@ class Ruleset:
             raise ValueError(f"ruleset {self.name!r} names unknown counters: {unknown}")
 
     def count_event(self, e: OpEvent) -> int:
+        if self.foreign(e):
+            return 0
         rule = self.event_rule(e)
         return EVENT_COUNTERS[rule.count if rule else self.default](e)
 
     def event_rule(self, e: OpEvent) -> EventRule | None:
         """The first event rule matching ``e`` (None: ``default`` prices it)."""
+        patched_in = self.patched_in(e)
         for rule in self.event_rules:
-            if rule.matches(e):
+            if rule.matches(e, patched_in):
                 return rule
         return None
+
+    @functools.cached_property
+    def _patched(self) -> frozenset[str]:
+        return frozenset(self.patched_functions)
+
+    def patched_in(self, e: OpEvent) -> str:
+        """The outermost call of one of *this* ruleset's patched functions
+        running when ``e`` was recorded ('' if none): a recording may have been
+        made with more functions patched, for several rulesets at once."""
+        if not e.patched_stack:
+            return e.patched_in if e.patched_in in self._patched else ""
+        return next((p for p in e.patched_stack if p in self._patched), "")
+
+    def foreign(self, e: OpEvent) -> bool:
+        """Is ``e`` the call of a function patched for another ruleset (not counted here)?"""
+        return e.op.startswith(PATCHED_CALL_PREFIX) and e.op[len(PATCHED_CALL_PREFIX):] not in self._patched
 
     def module_rule(self, call: ModuleCall) -> ModuleRule | None:
         for rule in self.module_rules:
