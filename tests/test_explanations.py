@@ -108,6 +108,24 @@ def test_module_shared_by_two_parents_is_a_reused_module_cause() -> None:
         assert cell.residual == 0
 
 
+def test_padding_skipped_by_the_nested_inference_path_is_a_named_cause() -> None:
+    """Under no_grad nn.TransformerEncoder packs a padded batch into a nested
+    tensor and computes only real tokens (the reference counts that); counters
+    that run with autograd on compute the padding too, and their cells book
+    the difference to that cause. thop's hooks see the nested path as well."""
+    report = _report("transformer-encoder-padding-mask")
+    padded = 2 * 2 * (2048 * 6 + 32 * 6 * 6)  # both sequences at full length 6, two layers
+    for backend in ("fvcore", "torch-flop-counter", "ptflops-aten", "ptflops-pytorch"):
+        cell = _cell(report, "transformer-encoder-padding-mask", backend)
+        assert cell.residual == 0 and cell.difference == sum(c.macs for c in cell.causes), format_explanation(cell)
+        path = [c for c in cell.causes if "autograd on" in c.rule]
+        assert len(path) == 1 and path[0].macs == padded - cell.reference_macs, format_explanation(cell)
+    thop = _cell(report, "transformer-encoder-padding-mask", "thop")
+    assert thop.residual == 0 and not any("autograd" in c.rule or "hook on every" in c.rule for c in thop.causes)
+    torchinfo = report.cell("transformer-encoder-padding-mask", "torchinfo")
+    assert torchinfo is not None and torchinfo.classification == "error"
+
+
 def test_resnet50_spread_is_explained_to_named_rules() -> None:
     """4.089 / 4.112 / 4.132 / 4.134 G: the spread users see, each to exact rules."""
     report = _report("resnet50")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 from torch import nn
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.inputs import ModelInputs
-from flopaudit.records import Granularity, RulesetPrediction, Unit
+from flopaudit.records import Granularity, RuleContribution, RulesetPrediction, Unit
 
 
 class ReferenceAdapter(Adapter):
@@ -70,29 +71,71 @@ class ReferenceAdapter(Adapter):
 def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tuple[RulesetPrediction, ...]:
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.predict`).
 
-    Rulesets of backends that run with autograd on are applied to a second
-    recording made with autograd on, since eval-mode fused kernels differ.
-    That recording is made once with every Python function any of them
-    monkeypatches (``Ruleset.patched_functions``) wrapped; each ruleset sees
-    only the calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+    Each ruleset reads a recording made the way its backend runs the model:
+    autograd on or off (``Ruleset.grad_enabled``; eval-mode fused kernels
+    differ), with or without a hook on every module (``Ruleset.module_hooks``).
+    Rulesets asking for the same pass share one recording, made with every
+    Python function any of them monkeypatches wrapped; each sees only the
+    calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+
+    Shortcuts, both exact for torch's modules: with autograd on, module hooks
+    change nothing (the fused paths that test for hooks also test for
+    autograd), so all autograd-on rulesets share one pass; with autograd off,
+    a pass with module hooks differs from the canonical one only if the
+    canonical pass ran a hook-sensitive fused op (``HOOK_SENSITIVE_OPS``),
+    so otherwise the canonical recording serves. # NB: a model of your own
+    that inspects its hooks or the grad mode in other ways is outside these
+    shortcuts.
     """
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
     from flopaudit.reference.predict import predict
 
     rulesets = backend_rulesets()
-    patches: dict[bool, tuple[str, ...]] = {}
+    hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
+
+    def key(ruleset: Any) -> tuple[bool, bool]:
+        grad = ruleset.grad_enabled
+        return grad, ruleset.module_hooks and not grad and hook_sensitive
+
+    patches: dict[tuple[bool, bool], tuple[str, ...]] = {}
     for ruleset in rulesets.values():
-        patches[ruleset.grad_enabled] = tuple(dict.fromkeys((*patches.get(ruleset.grad_enabled, ()),
-                                                             *ruleset.patched_functions)))
-    recordings: dict[bool, Any] = {}
-    if not patches.get(False):
-        recordings[False] = result  # the canonical pass already is the autograd-off one
+        k = key(ruleset)
+        patches[k] = tuple(dict.fromkeys((*patches.get(k, ()), *ruleset.patched_functions)))
+    recordings: dict[tuple[bool, bool], Any] = {}
+    if not patches.get((False, False)):
+        recordings[(False, False)] = result  # the canonical pass already is the autograd-off, hook-free one
     out = []
     for backend, ruleset in rulesets.items():
-        grad = ruleset.grad_enabled
-        source = recordings.get(grad)
+        k = key(ruleset)
+        source = recordings.get(k)
         if source is None:
-            source = recordings[grad] = count(model, inputs, no_grad=not grad, patch=patches[grad])
-        out.append(predict(source.events, source.module_call_records, ruleset, backend))
+            source = recordings[k] = count(model, inputs, no_grad=not k[0], patch=patches[k], module_hooks=k[1])
+        prediction = predict(source.events, source.module_call_records, ruleset, backend)
+        out.append(_with_pass_difference(prediction, source, result, k))
     return tuple(out)
+
+
+def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: Any,
+                          key: tuple[bool, bool]) -> RulesetPrediction:
+    """Book the canonical MACs by which the backend's own pass differs from the
+    reference's inference pass (a padding-masked ``nn.TransformerEncoder``
+    skips its padding only under ``no_grad``), so that the prediction's
+    contributions still add up to its difference from the reference."""
+    delta = source.macs - result.macs
+    if source is result or not delta:
+        return prediction
+    how = "with autograd on" if key[0] else "with a hook on every module"
+    mine, ref = source.module_macs(), result.module_macs()
+    paths = [p for p in set(mine) | set(ref) if p]
+    leaves = [p for p in paths if not any(q.startswith(p + ".") for q in paths)] or [""]
+    layers = sorted(((p, mine.get(p, 0) - ref.get(p, 0)) for p in leaves), key=lambda x: (-abs(x[1]), x[0]))
+    cause = RuleContribution(
+        rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
+        "(e.g. no nested tensor for padded sequences, no fused kernels)",
+        kind="rule",
+        macs=delta,
+        layers=tuple((p, d) for p, d in layers if d)[:8],
+    )
+    return dataclasses.replace(prediction, contributions=(cause, *prediction.contributions))

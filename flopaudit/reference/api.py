@@ -175,6 +175,7 @@ def count(
     device: Literal["meta"] | None = None,
     no_grad: bool = True,
     patch: Sequence[str] = (),
+    module_hooks: bool | None = None,
 ) -> ReferenceCount:
     """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter.
 
@@ -195,7 +196,9 @@ def count(
     A ruleset with ``patched_functions`` records the pass with those Python
     callables wrapped (their calls become zero-cost ``py:`` events it prices);
     ``patch`` wraps more (one recording can then serve several rulesets,
-    each seeing only the calls of its own functions).
+    each seeing only the calls of its own functions). ``module_hooks``
+    (default: the ruleset's) attaches a no-op hook to every module for the
+    pass, as hook-based counters do.
     """
     ins = ModelInputs.coerce(inputs, kwargs)
     rs = get_ruleset(ruleset)
@@ -211,7 +214,8 @@ def count(
         ins = ins.to("meta")
     grad_ctx = torch.no_grad() if no_grad else contextlib.nullcontext()
     with grad_ctx:
-        rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))))
+        rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
+                     module_hooks=rs.module_hooks if module_hooks is None else module_hooks)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
     total, per_module, per_op, per_category, unsupported = _summarise(events)

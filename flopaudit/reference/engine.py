@@ -53,7 +53,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.inputs import iter_tensors
 from flopaudit.reference.module_rules import module_rule_for
-from flopaudit.reference.registry import Category, Cost, bind, formula_name, lookup, make_call
+from flopaudit.reference.registry import (
+    Category,
+    Cost,
+    bind,
+    concatenated,
+    formula_name,
+    lookup,
+    make_call,
+    nested_components,
+)
 
 aten = torch.ops.aten
 
@@ -229,6 +238,20 @@ def _shape(t: torch.Tensor) -> Shape:
     try:
         return tuple(map(int, t.shape))
     except (RuntimeError, TypeError, ValueError):  # nested / unbacked symbolic
+        return _nested_shape(t)
+
+
+def _nested_shape(t: torch.Tensor) -> Shape:
+    """A nested tensor's components concatenated along their first dim
+    (``(4, 16)`` and ``(6, 16)`` -> ``(10, 16)``): its element count and
+    trailing dims are right, its batch dim is not there (components that
+    differ past their first dim give ``(numel,)``); anything else ``()``.
+    Formulas also get the components (``OpCall.nested``)."""
+    if not getattr(t, "is_nested", False):
+        return ()
+    try:
+        return tuple(concatenated(nested_components(t)))
+    except (RuntimeError, TypeError, ValueError, AttributeError):
         return ()
 
 
@@ -871,18 +894,29 @@ def _custom_op_body(func: Any, args: Any, kwargs: Any) -> Any:
     return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
 
 
+#: Fused operators that a module runs only when none of its submodules has a
+#: hook: a recording with ``module_hooks`` can differ from one without only
+#: where one of them ran (in torch: ``nn.TransformerEncoderLayer``).
+HOOK_SENSITIVE_OPS = frozenset({"aten._transformer_encoder_layer_fwd.default"})
+
+
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
-           patch: Sequence[str] = ()) -> Recording:
+           patch: Sequence[str] = (), module_hooks: bool = False) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
 
     Global module hooks are registered for the call and removed before
     returning, even on error. ``patch``: dotted paths of Python callables to
     wrap for the call, each call through them recorded as a ``py:<path>``
     event (see the module docstring); they are restored on return.
+    ``module_hooks``: also attach a no-op forward hook to every module for
+    the call, as hook-based counters do (fast paths that refuse to run when
+    a module has hooks are then not taken); removed before returning.
     """
     recorder = _Recorder(model)
     handles = []
     try:
+        if module_hooks:
+            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         with _patched(recorder, patch), _tracking_autograd_functions(recorder), _Mode(recorder):
@@ -896,11 +930,15 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     return recorder.rec
 
 
+def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:
+    """Stands for a hook-based counter's hook (see ``record(module_hooks=True)``)."""
+
+
 def _is_fake(t: torch.Tensor) -> bool:
     from torch._subclasses.fake_tensor import FakeTensor
 
     return isinstance(t, FakeTensor)
 
 
-__all__ = ["ModuleCall", "OpEvent", "PATCHED_CALL_PREFIX", "Recording", "TensorArg", "iter_tensors", "nbytes", "record",
+__all__ = ["HOOK_SENSITIVE_OPS", "ModuleCall", "OpEvent", "PATCHED_CALL_PREFIX", "Recording", "TensorArg", "iter_tensors", "nbytes", "record",
            "shapes"]

@@ -89,6 +89,12 @@ class OpCall:
     tensors are :data:`Shape` objects, optional absent tensors are ``None``,
     lists of tensors are lists of shapes. ``outputs`` is the flat tuple of
     what the op returned, tensors again replaced by shapes.
+
+    A nested tensor (``nn.TransformerEncoder`` packs a padded batch into one)
+    is given by its components concatenated along their first dim
+    (``(4, 16)`` and ``(6, 16)`` -> ``(10, 16)``), which prices token-wise
+    ops (linear, norms, elementwise) on the real tokens; ``nested`` holds
+    the components for formulas whose cost is not token-wise (attention).
     """
 
     op: str
@@ -96,6 +102,8 @@ class OpCall:
     outputs: tuple[Any, ...]
     dtypes: Mapping[str, torch.dtype] = field(default_factory=dict)
     """Dtype of each tensor parameter (by name), for formulas that need it."""
+    nested: Mapping[str, tuple[Shape, ...]] = field(default_factory=dict)
+    """Component shapes of each nested-tensor parameter (by name)."""
 
     def __getitem__(self, name: str) -> Any:
         return self.params[name]
@@ -220,7 +228,23 @@ def formula_name(fn: Formula) -> str:
 # --------------------------------------------------------------------------
 # Building OpCalls from real/meta/fake tensors.
 
+def nested_components(t: torch.Tensor) -> tuple[Shape, ...]:
+    """The component shapes of a nested tensor."""
+    with torch._C._DisableTorchDispatch():  # a query of ours, not an operator of the model
+        sizes = t._nested_tensor_size().tolist()
+    return tuple(torch.Size(s) for s in sizes)
+
+
+def concatenated(components: Sequence[Shape]) -> Shape:
+    """Components joined along their first dim; ``(numel,)`` if they differ past it."""
+    if components and all(len(c) >= 1 and c[1:] == components[0][1:] for c in components):
+        return torch.Size((sum(c[0] for c in components), *components[0][1:]))
+    return torch.Size((sum(math.prod(c) for c in components),))
+
+
 def _shape_of(t: torch.Tensor) -> Shape:
+    if t.is_nested:
+        return concatenated(nested_components(t))
     return torch.Size(map(int, t.shape))
 
 
@@ -277,10 +301,15 @@ def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], ou
         params = bind(op, args, kwargs)
     dtypes = {}
     shaped = {}
+    nested = {}
     for k, v in params.items():
         if isinstance(v, torch.Tensor):
             dtypes[k] = v.dtype
-            shaped[k] = torch.Size(map(int, v.shape))
+            if v.is_nested:
+                nested[k] = nested_components(v)
+                shaped[k] = concatenated(nested[k])
+            else:
+                shaped[k] = torch.Size(map(int, v.shape))
         elif isinstance(v, (list, tuple)):
             shaped[k] = to_shapes(v)
         else:
@@ -291,6 +320,7 @@ def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], ou
         params=shaped,
         outputs=tuple(to_shapes(o) for o in outs),
         dtypes=dtypes,
+        nested=nested,
     )
 
 
@@ -347,6 +377,7 @@ __all__ = [
     "formula_name",
     "lookup",
     "make_call",
+    "nested_components",
     "numel",
     "op_key",
     "register_formula",

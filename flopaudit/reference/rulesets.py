@@ -283,6 +283,11 @@ class Ruleset:
     grad_enabled: bool = False
     """Record the pass with autograd on, as the backend runs it (eval-mode
     fused kernels such as ``_native_multi_head_attention`` are then not taken)."""
+    module_hooks: bool = False
+    """The backend attaches a hook to every module: record the pass with a
+    no-op hook on each (fast paths that refuse to run when a module has hooks,
+    ``nn.TransformerEncoderLayer``'s, are then not taken; with autograd off,
+    ``nn.TransformerEncoder`` still turns a padded batch into a nested tensor)."""
     patched_functions: tuple[str, ...] = ()
     """Python callables the backend monkeypatches to count their calls, by
     dotted path (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``):

@@ -17,9 +17,11 @@ record.
 
 thop runs the model under ``torch.no_grad()`` with forward hooks attached to
 its modules; fused eval-mode fast paths that refuse to run when a module has
-hooks (``nn.TransformerEncoderLayer``) are then not taken, so the ruleset
-sets ``grad_enabled``: the reference's autograd-on recording calls the same
-submodules. # NB: the reference records the model in its own train/eval
+hooks (``nn.TransformerEncoderLayer``) are then not taken, while those that
+only test autograd are (``nn.TransformerEncoder`` turns a batch with a
+padding mask into a nested tensor, and thop's hooks then see the real
+sequence lengths), so the ruleset reads a recording made the same way
+(autograd off, ``module_hooks``). # NB: the reference records the model in its own train/eval
 mode while thop switches to eval first; a forward that calls different
 modules in training (e.g. an auxiliary head) would be predicted in training.
 # NB: ``nn.Sequential``'s ``zero_ops`` rule is left out: ``dfs_count``
@@ -292,7 +294,7 @@ THOP = register_ruleset(Ruleset(
     "modules without a rule count 0.",
     module_rules=MODULE_RULES,
     default="zero",
-    grad_enabled=True,
+    module_hooks=True,
     hooks_per_name=True,
     sums_per_name=True,
 ))

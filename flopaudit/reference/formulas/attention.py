@@ -122,12 +122,22 @@ def native_mha(call: OpCall) -> Cost:
 
     Biases are those passed (``qkv_bias``/``proj_bias``); the head-averaged
     weights cost one add per score when ``need_weights`` and
-    ``average_attn_weights`` are set.
+    ``average_attn_weights`` are set. Nested query/key (a padded batch packed
+    by ``nn.TransformerEncoder``) are priced sequence by sequence.
     """
-    b, lq, s, e = _bls(call.shape("query"), call.shape("key"))
-    return mha_cost(b, lq, s, e, int(call["num_head"]), masked=call.get("mask") is not None,
-                    biases=call.get("qkv_bias") is not None,
-                    need_weights=bool(call.get("need_weights")), average_weights=bool(call.get("average_attn_weights")))
+    if "query" in call.nested:
+        keys = call.nested.get("key", call.nested["query"])
+        pairs = [((1, *q), (1, *k)) for q, k in zip(call.nested["query"], keys)]
+    else:
+        pairs = [(call.shape("query"), call.shape("key"))]
+    macs = extra = 0
+    for query, key in pairs:
+        b, lq, s, e = _bls(query, key)
+        cost = mha_cost(b, lq, s, e, int(call["num_head"]), masked=call.get("mask") is not None,
+                        biases=call.get("qkv_bias") is not None, need_weights=bool(call.get("need_weights")),
+                        average_weights=bool(call.get("average_attn_weights")))
+        macs, extra = macs + cost.macs, extra + cost.extra_flops
+    return Cost(macs, extra, Category.ATTENTION)
 
 
 @on("_transformer_encoder_layer_fwd")
@@ -138,14 +148,23 @@ def transformer_encoder_layer(call: OpCall) -> Cost:
     ``2*B*L*E*F`` (``F = dim_feedforward``). Extra: attention extras, the
     feed-forward biases (``B*L*F + B*L*E``), the activation (``B*L*F``), two
     layer norms with affine parameters (7 FLOPs/element each) and two
-    residual adds (``2*B*L*E``).
+    residual adds (``2*B*L*E``). A nested ``src`` (padding mask in eval) is
+    priced sequence by sequence on its real lengths: the padding is skipped
+    by the kernel, so it is not counted.
     """
     src = call.shape("src")
-    b, lq, _, e = _bls(src, src)
     f = call.shape("ffn_weight_1")[0]
-    attn = mha_cost(b, lq, lq, e, int(call["num_heads"]), masked=call.get("mask") is not None, biases=True)
-    tokens = b * lq
-    ffn_macs = 2 * tokens * e * f
-    extra = attn.extra_flops + tokens * f + tokens * e + tokens * f
-    extra += 2 * normalize_flops(tokens * e, True, True) + 2 * tokens * e
-    return Cost(attn.macs + ffn_macs, extra, Category.ATTENTION)
+    heads, masked = int(call["num_heads"]), call.get("mask") is not None
+    # A nested src (nn.TransformerEncoder with a padding mask, in eval) holds
+    # one (L_i, E) sequence per batch element: each is priced on its own
+    # tokens, padding is not computed.
+    parts = [(1, *c) for c in call.nested["src"]] if "src" in call.nested else [src]
+    macs = extra = 0
+    for part in parts:
+        b, lq, _, e = _bls(part, part)
+        attn = mha_cost(b, lq, lq, e, heads, masked=masked, biases=True)
+        tokens = b * lq
+        macs += attn.macs + 2 * tokens * e * f
+        extra += attn.extra_flops + tokens * f + tokens * e + tokens * f
+        extra += 2 * normalize_flops(tokens * e, True, True) + 2 * tokens * e
+    return Cost(macs, extra, Category.ATTENTION)

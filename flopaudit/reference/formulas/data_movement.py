@@ -63,6 +63,9 @@ DATA_MOVEMENT_NAMES: tuple[str, ...] = (
     "select_copy", "split_copy", "split_with_sizes_copy", "unbind_copy", "alias_copy", "detach_copy",
     "as_strided_copy", "diagonal_copy", "unfold_copy", "_reshape_copy", "max_unpool2d", "max_unpool3d",
     "one_hot", "block_diag", "diag", "diag_embed", "flatten_dense_tensors", "_pin_memory",
+    # padded <-> nested (``nn.TransformerEncoder`` with a padding mask in eval)
+    "_nested_tensor_from_mask", "_nested_tensor_from_mask_left_aligned", "to_padded_tensor",
+    "_nested_tensor_from_tensor_list", "_nested_from_padded", "_nested_from_padded_and_nested_example",
 )
 
 zero_cost_ops = zero_cost(Category.ZERO_COST, *existing(*dict.fromkeys(ZERO_COST_NAMES)), name="zero_cost")

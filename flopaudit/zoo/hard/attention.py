@@ -92,6 +92,21 @@ def _encoder_layer() -> nn.Module:
     return nn.TransformerEncoderLayer(E, H, dim_feedforward=FFN, dropout=0.0, batch_first=True)
 
 
+#: Valid lengths of the two sequences of the padding-mask case (the rest is padding).
+PADDED_LENGTHS = (4, L)
+
+
+def _padded_batch_inputs() -> ModelInputs:
+    mask = torch.ones(N, L, dtype=torch.bool)  # True = padding
+    for i, length in enumerate(PADDED_LENGTHS):
+        mask[i, :length] = False
+    return ModelInputs((torch.randn(N, L, E),), {"src_key_padding_mask": mask})
+
+
+def _encoder_two_layers() -> nn.Module:
+    return nn.TransformerEncoder(_encoder_layer(), num_layers=2)
+
+
 def cases() -> list[ModelCase]:
     mha_macs = 4 * N * L * E * E + 2 * N * L * L * E  # q, k, v, out projections + scores + weighted sum
     mha_params = 3 * E * E + 3 * E + E * E + E  # in_proj weight/bias + out_proj weight/bias
@@ -173,6 +188,21 @@ def cases() -> list[ModelCase]:
             expected_params=mha_params + E * FFN + FFN + FFN * E + E + 2 * 2 * E,
             description="nn.TransformerEncoderLayer(16, 4, 32, batch_first=True) in eval on (2, 6, 16); "
             "under no_grad it is one fused aten._transformer_encoder_layer_fwd",
+            default=True,
+        ),
+        hard_case(
+            "transformer-encoder-padding-mask",
+            _encoder_two_layers,
+            _padded_batch_inputs,
+            {"attention", "transformer", "linear", "norm", "nested"},
+            # Under no_grad the encoder packs the batch into a nested tensor and each fused layer works
+            # on the real tokens only: per layer and sequence of length l, projections 4*l*E*E,
+            # scores + weighted sum 2*l*l*E, FFN 2*l*E*FFN; two layers.
+            expected_macs=2 * sum(4 * n * E * E + 2 * n * n * E + 2 * n * E * FFN for n in PADDED_LENGTHS),
+            expected_params=2 * (mha_params + E * FFN + FFN + FFN * E + E + 2 * 2 * E),
+            description="nn.TransformerEncoder of 2 TransformerEncoderLayer(16, 4, 32) in eval on (2, 6, 16) "
+            "with src_key_padding_mask (lengths 4 and 6): under no_grad the batch becomes a nested tensor "
+            "and padding is not computed; counters that run with autograd on compute it",
             default=True,
         ),
     ]
