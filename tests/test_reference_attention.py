@@ -189,3 +189,36 @@ def test_transformer_encoder_layer_fast_path_extras() -> None:
     norms = 2 * 7 * tokens * E
     residuals = 2 * tokens * E
     assert result.extra_flops == attention + feed_forward + norms + residuals
+
+
+class TwoPaddedBatches(nn.Module):
+    """One encoder layer run on two padded batches with the same number of
+    real tokens (10) but other lengths: (4, 6) and (5, 5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True), num_layers=1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, mx: torch.Tensor, my: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, src_key_padding_mask=mx) + self.encoder(y, src_key_padding_mask=my)
+
+
+def _padding(lengths: tuple[int, ...], width: int) -> torch.Tensor:
+    mask = torch.ones(len(lengths), width, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = False
+    return mask
+
+
+def test_nested_encoder_is_priced_per_sequence_length() -> None:
+    model = TwoPaddedBatches().eval()
+    x, y = torch.randn(2, 6, 16), torch.randn(2, 6, 16)
+    result = count(model, (x, y, _padding((4, 6), 6), _padding((5, 5), 6)))
+    per_token = 4 * 16 * 16 + 2 * 16 * 32  # projections + feed-forward, per real token
+    scores = 2 * 16  # scores + weighted sum, per (query, key) pair of one sequence
+    expected = sum(n * per_token + n * n * scores for n in (4, 6, 5, 5))
+    assert not result.unsupported
+    assert result.macs == expected  # 4^2 + 6^2 != 5^2 + 5^2: each batch priced on its own lengths
+    fused = [e for e in result.events if e.op == "aten._transformer_encoder_layer_fwd.default"]
+    assert [e.input_shapes[0] for e in fused] == [(10, 16), (10, 16)]  # the components joined along dim 0

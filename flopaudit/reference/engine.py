@@ -508,7 +508,10 @@ class _Recorder:
         return info
 
     def op_event(self, func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any],
-                 out: Any, in_shapes: tuple[Shape, ...], read: int, in_dtypes: tuple[Any, ...] = ()) -> None:
+                 out: Any, in_shapes: tuple[Shape, ...], read: int,
+                 in_dtypes: tuple[Any, ...] | None = None) -> None:
+        """Record one operator call; ``in_dtypes`` (None: do not reuse a
+        cost priced before) are its tensor inputs' dtypes."""
         path, mtype, stack, leaf, call_index = self.where()
         info = self.op_info(func)
         fn = info.formula
@@ -525,12 +528,15 @@ class _Recorder:
         out_shapes, written = _shapes_and_bytes(outputs)
         if fn is not None:
             # Calls alike in everything a formula reads get the same cost: price each once.
-            key = (func, in_shapes, out_shapes, op_args, in_dtypes, tuple([t.dtype for t in outputs]))
-            cost = self.costs.get(key)
+            # Not for nested tensors: their shapes here do not hold their component lengths.
+            key = None if in_dtypes is None else (
+                func, in_shapes, out_shapes, op_args, in_dtypes, tuple([t.dtype for t in outputs]))
+            cost = self.costs.get(key) if key is not None else None
             if cost is None:
                 try:
                     cost = fn(make_call(func, args, kwargs, out, params, info.name))
-                    self.costs[key] = cost
+                    if key is not None:
+                        self.costs[key] = cost
                 except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
                     supported = False
                     self.rec.notes.append(
@@ -784,7 +790,9 @@ class _Mode(TorchDispatchMode):
         if kwargs:
             _tensors(kwargs, inputs)
         in_shapes, read = _shapes_and_bytes(inputs)
-        in_dtypes = tuple([t.dtype for t in inputs])
+        in_dtypes: tuple[Any, ...] | None = tuple([t.dtype for t in inputs])
+        if any([t.is_nested for t in inputs]):
+            in_dtypes = None
         has_formula = info.formula is not None
         if not has_formula:
             with self:
@@ -805,7 +813,7 @@ class _Mode(TorchDispatchMode):
         return out
 
     def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int,
-                           in_dtypes: tuple[Any, ...]) -> Any:
+                           in_dtypes: tuple[Any, ...] | None) -> Any:
         """Run a formula-less ``torch.library.custom_op`` through its Python kernel,
         recording the operators it calls (they are what the op computes).
 
