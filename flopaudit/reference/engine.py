@@ -390,12 +390,10 @@ class _Recorder:
         self.rec = Recording()
         self.frames: list[_Frame] = []
         self.suppress_depth = 0
-        self.paths: dict[int, str] = {}
-        self.leaf: dict[int, bool] = {}
-        for name, mod in model.named_modules():
-            self.paths.setdefault(id(mod), name)
-            self.leaf[id(mod)] = next(mod.children(), None) is None
-        self.aliases = _tree_aliases(model)
+        tree = _walk(model)
+        self.paths: dict[int, str] = tree.paths
+        self.leaf: dict[int, bool] = tree.leaf
+        self.aliases = tree.aliases
         self.root_type = type(model).__name__
         self.functions: list[str] = []
         """Class names of the custom ``autograd.Function`` calls running now, innermost last."""
@@ -406,7 +404,7 @@ class _Recorder:
         input and output dtypes). # NB: arguments that are neither tensors nor scalars
         (memory formats, layouts, devices, generators) are not in the key; no
         formula reads them."""
-        self.buffers = _BufferGuard(model)
+        self.buffers = _BufferGuard(tree.buffers)
         self.module_info: dict[int, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Shape], ...], str]] = {}
         self.patched_stack: list[str] = []
         """Paths of the patched calls running now, outermost first."""
@@ -579,22 +577,50 @@ class _Recorder:
             self.rec.events[index] = dataclasses.replace(self.rec.events[index], output_shapes=shapes(out))
 
 
-def _tree_aliases(model: nn.Module) -> dict[int, tuple[str, ...]]:
-    """``id(module) -> names`` for modules reachable by more than one path of
-    ``named_children()`` (which, like ``children()``, skips a module repeated
-    under one parent); the first name is the one ``named_modules()`` gives."""
+@dataclass
+class _Tree:
+    paths: dict[int, str]
+    """``id(module) -> name`` (the one ``named_modules()`` gives)."""
+    leaf: dict[int, bool]
+    aliases: dict[int, tuple[str, ...]]
+    """``id(module) -> names`` for modules reachable by more than one path."""
+    buffers: list[torch.Tensor]
+    """Every buffer, once."""
+
+
+def _walk(model: nn.Module) -> _Tree:
+    """One walk of the module tree by ``named_children()`` (which, like
+    ``children()``, skips a module repeated under one parent), visiting a
+    shared module under each of its names; the first name of each module is
+    the one ``named_modules()`` gives (both walk depth first, in order)."""
     names: dict[int, list[str]] = {}
+    leaf: dict[int, bool] = {}
+    buffers: dict[int, torch.Tensor] = {}
     todo: list[tuple[str, nn.Module, frozenset[int]]] = [("", model, frozenset())]
     while todo:
         prefix, module, ancestors = todo.pop()
-        names.setdefault(id(module), []).append(prefix)
-        if id(module) in ancestors:  # a module that contains itself: stop
+        key = id(module)
+        seen = names.get(key)
+        if seen is not None:
+            seen.append(prefix)
+        else:
+            names[key] = [prefix]
+            for b in module._buffers.values():
+                if b is not None:
+                    buffers.setdefault(id(b), b)
+        if key in ancestors:  # a module that contains itself: stop
             continue
-        inner = ancestors | {id(module)}
+        inner = ancestors | {key}
         children = list(module.named_children())
+        leaf[key] = not children
         for name, child in reversed(children):
             todo.append((f"{prefix}.{name}" if prefix else name, child, inner))
-    return {k: tuple(v) for k, v in names.items() if len(v) > 1}
+    return _Tree(
+        paths={k: v[0] for k, v in names.items()},
+        leaf=leaf,
+        aliases={k: tuple(v) for k, v in names.items() if len(v) > 1},
+        buffers=list(buffers.values()),
+    )
 
 
 @dataclass(frozen=True)
@@ -649,10 +675,11 @@ class _BufferGuard:
     storage, so a pass that writes none (eval mode) copies nothing. Meta and
     fake buffers hold no values and are not guarded."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, buffers: Sequence[torch.Tensor]) -> None:
         self.by_storage: dict[int, list[torch.Tensor]] = {}
-        for b in model.buffers():
-            if b.device.type == "meta" or _is_fake(b):
+        fake = _fake_tensor_class()
+        for b in buffers:
+            if b.is_meta or isinstance(b, fake):
                 continue
             ptr = _storage_ptr(b)
             if ptr:
@@ -942,10 +969,11 @@ def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:
     """Stands for a hook-based counter's hook (see ``record(module_hooks=True)``)."""
 
 
-def _is_fake(t: torch.Tensor) -> bool:
+def _fake_tensor_class() -> type:
     from torch._subclasses.fake_tensor import FakeTensor
 
-    return isinstance(t, FakeTensor)
+    return FakeTensor
+
 
 
 __all__ = ["HOOK_SENSITIVE_OPS", "ModuleCall", "OpEvent", "PATCHED_CALL_PREFIX", "Recording", "TensorArg", "iter_tensors", "nbytes", "record",
