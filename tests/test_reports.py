@@ -129,3 +129,16 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 20_000  # a real page, not a blank one
+
+
+def test_leaf_paths_are_those_with_nothing_under_them() -> None:
+    import random
+
+    from flopaudit.reports.explain import _leaves
+
+    assert sorted(_leaves({"a", "a.b", "a.b.c", "a-x", "a0", "b", "b.c"})) == ["a-x", "a.b.c", "a0", "b.c"]
+    rng = random.Random(0)
+    for _ in range(100):
+        paths = {".".join(rng.choice(["a", "b", "a-", "0"]) for _ in range(rng.randint(1, 4))) for _ in range(25)}
+        naive = sorted(p for p in paths if not any(q.startswith(p + ".") for q in paths))
+        assert sorted(_leaves(paths)) == naive

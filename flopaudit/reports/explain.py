@@ -11,6 +11,7 @@ the tolerance.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections.abc import Iterable
 
@@ -35,11 +36,24 @@ def top_layers(backend: CountResult, reference_modules: dict[str, int], limit: i
         return ()
     paths = set(mine) | set(reference_modules)
     paths.discard("")
-    leaves = [p for p in paths if not any(q.startswith(p + ".") for q in paths)]
+    leaves = _leaves(paths)
     diffs = [(p, mine.get(p, 0) - reference_modules.get(p, 0)) for p in leaves]
     diffs = [(p, d) for p, d in diffs if d]
     diffs.sort(key=lambda x: (-abs(x[1]), x[0]))
     return tuple(diffs[:limit])
+
+
+def _leaves(paths: set[str]) -> list[str]:
+    """The paths no other path lies under (``"a.b"`` lies under ``"a"``), in
+    O(n log n): a path's descendants sort right after ``path + "."``."""
+    ordered = sorted(paths)
+    out = []
+    for p in ordered:
+        prefix = p + "."
+        i = bisect.bisect_left(ordered, prefix)
+        if not (i < len(ordered) and ordered[i].startswith(prefix)):
+            out.append(p)
+    return out
 
 
 def explain_cell(result: CountResult, reference: CountResult | None, tolerance: float = 0.0) -> CellExplanation:
