@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import threading
 from collections import abc
@@ -52,6 +53,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.inputs import iter_tensors
+from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.registry import (
     Category,
@@ -283,6 +285,32 @@ def _tensors(obj: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tens
 _NOT_CONTAINERS = (type(None), bool, int, float, str, torch.dtype, torch.device)
 
 
+def _summary(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int, tuple[Any, ...] | None]:
+    """Shapes, bytes of the distinct tensors and dtypes (None if one is
+    nested) of ``tensors``, in one pass: the recorder's hot path."""
+    shapes = []
+    dtypes = []
+    total = 0
+    seen: list[int] = []
+    nested = False
+    for t in tensors:
+        try:
+            shapes.append(tuple(map(int, t.shape)))
+        except (RuntimeError, TypeError, ValueError):
+            shapes.append(_shape(t))
+            nested = nested or bool(getattr(t, "is_nested", False))
+        dtypes.append(t.dtype)
+        key = id(t)
+        if key in seen:
+            continue
+        seen.append(key)
+        try:
+            total += int(t.numel()) * t.element_size()
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return tuple(shapes), total, (None if nested else tuple(dtypes))
+
+
 def _shapes_and_bytes(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int]:
     """:func:`_shapes_of` and :func:`_bytes_of` in one pass."""
     if len(tensors) == 1:
@@ -292,6 +320,21 @@ def _shapes_and_bytes(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...
         except (RuntimeError, TypeError, ValueError):
             return (_shape(t),), 0
     return _shapes_of(tensors), _bytes_of(tensors)
+
+
+def _op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor]:
+    """The tensors among an operator's arguments. Schema-typed: a list whose
+    first element is a number is an ``int[]``/``float[]`` (stride, padding,
+    sizes) and holds no tensor."""
+    out: list[torch.Tensor] = []
+    for x in args:
+        if isinstance(x, _Tensor):
+            out.append(x)
+        elif isinstance(x, (list, tuple)) and x and not isinstance(x[0], (int, float)):
+            _tensors(x, out)
+    if kwargs:
+        _tensors(kwargs, out)
+    return out
 
 
 def _shapes_of(tensors: Sequence[torch.Tensor]) -> tuple[Shape, ...]:
@@ -357,16 +400,28 @@ def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 _ATTR_TYPES = (bool, int, float, str)
 
+#: ``type(module)`` -> (the keys of its first instance's ``__dict__``, those of them that are public, sorted).
+_PUBLIC_KEYS: dict[type, tuple[Any, tuple[str, ...]]] = {}
+
 
 def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     """The module's public scalar attributes (and tuples of scalars), sorted by name."""
-    out = [
-        (k, v) for k, v in module.__dict__.items()
-        if k[:1] != "_" and (isinstance(v, _ATTR_TYPES)
-                             or (isinstance(v, tuple) and all(isinstance(x, _ATTR_TYPES) for x in v)))
-    ]
-    out.sort()
+    d = module.__dict__
+    known = _PUBLIC_KEYS.get(type(module))
+    if known is None or known[0] != d.keys():  # another set of attributes than the class's first instance
+        known = (frozenset(d), tuple(sorted(k for k in d if k[:1] != "_")))
+        _PUBLIC_KEYS[type(module)] = known
+    out = []
+    for k in known[1]:
+        v = d[k]
+        if isinstance(v, _ATTR_TYPES) or (isinstance(v, tuple) and all(isinstance(x, _ATTR_TYPES) for x in v)):
+            out.append((k, v))
     return tuple(out)
+
+
+@functools.cache
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 # --------------------------------------------------------------------------
@@ -415,23 +470,24 @@ class _Recorder:
     # -- module hooks -----------------------------------------------------
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        path = self.paths.get(id(module))
+        key = id(module)
+        path = self.paths.get(key)
         if path is None:  # a module outside the counted model
             return
-        parent_stack = self.frames[-1].stack if self.frames else ()
-        stack = parent_stack + (path,)
-        rule = module_rule_for(module) if not self.suppress_depth else None
-        frame = _Frame(path, type(module).__name__, self.leaf[id(module)], stack,
-                       call_index=-1, first_event=len(self.rec.events),
-                       parent=self.frames[-1].call_index if self.frames else -1,
-                       suppressed_by=formula_name(rule) if rule is not None else "")
+        frames = self.frames
+        parent = frames[-1] if frames else None
+        rule = module_rule_for(module) if _MODULE_RULES and not self.suppress_depth else None
+        calls = self.rec.calls
+        frame = _Frame(path, type(module).__name__, self.leaf[key],
+                       parent.stack + (path,) if parent is not None else (path,),
+                       -1 if self.suppress_depth else len(calls), len(self.rec.events),
+                       parent.call_index if parent is not None else -1,
+                       formula_name(rule) if rule is not None else "")
         if not self.suppress_depth:
-            frame.call_index = len(self.rec.calls)
-            # Placeholder, completed in post_hook (calls are listed in start order).
-            self.rec.calls.append(None)  # type: ignore[arg-type]
+            calls.append(None)  # type: ignore[arg-type]  # placeholder, completed in post_hook (start order)
         if rule is not None:
             self.suppress_depth += 1
-        self.frames.append(frame)
+        frames.append(frame)
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
         # (kwargs, output) normally; torch calls always_call global hooks with
@@ -470,21 +526,25 @@ class _Recorder:
         """Replace the call's placeholder with its record (start order is kept)."""
         if frame.call_index < 0:
             return
-        info = self.module_info.get(id(module))
+        key = id(module)
+        info = self.module_info.get(key)
         if info is None:  # attributes and parameter shapes, once per module
             info = (_module_attrs(module),
                     tuple((n, _shape(p)) for n, p in module._parameters.items() if p is not None),
-                    f"{type(module).__module__}.{type(module).__qualname__}")
-            self.module_info[id(module)] = info
-        inputs = _tensors(args)
-        if kwargs:
-            _tensors(kwargs, inputs)
+                    _class_path(type(module)))
+            self.module_info[key] = info
+        if len(args) == 1 and not kwargs and isinstance(args[0], _Tensor):  # the common call: one tensor
+            in_shapes: tuple[Shape, ...] = (_shape(args[0]),)
+        else:
+            inputs = _tensors(args)
+            if kwargs:
+                _tensors(kwargs, inputs)
+            in_shapes = _shapes_of(inputs)
+        out_shapes = (_shape(output),) if isinstance(output, _Tensor) else _shapes_of(_tensors(output))
         self.rec.calls[frame.call_index] = ModuleCall(
-            path=frame.path, module_type=frame.module_type, module_class=info[2],
-            stack=frame.stack, in_leaf=frame.in_leaf, input_shapes=_shapes_of(inputs),
-            output_shapes=_shapes_of(_tensors(output)), attrs=info[0], param_shapes=info[1],
-            events=(frame.first_event, len(self.rec.events)), parent=frame.parent,
-            rule=frame.suppressed_by, aliases=self.aliases.get(id(module), ()),
+            frame.path, frame.module_type, info[2], frame.stack, frame.in_leaf, in_shapes, out_shapes,
+            info[0], info[1], (frame.first_event, len(self.rec.events)), frame.parent,
+            frame.suppressed_by, self.aliases.get(key, ()),
         )
 
     # -- operator events --------------------------------------------------
@@ -813,13 +873,7 @@ class _Mode(TorchDispatchMode):
                 rec.buffers.before_write(info.stats_written[1:], args, kwargs)
         if info.skip or rec.suppress_depth:
             return func(*args, **kwargs)
-        inputs = _tensors(args)
-        if kwargs:
-            _tensors(kwargs, inputs)
-        in_shapes, read = _shapes_and_bytes(inputs)
-        in_dtypes: tuple[Any, ...] | None = tuple([t.dtype for t in inputs])
-        if any([t.is_nested for t in inputs]):
-            in_dtypes = None
+        in_shapes, read, in_dtypes = _summary(_op_tensors(args, kwargs))
         has_formula = info.formula is not None
         if not has_formula:
             with self:
