@@ -222,3 +222,4 @@ def test_nested_encoder_is_priced_per_sequence_length() -> None:
     assert result.macs == expected  # 4^2 + 6^2 != 5^2 + 5^2: each batch priced on its own lengths
     fused = [e for e in result.events if e.op == "aten._transformer_encoder_layer_fwd.default"]
     assert [e.input_shapes[0] for e in fused] == [(10, 16), (10, 16)]  # the components joined along dim 0
+    assert [e.bytes_written for e in fused] == [10 * 16 * 4] * 2  # a nested output's real tokens, float32

@@ -317,8 +317,8 @@ def _shapes_and_bytes(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...
         t = tensors[0]
         try:
             return (tuple(map(int, t.shape)),), int(t.numel()) * t.element_size()
-        except (RuntimeError, TypeError, ValueError):
-            return (_shape(t),), 0
+        except (RuntimeError, TypeError, ValueError):  # nested or symbolic: the slow way
+            return (_shape(t),), _bytes_of(tensors)
     return _shapes_of(tensors), _bytes_of(tensors)
 
 
