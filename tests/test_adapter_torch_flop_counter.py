@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ConvBNNet
+from conftest import MatmulNet as SharedMatmulNet
 from conftest import TwoInputLinear as TwoInputs
 from torch import nn
 
@@ -25,18 +26,15 @@ def adapter() -> TorchFlopCounterAdapter:
     return a
 
 
-class MatmulNet(nn.Module):
-    """Linear, then ``torch.matmul``, ``@`` and ``einsum`` against weights in forward."""
+class MatmulNet(SharedMatmulNet):
+    """conftest's Linear, ``torch.matmul`` and ``@``, then ``einsum`` against one more weight."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.fc = nn.Linear(16, 32, bias=False)
-        self.w = nn.Parameter(torch.randn(32, 8))
-        self.v = nn.Parameter(torch.randn(8, 4))
         self.u = nn.Parameter(torch.randn(4, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("nk,kj->nj", torch.matmul(self.fc(x), self.w) @ self.v, self.u)
+        return torch.einsum("nk,kj->nj", super().forward(x), self.u)
 
 
 class KeywordInputs(nn.Module):
