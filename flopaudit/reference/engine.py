@@ -311,17 +311,6 @@ def _summary(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int, t
     return tuple(shapes), total, (None if nested else tuple(dtypes))
 
 
-def _shapes_and_bytes(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int]:
-    """:func:`_shapes_of` and :func:`_bytes_of` in one pass."""
-    if len(tensors) == 1:
-        t = tensors[0]
-        try:
-            return (tuple(map(int, t.shape)),), int(t.numel()) * t.element_size()
-        except (RuntimeError, TypeError, ValueError):  # nested or symbolic: the slow way
-            return (_shape(t),), _bytes_of(tensors)
-    return _shapes_of(tensors), _bytes_of(tensors)
-
-
 def _op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor]:
     """The tensors among an operator's arguments. Schema-typed: a list whose
     first element is a number is an ``int[]``/``float[]`` (stride, padding,
@@ -582,13 +571,12 @@ class _Recorder:
             op_args = _scalar_args(params)
         except Exception:  # noqa: BLE001 - the schema did not bind; keep the event anyway
             pass
-        outputs = _tensors(out)
-        out_shapes, written = _shapes_and_bytes(outputs)
+        out_shapes, written, out_dtypes = _summary(_tensors(out))
         if fn is not None:
             # Calls alike in everything a formula reads get the same cost: price each once.
             # Not for nested tensors: their shapes here do not hold their component lengths.
-            key = None if in_dtypes is None else (
-                func, in_shapes, out_shapes, op_args, in_dtypes, tuple([t.dtype for t in outputs]))
+            key = None if in_dtypes is None or out_dtypes is None else (
+                func, in_shapes, out_shapes, op_args, in_dtypes, out_dtypes)
             cost = self.costs.get(key) if key is not None else None
             if cost is None:
                 try:
