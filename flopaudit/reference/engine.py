@@ -691,9 +691,9 @@ _UNANNOTATED_WRITERS = {"aten::native_batch_norm", "aten::cudnn_batch_norm", "at
 
 
 def _written_args(func: Any) -> tuple[tuple[int, str], ...]:
-    """(position, name) of the arguments ``func`` writes to: those its schema
-    marks ``Tensor(a!)``, plus the running statistics of the batch-norm
-    kernels in :data:`_UNANNOTATED_WRITERS`.
+    """(position, name) of the arguments ``func``'s schema marks ``Tensor(a!)``
+    (the batch-norm kernels of :data:`_UNANNOTATED_WRITERS` are handled by
+    :func:`_stats_written`).
     # NB: an operator that writes to an argument its schema does not mark,
     # other than those listed, is not seen writing.
     """
