@@ -287,11 +287,9 @@ _NOT_CONTAINERS = (type(None), bool, int, float, str, torch.dtype, torch.device)
 
 def _summary(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int, tuple[Any, ...] | None]:
     """Shapes, bytes of the distinct tensors and dtypes (None if one is
-    nested) of ``tensors``, in one pass: the recorder's hot path."""
+    nested) of ``tensors``: the recorder's hot path."""
     shapes = []
     dtypes = []
-    total = 0
-    seen: list[int] = []
     nested = False
     for t in tensors:
         try:
@@ -300,15 +298,7 @@ def _summary(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int, t
             shapes.append(_shape(t))
             nested = nested or bool(getattr(t, "is_nested", False))
         dtypes.append(t.dtype)
-        key = id(t)
-        if key in seen:
-            continue
-        seen.append(key)
-        try:
-            total += int(t.numel()) * t.element_size()
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return tuple(shapes), total, (None if nested else tuple(dtypes))
+    return tuple(shapes), _bytes_of(tensors), (None if nested else tuple(dtypes))
 
 
 def _op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor]:
