@@ -134,7 +134,7 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
 def test_leaf_paths_are_those_with_nothing_under_them() -> None:
     import random
 
-    from flopaudit.reports.explain import _leaves
+    from flopaudit.module_paths import leaf_paths as _leaves
 
     assert sorted(_leaves({"a", "a.b", "a.b.c", "a-x", "a0", "b", "b.c"})) == ["a-x", "a.b.c", "a0", "b.c"]
     rng = random.Random(0)

@@ -9,6 +9,7 @@ from torch import nn
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.inputs import ModelInputs
+from flopaudit.module_paths import layer_differences
 from flopaudit.records import Granularity, RuleContribution, RulesetPrediction, Unit
 
 
@@ -128,14 +129,13 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
         return prediction
     how = "with autograd on" if key[0] else "with a hook on every module"
     mine, ref = source.module_macs(), result.module_macs()
-    paths = [p for p in set(mine) | set(ref) if p]
-    leaves = [p for p in paths if not any(q.startswith(p + ".") for q in paths)] or [""]
-    layers = sorted(((p, mine.get(p, 0) - ref.get(p, 0)) for p in leaves), key=lambda x: (-abs(x[1]), x[0]))
+    nested = any(p for p in (*mine, *ref))  # a model with submodules; else the root takes it all
+    layers = layer_differences(mine, ref, 8) if nested else (("", delta),)
     cause = RuleContribution(
         rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
         "(e.g. no nested tensor for padded sequences, no fused kernels)",
         kind="rule",
         macs=delta,
-        layers=tuple((p, d) for p, d in layers if d)[:8],
+        layers=layers,
     )
     return dataclasses.replace(prediction, contributions=(cause, *prediction.contributions))

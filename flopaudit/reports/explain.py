@@ -11,10 +11,10 @@ the tolerance.
 
 from __future__ import annotations
 
-import bisect
 import statistics
 from collections.abc import Iterable
 
+from flopaudit.module_paths import layer_differences
 from flopaudit.records import Breakdown, CountResult, Status
 from flopaudit.reports.model import BackendScore, Cause, CellExplanation, Report
 from flopaudit.run import AuditRun
@@ -34,26 +34,7 @@ def top_layers(backend: CountResult, reference_modules: dict[str, int], limit: i
     mine = backend.module_macs()
     if not mine:
         return ()
-    paths = set(mine) | set(reference_modules)
-    paths.discard("")
-    leaves = _leaves(paths)
-    diffs = [(p, mine.get(p, 0) - reference_modules.get(p, 0)) for p in leaves]
-    diffs = [(p, d) for p, d in diffs if d]
-    diffs.sort(key=lambda x: (-abs(x[1]), x[0]))
-    return tuple(diffs[:limit])
-
-
-def _leaves(paths: set[str]) -> list[str]:
-    """The paths no other path lies under (``"a.b"`` lies under ``"a"``), in
-    O(n log n): a path's descendants sort right after ``path + "."``."""
-    ordered = sorted(paths)
-    out = []
-    for p in ordered:
-        prefix = p + "."
-        i = bisect.bisect_left(ordered, prefix)
-        if not (i < len(ordered) and ordered[i].startswith(prefix)):
-            out.append(p)
-    return out
+    return layer_differences(mine, reference_modules, limit)
 
 
 def explain_cell(result: CountResult, reference: CountResult | None, tolerance: float = 0.0) -> CellExplanation:
