@@ -41,10 +41,11 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import math
 import threading
 from collections import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -316,6 +317,93 @@ def _op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Te
     return out
 
 
+def _summary_before(tensors: Sequence[torch.Tensor], sizes: Sequence[Any]) -> tuple[
+        tuple[Shape, ...], int, tuple[Any, ...] | None]:
+    """As :func:`_summary`, from the sizes the tensors had before the op ran."""
+    shapes = []
+    nested = False
+    read = 0
+    seen: set[int] = set()
+    for t, s in zip(tensors, sizes):
+        try:
+            shape = tuple(map(int, s))
+            n = math.prod(shape)
+        except (RuntimeError, TypeError, ValueError):  # nested / unbacked symbolic
+            shape = _shape(t)
+            nested = nested or bool(getattr(t, "is_nested", False))
+            n = -1
+        shapes.append(shape)
+        if id(t) not in seen:
+            seen.add(id(t))
+            try:
+                read += (n if n >= 0 else int(t.numel())) * t.element_size()
+            except (RuntimeError, TypeError, ValueError):
+                pass
+    return tuple(shapes), read, (None if nested else tuple([t.dtype for t in tensors]))
+
+
+class _Unkeyable(Exception):
+    """An argument :func:`_key_into` cannot describe by value."""
+
+
+#: Argument types a call key holds as they are (hashable values, no references to model objects).
+_PLAIN_KEYS = frozenset({type(None), bool, int, float, complex, str, torch.dtype, torch.device, torch.layout,
+                         torch.memory_format})
+_NUMBERS = frozenset({bool, int, float})
+_LIST, _END, _OUT = object(), object(), object()
+
+
+def _key_into(items: Any, key: list[Any], tensors: list[torch.Tensor], sizes: list[Any]) -> None:
+    """Describe an operator's arguments into ``key``: tensors by ``.shape``
+    and dtype (and listed in ``tensors``, their shapes in ``sizes``), lists
+    of numbers as tuples, lists of tensors element-wise, plain scalars as
+    they are. Raises :class:`_Unkeyable` on anything else (a generator, a
+    symbolic size); a nested tensor's shape raises RuntimeError. The
+    recorder's hot path."""
+    for a in items:
+        if isinstance(a, _Tensor):
+            s = a.shape
+            key.append(s)
+            key.append(a.dtype)
+            tensors.append(a)
+            sizes.append(s)
+        elif type(a) in _PLAIN_KEYS:
+            key.append(a)
+            key.append(type(a))  # 1, 1.0 and True are equal keys, not equal arguments
+        elif type(a) is list or type(a) is tuple:
+            if a and type(a[0]) in _NUMBERS:  # int[] / float[] (schema lists are of one type)
+                key.append(tuple(a))
+            else:
+                key.append(_LIST)
+                _key_into(a, key, tensors, sizes)
+                key.append(_END)
+        else:
+            raise _Unkeyable
+
+
+class _Priced(NamedTuple):
+    """What an operator event records of the call itself, wherever it ran."""
+
+    category: Category | None
+    macs: int
+    extra_flops: int
+    bytes_read: int
+    bytes_written: int
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    supported: bool
+    op_args: tuple[tuple[str, Any], ...]
+
+
+#: Priced calls by key (:func:`_key_into` of the inputs, then of the
+#: outputs, after the op and its formula): formulas read only shapes,
+#: dtypes and scalar arguments, so a call alike in all of them is priced
+#: once per process. The formula is part of the key, so registering another
+#: one re-prices. Cleared when it reaches :data:`_PRICED_MAX` entries.
+_PRICED: dict[tuple[Any, ...], _Priced] = {}
+_PRICED_MAX = 100_000
+
+
 def _shapes_of(tensors: Sequence[torch.Tensor]) -> tuple[Shape, ...]:
     return tuple([_shape(t) for t in tensors])
 
@@ -549,8 +637,46 @@ class _Recorder:
                  in_dtypes: tuple[Any, ...] | None = None) -> None:
         """Record one operator call; ``in_dtypes`` (None: do not reuse a
         cost priced before) are its tensor inputs' dtypes."""
-        path, mtype, stack, leaf, call_index = self.where()
         info = self.op_info(func)
+        self._append(info, self._price(func, info, args, kwargs, out, in_shapes, read, in_dtypes)[0])
+
+    def op_event_keyed(self, func: torch._ops.OpOverload, info: _OpInfo, args: Sequence[Any],
+                       kwargs: Mapping[str, Any], out: Any, key: list[Any], tensors: list[torch.Tensor],
+                       sizes: list[Any]) -> None:
+        """Record one operator call whose inputs :func:`_key_into` described
+        before it ran (``key``, ``tensors`` and their ``sizes`` then): calls
+        alike in everything a formula reads are priced once (see :data:`_PRICED`)."""
+        entry = None
+        try:
+            if len(tensors) > 1 and len(set(map(id, tensors))) != len(tensors):
+                raise _Unkeyable  # a tensor passed twice: its bytes count once, the key cannot say so
+            key.append(_OUT)
+            if isinstance(out, _Tensor):
+                key.append(out.shape)
+                key.append(out.dtype)
+            else:
+                outs: list[torch.Tensor] = []
+                _key_into((out,), key, outs, [])
+                if len(outs) > 1 and len(set(map(id, outs))) != len(outs):
+                    raise _Unkeyable
+            frozen = tuple(key)
+            entry = _PRICED.get(frozen)
+        except (_Unkeyable, RuntimeError, TypeError, ValueError):  # nested/symbolic shapes, odd arguments
+            frozen = None
+        if entry is None:
+            in_shapes, read, in_dtypes = _summary_before(tensors, sizes)
+            entry, reusable = self._price(func, info, args, kwargs, out, in_shapes, read, in_dtypes)
+            if reusable and frozen is not None:
+                if len(_PRICED) >= _PRICED_MAX:
+                    _PRICED.clear()
+                _PRICED[frozen] = entry
+        self._append(info, entry)
+
+    def _price(self, func: torch._ops.OpOverload, info: _OpInfo, args: Sequence[Any], kwargs: Mapping[str, Any],
+               out: Any, in_shapes: tuple[Shape, ...], read: int,
+               in_dtypes: tuple[Any, ...] | None) -> tuple[_Priced, bool]:
+        """What an event records of the call itself (not where it ran), and
+        whether calls alike may reuse it (no failed formula, no nested tensor)."""
         fn = info.formula
         supported = fn is not None
         cost: Cost | None = None
@@ -562,11 +688,11 @@ class _Recorder:
         except Exception:  # noqa: BLE001 - the schema did not bind; keep the event anyway
             pass
         out_shapes, written, out_dtypes = _summary(_tensors(out))
+        reusable = in_dtypes is not None and out_dtypes is not None
         if fn is not None:
             # Calls alike in everything a formula reads get the same cost: price each once.
             # Not for nested tensors: their shapes here do not hold their component lengths.
-            key = None if in_dtypes is None or out_dtypes is None else (
-                func, in_shapes, out_shapes, op_args, in_dtypes, out_dtypes)
+            key = (func, in_shapes, out_shapes, op_args, in_dtypes, out_dtypes) if reusable else None
             cost = self.costs.get(key) if key is not None else None
             if cost is None:
                 try:
@@ -574,23 +700,33 @@ class _Recorder:
                     if key is not None:
                         self.costs[key] = cost
                 except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
-                    supported = False
+                    supported = reusable = False
                     self.rec.notes.append(
                         f"formula {info.formula_name} failed on {func}: {type(exc).__name__}: {exc}")
         view = info.view
-        self.rec.events.append(OpEvent(
-            info.name, path, mtype, stack, leaf,
+        return _Priced(
             cost.category if cost is not None else None,
             cost.macs if cost is not None else 0,
             cost.extra_flops if cost is not None else 0,
             0 if view else read, 0 if view else written,
-            in_shapes, out_shapes, supported and cost is not None,
-            info.formula_name, call_index, op_args, "",
-            self.functions[-1] if self.functions else "",
-            self.patched_stack[0] if self.patched_stack else "",
-            tuple(self.patched_stack) if self.patched_stack else (),
-        ))
+            in_shapes, out_shapes, supported and cost is not None, op_args,
+        ), reusable
 
+    def _append(self, info: _OpInfo, p: _Priced) -> None:
+        """Add the event of a priced call, where it ran."""
+        frames = self.frames
+        if frames:
+            f = frames[-1]
+            path, mtype, stack, leaf, call_index = f.path, f.module_type, f.stack, f.in_leaf, f.call_index
+        else:
+            path, mtype, stack, leaf, call_index = self.where()
+        patched = self.patched_stack
+        self.rec.events.append(OpEvent(
+            info.name, path, mtype, stack, leaf, p.category, p.macs, p.extra_flops, p.bytes_read,
+            p.bytes_written, p.input_shapes, p.output_shapes, p.supported, info.formula_name, call_index,
+            p.op_args, "", self.functions[-1] if self.functions else "",
+            patched[0] if patched else "", tuple(patched) if patched else (),
+        ))
 
     def patched_call(self, path: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
         """Record a call of a patched callable; -1 if it is not the model's."""
@@ -851,9 +987,8 @@ class _Mode(TorchDispatchMode):
                 rec.buffers.before_write(info.stats_written[1:], args, kwargs)
         if info.skip or rec.suppress_depth:
             return func(*args, **kwargs)
-        in_shapes, read, in_dtypes = _summary(_op_tensors(args, kwargs))
-        has_formula = info.formula is not None
-        if not has_formula:
+        if info.formula is None:
+            in_shapes, read, in_dtypes = _summary(_op_tensors(args, kwargs))
             with self:
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
@@ -861,15 +996,37 @@ class _Mode(TorchDispatchMode):
             traced = self._trace_python_body(func, args, kwargs, in_shapes, read, in_dtypes)
             if traced is not _NOT_TRACED:
                 return traced
-        shortcut = _META_SHORTCUTS.get(func)
-        if shortcut is not None and _all_meta(args, kwargs):
-            out = shortcut(args, kwargs)
-        else:
             out = func(*args, **kwargs)
-        if not in_shapes and not has_formula and not _tensors(out):
-            return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
-        rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+            if not in_shapes and not _tensors(out):
+                return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
+            rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+            return out
+        # The common call: describe the inputs before the op runs (an in-place op may resize them).
+        key: list[Any] = [func, info.formula]
+        tensors: list[torch.Tensor] = []
+        sizes: list[Any] = []
+        try:
+            _key_into(args, key, tensors, sizes)
+            if kwargs:
+                key.append(tuple(kwargs))
+                _key_into(kwargs.values(), key, tensors, sizes)
+        except (_Unkeyable, RuntimeError, TypeError, ValueError):  # nested tensors, odd arguments
+            tensors = _op_tensors(args, kwargs)
+            in_shapes, read, in_dtypes = _summary(tensors)
+            out = self._run(func, args, kwargs, tensors)
+            rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+            return out
+        out = self._run(func, args, kwargs, tensors)
+        rec.op_event_keyed(func, info, args, kwargs, out, key, tensors, sizes)
         return out
+
+    @staticmethod
+    def _run(func: Any, args: Any, kwargs: Any, tensors: list[torch.Tensor]) -> Any:
+        """``func(*args, **kwargs)``, by a shortcut for slow meta kernels."""
+        shortcut = _META_SHORTCUTS.get(func)
+        if shortcut is not None and tensors and tensors[0].is_meta and _all_meta(args, kwargs):
+            return shortcut(args, kwargs)
+        return func(*args, **kwargs)
 
     def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int,
                            in_dtypes: tuple[Any, ...] | None) -> Any:
