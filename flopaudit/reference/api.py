@@ -107,17 +107,37 @@ class ReferenceCount:
 
 def param_counts(model: nn.Module) -> ParamCount:
     """Total / unique / trainable / shared parameter counts of ``model``."""
+    return _params_and_devices(model)[0]
+
+
+def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
+    """:func:`param_counts` and the device types of the parameters and
+    buffers, in one walk of ``named_modules(remove_duplicate=False)`` (the
+    walk ``named_parameters(remove_duplicate=False)`` makes)."""
     refs: dict[int, int] = {}
     sizes: dict[int, tuple[int, bool]] = {}
-    for _, p in model.named_parameters(remove_duplicate=False):
-        refs[id(p)] = refs.get(id(p), 0) + 1
-        sizes[id(p)] = (p.numel(), p.requires_grad)
+    devices: set[str] = set()
+    for _, module in model.named_modules(remove_duplicate=False):
+        for p in module._parameters.values():
+            if p is None:
+                continue
+            key = id(p)
+            n = refs.get(key)
+            if n is None:
+                refs[key] = 1
+                sizes[key] = (p.numel(), p.requires_grad)
+                devices.add(p.device.type)
+            else:
+                refs[key] = n + 1
+        for b in module._buffers.values():
+            if b is not None:
+                devices.add(b.device.type)
     total = sum(sizes[k][0] * n for k, n in refs.items())
     unique = sum(n for n, _ in sizes.values())
     trainable = sum(n for n, g in sizes.values() if g)
     shared = [k for k, n in refs.items() if n > 1]
     shared_elements = sum(sizes[k][0] * (refs[k] - 1) for k in shared)
-    return ParamCount(total, unique, trainable, len(shared), shared_elements)
+    return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
 def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
@@ -222,7 +242,7 @@ def count(
     module_calls: dict[str, int] = {}
     for c in calls:
         module_calls[c.path] = module_calls.get(c.path, 0) + 1
-    devices = _devices(model)
+    params, devices = _params_and_devices(model)
     return ReferenceCount(
         events=events,
         module_call_records=calls,
@@ -232,7 +252,7 @@ def count(
         per_category=per_category,
         unsupported=unsupported,
         module_calls=module_calls,
-        params=param_counts(model),
+        params=params,
         ruleset=apply(events, calls, rs, ins.batch_size),
         batch_size=ins.batch_size,
         device=",".join(sorted(devices)) or (device or ""),

@@ -404,6 +404,21 @@ _PRICED: dict[tuple[Any, ...], _Priced] = {}
 _PRICED_MAX = 100_000
 
 
+def _int_shapes(sizes: Sequence[Any]) -> tuple[Shape, ...]:
+    """``torch.Size`` objects (or shapes) as tuples of ints."""
+    try:
+        return tuple([tuple(map(int, s)) for s in sizes])
+    except (RuntimeError, TypeError, ValueError):  # an unbacked symbolic size
+        return tuple([_int_shape(s) for s in sizes])
+
+
+def _int_shape(size: Sequence[Any]) -> Shape:
+    try:
+        return tuple(map(int, size))
+    except (RuntimeError, TypeError, ValueError):
+        return ()
+
+
 def _shapes_of(tensors: Sequence[torch.Tensor]) -> tuple[Shape, ...]:
     return tuple([_shape(t) for t in tensors])
 
@@ -466,6 +481,7 @@ def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 _ATTR_TYPES = (bool, int, float, str)
+_ATTR_SET = frozenset(_ATTR_TYPES)
 
 #: ``type(module)`` -> (the keys of its first instance's ``__dict__``, those of them that are public, sorted).
 _PUBLIC_KEYS: dict[type, tuple[Any, tuple[str, ...]]] = {}
@@ -481,7 +497,16 @@ def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     out = []
     for k in known[1]:
         v = d[k]
-        if isinstance(v, _ATTR_TYPES) or (isinstance(v, tuple) and all(isinstance(x, _ATTR_TYPES) for x in v)):
+        t = type(v)
+        if t in _ATTR_SET:
+            out.append((k, v))
+        elif t is tuple or isinstance(v, tuple):
+            for x in v:
+                if type(x) not in _ATTR_SET and not isinstance(x, _ATTR_TYPES):
+                    break
+            else:
+                out.append((k, v))
+        elif isinstance(v, _ATTR_TYPES):  # a subclass (an IntEnum)
             out.append((k, v))
     return tuple(out)
 
@@ -590,29 +615,69 @@ class _Recorder:
 
     def _close_call(self, frame: _Frame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                     output: Any) -> None:
-        """Replace the call's placeholder with its record (start order is kept)."""
+        """Fill the call's placeholder (start order is kept) with what its
+        record needs from the call: :meth:`finish` builds the record."""
         if frame.call_index < 0:
             return
+        if len(args) == 1 and not kwargs and isinstance(args[0], _Tensor) and not args[0].is_nested:
+            in_sizes: Any = (args[0].shape,)  # the common call: one tensor (converted in finish)
+        else:
+            in_sizes = _shapes_of(_tensors((args, kwargs)) if kwargs else _tensors(args))
+        if isinstance(output, _Tensor) and not output.is_nested:
+            out_sizes: Any = (output.shape,)
+        else:
+            out_sizes = _shapes_of(_tensors(output))
+        self.rec.calls[frame.call_index] = (frame, module, in_sizes, out_sizes,  # type: ignore[call-overload]
+                                            len(self.rec.events))
+
+    def _module_call(self, raw: tuple[Any, ...]) -> ModuleCall:
+        """The record of a call :meth:`_close_call` kept."""
+        frame, module, in_sizes, out_sizes, end = raw
         key = id(module)
         info = self.module_info.get(key)
         if info is None:  # attributes and parameter shapes, once per module
             info = (_module_attrs(module),
-                    tuple((n, _shape(p)) for n, p in module._parameters.items() if p is not None),
+                    tuple([(n, _shape(p)) for n, p in module._parameters.items() if p is not None]),
                     _class_path(type(module)))
             self.module_info[key] = info
-        if len(args) == 1 and not kwargs and isinstance(args[0], _Tensor):  # the common call: one tensor
-            in_shapes: tuple[Shape, ...] = (_shape(args[0]),)
-        else:
-            inputs = _tensors(args)
-            if kwargs:
-                _tensors(kwargs, inputs)
-            in_shapes = _shapes_of(inputs)
-        out_shapes = (_shape(output),) if isinstance(output, _Tensor) else _shapes_of(_tensors(output))
-        self.rec.calls[frame.call_index] = ModuleCall(
-            frame.path, frame.module_type, info[2], frame.stack, frame.in_leaf, in_shapes, out_shapes,
-            info[0], info[1], (frame.first_event, len(self.rec.events)), frame.parent,
+        return ModuleCall(
+            frame.path, frame.module_type, info[2], frame.stack, frame.in_leaf, _int_shapes(in_sizes),
+            _int_shapes(out_sizes), info[0], info[1], (frame.first_event, end), frame.parent,
             frame.suppressed_by, self.aliases.get(key, ()),
         )
+
+    def finish(self) -> Recording:
+        """Build the records the pass kept raw (events and module calls are
+        built after the forward pass, in one loop, where they cost least).
+        # NB: a module's attributes are read here, after the pass: one that
+        # changes its own attributes while running is recorded as it ends.
+        """
+        self._materialize(0)
+        calls = self.rec.calls
+        for i, c in enumerate(calls):
+            if type(c) is tuple:
+                calls[i] = self._module_call(c)
+        return self.rec
+
+    def _materialize(self, start: int) -> None:
+        """Build the events from ``start`` on that :meth:`_append` kept raw."""
+        events = self.rec.events
+        root = None
+        for i in range(start, len(events)):
+            e = events[i]
+            if type(e) is not tuple:
+                continue
+            info, p, f, function, patched = e  # type: ignore[misc]
+            if f is None:  # outside every module of the model
+                root = root or ("", self.root_type, ("",), self.leaf.get(id(self.model), False), -1)
+                path, mtype, stack, leaf, call_index = root
+            else:
+                path, mtype, stack, leaf, call_index = f.path, f.module_type, f.stack, f.in_leaf, f.call_index
+            events[i] = OpEvent(
+                info.name, path, mtype, stack, leaf, p.category, p.macs, p.extra_flops, p.bytes_read,
+                p.bytes_written, p.input_shapes, p.output_shapes, p.supported, info.formula_name, call_index,
+                p.op_args, "", function, patched[0] if patched else "", patched,
+            )
 
     # -- operator events --------------------------------------------------
 
@@ -713,19 +778,12 @@ class _Recorder:
         ), reusable
 
     def _append(self, info: _OpInfo, p: _Priced) -> None:
-        """Add the event of a priced call, where it ran."""
+        """Add the event of a priced call, where it ran (kept raw: :meth:`finish` builds it)."""
         frames = self.frames
-        if frames:
-            f = frames[-1]
-            path, mtype, stack, leaf, call_index = f.path, f.module_type, f.stack, f.in_leaf, f.call_index
-        else:
-            path, mtype, stack, leaf, call_index = self.where()
         patched = self.patched_stack
-        self.rec.events.append(OpEvent(
-            info.name, path, mtype, stack, leaf, p.category, p.macs, p.extra_flops, p.bytes_read,
-            p.bytes_written, p.input_shapes, p.output_shapes, p.supported, info.formula_name, call_index,
-            p.op_args, "", self.functions[-1] if self.functions else "",
-            patched[0] if patched else "", tuple(patched) if patched else (),
+        self.rec.events.append((  # type: ignore[arg-type]
+            info, p, frames[-1] if frames else None, self.functions[-1] if self.functions else "",
+            tuple(patched) if patched else (),
         ))
 
     def patched_call(self, path: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
@@ -747,7 +805,8 @@ class _Recorder:
 
     def patched_return(self, path: str, index: int, out: Any) -> None:
         """Complete the call's event with its output shapes."""
-        if 0 <= index < len(self.rec.events) and self.rec.events[index].op == PATCHED_CALL_PREFIX + path:
+        event = self.rec.events[index] if 0 <= index < len(self.rec.events) else None
+        if isinstance(event, OpEvent) and event.op == PATCHED_CALL_PREFIX + path:
             self.rec.events[index] = dataclasses.replace(self.rec.events[index], output_shapes=shapes(out))
 
 
@@ -1059,6 +1118,7 @@ class _Mode(TorchDispatchMode):
         finally:
             self.recorder.internal = internal
         name = str(func)
+        self.recorder._materialize(first)
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):
             del rec.events[first:]
@@ -1145,6 +1205,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         with _patched(recorder, patch), _tracking_autograd_functions(recorder), _Mode(recorder):
             model(*args, **dict(kwargs or {}))
+        recorder.finish()
     finally:
         recorder.buffers.restore()
         for h in handles:
