@@ -326,3 +326,23 @@ def test_buffers_written_in_the_pass_are_put_back() -> None:
         assert torch.equal(v, before[k]), k
     model(x)  # the same pass outside the counter does change them: the test can fail
     assert not torch.equal(model.mean, before["mean"]) and int(model.calls) == 1
+
+
+class _AlikeCalls(nn.Module):
+    """Calls that a cost key must tell apart: a tensor passed twice (its bytes
+    count once), 2 against 2.0, and an in-place op that reshapes its input."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y = x.clone()
+        y.unsqueeze_(0)
+        return x + x, x + x.clone(), x * 2, x * 2.0, y
+
+
+def test_calls_priced_once_per_process_keep_what_tells_them_apart() -> None:
+    for _ in range(2):  # the second count reuses what the first priced
+        result = count(_AlikeCalls(), torch.randn(4, 4))
+        events = {(e.op, e.bytes_read, e.op_args, e.input_shapes, e.output_shapes) for e in result.events}
+        assert [type(e.arg("other")) for e in result.events if e.op == "aten.mul.Tensor"] == [int, float]
+        assert ("aten.add.Tensor", 64, (("alpha", 1),), ((4, 4), (4, 4)), ((4, 4),)) in events  # x + x
+        assert ("aten.add.Tensor", 128, (("alpha", 1),), ((4, 4), (4, 4)), ((4, 4),)) in events
+        assert ("aten.unsqueeze_.default", 64, (("dim", 0),), ((4, 4),), ((1, 4, 4),)) in events  # shape before

@@ -12,6 +12,7 @@ from torch import nn
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
 from flopaudit.reference.engine import ModuleCall, OpEvent, record
+from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import Ruleset, RulesetTotals, apply, get_ruleset
 
 
@@ -140,41 +141,47 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
+#: ``per_category`` keys: a category's value ("unsupported" for None); ``Enum.value`` is slow.
+_CATEGORY_KEY: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
+
+
 def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
                                                     dict[str, Totals], dict[str, int]]:
-    # Accumulate in lists [macs, extra, read, written, calls] and build Totals once per key.
-    total = [0, 0, 0, 0, 0]
-    per_module: dict[str, list[int]] = {}
+    # Sums [macs, extra, read, written, calls] per module stack, op and category; each
+    # stack's sums then go to every module on it (once per module). Totals built once per key.
+    by_stack: dict[tuple[str, ...], list[int]] = {}
     per_op: dict[str, list[int]] = {}
     per_category: dict[str, list[int]] = {}
     unsupported: dict[str, int] = {}
-
-    def add(acc: list[int], e: OpEvent) -> None:
-        acc[0] += e.macs
-        acc[1] += e.extra_flops
-        acc[2] += e.bytes_read
-        acc[3] += e.bytes_written
-        acc[4] += 1
-
     for e in events:
-        add(total, e)
-        stack = e.module_stack or ("",)
+        m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
+        for d, key in ((by_stack, e.module_stack), (per_op, e.op),
+                       (per_category, _CATEGORY_KEY[e.category])):
+            acc = d.get(key)
+            if acc is None:
+                d[key] = [m, x, r, w, 1]
+            else:
+                acc[0] += m
+                acc[1] += x
+                acc[2] += r
+                acc[3] += w
+                acc[4] += 1
+        if not e.supported:
+            unsupported[e.op] = unsupported.get(e.op, 0) + 1
+    per_module: dict[str, list[int]] = {}
+    for stack, v in by_stack.items():
+        stack = stack or ("",)
         for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
             acc = per_module.get(path)
             if acc is None:
-                acc = per_module[path] = [0, 0, 0, 0, 0]
-            add(acc, e)
-        acc = per_op.get(e.op)
-        if acc is None:
-            acc = per_op[e.op] = [0, 0, 0, 0, 0]
-        add(acc, e)
-        cat = e.category.value if e.category is not None else "unsupported"
-        acc = per_category.get(cat)
-        if acc is None:
-            acc = per_category[cat] = [0, 0, 0, 0, 0]
-        add(acc, e)
-        if not e.supported:
-            unsupported[e.op] = unsupported.get(e.op, 0) + 1
+                per_module[path] = list(v)
+            else:
+                acc[0] += v[0]
+                acc[1] += v[1]
+                acc[2] += v[2]
+                acc[3] += v[3]
+                acc[4] += v[4]
+    total = [sum(v[i] for v in per_op.values()) for i in range(5)]
 
     def build(d: dict[str, list[int]]) -> dict[str, Totals]:
         return {k: Totals(*v) for k, v in d.items()}

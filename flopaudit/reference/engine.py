@@ -62,6 +62,7 @@ from flopaudit.reference.registry import (
     bind,
     concatenated,
     formula_name,
+    generation,
     lookup,
     make_call,
     nested_components,
@@ -342,6 +343,65 @@ def _summary_before(tensors: Sequence[torch.Tensor], sizes: Sequence[Any]) -> tu
     return tuple(shapes), read, (None if nested else tuple([t.dtype for t in tensors]))
 
 
+#: ``torch.nn`` leaf classes whose ``forward`` is a fixed use of ``torch.nn.functional``
+#: on its one input and the module's own attributes, parameters and buffers:
+#: the operators a call dispatches follow from those (see :func:`_state_key`).
+_REPLAYABLE: frozenset[type] = frozenset({
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.Linear, nn.Identity, nn.Flatten,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
+    nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax, nn.Softplus,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+})
+
+#: ``nn.Module`` bookkeeping (hooks, children, parameters and buffers, read apart) left out of a state key.
+_MODULE_INTERNALS = frozenset({
+    "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks", "_backward_hooks",
+    "_is_full_backward_hook", "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks", "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+})
+
+_UNSEEN = object()
+
+#: Operators of replayable leaf calls, by key (module state, input, context); see :meth:`_Recorder._learn`.
+_TEMPLATES: dict[tuple[Any, ...], tuple[tuple[Any, Any], ...]] = {}
+_TEMPLATES_MAX = 20_000
+
+
+def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
+    """Everything of a replayable module that its forward reads: its class,
+    every attribute (plain values, or lists and tuples of them), its
+    parameters and buffers by shape, dtype, device and ``requires_grad``.
+    None (not replayable) if an attribute holds anything else, or if it is
+    in training mode with buffers (a train-mode batch norm writes them: the
+    buffer guard must see that)."""
+    if module.training and any(b is not None for b in module._buffers.values()):
+        return None
+    key: list[Any] = [type(module)]
+    for k, v in module.__dict__.items():
+        if k in _MODULE_INTERNALS:
+            continue
+        t = type(v)
+        if t in _PLAIN_KEYS:
+            key.append((k, t, v))
+        elif t is tuple or t is list:
+            if not all(type(x) in _PLAIN_KEYS for x in v):
+                return None
+            key.append((k, t, tuple(v), tuple(map(type, v))))
+        else:
+            return None
+    for k, p in module._parameters.items():
+        key.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
+    for k, b in module._buffers.items():
+        key.append((k, None) if b is None else (k, type(b), b.shape, b.dtype, b.device))
+    return tuple(key)
+
+
 class _Unkeyable(Exception):
     """An argument :func:`_key_into` cannot describe by value."""
 
@@ -529,6 +589,11 @@ class _Frame:
     first_event: int
     parent: int = -1
     suppressed_by: str = ""
+    replay_key: Any = None
+    """The key of a replayable leaf call (:func:`_state_key`, input, context), or None."""
+    replaying: Any = None
+    """The operators replayed for this call (its forward ran outside the mode), or None."""
+    notes_before: int = 0
 
 
 class _Recorder:
@@ -558,6 +623,10 @@ class _Recorder:
         self.internal = 0
         """>0 while the recorder's own code runs (dispatch handling): patched
         calls made there are not the model's."""
+        self.mode: _Mode | None = None
+        """The dispatch mode, while leaf calls may be replayed (set by :func:`record`)."""
+        self.context: tuple[Any, ...] = ()
+        self.state_keys: dict[int, tuple[Any, ...] | None] = {}
 
     # -- module hooks -----------------------------------------------------
 
@@ -579,7 +648,31 @@ class _Recorder:
             calls.append(None)  # type: ignore[arg-type]  # placeholder, completed in post_hook (start order)
         if rule is not None:
             self.suppress_depth += 1
+        elif self.mode is not None and frame.in_leaf and not self.suppress_depth and len(args) == 1:
+            self._replay_or_learn(frame, module, args[0])
         frames.append(frame)
+
+    def _replay_or_learn(self, frame: _Frame, module: nn.Module, x: Any) -> None:
+        """For a call of a replayable leaf (:data:`_REPLAYABLE`): if a call
+        alike was recorded before, leave the mode for its forward and replay
+        that call's operators in :meth:`post_hook`; else mark the call so that
+        :meth:`post_hook` keeps its operators for the next one."""
+        if type(x) is not _Tensor or type(module) not in _REPLAYABLE or x.is_meta or x.is_nested:
+            return
+        if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
+            return
+        state = self.state_keys.get(id(module), _UNSEEN)
+        if state is _UNSEEN:
+            state = self.state_keys[id(module)] = _state_key(module)
+        if state is None:
+            return
+        key = (state, x.shape, x.dtype, x.device, x.requires_grad, x.is_contiguous(), self.context)
+        template = _TEMPLATES.get(key)
+        frame.replay_key = key
+        frame.notes_before = len(self.rec.notes)
+        if template is not None and torch._C._len_torch_dispatch_stack() == 1:
+            self.mode.__exit__(None, None, None)  # type: ignore[union-attr]
+            frame.replaying = template
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
         # (kwargs, output) normally; torch calls always_call global hooks with
@@ -588,6 +681,12 @@ class _Recorder:
         if id(module) not in self.paths or not self.frames:
             return
         frame = self.frames.pop()
+        if frame.replaying is not None:
+            self.mode.__enter__()  # type: ignore[union-attr]
+            if len(rest) == 2:
+                self.rec.events.extend([(info, p, frame, "", ()) for info, p in frame.replaying])
+        elif frame.replay_key is not None and len(rest) == 2:
+            self._learn(frame)
         if len(rest) != 2:  # the forward raised: unwind the stack, no module-rule event
             if frame.suppressed_by:
                 self.suppress_depth -= 1
@@ -612,6 +711,20 @@ class _Recorder:
                 formula=frame.suppressed_by, call_index=frame.call_index,
             ))
         self._close_call(frame, module, args, kwargs, output)
+
+    def _learn(self, frame: _Frame) -> None:
+        """Keep the operators of a replayable leaf call for the calls alike
+        that follow: only if all of them ran in this call's frame, outside any
+        custom Function or patched call, and no formula failed."""
+        if len(self.rec.notes) != frame.notes_before:
+            return
+        events = self.rec.events[frame.first_event:]
+        for e in events:
+            if type(e) is not tuple or e[2] is not frame or e[3] or e[4]:
+                return
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[frame.replay_key] = tuple([(e[0], e[1]) for e in events])
 
     def _close_call(self, frame: _Frame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                     output: Any) -> None:
@@ -693,7 +806,7 @@ class _Recorder:
         if info is None:
             fn = lookup(func)
             info = _OpInfo(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(func),
-                           func in _SKIP, _written_args(func), _stats_written(func))
+                           func in _SKIP, _written_args(func), _stats_written(func), _META_SHORTCUTS.get(func))
             self.ops[func] = info
         return info
 
@@ -868,6 +981,8 @@ class _OpInfo:
     stats_written: tuple[tuple[int, str], ...]
     """(position, name) of ``training`` then of the running statistics the op
     updates when it is true (batch-norm kernels whose schema does not say so)."""
+    meta_shortcut: Any = None
+    """What builds its outputs when every tensor argument is on meta (:data:`_META_SHORTCUTS`), if anything."""
 
 
 #: Operators that update running statistics in place without saying so in
@@ -1030,59 +1145,64 @@ class _Mode(TorchDispatchMode):
         self.recorder = recorder
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.recorder.internal += 1
-        try:
-            return self._dispatch(func, args, kwargs or {})
-        finally:
-            self.recorder.internal -= 1
-
-    def _dispatch(self, func: Any, args: Any, kwargs: Any) -> Any:
         rec = self.recorder
         info = rec.ops.get(func) or rec.op_info(func)
-        if rec.buffers.by_storage:
-            if info.written:
-                rec.buffers.before_write(info.written, args, kwargs)
-            if info.stats_written and _arg(info.stats_written[0], args, kwargs):
-                rec.buffers.before_write(info.stats_written[1:], args, kwargs)
-        if info.skip or rec.suppress_depth:
-            return func(*args, **kwargs)
-        if info.formula is None:
-            in_shapes, read, in_dtypes = _summary(_op_tensors(args, kwargs))
-            with self:
-                decomposed = func.decompose(*args, **kwargs)
-            if decomposed is not NotImplemented:
-                return decomposed
-            traced = self._trace_python_body(func, args, kwargs, in_shapes, read, in_dtypes)
-            if traced is not _NOT_TRACED:
-                return traced
-            out = func(*args, **kwargs)
-            if not in_shapes and not _tensors(out):
-                return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
-            rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
-            return out
-        # The common call: describe the inputs before the op runs (an in-place op may resize them).
-        key: list[Any] = [func, info.formula]
-        tensors: list[torch.Tensor] = []
-        sizes: list[Any] = []
+        if kwargs is None:
+            kwargs = {}
+        rec.internal += 1  # patched calls made from here on are the recorder's, not the model's
         try:
-            _key_into(args, key, tensors, sizes)
-            if kwargs:
-                key.append(tuple(kwargs))
-                _key_into(kwargs.values(), key, tensors, sizes)
-        except (_Unkeyable, RuntimeError, TypeError, ValueError):  # nested tensors, odd arguments
-            tensors = _op_tensors(args, kwargs)
-            in_shapes, read, in_dtypes = _summary(tensors)
-            out = self._run(func, args, kwargs, tensors)
-            rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+            if rec.buffers.by_storage:
+                if info.written:
+                    rec.buffers.before_write(info.written, args, kwargs)
+                if info.stats_written and _arg(info.stats_written[0], args, kwargs):
+                    rec.buffers.before_write(info.stats_written[1:], args, kwargs)
+            if info.skip or rec.suppress_depth:
+                return func(*args, **kwargs)
+            if info.formula is None:
+                return self._without_formula(func, args, kwargs)
+            # The common call: describe the inputs before the op runs (an in-place op may resize them).
+            key: list[Any] = [func, info.formula]
+            tensors: list[torch.Tensor] = []
+            sizes: list[Any] = []
+            try:
+                _key_into(args, key, tensors, sizes)
+                if kwargs:
+                    key.append(tuple(kwargs))
+                    _key_into(kwargs.values(), key, tensors, sizes)
+            except (_Unkeyable, RuntimeError, TypeError, ValueError):  # nested tensors, odd arguments
+                tensors = _op_tensors(args, kwargs)
+                in_shapes, read, in_dtypes = _summary(tensors)
+                out = self._run(func, info, args, kwargs, tensors)
+                rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+                return out
+            out = self._run(func, info, args, kwargs, tensors) if info.meta_shortcut else func(*args, **kwargs)
+            rec.op_event_keyed(func, info, args, kwargs, out, key, tensors, sizes)
             return out
-        out = self._run(func, args, kwargs, tensors)
-        rec.op_event_keyed(func, info, args, kwargs, out, key, tensors, sizes)
+        finally:
+            rec.internal -= 1
+
+    def _without_formula(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """An operator without a formula: decomposed if it can be, else a
+        custom op's Python kernel traced, else recorded as unsupported."""
+        rec = self.recorder
+        in_shapes, read, in_dtypes = _summary(_op_tensors(args, kwargs))
+        with self:
+            decomposed = func.decompose(*args, **kwargs)
+        if decomposed is not NotImplemented:
+            return decomposed
+        traced = self._trace_python_body(func, args, kwargs, in_shapes, read, in_dtypes)
+        if traced is not _NOT_TRACED:
+            return traced
+        out = func(*args, **kwargs)
+        if not in_shapes and not _tensors(out):
+            return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
+        rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
         return out
 
     @staticmethod
-    def _run(func: Any, args: Any, kwargs: Any, tensors: list[torch.Tensor]) -> Any:
+    def _run(func: Any, info: _OpInfo, args: Any, kwargs: Any, tensors: list[torch.Tensor]) -> Any:
         """``func(*args, **kwargs)``, by a shortcut for slow meta kernels."""
-        shortcut = _META_SHORTCUTS.get(func)
+        shortcut = info.meta_shortcut
         if shortcut is not None and tensors and tensors[0].is_meta and _all_meta(args, kwargs):
             return shortcut(args, kwargs)
         return func(*args, **kwargs)
@@ -1185,7 +1305,7 @@ HOOK_SENSITIVE_OPS = frozenset({"aten._transformer_encoder_layer_fwd.default"})
 
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
-           patch: Sequence[str] = (), module_hooks: bool = False) -> Recording:
+           patch: Sequence[str] = (), module_hooks: bool = False, replay_leaves: bool = True) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
 
     Global module hooks are registered for the call and removed before
@@ -1195,15 +1315,32 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     ``module_hooks``: also attach a no-op forward hook to every module for
     the call, as hook-based counters do (fast paths that refuse to run when
     a module has hooks are then not taken); removed before returning.
+
+    ``replay_leaves``: a call of a plain ``torch.nn`` leaf (:data:`_REPLAYABLE`:
+    convolutions, linear, norms, activations, pooling, dropout) alike in
+    class, attributes, parameters, buffers and input (shape, dtype, device,
+    ``requires_grad``, contiguity) to one recorded before in this process,
+    under the same grad, inference and determinism settings and formula
+    registry, runs outside the mode and gets that call's operators (its
+    events are the same, this call's module path). Off when ``patch`` or
+    ``module_hooks`` is given, or when other global module hooks, torch
+    function modes or autocast are active; never for meta or nested inputs,
+    modules with hooks of their own, or train-mode modules with buffers.
     """
     recorder = _Recorder(model)
     handles = []
     try:
         if module_hooks:
             handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
+        replay = replay_leaves and not patch and not module_hooks and _replay_safe()
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
-        with _patched(recorder, patch), _tracking_autograd_functions(recorder), _Mode(recorder):
+        mode = _Mode(recorder)
+        if replay:
+            recorder.mode = mode
+            recorder.context = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+                                torch.are_deterministic_algorithms_enabled(), generation())
+        with _patched(recorder, patch), _tracking_autograd_functions(recorder), mode:
             model(*args, **dict(kwargs or {}))
         recorder.finish()
     finally:
@@ -1213,6 +1350,15 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
             _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
     return recorder.rec
+
+
+def _replay_safe() -> bool:
+    """Whether nothing but the recorder can see a leaf's forward: no other
+    global module hooks, no torch function mode, no autocast."""
+    m = _module_mod
+    return not (m._global_forward_pre_hooks or m._global_forward_hooks or m._global_backward_hooks
+                or m._global_backward_pre_hooks or torch._C._len_torch_function_stack()
+                or torch._C._is_any_autocast_enabled())
 
 
 def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:

@@ -140,6 +140,13 @@ Formula = Callable[[OpCall], Cost]
 Target = Union[str, OpOverload, OpOverloadPacket]
 
 _FORMULAS: dict[str, Formula] = {}
+_CHANGES = [0]
+"""How many times the registry changed: what the recorder keys its replayed leaf calls by."""
+
+
+def generation() -> int:
+    """A number that changes whenever a formula is registered or removed."""
+    return _CHANGES[0]
 
 
 def op_key(target: Target) -> str:
@@ -168,6 +175,7 @@ def register_formula(*targets: Target) -> Callable[[Formula], Formula]:
             raise ValueError(f"formula already registered for: {sorted(set(taken) | dupes)}")
         for k in keys:
             _FORMULAS[k] = fn
+        _CHANGES[0] += 1
         return fn
 
     return decorator
@@ -181,6 +189,7 @@ def unregister_formula(*targets: Target) -> None:
         raise KeyError(f"no formula registered for: {missing}")
     for k in keys:
         del _FORMULAS[k]
+    _CHANGES[0] += 1
 
 
 @contextlib.contextmanager
@@ -202,6 +211,7 @@ def temporary_formula(targets: Target | Sequence[Target], fn: Formula) -> Iterat
         for k in keys:
             _FORMULAS.pop(k, None)
         _FORMULAS.update(saved)
+        _CHANGES[0] += 1
 
 
 def lookup(op: OpOverload | str) -> Formula | None:

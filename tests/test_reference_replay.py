@@ -1,0 +1,182 @@
+"""Replayed leaf calls (``record(replay_leaves=True)``, the default): a call
+of a plain ``torch.nn`` leaf alike to one recorded before runs outside the
+dispatch mode and gets that call's operators. The recording must be the same
+as one made op by op, for every zoo case, and replay must stay off wherever
+something else could see the leaf's forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from flopaudit.reference import Category, Cost, count, engine, temporary_formula
+from flopaudit.reference.engine import Recording, record
+from flopaudit.zoo import ModelCase, select_cases
+
+
+def _record(model: nn.Module, case_inputs: object, replay: bool, no_grad: bool = True) -> Recording:
+    args, kwargs = case_inputs.args, case_inputs.kwargs  # type: ignore[attr-defined]
+    with torch.no_grad() if no_grad else torch.enable_grad():
+        return record(model, args, kwargs, replay_leaves=replay)
+
+
+def _assert_same(op_by_op: Recording, replayed: Recording) -> None:
+    assert [e.op for e in replayed.events] == [e.op for e in op_by_op.events]
+    assert replayed.events == op_by_op.events
+    assert replayed.calls == op_by_op.calls
+    assert replayed.notes == op_by_op.notes
+
+
+def _replay_cases(full: bool) -> list[ModelCase]:
+    """The default zoo and every hard case (default tier), or the full zoo."""
+    cases = select_cases(full=True)
+    if not full:
+        default = {c.id for c in select_cases(full=False)}
+        cases = [c for c in cases if c.id in default or "hard" in c.tags]
+    return [c for c in cases if "timm" not in c.tags and "transformers" not in c.tags]
+
+
+def _op_by_op(model: nn.Module, inputs: object) -> Recording:
+    """The op-by-op recording of a second pass (a first call may differ:
+    torchvision's detection models cache on their first call)."""
+    _record(model, inputs, replay=False)
+    return _record(model, inputs, replay=False)
+
+
+@pytest.mark.parametrize("case", _replay_cases(full=False), ids=lambda c: c.id)
+def test_replayed_recording_is_the_op_by_op_one(case: ModelCase) -> None:
+    model, inputs = case.instantiate()
+    op_by_op = _op_by_op(model, inputs)
+    first = _record(model, inputs, replay=True)  # learns (and replays repeats within the pass)
+    again = _record(model, inputs, replay=True)  # replays every call learnt before
+    _assert_same(op_by_op, first)
+    _assert_same(op_by_op, again)
+
+
+@pytest.mark.parametrize("case", [c for c in _replay_cases(full=False) if c.id in ("resnet18", "mobilenet_v2")],
+                         ids=lambda c: c.id)
+def test_replay_with_autograd_on_and_in_train_mode(case: ModelCase) -> None:
+    model, inputs = case.instantiate()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    op_by_op = _record(model, inputs, replay=False, no_grad=False)
+    _record(model, inputs, replay=True, no_grad=False)
+    _assert_same(op_by_op, _record(model, inputs, replay=True, no_grad=False))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running statistics put back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", _replay_cases(full=True), ids=lambda c: c.id)
+def test_replayed_recording_is_the_op_by_op_one_full_zoo(case: ModelCase) -> None:
+    model, inputs = case.instantiate()
+    op_by_op = _op_by_op(model, inputs)
+    _record(model, inputs, replay=True)
+    _assert_same(op_by_op, _record(model, inputs, replay=True))
+
+
+class Twins(nn.Module):
+    """Two convolutions alike (the second is a replay of the first) and one
+    with another stride (not alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(4, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.c = nn.Conv2d(4, 4, 3, padding=1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.b(self.a(x)))
+
+
+def _conv_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths of the modules running when the mode saw a convolution."""
+    seen: list[str] = []
+    original = engine._Recorder.op_event_keyed
+
+    def spy(self: engine._Recorder, func: object, *args: object) -> None:
+        if str(func) == "aten.convolution.default":
+            seen.append(self.frames[-1].path)
+        original(self, func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine._Recorder, "op_event_keyed", spy)
+    return seen
+
+
+def test_a_leaf_alike_to_one_before_is_not_seen_by_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    seen = _conv_calls(monkeypatch)
+    x = torch.randn(1, 4, 8, 8)
+    result = count(Twins(), x)
+    assert seen == ["a", "c"]  # b is replayed from a; c has another stride
+    assert result.per_module["b"].macs == result.per_module["a"].macs == 4 * 4 * 9 * 64
+    assert result.per_module["c"].macs == 4 * 4 * 9 * 16
+    seen.clear()
+    count(Twins(), x)
+    assert seen == []  # all three learnt
+
+
+def test_no_replay_for_a_module_with_a_hook_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    seen = _conv_calls(monkeypatch)
+    model = Twins()
+    handle = model.b.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    try:
+        result = count(model, torch.randn(1, 4, 8, 8))
+    finally:
+        handle.remove()
+    assert seen == ["a", "b", "c"]
+    assert result.per_module["b"].calls == 2  # the hook's multiply, then the convolution
+
+
+def test_no_replay_while_another_global_hook_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    count(Twins(), torch.randn(1, 4, 8, 8))  # learns a, c
+    seen = _conv_calls(monkeypatch)
+    handle = nn.modules.module.register_module_forward_pre_hook(lambda m, args: None)
+    try:
+        count(Twins(), torch.randn(1, 4, 8, 8))
+    finally:
+        handle.remove()
+    assert seen == ["a", "b", "c"]
+
+
+def test_no_replay_under_autocast_or_for_meta_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    count(Twins(), torch.randn(1, 4, 8, 8))
+    seen = _conv_calls(monkeypatch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        count(Twins(), torch.randn(1, 4, 8, 8))
+    assert seen == ["a", "b", "c"]
+    seen.clear()
+    with torch.device("meta"):
+        model = Twins()
+    count(model, torch.randn(1, 4, 8, 8), device="meta")
+    assert seen == ["a", "b", "c"]
+
+
+def test_a_formula_registered_later_is_used_for_replayed_calls() -> None:
+    engine._TEMPLATES.clear()
+    x = torch.randn(1, 4, 8, 8)
+    plain = count(Twins(), x)
+
+    def flat(call: object) -> Cost:
+        return Cost(7, 0, Category.CONV)
+
+    with temporary_formula("aten.convolution.default", flat):
+        changed = count(Twins(), x)
+    assert changed.per_op["aten.convolution.default"].macs == 21
+    assert count(Twins(), x).events == plain.events
+
+
+def test_modules_alike_but_for_an_attribute_are_not_alike() -> None:
+    engine._TEMPLATES.clear()
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1, dilation=1),
+                          nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 4, 3, padding=1, bias=False))
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        op_by_op = record(model, (x,), replay_leaves=False)
+        _assert_same(op_by_op, record(model, (x,)))
+        _assert_same(op_by_op, record(model, (x,)))
+    assert len(engine._TEMPLATES) == 3  # the first two alike; dilation, then the missing bias, tell the others apart
