@@ -59,6 +59,11 @@ CONV_NETS = ("resnet18", "resnet50", "mobilenet_v2")
 COUNTER = "reference.count"
 """Column of the reference counter alone; the "reference" column is its adapter, which also
 applies every backend's ruleset (extra recorded passes) for the report's predictions."""
+COUNTER_COLD = "reference.count cold"
+"""The reference counter with its process caches cleared before each count
+(``flopaudit.reference.clear_caches``): every call priced, every leaf recorded
+op by op, as in the first count of a process; ``reference.count`` is a count of
+a model counted before (calls priced once per process, alike leaf calls replayed)."""
 ROOT = Path(__file__).resolve().parent.parent
 
 # Targets from the issue.
@@ -116,6 +121,20 @@ def counter_fn(model: torch.nn.Module, inputs: ModelInputs) -> Callable[[], Any]
     return lambda: count(model, inputs)
 
 
+def cold_counter_fn(model: torch.nn.Module, inputs: ModelInputs) -> Callable[[], Any]:
+    """The reference counter as in a fresh process: its caches cleared first (outside the clock: cheap)."""
+    from flopaudit.reference import clear_caches, count
+
+    class Cold:
+        def prepare(self) -> None:
+            clear_caches()
+
+        def __call__(self) -> None:
+            count(model, inputs)
+
+    return Cold()
+
+
 def plumbing_fn(model: torch.nn.Module) -> Callable[[], Any]:
     """What Adapter.count adds to a count: a deep copy (every backend but the
     reference, which counts the model itself) and two fingerprints."""
@@ -138,7 +157,8 @@ def count_table(models: list[str], backends: list[str], reps: int) -> dict[str, 
     for model_id in models:
         model, inputs = get_case(model_id).instantiate()
         fwd = forward_fn(model, inputs)
-        timed: dict[str, Callable[[], Any]] = {"plumbing": plumbing_fn(model), COUNTER: counter_fn(model, inputs)}
+        timed: dict[str, Callable[[], Any]] = {"plumbing": plumbing_fn(model), COUNTER: counter_fn(model, inputs),
+                                               COUNTER_COLD: cold_counter_fn(model, inputs)}
         failed: dict[str, str] = {}
         for backend in backends:
             if not get_adapter(backend).available():
@@ -157,19 +177,20 @@ def count_table(models: list[str], backends: list[str], reps: int) -> dict[str, 
             f = cpu_time(fwd)
             forwards.append(f)
             for name, fn in timed.items():
-                if isinstance(fn, CountFn):
-                    fn.prepare()
+                prepare = getattr(fn, "prepare", None)
+                if prepare is not None:
+                    prepare()
                 ratios[name].append(cpu_time(fn) / f)
         cells: dict[str, Any] = {"forward_s": statistics.median(forwards)}
         cells.update({name: statistics.median(r) for name, r in ratios.items()})
         cells.update(failed)
         table[model_id] = cells
         rows.append([model_id, f"{cells['forward_s'] * 1e3:.1f} ms", f"{cells['plumbing']:.2f}x",
-                     f"{cells[COUNTER]:.2f}x"]
+                     f"{cells[COUNTER]:.2f}x", f"{cells[COUNTER_COLD]:.2f}x"]
                     + [f"{cells[b]:.2f}x" if isinstance(cells[b], float) else cells[b] for b in backends])
         print(f"  measured {model_id}", file=sys.stderr, flush=True)
-    print(format_table(["model", "forward", "plumbing", COUNTER, *backends], rows,
-                       align="lrrr" + "r" * len(backends)))
+    print(format_table(["model", "forward", "plumbing", COUNTER, COUNTER_COLD, *backends], rows,
+                       align="lrrrr" + "r" * len(backends)))
     return table
 
 
@@ -296,12 +317,13 @@ def main() -> None:
         print(text)
 
     print("\ntargets")
-    ref_ratios = {m: table[m][COUNTER] for m in CONV_NETS if m in table}
-    if ref_ratios:
-        worst = max(ref_ratios.values())
-        detail = ", ".join(f"{m} {r:.2f}x" for m, r in ref_ratios.items())
-        print(f"- reference <= {REFERENCE_CONV_RATIO}x a forward pass on conv nets: {verdict(worst <= REFERENCE_CONV_RATIO)}"
-              f" ({detail})")
+    for column, when in ((COUNTER, "a model counted before"), (COUNTER_COLD, "first count in a process")):
+        ref_ratios = {m: table[m][column] for m in CONV_NETS if m in table}
+        if ref_ratios:
+            worst = max(ref_ratios.values())
+            detail = ", ".join(f"{m} {r:.2f}x" for m, r in ref_ratios.items())
+            print(f"- reference <= {REFERENCE_CONV_RATIO}x a forward pass on conv nets, {when}: "
+                  f"{verdict(worst <= REFERENCE_CONV_RATIO)} ({detail})")
     print(f"- resnet50 on meta < {META_RESNET50_S * 1e3:.0f} ms: {verdict(build_s + count_s < META_RESNET50_S)} "
           f"(build + count {(build_s + count_s) * 1e3:.1f} ms; count alone {count_s * 1e3:.1f} ms)")
     if llama_s is not None and llama_rss is not None:

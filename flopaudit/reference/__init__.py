@@ -29,7 +29,7 @@ from flopaudit.reference.api import (
     param_counts,
     skip_init,
 )
-from flopaudit.reference.engine import ModuleCall, OpEvent
+from flopaudit.reference.engine import ModuleCall, OpEvent, clear_caches
 from flopaudit.reference.module_rules import ModuleRuleHandle, register_module_rule
 from flopaudit.reference.registry import (
     Category,
@@ -58,6 +58,7 @@ __all__ = [
     "RulesetTotals",
     "Totals",
     "apply_ruleset",
+    "clear_caches",
     "count",
     "count_meta",
     "empty_weights",
