@@ -118,7 +118,10 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     refs: dict[int, int] = {}
     sizes: dict[int, tuple[int, bool]] = {}
     devices: set[str] = set()
-    for _, module in model.named_modules(remove_duplicate=False):
+    todo = [model]
+    while todo:  # named_modules(remove_duplicate=False) without building the names
+        module = todo.pop()
+        todo.extend(m for m in module._modules.values() if m is not None)
         for p in module._parameters.values():
             if p is None:
                 continue
