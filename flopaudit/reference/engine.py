@@ -25,6 +25,22 @@ kernel so that the operators it dispatches are recorded (listed in
 ``Recording.traced``); anything else without a formula is recorded with
 ``supported=False``.
 
+Two process-wide caches keep the counter's own cost down, neither changing
+what is recorded (``tests/test_reference_replay.py`` checks that over the
+zoo; :func:`clear_caches` empties both):
+
+- an operator call is priced once per process for each key of what its
+  formula reads (argument shapes, dtypes and scalars, output shapes and
+  dtypes, the formula itself): :data:`_PRICED`;
+- a call of a plain ``torch.nn`` leaf alike to one recorded before (same
+  class, attributes, parameters, buffers, input and settings) runs outside
+  the mode and gets that call's operators again (``record(replay_leaves=...)``).
+
+The records themselves (:class:`OpEvent`, :class:`ModuleCall`) are built
+after the forward pass, from what the pass kept (``torch.Size`` objects and
+priced entries); the cyclic garbage collector is paused meanwhile
+(:func:`gc_paused`).
+
 ``record(..., patch=...)`` also replaces the named Python callables
 (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``) by wrappers for
 the duration of the call, as a counter that monkeypatches them does (ptflops'
