@@ -970,23 +970,23 @@ def _walk(model: nn.Module) -> _Tree:
     names: dict[int, list[str]] = {}
     leaf: dict[int, bool] = {}
     buffers: dict[int, torch.Tensor] = {}
-    todo: list[tuple[str, nn.Module, frozenset[int]]] = [("", model, frozenset())]
+    todo: list[tuple[str, nn.Module, Any]] = [("", model, None)]  # (name, module, ancestors as (id, parent's))
     while todo:
         prefix, module, ancestors = todo.pop()
         key = id(module)
         seen = names.get(key)
         if seen is not None:
             seen.append(prefix)
+            if _in_chain(key, ancestors):  # a module that contains itself: stop
+                continue
         else:
             names[key] = [prefix]
             for b in module._buffers.values():
                 if b is not None:
                     buffers.setdefault(id(b), b)
-        if key in ancestors:  # a module that contains itself: stop
-            continue
-        inner = ancestors | {key}
-        children = list(module.named_children())
+        children = _named_children(module)
         leaf[key] = not children
+        inner = (key, ancestors)
         for name, child in reversed(children):
             todo.append((f"{prefix}.{name}" if prefix else name, child, inner))
     return _Tree(
@@ -995,6 +995,30 @@ def _walk(model: nn.Module) -> _Tree:
         aliases={k: tuple(v) for k, v in names.items() if len(v) > 1},
         buffers=list(buffers.values()),
     )
+
+
+def _in_chain(key: int, chain: Any) -> bool:
+    while chain is not None:
+        if chain[0] == key:
+            return True
+        chain = chain[1]
+    return False
+
+
+_NAMED_CHILDREN = nn.Module.named_children
+
+
+def _named_children(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``list(module.named_children())``: each child once, the first name it has."""
+    if type(module).named_children is not _NAMED_CHILDREN:
+        return list(module.named_children())
+    out = []
+    ids: set[int] = set()
+    for name, child in module._modules.items():
+        if child is not None and id(child) not in ids:
+            ids.add(id(child))
+            out.append((name, child))
+    return out
 
 
 @dataclass(frozen=True)
