@@ -416,10 +416,10 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
         if t is not tuple and t is not list:
             return None
         v = values[i]
-        for x in v:
-            if type(x) not in _PLAIN_KEYS:
-                return None
-        values[i] = (tuple(v), tuple(map(type, v)))
+        element_types = tuple(map(type, v))
+        if not _PLAIN_KEYS.issuperset(element_types):
+            return None
+        values[i] = (v if t is tuple else tuple(v), element_types)
     key: list[Any] = [type(module), known[1], types, tuple(values)]
     for k, p in module._parameters.items():
         key.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
@@ -1372,8 +1372,8 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     convolutions, linear, norms, activations, pooling, dropout) alike in
     class, attributes, parameters, buffers and input (shape, dtype, device,
     ``requires_grad``, contiguity) to one recorded before in this process,
-    under the same grad, inference and determinism settings and formula
-    registry, runs outside the mode and gets that call's operators (its
+    under the same grad, inference, determinism and cuDNN/oneDNN settings
+    and formula registry, runs outside the mode and gets that call's operators (its
     events are the same, this call's module path). Off when ``patch`` or
     ``module_hooks`` is given, or when other global module hooks, torch
     function modes or autocast are active; never for meta or nested inputs,
@@ -1396,8 +1396,10 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
         mode = _Mode(recorder)
         if replay:
             recorder.mode = mode
+            # What else decides which operators a leaf dispatches (cuDNN/oneDNN batch norm and the like).
             recorder.context = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
-                                torch.are_deterministic_algorithms_enabled(), generation())
+                                torch.are_deterministic_algorithms_enabled(), torch._C._get_cudnn_enabled(),
+                                torch._C._get_mkldnn_enabled(), generation())
         with _patched(recorder, patch), _tracking_autograd_functions(recorder), mode:
             model(*args, **dict(kwargs or {}))
         recorder.finish()
