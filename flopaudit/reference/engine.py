@@ -468,7 +468,10 @@ def _key_into(items: Any, key: list[Any], tensors: list[torch.Tensor], sizes: li
 
 
 class _Priced(NamedTuple):
-    """What an operator event records of the call itself, wherever it ran."""
+    """The fields of an :class:`OpEvent` that do not depend on where the call
+    ran (module, custom Function, patched call): what a key of the call
+    (:func:`_key_into`) decides, so what :data:`_PRICED` and replayed leaf
+    calls reuse."""
 
     category: Category | None
     macs: int
