@@ -548,6 +548,7 @@ def _is_scalar(v: Any) -> bool:
 
 
 _PLAIN_SCALARS = (type(None), bool, int, float, str, torch.dtype)
+_PLAIN_SCALAR_TYPES = frozenset(_PLAIN_SCALARS)
 
 
 def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -558,7 +559,7 @@ def _scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
         elif isinstance(v, _Tensor):
             continue
         elif isinstance(v, (list, tuple)):
-            if all(isinstance(x, _PLAIN_SCALARS) for x in v):
+            if _PLAIN_SCALAR_TYPES.issuperset(map(type, v)) or all(isinstance(x, _PLAIN_SCALARS) for x in v):
                 out.append((k, tuple(v)))
             elif all(_is_scalar(x) for x in v):
                 out.append((k, tuple(int(x) if isinstance(x, torch.SymInt) else x for x in v)))

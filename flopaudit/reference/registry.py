@@ -266,14 +266,24 @@ def to_shapes(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return _shape_of(value)
     if isinstance(value, list):
-        if all(isinstance(v, _NOT_CONTAINERS) for v in value):
+        if _flat(value):
             return list(value)
         return [to_shapes(v) for v in value]
     if isinstance(value, tuple) and not isinstance(value, torch.Size):
-        if all(isinstance(v, _NOT_CONTAINERS) for v in value):
+        if _flat(value):
             return value
         return tuple(to_shapes(v) for v in value)
     return value
+
+
+_NOT_CONTAINER_TYPES = frozenset(_NOT_CONTAINERS)
+
+
+def _flat(values: Sequence[Any]) -> bool:
+    """No tensor or container among ``values`` (all ``_NOT_CONTAINERS``)."""
+    if _NOT_CONTAINER_TYPES.issuperset(map(type, values)):  # the common case, without a Python loop
+        return True
+    return all(isinstance(v, _NOT_CONTAINERS) for v in values)
 
 
 #: op -> (names of its positional schema arguments, (name, default) of all of them).
