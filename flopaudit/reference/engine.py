@@ -388,6 +388,8 @@ _UNSEEN = object()
 #: Operators of replayable leaf calls, by key (module state, input, context); see :meth:`_Recorder._learn`.
 _TEMPLATES: dict[tuple[Any, ...], tuple[tuple[Any, Any], ...]] = {}
 _TEMPLATES_MAX = 20_000
+#: A :class:`ModuleCall`'s attributes, parameter shapes and class path, by :func:`_state_key` (which decides them).
+_INFO_BY_STATE: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
 
 
 #: ``type(module)`` -> (the keys of its first instance's ``__dict__``, those of them a state key reads).
@@ -781,9 +783,16 @@ class _Recorder:
         key = id(module)
         info = self.module_info.get(key)
         if info is None:  # attributes and parameter shapes, once per module
-            info = (_module_attrs(module),
-                    tuple([(n, _shape(p)) for n, p in module._parameters.items() if p is not None]),
-                    _class_path(type(module)))
+            state = self.state_keys.get(key)  # a replayable leaf's state decides them: shared by modules alike
+            info = _INFO_BY_STATE.get(state) if state is not None else None
+            if info is None:
+                info = (_module_attrs(module),
+                        tuple([(n, _shape(p)) for n, p in module._parameters.items() if p is not None]),
+                        _class_path(type(module)))
+                if state is not None:
+                    if len(_INFO_BY_STATE) >= _TEMPLATES_MAX:
+                        _INFO_BY_STATE.clear()
+                    _INFO_BY_STATE[state] = info
             self.module_info[key] = info
         return ModuleCall(
             frame.path, frame.module_type, info[2], frame.stack, frame.in_leaf, _int_shapes(in_sizes),
@@ -1441,6 +1450,7 @@ def clear_caches() -> None:
     op by op (as a first one in a fresh process does)."""
     _PRICED.clear()
     _TEMPLATES.clear()
+    _INFO_BY_STATE.clear()
 
 
 def _replay_safe() -> bool:
