@@ -180,3 +180,35 @@ def test_modules_alike_but_for_an_attribute_are_not_alike() -> None:
         _assert_same(op_by_op, record(model, (x,)))
         _assert_same(op_by_op, record(model, (x,)))
     assert len(engine._TEMPLATES) == 3  # the first two alike; dilation, then the missing bias, tell the others apart
+
+
+def test_no_replay_under_a_torch_function_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    count(Twins(), torch.randn(1, 4, 8, 8))
+    seen = _conv_calls(monkeypatch)
+    with torch.device("cpu"):  # a TorchFunctionMode: it could change what a leaf's forward creates
+        count(Twins(), torch.randn(1, 4, 8, 8))
+    assert seen == ["a", "b", "c"]
+
+
+def test_clear_caches_makes_the_next_count_a_first_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(1, 4, 8, 8)
+    count(Twins(), x)
+    seen = _conv_calls(monkeypatch)
+    engine.clear_caches()
+    assert not engine._PRICED and not engine._TEMPLATES
+    count(Twins(), x)
+    assert seen == ["a", "c"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_count_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        count(Twins(), torch.randn(1, 4, 8, 8))
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
