@@ -212,3 +212,24 @@ def test_a_count_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+class GradInside(nn.Module):
+    """The same convolution twice: under the caller's grad mode, then with autograd switched on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(4, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        with torch.enable_grad():
+            return self.b(y)
+
+
+def test_a_leaf_run_under_another_grad_mode_is_not_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    seen = _conv_calls(monkeypatch)
+    count(GradInside(), torch.randn(1, 4, 8, 8))  # no_grad outside, enable_grad inside
+    assert seen == ["a", "b"]

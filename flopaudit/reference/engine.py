@@ -698,7 +698,8 @@ class _Recorder:
             state = self.state_keys[id(module)] = _state_key(module)
         if state is None:
             return
-        key = (state, x.shape, x.dtype, x.device, x.requires_grad, x.is_contiguous(), self.context)
+        key = (state, x.shape, x.dtype, x.device, x.requires_grad, x.is_contiguous(), torch.is_grad_enabled(),
+               torch.is_inference_mode_enabled(), self.context)  # grad modes as the leaf runs: a forward may switch them
         template = _TEMPLATES.get(key)
         frame.replay_key = key
         frame.notes_before = len(self.rec.notes)
@@ -1410,8 +1411,7 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
         if replay:
             recorder.mode = mode
             # What else decides which operators a leaf dispatches (cuDNN/oneDNN batch norm and the like).
-            recorder.context = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
-                                torch.are_deterministic_algorithms_enabled(), torch._C._get_cudnn_enabled(),
+            recorder.context = (torch.are_deterministic_algorithms_enabled(), torch._C._get_cudnn_enabled(),
                                 torch._C._get_mkldnn_enabled(), generation())
         with _patched(recorder, patch), _tracking_autograd_functions(recorder), mode:
             model(*args, **dict(kwargs or {}))
