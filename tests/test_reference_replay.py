@@ -11,14 +11,29 @@ import torch
 from torch import nn
 
 from flopaudit.reference import Category, Cost, count, engine, temporary_formula
+from flopaudit.reference.backend_rulesets import backend_rulesets
 from flopaudit.reference.engine import Recording, record
 from flopaudit.zoo import ModelCase, select_cases
 
 
-def _record(model: nn.Module, case_inputs: object, replay: bool, no_grad: bool = True) -> Recording:
+def _record(model: nn.Module, case_inputs: object, replay: bool, no_grad: bool = True,
+            patch: tuple[str, ...] = (), module_hooks: bool = False) -> Recording:
     args, kwargs = case_inputs.args, case_inputs.kwargs  # type: ignore[attr-defined]
     with torch.no_grad() if no_grad else torch.enable_grad():
-        return record(model, args, kwargs, replay_leaves=replay)
+        return record(model, args, kwargs, replay_leaves=replay, patch=patch, module_hooks=module_hooks)
+
+
+def _prediction_passes() -> dict[tuple[bool, bool], tuple[str, ...]]:
+    """The passes the reference adapter records for the backends' rulesets:
+    (autograd on, a no-op hook on every module) -> the callables patched."""
+    passes: dict[tuple[bool, bool], tuple[str, ...]] = {}
+    for r in backend_rulesets().values():
+        k = (r.grad_enabled, r.module_hooks)
+        passes[k] = tuple(dict.fromkeys((*passes.get(k, ()), *r.patched_functions)))
+    return passes
+
+
+PASSES = _prediction_passes()
 
 
 def _assert_same(op_by_op: Recording, replayed: Recording) -> None:
@@ -52,6 +67,24 @@ def test_replayed_recording_is_the_op_by_op_one(case: ModelCase) -> None:
     again = _record(model, inputs, replay=True)  # replays every call learnt before
     _assert_same(op_by_op, first)
     _assert_same(op_by_op, again)
+
+
+#: The adapter's passes that replay leaves (a pass with patched callables does not).
+REPLAYING_PASSES = sorted(k for k, patch in PASSES.items() if not patch)
+
+
+@pytest.mark.parametrize("case", _replay_cases(full=False), ids=lambda c: c.id)
+@pytest.mark.parametrize("grad_hooks", REPLAYING_PASSES, ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
+def test_replayed_prediction_pass_is_the_op_by_op_one(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
+    """The passes the reference adapter records for the backends' rulesets
+    (autograd on or off, a no-op hook on every module or not)."""
+    grad, hooks = grad_hooks
+    model, inputs = case.instantiate()
+    kw = {"no_grad": not grad, "patch": PASSES[grad_hooks], "module_hooks": hooks}
+    _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
+    op_by_op = _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
+    _record(model, inputs, replay=True, **kw)  # type: ignore[arg-type]
+    _assert_same(op_by_op, _record(model, inputs, replay=True, **kw))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("case", [c for c in _replay_cases(full=False) if c.id in ("resnet18", "mobilenet_v2")],
@@ -233,3 +266,14 @@ def test_a_leaf_run_under_another_grad_mode_is_not_alike(monkeypatch: pytest.Mon
     seen = _conv_calls(monkeypatch)
     count(GradInside(), torch.randn(1, 4, 8, 8))  # no_grad outside, enable_grad inside
     assert seen == ["a", "b"]
+
+
+def test_a_pass_with_patched_callables_is_recorded_op_by_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine._TEMPLATES.clear()
+    patch = next(p for p in PASSES.values() if p)
+    seen = _conv_calls(monkeypatch)
+    x = torch.randn(1, 4, 8, 8)
+    for _ in range(2):
+        with torch.enable_grad():
+            record(Twins(), (x,), patch=patch)
+    assert seen == ["a", "b", "c"] * 2

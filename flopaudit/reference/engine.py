@@ -691,8 +691,11 @@ class _Recorder:
         :meth:`post_hook` keeps its operators for the next one."""
         if type(x) is not _Tensor or type(module) not in _REPLAYABLE or x.is_meta or x.is_nested:
             return
-        if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
+        if module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
             return
+        for hook in module._forward_hooks.values():
+            if hook is not _no_op_hook:  # the recorder's own (module_hooks) do nothing
+                return
         state = self.state_keys.get(id(module), _UNSEEN)
         if state is _UNSEEN:
             state = self.state_keys[id(module)] = _state_key(module)
@@ -1386,12 +1389,14 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     convolutions, linear, norms, activations, pooling, dropout) alike in
     class, attributes, parameters, buffers and input (shape, dtype, device,
     ``requires_grad``, contiguity) to one recorded before in this process,
-    under the same grad, inference, determinism and cuDNN/oneDNN settings
-    and formula registry, runs outside the mode and gets that call's operators (its
-    events are the same, this call's module path). Off when ``patch`` or
-    ``module_hooks`` is given, or when other global module hooks, torch
-    function modes or autocast are active; never for meta or nested inputs,
-    modules with hooks of their own, or train-mode modules with buffers.
+    under the same grad, inference, determinism and cuDNN/oneDNN settings,
+    formula registry and ``module_hooks``, runs outside the mode and gets
+    that call's operators (its events are the same, this call's module
+    path). A call that went through a custom Function is not learnt. Off
+    when ``patch`` is given (most leaves call a patched callable), or when
+    other global module hooks, torch function modes or autocast are active;
+    never for meta or nested inputs, modules with hooks of their own (the
+    no-op ones of ``module_hooks`` aside), or train-mode modules with buffers.
     """
     with gc_paused():
         return _record(model, args, kwargs, patch, module_hooks, replay_leaves)
@@ -1404,7 +1409,8 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
     try:
         if module_hooks:
             handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
-        replay = replay_leaves and not patch and not module_hooks and _replay_safe()
+        # Not with patched callables: most leaves call one (F.conv2d, F.relu...) and would never be learnt.
+        replay = replay_leaves and not patch and _replay_safe()
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         mode = _Mode(recorder)
@@ -1412,7 +1418,7 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
             recorder.mode = mode
             # What else decides which operators a leaf dispatches (cuDNN/oneDNN batch norm and the like).
             recorder.context = (torch.are_deterministic_algorithms_enabled(), torch._C._get_cudnn_enabled(),
-                                torch._C._get_mkldnn_enabled(), generation())
+                                torch._C._get_mkldnn_enabled(), generation(), module_hooks)
         with _patched(recorder, patch), _tracking_autograd_functions(recorder), mode:
             model(*args, **dict(kwargs or {}))
         recorder.finish()
