@@ -69,15 +69,12 @@ def test_replayed_recording_is_the_op_by_op_one(case: ModelCase) -> None:
     _assert_same(op_by_op, again)
 
 
-#: The adapter's passes that replay leaves (a pass with patched callables does not).
-REPLAYING_PASSES = sorted(k for k, patch in PASSES.items() if not patch)
-
-
 @pytest.mark.parametrize("case", _replay_cases(full=False), ids=lambda c: c.id)
-@pytest.mark.parametrize("grad_hooks", REPLAYING_PASSES, ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
+@pytest.mark.parametrize("grad_hooks", sorted(PASSES), ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
 def test_replayed_prediction_pass_is_the_op_by_op_one(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
     """The passes the reference adapter records for the backends' rulesets
-    (autograd on or off, a no-op hook on every module or not)."""
+    (autograd on or off, their callables patched, a no-op hook on every
+    module or not): replayed leaves keep their ``py:`` events."""
     grad, hooks = grad_hooks
     model, inputs = case.instantiate()
     kw = {"no_grad": not grad, "patch": PASSES[grad_hooks], "module_hooks": hooks}
@@ -107,6 +104,19 @@ def test_replayed_recording_is_the_op_by_op_one_full_zoo(case: ModelCase) -> Non
     op_by_op = _op_by_op(model, inputs)
     _record(model, inputs, replay=True)
     _assert_same(op_by_op, _record(model, inputs, replay=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", _replay_cases(full=True), ids=lambda c: c.id)
+@pytest.mark.parametrize("grad_hooks", sorted(PASSES), ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
+def test_replayed_prediction_pass_is_the_op_by_op_one_full_zoo(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
+    grad, hooks = grad_hooks
+    model, inputs = case.instantiate()
+    kw = {"no_grad": not grad, "patch": PASSES[grad_hooks], "module_hooks": hooks}
+    _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
+    op_by_op = _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
+    _record(model, inputs, replay=True, **kw)  # type: ignore[arg-type]
+    _assert_same(op_by_op, _record(model, inputs, replay=True, **kw))  # type: ignore[arg-type]
 
 
 class Twins(nn.Module):
@@ -268,12 +278,33 @@ def test_a_leaf_run_under_another_grad_mode_is_not_alike(monkeypatch: pytest.Mon
     assert seen == ["a", "b"]
 
 
-def test_a_pass_with_patched_callables_is_recorded_op_by_op(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_leaf_inside_one_patched_call_is_replayed_with_its_py_event(monkeypatch: pytest.MonkeyPatch) -> None:
     engine._TEMPLATES.clear()
-    patch = next(p for p in PASSES.values() if p)
-    seen = _conv_calls(monkeypatch)
     x = torch.randn(1, 4, 8, 8)
-    for _ in range(2):
-        with torch.enable_grad():
-            record(Twins(), (x,), patch=patch)
-    assert seen == ["a", "b", "c"] * 2
+    patch = ("torch.nn.functional.conv2d",)
+    with torch.no_grad():  # (with autograd on, b's input requires grad and a's does not: not alike)
+        op_by_op = record(Twins(), (x,), patch=patch, replay_leaves=False)
+        seen = _conv_calls(monkeypatch)
+        first = record(Twins(), (x,), patch=patch)
+        again = record(Twins(), (x,), patch=patch)
+    assert seen == ["a", "c"]  # b replayed from a, then all three
+    assert [e.op for e in again.events] == ["py:torch.nn.functional.conv2d", "aten.convolution.default"] * 3
+    _assert_same(op_by_op, first)
+    _assert_same(op_by_op, again)
+
+
+def test_a_leaf_making_two_patched_calls_is_not_learnt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reflect-padded convolution calls F.pad, then F.conv2d: its operators
+    are not all inside one patched call made first, so it is recorded op by op."""
+    engine._TEMPLATES.clear()
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+                          nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
+    x = torch.randn(1, 4, 8, 8)
+    patch = ("torch.nn.functional.pad", "torch.nn.functional.conv2d")
+    with torch.no_grad():
+        op_by_op = record(model, (x,), patch=patch, replay_leaves=False)
+        seen = _conv_calls(monkeypatch)
+        _assert_same(op_by_op, record(model, (x,), patch=patch))
+    assert seen == ["0", "1"]
+    assert [e.op for e in op_by_op.events if e.op.startswith("py:")] == [
+        "py:torch.nn.functional.pad", "py:torch.nn.functional.conv2d"] * 2

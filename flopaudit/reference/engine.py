@@ -385,8 +385,9 @@ _MODULE_INTERNALS = frozenset({
 
 _UNSEEN = object()
 
-#: Operators of replayable leaf calls, by key (module state, input, context); see :meth:`_Recorder._learn`.
-_TEMPLATES: dict[tuple[Any, ...], tuple[tuple[Any, Any], ...]] = {}
+#: Operators of replayable leaf calls, by key (module state, input, context): (the patched
+#: callable they ran inside, or ""; (op info, priced) each); see :meth:`_Recorder._learn`.
+_TEMPLATES: dict[tuple[Any, ...], tuple[str, tuple[tuple[Any, Any], ...]]] = {}
 _TEMPLATES_MAX = 10_000
 #: A :class:`ModuleCall`'s attributes, parameter shapes and class path, by :func:`_state_key` (which decides them).
 _INFO_BY_STATE: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
@@ -723,7 +724,7 @@ class _Recorder:
         if frame.replaying is not None:
             torch._C._push_on_torch_dispatch_stack(self.mode)
             if len(rest) == 2:
-                self.rec.events.extend([(info, p, frame, "", ()) for info, p in frame.replaying])
+                self._replay(frame)
         elif frame.replay_key is not None and len(rest) == 2:
             self._learn(frame)
         if len(rest) != 2:  # the forward raised: unwind the stack, no module-rule event
@@ -751,19 +752,43 @@ class _Recorder:
             ))
         self._close_call(frame, module, args, kwargs, output)
 
+    def _replay(self, frame: _Frame) -> None:
+        """Add the operators of a replayed call (its forward ran outside the
+        mode; a patched call it made, if its template has one, was recorded
+        live)."""
+        lead, entries = frame.replaying
+        inside = (lead,) if lead else ()
+        events = self.rec.events
+        made = events[frame.first_event:]
+        if [e.op for e in made if isinstance(e, OpEvent)] != ([PATCHED_CALL_PREFIX + lead] if lead else []):
+            # NB: cannot happen for calls alike (same code, same inputs); said, never silent.
+            self.rec.notes.append(f"module {frame.path}: a replayed call made other patched calls than the one "
+                                  "it was learnt from; its operators are those of the learnt call")
+        events.extend([(info, p, frame, "", inside) for info, p in entries])
+
     def _learn(self, frame: _Frame) -> None:
         """Keep the operators of a replayable leaf call for the calls alike
         that follow: only if all of them ran in this call's frame, outside any
-        custom Function or patched call, and no formula failed."""
+        custom Function, and no formula failed; either outside any patched
+        callable, or all inside one patched call made first (``F.conv2d`` under
+        ptflops' patches), whose ``py:`` event a replay records live."""
         if len(self.rec.notes) != frame.notes_before:
             return
         events = self.rec.events[frame.first_event:]
+        lead = ""
+        if events and isinstance(events[0], OpEvent):
+            first = events[0]
+            if not first.op.startswith(PATCHED_CALL_PREFIX) or first.patched_stack:
+                return
+            lead = first.op[len(PATCHED_CALL_PREFIX):]
+            events = events[1:]
+        inside = (lead,) if lead else ()
         for e in events:
-            if type(e) is not tuple or e[2] is not frame or e[3] or e[4]:
+            if type(e) is not tuple or e[2] is not frame or e[3] or e[4] != inside:
                 return
         if len(_TEMPLATES) >= _TEMPLATES_MAX:
             _TEMPLATES.clear()
-        _TEMPLATES[frame.replay_key] = tuple([(e[0], e[1]) for e in events])
+        _TEMPLATES[frame.replay_key] = (lead, tuple([(e[0], e[1]) for e in events]))
 
     def _close_call(self, frame: _Frame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                     output: Any) -> None:
@@ -1391,13 +1416,14 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     class, attributes, parameters, buffers and input (shape, dtype, device,
     ``requires_grad``, contiguity) to one recorded before in this process,
     under the same grad, inference, determinism and cuDNN/oneDNN settings,
-    formula registry and ``module_hooks``, runs outside the mode and gets
-    that call's operators (its events are the same, this call's module
-    path). A call that went through a custom Function is not learnt. Off
-    when ``patch`` is given (most leaves call a patched callable), or when
-    other global module hooks, torch function modes or autocast are active;
-    never for meta or nested inputs, modules with hooks of their own (the
-    no-op ones of ``module_hooks`` aside), or train-mode modules with buffers.
+    formula registry, ``module_hooks`` and ``patch``, runs outside the mode
+    and gets that call's operators (its events are the same, this call's
+    module path; a patched callable it calls first records its ``py:``
+    event live). A call that went through a custom Function, or through
+    patched calls other than one made first, is not learnt. Off when other
+    global module hooks, torch function modes or autocast are active; never
+    for meta or nested inputs, modules with hooks of their own (the no-op
+    ones of ``module_hooks`` aside), or train-mode modules with buffers.
     """
     with gc_paused():
         return _record(model, args, kwargs, patch, module_hooks, replay_leaves)
@@ -1410,8 +1436,7 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
     try:
         if module_hooks:
             handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
-        # Not with patched callables: most leaves call one (F.conv2d, F.relu...) and would never be learnt.
-        replay = replay_leaves and not patch and _replay_safe()
+        replay = replay_leaves and _replay_safe()
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         mode = _Mode(recorder)
@@ -1419,7 +1444,8 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
             recorder.mode = mode
             # What else decides which operators a leaf dispatches (cuDNN/oneDNN batch norm and the like).
             recorder.context = (torch.are_deterministic_algorithms_enabled(), torch._C._get_cudnn_enabled(),
-                                torch._C._get_mkldnn_enabled(), generation(), module_hooks)
+                                torch._C._get_mkldnn_enabled(), generation(), module_hooks,
+                                tuple(dict.fromkeys(patch)))
         with _patched(recorder, patch), _tracking_autograd_functions(recorder), mode:
             model(*args, **dict(kwargs or {}))
         recorder.finish()
