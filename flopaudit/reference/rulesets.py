@@ -51,7 +51,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent
 from flopaudit.reference.registry import CONTRACTION_CATEGORIES, Category
@@ -244,6 +244,9 @@ class EventRule:
         return True
 
 
+_UNKNOWN = object()
+
+
 @dataclass(frozen=True)
 class ModuleRule:
     """Price calls of modules of exactly this class with a module counter.
@@ -326,10 +329,21 @@ class Ruleset:
     def event_rule(self, e: OpEvent) -> EventRule | None:
         """The first event rule matching ``e`` (None: ``default`` prices it)."""
         patched_in = self.patched_in(e)
-        for rule in self.event_rules:
-            if rule.matches(e, patched_in):
-                return rule
-        return None
+        # What EventRule.matches reads of an event: events alike in it get the same rule.
+        key = (e.op, e.category, e.module_type, e.in_leaf, e.supported, bool(e.traced_from),
+               bool(e.autograd_function), patched_in)
+        cache = self._rule_of
+        found = cache.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = next((rule for rule in self.event_rules if rule.matches(e, patched_in)), None)
+            if len(cache) < 10_000 and all(type(rule) is EventRule for rule in self.event_rules):
+                cache[key] = found  # (a subclass of EventRule may read more of an event)
+        return found  # type: ignore[return-value]
+
+    @functools.cached_property
+    def _rule_of(self) -> dict[tuple[Any, ...], EventRule | None]:
+        """:meth:`event_rule`'s answers by what the rules read of an event."""
+        return {}
 
     @functools.cached_property
     def _patched(self) -> frozenset[str]:
