@@ -362,10 +362,20 @@ class Ruleset:
         return e.op.startswith(PATCHED_CALL_PREFIX) and e.op[len(PATCHED_CALL_PREFIX):] not in self._patched
 
     def module_rule(self, call: ModuleCall) -> ModuleRule | None:
-        for rule in self.module_rules:
-            if rule.matches(call):
-                return rule
-        return None
+        """The first module rule matching ``call`` (None: its operators are priced one by one)."""
+        key = (call.in_leaf, call.module_type, call.module_class)  # what ModuleRule.matches reads
+        cache = self._module_rule_of
+        found = cache.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = next((rule for rule in self.module_rules if rule.matches(call)), None)
+            if len(cache) < 10_000 and all(type(rule) is ModuleRule for rule in self.module_rules):
+                cache[key] = found  # (a subclass of ModuleRule may read more of a call)
+        return found  # type: ignore[return-value]
+
+    @functools.cached_property
+    def _module_rule_of(self) -> dict[tuple[Any, ...], ModuleRule | None]:
+        """:meth:`module_rule`'s answers by what the rules read of a call."""
+        return {}
 
 
 @dataclass(frozen=True)
