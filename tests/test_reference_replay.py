@@ -69,12 +69,7 @@ def test_replayed_recording_is_the_op_by_op_one(case: ModelCase) -> None:
     _assert_same(op_by_op, again)
 
 
-@pytest.mark.parametrize("case", _replay_cases(full=False), ids=lambda c: c.id)
-@pytest.mark.parametrize("grad_hooks", sorted(PASSES), ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
-def test_replayed_prediction_pass_is_the_op_by_op_one(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
-    """The passes the reference adapter records for the backends' rulesets
-    (autograd on or off, their callables patched, a no-op hook on every
-    module or not): replayed leaves keep their ``py:`` events."""
+def _check_prediction_pass(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
     grad, hooks = grad_hooks
     model, inputs = case.instantiate()
     kw = {"no_grad": not grad, "patch": PASSES[grad_hooks], "module_hooks": hooks}
@@ -82,6 +77,15 @@ def test_replayed_prediction_pass_is_the_op_by_op_one(case: ModelCase, grad_hook
     op_by_op = _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
     _record(model, inputs, replay=True, **kw)  # type: ignore[arg-type]
     _assert_same(op_by_op, _record(model, inputs, replay=True, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", _replay_cases(full=False), ids=lambda c: c.id)
+@pytest.mark.parametrize("grad_hooks", sorted(PASSES), ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
+def test_replayed_prediction_pass_is_the_op_by_op_one(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
+    """The passes the reference adapter records for the backends' rulesets
+    (autograd on or off, their callables patched, a no-op hook on every
+    module or not): replayed leaves keep their ``py:`` events."""
+    _check_prediction_pass(case, grad_hooks)
 
 
 @pytest.mark.parametrize("case", [c for c in _replay_cases(full=False) if c.id in ("resnet18", "mobilenet_v2")],
@@ -110,13 +114,7 @@ def test_replayed_recording_is_the_op_by_op_one_full_zoo(case: ModelCase) -> Non
 @pytest.mark.parametrize("case", _replay_cases(full=True), ids=lambda c: c.id)
 @pytest.mark.parametrize("grad_hooks", sorted(PASSES), ids=lambda k: f"grad{int(k[0])}-hooks{int(k[1])}")
 def test_replayed_prediction_pass_is_the_op_by_op_one_full_zoo(case: ModelCase, grad_hooks: tuple[bool, bool]) -> None:
-    grad, hooks = grad_hooks
-    model, inputs = case.instantiate()
-    kw = {"no_grad": not grad, "patch": PASSES[grad_hooks], "module_hooks": hooks}
-    _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
-    op_by_op = _record(model, inputs, replay=False, **kw)  # type: ignore[arg-type]
-    _record(model, inputs, replay=True, **kw)  # type: ignore[arg-type]
-    _assert_same(op_by_op, _record(model, inputs, replay=True, **kw))  # type: ignore[arg-type]
+    _check_prediction_pass(case, grad_hooks)
 
 
 class Twins(nn.Module):

@@ -247,6 +247,19 @@ class EventRule:
 _UNKNOWN = object()
 
 
+def _first_match(cache: dict[Any, Any], key: Any, rules: Sequence[Any], rule_class: type,
+                 matches: Callable[[Any], bool]) -> Any:
+    """The first of ``rules`` that ``matches``, remembered in ``cache`` by
+    ``key`` (what ``rule_class.matches`` reads); not remembered when a rule is
+    of a subclass, which may read more."""
+    found = cache.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        found = next((rule for rule in rules if matches(rule)), None)
+        if len(cache) < 10_000 and all(type(rule) is rule_class for rule in rules):
+            cache[key] = found
+    return found
+
+
 @dataclass(frozen=True)
 class ModuleRule:
     """Price calls of modules of exactly this class with a module counter.
@@ -332,13 +345,8 @@ class Ruleset:
         # What EventRule.matches reads of an event: events alike in it get the same rule.
         key = (e.op, e.category, e.module_type, e.in_leaf, e.supported, bool(e.traced_from),
                bool(e.autograd_function), patched_in)
-        cache = self._rule_of
-        found = cache.get(key, _UNKNOWN)
-        if found is _UNKNOWN:
-            found = next((rule for rule in self.event_rules if rule.matches(e, patched_in)), None)
-            if len(cache) < 10_000 and all(type(rule) is EventRule for rule in self.event_rules):
-                cache[key] = found  # (a subclass of EventRule may read more of an event)
-        return found  # type: ignore[return-value]
+        return _first_match(self._rule_of, key, self.event_rules, EventRule,
+                            lambda rule: rule.matches(e, patched_in))
 
     @functools.cached_property
     def _rule_of(self) -> dict[tuple[Any, ...], EventRule | None]:
@@ -364,13 +372,7 @@ class Ruleset:
     def module_rule(self, call: ModuleCall) -> ModuleRule | None:
         """The first module rule matching ``call`` (None: its operators are priced one by one)."""
         key = (call.in_leaf, call.module_type, call.module_class)  # what ModuleRule.matches reads
-        cache = self._module_rule_of
-        found = cache.get(key, _UNKNOWN)
-        if found is _UNKNOWN:
-            found = next((rule for rule in self.module_rules if rule.matches(call)), None)
-            if len(cache) < 10_000 and all(type(rule) is ModuleRule for rule in self.module_rules):
-                cache[key] = found  # (a subclass of ModuleRule may read more of a call)
-        return found  # type: ignore[return-value]
+        return _first_match(self._module_rule_of, key, self.module_rules, ModuleRule, lambda rule: rule.matches(call))
 
     @functools.cached_property
     def _module_rule_of(self) -> dict[tuple[Any, ...], ModuleRule | None]:
