@@ -192,10 +192,6 @@ def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], di
     return Totals(*total), build(per_module), build(per_op), build(per_category), unsupported
 
 
-def _devices(model: nn.Module) -> set[str]:
-    return {t.device.type for t in list(model.parameters()) + list(model.buffers())}
-
-
 def count(
     model: nn.Module,
     inputs: Any,
@@ -235,7 +231,7 @@ def count(
     if device not in (None, "meta"):
         raise ValueError(f"device must be None or 'meta', not {device!r}")
     if device == "meta":
-        devices = _devices(model)
+        devices = _params_and_devices(model)[1]
         if devices - {"meta"}:
             raise ValueError(
                 f"count(device='meta') needs a model on the meta device, found {sorted(devices)}; build it under "

@@ -306,18 +306,16 @@ _NOT_CONTAINERS = (type(None), bool, int, float, str, torch.dtype, torch.device)
 
 def _summary(tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], int, tuple[Any, ...] | None]:
     """Shapes, bytes of the distinct tensors and dtypes (None if one is
-    nested) of ``tensors``: the recorder's hot path."""
-    shapes = []
-    dtypes = []
-    nested = False
-    for t in tensors:
-        try:
-            shapes.append(tuple(map(int, t.shape)))
-        except (RuntimeError, TypeError, ValueError):
-            shapes.append(_shape(t))
-            nested = nested or bool(getattr(t, "is_nested", False))
-        dtypes.append(t.dtype)
-    return tuple(shapes), _bytes_of(tensors), (None if nested else tuple(dtypes))
+    nested) of ``tensors`` as they are now."""
+    return _summary_before(tensors, [_size_now(t) for t in tensors])
+
+
+def _size_now(t: torch.Tensor) -> Any:
+    """``t.shape``, or None where it has none (a nested tensor): :func:`_summary_before` reads that as nested."""
+    try:
+        return t.shape
+    except (RuntimeError, TypeError, ValueError):
+        return None
 
 
 def _op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor]:
@@ -337,7 +335,8 @@ def _op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Te
 
 def _summary_before(tensors: Sequence[torch.Tensor], sizes: Sequence[Any]) -> tuple[
         tuple[Shape, ...], int, tuple[Any, ...] | None]:
-    """As :func:`_summary`, from the sizes the tensors had before the op ran."""
+    """Shapes, bytes of the distinct tensors and dtypes (None if one is
+    nested) of ``tensors``, from the ``sizes`` they had before the op ran."""
     shapes = []
     nested = False
     read = 0
@@ -397,6 +396,22 @@ _INFO_BY_STATE: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
 _STATE_KEYS: dict[type, tuple[Any, tuple[str, ...]]] = {}
 
 
+def _keys_read(module: nn.Module, cache: dict[type, tuple[Any, tuple[str, ...]]],
+               select: Any) -> tuple[str, ...]:
+    """``select(module.__dict__)``, remembered per class in ``cache`` while an
+    instance has the same attribute names as the one it was computed for."""
+    d = module.__dict__
+    known = cache.get(type(module))
+    if known is None or known[0] != d.keys():  # another set of attributes than the class's first instance
+        known = (frozenset(d), select(d))
+        cache[type(module)] = known
+    return known[1]
+
+
+def _state_names(d: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(k for k in d if k not in _MODULE_INTERNALS)
+
+
 def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
     """Everything of a replayable module that its forward reads: its class,
     every attribute (plain values, or lists and tuples of them, with their
@@ -407,11 +422,8 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
     if module.training and any(b is not None for b in module._buffers.values()):
         return None
     d = module.__dict__
-    known = _STATE_KEYS.get(type(module))
-    if known is None or known[0] != d.keys():  # another set of attributes than the class's first instance
-        known = (frozenset(d), tuple(k for k in d if k not in _MODULE_INTERNALS))
-        _STATE_KEYS[type(module)] = known
-    values = [d[k] for k in known[1]]
+    names = _keys_read(module, _STATE_KEYS, _state_names)
+    values = [d[k] for k in names]
     types = tuple(map(type, values))
     for i, t in enumerate(types):
         if t in _PLAIN_KEYS:
@@ -423,7 +435,7 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
         if not _PLAIN_KEYS.issuperset(element_types):
             return None
         values[i] = (v if t is tuple else tuple(v), element_types)
-    key: list[Any] = [type(module), known[1], types, tuple(values)]
+    key: list[Any] = [type(module), names, types, tuple(values)]
     for k, p in module._parameters.items():
         key.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
     for k, b in module._buffers.items():
@@ -581,15 +593,15 @@ _ATTR_SET = frozenset(_ATTR_TYPES)
 _PUBLIC_KEYS: dict[type, tuple[Any, tuple[str, ...]]] = {}
 
 
+def _public_names(d: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k in d if k[:1] != "_"))
+
+
 def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     """The module's public scalar attributes (and tuples of scalars), sorted by name."""
     d = module.__dict__
-    known = _PUBLIC_KEYS.get(type(module))
-    if known is None or known[0] != d.keys():  # another set of attributes than the class's first instance
-        known = (frozenset(d), tuple(sorted(k for k in d if k[:1] != "_")))
-        _PUBLIC_KEYS[type(module)] = known
     out = []
-    for k in known[1]:
+    for k in _keys_read(module, _PUBLIC_KEYS, _public_names):
         v = d[k]
         t = type(v)
         if t in _ATTR_SET:
@@ -645,11 +657,6 @@ class _Recorder:
         """Class names of the custom ``autograd.Function`` calls running now, innermost last."""
         self.thread = threading.get_ident()
         self.ops: dict[Any, _OpInfo] = {}
-        self.costs: dict[Any, Any] = {}
-        """Formula results by (op, input shapes, output shapes, scalar arguments,
-        input and output dtypes). # NB: arguments that are neither tensors nor scalars
-        (memory formats, layouts, devices, generators) are not in the key; no
-        formula reads them."""
         self.buffers = _BufferGuard(tree.buffers)
         self.module_info: dict[int, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Shape], ...], str]] = {}
         self.patched_stack: list[str] = []
@@ -882,12 +889,10 @@ class _Recorder:
         return info
 
     def op_event(self, func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any],
-                 out: Any, in_shapes: tuple[Shape, ...], read: int,
-                 in_dtypes: tuple[Any, ...] | None = None) -> None:
-        """Record one operator call; ``in_dtypes`` (None: do not reuse a
-        cost priced before) are its tensor inputs' dtypes."""
+                 out: Any, in_shapes: tuple[Shape, ...], read: int) -> None:
+        """Record one operator call (priced afresh)."""
         info = self.op_info(func)
-        self._append(info, self._price(func, info, args, kwargs, out, in_shapes, read, in_dtypes)[0])
+        self._append(info, self._price(func, info, args, kwargs, out, in_shapes, read)[0])
 
     def op_event_keyed(self, func: torch._ops.OpOverload, info: _OpInfo, args: Sequence[Any],
                        kwargs: Mapping[str, Any], out: Any, key: list[Any], tensors: list[torch.Tensor],
@@ -914,18 +919,18 @@ class _Recorder:
             frozen = None
         if entry is None:
             in_shapes, read, in_dtypes = _summary_before(tensors, sizes)
-            entry, reusable = self._price(func, info, args, kwargs, out, in_shapes, read, in_dtypes)
-            if reusable and frozen is not None:
+            entry, reusable = self._price(func, info, args, kwargs, out, in_shapes, read)
+            if reusable and in_dtypes is not None and frozen is not None:
                 if len(_PRICED) >= _PRICED_MAX:
                     _PRICED.clear()
                 _PRICED[frozen] = entry
         self._append(info, entry)
 
     def _price(self, func: torch._ops.OpOverload, info: _OpInfo, args: Sequence[Any], kwargs: Mapping[str, Any],
-               out: Any, in_shapes: tuple[Shape, ...], read: int,
-               in_dtypes: tuple[Any, ...] | None) -> tuple[_Priced, bool]:
+               out: Any, in_shapes: tuple[Shape, ...], read: int) -> tuple[_Priced, bool]:
         """What an event records of the call itself (not where it ran), and
-        whether calls alike may reuse it (no failed formula, no nested tensor)."""
+        whether calls alike may reuse it as far as the outputs and the formula
+        tell (no nested output, no failed formula; the caller knows the inputs)."""
         fn = info.formula
         supported = fn is not None
         cost: Cost | None = None
@@ -937,21 +942,13 @@ class _Recorder:
         except Exception:  # noqa: BLE001 - the schema did not bind; keep the event anyway
             pass
         out_shapes, written, out_dtypes = _summary(_tensors(out))
-        reusable = in_dtypes is not None and out_dtypes is not None
+        reusable = out_dtypes is not None
         if fn is not None:
-            # Calls alike in everything a formula reads get the same cost: price each once.
-            # Not for nested tensors: their shapes here do not hold their component lengths.
-            key = (func, in_shapes, out_shapes, op_args, in_dtypes, out_dtypes) if reusable else None
-            cost = self.costs.get(key) if key is not None else None
-            if cost is None:
-                try:
-                    cost = fn(make_call(func, args, kwargs, out, params, info.name))
-                    if key is not None:
-                        self.costs[key] = cost
-                except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
-                    supported = reusable = False
-                    self.rec.notes.append(
-                        f"formula {info.formula_name} failed on {func}: {type(exc).__name__}: {exc}")
+            try:
+                cost = fn(make_call(func, args, kwargs, out, params, info.name))
+            except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
+                supported = reusable = False
+                self.rec.notes.append(f"formula {info.formula_name} failed on {func}: {type(exc).__name__}: {exc}")
         view = info.view
         return _Priced(
             cost.category if cost is not None else None,
@@ -1266,9 +1263,9 @@ class _Mode(TorchDispatchMode):
                     _key_into(kwargs.values(), key, tensors, sizes)
             except (_Unkeyable, RuntimeError, TypeError, ValueError):  # nested tensors, odd arguments
                 tensors = _op_tensors(args, kwargs)
-                in_shapes, read, in_dtypes = _summary(tensors)
+                in_shapes, read, _ = _summary(tensors)
                 out = self._run(func, info, args, kwargs, tensors)
-                rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+                rec.op_event(func, args, kwargs, out, in_shapes, read)
                 return out
             out = self._run(func, info, args, kwargs, tensors) if info.meta_shortcut else func(*args, **kwargs)
             rec.op_event_keyed(func, info, args, kwargs, out, key, tensors, sizes)
@@ -1280,18 +1277,18 @@ class _Mode(TorchDispatchMode):
         """An operator without a formula: decomposed if it can be, else a
         custom op's Python kernel traced, else recorded as unsupported."""
         rec = self.recorder
-        in_shapes, read, in_dtypes = _summary(_op_tensors(args, kwargs))
+        in_shapes, read, _ = _summary(_op_tensors(args, kwargs))
         with self:
             decomposed = func.decompose(*args, **kwargs)
         if decomposed is not NotImplemented:
             return decomposed
-        traced = self._trace_python_body(func, args, kwargs, in_shapes, read, in_dtypes)
+        traced = self._trace_python_body(func, args, kwargs, in_shapes, read)
         if traced is not _NOT_TRACED:
             return traced
         out = func(*args, **kwargs)
         if not in_shapes and not _tensors(out):
             return out  # no tensor in or out (e.g. torchvision._cuda_version): a query, not work
-        rec.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+        rec.op_event(func, args, kwargs, out, in_shapes, read)
         return out
 
     @staticmethod
@@ -1302,8 +1299,7 @@ class _Mode(TorchDispatchMode):
             return shortcut(args, kwargs)
         return func(*args, **kwargs)
 
-    def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int,
-                           in_dtypes: tuple[Any, ...] | None) -> Any:
+    def _trace_python_body(self, func: Any, args: Any, kwargs: Any, in_shapes: tuple[Shape, ...], read: int) -> Any:
         """Run a formula-less ``torch.library.custom_op`` through its Python kernel,
         recording the operators it calls (they are what the op computes).
 
@@ -1337,7 +1333,7 @@ class _Mode(TorchDispatchMode):
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):
             del rec.events[first:]
-            self.recorder.op_event(func, args, kwargs, out, in_shapes, read, in_dtypes)
+            self.recorder.op_event(func, args, kwargs, out, in_shapes, read)
             rec.notes.append(f"{name}: its Python kernel dispatched no costed torch operator (its work may be "
                              "in numpy, Triton or C++); counted as unsupported")
         else:
