@@ -6,6 +6,8 @@ something else could see the leaf's forward."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -221,6 +223,60 @@ def test_modules_alike_but_for_an_attribute_are_not_alike() -> None:
         _assert_same(op_by_op, record(model, (x,)))
         _assert_same(op_by_op, record(model, (x,)))
     assert len(engine._TEMPLATES) == 3  # the first two alike; dilation, then the missing bias, tell the others apart
+
+
+def _change_stride(m: nn.Conv2d) -> None:
+    m.stride = (2, 2)
+
+
+def _change_weight_data(m: nn.Conv2d) -> None:
+    m.weight.data = torch.randn(4, 2, 3, 3)  # the same Parameter object, another shape (now groups=2 reads it)
+    m.groups = 2
+
+
+def _swap_bias(m: nn.Conv2d) -> None:
+    m.bias = None
+
+
+def _to_double(m: nn.Conv2d) -> None:
+    m.double()  # parameters keep their objects, their dtype changes
+
+
+def _freeze(m: nn.Conv2d) -> None:
+    m.weight.requires_grad_(False)
+
+
+@pytest.mark.parametrize("change", [_change_stride, _change_weight_data, _swap_bias, _to_double, _freeze],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_a_module_changed_between_counts_is_recorded_as_it_is_now(change: Any) -> None:
+    """The state key of a module counted before is reused only while it is unchanged (_STATE_MEMO)."""
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1))
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        record(model, (x,))
+        record(model, (x,))  # counted before: its state key comes from the memo
+        change(model[0])
+        xs = (x.double(),) if change is _to_double else (x,)
+        op_by_op = record(model, xs, replay_leaves=False)
+        _assert_same(op_by_op, record(model, xs))
+        assert engine._state_key(model[0]) == _fresh_state_key(model[0])
+
+
+def test_a_list_attribute_changed_in_place_is_seen() -> None:
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1))
+    model[0].padding = [1, 1]  # type: ignore[assignment]
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        record(model, (x,))
+        record(model, (x,))
+        model[0].padding[0] = 0  # type: ignore[index]  # the same list object
+        _assert_same(record(model, (x,), replay_leaves=False), record(model, (x,)))
+    assert engine._state_key(model[0]) == _fresh_state_key(model[0])
+
+
+def _fresh_state_key(module: nn.Module) -> Any:
+    engine._STATE_MEMO.pop(id(module), None)
+    return engine._state_key(module)
 
 
 def test_no_replay_under_a_torch_function_mode(monkeypatch: pytest.MonkeyPatch) -> None:

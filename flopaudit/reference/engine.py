@@ -59,6 +59,7 @@ import functools
 import gc
 import importlib
 import math
+import operator
 import threading
 from collections import abc
 from dataclasses import dataclass, field
@@ -418,13 +419,28 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
     types), its parameters and buffers by shape, dtype, device and
     ``requires_grad``. None (not replayable) if an attribute holds anything
     else, or if it is in training mode with buffers (a train-mode batch norm
-    writes them: the buffer guard must see that)."""
+    writes them: the buffer guard must see that).
+
+    The key of a module seen before is reused while its attributes are the
+    same objects (and hold no list, which could change in place) and its
+    parameters and buffers have the same metadata (:data:`_STATE_MEMO`)."""
     if module.training and any(b is not None for b in module._buffers.values()):
         return None
     d = module.__dict__
     names = _keys_read(module, _STATE_KEYS, _state_names)
-    values = [d[k] for k in names]
+    values = tuple([d[k] for k in names])
+    tensors: list[Any] = []
+    for k, p in module._parameters.items():
+        tensors.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
+    for k, b in module._buffers.items():
+        tensors.append((k, None) if b is None else (k, type(b), b.shape, b.dtype, b.device))
+    memo = _STATE_MEMO.get(id(module))
+    if (memo is not None and memo[0] is names and memo[3][0] is type(module) and all(map(_is, values, memo[1]))
+            and memo[2] == tensors):
+        return memo[3]
     types = tuple(map(type, values))
+    plain = list(values)
+    memoizable = True
     for i, t in enumerate(types):
         if t in _PLAIN_KEYS:
             continue
@@ -434,13 +450,23 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
         element_types = tuple(map(type, v))
         if not _PLAIN_KEYS.issuperset(element_types):
             return None
-        values[i] = (v if t is tuple else tuple(v), element_types)
-    key: list[Any] = [type(module), names, types, tuple(values)]
-    for k, p in module._parameters.items():
-        key.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
-    for k, b in module._buffers.items():
-        key.append((k, None) if b is None else (k, type(b), b.shape, b.dtype, b.device))
-    return tuple(key)
+        memoizable = memoizable and t is tuple
+        plain[i] = (v if t is tuple else tuple(v), element_types)
+    key = (type(module), names, types, tuple(plain), *tensors)
+    if memoizable:
+        if len(_STATE_MEMO) >= _TEMPLATES_MAX:
+            _STATE_MEMO.clear()
+        # The attribute values are held (so their ids stay theirs): the key is a
+        # function of them, of the class (in ``names``, per class) and of ``tensors``.
+        _STATE_MEMO[id(module)] = (names, values, tensors, key)
+    return key
+
+
+_is = operator.is_
+
+#: ``id(module)`` -> (attribute names read, their values, parameter and buffer
+#: metadata, the state key they gave): see :func:`_state_key`.
+_STATE_MEMO: dict[int, tuple[tuple[str, ...], tuple[Any, ...], list[Any], tuple[Any, ...]]] = {}
 
 
 class _Unkeyable(Exception):
@@ -1447,6 +1473,7 @@ def _record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | N
         recorder.finish()
     finally:
         recorder.buffers.restore()
+        recorder.mode = None  # no cycle left (recorder <-> mode): the pass's bookkeeping is freed on return
         for h in handles:
             h.remove()
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
@@ -1479,6 +1506,7 @@ def clear_caches() -> None:
     op by op (as a first one in a fresh process does)."""
     _PRICED.clear()
     _TEMPLATES.clear()
+    _STATE_MEMO.clear()
     _INFO_BY_STATE.clear()
 
 
