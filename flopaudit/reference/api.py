@@ -12,8 +12,7 @@ from torch import nn
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
 from flopaudit.reference.engine import ModuleCall, OpEvent, gc_paused, record
-from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import Ruleset, RulesetTotals, apply, get_ruleset
+from flopaudit.reference.rulesets import _CATEGORY_NAME, Ruleset, RulesetTotals, apply, get_ruleset
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,6 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
-#: ``per_category`` keys: a category's value ("unsupported" for None); ``Enum.value`` is slow.
-_CATEGORY_KEY: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
 
 
 def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
@@ -159,7 +156,7 @@ def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], di
     for e in events:
         m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
         for d, key in ((by_stack, e.module_stack), (per_op, e.op),
-                       (per_category, _CATEGORY_KEY[e.category])):
+                       (per_category, _CATEGORY_NAME[e.category])):
             acc = d.get(key)
             if acc is None:
                 d[key] = [m, x, r, w, 1]

@@ -58,6 +58,7 @@ import dataclasses
 import functools
 import gc
 import importlib
+import itertools
 import math
 import operator
 import threading
@@ -390,7 +391,7 @@ _UNSEEN = object()
 _TEMPLATES: dict[tuple[Any, ...], tuple[str, tuple[tuple[Any, Any], ...]]] = {}
 _TEMPLATES_MAX = 10_000
 #: A :class:`ModuleCall`'s attributes, parameter shapes and class path, by :func:`_state_key` (which decides them).
-_INFO_BY_STATE: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
+_INFO_BY_STATE: dict[int, tuple[Any, Any, str]] = {}
 
 
 #: ``type(module)`` -> (the keys of its first instance's ``__dict__``, those of them a state key reads).
@@ -413,15 +414,16 @@ def _state_names(d: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(k for k in d if k not in _MODULE_INTERNALS)
 
 
-def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
-    """Everything of a replayable module that its forward reads: its class,
+def _state_key(module: nn.Module) -> int | None:
+    """Everything of a replayable module that its forward reads, as a
+    number (equal states, equal numbers: :data:`_STATE_NUMBERS`): its class,
     every attribute (plain values, or lists and tuples of them, with their
     types), its parameters and buffers by shape, dtype, device and
     ``requires_grad``. None (not replayable) if an attribute holds anything
     else, or if it is in training mode with buffers (a train-mode batch norm
     writes them: the buffer guard must see that).
 
-    The key of a module seen before is reused while its attributes are the
+    The number of a module seen before is reused while its attributes are the
     same objects (and hold no list, which could change in place) and its
     parameters and buffers have the same metadata (:data:`_STATE_MEMO`)."""
     if module.training and any(b is not None for b in module._buffers.values()):
@@ -434,10 +436,11 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
         tensors.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
     for k, b in module._buffers.items():
         tensors.append((k, None) if b is None else (k, type(b), b.shape, b.dtype, b.device))
+    cls = type(module)
     memo = _STATE_MEMO.get(id(module))
-    if (memo is not None and memo[0] is names and memo[3][0] is type(module) and all(map(_is, values, memo[1]))
-            and memo[2] == tensors):
-        return memo[3]
+    if (memo is not None and memo[0] is names and memo[1] is cls and all(map(_is, values, memo[2]))
+            and memo[3] == tensors):
+        return memo[4]
     types = tuple(map(type, values))
     plain = list(values)
     memoizable = True
@@ -452,21 +455,32 @@ def _state_key(module: nn.Module) -> tuple[Any, ...] | None:
             return None
         memoizable = memoizable and t is tuple
         plain[i] = (v if t is tuple else tuple(v), element_types)
-    key = (type(module), names, types, tuple(plain), *tensors)
+    key = (cls, names, types, tuple(plain), *tensors)
+    state = _STATE_NUMBERS.get(key)
+    if state is None:
+        if len(_STATE_NUMBERS) >= _TEMPLATES_MAX:
+            _STATE_NUMBERS.clear()  # numbers are never given twice: keys made with old ones just stop matching
+        state = _STATE_NUMBERS[key] = next(_NEXT_STATE_NUMBER)
     if memoizable:
         if len(_STATE_MEMO) >= _TEMPLATES_MAX:
             _STATE_MEMO.clear()
-        # The attribute values are held (so their ids stay theirs): the key is a
-        # function of them, of the class (in ``names``, per class) and of ``tensors``.
-        _STATE_MEMO[id(module)] = (names, values, tensors, key)
-    return key
+        # The attribute values are held (so their ids stay theirs): the state is a
+        # function of them, of the class (``names`` are the class's) and of ``tensors``.
+        _STATE_MEMO[id(module)] = (names, cls, values, tensors, state)
+    return state
 
 
 _is = operator.is_
 
-#: ``id(module)`` -> (attribute names read, their values, parameter and buffer
-#: metadata, the state key they gave): see :func:`_state_key`.
-_STATE_MEMO: dict[int, tuple[tuple[str, ...], tuple[Any, ...], list[Any], tuple[Any, ...]]] = {}
+#: A replayable module's state (class, attributes with their types, tensor
+#: metadata: see :func:`_state_key`) -> its number, which stands for it in
+#: the keys of :data:`_TEMPLATES` and :data:`_INFO_BY_STATE` (cheap to hash).
+_STATE_NUMBERS: dict[tuple[Any, ...], int] = {}
+_NEXT_STATE_NUMBER = itertools.count()
+
+#: ``id(module)`` -> (attribute names read, class, their values, parameter and
+#: buffer metadata, the state's number): see :func:`_state_key`.
+_STATE_MEMO: dict[int, tuple[tuple[str, ...], type, tuple[Any, ...], list[Any], int]] = {}
 
 
 class _Unkeyable(Exception):
@@ -693,7 +707,7 @@ class _Recorder:
         self.mode: _Mode | None = None
         """The dispatch mode, while leaf calls may be replayed (set by :func:`record`)."""
         self.context: tuple[Any, ...] = ()
-        self.state_keys: dict[int, tuple[Any, ...] | None] = {}
+        self.state_keys: dict[int, int | None] = {}
 
     # -- module hooks -----------------------------------------------------
 
@@ -792,8 +806,8 @@ class _Recorder:
         lead, entries = frame.replaying
         inside = (lead,) if lead else ()
         events = self.rec.events
-        made = events[frame.first_event:]
-        if [e.op for e in made if isinstance(e, OpEvent)] != ([PATCHED_CALL_PREFIX + lead] if lead else []):
+        made = events[frame.first_event:] if lead or len(events) != frame.first_event else None  # None: none, as expected
+        if made is not None and [e.op for e in made if isinstance(e, OpEvent)] != ([PATCHED_CALL_PREFIX + lead] if lead else []):
             # NB: cannot happen for calls alike (same code, same inputs); said, never silent.
             self.rec.notes.append(f"module {frame.path}: a replayed call made other patched calls than the one "
                                   "it was learnt from; its operators are those of the learnt call")
@@ -1507,6 +1521,7 @@ def clear_caches() -> None:
     _PRICED.clear()
     _TEMPLATES.clear()
     _STATE_MEMO.clear()
+    _STATE_NUMBERS.clear()
     _INFO_BY_STATE.clear()
 
 

@@ -452,6 +452,10 @@ def _name_stack(name: str) -> tuple[str, ...]:
     return ("",) + tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
+#: A category's report name ("unsupported" for None); ``Enum.value`` is slow.
+_CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
+
+
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
           batch_size: int | None = None) -> RulesetTotals:
     """Price ``events`` (and module ``calls``) under ``ruleset``."""
@@ -476,9 +480,12 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             add(amount, stack, f"module:{call.module_type}", "module")
         for j in inner:
             covered[j] = True
+    # Without event rules every event but a foreign one is priced by ``default``.
+    default = None if ruleset.event_rules else EVENT_COUNTERS[ruleset.default]
     for j, e in enumerate(events):
         if not covered[j]:
-            add(ruleset.count_event(e), e.module_stack, e.op, e.category.value if e.category else "unsupported")
+            n = ruleset.count_event(e) if default is None else (0 if ruleset.foreign(e) else default(e))
+            add(n, e.module_stack, e.op, _CATEGORY_NAME[e.category])
     if ruleset.per_sample and batch_size:
         def scale(n: int) -> int:
             return round(n / batch_size)
