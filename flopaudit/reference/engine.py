@@ -411,7 +411,14 @@ def _keys_read(module: nn.Module, cache: dict[type, tuple[Any, tuple[str, ...]]]
 
 
 def _state_names(d: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(k for k in d if k not in _MODULE_INTERNALS)
+    names = tuple(k for k in d if k not in _MODULE_INTERNALS)
+    _VALUES_OF[names] = (operator.itemgetter(*names) if len(names) > 1
+                         else (lambda d: (d[names[0]],)) if names else (lambda d: ()))
+    return names
+
+
+#: A state's attribute names -> what reads their values from a module's ``__dict__``, as a tuple.
+_VALUES_OF: dict[tuple[str, ...], Any] = {}
 
 
 def _state_key(module: nn.Module) -> int | None:
@@ -430,12 +437,12 @@ def _state_key(module: nn.Module) -> int | None:
         return None
     d = module.__dict__
     names = _keys_read(module, _STATE_KEYS, _state_names)
-    values = tuple([d[k] for k in names])
-    tensors: list[Any] = []
-    for k, p in module._parameters.items():
-        tensors.append((k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad))
-    for k, b in module._buffers.items():
-        tensors.append((k, None) if b is None else (k, type(b), b.shape, b.dtype, b.device))
+    values = _VALUES_OF[names](d)
+    tensors = [(k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad)
+               for k, p in module._parameters.items()] if module._parameters else []
+    if module._buffers:
+        tensors += [(k, None) if b is None else (k, type(b), b.shape, b.dtype, b.device)
+                    for k, b in module._buffers.items()]
     cls = type(module)
     memo = _STATE_MEMO.get(id(module))
     if (memo is not None and memo[0] is names and memo[1] is cls and all(map(_is, values, memo[2]))
