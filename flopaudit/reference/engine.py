@@ -559,9 +559,21 @@ _PRICED_MAX = 20_000
 def _int_shapes(sizes: Sequence[Any]) -> tuple[Shape, ...]:
     """``torch.Size`` objects (or shapes) as tuples of ints."""
     try:
-        return tuple([tuple(map(int, s)) for s in sizes])
-    except (RuntimeError, TypeError, ValueError):  # an unbacked symbolic size
+        return tuple([_INT_SHAPES.get(s) or _new_int_shape(s) for s in sizes])
+    except (RuntimeError, TypeError, ValueError):  # a symbolic size (unhashable; unbacked: no int)
         return tuple([_int_shape(s) for s in sizes])
+
+
+#: Sizes seen (``torch.Size`` of ints, equal to and hashing as the tuple) -> the tuple of ints.
+_INT_SHAPES: dict[Any, Shape] = {}
+
+
+def _new_int_shape(size: Sequence[Any]) -> Shape:
+    shape = tuple(map(int, size))
+    if len(_INT_SHAPES) >= _PRICED_MAX:
+        _INT_SHAPES.clear()
+    _INT_SHAPES[size] = shape  # TypeError for a symbolic size: the caller takes the slow path
+    return shape
 
 
 def _int_shape(size: Sequence[Any]) -> Shape:
