@@ -143,8 +143,6 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
-
-
 def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
                                                     dict[str, Totals], dict[str, int]]:
     # Sums [macs, extra, read, written, calls] per module stack, op and category; each
