@@ -230,8 +230,7 @@ def _change_stride(m: nn.Conv2d) -> None:
 
 
 def _change_weight_data(m: nn.Conv2d) -> None:
-    m.weight.data = torch.randn(4, 2, 3, 3)  # the same Parameter object, another shape (now groups=2 reads it)
-    m.groups = 2
+    m.weight.data = torch.randn(4, 4, 5, 5)  # the same Parameter object and attributes, a 5x5 kernel now
 
 
 def _swap_bias(m: nn.Conv2d) -> None:
