@@ -715,7 +715,7 @@ class _Recorder:
         self.functions: list[str] = []
         """Class names of the custom ``autograd.Function`` calls running now, innermost last."""
         self.thread = threading.get_ident()
-        self.ops: dict[Any, _OpInfo] = {}
+        self.ops: dict[Any, _OpInfo] = _op_infos()
         self.buffers = _BufferGuard(tree.buffers)
         self.module_info: dict[int, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Shape], ...], str]] = {}
         self.patched_stack: list[str] = []
@@ -938,7 +938,7 @@ class _Recorder:
         return f.path, f.module_type, f.stack, f.in_leaf, f.call_index
 
     def op_info(self, func: Any) -> _OpInfo:
-        """What does not change between calls of ``func`` (looked up once per recording)."""
+        """What does not change between calls of ``func`` (looked up once while the formula registry is as it is)."""
         info = self.ops.get(func)
         if info is None:
             fn = lookup(func)
@@ -1048,6 +1048,18 @@ class _Recorder:
         event = self.rec.events[index] if 0 <= index < len(self.rec.events) else None
         if isinstance(event, OpEvent) and event.op == PATCHED_CALL_PREFIX + path:
             self.rec.events[index] = dataclasses.replace(self.rec.events[index], output_shapes=shapes(out))
+
+
+#: [registry generation, operator -> :class:`_OpInfo`]: see :func:`_op_infos`.
+_OP_INFOS: list[Any] = [-1, {}]
+
+
+def _op_infos() -> dict[Any, _OpInfo]:
+    """Operator facts (formula, view, written arguments) for the formula
+    registry as it is now: a new table once a formula is registered or removed."""
+    if _OP_INFOS[0] != generation():
+        _OP_INFOS[:] = [generation(), {}]
+    return _OP_INFOS[1]
 
 
 @dataclass
@@ -1542,6 +1554,7 @@ def clear_caches() -> None:
     _STATE_MEMO.clear()
     _STATE_NUMBERS.clear()
     _INFO_BY_STATE.clear()
+    _OP_INFOS[:] = [-1, {}]
 
 
 def _replay_safe() -> bool:
