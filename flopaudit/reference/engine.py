@@ -394,12 +394,11 @@ _TEMPLATES_MAX = 10_000
 _INFO_BY_STATE: dict[int, tuple[Any, Any, str]] = {}
 
 
-#: ``type(module)`` -> (the keys of its first instance's ``__dict__``, those of them a state key reads).
-_STATE_KEYS: dict[type, tuple[Any, tuple[str, ...]]] = {}
+#: ``type(module)`` -> (the keys of its first instance's ``__dict__``, :func:`_state_names` of them).
+_STATE_KEYS: dict[type, tuple[Any, Any]] = {}
 
 
-def _keys_read(module: nn.Module, cache: dict[type, tuple[Any, tuple[str, ...]]],
-               select: Any) -> tuple[str, ...]:
+def _keys_read(module: nn.Module, cache: dict[type, tuple[Any, Any]], select: Any) -> Any:
     """``select(module.__dict__)``, remembered per class in ``cache`` while an
     instance has the same attribute names as the one it was computed for."""
     d = module.__dict__
@@ -410,15 +409,11 @@ def _keys_read(module: nn.Module, cache: dict[type, tuple[Any, tuple[str, ...]]]
     return known[1]
 
 
-def _state_names(d: Mapping[str, Any]) -> tuple[str, ...]:
+def _state_names(d: Mapping[str, Any]) -> tuple[tuple[str, ...], Any]:
+    """The attribute names a state key reads, and what reads their values from a ``__dict__`` as a tuple."""
     names = tuple(k for k in d if k not in _MODULE_INTERNALS)
-    _VALUES_OF[names] = (operator.itemgetter(*names) if len(names) > 1
-                         else (lambda d: (d[names[0]],)) if names else (lambda d: ()))
-    return names
-
-
-#: A state's attribute names -> what reads their values from a module's ``__dict__``, as a tuple.
-_VALUES_OF: dict[tuple[str, ...], Any] = {}
+    return names, (operator.itemgetter(*names) if len(names) > 1
+                   else (lambda d: (d[names[0]],)) if names else (lambda d: ()))
 
 
 def _state_key(module: nn.Module) -> int | None:
@@ -436,8 +431,8 @@ def _state_key(module: nn.Module) -> int | None:
     if module.training and any(b is not None for b in module._buffers.values()):
         return None
     d = module.__dict__
-    names = _keys_read(module, _STATE_KEYS, _state_names)
-    values = _VALUES_OF[names](d)
+    names, read_values = _keys_read(module, _STATE_KEYS, _state_names)
+    values = read_values(d)
     tensors = [(k, None) if p is None else (k, type(p), p.shape, p.dtype, p.device, p.requires_grad)
                for k, p in module._parameters.items()] if module._parameters else []
     if module._buffers:
@@ -649,7 +644,7 @@ _ATTR_TYPES = (bool, int, float, str)
 _ATTR_SET = frozenset(_ATTR_TYPES)
 
 #: ``type(module)`` -> (the keys of its first instance's ``__dict__``, those of them that are public, sorted).
-_PUBLIC_KEYS: dict[type, tuple[Any, tuple[str, ...]]] = {}
+_PUBLIC_KEYS: dict[type, tuple[Any, Any]] = {}
 
 
 def _public_names(d: Mapping[str, Any]) -> tuple[str, ...]:
@@ -1554,6 +1549,7 @@ def clear_caches() -> None:
     _STATE_MEMO.clear()
     _STATE_NUMBERS.clear()
     _INFO_BY_STATE.clear()
+    _INT_SHAPES.clear()
     _OP_INFOS[:] = [-1, {}]
 
 
