@@ -293,8 +293,48 @@ def test_clear_caches_makes_the_next_count_a_first_one(monkeypatch: pytest.Monke
     seen = _conv_calls(monkeypatch)
     engine.clear_caches()
     assert not engine._PRICED and not engine._TEMPLATES
+    assert engine.PROCESS_CACHES and not any(engine.PROCESS_CACHES)  # the summaries of count() among them
     count(Twins(), x)
     assert seen == ["a", "c"]
+
+
+def _summaries(r: Any) -> tuple[Any, ...]:
+    return (r.totals, r.per_module, r.per_op, r.per_category, r.unsupported, r.module_calls, r.ruleset)
+
+
+@pytest.mark.parametrize("ruleset", ["canonical", "torchvision", "thop"])
+def test_a_model_counted_again_gets_the_same_records_and_fresh_summaries(ruleset: str) -> None:
+    """A recount builds no record anew (_EVENTS_MADE, _CALLS_MADE) and its summaries are
+    those of a first count, in dicts of its own (a caller changing one changes no other)."""
+    model, x = Twins(), torch.randn(2, 4, 8, 8)
+    count(model, x, ruleset=ruleset)  # learns the leaf calls (the next counts replay them)
+    first = count(model, x, ruleset=ruleset)
+    again = count(model, x, ruleset=ruleset)
+    assert all(a is b for a, b in zip(first.events, again.events, strict=True))
+    assert all(a is b for a, b in zip(first.module_call_records, again.module_call_records, strict=True))
+    first.per_module.clear()
+    first.ruleset.per_op.clear()
+    engine.clear_caches()
+    fresh = count(model, x, ruleset=ruleset)
+    assert _summaries(again) == _summaries(fresh)
+    assert again.per_module and again.ruleset.per_op
+
+
+def test_summaries_are_those_of_the_count_at_hand() -> None:
+    """Recent summaries are reused only for the very same records, ruleset and batch size."""
+    model = Twins()
+    small, large = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 16, 16)
+    count(model, small)  # learnt: the counts below on ``small`` have the very same records
+    results = [count(model, small), count(model, large), count(model, small, ruleset="canonical-macs"),
+               count(model, torch.randn(3, 4, 8, 8), ruleset="thop")]  # thop: per sample
+    engine.clear_caches()
+    for r, (x, rs) in zip(results, [(small, "canonical"), (large, "canonical"), (small, "canonical-macs"),
+                                    (torch.randn(3, 4, 8, 8), "thop")]):
+        fresh = count(model, x, ruleset=rs)
+        engine.clear_caches()
+        assert _summaries(r) == _summaries(fresh)
+    assert results[1].macs == 4 * results[0].macs
+    assert results[2].ruleset.unit == "MAC" and results[2].ruleset.total == results[0].macs
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -361,3 +401,14 @@ def test_a_leaf_making_two_patched_calls_is_not_learnt(monkeypatch: pytest.Monke
     assert seen == ["0", "1"]
     assert [e.op for e in op_by_op.events if e.op.startswith("py:")] == [
         "py:torch.nn.functional.pad", "py:torch.nn.functional.conv2d"] * 2
+
+
+def test_summaries_of_a_big_recording_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flopaudit.reference import api
+
+    monkeypatch.setattr(api, "_SUMMARIES_MAX_RECORDS", 6)
+    api._SUMMARIES.clear()
+    count(nn.Sequential(nn.Conv2d(4, 4, 3)), torch.randn(1, 4, 8, 8))  # 1 event, 2 calls: kept
+    assert len(api._SUMMARIES) == 1
+    count(Twins(), torch.randn(1, 4, 8, 8))  # 3 events, 4 calls: too many, and the rest is dropped
+    assert not api._SUMMARIES

@@ -25,9 +25,10 @@ kernel so that the operators it dispatches are recorded (listed in
 ``Recording.traced``); anything else without a formula is recorded with
 ``supported=False``.
 
-Two process-wide caches keep the counter's own cost down, neither changing
-what is recorded (``tests/test_reference_replay.py`` checks that over the
-zoo; :func:`clear_caches` empties both):
+Process-wide caches keep the counter's own cost down, none changing what
+is recorded (``tests/test_reference_replay.py`` checks that over the zoo;
+:func:`clear_caches` empties them all, :data:`PROCESS_CACHES`). The two
+that decide what runs:
 
 - an operator call is priced once per process for each key of what its
   formula reads (argument shapes, dtypes and scalars, output shapes and
@@ -38,8 +39,11 @@ zoo; :func:`clear_caches` empties both):
 
 The records themselves (:class:`OpEvent`, :class:`ModuleCall`) are built
 after the forward pass, from what the pass kept (``torch.Size`` objects and
-priced entries); the cyclic garbage collector is paused meanwhile
-(:func:`gc_paused`).
+priced entries), each once per process: a record equal to one built before
+is that same (immutable) object (:data:`_EVENTS_MADE`, :data:`_CALLS_MADE`),
+so a model counted again gets the very records of its last count, and
+``count`` reuses their summaries. The cyclic garbage collector is paused
+meanwhile (:func:`gc_paused`).
 
 ``record(..., patch=...)`` also replaces the named Python callables
 (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``) by wrappers for
@@ -559,6 +563,17 @@ def _int_shapes(sizes: Sequence[Any]) -> tuple[Shape, ...]:
         return tuple([_int_shape(s) for s in sizes])
 
 
+#: Events built by :meth:`_Recorder._materialize`, by what decides them: (``id`` of the op
+#: info, of the priced call, module path, type, stack, leaf, call index, custom Function,
+#: patched calls) -> (the op info and the priced call, held so that their ``id`` stay theirs;
+#: the event). A recording alike to one before (a model counted again) gets the same event
+#: objects, which :func:`count`'s summaries recognise by identity.
+_EVENTS_MADE: dict[tuple[Any, ...], tuple[Any, _Priced, OpEvent]] = {}
+
+#: Module-call records built by :meth:`_Recorder._module_call`, by all of their fields (the
+#: sizes as ``torch.Size``): equal records are the same object (see :data:`_EVENTS_MADE`).
+_CALLS_MADE: dict[tuple[Any, ...], ModuleCall] = {}
+
 #: Sizes seen (``torch.Size`` of ints, equal to and hashing as the tuple) -> the tuple of ints.
 _INT_SHAPES: dict[Any, Shape] = {}
 
@@ -885,11 +900,23 @@ class _Recorder:
                         _INFO_BY_STATE.clear()
                     _INFO_BY_STATE[state] = info
             self.module_info[key] = info
-        return ModuleCall(
-            frame.path, frame.module_type, info[2], frame.stack, frame.in_leaf, _int_shapes(in_sizes),
-            _int_shapes(out_sizes), info[0], info[1], (frame.first_event, end), frame.parent,
-            frame.suppressed_by, self.aliases.get(key, ()),
-        )
+        fields = (frame.path, frame.module_type, info, frame.stack, frame.in_leaf, in_sizes, out_sizes,
+                  frame.first_event, end, frame.parent, frame.suppressed_by, self.aliases.get(key, ()))
+        try:
+            made = _CALLS_MADE.get(fields)
+        except TypeError:  # a symbolic size (unhashable): built every time
+            return self._new_module_call(fields)
+        if made is None:
+            if len(_CALLS_MADE) >= _PRICED_MAX:
+                _CALLS_MADE.clear()
+            made = _CALLS_MADE[fields] = self._new_module_call(fields)
+        return made
+
+    @staticmethod
+    def _new_module_call(fields: tuple[Any, ...]) -> ModuleCall:
+        path, mtype, info, stack, in_leaf, in_sizes, out_sizes, first, end, parent, rule, aliases = fields
+        return ModuleCall(path, mtype, info[2], stack, in_leaf, _int_shapes(in_sizes), _int_shapes(out_sizes),
+                          info[0], info[1], (first, end), parent, rule, aliases)
 
     def finish(self) -> Recording:
         """Build the records the pass kept raw (events and module calls are
@@ -908,6 +935,7 @@ class _Recorder:
         """Build the events from ``start`` on that :meth:`_append` kept raw."""
         events = self.rec.events
         root = None
+        memo = _EVENTS_MADE
         for i in range(start, len(events)):
             e = events[i]
             if type(e) is not tuple:
@@ -918,11 +946,17 @@ class _Recorder:
                 path, mtype, stack, leaf, call_index = root
             else:
                 path, mtype, stack, leaf, call_index = f.path, f.module_type, f.stack, f.in_leaf, f.call_index
-            events[i] = OpEvent(
-                info.name, path, mtype, stack, leaf, p.category, p.macs, p.extra_flops, p.bytes_read,
-                p.bytes_written, p.input_shapes, p.output_shapes, p.supported, info.formula_name, call_index,
-                p.op_args, "", function, patched[0] if patched else "", patched,
-            )
+            key = (id(info), id(p), path, mtype, stack, leaf, call_index, function, patched)
+            made = memo.get(key)
+            if made is None:
+                if len(memo) >= _PRICED_MAX:
+                    memo.clear()
+                made = memo[key] = (info, p, OpEvent(
+                    info.name, path, mtype, stack, leaf, p.category, p.macs, p.extra_flops, p.bytes_read,
+                    p.bytes_written, p.input_shapes, p.output_shapes, p.supported, info.formula_name, call_index,
+                    p.op_args, "", function, patched[0] if patched else "", patched,
+                ))
+            events[i] = made[2]
 
     # -- operator events --------------------------------------------------
 
@@ -1544,13 +1578,15 @@ def clear_caches() -> None:
     """Forget the operator calls priced and the leaf calls learnt in this
     process: the next recording prices every call and records every leaf
     op by op (as a first one in a fresh process does)."""
-    _PRICED.clear()
-    _TEMPLATES.clear()
-    _STATE_MEMO.clear()
-    _STATE_NUMBERS.clear()
-    _INFO_BY_STATE.clear()
-    _INT_SHAPES.clear()
+    for cache in PROCESS_CACHES:
+        cache.clear()
     _OP_INFOS[:] = [-1, {}]
+
+
+#: Every process-wide cache of the reference counter (the summaries of :func:`count` join them):
+#: what :func:`clear_caches` empties.
+PROCESS_CACHES: list[dict[Any, Any]] = [_PRICED, _TEMPLATES, _STATE_MEMO, _STATE_NUMBERS, _INFO_BY_STATE, _INT_SHAPES,
+                                        _EVENTS_MADE, _CALLS_MADE]
 
 
 def _replay_safe() -> bool:
