@@ -412,3 +412,22 @@ def test_summaries_of_a_big_recording_are_not_kept(monkeypatch: pytest.MonkeyPat
     assert len(api._SUMMARIES) == 1
     count(Twins(), torch.randn(1, 4, 8, 8))  # 3 events, 4 calls: too many, and the rest is dropped
     assert not api._SUMMARIES
+
+
+class Flagged(nn.Module):
+    def __init__(self, flag: object) -> None:
+        super().__init__()
+        self.flag = flag
+        self.conv = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_module_calls_equal_but_for_an_attribute_type_keep_their_own_records() -> None:
+    """Records are shared by equal calls only (_CALLS_MADE): ``True``, ``1`` and ``1.0`` are equal, not alike."""
+    x = torch.randn(1, 4, 8, 8)
+    for flag in (True, 1, 1.0, True):
+        root = count(Flagged(flag), x).module_call_records[0]
+        value = dict(root.attrs)["flag"]
+        assert value == flag and type(value) is type(flag)

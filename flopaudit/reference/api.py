@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
@@ -193,7 +194,7 @@ _Summaries = tuple[Totals, dict[str, Totals], dict[str, Totals], dict[str, Total
 #: The summaries of recent recordings: (ruleset's ``id``, batch size, number of events and
 #: calls, ``id`` of the first event and call) -> (events, calls, ruleset, their summaries).
 #: A model counted again gets the very same event and call objects (the engine builds each
-#: record once), so a hit is checked by comparing the tuples, element by element identical.
+#: record once), so a hit is checked element by element by identity.
 _SUMMARIES: dict[tuple[Any, ...], tuple[tuple[OpEvent, ...], tuple[ModuleCall, ...], Ruleset, _Summaries]] = {}
 _SUMMARIES_MAX = 64
 _SUMMARIES_MAX_RECORDS = 50_000
@@ -209,7 +210,8 @@ def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: R
     key = (id(rs), batch_size, len(events), len(calls), id(events[0]) if events else 0,
            id(calls[0]) if calls else 0)
     seen = _SUMMARIES.get(key)
-    if seen is not None and seen[2] is rs and seen[0] == events and seen[1] == calls:
+    if (seen is not None and seen[2] is rs and all(map(operator.is_, seen[0], events))
+            and all(map(operator.is_, seen[1], calls))):
         made = seen[3]
     else:
         module_calls: dict[str, int] = {}

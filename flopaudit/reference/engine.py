@@ -571,8 +571,28 @@ def _int_shapes(sizes: Sequence[Any]) -> tuple[Shape, ...]:
 _EVENTS_MADE: dict[tuple[Any, ...], tuple[Any, _Priced, OpEvent]] = {}
 
 #: Module-call records built by :meth:`_Recorder._module_call`, by all of their fields (the
-#: sizes as ``torch.Size``): equal records are the same object (see :data:`_EVENTS_MADE`).
-_CALLS_MADE: dict[tuple[Any, ...], ModuleCall] = {}
+#: sizes as ``torch.Size``, the module's facts by the ``id`` of their :func:`_interned` tuple)
+#: -> (those facts, held so that their ``id`` stays theirs; the record): see :data:`_EVENTS_MADE`.
+_CALLS_MADE: dict[tuple[Any, ...], tuple[tuple[Any, Any, str], ModuleCall]] = {}
+
+#: A module's facts in a :class:`ModuleCall` (attributes, parameter shapes, class path) with
+#: the types of the attribute values -> the one tuple standing for them.
+_INFOS: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
+
+
+def _interned(info: tuple[Any, Any, str]) -> tuple[Any, Any, str]:
+    """The one object for module facts equal to ``info``, attribute values of
+    the same types (``1``, ``1.0`` and ``True`` are equal, not alike)."""
+    types = tuple([(type(v), tuple(map(type, v)) if isinstance(v, tuple) else ()) for _, v in info[0]])
+    try:
+        known = _INFOS.get((info, types))
+    except TypeError:  # an attribute value that cannot be hashed: not shared
+        return info
+    if known is None:
+        if len(_INFOS) >= _PRICED_MAX:
+            _INFOS.clear()
+        known = _INFOS[(info, types)] = info
+    return known
 
 #: Sizes seen (``torch.Size`` of ints, equal to and hashing as the tuple) -> the tuple of ints.
 _INT_SHAPES: dict[Any, Shape] = {}
@@ -892,29 +912,29 @@ class _Recorder:
             state = self.state_keys.get(key)  # a replayable leaf's state decides them: shared by modules alike
             info = _INFO_BY_STATE.get(state) if state is not None else None
             if info is None:
-                info = (_module_attrs(module),
-                        tuple([(n, _shape(p)) for n, p in module._parameters.items() if p is not None]),
-                        _class_path(type(module)))
+                info = _interned((_module_attrs(module),
+                                  tuple([(n, _shape(p)) for n, p in module._parameters.items() if p is not None]),
+                                  _class_path(type(module))))
                 if state is not None:
                     if len(_INFO_BY_STATE) >= _TEMPLATES_MAX:
                         _INFO_BY_STATE.clear()
                     _INFO_BY_STATE[state] = info
             self.module_info[key] = info
-        fields = (frame.path, frame.module_type, info, frame.stack, frame.in_leaf, in_sizes, out_sizes,
+        fields = (frame.path, frame.module_type, id(info), frame.stack, frame.in_leaf, in_sizes, out_sizes,
                   frame.first_event, end, frame.parent, frame.suppressed_by, self.aliases.get(key, ()))
         try:
             made = _CALLS_MADE.get(fields)
         except TypeError:  # a symbolic size (unhashable): built every time
-            return self._new_module_call(fields)
+            return self._new_module_call(fields, info)
         if made is None:
             if len(_CALLS_MADE) >= _PRICED_MAX:
                 _CALLS_MADE.clear()
-            made = _CALLS_MADE[fields] = self._new_module_call(fields)
-        return made
+            made = _CALLS_MADE[fields] = (info, self._new_module_call(fields, info))
+        return made[1]
 
     @staticmethod
-    def _new_module_call(fields: tuple[Any, ...]) -> ModuleCall:
-        path, mtype, info, stack, in_leaf, in_sizes, out_sizes, first, end, parent, rule, aliases = fields
+    def _new_module_call(fields: tuple[Any, ...], info: tuple[Any, Any, str]) -> ModuleCall:
+        path, mtype, _, stack, in_leaf, in_sizes, out_sizes, first, end, parent, rule, aliases = fields
         return ModuleCall(path, mtype, info[2], stack, in_leaf, _int_shapes(in_sizes), _int_shapes(out_sizes),
                           info[0], info[1], (first, end), parent, rule, aliases)
 
@@ -1586,7 +1606,7 @@ def clear_caches() -> None:
 #: Every process-wide cache of the reference counter (the summaries of :func:`count` join them):
 #: what :func:`clear_caches` empties.
 PROCESS_CACHES: list[dict[Any, Any]] = [_PRICED, _TEMPLATES, _STATE_MEMO, _STATE_NUMBERS, _INFO_BY_STATE, _INT_SHAPES,
-                                        _EVENTS_MADE, _CALLS_MADE]
+                                        _EVENTS_MADE, _CALLS_MADE, _INFOS]
 
 
 def _replay_safe() -> bool:
