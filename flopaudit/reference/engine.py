@@ -68,7 +68,7 @@ import operator
 import threading
 from collections import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -464,15 +464,12 @@ def _state_key(module: nn.Module) -> int | None:
     key = (cls, names, types, tuple(plain), *tensors)
     state = _STATE_NUMBERS.get(key)
     if state is None:
-        if len(_STATE_NUMBERS) >= _TEMPLATES_MAX:
-            _STATE_NUMBERS.clear()  # numbers are never given twice: keys made with old ones just stop matching
-        state = _STATE_NUMBERS[key] = next(_NEXT_STATE_NUMBER)
+        # Numbers are never given twice: keys made with forgotten ones just stop matching.
+        state = _remember(_STATE_NUMBERS, key, next(_NEXT_STATE_NUMBER), _TEMPLATES_MAX)
     if memoizable:
-        if len(_STATE_MEMO) >= _TEMPLATES_MAX:
-            _STATE_MEMO.clear()
         # The attribute values are held (so their ids stay theirs): the state is a
         # function of them, of the class (``names`` are the class's) and of ``tensors``.
-        _STATE_MEMO[id(module)] = (names, cls, values, tensors, state)
+        _remember(_STATE_MEMO, id(module), (names, cls, values, tensors, state), _TEMPLATES_MAX)
     return state
 
 
@@ -554,6 +551,18 @@ class _Priced(NamedTuple):
 _PRICED: dict[tuple[Any, ...], _Priced] = {}
 _PRICED_MAX = 20_000
 
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[Any, _V], key: Any, value: _V, limit: int = _PRICED_MAX) -> _V:
+    """``cache[key] = value``, the cache emptied first once it holds ``limit``
+    entries (a bounded process cache: what it forgets is built again when
+    next needed). Returns ``value``."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
 
 def _int_shapes(sizes: Sequence[Any]) -> tuple[Shape, ...]:
     """``torch.Size`` objects (or shapes) as tuples of ints."""
@@ -588,22 +597,16 @@ def _interned(info: tuple[Any, Any, str]) -> tuple[Any, Any, str]:
         known = _INFOS.get((info, types))
     except TypeError:  # an attribute value that cannot be hashed: not shared
         return info
-    if known is None:
-        if len(_INFOS) >= _PRICED_MAX:
-            _INFOS.clear()
-        known = _INFOS[(info, types)] = info
-    return known
+    return known if known is not None else _remember(_INFOS, (info, types), info)
+
 
 #: Sizes seen (``torch.Size`` of ints, equal to and hashing as the tuple) -> the tuple of ints.
 _INT_SHAPES: dict[Any, Shape] = {}
 
 
 def _new_int_shape(size: Sequence[Any]) -> Shape:
-    shape = tuple(map(int, size))
-    if len(_INT_SHAPES) >= _PRICED_MAX:
-        _INT_SHAPES.clear()
-    _INT_SHAPES[size] = shape  # TypeError for a symbolic size: the caller takes the slow path
-    return shape
+    # TypeError for a symbolic size (unhashable): the caller takes the slow path.
+    return _remember(_INT_SHAPES, size, tuple(map(int, size)))
 
 
 def _int_shape(size: Sequence[Any]) -> Shape:
@@ -882,9 +885,7 @@ class _Recorder:
         for e in events:
             if type(e) is not tuple or e[2] is not frame or e[3] or e[4] != inside:
                 return
-        if len(_TEMPLATES) >= _TEMPLATES_MAX:
-            _TEMPLATES.clear()
-        _TEMPLATES[frame.replay_key] = (lead, tuple([(e[0], e[1]) for e in events]))
+        _remember(_TEMPLATES, frame.replay_key, (lead, tuple([(e[0], e[1]) for e in events])), _TEMPLATES_MAX)
 
     def _close_call(self, frame: _Frame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                     output: Any) -> None:
@@ -916,9 +917,7 @@ class _Recorder:
                                   tuple([(n, _shape(p)) for n, p in module._parameters.items() if p is not None]),
                                   _class_path(type(module))))
                 if state is not None:
-                    if len(_INFO_BY_STATE) >= _TEMPLATES_MAX:
-                        _INFO_BY_STATE.clear()
-                    _INFO_BY_STATE[state] = info
+                    _remember(_INFO_BY_STATE, state, info, _TEMPLATES_MAX)
             self.module_info[key] = info
         fields = (frame.path, frame.module_type, id(info), frame.stack, frame.in_leaf, in_sizes, out_sizes,
                   frame.first_event, end, frame.parent, frame.suppressed_by, self.aliases.get(key, ()))
@@ -927,9 +926,7 @@ class _Recorder:
         except TypeError:  # a symbolic size (unhashable): built every time
             return self._new_module_call(fields, info)
         if made is None:
-            if len(_CALLS_MADE) >= _PRICED_MAX:
-                _CALLS_MADE.clear()
-            made = _CALLS_MADE[fields] = (info, self._new_module_call(fields, info))
+            made = _remember(_CALLS_MADE, fields, (info, self._new_module_call(fields, info)))
         return made[1]
 
     @staticmethod
@@ -969,13 +966,11 @@ class _Recorder:
             key = (id(info), id(p), path, mtype, stack, leaf, call_index, function, patched)
             made = memo.get(key)
             if made is None:
-                if len(memo) >= _PRICED_MAX:
-                    memo.clear()
-                made = memo[key] = (info, p, OpEvent(
+                made = _remember(memo, key, (info, p, OpEvent(
                     info.name, path, mtype, stack, leaf, p.category, p.macs, p.extra_flops, p.bytes_read,
                     p.bytes_written, p.input_shapes, p.output_shapes, p.supported, info.formula_name, call_index,
                     p.op_args, "", function, patched[0] if patched else "", patched,
-                ))
+                )))
             events[i] = made[2]
 
     # -- operator events --------------------------------------------------
@@ -1029,9 +1024,7 @@ class _Recorder:
             in_shapes, read, in_dtypes = _summary_before(tensors, sizes)
             entry, reusable = self._price(func, info, args, kwargs, out, in_shapes, read)
             if reusable and in_dtypes is not None and frozen is not None:
-                if len(_PRICED) >= _PRICED_MAX:
-                    _PRICED.clear()
-                _PRICED[frozen] = entry
+                _remember(_PRICED, frozen, entry)
         self._append(info, entry)
 
     def _price(self, func: torch._ops.OpOverload, info: _OpInfo, args: Sequence[Any], kwargs: Mapping[str, Any],
