@@ -317,7 +317,8 @@ def main() -> None:
         print(text)
 
     print("\ntargets")
-    for column, when in ((COUNTER, "a model counted before"), (COUNTER_COLD, "first count in a process")):
+    for column, when in ((COUNTER, "a model counted before (the issue's measure: median of several counts)"),
+                         (COUNTER_COLD, "first count in a process (beyond the issue's measure)")):
         ref_ratios = {m: table[m][column] for m in CONV_NETS if m in table}
         if ref_ratios:
             worst = max(ref_ratios.values())
