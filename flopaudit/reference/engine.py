@@ -592,12 +592,12 @@ _INFOS: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
 def _interned(info: tuple[Any, Any, str]) -> tuple[Any, Any, str]:
     """The one object for module facts equal to ``info``, attribute values of
     the same types (``1``, ``1.0`` and ``True`` are equal, not alike)."""
-    types = tuple([(type(v), tuple(map(type, v)) if isinstance(v, tuple) else ()) for _, v in info[0]])
+    key = (info, tuple([(type(v), tuple(map(type, v)) if isinstance(v, tuple) else ()) for _, v in info[0]]))
     try:
-        known = _INFOS.get((info, types))
+        known = _INFOS.get(key)
     except TypeError:  # an attribute value that cannot be hashed: not shared
         return info
-    return known if known is not None else _remember(_INFOS, (info, types), info)
+    return known if known is not None else _remember(_INFOS, key, info)
 
 
 #: Sizes seen (``torch.Size`` of ints, equal to and hashing as the tuple) -> the tuple of ints.
