@@ -1,13 +1,13 @@
-"""pandas views of an :class:`~flopaudit.run.AuditRun`."""
+"""Row views of an :class:`~flopaudit.records.AuditRun`: plain dicts, and pandas frames of them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flopaudit.run import AuditRun
+    import pandas as pd
+
+    from flopaudit.records import AuditRun
 
 RESULT_COLUMNS = [
     "model", "backend", "status", "macs", "ratio_to_reference", "params", "raw_total", "unit",
@@ -15,8 +15,8 @@ RESULT_COLUMNS = [
 ]
 
 
-def results_frame(run: AuditRun, reference: str = "reference") -> pd.DataFrame:
-    """One row per (model, backend): integer MACs, ratio to the reference backend."""
+def result_rows(run: AuditRun, reference: str = "reference") -> list[dict[str, Any]]:
+    """One dict per (model, backend) with the :data:`RESULT_COLUMNS`."""
     ref = {r.model: r.macs for r in run.results if r.backend == reference and r.ok}
     rows = []
     for r in run.results:
@@ -40,7 +40,14 @@ def results_frame(run: AuditRun, reference: str = "reference") -> pd.DataFrame:
                 "error": r.error,
             }
         )
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return rows
+
+
+def results_frame(run: AuditRun, reference: str = "reference") -> pd.DataFrame:
+    """One row per (model, backend): integer MACs, ratio to the reference backend."""
+    import pandas as pd
+
+    frame = pd.DataFrame(result_rows(run, reference), columns=RESULT_COLUMNS)
     for col in ("macs", "params", "batch_size"):
         frame[col] = frame[col].astype("Int64")
     return frame

@@ -1,14 +1,19 @@
-"""Model inputs: positional args plus keyword args, and helpers on them."""
+"""Model inputs: positional args plus keyword args, and helpers on them.
+
+Importing this module imports no torch (the command line parses shapes
+with it); its functions import torch when they run.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class ModelInputs:
     @property
     def single_tensor(self) -> torch.Tensor | None:
         """The only input if the model takes exactly one positional tensor."""
+        import torch
+
         if len(self.args) == 1 and not self.kwargs and isinstance(self.args[0], torch.Tensor):
             return self.args[0]
         return None
@@ -59,6 +66,8 @@ class ModelInputs:
 
     def describe(self) -> str:
         """Short human-readable shapes, e.g. ``(1x3x224x224)``."""
+        import torch
+
         def one(v: Any) -> str:
             if isinstance(v, torch.Tensor):
                 return "x".join(str(s) for s in v.shape) or "scalar"
@@ -73,6 +82,8 @@ class ModelInputs:
 
 def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
     """Every tensor in ``obj``, depth first through tuples, lists and mappings."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (tuple, list)):
@@ -84,6 +95,8 @@ def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
 
 
 def _map_tensors(obj: Any, fn: Any) -> Any:
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return fn(obj)
     if isinstance(obj, tuple):

@@ -7,6 +7,7 @@ report is rendered (see :mod:`flopaudit.units`).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -187,3 +188,105 @@ class CountResult:
 
 
 _MAPPING_FIELDS = ("per_module", "per_op", "unsupported", "extra")
+
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """What the report needs to know about a model case that was run.
+
+    ``output`` is what building and running the model printed (stdout,
+    stderr and warnings), cut to a bounded excerpt; it never reaches the
+    terminal.
+    """
+
+    id: str
+    tags: tuple[str, ...] = ()
+    inputs: str = ""
+    batch_size: int | None = None
+    expected_macs: int | None = None
+    expected_params: int | None = None
+    forward_s: float | None = None
+    error: str | None = None
+    output: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseInfo:
+        d = dict(data)
+        d["tags"] = tuple(d.get("tags", ()))
+        return cls(**d)
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of ``distribution`` ("" when it is not installed), without importing it."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def environment() -> dict[str, str]:
+    """Where a run's counts come from: flopaudit, torch, Python, platform, time."""
+    import datetime
+    import platform
+
+    from flopaudit import __version__
+
+    return {
+        "flopaudit": __version__,
+        "torch": installed_version("torch"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """All results of one audit plus the environment they came from."""
+
+    results: tuple[CountResult, ...]
+    cases: tuple[CaseInfo, ...] = ()
+    environment: tuple[tuple[str, str], ...] = field(default_factory=lambda: tuple(environment().items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "flopaudit.results",
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "environment": dict(self.environment),
+            "cases": [c.to_dict() for c in self.cases],
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditRun:
+        if data.get("schema") != "flopaudit.results":
+            raise ValueError("not a flopaudit results file (missing schema 'flopaudit.results')")
+        if int(data.get("schema_version", -1)) > RESULTS_SCHEMA_VERSION:
+            raise ValueError(f"results schema {data.get('schema_version')} is newer than this flopaudit supports")
+        return cls(
+            results=tuple(CountResult.from_dict(r) for r in data["results"]),
+            cases=tuple(CaseInfo.from_dict(c) for c in data.get("cases", ())),
+            environment=tuple(sorted(dict(data.get("environment", {})).items())),
+        )
+
+    def result(self, model: str, backend: str) -> CountResult | None:
+        for r in self.results:
+            if r.model == model and r.backend == backend:
+                return r
+        return None
+
+    def case(self, model: str) -> CaseInfo | None:
+        return next((c for c in self.cases if c.id == model), None)
+
+    def to_frame(self) -> Any:
+        from flopaudit.frame import results_frame
+
+        return results_frame(self)

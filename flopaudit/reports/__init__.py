@@ -6,14 +6,33 @@ renderers write it as Markdown, HTML, JSON and CSV from the same data.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from flopaudit.reports.explain import build_report, explain_cell
-from flopaudit.reports.model import CLASSIFICATIONS, BackendScore, Cause, CellExplanation, Report
-from flopaudit.reports.render_csv import render_csv
-from flopaudit.reports.render_json import render_json
-from flopaudit.reports.render_markdown import render_markdown
+if TYPE_CHECKING:
+    from flopaudit.reports.model import Report
+
+_LAZY = {
+    "build_report": "flopaudit.reports.explain",
+    "explain_cell": "flopaudit.reports.explain",
+    "CLASSIFICATIONS": "flopaudit.reports.model",
+    "BackendScore": "flopaudit.reports.model",
+    "Cause": "flopaudit.reports.model",
+    "CellExplanation": "flopaudit.reports.model",
+    "Report": "flopaudit.reports.model",
+    "render_csv": "flopaudit.reports.render_csv",
+    "render_json": "flopaudit.reports.render_json",
+    "render_markdown": "flopaudit.reports.render_markdown",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The reports' parts, imported when first used (the command line's help stays fast)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'flopaudit.reports' has no attribute {name!r}")
 
 FORMATS: dict[str, tuple[str, str]] = {
     "markdown": ("report.md", "flopaudit.reports.render_markdown:render_markdown"),
@@ -24,8 +43,6 @@ FORMATS: dict[str, tuple[str, str]] = {
 
 
 def renderer(fmt: str) -> Callable[[Report], str]:
-    import importlib
-
     from flopaudit.errors import UserError
 
     try:
@@ -39,6 +56,7 @@ def renderer(fmt: str) -> Callable[[Report], str]:
 def write_reports(run: object, out_dir: Path, formats: tuple[str, ...] = tuple(FORMATS),
                   tolerance: float = 0.0) -> list[Path]:
     """Render ``run`` in each format into ``out_dir``; return the paths written."""
+    from flopaudit.reports.explain import build_report
     from flopaudit.results_io import write_atomic
 
     report = build_report(run, tolerance)  # type: ignore[arg-type]

@@ -15,9 +15,8 @@ import statistics
 from collections.abc import Iterable
 
 from flopaudit.module_paths import layer_differences
-from flopaudit.records import Breakdown, CountResult, Status
+from flopaudit.records import AuditRun, Breakdown, CountResult, Status
 from flopaudit.reports.model import BackendScore, Cause, CellExplanation, Report
-from flopaudit.run import AuditRun
 
 REFERENCE = "reference"
 

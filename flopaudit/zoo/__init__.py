@@ -1,40 +1,64 @@
-"""Model cases: torchvision models plus hand-made hard cases.
+"""Model cases: torchvision models, hand-made hard cases, timm and transformers families.
 
 Use :func:`all_cases` for the registry and :func:`select_cases` to pick by
-id, glob or tag.
+id, glob or tag. Importing this package imports no torch: the command line
+reads :mod:`flopaudit.zoo.catalog` instead of building the registry.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from flopaudit.zoo.case import ModelCase, tensor_inputs
-from flopaudit.zoo.select import resolve_model_spec, select_cases
+if TYPE_CHECKING:
+    from flopaudit.zoo.case import ModelCase
+
+_LAZY = {
+    "ModelCase": "flopaudit.zoo.case",
+    "tensor_inputs": "flopaudit.zoo.case",
+    "select_cases": "flopaudit.zoo.select",
+    "resolve_model_spec": "flopaudit.zoo.select",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'flopaudit.zoo' has no attribute {name!r}")
+
+
+FAMILIES: tuple[str, ...] = (
+    "flopaudit.zoo.torchvision_models:classification_cases",
+    *(f"flopaudit.zoo.hard.{name}:cases" for name in ("layers", "pointwise", "attention", "rnn", "structure",
+                                                      "custom")),
+    "flopaudit.zoo.torchvision_extra:cases",
+    "flopaudit.zoo.extra_cases:timm_cases",
+    "flopaudit.zoo.extra_cases:transformers_cases",
+    "flopaudit.zoo.faulty:cases",
+)
+"""Where the zoo's cases come from, in registration order: ``module:function`` returning a list of cases.
+
+A worker building one case imports only its family (the catalog records
+which), so counting a hard case imports neither torchvision nor timm.
+"""
+
+
+@functools.cache
+def family_cases(source: str) -> dict[str, ModelCase]:
+    """The cases of one family, by id."""
+    module, _, function = source.partition(":")
+    return {c.id: c for c in getattr(importlib.import_module(module), function)()}
 
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> dict[str, ModelCase]:
-    from flopaudit.zoo import torchvision_models
-
-    cases: list[ModelCase] = []
-    cases += torchvision_models.classification_cases()
-    try:
-        from flopaudit.zoo import hard_cases
-    except ImportError:  # pragma: no cover - hard cases ship with the package
-        pass
-    else:
-        cases += hard_cases.cases()
-    try:
-        from flopaudit.zoo import extra_cases
-    except ImportError:
-        pass
-    else:
-        cases += extra_cases.cases()
     registry: dict[str, ModelCase] = {}
-    for case in cases:
-        if case.id in registry:
-            raise ValueError(f"duplicate zoo case id {case.id!r}")
-        registry[case.id] = case
+    for source in FAMILIES:
+        for case_id, case in family_cases(source).items():
+            if case_id in registry:
+                raise ValueError(f"duplicate zoo case id {case_id!r}")
+            registry[case_id] = case
     return registry
 
 
@@ -43,9 +67,22 @@ def all_cases() -> list[ModelCase]:
     return list(_registry().values())
 
 
-def get_case(case_id: str) -> ModelCase:
-    from flopaudit.errors import UserError
+def source_of(case_id: str) -> str | None:
+    """The family a case comes from (:data:`FAMILIES`), or None when no family has it."""
+    for source in FAMILIES:
+        if case_id in family_cases(source):
+            return source
+    return None
 
+
+def get_case(case_id: str) -> ModelCase:
+    """The case ``case_id``, importing only its family when the catalog knows which it is."""
+    from flopaudit.errors import UserError
+    from flopaudit.zoo.catalog import load_catalog
+
+    source = next((e.source for e in load_catalog() if e.id == case_id), None)
+    if source in FAMILIES and case_id in family_cases(source):
+        return family_cases(source)[case_id]
     try:
         return _registry()[case_id]
     except KeyError:

@@ -32,6 +32,8 @@ class ModelCase:
     seed: int = 0
     default: bool = False
     """Part of the default zoo (the README's main command)."""
+    requires: tuple[str, ...] = ()
+    """Optional libraries the builder imports (``timm``, ``transformers``); see :mod:`flopaudit.zoo.catalog`."""
 
     def instantiate(self) -> tuple[nn.Module, ModelInputs]:
         """Build the model (seeded, random weights) and its inputs."""

@@ -2,20 +2,19 @@
 
 * torchvision detection, segmentation and video models
   (:mod:`flopaudit.zoo.torchvision_extra`), always registered;
-* timm models built offline with ``timm.create_model(name, pretrained=False)``,
-  registered only when ``timm`` is installed;
-* Hugging Face transformers built from configs (never ``from_pretrained``),
-  registered only when ``transformers`` is installed.
+* timm models built offline with ``timm.create_model(name, pretrained=False)``;
+* Hugging Face transformers built from configs (never ``from_pretrained``).
 
-Availability is checked with :func:`importlib.util.find_spec`, so building the
-registry never imports timm or transformers (both are slow to import); the
-builders import them. None of these cases is in the default zoo.
+The timm and transformers cases are always registered and name the library
+they need in ``requires``: building the registry never imports timm or
+transformers (both are slow to import), the builders do, and selections skip
+a case whose library is missing (:mod:`flopaudit.zoo.catalog`). None of
+these cases is in the default zoo.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from typing import Any, Callable
 
@@ -23,7 +22,6 @@ import torch
 from torch import nn
 
 from flopaudit.inputs import ModelInputs
-from flopaudit.zoo import torchvision_extra
 from flopaudit.zoo.case import ModelCase, tensor_inputs
 
 #: timm models that build offline and run on CPU in well under a second:
@@ -37,14 +35,6 @@ TIMM_MODELS: dict[str, tuple[int, float]] = {
     "mixer_s16_224": (224, 3.78),
     "fastvit_t8": (256, 0.69),
 }
-
-
-def available(module: str) -> bool:
-    """Whether ``module`` could be imported (without importing it)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _cost_tag(gmacs: float) -> str:
@@ -72,6 +62,7 @@ def timm_cases() -> list[ModelCase]:
             build=functools.partial(_build_timm, name),
             make_inputs=tensor_inputs(1, 3, side, side),
             tags=frozenset({"timm", "vision", "classification", _cost_tag(gmacs)}),
+            requires=("timm",),
             description=f"timm {name} at {side}x{side}, random weights (about {gmacs} GMACs conv+matmul)",
         )
         for name, (side, gmacs) in TIMM_MODELS.items()
@@ -153,6 +144,7 @@ def transformers_cases() -> list[ModelCase]:
                 tags=frozenset({"transformers", "nlp", "attention", cost}),
                 expected_macs=macs,
                 expected_params=params,
+                requires=("transformers",),
                 description=f"transformers {model_class} from {config_class}({_config_text(config)}), random "
                 f"weights, input_ids (1, {length}), attention implementation {attn}",
             )
@@ -165,10 +157,7 @@ def _config_text(config: dict[str, Any]) -> str:
 
 
 def cases() -> list[ModelCase]:
-    """torchvision extras, plus timm and transformers cases where installed."""
-    out = torchvision_extra.cases()
-    if available("timm"):
-        out += timm_cases()
-    if available("transformers"):
-        out += transformers_cases()
-    return out
+    """torchvision extras, timm and transformers cases (the latter need their library to build)."""
+    from flopaudit.zoo import torchvision_extra
+
+    return torchvision_extra.cases() + timm_cases() + transformers_cases()

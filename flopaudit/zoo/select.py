@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -24,46 +23,26 @@ def select_cases(
     inputs_factory: str | None = None,
     shard: tuple[int, int] | None = None,
 ) -> list[ModelCase]:
-    """Pick cases.
+    """Pick cases by the rules of :func:`flopaudit.zoo.catalog.select`, from the zoo's code.
 
     ``patterns`` are case ids, globs (``resnet*``) or ``module:function``
     specs; ``tags`` keep only cases carrying every tag. With neither, the
     default zoo is chosen, or every case with ``full=True``.
     ``shard=(i, n)`` keeps the i-th of n deterministic parts (1-based).
+    An input override replaces each chosen case's inputs.
     """
     from flopaudit.zoo import all_cases
+    from flopaudit.zoo.catalog import entry_of, select
 
-    registry = all_cases()
+    registry = {c.id: c for c in all_cases()}
+    selection = select(patterns, tags, full=full, shard=shard, catalog=[entry_of(c) for c in registry.values()])
     chosen: list[ModelCase] = []
-    if patterns:
-        for pattern in patterns:
-            if ":" in pattern:
-                chosen.append(resolve_model_spec(pattern, input_shape, inputs_factory))
-                continue
-            matched = [c for c in registry if fnmatch.fnmatchcase(c.id, pattern)]
-            if not matched:
-                valid = ", ".join(c.id for c in registry[:12])
-                raise UserError(
-                    f"unknown model {pattern!r}; valid ids include {valid}, ... ('flopaudit zoo' lists all)"
-                )
-            chosen += matched
-    elif tags:
-        chosen = list(registry)
-    else:
-        chosen = list(registry) if full else [c for c in registry if c.default]
-    if tags:
-        known = {t for c in registry for t in c.tags}
-        unknown = [t for t in tags if t not in known]
-        if unknown:
-            raise UserError(f"unknown tag(s) {', '.join(unknown)}; valid tags: {', '.join(sorted(known))}")
-        chosen = [c for c in chosen if set(tags) <= c.tags]
-    if input_shape is not None or inputs_factory is not None:
-        chosen = [_with_inputs(c, input_shape, inputs_factory) for c in chosen]
-    unique = list({c.id: c for c in chosen}.values())
-    if shard is not None:
-        index, total = shard
-        unique = [c for k, c in enumerate(sorted(unique, key=lambda c: c.id)) if k % total == index - 1]
-    return unique
+    for entry in selection.entries:
+        if isinstance(entry, str):
+            chosen.append(resolve_model_spec(entry, input_shape, inputs_factory))
+        else:
+            chosen.append(_with_inputs(registry[entry.id], input_shape, inputs_factory))
+    return chosen
 
 
 def _with_inputs(case: ModelCase, shape: tuple[int, ...] | None, factory: str | None) -> ModelCase:
@@ -130,13 +109,23 @@ def resolve_model_spec(
     return ModelCase(id=spec, build=build, make_inputs=make, tags=frozenset({"user"}))
 
 
-def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs) -> None:
-    """Run one forward pass; a model that rejects its inputs is a user error."""
+def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: bool = False) -> None:
+    """Run one forward pass; a model that rejects its inputs is a user error.
+
+    On the meta device a forward that reads a tensor's value (``.item()``,
+    ``.tolist()``, a data-dependent branch) fails whatever the inputs: the
+    error says so instead of blaming the inputs.
+    """
     try:
         with torch.no_grad():
             model(*inputs.args, **inputs.kwargs)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if meta:
+            from flopaudit.execution.meta import meta_failure, reads_values
+
+            if reads_values(exc):
+                raise UserError(f"model {case.id!r}{meta_failure(exc)}") from None
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}") from None
 
 
