@@ -49,10 +49,11 @@ def audit_zoo(
     With neither ``models`` nor ``tags`` the default zoo is used (``full=True``:
     every case). Rows as in :func:`audit`, one per (model, backend).
     """
+    from flopaudit.execution.refs import CaseRef
     from flopaudit.run import run_audit
     from flopaudit.zoo import select_cases
 
-    cases = select_cases(list(models or ()), list(tags or ()), full=full)
+    cases = [CaseRef(c.id) for c in select_cases(list(models or ()), list(tags or ()), full=full)]
     return run_audit(cases, list(backends) if backends else None, timeout=timeout).to_frame()
 
 

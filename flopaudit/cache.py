@@ -1,45 +1,50 @@
-"""A result cache: one JSON file per (model case, backend) key.
+"""The result cache: a count is reused only when nothing it depends on has changed.
 
-A count is reused only when everything it depends on is the same:
+A cached result is found by two keys and checked against a manifest:
 
-* the case: its id, the input override (``--input-shape`` / ``--inputs``),
-  seed, train flag, meta device, the digest of flopaudit's own source files
-  (zoo builders, adapters, reference formulas: any edit invalidates), the
-  digest of the user's module for ``module:function`` models and inputs
-  factories, and the versions of torch and the model libraries
-  (torchvision, timm, transformers);
-* the backend: its name, adapter path (and the adapter's source digest when
-  it lives outside flopaudit), version, torch version and adapter options.
+* the case key: the case id (zoo id or ``module:function``), the input
+  override (``--input-shape`` / ``--inputs``), seed, train flag, ``--mode``,
+  ``--meta``, the digest of flopaudit's own source files, the Python
+  version, and every environment variable whose name starts with
+  :data:`ENV_PREFIXES` (``TIMM_FUSED_ATTN``...) or is named with
+  ``--cache-env``;
+* the backend key: its name, adapter (and the adapter's source digest when
+  it lives outside flopaudit), version, torch version and adapter options;
+* the manifest (:mod:`flopaudit.execution.manifest`) the worker took after
+  counting: the SHA-256 of every imported Python file outside the standard
+  library and site-packages (the user's model module and every helper it
+  imports) and the version of every installed distribution that was
+  loaded. A result is served only while its manifest still holds, checked
+  without importing anything.
 
 Only results with status ``ok`` or ``not applicable`` are stored; errors and
-timeouts are counted again next time. The case's :class:`~flopaudit.run.CaseInfo`
-(forward time, input description) is stored too, so a run whose counts are
-all cached builds no model. Files are written atomically; a file that
-cannot be read or does not match its key is ignored and rewritten.
+timeouts are counted again next time. The case's
+:class:`~flopaudit.records.CaseInfo` is stored the same way, so a run whose
+counts are all cached builds no model. Each file keeps the newest few
+entries of its key (one per manifest), is written atomically, and is
+ignored when it cannot be read. ``--no-cache`` turns the cache off; the
+answer is the same either way (``tests/test_cache.py``).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flopaudit.records import CountResult, Status
-
-if TYPE_CHECKING:
-    from flopaudit.execution.refs import CaseRef
-    from flopaudit.run import CaseInfo
-    from flopaudit.zoo.case import ModelCase
+from flopaudit.execution.manifest import Manifest, still_holds
+from flopaudit.records import CaseInfo, CountResult, Status, installed_version
 
 CACHE_SCHEMA = "flopaudit.cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHEABLE = (Status.OK, Status.NOT_APPLICABLE)
-MODEL_LIBRARIES = ("torch", "torchvision", "timm", "transformers")
+ENV_PREFIXES = ("TIMM_", "HF_", "TRANSFORMERS_", "TORCH_", "PYTORCH_")
+"""Environment variables that change how models are built; part of every case key."""
+ENTRIES_PER_KEY = 8
 
 Key = dict[str, Any]
 
@@ -51,54 +56,35 @@ def default_cache_dir() -> Path:
 
 
 def _package_dir() -> Path:
-    import flopaudit
-
-    return Path(flopaudit.__file__).resolve().parent
+    return Path(__file__).resolve().parent
 
 
 @functools.lru_cache(maxsize=1)
 def package_digest() -> str:
-    """SHA-256 over the paths and contents of flopaudit's ``.py`` files."""
+    """SHA-256 over the paths and contents of flopaudit's source and data files."""
     root = _package_dir()
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and p.is_file()):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes ("" when it cannot be read)."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
-def module_digest(module_name: str) -> str:
-    """SHA-256 of a module's source file, "" for a module in flopaudit (covered by
+def module_source_digest(module_path: str) -> str:
+    """SHA-256 of the file of an already imported module, "" for flopaudit's own (covered by
     :func:`package_digest`) or one without a file."""
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
+    module = sys.modules.get(module_path)
+    origin = getattr(module, "__file__", None)
+    if not origin or Path(origin).resolve().is_relative_to(_package_dir()):
         return ""
-    origin = getattr(spec, "origin", None)
-    if not origin or not os.path.isfile(origin):
-        return ""
-    if Path(origin).resolve().is_relative_to(_package_dir()):
-        return ""
+    from flopaudit.execution.manifest import file_digest
+
     return file_digest(origin)
 
 
-@functools.lru_cache(maxsize=1)
-def library_versions() -> tuple[tuple[str, str], ...]:
-    out = []
-    for name in MODEL_LIBRARIES:
-        try:
-            out.append((name, importlib.metadata.version(name)))
-        except importlib.metadata.PackageNotFoundError:
-            out.append((name, ""))
-    return tuple(out)
+def environment_key(extra_names: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment variables that are part of every case key."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES) or k in extra_names}
 
 
 def _normal(obj: Any) -> Any:
@@ -109,42 +95,41 @@ def _normal(obj: Any) -> Any:
 class ResultCache:
     """Cached results and case infos under ``directory``.
 
-    ``hits``/``misses`` count result look-ups, ``writes`` the files written.
+    ``env_names`` are the extra environment variables (``--cache-env``) that
+    are part of every case key. ``hits``/``misses`` count result look-ups,
+    ``writes`` the files written.
     """
 
-    def __init__(self, directory: str | Path | None = None) -> None:
+    def __init__(self, directory: str | Path | None = None, env_names: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.env_names = tuple(env_names)
         self.hits = 0
         self.misses = 0
         self.writes = 0
         self._backend_keys: dict[str, Key] = {}
+        self._holds: dict[str, bool] = {}
 
     # -- keys ---------------------------------------------------------------
-    def case_key(self, case: ModelCase, ref: CaseRef | None, *, meta: bool = False) -> Key | None:
-        """The key of a case, or ``None`` for a case without a name (never cached)."""
-        if ref is None:
-            return None
-        key: Key = {
-            "id": ref.id,
-            "input_shape": list(ref.input_shape) if ref.input_shape else None,
-            "inputs_factory": ref.inputs_factory,
-            "seed": case.seed,
-            "train": case.train,
+    def case_key(self, case_id: str, *, input_shape: tuple[int, ...] | None = None,
+                 inputs_factory: str | None = None, seed: int = 0, train: bool = False,
+                 meta: bool = False, mode: str | None = None) -> Key:
+        """The key of a named case (see the module docstring)."""
+        return _normal({
+            "id": case_id,
+            "input_shape": list(input_shape) if input_shape else None,
+            "inputs_factory": inputs_factory,
+            "seed": seed,
+            "train": train,
             "meta": meta,
+            "mode": mode,
             "flopaudit_source": package_digest(),
-            "libraries": dict(library_versions()),
-        }
-        if ref.is_spec:
-            key["model_source"] = module_digest(ref.id.partition(":")[0])
-        if ref.inputs_factory:
-            key["inputs_source"] = module_digest(ref.inputs_factory.partition(":")[0])
-        return _normal(key)
+            "python": sys.version.split()[0],
+            "environment": environment_key(self.env_names),
+        })
 
     def backend_key(self, backend: str) -> Key:
         """Name, adapter path and source, version, torch version and options of a backend."""
         if backend not in self._backend_keys:
-            import torch
-
             from flopaudit.adapters import ADAPTER_PATHS, get_adapter
 
             adapter = get_adapter(backend)
@@ -152,9 +137,9 @@ class ResultCache:
             self._backend_keys[backend] = _normal({
                 "name": backend,
                 "adapter": path,
-                "adapter_source": module_digest(path.partition(":")[0]) if path else "",
+                "adapter_source": module_source_digest(path.partition(":")[0]) if path else "",
                 "version": adapter.version(),
-                "torch": torch.__version__,
+                "torch": installed_version("torch"),
                 "options": sorted((k, repr(v)) for k, v in adapter.options().items()),
             })
         return self._backend_keys[backend]
@@ -176,51 +161,69 @@ class ResultCache:
         self.hits += 1
         return result
 
-    def put_result(self, case_key: Key, backend: str, result: CountResult) -> bool:
+    def put_result(self, case_key: Key, backend: str, result: CountResult, manifest: Manifest) -> bool:
         """Store ``result`` if its status may be cached; return whether it was."""
         if result.status not in CACHEABLE:
             return False
-        self._write("result", {"case": case_key, "backend": self.backend_key(backend)}, result.to_dict())
+        self._write("result", {"case": case_key, "backend": self.backend_key(backend)}, result.to_dict(), manifest)
         return True
 
     # -- case infos -----------------------------------------------------------
     def get_info(self, case_key: Key) -> CaseInfo | None:
-        from flopaudit.run import CaseInfo
-
         value = self._read("case", {"case": case_key})
         try:
             return CaseInfo.from_dict(value) if value is not None else None
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def put_info(self, case_key: Key, info: CaseInfo) -> None:
+    def put_info(self, case_key: Key, info: CaseInfo, manifest: Manifest) -> None:
         if info.error is None:
-            self._write("case", {"case": case_key}, info.to_dict())
+            self._write("case", {"case": case_key}, info.to_dict(), manifest)
 
     # -- files ----------------------------------------------------------------
-    def _read(self, kind: str, key: Key) -> Any:
+    def _holds_now(self, manifest: Manifest) -> bool:
+        digest = manifest.digest
+        if digest not in self._holds:
+            self._holds[digest] = still_holds(manifest)
+        return self._holds[digest]
+
+    def _entries(self, kind: str, key: Key) -> list[dict[str, Any]]:
         path = self.path_for(kind, key)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            ok = (isinstance(data, dict) and data.get("schema") == CACHE_SCHEMA
-                  and data.get("schema_version") == CACHE_VERSION and data.get("kind") == kind
-                  and data.get("key") == key and "value" in data)
         except (OSError, ValueError):
-            ok = False
-        return data["value"] if ok else None
+            return []
+        ok = (isinstance(data, dict) and data.get("schema") == CACHE_SCHEMA
+              and data.get("schema_version") == CACHE_VERSION and data.get("kind") == kind
+              and data.get("key") == key and isinstance(data.get("entries"), list))
+        return [e for e in data["entries"] if isinstance(e, dict) and "manifest" in e and "value" in e] if ok else []
 
-    def _write(self, kind: str, key: Key, value: Any) -> None:
+    def _read(self, kind: str, key: Key) -> Any:
+        for entry in self._entries(kind, key):
+            try:
+                manifest = Manifest.from_dict(entry["manifest"])
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if self._holds_now(manifest):
+                return entry["value"]
+        return None
+
+    def _write(self, kind: str, key: Key, value: Any, manifest: Manifest) -> None:
         from flopaudit.results_io import write_atomic
 
-        doc = {"schema": CACHE_SCHEMA, "schema_version": CACHE_VERSION, "kind": kind, "key": key, "value": value}
+        fresh = {"manifest": manifest.to_dict(), "value": value}
+        others = [e for e in self._entries(kind, key) if e.get("manifest") != fresh["manifest"]]
+        doc = {"schema": CACHE_SCHEMA, "schema_version": CACHE_VERSION, "kind": kind, "key": key,
+               "entries": [fresh, *others][:ENTRIES_PER_KEY]}
         try:
             write_atomic(self.path_for(kind, key), json.dumps(doc, indent=1, sort_keys=True) + "\n")
         except OSError:
             return  # a cache that cannot be written only costs time
+        self._holds[manifest.digest] = True
         self.writes += 1
 
     def summary(self) -> str:
         return f"cache: {self.hits} results reused, {self.misses} counted, {self.writes} files written ({self.directory})"
 
 
-__all__ = ["ResultCache", "default_cache_dir", "package_digest", "module_digest", "CACHEABLE"]
+__all__ = ["ResultCache", "default_cache_dir", "package_digest", "CACHEABLE", "ENV_PREFIXES"]

@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        return _main(argv)
+    finally:
+        if "flopaudit.execution.supervisor" in sys.modules:  # workers were started: leave no process behind
+            sys.modules["flopaudit.execution.supervisor"].stop_fork_server()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
@@ -54,8 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flopaudit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("flopaudit: interrupted", file=sys.stderr)
+        print("\nflopaudit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,9 +93,9 @@ class GoldenCheck:
         :class:`~flopaudit.records.CountResult` of each backend.
         """
         from flopaudit.errors import UserError
+        from flopaudit.execution.work import count_one
         from flopaudit.goldens import Golden, GoldenError, compare, goldens_to_json, read_golden_file, write_atomic
         from flopaudit.inputs import ModelInputs
-        from flopaudit.run import count_one
 
         if isinstance(backends, str):
             backends = (backends,)

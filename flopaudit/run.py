@@ -1,275 +1,92 @@
-"""Run orchestration: (model case x backend) counts into one :class:`AuditRun`."""
+"""Run orchestration: (model case x backend) counts into one :class:`~flopaudit.records.AuditRun`.
+
+Where the work happens:
+
+* by default in supervised warm workers (:mod:`flopaudit.execution.supervisor`):
+  building each model, running it and every count happen there, never in
+  this process, serial (``jobs=1``) or parallel; every hang, crash or memory
+  overrun becomes a result's status;
+* on any ``concurrent.futures`` executor (a Dask client's), each count
+  forked from the executor's worker (:mod:`flopaudit.execution.dask`);
+* in this process with ``isolate=False`` (debugging: no protection).
+
+This module imports no torch: the command line runs it with
+:class:`~flopaudit.execution.refs.CaseRef` names of the cases.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import datetime
-import platform
-import sys
-import time
+import os
+import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from flopaudit.adapters import BACKEND_NAMES, get_adapter
-from flopaudit.inputs import ModelInputs
-from flopaudit.isolation import run_isolated
-from flopaudit.records import CountResult, Status, Unit
-from flopaudit.zoo.case import ModelCase
-from flopaudit.zoo.select import check_runs
+from flopaudit.errors import UserError
+from flopaudit.execution.protocol import CaseBuilt, CaseSettings, Counted, LocalCase, Order, OrderDone, keep_local
+from flopaudit.execution.refs import CaseRef
+from flopaudit.records import AuditRun, CaseInfo, CountResult, environment
 
 if TYPE_CHECKING:
-    from flopaudit.cache import ResultCache
-    from flopaudit.execution.refs import CaseRef
+    from flopaudit.cache import Key, ResultCache
+    from flopaudit.execution.manifest import Manifest
+    from flopaudit.zoo.case import ModelCase
 
 DEFAULT_TIMEOUT_S = 120.0
-SCHEMA_VERSION = 1
 
 ProgressFn = Callable[[str, str, CountResult | None], None]
 
 
 @dataclass(frozen=True)
-class CaseInfo:
-    """What the report needs to know about a model case that was run."""
+class PlannedCase:
+    """A case as the orchestration sees it: its name, what travels to a worker, its cache identity.
+
+    ``ref`` names the case (a zoo id or ``module:function`` spec with its
+    input override); a case without a name travels pickled (``payload``) and
+    is never cached.
+    """
 
     id: str
-    tags: tuple[str, ...] = ()
-    inputs: str = ""
-    batch_size: int | None = None
-    expected_macs: int | None = None
-    expected_params: int | None = None
-    forward_s: float | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CaseInfo:
-        d = dict(data)
-        d["tags"] = tuple(d.get("tags", ()))
-        return cls(**d)
+    tags: tuple[str, ...]
+    ref: CaseRef | None
+    payload: CaseRef | bytes | None
+    seed: int = 0
+    train: bool = False
+    case: Any = None
+    """The :class:`~flopaudit.zoo.case.ModelCase` itself when the caller gave one (in-process runs)."""
 
 
-@dataclass(frozen=True)
-class AuditRun:
-    """All results of one audit plus the environment they came from."""
+def plan_case(case: ModelCase | CaseRef) -> PlannedCase:
+    """A :class:`PlannedCase` for a zoo case, a ``module:function`` ref or a caller's :class:`ModelCase`."""
+    from flopaudit.execution.refs import ref_for
 
-    results: tuple[CountResult, ...]
-    cases: tuple[CaseInfo, ...] = ()
-    environment: tuple[tuple[str, str], ...] = field(default_factory=lambda: tuple(environment().items()))
+    if isinstance(case, CaseRef):
+        seed, train, tags = 0, False, ("user",) if case.is_spec else ()
+        if not case.is_spec:
+            from flopaudit.zoo.catalog import get_entry
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": "flopaudit.results",
-            "schema_version": SCHEMA_VERSION,
-            "environment": dict(self.environment),
-            "cases": [c.to_dict() for c in self.cases],
-            "results": [r.to_dict() for r in self.results],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AuditRun:
-        if data.get("schema") != "flopaudit.results":
-            raise ValueError("not a flopaudit results file (missing schema 'flopaudit.results')")
-        if int(data.get("schema_version", -1)) > SCHEMA_VERSION:
-            raise ValueError(f"results schema {data.get('schema_version')} is newer than this flopaudit supports")
-        return cls(
-            results=tuple(CountResult.from_dict(r) for r in data["results"]),
-            cases=tuple(CaseInfo.from_dict(c) for c in data.get("cases", ())),
-            environment=tuple(sorted(dict(data.get("environment", {})).items())),
-        )
-
-    def result(self, model: str, backend: str) -> CountResult | None:
-        for r in self.results:
-            if r.model == model and r.backend == backend:
-                return r
-        return None
-
-    def case(self, model: str) -> CaseInfo | None:
-        return next((c for c in self.cases if c.id == model), None)
-
-    def to_frame(self) -> Any:
-        from flopaudit.frame import results_frame
-
-        return results_frame(self)
+            entry = get_entry(case.id)
+            seed, train, tags = entry.seed, entry.train, entry.tags
+        return PlannedCase(case.id, tuple(tags), case, case, seed, train)
+    ref = ref_for(case)
+    return PlannedCase(case.id, tuple(sorted(case.tags)), ref, ref, case.seed, case.train, case)
 
 
-def environment() -> dict[str, str]:
-    from flopaudit import __version__
-
-    return {
-        "flopaudit": __version__,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def failed_result(model: str, backend: str, status: Status, message: str, batch_size: int | None = None) -> CountResult:
-    """A result for a count that produced nothing (crash, timeout, model failure)."""
+def _payload(p: PlannedCase, *, may_stay: bool) -> CaseRef | bytes | LocalCase:
+    """What travels to a worker: the case's name, the pickled case, or (``may_stay``) a token for a
+    case left in this process's memory for workers forked from it."""
+    if p.payload is not None:
+        return p.payload
     try:
-        adapter = get_adapter(backend)
-        version, unit = adapter.version(), adapter.unit
-    except Exception:  # noqa: BLE001
-        version, unit = "", Unit.MAC
-    return CountResult(
-        model=model,
-        backend=backend,
-        backend_version=version,
-        torch_version=torch.__version__,
-        unit=unit,
-        status=status,
-        batch_size=batch_size,
-        error=message,
-    )
-
-
-def count_one(
-    backend: str,
-    model: nn.Module,
-    inputs: Any,
-    *,
-    model_name: str = "",
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-    isolate: bool = True,
-    max_memory_gb: float | None = None,
-) -> CountResult:
-    """Count ``model`` with one backend; crashes and hangs become statuses.
-
-    With ``isolate`` the count runs in a forked child process bounded by
-    ``timeout`` seconds; without it, it runs in this process (no timeout).
-    ``max_memory_gb`` (isolated counts only) caps what the child may map on
-    top of what it inherits (:func:`~flopaudit.execution.memory.limit_memory`);
-    a count that hits the cap becomes status ``error`` saying so.
-    """
-    adapter = get_adapter(backend)
-    inputs = ModelInputs.coerce(inputs)
-    if not isolate:
-        return adapter.count(model, inputs, model_name=model_name)
-
-    def work() -> CountResult:
-        if max_memory_gb:
-            from flopaudit.execution.memory import limit_memory
-
-            limit_memory(max_memory_gb)
-        return adapter.count(model, inputs, model_name=model_name)
-
-    outcome = run_isolated(work, timeout)
-    if outcome.status == "ok":
-        result: CountResult = outcome.value
-        return _name_memory_error(result, max_memory_gb)
-    status = Status.TIMEOUT if outcome.status == "timeout" else Status.ERROR
-    message = outcome.message
-    if max_memory_gb and outcome.status == "crash":
-        message += f" (a count over the --max-memory limit of {max_memory_gb:g} GiB can end this way)"
-    return _name_memory_error(failed_result(model_name, backend, status, message, inputs.batch_size), max_memory_gb)
-
-
-def _name_memory_error(result: CountResult, max_memory_gb: float | None) -> CountResult:
-    from flopaudit.execution.memory import looks_out_of_memory, memory_message
-
-    if max_memory_gb and result.status is Status.ERROR and looks_out_of_memory(result.error):
-        return dataclasses.replace(result, error=memory_message(max_memory_gb, result.error or ""))
-    return result
-
-
-def _time_forward(model: nn.Module, inputs: ModelInputs) -> float:
-    start = time.perf_counter()
-    with torch.no_grad():
-        model(*inputs.args, **inputs.kwargs)
-    return time.perf_counter() - start
-
-
-@dataclass
-class PreparedCase:
-    """A built case ready to count: the model, its inputs and what the report records.
-
-    ``model`` is ``None`` when building or running it failed (``info.error``
-    says why). ``meta`` cases live on the meta device; ``notes`` are added to
-    each of their results' warnings.
-    """
-
-    case_id: str
-    info: CaseInfo
-    model: nn.Module | None = None
-    inputs: ModelInputs | None = None
-    meta: bool = False
-    notes: tuple[str, ...] = ()
-
-
-def prepare_case(case: ModelCase, *, strict_inputs: bool = False, meta: bool = False) -> PreparedCase:
-    """Build ``case`` (seeded), check it runs and time one forward pass.
-
-    A model that fails to build or run gives a :class:`PreparedCase` without
-    a model; with ``strict_inputs`` a model that rejects its inputs raises
-    :class:`~flopaudit.errors.UserError` instead. With ``meta`` the model and
-    inputs are built on the meta device and ``forward_s`` is left empty (a
-    forward pass there computes nothing).
-    """
-    from flopaudit.errors import UserError
-
-    tags = tuple(sorted(case.tags))
-    notes: tuple[str, ...] = ()
-    try:
-        if meta:
-            from flopaudit.execution.meta import instantiate_on_meta
-
-            model, inputs, notes = instantiate_on_meta(case)
-        else:
-            model, inputs = case.instantiate()
-        if strict_inputs:
-            check_runs(case, model, inputs)
-        forward_s = _time_forward(model, inputs)
-    except UserError:
-        raise
+        return pickle.dumps(p.case)
     except Exception as exc:  # noqa: BLE001
-        where = " on the meta device (run it without --meta)" if meta else ""
-        message = f"model failed to build or run{where}: {type(exc).__name__}: {exc}"
-        return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=meta)
-    info = CaseInfo(
-        case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,
-        None if meta else forward_s,
-    )
-    return PreparedCase(case.id, info, model, inputs, meta, notes)
-
-
-def count_prepared(
-    prepared: PreparedCase,
-    backend: str,
-    *,
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-    isolate: bool = True,
-    max_memory_gb: float | None = None,
-) -> CountResult:
-    """Count a prepared case with one backend (a failed build gives its error).
-
-    On the meta device a backend that cannot count there gets status
-    ``not applicable`` with the reason; the others carry a ``device='meta'``
-    option and the notes of :mod:`flopaudit.execution.meta`.
-    """
-    if prepared.model is None or prepared.inputs is None:
-        return failed_result(prepared.case_id, backend, Status.ERROR, prepared.info.error or "model not built")
-    if not prepared.meta:
-        return count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                         isolate=isolate, max_memory_gb=max_memory_gb)
-    from flopaudit.execution.meta import meta_support
-
-    support = meta_support(backend)
-    if not support.allowed:
-        return failed_result(prepared.case_id, backend, Status.NOT_APPLICABLE,
-                             f"cannot count on the meta device: {support.note}", prepared.inputs.batch_size)
-    r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                  isolate=isolate, max_memory_gb=max_memory_gb)
-    notes = prepared.notes + ((support.note,) if support.note and r.ok else ())
-    return dataclasses.replace(
-        r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes
-    )
+        if may_stay:
+            return keep_local(p.case)
+        raise ValueError(
+            f"model case {p.id!r} cannot be sent to a worker process ({type(exc).__name__}: {exc}); "
+            "name it with flopaudit.execution.CaseRef, build it from module-level functions, or use isolate=False"
+        ) from None
 
 
 def run_audit(
@@ -285,42 +102,47 @@ def run_audit(
     cache: ResultCache | None = None,
     max_memory_gb: float | None = None,
     meta: bool = False,
+    mode: str | None = None,
+    threads: int | None = None,
 ) -> AuditRun:
     """Count every case with every backend.
 
     A model that fails to build or run, and a backend that raises, hangs or
     crashes, become results with a status and message; the run goes on.
-    With ``strict_inputs`` a model that rejects its inputs raises
-    :class:`~flopaudit.errors.UserError` instead (used when the user chose
-    the input shape).
+    With ``strict_inputs`` (the user chose the model or its inputs) a
+    factory that raises or a model that rejects its inputs raises
+    :class:`~flopaudit.errors.UserError` before any count starts.
 
-    ``jobs > 1`` counts in that many worker processes, ``executor`` on any
-    ``concurrent.futures`` executor (e.g. a Dask client's); each count still
-    runs in its own forked child with ``timeout``. Cases then travel as
-    :class:`~flopaudit.execution.refs.CaseRef` (a zoo case as it is
-    registered, or a ref): results are the same as a serial run's, in the
-    same order. ``cache`` reuses and stores ok / not-applicable results and
-    case infos (:mod:`flopaudit.cache`); ``max_memory_gb`` caps each count's
-    memory; ``meta`` builds and counts on the meta device.
+    ``jobs`` warm worker processes count at once (``timeout`` bounds each
+    phase: building and running a model, each count; ``max_memory_gb``
+    caps what each phase may map); ``executor`` counts on any
+    ``concurrent.futures`` executor instead (e.g. a Dask client's);
+    ``isolate=False`` counts in this process. Results are in case x backend
+    order whatever the route. ``cache`` reuses and stores ok and
+    not-applicable results and case infos (:mod:`flopaudit.cache`);
+    ``meta`` builds and counts on the meta device; ``mode`` (``"eval"`` or
+    ``"train"``) overrides each case's own mode.
 
     NB: worker processes start from a fresh interpreter that imports the
-    main module, so a script calling this with ``jobs > 1`` needs the usual
+    main module, so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    from flopaudit.execution.refs import CaseRef
+    from flopaudit.adapters import BACKEND_NAMES, get_backend
 
     names = list(backends or BACKEND_NAMES)
     for name in names:
-        get_adapter(name)  # validate names before any work
-    resolved = [c.resolve() if isinstance(c, CaseRef) else c for c in cases]
-    plan = _Plan(list(cases), resolved, names, cache, meta)
-    settings = dict(timeout=timeout, isolate=isolate, max_memory_gb=max_memory_gb)
-    if executor is None and (jobs <= 1 or plan.n_missing() <= 1):
-        _run_serial(plan, strict_inputs, progress, settings)
-    else:
-        from flopaudit.execution.pool import run_parallel
+        get_backend(name)  # validate names before any work
+    planned = [plan_case(c) for c in cases]
+    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode)
+    plan = _Plan(planned, names, cache, settings)
+    if isolate and executor is None:
+        plan.run_supervised(progress, jobs=jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads)
+    elif executor is not None:
+        from flopaudit.execution.dask import run_on_executor
 
-        run_parallel(plan, strict_inputs=strict_inputs, progress=progress, jobs=jobs, executor=executor, **settings)
+        run_on_executor(plan, executor, progress=progress, timeout=timeout, max_memory_gb=max_memory_gb)
+    else:
+        plan.run_here(progress)
     env = environment()
     if meta:
         env["device"] = "meta"
@@ -328,28 +150,25 @@ def run_audit(
 
 
 class _Plan:
-    """Which (case, backend) results a run still needs, and the ones it has.
+    """Which (case, backend) results a run still needs, the ones it has, and the cache behind them."""
 
-    Cached results and infos are filled in at construction; :meth:`add`
-    records new ones (and stores them in the cache).
-    """
-
-    def __init__(self, cases: list[Any], resolved: list[ModelCase], backends: list[str],
-                 cache: ResultCache | None, meta: bool) -> None:
-        from flopaudit.execution.refs import ref_for
-
-        self.cases, self.resolved, self.backends, self.cache, self.meta = cases, resolved, backends, cache, meta
-        self.refs = [ref_for(c) for c in cases]
+    def __init__(self, cases: list[PlannedCase], backends: list[str], cache: ResultCache | None,
+                 settings: CaseSettings) -> None:
+        self.cases, self.backends, self.cache, self.settings = cases, backends, cache, settings
         self.results: dict[tuple[int, int], CountResult] = {}
         self.infos: dict[int, CaseInfo] = {}
-        self.case_keys: list[Any] = [None] * len(cases)
+        self.case_keys: list[Key | None] = [None] * len(cases)
+        self._produced: dict[int, list[tuple[int, int, CountResult]]] = {}
+        self._built: dict[int, tuple[int, CaseInfo]] = {}
         if cache is None:
             return
-        for i, (case, ref) in enumerate(zip(resolved, self.refs)):
-            key = cache.case_key(case, ref, meta=meta)
-            self.case_keys[i] = key
-            if key is None:
+        for i, case in enumerate(cases):
+            if case.ref is None:
                 continue
+            key = cache.case_key(case.ref.id, input_shape=case.ref.input_shape,
+                                 inputs_factory=case.ref.inputs_factory, seed=case.seed, train=case.train,
+                                 meta=settings.meta, mode=settings.mode)
+            self.case_keys[i] = key
             info = cache.get_info(key)
             if info is not None:
                 self.infos[i] = info
@@ -361,22 +180,48 @@ class _Plan:
     def missing(self, i: int) -> list[int]:
         return [j for j in range(len(self.backends)) if (i, j) not in self.results]
 
-    def n_missing(self) -> int:
-        return sum(len(self.missing(i)) or int(i not in self.infos) for i in range(len(self.cases)))
+    def report_cached(self, progress: ProgressFn | None) -> None:
+        if progress:
+            for (i, j), r in sorted(self.results.items()):
+                progress(self.cases[i].id, self.backends[j], r)
 
+    # -- recording what comes back ------------------------------------------
     def add_info(self, i: int, info: CaseInfo) -> None:
-        if i in self.infos:
-            return  # a cached info stays: the run reports what the cache holds
-        self.infos[i] = info
-        key = self.case_keys[i]
-        if self.cache is not None and key is not None and info.error is None:
-            self.cache.put_info(key, info)
+        self.infos.setdefault(i, info)  # a cached info stays: the run reports what the cache holds
 
     def add(self, i: int, j: int, result: CountResult) -> None:
         self.results[(i, j)] = result
+
+    def handle(self, order: Order, event: Any, progress: ProgressFn | None) -> None:
+        """Take one event of a supervised order (see :mod:`flopaudit.execution.protocol`)."""
+        i = order.case_index
+        if isinstance(event, CaseBuilt):
+            first = min((j for j, _ in order.backends), default=-1)
+            if i not in self._built or first < self._built[i][0]:
+                self._built[i] = (first, event.info)  # the lowest backend's info: the same whatever finishes first
+        elif isinstance(event, Counted):
+            self.add(i, event.backend_index, event.result)
+            self._produced.setdefault(id(order), []).append((i, event.backend_index, event.result))
+            if progress:
+                progress(self.cases[i].id, self.backends[event.backend_index], event.result)
+        elif isinstance(event, OrderDone):
+            produced = self._produced.pop(id(order), [])
+            if event.manifest is not None:
+                self.store(i, produced, event.manifest)
+
+    def store(self, i: int, produced: list[tuple[int, int, CountResult]], manifest: Manifest) -> None:
+        """Put what one worker produced for case ``i`` into the cache, under that worker's manifest."""
         key = self.case_keys[i]
-        if self.cache is not None and key is not None:
-            self.cache.put_result(key, self.backends[j], result)
+        if self.cache is None or key is None:
+            return
+        if i in self._built:
+            self.cache.put_info(key, self._built[i][1], manifest)
+        for _, j, result in produced:
+            self.cache.put_result(key, self.backends[j], result, manifest)
+
+    def finish_infos(self) -> None:
+        for i, (_, info) in self._built.items():
+            self.add_info(i, info)
 
     def ordered_results(self) -> tuple[CountResult, ...]:
         return tuple(self.results[k] for k in sorted(self.results))
@@ -384,29 +229,113 @@ class _Plan:
     def ordered_infos(self) -> tuple[CaseInfo, ...]:
         return tuple(self.infos[i] for i in sorted(self.infos))
 
+    # -- routes ---------------------------------------------------------------
+    def orders(self, *, may_stay: bool = False) -> list[Order]:
+        """One order per case that lacks a result (or its info), with the backends it lacks."""
+        adapters = _runtime_adapters(self.backends)
+        out = []
+        for i, case in enumerate(self.cases):
+            missing = self.missing(i)
+            if not missing and i in self.infos:
+                continue
+            out.append(Order(i, case.id, _payload(case, may_stay=may_stay), tuple((j, self.backends[j]) for j in missing),
+                             self.settings, adapters))
+        return out
 
-def _run_serial(plan: _Plan, strict_inputs: bool, progress: ProgressFn | None, settings: dict[str, Any]) -> None:
-    for i, case in enumerate(plan.resolved):
-        missing = plan.missing(i)
-        for j in range(len(plan.backends)):
-            if j not in missing and progress:
-                progress(case.id, plan.backends[j], plan.results[(i, j)])
-        if not missing and i in plan.infos:
-            continue  # everything cached: the model is not even built
-        prepared = prepare_case(case, strict_inputs=strict_inputs, meta=plan.meta)
-        plan.add_info(i, prepared.info)
-        for j in missing:
-            name = plan.backends[j]
-            if progress and prepared.model is not None:
-                progress(case.id, name, None)
-            r = count_prepared(prepared, name, **settings)
-            plan.add(i, j, r)
-            if progress:
-                progress(case.id, name, r)
+    def run_supervised(self, progress: ProgressFn | None, *, jobs: int, timeout: float | None,
+                       max_memory_gb: float | None, threads: int | None) -> None:
+        from flopaudit.execution.supervisor import Supervisor
+        from flopaudit.isolation import can_fork
+
+        self.report_cached(progress)
+        orders = self.orders(may_stay=can_fork())
+        if not orders:
+            return
+        jobs = max(1, min(jobs, len(orders) * len(self.backends)))
+        fork = any(isinstance(o.case, LocalCase) for o in orders)
+        if threads is None or fork:
+            threads = 1 if fork else max(1, (os.cpu_count() or 1) // jobs)
+        with Supervisor(jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
+                        preload=preload_modules(self.backends, self.cases)) as supervisor:
+            if self.settings.strict_inputs and len(orders) > 1:
+                # Every user model must build and run before any count starts.
+                probes = [Order(o.case_index, o.case_id, o.case, (), o.settings, o.adapters) for o in orders]
+                supervisor.run(probes, lambda o, e: self.handle(o, e, progress))
+            supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
+        self.finish_infos()
+
+    def run_here(self, progress: ProgressFn | None) -> None:
+        """Everything in this process: no timeout, no protection (debugging)."""
+        from flopaudit.execution.manifest import take
+        from flopaudit.execution.work import count_prepared, prepare_case
+        from flopaudit.execution.worker import resolve_case
+
+        self.report_cached(progress)
+        for order in self.orders(may_stay=True):
+            case = self.cases[order.case_index].case or resolve_case(order.case)
+            prepared = prepare_case(case, self.settings)
+            self.handle(order, CaseBuilt(prepared.info), progress)
+            for j, name in order.backends:
+                if progress and prepared.model is not None:
+                    progress(order.case_id, name, None)
+                self.handle(order, Counted(j, count_prepared(prepared, name)), progress)
+            self.handle(order, OrderDone(take()), progress)
+        self.finish_infos()
+
+
+def split_orders(orders: list[Order], jobs: int) -> list[Order]:
+    """With fewer cases than workers, split each case's backends so every worker has work.
+
+    Each part builds the model again; that pays when counts cost more than a
+    build, which is when there are few cases.
+    """
+    if len(orders) >= jobs:
+        return orders
+    parts = -(-jobs // len(orders))
+    out: list[Order] = []
+    for order in orders:
+        n = max(1, min(parts, len(order.backends)))
+        chunks = [order.backends[k::n] for k in range(n)]
+        out += [Order(order.case_index, order.case_id, order.case, chunk, order.settings, order.adapters)
+                for chunk in chunks if chunk or not order.backends]
+    return out
+
+
+def _runtime_adapters(backends: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Backends registered at run time (outside flopaudit's adapters), for the workers to register too."""
+    from flopaudit.adapters import ADAPTER_PATHS
+
+    return tuple((b, ADAPTER_PATHS[b]) for b in backends
+                 if b in ADAPTER_PATHS and not ADAPTER_PATHS[b].startswith("flopaudit."))
+
+
+def preload_modules(backends: Sequence[str], cases: Sequence[PlannedCase]) -> list[str]:
+    """What the fork server imports once for every worker: the counting code, the backends, torchvision if needed."""
+    from flopaudit.adapters import ADAPTER_PATHS
+
+    modules = ["torch", "flopaudit.execution.work"]
+    modules += [ADAPTER_PATHS[b].partition(":")[0] for b in backends if b in ADAPTER_PATHS]
+    modules += [m for b in backends for m in BACKEND_PACKAGES.get(b, ())]
+    if any("torchvision" in c.tags for c in cases):
+        modules.append("torchvision")
+    return list(dict.fromkeys(modules))
+
+
+_DISPATCH_MODE = "torch._dynamo"  # NB: torch imports it (seconds) on the first call under a dispatch mode
+BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
+    "thop": ("thop",),
+    "ptflops-pytorch": ("ptflops",),
+    "ptflops-aten": ("ptflops", _DISPATCH_MODE),
+    "fvcore": ("fvcore.nn",),
+    "torchinfo": ("torchinfo",),
+    "torch-flop-counter": ("torch.utils.flop_counter", _DISPATCH_MODE),
+    "reference": ("flopaudit.reference", "flopaudit.reference.backend_rulesets", "flopaudit.reference.predict",
+                  _DISPATCH_MODE),
+}
 
 
 def audit_model(
-    model: nn.Module,
+    model: Any,
     inputs: Any,
     kwargs: Mapping[str, Any] | None = None,
     *,
@@ -415,11 +344,22 @@ def audit_model(
     timeout: float | None = DEFAULT_TIMEOUT_S,
     isolate: bool = True,
 ) -> AuditRun:
-    """Count one in-memory model with several backends."""
+    """Count one in-memory model with several backends (each count forked from this process)."""
+    from flopaudit.adapters import BACKEND_NAMES
+    from flopaudit.execution.work import count_one
+    from flopaudit.inputs import ModelInputs
+
     model_inputs = ModelInputs.coerce(inputs, kwargs)
     names = list(backends or BACKEND_NAMES)
+    for b in names:
+        from flopaudit.adapters import get_backend
+
+        get_backend(b)
     results = tuple(
         count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate) for b in names
     )
     info = CaseInfo(name, (), model_inputs.describe(), model_inputs.batch_size)
     return AuditRun(results, (info,))
+
+
+__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "UserError"]

@@ -35,6 +35,11 @@ def get_adapter(name: str) -> Adapter:
     return cls()
 
 
+def get_backend(name: str) -> Adapter:
+    """What is known about backend ``name`` (its version, unit and distribution)."""
+    return get_adapter(name)
+
+
 def all_adapters() -> list[Adapter]:
     return [get_adapter(n) for n in BACKEND_NAMES]
 

@@ -1,18 +1,38 @@
-"""Argument helpers shared by the sub-commands."""
+"""Argument helpers shared by the sub-commands.
+
+Everything here is checked before any counting starts, and none of it
+imports torch: the command line selects cases from the zoo's catalog and
+hands them to workers by name.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
+import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters import BACKEND_NAMES
 from flopaudit.errors import UserError
-from flopaudit.inputs import parse_shape
-from flopaudit.zoo.case import ModelCase
 
 if TYPE_CHECKING:
     from flopaudit.execution.refs import CaseRef
+
+DEFAULT_TIMEOUT_S = 120.0
+MODES = ("eval", "train")
+
+
+def plain(doc: str | None) -> str:
+    """A docstring as plain terminal text: ````x```` -> ``x``, ``:func:`x``` -> ``x``."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc or "")
+    return text.replace("``", "")
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str, doc: str | None, help: str, **kw: Any) -> Any:
+    """A sub-command parser whose description is ``doc`` as plain text, line breaks kept."""
+    return sub.add_parser(name, help=help, description=plain(doc),
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
 
 def split_list(values: Sequence[str] | None) -> list[str]:
@@ -24,7 +44,7 @@ def split_list(values: Sequence[str] | None) -> list[str]:
 
 
 def add_selection_args(parser: argparse.ArgumentParser) -> None:
-    """--models/--tags/--full/--input-shape/--inputs/--backends."""
+    """--models/--tags/--full/--input-shape/--inputs/--backends/--mode."""
     parser.add_argument(
         "--models", "-m", nargs="+", metavar="MODEL",
         help="zoo ids or globs ('resnet*'), or module:function returning an nn.Module",
@@ -38,39 +58,86 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backends", "-b", nargs="+", metavar="BACKEND",
-        help=f"backends to run (default: all installed): {', '.join(BACKEND_NAMES)}",
+        help="backends to run (default: all; 'flopaudit backends' lists them)",
+    )
+    parser.add_argument(
+        "--mode", choices=MODES, default=None,
+        help="count every model in this mode (default: eval, except zoo cases made to count in train mode)",
     )
 
 
-def select_from_args(args: argparse.Namespace) -> list[ModelCase]:
-    from flopaudit.zoo import select_cases
+def add_count_args(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
+    """--timeout, --jobs, --max-memory and --no-isolation (alias --no-isolate)."""
+    p.add_argument(
+        "--timeout", type=parse_timeout, default=DEFAULT_TIMEOUT_S, metavar="S",
+        help=f"time limit in seconds for each phase: building and running a model, each backend's count "
+             f"(default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    if jobs:
+        p.add_argument("--jobs", "-j", type=parse_jobs, default=None, metavar="N",
+                       help=f"worker processes counting at once (default: the usable cores, here {default_jobs()})")
+    p.add_argument("--max-memory", type=parse_gib, default=None, metavar="GB",
+                   help="stop a phase that maps more than GB GiB on top of its worker (status error; default: no limit)")
+    p.add_argument("--no-isolation", "--no-isolate", dest="no_isolation", action="store_true",
+                   help="build and count in this process: no timeout, no crash protection (debugging; serial)")
+
+
+def selection_from_args(args: argparse.Namespace) -> list[CaseRef]:
+    """The selected cases as :class:`CaseRef` names, with the input override of the arguments.
+
+    Notes on skipped cases (an optional library missing) go to stderr.
+    """
+    from flopaudit.execution.refs import CaseRef
+    from flopaudit.inputs import parse_shape
+    from flopaudit.zoo.catalog import select
 
     shape = parse_shape(args.input_shape) if getattr(args, "input_shape", None) else None
     shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-    cases = select_cases(
-        split_list(args.models), split_list(args.tags), full=args.full,
-        input_shape=shape, inputs_factory=getattr(args, "inputs", None), shard=shard,
-    )
-    if not cases:
+    selection = select(split_list(args.models), split_list(args.tags), full=args.full, shard=shard)
+    for note in selection.notes:
+        print(f"flopaudit: note: {note}", file=sys.stderr)
+    if not selection.entries:
         raise UserError("no model matches the selection; run 'flopaudit zoo' to list models and tags")
-    return cases
+    refs = [CaseRef(i, shape, getattr(args, "inputs", None)) for i in selection.ids]
+    for ref in refs:
+        if ref.is_spec and shape is None and not getattr(args, "inputs", None):
+            raise UserError(f"model {ref.id!r} needs --input-shape (e.g. 1,3,224,224) or --inputs module:function")
+        if ref.is_spec:
+            check_spec(ref.id, "model")
+    if getattr(args, "inputs", None):
+        check_spec(args.inputs, "inputs factory")
+    return refs
 
 
-def case_refs_from_args(args: argparse.Namespace, cases: Sequence[ModelCase]) -> list[CaseRef]:
-    """The selected cases as picklable :class:`CaseRef` objects (with the input override of the arguments)."""
-    from flopaudit.execution.refs import CaseRef
+def check_spec(spec: str, what: str) -> None:
+    """``module:function`` must name both parts (importing happens in a worker, not here)."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
+        raise UserError(f"cannot read {what} {spec!r}: expected 'module:function'")
 
-    shape = parse_shape(args.input_shape) if getattr(args, "input_shape", None) else None
-    return [CaseRef(c.id, shape, getattr(args, "inputs", None)) for c in cases]
+
+def strict_inputs(args: argparse.Namespace) -> bool:
+    """The user chose the model or its inputs: a model or factory that fails is their mistake."""
+    return bool(args.input_shape or args.inputs or any(":" in m for m in split_list(args.models)))
 
 
 def backends_from_args(args: argparse.Namespace) -> list[str]:
-    from flopaudit.adapters import get_adapter
+    from flopaudit.adapters import BACKEND_NAMES, get_backend
 
     names = split_list(args.backends) or list(BACKEND_NAMES)
     for name in names:
-        get_adapter(name)  # raises UserError listing the valid names
+        get_backend(name)  # raises UserError listing the valid names
     return names
+
+
+def default_jobs() -> int:
+    """The number of cores this process may run on."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_jobs(text: str) -> int:
@@ -84,15 +151,24 @@ def parse_jobs(text: str) -> int:
     return jobs
 
 
-def parse_gib(text: str) -> float:
-    """``--max-memory``: a positive number of GiB."""
+def _positive(text: str, option: str, example: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UserError(f"invalid --max-memory {text!r}: expected GiB, e.g. 8 or 0.5") from None
-    if not value > 0:
-        raise UserError(f"invalid --max-memory {text!r}: expected a positive number of GiB")
+        raise UserError(f"invalid {option} {text!r}: expected a positive number, e.g. {example}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise UserError(f"invalid {option} {text!r}: expected a positive, finite number, e.g. {example}")
     return value
+
+
+def parse_timeout(text: str) -> float:
+    """``--timeout``: positive, finite seconds."""
+    return _positive(text, "--timeout", "60")
+
+
+def parse_gib(text: str) -> float:
+    """``--max-memory``: a positive, finite number of GiB."""
+    return _positive(text, "--max-memory", "8 or 0.5")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""``flopaudit check``: re-count every golden and report what changed.
+"""flopaudit check: re-count every golden and report what changed.
 
 Each golden file in DIR (written by ``flopaudit snapshot``) is counted again
 with the same model, inputs and backend and compared with the stored counts:
@@ -13,13 +13,16 @@ import argparse
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flopaudit.commands._common import split_list
-from flopaudit.commands.snapshot import add_count_args
+from flopaudit.commands._common import add_count_args, plain, split_list
+from flopaudit.commands.snapshot import count_options
 from flopaudit.errors import UserError
-from flopaudit.goldens.record import Golden
 
-Entry = tuple[Path, Golden]
+if TYPE_CHECKING:
+    from flopaudit.goldens.record import Golden
+
+Entry = tuple[Path, "Golden"]
 """A golden and the file it was read from."""
 
 EXIT_CODES = """\
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
         help="re-count golden snapshots and fail on any change",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXIT_CODES + "\n\nexample: flopaudit check --goldens goldens/ --backends fvcore",
     )
@@ -75,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     models, backends = split_list(args.models), split_list(args.backends)
     entries = load_selection(root, models, backends)
     goldens = [g for _, g in entries]
-    current = recount(goldens, timeout=args.timeout, isolate=not args.no_isolate)
+    current = recount(goldens, **count_options(args))
     diffs = [compare(g, c, tolerance) for g, c in zip(goldens, current)]
     out_dir = str(root if root.is_dir() else root.parent)
     for (path, _), d in zip(entries, diffs):
@@ -107,7 +110,7 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
     Every problem is a :class:`UserError` (exit status 2) naming the file and
     the command that writes it again.
     """
-    from flopaudit.adapters import ADAPTER_PATHS
+    from flopaudit.adapters import BACKEND_NAMES
     from flopaudit.goldens import GoldenError, list_golden_paths, names_from_filename, read_golden_file
     from flopaudit.goldens.recount import case_for, is_glob, matches, snapshot_command
 
@@ -117,9 +120,9 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
     out_dir = str(root if root.is_dir() else root.parent)
     if not paths:
         raise UserError(f"no golden files (*.json) in {root}; create them with: flopaudit snapshot --out {root}")
-    unknown_backends = [b for b in backends if b not in ADAPTER_PATHS]
+    unknown_backends = [b for b in backends if b not in BACKEND_NAMES]
     if unknown_backends:
-        raise UserError(f"unknown backend {unknown_backends[0]!r}; valid backends: {', '.join(ADAPTER_PATHS)}")
+        raise UserError(f"unknown backend {unknown_backends[0]!r}; valid backends: {', '.join(BACKEND_NAMES)}")
     entries: list[Entry] = []
     for path in paths:
         try:
@@ -151,8 +154,8 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
         )
     seen_cases: set[tuple[str, tuple[int, ...] | None, str | None]] = set()
     for path, g in entries:
-        if g.backend not in ADAPTER_PATHS:
-            raise UserError(f"unknown backend {g.backend!r} in golden {path}; valid backends: {', '.join(ADAPTER_PATHS)}")
+        if g.backend not in BACKEND_NAMES:
+            raise UserError(f"unknown backend {g.backend!r} in golden {path}; valid backends: {', '.join(BACKEND_NAMES)}")
         key = (g.model, g.input_shape, g.inputs_factory)
         if key not in seen_cases:
             seen_cases.add(key)

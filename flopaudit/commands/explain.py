@@ -1,31 +1,44 @@
-"""``flopaudit explain MODEL --backend B``: why B disagrees with the reference on MODEL."""
+"""flopaudit explain MODEL --backend B: why B disagrees with the reference on MODEL.
+
+The model is counted now (in supervised workers, like flopaudit run), or
+read from an earlier run's results with --results.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from flopaudit.reports.model import CellExplanation
-from flopaudit.units import human
+from flopaudit.commands._common import MODES, add_count_args, add_parser
+
+if TYPE_CHECKING:
+    from flopaudit.reports.model import CellExplanation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="explain one (model, backend) difference", description=__doc__)
+    p = add_parser(sub, "explain", __doc__, "explain one (model, backend) difference")
     p.add_argument("model", help="zoo id, or module:function with --input-shape/--inputs")
     p.add_argument("--backend", "-b", required=True, nargs="+", help="backend(s) to explain")
     p.add_argument("--results", metavar="RESULTS.json", help="explain from an earlier run instead of counting now")
     p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
     p.add_argument("--inputs", metavar="MODULE:FUNCTION", help="inputs factory")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per-count time limit")
-    p.add_argument("--tolerance", type=float, default=0.0, metavar="REL", help="relative tolerance")
+    p.add_argument("--mode", choices=MODES, default=None, help="count in this mode (default: the case's own, eval)")
+    add_count_args(p)
+    p.add_argument("--tolerance", type=float, default=0.0, metavar="REL",
+                   help="relative difference still classified as agreeing (default: 0, exact)")
     p.set_defaults(handler=main)
 
 
 def _signed(n: int) -> str:
+    from flopaudit.units import human
+
     return ("+" if n > 0 else "-" if n < 0 else "") + human(abs(n))
 
 
 def format_explanation(c: CellExplanation) -> str:
     """A few plain lines for the terminal."""
+    from flopaudit.units import human
+
     lines = [f"{c.model} / {c.backend}: {c.classification}"]
     if c.status != "ok":
         lines.append(f"  {c.status}: {c.error or ''}".rstrip())
@@ -51,16 +64,13 @@ def format_explanation(c: CellExplanation) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flopaudit.adapters import get_adapter
+    from flopaudit.adapters import get_backend
     from flopaudit.errors import UserError
-    from flopaudit.inputs import parse_shape
     from flopaudit.reports import build_report
-    from flopaudit.run import run_audit
-    from flopaudit.zoo import select_cases
 
     backends = [b for b in args.backend if b != "reference"]
     for b in backends:
-        get_adapter(b)
+        get_backend(b)
     if args.results:
         from flopaudit.results_io import load_results
 
@@ -68,10 +78,14 @@ def main(args: argparse.Namespace) -> int:
         if not any(r.model == args.model for r in run.results):
             raise UserError(f"model {args.model!r} is not in {args.results}")
     else:
-        shape = parse_shape(args.input_shape) if args.input_shape else None
-        cases = select_cases([args.model], input_shape=shape, inputs_factory=args.inputs)
-        strict = bool(shape or args.inputs or ":" in args.model)
-        run = run_audit(cases[:1], ["reference", *backends], timeout=args.timeout, strict_inputs=strict)
+        from flopaudit.commands._common import selection_from_args, strict_inputs
+        from flopaudit.commands.snapshot import count_options
+        from flopaudit.run import run_audit
+
+        args.models, args.tags, args.full = [args.model], None, False
+        refs = selection_from_args(args)
+        run = run_audit(refs[:1], ["reference", *backends], strict_inputs=strict_inputs(args), mode=args.mode,
+                        **count_options(args))
     report = build_report(run, args.tolerance)
     for b in backends:
         cell = report.cell(args.model, b)

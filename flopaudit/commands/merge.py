@@ -1,4 +1,4 @@
-"""``flopaudit merge A.json B.json ... --out DIR``: join the results of several runs (e.g. shards).
+"""flopaudit merge A.json B.json ... --out DIR: join the results of several runs (e.g. shards).
 
 Each input is a ``results.json`` (or the directory holding one). Results
 are joined case by case; a (model, backend) pair found in two files is an
@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from flopaudit.commands._common import plain
 from flopaudit.errors import UserError
-from flopaudit.records import CountResult
-from flopaudit.run import AuditRun, CaseInfo
+
+if TYPE_CHECKING:
+    from flopaudit.records import AuditRun, CaseInfo, CountResult
 
 EPILOG = """examples:
   flopaudit run --shard 1/2 --out part1 && flopaudit run --shard 2/2 --out part2
@@ -25,7 +28,7 @@ EPILOG = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "merge", help="join results files (e.g. shards) into one", description=__doc__, epilog=EPILOG,
+        "merge", help="join results files (e.g. shards) into one", description=plain(__doc__), epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("results", nargs="+", metavar="RESULTS.json", help="results files (or directories holding one)")
@@ -58,6 +61,7 @@ def merge_runs(runs: Sequence[tuple[str, AuditRun]], *, prefer_last: bool = Fals
     A duplicate (model, backend) raises :class:`UserError` unless
     ``prefer_last``; then the later run's result, and case info, win.
     """
+    from flopaudit.records import AuditRun
     if not runs:
         raise UserError("nothing to merge: give at least one results file")
     results: dict[tuple[str, str], CountResult] = {}

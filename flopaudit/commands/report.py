@@ -1,15 +1,16 @@
-"""``flopaudit report RESULTS.json``: re-render reports without re-running."""
+"""flopaudit report RESULTS.json: re-render reports without re-running."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from flopaudit.commands._common import plain
 from flopaudit.reports import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="re-render reports from a results.json", description=__doc__)
+    p = sub.add_parser("report", help="re-render reports from a results.json", description=plain(__doc__))
     p.add_argument("results", metavar="RESULTS.json", help="results file (or the directory holding it)")
     p.add_argument("--format", "-f", nargs="+", choices=list(FORMATS) + ["all"], default=["all"],
                    help="formats to write (default: all)")

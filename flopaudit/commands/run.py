@@ -1,23 +1,37 @@
-"""``flopaudit run``: count models with every backend, print a table, write reports."""
+"""flopaudit run: count models with every backend, print a table, write reports.
+
+Models are built, run and counted in supervised worker processes, never in
+this one: a model that hangs, crashes or prints is a cell's status, not the
+end of the run. Each phase (building and running a model, each backend's
+count) is limited by --timeout; Ctrl-C stops everything and leaves no
+process and no partial file behind.
+
+Models given as module:function are counted in eval mode, zoo cases in
+their own mode (eval unless the case says train); --mode eval|train sets
+one mode for all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.commands._common import (
+    add_count_args,
+    add_parser,
     add_selection_args,
     backends_from_args,
-    case_refs_from_args,
-    parse_gib,
-    parse_jobs,
-    select_from_args,
+    default_jobs,
+    selection_from_args,
+    strict_inputs,
 )
-from flopaudit.records import CountResult, Status
-from flopaudit.run import DEFAULT_TIMEOUT_S, AuditRun, run_audit
-from flopaudit.table import format_table
-from flopaudit.units import human
+
+if TYPE_CHECKING:
+    from flopaudit.cache import ResultCache
+    from flopaudit.records import AuditRun, CountResult
 
 EPILOG = """examples:
   flopaudit run --models resnet50
@@ -32,83 +46,101 @@ counter's canonical count."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run", help="audit models on all backends", description=__doc__, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_parser(sub, "run", __doc__, "audit models on all backends", epilog=EPILOG)
     add_selection_args(p)
-    p.add_argument("--out", "-o", default="flopaudit-report", metavar="DIR", help="where reports are written")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S", help="per-count time limit")
-    p.add_argument("--no-isolation", action="store_true",
-                   help="count in this process (no timeout or crash protection; for debugging; implies --jobs 1)")
+    p.add_argument("--out", "-o", default="flopaudit-report", metavar="DIR",
+                   help="where reports are written (default: flopaudit-report)")
+    add_count_args(p)
     p.add_argument("--shard", metavar="I/N", help="run only the I-th of N deterministic parts of the selection")
-    p.add_argument("--jobs", "-j", type=parse_jobs, default=None, metavar="N",
-                   help="worker processes counting at once (default: the number of cores; 1: serial)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="count on a Dask cluster, e.g. tcp://host:8786, instead of local workers "
                         "(needs flopaudit[parallel]; the workers need flopaudit and the models' modules)")
-    p.add_argument("--max-memory", type=parse_gib, default=None, metavar="GB",
-                   help="stop a count that maps more than GB GiB on top of its process (status error)")
-    p.add_argument("--cache-dir", metavar="DIR",
-                   help="result cache (default: $XDG_CACHE_HOME/flopaudit or ~/.cache/flopaudit)")
+    p.add_argument("--cache-dir", metavar="DIR", help="result cache (default: $XDG_CACHE_HOME/flopaudit or ~/.cache/flopaudit)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
+    p.add_argument("--cache-env", action="append", default=[], metavar="NAME",
+                   help="an environment variable that changes how your models are built, made part of the cache "
+                        "key (repeatable; TIMM_*, HF_*, TRANSFORMERS_*, TORCH_* and PYTORCH_* always are)")
     p.add_argument("--meta", action="store_true",
                    help="build models on the meta device and count without allocating weights "
                         "(backends that cannot count there are 'not applicable')")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    cases = select_from_args(args)
+    from flopaudit.results_io import check_writable
+
+    refs = selection_from_args(args)
     backends = backends_from_args(args)
-    strict = bool(args.input_shape or args.inputs or any(":" in m for m in (args.models or ())))
+    out = Path(args.out)
+    check_writable(out)
     cache = None
     if not args.no_cache:
         from flopaudit.cache import ResultCache
 
-        cache = ResultCache(args.cache_dir)
-    total = len(cases) * len(backends)
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="count", file=sys.stderr, dynamic_ncols=True, leave=False)
-
-    def progress(model: str, backend: str, result: CountResult | None) -> None:
-        if bar is None:
-            return
-        bar.set_description(f"{model} / {backend}")
-        if result is not None:
-            bar.update(1)
-
-    options = dict(timeout=args.timeout, isolate=not args.no_isolation, strict_inputs=strict, progress=progress,
-                   cache=cache, max_memory_gb=args.max_memory, meta=args.meta)
-    try:
-        if args.dask_scheduler:
-            from flopaudit.execution.pool import dask_client
-
-            with dask_client(args.dask_scheduler) as client:
-                run = run_audit(case_refs_from_args(args, cases), backends,
-                                executor=client.get_executor(pure=False), **options)
-        else:
-            jobs = 1 if args.no_isolation else (args.jobs or _default_jobs())
-            run = run_audit(case_refs_from_args(args, cases), backends, jobs=jobs, **options)
-    finally:
-        if bar is not None:
-            bar.close()
+        cache = ResultCache(args.cache_dir, tuple(args.cache_env))
+    run = count(args, refs, backends, cache)
     print(render_terminal(run, backends))
-    paths = write_all(run, Path(args.out))
+    paths = write_all(run, out)
     print("\nwrote " + ", ".join(str(p) for p in paths))
     if cache is not None:
         print(cache.summary())
     return 0
 
 
-def _default_jobs() -> int:
-    from flopaudit.execution.pool import default_jobs
+def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache: ResultCache | None) -> AuditRun:
+    """Run the counts the arguments ask for, with progress on stderr."""
+    from flopaudit.run import run_audit
 
-    return default_jobs()
+    progress = Progress(len(refs), len(backends), enabled=not args.no_progress)
+    options = dict(timeout=args.timeout, isolate=not args.no_isolation, strict_inputs=strict_inputs(args),
+                   progress=progress, cache=cache, max_memory_gb=args.max_memory,
+                   meta=getattr(args, "meta", False), mode=args.mode)
+    try:
+        if getattr(args, "dask_scheduler", None):
+            from flopaudit.execution.dask import dask_client
+
+            with dask_client(args.dask_scheduler) as client:
+                return run_audit(refs, backends, executor=client.get_executor(pure=False), **options)
+        jobs = 1 if args.no_isolation else (args.jobs or default_jobs())
+        return run_audit(refs, backends, jobs=jobs, **options)
+    finally:
+        progress.close()
+
+
+class Progress:
+    """A progress bar on a terminal; in a log, one line per model when its last count is in."""
+
+    def __init__(self, models: int, backends: int, *, enabled: bool = True) -> None:
+        self.total, self.per_case, self.done = models * backends, backends, 0
+        self.bar = None
+        self.per_model: dict[str, list[CountResult]] = {}
+        self.started = time.monotonic()
+        self.lines = enabled and not sys.stderr.isatty()
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="count", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def __call__(self, model: str, backend: str, result: CountResult | None) -> None:
+        if result is None:
+            if self.bar is not None:
+                self.bar.set_description(f"{model} / {backend}")
+            return
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_description(f"{model} / {backend}")
+            self.bar.update(1)
+        results = self.per_model.setdefault(model, [])
+        results.append(result)
+        if self.lines and len(results) == self.per_case:
+            ok = sum(r.ok for r in results)
+            print(f"flopaudit: {model}: {ok}/{self.per_case} counted ({self.done}/{self.total} counts, "
+                  f"{time.monotonic() - self.started:.1f} s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def write_all(run: AuditRun, out: Path) -> list[Path]:
@@ -124,6 +156,9 @@ def write_all(run: AuditRun, out: Path) -> list[Path]:
 
 
 def _cell(r: CountResult | None, ref: int | None) -> str:
+    from flopaudit.records import Status
+    from flopaudit.units import human
+
     if r is None:
         return ""
     if r.status is Status.OK and r.macs is not None:
@@ -135,7 +170,10 @@ def _cell(r: CountResult | None, ref: int | None) -> str:
 
 
 def render_terminal(run: AuditRun, backends: list[str]) -> str:
-    """The model x backend GMACs table, then one line per failed count."""
+    """The model x backend MACs table, then one line per failed count."""
+    from flopaudit.records import Status
+    from flopaudit.table import format_table
+
     models = list(dict.fromkeys(r.model for r in run.results))
     rows = []
     for m in models:
@@ -150,17 +188,21 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
             first = (r.error or "").strip().splitlines()[0] if r.error else ""
             lines.append(f"{r.model} / {r.backend}: {r.status.value}: {first}")
     if any(r.backend == "reference" and r.ok for r in run.results):
-        lines += ["", explanation_summary(run)]
+        summary = explanation_summary(run)
+        if summary:
+            lines += ["", summary]
     return "\n".join(lines)
 
 
 def explanation_summary(run: AuditRun) -> str:
-    """One line per classification: how many cells, so users know where to look."""
+    """One line per classification: how many cells, so users know where to look ("" when no cell compares)."""
     from collections import Counter
 
     from flopaudit.reports import CLASSIFICATIONS, build_report
 
     counts = Counter(c.classification for c in build_report(run).cells)
     parts = [f"{name} {counts[name]}" for name in CLASSIFICATIONS if counts[name]]
+    if not parts:
+        return ""
     return ("cells: " + ", ".join(parts) + ". Causes per cell: report.md, or "
             "'flopaudit explain MODEL --backend BACKEND'.")

@@ -1,4 +1,4 @@
-"""``flopaudit snapshot``: write golden files, one per (model, backend).
+"""flopaudit snapshot: write golden files, one per (model, backend).
 
 Each file ``<model>--<backend>.json`` holds the counts as integers (total
 MACs, the backend's raw total, params, per-op and per-module counts,
@@ -14,36 +14,31 @@ import argparse
 import sys
 from pathlib import Path
 
-from flopaudit.commands._common import add_selection_args, select_from_args, split_list
+from flopaudit.commands._common import (
+    add_count_args,
+    add_parser,
+    add_selection_args,
+    default_jobs,
+    selection_from_args,
+    split_list,
+    strict_inputs,
+)
 from flopaudit.errors import UserError
-from flopaudit.inputs import parse_shape
-from flopaudit.run import DEFAULT_TIMEOUT_S
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "snapshot",
-        help="write golden count files for regression checks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: flopaudit snapshot --models resnet18 --backends fvcore thop --out goldens/",
-    )
+    p = add_parser(sub, "snapshot", __doc__, "write golden count files for regression checks",
+                   epilog="example: flopaudit snapshot --models resnet18 --backends fvcore thop --out goldens/")
     add_selection_args(p)
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="directory for the golden files (created)")
     add_count_args(p)
     p.set_defaults(handler=main)
 
 
-def add_count_args(p: argparse.ArgumentParser) -> None:
-    """--timeout and --no-isolate, shared with ``flopaudit check``."""
-    p.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-        help=f"give up on one count after this long (default {DEFAULT_TIMEOUT_S:g})",
-    )
-    p.add_argument(
-        "--no-isolate", action="store_true",
-        help="count in this process (faster; no timeout and no protection against a crashing backend)",
-    )
+def count_options(args: argparse.Namespace) -> dict:
+    """What ``snapshot`` and ``check`` pass to :func:`flopaudit.run.run_audit` from their arguments."""
+    return dict(timeout=args.timeout, isolate=not args.no_isolation, max_memory_gb=args.max_memory,
+                jobs=1 if args.no_isolation else (args.jobs or default_jobs()))
 
 
 def resolve_backends(requested: list[str]) -> tuple[list[str], list[str]]:
@@ -75,20 +70,21 @@ def resolve_backends(requested: list[str]) -> tuple[list[str], list[str]]:
 def main(args: argparse.Namespace) -> int:
     from flopaudit.goldens import golden_filename, goldens_to_json, write_atomic
     from flopaudit.goldens.recount import snapshot
+    from flopaudit.inputs import parse_shape
+    from flopaudit.results_io import check_writable
     from flopaudit.units import human
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory")
-    cases = select_from_args(args)
+    cases = selection_from_args(args)
     backends, skipped = resolve_backends(split_list(args.backends))
     for note in skipped:
         print(note, file=sys.stderr)
+    check_writable(out)
     shape = parse_shape(args.input_shape) if args.input_shape else None
-    goldens = snapshot(
-        cases, backends, input_shape=shape, inputs_factory=args.inputs,
-        timeout=args.timeout, isolate=not args.no_isolate,
-    )
+    goldens = snapshot(cases, backends, input_shape=shape, inputs_factory=args.inputs,
+                       strict_inputs=strict_inputs(args), mode=args.mode, **count_options(args))
     for g in goldens:
         path = out / golden_filename(g.model, g.backend)
         text = goldens_to_json([g])

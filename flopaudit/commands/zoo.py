@@ -1,16 +1,19 @@
-"""``flopaudit zoo``: list model cases with tags and expected counts."""
+"""flopaudit zoo: list model cases with tags and expected counts.
+
+Read from the zoo's catalog: nothing is imported or built.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from flopaudit.commands._common import split_list
+from flopaudit.commands._common import add_parser, split_list
 from flopaudit.table import format_table
 from flopaudit.units import human
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("zoo", help="list model cases", description=__doc__)
+    p = add_parser(sub, "zoo", __doc__, "list model cases")
     p.add_argument("--models", "-m", nargs="+", metavar="MODEL", help="ids or globs")
     p.add_argument("--tags", "-t", nargs="+", metavar="TAG", help="keep only cases with all these tags")
     p.add_argument("--full", action="store_true", help="list the whole zoo (default: whole zoo too)")
@@ -19,15 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flopaudit.zoo import all_cases, select_cases
+    from flopaudit.zoo.catalog import load_catalog, select
 
     models, tags = split_list(args.models), split_list(args.tags)
     if args.default and not models and not tags:
-        cases = select_cases()
+        cases = list(select().entries)
     elif models or tags:
-        cases = select_cases(models, tags, full=True)
+        cases = [e for e in select(models, tags, full=True).entries if not isinstance(e, str)]
     else:
-        cases = all_cases()
+        cases = list(load_catalog())
     rows = [
         [c.id, "yes" if c.default else "", human(c.expected_macs), human(c.expected_params), ",".join(sorted(c.tags))]
         for c in cases

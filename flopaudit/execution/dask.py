@@ -1,102 +1,152 @@
-"""One (case, backend) count as a picklable task, and the worker function that runs it.
+"""Counting on any ``concurrent.futures`` executor, such as a Dask cluster's.
 
-A task names its case (a :class:`~flopaudit.execution.refs.CaseRef`, or a
-picklable :class:`~flopaudit.zoo.case.ModelCase`) and its backend (with the
-adapter's ``module:Class`` path, so a worker process finds backends that
-were registered at run time). The worker rebuilds the case seeded, exactly
-as a serial run would, keeps the last few built cases for the next tasks,
-and counts in a forked child with the task's timeout and memory cap.
+Each (case, backend) count is a picklable :class:`CountTask`; the executor's
+worker runs :func:`execute_task`, which rebuilds the case seeded (exactly as
+a supervised worker would), keeps the last few built cases for the tasks
+that follow, and counts in a forked child with the task's timeout and
+memory cap, so a hang or crash costs only its own count. Results are put
+back in case x backend order, so the run equals a supervised one.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import platform
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from flopaudit.errors import UserError
+from flopaudit.execution.failures import failed_result
+from flopaudit.execution.protocol import CaseBuilt, CaseSettings, Counted, Order, OrderDone
 from flopaudit.execution.refs import CaseRef
-from flopaudit.records import CountResult, Status
-from flopaudit.run import CaseInfo, PreparedCase, count_prepared, failed_result, prepare_case
-from flopaudit.zoo.case import ModelCase
+from flopaudit.records import CaseInfo, CountResult, Status
+
+if TYPE_CHECKING:
+    from flopaudit.execution.manifest import Manifest
+    from flopaudit.run import ProgressFn, _Plan
 
 KEEP_BUILT = 2
-"""How many built cases a worker keeps for the tasks that follow."""
+"""How many built cases an executor worker keeps for the tasks that follow."""
+WORKER_DIED = "the executor's worker failed or was lost while building or counting this model"
 
 
 @dataclass(frozen=True)
 class CountTask:
-    """Count case ``case_index`` with backend ``backend_index`` (-1: only build it and report)."""
+    """Count case ``case_index`` with backend ``backend_index`` (``backend`` None: only build it)."""
 
     case_index: int
     backend_index: int
-    case: CaseRef | ModelCase
+    case_id: str
+    case: CaseRef | bytes
     backend: str | None
-    adapter_path: str | None = None
-    strict_inputs: bool = False
-    meta: bool = False
+    settings: CaseSettings
+    adapters: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
-    isolate: bool = True
     max_memory_gb: float | None = None
     parent_pid: int = 0
-
-    @property
-    def case_id(self) -> str:
-        return self.case.id
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What a worker sends back: the case info, the count, or a user error to raise."""
+    """What an executor's worker sends back: the case info, the count, or a user error to raise."""
 
     case_index: int
     backend_index: int
     info: CaseInfo | None
     result: CountResult | None
     user_error: str | None = None
+    manifest: Manifest | None = None
 
 
-_built: OrderedDict[Any, PreparedCase] = OrderedDict()
+@contextlib.contextmanager
+def dask_client(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` connected to the scheduler at ``address`` (closed afterwards)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError("--dask-scheduler needs dask.distributed: pip install 'flopaudit[parallel]'") from None
+    try:
+        client = Client(address, timeout=30)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UserError(f"cannot connect to the Dask scheduler {address!r}: {type(exc).__name__}: {exc}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def tasks_of(orders: list[Order], *, timeout: float | None, max_memory_gb: float | None) -> list[CountTask]:
+    """One task per (case, backend) of ``orders``; one build-only task for an order without backends."""
+    tasks = []
+    for o in orders:
+        common = dict(case_id=o.case_id, case=o.case, settings=o.settings, adapters=o.adapters, timeout=timeout,
+                      max_memory_gb=max_memory_gb, parent_pid=os.getpid())
+        if not o.backends:
+            tasks.append(CountTask(o.case_index, -1, backend=None, **common))
+        tasks += [CountTask(o.case_index, j, backend=b, **common) for j, b in o.backends]
+    return tasks
+
+
+def run_on_executor(plan: _Plan, executor: concurrent.futures.Executor, *, progress: ProgressFn | None,
+                    timeout: float | None, max_memory_gb: float | None) -> None:
+    """Fill ``plan`` with the missing results, counted on ``executor``."""
+    plan.report_cached(progress)
+    tasks = tasks_of(plan.orders(), timeout=timeout, max_memory_gb=max_memory_gb)
+    futures = {executor.submit(execute_task, t): t for t in tasks}
+    try:
+        for fut in concurrent.futures.as_completed(futures):
+            task = futures[fut]
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a failed worker is data
+                outcome = failed_outcome(task, f"{WORKER_DIED}: {type(exc).__name__}: {exc}")
+            if outcome.user_error is not None:
+                raise UserError(outcome.user_error)
+            order = Order(task.case_index, task.case_id, task.case,
+                          ((task.backend_index, task.backend),) if task.backend else (), task.settings)
+            if outcome.info is not None:
+                plan.handle(order, CaseBuilt(outcome.info), progress)
+            if outcome.result is not None:
+                plan.handle(order, Counted(task.backend_index, outcome.result), progress)
+            plan.handle(order, OrderDone(outcome.manifest), progress)
+    finally:
+        for fut in futures:
+            fut.cancel()
+        clear_built()  # an executor in this process (Dask, processes=False) leaves no models behind
+    plan.finish_infos()
+    for i, case in enumerate(plan.cases):
+        if i not in plan.infos:
+            plan.add_info(i, CaseInfo(case.id, case.tags, error=WORKER_DIED))
+
+
+# -- in the executor's worker ------------------------------------------------------
+
+_built: OrderedDict[Any, Any] = OrderedDict()
 _lock = threading.Lock()
-_setup_done = False
 
 
-def init_worker() -> None:
-    """Process-pool initializer: one intra-op thread per worker (the workers share the cores)."""
-    global _setup_done
-    torch.set_num_threads(1)
-    _setup_done = True
+def _prepared(task: CountTask) -> Any:
+    import pickle
 
+    from flopaudit.execution.work import prepare_case
 
-def _ensure_setup(parent_pid: int) -> None:
-    # Dask workers get no initializer; a worker thread in the submitting
-    # process itself (a Dask LocalCluster with processes=False) leaves its
-    # thread count alone.
-    if not _setup_done and os.getpid() != parent_pid:
-        init_worker()
-
-
-def _ensure_adapter(backend: str, adapter_path: str | None) -> None:
-    from flopaudit import adapters
-
-    if adapter_path and adapters.ADAPTER_PATHS.get(backend) != adapter_path:
-        adapters.ADAPTER_PATHS[backend] = adapter_path
-
-
-def _prepared(task: CountTask) -> PreparedCase:
-    key = (task.case, task.meta, task.strict_inputs)
+    key = (task.case, task.settings)
     with _lock:
         if key in _built:
             _built.move_to_end(key)
             return _built[key]
-        case = task.case.resolve() if isinstance(task.case, CaseRef) else task.case
-        prepared = prepare_case(case, strict_inputs=task.strict_inputs, meta=task.meta)
+        try:
+            case = task.case.resolve() if isinstance(task.case, CaseRef) else pickle.loads(task.case)
+        except UserError as exc:
+            raise UserError(f"on worker {platform.node()} (pid {os.getpid()}): {exc}; the model's module must be "
+                            "importable on every worker of the cluster, not only here") from None
+        prepared = prepare_case(case, task.settings)
         _built[key] = prepared
         while len(_built) > KEEP_BUILT:
             _built.popitem(last=False)
@@ -104,7 +154,7 @@ def _prepared(task: CountTask) -> PreparedCase:
 
 
 def clear_built() -> None:
-    """Forget the built cases of this process (for executors that run in the caller's process)."""
+    """Forget the built cases of this process."""
     with _lock:
         _built.clear()
 
@@ -129,22 +179,29 @@ def _children_allowed() -> Iterator[None]:
 
 
 def execute_task(task: CountTask) -> TaskOutcome:
-    """Run one task in a worker; never raises for model or backend failures."""
-    from flopaudit.errors import UserError
+    """Run one task in an executor's worker; never raises for model or backend failures."""
+    import torch
 
-    _ensure_setup(task.parent_pid)
-    if task.backend is not None:
-        _ensure_adapter(task.backend, task.adapter_path)
+    from flopaudit.execution.manifest import take
+    from flopaudit.execution.work import count_prepared
+
+    if os.getpid() != task.parent_pid:
+        torch.set_num_threads(1)  # the workers share the cores
+    if task.adapters:
+        from flopaudit.adapters import ADAPTER_PATHS
+
+        for name, path in task.adapters:
+            ADAPTER_PATHS.setdefault(name, path)
     try:
         prepared = _prepared(task)
     except UserError as exc:
         return TaskOutcome(task.case_index, task.backend_index, None, None, user_error=str(exc))
     if task.backend is None:
-        return TaskOutcome(task.case_index, task.backend_index, prepared.info, None)
+        return TaskOutcome(task.case_index, task.backend_index, prepared.info, None, manifest=take())
     with _children_allowed():
-        result = count_prepared(prepared, task.backend, timeout=task.timeout, isolate=task.isolate,
+        result = count_prepared(prepared, task.backend, timeout=task.timeout, isolate=True,
                                 max_memory_gb=task.max_memory_gb)
-    return TaskOutcome(task.case_index, task.backend_index, prepared.info, result)
+    return TaskOutcome(task.case_index, task.backend_index, prepared.info, result, manifest=take())
 
 
 def failed_outcome(task: CountTask, message: str) -> TaskOutcome:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 GIB = 1024**3
 
@@ -49,9 +51,29 @@ def limit_memory(max_gb: float) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+@contextlib.contextmanager
+def memory_cap(max_gb: float | None) -> Iterator[None]:
+    """:func:`limit_memory` for the duration of the block, then the limit this process had before.
+
+    For a long-lived worker that runs many phases: each phase may add
+    ``max_gb`` GiB to what the worker had mapped when the phase began.
+    """
+    if not max_gb:
+        yield
+        return
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    limit_memory(max_gb)
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, before)
+
+
 def looks_out_of_memory(message: str | None) -> bool:
-    """Whether an error message reads like a failed allocation."""
-    return bool(message) and any(marker in message for marker in _OOM_MARKERS)
+    """Whether an error message reads like a failed allocation (and does not say so already)."""
+    return bool(message) and "(--max-memory)" not in message and any(marker in message for marker in _OOM_MARKERS)
 
 
 def memory_message(max_gb: float, original: str) -> str:

@@ -89,3 +89,22 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
     with empty_weights(), skip_init():
         model, inputs = case.instantiate()
     return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({first}); built with empty_weights()",)
+
+
+_VALUE_READS = ("meta tensors", "on meta", "data-dependent", "Cannot copy out of meta tensor", "item()")
+
+
+def reads_values(exc: BaseException) -> bool:
+    """Whether ``exc`` is a forward pass reading a tensor's value, which meta tensors do not have."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _VALUE_READS)
+
+
+def meta_failure(exc: BaseException) -> str:
+    """Words for a forward pass that failed on the meta device, to follow the model's name."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if reads_values(exc):
+        return (f" reads a tensor's value during its forward pass ({type(exc).__name__}: {first}), and tensors on "
+                "the meta device have shapes but no values: count it without --meta, or without the input that "
+                "makes it read values (such as an attention mask)")
+    return f" failed on the meta device (run it without --meta): {type(exc).__name__}: {first}"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from flopaudit.zoo.case import ModelCase
+if TYPE_CHECKING:
+    from flopaudit.zoo.case import ModelCase
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ import fnmatch
 import shlex
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from flopaudit.errors import UserError
+from flopaudit.execution.refs import CaseRef
 from flopaudit.goldens.record import Golden, first_line
-from flopaudit.records import Status
-from flopaudit.run import DEFAULT_TIMEOUT_S, AuditRun, run_audit
-from flopaudit.zoo.case import ModelCase
+from flopaudit.records import AuditRun, Status, installed_version
+from flopaudit.run import run_audit
 
 
 def snapshot_command(
@@ -40,21 +41,16 @@ def golden_snapshot_command(golden: Golden, out_dir: str) -> str:
     )
 
 
-def case_for(model: str, input_shape: Sequence[int] | None = None, inputs_factory: str | None = None) -> ModelCase:
-    """The zoo case (or ``module:function`` case) a golden was taken from; :class:`UserError` if unknown."""
-    from flopaudit.zoo import get_case, select_cases
+def case_for(model: str, input_shape: Sequence[int] | None = None, inputs_factory: str | None = None) -> CaseRef:
+    """The zoo case (or ``module:function`` case) a golden was taken from; :class:`UserError` if unknown.
 
-    if ":" not in model and not (input_shape or inputs_factory):
-        return get_case(model)
+    Checked against the zoo's catalog: nothing is imported or built here.
+    """
+    from flopaudit.zoo.catalog import get_entry
+
     if ":" not in model:
-        get_case(model)  # a clear error for an unknown id before anything else
-    cases = select_cases(
-        [model], input_shape=tuple(input_shape) if input_shape else None, inputs_factory=inputs_factory
-    )
-    exact = [c for c in cases if c.id == model]
-    if len(exact) != 1:
-        raise UserError(f"unknown model {model!r}; run 'flopaudit zoo' to list the valid ones")
-    return exact[0]
+        get_entry(model)
+    return CaseRef(model, tuple(input_shape) if input_shape else None, inputs_factory)
 
 
 def goldens_from_run(
@@ -88,19 +84,13 @@ def loadable(backend: str) -> str | None:
     return None
 
 
-def recount(
-    goldens: Sequence[Golden],
-    *,
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-    isolate: bool = True,
-) -> list[Golden]:
+def recount(goldens: Sequence[Golden], **options: Any) -> list[Golden]:
     """Count again what each golden holds (same model, inputs and backend), in the same order.
 
     Goldens of one model share one model build. A backend whose adapter no
-    longer loads gives a golden with status ``error`` saying so.
+    longer loads gives a golden with status ``error`` saying so. ``options``
+    go to :func:`~flopaudit.run.run_audit` (timeout, isolate, jobs...).
     """
-    import torch
-
     groups: dict[tuple[str, tuple[int, ...] | None, str | None], list[int]] = {}
     for k, g in enumerate(goldens):
         groups.setdefault((g.model, g.input_shape, g.inputs_factory), []).append(k)
@@ -112,7 +102,7 @@ def recount(
         working = [b for b in backends if b not in broken]
         fresh: dict[str, Golden] = {}
         if working:
-            run = run_audit([case], working, timeout=timeout, isolate=isolate)
+            run = run_audit([case], working, **options)
             for g in goldens_from_run(run, input_shape=shape, inputs_factory=factory):
                 fresh[g.backend] = g
         for k in indices:
@@ -120,7 +110,7 @@ def recount(
             if g.backend in broken:
                 out[k] = replace(
                     g, status=Status.ERROR.value, error=broken[g.backend], backend_version="",
-                    torch_version=torch.__version__, macs=None, raw_total=None, params=None,
+                    torch_version=installed_version("torch"), macs=None, raw_total=None, params=None,
                     per_op=(), per_module=(), unsupported=(), extra=(),
                 )
             else:
@@ -129,16 +119,15 @@ def recount(
 
 
 def snapshot(
-    cases: Sequence[ModelCase],
+    cases: Sequence[Any],
     backends: Sequence[str],
     *,
     input_shape: Sequence[int] | None = None,
     inputs_factory: str | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-    isolate: bool = True,
+    **options: Any,
 ) -> list[Golden]:
-    """Count ``cases`` x ``backends`` and freeze each result as a golden."""
-    run = run_audit(cases, list(backends), timeout=timeout, isolate=isolate)
+    """Count ``cases`` x ``backends`` and freeze each result as a golden (``options`` go to ``run_audit``)."""
+    run = run_audit(cases, list(backends), **options)
     return goldens_from_run(run, input_shape=input_shape, inputs_factory=inputs_factory)
 
 

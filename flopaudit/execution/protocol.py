@@ -1,0 +1,126 @@
+"""What the supervisor asks a worker to do, and what the worker answers.
+
+Plain, picklable records (no torch): the supervisor in the command-line
+process sends an :class:`Order` over a pipe; the worker answers with one
+event per step, so the supervisor always knows which phase is running and
+whom to blame when the worker hangs or dies:
+
+* :class:`PhaseStarted` before building the model (``build``), before the
+  trial and timing forward passes (``forward``) and before each backend's
+  count (``count``): the phase's deadline starts then;
+* :class:`CaseBuilt` once the model ran (or failed to build or run: the
+  info carries the error);
+* :class:`Counted` after each backend's count;
+* :class:`Rejected` when the model or its inputs are the user's mistake
+  (a ``module:function`` factory that raises, inputs the model rejects):
+  the run stops with that one line;
+* :class:`OrderDone` at the end, with the :class:`~flopaudit.execution.manifest.Manifest`
+  of what the worker has imported (the result cache's proof that nothing
+  changed) and whether the worker should be replaced (after a memory error).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flopaudit.records import CaseInfo, CountResult
+
+if TYPE_CHECKING:
+    from flopaudit.execution.manifest import Manifest
+    from flopaudit.execution.refs import CaseRef
+
+BUILD, FORWARD, COUNT = "build", "forward", "count"
+"""The phases of an order, each bounded by the run's per-phase timeout."""
+
+
+@dataclass(frozen=True)
+class LocalCase:
+    """A case that cannot be pickled, left in the caller's memory for workers forked from it.
+
+    :func:`keep_local` files the case under a token before any worker is
+    forked; a forked worker finds it in the memory it inherited
+    (:func:`local_case`). Only workers started with ``fork`` can use it.
+    """
+
+    token: str
+
+
+_LOCAL_CASES: dict[str, object] = {}
+
+
+def keep_local(case: object) -> LocalCase:
+    token = f"{os.getpid()}-{id(case)}"
+    _LOCAL_CASES[token] = case
+    return LocalCase(token)
+
+
+def local_case(ref: LocalCase) -> object:
+    return _LOCAL_CASES[ref.token]
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """How a case is built: user-chosen (strict) inputs, meta device, forced train/eval mode."""
+
+    strict_inputs: bool = False
+    meta: bool = False
+    mode: str | None = None
+    """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it."""
+
+
+@dataclass(frozen=True)
+class Order:
+    """Build case ``case_index`` and count it with ``backends`` (``(plan index, name)`` pairs).
+
+    ``case`` is a :class:`CaseRef` or, for cases that have no name, the
+    pickled :class:`~flopaudit.zoo.case.ModelCase`. An order without
+    backends only builds and runs the model (the check that a user's model
+    accepts its inputs before any count starts). ``adapters`` locate
+    backends registered at run time (``name -> "module:Class"``). A
+    :class:`LocalCase` is a case that stayed in the caller's memory (for
+    workers forked from it).
+    """
+
+    case_index: int
+    case_id: str
+    case: CaseRef | bytes | LocalCase
+    backends: tuple[tuple[int, str], ...]
+    settings: CaseSettings = CaseSettings()  # noqa: RUF009 - frozen, so one shared default is safe
+    adapters: tuple[tuple[str, str], ...] = ()
+    attempt: int = 0
+    """How many workers died on this case before (see the supervisor's retry bound)."""
+
+    @property
+    def case_key(self) -> tuple[object, CaseSettings]:
+        """What identifies the built case: a worker that built it keeps it for the next order."""
+        return self.case, self.settings
+
+
+@dataclass(frozen=True)
+class PhaseStarted:
+    phase: str
+    backend_index: int | None = None
+
+
+@dataclass(frozen=True)
+class CaseBuilt:
+    info: CaseInfo
+
+
+@dataclass(frozen=True)
+class Counted:
+    backend_index: int
+    result: CountResult
+
+
+@dataclass(frozen=True)
+class Rejected:
+    message: str
+
+
+@dataclass(frozen=True)
+class OrderDone:
+    manifest: Manifest | None
+    retire: bool = False

@@ -1,0 +1,302 @@
+"""Supervised warm workers: user code runs there, every fault becomes a status.
+
+The :class:`Supervisor` starts up to ``jobs`` worker processes
+(:mod:`flopaudit.execution.worker`), hands each an
+:class:`~flopaudit.execution.protocol.Order` at a time and watches it:
+
+* each phase (building the model, running it, one backend's count) must
+  end within ``timeout`` seconds; a worker that overruns is killed with
+  its whole process group and the phase gets status ``timeout``;
+* a worker that dies (a signal, ``os._exit``, the kernel's OOM killer) is
+  blamed for the phase it was in: ``error`` naming the signal or exit code;
+* either way the run goes on: a count that failed is not retried, the
+  backends of the order that had not been counted yet go to a fresh
+  worker, and a dead worker is replaced;
+* a :class:`~flopaudit.execution.protocol.Rejected` order (the user's
+  model or inputs factory raised) stops every worker and raises
+  :class:`~flopaudit.errors.UserError`;
+* Ctrl-C (``KeyboardInterrupt``) kills every worker's process group and
+  the fork server before it propagates, so nothing is left running.
+
+Workers are forked from a fork server that has imported torch and the
+``preload`` modules once (``multiprocessing``'s ``forkserver``; ``spawn``
+where there is none), so a replacement worker costs a fork, not an import.
+With ``fork=True`` (a Python caller's case that cannot be pickled) they
+are forked from the calling process itself, inheriting the case, on one
+torch thread. This module imports no torch and runs no user code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import wait
+from typing import Any
+
+from flopaudit.errors import UserError
+from flopaudit.execution.failures import exit_description, failed_result
+from flopaudit.execution.protocol import (
+    COUNT,
+    CaseBuilt,
+    Counted,
+    Order,
+    OrderDone,
+    PhaseStarted,
+    Rejected,
+)
+from flopaudit.execution.worker import WorkerSettings, serve
+from flopaudit.records import CaseInfo, Status
+
+Event = CaseBuilt | Counted | OrderDone
+Handler = Callable[[Order, Event], None]
+
+MAX_ATTEMPTS = 3
+"""An order whose workers died this many times outside any count fails its remaining backends."""
+START_GRACE_S = 300.0
+"""How long a new worker may take to start (the fork server imports torch first)."""
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    order: Order | None = None
+    phase: str | None = None
+    backend_index: int | None = None
+    deadline: float | None = None
+    built: Any = None
+    info_seen: bool = False
+    counted: set[int] = field(default_factory=set)
+
+    def assign(self, order: Order, now: float) -> None:
+        self.order, self.phase, self.backend_index = order, None, None
+        self.deadline, self.info_seen, self.counted = now + START_GRACE_S, False, set()
+        self.conn.send(order)
+
+
+def _context(fork: bool) -> Any:
+    if fork:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")  # pragma: no cover - no fork server on this platform
+
+
+class Supervisor:
+    """Up to ``jobs`` warm workers carrying out orders (see the module docstring)."""
+
+    def __init__(self, jobs: int, *, timeout: float | None, max_memory_gb: float | None = None,
+                 threads: int | None = None, preload: Sequence[str] = (), fork: bool = False) -> None:
+        self.jobs = max(1, jobs)
+        self.timeout = timeout
+        self.max_memory_gb = max_memory_gb
+        self.settings = WorkerSettings(threads=threads or 1, max_memory_gb=max_memory_gb,
+                                       environment=tuple(os.environ.items()))
+        self.ctx = _context(fork)
+        if self.ctx.get_start_method() == "forkserver":
+            self.ctx.set_forkserver_preload(["flopaudit.execution.server_setup", "flopaudit.execution.worker",
+                                             *preload, "flopaudit.execution.server_ready"])
+        self.workers: list[_Worker] = []
+
+    # -- lifecycle ----------------------------------------------------------
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.interrupt()
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Stop every worker (they hold nothing worth keeping between runs)."""
+        for w in self.workers:
+            _kill(w)
+        self.workers.clear()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: ignore further interrupts while every worker and the fork server are stopped."""
+        previous = signal.getsignal(signal.SIGINT)
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to mask
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.close()
+            stop_fork_server()
+        finally:
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGINT, previous)
+
+    def _start(self) -> _Worker:
+        parent, child = self.ctx.Pipe(duplex=True)
+        process = self.ctx.Process(target=serve, args=(child, self.settings), name="flopaudit-worker")
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self.workers.append(worker)
+        return worker
+
+    def _retire(self, w: _Worker) -> None:
+        _kill(w)
+        self.workers.remove(w)
+
+    # -- the loop -----------------------------------------------------------
+    def run(self, orders: Iterable[Order], handle: Handler) -> None:
+        """Carry out every order; each event (real or standing in for a failure) goes to ``handle``."""
+        pending: deque[Order] = deque(orders)
+        while pending or any(w.order for w in self.workers):
+            self._assign(pending)
+            busy = [w for w in self.workers if w.order is not None]
+            now = time.monotonic()
+            wake = min((w.deadline for w in busy if w.deadline is not None), default=now + 0.5)
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], max(0.0, min(wake - now, 0.5)))
+            for w in busy:
+                self._poll(w, pending, handle)
+
+    def _assign(self, pending: deque[Order]) -> None:
+        now = time.monotonic()
+        while pending:
+            idle = [w for w in self.workers if w.order is None]
+            if not idle and len(self.workers) < self.jobs:
+                idle = [self._start()]
+            if not idle:
+                return
+            order = pending.popleft()
+            worker = next((w for w in idle if w.built == order.case_key), idle[0])
+            try:
+                worker.assign(order, now)
+            except (BrokenPipeError, OSError):
+                pending.appendleft(order)
+                self._retire(worker)
+
+    def _poll(self, w: _Worker, pending: deque[Order], handle: Handler) -> None:
+        assert w.order is not None
+        try:
+            while w.order is not None and w.conn.poll():
+                self._receive(w, w.conn.recv(), handle)
+        except (EOFError, OSError):
+            pass
+        if w.order is None:
+            return
+        if not w.process.is_alive():
+            w.process.join(1)
+            self._fail(w, pending, handle, died=exit_description(w.process.exitcode))
+        elif w.deadline is not None and time.monotonic() > w.deadline:
+            self._fail(w, pending, handle, died=None)
+
+    def _receive(self, w: _Worker, event: Any, handle: Handler) -> None:
+        order = w.order
+        assert order is not None
+        if isinstance(event, PhaseStarted):
+            w.phase, w.backend_index = event.phase, event.backend_index
+            w.deadline = time.monotonic() + self.timeout if self.timeout else None
+        elif isinstance(event, Rejected):
+            self.close()
+            raise UserError(event.message)
+        elif isinstance(event, CaseBuilt):
+            w.info_seen, w.built = True, order.case_key
+            handle(order, event)
+        elif isinstance(event, Counted):
+            w.counted.add(event.backend_index)
+            w.phase, w.backend_index = None, None
+            w.deadline = time.monotonic() + self.timeout if self.timeout else None
+            handle(order, event)
+        elif isinstance(event, OrderDone):
+            w.order, w.phase, w.deadline = None, None, None
+            handle(order, event)
+            if event.retire:
+                self._retire(w)
+
+    def _fail(self, w: _Worker, pending: deque[Order], handle: Handler, *, died: str | None) -> None:
+        """The worker hung (``died is None``) or died: blame its phase, requeue what is left, replace it."""
+        order = w.order
+        assert order is not None
+        self._retire(w)
+        status = Status.ERROR if died else Status.TIMEOUT
+        left = [(j, b) for j, b in order.backends if j not in w.counted]
+        if not w.info_seen:
+            # Building or running the model (or starting the worker) failed: every count of the order fails.
+            message = self._model_failure(died)
+            handle(order, CaseBuilt(CaseInfo(order.case_id, error=message)))
+            for j, backend in left:
+                handle(order, Counted(j, failed_result(order.case_id, backend, status, message)))
+            return
+        if w.phase == COUNT and w.backend_index is not None:
+            backend = dict(order.backends)[w.backend_index]
+            handle(order, Counted(w.backend_index, failed_result(order.case_id, backend, status,
+                                                                 self._count_failure(died))))
+            left = [(j, b) for j, b in left if j != w.backend_index]
+            attempt = order.attempt
+        else:
+            attempt = order.attempt + 1
+        if not left:
+            return
+        if attempt >= MAX_ATTEMPTS:
+            message = f"the worker died {attempt} times on this model outside any count ({died or 'hung'})"
+            for j, backend in left:
+                handle(order, Counted(j, failed_result(order.case_id, backend, Status.ERROR, message)))
+            return
+        pending.appendleft(replace(order, backends=tuple(left), attempt=attempt))
+
+    def _memory_note(self, died: str) -> str:
+        """A process over its memory limit aborts or is killed: say so for those two ends only."""
+        if not self.max_memory_gb or died not in ("signal SIGKILL", "signal SIGABRT"):
+            return ""
+        return f" (a count over the --max-memory limit of {self.max_memory_gb:g} GiB can end this way)"
+
+    def _limit(self) -> str:
+        return f"{self.timeout:g} s (--timeout)" if self.timeout else f"{START_GRACE_S:g} s"
+
+    def _model_failure(self, died: str | None) -> str:
+        if died is None:
+            return f"building or running the model did not finish within {self._limit()}; the worker was stopped"
+        return f"the worker died while building or running the model ({died}){self._memory_note(died)}"
+
+    def _count_failure(self, died: str | None) -> str:
+        if died is None:
+            return f"no result after {self._limit()}; the count was stopped"
+        return f"the counting process died with {died}{self._memory_note(died)}"
+
+
+def _kill(w: _Worker) -> None:
+    """Kill a worker and everything in its process group, and reap it."""
+    pid = w.process.pid
+    if pid is not None:
+        for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+                kill()
+    with contextlib.suppress(Exception):
+        w.conn.close()
+    with contextlib.suppress(Exception):
+        w.process.join(2)
+
+
+def stop_fork_server() -> None:
+    """Kill ``multiprocessing``'s fork server of this process, if one runs; the next worker starts a new one.
+
+    Killed rather than asked to stop: a server that has imported torch takes
+    seconds to finalise its interpreter, and it holds nothing worth saving.
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # noqa: SLF001 - the public API has no way to stop it
+    with server._lock:  # noqa: SLF001
+        pid = server._forkserver_pid  # noqa: SLF001
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+        with contextlib.suppress(OSError, TypeError):
+            os.close(server._forkserver_alive_fd)  # noqa: SLF001
+        address = server._forkserver_address  # noqa: SLF001
+        if isinstance(address, str) and not address.startswith("\0"):
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+        server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None  # noqa: SLF001

@@ -1,0 +1,198 @@
+"""The work itself: build a case, run it, count it with one backend.
+
+These functions run where user code may run: in a supervised worker
+(:mod:`flopaudit.execution.worker`), in a Dask worker, or in the caller's
+process when isolation is turned off. The command-line process never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from flopaudit.adapters import get_adapter
+from flopaudit.errors import UserError
+from flopaudit.execution.failures import failed_result
+from flopaudit.execution.protocol import CaseSettings
+from flopaudit.inputs import ModelInputs
+from flopaudit.isolation import run_isolated
+from flopaudit.records import CaseInfo, CountResult, Status
+from flopaudit.zoo.case import ModelCase
+from flopaudit.zoo.select import check_runs
+
+
+def count_one(
+    backend: str,
+    model: nn.Module,
+    inputs: Any,
+    *,
+    model_name: str = "",
+    timeout: float | None = None,
+    isolate: bool = True,
+    max_memory_gb: float | None = None,
+) -> CountResult:
+    """Count ``model`` with one backend; crashes and hangs become statuses.
+
+    With ``isolate`` the count runs in a forked child process bounded by
+    ``timeout`` seconds (the model stays in this process, the child sees a
+    copy); without it, it runs in this process (no timeout).
+    ``max_memory_gb`` (isolated counts only) caps what the child may map on
+    top of what it inherits (:func:`~flopaudit.execution.memory.limit_memory`);
+    a count that hits the cap becomes status ``error`` saying so.
+    """
+    adapter = get_adapter(backend)
+    inputs = ModelInputs.coerce(inputs)
+    if not isolate:
+        return adapter.count(model, inputs, model_name=model_name)
+
+    def work() -> CountResult:
+        if max_memory_gb:
+            from flopaudit.execution.memory import limit_memory
+
+            limit_memory(max_memory_gb)
+        return adapter.count(model, inputs, model_name=model_name)
+
+    outcome = run_isolated(work, timeout)
+    if outcome.status == "ok":
+        return name_memory_error(outcome.value, max_memory_gb)
+    status = Status.TIMEOUT if outcome.status == "timeout" else Status.ERROR
+    message = outcome.message
+    if max_memory_gb and outcome.status == "crash":
+        message += f" (a count over the --max-memory limit of {max_memory_gb:g} GiB can end this way)"
+    return name_memory_error(failed_result(model_name, backend, status, message, inputs.batch_size), max_memory_gb)
+
+
+def name_memory_error(result: CountResult, max_memory_gb: float | None) -> CountResult:
+    """A failed allocation under ``--max-memory`` says so."""
+    from flopaudit.execution.memory import looks_out_of_memory, memory_message
+
+    if max_memory_gb and result.status is Status.ERROR and looks_out_of_memory(result.error):
+        return dataclasses.replace(result, error=memory_message(max_memory_gb, result.error or ""))
+    return result
+
+
+def _time_forward(model: nn.Module, inputs: ModelInputs) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(*inputs.args, **inputs.kwargs)
+    return time.perf_counter() - start
+
+
+@dataclass
+class PreparedCase:
+    """A built case ready to count: the model, its inputs and what the report records.
+
+    ``model`` is ``None`` when building or running it failed (``info.error``
+    says why). ``meta`` cases live on the meta device; ``notes`` are added to
+    each of their results' warnings.
+    """
+
+    case_id: str
+    info: CaseInfo
+    model: nn.Module | None = None
+    inputs: ModelInputs | None = None
+    meta: bool = False
+    notes: tuple[str, ...] = ()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
+                 on_phase: Callable[[], None] | None = None) -> PreparedCase:
+    """Build ``case`` (seeded), check it runs and time one forward pass.
+
+    A model that fails to build or run gives a :class:`PreparedCase` without
+    a model. With ``settings.strict_inputs`` (the user chose the model or its
+    inputs) a factory that raises and a model that rejects its inputs are
+    the user's mistakes: :class:`~flopaudit.errors.UserError`. With
+    ``settings.meta`` the model and inputs are built on the meta device and
+    ``forward_s`` is left empty (a forward pass there computes nothing);
+    ``settings.mode`` forces train or eval mode. ``on_phase`` is called
+    between building the model and running it.
+    """
+    settings = settings or CaseSettings()
+    tags = tuple(sorted(case.tags))
+    notes: tuple[str, ...] = ()
+    try:
+        if settings.meta:
+            from flopaudit.execution.meta import instantiate_on_meta
+
+            model, inputs, notes = instantiate_on_meta(case)
+        else:
+            model, inputs = case.instantiate()
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if settings.strict_inputs:
+            raise UserError(f"model {case.id!r} or its inputs factory raised while building: {_first_line(exc)}") from None
+        where = " on the meta device (run it without --meta)" if settings.meta else ""
+        message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
+        return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+    if settings.mode is not None:
+        model.train(settings.mode == "train")
+    if on_phase is not None:
+        on_phase()
+    try:
+        if settings.strict_inputs:
+            check_runs(case, model, inputs, meta=settings.meta)
+        forward_s = _time_forward(model, inputs)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if settings.meta:
+            from flopaudit.execution.meta import meta_failure
+
+            message = f"model{meta_failure(exc)}"
+        else:
+            message = f"model failed to run: {type(exc).__name__}: {exc}"
+        return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+    info = CaseInfo(
+        case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,
+        None if settings.meta else forward_s,
+    )
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes)
+
+
+def count_prepared(
+    prepared: PreparedCase,
+    backend: str,
+    *,
+    timeout: float | None = None,
+    isolate: bool = False,
+    max_memory_gb: float | None = None,
+) -> CountResult:
+    """Count a prepared case with one backend (a failed build gives its error).
+
+    On the meta device a backend that cannot count there gets status
+    ``not applicable`` with the reason; the others carry a ``device='meta'``
+    option and the notes of :mod:`flopaudit.execution.meta`. ``isolate``
+    forks a child per count (Dask workers); supervised workers count in
+    their own process (the supervisor guards them).
+    """
+    if prepared.model is None or prepared.inputs is None:
+        return failed_result(prepared.case_id, backend, Status.ERROR, prepared.info.error or "model not built")
+    if not prepared.meta:
+        return count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
+                         isolate=isolate, max_memory_gb=max_memory_gb)
+    from flopaudit.execution.meta import meta_support
+
+    support = meta_support(backend)
+    if not support.allowed:
+        return failed_result(prepared.case_id, backend, Status.NOT_APPLICABLE,
+                             f"cannot count on the meta device: {support.note}", prepared.inputs.batch_size)
+    r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
+                  isolate=isolate, max_memory_gb=max_memory_gb)
+    notes = prepared.notes + ((support.note,) if support.note and r.ok else ())
+    return dataclasses.replace(
+        r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes
+    )
