@@ -1,8 +1,11 @@
-"""The result cache: hits skip the work, any change to what a count depends on misses."""
+"""The result cache: hits skip the work, any change to what a count depends on misses,
+and a run with the cache gives the same answer as a run without it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,10 +13,10 @@ from fake_backends import FAKES, NoisyMutatingAdapter
 
 from flopaudit import adapters
 from flopaudit.adapters.base import Adapter
-from flopaudit.cache import ResultCache, default_cache_dir, module_digest, package_digest
+from flopaudit.cache import ResultCache, default_cache_dir, package_digest
 from flopaudit.cli import main
 from flopaudit.execution import CaseRef
-from flopaudit.records import Status
+from flopaudit.records import AuditRun, Status
 from flopaudit.run import run_audit
 from flopaudit.zoo import get_case
 from flopaudit.zoo.case import ModelCase
@@ -38,8 +41,13 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def audit(cache: ResultCache | None, backends: list[str], models: tuple[str, ...] = ("linear-3d",)):
+def audit(cache: ResultCache | None, backends: list[str], models: tuple[str, ...] = ("linear-3d",)) -> AuditRun:
     return run_audit([CaseRef(m) for m in models], backends, isolate=False, jobs=1, cache=cache)
+
+
+def counts(run: AuditRun) -> list[dict[str, object]]:
+    """A run's results without what legitimately differs between two runs (time taken)."""
+    return [{**r.to_dict(), "elapsed_s": None} for r in run.results]
 
 
 def test_second_run_builds_and_counts_nothing(tmp_path: Path, fake_backends: None, spy: list[str],
@@ -83,6 +91,18 @@ def test_changed_flopaudit_source_misses(tmp_path: Path, fake_backends: None, sp
     assert spy == ["fake-noisy", "fake-noisy"]
 
 
+def test_changed_distribution_version_misses(tmp_path: Path, fake_backends: None, spy: list[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library the count loaded (torch here) at another version: the manifest no longer holds."""
+    audit(ResultCache(tmp_path), ["fake-noisy"])
+    from flopaudit.execution import manifest
+
+    real = manifest.installed_version
+    monkeypatch.setattr(manifest, "installed_version", lambda d: "0.0-upgraded" if d == "torch" else real(d))
+    audit(ResultCache(tmp_path), ["fake-noisy"])
+    assert spy == ["fake-noisy", "fake-noisy"]
+
+
 def test_errors_are_counted_again(tmp_path: Path, fake_backends: None, spy: list[str]) -> None:
     audit(ResultCache(tmp_path), ["fake-raise", "fake-noisy"])
     run = audit(ResultCache(tmp_path), ["fake-raise", "fake-noisy"])
@@ -97,7 +117,7 @@ def test_corrupt_file_is_ignored_and_rewritten(tmp_path: Path, fake_backends: No
     run = audit(ResultCache(tmp_path), ["fake-noisy"])
     assert spy == ["fake-noisy", "fake-noisy"]
     assert run.result("linear-3d", "fake-noisy").macs == 7
-    assert json.loads(result_file.read_text())["value"]["macs"] == 7
+    assert json.loads(result_file.read_text())["entries"][0]["value"]["macs"] == 7
 
 
 def test_file_of_another_key_is_not_trusted(tmp_path: Path, fake_backends: None, spy: list[str]) -> None:
@@ -117,23 +137,23 @@ def test_unnamed_cases_are_not_cached(tmp_path: Path, fake_backends: None, spy: 
     assert spy == ["fake-noisy", "fake-noisy"] and not list(tmp_path.iterdir())
 
 
-def test_input_override_is_part_of_the_key(tmp_path: Path) -> None:
+def test_inputs_device_and_mode_are_part_of_the_key(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path)
-    case = get_case("linear-3d")
-    keys = [cache.case_key(case, CaseRef("linear-3d", shape), meta=meta)
-            for shape, meta in [(None, False), ((4, 16), False), (None, True)]]
-    assert len({json.dumps(k, sort_keys=True) for k in keys}) == 3
-
-
-def test_user_module_edit_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = tmp_path / "edited_models.py"
-    module.write_text("from torch import nn\ndef build():\n    return nn.Linear(4, 2)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = module_digest("edited_models")
-    module.write_text("from torch import nn\ndef build():\n    return nn.Linear(4, 3)\n")
-    assert module_digest("edited_models") != before != ""
-    assert module_digest("flopaudit.zoo.hard_cases") == ""  # covered by the package digest
+    keys = [cache.case_key("linear-3d", input_shape=shape, meta=meta, mode=mode)
+            for shape, meta, mode in [(None, False, None), ((4, 16), False, None), (None, True, None),
+                                      (None, False, "train")]]
+    assert len({json.dumps(k, sort_keys=True) for k in keys}) == 4
     assert len(package_digest()) == 64
+
+
+def test_environment_switches_are_part_of_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TIMM_FUSED_ATTN", raising=False)
+    monkeypatch.delenv("MY_WIDTH", raising=False)
+    plain = ResultCache(tmp_path).case_key("linear-3d")
+    monkeypatch.setenv("TIMM_FUSED_ATTN", "0")
+    assert ResultCache(tmp_path).case_key("linear-3d") != plain
+    monkeypatch.setenv("MY_WIDTH", "8")
+    assert ResultCache(tmp_path, ("MY_WIDTH",)).case_key("linear-3d") != ResultCache(tmp_path).case_key("linear-3d")
 
 
 def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -165,13 +185,107 @@ def test_cli_no_cache_neither_reads_nor_writes(tmp_path: Path, fake_backends: No
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == written  # not written
 
 
-def test_fully_cached_parallel_run_starts_no_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fully_cached_run_starts_no_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = ("linear-3d", "conv2d-bias")
     first = audit(ResultCache(tmp_path), ["reference"], models)
 
-    def no_pool(jobs: int) -> None:
-        raise AssertionError("a worker pool was started")
+    def no_worker(self: object) -> None:
+        raise AssertionError("a worker was started")
 
-    monkeypatch.setattr("flopaudit.execution.pool.process_executor", no_pool)
+    monkeypatch.setattr("flopaudit.execution.supervisor.Supervisor._start", no_worker)
     again = run_audit([CaseRef(m) for m in models], ["reference"], jobs=2, cache=ResultCache(tmp_path))
     assert again.results == first.results
+
+
+# -- adversarial changes, with supervised workers -------------------------------------------
+
+
+def _write_user_models(root: Path, width: int) -> None:
+    """A model module that takes its width from a helper module it imports (as user code does)."""
+    (root / "cache_helper_widths.py").write_text(f"WIDTH = {width}\n")
+    (root / "cache_user_models.py").write_text(textwrap.dedent("""\
+        import os
+
+        import torch
+        from torch import nn
+
+        from cache_helper_widths import WIDTH
+
+
+        def build():
+            extra = int(os.environ.get("TIMM_TEST_EXTRA", "0")) + int(os.environ.get("MY_MODEL_EXTRA", "0"))
+            return nn.Linear(4, WIDTH + extra, bias=False)
+        """))
+
+
+def _audit_user_model(root: Path, cache: ResultCache | None) -> AuditRun:
+    return run_audit([CaseRef("cache_user_models:build", (3, 4))], ["reference"], jobs=1, cache=cache)
+
+
+@pytest.fixture()
+def user_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "src"
+    root.mkdir()
+    _write_user_models(root, width=2)
+    monkeypatch.syspath_prepend(str(root))
+    for name in ("TIMM_TEST_EXTRA", "MY_MODEL_EXTRA"):
+        monkeypatch.delenv(name, raising=False)
+    return root
+
+
+def test_editing_an_imported_helper_module_recounts(tmp_path: Path, user_models: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    first = _audit_user_model(user_models, ResultCache(cache_dir))
+    assert first.results[0].macs == 3 * 4 * 2
+    again = ResultCache(cache_dir)
+    _audit_user_model(user_models, again)
+    assert (again.hits, again.misses) == (1, 0)  # nothing changed: served from the cache
+    _write_user_models(user_models, width=5)  # only the helper's WIDTH changes
+    edited = ResultCache(cache_dir)
+    run = _audit_user_model(user_models, edited)
+    assert (edited.hits, edited.misses) == (0, 1)
+    assert run.results[0].macs == 3 * 4 * 5
+
+
+def test_an_environment_switch_recounts(tmp_path: Path, user_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache_dir = tmp_path / "cache"
+    assert _audit_user_model(user_models, ResultCache(cache_dir)).results[0].macs == 3 * 4 * 2
+    monkeypatch.setenv("TIMM_TEST_EXTRA", "1")  # a TIMM_ variable: always part of the key
+    assert _audit_user_model(user_models, ResultCache(cache_dir)).results[0].macs == 3 * 4 * 3
+    monkeypatch.setenv("MY_MODEL_EXTRA", "2")  # any other variable: named with --cache-env
+    named = ResultCache(cache_dir, ("MY_MODEL_EXTRA",))
+    assert _audit_user_model(user_models, named).results[0].macs == 3 * 4 * 5
+    assert (named.hits, named.misses) == (0, 1)
+
+
+def test_cached_and_uncached_runs_agree_on_the_hard_cases(tmp_path: Path) -> None:
+    """A cache must never change an answer: the same counts with the cache off, filling it and reading it."""
+    refs = [CaseRef(c.id) for c in _hard_subset()]
+    backends = ["reference", "thop", "fvcore"]
+    off = run_audit(refs, backends, jobs=2)
+    filled = run_audit(refs, backends, jobs=2, cache=ResultCache(tmp_path))
+    cache = ResultCache(tmp_path)
+    read = run_audit(refs, backends, jobs=2, cache=cache)
+    assert cache.misses == 0
+    assert counts(off) == counts(filled) == counts(read)
+    assert [dataclasses.replace(c, forward_s=None, output="") for c in off.cases] == [
+        dataclasses.replace(c, forward_s=None, output="") for c in read.cases]
+
+
+def _hard_subset() -> list[ModelCase]:
+    from flopaudit.zoo import all_cases
+
+    return [c for c in all_cases() if "hard" in c.tags][:12]
+
+
+@pytest.mark.slow
+def test_cached_and_uncached_runs_agree_on_the_default_zoo(tmp_path: Path) -> None:
+    from flopaudit.zoo.catalog import select
+
+    refs = [CaseRef(i) for i in select().ids]
+    off = run_audit(refs, None, jobs=2)
+    run_audit(refs, None, jobs=2, cache=ResultCache(tmp_path))
+    cache = ResultCache(tmp_path)
+    read = run_audit(refs, None, jobs=2, cache=cache)
+    assert cache.misses == sum(not r.ok and r.status is not Status.NOT_APPLICABLE for r in off.results)
+    assert counts(off) == counts(read)

@@ -94,3 +94,71 @@ def test_console_script_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("flopaudit: error: unknown model 'no_such_model'")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "abc"])
+def test_timeout_must_be_positive_and_finite(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    err = _error_line(capsys, ["run", "--models", "linear-3d", f"--timeout={value}"])
+    assert f"invalid --timeout {value!r}" in err
+
+
+def test_unwritable_out_is_found_before_counting(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+
+    def no_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("counting started")
+
+    monkeypatch.setattr("flopaudit.run.run_audit", no_run)
+    err = _error_line(capsys, ["run", "--models", "linear-3d", "--out", str(blocker / "reports")])
+    assert "cannot write reports to --out" in err
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_output_files_follow_the_umask(tmp_path: Path, fake_backends: None, umask: int, mode: int) -> None:
+    old = __import__("os").umask(umask)
+    try:
+        assert main(["run", "--models", "linear-3d", "--backends", "fake-noisy", "--no-isolation", "--no-progress",
+                     "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    finally:
+        __import__("os").umask(old)
+    written = list((tmp_path / "out").iterdir()) + list((tmp_path / "cache").iterdir())
+    assert written and {p.stat().st_mode & 0o777 for p in written} == {mode}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["zoo"], ["zoo", "--tags", "hard"], ["backends", "--help"],
+                                  ["run", "--help"], ["check", "--help"]])
+def test_help_and_zoo_answer_without_importing_torch(argv: list[str]) -> None:
+    code = (f"import sys\nfrom flopaudit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_help_is_plain_text_and_shows_the_defaults_that_matter(capsys: pytest.CaptureFixture[str]) -> None:
+    texts = []
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        texts.append(capsys.readouterr().out)
+    assert not [t for t in texts if "``" in t or ":func:" in t or ":class:" in t]
+    run_help = " ".join(texts[COMMANDS.index("run")].split())
+    for default in ("(default: 120)", "(default: the usable cores", "(default: $XDG_CACHE_HOME/flopaudit"):
+        assert default in run_help
+
+
+@pytest.mark.parametrize("command", ["run", "snapshot", "check"])
+def test_no_isolation_has_one_name_everywhere(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--no-isolation" in capsys.readouterr().out
+    args = build_parser().parse_args([command, "--no-isolate"] + (["--goldens", "g"] if command == "check" else [])
+                                     + (["--out", "o"] if command == "snapshot" else []))
+    assert args.no_isolation  # the other spelling still works
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    proc = subprocess.run(f"{sys.executable} -m flopaudit zoo | head -n 1", shell=True, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.stdout.startswith("id") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -9,9 +9,8 @@ import pytest
 
 from flopaudit.cli import main
 from flopaudit.commands.merge import merge_runs
-from flopaudit.records import CountResult, Status, Unit
+from flopaudit.records import AuditRun, CaseInfo, CountResult, Status, Unit
 from flopaudit.results_io import load_results, write_results
-from flopaudit.run import AuditRun, CaseInfo
 
 MODELS = ["linear-3d", "conv2d-bias", "tied-weights"]
 

@@ -7,8 +7,16 @@ import json
 
 import pytest
 
-from flopaudit.records import CountResult, RuleContribution, RulesetPrediction, Status, Unit, breakdown
-from flopaudit.run import AuditRun, CaseInfo
+from flopaudit.records import (
+    AuditRun,
+    CaseInfo,
+    CountResult,
+    RuleContribution,
+    RulesetPrediction,
+    Status,
+    Unit,
+    breakdown,
+)
 
 
 def _result() -> CountResult:

@@ -9,9 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from flopaudit.records import CountResult, RuleContribution, RulesetPrediction, Status, Unit, breakdown
+from flopaudit.records import (
+    AuditRun,
+    CaseInfo,
+    CountResult,
+    RuleContribution,
+    RulesetPrediction,
+    Status,
+    Unit,
+    breakdown,
+)
 from flopaudit.reports import build_report, render_csv, render_json, render_markdown, write_reports
-from flopaudit.run import AuditRun, CaseInfo
 
 REF = 1_000_000  # canonical MACs of the synthetic model
 

@@ -8,9 +8,10 @@ from conftest import SmallConvNet
 from fake_backends import FAKES
 
 from flopaudit import adapters
+from flopaudit.execution.work import count_one
 from flopaudit.isolation import fingerprint
 from flopaudit.records import Status
-from flopaudit.run import count_one, run_audit
+from flopaudit.run import run_audit
 from flopaudit.zoo.case import ModelCase, tensor_inputs
 
 

@@ -264,17 +264,13 @@ def test_torchvision_extra_builds_need_no_download(monkeypatch: pytest.MonkeyPat
 # ---------------------------------------------------------------- optional families
 
 
-def test_extra_cases_without_timm_or_transformers_are_torchvision_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extra_cases, "available", lambda module: False)
-    assert [c.id for c in extra_cases.cases()] == [c.id for c in TV_EXTRA]
-
-
-def test_extra_cases_register_optional_families_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extra_cases, "available", lambda module: True)
+def test_optional_families_name_the_library_they_need() -> None:
     ids = [c.id for c in extra_cases.cases()]
     assert "timm-vit_tiny_patch16_224" in ids and "hf-llama-tiny" in ids
     optional = [c for c in extra_cases.cases() if c.tags & {"timm", "transformers"}]
     assert not any(c.default for c in optional)
+    for c in optional:
+        assert c.requires == (("timm",) if "timm" in c.tags else ("transformers",))
 
 
 def test_timm_case_builds_offline_and_runs() -> None:
@@ -306,3 +302,19 @@ def test_transformers_eager_llama_macs_match_an_independent_witness() -> None:
     with counter:  # eager attention: every product is an aten matmul
         model(*inputs.args)
     assert counter.get_total_flops() // 2 == case.expected_macs
+
+
+def test_the_catalog_is_generated_from_the_zoo() -> None:
+    """``flopaudit/zoo/catalog.json`` is what the zoo's code registers (regenerate: python -m flopaudit.zoo.catalog --write)."""
+    from flopaudit.zoo.catalog import CATALOG_PATH, catalog_text, entries_from_registry
+
+    assert catalog_text(entries_from_registry()) == CATALOG_PATH.read_text(encoding="utf-8"), (
+        "the zoo catalog is stale: run 'python -m flopaudit.zoo.catalog --write'")
+
+
+def test_catalog_selection_equals_registry_selection() -> None:
+    from flopaudit.zoo.catalog import select
+
+    for patterns, tags, full in [((), (), False), ((), (), True), (("resnet*",), (), False), ((), ("hard",), False)]:
+        assert select(patterns, tags, full=full).ids == [c.id for c in select_cases(patterns, tags, full=full)]
+    assert not [i for i in select(full=True).ids if i.startswith("faulty-")]  # run only when named

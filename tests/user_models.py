@@ -19,3 +19,11 @@ def not_a_model() -> int:
 
 
 NOT_CALLABLE = 5
+
+
+def raising_factory() -> nn.Module:
+    raise RuntimeError("no weights for you")
+
+
+def needs_width(width: int) -> nn.Module:
+    return nn.Linear(4, width)

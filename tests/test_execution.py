@@ -1,0 +1,135 @@
+"""Supervised workers: every fault of a user's model is a cell's status, nothing reaches the CLI.
+
+The faulty zoo (``flopaudit.zoo.faulty``, tag ``faulty``) hangs, hangs only
+under module hooks, segfaults, exits, allocates 64 TiB, prints 100k lines
+and has a factory that raises; each is run through the command line with
+one and with two workers, next to a model that behaves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flopaudit.cli import main
+
+BACKENDS = ["reference", "thop", "torchinfo"]
+OK_MACS = 2 * 8 * 4  # every faulty model is a Linear(8, 4) on (2, 8) when it runs
+HOOKED = {"thop", "torchinfo"}  # the backends here that put forward hooks on every module
+
+
+def _statuses(out: Path) -> dict[tuple[str, str], dict[str, object]]:
+    data = json.loads((out / "results.json").read_text())
+    return {(r["model"], r["backend"]): r for r in data["results"]}
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_faulty_models_become_statuses_and_the_rest_is_counted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--models", "faulty-*", "linear-3d", "--backends", *BACKENDS,
+                 "--timeout", "3", "--max-memory", "2", "--jobs", jobs, "--no-cache", "--no-progress",
+                 "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0
+    assert "model output line" not in printed.out + printed.err  # the flood stayed in the worker
+    cells = _statuses(out)
+    for b in BACKENDS:
+        assert cells[("linear-3d", b)]["status"] == "ok"
+        assert cells[("faulty-prints", b)]["status"] == "ok"
+        hang = cells[("faulty-hang-forward", b)]
+        assert hang["status"] == "timeout" and "building or running the model" in hang["error"]
+        under_hooks = cells[("faulty-hang-under-hooks", b)]
+        if b in HOOKED:
+            assert under_hooks["status"] == "timeout" and "no result after 3 s" in under_hooks["error"]
+        else:
+            assert under_hooks["status"] == "ok"
+        for model, words in [("faulty-segfault", "signal SIGSEGV"), ("faulty-exit", "exit code 3"),
+                             ("faulty-huge-allocation", "memory limit of 2 GiB"),
+                             ("faulty-factory-raises", "model failed to build")]:
+            assert cells[(model, b)]["status"] == "error", (model, b)
+            assert words in cells[(model, b)]["error"], (model, b, cells[(model, b)]["error"])
+    assert cells[("faulty-prints", "reference")]["macs"] == cells[("faulty-hang-under-hooks", "reference")]["macs"] == OK_MACS
+    infos = {c["id"]: c for c in json.loads((out / "results.json").read_text())["cases"]}
+    assert infos["faulty-prints"]["output"].startswith("model output line 0\n")
+    assert "more line(s) not kept" in infos["faulty-prints"]["output"]
+
+
+def test_a_factory_that_raises_is_a_user_mistake(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "--models", "user_models:raising_factory", "--input-shape", "1,4", "--no-cache",
+                 "--no-progress", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "'user_models:raising_factory'" in err[0] and "RuntimeError: no weights for you" in err[0]
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_factory_with_the_wrong_arguments_is_a_user_mistake(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    code = main(["run", "--models", "user_models:needs_width", "--input-shape", "1,4", "--no-cache",
+                 "--no-progress", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "TypeError" in err and "width" in err and "\n" not in err
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flopaudit", "run", "--models", "faulty-hang-forward", "faulty-hang-under-hooks",
+         "linear-3d", "--timeout", "120", "--jobs", "2", "--cache-dir", str(cache), "--no-progress",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    deadline = time.monotonic() + 120
+    seen: set[int] = set()
+    while time.monotonic() < deadline and len([p for p in seen if _alive(p)]) < 3:  # fork server + 2 workers
+        seen |= _descendants(proc.pid)
+        time.sleep(0.2)
+    time.sleep(2)  # the workers are inside the hanging forward passes
+    seen |= _descendants(proc.pid)
+    assert len(seen) >= 3, seen
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the foreground process group
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 130, err
+    assert elapsed < 2.0, elapsed
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert not [p for p in seen if _alive(p)]
+    assert not (out / "results.json").exists() and not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+    assert not list(cache.glob(".*.tmp")) if cache.exists() else True

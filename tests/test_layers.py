@@ -1,0 +1,52 @@
+"""The package's layers: data types at the bottom, orchestration on top, nothing below reaching up.
+
+Each lower module is imported alone in a fresh interpreter; it must pull in
+no module of a higher layer, and (for everything the command-line process
+uses) no torch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+ORCHESTRATION = ("flopaudit.run", "flopaudit.execution.supervisor", "flopaudit.commands", "flopaudit.cli")
+
+LOWER = [
+    "flopaudit.records",
+    "flopaudit.errors",
+    "flopaudit.units",
+    "flopaudit.inputs",
+    "flopaudit.frame",
+    "flopaudit.results_io",
+    "flopaudit.cache",
+    "flopaudit.execution.protocol",
+    "flopaudit.execution.manifest",
+    "flopaudit.execution.refs",
+    "flopaudit.execution.failures",
+    "flopaudit.execution.worker",
+    "flopaudit.zoo.catalog",
+    "flopaudit.reports.explain",
+    "flopaudit.goldens",
+]
+TORCH_FREE = [*LOWER, "flopaudit.run", "flopaudit.execution.supervisor", "flopaudit.cli", "flopaudit.zoo"]
+
+
+def _imported_by(module: str) -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize("module", LOWER)
+def test_lower_layers_do_not_reach_up(module: str) -> None:
+    reached = sorted(m for m in _imported_by(module) if m.startswith(ORCHESTRATION))
+    assert not reached, f"{module} imports {reached}"
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_command_line_modules_import_no_torch(module: str) -> None:
+    assert "torch" not in _imported_by(module)
