@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 ZERO_OP_MODULE = re.compile(r"Warning: module (\S+) is treated as a zero-op\.")
 """ptflops' ``pytorch`` engine, ``verbose=True``: a module type it has no hook for."""

@@ -20,14 +20,30 @@ import contextlib
 import io
 import re
 import warnings
-from typing import Any, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.binding import FixedKwargs, strip_wrapper
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="thop",
+    adapter="ThopAdapter",
+    description="thop.profile: forward hooks on modules with a rule; functional ops are not seen",
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="thop",
+    distribution="thop",
+    install="pip install thop",
+    ruleset="flopaudit.reference.backend_rulesets.thop",
+    meta=MetaSupport(True),
+    order=10,
+)
 
 _MISSING_RULE = re.compile(r"\[WARN\] Cannot find rule for (<class '[^']*'>)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -63,12 +79,7 @@ class ThopAdapter(Adapter):
     positional inputs go straight to ``profile(model, inputs=args)``.
     """
 
-    name = "thop"
-    distribution = "thop"
-    module = "thop"
-    unit = Unit.MAC
-    granularity = Granularity.MODULE_HOOKS
-    description = "thop.profile: forward hooks on modules with a rule; functional ops are not seen"
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return {"custom_ops": {}, "verbose": False, "report_missing": True, "ret_layer_info": True}
@@ -79,6 +90,8 @@ class ThopAdapter(Adapter):
             # DeprecationWarning is about thop's packaging, not about the count.
             warnings.simplefilter("ignore", DeprecationWarning)
             from thop import profile
+
+        from flopaudit.adapters._binding import FixedKwargs, strip_wrapper
 
         target: nn.Module = FixedKwargs(model, inputs.kwargs) if inputs.kwargs else model
         opts = self.options()

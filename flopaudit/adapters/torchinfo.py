@@ -29,15 +29,36 @@ counts again.
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.binding import FixedKwargs
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="torchinfo",
+    adapter="TorchinfoAdapter",
+    description="torchinfo summary: module hooks, Mult-Adds from parameter counts x output size; functional ops unseen",
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="torchinfo",
+    distribution="torchinfo",
+    install="pip install torchinfo",
+    ruleset="flopaudit.reference.backend_rulesets.torchinfo",
+    meta=MetaSupport(True),
+    known_divergences={
+        "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
+        "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
+        "support sizes); a crash is not predicted, the report shows the cell as an error",
+    },
+    order=50,
+)
 
 
 def _keep_mode(mode: bool = True) -> None:
@@ -94,14 +115,7 @@ class TorchinfoAdapter(Adapter):
     torchinfo does not move it.
     """
 
-    name: ClassVar[str] = "torchinfo"
-    distribution: ClassVar[str] = "torchinfo"
-    module: ClassVar[str] = "torchinfo"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "torchinfo summary: module hooks, Mult-Adds from parameter counts x output size; functional ops unseen"
-    )
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return {
@@ -117,6 +131,8 @@ class TorchinfoAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         import torchinfo
         import torchinfo.torchinfo as torchinfo_impl
+
+        from flopaudit.adapters._binding import FixedKwargs
 
         opts = self.options()
         kwargs = dict(inputs.kwargs)

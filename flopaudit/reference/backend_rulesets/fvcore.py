@@ -289,6 +289,3 @@ FVCORE = Ruleset(
     grad_enabled=True,
 )
 register_ruleset(FVCORE)
-
-#: zoo case id -> why this ruleset cannot predict fvcore there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

@@ -88,7 +88,5 @@ PTFLOPS_ATEN = register_ruleset(Ruleset(
     grad_enabled=True,
 ))
 
-#: zoo case id -> why this ruleset cannot predict ptflops-aten there.
-KNOWN_DIVERGENCES: dict[str, str] = {}
 
-__all__ = ["EVENT_RULES", "KNOWN_DIVERGENCES", "PTFLOPS_ATEN"]
+__all__ = ["EVENT_RULES", "PTFLOPS_ATEN"]

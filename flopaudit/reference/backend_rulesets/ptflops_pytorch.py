@@ -409,7 +409,5 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     sums_per_name=True,
 ))
 
-#: zoo case id -> why this ruleset cannot predict ptflops-pytorch there.
-KNOWN_DIVERGENCES: dict[str, str] = {}
 
-__all__ = ["EVENT_RULES", "KNOWN_DIVERGENCES", "MODULE_RULES", "PATCHED_FUNCTIONS", "PTFLOPS_PYTORCH"]
+__all__ = ["EVENT_RULES", "MODULE_RULES", "PATCHED_FUNCTIONS", "PTFLOPS_PYTORCH"]

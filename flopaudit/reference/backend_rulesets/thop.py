@@ -299,7 +299,5 @@ THOP = register_ruleset(Ruleset(
     sums_per_name=True,
 ))
 
-#: zoo case id -> why this ruleset cannot predict thop there.
-KNOWN_DIVERGENCES: dict[str, str] = {}
 
-__all__ = ["KNOWN_DIVERGENCES", "MODULE_RULES", "THOP", "class_path"]
+__all__ = ["MODULE_RULES", "THOP", "class_path"]

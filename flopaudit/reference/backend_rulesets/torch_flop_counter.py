@@ -59,6 +59,3 @@ TORCH_FLOP_COUNTER = Ruleset(
     grad_enabled=True,
 )
 register_ruleset(TORCH_FLOP_COUNTER)
-
-#: zoo case id -> why this ruleset cannot predict FlopCounterMode there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

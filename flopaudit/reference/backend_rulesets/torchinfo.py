@@ -108,10 +108,3 @@ TORCHINFO = Ruleset(
     module_hooks=True,
 )
 register_ruleset(TORCHINFO)
-
-#: zoo case id -> why this ruleset cannot predict torchinfo there.
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
-    "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
-    "support sizes); a crash is not predicted, the report shows the cell as an error",
-}
