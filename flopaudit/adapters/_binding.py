@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from flopaudit.inputs import ModelInputs, iter_tensors
+from flopaudit.module_paths import relative_path
 
 WRAPPED = "wrapped"
 """Attribute name of the user's model inside :class:`FixedKwargs`."""
@@ -35,13 +36,13 @@ class FixedKwargs(nn.Module):
 
 
 def strip_wrapper(tree: Mapping[str, float], prefix: str = WRAPPED) -> dict[str, float]:
-    """Drop the wrapper's root and ``prefix.`` from every module path."""
+    """Module paths seen from inside the wrapper: ``prefix`` becomes ``""``, ``prefix.a`` ``a``;
+    paths outside it (the wrapper's own root) are dropped."""
     out: dict[str, float] = {}
     for path, ops in tree.items():
-        if path == prefix:
-            out[""] = ops
-        elif path.startswith(prefix + "."):
-            out[path[len(prefix) + 1 :]] = ops
+        inner = relative_path(path, prefix)
+        if inner is not None:
+            out[inner] = ops
     return out
 
 
@@ -98,8 +99,4 @@ def user_path(wrapped_name: str) -> str | None:
     ``"model"`` -> ``""``, ``"model.a.b"`` -> ``"a.b"``, the wrapper itself
     (``""``) -> ``None``.
     """
-    if wrapped_name == _INNER:
-        return ""
-    if wrapped_name.startswith(_INNER + "."):
-        return wrapped_name[len(_INNER) + 1 :]
-    return None
+    return relative_path(wrapped_name, _INNER)

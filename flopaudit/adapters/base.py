@@ -6,7 +6,7 @@ import copy
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -191,4 +191,22 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Adapter", "RawCount", "Breakdown", "count_params"]
+def has_own_work(module: nn.Module) -> bool:
+    """A leaf, or a module holding parameters directly (its own forward does work)."""
+    has_children = next(module.children(), None) is not None
+    has_own_params = next(module.parameters(recurse=False), None) is not None
+    return not has_children or has_own_params
+
+
+def count_instances(modules: Iterable[nn.Module], flagged: Callable[[nn.Module], bool]) -> dict[str, int]:
+    """Class name -> how many of ``modules`` the backend ``flagged`` (as having no rule) and that do
+    work of their own (:func:`has_own_work`): containers whose children are counted are left out."""
+    counts: dict[str, int] = {}
+    for module in modules:
+        if flagged(module) and has_own_work(module):
+            key = type(module).__name__
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+__all__ = ["Adapter", "RawCount", "Breakdown", "count_instances", "count_params", "has_own_work"]

@@ -28,8 +28,8 @@ import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Callable
 
-from flopaudit.adapters._ptflops_common import ZERO_OP_MODULE, common_options, count_instances
-from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters._ptflops_common import ZERO_OP_MODULE, common_options
+from flopaudit.adapters.base import Adapter, RawCount, count_instances
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
 
@@ -150,7 +150,8 @@ class PtflopsPytorchAdapter(Adapter):
             params=int(params),
             per_module=tree,
             per_op={k: int(round(v)) for k, v in per_op.items()},
-            unsupported=count_instances((modules[p] for p in tree if p in modules), zero_op_types),
+            unsupported=count_instances((modules[p] for p in tree if p in modules),
+                                        lambda m: type(m).__name__ in zero_op_types),
             warnings=messages,
         )
 

@@ -22,7 +22,7 @@ import re
 import warnings
 from typing import TYPE_CHECKING, Any, Mapping
 
-from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.base import Adapter, RawCount, count_instances
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
 
@@ -117,7 +117,8 @@ class ThopAdapter(Adapter):
             macs=int(round(total_ops)),
             params=int(round(total_params)),
             per_module={path: int(round(ops)) for path, ops in tree.items()},
-            unsupported=_unsupported(model, set(tree), warned),
+            unsupported=count_instances((m for p, m in model.named_modules() if p in tree),
+                                        lambda m: repr(type(m)) in warned),
             warnings=messages,
         )
 
@@ -130,20 +131,6 @@ def _flatten_layer_info(layers: LayerInfo, prefix: str = "") -> dict[str, float]
         out[path] = ops
         out.update(_flatten_layer_info(children, path))
     return out
-
-
-def _unsupported(model: nn.Module, visited: set[str], warned: set[str]) -> dict[str, int]:
-    """Instances of warned-about types that thop visited and that do own work."""
-    counts: dict[str, int] = {}
-    for path, module in model.named_modules():
-        if path not in visited or repr(type(module)) not in warned:
-            continue
-        has_children = next(module.children(), None) is not None
-        has_own_params = next(module.parameters(recurse=False), None) is not None
-        if not has_children or has_own_params:
-            key = type(module).__name__
-            counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 __all__ = ["ThopAdapter"]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount, count_params
 from flopaudit.adapters.descriptor import META_DISPATCH_NOTE, Backend, MetaSupport
+from flopaudit.module_paths import first_names, relative_path
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -66,24 +67,13 @@ def tracker_paths(model: nn.Module, known: Any) -> dict[str, str]:
     up by identity in ``model.named_modules()``, so a shared module maps to
     its first name. Tracker names of modules outside ``model`` are left out.
     """
-    paths: dict[int, str] = {}
-    for name, module in model.named_modules():
-        paths.setdefault(id(module), name)
+    paths = first_names(model)
     out: dict[str, str] = {}
     for module, tracker_name in list(known.items()):
         path = paths.get(id(module))
         if path is not None:
             out[str(tracker_name)] = path
     return out
-
-
-def strip_root(tracker_name: str, root_name: str) -> str | None:
-    """Fallback mapping by name: ``"Net.a.b"`` -> ``"a.b"``, ``"Net"`` -> ``""``."""
-    if tracker_name == root_name:
-        return ""
-    if tracker_name.startswith(root_name + "."):
-        return tracker_name[len(root_name) + 1 :]
-    return None
 
 
 class TorchFlopCounterAdapter(Adapter):
@@ -147,7 +137,7 @@ class TorchFlopCounterAdapter(Adapter):
             if by_identity is not None:
                 path = by_identity.get(tracker_name)
             else:
-                path = strip_root(tracker_name, root_name)
+                path = relative_path(tracker_name, root_name)  # "Net.a.b" -> "a.b"
             if path is None:
                 continue
             per_module[path] = per_module.get(path, 0) + sum(int(v) for v in ops.values()) // 2

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.module_paths import ancestors, first_names
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -75,22 +76,6 @@ def model_device(model: nn.Module, inputs: ModelInputs) -> torch.device | None:
     if not devices:
         devices = {t.device for t in inputs.tensors()}
     return devices.pop() if len(devices) == 1 else None
-
-
-def module_paths(model: nn.Module) -> dict[int, str]:
-    """``id(module)`` -> dotted path, the first name of a shared module."""
-    paths: dict[int, str] = {}
-    for name, module in model.named_modules():
-        paths.setdefault(id(module), name)
-    return paths
-
-
-def ancestors(path: str) -> list[str]:
-    """``"a.b.c"`` -> ``["", "a", "a.b", "a.b.c"]``; ``""`` -> ``[""]``."""
-    if not path:
-        return [""]
-    parts = path.split(".")
-    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 class TorchinfoAdapter(Adapter):
@@ -165,7 +150,7 @@ class TorchinfoAdapter(Adapter):
         if cache.get(key) is stats.summary_list:
             del cache[key]
 
-        paths = module_paths(model)
+        paths = first_names(model)
         per_module: dict[str, int] = {}
         for layer in stats.summary_list:
             path = paths.get(id(layer.module))
