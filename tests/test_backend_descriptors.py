@@ -89,8 +89,8 @@ def test_a_descriptor_checks_its_fields() -> None:
     with pytest.raises(ValueError, match="required"):
         Backend(name="x", adapter="", description="", unit=Unit.MAC, granularity=Granularity.ATEN_OPS, module="x")
     with pytest.raises(TypeError, match="records.Unit"):
-        Backend(name="x", adapter="X", description="", unit="MAC", granularity=Granularity.ATEN_OPS,  # type: ignore[arg-type]
-                module="x")
+        Backend(name="x", adapter="X", description="", unit="MAC",  # type: ignore[arg-type]
+                granularity=Granularity.ATEN_OPS, module="x")
 
 
 def test_a_backend_without_a_meta_verdict_does_not_count_on_meta() -> None:

@@ -1,7 +1,7 @@
 """Each backend's ruleset predicts that backend's count exactly, case by case.
 
 The reference records a case once; the backend's ruleset, applied to those
-events (:func:`flopaudit.reference.predict.predict`), must equal what the
+events (:func:`flopaudit.reference.pricing.predict`), must equal what the
 backend's adapter reports. Where it cannot (yet), the backend's descriptor lists
 the case in :attr:`~flopaudit.adapters.Backend.known_divergences` with its
 reason; such cases are strict xfails, so a divergence that disappears must be

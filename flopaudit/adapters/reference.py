@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.module_paths import layer_differences
-from flopaudit.records import Granularity, RuleContribution, RulesetPrediction, Unit
+from flopaudit.records import CauseKind, Granularity, RuleContribution, RulesetPrediction, Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -100,7 +100,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
-    from flopaudit.reference.predict import predict
+    from flopaudit.reference.pricing import predict
 
     rulesets = backend_rulesets()
     hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
@@ -143,7 +143,7 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
     cause = RuleContribution(
         rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
         "(e.g. no nested tensor for padded sequences, no fused kernels)",
-        kind="rule",
+        kind=CauseKind.RULE,
         macs=delta,
         layers=layers,
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
 
@@ -101,7 +102,7 @@ TORCHINFO = Ruleset(
           for cls in classes),
         ModuleRule("*", "torchinfo.leaf", in_leaf=True, reason=_OTHER_LEAVES),
         # Not a leaf (out_proj is a child, never called): its work is functional ops, counted 0.
-        ModuleRule("MultiheadAttention", "zero", in_leaf=False, kind="unsupported",
+        ModuleRule("MultiheadAttention", "zero", in_leaf=False, kind=CauseKind.UNSUPPORTED,
                    reason="MultiheadAttention counted 0: not a leaf, its projections and attention are functional"),
     ),
     default="zero",
