@@ -32,13 +32,13 @@ ONE_LINEAR = "import torch\nfrom torch import nn\n\ndef build():\n    return nn.
 COUNT_TIMES = """
 import json, time, torch, torchvision
 torch.set_num_threads(1)
-from flopaudit.adapters import BACKEND_NAMES, get_adapter
+from flopaudit.adapters import backend_names, get_adapter
 model = torchvision.models.resnet50(weights=None).eval()
 x = torch.randn(1, 3, 224, 224)
 with torch.no_grad():
     model(x)
 times = {}
-for name in BACKEND_NAMES:
+for name in backend_names():
     start = time.perf_counter()
     result = get_adapter(name).count(model, x)
     times[name] = time.perf_counter() - start

@@ -130,14 +130,14 @@ class ResultCache:
     def backend_key(self, backend: str) -> Key:
         """Name, adapter path and source, version, torch version and options of a backend."""
         if backend not in self._backend_keys:
-            from flopaudit.adapters import ADAPTER_PATHS, get_adapter
+            from flopaudit.adapters import get_adapter, registration
 
             adapter = get_adapter(backend)
-            path = ADAPTER_PATHS.get(backend, "")
+            described, module = registration(backend)
             self._backend_keys[backend] = _normal({
                 "name": backend,
-                "adapter": path,
-                "adapter_source": module_source_digest(path.partition(":")[0]) if path else "",
+                "adapter": f"{module}:{described.adapter}",
+                "adapter_source": module_source_digest(module),
                 "version": adapter.version(),
                 "torch": installed_version("torch"),
                 "options": sorted((k, repr(v)) for k, v in adapter.options().items()),

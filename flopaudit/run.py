@@ -29,6 +29,7 @@ from flopaudit.execution.refs import CaseRef
 from flopaudit.records import AuditRun, CaseInfo, CountResult, environment
 
 if TYPE_CHECKING:
+    from flopaudit.adapters import Backend
     from flopaudit.cache import Key, ResultCache
     from flopaudit.execution.manifest import Manifest
     from flopaudit.zoo.case import ModelCase
@@ -127,9 +128,9 @@ def run_audit(
     main module, so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    from flopaudit.adapters import BACKEND_NAMES, get_backend
+    from flopaudit.adapters import backend_names, get_backend
 
-    names = list(backends or BACKEND_NAMES)
+    names = list(backends or backend_names())
     for name in names:
         get_backend(name)  # validate names before any work
     planned = [plan_case(c) for c in cases]
@@ -301,37 +302,34 @@ def split_orders(orders: list[Order], jobs: int) -> list[Order]:
     return out
 
 
-def _runtime_adapters(backends: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def _runtime_adapters(backends: Sequence[str]) -> tuple[tuple[Backend, str], ...]:
     """Backends registered at run time (outside flopaudit's adapters), for the workers to register too."""
-    from flopaudit.adapters import ADAPTER_PATHS
+    from flopaudit.adapters import registration
 
-    return tuple((b, ADAPTER_PATHS[b]) for b in backends
-                 if b in ADAPTER_PATHS and not ADAPTER_PATHS[b].startswith("flopaudit."))
+    return tuple(r for r in (registration(b) for b in backends) if not r[1].startswith("flopaudit.adapters."))
+
+
+DISPATCH_MODE_IMPORT = "torch._dynamo"
+"""NB: torch imports it (seconds) on the first call under a ``TorchDispatchMode``; the fork server does it once."""
 
 
 def preload_modules(backends: Sequence[str], cases: Sequence[PlannedCase]) -> list[str]:
-    """What the fork server imports once for every worker: the counting code, the backends, torchvision if needed."""
-    from flopaudit.adapters import ADAPTER_PATHS
+    """What the fork server imports once for every worker: torch, the counting code, each backend's adapter,
+    package and ruleset (the reference adapter prices every ruleset), torchvision when a case needs it."""
+    from flopaudit.adapters import backends as described
+    from flopaudit.adapters import registration
+    from flopaudit.records import Granularity
 
     modules = ["torch", "flopaudit.execution.work"]
-    modules += [ADAPTER_PATHS[b].partition(":")[0] for b in backends if b in ADAPTER_PATHS]
-    modules += [m for b in backends for m in BACKEND_PACKAGES.get(b, ())]
+    for name in backends:
+        backend, module = registration(name)
+        modules += [module, backend.module]
+        if backend.granularity is Granularity.ATEN_OPS:
+            modules.append(DISPATCH_MODE_IMPORT)
+    modules += [b.ruleset for b in described().values() if b.ruleset]
     if any("torchvision" in c.tags for c in cases):
         modules.append("torchvision")
     return list(dict.fromkeys(modules))
-
-
-_DISPATCH_MODE = "torch._dynamo"  # NB: torch imports it (seconds) on the first call under a dispatch mode
-BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
-    "thop": ("thop",),
-    "ptflops-pytorch": ("ptflops",),
-    "ptflops-aten": ("ptflops", _DISPATCH_MODE),
-    "fvcore": ("fvcore.nn",),
-    "torchinfo": ("torchinfo",),
-    "torch-flop-counter": ("torch.utils.flop_counter", _DISPATCH_MODE),
-    "reference": ("flopaudit.reference", "flopaudit.reference.backend_rulesets", "flopaudit.reference.predict",
-                  _DISPATCH_MODE),
-}
 
 
 def audit_model(
@@ -345,15 +343,13 @@ def audit_model(
     isolate: bool = True,
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this process)."""
-    from flopaudit.adapters import BACKEND_NAMES
+    from flopaudit.adapters import backend_names, get_backend
     from flopaudit.execution.work import count_one
     from flopaudit.inputs import ModelInputs
 
     model_inputs = ModelInputs.coerce(inputs, kwargs)
-    names = list(backends or BACKEND_NAMES)
+    names = list(backends or backend_names())
     for b in names:
-        from flopaudit.adapters import get_backend
-
         get_backend(b)
     results = tuple(
         count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate) for b in names

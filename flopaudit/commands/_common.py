@@ -122,9 +122,9 @@ def strict_inputs(args: argparse.Namespace) -> bool:
 
 
 def backends_from_args(args: argparse.Namespace) -> list[str]:
-    from flopaudit.adapters import BACKEND_NAMES, get_backend
+    from flopaudit.adapters import backend_names, get_backend
 
-    names = split_list(args.backends) or list(BACKEND_NAMES)
+    names = split_list(args.backends) or list(backend_names())
     for name in names:
         get_backend(name)  # raises UserError listing the valid names
     return names

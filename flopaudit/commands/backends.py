@@ -1,25 +1,28 @@
-"""flopaudit backends: list backends with version, unit and availability."""
+"""flopaudit backends: list backends with version, unit, granularity and availability.
+
+Read from the backends' descriptors: no backend (and not torch) is imported.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from flopaudit.commands._common import plain
+from flopaudit.commands._common import add_parser
 from flopaudit.table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backends", help="list counting backends", description=plain(__doc__))
+    p = add_parser(sub, "backends", __doc__, "list counting backends")
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from flopaudit.adapters import all_adapters
+    from flopaudit.adapters import backends
 
     rows = []
-    for a in all_adapters():
-        ok = a.available()
-        rows.append([a.name, a.distribution, a.version() or "-", a.unit.value, a.granularity.value,
-                     "yes" if ok else "no (not installed)"])
+    for b in backends().values():
+        available = "yes" if b.available() else f"no ({b.missing_reason()})"
+        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", b.unit.value, b.granularity.value,
+                     available])
     print(format_table(["backend", "distribution", "version", "unit", "granularity", "available"], rows))
     return 0

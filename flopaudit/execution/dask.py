@@ -46,7 +46,7 @@ class CountTask:
     case: CaseRef | bytes
     backend: str | None
     settings: CaseSettings
-    adapters: tuple[tuple[str, str], ...] = ()
+    adapters: tuple[tuple[Any, str], ...] = ()
     timeout: float | None = None
     max_memory_gb: float | None = None
     parent_pid: int = 0
@@ -187,11 +187,9 @@ def execute_task(task: CountTask) -> TaskOutcome:
 
     if os.getpid() != task.parent_pid:
         torch.set_num_threads(1)  # the workers share the cores
-    if task.adapters:
-        from flopaudit.adapters import ADAPTER_PATHS
+    from flopaudit.execution.worker import register_adapters
 
-        for name, path in task.adapters:
-            ADAPTER_PATHS.setdefault(name, path)
+    register_adapters(task.adapters)
     try:
         prepared = _prepared(task)
     except UserError as exc:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from flopaudit.records import CaseInfo, CountResult
 
 if TYPE_CHECKING:
+    from flopaudit.adapters.descriptor import Backend
     from flopaudit.execution.manifest import Manifest
     from flopaudit.execution.refs import CaseRef
 
@@ -77,8 +78,8 @@ class Order:
     ``case`` is a :class:`CaseRef` or, for cases that have no name, the
     pickled :class:`~flopaudit.zoo.case.ModelCase`. An order without
     backends only builds and runs the model (the check that a user's model
-    accepts its inputs before any count starts). ``adapters`` locate
-    backends registered at run time (``name -> "module:Class"``). A
+    accepts its inputs before any count starts). ``adapters`` are the
+    backends registered at run time (descriptor, adapter module). A
     :class:`LocalCase` is a case that stayed in the caller's memory (for
     workers forked from it).
     """
@@ -88,7 +89,7 @@ class Order:
     case: CaseRef | bytes | LocalCase
     backends: tuple[tuple[int, str], ...]
     settings: CaseSettings = CaseSettings()  # noqa: RUF009 - frozen, so one shared default is safe
-    adapters: tuple[tuple[str, str], ...] = ()
+    adapters: tuple[tuple[Backend, str], ...] = ()
     attempt: int = 0
     """How many workers died on this case before (see the supervisor's retry bound)."""
 

@@ -120,7 +120,7 @@ def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[A
     from flopaudit.execution.memory import looks_out_of_memory, memory_cap
     from flopaudit.execution.work import count_prepared, name_memory_error, prepare_case
 
-    _register_adapters(order.adapters)
+    register_adapters(order.adapters)
     prepared = kept.get(order.case_key)
     if prepared is None:
         kept.clear()
@@ -166,11 +166,11 @@ def resolve_case(case: Any) -> Any:
     return case.resolve()
 
 
-def _register_adapters(adapters: tuple[tuple[str, str], ...]) -> None:
+def register_adapters(adapters: tuple[tuple[Any, str], ...]) -> None:
     """Make backends registered at run time in the supervisor's process known here."""
     if not adapters:
         return
-    from flopaudit.adapters import ADAPTER_PATHS
+    from flopaudit.adapters import register_backend
 
-    for name, path in adapters:
-        ADAPTER_PATHS.setdefault(name, path)
+    for backend, module in adapters:
+        register_backend(backend, module)
