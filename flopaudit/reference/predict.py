@@ -9,6 +9,9 @@ difference from the canonical MAC count to the rule that caused it:
   to that rule's ``reason``;
 * a module call priced by a :class:`ModuleRule` books ``count - canonical
   MACs of the events inside it`` (when it suppresses them) to its reason;
+  a catch-all rule (``module_type="*"``) that prices a leaf with work at 0
+  books it as ``unsupported`` "no rule for <type> modules", the name the
+  default gives the same leaf in other backends;
 * a module with several names (shared by two parents) priced by a ruleset
   that counts per name (``hooks_per_name`` / ``sums_per_name``) books the
   extra copies to ``reused-module``, with the module's names as layers;
@@ -43,9 +46,16 @@ def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> tuple[str
         return "unsupported", ruleset.default_reason or f"{_packet(e.op)} not counted"
     if ruleset.default_reason:
         return "rule", ruleset.default_reason
-    if e.in_leaf and e.module_path:
-        return "unsupported", f"no rule for {e.module_type} modules"
+    if e.in_leaf:
+        return no_rule(e.module_type)
     return "missed-functional", f"functional {_packet(e.op)} outside leaf modules"
+
+
+def no_rule(module_type: str) -> tuple[str, str]:
+    """The cause of a leaf module's work that a hook-based backend prices 0:
+    one name for every backend, so the report can say that several miss the
+    same layer (a model that is itself a leaf, ``path == ""``, included)."""
+    return "unsupported", f"no rule for {module_type} modules"
 
 
 def _reused_reason(ruleset: Ruleset) -> str:
@@ -96,14 +106,16 @@ def predict(
         for j in inner:
             covered[j] = True
             canonical += events[j].macs
-        reason = rule.reason or f"{call.module_type} priced by module rule {rule.count!r}"
         priced = MODULE_COUNTERS[rule.count](call)
+        key = (rule.kind, rule.reason or f"{call.module_type} priced by module rule {rule.count!r}")
+        if rule.module_type == "*" and not priced and canonical:
+            key = no_rule(call.module_type)  # a catch-all rule that finds nothing to price in this layer
         shares = name_shares(call, priced, ruleset)
         if len(shares) == 1 and shares[0][2] == priced:
-            book((rule.kind, reason), priced, canonical, call.path, call.stack)
+            book(key, priced, canonical, call.path, call.stack)
             continue
         once = priced // 2 if halve else priced
-        book_delta((rule.kind, reason), once - canonical, call.path)
+        book_delta(key, once - canonical, call.path)
         reused = ("reused-module", _reused_reason(ruleset))
         for alias, stack, amount in shares:
             macs = amount // 2 if halve else amount
