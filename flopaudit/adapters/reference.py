@@ -160,12 +160,13 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
     how = "with autograd on" if key[0] else "with a hook on every module"
     mine, ref = source.module_macs(), result.module_macs()
     nested = any(p for p in (*mine, *ref))  # a model with submodules; else the root takes it all
-    layers = layer_differences(mine, ref, 8) if nested else (("", delta),)
+    layers = layer_differences(mine, ref, len(mine) + len(ref)) if nested else (("", delta),)
     cause = RuleContribution(
         rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
         "(e.g. no nested tensor for padded sequences, no fused kernels)",
         kind="rule",
         macs=delta,
-        layers=layers,
+        layers=layers[:8],
+        layer_count=len(layers),
     )
     return dataclasses.replace(prediction, contributions=(cause, *prediction.contributions))

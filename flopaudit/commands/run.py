@@ -155,12 +155,8 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
 
 
 def explanation_summary(run: AuditRun) -> str:
-    """One line per classification: how many cells, so users know where to look."""
-    from collections import Counter
+    """The verdict per model and how many cells of each classification."""
+    from flopaudit.reports import build_report
+    from flopaudit.reports.verdict import footer
 
-    from flopaudit.reports import CLASSIFICATIONS, build_report
-
-    counts = Counter(c.classification for c in build_report(run).cells)
-    parts = [f"{name} {counts[name]}" for name in CLASSIFICATIONS if counts[name]]
-    return ("cells: " + ", ".join(parts) + ". Causes per cell: report.md, or "
-            "'flopaudit explain MODEL --backend BACKEND'.")
+    return footer(build_report(run))

@@ -141,6 +141,7 @@ def predict(
             macs=delta,
             layers=tuple(sorted(((p, v) for p, v in layers[(kind, reason)].items() if v),
                                 key=lambda x: (-abs(x[1]), x[0]))[:_LAYERS_KEPT]),
+            layer_count=sum(1 for v in layers[(kind, reason)].values() if v),
         )
         for (kind, reason), delta in sorted(deltas.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
         if delta
