@@ -92,7 +92,7 @@ def test_markdown_json_csv() -> None:
     assert "unsupported: aten.lstm not counted: -200.000K (rnn -200.000K)" in md
     assert "residual not explained: +7.000K" in md
     data = json.loads(render_json(report))
-    assert data["schema"] == "flopaudit.report" and data["schema_version"] == 1
+    assert data["schema"] == "flopaudit.report" and data["schema_version"] == 2
     fv = next(c for c in data["cells"] if c["backend"] == "fvcore")
     assert fv["difference"] == -200_000 and fv["causes"][0]["macs"] == -200_000
     csv_lines = render_csv(report).splitlines()
