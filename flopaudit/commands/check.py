@@ -17,6 +17,7 @@ from pathlib import Path
 from flopaudit.commands._common import split_list
 from flopaudit.commands.snapshot import add_count_args
 from flopaudit.errors import UserError
+from flopaudit.fail_on import add_fail_on_argument, check_failures, classes_from_args, report_failures
 from flopaudit.goldens.record import Golden
 
 Entry = tuple[Path, Golden]
@@ -24,11 +25,13 @@ Entry = tuple[Path, Golden]
 
 EXIT_CODES = """\
 exit status:
-  0  every count matches its golden (or, with --accept, drifted goldens were rewritten)
-  1  drift: at least one count, breakdown or status differs from its golden
+  0  nothing listed in --fail-on occurred (by default: every count matches its golden,
+     or, with --accept, drifted goldens were rewritten)
+  1  a class listed in --fail-on occurred (default drift: a count, breakdown or status
+     differs from its golden; also error, timeout, unexplained)
   2  usage error: goldens directory missing, no golden files (or none matching the
      selection), a golden that is missing, not valid JSON or not a flopaudit golden,
-     or an unknown model or backend named in a golden"""
+     an unknown model or backend named in a golden, or an unknown --fail-on class"""
 """README-ready text; also the epilog of ``flopaudit check --help``."""
 
 
@@ -49,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", "-b", nargs="+", metavar="BACKEND", help="check only goldens of these backends")
     p.add_argument("--accept", action="store_true", help="rewrite drifted goldens with the new counts")
     p.add_argument("--max-rows", type=int, default=20, metavar="N", help="diff rows shown per section (default 20)")
+    add_fail_on_argument(p, "drift")
     add_count_args(p)
     p.set_defaults(handler=main)
 
@@ -71,11 +75,14 @@ def main(args: argparse.Namespace) -> int:
     from flopaudit.goldens.recount import golden_snapshot_command, recount
 
     tolerance = parse_tolerance(args.tolerance)
+    fail_on = classes_from_args(args)
     root = Path(args.goldens)
     models, backends = split_list(args.models), split_list(args.backends)
     entries = load_selection(root, models, backends)
     goldens = [g for _, g in entries]
-    current = recount(goldens, timeout=args.timeout, isolate=not args.no_isolate)
+    runs: list = []
+    current = recount(goldens, timeout=args.timeout, isolate=not args.no_isolate, runs=runs,
+                      also=("reference",) if "unexplained" in fail_on else ())
     diffs = [compare(g, c, tolerance) for g, c in zip(goldens, current)]
     out_dir = str(root if root.is_dir() else root.parent)
     for (path, _), d in zip(entries, diffs):
@@ -92,8 +99,8 @@ def main(args: argparse.Namespace) -> int:
     if drifted and args.accept:
         for path in rewrite([entries[k] for k in drifted], [current[k] for k in drifted]):
             print(f"accepted: rewrote {path}")
-        return 0
-    return 1 if drifted else 0
+        fail_on = fail_on - {"drift"}
+    return report_failures(check_failures(diffs, fail_on, runs), fail_on)
 
 
 def accept_command(root: Path, model: str, backend: str) -> str:

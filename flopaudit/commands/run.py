@@ -14,6 +14,7 @@ from flopaudit.commands._common import (
     parse_jobs,
     select_from_args,
 )
+from flopaudit.fail_on import EXIT_CODES, add_fail_on_argument, classes_from_args, report_failures, run_failures
 from flopaudit.records import CountResult, Status
 from flopaudit.run import DEFAULT_TIMEOUT_S, AuditRun, run_audit
 from flopaudit.table import format_table
@@ -28,7 +29,9 @@ EPILOG = """examples:
   flopaudit run --meta --models mypkg.models:build_7b --inputs mypkg.models:tokens
 cells show MACs (multiply-accumulates for the whole batch, K/M/G-scaled; every
 backend normalised to that unit) and in brackets the ratio to the reference
-counter's canonical count."""
+counter's canonical count; under the table, the verdict for each model.
+
+""" + EXIT_CODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,10 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="build models on the meta device and count without allocating weights "
                         "(backends that cannot count there are 'not applicable')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_fail_on_argument(p, None)
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    fail_on = classes_from_args(args)
     cases = select_from_args(args)
     backends = backends_from_args(args)
     strict = bool(args.input_shape or args.inputs or any(":" in m for m in (args.models or ())))
@@ -102,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
     print("\nwrote " + ", ".join(str(p) for p in paths))
     if cache is not None:
         print(cache.summary())
-    return 0
+    return report_failures(run_failures(run, fail_on), fail_on)
 
 
 def _default_jobs() -> int:

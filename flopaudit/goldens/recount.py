@@ -93,11 +93,15 @@ def recount(
     *,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     isolate: bool = True,
+    also: Sequence[str] = (),
+    runs: list[AuditRun] | None = None,
 ) -> list[Golden]:
     """Count again what each golden holds (same model, inputs and backend), in the same order.
 
     Goldens of one model share one model build. A backend whose adapter no
-    longer loads gives a golden with status ``error`` saying so.
+    longer loads gives a golden with status ``error`` saying so. Backends in
+    ``also`` are counted alongside (no golden is made of them: the reference,
+    to classify cells); each model's :class:`AuditRun` is appended to ``runs``.
     """
     import torch
 
@@ -112,7 +116,10 @@ def recount(
         working = [b for b in backends if b not in broken]
         fresh: dict[str, Golden] = {}
         if working:
-            run = run_audit([case], working, timeout=timeout, isolate=isolate)
+            extra = [b for b in also if b not in working and not loadable(b)]
+            run = run_audit([case], [*extra, *working], timeout=timeout, isolate=isolate)
+            if runs is not None:
+                runs.append(run)
             for g in goldens_from_run(run, input_shape=shape, inputs_factory=factory):
                 fresh[g.backend] = g
         for k in indices:
