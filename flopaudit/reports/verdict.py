@@ -141,8 +141,9 @@ def is_exact(cell: CellExplanation) -> bool:
 
 
 def is_close(cell: CellExplanation, tolerance: float) -> bool:
-    dev = deviation(cell)
-    return cell.status == "ok" and dev is not None and abs(dev) <= tolerance
+    """Within ``tolerance`` of the canonical count (relative; compared in integers)."""
+    diff = cell.difference
+    return cell.status == "ok" and diff is not None and abs(diff) <= tolerance * (cell.reference_macs or 0)
 
 
 def cell_verdict(cell: CellExplanation, tolerance: float = DEFAULT_TOLERANCE,
@@ -156,9 +157,8 @@ def cell_verdict(cell: CellExplanation, tolerance: float = DEFAULT_TOLERANCE,
     suffix = f" ({how})" if how else ""
     if is_exact(cell):
         return "canonical count exactly" + suffix
-    dev = deviation(cell)
-    if dev is not None and abs(dev) <= tolerance:
-        return f"within {percent(tolerance)} of the canonical count ({percent(dev, True)}){suffix}"
+    if is_close(cell, tolerance):
+        return f"within {percent(tolerance)} of the canonical count ({percent(deviation(cell) or 0.0, True)}){suffix}"
     return _deviation_text(cell)
 
 
@@ -356,7 +356,7 @@ def backend_evidence(backend: str, cells: Sequence[CellExplanation], tolerance: 
     worst = None
     if devs:
         cell, dev = max(devs, key=lambda cd: (abs(cd[1]), cd[0].model))
-        if abs(dev) > tolerance:
+        if not is_close(cell, tolerance):
             cause = largest_cause(cell)
             worst = (cell.model, dev, cause.rule if cause else "not explained")
     return BackendEvidence(
