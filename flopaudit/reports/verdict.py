@@ -268,11 +268,13 @@ def _deviation_findings(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]
     out: list[tuple[float, Finding]] = []
     for (kind, rule, missing), members in groups.items():
         shares = [share(largest_cause(c).macs, c) for c in members]  # type: ignore[union-attr]
-        texts = sorted({percent(s) for s in shares}, key=lambda t: float(t.strip("<%")))
-        amount = texts[0] if len(texts) == 1 else f"{texts[0]} to {texts[-1]}"
+        by_amount: dict[str, list[str]] = {}
+        for c, part in sorted(zip(members, shares), key=lambda cs: -abs(cs[1])):
+            by_amount.setdefault(percent(part), []).append(c.backend)
         plural = len(members) > 1
-        verb = ("miss" if missing else "add") + ("" if plural else "es" if missing else "s")
-        text = f"{names([c.backend for c in members])} {verb} {amount}: {rule}"
+        first, *rest = by_amount.items()
+        verb = ("miss" if missing else "add") + ("" if len(first[1]) > 1 else "es" if missing else "s")
+        text = f"{names(first[1])} {verb} {first[0]}" + "".join(f", {names(b)} {a}" for a, b in rest) + f": {rule}"
         totals = [c for c in members if _total_differs(c, largest_cause(c))]  # type: ignore[arg-type]
         if totals:
             text += " (in all " + ", ".join(
