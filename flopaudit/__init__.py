@@ -39,27 +39,20 @@ def audit(
     return audit_model(model, inputs, kwargs, backends=backends, timeout=timeout, isolate=isolate).to_frame()
 
 
-def layers(
-    model: Any,
-    inputs: Any,
-    kwargs: Mapping[str, Any] | None = None,
-    *,
-    backends: Iterable[str] | None = None,
-    timeout: float | None = 120.0,
-    isolate: bool = True,
-) -> Any:
-    """Count like :func:`audit` and return the per-layer table: one row per
-    (backend, layer) with the layer's canonical ``reference_macs``, the
-    backend's own ``macs`` for it, its ruleset's ``predicted_macs``, the
-    ``difference`` and the largest ``cause`` booked to it (see
-    :func:`flopaudit.frame.layers_frame`). It counts again: for both tables
-    from one count, ``run = flopaudit.run.audit_model(...)`` then
+def layers(model: Any, inputs: Any, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    """Count like :func:`audit` (same ``backends``, ``timeout``, ``isolate``
+    options) and return the per-layer table: one row per (backend, layer)
+    with the layer's canonical ``reference_macs``, the backend's own ``macs``
+    for it, its ruleset's ``predicted_macs``, the ``difference`` and the
+    largest ``cause`` booked to it (see :func:`flopaudit.frame.layers_frame`).
+    It counts again: for both tables from one count,
+    ``run = flopaudit.run.audit_model(...)`` then
     ``flopaudit.frame.results_frame(run)`` and ``layers_frame(run)``.
     """
     from flopaudit.frame import layers_frame
     from flopaudit.run import audit_model
 
-    return layers_frame(audit_model(model, inputs, kwargs, backends=backends, timeout=timeout, isolate=isolate))
+    return layers_frame(audit_model(model, inputs, kwargs, **options))
 
 
 def audit_zoo(

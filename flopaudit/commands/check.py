@@ -25,10 +25,10 @@ Entry = tuple[Path, Golden]
 
 EXIT_CODES = """\
 exit status:
-  0  nothing listed in --fail-on occurred (by default: every count matches its golden,
-     or, with --accept, drifted goldens were rewritten)
-  1  a class listed in --fail-on occurred (default drift: a count, breakdown or status
-     differs from its golden; also error, timeout, unexplained)
+  0  every count matches its golden (or, with --accept, drifted goldens were rewritten),
+     and nothing else listed in --fail-on occurred
+  1  drift (the default --fail-on): a count, breakdown or status differs from its golden;
+     or another class listed in --fail-on occurred (error, timeout, unexplained)
   2  usage error: goldens directory missing, no golden files (or none matching the
      selection), a golden that is missing, not valid JSON or not a flopaudit golden,
      an unknown model or backend named in a golden, or an unknown --fail-on class"""
