@@ -144,8 +144,17 @@ def test_counts_from_results_use_predictions_for_backends_that_failed() -> None:
 # --- published figures through the command line ---------------------------------------------------------------
 
 
+_CACHE: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One result cache for this module: each model is counted once, however many figures it is matched to."""
+    _CACHE[:] = [str(tmp_path_factory.mktemp("match-cache"))]
+
+
 def _match(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
-    code = main(["match", *argv, "--no-cache"])
+    code = main(["match", *argv, "--cache-dir", _CACHE[0]])
     return code, capsys.readouterr().out.splitlines()
 
 
