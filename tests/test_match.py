@@ -167,7 +167,7 @@ def test_torchvision_ops_of_resnet50_are_canonical_macs(capsys: pytest.CaptureFi
     from torchvision.models import ResNet50_Weights
 
     ops = ResNet50_Weights.IMAGENET1K_V1.meta["_ops"]  # 4.089, labelled GFLOPS
-    code, lines = _match(capsys, "resnet50", "--target", f"{ops}G", "--backends", "reference")
+    code, lines = _match(capsys, "resnet50", "--target", f"{ops}G", "--unit", "auto", "--backends", "reference")
     row = _first_row(lines)
     assert code == 0
     assert "= target" in row and " MAC " in row and "canonical MACs" in row, "\n".join(lines)
@@ -193,7 +193,7 @@ def test_a_flop_figure(capsys: pytest.CaptureFixture[str]) -> None:
     from torchvision.models import ResNet18_Weights
 
     flops = f"{2 * ResNet18_Weights.IMAGENET1K_V1.meta['_ops']:.3f}G"
-    code, lines = _match(capsys, "resnet18", "--target", flops, "--unit", "FLOP", "--backends", "reference")
+    code, lines = _match(capsys, "resnet18", "--target", flops, "--unit", "flop", "--backends", "reference")
     assert code == 0 and "2 x canonical MACs" in _first_row(lines), "\n".join(lines)
     code, lines = _match(capsys, "resnet18", "--target", flops, "--unit", "MAC", "--backends", "reference")
     text = "\n".join(lines)
@@ -223,6 +223,7 @@ def test_convention_prints_one_value(capsys: pytest.CaptureFixture[str]) -> None
     ["resnet18"],
     ["resnet*", "--target", "1G"],
     ["resnet18", "--target", "1G", "--within", "-1%"],
+    ["resnet18", "--target", "1G", "--unit", "GFLOP"],
     ["conv2d-bias", "--convention", "MAC:rnn", "--backends", "reference"],
 ])
 def test_user_mistakes_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:

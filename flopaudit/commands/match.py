@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="zoo id, or module:function with --input-shape/--inputs")
     p.add_argument("--target", "-t", metavar="COUNT", help="the published figure, e.g. 4.5G, 300M, 4.1e9")
-    p.add_argument("--unit", choices=("MAC", "FLOP", "auto"), default="auto", type=str.upper,
+    p.add_argument("--unit", choices=("MAC", "FLOP", "AUTO"), default="AUTO", type=str.upper, metavar="MAC|FLOP|auto",
                    help="what the figure counts: MAC, FLOP (2 per multiply-add) or auto (both; default)")
     p.add_argument("--within", default="1%", metavar="REL", help="closeness that counts as a match (default 1%%)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="values shown (default 10)")

@@ -1,7 +1,8 @@
 """Turning a run's results into explained reports.
 
-:func:`build_report` explains every (model, backend) difference; the
-renderers write it as Markdown, HTML, JSON and CSV from the same data.
+:func:`build_report` explains every (model, backend) difference and gives
+each model its verdict (:mod:`flopaudit.reports.verdict`); the renderers
+write it as Markdown, HTML, JSON and CSV from the same data.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flopaudit.reports.explain import build_report, explain_cell
-from flopaudit.reports.model import CLASSIFICATIONS, BackendScore, Cause, CellExplanation, Report
+from flopaudit.reports.model import (
+    CLASSIFICATIONS,
+    BackendScore,
+    Cause,
+    CellExplanation,
+    FamilyRecommendation,
+    ModelVerdict,
+    Report,
+)
 from flopaudit.reports.render_csv import render_csv
 from flopaudit.reports.render_json import render_json
 from flopaudit.reports.render_markdown import render_markdown
@@ -52,6 +61,7 @@ def write_reports(run: object, out_dir: Path, formats: tuple[str, ...] = tuple(F
 
 
 __all__ = [
-    "CLASSIFICATIONS", "BackendScore", "CellExplanation", "Cause", "Report", "FORMATS",
+    "CLASSIFICATIONS", "BackendScore", "CellExplanation", "Cause", "FamilyRecommendation", "ModelVerdict", "Report",
+    "FORMATS",
     "build_report", "explain_cell", "render_csv", "render_json", "render_markdown", "renderer", "write_reports",
 ]

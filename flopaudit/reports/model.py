@@ -117,7 +117,8 @@ class BackendScore:
     misses: tuple[str, ...] = ()
     side_effects: tuple[str, ...] = ()
     """What the backend changed on the copy it counted: one text per kind of
-    change, with examples and on how many models (see :func:`side_effect_summary`)."""
+    change, with examples and on how many models (see
+    :func:`flopaudit.reports.explain.side_effect_summary`)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
