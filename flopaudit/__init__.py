@@ -27,13 +27,32 @@ def audit(
 
     One row per backend with integer ``macs`` (normalised to multiply-
     accumulates for the whole batch), ``params``, ``ratio_to_reference``,
-    ``status`` and ``error``. The model is never modified. Each count runs
-    in a child process bounded by ``timeout`` seconds unless ``isolate`` is
-    False.
+    ``status`` and ``error``, and the report's judgement: ``classification``
+    (``agrees``, ``unit``, ``rule``, ``unsupported``, ...), ``causes`` (each
+    cause with its share of the canonical count) and ``verdict`` (on the
+    reference's row: which counters to use). :func:`layers` gives the same
+    counts layer by layer. The model is never modified. Each count runs in a
+    child process bounded by ``timeout`` seconds unless ``isolate`` is False.
     """
     from flopaudit.run import audit_model
 
     return audit_model(model, inputs, kwargs, backends=backends, timeout=timeout, isolate=isolate).to_frame()
+
+
+def layers(model: Any, inputs: Any, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    """Count like :func:`audit` (same ``backends``, ``timeout``, ``isolate``
+    options) and return the per-layer table: one row per (backend, layer)
+    with the layer's canonical ``reference_macs``, the backend's own ``macs``
+    for it, its ruleset's ``predicted_macs``, the ``difference`` and the
+    largest ``cause`` booked to it (see :func:`flopaudit.frame.layers_frame`).
+    It counts again: for both tables from one count,
+    ``run = flopaudit.run.audit_model(...)`` then
+    ``flopaudit.frame.results_frame(run)`` and ``layers_frame(run)``.
+    """
+    from flopaudit.frame import layers_frame
+    from flopaudit.run import audit_model
+
+    return layers_frame(audit_model(model, inputs, kwargs, **options))
 
 
 def audit_zoo(
@@ -57,4 +76,4 @@ def audit_zoo(
     return run_audit(cases, list(backends) if backends else None, timeout=timeout).to_frame()
 
 
-__all__ = ["audit", "audit_zoo", "__version__"]
+__all__ = ["audit", "audit_zoo", "layers", "__version__"]

@@ -90,17 +90,26 @@ class RuleContribution:
     kind: CauseKind
     macs: int
     layers: Breakdown = ()
+    layer_count: int = 0
+    """How many layers the rule moved, of which ``layers`` lists the largest
+    (0: not recorded, ``len(layers)`` is all there is)."""
+
+    @property
+    def more_layers(self) -> int:
+        """Layers the rule moved that ``layers`` does not list."""
+        return max(0, self.layer_count - len(self.layers))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", CauseKind(self.kind))
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "kind": self.kind.value, "macs": self.macs,
-                "layers": [list(x) for x in self.layers]}
+                "layers": [list(x) for x in self.layers], "layer_count": self.layer_count}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RuleContribution:
-        return cls(d["rule"], d["kind"], int(d["macs"]), tuple((str(k), int(v)) for k, v in d.get("layers", ())))
+        return cls(d["rule"], d["kind"], int(d["macs"]), tuple((str(k), int(v)) for k, v in d.get("layers", ())),
+                   int(d.get("layer_count", 0)))
 
 
 @dataclass(frozen=True)

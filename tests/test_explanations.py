@@ -151,3 +151,23 @@ def test_explain_command_prints_causes(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert out.startswith("convtranspose-s2 / thop: rule")
     assert "ConvTranspose priced by output size" in out and "residual" not in out
+
+
+def test_a_custom_layer_no_hook_counter_prices_has_one_name_everywhere() -> None:
+    """thop and ptflops have no hook for the class, torchinfo's catch-all finds
+    no ``weight``/``bias`` in it: all three miss the same layer, under the
+    same cause, as a leaf or as the whole model."""
+    import torch
+
+    from flopaudit.run import audit_model
+    from tests.user_models import EinsumLayer, einsum_net
+
+    batch = 4
+    for model, einsum in ((einsum_net(), batch * 16 * 96), (EinsumLayer(16, 96), batch * 16 * 96)):
+        report = build_report(audit_model(model, torch.randn(batch, 16), isolate=False,
+                                          backends=("reference", "thop", "ptflops-pytorch", "torchinfo")))
+        for backend in ("thop", "ptflops-pytorch", "torchinfo"):
+            cell = _cell(report, "model", backend)
+            assert cell.classification == "unsupported", format_explanation(cell)
+            assert [(c.kind, c.rule, c.macs) for c in cell.causes] == [
+                ("unsupported", "no rule for EinsumLayer modules", -einsum)], format_explanation(cell)

@@ -90,3 +90,20 @@ def test_traced_custom_ops_are_named_in_the_warnings() -> None:
     result = get_adapter("reference").count(Gemm(), (torch.randn(3, 4), torch.randn(4, 5)))
     assert result.macs == 3 * 4 * 5
     assert any("flopaudit_adapter_test.gemm.default x1" in w for w in result.warnings)
+
+
+def test_category_facts_split_the_canonical_count_by_category() -> None:
+    """Conv 3->8 k3 pad 1 on 2x3x8x8 with bias, eval BatchNorm, ReLU, adaptive pool, Linear 8->10 with bias."""
+    from tests.conftest import SmallConvNet
+
+    model = SmallConvNet().eval()
+    result = get_adapter("reference").count(model, torch.randn(2, 3, 8, 8))
+    extra = dict(result.extra)
+    out = 2 * 8 * 8 * 8  # conv output elements
+    assert extra["macs.conv"] == out * 3 * 9 and extra["extra_flops.conv"] == out  # bias: one add per output
+    assert extra["macs.matmul"] == 2 * 8 * 10 and extra["extra_flops.matmul"] == 2 * 10
+    assert extra["extra_flops.norm"] == (2 + 2) * out  # running statistics 2 + affine 2 per element
+    assert extra["extra_flops.batch_statistics"] == (5 - 2) * out  # what batch statistics would add
+    assert sum(v for k, v in extra.items() if k.startswith("macs.")) == result.macs
+    assert sum(v for k, v in extra.items() if k.startswith("extra_flops.") and k != "extra_flops.batch_statistics") \
+        == extra["extra_flops"]

@@ -27,3 +27,21 @@ def raising_factory() -> nn.Module:
 
 def needs_width(width: int) -> nn.Module:
     return nn.Linear(4, width)
+
+
+class EinsumLayer(nn.Module):
+    """A custom layer: ``x @ kernel`` written as ``torch.einsum``, with a
+    parameter no hook-based counter knows (not named ``weight``)."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.randn(d_in, d_out) / d_in**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bi,ij->bj", x, self.kernel)
+
+
+def einsum_net() -> nn.Module:
+    """Linear(16, 16) then EinsumLayer(16, 96): 256 + 1536 MACs per sample,
+    so a counter blind to the custom layer misses 1536 / 1792 = 86%."""
+    return nn.Sequential(nn.Linear(16, 16, bias=False), EinsumLayer(16, 96))

@@ -73,13 +73,43 @@ class ReferenceAdapter(Adapter):
                 "bytes_read": result.totals.bytes_read,
                 "bytes_written": result.totals.bytes_written,
                 "params_trainable": result.params.trainable,
+                **category_facts(result),
             },
             predictions=predictions,
         )
 
 
+_EVAL_BATCH_NORM_FORMULAS = ("batch_norm", "batch_norm_eval")
+
+
+def category_facts(result: Any) -> dict[str, int]:
+    """Canonical MACs and extra FLOPs per operator category, nonzero ones only
+    (``macs.conv``, ``extra_flops.norm``, ...; bias adds are the ``extra_flops``
+    of ``conv`` and ``matmul``), plus ``extra_flops.batch_statistics``: what
+    the eval-mode batch norms would add if they computed batch statistics
+    (training), ``STATS - EVAL`` FLOPs per element by the reference's norm
+    formulas. These are what ``flopaudit match`` combines into conventions."""
+    from flopaudit.reference.formulas.norm import EVAL_FLOPS_PER_ELEMENT, STATS_FLOPS_PER_ELEMENT
+    from flopaudit.reference.rulesets import numel
+
+    out = {}
+    for name, totals in sorted(result.per_category.items()):
+        if totals.macs:
+            out[f"macs.{name}"] = totals.macs
+        if totals.extra_flops:
+            out[f"extra_flops.{name}"] = totals.extra_flops
+    eval_elements = sum(
+        numel(e.input_shapes[0]) for e in result.events
+        if e.formula.rsplit(".", 1)[-1] in _EVAL_BATCH_NORM_FORMULAS and e.input_shapes
+        and (e.formula.endswith("_eval") or e.arg("training", True) is False)
+    )
+    if eval_elements:
+        out["extra_flops.batch_statistics"] = (STATS_FLOPS_PER_ELEMENT - EVAL_FLOPS_PER_ELEMENT) * eval_elements
+    return out
+
+
 def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tuple[RulesetPrediction, ...]:
-    """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.predict`).
+    """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.pricing`).
 
     Each ruleset reads a recording made the way its backend runs the model:
     autograd on or off (``Ruleset.grad_enabled``; eval-mode fused kernels
@@ -139,12 +169,13 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
     how = "with autograd on" if key[0] else "with a hook on every module"
     mine, ref = source.module_macs(), result.module_macs()
     nested = any(p for p in (*mine, *ref))  # a model with submodules; else the root takes it all
-    layers = layer_differences(mine, ref, 8) if nested else (("", delta),)
+    layers = layer_differences(mine, ref, len(mine) + len(ref)) if nested else (("", delta),)
     cause = RuleContribution(
         rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
         "(e.g. no nested tensor for padded sequences, no fused kernels)",
         kind=CauseKind.RULE,
         macs=delta,
-        layers=layers,
+        layers=layers[:8],
+        layer_count=len(layers),
     )
     return dataclasses.replace(prediction, contributions=(cause, *prediction.contributions))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from flopaudit.commands._common import add_count_args, plain, split_list
 from flopaudit.commands.snapshot import count_options
 from flopaudit.errors import UserError
+from flopaudit.fail_on import add_fail_on_argument, check_failures, classes_from_args, report_failures
 
 if TYPE_CHECKING:
     from flopaudit.goldens.record import Golden
@@ -27,11 +28,13 @@ Entry = tuple[Path, "Golden"]
 
 EXIT_CODES = """\
 exit status:
-  0  every count matches its golden (or, with --accept, drifted goldens were rewritten)
-  1  drift: at least one count, breakdown or status differs from its golden
+  0  every count matches its golden (or, with --accept, drifted goldens were rewritten),
+     and nothing else listed in --fail-on occurred
+  1  drift (the default --fail-on): a count, breakdown or status differs from its golden;
+     or another class listed in --fail-on occurred (error, timeout, unexplained)
   2  usage error: goldens directory missing, no golden files (or none matching the
      selection), a golden that is missing, not valid JSON or not a flopaudit golden,
-     or an unknown model or backend named in a golden"""
+     an unknown model or backend named in a golden, or an unknown --fail-on class"""
 """README-ready text; also the epilog of ``flopaudit check --help``."""
 
 
@@ -52,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", "-b", nargs="+", metavar="BACKEND", help="check only goldens of these backends")
     p.add_argument("--accept", action="store_true", help="rewrite drifted goldens with the new counts")
     p.add_argument("--max-rows", type=int, default=20, metavar="N", help="diff rows shown per section (default 20)")
+    add_fail_on_argument(p, "drift")
     add_count_args(p)
     p.set_defaults(handler=main)
 
@@ -74,11 +78,14 @@ def main(args: argparse.Namespace) -> int:
     from flopaudit.goldens.recount import golden_snapshot_command, recount
 
     tolerance = parse_tolerance(args.tolerance)
+    fail_on = classes_from_args(args)
     root = Path(args.goldens)
     models, backends = split_list(args.models), split_list(args.backends)
     entries = load_selection(root, models, backends)
     goldens = [g for _, g in entries]
-    current = recount(goldens, **count_options(args))
+    runs: list = []
+    current = recount(goldens, runs=runs, also=("reference",) if "unexplained" in fail_on else (),
+                      **count_options(args))
     diffs = [compare(g, c, tolerance) for g, c in zip(goldens, current)]
     out_dir = str(root if root.is_dir() else root.parent)
     for (path, _), d in zip(entries, diffs):
@@ -95,8 +102,8 @@ def main(args: argparse.Namespace) -> int:
     if drifted and args.accept:
         for path in rewrite([entries[k] for k in drifted], [current[k] for k in drifted]):
             print(f"accepted: rewrote {path}")
-        return 0
-    return 1 if drifted else 0
+        fail_on = fail_on - {"drift"}
+    return report_failures(check_failures(diffs, fail_on, runs), fail_on)
 
 
 def accept_command(root: Path, model: str, backend: str) -> str:

@@ -54,6 +54,9 @@ def format_explanation(c: CellExplanation) -> str:
         lines.append(f"  - {cause.kind}: {cause.rule}: {_signed(cause.macs)}")
         for path, macs in cause.layers[:5]:
             lines.append(f"      {path or '<root>'}: {_signed(macs)}")
+        more = len(cause.layers[5:]) + cause.more_layers
+        if more:
+            lines.append(f"      ... and {more} more layer{'s' if more != 1 else ''}")
     if c.residual:
         lines.append(f"  - residual not explained by the rules: {_signed(c.residual)}")
         for path, macs in c.top_layers:

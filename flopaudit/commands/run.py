@@ -28,6 +28,7 @@ from flopaudit.commands._common import (
     selection_from_args,
     strict_inputs,
 )
+from flopaudit.fail_on import EXIT_CODES, add_fail_on_argument, classes_from_args, report_failures, run_failures
 
 if TYPE_CHECKING:
     from flopaudit.cache import ResultCache
@@ -42,7 +43,9 @@ EPILOG = """examples:
   flopaudit run --meta --models mypkg.models:build_7b --inputs mypkg.models:tokens
 cells show MACs (multiply-accumulates for the whole batch, K/M/G-scaled; every
 backend normalised to that unit) and in brackets the ratio to the reference
-counter's canonical count."""
+counter's canonical count; under the table, the verdict for each model.
+
+""" + EXIT_CODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,12 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="build models on the meta device and count without allocating weights "
                         "(backends that cannot count there are 'not applicable')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_fail_on_argument(p, None)
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from flopaudit.results_io import check_writable
 
+    fail_on = classes_from_args(args)
     refs = selection_from_args(args)
     backends = backends_from_args(args)
     out = Path(args.out)
@@ -85,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     print("\nwrote " + ", ".join(str(p) for p in paths))
     if cache is not None:
         print(cache.summary())
-    return 0
+    return report_failures(run_failures(run, fail_on), fail_on)
 
 
 def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache: ResultCache | None) -> AuditRun:
@@ -195,14 +200,8 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
 
 
 def explanation_summary(run: AuditRun) -> str:
-    """One line per classification: how many cells, so users know where to look ("" when no cell compares)."""
-    from collections import Counter
+    """The verdict per model and how many cells of each classification."""
+    from flopaudit.reports import build_report
+    from flopaudit.reports.verdict import footer
 
-    from flopaudit.reports import CLASSIFICATIONS, build_report
-
-    counts = Counter(c.classification for c in build_report(run).cells)
-    parts = [f"{name} {counts[name]}" for name in CLASSIFICATIONS if counts[name]]
-    if not parts:
-        return ""
-    return ("cells: " + ", ".join(parts) + ". Causes per cell: report.md, or "
-            "'flopaudit explain MODEL --backend BACKEND'.")
+    return footer(build_report(run))

@@ -1,14 +1,22 @@
-"""Running an audit's counts elsewhere: worker processes, a Dask cluster, the meta device.
+"""Running an audit's work away from the caller: supervised workers, Dask, the meta device.
 
 * :mod:`~flopaudit.execution.refs`: :class:`CaseRef`, a picklable name for
   a model case that any process can rebuild identically (seeded);
-* :mod:`~flopaudit.execution.tasks`: one (case, backend) count as a
-  picklable task and the worker function that runs it;
-* :mod:`~flopaudit.execution.pool`: the ``concurrent.futures`` executors
-  (process pool, Dask) and the loop that collects their results;
-* :mod:`~flopaudit.execution.memory`: the address-space guard of a count;
-* :mod:`~flopaudit.execution.meta`: building on the meta device and which
-  backends may count there.
+* :mod:`~flopaudit.execution.protocol`: what the supervisor asks a worker
+  to do and what the worker answers, phase by phase;
+* :mod:`~flopaudit.execution.supervisor`: warm workers forked from a fork
+  server, each phase under a deadline, every fault a status;
+* :mod:`~flopaudit.execution.worker`: a worker's loop (output captured,
+  memory capped per phase);
+* :mod:`~flopaudit.execution.work`: building, running and counting a case
+  (the only module here that imports torch);
+* :mod:`~flopaudit.execution.manifest`: what a worker's counts depended on,
+  the result cache's proof that nothing changed;
+* :mod:`~flopaudit.execution.dask`: counting on a ``concurrent.futures``
+  executor such as a Dask cluster's;
+* :mod:`~flopaudit.execution.memory`: the address-space guard of a phase;
+* :mod:`~flopaudit.execution.meta`: building on the meta device;
+* :mod:`~flopaudit.execution.failures`: results for counts that produced nothing.
 """
 
 from __future__ import annotations

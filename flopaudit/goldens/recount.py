@@ -84,12 +84,20 @@ def loadable(backend: str) -> str | None:
     return None
 
 
-def recount(goldens: Sequence[Golden], **options: Any) -> list[Golden]:
+def recount(
+    goldens: Sequence[Golden],
+    *,
+    also: Sequence[str] = (),
+    runs: list[AuditRun] | None = None,
+    **options: Any,
+) -> list[Golden]:
     """Count again what each golden holds (same model, inputs and backend), in the same order.
 
     Goldens of one model share one model build. A backend whose adapter no
-    longer loads gives a golden with status ``error`` saying so. ``options``
-    go to :func:`~flopaudit.run.run_audit` (timeout, isolate, jobs...).
+    longer loads gives a golden with status ``error`` saying so. Backends in
+    ``also`` are counted alongside (no golden is made of them: the reference,
+    to classify cells); each model's :class:`AuditRun` is appended to ``runs``.
+    ``options`` go to :func:`~flopaudit.run.run_audit` (timeout, isolate, jobs...).
     """
     groups: dict[tuple[str, tuple[int, ...] | None, str | None], list[int]] = {}
     for k, g in enumerate(goldens):
@@ -102,7 +110,10 @@ def recount(goldens: Sequence[Golden], **options: Any) -> list[Golden]:
         working = [b for b in backends if b not in broken]
         fresh: dict[str, Golden] = {}
         if working:
-            run = run_audit([case], working, **options)
+            extra = [b for b in also if b not in working and not loadable(b)]
+            run = run_audit([case], [*extra, *working], **options)
+            if runs is not None:
+                runs.append(run)
             for g in goldens_from_run(run, input_shape=shape, inputs_factory=factory):
                 fresh[g.backend] = g
         for k in indices:

@@ -171,6 +171,8 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
                 continue
             canonical = sum(events[j].macs for j in inner)
             key = (rule.kind, rule.reason or f"{call.module_type} priced by module rule {rule.count!r}")
+            if rule.module_type == "*" and not n and canonical:
+                key = no_rule(call.module_type)  # a catch-all rule that finds nothing to price in this layer
             once = n // 2 if halve else n
             if len(shares) == 1 and shares[0][2] == n:
                 attribute(once, call.stack)
@@ -250,6 +252,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
                 macs=delta,
                 layers=tuple(sorted(((p, v) for p, v in layers[(kind, reason)].items() if v),
                                     key=lambda x: (-abs(x[1]), x[0]))[:_LAYERS_KEPT]),
+                layer_count=sum(1 for v in layers[(kind, reason)].values() if v),
             )
             for (kind, reason), delta in sorted(deltas.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
             if delta
@@ -303,9 +306,16 @@ def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> _Key:
         return CauseKind.UNSUPPORTED, ruleset.default_reason or f"{_packet(e.op)} not counted"
     if ruleset.default_reason:
         return CauseKind.RULE, ruleset.default_reason
-    if e.in_leaf and e.module_path:
-        return CauseKind.UNSUPPORTED, f"no rule for {e.module_type} modules"
+    if e.in_leaf:
+        return no_rule(e.module_type)
     return CauseKind.MISSED_FUNCTIONAL, f"functional {_packet(e.op)} outside leaf modules"
+
+
+def no_rule(module_type: str) -> _Key:
+    """The cause of a leaf module's work that a hook-based backend prices 0: one name for every
+    backend, so the report can say that several miss the same layer (a model that is itself a
+    leaf, ``path == ""``, included)."""
+    return CauseKind.UNSUPPORTED, f"no rule for {module_type} modules"
 
 
 def _reused_reason(ruleset: Ruleset) -> str:

@@ -1,7 +1,8 @@
 """Turning a run's results into explained reports.
 
-:func:`build_report` explains every (model, backend) difference; the
-renderers write it as Markdown, HTML, JSON and CSV from the same data.
+:func:`build_report` explains every (model, backend) difference and gives
+each model its verdict (:mod:`flopaudit.reports.verdict`); the renderers
+write it as Markdown, HTML, JSON and CSV from the same data.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _LAZY = {
     "BackendScore": "flopaudit.reports.model",
     "Cause": "flopaudit.reports.model",
     "CellExplanation": "flopaudit.reports.model",
+    "FamilyRecommendation": "flopaudit.reports.model",
+    "ModelVerdict": "flopaudit.reports.model",
     "Report": "flopaudit.reports.model",
     "render_csv": "flopaudit.reports.render_csv",
     "render_json": "flopaudit.reports.render_json",
@@ -70,6 +73,7 @@ def write_reports(run: object, out_dir: Path, formats: tuple[str, ...] = tuple(F
 
 
 __all__ = [
-    "CLASSIFICATIONS", "BackendScore", "CellExplanation", "Cause", "Report", "FORMATS",
+    "CLASSIFICATIONS", "BackendScore", "CellExplanation", "Cause", "FamilyRecommendation", "ModelVerdict", "Report",
+    "FORMATS",
     "build_report", "explain_cell", "render_csv", "render_json", "render_markdown", "renderer", "write_reports",
 ]

@@ -51,7 +51,8 @@ def explain_cell(result: CountResult, reference: CountResult | None, tolerance: 
         notes.append(note)
     if result.unsupported:
         listed = ", ".join(f"{op} x{n}" for op, n in result.unsupported[:8])
-        notes.append(f"backend lists as unsupported: {listed}")
+        more = len(result.unsupported) - 8
+        notes.append(f"backend lists as unsupported: {listed}" + (f" and {more} more" if more > 0 else ""))
     if reference is None or not reference.ok or reference.macs is None:
         return CellExplanation(classification="no reference", reference_macs=None, notes=tuple(notes), **base)
     ref_macs = reference.macs
@@ -65,7 +66,7 @@ def explain_cell(result: CountResult, reference: CountResult | None, tolerance: 
             classification = "unit"
         return CellExplanation(classification=classification, reference_macs=ref_macs, residual=diff,
                                notes=tuple(notes) + ("no ruleset for this backend",), top_layers=layers, **base)
-    causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers) for c in prediction.contributions if c.macs)
+    causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers, c.more_layers) for c in prediction.contributions if c.macs)
     residual = result.macs - prediction.macs
     if abs(residual) > allowed:
         classification = "unexplained"
@@ -88,13 +89,44 @@ def _median(values: Iterable[float]) -> float | None:
     return statistics.median(v) if v else None
 
 
+def side_effect_summary(results: Iterable[CountResult], examples: int = 3) -> tuple[str, ...]:
+    """One text per kind of change a backend made to the copy it counted:
+    ``"added state_dict keys (total_ops, total_params and 4 more; on 19 of 19
+    models)"``. A side effect reads ``"<what>: <item>, <item> (+N more)"``;
+    items are named by their last dotted part (``layer1.0.total_ops`` ->
+    ``total_ops``), paths of modules whose mode changed are counted instead."""
+    results = list(results)
+    kinds: dict[str, dict[str, None]] = {}
+    on: dict[str, set[str]] = {}
+    for r in results:
+        for effect in r.side_effects:
+            what, _, items = effect.partition(": ")
+            kinds.setdefault(what, {})
+            on.setdefault(what, set()).add(r.model)
+            for item in items.split(", "):
+                item = item.split(" (+")[0].strip()
+                if item:
+                    kinds[what][item if what.endswith(" of") else item.rsplit(".", 1)[-1]] = None
+    out = []
+    for what, items in sorted(kinds.items()):
+        listed = list(items)
+        label = what.removesuffix(" of")
+        if label != what:  # module paths: how many, not which
+            shown = f"{len(listed)} module{'s' if len(listed) != 1 else ''}"
+        elif len(listed) > examples:
+            shown = ", ".join(listed[:examples]) + f" and {len(listed) - examples} more"
+        else:
+            shown = ", ".join(listed)
+        out.append(f"{label} ({shown}; on {len(on[what])} of {len(results)} models)")
+    return tuple(out)
+
+
 def score_backend(backend: str, run: AuditRun, cells: list[CellExplanation]) -> BackendScore:
     results = [r for r in run.results if r.backend == backend]
     mine = [c for c in cells if c.backend == backend]
     ok = [c for c in mine if c.status == "ok"]
-    forward = {c.id: c.forward_s for c in run.cases if c.forward_s}
     misses = sorted({c.rule for cell in ok for c in cell.causes if c.kind in ("unsupported", "missed-functional")})
-    effects = sorted({e.split(":")[0] for r in results for e in r.side_effects})
+    effects = side_effect_summary(results)
     ratios = [abs(c.ratio - 1) for c in ok if c.ratio is not None]
     first = results[0] if results else None
     return BackendScore(
@@ -109,17 +141,26 @@ def score_backend(backend: str, run: AuditRun, cells: list[CellExplanation]) -> 
         unexplained=sum(1 for c in ok if c.classification == "unexplained"),
         median_abs_deviation=_median(ratios),
         misses=tuple(misses),
-        side_effects=tuple(effects),
-        median_seconds=_median(r.elapsed_s for r in results if r.ok),
-        median_forward_ratio=_median(r.elapsed_s / forward[r.model] for r in results if r.ok and r.model in forward),
+        side_effects=effects,
     )
 
 
-def build_report(run: AuditRun, tolerance: float = 0.0) -> Report:
-    """Explain every cell of ``run`` and score every backend."""
+def build_report(run: AuditRun, tolerance: float = 0.0, verdict_tolerance: float | None = None) -> Report:
+    """Explain every cell of ``run``, score every backend and give each model
+    its verdict (:mod:`flopaudit.reports.verdict`; ``verdict_tolerance``:
+    how far from the canonical count a counter may be and still be
+    recommended, default 1%)."""
+    import dataclasses
+
+    from flopaudit.reports.verdict import DEFAULT_TOLERANCE, family_recommendations, model_verdicts
+
+    vtol = DEFAULT_TOLERANCE if verdict_tolerance is None else verdict_tolerance
     backends = tuple(dict.fromkeys(r.backend for r in run.results))
     models = tuple(dict.fromkeys(r.model for r in run.results))
     refs = {r.model: r for r in run.results if r.backend == REFERENCE}
     cells = [explain_cell(r, refs.get(r.model), tolerance) for r in run.results if r.backend != REFERENCE]
     scores = tuple(score_backend(b, run, cells) for b in backends if b != REFERENCE)
-    return Report(run=run, cells=tuple(cells), scores=scores, backends=backends, models=models, tolerance=tolerance)
+    report = Report(run=run, cells=tuple(cells), scores=scores, backends=backends, models=models,
+                    tolerance=tolerance, verdict_tolerance=vtol)
+    verdicts = model_verdicts(report, vtol)
+    return dataclasses.replace(report, verdicts=verdicts, families=family_recommendations(report, verdicts, vtol))

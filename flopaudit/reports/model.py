@@ -35,9 +35,13 @@ class Cause:
     rule: str
     macs: int
     layers: Breakdown = ()
+    """The layers it applies to, largest first (cut off: see :attr:`more_layers`)."""
+    more_layers: int = 0
+    """How many more layers it applies to than ``layers`` lists."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rule": self.rule, "macs": self.macs, "layers": [list(x) for x in self.layers]}
+        return {"kind": self.kind, "rule": self.rule, "macs": self.macs, "layers": [list(x) for x in self.layers],
+                "more_layers": self.more_layers}
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,121 @@ class BackendScore:
     """Median of |ratio - 1| over ok cells."""
     misses: tuple[str, ...] = ()
     side_effects: tuple[str, ...] = ()
-    median_seconds: float | None = None
-    median_forward_ratio: float | None = None
-    """Median of count time / one plain forward pass."""
+    """What the backend changed on the copy it counted: one text per kind of
+    change, with examples and on how many models (see
+    :func:`flopaudit.reports.explain.side_effect_summary`)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["misses"], d["side_effects"] = list(self.misses), list(self.side_effects)
         return d
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of a model's verdict about counters that do not give the
+    canonical count: the ``backends`` it names, the cause family (``kind``:
+    a cause kind, or a status such as ``error``) and the largest cause's
+    signed share of the canonical count (``None`` for failed counts)."""
+
+    backends: tuple[str, ...]
+    kind: str
+    text: str
+    share: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backends": list(self.backends), "kind": self.kind, "text": self.text, "share": self.share}
+
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    """Which counter to use for one model, and why not the others.
+
+    ``exact`` give the canonical count (the reference counter's MACs) to the
+    MAC; ``close`` are within ``tolerance`` (relative) with their ratios;
+    ``findings`` say, for every other counter, its largest cause and share or
+    how it failed. ``error`` is set when there is no canonical count to judge by.
+    """
+
+    model: str
+    family: str
+    reference_macs: int | None
+    tolerance: float
+    exact: tuple[str, ...] = ()
+    close: tuple[tuple[str, float], ...] = ()
+    findings: tuple[Finding, ...] = ()
+    conversions: tuple[tuple[str, str], ...] = ()
+    """``(backend, how)`` for counters in ``exact``/``close`` whose raw number
+    needs converting (``"reports FLOPs: halve it"``)."""
+    error: str | None = None
+    headline: str = ""
+    """Which counters to use, in one sentence (without the findings)."""
+
+    @property
+    def use(self) -> tuple[str, ...]:
+        """Counters giving the canonical count, exact ones first."""
+        return self.exact + tuple(b for b, _ in self.close)
+
+    @property
+    def text(self) -> str:
+        """Headline and every finding, as one paragraph."""
+        return " ".join([self.headline + "."] + [f.text + "." for f in self.findings])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "family": self.family, "reference_macs": self.reference_macs,
+            "tolerance": self.tolerance, "use": list(self.use), "exact": list(self.exact),
+            "close": [{"backend": b, "ratio": r} for b, r in self.close],
+            "findings": [f.to_dict() for f in self.findings],
+            "conversions": dict(self.conversions), "error": self.error, "headline": self.headline, "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class BackendEvidence:
+    """How one counter did on the models of one family."""
+
+    backend: str
+    models: int
+    exact: int
+    close: int
+    failed: int
+    unexplained: int
+    median_abs_deviation: float | None
+    """Median of ``|count / canonical - 1|`` over the models it counted."""
+    worst: tuple[str, float, str] | None = None
+    """``(model, signed deviation, largest cause)`` where the counter is
+    furthest from the canonical count (among the models it counted)."""
+    failures: tuple[str, ...] = ()
+    """Models where it failed (error, timeout, not applicable)."""
+
+    @property
+    def usable(self) -> int:
+        """Models where it gives the canonical count, exactly or within the tolerance."""
+        return self.exact + self.close
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["worst"] = None if self.worst is None else {"model": self.worst[0], "deviation": self.worst[1],
+                                                      "cause": self.worst[2]}
+        d["failures"], d["usable"] = list(self.failures), self.usable
+        return d
+
+
+@dataclass(frozen=True)
+class FamilyRecommendation:
+    """Counters ranked for one model family, best first, with the evidence."""
+
+    family: str
+    models: tuple[str, ...]
+    ranking: tuple[BackendEvidence, ...]
+    tolerance: float
+    best: tuple[str, ...] = ()
+    """The counters tied for first place (empty when none gives the canonical count on any model)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "models": list(self.models), "tolerance": self.tolerance,
+                "best": list(self.best), "ranking": [e.to_dict() for e in self.ranking]}
 
 
 @dataclass(frozen=True)
@@ -133,6 +244,13 @@ class Report:
     models: tuple[str, ...]
     tolerance: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    verdicts: tuple[ModelVerdict, ...] = ()
+    families: tuple[FamilyRecommendation, ...] = ()
+    verdict_tolerance: float = 0.01
+    """Relative distance from the canonical count still called "within" in verdicts."""
+
+    def verdict(self, model: str) -> ModelVerdict | None:
+        return next((v for v in self.verdicts if v.model == model), None)
 
     def cell(self, model: str, backend: str) -> CellExplanation | None:
         return next((c for c in self.cells if c.model == model and c.backend == backend), None)

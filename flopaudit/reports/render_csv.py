@@ -6,9 +6,10 @@ import csv
 import io
 
 from flopaudit.reports.model import Report
+from flopaudit.reports.verdict import cell_verdict
 
 COLUMNS = ["model", "backend", "status", "classification", "backend_macs", "reference_macs", "predicted_macs",
-           "difference", "ratio", "residual", "causes", "notes"]
+           "difference", "ratio", "residual", "verdict", "causes", "notes"]
 
 
 def render_csv(report: Report) -> str:
@@ -17,7 +18,8 @@ def render_csv(report: Report) -> str:
     writer.writerow(COLUMNS)
     for c in report.cells:
         causes = "; ".join(f"{x.kind}: {x.rule} ({x.macs:+d})" for x in c.causes)
+        verdict = cell_verdict(c, report.verdict_tolerance, report.run.result(c.model, c.backend))
         writer.writerow([c.model, c.backend, c.status, c.classification, c.backend_macs, c.reference_macs,
                          c.predicted_macs, c.difference, "" if c.ratio is None else f"{c.ratio:.6f}",
-                         c.residual, causes, "; ".join(c.notes)])
+                         c.residual, verdict, causes, "; ".join(c.notes)])
     return buf.getvalue()

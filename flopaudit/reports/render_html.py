@@ -10,18 +10,35 @@ import math
 from typing import Any
 
 from flopaudit.reports.model import Report
+from flopaudit.reports.verdict import evidence_text, percent, recommendation_text
 from flopaudit.units import human
 
 BAR_WIDTH = 420
 
 
+HEAT_FLOOR = 150
+"""Darkest channel level of the heat map: pastel enough that dark text keeps a
+WCAG contrast of at least 4.5:1 on every cell (6:1 on the deepest blue)."""
+FAILED_COLOR = "#e4e4e4"
+"""Background of a cell without a ratio (failed count)."""
+
+
 def _heat_color(ratio: float | None) -> str:
     """White at 1.0, red above, blue below; saturates at 4x either way."""
-    if ratio is None or ratio <= 0:
-        return "#eeeeee"
-    x = max(-1.0, min(1.0, math.log2(ratio) / 2))
-    level = int(255 - 170 * abs(x))
+    if ratio is None or ratio < 0:
+        return FAILED_COLOR
+    x = max(-1.0, min(1.0, math.log2(ratio) / 2)) if ratio else -1.0
+    level = int(round(255 - (255 - HEAT_FLOOR) * abs(x)))
     return f"rgb(255,{level},{level})" if x > 0 else f"rgb({level},{level},255)"
+
+
+def distance(ratio: float | None) -> float:
+    """How far a ratio is from 1x, either way: ``|log2(ratio)|`` (4x and 0.25x
+    are both 2). A count of 0 sorts farther than any ratio, a failed count
+    (no ratio) farther still."""
+    if ratio is None or ratio < 0:
+        return 1e9
+    return abs(math.log2(ratio)) if ratio else 1e6
 
 
 def _bars(report: Report, model: str) -> list[dict[str, Any]]:
@@ -47,6 +64,15 @@ def _bars(report: Report, model: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _farthest(report: Report, model: str) -> tuple[float, str]:
+    """The distance from 1x of the model's farthest cell and how it reads (``0.072x``, ``error``)."""
+    cells = [c for c in report.cells if c.model == model]
+    if not cells:
+        return 0.0, "-"
+    far = max(cells, key=lambda c: distance(c.ratio))
+    return distance(far.ratio), f"{far.ratio:.3f}x" if far.ratio is not None else far.status
+
+
 def render_html(report: Report) -> str:
     import jinja2
 
@@ -58,9 +84,14 @@ def render_html(report: Report) -> str:
     )
     env.filters["human"] = human
     env.filters["heat"] = _heat_color
+    env.filters["distance"] = distance
+    env.filters["percent"] = percent
+    env.filters["signed_percent"] = lambda x: percent(x, True)
     backends = [b for b in report.backends if b != "reference"]
     charts = {m: _bars(report, m) for m in report.models}
+    worst = {m: _farthest(report, m) for m in report.models}
     return env.get_template("report.html.j2").render(
         report=report, run=report.run, env=dict(report.run.environment), backends=backends,
-        charts=charts, bar_width=BAR_WIDTH,
+        charts=charts, bar_width=BAR_WIDTH, worst=worst, evidence=evidence_text, recommendation=recommendation_text,
+        heat_legend=[(r, _heat_color(r)) for r in (0.25, 0.5, 1.0, 2.0, 4.0)], failed_color=FAILED_COLOR,
     )

@@ -1,10 +1,21 @@
-"""JSON report with a documented, versioned schema (``flopaudit.report`` v1).
+"""JSON report with a documented, versioned schema (``flopaudit.report`` v2).
 
 Top-level keys:
 
-* ``schema`` = ``"flopaudit.report"``, ``schema_version`` = 1;
+* ``schema`` = ``"flopaudit.report"``, ``schema_version`` = 2;
 * ``environment``: versions and creation time of the run;
 * ``tolerance``: relative tolerance used to classify cells;
+* ``verdict_tolerance``: relative distance from the canonical count a counter
+  may be and still be recommended;
+* ``verdicts``: one object per model (see
+  :class:`~flopaudit.reports.model.ModelVerdict`): ``family``,
+  ``reference_macs``, ``use`` (counters to use, exact ones first), ``exact``,
+  ``close`` (``backend``, ``ratio``), ``findings`` (``backends``, ``kind``,
+  ``text``, signed ``share`` of the canonical count), ``conversions``,
+  ``error``, ``headline`` and the whole ``text``;
+* ``families``: per model family, ``models``, ``best`` and the ``ranking``
+  of every counter with its evidence (``exact``, ``close``, ``usable``,
+  ``failed``, ``unexplained``, ``median_abs_deviation``, ``worst``);
 * ``cells``: one object per (model, backend) with ``classification`` (one of
   :data:`flopaudit.reports.model.CLASSIFICATIONS`), integer ``backend_macs``,
   ``reference_macs``, ``predicted_macs``, ``difference``, ``ratio``,
@@ -13,6 +24,11 @@ Top-level keys:
   ``difference == sum(causes.macs) + residual`` when ``predicted_macs`` is set;
 * ``scores``: one object per backend (see :class:`~flopaudit.reports.model.BackendScore`);
 * ``results``: the run's raw results, as in ``results.json``.
+
+v2 added ``verdict_tolerance``, ``verdicts``, ``families``, each cause's
+``more_layers`` and removed the scores' ``median_seconds`` and
+``median_forward_ratio`` (a count's time against a forward pass timed in
+another process; ``benchmarks/bench_audit.py`` measures both in one).
 """
 
 from __future__ import annotations
@@ -22,7 +38,7 @@ import json
 from flopaudit.reports.model import Report
 
 REPORT_SCHEMA = "flopaudit.report"
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 
 
 def render_json(report: Report) -> str:
@@ -31,6 +47,9 @@ def render_json(report: Report) -> str:
         "schema_version": REPORT_SCHEMA_VERSION,
         "environment": dict(report.run.environment),
         "tolerance": report.tolerance,
+        "verdict_tolerance": report.verdict_tolerance,
+        "verdicts": [v.to_dict() for v in report.verdicts],
+        "families": [f.to_dict() for f in report.families],
         "cells": [c.to_dict() for c in report.cells],
         "scores": [s.to_dict() for s in report.scores],
         "results": [r.to_dict() for r in report.run.results],

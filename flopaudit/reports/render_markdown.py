@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flopaudit.reports.model import CellExplanation, Report
+from flopaudit.reports.verdict import evidence_text, percent, recommendation_text
 from flopaudit.units import human
 
 
@@ -25,6 +28,48 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def listed(items: Sequence[str], limit: int, sep: str = "; ", unlisted: int = 0) -> str:
+    """The first ``limit`` items and how many more (``unlisted``: more that
+    ``items`` itself leaves out): ``a; b; c; and 4 more``."""
+    items = list(items)
+    more = len(items) - limit + unlisted if len(items) > limit else unlisted
+    return sep.join(items[:limit]) + (f"{sep}and {more} more" if more > 0 else "")
+
+
+def verdict_section(report: Report) -> list[str]:
+    """``## Verdict``: per model, which counter to use and why not the others."""
+    if not report.verdicts:
+        return []
+    lines = ["## Verdict", "",
+             "The canonical count is flopaudit's reference counter: multiply-accumulates of convolutions, matmuls, "
+             "attention and RNN products for the whole batch, bias excluded. A counter is recommended for a model "
+             f"when it gives that count exactly or within {percent(report.verdict_tolerance)}; every other counter "
+             "is named with its largest cause and that cause's share of the canonical count.", ""]
+    for v in report.verdicts:
+        lines.append(f"- **{v.model}** ({v.family}): {v.headline.split(': ', 1)[1]}")
+        lines += [f"  - {f.text}" for f in v.findings]
+    if report.families:
+        lines += ["", "By family (ranking with its evidence under the scorecard):", ""]
+        lines += [f"- {recommendation_text(f)}" for f in report.families]
+    return lines
+
+
+def family_section(report: Report) -> list[str]:
+    """``## Recommendation by model family``: every counter ranked, with the evidence."""
+    if not report.families:
+        return []
+    lines = ["## Recommendation by model family", "",
+             f"Counters ranked by the models on which they give the canonical count (exactly or within "
+             f"{percent(report.verdict_tolerance)}), then exactly, then fewest failures and unexplained cells, "
+             "then the smallest median and worst deviation.", ""]
+    for f in report.families:
+        lines += [f"### {f.family}", "", recommendation_text(f) + ".", "",
+                  f"Models: {listed(list(f.models), 12, ', ')}.", ""]
+        lines += [f"{k}. **{e.backend}**: {evidence_text(e, f.tolerance)}" for k, e in enumerate(f.ranking, 1)]
+        lines.append("")
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     run = report.run
     env = dict(run.environment)
@@ -35,6 +80,7 @@ def render_markdown(report: Report) -> str:
         "All counts are normalised to multiply-accumulates (MACs) for the whole batch; each cell shows the "
         "backend's count, its ratio to the reference counter's canonical count and the cell's classification."
     )
+    lines += ["", *verdict_section(report)]
     lines += ["", "## Models x backends", ""]
     rows = []
     for m in report.models:
@@ -46,14 +92,14 @@ def render_markdown(report: Report) -> str:
     srows = []
     for s in report.scores:
         mad = f"{s.median_abs_deviation:.2%}" if s.median_abs_deviation is not None else "-"
-        speed = f"{s.median_forward_ratio:.1f}x forward" if s.median_forward_ratio is not None else "-"
         srows.append([
             s.backend, s.version, s.unit, f"{s.ok}/{s.models}", str(s.exact_canonical),
-            str(s.exact_own_rules), str(s.unexplained), mad, "; ".join(s.misses[:6]) or "-",
-            "; ".join(s.side_effects) or "-", speed,
+            str(s.exact_own_rules), str(s.unexplained), mad, listed(s.misses, 6) or "-",
+            "; ".join(s.side_effects) or "-",
         ])
     lines += _table(["backend", "version", "raw unit", "ran", "= canonical", "= own rules", "unexplained",
-                     "median deviation", "misses", "side effects", "speed"], srows)
+                     "median deviation", "misses", "side effects"], srows)
+    lines += ["", *family_section(report)]
     lines += ["", "## Explanations", ""]
     for m in report.models:
         cells = [report.cell(m, b) for b in backends]
@@ -67,7 +113,7 @@ def render_markdown(report: Report) -> str:
             if c.difference:
                 lines.append(f"  - difference {_signed(c.difference)} MACs")
             for cause in c.causes:
-                where = ", ".join(f"{p or '<root>'} {_signed(v)}" for p, v in cause.layers[:3])
+                where = listed([f"{p or '<root>'} {_signed(v)}" for p, v in cause.layers], 3, ", ", cause.more_layers)
                 lines.append(f"  - {cause.kind}: {cause.rule}: {_signed(cause.macs)}" + (f" ({where})" if where else ""))
             if c.residual and c.classification != "agrees":
                 lines.append(f"  - residual not explained: {_signed(c.residual)}")
