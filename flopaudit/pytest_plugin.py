@@ -5,14 +5,17 @@ Installed with flopaudit (entry point ``pytest11``), so a test can write::
     def test_flops(flopaudit_check):
         model = MyNet().eval()
         flopaudit_check(model, torch.randn(1, 3, 64, 64),
-                        golden="tests/goldens/mynet.json", backends=("reference",))
+                        golden="goldens/mynet.json", backends=("reference",))
 
 The first run fails because there is no golden yet; a run with
 ``--flopaudit-accept`` (or the environment variable ``FLOPAUDIT_ACCEPT=1``)
 writes it. From then on any change of a count (total, per op, per module,
 params, status) fails the test with a diff that names the ops that moved
 and says whether the backend's or torch's version changed; accepting
-rewrites the golden. Relative golden paths are taken from pytest's rootdir.
+rewrites the golden. A relative golden path is taken from the directory of
+the test file that uses it (``goldens/mynet.json`` beside ``tests/test_x.py``
+is ``tests/goldens/mynet.json``), wherever pytest is started from; messages
+show the path from pytest's rootdir.
 
 Tests using the fixture get the ``goldens`` marker (``pytest -m goldens``).
 This module imports nothing heavy until the fixture is used.
@@ -62,10 +65,12 @@ def accept_requested(config: pytest.Config) -> bool:
 class GoldenCheck:
     """The callable the ``flopaudit_check`` fixture returns."""
 
-    def __init__(self, rootdir: Path, nodeid: str, accept: bool) -> None:
+    def __init__(self, rootdir: Path, nodeid: str, accept: bool, base: Path | None = None) -> None:
         self.rootdir = Path(rootdir)
         self.nodeid = nodeid
         self.accept = accept
+        self.base = Path(base) if base is not None else self.rootdir
+        """Where relative golden paths start: the test file's directory."""
 
     def accept_hint(self) -> str:
         node = shlex.quote(self.nodeid)
@@ -101,7 +106,7 @@ class GoldenCheck:
             backends = (backends,)
         path = Path(golden)
         if not path.is_absolute():
-            path = self.rootdir / path
+            path = self.base / path
         model_inputs = ModelInputs.coerce(inputs, kwargs)
         label = name or path.stem
         try:
@@ -120,6 +125,9 @@ class GoldenCheck:
             return results
         if not path.exists():
             lines = [f"flopaudit: no golden file {shown} yet; counted:"]
+            if not Path(golden).is_absolute():
+                lines.insert(1, f"  (a relative golden path starts at the test file's directory, "
+                                f"{_display(self.base, self.rootdir) or '.'})")
             lines += [f"  {_one_line(g)}" for g in current]
             lines.append(self.accept_hint().replace("accept the new counts", "write it"))
             pytest.fail("\n".join(lines), pytrace=False)
@@ -167,4 +175,5 @@ def flopaudit_check(request: pytest.FixtureRequest) -> GoldenCheck:
 
     Accept new counts with ``pytest --flopaudit-accept`` or ``FLOPAUDIT_ACCEPT=1``.
     """
-    return GoldenCheck(request.config.rootpath, request.node.nodeid, accept_requested(request.config))
+    return GoldenCheck(request.config.rootpath, request.node.nodeid, accept_requested(request.config),
+                       base=request.node.path.parent)

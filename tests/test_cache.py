@@ -188,7 +188,7 @@ def test_cli_no_cache_neither_reads_nor_writes(tmp_path: Path, fake_backends: No
 
 def test_fully_cached_run_starts_no_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = ("linear-3d", "conv2d-bias")
-    first = audit(ResultCache(tmp_path), ["reference"], models)
+    first = run_audit([CaseRef(m) for m in models], ["reference"], jobs=1, cache=ResultCache(tmp_path))
 
     def no_worker(self: object) -> None:
         raise AssertionError("a worker was started")

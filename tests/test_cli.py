@@ -163,3 +163,18 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     proc = subprocess.run(f"{sys.executable} -m flopaudit zoo | head -n 1", shell=True, capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.stdout.startswith("id") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_meta_says_the_forward_reads_values_instead_of_blaming_the_input(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _error_line(capsys, ["run", "--models", "user_models:masked_linear", "--inputs", "user_models:masked_inputs",
+                               "--meta", "--backends", "reference", "--no-cache", "--no-progress",
+                               "--out", str(tmp_path / "a")])
+    assert "reads a tensor's value during its forward pass" in err and "rejected input" not in err
+    assert "without --meta" in err and "attention mask" in err
+    # the same model on meta without the mask counts: 2 x 5 x 8 x 4 MACs
+    assert main(["run", "--models", "user_models:masked_linear", "--inputs", "user_models:unmasked_inputs",
+                 "--meta", "--backends", "reference", "--no-cache", "--no-progress",
+                 "--out", str(tmp_path / "b")]) == 0
+    result = json.loads((tmp_path / "b" / "results.json").read_text())["results"][0]
+    assert result["status"] == "ok" and result["macs"] == 2 * 5 * 8 * 4

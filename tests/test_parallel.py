@@ -252,3 +252,25 @@ def test_default_jobs_is_the_usable_cores() -> None:
 def test_zoo_ids_are_plain_names() -> None:
     # CaseRef.resolve() looks ids up by exact name: none may look like a spec or a glob.
     assert not [c.id for c in all_cases() if set(c.id) & set(":*?[")]
+
+
+def test_a_module_missing_on_an_executors_worker_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster, a model module that only this machine has is reported as missing on the worker."""
+    import concurrent.futures
+
+    from flopaudit.execution.dask import execute_task
+
+    real = execute_task
+
+    def elsewhere(task: Any) -> Any:  # the executor's worker runs without the model's directory on sys.path
+        monkeypatch.delitem(__import__("sys").modules, "only_here_models", raising=False)
+        monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p != str(tmp_path)])
+        return real(task)
+
+    (tmp_path / "only_here_models.py").write_text("from torch import nn\ndef build():\n    return nn.Linear(4, 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("flopaudit.execution.dask.execute_task", elsewhere)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, pytest.raises(UserError) as exc:
+        run_audit([CaseRef("only_here_models:build", (1, 4))], ["reference"], executor=pool, strict_inputs=True)
+    assert "cannot import module 'only_here_models'" in str(exc.value)
+    assert "on worker" in str(exc.value) and "importable on every worker" in str(exc.value)

@@ -171,3 +171,19 @@ def test_default(flopaudit_check):
     data = json.loads((inner.path / "goldens" / "default.json").read_text())
     assert (data["backend"], data["macs"]) == ("reference", macs(16))
     inner.runpytest("test_default.py").assert_outcomes(passed=1)
+
+
+def test_relative_goldens_start_at_the_test_files_directory_wherever_pytest_runs(
+        inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test lives in tests/ with no ini file; started from tests/ or from the project root,
+    ``golden="goldens/tiny.json"`` is tests/goldens/tiny.json (never tests/tests/...)."""
+    tests_dir = inner.path / "tests"
+    tests_dir.mkdir()
+    (inner.path / "test_flops.py").rename(tests_dir / "test_flops.py")
+    result = inner.runpytest(str(tests_dir))
+    assert "(a relative golden path starts at the test file's directory" in result.stdout.str()
+    inner.runpytest(str(tests_dir), "--flopaudit-accept").assert_outcomes(passed=2)
+    assert (tests_dir / "goldens" / "tiny.json").is_file()
+    assert not (tests_dir / "tests").exists() and not (inner.path / "goldens").exists()
+    monkeypatch.chdir(tests_dir)
+    inner.runpytest(".").assert_outcomes(passed=2)

@@ -45,3 +45,28 @@ def einsum_net() -> nn.Module:
     """Linear(16, 16) then EinsumLayer(16, 96): 256 + 1536 MACs per sample,
     so a counter blind to the custom layer misses 1536 / 1792 = 86%."""
     return nn.Sequential(nn.Linear(16, 16, bias=False), EinsumLayer(16, 96))
+
+
+class MaskedLinear(nn.Module):
+    """Reads its mask's values in forward (as Hugging Face models check an attention mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None and not bool(mask.all()):
+            x = x * mask.unsqueeze(-1)
+        return self.fc(x)
+
+
+def masked_linear() -> nn.Module:
+    return MaskedLinear()
+
+
+def masked_inputs() -> dict[str, torch.Tensor]:
+    return {"x": torch.randn(2, 5, 8), "mask": torch.ones(2, 5)}
+
+
+def unmasked_inputs() -> dict[str, torch.Tensor]:
+    return {"x": torch.randn(2, 5, 8)}
