@@ -245,8 +245,8 @@ class _Plan:
 
     def run_supervised(self, progress: ProgressFn | None, *, jobs: int, timeout: float | None,
                        max_memory_gb: float | None, threads: int | None) -> None:
+        from flopaudit.execution.protocol import can_fork
         from flopaudit.execution.supervisor import Supervisor
-        from flopaudit.isolation import can_fork
 
         self.report_cached(progress)
         orders = self.orders(may_stay=can_fork())

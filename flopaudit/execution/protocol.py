@@ -22,6 +22,7 @@ whom to blame when the worker hangs or dies:
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,11 @@ class LocalCase:
 
 
 _LOCAL_CASES: dict[str, object] = {}
+
+
+def can_fork() -> bool:
+    """Whether this process can fork workers that inherit its memory (Linux)."""
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
 def keep_local(case: object) -> LocalCase:
