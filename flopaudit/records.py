@@ -176,6 +176,12 @@ class CountResult:
     predictions: tuple[RulesetPrediction, ...] = ()
     """Reference only: the count under each backend's ruleset, rule by rule."""
 
+    def __post_init__(self) -> None:
+        # NB: plain strings, so that unpickling a result never imports the library a version object came from
+        # (torch.__version__ is a TorchVersion: the command line would import torch to read a worker's result).
+        for name in ("backend_version", "torch_version"):
+            object.__setattr__(self, name, str(getattr(self, name)))
+
     @property
     def ok(self) -> bool:
         return self.status is Status.OK

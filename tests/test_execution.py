@@ -133,3 +133,16 @@ def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
     assert not [p for p in seen if _alive(p)]
     assert not (out / "results.json").exists() and not list(out.glob("*.tmp")) and not list(out.glob(".*"))
     assert not list(cache.glob(".*.tmp")) if cache.exists() else True
+
+
+def test_the_command_line_process_never_imports_torch_or_runs_the_model(tmp_path: Path) -> None:
+    code = ("import sys\nfrom flopaudit.cli import main\n"
+            f"code = main(['run', '--models', 'linear-3d', 'user_models:tiny_linear', '--input-shape', '3,4', "
+            f"'--backends', 'reference', 'thop', '--no-cache', '--no-progress', '--out', {str(tmp_path)!r}])\n"
+            "assert code == 0, code\n"
+            "assert 'torch' not in sys.modules and 'user_models' not in sys.modules, 'imported here'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = _statuses(tmp_path)
+    assert cells[("user_models:tiny_linear", "reference")]["macs"] == 3 * 4 * 2
