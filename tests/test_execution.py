@@ -137,7 +137,7 @@ def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
 
 def test_the_command_line_process_never_imports_torch_or_runs_the_model(tmp_path: Path) -> None:
     code = ("import sys\nfrom flopaudit.cli import main\n"
-            f"code = main(['run', '--models', 'linear-3d', 'user_models:tiny_linear', '--input-shape', '3,4', "
+            f"code = main(['run', '--models', 'user_models:tiny_linear', '--input-shape', '3,4', "
             f"'--backends', 'reference', 'thop', '--no-cache', '--no-progress', '--out', {str(tmp_path)!r}])\n"
             "assert code == 0, code\n"
             "assert 'torch' not in sys.modules and 'user_models' not in sys.modules, 'imported here'\n")
