@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from flopaudit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from flopaudit.reports.model import Report
 
-_LAZY = {
+__getattr__ = lazy_attributes(__name__, {
     "build_report": "flopaudit.reports.explain",
     "explain_cell": "flopaudit.reports.explain",
     "CLASSIFICATIONS": "flopaudit.reports.model",
@@ -28,14 +30,7 @@ _LAZY = {
     "render_csv": "flopaudit.reports.render_csv",
     "render_json": "flopaudit.reports.render_json",
     "render_markdown": "flopaudit.reports.render_markdown",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The reports' parts, imported when first used (the command line's help stays fast)."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'flopaudit.reports' has no attribute {name!r}")
+})
 
 FORMATS: dict[str, tuple[str, str]] = {
     "markdown": ("report.md", "flopaudit.reports.render_markdown:render_markdown"),

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from flopaudit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from flopaudit.zoo.case import ModelCase
 
-_LAZY = {
+__getattr__ = lazy_attributes(__name__, {
     "ModelCase": "flopaudit.zoo.case",
     "tensor_inputs": "flopaudit.zoo.case",
     "select_cases": "flopaudit.zoo.select",
     "resolve_model_spec": "flopaudit.zoo.select",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'flopaudit.zoo' has no attribute {name!r}")
+})
 
 
 FAMILIES: tuple[str, ...] = (
