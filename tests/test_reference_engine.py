@@ -346,17 +346,3 @@ def test_calls_priced_once_per_process_keep_what_tells_them_apart() -> None:
         assert ("aten.add.Tensor", 64, (("alpha", 1),), ((4, 4), (4, 4)), ((4, 4),)) in events  # x + x
         assert ("aten.add.Tensor", 128, (("alpha", 1),), ((4, 4), (4, 4)), ((4, 4),)) in events
         assert ("aten.unsqueeze_.default", 64, (("dim", 0),), ((4, 4),), ((1, 4, 4),)) in events  # shape before
-
-
-def test_sizes_become_int_tuples_and_a_symbolic_one_is_not_remembered() -> None:
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
-
-    from flopaudit.reference import engine
-
-    unbacked = ShapeEnv().create_unbacked_symint()
-    plain = torch.randn(2, 3).shape
-    for _ in range(2):  # the second time from the memo
-        shapes = engine._int_shapes((plain, torch.Size([4])))
-        assert shapes == ((2, 3), (4,)) and all(type(d) is int for s in shapes for d in s)
-    assert engine._int_shapes((torch.Size([unbacked, 4]), plain)) == ((), (2, 3))  # no int for it: empty, as before
-    assert all(type(k) is not torch.Size or all(type(d) is int for d in k) for k in engine._INT_SHAPES)
