@@ -63,7 +63,7 @@ from flopaudit.reference.buffers import BufferGuard
 from flopaudit.reference.caching import Pricer, clear_caches, pricer
 from flopaudit.reference.events import PATCHED_CALL_PREFIX, ModuleCall, OpEvent, Recording, Shape, TensorArg
 from flopaudit.reference.module_rules import module_rule_for
-from flopaudit.reference.module_tree import ModuleFacts, module_facts, walk
+from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
 from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, operator_facts, run
 from flopaudit.reference.patching import patched, tracking_autograd_functions
 from flopaudit.reference.pricing import CallInputs, OperatorCall, PricedCall, call_arg, describe_inputs, price
@@ -128,6 +128,8 @@ class _Recorder:
         """Operator facts, each looked up once per recording."""
         self.buffers = BufferGuard(self.tree.buffers)
         self.module_facts: dict[int, ModuleFacts] = {}
+        """Each module's facts, read once per recording (see :meth:`finish`)."""
+        self.read_facts = FactsReader()
         self.patched_stack: list[str] = []
         """Paths of the patched calls running now, outermost first."""
         self.internal = 0
@@ -228,7 +230,7 @@ class _Recorder:
         module, frame = closed.module, closed.frame
         facts = self.module_facts.get(id(module))
         if facts is None:
-            facts = self.module_facts[id(module)] = module_facts(module)
+            facts = self.module_facts[id(module)] = self.read_facts(module)
         return ModuleCall(
             path=frame.path, module_type=frame.module_type, module_class=facts.class_path, stack=frame.stack,
             in_leaf=frame.in_leaf, input_shapes=closed.input_shapes, output_shapes=closed.output_shapes,
@@ -308,14 +310,14 @@ class _Mode(TorchDispatchMode):
             kwargs = {}
         rec.internal += 1  # patched calls made from here on are the recorder's, not the model's
         try:
-            if rec.buffers.by_storage:
+            if facts.writes and rec.buffers.by_storage:
                 rec.buffers.before(facts, args, kwargs)
             if facts.query or rec.suppress_depth:
                 return func(*args, **kwargs)
             if facts.formula is None:
                 return self._without_formula(func, args, kwargs)
             inputs = describe_inputs(args, kwargs)  # before the op runs: an in-place op may resize them
-            out = run(func, facts, args, kwargs)
+            out = func(*args, **kwargs) if facts.meta_shortcut is None else run(func, facts, args, kwargs)
             rec.add_event(facts, rec.pricer.price(OperatorCall(func, facts, args, kwargs, out, inputs)))
             return out
         finally:

@@ -92,23 +92,38 @@ class ModuleFacts(NamedTuple):
     class_path: str
 
 
-def module_facts(module: nn.Module) -> ModuleFacts:
-    """The module's public scalar attributes, its own parameters' shapes and its class path."""
-    cls = type(module)
-    return ModuleFacts(_public_attrs(module),
-                       tuple([(n, shape_of(p)) for n, p in module._parameters.items() if p is not None]),
-                       f"{cls.__module__}.{cls.__qualname__}")
+class FactsReader:
+    """Reads :class:`ModuleFacts` (one reader per recording: it remembers, for
+    the attribute names of the modules it has read, which are public, sorted)."""
+
+    def __init__(self) -> None:
+        self.public: dict[tuple[str, ...], list[str]] = {}
+
+    def __call__(self, module: nn.Module) -> ModuleFacts:
+        """The module's public scalar attributes, its own parameters' shapes and its class path."""
+        cls = type(module)
+        return ModuleFacts(self._public_attrs(module),
+                           tuple([(n, shape_of(p)) for n, p in module._parameters.items() if p is not None]),
+                           f"{cls.__module__}.{cls.__qualname__}")
+
+    def _public_attrs(self, module: nn.Module) -> tuple[tuple[str, Any], ...]:
+        """The module's public scalar attributes (and tuples of scalars), sorted by name."""
+        d = module.__dict__
+        names = tuple(d)
+        public = self.public.get(names)
+        if public is None:
+            public = self.public[names] = sorted(k for k in names if k[:1] != "_")
+        return _scalar_values(d, public)
 
 
 _ATTR_TYPES = (bool, int, float, str)
 _ATTR_SET = frozenset(_ATTR_TYPES)
 
 
-def _public_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
-    """The module's public scalar attributes (and tuples of scalars), sorted by name."""
-    d = module.__dict__
+def _scalar_values(d: dict[str, Any], names: list[str]) -> tuple[tuple[str, Any], ...]:
+    """``(name, d[name])`` for each of ``names`` whose value is a scalar or a tuple of scalars."""
     out = []
-    for k in sorted(k for k in d if k[:1] != "_"):
+    for k in names:
         v = d[k]
         t = type(v)
         if t in _ATTR_SET:
@@ -124,4 +139,4 @@ def _public_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     return tuple(out)
 
 
-__all__ = ["ModuleFacts", "ModuleTree", "module_facts", "walk"]
+__all__ = ["FactsReader", "ModuleFacts", "ModuleTree", "walk"]

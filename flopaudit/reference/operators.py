@@ -59,13 +59,16 @@ class OperatorFacts:
     (batch-norm kernels whose schema does not say so)."""
     meta_shortcut: Callable[[Any, Any], Any] | None = None
     """What builds its outputs when every tensor argument is on meta (:data:`META_SHORTCUTS`), if anything."""
+    writes: bool = False
+    """``written`` or ``stats_written``: a call may write to one of its arguments."""
 
 
 def operator_facts(func: Any) -> OperatorFacts:
     """The facts of ``func`` for the formula registry as it is now."""
     fn = lookup(func)
+    written, stats_written = _written_args(func), _stats_written(func)
     return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(func), func in QUERIES,
-                         _written_args(func), _stats_written(func), META_SHORTCUTS.get(func))
+                         written, stats_written, META_SHORTCUTS.get(func), bool(written or stats_written))
 
 
 def _is_view(func: torch._ops.OpOverload) -> bool:
