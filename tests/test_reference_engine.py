@@ -346,3 +346,35 @@ def test_calls_priced_once_per_process_keep_what_tells_them_apart() -> None:
         assert ("aten.add.Tensor", 64, (("alpha", 1),), ((4, 4), (4, 4)), ((4, 4),)) in events  # x + x
         assert ("aten.add.Tensor", 128, (("alpha", 1),), ((4, 4), (4, 4)), ((4, 4),)) in events
         assert ("aten.unsqueeze_.default", 64, (("dim", 0),), ((4, 4),), ((1, 4, 4),)) in events  # shape before
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_count_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        count(Net(), torch.randn(ROWS, 16))
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+class Flagged(nn.Module):
+    def __init__(self, flag: object) -> None:
+        super().__init__()
+        self.flag = flag
+        self.conv = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_module_call_attributes_keep_their_types() -> None:
+    """``True``, ``1`` and ``1.0`` are equal values, not the same attribute."""
+    x = torch.randn(1, 4, 8, 8)
+    for flag in (True, 1, 1.0, True):
+        root = count(Flagged(flag), x).module_call_records[0]
+        value = dict(root.attrs)["flag"]
+        assert value == flag and type(value) is type(flag)
