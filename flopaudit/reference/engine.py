@@ -50,7 +50,7 @@ import dataclasses
 import gc
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -80,8 +80,9 @@ _Tensor = torch.Tensor
 
 @dataclass(slots=True)
 class ModuleFrame:
-    """One module call running now (or, for :attr:`_Recorder.outside`, none:
-    the operators run outside every module of the model)."""
+    """One module call: where the operators it runs are recorded, and, once it
+    has returned, what its :class:`ModuleCall` needs (:attr:`_Recorder.outside`
+    stands for no module: operators run outside every module of the model)."""
 
     path: str
     module_type: str
@@ -95,16 +96,11 @@ class ModuleFrame:
     """Index of the enclosing module call."""
     rule_name: str = ""
     """Name of the module rule pricing this call in place of its operators ('' if none)."""
-
-
-class _ClosedCall(NamedTuple):
-    """A module call that has returned; :meth:`_Recorder.finish` makes its :class:`ModuleCall`."""
-
-    frame: ModuleFrame
-    module: nn.Module
-    input_shapes: tuple[Shape, ...]
-    output_shapes: tuple[Shape, ...]
-    end_event: int
+    module: nn.Module | None = None
+    """Set when the call returns (with what follows): :meth:`_Recorder.finish` makes its :class:`ModuleCall`."""
+    input_shapes: tuple[Shape, ...] = ()
+    output_shapes: tuple[Shape, ...] = ()
+    end_event: int = 0
 
 
 class _Recorder:
@@ -212,8 +208,9 @@ class _Recorder:
             out_shapes = (int_shape(output.shape),)
         else:
             out_shapes = shapes(output)
-        self.rec.calls[frame.call_index] = _ClosedCall(  # type: ignore[call-overload]
-            frame, module, in_shapes, out_shapes, len(self.rec.events))
+        frame.module, frame.input_shapes, frame.output_shapes = module, in_shapes, out_shapes
+        frame.end_event = len(self.rec.events)
+        self.rec.calls[frame.call_index] = frame  # type: ignore[call-overload]
 
     def finish(self) -> Recording:
         """Make the module-call records.
@@ -222,19 +219,19 @@ class _Recorder:
         """
         calls = self.rec.calls
         for i, c in enumerate(calls):
-            if isinstance(c, _ClosedCall):
+            if isinstance(c, ModuleFrame):
                 calls[i] = self._module_call(c)
         return self.rec
 
-    def _module_call(self, closed: _ClosedCall) -> ModuleCall:
-        module, frame = closed.module, closed.frame
+    def _module_call(self, frame: ModuleFrame) -> ModuleCall:
+        module = frame.module
         facts = self.module_facts.get(id(module))
         if facts is None:
             facts = self.module_facts[id(module)] = self.read_facts(module)
         return ModuleCall(
             path=frame.path, module_type=frame.module_type, module_class=facts.class_path, stack=frame.stack,
-            in_leaf=frame.in_leaf, input_shapes=closed.input_shapes, output_shapes=closed.output_shapes,
-            attrs=facts.attrs, param_shapes=facts.param_shapes, events=(frame.first_event, closed.end_event),
+            in_leaf=frame.in_leaf, input_shapes=frame.input_shapes, output_shapes=frame.output_shapes,
+            attrs=facts.attrs, param_shapes=facts.param_shapes, events=(frame.first_event, frame.end_event),
             parent=frame.parent, rule=frame.rule_name, aliases=self.tree.aliases.get(id(module), ()),
         )
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from flopaudit.inputs import iter_tensors
-from flopaudit.reference.registry import Formula, formula_name, lookup
+from flopaudit.reference.registry import Formula, Signature, formula_name, lookup, signature
 from flopaudit.reference.tensors import tensors_in
 
 aten = torch.ops.aten
@@ -61,6 +61,8 @@ class OperatorFacts:
     """What builds its outputs when every tensor argument is on meta (:data:`META_SHORTCUTS`), if anything."""
     writes: bool = False
     """``written`` or ``stats_written``: a call may write to one of its arguments."""
+    signature: Signature | None = None
+    """Its schema's arguments (what binding a call to names reads)."""
 
 
 def operator_facts(func: Any) -> OperatorFacts:
@@ -68,7 +70,8 @@ def operator_facts(func: Any) -> OperatorFacts:
     fn = lookup(func)
     written, stats_written = _written_args(func), _stats_written(func)
     return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(func), func in QUERIES,
-                         written, stats_written, META_SHORTCUTS.get(func), bool(written or stats_written))
+                         written, stats_written, META_SHORTCUTS.get(func), bool(written or stats_written),
+                         signature(func))
 
 
 def _is_view(func: torch._ops.OpOverload) -> bool:

@@ -91,16 +91,11 @@ def _describe(items: Any, signature: list[Any], tensors: list[torch.Tensor], siz
     listing the tensors and their sizes. Raises :class:`Undescribable`; a
     nested tensor's shape raises RuntimeError. The recorder's hot path."""
     for a in items:
-        if isinstance(a, _Tensor):
-            s = a.shape
-            signature.append(s)
-            signature.append(a.dtype)
-            tensors.append(a)
-            sizes.append(s)
-        elif type(a) in PLAIN_TYPES:
+        kind = type(a)
+        if kind in PLAIN_TYPES:
             signature.append(a)
-            signature.append(type(a))  # 1, 1.0 and True are equal values, not equal arguments
-        elif type(a) is list or type(a) is tuple:
+            signature.append(kind)  # 1, 1.0 and True are equal values, not equal arguments
+        elif kind is list or kind is tuple:
             if a and type(a[0]) in _NUMBERS:  # int[] / float[] / bool[]
                 signature.append(tuple(a))
                 signature.append(tuple(map(type, a)))
@@ -108,6 +103,12 @@ def _describe(items: Any, signature: list[Any], tensors: list[torch.Tensor], siz
                 signature.append(LIST_START)
                 _describe(a, signature, tensors, sizes)
                 signature.append(LIST_END)
+        elif isinstance(a, _Tensor):
+            s = a.shape
+            signature.append(s)
+            signature.append(a.dtype)
+            tensors.append(a)
+            sizes.append(s)
         else:
             raise Undescribable
 
@@ -154,7 +155,7 @@ def price(call: OperatorCall, notes: list[str]) -> Pricing:
     op_args: tuple[tuple[str, Any], ...] = ()
     params: dict[str, Any] | None = None
     try:
-        params = bind(func, call.args, call.kwargs)
+        params = bind(func, call.args, call.kwargs, facts.signature)
         op_args = scalar_args(params)
     except Exception:  # noqa: BLE001 - the schema did not bind; keep the event anyway
         pass
