@@ -11,13 +11,15 @@ variant, so a load spike hits the numbers of one repetition together:
   first count in a fresh process, where only calls repeated within the model
   are found in the memo;
 - ``cache off``: ``count(..., cache=False)``: every call priced afresh;
-- ``gc on``: the memo warm, the cyclic garbage collector left running during
-  the count (the counter pauses it otherwise).
+- ``gc on``: as ``memo cold``, with the cyclic garbage collector left
+  running during the count (the counter pauses it otherwise).
 
-"saved" is what the memo saves of a count: ``1 - warm / off`` and
-``1 - cold / off``. Last, the 7B Llama-style config of
-``bench_reference_meta.py`` built and counted on meta, the same variants
-(wall time, fewer repetitions).
+"memo saves" is what the memo saves of a count: ``1 - warm / off`` and
+``1 - cold / off``; "pause saves" is what pausing the collector saves of a
+first count: ``1 - cold / gc on``. Last, a second table: the 7B Llama-style
+config of ``bench_reference_meta.py`` built and counted on meta (wall time of
+build + count), each setting in fresh processes (as a command-line run
+counts), the first and the second count of the process.
 
 Run it by hand, never as a test::
 
@@ -30,6 +32,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +41,6 @@ from typing import Any
 
 import torch
 
-from flopaudit.inputs import ModelInputs
 from flopaudit.reference import api, clear_caches, count, engine
 from flopaudit.table import format_table
 from flopaudit.zoo import get_case
@@ -68,7 +70,7 @@ def variants(run: Callable[[bool], Any]) -> dict[str, tuple[Callable[[], Any] | 
         "memo warm": (None, lambda: run(True)),
         "memo cold": (clear_caches, lambda: run(True)),
         "cache off": (None, lambda: run(False)),
-        "gc on": (None, gc_on),
+        "gc on": (clear_caches, gc_on),
     }
 
 
@@ -100,37 +102,53 @@ def model_row(model_id: str, reps: int) -> list[str]:
             ratios[name].append(cpu_time(fn) / f)
     med = {name: statistics.median(r) for name, r in ratios.items()}
     print(f"  measured {model_id}", file=sys.stderr, flush=True)
-    return ([model_id, f"{statistics.median(forwards) * 1e3:.1f} ms"] + [f"{med[v]:.2f}x" for v in VARIANTS]
-            + [f"{1 - med['memo warm'] / med['cache off']:.0%}", f"{1 - med['memo cold'] / med['cache off']:.0%}"])
+    return [model_id, f"{statistics.median(forwards) * 1e3:.1f} ms"] + [f"{med[v]:.2f}x" for v in VARIANTS] + savings(med)
 
 
-def llama_row(reps: int) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_reference_meta import LlamaConfig, LlamaLike
+def savings(med: dict[str, float]) -> list[str]:
+    return [f"{1 - med['memo warm'] / med['cache off']:.0%}", f"{1 - med['memo cold'] / med['cache off']:.0%}",
+            f"{1 - med['memo cold'] / med['gc on']:.0%}"]
 
-    cfg = LlamaConfig()
 
-    def build_and_count(cache: bool) -> None:
-        with torch.device("meta"):
-            model = LlamaLike(cfg)
-        count(model, ModelInputs((torch.zeros(1, 2048, dtype=torch.long, device="meta"),)), device="meta",
-              cache=cache)
+LLAMA_RUNNER = """
+import contextlib, sys, time
+import torch
+sys.path.insert(0, sys.argv[1])
+from bench_reference_meta import LlamaConfig, LlamaLike
+from flopaudit.reference import api, count, engine, skip_init
+cache, gc_on = sys.argv[2] == "1", sys.argv[3] == "1"
+if gc_on:
+    engine.gc_paused = api.gc_paused = contextlib.nullcontext
+cfg = LlamaConfig()
+for _ in range(2):
+    start = time.perf_counter()
+    with torch.device("meta"), skip_init():  # as count_meta builds it
+        model = LlamaLike(cfg)
+    count(model, torch.zeros(1, 2048, dtype=torch.long, device="meta"), device="meta", cache=cache)
+    print(time.perf_counter() - start)
+"""
 
-    timed = variants(build_and_count)
-    for _, fn in timed.values():
-        fn()
-    walls: dict[str, list[float]] = {name: [] for name in timed}
+
+def llama_table(reps: int) -> None:
+    """Build + count of the 7B config on meta, each setting in fresh processes (wall time)."""
+    here = str(Path(__file__).resolve().parent)
+    settings = {"memo on": ("1", "0"), "cache off": ("0", "0"), "gc on (memo on)": ("1", "1")}
+    walls: dict[str, list[list[float]]] = {name: [[], []] for name in settings}
     for _ in range(reps):
-        for name, (prepare, fn) in timed.items():
-            if prepare is not None:
-                prepare()
-            start = time.perf_counter()
-            fn()
-            walls[name].append(time.perf_counter() - start)
-    med = {name: statistics.median(w) for name, w in walls.items()}
+        for name, (cache, gc_on) in settings.items():
+            proc = subprocess.run([sys.executable, "-c", LLAMA_RUNNER, here, cache, gc_on], capture_output=True,
+                                  text=True, check=True)
+            for i, seconds in enumerate(proc.stdout.split()):
+                walls[name][i].append(float(seconds))
+    med = {name: [statistics.median(w) for w in pair] for name, pair in walls.items()}
     print("  measured the 7B config on meta", file=sys.stderr, flush=True)
-    return (["llama-7b on meta (build + count)", "-"] + [f"{med[v]:.2f} s" for v in VARIANTS]
-            + [f"{1 - med['memo warm'] / med['cache off']:.0%}", f"{1 - med['memo cold'] / med['cache off']:.0%}"])
+    print(f"\n7B Llama-style config on meta: build + count, wall time, median of {reps} fresh processes")
+    rows = [[name, f"{first:.2f} s", f"{second:.2f} s"] for name, (first, second) in med.items()]
+    print(format_table(["setting", "first count", "second count"], rows, align="lrr"))
+    on, off, gc_on = med["memo on"], med["cache off"], med["gc on (memo on)"]
+    print(f"memo saves {1 - on[0] / off[0]:.0%} of a first count, {1 - on[1] / off[1]:.0%} of a second; "
+          f"the collector's pause saves {1 - on[0] / gc_on[0]:.0%} of a first count, {1 - on[1] / gc_on[1]:.0%} "
+          "of a second")
 
 
 def main() -> None:
@@ -145,10 +163,10 @@ def main() -> None:
           f"{len(os.sched_getaffinity(0))} usable cores, load average {os.getloadavg()[0]:.1f}")
     print(f"count CPU time / forward CPU time, median over {args.reps} repetitions")
     rows = [model_row(m, args.reps) for m in args.models]
+    print(format_table(["model", "forward", *VARIANTS, "memo saves (warm)", "memo saves (cold)",
+                        "pause saves (cold)"], rows, align="lr" + "r" * (len(VARIANTS) + 3)))
     if not args.skip_llama:
-        rows.append(llama_row(max(3, args.reps // 3)))
-    print(format_table(["model", "forward", *VARIANTS, "saved (warm)", "saved (cold)"], rows,
-                       align="lr" + "r" * (len(VARIANTS) + 2)))
+        llama_table(max(3, args.reps // 2))
 
 
 if __name__ == "__main__":

@@ -140,14 +140,6 @@ Formula = Callable[[OpCall], Cost]
 Target = Union[str, OpOverload, OpOverloadPacket]
 
 _FORMULAS: dict[str, Formula] = {}
-_CHANGES = [0]
-"""How many times the registry changed: what the recorder keys its replayed leaf calls by."""
-
-
-def generation() -> int:
-    """A number that changes whenever a formula is registered or removed."""
-    return _CHANGES[0]
-
 
 def op_key(target: Target) -> str:
     """Normalise an operator (packet, overload or name) to its registry key."""
@@ -175,7 +167,6 @@ def register_formula(*targets: Target) -> Callable[[Formula], Formula]:
             raise ValueError(f"formula already registered for: {sorted(set(taken) | dupes)}")
         for k in keys:
             _FORMULAS[k] = fn
-        _CHANGES[0] += 1
         return fn
 
     return decorator
@@ -189,7 +180,6 @@ def unregister_formula(*targets: Target) -> None:
         raise KeyError(f"no formula registered for: {missing}")
     for k in keys:
         del _FORMULAS[k]
-    _CHANGES[0] += 1
 
 
 @contextlib.contextmanager
@@ -211,7 +201,6 @@ def temporary_formula(targets: Target | Sequence[Target], fn: Formula) -> Iterat
         for k in keys:
             _FORMULAS.pop(k, None)
         _FORMULAS.update(saved)
-        _CHANGES[0] += 1
 
 
 def lookup(op: OpOverload | str) -> Formula | None:
