@@ -115,7 +115,7 @@ class _Recorder:
         self.frames: list[ModuleFrame] = []
         self.outside = ModuleFrame("", type(model).__name__, self.tree.leaf.get(id(model), False), ("",), -1, 0)
         """Where an operator run outside every module of the model is recorded (the root)."""
-        self.suppress_depth = 0
+        self.rule_depth = 0
         """>0 inside a module priced by a module rule: its operators are not recorded."""
         self.functions: list[str] = []
         """Class names of the custom ``autograd.Function`` calls running now, innermost last."""
@@ -128,7 +128,7 @@ class _Recorder:
         self.read_facts = FactsReader()
         self.patched_stack: list[str] = []
         """Paths of the patched calls running now, outermost first."""
-        self.internal = 0
+        self.recorder_depth = 0
         """>0 while the recorder's own code runs (dispatch handling): patched
         calls made there are not the model's."""
 
@@ -140,7 +140,7 @@ class _Recorder:
         if path is None:  # a module outside the counted model
             return
         parent = self.frames[-1] if self.frames else None
-        recorded = not self.suppress_depth
+        recorded = not self.rule_depth
         rule = module_rule_for(module) if recorded else None
         calls = self.rec.calls
         frame = ModuleFrame(
@@ -156,7 +156,7 @@ class _Recorder:
         if recorded:
             calls.append(None)  # type: ignore[arg-type]  # a placeholder, filled when the call returns (start order)
         if rule is not None:
-            self.suppress_depth += 1
+            self.rule_depth += 1
         self.frames.append(frame)
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
@@ -168,7 +168,7 @@ class _Recorder:
             return
         frame = self.frames.pop()
         if frame.rule_name:
-            self.suppress_depth -= 1
+            self.rule_depth -= 1
         if not returned:  # the forward raised: unwind the stack, no module-rule event
             self._close(frame, module, args, kwargs, None)
             self.note(f"module {frame.path or '<root>'} raised during its forward")
@@ -180,11 +180,11 @@ class _Recorder:
     def _module_rule_event(self, frame: ModuleFrame, module: nn.Module, args: tuple[Any, ...],
                            kwargs: Mapping[str, Any], output: Any) -> None:
         rule = module_rule_for(module)
-        self.internal += 1  # a reference module rule's own torch calls are not the model's
+        self.recorder_depth += 1  # a reference module rule's own torch calls are not the model's
         try:
             cost = rule(module, args, output) if rule is not None else Cost(0, 0, Category.ZERO_COST)
         finally:
-            self.internal -= 1
+            self.recorder_depth -= 1
         if not isinstance(cost, Cost):
             raise TypeError(f"module rule {frame.rule_name} returned {type(cost).__name__}, not Cost")
         self.rec.events.append(OpEvent(
@@ -268,7 +268,7 @@ class _Recorder:
 
     def patched_call(self, path: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
         """Record a call of a patched callable; -1 if it is not the model's."""
-        if self.internal or self.suppress_depth:
+        if self.recorder_depth or self.rule_depth:
             return -1
         where = self.frames[-1] if self.frames else self.outside
         op_args = tuple((f"#{i}", call_arg(v)) for i, v in enumerate(args))
@@ -305,11 +305,11 @@ class _Mode(TorchDispatchMode):
         facts = rec.facts.get(func) or rec.operator(func)
         if kwargs is None:
             kwargs = {}
-        rec.internal += 1  # patched calls made from here on are the recorder's, not the model's
+        rec.recorder_depth += 1  # patched calls made from here on are the recorder's, not the model's
         try:
             if facts.writes and rec.buffers.by_storage:
                 rec.buffers.before(facts, args, kwargs)
-            if facts.query or rec.suppress_depth:
+            if facts.query or rec.rule_depth:
                 return func(*args, **kwargs)
             if facts.formula is None:
                 return self._without_formula(func, args, kwargs)
@@ -318,7 +318,7 @@ class _Mode(TorchDispatchMode):
             rec.add_event(facts, rec.pricer.price(OperatorCall(func, facts, args, kwargs, out, inputs)))
             return out
         finally:
-            rec.internal -= 1
+            rec.recorder_depth -= 1
 
     def _without_formula(self, func: Any, args: Any, kwargs: Any) -> Any:
         """An operator without a formula: decomposed if it can be, else a
@@ -358,7 +358,7 @@ class _Mode(TorchDispatchMode):
         recorder = self.recorder
         rec = recorder.rec
         first = len(rec.events)
-        internal, recorder.internal = recorder.internal, 0  # the kernel is the model's code
+        depth, recorder.recorder_depth = recorder.recorder_depth, 0  # the kernel is the model's code
         try:
             with self:
                 out = kernel(*args, **kwargs)
@@ -367,7 +367,7 @@ class _Mode(TorchDispatchMode):
             rec.notes.append(f"{func}: its Python kernel failed here ({type(exc).__name__}); counted as unsupported")
             return _NOT_TRACED
         finally:
-            recorder.internal = internal
+            recorder.recorder_depth = depth
         name = str(func)
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):

@@ -5,7 +5,7 @@ Python kernel of a ``torch.library.custom_op``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -36,8 +36,12 @@ QUERIES = frozenset({
     torch.ops.prim.device.default,
 })
 
-ArgumentPlace = tuple[int, str]
-"""Where an argument is: (position, schema name)."""
+class ArgumentPlace(NamedTuple):
+    """Where an argument of an operator call is."""
+
+    position: int
+    name: str
+    """Its schema name (where it is found when passed by keyword)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def _written_args(func: Any) -> tuple[ArgumentPlace, ...]:
     schema = getattr(func, "_schema", None)
     if schema is None:
         return ()
-    return tuple((i, a.name) for i, a in enumerate(schema.arguments)
+    return tuple(ArgumentPlace(i, a.name) for i, a in enumerate(schema.arguments)
                  if a.alias_info is not None and a.alias_info.is_write)
 
 
@@ -106,13 +110,12 @@ def _stats_written(func: Any) -> tuple[ArgumentPlace, ...]:
     names = [a.name for a in schema.arguments]
     if "training" not in names:
         return ()
-    return tuple((names.index(n), n) for n in ("training", "running_mean", "running_var") if n in names)
+    return tuple(ArgumentPlace(names.index(n), n) for n in ("training", "running_mean", "running_var") if n in names)
 
 
 def argument(place: ArgumentPlace, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     """The argument at ``place`` of a call (None if it was not passed)."""
-    position, name = place
-    return args[position] if position < len(args) else kwargs.get(name)
+    return args[place.position] if place.position < len(args) else kwargs.get(place.name)
 
 
 def _meta_batch_norm(args: Any, kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
