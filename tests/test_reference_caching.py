@@ -117,7 +117,7 @@ class Change:
     """A change made to a counted model (or around its count) between two counts."""
 
     name: str
-    apply: Callable[[Net], contextlib.AbstractContextManager[dict[str, Any] | None]]
+    apply: Callable[[Net], contextlib.AbstractContextManager[Any]]
     """A context manager that makes the change and undoes it on exit; it may
     yield keyword arguments for the count (``inputs``, ``no_grad``)."""
     changes_count: bool = True
@@ -164,23 +164,13 @@ def _forward_of_class(model: Net) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _forward_hook(model: Net) -> Iterator[None]:
-    handle = model.fc.register_forward_hook(lambda module, args, out: out * 2)
-    try:
-        yield
-    finally:
-        handle.remove()
+def _forward_hook(model: Net) -> contextlib.AbstractContextManager[Any]:
+    return model.fc.register_forward_hook(lambda module, args, out: out * 2)  # a handle removes it on exit
 
 
-@contextlib.contextmanager
-def _global_pre_hook(model: Net) -> Iterator[None]:
-    handle = register_module_forward_pre_hook(
+def _global_pre_hook(model: Net) -> contextlib.AbstractContextManager[Any]:
+    return register_module_forward_pre_hook(
         lambda module, args: (args[0] + 1,) if isinstance(module, nn.Linear) else None)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 @contextlib.contextmanager
@@ -303,7 +293,7 @@ def _count_around(model: Net, change: Change, cache: bool) -> tuple[ReferenceCou
     x = torch.randn(2, 3, 8, 8)
     before = count(model, x, cache=cache)
     with change.apply(model) as overrides:
-        overrides = dict(overrides or {})
+        overrides = dict(overrides) if isinstance(overrides, dict) else {}  # a hook handle enters as itself
         inputs = overrides.pop("inputs", x)
         after = count(model, inputs, cache=cache, **overrides)
     return before, after

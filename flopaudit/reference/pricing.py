@@ -117,14 +117,16 @@ class PricedCall(NamedTuple):
     """The fields of an :class:`~flopaudit.reference.events.OpEvent` that do
     not depend on where the call ran (module, custom Function, patched call)."""
 
+    supported: bool
+    """False for an operator without a formula, or whose formula failed."""
     category: Category | None
     macs: int
     extra_flops: int
-    bytes_read: int
-    bytes_written: int
     input_shapes: tuple[Shape, ...]
     output_shapes: tuple[Shape, ...]
-    supported: bool
+    bytes_read: int
+    """0 for a view (as ``bytes_written``)."""
+    bytes_written: int
     op_args: tuple[tuple[str, Any], ...]
 
 
@@ -170,11 +172,15 @@ def price(call: OperatorCall, notes: list[str]) -> Pricing:
             notes.append(f"formula {facts.formula_name} failed on {func}: {type(exc).__name__}: {exc}")
     view = facts.view
     return Pricing(PricedCall(
-        cost.category if cost is not None else None,
-        cost.macs if cost is not None else 0,
-        cost.extra_flops if cost is not None else 0,
-        0 if view else inputs.nbytes, 0 if view else outputs.nbytes,
-        inputs.shapes, outputs.shapes, supported and cost is not None, op_args,
+        supported=supported and cost is not None,
+        category=cost.category if cost is not None else None,
+        macs=cost.macs if cost is not None else 0,
+        extra_flops=cost.extra_flops if cost is not None else 0,
+        input_shapes=inputs.shapes,
+        output_shapes=outputs.shapes,
+        bytes_read=0 if view else inputs.nbytes,
+        bytes_written=0 if view else outputs.nbytes,
+        op_args=op_args,
     ), reusable)
 
 
