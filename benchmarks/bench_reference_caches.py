@@ -12,7 +12,10 @@ variant, so a load spike hits the numbers of one repetition together:
   are found in the memo;
 - ``cache off``: ``count(..., cache=False)``: every call priced afresh;
 - ``gc on``: as ``memo cold``, with the cyclic garbage collector left
-  running during the count (the counter pauses it otherwise).
+  running during the count (the counter pauses it otherwise);
+- ``floor``: the forward pass under a ``TorchDispatchMode`` that only runs
+  each operator, with two global module hooks that do nothing: what any
+  recorder built this way pays before it records anything.
 
 "memo saves" is what the memo saves of a count: ``1 - warm / off`` and
 ``1 - cold / off``; "pause saves" is what pausing the collector saves of a
@@ -40,13 +43,39 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.reference import api, clear_caches, count, engine
 from flopaudit.table import format_table
 from flopaudit.zoo import get_case
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "convnext_tiny", "lstm-bidir-2layer")
-VARIANTS = ("memo warm", "memo cold", "cache off", "gc on")
+VARIANTS = ("memo warm", "memo cold", "cache off", "gc on", "floor")
+
+
+class _RunOnly(TorchDispatchMode):
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        return func(*args, **(kwargs or {}))
+
+
+def _no_op(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def floor_pass(forward: Callable[[], Any]) -> Callable[[], Any]:
+    """``forward`` under a dispatch mode that only runs each operator, with two global module hooks doing nothing."""
+    def run() -> None:
+        pre = register_module_forward_pre_hook(_no_op)
+        post = register_module_forward_hook(_no_op, with_kwargs=True, always_call=True)
+        try:
+            with _RunOnly():
+                forward()
+        finally:
+            pre.remove()
+            post.remove()
+
+    return run
 
 
 @contextlib.contextmanager
@@ -88,6 +117,7 @@ def model_row(model_id: str, reps: int) -> list[str]:
             model(*inputs.args, **inputs.kwargs)
 
     timed = variants(lambda cache: count(model, inputs, cache=cache))
+    timed["floor"] = (None, floor_pass(forward))
     forward()
     for _, fn in timed.values():
         fn()  # warm-up: imports, first-call work, the memo filled
