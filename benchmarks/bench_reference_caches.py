@@ -1,4 +1,4 @@
-"""What the reference counter's speed machinery saves, measured side by side in one run.
+"""What the reference counter's pricing memo saves, and what recording costs at least, side by side in one run.
 
 For each model, the CPU time of one ``flopaudit.reference.count`` divided by
 the CPU time of one plain forward pass (``torch.no_grad()``), the median over
@@ -11,15 +11,12 @@ variant, so a load spike hits the numbers of one repetition together:
   first count in a fresh process, where only calls repeated within the model
   are found in the memo;
 - ``cache off``: ``count(..., cache=False)``: every call priced afresh;
-- ``gc on``: as ``memo cold``, with the cyclic garbage collector left
-  running during the count (the counter pauses it otherwise);
 - ``floor``: the forward pass under a ``TorchDispatchMode`` that only runs
   each operator, with two global module hooks that do nothing: what any
   recorder built this way pays before it records anything.
 
 "memo saves" is what the memo saves of a count: ``1 - warm / off`` and
-``1 - cold / off``; "pause saves" is what pausing the collector saves of a
-first count: ``1 - cold / gc on``. Last, a second table: the 7B Llama-style
+``1 - cold / off``. Last, a second table: the 7B Llama-style
 config of ``bench_reference_meta.py`` built and counted on meta (wall time of
 build + count), each setting in fresh processes (as a command-line run
 counts), the first and the second count of the process.
@@ -32,13 +29,12 @@ Run it by hand, never as a test::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +42,12 @@ import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flopaudit.reference import api, clear_caches, count, engine
+from flopaudit.reference import clear_caches, count
 from flopaudit.table import format_table
 from flopaudit.zoo import get_case
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "convnext_tiny", "lstm-bidir-2layer")
-VARIANTS = ("memo warm", "memo cold", "cache off", "gc on", "floor")
+VARIANTS = ("memo warm", "memo cold", "cache off", "floor")
 
 
 class _RunOnly(TorchDispatchMode):
@@ -78,28 +74,12 @@ def floor_pass(forward: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-@contextlib.contextmanager
-def gc_running() -> Iterator[None]:
-    """The counter without its pause of the garbage collector (for this measure only)."""
-    saved = engine.gc_paused, api.gc_paused
-    engine.gc_paused = api.gc_paused = contextlib.nullcontext  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        engine.gc_paused, api.gc_paused = saved
-
-
 def variants(run: Callable[[bool], Any]) -> dict[str, tuple[Callable[[], Any] | None, Callable[[], Any]]]:
     """Each variant as (what to do before the clock starts, what is timed); ``run(cache)`` counts once."""
-    def gc_on() -> None:
-        with gc_running():
-            run(True)
-
     return {
         "memo warm": (None, lambda: run(True)),
         "memo cold": (clear_caches, lambda: run(True)),
         "cache off": (None, lambda: run(False)),
-        "gc on": (clear_caches, gc_on),
     }
 
 
@@ -136,19 +116,16 @@ def model_row(model_id: str, reps: int) -> list[str]:
 
 
 def savings(med: dict[str, float]) -> list[str]:
-    return [f"{1 - med['memo warm'] / med['cache off']:.0%}", f"{1 - med['memo cold'] / med['cache off']:.0%}",
-            f"{1 - med['memo cold'] / med['gc on']:.0%}"]
+    return [f"{1 - med['memo warm'] / med['cache off']:.0%}", f"{1 - med['memo cold'] / med['cache off']:.0%}"]
 
 
 LLAMA_RUNNER = """
-import contextlib, sys, time
+import sys, time
 import torch
 sys.path.insert(0, sys.argv[1])
 from bench_reference_meta import LlamaConfig, LlamaLike
-from flopaudit.reference import api, count, engine, skip_init
-cache, gc_on = sys.argv[2] == "1", sys.argv[3] == "1"
-if gc_on:
-    engine.gc_paused = api.gc_paused = contextlib.nullcontext
+from flopaudit.reference import count, skip_init
+cache = sys.argv[2] == "1"
 cfg = LlamaConfig()
 for _ in range(2):
     start = time.perf_counter()
@@ -162,12 +139,12 @@ for _ in range(2):
 def llama_table(reps: int) -> None:
     """Build + count of the 7B config on meta, each setting in fresh processes (wall time)."""
     here = str(Path(__file__).resolve().parent)
-    settings = {"memo on": ("1", "0"), "cache off": ("0", "0"), "gc on (memo on)": ("1", "1")}
+    settings = {"memo on": "1", "cache off": "0"}
     walls: dict[str, list[list[float]]] = {name: [[], []] for name in settings}
     for _ in range(reps):
-        for name, (cache, gc_on) in settings.items():
-            proc = subprocess.run([sys.executable, "-c", LLAMA_RUNNER, here, cache, gc_on], capture_output=True,
-                                  text=True, check=True)
+        for name, cache in settings.items():
+            proc = subprocess.run([sys.executable, "-c", LLAMA_RUNNER, here, cache], capture_output=True, text=True,
+                                  check=True)
             for i, seconds in enumerate(proc.stdout.split()):
                 walls[name][i].append(float(seconds))
     med = {name: [statistics.median(w) for w in pair] for name, pair in walls.items()}
@@ -175,10 +152,8 @@ def llama_table(reps: int) -> None:
     print(f"\n7B Llama-style config on meta: build + count, wall time, median of {reps} fresh processes")
     rows = [[name, f"{first:.2f} s", f"{second:.2f} s"] for name, (first, second) in med.items()]
     print(format_table(["setting", "first count", "second count"], rows, align="lrr"))
-    on, off, gc_on = med["memo on"], med["cache off"], med["gc on (memo on)"]
-    print(f"memo saves {1 - on[0] / off[0]:.0%} of a first count, {1 - on[1] / off[1]:.0%} of a second; "
-          f"the collector's pause saves {1 - on[0] / gc_on[0]:.0%} of a first count, {1 - on[1] / gc_on[1]:.0%} "
-          "of a second")
+    on, off = med["memo on"], med["cache off"]
+    print(f"memo saves {1 - on[0] / off[0]:.0%} of a first count, {1 - on[1] / off[1]:.0%} of a second")
 
 
 def main() -> None:
@@ -193,8 +168,8 @@ def main() -> None:
           f"{len(os.sched_getaffinity(0))} usable cores, load average {os.getloadavg()[0]:.1f}")
     print(f"count CPU time / forward CPU time, median over {args.reps} repetitions")
     rows = [model_row(m, args.reps) for m in args.models]
-    print(format_table(["model", "forward", *VARIANTS, "memo saves (warm)", "memo saves (cold)",
-                        "pause saves (cold)"], rows, align="lr" + "r" * (len(VARIANTS) + 3)))
+    print(format_table(["model", "forward", *VARIANTS, "memo saves (warm)", "memo saves (cold)"], rows,
+                       align="lr" + "r" * (len(VARIANTS) + 2)))
     if not args.skip_llama:
         llama_table(max(3, args.reps // 2))
 

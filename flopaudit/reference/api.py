@@ -11,7 +11,7 @@ from torch import nn
 
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
-from flopaudit.reference.engine import ModuleCall, OpEvent, gc_paused, record
+from flopaudit.reference.engine import ModuleCall, OpEvent, record
 from flopaudit.reference.rulesets import _CATEGORY_NAME, Ruleset, RulesetTotals, apply, get_ruleset
 
 
@@ -240,34 +240,33 @@ def count(
             )
         ins = ins.to("meta")
     grad_ctx = torch.no_grad() if no_grad else contextlib.nullcontext()
-    with gc_paused():  # the pass and the summaries: see gc_paused
-        with grad_ctx:
-            rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
-                         module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache)
-        events = tuple(rec.events)
-        calls = tuple(rec.calls)
-        total, per_module, per_op, per_category, unsupported = _summarise(events)
-        module_calls: dict[str, int] = {}
-        for c in calls:
-            module_calls[c.path] = module_calls.get(c.path, 0) + 1
-        ruleset_totals = apply(events, calls, rs, ins.batch_size)
-        params, devices = _params_and_devices(model)
-        return ReferenceCount(
-            events=events,
-            module_call_records=calls,
-            totals=total,
-            per_module=per_module,
-            per_op=per_op,
-            per_category=per_category,
-            unsupported=unsupported,
-            module_calls=module_calls,
-            params=params,
-            ruleset=ruleset_totals,
-            batch_size=ins.batch_size,
-            device=",".join(sorted(devices)) or (device or ""),
-            notes=tuple(rec.notes),
-            traced_custom_ops=dict(rec.traced),
-        )
+    with grad_ctx:
+        rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
+                     module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache)
+    events = tuple(rec.events)
+    calls = tuple(rec.calls)
+    total, per_module, per_op, per_category, unsupported = _summarise(events)
+    module_calls: dict[str, int] = {}
+    for c in calls:
+        module_calls[c.path] = module_calls.get(c.path, 0) + 1
+    ruleset_totals = apply(events, calls, rs, ins.batch_size)
+    params, devices = _params_and_devices(model)
+    return ReferenceCount(
+        events=events,
+        module_call_records=calls,
+        totals=total,
+        per_module=per_module,
+        per_op=per_op,
+        per_category=per_category,
+        unsupported=unsupported,
+        module_calls=module_calls,
+        params=params,
+        ruleset=ruleset_totals,
+        batch_size=ins.batch_size,
+        device=",".join(sorted(devices)) or (device or ""),
+        notes=tuple(rec.notes),
+        traced_custom_ops=dict(rec.traced),
+    )
 
 
 def apply_ruleset(source: ReferenceCount | Sequence[OpEvent], ruleset: str | Ruleset,

@@ -30,8 +30,7 @@ recorded with ``supported=False``.
 Each operator call with a formula is priced through one seam, a
 :class:`~flopaudit.reference.caching.Pricer`: afresh, or from the process's
 pricing memo (:mod:`flopaudit.reference.caching`, which says why that cannot
-change an answer and how to turn it off). The cyclic garbage collector is
-paused during a recording (:func:`gc_paused`).
+change an answer and how to turn it off).
 
 ``record(..., patch=...)`` also replaces the named Python callables
 (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``) by wrappers for
@@ -45,12 +44,10 @@ op's Python kernel are.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -400,41 +397,22 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     pricing memo (None: unless ``FLOPAUDIT_REFERENCE_CACHE=0``; see
     :mod:`flopaudit.reference.caching`); the recording is the same either way.
     """
-    with gc_paused():
-        recorder = _Recorder(model, cache)
-        handles = []
-        try:
-            if module_hooks:
-                handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
-            handles.append(register_module_forward_pre_hook(recorder.pre_hook))
-            handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
-            with patched(recorder, patch), tracking_autograd_functions(recorder), _Mode(recorder):
-                model(*args, **dict(kwargs or {}))
-            return recorder.finish()
-        finally:
-            recorder.buffers.restore()
-            for h in handles:
-                h.remove()
-                # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
-                _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block (as it was after).
-
-    # NB: a recording allocates tens of thousands of small objects that live
-    # until it ends or die by reference counting; with the collector on, each
-    # 700 of them start a collection that walks them all again. Garbage in
-    # cycles that the model makes meanwhile waits for the next collection.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    recorder = _Recorder(model, cache)
+    handles = []
     try:
-        yield
+        if module_hooks:
+            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
+        handles.append(register_module_forward_pre_hook(recorder.pre_hook))
+        handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+        with patched(recorder, patch), tracking_autograd_functions(recorder), _Mode(recorder):
+            model(*args, **dict(kwargs or {}))
+        return recorder.finish()
     finally:
-        if was_enabled:
-            gc.enable()
+        recorder.buffers.restore()
+        for h in handles:
+            h.remove()
+            # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
+            _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
 
 
 def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -442,4 +420,4 @@ def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:
 
 
 __all__ = ["HOOK_SENSITIVE_OPS", "PATCHED_CALL_PREFIX", "ModuleCall", "ModuleFrame", "OpEvent", "Recording",
-           "TensorArg", "clear_caches", "gc_paused", "iter_tensors", "nbytes", "record", "shapes"]
+           "TensorArg", "clear_caches", "iter_tensors", "nbytes", "record", "shapes"]
