@@ -59,6 +59,7 @@ from flopaudit.inputs import iter_tensors
 from flopaudit.reference.buffers import BufferGuard
 from flopaudit.reference.caching import Pricer, clear_caches, pricer
 from flopaudit.reference.events import PATCHED_CALL_PREFIX, ModuleCall, OpEvent, Recording, Shape, TensorArg
+from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
 from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, operator_facts, run
@@ -109,6 +110,7 @@ class _Recorder:
         self.rec = Recording()
         self.pricer: Pricer = pricer(cache, self.rec.notes)
         self.tree = walk(model)
+        self.paths, self.leaf = self.tree.paths, self.tree.leaf
         self.frames: list[ModuleFrame] = []
         self.outside = ModuleFrame("", type(model).__name__, self.tree.leaf.get(id(model), False), ("",), -1, 0)
         """Where an operator run outside every module of the model is recorded (the root)."""
@@ -133,35 +135,32 @@ class _Recorder:
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         key = id(module)
-        path = self.tree.paths.get(key)
+        path = self.paths.get(key)
         if path is None:  # a module outside the counted model
             return
-        parent = self.frames[-1] if self.frames else None
+        frames = self.frames
         recorded = not self.rule_depth
-        rule = module_rule_for(module) if recorded else None
+        rule = module_rule_for(module) if recorded and _MODULE_RULES else None
         calls = self.rec.calls
-        frame = ModuleFrame(
-            path=path,
-            module_type=type(module).__name__,
-            in_leaf=self.tree.leaf[key],
-            stack=parent.stack + (path,) if parent is not None else (path,),
-            call_index=len(calls) if recorded else -1,
-            first_event=len(self.rec.events),
-            parent=parent.call_index if parent is not None else -1,
-            rule_name=formula_name(rule) if rule is not None else "",
-        )
+        if frames:
+            parent = frames[-1]
+            stack, parent_index = parent.stack + (path,), parent.call_index
+        else:
+            stack, parent_index = (path,), -1
+        frames.append(ModuleFrame(path, type(module).__name__, self.leaf[key], stack,
+                                  len(calls) if recorded else -1, len(self.rec.events), parent_index,
+                                  formula_name(rule) if rule is not None else ""))
         if recorded:
             calls.append(None)  # type: ignore[arg-type]  # a placeholder, filled when the call returns (start order)
         if rule is not None:
             self.rule_depth += 1
-        self.frames.append(frame)
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
         # (kwargs, output) normally; torch calls always_call global hooks with
         # (output,) only when the forward raised.
         returned = len(rest) == 2
         kwargs, output = rest if returned else ({}, rest[0] if rest else None)
-        if id(module) not in self.tree.paths or not self.frames:
+        if id(module) not in self.paths or not self.frames:
             return
         frame = self.frames.pop()
         if frame.rule_name:

@@ -94,17 +94,22 @@ class ModuleFacts(NamedTuple):
 
 class FactsReader:
     """Reads :class:`ModuleFacts` (one reader per recording: it remembers, for
-    the attribute names of the modules it has read, which are public, sorted)."""
+    the attribute names of the modules it has read, which are public, sorted,
+    and each class's path)."""
 
     def __init__(self) -> None:
         self.public: dict[tuple[str, ...], list[str]] = {}
+        self.class_paths: dict[type, str] = {}
 
     def __call__(self, module: nn.Module) -> ModuleFacts:
         """The module's public scalar attributes, its own parameters' shapes and its class path."""
         cls = type(module)
+        class_path = self.class_paths.get(cls)
+        if class_path is None:
+            class_path = self.class_paths[cls] = f"{cls.__module__}.{cls.__qualname__}"
         return ModuleFacts(self._public_attrs(module),
                            tuple([(n, shape_of(p)) for n, p in module._parameters.items() if p is not None]),
-                           f"{cls.__module__}.{cls.__qualname__}")
+                           class_path)
 
     def _public_attrs(self, module: nn.Module) -> tuple[tuple[str, Any], ...]:
         """The module's public scalar attributes (and tuples of scalars), sorted by name."""
