@@ -348,15 +348,33 @@ def test_calls_priced_once_per_process_keep_what_tells_them_apart() -> None:
         assert ("aten.unsqueeze_.default", 64, (("dim", 0),), ((4, 4),), ((1, 4, 4),)) in events  # shape before
 
 
-def test_sizes_become_int_tuples_and_a_symbolic_one_is_not_remembered() -> None:
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_count_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    import gc
 
-    from flopaudit.reference import engine
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        count(Net(), torch.randn(ROWS, 16))
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
-    unbacked = ShapeEnv().create_unbacked_symint()
-    plain = torch.randn(2, 3).shape
-    for _ in range(2):  # the second time from the memo
-        shapes = engine._int_shapes((plain, torch.Size([4])))
-        assert shapes == ((2, 3), (4,)) and all(type(d) is int for s in shapes for d in s)
-    assert engine._int_shapes((torch.Size([unbacked, 4]), plain)) == ((), (2, 3))  # no int for it: empty, as before
-    assert all(type(k) is not torch.Size or all(type(d) is int for d in k) for k in engine._INT_SHAPES)
+
+class Flagged(nn.Module):
+    def __init__(self, flag: object) -> None:
+        super().__init__()
+        self.flag = flag
+        self.conv = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_module_call_attributes_keep_their_types() -> None:
+    """``True``, ``1`` and ``1.0`` are equal values, not the same attribute."""
+    x = torch.randn(1, 4, 8, 8)
+    for flag in (True, 1, 1.0, True):
+        root = count(Flagged(flag), x).module_call_records[0]
+        value = dict(root.attrs)["flag"]
+        assert value == flag and type(value) is type(flag)

@@ -29,7 +29,8 @@ from flopaudit.reference.api import (
     param_counts,
     skip_init,
 )
-from flopaudit.reference.engine import ModuleCall, OpEvent, clear_caches
+from flopaudit.reference.caching import clear_caches
+from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.module_rules import ModuleRuleHandle, register_module_rule
 from flopaudit.reference.registry import (
     Category,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import operator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
-from flopaudit.reference.engine import PROCESS_CACHES, ModuleCall, OpEvent, gc_paused, record
+from flopaudit.reference.engine import ModuleCall, OpEvent, record
 from flopaudit.reference.pricing import Totals, apply, price
 from flopaudit.reference.rulesets import Ruleset, RulesetTotals, get_ruleset
 
@@ -120,49 +119,18 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
-_Summaries = tuple[Totals, dict[str, Totals], dict[str, Totals], dict[str, Totals], dict[str, int], dict[str, int],
-                   RulesetTotals]
-
-#: The summaries of recent recordings: (ruleset's ``id``, batch size, number of events and
-#: calls, ``id`` of the first event and call) -> (events, calls, ruleset, their summaries).
-#: A model counted again gets the very same event and call objects (the engine builds each
-#: record once), so a hit is checked element by element by identity.
-_SUMMARIES: dict[tuple[Any, ...], tuple[tuple[OpEvent, ...], tuple[ModuleCall, ...], Ruleset, _Summaries]] = {}
-_SUMMARIES_MAX = 64
-_SUMMARIES_MAX_RECORDS = 50_000
-"""At most this many events and calls held by :data:`_SUMMARIES` (those of a big model's
-count would otherwise stay alive 64 times over)."""
-PROCESS_CACHES.append(_SUMMARIES)
-
-
-def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: Ruleset,
-               batch_size: int | None) -> _Summaries:
-    """The summary of ``events``, calls per module path and ``rs``'s view, from one
-    pricing pass (:func:`~flopaudit.reference.pricing.price`), each dict a copy of its own for the caller."""
-    key = (id(rs), batch_size, len(events), len(calls), id(events[0]) if events else 0,
-           id(calls[0]) if calls else 0)
-    seen = _SUMMARIES.get(key)
-    if (seen is not None and seen[2] is rs and all(map(operator.is_, seen[0], events))
-            and all(map(operator.is_, seen[1], calls))):
-        made = seen[3]
-    else:
-        module_calls: dict[str, int] = {}
-        for c in calls:
-            module_calls[c.path] = module_calls.get(c.path, 0) + 1
-        pricing = price(events, calls, rs, batch_size, summary=True, view=True)
-        summary = pricing.summary
-        made = (summary.total, summary.per_module, summary.per_op, summary.per_category, summary.unsupported,
-                module_calls, pricing.view)
-        if (len(_SUMMARIES) >= _SUMMARIES_MAX
-                or sum(len(v[0]) + len(v[1]) for v in _SUMMARIES.values()) + len(events) + len(calls)
-                > _SUMMARIES_MAX_RECORDS):
-            _SUMMARIES.clear()
-        if len(events) + len(calls) <= _SUMMARIES_MAX_RECORDS:
-            _SUMMARIES[key] = (events, calls, rs, made)
-    total, per_module, per_op, per_category, unsupported, module_calls, by_ruleset = made
-    return (total, dict(per_module), dict(per_op), dict(per_category), dict(unsupported), dict(module_calls),
-            replace(by_ruleset, per_module=dict(by_ruleset.per_module), per_op=dict(by_ruleset.per_op),
-                    per_category=dict(by_ruleset.per_category)))
+def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: Ruleset, batch_size: int | None
+               ) -> tuple[Totals, dict[str, Totals], dict[str, Totals], dict[str, Totals], dict[str, int],
+                          dict[str, int], RulesetTotals]:
+    """The summary of ``events``, calls per module path and ``rs``'s view, from one pricing pass
+    (:func:`~flopaudit.reference.pricing.price`)."""
+    module_calls: dict[str, int] = {}
+    for c in calls:
+        module_calls[c.path] = module_calls.get(c.path, 0) + 1
+    pricing = price(events, calls, rs, batch_size, summary=True, view=True)
+    summary = pricing.summary
+    return (summary.total, summary.per_module, summary.per_op, summary.per_category, summary.unsupported,
+            module_calls, pricing.view)
 
 
 def count(
@@ -175,6 +143,7 @@ def count(
     no_grad: bool = True,
     patch: Sequence[str] = (),
     module_hooks: bool | None = None,
+    cache: bool | None = None,
 ) -> ReferenceCount:
     """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter.
 
@@ -198,6 +167,11 @@ def count(
     each seeing only the calls of its own functions). ``module_hooks``
     (default: the ruleset's) attaches a no-op hook to every module for the
     pass, as hook-based counters do.
+
+    ``cache=False`` prices every operator call afresh instead of through the
+    process's pricing memo (None, the default: on unless the environment
+    variable ``FLOPAUDIT_REFERENCE_CACHE=0``; see
+    :mod:`flopaudit.reference.caching`). The result is the same either way.
     """
     ins = ModelInputs.coerce(inputs, kwargs)
     rs = get_ruleset(ruleset)
@@ -212,31 +186,30 @@ def count(
             )
         ins = ins.to("meta")
     grad_ctx = torch.no_grad() if no_grad else contextlib.nullcontext()
-    with gc_paused():  # the pass and the summaries: see gc_paused
-        with grad_ctx:
-            rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
-                         module_hooks=rs.module_hooks if module_hooks is None else module_hooks)
-        events = tuple(rec.events)
-        calls = tuple(rec.calls)
-        total, per_module, per_op, per_category, unsupported, module_calls, ruleset_totals = _summaries(
-            events, calls, rs, ins.batch_size)
-        params, devices = _params_and_devices(model)
-        return ReferenceCount(
-            events=events,
-            module_call_records=calls,
-            totals=total,
-            per_module=per_module,
-            per_op=per_op,
-            per_category=per_category,
-            unsupported=unsupported,
-            module_calls=module_calls,
-            params=params,
-            ruleset=ruleset_totals,
-            batch_size=ins.batch_size,
-            device=",".join(sorted(devices)) or (device or ""),
-            notes=tuple(rec.notes),
-            traced_custom_ops=dict(rec.traced),
-        )
+    with grad_ctx:
+        rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
+                     module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache)
+    events = tuple(rec.events)
+    calls = tuple(rec.calls)
+    total, per_module, per_op, per_category, unsupported, module_calls, ruleset_totals = _summaries(
+        events, calls, rs, ins.batch_size)
+    params, devices = _params_and_devices(model)
+    return ReferenceCount(
+        events=events,
+        module_call_records=calls,
+        totals=total,
+        per_module=per_module,
+        per_op=per_op,
+        per_category=per_category,
+        unsupported=unsupported,
+        module_calls=module_calls,
+        params=params,
+        ruleset=ruleset_totals,
+        batch_size=ins.batch_size,
+        device=",".join(sorted(devices)) or (device or ""),
+        notes=tuple(rec.notes),
+        traced_custom_ops=dict(rec.traced),
+    )
 
 
 def apply_ruleset(source: ReferenceCount | Sequence[OpEvent], ruleset: str | Ruleset,

@@ -24,7 +24,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, Union
 
 import torch
 from torch._ops import OpOverload, OpOverloadPacket
@@ -137,14 +137,6 @@ Formula = Callable[[OpCall], Cost]
 Target = Union[str, OpOverload, OpOverloadPacket]
 
 _FORMULAS: dict[str, Formula] = {}
-_CHANGES = [0]
-"""How many times the registry changed: what the recorder keys its replayed leaf calls by."""
-
-
-def generation() -> int:
-    """A number that changes whenever a formula is registered or removed."""
-    return _CHANGES[0]
-
 
 def op_key(target: Target) -> str:
     """Normalise an operator (packet, overload or name) to its registry key."""
@@ -172,7 +164,6 @@ def register_formula(*targets: Target) -> Callable[[Formula], Formula]:
             raise ValueError(f"formula already registered for: {sorted(set(taken) | dupes)}")
         for k in keys:
             _FORMULAS[k] = fn
-        _CHANGES[0] += 1
         return fn
 
     return decorator
@@ -186,7 +177,6 @@ def unregister_formula(*targets: Target) -> None:
         raise KeyError(f"no formula registered for: {missing}")
     for k in keys:
         del _FORMULAS[k]
-    _CHANGES[0] += 1
 
 
 @contextlib.contextmanager
@@ -208,7 +198,6 @@ def temporary_formula(targets: Target | Sequence[Target], fn: Formula) -> Iterat
         for k in keys:
             _FORMULAS.pop(k, None)
         _FORMULAS.update(saved)
-        _CHANGES[0] += 1
 
 
 def lookup(op: OpOverload | str) -> Formula | None:
@@ -283,23 +272,27 @@ def _flat(values: Sequence[Any]) -> bool:
     return all(isinstance(v, _NOT_CONTAINERS) for v in values)
 
 
-#: op -> (names of its positional schema arguments, (name, default) of all of them).
-_SIGNATURES: dict[OpOverload, tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
+class Signature(NamedTuple):
+    """An operator's schema arguments, as :func:`bind` reads them."""
+
+    positional: tuple[str, ...]
+    """Names of the arguments that can be passed by position."""
+    parameters: tuple[tuple[str, Any], ...]
+    """(name, default) of every argument (None where it has no default)."""
 
 
-def _signature(op: OpOverload) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
-    sig = _SIGNATURES.get(op)
-    if sig is None:
-        schema_args = op._schema.arguments
-        sig = (tuple(a.name for a in schema_args if not a.kwarg_only),
-               tuple((a.name, a.default_value if a.has_default_value() else None) for a in schema_args))
-        _SIGNATURES[op] = sig
-    return sig
+def signature(op: OpOverload) -> Signature:
+    """The schema arguments of ``op``."""
+    schema_args = op._schema.arguments
+    return Signature(tuple(a.name for a in schema_args if not a.kwarg_only),
+                     tuple((a.name, a.default_value if a.has_default_value() else None) for a in schema_args))
 
 
-def bind(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Bind a call's args/kwargs to the op schema's names, defaults filled in."""
-    positional, every = _signature(op)
+def bind(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any],
+         sig: Signature | None = None) -> dict[str, Any]:
+    """Bind a call's args/kwargs to the op schema's names, defaults filled in
+    (``sig``: :func:`signature` of ``op``, if the caller has it already)."""
+    positional, every = sig if sig is not None else signature(op)
     params: dict[str, Any] = dict(zip(positional, args))
     if len(params) < len(every):
         for name, default in every:

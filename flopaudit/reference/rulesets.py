@@ -272,22 +272,6 @@ class EventRule:
         return True
 
 
-_UNKNOWN = object()
-
-
-def _first_match(cache: dict[Any, Any], key: Any, rules: Sequence[Any], rule_class: type,
-                 matches: Callable[[Any], bool]) -> Any:
-    """The first of ``rules`` that ``matches``, remembered in ``cache`` by
-    ``key`` (what ``rule_class.matches`` reads); not remembered when a rule is
-    of a subclass, which may read more."""
-    found = cache.get(key, _UNKNOWN)
-    if found is _UNKNOWN:
-        found = next((rule for rule in rules if matches(rule)), None)
-        if len(cache) < 10_000 and all(type(rule) is rule_class for rule in rules):
-            cache[key] = found
-    return found
-
-
 @dataclass(frozen=True)
 class ModuleRule:
     """Price calls of modules of exactly this class with a module counter.
@@ -397,16 +381,7 @@ class Ruleset:
     def event_rule(self, e: OpEvent) -> EventRule | None:
         """The first event rule matching ``e`` (None: ``default`` prices it)."""
         patched_in = self.patched_in(e)
-        # What EventRule.matches reads of an event: events alike in it get the same rule.
-        key = (e.op, e.category, e.module_type, e.in_leaf, e.supported, bool(e.traced_from),
-               bool(e.autograd_function), patched_in)
-        return _first_match(self._rule_of, key, self.event_rules, EventRule,
-                            lambda rule: rule.matches(e, patched_in))
-
-    @functools.cached_property
-    def _rule_of(self) -> dict[tuple[Any, ...], EventRule | None]:
-        """:meth:`event_rule`'s answers by what the rules read of an event."""
-        return {}
+        return next((rule for rule in self.event_rules if rule.matches(e, patched_in)), None)
 
     @functools.cached_property
     def _patched(self) -> frozenset[str]:
@@ -426,13 +401,7 @@ class Ruleset:
 
     def module_rule(self, call: ModuleCall) -> ModuleRule | None:
         """The first module rule matching ``call`` (None: its operators are priced one by one)."""
-        key = (call.in_leaf, call.module_type, call.module_class)  # what ModuleRule.matches reads
-        return _first_match(self._module_rule_of, key, self.module_rules, ModuleRule, lambda rule: rule.matches(call))
-
-    @functools.cached_property
-    def _module_rule_of(self) -> dict[tuple[Any, ...], ModuleRule | None]:
-        """:meth:`module_rule`'s answers by what the rules read of a call."""
-        return {}
+        return next((rule for rule in self.module_rules if rule.matches(call)), None)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,133 @@
+"""The records a recording is made of: one :class:`OpEvent` per operator call,
+one :class:`ModuleCall` per module call, gathered in a :class:`Recording`.
+
+Events and module calls are immutable and hold only integers, strings,
+shapes and the calls' non-tensor arguments: never a tensor or a module, so a
+recording outlives the model it was made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flopaudit.reference.registry import Category
+
+Shape = tuple[int, ...]
+
+#: Prefix of the events recording calls of patched Python callables.
+PATCHED_CALL_PREFIX = "py:"
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """A tensor argument of a patched Python call (``py:`` events), by shape."""
+
+    shape: Shape
+
+
+@dataclass(frozen=True, slots=True)
+class OpEvent:
+    """One operator call, its cost and where in the module tree it ran."""
+
+    op: str
+    """Operator overload, e.g. ``"aten.convolution.default"``."""
+    module_path: str
+    """Dotted path of the innermost module running the op (``""`` = root)."""
+    module_type: str
+    """Class name of that module."""
+    module_stack: tuple[str, ...]
+    """Paths of the running modules, root first, innermost last."""
+    in_leaf: bool
+    """True if the innermost module has no child modules."""
+    category: Category | None
+    """``None`` only for unsupported operators."""
+    macs: int
+    extra_flops: int
+    bytes_read: int
+    bytes_written: int
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    supported: bool = True
+    formula: str = ""
+    """Name of the formula (or module rule) that priced the call."""
+    call_index: int = -1
+    """Index of the innermost :class:`ModuleCall` in the call list (-1: none)."""
+    op_args: tuple[tuple[str, Any], ...] = ()
+    """The call's non-tensor arguments by schema name (``stride``, ``transposed``,
+    ``groups``, ``dim``...): scalars, strings and lists of them."""
+    traced_from: str = ""
+    """The formula-less custom op whose Python kernel dispatched this op ('' if
+    none): counters that see that custom op as one opaque call do not see this one."""
+    autograd_function: str = ""
+    """Class name of the custom ``torch.autograd.Function`` whose ``forward`` ran
+    this op ('' if none): a JIT trace records that Function as one opaque node."""
+    patched_in: str = ""
+    """Path of the outermost patched Python callable (``record(patch=...)``)
+    whose call was running when this op, or patched call, was recorded ('' if
+    none): a ruleset pricing that call's ``py:`` event can leave its inner ops out."""
+    patched_stack: tuple[str, ...] = ()
+    """Paths of every patched call running then, outermost first (``patched_in``
+    is the first): a recording patched for several rulesets at once serves
+    each one through the calls of its own ``patched_functions``."""
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        """A non-tensor argument of the call, by schema name."""
+        return dict(self.op_args).get(name, default)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs + self.extra_flops
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleCall:
+    """One call of one module (a module called twice gives two records).
+
+    ``events`` is the half-open range of event indices recorded during the
+    call, children's included; ``attrs`` are the module's public scalar
+    hyper-parameters (``in_channels``, ``kernel_size``, ``affine``...) and
+    ``param_shapes`` its own (non-recursive) parameters, so that rulesets
+    can reproduce module-hook counters from records alone.
+    """
+
+    path: str
+    module_type: str
+    module_class: str
+    stack: tuple[str, ...]
+    in_leaf: bool
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    attrs: tuple[tuple[str, Any], ...]
+    param_shapes: tuple[tuple[str, Shape], ...]
+    events: tuple[int, int]
+    parent: int = -1
+    """Index of the enclosing module call in the call list (-1 for the root call)."""
+    rule: str = ""
+    """Name of the custom module rule that priced this call ('' if none)."""
+    aliases: tuple[str, ...] = ()
+    """Every name of the module, when it has more than one: the paths a walk
+    of ``named_children()`` from the root reaches it by (what
+    ``nn.Module.apply`` and hook counters' tree walks visit), ``path`` first.
+    Empty for a module with a single name. A module shared by two parents
+    (``a.shared is b.shared``) has two; one assigned twice to the same parent
+    has one (``named_children`` skips the repeat)."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """All names of the module (``aliases``, or just ``path``)."""
+        return self.aliases or (self.path,)
+
+
+@dataclass
+class Recording:
+    """What one forward pass produced."""
+
+    events: list[OpEvent] = field(default_factory=list)
+    calls: list[ModuleCall] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    traced: dict[str, int] = field(default_factory=dict)
+    """Formula-less custom ops counted through their Python kernel: op -> calls."""
+
+
+__all__ = ["PATCHED_CALL_PREFIX", "ModuleCall", "OpEvent", "Recording", "Shape", "TensorArg"]

@@ -1,0 +1,169 @@
+"""What the recorder knows of an operator before any call of it: its formula,
+whether it is a view, a metadata query or writes to its arguments, and the
+Python kernel of a ``torch.library.custom_op``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import torch
+
+from flopaudit.inputs import iter_tensors
+from flopaudit.reference.registry import Formula, Signature, formula_name, lookup, signature
+from flopaudit.reference.tensors import tensors_in
+
+aten = torch.ops.aten
+
+#: Metadata queries: not operator calls worth recording.
+QUERIES = frozenset({
+    aten.sym_is_contiguous.default,
+    aten.is_contiguous.default,
+    aten.is_contiguous.memory_format,
+    aten.is_strides_like_format.default,
+    aten.is_non_overlapping_and_dense.default,
+    aten.size.default,
+    aten.sym_size.default,
+    aten.sym_size.int,
+    aten.stride.default,
+    aten.sym_stride.default,
+    aten.storage_offset.default,
+    aten.sym_storage_offset.default,
+    aten.numel.default,
+    aten.sym_numel.default,
+    aten.dim.default,
+    torch.ops.prim.layout.default,
+    torch.ops.prim.device.default,
+})
+
+class ArgumentPlace(NamedTuple):
+    """Where an argument of an operator call is."""
+
+    position: int
+    name: str
+    """Its schema name (where it is found when passed by keyword)."""
+
+
+@dataclass(frozen=True)
+class OperatorFacts:
+    """What does not change between calls of one operator (for the formula registry as it is)."""
+
+    name: str
+    """``str(op)``, e.g. ``"aten.convolution.default"``."""
+    formula: Formula | None
+    formula_name: str
+    view: bool
+    """Every output aliases an input without writing it: no bytes moved."""
+    query: bool
+    """A metadata query (:data:`QUERIES`): run, not recorded."""
+    written: tuple[ArgumentPlace, ...]
+    """The arguments the op writes to (``Tensor(a!)``)."""
+    stats_written: tuple[ArgumentPlace, ...]
+    """``training`` then the running statistics the op updates when it is true
+    (batch-norm kernels whose schema does not say so)."""
+    meta_shortcut: Callable[[Any, Any], Any] | None = None
+    """What builds its outputs when every tensor argument is on meta (:data:`META_SHORTCUTS`), if anything."""
+    writes: bool = False
+    """``written`` or ``stats_written``: a call may write to one of its arguments."""
+    signature: Signature | None = None
+    """Its schema's arguments (what binding a call to names reads)."""
+
+
+def operator_facts(func: Any) -> OperatorFacts:
+    """The facts of ``func`` for the formula registry as it is now."""
+    fn = lookup(func)
+    written, stats_written = _written_args(func), _stats_written(func)
+    return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(func), func in QUERIES,
+                         written, stats_written, META_SHORTCUTS.get(func), bool(written or stats_written),
+                         signature(func))
+
+
+def _is_view(func: torch._ops.OpOverload) -> bool:
+    returns = func._schema.returns
+    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+
+
+#: Operators that update running statistics in place without saying so in
+#: their schema (``Tensor? running_mean``, no ``(a!)``).
+_UNANNOTATED_WRITERS = {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
+
+
+def _written_args(func: Any) -> tuple[ArgumentPlace, ...]:
+    """The arguments ``func``'s schema marks ``Tensor(a!)`` (the batch-norm
+    kernels of :data:`_UNANNOTATED_WRITERS` are handled by :func:`_stats_written`).
+    # NB: an operator that writes to an argument its schema does not mark,
+    # other than those listed, is not seen writing.
+    """
+    schema = getattr(func, "_schema", None)
+    if schema is None:
+        return ()
+    return tuple(ArgumentPlace(i, a.name) for i, a in enumerate(schema.arguments)
+                 if a.alias_info is not None and a.alias_info.is_write)
+
+
+def _stats_written(func: Any) -> tuple[ArgumentPlace, ...]:
+    """For the batch-norm kernels of :data:`_UNANNOTATED_WRITERS`: ``training``
+    then the running statistics it updates."""
+    schema = getattr(func, "_schema", None)
+    if schema is None or schema.name not in _UNANNOTATED_WRITERS:
+        return ()
+    names = [a.name for a in schema.arguments]
+    if "training" not in names:
+        return ()
+    return tuple(ArgumentPlace(names.index(n), n) for n in ("training", "running_mean", "running_var") if n in names)
+
+
+def argument(place: ArgumentPlace, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """The argument at ``place`` of a call (None if it was not passed)."""
+    return args[place.position] if place.position < len(args) else kwargs.get(place.name)
+
+
+def _meta_batch_norm(args: Any, kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the batch-norm meta kernels return, built directly.
+
+    # NB: torch's meta batch norm runs a Python decomposition that takes most
+    # of a meta-device count of a conv net; the shapes are trivial: the output
+    # is like the input, the saved statistics are (C,) in at least float32.
+    """
+    x = args[0]
+    stat = torch.empty((x.shape[1] if x.dim() > 1 else x.shape[0],),
+                       dtype=torch.promote_types(x.dtype, torch.float32), device="meta")
+    return torch.empty_like(x), stat, torch.empty_like(stat)
+
+
+#: Ops whose meta kernels are slow but whose outputs are simple to build;
+#: used only when every tensor argument is on the meta device.
+META_SHORTCUTS: dict[Any, Callable[[Any, Any], Any]] = {
+    aten._native_batch_norm_legit_no_training.default: _meta_batch_norm,
+    aten._native_batch_norm_legit.default: _meta_batch_norm,
+    aten.native_batch_norm.default: _meta_batch_norm,
+}
+
+
+def run(func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
+    """``func(*args, **kwargs)``, by its meta shortcut when every tensor argument is on meta."""
+    shortcut = facts.meta_shortcut
+    if shortcut is not None:
+        tensors = tensors_in((args, kwargs))
+        if tensors and all(t.device.type == "meta" for t in tensors):
+            return shortcut(args, kwargs)
+    return func(*args, **kwargs)
+
+
+def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | None:
+    """The Python kernel of a ``torch.library.custom_op`` for the inputs' device, if any."""
+    if not isinstance(func, torch._ops.OpOverload) or func.namespace in ("aten", "prims", "prim", "_c10d_functional"):
+        return None
+    try:
+        from torch._library.custom_ops import OPDEFS
+    except ImportError:  # pragma: no cover - older torch
+        return None
+    opdef = OPDEFS.get(f"{func.namespace}::{func._opname}")
+    if opdef is None:
+        return None
+    device = next((t.device.type for t in iter_tensors((args, kwargs))), None)
+    backends = getattr(opdef, "_backend_fns", {})
+    return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
+
+
+__all__ = ["META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]
