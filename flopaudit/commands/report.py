@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from flopaudit.commands._common import plain
-from flopaudit.reports import FORMATS
+from flopaudit.report_formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

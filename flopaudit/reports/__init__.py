@@ -10,34 +10,21 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from flopaudit.lazy import lazy_attributes
-
-if TYPE_CHECKING:
-    from flopaudit.reports.model import Report
-
-__getattr__ = lazy_attributes(__name__, {
-    "build_report": "flopaudit.reports.explain",
-    "explain_cell": "flopaudit.reports.explain",
-    "CLASSIFICATIONS": "flopaudit.reports.model",
-    "BackendScore": "flopaudit.reports.model",
-    "Cause": "flopaudit.reports.model",
-    "CellExplanation": "flopaudit.reports.model",
-    "FamilyRecommendation": "flopaudit.reports.model",
-    "ModelVerdict": "flopaudit.reports.model",
-    "Report": "flopaudit.reports.model",
-    "render_csv": "flopaudit.reports.render_csv",
-    "render_json": "flopaudit.reports.render_json",
-    "render_markdown": "flopaudit.reports.render_markdown",
-})
-
-FORMATS: dict[str, tuple[str, str]] = {
-    "markdown": ("report.md", "flopaudit.reports.render_markdown:render_markdown"),
-    "html": ("report.html", "flopaudit.reports.render_html:render_html"),
-    "json": ("report.json", "flopaudit.reports.render_json:render_json"),
-    "csv": ("report.csv", "flopaudit.reports.render_csv:render_csv"),
-}
+from flopaudit.report_formats import FORMATS
+from flopaudit.reports.explain import build_report, explain_cell
+from flopaudit.reports.model import (
+    CLASSIFICATIONS,
+    BackendScore,
+    Cause,
+    CellExplanation,
+    FamilyRecommendation,
+    ModelVerdict,
+    Report,
+)
+from flopaudit.reports.render_csv import render_csv
+from flopaudit.reports.render_json import render_json
+from flopaudit.reports.render_markdown import render_markdown
 
 
 def renderer(fmt: str) -> Callable[[Report], str]:
@@ -54,7 +41,6 @@ def renderer(fmt: str) -> Callable[[Report], str]:
 def write_reports(run: object, out_dir: Path, formats: tuple[str, ...] = tuple(FORMATS),
                   tolerance: float = 0.0) -> list[Path]:
     """Render ``run`` in each format into ``out_dir``; return the paths written."""
-    from flopaudit.reports.explain import build_report
     from flopaudit.results_io import write_atomic
 
     report = build_report(run, tolerance)  # type: ignore[arg-type]
