@@ -19,6 +19,14 @@ ADAPTER_PATHS: dict[str, str] = {
     "fvcore": "flopaudit.adapters.fvcore:FvcoreAdapter",
     "torchinfo": "flopaudit.adapters.torchinfo:TorchinfoAdapter",
     "torch-flop-counter": "flopaudit.adapters.torch_flop_counter:TorchFlopCounterAdapter",
+    "torchstat": "flopaudit.adapters.torchstat:TorchstatAdapter",
+    "torchsummary": "flopaudit.adapters.torchsummary:TorchsummaryAdapter",
+    "torch-summary": "flopaudit.adapters.torch_summary:TorchSummaryAdapter",
+    "pytorch-model-summary": "flopaudit.adapters.pytorch_model_summary:PytorchModelSummaryAdapter",
+    "calflops": "flopaudit.adapters.calflops:CalflopsAdapter",
+    "deepspeed": "flopaudit.adapters.deepspeed:DeepSpeedAdapter",
+    "torchprofile": "flopaudit.adapters.torchprofile:TorchprofileAdapter",
+    "torch-profiler": "flopaudit.adapters.torch_profiler:TorchProfilerAdapter",
 }
 
 BACKEND_NAMES: tuple[str, ...] = tuple(ADAPTER_PATHS)
