@@ -113,7 +113,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
         source = recordings.get(k)
         if source is None:
             source = recordings[k] = count(model, inputs, no_grad=not k[0], patch=patches[k], module_hooks=k[1])
-        prediction = predict(source.events, source.module_call_records, ruleset, backend)
+        prediction = predict(source.events, source.module_call_records, ruleset, backend, batch_size=inputs.batch_size)
         out.append(_with_pass_difference(prediction, source, result, k))
     return tuple(out)
 

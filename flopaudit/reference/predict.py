@@ -31,9 +31,19 @@ from typing import Sequence
 
 from flopaudit.records import RuleContribution, RulesetPrediction, breakdown
 from flopaudit.reference.engine import ModuleCall, OpEvent
-from flopaudit.reference.rulesets import EVENT_COUNTERS, MODULE_COUNTERS, Ruleset, name_shares, priced_calls
+from flopaudit.reference.rulesets import (
+    EVENT_COUNTERS,
+    MODULE_COUNTERS,
+    Ruleset,
+    event_names,
+    name_shares,
+    name_stack,
+    priced_calls,
+)
 
 _LAYERS_KEPT = 8
+_REUSED_EVENTS = ("module shared by several parents: its per-module count is added once per name in the "
+                  "module-tree total")
 
 
 def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> tuple[str, str]:
@@ -64,10 +74,16 @@ def _packet(op: str) -> str:
 
 
 def predict(
-    events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, name: str | None = None
+    events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, name: str | None = None,
+    batch_size: int | None = None,
 ) -> RulesetPrediction:
-    """``ruleset``'s count of the recording in whole-batch MACs, with its causes."""
+    """``ruleset``'s count of the recording in whole-batch MACs, with its causes.
+
+    ``batch_size`` is the batch the recording was made with; a
+    ``batch_scaled`` ruleset's counts (one sample) are multiplied by it.
+    """
     halve = ruleset.unit == "FLOP"
+    scale = (batch_size or 1) if ruleset.batch_scaled else 1
     hook_based = bool(ruleset.module_rules)
     deltas: dict[tuple[str, str], int] = defaultdict(int)
     layers: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -86,7 +102,7 @@ def predict(
             layers[key][path] += delta
 
     def book(key: tuple[str, str], priced: int, canonical: int, path: str, stack: Sequence[str]) -> None:
-        macs = priced // 2 if halve else priced
+        macs = (priced // 2 if halve else priced) * scale
         attribute(macs, stack)
         book_delta(key, macs - canonical, path)
 
@@ -102,11 +118,11 @@ def predict(
         if len(shares) == 1 and shares[0][2] == priced:
             book((rule.kind, reason), priced, canonical, call.path, call.stack)
             continue
-        once = priced // 2 if halve else priced
+        once = (priced // 2 if halve else priced) * scale
         book_delta((rule.kind, reason), once - canonical, call.path)
         reused = ("reused-module", _reused_reason(ruleset))
         for alias, stack, amount in shares:
-            macs = amount // 2 if halve else amount
+            macs = (amount // 2 if halve else amount) * scale
             attribute(macs, stack)
             book_delta(reused, macs - (once if alias == call.path else 0), alias)
     for j, e in enumerate(events):
@@ -122,6 +138,13 @@ def predict(
             key = _default_reason(ruleset, e, hook_based)
             priced = EVENT_COUNTERS[ruleset.default](e)
         book(key, priced, e.macs, e.module_path, e.module_stack)
+        names = event_names(e, calls, ruleset)
+        if len(names) > 1 and priced:
+            extra = (priced // 2 if halve else priced) * scale
+            for alias in names:
+                if alias != e.module_path:
+                    attribute(extra, name_stack(alias, e))
+                    book_delta(("reused-module", _REUSED_EVENTS), extra, alias)
     contributions = tuple(
         RuleContribution(
             rule=reason,

@@ -324,6 +324,20 @@ class Ruleset:
     """The backend totals its per-module counts by walking the module tree by
     name (``children()``), so a shared module's count is added once per name
     (thop, ptflops-pytorch). Applies to module-rule counts."""
+    event_counts_per_name: bool = False
+    """Event counts, too, are kept per module (the innermost module running
+    the op) and totalled by a walk of the tree by name, so an op run inside a
+    module with n names (a shared module or its descendants) is counted n
+    times (calflops)."""
+    last_call_only: bool = False
+    """Module-rule counts are stored on the module and overwritten by each
+    call, so only the last call of each module counts (torchstat)."""
+    batch_scaled: bool = False
+    """The backend counts one sample whatever the batch (torch-summary's
+    Mult-Adds) and the adapter multiplies by the batch size: every count
+    is per sample, as the backend's own number (:func:`apply`), and
+    :func:`~flopaudit.reference.predict.predict` multiplies it by the batch
+    size the recording was made with, as the adapter does."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
@@ -404,12 +418,16 @@ def priced_calls(
     Yields each call with its rule and the indices of the events it covers
     (empty unless the rule suppresses its inner ops). A call nested in a call
     already priced by a suppressing rule is skipped, as hook counters that
-    stop at a priced module do.
+    stop at a priced module do; with ``last_call_only``, so is every call of
+    a module but its last (its events are then priced by the event rules).
     """
     if not ruleset.module_rules:
         return
+    last = {call.path: i for i, call in enumerate(calls)} if ruleset.last_call_only else None
     suppressing: set[int] = set()
     for i, call in enumerate(calls):
+        if last is not None and last[call.path] != i:
+            continue
         ancestor, inside = call.parent, False
         while ancestor >= 0:
             if ancestor in suppressing:
@@ -456,6 +474,20 @@ def _name_stack(name: str) -> tuple[str, ...]:
 _CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
 
 
+def event_names(e: OpEvent, calls: Sequence[ModuleCall], ruleset: Ruleset) -> tuple[str, ...]:
+    """The names an event's count is added under: the names of its innermost
+    module with ``event_counts_per_name`` (several for a shared module or its
+    descendants), else just its module path."""
+    if ruleset.event_counts_per_name and 0 <= e.call_index < len(calls):
+        return calls[e.call_index].names
+    return (e.module_path,)
+
+
+def name_stack(name: str, e: OpEvent) -> Sequence[str]:
+    """The stack an event's count is attributed to under one of its module's names."""
+    return e.module_stack if name == e.module_path else _name_stack(name)
+
+
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
           batch_size: int | None = None) -> RulesetTotals:
     """Price ``events`` (and module ``calls``) under ``ruleset``."""
@@ -485,7 +517,8 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     for j, e in enumerate(events):
         if not covered[j]:
             n = ruleset.count_event(e) if default is None else (0 if ruleset.foreign(e) else default(e))
-            add(n, e.module_stack, e.op, _CATEGORY_NAME[e.category])
+            for name in event_names(e, calls, ruleset):
+                add(n, name_stack(name, e), e.op, _CATEGORY_NAME[e.category])
     if ruleset.per_sample and batch_size:
         def scale(n: int) -> int:
             return round(n / batch_size)

@@ -20,6 +20,9 @@ BACKEND_RULESET_MODULES: dict[str, str] = {
     "fvcore": "flopaudit.reference.backend_rulesets.fvcore",
     "torchinfo": "flopaudit.reference.backend_rulesets.torchinfo",
     "torch-flop-counter": "flopaudit.reference.backend_rulesets.torch_flop_counter",
+    "torch-profiler": "flopaudit.reference.backend_rulesets.torch_profiler",
+    "calflops": "flopaudit.reference.backend_rulesets.calflops",
+    "deepspeed": "flopaudit.reference.backend_rulesets.deepspeed",
 }
 
 
