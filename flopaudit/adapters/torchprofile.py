@@ -41,6 +41,14 @@ if TYPE_CHECKING:
 
 _NO_HANDLER = re.compile(r'No handlers found: "([^"]+)"')
 
+SIZE_ARITHMETIC = (
+    "cause: the trace records Python arithmetic on tensor sizes as 0-dim aten::mul nodes, 1 MAC each "
+    "(no dispatcher sees them)"
+)
+"""``extra`` key: MACs of those nodes, read from torchprofile's per-node result.
+A ``"cause: "`` key is a part of the count the backend's own output
+attributes to a cause the reference cannot observe; reports book it as one."""
+
 
 class TorchprofileAdapter(Adapter):
     """``profile_macs(model, args, reduction=None)``, summed.
@@ -49,6 +57,9 @@ class TorchprofileAdapter(Adapter):
       number ``profile_macs`` returns with its default ``reduction=sum``).
     * ``per_op``: MACs by traced operator (``aten::_convolution``...);
       ``unsupported``: operators without a handler, with how many nodes.
+    * ``extra[SIZE_ARITHMETIC]``: the MACs of ``aten::mul`` nodes on 0-dim
+      tensors, Python arithmetic on sizes that tracing records (``bsz *
+      num_heads`` in ``nn.MultiheadAttention``), when there are any.
     * ``params``: ``sum(p.numel() for p in model.parameters())`` (torchprofile
       counts none; tied weights once).
 
@@ -79,8 +90,12 @@ class TorchprofileAdapter(Adapter):
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
         per_op: dict[str, int] = {}
+        size_arithmetic = 0
         for node, macs in per_node.items():
             per_op[node.operator] = per_op.get(node.operator, 0) + int(macs)
+            if node.operator in ("aten::mul", "aten::mul_") and all(
+                    not v.shape for v in (*node.inputs, *node.outputs)):
+                size_arithmetic += int(macs)
         unsupported: dict[str, int] = {}
         messages: list[str] = []
         for w in caught:
@@ -97,7 +112,8 @@ class TorchprofileAdapter(Adapter):
             per_op=per_op,
             unsupported=unsupported,
             warnings=messages,
+            extra={SIZE_ARITHMETIC: size_arithmetic} if size_arithmetic else {},
         )
 
 
-__all__ = ["TorchprofileAdapter"]
+__all__ = ["SIZE_ARITHMETIC", "TorchprofileAdapter"]

@@ -23,6 +23,7 @@ BACKEND_RULESET_MODULES: dict[str, str] = {
     "torch-profiler": "flopaudit.reference.backend_rulesets.torch_profiler",
     "calflops": "flopaudit.reference.backend_rulesets.calflops",
     "deepspeed": "flopaudit.reference.backend_rulesets.deepspeed",
+    "torchprofile": "flopaudit.reference.backend_rulesets.torchprofile",
 }
 
 
