@@ -130,7 +130,8 @@ class CountResult:
     elapsed_s: float = 0.0
     error: str | None = None
     extra: tuple[tuple[str, int], ...] = field(default=())
-    """Backend-specific integer facts (e.g. the reference's FLOPs, bytes)."""
+    """Backend-specific integer facts (e.g. the reference's FLOPs, bytes); a key
+    starting with :data:`DECLARED_CAUSE` is a declared cause (MACs)."""
     predictions: tuple[RulesetPrediction, ...] = ()
     """Reference only: the count under each backend's ruleset, rule by rule."""
 
@@ -187,3 +188,8 @@ class CountResult:
 
 
 _MAPPING_FIELDS = ("per_module", "per_op", "unsupported", "extra")
+
+DECLARED_CAUSE = "cause: "
+"""Prefix of a :attr:`CountResult.extra` key holding MACs that the backend's
+own output attributes to a cause the reference cannot observe (the rest of
+the key names it): reports book them as a cause of the cell's difference."""

@@ -32,7 +32,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.records import Granularity, Unit
+from flopaudit.records import DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,13 +41,12 @@ if TYPE_CHECKING:
 
 _NO_HANDLER = re.compile(r'No handlers found: "([^"]+)"')
 
-SIZE_ARITHMETIC = (
-    "cause: the trace records Python arithmetic on tensor sizes as 0-dim aten::mul nodes, 1 MAC each "
+SIZE_ARITHMETIC = DECLARED_CAUSE + (
+    "the trace records Python arithmetic on tensor sizes as 0-dim aten::mul nodes, 1 MAC each "
     "(no dispatcher sees them)"
 )
-"""``extra`` key: MACs of those nodes, read from torchprofile's per-node result.
-A ``"cause: "`` key is a part of the count the backend's own output
-attributes to a cause the reference cannot observe; reports book it as one."""
+"""``extra`` key (a declared cause, :data:`~flopaudit.records.DECLARED_CAUSE`):
+MACs of those nodes, read from torchprofile's per-node result."""
 
 
 class TorchprofileAdapter(Adapter):

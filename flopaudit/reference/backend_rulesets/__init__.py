@@ -24,6 +24,7 @@ BACKEND_RULESET_MODULES: dict[str, str] = {
     "calflops": "flopaudit.reference.backend_rulesets.calflops",
     "deepspeed": "flopaudit.reference.backend_rulesets.deepspeed",
     "torchprofile": "flopaudit.reference.backend_rulesets.torchprofile",
+    "torchstat": "flopaudit.reference.backend_rulesets.torchstat",
 }
 
 
