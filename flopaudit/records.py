@@ -81,14 +81,23 @@ class RulesetPrediction:
     macs: int
     contributions: tuple[RuleContribution, ...] = ()
     per_module: Breakdown = ()
+    params: int | None = None
+    """The backend's parameter count under its ruleset (None: not predicted)."""
+    param_contributions: tuple[RuleContribution, ...] = ()
+    """``params`` = the reference's unique parameters + the sum of these
+    (their ``macs`` field holds parameters)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "ruleset": self.ruleset,
             "macs": self.macs,
             "contributions": [c.to_dict() for c in self.contributions],
             "per_module": dict(self.per_module),
         }
+        if self.params is not None:
+            out["params"] = self.params
+            out["param_contributions"] = [c.to_dict() for c in self.param_contributions]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RulesetPrediction:
@@ -97,6 +106,8 @@ class RulesetPrediction:
             int(d["macs"]),
             tuple(RuleContribution.from_dict(c) for c in d.get("contributions", ())),
             breakdown(d.get("per_module")),
+            None if d.get("params") is None else int(d["params"]),
+            tuple(RuleContribution.from_dict(c) for c in d.get("param_contributions", ())),
         )
 
 

@@ -67,7 +67,9 @@ class Adapter(ABC):
     a backend whose :meth:`_count` leaves the model exactly as it was (the
     reference counter: global hooks removed, buffers put back) sets this to
     False and is counted on the model itself; the before/after fingerprint
-    is taken all the same and any change is reported."""
+    is taken all the same and any change is reported. A model with lazy
+    (uninitialised) parameters is always copied: its first forward would
+    materialise them."""
 
     def options(self) -> dict[str, Any]:
         """Every result-changing option this adapter passes to its backend."""
@@ -116,7 +118,7 @@ class Adapter(ABC):
         side_effects: list[str] = []
         caught: list[warnings.WarningMessage] = []
         try:
-            work = copy.deepcopy(model) if self.copies_model else model
+            work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -164,9 +166,30 @@ def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:
     return tuple(out)
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, with tensors computed from parameters and held
+    as plain attributes (a pruned module's ``weight = weight_orig * weight_mask``,
+    which autograd will not deep-copy) copied detached: the module recomputes
+    them at its next forward."""
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
+def has_lazy_tensors(model: nn.Module) -> bool:
+    """Does ``model`` hold an uninitialised (lazy) parameter or buffer? Its first
+    forward materialises them and changes the modules' classes, so even a
+    backend that leaves models alone counts a copy of such a model."""
+    lazy = torch.nn.parameter.UninitializedTensorMixin
+    return any(isinstance(t, lazy) for t in (*model.parameters(), *model.buffers()))
+
+
 def count_params(model: nn.Module) -> int:
     """Unique parameters (tied weights counted once)."""
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Adapter", "RawCount", "Breakdown", "count_params"]
+__all__ = ["Adapter", "RawCount", "Breakdown", "copy_model", "count_params", "has_lazy_tensors"]

@@ -27,14 +27,14 @@ sum(contributions)`` holds exactly.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Sequence
 
 from flopaudit.records import RuleContribution, RulesetPrediction, breakdown
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.rulesets import (
     EVENT_COUNTERS,
-    MODULE_COUNTERS,
     Ruleset,
+    count_module,
     event_names,
     name_shares,
     name_stack,
@@ -75,12 +75,13 @@ def _packet(op: str) -> str:
 
 def predict(
     events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, name: str | None = None,
-    batch_size: int | None = None,
+    batch_size: int | None = None, modules: Any = None,
 ) -> RulesetPrediction:
     """``ruleset``'s count of the recording in whole-batch MACs, with its causes.
 
     ``batch_size`` is the batch the recording was made with; a
     ``batch_scaled`` ruleset's counts (one sample) are multiplied by it.
+    ``modules`` is the model's inventory, read by some module counters.
     """
     halve = ruleset.unit == "FLOP"
     scale = (batch_size or 1) if ruleset.batch_scaled else 1
@@ -113,7 +114,7 @@ def predict(
             covered[j] = True
             canonical += events[j].macs
         reason = rule.reason or f"{call.module_type} priced by module rule {rule.count!r}"
-        priced = MODULE_COUNTERS[rule.count](call)
+        priced = count_module(rule.count, call, modules)
         shares = name_shares(call, priced, ruleset)
         if len(shares) == 1 and shares[0][2] == priced:
             book((rule.kind, reason), priced, canonical, call.path, call.stack)

@@ -75,16 +75,36 @@ def event_counter(name: str) -> Callable[[EventCounter], EventCounter]:
     return decorator
 
 
-def module_counter(name: str) -> Callable[[ModuleCounter], ModuleCounter]:
-    """Decorator: register a module counter under ``name`` (duplicates rejected)."""
+#: Module counters that also read the model's inventory: ``(call, modules) -> int``.
+INVENTORY_COUNTERS: set[str] = set()
 
-    def decorator(fn: ModuleCounter) -> ModuleCounter:
+
+def module_counter(name: str, inventory: bool = False) -> Callable[[Any], Any]:
+    """Decorator: register a module counter under ``name`` (duplicates rejected).
+
+    With ``inventory=True`` the counter takes ``(call, modules)``, ``modules``
+    being the model's :class:`~flopaudit.reference.inventory.ModelInventory`
+    (for counters that read what a module holds beyond its own parameters,
+    e.g. ``named_parameters()`` of a container); it counts 0 where no
+    inventory is given.
+    """
+
+    def decorator(fn: Any) -> Any:
         if name in MODULE_COUNTERS:
             raise ValueError(f"module counter {name!r} already registered")
         MODULE_COUNTERS[name] = fn
+        if inventory:
+            INVENTORY_COUNTERS.add(name)
         return fn
 
     return decorator
+
+
+def count_module(name: str, call: ModuleCall, modules: Any = None) -> int:
+    """Module counter ``name`` on ``call`` (with ``modules`` if it reads the inventory)."""
+    if name in INVENTORY_COUNTERS:
+        return MODULE_COUNTERS[name](call, modules) if modules is not None else 0
+    return MODULE_COUNTERS[name](call)
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -332,6 +352,10 @@ class Ruleset:
     last_call_only: bool = False
     """Module-rule counts are stored on the module and overwritten by each
     call, so only the last call of each module counts (torchstat)."""
+    params: str = "unique"
+    """The parameter counter (:data:`flopaudit.reference.params.PARAM_COUNTERS`)
+    that reproduces the backend's parameter count: ``"unique"`` (every
+    parameter tensor once), ``"trainable"`` or the backend's own."""
     batch_scaled: bool = False
     """The backend counts one sample whatever the batch (torch-summary's
     Mult-Adds) and the adapter multiplies by the batch size: every count
@@ -489,8 +513,9 @@ def name_stack(name: str, e: OpEvent) -> Sequence[str]:
 
 
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
-          batch_size: int | None = None) -> RulesetTotals:
-    """Price ``events`` (and module ``calls``) under ``ruleset``."""
+          batch_size: int | None = None, modules: Any = None) -> RulesetTotals:
+    """Price ``events`` (and module ``calls``) under ``ruleset`` (``modules``:
+    the model's inventory, for module counters that read it)."""
     total = 0
     per_module: dict[str, int] = {}
     per_op: dict[str, int] = {}
@@ -508,7 +533,7 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
     covered = [False] * len(events)
     for call, rule, inner in priced_calls(calls, ruleset):
-        for _name, stack, amount in name_shares(call, MODULE_COUNTERS[rule.count](call), ruleset):
+        for _name, stack, amount in name_shares(call, count_module(rule.count, call, modules), ruleset):
             add(amount, stack, f"module:{call.module_type}", "module")
         for j in inner:
             covered[j] = True
@@ -592,6 +617,7 @@ __all__ = [
     "RulesetTotals",
     "TORCHVISION",
     "apply",
+    "count_module",
     "event_counter",
     "get_ruleset",
     "module_counter",

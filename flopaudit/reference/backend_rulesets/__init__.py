@@ -25,6 +25,9 @@ BACKEND_RULESET_MODULES: dict[str, str] = {
     "deepspeed": "flopaudit.reference.backend_rulesets.deepspeed",
     "torchprofile": "flopaudit.reference.backend_rulesets.torchprofile",
     "torchstat": "flopaudit.reference.backend_rulesets.torchstat",
+    "torchsummary": "flopaudit.reference.backend_rulesets.torchsummary",
+    "torch-summary": "flopaudit.reference.backend_rulesets.torch_summary",
+    "pytorch-model-summary": "flopaudit.reference.backend_rulesets.pytorch_model_summary",
 }
 
 

@@ -165,11 +165,11 @@ _R_FLOP_ONLY = "patched function counted in FLOPs only (activations, norms, pool
 
 def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping[str, tuple[str, str]],
                              flop_only: tuple[str, ...], *, unpatched_products: str,
-                             event_counts_per_name: bool = False) -> Ruleset:
+                             event_counts_per_name: bool = False, params: str = "unique") -> Ruleset:
     """The ruleset of a counter that patches ``mac_functions`` (path ->
     (counter, reason)) and ``flop_only`` and counts MACs only in the former.
     ``unpatched_products`` names, for the report, the products it does not
-    see (they count 0)."""
+    see (they count 0); ``params`` its parameter counter."""
     rules: list[EventRule] = []
     for path, (counter, reason) in mac_functions.items():
         rules.append(EventRule("zero", patched=path, reason=reason))
@@ -194,6 +194,7 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
         grad_enabled=True,
         patched_functions=tuple(dict.fromkeys((*mac_functions, *flop_only))),
         event_counts_per_name=event_counts_per_name,
+        params=params,
     )
 
 

@@ -33,6 +33,7 @@ CALFLOPS = register_ruleset(patched_profiler_ruleset(
     FLOP_ONLY_FUNCTIONS,
     unpatched_products="@, torch.bmm, torch.mm",
     event_counts_per_name=True,
+    params="trainable",
 ))
 
 #: zoo case id -> why this ruleset cannot predict calflops there.

@@ -86,6 +86,7 @@ PTFLOPS_ATEN = register_ruleset(Ruleset(
     event_rules=EVENT_RULES,
     default="zero",
     grad_enabled=True,
+    params="trainable",
 ))
 
 #: zoo case id -> why this ruleset cannot predict ptflops-aten there.

@@ -44,6 +44,8 @@ import torch
 from torch import nn
 
 from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.inventory import ModelInventory, ModuleInfo
+from flopaudit.reference.params import NEVER_CALLED, PER_NAME, ParamTally, called_paths, param_counter
 from flopaudit.reference.rulesets import ModuleRule, Ruleset, class_path, module_counter, register_ruleset
 from flopaudit.reference.rulesets import first_in as _first_in
 from flopaudit.reference.rulesets import first_out as _first_out
@@ -286,6 +288,49 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
     *_rules([nn.MultiheadAttention], "zero", "MultiheadAttention has no thop rule", kind="unsupported"),
 )
 
+#: Class paths thop registers hooks (and counts parameters) for: its rules, not the MultiheadAttention marker.
+RULED_CLASSES: frozenset[str] = frozenset(
+    r.module_type for r in MODULE_RULES if r.module_type != class_path(nn.MultiheadAttention))
+
+
+@param_counter("thop")
+def thop_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
+    """thop's ``total_params``: ``dfs_count`` walks ``named_children()`` from the
+    root; a module with a rule (exact type, not ``Sequential``/``ModuleList``)
+    gives the parameters its ``count_parameters`` hook read at its last call
+    (``m.parameters()``, recursive; 0 if it never ran) and is not descended
+    into; any other module is descended into. The root's own parameters are
+    never counted; a shared module is counted under each name."""
+    tally = ParamTally()
+    called = called_paths(calls)
+
+    def walk(info: ModuleInfo) -> None:
+        for child_path in info.children:
+            child = modules.module(child_path)
+            if child is None:
+                continue
+            if child.module_class in RULED_CLASSES and child.module_type not in ("Sequential", "ModuleList"):
+                held = [t for _, t in modules.named_params(child.path)]
+                if not called.get(child.path):
+                    for t in held:
+                        tally.miss(t, *NEVER_CALLED)
+                    continue
+                again = child.path in tally.first_at.values()
+                for t in held:
+                    tally.count(t, child.path, *(PER_NAME if again else ("rule", "")))
+            else:
+                walk(child)
+
+    walk(modules.root)
+    for info in modules.modules:
+        for t in info.params:
+            if not info.path:
+                tally.miss(t, "rule", "parameters held by the root module itself are never counted")
+            else:
+                tally.miss(t, "unsupported", "held by a module without a thop rule (its parameters count 0)")
+    return tally
+
+
 THOP = register_ruleset(Ruleset(
     name="thop",
     unit="MAC",
@@ -297,6 +342,7 @@ THOP = register_ruleset(Ruleset(
     module_hooks=True,
     hooks_per_name=True,
     sums_per_name=True,
+    params="thop",
 ))
 
 #: zoo case id -> why this ruleset cannot predict thop there.

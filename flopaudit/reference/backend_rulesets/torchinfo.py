@@ -27,6 +27,8 @@ import math
 from typing import Sequence
 
 from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.inventory import ModelInventory, TensorInfo
+from flopaudit.reference.params import ParamTally, param_counter
 from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
 
 
@@ -90,6 +92,82 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _OTHER_LEAVES = "other leaf modules priced from their weight/bias parameters, not from the ops they run"
 
+def _torchinfo_param_count(modules: ModelInventory, path: str) -> tuple[int, int]:
+    """``LayerInfo.calculate_num_params``: ``named_parameters()`` of the module,
+    a pruned ``*_orig`` parameter counted as its mask's ones. Returns
+    ``(count, elements left out by pruning)``."""
+    info = modules.module(path)
+    count = pruned = 0
+    for name, t in modules.named_params(path):
+        n = t.numel
+        if name.endswith("_orig") and info is not None:
+            mask = _mask(modules, path, name[: -len("_orig")] + "_mask")
+            if mask is not None and mask.nonzero >= 0:
+                pruned += n - mask.nonzero
+                n = mask.nonzero
+        count += n
+    return count, pruned
+
+
+def _mask(modules: ModelInventory, path: str, dotted: str) -> TensorInfo | None:
+    """The buffer reached by ``rgetattr(module, dotted)`` from the module at ``path``."""
+    *parts, leaf = dotted.split(".")
+    info = modules.module(path)
+    for part in parts:
+        if info is None:
+            return None
+        child = dict(zip(info.child_attrs, info.children)).get(part)
+        info = modules.module(child) if child is not None else None
+    return next((b for b in info.buffers if b.name == leaf), None) if info is not None else None
+
+
+@param_counter("torchinfo")
+def torchinfo_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
+    """torchinfo's ``total_params`` (``ModelStatistics``): one row per module
+    call, a repeated module's later rows "recursive" and skipped; a leaf row
+    adds its parameters, any other row ``max(0, leftover)``, where leftover
+    is its parameters less its (non-recursive) child rows' (a leaf child's
+    parameters, another child's leftover). A weight held by two modules, or a
+    module reached under two parents, is counted again through the parents'
+    leftovers; a pruned weight counts its mask's ones.
+
+    The total is computed row by row; the tally counts every parameter once
+    and books what torchinfo adds or leaves out on top as two causes."""
+    tally = ParamTally()
+    reference = modules.unique_params()
+    for t, path in reference.values():
+        tally.count(t, path)
+    counts: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    recursive: list[bool] = []
+    seen: set[str] = set()
+    pruned = 0
+    for i, call in enumerate(calls):
+        recursive.append(call.path in seen)
+        seen.add(call.path)
+        children.setdefault(call.parent, []).append(i)
+        counts[i], left_out = _torchinfo_param_count(modules, call.path)
+        if call.parent < 0:
+            pruned = left_out
+
+    def leaf(i: int) -> bool:
+        info = modules.module(calls[i].path)
+        return info is None or not info.children
+
+    def leftover(i: int) -> int:
+        return counts[i] - sum(counts[j] if leaf(j) else leftover(j) for j in children.get(i, []) if not recursive[j])
+
+    total = sum(counts[i] if leaf(i) else max(leftover(i), 0) for i in range(len(calls)) if not recursive[i])
+    if pruned:
+        tally.adjust(-pruned, "", "rule", "a pruned weight (weight_orig + weight_mask) counts its mask's ones")
+    extra = total - (sum(t.numel for t, _ in reference.values()) - pruned)
+    if extra:
+        tally.adjust(extra, "", "reused-module",
+                     "a weight held by several modules, or a module reached under several parents, is counted "
+                     "again in its parents' leftover parameters")
+    return tally
+
+
 TORCHINFO = Ruleset(
     name="torchinfo",
     unit="MAC",
@@ -106,6 +184,7 @@ TORCHINFO = Ruleset(
     ),
     default="zero",
     module_hooks=True,
+    params="torchinfo",
 )
 register_ruleset(TORCHINFO)
 

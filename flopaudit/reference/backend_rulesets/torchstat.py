@@ -30,7 +30,11 @@ batch. It runs in eval mode with autograd on.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.inventory import ModelInventory
+from flopaudit.reference.params import NEVER_CALLED, ParamTally, called_paths, param_counter
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
@@ -82,6 +86,26 @@ def linear(call: ModuleCall) -> int:
 
 _ACTIVATIONS = ("ReLU", "ReLU6", "PReLU", "ELU", "LeakyReLU")
 
+
+@param_counter("torchstat")
+def torchstat_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
+    """torchstat's ``params``: each *called* leaf of ``named_modules()`` (each
+    module once) counts its own ``_parameters`` (frozen ones too); a weight tied
+    between two leaves counts in each; parameters of non-leaf modules (a class
+    token on the root, ``nn.MultiheadAttention``'s ``in_proj_weight``) are not
+    seen."""
+    tally = ParamTally()
+    called = called_paths(calls)
+    for info in modules.modules:
+        for t in info.params:
+            if info.children:
+                tally.miss(t, "unsupported", "held by a non-leaf module (torchstat reads leaf modules only)")
+            elif not called.get(info.path):
+                tally.miss(t, *NEVER_CALLED)
+            else:
+                tally.count(t, info.path)
+    return tally
+
 TORCHSTAT = register_ruleset(Ruleset(
     name="torchstat",
     unit="MAC",
@@ -104,6 +128,7 @@ TORCHSTAT = register_ruleset(Ruleset(
     default="zero",
     grad_enabled=True,
     last_call_only=True,
+    params="torchstat",
 ))
 
 #: zoo case id -> why this ruleset cannot predict torchstat there.
