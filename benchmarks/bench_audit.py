@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from flopaudit.adapters import BACKEND_NAMES, get_adapter
+from flopaudit.adapters import backend_names, get_adapter
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint, quiet
 from flopaudit.table import format_table
@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (median)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the parallel zoo audit")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--backends", nargs="+", default=list(BACKEND_NAMES))
+    parser.add_argument("--backends", nargs="+", default=list(backend_names()))
     parser.add_argument("--skip-zoo", action="store_true", help="skip the default-zoo audits")
     parser.add_argument("--skip-llama", action="store_true", help="skip the 7B meta benchmark")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for tables 1 and 2")

@@ -145,14 +145,14 @@ class ResultCache:
         if backend not in self._backend_keys:
             import torch
 
-            from flopaudit.adapters import ADAPTER_PATHS, get_adapter
+            from flopaudit.adapters import get_adapter, registration
 
             adapter = get_adapter(backend)
-            path = ADAPTER_PATHS.get(backend, "")
+            described, module = registration(backend)
             self._backend_keys[backend] = _normal({
                 "name": backend,
-                "adapter": path,
-                "adapter_source": module_digest(path.partition(":")[0]) if path else "",
+                "adapter": f"{module}:{described.adapter}",
+                "adapter_source": module_digest(module),
                 "version": adapter.version(),
                 "torch": torch.__version__,
                 "options": sorted((k, repr(v)) for k, v in adapter.options().items()),

@@ -1,9 +1,39 @@
-"""Dotted module paths (``"layer1.0.conv1"``, ``""`` = root): leaves and per-layer differences."""
+"""Dotted module paths (``"layer1.0.conv1"``, ``""`` = root): naming, leaves and per-layer differences."""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def relative_path(path: str, root: str) -> str | None:
+    """``path`` seen from inside ``root``: ``("net.a.b", "net") -> "a.b"``,
+    ``("net", "net") -> ""``; None for a path outside ``root`` (``"network.a"``)."""
+    if path == root:
+        return ""
+    if path.startswith(root + "."):
+        return path[len(root) + 1 :]
+    return None
+
+
+def ancestors(path: str) -> tuple[str, ...]:
+    """``"a.b.c" -> ("", "a", "a.b", "a.b.c")``: a module path and every path above it, the root first."""
+    if not path:
+        return ("",)
+    parts = path.split(".")
+    return ("",) + tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+def first_names(model: nn.Module) -> dict[int, str]:
+    """``id(module) -> dotted path`` for every module of ``model``; a shared module under its first name."""
+    names: dict[int, str] = {}
+    for name, module in model.named_modules():
+        names.setdefault(id(module), name)
+    return names
 
 
 def leaf_paths(paths: Iterable[str]) -> list[str]:

@@ -47,23 +47,55 @@ class Status(str, Enum):
     NOT_APPLICABLE = "not applicable"
 
 
+class CauseKind(str, Enum):
+    """The family of a cause of difference from the canonical count, as the diff report names it.
+
+    A ``str`` whose value is the name used in reports and results files
+    (``CauseKind.MISSED_FUNCTIONAL == "missed-functional"``; formats and
+    hashes as that string).
+    """
+
+    RULE = "rule"
+    """The backend prices this work by a formula of its own."""
+    UNSUPPORTED = "unsupported"
+    """The backend has no formula for this operator or module type: counted 0."""
+    MISSED_FUNCTIONAL = "missed-functional"
+    """Work outside leaf modules (functional calls in a ``forward``) that module hooks cannot see."""
+    REUSED_MODULE = "reused-module"
+    """A module shared by several parents counted once per name."""
+    UNIT = "unit"
+    """Only the unit or batch convention differs."""
+
+    __hash__ = str.__hash__
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass(frozen=True)
 class RuleContribution:
     """How much one counting rule moves a backend's total away from canonical.
 
-    ``kind`` is the cause family used by the diff report (``rule``,
-    ``unsupported``, ``missed-functional``, ``reused-module``, ``unit``);
+    ``kind`` is the cause family used by the diff report (:class:`CauseKind`;
+    a string naming one is converted, any other raises ``ValueError``);
     ``macs`` is signed (MACs the rule adds, negative when it leaves work out)
     and ``layers`` names the modules it applies to, largest first.
     """
 
     rule: str
-    kind: str
+    kind: CauseKind
     macs: int
     layers: Breakdown = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", CauseKind(self.kind))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "kind": self.kind, "macs": self.macs, "layers": [list(x) for x in self.layers]}
+        return {"rule": self.rule, "kind": self.kind.value, "macs": self.macs,
+                "layers": [list(x) for x in self.layers]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RuleContribution:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from flopaudit.adapters import BACKEND_NAMES, get_adapter
+from flopaudit.adapters import backend_names, get_adapter, get_backend
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import run_isolated
 from flopaudit.records import CountResult, Status, Unit
@@ -309,9 +309,9 @@ def run_audit(
     """
     from flopaudit.execution.refs import CaseRef
 
-    names = list(backends or BACKEND_NAMES)
+    names = list(backends or backend_names())
     for name in names:
-        get_adapter(name)  # validate names before any work
+        get_backend(name)  # validate names before any work
     resolved = [c.resolve() if isinstance(c, CaseRef) else c for c in cases]
     plan = _Plan(list(cases), resolved, names, cache, meta)
     settings = dict(timeout=timeout, isolate=isolate, max_memory_gb=max_memory_gb)
@@ -417,7 +417,7 @@ def audit_model(
 ) -> AuditRun:
     """Count one in-memory model with several backends."""
     model_inputs = ModelInputs.coerce(inputs, kwargs)
-    names = list(backends or BACKEND_NAMES)
+    names = list(backends or backend_names())
     results = tuple(
         count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate) for b in names
     )

@@ -13,7 +13,7 @@ from conftest import TwoInputLinear as TwoInputs
 from torch import nn
 
 from flopaudit.adapters import get_adapter
-from flopaudit.adapters.torch_flop_counter import TorchFlopCounterAdapter, strip_root
+from flopaudit.adapters.torch_flop_counter import TorchFlopCounterAdapter
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint
 from flopaudit.records import Granularity, Status, Unit
@@ -189,12 +189,6 @@ def test_params_counts_tied_weights_once(adapter: TorchFlopCounterAdapter) -> No
     r = adapter.count(Tied(), torch.randint(0, 10, (2, 5)))
     assert r.params == 10 * 6
     assert r.macs == 2 * 5 * 6 * 10  # the output projection only; embedding counts 0
-
-
-def test_strip_root() -> None:
-    assert strip_root("Net", "Net") == ""
-    assert strip_root("Net.a.b", "Net") == "a.b"
-    assert strip_root("Network.a", "Net") is None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from conftest import TwoInputLinear as TwoInputs
 from torch import nn
 
 from flopaudit.adapters import get_adapter
-from flopaudit.adapters.torchinfo import TorchinfoAdapter, ancestors, model_device
+from flopaudit.adapters.torchinfo import TorchinfoAdapter, model_device
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint
 from flopaudit.records import Granularity, Status, Unit
@@ -221,11 +221,6 @@ def test_summary_cache_is_released(adapter: TorchinfoAdapter) -> None:
 
     adapter.count(MatmulNet(), torch.randn(2, 16))
     assert "MatmulNet" not in impl._cached_forward_pass
-
-
-def test_ancestors() -> None:
-    assert ancestors("") == [""]
-    assert ancestors("a.b") == ["", "a", "a.b"]
 
 
 class Functional(nn.Module):

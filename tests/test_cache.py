@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_backends import FAKES, NoisyMutatingAdapter
+from fake_backends import FAKES, NoisyMutatingAdapter, registered
 
-from flopaudit import adapters
 from flopaudit.adapters.base import Adapter
 from flopaudit.cache import ResultCache, default_cache_dir, module_digest, package_digest
 from flopaudit.cli import main
@@ -20,8 +20,9 @@ from flopaudit.zoo.case import ModelCase
 
 
 @pytest.fixture()
-def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapters, "ADAPTER_PATHS", {**adapters.ADAPTER_PATHS, **FAKES})
+def fake_backends() -> Iterator[None]:
+    with registered(FAKES):
+        yield
 
 
 @pytest.fixture()

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_backends import FAKES
+from fake_backends import FAKES, registered
 
-from flopaudit import adapters
 from flopaudit.cli import COMMANDS, build_parser, main
 
 
 @pytest.fixture()
-def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapters, "ADAPTER_PATHS", {**adapters.ADAPTER_PATHS, **FAKES})
+def fake_backends() -> Iterator[None]:
+    with registered(FAKES):
+        yield
 
 
 def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

@@ -13,7 +13,7 @@ import torch
 from conftest import KwargsLinear, SmallConvNet, TwoInputLinear
 from torch import nn
 
-from flopaudit.adapters import BACKEND_NAMES, get_adapter
+from flopaudit.adapters import backend_names, get_adapter
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint
 from flopaudit.records import Status, Unit
@@ -33,14 +33,14 @@ def _adapter_or_skip(name: str):  # noqa: ANN202
     return adapter
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", backend_names())
 def test_two_positional_inputs(backend: str) -> None:
     r = _adapter_or_skip(backend).count(TwoInputLinear(), (torch.randn(BATCH, 16), torch.randn(BATCH, 8)))
     assert r.status is Status.OK, r.error
     assert r.macs == BATCH * 16 * 32 + BATCH * 8 * 32
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", backend_names())
 def test_keyword_inputs(backend: str) -> None:
     inputs = ModelInputs((torch.randn(BATCH, 16),), {"scale": torch.randn(BATCH, 16)})
     r = _adapter_or_skip(backend).count(KwargsLinear(), inputs)
@@ -48,7 +48,7 @@ def test_keyword_inputs(backend: str) -> None:
     assert r.macs == BATCH * 16 * 32
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", backend_names())
 def test_raw_is_macs_times_unit(backend: str) -> None:
     """The declared unit is what the backend really returns (bias-free Linear)."""
     adapter = _adapter_or_skip(backend)
@@ -64,7 +64,7 @@ def test_raw_is_macs_times_unit(backend: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", backend_names())
 def test_user_model_is_unchanged(backend: str, mode: str) -> None:
     model = SmallConvNet().train(mode == "train")
     before = fingerprint(model)
@@ -81,7 +81,7 @@ def test_user_model_is_unchanged(backend: str, mode: str) -> None:
     assert {p.device.type for p in model.parameters()} == {"cpu"}
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", backend_names())
 def test_result_records_versions_and_options(backend: str) -> None:
     adapter = _adapter_or_skip(backend)
     r = adapter.count(nn.Linear(4, 4), torch.randn(2, 4), model_name="lin")
@@ -93,7 +93,7 @@ def test_result_records_versions_and_options(backend: str) -> None:
     assert isinstance(r.macs, int) and all(isinstance(v, int) for _, v in r.per_module + r.per_op)
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", backend_names())
 def test_backend_is_quiet(backend: str, capfd: pytest.CaptureFixture[str]) -> None:
     _adapter_or_skip(backend).count(SmallConvNet(), torch.randn(1, 3, 8, 8))
     out, err = capfd.readouterr()

@@ -8,18 +8,22 @@ file in ``tests/goldens/`` (written by ``scripts/update-goldens.sh``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
+from fake_backends import registered
 from torch import nn
 
 import flopaudit.zoo
-from flopaudit.adapters import ADAPTER_PATHS
+from flopaudit.adapters import Backend
 from flopaudit.adapters.base import Adapter, RawCount, count_params
 from flopaudit.cli import main
 from flopaudit.goldens import (
@@ -50,11 +54,9 @@ class FakeLinearAdapter(Adapter):
     (2 per MAC) as its raw total, like FlopCounterMode.
     """
 
-    name = "fake-linear"
-    distribution = "flopaudit-fake-linear"
-    module = "torch"
-    unit = Unit.FLOP
-    granularity = Granularity.MODULE_HOOKS
+    backend = Backend(name="fake-linear", adapter="FakeLinearAdapter", description="counts nn.Linear",
+                      unit=Unit.FLOP, granularity=Granularity.MODULE_HOOKS, module="torch",
+                      distribution="flopaudit-fake-linear")
     fake_version: ClassVar[str] = "1.0"
     count_relu: ClassVar[bool] = False
 
@@ -91,7 +93,7 @@ class FakeLinearAdapter(Adapter):
 class FakeOtherAdapter(FakeLinearAdapter):
     """The same rules under another backend name."""
 
-    name = "fake-other"
+    backend = dataclasses.replace(FakeLinearAdapter.backend, name="fake-other", adapter="FakeOtherAdapter")
 
 
 def tiny_mlp() -> nn.Module:
@@ -105,10 +107,24 @@ RELU_MACS = BATCH * 16  # one per ReLU output element, once the rule counts ReLU
 PARAMS = (8 * 16 + 16) + (16 * 4 + 4)
 
 
+Plug = Callable[[Backend, str], object]
+
+
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> None:
+def plug() -> Iterator[Plug]:
+    """``plug(descriptor, adapter module)`` registers a backend for this test only."""
+    with contextlib.ExitStack() as stack:
+        yield lambda backend, module: stack.enter_context(registered({backend: module}))
+
+
+UNLOADABLE = dataclasses.replace(FakeLinearAdapter.backend, adapter="Nope")
+"""``fake-linear`` with an adapter that cannot be imported (it lives in ``no_such_module_for_flopaudit``)."""
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, plug: Plug) -> None:
     """Register ``fake-linear`` and make the zoo hold only ``tiny-mlp``."""
-    monkeypatch.setitem(ADAPTER_PATHS, "fake-linear", f"{__name__}:FakeLinearAdapter")
+    plug(FakeLinearAdapter.backend, __name__)
     monkeypatch.setattr(FakeLinearAdapter, "fake_version", "1.0")
     monkeypatch.setattr(FakeLinearAdapter, "count_relu", False)
     case = ModelCase(id="tiny-mlp", build=tiny_mlp, make_inputs=tensor_inputs(BATCH, 8), tags=frozenset({"fake"}))
@@ -185,10 +201,10 @@ def test_snapshot_of_module_function_model_records_its_input_shape(fake: None, t
     assert check(tmp_path) == 0  # check rebuilds the model with the recorded shape
 
 
-def test_snapshot_rejects_a_backend_that_cannot_load(fake: None, tmp_path: Path,
+def test_snapshot_rejects_a_backend_that_cannot_load(fake: None, plug: Plug, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(ADAPTER_PATHS, "fake-linear", "no_such_module_for_flopaudit:Nope")
+    plug(UNLOADABLE, "no_such_module_for_flopaudit")
     assert snapshot(tmp_path) == 2
     assert "backend 'fake-linear' cannot count: adapter cannot be loaded" in capsys.readouterr().err
 
@@ -275,10 +291,10 @@ def test_tolerance_never_hides_a_new_op(fake: None, tmp_path: Path, monkeypatch:
     assert check(tmp_path, "--tolerance", "0.5") == 1  # relu went 0 -> 32: a zero must stay zero
 
 
-def test_accept_rewrites_only_drifted_goldens(fake: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accept_rewrites_only_drifted_goldens(fake: None, plug: Plug, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     snapshot(tmp_path)
     other = tmp_path / "tiny-mlp--fake-other.json"
-    monkeypatch.setitem(ADAPTER_PATHS, "fake-other", f"{__name__}:FakeOtherAdapter")
+    plug(FakeOtherAdapter.backend, __name__)
     data = json.loads((tmp_path / GOLDEN_NAME).read_text())
     data["backend"] = "fake-other"
     other.write_text(json.dumps(data, sort_keys=True, indent=2) + "\n")
@@ -294,10 +310,10 @@ def test_check_counts_in_a_child_process_by_default(fake: None, tmp_path: Path) 
     assert main(["check", "--goldens", str(tmp_path)]) == 0
 
 
-def test_adapter_that_no_longer_loads_is_drift(fake: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_adapter_that_no_longer_loads_is_drift(fake: None, plug: Plug, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     snapshot(tmp_path)
-    monkeypatch.setitem(ADAPTER_PATHS, "fake-linear", "no_such_module_for_flopaudit:Nope")
+    plug(UNLOADABLE, "no_such_module_for_flopaudit")
     capsys.readouterr()
     assert check(tmp_path) == 1
     out = capsys.readouterr().out
@@ -373,10 +389,10 @@ def test_golden_with_a_float_count_is_rejected(fake: None, tmp_path: Path, capsy
     assert "field 'macs' must be an integer or null, found 384.5" in _one_error_line(capsys)
 
 
-def test_missing_golden_for_the_selection(fake: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_missing_golden_for_the_selection(fake: None, plug: Plug, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     snapshot(tmp_path)
-    monkeypatch.setitem(ADAPTER_PATHS, "fake-other", f"{__name__}:FakeOtherAdapter")
+    plug(FakeOtherAdapter.backend, __name__)
     capsys.readouterr()
     assert check(tmp_path, "--models", "tiny-mlp", "--backends", "fake-other") == 2
     err = _one_error_line(capsys)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from fake_backends import FAKES, _Fake
+from fake_backends import FAKES, _Fake, fake, registered
 from torch import nn
 
 from flopaudit import adapters
@@ -17,7 +18,6 @@ from flopaudit.adapters.base import RawCount
 from flopaudit.cli import main
 from flopaudit.errors import UserError
 from flopaudit.execution import CaseRef
-from flopaudit.execution.meta import META_SUPPORT
 from flopaudit.inputs import ModelInputs
 from flopaudit.records import Status
 from flopaudit.run import AuditRun, count_one, run_audit
@@ -31,7 +31,7 @@ BACKENDS = ["reference", "thop", "torch-flop-counter"]
 class HogAdapter(_Fake):
     """Allocates 2 GiB: only a --max-memory cap stops it."""
 
-    name = "fake-hog"
+    backend = fake("fake-hog", "HogAdapter")
 
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         hog = torch.ones(512 * 1024 * 1024)  # 512 Mi float32 = 2 GiB
@@ -39,9 +39,9 @@ class HogAdapter(_Fake):
 
 
 @pytest.fixture()
-def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapters, "ADAPTER_PATHS",
-                        {**adapters.ADAPTER_PATHS, **FAKES, "fake-hog": "test_parallel:HogAdapter"})
+def fake_backends() -> Iterator[None]:
+    with registered({**FAKES, HogAdapter.backend: __name__}):
+        yield
 
 
 def comparable(run: AuditRun) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -227,9 +227,10 @@ def test_meta_in_workers_matches_meta_in_series() -> None:
     assert [r.status for r in serial.results] == [Status.OK, Status.NOT_APPLICABLE] * 2
 
 
-def test_every_backend_has_a_meta_verdict() -> None:
-    assert set(META_SUPPORT) == set(adapters.BACKEND_NAMES)
-    assert META_SUPPORT["reference"].allowed and not META_SUPPORT["fvcore"].allowed
+def test_meta_verdicts_come_from_the_descriptors() -> None:
+    described = adapters.backends()
+    assert described["reference"].meta.allowed and not described["fvcore"].meta.allowed
+    assert not described["ptflops-pytorch"].meta.allowed and described["torch-flop-counter"].meta.note
 
 
 def test_cli_meta_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

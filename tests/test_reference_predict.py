@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from flopaudit.reference import count
-from flopaudit.reference.predict import predict
+from flopaudit.reference.pricing import apply, predict
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, ModuleRule, Ruleset, apply
+from flopaudit.reference.rulesets import EventRule, ModuleRule, Ruleset
 
 
 class Toy(nn.Module):

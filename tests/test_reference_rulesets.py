@@ -157,7 +157,7 @@ class ThreeParents(nn.Module):
     ids=["per-call", "hooks-per-name", "sums-per-name", "both"],
 )
 def test_shared_module_counted_per_name(hooks: bool, sums: bool, factor: int) -> None:
-    from flopaudit.reference.predict import predict
+    from flopaudit.reference.pricing import predict
 
     result = count(ThreeParents(), torch.randn(2, 4))
     calls = result.module_call_records

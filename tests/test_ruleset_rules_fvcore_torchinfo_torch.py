@@ -23,7 +23,7 @@ from flopaudit.inputs import ModelInputs
 from flopaudit.records import Status
 from flopaudit.reference import count
 from flopaudit.reference.engine import OpEvent, record
-from flopaudit.reference.predict import predict
+from flopaudit.reference.pricing import predict
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import EventRule, ModuleRule, get_ruleset
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from flopaudit.reference import count
 from flopaudit.reference.engine import TensorArg, record
-from flopaudit.reference.predict import predict
+from flopaudit.reference.pricing import predict
 from flopaudit.reference.rulesets import Ruleset, get_ruleset
 
 for _module in ("thop", "ptflops_pytorch", "ptflops_aten"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from conftest import SmallConvNet
-from fake_backends import FAKES
+from fake_backends import FAKES, registered
 
-from flopaudit import adapters
 from flopaudit.isolation import fingerprint
 from flopaudit.records import Status
 from flopaudit.run import count_one, run_audit
@@ -15,8 +16,9 @@ from flopaudit.zoo.case import ModelCase, tensor_inputs
 
 
 @pytest.fixture()
-def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapters, "ADAPTER_PATHS", {**adapters.ADAPTER_PATHS, **FAKES})
+def fake_backends() -> Iterator[None]:
+    with registered(FAKES):
+        yield
 
 
 def test_raising_backend_becomes_error(fake_backends: None) -> None:

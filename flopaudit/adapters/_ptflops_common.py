@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
-
-from torch import nn
+from typing import Any
 
 ZERO_OP_MODULE = re.compile(r"Warning: module (\S+) is treated as a zero-op\.")
 """ptflops' ``pytorch`` engine, ``verbose=True``: a module type it has no hook for."""
@@ -26,21 +24,4 @@ def common_options(backend: str) -> dict[str, Any]:
     }
 
 
-def has_own_work(module: nn.Module) -> bool:
-    """A leaf, or a module holding parameters directly (its own forward does work)."""
-    has_children = next(module.children(), None) is not None
-    has_own_params = next(module.parameters(recurse=False), None) is not None
-    return not has_children or has_own_params
-
-
-def count_instances(modules: Iterable[nn.Module], type_names: set[str]) -> dict[str, int]:
-    """How many of ``modules`` do own work and have a class name in ``type_names``."""
-    counts: dict[str, int] = {}
-    for module in modules:
-        key = type(module).__name__
-        if key in type_names and has_own_work(module):
-            counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-__all__ = ["ZERO_OP_ATEN", "ZERO_OP_MODULE", "common_options", "count_instances", "has_own_work"]
+__all__ = ["ZERO_OP_ATEN", "ZERO_OP_MODULE", "common_options"]

@@ -18,7 +18,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from flopaudit.adapters.descriptor import Backend
 
 
 def _digest(path: Path) -> str:
@@ -67,4 +70,35 @@ def owner(distributions: Sequence[str], files: Sequence[str]) -> str | None:
     return next((d for d in distributions if owns(d, files, root)), None)
 
 
-__all__ = ["owner", "owns"]
+@dataclass(frozen=True)
+class SharedImportBackend(Backend):
+    """A backend whose import package another distribution also installs.
+
+    Available only when the files ``import`` finds are :attr:`~Backend.distribution`'s
+    own (:func:`owner` among :attr:`rivals`); its version is then that
+    distribution's, else "". :meth:`missing_reason` says which one is there.
+    """
+
+    rivals: tuple[str, ...] = ()
+    """The distributions that install the same import package, this one included."""
+    files: tuple[str, ...] = ()
+    """Files all of them install, whose RECORD hashes tell them apart."""
+
+    def installed_owner(self) -> str | None:
+        return owner(self.rivals, self.files)
+
+    def available(self) -> bool:
+        return self.installed_owner() == self.distribution
+
+    def version(self) -> str:
+        return super().version() if self.available() else ""
+
+    def missing_reason(self) -> str:
+        present = self.installed_owner()
+        if present is None or present == self.distribution:
+            return super().missing_reason()
+        return (f"the import package {self.module!r} installed here is {present}'s, not {self.distribution}'s "
+                f"(both install it; one per environment): {self.install}")
+
+
+__all__ = ["SharedImportBackend", "owner", "owns"]

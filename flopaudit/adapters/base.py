@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import copy
-import importlib.metadata
-import importlib.util
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable
-from flopaudit.inputs import ModelInputs
-from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
 from flopaudit.records import Breakdown, CountResult, Granularity, RulesetPrediction, Status, Unit, breakdown
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
 
 
 @dataclass
@@ -44,24 +43,17 @@ class RawCount:
 class Adapter(ABC):
     """A counting backend behind one interface.
 
-    Subclasses set the class attributes and implement :meth:`_count`. The
-    public :meth:`count` runs it on a deep copy of the model (see
-    :attr:`copies_model`), silences the
+    Subclasses set :attr:`backend` to their module's descriptor and
+    implement :meth:`_count`; name, unit, distribution and the rest are read
+    from the descriptor. The public :meth:`count` runs it on a deep copy of
+    the model (see :attr:`copies_model`), silences the
     backend, records what it printed and warned, notes any change it made to
     the copy (``side_effects``) and turns an exception into a result with
     status ``error`` (or ``not applicable`` for :class:`NotApplicable`).
     """
 
-    name: ClassVar[str]
-    """Backend id used on the command line, e.g. ``"fvcore"``."""
-    distribution: ClassVar[str]
-    """The pip distribution whose version is recorded, e.g. ``"fvcore"``."""
-    module: ClassVar[str]
-    """The import name that must be importable for the backend to be available."""
-    unit: ClassVar[Unit]
-    """What the backend's raw number counts, whatever the backend calls it."""
-    granularity: ClassVar[Granularity]
-    description: ClassVar[str] = ""
+    backend: ClassVar[Backend]
+    """This backend's descriptor (the ``BACKEND`` constant of the adapter's module)."""
     copies_model: ClassVar[bool] = True
     """Count a deep copy (the backend may change the model it is given). Only
     a backend whose :meth:`_count` leaves the model exactly as it was (the
@@ -71,19 +63,44 @@ class Adapter(ABC):
     (uninitialised) parameters is always copied: its first forward would
     materialise them."""
 
+    @property
+    def name(self) -> str:
+        """Backend id used on the command line, e.g. ``"fvcore"``."""
+        return self.backend.name
+
+    @property
+    def distribution(self) -> str:
+        """The pip distribution whose version is recorded (``"flopaudit"`` for a built-in counter)."""
+        return self.backend.distribution or "flopaudit"
+
+    @property
+    def module(self) -> str:
+        """The import name that must be importable for the backend to be available."""
+        return self.backend.module
+
+    @property
+    def unit(self) -> Unit:
+        """What the backend's raw number counts, whatever the backend calls it."""
+        return self.backend.unit
+
+    @property
+    def granularity(self) -> Granularity:
+        return self.backend.granularity
+
+    @property
+    def description(self) -> str:
+        return self.backend.description
+
     def options(self) -> dict[str, Any]:
         """Every result-changing option this adapter passes to its backend."""
         return {}
 
     def version(self) -> str:
         """Installed version of the backend's distribution ("" if missing)."""
-        try:
-            return importlib.metadata.version(self.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            return ""
+        return self.backend.version()
 
     def available(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
+        return self.backend.available()
 
     @abstractmethod
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
@@ -102,6 +119,11 @@ class Adapter(ABC):
         The backend works on a deep copy (unless it declares it leaves the
         model alone, see :attr:`copies_model`), so ``model`` is left as it was.
         """
+        import torch
+
+        from flopaudit.inputs import ModelInputs
+        from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
+
         inputs = ModelInputs.coerce(inputs, kwargs)
         base = dict(
             model=model_name,
@@ -113,7 +135,7 @@ class Adapter(ABC):
             options=tuple(sorted((k, repr(v)) for k, v in self.options().items())),
         )
         if not self.available():
-            return CountResult(status=Status.NOT_APPLICABLE, error=f"{self.distribution} is not installed", **base)
+            return CountResult(status=Status.NOT_APPLICABLE, error=self.backend.missing_reason(), **base)
         start = time.perf_counter()
         side_effects: list[str] = []
         caught: list[warnings.WarningMessage] = []
@@ -171,6 +193,8 @@ def copy_model(model: nn.Module) -> nn.Module:
     as plain attributes (a pruned module's ``weight = weight_orig * weight_mask``,
     which autograd will not deep-copy) copied detached: the module recomputes
     them at its next forward."""
+    import torch
+
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in vars(module).values():
@@ -183,6 +207,8 @@ def has_lazy_tensors(model: nn.Module) -> bool:
     """Does ``model`` hold an uninitialised (lazy) parameter or buffer? Its first
     forward materialises them and changes the modules' classes, so even a
     backend that leaves models alone counts a copy of such a model."""
+    import torch
+
     lazy = torch.nn.parameter.UninitializedTensorMixin
     return any(isinstance(t, lazy) for t in (*model.parameters(), *model.buffers()))
 
@@ -192,4 +218,23 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Adapter", "RawCount", "Breakdown", "copy_model", "count_params", "has_lazy_tensors"]
+def has_own_work(module: nn.Module) -> bool:
+    """A leaf, or a module holding parameters directly (its own forward does work)."""
+    has_children = next(module.children(), None) is not None
+    has_own_params = next(module.parameters(recurse=False), None) is not None
+    return not has_children or has_own_params
+
+
+def count_instances(modules: Iterable[nn.Module], flagged: Callable[[nn.Module], bool]) -> dict[str, int]:
+    """Class name -> how many of ``modules`` the backend ``flagged`` (as having no rule) and that do
+    work of their own (:func:`has_own_work`): containers whose children are counted are left out."""
+    counts: dict[str, int] = {}
+    for module in modules:
+        if flagged(module) and has_own_work(module):
+            key = type(module).__name__
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+__all__ = ["Adapter", "RawCount", "Breakdown", "copy_model", "count_instances", "count_params",
+           "has_lazy_tensors", "has_own_work"]

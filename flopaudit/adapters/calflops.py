@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -82,6 +83,29 @@ def collectors_emptied(module: Any) -> Iterator[None]:
         empty()
 
 
+BACKEND = Backend(
+    name="calflops",
+    adapter="CalflopsAdapter",
+    description=(
+        "calflops calculate_flops: patched torch.nn.functional/tensor calls collected by module hooks; MACs, FLOPs"
+    ),
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="calflops",
+    distribution="calflops",
+    install="pip install calflops",
+    ruleset="flopaudit.reference.backend_rulesets.calflops",
+    known_divergences={
+        "dict-io": "calflops fails: it moves every positional input with .to(device) and this model takes a dict "
+        "(AttributeError); a crash is not predicted, the report shows the cell as an error",
+        "buffers-only": "calflops fails: it reads next(model.parameters()).device and this model has no parameters "
+        "(StopIteration); a crash is not predicted",
+        "conv2d-unbatched": "calflops fails: its conv formula asserts weight.shape[1] * groups == input.shape[1], "
+        "false for an unbatched (C, H, W) input; a crash is not predicted",
+    },
+    order=110,
+)
+
 class CalflopsAdapter(Adapter):
     """``calculate_flops(model, args=..., kwargs=..., forward_mode="forward", ...)``.
 
@@ -101,14 +125,8 @@ class CalflopsAdapter(Adapter):
     training-step counts) and ``compute_bp_factor`` (2.0).
     """
 
-    name: ClassVar[str] = "calflops"
-    distribution: ClassVar[str] = "calflops"
-    module: ClassVar[str] = "calflops"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "calflops calculate_flops: patched torch.nn.functional/tensor calls collected by module hooks; MACs, FLOPs"
-    )
+    backend = BACKEND
+
 
     def __init__(self, include_backPropagation: bool = False, compute_bp_factor: float = 2.0) -> None:  # noqa: N803
         self.include_backPropagation = include_backPropagation
@@ -131,13 +149,13 @@ class CalflopsAdapter(Adapter):
 
         from flopaudit.adapters._failures import located_assertions
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
-        from flopaudit.adapters.torchinfo import module_paths
+        from flopaudit.module_paths import first_names
 
         if next(model.parameters(), None) is None:
             raise RuntimeError("calflops reads next(model.parameters()).device: a model without parameters "
                                "raises StopIteration there")
         opts = self.options()
-        names = module_paths(model)
+        names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = CalFlopsPipline.end_flops_calculate
 

@@ -35,9 +35,10 @@ runs on CPU whatever the machine has.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -45,6 +46,25 @@ if TYPE_CHECKING:
 
     from flopaudit.inputs import ModelInputs
 
+
+BACKEND = Backend(
+    name="deepspeed",
+    adapter="DeepSpeedAdapter",
+    description=(
+        "DeepSpeed flops profiler (CPU): patched torch.nn.functional/tensor calls collected by module hooks"
+    ),
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="deepspeed",
+    distribution="deepspeed",
+    install="pip install deepspeed",
+    ruleset="flopaudit.reference.backend_rulesets.deepspeed",
+    known_divergences={
+        "conv2d-unbatched": "DeepSpeed's profiler fails: its conv formula asserts weight.shape[1] * groups == "
+        "input.shape[1], false for an unbatched (C, H, W) input; a crash is not predicted",
+    },
+    order=120,
+)
 
 class DeepSpeedAdapter(Adapter):
     """``get_model_profile(model, args=..., kwargs=..., print_profile=False, as_string=False, warm_up=0)``.
@@ -60,14 +80,8 @@ class DeepSpeedAdapter(Adapter):
     also measures; they are skipped (one forward instead of two).
     """
 
-    name: ClassVar[str] = "deepspeed"
-    distribution: ClassVar[str] = "deepspeed"
-    module: ClassVar[str] = "deepspeed"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "DeepSpeed flops profiler (CPU): patched torch.nn.functional/tensor calls collected by module hooks"
-    )
+    backend = BACKEND
+
 
     def options(self) -> dict[str, Any]:
         return {"mode": "forward", "warm_up": 0, "print_profile": False, "as_string": False,
@@ -80,12 +94,12 @@ class DeepSpeedAdapter(Adapter):
         from flopaudit.adapters._failures import located_assertions
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.adapters.calflops import collectors_emptied
-        from flopaudit.adapters.torchinfo import module_paths
+        from flopaudit.module_paths import first_names
 
         einops = getattr(impl, "einops", None)
 
         opts = self.options()
-        names = module_paths(model)
+        names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = impl.FlopsProfiler.end_profile
 

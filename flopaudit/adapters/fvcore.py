@@ -31,73 +31,34 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.inputs import ModelInputs, iter_tensors
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
 
-_INNER = "model"
-"""Attribute name of the user's model inside :class:`BoundCall`."""
+if TYPE_CHECKING:
+    from torch import nn
 
+    from flopaudit.inputs import ModelInputs
 
-class BoundCall(nn.Module):
-    """Calls ``model(*args, **kwargs)`` with only the top-level tensors as inputs.
-
-    ``torch.jit`` traces a module called with a tuple of tensors. This wrapper
-    takes exactly the tensors among the positional and keyword inputs, in
-    order, as its own positional inputs, and bakes everything else (ints,
-    flags, None, nested containers) into the call as constants. The user's
-    model is the child named ``"model"``, so its module paths appear under
-    the ``"model."`` prefix.
-    """
-
-    def __init__(self, model: nn.Module, inputs: ModelInputs) -> None:
-        super().__init__()
-        self.model = model
-        self._args = tuple(inputs.args)
-        self._kwargs = dict(inputs.kwargs)
-        self._arg_slots = tuple(i for i, a in enumerate(self._args) if isinstance(a, torch.Tensor))
-        self._kwarg_slots = tuple(k for k, v in self._kwargs.items() if isinstance(v, torch.Tensor))
-        self.output_count: int | None = None
-        """How many tensors the last call returned (``None`` before a call)."""
-
-    def traced_inputs(self) -> tuple[torch.Tensor, ...]:
-        """The tensors to call this wrapper with: positional ones, then keyword ones."""
-        return tuple(self._args[i] for i in self._arg_slots) + tuple(self._kwargs[k] for k in self._kwarg_slots)
-
-    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Call the model; return the tensors of its output, flattened.
-
-        A trace can only return tensors: dicts, ``None`` or ints in the
-        output would make it fail, so only the output's tensors come back.
-        """
-        args = list(self._args)
-        kwargs = dict(self._kwargs)
-        n = len(self._arg_slots)
-        for slot, t in zip(self._arg_slots, tensors[:n]):
-            args[slot] = t
-        for key, t in zip(self._kwarg_slots, tensors[n:]):
-            kwargs[key] = t
-        out = tuple(iter_tensors(self.model(*args, **kwargs)))
-        self.output_count = len(out)
-        return out
-
-
-def user_path(wrapped_name: str) -> str | None:
-    """Map a module path inside :class:`BoundCall` to the user's model path.
-
-    ``"model"`` -> ``""``, ``"model.a.b"`` -> ``"a.b"``, the wrapper itself
-    (``""``) -> ``None``.
-    """
-    if wrapped_name == _INNER:
-        return ""
-    if wrapped_name.startswith(_INNER + "."):
-        return wrapped_name[len(_INNER) + 1 :]
-    return None
+BACKEND = Backend(
+    name="fvcore",
+    adapter="FvcoreAdapter",
+    description="fvcore FlopCountAnalysis: torch.jit trace, per-op MAC formulas; unhandled ops listed as unsupported",
+    unit=Unit.MAC,
+    granularity=Granularity.JIT_TRACE,
+    module="fvcore",
+    distribution="fvcore",
+    install="pip install fvcore",
+    ruleset="flopaudit.reference.backend_rulesets.fvcore",
+    meta=MetaSupport(
+        False,
+        "fvcore's jit trace of a convolution fails on meta tensors "
+        "(TypeError: cond must be a bool, but got a Tensor)",
+    ),
+    order=40,
+)
 
 
 def _number(value: Any) -> int | float:
@@ -145,14 +106,7 @@ class FvcoreAdapter(Adapter):
     running statistics are updated (on the adapter's copy).
     """
 
-    name: ClassVar[str] = "fvcore"
-    distribution: ClassVar[str] = "fvcore"
-    module: ClassVar[str] = "fvcore"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.JIT_TRACE
-    description: ClassVar[str] = (
-        "fvcore FlopCountAnalysis: torch.jit trace, per-op MAC formulas; unhandled ops listed as unsupported"
-    )
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return {
@@ -171,6 +125,9 @@ class FvcoreAdapter(Adapter):
             # noise about the import, not about this model's count.
             warnings.simplefilter("ignore")
             from fvcore.nn import FlopCountAnalysis, parameter_count
+        from torch import nn
+
+        from flopaudit.adapters._binding import BoundCall, user_path
 
         opts = self.options()
         bound = BoundCall(model, inputs)

@@ -17,15 +17,34 @@ from __future__ import annotations
 import io
 import re
 from collections import Counter, defaultdict
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._ptflops_common import ZERO_OP_ATEN, common_options
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters.descriptor import META_DISPATCH_NOTE, Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="ptflops-aten",
+    adapter="PtflopsAtenAdapter",
+    description="ptflops aten engine: TorchDispatchMode counting mm/bmm/addmm/convolution",
+    unit=Unit.MAC,
+    granularity=Granularity.ATEN_OPS,
+    module="ptflops",
+    distribution="ptflops",
+    install="pip install ptflops",
+    ruleset="flopaudit.reference.backend_rulesets.ptflops_aten",
+    # Runs on meta but counts other kernels there: probed differences are vit_b_16, attention-sdpa,
+    # mha-cross-kdim, transformer-encoder-eval, the LSTM cases (0 on CPU, the gate matmuls on meta),
+    # gru-2layer-batch-first and rnn-relu-bidir-batch-first.
+    meta=MetaSupport(True, META_DISPATCH_NOTE),
+    order=30,
+)
 
 _GLOBAL = "Global"
 """The engine's key for counts of the whole model."""
@@ -60,12 +79,7 @@ class PtflopsAtenAdapter(Adapter):
     engine would count as zero) and leaves the model in eval mode.
     """
 
-    name = "ptflops-aten"
-    distribution = "ptflops"
-    module = "ptflops"
-    unit = Unit.MAC
-    granularity = Granularity.ATEN_OPS
-    description = "ptflops aten engine: TorchDispatchMode counting mm/bmm/addmm/convolution"
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return common_options("aten")
@@ -107,6 +121,8 @@ _QUALIFIED = re.compile(r"^(\w+)\.(\w+)$")
 
 def _is_view_op(qualified_name: str) -> bool:
     """``"aten.view"`` -> True: every return of its first overload aliases an input, read-only."""
+    import torch
+
     match = _QUALIFIED.match(qualified_name)
     if not match:
         return False

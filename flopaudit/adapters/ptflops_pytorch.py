@@ -26,16 +26,37 @@ from __future__ import annotations
 import io
 import sys
 from collections import defaultdict
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from flopaudit.adapters._ptflops_common import ZERO_OP_MODULE, common_options, count_instances
-from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters._ptflops_common import ZERO_OP_MODULE, common_options
+from flopaudit.adapters.base import Adapter, RawCount, count_instances
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="ptflops-pytorch",
+    adapter="PtflopsPytorchAdapter",
+    description="ptflops pytorch engine: module hooks plus patched torch/F functions",
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="ptflops",
+    distribution="ptflops",
+    install="pip install ptflops",
+    ruleset="flopaudit.reference.backend_rulesets.ptflops_pytorch",
+    meta=MetaSupport(
+        False,
+        "on meta tensors ptflops' functional patches also count the matmul inside nn.Linear "
+        "(probed: linear-3d gives 21120 MACs on meta, 10880 on CPU)",
+    ),
+    unit_note="divides module-hook counts by the batch size (functional counts are not divided); "
+    "normalised back to the whole batch",
+    order=20,
+)
 
 _Snapshot = list[tuple[Any, str, bool, Any]]
 """(namespace, attribute, was it the namespace's own attribute, value)."""
@@ -76,12 +97,7 @@ class PtflopsPytorchAdapter(Adapter):
     custom-hook table are restored, even when the forward raises.
     """
 
-    name = "ptflops-pytorch"
-    distribution = "ptflops"
-    module = "ptflops"
-    unit = Unit.MAC
-    granularity = Granularity.MODULE_HOOKS
-    description = "ptflops pytorch engine: module hooks plus patched torch/F functions"
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return {**common_options("pytorch"), "backend_specific_config": {"count_functional": True}}
@@ -134,7 +150,8 @@ class PtflopsPytorchAdapter(Adapter):
             params=int(params),
             per_module=tree,
             per_op={k: int(round(v)) for k, v in per_op.items()},
-            unsupported=count_instances((modules[p] for p in tree if p in modules), zero_op_types),
+            unsupported=count_instances((modules[p] for p in tree if p in modules),
+                                        lambda m: type(m).__name__ in zero_op_types),
             warnings=messages,
         )
 
@@ -172,6 +189,9 @@ def _functional_names(functional: dict[Any, Any], tensor_ops: dict[Any, Any]) ->
 
 def _snapshot(functional: dict[Any, Any], tensor_ops: dict[Any, Any]) -> _Snapshot:
     """Every attribute ptflops' patch functions may replace, as it is now."""
+    import torch
+    import torch.nn.functional as F
+
     targets = [(F, fn.__name__) for fn in functional]
     targets += [(ns, fn.__name__) for fn in tensor_ops for ns in (torch, torch.Tensor)]
     seen: set[tuple[int, str]] = set()

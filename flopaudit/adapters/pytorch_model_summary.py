@@ -24,9 +24,10 @@ parameter comparison.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -39,6 +40,23 @@ _TOTALS = re.compile(r"^(Total|Trainable|Non-trainable) params: ([\d,]+)\s*$", r
 _ROW = re.compile(r"^\s*(\S+-\d+)\s+.*?\s([\d,]+)\s+([\d,]+)\s*$")
 
 
+BACKEND = Backend(
+    name="pytorch-model-summary",
+    adapter="PytorchModelSummaryAdapter",
+    description=(
+        "pytorch-model-summary: hooks on the root's children, recursive parameters on first call; counts no MACs"
+    ),
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="pytorch_model_summary",
+    distribution="pytorch-model-summary",
+    install="pip install pytorch-model-summary",
+    ruleset="flopaudit.reference.backend_rulesets.pytorch_model_summary",
+    counts_macs=False,
+    known_divergences={},
+    order=100,
+)
+
 class PytorchModelSummaryAdapter(Adapter):
     """``summary(model, *args, show_input=..., max_depth=1)``, its text parsed.
 
@@ -50,15 +68,8 @@ class PytorchModelSummaryAdapter(Adapter):
     keyword inputs is ``not applicable``.
     """
 
-    name: ClassVar[str] = "pytorch-model-summary"
-    distribution: ClassVar[str] = "pytorch-model-summary"
-    module: ClassVar[str] = "pytorch_model_summary"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "pytorch-model-summary: hooks on the root's children, recursive parameters on first call; counts no MACs"
-    )
-    counts_macs: ClassVar[bool] = False
+    backend = BACKEND
+
 
     def __init__(self, show_input: bool = False) -> None:
         self.show_input = show_input

@@ -20,14 +20,30 @@ import contextlib
 import io
 import re
 import warnings
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from torch import nn
-
-from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.binding import FixedKwargs, strip_wrapper
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters.base import Adapter, RawCount, count_instances
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="thop",
+    adapter="ThopAdapter",
+    description="thop.profile: forward hooks on modules with a rule; functional ops are not seen",
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="thop",
+    distribution="thop",
+    install="pip install thop",
+    ruleset="flopaudit.reference.backend_rulesets.thop",
+    meta=MetaSupport(True),
+    order=10,
+)
 
 _MISSING_RULE = re.compile(r"\[WARN\] Cannot find rule for (<class '[^']*'>)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -63,12 +79,7 @@ class ThopAdapter(Adapter):
     positional inputs go straight to ``profile(model, inputs=args)``.
     """
 
-    name = "thop"
-    distribution = "thop"
-    module = "thop"
-    unit = Unit.MAC
-    granularity = Granularity.MODULE_HOOKS
-    description = "thop.profile: forward hooks on modules with a rule; functional ops are not seen"
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return {"custom_ops": {}, "verbose": False, "report_missing": True, "ret_layer_info": True}
@@ -79,6 +90,8 @@ class ThopAdapter(Adapter):
             # DeprecationWarning is about thop's packaging, not about the count.
             warnings.simplefilter("ignore", DeprecationWarning)
             from thop import profile
+
+        from flopaudit.adapters._binding import FixedKwargs, strip_wrapper
 
         target: nn.Module = FixedKwargs(model, inputs.kwargs) if inputs.kwargs else model
         opts = self.options()
@@ -104,7 +117,8 @@ class ThopAdapter(Adapter):
             macs=int(round(total_ops)),
             params=int(round(total_params)),
             per_module={path: int(round(ops)) for path, ops in tree.items()},
-            unsupported=_unsupported(model, set(tree), warned),
+            unsupported=count_instances((m for p, m in model.named_modules() if p in tree),
+                                        lambda m: repr(type(m)) in warned),
             warnings=messages,
         )
 
@@ -117,20 +131,6 @@ def _flatten_layer_info(layers: LayerInfo, prefix: str = "") -> dict[str, float]
         out[path] = ops
         out.update(_flatten_layer_info(children, path))
     return out
-
-
-def _unsupported(model: nn.Module, visited: set[str], warned: set[str]) -> dict[str, int]:
-    """Instances of warned-about types that thop visited and that do own work."""
-    counts: dict[str, int] = {}
-    for path, module in model.named_modules():
-        if path not in visited or repr(type(module)) not in warned:
-            continue
-        has_children = next(module.children(), None) is not None
-        has_own_params = next(module.parameters(recurse=False), None) is not None
-        if not has_children or has_own_params:
-            key = type(module).__name__
-            counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 __all__ = ["ThopAdapter"]

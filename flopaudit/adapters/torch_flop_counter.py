@@ -27,14 +27,34 @@ into ops that have one, otherwise they count 0 and are not listed anywhere.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount, count_params
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters.descriptor import META_DISPATCH_NOTE, Backend, MetaSupport
+from flopaudit.module_paths import first_names, relative_path
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="torch-flop-counter",
+    adapter="TorchFlopCounterAdapter",
+    description="torch.utils.flop_counter.FlopCounterMode: aten dispatch, FLOPs = 2 x MACs for mm/bmm/conv/sdpa only",
+    unit=Unit.FLOP,
+    granularity=Granularity.ATEN_OPS,
+    module="torch.utils.flop_counter",
+    distribution="torch",
+    install="pip install 'torch>=2.1'",
+    ruleset="flopaudit.reference.backend_rulesets.torch_flop_counter",
+    # Runs on meta but counts other kernels there: probed differences are vit_b_16, attention-sdpa,
+    # mha-cross-kdim, transformer-encoder-eval and the LSTM cases (0 on CPU, the gate matmuls on meta).
+    meta=MetaSupport(True, META_DISPATCH_NOTE),
+    unit_note="reports FLOPs (2 per multiply-add); normalised to MACs by halving",
+    order=60,
+)
 
 GLOBAL = "Global"
 """``get_flop_counts()`` key for everything counted inside the context."""
@@ -47,24 +67,13 @@ def tracker_paths(model: nn.Module, known: Any) -> dict[str, str]:
     up by identity in ``model.named_modules()``, so a shared module maps to
     its first name. Tracker names of modules outside ``model`` are left out.
     """
-    paths: dict[int, str] = {}
-    for name, module in model.named_modules():
-        paths.setdefault(id(module), name)
+    paths = first_names(model)
     out: dict[str, str] = {}
     for module, tracker_name in list(known.items()):
         path = paths.get(id(module))
         if path is not None:
             out[str(tracker_name)] = path
     return out
-
-
-def strip_root(tracker_name: str, root_name: str) -> str | None:
-    """Fallback mapping by name: ``"Net.a.b"`` -> ``"a.b"``, ``"Net"`` -> ``""``."""
-    if tracker_name == root_name:
-        return ""
-    if tracker_name.startswith(root_name + "."):
-        return tracker_name[len(root_name) + 1 :]
-    return None
 
 
 class TorchFlopCounterAdapter(Adapter):
@@ -91,14 +100,7 @@ class TorchFlopCounterAdapter(Adapter):
     ``nn.MultiheadAttention``'s fused kernel run instead and count 0).
     """
 
-    name: ClassVar[str] = "torch-flop-counter"
-    distribution: ClassVar[str] = "torch"
-    module: ClassVar[str] = "torch.utils.flop_counter"
-    unit: ClassVar[Unit] = Unit.FLOP
-    granularity: ClassVar[Granularity] = Granularity.ATEN_OPS
-    description: ClassVar[str] = (
-        "torch.utils.flop_counter.FlopCounterMode: aten dispatch, FLOPs = 2 x MACs for mm/bmm/conv/sdpa only"
-    )
+    backend = BACKEND
 
     def __init__(self, grad_enabled: bool = True) -> None:
         self.grad_enabled = grad_enabled
@@ -107,6 +109,7 @@ class TorchFlopCounterAdapter(Adapter):
         return {"depth": None, "display": False, "grad_enabled": self.grad_enabled}
 
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        import torch
         from torch.utils.flop_counter import FlopCounterMode
 
         opts = self.options()
@@ -134,7 +137,7 @@ class TorchFlopCounterAdapter(Adapter):
             if by_identity is not None:
                 path = by_identity.get(tracker_name)
             else:
-                path = strip_root(tracker_name, root_name)
+                path = relative_path(tracker_name, root_name)  # "Net.a.b" -> "a.b"
             if path is None:
                 continue
             per_module[path] = per_module.get(path, 0) + sum(int(v) for v in ops.values()) // 2

@@ -23,9 +23,10 @@ RNN kernels, norms, activations, pools) counts 0.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -43,6 +44,23 @@ UNIT_NOTE = (
 )
 
 
+BACKEND = Backend(
+    name="torch-profiler",
+    adapter="TorchProfilerAdapter",
+    description=(
+        "torch.profiler.profile(with_flops=True): FLOP estimates of conv2d/mm/addmm/bmm/baddbmm/mul/add events"
+    ),
+    unit=Unit.FLOP,
+    granularity=Granularity.ATEN_OPS,
+    module="torch.profiler",
+    distribution="torch",
+    install="pip install 'torch>=2.1'",
+    ruleset="flopaudit.reference.backend_rulesets.torch_profiler",
+    unit_note=UNIT_NOTE,
+    known_divergences={},
+    order=140,
+)
+
 class TorchProfilerAdapter(Adapter):
     """``with torch.profiler.profile(activities=[CPU], with_flops=True): model(...)``.
 
@@ -58,14 +76,8 @@ class TorchProfilerAdapter(Adapter):
     autograd on (as in torch's profiler recipes).
     """
 
-    name: ClassVar[str] = "torch-profiler"
-    distribution: ClassVar[str] = "torch"
-    module: ClassVar[str] = "torch.profiler"
-    unit: ClassVar[Unit] = Unit.FLOP
-    granularity: ClassVar[Granularity] = Granularity.ATEN_OPS
-    description: ClassVar[str] = (
-        "torch.profiler.profile(with_flops=True): FLOP estimates of conv2d/mm/addmm/bmm/baddbmm/mul/add events"
-    )
+    backend = BACKEND
+
 
     def options(self) -> dict[str, Any]:
         return {"activities": ("CPU",), "with_flops": True, "record_shapes": False, "grad_enabled": True}

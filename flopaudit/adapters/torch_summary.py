@@ -30,9 +30,9 @@ available only when the files on disk are torch-summary's.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._shared_import import owner
+from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.torchsummary import DISTRIBUTIONS, SHARED_FILES
 from flopaudit.records import Granularity, Unit
@@ -46,6 +46,25 @@ UNIT_NOTE = "counts Mult-Adds per sample (it never multiplies by the batch): nor
 
 _BYTES_PER_ELEMENT = 4
 
+
+BACKEND = SharedImportBackend(
+    name="torch-summary",
+    adapter="TorchSummaryAdapter",
+    description=(
+        "torch-summary (TylerYep) summary: hooks to depth 4, Mult-Adds from weight counts per sample, params, memory"
+    ),
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="torchsummary",
+    distribution="torch-summary",
+    install="pip install torch-summary==1.4.5",
+    ruleset="flopaudit.reference.backend_rulesets.torch_summary",
+    unit_note=UNIT_NOTE,
+    known_divergences={},
+    order=90,
+    rivals=DISTRIBUTIONS,
+    files=SHARED_FILES,
+)
 
 class TorchSummaryAdapter(Adapter):
     """``torchsummary.summary(model, input_data=[tensors], **kwargs)`` of torch-summary 1.4.
@@ -65,30 +84,19 @@ class TorchSummaryAdapter(Adapter):
     is CUDA when available); ``verbose=0``; other options its defaults.
     """
 
-    name: ClassVar[str] = "torch-summary"
-    distribution: ClassVar[str] = "torch-summary"
-    module: ClassVar[str] = "torchsummary"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "torch-summary (TylerYep) summary: hooks to depth 4, Mult-Adds from weight counts per sample, params, memory"
-    )
+    backend = BACKEND
+
 
     def options(self) -> dict[str, Any]:
         return {"batch_dim": 0, "depth": 3, "device": "the model's device", "verbose": 0,
                 "col_names": ("output_size", "num_params", "mult_adds")}
 
-    def available(self) -> bool:
-        return owner(DISTRIBUTIONS, SHARED_FILES) == self.distribution
-
-    def version(self) -> str:
-        return super().version() if self.available() else ""
-
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         from torchsummary import summary
 
-        from flopaudit.adapters.binding import FixedKwargs
-        from flopaudit.adapters.torchinfo import ancestors, model_device, module_paths
+        from flopaudit.adapters._binding import FixedKwargs
+        from flopaudit.adapters.torchinfo import model_device
+        from flopaudit.module_paths import ancestors, first_names
 
         opts = self.options()
         kwargs = dict(inputs.kwargs)
@@ -107,7 +115,7 @@ class TorchSummaryAdapter(Adapter):
             **kwargs,
         )
         batch = inputs.batch_size or 1
-        paths = module_paths(model)
+        paths = first_names(model)
         per_module: dict[str, int] = {}
         for layer in stats.summary_list:
             path = paths.get(id(layer.module))

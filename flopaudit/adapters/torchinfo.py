@@ -29,15 +29,37 @@ counts again.
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.binding import FixedKwargs
-from flopaudit.inputs import ModelInputs
+from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.module_paths import ancestors, first_names
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+BACKEND = Backend(
+    name="torchinfo",
+    adapter="TorchinfoAdapter",
+    description="torchinfo summary: module hooks, Mult-Adds from parameter counts x output size; functional ops unseen",
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="torchinfo",
+    distribution="torchinfo",
+    install="pip install torchinfo",
+    ruleset="flopaudit.reference.backend_rulesets.torchinfo",
+    meta=MetaSupport(True),
+    known_divergences={
+        "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
+        "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
+        "support sizes); a crash is not predicted, the report shows the cell as an error",
+    },
+    order=50,
+)
 
 
 def _keep_mode(mode: bool = True) -> None:
@@ -54,22 +76,6 @@ def model_device(model: nn.Module, inputs: ModelInputs) -> torch.device | None:
     if not devices:
         devices = {t.device for t in inputs.tensors()}
     return devices.pop() if len(devices) == 1 else None
-
-
-def module_paths(model: nn.Module) -> dict[int, str]:
-    """``id(module)`` -> dotted path, the first name of a shared module."""
-    paths: dict[int, str] = {}
-    for name, module in model.named_modules():
-        paths.setdefault(id(module), name)
-    return paths
-
-
-def ancestors(path: str) -> list[str]:
-    """``"a.b.c"`` -> ``["", "a", "a.b", "a.b.c"]``; ``""`` -> ``[""]``."""
-    if not path:
-        return [""]
-    parts = path.split(".")
-    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 class TorchinfoAdapter(Adapter):
@@ -94,14 +100,7 @@ class TorchinfoAdapter(Adapter):
     torchinfo does not move it.
     """
 
-    name: ClassVar[str] = "torchinfo"
-    distribution: ClassVar[str] = "torchinfo"
-    module: ClassVar[str] = "torchinfo"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "torchinfo summary: module hooks, Mult-Adds from parameter counts x output size; functional ops unseen"
-    )
+    backend = BACKEND
 
     def options(self) -> dict[str, Any]:
         return {
@@ -117,6 +116,8 @@ class TorchinfoAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         import torchinfo
         import torchinfo.torchinfo as torchinfo_impl
+
+        from flopaudit.adapters._binding import FixedKwargs
 
         opts = self.options()
         kwargs = dict(inputs.kwargs)
@@ -149,7 +150,7 @@ class TorchinfoAdapter(Adapter):
         if cache.get(key) is stats.summary_list:
             del cache[key]
 
-        paths = module_paths(model)
+        paths = first_names(model)
         per_module: dict[str, int] = {}
         for layer in stats.summary_list:
             path = paths.get(id(layer.module))

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.records import DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
@@ -48,6 +49,20 @@ SIZE_ARITHMETIC = DECLARED_CAUSE + (
 """``extra`` key (a declared cause, :data:`~flopaudit.records.DECLARED_CAUSE`):
 MACs of those nodes, read from torchprofile's per-node result."""
 
+
+BACKEND = Backend(
+    name="torchprofile",
+    adapter="TorchprofileAdapter",
+    description="torchprofile profile_macs: torch.jit trace, MAC handlers per traced aten op",
+    unit=Unit.MAC,
+    granularity=Granularity.JIT_TRACE,
+    module="torchprofile",
+    distribution="torchprofile",
+    install="pip install torchprofile",
+    ruleset="flopaudit.reference.backend_rulesets.torchprofile",
+    known_divergences={},
+    order=130,
+)
 
 class TorchprofileAdapter(Adapter):
     """``profile_macs(model, args, reduction=None)``, summed.
@@ -67,12 +82,8 @@ class TorchprofileAdapter(Adapter):
     traced inputs, everything else fixed), so keyword inputs work.
     """
 
-    name: ClassVar[str] = "torchprofile"
-    distribution: ClassVar[str] = "torchprofile"
-    module: ClassVar[str] = "torchprofile"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.JIT_TRACE
-    description: ClassVar[str] = "torchprofile profile_macs: torch.jit trace, MAC handlers per traced aten op"
+    backend = BACKEND
+
 
     def options(self) -> dict[str, Any]:
         return {"reduction": "sum over nodes (reduction=None read per node)",
@@ -81,8 +92,8 @@ class TorchprofileAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         from torchprofile import profile_macs
 
+        from flopaudit.adapters._binding import BoundCall
         from flopaudit.adapters.base import count_params
-        from flopaudit.adapters.fvcore import BoundCall
 
         bound = BoundCall(model, inputs)
         with warnings.catch_warnings(record=True) as caught:

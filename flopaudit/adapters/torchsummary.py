@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._shared_import import owner
+from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
@@ -51,9 +51,24 @@ DISTRIBUTIONS = ("torchsummary", "torch-summary")
 _MB = 1024**2
 
 
-def _installed_owner() -> str | None:
-    return owner(DISTRIBUTIONS, SHARED_FILES)
-
+BACKEND = SharedImportBackend(
+    name="torchsummary",
+    adapter="TorchsummaryAdapter",
+    description=(
+        "torchsummary (sksq96) summary: forward hooks, weight+bias per call and a memory estimate; counts no MACs"
+    ),
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="torchsummary",
+    distribution="torchsummary",
+    install="pip install torchsummary==1.5.1",
+    ruleset="flopaudit.reference.backend_rulesets.torchsummary",
+    counts_macs=False,
+    known_divergences={},
+    order=80,
+    rivals=DISTRIBUTIONS,
+    files=SHARED_FILES,
+)
 
 class TorchsummaryAdapter(Adapter):
     """``torchsummary.summary(model, input_size, batch_size=-1, device="cpu")``.
@@ -72,24 +87,11 @@ class TorchsummaryAdapter(Adapter):
     would put its inputs on a GPU whatever device the model is on.
     """
 
-    name: ClassVar[str] = "torchsummary"
-    distribution: ClassVar[str] = "torchsummary"
-    module: ClassVar[str] = "torchsummary"
-    unit: ClassVar[Unit] = Unit.MAC
-    granularity: ClassVar[Granularity] = Granularity.MODULE_HOOKS
-    description: ClassVar[str] = (
-        "torchsummary (sksq96) summary: forward hooks, weight+bias per call and a memory estimate; counts no MACs"
-    )
-    counts_macs: ClassVar[bool] = False
+    backend = BACKEND
+
 
     def options(self) -> dict[str, Any]:
         return {"batch_size": -1, "device": "cpu", "input_size": "each input's shape without its batch dim"}
-
-    def available(self) -> bool:
-        return _installed_owner() == self.distribution
-
-    def version(self) -> str:
-        return super().version() if self.available() else ""
 
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         import torch

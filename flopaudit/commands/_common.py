@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from flopaudit.adapters import BACKEND_NAMES
+from flopaudit.adapters import backend_names, get_backend
 from flopaudit.errors import UserError
 from flopaudit.inputs import parse_shape
 from flopaudit.zoo.case import ModelCase
@@ -38,7 +38,7 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backends", "-b", nargs="+", metavar="BACKEND",
-        help=f"backends to run (default: all installed): {', '.join(BACKEND_NAMES)}",
+        help=f"backends to run (default: all installed): {', '.join(backend_names())}",
     )
 
 
@@ -65,11 +65,9 @@ def case_refs_from_args(args: argparse.Namespace, cases: Sequence[ModelCase]) ->
 
 
 def backends_from_args(args: argparse.Namespace) -> list[str]:
-    from flopaudit.adapters import get_adapter
-
-    names = split_list(args.backends) or list(BACKEND_NAMES)
+    names = split_list(args.backends) or list(backend_names())
     for name in names:
-        get_adapter(name)  # raises UserError listing the valid names
+        get_backend(name)  # raises UserError listing the valid names
     return names
 
 

@@ -1,10 +1,13 @@
-"""``flopaudit backends``: list backends with version, unit and availability."""
+"""``flopaudit backends``: list backends with version, unit, granularity and availability.
+
+Read from the backends' descriptors: no backend (and not torch) is imported.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from flopaudit.adapters import all_adapters
+from flopaudit.adapters import backends
 from flopaudit.table import format_table
 
 
@@ -15,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     rows = []
-    for a in all_adapters():
-        ok = a.available()
-        rows.append([a.name, a.distribution, a.version() or "-", a.unit.value, a.granularity.value,
-                     "yes" if ok else "no (not installed)"])
+    for b in backends().values():
+        available = "yes" if b.available() else f"no ({b.missing_reason()})"
+        unit = b.unit.value if b.counts_macs else "none (params)"
+        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value, available])
     print(format_table(["backend", "distribution", "version", "unit", "granularity", "available"], rows))
     return 0

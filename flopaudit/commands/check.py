@@ -107,7 +107,7 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
     Every problem is a :class:`UserError` (exit status 2) naming the file and
     the command that writes it again.
     """
-    from flopaudit.adapters import ADAPTER_PATHS
+    from flopaudit.adapters import backend_names
     from flopaudit.goldens import GoldenError, list_golden_paths, names_from_filename, read_golden_file
     from flopaudit.goldens.recount import case_for, is_glob, matches, snapshot_command
 
@@ -117,9 +117,10 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
     out_dir = str(root if root.is_dir() else root.parent)
     if not paths:
         raise UserError(f"no golden files (*.json) in {root}; create them with: flopaudit snapshot --out {root}")
-    unknown_backends = [b for b in backends if b not in ADAPTER_PATHS]
+    known_backends = backend_names()
+    unknown_backends = [b for b in backends if b not in known_backends]
     if unknown_backends:
-        raise UserError(f"unknown backend {unknown_backends[0]!r}; valid backends: {', '.join(ADAPTER_PATHS)}")
+        raise UserError(f"unknown backend {unknown_backends[0]!r}; valid backends: {', '.join(known_backends)}")
     entries: list[Entry] = []
     for path in paths:
         try:
@@ -151,8 +152,10 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
         )
     seen_cases: set[tuple[str, tuple[int, ...] | None, str | None]] = set()
     for path, g in entries:
-        if g.backend not in ADAPTER_PATHS:
-            raise UserError(f"unknown backend {g.backend!r} in golden {path}; valid backends: {', '.join(ADAPTER_PATHS)}")
+        if g.backend not in known_backends:
+            raise UserError(
+                f"unknown backend {g.backend!r} in golden {path}; valid backends: {', '.join(known_backends)}"
+            )
         key = (g.model, g.input_shape, g.inputs_factory)
         if key not in seen_cases:
             seen_cases.add(key)

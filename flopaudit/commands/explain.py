@@ -51,7 +51,7 @@ def format_explanation(c: CellExplanation) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flopaudit.adapters import get_adapter
+    from flopaudit.adapters import get_backend
     from flopaudit.errors import UserError
     from flopaudit.inputs import parse_shape
     from flopaudit.reports import build_report
@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
 
     backends = [b for b in args.backend if b != "reference"]
     for b in backends:
-        get_adapter(b)
+        get_backend(b)
     if args.results:
         from flopaudit.results_io import load_results
 

@@ -54,7 +54,7 @@ def merge_runs(runs: Sequence[tuple[str, AuditRun]], *, prefer_last: bool = Fals
 
     Cases come in zoo order (ids not in the zoo after them, in the order
     first seen), each case's results in the order of
-    :data:`~flopaudit.adapters.BACKEND_NAMES` (other backends after them).
+    :func:`~flopaudit.adapters.backend_names` (other backends after them).
     A duplicate (model, backend) raises :class:`UserError` unless
     ``prefer_last``; then the later run's result, and case info, win.
     """
@@ -105,7 +105,8 @@ def _model_order(models: list[str]) -> list[str]:
 
 
 def _backend_order(backends: list[str]) -> list[str]:
-    from flopaudit.adapters import BACKEND_NAMES
+    from flopaudit.adapters import backend_names
 
-    known = [b for b in BACKEND_NAMES if b in backends]
-    return known + [b for b in backends if b not in BACKEND_NAMES]
+    order = backend_names()
+    known = [b for b in order if b in backends]
+    return known + [b for b in backends if b not in order]

@@ -52,15 +52,15 @@ def resolve_backends(requested: list[str]) -> tuple[list[str], list[str]]:
     Named backends must load and be installed (else :class:`UserError`);
     with none named, every backend that loads and is installed is used.
     """
-    from flopaudit.adapters import BACKEND_NAMES, get_adapter
+    from flopaudit.adapters import backend_names, get_backend
     from flopaudit.goldens.recount import loadable
 
     chosen: list[str] = []
     skipped: list[str] = []
-    for name in requested or BACKEND_NAMES:
+    for name in requested or backend_names():
         why = loadable(name)  # UserError for an unknown name
-        if why is None and not get_adapter(name).available():
-            why = f"{get_adapter(name).distribution} is not installed"
+        if why is None and not get_backend(name).available():
+            why = get_backend(name).missing_reason()
         if why is None:
             chosen.append(name)
         elif requested:

@@ -5,66 +5,23 @@ shapes and no storage, so a model bigger than memory can be counted by any
 backend whose formulas read shapes only. Which backends give the same count
 on meta as on CPU was probed on every hard case plus the default
 torchvision models (torch 2.14, thop 0.1.1, ptflops 0.7.5, fvcore 0.1.5,
-torchinfo 1.8.0): see :data:`META_SUPPORT`.
+torchinfo 1.8.0): each backend's descriptor says so (:attr:`flopaudit.adapters.Backend.meta`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from flopaudit.adapters import get_backend
+from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase
 
 
-@dataclass(frozen=True)
-class MetaSupport:
-    """Whether a backend counts on the meta device, and what to tell the user.
-
-    ``note`` is a warning added to every meta result of an allowed backend,
-    or the reason given with status ``not applicable`` otherwise.
-    """
-
-    allowed: bool
-    note: str = ""
-
-
-_DISPATCH_NOTE = (
-    "counted on the meta device, where PyTorch dispatches scaled_dot_product_attention and the RNN/LSTM/GRU "
-    "layers to other aten kernels than on CPU: attention and recurrent work this backend misses on CPU "
-    "(no formula for the CPU kernels) is counted on meta"
-)
-
-META_SUPPORT: dict[str, MetaSupport] = {
-    # Same MACs and params on meta as on CPU for 63 of 64 probed cases; the
-    # 64th (data-dependent-branch) cannot run on meta at all.
-    "reference": MetaSupport(True),
-    "thop": MetaSupport(True),
-    "torchinfo": MetaSupport(True),
-    # Run on meta, but count other kernels there: probed differences are
-    # vit_b_16, attention-sdpa, mha-cross-kdim, transformer-encoder-eval and
-    # the LSTM cases (0 on CPU, the gate matmuls on meta); ptflops-aten also
-    # gru-2layer-batch-first and rnn-relu-bidir-batch-first.
-    "torch-flop-counter": MetaSupport(True, _DISPATCH_NOTE),
-    "ptflops-aten": MetaSupport(True, _DISPATCH_NOTE),
-    "ptflops-pytorch": MetaSupport(
-        False,
-        "on meta tensors ptflops' functional patches also count the matmul inside nn.Linear "
-        "(probed: linear-3d gives 21120 MACs on meta, 10880 on CPU)",
-    ),
-    "fvcore": MetaSupport(
-        False,
-        "fvcore's jit trace of a convolution fails on meta tensors "
-        "(TypeError: cond must be a bool, but got a Tensor)",
-    ),
-}
-
-
 def meta_support(backend: str) -> MetaSupport:
-    """How ``backend`` fares on the meta device (unknown backends are not allowed)."""
-    return META_SUPPORT.get(backend, MetaSupport(False, f"backend {backend!r} was not probed on the meta device"))
+    """How ``backend`` fares on the meta device (its descriptor's :attr:`~flopaudit.adapters.Backend.meta`)."""
+    return get_backend(backend).meta
 
 
 def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[str, ...]]:

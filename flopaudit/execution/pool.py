@@ -77,7 +77,7 @@ def dask_client(address: str) -> Iterator[Any]:
 def build_tasks(plan: _Plan, *, strict_inputs: bool, timeout: float | None, isolate: bool,
                 max_memory_gb: float | None) -> list[CountTask]:
     """One task per missing (case, backend) result; one info-only task per case that lacks only its info."""
-    from flopaudit.adapters import ADAPTER_PATHS
+    from flopaudit.adapters import registration
 
     tasks: list[CountTask] = []
     for i, case in enumerate(plan.resolved):
@@ -91,7 +91,7 @@ def build_tasks(plan: _Plan, *, strict_inputs: bool, timeout: float | None, isol
             tasks.append(CountTask(i, -1, backend=None, **common))
         for j in missing:
             name = plan.backends[j]
-            tasks.append(CountTask(i, j, backend=name, adapter_path=ADAPTER_PATHS.get(name), **common))
+            tasks.append(CountTask(i, j, backend=name, registration=registration(name), **common))
     return tasks
 
 

@@ -1,8 +1,8 @@
 """One (case, backend) count as a picklable task, and the worker function that runs it.
 
 A task names its case (a :class:`~flopaudit.execution.refs.CaseRef`, or a
-picklable :class:`~flopaudit.zoo.case.ModelCase`) and its backend (with the
-adapter's ``module:Class`` path, so a worker process finds backends that
+picklable :class:`~flopaudit.zoo.case.ModelCase`) and its backend (with its
+descriptor and adapter module, so a worker process finds backends that
 were registered at run time). The worker rebuilds the case seeded, exactly
 as a serial run would, keeps the last few built cases for the next tasks,
 and counts in a forked child with the task's timeout and memory cap.
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from flopaudit.adapters.descriptor import Backend
 from flopaudit.execution.refs import CaseRef
 from flopaudit.records import CountResult, Status
 from flopaudit.run import CaseInfo, PreparedCase, count_prepared, failed_result, prepare_case
@@ -38,7 +39,9 @@ class CountTask:
     backend_index: int
     case: CaseRef | ModelCase
     backend: str | None
-    adapter_path: str | None = None
+    registration: tuple[Backend, str] | None = None
+    """The backend's descriptor and adapter module (:func:`flopaudit.adapters.registration`), so that a
+    worker that does not know it (one registered at run time in the parent) can register it."""
     strict_inputs: bool = False
     meta: bool = False
     timeout: float | None = None
@@ -82,11 +85,12 @@ def _ensure_setup(parent_pid: int) -> None:
         init_worker()
 
 
-def _ensure_adapter(backend: str, adapter_path: str | None) -> None:
+def _ensure_adapter(backend: str, registration: tuple[Backend, str] | None) -> None:
     from flopaudit import adapters
 
-    if adapter_path and adapters.ADAPTER_PATHS.get(backend) != adapter_path:
-        adapters.ADAPTER_PATHS[backend] = adapter_path
+    if registration is not None and (backend not in adapters.backends()
+                                     or adapters.registration(backend) != registration):
+        adapters.register_backend(*registration)
 
 
 def _prepared(task: CountTask) -> PreparedCase:
@@ -134,7 +138,7 @@ def execute_task(task: CountTask) -> TaskOutcome:
 
     _ensure_setup(task.parent_pid)
     if task.backend is not None:
-        _ensure_adapter(task.backend, task.adapter_path)
+        _ensure_adapter(task.backend, task.registration)
     try:
         prepared = _prepared(task)
     except UserError as exc:

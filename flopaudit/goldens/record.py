@@ -202,8 +202,8 @@ def first_line(text: str | None) -> str | None:
 
 def _distribution(backend: str) -> str:
     try:
-        from flopaudit.adapters import get_adapter
+        from flopaudit.adapters import get_backend
 
-        return get_adapter(backend).distribution
+        return get_backend(backend).distribution or "flopaudit"
     except Exception:  # noqa: BLE001 - an adapter that cannot load still gets a golden
         return backend

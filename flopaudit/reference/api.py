@@ -13,32 +13,8 @@ from torch import nn
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
 from flopaudit.reference.engine import PROCESS_CACHES, ModuleCall, OpEvent, gc_paused, record
-from flopaudit.reference.rulesets import _CATEGORY_NAME, Ruleset, RulesetTotals, apply, get_ruleset
-
-
-@dataclass(frozen=True)
-class Totals:
-    """Summed cost of a set of events."""
-
-    macs: int = 0
-    extra_flops: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-    calls: int = 0
-
-    @property
-    def flops(self) -> int:
-        """Canonical FLOPs: 2 x MACs + extra FLOPs."""
-        return 2 * self.macs + self.extra_flops
-
-    def __add__(self, other: "Totals") -> "Totals":
-        return Totals(self.macs + other.macs, self.extra_flops + other.extra_flops,
-                      self.bytes_read + other.bytes_read, self.bytes_written + other.bytes_written,
-                      self.calls + other.calls)
-
-    @classmethod
-    def of(cls, e: OpEvent) -> "Totals":
-        return cls(e.macs, e.extra_flops, e.bytes_read, e.bytes_written, 1)
+from flopaudit.reference.pricing import Totals, apply, price
+from flopaudit.reference.rulesets import Ruleset, RulesetTotals, get_ruleset
 
 
 @dataclass(frozen=True)
@@ -144,50 +120,6 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
-def _summarise(events: Sequence[OpEvent]) -> tuple[Totals, dict[str, Totals], dict[str, Totals],
-                                                    dict[str, Totals], dict[str, int]]:
-    # Sums [macs, extra, read, written, calls] per module stack, op and category; each
-    # stack's sums then go to every module on it (once per module). Totals built once per key.
-    by_stack: dict[tuple[str, ...], list[int]] = {}
-    per_op: dict[str, list[int]] = {}
-    per_category: dict[str, list[int]] = {}
-    unsupported: dict[str, int] = {}
-    for e in events:
-        m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
-        for d, key in ((by_stack, e.module_stack), (per_op, e.op),
-                       (per_category, _CATEGORY_NAME[e.category])):
-            acc = d.get(key)
-            if acc is None:
-                d[key] = [m, x, r, w, 1]
-            else:
-                acc[0] += m
-                acc[1] += x
-                acc[2] += r
-                acc[3] += w
-                acc[4] += 1
-        if not e.supported:
-            unsupported[e.op] = unsupported.get(e.op, 0) + 1
-    per_module: dict[str, list[int]] = {}
-    for stack, v in by_stack.items():
-        stack = stack or ("",)
-        for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
-            acc = per_module.get(path)
-            if acc is None:
-                per_module[path] = list(v)
-            else:
-                acc[0] += v[0]
-                acc[1] += v[1]
-                acc[2] += v[2]
-                acc[3] += v[3]
-                acc[4] += v[4]
-    total = [sum(v[i] for v in per_op.values()) for i in range(5)]
-
-    def build(d: dict[str, list[int]]) -> dict[str, Totals]:
-        return {k: Totals(*v) for k, v in d.items()}
-
-    return Totals(*total), build(per_module), build(per_op), build(per_category), unsupported
-
-
 _Summaries = tuple[Totals, dict[str, Totals], dict[str, Totals], dict[str, Totals], dict[str, int], dict[str, int],
                    RulesetTotals]
 
@@ -205,8 +137,8 @@ PROCESS_CACHES.append(_SUMMARIES)
 
 def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: Ruleset,
                batch_size: int | None) -> _Summaries:
-    """:func:`_summarise` of ``events``, calls per module path and ``rs``'s view
-    (:func:`apply`), each dict a copy of its own for the caller."""
+    """The summary of ``events``, calls per module path and ``rs``'s view, from one
+    pricing pass (:func:`~flopaudit.reference.pricing.price`), each dict a copy of its own for the caller."""
     key = (id(rs), batch_size, len(events), len(calls), id(events[0]) if events else 0,
            id(calls[0]) if calls else 0)
     seen = _SUMMARIES.get(key)
@@ -217,7 +149,10 @@ def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: R
         module_calls: dict[str, int] = {}
         for c in calls:
             module_calls[c.path] = module_calls.get(c.path, 0) + 1
-        made = (*_summarise(events), module_calls, apply(events, calls, rs, batch_size))
+        pricing = price(events, calls, rs, batch_size, summary=True, view=True)
+        summary = pricing.summary
+        made = (summary.total, summary.per_module, summary.per_op, summary.per_category, summary.unsupported,
+                module_calls, pricing.view)
         if (len(_SUMMARIES) >= _SUMMARIES_MAX
                 or sum(len(v[0]) + len(v[1]) for v in _SUMMARIES.values()) + len(events) + len(calls)
                 > _SUMMARIES_MAX_RECORDS):

@@ -113,27 +113,24 @@ class OpCall:
 
     def shape(self, *names: str) -> Shape:
         """The shape of the first of ``names`` that is a tensor parameter."""
-        for name in names:
-            value = self.params.get(name)
-            if isinstance(value, torch.Size):
-                return value
-        raise KeyError(f"{self.op}: none of {names} is a tensor argument")
+        return self._first_shape((self.params.get(name) for name in names), f"none of {names} is a tensor argument")
 
     @property
     def out(self) -> Shape:
         """The shape of the first tensor output."""
-        for value in self.outputs:
-            if isinstance(value, torch.Size):
-                return value
-        raise KeyError(f"{self.op}: no tensor output")
+        return self._first_shape(self.outputs, "no tensor output")
 
     @property
     def first_input(self) -> Shape:
         """The shape of the first tensor parameter (``self``/``input`` usually)."""
-        for value in self.params.values():
+        return self._first_shape(self.params.values(), "no tensor argument")
+
+    def _first_shape(self, values: Iterable[Any], missing: str) -> Shape:
+        """The first of ``values`` that is a tensor's shape; ``KeyError(missing)`` if none is."""
+        for value in values:
             if isinstance(value, torch.Size):
                 return value
-        raise KeyError(f"{self.op}: no tensor argument")
+        raise KeyError(f"{self.op}: {missing}")
 
 
 Formula = Callable[[OpCall], Cost]

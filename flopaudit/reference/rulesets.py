@@ -31,9 +31,15 @@ A ruleset is a frozen dataclass holding only data:
 Counters are referenced by *name* so that rulesets stay plain data; the
 functions live in two registries, :data:`EVENT_COUNTERS`
 (``OpEvent -> int``) and :data:`MODULE_COUNTERS` (``ModuleCall -> int``),
-extended with :func:`event_counter` / :func:`module_counter`. A helper adding
-a backend's ruleset adds its counters (e.g. ``"thop.conv"``) and one
-``Ruleset`` value, then calls :func:`register_ruleset`.
+extended with :func:`event_counter` / :func:`module_counter`. A family of
+counters that differ only in numbers is one parameterised factory
+(:func:`elementwise`, :func:`affine_norm`, :func:`canonical_cost`), and rules
+for a list of module classes or patched callables come from
+:func:`exact_type_rules` and :func:`patched_call_rules`. A backend's ruleset
+adds its own counters (e.g. ``"thop.conv"``) and one ``Ruleset`` value, then
+calls :func:`register_ruleset`. A rule's ``kind`` is a
+:class:`~flopaudit.records.CauseKind`, checked when the rule is made. How a
+recording is priced under a ruleset: :mod:`flopaudit.reference.pricing`.
 
 Examples of what the pieces express: "only modules whose exact type has a
 rule, never functional ops" = ``module_rules`` + ``default="zero"`` and no
@@ -51,8 +57,10 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
+from flopaudit.module_paths import ancestors
+from flopaudit.records import CauseKind
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent
 from flopaudit.reference.registry import CONTRACTION_CATEGORIES, Category
 
@@ -63,39 +71,42 @@ EVENT_COUNTERS: dict[str, EventCounter] = {}
 MODULE_COUNTERS: dict[str, ModuleCounter] = {}
 
 
-def event_counter(name: str) -> Callable[[EventCounter], EventCounter]:
-    """Decorator: register an event counter under ``name`` (duplicates rejected)."""
+Counter = TypeVar("Counter", bound=Callable[..., int])
 
-    def decorator(fn: EventCounter) -> EventCounter:
-        if name in EVENT_COUNTERS:
-            raise ValueError(f"event counter {name!r} already registered")
-        EVENT_COUNTERS[name] = fn
-        return fn
 
-    return decorator
+def _registrar(table: dict[str, Any], what: str) -> Callable[[str], Callable[[Counter], Counter]]:
+    """A decorator factory registering counters in ``table`` by name (duplicates rejected)."""
 
+    def register(name: str) -> Callable[[Counter], Counter]:
+        def decorator(fn: Counter) -> Counter:
+            if name in table:
+                raise ValueError(f"{what} {name!r} already registered")
+            table[name] = fn
+            return fn
+
+        return decorator
+
+    register.__doc__ = f"Decorator: register a {what} under ``name`` (duplicates rejected)."
+    return register
+
+
+event_counter = _registrar(EVENT_COUNTERS, "event counter")
+module_counter = _registrar(MODULE_COUNTERS, "module counter")
 
 #: Module counters that also read the model's inventory: ``(call, modules) -> int``.
 INVENTORY_COUNTERS: set[str] = set()
 
 
-def module_counter(name: str, inventory: bool = False) -> Callable[[Any], Any]:
-    """Decorator: register a module counter under ``name`` (duplicates rejected).
+def inventory_module_counter(name: str) -> Callable[[Counter], Counter]:
+    """Decorator: register a module counter ``(call, modules) -> int`` that
+    also reads the model's :class:`~flopaudit.reference.inventory.ModelInventory`
+    (what a module holds beyond its own parameters, e.g. a container's
+    ``named_parameters()``); it counts 0 where no inventory is given."""
+    register = module_counter(name)
 
-    With ``inventory=True`` the counter takes ``(call, modules)``, ``modules``
-    being the model's :class:`~flopaudit.reference.inventory.ModelInventory`
-    (for counters that read what a module holds beyond its own parameters,
-    e.g. ``named_parameters()`` of a container); it counts 0 where no
-    inventory is given.
-    """
-
-    def decorator(fn: Any) -> Any:
-        if name in MODULE_COUNTERS:
-            raise ValueError(f"module counter {name!r} already registered")
-        MODULE_COUNTERS[name] = fn
-        if inventory:
-            INVENTORY_COUNTERS.add(name)
-        return fn
+    def decorator(fn: Counter) -> Counter:
+        INVENTORY_COUNTERS.add(name)
+        return register(fn)
 
     return decorator
 
@@ -103,7 +114,7 @@ def module_counter(name: str, inventory: bool = False) -> Callable[[Any], Any]:
 def count_module(name: str, call: ModuleCall, modules: Any = None) -> int:
     """Module counter ``name`` on ``call`` (with ``modules`` if it reads the inventory)."""
     if name in INVENTORY_COUNTERS:
-        return MODULE_COUNTERS[name](call, modules) if modules is not None else 0
+        return MODULE_COUNTERS[name](call, modules) if modules is not None else 0  # type: ignore[call-arg]
     return MODULE_COUNTERS[name](call)
 
 
@@ -130,52 +141,88 @@ def first_out(call: ModuleCall) -> tuple[int, ...]:
     return call.output_shapes[0] if call.output_shapes else ()
 
 
-@event_counter("zero")
-def _zero(e: OpEvent) -> int:
+def attr(call: ModuleCall, name: str, default: Any = None) -> Any:
+    """A hyper-parameter the module had when called (``in_features``, ``groups``...), or ``default``."""
+    return dict(call.attrs).get(name, default)
+
+
+def param_shape(call: ModuleCall, name: str) -> tuple[int, ...] | None:
+    """The shape of the module's own parameter ``name`` (``"weight"``, ``"bias"``), None if it has none."""
+    return dict(call.param_shapes).get(name)
+
+
+def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
+    """An argument of a patched Python call (``py:`` event, ``e.op_args``): positional ``#position``
+    or keyword ``name``, else ``default``."""
+    args = dict(e.op_args)
+    return args.get(f"#{position}", args.get(name, default))
+
+
+Shaped = OpEvent | ModuleCall
+"""What a shape counter reads: an operator event or a module call (both have
+``input_shapes`` and ``output_shapes``)."""
+
+
+def elementwise(input_scale: int = 0, output_scale: int = 0) -> Callable[[Shaped], int]:
+    """A counter of ``input_scale`` per element of the first tensor input plus
+    ``output_scale`` per element of the first tensor output (fvcore's
+    ``elementwise_flop_counter``); a side without a tensor counts 0. Serves
+    as an event counter and as a module counter."""
+
+    def count(x: Shaped) -> int:
+        n = 0
+        if input_scale and x.input_shapes:
+            n += input_scale * _numel(x.input_shapes[0])
+        if output_scale and x.output_shapes:
+            n += output_scale * _numel(x.output_shapes[0])
+        return n
+
+    count.__doc__ = f"{input_scale} per input element + {output_scale} per output element."
+    return count
+
+
+def affine_norm(plain: int, affine: int, is_affine: Callable[[Shaped], bool]) -> Callable[[Shaped], int]:
+    """A counter of a normalisation: ``plain`` per element of the first tensor input, ``affine``
+    per element where ``is_affine`` says the norm has a weight (how each backend tells differs)."""
+
+    def count(x: Shaped) -> int:
+        n = _numel(x.input_shapes[0]) if x.input_shapes else 0
+        return n * (affine if is_affine(x) else plain)
+
+    count.__doc__ = f"{plain} per input element, {affine} with an affine weight."
+    return count
+
+
+def _zero(x: Shaped) -> int:
     """Not counted."""
     return 0
 
 
-@event_counter("macs")
-def _macs(e: OpEvent) -> int:
-    """The event's MACs (bias and other extra FLOPs excluded)."""
-    return e.macs
+for _name, _counter in (("zero", _zero), ("out_numel", elementwise(output_scale=1)),
+                        ("in_numel", elementwise(input_scale=1))):
+    event_counter(_name)(_counter)
+    module_counter(_name)(_counter)
 
 
-@event_counter("extra")
-def _extra(e: OpEvent) -> int:
-    """The event's extra FLOPs only."""
-    return e.extra_flops
+def canonical_cost(mac_scale: int, extra_scale: int) -> EventCounter:
+    """An event counter of ``mac_scale`` per canonical MAC plus ``extra_scale`` per extra FLOP
+    (bias, norms, activations...): the canonical count seen in another unit or scope."""
+
+    def count(e: OpEvent) -> int:
+        return mac_scale * e.macs + extra_scale * e.extra_flops
+
+    count.__doc__ = f"{mac_scale} x MACs + {extra_scale} x extra FLOPs."
+    return count
 
 
-@event_counter("flops")
-def _flops(e: OpEvent) -> int:
-    """Canonical FLOPs: 2 x MACs + extra FLOPs."""
-    return e.flops
-
-
-@event_counter("2*macs")
-def _two_macs(e: OpEvent) -> int:
-    """FLOPs of the MACs only (torch's FlopCounterMode convention)."""
-    return 2 * e.macs
-
-
-@event_counter("macs+extra")
-def _macs_plus_extra(e: OpEvent) -> int:
-    """MACs plus extra FLOPs in one number (MAC-unit counters that add bias etc.)."""
-    return e.macs + e.extra_flops
-
-
-@event_counter("out_numel")
-def _out_numel(e: OpEvent) -> int:
-    """Elements of the first output."""
-    return _numel(e.output_shapes[0]) if e.output_shapes else 0
-
-
-@event_counter("in_numel")
-def _in_numel(e: OpEvent) -> int:
-    """Elements of the first tensor input."""
-    return _numel(e.input_shapes[0]) if e.input_shapes else 0
+for _name, _macs, _extra in (
+    ("macs", 1, 0),  # MACs only (bias and other extra FLOPs excluded)
+    ("extra", 0, 1),  # extra FLOPs only
+    ("flops", 2, 1),  # canonical FLOPs: 2 x MACs + extra FLOPs
+    ("2*macs", 2, 0),  # FLOPs of the MACs only (torch's FlopCounterMode convention)
+    ("macs+extra", 1, 1),  # MACs plus extra FLOPs in one number (MAC-unit counters that add bias etc.)
+):
+    event_counter(_name)(canonical_cost(_macs, _extra))
 
 
 @event_counter("conv_by_output")
@@ -188,24 +235,6 @@ def _conv_by_output(e: OpEvent) -> int:
     w = e.input_shapes[1]
     groups = int(e.arg("groups", 1) or 1)
     return _numel(e.output_shapes[0]) * (w[0] // groups) * _numel(w[2:])
-
-
-@module_counter("zero")
-def _module_zero(call: ModuleCall) -> int:
-    """Not counted."""
-    return 0
-
-
-@module_counter("out_numel")
-def _module_out_numel(call: ModuleCall) -> int:
-    """Elements of the module's first output."""
-    return _numel(call.output_shapes[0]) if call.output_shapes else 0
-
-
-@module_counter("in_numel")
-def _module_in_numel(call: ModuleCall) -> int:
-    """Elements of the module's first tensor input."""
-    return _numel(call.input_shapes[0]) if call.input_shapes else 0
 
 
 @dataclass(frozen=True)
@@ -224,8 +253,8 @@ class EventRule:
     supported: bool | None = None
     reason: str = ""
     """How the diff report names this rule (e.g. "counts conv bias")."""
-    kind: str = "rule"
-    """Cause family in the diff report: rule, unsupported, missed-functional, reused-module."""
+    kind: CauseKind = CauseKind.RULE
+    """Cause family in the diff report (a string naming a :class:`CauseKind` is converted)."""
     traced: bool | None = None
     """Match on whether the event ran inside a formula-less custom op's Python
     kernel (``OpEvent.traced_from``)."""
@@ -236,6 +265,9 @@ class EventRule:
     """Match on whether the event ran inside a call of a patched Python
     callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``); a
     string: inside a call of that callable (its dotted path)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", CauseKind(self.kind))
 
     def matches(self, e: OpEvent, patched_in: str | None = None) -> bool:
         """Does ``e`` match? ``patched_in``: the outermost running patched call
@@ -295,14 +327,41 @@ class ModuleRule:
     suppress_inner: bool = True
     reason: str = ""
     """How the diff report names this rule (e.g. "BatchNorm = 4 per element")."""
-    kind: str = "rule"
-    """Cause family in the diff report: rule, unsupported, missed-functional, reused-module."""
+    kind: CauseKind = CauseKind.RULE
+    """Cause family in the diff report (a string naming a :class:`CauseKind` is converted)."""
     in_leaf: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", CauseKind(self.kind))
 
     def matches(self, call: ModuleCall) -> bool:
         if self.in_leaf is not None and call.in_leaf != self.in_leaf:
             return False
         return self.module_type == "*" or self.module_type in (call.module_type, call.module_class)
+
+
+def exact_type_rules(classes: Sequence[type], count: str, reason: str, **options: Any) -> tuple[ModuleRule, ...]:
+    """One :class:`ModuleRule` per class, matched by dotted class path (the exact type, as
+    ``type(m) in table`` does in hook-based counters), all priced by module counter ``count``
+    and named ``reason``; ``options`` are the other :class:`ModuleRule` fields."""
+    return tuple(ModuleRule(class_path(c), count, reason=reason, **options) for c in classes)
+
+
+def patched_call_rules(paths: Sequence[str], count: str, reason: str,
+                       kind: CauseKind | str = CauseKind.RULE) -> tuple[tuple[EventRule, ...], tuple[EventRule, ...]]:
+    """Rules for Python callables a backend counts per call (``Ruleset.patched_functions``).
+
+    Returns ``(calls, inner)``: ``calls`` price each call's ``py:<path>``
+    event with event counter ``count``, ``inner`` price the operators the
+    call dispatches 0. Both book to ``reason``, so the report shows their net
+    (the call's count minus its operators' canonical MACs). Where the two go
+    in the ruleset's rule order decides nested calls: ``inner`` first makes a
+    patched call inside another one count 0 (one opaque node), ``calls`` first
+    prices it too (a wrapper that counts every call).
+    """
+    calls = tuple(EventRule(count, op=PATCHED_CALL_PREFIX + p, reason=reason, kind=kind) for p in paths)
+    inner = tuple(EventRule("zero", patched=p, reason=reason, kind=kind) for p in paths)
+    return calls, inner
 
 
 @dataclass(frozen=True)
@@ -358,10 +417,10 @@ class Ruleset:
     parameter tensor once), ``"trainable"`` or the backend's own."""
     batch_scaled: bool = False
     """The backend counts one sample whatever the batch (torch-summary's
-    Mult-Adds) and the adapter multiplies by the batch size: every count
-    is per sample, as the backend's own number (:func:`apply`), and
-    :func:`~flopaudit.reference.predict.predict` multiplies it by the batch
-    size the recording was made with, as the adapter does."""
+    Mult-Adds) and the adapter multiplies by the batch size: every count here
+    is per sample, as the backend's own number (the view), and the
+    prediction multiplies it by the batch size the recording was made with,
+    as the adapter does."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
@@ -485,73 +544,7 @@ def name_shares(call: ModuleCall, count: int, ruleset: Ruleset) -> list[tuple[st
     per_name = count * len(names) if ruleset.hooks_per_name else count
     if not ruleset.sums_per_name:
         return [(call.path, call.stack, per_name)]
-    return [(name, call.stack if name == call.path else _name_stack(name), per_name) for name in names]
-
-
-def _name_stack(name: str) -> tuple[str, ...]:
-    """``"a.b.c" -> ("", "a", "a.b", "a.b.c")``: a module path and its ancestors by name."""
-    parts = name.split(".")
-    return ("",) + tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
-
-
-#: A category's report name ("unsupported" for None); ``Enum.value`` is slow.
-_CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
-
-
-def event_names(e: OpEvent, calls: Sequence[ModuleCall], ruleset: Ruleset) -> tuple[str, ...]:
-    """The names an event's count is added under: the names of its innermost
-    module with ``event_counts_per_name`` (several for a shared module or its
-    descendants), else just its module path."""
-    if ruleset.event_counts_per_name and 0 <= e.call_index < len(calls):
-        return calls[e.call_index].names
-    return (e.module_path,)
-
-
-def name_stack(name: str, e: OpEvent) -> Sequence[str]:
-    """The stack an event's count is attributed to under one of its module's names."""
-    return e.module_stack if name == e.module_path else _name_stack(name)
-
-
-def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
-          batch_size: int | None = None, modules: Any = None) -> RulesetTotals:
-    """Price ``events`` (and module ``calls``) under ``ruleset`` (``modules``:
-    the model's inventory, for module counters that read it)."""
-    total = 0
-    per_module: dict[str, int] = {}
-    per_op: dict[str, int] = {}
-    per_category: dict[str, int] = {}
-
-    def add(n: int, stack: Sequence[str], op: str, category: str) -> None:
-        nonlocal total
-        if not n:
-            return
-        total += n
-        for path in dict.fromkeys(stack or ("",)):
-            per_module[path] = per_module.get(path, 0) + n
-        per_op[op] = per_op.get(op, 0) + n
-        per_category[category] = per_category.get(category, 0) + n
-
-    covered = [False] * len(events)
-    for call, rule, inner in priced_calls(calls, ruleset):
-        for _name, stack, amount in name_shares(call, count_module(rule.count, call, modules), ruleset):
-            add(amount, stack, f"module:{call.module_type}", "module")
-        for j in inner:
-            covered[j] = True
-    # Without event rules every event but a foreign one is priced by ``default``.
-    default = None if ruleset.event_rules else EVENT_COUNTERS[ruleset.default]
-    for j, e in enumerate(events):
-        if not covered[j]:
-            n = ruleset.count_event(e) if default is None else (0 if ruleset.foreign(e) else default(e))
-            for name in event_names(e, calls, ruleset):
-                add(n, name_stack(name, e), e.op, _CATEGORY_NAME[e.category])
-    if ruleset.per_sample and batch_size:
-        def scale(n: int) -> int:
-            return round(n / batch_size)
-        total = scale(total)
-        per_module = {k: scale(v) for k, v in per_module.items()}
-        per_op = {k: scale(v) for k, v in per_op.items()}
-        per_category = {k: scale(v) for k, v in per_category.items()}
-    return RulesetTotals(ruleset.name, ruleset.unit, total, per_module, per_op, per_category)
+    return [(name, call.stack if name == call.path else ancestors(name), per_name) for name in names]
 
 
 CANONICAL = Ruleset(
@@ -616,11 +609,24 @@ __all__ = [
     "Ruleset",
     "RulesetTotals",
     "TORCHVISION",
-    "apply",
+    "affine_norm",
+    "attr",
+    "call_arg",
+    "canonical_cost",
+    "class_path",
+    "elementwise",
     "count_module",
     "event_counter",
+    "inventory_module_counter",
+    "exact_type_rules",
+    "first_in",
+    "first_out",
     "get_ruleset",
     "module_counter",
     "name_shares",
+    "numel",
+    "param_shape",
+    "patched_call_rules",
+    "priced_calls",
     "register_ruleset",
 ]

@@ -21,12 +21,13 @@ from flopaudit.run import AuditRun
 
 REFERENCE = "reference"
 
-#: How each backend's raw number relates to normalised MACs (shown as notes).
-UNIT_NOTES = {
-    "torch-flop-counter": "reports FLOPs (2 per multiply-add); normalised to MACs by halving",
-    "ptflops-pytorch": "divides module-hook counts by the batch size (functional counts are not divided); "
-    "normalised back to the whole batch",
-}
+
+def unit_note(backend: str) -> str:
+    """How ``backend``'s raw number relates to normalised MACs ("" if it needs no note or is unknown)."""
+    from flopaudit.adapters import backends
+
+    described = backends().get(backend)
+    return described.unit_note if described is not None else ""
 
 
 def top_layers(backend: CountResult, reference_modules: dict[str, int], limit: int = 5) -> Breakdown:
@@ -46,8 +47,9 @@ def explain_cell(result: CountResult, reference: CountResult | None, tolerance: 
         return CellExplanation(classification=result.status.value, reference_macs=_ok_macs(reference),
                                error=first, **base)
     notes = []
-    if result.raw_total is not None and result.raw_total != result.macs and result.backend in UNIT_NOTES:
-        notes.append(UNIT_NOTES[result.backend])
+    note = unit_note(result.backend)
+    if result.raw_total is not None and result.raw_total != result.macs and note:
+        notes.append(note)
     if result.unsupported:
         listed = ", ".join(f"{op} x{n}" for op, n in result.unsupported[:8])
         notes.append(f"backend lists as unsupported: {listed}")
@@ -60,7 +62,7 @@ def explain_cell(result: CountResult, reference: CountResult | None, tolerance: 
     allowed = max(0.0, tolerance * abs(ref_macs))
     if prediction is None:
         classification = "agrees" if abs(diff) <= allowed else "unexplained"
-        if classification == "agrees" and diff == 0 and notes and result.backend in UNIT_NOTES:
+        if classification == "agrees" and diff == 0 and notes and note:
             classification = "unit"
         return CellExplanation(classification=classification, reference_macs=ref_macs, residual=diff,
                                notes=tuple(notes) + ("no ruleset for this backend",), top_layers=layers, **base)
@@ -69,7 +71,7 @@ def explain_cell(result: CountResult, reference: CountResult | None, tolerance: 
     if abs(residual) > allowed:
         classification = "unexplained"
     elif diff == 0 or abs(diff) <= allowed and not causes:
-        classification = "unit" if result.backend in UNIT_NOTES and result.raw_total != result.macs else "agrees"
+        classification = "unit" if note and result.raw_total != result.macs else "agrees"
     else:
         classification = max(causes, key=lambda c: (abs(c.macs), c.kind)).kind if causes else "agrees"
     return CellExplanation(

@@ -1,5 +1,6 @@
 """One ruleset per audited backend, named like the backend.
 
+A backend's descriptor names its ruleset module (:attr:`flopaudit.adapters.Backend.ruleset`).
 Each module defines its backend's :class:`~flopaudit.reference.rulesets.Ruleset`
 (plus any event/module counters it needs) and registers it; a ruleset named
 ``fvcore`` predicts what the ``fvcore`` adapter reports, in whole-batch MACs.
@@ -11,37 +12,26 @@ explain each backend's difference from the canonical count.
 from __future__ import annotations
 
 import importlib
-
-#: backend id -> module defining its ruleset (imported lazily, once).
-BACKEND_RULESET_MODULES: dict[str, str] = {
-    "thop": "flopaudit.reference.backend_rulesets.thop",
-    "ptflops-pytorch": "flopaudit.reference.backend_rulesets.ptflops_pytorch",
-    "ptflops-aten": "flopaudit.reference.backend_rulesets.ptflops_aten",
-    "fvcore": "flopaudit.reference.backend_rulesets.fvcore",
-    "torchinfo": "flopaudit.reference.backend_rulesets.torchinfo",
-    "torch-flop-counter": "flopaudit.reference.backend_rulesets.torch_flop_counter",
-    "torch-profiler": "flopaudit.reference.backend_rulesets.torch_profiler",
-    "calflops": "flopaudit.reference.backend_rulesets.calflops",
-    "deepspeed": "flopaudit.reference.backend_rulesets.deepspeed",
-    "torchprofile": "flopaudit.reference.backend_rulesets.torchprofile",
-    "torchstat": "flopaudit.reference.backend_rulesets.torchstat",
-    "torchsummary": "flopaudit.reference.backend_rulesets.torchsummary",
-    "torch-summary": "flopaudit.reference.backend_rulesets.torch_summary",
-    "pytorch-model-summary": "flopaudit.reference.backend_rulesets.pytorch_model_summary",
-}
+from typing import Any
 
 
-def backend_rulesets() -> dict[str, "object"]:
-    """``{backend id: Ruleset}`` for every backend whose ruleset module exists."""
+def backend_rulesets() -> dict[str, Any]:
+    """``{backend id: Ruleset}`` for every backend whose descriptor names a ruleset module that exists.
+
+    The modules are named by :attr:`flopaudit.adapters.Backend.ruleset` and imported here (once).
+    """
+    from flopaudit.adapters import backends
     from flopaudit.reference.rulesets import get_ruleset
 
     out = {}
-    for backend, module in BACKEND_RULESET_MODULES.items():
+    for name, backend in backends().items():
+        if backend.ruleset is None:
+            continue
         try:
-            importlib.import_module(module)
+            importlib.import_module(backend.ruleset)
         except ModuleNotFoundError as exc:
-            if exc.name == module:
+            if exc.name == backend.ruleset:
                 continue
             raise
-        out[backend] = get_ruleset(backend)
+        out[name] = get_ruleset(name)
     return out

@@ -35,13 +35,3 @@ CALFLOPS = register_ruleset(patched_profiler_ruleset(
     event_counts_per_name=True,
     params="trainable",
 ))
-
-#: zoo case id -> why this ruleset cannot predict calflops there.
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "dict-io": "calflops fails: it moves every positional input with .to(device) and this model takes a dict "
-    "(AttributeError); a crash is not predicted, the report shows the cell as an error",
-    "buffers-only": "calflops fails: it reads next(model.parameters()).device and this model has no parameters "
-    "(StopIteration); a crash is not predicted",
-    "conv2d-unbatched": "calflops fails: its conv formula asserts weight.shape[1] * groups == input.shape[1], "
-    "false for an unbatched (C, H, W) input; a crash is not predicted",
-}

@@ -38,9 +38,3 @@ DEEPSPEED = register_ruleset(patched_profiler_ruleset(
     FLOP_ONLY_FUNCTIONS,
     unpatched_products="torch.Tensor.__rmatmul__, addbmm, mv",
 ))
-
-#: zoo case id -> why this ruleset cannot predict DeepSpeed's profiler there.
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "conv2d-unbatched": "DeepSpeed's profiler fails: its conv formula asserts weight.shape[1] * groups == "
-    "input.shape[1], false for an unbatched (C, H, W) input; a crash is not predicted",
-}

@@ -68,12 +68,20 @@ from typing import Any
 
 import numpy as np
 
+from flopaudit.records import CauseKind
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
+from flopaudit.reference.rulesets import (
+    EventRule,
+    Ruleset,
+    affine_norm,
+    call_arg,
+    elementwise,
+    event_counter,
+    patched_call_rules,
+    register_ruleset,
+)
 from flopaudit.reference.rulesets import numel as _numel
-
-_UNSUPPORTED = "unsupported"
 
 MATMUL_CALLS = ("torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__")
 EINSUM_CALLS = ("torch.einsum",)
@@ -93,18 +101,10 @@ _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
 
 
-
-
 def has_tensor_arg(e: OpEvent, name: str) -> bool:
     """True if the optional tensor argument ``name`` of an aten op was given
     (the engine records an absent optional tensor as the scalar ``None``)."""
     return name not in dict(e.op_args)
-
-
-def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
-    """An argument of a patched Python call (``py:`` event), positional or keyword."""
-    args = dict(e.op_args)
-    return args.get(f"#{position}", args.get(name, default))
 
 
 @event_counter("fvcore.batch_norm")
@@ -118,28 +118,20 @@ def batch_norm(e: OpEvent) -> int:
     return _numel(e.input_shapes[0]) * per_element
 
 
-@event_counter("fvcore.norm")
-def norm(e: OpEvent) -> int:
-    """fvcore ``norm_flop_counter`` (layer/group norm): ``numel(x) * (5 if
-    affine else 4)``, "5 is just a rough estimate" in fvcore's words."""
-    return _numel(e.input_shapes[0]) * (5 if has_tensor_arg(e, "weight") else 4)
-
-
-@event_counter("fvcore.instance_norm")
-def instance_norm(e: OpEvent) -> int:
-    """fvcore ``norm_flop_counter(1)`` on ``aten::instance_norm``, from a
-    ``py:`` call of ``F.instance_norm`` (weight 4th) or ``torch.instance_norm``
-    (weight 2nd): ``numel(x) * (5 if weight else 4)``, running statistics or not."""
+def _instance_norm_weighted(e: OpEvent) -> bool:
+    """Whether a ``py:`` call of ``F.instance_norm`` (weight 4th) or ``torch.instance_norm`` (weight 2nd)
+    passed a weight."""
     position = 1 if e.op == PATCHED_CALL_PREFIX + "torch.instance_norm" else 3
-    affine = isinstance(call_arg(e, position, "weight"), TensorArg)
-    return _numel(e.input_shapes[0]) * (5 if affine else 4)
+    return isinstance(call_arg(e, position, "weight"), TensorArg)
 
 
-@event_counter("fvcore.4*out_numel")
-def four_per_output(e: OpEvent) -> int:
-    """fvcore ``elementwise_flop_counter(0, 4)`` (bilinear upsampling, grid
-    sampling): 4 per output element."""
-    return 4 * _numel(e.output_shapes[0])
+#: fvcore ``norm_flop_counter`` (layer/group norm): ``numel(x) * (5 if affine else 4)``, "5 is just a
+#: rough estimate" in fvcore's words; on ``aten::instance_norm`` (from a ``py:`` call) the same,
+#: running statistics or not.
+event_counter("fvcore.norm")(affine_norm(4, 5, lambda e: has_tensor_arg(e, "weight")))
+event_counter("fvcore.instance_norm")(affine_norm(4, 5, _instance_norm_weighted))
+#: fvcore ``elementwise_flop_counter(0, 4)`` (bilinear upsampling, grid sampling): 4 per output element.
+event_counter("fvcore.4*out_numel")(elementwise(output_scale=4))
 
 
 @event_counter("fvcore.matmul")
@@ -225,22 +217,12 @@ def conv(e: OpEvent) -> int:
     return _numel(w) * _numel(y[1:])
 
 
-@event_counter("fvcore.in_numel")
-def in_numel(e: OpEvent) -> int:
-    """fvcore ``elementwise_flop_counter(1, 0)`` (adaptive average pooling):
-    one per input element."""
-    return _numel(e.input_shapes[0]) if e.input_shapes else 0
-
-
-def _py(path: str) -> str:
-    return PATCHED_CALL_PREFIX + path
-
-
-def _priced_calls(paths: tuple[str, ...], counter: str, reason: str, kind: str = "rule") -> tuple[EventRule, ...]:
-    """Ops inside calls of ``paths`` count 0; the ``py:`` call events are priced
-    by ``counter``. Both book to ``reason``, so the report shows their net."""
-    inner = tuple(EventRule("zero", patched=p, reason=reason, kind=kind) for p in paths)
-    calls = tuple(EventRule(counter, op=_py(p), reason=reason, kind=kind) for p in paths)
+def _priced_calls(paths: tuple[str, ...], counter: str, reason: str,
+                  kind: CauseKind = CauseKind.RULE) -> tuple[EventRule, ...]:
+    """Ops inside calls of ``paths`` count 0, a call nested in another one too
+    (fvcore's trace holds one node per outermost call); the ``py:`` call
+    events are priced by ``counter`` (:func:`~flopaudit.reference.rulesets.patched_call_rules`)."""
+    calls, inner = patched_call_rules(paths, counter, reason, kind)
     return inner + calls
 
 
@@ -252,24 +234,26 @@ FVCORE = Ruleset(
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS,
     event_rules=(
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
-                  kind=_UNSUPPORTED),
+                  kind=CauseKind.UNSUPPORTED),
         EventRule("zero", autograd_function=True,
-                  reason="custom autograd.Function: one opaque prim::PythonOp in fvcore's trace", kind=_UNSUPPORTED),
+                  reason="custom autograd.Function: one opaque prim::PythonOp in fvcore's trace",
+                  kind=CauseKind.UNSUPPORTED),
         *_priced_calls(MATMUL_CALLS, "fvcore.matmul", _R_MATMUL),
         *_priced_calls(EINSUM_CALLS, "fvcore.einsum", _R_EINSUM),
-        *_priced_calls(CONV_CALLS, "fvcore.conv", _R_CONV, _UNSUPPORTED),
-        *_priced_calls(POOL_CALLS, "fvcore.in_numel", _R_POOL),
-        *_priced_calls(ZERO_CALLS, "zero", _R_POOL1D, _UNSUPPORTED),
+        *_priced_calls(CONV_CALLS, "fvcore.conv", _R_CONV, CauseKind.UNSUPPORTED),
+        *_priced_calls(POOL_CALLS, "in_numel", _R_POOL),
+        *_priced_calls(ZERO_CALLS, "zero", _R_POOL1D, CauseKind.UNSUPPORTED),
         *_priced_calls(INSTANCE_NORM_CALLS, "fvcore.instance_norm", _R_NORM),
-        *(EventRule("zero", module_type=m, reason=_R_RNN, kind=_UNSUPPORTED) for m in ("LSTM", "GRU", "RNN")),
+        *(EventRule("zero", module_type=m, reason=_R_RNN, kind=CauseKind.UNSUPPORTED) for m in ("LSTM", "GRU", "RNN")),
         *(EventRule("macs", op=op, reason="matmul/linear/conv MACs, no bias")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.linear", "aten.matmul")),
         EventRule("macs", category=Category.CONV, reason="matmul/linear/conv MACs, no bias"),
         EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv...)",
-                  kind=_UNSUPPORTED),
+                  kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.ATTENTION,
-                  reason="fused attention (scaled_dot_product_attention) has no fvcore handle", kind=_UNSUPPORTED),
-        EventRule("zero", category=Category.RNN, reason=_R_RNN, kind=_UNSUPPORTED),
+                  reason="fused attention (scaled_dot_product_attention) has no fvcore handle",
+                  kind=CauseKind.UNSUPPORTED),
+        EventRule("zero", category=Category.RNN, reason=_R_RNN, kind=CauseKind.UNSUPPORTED),
         *(EventRule("fvcore.batch_norm", op=op, reason=_R_BN)
           for op in ("aten.native_batch_norm", "aten._native_batch_norm_legit_no_training",
                      "aten._native_batch_norm_legit", "aten.cudnn_batch_norm", "aten.miopen_batch_norm",
@@ -282,13 +266,11 @@ FVCORE = Ruleset(
         *(EventRule("fvcore.4*out_numel", op=op, reason="grid_sample = 4 per output element")
           for op in ("aten.grid_sampler_2d", "aten.grid_sampler_3d", "aten.cudnn_grid_sampler",
                      "aten._grid_sampler_2d_cpu_fallback")),
-        EventRule("fvcore.in_numel", op="aten._adaptive_avg_pool2d", reason=_R_POOL),
-        EventRule("fvcore.in_numel", op="aten.adaptive_avg_pool2d", reason=_R_POOL),
+        # fvcore elementwise_flop_counter(1, 0): one per input element.
+        EventRule("in_numel", op="aten._adaptive_avg_pool2d", reason=_R_POOL),
+        EventRule("in_numel", op="aten.adaptive_avg_pool2d", reason=_R_POOL),
     ),
     default="zero",
     grad_enabled=True,
 )
 register_ruleset(FVCORE)
-
-#: zoo case id -> why this ruleset cannot predict fvcore there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

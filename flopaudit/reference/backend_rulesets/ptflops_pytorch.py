@@ -51,18 +51,23 @@ call once per call.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable
 
 from torch import nn
 
-from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent, TensorArg
+from flopaudit.reference.engine import ModuleCall, OpEvent, TensorArg
 from flopaudit.reference.rulesets import (
     EventRule,
     ModuleRule,
     Ruleset,
-    class_path,
+    affine_norm,
+    attr,
+    call_arg,
     event_counter,
+    exact_type_rules,
     module_counter,
+    param_shape,
+    patched_call_rules,
     register_ruleset,
 )
 from flopaudit.reference.rulesets import first_in as _first_in
@@ -72,48 +77,34 @@ from flopaudit.reference.rulesets import numel as _numel
 Shape = tuple[int, ...]
 
 
-
-def _attr(call: ModuleCall, name: str, default: Any = None) -> Any:
-    return dict(call.attrs).get(name, default)
-
-
-def _param(call: ModuleCall, name: str) -> Shape | None:
-    return dict(call.param_shapes).get(name)
-
-
 # ---------------------------------------------------------------------------
 # Module hooks: ptflops/pytorch_ops.py MODULES_MAPPING
 
 
-def _conv(call: ModuleCall, transpose: bool) -> int:
+def _conv_counter(transpose: bool) -> Callable[[ModuleCall], int]:
     """``conv_flops_counter_hook``: ``prod(kernel_size) * Cin * (Cout // groups)``
-    per position, positions = ``x.shape[0]`` (taken as the batch) times the
-    output's spatial size (the *input's* when transposed), plus
-    ``x.shape[0] * prod(y.shape[1:])`` for a bias."""
-    x, y = _first_in(call), _first_out(call)
-    if not x or not y:
-        return 0
-    batch = x[0]
-    kernel = _numel(_attr(call, "kernel_size", ()))
-    groups = int(_attr(call, "groups", 1) or 1)
-    per_position = kernel * (int(_attr(call, "in_channels", 0)) * (int(_attr(call, "out_channels", 0)) // groups))
-    positions = batch * _numel((x if transpose else y)[2:])
-    bias = batch * _numel(y[1:]) if _param(call, "bias") is not None else 0
-    return per_position * positions + bias
+    per position, positions = ``x.shape[0]`` (taken as the batch: on an
+    unbatched input the channels, dim 1 then counting as spatial) times the
+    output's spatial size (the *input's* when ``transpose``: ConvTranspose,
+    the canonical MACs), plus ``x.shape[0] * prod(y.shape[1:])`` for a bias."""
+
+    def count(call: ModuleCall) -> int:
+        x, y = _first_in(call), _first_out(call)
+        if not x or not y:
+            return 0
+        batch = x[0]
+        kernel = _numel(attr(call, "kernel_size", ()))
+        groups = int(attr(call, "groups", 1) or 1)
+        per_position = kernel * (int(attr(call, "in_channels", 0)) * (int(attr(call, "out_channels", 0)) // groups))
+        positions = batch * _numel((x if transpose else y)[2:])
+        bias = batch * _numel(y[1:]) if param_shape(call, "bias") is not None else 0
+        return per_position * positions + bias
+
+    return count
 
 
-@module_counter("ptflops.conv")
-def ptflops_conv(call: ModuleCall) -> int:
-    """``conv_flops_counter_hook`` (Conv1d/2d/3d). On an unbatched input dim 0
-    (the channels) is taken as the batch and dim 1 as a spatial dim."""
-    return _conv(call, transpose=False)
-
-
-@module_counter("ptflops.conv_transpose")
-def ptflops_conv_transpose(call: ModuleCall) -> int:
-    """``conv_flops_counter_hook(transpose=True)`` (ConvTranspose1d/2d/3d):
-    priced by the input's spatial size (the canonical MACs) plus bias."""
-    return _conv(call, transpose=True)
+module_counter("ptflops.conv")(_conv_counter(transpose=False))
+module_counter("ptflops.conv_transpose")(_conv_counter(transpose=True))
 
 
 @module_counter("ptflops.linear")
@@ -123,31 +114,13 @@ def ptflops_linear(call: ModuleCall) -> int:
     x, y = _first_in(call), _first_out(call)
     if not x or not y:
         return 0
-    bias = y[-1] if _param(call, "bias") is not None else 0
+    bias = y[-1] if param_shape(call, "bias") is not None else 0
     return (x[-1] * y[-1] + bias) * _numel(x[:-1])
 
 
-@module_counter("ptflops.activation")
-def ptflops_activation(call: ModuleCall) -> int:
-    """``relu_flops_counter_hook``: ``numel(y)`` (ReLU6, LeakyReLU: their
-    forwards call the unpatched ``F.hardtanh`` / ``F.leaky_relu``)."""
-    return _numel(_first_out(call))
-
-
-@module_counter("ptflops.pool")
-def ptflops_pool(call: ModuleCall) -> int:
-    """``pool_flops_counter_hook``: ``numel(x)``. (The patched ``F.*pool*``
-    the module's forward calls is counted again by its own event rule.)"""
-    return _numel(_first_in(call))
-
-
-@module_counter("ptflops.norm")
-def ptflops_norm(call: ModuleCall) -> int:
-    """``bn_flops_counter_hook``: ``numel(x)``, doubled if the module has a true
-    ``affine`` attribute (BatchNorm, InstanceNorm, GroupNorm; never LayerNorm,
-    whose flag is ``elementwise_affine``)."""
-    flops = _numel(_first_in(call))
-    return flops * 2 if _attr(call, "affine", False) else flops
+#: ``bn_flops_counter_hook``: ``numel(x)``, doubled if the module has a true ``affine``
+#: attribute (BatchNorm, InstanceNorm, GroupNorm; never LayerNorm, whose flag is ``elementwise_affine``).
+module_counter("ptflops.norm")(affine_norm(1, 2, lambda call: bool(attr(call, "affine", False))))
 
 
 def _interpolate(x: Shape, size: Any, scale_factor: Any) -> int:
@@ -184,10 +157,10 @@ _RNN_EXTRA = {"RNN": 1, "RNNCell": 1, "GRU": 1 + 3 + 3, "GRUCell": 1 + 3 + 3, "L
 def _rnn_layer(call: ModuleCall, suffix: str) -> int:
     """``rnn_flops`` for one layer: ``numel(w_ih) + numel(w_hh)`` plus
     ``H`` (RNN), ``7H`` (GRU) or ``10H`` (LSTM), plus both bias lengths."""
-    w_ih, w_hh = _param(call, "weight_ih" + suffix) or (), _param(call, "weight_hh" + suffix) or ()
-    flops = _numel(w_ih) + _numel(w_hh) + _RNN_EXTRA[call.module_type] * int(_attr(call, "hidden_size", 0))
-    if _attr(call, "bias", True):
-        flops += (_param(call, "bias_ih" + suffix) or (0,))[0] + (_param(call, "bias_hh" + suffix) or (0,))[0]
+    w_ih, w_hh = param_shape(call, "weight_ih" + suffix) or (), param_shape(call, "weight_hh" + suffix) or ()
+    flops = _numel(w_ih) + _numel(w_hh) + _RNN_EXTRA[call.module_type] * int(attr(call, "hidden_size", 0))
+    if attr(call, "bias", True):
+        flops += (param_shape(call, "bias_ih" + suffix) or (0,))[0] + (param_shape(call, "bias_hh" + suffix) or (0,))[0]
     return flops
 
 
@@ -201,9 +174,9 @@ def ptflops_rnn(call: ModuleCall) -> int:
     x = _first_in(call)
     if len(x) < 2:
         return 0
-    flops = sum(_rnn_layer(call, f"_l{i}") for i in range(int(_attr(call, "num_layers", 1))))
+    flops = sum(_rnn_layer(call, f"_l{i}") for i in range(int(attr(call, "num_layers", 1))))
     flops *= x[0] * x[1]
-    return flops * 2 if _attr(call, "bidirectional", False) else flops
+    return flops * 2 if attr(call, "bidirectional", False) else flops
 
 
 @module_counter("ptflops.rnn_cell")
@@ -225,53 +198,55 @@ def ptflops_mha(call: ModuleCall) -> int:
     if len(call.input_shapes) < 3 or any(len(s) < 3 for s in call.input_shapes[:3]):
         return 0
     q, k, v = call.input_shapes[:3]
-    batch_first = bool(_attr(call, "batch_first", False))
+    batch_first = bool(attr(call, "batch_first", False))
     batch, length = (q[0], 1) if batch_first else (q[1], 0)
     qdim, kdim, vdim = q[2], k[2], v[2]
     qlen, klen, vlen = q[length], k[length], v[length]
-    heads = int(_attr(call, "num_heads", 1))
+    heads = int(attr(call, "num_heads", 1))
     flops = qlen * qdim
     flops += qlen * qdim * qdim + klen * kdim * kdim + vlen * vdim * vdim
-    if _param(call, "in_proj_bias") is not None:
+    if param_shape(call, "in_proj_bias") is not None:
         flops += (qlen + klen + vlen) * qdim
     flops += heads * (qlen * klen * (qdim // heads) + qlen * klen + qlen * klen * (vdim // heads))
     flops += qlen * vdim * (vdim + 1)
     return flops * batch
 
 
-def _rules(classes: Sequence[type], count: str, reason: str, suppress_inner: bool = True) -> tuple[ModuleRule, ...]:
-    return tuple(ModuleRule(class_path(c), count, suppress_inner=suppress_inner, reason=reason) for c in classes)
-
-
 MODULE_RULES: tuple[ModuleRule, ...] = (
-    *_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
-            "Conv counts bias (one per output element); batch read from dim 0"),
-    *_rules([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "ptflops.activation",
-            "ReLU/GELU/ELU/PReLU module hook = 1 per output element (and its F function again as a patched call)",
-            suppress_inner=False),
-    *_rules([nn.LeakyReLU, nn.ReLU6], "ptflops.activation", "LeakyReLU/ReLU6 = 1 per element"),
-    *_rules([nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-             nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-             nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "ptflops.pool",
-            "pool module hook = 1 per input element (and its F pool again as a patched call)",
-            suppress_inner=False),
-    *_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d], "ptflops.norm", "BatchNorm = 1 per element, 2 if affine"),
-    *_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm], "ptflops.norm",
-            "InstanceNorm/GroupNorm = 1 per element, 2 if affine"),
-    *_rules([nn.LayerNorm], "ptflops.norm", "LayerNorm = 1 per element (never doubled: it has no .affine)"),
-    *_rules([nn.Linear], "ptflops.linear", "Linear counts bias (one per output element)"),
-    *_rules([nn.Upsample], "ptflops.upsample",
-            "Upsample module hook = numel(out) / batch (and F.interpolate again as a patched call)",
-            suppress_inner=False),
-    *_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
-            "ConvTranspose counts bias (one per output element)"),
-    *_rules([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
-            "RNN/GRU/LSTM per ptflops' formula (gate adds, hadamards and biases counted)"),
-    *_rules([nn.RNNCell, nn.LSTMCell, nn.GRUCell], "ptflops.rnn_cell",
-            "RNN cells per ptflops' formula (gate adds, hadamards and biases counted)"),
-    *_rules([nn.MultiheadAttention], "ptflops.mha",
-            "MultiheadAttention per ptflops' formula (scaling, biases, softmax; projections squared in kdim/vdim)",
-            suppress_inner=False),
+    *exact_type_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
+                      "Conv counts bias (one per output element); batch read from dim 0"),
+    # relu_flops_counter_hook = numel(y); pool_flops_counter_hook = numel(x).
+    *exact_type_rules([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "out_numel",
+                      "ReLU/GELU/ELU/PReLU module hook = 1 per output element "
+                      "(and its F function again as a patched call)",
+                      suppress_inner=False),
+    # Their forwards call the unpatched F.leaky_relu / F.hardtanh: the hook alone counts.
+    *exact_type_rules([nn.LeakyReLU, nn.ReLU6], "out_numel", "LeakyReLU/ReLU6 = 1 per element"),
+    *exact_type_rules([nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+                       nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+                       nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "in_numel",
+                      "pool module hook = 1 per input element (and its F pool again as a patched call)",
+                      suppress_inner=False),
+    *exact_type_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d], "ptflops.norm",
+                      "BatchNorm = 1 per element, 2 if affine"),
+    *exact_type_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm], "ptflops.norm",
+                      "InstanceNorm/GroupNorm = 1 per element, 2 if affine"),
+    *exact_type_rules([nn.LayerNorm], "ptflops.norm",
+                      "LayerNorm = 1 per element (never doubled: it has no .affine)"),
+    *exact_type_rules([nn.Linear], "ptflops.linear", "Linear counts bias (one per output element)"),
+    *exact_type_rules([nn.Upsample], "ptflops.upsample",
+                      "Upsample module hook = numel(out) / batch (and F.interpolate again as a patched call)",
+                      suppress_inner=False),
+    *exact_type_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
+                      "ConvTranspose counts bias (one per output element)"),
+    *exact_type_rules([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
+                      "RNN/GRU/LSTM per ptflops' formula (gate adds, hadamards and biases counted)"),
+    *exact_type_rules([nn.RNNCell, nn.LSTMCell, nn.GRUCell], "ptflops.rnn_cell",
+                      "RNN cells per ptflops' formula (gate adds, hadamards and biases counted)"),
+    *exact_type_rules([nn.MultiheadAttention], "ptflops.mha",
+                      "MultiheadAttention per ptflops' formula "
+                      "(scaling, biases, softmax; projections squared in kdim/vdim)",
+                      suppress_inner=False),
 )
 # NB: ptflops also maps torchvision.ops.DeformConv2d and timm's Attention;
 # neither appears in the zoo and neither is reproduced (their calls are
@@ -282,12 +257,6 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
 # Functional patches: ptflops/pytorch_engine.py patch_functional / patch_tensor_ops
 
 
-def _arg(e: OpEvent, index: int, name: str) -> Any:
-    """The patched call's argument at position ``index`` or keyword ``name``."""
-    ops = dict(e.op_args)
-    return ops.get(f"#{index}", ops.get(name))
-
-
 def _tensor_shape(v: Any) -> Shape | None:
     return v.shape if isinstance(v, TensorArg) else None
 
@@ -295,17 +264,17 @@ def _tensor_shape(v: Any) -> Shape | None:
 @event_counter("ptflops.call_numel")
 def ptflops_call_numel(e: OpEvent) -> int:
     """``_numel_functional_flops_hook``: ``input.numel()``."""
-    shape = _tensor_shape(_arg(e, 0, "input"))
+    shape = _tensor_shape(call_arg(e, 0, "input"))
     return _numel(shape) if shape is not None else 0
 
 
 @event_counter("ptflops.call_interpolate")
 def ptflops_call_interpolate(e: OpEvent) -> int:
     """``_interpolate_functional_flops_hook`` (``F.interpolate``, ``F.upsample``)."""
-    x = _tensor_shape(_arg(e, 0, "input"))
+    x = _tensor_shape(call_arg(e, 0, "input"))
     if x is None:
         return 0
-    return _interpolate(x, _arg(e, 1, "size"), _arg(e, 2, "scale_factor"))
+    return _interpolate(x, call_arg(e, 1, "size"), call_arg(e, 2, "scale_factor"))
 
 
 @event_counter("ptflops.call_matmul")
@@ -313,7 +282,7 @@ def ptflops_call_matmul(e: OpEvent) -> int:
     """``_matmul_tensor_flops_hook``: ``prod(input.shape) * other.shape[-1]``,
     on the shapes as passed (too low when only ``other`` has batch dims, too
     high for a matrix-vector product)."""
-    a, b = _tensor_shape(_arg(e, 0, "input")), _tensor_shape(_arg(e, 1, "other"))
+    a, b = _tensor_shape(call_arg(e, 0, "input")), _tensor_shape(call_arg(e, 1, "other"))
     if a is None or not b:
         return 0
     return _numel(a) * b[-1]
@@ -323,7 +292,7 @@ def ptflops_call_matmul(e: OpEvent) -> int:
 def ptflops_call_addmm(e: OpEvent) -> int:
     """``_addmm_tensor_flops_hook`` (addmm, baddbmm): ``prod(mat1.shape) *
     mat2.shape[-1]`` plus ``numel(input)`` unless ``beta == 0``."""
-    added, mat1, mat2 = (_tensor_shape(_arg(e, i, n)) for i, n in enumerate(("input", "mat1", "mat2")))
+    added, mat1, mat2 = (_tensor_shape(call_arg(e, i, n)) for i, n in enumerate(("input", "mat1", "mat2")))
     if mat1 is None or not mat2:
         return 0
     flops = _numel(mat1) * mat2[-1]
@@ -338,7 +307,7 @@ def ptflops_call_elementwise(e: OpEvent) -> int:
     """``_elementwise_tensor_flops_hook`` (add, mul): with a scalar operand the
     tensor's numel; with two tensors the product of the per-dim maxima with
     the shapes aligned from the *left* (not broadcasting's right)."""
-    a, b = _tensor_shape(_arg(e, 0, "input")), _tensor_shape(_arg(e, 1, "other"))
+    a, b = _tensor_shape(call_arg(e, 0, "input")), _tensor_shape(call_arg(e, 1, "other"))
     if a is None:
         return _numel(b) if b is not None else 1
     if b is None:
@@ -384,13 +353,15 @@ _CALL_FAMILIES: tuple[tuple[tuple[str, ...], str, str], ...] = (
      "patched torch/Tensor add, mul = 1 per element (shapes aligned from the left)"),
 )
 
+_CALLS, _INNER = zip(*(patched_call_rules(paths, count, reason) for paths, count, reason in _CALL_FAMILIES))
+
 EVENT_RULES: tuple[EventRule, ...] = (
-    # Each patched call is priced by its ``py:`` event ...
-    *(EventRule(count, op=PATCHED_CALL_PREFIX + p, reason=reason)
-      for paths, count, reason in _CALL_FAMILIES for p in paths),
+    # Each patched call is priced by its ``py:`` event, a call inside another
+    # patched call too (each of ptflops' wrappers counts) ...
+    *(rule for family in _CALLS for rule in family),
     # ... and the operators it dispatches count 0 under the same reason, so
     # the report books the call's count minus their canonical MACs as one cause.
-    *(EventRule("zero", patched=p, reason=reason) for paths, _count, reason in _CALL_FAMILIES for p in paths),
+    *(rule for family in _INNER for rule in family),
     EventRule("zero", module_type="MultiheadAttention",
               reason="MultiheadAttention's own ops replaced by its hook formula"),
 )
@@ -410,7 +381,5 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     params="trainable",
 ))
 
-#: zoo case id -> why this ruleset cannot predict ptflops-pytorch there.
-KNOWN_DIVERGENCES: dict[str, str] = {}
 
-__all__ = ["EVENT_RULES", "KNOWN_DIVERGENCES", "MODULE_RULES", "PATCHED_FUNCTIONS", "PTFLOPS_PYTORCH"]
+__all__ = ["EVENT_RULES", "MODULE_RULES", "PATCHED_FUNCTIONS", "PTFLOPS_PYTORCH"]

@@ -80,6 +80,3 @@ PYTORCH_MODEL_SUMMARY = register_ruleset(Ruleset(
     module_hooks=True,
     params="pytorch-model-summary",
 ))
-
-#: zoo case id -> why this ruleset cannot predict pytorch-model-summary there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

@@ -38,30 +38,29 @@ parent has one name there (``named_children`` skips the repeat).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, ModuleInfo
 from flopaudit.reference.params import NEVER_CALLED, PER_NAME, ParamTally, called_paths, param_counter
-from flopaudit.reference.rulesets import ModuleRule, Ruleset, class_path, module_counter, register_ruleset
+from flopaudit.reference.rulesets import (
+    ModuleRule,
+    Ruleset,
+    affine_norm,
+    attr,
+    class_path,
+    exact_type_rules,
+    module_counter,
+    param_shape,
+    register_ruleset,
+)
 from flopaudit.reference.rulesets import first_in as _first_in
 from flopaudit.reference.rulesets import first_out as _first_out
 from flopaudit.reference.rulesets import numel as _numel
-
-Shape = tuple[int, ...]
-
-
-
-def _param(call: ModuleCall, name: str) -> Shape | None:
-    return dict(call.param_shapes).get(name)
-
-
-def _attr(call: ModuleCall, name: str, default: Any = None) -> Any:
-    return dict(call.attrs).get(name, default)
-
 
 # ---------------------------------------------------------------------------
 # thop/vision/basic_hooks.py
@@ -78,8 +77,8 @@ def thop_conv(call: ModuleCall) -> int:
     is the first spatial dimension, not the channels.
     """
     x, y = _first_in(call), _first_out(call)
-    weight = _param(call, "weight") or ()
-    groups = int(_attr(call, "groups", 1) or 1)
+    weight = param_shape(call, "weight") or ()
+    groups = int(attr(call, "groups", 1) or 1)
     if len(x) < 2:
         return 0
     return _numel(y) * (x[1] // groups) * _numel(weight[2:])
@@ -88,24 +87,13 @@ def thop_conv(call: ModuleCall) -> int:
 @module_counter("thop.linear")
 def thop_linear(call: ModuleCall) -> int:
     """``count_linear``: ``in_features * numel(y)``; bias not counted."""
-    return int(_attr(call, "in_features", 0)) * _numel(_first_out(call))
+    return int(attr(call, "in_features", 0)) * _numel(_first_out(call))
 
 
-@module_counter("thop.norm")
-def thop_norm(call: ModuleCall) -> int:
-    """``count_normalization``: ``2 * numel(x)``, doubled when the module has
-    ``affine`` or ``elementwise_affine`` set (BatchNorm, InstanceNorm,
-    LayerNorm, SyncBatchNorm; train or eval alike)."""
-    flops = 2 * _numel(_first_in(call))
-    if _attr(call, "affine", False) or _attr(call, "elementwise_affine", False):
-        flops *= 2
-    return flops
-
-
-@module_counter("thop.prelu")
-def thop_prelu(call: ModuleCall) -> int:
-    """``count_prelu``: ``numel(x)`` when not training (thop runs in eval mode)."""
-    return _numel(_first_in(call))
+#: ``count_normalization``: ``2 * numel(x)``, doubled when the module has ``affine`` or
+#: ``elementwise_affine`` set (BatchNorm, InstanceNorm, LayerNorm, SyncBatchNorm; train or eval alike).
+module_counter("thop.norm")(affine_norm(
+    2, 4, lambda call: bool(attr(call, "affine", False) or attr(call, "elementwise_affine", False))))
 
 
 @module_counter("thop.softmax")
@@ -113,17 +101,11 @@ def thop_softmax(call: ModuleCall) -> int:
     """``count_softmax`` / ``calculate_softmax``: with ``F = x.shape[dim]``,
     ``(numel(x) // F) * (3F - 1)`` (F exps, F-1 adds, F divisions per row)."""
     x = _first_in(call)
-    dim = _attr(call, "dim")
+    dim = attr(call, "dim")
     if dim is None or not x:
         return 0
     features = x[dim]
     return (_numel(x) // features) * (features + (features - 1) + features)
-
-
-@module_counter("thop.avgpool")
-def thop_avgpool(call: ModuleCall) -> int:
-    """``count_avgpool``: ``numel(y)`` (one op per output element)."""
-    return _numel(_first_out(call))
 
 
 @module_counter("thop.adaptive_avgpool")
@@ -146,7 +128,7 @@ _UPSAMPLE_FACTOR = {"nearest": 1, "linear": 5, "bilinear": 11, "bicubic": 224 + 
 def thop_upsample(call: ModuleCall) -> int:
     """``count_upsample``: ``numel(y)`` times 1 (nearest), 5 (linear),
     11 (bilinear) or 259 (bicubic); any other mode (trilinear included) 0."""
-    factor = _UPSAMPLE_FACTOR.get(str(_attr(call, "mode", "")), 0)
+    factor = _UPSAMPLE_FACTOR.get(str(attr(call, "mode", "")), 0)
     return _numel(_first_out(call)) * factor
 
 
@@ -176,116 +158,96 @@ def _lstm_cell(input_size: int, hidden_size: int, bias: bool) -> int:
     return state * 4 + hidden_size * 3 + hidden_size
 
 
-_CELLS = {"rnn": _rnn_cell, "gru": _gru_cell, "lstm": _lstm_cell}
-
-
 def _cell_sizes(call: ModuleCall) -> tuple[int, int, bool]:
-    return int(_attr(call, "input_size", 0)), int(_attr(call, "hidden_size", 0)), bool(_attr(call, "bias", True))
+    return int(attr(call, "input_size", 0)), int(attr(call, "hidden_size", 0)), bool(attr(call, "bias", True))
 
 
-def _count_cell(call: ModuleCall, kind: str) -> int:
+Cell = Callable[[int, int, bool], int]
+"""A cell formula: ``(input_size, hidden_size, bias) -> ops`` for one step of one sample."""
+
+
+def _cell_counter(cell: Cell) -> Callable[[ModuleCall], int]:
     """``count_{rnn,gru,lstm}_cell``: the cell formula times ``x.size(0)``
     (for an unbatched 1-D input that is the feature size)."""
-    x = _first_in(call)
-    return _CELLS[kind](*_cell_sizes(call)) * (x[0] if x else 0)
+
+    def count(call: ModuleCall) -> int:
+        x = _first_in(call)
+        return cell(*_cell_sizes(call)) * (x[0] if x else 0)
+
+    return count
 
 
-def _count_stack(call: ModuleCall, kind: str) -> int:
+def _stack_counter(cell: Cell) -> Callable[[ModuleCall], int]:
     """``count_{rnn,gru,lstm}``: layer 0 on ``input_size``, later layers on
     ``H`` (``2H`` if bidirectional), each doubled when bidirectional, times
     steps and batch read from ``x[0]`` by ``batch_first``. ``proj_size`` is
     ignored. # NB: PackedSequence inputs (thop reads ``batch_sizes``) are
     not reproduced."""
-    cell = _CELLS[kind]
-    input_size, hidden_size, bias = _cell_sizes(call)
-    layers = int(_attr(call, "num_layers", 1))
-    directions = 2 if _attr(call, "bidirectional", False) else 1
-    x = _first_in(call)
-    if len(x) < 2:
-        return 0
-    batch, steps = (x[0], x[1]) if _attr(call, "batch_first", False) else (x[1], x[0])
-    ops = cell(input_size, hidden_size, bias) * directions
-    for _ in range(layers - 1):
-        ops += cell(hidden_size * directions, hidden_size, bias) * directions
-    return ops * steps * batch
+
+    def count(call: ModuleCall) -> int:
+        input_size, hidden_size, bias = _cell_sizes(call)
+        layers = int(attr(call, "num_layers", 1))
+        directions = 2 if attr(call, "bidirectional", False) else 1
+        x = _first_in(call)
+        if len(x) < 2:
+            return 0
+        batch, steps = (x[0], x[1]) if attr(call, "batch_first", False) else (x[1], x[0])
+        ops = cell(input_size, hidden_size, bias) * directions
+        for _ in range(layers - 1):
+            ops += cell(hidden_size * directions, hidden_size, bias) * directions
+        return ops * steps * batch
+
+    return count
 
 
-@module_counter("thop.rnn_cell")
-def thop_rnn_cell(call: ModuleCall) -> int:
-    """``count_rnn_cell``."""
-    return _count_cell(call, "rnn")
-
-
-@module_counter("thop.gru_cell")
-def thop_gru_cell(call: ModuleCall) -> int:
-    """``count_gru_cell``."""
-    return _count_cell(call, "gru")
-
-
-@module_counter("thop.lstm_cell")
-def thop_lstm_cell(call: ModuleCall) -> int:
-    """``count_lstm_cell``."""
-    return _count_cell(call, "lstm")
-
-
-@module_counter("thop.rnn")
-def thop_rnn(call: ModuleCall) -> int:
-    """``count_rnn``."""
-    return _count_stack(call, "rnn")
-
-
-@module_counter("thop.gru")
-def thop_gru(call: ModuleCall) -> int:
-    """``count_gru``."""
-    return _count_stack(call, "gru")
-
-
-@module_counter("thop.lstm")
-def thop_lstm(call: ModuleCall) -> int:
-    """``count_lstm``."""
-    return _count_stack(call, "lstm")
+for _kind, _cell in (("rnn", _rnn_cell), ("gru", _gru_cell), ("lstm", _lstm_cell)):
+    module_counter(f"thop.{_kind}_cell")(_cell_counter(_cell))
+    module_counter(f"thop.{_kind}")(_stack_counter(_cell))
 
 
 # ---------------------------------------------------------------------------
 # The rules: thop/profile.py register_hooks, in its order.
 
 
-def _rules(classes: Sequence[type], count: str, reason: str, kind: str = "rule") -> tuple[ModuleRule, ...]:
-    return tuple(ModuleRule(class_path(c), count, reason=reason, kind=kind) for c in classes)
-
-
 _ZERO_REASON = "thop's zero_ops: padding, ReLU/ReLU6/LeakyReLU, max pools, Dropout and PixelShuffle count 0"
 
 MODULE_RULES: tuple[ModuleRule, ...] = (
-    *_rules([nn.ZeroPad2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-             nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Dropout, nn.PixelShuffle],
-            "zero", _ZERO_REASON),
-    *_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "thop.conv",
-            "Conv priced numel(out)·(in.shape[1]/groups)·kernel: bias never counted, unbatched input misread"),
-    *_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "thop.conv",
-            "ConvTranspose priced by output size, as a direct conv"),
-    *_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm], "thop.norm",
-            "BatchNorm = 2 per element, 4 if affine"),
-    *_rules([nn.LayerNorm], "thop.norm", "LayerNorm = 2 per element, 4 if elementwise_affine"),
-    *_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d], "thop.norm",
-            "InstanceNorm = 2 per element, 4 if affine"),
-    *_rules([nn.PReLU], "thop.prelu", "PReLU = 1 per element"),
-    *_rules([nn.Softmax], "thop.softmax", "Softmax = 3F-1 per row of F features"),
-    *_rules([nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d], "thop.avgpool", "AvgPool = 1 per output element"),
-    *_rules([nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "thop.adaptive_avgpool",
-            "AdaptiveAvgPool = (prod(in/out) + 1) per output element"),
-    *_rules([nn.Linear], "thop.linear", "Linear = in_features per output element, bias not counted"),
-    *_rules([nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d], "thop.upsample",
-            "Upsample = 1 (nearest) / 11 (bilinear) per output element"),
-    *_rules([nn.RNNCell], "thop.rnn_cell", "RNNCell per thop's formula (gate adds and bias included)"),
-    *_rules([nn.GRUCell], "thop.gru_cell", "GRUCell per thop's formula (gate adds, hadamards and bias included)"),
-    *_rules([nn.LSTMCell], "thop.lstm_cell", "LSTMCell gates per thop's formula (hadamards and bias included)"),
-    *_rules([nn.RNN], "thop.rnn", "RNN per thop's formula (gate adds and bias included)"),
-    *_rules([nn.GRU], "thop.gru", "GRU per thop's formula (gate adds, hadamards and bias included)"),
-    *_rules([nn.LSTM], "thop.lstm", "LSTM gates per thop's formula (hadamards and bias included, proj_size ignored)"),
+    *exact_type_rules([nn.ZeroPad2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+                       nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Dropout,
+                       nn.PixelShuffle],
+                      "zero", _ZERO_REASON),
+    *exact_type_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "thop.conv",
+                      "Conv priced numel(out)·(in.shape[1]/groups)·kernel: bias never counted, "
+                      "unbatched input misread"),
+    *exact_type_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "thop.conv",
+                      "ConvTranspose priced by output size, as a direct conv"),
+    *exact_type_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm], "thop.norm",
+                      "BatchNorm = 2 per element, 4 if affine"),
+    *exact_type_rules([nn.LayerNorm], "thop.norm", "LayerNorm = 2 per element, 4 if elementwise_affine"),
+    *exact_type_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d], "thop.norm",
+                      "InstanceNorm = 2 per element, 4 if affine"),
+    *exact_type_rules([nn.PReLU], "in_numel", "PReLU = 1 per element"),
+    *exact_type_rules([nn.Softmax], "thop.softmax", "Softmax = 3F-1 per row of F features"),
+    *exact_type_rules([nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d], "out_numel", "AvgPool = 1 per output element"),
+    *exact_type_rules([nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d],
+                      "thop.adaptive_avgpool",
+                      "AdaptiveAvgPool = (prod(in/out) + 1) per output element"),
+    *exact_type_rules([nn.Linear], "thop.linear", "Linear = in_features per output element, bias not counted"),
+    *exact_type_rules([nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d], "thop.upsample",
+                      "Upsample = 1 (nearest) / 11 (bilinear) per output element"),
+    *exact_type_rules([nn.RNNCell], "thop.rnn_cell", "RNNCell per thop's formula (gate adds and bias included)"),
+    *exact_type_rules([nn.GRUCell], "thop.gru_cell",
+                      "GRUCell per thop's formula (gate adds, hadamards and bias included)"),
+    *exact_type_rules([nn.LSTMCell], "thop.lstm_cell",
+                      "LSTMCell gates per thop's formula (hadamards and bias included)"),
+    *exact_type_rules([nn.RNN], "thop.rnn", "RNN per thop's formula (gate adds and bias included)"),
+    *exact_type_rules([nn.GRU], "thop.gru", "GRU per thop's formula (gate adds, hadamards and bias included)"),
+    *exact_type_rules([nn.LSTM], "thop.lstm",
+                      "LSTM gates per thop's formula (hadamards and bias included, proj_size ignored)"),
     # Not a thop rule: named so that the report says why attention counts 0
     # (the module has no rule and its out_proj is never called as a module).
-    *_rules([nn.MultiheadAttention], "zero", "MultiheadAttention has no thop rule", kind="unsupported"),
+    *exact_type_rules([nn.MultiheadAttention], "zero", "MultiheadAttention has no thop rule",
+                      kind=CauseKind.UNSUPPORTED),
 )
 
 #: Class paths thop registers hooks (and counts parameters) for: its rules, not the MultiheadAttention marker.
@@ -345,7 +307,5 @@ THOP = register_ruleset(Ruleset(
     params="thop",
 ))
 
-#: zoo case id -> why this ruleset cannot predict thop there.
-KNOWN_DIVERGENCES: dict[str, str] = {}
 
-__all__ = ["KNOWN_DIVERGENCES", "MODULE_RULES", "THOP", "class_path"]
+__all__ = ["MODULE_RULES", "THOP", "class_path"]

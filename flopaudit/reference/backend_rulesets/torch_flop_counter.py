@@ -30,10 +30,9 @@ from __future__ import annotations
 
 from torch.utils.flop_counter import flop_registry
 
+from flopaudit.records import CauseKind
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import EventRule, Ruleset, register_ruleset
-
-_UNSUPPORTED = "unsupported"
 
 #: Overload packets FlopCounterMode has a formula for (``"aten.mm"``...), from torch itself.
 FORMULA_OPS: tuple[str, ...] = tuple(sorted(str(op) for op in flop_registry))
@@ -45,20 +44,19 @@ TORCH_FLOP_COUNTER = Ruleset(
     "(mm/addmm/bmm/baddbmm, convolution, CUDA SDPA kernels), bias excluded; every other op 0.",
     event_rules=(
         EventRule("zero", traced=True, reason="torch.library custom op without a flop formula (opaque)",
-                  kind=_UNSUPPORTED),
+                  kind=CauseKind.UNSUPPORTED),
         *(EventRule("2*macs", op=op, reason="2 x MACs (bias excluded)") for op in FORMULA_OPS),
         EventRule("zero", category=Category.ATTENTION,
-                  reason="SDPA CPU kernel has no formula (scaled_dot_product_attention counted 0)", kind=_UNSUPPORTED),
+                  reason="SDPA CPU kernel has no formula (scaled_dot_product_attention counted 0)",
+                  kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.RNN, reason="LSTM CPU kernel (mkldnn_rnn_layer) has no formula",
-                  kind=_UNSUPPORTED),
+                  kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.MATMUL, reason="no formula for this product (mv, dot, addbmm...)",
-                  kind=_UNSUPPORTED),
-        EventRule("zero", category=Category.CONV, reason="no formula for this convolution kernel", kind=_UNSUPPORTED),
+                  kind=CauseKind.UNSUPPORTED),
+        EventRule("zero", category=Category.CONV, reason="no formula for this convolution kernel",
+                  kind=CauseKind.UNSUPPORTED),
     ),
     default="zero",
     grad_enabled=True,
 )
 register_ruleset(TORCH_FLOP_COUNTER)
-
-#: zoo case id -> why this ruleset cannot predict FlopCounterMode there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

@@ -119,6 +119,3 @@ TORCH_PROFILER = Ruleset(
     grad_enabled=True,
 )
 register_ruleset(TORCH_PROFILER)
-
-#: zoo case id -> why this ruleset cannot predict torch.profiler there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

@@ -32,7 +32,7 @@ from typing import Sequence
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory
 from flopaudit.reference.params import NEVER_CALLED, ParamTally, param_counter
-from flopaudit.reference.rulesets import ModuleRule, Ruleset, first_out, module_counter, register_ruleset
+from flopaudit.reference.rulesets import ModuleRule, Ruleset, first_out, inventory_module_counter, register_ruleset
 
 MAX_DEPTH = 3
 """``summary``'s ``depth`` default: hooks reach depth ``MAX_DEPTH + 1``."""
@@ -51,7 +51,7 @@ def hooked(modules: ModelInventory, path: str) -> bool:
     return bool(path) or not info.children or info.module_type in _LAYER_MODULES
 
 
-@module_counter("torch-summary.row", inventory=True)
+@inventory_module_counter("torch-summary.row")
 def row(call: ModuleCall, modules: ModelInventory) -> int:
     """``LayerInfo.calculate_macs`` of one row (see the module docstring)."""
     if not hooked(modules, call.path):
@@ -113,6 +113,3 @@ TORCH_SUMMARY = register_ruleset(Ruleset(
     batch_scaled=True,
     params="torch-summary",
 ))
-
-#: zoo case id -> why this ruleset cannot predict torch-summary there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

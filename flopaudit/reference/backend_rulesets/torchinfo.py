@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, TensorInfo
 from flopaudit.reference.params import ParamTally, param_counter
@@ -179,7 +180,7 @@ TORCHINFO = Ruleset(
           for cls in classes),
         ModuleRule("*", "torchinfo.leaf", in_leaf=True, reason=_OTHER_LEAVES),
         # Not a leaf (out_proj is a child, never called): its work is functional ops, counted 0.
-        ModuleRule("MultiheadAttention", "zero", in_leaf=False, kind="unsupported",
+        ModuleRule("MultiheadAttention", "zero", in_leaf=False, kind=CauseKind.UNSUPPORTED,
                    reason="MultiheadAttention counted 0: not a leaf, its projections and attention are functional"),
     ),
     default="zero",
@@ -187,10 +188,3 @@ TORCHINFO = Ruleset(
     params="torchinfo",
 )
 register_ruleset(TORCHINFO)
-
-#: zoo case id -> why this ruleset cannot predict torchinfo there.
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
-    "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
-    "support sizes); a crash is not predicted, the report shows the cell as an error",
-}

@@ -240,6 +240,3 @@ TORCHPROFILE = Ruleset(
     grad_enabled=True,
 )
 register_ruleset(TORCHPROFILE)
-
-#: zoo case id -> why this ruleset cannot predict torchprofile there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

@@ -130,11 +130,3 @@ TORCHSTAT = register_ruleset(Ruleset(
     last_call_only=True,
     params="torchstat",
 ))
-
-#: zoo case id -> why this ruleset cannot predict torchstat there.
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "convnext_tiny": "torchstat fails: its Linear rules assert a 2-D input and convnext's MLP Linears get 4-D "
-    "ones; a crash is not predicted, the report shows the cell as an error",
-    "vit_b_16": "torchstat fails: its Linear rules assert a 2-D input and the encoder's MLP Linears get 3-D ones; "
-    "a crash is not predicted",
-}

@@ -72,6 +72,3 @@ TORCHSUMMARY = register_ruleset(Ruleset(
     module_hooks=True,
     params="torchsummary",
 ))
-
-#: zoo case id -> why this ruleset cannot predict torchsummary there.
-KNOWN_DIVERGENCES: dict[str, str] = {}

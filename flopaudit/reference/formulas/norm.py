@@ -37,6 +37,12 @@ def normalize_flops(n: int, weight: object, bias: object, *, training: bool = Tr
     return per * n + affine_flops(n, weight, bias)
 
 
+def normalize_cost(call: OpCall, *, training: bool = True) -> Cost:
+    """:func:`normalize_flops` of the call's ``input`` with its ``weight`` and ``bias``."""
+    n = numel(call.shape("input"))
+    return Cost(0, normalize_flops(n, call.get("weight"), call.get("bias"), training=training), Category.NORM)
+
+
 @on("native_batch_norm", "_native_batch_norm_legit", "cudnn_batch_norm", "miopen_batch_norm",
     "_batch_norm_with_update", "_batch_norm_with_update_functional")
 def batch_norm(call: OpCall) -> Cost:
@@ -46,23 +52,19 @@ def batch_norm(call: OpCall) -> Cost:
     statistics (2 FLOPs/element); affine weight and bias add 1 each.
     ``_batch_norm_with_update`` is always training.
     """
-    x = call.shape("input")
-    training = bool(call.get("training", True))
-    return Cost(0, normalize_flops(numel(x), call.get("weight"), call.get("bias"), training=training), Category.NORM)
+    return normalize_cost(call, training=bool(call.get("training", True)))
 
 
 @on("_native_batch_norm_legit_no_training", "_batch_norm_no_update")
 def batch_norm_eval(call: OpCall) -> Cost:
     """Batch norm with running statistics: 2 FLOPs/element plus affine."""
-    x = call.shape("input")
-    return Cost(0, normalize_flops(numel(x), call.get("weight"), call.get("bias"), training=False), Category.NORM)
+    return normalize_cost(call, training=False)
 
 
 @on("native_layer_norm", "native_group_norm")
 def layer_norm(call: OpCall) -> Cost:
     """Layer norm and group norm: statistics from the input, 5 FLOPs/element plus affine."""
-    x = call.shape("input")
-    return Cost(0, normalize_flops(numel(x), call.get("weight"), call.get("bias")), Category.NORM)
+    return normalize_cost(call)
 
 
 @on("_fused_rms_norm")

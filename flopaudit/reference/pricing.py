@@ -1,0 +1,340 @@
+"""One pricing pass over a recording: its summary, a ruleset's view and the ruleset's prediction.
+
+A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
+:class:`~flopaudit.reference.engine.ModuleCall` records of one forward pass.
+:func:`price` walks it once and produces, as asked:
+
+* the **summary** (:class:`Summary`): the canonical cost of every event (MACs,
+  extra FLOPs, bytes, calls) per module, operator and category, and the
+  operators without a formula with their calls; it does not depend on the
+  ruleset;
+* the **view** (:class:`~flopaudit.reference.rulesets.RulesetTotals`): the
+  ruleset's count in its own unit and batch convention, per module, operator
+  (``module:<Class>`` for module-rule counts) and category;
+* the **prediction** (:class:`~flopaudit.records.RulesetPrediction`): the
+  same count normalised to whole-batch MACs (FLOP rulesets halved, per-sample
+  conventions not applied: adapters normalise their backends the same way),
+  with every difference from the canonical MACs booked to its cause:
+
+  - an event priced by an :class:`~flopaudit.reference.rulesets.EventRule`
+    books ``count - canonical MACs`` to that rule's ``reason``;
+  - a module call priced by a :class:`~flopaudit.reference.rulesets.ModuleRule`
+    books ``count - canonical MACs of the events inside it`` (when it
+    suppresses them) to its reason;
+  - a module with several names (shared by two parents) priced by a ruleset
+    that counts per name (``hooks_per_name`` / ``sums_per_name``) books the
+    extra copies to ``reused-module``, with the module's names as layers; so
+    does an event inside such a module for a ruleset that keeps event counts
+    per module and totals them by name (``event_counts_per_name``);
+  - an event priced by the ruleset's ``default`` books its difference to a
+    reason derived from the event: an operator the backend has no formula for
+    (``unsupported``), an op inside a leaf module whose type has no module
+    rule (``unsupported``), or a functional op outside any leaf module, which
+    module-hook counters cannot see (``missed-functional``);
+
+  so ``prediction.macs == canonical MACs + sum(contributions)`` holds exactly.
+
+Which rule prices what is decided once, here: module calls priced by module
+rules first (:func:`~flopaudit.reference.rulesets.priced_calls`, whose
+suppressed events are not priced again), then every other event by its first
+matching event rule or the ruleset's ``default``; events of functions patched
+for another ruleset count nothing. :func:`apply` and :func:`predict` are this
+pass asked for one product.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flopaudit.module_paths import ancestors
+from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, breakdown
+from flopaudit.reference.engine import ModuleCall, OpEvent
+from flopaudit.reference.registry import Category
+from flopaudit.reference.rulesets import (
+    EVENT_COUNTERS,
+    Ruleset,
+    RulesetTotals,
+    count_module,
+    name_shares,
+    priced_calls,
+)
+
+_LAYERS_KEPT = 8
+"""Layers named per cause in a prediction, largest first."""
+_REUSED_EVENTS = ("module shared by several parents: its per-module count is added once per name in the "
+                  "module-tree total")
+
+#: A category's report name ("unsupported" for None); ``Enum.value`` is slow.
+CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Summed canonical cost of a set of events."""
+
+    macs: int = 0
+    extra_flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    calls: int = 0
+
+    @property
+    def flops(self) -> int:
+        """Canonical FLOPs: 2 x MACs + extra FLOPs."""
+        return 2 * self.macs + self.extra_flops
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(self.macs + other.macs, self.extra_flops + other.extra_flops,
+                      self.bytes_read + other.bytes_read, self.bytes_written + other.bytes_written,
+                      self.calls + other.calls)
+
+    @classmethod
+    def of(cls, e: OpEvent) -> Totals:
+        return cls(e.macs, e.extra_flops, e.bytes_read, e.bytes_written, 1)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The canonical cost of a recording: in all, per module path (inclusive of
+    children, ``""`` the root), per operator and per category; ``unsupported``
+    maps each operator without a formula to its number of calls."""
+
+    total: Totals
+    per_module: dict[str, Totals]
+    per_op: dict[str, Totals]
+    per_category: dict[str, Totals]
+    unsupported: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What :func:`price` produced (``None`` for what was not asked)."""
+
+    summary: Summary | None
+    view: RulesetTotals | None
+    prediction: RulesetPrediction | None
+
+
+Stack = tuple[str, ...]
+_Key = tuple[CauseKind, str]
+
+
+def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, batch_size: int | None = None,
+          *, summary: bool = False, view: bool = False, prediction: bool = False,
+          name: str | None = None, modules: Any = None) -> Pricing:
+    """Walk the recording once; produce its ``summary``, ``ruleset``'s ``view`` (per-sample rulesets
+    divided by ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's; a
+    ``batch_scaled`` ruleset's one-sample counts multiplied by ``batch_size``), as asked. ``modules``
+    is the model's inventory, read by some module counters."""
+    halve = ruleset.unit == "FLOP"
+    scale = (batch_size or 1) if ruleset.batch_scaled else 1
+    hook_based = bool(ruleset.module_rules)
+    priced = view or prediction
+    # Sums are kept per module *stack* (few) and spread over the modules of each at the end.
+    view_by_stack: dict[Stack, int] = {}
+    view_per_op: dict[str, int] = {}
+    view_per_category: dict[str, int] = {}
+    view_total = 0
+    predicted_by_stack: dict[Stack, int] = {}
+    predicted_total = 0
+    deltas: dict[_Key, int] = {}
+    layers: dict[_Key, dict[str, int]] = {}
+
+    def count(n: int, stack: Stack, op: str, category: str) -> None:
+        """``n`` in the ruleset's unit for the view."""
+        nonlocal view_total
+        if not n:
+            return
+        view_total += n
+        view_by_stack[stack] = view_by_stack.get(stack, 0) + n
+        view_per_op[op] = view_per_op.get(op, 0) + n
+        view_per_category[category] = view_per_category.get(category, 0) + n
+
+    def attribute(macs: int, stack: Stack) -> None:
+        nonlocal predicted_total
+        predicted_total += macs
+        predicted_by_stack[stack] = predicted_by_stack.get(stack, 0) + macs
+
+    def book(key: _Key, delta: int, path: str) -> None:
+        if delta:
+            deltas[key] = deltas.get(key, 0) + delta
+            where = layers.setdefault(key, {})
+            where[path] = where.get(path, 0) + delta
+
+    covered = [False] * len(events)
+    if priced:
+        for call, rule, inner in priced_calls(calls, ruleset):
+            for j in inner:
+                covered[j] = True
+            n = count_module(rule.count, call, modules)
+            shares = name_shares(call, n, ruleset)
+            if view:
+                module_op = f"module:{call.module_type}"
+                for _alias, stack, amount in shares:
+                    count(amount, stack, module_op, "module")
+            if not prediction:
+                continue
+            canonical = sum(events[j].macs for j in inner)
+            key = (rule.kind, rule.reason or f"{call.module_type} priced by module rule {rule.count!r}")
+            once = (n // 2 if halve else n) * scale
+            if len(shares) == 1 and shares[0][2] == n:
+                attribute(once, call.stack)
+                book(key, once - canonical, call.path)
+                continue
+            book(key, once - canonical, call.path)
+            reused = (CauseKind.REUSED_MODULE, _reused_reason(ruleset))
+            for alias, stack, amount in shares:
+                macs = (amount // 2 if halve else amount) * scale
+                attribute(macs, stack)
+                book(reused, macs - (once if alias == call.path else 0), alias)
+
+    summary_by_stack: dict[Stack, list[int]] = {}
+    summary_per_op: dict[str, list[int]] = {}
+    summary_per_category: dict[str, list[int]] = {}
+    unsupported: dict[str, int] = {}
+    # Without event rules every event is priced by ``default`` (no rule to look up).
+    default = EVENT_COUNTERS[ruleset.default]
+    by_default = not ruleset.event_rules
+    for j, e in enumerate(events):
+        category = CATEGORY_NAME[e.category]
+        if summary:
+            m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
+            for sums, key in ((summary_by_stack, e.module_stack), (summary_per_op, e.op),
+                              (summary_per_category, category)):
+                acc = sums.get(key)
+                if acc is None:
+                    sums[key] = [m, x, r, w, 1]
+                else:
+                    acc[0] += m
+                    acc[1] += x
+                    acc[2] += r
+                    acc[3] += w
+                    acc[4] += 1
+            if not e.supported:
+                unsupported[e.op] = unsupported.get(e.op, 0) + 1
+        if not priced or covered[j] or ruleset.foreign(e):
+            continue
+        rule = None if by_default else ruleset.event_rule(e)
+        n = EVENT_COUNTERS[rule.count](e) if rule is not None else default(e)
+        names = calls[e.call_index].names if ruleset.event_counts_per_name and 0 <= e.call_index < len(calls) else ()
+        if view:
+            count(n, e.module_stack, e.op, category)
+            for alias in names[1:]:
+                count(n, ancestors(alias), e.op, category)
+        if prediction:
+            if rule is not None:
+                key = (rule.kind, rule.reason or f"{_packet(e.op)} priced by {rule.count!r}")
+            else:
+                key = _default_reason(ruleset, e, hook_based)
+            macs = (n // 2 if halve else n) * scale
+            attribute(macs, e.module_stack)
+            book(key, macs - e.macs, e.module_path)
+            for alias in names[1:] if macs else ():
+                attribute(macs, ancestors(alias))
+                book((CauseKind.REUSED_MODULE, _REUSED_EVENTS), macs, alias)
+
+    made_summary = made_view = made_prediction = None
+    if summary:
+        per_op = {k: Totals(*v) for k, v in summary_per_op.items()}
+        made_summary = Summary(
+            total=Totals(*(sum(v[i] for v in summary_per_op.values()) for i in range(5))),
+            per_module={k: Totals(*v) for k, v in _spread(summary_by_stack, _add_costs).items()},
+            per_op=per_op,
+            per_category={k: Totals(*v) for k, v in summary_per_category.items()},
+            unsupported=unsupported,
+        )
+    if view:
+        per_module = _spread(view_by_stack, operator.add)
+        if ruleset.per_sample and batch_size:
+            def scale(n: int) -> int:
+                return round(n / batch_size)
+            view_total = scale(view_total)
+            per_module = {k: scale(v) for k, v in per_module.items()}
+            view_per_op = {k: scale(v) for k, v in view_per_op.items()}
+            view_per_category = {k: scale(v) for k, v in view_per_category.items()}
+        made_view = RulesetTotals(ruleset.name, ruleset.unit, view_total, per_module, view_per_op, view_per_category)
+    if prediction:
+        contributions = tuple(
+            RuleContribution(
+                rule=reason,
+                kind=kind,
+                macs=delta,
+                layers=tuple(sorted(((p, v) for p, v in layers[(kind, reason)].items() if v),
+                                    key=lambda x: (-abs(x[1]), x[0]))[:_LAYERS_KEPT]),
+            )
+            for (kind, reason), delta in sorted(deltas.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+            if delta
+        )
+        per_module_macs = _spread(predicted_by_stack, operator.add)
+        made_prediction = RulesetPrediction(name or ruleset.name, predicted_total, contributions,
+                                            breakdown(per_module_macs))
+    return Pricing(made_summary, made_view, made_prediction)
+
+
+def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
+          batch_size: int | None = None, modules: Any = None) -> RulesetTotals:
+    """``ruleset``'s view of the recording (:func:`price`)."""
+    view = price(events, calls, ruleset, batch_size, view=True, modules=modules).view
+    assert view is not None
+    return view
+
+
+def predict(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
+            name: str | None = None, batch_size: int | None = None, modules: Any = None) -> RulesetPrediction:
+    """``ruleset``'s count of the recording in whole-batch MACs, with its causes (:func:`price`)."""
+    made = price(events, calls, ruleset, batch_size, prediction=True, name=name, modules=modules).prediction
+    assert made is not None
+    return made
+
+
+Amount = TypeVar("Amount")
+
+
+def _spread(by_stack: dict[Stack, Amount], add: Callable[[Amount, Amount], Amount]) -> dict[str, Amount]:
+    """Sums per module path from sums per stack: each stack's sum goes to every
+    module on it, once per module (``()`` is the root, ``""``); ``add`` sums two."""
+    per_module: dict[str, Amount] = {}
+    for stack, amount in by_stack.items():
+        stack = stack or ("",)
+        for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
+            acc = per_module.get(path)
+            per_module[path] = amount if acc is None else add(acc, amount)
+    return per_module
+
+
+def _add_costs(a: list[int], b: list[int]) -> list[int]:
+    """The sum of two ``[macs, extra FLOPs, bytes read, bytes written, calls]`` (a new list)."""
+    return [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4]]
+
+
+def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> _Key:
+    if not hook_based:
+        if not e.supported:
+            return CauseKind.UNSUPPORTED, f"{e.op}: no formula in the reference either"
+        return CauseKind.UNSUPPORTED, ruleset.default_reason or f"{_packet(e.op)} not counted"
+    if ruleset.default_reason:
+        return CauseKind.RULE, ruleset.default_reason
+    if e.in_leaf and e.module_path:
+        return CauseKind.UNSUPPORTED, f"no rule for {e.module_type} modules"
+    return CauseKind.MISSED_FUNCTIONAL, f"functional {_packet(e.op)} outside leaf modules"
+
+
+def _reused_reason(ruleset: Ruleset) -> str:
+    how = []
+    if ruleset.hooks_per_name:
+        how.append("hooked once per name, so each call is counted once per name")
+    if ruleset.sums_per_name:
+        how.append("its count is added once per name in the module-tree total")
+    return "module shared by several parents: " + "; ".join(how)
+
+
+def _packet(op: str) -> str:
+    """``aten.mm.default -> aten.mm``."""
+    parts = op.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else op
+
+
+__all__ = ["CATEGORY_NAME", "Pricing", "Summary", "Totals", "apply", "predict", "price"]
