@@ -53,7 +53,11 @@ BACKEND = Backend(
     install="pip install pytorch-model-summary",
     ruleset="flopaudit.reference.backend_rulesets.pytorch_model_summary",
     counts_macs=False,
-    known_divergences={},
+    known_divergences={
+        case: "pytorch-model-summary fails: a shown module gets or returns None (nn.MultiheadAttention's "
+        "attention weights) and its hook's shapes() raises 'Object not supported'; a crash is not predicted"
+        for case in ("mha-cross-kdim", "transformer-encoder-eval")
+    },
     order=100,
 )
 
