@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create ./.venv (once) and install flopaudit with its test and report extras.
+# Create ./.venv (once) and install flopaudit with its test and report extras and
+# every counter that installs alongside the others (all-counters).
 # Re-installs only when pyproject.toml or ci/constraints.txt change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,6 @@ stamp=.venv/.flopaudit-installed
 want=$(cat pyproject.toml ci/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[test,report]"
+    .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[test,report,all-counters]"
     echo "$want" > "$stamp"
 fi

@@ -112,6 +112,15 @@ def trainable(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTall
     return tally
 
 
+def miss_the_rest(tally: ParamTally, modules: ModelInventory, root: tuple[str, str],
+                  other: tuple[str, str]) -> None:
+    """Give every parameter not counted so far a reason: ``root`` for those the
+    root module holds itself, ``other`` for the rest (a reason given before wins)."""
+    for info in modules.modules:
+        for t in info.params:
+            tally.miss(t, *(other if info.path else root))
+
+
 def called_paths(calls: Sequence[ModuleCall]) -> dict[str, int]:
     """How many times each module (by first name) was called."""
     out: dict[str, int] = defaultdict(int)
@@ -161,5 +170,5 @@ def predict_params(modules: ModelInventory, calls: Sequence[ModuleCall],
     return total, contributions
 
 
-__all__ = ["NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths", "param_counter",
-           "predict_params"]
+__all__ = ["NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths", "miss_the_rest",
+           "param_counter", "predict_params"]

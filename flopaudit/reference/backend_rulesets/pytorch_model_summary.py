@@ -17,7 +17,7 @@ from typing import Sequence
 
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, ModuleInfo
-from flopaudit.reference.params import NEVER_CALLED, ParamTally, param_counter
+from flopaudit.reference.params import NEVER_CALLED, ParamTally, miss_the_rest, param_counter
 from flopaudit.reference.rulesets import Ruleset, register_ruleset
 
 _CONTAINERS = ("Sequential", "ModuleList")
@@ -62,11 +62,9 @@ def pytorch_model_summary_params(modules: ModelInventory, calls: Sequence[Module
                 tally.count(t, info.path)
             else:
                 tally.miss(t, *NEVER_CALLED)
-    for t, path in modules.unique_params().values():
-        if path == modules.root.path:
-            tally.miss(t, "rule", "parameters held by the root module are not counted (only its children are shown)")
-        else:
-            tally.miss(t, "rule", "held by a module below the shown depth whose shown ancestor was not called")
+    miss_the_rest(tally, modules, ("rule", "parameters held by the root module are not counted (only its children are "
+                                   "shown)"),
+                  ("rule", "held by a module below the shown depth whose shown ancestor was not called"))
     return tally
 
 

@@ -46,7 +46,7 @@ from torch import nn
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, ModuleInfo
-from flopaudit.reference.params import NEVER_CALLED, PER_NAME, ParamTally, called_paths, param_counter
+from flopaudit.reference.params import NEVER_CALLED, PER_NAME, ParamTally, called_paths, miss_the_rest, param_counter
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
@@ -284,12 +284,8 @@ def thop_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTa
                 walk(child)
 
     walk(modules.root)
-    for info in modules.modules:
-        for t in info.params:
-            if not info.path:
-                tally.miss(t, "rule", "parameters held by the root module itself are never counted")
-            else:
-                tally.miss(t, "unsupported", "held by a module without a thop rule (its parameters count 0)")
+    miss_the_rest(tally, modules, ("rule", "parameters held by the root module itself are never counted"),
+                  ("unsupported", "held by a module without a thop rule (its parameters count 0)"))
     return tally
 
 
