@@ -47,6 +47,17 @@ def format_explanation(c: CellExplanation) -> str:
             lines.append(f"      {path or '<root>'}: {_signed(macs)}")
     for note in c.notes:
         lines.append(f"  note: {note}")
+    p = c.params
+    if p is not None:
+        lines.append(f"  parameters: backend {p.backend_params:,}, reference {p.reference_params:,} ({p.classification})")
+        for cause in p.causes:
+            lines.append(f"  - {cause.kind}: {cause.rule}: {cause.macs:+,}")
+            for path, n in cause.layers[:5]:
+                lines.append(f"      {path or '<root>'}: {n:+,}")
+        if p.residual:
+            lines.append(f"  - residual not explained by the rules: {p.residual:+,}")
+        for key, value in p.memory:
+            lines.append(f"  memory estimate {key}: {value:,}")
     return "\n".join(lines)
 
 
