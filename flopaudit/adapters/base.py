@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -101,6 +103,26 @@ class Adapter(ABC):
 
     def available(self) -> bool:
         return self.backend.available()
+
+    def preload(self) -> None:
+        """Import the backend's package in this process, silently (once; later calls are free).
+
+        An isolated count runs in a child forked from this process: what is
+        imported here is imported once per worker instead of once per count
+        (calflops and ptflops import transformers, seconds every time). A
+        package that fails to import is left to fail in the count, with its
+        message there.
+        """
+        if self.backend.module in sys.modules or not self.available():
+            return
+        from flopaudit.isolation import quiet
+
+        with quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                importlib.import_module(self.backend.module)
+            except Exception:  # noqa: BLE001 - the count reports it
+                pass
 
     @abstractmethod
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:

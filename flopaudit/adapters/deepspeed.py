@@ -89,6 +89,11 @@ class DeepSpeedAdapter(Adapter):
         return {"mode": "forward", "warm_up": 0, "print_profile": False, "as_string": False,
                 "ignore_modules": None, "accelerator": os.environ.get("DS_ACCELERATOR", "cpu")}
 
+    def preload(self) -> None:
+        """Import the profiler on the CPU accelerator (see :meth:`Adapter.preload`)."""
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        super().preload()
+
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         from deepspeed.profiling.flops_profiler import profiler as impl
