@@ -80,3 +80,12 @@ def test_global_rng_untouched(adapter) -> None:  # noqa: ANN001
     torch.manual_seed(3)
     adapter.count(model, x)  # torchstat draws its own torch.rand input
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_result_records_version_and_options(adapter) -> None:  # noqa: ANN001
+    import importlib.metadata
+
+    r = adapter.count(nn.Sequential(nn.Conv2d(3, 4, 1)), torch.randn(1, 3, 4, 4), model_name="c")
+    assert r.backend == "torchstat" and r.model == "c"
+    assert r.backend_version == importlib.metadata.version("torchstat")
+    assert dict(r.options) == {k: repr(v) for k, v in adapter.options().items()}

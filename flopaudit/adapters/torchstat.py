@@ -56,7 +56,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -94,6 +94,8 @@ BACKEND = Backend(
         "vit_b_16": "torchstat fails: its Linear rules assert a 2-D input and the encoder's MLP Linears get 3-D ones; "
         "a crash is not predicted",
     },
+    meta=MetaSupport(False, "torchstat feeds the model its own CPU input (torch.rand) and reads inputs with "
+                     ".numpy(): a model on the meta device cannot run"),
     order=70,
 )
 

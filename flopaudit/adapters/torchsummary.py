@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -106,6 +107,8 @@ BACKEND = SharedImportBackend(
     ruleset="flopaudit.reference.backend_rulesets.torchsummary",
     counts_macs=False,
     known_divergences=KNOWN_FAILURES,
+    meta=MetaSupport(False, "torchsummary feeds the model its own CPU inputs (torch.rand, device='cpu'): a model "
+                     "on the meta device cannot take them"),
     order=80,
     rivals=DISTRIBUTIONS,
     files=SHARED_FILES,
