@@ -30,8 +30,6 @@ available only when the files on disk are sksq96's.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._shared_import import SharedImportBackend
@@ -50,6 +48,9 @@ SHARED_FILES = ("torchsummary/__init__.py", "torchsummary/torchsummary.py")
 DISTRIBUTIONS = ("torchsummary", "torch-summary")
 
 _MB = 1024**2
+_TOTALS = ("total_params", "trainable_params", "total_input_size", "total_output_size", "total_params_size",
+           "total_size", "summary")
+"""The locals of ``summary`` read once it prints its totals."""
 
 
 #: Cases where torchsummary itself fails (a crash is not predicted; the report shows an error cell).
@@ -122,7 +123,9 @@ class TorchsummaryAdapter(Adapter):
     ("Trainable params") and its memory estimate in bytes, read exactly from
     the function's own totals (it prints them rounded to 0.01 MB):
     ``input_bytes``, ``forward_backward_bytes``, ``params_bytes``,
-    ``total_bytes``, plus ``rows`` (the number of hooked calls).
+    ``total_bytes``, plus ``rows`` (the number of hooked calls). They are
+    read from ``summary``'s own variables when it prints them
+    (:func:`~flopaudit.adapters._locals.call_reading_locals`).
 
     Inputs: every positional input must be a floating-point tensor (its shape
     without the batch dim is passed as the input size; torchsummary makes the
@@ -140,7 +143,7 @@ class TorchsummaryAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         import torch
 
-        from flopaudit.adapters._locals import call_with_locals
+        from flopaudit.adapters._locals import call_reading_locals
 
         args = inputs.args
         if inputs.kwargs or not args or not all(
@@ -155,11 +158,10 @@ class TorchsummaryAdapter(Adapter):
         sizes = [tuple(int(s) for s in a.shape[1:]) for a in args]
         input_size: Any = sizes[0] if len(sizes) == 1 else sizes
         opts = self.options()
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed), torch.random.fork_rng():
+        with torch.random.fork_rng():
             try:
-                _, local = call_with_locals(impl.summary, model, input_size, batch_size=opts["batch_size"],
-                                            device=opts["device"])
+                _, local = call_reading_locals(impl.summary, impl, _TOTALS, model, input_size,
+                                               batch_size=opts["batch_size"], device=opts["device"])
             except AttributeError as exc:
                 if "'int' object has no attribute 'numpy'" not in str(exc):
                     raise
