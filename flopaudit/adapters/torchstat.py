@@ -93,6 +93,8 @@ BACKEND = Backend(
         "ones; a crash is not predicted, the report shows the cell as an error",
         "vit_b_16": "torchstat fails: its Linear rules assert a 2-D input and the encoder's MLP Linears get 3-D ones; "
         "a crash is not predicted",
+        "swin_t": "torchstat fails: its Linear rules assert a 2-D input and Swin's Linears get 4-D ones; a crash is "
+        "not predicted",
     },
     meta=MetaSupport(False, "torchstat feeds the model its own CPU input (torch.rand) and reads inputs with "
                      ".numpy(): a model on the meta device cannot run"),
