@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 
-from flopaudit.reports.model import CellExplanation
+from flopaudit.reports.model import Cause, CellExplanation
 from flopaudit.units import human
 
 
@@ -24,6 +25,15 @@ def _signed(n: int) -> str:
     return ("+" if n > 0 else "-" if n < 0 else "") + human(abs(n))
 
 
+def _causes(causes: Sequence[Cause], amount: Callable[[int], str]) -> list[str]:
+    """One line per cause, then up to five of its layers, amounts written by ``amount``."""
+    lines = []
+    for cause in causes:
+        lines.append(f"  - {cause.kind}: {cause.rule}: {amount(cause.macs)}")
+        lines += [f"      {path or '<root>'}: {amount(n)}" for path, n in cause.layers[:5]]
+    return lines
+
+
 def format_explanation(c: CellExplanation) -> str:
     """A few plain lines for the terminal."""
     lines = [f"{c.model} / {c.backend}: {c.classification}"]
@@ -37,10 +47,7 @@ def format_explanation(c: CellExplanation) -> str:
         lines.append(f"  difference {_signed(c.difference)}{ratio}")
     if c.predicted_macs is not None:
         lines.append(f"  reference under {c.backend}'s rules: {human(c.predicted_macs)} MACs")
-    for cause in c.causes:
-        lines.append(f"  - {cause.kind}: {cause.rule}: {_signed(cause.macs)}")
-        for path, macs in cause.layers[:5]:
-            lines.append(f"      {path or '<root>'}: {_signed(macs)}")
+    lines += _causes(c.causes, _signed)
     if c.residual:
         lines.append(f"  - residual not explained by the rules: {_signed(c.residual)}")
         for path, macs in c.top_layers:
@@ -50,10 +57,7 @@ def format_explanation(c: CellExplanation) -> str:
     p = c.params
     if p is not None:
         lines.append(f"  parameters: backend {p.backend_params:,}, reference {p.reference_params:,} ({p.classification})")
-        for cause in p.causes:
-            lines.append(f"  - {cause.kind}: {cause.rule}: {cause.macs:+,}")
-            for path, n in cause.layers[:5]:
-                lines.append(f"      {path or '<root>'}: {n:+,}")
+        lines += _causes(p.causes, lambda n: f"{n:+,}")
         if p.residual:
             lines.append(f"  - residual not explained by the rules: {p.residual:+,}")
         for key, value in p.memory:
