@@ -123,14 +123,23 @@ class RulesetPrediction:
     macs: int
     contributions: tuple[RuleContribution, ...] = ()
     per_module: Breakdown = ()
+    params: int | None = None
+    """The backend's parameter count under its ruleset (None: not predicted)."""
+    param_contributions: tuple[RuleContribution, ...] = ()
+    """``params`` = the reference's unique parameters + the sum of these
+    (their ``macs`` field holds parameters)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "ruleset": self.ruleset,
             "macs": self.macs,
             "contributions": [c.to_dict() for c in self.contributions],
             "per_module": dict(self.per_module),
         }
+        if self.params is not None:
+            out["params"] = self.params
+            out["param_contributions"] = [c.to_dict() for c in self.param_contributions]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RulesetPrediction:
@@ -139,6 +148,8 @@ class RulesetPrediction:
             int(d["macs"]),
             tuple(RuleContribution.from_dict(c) for c in d.get("contributions", ())),
             breakdown(d.get("per_module")),
+            None if d.get("params") is None else int(d["params"]),
+            tuple(RuleContribution.from_dict(c) for c in d.get("param_contributions", ())),
         )
 
 
@@ -172,7 +183,8 @@ class CountResult:
     elapsed_s: float = 0.0
     error: str | None = None
     extra: tuple[tuple[str, int], ...] = field(default=())
-    """Backend-specific integer facts (e.g. the reference's FLOPs, bytes)."""
+    """Backend-specific integer facts (e.g. the reference's FLOPs, bytes); a key
+    starting with :data:`DECLARED_CAUSE` is a declared cause (MACs)."""
     predictions: tuple[RulesetPrediction, ...] = ()
     """Reference only: the count under each backend's ruleset, rule by rule."""
 
@@ -236,6 +248,10 @@ class CountResult:
 
 _MAPPING_FIELDS = ("per_module", "per_op", "unsupported", "extra")
 
+DECLARED_CAUSE = "cause: "
+"""Prefix of a :attr:`CountResult.extra` key holding MACs that the backend's
+own output attributes to a cause the reference cannot observe (the rest of
+the key names it): reports book them as a cause of the cell's difference."""
 
 RESULTS_SCHEMA_VERSION = 1
 

@@ -17,7 +17,9 @@ from flopaudit.adapters import Backend, MetaSupport, backend_names, backends, ge
 from flopaudit.errors import UserError
 from flopaudit.records import Granularity, Unit
 
-BUILT_IN = ("reference", "thop", "ptflops-pytorch", "ptflops-aten", "fvcore", "torchinfo", "torch-flop-counter")
+BUILT_IN = ("reference", "thop", "ptflops-pytorch", "ptflops-aten", "fvcore", "torchinfo", "torch-flop-counter",
+            "torchstat", "torchsummary", "torch-summary", "pytorch-model-summary", "calflops", "deepspeed",
+            "torchprofile", "torch-profiler")
 
 
 def test_listing_backends_imports_neither_torch_nor_a_backend() -> None:
@@ -26,7 +28,9 @@ def test_listing_backends_imports_neither_torch_nor_a_backend() -> None:
         import flopaudit.adapters as a
         found = a.backends()
         a.get_backend("fvcore").version(); [b.available() for b in found.values()]
-        heavy = sorted(m for m in ("torch", "thop", "ptflops", "fvcore", "torchinfo", "numpy") if m in sys.modules)
+        heavy = sorted(m for m in ("torch", "thop", "ptflops", "fvcore", "torchinfo", "numpy", "torchstat",
+                                   "torchsummary", "pytorch_model_summary", "calflops", "deepspeed", "torchprofile")
+                       if m in sys.modules)
         print(len(found), heavy)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -66,7 +70,8 @@ def test_descriptor_facts() -> None:
     assert get_backend("reference").distribution is None and get_backend("reference").ruleset is None
     assert all(get_backend(n).ruleset == f"flopaudit.reference.backend_rulesets.{n.replace('-', '_')}"
                for n in BUILT_IN[1:])
-    assert [n for n in BUILT_IN if get_backend(n).unit_note] == ["ptflops-pytorch", "torch-flop-counter"]
+    assert [n for n in BUILT_IN if get_backend(n).unit_note] == [
+        "ptflops-pytorch", "torch-flop-counter", "torchstat", "torch-summary", "torch-profiler"]
     assert all(get_backend(n).install.startswith("pip install ") for n in BUILT_IN[1:])
     assert "transformer-encoder-padding-mask" in get_backend("torchinfo").known_divergences
 

@@ -559,8 +559,21 @@ def _project_goldens() -> list[object]:
             continue
         for g in records:
             marks = [pytest.mark.slow] if g.model in SLOW_MODELS else []
+            missing = _missing_backend(g.backend)
+            if missing:
+                marks.append(pytest.mark.skip(reason=missing))
             params.append(pytest.param(path, g, id=f"{g.model}-{g.backend}", marks=marks))
     return params
+
+
+def _missing_backend(name: str) -> str:
+    """Why a golden's backend cannot count here ("" if it can): torchsummary and
+    torch-summary install the same import package, so one environment checks
+    the goldens of one of them (``tox -e goldens-torch-summary`` the other's)."""
+    from flopaudit.adapters import backends
+
+    backend = backends().get(name)
+    return backend.missing_reason() if backend is not None and not backend.available() else ""
 
 
 @pytest.mark.goldens

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -59,7 +61,9 @@ class Adapter(ABC):
     a backend whose :meth:`_count` leaves the model exactly as it was (the
     reference counter: global hooks removed, buffers put back) sets this to
     False and is counted on the model itself; the before/after fingerprint
-    is taken all the same and any change is reported."""
+    is taken all the same and any change is reported. A model with lazy
+    (uninitialised) parameters is always copied: its first forward would
+    materialise them."""
 
     @property
     def name(self) -> str:
@@ -100,6 +104,26 @@ class Adapter(ABC):
     def available(self) -> bool:
         return self.backend.available()
 
+    def preload(self) -> None:
+        """Import the backend's package in this process, silently (once; later calls are free).
+
+        An isolated count runs in a child forked from this process: what is
+        imported here is imported once per worker instead of once per count
+        (calflops and ptflops import transformers, seconds every time). A
+        package that fails to import is left to fail in the count, with its
+        message there.
+        """
+        if self.backend.module in sys.modules or not self.available():
+            return
+        from flopaudit.isolation import quiet
+
+        with quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                importlib.import_module(self.backend.module)
+            except Exception:  # noqa: BLE001 - the count reports it
+                pass
+
     @abstractmethod
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         """Count ``model(*inputs.args, **inputs.kwargs)``; may change ``model``."""
@@ -138,7 +162,7 @@ class Adapter(ABC):
         side_effects: list[str] = []
         caught: list[warnings.WarningMessage] = []
         try:
-            work = copy.deepcopy(model) if self.copies_model else model
+            work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -186,6 +210,31 @@ def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:
     return tuple(out)
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, with tensors computed from parameters and held
+    as plain attributes (a pruned module's ``weight = weight_orig * weight_mask``,
+    which autograd will not deep-copy) copied detached: the module recomputes
+    them at its next forward."""
+    import torch
+
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
+def has_lazy_tensors(model: nn.Module) -> bool:
+    """Does ``model`` hold an uninitialised (lazy) parameter or buffer? Its first
+    forward materialises them and changes the modules' classes, so even a
+    backend that leaves models alone counts a copy of such a model."""
+    import torch
+
+    lazy = torch.nn.parameter.UninitializedTensorMixin
+    return any(isinstance(t, lazy) for t in (*model.parameters(), *model.buffers()))
+
+
 def count_params(model: nn.Module) -> int:
     """Unique parameters (tied weights counted once)."""
     return sum(p.numel() for p in model.parameters())
@@ -209,4 +258,5 @@ def count_instances(modules: Iterable[nn.Module], flagged: Callable[[nn.Module],
     return counts
 
 
-__all__ = ["Adapter", "RawCount", "Breakdown", "count_instances", "count_params", "has_own_work"]
+__all__ = ["Adapter", "RawCount", "Breakdown", "copy_model", "count_instances", "count_params",
+           "has_lazy_tensors", "has_own_work"]

@@ -85,6 +85,9 @@ class Backend:
     known_divergences: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Zoo case id -> why the ruleset cannot predict this backend on that case. The ruleset
     checks (``tests/test_ruleset_predictions.py``) run these cases as strict expected failures."""
+    counts_macs: bool = True
+    """False for a backend that counts parameters (and memory) but no operations:
+    its cells say "does not count MACs" and take part in the parameter comparison."""
     order: int = 1000
     """Position among the backends: columns, tables and the default backend list are sorted by
     it (then by name); the reference has 0 and comes first."""

@@ -50,8 +50,9 @@ class ReferenceAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         from flopaudit.reference import count
 
+        lazy = lazy_classes(model)
         result = count(model, inputs, ruleset="canonical", no_grad=True)
-        predictions = predict_backends(model, inputs, result)
+        predictions = predict_backends(model, inputs, result, lazy)
         warnings = list(result.notes)
         if result.traced_custom_ops:
             traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
@@ -108,7 +109,33 @@ def category_facts(result: Any) -> dict[str, int]:
     return out
 
 
-def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tuple[RulesetPrediction, ...]:
+def lazy_classes(model: nn.Module) -> dict[str, tuple[str, str]]:
+    """Module path -> (class name, dotted class path) of every module holding an
+    uninitialised (lazy) parameter or buffer: its first forward swaps its class
+    (``LazyLinear`` -> ``Linear``), while hook counters chose their hooks by
+    the class it had before."""
+    import torch
+
+    lazy = torch.nn.parameter.UninitializedTensorMixin
+    out: dict[str, tuple[str, str]] = {}
+    for path, module in model.named_modules():
+        held = (*module.parameters(recurse=False), *module.buffers(recurse=False))
+        if any(isinstance(t, lazy) for t in held):
+            cls = type(module)
+            out[path] = (cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
+    return out
+
+
+def _as_registered(calls: Any, lazy: dict[str, tuple[str, str]]) -> Any:
+    """Module calls with a lazy module's class as it was before its first forward."""
+    if not lazy:
+        return calls
+    return tuple(dataclasses.replace(c, module_type=lazy[c.path][0], module_class=lazy[c.path][1])
+                 if c.path in lazy else c for c in calls)
+
+
+def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
+                     lazy: dict[str, tuple[str, str]] | None = None) -> tuple[RulesetPrediction, ...]:
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.pricing`).
 
     Each ruleset reads a recording made the way its backend runs the model:
@@ -117,6 +144,10 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     Rulesets asking for the same pass share one recording, made with every
     Python function any of them monkeypatches wrapped; each sees only the
     calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+
+    ``lazy`` (:func:`lazy_classes` of the model before its first forward):
+    the module calls of those modules are priced under their class before
+    the forward, the class hook counters registered their hooks by.
 
     Shortcuts, both exact for torch's modules: with autograd on, module hooks
     change nothing (the fused paths that test for hooks also test for
@@ -130,6 +161,8 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
+    from flopaudit.reference.inventory import inventory
+    from flopaudit.reference.params import predict_params
     from flopaudit.reference.pricing import predict
 
     rulesets = backend_rulesets()
@@ -147,12 +180,18 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     if not patches.get((False, False)):
         recordings[(False, False)] = result  # the canonical pass already is the autograd-off, hook-free one
     out = []
+    modules = None
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
         if source is None:
             source = recordings[k] = count(model, inputs, no_grad=not k[0], patch=patches[k], module_hooks=k[1])
-        prediction = predict(source.events, source.module_call_records, ruleset, backend)
+        if modules is None:
+            modules = inventory(model, lazy)
+        calls = _as_registered(source.module_call_records, lazy or {})
+        prediction = predict(source.events, calls, ruleset, backend, batch_size=inputs.batch_size, modules=modules)
+        params, param_causes = predict_params(modules, calls, ruleset.params)
+        prediction = dataclasses.replace(prediction, params=params, param_contributions=param_causes)
         out.append(_with_pass_difference(prediction, source, result, k))
     return tuple(out)
 

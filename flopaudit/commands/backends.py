@@ -22,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for b in backends().values():
         available = "yes" if b.available() else f"no ({b.missing_reason()})"
-        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", b.unit.value, b.granularity.value,
-                     available])
+        unit = b.unit.value if b.counts_macs else "none (params)"
+        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value, available])
     print(format_table(["backend", "distribution", "version", "unit", "granularity", "available"], rows))
     return 0

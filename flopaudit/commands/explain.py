@@ -7,12 +7,13 @@ read from an earlier run's results with --results.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from flopaudit.commands._common import MODES, add_count_args, add_parser
 
 if TYPE_CHECKING:
-    from flopaudit.reports.model import CellExplanation
+    from flopaudit.reports.model import Cause, CellExplanation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,18 @@ def _signed(n: int) -> str:
     return ("+" if n > 0 else "-" if n < 0 else "") + human(abs(n))
 
 
+def _causes(causes: Sequence[Cause], amount: Callable[[int], str]) -> list[str]:
+    """One line per cause, then up to five of its layers, amounts written by ``amount``."""
+    lines = []
+    for cause in causes:
+        lines.append(f"  - {cause.kind}: {cause.rule}: {amount(cause.macs)}")
+        lines += [f"      {path or '<root>'}: {amount(n)}" for path, n in cause.layers[:5]]
+        more = len(cause.layers[5:]) + cause.more_layers
+        if more:
+            lines.append(f"      ... and {more} more layer{'s' if more != 1 else ''}")
+    return lines
+
+
 def format_explanation(c: CellExplanation) -> str:
     """A few plain lines for the terminal."""
     from flopaudit.units import human
@@ -50,19 +63,21 @@ def format_explanation(c: CellExplanation) -> str:
         lines.append(f"  difference {_signed(c.difference)}{ratio}")
     if c.predicted_macs is not None:
         lines.append(f"  reference under {c.backend}'s rules: {human(c.predicted_macs)} MACs")
-    for cause in c.causes:
-        lines.append(f"  - {cause.kind}: {cause.rule}: {_signed(cause.macs)}")
-        for path, macs in cause.layers[:5]:
-            lines.append(f"      {path or '<root>'}: {_signed(macs)}")
-        more = len(cause.layers[5:]) + cause.more_layers
-        if more:
-            lines.append(f"      ... and {more} more layer{'s' if more != 1 else ''}")
+    lines += _causes(c.causes, _signed)
     if c.residual:
         lines.append(f"  - residual not explained by the rules: {_signed(c.residual)}")
         for path, macs in c.top_layers:
             lines.append(f"      {path or '<root>'}: {_signed(macs)}")
     for note in c.notes:
         lines.append(f"  note: {note}")
+    p = c.params
+    if p is not None:
+        lines.append(f"  parameters: backend {p.backend_params:,}, reference {p.reference_params:,} ({p.classification})")
+        lines += _causes(p.causes, lambda n: f"{n:+,}")
+        if p.residual:
+            lines.append(f"  - residual not explained by the rules: {p.residual:+,}")
+        for key, value in p.memory:
+            lines.append(f"  memory estimate {key}: {value:,}")
     return "\n".join(lines)
 
 

@@ -171,6 +171,8 @@ def _cell(r: CountResult | None, ref: int | None) -> str:
         if ref:
             text += f" ({r.macs / ref:.3f}x)"
         return text
+    if r.status is Status.OK:
+        return "does not count MACs"
     return {"error": "ERROR", "timeout": "TIMEOUT", "not applicable": "n/a"}[r.status.value]
 
 

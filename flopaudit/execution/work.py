@@ -51,6 +51,7 @@ def count_one(
     inputs = ModelInputs.coerce(inputs)
     if not isolate:
         return adapter.count(model, inputs, model_name=model_name)
+    adapter.preload()  # imported here once, not in every forked child
 
     def work() -> CountResult:
         if max_memory_gb:

@@ -23,7 +23,9 @@ A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
     suppresses them) to its reason;
   - a module with several names (shared by two parents) priced by a ruleset
     that counts per name (``hooks_per_name`` / ``sums_per_name``) books the
-    extra copies to ``reused-module``, with the module's names as layers;
+    extra copies to ``reused-module``, with the module's names as layers; so
+    does an event inside such a module for a ruleset that keeps event counts
+    per module and totals them by name (``event_counts_per_name``);
   - an event priced by the ruleset's ``default`` books its difference to a
     reason derived from the event: an operator the backend has no formula for
     (``unsupported``), an op inside a leaf module whose type has no module
@@ -45,22 +47,25 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from flopaudit.module_paths import ancestors
 from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, breakdown
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
     EVENT_COUNTERS,
-    MODULE_COUNTERS,
     Ruleset,
     RulesetTotals,
+    count_module,
     name_shares,
     priced_calls,
 )
 
 _LAYERS_KEPT = 8
 """Layers named per cause in a prediction, largest first."""
+_REUSED_EVENTS = ("module shared by several parents: its per-module count is added once per name in the "
+                  "module-tree total")
 
 #: A category's report name ("unsupported" for None); ``Enum.value`` is slow.
 CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
@@ -119,10 +124,13 @@ _Key = tuple[CauseKind, str]
 
 def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, batch_size: int | None = None,
           *, summary: bool = False, view: bool = False, prediction: bool = False,
-          name: str | None = None) -> Pricing:
+          name: str | None = None, modules: Any = None) -> Pricing:
     """Walk the recording once; produce its ``summary``, ``ruleset``'s ``view`` (per-sample rulesets
-    divided by ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's), as asked."""
+    divided by ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's; a
+    ``batch_scaled`` ruleset's one-sample counts multiplied by ``batch_size``), as asked. ``modules``
+    is the model's inventory, read by some module counters."""
     halve = ruleset.unit == "FLOP"
+    scale = (batch_size or 1) if ruleset.batch_scaled else 1
     hook_based = bool(ruleset.module_rules)
     priced = view or prediction
     # Sums are kept per module *stack* (few) and spread over the modules of each at the end.
@@ -161,7 +169,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
         for call, rule, inner in priced_calls(calls, ruleset):
             for j in inner:
                 covered[j] = True
-            n = MODULE_COUNTERS[rule.count](call)
+            n = count_module(rule.count, call, modules)
             shares = name_shares(call, n, ruleset)
             if view:
                 module_op = f"module:{call.module_type}"
@@ -173,7 +181,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             key = (rule.kind, rule.reason or f"{call.module_type} priced by module rule {rule.count!r}")
             if rule.module_type == "*" and not n and canonical:
                 key = no_rule(call.module_type)  # a catch-all rule that finds nothing to price in this layer
-            once = n // 2 if halve else n
+            once = (n // 2 if halve else n) * scale
             if len(shares) == 1 and shares[0][2] == n:
                 attribute(once, call.stack)
                 book(key, once - canonical, call.path)
@@ -181,7 +189,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             book(key, once - canonical, call.path)
             reused = (CauseKind.REUSED_MODULE, _reused_reason(ruleset))
             for alias, stack, amount in shares:
-                macs = amount // 2 if halve else amount
+                macs = (amount // 2 if halve else amount) * scale
                 attribute(macs, stack)
                 book(reused, macs - (once if alias == call.path else 0), alias)
 
@@ -213,16 +221,22 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             continue
         rule = None if by_default else ruleset.event_rule(e)
         n = EVENT_COUNTERS[rule.count](e) if rule is not None else default(e)
+        names = calls[e.call_index].names if ruleset.event_counts_per_name and 0 <= e.call_index < len(calls) else ()
         if view:
             count(n, e.module_stack, e.op, category)
+            for alias in names[1:]:
+                count(n, ancestors(alias), e.op, category)
         if prediction:
             if rule is not None:
                 key = (rule.kind, rule.reason or f"{_packet(e.op)} priced by {rule.count!r}")
             else:
                 key = _default_reason(ruleset, e, hook_based)
-            macs = n // 2 if halve else n
+            macs = (n // 2 if halve else n) * scale
             attribute(macs, e.module_stack)
             book(key, macs - e.macs, e.module_path)
+            for alias in names[1:] if macs else ():
+                attribute(macs, ancestors(alias))
+                book((CauseKind.REUSED_MODULE, _REUSED_EVENTS), macs, alias)
 
     made_summary = made_view = made_prediction = None
     if summary:
@@ -264,17 +278,17 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
 
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
-          batch_size: int | None = None) -> RulesetTotals:
+          batch_size: int | None = None, modules: Any = None) -> RulesetTotals:
     """``ruleset``'s view of the recording (:func:`price`)."""
-    view = price(events, calls, ruleset, batch_size, view=True).view
+    view = price(events, calls, ruleset, batch_size, view=True, modules=modules).view
     assert view is not None
     return view
 
 
 def predict(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
-            name: str | None = None) -> RulesetPrediction:
+            name: str | None = None, batch_size: int | None = None, modules: Any = None) -> RulesetPrediction:
     """``ruleset``'s count of the recording in whole-batch MACs, with its causes (:func:`price`)."""
-    made = price(events, calls, ruleset, prediction=True, name=name).prediction
+    made = price(events, calls, ruleset, batch_size, prediction=True, name=name, modules=modules).prediction
     assert made is not None
     return made
 

@@ -93,6 +93,30 @@ def _registrar(table: dict[str, Any], what: str) -> Callable[[str], Callable[[Co
 event_counter = _registrar(EVENT_COUNTERS, "event counter")
 module_counter = _registrar(MODULE_COUNTERS, "module counter")
 
+#: Module counters that also read the model's inventory: ``(call, modules) -> int``.
+INVENTORY_COUNTERS: set[str] = set()
+
+
+def inventory_module_counter(name: str) -> Callable[[Counter], Counter]:
+    """Decorator: register a module counter ``(call, modules) -> int`` that
+    also reads the model's :class:`~flopaudit.reference.inventory.ModelInventory`
+    (what a module holds beyond its own parameters, e.g. a container's
+    ``named_parameters()``); it counts 0 where no inventory is given."""
+    register = module_counter(name)
+
+    def decorator(fn: Counter) -> Counter:
+        INVENTORY_COUNTERS.add(name)
+        return register(fn)
+
+    return decorator
+
+
+def count_module(name: str, call: ModuleCall, modules: Any = None) -> int:
+    """Module counter ``name`` on ``call`` (with ``modules`` if it reads the inventory)."""
+    if name in INVENTORY_COUNTERS:
+        return MODULE_COUNTERS[name](call, modules) if modules is not None else 0  # type: ignore[call-arg]
+    return MODULE_COUNTERS[name](call)
+
 
 def numel(shape: Sequence[int]) -> int:
     """Number of elements of a tensor of ``shape``."""
@@ -363,6 +387,24 @@ class Ruleset:
     """The backend totals its per-module counts by walking the module tree by
     name (``children()``), so a shared module's count is added once per name
     (thop, ptflops-pytorch). Applies to module-rule counts."""
+    event_counts_per_name: bool = False
+    """Event counts, too, are kept per module (the innermost module running
+    the op) and totalled by a walk of the tree by name, so an op run inside a
+    module with n names (a shared module or its descendants) is counted n
+    times (calflops)."""
+    last_call_only: bool = False
+    """Module-rule counts are stored on the module and overwritten by each
+    call, so only the last call of each module counts (torchstat)."""
+    params: str = "unique"
+    """The parameter counter (:data:`flopaudit.reference.params.PARAM_COUNTERS`)
+    that reproduces the backend's parameter count: ``"unique"`` (every
+    parameter tensor once), ``"trainable"`` or the backend's own."""
+    batch_scaled: bool = False
+    """The backend counts one sample whatever the batch (torch-summary's
+    Mult-Adds) and the adapter multiplies by the batch size: every count here
+    is per sample, as the backend's own number (the view), and the
+    prediction multiplies it by the batch size the recording was made with,
+    as the adapter does."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
@@ -428,12 +470,16 @@ def priced_calls(
     Yields each call with its rule and the indices of the events it covers
     (empty unless the rule suppresses its inner ops). A call nested in a call
     already priced by a suppressing rule is skipped, as hook counters that
-    stop at a priced module do.
+    stop at a priced module do; with ``last_call_only``, so is every call of
+    a module but its last (its events are then priced by the event rules).
     """
     if not ruleset.module_rules:
         return
+    last = {call.path: i for i, call in enumerate(calls)} if ruleset.last_call_only else None
     suppressing: set[int] = set()
     for i, call in enumerate(calls):
+        if last is not None and last[call.path] != i:
+            continue
         ancestor, inside = call.parent, False
         while ancestor >= 0:
             if ancestor in suppressing:
@@ -538,7 +584,9 @@ __all__ = [
     "canonical_cost",
     "class_path",
     "elementwise",
+    "count_module",
     "event_counter",
+    "inventory_module_counter",
     "exact_type_rules",
     "first_in",
     "first_out",

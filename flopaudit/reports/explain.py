@@ -6,17 +6,21 @@ canonical MACs. The reference result carries, for every backend, a
 under that backend's rules, decomposed rule by rule. The causes of a cell are
 those rule contributions; whatever the prediction does not account for is the
 ``residual``. A cell is ``unexplained`` only when that residual is larger than
-the tolerance.
+the tolerance. A backend that counts no MACs (torchsummary,
+pytorch-model-summary) gives a ``no MACs`` cell. Every ok cell also compares
+the backend's parameters with the reference's (:mod:`flopaudit.reports.params`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterable
 
 from flopaudit.module_paths import layer_differences
-from flopaudit.records import AuditRun, Breakdown, CountResult, Status
+from flopaudit.records import DECLARED_CAUSE, AuditRun, Breakdown, CauseKind, CountResult, Status
 from flopaudit.reports.model import BackendScore, Cause, CellExplanation, Report
+from flopaudit.reports.params import explain_params
 
 REFERENCE = "reference"
 
@@ -37,10 +41,31 @@ def top_layers(backend: CountResult, reference_modules: dict[str, int], limit: i
     return layer_differences(mine, reference_modules, limit)
 
 
+NO_MACS = "does not count MACs: compared on parameters (and its memory estimate) only"
+
+
+def declared_causes(result: CountResult) -> tuple[Cause, ...]:
+    """Parts of a backend's count its own output attributes to causes the
+    reference cannot observe (``extra`` keys starting with ``"cause: "``)."""
+    return tuple(Cause(CauseKind.RULE, key[len(DECLARED_CAUSE):], value)
+                 for key, value in result.extra if key.startswith(DECLARED_CAUSE) and value)
+
+
 def explain_cell(result: CountResult, reference: CountResult | None, tolerance: float = 0.0) -> CellExplanation:
     """Classify one cell and list its causes (see module docstring)."""
+    explained = _explain_macs(result, reference, tolerance)
+    if result.status is not Status.OK:
+        return explained
+    prediction = reference.prediction(result.backend) if reference is not None and reference.ok else None
+    return dataclasses.replace(explained, params=explain_params(result, reference, prediction))
+
+
+def _explain_macs(result: CountResult, reference: CountResult | None, tolerance: float) -> CellExplanation:
     base = dict(model=result.model, backend=result.backend, status=result.status.value,
                 backend_macs=result.macs)
+    if result.status is Status.OK and result.macs is None:
+        return CellExplanation(classification="no MACs", reference_macs=_ok_macs(reference), notes=(NO_MACS,),
+                               **base)
     if result.status is not Status.OK or result.macs is None:
         first = (result.error or "").strip().splitlines()[0] if result.error else None
         return CellExplanation(classification=result.status.value, reference_macs=_ok_macs(reference),
@@ -66,8 +91,10 @@ def explain_cell(result: CountResult, reference: CountResult | None, tolerance: 
             classification = "unit"
         return CellExplanation(classification=classification, reference_macs=ref_macs, residual=diff,
                                notes=tuple(notes) + ("no ruleset for this backend",), top_layers=layers, **base)
-    causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers, c.more_layers) for c in prediction.contributions if c.macs)
-    residual = result.macs - prediction.macs
+    declared = declared_causes(result)
+    causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers, c.more_layers)
+                   for c in prediction.contributions if c.macs) + declared
+    residual = result.macs - prediction.macs - sum(c.macs for c in declared)
     if abs(residual) > allowed:
         classification = "unexplained"
     elif diff == 0 or abs(diff) <= allowed and not causes:

@@ -19,6 +19,7 @@ CLASSIFICATIONS = (
     "unsupported",
     "missed-functional",
     "reused-module",
+    "no MACs",
     "error",
     "timeout",
     "not applicable",
@@ -65,6 +66,9 @@ class CellExplanation:
     notes: tuple[str, ...] = ()
     top_layers: Breakdown = ()
     error: str | None = None
+    params: Any = None
+    """The parameter comparison (:class:`flopaudit.reports.params.ParamsExplanation`),
+    None when the backend or the reference counted no parameters."""
 
     @property
     def difference(self) -> int | None:
@@ -94,6 +98,7 @@ class CellExplanation:
             "notes": list(self.notes),
             "top_layers": [list(x) for x in self.top_layers],
             "error": self.error,
+            "params": self.params.to_dict() if self.params is not None else None,
         }
 
 

@@ -18,6 +18,8 @@ def _cell_text(c: CellExplanation | None, backend_result_macs: int | None = None
         return ""
     if c.status != "ok":
         return c.status.upper() if c.status != "not applicable" else "n/a"
+    if c.backend_macs is None:
+        return "does not count MACs"
     ratio = f" ({c.ratio:.3f}x)" if c.ratio is not None else ""
     return f"{human(c.backend_macs)}{ratio} {c.classification}"
 
@@ -70,6 +72,33 @@ def family_section(report: Report) -> list[str]:
     return lines
 
 
+def _params_section(report: Report, backends: list[str]) -> list[str]:
+    """Parameters per model and backend, then every difference with its causes."""
+    lines = ["", "## Parameters", "",
+             "Each backend's parameter count against the reference's (every parameter tensor once, tied weights "
+             "once, frozen ones included, buffers not), with its classification.", ""]
+    rows, details = [], []
+    for m in report.models:
+        ref = report.run.result(m, "reference")
+        row = [m, f"{ref.params:,}" if ref and ref.ok and ref.params is not None else "-"]
+        for b in backends:
+            c = report.cell(m, b)
+            p = c.params if c is not None else None
+            row.append(f"{p.backend_params:,} {p.classification}" if p is not None else "")
+            if p is not None and p.difference:
+                details.append(f"- **{m} / {b}**: {p.backend_params:,} ({p.difference:+,})")
+                for cause in p.causes:
+                    where = ", ".join(f"{q or '<root>'} {v:+,}" for q, v in cause.layers[:3])
+                    details.append(f"  - {cause.kind}: {cause.rule}: {cause.macs:+,}" + (f" ({where})" if where else ""))
+                if p.residual:
+                    details.append(f"  - residual not explained: {p.residual:+,}")
+            if p is not None and p.memory:
+                details.append(f"- **{m} / {b}** memory estimate: "
+                               + ", ".join(f"{k} {v:,}" for k, v in p.memory))
+        rows.append(row)
+    return lines + _table(["model", "reference"] + backends, rows) + ([""] + details if details else [])
+
+
 def render_markdown(report: Report) -> str:
     run = report.run
     env = dict(run.environment)
@@ -100,6 +129,7 @@ def render_markdown(report: Report) -> str:
     lines += _table(["backend", "version", "raw unit", "ran", "= canonical", "= own rules", "unexplained",
                      "median deviation", "misses", "side effects"], srows)
     lines += ["", *family_section(report)]
+    lines += _params_section(report, backends)
     lines += ["", "## Explanations", ""]
     for m in report.models:
         cells = [report.cell(m, b) for b in backends]

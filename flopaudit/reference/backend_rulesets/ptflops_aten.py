@@ -87,6 +87,7 @@ PTFLOPS_ATEN = register_ruleset(Ruleset(
     event_rules=EVENT_RULES,
     default="zero",
     grad_enabled=True,
+    params="trainable",
 ))
 
 

@@ -378,6 +378,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     grad_enabled=True,
     patched_functions=PATCHED_FUNCTIONS,
     sums_per_name=True,
+    params="trainable",
 ))
 
 

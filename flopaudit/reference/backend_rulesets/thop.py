@@ -38,13 +38,15 @@ parent has one name there (``named_children`` skips the repeat).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.inventory import ModelInventory, ModuleInfo
+from flopaudit.reference.params import NEVER_CALLED, PER_NAME, ParamTally, called_paths, miss_the_rest, param_counter
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
@@ -248,6 +250,45 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
                       kind=CauseKind.UNSUPPORTED),
 )
 
+#: Class paths thop registers hooks (and counts parameters) for: its rules, not the MultiheadAttention marker.
+RULED_CLASSES: frozenset[str] = frozenset(
+    r.module_type for r in MODULE_RULES if r.module_type != class_path(nn.MultiheadAttention))
+
+
+@param_counter("thop")
+def thop_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
+    """thop's ``total_params``: ``dfs_count`` walks ``named_children()`` from the
+    root; a module with a rule (exact type, not ``Sequential``/``ModuleList``)
+    gives the parameters its ``count_parameters`` hook read at its last call
+    (``m.parameters()``, recursive; 0 if it never ran) and is not descended
+    into; any other module is descended into. The root's own parameters are
+    never counted; a shared module is counted under each name."""
+    tally = ParamTally()
+    called = called_paths(calls)
+
+    def walk(info: ModuleInfo) -> None:
+        for child_path in info.children:
+            child = modules.module(child_path)
+            if child is None:
+                continue
+            if child.module_class in RULED_CLASSES and child.module_type not in ("Sequential", "ModuleList"):
+                held = [t for _, t in modules.named_params(child.path)]
+                if not called.get(child.path):
+                    for t in held:
+                        tally.miss(t, *NEVER_CALLED)
+                    continue
+                again = child.path in tally.first_at.values()
+                for t in held:
+                    tally.count(t, child.path, *(PER_NAME if again else ("rule", "")))
+            else:
+                walk(child)
+
+    walk(modules.root)
+    miss_the_rest(tally, modules, ("rule", "parameters held by the root module itself are never counted"),
+                  ("unsupported", "held by a module without a thop rule (its parameters count 0)"))
+    return tally
+
+
 THOP = register_ruleset(Ruleset(
     name="thop",
     unit="MAC",
@@ -259,6 +300,7 @@ THOP = register_ruleset(Ruleset(
     module_hooks=True,
     hooks_per_name=True,
     sums_per_name=True,
+    params="thop",
 ))
 
 

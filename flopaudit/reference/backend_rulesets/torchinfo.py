@@ -28,6 +28,8 @@ from typing import Sequence
 
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.inventory import ModelInventory, TensorInfo
+from flopaudit.reference.params import ParamTally, param_counter
 from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
 
 
@@ -91,6 +93,138 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _OTHER_LEAVES = "other leaf modules priced from their weight/bias parameters, not from the ops they run"
 
+def _torchinfo_param_count(modules: ModelInventory, path: str) -> tuple[int, int]:
+    """``LayerInfo.calculate_num_params``: ``named_parameters()`` of the module,
+    a pruned ``*_orig`` parameter counted as its mask's ones. Returns
+    ``(count, elements left out by pruning)``."""
+    info = modules.module(path)
+    count = pruned = 0
+    for name, t in modules.named_params(path):
+        n = t.numel
+        if name.endswith("_orig") and info is not None:
+            mask = _mask(modules, path, name[: -len("_orig")] + "_mask")
+            if mask is not None and mask.nonzero >= 0:
+                pruned += n - mask.nonzero
+                n = mask.nonzero
+        count += n
+    return count, pruned
+
+
+def _mask(modules: ModelInventory, path: str, dotted: str) -> TensorInfo | None:
+    """The buffer reached by ``rgetattr(module, dotted)`` from the module at ``path``."""
+    *parts, leaf = dotted.split(".")
+    info = modules.module(path)
+    for part in parts:
+        if info is None:
+            return None
+        child = dict(zip(info.child_attrs, info.children)).get(part)
+        info = modules.module(child) if child is not None else None
+    return next((b for b in info.buffers if b.name == leaf), None) if info is not None else None
+
+
+class _Row:
+    """A ``LayerInfo`` of torchinfo's summary list, as far as parameters go."""
+
+    def __init__(self, path: str, depth: int, parent: _Row | None) -> None:
+        self.path, self.depth, self.parent = path, depth, parent
+        self.recursive = False
+        self.children: list[_Row] = []
+
+
+def torchinfo_rows(modules: ModelInventory, calls: Sequence[ModuleCall]) -> list[_Row]:
+    """torchinfo 1.8's summary list (``torchinfo.py`` ``apply_hooks``,
+    ``add_missing_container_layers``, ``set_children_layers``), replayed on the
+    module calls: a depth-first walk of ``_modules`` hooks every module, each
+    keeping the name, depth and parent of its *last* visit (a shared module's
+    second parent); every call adds a row, "recursive" if its module had one
+    before; container rows missing from a row's hierarchy are inserted (the
+    walk's own ``LayerInfo``, recursive if its module already has a row); a
+    row's children are the rows after it that are deeper."""
+    last: dict[str, _Row] = {}
+    stack: list[tuple[str, int, _Row | None]] = [(modules.root.path, 0, None)]
+    while stack:
+        path, depth, parent = stack.pop()
+        last[path] = fallback = _Row(path, depth, parent)
+        info = modules.module(path)
+        stack += [(child, depth + 1, fallback) for child in reversed(info.children if info else ())]
+    rows: list[_Row] = []
+    ids: set[str] = set()
+    for call in calls:
+        hooked = last.get(call.path)
+        if hooked is None:
+            continue
+        row = _Row(call.path, hooked.depth, hooked.parent)
+        row.recursive = call.path in ids
+        ids.add(call.path)
+        rows.append(row)
+    current: dict[int, _Row] = {}
+    for idx, row in enumerate(rows):  # rows grow while iterating, as torchinfo's list does
+        inserted = 0
+        hierarchy: dict[int, _Row] = {}
+        parent = row.parent
+        while parent is not None and parent.depth > 0:
+            hierarchy[parent.depth] = parent
+            parent = parent.parent
+        for d in range(1, row.depth):
+            if (d not in current or current[d].path != hierarchy[d].path) and \
+                    hierarchy[d] is not rows[idx + inserted - 1]:
+                hierarchy[d].recursive = hierarchy[d].path in ids
+                rows.insert(idx + inserted, hierarchy[d])
+                ids.add(hierarchy[d].path)
+                current[d] = hierarchy[d]
+                inserted += 1
+        current[row.depth] = row
+        d = row.depth + 1
+        while d in current:
+            current.pop(d)
+            d += 1
+    for i, row in enumerate(rows):
+        end = i + 1
+        while end < len(rows) and rows[end].depth > row.depth:
+            end += 1
+        row.children = rows[i + 1:end]
+    return rows
+
+
+@param_counter("torchinfo")
+def torchinfo_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
+    """torchinfo's ``total_params`` (``ModelStatistics``) over :func:`torchinfo_rows`:
+    a non-recursive leaf row adds its parameters, any other non-recursive row
+    ``max(0, leftover)``, leftover being its parameters less its non-recursive
+    children's (a leaf's parameters, another row's leftover); a pruned weight
+    counts its mask's ones. So a weight held by two modules, or a module
+    reached under two parents, can be counted again through its parents'
+    leftovers.
+
+    The total is computed row by row; the tally counts every parameter once
+    and books what torchinfo adds or leaves out on top as two causes."""
+    tally = ParamTally()
+    reference = modules.unique_params()
+    for t, path in reference.values():
+        tally.count(t, path)
+    rows = torchinfo_rows(modules, calls)
+    counts = {row.path: _torchinfo_param_count(modules, row.path)[0] for row in rows}
+
+    def leaf(row: _Row) -> bool:
+        info = modules.module(row.path)
+        return info is None or not info.children
+
+    def leftover(row: _Row) -> int:
+        return counts[row.path] - sum(counts[c.path] if leaf(c) else leftover(c) for c in row.children
+                                      if not c.recursive)
+
+    total = sum(counts[r.path] if leaf(r) else max(leftover(r), 0) for r in rows if not r.recursive)
+    pruned = _torchinfo_param_count(modules, modules.root.path)[1]
+    if pruned:
+        tally.adjust(-pruned, "", "rule", "a pruned weight (weight_orig + weight_mask) counts its mask's ones")
+    extra = total - (sum(t.numel for t, _ in reference.values()) - pruned)
+    if extra:
+        tally.adjust(extra, "", "reused-module",
+                     "a weight held by several modules, or a module reached under several parents, is counted "
+                     "again in its parents' leftover parameters")
+    return tally
+
+
 TORCHINFO = Ruleset(
     name="torchinfo",
     unit="MAC",
@@ -107,5 +241,6 @@ TORCHINFO = Ruleset(
     ),
     default="zero",
     module_hooks=True,
+    params="torchinfo",
 )
 register_ruleset(TORCHINFO)

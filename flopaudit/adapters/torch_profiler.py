@@ -1,0 +1,109 @@
+"""PyTorch's built-in ``torch.profiler.profile(with_flops=True)``.
+
+What it counts (torch 2.14, ``torch/csrc/profiler/util.cpp``
+``saveExtraArgs``/``computeFlops``; verified by probes on CPU): every
+operator the profiler records gets an estimate from its name and input
+shapes, in FLOPs, for exactly seven names:
+
+* ``aten::conv2d``: ``2 * N * H_out * W_out * kh * kw * Cin * Cout / groups``
+  with the output size from the input size, padding, stride and dilation
+  (bias not counted); a 3-D (unbatched) input, a string ``padding``
+  (``"same"``), ``conv1d``/``conv3d`` and transposed convolutions count 0.
+* ``aten::mm`` and ``aten::addmm``: ``2 * M * K * N`` (the bias of addmm not
+  counted); ``aten::bmm`` and ``aten::baddbmm``: ``2 * B * M * K * N``.
+* ``aten::mul`` and ``aten::add`` (not their in-place ``mul_``/``add_``):
+  ``numel`` of the *first* input (1 per element, not 2).
+
+The profiler sees operators at the dispatcher's entry, so ``nn.Linear``
+reaches ``aten::addmm``/``aten::mm`` and ``torch.matmul``/``@`` reach
+``mm``/``bmm`` as in the reference; everything else (attention kernels,
+RNN kernels, norms, activations, pools) counts 0.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import Backend
+from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+_KINETO_LOG = re.compile(r"^[A-Z]+:\d{4}-\d\d-\d\d [\d:]+ \d+:\d+ \w+\.cpp:\d+\]")
+"""A line of the profiler library's (Kineto's) own log: stage markers, and on a
+machine without a GPU "gpuGetDeviceCount failed"; not about the count."""
+
+UNIT_NOTE = (
+    "reports FLOPs (2 per multiply-accumulate in conv/mm/bmm, 1 per element in mul/add): normalised to MACs by "
+    "halving each operator's FLOPs (an odd elementwise count rounded down)"
+)
+
+
+BACKEND = Backend(
+    name="torch-profiler",
+    adapter="TorchProfilerAdapter",
+    description=(
+        "torch.profiler.profile(with_flops=True): FLOP estimates of conv2d/mm/addmm/bmm/baddbmm/mul/add events"
+    ),
+    unit=Unit.FLOP,
+    granularity=Granularity.ATEN_OPS,
+    module="torch.profiler",
+    distribution="torch",
+    install="pip install 'torch>=2.1'",
+    ruleset="flopaudit.reference.backend_rulesets.torch_profiler",
+    unit_note=UNIT_NOTE,
+    known_divergences={},
+    order=140,
+)
+
+class TorchProfilerAdapter(Adapter):
+    """``with torch.profiler.profile(activities=[CPU], with_flops=True): model(...)``.
+
+    * ``raw_total``: the sum of ``FunctionEvent.flops`` over every recorded
+      event (FLOPs, whole batch).
+    * ``macs``: the sum over events of ``flops // 2``. Contractions report
+      exactly ``2 x MACs``; ``aten::mul``/``aten::add`` report one FLOP per
+      element, which becomes half a MAC (rounded down per operator).
+    * ``per_op``: MACs by operator name; ``params``: ``sum(p.numel() for p in
+      model.parameters())`` (the profiler counts none).
+
+    The model runs as ``model(*args, **kwargs)`` in its own mode with
+    autograd on (as in torch's profiler recipes).
+    """
+
+    backend = BACKEND
+
+
+    def options(self) -> dict[str, Any]:
+        return {"activities": ("CPU",), "with_flops": True, "record_shapes": False, "grad_enabled": True}
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        from torch.profiler import ProfilerActivity, profile
+
+        from flopaudit.adapters.base import count_params
+        from flopaudit.isolation import quiet
+
+        with quiet() as printed:
+            with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=False) as prof:
+                model(*inputs.args, **inputs.kwargs)
+        messages = [line.strip() for line in printed.getvalue().splitlines()
+                    if line.strip() and not _KINETO_LOG.match(line.strip())]
+        raw = 0
+        macs = 0
+        per_op: dict[str, int] = {}
+        for event in prof.events():
+            flops = int(event.flops or 0)
+            if not flops:
+                continue
+            raw += flops
+            macs += flops // 2
+            per_op[event.name] = per_op.get(event.name, 0) + flops // 2
+        return RawCount(raw_total=raw, macs=macs, params=count_params(model), per_op=per_op, warnings=messages)
+
+
+__all__ = ["TorchProfilerAdapter", "UNIT_NOTE"]

@@ -1,0 +1,150 @@
+"""TylerYep's ``torch-summary`` (the maintained fork of torchsummary, later torchinfo).
+
+What torch-summary 1.4.5 counts (``torchsummary/torchsummary.py``,
+``layer_info.py``, ``model_statistics.py``; verified by probes on torch 2.14):
+
+* It runs the model on the given tensors under ``torch.no_grad()`` in eval
+  mode (``model.eval()``, the mode restored after), with a forward pre-hook
+  and hook on every module down to ``depth + 1`` (4 with the default
+  ``depth=3``), the root only if it has no children (or is an
+  ``nn.MultiheadAttention``). One row per call.
+* "Total mult-adds": for every row, whatever its depth (containers too), the
+  module's ``named_parameters()`` (recursive): a parameter named exactly
+  ``weight`` counts ``numel`` (Conv classes: ``numel * prod(output[2:])``,
+  the output positions), any other name containing ``weight`` (an RNN's
+  ``weight_ih_l0``, a child's ``0.weight``) ``numel``; biases never. It never
+  multiplies by the batch: the count is per sample (and a container adds its
+  children's weights again).
+* "Total params": ``num_params`` (recursive ``named_parameters``) of the
+  rows at the deepest shown level (``depth``) or of leaves above it, except
+  repeated calls of a module that has parameters ("(recursive)").
+* Memory (4 bytes per element): input = the inputs' elements without the
+  batch dim, forward/backward = 2 x output elements of leaf rows with
+  parameters, params = total params.
+
+torch-summary and sksq96's ``torchsummary`` install the same import package
+``torchsummary`` (:mod:`flopaudit.adapters._shared_import`); this backend is
+available only when the files on disk are torch-summary's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from flopaudit.adapters._shared_import import SharedImportBackend
+from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.torchsummary import DISTRIBUTIONS, SHARED_FILES
+from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+
+UNIT_NOTE = "counts Mult-Adds per sample (it never multiplies by the batch): normalised by multiplying by the batch size"
+
+_BYTES_PER_ELEMENT = 4
+
+
+BACKEND = SharedImportBackend(
+    name="torch-summary",
+    adapter="TorchSummaryAdapter",
+    description=(
+        "torch-summary (TylerYep) summary: hooks to depth 4, Mult-Adds from weight counts per sample, params, memory"
+    ),
+    unit=Unit.MAC,
+    granularity=Granularity.MODULE_HOOKS,
+    module="torchsummary",
+    distribution="torch-summary",
+    install="pip install torch-summary==1.4.5",
+    ruleset="flopaudit.reference.backend_rulesets.torch_summary",
+    unit_note=UNIT_NOTE,
+    known_divergences={
+        "transformer-encoder-padding-mask": "torch-summary fails: under no_grad nn.TransformerEncoder packs the "
+        "padded batch into a nested tensor and its hooks read the sizes (RuntimeError); a crash is not predicted",
+        "dict-io": "torch-summary fails: it takes input_data as tensors or sizes and this model takes a dict "
+        "(TypeError); a crash is not predicted",
+        "params-lazy": "torch-summary fails: it counts parameters in each pre-hook, before a lazy module has "
+        "initialised them (ValueError); a crash is not predicted",
+    },
+    order=90,
+    rivals=DISTRIBUTIONS,
+    files=SHARED_FILES,
+)
+
+class TorchSummaryAdapter(Adapter):
+    """``torchsummary.summary(model, input_data=[tensors], **kwargs)`` of torch-summary 1.4.
+
+    * ``raw_total`` is ``total_mult_adds`` (per sample, weights only);
+      ``macs`` is ``raw_total * N`` with ``N`` the batch size of the inputs.
+    * ``params`` is ``total_params``; ``extra``: ``params_trainable``,
+      ``input_bytes``, ``forward_backward_bytes``, ``params_bytes``,
+      ``total_bytes`` (its memory estimate, 4 bytes per element).
+    * ``per_module``: each row's mult-adds x ``N`` under the module's dotted
+      path (a shared module under its first name), summed into its ancestors
+      (a container's own row included).
+
+    Inputs: positional tensors go as ``input_data``, keyword inputs through
+    ``**kwargs`` (names that clash with ``summary``'s own parameters are bound
+    in a wrapper). ``device`` is the model's device (torch-summary's default
+    is CUDA when available); ``verbose=0``; other options its defaults.
+    """
+
+    backend = BACKEND
+
+
+    def options(self) -> dict[str, Any]:
+        return {"batch_dim": 0, "depth": 3, "device": "the model's device", "verbose": 0,
+                "col_names": ("output_size", "num_params", "mult_adds")}
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        from torchsummary import summary
+
+        from flopaudit.adapters._binding import FixedKwargs
+        from flopaudit.adapters.torchinfo import model_device
+        from flopaudit.module_paths import ancestors, first_names
+
+        opts = self.options()
+        kwargs = dict(inputs.kwargs)
+        target: nn.Module = model
+        if set(inspect.signature(summary).parameters) & set(kwargs):
+            target, kwargs = FixedKwargs(model, kwargs), {}
+        args = list(inputs.args)
+        stats = summary(
+            target,
+            args[0] if len(args) == 1 else args,
+            batch_dim=opts["batch_dim"],
+            depth=opts["depth"],
+            device=model_device(model, inputs),
+            verbose=opts["verbose"],
+            col_names=opts["col_names"],
+            **kwargs,
+        )
+        batch = inputs.batch_size or 1
+        paths = first_names(model)
+        per_module: dict[str, int] = {}
+        for layer in stats.summary_list:
+            path = paths.get(id(layer.module))
+            if path is None:
+                continue
+            for name in ancestors(path):
+                per_module[name] = per_module.get(name, 0) + int(layer.macs) * batch
+        per_module[""] = int(stats.total_mult_adds) * batch
+        return RawCount(
+            raw_total=int(stats.total_mult_adds),
+            macs=int(stats.total_mult_adds) * batch,
+            params=int(stats.total_params),
+            per_module=per_module,
+            extra={
+                "params_trainable": int(stats.trainable_params),
+                "input_bytes": int(stats.total_input) * _BYTES_PER_ELEMENT,
+                "forward_backward_bytes": int(stats.total_output) * _BYTES_PER_ELEMENT,
+                "params_bytes": int(stats.total_params) * _BYTES_PER_ELEMENT,
+                "total_bytes": (int(stats.total_input) + int(stats.total_output) + int(stats.total_params))
+                * _BYTES_PER_ELEMENT,
+            },
+        )
+
+
+__all__ = ["TorchSummaryAdapter", "UNIT_NOTE"]

@@ -1,0 +1,121 @@
+"""``torch.profiler.profile(with_flops=True)`` as a ruleset.
+
+The profiler estimates FLOPs for seven operator names only
+(``torch/csrc/profiler/util.cpp`` ``computeFlops``, torch 2.14), from the
+shapes of the call's first inputs:
+
+* ``aten::conv2d``: ``2 * N * H_out * W_out * kh * kw * Cin * Cout / groups``
+  (2 x the canonical MACs, bias not counted), only for a 4-D input and a 4-D
+  weight with integer padding; ``conv1d``, ``conv3d``, transposed and
+  unbatched convolutions count 0.
+* ``aten::mm``, ``aten::addmm``: ``2 * M * K * N``; ``aten::bmm``,
+  ``aten::baddbmm``: ``2 * B * M * K * N`` (2 x the canonical MACs).
+* ``aten::mul``, ``aten::add``: ``numel`` of the first input (1 per
+  element; the in-place ``mul_``/``add_`` count 0).
+
+The profiler records operators where they enter the dispatcher, above the
+reference's dispatch mode: ``nn.Linear``, ``torch.matmul`` and ``@`` reach the
+same ``mm``/``addmm``/``bmm`` calls the reference records, and ``F.conv2d``
+(``aten::conv2d``) is the reference's ``aten.convolution`` with a 4-D weight
+and ``transposed=False``. Everything else counts 0, with autograd on as the
+adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
+elementwise count down); :func:`~flopaudit.reference.predict.predict` halves
+each event of this FLOP ruleset the same way.
+"""
+
+from __future__ import annotations
+
+from flopaudit.reference.backend_rulesets.fvcore import call_arg
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
+from flopaudit.reference.registry import Category
+from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
+from flopaudit.reference.rulesets import numel as _numel
+
+_UNSUPPORTED = "unsupported"
+
+CONV2D_CALLS = ("torch.nn.functional.conv2d", "torch.conv2d")
+LINEAR_CALLS = ("torch.nn.functional.linear",)
+_RNN_MODULES = ("RNN", "GRU", "LSTM")
+_R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an in-place aten::add_ under the "
+                  "profiler (not priced); the reference's mode sees it out of place")
+_R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
+
+
+@event_counter("torch-profiler.conv2d")
+def conv2d(e: OpEvent) -> int:
+    """``computeFlops`` for ``aten::conv2d``, from a ``py:`` call of
+    ``F.conv2d``/``torch.conv2d``: ``2 * N * H_out * W_out * kh * kw * Cin *
+    Cout // groups`` for a 4-D input and weight with integer padding, else 0
+    (an unbatched input, ``padding="same"``)."""
+    if len(e.input_shapes) < 2 or not e.output_shapes or isinstance(call_arg(e, 4, "padding", 0), str):
+        return 0
+    x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
+    if len(x) != 4 or len(w) != 4 or len(y) != 4 or not w[1]:
+        return 0
+    groups = x[1] // w[1]
+    return 2 * x[0] * y[2] * y[3] * w[2] * w[3] * x[1] * w[0] // groups
+
+
+@event_counter("torch-profiler.add_in_rnn")
+def add_in_rnn(e: OpEvent) -> int:
+    """``aten::add`` inside an RNN module: 1 per element of the first input,
+    except the bias add of an input projection that the RNN kernel makes with
+    ``at::linear`` (a 1-D second operand as wide as the first's last dim):
+    under the reference's dispatch mode ATen's ``linear`` adds the bias out
+    of place (composite compliance), under the profiler in place (``add_``),
+    which it does not price."""
+    if not e.input_shapes:
+        return 0
+    x = e.input_shapes[0]
+    if len(e.input_shapes) >= 2 and len(e.input_shapes[1]) == 1 and x and e.input_shapes[1][0] == x[-1]:
+        return 0
+    return _numel(x)
+
+
+@event_counter("torch-profiler.rnn_bias_add")
+def rnn_bias_add(e: OpEvent) -> int:
+    """The ``aten::add`` of the two bias vectors that the CPU LSTM kernel
+    (``mkldnn_rnn_layer``) dispatches itself, below the reference's mode:
+    ``numel(b_ih)`` per layer and direction when the layer has biases."""
+    if not e.arg("has_biases", True) or len(e.input_shapes) < 4:
+        return 0
+    return _numel(e.input_shapes[3])
+
+
+@event_counter("torch-profiler.first_numel")
+def first_numel(e: OpEvent) -> int:
+    """``computeFlops`` for ``aten::mul``/``aten::add``: elements of the first input."""
+    return _numel(e.input_shapes[0]) if e.input_shapes else 0
+
+
+TORCH_PROFILER = Ruleset(
+    name="torch-profiler",
+    unit="FLOP",
+    description="torch.profiler with_flops: 2 x MACs of aten::conv2d (4-D), mm, addmm, bmm, baddbmm; numel of the "
+    "first input of aten::mul and aten::add; every other op 0.",
+    patched_functions=CONV2D_CALLS + LINEAR_CALLS,
+    event_rules=(
+        *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),
+        *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),
+        EventRule("zero", category=Category.CONV, reason=_R_CONV, kind=_UNSUPPORTED),
+        *(EventRule("zero", op=op, patched=p, reason=_R_LINEAR_BIAS) for op in ("aten.add", "aten.mul")
+          for p in LINEAR_CALLS),
+        *(EventRule("torch-profiler.add_in_rnn", op="aten.add", module_type=m, reason=_R_LINEAR_BIAS)
+          for m in _RNN_MODULES),
+        EventRule("torch-profiler.rnn_bias_add", op="aten.mkldnn_rnn_layer",
+                  reason="the CPU LSTM kernel's own aten::add of its two biases (1 per element)"),
+        *(EventRule("2*macs", op=op, reason="mm/addmm/bmm/baddbmm = 2 x MACs (bias excluded)")
+          for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")),
+        *(EventRule("torch-profiler.first_numel", op=op,
+                    reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")
+          for op in ("aten.mul", "aten.add")),
+        EventRule("zero", category=Category.ATTENTION, reason="attention kernels have no profiler estimate",
+                  kind=_UNSUPPORTED),
+        EventRule("zero", category=Category.RNN, reason="RNN kernels have no profiler estimate", kind=_UNSUPPORTED),
+        EventRule("zero", category=Category.MATMUL, reason="no profiler estimate for this product (mv, dot, addbmm...)",
+                  kind=_UNSUPPORTED),
+    ),
+    default="zero",
+    grad_enabled=True,
+)
+register_ruleset(TORCH_PROFILER)

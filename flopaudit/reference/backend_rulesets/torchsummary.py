@@ -1,0 +1,74 @@
+"""sksq96's ``torchsummary`` (1.5.1): no MACs; its parameter count as a ruleset.
+
+torchsummary counts no operations (the ruleset prices every event 0 and the
+adapter reports no MACs), so the ruleset is there for its parameters
+(``torchsummary/torchsummary.py``): ``model.apply`` registers a forward hook
+on every module but ``nn.Sequential``, ``nn.ModuleList`` and the root, once
+per visit (a module shared by two parents twice); each hook call adds a row
+with the element counts of the module's ``weight`` and ``bias`` attributes,
+whatever they are. So parameters are counted per call and per name, a tied
+weight in each module holding it, a pruned module's computed ``weight`` in
+place of its ``weight_orig`` parameter, and only under the names ``weight``
+and ``bias``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from flopaudit.reference.engine import ModuleCall
+from flopaudit.reference.inventory import ModelInventory
+from flopaudit.reference.params import NEVER_CALLED, PER_CALL, PER_NAME, ParamTally, param_counter
+from flopaudit.reference.rulesets import Ruleset, register_ruleset
+
+_CONTAINERS = ("Sequential", "ModuleList")
+_ATTRS = ("weight", "bias")
+
+
+@param_counter("torchsummary")
+def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
+    """A row per call per hook (see the module docstring), each adding the
+    module's ``weight`` and ``bias`` attributes' elements."""
+    tally = ParamTally()
+    calls_so_far: dict[str, int] = {}
+    for call in calls:
+        info = modules.module(call.path)
+        if info is None or not call.path or info.module_type in _CONTAINERS:
+            continue
+        held = {t.name: t for t in (*info.params, *info.tensor_attrs) if t.name in _ATTRS}
+        nth = calls_so_far[call.path] = calls_so_far.get(call.path, 0) + 1
+        for hook in range(len(info.names)):
+            why = ("rule", "") if nth == 1 and hook == 0 else (PER_NAME if nth == 1 else PER_CALL)
+            for name in _ATTRS:
+                if name in held:
+                    t = held[name]
+                    if t in info.tensor_attrs:
+                        why_attr = ("rule", "a pruned module's computed weight tensor is counted (not a parameter)")
+                        tally.count(t, call.path, *why_attr)
+                    else:
+                        tally.count(t, call.path, *why)
+    called = {call.path for call in calls}
+    for info in modules.modules:
+        for t in info.params:
+            if not info.path:
+                tally.miss(t, "rule", "parameters held by the root module are not counted (it is not hooked)")
+            elif t.name.endswith("_orig"):
+                tally.miss(t, "rule", "a pruned weight's parameter (weight_orig) is not an attribute named weight")
+            elif t.name not in _ATTRS:
+                tally.miss(t, "unsupported", "only attributes named weight and bias are counted "
+                           "(e.g. weight_ih_l0, in_proj_weight, a class token)")
+            elif info.path not in called:
+                tally.miss(t, *NEVER_CALLED)
+    return tally
+
+
+TORCHSUMMARY = register_ruleset(Ruleset(
+    name="torchsummary",
+    unit="MAC",
+    description="torchsummary (sksq96): counts no MACs; parameters = weight + bias attributes of every hooked "
+    "module call (all modules but the root, Sequential and ModuleList; once per name).",
+    default="zero",
+    grad_enabled=True,
+    module_hooks=True,
+    params="torchsummary",
+))

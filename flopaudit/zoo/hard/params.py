@@ -1,0 +1,107 @@
+"""Parameter cases: frozen, lazy, pruned parameters, and parameters held by the root.
+
+Counters disagree on parameters as on MACs: some count only trainable
+parameters, some only the leaves, some only attributes named ``weight`` and
+``bias``, some read a pruned module's computed ``weight``. The reference
+counts every parameter tensor once (buffers and computed tensors not).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from flopaudit.zoo.case import ModelCase
+from flopaudit.zoo.hard._common import hard_case, randn_inputs
+
+
+def frozen_backbone() -> nn.Module:
+    """Conv(3->8, 3x3) + BN frozen, ReLU, global pool, trainable Linear(8 -> 10) head."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+    for module in (model[0], model[1]):
+        module.requires_grad_(False)
+    return model.eval()
+
+
+def lazy_mlp() -> nn.Module:
+    """LazyLinear(32), ReLU, LazyLinear(8): shapes known only after the first forward."""
+    return nn.Sequential(nn.LazyLinear(32), nn.ReLU(), nn.LazyLinear(8))
+
+
+def pruned_mlp() -> nn.Module:
+    """Linear(16 -> 32) with half its weights pruned (L1), ReLU, Linear(32 -> 8).
+
+    Pruning replaces the first Linear's ``weight`` parameter by ``weight_orig``
+    (a parameter of the same size) and a ``weight_mask`` buffer, and makes
+    ``weight`` a plain tensor recomputed by a forward pre-hook
+    (``weight_orig * weight_mask``).
+    """
+    from torch.nn.utils import prune
+
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+    prune.l1_unstructured(model[0], name="weight", amount=0.5)
+    return model
+
+
+class RootParameter(nn.Module):
+    """``fc(x * scale + shift)``: a parameter (``scale``) and a buffer (``shift``) on the root itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(16))
+        self.register_buffer("shift", torch.zeros(16))
+        self.fc = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x * self.scale + self.shift)
+
+
+def cases() -> list[ModelCase]:
+    return [
+        hard_case(
+            "params-frozen-backbone",
+            frozen_backbone,
+            randn_inputs((2, 3, 16, 16)),
+            {"params", "frozen", "conv", "linear"},
+            # conv: batch 2 x 8 out x 16 x 16 positions x 3 in x 3 x 3; head: 2 x 8 x 10
+            expected_macs=2 * 8 * 16 * 16 * 3 * 3 * 3 + 2 * 8 * 10,
+            # conv 8x3x3x3 + 8, BN 8 + 8 (frozen: 240 elements), head 8 x 10 + 10 (trainable)
+            expected_params=(8 * 3 * 3 * 3 + 8) + (8 + 8) + (8 * 10 + 10),
+            description="Conv2d(3, 8, 3) and BatchNorm2d(8) frozen (requires_grad=False), ReLU, global average "
+            "pool and a trainable Linear(8, 10) head, on (2, 3, 16, 16)",
+        ),
+        hard_case(
+            "params-lazy",
+            lazy_mlp,
+            randn_inputs((4, 16)),
+            {"params", "lazy", "linear"},
+            expected_macs=4 * 16 * 32 + 4 * 32 * 8,
+            expected_params=(16 * 32 + 32) + (32 * 8 + 8),
+            description="LazyLinear(32), ReLU, LazyLinear(8) on (4, 16): parameters exist only after a forward",
+        ),
+        hard_case(
+            "params-pruned",
+            pruned_mlp,
+            randn_inputs((4, 16)),
+            {"params", "pruned", "linear"},
+            # the matmuls are dense: pruning zeroes weights, it does not remove them
+            expected_macs=4 * 16 * 32 + 4 * 32 * 8,
+            # weight_orig 32 x 16 + bias 32, then 8 x 32 + 8; the mask is a buffer
+            expected_params=(32 * 16 + 32) + (8 * 32 + 8),
+            description="Linear(16, 32) with 50% of its weights L1-pruned (weight_orig + weight_mask, weight "
+            "recomputed by a pre-hook), ReLU, Linear(32, 8), on (4, 16)",
+        ),
+        hard_case(
+            "params-on-root",
+            RootParameter,
+            randn_inputs((4, 16)),
+            {"params", "linear"},
+            expected_macs=4 * 16 * 8,
+            expected_params=16 + (16 * 8 + 8),  # scale on the root + fc; the shift buffer is not a parameter
+            description="a parameter (scale, 16) and a buffer (shift, 16) held by the root module, then "
+            "Linear(16, 8), on (4, 16)",
+        ),
+    ]

@@ -1,0 +1,139 @@
+"""calflops, DeepSpeed's flops profiler, torch.profiler and torchprofile: units, options, what they leave behind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flopaudit.adapters import get_adapter, get_backend
+from flopaudit.records import DECLARED_CAUSE, Status, Unit
+
+
+def _adapter(name: str):  # noqa: ANN202
+    backend = get_backend(name)
+    if not backend.available():
+        pytest.skip(backend.missing_reason())
+    return get_adapter(name)
+
+
+class ConvLinear(nn.Module):
+    """Conv2d(3, 8, 3, padding=1) with bias, ReLU, Linear(8 * 4 * 4, 10) with bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).flatten(1))
+
+
+# MACs of ConvLinear on (2, 3, 4, 4): conv 2 x 8 x 16 positions x 27, linear 2 x 128 x 10
+CONV = 2 * 8 * 16 * 27
+LINEAR = 2 * 128 * 10
+
+
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
+def test_patched_profiler_unit_probe(backend: str) -> None:
+    r = _adapter(backend).count(ConvLinear(), torch.randn(2, 3, 4, 4))
+    assert r.status is Status.OK, r.error
+    assert r.unit is Unit.MAC
+    assert r.macs == r.raw_total == CONV + LINEAR
+    # FLOPs: 2 x MACs, conv bias 2 x 8 x 16, relu 2 x 128 elements; the linear bias is not in F.linear's FLOPs
+    assert dict(r.extra)["flops"] == 2 * (CONV + LINEAR) + 2 * 8 * 16 + 2 * 128
+    assert r.module_macs() == {"": CONV + LINEAR, "conv": CONV, "fc": LINEAR}
+
+
+def test_calflops_back_propagation_option() -> None:
+    _adapter("calflops")
+    from flopaudit.adapters.calflops import CalflopsAdapter
+
+    forward = CalflopsAdapter().count(ConvLinear(), torch.randn(2, 3, 4, 4))
+    training = CalflopsAdapter(include_backPropagation=True).count(ConvLinear(), torch.randn(2, 3, 4, 4))
+    assert dict(forward.options)["include_backPropagation"] == "False"
+    assert dict(training.options)["include_backPropagation"] == "True"
+    assert training.macs == 3 * forward.macs  # forward + backward at compute_bp_factor 2.0
+
+
+def test_calflops_params_are_the_trainable_ones() -> None:
+    model = ConvLinear()
+    model.conv.requires_grad_(False)
+    r = _adapter("calflops").count(model, torch.randn(2, 3, 4, 4))
+    assert r.params == 128 * 10 + 10  # the frozen conv's 224 are left out
+
+
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
+def test_patched_functions_restored_after_a_failure(backend: str) -> None:
+    before = (F.conv2d, F.linear, torch.matmul, torch.Tensor.matmul, "matmul" in vars(torch.Tensor))
+    r = _adapter(backend).count(nn.Conv2d(3, 8, 3), torch.randn(3, 8, 8))  # unbatched: their conv formula asserts
+    assert r.status is Status.ERROR
+    assert "_conv_flops_compute" in (r.error or "")
+    assert (F.conv2d, F.linear, torch.matmul, torch.Tensor.matmul, "matmul" in vars(torch.Tensor)) == before
+    assert _adapter(backend).count(ConvLinear(), torch.randn(2, 3, 4, 4)).macs == CONV + LINEAR
+
+
+def test_deepspeed_counts_at_and_shared_modules_once() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Linear(4, 4, bias=False))
+            self.b = nn.Sequential(self.a[0])
+            self.w = nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x)) @ self.w
+
+    r = _adapter("deepspeed").count(Shared(), torch.randn(3, 4))
+    assert r.macs == 2 * 3 * 16 + 3 * 16  # two calls of the shared Linear, then @ (patched Tensor.__matmul__)
+    assert dict(r.options)["warm_up"] == "0"
+
+
+def test_torch_profiler_halves_each_operator() -> None:
+    class MulAdd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 6, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) * 2 + 1
+
+    r = _adapter("torch-profiler").count(MulAdd(), torch.randn(3, 4))
+    assert r.unit is Unit.FLOP
+    # mm 2 x 3 x 4 x 6 = 144 FLOPs; mul and add 18 elements each (1 FLOP per element)
+    assert r.raw_total == 144 + 18 + 18
+    assert r.macs == 72 + 9 + 9
+    assert dict(r.per_op) == {"aten::mm": 72, "aten::mul": 9, "aten::add": 9}
+    assert r.warnings == ()  # the profiler library's own log lines are dropped
+
+
+def test_torch_profiler_prices_conv2d_only() -> None:
+    r = _adapter("torch-profiler").count(nn.Conv1d(3, 4, 3), torch.randn(2, 3, 8))
+    assert r.macs == 0  # aten::conv1d has no estimate
+    r = _adapter("torch-profiler").count(nn.Conv2d(3, 4, 3), torch.randn(2, 3, 8, 8))
+    assert r.macs == 2 * 4 * 36 * 27
+
+
+def test_torchprofile_prices_elementwise_mul_and_declares_size_arithmetic() -> None:
+    class Reshape(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n, t, c = x.shape
+            return self.fc(x.reshape(n * t, c) * 0.5)
+
+    r = _adapter("torchprofile").count(Reshape(), torch.randn(2, 3, 8))
+    assert r.status is Status.OK, r.error
+    # linear 6 x 8 x 4 = 192; x * 0.5: 48 elements; n * t traced as a 0-dim aten::mul: 1
+    assert r.macs == 192 + 48 + 1
+    assert dict(r.extra) == {k: 1 for k, _ in r.extra if k.startswith(DECLARED_CAUSE)}
+    assert len(r.extra) == 1
+
+
+def test_torchprofile_lists_operators_without_handlers() -> None:
+    r = _adapter("torchprofile").count(nn.GRU(4, 8), torch.randn(5, 2, 4))
+    assert r.macs == 0
+    assert dict(r.unsupported) == {"aten::gru": 1}

@@ -1,0 +1,154 @@
+"""torchsummary (sksq96), torch-summary (TylerYep) and pytorch-model-summary: parameters, memory, Mult-Adds.
+
+torchsummary and torch-summary install the same import package; one
+environment holds one of them (the project's installs sksq96's), so the
+torch-summary tests run where it is installed (``tox -e torch-summary``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import SmallConvNet
+from torch import nn
+
+from flopaudit.adapters import get_adapter, get_backend
+from flopaudit.adapters._shared_import import owner
+from flopaudit.adapters.torchsummary import DISTRIBUTIONS, SHARED_FILES
+from flopaudit.records import Status
+
+
+class Block(nn.Module):
+    """Conv2d(3, 8, 3, padding=1) + ReLU, then a Linear(8 * 4 * 4, 10) head; called once each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.conv(x)).flatten(1))
+
+
+def _needs(backend: str) -> None:
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+
+
+def test_exactly_one_of_the_two_torchsummary_distributions_owns_the_package() -> None:
+    installed = owner(DISTRIBUTIONS, SHARED_FILES)
+    available = [b for b in ("torchsummary", "torch-summary") if get_backend(b).available()]
+    assert available == ([] if installed is None else [{"torchsummary": "torchsummary",
+                                                         "torch-summary": "torch-summary"}[installed]])
+    for name in ("torchsummary", "torch-summary"):
+        backend = get_backend(name)
+        if not backend.available():
+            assert backend.version() == ""
+            assert f"pip install {backend.distribution}" in backend.missing_reason()
+
+
+# ---------------------------------------------------------------- torchsummary (sksq96)
+
+
+def test_torchsummary_params_and_memory_by_hand() -> None:
+    _needs("torchsummary")
+    r = get_adapter("torchsummary").count(Block(), torch.randn(2, 3, 4, 4))
+    assert r.status is Status.OK, r.error
+    assert r.macs is None and r.raw_total is None  # counts no MACs: not 0
+    params = (8 * 27 + 8) + (128 * 10 + 10)
+    assert r.params == params
+    extra = dict(r.extra)
+    assert extra["params_trainable"] == params
+    # per sample (batch_size=-1), 4 bytes: input 3x4x4; outputs conv 128 + relu 128 + head 10, x2 for gradients
+    assert extra["input_bytes"] == 4 * 48
+    assert extra["forward_backward_bytes"] == 2 * 4 * (128 + 128 + 10)
+    assert extra["params_bytes"] == 4 * params
+    assert extra["total_bytes"] == 4 * 48 + 2 * 4 * 266 + 4 * params
+    assert extra["rows"] == 3
+
+
+def test_torchsummary_counts_per_call_and_only_weight_and_bias() -> None:
+    _needs("torchsummary")
+
+    class Reused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.token = nn.Parameter(torch.zeros(4))  # on the root: not hooked
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.fc(x) + self.token)
+
+    r = get_adapter("torchsummary").count(Reused(), torch.randn(2, 4))
+    assert r.params == 2 * (16 + 4)  # two calls of fc, two rows; the root's token never
+
+
+def test_torchsummary_not_applicable_to_keyword_or_integer_inputs() -> None:
+    _needs("torchsummary")
+    r = get_adapter("torchsummary").count(nn.Embedding(10, 4), torch.randint(0, 10, (2, 3)))
+    assert r.status is Status.NOT_APPLICABLE
+
+
+# ---------------------------------------------------------------- torch-summary (TylerYep)
+
+
+def test_torch_summary_mult_adds_per_sample_times_batch() -> None:
+    _needs("torch-summary")
+    r = get_adapter("torch-summary").count(Block(), torch.randn(2, 3, 4, 4))
+    assert r.status is Status.OK, r.error
+    # per sample: conv weight 216 x 16 output positions; Linear weight 1280; biases never; the root (it has
+    # children) is not a row
+    per_sample = 216 * 16 + 1280
+    assert r.raw_total == per_sample
+    assert r.macs == 2 * per_sample
+    assert r.params == (216 + 8) + (1280 + 10)
+
+
+def test_torch_summary_container_adds_its_childrens_weights_again() -> None:
+    _needs("torch-summary")
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 6, bias=False)))
+    r = get_adapter("torch-summary").count(model, torch.randn(3, 4))
+    # rows: inner Sequential (named_parameters '0.weight': 24) and the Linear ('weight': 24); the root has children
+    assert r.raw_total == 24 + 24
+    assert r.macs == 3 * 48
+
+
+# ---------------------------------------------------------------- pytorch-model-summary
+
+
+def test_pytorch_model_summary_params_by_hand() -> None:
+    _needs("pytorch-model-summary")
+    r = get_adapter("pytorch-model-summary").count(SmallConvNet(), torch.randn(2, 3, 8, 8))
+    assert r.status is Status.OK, r.error
+    assert r.macs is None
+    assert r.params == (8 * 27 + 8) + 16 + 90
+    assert dict(r.extra) == {"params_trainable": (8 * 27 + 8) + 16 + 90, "rows": 5}
+
+
+def test_pytorch_model_summary_skips_root_parameters_and_counts_ties_per_module() -> None:
+    _needs("pytorch-model-summary")
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4, bias=False)
+            self.b = nn.Linear(4, 4, bias=False)
+            self.b.weight = self.a.weight
+            self.scale = nn.Parameter(torch.ones(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x)) * self.scale
+
+    r = get_adapter("pytorch-model-summary").count(Tied(), torch.randn(2, 4))
+    assert r.params == 16 + 16  # the tied weight in each shown module, the root's scale never
+
+
+@pytest.mark.parametrize("show_input", [False, True])
+def test_pytorch_model_summary_show_input_is_recorded(show_input: bool) -> None:
+    _needs("pytorch-model-summary")
+    from flopaudit.adapters.pytorch_model_summary import PytorchModelSummaryAdapter
+
+    r = PytorchModelSummaryAdapter(show_input=show_input).count(SmallConvNet(), torch.randn(1, 3, 8, 8))
+    assert dict(r.options)["show_input"] == repr(show_input)
+    assert r.params == (8 * 27 + 8) + 16 + 90
