@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from flopaudit.lazy import lazy_attributes
+from flopaudit.zoo.hard import FAMILIES as HARD_FAMILIES
 
 if TYPE_CHECKING:
     from flopaudit.zoo.case import ModelCase
@@ -26,8 +27,7 @@ __getattr__ = lazy_attributes(__name__, {
 
 FAMILIES: tuple[str, ...] = (
     "flopaudit.zoo.torchvision_models:classification_cases",
-    *(f"flopaudit.zoo.hard.{name}:cases" for name in ("layers", "pointwise", "attention", "rnn", "structure",
-                                                      "custom")),
+    *(f"flopaudit.zoo.hard.{name}:cases" for name in HARD_FAMILIES),
     "flopaudit.zoo.torchvision_extra:cases",
     "flopaudit.zoo.extra_cases:timm_cases",
     "flopaudit.zoo.extra_cases:transformers_cases",
