@@ -132,12 +132,9 @@ def backends_from_args(args: argparse.Namespace) -> list[str]:
 
 def default_jobs() -> int:
     """The number of cores this process may run on."""
-    import os
+    from flopaudit.run import usable_cores
 
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def parse_jobs(text: str) -> int:
