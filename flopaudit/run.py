@@ -434,4 +434,41 @@ def audit_model(
     return AuditRun(results, (info,))
 
 
-__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "UserError"]
+DEFAULT_COST_TIMEOUT_S = 600.0
+
+
+def cost_model(
+    model: Any,
+    inputs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    name: str = "model",
+    request: CostRequest | None = None,
+    timeout: float | None = DEFAULT_COST_TIMEOUT_S,
+    isolate: bool = True,
+) -> Any:
+    """Measure one in-memory model's cost (:func:`flopaudit.measure.cost.measure_cost`) where it is, on the
+    caller's torch threads; with ``isolate``, in a child forked from this process, bounded by ``timeout``
+    seconds (a hang or crash is the record's status). Returns a :class:`~flopaudit.measure.records.ModelCost`."""
+    from flopaudit.inputs import ModelInputs
+    from flopaudit.isolation import run_isolated
+    from flopaudit.measure.cost import measure_cost
+    from flopaudit.measure.records import failed_cost
+    from flopaudit.records import Status
+
+    model_inputs = ModelInputs.coerce(inputs, kwargs)
+
+    def work() -> Any:
+        return measure_cost(model, model_inputs, request, name=name)
+
+    if not isolate:
+        return work()
+    outcome = run_isolated(work, timeout)
+    if outcome.status == "ok":
+        return outcome.value
+    status = Status.TIMEOUT if outcome.status == "timeout" else Status.ERROR
+    message = outcome.message.replace("the count was stopped", "the measurement was stopped")
+    return failed_cost(name, status, message)
+
+
+__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "cost_model", "UserError"]

@@ -29,9 +29,14 @@ LOWER = [
     "flopaudit.execution.worker",
     "flopaudit.zoo.catalog",
     "flopaudit.reports.explain",
+    "flopaudit.reports.cost",
     "flopaudit.goldens",
+    "flopaudit.measure",
+    "flopaudit.measure.records",
+    "flopaudit.measure.matrix",
 ]
-TORCH_FREE = [*LOWER, "flopaudit.run", "flopaudit.execution.supervisor", "flopaudit.cli", "flopaudit.zoo"]
+TORCH_FREE = [*LOWER, "flopaudit.run", "flopaudit.execution.supervisor", "flopaudit.cli", "flopaudit.zoo",
+              "flopaudit.commands.cost"]
 
 
 def _imported_by(module: str) -> set[str]:

@@ -45,3 +45,39 @@ def einsum_net() -> nn.Module:
     """Linear(16, 16) then EinsumLayer(16, 96): 256 + 1536 MACs per sample,
     so a counter blind to the custom layer misses 1536 / 1792 = 86%."""
     return nn.Sequential(nn.Linear(16, 16, bias=False), EinsumLayer(16, 96))
+
+
+class _FaultsOnSecondPass(nn.Module):
+    """A Linear(4, 2) whose second forward pass (the first one the cost phase runs) hangs or exits."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.fault = fault
+        self.passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.passes += 1
+        if self.passes >= 2:
+            if self.fault == "hang":
+                import time
+
+                while True:
+                    time.sleep(1)
+            import os
+
+            os._exit(7)
+        return self.fc(x)
+
+
+def hangs_on_second_pass() -> nn.Module:
+    return _FaultsOnSecondPass("hang")
+
+
+def exits_on_second_pass() -> nn.Module:
+    return _FaultsOnSecondPass("exit")
+
+
+def mlp16() -> nn.Module:
+    """Linear(16, 32), ReLU, Linear(32, 8): takes what einsum_net takes."""
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))

@@ -25,8 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flopaudit.commands._common import MODES, add_parser, parse_timeout, selection_from_args, strict_inputs
+from flopaudit.commands._common import (
+    MODES,
+    add_parser,
+    add_placement_args,
+    parse_gib,
+    parse_timeout,
+    selection_from_args,
+    strict_inputs,
+)
 from flopaudit.errors import UserError
+from flopaudit.run import DEFAULT_COST_TIMEOUT_S
 
 EPILOG = """examples:
   flopaudit cost resnet18 mobilenet_v2 vit_b_16
@@ -39,8 +48,6 @@ achieved, efficiency (higher is better); default flops=1,params=1,latency=1,memo
 exit status: 0 done (a model that failed is a row of the matrix), 2 usage error, 130 interrupted.
 """
 
-DEFAULT_COST_TIMEOUT_S = 600.0
-
 
 def _count(text: str, option: str, least: int) -> int:
     try:
@@ -50,55 +57,6 @@ def _count(text: str, option: str, least: int) -> int:
     if value < least:
         raise UserError(f"invalid {option} {text!r}: expected an integer >= {least}")
     return value
-
-
-def add_placement_args(p: argparse.ArgumentParser) -> None:
-    """--device and --dtype (shared with run)."""
-    from flopaudit.execution.protocol import DEVICES, DTYPES
-
-    p.add_argument("--device", default="cpu", type=parse_device, metavar="DEVICE",
-                   help=f"where models are put once built: {' or '.join(DEVICES)} (cuda:N for another GPU; "
-                        "default: cpu)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES,
-                   help="the floating dtype of parameters, buffers and floating inputs (default: float32)")
-
-
-def parse_device(text: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``; cuda only where torch here was built with it and a driver is present."""
-    from flopaudit.execution.protocol import DEVICES
-
-    kind, _, index = text.partition(":")
-    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
-        raise UserError(f"invalid --device {text!r}: expected cpu, cuda or cuda:N")
-    if kind == "cuda":
-        reason = cuda_missing()
-        if reason:
-            raise UserError(f"--device {text}: no CUDA here ({reason})")
-    return text
-
-
-def cuda_missing() -> str:
-    """Why torch cannot use CUDA here ("" when it may), read without importing torch: the installed torch's
-    build (``torch/version.py``) and the NVIDIA driver's files. A worker checks again with torch."""
-    import importlib.util
-    import os
-    import re
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.origin:
-        return "torch is not installed"
-    try:
-        with open(os.path.join(os.path.dirname(spec.origin), "version.py"), encoding="utf-8") as fh:
-            version = fh.read()
-    except OSError:
-        version = ""
-    built = re.search(r"^(cuda|hip)\s*:.*?=\s*'[^']+'", version, re.M)
-    if version and not built:
-        return "this torch is a CPU-only build"
-    if not (os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
-            or os.path.exists("/dev/kfd")):
-        return "no GPU driver found"
-    return ""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,18 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time limit in seconds for building and running a model (default: 120)")
     p.add_argument("--cost-timeout", type=parse_timeout, default=DEFAULT_COST_TIMEOUT_S, metavar="S",
                    help=f"time limit in seconds for measuring one model (default: {DEFAULT_COST_TIMEOUT_S:g})")
-    p.add_argument("--max-memory", type=lambda t: _gib(t), default=None, metavar="GB",
+    p.add_argument("--max-memory", type=parse_gib, default=None, metavar="GB",
                    help="stop a phase that maps more than GB GiB on top of its worker (default: no limit)")
     p.add_argument("--no-isolation", "--no-isolate", dest="no_isolation", action="store_true",
                    help="build and measure in this process: no timeout, no crash protection (debugging)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
     p.set_defaults(handler=main)
-
-
-def _gib(text: str) -> float:
-    from flopaudit.commands._common import parse_gib
-
-    return parse_gib(text)
 
 
 def cost_request(args: argparse.Namespace) -> Any:

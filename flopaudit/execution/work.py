@@ -121,6 +121,9 @@ class PreparedCase:
     inputs: ModelInputs | None = None
     meta: bool = False
     notes: tuple[str, ...] = ()
+    placement: tuple[tuple[str, str], ...] = ()
+    """``(("device", ...), ("dtype", ...))`` when the case was put elsewhere than the CPU in float32:
+    recorded in each count's options."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -183,7 +186,9 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,
         None if settings.meta else forward_s,
     )
-    return PreparedCase(case.id, info, model, inputs, settings.meta, notes)
+    placed = (settings.device, settings.dtype) != ("cpu", "float32") and not settings.meta
+    placement = (("device", settings.device), ("dtype", settings.dtype)) if placed else ()
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement)
 
 
 def count_prepared(
@@ -205,8 +210,11 @@ def count_prepared(
     if prepared.model is None or prepared.inputs is None:
         return failed_result(prepared.case_id, backend, Status.ERROR, prepared.info.error or "model not built")
     if not prepared.meta:
-        return count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                         isolate=isolate, max_memory_gb=max_memory_gb)
+        r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
+                      isolate=isolate, max_memory_gb=max_memory_gb)
+        if not prepared.placement:
+            return r
+        return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
     from flopaudit.execution.meta import meta_support
 
     support = meta_support(backend)

@@ -34,7 +34,11 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     """The reports' parts, imported when first used (the command line's help stays fast)."""
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        # Importing ``flopaudit.reports.render_markdown`` binds the submodule to that name here; the
+        # function must win, or ``from flopaudit.reports import render_markdown`` gets the module.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'flopaudit.reports' has no attribute {name!r}")
 
 FORMATS: dict[str, tuple[str, str]] = {
