@@ -83,25 +83,28 @@ def cost(
     *,
     name: str = "model",
     warmup: int = 2,
-    reps: int = 12,
-    layer_passes: int = 4,
+    reps: int = 10,
+    layer_passes: int = 3,
     ceilings: bool = True,
     timeout: float | None = 600.0,
     isolate: bool = True,
 ) -> Any:
     """Measure ``model(*inputs, **kwargs)``: latency, FLOPs, traffic, per-layer time; return a DataFrame.
 
-    Measured where the model is (its device and dtype) on this process's
-    torch threads: ``warmup`` untimed passes, then ``reps`` timed ones and,
-    among them, ``layer_passes`` passes timed module by module; a reference
-    count for the FLOPs, MACs, parameters and the bytes each operator reads
-    and writes; the peak memory of a pass; and, with ``ceilings``, the
+    Measured where the model is (its device and dtype): ``warmup``
+    untimed passes, then ``reps`` timed ones and, among them,
+    ``layer_passes`` passes timed module by module; a reference count for
+    the FLOPs, MACs, parameters and the bytes each operator reads and
+    writes; the peak memory of a pass; and, with ``ceilings``, the
     machine's peak FLOP/s (a large matmul) and bandwidth (a large copy) on
     the same device and dtype. The rows are described in
     :func:`flopaudit.frame.cost_frame`: the model first (``scope ==
     "model"``), then its layers, most time first, then the overhead. The
-    model is not modified; with ``isolate`` everything runs in a child
-    forked from this process, bounded by ``timeout`` seconds.
+    model is not modified. With ``isolate`` (default) everything runs in a
+    child forked from this process, bounded by ``timeout`` seconds, on one
+    torch thread (an OpenMP thread pool does not survive ``fork``); with
+    ``isolate=False`` in this process, on its torch threads. The
+    ``threads`` column says which.
     """
     from flopaudit.execution.protocol import CostRequest
     from flopaudit.frame import cost_frame

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from flopaudit.execution import can_fork
+
 T = TypeVar("T")
 
 _HOOK_DICTS = (
@@ -193,10 +195,6 @@ class Outcome:
     status: str  # "ok", "error", "timeout", "crash"
     value: Any = None
     message: str = ""
-
-
-def can_fork() -> bool:
-    return hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
 def _child(fn: Callable[[], Any], conn: Any) -> None:

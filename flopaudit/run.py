@@ -287,8 +287,8 @@ class _Plan:
 
     def run_supervised(self, progress: ProgressFn | None, *, jobs: int, timeout: float | None,
                        max_memory_gb: float | None, threads: int | None, cost_threads: int | None = None) -> None:
+        from flopaudit.execution import can_fork
         from flopaudit.execution.supervisor import Supervisor
-        from flopaudit.isolation import can_fork
 
         self.report_cached(progress)
         orders = self.orders(may_stay=can_fork()) if self.backends else []
@@ -307,10 +307,12 @@ class _Plan:
                     supervisor.run(probes, lambda o, e: self.handle(o, e, progress))
                 supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
         if costs:
-            # One worker, alone: a timing shares the machine with nothing else of this run.
+            # One worker, alone: a timing shares the machine with nothing else of this run. A worker forked
+            # from this process runs on one thread (an OpenMP pool does not survive fork).
             fork = any(isinstance(o.case, LocalCase) for o in costs)
-            with Supervisor(1, timeout=timeout, max_memory_gb=max_memory_gb, threads=cost_threads or usable_cores(),
-                            fork=fork, preload=preload) as supervisor:
+            threads = 1 if fork else cost_threads or usable_cores()
+            with Supervisor(1, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
+                            preload=preload) as supervisor:
                 supervisor.run(costs, lambda o, e: self.handle(o, e, progress))
         self.finish_infos()
 
@@ -447,9 +449,10 @@ def cost_model(
     timeout: float | None = DEFAULT_COST_TIMEOUT_S,
     isolate: bool = True,
 ) -> Any:
-    """Measure one in-memory model's cost (:func:`flopaudit.measure.cost.measure_cost`) where it is, on the
-    caller's torch threads; with ``isolate``, in a child forked from this process, bounded by ``timeout``
-    seconds (a hang or crash is the record's status). Returns a :class:`~flopaudit.measure.records.ModelCost`."""
+    """Measure one in-memory model's cost (:func:`flopaudit.measure.cost.measure_cost`) where it is: with
+    ``isolate``, in a child forked from this process (on one torch thread), bounded by ``timeout`` seconds,
+    a hang or crash becoming the record's status; without, here on this process's torch threads.
+    Returns a :class:`~flopaudit.measure.records.ModelCost`."""
     from flopaudit.inputs import ModelInputs
     from flopaudit.isolation import run_isolated
     from flopaudit.measure.cost import measure_cost

@@ -74,9 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=lambda t: _count(t, "--warmup", 0), default=None, metavar="N",
                    help="untimed passes first (default: 2)")
     p.add_argument("--reps", type=lambda t: _count(t, "--reps", 3), default=None, metavar="N",
-                   help="timed passes; the latency is their median (default: 12)")
+                   help="timed passes; the latency is their median (default: 10)")
     p.add_argument("--layer-passes", type=lambda t: _count(t, "--layer-passes", 0), default=None, metavar="N",
-                   help="passes timed module by module, among the timed ones (default: 4; 0: no per-layer times)")
+                   help="passes timed module by module, among the timed ones (default: 3; 0: no per-layer times)")
     p.add_argument("--weights", metavar="COL=W,...", help="the score's weights, e.g. flops=0.6,params=0.4")
     p.add_argument("--out", "-o", default="flopaudit-cost", metavar="DIR",
                    help="where results and reports are written (default: flopaudit-cost)")

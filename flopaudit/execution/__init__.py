@@ -21,6 +21,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from flopaudit.execution.refs import CaseRef
 
-__all__ = ["CaseRef"]
+
+def can_fork() -> bool:
+    """Whether processes can be forked here (Linux): a case left in the caller's memory can then reach a
+    worker. Imports no torch (the command-line process asks)."""
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
+
+
+__all__ = ["CaseRef", "can_fork"]

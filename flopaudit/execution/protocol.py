@@ -92,8 +92,8 @@ class CostRequest:
     ``timeout`` seconds (``None``: the run's per-phase timeout)."""
 
     warmup: int = 2
-    reps: int = 12
-    layer_passes: int = 4
+    reps: int = 10
+    layer_passes: int = 3
     ceilings: bool = True
     timeout: float | None = None
 

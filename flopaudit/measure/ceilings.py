@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
@@ -33,22 +34,16 @@ MATMUL_CAP = {"cpu": 4096, "cuda": 16384}
 COPY_BYTES = {"cpu": 128 << 20, "cuda": 1 << 30}
 
 
-def _best_seconds(fn: object, device: torch.device, reps: int = REPS) -> float:
+def _best_seconds(fn: Any, args: tuple[Any, ...], device: torch.device, reps: int = REPS) -> float:
+    """The fastest of ``reps`` calls ``fn(*args)``, in seconds."""
     best = float("inf")
     for _ in range(reps):
         synchronize(device)
         start = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn(*args)
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def _matmul_seconds(n: int, device: torch.device, dtype: torch.dtype, reps: int) -> float:
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    torch.mm(a, b)  # warm-up: library initialisation, kernel selection
-    return _best_seconds(lambda: torch.mm(a, b), device, reps)
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
@@ -57,12 +52,15 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
     n = MATMUL_MIN_N.get(device.type, 1024)
     with torch.no_grad():
         while True:
-            seconds = _matmul_seconds(n, device, dtype, 1)
-            if seconds >= MATMUL_MIN_S or n >= cap:
+            a = torch.randn(n, n, device=device).to(dtype)
+            b = torch.randn(n, n, device=device).to(dtype)
+            torch.mm(a, b)  # warm-up: library initialisation, kernel selection
+            first = _best_seconds(torch.mm, (a, b), device, 1)
+            if first >= MATMUL_MIN_S or n >= cap:
                 break
-            grow = (MATMUL_TARGET_S / max(seconds, 1e-9)) ** (1 / 3)
+            grow = (MATMUL_TARGET_S / max(first, 1e-9)) ** (1 / 3)
             n = min(cap, max(n + 64, int(n * min(grow, 4.0)) // 64 * 64))
-        seconds = _matmul_seconds(n, device, dtype, REPS)
+        seconds = min(first, _best_seconds(torch.mm, (a, b), device, REPS - 1))
     return int(2 * n**3 / seconds), n
 
 
@@ -74,7 +72,7 @@ def bandwidth(device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
     dst = torch.empty_like(src)
     with torch.no_grad():
         dst.copy_(src)  # warm-up: pages touched
-        seconds = _best_seconds(lambda: dst.copy_(src), device)
+        seconds = _best_seconds(dst.copy_, (src,), device)
     nbytes = src.numel() * element
     return int(2 * nbytes / seconds), nbytes
 

@@ -4,14 +4,14 @@
 forked child of :func:`flopaudit.cost`, or the caller with isolation off).
 In order, on the model's device and dtype and the current torch threads:
 
-1. ``warmup`` untimed passes, then ``reps`` timed forward passes and,
-   among them, ``layer_passes`` passes with a timer at every module call
-   (:func:`~flopaudit.measure.timing.time_passes`);
+1. ``warmup`` untimed passes (at least one; the first measures the peak
+   memory: :func:`~flopaudit.measure.memory.peak_memory`), then ``reps``
+   timed forward passes and, among them, ``layer_passes`` passes with a
+   timer at every module call (:func:`~flopaudit.measure.timing.time_passes`);
 2. one reference count (:func:`flopaudit.reference.count`, canonical
    ruleset): MACs, FLOPs, parameters and every operator's bytes read and
    written, attributed to the module path running it;
-3. one pass for the peak memory (:func:`~flopaudit.measure.memory.peak_memory`);
-4. the ceilings (:func:`~flopaudit.measure.ceilings.measure_ceilings`),
+3. the ceilings (:func:`~flopaudit.measure.ceilings.measure_ceilings`),
    once per process for each device, dtype and thread count.
 
 A layer is a module path with operators of its own (the reference's
@@ -109,12 +109,12 @@ def measure_cost(model: nn.Module, inputs: Any, request: CostRequest | None = No
     request = request or CostRequest()
     inputs = ModelInputs.coerce(inputs)
     device, dtype = placement(model, inputs)
-    passes = time_passes(model, inputs, warmup=request.warmup, reps=request.reps, layer_passes=request.layer_passes,
-                         device=device)
+    passes, (peak, method) = time_passes(
+        model, inputs, warmup=max(1, request.warmup), reps=request.reps, layer_passes=request.layer_passes,
+        device=device, first=lambda: peak_memory(model, inputs, device))
     reference = count(model, inputs)
     layers, unattributed = layer_costs(reference.events, passes.layer_ns, passes.layer_calls) \
         if request.layer_passes else ((), 0)
-    peak, method = peak_memory(model, inputs, device)
     ceilings = ceilings_for(device, dtype) if request.ceilings else None
     notes = tuple(reference.notes)
     if reference.unsupported:
@@ -123,7 +123,7 @@ def measure_cost(model: nn.Module, inputs: Any, request: CostRequest | None = No
     return ModelCost(
         model=name, status=Status.OK, device=str(device), dtype=str(dtype).replace("torch.", ""),
         threads=torch.get_num_threads(), batch_size=inputs.batch_size, inputs=inputs.describe(),
-        warmup=request.warmup, samples_ns=passes.samples_ns, macs=reference.macs, flops=reference.flops,
+        warmup=max(1, request.warmup), samples_ns=passes.samples_ns, macs=reference.macs, flops=reference.flops,
         params=reference.params.unique, bytes_read=reference.totals.bytes_read,
         bytes_written=reference.totals.bytes_written, peak_memory=peak, memory_method=method, layers=layers,
         layer_passes=request.layer_passes, unattributed_ns=unattributed, ceilings=ceilings, notes=notes,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,22 +133,25 @@ class Passes:
 
 
 def time_passes(model: nn.Module, inputs: ModelInputs, *, warmup: int, reps: int, layer_passes: int,
-                device: torch.device) -> Passes:
+                device: torch.device, first: Callable[[], Any] | None = None) -> tuple[Passes, Any]:
     """``warmup`` untimed passes, then ``reps`` timed ones and ``layer_passes`` hooked ones, interleaved
     (spread evenly among the timed ones), so that both see the machine in the same state; under
-    ``no_grad``, with the cyclic garbage collector paused."""
+    ``no_grad``, with the cyclic garbage collector paused. ``first()``, when given, stands for the first
+    warm-up pass (an untimed pass that measures something else: the peak memory); its value is returned
+    with the passes."""
     timer = _LayerTimer(model, device)
     hooked_at = {round((k + 1) * (reps + layer_passes) / (layer_passes + 1)) for k in range(layer_passes)} \
         if layer_passes else set()
     samples: list[int] = []
     per_pass: list[dict[str, int]] = []
     calls: dict[str, int] = {}
+    first_value = first() if first is not None else None
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         with torch.no_grad():
-            for _ in range(warmup):
+            for _ in range(warmup - (first is not None)):
                 _forward(model, inputs)
             synchronize(device)
             for k in range(reps + layer_passes):
@@ -163,7 +167,7 @@ def time_passes(model: nn.Module, inputs: ModelInputs, *, warmup: int, reps: int
     finally:
         if was_enabled:
             gc.enable()
-    return Passes(tuple(samples), median_pass(per_pass), calls)
+    return Passes(tuple(samples), median_pass(per_pass), calls), first_value
 
 
 def median_pass(per_pass: list[dict[str, int]]) -> dict[str, int]:
