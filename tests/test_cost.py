@@ -363,3 +363,15 @@ def test_hard_cases_on_cuda_leave_no_cell_unexplained(tmp_path: Path) -> None:
     report = build_report(run)
     unexplained = [c for c in report.cells if c.classification == "unexplained"]
     assert all(any("counted on cuda" in n for n in c.notes) for c in unexplained), unexplained
+
+
+def test_merge_keeps_the_measured_costs() -> None:
+    from flopaudit.commands.merge import merge_runs
+
+    a = AuditRun((), (), (("torch", "2"),), (_cost("resnet18", samples_ns=(5,)),), (("latency", 1.0),))
+    b = AuditRun((), (), (("torch", "2"),), (_cost("mlp", samples_ns=(7,)), _cost("resnet18", samples_ns=(9,))))
+    merged, _ = merge_runs([("a", a), ("b", b)])
+    assert {c.model: c.latency_ns for c in merged.costs} == {"resnet18": 5, "mlp": 7}
+    assert merged.cost_weights == (("latency", 1.0),)
+    last, _ = merge_runs([("a", a), ("b", b)], prefer_last=True)
+    assert last.cost("resnet18").latency_ns == 9
