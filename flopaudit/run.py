@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from flopaudit.zoo.case import ModelCase
 
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_COST_TIMEOUT_S = 600.0
+DEFAULT_COST_THREADS = 1
+"""Torch threads of a measuring worker unless asked otherwise. # NB: several threads time well only on
+an otherwise idle machine: on this project's shared 2-core machine mobilenet_v2 read 24 ms on one
+thread and 453 ms on two (OpenMP threads waiting for a core another process holds)."""
 
 ProgressFn = Callable[[str, str, CountResult | None], None]
 CostProgressFn = Callable[[Any], None]
@@ -144,8 +149,8 @@ def run_audit(
 
     ``cost`` measures every case's cost after the counts
     (:mod:`flopaudit.measure`): one worker at a time on ``cost_threads``
-    torch threads (default: the usable cores), so that no other work of the
-    run shares the machine with a timing; ``cost_progress`` is called with
+    torch threads (default :data:`DEFAULT_COST_THREADS`), so that no other
+    work of the run shares the machine with a timing; ``cost_progress`` is called with
     each :class:`~flopaudit.measure.records.ModelCost`. ``backends`` may be
     empty then (only the costs). Costs are measured afresh every run (never
     cached); ``isolate=False`` measures in this process.
@@ -310,7 +315,7 @@ class _Plan:
             # One worker, alone: a timing shares the machine with nothing else of this run. A worker forked
             # from this process runs on one thread (an OpenMP pool does not survive fork).
             fork = any(isinstance(o.case, LocalCase) for o in costs)
-            threads = 1 if fork else cost_threads or usable_cores()
+            threads = 1 if fork else cost_threads or DEFAULT_COST_THREADS
             with Supervisor(1, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
                             preload=preload) as supervisor:
                 supervisor.run(costs, lambda o, e: self.handle(o, e, progress))
@@ -434,9 +439,6 @@ def audit_model(
     )
     info = CaseInfo(name, (), model_inputs.describe(), model_inputs.batch_size)
     return AuditRun(results, (info,))
-
-
-DEFAULT_COST_TIMEOUT_S = 600.0
 
 
 def cost_model(

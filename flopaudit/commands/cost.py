@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=MODES, default="eval", help="measure in this mode (default: eval)")
     add_placement_args(p)
     p.add_argument("--threads", type=lambda t: _count(t, "--threads", 1), default=None, metavar="N",
-                   help="torch threads of the measuring worker (default: the usable cores)")
+                   help="torch threads of the measuring worker (default: 1; more time well only on an idle machine)")
     p.add_argument("--warmup", type=lambda t: _count(t, "--warmup", 0), default=None, metavar="N",
                    help="untimed passes first (default: 2)")
     p.add_argument("--reps", type=lambda t: _count(t, "--reps", 3), default=None, metavar="N",

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also measure each model's latency, traffic and per-layer time after the counts, one model "
                         "at a time (the cost section of the reports; see 'flopaudit cost --help')")
     p.add_argument("--cost-threads", type=parse_jobs, default=None, metavar="N",
-                   help="torch threads for --cost (default: the usable cores)")
+                   help="torch threads for --cost (default: 1; more time well only on an idle machine)")
     p.add_argument("--weights", metavar="COL=W,...", help="with --cost: the decision matrix's weights, "
                                                           "e.g. flops=0.6,params=0.4")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
