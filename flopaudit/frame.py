@@ -52,7 +52,7 @@ def cost_rows(costs: Any) -> list[dict[str, Any]]:
                 latency_p25_s=(c.quantile_ns(0.25) or 0) / 1e9, latency_p75_s=(c.quantile_ns(0.75) or 0) / 1e9,
                 samples=len(c.samples_ns), threads=c.threads, device=c.device, dtype=c.dtype,
                 peak_flops=ceil.peak_flops if ceil else None, bandwidth=ceil.bandwidth if ceil else None,
-                bound=_bound(c.intensity, ceil),
+                bound=c.bound(ceil),
             )
         rows.append(model_row)
         if not c.ok:
@@ -72,13 +72,6 @@ def cost_rows(costs: Any) -> list[dict[str, Any]]:
                          "time_share": c.overhead_ns / latency if latency else None, "device": c.device,
                          "dtype": c.dtype, "threads": c.threads, "status": c.status.value})
     return rows
-
-
-def _bound(intensity: float | None, ceilings: Any) -> str | None:
-    ridge = ceilings.ridge if ceilings else None
-    if ridge is None or intensity is None:
-        return None
-    return "memory" if intensity < ridge else "compute"
 
 
 def cost_frame(costs: Any) -> pd.DataFrame:

@@ -61,8 +61,41 @@ class Ceilings:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
+class _Work:
+    """Derived figures of timed work with ``flops``, ``bytes_read`` and ``bytes_written``."""
+
+    flops: int
+    bytes_read: int
+    bytes_written: int
+
+    def _timed_ns(self) -> int | None:  # pragma: no cover - each record says which time
+        raise NotImplementedError
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float | None:
+        """Arithmetic intensity: canonical FLOPs per byte moved (``None`` without traffic)."""
+        return _ratio(self.flops, self.bytes)
+
+    @property
+    def achieved_flops(self) -> float | None:
+        """FLOP/s achieved: canonical FLOPs over the measured time."""
+        ns = self._timed_ns()
+        return _ratio(self.flops * 1e9, ns) if ns else None
+
+    def bound(self, ceilings: Ceilings | None) -> str:
+        """``memory`` below the ridge point, ``compute`` at or above it, ``-`` when unknown."""
+        ridge = ceilings.ridge if ceilings else None
+        if ridge is None or self.intensity is None:
+            return "-"
+        return "memory" if self.intensity < ridge else "compute"
+
+
 @dataclass(frozen=True)
-class LayerCost:
+class LayerCost(_Work):
     """One module path's own work and time in a forward pass.
 
     ``path`` is the module path the reference counter attributes operators
@@ -86,26 +119,8 @@ class LayerCost:
     bytes_read: int
     bytes_written: int
 
-    @property
-    def bytes(self) -> int:
-        return self.bytes_read + self.bytes_written
-
-    @property
-    def intensity(self) -> float | None:
-        """Arithmetic intensity: canonical FLOPs per byte moved (``None`` without traffic)."""
-        return _ratio(self.flops, self.bytes)
-
-    @property
-    def achieved_flops(self) -> float | None:
-        """FLOP/s achieved: canonical FLOPs over the measured time."""
-        return _ratio(self.flops * 1e9, self.time_ns)
-
-    def bound(self, ceilings: Ceilings | None) -> str:
-        """``memory`` below the ridge point, ``compute`` at or above it, ``-`` when unknown."""
-        ridge = ceilings.ridge if ceilings else None
-        if ridge is None or self.intensity is None:
-            return "-"
-        return "memory" if self.intensity < ridge else "compute"
+    def _timed_ns(self) -> int | None:
+        return self.time_ns
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -116,7 +131,7 @@ class LayerCost:
 
 
 @dataclass(frozen=True)
-class ModelCost:
+class ModelCost(_Work):
     """The measured cost of one model's forward pass (status ``ok``), or why there is none.
 
     ``samples_ns`` are the timed forward passes after ``warmup`` untimed
@@ -184,19 +199,8 @@ class ModelCost:
         return (hi - lo) / 2 / med
 
     # -- derived ----------------------------------------------------------
-    @property
-    def bytes(self) -> int:
-        return self.bytes_read + self.bytes_written
-
-    @property
-    def intensity(self) -> float | None:
-        return _ratio(self.flops, self.bytes)
-
-    @property
-    def achieved_flops(self) -> float | None:
-        """Canonical FLOPs over the median latency."""
-        latency = self.latency_ns
-        return _ratio(self.flops * 1e9, latency) if latency else None
+    def _timed_ns(self) -> int | None:
+        return self.latency_ns
 
     @property
     def peak_fraction(self) -> float | None:
