@@ -82,7 +82,7 @@ def cost(
     kwargs: Mapping[str, Any] | None = None,
     *,
     name: str = "model",
-    warmup: int = 2,
+    warmup: int = 1,
     reps: int = 10,
     layer_passes: int = 3,
     ceilings: bool = True,

@@ -71,8 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_placement_args(p)
     p.add_argument("--threads", type=lambda t: _count(t, "--threads", 1), default=None, metavar="N",
                    help="torch threads of the measuring worker (default: 1; more time well only on an idle machine)")
-    p.add_argument("--warmup", type=lambda t: _count(t, "--warmup", 0), default=None, metavar="N",
-                   help="untimed passes first (default: 2)")
+    p.add_argument("--warmup", type=lambda t: _count(t, "--warmup", 1), default=None, metavar="N",
+                   help="untimed passes after the one that checks the model runs; the first reads the peak memory (default: 1)")
     p.add_argument("--reps", type=lambda t: _count(t, "--reps", 3), default=None, metavar="N",
                    help="timed passes; the latency is their median (default: 10)")
     p.add_argument("--layer-passes", type=lambda t: _count(t, "--layer-passes", 0), default=None, metavar="N",

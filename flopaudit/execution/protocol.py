@@ -91,7 +91,7 @@ class CostRequest:
     module (0: none), the machine's ceilings when ``ceilings``; the phase must end within
     ``timeout`` seconds (``None``: the run's per-phase timeout)."""
 
-    warmup: int = 2
+    warmup: int = 1
     reps: int = 10
     layer_passes: int = 3
     ceilings: bool = True
