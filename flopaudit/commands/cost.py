@@ -39,7 +39,7 @@ from flopaudit.run import DEFAULT_COST_TIMEOUT_S
 
 EPILOG = """examples:
   flopaudit cost resnet18 mobilenet_v2 vit_b_16
-  flopaudit cost resnet50 --threads 1 --reps 20
+  flopaudit cost resnet50 --threads 4 --reps 20     # on an otherwise idle machine
   flopaudit cost resnet50 --weights latency=0.7,memory=0.3
   flopaudit cost mypkg.models:build --input-shape 8,3,224,224 --device cuda --dtype bfloat16
 --weights columns: flops, macs, params, latency, memory, bytes (lower is better),
