@@ -76,4 +76,43 @@ def audit_zoo(
     return run_audit(cases, list(backends) if backends else None, timeout=timeout).to_frame()
 
 
-__all__ = ["audit", "audit_zoo", "layers", "__version__"]
+def cost(
+    model: Any,
+    inputs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    name: str = "model",
+    warmup: int = 1,
+    reps: int = 10,
+    layer_passes: int = 3,
+    ceilings: bool = True,
+    timeout: float | None = 600.0,
+    isolate: bool = True,
+) -> Any:
+    """Measure ``model(*inputs, **kwargs)``: latency, FLOPs, traffic, per-layer time; return a DataFrame.
+
+    Measured where the model is (its device and dtype): ``warmup``
+    untimed passes, then ``reps`` timed ones and, among them,
+    ``layer_passes`` passes timed module by module; a reference count for
+    the FLOPs, MACs, parameters and the bytes each operator reads and
+    writes; the peak memory of a pass; and, with ``ceilings``, the
+    machine's peak FLOP/s (a large matmul) and bandwidth (a large copy) on
+    the same device and dtype. The rows are described in
+    :func:`flopaudit.frame.cost_frame`: the model first (``scope ==
+    "model"``), then its layers, most time first, then the overhead. The
+    model is not modified. With ``isolate`` (default) everything runs in a
+    child forked from this process, bounded by ``timeout`` seconds, on one
+    torch thread (an OpenMP thread pool does not survive ``fork``); with
+    ``isolate=False`` in this process, on its torch threads. The
+    ``threads`` column says which.
+    """
+    from flopaudit.execution.protocol import CostRequest
+    from flopaudit.frame import cost_frame
+    from flopaudit.run import cost_model
+
+    request = CostRequest(warmup=warmup, reps=reps, layer_passes=layer_passes, ceilings=ceilings)
+    return cost_frame([cost_model(model, inputs, kwargs, name=name, request=request, timeout=timeout,
+                                  isolate=isolate)])
+
+
+__all__ = ["audit", "audit_zoo", "cost", "layers", "__version__"]

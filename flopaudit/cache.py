@@ -4,7 +4,7 @@ A cached result is found by two keys and checked against a manifest:
 
 * the case key: the case id (zoo id or ``module:function``), the input
   override (``--input-shape`` / ``--inputs``), seed, train flag, ``--mode``,
-  ``--meta``, the digest of flopaudit's own source files, the Python
+  ``--meta``, ``--device``, ``--dtype``, the digest of flopaudit's own source files, the Python
   version, and every environment variable whose name starts with
   :data:`ENV_PREFIXES` (``TIMM_FUSED_ATTN``...) or is named with
   ``--cache-env``;
@@ -112,7 +112,8 @@ class ResultCache:
     # -- keys ---------------------------------------------------------------
     def case_key(self, case_id: str, *, input_shape: tuple[int, ...] | None = None,
                  inputs_factory: str | None = None, seed: int = 0, train: bool = False,
-                 meta: bool = False, mode: str | None = None) -> Key:
+                 meta: bool = False, mode: str | None = None, device: str = "cpu",
+                 dtype: str = "float32") -> Key:
         """The key of a named case (see the module docstring)."""
         return _normal({
             "id": case_id,
@@ -122,6 +123,8 @@ class ResultCache:
             "train": train,
             "meta": meta,
             "mode": mode,
+            "device": device,
+            "dtype": dtype,
             "flopaudit_source": package_digest(),
             "python": sys.version.split()[0],
             "environment": environment_key(self.env_names),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from flopaudit import __version__
 from flopaudit.errors import UserError
 
-COMMANDS = ("run", "backends", "zoo", "report", "explain", "match", "snapshot", "check", "merge")
+COMMANDS = ("run", "cost", "backends", "zoo", "report", "explain", "match", "snapshot", "check", "merge")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,6 +28,76 @@ LAYER_COLUMNS = [
 ]
 
 
+COST_COLUMNS = [
+    "model", "scope", "layer", "module_type", "kind", "calls", "time_s", "time_share", "flops", "macs",
+    "bytes_read", "bytes_written", "bytes", "intensity", "achieved_flops", "bound", "params", "peak_memory",
+    "latency_p25_s", "latency_p75_s", "samples", "threads", "device", "dtype", "peak_flops", "bandwidth",
+    "status", "error",
+]
+
+
+def cost_rows(costs: Any) -> list[dict[str, Any]]:
+    """One dict per row of :func:`cost_frame` (see there)."""
+    rows = []
+    for c in costs:
+        ceil = c.ceilings
+        model_row = {k: None for k in COST_COLUMNS}
+        model_row.update(model=c.model, scope="model", layer="", status=c.status.value, error=c.error)
+        if c.ok:
+            median = c.latency_ns
+            model_row.update(
+                time_s=median / 1e9 if median else None, time_share=1.0, flops=c.flops, macs=c.macs,
+                bytes_read=c.bytes_read, bytes_written=c.bytes_written, bytes=c.bytes, intensity=c.intensity,
+                achieved_flops=c.achieved_flops, params=c.params, peak_memory=c.peak_memory,
+                latency_p25_s=(c.quantile_ns(0.25) or 0) / 1e9, latency_p75_s=(c.quantile_ns(0.75) or 0) / 1e9,
+                samples=len(c.samples_ns), threads=c.threads, device=c.device, dtype=c.dtype,
+                peak_flops=ceil.peak_flops if ceil else None, bandwidth=ceil.bandwidth if ceil else None,
+                bound=c.bound(ceil),
+            )
+        rows.append(model_row)
+        if not c.ok:
+            continue
+        latency = c.latency_ns or 0
+        for lc in sorted(c.layers, key=lambda lc: -lc.time_ns):
+            rows.append({**{k: None for k in COST_COLUMNS},
+                         "model": c.model, "scope": "layer", "layer": lc.path, "module_type": lc.module_type,
+                         "kind": lc.kind, "calls": lc.calls, "time_s": lc.time_ns / 1e9,
+                         "time_share": lc.time_ns / latency if latency else None, "flops": lc.flops, "macs": lc.macs,
+                         "bytes_read": lc.bytes_read, "bytes_written": lc.bytes_written, "bytes": lc.bytes,
+                         "intensity": lc.intensity, "achieved_flops": lc.achieved_flops, "bound": lc.bound(ceil),
+                         "device": c.device, "dtype": c.dtype, "threads": c.threads, "status": c.status.value})
+        if c.overhead_ns is not None:
+            rows.append({**{k: None for k in COST_COLUMNS},
+                         "model": c.model, "scope": "overhead", "layer": "", "time_s": c.overhead_ns / 1e9,
+                         "time_share": c.overhead_ns / latency if latency else None, "device": c.device,
+                         "dtype": c.dtype, "threads": c.threads, "status": c.status.value})
+    return rows
+
+
+def cost_frame(costs: Any) -> pd.DataFrame:
+    """Measured costs as a DataFrame (``costs``: :class:`~flopaudit.measure.records.ModelCost` records,
+    or an :class:`~flopaudit.records.AuditRun` that measured them).
+
+    Per model, in this order: a row with ``scope == "model"`` (``layer ""``): the median latency as
+    ``time_s`` with its quartiles, canonical ``flops`` and ``macs``, ``params``, ``bytes`` read and
+    written, ``intensity`` (FLOPs per byte), ``achieved_flops`` (FLOP/s), ``peak_memory``, the torch
+    ``threads``, ``device`` and ``dtype``, and the ceilings measured there (``peak_flops`` from a matmul,
+    ``bandwidth`` in bytes/s from a copy); then one ``scope == "layer"`` row per module path with
+    operators of its own (``layer`` as the reference counter names it, ``""`` being the model's own
+    ``forward``), most time first: its own ``time_s``, ``time_share`` of the latency, work and traffic,
+    and ``bound`` (``memory`` below the ridge point); last a ``scope == "overhead"`` row: the latency
+    less the layers' times. Integer columns are ``Int64``.
+    """
+    import pandas as pd
+
+    costs = getattr(costs, "costs", costs)
+    frame = pd.DataFrame(cost_rows(costs), columns=COST_COLUMNS)
+    for col in ("calls", "flops", "macs", "bytes_read", "bytes_written", "bytes", "params", "peak_memory", "samples",
+                "threads", "peak_flops", "bandwidth"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
 def _report(run: AuditRun) -> Report:
     from flopaudit.reports import build_report
 

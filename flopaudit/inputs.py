@@ -61,8 +61,11 @@ class ModelInputs:
         return None
 
     def to(self, device: torch.device | str) -> ModelInputs:
-        return ModelInputs(_map_tensors(self.args, lambda t: t.to(device)),
-                           _map_tensors(dict(self.kwargs), lambda t: t.to(device)))
+        return self.map(lambda t: t.to(device))
+
+    def map(self, fn: Any) -> ModelInputs:
+        """The same inputs with every tensor replaced by ``fn(tensor)``."""
+        return ModelInputs(_map_tensors(self.args, fn), _map_tensors(dict(self.kwargs), fn))
 
     def describe(self) -> str:
         """Short human-readable shapes, e.g. ``(1x3x224x224)``."""

@@ -313,20 +313,31 @@ def environment() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class AuditRun:
-    """All results of one audit plus the environment they came from."""
+    """All results of one audit plus the environment they came from.
+
+    ``costs`` are the measured costs of the models (:class:`flopaudit.measure.records.ModelCost`),
+    when the run measured them; ``cost_weights`` the decision matrix's weights
+    (:mod:`flopaudit.measure.matrix`; empty: its default).
+    """
 
     results: tuple[CountResult, ...]
     cases: tuple[CaseInfo, ...] = ()
     environment: tuple[tuple[str, str], ...] = field(default_factory=lambda: tuple(environment().items()))
+    costs: tuple[Any, ...] = ()
+    cost_weights: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": "flopaudit.results",
             "schema_version": RESULTS_SCHEMA_VERSION,
             "environment": dict(self.environment),
             "cases": [c.to_dict() for c in self.cases],
             "results": [r.to_dict() for r in self.results],
         }
+        if self.costs:
+            out["costs"] = [c.to_dict() for c in self.costs]
+            out["cost_weights"] = dict(self.cost_weights)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditRun:
@@ -334,10 +345,14 @@ class AuditRun:
             raise ValueError("not a flopaudit results file (missing schema 'flopaudit.results')")
         if int(data.get("schema_version", -1)) > RESULTS_SCHEMA_VERSION:
             raise ValueError(f"results schema {data.get('schema_version')} is newer than this flopaudit supports")
+        from flopaudit.measure.records import ModelCost
+
         return cls(
             results=tuple(CountResult.from_dict(r) for r in data["results"]),
             cases=tuple(CaseInfo.from_dict(c) for c in data.get("cases", ())),
             environment=tuple(sorted(dict(data.get("environment", {})).items())),
+            costs=tuple(ModelCost.from_dict(c) for c in data.get("costs", ())),
+            cost_weights=tuple((str(k), float(v)) for k, v in dict(data.get("cost_weights", {})).items()),
         )
 
     def result(self, model: str, backend: str) -> CountResult | None:
@@ -348,6 +363,10 @@ class AuditRun:
 
     def case(self, model: str) -> CaseInfo | None:
         return next((c for c in self.cases if c.id == model), None)
+
+    def cost(self, model: str) -> Any:
+        """The model's :class:`~flopaudit.measure.records.ModelCost`, if the run measured it."""
+        return next((c for c in self.costs if c.model == model), None)
 
     def to_frame(self) -> Any:
         from flopaudit.frame import results_frame

@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.errors import UserError
-from flopaudit.execution.protocol import CaseBuilt, CaseSettings, Counted, LocalCase, Order, OrderDone, keep_local
+from flopaudit.execution.protocol import (
+    CaseBuilt,
+    CaseSettings,
+    CostRequest,
+    Counted,
+    LocalCase,
+    Measured,
+    Order,
+    OrderDone,
+    keep_local,
+)
 from flopaudit.execution.refs import CaseRef
 from flopaudit.records import AuditRun, CaseInfo, CountResult, environment
 
@@ -35,8 +45,15 @@ if TYPE_CHECKING:
     from flopaudit.zoo.case import ModelCase
 
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_COST_TIMEOUT_S = 600.0
+DEFAULT_COST_THREADS = 1
+"""Torch threads of a measuring worker unless asked otherwise. # NB: several threads time well only on
+an otherwise idle machine: on this project's shared 2-core machine mobilenet_v2 read 24 ms on one
+thread and 453 ms on two (OpenMP threads waiting for a core another process holds)."""
 
 ProgressFn = Callable[[str, str, CountResult | None], None]
+CostProgressFn = Callable[[Any], None]
+"""Called with each :class:`~flopaudit.measure.records.ModelCost` as it comes in."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,11 @@ def run_audit(
     meta: bool = False,
     mode: str | None = None,
     threads: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    cost: CostRequest | None = None,
+    cost_threads: int | None = None,
+    cost_progress: CostProgressFn | None = None,
 ) -> AuditRun:
     """Count every case with every backend.
 
@@ -122,7 +144,16 @@ def run_audit(
     order whatever the route. ``cache`` reuses and stores ok and
     not-applicable results and case infos (:mod:`flopaudit.cache`);
     ``meta`` builds and counts on the meta device; ``mode`` (``"eval"`` or
-    ``"train"``) overrides each case's own mode.
+    ``"train"``) overrides each case's own mode; ``device`` and ``dtype``
+    say where each case is put, and in which floating dtype, once built.
+
+    ``cost`` measures every case's cost after the counts
+    (:mod:`flopaudit.measure`): one worker at a time on ``cost_threads``
+    torch threads (default :data:`DEFAULT_COST_THREADS`), so that no other
+    work of the run shares the machine with a timing; ``cost_progress`` is called with
+    each :class:`~flopaudit.measure.records.ModelCost`. ``backends`` may be
+    empty then (only the costs). Costs are measured afresh every run (never
+    cached); ``isolate=False`` measures in this process.
 
     NB: worker processes start from a fresh interpreter that imports the
     main module, so a script calling this needs the usual
@@ -130,15 +161,18 @@ def run_audit(
     """
     from flopaudit.adapters import backend_names, get_backend
 
-    names = list(backends or backend_names())
+    names = list(backend_names()) if backends is None or (not backends and cost is None) else list(backends)
     for name in names:
         get_backend(name)  # validate names before any work
     planned = [plan_case(c) for c in cases]
-    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode)
-    plan = _Plan(planned, names, cache, settings)
+    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode, device=device, dtype=dtype)
+    plan = _Plan(planned, names, cache, settings, cost, cost_progress)
     if isolate and executor is None:
-        plan.run_supervised(progress, jobs=jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads)
+        plan.run_supervised(progress, jobs=jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads,
+                            cost_threads=cost_threads)
     elif executor is not None:
+        if cost is not None:
+            raise UserError("measuring costs on a Dask cluster is not supported: run it without --dask-scheduler")
         from flopaudit.execution.dask import run_on_executor
 
         run_on_executor(plan, executor, progress=progress, timeout=timeout, max_memory_gb=max_memory_gb)
@@ -147,15 +181,20 @@ def run_audit(
     env = environment()
     if meta:
         env["device"] = "meta"
-    return AuditRun(plan.ordered_results(), plan.ordered_infos(), tuple(env.items()))
+    elif (device, dtype) != ("cpu", "float32"):
+        env["device"], env["dtype"] = device, dtype
+    return AuditRun(plan.ordered_results(), plan.ordered_infos(), tuple(env.items()), plan.ordered_costs())
 
 
 class _Plan:
     """Which (case, backend) results a run still needs, the ones it has, and the cache behind them."""
 
     def __init__(self, cases: list[PlannedCase], backends: list[str], cache: ResultCache | None,
-                 settings: CaseSettings) -> None:
+                 settings: CaseSettings, cost: CostRequest | None = None,
+                 cost_progress: CostProgressFn | None = None) -> None:
         self.cases, self.backends, self.cache, self.settings = cases, backends, cache, settings
+        self.cost, self.cost_progress = cost, cost_progress
+        self.costs: dict[int, Any] = {}
         self.results: dict[tuple[int, int], CountResult] = {}
         self.infos: dict[int, CaseInfo] = {}
         self.case_keys: list[Key | None] = [None] * len(cases)
@@ -168,7 +207,8 @@ class _Plan:
                 continue
             key = cache.case_key(case.ref.id, input_shape=case.ref.input_shape,
                                  inputs_factory=case.ref.inputs_factory, seed=case.seed, train=case.train,
-                                 meta=settings.meta, mode=settings.mode)
+                                 meta=settings.meta, mode=settings.mode, device=settings.device,
+                                 dtype=settings.dtype)
             self.case_keys[i] = key
             info = cache.get_info(key)
             if info is not None:
@@ -205,6 +245,10 @@ class _Plan:
             self._produced.setdefault(id(order), []).append((i, event.backend_index, event.result))
             if progress:
                 progress(self.cases[i].id, self.backends[event.backend_index], event.result)
+        elif isinstance(event, Measured):
+            self.costs[i] = event.cost
+            if self.cost_progress:
+                self.cost_progress(event.cost)
         elif isinstance(event, OrderDone):
             produced = self._produced.pop(id(order), [])
             if event.manifest is not None:
@@ -230,6 +274,9 @@ class _Plan:
     def ordered_infos(self) -> tuple[CaseInfo, ...]:
         return tuple(self.infos[i] for i in sorted(self.infos))
 
+    def ordered_costs(self) -> tuple[Any, ...]:
+        return tuple(self.costs[i] for i in sorted(self.costs))
+
     # -- routes ---------------------------------------------------------------
     def orders(self, *, may_stay: bool = False) -> list[Order]:
         """One order per case that lacks a result (or its info), with the backends it lacks."""
@@ -244,35 +291,59 @@ class _Plan:
         return out
 
     def run_supervised(self, progress: ProgressFn | None, *, jobs: int, timeout: float | None,
-                       max_memory_gb: float | None, threads: int | None) -> None:
+                       max_memory_gb: float | None, threads: int | None, cost_threads: int | None = None) -> None:
         from flopaudit.execution.protocol import can_fork
         from flopaudit.execution.supervisor import Supervisor
 
         self.report_cached(progress)
-        orders = self.orders(may_stay=can_fork())
-        if not orders:
-            return
-        jobs = max(1, min(jobs, len(orders) * len(self.backends)))
-        fork = any(isinstance(o.case, LocalCase) for o in orders)
-        if threads is None or fork:
-            threads = 1 if fork else max(1, (os.cpu_count() or 1) // jobs)
-        with Supervisor(jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
-                        preload=preload_modules(self.backends, self.cases)) as supervisor:
-            if self.settings.strict_inputs and len(orders) > 1:
-                # Every user model must build and run before any count starts.
-                probes = [Order(o.case_index, o.case_id, o.case, (), o.settings, o.adapters) for o in orders]
-                supervisor.run(probes, lambda o, e: self.handle(o, e, progress))
-            supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
+        orders = self.orders(may_stay=can_fork()) if self.backends else []
+        costs = self.cost_orders(may_stay=can_fork())
+        preload = preload_modules(self.backends, self.cases, cost=bool(costs))
+        if orders:
+            jobs = max(1, min(jobs, len(orders) * len(self.backends)))
+            fork = any(isinstance(o.case, LocalCase) for o in orders)
+            if threads is None or fork:
+                threads = 1 if fork else max(1, (os.cpu_count() or 1) // jobs)
+            with Supervisor(jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
+                            preload=preload) as supervisor:
+                if self.settings.strict_inputs and len(orders) > 1:
+                    # Every user model must build and run before any count starts.
+                    probes = [Order(o.case_index, o.case_id, o.case, (), o.settings, o.adapters) for o in orders]
+                    supervisor.run(probes, lambda o, e: self.handle(o, e, progress))
+                supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
+        if costs:
+            # One worker, alone: a timing shares the machine with nothing else of this run. A worker forked
+            # from this process runs on one thread (an OpenMP pool does not survive fork).
+            fork = any(isinstance(o.case, LocalCase) for o in costs)
+            threads = 1 if fork else cost_threads or DEFAULT_COST_THREADS
+            with Supervisor(1, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
+                            preload=preload) as supervisor:
+                supervisor.run(costs, lambda o, e: self.handle(o, e, progress))
         self.finish_infos()
+
+    def cost_orders(self, *, may_stay: bool = False) -> list[Order]:
+        """One order per case that only builds it and measures its cost (when the run measures costs)."""
+        if self.cost is None:
+            return []
+        adapters = _runtime_adapters(self.backends)
+        return [Order(i, case.id, _payload(case, may_stay=may_stay), (), self.settings, adapters, cost=self.cost)
+                for i, case in enumerate(self.cases)]
 
     def run_here(self, progress: ProgressFn | None) -> None:
         """Everything in this process: no timeout, no protection (debugging)."""
         from flopaudit.execution.manifest import take
-        from flopaudit.execution.work import count_prepared, prepare_case
+        from flopaudit.execution.work import count_prepared, measure_prepared, prepare_case
         from flopaudit.execution.worker import resolve_case
 
         self.report_cached(progress)
-        for order in self.orders(may_stay=True):
+        orders = self.orders(may_stay=True) if self.backends else []
+        for order in self.cost_orders(may_stay=True):
+            case = self.cases[order.case_index].case or resolve_case(order.case)
+            prepared = prepare_case(case, self.settings)
+            self.handle(order, CaseBuilt(prepared.info), progress)
+            assert order.cost is not None
+            self.handle(order, Measured(measure_prepared(prepared, order.cost)), progress)
+        for order in orders:
             case = self.cases[order.case_index].case or resolve_case(order.case)
             prepared = prepare_case(case, self.settings)
             self.handle(order, CaseBuilt(prepared.info), progress)
@@ -313,9 +384,18 @@ DISPATCH_MODE_IMPORT = "torch._dynamo"
 """NB: torch imports it (seconds) on the first call under a ``TorchDispatchMode``; the fork server does it once."""
 
 
-def preload_modules(backends: Sequence[str], cases: Sequence[PlannedCase]) -> list[str]:
+def usable_cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def preload_modules(backends: Sequence[str], cases: Sequence[PlannedCase], *, cost: bool = False) -> list[str]:
     """What the fork server imports once for every worker: torch, the counting code, each backend's adapter,
-    package and ruleset (the reference adapter prices every ruleset), torchvision when a case needs it."""
+    package and ruleset (the reference adapter prices every ruleset), torchvision when a case needs it, and
+    with ``cost`` the measuring code (the reference counter among it)."""
     from flopaudit.adapters import backends as described
     from flopaudit.adapters import registration
     from flopaudit.records import Granularity
@@ -327,6 +407,9 @@ def preload_modules(backends: Sequence[str], cases: Sequence[PlannedCase]) -> li
         if backend.granularity is Granularity.ATEN_OPS:
             modules.append(DISPATCH_MODE_IMPORT)
     modules += [b.ruleset for b in described().values() if b.ruleset]
+    if cost:
+        modules += ["flopaudit.measure.cost", "flopaudit.measure.ceilings", "flopaudit.measure.memory",
+                    "flopaudit.reference", DISPATCH_MODE_IMPORT]
     if any("torchvision" in c.tags for c in cases):
         modules.append("torchvision")
     return list(dict.fromkeys(modules))
@@ -358,4 +441,39 @@ def audit_model(
     return AuditRun(results, (info,))
 
 
-__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "UserError"]
+def cost_model(
+    model: Any,
+    inputs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    name: str = "model",
+    request: CostRequest | None = None,
+    timeout: float | None = DEFAULT_COST_TIMEOUT_S,
+    isolate: bool = True,
+) -> Any:
+    """Measure one in-memory model's cost (:func:`flopaudit.measure.cost.measure_cost`) where it is: with
+    ``isolate``, in a child forked from this process (on one torch thread), bounded by ``timeout`` seconds,
+    a hang or crash becoming the record's status; without, here on this process's torch threads.
+    Returns a :class:`~flopaudit.measure.records.ModelCost`."""
+    from flopaudit.inputs import ModelInputs
+    from flopaudit.isolation import run_isolated
+    from flopaudit.measure.cost import measure_cost
+    from flopaudit.measure.records import failed_cost
+    from flopaudit.records import Status
+
+    model_inputs = ModelInputs.coerce(inputs, kwargs)
+
+    def work() -> Any:
+        return measure_cost(model, model_inputs, request, name=name)
+
+    if not isolate:
+        return work()
+    outcome = run_isolated(work, timeout)
+    if outcome.status == "ok":
+        return outcome.value
+    status = Status.TIMEOUT if outcome.status == "timeout" else Status.ERROR
+    message = outcome.message.replace("the count was stopped", "the measurement was stopped")
+    return failed_cost(name, status, message)
+
+
+__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "cost_model", "UserError"]

@@ -129,7 +129,8 @@ def test_output_files_follow_the_umask(tmp_path: Path, fake_backends: None, umas
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["zoo"], ["zoo", "--tags", "hard"], ["backends", "--help"],
-                                  ["run", "--help"], ["check", "--help"]])
+                                  ["run", "--help"], ["check", "--help"], ["cost", "--help"],
+                                  ["cost", "resnet18", "--weights", "speed=1"]])
 def test_help_and_zoo_answer_without_importing_torch(argv: list[str]) -> None:
     code = (f"import sys\nfrom flopaudit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n")

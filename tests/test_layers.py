@@ -29,9 +29,14 @@ LOWER = [
     "flopaudit.execution.worker",
     "flopaudit.zoo.catalog",
     "flopaudit.reports.explain",
+    "flopaudit.reports.cost",
     "flopaudit.goldens",
+    "flopaudit.measure",
+    "flopaudit.measure.records",
+    "flopaudit.measure.matrix",
 ]
-TORCH_FREE = [*LOWER, "flopaudit.run", "flopaudit.execution.supervisor", "flopaudit.cli", "flopaudit.zoo"]
+TORCH_FREE = [*LOWER, "flopaudit.run", "flopaudit.execution.supervisor", "flopaudit.cli", "flopaudit.zoo",
+              "flopaudit.commands.cost"]
 
 
 def _imported_by(module: str) -> set[str]:
@@ -50,3 +55,14 @@ def test_lower_layers_do_not_reach_up(module: str) -> None:
 @pytest.mark.parametrize("module", TORCH_FREE)
 def test_command_line_modules_import_no_torch(module: str) -> None:
     assert "torch" not in _imported_by(module)
+
+
+def test_the_command_line_process_imports_no_torch_while_its_workers_count_and_measure(tmp_path: object) -> None:
+    """``run`` with ``--cost``: the counting workers, the measuring worker, the reports; torch only there."""
+    argv = ["run", "--models", "linear-3d", "--backends", "reference", "thop", "--cost", "--cost-threads", "1",
+            "--no-cache", "--no-progress", "--out", str(tmp_path)]
+    code = (f"import sys\nfrom flopaudit.cli import main\nassert main({argv!r}) == 0\n"
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "measured on cpu" in proc.stdout and "linear-3d" in proc.stdout

@@ -172,20 +172,42 @@ AUDIT_SCRIPT = """<script>
   });
   var h2 = document.querySelectorAll("h2");
   out.first_heading = h2[0].textContent;
-  out.verdict_before_heatmap = !!(document.getElementById("verdict").compareDocumentPosition(
-    document.getElementById("heatmap")) & Node.DOCUMENT_POSITION_FOLLOWING);
-  out.verdict_rows = Array.prototype.map.call(document.querySelectorAll("#verdict-table tbody tr"),
-    function (tr) { return tr.innerText; });
-  var score = document.getElementById("score-table");
   out.viewport = document.documentElement.clientWidth;
-  out.score_right = score.getBoundingClientRect().right;
   out.page_width = document.documentElement.scrollWidth;
-  out.clipped = Array.prototype.filter.call(score.querySelectorAll("th, td"), function (c) {
-    return c.scrollWidth > c.clientWidth + 1; }).map(function (c) { return c.textContent.slice(0, 40); });
-  var heat = document.getElementById("heat-table"), th = heat.tHead.rows[0].cells[3];
-  th.click();
-  out.heat_sorted = Array.prototype.map.call(heat.tBodies[0].rows, function (r) {
-    return parseFloat(r.cells[3].getAttribute("data-sort")); });
+  function clipped(table) { return Array.prototype.filter.call(table.querySelectorAll("th, td"), function (c) {
+    return c.scrollWidth > c.clientWidth + 1; }).map(function (c) { return c.textContent.slice(0, 40); }); }
+  if (document.getElementById("verdict")) {
+    out.verdict_before_heatmap = !!(document.getElementById("verdict").compareDocumentPosition(
+      document.getElementById("heatmap")) & Node.DOCUMENT_POSITION_FOLLOWING);
+    out.verdict_rows = Array.prototype.map.call(document.querySelectorAll("#verdict-table tbody tr"),
+      function (tr) { return tr.innerText; });
+    var score = document.getElementById("score-table");
+    out.score_right = score.getBoundingClientRect().right;
+    out.clipped = clipped(score);
+    var heat = document.getElementById("heat-table"), th = heat.tHead.rows[0].cells[3];
+    th.click();
+    out.heat_sorted = Array.prototype.map.call(heat.tBodies[0].rows, function (r) {
+      return parseFloat(r.cells[3].getAttribute("data-sort")); });
+  }
+  var matrix = document.getElementById("matrix-table");
+  if (matrix) {
+    out.matrix_right = matrix.getBoundingClientRect().right;
+    out.matrix_clipped = clipped(matrix);
+    out.cost_tables_right = Math.max.apply(null, Array.prototype.map.call(
+      document.querySelectorAll("#cost table, #cost svg"), function (t) { return t.getBoundingClientRect().right; }));
+    out.cost_clipped = Array.prototype.concat.apply([], Array.prototype.map.call(
+      document.querySelectorAll("#cost table.layers, #cost table.kinds"), clipped));
+    var heads = matrix.tHead.rows[0].cells, col = -1;
+    for (var k = 0; k < heads.length; k++) { if (heads[k].textContent === "latency") col = k; }
+    heads[col].click();
+    out.matrix_by_latency = Array.prototype.map.call(matrix.tBodies[0].rows, function (r) {
+      return [r.cells[1].textContent, parseFloat(r.cells[col].getAttribute("data-sort"))]; });
+    out.roofline_points = Array.prototype.map.call(document.querySelectorAll("svg.roofline"), function (svg) {
+      return svg.querySelectorAll("circle.layer").length; });
+    out.roofline_inside = Array.prototype.every.call(document.querySelectorAll("svg.roofline circle.layer"),
+      function (c) { var box = c.ownerSVGElement.getBoundingClientRect(), r = c.getBoundingClientRect();
+        return r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1; });
+  }
   var pre = document.createElement("pre"); pre.id = "audit"; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
 })();
@@ -198,20 +220,7 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     least 4.5:1 against its background (WCAG contrast from computed styles),
     the scorecard inside the window with nothing clipped, the heat map sorted
     by distance from 1x."""
-    import html as html_lib
-
-    write_reports(_rich_run(), tmp_path, formats=("html",))
-    page = tmp_path / "report.html"
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", AUDIT_SCRIPT + "</body>"))
-    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--hide-scrollbars", "--virtual-time-budget=2000", "--window-size=900,1200"]
-    dom = subprocess.run([*flags, "--dump-dom", probe.resolve().as_uri()], capture_output=True, text=True,
-                         timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    html = dom.stdout
-    assert 'data-ready="1"' in html  # the page's own script ran to the end
-    found = json.loads(html_lib.unescape(html.split('<pre id="audit">')[1].split("</pre>")[0]))
+    found = _audit_page(_rich_run(), tmp_path)
     assert found["first_heading"].startswith("Verdict") and found["verdict_before_heatmap"]
     rows = found["verdict_rows"]
     assert len(rows) == 2 and "use torch-flop-counter (reports FLOPs: halve it), exact" in rows[0]
@@ -222,16 +231,44 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert found["score_right"] <= found["viewport"] == 900 and found["clipped"] == [], found
     heat = found["heat_sorted"]  # thop's column after one click: farthest from 1x first
     assert heat == sorted(heat, reverse=True) and heat[0] > 0
+    page = tmp_path / "report.html"
     text = page.read_text()
     assert "; and 6 more" in text  # thop misses 10 things (9 here, 1 in the other model), 4 shown
     assert "and 17 more" in text  # a cause over 20 layers, 3 shown
     assert "<svg" in text and "ptflops-aten" in text
-    shot = Path(__file__).parent / "_artifacts" / "report-900.png"
+    _screenshot(page, "report-900.png")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                  "--virtual-time-budget=2000", "--window-size=900,1200"]
+
+
+def _audit_page(run: AuditRun, out: Path) -> dict:
+    """Write ``run``'s HTML report into ``out``, open a copy with :data:`AUDIT_SCRIPT` in headless Chromium
+    at 900 px and return what the script found."""
+    import html as html_lib
+
+    write_reports(run, out, formats=("html",))
+    probe = out / "probe.html"
+    probe.write_text((out / "report.html").read_text().replace("</body>", AUDIT_SCRIPT + "</body>"))
+    dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, "--dump-dom", probe.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert 'data-ready="1"' in html  # the page's own script ran to the end
+    return json.loads(html_lib.unescape(html.split('<pre id="audit">')[1].split("</pre>")[0]))
+
+
+def _screenshot(page: Path, name: str, height: int = 1200) -> Path:
+    """A screenshot of ``page`` at 900 px under tests/_artifacts (to look at)."""
+    shot = Path(__file__).parent / "_artifacts" / name
     shot.parent.mkdir(exist_ok=True)
-    proc = subprocess.run([*flags, f"--screenshot={shot}", page.resolve().as_uri()], capture_output=True, text=True,
-                          timeout=120)
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")] + [f"--window-size=900,{height}"]
+    proc = subprocess.run([_chromium(), *flags, f"--screenshot={shot}", page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 20_000  # a real page, not a blank one
+    return shot
 
 
 def test_leaf_paths_are_those_with_nothing_under_them() -> None:
@@ -245,3 +282,64 @@ def test_leaf_paths_are_those_with_nothing_under_them() -> None:
         paths = {".".join(rng.choice(["a", "b", "a-", "0"]) for _ in range(rng.randint(1, 4))) for _ in range(25)}
         naive = sorted(p for p in paths if not any(q.startswith(p + ".") for q in paths))
         assert sorted(_leaves(paths)) == naive
+
+
+def _costs() -> tuple:
+    """Measured costs of two models (layers of every kind, long paths, a layer without FLOPs) and a
+    measurement that timed out, with the ceilings they were measured under."""
+    from flopaudit.measure.records import Ceilings, LayerCost, ModelCost
+
+    ceil = Ceilings("cpu", "float32", 2, peak_flops=80 * 10**9, bandwidth=12 * 10**9, matmul_n=1024,
+                    copy_bytes=128 << 20, device_name="AMD EPYC 7B13 64-Core Processor")
+    kinds = ["conv", "depthwise conv", "norm", "activation", "matmul", "attention", "pool", "elementwise"]
+    layers = tuple(
+        LayerCost(f"blocks.{k}.attention.inner_projection_{k % 3}", ["Conv2d", "BatchNorm2d", "GELU", "Linear"][k % 4],
+                  kinds[k % len(kinds)], 1, 40_000 + 9_000 * (k % 7), macs=(k % 5) * 300_000,
+                  flops=2 * (k % 5) * 300_000 + 20_000, bytes_read=200_000 + 50_000 * k, bytes_written=100_000)
+        for k in range(30)
+    ) + (LayerCost("", "Net", "data_movement", 1, 5_000, 0, 0, 0, 0),)
+    big = ModelCost("a-model-with-a-rather-long-identifier", Status.OK, "cpu", "float32", 2, 1, "(1x3x224x224)", 2,
+                    tuple(1_900_000 + 10_000 * k for k in range(12)), macs=sum(lc.macs for lc in layers),
+                    flops=sum(lc.flops for lc in layers), params=11_689_512,
+                    bytes_read=sum(lc.bytes_read for lc in layers), bytes_written=sum(lc.bytes_written for lc in layers),
+                    peak_memory=53_800_000, memory_method="tensor storages alive at once", layers=layers,
+                    layer_passes=4, unattributed_ns=20_000, ceilings=ceil)
+    small = ModelCost("net", Status.OK, "cpu", "float32", 2, 1, "(1x3x8x8)", 2, (900_000, 950_000, 1_000_000),
+                      macs=REF, flops=2 * REF + 5_000, params=1_000, bytes_read=3_000_000, bytes_written=1_000_000,
+                      peak_memory=4_000_000, layers=(LayerCost("conv", "Conv2d", "conv", 1, 700_000, REF, 2 * REF,
+                                                               2_000_000, 500_000),
+                                                     LayerCost("act", "ReLU", "activation", 1, 250_000, 0, 5_000,
+                                                               1_000_000, 500_000)),
+                      layer_passes=4, ceilings=ceil)
+    hung = ModelCost("hung-model", Status.TIMEOUT, error="measuring did not finish within 600 s; the worker was stopped")
+    return big, small, hung
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium package (apt-get install chromium)")
+@pytest.mark.parametrize("with_counts", [False, True], ids=["cost-only", "run-with-cost"])
+def test_cost_section_renders_in_headless_chromium(tmp_path: Path, with_counts: bool) -> None:
+    """The cost section at 900 px, alone (flopaudit cost) and after the counts (run --cost): every text at
+    least 4.5:1 against its background, the matrix and every cost table inside the window with nothing
+    clipped, the matrix sorted by latency on a click, one roofline point per layer with FLOPs and time,
+    every point inside its chart."""
+    costs = _costs()
+    base = _rich_run() if with_counts else AuditRun((), ())
+    run = dataclasses.replace(base, costs=costs, cost_weights=(("latency", 0.6), ("memory", 0.4)))
+    found = _audit_page(run, tmp_path)
+    assert found["first_heading"].startswith("Verdict" if with_counts else "Cost")
+    assert found["low"] == [], found["low"]
+    assert found["checked"] > (300 if with_counts else 150)
+    assert found["page_width"] <= found["viewport"] == 900, found
+    assert found["matrix_right"] <= 900 and found["matrix_clipped"] == [], found
+    assert found["cost_tables_right"] <= 900 and found["cost_clipped"] == [], found
+    by_latency = found["matrix_by_latency"]
+    assert [v for _, v in by_latency] == sorted(v for _, v in by_latency)
+    assert [m for m, v in by_latency if v >= 0] == ["net", "a-model-with-a-rather-long-identifier"]
+    drawable = [sum(1 for lc in c.layers if lc.flops and lc.bytes and lc.time_ns) for c in costs if c.ok]
+    assert found["roofline_points"] == drawable == [30, 2] and found["roofline_inside"]
+    page = tmp_path / "report.html"
+    text = page.read_text()
+    assert "score: weights latency=0.6, memory=0.4" in text and "hung-model" in text
+    assert "1 layer(s) without FLOPs or time" in text and "and 6 more layers" in text
+    if not with_counts:
+        _screenshot(page, "cost-900.png", height=2600)

@@ -70,3 +70,39 @@ def masked_inputs() -> dict[str, torch.Tensor]:
 
 def unmasked_inputs() -> dict[str, torch.Tensor]:
     return {"x": torch.randn(2, 5, 8)}
+
+
+class _FaultsOnSecondPass(nn.Module):
+    """A Linear(4, 2) whose second forward pass (the first one the cost phase runs) hangs or exits."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.fault = fault
+        self.passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.passes += 1
+        if self.passes >= 2:
+            if self.fault == "hang":
+                import time
+
+                while True:
+                    time.sleep(1)
+            import os
+
+            os._exit(7)
+        return self.fc(x)
+
+
+def hangs_on_second_pass() -> nn.Module:
+    return _FaultsOnSecondPass("hang")
+
+
+def exits_on_second_pass() -> nn.Module:
+    return _FaultsOnSecondPass("exit")
+
+
+def mlp16() -> nn.Module:
+    """Linear(16, 32), ReLU, Linear(32, 8): takes what einsum_net takes."""
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))

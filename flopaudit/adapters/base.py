@@ -151,7 +151,7 @@ class Adapter(ABC):
             model=model_name,
             backend=self.name,
             backend_version=self.version(),
-            torch_version=torch.__version__,
+            torch_version=str(torch.__version__),  # a plain str: unpickling a TorchVersion imports torch
             unit=self.unit,
             batch_size=inputs.batch_size,
             options=tuple(sorted((k, repr(v)) for k, v in self.options().items())),

@@ -132,12 +132,9 @@ def backends_from_args(args: argparse.Namespace) -> list[str]:
 
 def default_jobs() -> int:
     """The number of cores this process may run on."""
-    import os
+    from flopaudit.run import usable_cores
 
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def parse_jobs(text: str) -> int:
@@ -179,3 +176,52 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not (n >= 1 and 1 <= i <= n):
         raise UserError(f"invalid --shard {text!r}: need 1 <= i <= n")
     return i, n
+
+
+def add_placement_args(p: argparse.ArgumentParser) -> None:
+    """--device and --dtype (shared with run)."""
+    from flopaudit.execution.protocol import DEVICES, DTYPES
+
+    p.add_argument("--device", default="cpu", type=parse_device, metavar="DEVICE",
+                   help=f"where models are put once built: {' or '.join(DEVICES)} (cuda:N for another GPU; "
+                        "default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="the floating dtype of parameters, buffers and floating inputs (default: float32)")
+
+
+def parse_device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; cuda only where torch here was built with it and a driver is present."""
+    from flopaudit.execution.protocol import DEVICES
+
+    kind, _, index = text.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise UserError(f"invalid --device {text!r}: expected cpu, cuda or cuda:N")
+    if kind == "cuda":
+        reason = cuda_missing()
+        if reason:
+            raise UserError(f"--device {text}: no CUDA here ({reason})")
+    return text
+
+
+def cuda_missing() -> str:
+    """Why torch cannot use CUDA here ("" when it may), read without importing torch: the installed torch's
+    build (``torch/version.py``) and the NVIDIA driver's files. A worker checks again with torch."""
+    import importlib.util
+    import os
+    import re
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return "torch is not installed"
+    try:
+        with open(os.path.join(os.path.dirname(spec.origin), "version.py"), encoding="utf-8") as fh:
+            version = fh.read()
+    except OSError:
+        version = ""
+    built = re.search(r"^(cuda|hip)\s*:.*?=\s*'[^']+'", version, re.M)
+    if version and not built:
+        return "this torch is a CPU-only build"
+    if not (os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+            or os.path.exists("/dev/kfd")):
+        return "no GPU driver found"
+    return ""

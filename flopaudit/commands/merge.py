@@ -67,6 +67,7 @@ def merge_runs(runs: Sequence[tuple[str, AuditRun]], *, prefer_last: bool = Fals
     results: dict[tuple[str, str], CountResult] = {}
     origin: dict[tuple[str, str], str] = {}
     cases: dict[str, CaseInfo] = {}
+    costs: dict[str, object] = {}
     replaced = 0
     for name, run in runs:
         for r in run.results:
@@ -83,6 +84,9 @@ def merge_runs(runs: Sequence[tuple[str, AuditRun]], *, prefer_last: bool = Fals
         for info in run.cases:
             if prefer_last or info.id not in cases:
                 cases[info.id] = info
+        for cost in run.costs:  # measured costs: the first file's, or the last one's with --prefer-last
+            if prefer_last or cost.model not in costs:
+                costs[cost.model] = cost
     models = _model_order(list(dict.fromkeys([m for m, _ in results] + list(cases))))
     backends = _backend_order(list(dict.fromkeys(b for _, b in results)))
     ordered = tuple(results[(m, b)] for m in models for b in backends if (m, b) in results)
@@ -97,7 +101,9 @@ def merge_runs(runs: Sequence[tuple[str, AuditRun]], *, prefer_last: bool = Fals
         notes.append(note)
     if replaced:
         notes.append(f"{replaced} result(s) replaced by a later file (--prefer-last)")
-    return AuditRun(ordered, infos, tuple(env.items())), notes
+    weights = next((run.cost_weights for _, run in runs if run.cost_weights), ())
+    cost_models = _model_order(list(costs)) if costs else []
+    return AuditRun(ordered, infos, tuple(env.items()), tuple(costs[m] for m in cost_models), weights), notes
 
 
 def _model_order(models: list[str]) -> list[str]:

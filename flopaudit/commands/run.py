@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.commands._common import (
     add_count_args,
     add_parser,
+    add_placement_args,
     add_selection_args,
     backends_from_args,
     default_jobs,
+    parse_jobs,
     selection_from_args,
     strict_inputs,
 )
+from flopaudit.errors import UserError
 from flopaudit.fail_on import EXIT_CODES, add_fail_on_argument, classes_from_args, report_failures, run_failures
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ EPILOG = """examples:
   flopaudit run --models mypkg.models:build --input-shape 1,3,224,224
   flopaudit run --jobs 8 --shard 1/2 --out part1   # then: flopaudit merge part1 part2 --out all
   flopaudit run --meta --models mypkg.models:build_7b --inputs mypkg.models:tokens
+  flopaudit run --models vit_b_16 --device cuda --dtype bfloat16 --cost
 cells show MACs (multiply-accumulates for the whole batch, K/M/G-scaled; every
 backend normalised to that unit) and in brackets the ratio to the reference
 counter's canonical count; under the table, the verdict for each model.
@@ -66,6 +70,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--meta", action="store_true",
                    help="build models on the meta device and count without allocating weights "
                         "(backends that cannot count there are 'not applicable')")
+    add_placement_args(p)
+    p.add_argument("--cost", action="store_true",
+                   help="also measure each model's latency, traffic and per-layer time after the counts, one model "
+                        "at a time (the cost section of the reports; see 'flopaudit cost --help')")
+    p.add_argument("--cost-threads", type=parse_jobs, default=None, metavar="N",
+                   help="torch threads for --cost (default: 1; more time well only on an idle machine)")
+    p.add_argument("--weights", metavar="COL=W,...", help="with --cost: the decision matrix's weights, "
+                                                          "e.g. flops=0.6,params=0.4")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     add_fail_on_argument(p, None)
     p.set_defaults(handler=main)
@@ -75,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
     from flopaudit.results_io import check_writable
 
     fail_on = classes_from_args(args)
+    weights = check_cost_args(args)
     refs = selection_from_args(args)
     backends = backends_from_args(args)
     out = Path(args.out)
@@ -85,12 +98,35 @@ def main(args: argparse.Namespace) -> int:
 
         cache = ResultCache(args.cache_dir, tuple(args.cache_env))
     run = count(args, refs, backends, cache)
+    if weights:
+        import dataclasses
+
+        run = dataclasses.replace(run, cost_weights=weights)
     print(render_terminal(run, backends))
+    if run.costs:
+        from flopaudit.reports.cost import terminal_text
+
+        print("\n" + terminal_text(run.costs, run.cost_weights))
     paths = write_all(run, out)
     print("\nwrote " + ", ".join(str(p) for p in paths))
     if cache is not None:
         print(cache.summary())
     return report_failures(run_failures(run, fail_on), fail_on)
+
+
+def check_cost_args(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    """--meta with another device, --cost on the meta device or on Dask, --weights without --cost: usage errors.
+    Returns the parsed --weights."""
+    from flopaudit.measure.matrix import parse_weights
+
+    if args.meta and args.device != "cpu":
+        raise UserError(f"--meta builds models on the meta device: it cannot be combined with --device {args.device}")
+    if args.cost and (args.meta or args.dask_scheduler):
+        raise UserError(f"--cost measures real passes: it cannot be combined with "
+                        f"{'--meta' if args.meta else '--dask-scheduler'}")
+    if args.weights and not args.cost:
+        raise UserError("--weights weighs the decision matrix of --cost: add --cost")
+    return parse_weights(args.weights) if args.weights else ()
 
 
 def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache: ResultCache | None) -> AuditRun:
@@ -100,7 +136,14 @@ def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache:
     progress = Progress(len(refs), len(backends), enabled=not args.no_progress)
     options = dict(timeout=args.timeout, isolate=not args.no_isolation, strict_inputs=strict_inputs(args),
                    progress=progress, cache=cache, max_memory_gb=args.max_memory,
-                   meta=getattr(args, "meta", False), mode=args.mode)
+                   meta=getattr(args, "meta", False), mode=args.mode, device=getattr(args, "device", "cpu"),
+                   dtype=getattr(args, "dtype", "float32"))
+    if getattr(args, "cost", False):
+        from flopaudit.execution.protocol import CostRequest
+        from flopaudit.run import DEFAULT_COST_TIMEOUT_S
+
+        options.update(cost=CostRequest(timeout=DEFAULT_COST_TIMEOUT_S), cost_threads=args.cost_threads,
+                       cost_progress=progress.cost)
     try:
         if getattr(args, "dask_scheduler", None):
             from flopaudit.execution.dask import dask_client
@@ -142,6 +185,14 @@ class Progress:
             ok = sum(r.ok for r in results)
             print(f"flopaudit: {model}: {ok}/{self.per_case} counted ({self.done}/{self.total} counts, "
                   f"{time.monotonic() - self.started:.1f} s)", file=sys.stderr, flush=True)
+
+    def cost(self, cost: Any) -> None:
+        """A model's cost is in (``--cost``)."""
+        if self.bar is not None:
+            self.bar.set_description(f"{cost.model} / cost")
+        elif self.lines:
+            print(f"flopaudit: {cost.model}: cost {cost.status.value} ({time.monotonic() - self.started:.1f} s)",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -11,6 +11,10 @@ whom to blame when the worker hangs or dies:
 * :class:`CaseBuilt` once the model ran (or failed to build or run: the
   info carries the error);
 * :class:`Counted` after each backend's count;
+* :class:`PhaseStarted` (``cost``) and :class:`Measured`, when the order
+  carries a :class:`CostRequest`: after the counts, the model's forward
+  latency, per-layer times, traffic and the machine's ceilings
+  (:mod:`flopaudit.measure.cost`), bounded by the request's own deadline;
 * :class:`Rejected` when the model or its inputs are the user's mistake
   (a ``module:function`` factory that raises, inputs the model rejects):
   the run stops with that one line;
@@ -26,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flopaudit.measure.records import ModelCost
 from flopaudit.records import CaseInfo, CountResult
 
 if TYPE_CHECKING:
@@ -33,8 +38,8 @@ if TYPE_CHECKING:
     from flopaudit.execution.manifest import Manifest
     from flopaudit.execution.refs import CaseRef
 
-BUILD, FORWARD, COUNT = "build", "forward", "count"
-"""The phases of an order, each bounded by the run's per-phase timeout."""
+BUILD, FORWARD, COUNT, COST = "build", "forward", "count", "cost"
+"""The phases of an order, each bounded by the run's per-phase timeout (``cost`` by its request's)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,28 @@ class CaseSettings:
     meta: bool = False
     mode: str | None = None
     """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it."""
+    device: str = "cpu"
+    """Where the model and its inputs are put after building (``cpu``, ``cuda``, ``cuda:1``)."""
+    dtype: str = "float32"
+    """The floating dtype the model's parameters, buffers and floating inputs are cast to."""
+
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class CostRequest:
+    """Measure the model's cost after its counts (:func:`flopaudit.measure.cost.measure_cost`):
+    ``warmup`` untimed and ``reps`` timed forward passes, ``layer_passes`` passes timed module by
+    module (0: none), the machine's ceilings when ``ceilings``; the phase must end within
+    ``timeout`` seconds (``None``: the run's per-phase timeout)."""
+
+    warmup: int = 1
+    reps: int = 10
+    layer_passes: int = 3
+    ceilings: bool = True
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,8 @@ class Order:
     adapters: tuple[tuple[Backend, str], ...] = ()
     attempt: int = 0
     """How many workers died on this case before (see the supervisor's retry bound)."""
+    cost: CostRequest | None = None
+    """Measure the model's cost after the counts (a :class:`Measured` event)."""
 
     @property
     def case_key(self) -> tuple[object, CaseSettings]:
@@ -120,6 +149,11 @@ class CaseBuilt:
 class Counted:
     backend_index: int
     result: CountResult
+
+
+@dataclass(frozen=True)
+class Measured:
+    cost: ModelCost
 
 
 @dataclass(frozen=True)

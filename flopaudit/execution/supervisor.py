@@ -9,6 +9,10 @@ The :class:`Supervisor` starts up to ``jobs`` worker processes
   its whole process group and the phase gets status ``timeout``;
 * a worker that dies (a signal, ``os._exit``, the kernel's OOM killer) is
   blamed for the phase it was in: ``error`` naming the signal or exit code;
+* an order's cost phase (:class:`~flopaudit.execution.protocol.CostRequest`)
+  has the request's own deadline; a hang or death there, or a model that
+  never built, gives a :class:`~flopaudit.execution.protocol.Measured`
+  record with that status;
 * either way the run goes on: a count that failed is not retried, the
   backends of the order that had not been counted yet go to a fresh
   worker, and a dead worker is replaced;
@@ -42,18 +46,21 @@ from typing import Any
 from flopaudit.errors import UserError
 from flopaudit.execution.failures import exit_description, failed_result
 from flopaudit.execution.protocol import (
+    COST,
     COUNT,
     CaseBuilt,
     Counted,
+    Measured,
     Order,
     OrderDone,
     PhaseStarted,
     Rejected,
 )
 from flopaudit.execution.worker import WorkerSettings, serve
+from flopaudit.measure.records import failed_cost
 from flopaudit.records import CaseInfo, Status
 
-Event = CaseBuilt | Counted | OrderDone
+Event = CaseBuilt | Counted | Measured | OrderDone
 Handler = Callable[[Order, Event], None]
 
 MAX_ATTEMPTS = 3
@@ -73,10 +80,11 @@ class _Worker:
     built: Any = None
     info_seen: bool = False
     counted: set[int] = field(default_factory=set)
+    measured: bool = False
 
     def assign(self, order: Order, now: float) -> None:
         self.order, self.phase, self.backend_index = order, None, None
-        self.deadline, self.info_seen, self.counted = now + START_GRACE_S, False, set()
+        self.deadline, self.info_seen, self.counted, self.measured = now + START_GRACE_S, False, set(), False
         self.conn.send(order)
 
 
@@ -194,15 +202,19 @@ class Supervisor:
         assert order is not None
         if isinstance(event, PhaseStarted):
             w.phase, w.backend_index = event.phase, event.backend_index
-            w.deadline = time.monotonic() + self.timeout if self.timeout else None
+            limit = self._phase_limit(order, event.phase)
+            w.deadline = time.monotonic() + limit if limit else None
         elif isinstance(event, Rejected):
             self.close()
             raise UserError(event.message)
         elif isinstance(event, CaseBuilt):
             w.info_seen, w.built = True, order.case_key
             handle(order, event)
-        elif isinstance(event, Counted):
-            w.counted.add(event.backend_index)
+        elif isinstance(event, (Counted, Measured)):
+            if isinstance(event, Counted):
+                w.counted.add(event.backend_index)
+            else:
+                w.measured = True
             w.phase, w.backend_index = None, None
             w.deadline = time.monotonic() + self.timeout if self.timeout else None
             handle(order, event)
@@ -217,6 +229,8 @@ class Supervisor:
         order = w.order
         assert order is not None
         self._retire(w)
+        if w.measured:
+            order = replace(order, cost=None)
         status = Status.ERROR if died else Status.TIMEOUT
         left = [(j, b) for j, b in order.backends if j not in w.counted]
         if not w.info_seen:
@@ -225,6 +239,11 @@ class Supervisor:
             handle(order, CaseBuilt(CaseInfo(order.case_id, error=message)))
             for j, backend in left:
                 handle(order, Counted(j, failed_result(order.case_id, backend, status, message)))
+            if order.cost is not None:
+                handle(order, Measured(failed_cost(order.case_id, status, message)))
+            return
+        if w.phase == COST:
+            handle(order, Measured(failed_cost(order.case_id, status, self._cost_failure(order, died))))
             return
         if w.phase == COUNT and w.backend_index is not None:
             backend = dict(order.backends)[w.backend_index]
@@ -234,12 +253,14 @@ class Supervisor:
             attempt = order.attempt
         else:
             attempt = order.attempt + 1
-        if not left:
+        if not left and order.cost is None:
             return
         if attempt >= MAX_ATTEMPTS:
             message = f"the worker died {attempt} times on this model outside any count ({died or 'hung'})"
             for j, backend in left:
                 handle(order, Counted(j, failed_result(order.case_id, backend, Status.ERROR, message)))
+            if order.cost is not None:
+                handle(order, Measured(failed_cost(order.case_id, Status.ERROR, message)))
             return
         pending.appendleft(replace(order, backends=tuple(left), attempt=attempt))
 
@@ -251,6 +272,19 @@ class Supervisor:
 
     def _limit(self) -> str:
         return f"{self.timeout:g} s (--timeout)" if self.timeout else f"{START_GRACE_S:g} s"
+
+    def _phase_limit(self, order: Order, phase: str) -> float | None:
+        """Seconds a phase may take: the cost phase its request's, every other the run's ``timeout``."""
+        if phase == COST and order.cost is not None and order.cost.timeout:
+            return order.cost.timeout
+        return self.timeout
+
+    def _cost_failure(self, order: Order, died: str | None) -> str:
+        if died is None:
+            limit = self._phase_limit(order, COST)
+            return f"measuring did not finish within {limit:g} s; the worker was stopped" if limit else \
+                "measuring did not finish; the worker was stopped"
+        return f"the worker died while measuring ({died}){self._memory_note(died)}"
 
     def _model_failure(self, died: str | None) -> str:
         if died is None:

@@ -20,9 +20,10 @@ from torch import nn
 from flopaudit.adapters import get_adapter
 from flopaudit.errors import UserError
 from flopaudit.execution.failures import failed_result
-from flopaudit.execution.protocol import CaseSettings
+from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import run_isolated
+from flopaudit.measure.records import ModelCost
 from flopaudit.records import CaseInfo, CountResult, Status
 from flopaudit.zoo.case import ModelCase
 from flopaudit.zoo.select import check_runs
@@ -79,11 +80,31 @@ def name_memory_error(result: CountResult, max_memory_gb: float | None) -> Count
     return result
 
 
-def _time_forward(model: nn.Module, inputs: ModelInputs) -> float:
+def _time_forward(model: nn.Module, inputs: ModelInputs, device: str = "cpu") -> float:
     start = time.perf_counter()
     with torch.no_grad():
         model(*inputs.args, **inputs.kwargs)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def place(model: nn.Module, inputs: ModelInputs, device: str, dtype: str) -> tuple[nn.Module, ModelInputs]:
+    """Move the model and its inputs to ``device`` and cast what is floating to ``dtype``
+    (integer inputs such as token ids keep theirs). The CPU in float32 leaves both as built.
+
+    A device torch cannot use here is the user's mistake (:class:`~flopaudit.errors.UserError`).
+    """
+    if device == "cpu" and dtype == "float32":
+        return model, inputs
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: torch {torch.__version__} sees no CUDA device here")
+    target = getattr(torch, dtype)
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=target) if t.is_floating_point() else t.to(device)
+
+    return model.to(device=device, dtype=target), inputs.map(move)
 
 
 @dataclass
@@ -101,6 +122,9 @@ class PreparedCase:
     inputs: ModelInputs | None = None
     meta: bool = False
     notes: tuple[str, ...] = ()
+    placement: tuple[tuple[str, str], ...] = ()
+    """``(("device", ...), ("dtype", ...))`` when the case was put elsewhere than the CPU in float32:
+    recorded in each count's options."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -141,12 +165,14 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
     if settings.mode is not None:
         model.train(settings.mode == "train")
+    if not settings.meta:
+        model, inputs = place(model, inputs, settings.device, settings.dtype)
     if on_phase is not None:
         on_phase()
     try:
         if settings.strict_inputs:
             check_runs(case, model, inputs, meta=settings.meta)
-        forward_s = _time_forward(model, inputs)
+        forward_s = _time_forward(model, inputs, settings.device)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -161,7 +187,9 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,
         None if settings.meta else forward_s,
     )
-    return PreparedCase(case.id, info, model, inputs, settings.meta, notes)
+    placed = (settings.device, settings.dtype) != ("cpu", "float32") and not settings.meta
+    placement = (("device", settings.device), ("dtype", settings.dtype)) if placed else ()
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement)
 
 
 def count_prepared(
@@ -183,8 +211,11 @@ def count_prepared(
     if prepared.model is None or prepared.inputs is None:
         return failed_result(prepared.case_id, backend, Status.ERROR, prepared.info.error or "model not built")
     if not prepared.meta:
-        return count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                         isolate=isolate, max_memory_gb=max_memory_gb)
+        r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
+                      isolate=isolate, max_memory_gb=max_memory_gb)
+        if not prepared.placement:
+            return r
+        return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
     from flopaudit.execution.meta import meta_support
 
     support = meta_support(backend)
@@ -197,3 +228,20 @@ def count_prepared(
     return dataclasses.replace(
         r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes
     )
+
+
+def measure_prepared(prepared: PreparedCase, request: CostRequest) -> ModelCost:
+    """Measure a prepared case's cost (:func:`flopaudit.measure.cost.measure_cost`); a case that did
+    not build, or lives on the meta device, gives a record saying so."""
+    from flopaudit.measure.cost import measure_cost
+    from flopaudit.measure.records import failed_cost
+
+    if prepared.model is None or prepared.inputs is None:
+        return failed_cost(prepared.case_id, Status.ERROR, prepared.info.error or "model not built")
+    if prepared.meta:
+        return failed_cost(prepared.case_id, Status.NOT_APPLICABLE,
+                           "a model on the meta device computes nothing to time (run it without --meta)")
+    try:
+        return measure_cost(prepared.model, prepared.inputs, request, name=prepared.case_id)
+    except Exception as exc:  # noqa: BLE001 - a failed measurement is a status
+        return failed_cost(prepared.case_id, Status.ERROR, f"measuring failed: {_first_line(exc)}")

@@ -10,7 +10,8 @@ printed is kept, cut short, in the case's :class:`~flopaudit.records.CaseInfo`).
 
 For each :class:`~flopaudit.execution.protocol.Order` it builds the case
 (or reuses the case it built for the previous order), runs it, counts it
-with each backend, and reports each step (:mod:`flopaudit.execution.protocol`).
+with each backend, measures its cost when the order asks (last, so no
+count's work is timed), and reports each step (:mod:`flopaudit.execution.protocol`).
 Each phase may map at most ``--max-memory`` GiB more than the worker held
 when it began; after a count that ran out of memory the worker asks to be
 replaced. This module imports no torch at import time: the supervisor
@@ -31,10 +32,12 @@ from typing import Any
 
 from flopaudit.execution.protocol import (
     BUILD,
+    COST,
     COUNT,
     FORWARD,
     CaseBuilt,
     Counted,
+    Measured,
     Order,
     OrderDone,
     PhaseStarted,
@@ -118,7 +121,7 @@ def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[A
     """Carry out one order; return whether this worker should be replaced afterwards."""
     from flopaudit.errors import UserError
     from flopaudit.execution.memory import looks_out_of_memory, memory_cap
-    from flopaudit.execution.work import count_prepared, name_memory_error, prepare_case
+    from flopaudit.execution.work import count_prepared, measure_prepared, name_memory_error, prepare_case
 
     register_adapters(order.adapters)
     prepared = kept.get(order.case_key)
@@ -152,6 +155,12 @@ def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[A
             retire = True
         capture.take()
         conn.send(Counted(index, result))
+    if order.cost is not None:
+        conn.send(PhaseStarted(COST))
+        with memory_cap(settings.max_memory_gb):
+            cost = measure_prepared(prepared, order.cost)
+        capture.take()
+        conn.send(Measured(cost))
     return retire
 
 

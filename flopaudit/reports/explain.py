@@ -85,6 +85,7 @@ def _explain_macs(result: CountResult, reference: CountResult | None, tolerance:
     layers = top_layers(result, reference.module_macs())
     prediction = reference.prediction(result.backend)
     allowed = max(0.0, tolerance * abs(ref_macs))
+    placed = placement_note(result)
     if prediction is None:
         classification = "agrees" if abs(diff) <= allowed else "unexplained"
         if classification == "agrees" and diff == 0 and notes and note:
@@ -97,6 +98,7 @@ def _explain_macs(result: CountResult, reference: CountResult | None, tolerance:
     residual = result.macs - prediction.macs - sum(c.macs for c in declared)
     if abs(residual) > allowed:
         classification = "unexplained"
+        notes += [placed] if placed else []
     elif diff == 0 or abs(diff) <= allowed and not causes:
         classification = "unit" if note and result.raw_total != result.macs else "agrees"
     else:
@@ -105,6 +107,18 @@ def _explain_macs(result: CountResult, reference: CountResult | None, tolerance:
         classification=classification, reference_macs=ref_macs, predicted_macs=prediction.macs, causes=causes,
         residual=residual, notes=tuple(notes), top_layers=layers, **base,
     )
+
+
+def placement_note(result: CountResult) -> str:
+    """For a count made off the CPU or in another dtype (``--device``/``--dtype``, recorded in its options):
+    the kernels torch picks there are a cause of their own ("" for the CPU in float32)."""
+    options = dict(result.options)
+    device, dtype = (options.get(k, "").strip("'") for k in ("device", "dtype"))
+    if not device or device == "meta" or (device, dtype) == ("cpu", "float32"):
+        return ""
+    return (f"counted on {device} in {dtype}: torch runs other kernels there (cuDNN RNNs, flash or memory-efficient "
+            f"attention, reduced-precision paths), which {result.backend} may count differently from its rules as "
+            "checked on the CPU in float32")
 
 
 def _ok_macs(r: CountResult | None) -> int | None:

@@ -94,4 +94,16 @@ def render_html(report: Report) -> str:
         report=report, run=report.run, env=dict(report.run.environment), backends=backends,
         charts=charts, bar_width=BAR_WIDTH, worst=worst, evidence=evidence_text, recommendation=recommendation_text,
         heat_legend=[(r, _heat_color(r)) for r in (0.25, 0.5, 1.0, 2.0, 4.0)], failed_color=FAILED_COLOR,
+        counted=bool(report.run.results), **_cost_context(report),
     )
+
+
+def _cost_context(report: Report) -> dict[str, Any]:
+    """The cost section's data and formatters (:mod:`flopaudit.reports.cost`), when the run measured costs."""
+    from flopaudit.reports import cost
+
+    if not report.run.costs:
+        return {"cost": None}
+    helpers = ("ceilings_text", "nbytes", "intensity", "latency_text", "rate", "pct", "ms", "layer_cells")
+    return {"cost": cost.html_context(report.run.costs, report.run.cost_weights),
+            **{name: getattr(cost, name) for name in helpers}}

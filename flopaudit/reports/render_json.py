@@ -23,7 +23,13 @@ Top-level keys:
   ``[path, macs]`` pairs), ``residual`` and ``notes``; for every cell
   ``difference == sum(causes.macs) + residual`` when ``predicted_macs`` is set;
 * ``scores``: one object per backend (see :class:`~flopaudit.reports.model.BackendScore`);
-* ``results``: the run's raw results, as in ``results.json``.
+* ``results``: the run's raw results, as in ``results.json``;
+* ``costs`` (when the run measured them): one object per model as in
+  ``results.json`` (:class:`~flopaudit.measure.records.ModelCost`: integer
+  ``samples_ns``, ``flops``, ``bytes_read``... and its ``layers`` and
+  ``ceilings``) plus its derived ``latency_ns``, ``spread``, ``intensity``,
+  ``achieved_flops``, ``peak_fraction``, ``overhead_ns``, ``score`` and
+  ``rank`` in the decision matrix (weighted by ``cost_weights``).
 
 v2 added ``verdict_tolerance``, ``verdicts``, ``families``, each cause's
 ``more_layers`` and removed the scores' ``median_seconds`` and
@@ -41,6 +47,21 @@ REPORT_SCHEMA = "flopaudit.report"
 REPORT_SCHEMA_VERSION = 2
 
 
+def _costs(report: Report) -> tuple[list[dict[str, object]], dict[str, float]]:
+    from flopaudit.measure.matrix import decision_matrix
+    from flopaudit.reports.cost import weights_of
+
+    weights = weights_of(report.run.cost_weights)
+    out = []
+    for row in decision_matrix(report.run.costs, weights):
+        c = row.cost
+        derived = {"latency_ns": c.latency_ns, "spread": c.spread, "intensity": c.intensity,
+                   "achieved_flops": c.achieved_flops, "peak_fraction": c.peak_fraction, "overhead_ns": c.overhead_ns,
+                   "score": row.score, "rank": row.rank}
+        out.append({**c.to_dict(), **derived})
+    return out, dict(weights)
+
+
 def render_json(report: Report) -> str:
     data = {
         "schema": REPORT_SCHEMA,
@@ -54,4 +75,6 @@ def render_json(report: Report) -> str:
         "scores": [s.to_dict() for s in report.scores],
         "results": [r.to_dict() for r in report.run.results],
     }
+    if report.run.costs:
+        data["costs"], data["cost_weights"] = _costs(report)
     return json.dumps(data, indent=2, sort_keys=True) + "\n"

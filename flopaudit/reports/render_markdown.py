@@ -101,6 +101,12 @@ def _params_section(report: Report, backends: list[str]) -> list[str]:
 
 def render_markdown(report: Report) -> str:
     run = report.run
+    if not run.results:  # costs only (flopaudit cost)
+        from flopaudit.reports.cost import markdown_section
+
+        env = dict(run.environment)
+        head = f"torch {env.get('torch', '?')}, flopaudit {env.get('flopaudit', '?')}, {env.get('created', '')}."
+        return "\n".join(["# flopaudit report", "", head, "", *markdown_section(run.costs, run.cost_weights)]) + "\n"
     env = dict(run.environment)
     backends = [b for b in report.backends if b != "reference"]
     lines = ["# flopaudit report", ""]
@@ -130,6 +136,10 @@ def render_markdown(report: Report) -> str:
                      "median deviation", "misses", "side effects"], srows)
     lines += ["", *family_section(report)]
     lines += _params_section(report, backends)
+    if run.costs:
+        from flopaudit.reports.cost import markdown_section
+
+        lines += ["", *markdown_section(run.costs, run.cost_weights)]
     lines += ["", "## Explanations", ""]
     for m in report.models:
         cells = [report.cell(m, b) for b in backends]
