@@ -179,3 +179,30 @@ def test_meta_says_the_forward_reads_values_instead_of_blaming_the_input(
                  "--out", str(tmp_path / "b")]) == 0
     result = json.loads((tmp_path / "b" / "results.json").read_text())["results"][0]
     assert result["status"] == "ok" and result["macs"] == 2 * 5 * 8 * 4
+
+
+@pytest.mark.parametrize("mode, macs", [(None, 3 * 4 * 4), ("eval", 3 * 4 * 4), ("train", 3 * 4 * 4 + 3 * 4 * 2)])
+def test_mode_chooses_train_or_eval_and_module_function_models_count_in_eval(
+        tmp_path: Path, mode: str | None, macs: int) -> None:
+    extra = ["--mode", mode] if mode else []
+    assert main(["run", "--models", "user_models:train_only_head", "--input-shape", "3,4", "--backends", "reference",
+                 "--no-cache", "--no-progress", "--out", str(tmp_path), *extra]) == 0
+    (result,) = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert result["macs"] == macs
+
+
+def test_progress_in_a_log_is_one_line_per_model_without_carriage_returns(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from flopaudit.commands.run import Progress
+    from flopaudit.records import CountResult, Status, Unit
+
+    progress = Progress(2, 2)  # stderr is not a terminal under capsys
+    for model in ("a", "b"):
+        for backend in ("x", "y"):
+            progress(model, backend, None)
+            progress(model, backend, CountResult(model, backend, "1", "2", Unit.MAC, Status.OK, macs=1))
+    progress.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert [line.split(":")[1].strip() for line in err.splitlines()] == ["a", "b"]
+    assert "2/2 counted" in err.splitlines()[0] and "(4/4 counts" in err.splitlines()[1]

@@ -106,3 +106,20 @@ def exits_on_second_pass() -> nn.Module:
 def mlp16() -> nn.Module:
     """Linear(16, 32), ReLU, Linear(32, 8): takes what einsum_net takes."""
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+
+
+class TrainOnlyHead(nn.Module):
+    """Runs a second Linear only in train mode (as GoogLeNet's auxiliary heads do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+        self.aux = nn.Linear(4, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        return y + self.aux(y).sum() if self.training else y
+
+
+def train_only_head() -> nn.Module:
+    return TrainOnlyHead()
