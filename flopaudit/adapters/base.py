@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from flopaudit.errors import NotApplicable
 from flopaudit.inputs import ModelInputs
@@ -116,7 +117,7 @@ class Adapter(ABC):
         side_effects: list[str] = []
         caught: list[warnings.WarningMessage] = []
         try:
-            work = copy.deepcopy(model) if self.copies_model else model
+            work = copy_model(model) if self.copies_model or has_lazy_parameters(model) else model
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -152,6 +153,27 @@ class Adapter(ABC):
             predictions=raw.predictions,
             **base,
         )
+
+
+def has_lazy_parameters(model: nn.Module) -> bool:
+    """Whether a lazy module of ``model`` has parameters or buffers not
+    materialised yet (a forward pass would materialise them, changing the model)."""
+    return any(isinstance(t, UninitializedTensorMixin) for t in (*model.parameters(), *model.buffers()))
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, also for modules holding non-leaf tensors as
+    plain attributes (``torch.nn.utils.prune`` and ``weight_norm`` recompute
+    ``weight`` from ``weight_orig``/``weight_g`` in a forward pre-hook, and
+    tensors that autograd produced refuse ``deepcopy``), or a buffer written
+    with autograd on (``self.cache.copy_(y)``): such a tensor is copied
+    detached; the hook recomputes the attribute on the next forward."""
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for value in (*vars(module).values(), *module._buffers.values()):
+            if isinstance(value, torch.Tensor) and not value.is_leaf and not isinstance(value, nn.Parameter):
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
 
 
 def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:

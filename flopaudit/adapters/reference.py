@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from torch import nn
 
-from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.base import Adapter, RawCount, copy_model, has_lazy_parameters
 from flopaudit.inputs import ModelInputs
 from flopaudit.module_paths import layer_differences
 from flopaudit.records import Granularity, RuleContribution, RulesetPrediction, Unit
+
+Pass = tuple[bool, bool, bool]
+"""How a backend runs the model: autograd on, a hook on every module, switched to eval mode."""
 
 
 class ReferenceAdapter(Adapter):
@@ -41,8 +44,10 @@ class ReferenceAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         from flopaudit.reference import count
 
+        # A lazy module is materialised by the first pass; each backend meets it unmaterialised.
+        pristine = copy_model(model) if has_lazy_parameters(model) else None
         result = count(model, inputs, ruleset="canonical", no_grad=True)
-        predictions = predict_backends(model, inputs, result)
+        predictions = predict_backends(model, inputs, result, fresh=(lambda: copy_model(pristine)) if pristine else None)
         warnings = list(result.notes)
         if result.traced_custom_ops:
             traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
@@ -69,8 +74,12 @@ class ReferenceAdapter(Adapter):
         )
 
 
-def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tuple[RulesetPrediction, ...]:
+def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
+                     fresh: Callable[[], nn.Module] | None = None) -> tuple[RulesetPrediction, ...]:
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.predict`).
+
+    ``fresh``: a model to record each further pass on, where the first pass
+    changed ``model`` (it materialised lazy modules); default ``model``.
 
     Each ruleset reads a recording made the way its backend runs the model:
     autograd on or off (``Ruleset.grad_enabled``; eval-mode fused kernels
@@ -88,46 +97,90 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     that inspects its hooks or the grad mode in other ways is outside these
     shortcuts.
     """
-    from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
-    from flopaudit.reference.predict import predict
+    from flopaudit.reference.liveness import without_dead_work
+    from flopaudit.reference.predict import predict, with_cause
+    from flopaudit.reference.rulesets import VALUE_CORRECTIONS
 
     rulesets = backend_rulesets()
     hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
+    training = any(m.training for m in model.modules())
 
-    def key(ruleset: Any) -> tuple[bool, bool]:
+    def key(ruleset: Any) -> Pass:
         grad = ruleset.grad_enabled
-        return grad, ruleset.module_hooks and not grad and hook_sensitive
+        if ruleset.eval_mode and training:  # another path: its hook-sensitive ops are not known yet
+            return grad, ruleset.module_hooks and not grad, True
+        return grad, ruleset.module_hooks and not grad and hook_sensitive, False
 
-    patches: dict[tuple[bool, bool], tuple[str, ...]] = {}
+    patches: dict[Pass, tuple[str, ...]] = {}
+    traced: set[Pass] = set()  # passes a JIT-trace ruleset reads: recorded with liveness
     for ruleset in rulesets.values():
         k = key(ruleset)
         patches[k] = tuple(dict.fromkeys((*patches.get(k, ()), *ruleset.patched_functions)))
-    recordings: dict[tuple[bool, bool], Any] = {}
-    if not patches.get((False, False)):
-        recordings[(False, False)] = result  # the canonical pass already is the autograd-off, hook-free one
+        if ruleset.drops_dead_code:
+            traced.add(k)
+    recordings: dict[Pass, Any] = {}
+    dead: dict[Pass, frozenset[int] | None] = {}
+    canonical = (False, False, False)
+    if not patches.get(canonical) and canonical not in traced:
+        recordings[canonical] = result  # the canonical pass already is the autograd-off, hook-free one
     out = []
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
         if source is None:
-            source = recordings[k] = count(model, inputs, no_grad=not k[0], patch=patches[k], module_hooks=k[1])
+            source, dead[k] = _record_pass(fresh() if fresh else model, inputs, k, patches[k], k in traced)
+            recordings[k] = source
         prediction = predict(source.events, source.module_call_records, ruleset, backend)
+        if ruleset.drops_dead_code and dead.get(k):
+            prediction = without_dead_work(prediction, source.events, dead[k] or (), ruleset)
+        for name in ruleset.value_corrections:
+            correct, reason = VALUE_CORRECTIONS[name]
+            amounts = [(c.path, c.stack, macs) for c, macs in correct(model, source.module_call_records)]
+            prediction = with_cause(prediction, reason, "rule", amounts)
         out.append(_with_pass_difference(prediction, source, result, k))
     return tuple(out)
 
 
+def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[str, ...],
+                 liveness: bool) -> tuple[Any, frozenset[int] | None]:
+    """One recording for the rulesets sharing ``key`` (autograd on, module
+    hooks, eval mode); with ``liveness``, also the indices of its events whose
+    work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`).
+    In eval mode every module's own train/eval flag is put back afterwards."""
+    from flopaudit.reference import count
+    from flopaudit.reference.liveness import LivenessMode, dead_events
+
+    grad, hooks, eval_mode = key
+    modes = [(m, m.training) for m in model.modules()] if eval_mode else []
+    if eval_mode:
+        model.eval()
+    try:
+        if not liveness:
+            return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks), None
+        with LivenessMode(model, inputs.tensors()) as mode:
+            source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks)
+        return source, dead_events(source.events, mode)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: Any,
-                          key: tuple[bool, bool]) -> RulesetPrediction:
+                          key: Pass) -> RulesetPrediction:
     """Book the canonical MACs by which the backend's own pass differs from the
     reference's inference pass (a padding-masked ``nn.TransformerEncoder``
-    skips its padding only under ``no_grad``), so that the prediction's
-    contributions still add up to its difference from the reference."""
+    skips its padding only under ``no_grad``; a train-mode model runs its
+    auxiliary heads, which a backend that calls ``model.eval()`` does not),
+    so that the prediction's contributions still add up to its difference
+    from the reference."""
     delta = source.macs - result.macs
     if source is result or not delta:
         return prediction
-    how = "with autograd on" if key[0] else "with a hook on every module"
+    ways = ["in eval mode (the backend calls model.eval() itself, so train-only branches do not run)"] if key[2] else []
+    ways.append("with autograd on" if key[0] else "with a hook on every module" if key[1] else "")
+    how = " and ".join(w for w in ways if w)
     mine, ref = source.module_macs(), result.module_macs()
     nested = any(p for p in (*mine, *ref))  # a model with submodules; else the root takes it all
     layers = layer_differences(mine, ref, 8) if nested else (("", delta),)

@@ -1254,6 +1254,8 @@ class _BufferGuard:
             for b, value in self.saved:
                 if b.shape == value.shape:
                     b.copy_(value)
+                if b.grad_fn is not None:  # written with autograd on (``buf.copy_(y)``): a leaf again, as it was
+                    b.detach_()
 
 
 def _arg(where: tuple[int, str], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:

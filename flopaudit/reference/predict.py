@@ -26,6 +26,7 @@ sum(contributions)`` holds exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Sequence
 
@@ -134,3 +135,29 @@ def predict(
         if delta
     )
     return RulesetPrediction(name or ruleset.name, total, contributions, breakdown(per_module))
+
+
+def with_cause(prediction: RulesetPrediction, rule: str, kind: str,
+               amounts: Sequence[tuple[str, Sequence[str], int]]) -> RulesetPrediction:
+    """``prediction`` plus one more cause: ``amounts`` are ``(layer, module
+    stack, MACs)`` entries that the recording alone could not price (work a
+    JIT trace drops, a pruning mask's zeros); the cause books their sum with
+    its layers, and the total and per-module counts move by as much."""
+    total = 0
+    layers: dict[str, int] = defaultdict(int)
+    per_module = dict(prediction.per_module)
+    for path, stack, macs in amounts:
+        if not macs:
+            continue
+        total += macs
+        layers[path] += macs
+        for p in dict.fromkeys(stack or ("",)):
+            per_module[p] = per_module.get(p, 0) + macs
+    if not total and not any(layers.values()):
+        return prediction
+    cause = RuleContribution(
+        rule=rule, kind=kind, macs=total,
+        layers=tuple(sorted(((p, v) for p, v in layers.items() if v), key=lambda x: (-abs(x[1]), x[0]))[:_LAYERS_KEPT]),
+    )
+    return dataclasses.replace(prediction, macs=prediction.macs + total,
+                               contributions=(*prediction.contributions, cause), per_module=breakdown(per_module))

@@ -287,6 +287,7 @@ FVCORE = Ruleset(
     ),
     default="zero",
     grad_enabled=True,
+    drops_dead_code=True,
 )
 register_ruleset(FVCORE)
 

@@ -1,7 +1,8 @@
 """The ``ptflops-pytorch`` ruleset: predicts ptflops' pytorch engine (ptflops 0.7.5).
 
 ptflops' pytorch engine (``ptflops/pytorch_engine.py``) counts in two
-independent ways during one forward with autograd on, after ``model.eval()``:
+independent ways during one forward with autograd on, after ``model.eval()``
+(``eval_mode``: a train-mode model is recorded for it in eval mode):
 
 * **module hooks**: every module whose *exact* type is a key of
   ``MODULES_MAPPING`` (``ptflops/pytorch_ops.py``) adds its hook's count to
@@ -405,6 +406,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     event_rules=EVENT_RULES,
     default="zero",
     grad_enabled=True,
+    eval_mode=True,
     patched_functions=PATCHED_FUNCTIONS,
     sums_per_name=True,
 ))
