@@ -109,7 +109,8 @@ def _number(value: Any) -> int | float:
 def called_modules(model: nn.Module) -> Iterator[set[int]]:
     """Record ``id()`` of every module of ``model`` called (via ``__call__``) inside the block."""
     called: set[int] = set()
-    handles = [m.register_forward_pre_hook(lambda mod, args: called.add(id(mod))) for m in model.modules()]
+    handles = [m.register_forward_pre_hook(lambda mod, args: called.add(id(mod))) for m in model.modules()
+               if not isinstance(m, torch.jit.ScriptModule)]  # ScriptModules refuse hooks
     try:
         yield called
     finally:

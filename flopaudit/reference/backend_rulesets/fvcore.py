@@ -50,8 +50,14 @@ made with the Python entry points wrapped (``patched_functions``) and the
 * everything else (activations, softmax, max/avg pools, elementwise,
   embedding): 0.
 * a ``torch.library`` custom op is one opaque node in the trace, and so is a
-  custom ``torch.autograd.Function`` (``prim::PythonOp``): the ops they
-  dispatch (recorded by the reference) count 0.
+  custom ``torch.autograd.Function`` (``prim::PythonOp``) and a call of a
+  ``torch.jit.script`` function (``prim::CallFunction``; the recording wraps
+  ``ScriptFunction.__call__``): the ops they dispatch (recorded by the
+  reference) count 0. A scripted *module* makes fvcore fail (its trace hooks
+  every submodule, and ScriptModules refuse hooks).
+* the trace keeps only work whose result reaches the output (or is written
+  to a parameter, buffer or input): ``drops_dead_code``, see
+  :mod:`flopaudit.reference.liveness`.
 
 # NB: the Python entry points are caught where the model calls them through
 # the attributes patched here (``torch.matmul``, ``torch.Tensor.matmul``,
@@ -82,6 +88,7 @@ CONV_CALLS = ("torch.nn.functional.conv1d", "torch.nn.functional.conv2d", "torch
 POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d",)
 ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
 INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
+SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
 
 _R_MATMUL = "matmul priced as prod(a.shape) x b.shape[-1] (a batch only on b is missed)"
 _R_EINSUM = "einsum priced by numpy's optimal-path estimate / 2"
@@ -91,6 +98,7 @@ _R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
 _R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
 _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
+_R_SCRIPT = "TorchScript function (torch.jit.script): one opaque prim::CallFunction node in fvcore's trace"
 
 
 
@@ -249,8 +257,10 @@ FVCORE = Ruleset(
     unit="MAC",
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
-    patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS,
+    patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
+    + SCRIPT_CALLS,
     event_rules=(
+        *_priced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, _UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
                   kind=_UNSUPPORTED),
         EventRule("zero", autograd_function=True,

@@ -240,6 +240,23 @@ def ptflops_mha(call: ModuleCall) -> int:
     return flops * batch
 
 
+@module_counter("ptflops.timm_attention")
+def ptflops_timm_attention(call: ModuleCall) -> int:
+    """``timm_attention_counter_hook`` (timm's ``Attention``, the ViT family's
+    self-attention): for ``x`` of shape ``(B, N, C)``, ``N * head_dim * heads``
+    (q scaling) plus ``heads * (2 * N^2 * head_dim + N^2)`` (scores, softmax,
+    weighted sum), times ``B``. Nothing else: ``accumulate_flops`` does not
+    descend into a mapped module, so its ``qkv`` and ``proj`` Linear layers,
+    though hooked, are never summed."""
+    x = _first_in(call)
+    if len(x) != 3:
+        return 0
+    batch, tokens = x[0], x[1]
+    heads, head_dim = int(_attr(call, "num_heads", 0)), int(_attr(call, "head_dim", 0))
+    flops = tokens * head_dim * heads + heads * (2 * tokens * tokens * head_dim + tokens * tokens)
+    return flops * batch
+
+
 def _rules(classes: Sequence[type], count: str, reason: str, suppress_inner: bool = True) -> tuple[ModuleRule, ...]:
     return tuple(ModuleRule(class_path(c), count, suppress_inner=suppress_inner, reason=reason) for c in classes)
 
@@ -274,9 +291,20 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
             "MultiheadAttention per ptflops' formula (scaling, biases, softmax; projections squared in kdim/vdim)",
             suppress_inner=False),
 )
-# NB: ptflops also maps torchvision.ops.DeformConv2d and timm's Attention;
-# neither appears in the zoo and neither is reproduced (their calls are
-# priced as modules without a rule).
+# ptflops maps timm's ``Attention`` when timm imports (``from
+# timm.models.vision_transformer import Attention``; the class lives in
+# ``timm.layers.attention`` since timm 0.9, in ``vision_transformer`` before).
+# Matched by class path, so timm is not imported here. # NB: no patched
+# function is called inside its forward (SDPA, ``@`` and ``Tensor.softmax``
+# are not patched), so suppressing its inner events loses nothing ptflops counts.
+TIMM_ATTENTION_CLASSES = ("timm.layers.attention.Attention", "timm.models.vision_transformer.Attention")
+MODULE_RULES += tuple(
+    ModuleRule(path, "ptflops.timm_attention", reason="timm Attention per ptflops' own hook: attention products, "
+               "softmax and q scaling only; its qkv/proj Linear layers are not summed (the tree walk stops there)")
+    for path in TIMM_ATTENTION_CLASSES
+)
+# NB: ptflops also maps torchvision.ops.DeformConv2d (no zoo case uses it; not
+# reproduced: its calls are priced as modules without a rule).
 
 
 # ---------------------------------------------------------------------------
