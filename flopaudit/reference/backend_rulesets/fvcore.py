@@ -31,8 +31,13 @@ made with the Python entry points wrapped (``patched_functions``) and the
 * ``F.conv1d/2d/3d`` (or ``torch.conv1d/2d/3d``) with a string ``padding``
   (``"same"``, ``"valid"``) is traced as ``aten::_convolution_mode``, which
   has no handle: 0.
-* ``baddbmm``, ``mv``, ``dot``, ``addbmm``... and fused attention kernels
-  (``scaled_dot_product_attention``) have no handle: 0, listed as unsupported.
+* ``baddbmm``, ``mv``, ``dot``, ``addbmm``... have no handle: 0, listed as
+  unsupported. So has ``F.scaled_dot_product_attention``, which the trace
+  records as one ``aten::scaled_dot_product_attention`` node whatever kernel
+  runs: the call is wrapped and everything inside it counts 0 (with autograd
+  on and a float mask that requires grad, T5's learned position bias, torch
+  runs it as its math decomposition, ``bmm`` and ``softmax``, which fvcore
+  would price if it saw them).
 * ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` are one ``aten::lstm``/``gru``/
   ``rnn_*`` op in the trace, without a handle: 0 (whatever the reference saw
   inside them). The cells (``LSTMCell``...) are traced as their matmuls.
@@ -89,6 +94,7 @@ POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d",)
 ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
 INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
 SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
+SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
 
 _R_MATMUL = "matmul priced as prod(a.shape) x b.shape[-1] (a batch only on b is missed)"
 _R_EINSUM = "einsum priced by numpy's optimal-path estimate / 2"
@@ -98,6 +104,7 @@ _R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
 _R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
 _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
+_R_SDPA = "fused attention (scaled_dot_product_attention) has no fvcore handle"
 _R_SCRIPT = "TorchScript function (torch.jit.script): one opaque prim::CallFunction node in fvcore's trace"
 
 
@@ -258,9 +265,10 @@ FVCORE = Ruleset(
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
-    + SCRIPT_CALLS,
+    + SCRIPT_CALLS + SDPA_CALLS,
     event_rules=(
         *_priced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, _UNSUPPORTED),
+        *_priced_calls(SDPA_CALLS, "zero", _R_SDPA, _UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
                   kind=_UNSUPPORTED),
         EventRule("zero", autograd_function=True,
@@ -277,8 +285,7 @@ FVCORE = Ruleset(
         EventRule("macs", category=Category.CONV, reason="matmul/linear/conv MACs, no bias"),
         EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv...)",
                   kind=_UNSUPPORTED),
-        EventRule("zero", category=Category.ATTENTION,
-                  reason="fused attention (scaled_dot_product_attention) has no fvcore handle", kind=_UNSUPPORTED),
+        EventRule("zero", category=Category.ATTENTION, reason=_R_SDPA, kind=_UNSUPPORTED),
         EventRule("zero", category=Category.RNN, reason=_R_RNN, kind=_UNSUPPORTED),
         *(EventRule("fvcore.batch_norm", op=op, reason=_R_BN)
           for op in ("aten.native_batch_norm", "aten._native_batch_norm_legit_no_training",
