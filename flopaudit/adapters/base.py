@@ -130,7 +130,7 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=f"{type(exc).__name__}: {exc}".strip(),
+                error=f"{type(exc).__name__}: {exc}".strip() + raised_in(exc, self.module),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
@@ -153,6 +153,22 @@ class Adapter(ABC):
             predictions=raw.predictions,
             **base,
         )
+
+
+def raised_in(exc: BaseException, backend_module: str) -> str:
+    """`` (raised in <module>, line <n>)`` for the innermost frame of ``exc``'s
+    traceback that is the backend's code or flopaudit's, so that a backend's
+    own failure and one of flopaudit's read apart (torch's and Python's frames
+    in between are skipped); '' when neither is on the traceback."""
+    owners = {backend_module.split(".")[0], "flopaudit"}
+    found = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if name.split(".")[0] in owners:
+            found = f" (raised in {name}, line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return found
 
 
 def has_lazy_parameters(model: nn.Module) -> bool:

@@ -6,4 +6,4 @@ concatenates them in :data:`FAMILIES` order.
 
 from __future__ import annotations
 
-FAMILIES = ("layers", "pointwise", "attention", "rnn", "structure", "custom")
+FAMILIES = ("layers", "pointwise", "attention", "rnn", "structure", "custom", "realworld")
