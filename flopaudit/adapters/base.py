@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 import importlib.util
+import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -130,7 +131,7 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=f"{type(exc).__name__}: {exc}".strip() + raised_in(exc, self.module),
+                error=f"{type(exc).__name__}: {exc}".strip() + raised_in(exc),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
@@ -155,17 +156,19 @@ class Adapter(ABC):
         )
 
 
-def raised_in(exc: BaseException, backend_module: str) -> str:
-    """`` (raised in <module>, line <n>)`` for the innermost frame of ``exc``'s
-    traceback that is the backend's code or flopaudit's, so that a backend's
-    own failure and one of flopaudit's read apart (torch's and Python's frames
-    in between are skipped); '' when neither is on the traceback."""
-    owners = {backend_module.split(".")[0], "flopaudit"}
+def raised_in(exc: BaseException) -> str:
+    """`` (raised in <module>, line <n>)``: the innermost frame of ``exc``'s
+    traceback that is code of the backend, of flopaudit or of the model, so
+    that their failures read apart; '' if there is none. Python's own frames
+    and torch's machinery are skipped; torch's layers (``torch.nn.modules.*``
+    but the ``Module`` base class, ``torch.nn.functional``) are model code."""
     found = ""
     tb = exc.__traceback__
     while tb is not None:
         name = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if name.split(".")[0] in owners:
+        top = name.split(".")[0]
+        layer = name.startswith(("torch.nn.modules.", "torch.nn.functional")) and name != "torch.nn.modules.module"
+        if top and top not in sys.stdlib_module_names and (top != "torch" or layer):
             found = f" (raised in {name}, line {tb.tb_lineno})"
         tb = tb.tb_next
     return found
