@@ -68,6 +68,8 @@ class ExtraSpec:
     case_id: str = ""
     """Zoo id ('' = the builder's name)."""
     note: str = ""
+    quick: bool = False
+    """In the representative subset of the default test tier (tag ``quick``)."""
 
     @property
     def id(self) -> str:
@@ -104,9 +106,9 @@ def _detections(n: int) -> tuple[tuple[str, object], ...]:
 
 
 def _detection(name: str, *kwargs: tuple[str, object], note: str = "", weights: str = "",
-               case_id: str = "") -> ExtraSpec:
+               case_id: str = "", quick: bool = False) -> ExtraSpec:
     return ExtraSpec(name, "detection", _IMAGE, "[3x224x224], resized by the model", (*_NO_BACKBONE, *kwargs),
-                     weights, case_id, note)
+                     weights, case_id, note, quick)
 
 
 def _segmentation(name: str, aux: bool = True) -> ExtraSpec:
@@ -119,9 +121,9 @@ def _video(name: str, side: int) -> ExtraSpec:
     return ExtraSpec(name, "video", tensor_inputs(1, 3, 16, side, side), f"a 1x3x16x{side}x{side} clip")
 
 
-def _quantizable(name: str, side: int = 224, *kwargs: tuple[str, object]) -> ExtraSpec:
+def _quantizable(name: str, side: int = 224, *kwargs: tuple[str, object], quick: bool = False) -> ExtraSpec:
     return ExtraSpec(name, "quantization", tensor_inputs(1, 3, side, side), f"1x3x{side}x{side}",
-                     (("quantize", False), *kwargs), note="float quantization-ready model (quantize=False)")
+                     (("quantize", False), *kwargs), note="float quantization-ready model (quantize=False)", quick=quick)
 
 
 _PROPOSALS_1000 = "1000 proposals reach the box head (RPN NMS threshold 1.0)"
@@ -131,7 +133,7 @@ SPECS: tuple[ExtraSpec, ...] = (
     _detection("fasterrcnn_resnet50_fpn", *_ALL_PROPOSALS, note=_PROPOSALS_1000),
     _detection("fasterrcnn_resnet50_fpn_v2", *_ALL_PROPOSALS, note=_PROPOSALS_1000),
     _detection("fasterrcnn_mobilenet_v3_large_fpn", *_NO_PROPOSAL, note=_NO_PROPOSALS),
-    _detection("fasterrcnn_mobilenet_v3_large_320_fpn", *_NO_PROPOSAL, note=_NO_PROPOSALS),
+    _detection("fasterrcnn_mobilenet_v3_large_320_fpn", *_NO_PROPOSAL, note=_NO_PROPOSALS, quick=True),
     _detection("maskrcnn_resnet50_fpn", *_ALL_PROPOSALS, *_NO_DETECTION,
                note=_PROPOSALS_1000 + "; no detection reaches the mask head"),
     _detection("maskrcnn_resnet50_fpn_v2", *_ALL_PROPOSALS, *_detections(100),
@@ -145,7 +147,7 @@ SPECS: tuple[ExtraSpec, ...] = (
     _detection("retinanet_resnet50_fpn_v2"),
     _detection("fcos_resnet50_fpn"),
     _detection("ssd300_vgg16"),
-    _detection("ssdlite320_mobilenet_v3_large"),
+    _detection("ssdlite320_mobilenet_v3_large", quick=True),
     _segmentation("fcn_resnet50"),
     _segmentation("fcn_resnet101"),
     _segmentation("deeplabv3_resnet50"),
@@ -171,7 +173,7 @@ SPECS: tuple[ExtraSpec, ...] = (
     _quantizable("quantized_resnet50"),
     _quantizable("quantized_resnext101_32x8d"),
     _quantizable("quantized_resnext101_64x4d"),
-    _quantizable("quantized_shufflenet_v2_x0_5"),
+    _quantizable("quantized_shufflenet_v2_x0_5", quick=True),
     _quantizable("quantized_shufflenet_v2_x1_0"),
     _quantizable("quantized_shufflenet_v2_x1_5"),
     _quantizable("quantized_shufflenet_v2_x2_0"),
@@ -204,7 +206,7 @@ def cases() -> list[ModelCase]:
     out = []
     for spec in SPECS:
         meta = published(spec)
-        tags = {"torchvision", "vision", spec.task}
+        tags = {"torchvision", "vision", spec.task} | ({"quick"} if spec.quick else set())
         options = "".join(f", {k}={v!r}" for k, v in spec.build_kwargs)
         text = f"torchvision {spec.name}(weights=None{options}) ({spec.task}) on {spec.input_text}, random weights"
         if meta is not None:
