@@ -161,14 +161,17 @@ def raised_in(exc: BaseException) -> str:
     traceback that is code of the backend, of flopaudit or of the model, so
     that their failures read apart; '' if there is none. Python's own frames
     and torch's machinery are skipped; torch's layers (``torch.nn.modules.*``
-    but the ``Module`` base class, ``torch.nn.functional``) are model code."""
+    but the ``Module`` base class, ``torch.nn.functional``) are model code; a
+    mode's ``__torch_dispatch__``/``__torch_function__`` passes an operator
+    through for whoever called it, so a failing operator is not the mode's."""
     found = ""
     tb = exc.__traceback__
     while tb is not None:
         name = str(tb.tb_frame.f_globals.get("__name__", ""))
         top = name.split(".")[0]
         layer = name.startswith(("torch.nn.modules.", "torch.nn.functional")) and name != "torch.nn.modules.module"
-        if top and top not in sys.stdlib_module_names and (top != "torch" or layer):
+        through = tb.tb_frame.f_code.co_name in ("__torch_dispatch__", "__torch_function__")
+        if top and top not in sys.stdlib_module_names and (top != "torch" or layer) and not through:
             found = f" (raised in {name}, line {tb.tb_lineno})"
         tb = tb.tb_next
     return found

@@ -147,7 +147,7 @@ SPECS: tuple[ExtraSpec, ...] = (
     _detection("retinanet_resnet50_fpn_v2"),
     _detection("fcos_resnet50_fpn"),
     _detection("ssd300_vgg16"),
-    _detection("ssdlite320_mobilenet_v3_large", quick=True),
+    _detection("ssdlite320_mobilenet_v3_large"),
     _segmentation("fcn_resnet50"),
     _segmentation("fcn_resnet101"),
     _segmentation("deeplabv3_resnet50"),
