@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from flopaudit.zoo.case import ModelCase, tensor_inputs
+from flopaudit.zoo.case import ModelCase, cost_tag, tensor_inputs
 from flopaudit.zoo.optional import offline
 
 
@@ -118,10 +118,6 @@ SPECS: tuple[TimmSpec, ...] = (
 )
 
 
-def _cost_tag(gmacs: float) -> str:
-    return "heavy" if gmacs > 10 else "light" if gmacs < 1 else "medium"
-
-
 def build(name: str, kwargs: tuple[tuple[str, Any], ...] = ()) -> nn.Module:
     """``timm.create_model(name, pretrained=False, **kwargs)``, offline."""
     offline()
@@ -140,7 +136,7 @@ def cases() -> list[ModelCase]:
     """One case per :data:`SPECS` entry, id ``timm-<name>``."""
     out = []
     for spec in SPECS:
-        tags = {"timm", "vision", "classification", spec.family, _cost_tag(spec.gmacs)}
+        tags = {"timm", "vision", "classification", spec.family, cost_tag(spec.gmacs)}
         if spec.note == _REPARAM:
             tags.add("reparameterisable")
         if spec.quick:

@@ -50,7 +50,7 @@ from torch import nn
 from torchvision.models import get_model, get_model_weights
 
 from flopaudit.inputs import ModelInputs
-from flopaudit.zoo.case import ModelCase, tensor_inputs
+from flopaudit.zoo.case import ModelCase, cost_tag, tensor_inputs
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,6 @@ def published(spec: ExtraSpec) -> tuple[str, float, int] | None:
     return str(chosen), float(chosen.meta["_ops"]), int(chosen.meta["num_params"])
 
 
-def _cost_tag(gmacs: float) -> str:
-    # same thresholds as the classification cases
-    return "heavy" if gmacs > 10 else "light" if gmacs < 1 else "medium"
-
-
 def build(name: str, kwargs: tuple[tuple[str, object], ...]) -> nn.Module:
     return get_model(name, weights=None, **dict(kwargs))
 
@@ -211,7 +206,7 @@ def cases() -> list[ModelCase]:
         text = f"torchvision {spec.name}(weights=None{options}) ({spec.task}) on {spec.input_text}, random weights"
         if meta is not None:
             weight, gmacs, params = meta
-            tags.add(_cost_tag(gmacs))
+            tags.add(cost_tag(gmacs))
             text += f"; reproduces {weight}: published {gmacs} GMACs, {params} params"
         if spec.note:
             text += f"; {spec.note}"

@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from flopaudit.zoo.case import ModelCase, tensor_inputs
+from flopaudit.zoo.case import ModelCase, cost_tag, tensor_inputs
 
 #: Models with auxiliary heads that run only in train mode: also a ``<name>-train`` case.
 TRAIN_MODE = ("googlenet", "inception_v3")
@@ -73,7 +73,7 @@ def classification_cases() -> list[ModelCase]:
             kwargs = {"image_size": crop}  # vit_h_14's weights run at 518, its builder defaults to 224
         gmacs = meta.gmacs if meta else float("nan")
         tags = {"torchvision", "classification", "vision", _family(name)}
-        tags.add("heavy" if gmacs > 10 else "light" if gmacs < 1 else "medium")
+        tags.add(cost_tag(gmacs))
         cases.append(
             ModelCase(
                 id=name,
