@@ -83,10 +83,15 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
 
     Each ruleset reads a recording made the way its backend runs the model:
     autograd on or off (``Ruleset.grad_enabled``; eval-mode fused kernels
-    differ), with or without a hook on every module (``Ruleset.module_hooks``).
-    Rulesets asking for the same pass share one recording, made with every
-    Python function any of them monkeypatches wrapped; each sees only the
-    calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+    differ), with or without a hook on every module (``Ruleset.module_hooks``),
+    switched to eval mode or as given (``Ruleset.eval_mode``, for a model in
+    train mode). Rulesets asking for the same pass share one recording, made
+    with every Python function any of them monkeypatches wrapped; each sees
+    only the calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+    What a recording cannot tell is added as causes of their own: the work a
+    JIT trace drops (``Ruleset.drops_dead_code``, the pass recorded with
+    :class:`~flopaudit.reference.liveness.LivenessMode`) and what a backend
+    reads from the model's values (``Ruleset.value_corrections``).
 
     Shortcuts, both exact for torch's modules: with autograd on, module hooks
     change nothing (the fused paths that test for hooks also test for
