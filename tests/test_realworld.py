@@ -155,15 +155,16 @@ def test_ptflops_timm_attention_hook_drops_the_projections() -> None:
     assert _cause(cell, "timm Attention") == hook - cell.reference_macs
 
 
-def test_copy_model_copies_pruned_and_weight_norm_modules() -> None:
+def test_copy_model_copies_what_deepcopy_refuses() -> None:
     pruned = realworld._pruned()
     normed = nn.utils.weight_norm(nn.Linear(4, 4))
-    for model in (pruned, normed):
-        with pytest.raises(RuntimeError):
+    scripted = realworld.CallsScriptedFunction()
+    for model, x in ((pruned, torch.randn(2, 3, 8, 8)), (normed, torch.randn(2, 4)), (scripted, torch.randn(2, 8))):
+        with pytest.raises(Exception, match="deepcopy|pickle"):
             copy.deepcopy(model)
         twin = copy_model(model)
-        x = torch.randn(2, 3, 8, 8) if model is pruned else torch.randn(2, 4)
         assert torch.equal(twin(x), model(x))
+    assert copy_model(scripted).mlp is scripted.mlp
 
 
 def test_fingerprint_of_a_lazy_model_names_what_was_materialised() -> None:

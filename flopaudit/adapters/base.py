@@ -189,12 +189,15 @@ def copy_model(model: nn.Module) -> nn.Module:
     ``weight`` from ``weight_orig``/``weight_g`` in a forward pre-hook, and
     tensors that autograd produced refuse ``deepcopy``), or a buffer written
     with autograd on (``self.cache.copy_(y)``): such a tensor is copied
-    detached; the hook recomputes the attribute on the next forward."""
+    detached; the hook recomputes the attribute on the next forward. A
+    ``torch.jit.script`` function held as an attribute is shared, not copied."""
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
             if isinstance(value, torch.Tensor) and not value.is_leaf and not isinstance(value, nn.Parameter):
                 memo[id(value)] = value.detach().clone()
+            elif isinstance(value, torch.jit.ScriptFunction):
+                memo[id(value)] = value  # compiled and immutable (and it refuses to be pickled): shared
     return copy.deepcopy(model, memo)
 
 
