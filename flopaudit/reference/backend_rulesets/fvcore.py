@@ -59,7 +59,12 @@ made with the Python entry points wrapped (``patched_functions``) and the
   ``torch.jit.script`` function (``prim::CallFunction``; the recording wraps
   ``ScriptFunction.__call__``): the ops they dispatch (recorded by the
   reference) count 0. A scripted *module* makes fvcore fail (its trace hooks
-  every submodule, and ScriptModules refuse hooks).
+  every submodule, and ScriptModules refuse hooks). Code that takes another
+  branch under a trace into a ``torch.jit._script_if_tracing`` function is
+  opaque the same way: torchvision's ``paste_masks_in_image`` (Mask R-CNN's
+  bilinear mask pasting, one resize per detection) is wrapped where the
+  detection transform calls it and counts 0; its other tracing branches
+  (box coding, NMS, ROI level merging, keypoint decoding) run no op fvcore prices.
 * the trace keeps only work whose result reaches the output (or is written
   to a parameter, buffer or input): ``drops_dead_code``, see
   :mod:`flopaudit.reference.liveness`.
@@ -95,6 +100,9 @@ ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
 INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
 SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
 SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
+#: torchvision code that runs another branch under a trace, where the work is a
+#: ``torch.jit._script_if_tracing`` function (patched where it is called from).
+TRACED_SCRIPT_CALLS = ("torchvision.models.detection.transform.paste_masks_in_image",)
 
 _R_MATMUL = "matmul priced as prod(a.shape) x b.shape[-1] (a batch only on b is missed)"
 _R_EINSUM = "einsum priced by numpy's optimal-path estimate / 2"
@@ -104,6 +112,8 @@ _R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
 _R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
 _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
+_R_TRACED_SCRIPT = ("Mask R-CNN's mask pasting: under a trace torchvision runs it as a TorchScript loop "
+                    "(torch.jit._script_if_tracing), one opaque prim::CallFunction in fvcore's trace")
 _R_SDPA = "fused attention (scaled_dot_product_attention) has no fvcore handle"
 _R_SCRIPT = "TorchScript function (torch.jit.script): one opaque prim::CallFunction node in fvcore's trace"
 
@@ -265,9 +275,10 @@ FVCORE = Ruleset(
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
-    + SCRIPT_CALLS + SDPA_CALLS,
+    + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS,
     event_rules=(
         *_priced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, _UNSUPPORTED),
+        *_priced_calls(TRACED_SCRIPT_CALLS, "zero", _R_TRACED_SCRIPT, _UNSUPPORTED),
         *_priced_calls(SDPA_CALLS, "zero", _R_SDPA, _UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
                   kind=_UNSUPPORTED),
