@@ -97,7 +97,7 @@ SPECS: tuple[TimmSpec, ...] = (
     TimmSpec("ghostnetv2_100", 128, "ghostnet", {}, 0.058, note="DFC attention"),
     TimmSpec("mobilenetv4_conv_small", 128, "mobilenetv4", {}, 0.062),
     TimmSpec("mobilenetv3_small_050", 128, "mobilenetv3", {}, 0.009),
-    TimmSpec("efficientnet_b0", 128, "efficientnet", {}, 0.127, quick=True),
+    TimmSpec("efficientnet_b0", 128, "efficientnet", {}, 0.127),
     TimmSpec("tinynet_e", 106, "efficientnet", {}, 0.024),
     TimmSpec("regnetx_002", 128, "regnet", {}, 0.065),
     TimmSpec("regnety_002", 128, "regnet", {}, 0.066, note="squeeze-and-excitation"),

@@ -173,7 +173,7 @@ SPECS: tuple[ExtraSpec, ...] = (
     _quantizable("quantized_resnet50"),
     _quantizable("quantized_resnext101_32x8d"),
     _quantizable("quantized_resnext101_64x4d"),
-    _quantizable("quantized_shufflenet_v2_x0_5", quick=True),
+    _quantizable("quantized_shufflenet_v2_x0_5"),
     _quantizable("quantized_shufflenet_v2_x1_0"),
     _quantizable("quantized_shufflenet_v2_x1_5"),
     _quantizable("quantized_shufflenet_v2_x2_0"),
