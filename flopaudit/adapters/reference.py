@@ -183,15 +183,18 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
     delta = source.macs - result.macs
     if source is result or not delta:
         return prediction
-    ways = ["in eval mode (the backend calls model.eval() itself, so train-only branches do not run)"] if key[2] else []
-    ways.append("with autograd on" if key[0] else "with a hook on every module" if key[1] else "")
-    how = " and ".join(w for w in ways if w)
+    how = "with autograd on" if key[0] else "with a hook on every module"
     mine, ref = source.module_macs(), result.module_macs()
     nested = any(p for p in (*mine, *ref))  # a model with submodules; else the root takes it all
     layers = layer_differences(mine, ref, 8) if nested else (("", delta),)
+    if key[2]:
+        rule = ("calls model.eval() itself: the model, given in train mode, takes its eval path (train-only "
+                "branches such as auxiliary heads do not run)")
+    else:
+        rule = (f"runs the model {how}, where it takes another path than the reference's inference pass "
+                "(e.g. no nested tensor for padded sequences, no fused kernels)")
     cause = RuleContribution(
-        rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
-        "(e.g. no nested tensor for padded sequences, no fused kernels)",
+        rule=rule,
         kind="rule",
         macs=delta,
         layers=layers,
