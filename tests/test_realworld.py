@@ -200,3 +200,34 @@ def test_an_error_says_whose_code_raised_it(monkeypatch: pytest.MonkeyPatch) -> 
 def test_realworld_cases_are_hard_and_selectable() -> None:
     assert {c.id for c in select_cases(tags=["torchscript"])} == {"scripted-module", "scripted-function"}
     assert all("hard" in get_case(c).tags for c in REALWORLD)
+
+
+class _WritesState(nn.Module):
+    """Returns None, but writes a Linear's output into a buffer and updates BatchNorm statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.unused = nn.Linear(8, 8)
+        self.register_buffer("cache", torch.zeros(4, 8))
+
+    def forward(self, x: torch.Tensor) -> None:
+        self.cache.copy_(self.fc(x))
+        self.bn(x)
+        self.unused(x)
+        return None
+
+
+def test_a_trace_keeps_what_writes_model_state() -> None:
+    """A write into a buffer and BatchNorm's running statistics are side effects
+    a JIT trace keeps, though the output holds no tensor; the unused Linear is dropped."""
+    model = _WritesState().train()
+    x = torch.randn(4, 8)
+    before = fingerprint(model)
+    run = audit_model(model, x, backends=["reference", "fvcore"], isolate=False)
+    assert fingerprint(model) == before  # the buffer written with autograd on is put back, a leaf again
+    cell = _cell(build_report(run), "model", "fvcore")
+    # fvcore: fc 4 x 8 x 8 MACs + train-mode BatchNorm 5 per element of (4, 8); the unused Linear is dropped
+    assert cell.backend_macs == cell.predicted_macs == 4 * 8 * 8 + 5 * 4 * 8
+    assert _cause(cell, TRACE_DROPS) == -(4 * 8 * 8)
