@@ -51,12 +51,15 @@ class ModelFingerprint:
     """Everything about a model that a counting backend must leave alone."""
 
     state_keys: tuple[str, ...]
-    tensor_digest: str
+    tensor_digests: tuple[tuple[str, str], ...]
+    """``(state_dict key, digest)`` per tensor."""
     hooks: tuple[tuple[str, str, int], ...]
     training: tuple[tuple[str, bool], ...]
     devices: tuple[str, ...]
     attributes: tuple[tuple[str, tuple[str, ...]], ...]
     global_hooks: tuple[tuple[str, int], ...]
+    uninitialized: tuple[str, ...] = ()
+    """Keys of lazy modules' parameters and buffers not materialised yet."""
 
 
 def _uninitialized(t: torch.Tensor) -> bool:
@@ -88,14 +91,22 @@ def fingerprint(model: nn.Module, exact: bool = True) -> ModelFingerprint:
     by storage address and version counter, which is far cheaper and catches
     replaced tensors and in-place updates (used for the side-effect report on
     the copy a backend counts; the user's model is protected by the copy).
+    A lazy module's parameter that is not materialised yet (it has no data)
+    is identified by its class alone and listed in ``uninitialized``.
     """
-    digest = hashlib.blake2b(digest_size=16)
     state = model.state_dict(keep_vars=True)
     tensor_key = _tensor_bytes if exact else _tensor_identity
+    digests: list[tuple[str, str]] = []
+    uninitialized: list[str] = []
     for key, value in state.items():
-        digest.update(key.encode())
-        if isinstance(value, torch.Tensor):
-            digest.update(tensor_key(value))
+        if not isinstance(value, torch.Tensor):
+            continue
+        if _uninitialized(value):
+            uninitialized.append(key)
+            data = type(value).__name__.encode()
+        else:
+            data = tensor_key(value)
+        digests.append((key, hashlib.blake2b(data, digest_size=16).hexdigest()))
     hooks: list[tuple[str, str, int]] = []
     training: list[tuple[str, bool]] = []
     attributes: list[tuple[str, tuple[str, ...]]] = []
@@ -116,12 +127,13 @@ def fingerprint(model: nn.Module, exact: bool = True) -> ModelFingerprint:
     )
     return ModelFingerprint(
         state_keys=tuple(state.keys()),
-        tensor_digest=digest.hexdigest(),
+        tensor_digests=tuple(digests),
         hooks=tuple(hooks),
         training=tuple(training),
         devices=tuple(devices),
         attributes=tuple(attributes),
         global_hooks=global_hooks,
+        uninitialized=tuple(uninitialized),
     )
 
 
@@ -134,7 +146,13 @@ def fingerprint_diff(before: ModelFingerprint, after: ModelFingerprint) -> list[
         changes.append(f"added state_dict keys: {_short(added)}")
     if removed:
         changes.append(f"removed state_dict keys: {_short(removed)}")
-    if not added and not removed and before.tensor_digest != after.tensor_digest:
+    materialised = [k for k in before.uninitialized if k not in set(after.uninitialized)]
+    if materialised:
+        changes.append(f"materialised lazy parameters: {_short(materialised)}")
+    after_digests = dict(after.tensor_digests)
+    changed = [k for k, d in before.tensor_digests
+               if k in after_digests and after_digests[k] != d and k not in set(materialised)]
+    if changed:
         changes.append("changed parameter or buffer values")
     if before.hooks != after.hooks:
         b, a = dict(((m, k), n) for m, k, n in before.hooks), dict(((m, k), n) for m, k, n in after.hooks)

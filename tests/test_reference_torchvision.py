@@ -65,3 +65,89 @@ def test_fast_subset_matches_published_metadata(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_every_classification_weight_matches_published_metadata(name: str) -> None:
     check(name)
+
+
+# ---------------------------------------------------------------- beyond classification
+#
+# Every detection, segmentation, video, optical-flow and quantization weight
+# torchvision publishes ``_ops`` for, counted at the zoo case's configuration
+# (flopaudit/zoo/torchvision_extra.py says why each one is what it is).
+# Detection runs on real tensors (its heads run once per surviving proposal
+# or detection, which needs values); the others on meta.
+
+from functools import cache  # noqa: E402
+
+from torchvision.models import get_model_weights  # noqa: E402
+
+from flopaudit.reference import count  # noqa: E402
+from flopaudit.zoo import torchvision_extra  # noqa: E402
+
+EXTRA = {s.id: s for s in torchvision_extra.SPECS}
+EXTRA_FAST = ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "lraspp_mobilenet_v3_large",
+              "r3d_18", "raft_small", "quantized_mobilenet_v2"]
+
+
+def _case_for(name: str, weight: str) -> str:
+    """The zoo case reproducing ``weight`` of builder ``name``: the one naming it, else the builder's own."""
+    specs = [s for s in torchvision_extra.SPECS if s.name == name]
+    named = [s.id for s in specs if s.weights == weight]
+    return named[0] if named else next(s.id for s in specs if not s.weights)
+
+
+#: (case id, weight) for every weight with ``_ops``: the case that reproduces it.
+EXTRA_WEIGHTS = sorted(
+    (_case_for(name, w.name), str(w))
+    for name in dict.fromkeys(s.name for s in torchvision_extra.SPECS)
+    for w in get_model_weights(name) if "_ops" in w.meta
+)
+
+
+@cache
+def _extra_count(case_id: str) -> tuple[float, int, dict[str, int]]:
+    """(torchvision-ruleset GMACs, unique params, unsupported ops) of a zoo case."""
+    spec = EXTRA[case_id]
+    build = lambda: torchvision_extra.build(spec.name, spec.build_kwargs).eval()  # noqa: E731
+    if spec.task == "detection":
+        torch.manual_seed(0)
+        model = build()
+        torch.manual_seed(1)
+        result = count(model, spec.make_inputs(), ruleset="torchvision")
+    else:
+        result = count_meta(build, lambda: spec.make_inputs(), ruleset="torchvision", fallback="raise")
+    return result.ruleset.total / 1e9, result.params.unique, dict(result.unsupported)
+
+
+def _check_extra(case_id: str, weight: str) -> None:
+    spec = EXTRA[case_id]
+    meta = next(w for w in get_model_weights(spec.name) if str(w) == weight).meta
+    gmacs, params, unsupported = _extra_count(case_id)
+    tolerance = max(1e-3 * meta["_ops"], 0.0005)
+    assert abs(gmacs - meta["_ops"]) <= tolerance, f"{case_id}: {gmacs:.5f} GMACs vs published {meta['_ops']} ({weight})"
+    if spec.task == "detection":
+        # NMS, ROI align and the like carry no conv/matmul MACs. Without backbone weights torchvision builds
+        # BatchNorm2d for the trained models' FrozenBatchNorm2d, so num_params is not comparable.
+        assert set(unsupported) <= {"torchvision.nms.default", "torchvision.roi_align.default",
+                                    "aten._unique2.default"}, unsupported
+    else:
+        assert unsupported == {} and params == meta["num_params"], (case_id, params, meta["num_params"])
+
+
+def test_every_published_weight_beyond_classification_has_a_case() -> None:
+    import torchvision.models as tvm
+
+    builders = [n for m in (tvm.detection, tvm.segmentation, tvm.video, tvm.optical_flow, tvm.quantization)
+                for n in list_models(module=m)]
+    published = {str(w) for n in builders for w in get_model_weights(n) if "_ops" in w.meta}
+    assert published == {w for _case, w in EXTRA_WEIGHTS}
+    assert len(published) >= 45
+
+
+@pytest.mark.parametrize(("case_id", "weight"), [p for p in EXTRA_WEIGHTS if p[0] in EXTRA_FAST])
+def test_fast_extra_subset_matches_published_metadata(case_id: str, weight: str) -> None:
+    _check_extra(case_id, weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case_id", "weight"), EXTRA_WEIGHTS)
+def test_every_weight_beyond_classification_matches_published_metadata(case_id: str, weight: str) -> None:
+    _check_extra(case_id, weight)

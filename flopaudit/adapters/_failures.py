@@ -28,11 +28,12 @@ def failed_assertion(exc: AssertionError) -> str:
 
 @contextlib.contextmanager
 def located_assertions() -> Iterator[None]:
-    """Re-raise an ``AssertionError`` from the block with :func:`failed_assertion` as its message."""
+    """Re-raise an ``AssertionError`` from the block with :func:`failed_assertion` as its message
+    (and the original traceback, so that the error still says where it was raised)."""
     try:
         yield
     except AssertionError as exc:
-        raise AssertionError(failed_assertion(exc)) from exc
+        raise AssertionError(failed_assertion(exc)).with_traceback(exc.__traceback__) from exc
 
 
 __all__ = ["failed_assertion", "located_assertions"]

@@ -175,7 +175,7 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=f"{type(exc).__name__}: {exc}".strip(),
+                error=f"{type(exc).__name__}: {exc}".strip() + raised_in(exc),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
@@ -200,6 +200,51 @@ class Adapter(ABC):
         )
 
 
+def raised_in(exc: BaseException) -> str:
+    """`` (raised in <module>, line <n>)``: the innermost frame of ``exc``'s
+    traceback that is code of the backend, of flopaudit or of the model, so
+    that their failures read apart; '' if there is none. Python's own frames
+    and torch's machinery are skipped; torch's layers (``torch.nn.modules.*``
+    but the ``Module`` base class, ``torch.nn.functional``) are model code; a
+    mode's ``__torch_dispatch__``/``__torch_function__`` passes an operator
+    through for whoever called it, so a failing operator is not the mode's;
+    the wrappers that bind a model's inputs (``flopaudit.adapters._binding``)
+    pass the call through to the model for the backend, so a call they make
+    fails in whoever made them call it."""
+    found = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        top = name.split(".")[0]
+        layer = name.startswith(("torch.nn.modules.", "torch.nn.functional")) and name != "torch.nn.modules.module"
+        through = (tb.tb_frame.f_code.co_name in ("__torch_dispatch__", "__torch_function__")
+                   or name == "flopaudit.adapters._binding")
+        if top and top not in sys.stdlib_module_names and (top != "torch" or layer) and not through:
+            found = f" (raised in {name}, line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return found
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, also for modules holding non-leaf tensors as
+    plain attributes (``torch.nn.utils.prune`` and ``weight_norm`` recompute
+    ``weight`` from ``weight_orig``/``weight_g`` in a forward pre-hook, and
+    tensors that autograd produced refuse ``deepcopy``), or a buffer written
+    with autograd on (``self.cache.copy_(y)``): such a tensor is copied
+    detached; the hook recomputes the attribute on the next forward. A
+    ``torch.jit.script`` function held as an attribute is shared, not copied."""
+    import torch
+
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for value in (*vars(module).values(), *module._buffers.values()):
+            if isinstance(value, torch.Tensor) and not value.is_leaf and not isinstance(value, torch.nn.Parameter):
+                memo[id(value)] = value.detach().clone()
+            elif isinstance(value, torch.jit.ScriptFunction):
+                memo[id(value)] = value  # compiled and immutable (and it refuses to be pickled): shared
+    return copy.deepcopy(model, memo)
+
+
 def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for m in messages:
@@ -208,21 +253,6 @@ def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:
     if len(out) > limit:
         out = out[:limit] + [f"... {len(out) - limit} more messages"]
     return tuple(out)
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """``copy.deepcopy(model)``, with tensors computed from parameters and held
-    as plain attributes (a pruned module's ``weight = weight_orig * weight_mask``,
-    which autograd will not deep-copy) copied detached: the module recomputes
-    them at its next forward."""
-    import torch
-
-    memo: dict[int, Any] = {}
-    for module in model.modules():
-        for value in vars(module).values():
-            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
-                memo[id(value)] = value.detach().clone()
-    return copy.deepcopy(model, memo)
 
 
 def has_lazy_tensors(model: nn.Module) -> bool:

@@ -59,6 +59,10 @@ BACKEND = Backend(
     known_divergences={
         "params-lazy": "ptflops fails: it counts parameters before the forward, when a lazy module's are still "
         "uninitialised (ValueError); a crash is not predicted",
+        "scripted-module": "ptflops fails: its batch-counter hook cannot be registered on a ScriptModule",
+        "lstm-packed-sequence": "ptflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
+        "lazy-linear": "ptflops fails: the LazyLinear gets no __flops__ counter (its type has no hook when ptflops "
+        "starts) and has become a Linear by the time ptflops sums the counters (AttributeError)",
     },
 )
 

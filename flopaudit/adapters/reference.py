@@ -134,16 +134,25 @@ def _as_registered(calls: Any, lazy: dict[str, tuple[str, str]]) -> Any:
                  if c.path in lazy else c for c in calls)
 
 
+Pass = tuple[bool, bool, bool]
+"""How a backend runs the model: autograd on, a hook on every module, switched to eval mode."""
+
+
 def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                      lazy: dict[str, tuple[str, str]] | None = None) -> tuple[RulesetPrediction, ...]:
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.pricing`).
 
     Each ruleset reads a recording made the way its backend runs the model:
     autograd on or off (``Ruleset.grad_enabled``; eval-mode fused kernels
-    differ), with or without a hook on every module (``Ruleset.module_hooks``).
-    Rulesets asking for the same pass share one recording, made with every
-    Python function any of them monkeypatches wrapped; each sees only the
-    calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+    differ), with or without a hook on every module (``Ruleset.module_hooks``),
+    switched to eval mode or as given (``Ruleset.eval_mode``, for a model in
+    train mode). Rulesets asking for the same pass share one recording, made
+    with every Python function any of them monkeypatches wrapped; each sees
+    only the calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+    What a recording cannot tell is added as causes of their own: the work a
+    JIT trace drops (``Ruleset.drops_dead_code``, the pass recorded with
+    :class:`~flopaudit.reference.liveness.LivenessMode`) and what a backend
+    reads from the model's values (``Ruleset.value_corrections``).
 
     ``lazy`` (:func:`lazy_classes` of the model before its first forward):
     the module calls of those modules are priced under their class before
@@ -158,50 +167,92 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     that inspects its hooks or the grad mode in other ways is outside these
     shortcuts.
     """
-    from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
     from flopaudit.reference.inventory import inventory
+    from flopaudit.reference.liveness import without_dead_work
     from flopaudit.reference.params import predict_params
-    from flopaudit.reference.pricing import predict
+    from flopaudit.reference.pricing import predict, with_cause
+    from flopaudit.reference.rulesets import VALUE_CORRECTIONS
 
     rulesets = backend_rulesets()
     hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
+    training = any(m.training for m in model.modules())
 
-    def key(ruleset: Any) -> tuple[bool, bool]:
+    def key(ruleset: Any) -> Pass:
         grad = ruleset.grad_enabled
-        return grad, ruleset.module_hooks and not grad and hook_sensitive
+        if ruleset.eval_mode and training:  # another path: its hook-sensitive ops are not known yet
+            return grad, ruleset.module_hooks and not grad, True
+        return grad, ruleset.module_hooks and not grad and hook_sensitive, False
 
-    patches: dict[tuple[bool, bool], tuple[str, ...]] = {}
+    patches: dict[Pass, tuple[str, ...]] = {}
+    traced: set[Pass] = set()  # passes a JIT-trace ruleset reads: recorded with liveness
     for ruleset in rulesets.values():
         k = key(ruleset)
         patches[k] = tuple(dict.fromkeys((*patches.get(k, ()), *ruleset.patched_functions)))
-    recordings: dict[tuple[bool, bool], Any] = {}
-    if not patches.get((False, False)):
-        recordings[(False, False)] = result  # the canonical pass already is the autograd-off, hook-free one
+        if ruleset.drops_dead_code:
+            traced.add(k)
+    recordings: dict[Pass, Any] = {}
+    dead: dict[Pass, frozenset[int] | None] = {}
+    canonical = (False, False, False)
+    if not patches.get(canonical) and canonical not in traced:
+        recordings[canonical] = result  # the canonical pass already is the autograd-off, hook-free one
     out = []
     modules = None
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
         if source is None:
-            source = recordings[k] = count(model, inputs, no_grad=not k[0], patch=patches[k], module_hooks=k[1])
+            source, dead[k] = _record_pass(model, inputs, k, patches[k], k in traced)
+            recordings[k] = source
         if modules is None:
             modules = inventory(model, lazy)
         calls = _as_registered(source.module_call_records, lazy or {})
         prediction = predict(source.events, calls, ruleset, backend, batch_size=inputs.batch_size, modules=modules)
+        if ruleset.drops_dead_code and dead.get(k):
+            prediction = without_dead_work(prediction, source.events, dead[k] or (), ruleset)
+        for name in ruleset.value_corrections:
+            correct, reason = VALUE_CORRECTIONS[name]
+            amounts = [(c.path, c.stack, macs) for c, macs in correct(model, source.module_call_records)]
+            prediction = with_cause(prediction, reason, CauseKind.RULE, amounts)
         params, param_causes = predict_params(modules, calls, ruleset.params)
         prediction = dataclasses.replace(prediction, params=params, param_contributions=param_causes)
         out.append(_with_pass_difference(prediction, source, result, k))
     return tuple(out)
 
 
+def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[str, ...],
+                 liveness: bool) -> tuple[Any, frozenset[int] | None]:
+    """One recording for the rulesets sharing ``key`` (autograd on, module
+    hooks, eval mode); with ``liveness``, also the indices of its events whose
+    work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`).
+    In eval mode every module's own train/eval flag is put back afterwards."""
+    from flopaudit.reference import count
+    from flopaudit.reference.liveness import LivenessMode, dead_events
+
+    grad, hooks, eval_mode = key
+    modes = [(m, m.training) for m in model.modules()] if eval_mode else []
+    if eval_mode:
+        model.eval()
+    try:
+        if not liveness:
+            return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks), None
+        with LivenessMode(model, inputs.tensors()) as mode:
+            source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks)
+        return source, dead_events(source.events, mode)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: Any,
-                          key: tuple[bool, bool]) -> RulesetPrediction:
+                          key: Pass) -> RulesetPrediction:
     """Book the canonical MACs by which the backend's own pass differs from the
     reference's inference pass (a padding-masked ``nn.TransformerEncoder``
-    skips its padding only under ``no_grad``), so that the prediction's
-    contributions still add up to its difference from the reference."""
+    skips its padding only under ``no_grad``; a train-mode model runs its
+    auxiliary heads, which a backend that calls ``model.eval()`` does not),
+    so that the prediction's contributions still add up to its difference
+    from the reference."""
     delta = source.macs - result.macs
     if source is result or not delta:
         return prediction
@@ -209,9 +260,14 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
     mine, ref = source.module_macs(), result.module_macs()
     nested = any(p for p in (*mine, *ref))  # a model with submodules; else the root takes it all
     layers = layer_differences(mine, ref, len(mine) + len(ref)) if nested else (("", delta),)
+    if key[2]:
+        rule = ("calls model.eval() itself: the model, given in train mode, takes its eval path (train-only "
+                "branches such as auxiliary heads do not run)")
+    else:
+        rule = (f"runs the model {how}, where it takes another path than the reference's inference pass "
+                "(e.g. no nested tensor for padded sequences, no fused kernels)")
     cause = RuleContribution(
-        rule=f"runs the model {how}, where it takes another path than the reference's inference pass "
-        "(e.g. no nested tensor for padded sequences, no fused kernels)",
+        rule=rule,
         kind=CauseKind.RULE,
         macs=delta,
         layers=layers[:8],

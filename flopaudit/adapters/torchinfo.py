@@ -28,7 +28,6 @@ counts again.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
@@ -91,9 +90,10 @@ class TorchinfoAdapter(Adapter):
     name), so ``per_module[""] == macs``. ``per_op`` and ``unsupported`` are
     empty: torchinfo has neither. ``params`` is torchinfo's ``total_params``.
 
-    Inputs: positional inputs go as ``input_data`` (a list), keyword inputs
-    through ``**kwargs``; keyword names that clash with ``summary``'s own
-    parameters are bound in a wrapper module instead.
+    Inputs: positional inputs go as ``input_data`` (a list); keyword inputs,
+    whatever their names, are bound in a wrapper module (:class:`FixedKwargs`,
+    a container without parameters, so the leaf layers and their Mult-Adds
+    are the user's).
 
     Mode and device: torchinfo 1.8 has no "keep the mode" option (``mode``
     is ``"train"`` or ``"eval"`` and it calls ``model.train()``/``eval()``,
@@ -123,11 +123,11 @@ class TorchinfoAdapter(Adapter):
         from flopaudit.adapters._binding import FixedKwargs
 
         opts = self.options()
-        kwargs = dict(inputs.kwargs)
-        reserved = set(inspect.signature(torchinfo.summary).parameters)
-        target: nn.Module = model
-        if reserved & set(kwargs):
-            target, kwargs = FixedKwargs(model, kwargs), {}
+        # Keyword inputs are bound in a wrapper: torchinfo passes its own
+        # ``**kwargs`` on through ``forward_pass(model, x, batch_dim, ...)``
+        # and ``summary(model, input_size, ...)``, so any of those names
+        # (``x``, ``model``, ``device``, ``mode``...) would clash.
+        target: nn.Module = FixedKwargs(model, inputs.kwargs) if inputs.kwargs else model
         mode = "train" if model.training else "eval"
         target.train = _keep_mode  # type: ignore[method-assign]
         try:
@@ -141,7 +141,6 @@ class TorchinfoAdapter(Adapter):
                 device=model_device(model, inputs),
                 mode=mode,
                 verbose=opts["verbose"],
-                **kwargs,
             )
         finally:
             del target.train

@@ -52,6 +52,8 @@ class BufferGuard:
             for b, value in self.saved:
                 if b.shape == value.shape:
                     b.copy_(value)
+                if b.grad_fn is not None:  # written with autograd on (``buf.copy_(y)``): a leaf again, as it was
+                    b.detach_()
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

@@ -400,7 +400,8 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     handles = []
     try:
         if module_hooks:
-            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules()))
+            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules())
+                           if not isinstance(m, torch.jit.ScriptModule))  # which refuse hooks (and their counters')
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         with patched(recorder, patch), tracking_autograd_functions(recorder), _Mode(recorder):

@@ -44,6 +44,7 @@ pass asked for one product.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -347,4 +348,29 @@ def _packet(op: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 2 else op
 
 
-__all__ = ["CATEGORY_NAME", "Pricing", "Summary", "Totals", "apply", "predict", "price"]
+def with_cause(prediction: RulesetPrediction, rule: str, kind: CauseKind | str,
+               amounts: Sequence[tuple[str, Sequence[str], int]]) -> RulesetPrediction:
+    """``prediction`` plus one more cause: ``amounts`` are ``(layer, module
+    stack, MACs)`` entries that the recording alone could not price (work a
+    JIT trace drops, a pruning mask's zeros); the cause books their sum with
+    its layers, and the total and per-module counts move by as much."""
+    total = 0
+    layers: dict[str, int] = {}
+    per_module = dict(prediction.per_module)
+    for path, stack, macs in amounts:
+        if not macs:
+            continue
+        total += macs
+        layers[path] = layers.get(path, 0) + macs
+        for p in dict.fromkeys(stack or ("",)):
+            per_module[p] = per_module.get(p, 0) + macs
+    moved = sorted(((p, v) for p, v in layers.items() if v), key=lambda x: (-abs(x[1]), x[0]))
+    if not total and not moved:
+        return prediction
+    cause = RuleContribution(rule=rule, kind=kind, macs=total, layers=tuple(moved[:_LAYERS_KEPT]),
+                             layer_count=len(moved))
+    return dataclasses.replace(prediction, macs=prediction.macs + total,
+                               contributions=(*prediction.contributions, cause), per_module=breakdown(per_module))
+
+
+__all__ = ["CATEGORY_NAME", "Pricing", "Summary", "Totals", "apply", "predict", "price", "with_cause"]

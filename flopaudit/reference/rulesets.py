@@ -70,6 +70,11 @@ ModuleCounter = Callable[[ModuleCall], int]
 EVENT_COUNTERS: dict[str, EventCounter] = {}
 MODULE_COUNTERS: dict[str, ModuleCounter] = {}
 
+ValueCorrection = Callable[[Any, Sequence[ModuleCall]], Iterator[tuple[ModuleCall, int]]]
+"""``(model, module calls) -> (call, MACs)`` pairs: what a counter reads from
+the model's values rather than from shapes (a pruning mask's ones)."""
+VALUE_CORRECTIONS: dict[str, tuple[ValueCorrection, str]] = {}
+
 
 Counter = TypeVar("Counter", bound=Callable[..., int])
 
@@ -235,6 +240,19 @@ def _conv_by_output(e: OpEvent) -> int:
     w = e.input_shapes[1]
     groups = int(e.arg("groups", 1) or 1)
     return _numel(e.output_shapes[0]) * (w[0] // groups) * _numel(w[2:])
+
+
+def value_correction(name: str, reason: str) -> Callable[[ValueCorrection], ValueCorrection]:
+    """Decorator: register a value correction under ``name``; ``reason`` names
+    its cause in the diff report (duplicates rejected)."""
+
+    def decorator(fn: ValueCorrection) -> ValueCorrection:
+        if name in VALUE_CORRECTIONS:
+            raise ValueError(f"value correction {name!r} already registered")
+        VALUE_CORRECTIONS[name] = (fn, reason)
+        return fn
+
+    return decorator
 
 
 @dataclass(frozen=True)
@@ -405,12 +423,29 @@ class Ruleset:
     is per sample, as the backend's own number (the view), and the
     prediction multiplies it by the batch size the recording was made with,
     as the adapter does."""
+    eval_mode: bool = False
+    """The backend calls ``model.eval()`` before its pass (thop, ptflops): a
+    model given in train mode is recorded for it in eval mode (branches on
+    ``self.training``, such as auxiliary heads, then do not run), every
+    module's own flag put back afterwards."""
+    value_corrections: tuple[str, ...] = ()
+    """Named :data:`VALUE_CORRECTIONS` applied to the prediction: what the
+    backend reads from the model's values, which a recording of shapes does
+    not hold (torchinfo counts a pruned weight by its mask's ones). Each is
+    booked as a cause of its own."""
+    drops_dead_code: bool = False
+    """The backend counts a JIT trace of the pass, which keeps only the work
+    whose result reaches the output or is written to a parameter, buffer or
+    input (fvcore): the reference records its pass with
+    :class:`~flopaudit.reference.liveness.LivenessMode` and books the work
+    the trace drops as a cause of its own."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
         if self.default not in EVENT_COUNTERS:
             unknown.append(self.default)
         unknown += [r.count for r in self.module_rules if r.count not in MODULE_COUNTERS]
+        unknown += [name for name in self.value_corrections if name not in VALUE_CORRECTIONS]
         if unknown:
             raise ValueError(f"ruleset {self.name!r} names unknown counters: {unknown}")
 
@@ -578,6 +613,7 @@ __all__ = [
     "Ruleset",
     "RulesetTotals",
     "TORCHVISION",
+    "VALUE_CORRECTIONS",
     "affine_norm",
     "attr",
     "call_arg",
@@ -598,4 +634,5 @@ __all__ = [
     "patched_call_rules",
     "priced_calls",
     "register_ruleset",
+    "value_correction",
 ]

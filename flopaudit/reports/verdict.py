@@ -153,6 +153,8 @@ def cell_verdict(cell: CellExplanation, tolerance: float = DEFAULT_TOLERANCE,
         return f"{_FAILED.get(cell.status, cell.status)}: {cell.error or cell.status}"
     if cell.reference_macs is None:
         return "no verdict: the reference counter gave no canonical count"
+    if cell.classification == "no MACs":
+        return _parameters_text(cell)
     how = conversion(result)
     suffix = f" ({how})" if how else ""
     if is_exact(cell):
@@ -160,6 +162,18 @@ def cell_verdict(cell: CellExplanation, tolerance: float = DEFAULT_TOLERANCE,
     if is_close(cell, tolerance):
         return f"within {percent(tolerance)} of the canonical count ({percent(deviation(cell) or 0.0, True)}){suffix}"
     return _deviation_text(cell)
+
+
+def _parameters_text(cell: CellExplanation) -> str:
+    """A counter of parameters only: how its parameter count compares."""
+    params = cell.params
+    if params is None:
+        return "counts no MACs"
+    if params.difference == 0:
+        return "counts no MACs; its parameter count equals the reference's"
+    if params.residual:
+        return f"counts no MACs; its parameter count differs by {params.difference:+,}, unexplained"
+    return f"counts no MACs; its parameter count differs by {params.difference:+,}, explained"
 
 
 def _deviation_text(cell: CellExplanation) -> str:
@@ -251,8 +265,8 @@ def model_verdict(model: str, cells: Sequence[CellExplanation], results: Mapping
     usable = set(exact) | {b for b, _ in close}
     conversions = tuple((b, how) for b in (*exact, *(b for b, _ in close))
                         if (how := conversion(results.get(b))))
-    deviating = [c for c in cells if c.status == "ok" and c.backend not in usable]
-    findings = _deviation_findings(deviating) + _failures(cells)
+    deviating = [c for c in cells if c.status == "ok" and c.backend not in usable and c.classification != "no MACs"]
+    findings = _deviation_findings(deviating) + _parameter_only(cells) + _failures(cells)
     return _with_headline(ModelVerdict(exact=exact, close=close, findings=findings, conversions=conversions, **base))
 
 
@@ -286,6 +300,16 @@ def _deviation_findings(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]
                                                          deviation(cell))))
     out.sort(key=lambda wf: (-wf[0], wf[1].backends))
     return tuple(f for _, f in out)
+
+
+def _parameter_only(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
+    """Counters of parameters only (no MACs), grouped by what their parameter count says."""
+    groups: dict[str, list[str]] = {}
+    for cell in cells:
+        if cell.status == "ok" and cell.classification == "no MACs":
+            groups.setdefault(_parameters_text(cell), []).append(cell.backend)
+    return tuple(Finding(tuple(backends), "no MACs", f"{names(backends)} {'count' if len(backends) > 1 else 'counts'}"
+                         f"{text.removeprefix('counts')}") for text, backends in groups.items())
 
 
 def _failures(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:

@@ -29,8 +29,8 @@ FAMILIES: tuple[str, ...] = (
     "flopaudit.zoo.torchvision_models:classification_cases",
     *(f"flopaudit.zoo.hard.{name}:cases" for name in HARD_FAMILIES),
     "flopaudit.zoo.torchvision_extra:cases",
-    "flopaudit.zoo.extra_cases:timm_cases",
-    "flopaudit.zoo.extra_cases:transformers_cases",
+    "flopaudit.zoo.timm_models:cases",
+    "flopaudit.zoo.hf_models:cases",
     "flopaudit.zoo.faulty:cases",
 )
 """Where the zoo's cases come from, in registration order: ``module:function`` returning a list of cases.

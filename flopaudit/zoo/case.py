@@ -52,3 +52,8 @@ def tensor_inputs(*shape: int) -> Callable[[], ModelInputs]:
         return ModelInputs((torch.randn(*shape),))
 
     return make
+
+
+def cost_tag(gmacs: float) -> str:
+    """``light`` under 1 GMAC, ``heavy`` over 10, ``medium`` between (``nan``: medium)."""
+    return "heavy" if gmacs > 10 else "light" if gmacs < 1 else "medium"

@@ -14,7 +14,10 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from flopaudit.zoo.case import ModelCase, tensor_inputs
+from flopaudit.zoo.case import ModelCase, cost_tag, tensor_inputs
+
+#: Models with auxiliary heads that run only in train mode: also a ``<name>-train`` case.
+TRAIN_MODE = ("googlenet", "inception_v3")
 
 #: Cheap, representative classification models for the default zoo.
 DEFAULT_CLASSIFICATION = ("resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "convnext_tiny")
@@ -57,7 +60,8 @@ def _build(name: str, **kwargs: object) -> nn.Module:
 
 
 def classification_cases() -> list[ModelCase]:
-    """Every torchvision classification model at its native crop size."""
+    """Every torchvision classification model at its native crop size (and
+    the :data:`TRAIN_MODE` ones once more, in train mode)."""
     cases = []
     for name in list_models(module=torchvision.models):
         meta = published_meta(name)
@@ -69,7 +73,7 @@ def classification_cases() -> list[ModelCase]:
             kwargs = {"image_size": crop}  # vit_h_14's weights run at 518, its builder defaults to 224
         gmacs = meta.gmacs if meta else float("nan")
         tags = {"torchvision", "classification", "vision", _family(name)}
-        tags.add("heavy" if gmacs > 10 else "light" if gmacs < 1 else "medium")
+        tags.add(cost_tag(gmacs))
         cases.append(
             ModelCase(
                 id=name,
@@ -81,4 +85,15 @@ def classification_cases() -> list[ModelCase]:
                 default=name in DEFAULT_CLASSIFICATION,
             )
         )
+        if name in TRAIN_MODE:
+            cases.append(ModelCase(
+                id=f"{name}-train",
+                build=functools.partial(_build, name, **kwargs),
+                make_inputs=tensor_inputs(2, 3, crop, crop),
+                tags=frozenset(tags | {"train-mode"}),
+                description=f"torchvision {name} at {crop}x{crop}, batch 2, in train mode: its auxiliary heads "
+                "run (and BatchNorm uses batch statistics); counters that call model.eval() themselves leave "
+                "them out",
+                train=True,
+            ))
     return cases

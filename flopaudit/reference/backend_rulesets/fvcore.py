@@ -31,8 +31,13 @@ made with the Python entry points wrapped (``patched_functions``) and the
 * ``F.conv1d/2d/3d`` (or ``torch.conv1d/2d/3d``) with a string ``padding``
   (``"same"``, ``"valid"``) is traced as ``aten::_convolution_mode``, which
   has no handle: 0.
-* ``baddbmm``, ``mv``, ``dot``, ``addbmm``... and fused attention kernels
-  (``scaled_dot_product_attention``) have no handle: 0, listed as unsupported.
+* ``baddbmm``, ``mv``, ``dot``, ``addbmm``... have no handle: 0, listed as
+  unsupported. So has ``F.scaled_dot_product_attention``, which the trace
+  records as one ``aten::scaled_dot_product_attention`` node whatever kernel
+  runs: the call is wrapped and everything inside it counts 0 (with autograd
+  on and a float mask that requires grad, T5's learned position bias, torch
+  runs it as its math decomposition, ``bmm`` and ``softmax``, which fvcore
+  would price if it saw them).
 * ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` are one ``aten::lstm``/``gru``/
   ``rnn_*`` op in the trace, without a handle: 0 (whatever the reference saw
   inside them). The cells (``LSTMCell``...) are traced as their matmuls.
@@ -50,8 +55,19 @@ made with the Python entry points wrapped (``patched_functions``) and the
 * everything else (activations, softmax, max/avg pools, elementwise,
   embedding): 0.
 * a ``torch.library`` custom op is one opaque node in the trace, and so is a
-  custom ``torch.autograd.Function`` (``prim::PythonOp``): the ops they
-  dispatch (recorded by the reference) count 0.
+  custom ``torch.autograd.Function`` (``prim::PythonOp``) and a call of a
+  ``torch.jit.script`` function (``prim::CallFunction``; the recording wraps
+  ``ScriptFunction.__call__``): the ops they dispatch (recorded by the
+  reference) count 0. A scripted *module* makes fvcore fail (its trace hooks
+  every submodule, and ScriptModules refuse hooks). Code that takes another
+  branch under a trace into a ``torch.jit._script_if_tracing`` function is
+  opaque the same way: torchvision's ``paste_masks_in_image`` (Mask R-CNN's
+  bilinear mask pasting, one resize per detection) is wrapped where the
+  detection transform calls it and counts 0; its other tracing branches
+  (box coding, NMS, ROI level merging, keypoint decoding) run no op fvcore prices.
+* the trace keeps only work whose result reaches the output (or is written
+  to a parameter, buffer or input): ``drops_dead_code``, see
+  :mod:`flopaudit.reference.liveness`.
 
 # NB: the Python entry points are caught where the model calls them through
 # the attributes patched here (``torch.matmul``, ``torch.Tensor.matmul``,
@@ -90,6 +106,11 @@ CONV_CALLS = ("torch.nn.functional.conv1d", "torch.nn.functional.conv2d", "torch
 POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d",)
 ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
 INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
+SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
+SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
+#: torchvision code that runs another branch under a trace, where the work is a
+#: ``torch.jit._script_if_tracing`` function (patched where it is called from).
+TRACED_SCRIPT_CALLS = ("torchvision.models.detection.transform.paste_masks_in_image",)
 
 _R_MATMUL = "matmul priced as prod(a.shape) x b.shape[-1] (a batch only on b is missed)"
 _R_EINSUM = "einsum priced by numpy's optimal-path estimate / 2"
@@ -99,6 +120,10 @@ _R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
 _R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
 _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
+_R_TRACED_SCRIPT = ("Mask R-CNN's mask pasting: under a trace torchvision runs it as a TorchScript loop "
+                    "(torch.jit._script_if_tracing), one opaque prim::CallFunction in fvcore's trace")
+_R_SDPA = "fused attention (scaled_dot_product_attention) has no fvcore handle"
+_R_SCRIPT = "TorchScript function (torch.jit.script): one opaque prim::CallFunction node in fvcore's trace"
 
 
 def has_tensor_arg(e: OpEvent, name: str) -> bool:
@@ -231,8 +256,12 @@ FVCORE = Ruleset(
     unit="MAC",
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
-    patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS,
+    patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
+    + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS,
     event_rules=(
+        *_priced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, CauseKind.UNSUPPORTED),
+        *_priced_calls(TRACED_SCRIPT_CALLS, "zero", _R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
+        *_priced_calls(SDPA_CALLS, "zero", _R_SDPA, CauseKind.UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
                   kind=CauseKind.UNSUPPORTED),
         EventRule("zero", autograd_function=True,
@@ -250,9 +279,7 @@ FVCORE = Ruleset(
         EventRule("macs", category=Category.CONV, reason="matmul/linear/conv MACs, no bias"),
         EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv...)",
                   kind=CauseKind.UNSUPPORTED),
-        EventRule("zero", category=Category.ATTENTION,
-                  reason="fused attention (scaled_dot_product_attention) has no fvcore handle",
-                  kind=CauseKind.UNSUPPORTED),
+        EventRule("zero", category=Category.ATTENTION, reason=_R_SDPA, kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.RNN, reason=_R_RNN, kind=CauseKind.UNSUPPORTED),
         *(EventRule("fvcore.batch_norm", op=op, reason=_R_BN)
           for op in ("aten.native_batch_norm", "aten._native_batch_norm_legit_no_training",
@@ -272,5 +299,6 @@ FVCORE = Ruleset(
     ),
     default="zero",
     grad_enabled=True,
+    drops_dead_code=True,
 )
 register_ruleset(FVCORE)

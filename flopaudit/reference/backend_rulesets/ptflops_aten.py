@@ -11,7 +11,8 @@ are whole-batch MACs and the adapter reports them as they are.
 
 The reference sees the same aten operators, so each counter below is the
 ptflops formula applied to the recorded event. ptflops runs the forward with
-autograd on (after ``model.eval()``), so the ruleset sets ``grad_enabled``.
+autograd on after ``model.eval()``, so the ruleset sets ``grad_enabled`` and
+``eval_mode`` (a train-mode model is recorded for it in eval mode).
 A formula-less ``torch.library`` custom op is one opaque operator to
 ptflops: the operators its Python kernel dispatches (which the reference
 traces) count 0.
@@ -88,6 +89,7 @@ PTFLOPS_ATEN = register_ruleset(Ruleset(
     default="zero",
     grad_enabled=True,
     params="trainable",
+    eval_mode=True,
 ))
 
 

@@ -1,7 +1,8 @@
 """The ``ptflops-pytorch`` ruleset: predicts ptflops' pytorch engine (ptflops 0.7.5).
 
 ptflops' pytorch engine (``ptflops/pytorch_engine.py``) counts in two
-independent ways during one forward with autograd on, after ``model.eval()``:
+independent ways during one forward with autograd on, after ``model.eval()``
+(``eval_mode``: a train-mode model is recorded for it in eval mode):
 
 * **module hooks**: every module whose *exact* type is a key of
   ``MODULES_MAPPING`` (``ptflops/pytorch_ops.py``) adds its hook's count to
@@ -212,6 +213,23 @@ def ptflops_mha(call: ModuleCall) -> int:
     return flops * batch
 
 
+@module_counter("ptflops.timm_attention")
+def ptflops_timm_attention(call: ModuleCall) -> int:
+    """``timm_attention_counter_hook`` (timm's ``Attention``, the ViT family's
+    self-attention): for ``x`` of shape ``(B, N, C)``, ``N * head_dim * heads``
+    (q scaling) plus ``heads * (2 * N^2 * head_dim + N^2)`` (scores, softmax,
+    weighted sum), times ``B``. Nothing else: ``accumulate_flops`` does not
+    descend into a mapped module, so its ``qkv`` and ``proj`` Linear layers,
+    though hooked, are never summed."""
+    x = _first_in(call)
+    if len(x) != 3:
+        return 0
+    batch, tokens = x[0], x[1]
+    heads, head_dim = int(attr(call, "num_heads", 0)), int(attr(call, "head_dim", 0))
+    flops = tokens * head_dim * heads + heads * (2 * tokens * tokens * head_dim + tokens * tokens)
+    return flops * batch
+
+
 MODULE_RULES: tuple[ModuleRule, ...] = (
     *exact_type_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
                       "Conv counts bias (one per output element); batch read from dim 0"),
@@ -248,9 +266,20 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
                       "(scaling, biases, softmax; projections squared in kdim/vdim)",
                       suppress_inner=False),
 )
-# NB: ptflops also maps torchvision.ops.DeformConv2d and timm's Attention;
-# neither appears in the zoo and neither is reproduced (their calls are
-# priced as modules without a rule).
+# ptflops maps timm's ``Attention`` when timm imports (``from
+# timm.models.vision_transformer import Attention``; the class lives in
+# ``timm.layers.attention`` since timm 0.9, in ``vision_transformer`` before).
+# Matched by class path, so timm is not imported here. # NB: no patched
+# function is called inside its forward (SDPA, ``@`` and ``Tensor.softmax``
+# are not patched), so suppressing its inner events loses nothing ptflops counts.
+TIMM_ATTENTION_CLASSES = ("timm.layers.attention.Attention", "timm.models.vision_transformer.Attention")
+MODULE_RULES += tuple(
+    ModuleRule(path, "ptflops.timm_attention", reason="timm Attention per ptflops' own hook: attention products, "
+               "softmax and q scaling only; its qkv/proj Linear layers are not summed (the tree walk stops there)")
+    for path in TIMM_ATTENTION_CLASSES
+)
+# NB: ptflops also maps torchvision.ops.DeformConv2d (no zoo case uses it; not
+# reproduced: its calls are priced as modules without a rule).
 
 
 # ---------------------------------------------------------------------------
@@ -376,6 +405,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     event_rules=EVENT_RULES,
     default="zero",
     grad_enabled=True,
+    eval_mode=True,
     patched_functions=PATCHED_FUNCTIONS,
     sums_per_name=True,
     params="trainable",

@@ -74,6 +74,7 @@ PYTORCH_MODEL_SUMMARY = register_ruleset(Ruleset(
     description="pytorch-model-summary: counts no MACs; parameters = recursive parameters of the root's children "
     "(through Sequential/ModuleList) at their first call.",
     default="zero",
+    eval_mode=True,  # the backend calls model.eval() before its pass
     grad_enabled=True,
     module_hooks=True,
     params="pytorch-model-summary",

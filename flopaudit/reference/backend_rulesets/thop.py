@@ -21,9 +21,10 @@ hooks (``nn.TransformerEncoderLayer``) are then not taken, while those that
 only test autograd are (``nn.TransformerEncoder`` turns a batch with a
 padding mask into a nested tensor, and thop's hooks then see the real
 sequence lengths), so the ruleset reads a recording made the same way
-(autograd off, ``module_hooks``). # NB: the reference records the model in its own train/eval
-mode while thop switches to eval first; a forward that calls different
-modules in training (e.g. an auxiliary head) would be predicted in training.
+(autograd off, ``module_hooks``). thop calls ``model.eval()`` first
+(``eval_mode``): a model given in train mode is recorded for it in eval mode,
+so a branch on ``self.training`` (an auxiliary head) is left out as thop
+leaves it out.
 # NB: ``nn.Sequential``'s ``zero_ops`` rule is left out: ``dfs_count``
 always descends into it, which is what no rule means here.
 
@@ -62,6 +63,21 @@ from flopaudit.reference.rulesets import first_in as _first_in
 from flopaudit.reference.rulesets import first_out as _first_out
 from flopaudit.reference.rulesets import numel as _numel
 
+Shape = tuple[int, ...]
+
+
+def _weight_shape(call: ModuleCall) -> Shape:
+    """The shape of ``m.weight`` as thop's hook reads it: the parameter, or
+    for a module whose ``weight`` is recomputed from other parameters in a
+    forward pre-hook (``torch.nn.utils.prune``: ``weight_orig``; the old
+    ``weight_norm``: ``weight_v``), the parameter it has the shape of."""
+    for name in ("weight", "weight_orig", "weight_v"):
+        shape = param_shape(call, name)
+        if shape is not None:
+            return shape
+    return ()
+
+
 # ---------------------------------------------------------------------------
 # thop/vision/basic_hooks.py
 
@@ -77,7 +93,7 @@ def thop_conv(call: ModuleCall) -> int:
     is the first spatial dimension, not the channels.
     """
     x, y = _first_in(call), _first_out(call)
-    weight = param_shape(call, "weight") or ()
+    weight = _weight_shape(call)
     groups = int(attr(call, "groups", 1) or 1)
     if len(x) < 2:
         return 0
@@ -181,8 +197,9 @@ def _stack_counter(cell: Cell) -> Callable[[ModuleCall], int]:
     """``count_{rnn,gru,lstm}``: layer 0 on ``input_size``, later layers on
     ``H`` (``2H`` if bidirectional), each doubled when bidirectional, times
     steps and batch read from ``x[0]`` by ``batch_first``. ``proj_size`` is
-    ignored. # NB: PackedSequence inputs (thop reads ``batch_sizes``) are
-    not reproduced."""
+    ignored. A ``PackedSequence`` input is priced as thop does, as a padded
+    batch: ``len(batch_sizes)`` steps (the longest sequence) times
+    ``max(batch_sizes)`` sequences, whatever the lengths (:func:`_packed_steps`)."""
 
     def count(call: ModuleCall) -> int:
         input_size, hidden_size, bias = _cell_sizes(call)
@@ -191,13 +208,33 @@ def _stack_counter(cell: Cell) -> Callable[[ModuleCall], int]:
         x = _first_in(call)
         if len(x) < 2:
             return 0
-        batch, steps = (x[0], x[1]) if attr(call, "batch_first", False) else (x[1], x[0])
+        packed = _packed_steps(call)
+        if packed is not None:
+            steps, batch = packed
+        else:
+            batch, steps = (x[0], x[1]) if attr(call, "batch_first", False) else (x[1], x[0])
         ops = cell(input_size, hidden_size, bias) * directions
         for _ in range(layers - 1):
             ops += cell(hidden_size * directions, hidden_size, bias) * directions
         return ops * steps * batch
 
     return count
+
+
+def _packed_steps(call: ModuleCall) -> tuple[int, int] | None:
+    """``(steps, sequences)`` of an RNN call on a ``PackedSequence``, else None.
+
+    A packed input flattens to ``data`` (2-D: all steps of all sequences)
+    then ``batch_sizes`` (1-D, one entry per step); an unbatched 2-D input is
+    followed by nothing or by a 2-D ``hx``. The number of sequences,
+    ``max(batch_sizes)``, is a value; the module's last output, ``h_n`` of
+    shape ``(layers x directions, sequences, H)``, carries it as a shape.
+    """
+    shapes = call.input_shapes
+    if len(shapes) < 2 or len(shapes[0]) != 2 or len(shapes[1]) != 1:
+        return None
+    h_n = next((s for s in reversed(call.output_shapes) if len(s) == 3), None)
+    return (shapes[1][0], h_n[1]) if h_n is not None else None
 
 
 for _kind, _cell in (("rnn", _rnn_cell), ("gru", _gru_cell), ("lstm", _lstm_cell)):
@@ -211,7 +248,17 @@ for _kind, _cell in (("rnn", _rnn_cell), ("gru", _gru_cell), ("lstm", _lstm_cell
 
 _ZERO_REASON = "thop's zero_ops: padding, ReLU/ReLU6/LeakyReLU, max pools, Dropout and PixelShuffle count 0"
 
+_LAZY = (nn.LazyLinear, nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d, nn.LazyConvTranspose1d, nn.LazyConvTranspose2d,
+         nn.LazyConvTranspose3d, nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d, nn.LazyInstanceNorm1d,
+         nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)
+_LAZY_REASON = ("lazy module not materialised when thop registers its hooks: its type (LazyLinear...) has no rule, "
+                "so it counts 0")
+
 MODULE_RULES: tuple[ModuleRule, ...] = (
+    # Not thop rules, and first: a lazy module is hooked by its type before
+    # the forward that materialises it (and turns it into its cls_to_become,
+    # e.g. Linear); its calls are priced under the class it had then.
+    *exact_type_rules(_LAZY, "zero", _LAZY_REASON, kind=CauseKind.UNSUPPORTED),
     *exact_type_rules([nn.ZeroPad2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
                        nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Dropout,
                        nn.PixelShuffle],
@@ -298,6 +345,7 @@ THOP = register_ruleset(Ruleset(
     module_rules=MODULE_RULES,
     default="zero",
     module_hooks=True,
+    eval_mode=True,
     hooks_per_name=True,
     sums_per_name=True,
     params="thop",

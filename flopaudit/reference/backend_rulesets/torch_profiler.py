@@ -19,7 +19,7 @@ same ``mm``/``addmm``/``bmm`` calls the reference records, and ``F.conv2d``
 (``aten::conv2d``) is the reference's ``aten.convolution`` with a 4-D weight
 and ``transposed=False``. Everything else counts 0, with autograd on as the
 adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
-elementwise count down); :func:`~flopaudit.reference.predict.predict` halves
+elementwise count down); :func:`~flopaudit.reference.pricing.predict` halves
 each event of this FLOP ruleset the same way.
 """
 
@@ -35,7 +35,10 @@ _UNSUPPORTED = "unsupported"
 
 CONV2D_CALLS = ("torch.nn.functional.conv2d", "torch.conv2d")
 LINEAR_CALLS = ("torch.nn.functional.linear",)
+SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
 _RNN_MODULES = ("RNN", "GRU", "LSTM")
+_R_SDPA_MASK = ("the float-mask add of the math attention kernel is an in-place aten::add_ under the profiler (not "
+                "priced); under a dispatch mode ATen makes it out of place (attn.add(mask)), which the reference sees")
 _R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an in-place aten::add_ under the "
                   "profiler (not priced); the reference's mode sees it out of place")
 _R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
@@ -93,13 +96,14 @@ TORCH_PROFILER = Ruleset(
     unit="FLOP",
     description="torch.profiler with_flops: 2 x MACs of aten::conv2d (4-D), mm, addmm, bmm, baddbmm; numel of the "
     "first input of aten::mul and aten::add; every other op 0.",
-    patched_functions=CONV2D_CALLS + LINEAR_CALLS,
+    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS,
     event_rules=(
         *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),
         *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),
         EventRule("zero", category=Category.CONV, reason=_R_CONV, kind=_UNSUPPORTED),
         *(EventRule("zero", op=op, patched=p, reason=_R_LINEAR_BIAS) for op in ("aten.add", "aten.mul")
           for p in LINEAR_CALLS),
+        *(EventRule("zero", op="aten.add", patched=p, reason=_R_SDPA_MASK) for p in SDPA_CALLS),
         *(EventRule("torch-profiler.add_in_rnn", op="aten.add", module_type=m, reason=_R_LINEAR_BIAS)
           for m in _RNN_MODULES),
         EventRule("torch-profiler.rnn_bias_add", op="aten.mkldnn_rnn_layer",

@@ -107,6 +107,7 @@ TORCH_SUMMARY = register_ruleset(Ruleset(
                    "for Conv classes), containers counting their children's weights again, per sample"),
     ),
     default="zero",
+    eval_mode=True,  # the backend calls model.eval() before its pass
     default_reason="operators are not counted (Mult-Adds come from weight counts only)",
     module_hooks=True,
     hooks_per_name=True,

@@ -24,13 +24,13 @@ called (its own rule, so the report names it).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, TensorInfo
 from flopaudit.reference.params import ParamTally, param_counter
-from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset
+from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset, value_correction
 
 
 def leaf_macs(class_name: str, params: Sequence[tuple[str, tuple[int, ...]]], out: Sequence[int]) -> int:
@@ -42,18 +42,49 @@ def leaf_macs(class_name: str, params: Sequence[tuple[str, tuple[int, ...]]], ou
     E``); other parameters whose name contains ``weight``/``bias`` (RNN
     ``weight_ih_l0``...) count ``numel * y[0] * y[1]``; parameter-free
     modules and other parameter names count 0. ``y`` is the output shape.
+    A parameter pruned by ``torch.nn.utils.prune`` (``weight_orig`` beside a
+    ``weight_mask`` buffer) goes by its name without ``_orig``, priced here by
+    its full size; torchinfo counts only the mask's ones, a value
+    (:func:`pruned_weights` books the difference).
     """
-    total = 0
-    for name, shape in params:
-        n = math.prod(shape)
-        if name in ("weight", "bias"):
-            if "Conv" in class_name:
-                total += n * math.prod(list(out[:1]) + list(out[2:]))
-            else:
-                total += out[0] * n
-        elif "weight" in name or "bias" in name:
-            total += math.prod(out[:2]) * n
-    return total
+    return sum(math.prod(shape) * _factor(class_name, _unpruned(name), out) for name, shape in params)
+
+
+_PRUNED = "_orig"
+
+
+def _unpruned(name: str) -> str:
+    """``weight_orig -> weight`` (``torch.nn.utils.prune``'s renaming; torchinfo's ``get_param_count``)."""
+    return name[: -len(_PRUNED)] if name.endswith(_PRUNED) else name
+
+
+def _factor(class_name: str, name: str, out: Sequence[int]) -> int:
+    """What :func:`leaf_macs` multiplies one parameter element by."""
+    if name in ("weight", "bias"):
+        return math.prod(list(out[:1]) + list(out[2:])) if "Conv" in class_name else out[0]
+    if "weight" in name or "bias" in name:
+        return math.prod(out[:2])
+    return 0
+
+
+@value_correction("torchinfo.pruned", "pruned weight (torch.nn.utils.prune) counted by its mask's ones, not its size")
+def pruned_weights(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[ModuleCall, int]]:
+    """For each leaf call of a module holding ``X_orig`` and a ``X_mask``
+    buffer: ``-(zeros of the mask) x`` the factor :func:`leaf_macs` prices
+    ``X`` by, as ``LayerInfo.get_param_count`` counts ``sum(mask)`` elements."""
+    for call in calls:
+        if not call.in_leaf or not call.output_shapes or not any(n.endswith(_PRUNED) for n, _ in call.param_shapes):
+            continue
+        try:
+            module = model.get_submodule(call.path)
+        except AttributeError:
+            continue
+        for name, shape in call.param_shapes:
+            mask = getattr(module, _unpruned(name) + "_mask", None) if name.endswith(_PRUNED) else None
+            if mask is None:
+                continue
+            zeros = math.prod(shape) - int(mask.sum())
+            yield call, -zeros * _factor(call.module_type, _unpruned(name), call.output_shapes[0])
 
 
 @module_counter("torchinfo.leaf")
@@ -63,10 +94,9 @@ def leaf(call: ModuleCall) -> int:
     ``y`` is the shape of the first tensor of the output, as torchinfo's
     ``calculate_size`` takes it for a tensor, a tuple/list (its first
     element) or a ``PackedSequence`` (its ``data``).
-    # NB: for a dict output torchinfo takes the *last* value; pruned weights
-    # (``weight_orig`` + mask) are counted by the mask's ones there; a module
-    # whose output holds no tensor makes torchinfo fail. None of these is
-    # reproduced here (the record has only the flattened output shapes).
+    # NB: for a dict output torchinfo takes the *last* value; a module whose
+    # output holds no tensor makes torchinfo fail. Neither is reproduced here
+    # (the record has only the flattened output shapes).
     """
     if not call.param_shapes:
         return 0
@@ -242,5 +272,6 @@ TORCHINFO = Ruleset(
     default="zero",
     module_hooks=True,
     params="torchinfo",
+    value_corrections=("torchinfo.pruned",),
 )
 register_ruleset(TORCHINFO)

@@ -238,5 +238,6 @@ TORCHPROFILE = Ruleset(
     ),
     default="zero",
     grad_enabled=True,
+    drops_dead_code=True,  # profile_macs counts a torch.jit.trace graph
 )
 register_ruleset(TORCHPROFILE)

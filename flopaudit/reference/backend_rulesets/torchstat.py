@@ -126,6 +126,7 @@ TORCHSTAT = register_ruleset(Ruleset(
         ModuleRule("Linear", "torchstat.linear", in_leaf=True, reason="Linear (2-D) = MACs, no bias"),
     ),
     default="zero",
+    eval_mode=True,  # the backend calls model.eval() before its pass
     grad_enabled=True,
     last_call_only=True,
     params="torchstat",

@@ -6,4 +6,4 @@ concatenates them in :data:`FAMILIES` order.
 
 from __future__ import annotations
 
-FAMILIES = ("layers", "pointwise", "attention", "rnn", "structure", "custom", "params")
+FAMILIES = ("layers", "pointwise", "attention", "rnn", "structure", "custom", "params", "realworld")

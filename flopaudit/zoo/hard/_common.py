@@ -49,6 +49,7 @@ def hard_case(
     description: str,
     default: bool = False,
     train: bool = False,
+    requires: tuple[str, ...] = (),
 ) -> ModelCase:
     """A :class:`ModelCase` tagged ``hard`` and ``light`` (all hard cases are cheap)."""
     return ModelCase(
@@ -61,4 +62,5 @@ def hard_case(
         description=description,
         train=train,
         default=default,
+        requires=requires,
     )

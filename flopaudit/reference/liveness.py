@@ -1,0 +1,214 @@
+"""Which recorded operators a JIT trace keeps: work whose result reaches the output.
+
+``torch.jit.trace`` (fvcore's ``FlopCountAnalysis``) records every operator
+of a forward pass, then removes the nodes whose results are never used: work
+whose result the forward discards (``_ = self.head(x)``), and everything
+when the output holds no tensor (``None``, an int, an object that is not a
+tuple, list or dict). What writes into a parameter, a buffer or an input is
+kept (a side effect). A counter reading the trace never sees the rest.
+
+:class:`LivenessMode` is a ``TorchDispatchMode`` entered *outside* the
+reference's recording mode for one pass: it sees the same operators in the
+same order (plus the few the recorder runs for itself) and notes, for each,
+the storages it reads and writes. :func:`dead_events` then walks them
+backwards from the output's storages and marks the recorded events whose
+operator fed nothing that survives; :func:`without_dead_work` books what a
+ruleset priced on those events as one named cause of its prediction.
+
+Storages are identified by their ``StorageImpl`` (a storage freed and its
+address reused is a new one). # NB: liveness is by storage, not by element:
+work written into part of a storage that is read later counts as used, as a
+trace that cannot see element ranges would keep it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.nn.modules.module import register_module_forward_hook
+from torch.nn.parameter import UninitializedTensorMixin
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from flopaudit.inputs import iter_tensors
+from flopaudit.records import CauseKind, RulesetPrediction
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
+from flopaudit.reference.pricing import with_cause
+from flopaudit.reference.rulesets import EVENT_COUNTERS, Ruleset
+
+REASON = ("JIT trace keeps only work whose result reaches the output: work the forward discards, or all of it "
+          "when the output holds no tensor, is not counted")
+"""How the report names the cause."""
+
+_MODULE_RULE_PREFIX = "module_rule:"
+
+
+class _Unknown(Exception):
+    """A tensor whose storage cannot be identified (nested, sparse...): liveness unknown."""
+
+
+class LivenessMode(TorchDispatchMode):
+    """Notes each operator's read and written storages, and the model's output.
+
+    Enter it around the reference's recording of ``model`` (outside it, so
+    that every operator the recorder lets run reaches this mode). Parameters,
+    buffers and the tensors in ``inputs`` are the trace's inputs: a write to
+    them is kept.
+    """
+
+    def __init__(self, model: nn.Module, inputs: Iterable[torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self._refs: dict[int, tuple[StorageWeakRef, int]] = {}
+        self._next = 0
+        self.ops: list[tuple[str, frozenset[int], frozenset[int], frozenset[int]]] = []
+        """Per operator: name, storages read, storages written (outputs, views
+        included), storages written in place (arguments the schema marks written)."""
+        self.outputs: frozenset[int] | None = None
+        self.failed = False
+        try:
+            self.kept = frozenset(self._sid(t) for t in (*model.parameters(), *model.buffers(), *inputs)
+                                  if not isinstance(t, UninitializedTensorMixin))  # no storage yet
+        except _Unknown:
+            self.kept, self.failed = frozenset(), True
+        self._hook: Any = None
+
+    def _sid(self, t: torch.Tensor) -> int:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+            raise _Unknown from exc
+        ref = StorageWeakRef(storage)
+        known = self._refs.get(ref.cdata)
+        if known is not None and not known[0].expired():
+            return known[1]
+        self._next += 1
+        self._refs[ref.cdata] = (ref, self._next)
+        return self._next
+
+    def _sids(self, obj: Any) -> frozenset[int]:
+        return frozenset(self._sid(t) for t in iter_tensors(obj))
+
+    def __enter__(self) -> LivenessMode:
+        model = self.model
+
+        def output_hook(module: nn.Module, args: Any, output: Any) -> None:
+            if module is model:
+                try:
+                    self.outputs = self._sids(output)
+                except _Unknown:
+                    self.failed = True
+
+        self._hook = register_module_forward_hook(output_hook)
+        return super().__enter__()  # type: ignore[return-value]
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        super().__exit__(*exc)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.failed:
+            return out
+        try:
+            mutated: set[int] = set()
+            schema = getattr(func, "_schema", None)
+            values = {}
+            for i, arg in enumerate(schema.arguments if schema is not None else ()):
+                values[arg.name] = kwargs.get(arg.name) if arg.kwarg_only or i >= len(args) else args[i]
+                if arg.alias_info is not None and arg.alias_info.is_write:
+                    mutated |= self._sids(values[arg.name])
+            if values.get("training") is True and "running_mean" in values:
+                # ``native_batch_norm`` updates its running statistics without saying so in its
+                # schema; the JIT's alias analysis knows (``analyzeBatchNorm``) and keeps it.
+                mutated |= self._sids((values["running_mean"], values.get("running_var")))
+            self.ops.append((str(func), self._sids((args, kwargs)), self._sids(out) | mutated, frozenset(mutated)))
+        except _Unknown:
+            self.failed = True
+        return out
+
+    def live(self) -> list[bool] | None:
+        """For each operator seen, whether a trace keeps it (None: unknown)."""
+        if self.failed or self.outputs is None:
+            return None
+        live_storages = set(self.outputs)
+        out: list[bool] = []
+        for _name, read, written, mutated in reversed(self.ops):
+            keep = bool(written & live_storages) or bool(mutated & self.kept)
+            if keep:
+                live_storages |= read
+            out.append(keep)
+        out.reverse()
+        return out
+
+
+def dead_events(events: Sequence[OpEvent], mode: LivenessMode) -> frozenset[int] | None:
+    """Indices of ``events`` (recorded under ``mode``) whose work a JIT trace drops.
+
+    Each operator event is matched, in order, to the next operator ``mode``
+    saw with the same name (the recorder's own operators fall between); a
+    ``py:`` call is dead when every operator with a cost recorded inside it
+    is (the views it takes of live tensors are not its work).
+    Module-rule events stand for work the recorder ran outside its mode and
+    count as live. None when the two cannot be matched (liveness unknown).
+    """
+    live = mode.live()
+    if live is None:
+        return None
+    names = [op[0] for op in mode.ops]
+    dead: set[int] = set()
+    j = 0
+    for i, e in enumerate(events):
+        if e.op.startswith((PATCHED_CALL_PREFIX, _MODULE_RULE_PREFIX)):
+            continue
+        while j < len(names) and names[j] != e.op:
+            j += 1
+        if j == len(names):
+            return None
+        if not live[j]:
+            dead.add(i)
+        j += 1
+    for i, e in enumerate(events):
+        if e.op.startswith(PATCHED_CALL_PREFIX):
+            costed = [k for k in _inner(events, i) if events[k].macs or events[k].extra_flops or not events[k].supported]
+            if costed and all(k in dead for k in costed):
+                dead.add(i)
+    return frozenset(dead)
+
+
+def _inner(events: Sequence[OpEvent], index: int) -> list[int]:
+    """Indices of the operator events recorded inside the ``py:`` call at ``index``."""
+    call = events[index]
+    path, depth = call.op[len(PATCHED_CALL_PREFIX):], len(call.patched_stack)
+    out = []
+    for k in range(index + 1, len(events)):
+        stack = events[k].patched_stack
+        if len(stack) <= depth or stack[depth] != path:
+            break
+        if not events[k].op.startswith(PATCHED_CALL_PREFIX):
+            out.append(k)
+    return out
+
+
+def without_dead_work(prediction: RulesetPrediction, events: Sequence[OpEvent], dead: Iterable[int],
+                      ruleset: Ruleset) -> RulesetPrediction:
+    """``prediction`` less what ``ruleset`` priced on the ``dead`` events,
+    booked as one cause (:data:`REASON`) with the layers it falls on."""
+    amounts = []
+    for i in sorted(dead):
+        e = events[i]
+        if ruleset.foreign(e):
+            continue
+        rule = ruleset.event_rule(e)
+        priced = EVENT_COUNTERS[rule.count if rule else ruleset.default](e)
+        amounts.append((e.module_path, e.module_stack, -(priced // 2 if ruleset.unit == "FLOP" else priced)))
+    return with_cause(prediction, REASON, CauseKind.RULE, amounts)
+
+
+__all__ = ["LivenessMode", "REASON", "dead_events", "without_dead_work"]

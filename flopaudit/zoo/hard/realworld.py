@@ -1,0 +1,334 @@
+"""Hard cases for what real models do to counters: train-only branches,
+pruned and lazy modules, keyword inputs whose names clash with a counter's
+own parameters, packed sequences, TorchScript, work a JIT trace drops, a
+learned float attention mask, and timm's attention block.
+
+Canonical MACs are the contractions the forward pass runs (``Linear`` as
+``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
+the case's own train/eval mode, whatever a counter does with them: a pruned
+weight's zeros are multiplied all the same, discarded work is work done.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from flopaudit.inputs import ModelInputs
+from flopaudit.zoo.case import ModelCase
+from flopaudit.zoo.hard._common import hard_case, randn_inputs
+
+LINEAR = 16 * 16 + 16  # Linear(16, 16) weights and bias
+
+
+class AuxHeadNet(nn.Module):
+    """A trunk and a head; in training an auxiliary head runs too (GoogLeNet, Inception v3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Linear(16, 32)
+        self.head = nn.Linear(32, 10)
+        self.aux = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        h = torch.relu(self.trunk(x))
+        if self.training:
+            return self.head(h), self.aux(h)
+        return self.head(h)
+
+
+def _pruned() -> nn.Module:
+    """Conv2d(3, 8, 3) then Linear(8*6*6, 10), half of each weight pruned (L1, unstructured)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    prune.l1_unstructured(model[0], "weight", amount=0.5)
+    prune.l1_unstructured(model[3], "weight", amount=0.5)
+    return model
+
+
+def _lazy() -> nn.Module:
+    """LazyLinear(16) (its input width, 8, is learnt on the first call), ReLU, Linear(16, 4)."""
+    return nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+class ClashingKeywords(nn.Module):
+    """``forward(x, model, device, mode, input_data, depth)``: every name one
+    of the counters' own entry points also takes (torchinfo's ``summary`` and
+    ``forward_pass``), passed as keywords."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.ModuleList(nn.Linear(16, 16) for _ in range(6))
+
+    def forward(self, x: torch.Tensor, model: torch.Tensor, device: torch.Tensor, mode: torch.Tensor,
+                input_data: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        return sum(fc(t) for fc, t in zip(self.fc, (x, model, device, mode, input_data, depth)))
+
+
+class PackedLSTM(nn.Module):
+    """Packs a padded batch by its lengths, runs LSTM(8, 16) on it, pads the output again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        return pad_packed_sequence(out, batch_first=True)[0]
+
+
+def _packed_inputs() -> ModelInputs:
+    return ModelInputs((torch.randn(3, 10, 8), torch.tensor([10, 6, 3])))
+
+
+class _Mlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def _script(obj: Any) -> Any:
+    """``torch.jit.script(obj)`` without its deprecation warning (torch 2.14 deprecates TorchScript,
+    which is what users still hand to counters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.script(obj)
+
+
+def _scripted_module() -> nn.Module:
+    """``torch.jit.script`` of Linear(8, 16), ReLU, Linear(16, 4)."""
+    return _script(_Mlp())
+
+
+def _mlp(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """``relu(x @ w1) @ w2``."""
+    return torch.relu(x @ w1) @ w2
+
+
+@functools.cache
+def scripted_mlp() -> Any:
+    """:func:`_mlp` compiled by TorchScript (once, when a case first needs it)."""
+    return _script(_mlp)
+
+
+class CallsScriptedFunction(nn.Module):
+    """Linear(8, 8), then the scripted ``relu(h @ w1) @ w2`` with w1 (8, 16), w2 (16, 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.w1 = nn.Parameter(torch.randn(8, 16) * 0.1)
+        self.w2 = nn.Parameter(torch.randn(16, 4) * 0.1)
+        self.mlp = scripted_mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.fc(x), self.w1, self.w2)
+
+
+class DiscardedWork(nn.Module):
+    """Computes ``probe(x)`` and throws it away, returns ``head(x)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probe = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _ = self.probe(x)
+        return self.head(x)
+
+
+class ReturnsNone(nn.Module):
+    """Runs Linear(16, 16), keeps nothing, returns None (a forward used for its side effects)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> None:
+        self.fc(x)
+        return None
+
+
+class ReturnsNumbers(nn.Module):
+    """Runs Linear(16, 16) and returns plain Python numbers (the top class per row)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> dict[str, list[int]]:
+        return {"classes": self.fc(x).argmax(-1).tolist()}
+
+
+class LearnedMaskAttention(nn.Module):
+    """Self-attention through ``F.scaled_dot_product_attention`` with a learned
+    float mask (a (heads, L, L) parameter, as T5's relative position bias)."""
+
+    def __init__(self, width: int = 16, heads: int = 4, length: int = 6) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.bias = nn.Parameter(torch.randn(heads, length, length) * 0.1)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, width = x.shape
+        q, k, v = self.qkv(x).reshape(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias)
+        return self.out(y.transpose(1, 2).reshape(n, length, width))
+
+
+def _timm_attention() -> nn.Module:
+    """timm's ``Attention(dim=32, num_heads=4, qkv_bias=True)`` block (the ViT family's)."""
+    from flopaudit.zoo.optional import offline
+
+    offline()
+    from timm.layers import Attention
+
+    return Attention(32, num_heads=4, qkv_bias=True)
+
+
+def cases() -> list[ModelCase]:
+    out = [
+        hard_case(
+            "train-aux-head",
+            AuxHeadNet,
+            randn_inputs((4, 16)),
+            {"control-flow", "train-mode", "linear"},
+            # in train mode: trunk 4 x 16 x 32 + head 4 x 32 x 10 + aux 4 x 32 x 10
+            expected_macs=4 * 16 * 32 + 2 * (4 * 32 * 10),
+            expected_params=16 * 32 + 32 + 2 * (32 * 10 + 10),
+            description="in train mode an auxiliary head runs beside the main one (GoogLeNet, Inception v3); "
+            "counters that call model.eval() themselves (thop, ptflops) leave it out. Given in train mode, on (4, 16)",
+            train=True,
+        ),
+        hard_case(
+            "pruned-conv-linear",
+            _pruned,
+            randn_inputs((2, 3, 8, 8)),
+            {"pruned", "conv", "linear"},
+            # conv N x Cout x 6 x 6 x Cin x 3 x 3 + linear N x 288 x 10: pruned zeros are still multiplied
+            expected_macs=2 * 8 * 6 * 6 * 3 * 3 * 3 + 2 * 288 * 10,
+            expected_params=8 * 3 * 3 * 3 + 8 + 288 * 10 + 10,  # weight_orig + bias: the masks are buffers
+            description="Conv2d(3, 8, 3) and Linear(288, 10) with half their weights pruned by "
+            "torch.nn.utils.prune (weight_orig parameters, weight_mask buffers, weight recomputed in a "
+            "forward pre-hook), on (2, 3, 8, 8)",
+        ),
+        hard_case(
+            "lazy-linear",
+            _lazy,
+            randn_inputs((2, 8)),
+            {"lazy", "linear"},
+            expected_macs=2 * 8 * 16 + 2 * 16 * 4,
+            expected_params=8 * 16 + 16 + 16 * 4 + 4,  # once materialised
+            description="nn.LazyLinear(16) (input width learnt on the first call), ReLU, Linear(16, 4), on (2, 8). "
+            "An uninitialised lazy module is materialised by the first forward pass, so each backend counts a "
+            "copy; `flopaudit run` times a forward pass first, so there the backends see it materialised",
+        ),
+        hard_case(
+            "kwargs-clashing-names",
+            ClashingKeywords,
+            randn_inputs(**{name: (4, 16) for name in ("x", "model", "device", "mode", "input_data", "depth")}),
+            {"kwargs", "linear"},
+            expected_macs=6 * (4 * 16 * 16),
+            expected_params=6 * LINEAR,
+            description="forward(x, model, device, mode, input_data, depth), all six (4, 16) tensors passed as "
+            "keywords: names torchinfo's summary() and forward_pass() also take",
+        ),
+        hard_case(
+            "lstm-packed-sequence",
+            PackedLSTM,
+            _packed_inputs,
+            {"rnn", "packed"},
+            # the LSTM runs on the real steps only: (10 + 6 + 3) x 4 gates x H 16 x (I 8 + H 16)
+            expected_macs=(10 + 6 + 3) * 4 * 16 * (8 + 16),
+            expected_params=4 * 16 * (8 + 16) + 2 * 4 * 16,
+            description="LSTM(8, 16) on a PackedSequence packed inside forward from a padded (3, 10, 8) batch "
+            "of lengths 10, 6, 3 (19 real steps of 30)",
+        ),
+        hard_case(
+            "scripted-module",
+            _scripted_module,
+            randn_inputs((2, 8)),
+            {"torchscript", "linear"},
+            expected_macs=2 * 8 * 16 + 2 * 16 * 4,
+            expected_params=8 * 16 + 16 + 16 * 4 + 4,
+            description="torch.jit.script of Linear(8, 16), ReLU, Linear(16, 4) on (2, 8): a ScriptModule refuses "
+            "module hooks, which hook-based counters and fvcore's trace register",
+        ),
+        hard_case(
+            "scripted-function",
+            CallsScriptedFunction,
+            randn_inputs((2, 8)),
+            {"torchscript", "functional", "linear"},
+            expected_macs=2 * 8 * 8 + 2 * 8 * 16 + 2 * 16 * 4,
+            expected_params=8 * 8 + 8 + 8 * 16 + 16 * 4,
+            description="Linear(8, 8) then a torch.jit.script function relu(h @ w1) @ w2 (w1 8x16, w2 16x4), on "
+            "(2, 8): a JIT trace records the call as one prim::CallFunction",
+        ),
+        hard_case(
+            "discarded-output",
+            DiscardedWork,
+            randn_inputs((4, 16)),
+            {"dead-code", "linear"},
+            expected_macs=2 * (4 * 16 * 16),  # probe's work is done, then dropped
+            expected_params=2 * LINEAR,
+            description="computes Linear(16, 16)(x) and discards it, returns another Linear(16, 16)(x), on (4, 16): "
+            "a JIT trace drops the discarded work",
+        ),
+        hard_case(
+            "returns-none",
+            ReturnsNone,
+            randn_inputs((4, 16)),
+            {"dead-code", "no-tensor-output", "linear"},
+            expected_macs=4 * 16 * 16,
+            expected_params=LINEAR,
+            description="runs Linear(16, 16) on (4, 16) and returns None: a JIT trace keeps nothing",
+        ),
+        hard_case(
+            "returns-numbers",
+            ReturnsNumbers,
+            randn_inputs((4, 16)),
+            {"dead-code", "no-tensor-output", "linear"},
+            expected_macs=4 * 16 * 16,
+            expected_params=LINEAR,
+            description="runs Linear(16, 16) on (4, 16) and returns {'classes': [ints]}: no tensor in the output",
+        ),
+        hard_case(
+            "sdpa-learned-float-mask",
+            LearnedMaskAttention,
+            randn_inputs((2, 6, 16)),
+            {"attention", "functional"},
+            # qkv 2 x 6 x 16 x 48 + scores and weighted sum 2 x (2 x 4 x 6 x 6 x 4) + out 2 x 6 x 16 x 16
+            expected_macs=2 * 6 * 16 * 48 + 2 * (2 * 4 * 6 * 6 * 4) + 2 * 6 * 16 * 16,
+            expected_params=16 * 48 + 48 + 4 * 6 * 6 + 16 * 16 + 16,
+            description="F.scaled_dot_product_attention with a learned float mask (a (4, 6, 6) parameter added "
+            "to the scores, as T5's position bias) on (2, 6, 16): with autograd on, torch runs the math "
+            "decomposition (bmm, softmax) instead of the fused kernel",
+        ),
+        hard_case(
+            "timm-attention-block",
+            _timm_attention,
+            randn_inputs((2, 10, 32)),
+            {"attention", "timm-layer"},
+            # qkv 2 x 10 x 32 x 96 + scores and weighted sum 2 x (2 x 4 x 10 x 10 x 8) + proj 2 x 10 x 32 x 32
+            expected_macs=2 * 10 * 32 * 96 + 2 * (2 * 4 * 10 * 10 * 8) + 2 * 10 * 32 * 32,
+            expected_params=32 * 96 + 96 + 32 * 32 + 32,
+            description="timm.layers.Attention(32, num_heads=4, qkv_bias=True) on (2, 10, 32), the ViT family's "
+            "block: ptflops has its own hook for it that counts only the attention products",
+            requires=("timm",),
+        ),
+    ]
+    return out

@@ -1,0 +1,240 @@
+"""What real models do to counters, case by case: each behaviour of the
+``realworld`` hard cases is predicted by the backend's ruleset or booked to a
+named cause with the MACs it accounts for (numbers worked out by hand from
+the cases' shapes), and a backend that cannot run the model fails with an
+error raised in its own code, never in flopaudit's.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+
+import pytest
+import torch
+from torch import nn
+
+import flopaudit
+from flopaudit.adapters import backend_names, get_adapter, get_backend
+from flopaudit.adapters.base import copy_model, has_lazy_tensors
+from flopaudit.commands.explain import format_explanation
+from flopaudit.isolation import fingerprint, fingerprint_diff
+from flopaudit.reference.liveness import REASON as TRACE_DROPS
+from flopaudit.reports import build_report
+from flopaudit.reports.model import CellExplanation, Report
+from flopaudit.run import audit_model, run_audit
+from flopaudit.zoo import get_case, select_cases
+from flopaudit.zoo.hard import realworld
+
+REALWORLD = [c.id for c in realworld.cases()]
+PACKAGES = {name: get_backend(name).module.split(".")[0] for name in backend_names()}
+"""Backend -> the top-level package its own code lives in (torch's for torch's counters)."""
+BASE = ("thop", "ptflops-pytorch", "ptflops-aten", "fvcore", "torchinfo", "torch-flop-counter")
+
+
+@cache
+def _report(*case_ids: str) -> Report:
+    return build_report(run_audit([get_case(c) for c in case_ids], isolate=False))
+
+
+def _cell(report: Report, model: str, backend: str) -> CellExplanation:
+    cell = report.cell(model, backend)
+    assert cell is not None and cell.status == "ok", cell
+    return cell
+
+
+def _cause(cell: CellExplanation, text: str) -> int:
+    found = [c for c in cell.causes if text in c.rule]
+    assert len(found) == 1, format_explanation(cell)
+    return found[0].macs
+
+
+def test_every_realworld_cell_is_explained_or_a_backend_failure() -> None:
+    report = _report(*REALWORLD)
+    assert {c.model for c in report.cells} == set(REALWORLD)
+    for cell in report.cells:
+        if cell.status == "not applicable":  # the backend's adapter declines this model's inputs
+            continue
+        if cell.status != "ok":
+            # a backend's own failure: the error names where in its package it was raised
+            assert f"(raised in {PACKAGES[cell.backend]}." in (cell.error or ""), cell
+            continue
+        assert cell.classification != "unexplained", format_explanation(cell)
+        if cell.difference is None:  # a backend that counts no MACs: compared on parameters
+            assert cell.params is not None and cell.params.residual == 0, format_explanation(cell)
+            continue
+        assert cell.residual == 0 and cell.difference == sum(c.macs for c in cell.causes), format_explanation(cell)
+
+
+def test_backends_that_switch_to_eval_skip_the_train_only_head() -> None:
+    report = _report("train-aux-head")
+    aux = 4 * 32 * 10  # Linear(32, 10) on (4, 32): runs in train mode only
+    for backend in ("thop", "ptflops-pytorch", "ptflops-aten"):
+        cell = _cell(report, "train-aux-head", backend)
+        assert _cause(cell, "calls model.eval() itself") == -aux
+    for backend in ("fvcore", "torchinfo", "torch-flop-counter"):  # they run the model in the mode it is in
+        assert not any("model.eval()" in c.rule for c in _cell(report, "train-aux-head", backend).causes)
+
+
+def test_pruned_weights_counted_by_the_mask_in_torchinfo_only() -> None:
+    case = get_case("pruned-conv-linear")
+    model, inputs = case.instantiate()
+    before = fingerprint(model)
+    frame = flopaudit.audit(model, inputs, isolate=False)
+    assert fingerprint(model) == before
+    assert set(frame[frame["backend"].isin(BASE)]["status"]) == {"ok"}
+    conv_zeros = int((model[0].weight_mask == 0).sum())
+    linear_zeros = int((model[3].weight_mask == 0).sum())
+    assert conv_zeros == 8 * 3 * 3 * 3 // 2 and linear_zeros == 288 * 10 // 2  # amount=0.5
+    report = _report("pruned-conv-linear")
+    # torchinfo: a conv weight element counts N x output positions, a linear one N (batch 2, 6x6 outputs)
+    masked = -(conv_zeros * 2 * 6 * 6 + linear_zeros * 2)
+    assert _cause(_cell(report, "pruned-conv-linear", "torchinfo"), "mask's ones") == masked
+    for backend in ("thop", "fvcore", "torch-flop-counter"):  # they count the dense weights as they run
+        assert _cell(report, "pruned-conv-linear", backend).difference == 0
+
+
+def test_an_uninitialised_lazy_model_is_left_uninitialised() -> None:
+    model = realworld._lazy()
+    x = torch.randn(2, 8)
+    run = audit_model(model, x, isolate=False)
+    assert has_lazy_tensors(model)  # no backend materialised the user's model
+    report = build_report(run)
+    thop = _cell(report, "model", "thop")
+    assert _cause(thop, "lazy module") == -2 * 8 * 16  # hooks registered while it was LazyLinear: counted 0
+    assert _cell(report, "model", "fvcore").difference == 0
+    for backend in ("ptflops-pytorch", "ptflops-aten"):  # ptflops itself fails on a lazy model
+        cell = report.cell("model", backend)
+        assert cell is not None and cell.status == "error" and "(raised in ptflops." in (cell.error or "")
+
+
+def test_keywords_named_like_a_counters_parameters_reach_the_model() -> None:
+    report = _report("kwargs-clashing-names")
+    cell = _cell(report, "kwargs-clashing-names", "torchinfo")
+    # torchinfo: each Linear(16, 16) call counts batch 4 x (weights + bias)
+    assert cell.backend_macs == 6 * 4 * (16 * 16 + 16)
+
+
+def test_thop_prices_a_packed_sequence_as_its_padded_batch() -> None:
+    report = _report("lstm-packed-sequence")
+    cell = _cell(report, "lstm-packed-sequence", "thop")
+    # thop's LSTM cell: 4 gates x ((I + H) x H + H + 2H bias) + 3H + H, for 10 steps x 3 sequences
+    per_step = 4 * ((8 + 16) * 16 + 16 + 2 * 16) + 3 * 16 + 16
+    assert cell.backend_macs == cell.predicted_macs == 10 * 3 * per_step
+
+
+def test_fvcore_drops_work_its_trace_does_not_keep() -> None:
+    report = _report("discarded-output", "returns-none", "returns-numbers")
+    assert _cause(_cell(report, "discarded-output", "fvcore"), TRACE_DROPS) == -(4 * 16 * 16)
+    for model in ("returns-none", "returns-numbers"):
+        cell = _cell(report, model, "fvcore")
+        assert cell.backend_macs == 0 and _cause(cell, TRACE_DROPS) == -(4 * 16 * 16)
+    for backend in ("thop", "torch-flop-counter"):  # eager counters see the discarded work
+        assert not any(TRACE_DROPS in c.rule for c in _cell(report, "discarded-output", backend).causes)
+
+
+def test_fvcore_sees_a_scripted_function_as_one_opaque_call() -> None:
+    cell = _cell(_report("scripted-function"), "scripted-function", "fvcore")
+    assert _cause(cell, "TorchScript function") == -(2 * 8 * 16 + 2 * 16 * 4)
+
+
+def test_scripted_module_fails_only_in_the_counters_that_hook_it() -> None:
+    report = _report("scripted-module")
+    for backend in ("thop", "ptflops-pytorch", "ptflops-aten", "fvcore"):
+        cell = report.cell("scripted-module", backend)
+        assert cell is not None and cell.status == "error", cell
+    assert _cell(report, "scripted-module", "torch-flop-counter").difference == 0
+    assert _cell(report, "scripted-module", "torchinfo").residual == 0
+
+
+def test_fvcore_prices_sdpa_zero_whatever_kernel_runs() -> None:
+    cell = _cell(_report("sdpa-learned-float-mask"), "sdpa-learned-float-mask", "fvcore")
+    # scores and weighted sum: 2 x (batch 2 x heads 4 x 6 x 6 x head width 4), decomposed with autograd on
+    assert _cause(cell, "scaled_dot_product_attention") == -2 * (2 * 4 * 6 * 6 * 4)
+
+
+def test_ptflops_timm_attention_hook_drops_the_projections() -> None:
+    pytest.importorskip("timm")
+    cell = _cell(_report("timm-attention-block"), "timm-attention-block", "ptflops-pytorch")
+    # ptflops' hook: q scaling N*d*h + h*(2*N^2*d + N^2), times batch 2; qkv and proj are not summed
+    hook = 2 * (10 * 8 * 4 + 4 * (2 * 10 * 10 * 8 + 10 * 10))
+    assert cell.backend_macs == cell.predicted_macs == hook
+    assert _cause(cell, "timm Attention") == hook - cell.reference_macs
+
+
+def test_copy_model_copies_what_deepcopy_refuses() -> None:
+    pruned = realworld._pruned()
+    normed = nn.utils.weight_norm(nn.Linear(4, 4))
+    scripted = realworld.CallsScriptedFunction()
+    for model, x in ((pruned, torch.randn(2, 3, 8, 8)), (normed, torch.randn(2, 4)), (scripted, torch.randn(2, 8))):
+        with pytest.raises(Exception, match="deepcopy|pickle"):
+            copy.deepcopy(model)
+        twin = copy_model(model)
+        assert torch.equal(twin(x), model(x))
+    assert copy_model(scripted).mlp is scripted.mlp
+
+
+def test_fingerprint_of_a_lazy_model_names_what_was_materialised() -> None:
+    model = realworld._lazy()
+    before = fingerprint(model, exact=False)
+    assert before.uninitialized == ("0.weight", "0.bias")
+    model(torch.randn(2, 8))
+    changes = fingerprint_diff(before, fingerprint(model, exact=False))
+    # materialising also removes the lazy module's own initialisation hooks
+    assert changes == ["materialised lazy parameters: 0.weight, 0.bias",
+                       "removed hooks from: 0.forward_pre_hooks, 0.load_state_dict_pre_hooks"]
+
+
+class _Broken(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("model bug")
+
+
+def test_an_error_says_whose_code_raised_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = get_adapter("fvcore").count(_Broken(), torch.randn(2))
+    assert r.status.value == "error" and r.error.endswith(f"(raised in {__name__}, line {_Broken.forward.__code__.co_firstlineno + 1})")
+
+    def broken_count(model: nn.Module, inputs: object) -> None:
+        raise KeyError("adapter bug")
+
+    adapter = get_adapter("torchinfo")
+    monkeypatch.setattr(adapter, "_count", broken_count)
+    assert f"(raised in {__name__}, line" in (adapter.count(nn.Linear(2, 2), torch.randn(2)).error or "")
+    r = get_adapter("reference").count(nn.Linear(3, 2), torch.randn(2))  # a shape the model rejects
+    assert r.status.value == "error" and "(raised in torch.nn.modules.linear, line" in (r.error or "")
+
+
+def test_realworld_cases_are_hard_and_selectable() -> None:
+    assert {c.id for c in select_cases(tags=["torchscript"])} == {"scripted-module", "scripted-function"}
+    assert all("hard" in get_case(c).tags for c in REALWORLD)
+
+
+class _WritesState(nn.Module):
+    """Returns None, but writes a Linear's output into a buffer and updates BatchNorm statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.unused = nn.Linear(8, 8)
+        self.register_buffer("cache", torch.zeros(4, 8))
+
+    def forward(self, x: torch.Tensor) -> None:
+        self.cache.copy_(self.fc(x))
+        self.bn(x)
+        self.unused(x)
+        return None
+
+
+def test_a_trace_keeps_what_writes_model_state() -> None:
+    """A write into a buffer and BatchNorm's running statistics are side effects
+    a JIT trace keeps, though the output holds no tensor; the unused Linear is dropped."""
+    model = _WritesState().train()
+    x = torch.randn(4, 8)
+    before = fingerprint(model)
+    run = audit_model(model, x, backends=["reference", "fvcore"], isolate=False)
+    assert fingerprint(model) == before  # the buffer written with autograd on is put back, a leaf again
+    cell = _cell(build_report(run), "model", "fvcore")
+    # fvcore: fc 4 x 8 x 8 MACs + train-mode BatchNorm 5 per element of (4, 8); the unused Linear is dropped
+    assert cell.backend_macs == cell.predicted_macs == 4 * 8 * 8 + 5 * 4 * 8
+    assert _cause(cell, TRACE_DROPS) == -(4 * 8 * 8)
