@@ -11,6 +11,14 @@ class UserError(Exception):
     """
 
 
+class BackendFailure(RuntimeError):
+    """A backend's own failure that its adapter saw coming or caught, told in
+    words (where in the backend and why); raised inside an adapter, the
+    result gets status ``error`` with this message. Its location is the
+    backend's (the exception it was raised from, if any), never flopaudit's.
+    """
+
+
 class NotApplicable(Exception):
     """A backend cannot count this model/input combination at all.
 

@@ -211,6 +211,10 @@ def raised_in(exc: BaseException) -> str:
     the wrappers that bind a model's inputs (``flopaudit.adapters._binding``)
     pass the call through to the model for the backend, so a call they make
     fails in whoever made them call it."""
+    from flopaudit.errors import BackendFailure
+
+    if isinstance(exc, BackendFailure):  # told in words by the adapter: where the backend raised, if known
+        return raised_in(exc.__cause__) if exc.__cause__ is not None else ""
     found = ""
     tb = exc.__traceback__
     while tb is not None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
+from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class CalflopsAdapter(Adapter):
         from flopaudit.module_paths import first_names
 
         if next(model.parameters(), None) is None:
-            raise RuntimeError("calflops reads next(model.parameters()).device: a model without parameters "
+            raise BackendFailure("calflops reads next(model.parameters()).device: a model without parameters "
                                "raises StopIteration there")
         opts = self.options()
         names = first_names(model)

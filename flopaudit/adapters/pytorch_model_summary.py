@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
-from flopaudit.errors import NotApplicable
+from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class PytorchModelSummaryAdapter(Adapter):
                        print_summary=False)
         totals = {kind: int(n.replace(",", "")) for kind, n in _TOTALS.findall(text)}
         if "Total" not in totals:
-            raise RuntimeError("pytorch_model_summary printed no 'Total params' line")
+            raise BackendFailure("pytorch_model_summary printed no 'Total params' line")
         rows = sum(1 for line in text.splitlines() if _ROW.match(line))
         return RawCount(
             raw_total=None,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import MetaSupport
-from flopaudit.errors import NotApplicable
+from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class TorchsummaryAdapter(Adapter):
             except AttributeError as exc:
                 if "'int' object has no attribute 'numpy'" not in str(exc):
                     raise
-                raise RuntimeError(
+                raise BackendFailure(
                     "torchsummary saw no call of a module with a weight or bias (it hooks every module but the "
                     "root, nn.Sequential and nn.ModuleList): its total stays the int 0 and total_params.numpy() "
                     f"fails ({exc})"
