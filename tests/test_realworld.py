@@ -238,3 +238,24 @@ def test_a_trace_keeps_what_writes_model_state() -> None:
     # fvcore: fc 4 x 8 x 8 MACs + train-mode BatchNorm 5 per element of (4, 8); the unused Linear is dropped
     assert cell.backend_macs == cell.predicted_macs == 4 * 8 * 8 + 5 * 4 * 8
     assert _cause(cell, TRACE_DROPS) == -(4 * 8 * 8)
+
+
+def test_a_failure_reads_the_same_in_every_run_and_names_the_backends_code() -> None:
+    from flopaudit.adapters.base import error_text
+    from flopaudit.errors import BackendFailure
+
+    assert error_text(RuntimeError("cannot trace <__torch__.Mlp object at 0x55ab01c2>")) == (
+        "RuntimeError: cannot trace <__torch__.Mlp object>")
+    try:
+        nn.Linear(3, 4)(torch.randn(2, 5))  # fails inside a torch layer: model code
+    except RuntimeError as exc:
+        cause = exc
+    assert "(raised in torch.nn.modules.linear, line" in error_text(cause)
+    try:  # an adapter telling a backend's failure in words: located where the backend raised it
+        raise BackendFailure("the backend's hook could not read the layer") from cause
+    except BackendFailure as exc:
+        told = exc
+    assert error_text(told).startswith("BackendFailure: the backend's hook could not read the layer (raised in "
+                                       "torch.nn.modules.linear, line")
+    assert error_text(BackendFailure("foreseen: the backend would fail on this model")) == (
+        "BackendFailure: foreseen: the backend would fail on this model")

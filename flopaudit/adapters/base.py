@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 import sys
 import time
 import warnings
@@ -175,7 +176,7 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=f"{type(exc).__name__}: {exc}".strip() + raised_in(exc),
+                error=error_text(exc),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
@@ -198,6 +199,16 @@ class Adapter(ABC):
             predictions=raw.predictions,
             **base,
         )
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+"""An object's address in a repr (``<... object at 0x5569...>``): different on every run."""
+
+
+def error_text(exc: BaseException) -> str:
+    """A failed count's message: ``Type: message (raised in ...)``, object
+    addresses left out so that the same failure reads the same in every run."""
+    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".strip()) + raised_in(exc)
 
 
 def raised_in(exc: BaseException) -> str:

@@ -53,9 +53,6 @@ BACKEND = Backend(
     ruleset="flopaudit.reference.backend_rulesets.torchinfo",
     meta=MetaSupport(True),
     known_divergences={
-        "params-pruned": "torchinfo prices a pruned weight as 'weight' with its mask's ones (get_param_count strips "
-        "_orig); the ruleset's leaf counter sees the parameter weight_orig, priced like an RNN weight with all its "
-        "elements: the mask buffer is not in the module-call record",
         "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
         "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
         "support sizes); a crash is not predicted, the report shows the cell as an error",

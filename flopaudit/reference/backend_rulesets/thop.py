@@ -297,9 +297,10 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
                       kind=CauseKind.UNSUPPORTED),
 )
 
-#: Class paths thop registers hooks (and counts parameters) for: its rules, not the MultiheadAttention marker.
-RULED_CLASSES: frozenset[str] = frozenset(
-    r.module_type for r in MODULE_RULES if r.module_type != class_path(nn.MultiheadAttention))
+#: Class paths thop registers hooks (and counts parameters) for: its rules, not the MultiheadAttention and
+#: lazy-module markers.
+RULED_CLASSES: frozenset[str] = frozenset(r.module_type for r in MODULE_RULES) - {
+    class_path(c) for c in (nn.MultiheadAttention, *_LAZY)}
 
 
 @param_counter("thop")
