@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, breakdown
@@ -92,16 +92,28 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class PhaseSummary:
+    """The canonical cost of one phase of a training step (:attr:`OpEvent.phase`):
+    in all, per module path (inclusive of children) and per operator."""
+
+    total: Totals
+    per_module: dict[str, Totals]
+    per_op: dict[str, Totals]
+
+
+@dataclass(frozen=True)
 class Summary:
     """The canonical cost of a recording: in all, per module path (inclusive of
     children, ``""`` the root), per operator and per category; ``unsupported``
-    maps each operator without a formula to its number of calls."""
+    maps each operator without a formula to its number of calls; ``phases``
+    the same split by phase (asked for with ``phases=True``: a training step)."""
 
     total: Totals
     per_module: dict[str, Totals]
     per_op: dict[str, Totals]
     per_category: dict[str, Totals]
     unsupported: dict[str, int]
+    phases: dict[str, PhaseSummary] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,9 +131,10 @@ _Key = tuple[CauseKind, str]
 
 def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, batch_size: int | None = None,
           *, summary: bool = False, view: bool = False, prediction: bool = False,
-          name: str | None = None) -> Pricing:
-    """Walk the recording once; produce its ``summary``, ``ruleset``'s ``view`` (per-sample rulesets
-    divided by ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's), as asked."""
+          name: str | None = None, phases: bool = False) -> Pricing:
+    """Walk the recording once; produce its ``summary`` (split by phase too with
+    ``phases``), ``ruleset``'s ``view`` (per-sample rulesets divided by
+    ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's), as asked."""
     halve = ruleset.unit == "FLOP"
     hook_based = bool(ruleset.module_rules)
     priced = view or prediction
@@ -189,6 +202,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     summary_per_op: dict[str, list[int]] = {}
     summary_per_category: dict[str, list[int]] = {}
     unsupported: dict[str, int] = {}
+    phase_sums: dict[str, tuple[dict[Stack, list[int]], dict[str, list[int]]]] = {}
     # Without event rules every event is priced by ``default`` (no rule to look up).
     default = EVENT_COUNTERS[ruleset.default]
     by_default = not ruleset.event_rules
@@ -196,8 +210,14 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
         category = CATEGORY_NAME[e.category]
         if summary:
             m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
-            for sums, key in ((summary_by_stack, e.module_stack), (summary_per_op, e.op),
-                              (summary_per_category, category)):
+            targets: tuple[tuple[dict, object], ...] = ((summary_by_stack, e.module_stack), (summary_per_op, e.op),
+                                                        (summary_per_category, category))
+            if phases:
+                in_phase = phase_sums.get(e.phase)
+                if in_phase is None:
+                    in_phase = phase_sums[e.phase] = ({}, {})
+                targets += ((in_phase[0], e.module_stack), (in_phase[1], e.op))
+            for sums, key in targets:
                 acc = sums.get(key)
                 if acc is None:
                     sums[key] = [m, x, r, w, 1]
@@ -233,6 +253,10 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             per_op=per_op,
             per_category={k: Totals(*v) for k, v in summary_per_category.items()},
             unsupported=unsupported,
+            phases={phase: PhaseSummary(Totals(*(sum(v[i] for v in ops.values()) for i in range(5))),
+                                        {k: Totals(*v) for k, v in _spread(stacks, _add_costs).items()},
+                                        {k: Totals(*v) for k, v in ops.items()})
+                    for phase, (stacks, ops) in phase_sums.items()},
         )
     if view:
         per_module = _spread(view_by_stack, operator.add)
@@ -333,4 +357,4 @@ def _packet(op: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 2 else op
 
 
-__all__ = ["CATEGORY_NAME", "Pricing", "Summary", "Totals", "apply", "predict", "price"]
+__all__ = ["CATEGORY_NAME", "PhaseSummary", "Pricing", "Summary", "Totals", "apply", "predict", "price"]
