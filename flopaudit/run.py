@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.errors import UserError
 from flopaudit.execution.protocol import CaseBuilt, CaseSettings, Counted, LocalCase, Order, OrderDone, keep_local
 from flopaudit.execution.refs import CaseRef
+from flopaudit.passes import Pass, pass_of
 from flopaudit.records import AuditRun, CaseInfo, CountResult, environment
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ def run_audit(
     meta: bool = False,
     mode: str | None = None,
     threads: int | None = None,
+    pass_: str | Pass = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> AuditRun:
     """Count every case with every backend.
 
@@ -122,19 +126,23 @@ def run_audit(
     order whatever the route. ``cache`` reuses and stores ok and
     not-applicable results and case infos (:mod:`flopaudit.cache`);
     ``meta`` builds and counts on the meta device; ``mode`` (``"eval"`` or
-    ``"train"``) overrides each case's own mode.
+    ``"train"``) overrides each case's own mode. ``pass_="train"`` counts one
+    training step instead of a forward pass (``loss``, ``optimizer``: see
+    :mod:`flopaudit.passes`; the model in train mode unless ``mode`` says
+    otherwise); without ``backends``, the backends that count that pass.
 
     NB: worker processes start from a fresh interpreter that imports the
     main module, so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    from flopaudit.adapters import backend_names, get_backend
+    from flopaudit.adapters import get_backend
 
-    names = list(backends or backend_names())
+    step = pass_of(pass_, loss, optimizer)
+    names = list(backends or default_backends(step.kind))
     for name in names:
         get_backend(name)  # validate names before any work
     planned = [plan_case(c) for c in cases]
-    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode)
+    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode, pass_=step)
     plan = _Plan(planned, names, cache, settings)
     if isolate and executor is None:
         plan.run_supervised(progress, jobs=jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads)
@@ -147,7 +155,16 @@ def run_audit(
     env = environment()
     if meta:
         env["device"] = "meta"
+    if step.train:
+        env["pass"] = step.describe()
     return AuditRun(plan.ordered_results(), plan.ordered_infos(), tuple(env.items()))
+
+
+def default_backends(kind: str = "inference") -> list[str]:
+    """Every backend that counts passes of ``kind``, in column order."""
+    from flopaudit.adapters import backends
+
+    return [name for name, backend in backends().items() if backend.counts(kind)]
 
 
 class _Plan:
@@ -168,7 +185,7 @@ class _Plan:
                 continue
             key = cache.case_key(case.ref.id, input_shape=case.ref.input_shape,
                                  inputs_factory=case.ref.inputs_factory, seed=case.seed, train=case.train,
-                                 meta=settings.meta, mode=settings.mode)
+                                 meta=settings.meta, mode=settings.mode, pass_=settings.pass_)
             self.case_keys[i] = key
             info = cache.get_info(key)
             if info is not None:
@@ -341,21 +358,30 @@ def audit_model(
     name: str = "model",
     timeout: float | None = DEFAULT_TIMEOUT_S,
     isolate: bool = True,
+    pass_: str | Pass = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> AuditRun:
-    """Count one in-memory model with several backends (each count forked from this process)."""
-    from flopaudit.adapters import backend_names, get_backend
+    """Count one in-memory model with several backends (each count forked from this
+    process), in the mode it is in; ``pass_="train"``: one training step (see :func:`run_audit`)."""
+    from flopaudit.adapters import get_backend
     from flopaudit.execution.work import count_one
     from flopaudit.inputs import ModelInputs
 
+    step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
-    names = list(backends or backend_names())
+    names = list(backends or default_backends(step.kind))
     for b in names:
         get_backend(b)
     results = tuple(
-        count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate) for b in names
+        count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
+        for b in names
     )
     info = CaseInfo(name, (), model_inputs.describe(), model_inputs.batch_size)
-    return AuditRun(results, (info,))
+    env = environment()
+    if step.train:
+        env["pass"] = step.describe()
+    return AuditRun(results, (info,), tuple(env.items()))
 
 
-__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "UserError"]
+__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "audit_model", "default_backends", "run_audit", "UserError"]

@@ -12,7 +12,9 @@
 4. ``optimizer`` (with ``Pass.optimizer``): one step of ``torch.optim.SGD``,
    ``Adam`` or ``AdamW`` with torch's defaults (``lr=1e-3``) over every
    parameter that received a gradient, parameter by parameter
-   (``foreach=False``, torch's own choice on CPU and meta).
+   (``foreach=False``, torch's own choice on CPU and meta). A recorder
+   learns afterwards which module's parameter each tensor the step used
+   belongs to (:meth:`StepHooks.optimizer_tensors`).
 
 The model is left as it was: each parameter's ``.grad`` is put back
 afterwards, and the optimizer steps *stand-ins* of the parameters
@@ -28,7 +30,7 @@ caller's to guard (the reference engine does; adapters count a copy).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,10 +49,11 @@ class StepHooks(Protocol):
     """What a counter that records the step wants to hear about it."""
 
     def phase(self, name: str) -> None:
-        """A phase of :data:`~flopaudit.passes.PHASES` starts."""
+        """A phase of :data:`~flopaudit.passes.PHASES` starts ('' once the step is over)."""
 
-    def parameter(self, path: str) -> None:
-        """The optimizer steps next a parameter of the module at ``path``."""
+    def optimizer_tensors(self, owners: Mapping[int, str]) -> None:
+        """After the optimizer step: ``id(tensor) -> path of the module holding the
+        parameter`` for every stand-in, its gradient and its optimizer state."""
 
 
 @dataclass
@@ -128,25 +131,32 @@ def grads_put_back(params: list[nn.Parameter]) -> Iterator[None]:
 
 def optimizer_step(name: str, owners: list[tuple[str, nn.Parameter]], hooks: StepHooks | None) -> int:
     """One step of optimizer ``name`` over the parameters that have a gradient, on
-    stand-ins; returns how many were stepped."""
+    stand-ins (made before the step, outside it); returns how many were stepped."""
     make = {
         "sgd": lambda ps: torch.optim.SGD(ps, lr=LEARNING_RATE, foreach=False),
         "adam": lambda ps: torch.optim.Adam(ps, lr=LEARNING_RATE, foreach=False),
         "adamw": lambda ps: torch.optim.AdamW(ps, lr=LEARNING_RATE, foreach=False),
     }[name]
-    stepped = 0
-    for path, p in owners:
-        if p.grad is None:
-            continue
-        if hooks is not None:
-            hooks.parameter(path)
-        with torch.no_grad():
-            stand_in = torch.zeros_like(p)
-        stand_in.requires_grad_(True)
-        stand_in.grad = p.grad
-        make([stand_in]).step()
-        stepped += 1
-    return stepped
+    stand_ins: list[tuple[str, torch.Tensor]] = []
+    with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
+        for path, p in owners:
+            if p.grad is not None:
+                stand_in = torch.zeros_like(p).requires_grad_(True)
+                stand_in.grad = p.grad
+                stand_ins.append((path, stand_in))
+    if not stand_ins:
+        return 0
+    optimizer = make([t for _, t in stand_ins])
+    if hooks is not None:
+        hooks.phase("optimizer")
+    optimizer.step()
+    if hooks is not None:
+        of: dict[int, str] = {}
+        for path, t in stand_ins:
+            for tensor in (t, t.grad, *(v for v in optimizer.state[t].values() if isinstance(v, torch.Tensor))):
+                of[id(tensor)] = path
+        hooks.optimizer_tensors(of)
+    return len(stand_ins)
 
 
 def train_step(model: nn.Module, inputs: ModelInputs, spec: Pass, hooks: StepHooks | None = None,
@@ -173,7 +183,6 @@ def train_step(model: nn.Module, inputs: ModelInputs, spec: Pass, hooks: StepHoo
             phase("backward")
             loss.backward()
         if spec.optimizer is not None:
-            phase("optimizer")
             if not optimizer_step(spec.optimizer, owners, hooks):
                 outcome.notes.append("no parameter received a gradient: the optimizer stepped nothing")
         phase("")

@@ -25,6 +25,7 @@ from flopaudit.commands._common import (
     add_selection_args,
     backends_from_args,
     default_jobs,
+    pass_from_args,
     selection_from_args,
     strict_inputs,
 )
@@ -41,6 +42,7 @@ EPILOG = """examples:
   flopaudit run --models mypkg.models:build --input-shape 1,3,224,224
   flopaudit run --jobs 8 --shard 1/2 --out part1   # then: flopaudit merge part1 part2 --out all
   flopaudit run --meta --models mypkg.models:build_7b --inputs mypkg.models:tokens
+  flopaudit run --models gpt2 --pass train --optimizer adamw   # one training step
 cells show MACs (multiply-accumulates for the whole batch, K/M/G-scaled; every
 backend normalised to that unit) and in brackets the ratio to the reference
 counter's canonical count; under the table, the verdict for each model.
@@ -75,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
     from flopaudit.results_io import check_writable
 
     fail_on = classes_from_args(args)
+    pass_from_args(args)  # a bad --pass/--loss/--optimizer combination is a usage error, before anything else
     refs = selection_from_args(args)
     backends = backends_from_args(args)
     out = Path(args.out)
@@ -100,7 +103,7 @@ def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache:
     progress = Progress(len(refs), len(backends), enabled=not args.no_progress)
     options = dict(timeout=args.timeout, isolate=not args.no_isolation, strict_inputs=strict_inputs(args),
                    progress=progress, cache=cache, max_memory_gb=args.max_memory,
-                   meta=getattr(args, "meta", False), mode=args.mode)
+                   meta=getattr(args, "meta", False), mode=args.mode, pass_=pass_from_args(args))
     try:
         if getattr(args, "dask_scheduler", None):
             from flopaudit.execution.dask import dask_client

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult
 
 if TYPE_CHECKING:
@@ -69,12 +70,21 @@ def local_case(ref: LocalCase) -> object:
 
 @dataclass(frozen=True)
 class CaseSettings:
-    """How a case is built: user-chosen (strict) inputs, meta device, forced train/eval mode."""
+    """How a case is built and what is counted: user-chosen (strict) inputs, meta device,
+    forced train/eval mode, and the pass (one forward pass or one training step)."""
 
     strict_inputs: bool = False
     meta: bool = False
     mode: str | None = None
-    """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it."""
+    """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it
+    (a training step: train mode)."""
+    pass_: Pass = INFERENCE_PASS  # noqa: RUF009 - frozen, so one shared default is safe
+    """What each backend counts: one forward pass, or one training step (:mod:`flopaudit.passes`)."""
+
+    @property
+    def effective_mode(self) -> str | None:
+        """The mode the model is put in: ``mode``, else train mode for a training step."""
+        return self.mode or ("train" if self.pass_.train else None)
 
 
 @dataclass(frozen=True)

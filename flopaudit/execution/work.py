@@ -23,6 +23,7 @@ from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import CaseSettings
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import run_isolated
+from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status
 from flopaudit.zoo.case import ModelCase
 from flopaudit.zoo.select import check_runs
@@ -37,8 +38,10 @@ def count_one(
     timeout: float | None = None,
     isolate: bool = True,
     max_memory_gb: float | None = None,
+    pass_: Pass | None = None,
 ) -> CountResult:
-    """Count ``model`` with one backend; crashes and hangs become statuses.
+    """Count ``model`` with one backend (``pass_``: one forward pass by default, or one
+    training step); crashes and hangs become statuses.
 
     With ``isolate`` the count runs in a forked child process bounded by
     ``timeout`` seconds (the model stays in this process, the child sees a
@@ -50,14 +53,14 @@ def count_one(
     adapter = get_adapter(backend)
     inputs = ModelInputs.coerce(inputs)
     if not isolate:
-        return adapter.count(model, inputs, model_name=model_name)
+        return adapter.count(model, inputs, model_name=model_name, pass_=pass_)
 
     def work() -> CountResult:
         if max_memory_gb:
             from flopaudit.execution.memory import limit_memory
 
             limit_memory(max_memory_gb)
-        return adapter.count(model, inputs, model_name=model_name)
+        return adapter.count(model, inputs, model_name=model_name, pass_=pass_)
 
     outcome = run_isolated(work, timeout)
     if outcome.status == "ok":
@@ -78,11 +81,12 @@ def name_memory_error(result: CountResult, max_memory_gb: float | None) -> Count
     return result
 
 
-def _time_forward(model: nn.Module, inputs: ModelInputs) -> float:
+def _time_forward(model: nn.Module, inputs: ModelInputs) -> tuple[float, Any]:
+    """Seconds one forward pass takes, and its output."""
     start = time.perf_counter()
     with torch.no_grad():
-        model(*inputs.args, **inputs.kwargs)
-    return time.perf_counter() - start
+        output = model(*inputs.args, **inputs.kwargs)
+    return time.perf_counter() - start, output
 
 
 @dataclass
@@ -100,6 +104,7 @@ class PreparedCase:
     inputs: ModelInputs | None = None
     meta: bool = False
     notes: tuple[str, ...] = ()
+    pass_: Pass = INFERENCE_PASS
 
 
 def _first_line(exc: BaseException) -> str:
@@ -117,8 +122,11 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     the user's mistakes: :class:`~flopaudit.errors.UserError`. With
     ``settings.meta`` the model and inputs are built on the meta device and
     ``forward_s`` is left empty (a forward pass there computes nothing);
-    ``settings.mode`` forces train or eval mode. ``on_phase`` is called
-    between building the model and running it.
+    ``settings.mode`` forces train or eval mode (a training step: train mode
+    unless the mode is given). A training step's user loss is loaded and
+    applied to the trial output: one that cannot be read, raises or returns
+    no scalar tensor is a :class:`~flopaudit.errors.UserError`. ``on_phase``
+    is called between building the model and running it.
     """
     settings = settings or CaseSettings()
     tags = tuple(sorted(case.tags))
@@ -138,14 +146,15 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         where = " on the meta device (run it without --meta)" if settings.meta else ""
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
-    if settings.mode is not None:
-        model.train(settings.mode == "train")
+    mode = settings.effective_mode
+    if mode is not None:
+        model.train(mode == "train")
     if on_phase is not None:
         on_phase()
     try:
         if settings.strict_inputs:
             check_runs(case, model, inputs, meta=settings.meta)
-        forward_s = _time_forward(model, inputs)
+        forward_s, output = _time_forward(model, inputs)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -156,11 +165,17 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         else:
             message = f"model failed to run: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+    if settings.pass_.loss is not None:
+        from flopaudit.training import check_loss
+
+        with torch.no_grad():
+            check_loss(settings.pass_.loss, output)
+    del output
     info = CaseInfo(
         case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,
         None if settings.meta else forward_s,
     )
-    return PreparedCase(case.id, info, model, inputs, settings.meta, notes)
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, settings.pass_)
 
 
 def count_prepared(
@@ -183,7 +198,7 @@ def count_prepared(
         return failed_result(prepared.case_id, backend, Status.ERROR, prepared.info.error or "model not built")
     if not prepared.meta:
         return count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                         isolate=isolate, max_memory_gb=max_memory_gb)
+                         isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
     from flopaudit.execution.meta import meta_support
 
     support = meta_support(backend)
@@ -191,7 +206,7 @@ def count_prepared(
         return failed_result(prepared.case_id, backend, Status.NOT_APPLICABLE,
                              f"cannot count on the meta device: {support.note}", prepared.inputs.batch_size)
     r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                  isolate=isolate, max_memory_gb=max_memory_gb)
+                  isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
     notes = prepared.notes + ((support.note,) if support.note and r.ok else ())
     return dataclasses.replace(
         r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes

@@ -79,6 +79,9 @@ HOOK_SENSITIVE_OPS = frozenset({"aten._transformer_encoder_layer_fwd.default"})
 
 _Tensor = torch.Tensor
 
+#: Categories of operators whose operands no ruleset reads (views, copies, allocation).
+_NO_OPERANDS = frozenset({Category.ZERO_COST, Category.DATA_MOVEMENT})
+
 
 @dataclass(slots=True)
 class ModuleFrame:
@@ -100,6 +103,7 @@ class ModuleFrame:
     """Name of the module rule pricing this call in place of its operators ('' if none)."""
     module: nn.Module | None = None
     """Set when the call returns (with what follows): :meth:`_Recorder.finish` makes its :class:`ModuleCall`."""
+    phase: str = "forward"
     input_shapes: tuple[Shape, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     end_event: int = 0
@@ -136,6 +140,8 @@ class _Recorder:
         calls made there are not the model's."""
         self.links: GradientLinks | None = None
         """Set when a training step is recorded (:meth:`start_step`), else None."""
+        self.stepping_optimizer = False
+        """True while a training step's optimizer step runs."""
 
     # -- a training step (flopaudit.training runs it; these are its StepHooks) ----
 
@@ -158,16 +164,50 @@ class _Recorder:
         self.input_ids = {id(t) for t in inputs.tensors()}
         self.frames_at: dict[str, ModuleFrame] = {}
         self.frames_of_events: dict[int, ModuleFrame] = {}
-        self.param_frame = self.outside
+        self.optimizer_events: list[tuple[Any, ...]] = []
+        """The optimizer's events until it is over: (index, operator facts, priced call, custom
+        Function, ids of its tensor arguments); recorded by :meth:`optimizer_tensors`."""
 
     def phase(self, name: str) -> None:
         assert self.links is not None
         self.links.settle()
         if name:
             self.step_phase = name
+        self.stepping_optimizer = name == "optimizer"
 
-    def parameter(self, path: str) -> None:
-        self.param_frame = self._frame_at(path)
+    def optimizer_tensors(self, owners: Mapping[int, str]) -> None:
+        """Record the optimizer's events in the module holding the parameter each updates:
+        the owner of its first argument that is a parameter's stand-in, gradient or optimizer
+        state; an event on temporaries only (``denom = exp_avg_sq.sqrt() / c``) belongs to
+        the parameter updated just before (the optimizer steps one parameter at a time),
+        events before the first to the first.
+        # NB: a zero-cost operator that makes a parameter's state before that parameter's
+        # first state tensor (the ``step`` counter) lands on the parameter before.
+        """
+        owner, leading = None, []
+        for pending in self.optimizer_events:
+            found = next((owners[i] for i in pending[4] if i in owners), None)
+            owner = found if found is not None else owner
+            if owner is None:
+                leading.append(pending)
+                continue
+            frame = self._frame_at(owner)
+            for earlier in (*leading, pending):
+                self._place_optimizer_event(earlier, frame)
+            leading = []
+        for earlier in leading:
+            self._place_optimizer_event(earlier, self.outside)
+        self.optimizer_events = []
+
+    def _place_optimizer_event(self, pending: tuple[Any, ...], where: ModuleFrame) -> None:
+        index, facts, p, autograd_function, _ = pending
+        self.rec.events[index] = OpEvent(
+            op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
+            in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
+            bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
+            output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name, call_index=-1,
+            op_args=p.op_args, autograd_function=autograd_function, phase="optimizer",
+        )
 
     def phase_now(self) -> str:
         """The phase the operator dispatched now belongs to (a backward running with
@@ -237,12 +277,15 @@ class _Recorder:
             where, forward_event = self._backward_where()
             if phase == "recompute":
                 forward_event = -1
-        elif phase == "optimizer":
-            where = self.param_frame
         else:
             where = self.outside
         differentiable = phase in ("forward", "loss", "recompute")
         index = len(self.rec.events)
+        if phase == "optimizer":  # recorded once the step is over, where it belongs (optimizer_tensors)
+            self.optimizer_events.append((index, facts, p, self.functions[-1] if self.functions else "",
+                                          tuple(id(t) for t in tensors)))
+            self.rec.events.append(None)  # type: ignore[arg-type]
+            return
         patched_now = self.patched_stack
         self.rec.events.append(OpEvent(
             op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
@@ -252,7 +295,8 @@ class _Recorder:
             call_index=where.call_index, op_args=p.op_args,
             autograd_function=self.functions[-1] if self.functions else "",
             patched_in=patched_now[0] if patched_now else "", patched_stack=tuple(patched_now),
-            phase=phase, forward_event=forward_event, operands=self._operands(tensors) if differentiable else "",
+            phase=phase, forward_event=forward_event,
+            operands=self._operands(tensors) if differentiable and p.category not in _NO_OPERANDS else "",
         ))
         if differentiable:
             links.expect(out, index)
@@ -275,7 +319,8 @@ class _Recorder:
             stack, parent_index = ancestors(path), -1
         frames.append(ModuleFrame(path, type(module).__name__, self.leaf[key], stack,
                                   len(calls) if recorded else -1, len(self.rec.events), parent_index,
-                                  formula_name(rule) if rule is not None else ""))
+                                  formula_name(rule) if rule is not None else "",
+                                  phase=self.phase_now() if self.links is not None else "forward"))
         if recorded:
             calls.append(None)  # type: ignore[arg-type]  # a placeholder, filled when the call returns (start order)
         if rule is not None:
@@ -336,10 +381,14 @@ class _Recorder:
         self.rec.calls[frame.call_index] = frame  # type: ignore[call-overload]
 
     def finish(self) -> Recording:
-        """Make the module-call records.
+        """Make the module-call records (and the events of an optimizer step that
+        did not finish, at the root).
         # NB: a module's attributes are read here, after the pass: one that
         # changes its own attributes while running is recorded as it ends.
         """
+        if self.links is not None:
+            for pending in self.optimizer_events:
+                self._place_optimizer_event(pending, self.outside)
         calls = self.rec.calls
         for i, c in enumerate(calls):
             if isinstance(c, ModuleFrame):
@@ -356,6 +405,7 @@ class _Recorder:
             in_leaf=frame.in_leaf, input_shapes=frame.input_shapes, output_shapes=frame.output_shapes,
             attrs=facts.attrs, param_shapes=facts.param_shapes, events=(frame.first_event, frame.end_event),
             parent=frame.parent, rule=frame.rule_name, aliases=self.tree.aliases.get(id(module), ()),
+            phase=frame.phase,
         )
 
     # -- operator calls -----------------------------------------------------
@@ -438,8 +488,8 @@ class _Mode(TorchDispatchMode):
         if rec.links is not None and rec.links.pending is not None:
             rec.links.settle()  # the previous operator's output has its autograd node by now
         try:
-            if facts.writes and rec.buffers.by_storage:
-                rec.buffers.before(facts, args, kwargs)
+            if facts.writes and rec.buffers.by_storage and not rec.stepping_optimizer:
+                rec.buffers.before(facts, args, kwargs)  # (an optimizer step writes to its stand-ins only)
             if facts.query or rec.rule_depth:
                 return func(*args, **kwargs)
             if facts.formula is None:

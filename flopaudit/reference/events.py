@@ -127,6 +127,9 @@ class ModuleCall:
     Empty for a module with a single name. A module shared by two parents
     (``a.shared is b.shared``) has two; one assigned twice to the same parent
     has one (``named_children`` skips the repeat)."""
+    phase: str = "forward"
+    """``forward``, or ``recompute`` for a call a training step's backward made
+    again (activation checkpointing); see :attr:`OpEvent.phase`."""
 
     @property
     def names(self) -> tuple[str, ...]:

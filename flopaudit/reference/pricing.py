@@ -32,6 +32,13 @@ A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
 
   so ``prediction.macs == canonical MACs + sum(contributions)`` holds exactly.
 
+A ruleset with a ``closed_form`` (a rule of thumb) is priced by its
+closed-form counter instead of rule by rule; its view is the counter's total
+and its prediction the counter's MACs and causes (which add up the same way).
+``phase`` prices only the events and module calls of one phase of a training
+step (its ``forward``: what a backend that counts a forward pass and scales
+it would price).
+
 Which rule prices what is decided once, here: module calls priced by module
 rules first (:func:`~flopaudit.reference.rulesets.priced_calls`, whose
 suppressed events are not priced again), then every other event by its first
@@ -51,6 +58,7 @@ from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, br
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
+    CLOSED_FORMS,
     EVENT_COUNTERS,
     MODULE_COUNTERS,
     Ruleset,
@@ -131,10 +139,18 @@ _Key = tuple[CauseKind, str]
 
 def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, batch_size: int | None = None,
           *, summary: bool = False, view: bool = False, prediction: bool = False,
-          name: str | None = None, phases: bool = False) -> Pricing:
+          name: str | None = None, phases: bool = False, phase: str | None = None,
+          facts: object = None) -> Pricing:
     """Walk the recording once; produce its ``summary`` (split by phase too with
     ``phases``), ``ruleset``'s ``view`` (per-sample rulesets divided by
-    ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's), as asked."""
+    ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's),
+    as asked; ``phase``: only that phase's events and calls; ``facts``: what a
+    closed-form ruleset reads of the model (:class:`flopaudit.rules_of_thumb.ModelFacts`)."""
+    if ruleset.closed_form and (view or prediction):
+        closed = _closed_form(events, calls, ruleset, name, facts)
+        rest = price(events, calls, ruleset, batch_size, summary=summary, phases=phases) if summary else None
+        return Pricing(rest.summary if rest else None, closed.view if view else None,
+                       closed.prediction if prediction else None)
     halve = ruleset.unit == "FLOP"
     hook_based = bool(ruleset.module_rules)
     priced = view or prediction
@@ -171,7 +187,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
     covered = [False] * len(events)
     if priced:
-        for call, rule, inner in priced_calls(calls, ruleset):
+        for call, rule, inner in priced_calls(calls, ruleset, phase):
             for j in inner:
                 covered[j] = True
             n = MODULE_COUNTERS[rule.count](call)
@@ -207,6 +223,8 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     default = EVENT_COUNTERS[ruleset.default]
     by_default = not ruleset.event_rules
     for j, e in enumerate(events):
+        if phase is not None and e.phase != phase:
+            continue
         category = CATEGORY_NAME[e.category]
         if summary:
             m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
@@ -296,11 +314,32 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
 
 def predict(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
-            name: str | None = None) -> RulesetPrediction:
+            name: str | None = None, *, phase: str | None = None, facts: object = None) -> RulesetPrediction:
     """``ruleset``'s count of the recording in whole-batch MACs, with its causes (:func:`price`)."""
-    made = price(events, calls, ruleset, prediction=True, name=name).prediction
+    made = price(events, calls, ruleset, prediction=True, name=name, phase=phase, facts=facts).prediction
     assert made is not None
     return made
+
+
+@dataclass(frozen=True)
+class _Closed:
+    view: RulesetTotals
+    prediction: RulesetPrediction
+
+
+def _closed_form(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, name: str | None,
+                 facts: object) -> _Closed:
+    """A closed-form ruleset's view and prediction; what its parts leave unexplained is
+    booked as a residual cause, so the prediction adds up whatever the counter does."""
+    made = CLOSED_FORMS[ruleset.closed_form](events, calls, facts)
+    parts = [c for c in made.parts if c.macs]
+    canonical = sum(e.macs for e in events)
+    residual = made.macs - canonical - sum(c.macs for c in parts)
+    if residual:
+        parts.append(RuleContribution(f"{ruleset.name}: not explained by its causes", CauseKind.RULE, residual))
+    parts.sort(key=lambda c: (-abs(c.macs), c.rule))
+    view = RulesetTotals(ruleset.name, ruleset.unit, made.total, dict(made.per_module), {}, {})
+    return _Closed(view, RulesetPrediction(name or ruleset.name, made.macs, tuple(parts), breakdown(made.per_module)))
 
 
 Amount = TypeVar("Amount")

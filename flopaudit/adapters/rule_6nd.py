@@ -1,0 +1,59 @@
+"""Rule of thumb (Kaplan et al. 2020): a training step costs 6 x N x D FLOPs.
+
+Not a counter: ``N`` the non-embedding parameters, ``D`` the tokens of the
+batch (:func:`flopaudit.rules_of_thumb.kaplan_flops`); not applicable to a
+model without token ids. Its ruleset explains how a real step differs:
+attention products and an output layer tied to the embedding are not in
+``6N``, biases and norm weights are priced as weights, and what autograd
+really computes (frozen parameters, first layers, recomputation).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flopaudit.adapters.base import Adapter, RawCount, count_params
+from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+    from flopaudit.passes import Pass
+
+BACKEND = Backend(
+    name="rule-6nd",
+    adapter="KaplanAdapter",
+    description="rule of thumb, not a counter (Kaplan et al. 2020): training step = 6 x non-embedding params "
+    "x tokens FLOPs",
+    unit=Unit.FLOP,
+    granularity=Granularity.RULE_OF_THUMB,
+    module="flopaudit.rules_of_thumb",
+    ruleset="flopaudit.reference.backend_rulesets.rules_of_thumb",
+    meta=MetaSupport(True),
+    unit_note="an estimate in FLOPs (2 per multiply-add); normalised to MACs by halving",
+    order=310,
+    passes=("train",),
+)
+
+
+class KaplanAdapter(Adapter):
+    """``raw_total`` = ``6 N D`` FLOPs, ``macs`` its half; ``extra``:
+    ``params_non_embedding`` (N) and ``tokens`` (D)."""
+
+    backend = BACKEND
+
+    def options(self) -> dict[str, Any]:
+        return {"N": "parameters not held by nn.Embedding", "D": "token ids of the input"}
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        raise NotImplementedError("a training-step rule")  # the descriptor says so: never called
+
+    def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
+        from flopaudit.rules_of_thumb import kaplan_flops, model_facts
+
+        facts = model_facts(model, inputs)
+        flops = kaplan_flops(facts)
+        return RawCount(raw_total=flops, macs=flops // 2, params=count_params(model),
+                        extra={"params_non_embedding": facts.params_non_embedding, "tokens": facts.tokens or 0})
