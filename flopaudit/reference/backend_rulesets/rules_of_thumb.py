@@ -59,6 +59,7 @@ NORMS = "norm and other non-matmul parameters priced as weights: 6 FLOPs per tok
 TOKEN_USE = "parameters applied to another number of tokens than the input's (6·N·D applies each once per token)"
 EMBEDDING_MATMUL = "token embedding lookup priced as a one-hot matrix product (Chinchilla appendix F)"
 SOFTMAX = "softmax priced at 3 FLOPs per logit (Chinchilla appendix F)"
+UNUSED = "the output does not reach the loss: no backward at all (the rule assumes one)"
 SHAPES = ("the model's products differ from the closed form's (e.g. a gated feed-forward's third matrix, "
           "grouped key/value heads, no output layer)")
 
@@ -150,9 +151,14 @@ def _book_forward_operator(e: OpEvent, actual: int, book: Book, factor: int) -> 
             if letter.islower():
                 book.add(FROZEN if letter in _PARAMETER else NO_INPUT_GRAD, e.macs, path)
         ideal = sum(1 for letter in letters if letter.isupper()) * e.macs
-        book.add(f"{packet}'s backward is not one product per gradient", ideal - actual, path)
+        if ideal and not actual:
+            book.add(UNUSED, ideal, path)
+        else:
+            book.add(f"{packet}'s backward is not one product per gradient", ideal - actual, path)
         book.add(f"backward priced at {factor} x forward where a product has 2 operands", (factor - 2) * e.macs,
                  path)
+    elif not actual:
+        book.add(UNUSED if any(c.isupper() for c in e.operands) else NO_INPUT_GRAD, expected, path)
     elif e.category is Category.ATTENTION and actual > expected:
         book.add(ATTENTION_BACKWARD, expected - actual, path)
     elif not e.macs:
