@@ -70,3 +70,12 @@ def masked_inputs() -> dict[str, torch.Tensor]:
 
 def unmasked_inputs() -> dict[str, torch.Tensor]:
     return {"x": torch.randn(2, 5, 8)}
+
+
+def squared_loss(output: torch.Tensor) -> torch.Tensor:
+    """A user loss for ``--loss``: the sum of squares of the output."""
+    return output.pow(2).sum()
+
+
+def loss_raises(output: torch.Tensor) -> torch.Tensor:
+    raise ValueError("no labels here")

@@ -104,6 +104,11 @@ class Adapter(ABC):
         """Every result-changing option this adapter passes to its backend."""
         return {}
 
+    def train_options(self) -> dict[str, Any]:
+        """The options of a training-step count (default: :meth:`options`); the pass's own
+        (``pass``, ``loss``, ``optimizer``) are added to the result."""
+        return self.options()
+
     def version(self) -> str:
         """Installed version of the backend's distribution ("" if missing)."""
         return self.backend.version()
@@ -154,7 +159,8 @@ class Adapter(ABC):
             torch_version=torch.__version__,
             unit=self.unit,
             batch_size=inputs.batch_size,
-            options=tuple(sorted((k, repr(v)) for k, v in {**self.options(), **step.options()}.items())),
+            options=tuple(sorted((k, repr(v)) for k, v in
+                                 {**(self.train_options() if step.train else self.options()), **step.options()}.items())),
         )
         if not self.backend.counts(step.kind):
             return CountResult(status=Status.NOT_APPLICABLE, error=self.backend.pass_reason(step.kind), **base)

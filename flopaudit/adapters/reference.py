@@ -54,6 +54,9 @@ class ReferenceAdapter(Adapter):
     def options(self) -> dict[str, object]:
         return {"ruleset": "canonical", "no_grad": True}
 
+    def train_options(self) -> dict[str, object]:
+        return {"ruleset": "canonical"}  # a training step runs with autograd on
+
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         from flopaudit.reference import count
 

@@ -188,7 +188,11 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
         ref_r = run.result(m, "reference")
         ref = ref_r.macs if ref_r and ref_r.ok else None
         rows.append([m] + [_cell(run.result(m, b), ref) for b in backends])
-    lines = [format_table(["model \\ MACs"] + backends, rows, align="l" + "r" * len(backends))]
+    step = dict(run.environment).get("pass")
+    corner = "model \\ training-step MACs" if step else "model \\ MACs"
+    lines = [format_table([corner] + backends, rows, align="l" + "r" * len(backends))]
+    if step:
+        lines.insert(0, f"counted: one {step}")
     problems = [r for r in run.results if r.status is not Status.OK]
     if problems:
         lines.append("")

@@ -110,7 +110,7 @@ class Golden:
             per_module=result.per_module if ok else (),
             unsupported=result.unsupported if ok else (),
             extra=result.extra if ok else (),
-            phases=tuple((p.phase, p.macs) for p in result.phases) if ok else (),
+            phases=breakdown({p.phase: p.macs for p in result.phases}) if ok else (),
         )
 
     def to_dict(self) -> dict[str, Any]:
