@@ -121,3 +121,18 @@ def test_snapshot_and_check_a_training_step(capsys: pytest.CaptureFixture[str], 
     assert "checked 2 goldens: 2 same" in capsys.readouterr().out
     assert main(["check", "--goldens", str(tmp_path), "--jobs", "1", "--pass", "train"]) == 0
     assert "checked 1 golden" in capsys.readouterr().out
+
+
+def test_audit_counts_a_training_step_in_a_frame() -> None:
+    import torch
+
+    import flopaudit
+
+    model = torch.nn.Linear(4, 2, bias=False)
+    frame = flopaudit.audit(model, torch.randn(3, 4), pass_="train", optimizer="sgd", isolate=False)
+    rows = frame.set_index("backend")
+    # forward 3*4*2 = 24, backward the weight gradient 24; 3x forward = 72
+    assert rows.loc["reference", "macs"] == 48 and rows.loc["rule-3x-forward", "macs"] == 72
+    assert rows.loc["reference", "forward_macs"] == 24 and rows.loc["reference", "backward_macs"] == 24
+    assert set(rows.index) == {"reference", "torch-flop-counter", "rule-3x-forward", "rule-6nd", "rule-chinchilla"}
+    assert all(p.grad is None for p in model.parameters())

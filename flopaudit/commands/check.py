@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from flopaudit.commands._common import add_count_args, plain, split_list
 from flopaudit.commands.snapshot import count_options
 from flopaudit.errors import UserError
-from flopaudit.passes import PASSES
 from flopaudit.fail_on import add_fail_on_argument, check_failures, classes_from_args, report_failures
+from flopaudit.passes import PASSES
 
 if TYPE_CHECKING:
     from flopaudit.goldens.record import Golden

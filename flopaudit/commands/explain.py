@@ -70,10 +70,9 @@ def format_explanation(c: CellExplanation) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from flopaudit.adapters import get_backend
+    from flopaudit.commands._common import pass_from_args
     from flopaudit.errors import UserError
     from flopaudit.reports import build_report
-
-    from flopaudit.commands._common import pass_from_args
 
     backends = [b for b in args.backend if b != "reference"]
     for b in backends:

@@ -56,8 +56,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.inputs import ModelInputs, iter_tensors
-from flopaudit.passes import Pass
 from flopaudit.module_paths import ancestors
+from flopaudit.passes import Pass
 from flopaudit.reference.autograd_links import GradientLinks
 from flopaudit.reference.buffers import BufferGuard
 from flopaudit.reference.caching import Pricer, clear_caches, pricer
