@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flopaudit.adapters.base import Adapter, RawCount, count_params
-from flopaudit.adapters.descriptor import Backend, MetaSupport
-from flopaudit.records import Granularity, Unit
+from flopaudit.adapters._rule_of_thumb import RuleOfThumbAdapter, rule_backend
+from flopaudit.adapters.base import RawCount, count_params
+from flopaudit.records import Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,21 +23,16 @@ if TYPE_CHECKING:
     from flopaudit.inputs import ModelInputs
     from flopaudit.passes import Pass
 
-BACKEND = Backend(
+BACKEND = rule_backend(
     name="rule-3x-forward",
     adapter="ThreeTimesForwardAdapter",
     description="rule of thumb, not a counter: training step = 3 x the forward pass's canonical MACs",
     unit=Unit.MAC,
-    granularity=Granularity.RULE_OF_THUMB,
-    module="flopaudit.rules_of_thumb",
-    ruleset="flopaudit.reference.backend_rulesets.rules_of_thumb",
-    meta=MetaSupport(True),
     order=300,
-    passes=("train",),
 )
 
 
-class ThreeTimesForwardAdapter(Adapter):
+class ThreeTimesForwardAdapter(RuleOfThumbAdapter):
     """``raw_total`` = ``macs`` = 3 x the reference's canonical forward MACs;
     ``extra``: ``forward_macs``."""
 
@@ -47,9 +42,6 @@ class ThreeTimesForwardAdapter(Adapter):
 
     def options(self) -> dict[str, Any]:
         return {"factor": 3, "forward": "reference canonical MACs, autograd on"}
-
-    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
-        raise NotImplementedError("a training-step rule")  # the descriptor says so: never called
 
     def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
         from flopaudit.reference import count

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters.base import Adapter, RawCount, count_params
-from flopaudit.adapters.descriptor import Backend, MetaSupport
-from flopaudit.records import Granularity, Unit
+from flopaudit.adapters._rule_of_thumb import RuleOfThumbAdapter, rule_backend
+from flopaudit.adapters.base import RawCount, count_params
+from flopaudit.records import Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,23 +22,17 @@ if TYPE_CHECKING:
     from flopaudit.inputs import ModelInputs
     from flopaudit.passes import Pass
 
-BACKEND = Backend(
+BACKEND = rule_backend(
     name="rule-6nd",
     adapter="KaplanAdapter",
     description="rule of thumb, not a counter (Kaplan et al. 2020): training step = 6 x non-embedding params "
     "x tokens FLOPs",
     unit=Unit.FLOP,
-    granularity=Granularity.RULE_OF_THUMB,
-    module="flopaudit.rules_of_thumb",
-    ruleset="flopaudit.reference.backend_rulesets.rules_of_thumb",
-    meta=MetaSupport(True),
-    unit_note="an estimate in FLOPs (2 per multiply-add); normalised to MACs by halving",
     order=310,
-    passes=("train",),
 )
 
 
-class KaplanAdapter(Adapter):
+class KaplanAdapter(RuleOfThumbAdapter):
     """``raw_total`` = ``6 N D`` FLOPs, ``macs`` its half; ``extra``:
     ``params_non_embedding`` (N) and ``tokens`` (D)."""
 
@@ -46,9 +40,6 @@ class KaplanAdapter(Adapter):
 
     def options(self) -> dict[str, Any]:
         return {"N": "parameters not held by nn.Embedding", "D": "token ids of the input"}
-
-    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
-        raise NotImplementedError("a training-step rule")  # the descriptor says so: never called
 
     def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
         from flopaudit.rules_of_thumb import kaplan_flops, model_facts

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters.base import Adapter, RawCount, count_params
-from flopaudit.adapters.descriptor import Backend, MetaSupport
-from flopaudit.records import Granularity, Unit
+from flopaudit.adapters._rule_of_thumb import RuleOfThumbAdapter, rule_backend
+from flopaudit.adapters.base import RawCount, count_params
+from flopaudit.records import Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,23 +25,17 @@ if TYPE_CHECKING:
     from flopaudit.inputs import ModelInputs
     from flopaudit.passes import Pass
 
-BACKEND = Backend(
+BACKEND = rule_backend(
     name="rule-chinchilla",
     adapter="ChinchillaAdapter",
     description="rule of thumb, not a counter (Hoffmann et al. 2022, appendix F): 3 x a transformer's "
     "closed-form forward FLOPs from its config",
     unit=Unit.FLOP,
-    granularity=Granularity.RULE_OF_THUMB,
-    module="flopaudit.rules_of_thumb",
-    ruleset="flopaudit.reference.backend_rulesets.rules_of_thumb",
-    meta=MetaSupport(True),
-    unit_note="an estimate in FLOPs (2 per multiply-add); normalised to MACs by halving",
     order=320,
-    passes=("train",),
 )
 
 
-class ChinchillaAdapter(Adapter):
+class ChinchillaAdapter(RuleOfThumbAdapter):
     """``raw_total`` = appendix F's step FLOPs, ``macs`` its half; ``extra``: each
     forward term's FLOPs for the batch (``chinchilla.<term>``)."""
 
@@ -49,9 +43,6 @@ class ChinchillaAdapter(Adapter):
 
     def options(self) -> dict[str, Any]:
         return {"backward": "2 x forward", "dims": "Hugging Face config"}
-
-    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
-        raise NotImplementedError("a training-step rule")  # the descriptor says so: never called
 
     def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
         from flopaudit.rules_of_thumb import chinchilla_flops, chinchilla_forward_terms, model_facts

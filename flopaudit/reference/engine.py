@@ -201,13 +201,7 @@ class _Recorder:
 
     def _place_optimizer_event(self, pending: tuple[Any, ...], where: ModuleFrame) -> None:
         index, facts, p, autograd_function, _ = pending
-        self.rec.events[index] = OpEvent(
-            op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
-            in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
-            bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
-            output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name, call_index=-1,
-            op_args=p.op_args, autograd_function=autograd_function, phase="optimizer",
-        )
+        self.rec.events[index] = _event(facts, p, where, -1, autograd_function, [], "optimizer", -1, "")
 
     def phase_now(self) -> str:
         """The phase the operator dispatched now belongs to (a backward running with
@@ -264,42 +258,16 @@ class _Recorder:
             letters.append(kind if t.requires_grad else kind.lower())
         return "".join(letters)
 
-    def _add_step_event(self, facts: OperatorFacts, p: PricedCall, tensors: Sequence[torch.Tensor], out: Any
-                        ) -> None:
-        """Record a priced call of a training step: its phase, where it ran, what it differentiates."""
-        links = self.links
-        assert links is not None
-        phase = self.phase_now()
-        forward_event = -1
+    def _step_where(self, phase: str) -> tuple[ModuleFrame, int]:
+        """Where a training step's operator dispatched now runs, and for a backward one the
+        forward event it differentiates (-1 otherwise)."""
         if self.frames:
-            where = self.frames[-1]
-        elif phase == "backward" or phase == "recompute":
-            where, forward_event = self._backward_where()
-            if phase == "recompute":
-                forward_event = -1
-        else:
-            where = self.outside
-        differentiable = phase in ("forward", "loss", "recompute")
-        index = len(self.rec.events)
-        if phase == "optimizer":  # recorded once the step is over, where it belongs (optimizer_tensors)
-            self.optimizer_events.append((index, facts, p, self.functions[-1] if self.functions else "",
-                                          tuple(id(t) for t in tensors)))
-            self.rec.events.append(None)  # type: ignore[arg-type]
-            return
-        patched_now = self.patched_stack
-        self.rec.events.append(OpEvent(
-            op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
-            in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
-            bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
-            output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name,
-            call_index=where.call_index, op_args=p.op_args,
-            autograd_function=self.functions[-1] if self.functions else "",
-            patched_in=patched_now[0] if patched_now else "", patched_stack=tuple(patched_now),
-            phase=phase, forward_event=forward_event,
-            operands=self._operands(tensors) if differentiable and p.category not in _NO_OPERANDS else "",
-        ))
-        if differentiable:
-            links.expect(out, index)
+            return self.frames[-1], -1
+        if phase == "backward":
+            return self._backward_where()
+        if phase == "recompute":
+            return self._backward_where()[0], -1
+        return self.outside, -1
 
     # -- module calls -------------------------------------------------------
 
@@ -419,22 +387,29 @@ class _Recorder:
 
     def add_event(self, facts: OperatorFacts, p: PricedCall, tensors: Sequence[torch.Tensor] = (),
                   out: Any = None) -> None:
-        """Record a priced call where it runs now (``tensors``: its tensor inputs, ``out``: its
-        output; read in a training step only)."""
-        if self.links is not None:
-            self._add_step_event(facts, p, tensors, out)
-            return
-        where = self.frames[-1] if self.frames else self.outside
+        """Record a priced call where it runs now. In a training step (``tensors``: its
+        tensor inputs, ``out``: its output) also its phase, what it differentiates and
+        its operands; an optimizer's calls are recorded once the step is over
+        (:meth:`optimizer_tensors`)."""
+        links, events = self.links, self.rec.events
+        phase, forward_event, operands = "forward", -1, ""
+        if links is None:
+            where = self.frames[-1] if self.frames else self.outside
+        else:
+            phase = self.phase_now()
+            if phase == "optimizer":
+                self.optimizer_events.append((len(events), facts, p, self.functions[-1] if self.functions else "",
+                                              tuple(id(t) for t in tensors)))
+                events.append(None)  # type: ignore[arg-type]
+                return
+            where, forward_event = self._step_where(phase)
+            if phase != "backward" and p.category not in _NO_OPERANDS:
+                operands = self._operands(tensors)
         patched_now = self.patched_stack
-        self.rec.events.append(OpEvent(
-            op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
-            in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
-            bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
-            output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name,
-            call_index=where.call_index, op_args=p.op_args,
-            autograd_function=self.functions[-1] if self.functions else "",
-            patched_in=patched_now[0] if patched_now else "", patched_stack=tuple(patched_now),
-        ))
+        events.append(_event(facts, p, where, where.call_index, self.functions[-1] if self.functions else "",
+                             patched_now, phase, forward_event, operands))
+        if links is not None and phase != "backward":
+            links.expect(out, len(events) - 1)
 
     def add_unpriced_event(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any,
                            inputs: CallInputs) -> None:
@@ -472,6 +447,19 @@ class _Recorder:
 
     def note(self, text: str) -> None:
         self.rec.notes.append(text)
+
+
+def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: int, autograd_function: str,
+           patched_now: list[str], phase: str, forward_event: int, operands: str) -> OpEvent:
+    """The event of a priced call run at ``where``."""
+    return OpEvent(
+        op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
+        in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
+        bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
+        output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name, call_index=call_index,
+        op_args=p.op_args, autograd_function=autograd_function, patched_in=patched_now[0] if patched_now else "",
+        patched_stack=tuple(patched_now), phase=phase, forward_event=forward_event, operands=operands,
+    )
 
 
 class _Mode(TorchDispatchMode):
