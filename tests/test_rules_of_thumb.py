@@ -186,3 +186,27 @@ def test_checkpointing_explains_three_times_forward() -> None:
     assert _cause(prediction, causes.RECOMPUTE) == -96
     assert _cause(prediction, causes.NO_INPUT_GRAD) == 96  # a.0 is the first layer
     assert prediction.macs - r.macs == 96 - 96
+
+
+def test_a_scaled_forward_counter_books_the_forward_rules_times_the_factor() -> None:
+    """``times_forward(torchvision, 3)``: a backend counting the forward as torchvision's
+    metadata does (products only) and tripling it. On Linear(6, 8) + bias as first layer:
+    forward 4*6*8 = 192 MACs, the bias 4*8 = 32 extra FLOPs (no MACs either way); the first
+    layer's input gradient the rule assumes is not computed (+192)."""
+    from flopaudit.reference.pricing import predict
+    from flopaudit.reference.rulesets import Ruleset, get_ruleset, register_ruleset
+
+    name = "test-torchvision-x3"
+    closed_form_name = f"{name}:closed"
+    from flopaudit.reference.rulesets import CLOSED_FORMS, RULESETS
+
+    CLOSED_FORMS[closed_form_name] = causes.times_forward(get_ruleset("torchvision"), 3)
+    try:
+        ruleset = register_ruleset(Ruleset(name=name, unit="MAC", description="test", closed_form=closed_form_name))
+        r = count(torch.nn.Linear(6, 8), torch.randn(4, 6), pass_="train")
+        prediction = predict(r.events, r.module_call_records, ruleset)
+        assert prediction.macs == 3 * 192
+        assert prediction.macs - r.macs == 192 and _cause(prediction, causes.NO_INPUT_GRAD) == 192
+    finally:
+        CLOSED_FORMS.pop(closed_form_name, None)
+        RULESETS.pop(name, None)

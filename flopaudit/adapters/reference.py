@@ -156,7 +156,6 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     that inspects its hooks or the grad mode in other ways is outside these
     shortcuts.
     """
-    from flopaudit.adapters import backends
     from flopaudit.errors import NotApplicable
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
@@ -164,8 +163,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any) -> tupl
     from flopaudit.reference.pricing import predict
 
     step = result.pass_
-    described = backends()
-    rulesets = {b: r for b, r in backend_rulesets().items() if described[b].counts(step.kind)}
+    rulesets = backend_rulesets(step.kind)
     hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
 
     def key(ruleset: Any) -> tuple[bool, bool]:

@@ -271,7 +271,10 @@ def times_forward(base: Ruleset, factor: int) -> Callable[[Sequence[OpEvent], Se
     """A closed-form counter for a backend that counts the forward pass its own way
     (``base``) and multiplies it by ``factor`` for a training step (calflops'
     ``include_backPropagation``, DeepSpeed's multiple): the forward's causes times
-    ``factor``, then what the multiple assumes of the backward."""
+    ``factor``, then what the multiple assumes of the backward. Register it with
+    :func:`~flopaudit.reference.rulesets.closed_form` under the name of a ruleset
+    ``<backend>:train`` that keeps ``base``'s ``patched_functions``, ``module_hooks``
+    and ``grad_enabled`` (the step is recorded the way the backend runs its forward)."""
     from flopaudit.reference.pricing import predict
 
     def count(events: Sequence[OpEvent], calls: Sequence[ModuleCall], facts: object) -> ClosedFormCount:
