@@ -559,7 +559,8 @@ def _project_goldens() -> list[object]:
             continue
         for g in records:
             marks = [pytest.mark.slow] if g.model in SLOW_MODELS else []
-            params.append(pytest.param(path, g, id=f"{g.model}-{g.backend}", marks=marks))
+            step = "-train" if g.pass_.train else ""
+            params.append(pytest.param(path, g, id=f"{g.model}-{g.backend}{step}", marks=marks))
     return params
 
 
