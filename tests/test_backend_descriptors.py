@@ -77,7 +77,7 @@ def test_descriptor_facts() -> None:
         "ptflops-pytorch", "torch-flop-counter", "torchstat", "torch-summary", "torch-profiler", "rule-6nd",
         "rule-chinchilla"]
     assert all(get_backend(n).install.startswith("pip install ") for n in COUNTERS[1:])
-    assert [n for n in BUILT_IN if get_backend(n).counts("train")] == ["reference", "torch-flop-counter",
+    assert [n for n in BUILT_IN if get_backend(n).counts("train")] == ["reference", "torch-flop-counter", "calflops",
                                                                        *RULES_OF_THUMB]
     assert [n for n in BUILT_IN if not get_backend(n).counts("inference")] == list(RULES_OF_THUMB)
     assert all(get_backend(n).granularity is Granularity.RULE_OF_THUMB for n in RULES_OF_THUMB)

@@ -107,7 +107,8 @@ def test_ruleset_predicts_backend_slow(case_id: str, backend: str) -> None:
 @pytest.mark.parametrize("case_id", TRAIN_CASES)
 def test_ruleset_predicts_training_backends(case_id: str) -> None:
     """A training step: each backend that counts one is predicted exactly by its ruleset; a rule of
-    thumb that does not apply to the model (no token ids, no config) has no prediction."""
+    thumb that does not apply to the model (no token ids, no config) has no prediction; a backend's
+    declared crash (its known divergence on the case) has nothing to predict."""
     _check_train(case_id)
 
 
@@ -127,6 +128,8 @@ def _check_train(case_id: str) -> None:
         if actual.status is Status.NOT_APPLICABLE:
             assert prediction is None, f"{backend} on {case_id}: not applicable, yet predicted"
             continue
+        if actual.status is Status.ERROR and case_id in get_backend(backend).known_divergences:
+            continue  # a crash declared on the descriptor (held strictly by the forward-pass test)
         assert actual.status is Status.OK, f"{backend} failed on {case_id}: {actual.error}"
         assert prediction is not None, f"reference has no prediction for {backend}"
         causes = "\n".join(f"  {c.kind}: {c.rule}: {c.macs:+d}" for c in prediction.contributions)
