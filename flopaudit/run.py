@@ -170,6 +170,8 @@ def run_audit(
     from flopaudit.adapters import get_backend
 
     step = pass_of(pass_, loss, optimizer)
+    if cost is not None and step.train:
+        raise UserError("measuring costs times forward passes: it cannot be combined with a training step")
     names = default_backends(step.kind) if backends is None or (not backends and cost is None) else list(backends)
     for name in names:
         get_backend(name)  # validate names before any work

@@ -89,8 +89,8 @@ def main(args: argparse.Namespace) -> int:
     from flopaudit.results_io import check_writable
 
     fail_on = classes_from_args(args)
-    weights = check_cost_args(args)
     pass_from_args(args)  # a bad --pass/--loss/--optimizer combination is a usage error, before anything else
+    weights = check_cost_args(args)
     refs = selection_from_args(args)
     backends = backends_from_args(args)
     out = Path(args.out)
@@ -118,7 +118,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def check_cost_args(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
-    """--meta with another device, --cost on the meta device or on Dask, --weights without --cost: usage errors.
+    """--meta with another device, --cost on the meta device, on Dask or with --pass train, --weights without
+    --cost: usage errors.
     Returns the parsed --weights."""
     from flopaudit.measure.matrix import parse_weights
 
@@ -127,6 +128,8 @@ def check_cost_args(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
     if args.cost and (args.meta or args.dask_scheduler):
         raise UserError(f"--cost measures real passes: it cannot be combined with "
                         f"{'--meta' if args.meta else '--dask-scheduler'}")
+    if args.cost and pass_from_args(args).train:
+        raise UserError("--cost measures forward passes: it cannot be combined with --pass train")
     if args.weights and not args.cost:
         raise UserError("--weights weighs the decision matrix of --cost: add --cost")
     return parse_weights(args.weights) if args.weights else ()
