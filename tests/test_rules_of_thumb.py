@@ -143,7 +143,7 @@ def test_rules_need_what_they_read() -> None:
     inference = get_adapter("rule-3x-forward").count(linear, torch.randn(2, 4))
     assert inference.status.value == "not applicable" and "--pass train" in (inference.error or "")
     r = get_adapter("reference").count(linear, torch.randn(2, 4), pass_=STEP)
-    assert {p.ruleset for p in r.predictions} == {"torch-flop-counter", "rule-3x-forward"}
+    assert {p.ruleset for p in r.predictions} == {"torch-flop-counter", "calflops", "rule-3x-forward"}
 
 
 def test_frozen_and_first_layers_explain_three_times_forward() -> None:

@@ -134,5 +134,7 @@ def test_audit_counts_a_training_step_in_a_frame() -> None:
     # forward 3*4*2 = 24, backward the weight gradient 24; 3x forward = 72
     assert rows.loc["reference", "macs"] == 48 and rows.loc["rule-3x-forward", "macs"] == 72
     assert rows.loc["reference", "forward_macs"] == 24 and rows.loc["reference", "backward_macs"] == 24
-    assert set(rows.index) == {"reference", "torch-flop-counter", "rule-3x-forward", "rule-6nd", "rule-chinchilla"}
+    assert rows.loc["calflops", "macs"] == 72  # its forward x 3 (include_backPropagation)
+    assert set(rows.index) == {"reference", "torch-flop-counter", "calflops", "rule-3x-forward", "rule-6nd",
+                               "rule-chinchilla"}
     assert all(p.grad is None for p in model.parameters())
