@@ -22,8 +22,17 @@ def audit(
     backends: Iterable[str] | None = None,
     timeout: float | None = 120.0,
     isolate: bool = True,
+    pass_: str = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> Any:
     """Count ``model(*inputs, **kwargs)`` with each backend; return a DataFrame.
+
+    ``pass_="train"`` counts one training step instead (forward, the loss
+    ``loss`` = ``"module:function"`` or the sum of the floating outputs, its
+    backward, and with ``optimizer`` = ``"sgd"``, ``"adam"`` or ``"adamw"``
+    one optimizer step), with the backends that count training steps unless
+    ``backends`` says otherwise (see :mod:`flopaudit.passes`).
 
     One row per backend with integer ``macs`` (normalised to multiply-
     accumulates for the whole batch), ``params``, ``ratio_to_reference``,
@@ -36,7 +45,8 @@ def audit(
     """
     from flopaudit.run import audit_model
 
-    return audit_model(model, inputs, kwargs, backends=backends, timeout=timeout, isolate=isolate).to_frame()
+    return audit_model(model, inputs, kwargs, backends=backends, timeout=timeout, isolate=isolate, pass_=pass_,
+                       loss=loss, optimizer=optimizer).to_frame()
 
 
 def layers(model: Any, inputs: Any, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
@@ -62,18 +72,23 @@ def audit_zoo(
     backends: Iterable[str] | None = None,
     full: bool = False,
     timeout: float | None = 120.0,
+    pass_: str = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> Any:
     """Audit zoo cases chosen by id, glob (``"resnet*"``) or tag; return a DataFrame.
 
     With neither ``models`` nor ``tags`` the default zoo is used (``full=True``:
-    every case). Rows as in :func:`audit`, one per (model, backend).
+    every case). Rows as in :func:`audit`, one per (model, backend);
+    ``pass_``, ``loss``, ``optimizer`` as in :func:`audit`.
     """
     from flopaudit.execution.refs import CaseRef
     from flopaudit.run import run_audit
     from flopaudit.zoo import select_cases
 
     cases = [CaseRef(c.id) for c in select_cases(list(models or ()), list(tags or ()), full=full)]
-    return run_audit(cases, list(backends) if backends else None, timeout=timeout).to_frame()
+    return run_audit(cases, list(backends) if backends else None, timeout=timeout, pass_=pass_, loss=loss,
+                     optimizer=optimizer).to_frame()
 
 
 def cost(

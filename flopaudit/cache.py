@@ -4,7 +4,8 @@ A cached result is found by two keys and checked against a manifest:
 
 * the case key: the case id (zoo id or ``module:function``), the input
   override (``--input-shape`` / ``--inputs``), seed, train flag, ``--mode``,
-  ``--meta``, ``--device``, ``--dtype``, the digest of flopaudit's own source files, the Python
+  ``--meta``, ``--device``, ``--dtype``, the pass (``--pass``, ``--loss``, ``--optimizer``), the digest
+  of flopaudit's own source files, the Python
   version, and every environment variable whose name starts with
   :data:`ENV_PREFIXES` (``TIMM_FUSED_ATTN``...) or is named with
   ``--cache-env``;
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from flopaudit.execution.manifest import Manifest, still_holds
+from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status, installed_version
 
 CACHE_SCHEMA = "flopaudit.cache"
@@ -113,9 +115,11 @@ class ResultCache:
     def case_key(self, case_id: str, *, input_shape: tuple[int, ...] | None = None,
                  inputs_factory: str | None = None, seed: int = 0, train: bool = False,
                  meta: bool = False, mode: str | None = None, device: str = "cpu",
-                 dtype: str = "float32") -> Key:
+                 dtype: str = "float32", pass_: Pass | None = None) -> Key:
         """The key of a named case (see the module docstring)."""
+        step = pass_ or INFERENCE_PASS
         return _normal({
+            "pass": [step.kind, step.loss, step.optimizer],
             "id": case_id,
             "input_shape": list(input_shape) if input_shape else None,
             "inputs_factory": inputs_factory,

@@ -22,6 +22,15 @@ RESULT_COLUMNS = [
     "n_unsupported", "error",
 ]
 
+def result_columns(run: AuditRun) -> list[str]:
+    """:data:`RESULT_COLUMNS`, and for a training step one ``<phase>_macs`` column per phase
+    any result split its count into (``forward_macs``, ``backward_macs``...), in phase order."""
+    from flopaudit.passes import PHASES
+
+    present = {p.phase for r in run.results for p in r.phases}
+    return RESULT_COLUMNS + [f"{phase}_macs" for phase in PHASES if phase in present]
+
+
 LAYER_COLUMNS = [
     "model", "backend", "layer", "leaf", "reference_macs", "macs", "predicted_macs", "difference", "cause",
     "cause_macs",
@@ -151,6 +160,7 @@ def result_rows(run: AuditRun, reference: str = "reference") -> list[dict[str, A
                 "elapsed_s": r.elapsed_s,
                 "n_unsupported": sum(n for _, n in r.unsupported),
                 "error": r.error,
+                **{f"{p.phase}_macs": p.macs for p in r.phases},
             }
         )
     return rows
@@ -160,8 +170,9 @@ def results_frame(run: AuditRun, reference: str = "reference") -> pd.DataFrame:
     """:func:`result_rows` as a DataFrame (integer columns as ``Int64``)."""
     import pandas as pd
 
-    frame = pd.DataFrame(result_rows(run, reference), columns=RESULT_COLUMNS)
-    for col in ("macs", "params", "batch_size"):
+    columns = result_columns(run)
+    frame = pd.DataFrame(result_rows(run, reference), columns=columns)
+    for col in ("macs", "params", "batch_size", *columns[len(RESULT_COLUMNS):]):
         frame[col] = frame[col].astype("Int64")
     return frame
 

@@ -37,6 +37,8 @@ class Granularity(str, Enum):
     MODULE_HOOKS = "module hooks"
     ATEN_OPS = "aten ops"
     JIT_TRACE = "jit trace"
+    RULE_OF_THUMB = "rule of thumb"
+    """Not a counter: an estimate from a closed form (:mod:`flopaudit.rules_of_thumb`)."""
 
 
 class Status(str, Enum):
@@ -154,6 +156,33 @@ class RulesetPrediction:
 
 
 @dataclass(frozen=True)
+class PhaseCount:
+    """One phase of a training step as a backend counted it (``forward``, ``loss``,
+    ``recompute``, ``backward``, ``optimizer``: :data:`flopaudit.passes.PHASES`).
+
+    ``macs`` are whole-batch MACs like :attr:`CountResult.macs`;
+    ``extra_flops`` the phase's other FLOPs where the backend counts them
+    (the reference); ``per_module`` (inclusive of children) and ``per_op``
+    in MACs, where the backend can tell.
+    """
+
+    phase: str
+    macs: int
+    extra_flops: int = 0
+    per_module: Breakdown = ()
+    per_op: Breakdown = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "macs": self.macs, "extra_flops": self.extra_flops,
+                "per_module": dict(self.per_module), "per_op": dict(self.per_op)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PhaseCount:
+        return cls(str(d["phase"]), int(d["macs"]), int(d.get("extra_flops", 0)), breakdown(d.get("per_module")),
+                   breakdown(d.get("per_op")))
+
+
+@dataclass(frozen=True)
 class CountResult:
     """One backend's count of one model on one set of inputs.
 
@@ -187,6 +216,11 @@ class CountResult:
     starting with :data:`DECLARED_CAUSE` is a declared cause (MACs)."""
     predictions: tuple[RulesetPrediction, ...] = ()
     """Reference only: the count under each backend's ruleset, rule by rule."""
+    phases: tuple[PhaseCount, ...] = ()
+    """A training step's count split by phase, in phase order (empty for an
+    inference pass, and for a backend that cannot tell the phases apart). The
+    pass itself is in ``options`` (``pass``, ``loss``, ``optimizer``; absent
+    for inference)."""
 
     def __post_init__(self) -> None:
         # NB: plain strings, so that unpickling a result never imports the library a version object came from
@@ -201,6 +235,15 @@ class CountResult:
     def prediction(self, ruleset: str) -> RulesetPrediction | None:
         return next((p for p in self.predictions if p.ruleset == ruleset), None)
 
+    def phase(self, name: str) -> PhaseCount | None:
+        """The count of one phase of a training step (None if not recorded)."""
+        return next((p for p in self.phases if p.phase == name), None)
+
+    @property
+    def pass_kind(self) -> str:
+        """``"train"`` for a training-step count, else ``"inference"``."""
+        return "train" if dict(self.options).get("pass", "").strip("'\"") == "train" else "inference"
+
     def module_macs(self) -> dict[str, int]:
         return dict(self.per_module)
 
@@ -212,9 +255,11 @@ class CountResult:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "phases" and not value:
+                continue  # an inference result reads as it always has
             if isinstance(value, Enum):
                 value = value.value
-            elif f.name == "predictions":
+            elif f.name in ("predictions", "phases"):
                 value = [pr.to_dict() for pr in value]
             elif f.name in _MAPPING_FIELDS or f.name == "options":
                 value = dict(value)
@@ -237,6 +282,7 @@ class CountResult:
             if name in kwargs:
                 kwargs[name] = breakdown(kwargs[name])
         kwargs["predictions"] = tuple(RulesetPrediction.from_dict(x) for x in kwargs.get("predictions", ()))
+        kwargs["phases"] = tuple(PhaseCount.from_dict(x) for x in kwargs.get("phases", ()))
         for name in ("warnings", "side_effects"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])

@@ -45,10 +45,10 @@ def results_csv(run: AuditRun) -> str:
     import csv
     import io
 
-    from flopaudit.frame import RESULT_COLUMNS, result_rows
+    from flopaudit.frame import result_columns, result_rows
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=result_columns(run), lineterminator="\n")
     writer.writeheader()
     for row in result_rows(run):
         writer.writerow({k: "" if v is None else v for k, v in row.items()})

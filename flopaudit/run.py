@@ -36,6 +36,7 @@ from flopaudit.execution.protocol import (
     keep_local,
 )
 from flopaudit.execution.refs import CaseRef
+from flopaudit.passes import Pass, pass_of
 from flopaudit.records import AuditRun, CaseInfo, CountResult, environment
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ def run_audit(
     cost: CostRequest | None = None,
     cost_threads: int | None = None,
     cost_progress: CostProgressFn | None = None,
+    pass_: str | Pass = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> AuditRun:
     """Count every case with every backend.
 
@@ -144,8 +148,12 @@ def run_audit(
     order whatever the route. ``cache`` reuses and stores ok and
     not-applicable results and case infos (:mod:`flopaudit.cache`);
     ``meta`` builds and counts on the meta device; ``mode`` (``"eval"`` or
-    ``"train"``) overrides each case's own mode; ``device`` and ``dtype``
-    say where each case is put, and in which floating dtype, once built.
+    ``"train"``) overrides each case's own mode (the model's ``train()``/``eval()``
+    state); ``device`` and ``dtype`` say where each case is put, and in which
+    floating dtype, once built. ``pass_="train"`` counts one training step
+    instead of a forward pass (``loss``, ``optimizer``: see
+    :mod:`flopaudit.passes`; the model in train mode unless ``mode`` says
+    otherwise); without ``backends``, the backends that count that pass.
 
     ``cost`` measures every case's cost after the counts
     (:mod:`flopaudit.measure`): one worker at a time on ``cost_threads``
@@ -159,13 +167,17 @@ def run_audit(
     main module, so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    from flopaudit.adapters import backend_names, get_backend
+    from flopaudit.adapters import get_backend
 
-    names = list(backend_names()) if backends is None or (not backends and cost is None) else list(backends)
+    step = pass_of(pass_, loss, optimizer)
+    if cost is not None and step.train:
+        raise UserError("measuring costs times forward passes: it cannot be combined with a training step")
+    names = default_backends(step.kind) if backends is None or (not backends and cost is None) else list(backends)
     for name in names:
         get_backend(name)  # validate names before any work
     planned = [plan_case(c) for c in cases]
-    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode, device=device, dtype=dtype)
+    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode, device=device, dtype=dtype,
+                            pass_=step)
     plan = _Plan(planned, names, cache, settings, cost, cost_progress)
     if isolate and executor is None:
         plan.run_supervised(progress, jobs=jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads,
@@ -183,7 +195,16 @@ def run_audit(
         env["device"] = "meta"
     elif (device, dtype) != ("cpu", "float32"):
         env["device"], env["dtype"] = device, dtype
+    if step.train:
+        env["pass"] = step.describe()
     return AuditRun(plan.ordered_results(), plan.ordered_infos(), tuple(env.items()), plan.ordered_costs())
+
+
+def default_backends(kind: str = "inference") -> list[str]:
+    """Every backend that counts passes of ``kind``, in column order."""
+    from flopaudit.adapters import backends
+
+    return [name for name, backend in backends().items() if backend.counts(kind)]
 
 
 class _Plan:
@@ -208,7 +229,7 @@ class _Plan:
             key = cache.case_key(case.ref.id, input_shape=case.ref.input_shape,
                                  inputs_factory=case.ref.inputs_factory, seed=case.seed, train=case.train,
                                  meta=settings.meta, mode=settings.mode, device=settings.device,
-                                 dtype=settings.dtype)
+                                 dtype=settings.dtype, pass_=settings.pass_)
             self.case_keys[i] = key
             info = cache.get_info(key)
             if info is not None:
@@ -424,21 +445,30 @@ def audit_model(
     name: str = "model",
     timeout: float | None = DEFAULT_TIMEOUT_S,
     isolate: bool = True,
+    pass_: str | Pass = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> AuditRun:
-    """Count one in-memory model with several backends (each count forked from this process)."""
-    from flopaudit.adapters import backend_names, get_backend
+    """Count one in-memory model with several backends (each count forked from this
+    process), in the mode it is in; ``pass_="train"``: one training step (see :func:`run_audit`)."""
+    from flopaudit.adapters import get_backend
     from flopaudit.execution.work import count_one
     from flopaudit.inputs import ModelInputs
 
+    step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
-    names = list(backends or backend_names())
+    names = list(backends or default_backends(step.kind))
     for b in names:
         get_backend(b)
     results = tuple(
-        count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate) for b in names
+        count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
+        for b in names
     )
     info = CaseInfo(name, (), model_inputs.describe(), model_inputs.batch_size)
-    return AuditRun(results, (info,))
+    env = environment()
+    if step.train:
+        env["pass"] = step.describe()
+    return AuditRun(results, (info,), tuple(env.items()))
 
 
 def cost_model(
@@ -476,4 +506,5 @@ def cost_model(
     return failed_cost(name, status, message)
 
 
-__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "run_audit", "audit_model", "cost_model", "UserError"]
+__all__ = ["AuditRun", "CaseInfo", "DEFAULT_TIMEOUT_S", "audit_model", "cost_model", "default_backends", "run_audit",
+           "UserError"]

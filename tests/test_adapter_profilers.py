@@ -57,6 +57,25 @@ def test_calflops_back_propagation_option() -> None:
     assert training.macs == 3 * forward.macs  # forward + backward at compute_bp_factor 2.0
 
 
+def test_calflops_training_step_is_its_forward_times_three() -> None:
+    """--pass train: calflops with include_backPropagation, (CONV + LINEAR) x 3, though autograd computes no
+    input gradient for the first layer (the reference's step: conv + its weight gradient, linear x 3)."""
+    from flopaudit.passes import Pass
+
+    step = Pass("train", optimizer="sgd")
+    r = _adapter("calflops").count(ConvLinear(), torch.randn(2, 3, 4, 4), pass_=step)
+    assert r.status is Status.OK, r.error
+    assert r.macs == 3 * (CONV + LINEAR)
+    assert dict(r.options)["include_backPropagation"] == "True" and dict(r.options)["pass"] == "'train'"
+    ref = get_adapter("reference").count(ConvLinear(), torch.randn(2, 3, 4, 4), pass_=step)
+    assert ref.macs == 2 * CONV + 3 * LINEAR
+    prediction = ref.prediction("calflops")
+    assert prediction is not None and prediction.macs == r.macs
+    assert [(c.rule.split(":")[0], c.macs) for c in prediction.contributions] == [("the input needs no gradient (a "
+                                                                                   "first layer, or only frozen "
+                                                                                   "layers before it)", CONV)]
+
+
 def test_calflops_params_are_the_trainable_ones() -> None:
     model = ConvLinear()
     model.conv.requires_grad_(False)

@@ -17,9 +17,11 @@ from flopaudit.adapters import Backend, MetaSupport, backend_names, backends, ge
 from flopaudit.errors import UserError
 from flopaudit.records import Granularity, Unit
 
-BUILT_IN = ("reference", "thop", "ptflops-pytorch", "ptflops-aten", "fvcore", "torchinfo", "torch-flop-counter",
+COUNTERS = ("reference", "thop", "ptflops-pytorch", "ptflops-aten", "fvcore", "torchinfo", "torch-flop-counter",
             "torchstat", "torchsummary", "torch-summary", "pytorch-model-summary", "calflops", "deepspeed",
             "torchprofile", "torch-profiler")
+RULES_OF_THUMB = ("rule-3x-forward", "rule-6nd", "rule-chinchilla")
+BUILT_IN = COUNTERS + RULES_OF_THUMB
 
 
 def test_listing_backends_imports_neither_torch_nor_a_backend() -> None:
@@ -69,10 +71,16 @@ def test_descriptor_facts() -> None:
     assert get_backend("fvcore").granularity is Granularity.JIT_TRACE
     assert get_backend("reference").distribution is None and get_backend("reference").ruleset is None
     assert all(get_backend(n).ruleset == f"flopaudit.reference.backend_rulesets.{n.replace('-', '_')}"
-               for n in BUILT_IN[1:])
+               for n in COUNTERS[1:])
+    assert {get_backend(n).ruleset for n in RULES_OF_THUMB} == {"flopaudit.reference.backend_rulesets.rules_of_thumb"}
     assert [n for n in BUILT_IN if get_backend(n).unit_note] == [
-        "ptflops-pytorch", "torch-flop-counter", "torchstat", "torch-summary", "torch-profiler"]
-    assert all(get_backend(n).install.startswith("pip install ") for n in BUILT_IN[1:])
+        "ptflops-pytorch", "torch-flop-counter", "torchstat", "torch-summary", "torch-profiler", "rule-6nd",
+        "rule-chinchilla"]
+    assert all(get_backend(n).install.startswith("pip install ") for n in COUNTERS[1:])
+    assert [n for n in BUILT_IN if get_backend(n).counts("train")] == ["reference", "torch-flop-counter", "calflops",
+                                                                       *RULES_OF_THUMB]
+    assert [n for n in BUILT_IN if not get_backend(n).counts("inference")] == list(RULES_OF_THUMB)
+    assert all(get_backend(n).granularity is Granularity.RULE_OF_THUMB for n in RULES_OF_THUMB)
     assert "transformer-encoder-padding-mask" in get_backend("torchinfo").known_divergences
 
 
@@ -91,6 +99,9 @@ def test_a_descriptor_is_frozen_hashable_and_picklable() -> None:
 
 
 def test_a_descriptor_checks_its_fields() -> None:
+    with pytest.raises(ValueError, match="passes"):
+        Backend(name="x", adapter="X", description="", unit=Unit.MAC, granularity=Granularity.ATEN_OPS, module="x",
+                passes=("training",))
     with pytest.raises(ValueError, match="required"):
         Backend(name="x", adapter="", description="", unit=Unit.MAC, granularity=Granularity.ATEN_OPS, module="x")
     with pytest.raises(TypeError, match="records.Unit"):

@@ -17,6 +17,7 @@ from torch import nn
 from flopaudit.adapters import backend_names, get_adapter, get_backend
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint
+from flopaudit.passes import Pass
 from flopaudit.records import Status, Unit
 
 #: (backend, check) -> why this backend differs from the general rule.
@@ -39,15 +40,23 @@ EXPECTED_FAILURES: dict[tuple[str, str], str] = {
     ("torch-profiler", "two_positional_inputs"): "prices aten::add (the sum of the two outputs) at 1 FLOP per element",
     ("torch-profiler", "keyword_inputs"): "prices aten::mul (x * scale) at 1 FLOP per element",
     ("torchprofile", "keyword_inputs"): "prices aten::mul (x * scale) at 1 MAC per element",
+    **{("calflops", check): "a training step is its forward x 3 (include_backPropagation): it assumes an input "
+       "gradient the first layer does not need" for check in ("train_two_positional_inputs", "train_keyword_inputs")},
 }
 
 
-def _backends(check: str) -> list[object]:
-    """Every backend for ``check``; a listed failure is a strict expected failure."""
+def _backends(check: str, among: list[str] | None = None) -> list[object]:
+    """Every backend that counts a forward pass (or those ``among``), for ``check``; a listed failure is a
+    strict expected failure."""
     return [pytest.param(b, marks=pytest.mark.xfail(strict=True, reason=EXPECTED_FAILURES[(b, check)]))
-            if (b, check) in EXPECTED_FAILURES else b for b in backend_names()]
+            if (b, check) in EXPECTED_FAILURES else b for b in (INFERENCE if among is None else among)]
+
 
 BATCH = 4
+INFERENCE = [b for b in backend_names() if get_backend(b).counts("inference")]
+TRAIN = [b for b in backend_names() if get_backend(b).counts("train")]
+COUNTERS_OF_TRAINING = [b for b in TRAIN if not get_backend(b).granularity.value == "rule of thumb"]
+STEP = Pass("train", optimizer="adamw")
 
 
 def _adapter_or_skip(name: str):  # noqa: ANN202
@@ -88,7 +97,7 @@ def test_raw_is_macs_times_unit(backend: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", INFERENCE)
 def test_user_model_is_unchanged(backend: str, mode: str) -> None:
     model = SmallConvNet().train(mode == "train")
     before = fingerprint(model)
@@ -121,7 +130,7 @@ def test_result_records_versions_and_options(backend: str) -> None:
     assert all(isinstance(v, int) for _, v in r.per_module + r.per_op)
 
 
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", INFERENCE)
 def test_backend_is_quiet(backend: str, capfd: pytest.CaptureFixture[str]) -> None:
     _adapter_or_skip(backend).count(SmallConvNet(), torch.randn(1, 3, 8, 8))
     out, err = capfd.readouterr()
@@ -136,3 +145,48 @@ def test_params_only_backend_reads_no_macs(backend: str) -> None:
     assert r.macs is None and r.raw_total is None
     # conv 8x3x3x3 + 8, BN 8 + 8, fc 8 x 10 + 10
     assert r.params == (8 * 27 + 8) + 16 + (80 + 10)
+
+
+# -- a training step (--pass train) -------------------------------------------------
+
+
+def test_a_backend_asked_for_another_pass_is_not_applicable() -> None:
+    for backend in backend_names():
+        counts_train = get_backend(backend).counts("train")
+        r = get_adapter(backend).count(nn.Linear(4, 4), torch.randn(2, 4), pass_=STEP)
+        if not counts_train:
+            assert r.status is Status.NOT_APPLICABLE and "forward pass only" in (r.error or ""), backend
+        assert dict(r.options)["pass"] == "'train'" and dict(r.options)["optimizer"] == "'adamw'"
+
+
+@pytest.mark.parametrize("backend", _backends("train_two_positional_inputs", COUNTERS_OF_TRAINING))
+def test_training_step_of_two_positional_inputs(backend: str) -> None:
+    """TwoInputLinear, inputs needing no gradient: each Linear's forward and its weight gradient
+    (no input gradient): 2 * (4*16*32 + 4*8*32) MACs; the optimizer adds no MACs."""
+    r = _adapter_or_skip(backend).count(TwoInputLinear(), (torch.randn(BATCH, 16), torch.randn(BATCH, 8)),
+                                        pass_=STEP)
+    assert r.status is Status.OK, r.error
+    assert r.macs == 2 * (BATCH * 16 * 32 + BATCH * 8 * 32)
+    assert [p.phase for p in r.phases][:1] == ["forward"] and sum(p.macs for p in r.phases) == r.macs
+
+
+@pytest.mark.parametrize("backend", _backends("train_keyword_inputs", COUNTERS_OF_TRAINING))
+def test_training_step_with_keyword_inputs(backend: str) -> None:
+    inputs = ModelInputs((torch.randn(BATCH, 16),), {"scale": torch.randn(BATCH, 16)})
+    r = _adapter_or_skip(backend).count(KwargsLinear(), inputs, pass_=STEP)
+    assert r.status is Status.OK, r.error
+    assert r.macs == 2 * BATCH * 16 * 32  # forward and the weight gradient
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("backend", TRAIN)
+def test_user_model_is_unchanged_by_a_training_step(backend: str, mode: str) -> None:
+    model = SmallConvNet().train(mode == "train")
+    before = fingerprint(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    r = _adapter_or_skip(backend).count(model, torch.randn(2, 3, 8, 8), pass_=STEP)
+    assert r.status in (Status.OK, Status.NOT_APPLICABLE), r.error
+    assert fingerprint(model) == before
+    assert model.training is (mode == "train")
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())

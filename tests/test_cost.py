@@ -99,6 +99,7 @@ def test_bad_weights_are_one_line_user_errors(text: str, words: str) -> None:
                                   ["cost", "resnet18", "--reps", "1"],
                                   ["run", "--models", "resnet18", "--weights", "flops=1"],
                                   ["run", "--models", "resnet18", "--cost", "--meta"],
+                                  ["run", "--models", "resnet18", "--cost", "--pass", "train"],
                                   ["run", "--models", "resnet18", "--device", "cuda:x"]])
 def test_cost_option_mistakes_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 2

@@ -550,7 +550,8 @@ SLOW_MODELS: frozenset[str] = frozenset()
 
 
 def _project_goldens() -> list[object]:
-    """One param per model: every golden of that model (all backends), counted again in one run."""
+    """One param per model and pass (``<model>-train``: its training-step goldens): every golden of
+    that model (all backends), counted again in one run."""
     by_model: dict[str, list[tuple[Path, Golden]]] = {}
     params: list[object] = []
     for path in list_golden_paths(GOLDEN_DIR) if GOLDEN_DIR.is_dir() else []:
@@ -561,9 +562,10 @@ def _project_goldens() -> list[object]:
             continue
         for g in records:
             if not _missing_backend(g.backend):
-                by_model.setdefault(g.model, []).append((path, g))
+                model = f"{g.model}-train" if g.pass_.train else g.model
+                by_model.setdefault(model, []).append((path, g))
     for model, entries in by_model.items():
-        marks = [pytest.mark.slow] if model in SLOW_MODELS else []
+        marks = [pytest.mark.slow] if entries[0][1].model in SLOW_MODELS else []
         params.append(pytest.param(entries, id=model, marks=marks))
     return params
 

@@ -53,6 +53,8 @@ def _everything(r: ReferenceCount) -> dict[str, Any]:
         "ruleset": r.ruleset,
         "notes": r.notes,
         "traced": r.traced_custom_ops,
+        "pass": r.pass_,
+        "phases": r.phases,
     }
 
 
@@ -365,6 +367,53 @@ def test_zoo_counts_the_same_with_caching_on_and_off(case: ModelCase) -> None:
 @pytest.mark.parametrize("case", _cases(full=True), ids=lambda c: c.id)
 def test_full_zoo_counts_the_same_with_caching_on_and_off(case: ModelCase) -> None:
     _check_case(case, [{}] + PASSES)
+
+
+# -- training steps ----------------------------------------------------------
+
+TRAIN = {"pass_": "train", "optimizer": "adam"}
+
+
+class CheckpointedNet(nn.Module):
+    """Net's layers with the convolution block under activation checkpointing:
+    a backward that recomputes part of the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = torch.utils.checkpoint.checkpoint(lambda t: net.act(net.bn(net.conv(t))), x, use_reentrant=False)
+        return F.gelu(net.norm(net.fc(net.flat(net.pool(x)))))
+
+
+@pytest.mark.parametrize("make", [lambda: Net().train(), lambda: Net().eval(), lambda: CheckpointedNet().train()],
+                         ids=["train-mode", "eval-mode", "checkpointed"])
+def test_a_training_step_counts_the_same_with_caching_on_and_off(make: Callable[[], nn.Module]) -> None:
+    torch.manual_seed(0)
+    model, x = make(), torch.randn(2, 3, 8, 8)
+    clear_caches()
+    count(model, x, **TRAIN)  # the process cache is filled by a count before
+    cached = count(model, x, **TRAIN)
+    uncached = count(model, x, cache=False, **TRAIN)
+    assert cached.phases["backward"].total.macs > 0
+    _assert_same(cached, uncached)
+
+
+@pytest.mark.parametrize("case", [c for c in _cases(full=False) if "hard" in c.tags], ids=lambda c: c.id)
+def test_hard_cases_train_the_same_with_caching_on_and_off(case: ModelCase) -> None:
+    """A training step (with an Adam step) of every hard case, after an inference count of it."""
+    model, inputs = case.instantiate()
+    clear_caches()
+    count(model, inputs)
+    outcomes = []
+    for cache in (True, True, False, False):
+        try:
+            outcomes.append(_everything(count(model, inputs, cache=cache, **TRAIN)))
+        except Exception as exc:  # noqa: BLE001 - a model that cannot train fails the same way each time
+            outcomes.append({"error": f"{type(exc).__name__}: {exc}"})
+    assert outcomes[0] == outcomes[2] and outcomes[1] == outcomes[3]
 
 
 # -- the switch ---------------------------------------------------------------

@@ -44,12 +44,29 @@ class SelfAttention(nn.Module):
 
 
 def engine(fn: Callable[..., object], *shapes: tuple[int, ...], meta: bool = False,
-           module: nn.Module | None = None) -> set[str]:
-    """Formula names the engine used for ``fn(*tensors)``."""
-    tensors = [torch.randn(*s, device="meta" if meta else "cpu") for s in shapes]
-    result = count(module if module is not None else Fn(fn), tensors, device="meta" if meta else None)
+           module: nn.Module | None = None, train: bool = False) -> set[str]:
+    """Formula names the engine used for ``fn(*tensors)`` (``train``: a training step, inputs needing gradients)."""
+    tensors = [torch.randn(*s, device="meta" if meta else "cpu", requires_grad=train) for s in shapes]
+    result = count(module if module is not None else Fn(fn), tensors, device="meta" if meta else None,
+                   pass_="train" if train else "inference")
     assert result.unsupported == {}, result.unsupported
     return {e.formula for e in result.events}
+
+
+def train(fn: Callable[..., object], *shapes: tuple[int, ...], module: nn.Module | None = None) -> set[str]:
+    """Formula names a training step of ``fn(*tensors)`` used (its backward's among them)."""
+    return engine(fn, *shapes, module=module, train=True)
+
+
+def priced_by(op: torch._ops.OpOverload, *args: object) -> set[str]:
+    """Formula name that prices ``op`` called with ``args`` (meta tensors; the op is not run)."""
+    cost = cost_of(op, args, {}, next(a for a in args if isinstance(a, torch.Tensor)))
+    assert cost is not None
+    return {formula_name(lookup(op))}
+
+
+def meta(*shape: int) -> torch.Tensor:
+    return torch.empty(shape, device="meta")
 
 
 def shapes_only(op: torch._ops.OpOverload, *shapes: tuple[int, ...], extra: tuple = ()) -> set[str]:
@@ -123,14 +140,48 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "reduction.cumulative": lambda: engine(lambda x: x.cumsum(1), X),
     "reduction.softmax": lambda: engine(lambda x: x.softmax(1), X),
     "reduction.selection": lambda: engine(lambda x: x.topk(2, dim=1), X),
+    # backward.py (values: test_reference_train.py)
+    "backward.convolution_backward": lambda: train(None, X, module=nn.Conv2d(3, 4, 3)),
+    "backward.linear_backward": lambda: priced_by(aten.linear_backward.default, meta(3, 4), meta(3, 5), meta(5, 4),
+                                                  [True, True, True]),
+    "backward.sdpa_backward": lambda: train(F.scaled_dot_product_attention, (1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8)),
+    "backward.flash_backward": lambda: priced_by(
+        aten._flash_attention_backward.default, meta(1, 4, 2, 8), meta(1, 4, 2, 8), meta(1, 4, 2, 8),
+        meta(1, 4, 2, 8), meta(1, 4, 2, 8), meta(1, 2, 4), None, None, 4, 4, 0.0, False, meta(2), meta(0)),
+    "backward.mkldnn_rnn_layer_backward": lambda: train(None, (3, 2, 4), module=nn.LSTM(4, 6)),
+    "backward.cudnn_rnn_backward": lambda: priced_by(
+        aten._cudnn_rnn_backward.default, meta(3, 2, 4), [meta(6, 4), meta(6, 6)], 2, None, meta(1, 2, 6), None,
+        meta(3, 2, 6), meta(3, 2, 6), None, None, 1, 6, 0, 1, False, 0.0, True, False, [], None, meta(0),
+        [True, True, False, True]),
+    "backward.fused_cell_backward": lambda: priced_by(aten._thnn_fused_gru_cell_backward.default, meta(2, 6),
+                                                      meta(2, 30), True),
+    "backward.layer_norm_backward": lambda: train(None, (2, 4, 8), module=nn.LayerNorm(8)),
+    "backward.batch_norm_backward": lambda: train(None, X, module=nn.BatchNorm2d(3)),
+    "backward.rms_norm_backward": lambda: priced_by(aten._fused_rms_norm_backward.default, meta(2, 4, 8),
+                                                    meta(2, 4, 8), [8], meta(2, 4, 1), meta(8), [True, True]),
+    "_factories.softmax_backward": lambda: train(lambda x: x.softmax(1), X),
+    "_factories.activation_backward": lambda: train(F.gelu, X),
+    "_factories.piecewise_backward": lambda: train(torch.relu, X),
+    "_factories.dropout_backward": lambda: priced_by(aten.native_dropout_backward.default, meta(2, 3), meta(2, 3),
+                                                     2.0),  # CUDA's fused dropout; CPU's is bernoulli_ and mul
+    "backward.embedding_backward": lambda: _embedding(train=True),
+    "backward.max_pool_backward": lambda: train(lambda x: F.max_pool2d(x, 2), X),
+    "backward.avg_pool_backward": lambda: train(lambda x: F.avg_pool2d(x, 2), X),
+    "backward.adaptive_avg_pool_backward": lambda: train(lambda x: F.adaptive_avg_pool2d(x, 3), X),
+    "backward.upsample_backward": lambda: train(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), X),
+    "backward.grid_sample_backward": lambda: train(lambda x, g: F.grid_sample(x, g, align_corners=False),
+                                                   X, (2, 3, 3, 2)),
+    # loss.py
+    "loss.nll_loss": lambda: train(lambda x: F.cross_entropy(x, torch.tensor([0, 4])), (2, 5)),
+    "loss.pointwise_loss": lambda: train(lambda x: F.mse_loss(x, torch.zeros(2, 5)), (2, 5)),
     # data_movement.py groups
     "zero_cost[zero_cost]": lambda: engine(lambda x: x.view(-1), X),
     "zero_cost[data_movement]": lambda: engine(lambda x: torch.cat([x, x]), X),
 }
 
 
-def _embedding() -> set[str]:
-    result = count(nn.Embedding(5, 3), torch.tensor([1, 2]))
+def _embedding(train: bool = False) -> set[str]:
+    result = count(nn.Embedding(5, 3), torch.tensor([1, 2]), pass_="train" if train else "inference")
     return {e.formula for e in result.events}
 
 

@@ -21,12 +21,18 @@ from functools import cache
 import pytest
 
 from flopaudit.adapters import backends, get_adapter, get_backend
+from flopaudit.passes import Pass
 from flopaudit.records import DECLARED_CAUSE, CountResult, Status
 from flopaudit.zoo import all_cases, get_case
 
 FAST_CASES = [c.id for c in all_cases() if "hard" in c.tags] + ["resnet18", "mobilenet_v2"]
 SLOW_CASES = ["resnet50", "vit_b_16", "convnext_tiny", "efficientnet_b0", "swin_t", "inception_v3"]
-BACKENDS = [name for name, backend in backends().items() if backend.ruleset is not None]
+BACKENDS = [name for name, backend in backends().items() if backend.ruleset is not None and backend.counts("inference")]
+TRAIN_BACKENDS = [name for name, backend in backends().items() if backend.ruleset is not None and backend.counts("train")]
+#: A training step with an optimizer step. Hard cases that cannot train: a custom op without a gradient formula.
+STEP = Pass("train", optimizer="adamw")
+TRAIN_CASES = [c.id for c in all_cases() if "hard" in c.tags and c.id != "custom-torch-library-op"]
+TRAIN_SLOW_CASES = ["resnet18", "mobilenet_v2", "hf-llama-tiny", "vit_b_16"]
 
 
 @cache
@@ -44,6 +50,12 @@ def _pairs(case_ids: list[str]) -> list[object]:
             marks = pytest.mark.xfail(strict=True, reason=reason) if reason else ()
             pairs.append(pytest.param(case_id, backend, marks=marks, id=f"{case_id}-{backend}"))
     return pairs
+
+
+@cache
+def _reference_train(case_id: str) -> CountResult:
+    model, inputs = get_case(case_id).instantiate()
+    return get_adapter("reference").count(model, inputs, model_name=case_id, pass_=STEP)
 
 
 def test_known_divergences_name_zoo_cases() -> None:
@@ -90,3 +102,38 @@ def test_ruleset_predicts_backend(case_id: str, backend: str) -> None:
 @pytest.mark.parametrize("case_id, backend", _pairs(SLOW_CASES))
 def test_ruleset_predicts_backend_slow(case_id: str, backend: str) -> None:
     _check(case_id, backend)
+
+
+@pytest.mark.parametrize("case_id", TRAIN_CASES)
+def test_ruleset_predicts_training_backends(case_id: str) -> None:
+    """A training step: each backend that counts one is predicted exactly by its ruleset; a rule of
+    thumb that does not apply to the model (no token ids, no config) has no prediction; a backend's
+    declared crash (its known divergence on the case) has nothing to predict."""
+    _check_train(case_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_id", TRAIN_SLOW_CASES)
+def test_ruleset_predicts_training_backends_slow(case_id: str) -> None:
+    _check_train(case_id)
+
+
+def _check_train(case_id: str) -> None:
+    ref = _reference_train(case_id)
+    assert ref.status is Status.OK, ref.error
+    model, inputs = get_case(case_id).instantiate()
+    for backend in TRAIN_BACKENDS:
+        actual = get_adapter(backend).count(model, inputs, model_name=case_id, pass_=STEP)
+        prediction = ref.prediction(backend)
+        if actual.status is Status.NOT_APPLICABLE:
+            assert prediction is None, f"{backend} on {case_id}: not applicable, yet predicted"
+            continue
+        if actual.status is Status.ERROR and case_id in get_backend(backend).known_divergences:
+            continue  # a crash declared on the descriptor (held strictly by the forward-pass test)
+        assert actual.status is Status.OK, f"{backend} failed on {case_id}: {actual.error}"
+        assert prediction is not None, f"reference has no prediction for {backend}"
+        causes = "\n".join(f"  {c.kind}: {c.rule}: {c.macs:+d}" for c in prediction.contributions)
+        assert prediction.macs == actual.macs, (
+            f"{backend} on {case_id} (training step): backend {actual.macs}, ruleset predicts {prediction.macs} "
+            f"(canonical {ref.macs})\n{causes}")
+        assert not any("not explained" in c.rule for c in prediction.contributions), causes

@@ -54,6 +54,7 @@ def test_counters_missing_the_same_custom_layer_share_one_sentence() -> None:
     assert v is not None
     assert "thop, ptflops-pytorch and torchinfo miss 86%: no rule for EinsumLayer modules" in [
         f.text for f in v.findings]
+    # the counters of aten ops see the einsum's products: 4*16*16 + 6 * 4*16*16 = 7168 MACs
     assert v.exact == ("ptflops-aten", "torch-flop-counter", "torchprofile", "torch-profiler")
     assert [b for b, _ in v.close] == ["fvcore"]  # +1 MAC: einsum priced by numpy's path estimate
     assert dict(v.conversions) == {"torch-flop-counter": "reports FLOPs: halve it",

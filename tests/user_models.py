@@ -123,3 +123,12 @@ class TrainOnlyHead(nn.Module):
 
 def train_only_head() -> nn.Module:
     return TrainOnlyHead()
+
+
+def squared_loss(output: torch.Tensor) -> torch.Tensor:
+    """A user loss for ``--loss``: the sum of squares of the output."""
+    return output.pow(2).sum()
+
+
+def loss_raises(output: torch.Tensor) -> torch.Tensor:
+    raise ValueError("no labels here")

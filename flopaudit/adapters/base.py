@@ -15,12 +15,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable
-from flopaudit.records import Breakdown, CountResult, Granularity, RulesetPrediction, Status, Unit, breakdown
+from flopaudit.records import (
+    Breakdown,
+    CountResult,
+    Granularity,
+    PhaseCount,
+    RulesetPrediction,
+    Status,
+    Unit,
+    breakdown,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
     from flopaudit.inputs import ModelInputs
+    from flopaudit.passes import Pass
 
 
 @dataclass
@@ -41,6 +51,7 @@ class RawCount:
     warnings: list[str] = field(default_factory=list)
     extra: Mapping[str, int] = field(default_factory=dict)
     predictions: tuple[RulesetPrediction, ...] = ()
+    phases: tuple[PhaseCount, ...] = ()
 
 
 class Adapter(ABC):
@@ -98,6 +109,11 @@ class Adapter(ABC):
         """Every result-changing option this adapter passes to its backend."""
         return {}
 
+    def train_options(self) -> dict[str, Any]:
+        """The options of a training-step count (default: :meth:`options`); the pass's own
+        (``pass``, ``loss``, ``optimizer``) are added to the result."""
+        return self.options()
+
     def version(self) -> str:
         """Installed version of the backend's distribution ("" if missing)."""
         return self.backend.version()
@@ -129,6 +145,13 @@ class Adapter(ABC):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         """Count ``model(*inputs.args, **inputs.kwargs)``; may change ``model``."""
 
+    def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
+        """Count one training step of ``model`` (:func:`flopaudit.training.train_step`
+        runs it); may change ``model``. Backends whose descriptor lists ``"train"``
+        in :attr:`~flopaudit.adapters.Backend.passes` implement it: ``macs`` the
+        whole step's, ``phases`` split by phase where the backend can tell."""
+        raise NotImplementedError(f"{self.name} declares no training-step count")
+
     def count(
         self,
         model: nn.Module,
@@ -136,17 +159,23 @@ class Adapter(ABC):
         kwargs: Mapping[str, Any] | None = None,
         *,
         model_name: str = "",
+        pass_: Pass | None = None,
     ) -> CountResult:
         """Count one model on one set of inputs; never raises for backend failures.
 
-        The backend works on a deep copy (unless it declares it leaves the
-        model alone, see :attr:`copies_model`), so ``model`` is left as it was.
+        ``pass_`` (default: inference) says what is counted: one forward pass
+        (:meth:`_count`) or one training step (:meth:`_count_train`); a backend
+        that does not count that pass gives ``not applicable``. The backend
+        works on a deep copy (unless it declares it leaves the model alone, see
+        :attr:`copies_model`), so ``model`` is left as it was.
         """
         import torch
 
         from flopaudit.inputs import ModelInputs
         from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
+        from flopaudit.passes import INFERENCE_PASS
 
+        step = pass_ or INFERENCE_PASS
         inputs = ModelInputs.coerce(inputs, kwargs)
         base = dict(
             model=model_name,
@@ -155,8 +184,11 @@ class Adapter(ABC):
             torch_version=str(torch.__version__),  # a plain str: unpickling a TorchVersion imports torch
             unit=self.unit,
             batch_size=inputs.batch_size,
-            options=tuple(sorted((k, repr(v)) for k, v in self.options().items())),
+            options=tuple(sorted((k, repr(v)) for k, v in
+                                 {**(self.train_options() if step.train else self.options()), **step.options()}.items())),
         )
+        if not self.backend.counts(step.kind):
+            return CountResult(status=Status.NOT_APPLICABLE, error=self.backend.pass_reason(step.kind), **base)
         if not self.available():
             return CountResult(status=Status.NOT_APPLICABLE, error=self.backend.missing_reason(), **base)
         start = time.perf_counter()
@@ -167,7 +199,7 @@ class Adapter(ABC):
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                raw = self._count(work, inputs)
+                raw = self._count_train(work, inputs, step) if step.train else self._count(work, inputs)
             side_effects = fingerprint_diff(before, fingerprint(work, exact=False))
         except NotApplicable as exc:
             return CountResult(
@@ -197,6 +229,7 @@ class Adapter(ABC):
             elapsed_s=elapsed,
             extra=breakdown(raw.extra),
             predictions=raw.predictions,
+            phases=raw.phases,
             **base,
         )
 

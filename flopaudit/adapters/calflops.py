@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from flopaudit.inputs import ModelInputs
+    from flopaudit.passes import Pass
 
 
 def walk_totals(model: nn.Module, attribute: str, names: dict[int, str]) -> dict[str, int]:
@@ -111,7 +112,9 @@ BACKEND = Backend(
         "scripted-module": "calflops fails: its forward pre-hooks cannot be registered on a ScriptModule",
     },
     order=110,
+    passes=("inference", "train"),
 )
+
 
 class CalflopsAdapter(Adapter):
     """``calculate_flops(model, args=..., kwargs=..., forward_mode="forward", ...)``.
@@ -130,6 +133,11 @@ class CalflopsAdapter(Adapter):
     it fail). Options: ``include_backPropagation`` (default False, forward
     only; True multiplies FLOPs and MACs by ``1 + compute_bp_factor``, for
     training-step counts) and ``compute_bp_factor`` (2.0).
+
+    A training step (``--pass train``) is calflops' own: the forward counted
+    as above with ``include_backPropagation=True``, so MACs and FLOPs times
+    ``1 + compute_bp_factor``; calflops runs no loss, backward or optimizer
+    step (the ruleset ``calflops:train`` books what that multiple assumes).
     """
 
     backend = BACKEND
@@ -149,7 +157,16 @@ class CalflopsAdapter(Adapter):
             "ignore_modules": None,
         }
 
+    def train_options(self) -> dict[str, Any]:
+        return {**self.options(), "include_backPropagation": True}
+
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        return self._calculate(model, inputs, self.options())
+
+    def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
+        return self._calculate(model, inputs, self.train_options())
+
+    def _calculate(self, model: nn.Module, inputs: ModelInputs, opts: dict[str, Any]) -> RawCount:
         import calflops.calculate_pipline as pipeline_module
         from calflops import calculate_flops
         from calflops.calculate_pipline import CalFlopsPipline
@@ -161,7 +178,6 @@ class CalflopsAdapter(Adapter):
         if next(model.parameters(), None) is None:
             raise BackendFailure("calflops reads next(model.parameters()).device: a model without parameters "
                                "raises StopIteration there")
-        opts = self.options()
         names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = CalFlopsPipline.end_flops_calculate
@@ -188,8 +204,8 @@ class CalflopsAdapter(Adapter):
                 )
         finally:
             CalFlopsPipline.end_flops_calculate = original_end  # type: ignore[method-assign]
-        if self.include_backPropagation:
-            factor = 1 + self.compute_bp_factor
+        if opts["include_backPropagation"]:
+            factor = 1 + opts["compute_bp_factor"]
             per_module = {k: round(v * factor) for k, v in per_module.items()}
         return RawCount(
             raw_total=macs,

@@ -91,13 +91,32 @@ class Backend:
     order: int = 1000
     """Position among the backends: columns, tables and the default backend list are sorted by
     it (then by name); the reference has 0 and comes first."""
+    passes: tuple[str, ...] = ("inference",)
+    """What the backend counts (:data:`flopaudit.passes.PASSES`): ``inference`` (one forward
+    pass) and/or ``train`` (one training step, :meth:`Adapter._count_train`). A run counts
+    with the backends of its pass by default; a backend asked for another pass is ``not
+    applicable`` with :meth:`pass_reason`."""
 
     def __post_init__(self) -> None:
         if not self.name or not self.adapter or not self.module:
             raise ValueError(f"backend {self.name!r}: name, adapter and module are required")
+        from flopaudit.passes import PASSES
+
+        if not self.passes or set(self.passes) - set(PASSES):
+            raise ValueError(f"backend {self.name!r}: passes must be a non-empty subset of {PASSES}")
         if not isinstance(self.unit, Unit) or not isinstance(self.granularity, Granularity):
             raise TypeError(f"backend {self.name!r}: unit and granularity must be records.Unit and records.Granularity")
         object.__setattr__(self, "known_divergences", dict(self.known_divergences))
+
+    def counts(self, kind: str) -> bool:
+        """Whether the backend counts passes of ``kind`` (``"inference"``, ``"train"``)."""
+        return kind in self.passes
+
+    def pass_reason(self, kind: str) -> str:
+        """Why the backend does not count a pass of ``kind`` (for ``not applicable`` results)."""
+        if kind == "train":
+            return f"{self.name} counts a forward pass only, not a training step"
+        return f"{self.name} counts training steps only: count with --pass train (pass_='train')"
 
     def version(self) -> str:
         """Installed version of the backend's distribution ("" if it is not installed)."""

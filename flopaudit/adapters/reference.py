@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.module_paths import layer_differences
-from flopaudit.records import CauseKind, Granularity, RuleContribution, RulesetPrediction, Unit
+from flopaudit.records import CauseKind, Granularity, PhaseCount, RuleContribution, RulesetPrediction, Unit, breakdown
 
 if TYPE_CHECKING:
     from torch import nn
 
     from flopaudit.inputs import ModelInputs
+    from flopaudit.passes import Pass
 
 BACKEND = Backend(
     name="reference",
@@ -26,6 +27,7 @@ BACKEND = Backend(
     # 64th (data-dependent-branch) cannot run on meta at all.
     meta=MetaSupport(True),
     order=0,
+    passes=("inference", "train"),
 )
 
 
@@ -37,6 +39,11 @@ class ReferenceAdapter(Adapter):
     FLOPs alone, bytes read/written and trainable parameters. Per-module
     MACs are inclusive of children; unsupported operators are listed with
     their call counts.
+
+    A training step (:meth:`_count_train`) is counted the same way over all
+    its phases, with ``phases`` splitting it (MACs and extra FLOPs in all,
+    MACs per module and per operator) and the predictions of the backends
+    that count training steps.
     """
 
     backend = BACKEND
@@ -47,37 +54,57 @@ class ReferenceAdapter(Adapter):
     def options(self) -> dict[str, object]:
         return {"ruleset": "canonical", "no_grad": True}
 
+    def train_options(self) -> dict[str, object]:
+        return {"ruleset": "canonical"}  # a training step runs with autograd on
+
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         from flopaudit.reference import count
 
         lazy = lazy_classes(model)
         result = count(model, inputs, ruleset="canonical", no_grad=True)
-        predictions = predict_backends(model, inputs, result, lazy)
-        warnings = list(result.notes)
-        if result.traced_custom_ops:
-            traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
-            warnings.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
-        if result.unsupported:
-            calls = sum(result.unsupported.values())
-            warnings.append(f"{len(result.unsupported)} operator(s) without a formula ({calls} calls) counted as 0")
-        return RawCount(
-            raw_total=result.macs,
-            macs=result.macs,
-            params=result.params.unique,
-            per_module=result.module_macs(),
-            per_op=result.op_macs(),
-            unsupported=dict(result.unsupported),
-            warnings=warnings,
-            extra={
-                "flops": result.flops,
-                "extra_flops": result.extra_flops,
-                "bytes_read": result.totals.bytes_read,
-                "bytes_written": result.totals.bytes_written,
-                "params_trainable": result.params.trainable,
-                **category_facts(result),
-            },
-            predictions=predictions,
+        return raw_count(result, predict_backends(model, inputs, result, lazy))
+
+    def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
+        from flopaudit.reference import count
+
+        lazy = lazy_classes(model)
+        result = count(model, inputs, ruleset="canonical", pass_=step)
+        raw = raw_count(result, predict_backends(model, inputs, result, lazy))
+        raw.phases = tuple(
+            PhaseCount(name, s.total.macs, s.total.extra_flops, breakdown({k: v.macs for k, v in s.per_module.items()}),
+                       breakdown({k: v.macs for k, v in s.per_op.items()}))
+            for name, s in result.phases.items()
         )
+        return raw
+
+
+def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...]) -> RawCount:
+    """What the adapter reports of a reference count (a forward pass or a training step)."""
+    warnings = list(result.notes)
+    if result.traced_custom_ops:
+        traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
+        warnings.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
+    if result.unsupported:
+        calls = sum(result.unsupported.values())
+        warnings.append(f"{len(result.unsupported)} operator(s) without a formula ({calls} calls) counted as 0")
+    return RawCount(
+        raw_total=result.macs,
+        macs=result.macs,
+        params=result.params.unique,
+        per_module=result.module_macs(),
+        per_op=result.op_macs(),
+        unsupported=dict(result.unsupported),
+        warnings=warnings,
+        extra={
+            "flops": result.flops,
+            "extra_flops": result.extra_flops,
+            "bytes_read": result.totals.bytes_read,
+            "bytes_written": result.totals.bytes_written,
+            "params_trainable": result.params.trainable,
+            **category_facts(result),
+        },
+        predictions=predictions,
+    )
 
 
 _EVAL_BATCH_NORM_FORMULAS = ("batch_norm", "batch_norm_eval")
@@ -140,7 +167,10 @@ Pass = tuple[bool, bool, bool]
 
 def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                      lazy: dict[str, tuple[str, str]] | None = None) -> tuple[RulesetPrediction, ...]:
-    """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.pricing`).
+    """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.pricing`):
+    for a training step, the rulesets of the backends that count training steps,
+    on a training step recorded the way the backend runs it (closed-form rules
+    of thumb also read :func:`flopaudit.rules_of_thumb.model_facts`).
 
     Each ruleset reads a recording made the way its backend runs the model:
     autograd on or off (``Ruleset.grad_enabled``; eval-mode fused kernels
@@ -167,6 +197,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     that inspects its hooks or the grad mode in other ways is outside these
     shortcuts.
     """
+    from flopaudit.errors import NotApplicable
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
     from flopaudit.reference.inventory import inventory
@@ -175,12 +206,13 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     from flopaudit.reference.pricing import predict, with_cause
     from flopaudit.reference.rulesets import VALUE_CORRECTIONS
 
-    rulesets = backend_rulesets()
+    step = result.pass_
+    rulesets = backend_rulesets(step.kind)
     hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
     training = any(m.training for m in model.modules())
 
     def key(ruleset: Any) -> Pass:
-        grad = ruleset.grad_enabled
+        grad = ruleset.grad_enabled or step.train
         if ruleset.eval_mode and training:  # another path: its hook-sensitive ops are not known yet
             return grad, ruleset.module_hooks and not grad, True
         return grad, ruleset.module_hooks and not grad and hook_sensitive, False
@@ -194,21 +226,30 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
             traced.add(k)
     recordings: dict[Pass, Any] = {}
     dead: dict[Pass, frozenset[int] | None] = {}
-    canonical = (False, False, False)
-    if not patches.get(canonical) and canonical not in traced:
-        recordings[canonical] = result  # the canonical pass already is the autograd-off, hook-free one
+    own = (step.train, False, False)  # the pass the reference recorded: a training step records with autograd on
+    if not patches.get(own) and own not in traced:
+        recordings[own] = result
+    facts = None
+    if any(r.closed_form for r in rulesets.values()):
+        from flopaudit.rules_of_thumb import model_facts
+
+        facts = model_facts(model, inputs)
     out = []
     modules = None
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
         if source is None:
-            source, dead[k] = _record_pass(model, inputs, k, patches[k], k in traced)
+            source, dead[k] = _record_pass(model, inputs, k, patches[k], k in traced, step)
             recordings[k] = source
         if modules is None:
             modules = inventory(model, lazy)
         calls = _as_registered(source.module_call_records, lazy or {})
-        prediction = predict(source.events, calls, ruleset, backend, batch_size=inputs.batch_size, modules=modules)
+        try:
+            prediction = predict(source.events, calls, ruleset, backend, batch_size=inputs.batch_size,
+                                 modules=modules, facts=facts)
+        except NotApplicable:
+            continue  # a rule of thumb that does not apply to this model (its backend says so too)
         if ruleset.drops_dead_code and dead.get(k):
             prediction = without_dead_work(prediction, source.events, dead[k] or (), ruleset)
         for name in ruleset.value_corrections:
@@ -222,7 +263,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
 
 
 def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[str, ...],
-                 liveness: bool) -> tuple[Any, frozenset[int] | None]:
+                 liveness: bool, step: Any) -> tuple[Any, frozenset[int] | None]:
     """One recording for the rulesets sharing ``key`` (autograd on, module
     hooks, eval mode); with ``liveness``, also the indices of its events whose
     work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`).
@@ -236,9 +277,9 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
         model.eval()
     try:
         if not liveness:
-            return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks), None
+            return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step), None
         with LivenessMode(model, inputs.tensors()) as mode:
-            source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks)
+            source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step)
         return source, dead_events(source.events, mode)
     finally:
         for m, training in modes:

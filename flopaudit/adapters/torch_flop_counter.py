@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.adapters.base import Adapter, RawCount, count_params
 from flopaudit.adapters.descriptor import META_DISPATCH_NOTE, Backend, MetaSupport
 from flopaudit.module_paths import first_names, relative_path
-from flopaudit.records import Granularity, Unit
+from flopaudit.records import Granularity, PhaseCount, Unit
 
 if TYPE_CHECKING:
     from torch import nn
 
     from flopaudit.inputs import ModelInputs
+    from flopaudit.passes import Pass
 
 BACKEND = Backend(
     name="torch-flop-counter",
@@ -54,7 +55,30 @@ BACKEND = Backend(
     meta=MetaSupport(True, META_DISPATCH_NOTE),
     unit_note="reports FLOPs (2 per multiply-add); normalised to MACs by halving",
     order=60,
+    passes=("inference", "train"),
 )
+
+class PhaseTotals:
+    """:class:`~flopaudit.training.StepHooks` reading a ``FlopCounterMode``'s total at each phase boundary."""
+
+    def __init__(self, counter: Any) -> None:
+        self.counter = counter
+        self.marks: list[tuple[str, int]] = []
+
+    def phase(self, name: str) -> None:
+        self.marks.append((name, int(self.counter.get_total_flops())))
+
+    def optimizer_tensors(self, owners: Any) -> None:
+        pass
+
+    def phases(self) -> tuple[PhaseCount, ...]:
+        """FLOPs between consecutive marks, halved to MACs, per phase (phases with nothing in them kept)."""
+        out = []
+        for (name, start), (_, end) in zip(self.marks, self.marks[1:]):
+            if name:
+                out.append(PhaseCount(name, (end - start) // 2))
+        return tuple(out)
+
 
 GLOBAL = "Global"
 """``get_flop_counts()`` key for everything counted inside the context."""
@@ -98,6 +122,11 @@ class TorchFlopCounterAdapter(Adapter):
     mode with autograd enabled (the way torch's documentation uses the
     counter; with ``grad_enabled=False``, inference fast paths such as
     ``nn.MultiheadAttention``'s fused kernel run instead and count 0).
+
+    A training step (:meth:`_count_train`) is :func:`flopaudit.training.train_step`
+    inside the mode (forward, loss, backward, optimizer step on a copy of the
+    model), as torch's documentation counts a training step; ``phases`` holds
+    the counter's total between phase boundaries, halved.
     """
 
     backend = BACKEND
@@ -117,6 +146,25 @@ class TorchFlopCounterAdapter(Adapter):
         grad = contextlib.nullcontext() if self.grad_enabled else torch.no_grad()
         with grad, counter:
             model(*inputs.args, **inputs.kwargs)
+        return self._raw(counter, model)
+
+    def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from flopaudit.training import train_step
+
+        opts = self.options()
+        counter = FlopCounterMode(depth=opts["depth"], display=opts["display"])
+        marks = PhaseTotals(counter)
+        with counter:
+            notes = train_step(model, inputs, step, hooks=marks).notes
+        raw = self._raw(counter, model)
+        raw.warnings.extend(notes)
+        raw.phases = marks.phases()
+        return raw
+
+    def _raw(self, counter: Any, model: nn.Module) -> RawCount:
+        """What the adapter reports of a counter's counts."""
         counts = counter.get_flop_counts()
         raw_total = int(counter.get_total_flops())
         messages: list[str] = []

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.errors import UserError
+from flopaudit.passes import OPTIMIZERS, PASSES, Pass, check_callable_spec
 
 if TYPE_CHECKING:
     from flopaudit.execution.refs import CaseRef
@@ -62,8 +63,34 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mode", choices=MODES, default=None,
-        help="count every model in this mode (default: eval, except zoo cases made to count in train mode)",
+        help="the model's own mode, model.train() or model.eval() (dropout, batch-norm statistics), not what "
+             "is counted: that is --pass (default: eval, except zoo cases made to count in train mode; "
+             "train with --pass train)",
     )
+    add_pass_args(parser)
+
+
+def add_pass_args(parser: argparse.ArgumentParser) -> None:
+    """--pass/--loss/--optimizer: what each backend counts (see flopaudit.passes)."""
+    parser.add_argument(
+        "--pass", dest="pass_kind", choices=PASSES, default="inference",
+        help="what is counted: one forward pass (inference, the default) or one training step (train: forward, "
+             "loss, backward, optional optimizer step), with the backends that count it; the model's mode is "
+             "--mode's (train by default with --pass train)",
+    )
+    parser.add_argument(
+        "--loss", metavar="MODULE:FUNCTION",
+        help="with --pass train: the loss, a function of the model's output returning a scalar tensor "
+             "(default: the sum of the output's floating tensors)",
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help="with --pass train: also count one optimizer step (torch defaults, lr=1e-3)")
+
+
+def pass_from_args(args: argparse.Namespace) -> Pass:
+    """The :class:`~flopaudit.passes.Pass` the arguments ask for (a bad combination is a user error)."""
+    return Pass(getattr(args, "pass_kind", None) or "inference", getattr(args, "loss", None),
+                getattr(args, "optimizer", None))
 
 
 def add_count_args(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
@@ -111,9 +138,7 @@ def selection_from_args(args: argparse.Namespace) -> list[CaseRef]:
 
 def check_spec(spec: str, what: str) -> None:
     """``module:function`` must name both parts (importing happens in a worker, not here)."""
-    module, _, attr = spec.partition(":")
-    if not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
-        raise UserError(f"cannot read {what} {spec!r}: expected 'module:function'")
+    check_callable_spec(spec, what)
 
 
 def strict_inputs(args: argparse.Namespace) -> bool:
@@ -122,9 +147,11 @@ def strict_inputs(args: argparse.Namespace) -> bool:
 
 
 def backends_from_args(args: argparse.Namespace) -> list[str]:
-    from flopaudit.adapters import backend_names, get_backend
+    """The backends named, or every backend that counts the pass asked for."""
+    from flopaudit.adapters import get_backend
+    from flopaudit.run import default_backends
 
-    names = split_list(args.backends) or list(backend_names())
+    names = split_list(args.backends) or default_backends(pass_from_args(args).kind)
     for name in names:
         get_backend(name)  # raises UserError listing the valid names
     return names

@@ -1,4 +1,4 @@
-"""flopaudit backends: list backends with version, unit, granularity and availability.
+"""flopaudit backends: list backends with version, unit, granularity, the passes they count and availability.
 
 Read from the backends' descriptors: no backend (and not torch) is imported.
 """
@@ -23,6 +23,7 @@ def main(args: argparse.Namespace) -> int:
     for b in backends().values():
         available = "yes" if b.available() else f"no ({b.missing_reason()})"
         unit = b.unit.value if b.counts_macs else "none (params)"
-        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value, available])
-    print(format_table(["backend", "distribution", "version", "unit", "granularity", "available"], rows))
+        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value,
+                     ", ".join(b.passes), available])
+    print(format_table(["backend", "distribution", "version", "unit", "granularity", "counts", "available"], rows))
     return 0

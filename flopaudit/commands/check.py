@@ -19,6 +19,7 @@ from flopaudit.commands._common import add_count_args, plain, split_list
 from flopaudit.commands.snapshot import count_options
 from flopaudit.errors import UserError
 from flopaudit.fail_on import add_fail_on_argument, check_failures, classes_from_args, report_failures
+from flopaudit.passes import PASSES
 
 if TYPE_CHECKING:
     from flopaudit.goldens.record import Golden
@@ -53,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--models", "-m", nargs="+", metavar="MODEL", help="check only goldens of these model ids or globs")
     p.add_argument("--backends", "-b", nargs="+", metavar="BACKEND", help="check only goldens of these backends")
+    p.add_argument("--pass", dest="pass_kind", choices=PASSES, default=None,
+                   help="check only goldens of this pass (default: all; each is counted again in its own pass)")
     p.add_argument("--accept", action="store_true", help="rewrite drifted goldens with the new counts")
     p.add_argument("--max-rows", type=int, default=20, metavar="N", help="diff rows shown per section (default 20)")
     add_fail_on_argument(p, "drift")
@@ -82,6 +85,10 @@ def main(args: argparse.Namespace) -> int:
     root = Path(args.goldens)
     models, backends = split_list(args.models), split_list(args.backends)
     entries = load_selection(root, models, backends)
+    if args.pass_kind:
+        entries = [(path, g) for path, g in entries if g.pass_.kind == args.pass_kind]
+        if not entries:
+            raise UserError(f"no golden in {root} of a {args.pass_kind} pass matches the selection")
     goldens = [g for _, g in entries]
     runs: list = []
     current = recount(goldens, runs=runs, also=("reference",) if "unexplained" in fail_on else (),
@@ -95,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         print(d.render(max_rows=args.max_rows))
         if not args.accept:
             print(f"  golden: {path}")
-            print(f"  accept: {accept_command(root, d.golden.model, d.golden.backend)}")
+            print(f"  accept: {accept_command(root, d.golden.model, d.golden.backend, d.golden.pass_.kind)}")
             print(f"  or regenerate: {golden_snapshot_command(d.golden, out_dir)}")
     drifted = [k for k, d in enumerate(diffs) if d.drifted]
     print(summarize(diffs) + (f" (tolerance {tolerance:g})" if tolerance else ""))
@@ -106,9 +113,12 @@ def main(args: argparse.Namespace) -> int:
     return report_failures(check_failures(diffs, fail_on, runs), fail_on)
 
 
-def accept_command(root: Path, model: str, backend: str) -> str:
+def accept_command(root: Path, model: str, backend: str, kind: str = "inference") -> str:
     """The ``flopaudit check ... --accept`` line that rewrites one drifted golden."""
-    return shlex.join(["flopaudit", "check", "--goldens", str(root), "--models", model, "--backends", backend, "--accept"])
+    argv = ["flopaudit", "check", "--goldens", str(root), "--models", model, "--backends", backend]
+    if kind == "train":
+        argv += ["--pass", "train"]
+    return shlex.join([*argv, "--accept"])
 
 
 def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -> list[Entry]:
@@ -180,13 +190,13 @@ def rewrite(entries: Sequence[Entry], current: Sequence[Golden]) -> list[Path]:
     """Write ``current[k]`` over the golden ``entries[k]``; other records of a shared file are kept."""
     from flopaudit.goldens import read_golden_file, write_goldens
 
-    by_path: dict[Path, dict[tuple[str, str], Golden]] = {}
+    by_path: dict[Path, dict[tuple[str, str, str], Golden]] = {}
     for (path, g), c in zip(entries, current):
-        by_path.setdefault(path, {})[(g.model, g.backend)] = c
+        by_path.setdefault(path, {})[(g.model, g.backend, g.pass_.kind)] = c
     written = []
     for path, replacements in by_path.items():
         records = list(read_golden_file(path).goldens)
-        new = [replacements.get((r.model, r.backend), r) for r in records]
+        new = [replacements.get((r.model, r.backend, r.pass_.kind), r) for r in records]
         write_goldens(path, new)
         written.append(path)
     return written

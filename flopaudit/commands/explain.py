@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from flopaudit.commands._common import MODES, add_count_args, add_parser
+from flopaudit.commands._common import MODES, add_count_args, add_parser, add_pass_args
 
 if TYPE_CHECKING:
     from flopaudit.reports.model import Cause, CellExplanation
@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", metavar="RESULTS.json", help="explain from an earlier run instead of counting now")
     p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
     p.add_argument("--inputs", metavar="MODULE:FUNCTION", help="inputs factory")
-    p.add_argument("--mode", choices=MODES, default=None, help="count in this mode (default: the case's own, eval)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="the model's mode, train() or eval(), not what is counted (--pass) "
+                        "(default: the case's own, eval; train with --pass train)")
+    add_pass_args(p)
     add_count_args(p)
     p.add_argument("--tolerance", type=float, default=0.0, metavar="REL",
                    help="relative difference still classified as agreeing (default: 0, exact)")
@@ -83,12 +86,14 @@ def format_explanation(c: CellExplanation) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from flopaudit.adapters import get_backend
+    from flopaudit.commands._common import pass_from_args
     from flopaudit.errors import UserError
     from flopaudit.reports import build_report
 
     backends = [b for b in args.backend if b != "reference"]
     for b in backends:
         get_backend(b)
+    step = pass_from_args(args)
     if args.results:
         from flopaudit.results_io import load_results
 
@@ -103,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
         args.models, args.tags, args.full = [args.model], None, False
         refs = selection_from_args(args)
         run = run_audit(refs[:1], ["reference", *backends], strict_inputs=strict_inputs(args), mode=args.mode,
-                        **count_options(args))
+                        pass_=step, **count_options(args))
     report = build_report(run, args.tolerance)
     for b in backends:
         cell = report.cell(args.model, b)

@@ -27,6 +27,7 @@ from flopaudit.commands._common import (
     backends_from_args,
     default_jobs,
     parse_jobs,
+    pass_from_args,
     selection_from_args,
     strict_inputs,
 )
@@ -45,6 +46,7 @@ EPILOG = """examples:
   flopaudit run --jobs 8 --shard 1/2 --out part1   # then: flopaudit merge part1 part2 --out all
   flopaudit run --meta --models mypkg.models:build_7b --inputs mypkg.models:tokens
   flopaudit run --models vit_b_16 --device cuda --dtype bfloat16 --cost
+  flopaudit run --models gpt2 --pass train --optimizer adamw   # one training step
 cells show MACs (multiply-accumulates for the whole batch, K/M/G-scaled; every
 backend normalised to that unit) and in brackets the ratio to the reference
 counter's canonical count; under the table, the verdict for each model.
@@ -87,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
     from flopaudit.results_io import check_writable
 
     fail_on = classes_from_args(args)
+    pass_from_args(args)  # a bad --pass/--loss/--optimizer combination is a usage error, before anything else
     weights = check_cost_args(args)
     refs = selection_from_args(args)
     backends = backends_from_args(args)
@@ -115,7 +118,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def check_cost_args(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
-    """--meta with another device, --cost on the meta device or on Dask, --weights without --cost: usage errors.
+    """--meta with another device, --cost on the meta device, on Dask or with --pass train, --weights without
+    --cost: usage errors.
     Returns the parsed --weights."""
     from flopaudit.measure.matrix import parse_weights
 
@@ -124,6 +128,8 @@ def check_cost_args(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
     if args.cost and (args.meta or args.dask_scheduler):
         raise UserError(f"--cost measures real passes: it cannot be combined with "
                         f"{'--meta' if args.meta else '--dask-scheduler'}")
+    if args.cost and pass_from_args(args).train:
+        raise UserError("--cost measures forward passes: it cannot be combined with --pass train")
     if args.weights and not args.cost:
         raise UserError("--weights weighs the decision matrix of --cost: add --cost")
     return parse_weights(args.weights) if args.weights else ()
@@ -137,7 +143,7 @@ def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache:
     options = dict(timeout=args.timeout, isolate=not args.no_isolation, strict_inputs=strict_inputs(args),
                    progress=progress, cache=cache, max_memory_gb=args.max_memory,
                    meta=getattr(args, "meta", False), mode=args.mode, device=getattr(args, "device", "cpu"),
-                   dtype=getattr(args, "dtype", "float32"))
+                   dtype=getattr(args, "dtype", "float32"), pass_=pass_from_args(args))
     if getattr(args, "cost", False):
         from flopaudit.execution.protocol import CostRequest
         from flopaudit.run import DEFAULT_COST_TIMEOUT_S
@@ -238,7 +244,11 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
         ref_r = run.result(m, "reference")
         ref = ref_r.macs if ref_r and ref_r.ok else None
         rows.append([m] + [_cell(run.result(m, b), ref) for b in backends])
-    lines = [format_table(["model \\ MACs"] + backends, rows, align="l" + "r" * len(backends))]
+    step = dict(run.environment).get("pass")
+    corner = "model \\ training-step MACs" if step else "model \\ MACs"
+    lines = [format_table([corner] + backends, rows, align="l" + "r" * len(backends))]
+    if step:
+        lines.insert(0, f"counted: one {step}")
     problems = [r for r in run.results if r.status is not Status.OK]
     if problems:
         lines.append("")

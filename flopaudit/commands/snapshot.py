@@ -1,6 +1,7 @@
 """flopaudit snapshot: write golden files, one per (model, backend).
 
-Each file ``<model>--<backend>.json`` holds the counts as integers (total
+Each file ``<model>--<backend>.json`` (``<model>--<backend>.train.json`` for
+a training step, --pass train) holds the counts as integers (total
 MACs, the backend's raw total, params, per-op and per-module counts,
 unsupported ops) with the backend and torch versions they came from; a count
 that failed keeps its status and the first line of its error. Files are
@@ -19,6 +20,7 @@ from flopaudit.commands._common import (
     add_parser,
     add_selection_args,
     default_jobs,
+    pass_from_args,
     selection_from_args,
     split_list,
     strict_inputs,
@@ -41,18 +43,20 @@ def count_options(args: argparse.Namespace) -> dict:
                 jobs=1 if args.no_isolation else (args.jobs or default_jobs()))
 
 
-def resolve_backends(requested: list[str]) -> tuple[list[str], list[str]]:
+def resolve_backends(requested: list[str], kind: str = "inference") -> tuple[list[str], list[str]]:
     """(backends to run, notes on skipped ones).
 
     Named backends must load and be installed (else :class:`UserError`);
-    with none named, every backend that loads and is installed is used.
+    with none named, every backend that loads, is installed and counts
+    passes of ``kind`` is used.
     """
-    from flopaudit.adapters import backend_names, get_backend
+    from flopaudit.adapters import get_backend
     from flopaudit.goldens.recount import loadable
+    from flopaudit.run import default_backends
 
     chosen: list[str] = []
     skipped: list[str] = []
-    for name in requested or backend_names():
+    for name in requested or default_backends(kind):
         why = loadable(name)  # UserError for an unknown name
         if why is None and not get_backend(name).available():
             why = get_backend(name).missing_reason()
@@ -77,16 +81,17 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory")
+    step = pass_from_args(args)
     cases = selection_from_args(args)
-    backends, skipped = resolve_backends(split_list(args.backends))
+    backends, skipped = resolve_backends(split_list(args.backends), step.kind)
     for note in skipped:
         print(note, file=sys.stderr)
     check_writable(out)
     shape = parse_shape(args.input_shape) if args.input_shape else None
     goldens = snapshot(cases, backends, input_shape=shape, inputs_factory=args.inputs,
-                       strict_inputs=strict_inputs(args), mode=args.mode, **count_options(args))
+                       strict_inputs=strict_inputs(args), mode=args.mode, pass_=step, **count_options(args))
     for g in goldens:
-        path = out / golden_filename(g.model, g.backend)
+        path = out / golden_filename(g.model, g.backend, g.pass_.kind)
         text = goldens_to_json([g])
         old = path.read_text(encoding="utf-8") if path.is_file() else None
         if old != text:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flopaudit.measure.records import ModelCost
+from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult
 
 if TYPE_CHECKING:
@@ -74,16 +75,25 @@ def local_case(ref: LocalCase) -> object:
 
 @dataclass(frozen=True)
 class CaseSettings:
-    """How a case is built: user-chosen (strict) inputs, meta device, forced train/eval mode."""
+    """How a case is built and what is counted: user-chosen (strict) inputs, meta device,
+    forced train/eval mode, and the pass (one forward pass or one training step)."""
 
     strict_inputs: bool = False
     meta: bool = False
     mode: str | None = None
-    """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it."""
+    """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it
+    (a training step: train mode)."""
     device: str = "cpu"
     """Where the model and its inputs are put after building (``cpu``, ``cuda``, ``cuda:1``)."""
     dtype: str = "float32"
     """The floating dtype the model's parameters, buffers and floating inputs are cast to."""
+    pass_: Pass = INFERENCE_PASS  # noqa: RUF009 - frozen, so one shared default is safe
+    """What each backend counts: one forward pass, or one training step (:mod:`flopaudit.passes`)."""
+
+    @property
+    def effective_mode(self) -> str | None:
+        """The mode the model is put in: ``mode``, else train mode for a training step."""
+        return self.mode or ("train" if self.pass_.train else None)
 
 
 DEVICES = ("cpu", "cuda")

@@ -24,6 +24,7 @@ from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import run_isolated
 from flopaudit.measure.records import ModelCost
+from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status
 from flopaudit.zoo.case import ModelCase
 from flopaudit.zoo.select import check_runs
@@ -38,8 +39,10 @@ def count_one(
     timeout: float | None = None,
     isolate: bool = True,
     max_memory_gb: float | None = None,
+    pass_: Pass | None = None,
 ) -> CountResult:
-    """Count ``model`` with one backend; crashes and hangs become statuses.
+    """Count ``model`` with one backend (``pass_``: one forward pass by default, or one
+    training step); crashes and hangs become statuses.
 
     With ``isolate`` the count runs in a forked child process bounded by
     ``timeout`` seconds (the model stays in this process, the child sees a
@@ -51,7 +54,7 @@ def count_one(
     adapter = get_adapter(backend)
     inputs = ModelInputs.coerce(inputs)
     if not isolate:
-        return adapter.count(model, inputs, model_name=model_name)
+        return adapter.count(model, inputs, model_name=model_name, pass_=pass_)
     adapter.preload()  # imported here once, not in every forked child
 
     def work() -> CountResult:
@@ -59,7 +62,7 @@ def count_one(
             from flopaudit.execution.memory import limit_memory
 
             limit_memory(max_memory_gb)
-        return adapter.count(model, inputs, model_name=model_name)
+        return adapter.count(model, inputs, model_name=model_name, pass_=pass_)
 
     outcome = run_isolated(work, timeout)
     if outcome.status == "ok":
@@ -80,13 +83,14 @@ def name_memory_error(result: CountResult, max_memory_gb: float | None) -> Count
     return result
 
 
-def _time_forward(model: nn.Module, inputs: ModelInputs, device: str = "cpu") -> float:
+def _time_forward(model: nn.Module, inputs: ModelInputs, device: str = "cpu") -> tuple[float, Any]:
+    """Seconds one forward pass takes, and its output."""
     start = time.perf_counter()
     with torch.no_grad():
-        model(*inputs.args, **inputs.kwargs)
+        output = model(*inputs.args, **inputs.kwargs)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, output
 
 
 def place(model: nn.Module, inputs: ModelInputs, device: str, dtype: str) -> tuple[nn.Module, ModelInputs]:
@@ -125,6 +129,7 @@ class PreparedCase:
     placement: tuple[tuple[str, str], ...] = ()
     """``(("device", ...), ("dtype", ...))`` when the case was put elsewhere than the CPU in float32:
     recorded in each count's options."""
+    pass_: Pass = INFERENCE_PASS
 
 
 def _first_line(exc: BaseException) -> str:
@@ -142,8 +147,11 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     the user's mistakes: :class:`~flopaudit.errors.UserError`. With
     ``settings.meta`` the model and inputs are built on the meta device and
     ``forward_s`` is left empty (a forward pass there computes nothing);
-    ``settings.mode`` forces train or eval mode. ``on_phase`` is called
-    between building the model and running it.
+    ``settings.mode`` forces train or eval mode (a training step: train mode
+    unless the mode is given). A training step's user loss is loaded and
+    applied to the trial output: one that cannot be read, raises or returns
+    no scalar tensor is a :class:`~flopaudit.errors.UserError`. ``on_phase``
+    is called between building the model and running it.
     """
     settings = settings or CaseSettings()
     tags = tuple(sorted(case.tags))
@@ -163,8 +171,9 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         where = " on the meta device (run it without --meta)" if settings.meta else ""
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
-    if settings.mode is not None:
-        model.train(settings.mode == "train")
+    mode = settings.effective_mode
+    if mode is not None:
+        model.train(mode == "train")
     if not settings.meta:
         model, inputs = place(model, inputs, settings.device, settings.dtype)
     if on_phase is not None:
@@ -172,7 +181,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     try:
         if settings.strict_inputs:
             check_runs(case, model, inputs, meta=settings.meta)
-        forward_s = _time_forward(model, inputs, settings.device)
+        forward_s, output = _time_forward(model, inputs, settings.device)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -183,13 +192,19 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         else:
             message = f"model failed to run: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+    if settings.pass_.loss is not None:
+        from flopaudit.training import check_loss
+
+        with torch.no_grad():
+            check_loss(settings.pass_.loss, output)
+    del output
     info = CaseInfo(
         case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,
         None if settings.meta else forward_s,
     )
     placed = (settings.device, settings.dtype) != ("cpu", "float32") and not settings.meta
     placement = (("device", settings.device), ("dtype", settings.dtype)) if placed else ()
-    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement)
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement, settings.pass_)
 
 
 def count_prepared(
@@ -212,7 +227,7 @@ def count_prepared(
         return failed_result(prepared.case_id, backend, Status.ERROR, prepared.info.error or "model not built")
     if not prepared.meta:
         r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                      isolate=isolate, max_memory_gb=max_memory_gb)
+                      isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
@@ -223,7 +238,7 @@ def count_prepared(
         return failed_result(prepared.case_id, backend, Status.NOT_APPLICABLE,
                              f"cannot count on the meta device: {support.note}", prepared.inputs.batch_size)
     r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                  isolate=isolate, max_memory_gb=max_memory_gb)
+                  isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
     notes = prepared.notes + ((support.note,) if support.note and r.ok else ())
     return dataclasses.replace(
         r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes

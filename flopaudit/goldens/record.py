@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from flopaudit.passes import Pass
 from flopaudit.records import Breakdown, CountResult, Status, breakdown
 
 SCHEMA = "flopaudit.golden"
@@ -21,8 +22,8 @@ SCHEMA_VERSION = 1
 
 SCALAR_COUNTS = ("macs", "raw_total", "params", "batch_size")
 """Integer fields compared between a golden and a fresh count (``macs`` first: it is "the total")."""
-BREAKDOWNS = ("per_op", "per_module", "unsupported", "extra")
-"""Name -> integer mappings compared key by key."""
+BREAKDOWNS = ("per_op", "per_module", "unsupported", "extra", "phases")
+"""Name -> integer mappings compared key by key (``phases``: a training step's MACs per phase)."""
 
 
 class GoldenError(ValueError):
@@ -39,7 +40,10 @@ class Golden:
     average, loses its fraction here). ``input_shape``/``inputs_factory``
     record how the inputs were chosen when they were not the zoo's own, so
     that ``flopaudit check`` rebuilds the same case. A failed count keeps
-    its ``status`` and the first line of its ``error`` and no counts.
+    its ``status`` and the first line of its ``error`` and no counts. A
+    training step's golden records its pass in ``options`` (``pass``,
+    ``loss``, ``optimizer``) and its MACs per phase in ``phases``; an
+    inference golden has neither.
     """
 
     model: str
@@ -62,10 +66,16 @@ class Golden:
     per_module: Breakdown = ()
     unsupported: Breakdown = ()
     extra: Breakdown = ()
+    phases: Breakdown = ()
 
     @property
     def ok(self) -> bool:
         return self.status == Status.OK.value
+
+    @property
+    def pass_(self) -> Pass:
+        """The pass the golden was counted in (from its options; inference when they say none)."""
+        return Pass.from_options(self.options)
 
     @classmethod
     def from_result(
@@ -100,6 +110,7 @@ class Golden:
             per_module=result.per_module if ok else (),
             unsupported=result.unsupported if ok else (),
             extra=result.extra if ok else (),
+            phases=breakdown({p.phase: p.macs for p in result.phases}) if ok else (),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +118,8 @@ class Golden:
         out: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "phases" and not value:
+                continue  # an inference golden reads as it always has
             if f.name in BREAKDOWNS or f.name == "options":
                 value = dict(value)
             elif f.name == "input_shape" and value is not None:
@@ -143,7 +156,7 @@ class Golden:
 
 _OPTIONAL = {
     "inputs", "input_shape", "inputs_factory", "options", "error", "macs", "raw_total", "params",
-    "batch_size", "per_op", "per_module", "unsupported", "extra",
+    "batch_size", "per_op", "per_module", "unsupported", "extra", "phases",
 }
 _STRINGS = {"model", "backend", "backend_distribution", "backend_version", "torch_version", "unit", "status", "inputs"}
 

@@ -11,6 +11,7 @@ from typing import Any
 from flopaudit.errors import UserError
 from flopaudit.execution.refs import CaseRef
 from flopaudit.goldens.record import Golden, first_line
+from flopaudit.passes import Pass
 from flopaudit.records import AuditRun, Status, installed_version
 from flopaudit.run import run_audit
 
@@ -22,6 +23,7 @@ def snapshot_command(
     *,
     input_shape: Sequence[int] | None = None,
     inputs_factory: str | None = None,
+    pass_: Pass | None = None,
 ) -> str:
     """The exact ``flopaudit snapshot`` command line that (re)writes this golden."""
     argv = ["flopaudit", "snapshot", "--models", model]
@@ -31,13 +33,18 @@ def snapshot_command(
         argv += ["--input-shape", ",".join(str(s) for s in input_shape)]
     if inputs_factory:
         argv += ["--inputs", inputs_factory]
+    if pass_ is not None and pass_.train:
+        argv += ["--pass", "train"]
+        argv += ["--loss", pass_.loss] if pass_.loss else []
+        argv += ["--optimizer", pass_.optimizer] if pass_.optimizer else []
     argv += ["--out", out_dir]
     return shlex.join(argv)
 
 
 def golden_snapshot_command(golden: Golden, out_dir: str) -> str:
     return snapshot_command(
-        golden.model, golden.backend, out_dir, input_shape=golden.input_shape, inputs_factory=golden.inputs_factory
+        golden.model, golden.backend, out_dir, input_shape=golden.input_shape, inputs_factory=golden.inputs_factory,
+        pass_=golden.pass_,
     )
 
 
@@ -99,11 +106,11 @@ def recount(
     to classify cells); each model's :class:`AuditRun` is appended to ``runs``.
     ``options`` go to :func:`~flopaudit.run.run_audit` (timeout, isolate, jobs...).
     """
-    groups: dict[tuple[str, tuple[int, ...] | None, str | None], list[int]] = {}
+    groups: dict[tuple[str, tuple[int, ...] | None, str | None, Pass], list[int]] = {}
     for k, g in enumerate(goldens):
-        groups.setdefault((g.model, g.input_shape, g.inputs_factory), []).append(k)
+        groups.setdefault((g.model, g.input_shape, g.inputs_factory, g.pass_), []).append(k)
     out: list[Golden | None] = [None] * len(goldens)
-    for (model, shape, factory), indices in groups.items():
+    for (model, shape, factory, step), indices in groups.items():
         case = case_for(model, shape, factory)
         backends = list(dict.fromkeys(goldens[k].backend for k in indices))
         broken = {b: why for b in backends if (why := loadable(b))}
@@ -111,7 +118,7 @@ def recount(
         fresh: dict[str, Golden] = {}
         if working:
             extra = [b for b in also if b not in working and not loadable(b)]
-            run = run_audit([case], [*extra, *working], **options)
+            run = run_audit([case], [*extra, *working], pass_=step, **options)
             if runs is not None:
                 runs.append(run)
             for g in goldens_from_run(run, input_shape=shape, inputs_factory=factory):
@@ -122,7 +129,7 @@ def recount(
                 out[k] = replace(
                     g, status=Status.ERROR.value, error=broken[g.backend], backend_version="",
                     torch_version=installed_version("torch"), macs=None, raw_total=None, params=None,
-                    per_op=(), per_module=(), unsupported=(), extra=(),
+                    per_op=(), per_module=(), unsupported=(), extra=(), phases=(),
                 )
             else:
                 out[k] = fresh[g.backend]

@@ -34,14 +34,21 @@ def safe_name(text: str) -> str:
     return name
 
 
-def golden_filename(model: str, backend: str) -> str:
-    """File name of the golden for (``model``, ``backend``)."""
-    return f"{safe_name(model)}{SEPARATOR}{safe_name(backend)}.json"
+TRAIN_SUFFIX = ".train"
+"""Before ``.json`` in the name of a training step's golden: ``gpt2--torch-flop-counter.train.json``."""
+
+
+def golden_filename(model: str, backend: str, kind: str = "inference") -> str:
+    """File name of the golden for (``model``, ``backend``) in a pass of ``kind``."""
+    suffix = TRAIN_SUFFIX if kind == "train" else ""
+    return f"{safe_name(model)}{SEPARATOR}{safe_name(backend)}{suffix}.json"
 
 
 def names_from_filename(path: Path) -> tuple[str, str] | None:
-    """``resnet18--fvcore.json -> ("resnet18", "fvcore")``; None when the name has no separator."""
+    """``resnet18--fvcore.json -> ("resnet18", "fvcore")`` (``.train.json`` too); None when
+    the name has no separator."""
     stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    stem = stem.removesuffix(TRAIN_SUFFIX)
     model, sep, backend = stem.rpartition(SEPARATOR)
     return (model, backend) if sep and model and backend else None
 

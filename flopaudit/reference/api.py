@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from flopaudit.inputs import ModelInputs
+from flopaudit.passes import INFERENCE_PASS, PHASES, Pass, pass_of
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
 from flopaudit.reference.engine import ModuleCall, OpEvent, record
-from flopaudit.reference.pricing import Totals, apply, price
+from flopaudit.reference.pricing import PhaseSummary, Totals, apply, price
 from flopaudit.reference.rulesets import Ruleset, RulesetTotals, get_ruleset
 
 
@@ -60,6 +61,13 @@ class ReferenceCount:
     traced_custom_ops: dict[str, int] = field(default_factory=dict)
     """``torch.library`` custom ops without a formula that were counted through
     their Python kernel (the operators it dispatched are in ``events``): op -> calls."""
+    pass_: Pass = INFERENCE_PASS
+    """What was counted: one inference forward pass, or one training step."""
+    phases: dict[str, PhaseSummary] = field(default_factory=dict)
+    """A training step's cost split by phase (``forward``, ``loss``, ``recompute``,
+    ``backward``, ``optimizer``; :data:`flopaudit.passes.PHASES` order, phases
+    with no event left out), each in all, per module and per operator. Empty
+    for an inference pass: everything is ``forward``."""
 
     @property
     def macs(self) -> int:
@@ -119,18 +127,16 @@ def _params_and_devices(model: nn.Module) -> tuple[ParamCount, set[str]]:
     return ParamCount(total, unique, trainable, len(shared), shared_elements), devices
 
 
-def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: Ruleset, batch_size: int | None
-               ) -> tuple[Totals, dict[str, Totals], dict[str, Totals], dict[str, Totals], dict[str, int],
-                          dict[str, int], RulesetTotals]:
-    """The summary of ``events``, calls per module path and ``rs``'s view, from one pricing pass
-    (:func:`~flopaudit.reference.pricing.price`)."""
+def _summaries(events: tuple[OpEvent, ...], calls: tuple[ModuleCall, ...], rs: Ruleset, batch_size: int | None,
+               phases: bool = False) -> tuple[Any, dict[str, int], RulesetTotals]:
+    """The summary of ``events`` (split by phase with ``phases``), calls per module path and
+    ``rs``'s view, from one pricing pass (:func:`~flopaudit.reference.pricing.price`)."""
     module_calls: dict[str, int] = {}
     for c in calls:
         module_calls[c.path] = module_calls.get(c.path, 0) + 1
-    pricing = price(events, calls, rs, batch_size, summary=True, view=True)
-    summary = pricing.summary
-    return (summary.total, summary.per_module, summary.per_op, summary.per_category, summary.unsupported,
-            module_calls, pricing.view)
+    pricing = price(events, calls, rs, batch_size, summary=True, view=True, phases=phases)
+    assert pricing.summary is not None and pricing.view is not None
+    return pricing.summary, module_calls, pricing.view
 
 
 def count(
@@ -144,8 +150,12 @@ def count(
     patch: Sequence[str] = (),
     module_hooks: bool | None = None,
     cache: bool | None = None,
+    pass_: str | Pass = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> ReferenceCount:
-    """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter.
+    """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter,
+    or with ``pass_="train"`` one training step.
 
     ``inputs`` is a tensor, a tuple/list of positional args or a
     :class:`~flopaudit.inputs.ModelInputs`. The model is used as given (no
@@ -172,7 +182,19 @@ def count(
     process's pricing memo (None, the default: on unless the environment
     variable ``FLOPAUDIT_REFERENCE_CACHE=0``; see
     :mod:`flopaudit.reference.caching`). The result is the same either way.
+
+    ``pass_="train"`` counts one training step instead (:mod:`flopaudit.training`):
+    the forward with autograd on (``no_grad`` is ignored) in the mode the
+    model is in, the loss (``loss="module:function"``, default the sum of the
+    floating outputs), its backward, and with ``optimizer`` (``"sgd"``,
+    ``"adam"``, ``"adamw"``) one optimizer step; a :class:`~flopaudit.passes.Pass`
+    may be given instead. The result's ``phases`` split the cost by phase;
+    every backward operator is attributed to the module whose forward made
+    the autograd node running it, every optimizer operator to the module
+    holding its parameter. Parameters and their ``.grad`` are left as they
+    were (the optimizer steps stand-ins).
     """
+    step = pass_of(pass_, loss, optimizer)
     ins = ModelInputs.coerce(inputs, kwargs)
     rs = get_ruleset(ruleset)
     if device not in (None, "meta"):
@@ -185,23 +207,23 @@ def count(
                 "`with torch.device('meta'):` or use count_meta(build_fn, inputs_fn)"
             )
         ins = ins.to("meta")
-    grad_ctx = torch.no_grad() if no_grad else contextlib.nullcontext()
+    grad_ctx = torch.no_grad() if no_grad and not step.train else contextlib.nullcontext()
     with grad_ctx:
         rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
-                     module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache)
+                     module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache,
+                     step=step if step.train else None)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
-    total, per_module, per_op, per_category, unsupported, module_calls, ruleset_totals = _summaries(
-        events, calls, rs, ins.batch_size)
+    summary, module_calls, ruleset_totals = _summaries(events, calls, rs, ins.batch_size, phases=step.train)
     params, devices = _params_and_devices(model)
     return ReferenceCount(
         events=events,
         module_call_records=calls,
-        totals=total,
-        per_module=per_module,
-        per_op=per_op,
-        per_category=per_category,
-        unsupported=unsupported,
+        totals=summary.total,
+        per_module=summary.per_module,
+        per_op=summary.per_op,
+        per_category=summary.per_category,
+        unsupported=summary.unsupported,
         module_calls=module_calls,
         params=params,
         ruleset=ruleset_totals,
@@ -209,6 +231,8 @@ def count(
         device=",".join(sorted(devices)) or (device or ""),
         notes=tuple(rec.notes),
         traced_custom_ops=dict(rec.traced),
+        pass_=step,
+        phases={p: summary.phases[p] for p in PHASES if p in summary.phases},
     )
 
 
@@ -309,8 +333,13 @@ def count_meta(
     ruleset: str | Ruleset = "canonical",
     fallback: Literal["cpu", "raise"] = "cpu",
     no_grad: bool = True,
+    pass_: str | Pass = "inference",
+    loss: str | None = None,
+    optimizer: str | None = None,
 ) -> ReferenceCount:
-    """Build the model on the meta device and count it without allocating weights.
+    """Build the model on the meta device and count it without allocating weights
+    (``pass_``, ``loss``, ``optimizer``: as :func:`count`; a training step on meta
+    allocates no gradient or optimizer state either).
 
     Strategies, in order, each reported in the result's ``notes`` when used
     after a failure:
@@ -343,13 +372,15 @@ def count_meta(
         try:
             with torch.device("meta"):
                 inputs = inputs_fn()
-            result = count(model, inputs, ruleset=ruleset, device="meta", no_grad=no_grad)
+            result = count(model, inputs, ruleset=ruleset, device="meta", no_grad=no_grad, pass_=pass_, loss=loss,
+                           optimizer=optimizer)
             return _with_notes(result, tuple(f + "; built with empty_weights() instead" for f in failures))
         except Exception as exc:  # noqa: BLE001
             failures.append(f"forward on meta failed: {type(exc).__name__}: {exc}")
     if fallback == "raise":
         raise MetaBuildError("; ".join(failures))
-    result = count(build_fn(), inputs_fn(), ruleset=ruleset, no_grad=no_grad)
+    result = count(build_fn(), inputs_fn(), ruleset=ruleset, no_grad=no_grad, pass_=pass_, loss=loss,
+                   optimizer=optimizer)
     return _with_notes(result, tuple(failures) + ("counted on CPU instead (fallback='cpu')",))
 
 
@@ -361,6 +392,7 @@ def _with_notes(result: ReferenceCount, notes: tuple[str, ...]) -> ReferenceCoun
 
 __all__ = [
     "MetaBuildError",
+    "PhaseSummary",
     "empty_weights",
     "ParamCount",
     "ReferenceCount",

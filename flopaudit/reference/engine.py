@@ -55,7 +55,10 @@ from torch.nn.modules import module as _module_mod
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flopaudit.inputs import iter_tensors
+from flopaudit.inputs import ModelInputs, iter_tensors
+from flopaudit.module_paths import ancestors
+from flopaudit.passes import Pass
+from flopaudit.reference.autograd_links import GradientLinks
 from flopaudit.reference.buffers import BufferGuard
 from flopaudit.reference.caching import Pricer, clear_caches, pricer
 from flopaudit.reference.call_pricing import CallInputs, OperatorCall, PricedCall, call_arg, describe_inputs, price
@@ -67,6 +70,7 @@ from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, opera
 from flopaudit.reference.patching import patched, tracking_autograd_functions
 from flopaudit.reference.registry import Category, Cost, formula_name
 from flopaudit.reference.tensors import int_shape, nbytes, op_tensors, shapes, size_now
+from flopaudit.training import train_step
 
 #: Fused operators that a module runs only when none of its submodules has a
 #: hook: a recording with ``module_hooks`` can differ from one without only
@@ -74,6 +78,9 @@ from flopaudit.reference.tensors import int_shape, nbytes, op_tensors, shapes, s
 HOOK_SENSITIVE_OPS = frozenset({"aten._transformer_encoder_layer_fwd.default"})
 
 _Tensor = torch.Tensor
+
+#: Categories of operators whose operands no ruleset reads (views, copies, allocation).
+_NO_OPERANDS = frozenset({Category.ZERO_COST, Category.DATA_MOVEMENT})
 
 
 @dataclass(slots=True)
@@ -96,6 +103,7 @@ class ModuleFrame:
     """Name of the module rule pricing this call in place of its operators ('' if none)."""
     module: nn.Module | None = None
     """Set when the call returns (with what follows): :meth:`_Recorder.finish` makes its :class:`ModuleCall`."""
+    phase: str = "forward"
     input_shapes: tuple[Shape, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     end_event: int = 0
@@ -130,6 +138,136 @@ class _Recorder:
         self.recorder_depth = 0
         """>0 while the recorder's own code runs (dispatch handling): patched
         calls made there are not the model's."""
+        self.links: GradientLinks | None = None
+        """Set when a training step is recorded (:meth:`start_step`), else None."""
+        self.stepping_optimizer = False
+        """True while a training step's optimizer step runs."""
+
+    # -- a training step (flopaudit.training runs it; these are its StepHooks) ----
+
+    def start_step(self, model: nn.Module, inputs: ModelInputs) -> None:
+        """Record a training step from here on: phases, backward attribution, operand kinds."""
+        self.links = GradientLinks()
+        self.step_phase = "forward"
+        self.operand_kinds: dict[int, str] = {}
+        """``id(parameter)`` -> ``"E"`` (held by an embedding module) or ``"W"``."""
+        self.param_paths: dict[int, str] = {}
+        """``id(parameter)`` -> path of the module holding it (its first holder)."""
+        self.modules_by_path: dict[str, nn.Module] = {}
+        for path, module in model.named_modules():
+            self.modules_by_path[path] = module
+            kind = "E" if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) else "W"
+            for p in module._parameters.values():
+                if p is not None and id(p) not in self.param_paths:
+                    self.param_paths[id(p)] = path
+                    self.operand_kinds[id(p)] = kind
+        self.input_ids = {id(t) for t in inputs.tensors()}
+        self.frames_at: dict[str, ModuleFrame] = {}
+        self.frames_of_events: dict[int, ModuleFrame] = {}
+        self.optimizer_events: list[tuple[Any, ...]] = []
+        """The optimizer's events until it is over: (index, operator facts, priced call, custom
+        Function, ids of its tensor arguments); recorded by :meth:`optimizer_tensors`."""
+
+    def phase(self, name: str) -> None:
+        assert self.links is not None
+        self.links.settle()
+        if name:
+            self.step_phase = name
+        self.stepping_optimizer = name == "optimizer"
+
+    def optimizer_tensors(self, owners: Mapping[int, str]) -> None:
+        """Record the optimizer's events in the module holding the parameter each updates:
+        the owner of its first argument that is a parameter's stand-in, gradient or optimizer
+        state; an event on temporaries only (``denom = exp_avg_sq.sqrt() / c``) belongs to
+        the parameter updated just before (the optimizer steps one parameter at a time),
+        events before the first to the first.
+        # NB: a zero-cost operator that makes a parameter's state before that parameter's
+        # first state tensor (the ``step`` counter) lands on the parameter before.
+        """
+        owner, leading = None, []
+        for pending in self.optimizer_events:
+            found = next((owners[i] for i in pending[4] if i in owners), None)
+            owner = found if found is not None else owner
+            if owner is None:
+                leading.append(pending)
+                continue
+            frame = self._frame_at(owner)
+            for earlier in (*leading, pending):
+                self._place_optimizer_event(earlier, frame)
+            leading = []
+        for earlier in leading:
+            self._place_optimizer_event(earlier, self.outside)
+        self.optimizer_events = []
+
+    def _place_optimizer_event(self, pending: tuple[Any, ...], where: ModuleFrame) -> None:
+        index, facts, p, autograd_function, _ = pending
+        self.rec.events[index] = _event(facts, p, where, -1, autograd_function, [], "optimizer", -1, "")
+
+    def phase_now(self) -> str:
+        """The phase the operator dispatched now belongs to (a backward running with
+        autograd on is recomputing forward work: activation checkpointing)."""
+        if self.links is None:
+            return "forward"
+        phase = self.step_phase
+        if phase == "backward" and torch.is_grad_enabled() and torch._C._current_autograd_node() is not None:
+            return "recompute"
+        return phase
+
+    def _frame_at(self, path: str) -> ModuleFrame:
+        """A frame for the module at ``path`` outside any call of it (optimizer steps, gradient accumulation)."""
+        frame = self.frames_at.get(path)
+        if frame is None:
+            module = self.modules_by_path.get(path, self.model)
+            frame = self.frames_at[path] = ModuleFrame(path, type(module).__name__, self.leaf.get(id(module), False),
+                                                       ancestors(path), -1, 0)
+        return frame
+
+    def _frame_of_event(self, index: int) -> ModuleFrame:
+        """A frame where event ``index`` ran (a backward operator of it runs there too)."""
+        frame = self.frames_of_events.get(index)
+        if frame is None:
+            e = self.rec.events[index]
+            frame = self.frames_of_events[index] = ModuleFrame(e.module_path, e.module_type, e.in_leaf,
+                                                               e.module_stack, e.call_index, 0)
+        return frame
+
+    def _backward_where(self) -> tuple[ModuleFrame, int]:
+        """Where the backward operator dispatched now ran, and the event it differentiates."""
+        assert self.links is not None
+        index, nearest, param = self.links.running()
+        if index >= 0:
+            return self._frame_of_event(index), index
+        if param is not None:
+            return self._frame_at(self.param_paths.get(id(param), "")), -1
+        if nearest >= 0:
+            return self._frame_of_event(nearest), -1
+        return self.outside, -1
+
+    def _operands(self, tensors: Sequence[torch.Tensor]) -> str:
+        """One letter per tensor input (see :attr:`OpEvent.operands`)."""
+        kinds, inputs = self.operand_kinds, self.input_ids
+        letters = []
+        for t in tensors:
+            kind = kinds.get(id(t))
+            if kind is None:
+                base = t._base
+                if base is not None:
+                    kind = kinds.get(id(base))
+                if kind is None:
+                    kind = "X" if id(t) in inputs or (base is not None and id(base) in inputs) else "A"
+            letters.append(kind if t.requires_grad else kind.lower())
+        return "".join(letters)
+
+    def _step_where(self, phase: str) -> tuple[ModuleFrame, int]:
+        """Where a training step's operator dispatched now runs, and for a backward one the
+        forward event it differentiates (-1 otherwise)."""
+        if self.frames:
+            return self.frames[-1], -1
+        if phase == "backward":
+            return self._backward_where()
+        if phase == "recompute":
+            return self._backward_where()[0], -1
+        return self.outside, -1
 
     # -- module calls -------------------------------------------------------
 
@@ -145,11 +283,12 @@ class _Recorder:
         if frames:
             parent = frames[-1]
             stack, parent_index = parent.stack + (path,), parent.call_index
-        else:
-            stack, parent_index = (path,), -1
+        else:  # the root's forward, or a module a backward recomputes (activation checkpointing)
+            stack, parent_index = ancestors(path), -1
         frames.append(ModuleFrame(path, type(module).__name__, self.leaf[key], stack,
                                   len(calls) if recorded else -1, len(self.rec.events), parent_index,
-                                  formula_name(rule) if rule is not None else ""))
+                                  formula_name(rule) if rule is not None else "",
+                                  phase=self.phase_now() if self.links is not None else "forward"))
         if recorded:
             calls.append(None)  # type: ignore[arg-type]  # a placeholder, filled when the call returns (start order)
         if rule is not None:
@@ -167,7 +306,8 @@ class _Recorder:
             self.rule_depth -= 1
         if not returned:  # the forward raised: unwind the stack, no module-rule event
             self._close(frame, module, args, kwargs, None)
-            self.note(f"module {frame.path or '<root>'} raised during its forward")
+            if self.phase_now() != "recompute":  # checkpointing stops a recomputation by raising
+                self.note(f"module {frame.path or '<root>'} raised during its forward")
             return
         if frame.rule_name:
             self._module_rule_event(frame, module, args, kwargs, output)
@@ -188,7 +328,7 @@ class _Recorder:
             module_stack=frame.stack, in_leaf=frame.in_leaf, category=cost.category, macs=cost.macs,
             extra_flops=cost.extra_flops, bytes_read=nbytes((args, kwargs)), bytes_written=nbytes(output),
             input_shapes=shapes((args, kwargs)), output_shapes=shapes(output), supported=True,
-            formula=frame.rule_name, call_index=frame.call_index,
+            formula=frame.rule_name, call_index=frame.call_index, phase=self.phase_now(),
         ))
 
     def _close(self, frame: ModuleFrame, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any],
@@ -209,10 +349,14 @@ class _Recorder:
         self.rec.calls[frame.call_index] = frame  # type: ignore[call-overload]
 
     def finish(self) -> Recording:
-        """Make the module-call records.
+        """Make the module-call records (and the events of an optimizer step that
+        did not finish, at the root).
         # NB: a module's attributes are read here, after the pass: one that
         # changes its own attributes while running is recorded as it ends.
         """
+        if self.links is not None:
+            for pending in self.optimizer_events:
+                self._place_optimizer_event(pending, self.outside)
         calls = self.rec.calls
         for i, c in enumerate(calls):
             if isinstance(c, ModuleFrame):
@@ -229,6 +373,7 @@ class _Recorder:
             in_leaf=frame.in_leaf, input_shapes=frame.input_shapes, output_shapes=frame.output_shapes,
             attrs=facts.attrs, param_shapes=facts.param_shapes, events=(frame.first_event, frame.end_event),
             parent=frame.parent, rule=frame.rule_name, aliases=self.tree.aliases.get(id(module), ()),
+            phase=frame.phase,
         )
 
     # -- operator calls -----------------------------------------------------
@@ -240,25 +385,38 @@ class _Recorder:
             facts = self.facts[func] = operator_facts(func)
         return facts
 
-    def add_event(self, facts: OperatorFacts, p: PricedCall) -> None:
-        """Record a priced call where it runs now."""
-        where = self.frames[-1] if self.frames else self.outside
+    def add_event(self, facts: OperatorFacts, p: PricedCall, tensors: Sequence[torch.Tensor] = (),
+                  out: Any = None) -> None:
+        """Record a priced call where it runs now. In a training step (``tensors``: its
+        tensor inputs, ``out``: its output) also its phase, what it differentiates and
+        its operands; an optimizer's calls are recorded once the step is over
+        (:meth:`optimizer_tensors`)."""
+        links, events = self.links, self.rec.events
+        phase, forward_event, operands = "forward", -1, ""
+        if links is None:
+            where = self.frames[-1] if self.frames else self.outside
+        else:
+            phase = self.phase_now()
+            if phase == "optimizer":
+                self.optimizer_events.append((len(events), facts, p, self.functions[-1] if self.functions else "",
+                                              tuple(id(t) for t in tensors)))
+                events.append(None)  # type: ignore[arg-type]
+                return
+            where, forward_event = self._step_where(phase)
+            if phase != "backward" and p.category not in _NO_OPERANDS:
+                operands = self._operands(tensors)
         patched_now = self.patched_stack
-        self.rec.events.append(OpEvent(
-            op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
-            in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
-            bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
-            output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name,
-            call_index=where.call_index, op_args=p.op_args,
-            autograd_function=self.functions[-1] if self.functions else "",
-            patched_in=patched_now[0] if patched_now else "", patched_stack=tuple(patched_now),
-        ))
+        events.append(_event(facts, p, where, where.call_index, self.functions[-1] if self.functions else "",
+                             patched_now, phase, forward_event, operands))
+        if links is not None and phase != "backward":
+            links.expect(out, len(events) - 1)
 
     def add_unpriced_event(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any,
                            inputs: CallInputs) -> None:
         """Record a call of an operator without a formula (or a custom op whose kernel did no costed work)."""
         facts = self.operator(func)
-        self.add_event(facts, price(OperatorCall(func, facts, args, kwargs, out, inputs), self.rec.notes).priced)
+        self.add_event(facts, price(OperatorCall(func, facts, args, kwargs, out, inputs), self.rec.notes).priced,
+                       inputs.tensors, out)
 
     # -- patched Python calls (see flopaudit.reference.patching) -------------
 
@@ -291,6 +449,19 @@ class _Recorder:
         self.rec.notes.append(text)
 
 
+def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: int, autograd_function: str,
+           patched_now: list[str], phase: str, forward_event: int, operands: str) -> OpEvent:
+    """The event of a priced call run at ``where``."""
+    return OpEvent(
+        op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
+        in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
+        bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
+        output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name, call_index=call_index,
+        op_args=p.op_args, autograd_function=autograd_function, patched_in=patched_now[0] if patched_now else "",
+        patched_stack=tuple(patched_now), phase=phase, forward_event=forward_event, operands=operands,
+    )
+
+
 class _Mode(TorchDispatchMode):
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
@@ -302,16 +473,19 @@ class _Mode(TorchDispatchMode):
         if kwargs is None:
             kwargs = {}
         rec.recorder_depth += 1  # patched calls made from here on are the recorder's, not the model's
+        if rec.links is not None and rec.links.pending is not None:
+            rec.links.settle()  # the previous operator's output has its autograd node by now
         try:
-            if facts.writes and rec.buffers.by_storage:
-                rec.buffers.before(facts, args, kwargs)
+            if facts.writes and rec.buffers.by_storage and not rec.stepping_optimizer:
+                rec.buffers.before(facts, args, kwargs)  # (an optimizer step writes to its stand-ins only)
             if facts.query or rec.rule_depth:
                 return func(*args, **kwargs)
             if facts.formula is None:
                 return self._without_formula(func, args, kwargs)
             inputs = describe_inputs(args, kwargs)  # before the op runs: an in-place op may resize them
             out = func(*args, **kwargs) if facts.meta_shortcut is None else run(func, facts, args, kwargs)
-            rec.add_event(facts, rec.pricer.price(OperatorCall(func, facts, args, kwargs, out, inputs)))
+            rec.add_event(facts, rec.pricer.price(OperatorCall(func, facts, args, kwargs, out, inputs)), inputs.tensors,
+                          out)
             return out
         finally:
             rec.recorder_depth -= 1
@@ -382,8 +556,19 @@ _NOT_TRACED = object()
 
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
-           patch: Sequence[str] = (), module_hooks: bool = False, cache: bool | None = None) -> Recording:
+           patch: Sequence[str] = (), module_hooks: bool = False, cache: bool | None = None,
+           step: Pass | None = None) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
+
+    With a training ``step`` (:class:`~flopaudit.passes.Pass` of kind
+    ``train``), run one training step instead (:func:`flopaudit.training.train_step`:
+    forward, loss, backward, optional optimizer step; parameters and their
+    gradients are left as they were). Each event then records its ``phase``,
+    a backward event the forward event it differentiates (``forward_event``,
+    found through autograd's running node: :mod:`flopaudit.reference.autograd_links`)
+    and runs where that forward event ran; an optimizer event runs in the
+    module holding its parameter; forward and loss events record what their
+    tensor inputs are (``operands``).
 
     Global module hooks are registered for the call and removed before
     returning, even on error. ``patch``: dotted paths of Python callables to
@@ -405,7 +590,12 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         with patched(recorder, patch), tracking_autograd_functions(recorder), _Mode(recorder):
-            model(*args, **dict(kwargs or {}))
+            if step is not None and step.train:
+                inputs = ModelInputs(tuple(args), dict(kwargs or {}))
+                recorder.start_step(model, inputs)
+                recorder.rec.notes.extend(train_step(model, inputs, step, hooks=recorder).notes)
+            else:
+                model(*args, **dict(kwargs or {}))
         return recorder.finish()
     finally:
         recorder.buffers.restore()

@@ -70,6 +70,21 @@ class OpEvent:
     """Paths of every patched call running then, outermost first (``patched_in``
     is the first): a recording patched for several rulesets at once serves
     each one through the calls of its own ``patched_functions``."""
+    phase: str = "forward"
+    """Which part of the pass ran it: ``forward`` (every event of an inference
+    pass), and in a training step ``loss``, ``backward``, ``recompute`` (the
+    forward work a backward repeats: activation checkpointing) or ``optimizer``
+    (:data:`flopaudit.passes.PHASES`)."""
+    forward_event: int = -1
+    """For a ``backward`` event, the index of the forward (or recompute) event
+    whose autograd node ran it: the operator it differentiates (-1: none, e.g.
+    a parameter's gradient accumulation)."""
+    operands: str = ""
+    """In a training step, one letter per tensor input (``input_shapes`` order)
+    saying what it is: ``W`` a parameter, ``E`` a parameter of an embedding
+    module, ``X`` one of the model's inputs, ``A`` another tensor; upper case
+    if it requires a gradient, lower case if not (``w``: a frozen parameter,
+    ``x``: an input that needs no gradient). Empty in an inference pass."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
@@ -112,6 +127,9 @@ class ModuleCall:
     Empty for a module with a single name. A module shared by two parents
     (``a.shared is b.shared``) has two; one assigned twice to the same parent
     has one (``named_children`` skips the repeat)."""
+    phase: str = "forward"
+    """``forward``, or ``recompute`` for a call a training step's backward made
+    again (activation checkpointing); see :attr:`OpEvent.phase`."""
 
     @property
     def names(self) -> tuple[str, ...]:

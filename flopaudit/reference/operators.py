@@ -34,6 +34,11 @@ QUERIES = frozenset({
     aten.dim.default,
     torch.ops.prim.layout.default,
     torch.ops.prim.device.default,
+    # profiler bookkeeping (``record_function``, which every optimizer step opens)
+    torch.ops.profiler._record_function_enter.default,
+    torch.ops.profiler._record_function_enter_new.default,
+    torch.ops.profiler._record_function_exit.default,
+    torch.ops.profiler._record_function_exit._RecordFunction,
 })
 
 class ArgumentPlace(NamedTuple):

@@ -34,6 +34,13 @@ A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
 
   so ``prediction.macs == canonical MACs + sum(contributions)`` holds exactly.
 
+A ruleset with a ``closed_form`` (a rule of thumb) is priced by its
+closed-form counter instead of rule by rule; its view is the counter's total
+and its prediction the counter's MACs and causes (which add up the same way).
+``phase`` prices only the events and module calls of one phase of a training
+step (its ``forward``: what a backend that counts a forward pass and scales
+it would price).
+
 Which rule prices what is decided once, here: module calls priced by module
 rules first (:func:`~flopaudit.reference.rulesets.priced_calls`, whose
 suppressed events are not priced again), then every other event by its first
@@ -47,7 +54,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flopaudit.module_paths import ancestors
@@ -55,6 +62,7 @@ from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, br
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
+    CLOSED_FORMS,
     EVENT_COUNTERS,
     Ruleset,
     RulesetTotals,
@@ -98,16 +106,28 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class PhaseSummary:
+    """The canonical cost of one phase of a training step (:attr:`OpEvent.phase`):
+    in all, per module path (inclusive of children) and per operator."""
+
+    total: Totals
+    per_module: dict[str, Totals]
+    per_op: dict[str, Totals]
+
+
+@dataclass(frozen=True)
 class Summary:
     """The canonical cost of a recording: in all, per module path (inclusive of
     children, ``""`` the root), per operator and per category; ``unsupported``
-    maps each operator without a formula to its number of calls."""
+    maps each operator without a formula to its number of calls; ``phases``
+    the same split by phase (asked for with ``phases=True``: a training step)."""
 
     total: Totals
     per_module: dict[str, Totals]
     per_op: dict[str, Totals]
     per_category: dict[str, Totals]
     unsupported: dict[str, int]
+    phases: dict[str, PhaseSummary] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,11 +145,20 @@ _Key = tuple[CauseKind, str]
 
 def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, batch_size: int | None = None,
           *, summary: bool = False, view: bool = False, prediction: bool = False,
-          name: str | None = None, modules: Any = None) -> Pricing:
-    """Walk the recording once; produce its ``summary``, ``ruleset``'s ``view`` (per-sample rulesets
-    divided by ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's; a
-    ``batch_scaled`` ruleset's one-sample counts multiplied by ``batch_size``), as asked. ``modules``
-    is the model's inventory, read by some module counters."""
+          name: str | None = None, modules: Any = None, phases: bool = False, phase: str | None = None,
+          facts: object = None) -> Pricing:
+    """Walk the recording once; produce its ``summary`` (split by phase too with
+    ``phases``), ``ruleset``'s ``view`` (per-sample rulesets divided by
+    ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's;
+    a ``batch_scaled`` ruleset's one-sample counts multiplied by ``batch_size``),
+    as asked. ``modules`` is the model's inventory, read by some module counters;
+    ``phase``: only that phase's events and calls; ``facts``: what a closed-form
+    ruleset reads of the model (:class:`flopaudit.rules_of_thumb.ModelFacts`)."""
+    if ruleset.closed_form and (view or prediction):
+        closed = _closed_form(events, calls, ruleset, name, facts)
+        rest = price(events, calls, ruleset, batch_size, summary=summary, phases=phases) if summary else None
+        return Pricing(rest.summary if rest else None, closed.view if view else None,
+                       closed.prediction if prediction else None)
     halve = ruleset.unit == "FLOP"
     scale = (batch_size or 1) if ruleset.batch_scaled else 1
     hook_based = bool(ruleset.module_rules)
@@ -167,7 +196,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
     covered = [False] * len(events)
     if priced:
-        for call, rule, inner in priced_calls(calls, ruleset):
+        for call, rule, inner in priced_calls(calls, ruleset, phase):
             for j in inner:
                 covered[j] = True
             n = count_module(rule.count, call, modules)
@@ -198,15 +227,24 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     summary_per_op: dict[str, list[int]] = {}
     summary_per_category: dict[str, list[int]] = {}
     unsupported: dict[str, int] = {}
+    phase_sums: dict[str, tuple[dict[Stack, list[int]], dict[str, list[int]]]] = {}
     # Without event rules every event is priced by ``default`` (no rule to look up).
     default = EVENT_COUNTERS[ruleset.default]
     by_default = not ruleset.event_rules
     for j, e in enumerate(events):
+        if phase is not None and e.phase != phase:
+            continue
         category = CATEGORY_NAME[e.category]
         if summary:
             m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
-            for sums, key in ((summary_by_stack, e.module_stack), (summary_per_op, e.op),
-                              (summary_per_category, category)):
+            targets: tuple[tuple[dict, object], ...] = ((summary_by_stack, e.module_stack), (summary_per_op, e.op),
+                                                        (summary_per_category, category))
+            if phases:
+                in_phase = phase_sums.get(e.phase)
+                if in_phase is None:
+                    in_phase = phase_sums[e.phase] = ({}, {})
+                targets += ((in_phase[0], e.module_stack), (in_phase[1], e.op))
+            for sums, key in targets:
                 acc = sums.get(key)
                 if acc is None:
                     sums[key] = [m, x, r, w, 1]
@@ -248,6 +286,10 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             per_op=per_op,
             per_category={k: Totals(*v) for k, v in summary_per_category.items()},
             unsupported=unsupported,
+            phases={phase: PhaseSummary(Totals(*(sum(v[i] for v in ops.values()) for i in range(5))),
+                                        {k: Totals(*v) for k, v in _spread(stacks, _add_costs).items()},
+                                        {k: Totals(*v) for k, v in ops.items()})
+                    for phase, (stacks, ops) in phase_sums.items()},
         )
     if view:
         per_module = _spread(view_by_stack, operator.add)
@@ -287,11 +329,34 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
 
 def predict(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
-            name: str | None = None, batch_size: int | None = None, modules: Any = None) -> RulesetPrediction:
+            name: str | None = None, batch_size: int | None = None, modules: Any = None, *,
+            phase: str | None = None, facts: object = None) -> RulesetPrediction:
     """``ruleset``'s count of the recording in whole-batch MACs, with its causes (:func:`price`)."""
-    made = price(events, calls, ruleset, batch_size, prediction=True, name=name, modules=modules).prediction
+    made = price(events, calls, ruleset, batch_size, prediction=True, name=name, modules=modules, phase=phase,
+                 facts=facts).prediction
     assert made is not None
     return made
+
+
+@dataclass(frozen=True)
+class _Closed:
+    view: RulesetTotals
+    prediction: RulesetPrediction
+
+
+def _closed_form(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, name: str | None,
+                 facts: object) -> _Closed:
+    """A closed-form ruleset's view and prediction; what its parts leave unexplained is
+    booked as a residual cause, so the prediction adds up whatever the counter does."""
+    made = CLOSED_FORMS[ruleset.closed_form](events, calls, facts)
+    parts = [c for c in made.parts if c.macs]
+    canonical = sum(e.macs for e in events)
+    residual = made.macs - canonical - sum(c.macs for c in parts)
+    if residual:
+        parts.append(RuleContribution(f"{ruleset.name}: not explained by its causes", CauseKind.RULE, residual))
+    parts.sort(key=lambda c: (-abs(c.macs), c.rule))
+    view = RulesetTotals(ruleset.name, ruleset.unit, made.total, dict(made.per_module), {}, {})
+    return _Closed(view, RulesetPrediction(name or ruleset.name, made.macs, tuple(parts), breakdown(made.per_module)))
 
 
 Amount = TypeVar("Amount")
@@ -373,4 +438,5 @@ def with_cause(prediction: RulesetPrediction, rule: str, kind: CauseKind | str,
                                contributions=(*prediction.contributions, cause), per_module=breakdown(per_module))
 
 
-__all__ = ["CATEGORY_NAME", "Pricing", "Summary", "Totals", "apply", "predict", "price", "with_cause"]
+__all__ = ["CATEGORY_NAME", "PhaseSummary", "Pricing", "Summary", "Totals", "apply", "predict", "price",
+           "with_cause"]

@@ -27,6 +27,11 @@ A ruleset is a frozen dataclass holding only data:
   call already priced by a suppressing rule is skipped.
 * ``unit`` (``"MAC"`` or ``"FLOP"``): what the resulting integers mean.
 * ``per_sample``: divide totals by the batch size (ptflops' convention).
+* ``closed_form``: for a rule of thumb that does not price operators one by
+  one (``6 N D``, a closed form of the model's dimensions), the name of a
+  *closed-form counter* (:data:`CLOSED_FORMS`) that prices the whole
+  recording and books its difference from the canonical count cause by
+  cause; its event and module rules are then unused.
 
 Counters are referenced by *name* so that rulesets stay plain data; the
 functions live in two registries, :data:`EVENT_COUNTERS`
@@ -69,6 +74,10 @@ ModuleCounter = Callable[[ModuleCall], int]
 
 EVENT_COUNTERS: dict[str, EventCounter] = {}
 MODULE_COUNTERS: dict[str, ModuleCounter] = {}
+CLOSED_FORMS: dict[str, Callable[..., Any]] = {}
+"""Closed-form counters: ``(events, calls, facts) -> ClosedFormCount`` (see
+:mod:`flopaudit.reference.backend_rulesets.rules_of_thumb`), ``facts`` being a
+:class:`flopaudit.rules_of_thumb.ModelFacts` or None."""
 
 ValueCorrection = Callable[[Any, Sequence[ModuleCall]], Iterator[tuple[ModuleCall, int]]]
 """``(model, module calls) -> (call, MACs)`` pairs: what a counter reads from
@@ -97,6 +106,7 @@ def _registrar(table: dict[str, Any], what: str) -> Callable[[str], Callable[[Co
 
 event_counter = _registrar(EVENT_COUNTERS, "event counter")
 module_counter = _registrar(MODULE_COUNTERS, "module counter")
+closed_form = _registrar(CLOSED_FORMS, "closed-form counter")
 
 #: Module counters that also read the model's inventory: ``(call, modules) -> int``.
 INVENTORY_COUNTERS: set[str] = set()
@@ -439,6 +449,9 @@ class Ruleset:
     input (fvcore): the reference records its pass with
     :class:`~flopaudit.reference.liveness.LivenessMode` and books the work
     the trace drops as a cause of its own."""
+    closed_form: str = ""
+    """A closed-form counter (:data:`CLOSED_FORMS`) pricing the whole recording
+    in place of the rules (rules of thumb); '' for a ruleset of rules."""
 
     def __post_init__(self) -> None:
         unknown = [r.count for r in self.event_rules if r.count not in EVENT_COUNTERS]
@@ -446,6 +459,8 @@ class Ruleset:
             unknown.append(self.default)
         unknown += [r.count for r in self.module_rules if r.count not in MODULE_COUNTERS]
         unknown += [name for name in self.value_corrections if name not in VALUE_CORRECTIONS]
+        if self.closed_form and self.closed_form not in CLOSED_FORMS:
+            unknown.append(self.closed_form)
         if unknown:
             raise ValueError(f"ruleset {self.name!r} names unknown counters: {unknown}")
 
@@ -498,9 +513,10 @@ class RulesetTotals:
 
 
 def priced_calls(
-    calls: Sequence[ModuleCall], ruleset: Ruleset
+    calls: Sequence[ModuleCall], ruleset: Ruleset, phase: str | None = None
 ) -> Iterator[tuple[ModuleCall, ModuleRule, range]]:
-    """Module calls priced by ``ruleset``'s module rules, in call order.
+    """Module calls priced by ``ruleset``'s module rules, in call order (only
+    those of ``phase``, when given: a training step's forward calls).
 
     Yields each call with its rule and the indices of the events it covers
     (empty unless the rule suppresses its inner ops). A call nested in a call
@@ -510,9 +526,12 @@ def priced_calls(
     """
     if not ruleset.module_rules:
         return
-    last = {call.path: i for i, call in enumerate(calls)} if ruleset.last_call_only else None
+    last = {call.path: i for i, call in enumerate(calls) if phase is None or call.phase == phase} \
+        if ruleset.last_call_only else None
     suppressing: set[int] = set()
     for i, call in enumerate(calls):
+        if phase is not None and call.phase != phase:
+            continue
         if last is not None and last[call.path] != i:
             continue
         ancestor, inside = call.parent, False
@@ -613,12 +632,14 @@ __all__ = [
     "Ruleset",
     "RulesetTotals",
     "TORCHVISION",
+    "CLOSED_FORMS",
     "VALUE_CORRECTIONS",
     "affine_norm",
     "attr",
     "call_arg",
     "canonical_cost",
     "class_path",
+    "closed_form",
     "elementwise",
     "count_module",
     "event_counter",

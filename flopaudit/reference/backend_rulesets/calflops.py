@@ -14,16 +14,24 @@ Each module's calls are added to its ``__macs__`` and the total walks
 ``children()`` from the root (``get_module_macs``), so a module shared by two
 parents, and everything inside it, is counted once per name
 (``event_counts_per_name``).
+
+A training step (``include_backPropagation=True``) is that forward count
+times ``1 + compute_bp_factor`` (3): ``calflops:train`` prices the step's
+forward with this ruleset, multiplies it and books what the multiple
+assumes of the backward (:func:`~flopaudit.reference.backend_rulesets.rules_of_thumb.times_forward`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from flopaudit.reference.backend_rulesets._patched_profiler import (
     FLOP_ONLY_FUNCTIONS,
     MAC_FUNCTIONS,
     patched_profiler_ruleset,
 )
-from flopaudit.reference.rulesets import register_ruleset
+from flopaudit.reference.backend_rulesets.rules_of_thumb import times_forward
+from flopaudit.reference.rulesets import closed_form, register_ruleset
 
 CALFLOPS = register_ruleset(patched_profiler_ruleset(
     "calflops",
@@ -34,4 +42,16 @@ CALFLOPS = register_ruleset(patched_profiler_ruleset(
     unpatched_products="@, torch.bmm, torch.mm",
     event_counts_per_name=True,
     params="trainable",
+))
+
+TRAIN_FACTOR = 3
+"""calflops' training step: its forward times ``1 + compute_bp_factor``, 2.0 by default
+(``calflops.flops_counter.calculate_flops``) and as the adapter passes it."""
+
+closed_form("calflops:train")(times_forward(CALFLOPS, TRAIN_FACTOR))
+CALFLOPS_TRAIN = register_ruleset(dataclasses.replace(
+    CALFLOPS,
+    name="calflops:train",
+    description="calflops calculate_flops(include_backPropagation=True): its forward count x 3.",
+    closed_form="calflops:train",
 ))

@@ -21,6 +21,15 @@ made by a counter of this family), with these differences:
 * a ``torch.library`` custom op without a formula is opaque to it (its
   kernel runs outside the mode): the ops the reference traced inside count 0.
 
+In a training step it counts the backward's operators the same way:
+``mm``/``bmm``/``addmm`` gradients as themselves, ``convolution_backward``
+by ``conv_backward_flop``, which prices the weight gradient as an ungrouped
+convolution (``x.shape[1]`` input channels, not ``Cin / groups``: ``groups``
+times the reference's MACs), the CUDA attention kernels' gradients with the
+scores recomputed (as the reference); the CPU attention kernel's gradient,
+the CPU LSTM's, norms, activations and the optimizer's elementwise
+operators count 0.
+
 # NB: the variable-length flash/efficient kernels (``cu_seqlens``) are priced
 # by torch from the sequence lengths' values; the reference only has shapes
 # and uses an upper bound there (CUDA only).
@@ -31,11 +40,25 @@ from __future__ import annotations
 from torch.utils.flop_counter import flop_registry
 
 from flopaudit.records import CauseKind
+from flopaudit.reference.events import OpEvent
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, register_ruleset
+from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, numel, register_ruleset
 
 #: Overload packets FlopCounterMode has a formula for (``"aten.mm"``...), from torch itself.
 FORMULA_OPS: tuple[str, ...] = tuple(sorted(str(op) for op in flop_registry))
+
+
+
+@event_counter("torch_flop_counter.conv_backward")
+def conv_backward(e: OpEvent) -> int:
+    """``conv_backward_flop``: 2 x the forward's MACs for the input gradient, 2 x ``groups``
+    x the forward's MACs for the weight gradient (priced as if ungrouped), no bias."""
+    grad_out, x, w = e.input_shapes[:3]
+    forward = (numel(x) if e.arg("transposed", False) else numel(grad_out)) * numel(w[1:])
+    grad_input, grad_weight = (tuple(e.arg("output_mask", (True, True, True))) + (True, True))[:2]
+    groups = int(e.arg("groups", 1) or 1)
+    return 2 * forward * (int(bool(grad_input)) + groups * int(bool(grad_weight)))
+
 
 TORCH_FLOP_COUNTER = Ruleset(
     name="torch-flop-counter",
@@ -45,6 +68,9 @@ TORCH_FLOP_COUNTER = Ruleset(
     event_rules=(
         EventRule("zero", traced=True, reason="torch.library custom op without a flop formula (opaque)",
                   kind=CauseKind.UNSUPPORTED),
+        EventRule("torch_flop_counter.conv_backward", op="aten.convolution_backward",
+                  reason="convolution gradients: 2 x MACs, the weight gradient priced as if ungrouped "
+                  "(groups x its MACs), bias gradient excluded"),
         *(EventRule("2*macs", op=op, reason="2 x MACs (bias excluded)") for op in FORMULA_OPS),
         EventRule("zero", category=Category.ATTENTION,
                   reason="SDPA CPU kernel has no formula (scaled_dot_product_attention counted 0)",

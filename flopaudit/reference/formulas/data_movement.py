@@ -18,8 +18,11 @@ Two groups, both 0 MACs and 0 FLOPs, both *known* (never unsupported):
 Decisions: ``cat``/``stack``/``clone``/``copy_`` are data movement, not
 zero cost (they write a new tensor); ``where``/``masked_fill`` are selection,
 not arithmetic; ``col2im`` sums overlapping patches.
-# NB: ``col2im``'s overlap adds and ``index_put_(accumulate=True)``'s adds are
-# not counted.
+Gradients that only route values back (``select_backward``,
+``slice_backward``, padding gradients...) are data movement too.
+# NB: ``col2im``'s overlap adds, ``index_put_(accumulate=True)``'s adds and
+# the adds where ``unfold_backward`` and the reflection/replication padding
+# gradients fold overlapping or mirrored positions together are not counted.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ DATA_MOVEMENT_NAMES: tuple[str, ...] = (
     "select_copy", "split_copy", "split_with_sizes_copy", "unbind_copy", "alias_copy", "detach_copy",
     "as_strided_copy", "diagonal_copy", "unfold_copy", "_reshape_copy", "max_unpool2d", "max_unpool3d",
     "one_hot", "block_diag", "diag", "diag_embed", "flatten_dense_tensors", "_pin_memory",
+    # gradients that only route values (zeros plus a copy into the input's shape)
+    "select_backward", "slice_backward", "diagonal_backward", "unfold_backward", "index_select_backward",
+    "masked_select_backward", "masked_scatter_backward", "gather_backward", "value_selecting_reduction_backward",
+    "to_dense_backward", "_pack_padded_sequence_backward", "reflection_pad1d_backward", "reflection_pad2d_backward",
+    "reflection_pad3d_backward", "replication_pad1d_backward", "replication_pad2d_backward",
+    "replication_pad3d_backward",
     # padded <-> nested (``nn.TransformerEncoder`` with a padding mask in eval)
     "_nested_tensor_from_mask", "_nested_tensor_from_mask_left_aligned", "to_padded_tensor",
     "_nested_tensor_from_tensor_list", "_nested_from_padded", "_nested_from_padded_and_nested_example",

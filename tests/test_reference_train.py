@@ -1,0 +1,253 @@
+"""The reference counter's training step, against closed forms derived by hand.
+
+Conventions (see :mod:`flopaudit.reference.formulas`): a product of an
+``(M, K)`` and a ``(K, N)`` matrix is ``M*K*N`` MACs, and its gradients are
+products of the same size: ``dX = dY @ W`` and ``dW = dY^T @ X``, each
+computed only if autograd needs it. A sum of ``n`` elements down to ``m`` is
+``n - m`` extra FLOPs (the default loss, and bias gradients). Every number
+below is written out as the arithmetic it comes from.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+from flopaudit.errors import UserError
+from flopaudit.reference import count
+
+N = 4
+
+
+def macs(result, phase: str) -> int:  # noqa: ANN001
+    return result.phases[phase].total.macs if phase in result.phases else 0
+
+
+def extra(result, phase: str) -> int:  # noqa: ANN001
+    return result.phases[phase].total.extra_flops if phase in result.phases else 0
+
+
+def module_macs(result, phase: str, path: str) -> int:  # noqa: ANN001
+    per_module = result.phases[phase].per_module if phase in result.phases else {}
+    return per_module[path].macs if path in per_module else 0
+
+
+def test_linear_with_bias_as_first_layer() -> None:
+    model = nn.Linear(6, 5)
+    r = count(model, torch.randn(N, 6), pass_="train")
+    assert r.pass_.train and list(r.phases) == ["forward", "loss", "backward"]
+    # forward: addmm 4x6 @ 6x5 = 4*6*5 = 120 MACs, bias 4*5 = 20 adds
+    assert (macs(r, "forward"), extra(r, "forward")) == (120, 20)
+    # loss: sum of the 4x5 output = 20 - 1 = 19 adds
+    assert (macs(r, "loss"), extra(r, "loss")) == (0, 19)
+    # backward: the input needs no gradient (first layer): only dW = dY^T @ X, 5x4 @ 4x6 = 120;
+    # the bias gradient sums dY over the batch: 20 - 5 = 15
+    assert (macs(r, "backward"), extra(r, "backward")) == (120, 15)
+    assert r.macs == 240 and r.unsupported == {}
+
+
+def test_linear_without_bias_and_not_first() -> None:
+    model = nn.Sequential(nn.Linear(6, 8, bias=False), nn.Linear(8, 3, bias=False))
+    r = count(model, torch.randn(N, 6), pass_="train")
+    # forward: 4*6*8 = 192 and 4*8*3 = 96
+    assert macs(r, "forward") == 192 + 96
+    # backward: layer 1 (first: weight gradient only) 192; layer 2 (its input needs a gradient) 2 * 96
+    assert module_macs(r, "backward", "0") == 192
+    assert module_macs(r, "backward", "1") == 2 * 96
+    assert extra(r, "backward") == 0  # no bias, no activation
+    # the same layer with an input that requires a gradient computes both gradients
+    x = torch.randn(N, 6, requires_grad=True)
+    assert macs(count(nn.Linear(6, 8, bias=False), x, pass_="train"), "backward") == 2 * 192
+
+
+def test_conv2d_first_layer_and_grouped_second() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, groups=2))
+    r = count(model, torch.randn(2, 3, 8, 8), pass_="train")
+    # conv 1: out 2x4x8x8, per output 3*3*3 taps: 2*4*64 * 27 = 13824 MACs, bias 2*4*64 = 512 adds
+    # conv 2: out 2x6x6x6, groups 2: per output (4/2)*3*3 = 18 taps: 2*6*36 * 18 = 7776 MACs, bias 432 adds
+    assert module_macs(r, "forward", "0") == 13824 and module_macs(r, "forward", "1") == 7776
+    assert extra(r, "forward") == 512 + 432
+    # backward: conv 1 weight gradient only (13824), conv 2 input and weight gradients (2 * 7776);
+    # bias gradients sum dY over batch and positions: (512 - 4) + (432 - 6)
+    assert module_macs(r, "backward", "0") == 13824
+    assert module_macs(r, "backward", "1") == 2 * 7776
+    assert extra(r, "backward") == 508 + 426
+
+
+def test_frozen_backbone_with_a_trainable_head() -> None:
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    r = count(model, torch.randn(N, 6), pass_="train")
+    # forward: 4*6*8 = 192 (backbone) + 4*8*3 = 96 (head)
+    assert macs(r, "forward") == 192 + 96
+    # backward: the head's weight gradient only (its input comes from a frozen layer: no gradient),
+    # 3x4 @ 4x8 = 96; bias gradient 12 - 3 = 9; nothing at all runs for the backbone or the ReLU
+    assert (macs(r, "backward"), extra(r, "backward")) == (96, 9)
+    backward_paths = {e.module_path for e in r.events if e.phase == "backward"}
+    assert backward_paths <= {"", "2"} and "0" not in r.phases["backward"].per_module
+    assert r.params.trainable == 8 * 3 + 3
+
+
+def test_embedding_gradient_is_a_scatter_add() -> None:
+    r = count(nn.Embedding(10, 8), torch.randint(0, 10, (2, 5)), pass_="train")
+    # forward: a gather, free; loss: 2*5*8 = 80 elements summed, 79 adds
+    assert (macs(r, "forward"), extra(r, "forward"), extra(r, "loss")) == (0, 0, 79)
+    # backward: every gathered row added into the weight gradient: 2*5 indices * 8 = 80 adds
+    assert (macs(r, "backward"), extra(r, "backward")) == (0, 80)
+    assert {e.op for e in r.events if e.extra_flops and e.phase == "backward"} == {
+        "aten.embedding_dense_backward.default"}
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_layer_norm(input_grad: bool) -> None:
+    n = N * 16
+    x = torch.randn(N, 16, requires_grad=input_grad)
+    r = count(nn.LayerNorm(16), x, pass_="train")
+    # forward: statistics 5 per element + weight 1 + bias 1 = 7 * 64
+    assert extra(r, "forward") == 7 * n
+    # backward: input gradient 9 + 1 (weight) per element when asked for, weight gradient 2, bias gradient 1
+    assert extra(r, "backward") == (10 * n if input_grad else 0) + 2 * n + 1 * n
+
+
+def test_lstm() -> None:
+    lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True)
+    r = count(lstm, torch.randn(2, 5, 8), pass_="train")
+    steps = 2 * 5
+    # forward per step: layer 1 4*16*(8+16) = 1536, layer 2 4*16*(16+16) = 2048
+    forward = steps * (1536 + 2048)
+    assert macs(r, "forward") == forward == 35840
+    # backward: the oneDNN kernel computes the input, hidden and weight gradients of every layer:
+    # each weight matrix twice per step
+    assert macs(r, "backward") == 2 * forward
+
+
+def test_multihead_attention() -> None:
+    e, heads, length = 16, 4, 5
+    mha = nn.MultiheadAttention(e, heads, batch_first=True)
+    x = torch.randn(2, length, e)
+    r = count(mha, (x, x, x), pass_="train")
+    b = 2
+    # forward: packed q/k/v projection 2*5*16*48, scores q@k^T 2*4*5*5*4, weights@v the same,
+    # output projection 2*5*16*16
+    proj_in, scores, out = b * length * e * 3 * e, b * heads * length * length * (e // heads), b * length * e * e
+    assert macs(r, "forward") == proj_in + 2 * scores + out == 4 * b * length * e * e + 2 * b * length * length * e
+    # backward: output projection both gradients (2*out), both attention products both operands
+    # (4*scores), the input projection its weight gradient only (x needs no gradient)
+    assert macs(r, "backward") == 2 * out + 4 * scores + proj_in
+
+
+class Checkpointed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8))
+        self.b = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(checkpoint(self.a, x, use_reentrant=False))
+
+
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_activation_checkpointing_recomputes(early_stop: bool) -> None:
+    x = torch.randn(3, 4)
+    with set_checkpoint_early_stop(early_stop):
+        r = count(Checkpointed(), x, pass_="train")
+    # forward: a.0 3*4*8 = 96, a.2 3*8*8 = 192, b 3*8*2 = 48
+    assert macs(r, "forward") == 96 + 192 + 48
+    # backward: b both gradients 2*48, a.2 both 2*192, a.0 weight gradient only 96
+    assert macs(r, "backward") == 2 * 48 + 2 * 192 + 96
+    # recompute: the checkpointed block's forward runs again in the backward. With early stop
+    # (torch's default) it stops once the tensors the backward saved are back: a.0 (and the ReLU);
+    # a.2's output is saved by nobody inside the block. Without early stop all of it: 96 + 192.
+    assert macs(r, "recompute") == (96 if early_stop else 96 + 192)
+    assert module_macs(r, "recompute", "a.0") == 96
+    assert r.notes == ()  # stopping a recomputation early is not an error
+
+
+@pytest.mark.parametrize("optimizer, per_element, per_parameter", [
+    ("sgd", 1, 0),      # p.add_(grad, alpha=-lr)
+    ("adam", 10, 1),    # step += 1; lerp_ 2; mul_ 1; addcmul_ 2; sqrt 1; div 1; add_(eps) 1; addcdiv_ 2
+    ("adamw", 11, 1),   # Adam's plus the decoupled weight decay p.mul_(1 - lr*wd): 1
+])
+def test_optimizer_step(optimizer: str, per_element: int, per_parameter: int) -> None:
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))
+    model[0].bias.requires_grad_(False)  # frozen: gets no gradient, the optimizer skips it
+    r = count(model, torch.randn(N, 6), pass_="train", optimizer=optimizer)
+    stepped = 6 * 5 + 5 * 2 + 2  # the parameters that received a gradient
+    assert (macs(r, "optimizer"), extra(r, "optimizer")) == (0, per_element * stepped + 3 * per_parameter)
+    # each parameter's update is attributed to the module holding it
+    assert r.phases["optimizer"].per_module["0"].extra_flops == per_element * 30 + per_parameter
+    assert r.phases["optimizer"].per_module["2"].extra_flops == per_element * 12 + 2 * per_parameter
+
+
+def test_backward_runs_where_its_forward_ran() -> None:
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.Tanh()), nn.Linear(8, 2))
+    r = count(model, torch.randn(N, 6), pass_="train")
+    for e in r.events:
+        if e.phase == "backward" and e.forward_event >= 0:
+            source = r.events[e.forward_event]
+            assert source.phase in ("forward", "loss")
+            assert (e.module_path, e.module_stack) == (source.module_path, source.module_stack)
+    # the tanh gradient runs in "2.1", inside "2": inclusive per-module sums
+    assert r.phases["backward"].per_module["2.1"].extra_flops == 2 * N * 8
+    assert r.phases["backward"].per_module["2"].macs == 2 * N * 8 * 8
+
+
+def test_the_model_is_left_as_it_was() -> None:
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)).train()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = [p.grad for p in model.parameters()]
+    count(model, torch.randn(N, 6), pass_="train", optimizer="adam")
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads))
+    assert model.training
+
+
+def loss_first_row(output: torch.Tensor) -> torch.Tensor:
+    return output[0].pow(2).sum()
+
+
+def loss_not_scalar(output: torch.Tensor) -> torch.Tensor:
+    return output
+
+
+def test_a_user_loss() -> None:
+    model = nn.Linear(6, 5, bias=False)
+    r = count(model, torch.randn(N, 6), pass_="train", loss=f"{__name__}:loss_first_row")
+    # loss: square 5 elements (5), sum them (4)
+    assert extra(r, "loss") == 5 + 4
+    # backward: pow's gradient 2*x*g, then the select's gradient routes it (no FLOPs): the product is
+    # still the full 5x4 @ 4x6 weight gradient
+    assert macs(r, "backward") == N * 6 * 5
+    with pytest.raises(UserError, match="not a scalar tensor"):
+        count(model, torch.randn(N, 6), pass_="train", loss=f"{__name__}:loss_not_scalar")
+    with pytest.raises(UserError, match="has no attribute"):
+        count(model, torch.randn(N, 6), pass_="train", loss=f"{__name__}:no_such_loss")
+    with pytest.raises(UserError, match="need --pass train"):
+        count(model, torch.randn(N, 6), loss=f"{__name__}:loss_first_row")
+
+
+def test_a_model_without_trainable_parameters_has_no_backward() -> None:
+    model = nn.Linear(6, 5).requires_grad_(False)
+    r = count(model, torch.randn(N, 6), pass_="train", optimizer="sgd")
+    # the default loss sums the outputs that need a gradient: there is none, so no loss either
+    assert list(r.phases) == ["forward"]
+    assert any("no backward pass" in n for n in r.notes)
+    assert any("stepped nothing" in n for n in r.notes)
+
+
+def test_meta_counts_a_step_like_cpu() -> None:
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 2))
+
+    cpu = count(build(), torch.randn(N, 6), pass_="train", optimizer="adamw")
+    with torch.device("meta"):
+        model, x = build(), torch.randn(N, 6)
+    meta = count(model, x, pass_="train", optimizer="adamw", device="meta")
+    assert {p: (s.total.macs, s.total.extra_flops) for p, s in meta.phases.items()} == {
+        p: (s.total.macs, s.total.extra_flops) for p, s in cpu.phases.items()}
