@@ -259,3 +259,16 @@ def test_a_failure_reads_the_same_in_every_run_and_names_the_backends_code() -> 
                                        "torch.nn.modules.linear, line")
     assert error_text(BackendFailure("foreseen: the backend would fail on this model")) == (
         "BackendFailure: foreseen: the backend would fail on this model")
+
+
+def test_timm_style_layers_subclass_inplace_and_repeat() -> None:
+    """StdConv2d(3, 8, 3) on (2, 3, 8, 8): 2 x 8 x 6 x 6 x 27 = 15552 MACs; LeakyReLU on
+    its 576 outputs; mean to (2, 8); repeat(1, 2) to (2, 16); Linear(16, 10): 320 MACs."""
+    report = _report("timm-style-layers")
+    torchstat = _cell(report, "timm-style-layers", "torchstat")  # isinstance: the subclass is a Conv2d
+    assert torchstat.difference == 576 and _cause(torchstat, "ReLU family") == 576
+    assert not any("no rule" in c.rule for c in torchstat.causes)
+    # torchprofile has no handler for the in-place leaky_relu_ (it would add 576): only the mean's 16 outputs
+    assert _cell(report, "timm-style-layers", "torchprofile").difference == 16
+    # torch.profiler: aten::repeat's own aten::add over its 2 repeats, 2 FLOPs = 1 MAC
+    assert _cause(_cell(report, "timm-style-layers", "torch-profiler"), "aten::repeat") == 1

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
@@ -332,6 +333,8 @@ class ModuleRule:
     (``"torch.nn.modules.conv.Conv2d"``) or ``"*"`` (any class: counters that
     price every module the same way, e.g. from its parameter counts);
     ``in_leaf`` restricts the rule to leaf (True) or non-leaf (False) calls.
+    ``subclasses``: ``module_type`` is a dotted class path and the rule also
+    prices calls of its subclasses (a counter matching with ``isinstance``).
     """
 
     module_type: str
@@ -342,6 +345,7 @@ class ModuleRule:
     kind: CauseKind = CauseKind.RULE
     """Cause family in the diff report (a string naming a :class:`CauseKind` is converted)."""
     in_leaf: bool | None = None
+    subclasses: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", CauseKind(self.kind))
@@ -349,7 +353,31 @@ class ModuleRule:
     def matches(self, call: ModuleCall) -> bool:
         if self.in_leaf is not None and call.in_leaf != self.in_leaf:
             return False
-        return self.module_type == "*" or self.module_type in (call.module_type, call.module_class)
+        if self.module_type == "*" or self.module_type in (call.module_type, call.module_class):
+            return True
+        return self.subclasses and is_subclass(call.module_class, self.module_type)
+
+
+@functools.cache
+def is_subclass(path: str, base: str) -> bool:
+    """Is the class at dotted ``path`` a subclass of the class at ``base``? Both
+    are looked up among the modules already imported (a recorded model's class
+    was imported to run it; nothing is imported here); False if either is not
+    found (a class defined in a function, a module gone)."""
+    cls, parent = _loaded_class(path), _loaded_class(base)
+    return isinstance(cls, type) and isinstance(parent, type) and issubclass(cls, parent)
+
+
+def _loaded_class(path: str) -> Any:
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        owner = sys.modules.get(".".join(parts[:cut]))
+        if owner is None:
+            continue
+        for name in parts[cut:]:
+            owner = getattr(owner, name, None)
+        return owner
+    return None
 
 
 def exact_type_rules(classes: Sequence[type], count: str, reason: str, **options: Any) -> tuple[ModuleRule, ...]:

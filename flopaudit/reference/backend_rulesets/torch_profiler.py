@@ -85,6 +85,15 @@ def rnn_bias_add(e: OpEvent) -> int:
     return _numel(e.input_shapes[3])
 
 
+@event_counter("torch-profiler.repeat")
+def repeat_add(e: OpEvent) -> int:
+    """``aten::repeat``'s kernel adds over its ``repeats`` (one element per
+    output dimension) with an ``aten::add`` that the profiler prices at 1 per
+    element; under the reference's dispatch mode it is not dispatched:
+    ``len(repeats)``, the output's rank."""
+    return len(e.output_shapes[0]) if e.output_shapes else 0
+
+
 @event_counter("torch-profiler.first_numel")
 def first_numel(e: OpEvent) -> int:
     """``computeFlops`` for ``aten::mul``/``aten::add``: elements of the first input."""
@@ -106,6 +115,8 @@ TORCH_PROFILER = Ruleset(
         *(EventRule("zero", op="aten.add", patched=p, reason=_R_SDPA_MASK) for p in SDPA_CALLS),
         *(EventRule("torch-profiler.add_in_rnn", op="aten.add", module_type=m, reason=_R_LINEAR_BIAS)
           for m in _RNN_MODULES),
+        EventRule("torch-profiler.repeat", op="aten.repeat",
+                  reason="aten::repeat's own aten::add over its repeats (1 per output dimension)"),
         EventRule("torch-profiler.rnn_bias_add", op="aten.mkldnn_rnn_layer",
                   reason="the CPU LSTM kernel's own aten::add of its two biases (1 per element)"),
         *(EventRule("2*macs", op=op, reason="mm/addmm/bmm/baddbmm = 2 x MACs (bias excluded)")

@@ -229,8 +229,9 @@ TORCHPROFILE = Ruleset(
           for op in ("aten.mean", "aten.avg_pool1d", "aten.avg_pool2d", "aten.avg_pool3d",
                      "aten._adaptive_avg_pool2d", "aten.adaptive_avg_pool1d", "aten.adaptive_avg_pool2d",
                      "aten._adaptive_avg_pool3d", "aten.adaptive_avg_pool3d")),
-        *(EventRule("out_numel", op=op, reason="leaky_relu = 1 per output element")
-          for op in ("aten.leaky_relu", "aten.leaky_relu_")),
+        EventRule("out_numel", op="aten.leaky_relu", reason="leaky_relu = 1 per output element"),
+        EventRule("zero", op="aten.leaky_relu_", reason="in-place leaky_relu_ (LeakyReLU(inplace=True)) has no "
+                  "handler (only aten::leaky_relu has)", kind=_UNSUPPORTED),
         EventRule("torchprofile.4*out_numel", op="aten.upsample_bilinear2d",
                   reason="bilinear upsampling = 4 per output element"),
         *(EventRule("torchprofile.grid_sampler", op=op, reason="grid_sample = 4 (bilinear) or 16 (bicubic) per output")

@@ -24,13 +24,15 @@ and these formulas, read on the reference's batch-``N`` recording, are
 ``N`` times the one-sample counts for models whose work scales with the
 batch. It runs in eval mode with autograd on.
 
-# NB: rules name exact classes here; torchstat's ``isinstance`` also prices
-# subclasses of these classes (none is a leaf the zoo calls).
+Rules match subclasses too, as ``isinstance`` does (timm's ``StdConv2d`` and
+``ScaledStdConv2d`` are priced as ``Conv2d``).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
+
+from torch import nn
 
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory
@@ -38,6 +40,7 @@ from flopaudit.reference.params import NEVER_CALLED, ParamTally, called_paths, p
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
+    class_path,
     first_in,
     first_out,
     module_counter,
@@ -84,7 +87,7 @@ def linear(call: ModuleCall) -> int:
     return x[0] * x[1] * y[1] if len(x) == 2 and len(y) == 2 else 0
 
 
-_ACTIVATIONS = ("ReLU", "ReLU6", "PReLU", "ELU", "LeakyReLU")
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.LeakyReLU)
 
 
 @param_counter("torchstat")
@@ -113,17 +116,18 @@ TORCHSTAT = register_ruleset(Ruleset(
     "affine) per element, ReLU family and max/avg pools 1 per input element, Upsample 1 per output position, 2-D "
     "Linear MACs; other leaves and all functional ops 0.",
     module_rules=(
-        ModuleRule("Conv2d", "torchstat.conv2d", in_leaf=True,
+        ModuleRule(class_path(nn.Conv2d), "torchstat.conv2d", in_leaf=True, subclasses=True,
                    reason="Conv2d = MACs + bias (one per output element)"),
-        ModuleRule("BatchNorm2d", "torchstat.batchnorm2d", in_leaf=True,
+        ModuleRule(class_path(nn.BatchNorm2d), "torchstat.batchnorm2d", in_leaf=True, subclasses=True,
                    reason="BatchNorm2d = 1 per element, 2 with affine"),
-        *(ModuleRule(cls, "in_numel", in_leaf=True, reason="ReLU family = 1 per input element")
-          for cls in _ACTIVATIONS),
-        *(ModuleRule(cls, "in_numel", in_leaf=True, reason="MaxPool2d/AvgPool2d = 1 per input element")
-          for cls in ("MaxPool2d", "AvgPool2d")),
-        ModuleRule("Upsample", "torchstat.upsample", in_leaf=True,
+        *(ModuleRule(class_path(cls), "in_numel", in_leaf=True, subclasses=True,
+                     reason="ReLU family = 1 per input element") for cls in _ACTIVATIONS),
+        *(ModuleRule(class_path(cls), "in_numel", in_leaf=True, subclasses=True,
+                     reason="MaxPool2d/AvgPool2d = 1 per input element") for cls in (nn.MaxPool2d, nn.AvgPool2d)),
+        ModuleRule(class_path(nn.Upsample), "torchstat.upsample", in_leaf=True, subclasses=True,
                    reason="Upsample = 1 per output position (channels left out)"),
-        ModuleRule("Linear", "torchstat.linear", in_leaf=True, reason="Linear (2-D) = MACs, no bias"),
+        ModuleRule(class_path(nn.Linear), "torchstat.linear", in_leaf=True, subclasses=True,
+                   reason="Linear (2-D) = MACs, no bias"),
     ),
     default="zero",
     eval_mode=True,  # the backend calls model.eval() before its pass

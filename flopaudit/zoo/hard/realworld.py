@@ -190,6 +190,34 @@ class LearnedMaskAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(n, length, width))
 
 
+class StdConv2d(nn.Conv2d):
+    """A ``Conv2d`` subclass that standardises its weight in ``forward`` (as
+    timm's ``StdConv2d``/``ScaledStdConv2d`` do, with ``F.batch_norm`` over
+    the weight): counters that match classes with ``isinstance`` price it as
+    a convolution, counters that match the exact class do not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True, momentum=0.0,
+                         eps=1e-6).reshape_as(self.weight)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class TimmStyleLayers(nn.Module):
+    """What timm's convnets do beyond torchvision's: a ``Conv2d`` subclass, an
+    in-place ``LeakyReLU`` and ``Tensor.repeat`` (XCiT's positional encoding,
+    Whisper's attention)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = StdConv2d(3, 8, 3, bias=False)
+        self.act = nn.LeakyReLU(0.1, inplace=True)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.conv(x)).mean((2, 3))
+        return self.head(y.repeat(1, 2))
+
+
 def _timm_attention() -> nn.Module:
     """timm's ``Attention(dim=32, num_heads=4, qkv_bias=True)`` block (the ViT family's)."""
     from flopaudit.zoo.optional import offline
@@ -317,6 +345,19 @@ def cases() -> list[ModelCase]:
             description="F.scaled_dot_product_attention with a learned float mask (a (4, 6, 6) parameter added "
             "to the scores, as T5's position bias) on (2, 6, 16): with autograd on, torch runs the math "
             "decomposition (bmm, softmax) instead of the fused kernel",
+        ),
+        hard_case(
+            "timm-style-layers",
+            TimmStyleLayers,
+            randn_inputs((2, 3, 8, 8)),
+            {"conv", "timm-layer"},
+            # conv 2 x 8 x 6 x 6 x (3 x 3 x 3) + head 2 x 16 x 10
+            expected_macs=2 * 8 * 6 * 6 * 27 + 2 * 16 * 10,
+            expected_params=8 * 3 * 3 * 3 + 16 * 10 + 10,
+            description="a Conv2d subclass standardising its weight (timm's StdConv2d), LeakyReLU(inplace=True), "
+            "a global mean and Tensor.repeat(1, 2) into Linear(16, 10), on (2, 3, 8, 8): isinstance-matching "
+            "counters (torchstat) price the subclass as a convolution, torchprofile has no handler for the "
+            "in-place leaky_relu_, and torch.profiler prices an aten::add inside aten::repeat",
         ),
         hard_case(
             "timm-attention-block",
