@@ -203,7 +203,7 @@ def without_dead_work(prediction: RulesetPrediction, events: Sequence[OpEvent], 
     amounts = []
     for i in sorted(dead):
         e = events[i]
-        if ruleset.foreign(e):
+        if ruleset.foreign(e) or any(p in ruleset.trace_consumed for p in e.patched_stack):
             continue
         rule = ruleset.event_rule(e)
         priced = EVENT_COUNTERS[rule.count if rule else ruleset.default](e)

@@ -471,6 +471,11 @@ class Ruleset:
     backend reads from the model's values, which a recording of shapes does
     not hold (torchinfo counts a pruned weight by its mask's ones). Each is
     booked as a cause of its own."""
+    trace_consumed: tuple[str, ...] = ()
+    """Patched callables whose results the traced branch of the model consumes
+    as tensors where a plain pass reads them as Python numbers (``.item()``,
+    invisible to liveness): their work is never booked as dropped by the trace
+    (torchvision's ``expand_boxes``, whose boxes feed the scripted mask paste)."""
     drops_dead_code: bool = False
     """The backend counts a JIT trace of the pass, which keeps only the work
     whose result reaches the output or is written to a parameter, buffer or

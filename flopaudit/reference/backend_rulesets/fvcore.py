@@ -109,8 +109,14 @@ INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm
 SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
 SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
 #: torchvision code that runs another branch under a trace, where the work is a
-#: ``torch.jit._script_if_tracing`` function (patched where it is called from).
-TRACED_SCRIPT_CALLS = ("torchvision.models.detection.transform.paste_masks_in_image",)
+#: ``torch.jit._script_if_tracing`` function: the functions whose work that
+#: function does in a plain pass, patched where they are called from (Mask
+#: R-CNN's per-mask pasting, Keypoint R-CNN's heatmap decoding).
+TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_image",
+                       "torchvision.models.detection.roi_heads.heatmaps_to_keypoints")
+#: Their tensor inputs computed in Python (the pasted boxes): a plain pass reads
+#: them with ``int()``, the scripted loop takes them as tensors, so the trace keeps them.
+TRACE_CONSUMED_CALLS = ("torchvision.models.detection.roi_heads.expand_boxes",)
 
 _R_MATMUL = "matmul priced as prod(a.shape) x b.shape[-1] (a batch only on b is missed)"
 _R_EINSUM = "einsum priced by numpy's optimal-path estimate / 2"
@@ -120,8 +126,9 @@ _R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
 _R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
 _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
-_R_TRACED_SCRIPT = ("Mask R-CNN's mask pasting: under a trace torchvision runs it as a TorchScript loop "
-                    "(torch.jit._script_if_tracing), one opaque prim::CallFunction in fvcore's trace")
+R_TRACED_SCRIPT = ("Mask R-CNN's mask pasting and Keypoint R-CNN's heatmap decoding: under a trace torchvision "
+                   "runs them as TorchScript loops (torch.jit._script_if_tracing), one opaque prim::CallFunction "
+                   "node in the trace")
 _R_SDPA = "fused attention (scaled_dot_product_attention) has no fvcore handle"
 _R_SCRIPT = "TorchScript function (torch.jit.script): one opaque prim::CallFunction node in fvcore's trace"
 
@@ -242,10 +249,10 @@ def conv(e: OpEvent) -> int:
     return _numel(w) * _numel(y[1:])
 
 
-def _priced_calls(paths: tuple[str, ...], counter: str, reason: str,
-                  kind: CauseKind = CauseKind.RULE) -> tuple[EventRule, ...]:
+def traced_calls(paths: tuple[str, ...], counter: str, reason: str,
+                 kind: CauseKind = CauseKind.RULE) -> tuple[EventRule, ...]:
     """Ops inside calls of ``paths`` count 0, a call nested in another one too
-    (fvcore's trace holds one node per outermost call); the ``py:`` call
+    (a JIT trace holds one node per outermost call); the ``py:`` call
     events are priced by ``counter`` (:func:`~flopaudit.reference.rulesets.patched_call_rules`)."""
     calls, inner = patched_call_rules(paths, counter, reason, kind)
     return inner + calls
@@ -257,22 +264,22 @@ FVCORE = Ruleset(
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
-    + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS,
+    + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS + TRACE_CONSUMED_CALLS,
     event_rules=(
-        *_priced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, CauseKind.UNSUPPORTED),
-        *_priced_calls(TRACED_SCRIPT_CALLS, "zero", _R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
-        *_priced_calls(SDPA_CALLS, "zero", _R_SDPA, CauseKind.UNSUPPORTED),
+        *traced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, CauseKind.UNSUPPORTED),
+        *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
+        *traced_calls(SDPA_CALLS, "zero", _R_SDPA, CauseKind.UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",
                   kind=CauseKind.UNSUPPORTED),
         EventRule("zero", autograd_function=True,
                   reason="custom autograd.Function: one opaque prim::PythonOp in fvcore's trace",
                   kind=CauseKind.UNSUPPORTED),
-        *_priced_calls(MATMUL_CALLS, "fvcore.matmul", _R_MATMUL),
-        *_priced_calls(EINSUM_CALLS, "fvcore.einsum", _R_EINSUM),
-        *_priced_calls(CONV_CALLS, "fvcore.conv", _R_CONV, CauseKind.UNSUPPORTED),
-        *_priced_calls(POOL_CALLS, "in_numel", _R_POOL),
-        *_priced_calls(ZERO_CALLS, "zero", _R_POOL1D, CauseKind.UNSUPPORTED),
-        *_priced_calls(INSTANCE_NORM_CALLS, "fvcore.instance_norm", _R_NORM),
+        *traced_calls(MATMUL_CALLS, "fvcore.matmul", _R_MATMUL),
+        *traced_calls(EINSUM_CALLS, "fvcore.einsum", _R_EINSUM),
+        *traced_calls(CONV_CALLS, "fvcore.conv", _R_CONV, CauseKind.UNSUPPORTED),
+        *traced_calls(POOL_CALLS, "in_numel", _R_POOL),
+        *traced_calls(ZERO_CALLS, "zero", _R_POOL1D, CauseKind.UNSUPPORTED),
+        *traced_calls(INSTANCE_NORM_CALLS, "fvcore.instance_norm", _R_NORM),
         *(EventRule("zero", module_type=m, reason=_R_RNN, kind=CauseKind.UNSUPPORTED) for m in ("LSTM", "GRU", "RNN")),
         *(EventRule("macs", op=op, reason="matmul/linear/conv MACs, no bias")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.linear", "aten.matmul")),
@@ -300,5 +307,6 @@ FVCORE = Ruleset(
     default="zero",
     grad_enabled=True,
     drops_dead_code=True,
+    trace_consumed=TRACE_CONSUMED_CALLS,
 )
 register_ruleset(FVCORE)

@@ -49,8 +49,17 @@ from __future__ import annotations
 
 import math
 
-from flopaudit.reference.backend_rulesets.fvcore import call_arg, einsum_equation, has_tensor_arg
-from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
+from flopaudit.records import CauseKind
+from flopaudit.reference.backend_rulesets.fvcore import (
+    R_TRACED_SCRIPT,
+    TRACE_CONSUMED_CALLS,
+    TRACED_SCRIPT_CALLS,
+    call_arg,
+    einsum_equation,
+    has_tensor_arg,
+    traced_calls,
+)
+from flopaudit.reference.engine import OpEvent, TensorArg
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
 from flopaudit.reference.rulesets import numel as _numel
@@ -165,10 +174,6 @@ def grid_sampler(e: OpEvent) -> int:
     return 0 if mode == 1 else out * (16 if mode == 2 else 4)
 
 
-def _py(path: str) -> str:
-    return PATCHED_CALL_PREFIX + path
-
-
 MATMUL_CALLS = ("torch.nn.functional.linear", "torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__")
 EINSUM_CALLS = ("torch.einsum",)
 SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
@@ -185,27 +190,23 @@ _R_NORM = "batch/layer/group norm = 1 per output element with an affine weight"
 _R_POOL = "average pools and mean = 1 per output element"
 
 
-def _priced_calls(paths: tuple[str, ...], counter: str, reason: str) -> tuple[EventRule, ...]:
-    """The ``py:`` calls of ``paths`` priced by ``counter``; the ops inside them 0, under the same reason."""
-    return (tuple(EventRule("zero", patched=p, reason=reason) for p in paths)
-            + tuple(EventRule(counter, op=_py(p), reason=reason) for p in paths))
-
-
 TORCHPROFILE = Ruleset(
     name="torchprofile",
     unit="MAC",
     description="torchprofile profile_macs: JIT-trace handlers for linear/matmul/addmm/bmm/einsum/conv (no bias), "
     "elementwise mul, affine norms, average pools and mean, bilinear upsampling, LSTM and SDPA; other ops 0.",
-    patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS,
+    patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + TRACED_SCRIPT_CALLS
+    + TRACE_CONSUMED_CALLS,
     event_rules=(
+        *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one node without a handler in the trace",
                   kind=_UNSUPPORTED),
         EventRule("zero", autograd_function=True,
                   reason="custom autograd.Function: one prim::PythonOp node without a handler", kind=_UNSUPPORTED),
-        *_priced_calls(MATMUL_CALLS, "torchprofile.matmul_call", _R_MATMUL),
-        *_priced_calls(EINSUM_CALLS, "torchprofile.einsum", _R_EINSUM),
-        *_priced_calls(SDPA_CALLS, "torchprofile.sdpa", _R_SDPA),
-        *_priced_calls(LSTM_CALLS, "torchprofile.lstm", _R_LSTM),
+        *traced_calls(MATMUL_CALLS, "torchprofile.matmul_call", _R_MATMUL),
+        *traced_calls(EINSUM_CALLS, "torchprofile.einsum", _R_EINSUM),
+        *traced_calls(SDPA_CALLS, "torchprofile.sdpa", _R_SDPA),
+        *traced_calls(LSTM_CALLS, "torchprofile.lstm", _R_LSTM),
         *(EventRule("zero", module_type=m, reason="GRU/RNN are one aten::gru/rnn_* node without a handler: 0",
                     kind=_UNSUPPORTED) for m in ("GRU", "RNN")),
         EventRule("zero", op="aten.mean", module_type="MultiheadAttention", reason=_R_DEAD_MEAN),
@@ -239,6 +240,7 @@ TORCHPROFILE = Ruleset(
     ),
     default="zero",
     grad_enabled=True,
-    drops_dead_code=True,  # profile_macs counts a torch.jit.trace graph
+    drops_dead_code=True,
+    trace_consumed=TRACE_CONSUMED_CALLS,  # profile_macs counts a torch.jit.trace graph
 )
 register_ruleset(TORCHPROFILE)
