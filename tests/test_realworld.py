@@ -172,6 +172,14 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
         twin = copy_model(model)
         assert torch.equal(twin(x), model(x))
     assert copy_model(scripted).mlp is scripted.mlp
+    keeps = realworld.KeepsActivations()
+    x = torch.randn(4, 16)
+    keeps(x)  # autograd on: the list attribute now holds non-leaf tensors
+    with pytest.raises(RuntimeError, match="deepcopy"):
+        copy.deepcopy(keeps)
+    twin = copy_model(keeps)
+    assert not any(t.requires_grad and not t.is_leaf for t in twin.pyramid)
+    assert torch.equal(twin(x), keeps(x))
 
 
 def test_fingerprint_of_a_lazy_model_names_what_was_materialised() -> None:

@@ -278,18 +278,31 @@ def copy_model(model: nn.Module) -> nn.Module:
     plain attributes (``torch.nn.utils.prune`` and ``weight_norm`` recompute
     ``weight`` from ``weight_orig``/``weight_g`` in a forward pre-hook, and
     tensors that autograd produced refuse ``deepcopy``), or a buffer written
-    with autograd on (``self.cache.copy_(y)``): such a tensor is copied
-    detached; the hook recomputes the attribute on the next forward. A
-    ``torch.jit.script`` function held as an attribute is shared, not copied."""
+    with autograd on (``self.cache.copy_(y)``), also inside a list, tuple or
+    dict attribute (RAFT's correlation block keeps its last pyramid as
+    ``self.corr_pyramid = [...]``): such a tensor is copied detached; the hook
+    recomputes the attribute on the next forward. A ``torch.jit.script``
+    function held as an attribute is shared, not copied."""
     import torch
 
     memo: dict[int, Any] = {}
+
+    def note(value: Any, depth: int = 0) -> None:
+        if isinstance(value, torch.Tensor):
+            if not value.is_leaf and not isinstance(value, torch.nn.Parameter):
+                memo[id(value)] = value.detach().clone()
+        elif isinstance(value, torch.jit.ScriptFunction):
+            memo[id(value)] = value  # compiled and immutable (and it refuses to be pickled): shared
+        elif depth < 4 and isinstance(value, (list, tuple)):
+            for item in value:
+                note(item, depth + 1)
+        elif depth < 4 and isinstance(value, dict):
+            for item in value.values():
+                note(item, depth + 1)
+
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
-            if isinstance(value, torch.Tensor) and not value.is_leaf and not isinstance(value, torch.nn.Parameter):
-                memo[id(value)] = value.detach().clone()
-            elif isinstance(value, torch.jit.ScriptFunction):
-                memo[id(value)] = value  # compiled and immutable (and it refuses to be pickled): shared
+            note(value)
     return copy.deepcopy(model, memo)
 
 

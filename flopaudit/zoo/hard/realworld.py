@@ -190,6 +190,22 @@ class LearnedMaskAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(n, length, width))
 
 
+class KeepsActivations(nn.Module):
+    """Keeps its last activations as a list attribute, as RAFT's correlation
+    block keeps ``self.corr_pyramid``: after a forward with autograd on the
+    model holds tensors autograd produced, which ``copy.deepcopy`` refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.pyramid: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        self.pyramid = [y, F.avg_pool1d(y[:, None], 2)[:, 0]]
+        return y + self.pyramid[1].repeat_interleave(2, dim=1)
+
+
 class StdConv2d(nn.Conv2d):
     """A ``Conv2d`` subclass that standardises its weight in ``forward`` (as
     timm's ``StdConv2d``/``ScaledStdConv2d`` do, with ``F.batch_norm`` over
@@ -345,6 +361,17 @@ def cases() -> list[ModelCase]:
             description="F.scaled_dot_product_attention with a learned float mask (a (4, 6, 6) parameter added "
             "to the scores, as T5's position bias) on (2, 6, 16): with autograd on, torch runs the math "
             "decomposition (bmm, softmax) instead of the fused kernel",
+        ),
+        hard_case(
+            "keeps-activations",
+            KeepsActivations,
+            randn_inputs((4, 16)),
+            {"linear", "state"},
+            expected_macs=4 * 16 * 16,
+            expected_params=LINEAR,
+            description="Linear(16, 16) on (4, 16) that keeps its output and a pooled copy as a list attribute "
+            "(self.pyramid = [...], as RAFT's correlation block does): a model that has run with autograd on "
+            "holds non-leaf tensors, and each backend still counts a copy of it",
         ),
         hard_case(
             "timm-style-layers",
