@@ -280,3 +280,12 @@ def test_timm_style_layers_subclass_inplace_and_repeat() -> None:
     assert _cell(report, "timm-style-layers", "torchprofile").difference == 16
     # torch.profiler: aten::repeat's own aten::add over its 2 repeats, 2 FLOPs = 1 MAC
     assert _cause(_cell(report, "timm-style-layers", "torch-profiler"), "aten::repeat") == 1
+
+
+def test_train_mode_dropout_is_one_node_in_a_trace() -> None:
+    """Linear(16, 16) then Dropout(0.5) on (4, 16) in train mode: a dispatch mode sees the
+    dropout's mask and its multiply of the 64 outputs; torchprofile's trace holds one
+    aten::dropout node it has no handler for, so it reads the Linear's 1024 MACs alone."""
+    report = _report("dropout-train")
+    cell = _cell(report, "dropout-train", "torchprofile")
+    assert cell.backend_macs == 4 * 16 * 16 and cell.difference == 0

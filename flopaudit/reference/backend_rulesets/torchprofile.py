@@ -177,6 +177,11 @@ def grid_sampler(e: OpEvent) -> int:
 MATMUL_CALLS = ("torch.nn.functional.linear", "torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__")
 EINSUM_CALLS = ("torch.einsum",)
 SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
+#: In train mode the trace holds one ``aten::dropout``-family node per call (no
+#: handler), where a dispatch mode sees its decomposition (bernoulli, mul).
+DROPOUT_CALLS = tuple(f"torch.nn.functional.{f}" for f in (
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"))
+_R_DROPOUT = "dropout in train mode is one aten::dropout node in the trace, without a handler: 0"
 LSTM_CALLS = ("torch._VF.lstm",)
 
 _R_MATMUL = "linear/matmul/@ = the product's MACs by operand ranks (bias not counted)"
@@ -196,9 +201,10 @@ TORCHPROFILE = Ruleset(
     description="torchprofile profile_macs: JIT-trace handlers for linear/matmul/addmm/bmm/einsum/conv (no bias), "
     "elementwise mul, affine norms, average pools and mean, bilinear upsampling, LSTM and SDPA; other ops 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + TRACED_SCRIPT_CALLS
-    + TRACE_CONSUMED_CALLS,
+    + TRACE_CONSUMED_CALLS + DROPOUT_CALLS,
     event_rules=(
         *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
+        *traced_calls(DROPOUT_CALLS, "zero", _R_DROPOUT, CauseKind.UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one node without a handler in the trace",
                   kind=_UNSUPPORTED),
         EventRule("zero", autograd_function=True,

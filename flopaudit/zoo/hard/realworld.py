@@ -206,6 +206,10 @@ class KeepsActivations(nn.Module):
         return y + self.pyramid[1].repeat_interleave(2, dim=1)
 
 
+def _linear_dropout() -> nn.Module:
+    return nn.Sequential(nn.Linear(16, 16), nn.Dropout(0.5))
+
+
 class StdConv2d(nn.Conv2d):
     """A ``Conv2d`` subclass that standardises its weight in ``forward`` (as
     timm's ``StdConv2d``/``ScaledStdConv2d`` do, with ``F.batch_norm`` over
@@ -372,6 +376,17 @@ def cases() -> list[ModelCase]:
             description="Linear(16, 16) on (4, 16) that keeps its output and a pooled copy as a list attribute "
             "(self.pyramid = [...], as RAFT's correlation block does): a model that has run with autograd on "
             "holds non-leaf tensors, and each backend still counts a copy of it",
+        ),
+        hard_case(
+            "dropout-train",
+            _linear_dropout,
+            randn_inputs((4, 16)),
+            {"linear", "train-mode"},
+            expected_macs=4 * 16 * 16,
+            expected_params=LINEAR,
+            description="Linear(16, 16) then Dropout(0.5) on (4, 16), in train mode: the dropout runs (a mask and "
+            "a multiply per element, extra FLOPs), and a JIT trace holds it as one aten::dropout node",
+            train=True,
         ),
         hard_case(
             "timm-style-layers",
