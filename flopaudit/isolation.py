@@ -62,13 +62,13 @@ class ModelFingerprint:
     """Keys of lazy modules' parameters and buffers not materialised yet."""
 
 
-def _uninitialized(t: torch.Tensor) -> bool:
+def is_uninitialized(t: torch.Tensor) -> bool:
     """A lazy module's parameter or buffer before its first forward (no shape, no data)."""
     return isinstance(t, torch.nn.parameter.UninitializedTensorMixin)
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
-    if _uninitialized(t):
+    if is_uninitialized(t):
         return repr(("uninitialized", type(t).__name__, id(t))).encode()
     if t.device.type == "meta" or t.numel() == 0:
         return repr((tuple(t.shape), str(t.dtype))).encode()
@@ -79,7 +79,7 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
 def _tensor_identity(t: torch.Tensor) -> bytes:
     # NB: an in-place update through the dispatcher (running statistics, add_,
     # copy_) bumps the version counter; a write through ``.data`` does not.
-    if _uninitialized(t):
+    if is_uninitialized(t):
         return repr(("uninitialized", type(t).__name__, id(t))).encode()
     return repr((t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device))).encode()
 
@@ -101,7 +101,7 @@ def fingerprint(model: nn.Module, exact: bool = True) -> ModelFingerprint:
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue
-        if _uninitialized(value):
+        if is_uninitialized(value):
             uninitialized.append(key)
             data = type(value).__name__.encode()
         else:
@@ -117,7 +117,7 @@ def fingerprint(model: nn.Module, exact: bool = True) -> ModelFingerprint:
                 hooks.append((name, hook_dict.strip("_"), n))
         training.append((name, module.training))
         attributes.append((name, tuple(sorted(vars(module)))))
-    devices = sorted({str(t.device) for t in state.values() if isinstance(t, torch.Tensor) and not _uninitialized(t)})
+    devices = sorted({str(t.device) for t in state.values() if isinstance(t, torch.Tensor) and not is_uninitialized(t)})
     from torch.nn.modules import module as module_mod
 
     global_hooks = tuple(

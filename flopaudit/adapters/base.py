@@ -320,10 +320,9 @@ def has_lazy_tensors(model: nn.Module) -> bool:
     """Does ``model`` hold an uninitialised (lazy) parameter or buffer? Its first
     forward materialises them and changes the modules' classes, so even a
     backend that leaves models alone counts a copy of such a model."""
-    import torch
+    from flopaudit.isolation import is_uninitialized
 
-    lazy = torch.nn.parameter.UninitializedTensorMixin
-    return any(isinstance(t, lazy) for t in (*model.parameters(), *model.buffers()))
+    return any(is_uninitialized(t) for t in (*model.parameters(), *model.buffers()))
 
 
 def count_params(model: nn.Module) -> int:

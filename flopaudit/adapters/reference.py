@@ -141,13 +141,12 @@ def lazy_classes(model: nn.Module) -> dict[str, tuple[str, str]]:
     uninitialised (lazy) parameter or buffer: its first forward swaps its class
     (``LazyLinear`` -> ``Linear``), while hook counters chose their hooks by
     the class it had before."""
-    import torch
+    from flopaudit.isolation import is_uninitialized
 
-    lazy = torch.nn.parameter.UninitializedTensorMixin
     out: dict[str, tuple[str, str]] = {}
     for path, module in model.named_modules():
         held = (*module.parameters(recurse=False), *module.buffers(recurse=False))
-        if any(isinstance(t, lazy) for t in held):
+        if any(is_uninitialized(t) for t in held):
             cls = type(module)
             out[path] = (cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
     return out

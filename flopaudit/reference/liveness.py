@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.nn.modules.module import register_module_forward_hook
-from torch.nn.parameter import UninitializedTensorMixin
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.inputs import iter_tensors
+from flopaudit.isolation import is_uninitialized
 from flopaudit.records import CauseKind, RulesetPrediction
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
 from flopaudit.reference.pricing import with_cause
@@ -71,7 +71,7 @@ class LivenessMode(TorchDispatchMode):
         self.failed = False
         try:
             self.kept = frozenset(self._sid(t) for t in (*model.parameters(), *model.buffers(), *inputs)
-                                  if not isinstance(t, UninitializedTensorMixin))  # no storage yet
+                                  if not is_uninitialized(t))  # no storage yet
         except _Unknown:
             self.kept, self.failed = frozenset(), True
         self._hook: Any = None
