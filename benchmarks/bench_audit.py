@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import steady_allocator  # benchmarks/steady_allocator.py (this script's folder is on sys.path)
 import torch
 
 from flopaudit.adapters import backend_names, get_adapter
@@ -291,6 +292,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for tables 1 and 2")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(steady_allocator.pin())
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), "
           f"{len(os.sched_getaffinity(0))} usable cores, python {sys.version.split()[0]}, "

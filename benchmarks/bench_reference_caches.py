@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import steady_allocator  # benchmarks/steady_allocator.py (this script's folder is on sys.path)
 import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -164,6 +165,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(steady_allocator.pin())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), "
           f"{len(os.sched_getaffinity(0))} usable cores, load average {os.getloadavg()[0]:.1f}")
     print(f"count CPU time / forward CPU time, median over {args.reps} repetitions")

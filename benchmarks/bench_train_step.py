@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import steady_allocator  # benchmarks/steady_allocator.py (this script's folder is on sys.path)
 import torch
 
 from flopaudit.inputs import ModelInputs
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(steady_allocator.pin())
     warnings.simplefilter("ignore")
     rows = []
     for model_id in args.models:

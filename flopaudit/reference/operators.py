@@ -146,9 +146,11 @@ META_SHORTCUTS: dict[Any, Callable[[Any, Any], Any]] = {
 
 
 def run(func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
-    """``func(*args, **kwargs)``, by its meta shortcut when every tensor argument is on meta."""
+    """``func(*args, **kwargs)``, by its meta shortcut when every tensor argument is on meta
+    (a first argument that is a tensor off meta settles it without a look at the others)."""
     shortcut = facts.meta_shortcut
-    if shortcut is not None:
+    first = args[0] if args else None
+    if shortcut is not None and not (isinstance(first, torch.Tensor) and not first.is_meta):
         tensors = tensors_in((args, kwargs))
         if tensors and all(t.device.type == "meta" for t in tensors):
             return shortcut(args, kwargs)
