@@ -449,6 +449,34 @@ def test_a_call_priced_before_is_not_priced_again_unless_caching_is_off() -> Non
     assert first.macs == off.macs == 9 * 16
 
 
+class _SameTensorTwice(nn.Module):
+    """Three ``addcmul`` calls of one signature but for which arguments are one tensor
+    (as ``exp_avg_sq.addcmul_(grad, grad)`` in every Adam step)."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.addcmul(x, y, y), torch.addcmul(x, x, y), torch.addcmul(x, y, x + 1)
+
+
+def test_a_tensor_passed_twice_is_priced_once_per_process_and_its_bytes_once() -> None:
+    model, x, y = _SameTensorTwice(), torch.randn(4, 8), torch.randn(4, 8)
+    priced: list[int] = []
+
+    def formula(call: Any) -> Cost:
+        priced.append(1)
+        return Cost(0, int(torch.Size(call.outputs[0]).numel()), Category.ELEMENTWISE)
+
+    clear_caches()
+    with temporary_formula("aten.addcmul.default", formula):
+        first = count(model, (x, y))
+        again = count(model, (x, y))
+        assert len(priced) == 3  # one pricing per aliasing of the arguments, none the second time
+        off = count(model, (x, y), cache=False)
+    _assert_same(first, off)
+    _assert_same(again, off)
+    read = [e.bytes_read for e in again.events if e.op == "aten.addcmul.default"]
+    assert read == [2 * 32 * 4, 2 * 32 * 4, 3 * 32 * 4]
+
+
 def test_the_environment_variable_turns_caching_off_and_the_argument_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = _conv()
     with _counted_convolution_formula() as calls:

@@ -35,8 +35,22 @@ class _Marker:
         return self.name
 
 
-#: Markers in a signature: a list of arguments starts / ends; the outputs start.
-LIST_START, LIST_END, OUTPUTS = _Marker("<list>"), _Marker("</list>"), _Marker("<outputs>")
+#: Markers in a signature: a list of arguments starts / ends; the outputs start; which
+#: tensors are one and the same object follows (see :func:`alias_pattern`).
+LIST_START, LIST_END, OUTPUTS, ALIASES = _Marker("<list>"), _Marker("</list>"), _Marker("<outputs>"), _Marker("<aliases>")
+
+
+def alias_pattern(tensors: Sequence[torch.Tensor]) -> tuple[int, ...] | None:
+    """For tensors where one object comes more than once (``addcmul_(v, g, g)``), the index
+    of each one's first occurrence (``(0, 1, 1)``); None where each is there once. Bytes are
+    summed over distinct tensors, so this is what a signature needs to say of them."""
+    n = len(tensors)
+    if n < 3:  # the common calls: none, one or two tensors
+        return (0, 0) if n == 2 and tensors[0] is tensors[1] else None
+    ids = [id(t) for t in tensors]
+    if len(set(ids)) == len(ids):
+        return None
+    return tuple([ids.index(i) for i in ids])
 
 
 class Undescribable(Exception):
@@ -226,5 +240,5 @@ def call_arg(v: Any) -> Any:
     return f"<{type(v).__name__}>"
 
 
-__all__ = ["CallInputs", "OperatorCall", "PricedCall", "Pricing", "Undescribable", "call_arg", "describe_inputs",
-           "describe_outputs", "price", "scalar_args"]
+__all__ = ["ALIASES", "CallInputs", "OperatorCall", "PricedCall", "Pricing", "Undescribable", "call_arg", "describe_inputs",
+           "alias_pattern", "describe_outputs", "price", "scalar_args"]

@@ -184,17 +184,22 @@ class _Recorder:
         # NB: a zero-cost operator that makes a parameter's state before that parameter's
         # first state tensor (the ``step`` counter) lands on the parameter before.
         """
-        owner, leading = None, []
+        owner, leading, frame = None, [], self.outside
         for pending in self.optimizer_events:
-            found = next((owners[i] for i in pending[4] if i in owners), None)
-            owner = found if found is not None else owner
+            for i in pending[4]:
+                found = owners.get(i)
+                if found is not None:
+                    if found != owner:
+                        owner, frame = found, self._frame_at(found)
+                    break
             if owner is None:
                 leading.append(pending)
                 continue
-            frame = self._frame_at(owner)
-            for earlier in (*leading, pending):
-                self._place_optimizer_event(earlier, frame)
-            leading = []
+            if leading:
+                for earlier in leading:
+                    self._place_optimizer_event(earlier, frame)
+                leading = []
+            self._place_optimizer_event(pending, frame)
         for earlier in leading:
             self._place_optimizer_event(earlier, self.outside)
         self.optimizer_events = []
