@@ -10,7 +10,10 @@ two without the optimizer step (forward, loss and backward). CPU time of
 this process with ``--threads`` intra-op threads (default 1), so the load of
 other processes stays out; each repetition times all four, and the table
 shows the median over ``--reps`` of the ratios within a repetition (target:
-at most 2x). Run it by hand, never as a test::
+at most 2x). The "floor" columns time the plain step under a dispatch mode
+that only runs each operator, with two global module hooks doing nothing
+(``bench_reference_caches.floor_pass``): the least any recorder built on a
+dispatch mode pays. Run it by hand, never as a test::
 
     .venv/bin/python benchmarks/bench_train_step.py [--reps 5] [--models resnet18 hf-gpt2]
 """
@@ -26,6 +29,7 @@ from typing import Any
 
 import steady_allocator  # benchmarks/steady_allocator.py (this script's folder is on sys.path)
 import torch
+from bench_reference_caches import floor_pass
 
 from flopaudit.inputs import ModelInputs
 from flopaudit.table import format_table
@@ -78,27 +82,33 @@ def main() -> None:
     for model_id in args.models:
         model, inputs = get_case(model_id).instantiate()
         model.train()
-        pairs = {opt: (plain_step(model, inputs, opt), counted_step(model, inputs, opt)) for opt in (True, False)}
-        for plain, counted in pairs.values():
-            plain(), counted()  # warm-up: first-call caches, optimizer state
+        runs = {}
+        for opt in (True, False):
+            plain = plain_step(model, inputs, opt)
+            runs[opt] = (plain, floor_pass(plain), counted_step(model, inputs, opt))
+        for plain, floor, counted in runs.values():
+            plain(), floor(), counted()  # warm-up: first-call caches, optimizer state
         steps: dict[bool, list[float]] = {True: [], False: []}
         ratios: dict[bool, list[float]] = {True: [], False: []}
+        floors: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(args.reps):
-            for opt, (plain, counted) in pairs.items():
+            for opt, (plain, floor, counted) in runs.items():
                 p = cpu_time(plain)
                 steps[opt].append(p)
+                floors[opt].append(cpu_time(floor) / p)
                 ratios[opt].append(cpu_time(counted) / p)
         row = [model_id]
         for opt in (True, False):
             ratio = statistics.median(ratios[opt])
-            row += [f"{statistics.median(steps[opt]) * 1e3:.0f} ms", f"{ratio:.2f}x"]
+            row += [f"{statistics.median(steps[opt]) * 1e3:.0f} ms", f"{statistics.median(floors[opt]):.2f}x",
+                    f"{ratio:.2f}x"]
         worst = max(statistics.median(r) for r in ratios.values())
         rows.append([*row, "ok" if worst <= TARGET_RATIO else f"ABOVE {TARGET_RATIO:g}x"])
         print(f"  measured {model_id}", file=sys.stderr, flush=True)
     print(f"reference train-step count / plain training step (CPU time, {args.threads} thread(s), "
           f"median of {args.reps}):")
-    print(format_table(["model", "step with AdamW", "count / step", "step without optimizer", "count / step",
-                        "target"], rows, align="lrrrrl"))
+    print(format_table(["model", "step with AdamW", "floor", "count / step", "step without optimizer", "floor",
+                        "count / step", "target"], rows, align="lrrrrrrl"))
 
 
 if __name__ == "__main__":

@@ -5,20 +5,21 @@ priced (its schema bound, its formula run, its shapes and bytes summed) once
 per process for each *signature* of the call: the operator, its formula, and
 everything the formula and the event read of the call (each input tensor's
 shape and dtype as it was before the call, every non-tensor argument with its
-type, the keyword names, each output's shape and dtype; see
+type, the keyword names, each output's shape and dtype, and which tensors are
+one and the same object, since bytes are summed over distinct tensors:
+``addcmul_(v, g, g)`` in every Adam step; see
 :func:`flopaudit.reference.call_pricing.describe_inputs`). Formulas see a call only
 through an :class:`~flopaudit.reference.registry.OpCall` built from exactly
 those, so two calls with one signature are priced the same: the memo cannot
 change an answer. It keeps nothing where the signature cannot say all of it:
 nested tensors, symbolic sizes, arguments it cannot hold by value, a formula
-that failed. A tensor passed twice (``addcmul_(v, g, g)`` in every Adam step:
-its bytes count once) is said in the signature: which arguments are one object. Registering or
-removing a formula changes the formula in the signature, so nothing priced
-before is reused for it. It pays: ``benchmarks/bench_reference_caches.py``
-(on against off, side by side in one run) measured it saving 16% of a count
-of mobilenet_v2 counted before in the process, 12% on resnet18, 10% on
-resnet50, 26% on lstm-bidir-2layer, and 7-8% of a first count of the conv
-nets (calls repeated within the model).
+that failed. Registering or removing a formula changes the formula in the
+signature, so nothing priced before is reused for it. It pays
+(``benchmarks/bench_reference_caches.py``, on against off side by side in one
+run): it saves 16% of a count of mobilenet_v2 counted before in the process
+(8% of a first count), 26% on lstm-bidir-2layer, 41% of a second count of
+the 7B Llama-style config on meta (9% of a first); on resnet18 and resnet50,
+whose operators do more work per call, it is within the noise (-3% to 5%).
 
 Nothing else of the recorder outlives a count: which modules run which
 operators is recorded afresh every time, and what does not change during a
