@@ -18,8 +18,11 @@
 
 The model is left as it was: each parameter's ``.grad`` is put back
 afterwards, and the optimizer steps *stand-ins* of the parameters
-(:func:`torch.zeros_like`, holding the real gradients): the same operators on
+(:func:`torch.empty_like`, holding the real gradients): the same operators on
 the same shapes as a step of the real parameters, which stay untouched.
+# NB: a stand-in's values are whatever its memory held: the per-parameter
+# loop reads no parameter value to decide what to run (only the ``step``
+# count, which the optimizer makes itself), so they change no operator.
 Buffers a train-mode forward writes (BatchNorm running statistics) are the
 caller's to guard (the reference engine does; adapters count a copy).
 # NB: on CUDA torch's optimizers default to the ``foreach`` kernels, which do
@@ -141,7 +144,7 @@ def optimizer_step(name: str, owners: list[tuple[str, nn.Parameter]], hooks: Ste
     with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
         for path, p in owners:
             if p.grad is not None:
-                stand_in = torch.zeros_like(p).requires_grad_(True)
+                stand_in = torch.empty_like(p).requires_grad_(True)
                 stand_in.grad = p.grad
                 stand_ins.append((path, stand_in))
     if not stand_ins:

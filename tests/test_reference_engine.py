@@ -21,6 +21,8 @@ from flopaudit.reference import (
     temporary_formula,
     unregister_formula,
 )
+from flopaudit.reference.engine import record
+from flopaudit.reference.events import ModuleCall, OpEvent, make_event, make_module_call
 
 
 class Block(nn.Module):
@@ -378,3 +380,49 @@ def test_module_call_attributes_keep_their_types() -> None:
         root = count(Flagged(flag), x).module_call_records[0]
         value = dict(root.attrs)["flag"]
         assert value == flag and type(value) is type(flag)
+
+
+# -- the records' positional makers -------------------------------------------
+
+def _distinct_values(cls: type) -> list[object]:
+    """One value per field of ``cls``, no two alike (a field given another's value shows)."""
+    import dataclasses
+
+    return [f"{f.name}-value" for f in dataclasses.fields(cls)]
+
+
+@pytest.mark.parametrize("cls, make", [(OpEvent, make_event), (ModuleCall, make_module_call)],
+                         ids=["OpEvent", "ModuleCall"])
+def test_a_positional_maker_makes_what_the_dataclass_makes(cls: type, make: object) -> None:
+    import dataclasses
+
+    values = _distinct_values(cls)
+    made = make(*values)  # type: ignore[operator]
+    assert type(made) is cls
+    assert made == cls(*values) and hash(made) == hash(cls(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.phase = "changed"  # type: ignore[misc]
+
+
+def test_the_recorder_puts_each_part_of_an_event_and_a_module_call_in_its_own_field() -> None:
+    """A convolution inside a named block, recorded: each field by name against what it must hold."""
+    model = nn.Sequential()
+    model.add_module("block", nn.Sequential(nn.Conv2d(2, 4, 3, bias=False)))
+    rec = record(model, (torch.randn(1, 2, 5, 5),))
+    conv = next(e for e in rec.events if e.op == "aten.convolution.default")
+    assert (conv.module_path, conv.module_type, conv.module_stack, conv.in_leaf) == \
+        ("block.0", "Conv2d", ("", "block", "block.0"), True)
+    assert (conv.category, conv.macs, conv.extra_flops) == (Category.CONV, 4 * 3 * 3 * 2 * 3 * 3, 0)
+    assert (conv.input_shapes, conv.output_shapes) == (((1, 2, 5, 5), (4, 2, 3, 3)), ((1, 4, 3, 3),))
+    assert (conv.bytes_read, conv.bytes_written) == ((50 + 72) * 4, 36 * 4)
+    assert conv.supported and conv.formula == "flopaudit.reference.formulas.conv.convolution" and conv.call_index == 2
+    assert dict(conv.op_args)["stride"] == (1, 1) and conv.traced_from == conv.autograd_function == ""
+    assert (conv.patched_in, conv.patched_stack, conv.phase, conv.forward_event, conv.operands) == \
+        ("", (), "forward", -1, "")
+    call = rec.calls[2]
+    assert (call.path, call.module_type, call.module_class, call.stack, call.in_leaf) == \
+        ("block.0", "Conv2d", "torch.nn.modules.conv.Conv2d", ("", "block", "block.0"), True)
+    assert (call.input_shapes, call.output_shapes) == (((1, 2, 5, 5),), ((1, 4, 3, 3),))
+    assert dict(call.attrs)["kernel_size"] == (3, 3) and call.param_shapes == (("weight", (4, 2, 3, 3)),)
+    assert (call.events, call.parent, call.rule, call.aliases, call.phase) == \
+        ((rec.events.index(conv), len(rec.events)), 1, "", (), "forward")

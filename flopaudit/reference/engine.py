@@ -62,7 +62,16 @@ from flopaudit.reference.autograd_links import GradientLinks
 from flopaudit.reference.buffers import BufferGuard
 from flopaudit.reference.caching import Pricer, clear_caches, pricer
 from flopaudit.reference.call_pricing import CallInputs, OperatorCall, PricedCall, call_arg, describe_inputs, price
-from flopaudit.reference.events import PATCHED_CALL_PREFIX, ModuleCall, OpEvent, Recording, Shape, TensorArg
+from flopaudit.reference.events import (
+    PATCHED_CALL_PREFIX,
+    ModuleCall,
+    OpEvent,
+    Recording,
+    Shape,
+    TensorArg,
+    make_event,
+    make_module_call,
+)
 from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
@@ -373,12 +382,10 @@ class _Recorder:
         facts = self.module_facts.get(id(module))
         if facts is None:
             facts = self.module_facts[id(module)] = self.read_facts(module)
-        return ModuleCall(
-            path=frame.path, module_type=frame.module_type, module_class=facts.class_path, stack=frame.stack,
-            in_leaf=frame.in_leaf, input_shapes=frame.input_shapes, output_shapes=frame.output_shapes,
-            attrs=facts.attrs, param_shapes=facts.param_shapes, events=(frame.first_event, frame.end_event),
-            parent=frame.parent, rule=frame.rule_name, aliases=self.tree.aliases.get(id(module), ()),
-            phase=frame.phase,
+        return make_module_call(
+            frame.path, frame.module_type, facts.class_path, frame.stack, frame.in_leaf, frame.input_shapes,
+            frame.output_shapes, facts.attrs, facts.param_shapes, (frame.first_event, frame.end_event), frame.parent,
+            frame.rule_name, self.tree.aliases.get(id(module), ()), frame.phase,
         )
 
     # -- operator calls -----------------------------------------------------
@@ -457,13 +464,11 @@ class _Recorder:
 def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: int, autograd_function: str,
            patched_now: list[str], phase: str, forward_event: int, operands: str) -> OpEvent:
     """The event of a priced call run at ``where``."""
-    return OpEvent(
-        op=facts.name, module_path=where.path, module_type=where.module_type, module_stack=where.stack,
-        in_leaf=where.in_leaf, category=p.category, macs=p.macs, extra_flops=p.extra_flops,
-        bytes_read=p.bytes_read, bytes_written=p.bytes_written, input_shapes=p.input_shapes,
-        output_shapes=p.output_shapes, supported=p.supported, formula=facts.formula_name, call_index=call_index,
-        op_args=p.op_args, autograd_function=autograd_function, patched_in=patched_now[0] if patched_now else "",
-        patched_stack=tuple(patched_now), phase=phase, forward_event=forward_event, operands=operands,
+    return make_event(
+        facts.name, where.path, where.module_type, where.stack, where.in_leaf, p.category, p.macs, p.extra_flops,
+        p.bytes_read, p.bytes_written, p.input_shapes, p.output_shapes, p.supported, facts.formula_name, call_index,
+        p.op_args, "", autograd_function, patched_now[0] if patched_now else "",
+        tuple(patched_now) if patched_now else (), phase, forward_event, operands,
     )
 
 

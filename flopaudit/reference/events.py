@@ -8,8 +8,8 @@ recording outlives the model it was made from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
 from flopaudit.reference.registry import Category
 
@@ -148,4 +148,26 @@ class Recording:
     """Formula-less custom ops counted through their Python kernel: op -> calls."""
 
 
-__all__ = ["PATCHED_CALL_PREFIX", "ModuleCall", "OpEvent", "Recording", "Shape", "TensorArg"]
+def positional_maker(cls: type) -> Callable[..., Any]:
+    """A function making a ``cls`` (a frozen dataclass with slots and no
+    ``__post_init__``) from all its fields, positionally in declaration order:
+    the object equals ``cls(*values)``. It writes each slot through the slot's
+    own descriptor, where a frozen dataclass's ``__init__`` goes through
+    ``object.__setattr__`` field by field; the recorder makes one event per
+    operator call (thousands in a training step) and one record per module call."""
+    names = [f.name for f in fields(cls)]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    namespace.update({f"_set_{n}": getattr(cls, n).__set__ for n in names})
+    body = "".join(f"    _set_{n}(obj, {n})\n" for n in names)
+    exec(f"def make({', '.join(names)}):\n    obj = _new(_cls)\n{body}    return obj\n", namespace)  # noqa: S102
+    return namespace["make"]
+
+
+make_event: Callable[..., OpEvent] = positional_maker(OpEvent)
+"""An :class:`OpEvent` from all its fields, positionally (the recorder's hot path)."""
+make_module_call: Callable[..., ModuleCall] = positional_maker(ModuleCall)
+"""A :class:`ModuleCall` from all its fields, positionally (the recorder's hot path)."""
+
+
+__all__ = ["PATCHED_CALL_PREFIX", "ModuleCall", "OpEvent", "Recording", "Shape", "TensorArg", "make_event",
+           "make_module_call", "positional_maker"]

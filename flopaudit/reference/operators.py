@@ -75,16 +75,18 @@ class OperatorFacts:
 
 
 def operator_facts(func: Any) -> OperatorFacts:
-    """The facts of ``func`` for the formula registry as it is now."""
+    """The facts of ``func`` for the formula registry as it is now (its schema read once)."""
     fn = lookup(func)
-    written, stats_written = _written_args(func), _stats_written(func)
-    return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(func), func in QUERIES,
-                         written, stats_written, META_SHORTCUTS.get(func), bool(written or stats_written),
-                         signature(func))
+    schema = getattr(func, "_schema", None)
+    arguments = list(schema.arguments) if schema is not None else []
+    written, stats_written = _written_args(arguments), _stats_written(schema, arguments)
+    return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(schema),
+                         func in QUERIES, written, stats_written, META_SHORTCUTS.get(func),
+                         bool(written or stats_written), signature(func, arguments) if schema is not None else None)
 
 
-def _is_view(func: torch._ops.OpOverload) -> bool:
-    returns = func._schema.returns
+def _is_view(schema: Any) -> bool:
+    returns = schema.returns if schema is not None else ()
     return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
 
 
@@ -93,26 +95,22 @@ def _is_view(func: torch._ops.OpOverload) -> bool:
 _UNANNOTATED_WRITERS = {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
 
 
-def _written_args(func: Any) -> tuple[ArgumentPlace, ...]:
-    """The arguments ``func``'s schema marks ``Tensor(a!)`` (the batch-norm
-    kernels of :data:`_UNANNOTATED_WRITERS` are handled by :func:`_stats_written`).
+def _written_args(arguments: Sequence[Any]) -> tuple[ArgumentPlace, ...]:
+    """The arguments a schema marks ``Tensor(a!)`` (the batch-norm kernels of
+    :data:`_UNANNOTATED_WRITERS` are handled by :func:`_stats_written`).
     # NB: an operator that writes to an argument its schema does not mark,
     # other than those listed, is not seen writing.
     """
-    schema = getattr(func, "_schema", None)
-    if schema is None:
-        return ()
-    return tuple(ArgumentPlace(i, a.name) for i, a in enumerate(schema.arguments)
+    return tuple(ArgumentPlace(i, a.name) for i, a in enumerate(arguments)
                  if a.alias_info is not None and a.alias_info.is_write)
 
 
-def _stats_written(func: Any) -> tuple[ArgumentPlace, ...]:
+def _stats_written(schema: Any, arguments: Sequence[Any]) -> tuple[ArgumentPlace, ...]:
     """For the batch-norm kernels of :data:`_UNANNOTATED_WRITERS`: ``training``
     then the running statistics it updates."""
-    schema = getattr(func, "_schema", None)
     if schema is None or schema.name not in _UNANNOTATED_WRITERS:
         return ()
-    names = [a.name for a in schema.arguments]
+    names = [a.name for a in arguments]
     if "training" not in names:
         return ()
     return tuple(ArgumentPlace(names.index(n), n) for n in ("training", "running_mean", "running_var") if n in names)
