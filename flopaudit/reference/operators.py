@@ -4,6 +4,7 @@ Python kernel of a ``torch.library.custom_op``."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -70,8 +71,15 @@ class OperatorFacts:
     """What builds its outputs when every tensor argument is on meta (:data:`META_SHORTCUTS`), if anything."""
     writes: bool = False
     """``written`` or ``stats_written``: a call may write to one of its arguments."""
-    signature: Signature | None = None
-    """Its schema's arguments (what binding a call to names reads)."""
+    op: Any = None
+    """The operator itself."""
+
+    @functools.cached_property
+    def signature(self) -> Signature | None:
+        """Its schema's arguments (what binding a call to names reads); read when a call is
+        first priced in the recording, not before (a count whose calls were all priced
+        before in the process never reads it)."""
+        return signature(self.op) if getattr(self.op, "_schema", None) is not None else None
 
 
 def operator_facts(func: Any) -> OperatorFacts:
@@ -82,7 +90,7 @@ def operator_facts(func: Any) -> OperatorFacts:
     written, stats_written = _written_args(arguments), _stats_written(schema, arguments)
     return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(schema),
                          func in QUERIES, written, stats_written, META_SHORTCUTS.get(func),
-                         bool(written or stats_written), signature(func, arguments) if schema is not None else None)
+                         bool(written or stats_written), func)
 
 
 def _is_view(schema: Any) -> bool:

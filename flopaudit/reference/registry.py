@@ -281,9 +281,9 @@ class Signature(NamedTuple):
     """(name, default) of every argument (None where it has no default)."""
 
 
-def signature(op: OpOverload, arguments: Sequence[Any] | None = None) -> Signature:
-    """The schema arguments of ``op`` (``arguments``: its schema's, if the caller has them already)."""
-    schema_args = op._schema.arguments if arguments is None else arguments
+def signature(op: OpOverload) -> Signature:
+    """The schema arguments of ``op``."""
+    schema_args = op._schema.arguments
     return Signature(tuple(a.name for a in schema_args if not a.kwarg_only),
                      tuple((a.name, a.default_value if a.has_default_value() else None) for a in schema_args))
 
