@@ -5,7 +5,7 @@ freed mapped block raises its threshold, then from the heap: the same forward
 pass of mobilenet_v2 takes about 17 ms with its activations on the heap and
 20-29 ms while they are mapped afresh (page faults on every call), depending
 on what ran before. A count pays the same faults, so a ratio measured in the
-mapped state reads low (1.26x where the heap state reads 1.75x on the same
+mapped state reads low (1.26x where the heap state reads 1.77x on the same
 code). :func:`pin` fixes the threshold (32 MiB, glibc's largest) and stops
 trimming the heap, so blocks come from the heap in every repetition and every
 ratio is taken against the faster forward pass: the strict reading.
