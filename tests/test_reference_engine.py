@@ -23,6 +23,7 @@ from flopaudit.reference import (
 )
 from flopaudit.reference.engine import record
 from flopaudit.reference.events import ModuleCall, OpEvent, make_event, make_module_call
+from flopaudit.reference.registry import formula_name, lookup
 
 
 class Block(nn.Module):
@@ -415,7 +416,8 @@ def test_the_recorder_puts_each_part_of_an_event_and_a_module_call_in_its_own_fi
     assert (conv.category, conv.macs, conv.extra_flops) == (Category.CONV, 4 * 3 * 3 * 2 * 3 * 3, 0)
     assert (conv.input_shapes, conv.output_shapes) == (((1, 2, 5, 5), (4, 2, 3, 3)), ((1, 4, 3, 3),))
     assert (conv.bytes_read, conv.bytes_written) == ((50 + 72) * 4, 36 * 4)
-    assert conv.supported and conv.formula == "flopaudit.reference.formulas.conv.convolution" and conv.call_index == 2
+    convolution = lookup(torch.ops.aten.convolution.default)
+    assert conv.supported and conv.formula == formula_name(convolution) and conv.call_index == 2
     assert dict(conv.op_args)["stride"] == (1, 1) and conv.traced_from == conv.autograd_function == ""
     assert (conv.patched_in, conv.patched_stack, conv.phase, conv.forward_event, conv.operands) == \
         ("", (), "forward", -1, "")
