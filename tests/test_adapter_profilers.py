@@ -156,3 +156,39 @@ def test_torchprofile_lists_operators_without_handlers() -> None:
     r = _adapter("torchprofile").count(nn.GRU(4, 8), torch.randn(5, 2, 4))
     assert r.macs == 0
     assert dict(r.unsupported) == {"aten::gru": 1}
+
+
+class KeepByNms(nn.Module):
+    """``torchvision.ops.batched_nms`` on the given boxes, the kept boxes doubled."""
+
+    def forward(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        from torchvision.ops import batched_nms
+
+        return boxes[batched_nms(boxes, scores, labels, 0.5)] * 2
+
+
+@pytest.mark.parametrize("n", [10, 1001])  # up to 4,000 coordinates the CPU path is the coordinate trick
+def test_torchprofile_sees_batched_nms_as_one_scripted_call(n: int) -> None:
+    from torchvision.ops import batched_nms
+
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+
+    torch.manual_seed(0)
+    corner = torch.rand(n, 2) * 50
+    boxes = torch.cat([corner, corner + 1 + torch.rand(n, 2) * 20], dim=1)
+    scores, labels = torch.rand(n), torch.randint(0, 3, (n,))
+    kept = len(batched_nms(boxes, scores, labels, 0.5))
+    # only the doubling of the kept boxes: the trick's multiply (one per box) is inside the scripted call
+    expected = 4 * kept
+    r = _adapter("torchprofile").count(KeepByNms(), (boxes, scores, labels))
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    assert dict(r.unsupported).get("prim::callfunction") == 1
+    rs = backend_rulesets()["torchprofile"]
+    rc = count(KeepByNms(), (boxes, scores, labels), ruleset=rs, no_grad=not rs.grad_enabled)
+    trick = [e for e in rc.events if e.op.startswith("aten.mul") and e.output_shapes == ((n,),)]
+    assert len(trick) == (1 if 4 * n <= 4000 else 0)
+    assert all(e.patched_in.endswith("_batched_nms_coordinate_trick") for e in trick)
+    assert predict(rc.events, rc.module_call_records, rs, "torchprofile").macs == expected

@@ -63,8 +63,9 @@ made with the Python entry points wrapped (``patched_functions``) and the
   branch under a trace into a ``torch.jit._script_if_tracing`` function is
   opaque the same way: torchvision's ``paste_masks_in_image`` (Mask R-CNN's
   bilinear mask pasting, one resize per detection) is wrapped where the
-  detection transform calls it and counts 0; its other tracing branches
-  (box coding, NMS, ROI level merging, keypoint decoding) run no op fvcore prices.
+  detection transform calls it and counts 0, and so do the two steps of
+  ``torchvision.ops.batched_nms``; its other tracing branches (box coding,
+  ROI level merging) run no op fvcore prices.
 * the trace keeps only work whose result reaches the output (or is written
   to a parameter, buffer or input): ``drops_dead_code``, see
   :mod:`flopaudit.reference.liveness`.
@@ -108,12 +109,17 @@ ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
 INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
 SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
 SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
-#: torchvision code that runs another branch under a trace, where the work is a
-#: ``torch.jit._script_if_tracing`` function: the functions whose work that
-#: function does in a plain pass, patched where they are called from (Mask
-#: R-CNN's per-mask pasting, Keypoint R-CNN's heatmap decoding).
+#: torchvision code that runs as a ``torch.jit._script_if_tracing`` function
+#: under a trace (one opaque ``prim::CallFunction`` node): the functions whose
+#: work that function does in a plain pass, patched where they are called from
+#: (Mask R-CNN's per-mask pasting, Keypoint R-CNN's heatmap decoding), and the
+#: two steps of ``torchvision.ops.batched_nms``, scripted themselves (a plain
+#: pass on the CPU takes the coordinate trick, one multiply per box, up to
+#: 4,000 coordinates, and the per-class loop above; a trace always scripts the trick).
 TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_image",
-                       "torchvision.models.detection.roi_heads.heatmaps_to_keypoints")
+                       "torchvision.models.detection.roi_heads.heatmaps_to_keypoints",
+                       "torchvision.ops.boxes._batched_nms_coordinate_trick",
+                       "torchvision.ops.boxes._batched_nms_vanilla")
 #: Their tensor inputs computed in Python (the pasted boxes): a plain pass reads
 #: them with ``int()``, the scripted loop takes them as tensors, so the trace keeps them.
 TRACE_CONSUMED_CALLS = ("torchvision.models.detection.roi_heads.expand_boxes",)
@@ -126,9 +132,9 @@ _R_POOL1D = "adaptive_avg_pool1d has no fvcore handle"
 _R_BN = "BatchNorm = 2 per element in eval, 5 with batch statistics (4 without affine)"
 _R_NORM = "LayerNorm/GroupNorm/InstanceNorm = 5 per element (affine), 4 without"
 _R_RNN = "LSTM/GRU/RNN: aten::lstm/gru/rnn has no fvcore handle"
-R_TRACED_SCRIPT = ("Mask R-CNN's mask pasting and Keypoint R-CNN's heatmap decoding: under a trace torchvision "
-                   "runs them as TorchScript loops (torch.jit._script_if_tracing), one opaque prim::CallFunction "
-                   "node in the trace")
+R_TRACED_SCRIPT = ("Mask R-CNN's mask pasting, Keypoint R-CNN's heatmap decoding and batched NMS: under a trace "
+                   "torchvision runs them as TorchScript functions (torch.jit._script_if_tracing), one opaque "
+                   "prim::CallFunction node in the trace")
 _R_SDPA = "fused attention (scaled_dot_product_attention) has no fvcore handle"
 _R_SCRIPT = "TorchScript function (torch.jit.script): one opaque prim::CallFunction node in fvcore's trace"
 

@@ -42,7 +42,10 @@ pools, ``mean`` and adaptive average pools ``numel(y)``; ``leaky_relu``
 # ``aten::_convolution_mode``, which has no handler (0); it is priced here as
 # any convolution (the reference sees the same ``aten.convolution``). A
 ``torch.library`` custom op and a custom ``autograd.Function`` are single
-nodes without a handler: their inner ops count 0.
+nodes without a handler: their inner ops count 0, as do those of the
+torchvision functions a trace runs as TorchScript
+(``torch.jit._script_if_tracing``: mask pasting, keypoint decoding, the
+steps of ``batched_nms``, whose coordinate trick multiplies once per box).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Hard cases for what real models do to counters: train-only branches,
 pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
-learned float attention mask, and timm's attention block.
+learned float attention mask, timm's attention block, and a step torchvision
+runs as TorchScript only under a trace (batched NMS).
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -238,6 +239,30 @@ class TimmStyleLayers(nn.Module):
         return self.head(y.repeat(1, 2))
 
 
+class BatchedNmsHead(nn.Module):
+    """Boxes, scores and labels from three Linear heads, kept by
+    ``torchvision.ops.batched_nms``, as a detector's box head does (Keypoint
+    R-CNN's, with two classes). For few boxes on the CPU (at most 4,000
+    coordinates) ``batched_nms`` shifts each class's boxes apart with one
+    multiply per box (its coordinate trick); under a JIT trace it always runs
+    that step as a TorchScript function (``torch.jit._script_if_tracing``)."""
+
+    def __init__(self, width: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.box = nn.Linear(width, 4)
+        self.score = nn.Linear(width, 1)
+        self.label = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.ops import batched_nms
+
+        raw = self.box(x)
+        boxes = torch.cat([raw[:, :2], raw[:, :2] + raw[:, 2:].exp()], dim=1)
+        scores = self.score(x).sigmoid()[:, 0]
+        keep = batched_nms(boxes, scores, self.label(x).argmax(1), 0.5)
+        return boxes[keep] * scores[keep, None]
+
+
 def _timm_attention() -> nn.Module:
     """timm's ``Attention(dim=32, num_heads=4, qkv_bias=True)`` block (the ViT family's)."""
     from flopaudit.zoo.optional import offline
@@ -400,6 +425,19 @@ def cases() -> list[ModelCase]:
             "a global mean and Tensor.repeat(1, 2) into Linear(16, 10), on (2, 3, 8, 8): isinstance-matching "
             "counters (torchstat) price the subclass as a convolution, torchprofile has no handler for the "
             "in-place leaky_relu_, and torch.profiler prices an aten::add inside aten::repeat",
+        ),
+        hard_case(
+            "batched-nms-head",
+            BatchedNmsHead,
+            randn_inputs((10, 8)),
+            {"detection", "linear", "trace-branch"},
+            # box, score and label heads on 10 rows: 10 x 8 x (4 + 1 + 3); NMS and the scaling are elementwise
+            expected_macs=10 * 8 * (4 + 1 + 3),
+            expected_params=8 * 4 + 4 + 8 * 1 + 1 + 8 * 3 + 3,
+            description="three Linear heads on (10, 8) give boxes, scores and labels; torchvision.ops.batched_nms "
+            "keeps some boxes, which are scaled by their scores: for 40 coordinates on the CPU batched_nms "
+            "offsets each class with one multiply per box, which a JIT trace holds inside one opaque "
+            "TorchScript call (torch.jit._script_if_tracing)",
         ),
         hard_case(
             "timm-attention-block",
