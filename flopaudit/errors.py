@@ -25,3 +25,16 @@ class NotApplicable(Exception):
     Raised inside an adapter; the result gets status ``not applicable`` and
     this message as the reason.
     """
+
+
+_ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
+
+
+def batch_statistics_hint(exc: BaseException) -> str:
+    """What to do about ``exc`` if it is the error a batch norm raises in train
+    mode on one value per channel (a batch of one, or one pooled to 1x1, as in
+    a training step of most convnets' heads at batch size 1); ``""`` for any other error."""
+    if _ONE_VALUE_PER_CHANNEL not in str(exc):
+        return ""
+    return ("; in train mode a batch norm needs more than one value per channel: give a batch of 2 or more "
+            "(--input-shape or --inputs), or put the model in eval mode (--mode eval)")

@@ -191,6 +191,20 @@ def test_mode_chooses_train_or_eval_and_module_function_models_count_in_eval(
     assert result["macs"] == macs
 
 
+def test_a_training_step_on_a_batch_of_one_says_how_to_count_it(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    common = ["run", "--models", "user_models:linear_batchnorm", "--pass", "train", "--backends", "reference",
+              "--no-cache", "--no-progress"]
+    err = _error_line(capsys, [*common, "--input-shape", "1,4", "--out", str(tmp_path / "a")])
+    assert "rejected input (1x4)" in err and "Expected more than 1 value per channel" in err
+    assert "give a batch of 2 or more (--input-shape or --inputs), or put the model in eval mode (--mode eval)" in err
+    for extra in (["--input-shape", "2,4"], ["--input-shape", "1,4", "--mode", "eval"]):
+        out = tmp_path / "-".join(extra)
+        assert main([*common, *extra, "--out", str(out)]) == 0
+        (result,) = json.loads((out / "results.json").read_text())["results"]
+        assert result["status"] == "ok", result
+
+
 def test_progress_in_a_log_is_one_line_per_model_without_carriage_returns(
         capsys: pytest.CaptureFixture[str]) -> None:
     from flopaudit.commands.run import Progress

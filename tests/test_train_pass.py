@@ -138,3 +138,23 @@ def test_audit_counts_a_training_step_in_a_frame() -> None:
     assert set(rows.index) == {"reference", "torch-flop-counter", "calflops", "rule-3x-forward", "rule-6nd",
                                "rule-chinchilla"}
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_zoo_case_whose_training_step_fails_on_a_batch_of_one_is_an_error_cell_saying_what_to_do() -> None:
+    import torch
+    from torch import nn
+
+    from flopaudit.inputs import ModelInputs
+    from flopaudit.run import run_audit
+    from flopaudit.zoo.case import ModelCase
+
+    case = ModelCase("linear-batchnorm", lambda: nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)),
+                     lambda: ModelInputs((torch.randn(1, 4),)))
+    run = run_audit([case], ["reference"], isolate=False, pass_="train")
+    (result,) = run.results
+    assert result.status is Status.ERROR
+    assert "Expected more than 1 value per channel" in result.error
+    assert result.error.endswith("give a batch of 2 or more (--input-shape or --inputs), or put the model in eval "
+                                 "mode (--mode eval)")
+    (ok,) = run_audit([case], ["reference"], isolate=False, pass_="train", mode="eval").results
+    assert ok.status is Status.OK, ok.error

@@ -132,3 +132,8 @@ def squared_loss(output: torch.Tensor) -> torch.Tensor:
 
 def loss_raises(output: torch.Tensor) -> torch.Tensor:
     raise ValueError("no labels here")
+
+
+def linear_batchnorm() -> nn.Module:
+    """Linear(4, 4) then BatchNorm1d(4): in train mode a batch of one fails (one value per channel)."""
+    return nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from flopaudit.adapters import get_adapter
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs
@@ -190,7 +190,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
 
             message = f"model{meta_failure(exc)}"
         else:
-            message = f"model failed to run: {type(exc).__name__}: {exc}"
+            message = f"model failed to run: {type(exc).__name__}: {exc}{batch_statistics_hint(exc)}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
     if settings.pass_.loss is not None:
         from flopaudit.training import check_loss

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase, tensor_inputs
 
@@ -126,7 +126,8 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
 
             if reads_values(exc):
                 raise UserError(f"model {case.id!r}{meta_failure(exc)}") from None
-        raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}") from None
+        raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
+                        f"{batch_statistics_hint(exc)}") from None
 
 
 def iter_ids(cases: Iterable[ModelCase]) -> list[str]:
