@@ -192,3 +192,55 @@ def test_torchprofile_sees_batched_nms_as_one_scripted_call(n: int) -> None:
     assert len(trick) == (1 if 4 * n <= 4000 else 0)
     assert all(e.patched_in.endswith("_batched_nms_coordinate_trick") for e in trick)
     assert predict(rc.events, rc.module_call_records, rs, "torchprofile").macs == expected
+
+
+class LinearThen(nn.Module):
+    """Linear(8, 8) without bias on x, then ``fn(h, y)``."""
+
+    def __init__(self, fn) -> None:  # noqa: ANN001
+        super().__init__()
+        self.fc = nn.Linear(8, 8, bias=False)
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.fc(x), y)
+
+
+#: Calls a JIT trace holds as one operator node without a handler (in fvcore and torchprofile), where a
+#: dispatch mode sees the multiplies, means and products they decompose into.
+COMPOSITE = {
+    "F.rms_norm": lambda h, y: F.rms_norm(h, (8,), torch.ones(8)),
+    "nn.RMSNorm": lambda h, y: nn.RMSNorm(8)(h),
+    "torch.cosine_similarity": lambda h, y: torch.cosine_similarity(h, y),
+    "F.kl_div": lambda h, y: F.kl_div(h.log_softmax(-1), y.softmax(-1), reduction="batchmean"),
+    "F.triplet_margin_loss": lambda h, y: F.triplet_margin_loss(h, y, y.flip(0)),
+    "F.cosine_embedding_loss": lambda h, y: F.cosine_embedding_loss(h, y, torch.ones(4)),
+    "F.poisson_nll_loss": lambda h, y: F.poisson_nll_loss(h, y.abs()),
+    "torch.trapezoid": lambda h, y: torch.trapezoid(h),
+    "torch.tensordot": lambda h, y: torch.tensordot(h, y.T, 1),
+    "Tensor.inner": lambda h, y: h.inner(y),
+    "torch.outer": lambda h, y: torch.outer(h[0], y[0]),
+    "torch.kron": lambda h, y: torch.kron(h[:2, :2], y[:2, :2]),
+    "torch.linalg.multi_dot": lambda h, y: torch.linalg.multi_dot([h, y.T, h]),
+    "torch.linalg.matrix_power": lambda h, y: torch.linalg.matrix_power(h.reshape(2, 4, 4), 3),
+}
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+@pytest.mark.parametrize("call", sorted(COMPOSITE))
+def test_a_traced_composite_operator_without_a_handler_counts_nothing_of_what_it_decomposes_into(
+        backend: str, call: str) -> None:
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    expected = 4 * 8 * 8  # the Linear alone: the call is one node without a handler
+    torch.manual_seed(0)
+    r = _adapter(backend).count(LinearThen(COMPOSITE[call]), (x, y))
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    rs = backend_rulesets()[backend]
+    torch.manual_seed(0)
+    rc = count(LinearThen(COMPOSITE[call]), (x, y), ruleset=rs, no_grad=not rs.grad_enabled)
+    assert predict(rc.events, rc.module_call_records, rs, backend).macs == expected

@@ -120,6 +120,25 @@ TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_ima
                        "torchvision.models.detection.roi_heads.heatmaps_to_keypoints",
                        "torchvision.ops.boxes._batched_nms_coordinate_trick",
                        "torchvision.ops.boxes._batched_nms_vanilla")
+#: Python entry points of operators a JIT trace records as one node (the
+#: operator the call names, before autograd decomposes it), which neither
+#: fvcore nor torchprofile has a handler for, where a dispatch mode sees what
+#: they decompose into: multiplies and means (RMS norm, cosine similarity,
+#: losses built from distances, trapezoid), products (tensordot, inner,
+#: outer, kron, multi_dot, matrix_power).
+UNHANDLED_COMPOSITE_CALLS = (
+    "torch.rms_norm", "torch.nn.functional.rms_norm",
+    "torch.cosine_similarity", "torch.nn.functional.cosine_similarity",
+    "torch.kl_div", "torch.nn.functional.kl_div",
+    "torch.hinge_embedding_loss", "torch.margin_ranking_loss", "torch.triplet_margin_loss",
+    "torch.cosine_embedding_loss", "torch.poisson_nll_loss",
+    "torch.trapezoid", "torch.trapz",
+    "torch.tensordot", "torch.inner", "torch.Tensor.inner", "torch.outer", "torch.Tensor.outer", "torch.ger",
+    "torch.Tensor.ger", "torch.kron", "torch.Tensor.kron", "torch.linalg.multi_dot", "torch.chain_matmul",
+    "torch.linalg.matrix_power", "torch.matrix_power", "torch.Tensor.matrix_power",
+)
+R_UNHANDLED_COMPOSITE = ("one node in the trace without a handler (rms_norm, cosine_similarity, tensordot, inner, "
+                         "outer, kron, multi_dot, matrix_power, distance losses...): what it decomposes into counts 0")
 #: Their tensor inputs computed in Python (the pasted boxes): a plain pass reads
 #: them with ``int()``, the scripted loop takes them as tensors, so the trace keeps them.
 TRACE_CONSUMED_CALLS = ("torchvision.models.detection.roi_heads.expand_boxes",)
@@ -270,9 +289,10 @@ FVCORE = Ruleset(
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
-    + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS + TRACE_CONSUMED_CALLS,
+    + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS + TRACE_CONSUMED_CALLS + UNHANDLED_COMPOSITE_CALLS,
     event_rules=(
         *traced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, CauseKind.UNSUPPORTED),
+        *traced_calls(UNHANDLED_COMPOSITE_CALLS, "zero", R_UNHANDLED_COMPOSITE, CauseKind.UNSUPPORTED),
         *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
         *traced_calls(SDPA_CALLS, "zero", _R_SDPA, CauseKind.UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one opaque node in fvcore's trace",

@@ -55,8 +55,10 @@ import math
 from flopaudit.records import CauseKind
 from flopaudit.reference.backend_rulesets.fvcore import (
     R_TRACED_SCRIPT,
+    R_UNHANDLED_COMPOSITE,
     TRACE_CONSUMED_CALLS,
     TRACED_SCRIPT_CALLS,
+    UNHANDLED_COMPOSITE_CALLS,
     call_arg,
     einsum_equation,
     has_tensor_arg,
@@ -204,9 +206,10 @@ TORCHPROFILE = Ruleset(
     description="torchprofile profile_macs: JIT-trace handlers for linear/matmul/addmm/bmm/einsum/conv (no bias), "
     "elementwise mul, affine norms, average pools and mean, bilinear upsampling, LSTM and SDPA; other ops 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + TRACED_SCRIPT_CALLS
-    + TRACE_CONSUMED_CALLS + DROPOUT_CALLS,
+    + TRACE_CONSUMED_CALLS + DROPOUT_CALLS + UNHANDLED_COMPOSITE_CALLS,
     event_rules=(
         *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
+        *traced_calls(UNHANDLED_COMPOSITE_CALLS, "zero", R_UNHANDLED_COMPOSITE, CauseKind.UNSUPPORTED),
         *traced_calls(DROPOUT_CALLS, "zero", _R_DROPOUT, CauseKind.UNSUPPORTED),
         EventRule("zero", traced=True, reason="torch.library custom op: one node without a handler in the trace",
                   kind=_UNSUPPORTED),

@@ -31,6 +31,10 @@ def _conv_gn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.GroupNorm(2, 8))
 
 
+def _linear_rms() -> nn.Module:
+    return nn.Sequential(nn.Linear(16, 32), nn.RMSNorm(32))
+
+
 def _linear_ln() -> nn.Module:
     return nn.Sequential(nn.Linear(16, 32), nn.LayerNorm(32))
 
@@ -117,6 +121,17 @@ def cases() -> list[ModelCase]:
             expected_macs=2 * 10 * 16 * 32,  # the Linear only: batch 2 x seq 10 x in 16 x out 32
             expected_params=16 * 32 + 32 + 2 * 32,  # Linear + LayerNorm weight and bias
             description="nn.Linear(16, 32) + nn.LayerNorm(32) on (2, 10, 16)",
+        ),
+        hard_case(
+            "rmsnorm",
+            _linear_rms,
+            randn_inputs((2, 10, 16)),
+            {"norm", "linear", "rmsnorm"},
+            expected_macs=2 * 10 * 16 * 32,  # the Linear only: batch 2 x seq 10 x in 16 x out 32
+            expected_params=16 * 32 + 32 + 32,  # Linear + RMSNorm weight
+            description="nn.Linear(16, 32) + nn.RMSNorm(32) on (2, 10, 16): torch.rms_norm, which autograd "
+            "decomposes on the CPU (pow, mean, rsqrt, two multiplies), while a JIT trace holds one aten::rms_norm "
+            "node (LLaMA-style and timm models with torch's RMSNorm)",
         ),
         hard_case(
             "groupnorm",
