@@ -43,11 +43,12 @@ if TYPE_CHECKING:
 _NO_HANDLER = re.compile(r'No handlers found: "([^"]+)"')
 
 SIZE_ARITHMETIC = DECLARED_CAUSE + (
-    "the trace records Python arithmetic on tensor sizes as 0-dim aten::mul nodes, 1 MAC each "
-    "(no dispatcher sees them)"
+    "0-dim aten::mul nodes of the trace, 1 MAC each: Python arithmetic on tensor sizes, which only a trace "
+    "records, and products of scalar tensors"
 )
 """``extra`` key (a declared cause, :data:`~flopaudit.records.DECLARED_CAUSE`):
-MACs of those nodes, read from torchprofile's per-node result."""
+MACs of every ``aten::mul`` node whose operands and result are 0-dim, read from
+torchprofile's per-node result (the ruleset prices such products 0)."""
 
 
 BACKEND = Backend(
@@ -75,7 +76,7 @@ class TorchprofileAdapter(Adapter):
     * ``per_op``: MACs by traced operator (``aten::_convolution``...);
       ``unsupported``: operators without a handler, with how many nodes.
     * ``extra[SIZE_ARITHMETIC]``: the MACs of ``aten::mul`` nodes on 0-dim
-      tensors, Python arithmetic on sizes that tracing records (``bsz *
+      tensors, mostly Python arithmetic on sizes that tracing records (``bsz *
       num_heads`` in ``nn.MultiheadAttention``), when there are any.
     * ``params``: ``sum(p.numel() for p in model.parameters())`` (torchprofile
       counts none; tied weights once).

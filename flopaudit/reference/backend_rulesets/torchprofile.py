@@ -36,8 +36,10 @@ pools, ``mean`` and adaptive average pools ``numel(y)``; ``leaky_relu``
 # here; a model returning the averaged weights is predicted 1 per output
 # element short. Python arithmetic on tensor sizes is traced as 0-dim
 # ``aten::mul`` nodes of 1 MAC each, which no dispatcher sees: the adapter
-# reports their sum from torchprofile's own per-node result as a declared
-# cause (``extra``, key ``"cause: ..."``), not predicted here.
+# reports the sum of every 0-dim ``aten::mul`` node from torchprofile's own
+# per-node result as a declared cause (``extra``, key ``"cause: ..."``), so a
+# product of 0-dim operands counts 0 here, whether a dispatcher sees it
+# (DeBERTa's ``torch.tensor(size) * scale``) or not.
 # NB: a convolution with a string ``padding`` is traced as
 # ``aten::_convolution_mode``, which has no handler (0); it is priced here as
 # any convolution (the reference sees the same ``aten.convolution``). A
@@ -159,6 +161,17 @@ def lstm(e: OpEvent) -> int:
     return out[0] * out[1] * directions * macs
 
 
+@event_counter("torchprofile.mul")
+def mul(e: OpEvent) -> int:
+    """``_mul``: ``numel(y)``, but 0 for a product of 0-dim operands: the
+    adapter books every 0-dim ``aten::mul`` node of the trace from
+    torchprofile's own result (Python arithmetic on sizes, which only a trace
+    records, and multiplies of scalar tensors, which a dispatcher sees too)."""
+    if e.output_shapes == ((),) and all(s == () for s in e.input_shapes):
+        return 0
+    return _numel(e.output_shapes[0]) if e.output_shapes else 0
+
+
 @event_counter("torchprofile.affine_out_numel")
 def affine_out_numel(e: OpEvent) -> int:
     """``_norm``: ``numel(y)`` if the norm has an affine weight, else 0."""
@@ -232,7 +245,7 @@ TORCHPROFILE = Ruleset(
         EventRule("zero", category=Category.ATTENTION, reason="attention kernel outside F.scaled_dot_product_attention",
                   kind=_UNSUPPORTED),
         EventRule("zero", category=Category.RNN, reason="RNN kernel without a handler", kind=_UNSUPPORTED),
-        *(EventRule("out_numel", op=op, reason="elementwise mul = 1 per output element")
+        *(EventRule("torchprofile.mul", op=op, reason="elementwise mul = 1 per output element")
           for op in ("aten.mul", "aten.mul_")),
         *(EventRule("torchprofile.affine_out_numel", op=op, reason=_R_NORM)
           for op in ("aten.native_batch_norm", "aten._native_batch_norm_legit_no_training",

@@ -263,6 +263,20 @@ class BatchedNmsHead(nn.Module):
         return boxes[keep] * scores[keep, None]
 
 
+class ScalarTensorScale(nn.Module):
+    """Linear(16, 16), its output divided by ``sqrt(tensor(width) * 3)``, a
+    scale computed as a 0-dim tensor from a size, as DeBERTa-v2's attention
+    does (``torch.sqrt(torch.tensor(q.size(-1), dtype=torch.float) * scale_factor)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.sqrt(torch.tensor(x.size(-1), dtype=torch.float) * 3)
+        return self.fc(x) / scale
+
+
 def _timm_attention() -> nn.Module:
     """timm's ``Attention(dim=32, num_heads=4, qkv_bias=True)`` block (the ViT family's)."""
     from flopaudit.zoo.optional import offline
@@ -438,6 +452,17 @@ def cases() -> list[ModelCase]:
             "keeps some boxes, which are scaled by their scores: for 40 coordinates on the CPU batched_nms "
             "offsets each class with one multiply per box, which a JIT trace holds inside one opaque "
             "TorchScript call (torch.jit._script_if_tracing)",
+        ),
+        hard_case(
+            "scalar-tensor-scale",
+            ScalarTensorScale,
+            randn_inputs((4, 16)),
+            {"linear", "scalar-tensor"},
+            expected_macs=4 * 16 * 16,
+            expected_params=LINEAR,
+            description="Linear(16, 16) on (4, 16), divided by sqrt(torch.tensor(16.) * 3) as DeBERTa-v2 scales "
+            "its attention scores: a product of 0-dim tensors, which a dispatcher sees and a JIT trace records "
+            "as a 0-dim aten::mul node, like Python arithmetic on sizes",
         ),
         hard_case(
             "timm-attention-block",
