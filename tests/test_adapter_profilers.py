@@ -244,3 +244,25 @@ def test_a_traced_composite_operator_without_a_handler_counts_nothing_of_what_it
     torch.manual_seed(0)
     rc = count(LinearThen(COMPOSITE[call]), (x, y), ruleset=rs, no_grad=not rs.grad_enabled)
     assert predict(rc.events, rc.module_call_records, rs, backend).macs == expected
+
+
+@pytest.mark.parametrize("padding, x, macs", [
+    (1, (2, 3, 8, 8), 2 * 8 * 8 * 8 * 3 * 9),
+    ("same", (2, 3, 8, 8), 0),  # one aten::_convolution_mode node, without a handler
+    ("valid", (2, 3, 8, 8), 0),
+    (0, (3, 8, 8), 8 * 6 * 6 * 3 * 9),  # unbatched: one sample
+    ("valid", (3, 8, 8), 0),
+])
+def test_torchprofile_counts_nothing_for_a_convolution_with_string_padding(
+        padding: int | str, x: tuple[int, ...], macs: int) -> None:
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+
+    inputs = torch.randn(*x)
+    r = _adapter("torchprofile").count(nn.Conv2d(3, 8, 3, padding=padding), inputs)
+    assert r.status is Status.OK, r.error
+    assert r.macs == macs
+    rs = backend_rulesets()["torchprofile"]
+    rc = count(nn.Conv2d(3, 8, 3, padding=padding), inputs, ruleset=rs, no_grad=not rs.grad_enabled)
+    assert predict(rc.events, rc.module_call_records, rs, "torchprofile").macs == macs

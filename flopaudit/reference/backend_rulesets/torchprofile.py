@@ -40,9 +40,9 @@ pools, ``mean`` and adaptive average pools ``numel(y)``; ``leaky_relu``
 # per-node result as a declared cause (``extra``, key ``"cause: ..."``), so a
 # product of 0-dim operands counts 0 here, whether a dispatcher sees it
 # (DeBERTa's ``torch.tensor(size) * scale``) or not.
-# NB: a convolution with a string ``padding`` is traced as
-# ``aten::_convolution_mode``, which has no handler (0); it is priced here as
-# any convolution (the reference sees the same ``aten.convolution``). A
+A convolution with a string ``padding`` is traced as
+``aten::_convolution_mode``, which has no handler (0): ``F.convNd`` and
+``torch.convNd`` calls are priced from their ``py:`` events. A
 ``torch.library`` custom op and a custom ``autograd.Function`` are single
 nodes without a handler: their inner ops count 0, as do those of the
 torchvision functions a trace runs as TorchScript
@@ -56,6 +56,7 @@ import math
 
 from flopaudit.records import CauseKind
 from flopaudit.reference.backend_rulesets.fvcore import (
+    CONV_CALLS,
     R_TRACED_SCRIPT,
     R_UNHANDLED_COMPOSITE,
     TRACE_CONSUMED_CALLS,
@@ -124,15 +125,31 @@ def einsum(e: OpEvent) -> int:
     return math.prod(sizes.values())
 
 
-@event_counter("torchprofile.conv")
-def conv(e: OpEvent) -> int:
+def _convolution(w: Shape, y: Shape) -> int:
     """``_convolution``: ``numel(y) * Cin' * prod(kernel)``, ``Cin'`` the
     weight's dim 1 if ``y.shape[1] == w.shape[0]``, else its dim 0."""
-    if len(e.input_shapes) < 2 or not e.output_shapes or len(e.input_shapes[1]) < 3:
-        return 0
-    w, y = e.input_shapes[1], e.output_shapes[0]
     channels = w[1] if len(y) > 1 and y[1] == w[0] else w[0]
     return _numel(y) * channels * _numel(w[2:])
+
+
+@event_counter("torchprofile.conv")
+def conv(e: OpEvent) -> int:
+    """``_convolution`` of a dispatcher convolution."""
+    if len(e.input_shapes) < 2 or not e.output_shapes or len(e.input_shapes[1]) < 3:
+        return 0
+    return _convolution(e.input_shapes[1], e.output_shapes[0])
+
+
+@event_counter("torchprofile.conv_call")
+def conv_call(e: OpEvent) -> int:
+    """A ``py:`` call of ``F.convNd``/``torch.convNd``: 0 with a string
+    ``padding`` (traced as ``aten::_convolution_mode``, no handler), else
+    ``_convolution`` of the batched call the trace records (an unbatched
+    input is one sample)."""
+    if isinstance(call_arg(e, 4, "padding", 0), str) or len(e.input_shapes) < 2 or not e.output_shapes:
+        return 0
+    x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
+    return _convolution(w, y if len(x) == len(w) else (1, *y))
 
 
 @event_counter("torchprofile.sdpa")
@@ -206,6 +223,7 @@ _R_MATMUL = "linear/matmul/@ = the product's MACs by operand ranks (bias not cou
 _R_EINSUM = "einsum = product of all index sizes"
 _R_CONV = "convolution = numel(y) x Cin' x prod(kernel) (bias not counted; transposed ones by output size)"
 _R_SDPA = "scaled_dot_product_attention = B x H x Lq x Lk x (D + Dv)"
+_R_CONV_MODE = "conv with string padding ('same'/'valid'): one aten::_convolution_mode node, without a handler: 0"
 _R_LSTM = "LSTM = T x N x dirs x sum of 4h(I + h), h read from h_n (the projection size if any)"
 _R_DEAD_MEAN = ("nn.MultiheadAttention's averaged attention weights (aten::mean) are dropped from the trace when "
                 "the model does not use them")
@@ -219,7 +237,7 @@ TORCHPROFILE = Ruleset(
     description="torchprofile profile_macs: JIT-trace handlers for linear/matmul/addmm/bmm/einsum/conv (no bias), "
     "elementwise mul, affine norms, average pools and mean, bilinear upsampling, LSTM and SDPA; other ops 0.",
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + TRACED_SCRIPT_CALLS
-    + TRACE_CONSUMED_CALLS + DROPOUT_CALLS + UNHANDLED_COMPOSITE_CALLS,
+    + TRACE_CONSUMED_CALLS + DROPOUT_CALLS + UNHANDLED_COMPOSITE_CALLS + CONV_CALLS,
     event_rules=(
         *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
         *traced_calls(UNHANDLED_COMPOSITE_CALLS, "zero", R_UNHANDLED_COMPOSITE, CauseKind.UNSUPPORTED),
@@ -231,6 +249,7 @@ TORCHPROFILE = Ruleset(
         *traced_calls(MATMUL_CALLS, "torchprofile.matmul_call", _R_MATMUL),
         *traced_calls(EINSUM_CALLS, "torchprofile.einsum", _R_EINSUM),
         *traced_calls(SDPA_CALLS, "torchprofile.sdpa", _R_SDPA),
+        *traced_calls(CONV_CALLS, "torchprofile.conv_call", _R_CONV_MODE, _UNSUPPORTED),
         *traced_calls(LSTM_CALLS, "torchprofile.lstm", _R_LSTM),
         *(EventRule("zero", module_type=m, reason="GRU/RNN are one aten::gru/rnn_* node without a handler: 0",
                     kind=_UNSUPPORTED) for m in ("GRU", "RNN")),

@@ -17,6 +17,10 @@ from flopaudit.zoo.case import ModelCase
 from flopaudit.zoo.hard._common import hard_case, randn_inputs
 
 
+def _same_then_valid() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding="same"), nn.Conv2d(8, 8, 3, padding="valid"))
+
+
 def cases() -> list[ModelCase]:
     return [
         hard_case(
@@ -83,6 +87,18 @@ def cases() -> list[ModelCase]:
             expected_macs=2 * 8 * 12 * 12 * 4 * 3 * 3,
             expected_params=8 * 4 * 3 * 3 + 8,
             description="nn.Conv2d(4, 8, 3, dilation=2) on (2, 4, 16, 16): output 12x12",
+        ),
+        hard_case(
+            "conv-padding-same-valid",
+            _same_then_valid,
+            randn_inputs((2, 3, 8, 8)),
+            {"conv", "string-padding"},
+            # same: output 8x8 from 3 channels; valid: output 8 - 2 = 6 per side from 8 channels
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 6 * 6 * 8 * 3 * 3,
+            expected_params=8 * 3 * 3 * 3 + 8 + 8 * 8 * 3 * 3 + 8,
+            description="nn.Conv2d(3, 8, 3, padding='same') then nn.Conv2d(8, 8, 3, padding='valid') on "
+            "(2, 3, 8, 8), as Keras ports and SigLIP's patch embedding write them: a string padding is "
+            "traced as aten::_convolution_mode, which fvcore and torchprofile do not price",
         ),
         hard_case(
             "conv-strided",
