@@ -266,3 +266,21 @@ def test_torchprofile_counts_nothing_for_a_convolution_with_string_padding(
     rs = backend_rulesets()["torchprofile"]
     rc = count(nn.Conv2d(3, 8, 3, padding=padding), inputs, ruleset=rs, no_grad=not rs.grad_enabled)
     assert predict(rc.events, rc.module_call_records, rs, "torchprofile").macs == macs
+
+
+@pytest.mark.parametrize("n, i1, i2, o, bias", [(4, 8, 8, 4, True), (3, 5, 6, 2, False), (1, 3, 7, 5, True)])
+def test_torch_profiler_prices_the_bmm_calls_inside_bilinear(n: int, i1: int, i2: int, o: int, bias: bool) -> None:
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+
+    x, y = torch.randn(n, i1), torch.randn(n, i2)
+    # per output feature two bmm: (N x I1) @ (I1 x I2), then N dot products of length I2; the bias add
+    # is 1 FLOP per output element, halved (rounded down) as every operator
+    expected = o * n * i2 * (i1 + 1) + (n * o // 2 if bias else 0)
+    r = _adapter("torch-profiler").count(nn.Bilinear(i1, i2, o, bias=bias), (x, y))
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    rs = backend_rulesets()["torch-profiler"]
+    rc = count(nn.Bilinear(i1, i2, o, bias=bias), (x, y), ruleset=rs, no_grad=not rs.grad_enabled)
+    assert predict(rc.events, rc.module_call_records, rs, "torch-profiler").macs == expected

@@ -95,3 +95,16 @@ def test_scaled_mm_priced_from_shapes() -> None:
     out = torch.empty(16, 8, device="meta")
     cost = cost_of(torch.ops.aten._scaled_mm.default, (a, b, scale, scale), {}, out)
     assert cost is not None and (cost.macs, cost.extra_flops) == (16 * 32 * 8, 16 * 8)
+
+
+@pytest.mark.parametrize("x1, x2, out", [((3, 8), (3, 6), 4), ((2, 5, 7), (2, 5, 3), 2), ((4, 1), (4, 9), 1)])
+def test_bilinear_is_the_two_contractions_aten_makes_per_output_feature(
+        x1: tuple[int, ...], x2: tuple[int, ...], out: int) -> None:
+    rows, in1, in2 = int(torch.tensor(x1[:-1]).prod()), x1[-1], x2[-1]
+    r = count(nn.Bilinear(in1, in2, out), (torch.randn(*x1), torch.randn(*x2)))
+    # per row and output feature: x1 @ W_k (in1 x in2 MACs), then that . x2 (in2 MACs); the bias add is extra
+    assert r.macs == rows * out * in2 * (in1 + 1)
+    assert r.extra_flops == rows * out
+    assert r.unsupported == {}
+    (event,) = [e for e in r.events if e.op == "aten._trilinear.default"]
+    assert event.category is Category.MATMUL and event.module_path == ""

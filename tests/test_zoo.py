@@ -177,7 +177,8 @@ def _witness_macs(case: ModelCase) -> int:
     per time step and sample, so MACs = T * N * (weight elements). Others:
     ``FlopCounterMode`` / 2 with gradients on (which turns off the fused
     attention fast paths), plus formulas for the ops it does not know: the
-    CPU flash-attention kernel behind SDPA and this zoo's custom op.
+    CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``
+    and this zoo's custom op.
     """
     model, inputs = case.instantiate()
     if "rnn" in case.tags:
@@ -196,7 +197,12 @@ def _witness_macs(case: ModelCase) -> int:
     def custom_mm(x: Any, w: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
         return 2 * x[0] * x[1] * w[1]
 
+    def bilinear(i1: Any, w: Any, i3: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        # nn.Bilinear's _trilinear: per row and output feature, x1 @ W_k (in1 x in2), then . x2 (in2)
+        return 2 * w[0] * i1[0] * w[2] * (w[1] + 1)
+
     mapping = {
+        torch.ops.aten._trilinear: bilinear,
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu,
         torch.ops.flopaudit_zoo.scaled_matmul: custom_mm,
     }

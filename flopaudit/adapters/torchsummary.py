@@ -62,6 +62,7 @@ _REBATCHED = ("torchsummary fails: it builds its own input with a batch of 2 in 
               "an unbatched input's model cannot take")
 KNOWN_FAILURES: dict[str, str] = {
     "linear-2d": _NO_WEIGHT,
+    "bilinear": _NO_WEIGHT,
     "linear-3d": _NO_WEIGHT,
     "conv2d-bias": _NO_WEIGHT,
     "conv2d-nobias": _NO_WEIGHT,

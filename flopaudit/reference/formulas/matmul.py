@@ -1,6 +1,6 @@
 """Matrix products: mm, addmm, bmm, baddbmm, addbmm, mv, addmv, dot, outer,
-linear and matmul when they reach the dispatcher unexpanded, and the fused or
-low-precision variants.
+linear and matmul when they reach the dispatcher unexpanded, the fused or
+low-precision variants, and ``_trilinear`` (``nn.Bilinear``).
 
 ``torch.matmul``, ``@``, ``F.linear`` and ``torch.einsum`` are composite: the
 dispatcher sees the ``mm``/``bmm``/``addmm`` they expand to (probed on torch
@@ -9,6 +9,8 @@ dispatcher sees the ``mm``/``bmm``/``addmm`` they expand to (probed on torch
 """
 
 from __future__ import annotations
+
+import math
 
 from flopaudit.reference.formulas._factories import on
 from flopaudit.reference.registry import Category, Cost, OpCall, numel
@@ -117,3 +119,40 @@ def scaled_mm(call: OpCall) -> Cost:
     n = numel(call.out)
     extra = n + (n if call.get("bias") is not None else 0)
     return Cost(a[0] * a[1] * b[1], extra, Category.MATMUL)
+
+
+def _expanded(shape: tuple[int, ...], expand: tuple[int, ...], total: int) -> list[int]:
+    """``shape`` with a size-1 dim inserted at each dim of ``expand`` (``_trilinear``'s unsqueezes)."""
+    rest = iter(shape)
+    return [1 if d in expand else next(rest, 1) for d in range(total)]
+
+
+@on("_trilinear")
+def trilinear(call: OpCall) -> Cost:
+    """``_trilinear(i1, i2, i3, expand1..3, sumdim, unroll_dim)``, which
+    ``F.bilinear``/``nn.Bilinear`` run: the MACs of the two contractions ATen
+    makes per step of ``unroll_dim`` (both ``bmm``): ``i1 x i2`` summed over
+    the dims ``i3`` lacks, then that with ``i3`` summed over the other
+    ``sumdim``; a broadcast product summed over some dims costs the product
+    of every dim's size. For ``nn.Bilinear(I1, I2, O)`` on ``N`` rows:
+    ``O * N * I2 * (I1 + 1)`` (``W_k x2`` first would give ``O * N * I1 * (I2 + 1)``).
+    # NB: written from ATen's ``_trilinear`` (``Linear.cpp``) and checked
+    # against the ``bmm`` calls torch.profiler records under it for the
+    # arguments ``F.bilinear`` passes; a ``sumdim`` that holds ``unroll_dim``
+    # (another path there) is priced by the same two contractions without unrolling.
+    """
+    shapes = [call.shape(n) for n in ("i1", "i2", "i3")]
+    expand = [tuple(call.get(f"expand{i}", ())) for i in (1, 2, 3)]
+    sumdim, unroll = tuple(call.get("sumdim", ())), call.get("unroll_dim", 1)
+    total = len(shapes[0]) + len(expand[0])
+    i1, i2, i3 = (_expanded(s, x, total) for s, x in zip(shapes, expand))
+    steps = 1
+    if unroll not in sumdim and 0 <= unroll < total:
+        steps = max(i1[unroll], i2[unroll], i3[unroll])
+        for sizes in (i1, i2, i3):
+            sizes[unroll] = 1
+    first_sum = {d for d in sumdim if d in expand[2]}  # summed in i1 x i2: the dims i3 does not have
+    first = math.prod(max(a, b) for a, b in zip(i1, i2))
+    partial = [1 if d in first_sum else max(a, b) for d, (a, b) in enumerate(zip(i1, i2))]
+    second = math.prod(max(a, b) for a, b in zip(partial, i3))
+    return Cost(steps * (first + second), 0, Category.MATMUL)

@@ -43,6 +43,17 @@ def cases() -> list[ModelCase]:
             default=True,
         ),
         hard_case(
+            "bilinear",
+            functools.partial(nn.Bilinear, 8, 6, 4),
+            randn_inputs((3, 8), (3, 6)),
+            {"linear", "bilinear", "two-inputs"},
+            # y_k = (x1^T W_k) x2 as ATen computes it: per row and output, in1 8 x in2 6, then in2 6
+            expected_macs=3 * 4 * 6 * (8 + 1),
+            expected_params=4 * 8 * 6 + 4,
+            description="nn.Bilinear(8, 6, 4) on (3, 8) and (3, 6): one aten::_trilinear, whose CPU kernel makes "
+            "two bmm per output feature (x1 W_k, then with x2), which torch.profiler sees and prices",
+        ),
+        hard_case(
             "conv2d-bias",
             functools.partial(nn.Conv2d, 3, 8, 3, padding=1),
             randn_inputs((2, 3, 16, 16)),
