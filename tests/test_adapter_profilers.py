@@ -284,3 +284,22 @@ def test_torch_profiler_prices_the_bmm_calls_inside_bilinear(n: int, i1: int, i2
     rs = backend_rulesets()["torch-profiler"]
     rc = count(nn.Bilinear(i1, i2, o, bias=bias), (x, y), ruleset=rs, no_grad=not rs.grad_enabled)
     assert predict(rc.events, rc.module_call_records, rs, "torch-profiler").macs == expected
+
+
+def test_torch_profiler_prices_the_mul_inside_renorm() -> None:
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+
+    class Renorm(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.renorm(x, 2, 1, 1.0)
+
+    x = torch.randn(6, 5)
+    expected = 6 * 5 // 2  # the kernel's aten::mul of the input by each slice's factor, halved
+    r = _adapter("torch-profiler").count(Renorm(), x)
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    rs = backend_rulesets()["torch-profiler"]
+    rc = count(Renorm(), x, ruleset=rs, no_grad=not rs.grad_enabled)
+    assert predict(rc.events, rc.module_call_records, rs, "torch-profiler").macs == expected

@@ -92,6 +92,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "matmul.outer": lambda: shapes_only(aten.outer.default, (3,), (4,)),
     "matmul.linear": lambda: shapes_only(aten.linear.default, (3, 4), (5, 4)),
     "matmul.scaled_mm": lambda: shapes_only(aten._scaled_mm.default, (16, 32), (32, 8), (), ()),
+    "matmul.trilinear": lambda: engine(None, (3, 4), (3, 5), module=nn.Bilinear(4, 5, 2)),
     # test_reference_attention.py
     "attention.sdpa": lambda: engine(F.scaled_dot_product_attention, (1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8)),
     "attention.flash_forward": lambda: engine(
@@ -118,6 +119,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "_factories.glu": lambda: engine(F.glu, (2, 8)),
     "_factories.elementwise": lambda: engine(torch.add, X, X),
     "_factories.fused_elementwise": lambda: engine(torch.addcmul, X, X, X),
+    "_factories.cross_product": lambda: engine(torch.linalg.cross, (4, 3), (4, 3)),
     "pool.max_pool": lambda: engine(lambda x: F.max_pool2d(x, 2), X),
     "pool.avg_pool": lambda: engine(lambda x: F.avg_pool2d(x, 2), X),
     "pool.adaptive_avg_pool": lambda: engine(lambda x: F.adaptive_avg_pool2d(x, 3), X),
@@ -138,6 +140,9 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "reduction.variance": lambda: engine(lambda x: x.var(dim=1), X),
     "reduction.vector_norm": lambda: engine(lambda x: torch.linalg.vector_norm(x, dim=1), X),
     "reduction.cumulative": lambda: engine(lambda x: x.cumsum(1), X),
+    "reduction.dist": lambda: engine(torch.dist, (3, 4), (3, 4)),
+    "reduction.renorm": lambda: engine(lambda x: torch.renorm(x, 2, 0, 1.0), (3, 4)),
+    "reduction.cdist": lambda: train(torch.cdist, (2, 3, 4), (2, 5, 4)),
     "reduction.softmax": lambda: engine(lambda x: x.softmax(1), X),
     "reduction.selection": lambda: engine(lambda x: x.topk(2, dim=1), X),
     # backward.py (values: test_reference_train.py)
@@ -174,6 +179,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     # loss.py
     "loss.nll_loss": lambda: train(lambda x: F.cross_entropy(x, torch.tensor([0, 4])), (2, 5)),
     "loss.pointwise_loss": lambda: train(lambda x: F.mse_loss(x, torch.zeros(2, 5)), (2, 5)),
+    "loss.bce_with_logits": lambda: train(lambda x: F.binary_cross_entropy_with_logits(x, torch.ones(2, 5)), (2, 5)),
     # data_movement.py groups
     "zero_cost[zero_cost]": lambda: engine(lambda x: x.view(-1), X),
     "zero_cost[data_movement]": lambda: engine(lambda x: torch.cat([x, x]), X),

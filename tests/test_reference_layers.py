@@ -161,6 +161,19 @@ ELEMENTWISE_CASES = [
     ("var", lambda: Fn(lambda a: a.var(dim=-1)), [(2, 3, 4)], 4 * 2 * 3 * 4),
     ("vector_norm", lambda: Fn(lambda a: torch.linalg.vector_norm(a, dim=-1)), [(2, 3, 4)], 2 * 2 * 3 * 4),
     ("cumsum", lambda: Fn(lambda a: a.cumsum(-1)), [(2, 3, 4)], 2 * 3 * 4),
+    # a subtract per element of the difference, then the norm's 2
+    ("dist", lambda: Fn(torch.dist), [(2, 3, 4), (3, 4)], 3 * 2 * 3 * 4),
+    # norms of each slice (2 per element) and a rescale (1 per element)
+    ("renorm", lambda: Fn(lambda a: torch.renorm(a, 2, 0, 1.0)), [(2, 3, 4)], 3 * 2 * 3 * 4),
+    # batch 2 x 3 rows x 5 rows x 4 features, 3 each (subtract, square, add); fewer than 26 rows: direct
+    ("cdist", lambda: Fn(torch.cdist), [(2, 3, 4), (2, 5, 4)], 3 * 2 * 3 * 5 * 4),
+    # two multiplies and a subtract per output element
+    ("cross", lambda: Fn(torch.linalg.cross), [(2, 4, 3), (2, 4, 3)], 3 * 2 * 4 * 3),
+    ("bce_with_logits", lambda: Fn(lambda a, t: F.binary_cross_entropy_with_logits(a, t)), [(2, 5), (2, 5)],
+     5 * 2 * 5),
+    ("bce_with_logits_weighted", lambda: Fn(lambda a, t: F.binary_cross_entropy_with_logits(
+        a, t, weight=torch.ones(5), pos_weight=torch.full((5,), 2.0))), [(2, 5), (2, 5)], (5 + 3 + 1) * 2 * 5),
+    ("soft_margin_loss", lambda: Fn(lambda a, t: F.soft_margin_loss(a, t)), [(2, 5), (2, 5)], 4 * 2 * 5),
     # topk over a dim of 4: numel * ceil(log2(4))
     ("topk", lambda: Fn(lambda a: a.topk(2, dim=-1)), [(2, 3, 4)], 2 * 3 * 4 * 2),
     ("softmax", lambda: nn.Softmax(dim=-1), [(2, 3, 10)], 5 * 2 * 3 * 10),

@@ -19,8 +19,8 @@ same ``mm``/``addmm``/``bmm`` calls the reference records, and ``F.conv2d``
 (``aten::conv2d``) is the reference's ``aten.convolution`` with a 4-D weight
 and ``transposed=False``. Kernels that call priced operators themselves
 count those: ``aten::_trilinear`` (``nn.Bilinear``) its ``bmm`` calls
-(2 x the reference's MACs), ``aten::repeat`` an ``add``, the CPU LSTM kernel
-its bias ``add``. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
+(2 x the reference's MACs), ``aten::repeat`` an ``add``, ``aten::renorm`` a
+``mul`` of its input, the CPU LSTM kernel its bias ``add``. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
 elementwise count down); :func:`~flopaudit.reference.pricing.predict` halves
 each event of this FLOP ruleset the same way.
 """
@@ -119,6 +119,8 @@ TORCH_PROFILER = Ruleset(
           for m in _RNN_MODULES),
         EventRule("2*macs", op="aten._trilinear",
                   reason="aten::_trilinear's own aten::bmm calls (nn.Bilinear) = 2 x their MACs"),
+        EventRule("torch-profiler.first_numel", op="aten.renorm",
+                  reason="aten::renorm's own aten::mul rescaling its input (1 per element)"),
         EventRule("torch-profiler.repeat", op="aten.repeat",
                   reason="aten::repeat's own aten::add over its repeats (1 per output dimension)"),
         EventRule("torch-profiler.rnn_bias_add", op="aten.mkldnn_rnn_layer",

@@ -1,7 +1,7 @@
 """Elementwise arithmetic: one FLOP per output element (with broadcasting,
 the output is the broadcast shape), in-place variants included.
 
-A few fused ops cost more than one (``addcmul``, ``addcdiv``, ``lerp``,
+A few fused ops cost more than one (``addcmul``, ``addcdiv``, ``lerp``, ``linalg_cross``,
 training dropout); comparisons, logical and bitwise ops count one each.
 """
 
@@ -38,4 +38,11 @@ fused_elementwise = per_output_element(
     doc="Two-operation elementwise ops (``addcmul``, ``addcdiv``, ``lerp``, training-mode "
     "``native_dropout``: mask and scale): 2 FLOPs per output element. "
     "# NB: a non-1 ``value`` scaling in addcmul/addcdiv is not counted.",
+)
+
+cross_product = per_output_element(
+    Category.ELEMENTWISE, 3, "linalg_cross",
+    name="cross_product",
+    doc="3-vector cross product: each output element is ``a_j b_k - a_k b_j``, 3 FLOPs (two multiplies, "
+    "a subtract).",
 )

@@ -70,6 +70,32 @@ def vector_norm(call: OpCall) -> Cost:
     return Cost(0, 2 * numel(call.first_input), Category.REDUCTION)
 
 
+@on("dist")
+def dist(call: OpCall) -> Cost:
+    """``norm(a - b, p)``: a subtract per element of the broadcast difference, then the norm's 2."""
+    return Cost(0, 3 * numel(torch.broadcast_shapes(call.shape("self"), call.shape("other"))), Category.REDUCTION)
+
+
+@on("renorm")
+def renorm(call: OpCall) -> Cost:
+    """Each slice along ``dim`` rescaled to norm at most ``maxnorm``: the norm's 2 per element and a multiply."""
+    return Cost(0, 3 * numel(call.first_input), Category.REDUCTION)
+
+
+@on("_cdist_forward", "_cdist_backward")
+def cdist(call: OpCall) -> Cost:
+    """``cdist(x1 (..., P, M), x2 (..., R, M), p)``: for each of the ``P x R``
+    pairs a subtract, a power or absolute value and an add per feature: ``3 * P * R * M``
+    per batch (a distance is a norm: no MACs, as :func:`vector_norm`). Its
+    gradient for ``x1`` the same (a difference, a scaling, an add per pair and feature).
+    # NB: for p = 2 with more than 25 rows ATen computes it through
+    # ``x1 @ x2.T`` (a product of the same size); the root per pair is not counted.
+    """
+    a, b = call.shape("x1"), call.shape("x2")
+    batch = numel(torch.broadcast_shapes(a[:-2], b[:-2]))
+    return Cost(0, 3 * batch * a[-2] * b[-2] * a[-1], Category.REDUCTION)
+
+
 @on("cumsum", "cumprod", "logcumsumexp", "cummax", "cummin")
 def cumulative(call: OpCall) -> Cost:
     """Scans: one add/multiply/comparison per output element."""
