@@ -266,7 +266,9 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     """One recording for the rulesets sharing ``key`` (autograd on, module
     hooks, eval mode); with ``liveness``, also the indices of its events whose
     work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`).
-    In eval mode every module's own train/eval flag is put back afterwards."""
+    In eval mode every module's own train/eval flag is put back afterwards.
+    Recorded from the same random draws as every count (:mod:`flopaudit.draws`)."""
+    from flopaudit.draws import same_draws
     from flopaudit.reference import count
     from flopaudit.reference.liveness import LivenessMode, dead_events
 
@@ -275,10 +277,11 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     if eval_mode:
         model.eval()
     try:
-        if not liveness:
-            return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step), None
-        with LivenessMode(model, inputs.tensors()) as mode:
-            source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step)
+        with same_draws():  # the draws its backend's own run starts from (Adapter.count)
+            if not liveness:
+                return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step), None
+            with LivenessMode(model, inputs.tensors()) as mode:
+                source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step)
         return source, dead_events(source.events, mode)
     finally:
         for m, training in modes:

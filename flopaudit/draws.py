@@ -1,0 +1,56 @@
+"""The same random draws for every count of a model.
+
+A model whose control flow depends on random numbers takes another path each
+time it runs: a Hugging Face encoder with LayerDrop (Wav2Vec2's default
+``layerdrop=0.1``) skips a random subset of its layers in train mode, so two
+counters, or the reference's passes, would each count different layers and
+their difference would be noise. :func:`same_draws` seeds the random number
+generators a model's ``forward`` may read (torch's CPU generator, every
+initialised CUDA device's, Python's ``random`` and numpy's global one) to one
+fixed seed before a count, and puts their states back afterwards, so every
+count of a model in a run sees the same draws and a run is reproducible.
+
+Not covered: a model that draws from a generator of its own (a
+``torch.Generator`` it holds, ``numpy.random.default_rng()``), or whose draws
+depend on how often a counter runs it (a backend that runs the model twice
+sees the second call's draws).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Iterator
+
+import torch
+
+COUNT_SEED = 0
+"""The seed every count starts from."""
+
+
+@contextlib.contextmanager
+def same_draws(seed: int = COUNT_SEED) -> Iterator[None]:
+    """Run the block with torch's, Python's and numpy's global generators seeded to
+    ``seed``; restore their states on exit."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    py_state = random.getstate()
+    numpy = sys.modules.get("numpy")
+    np_state = numpy.random.get_state() if numpy is not None else None
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)  # not torch.manual_seed: it would queue a CUDA seed
+        for device in cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        random.seed(seed)
+        if numpy is not None:
+            numpy.random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            if numpy is not None:
+                numpy.random.set_state(np_state)
+
+
+__all__ = ["COUNT_SEED", "same_draws"]

@@ -1,0 +1,61 @@
+"""Every count of a model starts from the same random draws (flopaudit/draws.py)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import nn
+
+from flopaudit.draws import same_draws
+from flopaudit.inputs import ModelInputs
+from flopaudit.reports import build_report
+from flopaudit.run import run_audit
+from flopaudit.zoo.case import ModelCase
+
+
+class LayerDrop(nn.Module):
+    """Eight Linear(16, 16) layers; in train mode each is skipped when its draw is below 0.5,
+    as Hugging Face encoders with ``layerdrop`` do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(16, 16) for _ in range(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            if self.training and torch.rand([]) < 0.5:
+                continue
+            x = layer(x)
+        return x
+
+
+def _case() -> ModelCase:
+    return ModelCase("layerdrop", LayerDrop, lambda: ModelInputs((torch.randn(4, 16),)), train=True)
+
+
+def test_same_draws_seeds_and_restores_every_generator() -> None:
+    torch.manual_seed(123)
+    random.seed(123)
+    before = torch.rand(3), random.random()
+    torch.manual_seed(123)
+    random.seed(123)
+    with same_draws():
+        first = torch.rand(3), random.random()
+    after = torch.rand(3), random.random()
+    assert torch.equal(after[0], before[0]) and after[1] == before[1]  # the caller's streams go on untouched
+    with same_draws():
+        assert torch.equal(torch.rand(3), first[0]) and random.random() == first[1]
+
+
+def test_a_model_with_random_control_flow_is_counted_on_the_same_path_by_every_counter() -> None:
+    backends = ["reference", "thop", "torch-flop-counter", "fvcore", "torchinfo"]
+    runs = [build_report(run_audit([_case()], backends, isolate=False)) for _ in range(2)]
+    for report in runs:
+        for cell in report.cells:
+            assert cell.status == "ok", cell.error
+            assert cell.residual == 0 and cell.classification != "unexplained", cell
+    kept = {r.macs for report in runs for r in report.run.results if r.backend == "reference"}
+    assert len(kept) == 1  # the same layers in both runs
+    (macs,) = kept
+    assert macs % (4 * 16 * 16) == 0 and 0 < macs < 8 * 4 * 16 * 16  # some layers ran, some were dropped
