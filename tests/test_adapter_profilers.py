@@ -18,6 +18,17 @@ def _adapter(name: str):  # noqa: ANN202
     return get_adapter(name)
 
 
+def _predicted(backend: str, model: nn.Module, inputs: object) -> int:
+    """The backend's ruleset on ``model(*inputs)``, recorded as the reference adapter records it for that backend."""
+    from flopaudit.reference import count
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+
+    rs = backend_rulesets()[backend]
+    rc = count(model, inputs, ruleset=rs, no_grad=not rs.grad_enabled)
+    return predict(rc.events, rc.module_call_records, rs, backend).macs
+
+
 class ConvLinear(nn.Module):
     """Conv2d(3, 8, 3, padding=1) with bias, ReLU, Linear(8 * 4 * 4, 10) with bias."""
 
@@ -173,7 +184,6 @@ def test_torchprofile_sees_batched_nms_as_one_scripted_call(n: int) -> None:
 
     from flopaudit.reference import count
     from flopaudit.reference.backend_rulesets import backend_rulesets
-    from flopaudit.reference.pricing import predict
 
     torch.manual_seed(0)
     corner = torch.rand(n, 2) * 50
@@ -191,7 +201,7 @@ def test_torchprofile_sees_batched_nms_as_one_scripted_call(n: int) -> None:
     trick = [e for e in rc.events if e.op.startswith("aten.mul") and e.output_shapes == ((n,),)]
     assert len(trick) == (1 if 4 * n <= 4000 else 0)
     assert all(e.patched_in.endswith("_batched_nms_coordinate_trick") for e in trick)
-    assert predict(rc.events, rc.module_call_records, rs, "torchprofile").macs == expected
+    assert _predicted("torchprofile", KeepByNms(), (boxes, scores, labels)) == expected
 
 
 class LinearThen(nn.Module):
@@ -230,20 +240,13 @@ COMPOSITE = {
 @pytest.mark.parametrize("call", sorted(COMPOSITE))
 def test_a_traced_composite_operator_without_a_handler_counts_nothing_of_what_it_decomposes_into(
         backend: str, call: str) -> None:
-    from flopaudit.reference import count
-    from flopaudit.reference.backend_rulesets import backend_rulesets
-    from flopaudit.reference.pricing import predict
-
     x, y = torch.randn(4, 8), torch.randn(4, 8)
     expected = 4 * 8 * 8  # the Linear alone: the call is one node without a handler
     torch.manual_seed(0)
     r = _adapter(backend).count(LinearThen(COMPOSITE[call]), (x, y))
     assert r.status is Status.OK, r.error
     assert r.macs == expected
-    rs = backend_rulesets()[backend]
-    torch.manual_seed(0)
-    rc = count(LinearThen(COMPOSITE[call]), (x, y), ruleset=rs, no_grad=not rs.grad_enabled)
-    assert predict(rc.events, rc.module_call_records, rs, backend).macs == expected
+    assert _predicted(backend, LinearThen(COMPOSITE[call]), (x, y)) == expected
 
 
 @pytest.mark.parametrize("padding, x, macs", [
@@ -255,25 +258,15 @@ def test_a_traced_composite_operator_without_a_handler_counts_nothing_of_what_it
 ])
 def test_torchprofile_counts_nothing_for_a_convolution_with_string_padding(
         padding: int | str, x: tuple[int, ...], macs: int) -> None:
-    from flopaudit.reference import count
-    from flopaudit.reference.backend_rulesets import backend_rulesets
-    from flopaudit.reference.pricing import predict
-
     inputs = torch.randn(*x)
     r = _adapter("torchprofile").count(nn.Conv2d(3, 8, 3, padding=padding), inputs)
     assert r.status is Status.OK, r.error
     assert r.macs == macs
-    rs = backend_rulesets()["torchprofile"]
-    rc = count(nn.Conv2d(3, 8, 3, padding=padding), inputs, ruleset=rs, no_grad=not rs.grad_enabled)
-    assert predict(rc.events, rc.module_call_records, rs, "torchprofile").macs == macs
+    assert _predicted("torchprofile", nn.Conv2d(3, 8, 3, padding=padding), inputs) == macs
 
 
 @pytest.mark.parametrize("n, i1, i2, o, bias", [(4, 8, 8, 4, True), (3, 5, 6, 2, False), (1, 3, 7, 5, True)])
 def test_torch_profiler_prices_the_bmm_calls_inside_bilinear(n: int, i1: int, i2: int, o: int, bias: bool) -> None:
-    from flopaudit.reference import count
-    from flopaudit.reference.backend_rulesets import backend_rulesets
-    from flopaudit.reference.pricing import predict
-
     x, y = torch.randn(n, i1), torch.randn(n, i2)
     # per output feature two bmm: (N x I1) @ (I1 x I2), then N dot products of length I2; the bias add
     # is 1 FLOP per output element, halved (rounded down) as every operator
@@ -281,16 +274,10 @@ def test_torch_profiler_prices_the_bmm_calls_inside_bilinear(n: int, i1: int, i2
     r = _adapter("torch-profiler").count(nn.Bilinear(i1, i2, o, bias=bias), (x, y))
     assert r.status is Status.OK, r.error
     assert r.macs == expected
-    rs = backend_rulesets()["torch-profiler"]
-    rc = count(nn.Bilinear(i1, i2, o, bias=bias), (x, y), ruleset=rs, no_grad=not rs.grad_enabled)
-    assert predict(rc.events, rc.module_call_records, rs, "torch-profiler").macs == expected
+    assert _predicted("torch-profiler", nn.Bilinear(i1, i2, o, bias=bias), (x, y)) == expected
 
 
 def test_torch_profiler_prices_the_mul_inside_renorm() -> None:
-    from flopaudit.reference import count
-    from flopaudit.reference.backend_rulesets import backend_rulesets
-    from flopaudit.reference.pricing import predict
-
     class Renorm(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.renorm(x, 2, 1, 1.0)
@@ -300,6 +287,4 @@ def test_torch_profiler_prices_the_mul_inside_renorm() -> None:
     r = _adapter("torch-profiler").count(Renorm(), x)
     assert r.status is Status.OK, r.error
     assert r.macs == expected
-    rs = backend_rulesets()["torch-profiler"]
-    rc = count(Renorm(), x, ruleset=rs, no_grad=not rs.grad_enabled)
-    assert predict(rc.events, rc.module_call_records, rs, "torch-profiler").macs == expected
+    assert _predicted("torch-profiler", Renorm(), x) == expected
