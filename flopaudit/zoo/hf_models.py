@@ -2,12 +2,13 @@
 
 Small configs (width 64, two layers, a 1000-token vocabulary) keep every
 family's code path (BERT, GPT-2, Llama with grouped-query attention, T5,
-BART, ViT, Whisper, CLIP) while counting in milliseconds; BERT-base and GPT-2
+BART, ViT, Whisper, CLIP, DeBERTa-v2, Wav2Vec2, SigLIP, Mamba) while counting
+in milliseconds; BERT-base and GPT-2
 small at full size are there too (``heavy``). Models run in eval mode with
 ``use_cache=False`` and the default attention implementation (SDPA) unless
 the id says ``eager``. Inputs are keyword arguments, as the models are called
 (``input_ids``, ``attention_mask``, ``decoder_input_ids``, ``pixel_values``,
-``input_features``).
+``input_features``, ``input_values``).
 
 ``expected_macs`` (where given) is every projection and FFN matmul plus the
 attention products over the full ``T x T`` score matrix (causal masking not
@@ -129,6 +130,25 @@ def _specs() -> tuple[HFSpec, ...]:
                                   "patch_size": 8},
                 "projection_dim": 32},
                {**ids16, "pixel_values": ("image", (2, 3, 32, 32))}, "clip", note="text and vision towers"),
+        HFSpec("hf-deberta-v2-tiny", "DebertaV2Model", "DebertaV2Config",
+               {**_SMALL, "max_position_embeddings": 64, "relative_attention": True, "pos_att_type": ["p2c", "c2p"]},
+               ids16, "deberta", note="disentangled attention (content-to-position and position-to-content "
+               "terms); the scores are scaled by sqrt(torch.tensor(head_dim) * 3), a 0-dim tensor"),
+        HFSpec("hf-wav2vec2-tiny", "Wav2Vec2Model", "Wav2Vec2Config",
+               {**{k: v for k, v in _SMALL.items() if k != "vocab_size"}, "conv_dim": (16, 16), "conv_stride": (5, 2),
+                "conv_kernel": (10, 3), "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4},
+               {"input_values": ("image", (2, 400))}, "wav2vec2",
+               note="a convolutional feature encoder on raw audio, a grouped positional convolution with weight "
+               "norm; in train mode LayerDrop (layerdrop=0.1) skips random layers"),
+        HFSpec("hf-siglip-tiny", "SiglipModel", "SiglipConfig",
+               {"text_config": {**_SMALL, "max_position_embeddings": 16},
+                "vision_config": {**{k: v for k, v in _SMALL.items() if k != "vocab_size"}, "image_size": 32,
+                                  "patch_size": 8}},
+               {**ids16, "pixel_values": ("image", (2, 3, 32, 32))}, "siglip",
+               note="a patch embedding with padding='valid' and an attention-pooling head"),
+        HFSpec("hf-mamba-tiny", "MambaForCausalLM", "MambaConfig",
+               {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 1000, "state_size": 8, **_IDS},
+               ids16, "mamba", note="selective state-space scan, run by its PyTorch reference loop (no CUDA kernels)"),
         HFSpec("hf-llama-tiny", "LlamaForCausalLM", "LlamaConfig", tiny, {"input_ids": ("ids", (1, 64))}, "llama",
                tiny_macs, tiny_params),
         HFSpec("hf-llama-tiny-eager", "LlamaForCausalLM", "LlamaConfig", {**tiny, "attn_implementation": "eager"},
@@ -186,7 +206,7 @@ def cases() -> list[ModelCase]:
         description = (f"transformers {spec.model_class} from {spec.config_class}({config}), random weights, "
                        f"{attention} attention, inputs {shapes}" + (f"; {spec.note}" if spec.note else ""))
         tags = {"transformers", "attention", spec.family, spec.cost}
-        kinds = {"input_ids": "nlp", "pixel_values": "vision", "input_features": "audio"}
+        kinds = {"input_ids": "nlp", "pixel_values": "vision", "input_features": "audio", "input_values": "audio"}
         present = {kind for name, kind in kinds.items() if name in spec.inputs}
         tags |= present if len(present) == 1 else {"multimodal"}
         out.append(ModelCase(
