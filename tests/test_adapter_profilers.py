@@ -288,3 +288,24 @@ def test_torch_profiler_prices_the_mul_inside_renorm() -> None:
     assert r.status is Status.OK, r.error
     assert r.macs == expected
     assert _predicted("torch-profiler", Renorm(), x) == expected
+
+
+class AttentionWithWeights(nn.Module):
+    """``nn.MultiheadAttention(16, 4)`` returning its head-averaged attention weights too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.attn(x, x, x, need_weights=True)
+
+
+def test_torchprofile_prices_the_mean_of_attention_weights_the_model_returns() -> None:
+    """The trace keeps the mean over heads (2 x 5 x 5 weights) because the model returns it; the zoo's
+    attention cases, which discard the weights, pin the other side."""
+    x = torch.randn(2, 5, 16)
+    returned = _adapter("torchprofile").count(AttentionWithWeights(), x)
+    assert returned.status is Status.OK, returned.error
+    declared = sum(v for k, v in returned.extra if k.startswith(DECLARED_CAUSE))
+    assert _predicted("torchprofile", AttentionWithWeights(), x) == returned.macs - declared

@@ -30,11 +30,10 @@ layer and group norm ``numel(y)`` with an affine weight, else 0; average
 pools, ``mean`` and adaptive average pools ``numel(y)``; ``leaky_relu``
 ``numel(y)``; ``upsample_bilinear2d`` ``4 * numel(y)``; ``grid_sampler``
 4 (bilinear) or 16 (bicubic) per output; everything else 0.
-# NB: the trace keeps only ops whose results reach the output. The one such
-# op in the zoo with a handler is the ``mean`` that ``nn.MultiheadAttention``
-# takes of its attention weights, which the zoo's models discard: it counts 0
-# here; a model returning the averaged weights is predicted 1 per output
-# element short. Python arithmetic on tensor sizes is traced as 0-dim
+The trace keeps only ops whose results reach the output (``drops_dead_code``:
+the ``mean`` ``nn.MultiheadAttention`` takes of its attention weights counts
+only where the model returns or uses them).
+# NB: Python arithmetic on tensor sizes is traced as 0-dim
 # ``aten::mul`` nodes of 1 MAC each, which no dispatcher sees: the adapter
 # reports the sum of every 0-dim ``aten::mul`` node from torchprofile's own
 # per-node result as a declared cause (``extra``, key ``"cause: ..."``), so a
@@ -225,8 +224,6 @@ _R_CONV = "convolution = numel(y) x Cin' x prod(kernel) (bias not counted; trans
 _R_SDPA = "scaled_dot_product_attention = B x H x Lq x Lk x (D + Dv)"
 _R_CONV_MODE = "conv with string padding ('same'/'valid'): one aten::_convolution_mode node, without a handler: 0"
 _R_LSTM = "LSTM = T x N x dirs x sum of 4h(I + h), h read from h_n (the projection size if any)"
-_R_DEAD_MEAN = ("nn.MultiheadAttention's averaged attention weights (aten::mean) are dropped from the trace when "
-                "the model does not use them")
 _R_NORM = "batch/layer/group norm = 1 per output element with an affine weight"
 _R_POOL = "average pools and mean = 1 per output element"
 
@@ -253,7 +250,6 @@ TORCHPROFILE = Ruleset(
         *traced_calls(LSTM_CALLS, "torchprofile.lstm", _R_LSTM),
         *(EventRule("zero", module_type=m, reason="GRU/RNN are one aten::gru/rnn_* node without a handler: 0",
                     kind=_UNSUPPORTED) for m in ("GRU", "RNN")),
-        EventRule("zero", op="aten.mean", module_type="MultiheadAttention", reason=_R_DEAD_MEAN),
         *(EventRule("macs", op=op, reason="addmm/addmv/bmm/baddbmm = their MACs")
           for op in ("aten.addmm", "aten.addmv", "aten.bmm", "aten.baddbmm")),
         *(EventRule("zero", op=op, reason="aten::mm/aten::mv have no handler: 0", kind=_UNSUPPORTED)
