@@ -93,6 +93,8 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "matmul.linear": lambda: shapes_only(aten.linear.default, (3, 4), (5, 4)),
     "matmul.scaled_mm": lambda: shapes_only(aten._scaled_mm.default, (16, 32), (32, 8), (), ()),
     "matmul.trilinear": lambda: engine(None, (3, 4), (3, 5), module=nn.Bilinear(4, 5, 2)),
+    "matmul.quantized_linear": lambda: engine(None, (3, 4), module=torch.ao.quantization.quantize_dynamic(
+        nn.Sequential(nn.Linear(4, 5)), {nn.Linear}, dtype=torch.qint8)),
     # test_reference_attention.py
     "attention.sdpa": lambda: engine(F.scaled_dot_product_attention, (1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8)),
     "attention.flash_forward": lambda: engine(

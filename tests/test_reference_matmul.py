@@ -108,3 +108,12 @@ def test_bilinear_is_the_two_contractions_aten_makes_per_output_feature(
     assert r.unsupported == {}
     (event,) = [e for e in r.events if e.op == "aten._trilinear.default"]
     assert event.category is Category.MATMUL and event.module_path == ""
+
+
+def test_dynamically_quantized_linear_is_priced_from_its_input_and_output() -> None:
+    model = torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)),
+                                                   {nn.Linear}, dtype=torch.qint8)
+    r = count(model, torch.randn(4, 16))
+    assert r.unsupported == {}
+    assert r.module_macs()["0"] == 4 * 16 * 32 and r.module_macs()["2"] == 4 * 32 * 4  # the packed bias not counted
+    assert r.macs == 4 * 16 * 32 + 4 * 32 * 4

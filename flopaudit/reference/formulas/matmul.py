@@ -1,6 +1,7 @@
 """Matrix products: mm, addmm, bmm, baddbmm, addbmm, mv, addmv, dot, outer,
 linear and matmul when they reach the dispatcher unexpanded, the fused or
-low-precision variants, and ``_trilinear`` (``nn.Bilinear``).
+low-precision variants, ``_trilinear`` (``nn.Bilinear``), and the quantized
+``quantized::linear*`` kernels.
 
 ``torch.matmul``, ``@``, ``F.linear`` and ``torch.einsum`` are composite: the
 dispatcher sees the ``mm``/``bmm``/``addmm`` they expand to (probed on torch
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from flopaudit.reference.formulas._factories import on
-from flopaudit.reference.registry import Category, Cost, OpCall, numel
+from flopaudit.reference.registry import Category, Cost, OpCall, numel, register_formula
 
 
 def _scaled_terms(call: OpCall) -> int:
@@ -156,3 +159,19 @@ def trilinear(call: OpCall) -> Cost:
     partial = [1 if d in first_sum else max(a, b) for d, (a, b) in enumerate(zip(i1, i2))]
     second = math.prod(max(a, b) for a, b in zip(partial, i3))
     return Cost(steps * (first + second), 0, Category.MATMUL)
+
+
+QUANTIZED_LINEAR = ("linear", "linear_relu", "linear_dynamic", "linear_relu_dynamic", "linear_dynamic_fp16")
+
+
+@register_formula(*(f"quantized.{n}" for n in QUANTIZED_LINEAR if hasattr(torch.ops.quantized, n)))
+def quantized_linear(call: OpCall) -> Cost:
+    """``quantized::linear*``, the kernels of ``torch.ao`` quantized and
+    dynamically quantized ``nn.Linear``: ``numel(Y) * K`` MACs, ``K`` the
+    input's last dim (the weight is packed: its shape is not an argument);
+    the fused ReLU of ``linear_relu*`` one extra FLOP per output element.
+    # NB: the bias, packed with the weight, is not counted.
+    """
+    x = call.shape("X")
+    extra = numel(call.out) if "relu" in call.op else 0
+    return Cost(numel(call.out) * x[-1], extra, Category.MATMUL)
