@@ -174,6 +174,13 @@ def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
     return args.get(f"#{position}", args.get(name, default))
 
 
+def string_padding(e: OpEvent) -> bool:
+    """A ``py:`` call of ``F.convNd``/``torch.convNd`` with ``padding="same"``
+    or ``"valid"``: ATen runs it as ``aten::_convolution_mode``, which a JIT
+    trace records as such and torch.profiler does not price as a convolution."""
+    return isinstance(call_arg(e, 4, "padding", 0), str)
+
+
 Shaped = OpEvent | ModuleCall
 """What a shape counter reads: an operator event or a module call (both have
 ``input_shapes`` and ``output_shapes``)."""

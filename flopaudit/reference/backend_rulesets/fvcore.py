@@ -97,6 +97,7 @@ from flopaudit.reference.rulesets import (
     event_counter,
     patched_call_rules,
     register_ruleset,
+    string_padding,
 )
 from flopaudit.reference.rulesets import numel as _numel
 
@@ -266,7 +267,7 @@ def conv(e: OpEvent) -> int:
     """fvcore ``conv_flop_jit`` from a ``py:torch.nn.functional.convNd`` call:
     ``N * prod(w.shape) * prod(y.shape[2:])`` (an unbatched input counts as
     ``N = 1``); 0 when ``padding`` is a string (``aten::_convolution_mode``)."""
-    if isinstance(call_arg(e, 4, "padding", 0), str) or len(e.input_shapes) < 2 or not e.output_shapes:
+    if string_padding(e) or len(e.input_shapes) < 2 or not e.output_shapes:
         return 0
     x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
     if len(x) == len(w):

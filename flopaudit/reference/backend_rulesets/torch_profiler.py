@@ -27,10 +27,9 @@ each event of this FLOP ruleset the same way.
 
 from __future__ import annotations
 
-from flopaudit.reference.backend_rulesets.fvcore import call_arg
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
+from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset, string_padding
 from flopaudit.reference.rulesets import numel as _numel
 
 _UNSUPPORTED = "unsupported"
@@ -52,7 +51,7 @@ def conv2d(e: OpEvent) -> int:
     ``F.conv2d``/``torch.conv2d``: ``2 * N * H_out * W_out * kh * kw * Cin *
     Cout // groups`` for a 4-D input and weight with integer padding, else 0
     (an unbatched input, ``padding="same"``)."""
-    if len(e.input_shapes) < 2 or not e.output_shapes or isinstance(call_arg(e, 4, "padding", 0), str):
+    if len(e.input_shapes) < 2 or not e.output_shapes or string_padding(e):
         return 0
     x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
     if len(x) != 4 or len(w) != 4 or len(y) != 4 or not w[1]:

@@ -68,7 +68,7 @@ from flopaudit.reference.backend_rulesets.fvcore import (
 )
 from flopaudit.reference.engine import OpEvent, TensorArg
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset
+from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, register_ruleset, string_padding
 from flopaudit.reference.rulesets import numel as _numel
 
 _UNSUPPORTED = "unsupported"
@@ -145,7 +145,7 @@ def conv_call(e: OpEvent) -> int:
     ``padding`` (traced as ``aten::_convolution_mode``, no handler), else
     ``_convolution`` of the batched call the trace records (an unbatched
     input is one sample)."""
-    if isinstance(call_arg(e, 4, "padding", 0), str) or len(e.input_shapes) < 2 or not e.output_shapes:
+    if string_padding(e) or len(e.input_shapes) < 2 or not e.output_shapes:
         return 0
     x, w, y = e.input_shapes[0], e.input_shapes[1], e.output_shapes[0]
     return _convolution(w, y if len(x) == len(w) else (1, *y))
