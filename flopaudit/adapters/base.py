@@ -172,6 +172,7 @@ class Adapter(ABC):
         import torch
 
         from flopaudit.draws import same_draws
+        from flopaudit.eager import compiled_code_eager
         from flopaudit.inputs import ModelInputs
         from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
         from flopaudit.passes import INFERENCE_PASS
@@ -198,7 +199,8 @@ class Adapter(ABC):
         try:
             work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
             before = fingerprint(work, exact=False)
-            with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws():
+            with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws(), \
+                    compiled_code_eager():
                 warnings.simplefilter("always")
                 raw = self._count_train(work, inputs, step) if step.train else self._count(work, inputs)
             side_effects = fingerprint_diff(before, fingerprint(work, exact=False))

@@ -59,6 +59,9 @@ BACKEND = Backend(
     ),
     order=40,
     known_divergences={
+        "compiled-submodules": "fvcore fails: torch.jit.trace refuses a module wrapped by torch.compile, even one "
+        "running eagerly (RuntimeError: Detected that you are using FX to torch.jit.trace a dynamo-optimized "
+        "function)",
         "scripted-module": "fvcore fails: its trace registers scope hooks on every module, which a ScriptModule "
         "refuses",
     },

@@ -44,6 +44,9 @@ BACKEND = Backend(
     meta=MetaSupport(True),
     order=10,
     known_divergences={
+        "compiled-submodules": "thop fails: apply() registers a total_ops buffer on the wrapped module first, then on "
+        "its torch.compile wrapper (OptimizedModule), which forwards attribute reads to it, so register_buffer finds "
+        "the name taken (KeyError: attribute 'total_ops' already exists)",
         "scripted-module": "thop fails: it registers total_ops/total_params buffers on every module, which a "
         "ScriptModule refuses (RuntimeError: Can't add a new parameter after ScriptModule construction)",
     },

@@ -62,6 +62,9 @@ BACKEND = Backend(
     install="pip install torchprofile",
     ruleset="flopaudit.reference.backend_rulesets.torchprofile",
     known_divergences={
+        "compiled-submodules": "torchprofile fails: torch.jit.trace refuses a module wrapped by torch.compile, even "
+        "one running eagerly (RuntimeError: Detected that you are using FX to torch.jit.trace a dynamo-optimized "
+        "function)",
         "scripted-module": "torchprofile fails: torch.jit.trace of a model holding a ScriptModule that was not "
         "traced with it (RuntimeError: ... not part of the active trace)",
     },

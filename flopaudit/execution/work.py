@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from flopaudit.adapters import get_adapter
+from flopaudit.eager import compiled_code_eager
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import CaseSettings, CostRequest
@@ -179,9 +180,10 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     if on_phase is not None:
         on_phase()
     try:
-        if settings.strict_inputs:
-            check_runs(case, model, inputs, meta=settings.meta)
-        forward_s, output = _time_forward(model, inputs, settings.device)
+        with compiled_code_eager():  # as every count runs it (flopaudit.eager)
+            if settings.strict_inputs:
+                check_runs(case, model, inputs, meta=settings.meta)
+            forward_s, output = _time_forward(model, inputs, settings.device)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001

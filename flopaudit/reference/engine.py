@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -55,6 +56,7 @@ from torch.nn.modules import module as _module_mod
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from flopaudit.eager import compiled_code_eager
 from flopaudit.inputs import ModelInputs, iter_tensors
 from flopaudit.module_paths import ancestors
 from flopaudit.passes import Pass
@@ -386,6 +388,7 @@ class _Recorder:
             frame.path, frame.module_type, facts.class_path, frame.stack, frame.in_leaf, frame.input_shapes,
             frame.output_shapes, facts.attrs, facts.param_shapes, (frame.first_event, frame.end_event), frame.parent,
             frame.rule_name, self.tree.aliases.get(id(module), ()), frame.phase,
+            self.tree.wrappers.get(id(module), ()) if self.tree.wrappers else (),
         )
 
     # -- operator calls -----------------------------------------------------
@@ -599,7 +602,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
                            if not isinstance(m, torch.jit.ScriptModule))  # which refuse hooks (and their counters')
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
-        with patched(recorder, patch), tracking_autograd_functions(recorder), _Mode(recorder):
+        with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch), \
+                tracking_autograd_functions(recorder), _Mode(recorder):
+            # The recorder's global hooks see a compile wrapper's call as the module call it is.
+            warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)
             if step is not None and step.train:
                 inputs = ModelInputs(tuple(args), dict(kwargs or {}))
                 recorder.start_step(model, inputs)
@@ -613,6 +619,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
             h.remove()
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
             _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
+
+
+_GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
+"""What torch warns when a ``torch.compile`` wrapper runs while global module hooks are registered."""
 
 
 def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:

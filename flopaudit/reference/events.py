@@ -130,6 +130,10 @@ class ModuleCall:
     phase: str = "forward"
     """``forward``, or ``recompute`` for a call a training step's backward made
     again (activation checkpointing); see :attr:`OpEvent.phase`."""
+    wrapped_by: tuple[str, ...] = ()
+    """Paths of the ``torch.compile`` wrappers (``OptimizedModule``) of the
+    module: each reads and writes attributes through to the module it wraps.
+    Empty for a module nobody compiled."""
 
     @property
     def names(self) -> tuple[str, ...]:

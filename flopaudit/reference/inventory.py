@@ -34,6 +34,10 @@ class TensorInfo:
     """Non-zero elements of a pruning mask buffer (``*_mask``); -1 for other tensors."""
 
 
+COMPILE_WRAPPER_CLASS = "torch._dynamo.eval_frame.OptimizedModule"
+"""The class path of ``torch.compile``'s module wrapper."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModuleInfo:
     """One module object of the model."""
@@ -117,6 +121,16 @@ class ModelInventory:
         if start is not None:
             visit(start, "")
         return out
+
+    def attribute_owner(self, path: str) -> ModuleInfo | None:
+        """The module whose attributes a read of ``path``'s attributes finds: the
+        module itself, or for a ``torch.compile`` wrapper (``OptimizedModule``, which
+        forwards what it does not define to ``_orig_mod``) the module it wraps."""
+        info = self.by_path.get(path)
+        if info is not None and info.module_class == COMPILE_WRAPPER_CLASS:
+            inner = dict(zip(info.child_attrs, info.children)).get("_orig_mod")
+            return self.by_path.get(inner) if inner is not None else info
+        return info
 
     def unique_params(self) -> dict[int, tuple[TensorInfo, str]]:
         """Every parameter tensor once: key -> (its info, the path of the first module holding it)."""

@@ -4,7 +4,8 @@ names, whether it is a leaf, its buffers, and the facts a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -23,6 +24,9 @@ class ModuleTree:
     """``id(module) -> names`` for modules reachable by more than one path."""
     buffers: list[torch.Tensor]
     """Every buffer, once."""
+    wrappers: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """``id(module) -> paths`` of the ``torch.compile`` wrappers around it, for the
+    modules a wrapper wraps (see :func:`compile_wrapped`)."""
 
 
 def walk(model: nn.Module) -> ModuleTree:
@@ -33,6 +37,7 @@ def walk(model: nn.Module) -> ModuleTree:
     names: dict[int, list[str]] = {}
     leaf: dict[int, bool] = {}
     buffers: dict[int, torch.Tensor] = {}
+    wrappers: list[tuple[str, nn.Module]] = []
     todo: list[tuple[str, nn.Module, Any]] = [("", model, None)]  # (name, module, ancestors as (id, parent's))
     while todo:
         prefix, module, ancestors = todo.pop()
@@ -44,6 +49,8 @@ def walk(model: nn.Module) -> ModuleTree:
                 continue
         else:
             names[key] = [prefix]
+            if type(module).__name__ == "OptimizedModule" and _is_compile_wrapper(module):
+                wrappers.append((prefix, module))
             for b in module._buffers.values():
                 if b is not None:
                     buffers.setdefault(id(b), b)
@@ -57,7 +64,35 @@ def walk(model: nn.Module) -> ModuleTree:
         leaf=leaf,
         aliases={k: tuple(v) for k, v in names.items() if len(v) > 1},
         buffers=list(buffers.values()),
+        wrappers=compile_wrapped(wrappers),
     )
+
+
+def compile_wrapped(wrappers: list[tuple[str, nn.Module]]) -> dict[int, tuple[str, ...]]:
+    """``id(module) -> paths of its wrappers`` for each module that ``torch.compile``
+    wrapped, from the ``(path, wrapper)`` pairs of the tree.
+
+    An ``OptimizedModule`` forwards every attribute it does not define itself,
+    read or written, to the module it wraps (``_orig_mod``), so a counter that
+    keeps a count in a module attribute reads the wrapped module's count under
+    the wrapper's name too. (``torch.compile`` of a wrapper compiles its
+    ``forward`` instead of wrapping it again: one wrapper per module, unless
+    the same module was compiled twice and both wrappers are in the tree.)
+    # NB: a wrapper shared under two names is listed once, by its first name.
+    """
+    out: dict[int, list[str]] = {}
+    for path, wrapper in wrappers:
+        inner = wrapper._modules.get("_orig_mod")
+        if inner is not None:
+            out.setdefault(id(inner), []).append(path)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _is_compile_wrapper(module: nn.Module) -> bool:
+    """Is ``module`` a ``torch.compile`` wrapper (``torch._dynamo``'s ``OptimizedModule``)?"""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # not imported: nothing was compiled
+    wrapper_type = getattr(eval_frame, "OptimizedModule", None)
+    return wrapper_type is not None and isinstance(module, wrapper_type)
 
 
 def _in_chain(key: int, chain: Any) -> bool:

@@ -61,6 +61,10 @@ class ParamTally:
             kind, reason = _TIED
         self.counted.append((tensor, path, (kind, reason)))
 
+    def count_again(self, tensor: TensorInfo, path: str, kind: str, reason: str) -> None:
+        """Count ``tensor`` once more at ``path``, for ``(kind, reason)`` (after its own count)."""
+        self.counted.append((tensor, path, (kind, reason)))
+
     def adjust(self, amount: int, path: str, kind: str, reason: str) -> None:
         self.adjustments.append((amount, path, (kind, reason)))
 
@@ -97,6 +101,8 @@ _FROZEN = ("rule", "frozen parameters (requires_grad=False) are not counted")
 _TIED = ("rule", "a weight tied between modules is counted in each module holding it")
 PER_NAME = ("reused-module", "module shared by several parents: its parameters are added once per name")
 PER_CALL = ("reused-module", "module called several times: its parameters are counted at every call")
+THROUGH_WRAPPER = ("reused-module", "a torch.compile wrapper (OptimizedModule) forwards attribute reads to the "
+                   "module it wraps: that module's parameters are counted again at the wrapper")
 NEVER_CALLED = ("unsupported", "held by a module that was never called (only called modules are counted)")
 
 
@@ -170,5 +176,5 @@ def predict_params(modules: ModelInventory, calls: Sequence[ModuleCall],
     return total, contributions
 
 
-__all__ = ["NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths", "miss_the_rest",
+__all__ = ["NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "THROUGH_WRAPPER", "ParamTally", "called_paths", "miss_the_rest",
            "param_counter", "predict_params"]

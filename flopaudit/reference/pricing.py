@@ -25,7 +25,10 @@ A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
     that counts per name (``hooks_per_name`` / ``sums_per_name``) books the
     extra copies to ``reused-module``, with the module's names as layers; so
     does an event inside such a module for a ruleset that keeps event counts
-    per module and totals them by name (``event_counts_per_name``);
+    per module and totals them by name (``event_counts_per_name``); an event
+    inside a module wrapped by ``torch.compile``, for a ruleset that keeps
+    counts in module attributes (``counts_in_module_attributes``), books the
+    wrapper's copy to ``reused-module``, with the wrapper as the layer;
   - an event priced by the ruleset's ``default`` books its difference to a
     reason derived from the event: an operator the backend has no formula for
     (``unsupported``), an op inside a leaf module whose type has no module
@@ -75,6 +78,8 @@ _LAYERS_KEPT = 8
 """Layers named per cause in a prediction, largest first."""
 _REUSED_EVENTS = ("module shared by several parents: its per-module count is added once per name in the "
                   "module-tree total")
+_WRAPPER_READ = ("module wrapped by torch.compile: the wrapper (OptimizedModule) forwards attribute reads to it, "
+                 "so the module's own count is read again under the wrapper's name in the module-tree total")
 
 #: A category's report name ("unsupported" for None); ``Enum.value`` is slow.
 CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
@@ -231,6 +236,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     # Without event rules every event is priced by ``default`` (no rule to look up).
     default = EVENT_COUNTERS[ruleset.default]
     by_default = not ruleset.event_rules
+    per_name, in_attributes = ruleset.event_counts_per_name, ruleset.counts_in_module_attributes
     for j, e in enumerate(events):
         if phase is not None and e.phase != phase:
             continue
@@ -260,11 +266,18 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             continue
         rule = None if by_default else ruleset.event_rule(e)
         n = EVENT_COUNTERS[rule.count](e) if rule is not None else default(e)
-        names = calls[e.call_index].names if ruleset.event_counts_per_name and 0 <= e.call_index < len(calls) else ()
+        names: tuple[str, ...] = ()
+        wrappers: tuple[str, ...] = ()
+        if (per_name or in_attributes) and n and 0 <= e.call_index < len(calls):
+            call = calls[e.call_index]
+            names = call.names if per_name else ()
+            wrappers = call.wrapped_by if in_attributes else ()
         if view:
             count(n, e.module_stack, e.op, category)
             for alias in names[1:]:
                 count(n, ancestors(alias), e.op, category)
+            for wrapper in wrappers:
+                count(n, ancestors(wrapper), e.op, category)
         if prediction:
             if rule is not None:
                 key = (rule.kind, rule.reason or f"{_packet(e.op)} priced by {rule.count!r}")
@@ -276,6 +289,9 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             for alias in names[1:] if macs else ():
                 attribute(macs, ancestors(alias))
                 book((CauseKind.REUSED_MODULE, _REUSED_EVENTS), macs, alias)
+            for wrapper in wrappers if macs else ():
+                attribute(macs, ancestors(wrapper))
+                book((CauseKind.REUSED_MODULE, _WRAPPER_READ), macs, wrapper)
 
     made_summary = made_view = made_prediction = None
     if summary:

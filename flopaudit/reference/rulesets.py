@@ -455,6 +455,12 @@ class Ruleset:
     the op) and totalled by a walk of the tree by name, so an op run inside a
     module with n names (a shared module or its descendants) is counted n
     times (calflops)."""
+    counts_in_module_attributes: bool = False
+    """Event counts are kept in an attribute of the module running them
+    (``module.__macs__``) and totalled over the module tree: a ``torch.compile``
+    wrapper (``OptimizedModule``) forwards attribute reads and writes to the
+    module it wraps, so that module's own count is read once more under each
+    wrapper's name (calflops, DeepSpeed; see :attr:`ModuleCall.wrapped_by`)."""
     last_call_only: bool = False
     """Module-rule counts are stored on the module and overwritten by each
     call, so only the last call of each module counts (torchstat)."""

@@ -9,6 +9,12 @@ the MACs as the count; FLOPs are kept as an extra). A counter of this family
 is described by which functions it patches and which of them have a MAC
 formula: :func:`patched_profiler_ruleset` builds the ruleset.
 
+Both keep each module's count in its attributes (``module.__macs__``) and
+total them over the tree; a ``torch.compile`` wrapper forwards attribute
+reads and writes to the module it wraps, so that module's own count is read
+once more under the wrapper's name (``Ruleset.counts_in_module_attributes``,
+booked as ``reused-module``).
+
 The reference records the pass with the same functions wrapped
 (``Ruleset.patched_functions``): each call is a ``py:<path>`` event with the
 call's arguments. A call with a MAC formula is priced from them; the
@@ -195,6 +201,7 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
         eval_mode=True,  # calculate_flops and get_model_profile call model.eval()
         patched_functions=tuple(dict.fromkeys((*mac_functions, *flop_only))),
         event_counts_per_name=event_counts_per_name,
+        counts_in_module_attributes=True,  # ``module.__macs__``, totalled over the tree
         params=params,
     )
 

@@ -9,7 +9,8 @@ with the element counts of the module's ``weight`` and ``bias`` attributes,
 whatever they are. So parameters are counted per call and per name, a tied
 weight in each module holding it, a pruned module's computed ``weight`` in
 place of its ``weight_orig`` parameter, and only under the names ``weight``
-and ``bias``.
+and ``bias``; a ``torch.compile`` wrapper's row reads the wrapped module's
+(attributes are forwarded), so a compiled module's are counted twice.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from flopaudit.reference.engine import ModuleCall
-from flopaudit.reference.inventory import ModelInventory
-from flopaudit.reference.params import NEVER_CALLED, PER_CALL, PER_NAME, ParamTally, param_counter
+from flopaudit.reference.inventory import ModelInventory, TensorInfo
+from flopaudit.reference.params import NEVER_CALLED, PER_CALL, PER_NAME, THROUGH_WRAPPER, ParamTally, param_counter
 from flopaudit.reference.rulesets import Ruleset, register_ruleset
 
 _CONTAINERS = ("Sequential", "ModuleList")
@@ -31,9 +32,15 @@ def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) ->
     module's ``weight`` and ``bias`` attributes' elements."""
     tally = ParamTally()
     calls_so_far: dict[str, int] = {}
+    through_wrappers: list[tuple[TensorInfo, str]] = []
     for call in calls:
         info = modules.module(call.path)
         if info is None or not call.path or info.module_type in _CONTAINERS:
+            continue
+        owner = modules.attribute_owner(call.path)
+        if owner is not info:  # a compile wrapper: its row reads the wrapped module's weight and bias
+            if owner is not None:
+                through_wrappers += [(t, call.path) for t in owner.params if t.name in _ATTRS]
             continue
         held = {t.name: t for t in (*info.params, *info.tensor_attrs) if t.name in _ATTRS}
         nth = calls_so_far[call.path] = calls_so_far.get(call.path, 0) + 1
@@ -47,6 +54,8 @@ def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) ->
                         tally.count(t, call.path, *why_attr)
                     else:
                         tally.count(t, call.path, *why)
+    for t, path in through_wrappers:  # after the wrapped module's own count
+        tally.count_again(t, path, *THROUGH_WRAPPER)
     called = {call.path for call in calls}
     for info in modules.modules:
         for t in info.params:

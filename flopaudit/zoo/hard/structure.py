@@ -3,9 +3,9 @@
 Reused modules (counted once per call), a module shared by two parents
 (two names, still counted once per call), tied weights (parameters counted once),
 several positional inputs, keyword-only inputs, dict inputs and dict/tuple
-outputs, data-dependent control flow, buffers without parameters, and inputs
-without a batch dimension. MACs are Linear/conv contractions as in
-:mod:`flopaudit.zoo.hard.layers`.
+outputs, data-dependent control flow, buffers without parameters, inputs
+without a batch dimension, and modules wrapped by ``torch.compile``. MACs are
+Linear/conv contractions as in :mod:`flopaudit.zoo.hard.layers`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,32 @@ class BufferProjection(nn.Module):
         return x @ self.weight + self.shift
 
 
+class _ProjectedBlock(nn.Module):
+    """``fc(x) @ proj``: a ``Linear(32, 32)`` then a product with the block's own weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 32)
+        self.proj = nn.Parameter(torch.randn(32, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.fc(x), self.proj)
+
+
+class CompiledParts(nn.Module):
+    """A ``torch.compile``d ``Linear(16, 32)`` (a compiled leaf) and a compiled block
+    whose own ``forward`` makes a product (``_ProjectedBlock``), compiled with the
+    ``eager`` backend (no code generation: what is compiled does not change what runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.compile(nn.Linear(16, 32), backend="eager")
+        self.block = torch.compile(_ProjectedBlock(), backend="eager")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(torch.relu(self.stem(x)))
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -233,6 +259,18 @@ def cases() -> list[ModelCase]:
             expected_macs=4 * 16 * 32,  # x (4, 16) @ W (16, 32)
             expected_params=0,  # W and the shift are buffers
             description="x @ W + shift where W (16, 32) and shift (32,) are buffers: no parameters at all",
+        ),
+        hard_case(
+            "compiled-submodules",
+            CompiledParts,
+            randn_inputs((4, 16)),
+            {"compile", "linear", "functional"},
+            # stem 4 x 16 x 32 + block.fc 4 x 32 x 32 + the block's matmul 4 x 32 x 8
+            expected_macs=4 * 16 * 32 + 4 * 32 * 32 + 4 * 32 * 8,
+            expected_params=16 * 32 + 32 + 32 * 32 + 32 + 32 * 8,
+            description="torch.compile(nn.Linear(16, 32)) then relu, then a compiled block (Linear(32, 32), "
+            "then torch.matmul with its own (32, 8) weight), on (4, 16). A compile wrapper (OptimizedModule) "
+            "reads and writes attributes through to the module it wraps",
         ),
         hard_case(
             "conv2d-unbatched",

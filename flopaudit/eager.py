@@ -1,0 +1,57 @@
+"""Compiled code runs eagerly while flopaudit counts.
+
+``torch.compile`` changes what a counter can see, in ways that depend on what
+ran before in the process:
+
+- hooks registered on a module after the code around it was compiled are not
+  run by that code (``torch._dynamo.config.skip_nnmodule_hook_guards``, on by
+  default), so hook-based counters count 0 for the compiled modules;
+- a recompile under one counter's patches bakes that counter's hooks into
+  code that a later counter then runs, or fails inside torch (ptflops'
+  function wrapper has no ``__name__``; DeepSpeed's patched ``addmm`` breaks
+  inductor's kernel table);
+- a JIT trace refuses compiled code (fvcore, torchprofile).
+
+So every count (each backend's, and each pass the reference records) and the
+trial forward pass of a run go through :func:`compiled_code_eager`:
+``torch.compiler.set_stance("force_eager")`` for the block, where compiled
+modules and functions run their Python code as written, as without
+``torch.compile``. The model object is not changed: a compile wrapper
+(``OptimizedModule``) stays in the module tree, and a counter that keeps
+counts in module attributes reads the wrapped module's count through it
+(:attr:`flopaudit.reference.events.ModuleCall.wrapped_by`).
+
+# NB: what is counted is the program as written. A model compiled with
+# inductor runs fused kernels; they do the same arithmetic, so the FLOPs do
+# not change, but memory traffic does (``flopaudit cost`` measures the model
+# as compiled). Torch before 2.6 has no ``set_stance``: there dynamo is
+# turned off for the block (``torch._dynamo.config.disable``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def compiled_code_eager() -> Iterator[None]:
+    """Run the block with every ``torch.compile``d module and function running eagerly."""
+    if "torch._dynamo" not in sys.modules:  # nothing was compiled in this process
+        yield
+        return
+    import torch
+
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    if set_stance is not None:
+        with set_stance("force_eager"):
+            yield
+        return
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(disable=True):  # pragma: no cover - torch < 2.6
+        yield
+
+
+__all__ = ["compiled_code_eager"]
