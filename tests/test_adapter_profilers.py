@@ -309,3 +309,16 @@ def test_torchprofile_prices_the_mean_of_attention_weights_the_model_returns() -
     assert returned.status is Status.OK, returned.error
     declared = sum(v for k, v in returned.extra if k.startswith(DECLARED_CAUSE))
     assert _predicted("torchprofile", AttentionWithWeights(), x) == returned.macs - declared
+
+
+def test_calflops_on_a_model_without_parameters_fails_where_calflops_reads_them() -> None:
+    """calflops reads ``next(model.parameters()).device``: the error says so, located in calflops."""
+    _adapter("calflops")
+
+    class Doubler(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    r = get_adapter("calflops").count(Doubler(), torch.randn(2, 3))
+    assert r.status is Status.ERROR
+    assert "next(model.parameters())" in (r.error or "") and "(raised in calflops.flops_counter, line" in (r.error or "")

@@ -175,9 +175,6 @@ class CalflopsAdapter(Adapter):
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.module_paths import first_names
 
-        if next(model.parameters(), None) is None:
-            raise BackendFailure("calflops reads next(model.parameters()).device: a model without parameters "
-                               "raises StopIteration there")
         names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = CalFlopsPipline.end_flops_calculate
@@ -202,6 +199,11 @@ class CalflopsAdapter(Adapter):
                     output_as_string=opts["output_as_string"],
                     ignore_modules=opts["ignore_modules"],
                 )
+        except StopIteration as exc:
+            if next(model.parameters(), None) is not None:
+                raise
+            raise BackendFailure("calflops reads next(model.parameters()).device: a model without parameters "
+                                 "raises StopIteration there") from exc
         finally:
             CalFlopsPipline.end_flops_calculate = original_end  # type: ignore[method-assign]
         if opts["include_backPropagation"]:
