@@ -322,3 +322,44 @@ def test_calflops_on_a_model_without_parameters_fails_where_calflops_reads_them(
     r = get_adapter("calflops").count(Doubler(), torch.randn(2, 3))
     assert r.status is Status.ERROR
     assert "next(model.parameters())" in (r.error or "") and "(raised in calflops.flops_counter, line" in (r.error or "")
+
+
+class _FrozenAttention(nn.Module):
+    def __init__(self, need_weights: bool) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(64, 4, batch_first=True).requires_grad_(False).eval()
+        self.need_weights = need_weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=self.need_weights)[0]
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_torch_profiler_prices_the_products_inside_a_frozen_attention_fast_path(need_weights: bool) -> None:
+    """A frozen nn.MultiheadAttention runs aten::_native_multi_head_attention even with autograd on;
+    the profiler prices the mm/bmm/addmm inside it: 2 x its MACs, halved back to the MACs."""
+    x = torch.randn(2, 10, 64)
+    n, length, e = x.shape
+    expected = 4 * n * length * e * e + 2 * n * length * length * e  # projections + scores + weighted sum
+    r = _adapter("torch-profiler").count(_FrozenAttention(need_weights), x)
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    assert _predicted("torch-profiler", _FrozenAttention(need_weights), x) == expected
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_torch_profiler_misses_the_first_feed_forward_product_of_a_frozen_encoder_layer(activation: str) -> None:
+    """A frozen nn.TransformerEncoderLayer runs aten::_transformer_encoder_layer_fwd with autograd on;
+    the profiler prices its attention and second feed-forward products, not the first (a fused
+    _addmm_activation)."""
+    def layer() -> nn.Module:
+        block = nn.TransformerEncoderLayer(64, 4, 128, activation=activation, batch_first=True)
+        return block.requires_grad_(False).eval()
+
+    x = torch.randn(2, 10, 64)
+    n, length, e = x.shape
+    expected = 4 * n * length * e * e + 2 * n * length * length * e + n * length * 128 * e  # attention + linear2
+    r = _adapter("torch-profiler").count(layer(), x)
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    assert _predicted("torch-profiler", layer(), x) == expected

@@ -320,12 +320,13 @@ def test_a_change_between_counts_is_counted_the_same_with_caching_on_and_off(cha
 
 def _prediction_passes() -> list[dict[str, Any]]:
     """The passes the reference adapter records for the backends' rulesets
-    (autograd on or off, their callables patched, a no-op hook on every module)."""
-    passes: dict[tuple[bool, bool], tuple[str, ...]] = {}
+    (autograd on or off, their callables patched, a no-op hook on every module or the root's children)."""
+    passes: dict[tuple[bool, bool | str], tuple[str, ...]] = {}
     for r in backend_rulesets().values():
         k = (r.grad_enabled, r.module_hooks)
         passes[k] = tuple(dict.fromkeys((*passes.get(k, ()), *r.patched_functions)))
-    return [{"no_grad": not grad, "module_hooks": hooks, "patch": patch} for (grad, hooks), patch in sorted(passes.items())]
+    return [{"no_grad": not grad, "module_hooks": hooks, "patch": patch} for (grad, hooks), patch in
+            sorted(passes.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
 
 
 PASSES = _prediction_passes()

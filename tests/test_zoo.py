@@ -175,12 +175,14 @@ def _witness_macs(case: ModelCase) -> int:
 
     Recurrent cases: each weight element of the recurrent module is used once
     per time step and sample, so MACs = T * N * (weight elements). Others:
-    ``FlopCounterMode`` / 2 with gradients on (which turns off the fused
-    attention fast paths), plus formulas for the ops it does not know: the
+    ``FlopCounterMode`` / 2 with gradients on and every parameter needing one
+    (which turns off the fused attention fast paths), plus formulas for the ops it does not know: the
     CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``
     and this zoo's custom op.
     """
     model, inputs = case.instantiate()
+    if "frozen" in case.tags:  # a frozen block takes its fused fast path even with gradients on
+        model.requires_grad_(True)
     if "rnn" in case.tags:
         rnn = next(m for m in model.modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase)))
         x = inputs.args[0]

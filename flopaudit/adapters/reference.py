@@ -187,14 +187,13 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     the module calls of those modules are priced under their class before
     the forward, the class hook counters registered their hooks by.
 
-    Shortcuts, both exact for torch's modules: with autograd on, module hooks
-    change nothing (the fused paths that test for hooks also test for
-    autograd), so all autograd-on rulesets share one pass; with autograd off,
-    a pass with module hooks differs from the canonical one only if the
-    canonical pass ran a hook-sensitive fused op (``HOOK_SENSITIVE_OPS``),
-    so otherwise the canonical recording serves. # NB: a model of your own
-    that inspects its hooks or the grad mode in other ways is outside these
-    shortcuts.
+    Shortcut, exact for torch's modules: a pass with module hooks differs
+    from one without only if the canonical pass (autograd off, no hooks) ran
+    a hook-sensitive fused op (``HOOK_SENSITIVE_OPS``; with autograd on, such
+    an op runs only where nothing in it needs a gradient, a frozen encoder),
+    so otherwise rulesets with and without hooks share a recording. # NB: a
+    model of your own that inspects its hooks in other ways is outside this
+    shortcut.
     """
     from flopaudit.errors import NotApplicable
     from flopaudit.reference.backend_rulesets import backend_rulesets
@@ -213,8 +212,8 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     def key(ruleset: Any) -> Pass:
         grad = ruleset.grad_enabled or step.train
         if ruleset.eval_mode and training:  # another path: its hook-sensitive ops are not known yet
-            return grad, ruleset.module_hooks and not grad, True
-        return grad, ruleset.module_hooks and not grad and hook_sensitive, False
+            return grad, ruleset.module_hooks, True
+        return grad, ruleset.module_hooks if hook_sensitive else False, False
 
     patches: dict[Pass, tuple[str, ...]] = {}
     traced: set[Pass] = set()  # passes a JIT-trace ruleset reads: recorded with liveness

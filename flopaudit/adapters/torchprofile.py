@@ -62,6 +62,9 @@ BACKEND = Backend(
     install="pip install torchprofile",
     ruleset="flopaudit.reference.backend_rulesets.torchprofile",
     known_divergences={
+        "attention-frozen-fast-path": "torchprofile fails: the frozen nn.MultiheadAttention takes its fused fast "
+        "path under the trace, and the node returns an undefined tensor for the weights it was not asked for, "
+        "whose type torchprofile's IR reads (AttributeError: 'NoneType' object has no attribute 'lower')",
         "compiled-submodules": "torchprofile fails: torch.jit.trace refuses a module wrapped by torch.compile, even "
         "one running eagerly (RuntimeError: Detected that you are using FX to torch.jit.trace a dynamo-optimized "
         "function)",

@@ -87,6 +87,7 @@ KNOWN_FAILURES: dict[str, str] = {
     "vit_b_16": _NONE_OUTPUT,
     "mha-cross-kdim": _NONE_OUTPUT,
     "transformer-encoder-eval": _NONE_OUTPUT,
+    "attention-frozen-fast-path": _NONE_OUTPUT,
     "lstm-1layer": _TUPLE_OUTPUT,
     "lstm-bidir-2layer": _TUPLE_OUTPUT,
     "lstm-batch-first": _TUPLE_OUTPUT,

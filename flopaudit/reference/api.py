@@ -148,7 +148,7 @@ def count(
     device: Literal["meta"] | None = None,
     no_grad: bool = True,
     patch: Sequence[str] = (),
-    module_hooks: bool | None = None,
+    module_hooks: bool | str | None = None,
     cache: bool | None = None,
     pass_: str | Pass = "inference",
     loss: str | None = None,
@@ -175,8 +175,9 @@ def count(
     callables wrapped (their calls become zero-cost ``py:`` events it prices);
     ``patch`` wraps more (one recording can then serve several rulesets,
     each seeing only the calls of its own functions). ``module_hooks``
-    (default: the ruleset's) attaches a no-op hook to every module for the
-    pass, as hook-based counters do.
+    (default: the ruleset's) attaches a no-op hook to every module (or with
+    ``"children"`` to the root's direct children) for the pass, as hook-based
+    counters do.
 
     ``cache=False`` prices every operator call afresh instead of through the
     process's pricing memo (None, the default: on unless the environment

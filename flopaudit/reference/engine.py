@@ -569,7 +569,7 @@ _NOT_TRACED = object()
 
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
-           patch: Sequence[str] = (), module_hooks: bool = False, cache: bool | None = None,
+           patch: Sequence[str] = (), module_hooks: bool | str = False, cache: bool | None = None,
            step: Pass | None = None) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
 
@@ -587,8 +587,9 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     returning, even on error. ``patch``: dotted paths of Python callables to
     wrap for the call, each call through them recorded as a ``py:<path>``
     event (see the module docstring); they are restored on return.
-    ``module_hooks``: also attach a no-op forward hook to every module for
-    the call, as hook-based counters do (fast paths that refuse to run when
+    ``module_hooks``: also attach a no-op forward hook to every module
+    (``"children"``: to the root's direct children) for the call, as
+    hook-based counters do (fast paths that refuse to run when
     a module has hooks are then not taken); removed before returning.
     ``cache``: whether operator calls are priced through the process's
     pricing memo (None: unless ``FLOPAUDIT_REFERENCE_CACHE=0``; see
@@ -598,7 +599,8 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     handles = []
     try:
         if module_hooks:
-            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(model.modules())
+            hooked = model.children() if module_hooks == "children" else model.modules()
+            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(hooked)
                            if not isinstance(m, torch.jit.ScriptModule))  # which refuse hooks (and their counters')
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))

@@ -34,10 +34,6 @@ class TensorInfo:
     """Non-zero elements of a pruning mask buffer (``*_mask``); -1 for other tensors."""
 
 
-COMPILE_WRAPPER_CLASS = "torch._dynamo.eval_frame.OptimizedModule"
-"""The class path of ``torch.compile``'s module wrapper."""
-
-
 @dataclass(frozen=True, slots=True)
 class ModuleInfo:
     """One module object of the model."""
@@ -54,8 +50,13 @@ class ModuleInfo:
     """Its own parameters (``_parameters``), in order."""
     buffers: tuple[TensorInfo, ...]
     tensor_attrs: tuple[TensorInfo, ...]
-    """Plain tensors held as ``weight``/``bias`` attributes (a pruned module's
-    ``weight`` is computed from ``weight_orig`` and ``weight_mask``)."""
+    """What its ``weight`` and ``bias`` attributes read as, where that is a tensor
+    but not its own parameter: a plain tensor (a pruned module's ``weight``,
+    computed from ``weight_orig`` and ``weight_mask``), a tensor a property
+    computes (a parametrization's weight), its own buffer, or another module's
+    parameter (a wrapper that forwards it: ``torch.compile``'s
+    ``OptimizedModule``, a PEFT LoRA layer). Each has the key of the tensor it
+    is (a computed tensor a key of its own)."""
     children: tuple[str, ...]
     """First names of its direct children, in ``named_children()`` order."""
     child_attrs: tuple[str, ...]
@@ -122,16 +123,6 @@ class ModelInventory:
             visit(start, "")
         return out
 
-    def attribute_owner(self, path: str) -> ModuleInfo | None:
-        """The module whose attributes a read of ``path``'s attributes finds: the
-        module itself, or for a ``torch.compile`` wrapper (``OptimizedModule``, which
-        forwards what it does not define to ``_orig_mod``) the module it wraps."""
-        info = self.by_path.get(path)
-        if info is not None and info.module_class == COMPILE_WRAPPER_CLASS:
-            inner = dict(zip(info.child_attrs, info.children)).get("_orig_mod")
-            return self.by_path.get(inner) if inner is not None else info
-        return info
-
     def unique_params(self) -> dict[int, tuple[TensorInfo, str]]:
         """Every parameter tensor once: key -> (its info, the path of the first module holding it)."""
         out: dict[int, tuple[TensorInfo, str]] = {}
@@ -139,6 +130,17 @@ class ModelInventory:
             for t in module.params:
                 out.setdefault(t.key, (t, module.path))
         return out
+
+
+def _read_attribute(module: nn.Module, name: str) -> object:
+    """``getattr(module, name)`` as a counter reading it gets it (None if reading it raises)."""
+    value = module.__dict__.get(name)
+    if value is not None:
+        return value
+    try:
+        return getattr(module, name, None)
+    except Exception:  # noqa: BLE001 - a property that fails to compute: nothing a counter could read
+        return None
 
 
 def _numel(t: object) -> int | None:
@@ -172,10 +174,12 @@ def inventory(model: nn.Module, classes: dict[str, tuple[str, str]] | None = Non
             todo.append((path, child))
     first = {key: paths[0] for key, paths in names.items()}
     keys: dict[int, int] = {}
+    held: list[torch.Tensor] = []  # every tensor keyed, held to the end: an id is a tensor's only while it lives
     uninitialized = 0
 
     def info(name: str, tensor: torch.Tensor, trainable: bool) -> TensorInfo:
         nonlocal uninitialized
+        held.append(tensor)
         n = _numel(tensor)
         if n is None:
             uninitialized += 1
@@ -190,7 +194,8 @@ def inventory(model: nn.Module, classes: dict[str, tuple[str, str]] | None = Non
         attrs = tuple(
             info(n, v, bool(v.requires_grad))
             for n in ("weight", "bias")
-            if isinstance(v := module.__dict__.get(n), torch.Tensor)
+            if (n not in module._parameters or module._parameters[n] is None)  # (a ScriptModule's has no .get)
+            and isinstance(v := _read_attribute(module, n), torch.Tensor)
         )
         children = [(attr, child) for attr, child in module._modules.items() if child is not None]
         unique_children: dict[int, str] = {}

@@ -101,8 +101,8 @@ _FROZEN = ("rule", "frozen parameters (requires_grad=False) are not counted")
 _TIED = ("rule", "a weight tied between modules is counted in each module holding it")
 PER_NAME = ("reused-module", "module shared by several parents: its parameters are added once per name")
 PER_CALL = ("reused-module", "module called several times: its parameters are counted at every call")
-THROUGH_WRAPPER = ("reused-module", "a torch.compile wrapper (OptimizedModule) forwards attribute reads to the "
-                   "module it wraps: that module's parameters are counted again at the wrapper")
+FORWARDED = ("reused-module", "a wrapper's weight or bias attribute is the wrapped module's parameter "
+             "(torch.compile's OptimizedModule, a PEFT LoRA layer): counted again at the wrapper")
 NEVER_CALLED = ("unsupported", "held by a module that was never called (only called modules are counted)")
 
 
@@ -176,5 +176,6 @@ def predict_params(modules: ModelInventory, calls: Sequence[ModuleCall],
     return total, contributions
 
 
-__all__ = ["NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "THROUGH_WRAPPER", "ParamTally", "called_paths", "miss_the_rest",
+__all__ = ["FORWARDED", "NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths",
+           "miss_the_rest",
            "param_counter", "predict_params"]

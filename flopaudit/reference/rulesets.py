@@ -425,11 +425,15 @@ class Ruleset:
     grad_enabled: bool = False
     """Record the pass with autograd on, as the backend runs it (eval-mode
     fused kernels such as ``_native_multi_head_attention`` are then not taken)."""
-    module_hooks: bool = False
-    """The backend attaches a hook to every module: record the pass with a
-    no-op hook on each (fast paths that refuse to run when a module has hooks,
-    ``nn.TransformerEncoderLayer``'s, are then not taken; with autograd off,
-    ``nn.TransformerEncoder`` still turns a padded batch into a nested tensor)."""
+    module_hooks: bool | Literal["children"] = False
+    """The backend attaches hooks to the model's modules: True, to every module;
+    ``"children"``, to the root's direct children only (ptflops' aten engine).
+    The pass is recorded with a no-op hook on the same modules: fast paths
+    that refuse to run when a module of theirs has hooks
+    (``nn.TransformerEncoderLayer``'s, taken without autograd or with autograd
+    on when nothing in it needs a gradient) are then not taken where the
+    backend's hooks stop them; with autograd off, ``nn.TransformerEncoder``
+    still turns a padded batch into a nested tensor."""
     patched_functions: tuple[str, ...] = ()
     """Python callables the backend monkeypatches to count their calls, by
     dotted path (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``):

@@ -198,6 +198,7 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
         event_rules=tuple(rules),
         default="zero",
         grad_enabled=True,
+        module_hooks=True,
         eval_mode=True,  # calculate_flops and get_model_profile call model.eval()
         patched_functions=tuple(dict.fromkeys((*mac_functions, *flop_only))),
         event_counts_per_name=event_counts_per_name,

@@ -333,6 +333,7 @@ FVCORE = Ruleset(
     ),
     default="zero",
     grad_enabled=True,
+    module_hooks=True,  # the trace's scope hooks, on every module
     drops_dead_code=True,
     trace_consumed=TRACE_CONSUMED_CALLS,
 )

@@ -88,6 +88,7 @@ PTFLOPS_ATEN = register_ruleset(Ruleset(
     event_rules=EVENT_RULES,
     default="zero",
     grad_enabled=True,
+    module_hooks="children",  # the engine's scope hooks, on the root's children
     params="trainable",
     eval_mode=True,
 ))

@@ -405,6 +405,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     event_rules=EVENT_RULES,
     default="zero",
     grad_enabled=True,
+    module_hooks=True,  # on the modules of mapped types (a Linear in every encoder layer) and the root
     eval_mode=True,
     patched_functions=PATCHED_FUNCTIONS,
     sums_per_name=True,

@@ -20,7 +20,9 @@ same ``mm``/``addmm``/``bmm`` calls the reference records, and ``F.conv2d``
 and ``transposed=False``. Kernels that call priced operators themselves
 count those: ``aten::_trilinear`` (``nn.Bilinear``) its ``bmm`` calls
 (2 x the reference's MACs), ``aten::repeat`` an ``add``, ``aten::renorm`` a
-``mul`` of its input, the CPU LSTM kernel its bias ``add``. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
+``mul`` of its input, the CPU LSTM kernel its bias ``add``, the fast paths
+of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (taken with
+autograd on when nothing needs a gradient: a frozen encoder) their products. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
 elementwise count down); :func:`~flopaudit.reference.pricing.predict` halves
 each event of this FLOP ruleset the same way.
 """
@@ -95,6 +97,22 @@ def repeat_add(e: OpEvent) -> int:
     return len(e.output_shapes[0]) if e.output_shapes else 0
 
 
+@event_counter("torch-profiler.encoder_layer")
+def encoder_layer(e: OpEvent) -> int:
+    """``aten::_transformer_encoder_layer_fwd``'s own priced calls: its attention's
+    (2 x MACs, as ``aten::_native_multi_head_attention``'s) and the second
+    feed-forward ``addmm``; the first feed-forward product is a fused
+    ``aten::_addmm_activation`` (no estimate): ``2 * (MACs - tokens * E * F)``.
+    # NB: a nested src (a padding mask, packed into real tokens) is priced as if
+    # its padded batch ran the first product (the kernel skips the padding).
+    """
+    if len(e.input_shapes) < 10 or len(e.input_shapes[0]) != 3:
+        return 2 * e.macs
+    n, length, width = e.input_shapes[0]
+    hidden = e.input_shapes[9][0]  # ffn_weight_1: (F, E)
+    return 2 * (e.macs - n * length * width * hidden)
+
+
 @event_counter("torch-profiler.first_numel")
 def first_numel(e: OpEvent) -> int:
     """``computeFlops`` for ``aten::mul``/``aten::add``: elements of the first input."""
@@ -129,6 +147,12 @@ TORCH_PROFILER = Ruleset(
         *(EventRule("torch-profiler.first_numel", op=op,
                     reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")
           for op in ("aten.mul", "aten.add")),
+        EventRule("2*macs", op="aten._native_multi_head_attention",
+                  reason="aten::_native_multi_head_attention's own mm/bmm/addmm calls (nn.MultiheadAttention's fast "
+                  "path, taken with autograd on when no input or weight needs a gradient) = 2 x MACs"),
+        EventRule("torch-profiler.encoder_layer", op="aten._transformer_encoder_layer_fwd",
+                  reason="aten::_transformer_encoder_layer_fwd's own attention and second feed-forward products "
+                  "(2 x MACs); its first feed-forward product is a fused _addmm_activation (no estimate)"),
         EventRule("zero", category=Category.ATTENTION, reason="attention kernels have no profiler estimate",
                   kind=_UNSUPPORTED),
         EventRule("zero", category=Category.RNN, reason="RNN kernels have no profiler estimate", kind=_UNSUPPORTED),

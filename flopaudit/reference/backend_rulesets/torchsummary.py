@@ -9,8 +9,10 @@ with the element counts of the module's ``weight`` and ``bias`` attributes,
 whatever they are. So parameters are counted per call and per name, a tied
 weight in each module holding it, a pruned module's computed ``weight`` in
 place of its ``weight_orig`` parameter, and only under the names ``weight``
-and ``bias``; a ``torch.compile`` wrapper's row reads the wrapped module's
-(attributes are forwarded), so a compiled module's are counted twice.
+and ``bias``, whatever those attributes read as: a parametrization's
+computed weight, a buffer, or the wrapped module's parameters for a wrapper
+that forwards them (``torch.compile``'s ``OptimizedModule``, a PEFT LoRA
+layer), which are then counted twice.
 """
 
 from __future__ import annotations
@@ -19,43 +21,47 @@ from typing import Sequence
 
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, TensorInfo
-from flopaudit.reference.params import NEVER_CALLED, PER_CALL, PER_NAME, THROUGH_WRAPPER, ParamTally, param_counter
+from flopaudit.reference.params import FORWARDED, NEVER_CALLED, PER_CALL, PER_NAME, ParamTally, param_counter
 from flopaudit.reference.rulesets import Ruleset, register_ruleset
 
 _CONTAINERS = ("Sequential", "ModuleList")
 _ATTRS = ("weight", "bias")
 
 
+_COMPUTED = ("rule", "a weight or bias the module computes (a pruned weight, a parametrization's) is counted, "
+             "not the parameters it is computed from")
+_BUFFER = ("rule", "a buffer named weight or bias is counted as a parameter")
+
+
 @param_counter("torchsummary")
 def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTally:
     """A row per call per hook (see the module docstring), each adding the
-    module's ``weight`` and ``bias`` attributes' elements."""
+    elements of what the module's ``weight`` and ``bias`` attributes read as."""
     tally = ParamTally()
     calls_so_far: dict[str, int] = {}
-    through_wrappers: list[tuple[TensorInfo, str]] = []
+    parameters = modules.unique_params()
+    forwarded: list[tuple[TensorInfo, str]] = []  # another module's parameter, read through a wrapper
     for call in calls:
         info = modules.module(call.path)
         if info is None or not call.path or info.module_type in _CONTAINERS:
             continue
-        owner = modules.attribute_owner(call.path)
-        if owner is not info:  # a compile wrapper: its row reads the wrapped module's weight and bias
-            if owner is not None:
-                through_wrappers += [(t, call.path) for t in owner.params if t.name in _ATTRS]
-            continue
         held = {t.name: t for t in (*info.params, *info.tensor_attrs) if t.name in _ATTRS}
+        buffers = {b.key for b in info.buffers}
         nth = calls_so_far[call.path] = calls_so_far.get(call.path, 0) + 1
         for hook in range(len(info.names)):
             why = ("rule", "") if nth == 1 and hook == 0 else (PER_NAME if nth == 1 else PER_CALL)
             for name in _ATTRS:
-                if name in held:
-                    t = held[name]
-                    if t in info.tensor_attrs:
-                        why_attr = ("rule", "a pruned module's computed weight tensor is counted (not a parameter)")
-                        tally.count(t, call.path, *why_attr)
-                    else:
-                        tally.count(t, call.path, *why)
-    for t, path in through_wrappers:  # after the wrapped module's own count
-        tally.count_again(t, path, *THROUGH_WRAPPER)
+                t = held.get(name)
+                if t is None:
+                    continue
+                if t not in info.tensor_attrs:
+                    tally.count(t, call.path, *why)
+                elif t.key in parameters:
+                    forwarded.append((t, call.path))
+                else:
+                    tally.count(t, call.path, *(_BUFFER if t.key in buffers else _COMPUTED))
+    for t, path in forwarded:  # after the holder's own count
+        tally.count_again(t, path, *FORWARDED)
     called = {call.path for call in calls}
     for info in modules.modules:
         for t in info.params:

@@ -92,6 +92,23 @@ def _encoder_layer() -> nn.Module:
     return nn.TransformerEncoderLayer(E, H, dim_feedforward=FFN, dropout=0.0, batch_first=True)
 
 
+class FrozenEncoder(nn.Module):
+    """A frozen ``nn.MultiheadAttention`` and a frozen ``nn.TransformerEncoderLayer``, then a
+    trainable ``Linear(E, 4)`` head, in eval mode: a fine-tuned head on a frozen backbone. No
+    input or weight of the two blocks needs a gradient, so they take their fused fast paths
+    even with autograd on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(E, H, batch_first=True).requires_grad_(False)
+        self.layer = _encoder_layer().requires_grad_(False)
+        self.head = nn.Linear(E, 4)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(self.attn(x, x, x, need_weights=False)[0]))
+
+
 #: Valid lengths of the two sequences of the padding-mask case (the rest is padding).
 PADDED_LENGTHS = (4, L)
 
@@ -189,6 +206,18 @@ def cases() -> list[ModelCase]:
             description="nn.TransformerEncoderLayer(16, 4, 32, batch_first=True) in eval on (2, 6, 16); "
             "under no_grad it is one fused aten._transformer_encoder_layer_fwd",
             default=True,
+        ),
+        hard_case(
+            "attention-frozen-fast-path",
+            FrozenEncoder,
+            randn_inputs((N, L, E)),
+            {"attention", "mha", "transformer", "frozen", "linear", "norm"},
+            # attention, then encoder layer (attention + FFN), then head N*L*E*4
+            expected_macs=mha_macs + mha_macs + 2 * N * L * E * FFN + N * L * E * 4,
+            expected_params=mha_params + (mha_params + E * FFN + FFN + FFN * E + E + 2 * 2 * E) + E * 4 + 4,
+            description="a frozen nn.MultiheadAttention(16, 4) and a frozen nn.TransformerEncoderLayer(16, 4, 32), "
+            "then a trainable Linear(16, 4) head, in eval on (2, 6, 16): with autograd on, both frozen blocks "
+            "take their fused fast paths",
         ),
         hard_case(
             "transformer-encoder-padding-mask",

@@ -2,7 +2,8 @@
 
 Counters disagree on parameters as on MACs: some count only trainable
 parameters, some only the leaves, some only attributes named ``weight`` and
-``bias``, some read a pruned module's computed ``weight``. The reference
+``bias``, whatever those read as: a pruned module's or a parametrization's
+computed ``weight``, a LoRA layer's property returning its base layer's. The reference
 counts every parameter tensor once (buffers and computed tensors not).
 """
 
@@ -44,6 +45,47 @@ def pruned_mlp() -> nn.Module:
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
     prune.l1_unstructured(model[0], name="weight", amount=0.5)
     return model
+
+
+def weight_normed_mlp() -> nn.Module:
+    """Linear(16 -> 32) under ``parametrizations.weight_norm``, ReLU, Linear(32 -> 8).
+
+    The parametrization replaces the first Linear's ``weight`` parameter by
+    ``parametrizations.weight.original0`` (the norms g, 32 x 1) and
+    ``original1`` (the directions v, 32 x 16); ``weight`` becomes a property
+    computing ``g * v / ||v||`` each time it is read.
+    """
+    from torch.nn.utils import parametrizations
+
+    return nn.Sequential(parametrizations.weight_norm(nn.Linear(16, 32)), nn.ReLU(), nn.Linear(32, 8))
+
+
+class LowRankAdapted(nn.Module):
+    """A frozen ``base_layer`` plus a trainable rank-r update, ``base(x) + B(A(x)) * scale``, as a PEFT
+    LoRA layer: its ``weight`` and ``bias`` properties return the base layer's parameters."""
+
+    def __init__(self, base: nn.Linear, rank: int) -> None:
+        super().__init__()
+        self.base_layer = base.requires_grad_(False)
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
+        self.scaling = 2.0
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base_layer.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_layer(x) + self.lora_B(self.lora_A(x)) * self.scaling
+
+
+def low_rank_adapted_mlp() -> nn.Module:
+    """Linear(16 -> 32) adapted at rank 4 (frozen base), ReLU, Linear(32 -> 8)."""
+    return nn.Sequential(LowRankAdapted(nn.Linear(16, 32), rank=4), nn.ReLU(), nn.Linear(32, 8))
 
 
 class RootParameter(nn.Module):
@@ -93,6 +135,29 @@ def cases() -> list[ModelCase]:
             expected_params=(32 * 16 + 32) + (8 * 32 + 8),
             description="Linear(16, 32) with 50% of its weights L1-pruned (weight_orig + weight_mask, weight "
             "recomputed by a pre-hook), ReLU, Linear(32, 8), on (4, 16)",
+        ),
+        hard_case(
+            "params-weight-norm",
+            weight_normed_mlp,
+            randn_inputs((4, 16)),
+            {"params", "parametrized", "linear"},
+            expected_macs=4 * 16 * 32 + 4 * 32 * 8,  # the weight's recomputation is elementwise (extra FLOPs)
+            # g 32 x 1 + v 32 x 16 + bias 32, then 8 x 32 + 8
+            expected_params=(32 + 32 * 16 + 32) + (8 * 32 + 8),
+            description="Linear(16, 32) under parametrizations.weight_norm (weight computed from original0 (g) "
+            "and original1 (v) when read), ReLU, Linear(32, 8), on (4, 16)",
+        ),
+        hard_case(
+            "params-low-rank-adapter",
+            low_rank_adapted_mlp,
+            randn_inputs((4, 16)),
+            {"params", "frozen", "wrapper", "linear"},
+            # base 4 x 16 x 32 + A 4 x 16 x 4 + B 4 x 4 x 32, then 4 x 32 x 8
+            expected_macs=4 * 16 * 32 + 4 * 16 * 4 + 4 * 4 * 32 + 4 * 32 * 8,
+            # base 32 x 16 + 32 (frozen), A 4 x 16, B 32 x 4, then 8 x 32 + 8
+            expected_params=(32 * 16 + 32) + 4 * 16 + 32 * 4 + (8 * 32 + 8),
+            description="a PEFT-style LoRA layer (frozen Linear(16, 32) base_layer plus lora_B(lora_A(x)) * 2 "
+            "at rank 4, its weight and bias properties returning the base layer's), ReLU, Linear(32, 8), on (4, 16)",
         ),
         hard_case(
             "params-on-root",
