@@ -251,3 +251,15 @@ def test_meta_counts_a_step_like_cpu() -> None:
     meta = count(model, x, pass_="train", optimizer="adamw", device="meta")
     assert {p: (s.total.macs, s.total.extra_flops) for p, s in meta.phases.items()} == {
         p: (s.total.macs, s.total.extra_flops) for p, s in cpu.phases.items()}
+
+
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_patched_calls_recorded_in_a_recomputation_are_recompute_events(early_stop: bool) -> None:
+    """A counter that patches F.linear (calflops, DeepSpeed) sees the checkpointed block's calls again in
+    the backward: the reference records those ``py:`` events in the recompute phase, not the forward."""
+    x = torch.randn(3, 4)
+    with set_checkpoint_early_stop(early_stop):
+        r = count(Checkpointed(), x, pass_="train", patch=("torch.nn.functional.linear",))
+    phases = [e.phase for e in r.events if e.op == "py:torch.nn.functional.linear"]
+    # a.0, a.2, b; then a.0 and a.2 again (with early stop a.2's call starts, and its operator stops it)
+    assert phases == ["forward"] * 3 + ["recompute"] * 2

@@ -449,7 +449,7 @@ class _Recorder:
             formula="patched-call", call_index=where.call_index, op_args=op_args,
             autograd_function=self.functions[-1] if self.functions else "",
             patched_in=self.patched_stack[0] if self.patched_stack else "",
-            patched_stack=tuple(self.patched_stack),
+            patched_stack=tuple(self.patched_stack), phase=self.phase_now(),
         ))
         return len(self.rec.events) - 1
 

@@ -4,7 +4,8 @@ Reused modules (counted once per call), a module shared by two parents
 (two names, still counted once per call), tied weights (parameters counted once),
 several positional inputs, keyword-only inputs, dict inputs and dict/tuple
 outputs, data-dependent control flow, buffers without parameters, inputs
-without a batch dimension, and modules wrapped by ``torch.compile``. MACs are
+without a batch dimension, modules wrapped by ``torch.compile`` and
+activation checkpointing. MACs are
 Linear/conv contractions as in :mod:`flopaudit.zoo.hard.layers`.
 """
 
@@ -170,6 +171,24 @@ class CompiledParts(nn.Module):
         return self.block(torch.relu(self.stem(x)))
 
 
+class CheckpointedBlocks(nn.Module):
+    """Two ``Linear(16, 16)`` + ReLU blocks run through ``torch.utils.checkpoint``, then a
+    ``Linear(16, 4)`` head. In a training step each block's forward runs again in the
+    backward, up to the tensors its backward needs (torch's early stop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 16), nn.ReLU()) for _ in range(2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        for block in self.blocks:
+            x = checkpoint(block, x, use_reentrant=False)
+        return self.head(x)
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -271,6 +290,17 @@ def cases() -> list[ModelCase]:
             description="torch.compile(nn.Linear(16, 32)) then relu, then a compiled block (Linear(32, 32), "
             "then torch.matmul with its own (32, 8) weight), on (4, 16). A compile wrapper (OptimizedModule) "
             "reads and writes attributes through to the module it wraps",
+        ),
+        hard_case(
+            "activation-checkpointing",
+            CheckpointedBlocks,
+            randn_inputs((4, 16)),
+            {"checkpoint", "linear"},
+            expected_macs=2 * (4 * 16 * 16) + 4 * 16 * 4,  # a forward pass: each block's Linear once, the head
+            expected_params=2 * (16 * 16 + 16) + 16 * 4 + 4,
+            description="two Linear(16, 16) + ReLU blocks, each through torch.utils.checkpoint "
+            "(use_reentrant=False), then Linear(16, 4), on (4, 16); a training step recomputes the blocks "
+            "in the backward",
         ),
         hard_case(
             "conv2d-unbatched",
