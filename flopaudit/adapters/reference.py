@@ -268,13 +268,14 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     In eval mode every module's own train/eval flag is put back afterwards.
     Recorded from the same random draws as every count (:mod:`flopaudit.draws`)."""
     from flopaudit.draws import same_draws
+    from flopaudit.modes import set_mode
     from flopaudit.reference import count
     from flopaudit.reference.liveness import LivenessMode, dead_events
 
     grad, hooks, eval_mode = key
     modes = [(m, m.training) for m in model.modules()] if eval_mode else []
     if eval_mode:
-        model.eval()
+        set_mode(model, False)  # (a model that refuses it is recorded as it is: its backend fails on eval())
     try:
         with same_draws():  # the draws its backend's own run starts from (Adapter.count)
             if not liveness:

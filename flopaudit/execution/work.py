@@ -25,6 +25,7 @@ from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import run_isolated
 from flopaudit.measure.records import ModelCost
+from flopaudit.modes import FIXED_MODE_NOTE, set_mode
 from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status
 from flopaudit.zoo.case import ModelCase
@@ -173,8 +174,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
     mode = settings.effective_mode
-    if mode is not None:
-        model.train(mode == "train")
+    if mode is not None and not set_mode(model, mode == "train"):
+        notes += (FIXED_MODE_NOTE,)
     if not settings.meta:
         model, inputs = place(model, inputs, settings.device, settings.dtype)
     if on_phase is not None:
@@ -230,6 +231,8 @@ def count_prepared(
     if not prepared.meta:
         r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
                       isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
+        if prepared.notes:
+            r = dataclasses.replace(r, warnings=r.warnings + prepared.notes)
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))

@@ -174,6 +174,15 @@ def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
     return args.get(f"#{position}", args.get(name, default))
 
 
+def aten_calls(*names: str) -> tuple[str, ...]:
+    """The paths of ``torch.ops.aten.<name>.default``: the operator entry points that a
+    graph exported with ``torch.export`` (or any code calling ``torch.ops.aten``)
+    calls where a model's source calls ``F.conv2d`` or ``torch.matmul``; a JIT trace
+    and torch.profiler see the same operator either way, so a ruleset that prices
+    the Python call patches these too (their arguments come in the same places)."""
+    return tuple(f"torch.ops.aten.{name}.default" for name in names)
+
+
 def string_padding(e: OpEvent) -> bool:
     """A ``py:`` call of ``F.convNd``/``torch.convNd`` with ``padding="same"``
     or ``"valid"``: ATen runs it as ``aten::_convolution_mode``, which a JIT
@@ -685,6 +694,7 @@ __all__ = [
     "CLOSED_FORMS",
     "VALUE_CORRECTIONS",
     "affine_norm",
+    "aten_calls",
     "attr",
     "call_arg",
     "canonical_cost",

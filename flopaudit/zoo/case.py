@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from flopaudit.inputs import ModelInputs
+from flopaudit.modes import set_mode
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class ModelCase:
         """Build the model (seeded, random weights) and its inputs."""
         torch.manual_seed(self.seed)
         model = self.build()
-        model.train(self.train)
+        set_mode(model, self.train)  # (a torch.export module keeps the mode it was exported in)
         torch.manual_seed(self.seed + 1)
         inputs = self.make_inputs()
         return model, inputs

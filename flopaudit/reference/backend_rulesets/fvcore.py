@@ -72,8 +72,9 @@ made with the Python entry points wrapped (``patched_functions``) and the
 
 # NB: the Python entry points are caught where the model calls them through
 # the attributes patched here (``torch.matmul``, ``torch.Tensor.matmul``,
-# ``@``, ``torch.einsum``, ``torch.convNd``, ``torch.instance_norm`` and their
-# ``torch.nn.functional`` names); a name bound before the recording (``from
+# ``@``, ``torch.einsum``, ``torch.convNd``, ``torch.instance_norm``, their
+# ``torch.nn.functional`` names and the ``torch.ops.aten`` operators an exported
+# graph calls, ``aten.einsum`` aside); a name bound before the recording (``from
 # torch import einsum``) or ``torch._C._nn.adaptive_avg_pool2d`` is priced
 # from its dispatcher ops (a ``1 x 1`` adaptive pool then counts 0).
 """
@@ -92,6 +93,7 @@ from flopaudit.reference.rulesets import (
     EventRule,
     Ruleset,
     affine_norm,
+    aten_calls,
     call_arg,
     elementwise,
     event_counter,
@@ -101,15 +103,15 @@ from flopaudit.reference.rulesets import (
 )
 from flopaudit.reference.rulesets import numel as _numel
 
-MATMUL_CALLS = ("torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__")
+MATMUL_CALLS = ("torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__", *aten_calls("matmul"))
 EINSUM_CALLS = ("torch.einsum",)
 CONV_CALLS = ("torch.nn.functional.conv1d", "torch.nn.functional.conv2d", "torch.nn.functional.conv3d",
-              "torch.conv1d", "torch.conv2d", "torch.conv3d")
-POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d",)
-ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d",)
-INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm")
+              "torch.conv1d", "torch.conv2d", "torch.conv3d", *aten_calls("conv1d", "conv2d", "conv3d"))
+POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d", *aten_calls("adaptive_avg_pool2d"))
+ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d", *aten_calls("adaptive_avg_pool1d"))
+INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm", *aten_calls("instance_norm"))
 SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
-SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention",)
+SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention", *aten_calls("scaled_dot_product_attention"))
 #: torchvision code that runs as a ``torch.jit._script_if_tracing`` function
 #: under a trace (one opaque ``prim::CallFunction`` node): the functions whose
 #: work that function does in a plain pass, patched where they are called from
@@ -137,6 +139,7 @@ UNHANDLED_COMPOSITE_CALLS = (
     "torch.tensordot", "torch.inner", "torch.Tensor.inner", "torch.outer", "torch.Tensor.outer", "torch.ger",
     "torch.Tensor.ger", "torch.kron", "torch.Tensor.kron", "torch.linalg.multi_dot", "torch.chain_matmul",
     "torch.linalg.matrix_power", "torch.matrix_power", "torch.Tensor.matrix_power",
+    *aten_calls("rms_norm", "cosine_similarity", "tensordot", "inner", "outer", "kron", "matrix_power"),
 )
 R_UNHANDLED_COMPOSITE = ("one node in the trace without a handler (rms_norm, cosine_similarity, tensordot, inner, "
                          "outer, kron, multi_dot, matrix_power, distance losses...): what it decomposes into counts 0")

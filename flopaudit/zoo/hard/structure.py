@@ -4,8 +4,8 @@ Reused modules (counted once per call), a module shared by two parents
 (two names, still counted once per call), tied weights (parameters counted once),
 several positional inputs, keyword-only inputs, dict inputs and dict/tuple
 outputs, data-dependent control flow, buffers without parameters, inputs
-without a batch dimension, modules wrapped by ``torch.compile`` and
-activation checkpointing. MACs are
+without a batch dimension, modules wrapped by ``torch.compile``, a graph
+exported with ``torch.export``, and activation checkpointing. MACs are
 Linear/conv contractions as in :mod:`flopaudit.zoo.hard.layers`.
 """
 
@@ -189,6 +189,30 @@ class CheckpointedBlocks(nn.Module):
         return self.head(x)
 
 
+class _SmallConvNet(nn.Module):
+    """Conv2d(3, 8, 3) + BatchNorm + ReLU, global average pool, Linear(8, 4), then ``torch.matmul``
+    with a (4, 4) weight of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+        self.mix = nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1)), self.mix)
+
+
+def exported_program() -> nn.Module:
+    """``_SmallConvNet`` exported in eval mode with ``torch.export`` (``ExportedProgram.module()``): a
+    graph module calling ``torch.ops.aten`` operators, its submodules holding only parameters and
+    buffers, and refusing ``train()``/``eval()`` (its mode is fixed at export)."""
+    model = _SmallConvNet().eval()
+    return torch.export.export(model, (torch.randn(2, 3, 8, 8),)).module()
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -290,6 +314,18 @@ def cases() -> list[ModelCase]:
             description="torch.compile(nn.Linear(16, 32)) then relu, then a compiled block (Linear(32, 32), "
             "then torch.matmul with its own (32, 8) weight), on (4, 16). A compile wrapper (OptimizedModule) "
             "reads and writes attributes through to the module it wraps",
+        ),
+        hard_case(
+            "exported-program",
+            exported_program,
+            randn_inputs((2, 3, 8, 8)),
+            {"export", "conv", "linear", "functional"},
+            # conv 2 x 8 x 8 x 8 positions x 3 x 3 x 3 + fc 2 x 8 x 4 + the matmul 2 x 4 x 4
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 4 + 2 * 4 * 4,
+            expected_params=(8 * 3 * 3 * 3 + 8) + (8 + 8) + (8 * 4 + 4) + 4 * 4,
+            description="a small conv net (Conv2d(3, 8, 3), BatchNorm2d, ReLU, global pool, Linear(8, 4), "
+            "torch.matmul with a (4, 4) weight) exported with torch.export, on (2, 3, 8, 8): its graph calls "
+            "torch.ops.aten operators, and it refuses train()/eval()",
         ),
         hard_case(
             "activation-checkpointing",
