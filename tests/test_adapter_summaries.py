@@ -152,3 +152,13 @@ def test_pytorch_model_summary_show_input_is_recorded(show_input: bool) -> None:
     r = PytorchModelSummaryAdapter(show_input=show_input).count(SmallConvNet(), torch.randn(1, 3, 8, 8))
     assert dict(r.options)["show_input"] == repr(show_input)
     assert r.params == (8 * 27 + 8) + 16 + 90
+
+
+@pytest.mark.parametrize("backend", ["torchsummary", "torchstat"])
+def test_backends_that_make_float32_inputs_do_not_apply_to_a_bfloat16_model(backend: str) -> None:
+    """torchsummary and torchstat build their own float32 inputs from sizes: a bfloat16 model would fail in its
+    own first layer, which reads like the model's fault; the cell says why instead."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).to(torch.bfloat16)
+    r = get_adapter(backend).count(model, torch.randn(1, 3, 8, 8, dtype=torch.bfloat16))
+    assert r.status is Status.NOT_APPLICABLE
+    assert "float32" in (r.error or "") and "bfloat16" in (r.error or "")

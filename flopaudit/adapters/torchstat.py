@@ -149,6 +149,9 @@ class TorchstatAdapter(Adapter):
                 "torchstat.stat(model, (C, H, W)) feeds one random float image batch of one; this model takes "
                 + inputs.describe()
             )
+        if x.dtype != torch.float32:
+            raise NotApplicable(f"torchstat.stat(model, (C, H, W)) feeds a float32 image; this model takes "
+                                f"{str(x.dtype).removeprefix('torch.')} ones")
         from torchstat import ModelStat
 
         input_size = tuple(int(s) for s in x.shape[1:])

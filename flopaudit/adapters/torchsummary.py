@@ -158,6 +158,10 @@ class TorchsummaryAdapter(Adapter):
                 "torchsummary.summary(model, input_size) makes its own float inputs from input sizes and passes "
                 "them positionally; this model takes " + inputs.describe()
             )
+        other = sorted({str(a.dtype).removeprefix("torch.") for a in args if a.dtype != torch.float32})
+        if other:
+            raise NotApplicable(f"torchsummary.summary(model, input_size) makes its own float32 inputs; this model "
+                                f"takes {', '.join(other)} ones")
         from torchsummary import torchsummary as impl
 
         sizes = [tuple(int(s) for s in a.shape[1:]) for a in args]
