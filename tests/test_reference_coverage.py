@@ -79,6 +79,13 @@ def shapes_only(op: torch._ops.OpOverload, *shapes: tuple[int, ...], extra: tupl
 
 X = (2, 3, 8, 8)
 
+
+def _grouped_experts() -> nn.Module:
+    from flopaudit.zoo.hard.realworld import GroupedExperts
+
+    return GroupedExperts()
+
+
 EXERCISES: dict[str, Callable[[], set[str]]] = {
     # test_reference_conv.py
     "conv.convolution": lambda: engine(F.conv2d, X, (4, 3, 3, 3)),
@@ -93,6 +100,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "matmul.linear": lambda: shapes_only(aten.linear.default, (3, 4), (5, 4)),
     "matmul.scaled_mm": lambda: shapes_only(aten._scaled_mm.default, (16, 32), (32, 8), (), ()),
     "matmul.trilinear": lambda: engine(None, (3, 4), (3, 5), module=nn.Bilinear(4, 5, 2)),
+    "matmul.grouped_mm": lambda: engine(None, (2, 4, 16), module=_grouped_experts()),
     "matmul.quantized_linear": lambda: engine(None, (3, 4), module=torch.ao.quantization.quantize_dynamic(
         nn.Sequential(nn.Linear(4, 5)), {nn.Linear}, dtype=torch.qint8)),
     # test_reference_attention.py
@@ -142,6 +150,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "reduction.variance": lambda: engine(lambda x: x.var(dim=1), X),
     "reduction.vector_norm": lambda: engine(lambda x: torch.linalg.vector_norm(x, dim=1), X),
     "reduction.cumulative": lambda: engine(lambda x: x.cumsum(1), X),
+    "reduction.histogram": lambda: engine(lambda x: torch.histc(x, bins=4), X),
     "reduction.dist": lambda: engine(torch.dist, (3, 4), (3, 4)),
     "reduction.renorm": lambda: engine(lambda x: torch.renorm(x, 2, 0, 1.0), (3, 4)),
     "reduction.cdist": lambda: train(torch.cdist, (2, 3, 4), (2, 5, 4)),

@@ -117,3 +117,17 @@ def test_dynamically_quantized_linear_is_priced_from_its_input_and_output() -> N
     assert r.unsupported == {}
     assert r.module_macs()["0"] == 4 * 16 * 32 and r.module_macs()["2"] == 4 * 32 * 4  # the packed bias not counted
     assert r.macs == 4 * 16 * 32 + 4 * 32 * 4
+
+
+def test_grouped_experts_are_priced_per_routed_row_forward_and_backward() -> None:
+    """Mixture-of-experts products (``torch._grouped_mm``): each routed row through its expert's matrix,
+    forward; in a training step the up projection's weight gradient only (its rows come from an input
+    that needs no gradient) and the down projection's both gradients, each a grouped product again."""
+    from flopaudit.zoo.hard.realworld import GroupedExperts
+
+    r = count(GroupedExperts(), torch.randn(2, 4, 16), pass_="train")
+    up = down = 16 * 16 * 32  # 8 tokens x 2 experts each = 16 rows: 16 x 32 up, 32 x 16 down
+    forward, backward = r.phases["forward"].per_op, r.phases["backward"].per_op
+    assert forward["aten._grouped_mm.default"].macs == up + down
+    assert backward["aten._grouped_mm.default"].macs == up + 2 * down
+    assert forward["aten.mm.default"].macs == backward["aten.mm.default"].macs == 8 * 16 * 4  # the router

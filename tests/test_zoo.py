@@ -177,8 +177,8 @@ def _witness_macs(case: ModelCase) -> int:
     per time step and sample, so MACs = T * N * (weight elements). Others:
     ``FlopCounterMode`` / 2 with gradients on and every parameter needing one
     (which turns off the fused attention fast paths), plus formulas for the ops it does not know: the
-    CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``
-    and this zoo's custom op.
+    CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``,
+    the grouped products of mixture-of-experts layers and this zoo's custom op.
     """
     model, inputs = case.instantiate()
     if "frozen" in case.tags:  # a frozen block takes its fused fast path even with gradients on
@@ -203,8 +203,13 @@ def _witness_macs(case: ModelCase) -> int:
         # nn.Bilinear's _trilinear: per row and output feature, x1 @ W_k (in1 x in2), then . x2 (in2)
         return 2 * w[0] * i1[0] * w[2] * (w[1] + 1)
 
+    def grouped_mm(a: Any, b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        # every row of a (M, K) goes through its group's (K, N) matrix: the case routes all its rows
+        return 2 * a[0] * a[1] * b[-1]
+
     mapping = {
         torch.ops.aten._trilinear: bilinear,
+        **({torch.ops.aten._grouped_mm: grouped_mm} if hasattr(torch.ops.aten, "_grouped_mm") else {}),
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu,
         torch.ops.flopaudit_zoo.scaled_matmul: custom_mm,
     }

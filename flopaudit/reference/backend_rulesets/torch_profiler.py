@@ -22,7 +22,10 @@ count those: ``aten::_trilinear`` (``nn.Bilinear``) its ``bmm`` calls
 (2 x the reference's MACs), ``aten::repeat`` an ``add``, ``aten::renorm`` a
 ``mul`` of its input, the CPU LSTM kernel its bias ``add``, the fast paths
 of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (taken with
-autograd on when nothing needs a gradient: a frozen encoder) their products. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
+autograd on when nothing needs a gradient: a frozen encoder) their products,
+the CPU kernel of ``aten::_grouped_mm`` (mixture-of-experts layers) one
+``aten::mm`` per group. # NB: those are the CPU kernels; on CUDA the grouped
+and fused kernels run no priced operator of their own. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
 elementwise count down); :func:`~flopaudit.reference.pricing.predict` halves
 each event of this FLOP ruleset the same way.
 """
@@ -154,6 +157,8 @@ TORCH_PROFILER = Ruleset(
         *(EventRule("torch-profiler.first_numel", op=op,
                     reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")
           for op in ("aten.mul", "aten.add")),
+        EventRule("2*macs", op="aten._grouped_mm",
+                  reason="aten::_grouped_mm's own aten::mm, one per group (mixture-of-experts layers) = 2 x MACs"),
         EventRule("2*macs", op="aten._native_multi_head_attention",
                   reason="aten::_native_multi_head_attention's own mm/bmm/addmm calls (nn.MultiheadAttention's fast "
                   "path, taken with autograd on when no input or weight needs a gradient) = 2 x MACs"),

@@ -175,3 +175,20 @@ def quantized_linear(call: OpCall) -> Cost:
     x = call.shape("X")
     extra = numel(call.out) if "relu" in call.op else 0
     return Cost(numel(call.out) * x[-1], extra, Category.MATMUL)
+
+
+@on("_grouped_mm")
+def grouped_mm(call: OpCall) -> Cost:
+    """``_grouped_mm(a, b, offs)``: one product per group, as Mixture-of-Experts layers run their
+    experts (transformers' ``grouped_mm`` experts). By layout: ``(M, K) x (G, K, N)`` (``offs``
+    splits the rows among the groups) and ``(G, M, K) x (K, N)`` (it splits the columns) cost
+    ``M*K*N``; ``(M, K) x (K, N)`` with ``offs`` splitting ``K`` (a weight gradient: one
+    ``(M, N)`` result per group) costs ``M*K*N`` too; ``(G, M, K) x (G, K, N)`` costs ``G*M*K*N``.
+    # NB: priced from shapes: rows (or columns, or ``K``) past ``offs[-1]`` are counted as if
+    # computed; transformers' experts pass exactly the routed rows (expert parallelism aside,
+    # whose sentinel rows are skipped by the kernel and counted here).
+    """
+    a, b = call.shape("self"), call.shape("mat2")
+    if len(a) == 2 and len(b) == 2:
+        return Cost(a[0] * a[1] * b[1], 0, Category.MATMUL)
+    return Cost(numel(call.out) * a[-1], 0, Category.MATMUL)

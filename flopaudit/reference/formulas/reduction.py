@@ -128,3 +128,13 @@ def selection(call: OpCall) -> Cost:
     else:
         n = x[dim]
     return Cost(0, numel(x) * max(1, math.ceil(math.log2(max(n, 2)))), Category.REDUCTION)
+
+
+@on("histc", "bincount", "histogram")
+def histogram(call: OpCall) -> Cost:
+    """Histograms (``histc``, ``bincount``, ``histogram``; MoE routers count the tokens per expert
+    with ``histc``): one bin update per input element (a weighted ``bincount`` or ``histogram``
+    adds its weight there too).
+    # NB: the bin search of ``histogram`` with explicit edges is not counted.
+    """
+    return Cost(0, numel(call.first_input), Category.REDUCTION)

@@ -287,6 +287,30 @@ def _timm_attention() -> nn.Module:
     return Attention(32, num_heads=4, qkv_bias=True)
 
 
+class GroupedExperts(nn.Module):
+    """A mixture-of-experts MLP run as transformers 5 runs its experts (``grouped_mm``): a router
+    ``Linear(16, 4)`` picks 2 of 4 experts per token, the routed rows are sorted by expert,
+    ``torch.histc`` counts them, and two ``torch._grouped_mm`` products (up 16 -> 32, ReLU, down
+    32 -> 16) run each expert on its rows; the rows are put back and summed with their weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(16, 4, bias=False)
+        self.up = nn.Parameter(torch.randn(4, 16, 32) * 0.1)
+        self.down = nn.Parameter(torch.randn(4, 32, 16) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.reshape(-1, 16)
+        weights, experts = torch.topk(self.router(tokens).softmax(-1), 2, dim=-1)
+        flat = experts.reshape(-1)
+        order = flat.argsort()
+        rows = tokens.repeat_interleave(2, dim=0)[order]
+        offs = torch.histc(flat.float(), bins=4, min=0, max=3).cumsum(0).to(torch.int32)
+        hidden = torch.relu(torch._grouped_mm(rows, self.up, offs=offs))
+        out = torch._grouped_mm(hidden, self.down, offs=offs)[order.argsort()] * weights.reshape(-1, 1)
+        return out.view(-1, 2, 16).sum(1).view(x.shape)
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -477,4 +501,17 @@ def cases() -> list[ModelCase]:
             requires=("timm",),
         ),
     ]
+    if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
+        out.append(hard_case(
+            "moe-grouped-experts",
+            GroupedExperts,
+            randn_inputs((2, 4, 16)),
+            {"moe", "linear", "functional"},
+            # router 8 tokens x 16 x 4; each token's 2 rows through up 16 x 32 and down 32 x 16
+            expected_macs=8 * 16 * 4 + 16 * 16 * 32 + 16 * 32 * 16,
+            expected_params=16 * 4 + 4 * 16 * 32 + 4 * 32 * 16,
+            description="a mixture-of-experts MLP on (2, 4, 16) as transformers runs Mixtral's and Qwen-MoE's "
+            "experts: a router Linear(16, 4) picks 2 of 4 experts per token, torch.histc counts the rows per "
+            "expert, two torch._grouped_mm products (16 -> 32, ReLU, 32 -> 16) run every expert on its rows",
+        ))
     return out
