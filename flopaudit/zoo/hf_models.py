@@ -149,6 +149,10 @@ def _specs() -> tuple[HFSpec, ...]:
         HFSpec("hf-mamba-tiny", "MambaForCausalLM", "MambaConfig",
                {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 1000, "state_size": 8, **_IDS},
                ids16, "mamba", note="selective state-space scan, run by its PyTorch reference loop (no CUDA kernels)"),
+        HFSpec("hf-mixtral-tiny", "MixtralForCausalLM", "MixtralConfig",
+               {**_SMALL, "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2, **_IDS},
+               ids16, "mixtral", note="a mixture of experts: 2 of 4 experts per token, run as grouped products "
+               "(torch._grouped_mm) over the routed rows"),
         HFSpec("hf-llama-tiny", "LlamaForCausalLM", "LlamaConfig", tiny, {"input_ids": ("ids", (1, 64))}, "llama",
                tiny_macs, tiny_params),
         HFSpec("hf-llama-tiny-eager", "LlamaForCausalLM", "LlamaConfig", {**tiny, "attn_implementation": "eager"},
