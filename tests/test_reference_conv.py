@@ -86,3 +86,16 @@ def test_conv_formula_takes_shapes_of_cudnn_entry_point() -> None:
                    {}, out)
     assert cost is not None
     assert (cost.macs, cost.extra_flops, cost.category) == (2 * 4 * 6 * 6 * 3 * 3 * 3, 0, Category.CONV)
+
+
+def test_a_deformable_convolution_is_the_convolution_it_computes_plus_its_samples() -> None:
+    """torchvision's DeformConv2d: the MACs of the direct convolution; each input value it reads is a
+    bilinear sample (7 FLOPs) and, with a mask, one multiply more; the bias add per output element."""
+    from flopaudit.zoo.hard.realworld import ModulatedDeformable
+
+    model = ModulatedDeformable()
+    r = count(model, torch.randn(2, 4, 8, 8))
+    e = next(e for e in r.events if e.op == "torchvision.deform_conv2d.default")
+    samples = 2 * 4 * 3 * 3 * 8 * 8  # N x Cin x kh x kw x output positions
+    assert e.macs == 2 * 8 * 8 * 8 * 4 * 3 * 3
+    assert e.extra_flops == samples * 7 + samples + 2 * 8 * 8 * 8

@@ -80,6 +80,12 @@ def shapes_only(op: torch._ops.OpOverload, *shapes: tuple[int, ...], extra: tupl
 X = (2, 3, 8, 8)
 
 
+def _deformable() -> nn.Module:
+    from flopaudit.zoo.hard.realworld import ModulatedDeformable
+
+    return ModulatedDeformable()
+
+
 def _grouped_experts() -> nn.Module:
     from flopaudit.zoo.hard.realworld import GroupedExperts
 
@@ -101,6 +107,8 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "matmul.scaled_mm": lambda: shapes_only(aten._scaled_mm.default, (16, 32), (32, 8), (), ()),
     "matmul.trilinear": lambda: engine(None, (3, 4), (3, 5), module=nn.Bilinear(4, 5, 2)),
     "matmul.grouped_mm": lambda: engine(None, (2, 4, 16), module=_grouped_experts()),
+    "conv.deform_conv2d": lambda: engine(None, (2, 4, 8, 8), module=_deformable()),
+    "conv.deform_conv2d_backward": lambda: engine(None, (2, 4, 8, 8), module=_deformable(), train=True),
     "matmul.quantized_linear": lambda: engine(None, (3, 4), module=torch.ao.quantization.quantize_dynamic(
         nn.Sequential(nn.Linear(4, 5)), {nn.Linear}, dtype=torch.qint8)),
     # test_reference_attention.py

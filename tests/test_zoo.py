@@ -4,6 +4,7 @@ counter and against an independent witness)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -207,8 +208,13 @@ def _witness_macs(case: ModelCase) -> int:
         # every row of a (M, K) goes through its group's (K, N) matrix: the case routes all its rows
         return 2 * a[0] * a[1] * b[-1]
 
+    def deform_conv2d(x: Any, w: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        # every output element of the convolution sums Cin/groups x kh x kw sampled products
+        return 2 * math.prod(out_shape) * w[1] * w[2] * w[3]
+
     mapping = {
         torch.ops.aten._trilinear: bilinear,
+        torch.ops.torchvision.deform_conv2d: deform_conv2d,
         **({torch.ops.aten._grouped_mm: grouped_mm} if hasattr(torch.ops.aten, "_grouped_mm") else {}),
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu,
         torch.ops.flopaudit_zoo.scaled_matmul: custom_mm,

@@ -82,12 +82,15 @@ Shape = tuple[int, ...]
 # Module hooks: ptflops/pytorch_ops.py MODULES_MAPPING
 
 
-def _conv_counter(transpose: bool) -> Callable[[ModuleCall], int]:
+def _conv_counter(transpose: bool, deformable: bool = False) -> Callable[[ModuleCall], int]:
     """``conv_flops_counter_hook``: ``prod(kernel_size) * Cin * (Cout // groups)``
     per position, positions = ``x.shape[0]`` (taken as the batch: on an
     unbatched input the channels, dim 1 then counting as spatial) times the
     output's spatial size (the *input's* when ``transpose``: ConvTranspose,
-    the canonical MACs), plus ``x.shape[0] * prod(y.shape[1:])`` for a bias."""
+    the canonical MACs), plus ``x.shape[0] * prod(y.shape[1:])`` for a bias.
+    ``deformable`` (``deformable_conv_flops_counter_hook``, torchvision's
+    ``DeformConv2d``): each kernel tap adds 24 per position for its bilinear
+    sample ("4 x 5" and 4 for the fractional coordinates), 25 with a mask."""
 
     def count(call: ModuleCall) -> int:
         x, y = _first_in(call), _first_out(call)
@@ -96,7 +99,9 @@ def _conv_counter(transpose: bool) -> Callable[[ModuleCall], int]:
         batch = x[0]
         kernel = _numel(attr(call, "kernel_size", ()))
         groups = int(attr(call, "groups", 1) or 1)
-        per_position = kernel * (int(attr(call, "in_channels", 0)) * (int(attr(call, "out_channels", 0)) // groups))
+        extra = (25 if len(call.input_shapes) >= 3 else 24) if deformable else 0  # (x, offset[, mask])
+        per_position = kernel * (int(attr(call, "in_channels", 0)) * (int(attr(call, "out_channels", 0)) // groups)
+                                 + extra)
         positions = batch * _numel((x if transpose else y)[2:])
         bias = batch * _numel(y[1:]) if param_shape(call, "bias") is not None else 0
         return per_position * positions + bias
@@ -106,6 +111,7 @@ def _conv_counter(transpose: bool) -> Callable[[ModuleCall], int]:
 
 module_counter("ptflops.conv")(_conv_counter(transpose=False))
 module_counter("ptflops.conv_transpose")(_conv_counter(transpose=True))
+module_counter("ptflops.deform_conv")(_conv_counter(transpose=False, deformable=True))
 
 
 @module_counter("ptflops.linear")
@@ -257,6 +263,9 @@ MODULE_RULES: tuple[ModuleRule, ...] = (
                       suppress_inner=False),
     *exact_type_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
                       "ConvTranspose counts bias (one per output element)"),
+    ModuleRule("torchvision.ops.deform_conv.DeformConv2d", "ptflops.deform_conv",
+               reason="DeformConv2d = a convolution plus 24 per kernel tap and position for the sampling (25 with "
+               "a mask); bias counted"),
     *exact_type_rules([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
                       "RNN/GRU/LSTM per ptflops' formula (gate adds, hadamards and biases counted)"),
     *exact_type_rules([nn.RNNCell, nn.LSTMCell, nn.GRUCell], "ptflops.rnn_cell",

@@ -24,7 +24,8 @@ count those: ``aten::_trilinear`` (``nn.Bilinear``) its ``bmm`` calls
 of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (taken with
 autograd on when nothing needs a gradient: a frozen encoder) their products,
 the CPU kernel of ``aten::_grouped_mm`` (mixture-of-experts layers) one
-``aten::mm`` per group. # NB: those are the CPU kernels; on CUDA the grouped
+``aten::mm`` per group, torchvision's ``deform_conv2d`` the ``aten::addmm``
+of its sampled columns. # NB: those are the CPU kernels; on CUDA the grouped
 and fused kernels run no priced operator of their own. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
 elementwise count down); :func:`~flopaudit.reference.pricing.predict` halves
 each event of this FLOP ruleset the same way.
@@ -138,6 +139,8 @@ TORCH_PROFILER = Ruleset(
     event_rules=(
         *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),
         *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),
+        EventRule("2*macs", op="torchvision.deform_conv2d",
+                  reason="torchvision::deform_conv2d's own aten::addmm of its sampled columns = 2 x MACs"),
         EventRule("zero", category=Category.CONV, reason=_R_CONV, kind=_UNSUPPORTED),
         *(EventRule("zero", op=op, patched=p, reason=_R_LINEAR_BIAS) for op in ("aten.add", "aten.mul")
           for p in LINEAR_CALLS),

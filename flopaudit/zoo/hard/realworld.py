@@ -287,6 +287,23 @@ def _timm_attention() -> nn.Module:
     return Attention(32, num_heads=4, qkv_bias=True)
 
 
+class ModulatedDeformable(nn.Module):
+    """A modulated deformable convolution (DCNv2), as detection backbones use them: a
+    ``Conv2d(4, 18, 3)`` predicts an offset per kernel tap, a ``Conv2d(4, 9, 3)`` and a sigmoid a
+    mask, and ``torchvision.ops.DeformConv2d(4, 8, 3)`` samples its input there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.ops import DeformConv2d
+
+        self.offset = nn.Conv2d(4, 2 * 9, 3, padding=1)
+        self.mask = nn.Conv2d(4, 9, 3, padding=1)
+        self.conv = DeformConv2d(4, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.offset(x), torch.sigmoid(self.mask(x)))
+
+
 class GroupedExperts(nn.Module):
     """A mixture-of-experts MLP run as transformers 5 runs its experts (``grouped_mm``): a router
     ``Linear(16, 4)`` picks 2 of 4 experts per token, the routed rows are sorted by expert,
@@ -501,6 +518,18 @@ def cases() -> list[ModelCase]:
             requires=("timm",),
         ),
     ]
+    out.append(hard_case(
+        "deform-conv",
+        ModulatedDeformable,
+        randn_inputs((2, 4, 8, 8)),
+        {"conv", "deformable"},
+        # offsets 2 x 18 x 8 x 8 x 4 x 3 x 3, mask 2 x 9 x 64 x 36, the deformable conv 2 x 8 x 64 x 36
+        expected_macs=2 * 18 * 64 * 36 + 2 * 9 * 64 * 36 + 2 * 8 * 64 * 36,
+        expected_params=(18 * 36 + 18) + (9 * 36 + 9) + (8 * 36 + 8),
+        description="a modulated deformable convolution (DCNv2) on (2, 4, 8, 8): Conv2d(4, 18, 3) offsets, "
+        "Conv2d(4, 9, 3) and a sigmoid for the mask, torchvision.ops.DeformConv2d(4, 8, 3) sampling there "
+        "(one torchvision::deform_conv2d operator)",
+    ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(
             "moe-grouped-experts",
