@@ -179,7 +179,11 @@ def aten_calls(*names: str) -> tuple[str, ...]:
     graph exported with ``torch.export`` (or any code calling ``torch.ops.aten``)
     calls where a model's source calls ``F.conv2d`` or ``torch.matmul``; a JIT trace
     and torch.profiler see the same operator either way, so a ruleset that prices
-    the Python call patches these too (their arguments come in the same places)."""
+    the Python call patches these too (their arguments come in the same places).
+    # NB: while a pass is recorded ``torch.ops.aten.<name>.default`` is the wrapper:
+    # code that reads that attribute during the pass to compare an operator it is
+    # handed (rather than once, at import) sees the wrapper, not the operator.
+    """
     return tuple(f"torch.ops.aten.{name}.default" for name in names)
 
 

@@ -114,8 +114,8 @@ def encoder_layer(e: OpEvent) -> int:
     (2 x MACs, as ``aten::_native_multi_head_attention``'s) and the second
     feed-forward ``addmm``; the first feed-forward product is a fused
     ``aten::_addmm_activation`` (no estimate): ``2 * (MACs - tokens * E * F)``.
-    # NB: a nested src (a padding mask, packed into real tokens) is priced as if
-    # its padded batch ran the first product (the kernel skips the padding).
+    # NB: a nested src (a padding mask, packed into real tokens; a frozen encoder
+    # with autograd on) is priced at 2 x all its MACs, the first product with them.
     """
     if len(e.input_shapes) < 10 or len(e.input_shapes[0]) != 3:
         return 2 * e.macs
