@@ -12,7 +12,8 @@ variant, so a load spike hits the numbers of one repetition together:
   are found in the memo;
 - ``cache off``: ``count(..., cache=False)``: every call priced afresh;
 - ``floor``: the forward pass under a ``TorchDispatchMode`` that only runs
-  each operator, with two global module hooks that do nothing: what any
+  each operator (set up as the recorder's: without torch's per-operator
+  Dynamo guard), with two global module hooks that do nothing: what any
   recorder built this way pays before it records anything.
 
 "memo saves" is what the memo saves of a count: ``1 - warm / off`` and
@@ -52,6 +53,10 @@ VARIANTS = ("memo warm", "memo cold", "cache off", "floor")
 
 
 class _RunOnly(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as the recorder's mode (flopaudit/reference/engine.py): no per-operator Dynamo guard
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         return func(*args, **(kwargs or {}))
 

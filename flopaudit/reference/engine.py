@@ -480,6 +480,14 @@ class _Mode(TorchDispatchMode):
         super().__init__()
         self.recorder = recorder
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in torch._disable_dynamo (about 2 us an
+        # operator) so that Dynamo does not compile inside it. This mode is entered only
+        # inside compiled_code_eager() (stance force_eager, see record()): Dynamo compiles
+        # no frame while it is active, so the wrapper would buy nothing.
+        return False
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         rec = self.recorder
         facts = rec.facts.get(func) or rec.operator(func)
