@@ -145,6 +145,36 @@ def test_torch_profiler_prices_conv2d_only() -> None:
     assert r.macs == 2 * 4 * 36 * 27
 
 
+@pytest.mark.parametrize(("layout", "train", "declared"), [
+    ("transposed", False, 2 * (16 // 2)),  # one aten::add of 16 FLOPs per batch norm, 8 MACs each
+    ("contiguous", False, 0),
+    ("channels-last", False, 0),
+    ("transposed", True, 0),  # batch statistics: no running variance read
+])
+def test_torch_profiler_declares_the_add_inside_the_batch_norm_kernel(layout: str, train: bool, declared: int) -> None:
+    from flopaudit.adapters.torch_profiler import BATCH_NORM_EPSILON
+
+    class TwoNorms(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.BatchNorm2d(16), nn.BatchNorm2d(16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for norm in (self.a, self.b):
+                if layout == "transposed":
+                    x = x.transpose(2, 3)
+                elif layout == "channels-last":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                x = norm(x)
+            return x
+
+    model = TwoNorms().train(train)
+    r = _adapter("torch-profiler").count(model, torch.randn(2, 16, 3, 5))
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra).get(BATCH_NORM_EPSILON, 0) == declared
+    assert r.macs == declared  # nothing else of a batch norm is priced
+
+
 def test_torchprofile_prices_elementwise_mul_and_declares_size_arithmetic() -> None:
     class Reshape(nn.Module):
         def __init__(self) -> None:

@@ -18,6 +18,15 @@ The profiler sees operators at the dispatcher's entry, so ``nn.Linear``
 reaches ``aten::addmm``/``aten::mm`` and ``torch.matmul``/``@`` reach
 ``mm``/``bmm`` as in the reference; everything else (attention kernels,
 RNN kernels, norms, activations, pools) counts 0.
+
+It also sees the operators a CPU kernel calls through the dispatcher. The
+batch-norm kernel in eval mode, on an input that is neither contiguous nor
+channels-last (``BatchNorm1d`` on a transposed sequence, as PatchTST runs
+it), computes ``running_var + eps`` as an ``aten::add`` of one FLOP per
+channel; the dispatch mode the reference records with sees the kernel only,
+and its events do not say how an input is laid out. The adapter books those
+adds, found by their parent event, as a declared cause
+(:data:`BATCH_NORM_EPSILON`).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
-from flopaudit.records import Granularity, Unit
+from flopaudit.records import DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,6 +70,18 @@ BACKEND = Backend(
     order=140,
 )
 
+BATCH_NORM_EPSILON = DECLARED_CAUSE + (
+    "aten::add inside the CPU batch-norm kernel: in eval mode, on an input neither contiguous nor channels-last, "
+    "the kernel adds eps to the running variance as an operator (1 FLOP per channel)"
+)
+"""``extra`` key (a declared cause, :data:`~flopaudit.records.DECLARED_CAUSE`): MACs
+(``flops // 2`` per event) of the ``aten::add`` events whose parent is a batch-norm kernel."""
+
+#: The batch-norm kernels whose CPU implementation can call ``aten::add`` (see the module docstring).
+_BATCH_NORM_KERNELS = frozenset({"aten::native_batch_norm", "aten::_native_batch_norm_legit",
+                                 "aten::_native_batch_norm_legit_no_training"})
+
+
 class TorchProfilerAdapter(Adapter):
     """``with torch.profiler.profile(activities=[CPU], with_flops=True): model(...)``.
 
@@ -71,6 +92,7 @@ class TorchProfilerAdapter(Adapter):
       element, which becomes half a MAC (rounded down per operator).
     * ``per_op``: MACs by operator name; ``params``: ``sum(p.numel() for p in
       model.parameters())`` (the profiler counts none).
+    * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``.
 
     The model runs as ``model(*args, **kwargs)`` in its own mode with
     autograd on (as in torch's profiler recipes).
@@ -96,6 +118,7 @@ class TorchProfilerAdapter(Adapter):
         raw = 0
         macs = 0
         per_op: dict[str, int] = {}
+        in_batch_norm = 0
         for event in prof.events():
             flops = int(event.flops or 0)
             if not flops:
@@ -103,7 +126,11 @@ class TorchProfilerAdapter(Adapter):
             raw += flops
             macs += flops // 2
             per_op[event.name] = per_op.get(event.name, 0) + flops // 2
-        return RawCount(raw_total=raw, macs=macs, params=count_params(model), per_op=per_op, warnings=messages)
+            parent = event.cpu_parent
+            if event.name == "aten::add" and parent is not None and parent.name in _BATCH_NORM_KERNELS:
+                in_batch_norm += flops // 2
+        return RawCount(raw_total=raw, macs=macs, params=count_params(model), per_op=per_op, warnings=messages,
+                        extra={BATCH_NORM_EPSILON: in_batch_norm} if in_batch_norm else {})
 
 
-__all__ = ["TorchProfilerAdapter", "UNIT_NOTE"]
+__all__ = ["BATCH_NORM_EPSILON", "TorchProfilerAdapter", "UNIT_NOTE"]

@@ -27,6 +27,20 @@ def _conv_bn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
 
 
+class SequenceBatchNorm(nn.Module):
+    """``Linear(16, 16)`` on (batch, time, 16), then ``BatchNorm1d(16)`` over the channels of the
+    transposed sequence and back, as PatchTST and other time-series transformers normalise: the
+    batch norm's input is neither contiguous nor channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+        self.norm = nn.BatchNorm1d(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x).transpose(1, 2)).transpose(1, 2)
+
+
 def _conv_gn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.GroupNorm(2, 8))
 
@@ -112,6 +126,18 @@ def cases() -> list[ModelCase]:
             description="Conv2d(3, 8, 3, bias=False) + BatchNorm2d(8) in train mode (batch statistics, "
             "running stats updated by every forward) on (2, 3, 16, 16)",
             train=True,
+        ),
+        hard_case(
+            "batchnorm-transposed-sequence",
+            SequenceBatchNorm,
+            randn_inputs((2, 8, 16)),
+            {"norm", "linear", "batchnorm", "layout"},
+            expected_macs=2 * 8 * 16 * 16,  # the Linear only
+            expected_params=16 * 16 + 16 + 2 * 16,
+            description="Linear(16, 16) on (2, 8, 16), then BatchNorm1d(16) in eval mode on the transposed "
+            "sequence (as PatchTST normalises): on an input neither contiguous nor channels-last the CPU "
+            "batch-norm kernel adds eps to the running variance through an aten::add, which torch.profiler "
+            "records and prices",
         ),
         hard_case(
             "layernorm",
