@@ -193,6 +193,24 @@ def test_torchprofile_prices_elementwise_mul_and_declares_size_arithmetic() -> N
     assert len(r.extra) == 1
 
 
+def test_torchprofile_declares_integer_products() -> None:
+    from flopaudit.adapters.torchprofile import INTEGER_PRODUCTS, SIZE_ARITHMETIC
+
+    class IndexedBias(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(20))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = torch.arange(x.shape[0])[:, None].expand(-1, 4)  # (3, 4) integers
+            return x * 2 + self.table[rows * 4 + torch.arange(4)]  # a float and an integer product
+
+    r = _adapter("torchprofile").count(IndexedBias(), torch.randn(3, 4))
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra).get(INTEGER_PRODUCTS) == 12  # the index product; x * 2 is priced as usual
+    assert r.macs == 12 + 12 + dict(r.extra).get(SIZE_ARITHMETIC, 0)
+
+
 def test_torchprofile_lists_operators_without_handlers() -> None:
     r = _adapter("torchprofile").count(nn.GRU(4, 8), torch.randn(5, 2, 4))
     assert r.macs == 0

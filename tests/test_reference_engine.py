@@ -428,3 +428,16 @@ def test_the_recorder_puts_each_part_of_an_event_and_a_module_call_in_its_own_fi
     assert dict(call.attrs)["kernel_size"] == (3, 3) and call.param_shapes == (("weight", (4, 2, 3, 3)),)
     assert (call.events, call.parent, call.rule, call.aliases, call.phase) == \
         ((rec.events.index(conv), len(rec.events)), 1, "", (), "forward")
+
+
+def test_events_say_whether_their_results_are_integers() -> None:
+    class Indexing(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            index = torch.arange(x.shape[1] // 2) * 2  # an integer product
+            return (x * 2)[:, index] > 0  # a float product, then a comparison (a boolean result)
+
+    rec = record(Indexing(), (torch.randn(3, 4),))
+    integer = {e.op: e.integer for e in rec.events if e.op in ("aten.mul.Tensor", "aten.gt.Scalar")}
+    muls = [e.integer for e in rec.events if e.op == "aten.mul.Tensor"]
+    assert sorted(muls) == [False, True]
+    assert integer["aten.gt.Scalar"] is True

@@ -50,6 +50,16 @@ SIZE_ARITHMETIC = DECLARED_CAUSE + (
 MACs of every ``aten::mul`` node whose operands and result are 0-dim, read from
 torchprofile's per-node result (the ruleset prices such products 0)."""
 
+INTEGER_PRODUCTS = DECLARED_CAUSE + (
+    "aten::mul nodes of the trace with an integer result, 1 MAC per element: index arithmetic, which a trace "
+    "can run more often than an eager pass (a cache keyed on sizes misses when sizes are traced tensors)"
+)
+"""``extra`` key (a declared cause): MACs of every ``aten::mul``/``mul_`` node that is
+not 0-dim and whose results are integer or boolean tensors (the ruleset prices such products 0)."""
+
+_INTEGER_TYPES = frozenset({"long", "int", "short", "char", "byte", "bool", "uint16", "uint32", "uint64"})
+"""torchprofile's names (lower-cased ``scalarType()``) of integer and boolean tensor types."""
+
 
 BACKEND = Backend(
     name="torchprofile",
@@ -110,12 +120,14 @@ class TorchprofileAdapter(Adapter):
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
         per_op: dict[str, int] = {}
-        size_arithmetic = 0
+        size_arithmetic = integer_products = 0
         for node, macs in per_node.items():
             per_op[node.operator] = per_op.get(node.operator, 0) + int(macs)
-            if node.operator in ("aten::mul", "aten::mul_") and all(
-                    not v.shape for v in (*node.inputs, *node.outputs)):
-                size_arithmetic += int(macs)
+            if node.operator in ("aten::mul", "aten::mul_"):
+                if all(not v.shape for v in (*node.inputs, *node.outputs)):
+                    size_arithmetic += int(macs)
+                elif node.outputs and all(v.dtype in _INTEGER_TYPES for v in node.outputs):
+                    integer_products += int(macs)
         unsupported: dict[str, int] = {}
         messages: list[str] = []
         for w in caught:
@@ -132,8 +144,8 @@ class TorchprofileAdapter(Adapter):
             per_op=per_op,
             unsupported=unsupported,
             warnings=messages,
-            extra={SIZE_ARITHMETIC: size_arithmetic} if size_arithmetic else {},
+            extra={k: v for k, v in ((SIZE_ARITHMETIC, size_arithmetic), (INTEGER_PRODUCTS, integer_products)) if v},
         )
 
 
-__all__ = ["SIZE_ARITHMETIC", "TorchprofileAdapter"]
+__all__ = ["INTEGER_PRODUCTS", "SIZE_ARITHMETIC", "TorchprofileAdapter"]

@@ -142,6 +142,8 @@ class PricedCall(NamedTuple):
     """0 for a view (as ``bytes_written``)."""
     bytes_written: int
     op_args: tuple[tuple[str, Any], ...]
+    integer: bool = False
+    """Its results are integer or boolean tensors (index arithmetic, masks), every one."""
 
 
 class OperatorCall(NamedTuple):
@@ -195,7 +197,13 @@ def price(call: OperatorCall, notes: list[str]) -> Pricing:
         bytes_read=0 if view else inputs.nbytes,
         bytes_written=0 if view else outputs.nbytes,
         op_args=op_args,
+        integer=_integer(outputs.dtypes),
     ), reusable)
+
+
+def _integer(dtypes: Sequence[torch.dtype] | None) -> bool:
+    """Whether ``dtypes`` is not empty and holds integer and boolean types only."""
+    return bool(dtypes) and not any(d.is_floating_point or d.is_complex for d in dtypes)  # type: ignore[union-attr]
 
 
 def _is_scalar(v: Any) -> bool:

@@ -85,6 +85,9 @@ class OpEvent:
     module, ``X`` one of the model's inputs, ``A`` another tensor; upper case
     if it requires a gradient, lower case if not (``w``: a frozen parameter,
     ``x``: an input that needs no gradient). Empty in an inference pass."""
+    integer: bool = False
+    """Its results are integer or boolean tensors, every one (index arithmetic, masks):
+    counters that price every elementwise product (torchprofile) price these too."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""

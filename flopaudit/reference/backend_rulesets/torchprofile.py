@@ -39,6 +39,12 @@ only where the model returns or uses them).
 # per-node result as a declared cause (``extra``, key ``"cause: ..."``), so a
 # product of 0-dim operands counts 0 here, whether a dispatcher sees it
 # (DeBERTa's ``torch.tensor(size) * scale``) or not.
+# NB: so is an integer product (index arithmetic): under a trace sizes are
+# 0-dim tensors, so a cache keyed on them misses, and transformers' BEiT
+# (``generate_relative_position_index``, an ``lru_cache`` on the window size)
+# rebuilds its relative position index in every layer where an eager pass
+# builds it once per process. The adapter books the trace's integer products
+# as a declared cause and they count 0 here.
 A convolution with a string ``padding`` is traced as
 ``aten::_convolution_mode``, which has no handler (0): ``F.convNd`` and
 ``torch.convNd`` calls are priced from their ``py:`` events. A
@@ -179,11 +185,16 @@ def lstm(e: OpEvent) -> int:
 
 @event_counter("torchprofile.mul")
 def mul(e: OpEvent) -> int:
-    """``_mul``: ``numel(y)``, but 0 for a product of 0-dim operands: the
-    adapter books every 0-dim ``aten::mul`` node of the trace from
-    torchprofile's own result (Python arithmetic on sizes, which only a trace
-    records, and multiplies of scalar tensors, which a dispatcher sees too)."""
+    """``_mul``: ``numel(y)``, but 0 for a product of 0-dim operands and for an
+    integer product: the adapter books every 0-dim ``aten::mul`` node of the
+    trace from torchprofile's own result (Python arithmetic on sizes, which
+    only a trace records, and multiplies of scalar tensors, which a
+    dispatcher sees too), and every other ``aten::mul``/``mul_`` node with an
+    integer result (index arithmetic, which a trace can run more often than
+    the model does eagerly)."""
     if e.output_shapes == ((),) and all(s == () for s in e.input_shapes):
+        return 0
+    if e.integer:  # booked by the adapter from the trace (INTEGER_PRODUCTS)
         return 0
     return _numel(e.output_shapes[0]) if e.output_shapes else 0
 

@@ -109,6 +109,24 @@ class FrozenEncoder(nn.Module):
         return self.head(self.layer(self.attn(x, x, x, need_weights=False)[0]))
 
 
+class RelativePositionBias(nn.Module):
+    """Scores from ``Linear(16, 16)`` over 16 tokens (a 4 x 4 grid) plus a relative position
+    bias, indexed as BEiT and Swin index theirs: each forward builds the index from the grid's
+    coordinates, ``dy * (2 * side - 1) + dx``, an integer product of 16 x 16 elements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+        self.table = nn.Parameter(torch.randn(7 * 7))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = 4
+        grid = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")).flatten(1)
+        relative = (grid[:, :, None] - grid[:, None, :]) + (side - 1)  # (2, 16, 16), integers
+        index = relative[0] * (2 * side - 1) + relative[1]
+        return self.proj(x) + self.table[index]
+
+
 #: Valid lengths of the two sequences of the padding-mask case (the rest is padding).
 PADDED_LENGTHS = (4, L)
 
@@ -129,6 +147,17 @@ def cases() -> list[ModelCase]:
     mha_params = 3 * E * E + 3 * E + E * E + E  # in_proj weight/bias + out_proj weight/bias
     s = 10  # memory length of the cross-attention case
     return [
+        hard_case(
+            "relative-position-index",
+            RelativePositionBias,
+            randn_inputs((2, 16, 16)),
+            {"attention", "integer", "linear"},
+            expected_macs=2 * 16 * 16 * 16,  # the Linear; the index arithmetic is on integers
+            expected_params=16 * 16 + 16 + 49,
+            description="scores from Linear(16, 16) on (2, 16, 16) plus a relative position bias indexed as "
+            "BEiT and Swin index theirs, the index built in each forward with an integer product "
+            "(dy * 7 + dx over 16 x 16 token pairs), which torchprofile prices as MACs",
+        ),
         hard_case(
             "attention-matmul",
             MatmulAttention,
