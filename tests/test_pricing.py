@@ -175,3 +175,23 @@ def test_category_rules_still_match(recording) -> None:
     only_matmul = Ruleset("test-pricing-matmul", "MAC", "matmul family only",
                           event_rules=(EventRule("macs", category=Category.MATMUL),), default="zero")
     assert apply(recording.events, recording.module_call_records, only_matmul).total == LINEAR + MATMUL
+
+
+@pytest.mark.parametrize("case_id", ["batchnorm-train", "lstm-bidir-2layer", "transformer-encoder-eval", "module-shared-two-parents",
+                                     "moe-grouped-experts"])
+@pytest.mark.parametrize("train", [False, True])
+def test_a_canonical_cost_view_taken_from_the_summary_is_the_one_priced_event_by_event(case_id: str,
+                                                                                     train: bool) -> None:
+    """With a summary asked for, a view that sums a canonical cost over every event is taken from
+    the summary's sums; it must be what pricing each event gives, zero sums left out alike."""
+    from flopaudit.zoo import get_case
+
+    model, inputs = get_case(case_id).instantiate()
+    rec = count(model, inputs, pass_="train" if train else "inference", optimizer="adamw" if train else None)
+    ev, calls = rec.events, rec.module_call_records
+    for rs in (get_ruleset("canonical"), get_ruleset("canonical-macs"),
+               Ruleset(name="test-pricing-2macs", unit="FLOP", description="2 x MACs", default="2*macs"),
+               Ruleset(name="test-pricing-per-sample", unit="MAC", description="MACs per sample", default="macs",
+                       per_sample=True)):
+        from_summary = price(ev, calls, rs, 2, summary=True, view=True, phases=train).view
+        assert from_summary == apply(ev, calls, rs, 2)  # apply prices event by event (no summary asked for)

@@ -50,6 +50,14 @@ suppressed events are not priced again), then every other event by its first
 matching event rule or the ruleset's ``default``; events of functions patched
 for another ruleset count nothing. :func:`apply` and :func:`predict` are this
 pass asked for one product.
+
+The summary's sums are kept per (module stack, operator, category, phase) as
+the events are walked, and folded into its maps afterwards. A view whose every
+event is priced by one :data:`~flopaudit.reference.rulesets.CANONICAL_COSTS`
+counter (the canonical ruleset's, what :func:`flopaudit.reference.count`
+asks for beside the summary) is taken from those sums instead of pricing each
+event again: costs are linear in an event's MACs and extra FLOPs and never
+negative, so the sums, zero ones left out, are the same.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, br
 from flopaudit.reference.engine import ModuleCall, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
+    CANONICAL_COSTS,
     CLOSED_FORMS,
     EVENT_COUNTERS,
     Ruleset,
@@ -237,29 +246,28 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     default = EVENT_COUNTERS[ruleset.default]
     by_default = not ruleset.event_rules
     per_name, in_attributes = ruleset.event_counts_per_name, ruleset.counts_in_module_attributes
+    # A view that is a sum of canonical costs (the canonical ruleset's) is read from the summary's sums.
+    scales = CANONICAL_COSTS.get(ruleset.default) if (
+        summary and view and not prediction and by_default and not ruleset.module_rules and not per_name
+        and not in_attributes) else None
+    if scales is not None:
+        priced = False
+    grouped: dict[tuple[Stack, str, str, str], list[int]] = {}
     for j, e in enumerate(events):
         if phase is not None and e.phase != phase:
             continue
         category = CATEGORY_NAME[e.category]
-        if summary:
-            m, x, r, w = e.macs, e.extra_flops, e.bytes_read, e.bytes_written
-            targets: tuple[tuple[dict, object], ...] = ((summary_by_stack, e.module_stack), (summary_per_op, e.op),
-                                                        (summary_per_category, category))
-            if phases:
-                in_phase = phase_sums.get(e.phase)
-                if in_phase is None:
-                    in_phase = phase_sums[e.phase] = ({}, {})
-                targets += ((in_phase[0], e.module_stack), (in_phase[1], e.op))
-            for sums, key in targets:
-                acc = sums.get(key)
-                if acc is None:
-                    sums[key] = [m, x, r, w, 1]
-                else:
-                    acc[0] += m
-                    acc[1] += x
-                    acc[2] += r
-                    acc[3] += w
-                    acc[4] += 1
+        if summary:  # summed per (stack, op, category, phase) here, folded into the summary's maps below
+            key = (e.module_stack, e.op, category, e.phase)
+            acc = grouped.get(key)
+            if acc is None:
+                grouped[key] = [e.macs, e.extra_flops, e.bytes_read, e.bytes_written, 1]
+            else:
+                acc[0] += e.macs
+                acc[1] += e.extra_flops
+                acc[2] += e.bytes_read
+                acc[3] += e.bytes_written
+                acc[4] += 1
             if not e.supported:
                 unsupported[e.op] = unsupported.get(e.op, 0) + 1
         if not priced or covered[j] or ruleset.foreign(e):
@@ -293,6 +301,21 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
                 attribute(macs, ancestors(wrapper))
                 book((CauseKind.REUSED_MODULE, _WRAPPER_READ), macs, wrapper)
 
+    for (stack, op, category, event_phase), sums in grouped.items():
+        targets: tuple[tuple[dict, Any], ...] = ((summary_by_stack, stack), (summary_per_op, op),
+                                                (summary_per_category, category))
+        if phases:
+            in_phase = phase_sums.get(event_phase)
+            if in_phase is None:
+                in_phase = phase_sums[event_phase] = ({}, {})
+            targets += ((in_phase[0], stack), (in_phase[1], op))
+        for into, key in targets:
+            acc = into.get(key)
+            if acc is None:
+                into[key] = sums.copy()
+            else:
+                for i in range(5):
+                    acc[i] += sums[i]
     made_summary = made_view = made_prediction = None
     if summary:
         per_op = {k: Totals(*v) for k, v in summary_per_op.items()}
@@ -307,6 +330,9 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
                                         {k: Totals(*v) for k, v in ops.items()})
                     for phase, (stacks, ops) in phase_sums.items()},
         )
+    if scales is not None:
+        view_total, view_by_stack, view_per_op, view_per_category = _view_of_sums(
+            scales, summary_per_op, summary_by_stack, summary_per_category)
     if view:
         per_module = _spread(view_by_stack, operator.add)
         if ruleset.per_sample and batch_size:
@@ -334,6 +360,21 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
         made_prediction = RulesetPrediction(name or ruleset.name, predicted_total, contributions,
                                             breakdown(per_module_macs))
     return Pricing(made_summary, made_view, made_prediction)
+
+
+def _view_of_sums(scales: tuple[int, int], per_op: dict[str, list[int]], by_stack: dict[Stack, list[int]],
+                  per_category: dict[str, list[int]]) -> tuple[int, dict[Stack, int], dict[str, int], dict[str, int]]:
+    """A canonical-cost view (``scales``: per MAC, per extra FLOP) from the summary's sums: its total,
+    sums per stack, per op and per category. The view keeps no zero sum, as pricing each event does
+    (costs are never negative, so a sum is zero only where every event in it is)."""
+    a, b = scales
+
+    def nonzero(sums: dict[Any, list[int]]) -> dict[Any, int]:
+        made = {k: a * v[0] + b * v[1] for k, v in sums.items()}
+        return {k: n for k, n in made.items() if n}
+
+    ops = nonzero(per_op)
+    return sum(ops.values()), nonzero(by_stack), ops, nonzero(per_category)
 
 
 def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,

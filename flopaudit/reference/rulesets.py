@@ -251,6 +251,11 @@ def canonical_cost(mac_scale: int, extra_scale: int) -> EventCounter:
     return count
 
 
+#: The event counters that are :func:`canonical_cost` counters: name -> (MAC scale, extra-FLOP scale).
+#: A ruleset pricing every event with one of them sees sums of the canonical cost, which
+#: :func:`flopaudit.reference.pricing.price` takes from its summary instead of pricing events again.
+CANONICAL_COSTS: dict[str, tuple[int, int]] = {}
+
 for _name, _macs, _extra in (
     ("macs", 1, 0),  # MACs only (bias and other extra FLOPs excluded)
     ("extra", 0, 1),  # extra FLOPs only
@@ -259,6 +264,7 @@ for _name, _macs, _extra in (
     ("macs+extra", 1, 1),  # MACs plus extra FLOPs in one number (MAC-unit counters that add bias etc.)
 ):
     event_counter(_name)(canonical_cost(_macs, _extra))
+    CANONICAL_COSTS[_name] = (_macs, _extra)
 
 
 @event_counter("conv_by_output")
@@ -686,6 +692,7 @@ for _rs in (CANONICAL, CANONICAL_MACS, TORCHVISION):
 
 __all__ = [
     "CANONICAL",
+    "CANONICAL_COSTS",
     "CANONICAL_MACS",
     "EVENT_COUNTERS",
     "EventRule",
