@@ -220,3 +220,31 @@ def test_progress_in_a_log_is_one_line_per_model_without_carriage_returns(
     assert "\r" not in err
     assert [line.split(":")[1].strip() for line in err.splitlines()] == ["a", "b"]
     assert "2/2 counted" in err.splitlines()[0] and "(4/4 counts" in err.splitlines()[1]
+
+
+def test_a_module_in_the_working_directory_is_found_by_the_console_script(tmp_path: Path) -> None:
+    """``flopaudit run -m mynet:build`` from the directory holding ``mynet.py``, as ``python -m``
+    would find it (the console script, unlike ``python -m``, has no working directory on sys.path)."""
+    import shutil
+
+    script = shutil.which("flopaudit", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("no flopaudit console script next to this interpreter")
+    (tmp_path / "mynet.py").write_text("from torch import nn\n\ndef build():\n    return nn.Linear(4, 3)\n")
+    proc = subprocess.run([script, "run", "-m", "mynet:build", "--input-shape", "2,4", "-b", "reference",
+                           "--no-progress", "--no-cache", "--out", "out"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "mynet:build" in proc.stdout and "24 " in proc.stdout  # 2 x 4 x 3 MACs
+
+
+def test_the_working_directory_hides_nothing_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flopaudit.zoo.select import load_callable
+
+    (tmp_path / "flopaudit_probe_here.py").write_text("def build():\n    return 'here'\n")
+    (tmp_path / "json.py").write_text("def dumps(x):\n    return 'shadowed'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert load_callable("flopaudit_probe_here:build")() == "here"
+    assert sys.path[-1] == str(tmp_path)  # looked for last
+    assert load_callable("json:dumps")([1]) == "[1]"  # the standard library's, not the file here

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -78,7 +80,7 @@ def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
     if not module_name or not attr:
         raise UserError(f"cannot read {what} {spec!r}: expected 'module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_here(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
         raise UserError(f"cannot import module {module_name!r} for {what} {spec!r}: {type(exc).__name__}: {exc}") from None
     obj: Any = module
@@ -89,6 +91,21 @@ def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
     if not callable(obj):
         raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable")
     return obj
+
+
+def _import_here(module_name: str) -> Any:
+    """Import ``module_name``, from the working directory too, as ``python -m`` would find it
+    there: a module found nowhere else on ``sys.path`` is looked for in the directory flopaudit
+    runs in (added at the end of ``sys.path``, so it hides nothing installed)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        here = os.getcwd()
+        if exc.name != top or any(os.path.abspath(p or ".") == here for p in sys.path):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
 
 
 def resolve_model_spec(
