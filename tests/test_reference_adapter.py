@@ -107,3 +107,23 @@ def test_category_facts_split_the_canonical_count_by_category() -> None:
     assert sum(v for k, v in extra.items() if k.startswith("macs.")) == result.macs
     assert sum(v for k, v in extra.items() if k.startswith("extra_flops.") and k != "extra_flops.batch_statistics") \
         == extra["extra_flops"]
+
+
+def test_the_reference_adapter_counts_in_a_fresh_process() -> None:
+    """In a process that has not imported Dynamo yet (a user's script), the first dispatch
+    through a dispatch mode imports it, and Dynamo reads every aten operator's tags: that
+    must not happen while operator entry points are patched (it failed every count)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from torch import nn\n"
+        "from flopaudit.adapters import get_adapter\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "r = get_adapter('reference').count(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), torch.randn(1, 3, 8, 8))\n"
+        "print(r.status.value, r.error, type(torch.ops.aten.conv2d.default).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "None", "OpOverload"], proc.stdout
