@@ -49,7 +49,7 @@ from typing import Any
 import steady_allocator  # benchmarks/steady_allocator.py (this script's folder is on sys.path)
 import torch
 
-from flopaudit.adapters import backend_names, get_adapter
+from flopaudit.adapters import backend_names, get_adapter, get_backend
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint, quiet
 from flopaudit.table import format_table
@@ -286,7 +286,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (median)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the parallel zoo audit")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--backends", nargs="+", default=list(backend_names()))
+    parser.add_argument("--backends", nargs="+", default=[name for name in backend_names()
+                                                           if get_backend(name).counts("inference")],
+                        help="backends to time (default: every one that counts a forward pass)")
     parser.add_argument("--skip-zoo", action="store_true", help="skip the default-zoo audits")
     parser.add_argument("--skip-llama", action="store_true", help="skip the 7B meta benchmark")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for tables 1 and 2")

@@ -16,10 +16,10 @@ nested tensors, symbolic sizes, arguments it cannot hold by value, a formula
 that failed. Registering or removing a formula changes the formula in the
 signature, so nothing priced before is reused for it. It pays
 (``benchmarks/bench_reference_caches.py``, on against off side by side in one
-run): it saves 16% of a count of mobilenet_v2 counted before in the process
-(8% of a first count), 26% on lstm-bidir-2layer, 41% of a second count of
-the 7B Llama-style config on meta (9% of a first); on resnet18 and resnet50,
-whose operators do more work per call, it is within the noise (-3% to 5%).
+run): it saves 18% of a count of mobilenet_v2 counted before in the process
+(11% of a first count), 33% on lstm-bidir-2layer, 25% of a second count of
+the 7B Llama-style config on meta (4% of a first); on resnet18 and resnet50,
+whose operators do more work per call, 1% to 7%.
 
 Nothing else of the recorder outlives a count: which modules run which
 operators is recorded afresh every time, and what does not change during a
