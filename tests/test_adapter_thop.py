@@ -14,12 +14,13 @@ from conftest import SmallCNN
 from conftest import TwoInputLinearBias as TwoInputs
 from torch import nn
 
-from flopaudit.adapters import get_adapter
+from flopaudit.adapters import get_adapter, get_backend
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint
 from flopaudit.records import Status, Unit
 
-pytest.importorskip("thop")
+if not get_backend("thop").available():  # not installed, or ultralytics-thop's files in its place
+    pytest.skip(get_backend("thop").missing_reason(), allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -154,3 +154,36 @@ def test_module_exists_finds_submodules_without_importing_their_packages() -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "False", "False", "False"]
     assert module_exists("flopaudit.reference") and not module_exists("flopaudit.no_such_module")
+
+
+@pytest.mark.parametrize(("present", "available"), [("thop", True), ("ultralytics-thop", False), (None, True)])
+def test_thop_is_not_applicable_where_ultralytics_thop_owns_its_files(monkeypatch: pytest.MonkeyPatch,
+                                                                     present: str | None, available: bool) -> None:
+    """``ultralytics-thop`` installs the import package ``thop`` over thop's files: the thop backend
+    then says so instead of counting with another counter; where no RECORD tells (a source
+    install), thop is taken to be there if it imports."""
+    import torch
+    from torch import nn
+
+    from flopaudit.adapters import _shared_import, get_adapter, get_backend
+    from flopaudit.adapters.descriptor import module_exists
+    from flopaudit.records import Status
+
+    monkeypatch.setattr(_shared_import, "owner", lambda distributions, files: present)
+    backend = get_backend("thop")
+    assert backend.available() is (available and module_exists("thop"))
+    if present == "ultralytics-thop":
+        assert "installed here is ultralytics-thop's, not thop's" in backend.missing_reason()
+        assert backend.version() == ""
+        r = get_adapter("thop").count(nn.Linear(4, 2), torch.randn(1, 4))
+        assert r.status is Status.NOT_APPLICABLE and "ultralytics-thop" in (r.error or "")
+
+
+def test_the_files_import_finds_decide_which_thop_counts_here() -> None:
+    from flopaudit.adapters import get_backend
+    from flopaudit.adapters._shared_import import owner
+
+    backend = get_backend("thop")
+    present = owner(backend.rivals, backend.files)
+    if present is not None:
+        assert backend.available() is (present == "thop")

@@ -1,7 +1,9 @@
 """Which of several distributions installed the files of one import package.
 
 ``torchsummary`` (sksq96, 1.5.1) and ``torch-summary`` (TylerYep, 1.4.x)
-both install the import package ``torchsummary``. pip keeps one set of files
+both install the import package ``torchsummary``; ``thop`` (Lyken17, 0.1.1)
+and ``ultralytics-thop`` (2.x, which ``ultralytics`` depends on) both
+install ``thop``. pip keeps one set of files
 per path: installing the second overwrites the first's ``__init__.py`` and
 ``torchsummary.py`` and leaves both distributions listed. So one environment
 runs at most one of them, and the installed version numbers do not say which.
@@ -83,12 +85,19 @@ class SharedImportBackend(Backend):
     """The distributions that install the same import package, this one included."""
     files: tuple[str, ...] = ()
     """Files all of them install, whose RECORD hashes tell them apart."""
+    assumed: bool = False
+    """Where no RECORD matches the files ``import`` finds (a source or editable install),
+    the backend is taken to be there if its module imports (for a distribution whose
+    rival is the exception, not an equal)."""
 
     def installed_owner(self) -> str | None:
         return owner(self.rivals, self.files)
 
     def available(self) -> bool:
-        return self.installed_owner() == self.distribution
+        present = self.installed_owner()
+        if present is None and self.assumed:
+            return super().available()
+        return present == self.distribution
 
     def version(self) -> str:
         return super().version() if self.available() else ""
@@ -97,8 +106,11 @@ class SharedImportBackend(Backend):
         present = self.installed_owner()
         if present is None or present == self.distribution:
             return super().missing_reason()
+        how = self.install
+        if Backend.version(self):  # listed as installed, its files overwritten by the rival's
+            how = f"pip install --force-reinstall --no-deps {self.distribution}"
         return (f"the import package {self.module!r} installed here is {present}'s, not {self.distribution}'s "
-                f"(both install it; one per environment): {self.install}")
+                f"(both install it; one per environment): {how}")
 
 
 __all__ = ["SharedImportBackend", "owner", "owns"]

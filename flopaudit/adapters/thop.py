@@ -12,6 +12,12 @@ upsampling. Modules without a rule count zero, as do all functional ops
 The total is a depth-first walk: a module with a rule contributes its own
 ``total_ops`` (its children are not visited); any other module contributes the
 sum over its children (``nn.Sequential``/``nn.ModuleList`` always recurse).
+
+``ultralytics-thop`` (which ``pip install ultralytics`` brings) installs its
+own files as the same import package ``thop``, over thop's: where they are
+there, this backend is ``not applicable`` and says so
+(:class:`~flopaudit.adapters._shared_import.SharedImportBackend`), rather
+than report another counter's numbers as thop's.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import re
 import warnings
 from typing import TYPE_CHECKING, Any, Mapping
 
+from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount, count_instances
-from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -31,7 +38,7 @@ if TYPE_CHECKING:
 
     from flopaudit.inputs import ModelInputs
 
-BACKEND = Backend(
+BACKEND = SharedImportBackend(
     name="thop",
     adapter="ThopAdapter",
     description="thop.profile: forward hooks on modules with a rule; functional ops are not seen",
@@ -50,6 +57,11 @@ BACKEND = Backend(
         "scripted-module": "thop fails: it registers total_ops/total_params buffers on every module, which a "
         "ScriptModule refuses (RuntimeError: Can't add a new parameter after ScriptModule construction)",
     },
+    # ultralytics-thop (2.x, a dependency of ultralytics) installs the same import package over thop's files;
+    # it counts functional products too and estimates from smaller inputs: another counter, not thop.
+    rivals=("thop", "ultralytics-thop"),
+    files=("thop/__init__.py", "thop/profile.py"),
+    assumed=True,
 )
 
 _MISSING_RULE = re.compile(r"\[WARN\] Cannot find rule for (<class '[^']*'>)")
