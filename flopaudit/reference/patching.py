@@ -61,7 +61,7 @@ def patched(watcher: CallWatcher, paths: Sequence[str]) -> Iterator[None]:
     A path that does not resolve in this torch version is skipped with a note
     (a backend cannot patch it either)."""
     saved: list[tuple[Any, str, bool, Any]] = []
-    if any(p.startswith("torch.ops.") for p in paths):
+    if paths:
         _import_operator_tables()
     try:
         for path in dict.fromkeys(paths):
@@ -83,15 +83,16 @@ def patched(watcher: CallWatcher, paths: Sequence[str]) -> Iterator[None]:
 
 
 def _import_operator_tables() -> None:
-    """Import the parts of torch that read ``torch.ops.aten.<op>.<overload>`` into tables
-    when they are first imported, before an operator entry point is patched.
+    """Import the parts of torch that read torch's callables (``torch.ops.aten.<op>.<overload>``,
+    ``torch.nn.functional.*``) into tables when they are first imported, before any is patched.
 
     # NB: torch imports Dynamo lazily, on the first call of anything wrapped in
     # ``torch._disable_dynamo`` (a dispatch mode's ``__torch_dispatch__``, such as the
-    # liveness mode's), and Dynamo imports ``torch.distributed.tensor``, which walks
-    # every aten operator and reads its ``tags``. Run during a pass, that import would
-    # meet the wrapper where the operator was, fail (a count's error in a fresh
-    # process), or keep the wrapper in its tables for good.
+    # liveness mode's). Dynamo imports ``torch.distributed.tensor``, which walks every
+    # aten operator and reads its ``tags``, and keeps torch's functions in its own
+    # tables. Run during a pass, that import would meet the wrappers where torch's
+    # callables were: fail (a count's error in a fresh process), or keep a wrapper
+    # in its tables for good.
     """
     import torch._dynamo  # noqa: F401
 
