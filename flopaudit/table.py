@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from collections.abc import Sequence
+
+_GAP = 2
+"""Spaces between two columns."""
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
@@ -16,6 +22,46 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], align:
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
     return "\n".join(out)
+
+
+def format_table_blocks(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None,
+                        width: int | None = None) -> str:
+    """:func:`format_table`, its columns after the first split into blocks that fit ``width``
+    characters, one block under the other (a blank line between), each block starting with
+    the first column: a table wider than the terminal reads block by block rather than
+    wrapped line by line. Without ``width``, or where the table fits, one block."""
+    full = format_table(header, rows, align)
+    if width is None or max(len(line) for line in full.splitlines()) <= width or len(header) < 3:
+        return full
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    if align is None:
+        align = "".join("r" if all(_numeric(r[i]) for r in cells[1:]) and rows else "l" for i in range(len(header)))
+    blocks: list[list[int]] = [[]]
+    used = widths[0]
+    for i in range(1, len(header)):
+        if blocks[-1] and used + _GAP + widths[i] > width:
+            blocks.append([])
+            used = widths[0]
+        blocks[-1].append(i)
+        used += _GAP + widths[i]
+    parts = []
+    for block in blocks:
+        keep = [0, *block]
+        parts.append(format_table([header[i] for i in keep], [[row[i] for i in keep] for row in rows],
+                                  "".join(align[i] for i in keep)))
+    return "\n\n".join(parts)
+
+
+def terminal_width() -> int | None:
+    """The width to fit tables to: ``COLUMNS`` if set, else the terminal's where standard
+    output is one; None (no limit) where output goes to a file or a pipe."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _numeric(text: str) -> bool:

@@ -248,3 +248,35 @@ def test_the_working_directory_hides_nothing_installed(tmp_path: Path, monkeypat
     assert load_callable("flopaudit_probe_here:build")() == "here"
     assert sys.path[-1] == str(tmp_path)  # looked for last
     assert load_callable("json:dumps")([1]) == "[1]"  # the standard library's, not the file here
+
+
+def test_a_table_wider_than_the_terminal_comes_in_blocks_that_fit() -> None:
+    from flopaudit.table import format_table, format_table_blocks
+
+    header = ["model", *(f"backend-{i}" for i in range(7))]
+    rows = [["resnet50", *(f"{i}.{i}G (1.00{i}x)" for i in range(7))], ["vit", *(["n/a"] * 7)]]
+    full = format_table(header, rows)
+    assert format_table_blocks(header, rows, width=None) == full
+    assert format_table_blocks(header, rows, width=len(full.splitlines()[0]) + 10) == full
+    blocks = format_table_blocks(header, rows, width=60).split("\n\n")
+    assert len(blocks) > 1
+    seen = []
+    for block in blocks:
+        lines = block.splitlines()
+        assert all(len(line) <= 60 for line in lines)
+        assert lines[0].startswith("model") and lines[2].startswith("resnet50") and lines[3].startswith("vit")
+        seen += lines[0].split()[1:]
+    assert seen == header[1:]  # every column once, in order
+    assert format_table_blocks(header, rows, width=10).count("\n\n") == 6  # one column a block at the narrowest
+
+
+def test_run_fits_its_table_and_verdict_to_columns(capsys: pytest.CaptureFixture[str], fake_backends: None,
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "70")
+    rc = main(["run", "--models", "user_models:tiny_linear", "--inputs", "user_models:tiny_inputs",
+               "--backends", "reference", "fake-noisy", "fake-raise", "thop", "torchinfo", "--out", str(tmp_path),
+               "--no-progress", "--no-cache"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= 70 for line in out.splitlines() if not line.startswith(("wrote ", "cache:"))), out
+    assert out.count("model \\ MACs") >= 2  # the backend columns came in blocks

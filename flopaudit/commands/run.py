@@ -105,7 +105,9 @@ def main(args: argparse.Namespace) -> int:
         import dataclasses
 
         run = dataclasses.replace(run, cost_weights=weights)
-    print(render_terminal(run, backends))
+    from flopaudit.table import terminal_width
+
+    print(render_terminal(run, backends, terminal_width()))
     if run.costs:
         from flopaudit.reports.cost import terminal_text
 
@@ -233,10 +235,14 @@ def _cell(r: CountResult | None, ref: int | None) -> str:
     return {"error": "ERROR", "timeout": "TIMEOUT", "not applicable": "n/a"}[r.status.value]
 
 
-def render_terminal(run: AuditRun, backends: list[str]) -> str:
-    """The model x backend MACs table, then one line per failed count."""
+def render_terminal(run: AuditRun, backends: list[str], width: int | None = None) -> str:
+    """The model x backend MACs table, then one line per failed count and the verdict.
+    With ``width`` (the terminal's), the table's backend columns come in blocks that fit it
+    and the verdict is wrapped to it (at most 120 characters)."""
+    import textwrap
+
     from flopaudit.records import Status
-    from flopaudit.table import format_table
+    from flopaudit.table import format_table_blocks
 
     models = list(dict.fromkeys(r.model for r in run.results))
     rows = []
@@ -246,7 +252,7 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
         rows.append([m] + [_cell(run.result(m, b), ref) for b in backends])
     step = dict(run.environment).get("pass")
     corner = "model \\ training-step MACs" if step else "model \\ MACs"
-    lines = [format_table([corner] + backends, rows, align="l" + "r" * len(backends))]
+    lines = [format_table_blocks([corner] + backends, rows, align="l" + "r" * len(backends), width=width)]
     if step:
         lines.insert(0, f"counted: one {step}")
     problems = [r for r in run.results if r.status is not Status.OK]
@@ -254,17 +260,22 @@ def render_terminal(run: AuditRun, backends: list[str]) -> str:
         lines.append("")
         for r in problems:
             first = (r.error or "").strip().splitlines()[0] if r.error else ""
-            lines.append(f"{r.model} / {r.backend}: {r.status.value}: {first}")
+            line = f"{r.model} / {r.backend}: {r.status.value}: {first}"
+            lines += textwrap.wrap(line, width, subsequent_indent="    ") if width else [line]
     if any(r.backend == "reference" and r.ok for r in run.results):
-        summary = explanation_summary(run)
+        summary = explanation_summary(run, min(width or _VERDICT_WIDTH, _VERDICT_WIDTH))
         if summary:
             lines += ["", summary]
     return "\n".join(lines)
 
 
-def explanation_summary(run: AuditRun) -> str:
+_VERDICT_WIDTH = 120
+"""The widest the verdict's lines are wrapped to."""
+
+
+def explanation_summary(run: AuditRun, width: int = _VERDICT_WIDTH) -> str:
     """The verdict per model and how many cells of each classification."""
     from flopaudit.reports import build_report
     from flopaudit.reports.verdict import footer
 
-    return footer(build_report(run))
+    return footer(build_report(run), width)

@@ -476,8 +476,8 @@ def footer(report: Report, width: int = 120) -> str:
     counts = Counter(c.classification for c in report.cells)
     parts = [f"{name} {counts[name]}" for name in CLASSIFICATIONS if counts[name]]
     if parts:
-        lines.append("cells: " + ", ".join(parts) + ". Causes per cell: report.md, or "
-                     "'flopaudit explain MODEL --backend BACKEND'.")
+        lines += textwrap.wrap("cells: " + ", ".join(parts) + ". Causes per cell: report.md, or "
+                               "'flopaudit explain MODEL --backend BACKEND'.", width, subsequent_indent="    ")
     else:
         lines.append("cells: none to compare (only the reference counter ran).")
     return "\n".join(lines)
