@@ -280,3 +280,17 @@ def test_run_fits_its_table_and_verdict_to_columns(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert all(len(line) <= 70 for line in out.splitlines() if not line.startswith(("wrote ", "cache:"))), out
     assert out.count("model \\ MACs") >= 2  # the backend columns came in blocks
+
+
+def test_backends_keeps_to_the_width_and_lists_why_a_backend_is_unavailable(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from flopaudit.adapters import backends
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    for b in backends().values():
+        assert b.name in out
+        if not b.available():
+            assert f"{b.name}: " in out  # its reason, under the table

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from flopaudit.commands._common import add_parser
-from flopaudit.table import format_table
+from flopaudit.table import format_table, format_table_blocks, terminal_width
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +17,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import textwrap
+
     from flopaudit.adapters import backends
 
-    rows = []
+    header = ["backend", "distribution", "version", "unit", "granularity", "counts", "available"]
+    rows, missing = [], []
     for b in backends().values():
-        available = "yes" if b.available() else f"no ({b.missing_reason()})"
         unit = b.unit.value if b.counts_macs else "none (params)"
-        rows.append([b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value,
-                     ", ".join(b.passes), available])
-    print(format_table(["backend", "distribution", "version", "unit", "granularity", "counts", "available"], rows))
+        row = [b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value,
+               ", ".join(b.passes), "yes"]
+        if not b.available():
+            row[-1] = f"no ({b.missing_reason()})"
+            missing.append((b.name, b.missing_reason()))
+        rows.append(row)
+    table = format_table(header, rows)
+    width = terminal_width()
+    if width is not None and max(map(len, table.splitlines())) > width:
+        # the reasons under the table, wrapped: the table keeps to the width
+        table = format_table_blocks(header, [row[:-1] + [row[-1] if row[-1] == "yes" else "no (below)"]
+                                             for row in rows], width=width)
+        table += "\n" + "\n".join(line for name, reason in missing
+                                   for line in textwrap.wrap(f"{name}: {reason}", width, subsequent_indent="    "))
+    print(table)
     return 0
