@@ -411,3 +411,17 @@ def test_torch_profiler_misses_the_first_feed_forward_product_of_a_frozen_encode
     assert r.status is Status.OK, r.error
     assert r.macs == expected
     assert _predicted("torch-profiler", layer(), x) == expected
+
+
+def test_a_counts_warnings_carry_no_log_time_stamps() -> None:
+    """torch's C++ warnings print a time stamp (``[W1205 12:00:25.764389823 util.cpp:845] ...``):
+    kept, two counts of one model would differ (a cached count from a fresh one)."""
+    from flopaudit.adapters.base import _dedupe
+
+    stamped = ["[W1205 12:00:25.764389823 util.cpp:845] Warning: Failed to compute flops for op aten::conv2d "
+               "(function computeFlops)",
+               "[W1205 12:01:02.000000001 util.cpp:845] Warning: Failed to compute flops for op aten::conv2d "
+               "(function computeFlops)",
+               "UserWarning: [W] stays as it is"]
+    assert _dedupe(stamped) == ("Warning: Failed to compute flops for op aten::conv2d (function computeFlops)",
+                                "UserWarning: [W] stays as it is")

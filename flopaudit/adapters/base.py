@@ -309,10 +309,16 @@ def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+_LOG_STAMP = re.compile(r"^\[[WIEF]\d{4} [\d:.]+ (?:\d+ )?[\w./-]+:\d+\] ")
+"""The prefix of a line torch's C++ logging prints (``[W1205 12:00:25.764389823 util.cpp:845] ``):
+a time stamp, which would make two counts of one model differ in their warnings."""
+
+
 def _dedupe(messages: list[str], limit: int = 50) -> tuple[str, ...]:
+    """The messages without torch's log stamps, each once (the first 50)."""
     seen: dict[str, None] = {}
     for m in messages:
-        seen.setdefault(m[:500], None)
+        seen.setdefault(_LOG_STAMP.sub("", m)[:500], None)
     out = list(seen)
     if len(out) > limit:
         out = out[:limit] + [f"... {len(out) - limit} more messages"]
