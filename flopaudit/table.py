@@ -13,15 +13,24 @@ _GAP = 2
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
     """Left-align text columns, right-align numeric ones (``align`` overrides: 'l'/'r' per column)."""
+    cells, widths, align = _layout(header, rows, align)
+    gap = " " * _GAP
+
+    def line(row: list[str]) -> str:
+        return gap.join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)).rstrip()
+    out = [line(cells[0]), gap.join("-" * w for w in widths)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def _layout(header: Sequence[str], rows: Sequence[Sequence[object]],
+            align: str | None) -> tuple[list[list[str]], list[int], str]:
+    """The table's cells as text (the header first), each column's width and each column's alignment."""
     cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     if align is None:
         align = "".join("r" if all(_numeric(r[i]) for r in cells[1:]) and rows else "l" for i in range(len(header)))
-    def line(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)).rstrip()
-    out = [line(cells[0]), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells[1:]]
-    return "\n".join(out)
+    return cells, widths, align
 
 
 def format_table_blocks(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None,
@@ -33,10 +42,7 @@ def format_table_blocks(header: Sequence[str], rows: Sequence[Sequence[object]],
     full = format_table(header, rows, align)
     if width is None or max(len(line) for line in full.splitlines()) <= width or len(header) < 3:
         return full
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    if align is None:
-        align = "".join("r" if all(_numeric(r[i]) for r in cells[1:]) and rows else "l" for i in range(len(header)))
+    _, widths, align = _layout(header, rows, align)
     blocks: list[list[int]] = [[]]
     used = widths[0]
     for i in range(1, len(header)):

@@ -263,19 +263,16 @@ def render_terminal(run: AuditRun, backends: list[str], width: int | None = None
             line = f"{r.model} / {r.backend}: {r.status.value}: {first}"
             lines += textwrap.wrap(line, width, subsequent_indent="    ") if width else [line]
     if any(r.backend == "reference" and r.ok for r in run.results):
-        summary = explanation_summary(run, min(width or _VERDICT_WIDTH, _VERDICT_WIDTH))
+        summary = explanation_summary(run, width)
         if summary:
             lines += ["", summary]
     return "\n".join(lines)
 
 
-_VERDICT_WIDTH = 120
-"""The widest the verdict's lines are wrapped to."""
-
-
-def explanation_summary(run: AuditRun, width: int = _VERDICT_WIDTH) -> str:
-    """The verdict per model and how many cells of each classification."""
+def explanation_summary(run: AuditRun, width: int | None = None) -> str:
+    """The verdict per model and how many cells of each classification, wrapped to ``width``
+    (at most :data:`~flopaudit.reports.verdict.FOOTER_WIDTH`)."""
     from flopaudit.reports import build_report
-    from flopaudit.reports.verdict import footer
+    from flopaudit.reports.verdict import FOOTER_WIDTH, footer
 
-    return footer(build_report(run), width)
+    return footer(build_report(run), min(width or FOOTER_WIDTH, FOOTER_WIDTH))

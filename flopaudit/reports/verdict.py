@@ -456,7 +456,11 @@ def _listed(items: Sequence[str], limit: int) -> str:
 # --- the CLI table's footer -------------------------------------------------------------------------------------
 
 
-def footer(report: Report, width: int = 120) -> str:
+FOOTER_WIDTH = 120
+"""The widest the footer's lines are wrapped to."""
+
+
+def footer(report: Report, width: int = FOOTER_WIDTH) -> str:
     """Verdict lines per model, the family recommendations and the cell counts,
     for the terminal under the model x backend table."""
     from collections import Counter
