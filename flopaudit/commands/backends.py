@@ -28,8 +28,9 @@ def main(args: argparse.Namespace) -> int:
         row = [b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value,
                ", ".join(b.passes), "yes"]
         if not b.available():
-            row[-1] = f"no ({b.missing_reason()})"
-            missing.append((b.name, b.missing_reason()))
+            reason = b.missing_reason()  # (a shared import package's reason reads its files' hashes)
+            row[-1] = f"no ({reason})"
+            missing.append((b.name, reason))
         rows.append(row)
     table = format_table(header, rows)
     width = terminal_width()
