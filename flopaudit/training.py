@@ -18,11 +18,22 @@
 
 The model is left as it was: each parameter's ``.grad`` is put back
 afterwards, and the optimizer steps *stand-ins* of the parameters
-(:func:`torch.empty_like`, holding the real gradients): the same operators on
-the same shapes as a step of the real parameters, which stay untouched.
-# NB: a stand-in's values are whatever its memory held: the per-parameter
-# loop reads no parameter value to decide what to run (only the ``step``
-# count, which the optimizer makes itself), so they change no operator.
+(:func:`stand_in`): the same operators on the same shapes as a step of the
+real parameters, which stay untouched. A parameter of at least
+:data:`META_STAND_IN_NUMEL` elements is stood in for on the meta device (its
+shape, strides and dtype, holding a meta tensor like its gradient): its step
+and its optimizer state (for Adam two more tensors its size) then take no
+memory and no arithmetic. A smaller one is stood in for by an uninitialised
+tensor like it on its own device, holding its real gradient: torch's meta
+kernels of ``lerp_``, ``addcmul_``, ``sqrt``, ``div`` and ``addcdiv_`` are
+Python (about 0.1 ms a call), more than those operators cost on a small CPU
+tensor (``benchmarks/bench_train_step.py``: hf-gpt2 with AdamW, and the small
+models, side by side).
+# NB: the per-parameter loop reads no parameter or gradient value to decide
+# what to run (only the ``step`` count, which the optimizer makes itself on
+# the CPU), so values it cannot see change no operator. A gradient that is
+# not a dense tensor (``nn.Embedding(sparse=True)``), or a parameter or
+# gradient of a tensor subclass, is stood in for on its own device.
 Buffers a train-mode forward writes (BatchNorm running statistics) are the
 caller's to guard (the reference engine does; adapters count a copy).
 # NB: on CUDA torch's optimizers default to the ``foreach`` kernels, which do
@@ -132,6 +143,35 @@ def grads_put_back(params: list[nn.Parameter]) -> Iterator[None]:
             p.grad = grad
 
 
+def _on_meta(t: torch.Tensor) -> torch.Tensor:
+    """An uninitialised meta tensor with ``t``'s shape, strides and dtype."""
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+
+
+#: Parameters with at least this many elements are stood in for on the meta device (see the module docstring).
+META_STAND_IN_NUMEL = 1 << 20
+
+
+def stand_in(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """What an optimizer step steps in place of ``param`` (whose gradient is ``grad``):
+    for a dense parameter of at least :data:`META_STAND_IN_NUMEL` elements, a meta
+    tensor like it requiring a gradient, with a meta tensor like ``grad`` as its
+    ``.grad``; otherwise (and for a gradient that is not a dense tensor, or a
+    parameter or gradient of a tensor subclass) an uninitialised tensor like
+    ``param`` on its own device holding ``grad`` itself."""
+    if (param.numel() >= META_STAND_IN_NUMEL and type(param) in _PLAIN and type(grad) is torch.Tensor
+            and grad.layout is torch.strided and param.layout is torch.strided):
+        t = _on_meta(param).requires_grad_(True)
+        t.grad = _on_meta(grad)
+        return t
+    t = torch.empty_like(param).requires_grad_(True)
+    t.grad = grad
+    return t
+
+
+_PLAIN = (torch.Tensor, nn.Parameter)
+
+
 def optimizer_step(name: str, owners: list[tuple[str, nn.Parameter]], hooks: StepHooks | None) -> int:
     """One step of optimizer ``name`` over the parameters that have a gradient, on
     stand-ins (made before the step, outside it); returns how many were stepped."""
@@ -144,9 +184,7 @@ def optimizer_step(name: str, owners: list[tuple[str, nn.Parameter]], hooks: Ste
     with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
         for path, p in owners:
             if p.grad is not None:
-                stand_in = torch.empty_like(p).requires_grad_(True)
-                stand_in.grad = p.grad
-                stand_ins.append((path, stand_in))
+                stand_ins.append((path, stand_in(p, p.grad)))
     if not stand_ins:
         return 0
     optimizer = make([t for _, t in stand_ins])
@@ -192,5 +230,5 @@ def train_step(model: nn.Module, inputs: ModelInputs, spec: Pass, hooks: StepHoo
     return outcome
 
 
-__all__ = ["LEARNING_RATE", "StepHooks", "StepOutcome", "check_loss", "checked_loss", "grads_put_back",
-           "load_loss", "optimizer_step", "parameter_owners", "sum_of_outputs", "train_step"]
+__all__ = ["LEARNING_RATE", "META_STAND_IN_NUMEL", "StepHooks", "StepOutcome", "check_loss", "checked_loss", "grads_put_back",
+           "load_loss", "optimizer_step", "parameter_owners", "stand_in", "sum_of_outputs", "train_step"]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
+from flopaudit import training
 from flopaudit.errors import UserError
 from flopaudit.reference import count
 
@@ -180,6 +181,63 @@ def test_optimizer_step(optimizer: str, per_element: int, per_parameter: int) ->
     # each parameter's update is attributed to the module holding it
     assert r.phases["optimizer"].per_module["0"].extra_flops == per_element * 30 + per_parameter
     assert r.phases["optimizer"].per_module["2"].extra_flops == per_element * 12 + 2 * per_parameter
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_meta_stand_ins_step_like_real_ones(monkeypatch: pytest.MonkeyPatch, optimizer: str) -> None:
+    """Stepping every parameter's stand-in on meta records what stepping real stand-ins records:
+    the same events (shapes, bytes, module, phase) in the same order."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 36, 3))
+    model[0].weight.data = model[0].weight.data.to(memory_format=torch.channels_last)  # strides kept
+    x = torch.randn(2, 3, 8, 8)
+    counts = {}
+    for numel in (0, 1 << 62):  # every stand-in on meta; every stand-in on the CPU
+        monkeypatch.setattr(training, "META_STAND_IN_NUMEL", numel)
+        counts[numel] = count(model, x, pass_="train", optimizer=optimizer)
+    on_meta, on_cpu = counts.values()
+    assert on_meta.events == on_cpu.events
+    assert on_meta.phases == on_cpu.phases
+
+
+def test_a_large_parameter_is_stood_in_for_on_meta() -> None:
+    large = nn.Parameter(torch.zeros(training.META_STAND_IN_NUMEL // 2, 2))
+    large.grad = torch.ones_like(large).t().contiguous().t()  # a gradient with other strides than its parameter's
+    t = training.stand_in(large, large.grad)
+    assert t.is_meta and t.grad.is_meta and t.requires_grad
+    assert (t.shape, t.stride(), t.dtype) == (large.shape, large.stride(), large.dtype)
+    assert (t.grad.shape, t.grad.stride()) == (large.grad.shape, large.grad.stride())
+    small = nn.Parameter(torch.zeros(3, 2))
+    small.grad = torch.ones_like(small)
+    t = training.stand_in(small, small.grad)
+    assert not t.is_meta and t.grad is small.grad and t is not small
+    # a sparse gradient (nn.Embedding(sparse=True)) is stood in for on its own device, as it is
+    sparse = nn.Parameter(torch.zeros(training.META_STAND_IN_NUMEL, 1))
+    sparse.grad = torch.sparse_coo_tensor(torch.tensor([[0]]), torch.ones(1, 1), sparse.shape,
+                                          check_invariants=True)
+    t = training.stand_in(sparse, sparse.grad)
+    assert not t.is_meta and t.grad is sparse.grad
+
+
+def test_a_large_model_steps_without_copying_its_parameters() -> None:
+    """An AdamW step of a large layer leaves no stand-in or optimizer state in memory: all on meta."""
+    model = nn.Linear(1024, 1024)
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self: torch.optim.AdamW, *args: object, **kwargs: object) -> object:
+        out = real_step(self, *args, **kwargs)
+        seen.extend((p.device.type, {k: v.device.type for k, v in self.state[p].items()})
+                    for g in self.param_groups for p in g["params"])
+        return out
+
+    torch.optim.AdamW.step = step  # type: ignore[method-assign]
+    try:
+        r = count(model, torch.randn(N, 1024), pass_="train", optimizer="adamw")
+    finally:
+        torch.optim.AdamW.step = real_step  # type: ignore[method-assign]
+    assert seen == [("meta", {"step": "cpu", "exp_avg": "meta", "exp_avg_sq": "meta"}),
+                    ("cpu", {"step": "cpu", "exp_avg": "cpu", "exp_avg_sq": "cpu"})]  # the weight, then the bias
+    assert r.phases["optimizer"].total.extra_flops == 11 * (1024 * 1024 + 1024) + 2
 
 
 def test_backward_runs_where_its_forward_ran() -> None:
