@@ -59,6 +59,35 @@ def format_table_blocks(header: Sequence[str], rows: Sequence[Sequence[object]],
     return "\n\n".join(parts)
 
 
+def wrap_last_column(header: Sequence[str], rows: Sequence[Sequence[object]], width: int | None,
+                     sep: str = ",") -> list[list[object]]:
+    """``rows`` with the last column's text broken after ``sep`` onto rows of their own
+    (the other cells empty) so that the table fits ``width`` characters, where it can:
+    the last column is never made narrower than its longest unbreakable part or than
+    its header. Without ``width``, or where the table fits, the rows as they are."""
+    out = [list(row) for row in rows]
+    if width is None or not header or not rows:
+        return out
+    _, widths, _ = _layout(header, rows, "l" * len(header))
+    room = width - sum(widths[:-1]) - _GAP * (len(header) - 1)
+    if room >= widths[-1]:
+        return out
+    wrapped: list[list[object]] = []
+    for row in out:
+        text = "" if row[-1] is None else str(row[-1])
+        parts = text.split(sep)
+        limit = max(room, len(str(header[-1])), *(len(p) + len(sep) for p in parts))
+        lines = [""]
+        for i, part in enumerate(parts):
+            piece = part + (sep if i < len(parts) - 1 else "")
+            if lines[-1] and len(lines[-1]) + len(piece) > limit:
+                lines.append("")
+            lines[-1] += piece
+        wrapped.append(row[:-1] + [lines[0]])
+        wrapped.extend([""] * (len(row) - 1) + [line] for line in lines[1:])
+    return wrapped
+
+
 def terminal_width() -> int | None:
     """The width to fit tables to: ``COLUMNS`` if set, else the terminal's where standard
     output is one; None (no limit) where output goes to a file or a pipe."""

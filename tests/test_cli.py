@@ -294,3 +294,43 @@ def test_backends_keeps_to_the_width_and_lists_why_a_backend_is_unavailable(
         assert b.name in out
         if not b.available():
             assert f"{b.name}: " in out  # its reason, under the table
+
+
+def test_zoo_runs_its_tags_on_over_more_lines_on_a_narrow_terminal(capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["zoo", "--default"]) == 0
+    wide = capsys.readouterr().out
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["zoo", "--default"]) == 0
+    narrow = capsys.readouterr().out
+    assert max(len(line) for line in wide.splitlines()) > 100  # the test means something
+    assert all(len(line) <= 100 for line in narrow.splitlines()), narrow
+
+    def tags_by_case(out: str) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        case = ""
+        for line in out.splitlines()[2:]:
+            if not line.strip() or line.endswith("case(s)"):
+                continue
+            if not line.startswith(" "):
+                case = line.split()[0]
+            tags[case] = tags.get(case, "") + line.split()[-1]
+        return tags
+
+    assert tags_by_case(narrow) == tags_by_case(wide)  # every tag still there, in order
+
+
+def test_a_last_column_wraps_at_its_separator() -> None:
+    from flopaudit.table import format_table, wrap_last_column
+
+    header = ["id", "tags"]
+    rows = [["a", "one,two,three"], ["bb", "averyveryverylongtag,x"], ["c", None]]
+    assert wrap_last_column(header, rows, None) == [list(r) for r in rows]
+    assert wrap_last_column(header, rows, 80) == [list(r) for r in rows]  # it fits
+    assert wrap_last_column(header, rows, 12) == [
+        ["a", "one,two,"], ["", "three"],
+        ["bb", "averyveryverylongtag,"], ["", "x"],  # never narrower than a part
+        ["c", ""],
+    ]
+    assert all(len(line) <= 12 for line in format_table(header, wrap_last_column(header, rows[:1], 12)).splitlines())

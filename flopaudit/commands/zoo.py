@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from flopaudit.commands._common import add_parser, split_list
-from flopaudit.table import format_table
+from flopaudit.table import format_table, terminal_width, wrap_last_column
 from flopaudit.units import human
 
 
@@ -35,6 +35,8 @@ def main(args: argparse.Namespace) -> int:
         [c.id, "yes" if c.default else "", human(c.expected_macs), human(c.expected_params), ",".join(sorted(c.tags))]
         for c in cases
     ]
-    print(format_table(["id", "default", "expected MACs", "expected params", "tags"], rows, align="lllll"))
+    header = ["id", "default", "expected MACs", "expected params", "tags"]
+    # On a terminal narrower than the table its tags run on over more lines.
+    print(format_table(header, wrap_last_column(header, rows, terminal_width()), align="lllll"))
     print(f"\n{len(cases)} case(s)")
     return 0
