@@ -425,3 +425,39 @@ def test_a_counts_warnings_carry_no_log_time_stamps() -> None:
                "UserWarning: [W] stays as it is"]
     assert _dedupe(stamped) == ("Warning: Failed to compute flops for op aten::conv2d (function computeFlops)",
                                 "UserWarning: [W] stays as it is")
+
+
+@pytest.mark.filterwarnings("ignore:(?s).*torch.ao.quantization is deprecated", "ignore:torch.quantize_per_tensor")
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("hidden, layers, bidirectional, packed", [
+    (5, 1, False, False),  # 3 x 5 elements per operator: odd, each rounded down
+    (6, 2, True, False),
+    (6, 2, True, True),  # packed: the steps' batch sizes are 3, 3, 2, 1
+])
+def test_torch_profiler_prices_the_cells_of_a_dynamically_quantized_rnn(
+        kind: type[nn.RNNBase], hidden: int, layers: int, bidirectional: bool, packed: bool) -> None:
+    torch.manual_seed(0)
+    model = torch.ao.quantization.quantize_dynamic(
+        nn.Sequential(kind(4, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True)), {kind},
+        dtype=torch.qint8)
+    x = torch.randn(3, 4, 4)
+    inputs = (nn.utils.rnn.pack_padded_sequence(x, [4, 3, 2], batch_first=True),) if packed else (x,)
+    r = _adapter("torch-profiler").count(model, inputs)
+    assert r.status is Status.OK, r.error
+    assert r.macs > 0  # the cells' own operators; the int8 products have no estimate
+    assert _predicted("torch-profiler", model, inputs) == r.macs
+
+
+@pytest.mark.parametrize("rows", [26, 31])
+def test_torch_profiler_prices_the_product_inside_cdist_past_25_rows(rows: int) -> None:
+    class Cdist(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.cdist(a, b)
+
+    a, b = torch.randn(3, rows, 5), torch.randn(3, 7, 5)
+    # the bmm of (rows x 7) distances over 5 + 2 features, and x1 * -2 (1 FLOP per element, halved, rounded down)
+    expected = 3 * rows * 7 * (5 + 2) + 3 * rows * 5 // 2
+    r = _adapter("torch-profiler").count(Cdist(), (a, b))
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    assert _predicted("torch-profiler", Cdist(), (a, b)) == expected

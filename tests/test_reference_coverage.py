@@ -125,6 +125,8 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
         lambda x, w1, w2, h: aten._cudnn_rnn(x, [w1, w2], 2, None, h, None, 1, 6, 0, 1, False, 0.0, False, False,
                                              [], None),
         (3, 2, 4), (6, 4), (6, 6), (1, 2, 6), meta=True),
+    "rnn.quantized_rnn": lambda: engine(None, (3, 2, 4), module=torch.ao.quantization.quantize_dynamic(
+        nn.Sequential(nn.GRU(4, 6)), {nn.GRU}, dtype=torch.qint8)),
     "rnn.fused_cell": lambda: shapes_only(aten._thnn_fused_gru_cell.default, (2, 18), (2, 18), (2, 6)),
     # test_reference_layers.py
     "norm.batch_norm": lambda: engine(None, X, module=nn.BatchNorm2d(3).eval()),
@@ -162,6 +164,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "reduction.dist": lambda: engine(torch.dist, (3, 4), (3, 4)),
     "reduction.renorm": lambda: engine(lambda x: torch.renorm(x, 2, 0, 1.0), (3, 4)),
     "reduction.cdist": lambda: train(torch.cdist, (2, 3, 4), (2, 5, 4)),
+    "reduction.euclidean_dist": lambda: engine(torch.cdist, (2, 26, 4), (2, 5, 4)),  # past 25 rows
     "reduction.softmax": lambda: engine(lambda x: x.softmax(1), X),
     "reduction.selection": lambda: engine(lambda x: x.topk(2, dim=1), X),
     # backward.py (values: test_reference_train.py)

@@ -191,6 +191,19 @@ def test_elementwise_and_reductions(build, shapes, extra: int) -> None:
     assert run(build(), *shapes).extra_flops == extra
 
 
+def test_euclidean_dist_is_the_product_cdist_runs_past_25_rows() -> None:
+    """torch.cdist with p = 2 and more than 25 rows is one aten._euclidean_dist: a product of the
+    features with the squared norms and a column of ones on each side (M + 2 per pair); fewer rows
+    is _cdist_forward, a norm per pair (no MACs). Batch dims broadcast."""
+    big = count(Fn(torch.cdist), [torch.randn(3, 30, 5), torch.randn(1, 26, 5)])
+    (e,) = [e for e in big.events if e.macs]
+    assert e.op == "aten._euclidean_dist.default" and e.macs == 3 * 30 * 26 * (5 + 2) == big.macs
+    # ||a||^2 and ||b||^2 (2M - 1 = 9 per row each), a * -2 (5 per row of a), the clamp and the root per pair
+    assert e.extra_flops == 3 * ((30 + 26) * 9 + 30 * 5 + 2 * 30 * 26) == big.extra_flops
+    small = run(Fn(torch.cdist), (2, 25, 5), (2, 25, 5))
+    assert small.macs == 0 and [e.op for e in small.events if e.extra_flops] == ["aten._cdist_forward.default"]
+
+
 def test_data_movement_ops_are_known_not_unsupported() -> None:
     result = run(Fn(lambda a: torch.cat([a, a.clone()]).permute(2, 0, 1).contiguous()), (2, 3, 4))
     cats = {e.op: e.category for e in result.events}

@@ -108,3 +108,23 @@ def test_fused_cuda_cells_priced_from_shapes(op: str, gates: int, pointwise: int
     cost = cost_of(getattr(torch.ops.aten, op).default, (g, g, state, bias, bias), {}, (state,))
     assert cost is not None
     assert (cost.macs, cost.extra_flops) == (0, pointwise * B * hidden + 2 * B * gates * hidden)
+
+
+@pytest.mark.filterwarnings("ignore:(?s).*torch.ao.quantization is deprecated", "ignore:torch.quantize_per_tensor")
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (2, True)])
+@pytest.mark.parametrize("packed", [False, True])
+def test_dynamically_quantized_rnn_counts_as_its_float_twin(kind: type[nn.RNNBase], layers: int,
+                                                           bidirectional: bool, packed: bool) -> None:
+    """torch.ao's dynamic quantization packs the weights (no parameter left) and runs the whole
+    stack as one aten.quantized_lstm/gru: priced as the float layer it was made from, packed
+    sequences (only the real steps) too."""
+    torch.manual_seed(0)
+    float_model = nn.Sequential(kind(IN, HID, num_layers=layers, bidirectional=bidirectional, batch_first=True))
+    quantized = torch.ao.quantization.quantize_dynamic(float_model, {kind}, dtype=torch.qint8)  # a copy
+    x = torch.randn(B, T, IN)
+    inputs = (nn.utils.rnn.pack_padded_sequence(x, [T, 3], batch_first=True),) if packed else (x,)
+    expected, got = count(float_model, inputs), count(quantized, inputs)
+    assert [e.op.split(".")[1] for e in got.events if e.macs] == [f"quantized_{kind.__name__.lower()}"]
+    assert (got.macs, got.extra_flops) == (expected.macs, expected.extra_flops)
+    assert got.params.total == 0 and got.unsupported == {}

@@ -179,11 +179,18 @@ def _witness_macs(case: ModelCase) -> int:
     ``FlopCounterMode`` / 2 with gradients on and every parameter needing one
     (which turns off the fused attention fast paths), plus formulas for the ops it does not know: the
     CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``,
-    the grouped products of mixture-of-experts layers and this zoo's custom op.
+    the grouped products of mixture-of-experts layers, ``torch.cdist``'s
+    ``_euclidean_dist`` and this zoo's custom op. A dynamically quantized LSTM:
+    its packed weights as the module unpacks them, the same way.
     """
     model, inputs = case.instantiate()
     if "frozen" in case.tags:  # a frozen block takes its fused fast path even with gradients on
         model.requires_grad_(True)
+    if "quantized" in case.tags and "rnn" in case.tags:
+        # the packed weights, unpacked (dequantized) by the module itself; then the quantized head's
+        x = inputs.args[0]
+        weights = sum(w.numel() for w in model.rnn._weight_bias()["weight"].values())
+        return x.shape[0] * x.shape[1] * (weights + model.head.weight().numel())
     if "rnn" in case.tags:
         rnn = next(m for m in model.modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase)))
         x = inputs.args[0]
@@ -212,8 +219,13 @@ def _witness_macs(case: ModelCase) -> int:
         # every output element of the convolution sums Cin/groups x kh x kw sampled products
         return 2 * math.prod(out_shape) * w[1] * w[2] * w[3]
 
+    def euclidean_dist(x1: Any, x2: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        # torch.cdist past 25 rows: each distance a dot product of M features plus the two squared norms
+        return 2 * math.prod(out_shape) * (x1[-1] + 2)
+
     mapping = {
         torch.ops.aten._trilinear: bilinear,
+        torch.ops.aten._euclidean_dist: euclidean_dist,
         torch.ops.torchvision.deform_conv2d: deform_conv2d,
         **({torch.ops.aten._grouped_mm: grouped_mm} if hasattr(torch.ops.aten, "_grouped_mm") else {}),
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu,

@@ -62,6 +62,7 @@ BACKEND = Backend(
         "compiled-submodules": "fvcore fails: torch.jit.trace refuses a module wrapped by torch.compile, even one "
         "running eagerly (RuntimeError: Detected that you are using FX to torch.jit.trace a dynamo-optimized "
         "function)",
+        "lstm-dynamic-quantized": "fvcore fails: torch.jit.trace cannot trace aten::quantized_lstm, whose packed weights are TorchScript objects (__torch__.torch.classes.rnn.CellParamsBase), not tensors (RuntimeError: Only tensors ... can be inputs to traced functions)",
         "scripted-module": "fvcore fails: its trace registers scope hooks on every module, which a ScriptModule "
         "refuses",
     },

@@ -90,6 +90,7 @@ KNOWN_FAILURES: dict[str, str] = {
     "attention-frozen-fast-path": _NONE_OUTPUT,
     "exported-program": "torchsummary fails: the only module an exported graph calls is its guard module "
     "(_guards_fn), which returns None, and its hook reads the output's .size()",
+    "lstm-dynamic-quantized": _TUPLE_OUTPUT,
     "lstm-1layer": _TUPLE_OUTPUT,
     "lstm-bidir-2layer": _TUPLE_OUTPUT,
     "lstm-batch-first": _TUPLE_OUTPUT,

@@ -174,6 +174,11 @@ def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
     return args.get(f"#{position}", args.get(name, default))
 
 
+#: The operators of a dynamically quantized LSTM/GRU (``torch.ao.nn.quantized.dynamic``): packed
+#: weights, one call for the whole stack (see :func:`flopaudit.reference.formulas.rnn.quantized_rnn`).
+QUANTIZED_RNN_OPS = ("aten.quantized_lstm", "aten.quantized_gru")
+
+
 def aten_calls(*names: str) -> tuple[str, ...]:
     """The paths of ``torch.ops.aten.<name>.default``: the operator entry points that a
     graph exported with ``torch.export`` (or any code calling ``torch.ops.aten``)
@@ -697,6 +702,7 @@ __all__ = [
     "EVENT_COUNTERS",
     "EventRule",
     "MODULE_COUNTERS",
+    "QUANTIZED_RNN_OPS",
     "ModuleRule",
     "RULESETS",
     "Ruleset",

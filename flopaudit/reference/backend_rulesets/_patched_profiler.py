@@ -49,7 +49,7 @@ from typing import Any
 from flopaudit.reference.backend_rulesets.fvcore import call_arg
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter
+from flopaudit.reference.rulesets import QUANTIZED_RNN_OPS, EventRule, Ruleset, event_counter
 from flopaudit.reference.rulesets import numel as _numel
 
 _UNSUPPORTED = "unsupported"
@@ -188,6 +188,9 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
                   kind=_UNSUPPORTED),
         EventRule("zero", category=Category.ATTENTION,
                   reason="fused attention made outside a patched function counts 0", kind=_UNSUPPORTED),
+        *(EventRule("zero", op=op, reason="a dynamically quantized LSTM/GRU (torch.ao) runs aten::quantized_lstm/"
+                    "gru: no patched function and no module hook sees it", kind=_UNSUPPORTED)
+          for op in QUANTIZED_RNN_OPS),
         EventRule("zero", category=Category.RNN,
                   reason="RNN/LSTM/GRU modules are priced by a module hook in FLOPs only: 0 MACs", kind=_UNSUPPORTED),
     ]

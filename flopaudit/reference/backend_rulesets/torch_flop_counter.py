@@ -42,7 +42,14 @@ from torch.utils.flop_counter import flop_registry
 from flopaudit.records import CauseKind
 from flopaudit.reference.events import OpEvent
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, event_counter, numel, register_ruleset
+from flopaudit.reference.rulesets import (
+    QUANTIZED_RNN_OPS,
+    EventRule,
+    Ruleset,
+    event_counter,
+    numel,
+    register_ruleset,
+)
 
 #: Overload packets FlopCounterMode has a formula for (``"aten.mm"``...), from torch itself.
 FORMULA_OPS: tuple[str, ...] = tuple(sorted(str(op) for op in flop_registry))
@@ -75,6 +82,8 @@ TORCH_FLOP_COUNTER = Ruleset(
         EventRule("zero", category=Category.ATTENTION,
                   reason="SDPA CPU kernel has no formula (scaled_dot_product_attention counted 0)",
                   kind=CauseKind.UNSUPPORTED),
+        *(EventRule("zero", op=op, reason="dynamically quantized LSTM/GRU kernels (aten::quantized_lstm/gru) have "
+                    "no formula", kind=CauseKind.UNSUPPORTED) for op in QUANTIZED_RNN_OPS),
         EventRule("zero", category=Category.RNN, reason="LSTM CPU kernel (mkldnn_rnn_layer) has no formula",
                   kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.MATMUL, reason="no formula for this product (mv, dot, addbmm...)",

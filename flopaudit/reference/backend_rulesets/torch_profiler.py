@@ -36,6 +36,7 @@ from __future__ import annotations
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
+    QUANTIZED_RNN_OPS,
     EventRule,
     Ruleset,
     aten_calls,
@@ -99,6 +100,38 @@ def rnn_bias_add(e: OpEvent) -> int:
     return _numel(e.input_shapes[3])
 
 
+@event_counter("torch-profiler.euclidean_dist")
+def euclidean_dist(e: OpEvent) -> int:
+    """``aten::_euclidean_dist`` (``torch.cdist`` with p = 2 past 25 rows) dispatches its own
+    ``aten::bmm`` (2 x the reference's MACs) and the ``aten::mul`` of ``x1`` by -2 (1 per
+    element of ``x1``); its squares, sums, clamp and root have no estimate."""
+    return 2 * e.macs + (_numel(e.input_shapes[0]) if e.input_shapes else 0)
+
+
+@event_counter("torch-profiler.quantized_rnn")
+def quantized_rnn(e: OpEvent) -> int:
+    """The dynamically quantized LSTM/GRU kernels' own priced calls (torch 2.14, CPU), per step
+    and layer-direction, each over the step's ``batch x H`` hidden state: the LSTM cell's three
+    ``aten::mul``, the GRU cell's one ``aten::add``; a packed GRU also one ``aten::mul`` over its
+    whole hidden state. Their products (fbgemm) have no estimate. Returned as twice the halved
+    operators' sum (the adapter halves each operator, an odd one rounded down).
+    # NB: a packed sequence's per-step batch sizes are values, not shapes: with an odd ``H``
+    # its operators' rounding is taken as if their sizes were even (half a MAC each at most).
+    """
+    if len(e.input_shapes) < 2:
+        return 0
+    packed = ".data" in e.op
+    x = e.input_shapes[0]
+    hx = e.input_shapes[2 if packed else 1]
+    hidden, batch = hx[-1], hx[1]
+    per_step = (3 if "lstm" in e.op else 1) * int(e.arg("num_layers", 1)) * (2 if e.arg("bidirectional") else 1)
+    if packed:
+        whole_state = _numel(hx) // 2 * 2 if "gru" in e.op else 0
+        return per_step * hidden * x[0] + whole_state
+    steps = _numel(x[:-1]) // batch if batch else 0
+    return 2 * per_step * steps * (batch * hidden // 2)
+
+
 @event_counter("torch-profiler.repeat")
 def repeat_add(e: OpEvent) -> int:
     """``aten::repeat``'s kernel adds over its ``repeats`` (one element per
@@ -155,6 +188,13 @@ TORCH_PROFILER = Ruleset(
                   reason="aten::repeat's own aten::add over its repeats (1 per output dimension)"),
         EventRule("torch-profiler.rnn_bias_add", op="aten.mkldnn_rnn_layer",
                   reason="the CPU LSTM kernel's own aten::add of its two biases (1 per element)"),
+        EventRule("torch-profiler.euclidean_dist", op="aten._euclidean_dist",
+                  reason="aten::_euclidean_dist's own aten::bmm (2 x MACs) and aten::mul of x1 by -2 (torch.cdist "
+                  "with p = 2 past 25 rows)"),
+        *(EventRule("torch-profiler.quantized_rnn", op=op,
+                    reason="the dynamically quantized RNN kernel's own aten::mul/aten::add of its cell (LSTM 3, GRU "
+                    "1 per hidden unit and step); its int8/float16 products have no estimate")
+          for op in QUANTIZED_RNN_OPS),
         *(EventRule("2*macs", op=op, reason="mm/addmm/bmm/baddbmm = 2 x MACs (bias excluded)")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")),
         *(EventRule("torch-profiler.first_numel", op=op,

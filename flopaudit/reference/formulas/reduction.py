@@ -88,12 +88,29 @@ def cdist(call: OpCall) -> Cost:
     pairs a subtract, a power or absolute value and an add per feature: ``3 * P * R * M``
     per batch (a distance is a norm: no MACs, as :func:`vector_norm`). Its
     gradient for ``x1`` the same (a difference, a scaling, an add per pair and feature).
-    # NB: for p = 2 with more than 25 rows ATen computes it through
-    # ``x1 @ x2.T`` (a product of the same size); the root per pair is not counted.
+    # NB: the root per pair is not counted. For p = 2 with more than 25 rows in
+    # ``x1`` or ``x2`` (``compute_mode`` left as it is) ATen calls
+    # ``_euclidean_dist`` instead: see :func:`euclidean_dist`.
     """
     a, b = call.shape("x1"), call.shape("x2")
     batch = numel(torch.broadcast_shapes(a[:-2], b[:-2]))
     return Cost(0, 3 * batch * a[-2] * b[-2] * a[-1], Category.REDUCTION)
+
+
+@on("_euclidean_dist")
+def euclidean_dist(call: OpCall) -> Cost:
+    """``cdist(x1 (..., P, M), x2 (..., R, M))`` for p = 2 as ATen computes it when ``x1`` or
+    ``x2`` has more than 25 rows: ``||a||^2 - 2 a.b + ||b||^2`` through one product of
+    ``P x (M + 2)`` by ``(M + 2) x R`` (the features, the squared norm and a column of ones
+    on each side): ``P * R * (M + 2)`` MACs per batch. Extra FLOPs: the squares and their
+    sums (``2M - 1`` per row of either side), ``x1 * -2`` (``M`` per row of ``x1``), and the
+    clamp at 0 and the root per pair.
+    """
+    a, b = call.shape("x1"), call.shape("x2")
+    batch = numel(torch.broadcast_shapes(a[:-2], b[:-2]))
+    p, r, m = a[-2], b[-2], a[-1]
+    extra = batch * ((p + r) * (2 * m - 1) + p * m + 2 * p * r)
+    return Cost(batch * p * r * (m + 2), extra, Category.MATMUL)
 
 
 @on("cumsum", "cumprod", "logcumsumexp", "cummax", "cummin")

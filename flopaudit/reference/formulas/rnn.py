@@ -86,3 +86,31 @@ def fused_cell(call: OpCall) -> Cost:
     gates = 4 if "lstm" in call.op else 3
     bias = numel(call.shape("input_gates")) * sum(call.get(n) is not None for n in ("input_bias", "hidden_bias"))
     return Cost(0, POINTWISE_PER_HIDDEN[gates] * numel(state) + bias, Category.RNN)
+
+
+@on("quantized_lstm", "quantized_gru")
+def quantized_rnn(call: OpCall) -> Cost:
+    """A dynamically quantized LSTM/GRU stack (``torch.ao.nn.quantized.dynamic.LSTM``/``GRU``:
+    int8 or float16 weights, float activations) in one call: priced as the float stack (see the
+    module docstring), every layer and direction.
+
+    # NB: its weights are packed objects a formula cannot read; each layer's matrices are sized
+    # from the input's features (the first layer), the hidden state's last dim ``H`` and the
+    # directions (``D * H`` features into every later layer). ``proj_size`` has no quantized
+    # kernel, so there is none to size.
+    """
+    gates = 4 if "lstm" in call.op else 3
+    packed = ".data" in call.op
+    x = call.shape("data" if packed else "input")
+    hidden = int(call.shape("hx")[-1] if gates == 3 else call["hx"][0][-1])  # GRU: h0; LSTM: [h0, c0]
+    dirs = 2 if call["bidirectional"] else 1
+    layers = int(call["num_layers"])
+    biases = bool(call["has_biases"])
+    weights: list[tuple[int, ...]] = []
+    for layer in range(layers):
+        features = int(x[-1]) if layer == 0 else dirs * hidden
+        for _ in range(dirs):
+            weights += [(gates * hidden, features), (gates * hidden, hidden)]
+            if biases:
+                weights += [(gates * hidden,), (gates * hidden,)]
+    return rnn_cost(_steps(x, packed), weights, gates, hidden, layers * dirs)

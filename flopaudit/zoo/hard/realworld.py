@@ -1,8 +1,9 @@
 """Hard cases for what real models do to counters: train-only branches,
 pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
-learned float attention mask, timm's attention block, and a step torchvision
-runs as TorchScript only under a trace (batched NMS).
+learned float attention mask, timm's attention block, a step torchvision
+runs as TorchScript only under a trace (batched NMS), and point-cloud
+neighbour grouping (``torch.cdist``).
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -43,6 +44,25 @@ class AuxHeadNet(nn.Module):
         if self.training:
             return self.head(h), self.aux(h)
         return self.head(h)
+
+
+class KnnGrouping(nn.Module):
+    """Each point's 4 nearest neighbours (``torch.cdist``, ``topk``, ``gather``), their edge features
+    ``(neighbour - point, point)`` through a 1x1 convolution, max-pooled over the neighbours."""
+
+    def __init__(self, k: int = 4) -> None:
+        super().__init__()
+        self.k = k
+        self.edge = nn.Conv2d(6, 16, 1)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        b, n, _ = points.shape
+        nearest = torch.cdist(points, points).topk(self.k, dim=-1, largest=False).indices
+        neighbours = torch.gather(points.unsqueeze(1).expand(b, n, n, 3), 2,
+                                  nearest.unsqueeze(-1).expand(b, n, self.k, 3))
+        centre = points.unsqueeze(2).expand_as(neighbours)
+        edges = torch.cat([neighbours - centre, centre], dim=-1).permute(0, 3, 1, 2)
+        return self.edge(edges).amax(dim=-1)
 
 
 def _pruned() -> nn.Module:
@@ -529,6 +549,18 @@ def cases() -> list[ModelCase]:
         description="a modulated deformable convolution (DCNv2) on (2, 4, 8, 8): Conv2d(4, 18, 3) offsets, "
         "Conv2d(4, 9, 3) and a sigmoid for the mask, torchvision.ops.DeformConv2d(4, 8, 3) sampling there "
         "(one torchvision::deform_conv2d operator)",
+    ))
+    out.append(hard_case(
+        "knn-point-grouping",
+        KnnGrouping,
+        randn_inputs((2, 32, 3)),
+        {"point-cloud", "functional", "conv"},
+        # cdist through the product 2 x 32 x 32 x (3 + 2); edge conv 2 x 16 x 32 x 4 x 6
+        expected_macs=2 * 32 * 32 * (3 + 2) + 2 * 16 * 32 * 4 * 6,
+        expected_params=16 * 6 + 16,
+        description="k-nearest-neighbour grouping as PointNet++ and DGCNN do on (2, 32, 3) points: "
+        "torch.cdist (past 25 points ATen runs it as one aten::_euclidean_dist, a product with the squared "
+        "norms), topk(4), gather of the neighbours, a 1x1 Conv2d(6, 16) over the edge features and a max",
     ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(

@@ -17,6 +17,7 @@ Parameters per layer and direction: gates x H x (I + H) weights + 2 x gates x H 
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 from torch import nn
@@ -51,6 +52,25 @@ class LSTMCellLoop(nn.Module):
         for step in x.unbind(0):
             h, c = self.cell(step, (h, c))
         return h
+
+
+class _LSTMHead(nn.Module):
+    """A bidirectional two-layer LSTM and a linear head on its output sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(I_, H_, num_layers=2, bidirectional=True)
+        self.head = nn.Linear(2 * H_, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0])
+
+
+def _dynamic_quantized_lstm() -> nn.Module:
+    with warnings.catch_warnings():
+        # torch 2.14 announces that eager-mode quantization moves to torchao; it still runs, and models ship so
+        warnings.filterwarnings("ignore", r"(?s).*(torch\.ao\.quantization is deprecated|quantize_per_tensor)")
+        return torch.ao.quantization.quantize_dynamic(_LSTMHead().eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 
 
 def _rnn(kind: type[nn.Module], **kwargs: object) -> nn.Module:
@@ -147,5 +167,18 @@ def cases() -> list[ModelCase]:
             expected_macs=5 * 2 * lstm_l0,  # the cell is called 5 times on batch 2: 4H(I + H) each
             expected_params=lstm_params_l0,
             description="nn.LSTMCell(8, 16) stepped by a Python loop over 5 steps of a (5, 2, 8) input",
+        ),
+        hard_case(
+            "lstm-dynamic-quantized",
+            _dynamic_quantized_lstm,
+            randn_inputs((5, 2, I_)),
+            {"rnn", "lstm", "bidirectional", "quantized"},
+            # as lstm-bidir-2layer: seq 5 x batch 2 x (2 x 4H(I + H) + 2 x 4H(2H + H)), then 5 x 2 x 32 x 4
+            expected_macs=5 * 2 * (2 * 4 * H_ * (I_ + H_) + 2 * 4 * H_ * (2 * H_ + H_)) + 5 * 2 * 2 * H_ * 4,
+            expected_params=0,  # int8 weights packed by fbgemm: no nn.Parameter left
+            description="nn.LSTM(8, 16, num_layers=2, bidirectional=True) and a Linear(32, 4) on a seq-first "
+            "(5, 2, 8) input after torch.ao.quantization.quantize_dynamic (int8 weights, float activations), "
+            "as speech and text models are shipped for CPU: one aten::quantized_lstm and one "
+            "quantized::linear_dynamic, whose weights are packed objects, not parameters",
         ),
     ]
