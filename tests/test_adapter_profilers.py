@@ -461,3 +461,19 @@ def test_torch_profiler_prices_the_product_inside_cdist_past_25_rows(rows: int) 
     assert r.status is Status.OK, r.error
     assert r.macs == expected
     assert _predicted("torch-profiler", Cdist(), (a, b)) == expected
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_torch_profiler_prices_the_product_inside_affine_grid(align_corners: bool) -> None:
+    class Grid(nn.Module):
+        def forward(self, theta: torch.Tensor) -> torch.Tensor:
+            return F.affine_grid(theta, [2, 3, 7, 5], align_corners=align_corners)
+
+    theta = torch.randn(2, 2, 3)
+    # the bmm of 2 x 35 positions by 3 x 2; without align_corners a mul scaling each linspace (7 and 5 steps),
+    # each halved and rounded down on its own
+    expected = 2 * 35 * 3 * 2 + (0 if align_corners else (7 // 2 + 5 // 2))
+    r = _adapter("torch-profiler").count(Grid(), theta)
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    assert _predicted("torch-profiler", Grid(), theta) == expected

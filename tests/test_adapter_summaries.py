@@ -90,6 +90,24 @@ def test_torchsummary_not_applicable_to_keyword_or_integer_inputs() -> None:
     assert r.status is Status.NOT_APPLICABLE
 
 
+def test_torchsummary_not_applicable_to_a_sparse_input() -> None:
+    """It would feed torch.rand inputs of the sparse input's shape: a GCN's spmm then fails on them."""
+    _needs("torchsummary")
+
+    class GCN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+            return torch.spmm(adj, self.w(x))
+
+    adj = torch.eye(5).to_sparse()
+    r = get_adapter("torchsummary").count(GCN(), (torch.randn(5, 4), adj))
+    assert r.status is Status.NOT_APPLICABLE
+    assert "makes its own dense inputs" in r.error and "sparse_coo" in r.error
+
+
 # ---------------------------------------------------------------- torch-summary (TylerYep)
 
 

@@ -151,6 +151,8 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "_factories.upsample_bicubic": lambda: engine(lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"), X),
     "_factories.upsample_trilinear": lambda: engine(
         lambda x: F.interpolate(x, scale_factor=2, mode="trilinear"), (1, 1, 2, 2, 2)),
+    "interpolation.affine_grid": lambda: engine(lambda t: F.affine_grid(t, [2, 3, 4, 5], align_corners=False),
+                                                (2, 2, 3)),
     "interpolation.grid_sample": lambda: engine(lambda x, g: F.grid_sample(x, g, align_corners=False),
                                                 X, (2, 3, 3, 2)),
     "embedding.embedding": lambda: _embedding(),

@@ -204,6 +204,26 @@ def test_euclidean_dist_is_the_product_cdist_runs_past_25_rows() -> None:
     assert small.macs == 0 and [e.op for e in small.events if e.extra_flops] == ["aten._cdist_forward.default"]
 
 
+@pytest.mark.parametrize("size, align_corners, macs, extra", [
+    # each of the N x H x W positions: (x, y, 1) @ theta.T, 3 x 2; the linspaces' scaling 2 per step
+    ([2, 3, 4, 5], False, 2 * 4 * 5 * 3 * 2, 2 * (4 + 5)),
+    ([2, 3, 4, 5], True, 2 * 4 * 5 * 3 * 2, 0),
+    ([2, 1, 3, 4, 5], False, 2 * 3 * 4 * 5 * 4 * 3, 2 * (3 + 4 + 5)),  # a volume: (x, y, z, 1) @ theta.T, 4 x 3
+])
+def test_affine_grid_is_a_batched_product_of_base_coordinates(size: list[int], align_corners: bool, macs: int,
+                                                             extra: int) -> None:
+    theta = torch.randn(2, len(size) - 2, len(size) - 1)
+    r = count(Fn(lambda t: F.affine_grid(t, size, align_corners=align_corners)), [theta])
+    assert (r.macs, r.extra_flops, r.unsupported) == (macs, extra, {})
+
+
+def test_a_failed_factorisation_check_is_no_work() -> None:
+    """linalg's _linalg_check_errors reads a LAPACK info tensor (and raises on failure): zero cost, not unsupported."""
+    r = count(Fn(lambda a: torch.linalg.cholesky(a @ a.T + torch.eye(4))), [torch.randn(4, 4)])
+    assert "aten._linalg_check_errors.default" not in r.unsupported
+    assert any(e.op == "aten._linalg_check_errors.default" and e.category == Category.ZERO_COST for e in r.events)
+
+
 def test_data_movement_ops_are_known_not_unsupported() -> None:
     result = run(Fn(lambda a: torch.cat([a, a.clone()]).permute(2, 0, 1).contiguous()), (2, 3, 4))
     cats = {e.op: e.category for e in result.events}

@@ -180,7 +180,7 @@ def _witness_macs(case: ModelCase) -> int:
     (which turns off the fused attention fast paths), plus formulas for the ops it does not know: the
     CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``,
     the grouped products of mixture-of-experts layers, ``torch.cdist``'s
-    ``_euclidean_dist`` and this zoo's custom op. A dynamically quantized LSTM:
+    ``_euclidean_dist``, ``F.affine_grid`` and this zoo's custom op. A dynamically quantized LSTM:
     its packed weights as the module unpacks them, the same way.
     """
     model, inputs = case.instantiate()
@@ -223,7 +223,12 @@ def _witness_macs(case: ModelCase) -> int:
         # torch.cdist past 25 rows: each distance a dot product of M features plus the two squared norms
         return 2 * math.prod(out_shape) * (x1[-1] + 2)
 
+    def affine_grid(theta: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        # every sampling position (out_shape's all but last dim): homogeneous coordinates (k + 1) @ theta.T (k)
+        return 2 * math.prod(out_shape[:-1]) * theta[-1] * theta[-2]
+
     mapping = {
+        torch.ops.aten.affine_grid_generator: affine_grid,
         torch.ops.aten._trilinear: bilinear,
         torch.ops.aten._euclidean_dist: euclidean_dist,
         torch.ops.torchvision.deform_conv2d: deform_conv2d,

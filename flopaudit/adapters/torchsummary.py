@@ -159,6 +159,10 @@ class TorchsummaryAdapter(Adapter):
                 "torchsummary.summary(model, input_size) makes its own float inputs from input sizes and passes "
                 "them positionally; this model takes " + inputs.describe()
             )
+        layouts = sorted({str(a.layout).removeprefix("torch.") for a in args if a.layout is not torch.strided})
+        if layouts:
+            raise NotApplicable(f"torchsummary.summary(model, input_size) makes its own dense inputs (torch.rand); "
+                                f"this model takes {', '.join(layouts)} ones")
         other = sorted({str(a.dtype).removeprefix("torch.") for a in args if a.dtype != torch.float32})
         if other:
             raise NotApplicable(f"torchsummary.summary(model, input_size) makes its own float32 inputs; this model "

@@ -108,6 +108,16 @@ def euclidean_dist(e: OpEvent) -> int:
     return 2 * e.macs + (_numel(e.input_shapes[0]) if e.input_shapes else 0)
 
 
+@event_counter("torch-profiler.affine_grid")
+def affine_grid(e: OpEvent) -> int:
+    """``aten::affine_grid_generator`` dispatches its own ``aten::bmm`` (2 x the reference's MACs)
+    and, without ``align_corners``, an ``aten::mul`` scaling each axis's ``linspace`` (1 per
+    step; the divide after it has no estimate). Returned as twice the halved operators' sum (the
+    adapter halves each operator, an odd one rounded down)."""
+    size = e.arg("size") or ()
+    return 2 * e.macs + (0 if e.arg("align_corners") else sum(2 * (int(n) // 2) for n in size[2:]))
+
+
 @event_counter("torch-profiler.quantized_rnn")
 def quantized_rnn(e: OpEvent) -> int:
     """The dynamically quantized LSTM/GRU kernels' own priced calls (torch 2.14, CPU), per step
@@ -188,6 +198,9 @@ TORCH_PROFILER = Ruleset(
                   reason="aten::repeat's own aten::add over its repeats (1 per output dimension)"),
         EventRule("torch-profiler.rnn_bias_add", op="aten.mkldnn_rnn_layer",
                   reason="the CPU LSTM kernel's own aten::add of its two biases (1 per element)"),
+        EventRule("torch-profiler.affine_grid", op="aten.affine_grid_generator",
+                  reason="aten::affine_grid_generator's own aten::bmm (2 x MACs) and aten::mul scaling its base "
+                  "grid (F.affine_grid)"),
         EventRule("torch-profiler.euclidean_dist", op="aten._euclidean_dist",
                   reason="aten::_euclidean_dist's own aten::bmm (2 x MACs) and aten::mul of x1 by -2 (torch.cdist "
                   "with p = 2 past 25 rows)"),

@@ -38,6 +38,7 @@ ZERO_COST_NAMES: tuple[str, ...] = (
     "tensor_split", "narrow", "as_strided", "as_strided_", "alias", "detach", "detach_", "view_as_real",
     "view_as_complex", "unfold", "diagonal", "movedim", "swapaxes", "swapdims", "flatten", "unflatten",
     "lift_fresh", "_local_scalar_dense", "resize_", "resize_as_", "set_", "conj", "_conj", "_neg_view",
+    "_linalg_check_errors",  # raises if a LAPACK info tensor says a factorisation failed: a check, no work
     "resolve_conj", "resolve_neg", "real", "imag", "_unsafe_view", "_assert_async", "_assert_scalar",
     "_assert_tensor_metadata", "_functional_assert_async", "sym_constrain_range_for_size", "_nested_tensor_size",
     "_make_dep_token", "record_stream",

@@ -60,3 +60,19 @@ def grid_sample(call: OpCall) -> Cost:
     mode = int(call.get("interpolation_mode", 0) or 0)
     taps = (_GRID_TAPS_3D if "3d" in call.op else _GRID_TAPS_2D).get(mode, 4)
     return Cost(0, taps_flops(taps) * numel(call.out), Category.INTERPOLATION)
+
+
+@on("affine_grid_generator")
+def affine_grid(call: OpCall) -> Cost:
+    """``F.affine_grid(theta (N, k, k + 1), size)``: each of the ``N x prod(spatial)`` sampling
+    positions is its homogeneous base coordinates (``k`` of them and a 1) times ``theta``
+    transposed, one batched product: ``N * prod(spatial) * (k + 1) * k`` MACs (k = 2: images,
+    3: volumes). Without ``align_corners`` each axis's ``linspace(-1, 1)`` is also scaled by
+    ``(n - 1) / n``: a multiply and a divide per step.
+    """
+    theta = call.shape("theta")
+    spatial = [int(s) for s in call["size"][2:]]
+    k = int(theta[-2])
+    positions = int(theta[0]) * numel(spatial)
+    extra = 0 if call.get("align_corners") else 2 * sum(spatial)
+    return Cost(positions * (k + 1) * k, extra, Category.MATMUL)

@@ -3,7 +3,8 @@ pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
 learned float attention mask, timm's attention block, a step torchvision
 runs as TorchScript only under a trace (batched NMS), and point-cloud
-neighbour grouping (``torch.cdist``).
+neighbour grouping (``torch.cdist``), and a spatial transformer
+(``F.affine_grid``).
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -63,6 +64,21 @@ class KnnGrouping(nn.Module):
         centre = points.unsqueeze(2).expand_as(neighbours)
         edges = torch.cat([neighbours - centre, centre], dim=-1).permute(0, 3, 1, 2)
         return self.edge(edges).amax(dim=-1)
+
+
+class SpatialTransformer(nn.Module):
+    """A spatial transformer network: a localisation net predicts an affine ``theta`` per image,
+    ``F.affine_grid`` turns it into sampling positions, ``F.grid_sample`` resamples the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loc = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 6))
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta = self.loc(x).view(-1, 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return self.conv(F.grid_sample(x, grid, align_corners=False))
 
 
 def _pruned() -> nn.Module:
@@ -561,6 +577,20 @@ def cases() -> list[ModelCase]:
         description="k-nearest-neighbour grouping as PointNet++ and DGCNN do on (2, 32, 3) points: "
         "torch.cdist (past 25 points ATen runs it as one aten::_euclidean_dist, a product with the squared "
         "norms), topk(4), gather of the neighbours, a 1x1 Conv2d(6, 16) over the edge features and a max",
+    ))
+    out.append(hard_case(
+        "spatial-transformer",
+        SpatialTransformer,
+        randn_inputs((2, 3, 16, 16)),
+        {"conv", "functional", "interpolation"},
+        # loc conv 2 x 8 x 14 x 14 x 27, loc linear 2 x 8 x 6, the grid 2 x 16 x 16 positions x 3 x 2,
+        # the conv on the resampled input 2 x 4 x 14 x 14 x 27 (grid_sample's interpolation: extra FLOPs)
+        expected_macs=2 * 8 * 196 * 27 + 2 * 8 * 6 + 2 * 256 * 3 * 2 + 2 * 4 * 196 * 27,
+        expected_params=(8 * 27 + 8) + (8 * 6 + 6) + (4 * 27 + 4),
+        description="a spatial transformer network on (2, 3, 16, 16): a localisation net (Conv2d(3, 8, 3), "
+        "global pool, Linear(8, 6)) predicts an affine theta per image; F.affine_grid (one "
+        "aten::affine_grid_generator, a batched product of the base coordinates) and F.grid_sample resample "
+        "the input for a Conv2d(3, 4, 3)",
     ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(
