@@ -96,8 +96,8 @@ def quantized_rnn(call: OpCall) -> Cost:
 
     # NB: its weights are packed objects a formula cannot read; each layer's matrices are sized
     # from the input's features (the first layer), the hidden state's last dim ``H`` and the
-    # directions (``D * H`` features into every later layer). ``proj_size`` has no quantized
-    # kernel, so there is none to size.
+    # directions (``D * H`` features into every later layer). An LSTM with ``proj_size`` is not
+    # among them: ``quantize_dynamic`` fails packing its weights (torch 2.14).
     """
     gates = 4 if "lstm" in call.op else 3
     packed = ".data" in call.op
