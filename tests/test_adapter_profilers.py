@@ -477,3 +477,26 @@ def test_torch_profiler_prices_the_product_inside_affine_grid(align_corners: boo
     assert r.status is Status.OK, r.error
     assert r.macs == expected
     assert _predicted("torch-profiler", Grid(), theta) == expected
+
+
+@pytest.mark.parametrize("form", ["spmm", "matmul", "sparse.mm"])
+def test_torch_profiler_prices_a_sparse_product_as_dense(form: str) -> None:
+    """torch.spmm and @ are an aten::mm priced from shapes plus the aten::addmm the sparse kernel
+    dispatches (2 x dense each); torch.sparse.mm only that aten::addmm."""
+    fn = {"spmm": torch.spmm, "matmul": lambda a, x: a @ x, "sparse.mm": torch.sparse.mm}[form]
+
+    class Product(nn.Module):
+        def forward(self, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return fn(a, x)
+
+    a = torch.eye(9)[:, torch.randperm(9)].to_sparse()  # 9 stored elements of 81
+    x = torch.randn(9, 5)
+    dense = 9 * 9 * 5
+    expected = dense * (1 if form == "sparse.mm" else 2)
+    r = _adapter("torch-profiler").count(Product(), (a, x))
+    assert r.status is Status.OK, r.error
+    assert r.macs == expected
+    assert _predicted("torch-profiler", Product(), (a, x)) == expected
+    flop_counter = _adapter("torch-flop-counter").count(Product(), (a, x))
+    assert flop_counter.macs == (0 if form == "sparse.mm" else dense)  # mm from shapes; no formula for _sparse_addmm
+    assert _predicted("torch-flop-counter", Product(), (a, x)) == flop_counter.macs

@@ -131,3 +131,52 @@ def test_grouped_experts_are_priced_per_routed_row_forward_and_backward() -> Non
     assert forward["aten._grouped_mm.default"].macs == up + down
     assert backward["aten._grouped_mm.default"].macs == up + 2 * down
     assert forward["aten.mm.default"].macs == backward["aten.mm.default"].macs == 8 * 16 * 4  # the router
+
+
+def _ring(n: int, width: int) -> torch.Tensor:
+    """A sparse (n, n) adjacency joining each node to the next ``width`` ones: ``n * width`` stored elements."""
+    rows = torch.arange(n).repeat_interleave(width)
+    cols = (rows + torch.arange(1, width + 1).repeat(n)) % n
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(n * width), (n, n)).coalesce()
+
+
+class _Product(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(adjacency, x)
+
+
+@pytest.mark.parametrize("fn, extra", [
+    (torch.spmm, 0),
+    (lambda a, x: a @ x, 0),
+    (torch.sparse.mm, 0),  # _sparse_addmm with beta = 0: no bias; its beta (not 1) is priced as a scaling
+    (lambda a, x: torch.sparse.addmm(x, a, x), 1),  # the bias add, one per output element
+], ids=["spmm", "matmul", "sparse.mm", "sparse.addmm"])
+def test_a_sparse_operand_is_priced_by_its_stored_elements(fn: Callable[..., torch.Tensor], extra: int) -> None:
+    adjacency, x = _ring(10, 3), torch.randn(10, 10)
+    r = count(_Product(fn), (adjacency, x))
+    (e,) = [e for e in r.events if e.macs]
+    assert e.sparse and e.macs == 30 * 10 == r.macs  # 30 stored elements x 10 columns, not 10 x 10 x 10
+    assert r.extra_flops in (extra * 100, 100)  # sparse.mm's beta = 0 counts as a scaling (see addmm's docstring)
+
+
+def test_the_same_sparse_shape_with_more_nonzeros_costs_more_with_the_memo_on() -> None:
+    """A sparse tensor's stored elements are not in its shape: its calls are priced afresh, never from
+    a memo keyed by shape (cache on and off give the same counts)."""
+    x = torch.randn(10, 4)
+    counts = [count(_Product(torch.spmm), (_ring(10, width), x), cache=cache).macs
+              for width in (1, 5, 1) for cache in (True, False)]
+    assert counts == [40, 40, 200, 200, 40, 40]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_a_product_of_two_sparse_tensors_is_not_priced() -> None:
+    """Its cost depends on where the nonzeros fall: reported unsupported, never priced from the shapes."""
+    r = count(_Product(torch.mm), (_ring(6, 2), _ring(6, 2)))
+    assert (r.macs, r.unsupported) == (0, {"aten.mm.default": 1})
+    assert any("two sparse tensors" in n for n in r.notes)
+    r = count(_Product(torch.sparse.mm), (_ring(6, 2), _ring(6, 2)))  # a kernel of its own, without a formula
+    assert (r.macs, r.unsupported) == (0, {"aten._sparse_sparse_matmul.default": 1})

@@ -223,11 +223,18 @@ def _witness_macs(case: ModelCase) -> int:
         # torch.cdist past 25 rows: each distance a dot product of M features plus the two squared norms
         return 2 * math.prod(out_shape) * (x1[-1] + 2)
 
+    def sparse_mm(a: Any, b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        # FlopCounterMode hands formulas shapes only: the stored elements come from the case's inputs
+        return 2 * sparse_nnz * b[-1] if tuple(a) == sparse_shape else 2 * a[0] * a[1] * b[1]
+
     def affine_grid(theta: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
         # every sampling position (out_shape's all but last dim): homogeneous coordinates (k + 1) @ theta.T (k)
         return 2 * math.prod(out_shape[:-1]) * theta[-1] * theta[-2]
 
+    sparse = [t for t in inputs.tensors() if t.layout is torch.sparse_coo]
+    sparse_nnz, sparse_shape = (sparse[0]._nnz(), tuple(sparse[0].shape)) if sparse else (0, None)
     mapping = {
+        **({torch.ops.aten.mm: sparse_mm} if sparse else {}),
         torch.ops.aten.affine_grid_generator: affine_grid,
         torch.ops.aten._trilinear: bilinear,
         torch.ops.aten._euclidean_dist: euclidean_dist,

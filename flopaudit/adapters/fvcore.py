@@ -63,6 +63,8 @@ BACKEND = Backend(
         "running eagerly (RuntimeError: Detected that you are using FX to torch.jit.trace a dynamo-optimized "
         "function)",
         "lstm-dynamic-quantized": "fvcore fails: torch.jit.trace cannot trace aten::quantized_lstm, whose packed weights are TorchScript objects (__torch__.torch.classes.rnn.CellParamsBase), not tensors (RuntimeError: Only tensors ... can be inputs to traced functions)",
+        "gcn-sparse-adjacency": "fvcore fails: its matmul handle reads the shapes the trace records, and a "
+        "trace records none for a sparse tensor (TypeError: 'NoneType' object is not subscriptable)",
         "scripted-module": "fvcore fails: its trace registers scope hooks on every module, which a ScriptModule "
         "refuses",
     },

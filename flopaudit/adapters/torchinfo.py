@@ -53,6 +53,8 @@ BACKEND = Backend(
     ruleset="flopaudit.reference.backend_rulesets.torchinfo",
     meta=MetaSupport(True),
     known_divergences={
+        "gcn-sparse-adjacency": "torchinfo fails: it sums the bytes of every input through its storage, "
+        "which a sparse tensor has none of (NotImplementedError: Cannot access storage of SparseTensorImpl)",
         "compiled-submodules": "torchinfo fails: it tests a module's truth value, which calls the __len__ a "
         "torch.compile wrapper (OptimizedModule) defines, and that raises for a wrapped module without a length "
         "(TypeError: Linear does not support len())",

@@ -20,6 +20,7 @@ from flopaudit.reference.registry import Category, Cost, bind, make_call
 from flopaudit.reference.tensors import op_tensors, shape_of, size_now, summarise, tensors_in
 
 _Tensor = torch.Tensor
+_STRIDED = torch.strided
 
 #: Argument types a signature holds as they are (hashable values, no references to model objects).
 PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, torch.dtype, torch.device, torch.layout,
@@ -54,7 +55,8 @@ def alias_pattern(tensors: Sequence[torch.Tensor]) -> tuple[int, ...] | None:
 
 
 class Undescribable(Exception):
-    """An argument a signature cannot hold by value (a generator, a symbolic size, an object)."""
+    """An argument a signature cannot hold by value (a generator, a symbolic size, an object, a
+    sparse tensor: its stored elements are not in its shape)."""
 
 
 class CallInputs(NamedTuple):
@@ -118,6 +120,8 @@ def _describe(items: Any, signature: list[Any], tensors: list[torch.Tensor], siz
                 _describe(a, signature, tensors, sizes)
                 signature.append(LIST_END)
         elif isinstance(a, _Tensor):
+            if a.layout is not _STRIDED:  # a sparse tensor's nonzeros are not in its shape
+                raise Undescribable
             s = a.shape
             signature.append(s)
             signature.append(a.dtype)
@@ -144,6 +148,8 @@ class PricedCall(NamedTuple):
     op_args: tuple[tuple[str, Any], ...]
     integer: bool = False
     """Its results are integer or boolean tensors (index arithmetic, masks), every one."""
+    sparse: bool = False
+    """A tensor input is sparse (its formula prices the stored elements, not the dense shape)."""
 
 
 class OperatorCall(NamedTuple):
@@ -198,6 +204,7 @@ def price(call: OperatorCall, notes: list[str]) -> Pricing:
         bytes_written=0 if view else outputs.nbytes,
         op_args=op_args,
         integer=_integer(outputs.dtypes),
+        sparse=any(t.layout is not _STRIDED for t in call.inputs.tensors),
     ), reusable)
 
 

@@ -471,7 +471,7 @@ def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: 
         facts.name, where.path, where.module_type, where.stack, where.in_leaf, p.category, p.macs, p.extra_flops,
         p.bytes_read, p.bytes_written, p.input_shapes, p.output_shapes, p.supported, facts.formula_name, call_index,
         p.op_args, "", autograd_function, patched_now[0] if patched_now else "",
-        tuple(patched_now) if patched_now else (), phase, forward_event, operands, p.integer,
+        tuple(patched_now) if patched_now else (), phase, forward_event, operands, p.integer, p.sparse,
     )
 
 

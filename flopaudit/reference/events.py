@@ -88,6 +88,9 @@ class OpEvent:
     integer: bool = False
     """Its results are integer or boolean tensors, every one (index arithmetic, masks):
     counters that price every elementwise product (torchprofile) price these too."""
+    sparse: bool = False
+    """A tensor input is sparse: the reference prices its stored elements (``_nnz()``); counters
+    that read shapes only price it as if it were dense."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""

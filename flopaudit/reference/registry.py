@@ -81,6 +81,10 @@ Shape = torch.Size
 """How a tensor argument reaches a formula: its shape, never its values."""
 
 
+#: Layouts of sparse tensors: what they store is ``_nnz()`` elements, not their dense shape.
+SPARSE_LAYOUTS = frozenset({torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc})
+
+
 @dataclass(frozen=True)
 class OpCall:
     """One operator call as a formula sees it.
@@ -104,6 +108,9 @@ class OpCall:
     """Dtype of each tensor parameter (by name), for formulas that need it."""
     nested: Mapping[str, tuple[Shape, ...]] = field(default_factory=dict)
     """Component shapes of each nested-tensor parameter (by name)."""
+    nonzeros: Mapping[str, int] = field(default_factory=dict)
+    """Stored elements (``_nnz()``) of each sparse tensor parameter (by name); its shape is its
+    dense shape."""
 
     def __getitem__(self, name: str) -> Any:
         return self.params[name]
@@ -312,9 +319,12 @@ def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], ou
     dtypes = {}
     shaped = {}
     nested = {}
+    nonzeros = {}
     for k, v in params.items():
         if isinstance(v, torch.Tensor):
             dtypes[k] = v.dtype
+            if v.layout in SPARSE_LAYOUTS:
+                nonzeros[k] = int(v._nnz())
             if v.is_nested:
                 nested[k] = nested_components(v)
                 shaped[k] = concatenated(nested[k])
@@ -331,6 +341,7 @@ def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], ou
         outputs=tuple(to_shapes(o) for o in outs),
         dtypes=dtypes,
         nested=nested,
+        nonzeros=nonzeros,
     )
 
 

@@ -142,6 +142,17 @@ def numel(shape: Sequence[int]) -> int:
 _numel = numel
 
 
+def dense_product(e: OpEvent) -> int:
+    """``M*K*N`` (times the batch) of a product event from its last two tensor inputs' shapes, as
+    a counter that reads shapes only prices it: a sparse operand counted as if it were dense
+    (the reference prices its stored elements; :func:`flopaudit.reference.formulas.matmul.product_macs`)."""
+    if len(e.input_shapes) < 2:
+        return 0
+    a, b = e.input_shapes[-2], e.input_shapes[-1]
+    return numel(a[:-2]) * a[-2] * a[-1] * b[-1] if len(a) >= 2 and b else 0
+
+
+
 def class_path(cls: type) -> str:
     """``nn.Conv2d -> "torch.nn.modules.conv.Conv2d"`` (how ModuleCall.module_class spells it)."""
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -173,6 +184,10 @@ def call_arg(e: OpEvent, position: int, name: str, default: Any = None) -> Any:
     args = dict(e.op_args)
     return args.get(f"#{position}", args.get(name, default))
 
+
+#: Why a counter that reads shapes only prices a product of a sparse tensor as if it were dense.
+R_SPARSE_AS_DENSE = ("a sparse operand priced as if dense (M x K x N from its shape; the reference counts one "
+                     "multiply-add per stored element and column)")
 
 #: The operators of a dynamically quantized LSTM/GRU (``torch.ao.nn.quantized.dynamic``): packed
 #: weights, one call for the whole stack (see :func:`flopaudit.reference.formulas.rnn.quantized_rnn`).
@@ -325,6 +340,8 @@ class EventRule:
     """Match on whether the event ran inside a call of a patched Python
     callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``); a
     string: inside a call of that callable (its dotted path)."""
+    sparse: bool | None = None
+    """Match on whether a tensor input of the event is sparse (``OpEvent.sparse``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", CauseKind(self.kind))
@@ -352,6 +369,8 @@ class EventRule:
             if patched_in != self.patched:
                 return False
         elif self.patched is not None and bool(patched_in) != self.patched:
+            return False
+        if self.sparse is not None and e.sparse != self.sparse:
             return False
         return True
 
@@ -703,6 +722,7 @@ __all__ = [
     "EventRule",
     "MODULE_COUNTERS",
     "QUANTIZED_RNN_OPS",
+    "R_SPARSE_AS_DENSE",
     "ModuleRule",
     "RULESETS",
     "Ruleset",
@@ -719,6 +739,7 @@ __all__ = [
     "closed_form",
     "elementwise",
     "count_module",
+    "dense_product",
     "event_counter",
     "inventory_module_counter",
     "exact_type_rules",

@@ -25,34 +25,49 @@ def _scaled_terms(call: OpCall) -> int:
     return sum(n for name in ("alpha", "beta") if call.get(name, 1) not in (1, None))
 
 
+def product_macs(call: OpCall, left: str, right: str) -> int:
+    """MACs of ``left @ right`` (``(..., M, K) @ (..., K, N)``, batch dims equal): ``M*K*N`` per
+    batch, or, where one operand is sparse, one multiply-add per stored element of it and column
+    (row) of the other: ``nnz * N`` (``M * nnz``).
+    # NB: a product of two sparse operands depends on where their nonzeros fall: not priced.
+    """
+    a, b = call.shape(left), call.shape(right)
+    sparse_left, sparse_right = call.nonzeros.get(left), call.nonzeros.get(right)
+    if sparse_left is not None and sparse_right is not None:
+        raise ValueError("a product of two sparse tensors: its cost depends on where their nonzeros fall")
+    if sparse_left is not None:
+        return sparse_left * b[-1]
+    if sparse_right is not None:
+        return a[-2] * sparse_right
+    return numel(a[:-2]) * a[-2] * a[-1] * b[-1]
+
+
 @on("mm", "_int_mm")
 def mm(call: OpCall) -> Cost:
-    """``(M, K) @ (K, N)``: ``M*K*N`` MACs, nothing else."""
-    a, b = call.shape("self"), call.shape("mat2")
-    return Cost(a[0] * a[1] * b[1], 0, Category.MATMUL)
+    """``(M, K) @ (K, N)``: ``M*K*N`` MACs, nothing else (a sparse operand: see :func:`product_macs`)."""
+    return Cost(product_macs(call, "self", "mat2"), 0, Category.MATMUL)
 
 
-@on("addmm", "_addmm_activation")
+@on("addmm", "_addmm_activation", "_sparse_addmm")
 def addmm(call: OpCall) -> Cost:
-    """``beta*bias + alpha*(M, K) @ (K, N)``.
+    """``beta*bias + alpha*(M, K) @ (K, N)`` (``torch.sparse.mm``/``addmm`` of a sparse ``mat1``:
+    ``_sparse_addmm``).
 
-    Counted: ``M*K*N`` MACs; the bias add as ``M*N`` extra FLOPs (skipped when
-    ``beta == 0``); ``alpha``/``beta`` scalings that are not 1 as ``M*N``
+    Counted: ``M*K*N`` MACs (a sparse operand: see :func:`product_macs`); the bias add as ``M*N``
+    extra FLOPs (skipped when ``beta == 0``); ``alpha``/``beta`` scalings that are not 1 as ``M*N``
     each; for ``_addmm_activation`` the fused ReLU/GELU as ``M*N``.
     """
-    a, b = call.shape("mat1"), call.shape("mat2")
     n = numel(call.out)
     extra = (0 if call.get("beta", 1) == 0 else n) + _scaled_terms(call)
     if "activation" in call.op:
         extra += n
-    return Cost(a[0] * a[1] * b[1], extra, Category.MATMUL)
+    return Cost(product_macs(call, "mat1", "mat2"), extra, Category.MATMUL)
 
 
 @on("bmm")
 def bmm(call: OpCall) -> Cost:
-    """``(B, M, K) @ (B, K, N)``: ``B*M*K*N`` MACs."""
-    a, b = call.shape("self"), call.shape("mat2")
-    return Cost(a[0] * a[1] * a[2] * b[2], 0, Category.MATMUL)
+    """``(B, M, K) @ (B, K, N)``: ``B*M*K*N`` MACs (a sparse operand: see :func:`product_macs`)."""
+    return Cost(product_macs(call, "self", "mat2"), 0, Category.MATMUL)
 
 
 @on("baddbmm", "addbmm")

@@ -3,8 +3,8 @@ pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
 learned float attention mask, timm's attention block, a step torchvision
 runs as TorchScript only under a trace (batched NMS), and point-cloud
-neighbour grouping (``torch.cdist``), and a spatial transformer
-(``F.affine_grid``).
+neighbour grouping (``torch.cdist``), a spatial transformer
+(``F.affine_grid``) and a graph network on a sparse adjacency (``torch.spmm``).
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -79,6 +79,29 @@ class SpatialTransformer(nn.Module):
         theta = self.loc(x).view(-1, 2, 3)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return self.conv(F.grid_sample(x, grid, align_corners=False))
+
+
+class SparseGCN(nn.Module):
+    """Kipf and Welling's two-layer GCN as their reference code writes it: ``torch.spmm`` of a
+    sparse normalised adjacency with the node features each layer has projected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(16, 16, bias=False)
+        self.w2 = nn.Linear(16, 4, bias=False)
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        h = F.relu(torch.spmm(adjacency, self.w1(x)))
+        return torch.spmm(adjacency, self.w2(h)).log_softmax(-1)
+
+
+def _ring_graph() -> ModelInputs:
+    """12 nodes, each joined to itself and its two neighbours on a ring: 36 stored elements."""
+    n = 12
+    rows = torch.arange(n).repeat_interleave(3)
+    cols = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n, (torch.arange(n) - 1) % n], 1).flatten()
+    adjacency = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.full((3 * n,), 1 / 3), (n, n)).coalesce()
+    return ModelInputs((torch.randn(n, 16), adjacency))
 
 
 def _pruned() -> nn.Module:
@@ -591,6 +614,19 @@ def cases() -> list[ModelCase]:
         "global pool, Linear(8, 6)) predicts an affine theta per image; F.affine_grid (one "
         "aten::affine_grid_generator, a batched product of the base coordinates) and F.grid_sample resample "
         "the input for a Conv2d(3, 4, 3)",
+    ))
+    out.append(hard_case(
+        "gcn-sparse-adjacency",
+        SparseGCN,
+        _ring_graph,
+        {"graph", "sparse", "functional", "linear"},
+        # projections 12 x 16 x 16 and 12 x 16 x 4; each spmm one multiply-add per stored element (36) and column
+        expected_macs=12 * 16 * 16 + 36 * 16 + 12 * 16 * 4 + 36 * 4,
+        expected_params=16 * 16 + 16 * 4,
+        description="Kipf and Welling's GCN on a 12-node ring graph (36 stored elements in a sparse COO "
+        "adjacency): Linear(16, 16), torch.spmm with the adjacency, ReLU, Linear(16, 4), torch.spmm, "
+        "log-softmax; the reference prices each sparse product by its stored elements, counters that read "
+        "shapes only as if the adjacency were dense (12 x 12)",
     ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(
