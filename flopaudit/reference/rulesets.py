@@ -142,16 +142,6 @@ def numel(shape: Sequence[int]) -> int:
 _numel = numel
 
 
-def dense_product(e: OpEvent) -> int:
-    """``M*K*N`` (times the batch) of a product event from its last two tensor inputs' shapes, as
-    a counter that reads shapes only prices it: a sparse operand counted as if it were dense
-    (the reference prices its stored elements; :func:`flopaudit.reference.formulas.matmul.product_macs`)."""
-    if len(e.input_shapes) < 2:
-        return 0
-    a, b = e.input_shapes[-2], e.input_shapes[-1]
-    return numel(a[:-2]) * a[-2] * a[-1] * b[-1] if len(a) >= 2 and b else 0
-
-
 
 def class_path(cls: type) -> str:
     """``nn.Conv2d -> "torch.nn.modules.conv.Conv2d"`` (how ModuleCall.module_class spells it)."""
@@ -270,6 +260,25 @@ def canonical_cost(mac_scale: int, extra_scale: int) -> EventCounter:
     count.__doc__ = f"{mac_scale} x MACs + {extra_scale} x extra FLOPs."
     return count
 
+
+def dense_product(scale: int) -> EventCounter:
+    """An event counter of ``scale`` x ``M*K*N`` (times the batch) of a product event, from its
+    last two tensor inputs' shapes, as a counter that reads shapes only prices it: a sparse
+    operand counted as if it were dense (the reference prices its stored elements;
+    :func:`flopaudit.reference.formulas.matmul.product_macs`)."""
+
+    def count(e: OpEvent) -> int:
+        if len(e.input_shapes) < 2:
+            return 0
+        a, b = e.input_shapes[-2], e.input_shapes[-1]
+        return scale * numel(a[:-2]) * a[-2] * a[-1] * b[-1] if len(a) >= 2 and b else 0
+
+    count.__doc__ = f"{scale} x M*K*N of a product from its operands' shapes (a sparse one as if dense)."
+    return count
+
+
+for _scale in (2, 4):  # FLOPs of one product priced from its shapes; of two (torch.profiler's sparse aten::mm)
+    event_counter(f"{_scale}*dense_product")(dense_product(_scale))
 
 #: The event counters that are :func:`canonical_cost` counters: name -> (MAC scale, extra-FLOP scale).
 #: A ruleset pricing every event with one of them sees sums of the canonical cost, which

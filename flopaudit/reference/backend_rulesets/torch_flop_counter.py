@@ -47,7 +47,6 @@ from flopaudit.reference.rulesets import (
     R_SPARSE_AS_DENSE,
     EventRule,
     Ruleset,
-    dense_product,
     event_counter,
     numel,
     register_ruleset,
@@ -69,12 +68,6 @@ def conv_backward(e: OpEvent) -> int:
     return 2 * forward * (int(bool(grad_input)) + groups * int(bool(grad_weight)))
 
 
-@event_counter("torch_flop_counter.dense_product")
-def sparse_product(e: OpEvent) -> int:
-    """Its product formulas read the operands' shapes: 2 x ``M*K*N`` with a sparse operand too."""
-    return 2 * dense_product(e)
-
-
 TORCH_FLOP_COUNTER = Ruleset(
     name="torch-flop-counter",
     unit="FLOP",
@@ -86,7 +79,7 @@ TORCH_FLOP_COUNTER = Ruleset(
         EventRule("torch_flop_counter.conv_backward", op="aten.convolution_backward",
                   reason="convolution gradients: 2 x MACs, the weight gradient priced as if ungrouped "
                   "(groups x its MACs), bias gradient excluded"),
-        *(EventRule("torch_flop_counter.dense_product", op=op, sparse=True, reason=R_SPARSE_AS_DENSE)
+        *(EventRule("2*dense_product", op=op, sparse=True, reason=R_SPARSE_AS_DENSE)
           for op in FORMULA_OPS if op in ("aten.mm", "aten.addmm", "aten.bmm")),
         *(EventRule("2*macs", op=op, reason="2 x MACs (bias excluded)") for op in FORMULA_OPS),
         EventRule("zero", category=Category.ATTENTION,

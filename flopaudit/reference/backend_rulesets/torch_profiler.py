@@ -41,7 +41,6 @@ from flopaudit.reference.rulesets import (
     EventRule,
     Ruleset,
     aten_calls,
-    dense_product,
     event_counter,
     register_ruleset,
     string_padding,
@@ -118,20 +117,6 @@ def affine_grid(e: OpEvent) -> int:
     adapter halves each operator, an odd one rounded down)."""
     size = e.arg("size") or ()
     return 2 * e.macs + (0 if e.arg("align_corners") else sum(2 * (int(n) // 2) for n in size[2:]))
-
-
-@event_counter("torch-profiler.sparse_mm")
-def sparse_mm(e: OpEvent) -> int:
-    """``aten::mm`` of a sparse operand (``torch.spmm``, ``@``): priced from its shapes
-    (``2*M*K*N``) and again through the ``aten::addmm`` its sparse kernel dispatches."""
-    return 4 * dense_product(e)
-
-
-@event_counter("torch-profiler.sparse_addmm")
-def sparse_addmm(e: OpEvent) -> int:
-    """``aten::_sparse_addmm`` (``torch.sparse.mm``/``addmm``): no estimate of its own, but the
-    ``aten::addmm`` it dispatches is priced from its shapes: ``2*M*K*N``."""
-    return 2 * dense_product(e)
 
 
 @event_counter("torch-profiler.quantized_rnn")
@@ -224,9 +209,9 @@ TORCH_PROFILER = Ruleset(
                     reason="the dynamically quantized RNN kernel's own aten::mul/aten::add of its cell (LSTM 3, GRU "
                     "1 per hidden unit and step); its int8/float16 products have no estimate")
           for op in QUANTIZED_RNN_OPS),
-        EventRule("torch-profiler.sparse_mm", op="aten.mm", sparse=True,
+        EventRule("4*dense_product", op="aten.mm", sparse=True,  # torch.spmm, @
                   reason=R_SPARSE_AS_DENSE + ", twice: aten::mm and the aten::addmm its sparse kernel dispatches"),
-        EventRule("torch-profiler.sparse_addmm", op="aten._sparse_addmm",
+        EventRule("2*dense_product", op="aten._sparse_addmm",  # torch.sparse.mm/addmm: no estimate of its own
                   reason=R_SPARSE_AS_DENSE + ", by the aten::addmm that aten::_sparse_addmm dispatches"),
         *(EventRule("2*macs", op=op, reason="mm/addmm/bmm/baddbmm = 2 x MACs (bias excluded)")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")),
