@@ -39,10 +39,9 @@ def format_table_blocks(header: Sequence[str], rows: Sequence[Sequence[object]],
     characters, one block under the other (a blank line between), each block starting with
     the first column: a table wider than the terminal reads block by block rather than
     wrapped line by line. Without ``width``, or where the table fits, one block."""
-    full = format_table(header, rows, align)
-    if width is None or max(len(line) for line in full.splitlines()) <= width or len(header) < 3:
-        return full
     _, widths, align = _layout(header, rows, align)
+    if width is None or sum(widths) + _GAP * (len(widths) - 1) <= width or len(header) < 3:
+        return format_table(header, rows, align)
     blocks: list[list[int]] = [[]]
     used = widths[0]
     for i in range(1, len(header)):
