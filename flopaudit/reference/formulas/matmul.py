@@ -20,9 +20,11 @@ from flopaudit.reference.registry import Category, Cost, OpCall, numel, register
 
 
 def _scaled_terms(call: OpCall) -> int:
-    """One multiply per output element for each of ``alpha``/``beta`` that is not 1."""
+    """One multiply per output element for each of ``alpha``/``beta`` that is not 1 (a
+    ``beta`` of 0 drops the added term: nothing is scaled)."""
     n = numel(call.out)
-    return sum(n for name in ("alpha", "beta") if call.get(name, 1) not in (1, None))
+    alpha, beta = call.get("alpha", 1), call.get("beta", 1)
+    return (n if alpha not in (1, None) else 0) + (n if beta not in (0, 1, None) else 0)
 
 
 def product_macs(call: OpCall, left: str, right: str) -> int:
