@@ -86,6 +86,12 @@ def _deformable() -> nn.Module:
     return ModulatedDeformable()
 
 
+def _roi_align(x: torch.Tensor) -> torch.Tensor:
+    import torchvision
+
+    return torchvision.ops.roi_align(x, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], 2, 1.0, 2)
+
+
 def _grouped_experts() -> nn.Module:
     from flopaudit.zoo.hard.realworld import GroupedExperts
 
@@ -144,6 +150,8 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "pool.avg_pool": lambda: engine(lambda x: F.avg_pool2d(x, 2), X),
     "pool.adaptive_avg_pool": lambda: engine(lambda x: F.adaptive_avg_pool2d(x, 3), X),
     "pool.adaptive_max_pool": lambda: engine(lambda x: F.adaptive_max_pool2d(x, 3), X),
+    "pool.roi_align": lambda: engine(lambda x: _roi_align(x), X),
+    "pool.roi_align_backward": lambda: train(lambda x: _roi_align(x), X),
     "_factories.upsample_nearest": lambda: engine(lambda x: F.interpolate(x, scale_factor=2), X),
     "_factories.upsample_linear": lambda: engine(lambda x: F.interpolate(x, scale_factor=2, mode="linear"),
                                                  (1, 2, 4)),

@@ -11,6 +11,7 @@ from typing import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from flopaudit.reference import Category, count
@@ -230,3 +231,32 @@ def test_data_movement_ops_are_known_not_unsupported() -> None:
     assert cats["aten.cat.default"] is Category.DATA_MOVEMENT
     assert cats["aten.permute.default"] is Category.ZERO_COST
     assert all(e.supported for e in result.events)
+
+
+_BOXES = torch.tensor([[0.0, 0.0, 6.0, 6.0], [1.0, 2.0, 7.0, 5.0], [0.0, 0.0, 3.0, 3.0]])
+
+
+@pytest.mark.parametrize("op, channels_out, ratio", [
+    (torchvision.ops.roi_align, 4, 2),
+    (torchvision.ops.roi_align, 4, 3),
+    (torchvision.ops.ps_roi_align, 1, 2),  # position-sensitive: C / (2 x 2) output channels
+], ids=["roi_align_2", "roi_align_3", "ps_roi_align_2"])
+def test_roi_align_is_eight_flops_a_sample_and_a_divide_per_output(op: Callable[..., torch.Tensor],
+                                                                   channels_out: int, ratio: int) -> None:
+    """3 boxes x channels x 2x2 bins, ``ratio ** 2`` bilinear samples each (4 multiplies, 3 adds, an add
+    to the bin's sum), then a divide; a training step's backward spreads each gradient the same way."""
+    outputs = 3 * channels_out * 2 * 2
+    model = Fn(lambda x: op(x, [_BOXES], 2, 1.0, ratio))
+    r = count(model, [torch.randn(1, 4, 8, 8)])
+    assert (r.macs, r.extra_flops, r.unsupported) == (0, outputs * (8 * ratio ** 2 + 1), {})
+    step = count(model, [torch.randn(1, 4, 8, 8, requires_grad=True)], pass_="train")
+    backward = [e for e in step.events if "align_backward" in e.op]
+    assert [e.extra_flops for e in backward] == [outputs * (8 * ratio ** 2 + 1)]
+
+
+def test_roi_align_with_adaptive_sampling_or_max_is_unsupported_with_a_note() -> None:
+    """Adaptive sampling (``sampling_ratio <= 0``) and roi_pool's bins follow from the boxes' values."""
+    r = count(Fn(lambda x: (torchvision.ops.roi_align(x, [_BOXES], 2), torchvision.ops.roi_pool(x, [_BOXES], 2))),
+              [torch.randn(1, 4, 8, 8)])
+    assert r.unsupported == {"torchvision.roi_align.default": 1, "torchvision.roi_pool.default": 1}
+    assert any("adaptive sampling" in n for n in r.notes)

@@ -59,7 +59,9 @@ BACKEND = Backend(
         for case in ("mha-cross-kdim", "transformer-encoder-eval", "attention-frozen-fast-path")
     } | {"scripted-module": "pytorch-model-summary fails: its forward hooks cannot be registered on a ScriptModule",
          "exported-program": "pytorch-model-summary fails: the only module an exported graph calls is its guard "
-         "module (_guards_fn), which returns None: its row gets no output shape (KeyError: 'output_shape')"},
+         "module (_guards_fn), which returns None: its row gets no output shape (KeyError: 'output_shape')",
+         "roi-align-head": "pytorch-model-summary fails: MultiScaleRoIAlign is called with a dict of feature maps "
+         "and its hook's shapes() takes tensors, tuples and lists only ('Object not supported')"},
     order=100,
 )
 

@@ -11,6 +11,12 @@ elements:
   exactly.
 
 ``AdaptiveAvgPool2d(1)`` dispatches as ``aten.mean.dim`` (a reduction).
+
+Region pools (``torchvision.ops``): ``roi_align`` and ``ps_roi_align`` with a
+fixed ``sampling_ratio`` (R-CNN heads' ``MultiScaleRoIAlign`` uses 2) are
+priced from their shapes; with adaptive sampling (``sampling_ratio <= 0``)
+and for ``roi_pool``/``ps_roi_pool`` the work depends on the boxes' sizes,
+values a formula does not see: those stay unsupported, with a note.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import math
 from typing import Sequence
 
 from flopaudit.reference.formulas._factories import on
-from flopaudit.reference.registry import Category, Cost, OpCall, numel
+from flopaudit.reference.registry import Category, Cost, OpCall, numel, register_formula
 
 
 def _spatial_dims(op: str) -> int:
@@ -87,3 +93,41 @@ def adaptive_max_pool(call: OpCall) -> Cost:
     """Adaptive max pool: exact window sizes minus one comparison-free start per output."""
     total, outputs = _adaptive_windows(call)
     return Cost(0, total - outputs, Category.POOL)
+
+
+#: Extra FLOPs of one sampling point of ``roi_align``: its 4 taps weighted and summed (4
+#: multiplies, 3 adds) and added to the bin's sum.
+ROI_ALIGN_SAMPLE_FLOPS = 8
+
+
+def _roi_align_flops(call: OpCall, outputs: int) -> int:
+    """:data:`ROI_ALIGN_SAMPLE_FLOPS` per sampling point (``sampling_ratio ** 2`` per output
+    element) and a divide per output element."""
+    ratio = int(call["sampling_ratio"])
+    if ratio <= 0:
+        raise ValueError("adaptive sampling (sampling_ratio <= 0): the sampling points of a bin follow "
+                         "from its box's size, a value, not a shape")
+    return outputs * (ratio * ratio * ROI_ALIGN_SAMPLE_FLOPS + 1)
+
+
+@register_formula("torchvision.roi_align", "torchvision.ps_roi_align")
+def roi_align(call: OpCall) -> Cost:
+    """``torchvision.ops.roi_align`` (``MultiScaleRoIAlign``, ``RoIAlign``) and its
+    position-sensitive twin: each output element (box, channel, bin) averages
+    ``sampling_ratio ** 2`` bilinear samples.
+
+    Extra FLOPs: :data:`ROI_ALIGN_SAMPLE_FLOPS` per sampling point and one divide per output
+    element (torchvision's CPU and CUDA kernels). Adaptive sampling: not priced (see the
+    module docstring).
+    # NB: the bilinear weights, computed once per box and sampling point and shared by every
+    # channel, are not counted.
+    """
+    return Cost(0, _roi_align_flops(call, numel(call.out)), Category.POOL)
+
+
+@register_formula("torchvision._roi_align_backward", "torchvision._ps_roi_align_backward")
+def roi_align_backward(call: OpCall) -> Cost:
+    """The backward of :func:`roi_align`: each output gradient divided by its bin's sample
+    count, then per sampling point spread to its 4 taps (4 multiplies, 4 adds): the
+    forward's count, read from the gradient's shape."""
+    return Cost(0, _roi_align_flops(call, numel(call.shape("grad"))), Category.POOL)

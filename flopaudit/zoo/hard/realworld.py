@@ -4,7 +4,8 @@ own parameters, packed sequences, TorchScript, work a JIT trace drops, a
 learned float attention mask, timm's attention block, a step torchvision
 runs as TorchScript only under a trace (batched NMS), and point-cloud
 neighbour grouping (``torch.cdist``), a spatial transformer
-(``F.affine_grid``) and a graph network on a sparse adjacency (``torch.spmm``).
+(``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
+detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``).
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -93,6 +94,41 @@ class SparseGCN(nn.Module):
     def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
         h = F.relu(torch.spmm(adjacency, self.w1(x)))
         return torch.spmm(adjacency, self.w2(h)).log_softmax(-1)
+
+
+class RoIBoxHead(nn.Module):
+    """A two-stage detector's box head as torchvision's Faster R-CNN builds it: two feature
+    levels, ``MultiScaleRoIAlign`` (7x7 bins, sampling ratio 2) assigning each box to a level
+    by its size, and a ``Linear`` over the pooled features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.ops import MultiScaleRoIAlign
+
+        self.p2 = nn.Conv2d(3, 8, 3, padding=1)
+        self.p3 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.pool = MultiScaleRoIAlign(["p2", "p3"], 7, 2)
+        self.fc = nn.Linear(8 * 7 * 7, 16)
+
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        p2 = self.p2(images)
+        p3 = self.p3(p2)
+        pooled = self.pool({"p2": p2, "p3": p3}, [boxes], [tuple(images.shape[-2:])])
+        return self.fc(pooled.flatten(1))
+
+
+def _roi_box_head() -> nn.Module:
+    """:class:`RoIBoxHead`, run once: ``MultiScaleRoIAlign`` sets its scales up on its first
+    call (as a detector that has seen an image has), so every count sees the same operators."""
+    model = RoIBoxHead().eval()
+    with torch.no_grad():
+        model(*_two_boxes().args)
+    return model
+
+
+def _two_boxes() -> ModelInputs:
+    """A 32x32 image and two boxes: a small one (level p2) and a large one (level p3)."""
+    return ModelInputs((torch.randn(1, 3, 32, 32), torch.tensor([[2.0, 2.0, 10.0, 12.0], [0.0, 0.0, 30.0, 30.0]])))
 
 
 def _ring_graph() -> ModelInputs:
@@ -627,6 +663,20 @@ def cases() -> list[ModelCase]:
         "adjacency): Linear(16, 16), torch.spmm with the adjacency, ReLU, Linear(16, 4), torch.spmm, "
         "log-softmax; the reference prices each sparse product by its stored elements, counters that read "
         "shapes only as if the adjacency were dense (12 x 12)",
+    ))
+    out.append(hard_case(
+        "roi-align-head",
+        _roi_box_head,
+        _two_boxes,
+        {"conv", "detection", "pooling"},
+        # p2 8 x 32 x 32 x 27, p3 8 x 16 x 16 x 72, the head 2 boxes x 392 x 16 (RoIAlign's bilinear
+        # samples: extra FLOPs, 2 x 8 x 49 bins x (4 samples x 8 + 1))
+        expected_macs=8 * 1024 * 27 + 8 * 256 * 72 + 2 * 392 * 16,
+        expected_params=(8 * 27 + 8) + (8 * 72 + 8) + (392 * 16 + 16),
+        description="a two-stage detector's box head on a 32x32 image with two boxes: Conv2d(3, 8, 3) and "
+        "Conv2d(8, 8, 3, stride 2) as two feature levels, torchvision's MultiScaleRoIAlign (7x7, sampling "
+        "ratio 2; the small box pooled from p2, the large from p3: one torchvision::roi_align each) and "
+        "Linear(392, 16)",
     ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(
