@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flopaudit.inputs import ModelInputs
 from flopaudit.reference import count
 from flopaudit.reference.pricing import apply, predict
 from flopaudit.reference.registry import Category
@@ -103,3 +104,87 @@ def test_one_recording_patched_for_every_ruleset_predicts_as_dedicated_ones() ->
     assert rulesets["fvcore"].patched_in(inside) == "" and rulesets["fvcore"].foreign(relu)
     foreign = [e for e in shared.events if e.op.startswith("py:") and ptflops.foreign(e)]
     assert all(e.op[3:] not in ptflops.patched_functions for e in foreign)
+
+
+class StatefulInEval(nn.Module):
+    """Writes a running state in place when in eval mode (as Hugging Face's RWKV caches its
+    state): under autograd the backward then fails, in eval mode only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        y = torch.sigmoid(h)  # saves its output for the backward
+        if not self.training:
+            y.mul_(1.0)  # an eval-mode state update, in place
+        return self.out(y)
+
+
+class GradientFree(nn.Module):
+    """Refuses any pass with autograd on (a model wrapped for inference only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            raise RuntimeError("inference only")
+        return self.fc(x)
+
+
+def test_a_pass_the_model_cannot_run_in_eval_mode_is_predicted_from_the_mode_it_was_given() -> None:
+    """A training step in eval mode (as calflops runs its forward) fails for StatefulInEval; the
+    reference count stands, and calflops is predicted from the step in train mode, with a note."""
+    from flopaudit.adapters.reference import predict_backends
+
+    model, inputs = StatefulInEval().train(), ModelInputs((torch.randn(2, 8),))
+    eval_copy = StatefulInEval().eval()
+    try:
+        count(eval_copy, inputs, pass_="train")
+        raise AssertionError("the eval-mode step should fail")
+    except RuntimeError as exc:
+        assert "inplace operation" in str(exc)
+    result = count(model, inputs, pass_="train")
+    notes: list[str] = []
+    predictions = {p.ruleset: p for p in predict_backends(model, inputs, result, notes=notes)}
+    assert predictions["calflops"].macs == 3 * 2 * 8 * 8 * 2  # its forward x 3
+    (note,) = [n for n in notes if n.startswith("calflops: ")]
+    assert note.startswith("calflops: predicted from the pass in train mode: in eval mode, as calflops runs the "
+                           "model, it fails (RuntimeError: one of the variables needed for gradient computation")
+    assert set(predictions) == {"torch-flop-counter", "calflops", "rule-3x-forward"} and len(notes) == 1
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_a_pass_that_cannot_be_recorded_leaves_its_rulesets_unpredicted_not_the_count() -> None:
+    """GradientFree refuses autograd: the rulesets of backends that run with autograd on are not
+    predicted (said in a note each); the others are, and the reference count stands."""
+    from flopaudit.adapters.reference import ReferenceAdapter
+
+    raw = ReferenceAdapter()._count(GradientFree().eval(), ModelInputs((torch.randn(2, 8),)))
+    predicted = {p.ruleset for p in raw.predictions}
+    unpredicted = {n.split(":")[0] for n in raw.warnings if ": not predicted: " in n}
+    assert raw.macs == 2 * 8 * 8 and "thop" in predicted and {"calflops", "deepspeed"} <= unpredicted
+    assert not predicted & unpredicted
+
+
+def _stateful_inputs() -> ModelInputs:
+    return ModelInputs((torch.randn(2, 8),))
+
+
+def test_a_backend_predicted_from_the_given_mode_says_so_in_its_cell() -> None:
+    """Through an audit: calflops (which runs StatefulInEval's forward in eval mode and triples
+    it) is explained exactly, its cell naming the mode its prediction was recorded in."""
+    from flopaudit.reports import build_report
+    from flopaudit.run import run_audit
+    from flopaudit.zoo.case import ModelCase
+
+    case = ModelCase("stateful-in-eval", StatefulInEval, _stateful_inputs, train=True)
+    report = build_report(run_audit([case], ["reference", "calflops"], isolate=False, pass_="train"))
+    (cell,) = [c for c in report.cells if c.backend == "calflops"]
+    assert cell.status == "ok" and cell.residual == 0 and cell.classification != "unexplained"
+    assert any(n.startswith("predicted from the pass in train mode: in eval mode, as calflops runs the model, it "
+                            "fails (RuntimeError") for n in cell.notes), cell.notes

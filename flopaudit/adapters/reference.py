@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
@@ -62,14 +62,16 @@ class ReferenceAdapter(Adapter):
 
         lazy = lazy_classes(model)
         result = count(model, inputs, ruleset="canonical", no_grad=True)
-        return raw_count(result, predict_backends(model, inputs, result, lazy))
+        notes: list[str] = []
+        return raw_count(result, predict_backends(model, inputs, result, lazy, notes), notes)
 
     def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:
         from flopaudit.reference import count
 
         lazy = lazy_classes(model)
         result = count(model, inputs, ruleset="canonical", pass_=step)
-        raw = raw_count(result, predict_backends(model, inputs, result, lazy))
+        notes: list[str] = []
+        raw = raw_count(result, predict_backends(model, inputs, result, lazy, notes), notes)
         raw.phases = tuple(
             PhaseCount(name, s.total.macs, s.total.extra_flops, breakdown({k: v.macs for k, v in s.per_module.items()}),
                        breakdown({k: v.macs for k, v in s.per_op.items()}))
@@ -78,9 +80,10 @@ class ReferenceAdapter(Adapter):
         return raw
 
 
-def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...]) -> RawCount:
-    """What the adapter reports of a reference count (a forward pass or a training step)."""
-    warnings = list(result.notes)
+def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...], notes: Sequence[str] = ()) -> RawCount:
+    """What the adapter reports of a reference count (a forward pass or a training step);
+    ``notes``: what predicting the backends found (:func:`predict_backends`)."""
+    warnings = [*result.notes, *notes]
     if result.traced_custom_ops:
         traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
         warnings.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
@@ -165,7 +168,8 @@ Pass = tuple[bool, bool, bool]
 
 
 def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
-                     lazy: dict[str, tuple[str, str]] | None = None) -> tuple[RulesetPrediction, ...]:
+                     lazy: dict[str, tuple[str, str]] | None = None,
+                     notes: list[str] | None = None) -> tuple[RulesetPrediction, ...]:
     """Every backend's ruleset applied to this pass (see :mod:`flopaudit.reference.pricing`):
     for a training step, the rulesets of the backends that count training steps,
     on a training step recorded the way the backend runs it (closed-form rules
@@ -194,6 +198,13 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     so otherwise rulesets with and without hooks share a recording. # NB: a
     model of your own that inspects its hooks in other ways is outside this
     shortcut.
+
+    A pass the model cannot run (a training step in eval mode, where a model
+    writes its state in place under autograd: Hugging Face's RWKV) is recorded
+    again as given, not switched to eval mode; the rulesets reading it are
+    predicted from that recording. A pass that cannot be recorded either way
+    leaves its rulesets unpredicted. Both are said in ``notes`` (one line per
+    backend, ``"<backend>: ..."``), never raised: the reference count stands.
     """
     from flopaudit.errors import NotApplicable
     from flopaudit.reference.backend_rulesets import backend_rulesets
@@ -234,12 +245,31 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
         facts = model_facts(model, inputs)
     out = []
     modules = None
+    failed: dict[Pass, str] = {}
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
-        if source is None:
-            source, dead[k] = _record_pass(model, inputs, k, patches[k], k in traced, step)
-            recordings[k] = source
+        if source is None and k not in failed:
+            try:
+                source, dead[k] = _record_pass(model, inputs, k, patches[k], k in traced, step)
+            except Exception as exc:  # noqa: BLE001 - the model's own failure in this pass, reported below
+                failed[k] = _first_line(exc)
+                if k[2]:  # switched to eval mode: record the pass as the model was given
+                    try:
+                        source, dead[k] = _record_pass(model, inputs, (k[0], k[1], False), patches[k],
+                                                       k in traced, step)
+                    except Exception:  # noqa: BLE001
+                        pass
+            if source is not None:
+                recordings[k] = source
+        if k in failed:
+            if notes is not None:
+                notes.append(f"{backend}: " + (
+                    f"predicted from the pass in {_mode_of(model)} mode: in eval mode, as {backend} runs the "
+                    f"model, it fails ({failed[k]})" if source is not None
+                    else f"not predicted: the pass {backend} runs cannot be recorded ({failed[k]})"))
+            if source is None:
+                continue
         if modules is None:
             modules = inventory(model, lazy)
         calls = _as_registered(source.module_call_records, lazy or {})
@@ -286,6 +316,15 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     finally:
         for m, training in modes:
             m.training = training
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _mode_of(model: nn.Module) -> str:
+    return "train" if model.training else "eval"
 
 
 def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: Any,

@@ -86,12 +86,15 @@ def _explain_macs(result: CountResult, reference: CountResult | None, tolerance:
     prediction = reference.prediction(result.backend)
     allowed = max(0.0, tolerance * abs(ref_macs))
     placed = placement_note(result)
+    said = prediction_notes(reference, result.backend)
     if prediction is None:
         classification = "agrees" if abs(diff) <= allowed else "unexplained"
         if classification == "agrees" and diff == 0 and notes and note:
             classification = "unit"
         return CellExplanation(classification=classification, reference_macs=ref_macs, residual=diff,
-                               notes=tuple(notes) + ("no ruleset for this backend",), top_layers=layers, **base)
+                               notes=tuple(notes) + (said or ("no ruleset for this backend",)), top_layers=layers,
+                               **base)
+    notes += said
     declared = declared_causes(result)
     causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers, c.more_layers)
                    for c in prediction.contributions if c.macs) + declared
@@ -107,6 +110,15 @@ def _explain_macs(result: CountResult, reference: CountResult | None, tolerance:
         classification=classification, reference_macs=ref_macs, predicted_macs=prediction.macs, causes=causes,
         residual=residual, notes=tuple(notes), top_layers=layers, **base,
     )
+
+
+def prediction_notes(reference: CountResult, backend: str) -> tuple[str, ...]:
+    """What predicting ``backend`` from the reference's recordings met (a pass the model
+    cannot run the way the backend runs it), from the reference count's warnings
+    (:func:`flopaudit.adapters.reference.predict_backends`), without the backend's name."""
+    prefix = f"{backend}: "
+    return tuple(w[len(prefix):] for w in reference.warnings
+                 if w.startswith(prefix) and w[len(prefix):].startswith(("not predicted", "predicted from")))
 
 
 def placement_note(result: CountResult) -> str:
