@@ -92,6 +92,20 @@ def _roi_align(x: torch.Tensor) -> torch.Tensor:
     return torchvision.ops.roi_align(x, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], 2, 1.0, 2)
 
 
+def _quantized(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn`` on ``x`` quantized to quint8, dequantized after."""
+    return fn(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)).dequantize()
+
+
+class _QuantizedConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.ao.nn.quantized.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _quantized(x, self.conv)
+
+
 def _grouped_experts() -> nn.Module:
     from flopaudit.zoo.hard.realworld import GroupedExperts
 
@@ -151,6 +165,17 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "pool.adaptive_avg_pool": lambda: engine(lambda x: F.adaptive_avg_pool2d(x, 3), X),
     "pool.adaptive_max_pool": lambda: engine(lambda x: F.adaptive_max_pool2d(x, 3), X),
     "pool.roi_align": lambda: engine(lambda x: _roi_align(x), X),
+    # test_reference_quantized.py
+    "quantized.quantize": lambda: engine(lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8), X),
+    "quantized.quantized_conv": lambda: engine(None, X, module=_QuantizedConv()),
+    "quantized.quantized_elementwise_1": lambda: engine(
+        lambda x: _quantized(x, lambda t: torch.ops.quantized.add(t, t, 0.1, 0)), X),
+    "quantized.quantized_elementwise_2": lambda: engine(
+        lambda x: _quantized(x, lambda t: torch.ops.quantized.add_relu(t, t, 0.1, 0)), X),
+    "quantized.quantized_batch_norm": lambda: engine(
+        lambda x: _quantized(x, torch.ao.nn.quantized.BatchNorm2d(3)), X),
+    "quantized.quantized_data_movement": lambda: engine(
+        lambda x: _quantized(x, lambda t: torch.ops.quantized.cat([t, t], 1, 0.1, 0)), X),
     "pool.roi_align_backward": lambda: train(lambda x: _roi_align(x), X),
     "_factories.upsample_nearest": lambda: engine(lambda x: F.interpolate(x, scale_factor=2), X),
     "_factories.upsample_linear": lambda: engine(lambda x: F.interpolate(x, scale_factor=2, mode="linear"),

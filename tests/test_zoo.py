@@ -181,7 +181,8 @@ def _witness_macs(case: ModelCase) -> int:
     CPU flash-attention kernel behind SDPA, ``nn.Bilinear``'s ``_trilinear``,
     the grouped products of mixture-of-experts layers, ``torch.cdist``'s
     ``_euclidean_dist``, ``F.affine_grid`` and this zoo's custom op. A dynamically quantized LSTM:
-    its packed weights as the module unpacks them, the same way.
+    its packed weights as the module unpacks them, the same way; a statically quantized model: each
+    int8 conv and linear module's output elements times its unpacked weight's taps per output.
     """
     model, inputs = case.instantiate()
     if "frozen" in case.tags:  # a frozen block takes its fused fast path even with gradients on
@@ -191,6 +192,15 @@ def _witness_macs(case: ModelCase) -> int:
         x = inputs.args[0]
         weights = sum(w.numel() for w in model.rnn._weight_bias()["weight"].values())
         return x.shape[0] * x.shape[1] * (weights + model.head.weight().numel())
+    if "quantized" in case.tags:  # static: every int8 conv and linear module, its unpacked weight's taps per output
+        outputs: dict[nn.Module, torch.Size] = {}
+        quantized = [m for m in model.modules() if callable(getattr(m, "weight", None)) and hasattr(m, "scale")]
+        hooks = [m.register_forward_hook(lambda m, i, o: outputs.__setitem__(m, o.shape)) for m in quantized]
+        with torch.no_grad():
+            model(*inputs.args)
+        for h in hooks:
+            h.remove()
+        return sum(math.prod(outputs[m]) * math.prod(m.weight().shape[1:]) for m in quantized)
     if "rnn" in case.tags:
         rnn = next(m for m in model.modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase)))
         x = inputs.args[0]

@@ -111,6 +111,8 @@ BACKEND = Backend(
         "lazy-linear": "calflops fails: it counts parameters before the forward, when the LazyLinear's are still "
         "uninitialised (ValueError); a crash is not predicted",
         "lstm-packed-sequence": "calflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
+        "static-quantized-residual": "calflops fails: it reads next(model.parameters()).device, and a statically "
+        "quantized model has no parameter left (its weights are packed objects): StopIteration",
         "scripted-module": "calflops fails: its forward pre-hooks cannot be registered on a ScriptModule",
     },
     order=110,

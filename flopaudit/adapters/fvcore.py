@@ -65,6 +65,9 @@ BACKEND = Backend(
         "lstm-dynamic-quantized": "fvcore fails: torch.jit.trace cannot trace aten::quantized_lstm, whose packed weights are TorchScript objects (__torch__.torch.classes.rnn.CellParamsBase), not tensors (RuntimeError: Only tensors ... can be inputs to traced functions)",
         "gcn-sparse-adjacency": "fvcore fails: its matmul handle reads the shapes the trace records, and a "
         "trace records none for a sparse tensor (TypeError: 'NoneType' object is not subscriptable)",
+        "static-quantized-residual": "fvcore fails: torch.jit.trace cannot trace a quantized::conv2d, whose "
+        "packed weight is a TorchScript object, not a tensor (RuntimeError: Only tensors ... can be inputs to "
+        "traced functions)",
         "scripted-module": "fvcore fails: its trace registers scope hooks on every module, which a ScriptModule "
         "refuses",
     },

@@ -13,6 +13,7 @@ from flopaudit.reference.formulas import (  # noqa: F401 - imported for registra
     matmul,
     norm,
     pool,
+    quantized,
     reduction,
     rnn,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "matmul",
     "norm",
     "pool",
+    "quantized",
     "reduction",
     "rnn",
 ]

@@ -55,14 +55,18 @@ def convolution(call: OpCall) -> Cost:
     # NB: for a transposed convolution the taps that fall into the cropped
     # border (``padding``) are counted: the kernel computes them, then drops them.
     """
-    x = call.shape("input", "self")
-    w = call.shape("weight")
     out = call.out
     transposed = bool(call.get("transposed", False)) or "transpose" in call.op
-    per_position = numel(w[1:])
-    macs = numel(x) * per_position if transposed else numel(out) * per_position
+    macs = conv_macs(call.shape("input", "self"), call.shape("weight"), out, transposed)
     extra = numel(out) if call.get("bias") is not None else 0
     return Cost(macs, extra, Category.CONV)
+
+
+def conv_macs(x: Shape, w: Shape, out: Shape, transposed: bool) -> int:
+    """MACs of a convolution (see the module docstring): every kernel tap of every output, or
+    for a transposed one every input element scattered through the kernel."""
+    per_position = numel(w[1:])
+    return numel(x) * per_position if transposed else numel(out) * per_position
 
 
 #: Extra FLOPs of one bilinear sample: a weighted sum of 4 taps (as ``grid_sample``'s bilinear mode).

@@ -45,7 +45,8 @@ ZERO_COST_NAMES: tuple[str, ...] = (
     # allocation and initialisation
     "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like",
     "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "fill", "fill_", "zero_",
-    "arange", "linspace", "logspace", "eye", "scalar_tensor", "tensor",
+    "arange", "linspace", "logspace", "eye", "scalar_tensor", "tensor", "_empty_affine_quantized",
+    "_empty_per_channel_affine_quantized",
     # random number generation
     "rand", "rand_like", "randn", "randn_like", "randint", "randint_like", "randperm", "normal", "normal_",
     "uniform", "uniform_", "bernoulli", "bernoulli_", "random_", "exponential_", "cauchy_", "geometric_",

@@ -5,7 +5,8 @@ learned float attention mask, timm's attention block, a step torchvision
 runs as TorchScript only under a trace (batched NMS), and point-cloud
 neighbour grouping (``torch.cdist``), a spatial transformer
 (``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
-detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``).
+detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``) and a
+statically quantized residual block (``quantized::conv2d``).
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -129,6 +130,50 @@ def _roi_box_head() -> nn.Module:
 def _two_boxes() -> ModelInputs:
     """A 32x32 image and two boxes: a small one (level p2) and a large one (level p3)."""
     return ModelInputs((torch.randn(1, 3, 32, 32), torch.tensor([[2.0, 2.0, 10.0, 12.0], [0.0, 0.0, 30.0, 30.0]])))
+
+
+class QuantizableResidual(nn.Module):
+    """A residual conv block written for eager-mode static quantization (as torchvision's
+    quantizable models are): ``QuantStub``, Conv2d+BatchNorm2d+ReLU and Conv2d+BatchNorm2d
+    (fused before quantizing), a 1x1 skip Conv2d, a ``FloatFunctional`` add+ReLU, a global
+    average pool, a Linear and ``DeQuantStub``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.ao.nn.quantized import FloatFunctional
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU()
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.skip = nn.Conv2d(3, 8, 1)
+        self.add = FloatFunctional()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.quant(x)
+        h = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        h = self.add.add_relu(h, self.skip(x))
+        return self.dequant(self.fc(torch.flatten(self.pool(h), 1)))
+
+
+def _static_quantized() -> nn.Module:
+    """:class:`QuantizableResidual` fused, calibrated on random images and converted to int8
+    (``torch.ao.quantization`` eager mode, the engine's default qconfig)."""
+    from torch.ao import quantization as q
+
+    torch.manual_seed(0)
+    model = QuantizableResidual().eval()
+    q.fuse_modules(model, [["conv1", "bn1", "relu1"], ["conv2", "bn2"]], inplace=True)
+    model.qconfig = q.get_default_qconfig(torch.backends.quantized.engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # observer and reduce_range notices
+        q.prepare(model, inplace=True)
+        with torch.no_grad():
+            model(torch.randn(2, 3, 16, 16))
+        q.convert(model, inplace=True)
+    return model
 
 
 def _ring_graph() -> ModelInputs:
@@ -677,6 +722,19 @@ def cases() -> list[ModelCase]:
         "Conv2d(8, 8, 3, stride 2) as two feature levels, torchvision's MultiScaleRoIAlign (7x7, sampling "
         "ratio 2; the small box pooled from p2, the large from p3: one torchvision::roi_align each) and "
         "Linear(392, 16)",
+    ))
+    out.append(hard_case(
+        "static-quantized-residual",
+        _static_quantized,
+        randn_inputs((2, 3, 16, 16)),
+        {"conv", "quantized"},
+        # conv1 2 x 8 x 256 x 27, conv2 2 x 8 x 256 x 72, skip 2 x 8 x 256 x 3, fc 2 x 8 x 4: the float twin's
+        expected_macs=2 * 8 * 256 * (27 + 72 + 3) + 2 * 8 * 4,
+        expected_params=0,  # int8 weights packed: no nn.Parameter left
+        description="a residual conv block after torch.ao eager-mode static quantization (fused Conv2d+BN+ReLU "
+        "and Conv2d+BN, a 1x1 skip Conv2d, FloatFunctional add_relu, global pool, Linear) on (2, 3, 16, 16): "
+        "quantize_per_tensor, quantized::conv2d_relu/conv2d, quantized::add_relu, quantized::linear, "
+        "dequantize, whose weights are packed objects, not parameters",
     ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(
