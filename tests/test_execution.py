@@ -113,6 +113,9 @@ def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
          "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        # as a terminal's foreground command gets it: a test run started in the background (`pytest &`)
+        # passes SIGINT on ignored, and a process that starts with it ignored rightly never sees Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     seen: set[int] = set()
