@@ -181,6 +181,14 @@ def test_meta_says_the_forward_reads_values_instead_of_blaming_the_input(
     assert result["status"] == "ok" and result["macs"] == 2 * 5 * 8 * 4
 
 
+def test_meta_says_the_forward_makes_a_cpu_tensor_instead_of_blaming_the_input(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _error_line(capsys, ["run", "--models", "user_models:cpu_positions", "--input-shape", "2,8", "--meta",
+                               "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
+    assert "makes a tensor on another device during its forward pass" in err and "rejected input" not in err
+    assert "factory without device=" in err and "without --meta" in err
+
+
 @pytest.mark.parametrize("mode, macs", [(None, 3 * 4 * 4), ("eval", 3 * 4 * 4), ("train", 3 * 4 * 4 + 3 * 4 * 2)])
 def test_mode_chooses_train_or_eval_and_module_function_models_count_in_eval(
         tmp_path: Path, mode: str | None, macs: int) -> None:

@@ -72,6 +72,22 @@ def unmasked_inputs() -> dict[str, torch.Tensor]:
     return {"x": torch.randn(2, 5, 8)}
 
 
+class _CPUPositions(nn.Module):
+    """Adds position indices made with ``torch.arange(n)`` (no ``device=``: on the CPU), as XLNet
+    builds its relative positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x + torch.arange(x.shape[-1]))
+
+
+def cpu_positions() -> nn.Module:
+    return _CPUPositions()
+
+
 class _FaultsOnSecondPass(nn.Module):
     """A Linear(4, 2) whose second forward pass (the first one the cost phase runs) hangs or exits."""
 

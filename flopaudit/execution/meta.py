@@ -57,9 +57,23 @@ def reads_values(exc: BaseException) -> bool:
     return any(marker in text for marker in _VALUE_READS)
 
 
+_DEVICE_MIXES = ("is not on the expected device", "Expected all tensors to be on the same device")
+
+
+def mixes_devices(exc: BaseException) -> bool:
+    """Whether ``exc`` is a forward pass on the meta device meeting a tensor it made elsewhere (a
+    factory such as ``torch.arange(n)`` without ``device=``, which makes it on the CPU)."""
+    text = str(exc)
+    return "meta" in text and any(marker in text for marker in _DEVICE_MIXES)
+
+
 def meta_failure(exc: BaseException) -> str:
     """Words for a forward pass that failed on the meta device, to follow the model's name."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if mixes_devices(exc):
+        return (f" makes a tensor on another device during its forward pass and uses it with its meta tensors "
+                f"({type(exc).__name__}: {first}): a factory without device= (torch.arange, torch.tensor, "
+                "torch.zeros) makes it on the CPU; count it without --meta")
     if reads_values(exc):
         return (f" reads a tensor's value during its forward pass ({type(exc).__name__}: {first}), and tensors on "
                 "the meta device have shapes but no values: count it without --meta, or without the input that "

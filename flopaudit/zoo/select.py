@@ -139,9 +139,9 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if meta:
-            from flopaudit.execution.meta import meta_failure, reads_values
+            from flopaudit.execution.meta import meta_failure, mixes_devices, reads_values
 
-            if reads_values(exc):
+            if reads_values(exc) or mixes_devices(exc):
                 raise UserError(f"model {case.id!r}{meta_failure(exc)}") from None
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
                         f"{batch_statistics_hint(exc)}") from None
