@@ -189,6 +189,13 @@ def test_meta_says_the_forward_makes_a_cpu_tensor_instead_of_blaming_the_input(
     assert "factory without device=" in err and "without --meta" in err
 
 
+def test_meta_says_a_failure_there_may_be_the_input_or_a_meta_kernel(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _error_line(capsys, ["run", "--models", "user_models:train_only_head", "--input-shape", "3,5", "--meta",
+                               "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
+    assert "failed on the meta device with input (3x5)" in err and "run it without --meta to tell" in err
+
+
 @pytest.mark.parametrize("mode, macs", [(None, 3 * 4 * 4), ("eval", 3 * 4 * 4), ("train", 3 * 4 * 4 + 3 * 4 * 2)])
 def test_mode_chooses_train_or_eval_and_module_function_models_count_in_eval(
         tmp_path: Path, mode: str | None, macs: int) -> None:

@@ -130,8 +130,9 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
     """Run one forward pass; a model that rejects its inputs is a user error.
 
     On the meta device a forward that reads a tensor's value (``.item()``,
-    ``.tolist()``, a data-dependent branch) fails whatever the inputs: the
-    error says so instead of blaming the inputs.
+    ``.tolist()``, a data-dependent branch) or makes a tensor on the CPU fails
+    whatever the inputs: the error says so instead of blaming the inputs; any
+    other failure there says it may be the input or a meta kernel.
     """
     try:
         with torch.no_grad():
@@ -143,6 +144,10 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
 
             if reads_values(exc) or mixes_devices(exc):
                 raise UserError(f"model {case.id!r}{meta_failure(exc)}") from None
+            raise UserError(f"model {case.id!r} failed on the meta device with input {inputs.describe()}: "
+                            f"{type(exc).__name__}: {msg} (the input, or an operator whose meta kernel refuses "
+                            "what its CPU kernel takes, such as grouped products in float32: run it without "
+                            "--meta to tell)") from None
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
                         f"{batch_statistics_hint(exc)}") from None
 
