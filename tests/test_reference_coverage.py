@@ -86,6 +86,11 @@ def _deformable() -> nn.Module:
     return ModulatedDeformable()
 
 
+def _spd(a: torch.Tensor) -> torch.Tensor:
+    """A symmetric positive definite matrix made from ``a``."""
+    return a @ a.T + a.shape[0] * torch.eye(a.shape[0])
+
+
 def _roi_align(x: torch.Tensor) -> torch.Tensor:
     import torchvision
 
@@ -165,6 +170,25 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "pool.adaptive_avg_pool": lambda: engine(lambda x: F.adaptive_avg_pool2d(x, 3), X),
     "pool.adaptive_max_pool": lambda: engine(lambda x: F.adaptive_max_pool2d(x, 3), X),
     "pool.roi_align": lambda: engine(lambda x: _roi_align(x), X),
+    # test_reference_linalg.py
+    "linalg.cholesky": lambda: engine(lambda a: torch.linalg.cholesky(_spd(a)), (3, 3)),
+    "linalg.cholesky_solve": lambda: engine(lambda a, b: torch.cholesky_solve(b, torch.linalg.cholesky(_spd(a))),
+                                            (3, 3), (3, 2)),
+    "linalg.cholesky_inverse": lambda: engine(lambda a: torch.cholesky_inverse(torch.linalg.cholesky(_spd(a))),
+                                              (3, 3)),
+    "linalg.solve_triangular": lambda: engine(
+        lambda a, b: torch.linalg.solve_triangular(_spd(a), b, upper=True), (3, 3), (3, 2)),
+    "linalg.lu_factor": lambda: engine(lambda a: torch.linalg.lu_factor(_spd(a)), (3, 3)),
+    "linalg.lu_solve": lambda: engine(lambda a, b: torch.linalg.lu_solve(*torch.linalg.lu_factor(_spd(a)), b),
+                                      (3, 3), (3, 2)),
+    "linalg.solve": lambda: engine(lambda a, b: torch.linalg.solve(_spd(a), b), (3, 3), (3, 2)),
+    "linalg.inverse": lambda: engine(lambda a: torch.linalg.inv(_spd(a)), (3, 3)),
+    "linalg.determinant": lambda: engine(lambda a: torch.linalg.slogdet(_spd(a)), (3, 3)),
+    "linalg.qr": lambda: engine(lambda a: torch.linalg.qr(a), (4, 3)),
+    "linalg.qr_factor": lambda: engine(lambda a: torch.geqrf(a), (4, 3)),
+    "linalg.householder_product": lambda: engine(lambda a: torch.linalg.householder_product(*torch.geqrf(a)),
+                                                 (4, 3)),
+    "linalg.apply_householder": lambda: engine(lambda a, c: torch.ormqr(*torch.geqrf(a), c), (4, 3), (4, 2)),
     # test_reference_quantized.py
     "quantized.quantize": lambda: engine(lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8), X),
     "quantized.quantized_conv": lambda: engine(None, X, module=_QuantizedConv()),

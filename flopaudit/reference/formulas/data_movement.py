@@ -67,7 +67,7 @@ DATA_MOVEMENT_NAMES: tuple[str, ...] = (
     "expand_copy", "transpose_copy", "t_copy", "unsqueeze_copy", "squeeze_copy", "slice_copy",
     "select_copy", "split_copy", "split_with_sizes_copy", "unbind_copy", "alias_copy", "detach_copy",
     "as_strided_copy", "diagonal_copy", "unfold_copy", "_reshape_copy", "max_unpool2d", "max_unpool3d",
-    "one_hot", "block_diag", "diag", "diag_embed", "flatten_dense_tensors", "_pin_memory",
+    "one_hot", "block_diag", "diag", "diag_embed", "flatten_dense_tensors", "_pin_memory", "lu_unpack",
     # gradients that only route values (zeros plus a copy into the input's shape)
     "select_backward", "slice_backward", "diagonal_backward", "unfold_backward", "index_select_backward",
     "masked_select_backward", "masked_scatter_backward", "gather_backward", "value_selecting_reduction_backward",
