@@ -88,3 +88,20 @@ def test_a_cholesky_training_step_prices_its_backward_through_its_parts() -> Non
     a = spd(n=4).requires_grad_(True)
     r = count(Fn(lambda m: torch.linalg.cholesky(m).sum()), [a], pass_="train")
     assert r.unsupported == {} and r.phases["backward"].total.macs > 0
+
+
+def test_counters_without_linalg_formulas_are_explained_by_a_linalg_cause() -> None:
+    """EventRule(family="linalg") matches the events priced by flopaudit.reference.formulas.linalg only:
+    torch.utils.flop_counter's and torch.profiler's rulesets name linalg as what they miss, the product
+    beside it is counted as usual."""
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+    from flopaudit.reference.pricing import predict
+    from flopaudit.reference.rulesets import EventRule
+
+    r = count(Fn(lambda a, b: (torch.linalg.cholesky(a), a @ b)), [spd(n=4), torch.randn(4, 3)])
+    rule = EventRule("zero", family="linalg")
+    assert [e.op for e in r.events if rule.matches(e)] == ["aten.linalg_cholesky_ex.default"]
+    for backend in ("torch-flop-counter", "torch-profiler"):
+        prediction = predict(r.events, r.module_call_records, backend_rulesets()[backend], backend)
+        (cause,) = [c for c in prediction.contributions if "linalg" in c.rule]
+        assert cause.macs == -10 and cause.kind == "unsupported", backend

@@ -183,6 +183,9 @@ R_SPARSE_AS_DENSE = ("a sparse operand priced as if dense (M x K x N from its sh
 #: weights, one call for the whole stack (see :func:`flopaudit.reference.formulas.rnn.quantized_rnn`).
 QUANTIZED_RNN_OPS = ("aten.quantized_lstm", "aten.quantized_gru")
 
+#: Where the built-in formulas live: ``EventRule.family`` names a module under it.
+FORMULAS_PACKAGE = "flopaudit.reference.formulas"
+
 
 def aten_calls(*names: str) -> tuple[str, ...]:
     """The paths of ``torch.ops.aten.<name>.default``: the operator entry points that a
@@ -351,6 +354,9 @@ class EventRule:
     string: inside a call of that callable (its dotted path)."""
     sparse: bool | None = None
     """Match on whether a tensor input of the event is sparse (``OpEvent.sparse``)."""
+    family: str | None = None
+    """Match events priced by a built-in formula of this family: its module under
+    ``flopaudit.reference.formulas`` (``"linalg"``, ``"quantized"``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", CauseKind(self.kind))
@@ -380,6 +386,8 @@ class EventRule:
         elif self.patched is not None and bool(patched_in) != self.patched:
             return False
         if self.sparse is not None and e.sparse != self.sparse:
+            return False
+        if self.family is not None and not e.formula.startswith(f"{FORMULAS_PACKAGE}.{self.family}."):
             return False
         return True
 
@@ -730,6 +738,7 @@ __all__ = [
     "EVENT_COUNTERS",
     "EventRule",
     "MODULE_COUNTERS",
+    "FORMULAS_PACKAGE",
     "QUANTIZED_RNN_OPS",
     "R_SPARSE_AS_DENSE",
     "ModuleRule",

@@ -313,6 +313,10 @@ FVCORE = Ruleset(
         *(EventRule("zero", module_type=m, reason=_R_RNN, kind=CauseKind.UNSUPPORTED) for m in ("LSTM", "GRU", "RNN")),
         *(EventRule("macs", op=op, reason="matmul/linear/conv MACs, no bias")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.linear", "aten.matmul")),
+        EventRule("zero", family="linalg", reason="no fvcore handle for torch.linalg factorisations and solves",
+                  kind=CauseKind.UNSUPPORTED),
+        EventRule("zero", family="quantized", reason="no fvcore handle for int8 kernels (torch.ao quantized::*)",
+                  kind=CauseKind.UNSUPPORTED),
         EventRule("macs", category=Category.CONV, reason="matmul/linear/conv MACs, no bias"),
         EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv...)",
                   kind=CauseKind.UNSUPPORTED),

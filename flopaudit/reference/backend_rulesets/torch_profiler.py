@@ -185,6 +185,10 @@ TORCH_PROFILER = Ruleset(
         *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),
         EventRule("2*macs", op="torchvision.deform_conv2d",
                   reason="torchvision::deform_conv2d's own aten::addmm of its sampled columns = 2 x MACs"),
+        EventRule("zero", family="linalg", reason="torch.linalg factorisations and solves have no profiler estimate",
+                  kind=_UNSUPPORTED),
+        EventRule("zero", family="quantized", reason="int8 kernels (torch.ao quantized::*) have no profiler estimate",
+                  kind=_UNSUPPORTED),
         EventRule("zero", category=Category.CONV, reason=_R_CONV, kind=_UNSUPPORTED),
         *(EventRule("zero", op=op, patched=p, reason=_R_LINEAR_BIAS) for op in ("aten.add", "aten.mul")
           for p in LINEAR_CALLS),

@@ -266,6 +266,10 @@ TORCHPROFILE = Ruleset(
           for op in ("aten.addmm", "aten.addmv", "aten.bmm", "aten.baddbmm")),
         *(EventRule("zero", op=op, reason="aten::mm/aten::mv have no handler: 0", kind=_UNSUPPORTED)
           for op in ("aten.mm", "aten.mv")),
+        EventRule("zero", family="linalg", reason="no handler for torch.linalg factorisations and solves",
+                  kind=_UNSUPPORTED),
+        EventRule("zero", family="quantized", reason="no handler for int8 kernels (torch.ao quantized::*)",
+                  kind=_UNSUPPORTED),
         EventRule("zero", category=Category.MATMUL, reason="no handler for this product (dot, addbmm...)",
                   kind=_UNSUPPORTED),
         EventRule("torchprofile.conv", category=Category.CONV, reason=_R_CONV),
