@@ -132,6 +132,23 @@ def test_torch_summary_container_adds_its_childrens_weights_again() -> None:
     assert r.macs == 3 * 48
 
 
+def test_torch_summary_does_not_apply_to_keyword_only_inputs() -> None:
+    """Without positional input_data torch-summary runs no forward pass (an empty one it refuses)."""
+    _needs("torch-summary")
+    from flopaudit.inputs import ModelInputs
+
+    class Keyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, *, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    r = get_adapter("torch-summary").count(Keyword(), ModelInputs((), {"x": torch.randn(3, 4)}))
+    assert r.status is Status.NOT_APPLICABLE and "positional input_data" in r.error
+
+
 # ---------------------------------------------------------------- pytorch-model-summary
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.torchsummary import DISTRIBUTIONS, SHARED_FILES
+from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -67,6 +68,13 @@ BACKEND = SharedImportBackend(
         "(TypeError); a crash is not predicted",
         "params-lazy": "torch-summary fails: it counts parameters in each pre-hook, before a lazy module has "
         "initialised them (ValueError); a crash is not predicted",
+        "lazy-linear": "torch-summary fails: it counts parameters in each pre-hook, before the LazyLinear has "
+        "initialised them (ValueError); a crash is not predicted",
+        "exported-program": "torch-summary fails: it calls model.eval(), which the module of an exported program "
+        "refuses (NotImplementedError: Calling eval() is not supported yet)",
+        "scripted-module": "torch-summary fails: its forward pre-hooks cannot be registered on a ScriptModule",
+        "roi-align-head": "torch-summary fails: its hooks read a module's first input by index, and "
+        "MultiScaleRoIAlign's is a dict of feature maps (KeyError: 0)",
     },
     order=90,
     rivals=DISTRIBUTIONS,
@@ -87,7 +95,8 @@ class TorchSummaryAdapter(Adapter):
 
     Inputs: positional tensors go as ``input_data``, keyword inputs through
     ``**kwargs`` (names that clash with ``summary``'s own parameters are bound
-    in a wrapper). ``device`` is the model's device (torch-summary's default
+    in a wrapper); a model without a positional input is not applicable
+    (torch-summary runs no forward pass without ``input_data``). ``device`` is the model's device (torch-summary's default
     is CUDA when available); ``verbose=0``; other options its defaults.
     """
 
@@ -111,6 +120,10 @@ class TorchSummaryAdapter(Adapter):
         if set(inspect.signature(summary).parameters) & set(kwargs):
             target, kwargs = FixedKwargs(model, kwargs), {}
         args = list(inputs.args)
+        if not args:
+            raise NotApplicable("torch-summary's summary(model, input_data, **kwargs) runs the model only with "
+                                "positional input_data (an empty one is refused, none runs no forward pass); this "
+                                "model takes " + inputs.describe())
         stats = summary(
             target,
             args[0] if len(args) == 1 else args,
