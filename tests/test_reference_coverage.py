@@ -18,18 +18,10 @@ from torch import nn
 
 from flopaudit.reference import count
 from flopaudit.reference.registry import cost_of, formula_name, lookup, registered
+from tests.user_models import Fn
 
 aten = torch.ops.aten
 PREFIX = "flopaudit.reference.formulas."
-
-
-class Fn(nn.Module):
-    def __init__(self, fn: Callable[..., object]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> object:
-        return self.fn(*args)
 
 
 class SelfAttention(nn.Module):

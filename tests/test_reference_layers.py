@@ -15,17 +15,7 @@ import torchvision
 from torch import nn
 
 from flopaudit.reference import Category, count
-
-
-class Fn(nn.Module):
-    """Wraps a functional call so that it runs inside a module."""
-
-    def __init__(self, fn: Callable[..., object]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> object:
-        return self.fn(*args)
+from tests.user_models import Fn
 
 
 def run(model: nn.Module, *shapes: tuple[int, ...], no_grad: bool = True):

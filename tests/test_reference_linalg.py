@@ -11,18 +11,9 @@ from typing import Callable
 
 import pytest
 import torch
-from torch import nn
 
 from flopaudit.reference import Category, count
-
-
-class Fn(nn.Module):
-    def __init__(self, fn: Callable[..., object]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> object:
-        return self.fn(*args)
+from tests.user_models import Fn
 
 
 def spd(*batch: int, n: int = 4) -> torch.Tensor:

@@ -15,18 +15,7 @@ from torch import nn
 
 from flopaudit.reference import Category, count
 from flopaudit.reference.registry import cost_of
-
-
-class Fn(nn.Module):
-    """Wraps a functional call so that it runs inside a module."""
-
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.fn(*args)
-
+from tests.user_models import Fn
 
 CASES = [
     # id, module factory, input shapes, expected MACs, expected extra FLOPs

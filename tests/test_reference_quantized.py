@@ -18,20 +18,12 @@ from torch import nn
 
 from flopaudit.reference import Category, count
 from flopaudit.reference.formulas.quantized import QUANTIZE_FLOPS
+from tests.user_models import Fn
 
 
 def q(*shape: int) -> torch.Tensor:
     """A quint8 tensor of ``shape``."""
     return torch.quantize_per_tensor(torch.rand(*shape), 0.05, 10, torch.quint8)
-
-
-class Call(nn.Module):
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.fn(*args)
 
 
 CONVS = [
@@ -50,7 +42,7 @@ CONVS = [
 @pytest.mark.parametrize("build, shape, macs, extra", [c[1:] for c in CONVS], ids=[c[0] for c in CONVS])
 def test_a_quantized_convolution_costs_its_float_twin(build: Callable[[], nn.Module], shape: tuple[int, ...],
                                                        macs: int, extra: int) -> None:
-    r = count(Call(build()), [q(*shape)])
+    r = count(Fn(build()), [q(*shape)])
     (e,) = [e for e in r.events if e.op.startswith("quantized.conv")]
     assert (e.macs, e.extra_flops, e.category, r.unsupported) == (macs, extra, Category.CONV, {})
 
@@ -65,7 +57,7 @@ def test_a_quantized_convolution_with_a_fused_add(relu: bool) -> None:
     torch.backends.quantized.engine = "onednn"
     try:
         module = (nniq.ConvAddReLU2d if relu else nniq.ConvAdd2d)(3, 4, 3)
-        r = count(Call(module), [q(1, 3, 5, 5), q(1, 4, 3, 3)])
+        r = count(Fn(module), [q(1, 3, 5, 5), q(1, 4, 3, 3)])
     finally:
         torch.backends.quantized.engine = engine
     (e,) = [e for e in r.events if e.op.startswith("quantized.conv2d_add")]
@@ -84,7 +76,7 @@ ELEMENTWISE = [
 @pytest.mark.parametrize("fn, per_element", [c[1:] for c in ELEMENTWISE], ids=[c[0] for c in ELEMENTWISE])
 def test_quantized_elementwise_ops_cost_one_flop_per_operation_and_element(fn: Callable[..., torch.Tensor],
                                                                            per_element: int) -> None:
-    r = count(Call(fn), [q(2, 3, 4), q(2, 3, 4)])
+    r = count(Fn(fn), [q(2, 3, 4), q(2, 3, 4)])
     (e,) = [e for e in r.events if e.op.startswith("quantized.")]
     assert (e.macs, e.extra_flops, r.unsupported) == (0, per_element * 24, {})
 
@@ -92,7 +84,7 @@ def test_quantized_elementwise_ops_cost_one_flop_per_operation_and_element(fn: C
 def test_a_quantized_batch_norm_costs_a_float_eval_batch_norm() -> None:
     """Running statistics: 2 FLOPs per element, plus 1 each for the affine weight and bias."""
     bn = nnq.BatchNorm2d(3)
-    r = count(Call(bn), [q(2, 3, 4, 4)])
+    r = count(Fn(bn), [q(2, 3, 4, 4)])
     (e,) = [e for e in r.events if e.op.startswith("quantized.batch_norm")]
     assert (e.extra_flops, e.category) == ((2 + 2) * 96, Category.NORM)
 
@@ -102,7 +94,7 @@ def test_quantizing_and_dequantizing_cost_two_flops_per_element_and_cat_moves_da
         qx = torch.quantize_per_tensor(x, 0.05, 10, torch.quint8)
         return torch.ops.quantized.cat([qx, qx], 1, 0.05, 10).dequantize()
 
-    r = count(Call(quantize_cat_dequantize), [torch.rand(2, 3)])
+    r = count(Fn(quantize_cat_dequantize), [torch.rand(2, 3)])
     priced = {e.op: e.extra_flops for e in r.events}
     assert priced["aten.quantize_per_tensor.default"] == QUANTIZE_FLOPS * 6
     assert priced["aten.dequantize.self"] == QUANTIZE_FLOPS * 12

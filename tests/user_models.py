@@ -1,9 +1,23 @@
-"""Models addressed as ``module:function`` in the CLI tests."""
+"""Models addressed as ``module:function`` in the CLI tests, and :class:`Fn`, which the
+reference counter's tests wrap a functional call in."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
+
+
+class Fn(nn.Module):
+    """Wraps a functional call so that it runs inside a module (the tests' way to count one call)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)
 
 
 def tiny_linear() -> nn.Module:
