@@ -111,3 +111,14 @@ def test_a_converted_torchvision_model_has_its_float_twins_macs() -> None:
     int8 = count(build(weights=None, quantize=True).eval(), [x])
     float_twin = count(build(weights=None, quantize=False).eval(), [x])
     assert int8.unsupported == {} and int8.macs == float_twin.macs > 0
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cache on", "cache off"])
+def test_quantized_convolutions_alike_in_shapes_are_priced_by_their_own_packed_weights(cache: bool) -> None:
+    """A 3x3 (padding 1) and a 1x1 quantized conv take and give the same shapes: only the packed weight, an
+    argument the pricing memo cannot describe, tells them apart, so each call is priced afresh."""
+    three, one = nnq.Conv2d(3, 4, 3, padding=1, bias=False), nnq.Conv2d(3, 4, 1, bias=False)
+    x = q(1, 3, 8, 8)
+    for _ in range(2):  # the second round could only come from a memo
+        assert count(Fn(three), [x], cache=cache).macs == 4 * 64 * 27
+        assert count(Fn(one), [x], cache=cache).macs == 4 * 64 * 3
