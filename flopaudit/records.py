@@ -114,6 +114,12 @@ class RuleContribution:
                    int(d.get("layer_count", 0)))
 
 
+#: How a reference count's warnings begin a line about predicting one backend
+#: (``"<backend>: not predicted: ..."``): its pass could not be recorded, or was recorded
+#: in another mode than the backend runs it (``flopaudit.adapters.reference.predict_backends``).
+NOT_PREDICTED, PREDICTED_IN_ANOTHER_MODE = "not predicted", "predicted from the pass in"
+
+
 @dataclass(frozen=True)
 class RulesetPrediction:
     """The reference's events viewed under one backend's counting rules.

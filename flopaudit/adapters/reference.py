@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.module_paths import layer_differences
-from flopaudit.records import CauseKind, Granularity, PhaseCount, RuleContribution, RulesetPrediction, Unit, breakdown
+from flopaudit.records import (
+    NOT_PREDICTED,
+    PREDICTED_IN_ANOTHER_MODE,
+    CauseKind,
+    Granularity,
+    PhaseCount,
+    RuleContribution,
+    RulesetPrediction,
+    Unit,
+    breakdown,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -265,9 +275,9 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
         if k in failed:
             if notes is not None:
                 notes.append(f"{backend}: " + (
-                    f"predicted from the pass in {_mode_of(model)} mode: in eval mode, as {backend} runs the "
+                    f"{PREDICTED_IN_ANOTHER_MODE} {_mode_of(model)} mode: in eval mode, as {backend} runs the "
                     f"model, it fails ({failed[k]})" if source is not None
-                    else f"not predicted: the pass {backend} runs cannot be recorded ({failed[k]})"))
+                    else f"{NOT_PREDICTED}: the pass {backend} runs cannot be recorded ({failed[k]})"))
             if source is None:
                 continue
         if modules is None:

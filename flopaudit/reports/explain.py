@@ -18,7 +18,16 @@ import statistics
 from collections.abc import Iterable
 
 from flopaudit.module_paths import layer_differences
-from flopaudit.records import DECLARED_CAUSE, AuditRun, Breakdown, CauseKind, CountResult, Status
+from flopaudit.records import (
+    DECLARED_CAUSE,
+    NOT_PREDICTED,
+    PREDICTED_IN_ANOTHER_MODE,
+    AuditRun,
+    Breakdown,
+    CauseKind,
+    CountResult,
+    Status,
+)
 from flopaudit.reports.model import BackendScore, Cause, CellExplanation, Report
 from flopaudit.reports.params import explain_params
 
@@ -118,7 +127,7 @@ def prediction_notes(reference: CountResult, backend: str) -> tuple[str, ...]:
     (:func:`flopaudit.adapters.reference.predict_backends`), without the backend's name."""
     prefix = f"{backend}: "
     return tuple(w[len(prefix):] for w in reference.warnings
-                 if w.startswith(prefix) and w[len(prefix):].startswith(("not predicted", "predicted from")))
+                 if w.startswith(prefix) and w[len(prefix):].startswith((NOT_PREDICTED, PREDICTED_IN_ANOTHER_MODE)))
 
 
 def placement_note(result: CountResult) -> str:
