@@ -67,8 +67,9 @@ def mixes_devices(exc: BaseException) -> bool:
     return "meta" in text and any(marker in text for marker in _DEVICE_MIXES)
 
 
-def meta_failure(exc: BaseException) -> str:
-    """Words for a forward pass that failed on the meta device, to follow the model's name."""
+def meta_failure(exc: BaseException, inputs: str = "") -> str:
+    """Words for a forward pass that failed on the meta device, to follow the model's name
+    (``inputs``: how the inputs it was given read, where known)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if mixes_devices(exc):
         return (f" makes a tensor on another device during its forward pass and uses it with its meta tensors "
@@ -78,4 +79,7 @@ def meta_failure(exc: BaseException) -> str:
         return (f" reads a tensor's value during its forward pass ({type(exc).__name__}: {first}), and tensors on "
                 "the meta device have shapes but no values: count it without --meta, or without the input that "
                 "makes it read values (such as an attention mask)")
-    return f" failed on the meta device (run it without --meta): {type(exc).__name__}: {first}"
+    given = f" with input {inputs}" if inputs else ""
+    return (f" failed on the meta device{given}: {type(exc).__name__}: {first} (the input, or an operator whose "
+            "meta kernel refuses what its CPU kernel takes, such as grouped products in float32: run it without "
+            "--meta to tell)")

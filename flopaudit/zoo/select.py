@@ -140,14 +140,9 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if meta:
-            from flopaudit.execution.meta import meta_failure, mixes_devices, reads_values
+            from flopaudit.execution.meta import meta_failure
 
-            if reads_values(exc) or mixes_devices(exc):
-                raise UserError(f"model {case.id!r}{meta_failure(exc)}") from None
-            raise UserError(f"model {case.id!r} failed on the meta device with input {inputs.describe()}: "
-                            f"{type(exc).__name__}: {msg} (the input, or an operator whose meta kernel refuses "
-                            "what its CPU kernel takes, such as grouped products in float32: run it without "
-                            "--meta to tell)") from None
+            raise UserError(f"model {case.id!r}{meta_failure(exc, inputs.describe())}") from None
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
                         f"{batch_statistics_hint(exc)}") from None
 
