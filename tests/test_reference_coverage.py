@@ -184,9 +184,9 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     # test_reference_quantized.py
     "quantized.quantize": lambda: engine(lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8), X),
     "quantized.quantized_conv": lambda: engine(None, X, module=_QuantizedConv()),
-    "quantized.quantized_elementwise_1": lambda: engine(
+    "_factories.quantized_elementwise": lambda: engine(
         lambda x: _quantized(x, lambda t: torch.ops.quantized.add(t, t, 0.1, 0)), X),
-    "quantized.quantized_elementwise_2": lambda: engine(
+    "_factories.quantized_elementwise_relu": lambda: engine(
         lambda x: _quantized(x, lambda t: torch.ops.quantized.add_relu(t, t, 0.1, 0)), X),
     "quantized.quantized_batch_norm": lambda: engine(
         lambda x: _quantized(x, torch.ao.nn.quantized.BatchNorm2d(3)), X),

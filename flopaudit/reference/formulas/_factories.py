@@ -17,17 +17,18 @@ from flopaudit.reference.registry import Category, Cost, Formula, OpCall, numel,
 aten = torch.ops.aten
 
 
-def existing(*names: str) -> list[str]:
-    """Keys ``aten.<name>`` for the names this torch build defines."""
-    return [f"aten.{n}" for n in names if hasattr(aten, n)]
+def existing(*names: str, namespace: str = "aten") -> list[str]:
+    """Keys ``<namespace>.<name>`` for the names this torch build defines (``aten``, ``quantized``)."""
+    ops = getattr(torch.ops, namespace)
+    return [f"{namespace}.{n}" for n in names if hasattr(ops, n)]
 
 
 def per_output_element(
-    category: Category, flops_per_element: int, *names: str, name: str, doc: str
+    category: Category, flops_per_element: int, *names: str, name: str, doc: str, namespace: str = "aten"
 ) -> Formula:
     """Register ``flops_per_element`` extra FLOPs per output element, 0 MACs.
 
-    ``names`` are aten packet names; absent ones are skipped. The output
+    ``names`` are packet names in ``namespace``; absent ones are skipped. The output
     element count is that of the first tensor output, which for a
     broadcasting op is the broadcast shape.
     """
@@ -38,7 +39,7 @@ def per_output_element(
     formula.__qualname__ = name
     formula.__name__ = name
     formula.__doc__ = doc
-    register_formula(*existing(*names))(formula)
+    register_formula(*existing(*names, namespace=namespace))(formula)
     return formula
 
 

@@ -27,23 +27,17 @@ from __future__ import annotations
 
 import torch
 
-from flopaudit.reference.formulas._factories import on
+from flopaudit.reference.formulas._factories import existing, on, per_output_element
 from flopaudit.reference.formulas.conv import conv_macs
 from flopaudit.reference.formulas.norm import normalize_flops
 from flopaudit.reference.formulas.pool import max_pool
 from flopaudit.reference.registry import Category, Cost, OpCall, numel, register_formula
 
-
-def _quantized(*names: str) -> list[str]:
-    """Keys ``quantized.<name>`` for the names this torch build defines."""
-    return [f"quantized.{n}" for n in names if hasattr(torch.ops.quantized, n)]
-
-
 QUANTIZED_CONV = ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu", "conv2d_add",
                   "conv2d_add_relu", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 
 
-@register_formula(*_quantized(*QUANTIZED_CONV))
+@register_formula(*existing(*QUANTIZED_CONV, namespace="quantized"))
 def quantized_conv(call: OpCall) -> Cost:
     """A quantized convolution: the float convolution's MACs, from the packed weight's shape;
     extra FLOPs for its bias, a fused ReLU and a fused add (``conv2d_add``), one per output
@@ -57,30 +51,22 @@ def quantized_conv(call: OpCall) -> Cost:
     return Cost(macs, numel(out) * ((bias is not None) + fused), Category.CONV)
 
 
-#: Quantized elementwise ops and activations by the operations each does per output element.
-QUANTIZED_ELEMENTWISE = {
-    1: ("add", "mul", "add_scalar", "mul_scalar", "relu6", "hardswish", "sigmoid", "leaky_relu", "elu", "celu",
-        "threshold", "clamp", "prelu"),
-    2: ("add_relu", "mul_relu", "add_scalar_relu", "mul_scalar_relu"),
-}
+quantized_elementwise = per_output_element(
+    Category.ELEMENTWISE, 1, "add", "mul", "add_scalar", "mul_scalar", "relu6", "hardswish", "sigmoid",
+    "leaky_relu", "elu", "celu", "threshold", "clamp", "prelu",
+    name="quantized_elementwise", namespace="quantized",
+    doc="A quantized elementwise op or activation: 1 FLOP per output element, as for floats.",
+)
+
+quantized_elementwise_relu = per_output_element(
+    Category.ELEMENTWISE, 2, "add_relu", "mul_relu", "add_scalar_relu", "mul_scalar_relu",
+    name="quantized_elementwise_relu", namespace="quantized",
+    doc="A quantized add or multiply with a fused ReLU: 2 FLOPs per output element.",
+)
 
 
-def _elementwise(per_element: int) -> None:
-    def formula(call: OpCall) -> Cost:
-        return Cost(0, per_element * numel(call.out), Category.ELEMENTWISE)
-
-    formula.__name__ = formula.__qualname__ = f"quantized_elementwise_{per_element}"
-    formula.__doc__ = (f"A quantized elementwise op or activation doing {per_element} operation(s) per output "
-                       "element: as many FLOPs per output element.")
-    register_formula(*_quantized(*QUANTIZED_ELEMENTWISE[per_element]))(formula)
-
-
-for _per_element in QUANTIZED_ELEMENTWISE:
-    _elementwise(_per_element)
-
-
-@register_formula(*_quantized("batch_norm", "batch_norm1d", "batch_norm2d", "batch_norm3d", "batch_norm_relu",
-                              "batch_norm1d_relu", "batch_norm2d_relu", "batch_norm3d_relu"))
+@register_formula(*existing("batch_norm", "batch_norm1d", "batch_norm2d", "batch_norm3d", "batch_norm_relu",
+                             "batch_norm1d_relu", "batch_norm2d_relu", "batch_norm3d_relu", namespace="quantized"))
 def quantized_batch_norm(call: OpCall) -> Cost:
     """A quantized batch norm (running statistics): as a float eval batch norm, plus one FLOP
     per element for a fused ReLU."""
@@ -89,7 +75,7 @@ def quantized_batch_norm(call: OpCall) -> Cost:
     return Cost(0, normalize_flops(n, call.get("weight"), call.get("bias"), training=False) + relu, Category.NORM)
 
 
-register_formula(*_quantized("max_pool1d", "max_pool2d"))(max_pool)
+register_formula(*existing("max_pool1d", "max_pool2d", namespace="quantized"))(max_pool)
 
 
 #: Packing a weight for a kernel (and unpacking it): reordered int8 values, no arithmetic counted.
@@ -98,7 +84,7 @@ QUANTIZED_PACKING = tuple(f"{kind}_{verb}" for kind in ("conv1d", "conv2d", "con
                           for verb in ("prepack", "unpack"))
 
 
-@register_formula(*_quantized("cat", *QUANTIZED_PACKING))
+@register_formula(*existing("cat", *QUANTIZED_PACKING, namespace="quantized"))
 def quantized_data_movement(call: OpCall) -> Cost:
     """Concatenating quantized tensors (``quantized::cat``, requantized to one scale) and packing or
     unpacking a weight (``quantized::conv2d_prepack``...): data movement."""
