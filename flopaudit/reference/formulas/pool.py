@@ -16,7 +16,8 @@ Region pools (``torchvision.ops``): ``roi_align`` and ``ps_roi_align`` with a
 fixed ``sampling_ratio`` (R-CNN heads' ``MultiScaleRoIAlign`` uses 2) are
 priced from their shapes; with adaptive sampling (``sampling_ratio <= 0``)
 and for ``roi_pool``/``ps_roi_pool`` the work depends on the boxes' sizes,
-values a formula does not see: those stay unsupported, with a note.
+values a formula does not see: those stay unsupported (adaptive sampling with
+a note saying so).
 """
 
 from __future__ import annotations
