@@ -19,12 +19,13 @@ from flopaudit.reference.formulas._factories import on
 from flopaudit.reference.registry import Category, Cost, OpCall, numel, register_formula
 
 
-def _scaled_terms(call: OpCall) -> int:
-    """One multiply per output element for each of ``alpha``/``beta`` that is not 1 (a
-    ``beta`` of 0 drops the added term: nothing is scaled)."""
+def _added_term(call: OpCall) -> int:
+    """Extra FLOPs of ``beta * input + alpha * product`` beyond the product, per output element:
+    the add (none when ``beta`` is 0, which drops the added term), and a multiply for each of
+    ``alpha``/``beta`` that is not 1 (a ``beta`` of 0 scales nothing)."""
     n = numel(call.out)
     alpha, beta = call.get("alpha", 1), call.get("beta", 1)
-    return (n if alpha not in (1, None) else 0) + (n if beta not in (0, 1, None) else 0)
+    return (n if beta != 0 else 0) + (n if alpha not in (1, None) else 0) + (n if beta not in (0, 1, None) else 0)
 
 
 def product_macs(call: OpCall, left: str, right: str) -> int:
@@ -59,10 +60,7 @@ def addmm(call: OpCall) -> Cost:
     extra FLOPs (skipped when ``beta == 0``); ``alpha``/``beta`` scalings that are not 1 as ``M*N``
     each; for ``_addmm_activation`` the fused ReLU/GELU as ``M*N``.
     """
-    n = numel(call.out)
-    extra = (0 if call.get("beta", 1) == 0 else n) + _scaled_terms(call)
-    if "activation" in call.op:
-        extra += n
+    extra = _added_term(call) + (numel(call.out) if "activation" in call.op else 0)
     return Cost(product_macs(call, "mat1", "mat2"), extra, Category.MATMUL)
 
 
@@ -81,19 +79,14 @@ def baddbmm(call: OpCall) -> Cost:
     ``beta == 0``) and one multiply per output element per non-1 ``alpha``/``beta``.
     """
     a, b = call.shape("batch1"), call.shape("batch2")
-    n = numel(call.out)
-    extra = (0 if call.get("beta", 1) == 0 else n) + _scaled_terms(call)
-    return Cost(a[0] * a[1] * a[2] * b[2], extra, Category.MATMUL)
+    return Cost(a[0] * a[1] * a[2] * b[2], _added_term(call), Category.MATMUL)
 
 
 @on("mv", "addmv")
 def mv(call: OpCall) -> Cost:
     """Matrix-vector ``(M, K) @ (K,)``: ``M*K`` MACs; ``addmv`` adds ``M`` extra for its bias."""
     a = call.shape("mat", "self")
-    extra = 0
-    if "addmv" in call.op:
-        extra = (0 if call.get("beta", 1) == 0 else numel(call.out)) + _scaled_terms(call)
-    return Cost(a[0] * a[1], extra, Category.MATMUL)
+    return Cost(a[0] * a[1], _added_term(call) if "addmv" in call.op else 0, Category.MATMUL)
 
 
 @on("dot", "vdot", "inner")
