@@ -190,7 +190,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
         lambda x: _quantized(x, lambda t: torch.ops.quantized.add_relu(t, t, 0.1, 0)), X),
     "quantized.quantized_batch_norm": lambda: engine(
         lambda x: _quantized(x, torch.ao.nn.quantized.BatchNorm2d(3)), X),
-    "quantized.quantized_data_movement": lambda: engine(
+    "zero_cost[quantized_data_movement]": lambda: engine(
         lambda x: _quantized(x, lambda t: torch.ops.quantized.cat([t, t], 1, 0.1, 0)), X),
     "pool.roi_align_backward": lambda: train(lambda x: _roi_align(x), X),
     "_factories.upsample_nearest": lambda: engine(lambda x: F.interpolate(x, scale_factor=2), X),

@@ -31,7 +31,7 @@ from flopaudit.reference.formulas._factories import existing, on, per_output_ele
 from flopaudit.reference.formulas.conv import conv_macs
 from flopaudit.reference.formulas.norm import normalize_flops
 from flopaudit.reference.formulas.pool import max_pool
-from flopaudit.reference.registry import Category, Cost, OpCall, numel, register_formula
+from flopaudit.reference.registry import Category, Cost, OpCall, numel, register_formula, zero_cost
 
 QUANTIZED_CONV = ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu", "conv2d_add",
                   "conv2d_add_relu", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
@@ -84,11 +84,11 @@ QUANTIZED_PACKING = tuple(f"{kind}_{verb}" for kind in ("conv1d", "conv2d", "con
                           for verb in ("prepack", "unpack"))
 
 
-@register_formula(*existing("cat", *QUANTIZED_PACKING, namespace="quantized"))
-def quantized_data_movement(call: OpCall) -> Cost:
-    """Concatenating quantized tensors (``quantized::cat``, requantized to one scale) and packing or
-    unpacking a weight (``quantized::conv2d_prepack``...): data movement."""
-    return Cost(0, 0, Category.DATA_MOVEMENT)
+#: Concatenating quantized tensors (``quantized::cat``, requantized to one scale) and packing or
+#: unpacking a weight (``quantized::conv2d_prepack``...): data movement.
+quantized_data_movement = zero_cost(Category.DATA_MOVEMENT,
+                                    *existing("cat", *QUANTIZED_PACKING, namespace="quantized"),
+                                    name="quantized_data_movement")
 
 
 #: FLOPs per element of quantizing (scale, add the zero point) and of dequantizing.
