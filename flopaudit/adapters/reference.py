@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.base import Adapter, RawCount, error_text
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.module_paths import layer_differences
 from flopaudit.records import (
@@ -263,7 +263,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
             try:
                 source, dead[k] = _record_pass(model, inputs, k, patches[k], k in traced, step)
             except Exception as exc:  # noqa: BLE001 - the model's own failure in this pass, reported below
-                failed[k] = _first_line(exc)
+                failed[k] = error_text(exc).splitlines()[0]
                 if k[2]:  # switched to eval mode: record the pass as the model was given
                     try:
                         source, dead[k] = _record_pass(model, inputs, (k[0], k[1], False), patches[k],
@@ -326,11 +326,6 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     finally:
         for m, training in modes:
             m.training = training
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _mode_of(model: nn.Module) -> str:
