@@ -48,6 +48,8 @@ CASES = [
      lambda: [torch.randn(4, 4).tril() + 4 * torch.eye(4), torch.randn(4, 5)], 6 * 5, 4 * 5),
     ("solve_triangular_right", lambda a, b: torch.linalg.solve_triangular(a, b, upper=True, left=False),
      lambda: [torch.randn(4, 4).triu() + 4 * torch.eye(4), torch.randn(2, 4)], 6 * 2, 4 * 2),
+    ("triangular_solve_legacy", lambda b, a: torch.triangular_solve(b, a).solution,  # (B, A): arguments reversed
+     lambda: [torch.randn(4, 5), torch.randn(4, 4).triu() + 4 * torch.eye(4)], 6 * 5, 4 * 5),
     ("cholesky_solve", lambda b, a: torch.cholesky_solve(b, torch.linalg.cholesky(a)),
      lambda: [torch.randn(4, 2), spd(n=4)], 10 + 12 * 2, 10 + 8 * 2),
     ("qr_reduced", lambda a: torch.linalg.qr(a), lambda: [torch.randn(6, 4)], 86 + 68, 36 + 16),

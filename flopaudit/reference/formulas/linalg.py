@@ -131,11 +131,8 @@ def cholesky_inverse(call: OpCall) -> Cost:
 def solve_triangular(call: OpCall) -> Cost:
     """Triangular solve: TRTRS per matrix, one solve per right-hand side (the columns of ``B``,
     or its rows with ``left=False``)."""
-    if call.op.startswith("aten.triangular_solve"):
-        triangle, b, left = call.shape("A"), call.shape("self"), True
-    else:
-        triangle, b, left = call.shape("self"), call.shape("B"), bool(call.get("left", True))
-    rhs = b[-1] if left else b[-2]
+    triangle, b = call.shape("A", "self"), call.shape("B", "self")  # triangular_solve(B, A), linalg's (A, B)
+    rhs = b[-1] if call.get("left", True) else b[-2]
     return _cost(_batch(call.out), trtrs(triangle[-1], rhs))
 
 
