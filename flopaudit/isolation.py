@@ -19,7 +19,6 @@ import hashlib
 import io
 import multiprocessing
 import os
-import signal
 import sys
 import tempfile
 import traceback
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from flopaudit.execution.failures import exit_description
 from flopaudit.execution.protocol import can_fork
 
 T = TypeVar("T")
@@ -222,6 +222,7 @@ class Outcome:
     status: str  # "ok", "error", "timeout", "crash"
     value: Any = None
     message: str = ""
+    died: str = ""  # a crash: how the process ended (exit_description)
 
 
 def _child(fn: Callable[[], Any], conn: Any) -> None:
@@ -264,7 +265,8 @@ def run_isolated(fn: Callable[[], T], timeout: float | None) -> Outcome:
                 proc.join(5)
                 return Outcome(status, value, message)
             proc.join(5)
-            return Outcome("crash", None, _exit_message(proc.exitcode))
+            died = exit_description(proc.exitcode)
+            return Outcome("crash", None, _exit_message(died), died)
         return Outcome("timeout", None, f"no result after {timeout:g} s; the count was stopped")
     finally:
         if proc.is_alive():
@@ -273,11 +275,7 @@ def run_isolated(fn: Callable[[], T], timeout: float | None) -> Outcome:
         parent_conn.close()
 
 
-def _exit_message(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        return f"the counting process died with signal {name}"
-    return f"the counting process exited with code {code} before returning a result"
+def _exit_message(died: str) -> str:
+    if died.startswith("signal"):
+        return f"the counting process died with {died}"
+    return f"the counting process exited with {died} before returning a result"

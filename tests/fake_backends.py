@@ -64,6 +64,16 @@ class CrashingAdapter(_Fake):
         return RawCount(raw_total=0, macs=0)
 
 
+class KilledAdapter(_Fake):
+    """Dies as the kernel's out-of-memory killer ends a process: SIGKILL from outside flopaudit."""
+
+    backend = fake("fake-killed", "KilledAdapter")
+
+    def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return RawCount(raw_total=0, macs=0)
+
+
 class NoisyMutatingAdapter(_Fake):
     """Prints, warns, registers a hook, adds a buffer and flips train mode."""
 

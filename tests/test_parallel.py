@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from fake_backends import FAKES, _Fake, fake, registered
+from fake_backends import FAKES, KilledAdapter, _Fake, fake, registered
 from torch import nn
 
 from flopaudit import adapters
@@ -41,7 +41,7 @@ class HogAdapter(_Fake):
 
 @pytest.fixture()
 def fake_backends() -> Iterator[None]:
-    with registered({**FAKES, HogAdapter.backend: __name__}):
+    with registered({**FAKES, HogAdapter.backend: __name__, KilledAdapter.backend: "fake_backends"}):
         yield
 
 
@@ -135,6 +135,28 @@ def test_memory_cap_turns_a_hog_into_an_error(fake_backends: None) -> None:
     r = count_one("fake-hog", nn.Linear(4, 2), torch.randn(1, 4), timeout=60, max_memory_gb=0.5)
     assert r.status is Status.ERROR
     assert (r.error or "").startswith("exceeded the memory limit of 0.5 GiB (--max-memory)")
+
+
+OOM_KILLER = "not by flopaudit: the system's out-of-memory killer ends a process this way"
+
+
+def test_a_count_killed_from_outside_names_the_out_of_memory_killer(fake_backends: None) -> None:
+    alone = count_one("fake-killed", nn.Linear(4, 2), torch.randn(1, 4), timeout=60)
+    capped = count_one("fake-killed", nn.Linear(4, 2), torch.randn(1, 4), timeout=60, max_memory_gb=8)
+    run = run_audit([CaseRef("linear-3d")], ["fake-killed", "reference"], jobs=1)
+    in_worker = run.result("linear-3d", "fake-killed")
+    for r in (alone, in_worker):
+        assert r.status is Status.ERROR
+        assert "died with signal SIGKILL" in (r.error or "") and OOM_KILLER in (r.error or ""), r.error
+        assert "with --max-memory GB a count that needs more fails with a memory error instead" in (r.error or "")
+    assert capped.status is Status.ERROR and OOM_KILLER not in (capped.error or "")
+    assert "a count over the --max-memory limit of 8 GiB can end this way" in (capped.error or "")
+    assert run.result("linear-3d", "reference").status is Status.OK
+
+
+def test_a_crash_that_is_not_a_kill_gets_no_memory_note(fake_backends: None) -> None:
+    r = count_one("fake-crash", nn.Linear(4, 2), torch.randn(1, 4), timeout=60)
+    assert r.error == "the counting process died with signal SIGSEGV"
 
 
 def test_memory_cap_leaves_a_small_count_alone() -> None:

@@ -71,6 +71,26 @@ def memory_cap(max_gb: float | None) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, before)
 
 
+def death_note(died: str, max_gb: float | None) -> str:
+    """What a process's death by ``died`` (``"signal SIGKILL"``...) most likely
+    means, in brackets after a space, or ``""``.
+
+    flopaudit kills a process itself only past its time limit, and says so
+    there; a process over ``--max-memory`` fails an allocation and aborts or
+    is killed. Without that limit a SIGKILL from nowhere is, on Linux, the
+    kernel's out-of-memory killer (or a person): the note says so and names
+    the switch that turns it into a memory error of the count alone.
+    """
+    if died not in ("signal SIGKILL", "signal SIGABRT"):
+        return ""
+    if max_gb:
+        return f" (a count over the --max-memory limit of {max_gb:g} GiB can end this way)"
+    if died == "signal SIGKILL":
+        return (" (not by flopaudit: the system's out-of-memory killer ends a process this way; with --max-memory "
+                "GB a count that needs more fails with a memory error instead)")
+    return ""
+
+
 def looks_out_of_memory(message: str | None) -> bool:
     """Whether an error message reads like a failed allocation (and does not say so already)."""
     return bool(message) and "(--max-memory)" not in message and any(marker in message for marker in _OOM_MARKERS)

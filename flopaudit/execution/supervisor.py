@@ -45,6 +45,7 @@ from typing import Any
 
 from flopaudit.errors import UserError
 from flopaudit.execution.failures import exit_description, failed_result
+from flopaudit.execution.memory import death_note
 from flopaudit.execution.protocol import (
     COST,
     COUNT,
@@ -265,10 +266,7 @@ class Supervisor:
         pending.appendleft(replace(order, backends=tuple(left), attempt=attempt))
 
     def _memory_note(self, died: str) -> str:
-        """A process over its memory limit aborts or is killed: say so for those two ends only."""
-        if not self.max_memory_gb or died not in ("signal SIGKILL", "signal SIGABRT"):
-            return ""
-        return f" (a count over the --max-memory limit of {self.max_memory_gb:g} GiB can end this way)"
+        return death_note(died, self.max_memory_gb)
 
     def _limit(self) -> str:
         return f"{self.timeout:g} s (--timeout)" if self.timeout else f"{START_GRACE_S:g} s"

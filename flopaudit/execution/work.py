@@ -71,8 +71,10 @@ def count_one(
         return name_memory_error(outcome.value, max_memory_gb)
     status = Status.TIMEOUT if outcome.status == "timeout" else Status.ERROR
     message = outcome.message
-    if max_memory_gb and outcome.status == "crash":
-        message += f" (a count over the --max-memory limit of {max_memory_gb:g} GiB can end this way)"
+    if outcome.status == "crash" and outcome.died:
+        from flopaudit.execution.memory import death_note
+
+        message += death_note(outcome.died, max_memory_gb)
     return name_memory_error(failed_result(model_name, backend, status, message, inputs.batch_size), max_memory_gb)
 
 
