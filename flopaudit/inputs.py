@@ -67,6 +67,25 @@ class ModelInputs:
         """The same inputs with every tensor replaced by ``fn(tensor)``."""
         return ModelInputs(_map_tensors(self.args, fn), _map_tensors(dict(self.kwargs), fn))
 
+    def fresh(self) -> ModelInputs:
+        """A deep copy for one run of the model, so that every pass starts from
+        the inputs as they were built: a model that changes its inputs (appends
+        to a key/value cache it is given, writes an input tensor in place, or
+        accumulates an input's gradient) changes only its own copy. Tensors that
+        autograd produced (which refuse ``copy.deepcopy``) are copied detached,
+        keeping ``requires_grad``; tensors passed twice stay one tensor.
+        # NB: inputs ``copy.deepcopy`` cannot copy even so are shared, as given.
+        """
+        import copy
+
+        memo: dict[int, Any] = {}
+        note_uncopyable((self.args, dict(self.kwargs)), memo, keep_grad=True, objects=True)
+        try:
+            args, kwargs = copy.deepcopy((self.args, dict(self.kwargs)), memo)
+        except Exception:  # noqa: BLE001 - an input that cannot be copied: shared
+            return self
+        return ModelInputs(args, kwargs)
+
     def describe(self) -> str:
         """Short human-readable shapes, e.g. ``(1x3x224x224)``."""
         import torch
@@ -95,6 +114,34 @@ def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, Mapping):
         for x in obj.values():
             yield from iter_tensors(x)
+
+
+def note_uncopyable(value: Any, memo: dict[int, Any], *, keep_grad: bool, objects: bool, depth: int = 0) -> None:
+    """Prepare ``memo`` for ``copy.deepcopy`` of ``value``: each tensor in it that
+    autograd produced (not a leaf, not a parameter; ``deepcopy`` refuses those) is
+    copied detached (``keep_grad``: still requiring a gradient if it did), and a
+    ``torch.jit.script`` function (compiled, immutable, unpicklable) is shared.
+    Looks through tuples, lists and dicts, and with ``objects`` through other
+    objects' attributes (a key/value cache's layers), four levels deep."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if not value.is_leaf and not isinstance(value, torch.nn.Parameter) and id(value) not in memo:
+            memo[id(value)] = value.detach().clone().requires_grad_(keep_grad and value.requires_grad)
+    elif isinstance(value, torch.jit.ScriptFunction):
+        memo[id(value)] = value
+    elif depth >= 4:
+        return
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            note_uncopyable(item, memo, keep_grad=keep_grad, objects=objects, depth=depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            note_uncopyable(item, memo, keep_grad=keep_grad, objects=objects, depth=depth + 1)
+    elif objects and not isinstance(value, (str, bytes, int, float, bool, type, torch.nn.Module)) \
+            and isinstance(getattr(value, "__dict__", None), dict):
+        for item in vars(value).values():
+            note_uncopyable(item, memo, keep_grad=keep_grad, objects=objects, depth=depth + 1)
 
 
 def _map_tensors(obj: Any, fn: Any) -> Any:

@@ -132,7 +132,7 @@ def _zoo(case_id: str) -> tuple[nn.Module, object]:
 
 
 @pytest.mark.parametrize("case_id", ["mobilenet_v2", "transformer-encoder-eval", "lstm-bidir-2layer",
-                                     "module-shared-two-parents", "custom-functional-math"])
+                                     "module-shared-two-parents", "custom-functional-math", "kv-cache-decode"])
 def test_per_layer_bytes_equal_the_reference_for_every_layer(case_id: str) -> None:
     """A leaf layer's bytes and FLOPs are the reference counter's figure for that module (its
     per_module, counted independently here); every other layer's own work, added to the layers under

@@ -212,6 +212,56 @@ def test_an_error_says_whose_code_raised_it(monkeypatch: pytest.MonkeyPatch) -> 
     assert r.status.value == "error" and "(raised in torch.nn.modules.linear, line" in (r.error or "")
 
 
+class _PrintsATensor(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"cannot use this tensor:\n{torch.ones(30, 30)}")  # 900 elements: printed whole
+
+
+def test_an_error_that_prints_a_tensor_is_cut_short() -> None:
+    from flopaudit.adapters.base import ERROR_CHARS
+
+    r = get_adapter("thop").count(_PrintsATensor(), torch.randn(2))
+    assert r.status.value == "error" and r.error.startswith("RuntimeError: cannot use this tensor:\ntensor([")
+    assert " more characters) (raised in " in r.error and len(r.error) < ERROR_CHARS + 200
+
+
+def test_every_count_starts_from_the_inputs_as_given() -> None:
+    """The decode step appends to the cache it is given: every backend's count, and every
+    pass the reference records to predict one, attends over the 31 tokens the cache was
+    built with, whatever ran before; the caller's cache is left as it was."""
+    model, inputs = get_case("kv-cache-decode").instantiate()
+    cache = inputs.args[1]
+    keys = cache.keys
+    macs = [get_adapter(b).count(model, inputs).macs for b in ("reference", "ptflops-aten", "reference", "fvcore")]
+    assert macs == [4 * 16 * 16 + 2 * 32 * 16] * 4
+    assert cache.keys is keys and tuple(keys.shape) == (1, 31, 16)
+    report = _report("kv-cache-decode")
+    for backend in ("deepspeed", "torch-flop-counter", "torchprofile", "thop"):
+        cell = _cell(report, "kv-cache-decode", backend)
+        assert cell.residual == 0 and cell.classification != "unexplained", format_explanation(cell)
+
+
+def test_fresh_inputs_are_a_copy_the_model_may_change() -> None:
+    from flopaudit.inputs import ModelInputs
+
+    leaf = torch.randn(2, 3, requires_grad=True)
+    made = leaf * 2  # made by autograd: copy.deepcopy refuses it
+    cache = realworld.KVCache(made, torch.randn(2, 3))
+    inputs = ModelInputs((leaf, leaf, cache), {"mask": torch.ones(2)})
+    a, b, c = (fresh := inputs.fresh()).args
+    assert a is b and a is not leaf and torch.equal(a, leaf) and a.requires_grad  # passed twice: still one tensor
+    assert c is not cache and c.keys is not made and torch.equal(c.keys, made)
+    assert c.keys.is_leaf and c.keys.requires_grad and c.values is not cache.values
+    assert fresh.kwargs["mask"] is not inputs.kwargs["mask"] and torch.equal(fresh.kwargs["mask"], inputs.kwargs["mask"])
+
+    class Refuses:
+        def __deepcopy__(self, memo: object) -> None:
+            raise TypeError("not copyable")
+
+    odd = ModelInputs((torch.ones(1), Refuses()))
+    assert odd.fresh() is odd  # shared, as given
+
+
 def test_realworld_cases_are_hard_and_selectable() -> None:
     assert {c.id for c in select_cases(tags=["torchscript"])} == {"scripted-module", "scripted-function"}
     assert all("hard" in get_case(c).tags for c in REALWORLD)

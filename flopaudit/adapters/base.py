@@ -167,7 +167,9 @@ class Adapter(ABC):
         (:meth:`_count`) or one training step (:meth:`_count_train`); a backend
         that does not count that pass gives ``not applicable``. The backend
         works on a deep copy (unless it declares it leaves the model alone, see
-        :attr:`copies_model`), so ``model`` is left as it was.
+        :attr:`copies_model`), so ``model`` is left as it was, and on a copy of the
+        inputs (:meth:`~flopaudit.inputs.ModelInputs.fresh`), so every count starts
+        from the same inputs.
         """
         import torch
 
@@ -202,7 +204,8 @@ class Adapter(ABC):
             with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws(), \
                     compiled_code_eager():
                 warnings.simplefilter("always")
-                raw = self._count_train(work, inputs, step) if step.train else self._count(work, inputs)
+                given = inputs.fresh()  # a model that changes its inputs changes this copy only
+                raw = self._count_train(work, given, step) if step.train else self._count(work, given)
             side_effects = fingerprint_diff(before, fingerprint(work, exact=False))
         except NotApplicable as exc:
             return CountResult(
@@ -241,10 +244,18 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 """An object's address in a repr (``<... object at 0x5569...>``): different on every run."""
 
 
+#: The longest exception message a failed count keeps (an error that prints a whole tensor runs to megabytes).
+ERROR_CHARS = 1000
+
+
 def error_text(exc: BaseException) -> str:
     """A failed count's message: ``Type: message (raised in ...)``, object
-    addresses left out so that the same failure reads the same in every run."""
-    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".strip()) + raised_in(exc)
+    addresses left out so that the same failure reads the same in every run,
+    the message cut to its first :data:`ERROR_CHARS` characters."""
+    text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".strip())
+    if len(text) > ERROR_CHARS:
+        text = f"{text[:ERROR_CHARS].rstrip()} ... ({len(text) - ERROR_CHARS} more characters)"
+    return text + raised_in(exc)
 
 
 def raised_in(exc: BaseException) -> str:
@@ -286,26 +297,12 @@ def copy_model(model: nn.Module) -> nn.Module:
     ``self.corr_pyramid = [...]``): such a tensor is copied detached; the hook
     recomputes the attribute on the next forward. A ``torch.jit.script``
     function held as an attribute is shared, not copied."""
-    import torch
+    from flopaudit.inputs import note_uncopyable
 
     memo: dict[int, Any] = {}
-
-    def note(value: Any, depth: int = 0) -> None:
-        if isinstance(value, torch.Tensor):
-            if not value.is_leaf and not isinstance(value, torch.nn.Parameter):
-                memo[id(value)] = value.detach().clone()
-        elif isinstance(value, torch.jit.ScriptFunction):
-            memo[id(value)] = value  # compiled and immutable (and it refuses to be pickled): shared
-        elif depth < 4 and isinstance(value, (list, tuple)):
-            for item in value:
-                note(item, depth + 1)
-        elif depth < 4 and isinstance(value, dict):
-            for item in value.values():
-                note(item, depth + 1)
-
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
-            note(value)
+            note_uncopyable(value, memo, keep_grad=False, objects=False)
     return copy.deepcopy(model, memo)
 
 

@@ -113,6 +113,8 @@ BACKEND = Backend(
         "lstm-packed-sequence": "calflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
         "static-quantized-residual": "calflops fails: it reads next(model.parameters()).device, and a statically "
         "quantized model has no parameter left (its weights are packed objects): StopIteration",
+        "kv-cache-decode": "calflops fails: it moves every positional input with .to(device), which the cache "
+        "object has not (AttributeError)",
         "scripted-module": "calflops fails: its forward pre-hooks cannot be registered on a ScriptModule",
     },
     order=110,

@@ -71,7 +71,8 @@ class ReferenceAdapter(Adapter):
         from flopaudit.reference import count
 
         lazy = lazy_classes(model)
-        result = count(model, inputs, ruleset="canonical", no_grad=True)
+        # on a copy: predict_backends records its passes from the inputs as given
+        result = count(model, inputs.fresh(), ruleset="canonical", no_grad=True)
         notes: list[str] = []
         return raw_count(result, predict_backends(model, inputs, result, lazy, notes), notes)
 
@@ -79,7 +80,7 @@ class ReferenceAdapter(Adapter):
         from flopaudit.reference import count
 
         lazy = lazy_classes(model)
-        result = count(model, inputs, ruleset="canonical", pass_=step)
+        result = count(model, inputs.fresh(), ruleset="canonical", pass_=step)
         notes: list[str] = []
         raw = raw_count(result, predict_backends(model, inputs, result, lazy, notes), notes)
         raw.phases = tuple(
@@ -313,6 +314,7 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     from flopaudit.reference.liveness import LivenessMode, dead_events
 
     grad, hooks, eval_mode = key
+    inputs = inputs.fresh()  # each pass from the inputs as given (a model may append to a cache it is passed)
     modes = [(m, m.training) for m in model.modules()] if eval_mode else []
     if eval_mode:
         set_mode(model, False)  # (a model that refuses it is recorded as it is: its backend fails on eval())

@@ -73,6 +73,9 @@ BACKEND = SharedImportBackend(
         "exported-program": "torch-summary fails: it calls model.eval(), which the module of an exported program "
         "refuses (NotImplementedError: Calling eval() is not supported yet)",
         "scripted-module": "torch-summary fails: its forward pre-hooks cannot be registered on a ScriptModule",
+        "kv-cache-decode": "torch-summary fails: inputs that are not all tensors (the cache object) it reads as "
+        "input sizes, comparing each with 0 (RuntimeError: Boolean value of Tensor with more than one value is "
+        "ambiguous)",
         "roi-align-head": "torch-summary fails: its hooks read a module's first input by index, and "
         "MultiScaleRoIAlign's is a dict of feature maps (KeyError: 0)",
     },

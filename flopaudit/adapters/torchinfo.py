@@ -58,6 +58,9 @@ BACKEND = Backend(
         "compiled-submodules": "torchinfo fails: it tests a module's truth value, which calls the __len__ a "
         "torch.compile wrapper (OptimizedModule) defines, and that raises for a wrapped module without a length "
         "(TypeError: Linear does not support len())",
+        "kv-cache-decode": "torchinfo fails: it sums the bytes of every input, adding an input that is neither a "
+        "tensor nor a container (the cache object) as it is (TypeError: unsupported operand type(s) for +: 'int' "
+        "and 'KVCache')",
         "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
         "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
         "support sizes); a crash is not predicted, the report shows the cell as an error",

@@ -185,8 +185,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     try:
         with compiled_code_eager():  # as every count runs it (flopaudit.eager)
             if settings.strict_inputs:
-                check_runs(case, model, inputs, meta=settings.meta)
-            forward_s, output = _time_forward(model, inputs, settings.device)
+                check_runs(case, model, inputs.fresh(), meta=settings.meta)
+            forward_s, output = _time_forward(model, inputs.fresh(), settings.device)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001

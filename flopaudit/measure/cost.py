@@ -111,8 +111,8 @@ def measure_cost(model: nn.Module, inputs: Any, request: CostRequest | None = No
     device, dtype = placement(model, inputs)
     passes, (peak, method) = time_passes(
         model, inputs, warmup=max(1, request.warmup), reps=request.reps, layer_passes=request.layer_passes,
-        device=device, first=lambda: peak_memory(model, inputs, device))
-    reference = count(model, inputs)
+        device=device, first=lambda: peak_memory(model, inputs.fresh(), device))
+    reference = count(model, inputs.fresh())
     layers, unattributed = layer_costs(reference.events, passes.layer_ns, passes.layer_calls) \
         if request.layer_passes else ((), 0)
     ceilings = ceilings_for(device, dtype) if request.ceilings else None

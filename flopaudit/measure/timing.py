@@ -136,7 +136,8 @@ def time_passes(model: nn.Module, inputs: ModelInputs, *, warmup: int, reps: int
                 device: torch.device, first: Callable[[], Any] | None = None) -> tuple[Passes, Any]:
     """``warmup`` untimed passes, then ``reps`` timed ones and ``layer_passes`` hooked ones, interleaved
     (spread evenly among the timed ones), so that both see the machine in the same state; under
-    ``no_grad``, with the cyclic garbage collector paused. ``first()``, when given, stands for the first
+    ``no_grad``, with the cyclic garbage collector paused, each on its own copy of ``inputs``
+    (:meth:`~flopaudit.inputs.ModelInputs.fresh`, made outside the timed span). ``first()``, when given, stands for the first
     warm-up pass (an untimed pass that measures something else: the peak memory); its value is returned
     with the passes."""
     timer = _LayerTimer(model, device)
@@ -152,16 +153,17 @@ def time_passes(model: nn.Module, inputs: ModelInputs, *, warmup: int, reps: int
     try:
         with torch.no_grad():
             for _ in range(warmup - (first is not None)):
-                _forward(model, inputs)
+                _forward(model, inputs.fresh())
             synchronize(device)
             for k in range(reps + layer_passes):
+                given = inputs.fresh()  # every pass from the inputs as given, copied before the clock starts
                 if k in hooked_at and len(per_pass) < layer_passes:
-                    own, calls = timer.run(model, inputs)
+                    own, calls = timer.run(model, given)
                     synchronize(device)
                     per_pass.append(own)
                     continue
                 start = time.perf_counter_ns()
-                _forward(model, inputs)
+                _forward(model, given)
                 synchronize(device)
                 samples.append(time.perf_counter_ns() - start)
     finally:

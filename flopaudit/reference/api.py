@@ -161,7 +161,11 @@ def count(
     :class:`~flopaudit.inputs.ModelInputs`. The model is used as given (no
     copy): global module hooks are added for the call and removed afterwards,
     buffer values a train-mode pass updates (BatchNorm running statistics)
-    are restored, nothing else is changed. ``no_grad`` (default) runs the
+    are restored, nothing else is changed. The inputs are used as given too: a
+    model that changes them (appends to a key/value cache it is passed) changes
+    them here, so a second count of the same inputs counts what the first left;
+    pass ``inputs.fresh()`` to count each time from the inputs as built (every
+    count of an audit does, :meth:`~flopaudit.inputs.ModelInputs.fresh`). ``no_grad`` (default) runs the
     pass under ``torch.no_grad()``
     (inference; eval-mode fast paths such as fused attention are then taken
     and have their own formulas).

@@ -5,8 +5,9 @@ learned float attention mask, timm's attention block, a step torchvision
 runs as TorchScript only under a trace (batched NMS), and point-cloud
 neighbour grouping (``torch.cdist``), a spatial transformer
 (``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
-detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``) and a
-statically quantized residual block (``quantized::conv2d``).
+detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``), a
+statically quantized residual block (``quantized::conv2d``) and a decode step
+that appends to the key/value cache it is given.
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -130,6 +131,40 @@ def _roi_box_head() -> nn.Module:
 def _two_boxes() -> ModelInputs:
     """A 32x32 image and two boxes: a small one (level p2) and a large one (level p3)."""
     return ModelInputs((torch.randn(1, 3, 32, 32), torch.tensor([[2.0, 2.0, 10.0, 12.0], [0.0, 0.0, 30.0, 30.0]])))
+
+
+class KVCache:
+    """A key/value cache as generation loops pass one to every decode step (transformers'
+    ``DynamicCache``): keys and values of the tokens so far, which each step appends to."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys, self.values = keys, values
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys = torch.cat([self.keys, k], dim=1)
+        self.values = torch.cat([self.values, v], dim=1)
+        return self.keys, self.values
+
+
+class CachedDecodeStep(nn.Module):
+    """One decode step of single-head attention: the new token's query, key and value
+    (``Linear(16, 16)`` each, no bias), its key and value appended to the cache it is
+    given, attention over every cached token, an output ``Linear(16, 16)``."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(width, width, bias=False) for _ in range(4))
+        self.scale = width ** -0.5
+
+    def forward(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        keys, values = cache.append(self.k(x), self.v(x))
+        scores = torch.softmax(self.q(x) @ keys.transpose(1, 2) * self.scale, dim=-1)
+        return self.o(scores @ values)
+
+
+def _token_and_cache() -> ModelInputs:
+    """One new token (1, 1, 16) and a cache of 31 earlier ones: attention over 32."""
+    return ModelInputs((torch.randn(1, 1, 16), KVCache(torch.randn(1, 31, 16), torch.randn(1, 31, 16))))
 
 
 class QuantizableResidual(nn.Module):
@@ -722,6 +757,19 @@ def cases() -> list[ModelCase]:
         "Conv2d(8, 8, 3, stride 2) as two feature levels, torchvision's MultiScaleRoIAlign (7x7, sampling "
         "ratio 2; the small box pooled from p2, the large from p3: one torchvision::roi_align each) and "
         "Linear(392, 16)",
+    ))
+    out.append(hard_case(
+        "kv-cache-decode",
+        CachedDecodeStep,
+        _token_and_cache,
+        {"attention", "inputs", "linear"},
+        # q, k, v, o 4 x 16 x 16; scores 32 x 16 and their weighted sum 32 x 16, over the 31 cached tokens and this one
+        expected_macs=4 * 16 * 16 + 2 * 32 * 16,
+        expected_params=4 * 16 * 16,
+        description="one decode step of single-head attention on a new token (1, 1, 16) and a key/value cache "
+        "of 31 tokens that the step appends to (torch.cat into the cache object it is given, as transformers' "
+        "DynamicCache is): every count must start from the cache as given, 31 tokens, not from what an "
+        "earlier count left in it",
     ))
     out.append(hard_case(
         "static-quantized-residual",
