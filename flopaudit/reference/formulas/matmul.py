@@ -7,6 +7,11 @@ low-precision variants, ``_trilinear`` (``nn.Bilinear``), and the quantized
 dispatcher sees the ``mm``/``bmm``/``addmm`` they expand to (probed on torch
 2.14: ``einsum("bij,bjk->bik")`` -> one ``aten.bmm``; 3-D ``x @ W`` -> ``view``
 + ``aten.mm``; 3-D ``nn.Linear`` with bias -> ``view`` + ``aten.addmm``).
+
+# NB: a product of complex tensors (a Fourier neural operator's spectral
+# weights, ``einsum`` over ``rfft2`` modes) counts one MAC per complex
+# multiply-accumulate, as torch.utils.flop_counter and fvcore count it; in
+# real arithmetic each is 4 real multiplies and 4 real adds.
 """
 
 from __future__ import annotations
