@@ -31,16 +31,27 @@ counts in module attributes reads the wrapped module's count through it
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
+
+
+def import_dynamo() -> None:
+    """Import Dynamo now (about 1 s, once per process), as :func:`compiled_code_eager`
+    needs it: call it in a process before forking counts from it, so that each child
+    does not import it again."""
+    import torch._dynamo  # noqa: F401
 
 
 @contextlib.contextmanager
 def compiled_code_eager() -> Iterator[None]:
-    """Run the block with every ``torch.compile``d module and function running eagerly."""
-    if "torch._dynamo" not in sys.modules:  # nothing was compiled in this process
-        yield
-        return
+    """Run the block with every ``torch.compile``d module and function running eagerly.
+
+    # NB: Dynamo is imported even where nothing was compiled before the block:
+    # code may compile as it runs (``flex_attention`` compiles its operator call
+    # even in eager mode), and compiling under a counter's dispatch mode traces
+    # into the mode's own Python (the reference's mode is written for the
+    # ``force_eager`` stance, where Dynamo compiles nothing).
+    """
+    import_dynamo()
     import torch
 
     set_stance = getattr(torch.compiler, "set_stance", None)
@@ -54,4 +65,4 @@ def compiled_code_eager() -> Iterator[None]:
         yield
 
 
-__all__ = ["compiled_code_eager"]
+__all__ = ["compiled_code_eager", "import_dynamo"]

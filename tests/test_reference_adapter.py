@@ -109,6 +109,31 @@ def test_category_facts_split_the_canonical_count_by_category() -> None:
         == extra["extra_flops"]
 
 
+def test_code_that_compiles_as_it_runs_is_counted_in_a_fresh_process() -> None:
+    """``flex_attention`` compiles its operator call even in eager mode, importing Dynamo as
+    it does: in a process that had not imported Dynamo, that compile traced into the
+    recorder's dispatch mode and the count failed. Every count now runs with Dynamo imported
+    and compiled code run eagerly (:mod:`flopaudit.eager`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from torch import nn\n"
+        "from torch.nn.attention.flex_attention import flex_attention\n"
+        "from flopaudit.adapters import get_adapter\n"
+        "class Flex(nn.Module):\n"
+        "    def forward(self, q):\n"
+        "        return flex_attention(q, q, q)\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "r = get_adapter('reference').count(Flex(), torch.randn(1, 2, 8, 4))\n"
+        "print(r.status.value, r.macs, r.error)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", str(2 * 2 * 8 * 8 * 4), "None"], proc.stdout + proc.stderr[-2000:]
+
+
 def test_the_reference_adapter_counts_in_a_fresh_process() -> None:
     """In a process that has not imported Dynamo yet (a user's script), the first dispatch
     through a dispatch mode imports it, and Dynamo reads every aten operator's tags: that

@@ -223,3 +223,66 @@ def test_nested_encoder_is_priced_per_sequence_length() -> None:
     fused = [e for e in result.events if e.op == "aten._transformer_encoder_layer_fwd.default"]
     assert [e.input_shapes[0] for e in fused] == [(10, 16), (10, 16)]  # the components joined along dim 0
     assert [e.bytes_written for e in fused] == [10 * 16 * 4] * 2  # a nested output's real tokens, float32
+
+
+# -- flex attention: a higher-order operator, traced through its dense kernel --------------
+
+class FlexSelfAttention(nn.Module):
+    """``Linear(E, 3E)`` projections, then ``flex_attention`` with an optional ``score_mod``
+    (a relative-position bias: one subtraction and one addition per score) and block mask."""
+
+    def __init__(self, score_mod: bool = False, causal: bool = False) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(E, 3 * E)
+        self.score_mod, self.causal = score_mod, causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        n, length, _ = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, H, E // H).permute(2, 0, 3, 1, 4)
+
+        def bias(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, qi: torch.Tensor,
+                 ki: torch.Tensor) -> torch.Tensor:
+            return score + (qi - ki)
+
+        def causal(b: torch.Tensor, h: torch.Tensor, qi: torch.Tensor, ki: torch.Tensor) -> torch.Tensor:
+            return qi >= ki
+
+        mask = create_block_mask(causal, None, None, length, length, device="cpu") if self.causal else None
+        return flex_attention(q, k, v, score_mod=bias if self.score_mod else None, block_mask=mask)
+
+
+@pytest.mark.parametrize("score_mod, causal", [(False, False), (True, False), (False, True)])
+def test_flex_attention_counts_its_dense_kernel(score_mod: bool, causal: bool) -> None:
+    """``flex_attention`` reaches the dispatch mode as a higher-order operator; on the CPU in
+    eager mode it runs its math implementation, whose products are counted as they run:
+    every score, masked or not (that implementation computes them all)."""
+    seq = 16
+    with torch.no_grad():
+        r = count(FlexSelfAttention(score_mod, causal), torch.randn(N, seq, E))
+    projections = N * seq * E * 3 * E
+    assert r.macs == projections + 2 * N * H * seq * seq * (E // H)
+    assert r.traced_custom_ops == {"higher_order.flex_attention": 1} and not r.unsupported
+    scores = N * H * seq * seq
+    plain = count(FlexSelfAttention(), torch.randn(N, seq, E)).extra_flops
+    if score_mod:  # the addition per score; (qi - ki) once per query-key pair (vmap batches it over those only)
+        assert r.extra_flops - plain == scores + seq * seq
+    assert all(e.traced_from == "higher_order.flex_attention" for e in r.events if e.op == "aten.matmul.default")
+
+
+def test_a_higher_order_operator_its_kernel_refuses_to_trace_is_unsupported_not_an_error() -> None:
+    """``torch.cond``'s dense kernel asserts that no dispatch mode is active: it runs as
+    it is (the branch taken is not recorded) and is reported as unsupported, with a note."""
+
+    class Branch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cond(x.sum() > 0, lambda t: self.a(t), lambda t: -t, (x,))
+
+    r = count(Branch(), torch.ones(3, 4))
+    assert r.unsupported == {"higher_order.cond": 1} and r.macs == 0
+    assert any(n.startswith("higher_order.cond: its Python kernel failed here") for n in r.notes), r.notes

@@ -125,11 +125,15 @@ class Adapter(ABC):
         """Import the backend's package in this process, silently (once; later calls are free).
 
         An isolated count runs in a child forked from this process: what is
-        imported here is imported once per worker instead of once per count
+        imported here (Dynamo too, see :mod:`flopaudit.eager`) is imported once
+        per worker instead of once per count
         (calflops and ptflops import transformers, seconds every time). A
         package that fails to import is left to fail in the count, with its
         message there.
         """
+        from flopaudit.eager import import_dynamo
+
+        import_dynamo()  # every count runs under compiled_code_eager, which needs it
         if self.backend.module in sys.modules or not self.available():
             return
         from flopaudit.isolation import quiet

@@ -52,6 +52,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch._ops import HigherOrderOperator
 from torch.nn.modules import module as _module_mod
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -476,6 +477,11 @@ def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: 
 
 
 class _Mode(TorchDispatchMode):
+    # Higher-order operators (``flex_attention`` in eager mode) reach __torch_dispatch__ as
+    # operators without a formula: their dense kernel is traced (_trace_kernel), else they
+    # run and are recorded as unsupported.
+    supports_higher_order_operators = True
+
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
         self.recorder = recorder
@@ -516,10 +522,11 @@ class _Mode(TorchDispatchMode):
         custom op's Python kernel traced, else recorded as unsupported."""
         tensors = op_tensors(args, kwargs)
         inputs = CallInputs(tensors, [size_now(t) for t in tensors], None)
-        with self:
-            decomposed = func.decompose(*args, **kwargs)
-        if decomposed is not NotImplemented:
-            return decomposed
+        if not isinstance(func, HigherOrderOperator):  # (those have no decomposition, only kernels)
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
         traced = self._trace_kernel(func, args, kwargs, inputs)
         if traced is not _NOT_TRACED:
             return traced
@@ -530,8 +537,10 @@ class _Mode(TorchDispatchMode):
         return out
 
     def _trace_kernel(self, func: Any, args: Any, kwargs: Any, inputs: CallInputs) -> Any:
-        """Run a formula-less ``torch.library.custom_op`` through its Python kernel,
-        recording the operators it calls (they are what the op computes).
+        """Run a formula-less ``torch.library.custom_op`` through its Python kernel, or a
+        higher-order operator through its dense kernel (``flex_attention``'s math
+        attention, what eager mode runs on the CPU), recording the operators it calls
+        (they are what the op computes).
 
         Used only when no formula is registered. If the kernel fails (e.g. on
         meta tensors) its partial events are dropped and the op is run and
@@ -548,6 +557,7 @@ class _Mode(TorchDispatchMode):
             return _NOT_TRACED
         recorder = self.recorder
         rec = recorder.rec
+        name = recorder.operator(func).name  # (a higher-order operator: "higher_order.<name>")
         first = len(rec.events)
         depth, recorder.recorder_depth = recorder.recorder_depth, 0  # the kernel is the model's code
         try:
@@ -555,11 +565,10 @@ class _Mode(TorchDispatchMode):
                 out = kernel(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - fall back to the opaque op
             del rec.events[first:]
-            rec.notes.append(f"{func}: its Python kernel failed here ({type(exc).__name__}); counted as unsupported")
+            rec.notes.append(f"{name}: its Python kernel failed here ({type(exc).__name__}); counted as unsupported")
             return _NOT_TRACED
         finally:
             recorder.recorder_depth = depth
-        name = str(func)
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):
             del rec.events[first:]

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import torch
 
 from flopaudit.inputs import iter_tensors
-from flopaudit.reference.registry import Formula, Signature, formula_name, lookup, signature
+from flopaudit.reference.registry import Formula, Signature, formula_name, lookup, op_key, signature
 from flopaudit.reference.tensors import tensors_in
 
 aten = torch.ops.aten
@@ -88,7 +88,8 @@ def operator_facts(func: Any) -> OperatorFacts:
     schema = getattr(func, "_schema", None)
     arguments = list(schema.arguments) if schema is not None else []
     written, stats_written = _written_args(arguments), _stats_written(schema, arguments)
-    return OperatorFacts(str(func), fn, formula_name(fn) if fn is not None else "", _is_view(schema),
+    name = op_key(func) if isinstance(func, torch._ops.HigherOrderOperator) else str(func)
+    return OperatorFacts(name, fn, formula_name(fn) if fn is not None else "", _is_view(schema),
                          func in QUERIES, written, stats_written, META_SHORTCUTS.get(func),
                          bool(written or stats_written), func)
 
@@ -164,7 +165,11 @@ def run(func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
 
 
 def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | None:
-    """The Python kernel of a ``torch.library.custom_op`` for the inputs' device, if any."""
+    """The Python kernel of a ``torch.library.custom_op`` for the inputs' device, or a
+    higher-order operator's dense implementation (``flex_attention``'s math attention:
+    what eager mode runs on the CPU), if any."""
+    if isinstance(func, torch._ops.HigherOrderOperator):
+        return func.py_kernels.get(torch._C.DispatchKey.CompositeExplicitAutograd)
     if not isinstance(func, torch._ops.OpOverload) or func.namespace in ("aten", "prims", "prim", "_c10d_functional"):
         return None
     try:

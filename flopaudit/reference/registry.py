@@ -27,7 +27,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, Union
 
 import torch
-from torch._ops import OpOverload, OpOverloadPacket
+from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 
 
 class Category(str, Enum):
@@ -146,9 +146,12 @@ Target = Union[str, OpOverload, OpOverloadPacket]
 _FORMULAS: dict[str, Formula] = {}
 
 def op_key(target: Target) -> str:
-    """Normalise an operator (packet, overload or name) to its registry key."""
+    """Normalise an operator (packet, overload, higher-order operator or name) to its
+    registry key (``torch.ops.higher_order.flex_attention`` -> ``"higher_order.flex_attention"``)."""
     if isinstance(target, (OpOverload, OpOverloadPacket)):
         return str(target)
+    if isinstance(target, HigherOrderOperator):
+        return f"{target.namespace}.{target.name()}"
     if isinstance(target, str):
         return target.replace("::", ".")
     raise TypeError(f"not an operator: {target!r}")
