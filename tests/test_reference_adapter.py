@@ -109,46 +109,36 @@ def test_category_facts_split_the_canonical_count_by_category() -> None:
         == extra["extra_flops"]
 
 
+def _in_a_fresh_process(count_line: str, *setup: str) -> list[str]:
+    """What ``count_line`` prints, run after ``setup`` in a new Python process that has not
+    imported Dynamo (a user's script)."""
+    import subprocess
+    import sys
+
+    code = "\n".join(["import sys, torch", "from torch import nn", "from flopaudit.adapters import get_adapter",
+                      *setup, "assert 'torch._dynamo' not in sys.modules", count_line, ""])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
 def test_code_that_compiles_as_it_runs_is_counted_in_a_fresh_process() -> None:
     """``flex_attention`` compiles its operator call even in eager mode, importing Dynamo as
     it does: in a process that had not imported Dynamo, that compile traced into the
     recorder's dispatch mode and the count failed. Every count now runs with Dynamo imported
     and compiled code run eagerly (:mod:`flopaudit.eager`)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, torch\n"
-        "from torch import nn\n"
-        "from torch.nn.attention.flex_attention import flex_attention\n"
-        "from flopaudit.adapters import get_adapter\n"
-        "class Flex(nn.Module):\n"
-        "    def forward(self, q):\n"
-        "        return flex_attention(q, q, q)\n"
-        "assert 'torch._dynamo' not in sys.modules\n"
-        "r = get_adapter('reference').count(Flex(), torch.randn(1, 2, 8, 4))\n"
-        "print(r.status.value, r.macs, r.error)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["ok", str(2 * 2 * 8 * 8 * 4), "None"], proc.stdout + proc.stderr[-2000:]
+    printed = _in_a_fresh_process(
+        "r = get_adapter('reference').count(Flex(), torch.randn(1, 2, 8, 4)); print(r.status.value, r.macs, r.error)",
+        "from torch.nn.attention.flex_attention import flex_attention",
+        "class Flex(nn.Module):\n    def forward(self, q):\n        return flex_attention(q, q, q)")
+    assert printed == ["ok", str(2 * 2 * 8 * 8 * 4), "None"], printed
 
 
 def test_the_reference_adapter_counts_in_a_fresh_process() -> None:
     """In a process that has not imported Dynamo yet (a user's script), the first dispatch
     through a dispatch mode imports it, and Dynamo reads every aten operator's tags: that
     must not happen while operator entry points are patched (it failed every count)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, torch\n"
-        "from torch import nn\n"
-        "from flopaudit.adapters import get_adapter\n"
-        "assert 'torch._dynamo' not in sys.modules\n"
-        "r = get_adapter('reference').count(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), torch.randn(1, 3, 8, 8))\n"
-        "print(r.status.value, r.error, type(torch.ops.aten.conv2d.default).__name__)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["ok", "None", "OpOverload"], proc.stdout
+    printed = _in_a_fresh_process(
+        "r = get_adapter('reference').count(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), torch.randn(1, 3, 8, 8)); "
+        "print(r.status.value, r.error, type(torch.ops.aten.conv2d.default).__name__)")
+    assert printed == ["ok", "None", "OpOverload"], printed
