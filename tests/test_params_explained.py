@@ -114,3 +114,45 @@ def test_declared_causes_are_booked_not_residual() -> None:
     unexplained = explain_cell(dataclasses.replace(_result("torchprofile", prediction.macs + 3, reference.params)),
                                reference)
     assert unexplained.classification == "unexplained" and unexplained.residual == 3
+
+
+class QatBlock(nn.Module):
+    """A Conv2d+BatchNorm2d+ReLU fused for quantization-aware training, then a Linear head:
+    the fused ``ConvBnReLU2d`` holds the conv's weight and is an ``nn.Sequential`` (torch.ao's
+    fused modules are), which summary counters skip by ``isinstance``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.conv, self.bn, self.relu = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.bn(self.conv(self.quant(x))))
+        return self.head(self.dequant(h).mean((2, 3)))
+
+
+def _qat_block() -> nn.Module:
+    from torch.ao.quantization import fuse_modules_qat, get_default_qat_qconfig, prepare_qat
+
+    model = fuse_modules_qat(QatBlock().train(), [["conv", "bn", "relu"]])
+    model.qconfig = get_default_qat_qconfig("x86")
+    return prepare_qat(model).eval()
+
+
+@pytest.mark.parametrize("backend", ["torchsummary", "pytorch-model-summary"])
+def test_a_fused_qat_module_is_a_sequential_to_summary_counters(backend: str) -> None:
+    from flopaudit.reference.params import CONTAINER_HELD
+
+    model, x = _qat_block(), torch.randn(2, 3, 8, 8)
+    fused = model.conv
+    assert isinstance(fused, nn.Sequential) and type(fused).__name__ == "ConvBnReLU2d"
+    reference = get_adapter("reference").count(model, x, model_name="m")
+    counted = get_adapter(backend).count(model, x, model_name="m")
+    cell = explain_cell(counted, reference)
+    assert cell.params is not None and cell.params.residual == 0, cell.params
+    assert cell.params.predicted_params == counted.params
+    causes = {c.rule: c.macs for c in cell.params.causes}
+    assert causes[CONTAINER_HELD[1]] == -fused.weight.numel()  # 4 x 3 x 3 x 3: the fused conv's own weight

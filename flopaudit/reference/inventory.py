@@ -61,6 +61,10 @@ class ModuleInfo:
     """First names of its direct children, in ``named_children()`` order."""
     child_attrs: tuple[str, ...]
     """The attribute name of each child (``named_children()``)."""
+    container: bool = False
+    """An ``nn.Sequential`` or ``nn.ModuleList``, or a subclass of one (torch.ao's fused
+    modules, the QAT ``ConvBnReLU2d`` included, are ones): what summary
+    counters test with ``isinstance`` and look through."""
 
     @property
     def depth(self) -> int:
@@ -214,6 +218,7 @@ def inventory(model: nn.Module, classes: dict[str, tuple[str, str]] | None = Non
             tensor_attrs=attrs,
             children=tuple(first[c] for c in unique_children),
             child_attrs=tuple(unique_children.values()),
+            container=isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)),
         ))
     return ModelInventory(tuple(modules), uninitialized)
 

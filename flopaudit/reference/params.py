@@ -118,6 +118,11 @@ def trainable(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTall
     return tally
 
 
+CONTAINER_HELD = ("rule", "held by an nn.Sequential or nn.ModuleList subclass, which it looks through (torch.ao's "
+                  "fused modules, a QAT ConvBnReLU2d included, are Sequentials): no module it counts holds them")
+"""Why a summary counter that skips containers by ``isinstance`` does not count a container's own parameters."""
+
+
 def miss_the_rest(tally: ParamTally, modules: ModelInventory, root: tuple[str, str],
                   other: tuple[str, str]) -> None:
     """Give every parameter not counted so far a reason: ``root`` for those the

@@ -4,7 +4,9 @@ It counts no operations; its "Total params" (``model_summary.py``) is the
 sum, over the modules it shows that were called, of each one's
 ``parameters()`` (recursive, each tensor once within the module) at its first
 call. It shows the modules at depth 1 (the root's children, looking through
-``nn.Sequential`` and ``nn.ModuleList``, whose children take their place)
+``nn.Sequential`` and ``nn.ModuleList``, subclasses included, whose children
+take their place: the own parameters of such a subclass, a fused QAT
+``ConvBnReLU2d``'s weight, are in no shown module)
 plus childless modules above that: the root itself only when it has no
 children. So parameters held by the root or by a module never called are not
 counted, a weight tied between two shown modules is counted in each, and a
@@ -17,10 +19,8 @@ from typing import Sequence
 
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, ModuleInfo
-from flopaudit.reference.params import NEVER_CALLED, ParamTally, miss_the_rest, param_counter
+from flopaudit.reference.params import CONTAINER_HELD, NEVER_CALLED, ParamTally, miss_the_rest, param_counter
 from flopaudit.reference.rulesets import Ruleset, register_ruleset
-
-_CONTAINERS = ("Sequential", "ModuleList")
 
 
 def shown_modules(modules: ModelInventory, max_depth: int = 1) -> list[ModuleInfo]:
@@ -35,7 +35,7 @@ def shown_modules(modules: ModelInventory, max_depth: int = 1) -> list[ModuleInf
             child = modules.module(child_path)
             if child is None:
                 continue
-            if child.module_type in _CONTAINERS:
+            if child.container:
                 walk(child, parent, level)
                 continue
             depth[child.path] = level
@@ -62,6 +62,10 @@ def pytorch_model_summary_params(modules: ModelInventory, calls: Sequence[Module
                 tally.count(t, info.path)
             else:
                 tally.miss(t, *NEVER_CALLED)
+    for info in modules.modules:
+        if info.container and info.path:
+            for t in info.params:
+                tally.miss(t, *CONTAINER_HELD)
     miss_the_rest(tally, modules, ("rule", "parameters held by the root module are not counted (only its children are "
                                    "shown)"),
                   ("rule", "held by a module below the shown depth whose shown ancestor was not called"))

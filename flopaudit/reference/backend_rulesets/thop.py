@@ -319,7 +319,7 @@ def thop_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTa
             child = modules.module(child_path)
             if child is None:
                 continue
-            if child.module_class in RULED_CLASSES and child.module_type not in ("Sequential", "ModuleList"):
+            if child.module_class in RULED_CLASSES and not child.container:
                 held = [t for _, t in modules.named_params(child.path)]
                 if not called.get(child.path):
                     for t in held:

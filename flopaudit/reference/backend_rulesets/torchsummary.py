@@ -3,7 +3,9 @@
 torchsummary counts no operations (the ruleset prices every event 0 and the
 adapter reports no MACs), so the ruleset is there for its parameters
 (``torchsummary/torchsummary.py``): ``model.apply`` registers a forward hook
-on every module but ``nn.Sequential``, ``nn.ModuleList`` and the root, once
+on every module but ``nn.Sequential``, ``nn.ModuleList`` (by ``isinstance``:
+their subclasses too, such as torch.ao's fused QAT ``ConvBnReLU2d``, whose
+own weight is then not counted) and the root, once
 per visit (a module shared by two parents twice); each hook call adds a row
 with the element counts of the module's ``weight`` and ``bias`` attributes,
 whatever they are. So parameters are counted per call and per name, a tied
@@ -21,10 +23,17 @@ from typing import Sequence
 
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, TensorInfo
-from flopaudit.reference.params import FORWARDED, NEVER_CALLED, PER_CALL, PER_NAME, ParamTally, param_counter
+from flopaudit.reference.params import (
+    CONTAINER_HELD,
+    FORWARDED,
+    NEVER_CALLED,
+    PER_CALL,
+    PER_NAME,
+    ParamTally,
+    param_counter,
+)
 from flopaudit.reference.rulesets import Ruleset, register_ruleset
 
-_CONTAINERS = ("Sequential", "ModuleList")
 _ATTRS = ("weight", "bias")
 
 
@@ -43,7 +52,7 @@ def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) ->
     forwarded: list[tuple[TensorInfo, str]] = []  # another module's parameter, read through a wrapper
     for call in calls:
         info = modules.module(call.path)
-        if info is None or not call.path or info.module_type in _CONTAINERS:
+        if info is None or not call.path or info.container:
             continue
         held = {t.name: t for t in (*info.params, *info.tensor_attrs) if t.name in _ATTRS}
         buffers = {b.key for b in info.buffers}
@@ -67,6 +76,8 @@ def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) ->
         for t in info.params:
             if not info.path:
                 tally.miss(t, "rule", "parameters held by the root module are not counted (it is not hooked)")
+            elif info.container:
+                tally.miss(t, *CONTAINER_HELD)
             elif t.name.endswith("_orig"):
                 tally.miss(t, "rule", "a pruned weight's parameter (weight_orig) is not an attribute named weight")
             elif t.name not in _ATTRS:
