@@ -122,3 +122,41 @@ def test_quantized_convolutions_alike_in_shapes_are_priced_by_their_own_packed_w
     for _ in range(2):  # the second round could only come from a memo
         assert count(Fn(three), [x], cache=cache).macs == 4 * 64 * 27
         assert count(Fn(one), [x], cache=cache).macs == 4 * 64 * 3
+
+
+# -- quantization-aware training: fake quantization ----------------------------------------
+
+def test_fake_quantize_is_a_quantize_and_a_dequantize_per_element() -> None:
+    from flopaudit.reference.formulas.quantized import FAKE_QUANTIZE_FLOPS, QUANTIZE_FLOPS
+
+    assert FAKE_QUANTIZE_FLOPS == 2 * QUANTIZE_FLOPS == 4
+    x = torch.randn(2, 3, 4, 4)
+    scale, zero = torch.full((3,), 0.1), torch.zeros(3, dtype=torch.int32)
+
+    class Fq(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = torch.fake_quantize_per_tensor_affine(x, 0.1, 0, -128, 127)
+            b = torch.fake_quantize_per_channel_affine(x, scale, zero, 1, -128, 127)
+            return a + b
+
+    r = count(Fq(), x)
+    assert not r.unsupported
+    assert r.extra_flops == 2 * FAKE_QUANTIZE_FLOPS * 96 + 96  # two fake quantizations and the add
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fused_observer_and_fake_quantize(per_channel: bool) -> None:
+    """The default QAT qconfig's FusedMovingAvgObsFakeQuantize: one
+    aten::_fused_moving_avg_obs_fq_helper per call: min and max of the input (2 per element),
+    moving averages and qparams (10 per channel), fake quantization (4 per element)."""
+    from torch.ao.quantization import FusedMovingAvgObsFakeQuantize, MovingAveragePerChannelMinMaxObserver
+
+    fq = (FusedMovingAvgObsFakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, ch_axis=0,
+                                        quant_min=-128, quant_max=127, qscheme=torch.per_channel_symmetric,
+                                        dtype=torch.qint8)
+          if per_channel else FusedMovingAvgObsFakeQuantize())
+    x = torch.randn(8, 3, 4, 4)
+    r = count(fq, x)
+    assert not r.unsupported and [e.op for e in r.events if e.extra_flops] == ["aten._fused_moving_avg_obs_fq_helper.default"]
+    channels = 8 if per_channel else 1
+    assert r.extra_flops == (2 + 4) * x.numel() + 10 * channels and r.macs == 0

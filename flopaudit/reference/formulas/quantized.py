@@ -17,6 +17,12 @@ products and elementwise work, done on int8 values with int32 accumulation.
 * ``quantize_per_tensor``/``quantize_per_channel``: 2 FLOPs per element (scale, add the zero
   point); ``dequantize``: 2 (subtract the zero point, scale).
 
+Quantization-aware training (``prepare_qat``, ``prepare_qat_fx``) runs float tensors through
+fake quantization: ``fake_quantize_*`` quantize and dequantize in float, 4 FLOPs per element;
+the default qconfig's ``FusedMovingAvgObsFakeQuantize`` runs one
+``_fused_moving_avg_obs_fq_helper`` per call: its observer first (see
+:func:`fused_observer_fake_quantize`).
+
 ``quantized::linear*`` is priced in :mod:`~flopaudit.reference.formulas.matmul`, dynamically
 quantized RNNs in :mod:`~flopaudit.reference.formulas.rnn`.
 # NB: requantizing each output (the int32 accumulator scaled, rounded, offset by the zero
@@ -99,3 +105,41 @@ QUANTIZE_FLOPS = 2
 def quantize(call: OpCall) -> Cost:
     """Quantizing a float tensor or dequantizing a quantized one: :data:`QUANTIZE_FLOPS` per element."""
     return Cost(0, QUANTIZE_FLOPS * numel(call.out), Category.ELEMENTWISE)
+
+
+#: FLOPs per element of fake quantization: a quantization and a dequantization, in float.
+FAKE_QUANTIZE_FLOPS = 2 * QUANTIZE_FLOPS
+
+
+@on("fake_quantize_per_tensor_affine", "fake_quantize_per_tensor_affine_cachemask",
+    "_fake_quantize_per_tensor_affine_cachemask_tensor_qparams", "fake_quantize_per_channel_affine",
+    "fake_quantize_per_channel_affine_cachemask", "_fake_quantize_learnable_per_tensor_affine",
+    "_fake_quantize_learnable_per_channel_affine")
+def fake_quantize(call: OpCall) -> Cost:
+    """QAT's fake quantization of a float tensor: :data:`FAKE_QUANTIZE_FLOPS` per element
+    (rounding and clamping free, as in :func:`quantize`).
+    # NB: ``_fake_quantize_per_tensor_affine_cachemask_tensor_qparams`` takes its on/off flag
+    # as a tensor; it is counted on, the flag's value not read (a count prices shapes).
+    """
+    return Cost(0, FAKE_QUANTIZE_FLOPS * numel(call.first_input), Category.ELEMENTWISE)
+
+
+#: FLOPs per channel of the fused observer's bookkeeping: the moving averages of the minimum
+#: and maximum (subtract, scale, add: 3 each) and the scale and zero point from them (2 each).
+OBSERVER_FLOPS_PER_CHANNEL = 2 * 3 + 2 * 2
+
+
+@on("_fused_moving_avg_obs_fq_helper", "fused_moving_avg_obs_fake_quant")
+def fused_observer_fake_quantize(call: OpCall) -> Cost:
+    """``FusedMovingAvgObsFakeQuantize`` (the default QAT qconfig's): the observer's minimum
+    and maximum of the input (2 comparisons per element), :data:`OBSERVER_FLOPS_PER_CHANNEL`
+    per channel (the input's size along ``ch_axis`` with ``per_row_fake_quant``, else one),
+    then fake quantization (:data:`FAKE_QUANTIZE_FLOPS` per element).
+    # NB: counted with the observer and fake quantization on: their flags (``observer_on``,
+    # ``fake_quant_on``) are tensors whose values a count does not read, so a model with its
+    # observers disabled, as late in QAT, is counted as if they were on.
+    """
+    shape = call.first_input
+    channels = shape[call.get("ch_axis", 0)] if call.get("per_row_fake_quant") and len(shape) else 1
+    return Cost(0, (2 + FAKE_QUANTIZE_FLOPS) * numel(shape) + OBSERVER_FLOPS_PER_CHANNEL * channels,
+                Category.ELEMENTWISE)
