@@ -9,6 +9,9 @@ from torch import nn
 
 from flopaudit.adapters import get_adapter, get_backend
 from flopaudit.records import DECLARED_CAUSE, Status, Unit
+from flopaudit.reports import build_report
+from flopaudit.run import run_audit
+from flopaudit.zoo.case import ModelCase, tensor_inputs
 
 
 def _adapter(name: str):  # noqa: ANN202
@@ -173,6 +176,36 @@ def test_torch_profiler_declares_the_add_inside_the_batch_norm_kernel(layout: st
     assert r.status is Status.OK, r.error
     assert dict(r.extra).get(BATCH_NORM_EPSILON, 0) == declared
     assert r.macs == declared  # nothing else of a batch norm is priced
+
+
+class Autocast(nn.Module):
+    """A conv, a Linear and a direct torch.mm under CPU autocast (bf16)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3), nn.Linear(8, 4)
+        self.proj = nn.Parameter(torch.randn(4, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = self.fc(self.conv(x).mean((2, 3)))
+            return torch.mm(h, self.proj).float()
+
+
+def test_torch_profiler_declares_what_autocast_records_twice() -> None:
+    """Autocast casts and calls conv2d and a direct mm again (two nested events, two
+    estimates); nn.Linear's addmm runs once (autocast wraps aten::linear)."""
+    from flopaudit.adapters.torch_profiler import AUTOCAST_TWICE
+
+    conv, fc, mm = 2 * 8 * 6 * 6 * 27, 2 * 8 * 4, 2 * 4 * 6
+    r = _adapter("torch-profiler").count(Autocast(), torch.randn(2, 3, 8, 8))
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra) == {AUTOCAST_TWICE: conv + mm}
+    assert r.macs == 2 * (conv + mm) + fc
+    report = build_report(run_audit([ModelCase("autocast", Autocast, tensor_inputs(2, 3, 8, 8))],
+                                    ["reference", "torch-profiler"], isolate=False))
+    cell = report.cell("autocast", "torch-profiler")
+    assert cell is not None and cell.residual == 0 and cell.classification != "unexplained", cell
 
 
 def test_torchprofile_prices_elementwise_mul_and_declares_size_arithmetic() -> None:

@@ -27,6 +27,14 @@ channel; the dispatch mode the reference records with sees the kernel only,
 and its events do not say how an input is laid out. The adapter books those
 adds, found by their parent event, as a declared cause
 (:data:`BATCH_NORM_EPSILON`).
+
+Under ``torch.autocast`` an operator autocast wraps (``conv2d``, and ``mm``,
+``addmm``, ``bmm``, ``baddbmm`` called directly) is recorded twice, one event
+inside another of the same name and shapes: autocast casts the inputs and
+calls the operator again. Both get an estimate; the dispatch mode sees the
+operator once. The adapter books the inner events' estimates as a declared
+cause (:data:`AUTOCAST_TWICE`). ``nn.Linear`` is not doubled (autocast wraps
+``aten::linear``, which has no estimate, and its ``aten::addmm`` runs once).
 """
 
 from __future__ import annotations
@@ -77,6 +85,13 @@ BATCH_NORM_EPSILON = DECLARED_CAUSE + (
 """``extra`` key (a declared cause, :data:`~flopaudit.records.DECLARED_CAUSE`): MACs
 (``flops // 2`` per event) of the ``aten::add`` events whose parent is a batch-norm kernel."""
 
+AUTOCAST_TWICE = DECLARED_CAUSE + (
+    "an operator recorded twice, inside itself: under torch.autocast, conv2d and directly called mm/addmm/bmm/"
+    "baddbmm are cast and called again, and both events get an estimate"
+)
+"""``extra`` key (a declared cause): MACs (``flops // 2``) of the events nested in an event of the
+same name with the same estimate."""
+
 #: The batch-norm kernels whose CPU implementation can call ``aten::add`` (see the module docstring).
 _BATCH_NORM_KERNELS = frozenset({"aten::native_batch_norm", "aten::_native_batch_norm_legit",
                                  "aten::_native_batch_norm_legit_no_training"})
@@ -92,7 +107,8 @@ class TorchProfilerAdapter(Adapter):
       element, which becomes half a MAC (rounded down per operator).
     * ``per_op``: MACs by operator name; ``params``: ``sum(p.numel() for p in
       model.parameters())`` (the profiler counts none).
-    * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``.
+    * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``;
+      :data:`AUTOCAST_TWICE`, where autocast had an operator recorded twice.
 
     The model runs as ``model(*args, **kwargs)`` in its own mode with
     autograd on (as in torch's profiler recipes).
@@ -118,7 +134,7 @@ class TorchProfilerAdapter(Adapter):
         raw = 0
         macs = 0
         per_op: dict[str, int] = {}
-        in_batch_norm = 0
+        declared = {BATCH_NORM_EPSILON: 0, AUTOCAST_TWICE: 0}
         for event in prof.events():
             flops = int(event.flops or 0)
             if not flops:
@@ -127,10 +143,14 @@ class TorchProfilerAdapter(Adapter):
             macs += flops // 2
             per_op[event.name] = per_op.get(event.name, 0) + flops // 2
             parent = event.cpu_parent
-            if event.name == "aten::add" and parent is not None and parent.name in _BATCH_NORM_KERNELS:
-                in_batch_norm += flops // 2
+            if parent is None:
+                continue
+            if event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
+                declared[BATCH_NORM_EPSILON] += flops // 2
+            elif parent.name == event.name and int(parent.flops or 0) == flops:
+                declared[AUTOCAST_TWICE] += flops // 2
         return RawCount(raw_total=raw, macs=macs, params=count_params(model), per_op=per_op, warnings=messages,
-                        extra={BATCH_NORM_EPSILON: in_batch_norm} if in_batch_norm else {})
+                        extra={k: v for k, v in declared.items() if v})
 
 
-__all__ = ["BATCH_NORM_EPSILON", "TorchProfilerAdapter", "UNIT_NOTE"]
+__all__ = ["AUTOCAST_TWICE", "BATCH_NORM_EPSILON", "TorchProfilerAdapter", "UNIT_NOTE"]
