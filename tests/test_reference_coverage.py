@@ -183,6 +183,9 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "linalg.apply_householder": lambda: engine(lambda a, c: torch.ormqr(*torch.geqrf(a), c), (4, 3), (4, 2)),
     # test_reference_quantized.py
     "quantized.quantize": lambda: engine(lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8), X),
+    "quantized.fake_quantize": lambda: engine(lambda x: torch.fake_quantize_per_tensor_affine(x, 0.1, 0, 0, 255), X),
+    "quantized.fused_observer_fake_quantize": lambda: engine(
+        None, X, module=torch.ao.quantization.FusedMovingAvgObsFakeQuantize()),
     "quantized.quantized_conv": lambda: engine(None, X, module=_QuantizedConv()),
     "_factories.quantized_elementwise": lambda: engine(
         lambda x: _quantized(x, lambda t: torch.ops.quantized.add(t, t, 0.1, 0)), X),
