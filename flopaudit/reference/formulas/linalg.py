@@ -127,13 +127,17 @@ def cholesky_inverse(call: OpCall) -> Cost:
     return _cost(_batch(a), potri(a[-1]))
 
 
+def _matrix_right_hand_sides(b: Shape, left: bool) -> int:
+    """Right-hand sides in a matrix ``B``: its columns (``A X = B``), or its rows with ``left=False`` (``X A = B``)."""
+    return b[-1] if left else b[-2]
+
+
 @on("linalg_solve_triangular", "triangular_solve")
 def solve_triangular(call: OpCall) -> Cost:
     """Triangular solve: TRTRS per matrix, one solve per right-hand side (the columns of ``B``,
     or its rows with ``left=False``)."""
     triangle, b = call.shape("A", "self"), call.shape("B", "self")  # triangular_solve(B, A), linalg's (A, B)
-    rhs = b[-1] if call.get("left", True) else b[-2]
-    return _cost(_batch(call.out), trtrs(triangle[-1], rhs))
+    return _cost(_batch(call.out), trtrs(triangle[-1], _matrix_right_hand_sides(b, bool(call.get("left", True)))))
 
 
 @on("linalg_lu_factor_ex", "linalg_lu")
@@ -147,8 +151,7 @@ def lu_factor(call: OpCall) -> Cost:
 def lu_solve(call: OpCall) -> Cost:
     """Solve with an LU factorisation: GETRS per matrix."""
     lu, b = call.shape("LU"), call.shape("B")
-    rhs = b[-1] if call.get("left", True) else b[-2]
-    return _cost(_batch(call.out), getrs(lu[-1], rhs))
+    return _cost(_batch(call.out), getrs(lu[-1], _matrix_right_hand_sides(b, bool(call.get("left", True)))))
 
 
 def _right_hand_sides(a: Shape, b: Shape, left: bool) -> int:
@@ -156,7 +159,7 @@ def _right_hand_sides(a: Shape, b: Shape, left: bool) -> int:
     dimension less than ``A`` and matches its leading dimensions (torch's rule), else of matrices."""
     if len(b) == 1 or (len(b) == len(a) - 1 and tuple(b) == tuple(a[:-1])):
         return 1
-    return b[-1] if left else b[-2]
+    return _matrix_right_hand_sides(b, left)
 
 
 @on("_linalg_solve_ex")
