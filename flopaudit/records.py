@@ -219,7 +219,8 @@ class CountResult:
     error: str | None = None
     extra: tuple[tuple[str, int], ...] = field(default=())
     """Backend-specific integer facts (e.g. the reference's FLOPs, bytes); a key
-    starting with :data:`DECLARED_CAUSE` is a declared cause (MACs)."""
+    starting with :data:`DECLARED_CAUSE` is a declared cause (MACs), one starting
+    with :data:`CONDITIONAL_CAUSE` a conditional one."""
     predictions: tuple[RulesetPrediction, ...] = ()
     """Reference only: the count under each backend's ruleset, rule by rule."""
     phases: tuple[PhaseCount, ...] = ()
@@ -304,6 +305,13 @@ DECLARED_CAUSE = "cause: "
 """Prefix of a :attr:`CountResult.extra` key holding MACs that the backend's
 own output attributes to a cause the reference cannot observe (the rest of
 the key names it): reports book them as a cause of the cell's difference."""
+
+CONDITIONAL_CAUSE = "cause if it is the residual: "
+"""Prefix of a :attr:`CountResult.extra` key holding MACs of work the backend
+counted that the reference's pass may or may not have run (the rest of the key
+names it): a trace that computes a table an eager pass took from a cache in the
+model. Reports book it as a cause only when it is exactly what the cell leaves
+unexplained; otherwise it changes nothing."""
 
 RESULTS_SCHEMA_VERSION = 1
 

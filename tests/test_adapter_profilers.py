@@ -244,6 +244,42 @@ def test_torchprofile_declares_integer_products() -> None:
     assert r.macs == 12 + 12 + dict(r.extra).get(SIZE_ARITHMETIC, 0)
 
 
+class FreshGrid(nn.Module):
+    """GridDecodeHead's forward making its grid on every call (no cache): the eager pass runs it too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pred = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ys, xs = torch.meshgrid(torch.arange(x.shape[-2], dtype=torch.float32),
+                                torch.arange(x.shape[-1], dtype=torch.float32), indexing="ij")
+        return self.pred(x) * 4 + torch.stack((xs, ys)) * 4
+
+
+@pytest.mark.parametrize(("model", "booked"), [("cached", True), ("fresh", False)])
+def test_torchprofile_names_the_work_a_trace_does_on_sizes_alone(model: str, booked: bool) -> None:
+    """The grid made from sizes alone (2 x 8 x 8 products by the stride) is named as a conditional
+    cause; it explains the cell where the eager pass took the grid from the model's cache, and is
+    no cause where the eager pass made it too (the reference counted it)."""
+    from flopaudit.adapters.torchprofile import SIZE_DERIVED_WORK
+    from flopaudit.records import CONDITIONAL_CAUSE
+    from flopaudit.zoo import get_case
+
+    case = get_case("size-keyed-grid-cache") if model == "cached" else ModelCase("fresh-grid", FreshGrid,
+                                                                                 tensor_inputs(1, 8, 8, 8))
+    built, inputs = case.instantiate()
+    r = _adapter("torchprofile").count(built, inputs)
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra)[SIZE_DERIVED_WORK] == 2 * 8 * 8
+    assert r.macs == 8 * 8 * 8 * 2 + 2 * 8 * 8 + 2 * 8 * 8  # the convolution, its scaling, the grid's
+    report = build_report(run_audit([case], ["reference", "torchprofile"], isolate=False))
+    cell = report.cell(case.id, "torchprofile")
+    assert cell is not None and cell.residual == 0 and cell.classification != "unexplained", cell
+    named = [c for c in cell.causes if c.rule == SIZE_DERIVED_WORK[len(CONDITIONAL_CAUSE):]]
+    assert [c.macs for c in named] == ([2 * 8 * 8] if booked else [])
+
+
 def test_torchprofile_lists_operators_without_handlers() -> None:
     r = _adapter("torchprofile").count(nn.GRU(4, 8), torch.randn(5, 2, 4))
     assert r.macs == 0

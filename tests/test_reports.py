@@ -81,6 +81,30 @@ def test_tolerance_absorbs_small_residuals() -> None:
     assert loose is not None and loose.classification == "rule"
 
 
+@pytest.mark.parametrize(("conditional", "explained"), [
+    ({"grid": 7_000}, True),  # exactly the residual
+    ({"grid": 3_000, "table": 4_000}, True),  # all of them together
+    ({"grid": 3_000, "table": 9_000}, False),  # neither alone nor together
+    ({"grid": 6_999}, False),  # near is not enough
+])
+def test_a_conditional_cause_is_booked_only_when_it_is_exactly_the_residual(conditional: dict[str, int],
+                                                                           explained: bool) -> None:
+    from flopaudit.records import CONDITIONAL_CAUSE
+
+    run = _run()
+    extra = tuple((CONDITIONAL_CAUSE + k, v) for k, v in conditional.items())
+    results = tuple(dataclasses.replace(r, extra=extra) if r.backend == "torchinfo" else r for r in run.results)
+    cell = build_report(dataclasses.replace(run, results=results)).cell("net", "torchinfo")
+    assert cell is not None
+    assert cell.difference == sum(c.macs for c in cell.causes) + cell.residual
+    if explained:
+        assert cell.residual == 0 and cell.classification == "rule"
+        assert {c.rule: c.macs for c in cell.causes if c.rule in conditional} == conditional
+    else:
+        assert cell.residual == 7_000 and cell.classification == "unexplained"
+        assert not [c for c in cell.causes if c.rule in conditional]
+
+
 def test_top_layers_point_at_the_module_responsible() -> None:
     fv = build_report(_run()).cell("net", "fvcore")
     assert fv is not None and fv.top_layers == (("rnn", -200_000),)

@@ -27,13 +27,16 @@ with a warning. MACs, whole batch:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._restore import namespaces_restored
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
-from flopaudit.records import DECLARED_CAUSE, Granularity, Unit
+from flopaudit.records import CONDITIONAL_CAUSE, DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,6 +59,21 @@ INTEGER_PRODUCTS = DECLARED_CAUSE + (
 )
 """``extra`` key (a declared cause): MACs of every ``aten::mul``/``mul_`` node that is
 not 0-dim and whose results are integer or boolean tensors (the ruleset prices such products 0)."""
+
+SIZE_DERIVED_WORK = CONDITIONAL_CAUSE + (
+    "work of the trace computed from tensor sizes and constants alone (a grid, a position table), which an "
+    "eager pass took from a cache in the model keyed on sizes: a trace passes sizes as tensors and misses it"
+)
+"""``extra`` key (a conditional cause, :data:`~flopaudit.records.CONDITIONAL_CAUSE`): MACs of
+the nodes of the trace whose inputs depend on no traced input, parameter or buffer, only on sizes
+and constants (:func:`size_derived_nodes`), less those already booked under :data:`SIZE_ARITHMETIC`
+and :data:`INTEGER_PRODUCTS`. An eager pass may run that work too (then the reference counted it
+and it is no cause) or take its result from a cache keyed on sizes (HF RT-DETR's position tables,
+YOLO's grids): the trace's sizes are 0-dim tensors, so such a cache always misses there."""
+
+SIZE_QUERIES = frozenset({"aten::size", "aten::sym_size", "aten::dim", "aten::numel", "prim::device", "prim::dtype",
+                          "prim::layout"})
+"""Trace operators whose result says something of a tensor other than its values."""
 
 _INTEGER_TYPES = frozenset({"long", "int", "short", "char", "byte", "bool", "uint16", "uint32", "uint64"})
 """torchprofile's names (lower-cased ``scalarType()``) of integer and boolean tensor types."""
@@ -97,7 +115,10 @@ class TorchprofileAdapter(Adapter):
       ``unsupported``: operators without a handler, with how many nodes.
     * ``extra[SIZE_ARITHMETIC]``: the MACs of ``aten::mul`` nodes on 0-dim
       tensors, mostly Python arithmetic on sizes that tracing records (``bsz *
-      num_heads`` in ``nn.MultiheadAttention``), when there are any.
+      num_heads`` in ``nn.MultiheadAttention``), when there are any;
+      ``extra[INTEGER_PRODUCTS]`` those with an integer result;
+      ``extra[SIZE_DERIVED_WORK]`` (a conditional cause) the MACs of the other
+      nodes computed from sizes and constants alone.
     * ``params``: ``sum(p.numel() for p in model.parameters())`` (torchprofile
       counts none; tied weights once).
 
@@ -120,18 +141,23 @@ class TorchprofileAdapter(Adapter):
         from flopaudit.adapters.base import count_params
 
         bound = BoundCall(model, inputs)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs:
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
+        derived = size_derived_nodes(graphs[0]) if len(graphs) == 1 else None
         per_op: dict[str, int] = {}
-        size_arithmetic = integer_products = 0
+        size_arithmetic = integer_products = size_derived = 0
         for node, macs in per_node.items():
             per_op[node.operator] = per_op.get(node.operator, 0) + int(macs)
             if node.operator in ("aten::mul", "aten::mul_"):
                 if all(not v.shape for v in (*node.inputs, *node.outputs)):
                     size_arithmetic += int(macs)
-                elif node.outputs and all(v.dtype in _INTEGER_TYPES for v in node.outputs):
+                    continue
+                if node.outputs and all(v.dtype in _INTEGER_TYPES for v in node.outputs):
                     integer_products += int(macs)
+                    continue
+            if derived is not None and id(node) in derived:
+                size_derived += int(macs)
         unsupported: dict[str, int] = {}
         messages: list[str] = []
         for w in caught:
@@ -148,8 +174,47 @@ class TorchprofileAdapter(Adapter):
             per_op=per_op,
             unsupported=unsupported,
             warnings=messages,
-            extra={k: v for k, v in ((SIZE_ARITHMETIC, size_arithmetic), (INTEGER_PRODUCTS, integer_products)) if v},
+            extra={k: v for k, v in ((SIZE_ARITHMETIC, size_arithmetic), (INTEGER_PRODUCTS, integer_products),
+                                     (SIZE_DERIVED_WORK, size_derived)) if v},
         )
 
 
-__all__ = ["INTEGER_PRODUCTS", "SIZE_ARITHMETIC", "TorchprofileAdapter"]
+def size_derived_nodes(graph: Any) -> set[int]:
+    """``id`` of each node of torchprofile's traced ``graph`` whose inputs depend on none of the
+    graph's inputs (the traced inputs, parameters and buffers) other than through their sizes,
+    device or dtype (:data:`SIZE_QUERIES`): work on sizes and constants alone."""
+    data = {id(v) for v in graph.inputs}
+    out: set[int] = set()
+    for node in graph.nodes:  # (in the order the trace ran them: producers first)
+        if node.operator in SIZE_QUERIES:
+            continue
+        if any(id(v) in data for v in node.inputs):
+            data.update(id(v) for v in node.outputs)
+        else:
+            out.add(id(node))
+    return out
+
+
+@contextlib.contextmanager
+def _graphs_kept() -> Iterator[list[Any]]:
+    """The graphs ``profile_macs`` traces while the block runs (torchprofile 0.1.0 calls
+    ``torchprofile.profile.trace``; with another layout nothing is kept)."""
+    import torchprofile.profile as profile_module
+
+    graphs: list[Any] = []
+    trace = getattr(profile_module, "trace", None)
+    if trace is None:
+        yield graphs
+        return
+
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        graph = trace(*args, **kwargs)
+        graphs.append(graph)
+        return graph
+
+    with namespaces_restored([profile_module]):
+        profile_module.trace = keeping
+        yield graphs
+
+
+__all__ = ["INTEGER_PRODUCTS", "SIZE_ARITHMETIC", "SIZE_DERIVED_WORK", "TorchprofileAdapter", "size_derived_nodes"]

@@ -5,8 +5,11 @@ canonical MACs. The reference result carries, for every backend, a
 :class:`~flopaudit.records.RulesetPrediction`: the same aten events counted
 under that backend's rules, decomposed rule by rule. The causes of a cell are
 those rule contributions; whatever the prediction does not account for is the
-``residual``. A cell is ``unexplained`` only when that residual is larger than
-the tolerance. A backend that counts no MACs (torchsummary,
+``residual``. A backend's own output can add causes: declared ones
+(``extra`` keys starting with ``"cause: "``), always booked, and conditional
+ones (work the reference's pass may or may not have run), booked only where
+they are exactly the residual. A cell is ``unexplained`` only when what is
+left is larger than the tolerance. A backend that counts no MACs (torchsummary,
 pytorch-model-summary) gives a ``no MACs`` cell. Every ok cell also compares
 the backend's parameters with the reference's (:mod:`flopaudit.reports.params`).
 """
@@ -19,6 +22,7 @@ from collections.abc import Iterable
 
 from flopaudit.module_paths import layer_differences
 from flopaudit.records import (
+    CONDITIONAL_CAUSE,
     DECLARED_CAUSE,
     NOT_PREDICTED,
     PREDICTED_IN_ANOTHER_MODE,
@@ -58,6 +62,20 @@ def declared_causes(result: CountResult) -> tuple[Cause, ...]:
     reference cannot observe (``extra`` keys starting with ``"cause: "``)."""
     return tuple(Cause(CauseKind.RULE, key[len(DECLARED_CAUSE):], value)
                  for key, value in result.extra if key.startswith(DECLARED_CAUSE) and value)
+
+
+def conditional_causes(result: CountResult, residual: int) -> tuple[Cause, ...]:
+    """The backend's conditional causes (``extra`` keys starting with ``"cause if it is
+    the residual: "``) that account for ``residual`` exactly: each one alone, or all of
+    them together, whichever is exactly the residual first; none otherwise."""
+    found = tuple(Cause(CauseKind.RULE, key[len(CONDITIONAL_CAUSE):], value)
+                  for key, value in result.extra if key.startswith(CONDITIONAL_CAUSE) and value)
+    if not residual or not found:
+        return ()
+    for cause in found:
+        if cause.macs == residual:
+            return (cause,)
+    return found if sum(c.macs for c in found) == residual else ()
 
 
 def explain_cell(result: CountResult, reference: CountResult | None, tolerance: float = 0.0) -> CellExplanation:
@@ -108,6 +126,9 @@ def _explain_macs(result: CountResult, reference: CountResult | None, tolerance:
     causes = tuple(Cause(c.kind, c.rule, c.macs, c.layers, c.more_layers)
                    for c in prediction.contributions if c.macs) + declared
     residual = result.macs - prediction.macs - sum(c.macs for c in declared)
+    conditional = conditional_causes(result, residual)
+    causes += conditional
+    residual -= sum(c.macs for c in conditional)
     if abs(residual) > allowed:
         classification = "unexplained"
         notes += [placed] if placed else []

@@ -3,7 +3,8 @@ pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
 learned float attention mask, timm's attention block, a step torchvision
 runs as TorchScript only under a trace (batched NMS), and point-cloud
-neighbour grouping (``torch.cdist``), a spatial transformer
+neighbour grouping (``torch.cdist``), a grid cached by feature size that only a
+trace makes again, a spatial transformer
 (``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
 detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``), a
 statically quantized residual block (``quantized::conv2d``) and a decode step
@@ -438,6 +439,36 @@ class BatchedNmsHead(nn.Module):
         return boxes[keep] * scores[keep, None]
 
 
+class GridDecodeHead(nn.Module):
+    """A detection head that decodes cell offsets against a grid of cell positions, made once
+    per feature size and kept in a dict keyed on ``(height, width)``, as YOLO's ``Detect`` keeps
+    ``self.grid`` and Hugging Face's RT-DETR caches its position tables: a 1x1 convolution
+    predicts two offsets per cell, scaled by the stride and added to the grid. The grid for the
+    expected size is made at build time (as a model's first call would make it), so an eager
+    pass finds it; under a JIT trace the sizes are 0-dim tensors, the dict misses and the trace
+    makes the grid again (``arange``, ``meshgrid``, ``stack``, a multiply by the stride)."""
+
+    def __init__(self, channels: int = 8, stride: int = 4, size: tuple[int, int] = (8, 8)) -> None:
+        super().__init__()
+        self.pred = nn.Conv2d(channels, 2, 1)
+        self.stride = stride
+        self._grids: dict[Any, torch.Tensor] = {}
+        self.grid(*size)
+
+    def grid(self, height: Any, width: Any) -> torch.Tensor:
+        key = (height, width)
+        found = self._grids.get(key)
+        if found is None:
+            ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32),
+                                    torch.arange(width, dtype=torch.float32), indexing="ij")
+            found = self._grids[key] = torch.stack((xs, ys)) * self.stride
+        return found
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        return self.pred(x) * self.stride + self.grid(height, width).to(x.device)
+
+
 class ScalarTensorScale(nn.Module):
     """Linear(16, 16), its output divided by ``sqrt(tensor(width) * 3)``, a
     scale computed as a 0-dim tensor from a size, as DeBERTa-v2's attention
@@ -668,6 +699,19 @@ def cases() -> list[ModelCase]:
             "keeps some boxes, which are scaled by their scores: for 40 coordinates on the CPU batched_nms "
             "offsets each class with one multiply per box, which a JIT trace holds inside one opaque "
             "TorchScript call (torch.jit._script_if_tracing)",
+        ),
+        hard_case(
+            "size-keyed-grid-cache",
+            GridDecodeHead,
+            randn_inputs((1, 8, 8, 8)),
+            {"conv", "detection", "trace-branch"},
+            # the 1x1 convolution: 8 x 8 cells x 8 -> 2 channels; the scaling, the grid and the sum are elementwise
+            expected_macs=8 * 8 * 8 * 2,
+            expected_params=8 * 2 + 2,
+            description="a detection head on (1, 8, 8, 8): a 1x1 Conv2d(8, 2) predicts cell offsets, scaled by "
+            "the stride and added to a grid of cell positions that the model made at build time and keeps in a "
+            "dict keyed on the feature size (YOLO's Detect.grid, RT-DETR's cached position tables); an eager "
+            "pass finds the grid there, a JIT trace, whose sizes are tensors, makes it again",
         ),
         hard_case(
             "scalar-tensor-scale",
