@@ -280,6 +280,17 @@ def test_torchprofile_names_the_work_a_trace_does_on_sizes_alone(model: str, boo
     assert [c.macs for c in named] == ([2 * 8 * 8] if booked else [])
 
 
+def test_torchprofile_fails_on_grouped_query_attention_and_says_which_check() -> None:
+    class GroupedQuery(nn.Module):
+        def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+            return F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
+
+    r = _adapter("torchprofile").count(GroupedQuery(), (torch.randn(1, 4, 5, 8), torch.randn(1, 2, 5, 8)))
+    assert r.status is Status.ERROR
+    assert "_scaled_dot_product_attention (handlers.py:" in (r.error or "")
+    assert "heads == prod(k[1:-2])" in (r.error or ""), r.error
+
+
 def test_torchprofile_lists_operators_without_handlers() -> None:
     r = _adapter("torchprofile").count(nn.GRU(4, 8), torch.randn(5, 2, 4))
     assert r.macs == 0

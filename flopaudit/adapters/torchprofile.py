@@ -19,7 +19,10 @@ with a warning. MACs, whole batch:
   ``numel(y)``; ``upsample_bilinear2d``: ``4 * numel(y)``; ``grid_sampler``
   4 (bilinear) or 16 (bicubic) per output.
 * ``aten::lstm``: ``T * N * dirs * sum over layers of 4H (I_l + H)``;
-  ``aten::scaled_dot_product_attention``: ``B * H * Lq * Lk * (D + Dv)``.
+  ``aten::scaled_dot_product_attention``: ``B * H * Lq * Lk * (D + Dv)``; its
+  handler asserts as many key/value heads as query heads, so grouped-query
+  attention (``enable_gqa=True``, as transformers runs Llama-3, Qwen, Gemma)
+  fails the count (the adapter says which assertion: :mod:`._failures`).
 * a long list of ops count 0 on purpose (activations, softmax, max pools,
   adds, views); ``aten::gru``, ``aten::rnn_tanh``... have no handler
   (skipped with a warning, listed here as ``unsupported``).
@@ -33,6 +36,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._failures import located_assertions
 from flopaudit.adapters._restore import namespaces_restored
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
@@ -141,7 +145,7 @@ class TorchprofileAdapter(Adapter):
         from flopaudit.adapters.base import count_params
 
         bound = BoundCall(model, inputs)
-        with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs:
+        with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs, located_assertions():
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
         derived = size_derived_nodes(graphs[0]) if len(graphs) == 1 else None
