@@ -10,6 +10,7 @@ test, tests/test_ruleset_predictions.py, covers the zoo).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any, Callable
 
@@ -322,6 +323,40 @@ def test_nested_patched_calls_record_the_outermost() -> None:
                  patch=("torch.Tensor.__matmul__", "torch.matmul"))
     inner = [(e.op, e.patched_in) for e in rec.events if e.patched_in]
     assert inner and all(p == "torch.Tensor.__matmul__" for _, p in inner)
+
+
+def test_calls_a_tensor_subclass_takes_over_are_marked() -> None:
+    """The int8 weight's __torch_function__ runs F.linear as torch.mm: the F.linear call is
+    marked taken over (its own position), the torch.mm inside it and its operators too."""
+    from flopaudit.zoo.hard.custom import int8_weight_mlp
+
+    linear, mm = "torch.nn.functional.linear", "torch.mm"
+    rec = record(int8_weight_mlp(), (torch.randn(4, 16),), patch=(linear, mm))
+    calls = [(e.op, e.patched_stack, e.taken_over) for e in rec.events if e.op.startswith("py:")]
+    assert calls == [("py:" + linear, (), (0,)), ("py:" + mm, (linear,), (0,))] * 2
+    products = [(e.patched_stack, e.taken_over) for e in rec.events if e.op == "aten.mm.default"]
+    assert products == [((linear, mm), (0,))] * 2
+    plain = record(nn.Linear(16, 8), (torch.randn(4, 16),), patch=(linear, mm))
+    assert not any(e.taken_over for e in plain.events)
+
+
+@pytest.mark.parametrize(("ruleset", "counted"), [("torchprofile", False), ("fvcore", False),
+                                                  ("torch-profiler", False), ("ptflops-pytorch", True),
+                                                  ("deepspeed", True)])
+def test_a_taken_over_call_counts_as_a_call_only_for_counters_that_wrap_it(ruleset: str, counted: bool) -> None:
+    """A trace or a profiler never sees an F.linear a tensor subclass took over (its operators
+    are priced as if no call were patched); a counter's wrapper counts the call all the same."""
+    from flopaudit.reference.backend_rulesets import backend_rulesets
+
+    rs = backend_rulesets()[ruleset]
+    linear = "torch.nn.functional.linear"
+    call = _event(op="py:" + linear, category=Category.ZERO_COST, macs=0, taken_over=(0,))
+    inside = _event(patched_in=linear, patched_stack=(linear,), taken_over=(0,))
+    if linear in rs.patched_functions:
+        assert rs.foreign(call) is not counted
+        assert rs.patched_in(inside) == ("" if not counted else linear)
+    assert rs.patched_in(dataclasses.replace(inside, taken_over=())) == (linear if linear in rs.patched_functions
+                                                                         else "")
 
 
 def test_traced_custom_op_events_are_marked() -> None:

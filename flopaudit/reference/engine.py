@@ -147,6 +147,9 @@ class _Recorder:
         self.read_facts = FactsReader()
         self.patched_stack: list[str] = []
         """Paths of the patched calls running now, outermost first."""
+        self.taken_over: list[bool] = []
+        """For each position of ``patched_stack`` (and stale ones past it): whether a
+        ``__torch_function__`` override took that call over (see :attr:`OpEvent.taken_over`)."""
         self.recorder_depth = 0
         """>0 while the recorder's own code runs (dispatch handling): patched
         calls made there are not the model's."""
@@ -423,7 +426,8 @@ class _Recorder:
                 operands = self._operands(tensors)
         patched_now = self.patched_stack
         events.append(_event(facts, p, where, where.call_index, self.functions[-1] if self.functions else "",
-                             patched_now, phase, forward_event, operands))
+                             patched_now, phase, forward_event, operands,
+                             self._taken_over(len(patched_now)) if self.taken_over else ()))
         if links is not None and phase != "backward":
             links.expect(out, len(events) - 1)
 
@@ -441,6 +445,9 @@ class _Recorder:
         if self.recorder_depth or self.rule_depth:
             return -1
         where = self.frames[-1] if self.frames else self.outside
+        depth = len(self.patched_stack)
+        del self.taken_over[depth:]
+        self.taken_over.append(takes_over(args, kwargs))
         op_args = tuple((f"#{i}", call_arg(v)) for i, v in enumerate(args))
         op_args += tuple((k, call_arg(v)) for k, v in kwargs.items())
         self.rec.events.append(OpEvent(
@@ -450,9 +457,13 @@ class _Recorder:
             formula="patched-call", call_index=where.call_index, op_args=op_args,
             autograd_function=self.functions[-1] if self.functions else "",
             patched_in=self.patched_stack[0] if self.patched_stack else "",
-            patched_stack=tuple(self.patched_stack), phase=self.phase_now(),
+            patched_stack=tuple(self.patched_stack), phase=self.phase_now(), taken_over=self._taken_over(depth + 1),
         ))
         return len(self.rec.events) - 1
+
+    def _taken_over(self, depth: int) -> tuple[int, ...]:
+        """The positions below ``depth`` of the patched calls running now that an override took over."""
+        return tuple(i for i, taken in enumerate(self.taken_over[:depth]) if taken)
 
     def patched_return(self, path: str, index: int, out: Any) -> None:
         """Complete the call's event with its output shapes."""
@@ -466,14 +477,34 @@ class _Recorder:
 
 
 def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: int, autograd_function: str,
-           patched_now: list[str], phase: str, forward_event: int, operands: str) -> OpEvent:
+           patched_now: list[str], phase: str, forward_event: int, operands: str,
+           taken_over: tuple[int, ...] = ()) -> OpEvent:
     """The event of a priced call run at ``where``."""
     return make_event(
         facts.name, where.path, where.module_type, where.stack, where.in_leaf, p.category, p.macs, p.extra_flops,
         p.bytes_read, p.bytes_written, p.input_shapes, p.output_shapes, p.supported, facts.formula_name, call_index,
         p.op_args, "", autograd_function, patched_now[0] if patched_now else "",
-        tuple(patched_now) if patched_now else (), phase, forward_event, operands, p.integer, p.sparse,
+        tuple(patched_now) if patched_now else (), taken_over, phase, forward_event, operands, p.integer, p.sparse,
     )
+
+
+_DEFAULT_TORCH_FUNCTIONS = (torch.Tensor.__torch_function__.__func__,  # type: ignore[attr-defined]
+                            torch._C._disabled_torch_function_impl)
+
+
+def takes_over(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Does a tensor argument's class override ``__torch_function__`` (a tensor subclass
+    such as torchao's quantized weights), so that it may run the call its own way?
+    # NB: an override that hands the call back unchanged is taken as taking it over too;
+    # torch function modes are not looked at (torch.device's, active while a model is
+    # built on meta, passes every call through).
+    """
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, _Tensor) and type(value) is not _Tensor:
+            override = getattr(type(value), "__torch_function__", None)
+            if getattr(override, "__func__", override) not in _DEFAULT_TORCH_FUNCTIONS:
+                return True
+    return False
 
 
 class _Mode(TorchDispatchMode):

@@ -70,6 +70,13 @@ class OpEvent:
     """Paths of every patched call running then, outermost first (``patched_in``
     is the first): a recording patched for several rulesets at once serves
     each one through the calls of its own ``patched_functions``."""
+    taken_over: tuple[int, ...] = ()
+    """Positions in ``patched_stack`` of the patched calls that a tensor subclass's
+    ``__torch_function__`` took over (an argument whose class overrides it, as
+    torchao's quantized weights do: their ``F.linear`` runs ``torch.mm`` on the int8
+    values), and on a ``py:`` event ``len(patched_stack)`` if the call itself was:
+    such a call never reaches the operator it names, so a trace or a profiler
+    sees the operators the override runs instead (``Ruleset.calls_are_operators``)."""
     phase: str = "forward"
     """Which part of the pass ran it: ``forward`` (every event of an inference
     pass), and in a training step ``loss``, ``backward``, ``recompute`` (the

@@ -501,6 +501,14 @@ class Ruleset:
     an event ``py:<path>`` (no cost of its own, the call's arguments in
     ``op_args``) that event rules can price; see
     :func:`~flopaudit.reference.engine.record`."""
+    calls_are_operators: bool = False
+    """The backend sees each call of a ``patched_functions`` callable as the operator it
+    dispatches (a node of a JIT trace, a profiler event), not as a Python call: where a
+    tensor subclass's ``__torch_function__`` takes the call over (:attr:`OpEvent.taken_over`)
+    that operator never runs and the backend sees the override's operators instead, so
+    the call counts 0 and what runs inside it is priced as if no call were patched
+    (fvcore, torchprofile, torch.profiler). False: the backend's wrapper counts the call
+    itself, whatever runs it (ptflops, calflops, DeepSpeed)."""
     default_reason: str = ""
     """How the report names what ``default`` does to events no rule matches;
     empty: derived per event (unsupported op, module type without a rule, or
@@ -595,11 +603,18 @@ class Ruleset:
         made with more functions patched, for several rulesets at once."""
         if not e.patched_stack:
             return e.patched_in if e.patched_in in self._patched else ""
+        if e.taken_over and self.calls_are_operators:
+            return next((p for i, p in enumerate(e.patched_stack) if p in self._patched and i not in e.taken_over), "")
         return next((p for p in e.patched_stack if p in self._patched), "")
 
     def foreign(self, e: OpEvent) -> bool:
-        """Is ``e`` the call of a function patched for another ruleset (not counted here)?"""
-        return e.op.startswith(PATCHED_CALL_PREFIX) and e.op[len(PATCHED_CALL_PREFIX):] not in self._patched
+        """Is ``e`` the call of a function patched for another ruleset, or one this ruleset
+        does not see as a call (:attr:`calls_are_operators`)? It is not counted here."""
+        if not e.op.startswith(PATCHED_CALL_PREFIX):
+            return False
+        if e.taken_over and self.calls_are_operators and len(e.patched_stack) in e.taken_over:
+            return True
+        return e.op[len(PATCHED_CALL_PREFIX):] not in self._patched
 
     def module_rule(self, call: ModuleCall) -> ModuleRule | None:
         """The first module rule matching ``call`` (None: its operators are priced one by one)."""

@@ -19,7 +19,10 @@ The reference records the pass with the same functions wrapped
 (``Ruleset.patched_functions``): each call is a ``py:<path>`` event with the
 call's arguments. A call with a MAC formula is priced from them; the
 operators it dispatches count 0 under the same reason, so the report shows
-one net cause per function. Every other operator counts 0: those inside a
+one net cause per function. A patched call made inside another is priced
+too, as each wrapper counts the call it sees (a tensor subclass whose
+``F.linear`` calls ``torch.mm``, as torchao's quantized weights do: DeepSpeed
+counts both). Every other operator counts 0: those inside a
 patched call without MACs (activations, norms, pools, softmax,
 elementwise) and those no patched function is called for (``@`` or
 ``torch.bmm`` where it is not patched, fused attention, RNN kernels).
@@ -176,10 +179,11 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
     (counter, reason)) and ``flop_only`` and counts MACs only in the former.
     ``unpatched_products`` names, for the report, the products it does not
     see (they count 0); ``params`` its parameter counter."""
-    rules: list[EventRule] = []
-    for path, (counter, reason) in mac_functions.items():
-        rules.append(EventRule("zero", patched=path, reason=reason))
-        rules.append(EventRule(counter, op=PATCHED_CALL_PREFIX + path, reason=reason))
+    # Every call is priced, one inside another patched call too (a tensor subclass whose F.linear
+    # calls torch.mm, as torchao's quantized weights do): each wrapper counts the call it sees.
+    rules = [EventRule(counter, op=PATCHED_CALL_PREFIX + path, reason=reason)
+             for path, (counter, reason) in mac_functions.items()]
+    rules += [EventRule("zero", patched=path, reason=reason) for path, (_, reason) in mac_functions.items()]
     rules += [EventRule("zero", patched=path, reason=_R_FLOP_ONLY) for path in flop_only]
     rules += [
         EventRule("zero", category=Category.MATMUL, reason=f"products made outside the patched functions "

@@ -292,6 +292,7 @@ FVCORE = Ruleset(
     unit="MAC",
     description="fvcore FlopCountAnalysis: JIT-trace handles for linear/matmul/mm/bmm/einsum/conv (MACs, no "
     "bias), batch/layer/group/instance norm, 2-D upsampling, adaptive average pooling; every other op 0.",
+    calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + CONV_CALLS + POOL_CALLS + ZERO_CALLS + INSTANCE_NORM_CALLS
     + SCRIPT_CALLS + SDPA_CALLS + TRACED_SCRIPT_CALLS + TRACE_CONSUMED_CALLS + UNHANDLED_COMPOSITE_CALLS,
     event_rules=(

@@ -179,6 +179,7 @@ TORCH_PROFILER = Ruleset(
     unit="FLOP",
     description="torch.profiler with_flops: 2 x MACs of aten::conv2d (4-D), mm, addmm, bmm, baddbmm; numel of the "
     "first input of aten::mul and aten::add; every other op 0.",
+    calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
     patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS,
     event_rules=(
         *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),

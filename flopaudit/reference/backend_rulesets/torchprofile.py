@@ -245,6 +245,7 @@ TORCHPROFILE = Ruleset(
     unit="MAC",
     description="torchprofile profile_macs: JIT-trace handlers for linear/matmul/addmm/bmm/einsum/conv (no bias), "
     "elementwise mul, affine norms, average pools and mean, bilinear upsampling, LSTM and SDPA; other ops 0.",
+    calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
     patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + TRACED_SCRIPT_CALLS
     + TRACE_CONSUMED_CALLS + DROPOUT_CALLS + UNHANDLED_COMPOSITE_CALLS + CONV_CALLS,
     event_rules=(

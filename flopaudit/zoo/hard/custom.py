@@ -1,5 +1,6 @@
 """Hard cases whose work hides from module hooks: functional math in a custom
-module, a custom ``torch.autograd.Function`` and a ``torch.library`` custom op.
+module, a custom ``torch.autograd.Function``, a ``torch.library`` custom op
+and a weight whose tensor subclass runs ``F.linear`` its own way.
 
 Canonical MACs are the contractions the code performs (``F.linear``,
 ``torch.matmul``, ``einsum``, ``mm``), whatever wraps them.
@@ -29,6 +30,82 @@ def scaled_matmul(x: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.
 @scaled_matmul.register_fake
 def _scaled_matmul_fake(x: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
     return x.new_empty(x.shape[0], weight.shape[1])
+
+
+aten = torch.ops.aten
+_LINEAR = F.linear
+"""``F.linear`` as imported (as torchao's table of overrides holds it): a counter that patches
+``F.linear`` calls this original, which is what ``__torch_function__`` then receives."""
+
+
+class Int8RowWeight(torch.Tensor):
+    """A weight held as int8 values and one scale per output row, as torchao's ``Int8Tensor``
+    holds a weight quantized by ``Int8WeightOnlyConfig``: a wrapper tensor subclass whose
+    ``__torch_function__`` runs ``F.linear`` itself, as torchao's does: ``torch.mm`` of the
+    input and the int8 values converted to the input's dtype, times the scales, plus the bias
+    in place. Every other function runs as usual; ``detach``, ``clone``, ``alias`` and
+    ``_to_copy`` (a new dtype: the scales only) apply to both inner tensors."""
+
+    qdata: torch.Tensor
+    scale: torch.Tensor
+
+    @staticmethod
+    def __new__(cls, qdata: torch.Tensor, scale: torch.Tensor) -> Int8RowWeight:
+        return torch.Tensor._make_wrapper_subclass(cls, qdata.shape, dtype=scale.dtype, device=qdata.device)
+
+    def __init__(self, qdata: torch.Tensor, scale: torch.Tensor) -> None:
+        self.qdata, self.scale = qdata, scale
+
+    def __repr__(self) -> str:  # (the default repr reads the values, which a wrapper has not got)
+        return f"Int8RowWeight(shape={tuple(self.shape)}, dtype={self.dtype})"
+
+    def __tensor_flatten__(self) -> tuple[list[str], None]:
+        return ["qdata", "scale"], None
+
+    @staticmethod
+    def __tensor_unflatten__(inner: dict[str, torch.Tensor], meta: Any, outer_size: Any,
+                             outer_stride: Any) -> Int8RowWeight:
+        return Int8RowWeight(inner["qdata"], inner["scale"])
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is _LINEAR:
+            x, w = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            y = torch.mm(x.reshape(-1, x.shape[-1]), w.qdata.t().to(x.dtype)) * w.scale.to(x.dtype)
+            y = y.reshape(*x.shape[:-1], w.shape[0])
+            if bias is not None:
+                y += bias
+            return y
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **kwargs)
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        w = args[0]
+        if func in (aten.detach.default, aten.clone.default, aten.alias.default):
+            return Int8RowWeight(func(w.qdata), func(w.scale))
+        if func is aten._to_copy.default:
+            moved = {k: v for k, v in kwargs.items() if k != "dtype"}
+            return Int8RowWeight(func(w.qdata, **moved), func(w.scale, **kwargs))
+        raise NotImplementedError(f"Int8RowWeight does not run {func}")
+
+
+def _int8_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear whose weight is rounded to int8 per output row (``Int8RowWeight``, frozen)."""
+    layer = nn.Linear(in_features, out_features)
+    w = layer.weight.detach()
+    scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127
+    qdata = torch.round(w / scale[:, None]).to(torch.int8)
+    layer.weight = nn.Parameter(Int8RowWeight(qdata, scale), requires_grad=False)
+    return layer
+
+
+def int8_weight_mlp() -> nn.Module:
+    """Linear(16, 32), ReLU, Linear(32, 8), both weights quantized to int8 per row (weight only)."""
+    return nn.Sequential(_int8_linear(16, 32), nn.ReLU(), _int8_linear(32, 8))
 
 
 class FunctionalMath(nn.Module):
@@ -105,6 +182,19 @@ def cases() -> list[ModelCase]:
             expected_macs=4 * 16 * 32,  # x (4, 16) mm W (16, 32) inside Function.forward
             expected_params=16 * 32,
             description="x @ W through a custom torch.autograd.Function on (4, 16)",
+        ),
+        hard_case(
+            "int8-weight-subclass",
+            int8_weight_mlp,
+            randn_inputs((4, 16)),
+            {"custom", "tensor-subclass", "linear"},
+            # x (4, 16) mm W1 (16, 32) + (4, 32) mm W2 (32, 8); the scales and the biases are elementwise
+            expected_macs=4 * 16 * 32 + 4 * 32 * 8,
+            expected_params=32 * 16 + 32 + 8 * 32 + 8,
+            description="Linear(16, 32), ReLU, Linear(32, 8) on (4, 16) with int8 weights held in a tensor "
+            "subclass, as torchao's weight-only int8 quantization holds them: its __torch_function__ runs "
+            "F.linear as torch.mm of the input and the int8 values, times the per-row scales, plus the bias "
+            "in place, so no aten::linear runs",
         ),
         hard_case(
             "custom-torch-library-op",
