@@ -427,7 +427,7 @@ class _Recorder:
         patched_now = self.patched_stack
         events.append(_event(facts, p, where, where.call_index, self.functions[-1] if self.functions else "",
                              patched_now, phase, forward_event, operands,
-                             self._taken_over(len(patched_now)) if self.taken_over else ()))
+                             self._taken_over(len(patched_now)) if True in self.taken_over else ()))
         if links is not None and phase != "backward":
             links.expect(out, len(events) - 1)
 

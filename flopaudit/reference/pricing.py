@@ -70,7 +70,7 @@ from typing import Any, TypeVar
 
 from flopaudit.module_paths import ancestors
 from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, breakdown
-from flopaudit.reference.engine import ModuleCall, OpEvent
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
     CANONICAL_COSTS,
@@ -210,9 +210,10 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
     covered = [False] * len(events)
     if priced:
+        wrapped_everywhere = ruleset.patched_calls_in_priced_modules
         for call, rule, inner in priced_calls(calls, ruleset, phase):
             for j in inner:
-                covered[j] = True
+                covered[j] = not (wrapped_everywhere and events[j].op.startswith(PATCHED_CALL_PREFIX))
             n = count_module(rule.count, call, modules)
             shares = name_shares(call, n, ruleset)
             if view:

@@ -509,6 +509,12 @@ class Ruleset:
     the call counts 0 and what runs inside it is priced as if no call were patched
     (fvcore, torchprofile, torch.profiler). False: the backend's wrapper counts the call
     itself, whatever runs it (ptflops, calflops, DeepSpeed)."""
+    patched_calls_in_priced_modules: bool = False
+    """The backend's patched functions count wherever they are called, inside a module
+    that a module rule prices too (ptflops: its functional wrappers run beside its module
+    hooks, so a tensor-subclass weight whose ``F.linear`` calls ``torch.mm`` is counted by
+    the ``nn.Linear`` hook and the ``torch.mm`` wrapper): such ``py:`` events are priced by
+    the event rules although the module rule covers the module's operators."""
     default_reason: str = ""
     """How the report names what ``default`` does to events no rule matches;
     empty: derived per event (unsupported op, module type without a rule, or

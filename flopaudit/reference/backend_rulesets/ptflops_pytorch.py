@@ -33,6 +33,11 @@ The adapter reports ``module_total + functional_total``, both whole-batch
 (it undoes ptflops' division of the module part by the batch counter), so
 the ruleset has no ``per_sample``.
 
+A patched function called inside a module that a hook prices is counted
+too (``patched_calls_in_priced_modules``): an ``nn.Linear`` whose weight is a
+tensor subclass running ``F.linear`` as ``torch.mm`` (torchao's quantized
+weights) is counted by its hook and by the ``torch.mm`` wrapper.
+
 Where a hooked module's own ``forward`` calls a patched function (``nn.ReLU``
 -> ``F.relu``, pools -> ``F.*pool*``, ``nn.Upsample`` -> ``F.interpolate``,
 ``nn.GELU`` / ``nn.ELU`` / ``nn.PReLU``, ``nn.MultiheadAttention`` ->
@@ -236,48 +241,44 @@ def ptflops_timm_attention(call: ModuleCall) -> int:
     return flops * batch
 
 
-def _hooked(classes: list[type], count: str, reason: str) -> tuple[ModuleRule, ...]:
-    """Rules for ptflops' hooks on modules of exactly these classes. None suppresses the events
-    inside its module: ptflops' patched functions count wherever they are called, inside a hooked
-    module too (``nn.ReLU`` -> ``F.relu``; a tensor-subclass weight whose ``F.linear`` calls
-    ``torch.mm``, as torchao's quantized weights do); the other operators there count 0."""
-    return exact_type_rules(classes, count, reason, suppress_inner=False)
-
-
 MODULE_RULES: tuple[ModuleRule, ...] = (
-    *_hooked([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
-              "Conv counts bias (one per output element); batch read from dim 0"),
+    *exact_type_rules([nn.Conv1d, nn.Conv2d, nn.Conv3d], "ptflops.conv",
+                      "Conv counts bias (one per output element); batch read from dim 0"),
     # relu_flops_counter_hook = numel(y); pool_flops_counter_hook = numel(x).
-    *_hooked([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "out_numel",
-              "ReLU/GELU/ELU/PReLU module hook = 1 per output element "
-              "(and its F function again as a patched call)"),
+    *exact_type_rules([nn.ReLU, nn.ELU, nn.PReLU, nn.GELU], "out_numel",
+                      "ReLU/GELU/ELU/PReLU module hook = 1 per output element "
+                      "(and its F function again as a patched call)",
+                      suppress_inner=False),
     # Their forwards call the unpatched F.leaky_relu / F.hardtanh: the hook alone counts.
-    *_hooked([nn.LeakyReLU, nn.ReLU6], "out_numel", "LeakyReLU/ReLU6 = 1 per element"),
-    *_hooked([nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-               nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-               nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "in_numel",
-              "pool module hook = 1 per input element (and its F pool again as a patched call)"),
-    *_hooked([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d], "ptflops.norm",
-              "BatchNorm = 1 per element, 2 if affine"),
-    *_hooked([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm], "ptflops.norm",
-              "InstanceNorm/GroupNorm = 1 per element, 2 if affine"),
-    *_hooked([nn.LayerNorm], "ptflops.norm",
-              "LayerNorm = 1 per element (never doubled: it has no .affine)"),
-    *_hooked([nn.Linear], "ptflops.linear", "Linear counts bias (one per output element)"),
-    *_hooked([nn.Upsample], "ptflops.upsample",
-              "Upsample module hook = numel(out) / batch (and F.interpolate again as a patched call)"),
-    *_hooked([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
-              "ConvTranspose counts bias (one per output element)"),
-    ModuleRule("torchvision.ops.deform_conv.DeformConv2d", "ptflops.deform_conv", suppress_inner=False,
+    *exact_type_rules([nn.LeakyReLU, nn.ReLU6], "out_numel", "LeakyReLU/ReLU6 = 1 per element"),
+    *exact_type_rules([nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+                       nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+                       nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d], "in_numel",
+                      "pool module hook = 1 per input element (and its F pool again as a patched call)",
+                      suppress_inner=False),
+    *exact_type_rules([nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d], "ptflops.norm",
+                      "BatchNorm = 1 per element, 2 if affine"),
+    *exact_type_rules([nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm], "ptflops.norm",
+                      "InstanceNorm/GroupNorm = 1 per element, 2 if affine"),
+    *exact_type_rules([nn.LayerNorm], "ptflops.norm",
+                      "LayerNorm = 1 per element (never doubled: it has no .affine)"),
+    *exact_type_rules([nn.Linear], "ptflops.linear", "Linear counts bias (one per output element)"),
+    *exact_type_rules([nn.Upsample], "ptflops.upsample",
+                      "Upsample module hook = numel(out) / batch (and F.interpolate again as a patched call)",
+                      suppress_inner=False),
+    *exact_type_rules([nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d], "ptflops.conv_transpose",
+                      "ConvTranspose counts bias (one per output element)"),
+    ModuleRule("torchvision.ops.deform_conv.DeformConv2d", "ptflops.deform_conv",
                reason="DeformConv2d = a convolution plus 24 per kernel tap and position for the sampling (25 with "
                "a mask); bias counted"),
-    *_hooked([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
-              "RNN/GRU/LSTM per ptflops' formula (gate adds, hadamards and biases counted)"),
-    *_hooked([nn.RNNCell, nn.LSTMCell, nn.GRUCell], "ptflops.rnn_cell",
-              "RNN cells per ptflops' formula (gate adds, hadamards and biases counted)"),
-    *_hooked([nn.MultiheadAttention], "ptflops.mha",
-              "MultiheadAttention per ptflops' formula "
-              "(scaling, biases, softmax; projections squared in kdim/vdim)"),
+    *exact_type_rules([nn.RNN, nn.GRU, nn.LSTM], "ptflops.rnn",
+                      "RNN/GRU/LSTM per ptflops' formula (gate adds, hadamards and biases counted)"),
+    *exact_type_rules([nn.RNNCell, nn.LSTMCell, nn.GRUCell], "ptflops.rnn_cell",
+                      "RNN cells per ptflops' formula (gate adds, hadamards and biases counted)"),
+    *exact_type_rules([nn.MultiheadAttention], "ptflops.mha",
+                      "MultiheadAttention per ptflops' formula "
+                      "(scaling, biases, softmax; projections squared in kdim/vdim)",
+                      suppress_inner=False),
 )
 # ptflops maps timm's ``Attention`` when timm imports (``from
 # timm.models.vision_transformer import Attention``; the class lives in
@@ -421,6 +422,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     module_hooks=True,  # on the modules of mapped types (a Linear in every encoder layer) and the root
     eval_mode=True,
     patched_functions=PATCHED_FUNCTIONS,
+    patched_calls_in_priced_modules=True,  # a torchao weight's F.linear calls the patched torch.mm
     sums_per_name=True,
     params="trainable",
 ))
