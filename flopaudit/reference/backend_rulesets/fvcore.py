@@ -115,12 +115,14 @@ SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention", *aten_calls("s
 #: torchvision code that runs as a ``torch.jit._script_if_tracing`` function
 #: under a trace (one opaque ``prim::CallFunction`` node): the functions whose
 #: work that function does in a plain pass, patched where they are called from
-#: (Mask R-CNN's per-mask pasting, Keypoint R-CNN's heatmap decoding), and the
+#: (Mask R-CNN's per-mask pasting, Keypoint R-CNN's heatmap decoding, the box
+#: regression targets every detector's training loss encodes), and the
 #: two steps of ``torchvision.ops.batched_nms``, scripted themselves (a plain
 #: pass on the CPU takes the coordinate trick, one multiply per box, up to
 #: 4,000 coordinates, and the per-class loop above; a trace always scripts the trick).
 TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_image",
                        "torchvision.models.detection.roi_heads.heatmaps_to_keypoints",
+                       "torchvision.models.detection._utils.encode_boxes",
                        "torchvision.ops.boxes._batched_nms_coordinate_trick",
                        "torchvision.ops.boxes._batched_nms_vanilla")
 #: Python entry points of operators a JIT trace records as one node (the

@@ -2,7 +2,7 @@
 pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
 learned float attention mask, timm's attention block, a step torchvision
-runs as TorchScript only under a trace (batched NMS), and point-cloud
+runs as TorchScript only under a trace (batched NMS, box encoding), and point-cloud
 neighbour grouping (``torch.cdist``), a grid cached by feature size that only a
 trace makes again, a spatial transformer
 (``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
@@ -439,6 +439,35 @@ class BatchedNmsHead(nn.Module):
         return boxes[keep] * scores[keep, None]
 
 
+class BoxRegressionLoss(nn.Module):
+    """A detector's box-regression loss, as Faster R-CNN's RPN and box head compute it in
+    training: a Linear head predicts ``(dx, dy, dw, dh)`` per proposal, the targets are
+    torchvision's ``BoxCoder.encode_single`` of the matched ground-truth boxes against the
+    proposals, and the loss is their smooth L1 distance. Under a JIT trace ``encode_boxes``
+    runs as TorchScript (``torch.jit._script_if_tracing``): one opaque node."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        from torchvision.models.detection._utils import BoxCoder
+
+        self.head = nn.Linear(width, 4)
+        self.coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+
+    def forward(self, features: torch.Tensor, proposals: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
+        targets = self.coder.encode_single(matched, proposals)
+        return F.smooth_l1_loss(self.head(features), targets, beta=1 / 9, reduction="sum")
+
+
+def _proposals_and_matches(rows: int = 12, width: int = 8) -> ModelInputs:
+    """Features (rows, width) and two sets of valid boxes (x1 < x2, y1 < y2), (rows, 4) each."""
+
+    def boxes() -> torch.Tensor:
+        corner = torch.rand(rows, 2) * 100
+        return torch.cat([corner, corner + 1 + torch.rand(rows, 2) * 50], dim=1)
+
+    return ModelInputs((torch.randn(rows, width), boxes(), boxes()))
+
+
 class GridDecodeHead(nn.Module):
     """A detection head that decodes cell offsets against a grid of cell positions, made once
     per feature size and kept in a dict keyed on ``(height, width)``, as YOLO's ``Detect`` keeps
@@ -699,6 +728,19 @@ def cases() -> list[ModelCase]:
             "keeps some boxes, which are scaled by their scores: for 40 coordinates on the CPU batched_nms "
             "offsets each class with one multiply per box, which a JIT trace holds inside one opaque "
             "TorchScript call (torch.jit._script_if_tracing)",
+        ),
+        hard_case(
+            "box-regression-targets",
+            BoxRegressionLoss,
+            _proposals_and_matches,
+            {"detection", "linear", "trace-branch"},
+            # the head: 12 proposals x 8 -> 4; the box encoding and the loss are elementwise
+            expected_macs=12 * 8 * 4,
+            expected_params=8 * 4 + 4,
+            description="a detector's box-regression loss on 12 proposals: Linear(8, 4) predicts box deltas, "
+            "torchvision's BoxCoder.encode_single makes the targets from the matched boxes (as Faster R-CNN does "
+            "in training), smooth L1 between them; a JIT trace runs encode_boxes as one TorchScript call "
+            "(torch.jit._script_if_tracing)",
         ),
         hard_case(
             "size-keyed-grid-cache",
