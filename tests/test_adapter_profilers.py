@@ -280,6 +280,23 @@ def test_torchprofile_names_the_work_a_trace_does_on_sizes_alone(model: str, boo
     assert [c.macs for c in named] == ([2 * 8 * 8] if booked else [])
 
 
+def test_torchprofile_declares_a_size_divided_by_a_tensor() -> None:
+    """``size / x`` is the reciprocal times the size in an eager pass (one multiply per element),
+    one aten::div under the trace, whose sizes are tensors; ``2.0 / x`` is the reciprocal times
+    a constant in both."""
+    from flopaudit.adapters.torchprofile import NUMBER_DIVISIONS
+
+    class Divides(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x.shape[-1] * 2) / x + 2.0 / x
+
+    r = _adapter("torchprofile").count(Divides(), torch.rand(3, 4) + 1)
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra).get(NUMBER_DIVISIONS) == -12
+    declared = sum(v for k, v in r.extra if k.startswith(DECLARED_CAUSE))  # (and the 0-dim size * 2)
+    assert r.macs - declared == _predicted("torchprofile", Divides(), (torch.rand(3, 4) + 1,))
+
+
 def test_torchprofile_fails_on_grouped_query_attention_and_says_which_check() -> None:
     class GroupedQuery(nn.Module):
         def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:

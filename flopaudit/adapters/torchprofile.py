@@ -64,6 +64,15 @@ INTEGER_PRODUCTS = DECLARED_CAUSE + (
 """``extra`` key (a declared cause): MACs of every ``aten::mul``/``mul_`` node that is
 not 0-dim and whose results are integer or boolean tensors (the ruleset prices such products 0)."""
 
+NUMBER_DIVISIONS = DECLARED_CAUSE + (
+    "a Python number divided by a tensor (heatmap_size / box widths) is one aten::div node in the trace, whose "
+    "sizes are 0-dim tensors; an eager pass runs it as the tensor's reciprocal times the number, an aten::mul of "
+    "1 MAC per element (Tensor.__rtruediv__)"
+)
+"""``extra`` key (a declared cause, negative): minus the elements of every ``aten::div`` node of the
+trace that divides a value that is a Python number in an eager pass (:func:`number_values`: a traced
+size, or arithmetic on sizes and constants) by a tensor of one dimension or more."""
+
 SIZE_DERIVED_WORK = CONDITIONAL_CAUSE + (
     "work of the trace computed from tensor sizes and constants alone (a grid, a position table), which an "
     "eager pass took from a cache in the model keyed on sizes: a trace passes sizes as tensors and misses it"
@@ -121,6 +130,9 @@ class TorchprofileAdapter(Adapter):
       tensors, mostly Python arithmetic on sizes that tracing records (``bsz *
       num_heads`` in ``nn.MultiheadAttention``), when there are any;
       ``extra[INTEGER_PRODUCTS]`` those with an integer result;
+      ``extra[NUMBER_DIVISIONS]`` (negative) the multiplies an eager pass
+      runs for a Python number divided by a tensor, which the trace holds as
+      one ``aten::div``;
       ``extra[SIZE_DERIVED_WORK]`` (a conditional cause) the MACs of the other
       nodes computed from sizes and constants alone.
     * ``params``: ``sum(p.numel() for p in model.parameters())`` (torchprofile
@@ -149,6 +161,8 @@ class TorchprofileAdapter(Adapter):
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
         derived = size_derived_nodes(graphs[0]) if len(graphs) == 1 else None
+        number_divisions = -sum(_numel(n.outputs[0].shape) for n in number_divisions_of(graphs[0])) \
+            if len(graphs) == 1 else 0
         per_op: dict[str, int] = {}
         size_arithmetic = integer_products = size_derived = 0
         for node, macs in per_node.items():
@@ -179,7 +193,7 @@ class TorchprofileAdapter(Adapter):
             unsupported=unsupported,
             warnings=messages,
             extra={k: v for k, v in ((SIZE_ARITHMETIC, size_arithmetic), (INTEGER_PRODUCTS, integer_products),
-                                     (SIZE_DERIVED_WORK, size_derived)) if v},
+                                     (NUMBER_DIVISIONS, number_divisions), (SIZE_DERIVED_WORK, size_derived)) if v},
         )
 
 
@@ -196,6 +210,39 @@ def size_derived_nodes(graph: Any) -> set[int]:
             data.update(id(v) for v in node.outputs)
         else:
             out.add(id(node))
+    return out
+
+
+#: Trace operators that, on values that are Python numbers in an eager pass, make another such value.
+_NUMBER_ARITHMETIC = frozenset({"aten::add", "aten::sub", "aten::mul", "aten::div", "aten::floor_divide",
+                                "aten::floordiv", "aten::remainder", "aten::neg", "aten::int", "aten::float"})
+
+
+def number_values(graph: Any) -> set[int]:
+    """``id`` of each value of the traced ``graph`` that is a Python number in an eager pass: a
+    size the trace made a 0-dim tensor (``prim::NumToTensor``), and 0-dim arithmetic on such
+    values and constants."""
+    constants = {id(v) for n in graph.nodes if n.operator == "prim::constant" for v in n.outputs}
+    numbers: set[int] = set()
+    for node in graph.nodes:
+        if node.operator == "prim::numtotensor" or (
+                node.operator in _NUMBER_ARITHMETIC and node.inputs and all(not v.shape for v in node.outputs)
+                and all(id(v) in numbers or id(v) in constants for v in node.inputs)):
+            numbers.update(id(v) for v in node.outputs)
+    return numbers
+
+
+def number_divisions_of(graph: Any) -> list[Any]:
+    """The ``aten::div`` nodes of ``graph`` dividing a Python number of an eager pass by a tensor."""
+    numbers = number_values(graph)
+    return [n for n in graph.nodes if n.operator == "aten::div" and len(n.inputs) >= 2 and id(n.inputs[0]) in numbers
+            and n.inputs[1].shape and n.outputs and n.outputs[0].shape]
+
+
+def _numel(shape: Any) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
     return out
 
 
@@ -221,4 +268,5 @@ def _graphs_kept() -> Iterator[list[Any]]:
         yield graphs
 
 
-__all__ = ["INTEGER_PRODUCTS", "SIZE_ARITHMETIC", "SIZE_DERIVED_WORK", "TorchprofileAdapter", "size_derived_nodes"]
+__all__ = ["INTEGER_PRODUCTS", "NUMBER_DIVISIONS", "SIZE_ARITHMETIC", "SIZE_DERIVED_WORK", "TorchprofileAdapter",
+           "number_divisions_of", "number_values", "size_derived_nodes"]

@@ -2,7 +2,8 @@
 pruned and lazy modules, keyword inputs whose names clash with a counter's
 own parameters, packed sequences, TorchScript, work a JIT trace drops, a
 learned float attention mask, timm's attention block, a step torchvision
-runs as TorchScript only under a trace (batched NMS, box encoding), and point-cloud
+runs as TorchScript only under a trace (batched NMS, box encoding), a size
+a trace holds as a tensor (keypoint heatmap targets), and point-cloud
 neighbour grouping (``torch.cdist``), a grid cached by feature size that only a
 trace makes again, a spatial transformer
 (``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
@@ -468,6 +469,33 @@ def _proposals_and_matches(rows: int = 12, width: int = 8) -> ModelInputs:
     return ModelInputs((torch.randn(rows, width), boxes(), boxes()))
 
 
+class KeypointHeatmapLoss(nn.Module):
+    """Keypoint R-CNN's keypoint loss: a 1x1 convolution predicts one 8x8 heatmap per keypoint
+    and proposal, and torchvision's ``keypointrcnn_loss`` puts each ground-truth keypoint in its
+    heatmap cell (``keypoints_to_heatmap``: ``heatmap_size / box width``, the size read from the
+    logits) and takes the cross entropy. An eager pass divides a Python int by the widths (the
+    reciprocal times the int); under a JIT trace the size is a 0-dim tensor: one ``aten::div``."""
+
+    def __init__(self, channels: int = 8, keypoints: int = 3) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(channels, keypoints, 1)
+
+    def forward(self, features: torch.Tensor, proposals: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        from torchvision.models.detection.roi_heads import keypointrcnn_loss
+
+        matched = torch.arange(proposals.shape[0])  # proposal i is matched to ground truth i
+        return keypointrcnn_loss(self.head(features), [proposals], [keypoints], [matched])
+
+
+def _proposals_and_keypoints(rows: int = 6, channels: int = 8, keypoints: int = 3) -> ModelInputs:
+    """Features (rows, channels, 8, 8), proposals (rows, 4) and visible keypoints inside them (rows, keypoints, 3)."""
+    corner = torch.rand(rows, 2) * 100
+    size = 10 + torch.rand(rows, 2) * 50
+    inside = corner[:, None, :] + torch.rand(rows, keypoints, 2) * size[:, None, :]
+    points = torch.cat([inside, torch.ones(rows, keypoints, 1)], dim=2)
+    return ModelInputs((torch.randn(rows, channels, 8, 8), torch.cat([corner, corner + size], dim=1), points))
+
+
 class GridDecodeHead(nn.Module):
     """A detection head that decodes cell offsets against a grid of cell positions, made once
     per feature size and kept in a dict keyed on ``(height, width)``, as YOLO's ``Detect`` keeps
@@ -741,6 +769,19 @@ def cases() -> list[ModelCase]:
             "torchvision's BoxCoder.encode_single makes the targets from the matched boxes (as Faster R-CNN does "
             "in training), smooth L1 between them; a JIT trace runs encode_boxes as one TorchScript call "
             "(torch.jit._script_if_tracing)",
+        ),
+        hard_case(
+            "keypoint-heatmap-targets",
+            KeypointHeatmapLoss,
+            _proposals_and_keypoints,
+            {"detection", "conv", "trace-branch"},
+            # the head: 6 proposals x 8 x 8 positions x 8 -> 3 channels; the targets and the loss are elementwise
+            expected_macs=6 * 64 * 8 * 3,
+            expected_params=8 * 3 + 3,
+            description="Keypoint R-CNN's keypoint loss on 6 proposals: Conv2d(8, 3, 1) predicts 8x8 heatmaps, "
+            "torchvision's keypointrcnn_loss turns the ground-truth keypoints into heatmap cells (heatmap_size / "
+            "box width, the size read from the logits) and takes the cross entropy; a JIT trace holds that size "
+            "as a tensor, so its division is one aten::div where an eager pass multiplies the reciprocal",
         ),
         hard_case(
             "size-keyed-grid-cache",
