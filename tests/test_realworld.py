@@ -212,6 +212,19 @@ def test_an_error_says_whose_code_raised_it(monkeypatch: pytest.MonkeyPatch) -> 
     assert r.status.value == "error" and "(raised in torch.nn.modules.linear, line" in (r.error or "")
 
 
+def test_an_array_numpy_refuses_is_its_callers_failure() -> None:
+    import numpy as np
+
+    from flopaudit.adapters.base import raised_in
+
+    def caller() -> None:
+        np.prod([(8, 8, 8), (4,)])  # ragged: numpy raises deep in its own code
+
+    with pytest.raises(ValueError) as caught:
+        caller()
+    assert raised_in(caught.value) == f" (raised in {__name__}, line {caller.__code__.co_firstlineno + 3})"
+
+
 class _PrintsATensor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError(f"cannot use this tensor:\n{torch.ones(30, 30)}")  # 900 elements: printed whole

@@ -265,8 +265,9 @@ def error_text(exc: BaseException) -> str:
 def raised_in(exc: BaseException) -> str:
     """`` (raised in <module>, line <n>)``: the innermost frame of ``exc``'s
     traceback that is code of the backend, of flopaudit or of the model, so
-    that their failures read apart; '' if there is none. Python's own frames
-    and torch's machinery are skipped; torch's layers (``torch.nn.modules.*``
+    that their failures read apart; '' if there is none. Python's own frames,
+    numpy's (an array that numpy refuses is its caller's failure) and torch's
+    machinery are skipped; torch's layers (``torch.nn.modules.*``
     but the ``Module`` base class, ``torch.nn.functional``) are model code; a
     mode's ``__torch_dispatch__``/``__torch_function__`` passes an operator
     through for whoever called it, so a failing operator is not the mode's;
@@ -285,7 +286,7 @@ def raised_in(exc: BaseException) -> str:
         layer = name.startswith(("torch.nn.modules.", "torch.nn.functional")) and name != "torch.nn.modules.module"
         through = (tb.tb_frame.f_code.co_name in ("__torch_dispatch__", "__torch_function__")
                    or name == "flopaudit.adapters._binding")
-        if top and top not in sys.stdlib_module_names and (top != "torch" or layer) and not through:
+        if top and top not in sys.stdlib_module_names and top != "numpy" and (top != "torch" or layer) and not through:
             found = f" (raised in {name}, line {tb.tb_lineno})"
         tb = tb.tb_next
     return found
