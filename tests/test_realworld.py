@@ -222,7 +222,7 @@ def test_an_array_numpy_refuses_is_its_callers_failure() -> None:
 
     with pytest.raises(ValueError) as caught:
         caller()
-    assert raised_in(caught.value) == f" (raised in {__name__}, line {caller.__code__.co_firstlineno + 3})"
+    assert raised_in(caught.value) == f" (raised in {__name__}, line {caller.__code__.co_firstlineno + 1})"
 
 
 class _PrintsATensor(nn.Module):
