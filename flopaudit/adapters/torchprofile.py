@@ -31,6 +31,7 @@ with a warning. MACs, whole batch:
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -161,7 +162,7 @@ class TorchprofileAdapter(Adapter):
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
         derived = size_derived_nodes(graphs[0]) if len(graphs) == 1 else None
-        number_divisions = -sum(_numel(n.outputs[0].shape) for n in number_divisions_of(graphs[0])) \
+        number_divisions = -sum(math.prod(n.outputs[0].shape) for n in number_divisions_of(graphs[0])) \
             if len(graphs) == 1 else 0
         per_op: dict[str, int] = {}
         size_arithmetic = integer_products = size_derived = 0
@@ -237,13 +238,6 @@ def number_divisions_of(graph: Any) -> list[Any]:
     numbers = number_values(graph)
     return [n for n in graph.nodes if n.operator == "aten::div" and len(n.inputs) >= 2 and id(n.inputs[0]) in numbers
             and n.inputs[1].shape and n.outputs and n.outputs[0].shape]
-
-
-def _numel(shape: Any) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
 
 
 @contextlib.contextmanager
