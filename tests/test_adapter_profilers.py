@@ -368,6 +368,8 @@ COMPOSITE = {
     "nn.RMSNorm": lambda h, y: nn.RMSNorm(8)(h),
     "torch.cosine_similarity": lambda h, y: torch.cosine_similarity(h, y),
     "F.kl_div": lambda h, y: F.kl_div(h.log_softmax(-1), y.softmax(-1), reduction="batchmean"),
+    "F.l1_loss": lambda h, y: F.l1_loss(h, y),  # (DETR's cardinality error)
+    "nn.L1Loss": lambda h, y: nn.L1Loss()(h, y),
     "F.triplet_margin_loss": lambda h, y: F.triplet_margin_loss(h, y, y.flip(0)),
     "F.cosine_embedding_loss": lambda h, y: F.cosine_embedding_loss(h, y, torch.ones(4)),
     "F.poisson_nll_loss": lambda h, y: F.poisson_nll_loss(h, y.abs()),

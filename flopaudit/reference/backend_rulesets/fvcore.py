@@ -129,19 +129,19 @@ TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_ima
 #: operator the call names, before autograd decomposes it), which neither
 #: fvcore nor torchprofile has a handler for, where a dispatch mode sees what
 #: they decompose into: multiplies and means (RMS norm, cosine similarity,
-#: losses built from distances, trapezoid), products (tensordot, inner,
+#: losses built from distances, the mean absolute error, trapezoid), products (tensordot, inner,
 #: outer, kron, multi_dot, matrix_power).
 UNHANDLED_COMPOSITE_CALLS = (
     "torch.rms_norm", "torch.nn.functional.rms_norm",
     "torch.cosine_similarity", "torch.nn.functional.cosine_similarity",
-    "torch.kl_div", "torch.nn.functional.kl_div",
+    "torch.kl_div", "torch.nn.functional.kl_div", "torch.nn.functional.l1_loss",
     "torch.hinge_embedding_loss", "torch.margin_ranking_loss", "torch.triplet_margin_loss",
     "torch.cosine_embedding_loss", "torch.poisson_nll_loss",
     "torch.trapezoid", "torch.trapz",
     "torch.tensordot", "torch.inner", "torch.Tensor.inner", "torch.outer", "torch.Tensor.outer", "torch.ger",
     "torch.Tensor.ger", "torch.kron", "torch.Tensor.kron", "torch.linalg.multi_dot", "torch.chain_matmul",
     "torch.linalg.matrix_power", "torch.matrix_power", "torch.Tensor.matrix_power",
-    *aten_calls("rms_norm", "cosine_similarity", "tensordot", "inner", "outer", "kron", "matrix_power"),
+    *aten_calls("rms_norm", "cosine_similarity", "tensordot", "inner", "outer", "kron", "matrix_power", "l1_loss"),
 )
 R_UNHANDLED_COMPOSITE = ("one node in the trace without a handler (rms_norm, cosine_similarity, tensordot, inner, "
                          "outer, kron, multi_dot, matrix_power, distance losses...): what it decomposes into counts 0")
