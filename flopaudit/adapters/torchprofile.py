@@ -161,9 +161,9 @@ class TorchprofileAdapter(Adapter):
         with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs, located_assertions():
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
-        derived = size_derived_nodes(graphs[0]) if len(graphs) == 1 else None
-        number_divisions = -sum(math.prod(n.outputs[0].shape) for n in number_divisions_of(graphs[0])) \
-            if len(graphs) == 1 else 0
+        graph = graphs[0] if len(graphs) == 1 else None  # (None: torchprofile traced in a way not known here)
+        derived = size_derived_nodes(graph) if graph is not None else None
+        number_divisions = -sum(math.prod(n.outputs[0].shape) for n in number_divisions_of(graph)) if graph else 0
         per_op: dict[str, int] = {}
         size_arithmetic = integer_products = size_derived = 0
         for node, macs in per_node.items():

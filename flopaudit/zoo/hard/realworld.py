@@ -459,12 +459,17 @@ class BoxRegressionLoss(nn.Module):
         return F.smooth_l1_loss(self.head(features), targets, beta=1 / 9, reduction="sum")
 
 
+def _box_corners(rows: int, least_side: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random boxes as ``(x1, y1)`` corners and ``(w, h)`` sizes of at least ``least_side``, (rows, 2) each."""
+    return torch.rand(rows, 2) * 100, least_side + torch.rand(rows, 2) * 50
+
+
 def _proposals_and_matches(rows: int = 12, width: int = 8) -> ModelInputs:
     """Features (rows, width) and two sets of valid boxes (x1 < x2, y1 < y2), (rows, 4) each."""
 
     def boxes() -> torch.Tensor:
-        corner = torch.rand(rows, 2) * 100
-        return torch.cat([corner, corner + 1 + torch.rand(rows, 2) * 50], dim=1)
+        corner, size = _box_corners(rows, 1)
+        return torch.cat([corner, corner + size], dim=1)
 
     return ModelInputs((torch.randn(rows, width), boxes(), boxes()))
 
@@ -489,8 +494,7 @@ class KeypointHeatmapLoss(nn.Module):
 
 def _proposals_and_keypoints(rows: int = 6, channels: int = 8, keypoints: int = 3) -> ModelInputs:
     """Features (rows, channels, 8, 8), proposals (rows, 4) and visible keypoints inside them (rows, keypoints, 3)."""
-    corner = torch.rand(rows, 2) * 100
-    size = 10 + torch.rand(rows, 2) * 50
+    corner, size = _box_corners(rows, 10)
     inside = corner[:, None, :] + torch.rand(rows, keypoints, 2) * size[:, None, :]
     points = torch.cat([inside, torch.ones(rows, keypoints, 1)], dim=2)
     return ModelInputs((torch.randn(rows, channels, 8, 8), torch.cat([corner, corner + size], dim=1), points))
