@@ -189,6 +189,29 @@ def test_meta_says_the_forward_makes_a_cpu_tensor_instead_of_blaming_the_input(
     assert "factory without device=" in err and "without --meta" in err
 
 
+def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_input(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # boolean-mask indexing (torch.nonzero), as graph libraries do dropping self loops
+    err = _error_line(capsys, ["run", "--models", "user_models:positive_mean", "--input-shape", "2,8", "--meta",
+                               "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
+    assert "output's shape depends on tensor values" in err and "x[mask]" in err and "without --meta" in err
+    assert "rejected input" not in err and "run it without --meta to tell" not in err
+
+
+def test_meta_failure_words_name_every_value_shaped_operator() -> None:
+    import torch
+
+    from flopaudit.execution.meta import meta_failure
+
+    for op in (lambda x: torch.nonzero(x), lambda x: torch.unique(x), lambda x: x.masked_select(x > 0),
+               lambda x: torch.where(x > 0)):
+        with pytest.raises(NotImplementedError) as caught:
+            op(torch.randn(3, device="meta"))
+        assert "output's shape depends on tensor values" in meta_failure(caught.value)
+    assert "run it without --meta to tell" in meta_failure(NotImplementedError(
+        "aten::_fft_r2c: attempted to run this operator with Meta tensors, but there was no fake impl"))
+
+
 def test_meta_says_a_failure_there_may_be_the_input_or_a_meta_kernel(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = _error_line(capsys, ["run", "--models", "user_models:train_only_head", "--input-shape", "3,5", "--meta",

@@ -86,6 +86,22 @@ def unmasked_inputs() -> dict[str, torch.Tensor]:
     return {"x": torch.randn(2, 5, 8)}
 
 
+class _PositiveMean(nn.Module):
+    """Linear(8, 4), then the mean of its positive outputs (``y[y > 0]``: a shape that depends on values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        return y[y > 0].mean()
+
+
+def positive_mean() -> nn.Module:
+    return _PositiveMean()
+
+
 class _CPUPositions(nn.Module):
     """Adds position indices made with ``torch.arange(n)`` (no ``device=``: on the CPU), as XLNet
     builds its relative positions."""

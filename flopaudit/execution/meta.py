@@ -57,6 +57,23 @@ def reads_values(exc: BaseException) -> bool:
     return any(marker in text for marker in _VALUE_READS)
 
 
+_VALUE_SHAPED = ("data-independent implementation does not exist",)
+"""What torch says when an operator whose output shape depends on tensor values runs on meta tensors
+(``torch.nonzero``, which boolean-mask indexing ``x[mask]`` and ``torch.where(cond)`` call)."""
+_VALUE_SHAPED_OPS = ("nonzero", "masked_select", "_unique", "unique_dim", "unique_consecutive", "repeat_interleave")
+"""Operators whose output shape depends on tensor values; torch names them as ``aten::<op>: attempted to
+run this operator with Meta tensors`` where no meta kernel can exist."""
+
+
+def shapes_from_values(exc: BaseException) -> bool:
+    """Whether ``exc`` is an operator whose output's shape depends on tensor values refusing meta tensors."""
+    text = str(exc)
+    if any(marker in text for marker in _VALUE_SHAPED):
+        return True
+    head = text.split(": attempted to run this operator with Meta tensors", 1)
+    return len(head) == 2 and any(head[0].startswith(f"aten::{op}") for op in _VALUE_SHAPED_OPS)
+
+
 _DEVICE_MIXES = ("is not on the expected device", "Expected all tensors to be on the same device")
 
 
@@ -75,6 +92,10 @@ def meta_failure(exc: BaseException, inputs: str = "") -> str:
         return (f" makes a tensor on another device during its forward pass and uses it with its meta tensors "
                 f"({type(exc).__name__}: {first}): a factory without device= (torch.arange, torch.tensor, "
                 "torch.zeros) makes it on the CPU; count it without --meta")
+    if shapes_from_values(exc):
+        return (f" runs an operator whose output's shape depends on tensor values ({type(exc).__name__}: "
+                f"{first[:160]}): boolean-mask indexing x[mask], torch.nonzero, torch.where(cond), masked_select, "
+                "unique; tensors on the meta device have shapes but no values: count it without --meta")
     if reads_values(exc):
         return (f" reads a tensor's value during its forward pass ({type(exc).__name__}: {first}), and tensors on "
                 "the meta device have shapes but no values: count it without --meta, or without the input that "
