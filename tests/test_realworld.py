@@ -182,6 +182,25 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
     assert torch.equal(twin(x), keeps(x))
 
 
+def test_copy_model_keeps_every_module_in_its_mode() -> None:
+    from flopaudit.zoo.hard.structure import exported_program, feature_extractor
+
+    extractor = feature_extractor()  # eval, and copy.deepcopy returns it in train mode with its train graph
+    assert copy.deepcopy(extractor).training
+    x = torch.randn(2, 3, 8, 8)
+    twin = copy_model(extractor)
+    assert not any(m.training for m in twin.modules()) and twin.graph is twin.eval_graph
+    assert all(torch.equal(a, b) for a, b in zip(twin(x).values(), extractor(x).values()))
+    mixed = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5), nn.BatchNorm1d(4))).train()
+    mixed[1].eval()
+    mixed[1][0].train()
+    twin = copy_model(mixed)
+    assert [m.training for m in twin.modules()] == [m.training for m in mixed.modules()]
+    exported = exported_program()  # refuses train()/eval(): its flag is set
+    exported.training = False
+    assert not copy_model(exported).training
+
+
 def test_fingerprint_of_a_lazy_model_names_what_was_materialised() -> None:
     model = realworld._lazy()
     before = fingerprint(model, exact=False)

@@ -301,14 +301,36 @@ def copy_model(model: nn.Module) -> nn.Module:
     dict attribute (RAFT's correlation block keeps its last pyramid as
     ``self.corr_pyramid = [...]``): such a tensor is copied detached; the hook
     recomputes the attribute on the next forward. A ``torch.jit.script``
-    function held as an attribute is shared, not copied."""
+    function held as an attribute is shared, not copied. The copy is in the
+    modes the model is in (:func:`modes_kept`)."""
     from flopaudit.inputs import note_uncopyable
 
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
             note_uncopyable(value, memo, keep_grad=False, objects=False)
-    return copy.deepcopy(model, memo)
+    return modes_kept(model, copy.deepcopy(model, memo))
+
+
+def modes_kept(model: nn.Module, copied: nn.Module) -> nn.Module:
+    """``copied`` with each module in the train/eval mode of the module of ``model`` at
+    its path, set by the module's own ``train()`` (a module may do more there). A
+    copy can come back in another mode: torchvision's feature extractors
+    (``create_feature_extractor``, a graph module holding a train and an eval
+    graph) come back from ``copy.deepcopy`` in train mode, with the train graph,
+    whatever mode the model was in. Modules are visited parents first, so a
+    parent's ``train()`` does not undo a child's mode; a module that refuses
+    ``train()`` (a graph from ``torch.export``) gets its flag set."""
+    # (by class name: a graph module's class is made afresh for each instance, its copy's too)
+    modes = {path: (type(m).__qualname__, m.training) for path, m in model.named_modules()}
+    for path, m in copied.named_modules():
+        kind, training = modes.get(path, (None, m.training))
+        if kind == type(m).__qualname__ and m.training != training:
+            try:
+                m.train(training)
+            except Exception:  # noqa: BLE001 - a module whose mode is fixed (torch.export)
+                m.training = training
+    return copied
 
 
 _LOG_STAMP = re.compile(r"^\[[WIEF]\d{4} [\d:.]+ (?:\d+ )?[\w./-]+:\d+\] ")

@@ -213,6 +213,17 @@ def exported_program() -> nn.Module:
     return torch.export.export(model, (torch.randn(2, 3, 8, 8),)).module()
 
 
+def feature_extractor() -> nn.Module:
+    """``_SmallConvNet`` in eval mode through torchvision's ``create_feature_extractor``,
+    returning the batch norm's output and the last product: a graph module holding a train
+    and an eval graph, switched by ``train()``/``eval()``; ``copy.deepcopy`` returns it in
+    train mode with the train graph (its batch norm then uses batch statistics and
+    updates its running ones), whatever mode it was in."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    return create_feature_extractor(_SmallConvNet().eval(), return_nodes={"bn": "norm", "matmul": "out"}).eval()
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -326,6 +337,19 @@ def cases() -> list[ModelCase]:
             description="a small conv net (Conv2d(3, 8, 3), BatchNorm2d, ReLU, global pool, Linear(8, 4), "
             "torch.matmul with a (4, 4) weight) exported with torch.export, on (2, 3, 8, 8): its graph calls "
             "torch.ops.aten operators, and it refuses train()/eval()",
+        ),
+        hard_case(
+            "fx-feature-extractor",
+            feature_extractor,
+            randn_inputs((2, 3, 8, 8)),
+            {"fx", "conv", "linear", "functional", "dict"},
+            # conv 2 x 8 x 8 x 8 positions x 3 x 3 x 3 + fc 2 x 8 x 4 + the matmul 2 x 4 x 4
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 4 + 2 * 4 * 4,
+            expected_params=(8 * 3 * 3 * 3 + 8) + (8 + 8) + (8 * 4 + 4) + 4 * 4,
+            description="the small conv net of exported-program in eval mode through torchvision's "
+            "create_feature_extractor (returning {norm: the batch norm's output, out: the last product}), on "
+            "(2, 3, 8, 8): an FX graph module with a train and an eval graph, which copy.deepcopy returns in "
+            "train mode",
         ),
         hard_case(
             "activation-checkpointing",
