@@ -100,18 +100,23 @@ from flopaudit.reference.rulesets import (
     patched_call_rules,
     register_ruleset,
     string_padding,
+    traced_call_sites,
 )
 from flopaudit.reference.rulesets import numel as _numel
 
-MATMUL_CALLS = ("torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__", *aten_calls("matmul"))
-EINSUM_CALLS = ("torch.einsum",)
-CONV_CALLS = ("torch.nn.functional.conv1d", "torch.nn.functional.conv2d", "torch.nn.functional.conv3d",
-              "torch.conv1d", "torch.conv2d", "torch.conv3d", *aten_calls("conv1d", "conv2d", "conv3d"))
-POOL_CALLS = ("torch.nn.functional.adaptive_avg_pool2d", *aten_calls("adaptive_avg_pool2d"))
-ZERO_CALLS = ("torch.nn.functional.adaptive_avg_pool1d", *aten_calls("adaptive_avg_pool1d"))
-INSTANCE_NORM_CALLS = ("torch.nn.functional.instance_norm", "torch.instance_norm", *aten_calls("instance_norm"))
+MATMUL_CALLS = traced_call_sites("torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__",
+                                 *aten_calls("matmul"))
+EINSUM_CALLS = traced_call_sites("torch.einsum")
+CONV_CALLS = traced_call_sites("torch.nn.functional.conv1d", "torch.nn.functional.conv2d",
+                               "torch.nn.functional.conv3d", "torch.conv1d", "torch.conv2d", "torch.conv3d",
+                               *aten_calls("conv1d", "conv2d", "conv3d"))
+POOL_CALLS = traced_call_sites("torch.nn.functional.adaptive_avg_pool2d", *aten_calls("adaptive_avg_pool2d"))
+ZERO_CALLS = traced_call_sites("torch.nn.functional.adaptive_avg_pool1d", *aten_calls("adaptive_avg_pool1d"))
+INSTANCE_NORM_CALLS = traced_call_sites("torch.nn.functional.instance_norm", "torch.instance_norm",
+                                        *aten_calls("instance_norm"))
 SCRIPT_CALLS = ("torch._C.ScriptFunction.__call__",)
-SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention", *aten_calls("scaled_dot_product_attention"))
+SDPA_CALLS = traced_call_sites("torch.nn.functional.scaled_dot_product_attention",
+                               *aten_calls("scaled_dot_product_attention"))
 #: torchvision code that runs as a ``torch.jit._script_if_tracing`` function
 #: under a trace (one opaque ``prim::CallFunction`` node): the functions whose
 #: work that function does in a plain pass, patched where they are called from
@@ -131,7 +136,7 @@ TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_ima
 #: they decompose into: multiplies and means (RMS norm, cosine similarity,
 #: losses built from distances, the mean absolute error, trapezoid), products (tensordot, inner,
 #: outer, kron, multi_dot, matrix_power).
-UNHANDLED_COMPOSITE_CALLS = (
+UNHANDLED_COMPOSITE_CALLS = traced_call_sites(
     "torch.rms_norm", "torch.nn.functional.rms_norm",
     "torch.cosine_similarity", "torch.nn.functional.cosine_similarity",
     "torch.kl_div", "torch.nn.functional.kl_div", "torch.nn.functional.l1_loss",

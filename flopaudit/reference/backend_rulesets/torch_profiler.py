@@ -44,14 +44,16 @@ from flopaudit.reference.rulesets import (
     event_counter,
     register_ruleset,
     string_padding,
+    traced_call_sites,
 )
 from flopaudit.reference.rulesets import numel as _numel
 
 _UNSUPPORTED = "unsupported"
 
-CONV2D_CALLS = ("torch.nn.functional.conv2d", "torch.conv2d", *aten_calls("conv2d"))
-LINEAR_CALLS = ("torch.nn.functional.linear", *aten_calls("linear"))
-SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention", *aten_calls("scaled_dot_product_attention"))
+CONV2D_CALLS = traced_call_sites("torch.nn.functional.conv2d", "torch.conv2d", *aten_calls("conv2d"))
+LINEAR_CALLS = traced_call_sites("torch.nn.functional.linear", *aten_calls("linear"))
+SDPA_CALLS = traced_call_sites("torch.nn.functional.scaled_dot_product_attention",
+                               *aten_calls("scaled_dot_product_attention"))
 _RNN_MODULES = ("RNN", "GRU", "LSTM")
 _R_SDPA_MASK = ("the float-mask add of the math attention kernel is an in-place aten::add_ under the profiler (not "
                 "priced); under a dispatch mode ATen makes it out of place (attn.add(mask)), which the reference sees")

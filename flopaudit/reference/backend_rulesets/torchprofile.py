@@ -74,7 +74,15 @@ from flopaudit.reference.backend_rulesets.fvcore import (
 )
 from flopaudit.reference.engine import OpEvent, TensorArg
 from flopaudit.reference.registry import Category
-from flopaudit.reference.rulesets import EventRule, Ruleset, aten_calls, event_counter, register_ruleset, string_padding
+from flopaudit.reference.rulesets import (
+    EventRule,
+    Ruleset,
+    aten_calls,
+    event_counter,
+    register_ruleset,
+    string_padding,
+    traced_call_sites,
+)
 from flopaudit.reference.rulesets import numel as _numel
 
 _UNSUPPORTED = "unsupported"
@@ -219,10 +227,11 @@ def grid_sampler(e: OpEvent) -> int:
     return 0 if mode == 1 else out * (16 if mode == 2 else 4)
 
 
-MATMUL_CALLS = ("torch.nn.functional.linear", "torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__",
-                *aten_calls("linear", "matmul"))
-EINSUM_CALLS = ("torch.einsum",)
-SDPA_CALLS = ("torch.nn.functional.scaled_dot_product_attention", *aten_calls("scaled_dot_product_attention"))
+MATMUL_CALLS = traced_call_sites("torch.nn.functional.linear", "torch.matmul", "torch.Tensor.matmul",
+                                 "torch.Tensor.__matmul__", *aten_calls("linear", "matmul"))
+EINSUM_CALLS = traced_call_sites("torch.einsum")
+SDPA_CALLS = traced_call_sites("torch.nn.functional.scaled_dot_product_attention",
+                               *aten_calls("scaled_dot_product_attention"))
 #: In train mode the trace holds one ``aten::dropout``-family node per call (no
 #: handler), where a dispatch mode sees its decomposition (bernoulli, mul).
 DROPOUT_CALLS = tuple(f"torch.nn.functional.{f}" for f in (

@@ -224,6 +224,33 @@ def feature_extractor() -> nn.Module:
     return create_feature_extractor(_SmallConvNet().eval(), return_nodes={"bn": "norm", "matmul": "out"}).eval()
 
 
+class _FunctionalAttention(nn.Module):
+    """Single-head attention written with functional calls: ``F.linear`` projections
+    (q, k, v, the first with a bias), ``F.scaled_dot_product_attention``, then
+    ``torch.einsum`` with a (16, 8) output weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wq, self.wk, self.wv = (nn.Parameter(torch.randn(16, 16) / 4) for _ in range(3))
+        self.bq = nn.Parameter(torch.zeros(16))
+        self.wo = nn.Parameter(torch.randn(16, 8) / 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.nn.functional.linear(x, self.wq, self.bq)
+        k = torch.nn.functional.linear(x, self.wk)
+        v = torch.nn.functional.linear(x, self.wv)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return torch.einsum("bld,de->ble", a, self.wo)
+
+
+def fx_traced() -> nn.Module:
+    """``_FunctionalAttention`` through ``torch.fx.symbolic_trace``: its generated code
+    calls ``torch._C._nn.linear``, ``torch._C._nn.scaled_dot_product_attention`` and
+    ``torch.functional.einsum``, the same callables as ``F.linear``,
+    ``F.scaled_dot_product_attention`` and ``torch.einsum`` under other names."""
+    return torch.fx.symbolic_trace(_FunctionalAttention().eval())
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -350,6 +377,19 @@ def cases() -> list[ModelCase]:
             "create_feature_extractor (returning {norm: the batch norm's output, out: the last product}), on "
             "(2, 3, 8, 8): an FX graph module with a train and an eval graph, which copy.deepcopy returns in "
             "train mode",
+        ),
+        hard_case(
+            "fx-traced-functional",
+            fx_traced,
+            randn_inputs((2, 6, 16)),
+            {"fx", "attention", "sdpa", "functional"},
+            # q, k, v: 3 x (2 x 6 x 16 x 16); attention 2 x (6 x 6 x 16) scores + the same for values;
+            # output 2 x 6 x 16 x 8
+            expected_macs=3 * (2 * 6 * 16 * 16) + 2 * (2 * 6 * 6 * 16) + 2 * 6 * 16 * 8,
+            expected_params=3 * 16 * 16 + 16 + 16 * 8,
+            description="single-head attention written with F.linear, F.scaled_dot_product_attention and "
+            "torch.einsum, through torch.fx.symbolic_trace, on (2, 6, 16): the graph module's code calls them as "
+            "torch._C._nn.linear, torch._C._nn.scaled_dot_product_attention and torch.functional.einsum",
         ),
         hard_case(
             "activation-checkpointing",
