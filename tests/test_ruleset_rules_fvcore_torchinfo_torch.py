@@ -31,6 +31,7 @@ from flopaudit.reference.rulesets import EventRule, ModuleRule, get_ruleset
 for _module in ("fvcore", "torchinfo", "torch_flop_counter"):
     importlib.import_module(f"flopaudit.reference.backend_rulesets.{_module}")
 
+import flopaudit.reference.backend_rulesets.torch_profiler  # noqa: E402, F401 - registers its ruleset
 from flopaudit.reference.backend_rulesets.fvcore import einsum_macs  # noqa: E402
 from flopaudit.reference.backend_rulesets.torch_flop_counter import FORMULA_OPS  # noqa: E402
 from flopaudit.reference.backend_rulesets.torchinfo import leaf_macs  # noqa: E402
@@ -287,6 +288,37 @@ TORCH_CASES = {
     "norms-and-activations": (lambda: nn.Sequential(nn.BatchNorm2d(4), nn.GELU(), nn.AdaptiveAvgPool2d(1)).eval(),
                               (X,), 0),
 }
+
+
+def _in_inference_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        with torch.inference_mode():
+            out = fn(*args)
+        return out.clone()
+
+    return run
+
+
+#: F.linear and torch.matmul reach a dispatch mode whole inside torch.inference_mode (autograd does not
+#: decompose them): FlopCounterMode decomposes them, torch.profiler records the products they run.
+INFERENCE_MODE_CASES = {
+    "linear-3d": (lambda: Call(_in_inference_mode(lambda s, x: s.mods[0](x)), nn.Linear(16, 32)),
+                  (torch.randn(2, 5, 16),), 2 * 5 * 16 * 32),
+    "matmul-batched": (lambda: Call(_in_inference_mode(lambda s, a, b: a @ b)),
+                       (torch.randn(3, 4, 5), torch.randn(3, 5, 6)), 3 * 4 * 5 * 6),
+    "matrix-vector": (lambda: Call(_in_inference_mode(lambda s, a, b: torch.matmul(a, b))),
+                      (torch.randn(4, 5), torch.randn(5)), 0),
+    "linear-1d": (lambda: Call(_in_inference_mode(lambda s, x: s.mods[0](x)), nn.Linear(16, 32, bias=False)),
+                  (torch.randn(16),), 16 * 32),  # a 1-D input is made a row: mm
+    "vector-vector": (lambda: Call(_in_inference_mode(lambda s, a, b: a @ b)), (torch.randn(5), torch.randn(5)), 0),
+}
+
+
+@pytest.mark.parametrize("backend", ["torch-flop-counter", "torch-profiler"])
+@pytest.mark.parametrize("case", list(INFERENCE_MODE_CASES))
+def test_products_run_whole_in_inference_mode(backend: str, case: str) -> None:
+    build, args, expected = INFERENCE_MODE_CASES[case]
+    check(backend, build, args, expected)  # (torch.profiler has no estimate for mv and dot either)
 
 
 @pytest.mark.parametrize("case", list(TORCH_CASES))

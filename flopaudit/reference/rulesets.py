@@ -313,6 +313,23 @@ def dense_product(scale: int) -> EventCounter:
 for _scale in (2, 4):  # FLOPs of one product priced from its shapes; of two (torch.profiler's sparse aten::mm)
     event_counter(f"{_scale}*dense_product")(dense_product(_scale))
 
+#: Products that reach a dispatch mode whole only where autograd does not decompose them
+#: (inside ``torch.inference_mode``, on inference tensors): ``F.linear``, ``torch.matmul``/``@``.
+COMPOSITE_PRODUCTS = ("aten.linear", "aten.matmul")
+
+
+@event_counter("2*composite_product")
+def composite_product(e: OpEvent) -> int:
+    """An ``aten.linear``/``aten.matmul`` event (:data:`COMPOSITE_PRODUCTS`) as a counter that
+    prices ``mm``/``addmm``/``bmm`` sees it: run whole, it runs those (``torch.profiler``
+    records them inside it; ``FlopCounterMode``, without a formula for it, decomposes it):
+    2 x its MACs (bias excluded; a 1-D first operand is made a row: ``mm``); with a 1-D
+    second operand (a matrix-vector or dot product) it runs ``mv``/``dot`` instead: 0."""
+    if len(e.input_shapes) < 2 or len(e.input_shapes[1]) < 2:
+        return 0
+    return 2 * e.macs
+
+
 #: The event counters that are :func:`canonical_cost` counters: name -> (MAC scale, extra-FLOP scale).
 #: A ruleset pricing every event with one of them sees sums of the canonical cost, which
 #: :func:`flopaudit.reference.pricing.price` takes from its summary instead of pricing events again.

@@ -595,6 +595,26 @@ class GroupedExperts(nn.Module):
         return out.view(-1, 2, 16).sum(1).view(x.shape)
 
 
+class InferenceModeTeacher(nn.Module):
+    """Distillation as it is written with a frozen teacher: the teacher (Linear(16, 32), ReLU,
+    Linear(32, 8)) and a projection of its output (``torch.matmul`` of the (4, 6, 8) logits with a
+    (8, 8) weight) run inside ``torch.inference_mode()``, so autograd does not decompose
+    ``F.linear`` and ``torch.matmul``: they reach a dispatch mode whole. The student
+    (Linear(16, 8)) runs outside; the output is the squared distance between the two, summed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.teacher = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+        self.student = nn.Linear(16, 8)
+        self.project = nn.Parameter(torch.randn(8, 8) / 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            t = torch.matmul(self.teacher(x), self.project)
+        s = self.student(x)
+        return ((s - t.clone()) ** 2).sum()
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -608,6 +628,19 @@ def cases() -> list[ModelCase]:
             description="in train mode an auxiliary head runs beside the main one (GoogLeNet, Inception v3); "
             "counters that call model.eval() themselves (thop, ptflops) leave it out. Given in train mode, on (4, 16)",
             train=True,
+        ),
+        hard_case(
+            "inference-mode-teacher",
+            InferenceModeTeacher,
+            randn_inputs((4, 6, 16)),
+            {"linear", "functional", "matmul"},
+            # teacher 24 tokens x (16 x 32 + 32 x 8), projection 24 x 8 x 8, student 24 x 16 x 8
+            expected_macs=24 * (16 * 32 + 32 * 8) + 24 * 8 * 8 + 24 * 16 * 8,
+            expected_params=16 * 32 + 32 + 32 * 8 + 8 + 16 * 8 + 8 + 8 * 8,
+            description="a frozen teacher (Linear(16, 32), ReLU, Linear(32, 8)) and a torch.matmul projection of "
+            "its output by an (8, 8) matrix inside torch.inference_mode(), a Linear(16, 8) student outside, on "
+            "(4, 6, 16): under inference mode "
+            "F.linear and torch.matmul reach a dispatch mode whole, not as the mm/addmm autograd splits them into",
         ),
         hard_case(
             "pruned-conv-linear",
