@@ -78,10 +78,12 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
 
 def _tensor_identity(t: torch.Tensor) -> bytes:
     # NB: an in-place update through the dispatcher (running statistics, add_,
-    # copy_) bumps the version counter; a write through ``.data`` does not.
+    # copy_) bumps the version counter; a write through ``.data`` does not, nor
+    # one to a tensor made inside ``torch.inference_mode``, which has no counter.
     if is_uninitialized(t):
         return repr(("uninitialized", type(t).__name__, id(t))).encode()
-    return repr((t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device))).encode()
+    version = "inference" if t.is_inference() else t._version
+    return repr((t.data_ptr(), version, tuple(t.shape), str(t.dtype), str(t.device))).encode()
 
 
 def fingerprint(model: nn.Module, exact: bool = True) -> ModelFingerprint:

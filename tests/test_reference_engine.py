@@ -441,3 +441,45 @@ def test_events_say_whether_their_results_are_integers() -> None:
     muls = [e.integer for e in rec.events if e.op == "aten.mul.Tensor"]
     assert sorted(muls) == [False, True]
     assert integer["aten.gt.Scalar"] is True
+
+
+def test_composites_a_mode_receives_whole_are_decomposed_and_named() -> None:
+    """Inside torch.inference_mode autograd does not decompose aten.conv2d or aten.layer_norm:
+    the recorder decomposes them and names them on their parts; outside, nothing is named."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LayerNorm(4 * 6 * 6))
+    x = torch.randn(2, 3, 8, 8)
+    plain = record(model, (x,)).events
+    with torch.inference_mode():
+        whole = record(model, (x,)).events
+    assert not any(e.decomposed_from for e in plain)
+    parts = {e.op: e.decomposed_from for e in whole}
+    assert parts["aten.convolution.default"] == "aten.conv2d.default"
+    assert parts["aten.native_layer_norm.default"] == "aten.layer_norm.default"
+    assert sum(e.macs for e in whole) == sum(e.macs for e in plain) == 2 * 4 * 6 * 6 * 3 * 3 * 3
+
+
+def test_names_graph_code_calls_are_patched_only_for_graph_modules() -> None:
+    """torch.fx's code calls F.linear as torch._C._nn.linear; torch hands the object found
+    there to a tensor subclass's __torch_function__ as func, so that name is patched only
+    for a model holding a graph module."""
+    from flopaudit.reference.backend_rulesets.torchprofile import MATMUL_CALLS
+    from flopaudit.reference.patching import GRAPH_CODE_NAMES
+    from flopaudit.zoo.hard.structure import _FunctionalAttention, fx_traced
+
+    assert "torch._C._nn.linear" in MATMUL_CALLS and "torch._C._nn.linear" in GRAPH_CODE_NAMES
+    seen = []
+
+    class Watch(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch._C._nn.linear)
+            return F.linear(x, torch.ones(3, 4))
+
+    original = torch._C._nn.linear
+    events = record(Watch(), (torch.randn(2, 4),), patch=MATMUL_CALLS).events
+    assert seen == [original] and [e.op for e in events if e.op.startswith("py:")] == ["py:torch.nn.functional.linear"]
+    x = torch.randn(2, 6, 16)
+    calls = [e.op for e in record(fx_traced(), (x,), patch=MATMUL_CALLS).events if e.op.startswith("py:")]
+    assert calls == ["py:torch._C._nn.linear"] * 3
+    calls = [e.op for e in record(_FunctionalAttention(), (x,), patch=MATMUL_CALLS).events if e.op.startswith("py:")]
+    assert calls == ["py:torch.nn.functional.linear"] * 3
+    assert torch._C._nn.linear is original

@@ -89,3 +89,19 @@ def test_result_records_versions(fake_backends: None) -> None:
     assert r.torch_version == torch.__version__
     assert r.backend_version  # flopaudit's own version for the fakes
     assert r.batch_size == 2
+
+
+def test_fingerprint_reads_tensors_made_in_inference_mode() -> None:
+    # torchstat stores each module's input and output shapes as buffers: inside a forward that runs
+    # under torch.inference_mode they are inference tensors, which have no version counter
+    from flopaudit.isolation import fingerprint_diff
+
+    model = torch.nn.Linear(2, 2)
+    with torch.inference_mode():
+        model.register_buffer("output_shape", torch.tensor([1, 2]))
+    before = fingerprint(model, exact=False)
+    assert fingerprint_diff(before, fingerprint(model, exact=False)) == []
+    assert fingerprint(model).tensor_digests == fingerprint(model).tensor_digests  # exact: by bytes
+    with torch.inference_mode():
+        model.register_buffer("output_shape", torch.tensor([1, 3]))  # replaced: another tensor
+    assert fingerprint_diff(before, fingerprint(model, exact=False))

@@ -79,7 +79,7 @@ from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
 from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, operator_facts, run
-from flopaudit.reference.patching import patched, tracking_autograd_functions
+from flopaudit.reference.patching import holds_graph_code, patched, tracking_autograd_functions
 from flopaudit.reference.registry import Category, Cost, formula_name
 from flopaudit.reference.tensors import int_shape, nbytes, op_tensors, shapes, size_now
 from flopaudit.training import train_step
@@ -485,6 +485,7 @@ def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: 
         p.bytes_read, p.bytes_written, p.input_shapes, p.output_shapes, p.supported, facts.formula_name, call_index,
         p.op_args, "", autograd_function, patched_now[0] if patched_now else "",
         tuple(patched_now) if patched_now else (), taken_over, phase, forward_event, operands, p.integer, p.sparse,
+        "",
     )
 
 
@@ -554,9 +555,17 @@ class _Mode(TorchDispatchMode):
         tensors = op_tensors(args, kwargs)
         inputs = CallInputs(tensors, [size_now(t) for t in tensors], None)
         if not isinstance(func, HigherOrderOperator):  # (those have no decomposition, only kernels)
+            events = self.recorder.rec.events
+            first = len(events)
             with self:
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
+                # A composite operator reaches the mode only where autograd did not decompose it
+                # (inside torch.inference_mode): a dispatch-mode counter sees it whole. The
+                # outermost one is named (a pending optimizer event is None until placed).
+                name = self.recorder.operator(func).name
+                events[first:] = [e if e is None else dataclasses.replace(e, decomposed_from=name)
+                                  for e in events[first:]]
                 return decomposed
         traced = self._trace_kernel(func, args, kwargs, inputs)
         if traced is not _NOT_TRACED:
@@ -652,7 +661,8 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
                            if not isinstance(m, torch.jit.ScriptModule))  # which refuse hooks (and their counters')
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
-        with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch), \
+        graph_code = bool(patch) and holds_graph_code(model)
+        with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch, graph_code), \
                 tracking_autograd_functions(recorder), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
             warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)

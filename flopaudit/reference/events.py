@@ -98,6 +98,12 @@ class OpEvent:
     sparse: bool = False
     """A tensor input is sparse: the reference prices its stored elements (``_nnz()``); counters
     that read shapes only price it as if it were dense."""
+    decomposed_from: str = ""
+    """The operator this one is part of, where the recorder received that operator whole
+    and decomposed it ('' if none): a composite operator (``aten.conv2d``,
+    ``aten.layer_norm``) reaches a dispatch mode whole only where autograd did not
+    decompose it (inside ``torch.inference_mode``), and a dispatch-mode counter that does
+    not decompose it sees that operator, not this one."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""

@@ -208,11 +208,15 @@ def traced_call_sites(*paths: str) -> tuple[str, ...]:
     ``torch._C._nn.scaled_dot_product_attention``, ``torch.einsum`` as
     ``torch.functional.einsum``, past a patch of the other name. A JIT trace and
     torch.profiler see the same operator either way, so their rulesets, which price the
-    Python call, patch both names. (A counter that patches the names itself, such as
-    calflops, does not see a call through the other one: its ruleset lists one name.)"""
+    Python call, patch both names; the second only for a model holding a graph module
+    (:data:`~flopaudit.reference.patching.GRAPH_CODE_NAMES` says why). (A counter that
+    patches the names itself, such as calflops, does not see a call through the other one:
+    its ruleset lists one name.)"""
     import importlib
 
     from torch.fx.node import _get_qualified_name
+
+    from flopaudit.reference.patching import GRAPH_CODE_NAMES
 
     out: list[str] = []
     for path in paths:
@@ -225,8 +229,10 @@ def traced_call_sites(*paths: str) -> tuple[str, ...]:
             same = getattr(importlib.import_module(home), attr, None) is obj
         except (ImportError, AttributeError, RuntimeError, ValueError):  # a method, a path of another version
             continue
-        if same:
+        if same and site != path:
             out.append(site)
+            if site not in paths:
+                GRAPH_CODE_NAMES.add(site)
     return tuple(dict.fromkeys(out))
 
 
@@ -392,6 +398,9 @@ class EventRule:
     traced: bool | None = None
     """Match on whether the event ran inside a formula-less custom op's Python
     kernel (``OpEvent.traced_from``)."""
+    decomposed: bool | None = None
+    """Match on whether the event is part of an operator the recorder received whole and
+    decomposed (``OpEvent.decomposed_from``)."""
     autograd_function: bool | None = None
     """Match on whether the event ran inside a custom ``autograd.Function``'s
     ``forward`` (``OpEvent.autograd_function``)."""
@@ -424,6 +433,8 @@ class EventRule:
         if self.supported is not None and e.supported != self.supported:
             return False
         if self.traced is not None and bool(e.traced_from) != self.traced:
+            return False
+        if self.decomposed is not None and bool(e.decomposed_from) != self.decomposed:
             return False
         if self.autograd_function is not None and bool(e.autograd_function) != self.autograd_function:
             return False

@@ -15,7 +15,10 @@ autograd on after ``model.eval()``, so the ruleset sets ``grad_enabled`` and
 ``eval_mode`` (a train-mode model is recorded for it in eval mode).
 A formula-less ``torch.library`` custom op is one opaque operator to
 ptflops: the operators its Python kernel dispatches (which the reference
-traces) count 0.
+traces) count 0. So is a composite operator that reaches the mode whole
+(inside ``torch.inference_mode``, where autograd does not decompose
+``aten.conv2d`` or ``aten.layer_norm``): ptflops runs it without looking
+inside, the reference decomposes it (``OpEvent.decomposed_from``).
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ def ptflops_aten_conv(e: OpEvent) -> int:
 EVENT_RULES: tuple[EventRule, ...] = (
     EventRule("zero", traced=True, kind=CauseKind.UNSUPPORTED,
               reason="custom op without a ptflops rule: one opaque operator, its kernel's ops unseen"),
+    EventRule("zero", decomposed=True, kind=CauseKind.UNSUPPORTED,
+              reason="an operator its dispatch mode receives whole, without a handler (inside torch.inference_mode "
+              "autograd does not decompose aten.conv2d, aten.layer_norm...): what it runs counts 0"),
     EventRule("ptflops_aten.matmul", op="aten.mm", reason="mm priced prod(a.shape)·b[-1]"),
     EventRule("ptflops_aten.matmul", op="aten.matmul", reason="matmul priced prod(a.shape)·b[-1]"),
     EventRule("ptflops_aten.addmm", op="aten.addmm", reason="counts Linear/addmm bias (one per output element)"),

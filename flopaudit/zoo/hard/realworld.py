@@ -615,6 +615,24 @@ class InferenceModeTeacher(nn.Module):
         return ((s - t.clone()) ** 2).sum()
 
 
+class InferenceModeBackbone(nn.Module):
+    """A frozen conv backbone run inside ``torch.inference_mode()`` (Conv2d(3, 8, 3), BatchNorm2d,
+    ReLU, GroupNorm(2, 8), global average pool) and a Linear(8, 4) head outside: there autograd
+    does not decompose ``aten.conv2d``, ``aten.batch_norm`` or ``aten.group_norm``, so a dispatch
+    mode receives them whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.GroupNorm(2, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            features = self.backbone(x)
+        return self.head(features.clone())
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -641,6 +659,17 @@ def cases() -> list[ModelCase]:
             "its output by an (8, 8) matrix inside torch.inference_mode(), a Linear(16, 8) student outside, on "
             "(4, 6, 16): under inference mode "
             "F.linear and torch.matmul reach a dispatch mode whole, not as the mm/addmm autograd splits them into",
+        ),
+        hard_case(
+            "inference-mode-backbone",
+            InferenceModeBackbone,
+            randn_inputs((2, 3, 8, 8)),
+            {"conv", "norm", "linear"},
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 4,  # conv N x Cout x H x W x Cin x 3 x 3 + head
+            expected_params=8 * 3 * 3 * 3 + 8 + 2 * 8 + 2 * 8 + 8 * 4 + 4,
+            description="a frozen backbone (Conv2d(3, 8, 3), BatchNorm2d, ReLU, GroupNorm(2, 8), global pool) "
+            "inside torch.inference_mode() and a Linear(8, 4) head outside, on (2, 3, 8, 8): there a dispatch "
+            "mode receives aten.conv2d, aten.batch_norm and aten.group_norm whole",
         ),
         hard_case(
             "pruned-conv-linear",
