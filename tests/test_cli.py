@@ -212,6 +212,17 @@ def test_meta_failure_words_name_every_value_shaped_operator() -> None:
         "aten::_fft_r2c: attempted to run this operator with Meta tensors, but there was no fake impl"))
 
 
+def test_a_forward_that_differentiates_is_counted_with_autograd_on(tmp_path: Path) -> None:
+    assert main(["run", "--models", "user_models:forces", "--input-shape", "4,3", "--backends", "reference", "thop",
+                 "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
+    results = {r["backend"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
+    reference = results["reference"]
+    # energy: 4 x (3 x 16 + 16 x 1); its gradient by the positions: 4 x (1 x 16 + 16 x 3), no weight gradients
+    assert reference["status"] == "ok" and reference["macs"] == 4 * (3 * 16 + 16) + 4 * (16 + 16 * 3)
+    assert any("differentiates" in w for w in reference["warnings"])
+    assert results["thop"]["status"] == "error"  # it runs the model under torch.no_grad(), as outside flopaudit
+
+
 def test_meta_says_a_failure_there_may_be_the_input_or_a_meta_kernel(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = _error_line(capsys, ["run", "--models", "user_models:train_only_head", "--input-shape", "3,5", "--meta",

@@ -371,3 +371,31 @@ def test_train_mode_dropout_is_one_node_in_a_trace() -> None:
     report = _report("dropout-train")
     cell = _cell(report, "dropout-train", "torchprofile")
     assert cell.backend_macs == 4 * 16 * 16 and cell.difference == 0
+
+
+def test_a_forward_runs_with_autograd_only_where_it_differentiates() -> None:
+    from flopaudit.grad_forward import without_grad_if_it_runs
+
+    tried: list[bool] = []
+
+    def differentiates(no_grad: bool) -> str:
+        tried.append(no_grad)
+        x = torch.ones(2, requires_grad=True)
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            torch.autograd.grad((x * x).sum(), x)
+        return "ran"
+
+    assert without_grad_if_it_runs(differentiates) == ("ran", True) and tried == [True, False]
+    assert without_grad_if_it_runs(lambda no_grad: "ran") == ("ran", False)
+
+    def broken(no_grad: bool) -> None:
+        raise ValueError("model bug")
+
+    with pytest.raises(ValueError, match="model bug"):  # not autograd's: not tried again
+        without_grad_if_it_runs(broken)
+
+    def fails_both_ways(no_grad: bool) -> None:
+        raise RuntimeError("element 0 of tensors does not require grad" if no_grad else "another failure")
+
+    with pytest.raises(RuntimeError, match="does not require grad"):  # the first failure is told
+        without_grad_if_it_runs(fails_both_ways)

@@ -102,6 +102,26 @@ def positive_mean() -> nn.Module:
     return _PositiveMean()
 
 
+class _Forces(nn.Module):
+    """An interatomic potential in miniature: energy = Linear(3, 16), tanh, Linear(16, 1), summed;
+    the forward returns the forces, minus the energy's gradient by the positions
+    (``torch.autograd.grad`` inside the forward: it fails under ``torch.no_grad()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.energy = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        positions = positions.detach().requires_grad_(True)
+        energy = self.energy(positions).sum()
+        (grad,) = torch.autograd.grad(energy, positions, create_graph=self.training)
+        return -grad
+
+
+def forces() -> nn.Module:
+    return _Forces()
+
+
 class _CPUPositions(nn.Module):
     """Adds position indices made with ``torch.arange(n)`` (no ``device=``: on the CPU), as XLNet
     builds its relative positions."""

@@ -68,12 +68,14 @@ class ReferenceAdapter(Adapter):
         return {"ruleset": "canonical"}  # a training step runs with autograd on
 
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
+        from flopaudit.grad_forward import GRAD_FORWARD_NOTE, without_grad_if_it_runs
         from flopaudit.reference import count
 
         lazy = lazy_classes(model)
         # on a copy: predict_backends records its passes from the inputs as given
-        result = count(model, inputs.fresh(), ruleset="canonical", no_grad=True)
-        notes: list[str] = []
+        result, grad = without_grad_if_it_runs(
+            lambda no_grad: count(model, inputs.fresh(), ruleset="canonical", no_grad=no_grad))
+        notes: list[str] = [GRAD_FORWARD_NOTE] if grad else []
         return raw_count(result, predict_backends(model, inputs, result, lazy, notes), notes)
 
     def _count_train(self, model: nn.Module, inputs: ModelInputs, step: Pass) -> RawCount:

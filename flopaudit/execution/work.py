@@ -87,14 +87,22 @@ def name_memory_error(result: CountResult, max_memory_gb: float | None) -> Count
     return result
 
 
-def _time_forward(model: nn.Module, inputs: ModelInputs, device: str = "cpu") -> tuple[float, Any]:
-    """Seconds one forward pass takes, and its output."""
-    start = time.perf_counter()
-    with torch.no_grad():
-        output = model(*inputs.args, **inputs.kwargs)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, output
+def _time_forward(model: nn.Module, inputs: ModelInputs, device: str = "cpu") -> tuple[float, Any, bool]:
+    """Seconds one forward pass takes, its output, and whether it needed autograd (it
+    differentiates: :mod:`flopaudit.grad_forward`; else it runs under ``no_grad``)."""
+    from flopaudit.grad_forward import without_grad_if_it_runs
+
+    def run(no_grad: bool) -> tuple[float, Any]:
+        given = inputs.fresh()
+        start = time.perf_counter()
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            output = model(*given.args, **given.kwargs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, output
+
+    (seconds, output), grad = without_grad_if_it_runs(run)
+    return seconds, output, grad
 
 
 def place(model: nn.Module, inputs: ModelInputs, device: str, dtype: str) -> tuple[nn.Module, ModelInputs]:
@@ -186,7 +194,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         with compiled_code_eager():  # as every count runs it (flopaudit.eager)
             if settings.strict_inputs:
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
-            forward_s, output = _time_forward(model, inputs.fresh(), settings.device)
+            forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -134,9 +134,14 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
     whatever the inputs: the error says so instead of blaming the inputs; any
     other failure there says it may be the input or a meta kernel.
     """
+    from flopaudit.grad_forward import without_grad_if_it_runs
+
+    def run(no_grad: bool) -> None:
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            model(*inputs.fresh().args, **inputs.fresh().kwargs)
+
     try:
-        with torch.no_grad():
-            model(*inputs.args, **inputs.kwargs)
+        without_grad_if_it_runs(run)  # (a forward that differentiates runs with autograd on)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if meta:
