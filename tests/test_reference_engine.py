@@ -483,3 +483,17 @@ def test_names_graph_code_calls_are_patched_only_for_graph_modules() -> None:
     calls = [e.op for e in record(_FunctionalAttention(), (x,), patch=MATMUL_CALLS).events if e.op.startswith("py:")]
     assert calls == ["py:torch.nn.functional.linear"] * 3
     assert torch._C._nn.linear is original
+
+
+def test_an_operator_with_a_kernel_for_every_backend_is_counted_through_it() -> None:
+    """PyTorch's quantized_decomposed operators (a PT2E-quantized graph's quantize/dequantize) are
+    Python kernels registered as CompositeExplicitAutograd: their multiplies and adds are recorded."""
+    from flopaudit.zoo.hard.custom import QuantDequantLinear
+
+    rec = record(QuantDequantLinear(), (torch.randn(4, 16),))
+    assert set(rec.traced) == {"quantized_decomposed.quantize_per_tensor.default",
+                               "quantized_decomposed.dequantize_per_tensor.default",
+                               "quantized_decomposed.dequantize_per_channel.default"}
+    inner = [e for e in rec.events if e.traced_from]
+    assert inner and all(e.supported for e in rec.events)
+    assert sum(e.extra_flops for e in inner if e.op.startswith("aten.mul")) >= 4 * 16 + 8 * 16

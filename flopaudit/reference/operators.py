@@ -167,7 +167,10 @@ def run(func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
 def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | None:
     """The Python kernel of a ``torch.library.custom_op`` for the inputs' device, or a
     higher-order operator's dense implementation (``flex_attention``'s math attention:
-    what eager mode runs on the CPU), if any."""
+    what eager mode runs on the CPU), or the kernel another library's operator has for
+    every backend (``CompositeExplicitAutograd``: PyTorch's ``quantized_decomposed``
+    quantize/dequantize operators of a PT2E-quantized graph are Python functions
+    registered so), if any."""
     if isinstance(func, torch._ops.HigherOrderOperator):
         return func.py_kernels.get(torch._C.DispatchKey.CompositeExplicitAutograd)
     if not isinstance(func, torch._ops.OpOverload) or func.namespace in ("aten", "prims", "prim", "_c10d_functional"):
@@ -175,13 +178,25 @@ def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | 
     try:
         from torch._library.custom_ops import OPDEFS
     except ImportError:  # pragma: no cover - older torch
-        return None
+        OPDEFS = {}  # noqa: N806
     opdef = OPDEFS.get(f"{func.namespace}::{func._opname}")
     if opdef is None:
-        return None
+        return _composite_kernel(func)
     device = next((t.device.type for t in iter_tensors((args, kwargs))), None)
     backends = getattr(opdef, "_backend_fns", {})
     return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
+
+
+def _composite_kernel(func: Any) -> Callable[..., Any] | None:
+    """``func``'s ``CompositeExplicitAutograd`` kernel, called directly, if it has one:
+    made of other operators, which the mode then sees."""
+    key = torch._C.DispatchKey.CompositeExplicitAutograd
+    try:
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key):
+            return None
+    except RuntimeError:
+        return None
+    return functools.partial(func._op_dk, key)
 
 
 __all__ = ["META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]

@@ -1,6 +1,7 @@
 """Hard cases whose work hides from module hooks: functional math in a custom
-module, a custom ``torch.autograd.Function``, a ``torch.library`` custom op
-and a weight whose tensor subclass runs ``F.linear`` its own way.
+module, a custom ``torch.autograd.Function``, a ``torch.library`` custom op,
+a weight whose tensor subclass runs ``F.linear`` its own way, and the
+quantize/dequantize operators of a PT2E-quantized graph.
 
 Canonical MACs are the contractions the code performs (``F.linear``,
 ``torch.matmul``, ``einsum``, ``mm``), whatever wraps them.
@@ -161,6 +162,32 @@ class CustomOpModel(nn.Module):
         return self.head(scaled_matmul(x, self.weight, 0.5))
 
 
+class QuantDequantLinear(nn.Module):
+    """A Linear(16, 8) as a PT2E-quantized graph (``convert_pt2e``) runs it: the input quantized
+    to uint8 and dequantized again, the int8 weight (a buffer) dequantized per output row, then
+    ``F.linear`` in float32. The quantize/dequantize operators are PyTorch's own
+    ``quantized_decomposed`` operators: Python functions registered for every backend
+    (``CompositeExplicitAutograd``), a multiply, add, round and clamp per element."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import torch.ao.quantization.fx._decomposed  # noqa: F401 - registers torch.ops.quantized_decomposed
+
+        w = torch.randn(8, 16)
+        scale = w.abs().amax(dim=1) / 127
+        self.register_buffer("qweight", torch.round(w / scale[:, None]).to(torch.int8))
+        self.register_buffer("scale", scale)
+        self.register_buffer("zero_point", torch.zeros(8, dtype=torch.int64))
+        self.bias = nn.Parameter(torch.zeros(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ops = torch.ops.quantized_decomposed
+        q = ops.quantize_per_tensor(x, 0.05, 128, 0, 255, torch.uint8)
+        x = ops.dequantize_per_tensor(q, 0.05, 128, 0, 255, torch.uint8)
+        w = ops.dequantize_per_channel(self.qweight, self.scale, self.zero_point, 0, -128, 127, torch.int8)
+        return F.linear(x, w, self.bias)
+
+
 def cases() -> list[ModelCase]:
     return [
         hard_case(
@@ -195,6 +222,17 @@ def cases() -> list[ModelCase]:
             "subclass, as torchao's weight-only int8 quantization holds them: its __torch_function__ runs "
             "F.linear as torch.mm of the input and the int8 values, times the per-row scales, plus the bias "
             "in place, so no aten::linear runs",
+        ),
+        hard_case(
+            "quant-dequant-linear",
+            QuantDequantLinear,
+            randn_inputs((4, 16)),
+            {"custom", "torch-library", "linear"},
+            expected_macs=4 * 16 * 8,  # F.linear on the dequantized input and weight
+            expected_params=8,  # the bias: the int8 weight, its scales and zero points are buffers
+            description="Linear(16, 8) as a PT2E-quantized graph runs it, on (4, 16): the input quantized to uint8 "
+            "and back, the int8 weight dequantized per row (PyTorch's quantized_decomposed operators, Python "
+            "kernels registered for every backend), then F.linear in float32",
         ),
         hard_case(
             "custom-torch-library-op",
