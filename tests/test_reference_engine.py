@@ -331,6 +331,20 @@ def test_buffers_written_in_the_pass_are_put_back() -> None:
     assert not torch.equal(model.mean, before["mean"]) and int(model.calls) == 1
 
 
+@pytest.mark.parametrize("pass_", ["inference", "train"])
+def test_parameters_written_in_the_pass_are_put_back(pass_: str) -> None:
+    # nn.Embedding(max_norm=...) renormalises the rows it looks up in place (through weight.detach())
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4, max_norm=0.5), nn.Flatten(), nn.Linear(12, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([[1, 2, 3], [3, 4, 5]])
+    count(model, ids, pass_=pass_)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model(ids)  # the same pass outside the counter does change the weight: the test can fail
+    assert not torch.equal(model[0].weight, before["0.weight"])
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

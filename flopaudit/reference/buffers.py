@@ -1,4 +1,4 @@
-"""Putting back the buffer values a recorded pass writes to."""
+"""Putting back the buffer and parameter values a recorded pass writes to."""
 
 from __future__ import annotations
 
@@ -13,22 +13,25 @@ from flopaudit.reference.tensors import tensors_in
 class BufferGuard:
     """Puts back the values of the model's buffers that the pass writes to
     (a train-mode BatchNorm's running statistics, ``num_batches_tracked``, a
-    cache). A buffer is copied only when an operator is about to write to its
-    storage, so a pass that writes none (eval mode) copies nothing. Meta and
-    fake buffers hold no values and are not guarded."""
+    cache), and of its parameters (``nn.Embedding(max_norm=...)`` renormalises
+    the rows it looks up in place, in every forward pass, through
+    ``weight.detach()``). A tensor is copied only when an operator is about to
+    write to its storage, so a pass that writes none copies nothing; the
+    parameters' storages are looked up once an operator writes to a tensor
+    that is not a buffer's. Meta and fake tensors hold no values and are not
+    guarded."""
 
-    def __init__(self, buffers: Sequence[torch.Tensor]) -> None:
-        from torch._subclasses.fake_tensor import FakeTensor
-
-        self.by_storage: dict[int, list[torch.Tensor]] = {}
-        """Buffers not copied yet, by the address of their storage."""
-        for b in buffers:
-            if b.is_meta or isinstance(b, FakeTensor):
-                continue
-            ptr = _storage_ptr(b)
-            if ptr:
-                self.by_storage.setdefault(ptr, []).append(b)
+    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = ()) -> None:
+        self.by_storage: dict[int, list[torch.Tensor]] = _by_storage(buffers)
+        """Buffers (and, once looked up, parameters) not copied yet, by the address of their storage."""
+        self.params: Sequence[torch.Tensor] | None = params or None
+        """The parameters, until their storages are looked up."""
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def guarding(self) -> bool:
+        """Whether a write may still need a copy (a tensor not copied yet)."""
+        return bool(self.by_storage) or self.params is not None
 
     def before(self, facts: OperatorFacts, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Copy the buffers an operator call is about to write to (its ``Tensor(a!)``
@@ -43,8 +46,12 @@ class BufferGuard:
             for t in tensors_in(argument(place, args, kwargs)):
                 if t.device.type == "meta":
                     continue
-                buffers = self.by_storage.pop(_storage_ptr(t), None)
-                for b in buffers or ():
+                ptr = _storage_ptr(t)
+                if self.params is not None and ptr not in self.by_storage:
+                    for key, params in _by_storage(self.params).items():
+                        self.by_storage.setdefault(key, []).extend(params)
+                    self.params = None
+                for b in self.by_storage.pop(ptr, None) or ():
                     self.saved.append((b, b.detach().clone()))
 
     def restore(self) -> None:
@@ -56,10 +63,24 @@ class BufferGuard:
                     b.detach_()
 
 
+def _by_storage(tensors: Sequence[torch.Tensor]) -> dict[int, list[torch.Tensor]]:
+    """``tensors`` by the address of their storage (meta and fake ones left out)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    out: dict[int, list[torch.Tensor]] = {}
+    for t in tensors:
+        if t.is_meta or isinstance(t, FakeTensor):
+            continue
+        ptr = _storage_ptr(t)
+        if ptr:
+            out.setdefault(ptr, []).append(t)
+    return out
+
+
 def _storage_ptr(t: torch.Tensor) -> int:
     try:
         return int(t.untyped_storage().data_ptr())
-    except (RuntimeError, NotImplementedError, TypeError):
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):  # (ValueError: a lazy module's, unset)
         return 0
 
 

@@ -141,7 +141,7 @@ class _Recorder:
         self.thread = threading.get_ident()
         self.facts: dict[Any, OperatorFacts] = {}
         """Operator facts, each looked up once per recording."""
-        self.buffers = BufferGuard(self.tree.buffers)
+        self.buffers = BufferGuard(self.tree.buffers, self.tree.params)
         self.module_facts: dict[int, ModuleFacts] = {}
         """Each module's facts, read once per recording (see :meth:`finish`)."""
         self.read_facts = FactsReader()
@@ -535,7 +535,7 @@ class _Mode(TorchDispatchMode):
         if rec.links is not None and rec.links.pending is not None:
             rec.links.settle()  # the previous operator's output has its autograd node by now
         try:
-            if facts.writes and rec.buffers.by_storage and not rec.stepping_optimizer:
+            if facts.writes and rec.buffers.guarding and not rec.stepping_optimizer:
                 rec.buffers.before(facts, args, kwargs)  # (an optimizer step writes to its stand-ins only)
             if facts.query or rec.rule_depth:
                 return func(*args, **kwargs)

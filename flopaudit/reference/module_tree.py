@@ -24,6 +24,8 @@ class ModuleTree:
     """``id(module) -> names`` for modules reachable by more than one path."""
     buffers: list[torch.Tensor]
     """Every buffer, once."""
+    params: list[torch.Tensor] = field(default_factory=list)
+    """Every parameter, once."""
     wrappers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """``id(module) -> paths`` of the ``torch.compile`` wrappers around it, for the
     modules a wrapper wraps (see :func:`compile_wrapped`)."""
@@ -37,6 +39,7 @@ def walk(model: nn.Module) -> ModuleTree:
     names: dict[int, list[str]] = {}
     leaf: dict[int, bool] = {}
     buffers: dict[int, torch.Tensor] = {}
+    params: dict[int, torch.Tensor] = {}
     wrappers: list[tuple[str, nn.Module]] = []
     todo: list[tuple[str, nn.Module, Any]] = [("", model, None)]  # (name, module, ancestors as (id, parent's))
     while todo:
@@ -54,6 +57,9 @@ def walk(model: nn.Module) -> ModuleTree:
             for b in module._buffers.values():
                 if b is not None:
                     buffers.setdefault(id(b), b)
+            for p in module._parameters.values():
+                if p is not None:
+                    params.setdefault(id(p), p)
         children = _named_children(module)
         leaf[key] = not children
         inner = (key, ancestors)
@@ -64,6 +70,7 @@ def walk(model: nn.Module) -> ModuleTree:
         leaf=leaf,
         aliases={k: tuple(v) for k, v in names.items() if len(v) > 1},
         buffers=list(buffers.values()),
+        params=list(params.values()),
         wrappers=compile_wrapped(wrappers),
     )
 
