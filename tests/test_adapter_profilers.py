@@ -380,6 +380,10 @@ COMPOSITE = {
     "torch.kron": lambda h, y: torch.kron(h[:2, :2], y[:2, :2]),
     "torch.linalg.multi_dot": lambda h, y: torch.linalg.multi_dot([h, y.T, h]),
     "torch.linalg.matrix_power": lambda h, y: torch.linalg.matrix_power(h.reshape(2, 4, 4), 3),
+    # an audio front end's spectrogram: the window multiply and the overlap-add around the FFT
+    "torch.stft": lambda h, y: torch.stft(h, 4, 2, window=torch.hann_window(4), return_complex=True).abs(),
+    "Tensor.istft": lambda h, y: torch.stft(h, 4, 2, window=torch.hann_window(4), return_complex=True)
+    .istft(4, 2, window=torch.hann_window(4), length=8),
 }
 
 

@@ -135,7 +135,8 @@ TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_ima
 #: fvcore nor torchprofile has a handler for, where a dispatch mode sees what
 #: they decompose into: multiplies and means (RMS norm, cosine similarity,
 #: losses built from distances, the mean absolute error, trapezoid), products (tensordot, inner,
-#: outer, kron, multi_dot, matrix_power).
+#: outer, kron, multi_dot, matrix_power), short-time Fourier transforms (stft, istft: the
+#: window multiply and the overlap-add around the FFT).
 UNHANDLED_COMPOSITE_CALLS = traced_call_sites(
     "torch.rms_norm", "torch.nn.functional.rms_norm",
     "torch.cosine_similarity", "torch.nn.functional.cosine_similarity",
@@ -146,10 +147,13 @@ UNHANDLED_COMPOSITE_CALLS = traced_call_sites(
     "torch.tensordot", "torch.inner", "torch.Tensor.inner", "torch.outer", "torch.Tensor.outer", "torch.ger",
     "torch.Tensor.ger", "torch.kron", "torch.Tensor.kron", "torch.linalg.multi_dot", "torch.chain_matmul",
     "torch.linalg.matrix_power", "torch.matrix_power", "torch.Tensor.matrix_power",
-    *aten_calls("rms_norm", "cosine_similarity", "tensordot", "inner", "outer", "kron", "matrix_power", "l1_loss"),
+    "torch.stft", "torch.Tensor.stft", "torch.istft", "torch.Tensor.istft",
+    *aten_calls("rms_norm", "cosine_similarity", "tensordot", "inner", "outer", "kron", "matrix_power", "l1_loss",
+                "stft", "istft"),
 )
 R_UNHANDLED_COMPOSITE = ("one node in the trace without a handler (rms_norm, cosine_similarity, tensordot, inner, "
-                         "outer, kron, multi_dot, matrix_power, distance losses...): what it decomposes into counts 0")
+                         "outer, kron, multi_dot, matrix_power, distance losses, stft...): what it decomposes into "
+                         "counts 0")
 #: Their tensor inputs computed in Python (the pasted boxes): a plain pass reads
 #: them with ``int()``, the scripted loop takes them as tensors, so the trace keeps them.
 TRACE_CONSUMED_CALLS = ("torchvision.models.detection.roi_heads.expand_boxes",)

@@ -595,6 +595,26 @@ class GroupedExperts(nn.Module):
         return out.view(-1, 2, 16).sum(1).view(x.shape)
 
 
+class LogMelFrontEnd(nn.Module):
+    """An audio classifier's front end as speech models compute it: ``torch.stft`` of the
+    waveform (n_fft 64, hop 16, a Hann window), the power spectrum, an (8, 33) mel filter bank
+    applied with ``@``, a log, then Conv1d(8, 16, 3), ReLU, a mean over time and
+    Linear(16, 4). A JIT trace holds the STFT as one ``aten::stft`` node, where a dispatch mode
+    sees the window multiply and the FFT it decomposes into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(64))
+        self.register_buffer("mel", torch.rand(8, 33))
+        self.conv = nn.Conv1d(8, 16, 3, padding=1)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wav, 64, 16, window=self.window, return_complex=True)
+        mel = torch.log(self.mel @ (spec.abs() ** 2) + 1e-6)
+        return self.head(torch.relu(self.conv(mel)).mean(-1))
+
+
 class InferenceModeTeacher(nn.Module):
     """Distillation as it is written with a frozen teacher: the teacher (Linear(16, 32), ReLU,
     Linear(32, 8)) and a projection of its output (``torch.matmul`` of the (4, 6, 8) logits with a
@@ -646,6 +666,19 @@ def cases() -> list[ModelCase]:
             description="in train mode an auxiliary head runs beside the main one (GoogLeNet, Inception v3); "
             "counters that call model.eval() themselves (thop, ptflops) leave it out. Given in train mode, on (4, 16)",
             train=True,
+        ),
+        hard_case(
+            "stft-log-mel",
+            LogMelFrontEnd,
+            randn_inputs((2, 1600)),
+            {"conv", "linear", "functional", "matmul"},
+            # 101 frames (1600 / 16 + 1): mel 2 x 8 x 33 x 101 + conv 2 x 16 x 101 x 8 x 3 + head 2 x 16 x 4;
+            # the FFT is extra FLOPs, not multiply-accumulates of a product
+            expected_macs=2 * 8 * 33 * 101 + 2 * 16 * 101 * 8 * 3 + 2 * 16 * 4,
+            expected_params=16 * 8 * 3 + 16 + 16 * 4 + 4,
+            description="a log-mel front end on a (2, 1600) waveform: torch.stft (n_fft 64, hop 16, Hann window), "
+            "power, an (8, 33) mel bank by @, log, Conv1d(8, 16, 3), ReLU, mean over time, Linear(16, 4): a "
+            "trace holds the STFT as one aten::stft node",
         ),
         hard_case(
             "inference-mode-teacher",
