@@ -108,6 +108,16 @@ def test_cost_option_mistakes_exit_2_with_one_line(capsys: pytest.CaptureFixture
 
 
 # -- measuring in this process --------------------------------------------------------------
+def test_a_forward_that_differentiates_is_measured_with_autograd_on() -> None:
+    from user_models import forces
+
+    from flopaudit.grad_forward import GRAD_FORWARD_NOTE
+
+    c = measure_cost(forces(), torch.randn(4, 3), QUICK, name="forces")
+    assert c.status is Status.OK and c.macs == 4 * (3 * 16 + 16) + 4 * (16 + 16 * 3)  # the energy and its gradient
+    assert GRAD_FORWARD_NOTE in c.notes and len(c.samples_ns) == QUICK.reps
+
+
 def test_per_layer_bytes_and_flops_by_hand() -> None:
     """Linear(64, 32) on (4, 64): addmm reads bias 32, input 4x64 and weight 64x32 floats (its transpose
     is a view: no bytes) and writes 4x32; 4x64x32 MACs plus 4x32 bias adds. ReLU reads and writes 4x32."""

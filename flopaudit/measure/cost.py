@@ -102,6 +102,7 @@ def layer_costs(events: Any, own_ns: dict[str, int], calls: dict[str, int]) -> t
 def measure_cost(model: nn.Module, inputs: Any, request: CostRequest | None = None, *,
                  name: str = "model") -> ModelCost:
     """Measure ``model(*inputs)`` (see the module docstring); the model is left as it was."""
+    from flopaudit.grad_forward import GRAD_FORWARD_NOTE, without_grad_if_it_runs
     from flopaudit.measure.memory import peak_memory
     from flopaudit.measure.timing import time_passes
     from flopaudit.reference import count
@@ -109,14 +110,17 @@ def measure_cost(model: nn.Module, inputs: Any, request: CostRequest | None = No
     request = request or CostRequest()
     inputs = ModelInputs.coerce(inputs)
     device, dtype = placement(model, inputs)
-    passes, (peak, method) = time_passes(
+    # the first warm-up pass reads the peak memory, and tells whether the forward needs autograd
+    (peak, method), grad = without_grad_if_it_runs(
+        lambda no_grad: peak_memory(model, inputs.fresh(), device, no_grad=no_grad))
+    passes, _ = time_passes(
         model, inputs, warmup=max(1, request.warmup), reps=request.reps, layer_passes=request.layer_passes,
-        device=device, first=lambda: peak_memory(model, inputs.fresh(), device))
-    reference = count(model, inputs.fresh())
+        device=device, first=lambda: None, no_grad=not grad)
+    reference = count(model, inputs.fresh(), no_grad=not grad)
     layers, unattributed = layer_costs(reference.events, passes.layer_ns, passes.layer_calls) \
         if request.layer_passes else ((), 0)
     ceilings = ceilings_for(device, dtype) if request.ceilings else None
-    notes = tuple(reference.notes)
+    notes = tuple(reference.notes) + ((GRAD_FORWARD_NOTE,) if grad else ())
     if reference.unsupported:
         ops = ", ".join(sorted(reference.unsupported))
         notes += (f"operators without a formula count 0 FLOPs : {ops}",)

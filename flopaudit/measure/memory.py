@@ -66,19 +66,21 @@ class _LiveStorages(TorchDispatchMode):
         return out
 
 
-def peak_memory(model: nn.Module, inputs: ModelInputs, device: torch.device) -> tuple[int, str]:
-    """(peak bytes, how they were read) of one forward pass under ``no_grad``."""
+def peak_memory(model: nn.Module, inputs: ModelInputs, device: torch.device, no_grad: bool = True) -> tuple[int, str]:
+    """(peak bytes, how they were read) of one forward pass under ``no_grad`` (with autograd
+    on for a forward that differentiates: :mod:`flopaudit.grad_forward`)."""
     gc.collect()
+    grad_mode = torch.no_grad() if no_grad else torch.enable_grad()
     if device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        with torch.no_grad():
+        with grad_mode:
             model(*inputs.args, **inputs.kwargs)
         synchronize(device)
         return int(torch.cuda.max_memory_allocated(device)), CUDA_METHOD
     resident = [*model.parameters(), *model.buffers(), *inputs.tensors()]
     mode = _LiveStorages(resident)
-    with torch.no_grad(), mode:
+    with grad_mode, mode:
         out = model(*inputs.args, **inputs.kwargs)
     del out
     return int(mode.peak), STORAGE_METHOD
