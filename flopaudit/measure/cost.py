@@ -5,7 +5,8 @@ forked child of :func:`flopaudit.cost`, or the caller with isolation off).
 In order, on the model's device and dtype and the current torch threads:
 
 1. ``warmup`` untimed passes (at least one; the first measures the peak
-   memory: :func:`~flopaudit.measure.memory.peak_memory`), then ``reps``
+   memory, :func:`~flopaudit.measure.memory.peak_memory`, and tells whether
+   the forward needs autograd: :mod:`flopaudit.grad_forward`), then ``reps``
    timed forward passes and, among them, ``layer_passes`` passes with a
    timer at every module call (:func:`~flopaudit.measure.timing.time_passes`);
 2. one reference count (:func:`flopaudit.reference.count`, canonical
@@ -113,9 +114,9 @@ def measure_cost(model: nn.Module, inputs: Any, request: CostRequest | None = No
     # the first warm-up pass reads the peak memory, and tells whether the forward needs autograd
     (peak, method), grad = without_grad_if_it_runs(
         lambda no_grad: peak_memory(model, inputs.fresh(), device, no_grad=no_grad))
-    passes, _ = time_passes(
-        model, inputs, warmup=max(1, request.warmup), reps=request.reps, layer_passes=request.layer_passes,
-        device=device, first=lambda: None, no_grad=not grad)
+    passes = time_passes(
+        model, inputs, warmup=max(1, request.warmup) - 1, reps=request.reps, layer_passes=request.layer_passes,
+        device=device, no_grad=not grad)
     reference = count(model, inputs.fresh(), no_grad=not grad)
     layers, unattributed = layer_costs(reference.events, passes.layer_ns, passes.layer_calls) \
         if request.layer_passes else ((), 0)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,28 +132,24 @@ class Passes:
 
 
 def time_passes(model: nn.Module, inputs: ModelInputs, *, warmup: int, reps: int, layer_passes: int,
-                device: torch.device, first: Callable[[], Any] | None = None,
-                no_grad: bool = True) -> tuple[Passes, Any]:
+                device: torch.device, no_grad: bool = True) -> Passes:
     """``warmup`` untimed passes, then ``reps`` timed ones and ``layer_passes`` hooked ones, interleaved
     (spread evenly among the timed ones), so that both see the machine in the same state; under
     ``no_grad``, with the cyclic garbage collector paused, each on its own copy of ``inputs``
-    (:meth:`~flopaudit.inputs.ModelInputs.fresh`, made outside the timed span). ``first()``, when given, stands for the first
-    warm-up pass (an untimed pass that measures something else: the peak memory); its value is returned
-    with the passes. ``no_grad=False``: with autograd on, for a forward that differentiates
-    (:mod:`flopaudit.grad_forward`)."""
+    (:meth:`~flopaudit.inputs.ModelInputs.fresh`, made outside the timed span). ``no_grad=False``: with
+    autograd on, for a forward that differentiates (:mod:`flopaudit.grad_forward`)."""
     timer = _LayerTimer(model, device)
     hooked_at = {round((k + 1) * (reps + layer_passes) / (layer_passes + 1)) for k in range(layer_passes)} \
         if layer_passes else set()
     samples: list[int] = []
     per_pass: list[dict[str, int]] = []
     calls: dict[str, int] = {}
-    first_value = first() if first is not None else None
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         with torch.no_grad() if no_grad else torch.enable_grad():
-            for _ in range(warmup - (first is not None)):
+            for _ in range(warmup):
                 _forward(model, inputs.fresh())
             synchronize(device)
             for k in range(reps + layer_passes):
@@ -171,7 +166,7 @@ def time_passes(model: nn.Module, inputs: ModelInputs, *, warmup: int, reps: int
     finally:
         if was_enabled:
             gc.enable()
-    return Passes(tuple(samples), median_pass(per_pass), calls), first_value
+    return Passes(tuple(samples), median_pass(per_pass), calls)
 
 
 def median_pass(per_pass: list[dict[str, int]]) -> dict[str, int]:

@@ -137,8 +137,9 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
     from flopaudit.grad_forward import without_grad_if_it_runs
 
     def run(no_grad: bool) -> None:
+        given = inputs.fresh()  # (a second try starts from the inputs as given)
         with torch.no_grad() if no_grad else torch.enable_grad():
-            model(*inputs.fresh().args, **inputs.fresh().kwargs)
+            model(*given.args, **given.kwargs)
 
     try:
         without_grad_if_it_runs(run)  # (a forward that differentiates runs with autograd on)
