@@ -336,6 +336,14 @@ def composite_product(e: OpEvent) -> int:
     return 2 * e.macs
 
 
+def composite_product_rules(how: str) -> tuple[EventRule, ...]:
+    """The rules pricing :data:`COMPOSITE_PRODUCTS` events by :func:`composite_product`, for a
+    counter that sees the products such an operator runs (``how``: the way it sees them)."""
+    reason = ("F.linear/matmul run whole (inside torch.inference_mode, where autograd does not decompose "
+              f"them): {how} the mm/addmm/bmm they run = 2 x MACs; a 1-D operand (mv/dot) 0")
+    return tuple(EventRule("2*composite_product", op=op, reason=reason) for op in COMPOSITE_PRODUCTS)
+
+
 #: The event counters that are :func:`canonical_cost` counters: name -> (MAC scale, extra-FLOP scale).
 #: A ruleset pricing every event with one of them sees sums of the canonical cost, which
 #: :func:`flopaudit.reference.pricing.price` takes from its summary instead of pricing events again.

@@ -43,11 +43,11 @@ from flopaudit.records import CauseKind
 from flopaudit.reference.events import OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
-    COMPOSITE_PRODUCTS,
     QUANTIZED_RNN_OPS,
     R_SPARSE_AS_DENSE,
     EventRule,
     Ruleset,
+    composite_product_rules,
     event_counter,
     numel,
     register_ruleset,
@@ -83,8 +83,7 @@ TORCH_FLOP_COUNTER = Ruleset(
         *(EventRule("2*dense_product", op=op, sparse=True, reason=R_SPARSE_AS_DENSE)
           for op in FORMULA_OPS if op in ("aten.mm", "aten.addmm", "aten.bmm")),
         *(EventRule("2*macs", op=op, reason="2 x MACs (bias excluded)") for op in FORMULA_OPS),
-        *(EventRule("2*composite_product", op=op, reason="F.linear/matmul run whole (inside torch.inference_mode, where autograd does not decompose them): decomposed into the mm/addmm/bmm they run = 2 x MACs; a 1-D operand (mv/dot) 0")
-          for op in COMPOSITE_PRODUCTS),
+        *composite_product_rules("decomposed into"),
         EventRule("zero", category=Category.ATTENTION,
                   reason="SDPA CPU kernel has no formula (scaled_dot_product_attention counted 0)",
                   kind=CauseKind.UNSUPPORTED),

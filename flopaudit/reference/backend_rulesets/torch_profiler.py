@@ -36,12 +36,12 @@ from __future__ import annotations
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
-    COMPOSITE_PRODUCTS,
     QUANTIZED_RNN_OPS,
     R_SPARSE_AS_DENSE,
     EventRule,
     Ruleset,
     aten_calls,
+    composite_product_rules,
     event_counter,
     register_ruleset,
     string_padding,
@@ -223,8 +223,7 @@ TORCH_PROFILER = Ruleset(
                   reason=R_SPARSE_AS_DENSE + ", by the aten::addmm that aten::_sparse_addmm dispatches"),
         *(EventRule("2*macs", op=op, reason="mm/addmm/bmm/baddbmm = 2 x MACs (bias excluded)")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")),
-        *(EventRule("2*composite_product", op=op, reason="F.linear/matmul run whole (inside torch.inference_mode, where autograd does not decompose them): the profiler records the mm/addmm/bmm they run = 2 x MACs; a 1-D operand (mv/dot) 0")
-          for op in COMPOSITE_PRODUCTS),
+        *composite_product_rules("the profiler records"),
         *(EventRule("torch-profiler.first_numel", op=op,
                     reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")
           for op in ("aten.mul", "aten.add")),
