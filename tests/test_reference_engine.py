@@ -499,6 +499,29 @@ def test_names_graph_code_calls_are_patched_only_for_graph_modules() -> None:
     assert torch._C._nn.linear is original
 
 
+def test_names_a_model_module_imported_are_patched_for_trace_rulesets_only() -> None:
+    """``from torch import einsum`` binds torch's function in the model's module, past a patch of
+    torch.einsum: a trace sees the operator whatever its name, so the trace rulesets patch that
+    binding too (under its own path) and put it back; a ruleset of a counter that patches
+    torch.einsum itself does not list it, as that counter misses those calls."""
+    from flopaudit.reference.backend_rulesets.calflops import CALFLOPS
+    from flopaudit.reference.backend_rulesets.fvcore import EINSUM_CALLS, MATMUL_CALLS
+    from flopaudit.reference.patching import imported_names
+    from flopaudit.zoo.hard import structure
+
+    assert imported_names("torch.einsum") in EINSUM_CALLS and imported_names("torch.matmul") in MATMUL_CALLS
+    assert "torch.einsum" in CALFLOPS.patched_functions
+    assert imported_names("torch.einsum") not in CALFLOPS.patched_functions
+    assert imported_names("torch.Tensor.matmul") not in MATMUL_CALLS  # a method is not imported by name
+    model, x = structure.ImportedNamesAttention(), torch.randn(2, 37, 21)
+    calls = [e.op for e in record(model, (x,), patch=EINSUM_CALLS + MATMUL_CALLS).events if e.op.startswith("py:")]
+    assert calls == ["py:torch.einsum@imported"] * 3 + ["py:torch.matmul@imported"]
+    assert structure.einsum is torch.einsum and structure.matmul is torch.matmul  # put back
+    calls = [e.op for e in record(model, (x,), patch=("torch.einsum", "torch.matmul")).events
+             if e.op.startswith("py:")]
+    assert calls == []  # a patch of the attribute alone misses them, as calflops does
+
+
 def test_an_operator_with_a_kernel_for_every_backend_is_counted_through_it() -> None:
     """PyTorch's quantized_decomposed operators (a PT2E-quantized graph's quantize/dequantize) are
     Python kernels registered as CompositeExplicitAutograd: their multiplies and adds are recorded."""

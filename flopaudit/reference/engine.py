@@ -79,7 +79,13 @@ from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
 from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, operator_facts, run
-from flopaudit.reference.patching import holds_graph_code, patched, tracking_autograd_functions
+from flopaudit.reference.patching import (
+    IMPORTED_SUFFIX,
+    holds_graph_code,
+    model_namespaces,
+    patched,
+    tracking_autograd_functions,
+)
 from flopaudit.reference.registry import Category, Cost, formula_name
 from flopaudit.reference.tensors import int_shape, nbytes, op_tensors, shapes, size_now
 from flopaudit.training import train_step
@@ -662,7 +668,8 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         graph_code = bool(patch) and holds_graph_code(model)
-        with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch, graph_code), \
+        namespaces = model_namespaces(model) if any(p.endswith(IMPORTED_SUFFIX) for p in patch) else ()
+        with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch, graph_code, namespaces), \
                 tracking_autograd_functions(recorder), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
             warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)

@@ -211,12 +211,13 @@ def traced_call_sites(*paths: str) -> tuple[str, ...]:
     Python call, patch both names; the second only for a model holding a graph module
     (:data:`~flopaudit.reference.patching.GRAPH_CODE_NAMES` says why). (A counter that
     patches the names itself, such as calflops, does not see a call through the other one:
-    its ruleset lists one name.)"""
+    its ruleset lists one name.) For the same reason each function's names in the model's
+    own modules are patched too (``from torch import einsum``: :data:`~flopaudit.reference.patching.IMPORTED_SUFFIX`)."""
     import importlib
 
     from torch.fx.node import _get_qualified_name
 
-    from flopaudit.reference.patching import GRAPH_CODE_NAMES
+    from flopaudit.reference.patching import GRAPH_CODE_NAMES, imported_names
 
     out: list[str] = []
     for path in paths:
@@ -224,6 +225,10 @@ def traced_call_sites(*paths: str) -> tuple[str, ...]:
         try:
             module, _, name = path.rpartition(".")
             obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):  # a method, a path of another version
+            continue
+        out.append(imported_names(path))
+        try:
             site = _get_qualified_name(obj)
             home, _, attr = site.rpartition(".")
             same = getattr(importlib.import_module(home), attr, None) is obj

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 
 import torch
-from torch import nn
+from torch import einsum, matmul, nn  # einsum and matmul: the names ImportedNamesAttention calls
 
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase
@@ -251,6 +251,30 @@ def fx_traced() -> nn.Module:
     return torch.fx.symbolic_trace(_FunctionalAttention().eval())
 
 
+class ImportedNamesAttention(nn.Module):
+    """Talking-heads attention as vit-pytorch's CaiT and CvT write it, calling ``einsum``
+    and ``matmul`` by the names this module imported (``from torch import einsum,
+    matmul``), which a patch of ``torch.einsum``/``torch.matmul`` does not reach: 3 heads
+    of width 7 over 37 tokens, a (3, 3) head-mixing weight, then a (5, 37) pooling
+    weight over the tokens by ``matmul`` (its batch is the second operand's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(21, 63)
+        self.mix = nn.Parameter(torch.randn(3, 3) / 2)
+        self.proj = nn.Linear(21, 21)
+        self.pool = nn.Parameter(torch.randn(5, 37) / 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, width = x.shape
+        q, k, v = self.qkv(x).reshape(n, length, 3, 3, 7).permute(2, 0, 3, 1, 4)  # each (n, 3, 37, 7)
+        scores = einsum("bhid,bhjd->bhij", q, k) * 7**-0.5
+        scores = einsum("bhij,hg->bgij", scores, self.mix)
+        y = einsum("bhij,bhjd->bhid", scores.softmax(-1), v)
+        y = self.proj(y.transpose(1, 2).reshape(n, length, width))
+        return matmul(self.pool, y)  # (5, 37) @ (n, 37, 21) -> (n, 5, 21)
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -390,6 +414,20 @@ def cases() -> list[ModelCase]:
             description="single-head attention written with F.linear, F.scaled_dot_product_attention and "
             "torch.einsum, through torch.fx.symbolic_trace, on (2, 6, 16): the graph module's code calls them as "
             "torch._C._nn.linear, torch._C._nn.scaled_dot_product_attention and torch.functional.einsum",
+        ),
+        hard_case(
+            "imported-names",
+            ImportedNamesAttention,
+            randn_inputs((2, 37, 21)),
+            {"attention", "functional", "einsum", "matmul"},
+            # qkv 2 x 37 x 21 x 63; scores and weighted sum 2 x 3 x 37 x 37 x 7 each; head mixing
+            # 2 x 3 x 3 x 37 x 37; proj 2 x 37 x 21 x 21; pooling 2 x 5 x 37 x 21
+            expected_macs=2 * 37 * 21 * 63 + 2 * (2 * 3 * 37 * 37 * 7) + 2 * 3 * 3 * 37 * 37 + 2 * 37 * 21 * 21
+            + 2 * 5 * 37 * 21,
+            expected_params=21 * 63 + 63 + 3 * 3 + 21 * 21 + 21 + 5 * 37,
+            description="talking-heads attention calling einsum and matmul by names its module imported "
+            "(from torch import einsum, matmul), as vit-pytorch writes it, on (2, 37, 21): 3 heads of 7, "
+            "a (3, 3) head mix, a (5, 37) token pooling by matmul",
         ),
         hard_case(
             "activation-checkpointing",
