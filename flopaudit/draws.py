@@ -10,6 +10,11 @@ initialised CUDA device's, Python's ``random`` and numpy's global one) to one
 fixed seed before a count, and puts their states back afterwards, so every
 count of a model in a run sees the same draws and a run is reproducible.
 
+A backend that draws its own inputs before it runs the model (torchsummary's
+``torch.rand(2, *size)``, torchstat's ``torch.rand(1, C, H, W)``) would leave
+the model other draws: its adapter runs it under :func:`reseeded_at_first_call`,
+which seeds the generators again as the model's first call starts.
+
 Not covered: a model that draws from a generator of its own (a
 ``torch.Generator`` it holds, ``numpy.random.default_rng()``), or whose draws
 depend on how often a counter runs it (a backend that runs the model twice
@@ -33,18 +38,12 @@ COUNT_SEED = 0
 def same_draws(seed: int = COUNT_SEED) -> Iterator[None]:
     """Run the block with torch's, Python's and numpy's global generators seeded to
     ``seed``; restore their states on exit."""
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    cuda = _cuda_devices()
     py_state = random.getstate()
     numpy = sys.modules.get("numpy")
     np_state = numpy.random.get_state() if numpy is not None else None
     with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)  # not torch.manual_seed: it would queue a CUDA seed
-        for device in cuda:
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        random.seed(seed)
-        if numpy is not None:
-            numpy.random.seed(seed)
+        _seed(seed, cuda)
         try:
             yield
         finally:
@@ -53,4 +52,40 @@ def same_draws(seed: int = COUNT_SEED) -> Iterator[None]:
                 numpy.random.set_state(np_state)
 
 
-__all__ = ["COUNT_SEED", "same_draws"]
+@contextlib.contextmanager
+def reseeded_at_first_call(model: torch.nn.Module, seed: int = COUNT_SEED) -> Iterator[None]:
+    """Seed the generators (as :func:`same_draws` does) again when ``model``'s first call
+    in the block starts, whatever was drawn before it (a backend's own random inputs),
+    through a forward pre-hook removed on the first call or on exit. Use inside
+    :func:`same_draws`, which puts the generators' states back."""
+    handle = None
+
+    def reseed(module: torch.nn.Module, args: object) -> None:
+        assert handle is not None
+        handle.remove()
+        _seed(seed, _cuda_devices())
+
+    handle = model.register_forward_pre_hook(reseed, prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
+def _seed(seed: int, cuda: list[int]) -> None:
+    """Seed torch's CPU generator, those of the ``cuda`` devices, Python's and numpy's global ones."""
+    torch.random.default_generator.manual_seed(seed)  # not torch.manual_seed: it would queue a CUDA seed
+    for device in cuda:
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
+
+
+__all__ = ["COUNT_SEED", "reseeded_at_first_call", "same_draws"]

@@ -59,3 +59,34 @@ def test_a_model_with_random_control_flow_is_counted_on_the_same_path_by_every_c
     assert len(kept) == 1  # the same layers in both runs
     (macs,) = kept
     assert macs % (4 * 16 * 16) == 0 and 0 < macs < 8 * 4 * 16 * 16  # some layers ran, some were dropped
+
+
+class ConvLayerDrop(nn.Module):
+    """Eight Conv2d(3, 3, 3) layers, each skipped when its draw is below 0.5, in eval mode
+    too (as vit-pytorch's CaiT does with ``layer_dropout``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Conv2d(3, 3, 3, padding=1) for _ in range(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            if torch.rand([]) < 0.5:
+                continue
+            x = layer(x)
+        return x
+
+
+def test_backends_drawing_their_own_inputs_leave_the_model_the_same_draws() -> None:
+    """torchsummary and torchstat draw their inputs (torch.rand) before they run the model: the
+    model's own draws start from the seed again, so they count the layers every counter counts."""
+    case = ModelCase("conv-layerdrop", ConvLayerDrop, lambda: ModelInputs((torch.randn(1, 3, 8, 8),)))
+    report = build_report(run_audit([case], ["reference", "torchsummary", "torchstat", "thop"], isolate=False))
+    for cell in report.cells:
+        assert cell.status == "ok", cell.error
+        assert cell.residual == 0 and cell.classification != "unexplained", cell
+        assert cell.params is None or cell.params.classification != "unexplained", cell
+    ran = {r.backend: {path for path, macs in r.per_module if path.startswith("layers.") and macs}
+           for r in report.run.results if r.backend in ("reference", "torchstat", "thop")}
+    assert ran["torchstat"] == ran["thop"] == ran["reference"]
+    assert 0 < len(ran["reference"]) < 8  # some layers ran, some were dropped

@@ -156,11 +156,14 @@ class TorchstatAdapter(Adapter):
                                 f"{str(x.dtype).removeprefix('torch.')} ones")
         from torchstat import ModelStat
 
+        from flopaudit.draws import reseeded_at_first_call
+
         input_size = tuple(int(s) for s in x.shape[1:])
         batch = int(x.shape[0])
         printed = io.StringIO()
         classes = {type(m) for m in model.modules()}
-        with call_methods_restored(classes), contextlib.redirect_stdout(printed), torch.random.fork_rng():
+        with call_methods_restored(classes), contextlib.redirect_stdout(printed), torch.random.fork_rng(), \
+                reseeded_at_first_call(model):  # its torch.rand input draws first
             with located_assertions():
                 nodes = ModelStat(model, input_size, query_granularity=1)._analyze_model()
         paths = {n for n, _ in model.named_modules()}

@@ -177,10 +177,12 @@ class TorchsummaryAdapter(Adapter):
                                 f"takes {', '.join(other)} ones")
         from torchsummary import torchsummary as impl
 
+        from flopaudit.draws import reseeded_at_first_call
+
         sizes = [tuple(int(s) for s in a.shape[1:]) for a in args]
         input_size: Any = sizes[0] if len(sizes) == 1 else sizes
         opts = self.options()
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), reseeded_at_first_call(model):  # its torch.rand inputs draw first
             try:
                 _, local = call_reading_locals(impl.summary, impl, _TOTALS, model, input_size,
                                                batch_size=opts["batch_size"], device=opts["device"])
