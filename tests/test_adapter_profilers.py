@@ -384,6 +384,15 @@ COMPOSITE = {
     "torch.stft": lambda h, y: torch.stft(h, 4, 2, window=torch.hann_window(4), return_complex=True).abs(),
     "Tensor.istft": lambda h, y: torch.stft(h, 4, 2, window=torch.hann_window(4), return_complex=True)
     .istft(4, 2, window=torch.hann_window(4), length=8),
+    # statistics a model computes on its features: mm inside, or multiplies and means
+    "torch.cov": lambda h, y: torch.cov(h),
+    "Tensor.corrcoef": lambda h, y: h.corrcoef(),
+    "torch.linalg.vecdot": lambda h, y: torch.linalg.vecdot(h, y),
+    "torch.quantile": lambda h, y: torch.quantile(h, torch.tensor([0.25, 0.75]), dim=-1),
+    "Tensor.nanquantile": lambda h, y: h.nanquantile(0.3, dim=-1),
+    "torch.special.ndtr": lambda h, y: torch.special.ndtr(h),
+    "F.ctc_loss": lambda h, y: F.ctc_loss(torch.cat([h, y], 1).reshape(4, 1, 16).log_softmax(-1),
+                                          torch.tensor([[1, 2]]), torch.tensor([4]), torch.tensor([2])),
 }
 
 

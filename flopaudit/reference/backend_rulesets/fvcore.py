@@ -134,9 +134,10 @@ TRACED_SCRIPT_CALLS = ("torchvision.models.detection.roi_heads.paste_mask_in_ima
 #: operator the call names, before autograd decomposes it), which neither
 #: fvcore nor torchprofile has a handler for, where a dispatch mode sees what
 #: they decompose into: multiplies and means (RMS norm, cosine similarity,
-#: losses built from distances, the mean absolute error, trapezoid), products (tensordot, inner,
-#: outer, kron, multi_dot, matrix_power), short-time Fourier transforms (stft, istft: the
-#: window multiply and the overlap-add around the FFT).
+#: losses built from distances, the mean absolute error, trapezoid, the CTC loss's mean over
+#: target lengths, quantiles' interpolation, the normal CDF, vecdot), products (tensordot, inner,
+#: outer, kron, multi_dot, matrix_power, the covariance and correlation matrices), short-time
+#: Fourier transforms (stft, istft: the window multiply and the overlap-add around the FFT).
 UNHANDLED_COMPOSITE_CALLS = traced_call_sites(
     "torch.rms_norm", "torch.nn.functional.rms_norm",
     "torch.cosine_similarity", "torch.nn.functional.cosine_similarity",
@@ -148,12 +149,16 @@ UNHANDLED_COMPOSITE_CALLS = traced_call_sites(
     "torch.Tensor.ger", "torch.kron", "torch.Tensor.kron", "torch.linalg.multi_dot", "torch.chain_matmul",
     "torch.linalg.matrix_power", "torch.matrix_power", "torch.Tensor.matrix_power",
     "torch.stft", "torch.Tensor.stft", "torch.istft", "torch.Tensor.istft",
+    "torch.cov", "torch.Tensor.cov", "torch.corrcoef", "torch.Tensor.corrcoef", "torch.linalg.vecdot",
+    "torch.quantile", "torch.Tensor.quantile", "torch.nanquantile", "torch.Tensor.nanquantile",
+    "torch.special.ndtr", "torch.ctc_loss", "torch.nn.functional.ctc_loss",
     *aten_calls("rms_norm", "cosine_similarity", "tensordot", "inner", "outer", "kron", "matrix_power", "l1_loss",
-                "stft", "istft"),
+                "stft", "istft", "cov", "corrcoef", "linalg_vecdot", "quantile", "nanquantile", "special_ndtr",
+                "ctc_loss"),
 )
 R_UNHANDLED_COMPOSITE = ("one node in the trace without a handler (rms_norm, cosine_similarity, tensordot, inner, "
-                         "outer, kron, multi_dot, matrix_power, distance losses, stft...): what it decomposes into "
-                         "counts 0")
+                         "outer, kron, multi_dot, matrix_power, cov, quantile, distance losses, stft...): what it "
+                         "decomposes into counts 0")
 #: Their tensor inputs computed in Python (the pasted boxes): a plain pass reads
 #: them with ``int()``, the scripted loop takes them as tensors, so the trace keeps them.
 TRACE_CONSUMED_CALLS = ("torchvision.models.detection.roi_heads.expand_boxes",)
