@@ -56,7 +56,8 @@ def same_draws(seed: int = COUNT_SEED) -> Iterator[None]:
 def reseeded_at_first_call(model: torch.nn.Module, seed: int = COUNT_SEED) -> Iterator[None]:
     """Seed the generators (as :func:`same_draws` does) again when ``model``'s first call
     in the block starts, whatever was drawn before it (a backend's own random inputs),
-    through a forward pre-hook removed on the first call or on exit. Use inside
+    through a forward pre-hook removed on the first call or on exit (a ScriptModule,
+    which refuses hooks, is left alone). Use inside
     :func:`same_draws`, which puts the generators' states back."""
     handle = None
 
@@ -65,7 +66,11 @@ def reseeded_at_first_call(model: torch.nn.Module, seed: int = COUNT_SEED) -> It
         handle.remove()
         _seed(seed, _cuda_devices())
 
-    handle = model.register_forward_pre_hook(reseed, prepend=True)
+    try:
+        handle = model.register_forward_pre_hook(reseed, prepend=True)
+    except RuntimeError:  # a ScriptModule refuses hooks (so do the backends' own)
+        yield
+        return
     try:
         yield
     finally:
