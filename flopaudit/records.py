@@ -118,6 +118,12 @@ class RuleContribution:
 #: (``"<backend>: not predicted: ..."``): its pass could not be recorded, or was recorded
 #: in another mode than the backend runs it (``flopaudit.adapters.reference.predict_backends``).
 NOT_PREDICTED, PREDICTED_IN_ANOTHER_MODE = "not predicted", "predicted from the pass in"
+#: ... or, for a backend that JIT-traces the model, recorded in the branch the model's code takes
+#: under a trace (it asks ``torch.jit.is_tracing()``; the note names where), or not, when that
+#: branch fails outside a trace.
+TRACED_BRANCH = "predicted from the branch taken under a trace, where the model asks torch.jit.is_tracing()"
+TRACED_BRANCH_FAILED = ("predicted from the eager branch: the branch the model takes under a trace (it asks "
+                        "torch.jit.is_tracing()) fails outside one")
 
 
 @dataclass(frozen=True)

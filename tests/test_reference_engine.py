@@ -157,6 +157,8 @@ class Nms(nn.Module):
 
 
 def test_opaque_cpp_op_is_listed_never_silently_zero() -> None:
+    import torchvision  # noqa: F401 - imported before the pass: importing it first runs an operator of its own
+
     boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 8.0, 8.0]])
     result = count(Nms(), (boxes, torch.tensor([0.9, 0.8])))
     assert result.unsupported == {"torchvision.nms.default": 1}
@@ -534,3 +536,26 @@ def test_an_operator_with_a_kernel_for_every_backend_is_counted_through_it() -> 
     inner = [e for e in rec.events if e.traced_from]
     assert inner and all(e.supported for e in rec.events)
     assert sum(e.extra_flops for e in inner if e.op.startswith("aten.mul")) >= 4 * 16 + 8 * 16
+
+
+def test_the_model_is_told_it_is_traced_only_where_asked_and_only_its_own_code() -> None:
+    """record(as_traced=...) notes where code outside torch asks torch.jit.is_tracing() and answers
+    it so; torch's own code (F.interpolate asks too) gets torch's answer; the function is put back."""
+    import flopaudit.zoo.hard.structure as structure
+
+    original = torch.jit.is_tracing
+    model, x = structure.TracingBranchWarp(), torch.randn(2, 3, 12, 12)
+    assert record(model, (x,)).tracing_asked == {}  # not asked for: not watched
+    eager = record(model, (x,), as_traced=False)
+    traced = record(model, (x,), as_traced=True)
+    site = "flopaudit.zoo.hard.structure:forward"
+    assert eager.tracing_asked == traced.tracing_asked == {site: 1}
+    assert "aten.affine_grid_generator.default" in {e.op for e in traced.events}
+    assert "aten.affine_grid_generator.default" not in {e.op for e in eager.events}
+    assert torch.jit.is_tracing is original and torch.jit._trace.is_tracing is original
+
+    class Upsample(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, scale_factor=2.0)  # asks torch.jit.is_tracing() itself
+
+    assert record(Upsample(), (x,), as_traced=True).tracing_asked == {}

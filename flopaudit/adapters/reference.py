@@ -11,6 +11,8 @@ from flopaudit.module_paths import layer_differences
 from flopaudit.records import (
     NOT_PREDICTED,
     PREDICTED_IN_ANOTHER_MODE,
+    TRACED_BRANCH,
+    TRACED_BRANCH_FAILED,
     CauseKind,
     Granularity,
     PhaseCount,
@@ -259,6 +261,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     out = []
     modules = None
     failed: dict[Pass, str] = {}
+    as_traced: dict[Pass, tuple[Any, frozenset[int] | None] | None] = {}
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
@@ -275,6 +278,23 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                         pass
             if source is not None:
                 recordings[k] = source
+        if ruleset.drops_dead_code and source is not None and source.tracing_asked:
+            # The model's code takes another branch under a JIT trace: record that branch for this backend.
+            if k not in as_traced:
+                try:
+                    as_traced[k] = _record_pass(model, inputs, k, patches[k], True, step, as_traced=True)
+                except Exception as exc:  # noqa: BLE001 - the branch fails outside a trace: keep the eager one
+                    as_traced[k] = None
+                    if notes is not None:
+                        notes.append(f"{backend}: {TRACED_BRANCH_FAILED} ({error_text(exc).splitlines()[0]})")
+            if as_traced[k] is not None:
+                source, dead_here = as_traced[k]  # type: ignore[misc]
+                if notes is not None:
+                    notes.append(f"{backend}: {TRACED_BRANCH}: " + ", ".join(sorted(source.tracing_asked)))
+            else:
+                dead_here = dead.get(k)
+        else:
+            dead_here = dead.get(k)
         if k in failed:
             if notes is not None:
                 notes.append(f"{backend}: " + (
@@ -291,8 +311,8 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                                  modules=modules, facts=facts)
         except NotApplicable:
             continue  # a rule of thumb that does not apply to this model (its backend says so too)
-        if ruleset.drops_dead_code and dead.get(k):
-            prediction = without_dead_work(prediction, source.events, dead[k] or (), ruleset)
+        if ruleset.drops_dead_code and dead_here:
+            prediction = without_dead_work(prediction, source.events, dead_here, ruleset)
         for name in ruleset.value_corrections:
             correct, reason = VALUE_CORRECTIONS[name]
             amounts = [(c.path, c.stack, macs) for c, macs in correct(model, source.module_call_records)]
@@ -304,10 +324,12 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
 
 
 def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[str, ...],
-                 liveness: bool, step: Any) -> tuple[Any, frozenset[int] | None]:
+                 liveness: bool, step: Any, as_traced: bool = False) -> tuple[Any, frozenset[int] | None]:
     """One recording for the rulesets sharing ``key`` (autograd on, module
     hooks, eval mode); with ``liveness``, also the indices of its events whose
-    work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`).
+    work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`),
+    and where the model asks ``torch.jit.is_tracing()``, answered ``as_traced``
+    (``ReferenceCount.tracing_asked``).
     In eval mode every module's own train/eval flag is put back afterwards.
     Recorded from the same random draws as every count (:mod:`flopaudit.draws`)."""
     from flopaudit.draws import same_draws
@@ -325,7 +347,8 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
             if not liveness:
                 return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step), None
             with LivenessMode(model, inputs.tensors()) as mode:
-                source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step)
+                source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step,
+                               as_traced=as_traced)
         return source, dead_events(source.events, mode)
     finally:
         for m, training in modes:

@@ -68,6 +68,9 @@ class ReferenceCount:
     ``backward``, ``optimizer``; :data:`flopaudit.passes.PHASES` order, phases
     with no event left out), each in all, per module and per operator. Empty
     for an inference pass: everything is ``forward``."""
+    tracing_asked: dict[str, int] = field(default_factory=dict)
+    """Where code outside torch asked ``torch.jit.is_tracing()`` (``module:function`` of the
+    caller -> calls), in a count made with ``as_traced``; empty otherwise."""
 
     @property
     def macs(self) -> int:
@@ -153,6 +156,7 @@ def count(
     pass_: str | Pass = "inference",
     loss: str | None = None,
     optimizer: str | None = None,
+    as_traced: bool | None = None,
 ) -> ReferenceCount:
     """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter,
     or with ``pass_="train"`` one training step.
@@ -198,6 +202,11 @@ def count(
     the autograd node running it, every optimizer operator to the module
     holding its parameter. Parameters and their ``.grad`` are left as they
     were (the optimizer steps stand-ins).
+
+    ``as_traced`` (for rulesets of counters that JIT-trace the model): note where the
+    model's code asks ``torch.jit.is_tracing()`` (the result's ``tracing_asked``) and
+    answer it so; True records the branch a traced model takes (see
+    :func:`flopaudit.reference.engine.record`).
     """
     step = pass_of(pass_, loss, optimizer)
     ins = ModelInputs.coerce(inputs, kwargs)
@@ -216,7 +225,7 @@ def count(
     with grad_ctx:
         rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
                      module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache,
-                     step=step if step.train else None)
+                     step=step if step.train else None, as_traced=as_traced)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
     summary, module_calls, ruleset_totals = _summaries(events, calls, rs, ins.batch_size, phases=step.train)
@@ -238,6 +247,7 @@ def count(
         traced_custom_ops=dict(rec.traced),
         pass_=step,
         phases={p: summary.phases[p] for p in PHASES if p in summary.phases},
+        tracing_asked=dict(rec.tracing_asked),
     )
 
 

@@ -44,6 +44,7 @@ op's Python kernel are.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import warnings
@@ -81,6 +82,7 @@ from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
 from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, operator_facts, run
 from flopaudit.reference.patching import (
     IMPORTED_SUFFIX,
+    answering_tracing,
     holds_graph_code,
     model_namespaces,
     patched,
@@ -633,7 +635,7 @@ _NOT_TRACED = object()
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
            patch: Sequence[str] = (), module_hooks: bool | str = False, cache: bool | None = None,
-           step: Pass | None = None) -> Recording:
+           step: Pass | None = None, as_traced: bool | None = None) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
 
     With a training ``step`` (:class:`~flopaudit.passes.Pass` of kind
@@ -657,6 +659,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     ``cache``: whether operator calls are priced through the process's
     pricing memo (None: unless ``FLOPAUDIT_REFERENCE_CACHE=0``; see
     :mod:`flopaudit.reference.caching`); the recording is the same either way.
+    ``as_traced``: also note where code outside torch asks ``torch.jit.is_tracing()``
+    (``Recording.tracing_asked``), answering it ``as_traced``: True records the branch such
+    code takes under a JIT trace (see :func:`~flopaudit.reference.patching.answering_tracing`);
+    None (the default) leaves the question alone.
     """
     recorder = _Recorder(model, cache)
     handles = []
@@ -668,9 +674,12 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         graph_code = bool(patch) and holds_graph_code(model)
-        namespaces = model_namespaces(model) if any(p.endswith(IMPORTED_SUFFIX) for p in patch) else ()
+        imported = as_traced is not None or any(p.endswith(IMPORTED_SUFFIX) for p in patch)
+        namespaces = model_namespaces(model) if imported else ()
+        tracing = (answering_tracing(as_traced, recorder.rec.tracing_asked, namespaces) if as_traced is not None
+                   else contextlib.nullcontext())
         with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch, graph_code, namespaces), \
-                tracking_autograd_functions(recorder), _Mode(recorder):
+                tracing, tracking_autograd_functions(recorder), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
             warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)
             if step is not None and step.train:

@@ -169,6 +169,9 @@ class Recording:
     notes: list[str] = field(default_factory=list)
     traced: dict[str, int] = field(default_factory=dict)
     """Formula-less custom ops counted through their Python kernel: op -> calls."""
+    tracing_asked: dict[str, int] = field(default_factory=dict)
+    """Where code outside torch asked ``torch.jit.is_tracing()`` (``module:function`` -> calls),
+    in a pass recorded with ``record(as_traced=...)``; empty otherwise."""
 
 
 def positional_maker(cls: type) -> Callable[..., Any]:

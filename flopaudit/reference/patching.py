@@ -199,6 +199,45 @@ def _wrapper(watcher: CallWatcher, path: str, original: Any) -> Any:
 
 
 @contextlib.contextmanager
+def answering_tracing(answer: bool, asked: dict[str, int], namespaces: Sequence[Any] = ()) -> Iterator[None]:
+    """Wrap ``torch.jit.is_tracing`` (as ``torch.jit`` and ``torch.jit._trace`` hold it, and the
+    names the Python modules ``namespaces`` imported it by) for the block: a call from code outside torch
+    (the model's, its libraries') is counted in ``asked`` (by ``module:function`` of the
+    caller) and answered ``answer`` when torch says no trace runs; torch's own calls get
+    torch's answer. Code that takes another branch under a trace (kornia's ``warp_affine``
+    calls ``F.affine_grid`` there, its ``canny`` a scripted loop) then runs the branch a
+    JIT-trace counter saw. Put back on exit.
+    # NB: code that asks ``torch._C._get_tracing_state()`` instead (torchvision's
+    # ``_is_tracing``) is not answered."""
+    from torch.jit import _trace
+
+    original = _trace.is_tracing
+
+    def is_tracing() -> bool:
+        if original():
+            return True
+        caller = sys._getframe(1)
+        module = caller.f_globals.get("__name__", "")
+        if module == "torch" or module.startswith("torch."):
+            return False
+        site = f"{module}:{caller.f_code.co_name}"
+        asked[site] = asked.get(site, 0) + 1
+        return answer
+
+    is_tracing.__doc__ = original.__doc__
+    owners: list[tuple[Any, str]] = [(torch.jit, "is_tracing"), (_trace, "is_tracing")]
+    owners += [(m, name) for m in namespaces for name, value in list(vars(m).items()) if value is original]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in owners]
+    for owner, name, _ in saved:
+        setattr(owner, name, is_tracing)
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+
+
+@contextlib.contextmanager
 def tracking_autograd_functions(watcher: CallWatcher) -> Iterator[None]:
     """Wrap ``torch.autograd.Function.apply`` for the pass so that the watcher
     knows which custom Function's ``forward`` is running (a JIT trace records
@@ -225,5 +264,5 @@ def tracking_autograd_functions(watcher: CallWatcher) -> Iterator[None]:
         base.apply = original  # type: ignore[method-assign]
 
 
-__all__ = ["GRAPH_CODE_NAMES", "IMPORTED_SUFFIX", "CallWatcher", "holds_graph_code", "imported_names",
-           "model_namespaces", "patched", "resolve", "tracking_autograd_functions"]
+__all__ = ["GRAPH_CODE_NAMES", "IMPORTED_SUFFIX", "CallWatcher", "answering_tracing",
+           "holds_graph_code", "imported_names", "model_namespaces", "patched", "resolve", "tracking_autograd_functions"]

@@ -26,6 +26,8 @@ from flopaudit.records import (
     DECLARED_CAUSE,
     NOT_PREDICTED,
     PREDICTED_IN_ANOTHER_MODE,
+    TRACED_BRANCH,
+    TRACED_BRANCH_FAILED,
     AuditRun,
     Breakdown,
     CauseKind,
@@ -148,7 +150,9 @@ def prediction_notes(reference: CountResult, backend: str) -> tuple[str, ...]:
     (:func:`flopaudit.adapters.reference.predict_backends`), without the backend's name."""
     prefix = f"{backend}: "
     return tuple(w[len(prefix):] for w in reference.warnings
-                 if w.startswith(prefix) and w[len(prefix):].startswith((NOT_PREDICTED, PREDICTED_IN_ANOTHER_MODE)))
+                 if w.startswith(prefix)
+                 and w[len(prefix):].startswith((NOT_PREDICTED, PREDICTED_IN_ANOTHER_MODE, TRACED_BRANCH,
+                                                 TRACED_BRANCH_FAILED)))
 
 
 def placement_note(result: CountResult) -> str:

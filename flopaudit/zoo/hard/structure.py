@@ -275,6 +275,33 @@ class ImportedNamesAttention(nn.Module):
         return matmul(self.pool, y)  # (5, 37) @ (n, 37, 21) -> (n, 5, 21)
 
 
+class TracingBranchWarp(nn.Module):
+    """Rotates its (2, 3, 12, 12) input by 30 degrees, then a Conv2d(3, 4, 3), building the
+    sampling grid as kornia's ``warp_affine`` does: under a JIT trace (``torch.jit.is_tracing()``)
+    with ``F.affine_grid`` (one node), otherwise by broadcast multiply-adds on a base grid
+    (two products of the matrix entries with each of the 12 x 12 base coordinates)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        c, s = 3**0.5 / 2, 0.5
+        self.register_buffer("theta", torch.tensor([[[c, -s, 0.0], [s, c, 0.0]]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        m = self.theta.expand(n, 2, 3)
+        if torch.jit.is_tracing():
+            grid = torch.nn.functional.affine_grid(m, [n, 1, h, w], align_corners=False)
+        else:
+            xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w)
+            ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h)
+            base_y, base_x = torch.meshgrid(ys, xs, indexing="ij")
+            gx = m[:, 0, 0, None, None] * base_x + m[:, 0, 1, None, None] * base_y + m[:, 0, 2, None, None]
+            gy = m[:, 1, 0, None, None] * base_x + m[:, 1, 1, None, None] * base_y + m[:, 1, 2, None, None]
+            grid = torch.stack([gx, gy], dim=-1)
+        return self.conv(torch.nn.functional.grid_sample(x, grid, align_corners=False))
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -428,6 +455,17 @@ def cases() -> list[ModelCase]:
             description="talking-heads attention calling einsum and matmul by names its module imported "
             "(from torch import einsum, matmul), as vit-pytorch writes it, on (2, 37, 21): 3 heads of 7, "
             "a (3, 3) head mix, a (5, 37) token pooling by matmul",
+        ),
+        hard_case(
+            "tracing-branch-warp",
+            TracingBranchWarp,
+            randn_inputs((2, 3, 12, 12)),
+            {"conv", "grid-sample", "functional"},
+            expected_macs=2 * 4 * 10 * 10 * 3 * 3 * 3,  # the conv (the grid and the sampling are extra FLOPs)
+            expected_params=4 * 3 * 3 * 3 + 4,
+            description="a 30-degree rotation by grid_sample, then Conv2d(3, 4, 3), on (2, 3, 12, 12), its grid "
+            "built by F.affine_grid under a JIT trace (torch.jit.is_tracing()) and by multiply-adds on a base "
+            "grid otherwise, as kornia's warp_affine does",
         ),
         hard_case(
             "activation-checkpointing",
