@@ -559,3 +559,17 @@ def test_the_model_is_told_it_is_traced_only_where_asked_and_only_its_own_code()
             return F.interpolate(x, scale_factor=2.0)  # asks torch.jit.is_tracing() itself
 
     assert record(Upsample(), (x,), as_traced=True).tracing_asked == {}
+
+
+def test_a_function_apply_bound_at_import_is_tracked() -> None:
+    """``_matmul = _MatmulFunction.apply`` at import holds torch's apply, past the recorder's wrapper
+    of Function.apply: the name is wrapped in the model's modules too (in recordings made for the
+    trace rulesets, which read OpEvent.autograd_function), and put back."""
+    from flopaudit.reference.backend_rulesets.fvcore import EINSUM_CALLS
+    from flopaudit.zoo.hard import custom
+
+    before = custom._matmul
+    events = record(custom.BoundAutogradFunctionModel(), (torch.randn(4, 16),), patch=EINSUM_CALLS).events
+    (mm,) = [e for e in events if e.op == "aten.mm.default"]
+    assert mm.autograd_function == "_MatmulFunction"
+    assert custom._matmul is before

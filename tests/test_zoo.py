@@ -93,7 +93,8 @@ def test_default_zoo_contains_the_default_hard_cases() -> None:
 
 def test_custom_tag_selects_only_custom_cases() -> None:
     chosen = select_cases(tags=["custom"])
-    assert {c.id for c in chosen} == {"custom-functional-math", "custom-autograd-function", "custom-torch-library-op",
+    assert {c.id for c in chosen} == {"custom-functional-math", "custom-autograd-function",
+                                      "custom-autograd-function-bound", "custom-torch-library-op",
                                       "int8-weight-subclass", "quant-dequant-linear"}
     assert all("custom" in c.tags for c in chosen)
 

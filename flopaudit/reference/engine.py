@@ -679,7 +679,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         tracing = (answering_tracing(as_traced, recorder.rec.tracing_asked, namespaces) if as_traced is not None
                    else contextlib.nullcontext())
         with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch, graph_code, namespaces), \
-                tracing, tracking_autograd_functions(recorder), _Mode(recorder):
+                tracing, tracking_autograd_functions(recorder, namespaces), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
             warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)
             if step is not None and step.train:

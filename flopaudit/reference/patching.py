@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import sys
 import threading
+import types
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import torch
@@ -238,11 +239,14 @@ def answering_tracing(answer: bool, asked: dict[str, int], namespaces: Sequence[
 
 
 @contextlib.contextmanager
-def tracking_autograd_functions(watcher: CallWatcher) -> Iterator[None]:
+def tracking_autograd_functions(watcher: CallWatcher, namespaces: Sequence[Any] = ()) -> Iterator[None]:
     """Wrap ``torch.autograd.Function.apply`` for the pass so that the watcher
     knows which custom Function's ``forward`` is running (a JIT trace records
     such a call as one opaque node). Calls from other threads are not the
-    model's and are not tracked. The original is put back on exit."""
+    model's and are not tracked. A Function's ``apply`` bound to a name before
+    the pass (``sparsemax = SparsemaxFunction.apply`` at import, as
+    pytorch-tabnet writes it) in the Python modules ``namespaces`` is wrapped
+    there too. Everything is put back on exit."""
     base = torch.autograd.Function
     original = base.__dict__["apply"]  # a classmethod (C or Python, by torch version)
 
@@ -257,11 +261,28 @@ def tracking_autograd_functions(watcher: CallWatcher) -> Iterator[None]:
             watcher.functions.pop()
 
     tracked.__doc__ = original.__doc__
+    bound = [(module, name, value) for module in namespaces for name, value in list(vars(module).items())
+             if _is_bound_apply(value, base, original)]
     base.apply = classmethod(tracked)  # type: ignore[assignment,method-assign]
+    for module, name, value in bound:
+        setattr(module, name, types.MethodType(tracked, value.__self__))
     try:
         yield
     finally:
         base.apply = original  # type: ignore[method-assign]
+        for module, name, value in reversed(bound):
+            setattr(module, name, value)
+
+
+def _is_bound_apply(value: Any, base: type, original: Any) -> bool:
+    """Is ``value`` a custom Function's ``apply`` (``original``, unwrapped) bound to its class?"""
+    owner = getattr(value, "__self__", None)
+    if not (isinstance(owner, type) and issubclass(owner, base) and getattr(value, "__name__", "") == "apply"):
+        return False
+    try:
+        return bool(value == original.__get__(None, owner))
+    except Exception:  # noqa: BLE001 - an object whose comparison fails is not torch's apply
+        return False
 
 
 __all__ = ["GRAPH_CODE_NAMES", "IMPORTED_SUFFIX", "CallWatcher", "answering_tracing",

@@ -150,6 +150,22 @@ class AutogradFunctionModel(nn.Module):
         return _MatmulFunction.apply(x, self.weight)
 
 
+_matmul = _MatmulFunction.apply
+"""``_MatmulFunction.apply`` bound at import, as pytorch-tabnet binds ``sparsemax = SparsemaxFunction.apply``."""
+
+
+class BoundAutogradFunctionModel(nn.Module):
+    """The same Function called through a name bound at import, then a ``Linear(32, 8)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(16, 32) * 0.1)
+        self.head = nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(_matmul(x, self.weight))
+
+
 class CustomOpModel(nn.Module):
     """The ``flopaudit_zoo::scaled_matmul`` custom op, then an ordinary ``Linear(32, 8)``."""
 
@@ -209,6 +225,16 @@ def cases() -> list[ModelCase]:
             expected_macs=4 * 16 * 32,  # x (4, 16) mm W (16, 32) inside Function.forward
             expected_params=16 * 32,
             description="x @ W through a custom torch.autograd.Function on (4, 16)",
+        ),
+        hard_case(
+            "custom-autograd-function-bound",
+            BoundAutogradFunctionModel,
+            randn_inputs((4, 16)),
+            {"custom", "autograd-function", "linear"},
+            expected_macs=4 * 16 * 32 + 4 * 32 * 8,  # x (4, 16) mm W (16, 32) inside Function.forward; the head
+            expected_params=16 * 32 + 32 * 8 + 8,
+            description="x @ W through a custom torch.autograd.Function's apply bound to a name at import "
+            "(_matmul = _MatmulFunction.apply), then Linear(32, 8), on (4, 16)",
         ),
         hard_case(
             "int8-weight-subclass",
