@@ -278,6 +278,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                         pass
             if source is not None:
                 recordings[k] = source
+        dead_here = dead.get(k)
         if ruleset.drops_dead_code and source is not None and source.tracing_asked:
             # The model's code takes another branch under a JIT trace: record that branch for this backend.
             if k not in as_traced:
@@ -287,14 +288,11 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                     as_traced[k] = None
                     if notes is not None:
                         notes.append(f"{backend}: {TRACED_BRANCH_FAILED} ({error_text(exc).splitlines()[0]})")
-            if as_traced[k] is not None:
-                source, dead_here = as_traced[k]  # type: ignore[misc]
+            branch = as_traced[k]
+            if branch is not None:
+                source, dead_here = branch
                 if notes is not None:
                     notes.append(f"{backend}: {TRACED_BRANCH}: " + ", ".join(sorted(source.tracing_asked)))
-            else:
-                dead_here = dead.get(k)
-        else:
-            dead_here = dead.get(k)
         if k in failed:
             if notes is not None:
                 notes.append(f"{backend}: " + (

@@ -674,8 +674,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
         graph_code = bool(patch) and holds_graph_code(model)
-        imported = as_traced is not None or any(p.endswith(IMPORTED_SUFFIX) for p in patch)
-        namespaces = model_namespaces(model) if imported else ()
+        # The model's own modules, where names bound at import are wrapped too (imported-names paths,
+        # is_tracing, a Function's apply): looked up for the rulesets' recordings only.
+        per_name = as_traced is not None or any(p.endswith(IMPORTED_SUFFIX) for p in patch)
+        namespaces = model_namespaces(model) if per_name else ()
         tracing = (answering_tracing(as_traced, recorder.rec.tracing_asked, namespaces) if as_traced is not None
                    else contextlib.nullcontext())
         with warnings.catch_warnings(), compiled_code_eager(), patched(recorder, patch, graph_code, namespaces), \

@@ -14,7 +14,7 @@ import importlib
 import sys
 import threading
 import types
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 
@@ -145,6 +145,12 @@ def patched(watcher: CallWatcher, paths: Sequence[str], graph_code: bool = False
                 delattr(owner, attr)
 
 
+def _names_in(namespaces: Sequence[Any], match: Callable[[Any], bool]) -> list[tuple[Any, str, Any]]:
+    """``(module, name, value)`` for each name of the Python modules ``namespaces`` whose value ``match``es."""
+    return [(module, name, value) for module in namespaces for name, value in list(vars(module).items())
+            if match(value)]
+
+
 def _bindings(paths: Sequence[str], namespaces: Sequence[Any]) -> list[tuple[str, Any, str, Any]]:
     """``(path, module, name, callable)`` for each name in ``namespaces`` bound to the
     callable of an imported-names ``path`` (see :data:`IMPORTED_SUFFIX`)."""
@@ -156,13 +162,8 @@ def _bindings(paths: Sequence[str], namespaces: Sequence[Any]) -> list[tuple[str
             continue
         original = getattr(owner, attr)
         wanted.setdefault(id(original), (path, original))
-    found = []
-    for module in namespaces:
-        for name, value in list(vars(module).items()):
-            hit = wanted.get(id(value))
-            if hit is not None and hit[1] is value:
-                found.append((hit[0], module, name, value))
-    return found
+    found = _names_in(namespaces, lambda value: wanted.get(id(value), (None, None))[1] is value)
+    return [(wanted[id(value)][0], module, name, value) for module, name, value in found]
 
 
 def _import_operator_tables() -> None:
@@ -227,7 +228,7 @@ def answering_tracing(answer: bool, asked: dict[str, int], namespaces: Sequence[
 
     is_tracing.__doc__ = original.__doc__
     owners: list[tuple[Any, str]] = [(torch.jit, "is_tracing"), (_trace, "is_tracing")]
-    owners += [(m, name) for m in namespaces for name, value in list(vars(m).items()) if value is original]
+    owners += [(m, name) for m, name, _ in _names_in(namespaces, lambda value: value is original)]
     saved = [(owner, name, getattr(owner, name)) for owner, name in owners]
     for owner, name, _ in saved:
         setattr(owner, name, is_tracing)
@@ -261,8 +262,7 @@ def tracking_autograd_functions(watcher: CallWatcher, namespaces: Sequence[Any] 
             watcher.functions.pop()
 
     tracked.__doc__ = original.__doc__
-    bound = [(module, name, value) for module in namespaces for name, value in list(vars(module).items())
-             if _is_bound_apply(value, base, original)]
+    bound = _names_in(namespaces, lambda value: _is_bound_apply(value, base, original))
     base.apply = classmethod(tracked)  # type: ignore[assignment,method-assign]
     for module, name, value in bound:
         setattr(module, name, types.MethodType(tracked, value.__self__))
