@@ -524,6 +524,28 @@ def test_names_a_model_module_imported_are_patched_for_trace_rulesets_only() -> 
     assert calls == []  # a patch of the attribute alone misses them, as calflops does
 
 
+def test_names_imported_are_found_among_any_module_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module of the model holds names bound to None, to other objects and to torch's functions:
+    only the last are wrapped (a module-level None once made every ruleset recording fail)."""
+    import sys
+    import types
+
+    from flopaudit.reference.backend_rulesets.fvcore import EINSUM_CALLS
+
+    module = types.ModuleType("flopaudit_test_user_module")
+    module.einsum, module.nothing, module.answer = torch.einsum, None, 42
+
+    class UserModel(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return module.einsum("ij,jk->ik", x, x.T)
+
+    UserModel.__module__ = module.__name__
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    events = record(UserModel(), (torch.randn(3, 4),), patch=EINSUM_CALLS, as_traced=False).events
+    assert [e.op for e in events if e.op.startswith("py:")] == ["py:torch.einsum@imported"]
+    assert module.einsum is torch.einsum and module.nothing is None and module.answer == 42
+
+
 def test_an_operator_with_a_kernel_for_every_backend_is_counted_through_it() -> None:
     """PyTorch's quantized_decomposed operators (a PT2E-quantized graph's quantize/dequantize) are
     Python kernels registered as CompositeExplicitAutograd: their multiplies and adds are recorded."""

@@ -162,7 +162,7 @@ def _bindings(paths: Sequence[str], namespaces: Sequence[Any]) -> list[tuple[str
             continue
         original = getattr(owner, attr)
         wanted.setdefault(id(original), (path, original))
-    found = _names_in(namespaces, lambda value: wanted.get(id(value), (None, None))[1] is value)
+    found = _names_in(namespaces, lambda value: id(value) in wanted and wanted[id(value)][1] is value)
     return [(wanted[id(value)][0], module, name, value) for module, name, value in found]
 
 
