@@ -132,6 +132,22 @@ def test_padding_skipped_by_the_nested_inference_path_is_a_named_cause() -> None
     assert torchinfo is not None and torchinfo.classification == "error"
 
 
+def test_the_branch_a_model_takes_under_a_trace_is_a_named_cause() -> None:
+    """tracing-branch-warp builds its grid with F.affine_grid under a JIT trace and by multiply-adds
+    otherwise: fvcore and torchprofile are predicted from the traced branch, its extra product
+    (affine_grid_generator: 2 x 12 x 12 x 3 x 2 MACs) booked to that cause, and the note says who asked."""
+    report = _report("tracing-branch-warp")
+    grid = 2 * 12 * 12 * 3 * 2
+    for backend in ("fvcore", "torchprofile"):
+        cell = _cell(report, "tracing-branch-warp", backend)
+        assert cell.residual == 0 and cell.classification != "unexplained", format_explanation(cell)
+        branch = [c for c in cell.causes if "torch.jit.is_tracing()" in c.rule]
+        assert len(branch) == 1 and branch[0].macs == grid, format_explanation(cell)
+        assert any("flopaudit.zoo.hard.structure:forward" in n for n in cell.notes), cell.notes
+    thop = _cell(report, "tracing-branch-warp", "thop")  # hooks, not a trace: the eager branch
+    assert not any("is_tracing" in c.rule for c in thop.causes) and not any("is_tracing" in n for n in thop.notes)
+
+
 def test_resnet50_spread_is_explained_to_named_rules() -> None:
     """4.089 / 4.112 / 4.132 / 4.134 G: the spread users see, each to exact rules."""
     report = _report("resnet50")

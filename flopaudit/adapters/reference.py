@@ -278,7 +278,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                         pass
             if source is not None:
                 recordings[k] = source
-        dead_here = dead.get(k)
+        dead_here, traced_branch = dead.get(k), False
         if ruleset.drops_dead_code and source is not None and source.tracing_asked:
             # The model's code takes another branch under a JIT trace: record that branch for this backend.
             if k not in as_traced:
@@ -290,7 +290,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                         notes.append(f"{backend}: {TRACED_BRANCH_FAILED} ({error_text(exc).splitlines()[0]})")
             branch = as_traced[k]
             if branch is not None:
-                source, dead_here = branch
+                (source, dead_here), traced_branch = branch, True
                 if notes is not None:
                     notes.append(f"{backend}: {TRACED_BRANCH}: " + ", ".join(sorted(source.tracing_asked)))
         if k in failed:
@@ -317,7 +317,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
             prediction = with_cause(prediction, reason, CauseKind.RULE, amounts)
         params, param_causes = predict_params(modules, calls, ruleset.params)
         prediction = dataclasses.replace(prediction, params=params, param_contributions=param_causes)
-        out.append(_with_pass_difference(prediction, source, result, k))
+        out.append(_with_pass_difference(prediction, source, result, k, traced_branch))
     return tuple(out)
 
 
@@ -358,13 +358,14 @@ def _mode_of(model: nn.Module) -> str:
 
 
 def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: Any,
-                          key: Pass) -> RulesetPrediction:
+                          key: Pass, traced_branch: bool = False) -> RulesetPrediction:
     """Book the canonical MACs by which the backend's own pass differs from the
     reference's inference pass (a padding-masked ``nn.TransformerEncoder``
     skips its padding only under ``no_grad``; a train-mode model runs its
-    auxiliary heads, which a backend that calls ``model.eval()`` does not),
-    so that the prediction's contributions still add up to its difference
-    from the reference."""
+    auxiliary heads, which a backend that calls ``model.eval()`` does not;
+    ``traced_branch``: the pass was recorded in the branch the model's code
+    takes under a JIT trace), so that the prediction's contributions still
+    add up to its difference from the reference."""
     delta = source.macs - result.macs
     if source is result or not delta:
         return prediction
@@ -375,6 +376,9 @@ def _with_pass_difference(prediction: RulesetPrediction, source: Any, result: An
     if key[2]:
         rule = ("calls model.eval() itself: the model, given in train mode, takes its eval path (train-only "
                 "branches such as auxiliary heads do not run)")
+    elif traced_branch:
+        rule = (f"traces the model {how}: where the model's code asks torch.jit.is_tracing() it takes its "
+                "traced branch, another path than the reference's inference pass")
     else:
         rule = (f"runs the model {how}, where it takes another path than the reference's inference pass "
                 "(e.g. no nested tensor for padded sequences, no fused kernels)")
