@@ -525,15 +525,20 @@ def test_names_a_model_module_imported_are_patched_for_trace_rulesets_only() -> 
 
 
 def test_names_imported_are_found_among_any_module_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A module of the model holds names bound to None, to other objects and to torch's functions:
-    only the last are wrapped (a module-level None once made every ruleset recording fail)."""
+    """A module of the model holds names bound to None, to other objects (a proxy whose every
+    attribute lookup raises) and to torch's functions: only the last are wrapped (a module-level
+    None once made every ruleset recording fail)."""
     import sys
     import types
 
     from flopaudit.reference.backend_rulesets.fvcore import EINSUM_CALLS
 
+    class Proxy:  # a lazy module proxy: every attribute lookup fails
+        def __getattr__(self, name: str) -> None:
+            raise RuntimeError(f"lazy import of {name} failed")
+
     module = types.ModuleType("flopaudit_test_user_module")
-    module.einsum, module.nothing, module.answer = torch.einsum, None, 42
+    module.einsum, module.nothing, module.answer, module.proxy = torch.einsum, None, 42, Proxy()
 
     class UserModel(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -90,8 +90,8 @@ def model_namespaces(model: Any) -> list[Any]:
     seen: dict[str, Any] = {}
     for cls in dict.fromkeys(type(m) for m in model.modules()):
         for base in cls.__mro__:
-            name = base.__module__
-            if name in seen or name == "builtins" or name == "torch" or name.startswith("torch."):
+            name = getattr(base, "__module__", None)
+            if not isinstance(name, str) or name in seen or name in ("builtins", "torch") or name.startswith("torch."):
                 continue
             seen[name] = sys.modules.get(name)
     return [m for m in seen.values() if m is not None]
@@ -276,12 +276,12 @@ def tracking_autograd_functions(watcher: CallWatcher, namespaces: Sequence[Any] 
 
 def _is_bound_apply(value: Any, base: type, original: Any) -> bool:
     """Is ``value`` a custom Function's ``apply`` (``original``, unwrapped) bound to its class?"""
-    owner = getattr(value, "__self__", None)
-    if not (isinstance(owner, type) and issubclass(owner, base) and getattr(value, "__name__", "") == "apply"):
-        return False
-    try:
+    try:  # any object a module holds: a lazy proxy's attribute lookup may import, or raise anything
+        owner = getattr(value, "__self__", None)
+        if not (isinstance(owner, type) and issubclass(owner, base) and getattr(value, "__name__", "") == "apply"):
+            return False
         return bool(value == original.__get__(None, owner))
-    except Exception:  # noqa: BLE001 - an object whose comparison fails is not torch's apply
+    except Exception:  # noqa: BLE001 - not torch's apply
         return False
 
 
