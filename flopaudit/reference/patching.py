@@ -14,7 +14,7 @@ import importlib
 import sys
 import threading
 import types
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 
@@ -119,7 +119,7 @@ def patched(watcher: CallWatcher, paths: Sequence[str], graph_code: bool = False
     if paths:
         _import_operator_tables()
     paths = list(dict.fromkeys(paths))
-    imported = [p for p in paths if p.endswith(IMPORTED_SUFFIX)]
+    imported = {p for p in paths if p.endswith(IMPORTED_SUFFIX)}
     bindings = _bindings(imported, namespaces) if imported and namespaces else []  # before any is patched
     try:
         for path in paths:
@@ -151,7 +151,7 @@ def _names_in(namespaces: Sequence[Any], match: Callable[[Any], bool]) -> list[t
             if match(value)]
 
 
-def _bindings(paths: Sequence[str], namespaces: Sequence[Any]) -> list[tuple[str, Any, str, Any]]:
+def _bindings(paths: Iterable[str], namespaces: Sequence[Any]) -> list[tuple[str, Any, str, Any]]:
     """``(path, module, name, callable)`` for each name in ``namespaces`` bound to the
     callable of an imported-names ``path`` (see :data:`IMPORTED_SUFFIX`)."""
     wanted: dict[int, tuple[str, Any]] = {}
@@ -162,7 +162,8 @@ def _bindings(paths: Sequence[str], namespaces: Sequence[Any]) -> list[tuple[str
             continue
         original = getattr(owner, attr)
         wanted.setdefault(id(original), (path, original))
-    found = _names_in(namespaces, lambda value: id(value) in wanted and wanted[id(value)][1] is value)
+    # (``wanted`` holds each callable, so no other object can have its id meanwhile)
+    found = _names_in(namespaces, lambda value: id(value) in wanted)
     return [(wanted[id(value)][0], module, name, value) for module, name, value in found]
 
 
