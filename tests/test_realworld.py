@@ -133,6 +133,17 @@ def test_fvcore_drops_work_its_trace_does_not_keep() -> None:
         assert not any(TRACE_DROPS in c.rule for c in _cell(report, "discarded-output", backend).causes)
 
 
+def test_a_trace_drops_weights_fused_in_the_forward_through_data() -> None:
+    # fused-in-forward writes its fused weight into a parameter through .data: a trace reads the
+    # parameter as the pass began (a graph input), so the fusion's convolution feeds nothing it keeps
+    report = _report("fused-in-forward")
+    fusion = 4 * 4 * 9 * 8
+    for backend in ("fvcore", "torchprofile"):
+        cell = _cell(report, "fused-in-forward", backend)
+        assert _cause(cell, TRACE_DROPS) == -fusion and cell.residual == 0, format_explanation(cell)
+    assert _cell(report, "fused-in-forward", "torch-flop-counter").difference == 0
+
+
 def test_fvcore_sees_a_scripted_function_as_one_opaque_call() -> None:
     cell = _cell(_report("scripted-function"), "scripted-function", "fvcore")
     assert _cause(cell, "TorchScript function") == -(2 * 8 * 16 + 2 * 16 * 4)

@@ -69,14 +69,25 @@ class LivenessMode(TorchDispatchMode):
         included), storages written in place (arguments the schema marks written)."""
         self.outputs: frozenset[int] | None = None
         self.failed = False
+        self._graph_inputs: dict[int, int] = {}
+        """``id(tensor)`` -> storage id, of each parameter, buffer and input as the pass starts."""
+        self._held = [t for t in (*model.parameters(), *model.buffers(), *inputs) if not is_uninitialized(t)]
+        """Those tensors (no storage yet: left out), held so that their ids stay theirs."""
         try:
-            self.kept = frozenset(self._sid(t) for t in (*model.parameters(), *model.buffers(), *inputs)
-                                  if not is_uninitialized(t))  # no storage yet
+            for t in self._held:
+                self._graph_inputs.setdefault(id(t), self._sid(t))
         except _Unknown:
-            self.kept, self.failed = frozenset(), True
+            self._graph_inputs, self.failed = {}, True
+        self.kept = frozenset(self._graph_inputs.values())
         self._hook: Any = None
 
     def _sid(self, t: torch.Tensor) -> int:
+        """The id of ``t``'s storage; for a parameter, buffer or input, the one it had as the pass
+        started: a trace reads its graph input there, even after ``param.data = new`` gave the
+        tensor another storage (a forward that re-fuses its weights so discards that work)."""
+        known_input = self._graph_inputs.get(id(t)) if self._graph_inputs else None
+        if known_input is not None:
+            return known_input
         try:
             storage = t.untyped_storage()
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:

@@ -327,6 +327,29 @@ class DiscardedWork(nn.Module):
         return self.head(x)
 
 
+class FusedInForward(nn.Module):
+    """A re-parameterised block, as SPAN's ``Conv3XC`` (spandrel) and RepVGG-style blocks
+    write it: trained as Conv2d(4, 8, 1) then Conv2d(8, 4, 3, padding=1); in eval mode each
+    forward fuses the two weights into one 3x3 convolution (a convolution of the weights,
+    4 x 4 x 3 x 3 outputs of 8 products), writes it into ``fused`` through ``.data`` and runs
+    ``fused``. A JIT trace reads ``fused.weight`` as the graph input it was when the trace
+    began, so the fusion feeds nothing it keeps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(4, 8, 1, bias=False)
+        self.conv = nn.Conv2d(8, 4, 3, padding=1)
+        self.fused = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.conv(self.expand(x))
+        w1, w3 = self.expand.weight.data, self.conv.weight.data
+        self.fused.weight.data = F.conv2d(w3, w1.permute(1, 0, 2, 3))  # (4, 4, 3, 3): sum over the 8
+        self.fused.bias.data = self.conv.bias.data.clone()
+        return self.fused(x)
+
+
 class ReturnsNone(nn.Module):
     """Runs Linear(16, 16), keeps nothing, returns None (a forward used for its side effects)."""
 
@@ -777,6 +800,18 @@ def cases() -> list[ModelCase]:
             expected_params=2 * LINEAR,
             description="computes Linear(16, 16)(x) and discards it, returns another Linear(16, 16)(x), on (4, 16): "
             "a JIT trace drops the discarded work",
+        ),
+        hard_case(
+            "fused-in-forward",
+            FusedInForward,
+            randn_inputs((2, 4, 8, 8)),
+            {"dead-code", "conv"},
+            # the fused conv 2 x 4 x 8 x 8 x 4 x 3 x 3; the fusion 4 x 4 x 3 x 3 x 8
+            expected_macs=2 * 4 * 8 * 8 * 4 * 9 + 4 * 4 * 9 * 8,
+            expected_params=8 * 4 + (4 * 8 * 9 + 4) + (4 * 4 * 9 + 4),
+            description="a 1x1 then 3x3 conv branch fused in every eval forward into one 3x3 Conv2d(4, 4) "
+            "through weight.data = F.conv2d(...) (SPAN's Conv3XC in spandrel), on (2, 4, 8, 8): a JIT trace "
+            "reads the parameter as the pass began and drops the fusion",
         ),
         hard_case(
             "returns-none",
