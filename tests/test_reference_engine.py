@@ -347,6 +347,39 @@ def test_parameters_written_in_the_pass_are_put_back(pass_: str) -> None:
     assert not torch.equal(model[0].weight, before["0.weight"])
 
 
+class StorageSwap(nn.Module):
+    """Gives its weight another storage (``weight.data = ...``, as re-parameterised blocks and
+    compressai's masked convolution do) after a write to an activation has made the pass look
+    its parameters' storages up, then writes in place to the weight's old storage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x.add_(1)  # an activation written: the parameters' storages are looked up now
+        old = self.weight.data
+        self.weight.data = self.weight.data * 2
+        old.mul_(3)  # the weight's old storage, not the weight any more
+        return x * self.weight
+
+
+def test_a_write_to_a_parameters_old_storage_is_not_a_write_to_it() -> None:
+    # The pass must not save and put back the weight for a write to the storage it left (the
+    # address can also be reused by a fresh tensor), and the trace's liveness must not take the
+    # putting back for the model's work: the doubling only feeds weight.data, which a trace drops.
+    from flopaudit.reference.liveness import LivenessMode, dead_events
+
+    model, x = StorageSwap(), torch.randn(4)
+    with LivenessMode(model, (x,)) as mode:
+        result = count(model, x)
+    doubled = [i for i, e in enumerate(result.events) if e.op == "aten.mul.Tensor" and e.arg("other") == 2]
+    dead = dead_events(result.events, mode)
+    assert len(doubled) == 1 and dead is not None and doubled[0] in dead
+    assert torch.equal(model.weight.detach(), torch.full((4,), 2.0))  # the model's own doing, left as it did it
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

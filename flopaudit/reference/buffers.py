@@ -52,7 +52,11 @@ class BufferGuard:
                         self.by_storage.setdefault(key, []).extend(params)
                     self.params = None
                 for b in self.by_storage.pop(ptr, None) or ():
-                    self.saved.append((b, b.detach().clone()))
+                    now = _storage_ptr(b)
+                    if now == ptr:
+                        self.saved.append((b, b.detach().clone()))
+                    elif now:  # given another storage since (``param.data = new``): not this write's
+                        self.by_storage.setdefault(now, []).append(b)
 
     def restore(self) -> None:
         with torch.no_grad():
