@@ -191,6 +191,14 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
     twin = copy_model(keeps)
     assert not any(t.requires_grad and not t.is_leaf for t in twin.pyramid)
     assert torch.equal(twin(x), keeps(x))
+    policy = realworld.KeepsDistribution()
+    x = torch.randn(4, 8)
+    policy(x)  # autograd on: the distribution held in a plain object's attribute holds non-leaf tensors
+    with pytest.raises(RuntimeError, match="deepcopy"):
+        copy.deepcopy(policy)
+    twin = copy_model(policy)
+    assert twin.action_dist.distribution.logits.is_leaf
+    assert torch.equal(twin(x), policy(x))
 
 
 def test_copy_model_keeps_every_module_in_its_mode() -> None:

@@ -299,7 +299,9 @@ def copy_model(model: nn.Module) -> nn.Module:
     tensors that autograd produced refuse ``deepcopy``), or a buffer written
     with autograd on (``self.cache.copy_(y)``), also inside a list, tuple or
     dict attribute (RAFT's correlation block keeps its last pyramid as
-    ``self.corr_pyramid = [...]``): such a tensor is copied detached; the hook
+    ``self.corr_pyramid = [...]``) or an attribute of another object
+    (stable-baselines3's policies keep their last action distribution,
+    ``self.action_dist.distribution``): such a tensor is copied detached; the hook
     recomputes the attribute on the next forward. A ``torch.jit.script``
     function held as an attribute is shared, not copied. The copy is in the
     modes the model is in (:func:`modes_kept`)."""
@@ -308,7 +310,7 @@ def copy_model(model: nn.Module) -> nn.Module:
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
-            note_uncopyable(value, memo, keep_grad=False, objects=False)
+            note_uncopyable(value, memo, keep_grad=False, objects=True)
     return modes_kept(model, copy.deepcopy(model, memo))
 
 

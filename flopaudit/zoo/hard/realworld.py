@@ -407,6 +407,31 @@ class KeepsActivations(nn.Module):
         return y + self.pyramid[1].repeat_interleave(2, dim=1)
 
 
+class _DistributionHolder:
+    """Holds a policy's last action distribution (stable-baselines3's ``CategoricalDistribution``)."""
+
+    def __init__(self) -> None:
+        self.distribution: torch.distributions.Categorical | None = None
+
+
+class KeepsDistribution(nn.Module):
+    """A policy head, Linear(8, 4) logits, that keeps its last action distribution in an
+    attribute of a plain object, as stable-baselines3's ``ActorCriticPolicy`` keeps
+    ``self.action_dist.distribution``, and returns the log-probability of the likeliest
+    action: after a forward with autograd on, the model holds non-leaf tensors inside an
+    object that is not a module, a list or a dict, which ``copy.deepcopy`` refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logits = nn.Linear(8, 4)
+        self.action_dist = _DistributionHolder()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(x)
+        self.action_dist.distribution = torch.distributions.Categorical(logits=logits)
+        return self.action_dist.distribution.log_prob(logits.argmax(-1))
+
+
 def _linear_dropout() -> nn.Module:
     return nn.Sequential(nn.Linear(16, 16), nn.Dropout(0.5))
 
@@ -853,6 +878,18 @@ def cases() -> list[ModelCase]:
             description="Linear(16, 16) on (4, 16) that keeps its output and a pooled copy as a list attribute "
             "(self.pyramid = [...], as RAFT's correlation block does): a model that has run with autograd on "
             "holds non-leaf tensors, and each backend still counts a copy of it",
+        ),
+        hard_case(
+            "keeps-distribution",
+            KeepsDistribution,
+            randn_inputs((4, 8)),
+            {"linear", "state"},
+            expected_macs=4 * 8 * 4,
+            expected_params=8 * 4 + 4,
+            description="Linear(8, 4) policy logits on (4, 8) that keep their Categorical distribution in a plain "
+            "object's attribute (self.action_dist.distribution, as stable-baselines3's policies do) and return "
+            "the likeliest action's log-probability: after a forward with autograd on, each backend still "
+            "counts a copy of the model",
         ),
         hard_case(
             "dropout-train",
