@@ -199,6 +199,9 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
     twin = copy_model(policy)
     assert twin.action_dist.distribution.logits.is_leaf
     assert torch.equal(twin(x), policy(x))
+    cached = realworld.CopyDroppedCache()
+    assert copy.deepcopy(cached).cache is None  # its cache refuses to be copied
+    assert copy_model(cached).cache is cached.cache  # the copy runs with it, as the model does
 
 
 def test_copy_model_keeps_every_module_in_its_mode() -> None:

@@ -303,7 +303,10 @@ def copy_model(model: nn.Module) -> nn.Module:
     (stable-baselines3's policies keep their last action distribution,
     ``self.action_dist.distribution``): such a tensor is copied detached; the hook
     recomputes the attribute on the next forward. A ``torch.jit.script``
-    function held as an attribute is shared, not copied. The copy is in the
+    function held as an attribute is shared, not copied, and so is a module
+    attribute whose own ``__deepcopy__`` gives None (gpytorch's prediction
+    strategy, the cache an exact GP builds on its first call in eval mode):
+    the copy runs as the model does, not as a first call. The copy is in the
     modes the model is in (:func:`modes_kept`)."""
     from flopaudit.inputs import note_uncopyable
 
@@ -311,7 +314,22 @@ def copy_model(model: nn.Module) -> nn.Module:
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
             note_uncopyable(value, memo, keep_grad=False, objects=True)
-    return modes_kept(model, copy.deepcopy(model, memo))
+    return modes_kept(model, _dropped_attributes_shared(model, copy.deepcopy(model, memo)))
+
+
+def _dropped_attributes_shared(model: nn.Module, copied: nn.Module) -> nn.Module:
+    """``copied`` with each module attribute that its copy left None (an object whose
+    ``__deepcopy__`` gives None) set to the model's own object."""
+    twins = dict(copied.named_modules(remove_duplicate=False))
+    for path, module in model.named_modules(remove_duplicate=False):
+        twin = twins.get(path)
+        if twin is None:
+            continue
+        attrs = vars(twin)
+        for name, value in vars(module).items():
+            if value is not None and name in attrs and attrs[name] is None:
+                attrs[name] = value
+    return copied
 
 
 def modes_kept(model: nn.Module, copied: nn.Module) -> nn.Module:

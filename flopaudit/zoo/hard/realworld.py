@@ -432,6 +432,39 @@ class KeepsDistribution(nn.Module):
         return self.action_dist.distribution.log_prob(logits.argmax(-1))
 
 
+class _GramCache:
+    """A precomputed product that refuses to be copied (``copy.deepcopy`` gives None), as
+    gpytorch's prediction strategies do: a copy of the model builds it again."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> None:
+        return None
+
+
+class CopyDroppedCache(nn.Module):
+    """Linear(8, 8) then a product with the (8, 8) Gram matrix of a fixed (16, 8) basis, which
+    the model keeps in an attribute once made (made at build time here, as an exact GP makes
+    its prediction cache on its first call in eval mode) and makes again when it is missing:
+    ``copy.deepcopy`` drops it, so a counter given a copy would count the Gram matrix too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.register_buffer("basis", torch.randn(16, 8))
+        self.cache: _GramCache | None = None
+        self.cache = self._gram()
+
+    def _gram(self) -> _GramCache:
+        return _GramCache(self.basis.T @ self.basis)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cache is None:
+            self.cache = self._gram()
+        return self.fc(x) @ self.cache.value
+
+
 def _linear_dropout() -> nn.Module:
     return nn.Sequential(nn.Linear(16, 16), nn.Dropout(0.5))
 
@@ -890,6 +923,17 @@ def cases() -> list[ModelCase]:
             "object's attribute (self.action_dist.distribution, as stable-baselines3's policies do) and return "
             "the likeliest action's log-probability: after a forward with autograd on, each backend still "
             "counts a copy of the model",
+        ),
+        hard_case(
+            "copy-dropped-cache",
+            CopyDroppedCache,
+            randn_inputs((4, 8)),
+            {"linear", "matmul", "state"},
+            expected_macs=4 * 8 * 8 + 4 * 8 * 8,  # the Linear and the product with the kept Gram matrix
+            expected_params=8 * 8 + 8,
+            description="Linear(8, 8) on (4, 8) times the (8, 8) Gram matrix of a (16, 8) basis that the model "
+            "keeps in an object whose __deepcopy__ gives None (gpytorch's prediction strategy) and makes again "
+            "(8 x 16 x 8 MACs) when it is missing: every backend counts the model as it runs, not a first call",
         ),
         hard_case(
             "dropout-train",
