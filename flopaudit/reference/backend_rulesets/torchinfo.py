@@ -26,11 +26,20 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator, Sequence
 
+from torch import nn
+
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, TensorInfo
 from flopaudit.reference.params import ParamTally, param_counter
-from flopaudit.reference.rulesets import ModuleRule, Ruleset, module_counter, register_ruleset, value_correction
+from flopaudit.reference.rulesets import (
+    ModuleRule,
+    Ruleset,
+    class_path,
+    module_counter,
+    register_ruleset,
+    value_correction,
+)
 
 
 def leaf_macs(class_name: str, params: Sequence[tuple[str, tuple[int, ...]]], out: Sequence[int]) -> int:
@@ -265,8 +274,10 @@ TORCHINFO = Ruleset(
         *(ModuleRule(cls, "torchinfo.leaf", in_leaf=True, reason=reason) for reason, classes in FAMILIES
           for cls in classes),
         ModuleRule("*", "torchinfo.leaf", in_leaf=True, reason=_OTHER_LEAVES),
-        # Not a leaf (out_proj is a child, never called): its work is functional ops, counted 0.
-        ModuleRule("MultiheadAttention", "zero", in_leaf=False, kind=CauseKind.UNSUPPORTED,
+        # Not a leaf (out_proj is a child, never called): its work is functional ops, counted 0. Torch's
+        # class (and its subclasses) only: a model's own class of that name runs its projections as modules.
+        ModuleRule(class_path(nn.MultiheadAttention), "zero", in_leaf=False, subclasses=True,
+                   kind=CauseKind.UNSUPPORTED,
                    reason="MultiheadAttention counted 0: not a leaf, its projections and attention are functional"),
     ),
     default="zero",

@@ -61,6 +61,30 @@ class MatmulAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(n, length, width))
 
 
+class MultiheadAttention(nn.Module):
+    """Self-attention in a class of its own named ``MultiheadAttention``, as fair-esm and
+    fairseq write theirs: q, k, v and output projections as ``nn.Linear`` children, which
+    run, and the scores and weighted sum as ``torch.bmm``. Not torch's
+    ``nn.MultiheadAttention`` (whose ``out_proj`` never runs as a module)."""
+
+    def __init__(self, width: int = E, heads: int = H) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(width, width) for _ in range(3))
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, width = x.shape
+        d = width // self.heads
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(n, length, self.heads, d).transpose(1, 2).reshape(n * self.heads, length, d)
+
+        q, k, v = heads(self.q_proj(x) * d**-0.5), heads(self.k_proj(x)), heads(self.v_proj(x))
+        y = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
+        return self.out_proj(y.reshape(n, self.heads, length, d).transpose(1, 2).reshape(n, length, width))
+
+
 class SelfAttention(nn.Module):
     """``nn.MultiheadAttention`` called as self-attention, ``attn(x, x, x)``."""
 
@@ -168,6 +192,17 @@ def cases() -> list[ModelCase]:
             description="4-head self-attention written with @ and torch.softmax on (2, 6, 16): "
             "the two matmuls are functional, only the Linears are modules",
             default=True,
+        ),
+        hard_case(
+            "attention-own-mha-class",
+            MultiheadAttention,
+            randn_inputs((N, L, E)),
+            {"attention", "functional", "linear"},
+            expected_macs=SELF_ATTENTION_MACS,
+            expected_params=4 * E * E + 4 * E,
+            description="4-head self-attention on (2, 6, 16) in a model's own class named MultiheadAttention "
+            "(fair-esm's and fairseq's): four Linear children that run and two torch.bmm; counters that "
+            "treat torch's nn.MultiheadAttention specially must not take it for torch's",
         ),
         hard_case(
             "attention-sdpa",
