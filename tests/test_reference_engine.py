@@ -633,3 +633,26 @@ def test_a_function_apply_bound_at_import_is_tracked() -> None:
     (mm,) = [e for e in events if e.op == "aten.mm.default"]
     assert mm.autograd_function == "_MatmulFunction"
     assert custom._matmul is before
+
+
+class CondOperator(nn.Module):
+    """Calls the ``cond`` higher-order operator itself (as code reaching it past ``torch.cond`` does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch._higher_order_ops.cond import cond_op
+
+        return cond_op(x.sum() > 0, lambda t: self.fc(t), lambda t: t * 2, (x,))
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_the_cond_operator_is_control_flow_not_an_opaque_op(sign: int) -> None:
+    # torch's dense cond kernel refuses to run under a dispatch mode; the branch it takes is
+    # recorded as the model's own operators (not traced_from an opaque op, not unsupported)
+    result = count(CondOperator(), sign * torch.rand(4, 8))
+    assert result.macs == (4 * 8 * 8 if sign > 0 else 0)
+    assert not result.unsupported and not result.traced_custom_ops
+    assert not any(e.traced_from for e in result.events)

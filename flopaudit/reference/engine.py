@@ -79,7 +79,7 @@ from flopaudit.reference.events import (
 from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
-from flopaudit.reference.operators import OperatorFacts, custom_op_kernel, operator_facts, run
+from flopaudit.reference.operators import CONTROL_FLOW, OperatorFacts, custom_op_kernel, operator_facts, run
 from flopaudit.reference.patching import (
     IMPORTED_SUFFIX,
     answering_tracing,
@@ -598,7 +598,9 @@ class _Mode(TorchDispatchMode):
         too, never silently free.
         # NB: a kernel doing part of its work outside torch is undercounted;
         # register a formula for such ops. Traced ops are listed in
-        # ``Recording.traced``.
+        # ``Recording.traced``. Control flow (``torch.cond``, ``while_loop``; see
+        # :data:`~flopaudit.reference.operators.CONTROL_FLOW`) is not an opaque op: the
+        # operators of the branch it runs are recorded as the model's own.
         """
         kernel = custom_op_kernel(func, args, kwargs)
         if kernel is None:
@@ -617,6 +619,8 @@ class _Mode(TorchDispatchMode):
             return _NOT_TRACED
         finally:
             recorder.recorder_depth = depth
+        if isinstance(func, HigherOrderOperator) and func.name() in CONTROL_FLOW:
+            return out  # (torch.cond: the branch it took is the model's own work, free or not)
         inner = rec.events[first:]
         if not any(e.macs or e.extra_flops or not e.supported for e in inner):
             del rec.events[first:]

@@ -172,7 +172,7 @@ def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | 
     quantize/dequantize operators of a PT2E-quantized graph are Python functions
     registered so), if any."""
     if isinstance(func, torch._ops.HigherOrderOperator):
-        return func.py_kernels.get(torch._C.DispatchKey.CompositeExplicitAutograd)
+        return _DENSE_KERNELS.get(func.name()) or func.py_kernels.get(torch._C.DispatchKey.CompositeExplicitAutograd)
     if not isinstance(func, torch._ops.OpOverload) or func.namespace in ("aten", "prims", "prim", "_c10d_functional"):
         return None
     try:
@@ -187,6 +187,21 @@ def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | 
     return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
 
 
+def _cond_dense(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], operands: Any) -> Any:
+    """``torch.cond`` run as its dense kernel runs it, the branch ``pred`` picks called on
+    ``operands`` (torch's own kernel refuses to run while a dispatch mode is active)."""
+    return (true_fn if pred else false_fn)(*operands)
+
+
+_DENSE_KERNELS: dict[str, Callable[..., Any]] = {"cond": _cond_dense}
+"""Higher-order operators whose dense kernel refuses a dispatch mode, by name: what it runs."""
+
+CONTROL_FLOW: frozenset[str] = frozenset({"cond", "while_loop"})
+"""Higher-order operators that are control flow (``torch.cond``, ``torch._higher_order_ops.while_loop``):
+their kernels run the model's own functions, whose operators are the model's work as any
+counter that looks inside sees it, not an opaque operator's."""
+
+
 def _composite_kernel(func: Any) -> Callable[..., Any] | None:
     """``func``'s ``CompositeExplicitAutograd`` kernel, called directly, if it has one:
     made of other operators, which the mode then sees."""
@@ -199,4 +214,4 @@ def _composite_kernel(func: Any) -> Callable[..., Any] | None:
     return functools.partial(func._op_dk, key)
 
 
-__all__ = ["META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]
+__all__ = ["CONTROL_FLOW", "META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]
