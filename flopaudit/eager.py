@@ -21,6 +21,12 @@ modules and functions run their Python code as written, as without
 counts in module attributes reads the wrapped module's count through it
 (:attr:`flopaudit.reference.events.ModuleCall.wrapped_by`).
 
+``torch.cond`` with a tensor predicate compiles its call even in eager mode (with
+Dynamo's eager backend); under the stance that call runs uncompiled, and with
+autograd on its branches are then traced with fake tensors that fail on the
+parameters they close over. In the block it runs as the program reads: the
+branch the predicate picks, called on the operands.
+
 # NB: what is counted is the program as written. A model compiled with
 # inductor runs fused kernels; they do the same arithmetic, so the FLOPs do
 # not change, but memory traffic does (``flopaudit cost`` measures the model
@@ -31,7 +37,8 @@ counts in module attributes reads the wrapped module's count through it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def import_dynamo() -> None:
@@ -56,13 +63,32 @@ def compiled_code_eager() -> Iterator[None]:
 
     set_stance = getattr(torch.compiler, "set_stance", None)
     if set_stance is not None:
-        with set_stance("force_eager"):
+        with set_stance("force_eager"), _cond_as_written(torch):
             yield
         return
     import torch._dynamo
 
     with torch._dynamo.config.patch(disable=True):  # pragma: no cover - torch < 2.6
         yield
+
+
+def _eager_cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], operands: Any = ()) -> Any:
+    """``torch.cond`` as the program reads: the branch ``pred`` picks, called on ``operands``."""
+    return (true_fn if pred else false_fn)(*operands)
+
+
+@contextlib.contextmanager
+def _cond_as_written(torch: Any) -> Iterator[None]:
+    """``torch.cond`` is :func:`_eager_cond` for the block (where torch has it)."""
+    original = getattr(torch, "cond", None)
+    if original is None:
+        yield
+        return
+    torch.cond = _eager_cond
+    try:
+        yield
+    finally:
+        torch.cond = original
 
 
 __all__ = ["compiled_code_eager", "import_dynamo"]

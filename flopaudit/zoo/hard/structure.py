@@ -133,6 +133,22 @@ class DataDependentBranch(nn.Module):
         return self.head(h)
 
 
+class CondBranch(nn.Module):
+    """``torch.cond`` on ``x.sum() > 0`` between two branches of unequal work: ``fc2`` then
+    ``head``, or ``head`` alone; the branch ops run inside the ``cond`` higher-order operator
+    (in eager mode through ``torch.compile`` with Dynamo's eager backend)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32)
+        self.fc2 = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        return torch.cond(x.sum() > 0, lambda t: self.head(torch.relu(self.fc2(t))), lambda t: self.head(t), (h,))
+
+
 class BufferProjection(nn.Module):
     """``x @ W`` with ``W`` a registered buffer: work to count, no parameters."""
 
@@ -382,6 +398,18 @@ def cases() -> list[ModelCase]:
             expected_params=16 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4,
             description="fc2 runs only if x.sum() > 0; inputs come from torch.rand (non-negative) so it always "
             "runs. Needs real values: a meta/fake-tensor or symbolic trace cannot decide the branch",
+        ),
+        hard_case(
+            "torch-cond-branch",
+            CondBranch,
+            _positive_inputs,
+            {"control-flow", "linear"},
+            # inputs are non-negative, so the first branch runs: fc1 + fc2 + head on batch 4
+            expected_macs=4 * 16 * 32 + 4 * 32 * 32 + 4 * 32 * 4,
+            expected_params=16 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4,
+            description="data-dependent-branch written with torch.cond: fc2 then head if x.sum() > 0, head alone "
+            "otherwise, on non-negative (4, 16) inputs; a dispatch mode receives the cond higher-order operator "
+            "whole, whose dense kernel refuses to run under a mode",
         ),
         hard_case(
             "buffers-only",
