@@ -133,22 +133,6 @@ class DataDependentBranch(nn.Module):
         return self.head(h)
 
 
-class CondBranch(nn.Module):
-    """``torch.cond`` on ``x.sum() > 0`` between two branches of unequal work: ``fc2`` then
-    ``head``, or ``head`` alone; the branch ops run inside the ``cond`` higher-order operator
-    (in eager mode through ``torch.compile`` with Dynamo's eager backend)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(16, 32)
-        self.fc2 = nn.Linear(32, 32)
-        self.head = nn.Linear(32, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.fc1(x))
-        return torch.cond(x.sum() > 0, lambda t: self.head(torch.relu(self.fc2(t))), lambda t: self.head(t), (h,))
-
-
 class BufferProjection(nn.Module):
     """``x @ W`` with ``W`` a registered buffer: work to count, no parameters."""
 
@@ -325,6 +309,22 @@ def _dict_inputs() -> ModelInputs:
 def _positive_inputs() -> ModelInputs:
     # torch.rand is in [0, 1): x.sum() > 0 always, so the fc2 branch always runs.
     return ModelInputs((torch.rand(4, 16),))
+
+
+class CondBranch(nn.Module):
+    """``torch.cond`` on ``x.sum() > 0`` between two branches of unequal work: ``fc2`` then
+    ``head``, or ``head`` alone; the branch ops run inside the ``cond`` higher-order operator
+    (in eager mode through ``torch.compile`` with Dynamo's eager backend)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32)
+        self.fc2 = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        return torch.cond(x.sum() > 0, lambda t: self.head(torch.relu(self.fc2(t))), lambda t: self.head(t), (h,))
 
 
 def cases() -> list[ModelCase]:
