@@ -311,16 +311,10 @@ def _positive_inputs() -> ModelInputs:
     return ModelInputs((torch.rand(4, 16),))
 
 
-class CondBranch(nn.Module):
-    """``torch.cond`` on ``x.sum() > 0`` between two branches of unequal work: ``fc2`` then
-    ``head``, or ``head`` alone; the branch ops run inside the ``cond`` higher-order operator
-    (in eager mode through ``torch.compile`` with Dynamo's eager backend)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(16, 32)
-        self.fc2 = nn.Linear(32, 32)
-        self.head = nn.Linear(32, 4)
+class CondBranch(DataDependentBranch):
+    """:class:`DataDependentBranch` written with ``torch.cond`` on ``x.sum() > 0``: ``fc2``
+    then ``head``, or ``head`` alone; the branch ops run inside the ``cond`` higher-order
+    operator (in eager mode through ``torch.compile`` with Dynamo's eager backend)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc1(x))
@@ -403,7 +397,7 @@ def cases() -> list[ModelCase]:
             "torch-cond-branch",
             CondBranch,
             _positive_inputs,
-            {"control-flow", "linear"},
+            {"control-flow", "cond", "linear"},
             # inputs are non-negative, so the first branch runs: fc1 + fc2 + head on batch 4
             expected_macs=4 * 16 * 32 + 4 * 32 * 32 + 4 * 32 * 4,
             expected_params=16 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4,
