@@ -72,23 +72,24 @@ def compiled_code_eager() -> Iterator[None]:
         yield
 
 
-def _eager_cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], operands: Any = ()) -> Any:
-    """``torch.cond`` as the program reads: the branch ``pred`` picks, called on ``operands``."""
+def cond_as_written(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], operands: Any = ()) -> Any:
+    """``torch.cond`` as the program reads: the branch ``pred`` picks, called on ``operands``
+    (also what the ``cond`` operator's dense kernel runs)."""
     return (true_fn if pred else false_fn)(*operands)
 
 
 @contextlib.contextmanager
 def _cond_as_written(torch: Any) -> Iterator[None]:
-    """``torch.cond`` is :func:`_eager_cond` for the block (where torch has it)."""
+    """``torch.cond`` is :func:`cond_as_written` for the block (where torch has it)."""
     original = getattr(torch, "cond", None)
     if original is None:
         yield
         return
-    torch.cond = _eager_cond
+    torch.cond = cond_as_written
     try:
         yield
     finally:
         torch.cond = original
 
 
-__all__ = ["compiled_code_eager", "import_dynamo"]
+__all__ = ["compiled_code_eager", "cond_as_written", "import_dynamo"]

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
+from flopaudit.eager import cond_as_written
 from flopaudit.inputs import iter_tensors
 from flopaudit.reference.registry import Formula, Signature, formula_name, lookup, op_key, signature
 from flopaudit.reference.tensors import tensors_in
@@ -187,14 +188,9 @@ def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | 
     return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
 
 
-def _cond_dense(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], operands: Any) -> Any:
-    """``torch.cond`` run as its dense kernel runs it, the branch ``pred`` picks called on
-    ``operands`` (torch's own kernel refuses to run while a dispatch mode is active)."""
-    return (true_fn if pred else false_fn)(*operands)
-
-
-_DENSE_KERNELS: dict[str, Callable[..., Any]] = {"cond": _cond_dense}
-"""Higher-order operators whose dense kernel refuses a dispatch mode, by name: what it runs."""
+_DENSE_KERNELS: dict[str, Callable[..., Any]] = {"cond": cond_as_written}
+"""Higher-order operators whose dense kernel refuses a dispatch mode, by name: what it runs
+(torch's ``cond`` kernel raises while a dispatch mode is active)."""
 
 CONTROL_FLOW: frozenset[str] = frozenset({"cond", "while_loop"})
 """Higher-order operators that are control flow (``torch.cond``, ``torch._higher_order_ops.while_loop``):
