@@ -29,14 +29,26 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from torch import nn
+
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory
 from flopaudit.reference.params import NEVER_CALLED, ParamTally, param_counter
-from flopaudit.reference.rulesets import ModuleRule, Ruleset, first_out, inventory_module_counter, register_ruleset
+from flopaudit.reference.rulesets import (
+    ModuleRule,
+    Ruleset,
+    class_path,
+    first_out,
+    inventory_module_counter,
+    is_subclass,
+    register_ruleset,
+)
 
 MAX_DEPTH = 3
 """``summary``'s ``depth`` default: hooks reach depth ``MAX_DEPTH + 1``."""
-_LAYER_MODULES = ("MultiheadAttention",)
+_LAYER_MODULES = (class_path(nn.MultiheadAttention),)
+"""``LAYER_MODULES``: classes whose root is hooked though it has children (``isinstance``: torch's class
+and its subclasses, not a model's own class of that name)."""
 
 
 def _depth(name: str) -> int:
@@ -48,7 +60,7 @@ def hooked(modules: ModelInventory, path: str) -> bool:
     info = modules.module(path)
     if info is None or min(_depth(n) for n in info.names) > MAX_DEPTH + 1:
         return False
-    return bool(path) or not info.children or info.module_type in _LAYER_MODULES
+    return bool(path) or not info.children or any(is_subclass(info.module_class, c) for c in _LAYER_MODULES)
 
 
 @inventory_module_counter("torch-summary.row")
