@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from flopaudit.reference import EventRule, ModuleRule, Ruleset, apply_ruleset, count, get_ruleset
+from flopaudit.reference.pricing import predict
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import register_ruleset
 
@@ -105,6 +106,36 @@ def test_nested_module_rules_outermost_suppressing_rule_wins() -> None:
     rs = Ruleset("test-nested", "MAC", "x", module_rules=(ModuleRule("Sequential", "in_numel"),
                                                           ModuleRule("Linear", "out_numel")))
     assert apply_ruleset(result, rs).total == 3 * 4  # the Linears inside the Sequential are not visited
+
+
+class CallsPassedModule(nn.Module):
+    """A leaf module (``caller``) that calls a sibling passed to it, as peft's DoRA layer calls ``lora_A``."""
+
+    class Caller(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(4))
+
+        def forward(self, x: torch.Tensor, other: nn.Module) -> torch.Tensor:
+            return other(x * self.scale) @ torch.ones(6, 2)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sibling = nn.Linear(4, 6)
+        self.caller = self.Caller()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.caller(x, self.sibling)
+
+
+def test_a_module_called_inside_a_priced_module_it_does_not_belong_to_is_priced_on_its_own() -> None:
+    result = count(CallsPassedModule(), torch.randn(3, 4))
+    rs = Ruleset("test-passed", "MAC", "x", module_rules=(ModuleRule("*", "out_numel", in_leaf=True),))
+    # the caller's output (3 x 2) and the sibling's (3 x 6): a hook counter sums both calls
+    assert apply_ruleset(result, rs).total == 3 * 2 + 3 * 6
+    p = predict(result.events, result.module_call_records, rs)
+    assert p.macs == 3 * 2 + 3 * 6
+    assert p.macs == result.macs + sum(c.macs for c in p.contributions)  # the sibling's events are its own
 
 
 def test_per_sample_divides_by_batch(result) -> None:

@@ -61,7 +61,10 @@ BACKEND = Backend(
          "exported-program": "pytorch-model-summary fails: the only module an exported graph calls is its guard "
          "module (_guards_fn), which returns None: its row gets no output shape (KeyError: 'output_shape')",
          "roi-align-head": "pytorch-model-summary fails: MultiScaleRoIAlign is called with a dict of feature maps "
-         "and its hook's shapes() takes tensors, tuples and lists only ('Object not supported')"},
+         "and its hook's shapes() takes tensors, tuples and lists only ('Object not supported')",
+         "calls-sibling-modules": "pytorch-model-summary fails: the magnitude layer is called with the lora_A and "
+         "lora_B modules as arguments and its hook's shapes() takes tensors, tuples and lists only ('Object not "
+         "supported')"},
     order=100,
 )
 

@@ -23,8 +23,11 @@ A ruleset is a frozen dataclass holding only data:
   its :class:`ModuleCall` record (input/output shapes, hyper-parameters,
   parameter shapes), and with ``suppress_inner`` the operator events inside
   that call are not counted again. Rules match the exact class, as hook-based
-  counters do (``type(m) in table``), never subclasses. A call nested in a
-  call already priced by a suppressing rule is skipped.
+  counters do (``type(m) in table``), never subclasses. A call of a module
+  inside a module priced by a suppressing rule (its descendant in the module
+  tree, called during that call) is skipped; another module called there (a
+  module passed in and called, as peft's DoRA layer calls its sibling
+  ``lora_A``) is priced on its own, its events left out of the caller's.
 * ``unit`` (``"MAC"`` or ``"FLOP"``): what the resulting integers mean.
 * ``per_sample``: divide totals by the batch size (ptflops' convention).
 * ``closed_form``: for a rule of thumb that does not price operators one by
@@ -716,40 +719,71 @@ class RulesetTotals:
 
 def priced_calls(
     calls: Sequence[ModuleCall], ruleset: Ruleset, phase: str | None = None
-) -> Iterator[tuple[ModuleCall, ModuleRule, range]]:
+) -> Iterator[tuple[ModuleCall, ModuleRule, Sequence[int]]]:
     """Module calls priced by ``ruleset``'s module rules, in call order (only
     those of ``phase``, when given: a training step's forward calls).
 
     Yields each call with its rule and the indices of the events it covers
     (empty unless the rule suppresses its inner ops). A call nested in a call
-    already priced by a suppressing rule is skipped, as hook counters that
-    stop at a priced module do; with ``last_call_only``, so is every call of
-    a module but its last (its events are then priced by the event rules).
+    already priced by a suppressing rule is skipped when its module is a
+    descendant of that call's module in the module tree, as hook counters
+    that stop at a priced module do (thop's ``dfs_count``, ptflops'
+    ``accumulate_flops``: neither visits a priced module's children). A module
+    that is not (a sibling passed in and called: peft's DoRA layer calls the
+    ``lora_A`` and ``lora_B`` beside it) is hooked and summed on its own by
+    every hook counter, so it is priced on its own, and the events of its call
+    are left out of the caller's. With ``last_call_only``, every call of a
+    module but its last is skipped (its events are then priced by the event
+    rules).
     """
     if not ruleset.module_rules:
         return
     last = {call.path: i for i, call in enumerate(calls) if phase is None or call.phase == phase} \
         if ruleset.last_call_only else None
+    priced: list[tuple[int, ModuleRule]] = []
     suppressing: set[int] = set()
+    inner_calls: dict[int, list[int]] = {}
+    """For a suppressing call, the suppressing calls priced on their own inside it."""
     for i, call in enumerate(calls):
         if phase is not None and call.phase != phase:
             continue
         if last is not None and last[call.path] != i:
             continue
-        ancestor, inside = call.parent, False
+        ancestor, around = call.parent, []
         while ancestor >= 0:
             if ancestor in suppressing:
-                inside = True
-                break
+                if _descends(call, calls[ancestor]):
+                    break
+                around.append(ancestor)
             ancestor = calls[ancestor].parent
-        rule = None if inside else ruleset.module_rule(call)
+        if ancestor >= 0:
+            continue  # inside a priced module
+        rule = ruleset.module_rule(call)
         if rule is None:
             continue
         if rule.suppress_inner:
             suppressing.add(i)
+            for outer in around:
+                inner_calls.setdefault(outer, []).append(i)
+        priced.append((i, rule))
+    for i, rule in priced:
+        call = calls[i]
+        if not rule.suppress_inner:
+            yield call, rule, range(0)
+        elif i not in inner_calls:
             yield call, rule, range(*call.events)
         else:
-            yield call, rule, range(0)
+            own = set(range(*call.events))
+            for k in inner_calls[i]:
+                own.difference_update(range(*calls[k].events))
+            yield call, rule, sorted(own)
+
+
+def _descends(call: ModuleCall, outer: ModuleCall) -> bool:
+    """Is ``call``'s module a descendant of ``outer``'s in the module tree (under any of their names)?"""
+    if "" in outer.names:
+        return True
+    return any(name.startswith(prefix + ".") for prefix in outer.names for name in call.names)
 
 
 def name_shares(call: ModuleCall, count: int, ruleset: Ruleset) -> list[tuple[str, Sequence[str], int]]:

@@ -734,6 +734,38 @@ class InferenceModeBackbone(nn.Module):
         return self.head(features.clone())
 
 
+class _Magnitude(nn.Module):
+    """DoRA's magnitude layer as peft writes it (``DoraLinearLayer``): a leaf module that holds
+    only the magnitude vector and calls the adapter's ``lora_A`` and ``lora_B``, passed in, on an
+    identity matrix (their product, for the column norms) and on the input."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(features))
+
+    def forward(self, x: torch.Tensor, base_weight: torch.Tensor, lora_a: nn.Module, lora_b: nn.Module,
+                base_result: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(base_weight.shape[1], dtype=x.dtype, device=x.device)
+        delta = lora_b(lora_a(eye)).T
+        scale = self.weight / (base_weight + delta.detach()).norm(p=2, dim=1)
+        return (scale - 1) * base_result + scale * lora_b(lora_a(x))
+
+
+class CallsSiblingModules(nn.Module):
+    """A DoRA-adapted Linear(16, 16): the base layer, a rank-4 ``lora_A``/``lora_B`` pair and the
+    magnitude layer beside them, which calls the pair itself (peft's ``use_dora=True``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = nn.Linear(16, 16)
+        self.lora_A = nn.Linear(16, 4, bias=False)
+        self.lora_B = nn.Linear(4, 16, bias=False)
+        self.magnitude = _Magnitude(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.magnitude(x, self.base.weight, self.lora_A, self.lora_B, self.base(x))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -923,6 +955,18 @@ def cases() -> list[ModelCase]:
             "object's attribute (self.action_dist.distribution, as stable-baselines3's policies do) and return "
             "the likeliest action's log-probability: after a forward with autograd on, each backend still "
             "counts a copy of the model",
+        ),
+        hard_case(
+            "calls-sibling-modules",
+            CallsSiblingModules,
+            randn_inputs((4, 16)),
+            {"linear", "reuse", "lora"},
+            # base 4 x 16 x 16; lora_A then lora_B on the (16, 16) identity and on x; the column norms
+            expected_macs=4 * 16 * 16 + 16 * 16 * 4 + 16 * 4 * 16 + 4 * 16 * 4 + 4 * 4 * 16,
+            expected_params=16 * 16 + 16 + 16 * 4 + 4 * 16 + 16,
+            description="peft's DoRA on Linear(16, 16), on (4, 16): a leaf module holding the magnitude vector calls "
+            "the rank-4 lora_A and lora_B beside it (passed in) on a (16, 16) identity and on x; hook counters "
+            "price each of those calls on its own, as they price every hooked module",
         ),
         hard_case(
             "copy-dropped-cache",
