@@ -202,6 +202,13 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
     cached = realworld.CopyDroppedCache()
     assert copy.deepcopy(cached).cache is None  # its cache refuses to be copied
     assert copy_model(cached).cache is cached.cache  # the copy runs with it, as the model does
+    mup = realworld.ParameterAttributes()
+    assert not hasattr(copy.deepcopy(mup).readout.weight, "infshape")  # torch's Parameter.__deepcopy__ drops it
+    twin = copy_model(mup)
+    assert twin.readout.weight.infshape.width_mult() == 4 and twin.readout.weight.infshape is not \
+        mup.readout.weight.infshape
+    x = torch.randn(4, 16)
+    assert torch.equal(twin(x), mup(x))
 
 
 def test_copy_model_keeps_every_module_in_its_mode() -> None:

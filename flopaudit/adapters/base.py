@@ -306,15 +306,38 @@ def copy_model(model: nn.Module) -> nn.Module:
     function held as an attribute is shared, not copied, and so is a module
     attribute whose own ``__deepcopy__`` gives None (gpytorch's prediction
     strategy, the cache an exact GP builds on its first call in eval mode):
-    the copy runs as the model does, not as a first call. The copy is in the
-    modes the model is in (:func:`modes_kept`)."""
+    the copy runs as the model does, not as a first call. Attributes a library
+    set on a parameter (muP's ``infshape``, which its readout layer reads in
+    ``forward``; opacus's per-sample gradient counters) are copied with it:
+    torch's ``Parameter.__deepcopy__`` makes a new parameter from the data
+    alone. The copy is in the modes the model is in (:func:`modes_kept`)."""
     from flopaudit.inputs import note_uncopyable
 
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in (*vars(module).values(), *module._buffers.values()):
             note_uncopyable(value, memo, keep_grad=False, objects=True)
-    return modes_kept(model, _dropped_attributes_shared(model, copy.deepcopy(model, memo)))
+    copied = copy.deepcopy(model, memo)
+    _parameter_attributes_copied(model, memo)
+    return modes_kept(model, _dropped_attributes_shared(model, copied))
+
+
+def _parameter_attributes_copied(model: nn.Module, memo: dict[int, Any]) -> None:
+    """Give each parameter's copy (``memo[id(parameter)]``) the attributes set on the
+    parameter that its copy lacks, deep-copied with ``memo`` (what they refer to in the
+    model is its copy there), or shared where they cannot be copied."""
+    for p in model.parameters():
+        attrs = vars(p)
+        twin = memo.get(id(p))
+        if not attrs or twin is None or twin is p:
+            continue
+        missing = vars(twin)
+        for name, value in attrs.items():
+            if name not in missing:
+                try:
+                    missing[name] = copy.deepcopy(value, memo)
+                except Exception:  # noqa: BLE001 - an object that refuses to be copied: the copy shares it
+                    missing[name] = value
 
 
 def _dropped_attributes_shared(model: nn.Module, copied: nn.Module) -> nn.Module:

@@ -766,6 +766,39 @@ class CallsSiblingModules(nn.Module):
         return self.magnitude(x, self.base.weight, self.lora_A, self.lora_B, self.base(x))
 
 
+class _InfShape:
+    """What muP's ``set_base_shapes`` stores on a parameter (``mup.infshape.InfShape``), reduced to
+    the one number its readout layer asks for."""
+
+    def __init__(self, base_width: int, width: int) -> None:
+        self.base_width, self.width = base_width, width
+
+    def width_mult(self) -> float:
+        return self.width / self.base_width
+
+
+class _MuReadout(nn.Linear):
+    """muP's output layer (``mup.MuReadout``): a Linear on the input divided by the width
+    multiplier it reads from its weight's ``infshape``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x / self.weight.infshape.width_mult())
+
+
+class ParameterAttributes(nn.Module):
+    """Linear(16, 32), ReLU and muP's readout Linear(32, 4), whose weight carries the ``infshape``
+    attribute that ``mup.set_base_shapes`` sets (base width 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(16, 32)
+        self.readout = _MuReadout(32, 4)
+        self.readout.weight.infshape = _InfShape(8, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(torch.relu(self.body(x)))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -967,6 +1000,17 @@ def cases() -> list[ModelCase]:
             description="peft's DoRA on Linear(16, 16), on (4, 16): a leaf module holding the magnitude vector calls "
             "the rank-4 lora_A and lora_B beside it (passed in) on a (16, 16) identity and on x; hook counters "
             "price each of those calls on its own, as they price every hooked module",
+        ),
+        hard_case(
+            "parameter-attributes",
+            ParameterAttributes,
+            randn_inputs((4, 16)),
+            {"linear", "state"},
+            expected_macs=4 * 16 * 32 + 4 * 32 * 4,
+            expected_params=16 * 32 + 32 + 32 * 4 + 4,
+            description="Linear(16, 32), ReLU and muP's readout Linear(32, 4) on (4, 16); the readout divides its "
+            "input by the width multiplier it reads from an attribute of its weight (mup.set_base_shapes' "
+            "infshape), which torch's Parameter.__deepcopy__ does not copy: a counter given a plain deep copy fails",
         ),
         hard_case(
             "copy-dropped-cache",
