@@ -57,11 +57,21 @@ class GradientLinks:
         self.pending = (t, index) if t is not None else None
 
     def settle(self) -> None:
-        """Link the pending output's autograd node (set by now) to its event."""
+        """Link the pending output's autograd node (set by now) to its event.
+
+        An output whose node cannot be read is linked to nothing: torch refuses
+        ``.grad_fn`` of a view made under ``no_grad`` once its base was changed in
+        place with autograd on (a custom Function's ``forward`` that fills a solution
+        buffer under ``no_grad`` and returns it, as torchdiffeq's ``odeint_adjoint``
+        does: the buffer becomes the Function's output), though the model never asks.
+        """
         pending, self.pending = self.pending, None
         if pending is None:
             return
-        node = pending[0].grad_fn
+        try:
+            node = pending[0].grad_fn
+        except RuntimeError:  # a view made under no_grad whose base autograd took over since (see below)
+            return
         if node is None:
             return
         seq = node._sequence_nr()

@@ -799,6 +799,41 @@ class ParameterAttributes(nn.Module):
         return self.readout(torch.relu(self.body(x)))
 
 
+class _Solve(torch.autograd.Function):
+    """Two steps of ``y <- y @ w`` solved under ``no_grad`` into a (3, *y.shape) solution buffer,
+    its gradient by the adjoint recurrence, as torchdiffeq's ``odeint_adjoint`` solves an ODE."""
+
+    @staticmethod
+    def forward(ctx: Any, y0: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            solution = torch.empty(3, *y0.shape, dtype=y0.dtype, device=y0.device)
+            solution[0] = y0
+            for i in (1, 2):
+                solution[i] = solution[i - 1] @ w
+        ctx.save_for_backward(solution, w)
+        return solution
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        solution, w = ctx.saved_tensors
+        a2 = grad[2]
+        a1 = grad[1] + a2 @ w.T
+        return grad[0] + a1 @ w.T, solution[0].T @ a1 + solution[1].T @ a2
+
+
+class AdjointSolver(nn.Module):
+    """A linear flow ``y <- y @ w`` (w: 8 x 8) solved for two steps inside a custom autograd Function
+    (torchdiffeq's ``odeint_adjoint``), then a Linear(8, 2) head on the last state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.eye(8) + 0.1 * torch.randn(8, 8))
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, y0: torch.Tensor) -> torch.Tensor:
+        return self.head(_Solve.apply(y0, self.w)[-1])
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1011,6 +1046,18 @@ def cases() -> list[ModelCase]:
             description="Linear(16, 32), ReLU and muP's readout Linear(32, 4) on (4, 16); the readout divides its "
             "input by the width multiplier it reads from an attribute of its weight (mup.set_base_shapes' "
             "infshape), which torch's Parameter.__deepcopy__ does not copy: a counter given a plain deep copy fails",
+        ),
+        hard_case(
+            "adjoint-solver",
+            AdjointSolver,
+            randn_inputs((4, 8)),
+            {"custom-function", "linear", "matmul"},
+            expected_macs=2 * 4 * 8 * 8 + 4 * 8 * 2,  # two steps of (4, 8) @ (8, 8), the head
+            expected_params=8 * 8 + 8 * 2 + 2,
+            description="two steps of y <- y @ w (w 8 x 8) on (4, 8), solved under no_grad into a solution buffer "
+            "inside a custom autograd Function whose backward is the adjoint recurrence (torchdiffeq's "
+            "odeint_adjoint), then Linear(8, 2) on the last state; in a training step the buffer, filled in place "
+            "through views made under no_grad, becomes the Function's output",
         ),
         hard_case(
             "copy-dropped-cache",
