@@ -142,3 +142,19 @@ def test_the_reference_adapter_counts_in_a_fresh_process() -> None:
         "r = get_adapter('reference').count(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), torch.randn(1, 3, 8, 8)); "
         "print(r.status.value, r.error, type(torch.ops.aten.conv2d.default).__name__)")
     assert printed == ["ok", "None", "OpOverload"], printed
+
+
+def test_a_ruleset_that_fails_leaves_the_reference_count_standing(monkeypatch) -> None:
+    import flopaudit.reference.backend_rulesets.calflops  # noqa: F401 - registers the counters
+    from flopaudit.reference.rulesets import EVENT_COUNTERS
+
+    def broken(event):
+        raise ZeroDivisionError("a counter's own bug")
+
+    monkeypatch.setitem(EVENT_COUNTERS, "profiler.linear", broken)
+    result = get_adapter("reference").count(TiedNet(), torch.tensor([[1, 2, 3]]), model_name="tied")
+    assert result.status is Status.OK, result.error
+    predicted = {p.ruleset for p in result.predictions}
+    assert "calflops" not in predicted and "thop" in predicted
+    assert any(w.startswith("calflops: not predicted: its ruleset failed on this recording (ZeroDivisionError")
+               for w in result.warnings), result.warnings

@@ -307,14 +307,19 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
         try:
             prediction = predict(source.events, calls, ruleset, backend, batch_size=inputs.batch_size,
                                  modules=modules, facts=facts)
+            if ruleset.drops_dead_code and dead_here:
+                prediction = without_dead_work(prediction, source.events, dead_here, ruleset)
+            for name in ruleset.value_corrections:
+                correct, reason = VALUE_CORRECTIONS[name]
+                amounts = [(c.path, c.stack, macs) for c, macs in correct(model, source.module_call_records)]
+                prediction = with_cause(prediction, reason, CauseKind.RULE, amounts)
         except NotApplicable:
             continue  # a rule of thumb that does not apply to this model (its backend says so too)
-        if ruleset.drops_dead_code and dead_here:
-            prediction = without_dead_work(prediction, source.events, dead_here, ruleset)
-        for name in ruleset.value_corrections:
-            correct, reason = VALUE_CORRECTIONS[name]
-            amounts = [(c.path, c.stack, macs) for c, macs in correct(model, source.module_call_records)]
-            prediction = with_cause(prediction, reason, CauseKind.RULE, amounts)
+        except Exception as exc:  # noqa: BLE001 - one ruleset failing leaves the reference count standing
+            if notes is not None:
+                notes.append(f"{backend}: {NOT_PREDICTED}: its ruleset failed on this recording "
+                             f"({error_text(exc).splitlines()[0]})")
+            continue
         params, param_causes = predict_params(modules, calls, ruleset.params)
         prediction = dataclasses.replace(prediction, params=params, param_contributions=param_causes)
         out.append(_with_pass_difference(prediction, source, result, k, traced_branch))

@@ -17,7 +17,7 @@ import torch
 from flopaudit.reference.events import Shape, TensorArg
 from flopaudit.reference.operators import OperatorFacts
 from flopaudit.reference.registry import Category, Cost, bind, make_call
-from flopaudit.reference.tensors import op_tensors, shape_of, size_now, summarise, tensors_in
+from flopaudit.reference.tensors import op_tensors, python_number, shape_of, size_now, summarise, tensors_in
 
 _Tensor = torch.Tensor
 _STRIDED = torch.strided
@@ -243,13 +243,16 @@ def scalar_args(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 def call_arg(v: Any) -> Any:
     """A patched call's argument as recorded: tensors by shape, scalars and
-    lists of scalars as they are, anything else by type name."""
+    lists of scalars as they are (numpy scalars as the Python numbers they hold:
+    pytorchvideo builds its convolutions' strides from numpy integers), anything
+    else by type name."""
     if isinstance(v, torch.Tensor):
         return TensorArg(shape_of(v))
-    if isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v):
-        return tuple(int(x) if isinstance(x, torch.SymInt) else x for x in v)
-    if isinstance(v, torch.SymInt):
-        return int(v)
+    if isinstance(v, (list, tuple)):
+        items = tuple(python_number(x) for x in v)
+        if all(_is_scalar(x) for x in items):
+            return items
+    v = python_number(v)
     if _is_scalar(v):
         return v
     return f"<{type(v).__name__}>"

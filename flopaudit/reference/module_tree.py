@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from flopaudit.reference.events import Shape
-from flopaudit.reference.tensors import shape_of
+from flopaudit.reference.tensors import python_number, shape_of
 
 
 @dataclass
@@ -181,8 +181,14 @@ def _scalar_values(d: dict[str, Any], names: list[str]) -> tuple[tuple[str, Any]
                     break
             else:
                 out.append((k, v))
+                continue
+            plain = tuple([python_number(x) for x in v])  # numpy numbers (pytorchvideo's strides)
+            if all(isinstance(x, _ATTR_TYPES) for x in plain):
+                out.append((k, plain))
         elif isinstance(v, _ATTR_TYPES):  # a subclass (an IntEnum)
             out.append((k, v))
+        elif isinstance(python_number(v), _ATTR_TYPES):
+            out.append((k, python_number(v)))
     return tuple(out)
 
 

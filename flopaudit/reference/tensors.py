@@ -121,6 +121,16 @@ def summarise(tensors: Sequence[torch.Tensor], sizes: Sequence[Any] | None = Non
     return TensorSummary(tuple(shapes), read, None if nested else tuple([t.dtype for t in tensors]))
 
 
+def python_number(v: Any) -> Any:
+    """A numpy scalar (``np.int64(2)``) or a symbolic int as the Python number it holds;
+    anything else as it is. Models build layers from numpy numbers (pytorchvideo's strides)."""
+    if isinstance(v, torch.SymInt):
+        return int(v)
+    if type(v).__module__ == "numpy" and getattr(v, "shape", None) == () and hasattr(v, "item"):
+        return v.item()
+    return v
+
+
 def int_shape(size: Sequence[Any]) -> Shape:
     """A ``torch.Size`` as a tuple of ints; ``()`` for a size with no int (unbacked symbolic)."""
     try:
@@ -149,5 +159,5 @@ def nbytes(obj: Any) -> int:
     return total
 
 
-__all__ = ["TensorSummary", "int_shape", "nbytes", "op_tensors", "shape_of", "shapes", "size_now", "summarise",
-           "tensors_in"]
+__all__ = ["TensorSummary", "int_shape", "nbytes", "op_tensors", "python_number", "shape_of", "shapes", "size_now",
+           "summarise", "tensors_in"]

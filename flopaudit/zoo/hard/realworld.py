@@ -834,6 +834,22 @@ class AdjointSolver(nn.Module):
         return self.head(_Solve.apply(y0, self.w)[-1])
 
 
+class NumpyHyperParameters(nn.Module):
+    """Conv2d(3, 8, 3, stride 2, padding 1) whose kernel size, stride and padding are numpy integers
+    (pytorchvideo computes its convolutions' strides with numpy), global average pool, Linear(8, 4)."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        super().__init__()
+        three, two, one = np.int64(3), np.int64(2), np.int64(1)
+        self.conv = nn.Conv2d(3, 8, kernel_size=(three, three), stride=(two, two), padding=(one, one))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean((2, 3)))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1058,6 +1074,17 @@ def cases() -> list[ModelCase]:
             "inside a custom autograd Function whose backward is the adjoint recurrence (torchdiffeq's "
             "odeint_adjoint), then Linear(8, 2) on the last state; in a training step the buffer, filled in place "
             "through views made under no_grad, becomes the Function's output",
+        ),
+        hard_case(
+            "numpy-hyperparameters",
+            NumpyHyperParameters,
+            randn_inputs((2, 3, 16, 16)),
+            {"conv", "linear"},
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 4,
+            expected_params=8 * 3 * 3 * 3 + 8 + 8 * 4 + 4,
+            description="Conv2d(3, 8, 3, stride 2, padding 1) built with numpy integers for its kernel size, stride "
+            "and padding (as pytorchvideo builds its convolutions), global average pool, Linear(8, 4), on "
+            "(2, 3, 16, 16): counters that patch F.conv2d read them as numpy numbers",
         ),
         hard_case(
             "copy-dropped-cache",
