@@ -289,3 +289,32 @@ def test_probed_rules(
 def test_embedding_rule(adapter: TorchinfoAdapter) -> None:
     r = adapter.count(nn.Embedding(10, 6), torch.randint(0, 10, (2, 5)))
     assert r.macs == 2 * 10 * 6  # N * V * E: parameter count times batch
+
+
+class _Opaque:
+    """An object torchinfo cannot size (zuko's lazy transforms return such objects from their forward)."""
+
+
+class _MakesOpaque(nn.Module):
+    def forward(self, x: torch.Tensor) -> _Opaque:
+        return _Opaque()
+
+
+class ReturnsOpaque(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.make = _MakesOpaque()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.make(x)
+        return self.fc(x)
+
+
+def test_a_failure_torchinfo_prints_and_replaces_is_named(adapter: TorchinfoAdapter) -> None:
+    result = adapter.count(ReturnsOpaque(), torch.randn(2, 4))
+    assert result.status is Status.ERROR
+    # torchinfo prints the traceback and raises "Failed to run torchinfo. See above stack traces": the cause is said
+    assert result.error.startswith("BackendFailure: torchinfo failed to run the model, on TypeError: Model contains "
+                                   "a layer with an unsupported input or output type"), result.error
+    assert "(raised in torchinfo." in result.error

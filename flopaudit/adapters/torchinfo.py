@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.errors import BackendFailure
 from flopaudit.module_paths import ancestors, first_names
 from flopaudit.records import Granularity, Unit
 
@@ -147,6 +148,12 @@ class TorchinfoAdapter(Adapter):
                 mode=mode,
                 verbose=opts["verbose"],
             )
+        except RuntimeError as exc:
+            cause = exc.__cause__
+            if cause is None or not str(exc).startswith("Failed to run torchinfo"):
+                raise
+            # torchinfo prints the traceback of what failed and raises this in its place: say what failed.
+            raise BackendFailure(f"torchinfo failed to run the model, on {type(cause).__name__}: {cause}") from cause
         finally:
             del target.train
         # torchinfo keeps every summary in a module-level cache keyed by class
