@@ -321,6 +321,23 @@ def test_products_run_whole_in_inference_mode(backend: str, case: str) -> None:
     check(backend, build, args, expected)  # (torch.profiler has no estimate for mv and dot either)
 
 
+#: Tensors a forward prints (torch's formatter runs with dispatch modes disabled): torch.profiler
+#: prices the aten::mul of its torch.isfinite, one per printed element of a floating tensor.
+PRINTING_CASES = {
+    "float": (lambda: Call(lambda s, x: (repr(x), x * 1)[1]), (torch.randn(4, 6),), 24 // 2 + 24 // 2),
+    "complex": (lambda: Call(lambda s, x: (repr(torch.complex(x, x)), x * 1)[1]), (torch.randn(5),), 2 * (5 // 2) + 5 // 2),
+    "integer": (lambda: Call(lambda s, x: (repr(x.long()), x * 1)[1]), (torch.randn(7),), 7 // 2),
+    "summarised": (lambda: Call(lambda s, x: (str(x), x * 1)[1]), (torch.randn(30, 40),), 36 // 2 + 1200 // 2),
+    "half": (lambda: Call(lambda s, x: (f"{x.half()}", x * 1)[1]), (torch.randn(3, 3),), 9 // 2 + 9 // 2),
+}
+
+
+@pytest.mark.parametrize("case", list(PRINTING_CASES))
+def test_torch_profiler_prices_the_formatter_of_a_printed_tensor(case: str) -> None:
+    build, args, expected = PRINTING_CASES[case]
+    check("torch-profiler", build, args, expected)  # (x * 1: one more priced mul, in the model's own work)
+
+
 @pytest.mark.parametrize("case", list(TORCH_CASES))
 def test_torch_flop_counter_rule(case: str) -> None:
     build, args, expected = TORCH_CASES[case]

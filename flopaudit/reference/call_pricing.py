@@ -247,7 +247,7 @@ def call_arg(v: Any) -> Any:
     pytorchvideo builds its convolutions' strides from numpy integers), anything
     else by type name."""
     if isinstance(v, torch.Tensor):
-        return TensorArg(shape_of(v))
+        return TensorArg(shape_of(v), str(v.dtype))
     if isinstance(v, (list, tuple)):
         items = tuple(python_number(x) for x in v)
         if all(_is_scalar(x) for x in items):

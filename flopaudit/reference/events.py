@@ -21,9 +21,12 @@ PATCHED_CALL_PREFIX = "py:"
 
 @dataclass(frozen=True)
 class TensorArg:
-    """A tensor argument of a patched Python call (``py:`` events), by shape."""
+    """A tensor argument of a patched Python call (``py:`` events), by shape (and dtype,
+    which two arguments of one shape may differ by and still compare equal)."""
 
     shape: Shape
+    dtype: str = field(default="", compare=False)
+    """``str(tensor.dtype)`` (``"torch.float32"``)."""
 
 
 @dataclass(frozen=True, slots=True)

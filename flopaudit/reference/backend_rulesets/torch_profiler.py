@@ -26,14 +26,20 @@ autograd on when nothing needs a gradient: a frozen encoder) their products,
 the CPU kernel of ``aten::_grouped_mm`` (mixture-of-experts layers) one
 ``aten::mm`` per group, torchvision's ``deform_conv2d`` the ``aten::addmm``
 of its sampled columns. # NB: those are the CPU kernels; on CUDA the grouped
-and fused kernels run no priced operator of their own. Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
+and fused kernels run no priced operator of their own. So does printing a
+tensor in the forward: torch's formatter runs with every dispatch mode
+disabled (the reference records its calls as ``py:torch._tensor_str._str``),
+and the ``aten::mul`` of its ``torch.isfinite`` is priced (:func:`printed`).
+Everything else counts 0, with autograd on as the adapter runs it. The adapter halves each operator's FLOPs (rounding an odd
 elementwise count down); :func:`~flopaudit.reference.pricing.predict` halves
 each event of this FLOP ruleset the same way.
 """
 
 from __future__ import annotations
 
-from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
+import torch
+
+from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
     QUANTIZED_RNN_OPS,
@@ -126,9 +132,10 @@ def affine_grid(e: OpEvent) -> int:
 def quantized_rnn(e: OpEvent) -> int:
     """The dynamically quantized LSTM/GRU kernels' own priced calls (torch 2.14, CPU), per step
     and layer-direction, each over the step's ``batch x H`` hidden state: the LSTM cell's three
-    ``aten::mul``, the GRU cell's one ``aten::add``; a packed GRU also one ``aten::mul`` over its
-    whole hidden state. Their products (fbgemm) have no estimate. Returned as twice the halved
-    operators' sum (the adapter halves each operator, an odd one rounded down).
+    ``aten::mul``, the GRU cell's one ``aten::add``. Their products (fbgemm) have no estimate.
+    Returned as twice the halved operators' sum (the adapter halves each operator, an odd one
+    rounded down). (A packed GRU's call also formats its hidden state as a string, whose
+    ``torch.isfinite`` product the profiler prices: recorded and priced as printing, :func:`printed`.)
     # NB: a packed sequence's per-step batch sizes are values, not shapes: with an odd ``H``
     # its operators' rounding is taken as if their sizes were even (half a MAC each at most).
     """
@@ -140,8 +147,7 @@ def quantized_rnn(e: OpEvent) -> int:
     hidden, batch = hx[-1], hx[1]
     per_step = (3 if "lstm" in e.op else 1) * int(e.arg("num_layers", 1)) * (2 if e.arg("bidirectional") else 1)
     if packed:
-        whole_state = _numel(hx) // 2 * 2 if "gru" in e.op else 0
-        return per_step * hidden * x[0] + whole_state
+        return per_step * hidden * x[0]
     steps = _numel(x[:-1]) // batch if batch else 0
     return 2 * per_step * steps * (batch * hidden // 2)
 
@@ -171,6 +177,42 @@ def encoder_layer(e: OpEvent) -> int:
     return 2 * (e.macs - n * length * width * hidden)
 
 
+#: torch's tensor formatter (``torch/_tensor_str.py``), which ``repr``, ``str`` and ``format`` of a
+#: tensor call with every dispatch mode disabled: a model that prints or formats a tensor in its
+#: forward runs it, torch.profiler records its operators, a dispatch mode or a hook never sees them.
+TENSOR_PRINTING = "torch._tensor_str._str"
+_R_PRINTING = ("printing a tensor in the forward (print, str, repr, an f-string): torch's formatter runs "
+               "torch.isfinite on the printed values, whose aten::mul the profiler prices (1 FLOP per element); "
+               "a dispatch mode or a hook does not see it")
+
+
+@event_counter("torch-profiler.printed")
+def printed(e: OpEvent) -> int:
+    """The ``aten::mul`` of ``torch.isfinite`` that ``_Formatter`` runs on a floating tensor's
+    values when it is printed: one per element printed (every element, or with more than
+    ``threshold`` elements the ``edgeitems`` at each end of each dimension), twice for a
+    complex tensor (its real and imaginary parts are formatted apart); integer and boolean
+    tensors are formatted without it.
+    # NB: the print options are read when the event is priced, not when it ran. A complex
+    # tensor's two products are one event here: priced so that its MACs are exact, its
+    # FLOPs 2 less than the profiler's for an odd count.
+    """
+    arg = dict(e.op_args).get("#0")
+    if not isinstance(arg, TensorArg) or not arg.dtype:
+        return 0
+    dtype = getattr(torch, arg.dtype.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not (dtype.is_floating_point or dtype.is_complex):
+        return 0
+    opts = torch._tensor_str.PRINT_OPTS
+    shown = n = _numel(arg.shape)
+    if n > opts.threshold:
+        edges = 2 * opts.edgeitems
+        shown = _numel(tuple(min(d, edges) for d in arg.shape)) if arg.shape else 1
+    if dtype.is_complex:  # two profiler events, each halved (rounded down) by the adapter: 2 x (shown // 2) MACs
+        return 4 * (shown // 2)
+    return shown
+
+
 @event_counter("torch-profiler.first_numel")
 def first_numel(e: OpEvent) -> int:
     """``computeFlops`` for ``aten::mul``/``aten::add``: elements of the first input."""
@@ -183,8 +225,9 @@ TORCH_PROFILER = Ruleset(
     description="torch.profiler with_flops: 2 x MACs of aten::conv2d (4-D), mm, addmm, bmm, baddbmm; numel of the "
     "first input of aten::mul and aten::add; every other op 0.",
     calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
-    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS,
+    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS + (TENSOR_PRINTING,),
     event_rules=(
+        EventRule("torch-profiler.printed", op=PATCHED_CALL_PREFIX + TENSOR_PRINTING, reason=_R_PRINTING),
         *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),
         *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),
         EventRule("2*macs", op="torchvision.deform_conv2d",

@@ -850,6 +850,24 @@ class NumpyHyperParameters(nn.Module):
         return self.head(self.conv(x).mean((2, 3)))
 
 
+class PrintsTensors(nn.Module):
+    """Linear(16, 40), its output printed, the (40, 40) Gram matrix of its columns formatted into
+    a log line (more than 1000 elements: torch prints three rows and columns at each end) and
+    the count of positive entries per column repr'd (an integer tensor): debugging left in a
+    forward, or an error message built before its check (transformers' VITS)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 40)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        print("activations", h)
+        gram = h.T @ h
+        self.last_log = f"gram {gram}; positive per column {(h > 0).sum(0)!r}"
+        return gram
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1085,6 +1103,17 @@ def cases() -> list[ModelCase]:
             description="Conv2d(3, 8, 3, stride 2, padding 1) built with numpy integers for its kernel size, stride "
             "and padding (as pytorchvideo builds its convolutions), global average pool, Linear(8, 4), on "
             "(2, 3, 16, 16): counters that patch F.conv2d read them as numpy numbers",
+        ),
+        hard_case(
+            "prints-tensors",
+            PrintsTensors,
+            randn_inputs((4, 16)),
+            {"linear", "matmul", "printing"},
+            expected_macs=4 * 16 * 40 + 40 * 4 * 40,  # the Linear, the Gram matrix; printing is not the model's work
+            expected_params=16 * 40 + 40,
+            description="Linear(16, 40) on (4, 16), its (4, 40) output printed, the (40, 40) Gram matrix of its "
+            "columns formatted into a string (summarised: 6 x 6 values shown) and an integer tensor repr'd: torch's "
+            "formatter runs with dispatch modes disabled, and torch.profiler prices its torch.isfinite products",
         ),
         hard_case(
             "copy-dropped-cache",
