@@ -145,17 +145,59 @@ def note_uncopyable(value: Any, memo: dict[int, Any], *, keep_grad: bool, object
 
 
 def _map_tensors(obj: Any, fn: Any) -> Any:
+    """``obj`` with every tensor in it replaced by ``fn(tensor)``, its containers of the same
+    types: tuples, lists and dicts rebuilt, a named tuple made again by its class (a
+    ``PackedSequence`` with its batch sizes left on the CPU, as its own ``to`` leaves them), any other object holding tensors (a ``BatchEncoding``, a ``TensorDict``, a
+    dataclass) copied with its tensors mapped (``copy.deepcopy`` given the mapped tensors;
+    an object whose copy keeps its own tensors, as a ``TensorDict``'s does, through its
+    ``apply(fn)``). An object it cannot copy is left as it is."""
+    import copy
+
     import torch
 
     if isinstance(obj, torch.Tensor):
         return fn(obj)
-    if isinstance(obj, tuple):
+    kind = type(obj)
+    if kind is tuple:
         return tuple(_map_tensors(x, fn) for x in obj)
-    if isinstance(obj, list):
+    if kind is list:
         return [_map_tensors(x, fn) for x in obj]
-    if isinstance(obj, dict):
+    if kind is dict:
         return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    return obj
+    if isinstance(obj, torch.nn.utils.rnn.PackedSequence):  # its batch sizes stay on the CPU (as its own .to)
+        return kind(fn(obj.data), obj.batch_sizes, *(None if t is None else fn(t)
+                                                     for t in (obj.sorted_indices, obj.unsorted_indices)))
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return kind(*(_map_tensors(x, fn) for x in obj))
+    inner = _held_tensors(obj)
+    if not inner:
+        return obj
+    mapped = {id(t): fn(t) for t in inner}
+    try:
+        out = copy.deepcopy(obj, dict(mapped))
+    except Exception:  # noqa: BLE001 - an object that refuses to be copied: as given
+        return obj
+    wanted = {id(t) for t in mapped.values()}
+    if all(id(t) in wanted for t in _held_tensors(out)):
+        return out
+    apply = getattr(obj, "apply", None)
+    if callable(apply):
+        try:
+            return apply(fn)
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+def _held_tensors(obj: Any) -> list[Any]:
+    """The tensors in a container (:func:`iter_tensors`), or held directly in the attributes of
+    another object (a dataclass)."""
+    import torch
+
+    if isinstance(obj, (tuple, list, Mapping)):
+        return list(iter_tensors(obj))
+    values = getattr(obj, "__dict__", None)
+    return [v for v in values.values() if isinstance(v, torch.Tensor)] if isinstance(values, dict) else []
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

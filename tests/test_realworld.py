@@ -323,6 +323,35 @@ def test_fresh_inputs_are_a_copy_the_model_may_change() -> None:
     assert odd.fresh() is odd  # shared, as given
 
 
+def test_inputs_moved_to_meta_keep_their_containers() -> None:
+    import collections
+    import dataclasses
+
+    from flopaudit.inputs import ModelInputs
+
+    @dataclasses.dataclass
+    class Batch:
+        image: torch.Tensor
+        size: int = 8
+
+    class Records(collections.UserDict):  # a Mapping that is no dict (transformers' BatchEncoding)
+        pass
+
+    Pair = collections.namedtuple("Pair", "left right")
+    packed = nn.utils.rnn.pack_padded_sequence(torch.randn(3, 4, 2), [4, 3, 2], batch_first=True)
+    given = ModelInputs((Batch(torch.ones(2, 3)), Records(ids=torch.ones(2, dtype=torch.long)),
+                         Pair(torch.ones(1), 2), packed, collections.OrderedDict(a=torch.ones(1))),
+                        {"extra": [torch.ones(1), (torch.ones(2),)]})
+    batch, records, pair, moved, ordered = (meta := given.to("meta")).args
+    assert type(batch) is Batch and batch.image.is_meta and batch.size == 8
+    assert type(records) is Records and records["ids"].is_meta
+    assert type(pair) is Pair and pair.left.is_meta and pair.right == 2
+    assert type(moved) is nn.utils.rnn.PackedSequence and moved.data.is_meta and not moved.batch_sizes.is_meta
+    assert type(ordered) is collections.OrderedDict and ordered["a"].is_meta
+    assert meta.kwargs["extra"][0].is_meta and meta.kwargs["extra"][1][0].is_meta
+    assert not any(t.is_meta for t in given.tensors())  # the inputs as given are left alone
+
+
 def test_realworld_cases_are_hard_and_selectable() -> None:
     assert {c.id for c in select_cases(tags=["torchscript"])} == {"scripted-module", "scripted-function"}
     assert all("hard" in get_case(c).tags for c in REALWORLD)
