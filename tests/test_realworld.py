@@ -209,6 +209,12 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
         mup.readout.weight.infshape
     x = torch.randn(4, 16)
     assert torch.equal(twin(x), mup(x))
+    hooked = realworld.HookAdapter()
+    twin = copy_model(hooked)
+    hooked.up.weight.data.zero_()  # the model's adapter off: the copy's hook must run the copy's own
+    assert not torch.equal(twin(x), hooked(x))
+    twin.up.weight.data.zero_()
+    assert torch.equal(twin(x), hooked(x))
 
 
 def test_copy_model_keeps_every_module_in_its_mode() -> None:

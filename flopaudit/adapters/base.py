@@ -7,6 +7,7 @@ import importlib
 import re
 import sys
 import time
+import types
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -319,7 +320,72 @@ def copy_model(model: nn.Module) -> nn.Module:
             note_uncopyable(value, memo, keep_grad=False, objects=True)
     copied = copy.deepcopy(model, memo)
     _parameter_attributes_copied(model, memo)
+    _functions_rebound(copied, memo)
     return modes_kept(model, _dropped_attributes_shared(model, copied))
+
+
+#: A module's hook tables (what ``register_forward_hook`` and its siblings fill).
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _functions_rebound(copied: nn.Module, memo: dict[int, Any]) -> None:
+    """Point the hooks and instance-level functions of ``copied`` at the copy.
+
+    ``copy.deepcopy`` shares a Python function as it is: a hook written as a closure or a
+    lambda over the model (``base.register_forward_hook(lambda m, i, o: o + self.up(i[0]))``,
+    a hook-based adapter) would run the *model's* modules from the copy, which a counter
+    given the copy never sees (and a JIT trace refuses: the model's parameters are no graph
+    inputs). Such a function is made again with each closure cell and default that holds
+    something the copy copied (``memo``) holding its copy instead."""
+    for module in copied.modules():
+        for table in _HOOK_TABLES:
+            hooks = vars(module).get(table)
+            if hooks:
+                for key, fn in list(hooks.items()):
+                    hooks[key] = _rebound(fn, memo, {})
+        attrs = vars(module)
+        for name, value in list(attrs.items()):
+            if isinstance(value, types.FunctionType):
+                attrs[name] = _rebound(value, memo, {})
+
+
+def _rebound(fn: Any, memo: dict[int, Any], done: dict[int, Any]) -> Any:
+    """``fn`` made again with the copies (``memo``) of what its closure cells and defaults
+    hold (functions among them rebound the same way); ``fn`` itself where none is copied."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    if id(fn) in done:
+        return done[id(fn)]
+    done[id(fn)] = fn  # (a function reaching itself through its closure keeps itself)
+
+    def twin(value: Any) -> Any:
+        if isinstance(value, types.FunctionType):
+            return _rebound(value, memo, done)
+        found = memo.get(id(value))
+        return value if found is None else found
+
+    cells = fn.__closure__ or ()
+    contents = []
+    for cell in cells:
+        try:
+            contents.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            contents.append(_EMPTY)
+    new_contents = [c if c is _EMPTY else twin(c) for c in contents]
+    defaults = fn.__defaults__ or ()
+    new_defaults = tuple(twin(d) for d in defaults)
+    if all(a is b for a, b in zip(contents, new_contents)) and all(a is b for a, b in zip(defaults, new_defaults)):
+        return fn
+    closure = tuple(cell if new is _EMPTY else types.CellType(new) for cell, new in zip(cells, new_contents))
+    made = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, new_defaults or None, closure or None)
+    made.__kwdefaults__ = fn.__kwdefaults__
+    made.__qualname__, made.__doc__, made.__module__ = fn.__qualname__, fn.__doc__, fn.__module__
+    made.__dict__.update(fn.__dict__)
+    done[id(fn)] = made
+    return made
+
+
+_EMPTY = object()
 
 
 def _parameter_attributes_copied(model: nn.Module, memo: dict[int, Any]) -> None:

@@ -868,6 +868,24 @@ class PrintsTensors(nn.Module):
         return gram
 
 
+class HookAdapter(nn.Module):
+    """A frozen-style Linear(16, 16) with a rank-2 adapter added by a forward hook written as a
+    closure over the model (hook-based adapter libraries), ReLU, and a Linear(16, 3) head whose
+    forward pre-hook layer-normalises its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = nn.Linear(16, 16)
+        self.down = nn.Linear(16, 2, bias=False)
+        self.up = nn.Linear(2, 16, bias=False)
+        self.head = nn.Linear(16, 3)
+        self.base.register_forward_hook(lambda module, args, out: out + self.up(self.down(args[0])))
+        self.head.register_forward_pre_hook(lambda module, args: (F.layer_norm(args[0], (16,)),))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.base(x)))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1114,6 +1132,17 @@ def cases() -> list[ModelCase]:
             description="Linear(16, 40) on (4, 16), its (4, 40) output printed, the (40, 40) Gram matrix of its "
             "columns formatted into a string (summarised: 6 x 6 values shown) and an integer tensor repr'd: torch's "
             "formatter runs with dispatch modes disabled, and torch.profiler prices its torch.isfinite products",
+        ),
+        hard_case(
+            "hook-adapter",
+            HookAdapter,
+            randn_inputs((4, 16)),
+            {"linear", "hooks", "lora"},
+            expected_macs=4 * 16 * 16 + 4 * 16 * 2 + 4 * 2 * 16 + 4 * 16 * 3,
+            expected_params=16 * 16 + 16 + 16 * 2 + 2 * 16 + 16 * 3 + 3,
+            description="Linear(16, 16) on (4, 16) with a rank-2 adapter (16 -> 2 -> 16) added by a forward hook "
+            "written as a closure over the model, ReLU, Linear(16, 3) whose pre-hook layer-normalises its input: a "
+            "copy of the model must run its own adapter, not the model's",
         ),
         hard_case(
             "copy-dropped-cache",
