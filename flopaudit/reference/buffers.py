@@ -19,14 +19,28 @@ class BufferGuard:
     write to its storage, so a pass that writes none copies nothing; the
     parameters' storages are looked up once an operator writes to a tensor
     that is not a buffer's. Meta and fake tensors hold no values and are not
-    guarded."""
+    guarded.
 
-    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = ()) -> None:
+    What a forward puts in their place is undone too: a parameter or buffer
+    given other data (``param.data = param.data * m + ...``, MoCo's momentum
+    update of its key encoder) gets its own back (an alias of each one's data
+    is held from the start, no copy), and a module's parameter or buffer table
+    given another entry (``self.ema = self.ema * 0.9 + x``) its own entries."""
+
+    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = (),
+                 tables: Sequence[dict[str, Any]] = ()) -> None:
         self.by_storage: dict[int, list[torch.Tensor]] = _by_storage(buffers)
         """Buffers (and, once looked up, parameters) not copied yet, by the address of their storage."""
         self.params: Sequence[torch.Tensor] | None = params or None
         """The parameters, until their storages are looked up."""
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.held = {id(t): t.detach() for t in (*params, *buffers) if not isinstance(t, _UNINITIALIZED)}
+        """An alias of each parameter's and buffer's data as the pass starts, by ``id`` of the
+        tensor (lazy ones not materialised yet left out: materialising gives them their data)."""
+        self.guarded = [t for t in (*params, *buffers) if id(t) in self.held]
+        """Those tensors (held, so that their ids stay theirs)."""
+        self.tables = [(table, dict(table)) for table in tables]
+        """Each parameter and buffer table with its entries as the pass starts."""
 
     @property
     def guarding(self) -> bool:
@@ -52,14 +66,25 @@ class BufferGuard:
                         self.by_storage.setdefault(key, []).extend(params)
                     self.params = None
                 for b in self.by_storage.pop(ptr, None) or ():
-                    now = _storage_ptr(b)
-                    if now == ptr:
+                    if _storage_ptr(b) == ptr:
                         self.saved.append((b, b.detach().clone()))
-                    elif now:  # given another storage since (``param.data = new``): not this write's
-                        self.by_storage.setdefault(now, []).append(b)
+                        continue
+                    # Given another storage since (``param.data = new``): this write is to the storage
+                    # it had, which the restore gives it back (held, so no fresh tensor takes its address).
+                    data = self.held.get(id(b))
+                    if data is not None and _storage_ptr(data) == ptr:
+                        self.saved.append((data, data.clone()))
 
     def restore(self) -> None:
         with torch.no_grad():
+            for table, entries in self.tables:
+                if len(table) != len(entries) or any(table.get(k) is not v for k, v in entries.items()):
+                    table.clear()
+                    table.update(entries)
+            for t in self.guarded:
+                data = self.held[id(t)]
+                if not _same_data(t, data):
+                    t.data = data
             for b, value in self.saved:
                 if b.shape == value.shape:
                     b.copy_(value)
@@ -79,6 +104,17 @@ def _by_storage(tensors: Sequence[torch.Tensor]) -> dict[int, list[torch.Tensor]
         if ptr:
             out.setdefault(ptr, []).append(t)
     return out
+
+
+_UNINITIALIZED = torch.nn.parameter.UninitializedTensorMixin
+
+
+def _same_data(t: torch.Tensor, data: torch.Tensor) -> bool:
+    """Does ``t`` still hold ``data`` (the same memory, shape and strides)?"""
+    try:
+        return t.data_ptr() == data.data_ptr() and t.shape == data.shape and t.stride() == data.stride()
+    except (RuntimeError, NotImplementedError):  # no storage (sparse, nested): not guarded
+        return True
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

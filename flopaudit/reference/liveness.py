@@ -88,6 +88,10 @@ class LivenessMode(TorchDispatchMode):
         known_input = self._graph_inputs.get(id(t)) if self._graph_inputs else None
         if known_input is not None:
             return known_input
+        return self._storage_sid(t)
+
+    def _storage_sid(self, t: torch.Tensor) -> int:
+        """The id of the storage ``t`` has now."""
         try:
             storage = t.untyped_storage()
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
@@ -99,6 +103,22 @@ class LivenessMode(TorchDispatchMode):
         self._next += 1
         self._refs[ref.cdata] = (ref, self._next)
         return self._next
+
+    def _moved_inputs(self, obj: Any) -> dict[int, int]:
+        """For each parameter, buffer or input in ``obj`` given another storage since the pass
+        began (``param.data = new``): the id of its storage now -> the one it had then. A trace
+        reads such a tensor as its graph input, and views of it (``weight.t()`` in ``F.linear``)
+        as views of that input."""
+        if not self._graph_inputs:
+            return {}
+        moved = {}
+        for t in iter_tensors(obj):
+            then = self._graph_inputs.get(id(t))
+            if then is not None:
+                now = self._storage_sid(t)
+                if now != then:
+                    moved[now] = then
+        return moved
 
     def _sids(self, obj: Any) -> frozenset[int]:
         return frozenset(self._sid(t) for t in iter_tensors(obj))
@@ -139,7 +159,15 @@ class LivenessMode(TorchDispatchMode):
                 # ``native_batch_norm`` updates its running statistics without saying so in its
                 # schema; the JIT's alias analysis knows (``analyzeBatchNorm``) and keeps it.
                 mutated |= self._sids((values["running_mean"], values.get("running_var")))
-            self.ops.append((str(func), self._sids((args, kwargs)), self._sids(out) | mutated, frozenset(mutated)))
+            read = self._sids((args, kwargs))
+            moved = self._moved_inputs((args, kwargs))
+            if moved:  # a view of a graph input that has another storage now is a view of the graph input
+                for t in iter_tensors(out):
+                    then = moved.get(self._storage_sid(t))
+                    if then is not None:
+                        self._graph_inputs[id(t)] = then
+                        self._held.append(t)  # (so that its id stays its own)
+            self.ops.append((str(func), read, self._sids(out) | mutated, frozenset(mutated)))
         except _Unknown:
             self.failed = True
         return out

@@ -886,6 +886,41 @@ class HookAdapter(nn.Module):
         return self.head(torch.relu(self.base(x)))
 
 
+class MomentumEncoder(nn.Module):
+    """MoCo: a query encoder (Linear(8, 32), ReLU, Linear(32, 16)), a key encoder of the same
+    shape that follows it by a momentum update written as ``param_k.data = param_k.data * m +
+    param_q.data * (1 - m)`` (MoCo's own code) in every forward, and a queue of 32 keys that the
+    forward writes its keys into (``queue[:, ptr:ptr + n] = keys.T``, ``ptr`` advanced)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16))
+        self.k = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16))
+        self.k.load_state_dict(self.q.state_dict())
+        for p in self.k.parameters():
+            p.requires_grad = False
+        self.register_buffer("queue", F.normalize(torch.randn(16, 32), dim=0))
+        self.register_buffer("ptr", torch.zeros(1, dtype=torch.long))
+
+    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> torch.Tensor:
+        q = F.normalize(self.q(im_q), dim=1)
+        with torch.no_grad():
+            for param_q, param_k in zip(self.q.parameters(), self.k.parameters()):
+                param_k.data = param_k.data * 0.99 + param_q.data * 0.01
+            k = F.normalize(self.k(im_k), dim=1)
+        positive = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)
+        negative = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())
+        with torch.no_grad():
+            start = int(self.ptr)
+            self.queue[:, start:start + k.shape[0]] = k.T
+            self.ptr[0] = (start + k.shape[0]) % self.queue.shape[1]
+        return torch.cat([positive, negative], dim=1) / 0.07
+
+
+def _two_views() -> ModelInputs:
+    return ModelInputs((torch.randn(4, 8), torch.randn(4, 8)))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1143,6 +1178,19 @@ def cases() -> list[ModelCase]:
             description="Linear(16, 16) on (4, 16) with a rank-2 adapter (16 -> 2 -> 16) added by a forward hook "
             "written as a closure over the model, ReLU, Linear(16, 3) whose pre-hook layer-normalises its input: a "
             "copy of the model must run its own adapter, not the model's",
+        ),
+        hard_case(
+            "momentum-encoder",
+            MomentumEncoder,
+            _two_views,
+            {"linear", "einsum", "state"},
+            # both encoders, the positive logits (4 x 16) and the negative ones against 32 queued keys
+            expected_macs=2 * (4 * 8 * 32 + 4 * 32 * 16) + 4 * 16 + 4 * 16 * 32,
+            expected_params=2 * (8 * 32 + 32 + 32 * 16 + 16),
+            description="MoCo on two (4, 8) views: a query encoder, a key encoder updated by momentum through "
+            "param.data = ... in every forward (its weights get new storages), and a queue of keys written in "
+            "place: a count must give the model its own weights and queue back, and a JIT trace reads the key "
+            "encoder's weights as the graph inputs they were (the momentum work feeds nothing it keeps)",
         ),
         hard_case(
             "copy-dropped-cache",
