@@ -164,8 +164,10 @@ def count(
     ``inputs`` is a tensor, a tuple/list of positional args or a
     :class:`~flopaudit.inputs.ModelInputs`. The model is used as given (no
     copy): global module hooks are added for the call and removed afterwards,
-    buffer values a train-mode pass updates (BatchNorm running statistics)
-    are restored, nothing else is changed. The inputs are used as given too: a
+    buffer and parameter values the pass writes (BatchNorm running statistics,
+    a queue), data it gives a parameter (``param.data = ...``, a momentum
+    update) and entries it puts in a module's parameter or buffer table are
+    put back, nothing else is changed. The inputs are used as given too: a
     model that changes them (appends to a key/value cache it is passed) changes
     them here, so a second count of the same inputs counts what the first left;
     pass ``inputs.fresh()`` to count each time from the inputs as built (every

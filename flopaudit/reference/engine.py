@@ -13,7 +13,8 @@ run when a module has hooks (``nn.TransformerEncoderLayer``'s fused
 ``_transformer_encoder_layer_fwd``) run as they would without the counter.
 The post hook is ``always_call`` so an exception cannot leave the module
 stack wrong. Nothing on the model is changed; train/eval flags are left as
-they are; buffer values the pass writes are put back
+they are; buffer and parameter values the pass writes, data it gives a
+parameter and the table entries it replaces are put back
 (:class:`~flopaudit.reference.buffers.BufferGuard`).
 
 The dispatch mode sees every operator below autograd, so functional calls
