@@ -406,6 +406,19 @@ def test_a_count_gives_back_weights_a_forward_gave_other_data_and_table_entries(
     assert {"k.0.weight", "queue", "ptr", "seen"} <= set(changed)
 
 
+def test_a_count_gives_back_the_attributes_a_forward_rebinds() -> None:
+    from flopaudit.zoo.hard.realworld import FirstCallInit
+
+    model, x = FirstCallInit(), torch.randn(16, 8)
+    first = count(model, x)
+    assert (model.calls, model.norm.initialized) == (0, False)
+    assert not model.norm.loc.detach().any()  # its values too
+    again = count(model, x)
+    assert again.events == first.events  # a first call again, not the initialised path
+    model(x)  # outside the counter the forward does change them: the assertions can fail
+    assert (model.calls, model.norm.initialized) == (1, True) and model.norm.loc.detach().any()
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import is_not
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -24,23 +25,32 @@ class BufferGuard:
     What a forward puts in their place is undone too: a parameter or buffer
     given other data (``param.data = param.data * m + ...``, MoCo's momentum
     update of its key encoder) gets its own back (an alias of each one's data
-    is held from the start, no copy), and a module's parameter or buffer table
-    given another entry (``self.ema = self.ema * 0.9 + x``) its own entries."""
+    is held from the start, no copy), and a module whose attributes, parameter,
+    buffer or submodule tables the forward rebinds (``self.ema = self.ema * 0.9
+    + x``, ``self.initialized = True``, ``self.calls += 1``) gets its own entries
+    back (a shallow copy of each is taken at the start). # NB: an object a forward
+    changes in place (appending to a list attribute) is left as it is; so is a lazy
+    module, which its first forward materialises."""
 
     def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = (),
-                 tables: Sequence[dict[str, Any]] = ()) -> None:
+                 modules: Sequence[Any] = ()) -> None:
         self.by_storage: dict[int, list[torch.Tensor]] = _by_storage(buffers)
         """Buffers (and, once looked up, parameters) not copied yet, by the address of their storage."""
         self.params: Sequence[torch.Tensor] | None = params or None
         """The parameters, until their storages are looked up."""
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.held = {id(t): t.detach() for t in (*params, *buffers) if not isinstance(t, _UNINITIALIZED)}
-        """An alias of each parameter's and buffer's data as the pass starts, by ``id`` of the
-        tensor (lazy ones not materialised yet left out: materialising gives them their data)."""
-        self.guarded = [t for t in (*params, *buffers) if id(t) in self.held]
-        """Those tensors (held, so that their ids stay theirs)."""
-        self.tables = [(table, dict(table)) for table in tables]
-        """Each parameter and buffer table with its entries as the pass starts."""
+        tensors = (*params, *buffers)
+        lazy = any(isinstance(t, _UNINITIALIZED) for t in tensors)
+        self.guarded = [t for t in tensors if not isinstance(t, _UNINITIALIZED)] if lazy else tensors
+        """The parameters and buffers (lazy ones not materialised yet left out: materialising
+        gives them their data)."""
+        self.held = {id(t): t.detach() for t in self.guarded}
+        """An alias of each one's data as the pass starts, by ``id`` of the tensor (held in
+        :attr:`guarded`, so that their ids stay theirs)."""
+        self.tables = [(table, dict(table)) for m in modules if not (lazy and _lazy(m))
+                       for table in (m.__dict__, m._parameters, m._buffers, m._modules)
+                       if table and type(table) is dict]  # (a ScriptModule's tables are views of its C++ module)
+        """Each module's attributes and tables with their entries as the pass starts."""
 
     @property
     def guarding(self) -> bool:
@@ -78,8 +88,9 @@ class BufferGuard:
     def restore(self) -> None:
         with torch.no_grad():
             for table, entries in self.tables:
-                if len(table) != len(entries) or any(table.get(k) is not v for k, v in entries.items()):
-                    table.clear()
+                if len(table) != len(entries) or any(map(is_not, table.values(), entries.values())):
+                    for key in [k for k in table if k not in entries]:
+                        del table[key]
                     table.update(entries)
             for t in self.guarded:
                 data = self.held[id(t)]
@@ -107,6 +118,11 @@ def _by_storage(tensors: Sequence[torch.Tensor]) -> dict[int, list[torch.Tensor]
 
 
 _UNINITIALIZED = torch.nn.parameter.UninitializedTensorMixin
+
+
+def _lazy(module: Any) -> bool:
+    """Does ``module`` hold a parameter or buffer a lazy module has not materialised yet?"""
+    return any(isinstance(t, _UNINITIALIZED) for t in (*module._parameters.values(), *module._buffers.values()))
 
 
 def _same_data(t: torch.Tensor, data: torch.Tensor) -> bool:

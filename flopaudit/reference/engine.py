@@ -150,7 +150,7 @@ class _Recorder:
         self.thread = threading.get_ident()
         self.facts: dict[Any, OperatorFacts] = {}
         """Operator facts, each looked up once per recording."""
-        self.buffers = BufferGuard(self.tree.buffers, self.tree.params, self.tree.tables)
+        self.buffers = BufferGuard(self.tree.buffers, self.tree.params, self.tree.modules)
         self.module_facts: dict[int, ModuleFacts] = {}
         """Each module's facts, read once per recording (see :meth:`finish`)."""
         self.read_facts = FactsReader()

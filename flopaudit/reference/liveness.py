@@ -45,6 +45,9 @@ REASON = ("JIT trace keeps only work whose result reaches the output: work the f
 
 _MODULE_RULE_PREFIX = "module_rule:"
 
+_TENSOR_DATA = vars(torch._C.TensorBase)["data"]
+"""``Tensor.data`` as torch defines it; :class:`LivenessMode` notes the aliases it gives."""
+
 
 class _Unknown(Exception):
     """A tensor whose storage cannot be identified (nested, sparse...): liveness unknown."""
@@ -69,6 +72,9 @@ class LivenessMode(TorchDispatchMode):
         included), storages written in place (arguments the schema marks written)."""
         self.outputs: frozenset[int] | None = None
         self.failed = False
+        self.kept: frozenset[int] = frozenset()
+        self._data_aliases: dict[int, torch.Tensor] = {}
+        """The tensors ``Tensor.data`` gave during the pass, by ``id`` (held: their ids stay theirs)."""
         self._graph_inputs: dict[int, int] = {}
         """``id(tensor)`` -> storage id, of each parameter, buffer and input as the pass starts."""
         self._held = [t for t in (*model.parameters(), *model.buffers(), *inputs) if not is_uninitialized(t)]
@@ -88,7 +94,13 @@ class LivenessMode(TorchDispatchMode):
         known_input = self._graph_inputs.get(id(t)) if self._graph_inputs else None
         if known_input is not None:
             return known_input
-        return self._storage_sid(t)
+        sid = self._storage_sid(t)
+        if sid in self.kept and self._data_aliases.get(id(t)) is t:
+            # ``param.data`` of a graph input: a trace holds it as a constant, not as the input, so a
+            # write through it is no side effect (``self.loc.data.copy_(...)``, a data-dependent
+            # initialisation, is dropped) and a read of it reads no input.
+            return -sid
+        return sid
 
     def _storage_sid(self, t: torch.Tensor) -> int:
         """The id of the storage ``t`` has now."""
@@ -134,12 +146,26 @@ class LivenessMode(TorchDispatchMode):
                     self.failed = True
 
         self._hook = register_module_forward_hook(output_hook)
-        return super().__enter__()  # type: ignore[return-value]
+        aliases, data = self._data_aliases, _TENSOR_DATA
+
+        def get_data(tensor: torch.Tensor) -> torch.Tensor:
+            alias = data.__get__(tensor)
+            aliases[id(alias)] = alias
+            return alias
+
+        torch.Tensor.data = property(get_data, data.__set__)  # type: ignore[method-assign,assignment]
+        try:
+            return super().__enter__()  # type: ignore[return-value]
+        except BaseException:
+            del torch.Tensor.data
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        if "data" in vars(torch.Tensor):
+            del torch.Tensor.data
         super().__exit__(*exc)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

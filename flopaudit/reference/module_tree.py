@@ -29,9 +29,8 @@ class ModuleTree:
     wrappers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """``id(module) -> paths`` of the ``torch.compile`` wrappers around it, for the
     modules a wrapper wraps (see :func:`compile_wrapped`)."""
-    tables: list[dict[str, Any]] = field(default_factory=list)
-    """Each module's ``_parameters`` and ``_buffers`` table that holds anything (a
-    ScriptModule's, views of its C++ module, left out)."""
+    modules: list[nn.Module] = field(default_factory=list)
+    """Every module, once."""
 
 
 def walk(model: nn.Module) -> ModuleTree:
@@ -44,7 +43,7 @@ def walk(model: nn.Module) -> ModuleTree:
     buffers: dict[int, torch.Tensor] = {}
     params: dict[int, torch.Tensor] = {}
     wrappers: list[tuple[str, nn.Module]] = []
-    tables: list[dict[str, Any]] = []
+    modules: list[nn.Module] = []
     todo: list[tuple[str, nn.Module, Any]] = [("", model, None)]  # (name, module, ancestors as (id, parent's))
     while todo:
         prefix, module, ancestors = todo.pop()
@@ -58,18 +57,13 @@ def walk(model: nn.Module) -> ModuleTree:
             names[key] = [prefix]
             if type(module).__name__ == "OptimizedModule" and _is_compile_wrapper(module):
                 wrappers.append((prefix, module))
-            if module._buffers:
-                if isinstance(module._buffers, dict):  # (a ScriptModule's is a view of its C++ module's)
-                    tables.append(module._buffers)
-                for b in module._buffers.values():
-                    if b is not None:
-                        buffers.setdefault(id(b), b)
-            if module._parameters:
-                if isinstance(module._parameters, dict):
-                    tables.append(module._parameters)
-                for p in module._parameters.values():
-                    if p is not None:
-                        params.setdefault(id(p), p)
+            modules.append(module)
+            for b in module._buffers.values():
+                if b is not None:
+                    buffers.setdefault(id(b), b)
+            for p in module._parameters.values():
+                if p is not None:
+                    params.setdefault(id(p), p)
         children = _named_children(module)
         leaf[key] = not children
         inner = (key, ancestors)
@@ -82,7 +76,7 @@ def walk(model: nn.Module) -> ModuleTree:
         buffers=list(buffers.values()),
         params=list(params.values()),
         wrappers=compile_wrapped(wrappers),
-        tables=tables,
+        modules=modules,
     )
 
 

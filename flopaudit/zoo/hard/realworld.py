@@ -921,6 +921,40 @@ def _two_views() -> ModelInputs:
     return ModelInputs((torch.randn(4, 8), torch.randn(4, 8)))
 
 
+class _ActNorm(nn.Module):
+    """Glow's ActNorm as many implementations write it: a plain Python flag, and a first forward
+    that sets ``loc`` and ``logs`` from the batch's statistics (data-dependent initialisation)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(1, features))
+        self.logs = nn.Parameter(torch.zeros(1, features))
+        self.initialized = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.initialized:
+            with torch.no_grad():
+                self.loc.data.copy_(-x.mean(0, keepdim=True))
+                self.logs.data.copy_(-torch.log(x.std(0, keepdim=True) + 1e-6))
+            self.initialized = True
+        return (x + self.loc) * torch.exp(self.logs)
+
+
+class FirstCallInit(nn.Module):
+    """ActNorm(8) with a data-dependent first call, then Linear(8, 8); the forward also counts its
+    calls in a plain attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = _ActNorm(8)
+        self.fc = nn.Linear(8, 8)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fc(self.norm(x))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1191,6 +1225,17 @@ def cases() -> list[ModelCase]:
             "param.data = ... in every forward (its weights get new storages), and a queue of keys written in "
             "place: a count must give the model its own weights and queue back, and a JIT trace reads the key "
             "encoder's weights as the graph inputs they were (the momentum work feeds nothing it keeps)",
+        ),
+        hard_case(
+            "first-call-init",
+            FirstCallInit,
+            randn_inputs((16, 8)),
+            {"linear", "state"},
+            expected_macs=16 * 8 * 8,  # the Linear; the initialisation is statistics and elementwise work
+            expected_params=2 * 8 + 8 * 8 + 8,
+            description="Glow's ActNorm with a plain Python flag, initialised from the first batch's statistics "
+            "in its first forward, then Linear(8, 8), on (16, 8); the forward also counts its calls: every count "
+            "is of a first call, and the model is given back as it was (flag, counter and values)",
         ),
         hard_case(
             "copy-dropped-cache",
