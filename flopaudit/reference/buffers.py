@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from operator import is_not
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
+from torch import nn
+from torch.utils._python_dispatch import _disable_current_modes
 
 from flopaudit.reference.operators import ArgumentPlace, OperatorFacts, argument
 from flopaudit.reference.tensors import tensors_in
@@ -22,35 +25,31 @@ class BufferGuard:
     that is not a buffer's. Meta and fake tensors hold no values and are not
     guarded.
 
-    What a forward puts in their place is undone too: a parameter or buffer
-    given other data (``param.data = param.data * m + ...``, MoCo's momentum
-    update of its key encoder) gets its own back (an alias of each one's data
-    is held from the start, no copy), and a module whose attributes, parameter,
-    buffer or submodule tables the forward rebinds (``self.ema = self.ema * 0.9
-    + x``, ``self.initialized = True``, ``self.calls += 1``) gets its own entries
-    back (a shallow copy of each is taken at the start). # NB: an object a forward
-    changes in place (appending to a list attribute) is left as it is; so is a lazy
-    module, which its first forward materialises."""
+    What a forward puts in their place is undone too, noted as it happens
+    (:meth:`watching`, nothing is copied ahead): a parameter or buffer given
+    other data (``param.data = param.data * m + ...``, MoCo's momentum update of
+    its key encoder) gets its own back (an alias of its data is held from the
+    moment it is replaced), and a module whose attributes, parameter, buffer or
+    submodule tables the forward rebinds (``self.ema = self.ema * 0.9 + x``,
+    ``self.initialized = True``, ``self.calls += 1``, ``register_buffer``) gets
+    its own entries back (its tables are copied, shallow, before the first
+    change). # NB: an object a forward changes in place (appending to a list
+    attribute) is left as it is; so is a lazy module, which its first forward
+    materialises, and a write straight into a module's ``__dict__``."""
 
-    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = (),
-                 modules: Sequence[Any] = ()) -> None:
+    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = ()) -> None:
         self.by_storage: dict[int, list[torch.Tensor]] = _by_storage(buffers)
         """Buffers (and, once looked up, parameters) not copied yet, by the address of their storage."""
         self.params: Sequence[torch.Tensor] | None = params or None
         """The parameters, until their storages are looked up."""
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        tensors = (*params, *buffers)
-        lazy = any(isinstance(t, _UNINITIALIZED) for t in tensors)
-        self.guarded = [t for t in tensors if not isinstance(t, _UNINITIALIZED)] if lazy else tensors
-        """The parameters and buffers (lazy ones not materialised yet left out: materialising
-        gives them their data)."""
-        self.held = {id(t): t.detach() for t in self.guarded}
-        """An alias of each one's data as the pass starts, by ``id`` of the tensor (held in
-        :attr:`guarded`, so that their ids stay theirs)."""
-        self.tables = [(table, dict(table)) for m in modules if not (lazy and _lazy(m))
-                       for table in (m.__dict__, m._parameters, m._buffers, m._modules)
-                       if table and type(table) is dict]  # (a ScriptModule's tables are views of its C++ module)
-        """Each module's attributes and tables with their entries as the pass starts."""
+        self.tensors = (*params, *buffers)
+        self.replaced: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        """``id(tensor) -> (tensor, alias of its data)`` for each parameter or buffer given
+        other data during the pass, the alias taken just before."""
+        self.tables: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        """``id(module) -> [(table, its entries)]`` for each module the pass changed."""
+        self._tensor_ids: set[int] | None = None
 
     @property
     def guarding(self) -> bool:
@@ -81,21 +80,71 @@ class BufferGuard:
                         continue
                     # Given another storage since (``param.data = new``): this write is to the storage
                     # it had, which the restore gives it back (held, so no fresh tensor takes its address).
-                    data = self.held.get(id(b))
-                    if data is not None and _storage_ptr(data) == ptr:
-                        self.saved.append((data, data.clone()))
+                    replaced = self.replaced.get(id(b))
+                    if replaced is not None and _storage_ptr(replaced[1]) == ptr:
+                        self.saved.append((replaced[1], replaced[1].clone()))
+
+    @contextlib.contextmanager
+    def watching(self, modules: Mapping[int, Any]) -> Iterator[None]:
+        """Note, while the block runs, the data given to the model's parameters and buffers
+        and the changes to the tables of its modules (``modules``: ``id(module)`` -> anything)."""
+        tensor_data = vars(torch.Tensor).get("data", _TENSOR_DATA)  # (a liveness pass may have wrapped it)
+        module_methods = {name: getattr(nn.Module, name) for name in _MODULE_SETTERS}
+
+        def set_data(tensor: torch.Tensor, value: torch.Tensor) -> None:
+            self._data_replaced(tensor)
+            tensor_data.__set__(tensor, value)
+
+        def changing(name: str) -> Any:
+            method = module_methods[name]
+
+            def changed(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+                if id(module) in modules and id(module) not in self.tables:
+                    self._table_changed(module)
+                return method(module, *args, **kwargs)
+            return changed
+
+        had_data = "data" in vars(torch.Tensor)
+        torch.Tensor.data = property(tensor_data.__get__, set_data)  # type: ignore[method-assign,assignment]
+        for name in _MODULE_SETTERS:
+            setattr(nn.Module, name, changing(name))
+        try:
+            yield
+        finally:
+            for name, method in module_methods.items():
+                setattr(nn.Module, name, method)
+            if had_data:
+                torch.Tensor.data = tensor_data  # type: ignore[method-assign,assignment]
+            else:
+                del torch.Tensor.data
+
+    def _data_replaced(self, tensor: torch.Tensor) -> None:
+        if id(tensor) in self.replaced or isinstance(tensor, _UNINITIALIZED):
+            return
+        if self._tensor_ids is None:
+            self._tensor_ids = {id(t) for t in self.tensors}
+        if id(tensor) in self._tensor_ids:
+            with _disable_current_modes():  # (the recorder's own alias, not the model's operator)
+                self.replaced[id(tensor)] = (tensor, _TENSOR_DATA.__get__(tensor))
+
+    def _table_changed(self, module: nn.Module) -> None:
+        if _lazy(module):
+            self.tables[id(module)] = []
+            return
+        self.tables[id(module)] = [(table, dict(table)) for table in
+                                   (module.__dict__, module._parameters, module._buffers, module._modules)
+                                   if type(table) is dict]  # (a ScriptModule's tables are views of its C++ module)
 
     def restore(self) -> None:
         with torch.no_grad():
-            for table, entries in self.tables:
-                if len(table) != len(entries) or any(map(is_not, table.values(), entries.values())):
-                    for key in [k for k in table if k not in entries]:
-                        del table[key]
-                    table.update(entries)
-            for t in self.guarded:
-                data = self.held[id(t)]
-                if not _same_data(t, data):
-                    t.data = data
+            for tables in self.tables.values():
+                for table, entries in tables:
+                    if len(table) != len(entries) or any(map(is_not, table.values(), entries.values())):
+                        for key in [k for k in table if k not in entries]:
+                            del table[key]
+                        table.update(entries)
+            for t, data in self.replaced.values():
+                _TENSOR_DATA.__set__(t, data)
             for b, value in self.saved:
                 if b.shape == value.shape:
                     b.copy_(value)
@@ -118,19 +167,16 @@ def _by_storage(tensors: Sequence[torch.Tensor]) -> dict[int, list[torch.Tensor]
 
 
 _UNINITIALIZED = torch.nn.parameter.UninitializedTensorMixin
+_TENSOR_DATA = vars(torch._C.TensorBase)["data"]
+"""``Tensor.data`` as torch defines it."""
+_MODULE_SETTERS = ("__setattr__", "__delattr__", "register_buffer", "register_parameter", "register_module",
+                   "add_module")
+"""The ``nn.Module`` methods that change a module's attributes and tables."""
 
 
 def _lazy(module: Any) -> bool:
     """Does ``module`` hold a parameter or buffer a lazy module has not materialised yet?"""
     return any(isinstance(t, _UNINITIALIZED) for t in (*module._parameters.values(), *module._buffers.values()))
-
-
-def _same_data(t: torch.Tensor, data: torch.Tensor) -> bool:
-    """Does ``t`` still hold ``data`` (the same memory, shape and strides)?"""
-    try:
-        return t.data_ptr() == data.data_ptr() and t.shape == data.shape and t.stride() == data.stride()
-    except (RuntimeError, NotImplementedError):  # no storage (sparse, nested): not guarded
-        return True
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

@@ -29,8 +29,6 @@ class ModuleTree:
     wrappers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """``id(module) -> paths`` of the ``torch.compile`` wrappers around it, for the
     modules a wrapper wraps (see :func:`compile_wrapped`)."""
-    modules: list[nn.Module] = field(default_factory=list)
-    """Every module, once."""
 
 
 def walk(model: nn.Module) -> ModuleTree:
@@ -43,7 +41,6 @@ def walk(model: nn.Module) -> ModuleTree:
     buffers: dict[int, torch.Tensor] = {}
     params: dict[int, torch.Tensor] = {}
     wrappers: list[tuple[str, nn.Module]] = []
-    modules: list[nn.Module] = []
     todo: list[tuple[str, nn.Module, Any]] = [("", model, None)]  # (name, module, ancestors as (id, parent's))
     while todo:
         prefix, module, ancestors = todo.pop()
@@ -57,7 +54,6 @@ def walk(model: nn.Module) -> ModuleTree:
             names[key] = [prefix]
             if type(module).__name__ == "OptimizedModule" and _is_compile_wrapper(module):
                 wrappers.append((prefix, module))
-            modules.append(module)
             for b in module._buffers.values():
                 if b is not None:
                     buffers.setdefault(id(b), b)
@@ -76,7 +72,6 @@ def walk(model: nn.Module) -> ModuleTree:
         buffers=list(buffers.values()),
         params=list(params.values()),
         wrappers=compile_wrapped(wrappers),
-        modules=modules,
     )
 
 
