@@ -147,10 +147,11 @@ def note_uncopyable(value: Any, memo: dict[int, Any], *, keep_grad: bool, object
 def _map_tensors(obj: Any, fn: Any) -> Any:
     """``obj`` with every tensor in it replaced by ``fn(tensor)``, its containers of the same
     types: tuples, lists and dicts rebuilt, a named tuple made again by its class (a
-    ``PackedSequence`` with its batch sizes left on the CPU, as its own ``to`` leaves them), any other object holding tensors (a ``BatchEncoding``, a ``TensorDict``, a
-    dataclass) copied with its tensors mapped (``copy.deepcopy`` given the mapped tensors;
-    an object whose copy keeps its own tensors, as a ``TensorDict``'s does, through its
-    ``apply(fn)``). An object it cannot copy is left as it is."""
+    ``PackedSequence`` with its batch sizes left on the CPU, as its own ``to`` leaves them),
+    any other object holding tensors (a ``BatchEncoding``, a ``TensorDict``, a dataclass)
+    copied with its tensors mapped (``copy.deepcopy`` given the mapped tensors; an object
+    whose copy keeps its own tensors, as a ``TensorDict``'s does, through its ``apply(fn)``).
+    An object it cannot copy is left as it is."""
     import copy
 
     import torch

@@ -338,12 +338,12 @@ def _functions_rebound(copied: nn.Module, memo: dict[int, Any]) -> None:
     inputs). Such a function is made again with each closure cell and default that holds
     something the copy copied (``memo``) holding its copy instead."""
     for module in copied.modules():
+        attrs = vars(module)
         for table in _HOOK_TABLES:
-            hooks = vars(module).get(table)
+            hooks = attrs.get(table)
             if hooks:
                 for key, fn in list(hooks.items()):
                     hooks[key] = _rebound(fn, memo, {})
-        attrs = vars(module)
         for name, value in list(attrs.items()):
             if isinstance(value, types.FunctionType):
                 attrs[name] = _rebound(value, memo, {})

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import _disable_current_modes
 
+from flopaudit.isolation import is_uninitialized
 from flopaudit.reference.operators import ArgumentPlace, OperatorFacts, argument
-from flopaudit.reference.tensors import tensors_in
+from flopaudit.reference.tensors import TENSOR_DATA, tensors_in, watching_tensor_data
 
 
 class BufferGuard:
@@ -88,12 +89,7 @@ class BufferGuard:
     def watching(self, modules: Mapping[int, Any]) -> Iterator[None]:
         """Note, while the block runs, the data given to the model's parameters and buffers
         and the changes to the tables of its modules (``modules``: ``id(module)`` -> anything)."""
-        tensor_data = vars(torch.Tensor).get("data", _TENSOR_DATA)  # (a liveness pass may have wrapped it)
         module_methods = {name: getattr(nn.Module, name) for name in _MODULE_SETTERS}
-
-        def set_data(tensor: torch.Tensor, value: torch.Tensor) -> None:
-            self._data_replaced(tensor)
-            tensor_data.__set__(tensor, value)
 
         def changing(name: str) -> Any:
             method = module_methods[name]
@@ -104,28 +100,23 @@ class BufferGuard:
                 return method(module, *args, **kwargs)
             return changed
 
-        had_data = "data" in vars(torch.Tensor)
-        torch.Tensor.data = property(tensor_data.__get__, set_data)  # type: ignore[method-assign,assignment]
         for name in _MODULE_SETTERS:
             setattr(nn.Module, name, changing(name))
         try:
-            yield
+            with watching_tensor_data(replacing=self._data_replaced):
+                yield
         finally:
             for name, method in module_methods.items():
                 setattr(nn.Module, name, method)
-            if had_data:
-                torch.Tensor.data = tensor_data  # type: ignore[method-assign,assignment]
-            else:
-                del torch.Tensor.data
 
     def _data_replaced(self, tensor: torch.Tensor) -> None:
-        if id(tensor) in self.replaced or isinstance(tensor, _UNINITIALIZED):
+        if id(tensor) in self.replaced or is_uninitialized(tensor):
             return
         if self._tensor_ids is None:
             self._tensor_ids = {id(t) for t in self.tensors}
         if id(tensor) in self._tensor_ids:
             with _disable_current_modes():  # (the recorder's own alias, not the model's operator)
-                self.replaced[id(tensor)] = (tensor, _TENSOR_DATA.__get__(tensor))
+                self.replaced[id(tensor)] = (tensor, TENSOR_DATA.__get__(tensor))
 
     def _table_changed(self, module: nn.Module) -> None:
         if _lazy(module):
@@ -144,7 +135,7 @@ class BufferGuard:
                             del table[key]
                         table.update(entries)
             for t, data in self.replaced.values():
-                _TENSOR_DATA.__set__(t, data)
+                TENSOR_DATA.__set__(t, data)
             for b, value in self.saved:
                 if b.shape == value.shape:
                     b.copy_(value)
@@ -166,9 +157,6 @@ def _by_storage(tensors: Sequence[torch.Tensor]) -> dict[int, list[torch.Tensor]
     return out
 
 
-_UNINITIALIZED = torch.nn.parameter.UninitializedTensorMixin
-_TENSOR_DATA = vars(torch._C.TensorBase)["data"]
-"""``Tensor.data`` as torch defines it."""
 _MODULE_SETTERS = ("__setattr__", "__delattr__", "register_buffer", "register_parameter", "register_module",
                    "add_module")
 """The ``nn.Module`` methods that change a module's attributes and tables."""
@@ -176,7 +164,7 @@ _MODULE_SETTERS = ("__setattr__", "__delattr__", "register_buffer", "register_pa
 
 def _lazy(module: Any) -> bool:
     """Does ``module`` hold a parameter or buffer a lazy module has not materialised yet?"""
-    return any(isinstance(t, _UNINITIALIZED) for t in (*module._parameters.values(), *module._buffers.values()))
+    return any(is_uninitialized(t) for t in (*module._parameters.values(), *module._buffers.values()))
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

@@ -38,15 +38,13 @@ from flopaudit.records import CauseKind, RulesetPrediction
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
 from flopaudit.reference.pricing import with_cause
 from flopaudit.reference.rulesets import EVENT_COUNTERS, Ruleset
+from flopaudit.reference.tensors import watching_tensor_data
 
 REASON = ("JIT trace keeps only work whose result reaches the output: work the forward discards, or all of it "
           "when the output holds no tensor, is not counted")
 """How the report names the cause."""
 
 _MODULE_RULE_PREFIX = "module_rule:"
-
-_TENSOR_DATA = vars(torch._C.TensorBase)["data"]
-"""``Tensor.data`` as torch defines it; :class:`LivenessMode` notes the aliases it gives."""
 
 
 class _Unknown(Exception):
@@ -73,6 +71,7 @@ class LivenessMode(TorchDispatchMode):
         self.outputs: frozenset[int] | None = None
         self.failed = False
         self.kept: frozenset[int] = frozenset()
+        self._data_watch: Any = None
         self._data_aliases: dict[int, torch.Tensor] = {}
         """The tensors ``Tensor.data`` gave during the pass, by ``id`` (held: their ids stay theirs)."""
         self._graph_inputs: dict[int, int] = {}
@@ -146,26 +145,26 @@ class LivenessMode(TorchDispatchMode):
                     self.failed = True
 
         self._hook = register_module_forward_hook(output_hook)
-        aliases, data = self._data_aliases, _TENSOR_DATA
+        aliases = self._data_aliases
 
-        def get_data(tensor: torch.Tensor) -> torch.Tensor:
-            alias = data.__get__(tensor)
+        def given(alias: torch.Tensor) -> None:
             aliases[id(alias)] = alias
-            return alias
 
-        torch.Tensor.data = property(get_data, data.__set__)  # type: ignore[method-assign,assignment]
+        self._data_watch = watching_tensor_data(given=given)
+        self._data_watch.__enter__()
         try:
             return super().__enter__()  # type: ignore[return-value]
         except BaseException:
-            del torch.Tensor.data
+            self._data_watch.__exit__(None, None, None)
             raise
 
     def __exit__(self, *exc: Any) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        if "data" in vars(torch.Tensor):
-            del torch.Tensor.data
+        if self._data_watch is not None:
+            self._data_watch.__exit__(None, None, None)
+            self._data_watch = None
         super().__exit__(*exc)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

@@ -187,8 +187,10 @@ def _scalar_values(d: dict[str, Any], names: list[str]) -> tuple[tuple[str, Any]
                 out.append((k, plain))
         elif isinstance(v, _ATTR_TYPES):  # a subclass (an IntEnum)
             out.append((k, v))
-        elif isinstance(python_number(v), _ATTR_TYPES):
-            out.append((k, python_number(v)))
+        else:
+            v = python_number(v)  # (a numpy number)
+            if isinstance(v, _ATTR_TYPES):
+                out.append((k, v))
     return tuple(out)
 
 

@@ -3,9 +3,10 @@ bytes, never values."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import abc
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -121,6 +122,40 @@ def summarise(tensors: Sequence[torch.Tensor], sizes: Sequence[Any] | None = Non
     return TensorSummary(tuple(shapes), read, None if nested else tuple([t.dtype for t in tensors]))
 
 
+TENSOR_DATA = vars(torch._C.TensorBase)["data"]
+"""``Tensor.data`` as torch defines it (its getter gives an alias of the data, its setter replaces them)."""
+
+
+@contextlib.contextmanager
+def watching_tensor_data(given: Callable[[torch.Tensor], None] | None = None,
+                         replacing: Callable[[torch.Tensor], None] | None = None) -> Iterator[None]:
+    """For the block, ``Tensor.data`` tells ``given`` each alias its getter gives and ``replacing``
+    each tensor its setter is about to give other data; wrapped over whatever ``Tensor.data``
+    is when the block starts (another block's wrapper), put back when it ends."""
+    before = vars(torch.Tensor).get("data")
+    inner = before if before is not None else TENSOR_DATA
+
+    def get(tensor: torch.Tensor) -> torch.Tensor:
+        alias = inner.__get__(tensor)
+        if given is not None:
+            given(alias)
+        return alias
+
+    def set_(tensor: torch.Tensor, value: torch.Tensor) -> None:
+        if replacing is not None:
+            replacing(tensor)
+        inner.__set__(tensor, value)
+
+    torch.Tensor.data = property(get, set_)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        if before is not None:
+            torch.Tensor.data = before  # type: ignore[method-assign,assignment]
+        else:
+            del torch.Tensor.data
+
+
 def python_number(v: Any) -> Any:
     """A numpy scalar (``np.int64(2)``) or a symbolic int as the Python number it holds;
     anything else as it is. Models build layers from numpy numbers (pytorchvideo's strides)."""
@@ -159,5 +194,5 @@ def nbytes(obj: Any) -> int:
     return total
 
 
-__all__ = ["TensorSummary", "int_shape", "nbytes", "op_tensors", "python_number", "shape_of", "shapes", "size_now",
-           "summarise", "tensors_in"]
+__all__ = ["TENSOR_DATA", "TensorSummary", "int_shape", "nbytes", "op_tensors", "python_number", "shape_of", "shapes", "size_now",
+           "summarise", "tensors_in", "watching_tensor_data"]
