@@ -419,6 +419,36 @@ def test_a_count_gives_back_the_attributes_a_forward_rebinds() -> None:
     assert (model.calls, model.norm.initialized) == (1, True) and model.norm.loc.detach().any()
 
 
+class _WritesItsDict(nn.Module):
+    """Keeps state by writing into its ``__dict__`` (and ``object.__setattr__``), past
+    ``nn.Module.__setattr__``, and deletes an attribute and puts it back made again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.tag = "fresh"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.__dict__["seen"] = self.__dict__.get("seen", 0) + 1
+        object.__setattr__(self.linear, "scale", 2.0)
+        del self.tag
+        self.tag = "".join(["fre", "sh"])  # equal, another object
+        self.linear._parameters["extra"] = nn.Parameter(torch.ones(1))
+        return self.linear(x)
+
+
+def test_a_count_gives_back_writes_past_the_module_setters() -> None:
+    model = _WritesItsDict()
+    before = {name: dict(vars(m)) for name, m in model.named_modules()}
+    tag, params = model.tag, dict(model.linear._parameters)
+    count(model, torch.randn(2, 4))
+    assert {name: dict(vars(m)) for name, m in model.named_modules()} == before
+    assert model.tag is tag and "seen" not in vars(model) and not hasattr(model.linear, "scale")
+    assert dict(model.linear._parameters) == params
+    model(torch.randn(2, 4))  # outside the counter they stay: the assertions can fail
+    assert vars(model)["seen"] == 1 and model.linear.scale == 2.0 and "extra" in model.linear._parameters
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

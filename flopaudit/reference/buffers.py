@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from itertools import chain
 from operator import is_not
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 from torch.utils._python_dispatch import _disable_current_modes
 
 from flopaudit.isolation import is_uninitialized
@@ -26,19 +28,25 @@ class BufferGuard:
     that is not a buffer's. Meta and fake tensors hold no values and are not
     guarded.
 
-    What a forward puts in their place is undone too, noted as it happens
-    (:meth:`watching`, nothing is copied ahead): a parameter or buffer given
-    other data (``param.data = param.data * m + ...``, MoCo's momentum update of
-    its key encoder) gets its own back (an alias of its data is held from the
-    moment it is replaced), and a module whose attributes, parameter, buffer or
-    submodule tables the forward rebinds (``self.ema = self.ema * 0.9 + x``,
-    ``self.initialized = True``, ``self.calls += 1``, ``register_buffer``) gets
-    its own entries back (its tables are copied, shallow, before the first
-    change). # NB: an object a forward changes in place (appending to a list
-    attribute) is left as it is; so is a lazy module, which its first forward
-    materialises, and a write straight into a module's ``__dict__``."""
+    What a forward puts in their place is undone too: a parameter or buffer
+    given other data (``param.data = param.data * m + ...``, MoCo's momentum
+    update of its key encoder) gets its own back (noted as it happens,
+    :meth:`watching`: an alias of its data is held from the moment it is
+    replaced), and a module whose attributes, parameter, buffer or submodule
+    tables the forward rebinds (``self.ema = self.ema * 0.9 + x``,
+    ``self.initialized = True``, ``self.calls += 1``, ``register_buffer``,
+    a write into its ``__dict__``) gets its own entries back: every module's
+    tables are copied, shallow, when the pass starts (a dict copy each, in C)
+    and compared entry by entry, by identity, when it ends. (Wrapping
+    ``nn.Module.__setattr__`` and the table setters for the pass instead would
+    cost more: setting an attribute of ``nn.Module`` invalidates the attribute
+    caches of every one of its subclasses in the process, about 0.1 ms a
+    setting with torchvision imported, and the forward then runs with them cold.)
+    # NB: an object a forward changes in place (appending to a list attribute)
+    is left as it is; so is a lazy module, which its first forward materialises."""
 
-    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = ()) -> None:
+    def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = (),
+                 modules: Sequence[nn.Module] = ()) -> None:
         self.by_storage: dict[int, list[torch.Tensor]] = _by_storage(buffers)
         """Buffers (and, once looked up, parameters) not copied yet, by the address of their storage."""
         self.params: Sequence[torch.Tensor] | None = params or None
@@ -48,8 +56,11 @@ class BufferGuard:
         self.replaced: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         """``id(tensor) -> (tensor, alias of its data)`` for each parameter or buffer given
         other data during the pass, the alias taken just before."""
-        self.tables: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        """``id(module) -> [(table, its entries)]`` for each module the pass changed."""
+        self.modules = modules
+        self.tables: list[dict[str, Any]] = []
+        """The tables of the modules (each one's ``__dict__``, ``_parameters``, ``_buffers``
+        and ``_modules``) as the pass found them, and :attr:`entries` their entries then."""
+        self.entries: list[dict[str, Any]] = []
         self._tensor_ids: set[int] | None = None
 
     @property
@@ -86,28 +97,13 @@ class BufferGuard:
                         self.saved.append((replaced[1], replaced[1].clone()))
 
     @contextlib.contextmanager
-    def watching(self, modules: Mapping[int, Any]) -> Iterator[None]:
-        """Note, while the block runs, the data given to the model's parameters and buffers
-        and the changes to the tables of its modules (``modules``: ``id(module)`` -> anything)."""
-        module_methods = {name: getattr(nn.Module, name) for name in _MODULE_SETTERS}
-
-        def changing(name: str) -> Any:
-            method = module_methods[name]
-
-            def changed(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-                if id(module) in modules and id(module) not in self.tables:
-                    self._table_changed(module)
-                return method(module, *args, **kwargs)
-            return changed
-
-        for name in _MODULE_SETTERS:
-            setattr(nn.Module, name, changing(name))
-        try:
-            with watching_tensor_data(replacing=self._data_replaced):
-                yield
-        finally:
-            for name, method in module_methods.items():
-                setattr(nn.Module, name, method)
+    def watching(self) -> Iterator[None]:
+        """Copy the modules' tables, then note, while the block runs, the data given to
+        the model's parameters and buffers."""
+        self.tables = _tables(self.modules, _lazy_modules(self.modules, self.tensors))
+        self.entries = list(map(dict.copy, self.tables))
+        with watching_tensor_data(replacing=self._data_replaced):
+            yield
 
     def _data_replaced(self, tensor: torch.Tensor) -> None:
         if id(tensor) in self.replaced or is_uninitialized(tensor):
@@ -118,22 +114,14 @@ class BufferGuard:
             with _disable_current_modes():  # (the recorder's own alias, not the model's operator)
                 self.replaced[id(tensor)] = (tensor, TENSOR_DATA.__get__(tensor))
 
-    def _table_changed(self, module: nn.Module) -> None:
-        if _lazy(module):
-            self.tables[id(module)] = []
-            return
-        self.tables[id(module)] = [(table, dict(table)) for table in
-                                   (module.__dict__, module._parameters, module._buffers, module._modules)
-                                   if type(table) is dict]  # (a ScriptModule's tables are views of its C++ module)
-
     def restore(self) -> None:
+        if _changed(self.tables, self.entries):
+            for table, entries in zip(self.tables, self.entries):
+                if _changed((table,), (entries,)):  # (a key made again: deleted, then put back)
+                    for key in [k for k in table if k not in entries]:
+                        del table[key]
+                    table.update(entries)
         with torch.no_grad():
-            for tables in self.tables.values():
-                for table, entries in tables:
-                    if len(table) != len(entries) or any(map(is_not, table.values(), entries.values())):
-                        for key in [k for k in table if k not in entries]:
-                            del table[key]
-                        table.update(entries)
             for t, data in self.replaced.values():
                 TENSOR_DATA.__set__(t, data)
             for b, value in self.saved:
@@ -157,14 +145,29 @@ def _by_storage(tensors: Sequence[torch.Tensor]) -> dict[int, list[torch.Tensor]
     return out
 
 
-_MODULE_SETTERS = ("__setattr__", "__delattr__", "register_buffer", "register_parameter", "register_module",
-                   "add_module")
-"""The ``nn.Module`` methods that change a module's attributes and tables."""
+def _tables(modules: Sequence[nn.Module], left_out: set[int]) -> list[dict[str, Any]]:
+    """Each module's ``__dict__`` and its parameter, buffer and submodule tables (those that
+    are dicts: a ScriptModule's are views of its C++ module), but those of ``left_out``."""
+    dicts = [m.__dict__ for m in modules if id(m) not in left_out] if left_out else [m.__dict__ for m in modules]
+    return [t for d in dicts for t in (d, d.get("_parameters"), d.get("_buffers"), d.get("_modules"))
+            if type(t) is dict]
 
 
-def _lazy(module: Any) -> bool:
-    """Does ``module`` hold a parameter or buffer a lazy module has not materialised yet?"""
-    return any(is_uninitialized(t) for t in (*module._parameters.values(), *module._buffers.values()))
+def _changed(tables: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]]) -> bool:
+    """May any of ``tables`` hold other keys or other objects than ``entries``, its copies?
+    (Compared by identity, streamed in C: a key made again equal counts as changed.)"""
+    flat = chain.from_iterable
+    return (sum(map(len, tables)) != sum(map(len, entries))
+            or any(map(is_not, flat(map(dict.values, tables)), flat(map(dict.values, entries))))
+            or any(map(is_not, flat(tables), flat(entries))))
+
+
+def _lazy_modules(modules: Sequence[nn.Module], tensors: Sequence[torch.Tensor]) -> set[int]:
+    """``id`` of each module holding a parameter or buffer a lazy module has not materialised yet."""
+    if not any(issubclass(c, UninitializedTensorMixin) for c in set(map(type, tensors))):
+        return set()
+    return {id(m) for m in modules
+            if any(is_uninitialized(t) for t in (*m._parameters.values(), *m._buffers.values()))}
 
 
 def _storage_ptr(t: torch.Tensor) -> int:

@@ -150,7 +150,7 @@ class _Recorder:
         self.thread = threading.get_ident()
         self.facts: dict[Any, OperatorFacts] = {}
         """Operator facts, each looked up once per recording."""
-        self.buffers = BufferGuard(self.tree.buffers, self.tree.params)
+        self.buffers = BufferGuard(self.tree.buffers, self.tree.params, self.tree.modules)
         self.module_facts: dict[int, ModuleFacts] = {}
         """Each module's facts, read once per recording (see :meth:`finish`)."""
         self.read_facts = FactsReader()
@@ -685,7 +685,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         namespaces = model_namespaces(model) if per_name else ()
         tracing = (answering_tracing(as_traced, recorder.rec.tracing_asked, namespaces) if as_traced is not None
                    else contextlib.nullcontext())
-        with warnings.catch_warnings(), compiled_code_eager(), recorder.buffers.watching(recorder.paths), \
+        with warnings.catch_warnings(), compiled_code_eager(), recorder.buffers.watching(), \
                 patched(recorder, patch, graph_code, namespaces), \
                 tracing, tracking_autograd_functions(recorder, namespaces), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.

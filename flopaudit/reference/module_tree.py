@@ -29,6 +29,8 @@ class ModuleTree:
     wrappers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """``id(module) -> paths`` of the ``torch.compile`` wrappers around it, for the
     modules a wrapper wraps (see :func:`compile_wrapped`)."""
+    modules: list[nn.Module] = field(default_factory=list)
+    """Every module, once, in the order of :attr:`paths`."""
 
 
 def walk(model: nn.Module) -> ModuleTree:
@@ -41,6 +43,7 @@ def walk(model: nn.Module) -> ModuleTree:
     buffers: dict[int, torch.Tensor] = {}
     params: dict[int, torch.Tensor] = {}
     wrappers: list[tuple[str, nn.Module]] = []
+    modules: list[nn.Module] = []
     todo: list[tuple[str, nn.Module, Any]] = [("", model, None)]  # (name, module, ancestors as (id, parent's))
     while todo:
         prefix, module, ancestors = todo.pop()
@@ -52,6 +55,7 @@ def walk(model: nn.Module) -> ModuleTree:
                 continue
         else:
             names[key] = [prefix]
+            modules.append(module)
             if type(module).__name__ == "OptimizedModule" and _is_compile_wrapper(module):
                 wrappers.append((prefix, module))
             for b in module._buffers.values():
@@ -72,6 +76,7 @@ def walk(model: nn.Module) -> ModuleTree:
         buffers=list(buffers.values()),
         params=list(params.values()),
         wrappers=compile_wrapped(wrappers),
+        modules=modules,
     )
 
 
