@@ -259,6 +259,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     # data_movement.py groups
     "zero_cost[zero_cost]": lambda: engine(lambda x: x.view(-1), X),
     "zero_cost[data_movement]": lambda: engine(lambda x: torch.cat([x, x]), X),
+    "zero_cost[collectives]": lambda: _collectives(),
 }
 
 
@@ -270,6 +271,35 @@ def _embedding(train: bool = False) -> set[str]:
 def _embedding_bag() -> set[str]:
     result = count(nn.EmbeddingBag(5, 3), torch.tensor([[1, 2]]))
     return {e.formula for e in result.events}
+
+
+def _collectives() -> set[str]:
+    """A process-group all-reduce, a functional one and its wait, and a DistributedDataParallel
+    training step (its backward all-reduces the gradients), on a one-rank gloo group."""
+    import torch.distributed as dist
+    import torch.distributed._functional_collectives as fc
+
+    class Reduces(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x * 2
+            dist.all_reduce(y)
+            z = fc.all_reduce(y, "sum", dist.group.WORLD)  # (wrapped for autograd; waited for past the mode)
+            functional = torch.ops._c10d_functional
+            return z + functional.wait_tensor(functional.all_reduce(y, "sum", dist.group.WORLD.group_name))
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        used = engine(Reduces(), (2, 4)) | engine(Reduces(), (2, 4), train=True)
+        ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+        step = count(ddp, torch.randn(3, 4), pass_="train")
+        assert step.unsupported == {}, step.unsupported
+        reduced = [e for e in step.events if e.op.startswith("c10d.allreduce_")]
+        assert reduced and {e.phase for e in reduced} == {"backward"}
+        assert {e.op for e in count(Reduces(), torch.randn(2, 4)).events} >= {
+            "c10d.allreduce_.default", "_c10d_functional.all_reduce.default", "_c10d_functional.wait_tensor.default"}
+        return used | {e.formula for e in step.events}
+    finally:
+        dist.destroy_process_group()
 
 
 def _short(name: str) -> str:

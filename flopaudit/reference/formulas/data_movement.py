@@ -15,11 +15,22 @@ Two groups, both 0 MACs and 0 FLOPs, both *known* (never unsupported):
   ``masked_fill``, ``roll``, ``flip``, ``repeat``, pixel/channel shuffles.
   Their memory traffic shows in the events' byte counts.
 
+* Collectives (category ``data_movement``): ``torch.distributed``'s
+  communication, as a ``DistributedDataParallel`` training step's backward
+  all-reduces its gradients (``c10d.allreduce_``) and ``torch.distributed``'s
+  functional collectives (``_c10d_functional.all_reduce``, ``wait_tensor``)
+  that DTensor and FSDP2 dispatch (and ``_wrap_tensor_autograd``, which
+  hands a functional collective's result to autograd). Their bytes are those
+  of the calling rank's tensors.
+
 Decisions: ``cat``/``stack``/``clone``/``copy_`` are data movement, not
 zero cost (they write a new tensor); ``where``/``masked_fill`` are selection,
 not arithmetic; ``col2im`` sums overlapping patches.
 Gradients that only route values back (``select_backward``,
 ``slice_backward``, padding gradients...) are data movement too.
+# NB: the adds of a reducing collective (all-reduce, reduce-scatter: a sum over
+# ranks, made on the other ranks or by the network) are not counted: they depend
+# on the number of ranks and the algorithm, and are not this rank's kernels.
 # NB: ``col2im``'s overlap adds, ``index_put_(accumulate=True)``'s adds and
 # the adds where ``unfold_backward`` and the reflection/replication padding
 # gradients fold overlapping or mirrored positions together are not counted.
@@ -79,7 +90,29 @@ DATA_MOVEMENT_NAMES: tuple[str, ...] = (
     "_nested_tensor_from_tensor_list", "_nested_from_padded", "_nested_from_padded_and_nested_example",
 )
 
+#: ``torch.distributed``'s collectives: ``c10d`` (process-group calls) and ``_c10d_functional``.
+COLLECTIVE_NAMES: dict[str, tuple[str, ...]] = {
+    "c10d": ("allreduce_", "allreduce_coalesced_", "allgather_", "allgather_coalesced_",
+             "allgather_into_tensor_coalesced_", "_allgather_base_", "reduce_", "reduce_scatter_",
+             "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "broadcast_", "alltoall_",
+             "alltoall_base_", "gather_", "gather_into_tensor_", "scatter_", "send", "recv_",
+             "recv_any_source_", "barrier", "monitored_barrier_", "check_for_nan"),
+    "_c10d_functional": ("all_reduce", "all_reduce_", "all_reduce_coalesced", "all_reduce_coalesced_",
+                         "all_gather_into_tensor", "all_gather_into_tensor_coalesced", "all_gather_into_tensor_out",
+                         "reduce_scatter_tensor", "reduce_scatter_tensor_coalesced", "reduce_scatter_tensor_out",
+                         "all_to_all_single", "broadcast", "broadcast_", "wait_tensor", "isend", "irecv",
+                         "batch_p2p_ops"),
+    "_c10d_functional_autograd": ("all_gather_into_tensor", "reduce_scatter_tensor", "all_to_all_single"),
+}
+
 zero_cost_ops = zero_cost(Category.ZERO_COST, *existing(*dict.fromkeys(ZERO_COST_NAMES)), name="zero_cost")
 data_movement_ops = zero_cost(
     Category.DATA_MOVEMENT, *existing(*dict.fromkeys(DATA_MOVEMENT_NAMES)), name="data_movement"
+)
+collective_ops = zero_cost(
+    Category.DATA_MOVEMENT,
+    *[key for namespace, names in COLLECTIVE_NAMES.items() for key in existing(*names, namespace=namespace)],
+    # (a Python custom op, defined when torch.distributed._functional_collectives is imported)
+    "_c10d_functional._wrap_tensor_autograd",
+    name="collectives",
 )
