@@ -195,12 +195,12 @@ class Autocast(nn.Module):
 def test_torch_profiler_declares_what_autocast_records_twice() -> None:
     """Autocast casts and calls conv2d and a direct mm again (two nested events, two
     estimates); nn.Linear's addmm runs once (autocast wraps aten::linear)."""
-    from flopaudit.adapters.torch_profiler import AUTOCAST_TWICE
+    from flopaudit.adapters.torch_profiler import RECORDED_TWICE
 
     conv, fc, mm = 2 * 8 * 6 * 6 * 27, 2 * 8 * 4, 2 * 4 * 6
     r = _adapter("torch-profiler").count(Autocast(), torch.randn(2, 3, 8, 8))
     assert r.status is Status.OK, r.error
-    assert dict(r.extra) == {AUTOCAST_TWICE: conv + mm}
+    assert dict(r.extra) == {RECORDED_TWICE: conv + mm}
     assert r.macs == 2 * (conv + mm) + fc
     report = build_report(run_audit([ModelCase("autocast", Autocast, tensor_inputs(2, 3, 8, 8))],
                                     ["reference", "torch-profiler"], isolate=False))
@@ -591,10 +591,15 @@ def test_torch_profiler_prices_the_product_inside_affine_grid(align_corners: boo
     assert _predicted("torch-profiler", Grid(), theta) == expected
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
 @pytest.mark.parametrize("form", ["spmm", "matmul", "sparse.mm"])
-def test_torch_profiler_prices_a_sparse_product_as_dense(form: str) -> None:
+def test_torch_profiler_prices_a_sparse_product_as_dense(form: str, layout: str) -> None:
     """torch.spmm and @ are an aten::mm priced from shapes plus the aten::addmm the sparse kernel
-    dispatches (2 x dense each); torch.sparse.mm only that aten::addmm."""
+    dispatches (2 x dense each); torch.sparse.mm only that aten::addmm. A CSR kernel's aten::addmm
+    calls aten::addmm again (one more 2 x dense: the adapter's declared cause)."""
+    from flopaudit.adapters.torch_profiler import RECORDED_TWICE
+
     fn = {"spmm": torch.spmm, "matmul": lambda a, x: a @ x, "sparse.mm": torch.sparse.mm}[form]
 
     class Product(nn.Module):
@@ -602,13 +607,50 @@ def test_torch_profiler_prices_a_sparse_product_as_dense(form: str) -> None:
             return fn(a, x)
 
     a = torch.eye(9)[:, torch.randperm(9)].to_sparse()  # 9 stored elements of 81
+    if layout == "csr":
+        a = a.to_sparse_csr()
     x = torch.randn(9, 5)
     dense = 9 * 9 * 5
-    expected = dense * (1 if form == "sparse.mm" else 2)
+    predicted = dense * (1 if form == "sparse.mm" else 2)
+    declared = dense if layout == "csr" else 0
     r = _adapter("torch-profiler").count(Product(), (a, x))
     assert r.status is Status.OK, r.error
-    assert r.macs == expected
-    assert _predicted("torch-profiler", Product(), (a, x)) == expected
+    assert r.macs == predicted + declared
+    assert dict(r.extra) == ({RECORDED_TWICE: declared} if declared else {})
+    assert _predicted("torch-profiler", Product(), (a, x)) == predicted
     flop_counter = _adapter("torch-flop-counter").count(Product(), (a, x))
     assert flop_counter.macs == (0 if form == "sparse.mm" else dense)  # mm from shapes; no formula for _sparse_addmm
     assert _predicted("torch-flop-counter", Product(), (a, x)) == flop_counter.macs
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+@pytest.mark.parametrize("shape", [(6, 5, 7), (2, 9, 11)])
+def test_torch_profiler_prices_a_product_of_two_sparse_tensors(layout: str, shape: tuple[int, int, int]) -> None:
+    """Two COO operands: one aten::mm priced as if dense. Two CSR operands: that aten::mm, the
+    kernel's aten::addmm (twice, one inside the other: declared) and its aten::add into the
+    (M, N) result (PyG's GraphUNet squares its CSR adjacency so). The reference prices one
+    multiply-add per pair of stored elements that meet."""
+    from flopaudit.adapters.torch_profiler import RECORDED_TWICE
+
+    class Square(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a @ b
+
+    m, k, n = shape
+    g = torch.Generator().manual_seed(0)
+    a = ((torch.rand(m, k, generator=g) < 0.4) * torch.randn(m, k, generator=g)).to_sparse()
+    b = ((torch.rand(k, n, generator=g) < 0.4) * torch.randn(k, n, generator=g)).to_sparse()
+    if layout == "csr":
+        a, b = a.to_sparse_csr(), b.to_sparse_csr()
+    dense = m * k * n
+    predicted = 2 * dense + m * n // 2 if layout == "csr" else dense
+    r = _adapter("torch-profiler").count(Square(), (a, b))
+    assert r.status is Status.OK, r.error
+    assert r.macs == predicted + (dense if layout == "csr" else 0)
+    assert _predicted("torch-profiler", Square(), (a, b)) == predicted
+    assert dict(r.extra) == ({RECORDED_TWICE: dense} if layout == "csr" else {})
+    pairs = int(((a.to_dense() != 0).float() @ (b.to_dense() != 0).float()).sum())
+    from flopaudit.reference import count
+
+    assert count(Square(), (a, b)).macs == pairs

@@ -167,11 +167,35 @@ def test_the_same_sparse_shape_with_more_nonzeros_costs_more_with_the_memo_on() 
     assert counts == [40, 40, 200, 200, 40, 40]
 
 
+def _uneven(n: int) -> torch.Tensor:
+    """A sparse (n, n) matrix whose row i stores i + 1 elements (the first columns)."""
+    dense = (torch.arange(n)[None, :] <= torch.arange(n)[:, None]).float()
+    return dense.to_sparse()
+
+
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
-def test_a_product_of_two_sparse_tensors_is_not_priced() -> None:
-    """Its cost depends on where the nonzeros fall: reported unsupported, never priced from the shapes."""
-    r = count(_Product(torch.mm), (_ring(6, 2), _ring(6, 2)))
-    assert (r.macs, r.unsupported) == (0, {"aten.mm.default": 1})
-    assert any("two sparse tensors" in n for n in r.notes)
+@pytest.mark.parametrize("layouts", ["coo-coo", "csr-csr"])  # (torch multiplies no mixed pair on CPU)
+def test_a_product_of_two_sparse_tensors_is_priced_by_where_their_nonzeros_fall(layouts: str) -> None:
+    """One multiply-add per stored (i, k) of the left and stored (k, j) of the right: row i of
+    ``_uneven(5)`` stores columns 0..i, and row k stores k + 1 elements, so row i costs
+    1 + 2 + ... + (i + 1); a shape-only count would be 5 x 5 x 5."""
+    left_layout, right_layout = layouts.split("-")
+
+    def as_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+        return t.to_sparse_csr() if layout == "csr" else t
+
+    a, b = as_layout(_uneven(5), left_layout), as_layout(_uneven(5), right_layout)
+    expected = sum((i + 1) * (i + 2) // 2 for i in range(5))  # 35
+    assert expected == int(((a.to_dense() != 0).float() @ (b.to_dense() != 0).float()).sum())
+    r = count(_Product(torch.mm), (a, b))
+    assert (r.macs, r.unsupported) == (expected, {})
+    assert count(_Product(torch.mm), (b, a)).macs == sum((5 - k) * (k + 1) for k in range(5))  # 35 again, by columns
+
+
+def test_a_product_of_two_sparse_tensors_that_cannot_be_read_is_not_priced() -> None:
+    """On meta (or fake) tensors their nonzeros are unknown: never priced from the shapes."""
+    a = _ring(6, 2).to("meta")
+    with pytest.raises(ValueError, match="two sparse tensors"):
+        cost_of(torch.ops.aten.mm.default, (a, a), {}, torch.empty(6, 6, device="meta"))
     r = count(_Product(torch.sparse.mm), (_ring(6, 2), _ring(6, 2)))  # a kernel of its own, without a formula
     assert (r.macs, r.unsupported) == (0, {"aten._sparse_sparse_matmul.default": 1})

@@ -188,3 +188,21 @@ def test_a_backend_predicted_from_the_given_mode_says_so_in_its_cell() -> None:
     assert cell.status == "ok" and cell.residual == 0 and cell.classification != "unexplained"
     assert any(n.startswith("predicted from the pass in train mode: in eval mode, as calflops runs the model, it "
                             "fails (RuntimeError") for n in cell.notes), cell.notes
+
+
+class Linear(nn.Module):
+    """A library's own ``Linear`` (PyG's ``torch_geometric.nn.dense.linear.Linear``): not torch's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.t()
+
+
+def test_a_layer_named_as_a_torch_class_it_is_not_is_named_by_its_path() -> None:
+    rec = count(nn.Sequential(Linear(), nn.Linear(4, 2)), torch.randn(3, 8))
+    causes = {c.rule: c.macs for c in predict(rec.events, rec.module_call_records, HOOKISH).contributions}
+    assert causes == {f"no rule for Linear modules ({__name__}.Linear, not torch.nn.Linear)": -3 * 8 * 4,
+                      "no rule for Linear modules": -3 * 4 * 2}

@@ -204,6 +204,13 @@ def _witness_macs(case: ModelCase) -> int:
         for h in hooks:
             h.remove()
         return sum(math.prod(outputs[m]) * math.prod(m.weight().shape[1:]) for m in quantized)
+    csr = [t for t in inputs.tensors() if t.layout is torch.sparse_csr]
+    if csr:  # csr-adjacency: x W, then products counted on the dense pattern of the stored elements
+        pattern = (csr[0].to_dense() != 0).float()
+        square = pattern @ pattern  # entry (i, j): how many stored (i, k), (k, j) pairs meet
+        x, width = inputs.args[0], model.w.out_features
+        return (x.shape[0] * x.shape[1] * width + int(square.sum()) + int(pattern.sum()) * width
+                + int((square != 0).sum()) * width)
     if "rnn" in case.tags:
         rnn = next(m for m in model.modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase)))
         x = inputs.args[0]

@@ -32,9 +32,12 @@ Under ``torch.autocast`` an operator autocast wraps (``conv2d``, and ``mm``,
 ``addmm``, ``bmm``, ``baddbmm`` called directly) is recorded twice, one event
 inside another of the same name and shapes: autocast casts the inputs and
 calls the operator again. Both get an estimate; the dispatch mode sees the
-operator once. The adapter books the inner events' estimates as a declared
-cause (:data:`AUTOCAST_TWICE`). ``nn.Linear`` is not doubled (autocast wraps
-``aten::linear``, which has no estimate, and its ``aten::addmm`` runs once).
+operator once. The CPU kernel of a product with a sparse CSR operand
+(``csr @ x``, ``torch.sparse.mm``) does the same: its ``aten::addmm`` calls
+``aten::addmm`` again, and both get the same estimate. The adapter books the
+inner events' estimates as a declared cause (:data:`RECORDED_TWICE`).
+``nn.Linear`` is not doubled (autocast wraps ``aten::linear``, which has no
+estimate, and its ``aten::addmm`` runs once).
 """
 
 from __future__ import annotations
@@ -85,9 +88,10 @@ BATCH_NORM_EPSILON = DECLARED_CAUSE + (
 """``extra`` key (a declared cause, :data:`~flopaudit.records.DECLARED_CAUSE`): MACs
 (``flops // 2`` per event) of the ``aten::add`` events whose parent is a batch-norm kernel."""
 
-AUTOCAST_TWICE = DECLARED_CAUSE + (
-    "an operator recorded twice, inside itself: under torch.autocast, conv2d and directly called mm/addmm/bmm/"
-    "baddbmm are cast and called again, and both events get an estimate"
+RECORDED_TWICE = DECLARED_CAUSE + (
+    "an operator recorded twice, inside itself, both events with an estimate: under torch.autocast, conv2d and "
+    "directly called mm/addmm/bmm/baddbmm are cast and called again; a product with a sparse CSR operand calls "
+    "its aten::addmm again"
 )
 """``extra`` key (a declared cause): MACs (``flops // 2``) of the events nested in an event of the
 same name with the same estimate."""
@@ -108,7 +112,7 @@ class TorchProfilerAdapter(Adapter):
     * ``per_op``: MACs by operator name; ``params``: ``sum(p.numel() for p in
       model.parameters())`` (the profiler counts none).
     * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``;
-      :data:`AUTOCAST_TWICE`, where autocast had an operator recorded twice.
+      :data:`RECORDED_TWICE`, where an operator was recorded twice, inside itself.
 
     The model runs as ``model(*args, **kwargs)`` in its own mode with
     autograd on (as in torch's profiler recipes).
@@ -134,7 +138,7 @@ class TorchProfilerAdapter(Adapter):
         raw = 0
         macs = 0
         per_op: dict[str, int] = {}
-        declared = {BATCH_NORM_EPSILON: 0, AUTOCAST_TWICE: 0}
+        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0}
         for event in prof.events():
             flops = int(event.flops or 0)
             if not flops:
@@ -148,9 +152,9 @@ class TorchProfilerAdapter(Adapter):
             if event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
                 declared[BATCH_NORM_EPSILON] += flops // 2
             elif parent.name == event.name and int(parent.flops or 0) == flops:
-                declared[AUTOCAST_TWICE] += flops // 2
+                declared[RECORDED_TWICE] += flops // 2
         return RawCount(raw_total=raw, macs=macs, params=count_params(model), per_op=per_op, warnings=messages,
                         extra={k: v for k, v in declared.items() if v})
 
 
-__all__ = ["AUTOCAST_TWICE", "BATCH_NORM_EPSILON", "TorchProfilerAdapter", "UNIT_NOTE"]
+__all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "TorchProfilerAdapter", "UNIT_NOTE"]

@@ -105,6 +105,9 @@ BACKEND = Backend(
     ruleset="flopaudit.reference.backend_rulesets.torchprofile",
     known_divergences={
         "lstm-dynamic-quantized": "torchprofile fails: torch.jit.trace cannot trace aten::quantized_lstm, whose packed weights are TorchScript objects (__torch__.torch.classes.rnn.CellParamsBase), not tensors (RuntimeError: Only tensors ... can be inputs to traced functions)",
+        "csr-adjacency": "torchprofile fails: a JIT trace records no shape for a sparse CSR tensor, and "
+        "torchprofile's IR takes the length of every input's shape (TypeError: object of type 'NoneType' has no "
+        "len())",
         "attention-frozen-fast-path": "torchprofile fails: the frozen nn.MultiheadAttention takes its fused fast "
         "path under the trace, and the node returns an undefined tensor for the weights it was not asked for, "
         "whose type torchprofile's IR reads (AttributeError: 'NoneType' object has no attribute 'lower')",

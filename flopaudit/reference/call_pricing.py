@@ -148,8 +148,8 @@ class PricedCall(NamedTuple):
     op_args: tuple[tuple[str, Any], ...]
     integer: bool = False
     """Its results are integer or boolean tensors (index arithmetic, masks), every one."""
-    sparse: bool = False
-    """A tensor input is sparse (its formula prices the stored elements, not the dense shape)."""
+    sparse: tuple[str, ...] = ()
+    """The layouts of its sparse tensor inputs (its formula prices the stored elements, not the dense shape)."""
 
 
 class OperatorCall(NamedTuple):
@@ -204,7 +204,7 @@ def price(call: OperatorCall, notes: list[str]) -> Pricing:
         bytes_written=0 if view else outputs.nbytes,
         op_args=op_args,
         integer=_integer(outputs.dtypes),
-        sparse=any(t.layout is not _STRIDED for t in call.inputs.tensors),
+        sparse=tuple([str(t.layout) for t in call.inputs.tensors if t.layout is not _STRIDED]),
     ), reusable)
 
 

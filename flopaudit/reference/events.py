@@ -98,9 +98,10 @@ class OpEvent:
     integer: bool = False
     """Its results are integer or boolean tensors, every one (index arithmetic, masks):
     counters that price every elementwise product (torchprofile) price these too."""
-    sparse: bool = False
-    """A tensor input is sparse: the reference prices its stored elements (``_nnz()``); counters
-    that read shapes only price it as if it were dense."""
+    sparse: tuple[str, ...] = ()
+    """The layouts of its sparse tensor inputs, in order (``("torch.sparse_csr",)``; empty: none):
+    the reference prices their stored elements (``_nnz()``); counters that read shapes only
+    price them as if they were dense."""
     decomposed_from: str = ""
     """The operator this one is part of, where the recorder received that operator whole
     and decomposed it ('' if none): a composite operator (``aten.conv2d``,

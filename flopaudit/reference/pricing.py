@@ -68,6 +68,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from torch import nn
+
 from flopaudit.module_paths import ancestors
 from flopaudit.records import CauseKind, RuleContribution, RulesetPrediction, breakdown
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, ModuleCall, OpEvent
@@ -225,7 +227,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             canonical = sum(events[j].macs for j in inner)
             key = (rule.kind, rule.reason or f"{call.module_type} priced by module rule {rule.count!r}")
             if rule.module_type == "*" and not n and canonical:
-                key = no_rule(call.module_type)  # a catch-all rule that finds nothing to price in this layer
+                key = no_rule(call.module_type, call.module_class)  # a catch-all rule finding nothing to price here
             once = (n // 2 if halve else n) * scale
             if len(shares) == 1 and shares[0][2] == n:
                 attribute(once, call.stack)
@@ -291,7 +293,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             if rule is not None:
                 key = (rule.kind, rule.reason or f"{_packet(e.op)} priced by {rule.count!r}")
             else:
-                key = _default_reason(ruleset, e, hook_based)
+                key = _default_reason(ruleset, e, hook_based, calls)
             macs = (n // 2 if halve else n) * scale
             attribute(macs, e.module_stack)
             book(key, macs - e.macs, e.module_path)
@@ -437,7 +439,7 @@ def _add_costs(a: list[int], b: list[int]) -> list[int]:
     return [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4]]
 
 
-def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> _Key:
+def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool, calls: Sequence[ModuleCall]) -> _Key:
     if not hook_based:
         if not e.supported:
             return CauseKind.UNSUPPORTED, f"{e.op}: no formula in the reference either"
@@ -445,15 +447,20 @@ def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool) -> _Key:
     if ruleset.default_reason:
         return CauseKind.RULE, ruleset.default_reason
     if e.in_leaf:
-        return no_rule(e.module_type)
+        return no_rule(e.module_type, calls[e.call_index].module_class if 0 <= e.call_index < len(calls) else "")
     return CauseKind.MISSED_FUNCTIONAL, f"functional {_packet(e.op)} outside leaf modules"
 
 
-def no_rule(module_type: str) -> _Key:
+def no_rule(module_type: str, module_class: str = "") -> _Key:
     """The cause of a leaf module's work that a hook-based backend prices 0: one name for every
     backend, so the report can say that several miss the same layer (a model that is itself a
-    leaf, ``path == ""``, included)."""
-    return CauseKind.UNSUPPORTED, f"no rule for {module_type} modules"
+    leaf, ``path == ""``, included). A class named as one of ``torch.nn``'s but not it (PyG's
+    ``Linear``, fairseq's ``MultiheadAttention``) is named by its path too."""
+    name = f"no rule for {module_type} modules"
+    namesake = getattr(nn, module_type, None)
+    if module_class and isinstance(namesake, type) and f"{namesake.__module__}.{namesake.__qualname__}" != module_class:
+        name += f" ({module_class}, not torch.nn.{module_type})"
+    return CauseKind.UNSUPPORTED, name
 
 
 def _reused_reason(ruleset: Ruleset) -> str:

@@ -111,6 +111,9 @@ class OpCall:
     nonzeros: Mapping[str, int] = field(default_factory=dict)
     """Stored elements (``_nnz()``) of each sparse tensor parameter (by name); its shape is its
     dense shape."""
+    sparse_products: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Multiply-adds of ``left @ right`` for each ordered pair of 2-D sparse (COO or CSR)
+    parameters holding data, from where their nonzeros fall (:func:`sparse_product_macs`)."""
 
     def __getitem__(self, name: str) -> Any:
         return self.params[name]
@@ -338,6 +341,10 @@ def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], ou
         else:
             shaped[k] = v
     outs = out if isinstance(out, (tuple, list)) else (out,)
+    products = {}
+    if len(nonzeros) >= 2:  # (rare: a product of two sparse tensors)
+        products = {(a, b): n for a in nonzeros for b in nonzeros if a != b
+                    for n in (sparse_product_macs(params[a], params[b]),) if n is not None}
     return OpCall(
         op=name or str(op),
         params=shaped,
@@ -345,7 +352,34 @@ def make_call(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], ou
         dtypes=dtypes,
         nested=nested,
         nonzeros=nonzeros,
+        sparse_products=products,
     )
+
+
+def sparse_product_macs(left: torch.Tensor, right: torch.Tensor) -> int | None:
+    """Multiply-adds of ``left @ right`` for two 2-D sparse tensors (COO or CSR) that hold data:
+    one per stored element ``(i, k)`` of ``left`` and stored element of row ``k`` of ``right``
+    (what a sparse-sparse kernel multiplies); None where they cannot be read (another layout,
+    meta or fake tensors, shapes that do not chain)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if (left.dim() != 2 or right.dim() != 2 or left.shape[1] != right.shape[0]
+            or left.layout not in _ROWS_READABLE or right.layout not in _ROWS_READABLE
+            or left.is_meta or right.is_meta or isinstance(left, FakeTensor) or isinstance(right, FakeTensor)):
+        return None
+    with torch._C._DisableTorchDispatch(), torch.no_grad():  # reading indices: not the model's operators
+        if left.layout == torch.sparse_csr:
+            columns = left.col_indices()
+        else:
+            columns = left.coalesce().indices()[1]
+        if right.layout == torch.sparse_csr:
+            per_row = right.crow_indices().diff()
+        else:
+            per_row = torch.bincount(right.coalesce().indices()[0], minlength=right.shape[0])
+        return int(per_row[columns].sum())
+
+
+_ROWS_READABLE = (torch.sparse_coo, torch.sparse_csr)
 
 
 def cost_of(op: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any] | None, out: Any) -> Cost | None:

@@ -424,8 +424,9 @@ class EventRule:
     """Match on whether the event ran inside a call of a patched Python
     callable (``OpEvent.patched_in``; see ``Ruleset.patched_functions``); a
     string: inside a call of that callable (its dotted path)."""
-    sparse: bool | None = None
-    """Match on whether a tensor input of the event is sparse (``OpEvent.sparse``)."""
+    sparse: bool | tuple[str, ...] | None = None
+    """Match on whether a tensor input of the event is sparse (``OpEvent.sparse``); a tuple of
+    layouts (``("torch.sparse_csr", "torch.sparse_csr")``): on its sparse inputs' layouts."""
     family: str | None = None
     """Match events priced by a built-in formula of this family: its module under
     ``flopaudit.reference.formulas`` (``"linalg"``, ``"quantized"``)."""
@@ -459,8 +460,8 @@ class EventRule:
                 return False
         elif self.patched is not None and bool(patched_in) != self.patched:
             return False
-        if self.sparse is not None and e.sparse != self.sparse:
-            return False
+        if self.sparse is not None and (bool(e.sparse) if type(self.sparse) is bool else e.sparse) != self.sparse:
+            return False  # (a bool: any sparse input or none; a tuple: those layouts)
         if self.family is not None and not e.formula.startswith(f"{FORMULAS_PACKAGE}.{self.family}."):
             return False
         return True

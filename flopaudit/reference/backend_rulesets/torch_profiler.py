@@ -110,6 +110,23 @@ def rnn_bias_add(e: OpEvent) -> int:
     return _numel(e.input_shapes[3])
 
 
+_CSR, _COO = str(torch.sparse_csr), str(torch.sparse_coo)
+
+
+@event_counter("torch-profiler.sparse_sparse_mm")
+def sparse_sparse_mm(e: OpEvent) -> int:
+    """``a @ b`` of two sparse CSR tensors: the ``aten::mm`` priced from shapes, the
+    ``aten::addmm`` the sparse kernel dispatches (2 x ``M*K*N`` each, as if dense) and its
+    ``aten::add`` into the ``(M, N)`` result (1 per element); the ``aten::mul`` of one
+    element it also prices rounds to 0 MACs, and the ``aten::addmm`` that kernel calls
+    again, inside itself, is the adapter's declared cause
+    (:data:`flopaudit.adapters.torch_profiler.RECORDED_TWICE`)."""
+    if len(e.input_shapes) < 2 or len(e.input_shapes[0]) != 2 or len(e.input_shapes[1]) != 2:
+        return 0
+    (m, k), (_, n) = e.input_shapes[0], e.input_shapes[1]
+    return 4 * m * k * n + m * n
+
+
 @event_counter("torch-profiler.euclidean_dist")
 def euclidean_dist(e: OpEvent) -> int:
     """``aten::_euclidean_dist`` (``torch.cdist`` with p = 2 past 25 rows) dispatches its own
@@ -260,6 +277,11 @@ TORCH_PROFILER = Ruleset(
                     reason="the dynamically quantized RNN kernel's own aten::mul/aten::add of its cell (LSTM 3, GRU "
                     "1 per hidden unit and step); its int8/float16 products have no estimate")
           for op in QUANTIZED_RNN_OPS),
+        EventRule("torch-profiler.sparse_sparse_mm", op="aten.mm", sparse=(_CSR, _CSR),  # a @ b, both CSR
+                  reason=R_SPARSE_AS_DENSE + ", twice: aten::mm and the aten::addmm its sparse kernel dispatches, "
+                  "and that kernel's aten::add into the dense-shaped result (a product of two CSR tensors)"),
+        EventRule("2*dense_product", op="aten.mm", sparse=(_COO, _COO),  # a @ b, both COO: its own kernel
+                  reason=R_SPARSE_AS_DENSE + " (a product of two COO tensors: aten::mm alone)"),
         EventRule("4*dense_product", op="aten.mm", sparse=True,  # torch.spmm, @
                   reason=R_SPARSE_AS_DENSE + ", twice: aten::mm and the aten::addmm its sparse kernel dispatches"),
         EventRule("2*dense_product", op="aten._sparse_addmm",  # torch.sparse.mm/addmm: no estimate of its own

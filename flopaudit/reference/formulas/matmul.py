@@ -36,13 +36,18 @@ def _added_term(call: OpCall) -> int:
 def product_macs(call: OpCall, left: str, right: str) -> int:
     """MACs of ``left @ right`` (``(..., M, K) @ (..., K, N)``, batch dims equal): ``M*K*N`` per
     batch, or, where one operand is sparse, one multiply-add per stored element of it and column
-    (row) of the other: ``nnz * N`` (``M * nnz``).
-    # NB: a product of two sparse operands depends on where their nonzeros fall: not priced.
+    (row) of the other: ``nnz * N`` (``M * nnz``); where both are, one per pair of stored elements
+    ``(i, k)`` and ``(k, j)``, read from where their nonzeros fall (:attr:`OpCall.sparse_products`).
+    # NB: two sparse operands that cannot be read (meta, CSC or blocked layouts, batched) are not priced.
     """
     a, b = call.shape(left), call.shape(right)
     sparse_left, sparse_right = call.nonzeros.get(left), call.nonzeros.get(right)
     if sparse_left is not None and sparse_right is not None:
-        raise ValueError("a product of two sparse tensors: its cost depends on where their nonzeros fall")
+        both = call.sparse_products.get((left, right))
+        if both is None:
+            raise ValueError("a product of two sparse tensors whose nonzeros cannot be read here (meta, CSC or "
+                             "blocked layouts, batched): its cost depends on where they fall")
+        return both
     if sparse_left is not None:
         return sparse_left * b[-1]
     if sparse_right is not None:

@@ -955,6 +955,28 @@ class FirstCallInit(nn.Module):
         return self.fc(self.norm(x))
 
 
+class CsrGraphPropagation(nn.Module):
+    """PyG's sparse CSR path: GraphUNet pools on the square of its adjacency kept sparse
+    (``adj @ adj``, a product of two CSR tensors), and a GCN propagates with
+    ``adj_t @ (x W)`` (PyG's ``spmm`` of a ``torch.sparse_csr`` adjacency)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Linear(16, 8, bias=False)
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        two_hop = adjacency @ adjacency
+        return two_hop @ (adjacency @ self.w(x))
+
+
+def _ring_graph_csr() -> ModelInputs:
+    """:func:`_ring_graph` with its adjacency in CSR (what PyG's ``to_torch_csr_tensor`` makes)."""
+    x, adjacency = _ring_graph().args
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return ModelInputs((x, adjacency.to_sparse_csr()))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1236,6 +1258,21 @@ def cases() -> list[ModelCase]:
             description="Glow's ActNorm with a plain Python flag, initialised from the first batch's statistics "
             "in its first forward, then Linear(8, 8), on (16, 8); the forward also counts its calls: every count "
             "is of a first call, and the model is given back as it was (flag, counter and values)",
+        ),
+        hard_case(
+            "csr-adjacency",
+            CsrGraphPropagation,
+            _ring_graph_csr,
+            {"graph", "sparse", "linear", "matmul"},
+            # x W 12 x 16 x 8; adj @ adj one multiply-add per stored (i, k) and stored (k, j): 12 rows x 3 x 3;
+            # adj @ (x W) 36 stored x 8; the square (5 stored per row, 60) @ that 60 x 8
+            expected_macs=12 * 16 * 8 + 12 * 3 * 3 + 36 * 8 + 60 * 8,
+            expected_params=16 * 8,
+            description="PyG's sparse CSR path on the 12-node ring graph of gcn-sparse-adjacency (36 stored "
+            "elements, CSR): Linear(16, 8), the adjacency squared (a product of two CSR tensors, as GraphUNet "
+            "pools on it) and both multiplied into the projected features; the reference prices a product of "
+            "two sparse tensors by the pairs of stored elements that meet, torch.profiler records a CSR product "
+            "three times (aten::mm, its aten::addmm and that one again inside itself)",
         ),
         hard_case(
             "copy-dropped-cache",
