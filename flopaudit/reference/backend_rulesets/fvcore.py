@@ -335,7 +335,7 @@ FVCORE = Ruleset(
         EventRule("zero", family="quantized", reason="no fvcore handle for int8 kernels (torch.ao quantized::*)",
                   kind=CauseKind.UNSUPPORTED),
         EventRule("macs", category=Category.CONV, reason="matmul/linear/conv MACs, no bias"),
-        EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv...)",
+        EventRule("zero", category=Category.MATMUL, reason="no fvcore handle for this product (baddbmm, mv, torch.sparse.mm...)",
                   kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.ATTENTION, reason=_R_SDPA, kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.RNN, reason=_R_RNN, kind=CauseKind.UNSUPPORTED),

@@ -95,7 +95,7 @@ TORCH_FLOP_COUNTER = Ruleset(
                   kind=CauseKind.UNSUPPORTED),
         EventRule("zero", family="quantized", reason="int8 kernels (torch.ao quantized::*) have no formula",
                   kind=CauseKind.UNSUPPORTED),
-        EventRule("zero", category=Category.MATMUL, reason="no formula for this product (mv, dot, addbmm...)",
+        EventRule("zero", category=Category.MATMUL, reason="no formula for this product (mv, dot, addbmm, torch.sparse.mm...)",
                   kind=CauseKind.UNSUPPORTED),
         EventRule("zero", category=Category.CONV, reason="no formula for this convolution kernel",
                   kind=CauseKind.UNSUPPORTED),

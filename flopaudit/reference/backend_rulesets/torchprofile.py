@@ -280,7 +280,7 @@ TORCHPROFILE = Ruleset(
                   kind=_UNSUPPORTED),
         EventRule("zero", family="quantized", reason="no handler for int8 kernels (torch.ao quantized::*)",
                   kind=_UNSUPPORTED),
-        EventRule("zero", category=Category.MATMUL, reason="no handler for this product (dot, addbmm...)",
+        EventRule("zero", category=Category.MATMUL, reason="no handler for this product (dot, addbmm, torch.sparse.mm...)",
                   kind=_UNSUPPORTED),
         EventRule("torchprofile.conv", category=Category.CONV, reason=_R_CONV),
         EventRule("zero", category=Category.ATTENTION, reason="attention kernel outside F.scaled_dot_product_attention",
