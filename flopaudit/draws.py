@@ -15,10 +15,13 @@ A backend that draws its own inputs before it runs the model (torchsummary's
 the model other draws: its adapter runs it under :func:`reseeded_at_first_call`,
 which seeds the generators again as the model's first call starts.
 
-Not covered: a model that draws from a generator of its own (a
-``torch.Generator`` it holds, ``numpy.random.default_rng()``), or whose draws
-depend on how often a counter runs it (a backend that runs the model twice
-sees the second call's draws).
+Generators a model holds as module attributes (a ``torch.Generator``, a
+``numpy.random.Generator`` from ``default_rng``, a ``numpy.random.RandomState``)
+are seeded too, each to the same seed, and given their states back.
+
+Not covered: a generator held deeper (in a list, a dict or another object),
+or draws that depend on how often a counter runs the model (a backend that
+runs it twice sees the second call's draws).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import contextlib
 import random
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -35,21 +39,67 @@ COUNT_SEED = 0
 
 
 @contextlib.contextmanager
-def same_draws(seed: int = COUNT_SEED) -> Iterator[None]:
-    """Run the block with torch's, Python's and numpy's global generators seeded to
-    ``seed``; restore their states on exit."""
+def same_draws(seed: int = COUNT_SEED, model: torch.nn.Module | None = None) -> Iterator[None]:
+    """Run the block with torch's, Python's and numpy's global generators, and those
+    ``model``'s modules hold as attributes, seeded to ``seed``; restore their states on exit."""
     cuda = _cuda_devices()
     py_state = random.getstate()
     numpy = sys.modules.get("numpy")
     np_state = numpy.random.get_state() if numpy is not None else None
+    held = [(g, _state(g)) for g in held_generators(model)] if model is not None else []
     with torch.random.fork_rng(devices=cuda):
         _seed(seed, cuda)
+        for generator, _ in held:
+            _seed_held(generator, seed)
         try:
             yield
         finally:
             random.setstate(py_state)
             if numpy is not None:
                 numpy.random.set_state(np_state)
+            for generator, state in held:
+                _set_state(generator, state)
+
+
+def held_generators(model: torch.nn.Module) -> list[Any]:
+    """The random generators ``model``'s modules hold as attributes, each once: ``torch.Generator``,
+    ``numpy.random.Generator`` and ``numpy.random.RandomState``."""
+    numpy = sys.modules.get("numpy")
+    kinds: tuple[type, ...] = (torch.Generator,)
+    if numpy is not None:
+        kinds += (numpy.random.Generator, numpy.random.RandomState)
+    found: dict[int, Any] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, kinds):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+def _state(generator: Any) -> Any:
+    if isinstance(generator, torch.Generator):
+        return generator.get_state()
+    if hasattr(generator, "bit_generator"):  # numpy.random.Generator
+        return generator.bit_generator.state
+    return generator.get_state()  # numpy.random.RandomState
+
+
+def _set_state(generator: Any, state: Any) -> None:
+    if isinstance(generator, torch.Generator):
+        generator.set_state(state)
+    elif hasattr(generator, "bit_generator"):
+        generator.bit_generator.state = state
+    else:
+        generator.set_state(state)
+
+
+def _seed_held(generator: Any, seed: int) -> None:
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed)
+    elif hasattr(generator, "bit_generator"):  # a fresh bit generator of its kind, seeded
+        generator.bit_generator.state = type(generator.bit_generator)(seed).state
+    else:
+        generator.seed(seed)
 
 
 @contextlib.contextmanager
@@ -93,4 +143,4 @@ def _seed(seed: int, cuda: list[int]) -> None:
         numpy.random.seed(seed)
 
 
-__all__ = ["COUNT_SEED", "reseeded_at_first_call", "same_draws"]
+__all__ = ["COUNT_SEED", "held_generators", "reseeded_at_first_call", "same_draws"]

@@ -90,3 +90,43 @@ def test_backends_drawing_their_own_inputs_leave_the_model_the_same_draws() -> N
            for r in report.run.results if r.backend in ("reference", "torchstat", "thop")}
     assert ran["torchstat"] == ran["thop"] == ran["reference"]
     assert 0 < len(ran["reference"]) < 8  # some layers ran, some were dropped
+
+
+class OwnGenerators(nn.Module):
+    """LayerDrop drawn from generators the model holds: a ``torch.Generator`` for the first four
+    layers, numpy's ``default_rng`` for the last four (as a model seeding its own noise does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import numpy as np
+
+        self.layers = nn.ModuleList(nn.Linear(16, 16) for _ in range(8))
+        self.gen = torch.Generator().manual_seed(1)
+        self.rng = np.random.default_rng(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            draw = float(torch.rand([], generator=self.gen)) if i < 4 else self.rng.random()
+            if draw < 0.5:
+                continue
+            x = layer(x)
+        return x
+
+
+def test_generators_a_model_holds_are_seeded_and_given_back() -> None:
+    model = OwnGenerators()
+    state, bits = model.gen.get_state(), model.rng.bit_generator.state
+    with same_draws(model=model):
+        first = torch.rand(3, generator=model.gen), model.rng.random()
+    assert torch.equal(model.gen.get_state(), state) and model.rng.bit_generator.state == bits  # given back
+    with same_draws(model=model):
+        assert torch.equal(torch.rand(3, generator=model.gen), first[0]) and model.rng.random() == first[1]
+
+
+def test_a_model_drawing_from_its_own_generators_is_counted_on_the_same_path_by_every_counter() -> None:
+    case = ModelCase("own-generators", OwnGenerators, lambda: ModelInputs((torch.randn(4, 16),)))
+    backends = ["reference", "thop", "torch-flop-counter", "fvcore", "torchinfo", "torchprofile"]
+    report = build_report(run_audit([case], backends, isolate=False))
+    for cell in report.cells:
+        assert cell.status == "ok", cell.error
+        assert cell.residual == 0 and cell.classification != "unexplained", cell

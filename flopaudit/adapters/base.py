@@ -206,7 +206,7 @@ class Adapter(ABC):
         try:
             work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
             before = fingerprint(work, exact=False)
-            with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws(), \
+            with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws(model=work), \
                     compiled_code_eager():
                 warnings.simplefilter("always")
                 given = inputs.fresh()  # a model that changes its inputs changes this copy only

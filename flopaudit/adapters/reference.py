@@ -346,7 +346,7 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     if eval_mode:
         set_mode(model, False)  # (a model that refuses it is recorded as it is: its backend fails on eval())
     try:
-        with same_draws():  # the draws its backend's own run starts from (Adapter.count)
+        with same_draws(model=model):  # the draws its backend's own run starts from (Adapter.count)
             if not liveness:
                 return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step), None
             with LivenessMode(model, inputs.tensors()) as mode:
