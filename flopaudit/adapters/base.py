@@ -10,7 +10,7 @@ import time
 import types
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -307,18 +307,31 @@ def copy_model(model: nn.Module) -> nn.Module:
     function held as an attribute is shared, not copied, and so is a module
     attribute whose own ``__deepcopy__`` gives None (gpytorch's prediction
     strategy, the cache an exact GP builds on its first call in eval mode):
-    the copy runs as the model does, not as a first call. Attributes a library
+    the copy runs as the model does, not as a first call. So is an attribute that
+    cannot be copied at all (a ``threading.Lock``, an open file, a Python module
+    object: ``TypeError: cannot pickle ...``). Attributes a library
     set on a parameter (muP's ``infshape``, which its readout layer reads in
     ``forward``; opacus's per-sample gradient counters) are copied with it:
     torch's ``Parameter.__deepcopy__`` makes a new parameter from the data
     alone. The copy is in the modes the model is in (:func:`modes_kept`)."""
     from flopaudit.inputs import note_uncopyable
 
-    memo: dict[int, Any] = {}
-    for module in model.modules():
-        for value in (*vars(module).values(), *module._buffers.values()):
-            note_uncopyable(value, memo, keep_grad=False, objects=True)
-    copied = copy.deepcopy(model, memo)
+    def prepared(shared: Sequence[Any]) -> dict[int, Any]:
+        memo: dict[int, Any] = {id(value): value for value in shared}
+        for module in model.modules():
+            for value in (*vars(module).values(), *module._buffers.values()):
+                note_uncopyable(value, memo, keep_grad=False, objects=True)
+        return memo
+
+    memo = prepared(())
+    try:
+        copied = copy.deepcopy(model, memo)
+    except TypeError:  # "cannot pickle '_thread.lock' object": share what cannot be copied, copy again
+        shared = _uncopyable_attributes(model)
+        if not shared:
+            raise
+        memo = prepared(shared)  # (afresh: the failed copy left half-made objects in the memo)
+        copied = copy.deepcopy(model, memo)
     _parameter_attributes_copied(model, memo)
     _functions_rebound(copied, memo)
     return modes_kept(model, _dropped_attributes_shared(model, copied))
@@ -404,6 +417,26 @@ def _parameter_attributes_copied(model: nn.Module, memo: dict[int, Any]) -> None
                     missing[name] = copy.deepcopy(value, memo)
                 except Exception:  # noqa: BLE001 - an object that refuses to be copied: the copy shares it
                     missing[name] = value
+
+
+_MODULE_TABLES = frozenset({"_parameters", "_buffers", "_modules"})
+
+
+def _uncopyable_attributes(model: nn.Module) -> list[Any]:
+    """The attributes of the model's modules that ``copy.deepcopy`` refuses (a lock, an open
+    file, a queue or a logger handler holding one, a Python module object), each once."""
+    from torch import nn
+
+    found: dict[int, Any] = {}
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if id(value) in found or name in _MODULE_TABLES or isinstance(value, nn.Module) or value is None:
+                continue  # (modules are walked themselves; their tables hold modules and tensors)
+            try:
+                copy.deepcopy(value)
+            except TypeError:
+                found[id(value)] = value
+    return list(found.values())
 
 
 def _dropped_attributes_shared(model: nn.Module, copied: nn.Module) -> nn.Module:

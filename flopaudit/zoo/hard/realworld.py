@@ -977,6 +977,25 @@ def _ring_graph_csr() -> ModelInputs:
         return ModelInputs((x, adjacency.to_sparse_csr()))
 
 
+class HoldsUncopyables(nn.Module):
+    """A layer serving requests from several threads: it holds a lock its forward takes, and a
+    Python module object it reads a constant from (``copy.deepcopy`` refuses both:
+    "cannot pickle '_thread.lock' object", "cannot pickle 'module' object")."""
+
+    def __init__(self) -> None:
+        import math
+        import threading
+
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.lock = threading.Lock()
+        self.maths = math
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            return self.fc(x) * self.maths.sqrt(2.0)
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1273,6 +1292,17 @@ def cases() -> list[ModelCase]:
             "pools on it) and both multiplied into the projected features; the reference prices a product of "
             "two sparse tensors by the pairs of stored elements that meet, torch.profiler records a CSR product "
             "three times (aten::mm, its aten::addmm and that one again inside itself)",
+        ),
+        hard_case(
+            "uncopyable-attributes",
+            HoldsUncopyables,
+            randn_inputs((2, 8)),
+            {"linear", "state"},
+            expected_macs=2 * 8 * 8,
+            expected_params=8 * 8 + 8,
+            description="Linear(8, 8) behind a threading.Lock its forward takes, scaled by a constant read from "
+            "a Python module object the layer holds: neither can be deep-copied, so a copy for a counter "
+            "shares them (every copying counter failed in flopaudit's copy)",
         ),
         hard_case(
             "copy-dropped-cache",
