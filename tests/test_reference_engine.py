@@ -164,6 +164,33 @@ def test_opaque_cpp_op_is_listed_never_silently_zero() -> None:
     assert result.unsupported == {"torchvision.nms.default": 1}
 
 
+_PER_DEVICE = torch.library.Library("flopaudit_per_device", "DEF")
+_PER_DEVICE.define("gemm(Tensor a, Tensor b) -> Tensor")
+
+
+@torch.library.impl("flopaudit_per_device::gemm", "default", lib=_PER_DEVICE)
+def _gemm_anywhere(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a @ b
+
+
+@torch.library.impl("flopaudit_per_device::gemm", "CPU", lib=_PER_DEVICE)
+def _gemm_on_cpu(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * 2.0) @ b / 2.0  # another kernel for CPU tensors, as optimum-quanto's qbytes_mm has
+
+
+class PerDeviceGemm(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.ops.flopaudit_per_device.gemm(a, b)
+
+
+def test_a_custom_op_is_traced_through_the_python_kernel_its_device_runs() -> None:
+    """A ``torch.library.impl`` kernel for CPU wins over the ``default`` one, as in the dispatcher."""
+    result = count(PerDeviceGemm(), (torch.randn(4, 6), torch.randn(6, 5)))
+    assert result.traced_custom_ops == {"flopaudit_per_device.gemm.default": 1}
+    assert result.macs == 4 * 6 * 5
+    assert result.extra_flops == 4 * 6 + 4 * 5  # the CPU kernel's scale and unscale, which the default has not
+
+
 def test_custom_op_with_registered_formula() -> None:
     @register_formula("flopaudit_test::scaled_gemm")
     def scaled_gemm_cost(call: OpCall) -> Cost:

@@ -309,7 +309,8 @@ def copy_model(model: nn.Module) -> nn.Module:
     strategy, the cache an exact GP builds on its first call in eval mode):
     the copy runs as the model does, not as a first call. So is an attribute that
     cannot be copied at all (a ``threading.Lock``, an open file, a Python module
-    object: ``TypeError: cannot pickle ...``). Attributes a library
+    object: ``TypeError: cannot pickle ...``), and a parameter of a tensor subclass
+    that refuses ``deepcopy`` (optimum-quanto's quantized weights). Attributes a library
     set on a parameter (muP's ``infshape``, which its readout layer reads in
     ``forward``; opacus's per-sample gradient counters) are copied with it:
     torch's ``Parameter.__deepcopy__`` makes a new parameter from the data
@@ -326,7 +327,7 @@ def copy_model(model: nn.Module) -> nn.Module:
     memo = prepared(())
     try:
         copied = copy.deepcopy(model, memo)
-    except TypeError:  # "cannot pickle '_thread.lock' object": share what cannot be copied, copy again
+    except (TypeError, RuntimeError):  # "cannot pickle '_thread.lock' object": share what cannot be copied
         shared = _uncopyable_attributes(model)
         if not shared:
             raise
@@ -424,17 +425,24 @@ _MODULE_TABLES = frozenset({"_parameters", "_buffers", "_modules"})
 
 def _uncopyable_attributes(model: nn.Module) -> list[Any]:
     """The attributes of the model's modules that ``copy.deepcopy`` refuses (a lock, an open
-    file, a queue or a logger handler holding one, a Python module object), each once."""
+    file, a queue or a logger handler holding one, a Python module object), and its parameters
+    and buffers of tensor subclasses that refuse it (optimum-quanto's quantized weights, wrapper
+    subclasses whose ``clone`` gives another class), each once."""
+    import torch
     from torch import nn
 
+    plain = (torch.Tensor, nn.Parameter, getattr(nn, "Buffer", nn.Parameter))  # (nn.Buffer: torch 2.5 on)
     found: dict[int, Any] = {}
     for module in model.modules():
-        for name, value in vars(module).items():
-            if id(value) in found or name in _MODULE_TABLES or isinstance(value, nn.Module) or value is None:
-                continue  # (modules are walked themselves; their tables hold modules and tensors)
+        tensors = [t for t in (*module._parameters.values(), *module._buffers.values())
+                   if t is not None and type(t) not in plain]
+        values = [v for k, v in vars(module).items() if k not in _MODULE_TABLES and not isinstance(v, nn.Module)]
+        for value in (*tensors, *values):  # (modules are walked themselves; their tables hold modules and tensors)
+            if value is None or id(value) in found:
+                continue
             try:
                 copy.deepcopy(value)
-            except TypeError:
+            except (TypeError, RuntimeError):
                 found[id(value)] = value
     return list(found.values())
 

@@ -197,6 +197,12 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     train mode). Rulesets asking for the same pass share one recording, made
     with every Python function any of them monkeypatches wrapped; each sees
     only the calls of its own (:meth:`~flopaudit.reference.rulesets.Ruleset.patched_in`).
+    Where a tensor subclass's ``__torch_function__`` took a patched call over (an override
+    may compare ``func`` with the patched attribute: optimum-quanto's quantized weights run
+    their own kernel only when ``func is torch.nn.functional.linear``), the pass is recorded
+    again for each backend whose functions differ from the shared set: with only its own
+    functions patched (ptflops' pytorch engine, calflops, DeepSpeed), or with the calls taken
+    over unpatched while they run (the backends that patch nothing).
     What a recording cannot tell is added as causes of their own: the work a
     JIT trace drops (``Ruleset.drops_dead_code``, the pass recorded with
     :class:`~flopaudit.reference.liveness.LivenessMode`) and what a backend
@@ -261,7 +267,8 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     out = []
     modules = None
     failed: dict[Pass, str] = {}
-    as_traced: dict[Pass, tuple[Any, frozenset[int] | None] | None] = {}
+    as_traced: dict[tuple[Pass, bool], tuple[Any, frozenset[int] | None] | None] = {}
+    overridden: dict[tuple[Pass, Any], tuple[Any, frozenset[int] | None] | None] = {}
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
@@ -279,16 +286,35 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
             if source is not None:
                 recordings[k] = source
         dead_here, traced_branch = dead.get(k), False
+        taken_over = source is not None and bool(patches.get(k)) and any(e.taken_over for e in source.events)
+        unpatched = taken_over and not _patches_itself(ruleset)
+        if taken_over and tuple(ruleset.patched_functions) != patches[k]:
+            # A tensor subclass's __torch_function__ took a patched call over: it may compare ``func`` with
+            # the function's attribute (optimum-quanto), and so take another path under another set of
+            # patched functions. Record the path this backend sees: with its own functions patched (a
+            # backend that patches them), or with the calls taken over unpatched (one that patches nothing).
+            own_patches = patches[k] if unpatched else tuple(ruleset.patched_functions)
+            again = (own_patches, unpatched)
+            if (k, again) not in overridden:
+                try:
+                    overridden[(k, again)] = _record_pass(model, inputs, k, own_patches, k in traced, step,
+                                                          unpatched_for_overrides=unpatched)
+                except Exception:  # noqa: BLE001 - the model's own failure: keep the recording shared
+                    overridden[(k, again)] = None
+            if overridden[(k, again)] is not None:
+                source, dead_here = overridden[(k, again)]
         if ruleset.drops_dead_code and source is not None and source.tracing_asked:
             # The model's code takes another branch under a JIT trace: record that branch for this backend.
-            if k not in as_traced:
+            branch_key = (k, bool(unpatched))
+            if branch_key not in as_traced:
                 try:
-                    as_traced[k] = _record_pass(model, inputs, k, patches[k], True, step, as_traced=True)
+                    as_traced[branch_key] = _record_pass(model, inputs, k, patches[k], True, step, as_traced=True,
+                                                         unpatched_for_overrides=bool(unpatched))
                 except Exception as exc:  # noqa: BLE001 - the branch fails outside a trace: keep the eager one
-                    as_traced[k] = None
+                    as_traced[branch_key] = None
                     if notes is not None:
                         notes.append(f"{backend}: {TRACED_BRANCH_FAILED} ({error_text(exc).splitlines()[0]})")
-            branch = as_traced[k]
+            branch = as_traced[branch_key]
             if branch is not None:
                 (source, dead_here), traced_branch = branch, True
                 if notes is not None:
@@ -326,13 +352,21 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     return tuple(out)
 
 
+def _patches_itself(ruleset: Any) -> bool:
+    """Does the ruleset's backend run the model with Python functions monkeypatched (ptflops'
+    pytorch engine, calflops, DeepSpeed), rather than see operators (a trace, a profiler)?"""
+    return bool(ruleset.patched_functions) and not ruleset.calls_are_operators
+
+
 def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[str, ...],
-                 liveness: bool, step: Any, as_traced: bool = False) -> tuple[Any, frozenset[int] | None]:
+                 liveness: bool, step: Any, as_traced: bool = False,
+                 unpatched_for_overrides: bool = False) -> tuple[Any, frozenset[int] | None]:
     """One recording for the rulesets sharing ``key`` (autograd on, module
     hooks, eval mode); with ``liveness``, also the indices of its events whose
     work a JIT trace drops (None: unknown, see :mod:`flopaudit.reference.liveness`),
     and where the model asks ``torch.jit.is_tracing()``, answered ``as_traced``
-    (``ReferenceCount.tracing_asked``).
+    (``ReferenceCount.tracing_asked``); ``unpatched_for_overrides``: patched calls a tensor
+    subclass takes over run unpatched (``flopaudit.reference.count``).
     In eval mode every module's own train/eval flag is put back afterwards.
     Recorded from the same random draws as every count (:mod:`flopaudit.draws`)."""
     from flopaudit.draws import same_draws
@@ -348,10 +382,11 @@ def _record_pass(model: nn.Module, inputs: ModelInputs, key: Pass, patch: tuple[
     try:
         with same_draws(model=model):  # the draws its backend's own run starts from (Adapter.count)
             if not liveness:
-                return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step), None
+                return count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step,
+                             unpatched_for_overrides=unpatched_for_overrides), None
             with LivenessMode(model, inputs.tensors()) as mode:
                 source = count(model, inputs, no_grad=not grad, patch=patch, module_hooks=hooks, pass_=step,
-                               as_traced=as_traced)
+                               as_traced=as_traced, unpatched_for_overrides=unpatched_for_overrides)
         return source, dead_events(source.events, mode)
     finally:
         for m, training in modes:

@@ -157,6 +157,7 @@ def count(
     loss: str | None = None,
     optimizer: str | None = None,
     as_traced: bool | None = None,
+    unpatched_for_overrides: bool = False,
 ) -> ReferenceCount:
     """Count one forward pass ``model(*inputs, **kwargs)`` with the reference counter,
     or with ``pass_="train"`` one training step.
@@ -208,7 +209,9 @@ def count(
     ``as_traced`` (for rulesets of counters that JIT-trace the model): note where the
     model's code asks ``torch.jit.is_tracing()`` (the result's ``tracing_asked``) and
     answer it so; True records the branch a traced model takes (see
-    :func:`flopaudit.reference.engine.record`).
+    :func:`flopaudit.reference.engine.record`). ``unpatched_for_overrides``: a patched call
+    that a tensor subclass's ``__torch_function__`` takes over runs with the callable put
+    back (the path under a counter that patches nothing; see ``record``).
     """
     step = pass_of(pass_, loss, optimizer)
     ins = ModelInputs.coerce(inputs, kwargs)
@@ -227,7 +230,8 @@ def count(
     with grad_ctx:
         rec = record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
                      module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache,
-                     step=step if step.train else None, as_traced=as_traced)
+                     step=step if step.train else None, as_traced=as_traced,
+                     unpatched_for_overrides=unpatched_for_overrides)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
     summary, module_calls, ruleset_totals = _summaries(events, calls, rs, ins.batch_size, phases=step.train)

@@ -87,6 +87,7 @@ from flopaudit.reference.patching import (
     holds_graph_code,
     model_namespaces,
     patched,
+    takes_over,
     tracking_autograd_functions,
 )
 from flopaudit.reference.registry import Category, Cost, formula_name
@@ -498,25 +499,6 @@ def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: 
     )
 
 
-_DEFAULT_TORCH_FUNCTIONS = (torch.Tensor.__torch_function__.__func__,  # type: ignore[attr-defined]
-                            torch._C._disabled_torch_function_impl)
-
-
-def takes_over(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
-    """Does a tensor argument's class override ``__torch_function__`` (a tensor subclass
-    such as torchao's quantized weights), so that it may run the call its own way?
-    # NB: an override that hands the call back unchanged is taken as taking it over too;
-    # torch function modes are not looked at (torch.device's, active while a model is
-    # built on meta, passes every call through).
-    """
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, _Tensor) and type(value) is not _Tensor:
-            override = getattr(type(value), "__torch_function__", None)
-            if getattr(override, "__func__", override) not in _DEFAULT_TORCH_FUNCTIONS:
-                return True
-    return False
-
-
 class _Mode(TorchDispatchMode):
     # Higher-order operators (``flex_attention`` in eager mode) reach __torch_dispatch__ as
     # operators without a formula: their dense kernel is traced (_trace_kernel), else they
@@ -640,7 +622,8 @@ _NOT_TRACED = object()
 
 def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
            patch: Sequence[str] = (), module_hooks: bool | str = False, cache: bool | None = None,
-           step: Pass | None = None, as_traced: bool | None = None) -> Recording:
+           step: Pass | None = None, as_traced: bool | None = None,
+           unpatched_for_overrides: bool = False) -> Recording:
     """Run ``model(*args, **kwargs)`` once under the recording mode.
 
     With a training ``step`` (:class:`~flopaudit.passes.Pass` of kind
@@ -668,6 +651,9 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     (``Recording.tracing_asked``), answering it ``as_traced``: True records the branch such
     code takes under a JIT trace (see :func:`~flopaudit.reference.patching.answering_tracing`);
     None (the default) leaves the question alone.
+    ``unpatched_for_overrides``: a patched call taken over by an argument's ``__torch_function__``
+    runs with the callable put back meanwhile, as under a counter that patches nothing (see
+    :func:`~flopaudit.reference.patching.patched`).
     """
     recorder = _Recorder(model, cache)
     handles = []
@@ -686,7 +672,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         tracing = (answering_tracing(as_traced, recorder.rec.tracing_asked, namespaces) if as_traced is not None
                    else contextlib.nullcontext())
         with warnings.catch_warnings(), compiled_code_eager(), recorder.buffers.watching(), \
-                patched(recorder, patch, graph_code, namespaces), \
+                patched(recorder, patch, graph_code, namespaces, unpatched_for_overrides), \
                 tracing, tracking_autograd_functions(recorder, namespaces), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
             warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)

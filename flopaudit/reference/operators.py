@@ -166,7 +166,8 @@ def run(func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
 
 
 def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | None:
-    """The Python kernel of a ``torch.library.custom_op`` for the inputs' device, or a
+    """The Python kernel of a ``torch.library.custom_op`` for the inputs' device (or of an
+    operator ``torch.library.impl`` gave a Python kernel for that device), or a
     higher-order operator's dense implementation (``flex_attention``'s math attention:
     what eager mode runs on the CPU), or the kernel another library's operator has for
     every backend (``CompositeExplicitAutograd``: PyTorch's ``quantized_decomposed``
@@ -181,11 +182,31 @@ def custom_op_kernel(func: Any, args: Any, kwargs: Any) -> Callable[..., Any] | 
     except ImportError:  # pragma: no cover - older torch
         OPDEFS = {}  # noqa: N806
     opdef = OPDEFS.get(f"{func.namespace}::{func._opname}")
-    if opdef is None:
-        return _composite_kernel(func)
     device = next((t.device.type for t in iter_tensors((args, kwargs))), None)
+    if opdef is None:
+        return _python_backend_kernel(func, device) or _composite_kernel(func)
     backends = getattr(opdef, "_backend_fns", {})
     return backends.get(device) or backends.get(None) or getattr(opdef, "_init_fn", None)
+
+
+_BACKEND_KEYS = {"cpu": "CPU", "cuda": "CUDA", "meta": "Meta", "mps": "MPS", "xpu": "XPU"}
+"""Device type -> the dispatch key of its dense kernels."""
+
+
+def _python_backend_kernel(func: Any, device: str | None) -> Callable[..., Any] | None:
+    """The kernel ``torch.library.impl`` registered in Python for ``func`` and the inputs' device
+    (optimum-quanto's ``quanto::qbytes_mm`` has a CPU kernel running ``torch._int_mm`` beside a
+    ``default`` one running a float ``matmul``): what the dispatcher runs for those inputs, ahead
+    of a ``CompositeExplicitAutograd`` one. None if no Python kernel is registered for that key
+    (a C++ kernel is run as the opaque operator it is)."""
+    key = _BACKEND_KEYS.get(device or "")
+    impls = getattr(torch.library, "_impls", ())
+    if key is None or not impls:
+        return None
+    names = (func._opname, f"{func._opname}.{func._overloadname}")
+    if not any(f"{func.namespace}/{name}/{key}" in impls for name in names):
+        return None
+    return functools.partial(func._op_dk, getattr(torch._C.DispatchKey, key))
 
 
 _DENSE_KERNELS: dict[str, Callable[..., Any]] = {"cond": cond_as_written}

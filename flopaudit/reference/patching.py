@@ -105,9 +105,14 @@ def holds_graph_code(model: Any) -> bool:
 
 @contextlib.contextmanager
 def patched(watcher: CallWatcher, paths: Sequence[str], graph_code: bool = False,
-            namespaces: Sequence[Any] = ()) -> Iterator[None]:
+            namespaces: Sequence[Any] = (), unpatched_for_overrides: bool = False) -> Iterator[None]:
     """Replace each callable in ``paths`` by a wrapper reporting its calls;
     put every one back (an inherited attribute is deleted again) on exit.
+    ``unpatched_for_overrides``: a call whose argument's class overrides ``__torch_function__``
+    (:func:`takes_over`) runs with the callable put back meanwhile, so that an override
+    comparing ``func`` with it (optimum-quanto's ``func is torch.nn.functional.linear``)
+    takes the path it takes under a counter that patches nothing (a trace, a profiler, a
+    dispatch mode); without it, the path it takes under a counter's own wrapper.
     A path that does not resolve in this torch version is skipped with a note
     (a backend cannot patch it either); one of :data:`GRAPH_CODE_NAMES` is skipped
     unless ``graph_code`` (the model holds a graph module). A path ending in
@@ -132,10 +137,11 @@ def patched(watcher: CallWatcher, paths: Sequence[str], graph_code: bool = False
                 continue
             original = getattr(owner, attr)
             saved.append((owner, attr, attr in vars(owner), original))
-            setattr(owner, attr, _wrapper(watcher, path, original))
+            setattr(owner, attr, _wrapper(watcher, path, original, *((owner, attr) if unpatched_for_overrides else ())))
         for path, module, name, original in bindings:
             saved.append((module, name, True, original))
-            setattr(module, name, _wrapper(watcher, path, original))
+            setattr(module, name, _wrapper(watcher, path, original,
+                                           *((module, name) if unpatched_for_overrides else ())))
         yield
     finally:
         for owner, attr, was_own, original in reversed(saved):
@@ -182,16 +188,44 @@ def _import_operator_tables() -> None:
     import torch._dynamo  # noqa: F401
 
 
-def _wrapper(watcher: CallWatcher, path: str, original: Any) -> Any:
+_Tensor = torch.Tensor
+_DEFAULT_TORCH_FUNCTIONS = (torch.Tensor.__torch_function__.__func__,  # type: ignore[attr-defined]
+                            torch._C._disabled_torch_function_impl)
+
+
+def takes_over(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Does a tensor argument's class override ``__torch_function__`` (a tensor subclass
+    such as torchao's quantized weights), so that it may run the call its own way?
+    # NB: an override that hands the call back unchanged is taken as taking it over too;
+    # torch function modes are not looked at (torch.device's, active while a model is
+    # built on meta, passes every call through).
+    """
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, _Tensor) and type(value) is not _Tensor:
+            override = getattr(type(value), "__torch_function__", None)
+            if getattr(override, "__func__", override) not in _DEFAULT_TORCH_FUNCTIONS:
+                return True
+    return False
+
+
+def _wrapper(watcher: CallWatcher, path: str, original: Any, owner: Any = None, attr: str = "") -> Any:
+    """A wrapper of ``original`` recording its calls; with ``owner``, a call whose argument overrides
+    ``__torch_function__`` runs with ``owner.attr`` put back to ``original`` meanwhile (see
+    :func:`patched`'s ``unpatched_for_overrides``)."""
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         index = watcher.patched_call(path, args, kwargs)
         if index < 0:
             return original(*args, **kwargs)
         watcher.patched_stack.append(path)
+        unpatched = owner is not None and takes_over(args, kwargs)
+        if unpatched:
+            setattr(owner, attr, original)
         try:
             out = original(*args, **kwargs)
         finally:
             watcher.patched_stack.pop()
+            if unpatched:
+                setattr(owner, attr, wrapper)
         watcher.patched_return(path, index, out)
         return out
 
@@ -287,4 +321,5 @@ def _is_bound_apply(value: Any, base: type, original: Any) -> bool:
 
 
 __all__ = ["GRAPH_CODE_NAMES", "IMPORTED_SUFFIX", "CallWatcher", "answering_tracing",
-           "holds_graph_code", "imported_names", "model_namespaces", "patched", "resolve", "tracking_autograd_functions"]
+           "holds_graph_code", "imported_names", "model_namespaces", "patched", "resolve", "takes_over",
+           "tracking_autograd_functions"]

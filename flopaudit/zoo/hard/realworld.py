@@ -996,6 +996,41 @@ class HoldsUncopyables(nn.Module):
             return self.fc(x) * self.maths.sqrt(2.0)
 
 
+class IdentityCheckedWeight(torch.Tensor):
+    """A quantized weight's class as optimum-quanto writes it: its ``__torch_function__`` runs
+    its own kernel (here a dequantising scale, then ``torch.matmul``) only when ``func is
+    torch.nn.functional.linear``, looked up when called, and defers everything else: a counter
+    that wraps ``F.linear`` makes the model take the other path."""
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            with torch._C.DisableTorchFunctionSubclass():
+                out = torch.matmul(x, weight.t() * 1.0)
+                return out if bias is None else out + bias
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **kwargs)
+
+
+class IdentityCheckedLinear(nn.Module):
+    """``F.linear`` of an :class:`IdentityCheckedWeight` (a buffer, as a frozen quantized weight) and a bias."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.randn(outputs, inputs).as_subclass(IdentityCheckedWeight))
+        self.bias = nn.Parameter(torch.zeros(outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+def _identity_checked_mlp() -> nn.Module:
+    return nn.Sequential(IdentityCheckedLinear(8, 16), nn.ReLU(), IdentityCheckedLinear(16, 4))
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1303,6 +1338,18 @@ def cases() -> list[ModelCase]:
             description="Linear(8, 8) behind a threading.Lock its forward takes, scaled by a constant read from "
             "a Python module object the layer holds: neither can be deep-copied, so a copy for a counter "
             "shares them (every copying counter failed in flopaudit's copy)",
+        ),
+        hard_case(
+            "identity-checked-weights",
+            _identity_checked_mlp,
+            randn_inputs((3, 8)),
+            {"linear", "subclass"},
+            expected_macs=3 * 8 * 16 + 3 * 16 * 4,
+            expected_params=16 + 4,  # the weights are buffers
+            description="two F.linear layers whose weights' class runs its own kernel (a scale, then "
+            "torch.matmul) only when func is torch.nn.functional.linear, as optimum-quanto's quantized "
+            "weights do, and defers otherwise: counters that wrap F.linear (and the recording made for them) "
+            "see the deferred path, the others the weight's own kernel",
         ),
         hard_case(
             "copy-dropped-cache",
