@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from functools import cache
+from typing import Any
 
 import pytest
 import torch
@@ -215,6 +216,41 @@ def test_copy_model_copies_what_deepcopy_refuses() -> None:
     assert not torch.equal(twin(x), hooked(x))
     twin.up.weight.data.zero_()
     assert torch.equal(twin(x), hooked(x))
+
+
+class _Packed(torch.Tensor):
+    """A quantized weight as a wrapper subclass (int8 data and a scale, as optimum-quanto's): its
+    ``clone`` gives a plain tensor, so ``copy.deepcopy`` refuses it."""
+
+    @staticmethod
+    def __new__(cls, data: torch.Tensor, scale: float) -> "_Packed":
+        return torch.Tensor._make_wrapper_subclass(cls, data.shape, dtype=torch.float32)  # type: ignore[return-value]
+
+    def __init__(self, data: torch.Tensor, scale: float) -> None:
+        self.packed, self.scale = data, scale
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from torch.utils._pytree import tree_map
+
+        if func is torch.ops.aten.detach.default:
+            return _Packed(args[0].packed, args[0].scale)
+        unpacked = tree_map(lambda t: t.packed.float() * t.scale if isinstance(t, _Packed) else t, (args, kwargs or {}))
+        return func(*unpacked[0], **unpacked[1])
+
+
+def test_copy_model_shares_what_cannot_be_copied() -> None:
+    quantized = nn.Linear(4, 3)
+    quantized.weight = nn.Parameter(_Packed(torch.randint(-8, 8, (3, 4), dtype=torch.int8), 0.1), requires_grad=False)
+    locked = realworld.HoldsUncopyables()
+    for model, x in ((quantized, torch.randn(2, 4)), (locked, torch.randn(2, 8))):
+        with pytest.raises((TypeError, RuntimeError), match="deepcopy|pickle"):
+            copy.deepcopy(model)
+        twin = copy_model(model)
+        assert torch.equal(twin(x), model(x))
+    assert copy_model(quantized).weight is quantized.weight and copy_model(quantized).bias is not quantized.bias
+    twin = copy_model(locked)
+    assert twin.lock is locked.lock and twin.maths is locked.maths and twin.fc is not locked.fc
 
 
 def test_copy_model_keeps_every_module_in_its_mode() -> None:
