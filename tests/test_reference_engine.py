@@ -476,6 +476,18 @@ def test_a_count_gives_back_writes_past_the_module_setters() -> None:
     assert vars(model)["seen"] == 1 and model.linear.scale == 2.0 and "extra" in model.linear._parameters
 
 
+def test_a_count_gives_back_a_weight_repacked_with_the_state_it_holds() -> None:
+    from flopaudit.zoo.hard.realworld import RepacksWeightOnFirstCall
+
+    model, x = RepacksWeightOnFirstCall(), torch.randn(4, 16)
+    weight = model.weight.detach().clone()
+    first = count(model, x)
+    assert model.weight.state.packed is False and torch.equal(model.weight.detach(), weight)
+    assert count(model, x).events == first.events  # a first call again (the old layout read as packed: fails)
+    model(x)  # outside the counter it repacks: the assertions can fail
+    assert model.weight.state.packed is True and model.weight.shape == (16, 8)
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

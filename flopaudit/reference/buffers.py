@@ -37,7 +37,10 @@ class BufferGuard:
     ``self.initialized = True``, ``self.calls += 1``, ``register_buffer``,
     a write into its ``__dict__``) gets its own entries back: every module's
     tables are copied, shallow, when the pass starts (a dict copy each, in C)
-    and compared entry by entry, by identity, when it ends. (Wrapping
+    and compared entry by entry, by identity, when it ends; so are the
+    attributes of a parameter or buffer that has any, and of the objects
+    among them (bitsandbytes' ``quant_state``, which a 4-bit layer's first CPU
+    forward rewrites with the weight it repacks). (Wrapping
     ``nn.Module.__setattr__`` and the table setters for the pass instead would
     cost more: setting an attribute of ``nn.Module`` invalidates the attribute
     caches of every one of its subclasses in the process, about 0.1 ms a
@@ -100,7 +103,7 @@ class BufferGuard:
     def watching(self) -> Iterator[None]:
         """Copy the modules' tables, then note, while the block runs, the data given to
         the model's parameters and buffers."""
-        self.tables = _tables(self.modules, _lazy_modules(self.modules, self.tensors))
+        self.tables = _tables(self.modules, _lazy_modules(self.modules, self.tensors)) + _held_objects(self.tensors)
         self.entries = list(map(dict.copy, self.tables))
         with watching_tensor_data(replacing=self._data_replaced):
             yield
@@ -151,6 +154,22 @@ def _tables(modules: Sequence[nn.Module], left_out: set[int]) -> list[dict[str, 
     dicts = [m.__dict__ for m in modules if id(m) not in left_out] if left_out else [m.__dict__ for m in modules]
     return [t for d in dicts for t in (d, d.get("_parameters"), d.get("_buffers"), d.get("_modules"))
             if type(t) is dict]
+
+
+def _held_objects(tensors: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
+    """The attributes of the parameters and buffers that have any (bitsandbytes' ``quant_state``,
+    muP's ``infshape``), and of the plain objects among them: a forward that converts a weight
+    for its kernel (bitsandbytes' 4-bit ``Linear4bit`` repacks it on its first CPU call in eval
+    mode, ``weight.data`` and its ``quant_state`` together) is given back whole, its data with
+    the flags that describe it."""
+    out = []
+    for attrs in [d for d in (t.__dict__ for t in tensors) if d]:
+        out.append(attrs)
+        for value in attrs.values():
+            held = getattr(value, "__dict__", None)
+            if type(held) is dict and not isinstance(value, (torch.Tensor, nn.Module, type)):
+                out.append(held)
+    return out
 
 
 def _changed(tables: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]]) -> bool:

@@ -1031,6 +1031,37 @@ def _identity_checked_mlp() -> nn.Module:
     return nn.Sequential(IdentityCheckedLinear(8, 16), nn.ReLU(), IdentityCheckedLinear(16, 4))
 
 
+class PackingState:
+    """What a quantized weight's kernel reads of its layout (bitsandbytes' ``QuantState``)."""
+
+    def __init__(self) -> None:
+        self.packed = False
+
+
+class RepacksWeightOnFirstCall(nn.Module):
+    """A layer that repacks its weight for its CPU kernel on its first call, as bitsandbytes'
+    ``Linear4bit`` does in eval mode: ``weight.data`` gets the new layout and the state object
+    the parameter holds says so (``weight.quant_state.packing_format_for_cpu``); later calls
+    read the packed layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 16))
+        self.weight.state = PackingState()  # type: ignore[attr-defined]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = self.weight.state  # type: ignore[attr-defined]
+        if not state.packed:
+            with torch.no_grad():
+                self.weight.data = self.weight.data.t().contiguous()  # (in, out): the kernel's layout
+            state.packed = True
+        return x @ self.weight
+
+
+def _repacking_block() -> nn.Module:
+    return nn.Sequential(RepacksWeightOnFirstCall(), nn.ReLU())
+
+
 def cases() -> list[ModelCase]:
     out = [
         hard_case(
@@ -1350,6 +1381,18 @@ def cases() -> list[ModelCase]:
             "torch.matmul) only when func is torch.nn.functional.linear, as optimum-quanto's quantized "
             "weights do, and defers otherwise: counters that wrap F.linear (and the recording made for them) "
             "see the deferred path, the others the weight's own kernel",
+        ),
+        hard_case(
+            "repacks-weight-on-first-call",
+            _repacking_block,
+            randn_inputs((4, 16)),
+            {"linear", "state"},
+            expected_macs=4 * 16 * 8,
+            expected_params=8 * 16,
+            description="a layer repacking its (8, 16) weight to (16, 8) on its first call, then ReLU; with a flag in a "
+            "state object the parameter holds, as bitsandbytes' Linear4bit does on the CPU in eval mode: a "
+            "count gives the weight its data and the state its flag back (given back the data alone, the next "
+            "call read the old layout as packed)",
         ),
         hard_case(
             "copy-dropped-cache",
