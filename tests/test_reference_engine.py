@@ -164,6 +164,31 @@ def test_opaque_cpp_op_is_listed_never_silently_zero() -> None:
     assert result.unsupported == {"torchvision.nms.default": 1}
 
 
+@torch.library.custom_op("flopaudit_test::numpy_gemm", mutates_args=())
+def numpy_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    out = a.new_empty(a.shape[0], b.shape[1])
+    if bool(a[0, 0] > -1e30):  # a question asked of a tensor (one comparison), as bitsandbytes' gemv_4bit asks
+        out.copy_(torch.from_numpy(a.numpy() @ b.numpy()))  # the product made outside torch
+    return out
+
+
+@numpy_gemm.register_fake
+def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty(a.shape[0], b.shape[1])
+
+
+class NumpyGemm(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return numpy_gemm(a, b)
+
+
+def test_a_custom_op_whose_kernel_does_its_work_outside_torch_is_unsupported_not_free() -> None:
+    """Its kernel's torch operators (one comparison) cannot have made its 4 x 5 output."""
+    result = count(NumpyGemm(), (torch.randn(4, 6), torch.randn(6, 5)))
+    assert result.unsupported == {"flopaudit_test.numpy_gemm.default": 1} and result.traced_custom_ops == {}
+    assert any("numpy_gemm" in n and "1 FLOPs for 20 output elements" in n for n in result.notes)
+
+
 _PER_DEVICE = torch.library.Library("flopaudit_per_device", "DEF")
 _PER_DEVICE.define("gemm(Tensor a, Tensor b) -> Tensor")
 

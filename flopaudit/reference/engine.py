@@ -578,7 +578,8 @@ class _Mode(TorchDispatchMode):
         reported as unsupported as usual; if it dispatches no operator with a
         cost (only views, copies or conversions: its work is in numpy, Triton
         or C++ that the mode cannot see) the op is reported as unsupported
-        too, never silently free.
+        too, never silently free; so is one whose costed operators do less than one FLOP per
+        element of its outputs (its work is done elsewhere too).
         # NB: a kernel doing part of its work outside torch is undercounted;
         # register a formula for such ops. Traced ops are listed in
         # ``Recording.traced``. Control flow (``torch.cond``, ``while_loop``; see
@@ -605,11 +606,17 @@ class _Mode(TorchDispatchMode):
         if isinstance(func, HigherOrderOperator) and func.name() in CONTROL_FLOW:
             return out  # (torch.cond: the branch it took is the model's own work, free or not)
         inner = rec.events[first:]
-        if not any(e.macs or e.extra_flops or not e.supported for e in inner):
+        work = sum(2 * e.macs + e.extra_flops for e in inner if e is not None)
+        made = sum(t.numel() for t in iter_tensors(out) if t.layout is torch.strided and not t.is_nested)
+        if not any(e is not None and not e.supported for e in inner) and work < made:
+            # A kernel whose torch operators do less than one FLOP per element it returns did its
+            # work elsewhere: bitsandbytes' gemv_4bit allocates its output, asks a tensor a
+            # question (``absmax.numel() > 0``: one comparison) and fills the output in C.
             del rec.events[first:]
             recorder.add_unpriced_event(func, args, kwargs, out, inputs)
-            rec.notes.append(f"{name}: its Python kernel dispatched no costed torch operator (its work may be "
-                             "in numpy, Triton or C++); counted as unsupported")
+            rec.notes.append(f"{name}: its Python kernel dispatched " + (
+                "no costed torch operator" if not work else f"torch operators of {work} FLOPs for {made} output "
+                "elements") + " (its work may be in numpy, Triton, C or C++); counted as unsupported")
         else:
             rec.traced[name] = rec.traced.get(name, 0) + 1
             # The outermost traced op wins: it is what a counter outside sees as opaque.
