@@ -142,6 +142,23 @@ def test_no_verdict_without_a_reference_count() -> None:
     assert v is not None and v.headline == "m: no verdict, the reference counter failed: RuntimeError: boom"
 
 
+def test_a_verdict_says_what_the_reference_cannot_price() -> None:
+    """bitsandbytes' 4-bit kernel fills its output in C: the reference counts it 0 (unsupported), and so
+    does a counter that sees it as an opaque operator; the one that counts it reads MACs against 0."""
+    run = AuditRun((
+        _r("m", "reference", 0, unsupported={"bitsandbytes.gemv_4bit.default": 2},
+           predictions=(RulesetPrediction("torch-flop-counter", 0), RulesetPrediction("calflops", 0))),
+        _r("m", "torch-flop-counter", 0),
+        _r("m", "calflops", 32_768),
+    ))
+    v = build_report(run).verdict("m")
+    assert v is not None and v.unpriced == (("bitsandbytes.gemv_4bit.default", 2),)
+    assert v.headline == ("m (canonical 0 MACs): use torch-flop-counter, exact (the reference prices no "
+                          "bitsandbytes.gemv_4bit.default x2: a counter that agrees with it misses that work too)")
+    assert [f.text for f in v.findings] == ["calflops reads 32.768K MACs where the reference counts 0: "
+                                            "32.768K MACs unexplained"]
+
+
 # --- families --------------------------------------------------------------------------------------------------
 
 

@@ -168,6 +168,9 @@ class ModelVerdict:
     """``(backend, how)`` for counters in ``exact``/``close`` whose raw number
     needs converting (``"reports FLOPs: halve it"``)."""
     error: str | None = None
+    unpriced: tuple[tuple[str, int], ...] = ()
+    """``(operator, calls)`` the reference counter has no formula for (it counts them 0): a
+    counter agreeing with it misses that work too, which the headline says."""
     headline: str = ""
     """Which counters to use, in one sentence (without the findings)."""
 
@@ -187,7 +190,8 @@ class ModelVerdict:
             "tolerance": self.tolerance, "use": list(self.use), "exact": list(self.exact),
             "close": [{"backend": b, "ratio": r} for b, r in self.close],
             "findings": [f.to_dict() for f in self.findings],
-            "conversions": dict(self.conversions), "error": self.error, "headline": self.headline, "text": self.text,
+            "conversions": dict(self.conversions), "error": self.error, "unpriced": dict(self.unpriced),
+            "headline": self.headline, "text": self.text,
         }
 
 

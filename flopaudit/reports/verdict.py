@@ -178,9 +178,15 @@ def _parameters_text(cell: CellExplanation) -> str:
 
 def _deviation_text(cell: CellExplanation) -> str:
     dev = deviation(cell)
-    total = percent(dev, True) if dev is not None else "?"
+    if dev is not None:
+        total = percent(dev, True)
+    elif cell.backend_macs is not None and cell.reference_macs == 0:  # (no share of a canonical count of 0)
+        total = f"{human(cell.backend_macs)} MACs where the reference counts 0"
+    else:
+        total = "?"
     if cell.classification == "unexplained":
-        rest = f"{percent(share(cell.residual, cell))} unexplained"
+        rest = (f"{percent(share(cell.residual, cell))} unexplained" if cell.reference_macs
+                else f"{human(abs(cell.residual))} MACs unexplained")
         known = largest_cause(cell)
         if known is not None and abs(known.macs) > abs(cell.residual):
             rest += f"; largest known cause {percent(share(known.macs, cell), True)}: {known.rule}"
@@ -267,7 +273,9 @@ def model_verdict(model: str, cells: Sequence[CellExplanation], results: Mapping
                         if (how := conversion(results.get(b))))
     deviating = [c for c in cells if c.status == "ok" and c.backend not in usable and c.classification != "no MACs"]
     findings = _deviation_findings(deviating) + _parameter_only(cells) + _failures(cells)
-    return _with_headline(ModelVerdict(exact=exact, close=close, findings=findings, conversions=conversions, **base))
+    unpriced = tuple(sorted(dict(reference.unsupported).items())) if reference is not None else ()
+    return _with_headline(ModelVerdict(exact=exact, close=close, findings=findings, conversions=conversions,
+                                       unpriced=unpriced, **base))
 
 
 def _deviation_findings(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
@@ -341,14 +349,18 @@ def headline(v: ModelVerdict) -> str:
         bits += [conv[b]] if b in conv else []
         return b + (f" ({'; '.join(bits)})" if bits else "")
 
+    gap = ""
+    if v.unpriced:
+        ops = ", ".join(f"{op} x{n}" for op, n in v.unpriced[:3]) + (", ..." if len(v.unpriced) > 3 else "")
+        gap = f" (the reference prices no {ops}: a counter that agrees with it misses that work too)"
     if v.exact:
         text = f"{canonical}: use {_either([label(b) for b in v.exact])}, exact"
         if v.close:
             text += f"; or within {tol}: {_either([label(b, r) for b, r in v.close])}"
-        return text
+        return text + gap
     if v.close:
-        return f"{canonical}: use {_either([label(b, r) for b, r in v.close])}, within {tol}; none is exact"
-    return f"{canonical}: no counter is within {tol}; use flopaudit's reference counter"
+        return f"{canonical}: use {_either([label(b, r) for b, r in v.close])}, within {tol}; none is exact" + gap
+    return f"{canonical}: no counter is within {tol}; use flopaudit's reference counter" + gap
 
 
 # --- across models ----------------------------------------------------------------------------------------------
