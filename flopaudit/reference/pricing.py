@@ -312,24 +312,28 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             if in_phase is None:
                 in_phase = phase_sums[event_phase] = ({}, {})
             targets += ((in_phase[0], stack), (in_phase[1], op))
+        macs, extra, read, written, calls_ = sums
         for into, key in targets:
             acc = into.get(key)
             if acc is None:
                 into[key] = sums.copy()
-            else:
-                for i in range(5):
-                    acc[i] += sums[i]
+            else:  # (unrolled: this fold runs once per target of every group)
+                acc[0] += macs
+                acc[1] += extra
+                acc[2] += read
+                acc[3] += written
+                acc[4] += calls_
     made_summary = made_view = made_prediction = None
     if summary:
         per_op = {k: Totals(*v) for k, v in summary_per_op.items()}
         made_summary = Summary(
             total=Totals(*(sum(v[i] for v in summary_per_op.values()) for i in range(5))),
-            per_module={k: Totals(*v) for k, v in _spread(summary_by_stack, _add_costs).items()},
+            per_module={k: Totals(*v) for k, v in _spread_costs(summary_by_stack).items()},
             per_op=per_op,
             per_category={k: Totals(*v) for k, v in summary_per_category.items()},
             unsupported=unsupported,
             phases={phase: PhaseSummary(Totals(*(sum(v[i] for v in ops.values()) for i in range(5))),
-                                        {k: Totals(*v) for k, v in _spread(stacks, _add_costs).items()},
+                                        {k: Totals(*v) for k, v in _spread_costs(stacks).items()},
                                         {k: Totals(*v) for k, v in ops.items()})
                     for phase, (stacks, ops) in phase_sums.items()},
         )
@@ -434,9 +438,23 @@ def _spread(by_stack: dict[Stack, Amount], add: Callable[[Amount, Amount], Amoun
     return per_module
 
 
-def _add_costs(a: list[int], b: list[int]) -> list[int]:
-    """The sum of two ``[macs, extra FLOPs, bytes read, bytes written, calls]`` (a new list)."""
-    return [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4]]
+def _spread_costs(by_stack: dict[Stack, list[int]]) -> dict[str, list[int]]:
+    """:func:`_spread` of ``[macs, extra FLOPs, bytes read, bytes written, calls]`` sums, each
+    module's summed into a list of its own (the stacks' lists are left as they are)."""
+    per_module: dict[str, list[int]] = {}
+    for stack, (macs, extra, read, written, calls) in by_stack.items():
+        stack = stack or ("",)
+        for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
+            acc = per_module.get(path)
+            if acc is None:
+                per_module[path] = [macs, extra, read, written, calls]
+            else:
+                acc[0] += macs
+                acc[1] += extra
+                acc[2] += read
+                acc[3] += written
+                acc[4] += calls
+    return per_module
 
 
 def _default_reason(ruleset: Ruleset, e: OpEvent, hook_based: bool, calls: Sequence[ModuleCall]) -> _Key:
