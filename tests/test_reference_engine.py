@@ -513,6 +513,32 @@ def test_a_count_gives_back_a_weight_repacked_with_the_state_it_holds() -> None:
     assert model.weight.state.packed is True and model.weight.shape == (16, 8)
 
 
+class _KeepsAttentionMaps(nn.Module):
+    """Keeps every forward's attention map in a list attribute, for a plot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qk = nn.Linear(8, 16)
+        self.maps: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k = self.qk(x).chunk(2, -1)
+        attn = (q @ k.transpose(-2, -1)).softmax(-1)
+        self.maps.append(attn.detach())
+        return attn @ x
+
+
+def test_a_count_gives_back_a_list_its_forward_appends_to() -> None:
+    model, x = _KeepsAttentionMaps(), torch.randn(2, 4, 8)
+    model(x)
+    kept = list(model.maps)
+    count(model, x)
+    count(model, x, pass_="train")
+    assert len(model.maps) == 1 and model.maps[0] is kept[0]
+    model(x)  # outside the counter it appends: the assertion can fail
+    assert len(model.maps) == 2
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

@@ -45,8 +45,10 @@ class BufferGuard:
     cost more: setting an attribute of ``nn.Module`` invalidates the attribute
     caches of every one of its subclasses in the process, about 0.1 ms a
     setting with torchvision imported, and the forward then runs with them cold.)
-    # NB: an object a forward changes in place (appending to a list attribute)
-    is left as it is; so is a lazy module, which its first forward materialises."""
+    A list a module holds as an attribute and its forward appends to (attention maps kept for
+    a plot) gets its items back too. # NB: other objects a forward changes in place (a dict
+    filled as a cache, an attribute of an object a module holds) are left as they are; so is a
+    lazy module, which its first forward materialises."""
 
     def __init__(self, buffers: Sequence[torch.Tensor], params: Sequence[torch.Tensor] = (),
                  modules: Sequence[nn.Module] = ()) -> None:
@@ -64,6 +66,8 @@ class BufferGuard:
         """The tables of the modules (each one's ``__dict__``, ``_parameters``, ``_buffers``
         and ``_modules``) as the pass found them, and :attr:`entries` their entries then."""
         self.entries: list[dict[str, Any]] = []
+        self.lists: list[tuple[list[Any], list[Any]]] = []
+        """The lists held as attributes in :attr:`tables`, each with its items when the pass started."""
         self._tensor_ids: set[int] | None = None
 
     @property
@@ -105,6 +109,7 @@ class BufferGuard:
         the model's parameters and buffers."""
         self.tables = _tables(self.modules, _lazy_modules(self.modules, self.tensors)) + _held_objects(self.tensors)
         self.entries = list(map(dict.copy, self.tables))
+        self.lists = _attribute_lists(self.tables)
         with watching_tensor_data(replacing=self._data_replaced):
             yield
 
@@ -118,6 +123,9 @@ class BufferGuard:
                 self.replaced[id(tensor)] = (tensor, TENSOR_DATA.__get__(tensor))
 
     def restore(self) -> None:
+        for items, kept in self.lists:
+            if len(items) != len(kept) or any(map(is_not, items, kept)):
+                items[:] = kept
         if _changed(self.tables, self.entries):
             for table, entries in zip(self.tables, self.entries):
                 if _changed((table,), (entries,)):  # (a key made again: deleted, then put back)
@@ -154,6 +162,15 @@ def _tables(modules: Sequence[nn.Module], left_out: set[int]) -> list[dict[str, 
     dicts = [m.__dict__ for m in modules if id(m) not in left_out] if left_out else [m.__dict__ for m in modules]
     return [t for d in dicts for t in (d, d.get("_parameters"), d.get("_buffers"), d.get("_modules"))
             if type(t) is dict]
+
+
+def _attribute_lists(tables: Sequence[dict[str, Any]]) -> list[tuple[list[Any], list[Any]]]:
+    """Each plain list held in ``tables`` (a module's ``self.attention_maps = []`` that its forward
+    appends to), once, with a copy of its items; nothing is walked where no table holds one."""
+    if list not in set(map(type, chain.from_iterable(map(dict.values, tables)))):
+        return []
+    lists = {id(v): v for v in chain.from_iterable(map(dict.values, tables)) if type(v) is list}
+    return [(items, items.copy()) for items in lists.values()]
 
 
 def _held_objects(tensors: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
