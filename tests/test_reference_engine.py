@@ -539,6 +539,35 @@ def test_a_count_gives_back_a_list_its_forward_appends_to() -> None:
     assert len(model.maps) == 2
 
 
+class _ThreadedBranches(nn.Module):
+    """Two branches run in worker threads, as a parallel ensemble does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
+        self.b = nn.Linear(16, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.submit(self.a, x), pool.submit(self.b, x)
+            return self.head(a.result() + b.result())
+
+
+def test_work_in_another_thread_is_named_never_silently_zero() -> None:
+    """A dispatch mode records the thread it was entered in: the branches' operators are not seen, and
+    the count says so (each outermost call an operator without a formula, a note); the main thread's
+    frames are left alone (the head is the root's child, not a branch's)."""
+    result = count(_ThreadedBranches(), torch.randn(4, 16))
+    assert result.macs == 4 * 32 * 4  # the head only
+    assert result.unsupported == {"in_another_thread:Sequential": 1, "in_another_thread:Linear": 1}
+    assert sum("ran in another thread" in n for n in result.notes) == 2
+    assert [c.path for c in result.module_call_records] == ["", "head"]
+    assert [e.module_stack for e in result.events if e.op == "aten.addmm.default"] == [("", "head")]
+
+
 class _AlikeCalls(nn.Module):
     """Calls that a cost key must tell apart: a tensor passed twice (its bytes
     count once), 2 against 2.0, and an in-place op that reshapes its input."""

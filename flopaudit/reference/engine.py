@@ -101,6 +101,9 @@ HOOK_SENSITIVE_OPS = frozenset({"aten._transformer_encoder_layer_fwd.default"})
 
 _Tensor = torch.Tensor
 
+IN_ANOTHER_THREAD = "in_another_thread:"
+"""Prefix of the unpriced event standing for a module call made in another thread (its class follows)."""
+
 #: Categories of operators whose operands no ruleset reads (views, copies, allocation).
 _NO_OPERANDS = frozenset({Category.ZERO_COST, Category.DATA_MOVEMENT})
 
@@ -149,6 +152,9 @@ class _Recorder:
         self.functions: list[str] = []
         """Class names of the custom ``autograd.Function`` calls running now, innermost last."""
         self.thread = threading.get_ident()
+        self.other_threads: dict[int, int] = {}
+        """Thread id -> how many calls of the model's modules are running in it, for threads
+        other than the recording one (see :meth:`_elsewhere`)."""
         self.facts: dict[Any, OperatorFacts] = {}
         """Operator facts, each looked up once per recording."""
         self.buffers = BufferGuard(self.tree.buffers, self.tree.params, self.tree.modules)
@@ -306,6 +312,9 @@ class _Recorder:
         path = self.paths.get(key)
         if path is None:  # a module outside the counted model
             return
+        if threading.get_ident() != self.thread and not self._recording_here():
+            self._elsewhere(module, path, 1)
+            return
         frames = self.frames
         recorded = not self.rule_depth
         rule = module_rule_for(module) if recorded and _MODULE_RULES else None
@@ -329,7 +338,12 @@ class _Recorder:
         # (output,) only when the forward raised.
         returned = len(rest) == 2
         kwargs, output = rest if returned else ({}, rest[0] if rest else None)
-        if id(module) not in self.paths or not self.frames:
+        if id(module) not in self.paths:
+            return
+        if threading.get_ident() != self.thread and not self._recording_here():
+            self._elsewhere(module, self.paths[id(module)], -1)
+            return
+        if not self.frames:
             return
         frame = self.frames.pop()
         if frame.rule_name:
@@ -342,6 +356,32 @@ class _Recorder:
         if frame.rule_name:
             self._module_rule_event(frame, module, args, kwargs, output)
         self._close(frame, module, args, kwargs, output)
+
+    def _recording_here(self) -> bool:
+        """Is this recorder's dispatch mode active in the calling thread? (Autograd carries it to
+        the threads that run a backward on an accelerator, where checkpointed modules run again.)"""
+        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+        return any(isinstance(m, _Mode) and m.recorder is self for m in _get_current_dispatch_mode_stack())
+
+    def _elsewhere(self, module: nn.Module, path: str, step: int) -> None:
+        """A module of the model called in another thread (``step``: 1 its call starts, -1 it
+        ends): the dispatch mode is the recording thread's only, so nothing it runs is seen. The
+        outermost such call is recorded as an operator without a formula, ``in_another_thread:<its
+        class>``, and said in a note: the count is known to miss its work, never silently."""
+        tid = threading.get_ident()
+        depth = self.other_threads.get(tid, 0)
+        self.other_threads[tid] = depth + step
+        if step < 0 or depth:
+            return
+        kind = type(module).__name__
+        self.rec.events.append(OpEvent(
+            op=f"{IN_ANOTHER_THREAD}{kind}", module_path=path, module_type=kind, module_stack=ancestors(path),
+            in_leaf=self.leaf.get(id(module), False), category=None, macs=0, extra_flops=0, bytes_read=0,
+            bytes_written=0, input_shapes=(), output_shapes=(), supported=False, formula="", call_index=-1,
+        ))
+        self.note(f"module {path or '<root>'} ran in another thread: a dispatch mode records the thread it was "
+                  "entered in only, so its operators are not counted")
 
     def _module_rule_event(self, frame: ModuleFrame, module: nn.Module, args: tuple[Any, ...],
                            kwargs: Mapping[str, Any], output: Any) -> None:
