@@ -229,7 +229,24 @@ def test_family_ranking_and_its_evidence() -> None:
 
     assert evidence_text(fv, 0.01) == "exact on 1/2; worst b +4%: BN"
     assert evidence_text(info, 0.01) == "exact on 1/2; fails on 1 (b)"
+    import dataclasses
+
+    absent = dataclasses.replace(info, not_applicable=("b",))  # it could not take b's inputs
+    assert evidence_text(absent, 0.01) == "exact on 1/2; does not apply to 1 (b)"
     assert recommendation_text(family) == "convnets (2 models): use torch-flop-counter (exact on 2/2)"
+
+
+def test_a_counter_that_does_not_apply_is_not_said_to_fail() -> None:
+    from flopaudit.reports.verdict import evidence_text
+
+    run = AuditRun((_r("m", "reference", REF, predictions=(RulesetPrediction("thop", REF),)),
+                    _r("m", "thop", REF),
+                    _r("m", "torchstat", None, Status.NOT_APPLICABLE, error="takes one (C, H, W) image size"),
+                    _r("m", "torchinfo", None, Status.ERROR, error="boom")), (CaseInfo("m", ("conv",), "(2x3)", 2),))
+    (family,) = build_report(run).families
+    texts = {e.backend: evidence_text(e, 0.01) for e in family.ranking}
+    assert texts["torchstat"] == "within 1% on 0/1; does not apply to 1 (m)"
+    assert texts["torchinfo"] == "within 1% on 0/1; fails on 1 (m)"
 
 
 # --- footer, side effects, frames -----------------------------------------------------------------------------

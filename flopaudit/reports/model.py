@@ -212,6 +212,9 @@ class BackendEvidence:
     furthest from the canonical count (among the models it counted)."""
     failures: tuple[str, ...] = ()
     """Models where it failed (error, timeout, not applicable)."""
+    not_applicable: tuple[str, ...] = ()
+    """Those of :attr:`failures` where it does not apply (it cannot take the model's inputs, is
+    not installed here): said apart from the failures in the evidence's text."""
 
     @property
     def usable(self) -> int:
@@ -222,7 +225,7 @@ class BackendEvidence:
         d = dict(self.__dict__)
         d["worst"] = None if self.worst is None else {"model": self.worst[0], "deviation": self.worst[1],
                                                       "cause": self.worst[2]}
-        d["failures"], d["usable"] = list(self.failures), self.usable
+        d["failures"], d["not_applicable"], d["usable"] = list(self.failures), list(self.not_applicable), self.usable
         return d
 
 

@@ -407,6 +407,7 @@ def backend_evidence(backend: str, cells: Sequence[CellExplanation], tolerance: 
         median_abs_deviation=statistics.median(abs(d) for _, d in devs) if devs else None,
         worst=worst,
         failures=tuple(c.model for c in cells if c.status != "ok"),
+        not_applicable=tuple(c.model for c in cells if c.status == "not applicable"),
     )
 
 
@@ -438,8 +439,11 @@ def evidence_text(e: BackendEvidence, tolerance: float) -> str:
         parts = [f"within {percent(tolerance)} on {e.usable}/{n}" + (f" ({e.exact} exact)" if e.exact else "")]
     else:
         parts = [f"within {percent(tolerance)} on 0/{n}"]
-    if e.failed:
-        parts.append(f"fails on {e.failed} ({_listed(e.failures, 3)})")
+    failed = [m for m in e.failures if m not in e.not_applicable]
+    if failed:
+        parts.append(f"fails on {len(failed)} ({_listed(failed, 3)})")
+    if e.not_applicable:
+        parts.append(f"does not apply to {len(e.not_applicable)} ({_listed(e.not_applicable, 3)})")
     if e.unexplained:
         parts.append(f"{e.unexplained} unexplained")
     if e.worst:
