@@ -269,6 +269,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     failed: dict[Pass, str] = {}
     as_traced: dict[tuple[Pass, bool], tuple[Any, frozenset[int] | None] | None] = {}
     overridden: dict[tuple[Pass, Any], tuple[Any, frozenset[int] | None] | None] = {}
+    taken_over_in: dict[int, bool] = {}  # id(recording) -> did a tensor subclass take a patched call over?
     for backend, ruleset in rulesets.items():
         k = key(ruleset)
         source = recordings.get(k)
@@ -286,7 +287,9 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
             if source is not None:
                 recordings[k] = source
         dead_here, traced_branch = dead.get(k), False
-        taken_over = source is not None and bool(patches.get(k)) and any(e.taken_over for e in source.events)
+        if source is not None and id(source) not in taken_over_in:
+            taken_over_in[id(source)] = bool(patches.get(k)) and any(e.taken_over for e in source.events)
+        taken_over = source is not None and taken_over_in[id(source)]
         unpatched = taken_over and not _patches_itself(ruleset)
         if taken_over and tuple(ruleset.patched_functions) != patches[k]:
             # A tensor subclass's __torch_function__ took a patched call over: it may compare ``func`` with

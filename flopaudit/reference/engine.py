@@ -647,7 +647,10 @@ class _Mode(TorchDispatchMode):
             return out  # (torch.cond: the branch it took is the model's own work, free or not)
         inner = rec.events[first:]
         work = sum(2 * e.macs + e.extra_flops for e in inner if e is not None)
-        made = sum(t.numel() for t in iter_tensors(out) if t.layout is torch.strided and not t.is_nested)
+        try:
+            made = int(sum(t.numel() for t in iter_tensors(out) if t.layout is torch.strided and not t.is_nested))
+        except Exception:  # noqa: BLE001 - a size it cannot read (unbacked symbolic): nothing to compare
+            made = 0
         if not any(e is not None and not e.supported for e in inner) and work < made:
             # A kernel whose torch operators do less than one FLOP per element it returns did its
             # work elsewhere: bitsandbytes' gemv_4bit allocates its output, asks a tensor a
