@@ -431,11 +431,17 @@ def _spread(by_stack: dict[Stack, Amount], add: Callable[[Amount, Amount], Amoun
     module on it, once per module (``()`` is the root, ``""``); ``add`` sums two."""
     per_module: dict[str, Amount] = {}
     for stack, amount in by_stack.items():
-        stack = stack or ("",)
-        for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
+        for path in _modules_on(stack):
             acc = per_module.get(path)
             per_module[path] = amount if acc is None else add(acc, amount)
     return per_module
+
+
+def _modules_on(stack: Stack) -> Sequence[str]:
+    """The module paths on a stack, each once (a module that calls itself is on it twice;
+    ``()`` is the root, ``""``)."""
+    stack = stack or ("",)
+    return tuple(dict.fromkeys(stack)) if len(set(stack)) != len(stack) else stack
 
 
 def _spread_costs(by_stack: dict[Stack, list[int]]) -> dict[str, list[int]]:
@@ -443,8 +449,7 @@ def _spread_costs(by_stack: dict[Stack, list[int]]) -> dict[str, list[int]]:
     module's summed into a list of its own (the stacks' lists are left as they are)."""
     per_module: dict[str, list[int]] = {}
     for stack, (macs, extra, read, written, calls) in by_stack.items():
-        stack = stack or ("",)
-        for path in (dict.fromkeys(stack) if len(set(stack)) != len(stack) else stack):
+        for path in _modules_on(stack):
             acc = per_module.get(path)
             if acc is None:
                 per_module[path] = [macs, extra, read, written, calls]
