@@ -2,7 +2,9 @@
 
 A cached result is found by two keys and checked against a manifest:
 
-* the case key: the case id (zoo id or ``module:function``), the input
+* the case key: the case id (zoo id or ``module:function``), where the
+  code a ``module:function`` spec names lives (:func:`flopaudit.callables.origin`:
+  two projects' ``net:build`` are different models), the input
   override (``--input-shape`` / ``--inputs``), seed, train flag, ``--mode``,
   ``--meta``, ``--device``, ``--dtype``, the pass (``--pass``, ``--loss``, ``--optimizer``), the digest
   of flopaudit's own source files, the Python
@@ -37,6 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flopaudit.callables import origin
 from flopaudit.execution.manifest import Manifest, still_holds
 from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status, installed_version
@@ -121,6 +124,8 @@ class ResultCache:
         return _normal({
             "pass": [step.kind, step.loss, step.optimizer],
             "id": case_id,
+            # Where the user code named lives: the same spec in another project is other code.
+            "code": [origin(spec) for spec in (case_id, inputs_factory, step.loss) if spec and ":" in spec],
             "input_shape": list(input_shape) if input_shape else None,
             "inputs_factory": inputs_factory,
             "seed": seed,

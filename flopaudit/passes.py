@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flopaudit.callables import split_spec
 from flopaudit.errors import UserError
 
 INFERENCE, TRAIN = "inference", "train"
@@ -50,7 +51,7 @@ class Pass:
         if self.kind == INFERENCE and (self.loss or self.optimizer):
             raise UserError("--loss and --optimizer need --pass train")
         if self.loss is not None:
-            check_callable_spec(self.loss, "loss")
+            split_spec(self.loss, "loss")  # (read only: the file is looked for where it is loaded)
 
     @property
     def train(self) -> bool:
@@ -84,13 +85,6 @@ class Pass:
 INFERENCE_PASS = Pass()
 
 
-def check_callable_spec(spec: str, what: str) -> None:
-    """``module:function`` must name both parts (importing happens in a worker, not here)."""
-    module, _, attr = spec.partition(":")
-    if not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
-        raise UserError(f"cannot read {what} {spec!r}: expected 'module:function'")
-
-
 def pass_of(kind: str | Pass | None = None, loss: str | None = None, optimizer: str | None = None) -> Pass:
     """A :class:`Pass` from the keyword arguments of the Python API (``pass_="train"``...)."""
     if isinstance(kind, Pass):
@@ -100,5 +94,5 @@ def pass_of(kind: str | Pass | None = None, loss: str | None = None, optimizer: 
     return Pass(kind or INFERENCE, loss, optimizer)
 
 
-__all__ = ["INFERENCE", "INFERENCE_PASS", "OPTIMIZERS", "PASSES", "PHASES", "Pass", "TRAIN", "check_callable_spec",
+__all__ = ["INFERENCE", "INFERENCE_PASS", "OPTIMIZERS", "PASSES", "PHASES", "Pass", "TRAIN",
            "pass_of"]

@@ -92,7 +92,7 @@ def load_loss(spec: str | None) -> Callable[[Any], Any]:
     """The loss function a pass names (``module:function``), or :func:`sum_of_outputs`."""
     if spec is None:
         return sum_of_outputs
-    from flopaudit.zoo.select import load_callable
+    from flopaudit.callables import load_callable
 
     return load_callable(spec, what="loss")
 

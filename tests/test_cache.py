@@ -290,3 +290,20 @@ def test_cached_and_uncached_runs_agree_on_the_default_zoo(tmp_path: Path) -> No
     read = run_audit(refs, None, jobs=2, cache=cache)
     assert cache.misses == sum(not r.ok and r.status is not Status.NOT_APPLICABLE for r in off.results)
     assert counts(off) == counts(read)
+
+
+def test_the_same_module_name_in_two_projects_is_two_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``net:build`` run from two project directories names two files: the second run must not
+    be served the first one's count (the key holds where the spec's code lives)."""
+    for name, width in (("one", 2), ("two", 7)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cache_same_name_net.py").write_text(
+            f"from torch import nn\n\ndef build():\n    return nn.Linear(4, {width}, bias=False)\n")
+    cache_dir = tmp_path / "cache"
+    got = []
+    for name in ("one", "two", "one"):
+        monkeypatch.chdir(tmp_path / name)
+        cache = ResultCache(cache_dir)
+        got.append((run_audit([CaseRef("cache_same_name_net:build", (3, 4))], ["reference"], jobs=1,
+                              cache=cache).results[0].macs, cache.hits))
+    assert got == [(3 * 4 * 2, 0), (3 * 4 * 7, 0), (3 * 4 * 2, 1)]

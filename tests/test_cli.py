@@ -288,7 +288,7 @@ def test_a_module_in_the_working_directory_is_found_by_the_console_script(tmp_pa
 
 
 def test_the_working_directory_hides_nothing_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flopaudit.zoo.select import load_callable
+    from flopaudit.callables import load_callable
 
     (tmp_path / "flopaudit_probe_here.py").write_text("def build():\n    return 'here'\n")
     (tmp_path / "json.py").write_text("def dumps(x):\n    return 'shadowed'\n")

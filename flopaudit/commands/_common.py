@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.callables import check_spec
 from flopaudit.errors import UserError
-from flopaudit.passes import OPTIMIZERS, PASSES, Pass, check_callable_spec
+from flopaudit.passes import OPTIMIZERS, PASSES, Pass
 
 if TYPE_CHECKING:
     from flopaudit.execution.refs import CaseRef
@@ -48,7 +49,7 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     """--models/--tags/--full/--input-shape/--inputs/--backends/--mode."""
     parser.add_argument(
         "--models", "-m", nargs="+", metavar="MODEL",
-        help="zoo ids or globs ('resnet*'), or module:function returning an nn.Module",
+        help="zoo ids or globs ('resnet*'), or module:function (or path/to/file.py:function) returning an nn.Module",
     )
     parser.add_argument("--tags", "-t", nargs="+", metavar="TAG", help="keep only cases with all these tags")
     parser.add_argument("--full", action="store_true", help="the whole zoo instead of the default selection")
@@ -134,11 +135,6 @@ def selection_from_args(args: argparse.Namespace) -> list[CaseRef]:
     if getattr(args, "inputs", None):
         check_spec(args.inputs, "inputs factory")
     return refs
-
-
-def check_spec(spec: str, what: str) -> None:
-    """``module:function`` must name both parts (importing happens in a worker, not here)."""
-    check_callable_spec(spec, what)
 
 
 def strict_inputs(args: argparse.Namespace) -> bool:

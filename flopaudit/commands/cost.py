@@ -62,7 +62,7 @@ def _count(text: str, option: str, least: int) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(sub, "cost", __doc__, "measure latency, traffic and a roofline per model", epilog=EPILOG)
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="zoo ids or globs ('resnet*'), or module:function returning an nn.Module")
+                   help="zoo ids or globs ('resnet*'), or module:function (or path/to/file.py:function) returning an nn.Module")
     p.add_argument("--tags", "-t", nargs="+", metavar="TAG", help="keep only cases with all these tags")
     p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
     p.add_argument("--inputs", metavar="MODULE:FUNCTION",

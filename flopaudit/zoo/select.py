@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
+from flopaudit.callables import load_callable
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase, tensor_inputs
@@ -72,40 +69,6 @@ def _inputs_maker(shape: tuple[int, ...] | None, factory: str | None) -> Callabl
     if shape:
         return tensor_inputs(*shape)
     return None
-
-
-def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
-    """Import ``package.module:function``; a user error if it cannot be read."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"cannot read {what} {spec!r}: expected 'module:function'")
-    try:
-        module = _import_here(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
-        raise UserError(f"cannot import module {module_name!r} for {what} {spec!r}: {type(exc).__name__}: {exc}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UserError(f"cannot read {what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable")
-    return obj
-
-
-def _import_here(module_name: str) -> Any:
-    """Import ``module_name``, from the working directory too, as ``python -m`` would find it
-    there: a module found nowhere else on ``sys.path`` is looked for in the directory flopaudit
-    runs in (added at the end of ``sys.path``, so it hides nothing installed)."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        top = module_name.partition(".")[0]
-        here = os.getcwd()
-        if exc.name != top or any(os.path.abspath(p or ".") == here for p in sys.path):
-            raise
-        sys.path.append(here)
-        return importlib.import_module(module_name)
 
 
 def resolve_model_spec(

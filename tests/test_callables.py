@@ -1,0 +1,57 @@
+"""User code named as ``module:function`` or ``path/to/file.py:function`` (flopaudit.callables)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from flopaudit.callables import check_spec, file_module, load_callable, origin, split_spec
+from flopaudit.errors import UserError
+
+
+@pytest.fixture()
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory as users have them: a package of models with a relative import, and a script."""
+    pkg = tmp_path / "fa_probe_models"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "blocks.py").write_text("WIDTH = 5\n")
+    (pkg / "net.py").write_text("from .blocks import WIDTH\n\ndef build():\n    return WIDTH\n")
+    (tmp_path / "fa_probe_script.py").write_text("class Net:\n    @staticmethod\n    def small():\n        return 'small'\n")
+    (tmp_path / "fa_probe_side_effect.py").write_text("raise SystemExit('ran')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    for name in [m for m in sys.modules if m.startswith("fa_probe")]:
+        monkeypatch.delitem(sys.modules, name)
+    return tmp_path
+
+
+def test_a_file_in_a_package_is_imported_as_its_package_module(project: Path) -> None:
+    assert file_module("fa_probe_models/net.py") == (str(project), "fa_probe_models.net")
+    assert load_callable("fa_probe_models/net.py:build")() == 5  # its relative import works
+    assert load_callable(f"{project}/fa_probe_script.py:Net.small")() == "small"
+
+
+def test_a_file_that_another_module_of_its_name_hides_is_an_error(project: Path) -> None:
+    (project / "json.py").write_text("def dumps(x):\n    return 'mine'\n")
+    with pytest.raises(UserError, match="not the file"):
+        load_callable("json.py:dumps")
+
+
+def test_specs_are_read_without_running_anything(project: Path) -> None:
+    assert split_spec("fa_probe_models/net.py:build") == ("fa_probe_models/net.py", "build")
+    check_spec("fa_probe_side_effect.py:build")  # exists: fine, and not imported
+    assert origin("fa_probe_side_effect.py:build") == str(project / "fa_probe_side_effect.py")
+    assert origin("fa_probe_side_effect:build") == str(project / "fa_probe_side_effect.py")  # the working directory
+    assert origin("fa_probe_models.net:build") == str(project / "fa_probe_models" / "__init__.py")
+    assert "fa_probe_side_effect" not in sys.modules and "fa_probe_models" not in sys.modules
+    assert str(project) not in sys.path
+    assert origin("json:dumps") == os.path.realpath(sys.modules["json"].__file__)  # installed first
+    with pytest.raises(UserError, match="no file"):
+        check_spec("fa_probe_models/missing.py:build")
+    for bad in ("net", "net:", ":build", "my-net.py:build", "a b:build", "net:build()"):
+        with pytest.raises(UserError, match="cannot read"):
+            check_spec(bad)
