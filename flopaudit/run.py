@@ -352,7 +352,7 @@ class _Plan:
 
     def run_here(self, progress: ProgressFn | None) -> None:
         """Everything in this process: no timeout, no protection (debugging)."""
-        from flopaudit.execution.manifest import take
+        from flopaudit.execution.manifest import reads_watched, take
         from flopaudit.execution.work import count_prepared, measure_prepared, prepare_case
         from flopaudit.execution.worker import resolve_case
 
@@ -365,13 +365,14 @@ class _Plan:
             assert order.cost is not None
             self.handle(order, Measured(measure_prepared(prepared, order.cost)), progress)
         for order in orders:
-            case = self.cases[order.case_index].case or resolve_case(order.case)
-            prepared = prepare_case(case, self.settings)
-            self.handle(order, CaseBuilt(prepared.info), progress)
-            for j, name in order.backends:
-                if progress and prepared.model is not None:
-                    progress(order.case_id, name, None)
-                self.handle(order, Counted(j, count_prepared(prepared, name)), progress)
+            with reads_watched():  # (what the cache writes when the order is done is not the model's)
+                case = self.cases[order.case_index].case or resolve_case(order.case)
+                prepared = prepare_case(case, self.settings)
+                self.handle(order, CaseBuilt(prepared.info), progress)
+                for j, name in order.backends:
+                    if progress and prepared.model is not None:
+                        progress(order.case_id, name, None)
+                    self.handle(order, Counted(j, count_prepared(prepared, name)), progress)
             self.handle(order, OrderDone(take()), progress)
         self.finish_infos()
 

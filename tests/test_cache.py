@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -307,3 +308,52 @@ def test_the_same_module_name_in_two_projects_is_two_models(tmp_path: Path, monk
         got.append((run_audit([CaseRef("cache_same_name_net:build", (3, 4))], ["reference"], jobs=1,
                               cache=cache).results[0].macs, cache.hits))
     assert got == [(3 * 4 * 2, 0), (3 * 4 * 7, 0), (3 * 4 * 2, 1)]
+
+
+def test_editing_a_file_the_model_reads_recounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config read with ``open`` (not imported) is part of what a cached count depends on;
+    a file the model writes itself first (scratch) is not, so its count stays cached."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "cache_config_net.py").write_text(textwrap.dedent("""\
+        import json, os, tempfile
+        from torch import nn
+
+        def build():
+            here = os.path.dirname(__file__)
+            with open(os.path.join(here, "width.json")) as f:
+                width = json.load(f)["width"]
+            scratch = os.path.join(tempfile.mkdtemp(), "scratch.txt")  # a new file every build
+            with open(scratch, "w") as f:
+                f.write("x")
+            with open(scratch) as f:
+                f.read()
+            return nn.Linear(4, width, bias=False)
+        """))
+    monkeypatch.syspath_prepend(str(root))
+    cache_dir = tmp_path / "cache"
+
+    def macs_and_hits(width: int | None) -> tuple[int | None, int]:
+        if width is not None:
+            (root / "width.json").write_text(json.dumps({"width": width}))
+        cache = ResultCache(cache_dir)
+        run = run_audit([CaseRef("cache_config_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
+        return run.results[0].macs, cache.hits
+
+    assert macs_and_hits(2) == (3 * 4 * 2, 0)
+    assert macs_and_hits(None) == (3 * 4 * 2, 1)  # nothing changed (the scratch file is new, and not asked)
+    assert macs_and_hits(5) == (3 * 4 * 5, 0)  # only the JSON changed
+
+
+def test_a_large_file_is_known_by_size_and_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flopaudit.execution import manifest
+
+    monkeypatch.setattr(manifest, "HASHED_UP_TO", 4)
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(b"1234")
+    large.write_bytes(b"12345")
+    assert len(manifest.file_digest(small)) == 64
+    before = manifest.file_digest(large)
+    assert before.startswith("stat:5:")
+    os.utime(large, ns=(1, 1))
+    assert manifest.file_digest(large) != before

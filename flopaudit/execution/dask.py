@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import platform
@@ -182,24 +183,31 @@ def execute_task(task: CountTask) -> TaskOutcome:
     """Run one task in an executor's worker; never raises for model or backend failures."""
     import torch
 
-    from flopaudit.execution.manifest import take
-    from flopaudit.execution.work import count_prepared
+    from flopaudit.execution.manifest import reads_watched, take
 
     if os.getpid() != task.parent_pid:
         torch.set_num_threads(1)  # the workers share the cores
     from flopaudit.execution.worker import register_adapters
 
     register_adapters(task.adapters)
+    with reads_watched():
+        outcome = _carry_out(task)
+    return outcome if outcome.user_error else dataclasses.replace(outcome, manifest=take())
+
+
+def _carry_out(task: CountTask) -> TaskOutcome:
+    from flopaudit.execution.work import count_prepared
+
     try:
         prepared = _prepared(task)
     except UserError as exc:
         return TaskOutcome(task.case_index, task.backend_index, None, None, user_error=str(exc))
     if task.backend is None:
-        return TaskOutcome(task.case_index, task.backend_index, prepared.info, None, manifest=take())
+        return TaskOutcome(task.case_index, task.backend_index, prepared.info, None)
     with _children_allowed():
         result = count_prepared(prepared, task.backend, timeout=task.timeout, isolate=True,
                                 max_memory_gb=task.max_memory_gb)
-    return TaskOutcome(task.case_index, task.backend_index, prepared.info, result, manifest=take())
+    return TaskOutcome(task.case_index, task.backend_index, prepared.info, result)
 
 
 def failed_outcome(task: CountTask, message: str) -> TaskOutcome:

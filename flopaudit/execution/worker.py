@@ -108,8 +108,10 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
             return
         if order is None:
             return
-        retire = _serve_order(conn, order, settings, kept, capture)
-        from flopaudit.execution.manifest import take
+        from flopaudit.execution.manifest import reads_watched, take
+
+        with reads_watched():
+            retire = _serve_order(conn, order, settings, kept, capture)
 
         conn.send(OrderDone(take(), retire))
         if retire:
