@@ -28,6 +28,8 @@ class NotApplicable(Exception):
 
 
 _ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
+_INTEGER_INDICES = ("'indices' to have one of the following scalar types: Long, Int",  # nn.Embedding
+                    "tensors used as indices must be long, int, byte or bool")  # x[ids]
 
 
 def batch_statistics_hint(exc: BaseException) -> str:
@@ -38,3 +40,13 @@ def batch_statistics_hint(exc: BaseException) -> str:
         return ""
     return ("; in train mode a batch norm needs more than one value per channel: give a batch of 2 or more "
             "(--input-shape or --inputs), or put the model in eval mode (--mode eval)")
+
+
+def integer_inputs_hint(exc: BaseException) -> str:
+    """What to do about ``exc`` if it is what a model taking integer indices (token ids) raises
+    on a float tensor, as ``--input-shape`` makes; ``""`` for any other error."""
+    if not any(text in str(exc) for text in _INTEGER_INDICES):
+        return ""
+    return ("; the model takes integer indices (token ids) and --input-shape makes a float tensor "
+            "(torch.randn): give them with --inputs module:function, a function returning e.g. "
+            "torch.randint(0, vocab_size, (1, 16))")

@@ -240,6 +240,15 @@ def test_mode_chooses_train_or_eval_and_module_function_models_count_in_eval(
     assert result["macs"] == macs
 
 
+def test_a_model_taking_token_ids_says_how_to_give_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    common = ["run", "--models", "user_models:token_classifier", "--backends", "reference", "--no-cache",
+              "--no-progress"]
+    err = _error_line(capsys, [*common, "--input-shape", "1,16", "--out", str(tmp_path / "a")])
+    assert "rejected input (1x16)" in err and "'indices'" in err
+    assert "--input-shape makes a float tensor (torch.randn): give them with --inputs module:function" in err
+    assert main([*common, "--inputs", "user_models:token_ids", "--out", str(tmp_path / "b")]) == 0
+
+
 def test_a_training_step_on_a_batch_of_one_says_how_to_count_it(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     common = ["run", "--models", "user_models:linear_batchnorm", "--pass", "train", "--backends", "reference",

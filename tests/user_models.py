@@ -203,3 +203,12 @@ def loss_raises(output: torch.Tensor) -> torch.Tensor:
 def linear_batchnorm() -> nn.Module:
     """Linear(4, 4) then BatchNorm1d(4): in train mode a batch of one fails (one value per channel)."""
     return nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+
+
+def token_classifier() -> nn.Module:
+    """Embedding(100, 8) then Linear(8, 2): takes token ids, so --input-shape's float tensor fails."""
+    return nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 2))
+
+
+def token_ids() -> torch.Tensor:
+    return torch.randint(0, 100, (1, 16))

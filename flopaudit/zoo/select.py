@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from flopaudit.callables import load_callable
-from flopaudit.errors import UserError, batch_statistics_hint
+from flopaudit.errors import UserError, batch_statistics_hint, integer_inputs_hint
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase, tensor_inputs
 
@@ -113,7 +113,7 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
 
             raise UserError(f"model {case.id!r}{meta_failure(exc, inputs.describe())}") from None
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
-                        f"{batch_statistics_hint(exc)}") from None
+                        f"{batch_statistics_hint(exc)}{integer_inputs_hint(exc)}") from None
 
 
 def iter_ids(cases: Iterable[ModelCase]) -> list[str]:
