@@ -996,6 +996,23 @@ class HoldsUncopyables(nn.Module):
             return self.fc(x) * self.maths.sqrt(2.0)
 
 
+class CallsForwardDirectly(nn.Module):
+    """Layers run through ``layer.forward(x)`` rather than ``layer(x)``, as hand-written models
+    sometimes do: ``forward`` is then a plain method call, so no module hook fires for the layer
+    (its work runs as the caller's own, as a functional call would), while the last layer is
+    called as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv.forward(x).relu().mean((2, 3))
+        return self.fc2(self.fc1.forward(x))
+
+
 class IdentityCheckedWeight(torch.Tensor):
     """A quantized weight's class as optimum-quanto writes it: its ``__torch_function__`` runs
     its own kernel (here a dequantising scale, then ``torch.matmul``) only when ``func is
@@ -1393,6 +1410,17 @@ def cases() -> list[ModelCase]:
             "state object the parameter holds, as bitsandbytes' Linear4bit does on the CPU in eval mode: a "
             "count gives the weight its data and the state its flag back (given back the data alone, the next "
             "call read the old layout as packed)",
+        ),
+        hard_case(
+            "forward-called-directly",
+            CallsForwardDirectly,
+            randn_inputs((2, 3, 8, 8)),
+            {"conv", "linear", "structure"},
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 16 + 2 * 16 * 4,
+            expected_params=8 * 27 + 8 + 8 * 16 + 16 + 16 * 4 + 4,
+            description="Conv2d(3, 8, 3) and Linear(8, 16) run as conv.forward(x) and fc1.forward(x), which no "
+            "module hook sees (the work is the root's, as functional calls are), then Linear(16, 4) called "
+            "as usual: hook counters count the last layer only",
         ),
         hard_case(
             "copy-dropped-cache",
