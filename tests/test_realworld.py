@@ -253,6 +253,26 @@ def test_copy_model_shares_what_cannot_be_copied() -> None:
     assert twin.lock is locked.lock and twin.maths is locked.maths and twin.fc is not locked.fc
 
 
+class _RefusesCopies(nn.Linear):
+    """A layer whose class refuses ``deepcopy``, as ``fully_shard`` (FSDP2) makes every module it wraps."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> None:
+        raise AssertionError("FSDP does not support deepcopy. Please use state dict for serialization.")
+
+
+def test_a_model_that_refuses_copies_is_not_applicable_to_copying_counters_and_counted_by_the_reference() -> None:
+    from flopaudit.adapters import get_adapter
+    from flopaudit.records import Status
+
+    model = nn.Sequential(nn.Linear(4, 8), _RefusesCopies(8, 2))
+    x = torch.randn(3, 4)
+    thop = get_adapter("thop").count(model, x)
+    assert thop.status is Status.NOT_APPLICABLE, thop.error
+    assert "refuses to be copied: _RefusesCopies (1) has a __deepcopy__ that raises (AssertionError: FSDP" in thop.error
+    reference = get_adapter("reference").count(model, x)
+    assert reference.status is Status.OK and reference.macs == 3 * 4 * 8 + 3 * 8 * 2
+
+
 def test_copy_model_keeps_every_module_in_its_mode() -> None:
     from flopaudit.zoo.hard.structure import exported_program, feature_extractor
 

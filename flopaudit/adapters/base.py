@@ -314,7 +314,10 @@ def copy_model(model: nn.Module) -> nn.Module:
     set on a parameter (muP's ``infshape``, which its readout layer reads in
     ``forward``; opacus's per-sample gradient counters) are copied with it:
     torch's ``Parameter.__deepcopy__`` makes a new parameter from the data
-    alone. The copy is in the modes the model is in (:func:`modes_kept`)."""
+    alone. The copy is in the modes the model is in (:func:`modes_kept`). A model with a
+    module whose class refuses ``deepcopy`` (``fully_shard``'s ``FSDPModule``, which raises
+    ``AssertionError``) cannot be copied: :class:`~flopaudit.errors.NotApplicable`, naming the
+    module."""
     from flopaudit.inputs import note_uncopyable
 
     def prepared(shared: Sequence[Any]) -> dict[int, Any]:
@@ -333,9 +336,32 @@ def copy_model(model: nn.Module) -> nn.Module:
             raise
         memo = prepared(shared)  # (afresh: the failed copy left half-made objects in the memo)
         copied = copy.deepcopy(model, memo)
+    except Exception as exc:
+        refusing = _refusing_copies(model)
+        if refusing is None:
+            raise
+        raise NotApplicable(
+            f"the model refuses to be copied: {refusing} has a __deepcopy__ that raises "
+            f"({type(exc).__name__}: {exc}), as torch.distributed's fully_shard (FSDP2) and replicate wrappers do; "
+            "this counter is run on a copy, so that what it leaves in a model it counts (hooks, attributes, "
+            "buffers) stays out of yours: count the module before it is wrapped") from None
     _parameter_attributes_copied(model, memo)
     _functions_rebound(copied, memo)
     return modes_kept(model, _dropped_attributes_shared(model, copied))
+
+
+def _refusing_copies(model: nn.Module) -> str | None:
+    """The first module of ``model`` whose class defines its own ``__deepcopy__`` (which
+    ``nn.Module`` does not), as ``"<class> (<path>)"``; None if there is none."""
+    from torch import nn
+
+    for path, module in model.named_modules(remove_duplicate=True):
+        for cls in type(module).__mro__:
+            if cls is nn.Module:
+                break
+            if "__deepcopy__" in vars(cls):
+                return f"{type(module).__name__} ({path or '<root>'})"
+    return None
 
 
 #: A module's hook tables (what ``register_forward_hook`` and its siblings fill).
