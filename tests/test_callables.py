@@ -55,3 +55,26 @@ def test_specs_are_read_without_running_anything(project: Path) -> None:
     for bad in ("net", "net:", ":build", "my-net.py:build", "a b:build", "net:build()"):
         with pytest.raises(UserError, match="cannot read"):
             check_spec(bad)
+
+
+def test_the_command_line_takes_files_for_the_model_and_the_loss(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from flopaudit.cli import main
+
+    (project / "fa_probe_models" / "layers.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Linear(4, 3)\n")
+    (project / "fa_probe_loss.py").write_text("def loss(out):\n    return out.square().sum()\n")
+    common = ["run", "--input-shape", "2,4", "-b", "reference", "--no-cache", "--no-progress"]
+    assert main([*common, "-m", "fa_probe_models/layers.py:build", "--pass", "train", "--loss",
+                 "fa_probe_loss.py:loss", "--out", "out"]) == 0
+    (result,) = json.loads((project / "out" / "results.json").read_text())["results"]
+    # forward 2x4x3 MACs, and the weight gradient as many (no input gradient: the inputs need none)
+    assert result["model"] == "fa_probe_models/layers.py:build" and result["macs"] == 2 * (2 * 4 * 3)
+    capsys.readouterr()
+    for argv, expected in (([*common, "-m", "fa_probe_models/missing.py:build"], "no file 'fa_probe_models/missing.py'"),
+                           ([*common, "-m", "fa_probe_models/layers.py:build", "--pass", "train", "--loss",
+                             "missing_loss.py:loss"], "cannot read loss 'missing_loss.py:loss': no file")):
+        assert main([*argv, "--out", "bad"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, err

@@ -89,9 +89,13 @@ def add_pass_args(parser: argparse.ArgumentParser) -> None:
 
 
 def pass_from_args(args: argparse.Namespace) -> Pass:
-    """The :class:`~flopaudit.passes.Pass` the arguments ask for (a bad combination is a user error)."""
-    return Pass(getattr(args, "pass_kind", None) or "inference", getattr(args, "loss", None),
+    """The :class:`~flopaudit.passes.Pass` the arguments ask for (a bad combination, or a loss
+    file that is not there, is a user error)."""
+    step = Pass(getattr(args, "pass_kind", None) or "inference", getattr(args, "loss", None),
                 getattr(args, "optimizer", None))
+    if step.loss:
+        check_spec(step.loss, "loss")
+    return step
 
 
 def add_count_args(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
