@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(sub, "explain", __doc__, "explain one (model, backend) difference")
-    p.add_argument("model", help="zoo id, or module:function with --input-shape/--inputs")
+    p.add_argument("model", help="zoo id, or module:function (or path/to/file.py:function) with --input-shape/--inputs")
     p.add_argument("--backend", "-b", required=True, nargs="+", help="backend(s) to explain")
     p.add_argument("--results", metavar="RESULTS.json", help="explain from an earlier run instead of counting now")
     p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_parser(sub, "match", __doc__, "find the counter and convention that reproduce a published count",
                    epilog=EPILOG)
-    p.add_argument("model", help="zoo id, or module:function with --input-shape/--inputs")
+    p.add_argument("model", help="zoo id, or module:function (or path/to/file.py:function) with --input-shape/--inputs")
     p.add_argument("--target", "-t", metavar="COUNT", help="the published figure, e.g. 4.5G, 300M, 4.1e9")
     p.add_argument("--unit", choices=("MAC", "FLOP", "AUTO"), default="AUTO", type=str.upper, metavar="MAC|FLOP|auto",
                    help="what the figure counts: MAC, FLOP (2 per multiply-add) or auto (both; default)")
