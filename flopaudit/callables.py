@@ -3,7 +3,13 @@
 A model, an inputs factory (``--inputs``) and a loss (``--loss``) are named
 by a *spec*: a dotted module name or the path of a Python file, a colon, and
 an attribute path in it (``models.resnet:build``, ``models/resnet.py:build``,
-``train.py:Net.small``).
+``train.py:Net.small``), optionally called with literal arguments:
+``timm:create_model('convnext_nano', num_classes=10)``,
+``torchvision.models:resnet50(weights=None)`` (numbers, strings, tuples, lists,
+dicts, booleans and None, as Python writes them; read with
+``ast.literal_eval``, so nothing is run to read them). Positional arguments
+come before what the caller passes (a loss: the model's output), keywords as
+written: ``mymod:loss(scale=0.5)`` is called as ``loss(output, scale=0.5)``.
 
 - :func:`check_spec` reads a spec without importing anything (the CLI does
   this; user code runs only in workers).
@@ -28,6 +34,8 @@ first is a user error, never a silent swap.
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import importlib.util
 import os
@@ -41,8 +49,10 @@ FILE_SUFFIX = ".py"
 
 
 def split_spec(spec: str, what: str = "model") -> tuple[str, str]:
-    """The module part (a dotted name or a ``.py`` path) and the attribute path of ``spec``."""
-    module, _, attr = spec.rpartition(":")  # (the last colon: a Windows drive keeps its own)
+    """The module part (a dotted name or a ``.py`` path) and the attribute path of ``spec``
+    (its arguments checked and left out: :func:`call_arguments`)."""
+    call_arguments(spec, what)
+    module, _, attr = spec.partition("(")[0].rpartition(":")  # (the last colon: a Windows drive keeps its own)
     if not module or not attr or not all(p.isidentifier() for p in attr.split(".")):
         raise UserError(f"cannot read {what} {spec!r}: expected 'module:function' or 'path/to/file.py:function'")
     if module.endswith(FILE_SUFFIX):
@@ -51,6 +61,28 @@ def split_spec(spec: str, what: str = "model") -> tuple[str, str]:
     elif not all(p.isidentifier() for p in module.split(".")):
         raise UserError(f"cannot read {what} {spec!r}: expected 'module:function' or 'path/to/file.py:function'")
     return module, attr
+
+
+def call_arguments(spec: str, what: str = "model") -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """The literal arguments written after a spec's function (``...:build(16, depth=2)``), or
+    None where it has none; a user error where they are not literals."""
+    head, paren, call = spec.partition("(")
+    if not paren:
+        return None
+    bad = (f"cannot read {what} {spec!r}: arguments must be literals (numbers, strings, tuples, lists, dicts, "
+           "True, False, None), as in 'timm:create_model(\"resnet18\", num_classes=10)'")
+    try:
+        node = ast.parse("f(" + call, mode="eval").body
+    except SyntaxError:
+        raise UserError(bad) from None
+    if not isinstance(node, ast.Call) or any(k.arg is None for k in node.keywords) or any(
+            isinstance(a, ast.Starred) for a in node.args):
+        raise UserError(bad)
+    try:
+        return (tuple(ast.literal_eval(a) for a in node.args),
+                {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None})
+    except ValueError:
+        raise UserError(bad) from None
 
 
 def check_spec(spec: str, what: str = "model") -> None:
@@ -76,7 +108,7 @@ def origin(spec: str) -> str:
     """Where the code ``spec`` names lives, without running any of it (see the module
     docstring): an absolute path, or "" where the import system finds no file (a built-in
     module, or none found)."""
-    module = spec.rpartition(":")[0]
+    module = spec.partition("(")[0].rpartition(":")[0]
     if module.endswith(FILE_SUFFIX):
         return os.path.realpath(module)
     top = module.partition(".")[0]
@@ -122,7 +154,8 @@ def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable")
-    return obj
+    arguments = call_arguments(spec, what)
+    return obj if arguments is None else functools.partial(obj, *arguments[0], **arguments[1])
 
 
 def _import(module_name: str) -> Any:
@@ -153,4 +186,4 @@ def _import_file(path: str) -> Any:
     return module
 
 
-__all__ = ["FILE_SUFFIX", "check_spec", "file_module", "load_callable", "origin", "split_spec"]
+__all__ = ["FILE_SUFFIX", "call_arguments", "check_spec", "file_module", "load_callable", "origin", "split_spec"]

@@ -52,7 +52,7 @@ def test_specs_are_read_without_running_anything(project: Path) -> None:
     assert origin("json:dumps") == os.path.realpath(sys.modules["json"].__file__)  # installed first
     with pytest.raises(UserError, match="no file"):
         check_spec("fa_probe_models/missing.py:build")
-    for bad in ("net", "net:", ":build", "my-net.py:build", "a b:build", "net:build()"):
+    for bad in ("net", "net:", ":build", "my-net.py:build", "a b:build", "net:build(x)"):
         with pytest.raises(UserError, match="cannot read"):
             check_spec(bad)
 
@@ -78,3 +78,22 @@ def test_the_command_line_takes_files_for_the_model_and_the_loss(project: Path, 
         assert main([*argv, "--out", "bad"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, err
+
+
+def test_a_spec_may_call_its_function_with_literal_arguments(project: Path) -> None:
+    from flopaudit.callables import call_arguments
+    from flopaudit.commands._common import split_list
+
+    (project / "fa_probe_args.py").write_text("def build(width, depth=1, *, names=()):\n"
+                                             "    return width, depth, names\n")
+    assert load_callable("fa_probe_args:build(8, depth=2, names=('a', 'b'))")() == (8, 2, ("a", "b"))
+    assert load_callable("fa_probe_args.py:build(3)")() == (3, 1, ())
+    assert load_callable("fa_probe_args:build(names={'x:y': [1, 2]})")(5) == (5, 1, {"x:y": [1, 2]})  # then the caller's
+    assert call_arguments("fa_probe_args:build") is None
+    assert split_spec("fa_probe_args:build(names={'x:y': 1})") == ("fa_probe_args", "build")
+    assert origin("fa_probe_args:build(1)") == str(project / "fa_probe_args.py")
+    for bad in ("fa_probe_args:build(width)", "fa_probe_args:build(len('x'))", "fa_probe_args:build(**{'a': 1})",
+                "fa_probe_args:build(*[1])", "fa_probe_args:build(1"):
+        with pytest.raises(UserError, match="arguments must be literals"):
+            check_spec(bad)
+    assert split_list(["a:b(1, c=(2, 3)),resnet18", "x:y('p,q')"]) == ["a:b(1, c=(2, 3))", "resnet18", "x:y('p,q')"]

@@ -38,11 +38,29 @@ def add_parser(sub: argparse._SubParsersAction, name: str, doc: str | None, help
 
 
 def split_list(values: Sequence[str] | None) -> list[str]:
-    """``["a,b", "c"] -> ["a", "b", "c"]``: accept both repeated and comma lists."""
+    """``["a,b", "c"] -> ["a", "b", "c"]``: accept both repeated and comma lists. A comma
+    inside brackets or quotes is not a separator (``mod:build(8, depth=2)`` is one model)."""
     out: list[str] = []
     for v in values or ():
-        out += [p.strip() for p in v.split(",") if p.strip()]
+        out += [p.strip() for p in _top_level_parts(v) if p.strip()]
     return out
+
+
+def _top_level_parts(text: str) -> list[str]:
+    parts, start, depth, quote = [], 0, 0, ""
+    for i, c in enumerate(text):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth <= 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def add_selection_args(parser: argparse.ArgumentParser) -> None:
