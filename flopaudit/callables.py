@@ -66,7 +66,7 @@ def split_spec(spec: str, what: str = "model") -> tuple[str, str]:
 def call_arguments(spec: str, what: str = "model") -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     """The literal arguments written after a spec's function (``...:build(16, depth=2)``), or
     None where it has none; a user error where they are not literals."""
-    head, paren, call = spec.partition("(")
+    _, paren, call = spec.partition("(")
     if not paren:
         return None
     bad = (f"cannot read {what} {spec!r}: arguments must be literals (numbers, strings, tuples, lists, dicts, "

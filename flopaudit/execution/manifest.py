@@ -16,12 +16,12 @@ time instead of hashed (a checkpoint is not read whole at every look-up).
 NB: a warm worker's manifest also lists what earlier orders of that worker
 imported or read, so it may be a superset of what one case needs; that costs
 a recount now and then, never a stale answer. Files a process opens for
-writing are left out (its own scratch files), and so are files opened
-outside Python's ``open``/``os.open`` (memory-mapped by a C or Rust
-library, as safetensors does) and what a directory lists, and files opened through an ``open`` bound
-before the watch began (``from io import open`` at import): for those, name an
-environment variable with ``--cache-env`` or use ``--no-cache``. Reads in a
-child process a count forks (Dask workers fork one per count) are not seen.
+writing are left out (its own scratch files). Not seen: files opened outside
+Python's ``open``/``os.open`` (memory-mapped by a C or Rust library, as
+safetensors does), through an ``open`` bound before the watch began (``from
+io import open`` at import), or in a child process a count forks (Dask
+workers fork one per count), and what a directory lists: for those, name an
+environment variable with ``--cache-env`` or use ``--no-cache``.
 """
 
 from __future__ import annotations
