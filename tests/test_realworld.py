@@ -273,6 +273,29 @@ def test_a_model_that_refuses_copies_is_not_applicable_to_copying_counters_and_c
     assert reference.status is Status.OK and reference.macs == 3 * 4 * 8 + 3 * 8 * 2
 
 
+class _Handle:
+    """An object deepcopy refuses (it holds a lock) that holds a layer's own weight, as
+    FullyShardedDataParallel's flat-parameter handle holds its flat parameter."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        import threading
+
+        self.lock, self.weight = threading.Lock(), weight
+
+
+def test_a_model_whose_uncopyable_attribute_holds_its_own_weights_is_not_shared_with_a_copy() -> None:
+    from flopaudit.adapters import get_adapter
+    from flopaudit.records import Status
+
+    model = nn.Linear(4, 2)
+    model.handle = _Handle(model.weight)
+    thop = get_adapter("thop").count(model, torch.randn(3, 4))
+    assert thop.status is Status.NOT_APPLICABLE, thop.error
+    assert "_Handle (<root>.handle) refuses copy.deepcopy and holds the model's own parameters" in thop.error
+    model.handle = _Handle(torch.ones(1))  # holds nothing of the model's: shared, and the copy is counted
+    assert get_adapter("thop").count(model, torch.randn(3, 4)).macs == 3 * 4 * 2
+
+
 def test_copy_model_keeps_every_module_in_its_mode() -> None:
     from flopaudit.zoo.hard.structure import exported_program, feature_extractor
 

@@ -317,7 +317,9 @@ def copy_model(model: nn.Module) -> nn.Module:
     alone. The copy is in the modes the model is in (:func:`modes_kept`). A model with a
     module whose class refuses ``deepcopy`` (``fully_shard``'s ``FSDPModule``, which raises
     ``AssertionError``) cannot be copied: :class:`~flopaudit.errors.NotApplicable`, naming the
-    module."""
+    module; so is one holding an object that refuses ``deepcopy`` and holds the model's own
+    parameters or modules (``FullyShardedDataParallel``'s flat-parameter handle): shared with a
+    copy, it would let the counter change the model through it."""
     from flopaudit.inputs import note_uncopyable
 
     def prepared(shared: Sequence[Any]) -> dict[int, Any]:
@@ -334,6 +336,13 @@ def copy_model(model: nn.Module) -> nn.Module:
         shared = _uncopyable_attributes(model)
         if not shared:
             raise
+        tied = _holding_model_state(model, shared)
+        if tied:
+            raise NotApplicable(
+                f"the model cannot be copied: {tied} refuses copy.deepcopy and holds the model's own "
+                "parameters or modules, so a copy sharing it would let this counter change your model through "
+                "it (as FullyShardedDataParallel's flat-parameter handle does); this counter is run on a copy: "
+                "count the module before it is wrapped") from None
         memo = prepared(shared)  # (afresh: the failed copy left half-made objects in the memo)
         copied = copy.deepcopy(model, memo)
     except Exception as exc:
@@ -471,6 +480,37 @@ def _uncopyable_attributes(model: nn.Module) -> list[Any]:
             except (TypeError, RuntimeError):
                 found[id(value)] = value
     return list(found.values())
+
+
+def _holding_model_state(model: nn.Module, shared: Sequence[Any]) -> str:
+    """The first of ``shared`` (objects a copy would share, :func:`_uncopyable_attributes`)
+    that is not a tensor and holds one of the model's modules, parameters or buffers (through
+    its attributes, lists, tuples and dicts, three levels deep), as ``"<class> (<where>)"``;
+    "" if none does. A lock or a Python module object holds none; FullyShardedDataParallel's
+    ``FlatParamHandle`` holds the flat parameter and the modules it shards."""
+    import torch
+
+    own = {id(m) for m in model.modules()} | {id(t) for t in (*model.parameters(), *model.buffers())}
+
+    def holds(value: Any, depth: int, seen: set[int]) -> bool:
+        if id(value) in own:
+            return True
+        if depth == 0 or id(value) in seen or isinstance(value, (str, bytes, int, float, torch.Tensor)):
+            return False
+        seen.add(id(value))
+        if isinstance(value, dict):
+            items: Any = value.values()
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items = value
+        else:
+            items = getattr(value, "__dict__", {}).values()
+        return any(holds(v, depth - 1, seen) for v in items)
+
+    where = {id(v): f"{path or '<root>'}.{k}" for path, m in model.named_modules() for k, v in vars(m).items()}
+    for value in shared:
+        if not isinstance(value, torch.Tensor) and holds(value, 3, set()):
+            return f"{type(value).__name__} ({where.get(id(value), 'held by a module')})"
+    return ""
 
 
 def _dropped_attributes_shared(model: nn.Module, copied: nn.Module) -> nn.Module:
