@@ -73,8 +73,8 @@ def call_arguments(spec: str, what: str = "model") -> tuple[tuple[Any, ...], dic
            "True, False, None), as in 'timm:create_model(\"resnet18\", num_classes=10)'")
     try:
         node = ast.parse("f(" + call, mode="eval").body
-    except SyntaxError:
-        raise UserError(bad) from None
+    except SyntaxError as exc:
+        raise UserError(f"cannot read {what} {spec!r}: its arguments do not parse ({exc.msg})") from None
     if not isinstance(node, ast.Call) or any(k.arg is None for k in node.keywords) or any(
             isinstance(a, ast.Starred) for a in node.args):
         raise UserError(bad)

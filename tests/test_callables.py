@@ -93,7 +93,9 @@ def test_a_spec_may_call_its_function_with_literal_arguments(project: Path) -> N
     assert split_spec("fa_probe_args:build(names={'x:y': 1})") == ("fa_probe_args", "build")
     assert origin("fa_probe_args:build(1)") == str(project / "fa_probe_args.py")
     for bad in ("fa_probe_args:build(width)", "fa_probe_args:build(len('x'))", "fa_probe_args:build(**{'a': 1})",
-                "fa_probe_args:build(*[1])", "fa_probe_args:build(1"):
+                "fa_probe_args:build(*[1])"):
         with pytest.raises(UserError, match="arguments must be literals"):
             check_spec(bad)
+    with pytest.raises(UserError, match="its arguments do not parse"):
+        check_spec("fa_probe_args:build(1")
     assert split_list(["a:b(1, c=(2, 3)),resnet18", "x:y('p,q')"]) == ["a:b(1, c=(2, 3))", "resnet18", "x:y('p,q')"]
