@@ -35,11 +35,13 @@ first is a user error, never a silent swap.
 from __future__ import annotations
 
 import ast
+import difflib
 import functools
 import importlib
 import importlib.util
 import os
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -150,12 +152,25 @@ def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise UserError(f"cannot read {what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+            raise UserError(f"cannot read {what} {spec!r}: module {module_name!r} has no attribute {attr!r}"
+                            f"{_did_you_mean(part, obj)}")
+        parent, obj = obj, getattr(obj, part)
     if not callable(obj):
-        raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable")
+        kind = "a module" if isinstance(obj, types.ModuleType) else f"a {type(obj).__name__}"
+        raise UserError(f"cannot read {what} {spec!r}: {attr!r} is {kind}, not a function or class"
+                        f"{_did_you_mean(part, parent, callable_only=True)}")
     arguments = call_arguments(spec, what)
     return obj if arguments is None else functools.partial(obj, *arguments[0], **arguments[1])
+
+
+def _did_you_mean(name: str, holder: Any, callable_only: bool = False) -> str:
+    """`` (did you mean 'X'?)`` for the names of ``holder`` closest to ``name`` (a class
+    named as its module is: ``torchaudio.models:wav2letter`` for ``Wav2Letter``), else ""."""
+    names = [n for n in dir(holder) if not n.startswith("_") and n != name
+             and (not callable_only or callable(getattr(holder, n, None)))]
+    lowered = {n.lower(): n for n in names}
+    close = [lowered[n] for n in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.75)]
+    return f" (did you mean {' or '.join(repr(n) for n in close)}?)" if close else ""
 
 
 def _import(module_name: str) -> Any:

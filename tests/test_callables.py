@@ -99,3 +99,11 @@ def test_a_spec_may_call_its_function_with_literal_arguments(project: Path) -> N
     with pytest.raises(UserError, match="its arguments do not parse"):
         check_spec("fa_probe_args:build(1")
     assert split_list(["a:b(1, c=(2, 3)),resnet18", "x:y('p,q')"]) == ["a:b(1, c=(2, 3))", "resnet18", "x:y('p,q')"]
+
+
+def test_a_name_that_is_not_there_or_not_callable_says_what_is_close(project: Path) -> None:
+    (project / "fa_probe_typo.py").write_text("def build():\n    return 1\n")
+    with pytest.raises(UserError, match=r"has no attribute 'buld' \(did you mean 'build'\?\)"):
+        load_callable("fa_probe_typo:buld")
+    with pytest.raises(UserError, match=r"'decoder' is a module, not a function or class \(did you mean 'JSONDecoder'\?\)"):
+        load_callable("json:decoder")  # a class named as the submodule holding it (torchaudio.models:wav2letter)
