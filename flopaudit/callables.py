@@ -156,9 +156,10 @@ def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
                             f"{_did_you_mean(part, obj)}")
         parent, obj = obj, getattr(obj, part)
     if not callable(obj):
-        kind = "a module" if isinstance(obj, types.ModuleType) else f"a {type(obj).__name__}"
-        raise UserError(f"cannot read {what} {spec!r}: {attr!r} is {kind}, not a function or class"
-                        f"{_did_you_mean(part, parent, callable_only=True)}")
+        if isinstance(obj, types.ModuleType):  # (a class named as the submodule holding it)
+            raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable: it is a module"
+                            f"{_did_you_mean(part, parent, callable_only=True)}")
+        raise UserError(f"cannot read {what} {spec!r}: {attr!r} is not callable: it is of type {type(obj).__name__}")
     arguments = call_arguments(spec, what)
     return obj if arguments is None else functools.partial(obj, *arguments[0], **arguments[1])
 

@@ -105,5 +105,5 @@ def test_a_name_that_is_not_there_or_not_callable_says_what_is_close(project: Pa
     (project / "fa_probe_typo.py").write_text("def build():\n    return 1\n")
     with pytest.raises(UserError, match=r"has no attribute 'buld' \(did you mean 'build'\?\)"):
         load_callable("fa_probe_typo:buld")
-    with pytest.raises(UserError, match=r"'decoder' is a module, not a function or class \(did you mean 'JSONDecoder'\?\)"):
+    with pytest.raises(UserError, match=r"'decoder' is not callable: it is a module \(did you mean 'JSONDecoder'\?\)"):
         load_callable("json:decoder")  # a class named as the submodule holding it (torchaudio.models:wav2letter)
