@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flopaudit.callables import origin
+from flopaudit.callables import is_spec, origin
 from flopaudit.execution.manifest import Manifest, still_holds
 from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status, installed_version
@@ -125,7 +125,7 @@ class ResultCache:
             "pass": [step.kind, step.loss, step.optimizer],
             "id": case_id,
             # Where the user code named lives: the same spec in another project is other code.
-            "code": [origin(spec) for spec in (case_id, inputs_factory, step.loss) if spec and ":" in spec],
+            "code": [origin(spec) for spec in (case_id, inputs_factory, step.loss) if spec and is_spec(spec)],
             "input_shape": list(input_shape) if input_shape else None,
             "inputs_factory": inputs_factory,
             "seed": seed,

@@ -50,6 +50,11 @@ from flopaudit.errors import UserError
 FILE_SUFFIX = ".py"
 
 
+def is_spec(name: str) -> bool:
+    """Does ``name`` name user code (a spec) rather than a zoo id or glob? (Zoo ids hold no colon.)"""
+    return ":" in name
+
+
 def split_spec(spec: str, what: str = "model") -> tuple[str, str]:
     """The module part (a dotted name or a ``.py`` path) and the attribute path of ``spec``
     (its arguments checked and left out: :func:`call_arguments`)."""
@@ -202,4 +207,4 @@ def _import_file(path: str) -> Any:
     return module
 
 
-__all__ = ["FILE_SUFFIX", "call_arguments", "check_spec", "file_module", "load_callable", "origin", "split_spec"]
+__all__ = ["FILE_SUFFIX", "call_arguments", "check_spec", "is_spec", "file_module", "load_callable", "origin", "split_spec"]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.callables import check_spec
+from flopaudit.callables import check_spec, is_spec
 from flopaudit.errors import UserError
 from flopaudit.passes import OPTIMIZERS, PASSES, Pass
 
@@ -161,7 +161,7 @@ def selection_from_args(args: argparse.Namespace) -> list[CaseRef]:
 
 def strict_inputs(args: argparse.Namespace) -> bool:
     """The user chose the model or its inputs: a model or factory that fails is their mistake."""
-    return bool(args.input_shape or args.inputs or any(":" in m for m in split_list(args.models)))
+    return bool(args.input_shape or args.inputs or any(is_spec(m) for m in split_list(args.models)))
 
 
 def backends_from_args(args: argparse.Namespace) -> list[str]:

@@ -27,7 +27,9 @@ class CaseRef:
     @property
     def is_spec(self) -> bool:
         """A ``module:function`` spec rather than a zoo id."""
-        return ":" in self.id
+        from flopaudit.callables import is_spec
+
+        return is_spec(self.id)
 
     def resolve(self) -> ModelCase:
         """The :class:`ModelCase` this ref names (a user error if it names none)."""

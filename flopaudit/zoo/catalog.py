@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flopaudit.callables import is_spec
 from flopaudit.errors import UserError
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
@@ -101,11 +102,6 @@ def get_entry(case_id: str) -> CatalogEntry:
         if entry.id == case_id:
             return entry
     raise UserError(f"unknown model {case_id!r}; run 'flopaudit zoo' to list the valid ones")
-
-
-def is_spec(pattern: str) -> bool:
-    """A ``module:function`` spec rather than a zoo id or glob."""
-    return ":" in pattern
 
 
 def missing_requirement(entry: CatalogEntry) -> str | None:
