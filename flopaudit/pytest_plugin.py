@@ -88,8 +88,17 @@ class GoldenCheck:
         tolerance: float = 0.0,
         isolate: bool = False,
         timeout: float | None = None,
+        pass_: str = "inference",
+        loss: str | None = None,
+        optimizer: str | None = None,
     ) -> list[Any]:
         """Count ``model(*inputs, **kwargs)`` with each backend and compare with ``golden``.
+
+        ``pass_="train"`` counts one training step instead, as ``flopaudit run
+        --pass train`` does: the loss ``loss`` (``"module:function"``, default
+        the sum of the floating outputs), its backward and, with ``optimizer``
+        (``"sgd"``, ``"adam"`` or ``"adamw"``), one optimizer step; the golden
+        records the pass and the MACs of each phase.
 
         Fails the test (no traceback) when the golden is missing, unreadable
         or differs; with accept on, writes the golden instead. ``tolerance``
@@ -101,6 +110,7 @@ class GoldenCheck:
         from flopaudit.execution.work import count_one
         from flopaudit.goldens import Golden, GoldenError, compare, goldens_to_json, read_golden_file, write_atomic
         from flopaudit.inputs import ModelInputs
+        from flopaudit.passes import Pass
 
         if isinstance(backends, str):
             backends = (backends,)
@@ -110,8 +120,10 @@ class GoldenCheck:
         model_inputs = ModelInputs.coerce(inputs, kwargs)
         label = name or path.stem
         try:
+            spec = Pass(pass_, loss, optimizer)
             results = [
-                count_one(b, model, model_inputs, model_name=label, timeout=timeout, isolate=isolate) for b in backends
+                count_one(b, model, model_inputs, model_name=label, timeout=timeout, isolate=isolate, pass_=spec)
+                for b in backends
             ]
         except UserError as exc:
             pytest.fail(f"flopaudit_check: {exc}", pytrace=False)

@@ -39,6 +39,7 @@ from flopaudit.goldens import (
     safe_name,
     write_atomic,
 )
+from flopaudit.goldens.record import BREAKDOWNS, SCALAR_COUNTS
 from flopaudit.goldens.recount import recount
 from flopaudit.inputs import ModelInputs
 from flopaudit.records import Granularity, Unit
@@ -533,6 +534,24 @@ def test_compare_reports_a_status_change() -> None:
 def test_diff_shows_exact_integers_when_rounded_values_look_alike() -> None:
     diff = compare(_golden(macs=1_819_065_856), _golden(macs=1_819_065_857))
     assert diff.headline() == "m / b: total 1819065856 -> 1819065857 (+1) (+5.5e-08%)"
+
+
+@pytest.mark.parametrize("section", [*BREAKDOWNS, *(s for s in SCALAR_COUNTS if s != "macs")])
+def test_a_change_in_every_compared_section_is_shown_in_words(section: str) -> None:
+    """A training step's golden whose split between phases moved (the total unchanged) is
+    drift shown per phase (it once failed ``check`` with a KeyError); so is every section."""
+    if section in BREAKDOWNS:
+        old, new = _golden(**{section: (("backward", 60), ("forward", 40))}), \
+            _golden(**{section: (("backward", 50), ("forward", 50))})
+    else:
+        old, new = _golden(**{section: 7}), _golden(**{section: 8})
+    diff = compare(old, new)
+    assert diff.drifted
+    text = diff.render()
+    if section in BREAKDOWNS:
+        assert re.search(r"^    backward +60 -> 50$", text, re.M), text
+    else:
+        assert re.search(r"^  \S.* +7 -> 8$", text, re.M), text
 
 
 def test_unknown_field_is_rejected() -> None:

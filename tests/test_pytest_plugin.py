@@ -187,3 +187,40 @@ def test_relative_goldens_start_at_the_test_files_directory_wherever_pytest_runs
     assert not (tests_dir / "tests").exists() and not (inner.path / "goldens").exists()
     monkeypatch.chdir(tests_dir)
     inner.runpytest(".").assert_outcomes(passed=2)
+
+
+def test_a_training_step_golden_records_its_pass_and_phases(inner: pytest.Pytester,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pass_="train"`` counts forward, backward and the optimizer step: for ``Linear(8, 16,
+    bias=False)`` on a (2, 8) input that needs no gradient, the forward product (256 MACs) and
+    the weight's gradient (256; no input gradient), SGD's update costing no MAC."""
+    try:
+        get_adapter("reference")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"reference adapter not loadable: {exc}")
+    inner.makepyfile(test_train="""
+import os
+
+import torch
+from torch import nn
+
+
+def test_train(flopaudit_check):
+    model = nn.Linear(8, 16, bias=False)
+    flopaudit_check(model, torch.randn(2, 8), golden="goldens/train.json", pass_=os.environ.get("TINY_PASS", "train"),
+                    optimizer=os.environ.get("TINY_OPTIMIZER") or None)
+""")
+    inner.runpytest("test_train.py", "--flopaudit-accept").assert_outcomes(passed=1)
+    data = json.loads((inner.path / "goldens" / "train.json").read_text())
+    assert data["options"]["pass"].strip("'") == "train"
+    assert data["phases"] == {"forward": macs(16), "backward": macs(16), "loss": 0}
+    inner.runpytest("test_train.py").assert_outcomes(passed=1)
+    monkeypatch.setenv("TINY_PASS", "inference")  # the golden is of a training step
+    result = inner.runpytest("test_train.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*counts differ from golden goldens/train.json*"])
+    monkeypatch.setenv("TINY_PASS", "train")
+    monkeypatch.setenv("TINY_OPTIMIZER", "lion")
+    result = inner.runpytest("test_train.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*flopaudit_check: invalid optimizer 'lion'*"])

@@ -13,6 +13,7 @@ _SECTION_TITLES = {
     "per_module": "per module",
     "unsupported": "unsupported ops",
     "extra": "extra",
+    "phases": "per phase",
     "raw_total": "raw total",
     "params": "params",
     "batch_size": "batch size",
