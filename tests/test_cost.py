@@ -301,7 +301,7 @@ def test_the_cost_phase_has_its_own_deadline_and_faults_become_statuses() -> Non
 def test_cost_command_prints_the_matrix_and_writes_the_reports(capsys: pytest.CaptureFixture[str],
                                                                tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["cost", "user_models:mlp16", "user_models:einsum_net", "--input-shape", "3,16",
+    code = main(["cost", "user_models:mlp16", "-m", "user_models:einsum_net", "--input-shape", "3,16",
                  "--reps", "3", "--layer-passes", "1", "--threads", "1", "--weights", "latency=1,params=1",
                  "--no-progress", "--out", str(out)])
     printed = capsys.readouterr().out

@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(sub, "cost", __doc__, "measure latency, traffic and a roofline per model", epilog=EPILOG)
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="zoo ids or globs ('resnet*'), or module:function (or path/to/file.py:function) returning an nn.Module")
+    p.add_argument("--models", "-m", dest="more_models", nargs="+", default=[], metavar="MODEL",
+                   help="more models, as 'flopaudit run' takes them (the same as MODEL arguments)")
     p.add_argument("--tags", "-t", nargs="+", metavar="TAG", help="keep only cases with all these tags")
     p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
     p.add_argument("--inputs", metavar="MODULE:FUNCTION",
@@ -112,6 +114,7 @@ def main(args: argparse.Namespace) -> int:
 
     weights = parse_weights(args.weights) if args.weights else ()
     args.full = False
+    args.models = [*args.models, *args.more_models]
     refs = selection_from_args(args)
     request = cost_request(args)
     out = Path(args.out)
