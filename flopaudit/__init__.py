@@ -23,13 +23,15 @@ def audit(
     timeout: float | None = 120.0,
     isolate: bool = True,
     pass_: str = "inference",
-    loss: str | None = None,
+    loss: Any = None,
     optimizer: str | None = None,
 ) -> Any:
     """Count ``model(*inputs, **kwargs)`` with each backend; return a DataFrame.
 
     ``pass_="train"`` counts one training step instead (forward, the loss
-    ``loss`` = ``"module:function"`` or the sum of the floating outputs, its
+    ``loss``: a function of the model's output returning a scalar tensor
+    (``lambda out: out.loss``), ``"module:function"`` naming one, or by
+    default the sum of the floating outputs; its
     backward, and with ``optimizer`` = ``"sgd"``, ``"adam"`` or ``"adamw"``
     one optimizer step), with the backends that count training steps unless
     ``backends`` says otherwise (see :mod:`flopaudit.passes`).

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +89,14 @@ class GoldenCheck:
         isolate: bool = False,
         timeout: float | None = None,
         pass_: str = "inference",
-        loss: str | None = None,
+        loss: str | Callable[[Any], Any] | None = None,
         optimizer: str | None = None,
     ) -> list[Any]:
         """Count ``model(*inputs, **kwargs)`` with each backend and compare with ``golden``.
 
         ``pass_="train"`` counts one training step instead, as ``flopaudit run
-        --pass train`` does: the loss ``loss`` (``"module:function"``, default
-        the sum of the floating outputs), its backward and, with ``optimizer``
+        --pass train`` does: the loss ``loss`` (a function of the model's output,
+        or ``"module:function"``; default the sum of the floating outputs), its backward and, with ``optimizer``
         (``"sgd"``, ``"adam"`` or ``"adamw"``), one optimizer step; the golden
         records the pass and the MACs of each phase.
 
@@ -110,7 +110,7 @@ class GoldenCheck:
         from flopaudit.execution.work import count_one
         from flopaudit.goldens import Golden, GoldenError, compare, goldens_to_json, read_golden_file, write_atomic
         from flopaudit.inputs import ModelInputs
-        from flopaudit.passes import Pass
+        from flopaudit.passes import pass_of
 
         if isinstance(backends, str):
             backends = (backends,)
@@ -120,7 +120,7 @@ class GoldenCheck:
         model_inputs = ModelInputs.coerce(inputs, kwargs)
         label = name or path.stem
         try:
-            spec = Pass(pass_, loss, optimizer)
+            spec = pass_of(pass_, loss, optimizer)
             results = [
                 count_one(b, model, model_inputs, model_name=label, timeout=timeout, isolate=isolate, pass_=spec)
                 for b in backends

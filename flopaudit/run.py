@@ -170,6 +170,9 @@ def run_audit(
     from flopaudit.adapters import get_backend
 
     step = pass_of(pass_, loss, optimizer)
+    if step.loss is not None and not isinstance(step.loss, str):
+        raise UserError("zoo cases are counted in worker processes, which cannot be given a function: "
+                        "name the loss as 'module:function'")
     if cost is not None and step.train:
         raise UserError("measuring costs times forward passes: it cannot be combined with a training step")
     names = default_backends(step.kind) if backends is None or (not backends and cost is None) else list(backends)
@@ -447,7 +450,7 @@ def audit_model(
     timeout: float | None = DEFAULT_TIMEOUT_S,
     isolate: bool = True,
     pass_: str | Pass = "inference",
-    loss: str | None = None,
+    loss: Any = None,
     optimizer: str | None = None,
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this

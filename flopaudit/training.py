@@ -53,7 +53,7 @@ from torch import nn
 
 from flopaudit.errors import UserError
 from flopaudit.inputs import ModelInputs, iter_tensors
-from flopaudit.passes import Pass
+from flopaudit.passes import Pass, callable_name
 
 #: The learning rate of every optimizer step (torch's default for Adam and AdamW; SGD needs one).
 LEARNING_RATE = 1e-3
@@ -88,19 +88,23 @@ def sum_of_outputs(output: Any) -> torch.Tensor | None:
     return loss
 
 
-def load_loss(spec: str | None) -> Callable[[Any], Any]:
-    """The loss function a pass names (``module:function``), or :func:`sum_of_outputs`."""
+def load_loss(spec: str | Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """The loss function a pass names (``module:function``) or holds, or :func:`sum_of_outputs`."""
     if spec is None:
         return sum_of_outputs
+    if not isinstance(spec, str):
+        return spec
     from flopaudit.callables import load_callable
 
     return load_callable(spec, what="loss")
 
 
-def checked_loss(fn: Callable[[Any], Any], output: Any, spec: str | None) -> torch.Tensor | None:
+def checked_loss(fn: Callable[[Any], Any], output: Any, spec: str | Callable[[Any], Any] | None) -> torch.Tensor | None:
     """``fn(output)``; a user loss that raises or returns anything but a scalar tensor is a user error."""
     if spec is None:
         return fn(output)
+    if not isinstance(spec, str):
+        spec = callable_name(spec)
     try:
         value = fn(output)
     except Exception as exc:  # noqa: BLE001 - the user's function failed
@@ -111,7 +115,7 @@ def checked_loss(fn: Callable[[Any], Any], output: Any, spec: str | None) -> tor
     return value
 
 
-def check_loss(spec: str | None, output: Any) -> None:
+def check_loss(spec: str | Callable[[Any], Any] | None, output: Any) -> None:
     """Load the pass's loss and apply it to ``output`` (a trial: raises :class:`UserError` when it cannot)."""
     if spec is not None:
         checked_loss(load_loss(spec), output, spec)

@@ -95,6 +95,37 @@ def test_pass_records() -> None:
         Pass("eval")
 
 
+def test_the_api_takes_the_loss_as_a_function(tmp_path: Path) -> None:
+    """``audit(..., loss=lambda out: ...)`` (a notebook's loss, in no module): the counts run in
+    children forked from this process, which have the function; results name it by
+    ``module:qualified.name``; the reference prices the loss it runs (square 6 outputs, 6;
+    their mean, 6: 5 additions and a division), and a pass read back from the options holds
+    that name. Zoo cases are counted in workers that cannot be given a function."""
+    import torch
+    from torch import nn
+
+    import flopaudit
+    from flopaudit.reference import count
+
+    model, x = nn.Linear(4, 2, bias=False), torch.randn(3, 4)
+    frame = flopaudit.audit(model, x, pass_="train", loss=lambda out: out.square().mean(),
+                            backends=["reference", "torch-flop-counter"])
+    assert list(frame["macs"]) == [48, 48] and set(frame["status"]) == {"ok"}
+    ref = count(model, x, pass_="train", loss=lambda out: out.square().mean())
+    assert ref.phases["loss"].total.extra_flops == 6 + 6
+    assert ref.phases["loss"].per_op.keys() == {"aten.pow.Tensor_Scalar", "aten.mean.default"}
+    step = pass_of("train", lambda out: out.sum())
+    assert step.options()["loss"] == (
+        "test_train_pass:test_the_api_takes_the_loss_as_a_function.<locals>.<lambda>")
+    assert Pass.from_options(tuple((k, repr(v)) for k, v in step.options().items())).loss == step.loss_name
+    with pytest.raises(UserError, match="cannot be given a function"):
+        flopaudit.audit_zoo(["linear-3d"], pass_="train", loss=lambda out: out.sum())
+    with pytest.raises(UserError, match="not int"):
+        pass_of("train", 3)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="cannot read loss 'not-a-spec'"):
+        pass_of("train", "not-a-spec")
+
+
 def test_a_training_golden_names_its_pass() -> None:
     assert golden_filename("gpt2", "torch-flop-counter", "train") == "gpt2--torch-flop-counter.train.json"
     assert names_from_filename(Path("gpt2--torch-flop-counter.train.json")) == ("gpt2", "torch-flop-counter")

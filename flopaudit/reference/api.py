@@ -154,7 +154,7 @@ def count(
     module_hooks: bool | str | None = None,
     cache: bool | None = None,
     pass_: str | Pass = "inference",
-    loss: str | None = None,
+    loss: str | Callable[[Any], Any] | None = None,
     optimizer: str | None = None,
     as_traced: bool | None = None,
     unpatched_for_overrides: bool = False,
@@ -197,8 +197,8 @@ def count(
 
     ``pass_="train"`` counts one training step instead (:mod:`flopaudit.training`):
     the forward with autograd on (``no_grad`` is ignored) in the mode the
-    model is in, the loss (``loss="module:function"``, default the sum of the
-    floating outputs), its backward, and with ``optimizer`` (``"sgd"``,
+    model is in, the loss (``loss="module:function"`` or a function of the
+    output, default the sum of the floating outputs), its backward, and with ``optimizer`` (``"sgd"``,
     ``"adam"``, ``"adamw"``) one optimizer step; a :class:`~flopaudit.passes.Pass`
     may be given instead. The result's ``phases`` split the cost by phase;
     every backward operator is attributed to the module whose forward made
@@ -355,7 +355,7 @@ def count_meta(
     fallback: Literal["cpu", "raise"] = "cpu",
     no_grad: bool = True,
     pass_: str | Pass = "inference",
-    loss: str | None = None,
+    loss: str | Callable[[Any], Any] | None = None,
     optimizer: str | None = None,
 ) -> ReferenceCount:
     """Build the model on the meta device and count it without allocating weights
