@@ -25,11 +25,17 @@ class ModelInputs:
 
     @classmethod
     def coerce(cls, inputs: Any, kwargs: Mapping[str, Any] | None = None) -> ModelInputs:
-        """Accept a tensor, a tuple/list of args, or a ModelInputs."""
+        """Accept a tensor, a tuple/list of args, a mapping of keyword arguments (a
+        dict, or a tokenizer's ``BatchEncoding``: ``model(**batch)``), or a ModelInputs;
+        ``kwargs`` adds keyword arguments. A mapping whose keys are not all strings
+        cannot be keyword arguments and is one positional argument, as is any mapping
+        inside a tuple (``(batch,)``: ``model(batch)``)."""
         if isinstance(inputs, ModelInputs):
             if kwargs:
                 return cls(inputs.args, {**inputs.kwargs, **kwargs})
             return inputs
+        if isinstance(inputs, Mapping) and all(isinstance(k, str) for k in inputs):
+            return cls((), {**inputs, **(kwargs or {})})
         if inputs is None:
             args: tuple[Any, ...] = ()
         elif isinstance(inputs, (tuple, list)):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import torch
 from conftest import SmallConvNet, TwoInputLinear
+from torch import nn
 
 import flopaudit
+from flopaudit.cli import main
 from flopaudit.isolation import fingerprint
 
 
@@ -35,6 +40,36 @@ def test_audit_takes_several_inputs_and_keywords() -> None:
     frame = flopaudit.audit(KwargsLinear(), (torch.randn(3, 16),), {"scale": torch.randn(3, 16)},
                             backends=["reference", "thop"], isolate=False)
     assert list(frame["macs"]) == [3 * 16 * 32, 3 * 16 * 32]
+
+
+def test_a_mapping_of_inputs_is_the_keyword_arguments(tmp_path: Path) -> None:
+    """``audit(model, batch)`` with a dict, or a tokenizer's ``BatchEncoding`` (a mapping that is
+    not a dict), calls ``model(**batch)``, in the API as for an ``--inputs`` factory; a dict
+    meant as one positional argument goes in a tuple."""
+    from collections import UserDict
+
+    from user_models import MaskedLinear
+
+    expected = 2 * 5 * 8 * 4
+    batch = {"x": torch.randn(2, 5, 8), "mask": torch.ones(2, 5)}
+    for given in (batch, UserDict(batch)):
+        frame = flopaudit.audit(MaskedLinear(), given, backends=["reference", "thop"], isolate=False)
+        assert list(frame["macs"]) == [expected, expected] and set(frame["status"]) == {"ok"}
+
+    class TakesADict(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4, bias=False)
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.fc(batch["x"])
+
+    frame = flopaudit.audit(TakesADict(), (batch,), backends=["reference"], isolate=False)
+    assert list(frame["macs"]) == [expected]
+    assert main(["run", "--models", "user_models:masked_linear", "--inputs", "user_models:tokenizer_style_inputs",
+                 "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())["results"][0]
+    assert (result["status"], result["macs"]) == ("ok", expected)
 
 
 def test_audit_zoo_selects_by_tag_and_glob() -> None:

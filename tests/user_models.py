@@ -86,6 +86,13 @@ def unmasked_inputs() -> dict[str, torch.Tensor]:
     return {"x": torch.randn(2, 5, 8)}
 
 
+def tokenizer_style_inputs() -> Any:
+    """What a Hugging Face tokenizer returns: a ``BatchEncoding``, a mapping that is not a dict."""
+    from collections import UserDict
+
+    return UserDict({"x": torch.randn(2, 5, 8), "mask": torch.ones(2, 5)})
+
+
 class _PositiveMean(nn.Module):
     """Linear(8, 4), then the mean of its positive outputs (``y[y > 0]``: a shape that depends on values)."""
 

@@ -74,7 +74,7 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
     parser.add_argument(
         "--inputs", metavar="MODULE:FUNCTION",
-        help="inputs factory returning a tensor, a tuple of args, a dict of kwargs or flopaudit.inputs.ModelInputs",
+        help="inputs factory returning a tensor, a tuple of args, a dict (or any mapping) of kwargs or flopaudit.inputs.ModelInputs",
     )
     parser.add_argument(
         "--backends", "-b", nargs="+", metavar="BACKEND",

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tags", "-t", nargs="+", metavar="TAG", help="keep only cases with all these tags")
     p.add_argument("--input-shape", metavar="SHAPE", help="input tensor shape, e.g. 1,3,224,224")
     p.add_argument("--inputs", metavar="MODULE:FUNCTION",
-                   help="inputs factory returning a tensor, a tuple of args, a dict of kwargs or ModelInputs")
+                   help="inputs factory returning a tensor, a tuple of args, a dict (or any mapping) of kwargs or ModelInputs")
     p.add_argument("--mode", choices=MODES, default="eval", help="measure in this mode (default: eval)")
     add_placement_args(p)
     p.add_argument("--threads", type=lambda t: _count(t, "--threads", 1), default=None, metavar="N",

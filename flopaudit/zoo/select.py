@@ -58,12 +58,7 @@ def _inputs_maker(shape: tuple[int, ...] | None, factory: str | None) -> Callabl
         fn = load_callable(factory, what="inputs factory")
 
         def make() -> ModelInputs:
-            value = fn()
-            if isinstance(value, ModelInputs):
-                return value
-            if isinstance(value, dict):
-                return ModelInputs((), value)
-            return ModelInputs.coerce(value)
+            return ModelInputs.coerce(fn())
 
         return make
     if shape:
