@@ -149,3 +149,69 @@ def test_the_command_line_process_never_imports_torch_or_runs_the_model(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     cells = _statuses(tmp_path)
     assert cells[("user_models:tiny_linear", "reference")]["macs"] == 3 * 4 * 2
+
+
+def test_files_named_like_modules_in_the_working_directory_do_not_stop_the_workers(tmp_path: Path) -> None:
+    """A project holding ``profile.py`` (ptflops imports the standard one through ``cProfile``),
+    ``signal.py`` and ``random.py`` beside its model: the fork server started as ``python -c``
+    once looked in the working directory first, imported them and died ("EOFError" and a
+    traceback from the command line). The model's own imports still find its files."""
+    (tmp_path / "model.py").write_text("import torch.nn as nn\nfrom helpers import width\n\n\n"
+                                       "def build():\n    return nn.Linear(8, width(), bias=False)\n")
+    (tmp_path / "helpers.py").write_text("def width():\n    return 4\n")
+    for name in ("profile", "signal", "random"):
+        (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('the project file {name}.py was imported')\n")
+    script = Path(sys.executable).with_name("flopaudit")  # (python -m would look in the directory first itself)
+    if not script.is_file():
+        pytest.skip("the flopaudit command is not installed beside this Python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    proc = subprocess.run([str(script), "run", "--models", "model:build", "--input-shape", "2,8",
+                           "--backends", "reference", "ptflops-pytorch", "--no-cache", "--no-progress", "--out", "out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    cells = _statuses(tmp_path / "out")
+    assert cells[("model:build", "reference")]["macs"] == OK_MACS
+    assert cells[("model:build", "ptflops-pytorch")]["status"] == "ok"
+
+
+def _with_preload(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, source: str) -> None:
+    """The fork server of this process made afresh, asked to import module ``name`` too."""
+    import flopaudit.run as run_module
+    from flopaudit.execution.supervisor import stop_fork_server
+
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # (found by the server whether or not it takes this path)
+    real = run_module.preload_modules
+    monkeypatch.setattr(run_module, "preload_modules", lambda *a, **k: [*real(*a, **k), name])
+    stop_fork_server()
+
+
+def test_a_module_the_fork_server_cannot_import_fails_only_where_it_is_needed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A backend package raising something else than ImportError on import (a broken install)
+    killed the fork server, and with it the run; it is now left to the worker that needs it."""
+    import flopaudit
+    from flopaudit.execution.supervisor import stop_fork_server
+
+    _with_preload(monkeypatch, tmp_path, "raises_on_import", "raise RuntimeError('broken install')\n")
+    try:
+        frame = flopaudit.audit_zoo(["linear-3d"], backends=["reference"])
+    finally:
+        stop_fork_server()
+    assert list(frame["status"]) == ["ok"] and int(frame["macs"].iloc[0]) > 0
+
+
+def test_a_fork_server_that_dies_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from flopaudit.execution.supervisor import stop_fork_server
+
+    _with_preload(monkeypatch, tmp_path, "exits_on_import", "import os\nos._exit(3)\n")
+    try:
+        code = main(["run", "--models", "linear-3d", "--backends", "reference", "--no-cache", "--no-progress",
+                     "--out", str(tmp_path / "out")])
+    finally:
+        stop_fork_server()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert "the worker processes could not start" in err and "--no-isolation" in err

@@ -33,12 +33,14 @@ torch thread. This module imports no torch and runs no user code.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
 from typing import Any
@@ -68,6 +70,9 @@ MAX_ATTEMPTS = 3
 """An order whose workers died this many times outside any count fails its remaining backends."""
 START_GRACE_S = 300.0
 """How long a new worker may take to start (the fork server imports torch first)."""
+FORK_SERVER_ENV = "FLOPAUDIT_FORK_SERVER"
+"""Set while a worker starts: the fork server's ``sys.path`` and imports, read by
+:mod:`flopaudit.execution.server_setup` when a start launches the server."""
 
 
 @dataclass
@@ -108,9 +113,21 @@ class Supervisor:
         self.settings = WorkerSettings(threads=threads or 1, max_memory_gb=max_memory_gb,
                                        environment=tuple(os.environ.items()))
         self.ctx = _context(fork)
+        self.server_environment: dict[str, str] = {}
+        """What a start that launches the fork server puts in its environment (read by
+        :mod:`flopaudit.execution.server_setup`, which takes it out again): the caller's
+        ``sys.path`` and the imports, and ``PYTHONSAFEPATH`` so that the server's own
+        start (``python -c``) does not look in the working directory first."""
         if self.ctx.get_start_method() == "forkserver":
-            self.ctx.set_forkserver_preload(["flopaudit.execution.server_setup", "flopaudit.execution.worker",
-                                             *preload, "flopaudit.execution.server_ready"])
+            self.ctx.set_forkserver_preload(["flopaudit.execution.server_setup", "flopaudit.execution.server_ready"])
+            safe_path = "PYTHONSAFEPATH" not in os.environ
+            self.server_environment[FORK_SERVER_ENV] = json.dumps({
+                "sys_path": [os.getcwd() if p == "" else p for p in sys.path],
+                "imports": ["flopaudit.execution.worker", *preload],
+                "unset": ["PYTHONSAFEPATH"] if safe_path else [],
+            })
+            if safe_path:
+                self.server_environment["PYTHONSAFEPATH"] = "1"
         self.workers: list[_Worker] = []
 
     # -- lifecycle ----------------------------------------------------------
@@ -144,7 +161,16 @@ class Supervisor:
     def _start(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(target=serve, args=(child, self.settings), name="flopaudit-worker")
-        process.start()
+        try:
+            with _environment(self.server_environment):  # (read only by a fork server this start launches)
+                process.start()
+        except (EOFError, OSError) as exc:  # the fork server died before it could fork a worker
+            parent.close()
+            child.close()
+            stop_fork_server()
+            raise UserError(f"the worker processes could not start: the fork server that forks them exited "
+                            f"({type(exc).__name__}: {exc}); with --no-isolation (or isolate=False) flopaudit "
+                            "counts in its own process, where the failure shows") from None
         child.close()
         worker = _Worker(process, parent)
         self.workers.append(worker)
@@ -306,6 +332,19 @@ def _kill(w: _Worker) -> None:
         w.conn.close()
     with contextlib.suppress(Exception):
         w.process.join(2)
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` set in this process's environment while the block runs (those already set kept)."""
+    added = [name for name in variables if name not in os.environ]
+    for name in added:
+        os.environ[name] = variables[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def stop_fork_server() -> None:
