@@ -28,6 +28,10 @@ def audit(
 ) -> Any:
     """Count ``model(*inputs, **kwargs)`` with each backend; return a DataFrame.
 
+    ``inputs``: a tensor, a tuple or list of positional arguments (a model taking
+    one list of images is given ``([image],)``), or a mapping of keyword
+    arguments (``model(**batch)``; a tokenizer's output too).
+
     ``pass_="train"`` counts one training step instead (forward, the loss
     ``loss``: a function of the model's output returning a scalar tensor
     (``lambda out: out.loss``), ``"module:function"`` naming one, or by
