@@ -35,7 +35,6 @@ first is a user error, never a silent swap.
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import importlib
 import importlib.util
@@ -45,7 +44,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, did_you_mean
 
 FILE_SUFFIX = ".py"
 
@@ -172,11 +171,8 @@ def load_callable(spec: str, *, what: str = "model") -> Callable[..., Any]:
 def _did_you_mean(name: str, holder: Any, callable_only: bool = False) -> str:
     """`` (did you mean 'X'?)`` for the names of ``holder`` closest to ``name`` (a class
     named as its module is: ``torchaudio.models:wav2letter`` for ``Wav2Letter``), else ""."""
-    names = [n for n in dir(holder) if not n.startswith("_") and n != name
-             and (not callable_only or callable(getattr(holder, n, None)))]
-    lowered = {n.lower(): n for n in names}
-    close = [lowered[n] for n in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.75)]
-    return f" (did you mean {' or '.join(repr(n) for n in close)}?)" if close else ""
+    return did_you_mean(name, (n for n in dir(holder) if not n.startswith("_")
+                               and (not callable_only or callable(getattr(holder, n, None)))))
 
 
 def _import(module_name: str) -> Any:

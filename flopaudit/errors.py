@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """A mistake in what the user asked for (bad name, shape, path).
@@ -25,6 +28,14 @@ class NotApplicable(Exception):
     Raised inside an adapter; the result gets status ``not applicable`` and
     this message as the reason.
     """
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` naming the (up to three) candidates closest to ``name``,
+    letter case aside, for a message about a name that is not there; "" if none is close."""
+    lowered = {c.lower(): c for c in candidates if c != name}
+    close = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.75)]
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 _ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"

@@ -176,6 +176,7 @@ def run_audit(
     if cost is not None and step.train:
         raise UserError("measuring costs times forward passes: it cannot be combined with a training step")
     names = default_backends(step.kind) if backends is None or (not backends and cost is None) else list(backends)
+    names = list(dict.fromkeys(names))  # a backend named twice is counted once
     for name in names:
         get_backend(name)  # validate names before any work
     planned = [plan_case(c) for c in cases]
@@ -461,7 +462,7 @@ def audit_model(
 
     step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
-    names = list(backends or default_backends(step.kind))
+    names = list(dict.fromkeys(backends or default_backends(step.kind)))  # (named twice: counted once)
     for b in names:
         get_backend(b)
     results = tuple(

@@ -33,6 +33,9 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     [
         (["run", "--models", "no_such_model"], "unknown model 'no_such_model'"),
         (["run", "--models", "resnet18", "--backends", "nope"], "unknown backend 'nope'; valid backends: reference"),
+        (["run", "--models", "resnet18", "--backends", "fvcor"], "unknown backend 'fvcor' (did you mean 'fvcore'?)"),
+        (["run", "--models", "resnet-18"], "unknown model 'resnet-18' (did you mean 'resnet18' or"),
+        (["explain", "resnet-18", "--backend", "thop"], "unknown model 'resnet-18' (did you mean 'resnet18' or"),
         (["run", "--tags", "no-such-tag"], "unknown tag(s) no-such-tag"),
         (["run", "--models", "resnet18", "--input-shape", "1,a,3"], "invalid --input-shape '1,a,3'"),
         (["run", "--models", "no_such_pkg_xyz:build", "--input-shape", "1,4"], "cannot import module 'no_such_pkg_xyz'"),
@@ -47,6 +50,15 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 )
 def test_user_mistakes_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
     assert expected in _error_line(capsys, argv)
+
+
+def test_a_backend_named_twice_is_one_column(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["run", "--models", "linear-3d", "--backends", "reference", "thop", "reference", "--no-isolation",
+                 "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[-2:] == ["reference", "thop"] and header.count("reference") == 1
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [r["backend"] for r in results] == ["reference", "thop"]
 
 
 def test_shape_the_model_rejects_names_model_shape_and_error(

@@ -20,7 +20,7 @@ import pkgutil
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, did_you_mean
 
 _runtime: dict[str, tuple[Backend, str]] = {}
 """Backends added with :func:`register_backend`: name -> (descriptor, module of its adapter)."""
@@ -72,7 +72,8 @@ def registration(name: str) -> tuple[Backend, str]:
     try:
         return registry[name]
     except KeyError:
-        raise UserError(f"unknown backend {name!r}; valid backends: {', '.join(registry)}") from None
+        raise UserError(f"unknown backend {name!r}{did_you_mean(name, registry)}; "
+                        f"valid backends: {', '.join(registry)}") from None
 
 
 def get_adapter(name: str) -> Adapter:

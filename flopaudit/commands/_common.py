@@ -169,8 +169,8 @@ def backends_from_args(args: argparse.Namespace) -> list[str]:
     from flopaudit.adapters import get_backend
     from flopaudit.run import default_backends
 
-    names = split_list(args.backends) or default_backends(pass_from_args(args).kind)
-    for name in names:
+    names = list(dict.fromkeys(split_list(args.backends) or default_backends(pass_from_args(args).kind)))
+    for name in names:  # (a backend named twice is one column)
         get_backend(name)  # raises UserError listing the valid names
     return names
 

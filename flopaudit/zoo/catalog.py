@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from flopaudit.callables import is_spec
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, did_you_mean
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 CATALOG_SCHEMA = "flopaudit.zoo-catalog"
@@ -101,7 +101,8 @@ def get_entry(case_id: str) -> CatalogEntry:
     for entry in load_catalog():
         if entry.id == case_id:
             return entry
-    raise UserError(f"unknown model {case_id!r}; run 'flopaudit zoo' to list the valid ones")
+    raise UserError(f"unknown model {case_id!r}{did_you_mean(case_id, (e.id for e in load_catalog()))}; "
+                    "run 'flopaudit zoo' to list the valid ones")
 
 
 def missing_requirement(entry: CatalogEntry) -> str | None:
@@ -136,6 +137,9 @@ def select(
                 continue
             matched = [e for e in catalog if fnmatch.fnmatchcase(e.id, pattern)]
             if not matched:
+                close = did_you_mean(pattern, (e.id for e in catalog))
+                if close:
+                    raise UserError(f"unknown model {pattern!r}{close}; 'flopaudit zoo' lists them all")
                 valid = ", ".join(e.id for e in catalog[:12])
                 raise UserError(
                     f"unknown model {pattern!r}; valid ids include {valid}, ... ('flopaudit zoo' lists all)"
