@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, did_you_mean
 from flopaudit.records import CountResult, Unit
 from flopaudit.units import human
 
@@ -233,7 +233,8 @@ class Convention:
             return cls.parse(f"{rest}:all" + ("/sample" if per_sample else ""))
         known = list(backends)
         if known and head not in known:
-            raise UserError(f"invalid --convention {spec!r}: unknown backend {head!r}; valid: {', '.join(known)}")
+            raise UserError(f"invalid --convention {spec!r}: unknown backend {head!r}{did_you_mean(head, known)}; "
+                            f"valid: {', '.join(known)}")
         if rest.upper() not in UNITS:
             raise UserError(f"invalid --convention {spec!r}: the unit after {head}: must be MAC or FLOP")
         return cls(rest.upper(), head, per_sample=per_sample)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from flopaudit.commands._common import add_count_args, plain, split_list
 from flopaudit.commands.snapshot import count_options
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, did_you_mean
 from flopaudit.fail_on import add_fail_on_argument, check_failures, classes_from_args, report_failures
 from flopaudit.passes import PASSES
 
@@ -140,7 +140,9 @@ def load_selection(root: Path, models: Sequence[str], backends: Sequence[str]) -
     known_backends = backend_names()
     unknown_backends = [b for b in backends if b not in known_backends]
     if unknown_backends:
-        raise UserError(f"unknown backend {unknown_backends[0]!r}; valid backends: {', '.join(known_backends)}")
+        name = unknown_backends[0]
+        raise UserError(f"unknown backend {name!r}{did_you_mean(name, known_backends)}; "
+                        f"valid backends: {', '.join(known_backends)}")
     entries: list[Entry] = []
     for path in paths:
         try:
