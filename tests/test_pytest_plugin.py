@@ -153,11 +153,15 @@ def test_tests_using_the_fixture_get_the_goldens_marker(inner: pytest.Pytester) 
     result.stdout.fnmatch_lines(["*test_flops.py::test_flops PASSED*"])
 
 
-def test_default_backend_is_the_reference(inner: pytest.Pytester) -> None:
+@pytest.fixture
+def reference_loadable() -> None:
     try:
         get_adapter("reference")
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"reference adapter not loadable: {exc}")
+
+
+def test_default_backend_is_the_reference(inner: pytest.Pytester, reference_loadable: None) -> None:
     inner.makepyfile(test_default="""
 import torch
 from torch import nn
@@ -189,15 +193,11 @@ def test_relative_goldens_start_at_the_test_files_directory_wherever_pytest_runs
     inner.runpytest(".").assert_outcomes(passed=2)
 
 
-def test_a_training_step_golden_records_its_pass_and_phases(inner: pytest.Pytester,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """``pass_="train"`` counts forward, backward and the optimizer step: for ``Linear(8, 16,
-    bias=False)`` on a (2, 8) input that needs no gradient, the forward product (256 MACs) and
-    the weight's gradient (256; no input gradient), SGD's update costing no MAC."""
-    try:
-        get_adapter("reference")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"reference adapter not loadable: {exc}")
+def test_a_training_step_golden_records_its_pass_and_phases(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                            reference_loadable: None) -> None:
+    """``pass_="train"`` counts a training step: for ``Linear(8, 16, bias=False)`` on a (2, 8)
+    input that needs no gradient, the forward product (256 MACs) and the weight's gradient (256;
+    no input gradient). Checked as inference, the golden differs; a bad optimizer is one line."""
     inner.makepyfile(test_train="""
 import os
 
