@@ -68,6 +68,14 @@ def test_run_counts_a_training_step(capsys: pytest.CaptureFixture[str], tmp_path
     assert by_backend["torch-flop-counter"]["macs"] == 48
     assert by_backend["thop"]["status"] == "not applicable"
     assert data["environment"]["pass"].startswith("training step")
+    # the reports say what was counted, and show each backend's phases
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Counted: one training step (loss: user_models:squared_loss, optimizer: sgd)." in markdown
+    assert "| model | backend | forward | loss | backward | optimizer | total |" in markdown
+    assert "| user_models:tiny_linear | reference | 24 | 0 | 24 | 0 | 48 |" in markdown
+    assert "| user_models:tiny_linear | thop |" not in markdown  # (not applicable: no count to split)
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="phase-table"' in html and "Counted: one training step" in html
 
 
 def test_inference_results_read_as_they_always_have() -> None:

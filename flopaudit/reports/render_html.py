@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from flopaudit.reports.model import Report
+from flopaudit.reports.phases import phase_table
 from flopaudit.reports.verdict import evidence_text, percent, recommendation_text
 from flopaudit.units import human
 
@@ -94,7 +95,7 @@ def render_html(report: Report) -> str:
         report=report, run=report.run, env=dict(report.run.environment), backends=backends,
         charts=charts, bar_width=BAR_WIDTH, worst=worst, evidence=evidence_text, recommendation=recommendation_text,
         heat_legend=[(r, _heat_color(r)) for r in (0.25, 0.5, 1.0, 2.0, 4.0)], failed_color=FAILED_COLOR,
-        counted=bool(report.run.results), **_cost_context(report),
+        counted=bool(report.run.results), phases=phase_table(report), **_cost_context(report),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flopaudit.reports.model import CellExplanation, Report
+from flopaudit.reports.phases import phase_table
 from flopaudit.reports.verdict import evidence_text, percent, recommendation_text
 from flopaudit.units import human
 
@@ -99,6 +100,18 @@ def _params_section(report: Report, backends: list[str]) -> list[str]:
     return lines + _table(["model", "reference"] + backends, rows) + ([""] + details if details else [])
 
 
+def _phase_section(report: Report) -> list[str]:
+    """A training step's MACs by phase per (model, backend) (nothing for an inference run)."""
+    table = phase_table(report)
+    if table is None:
+        return []
+    rows = [[m, b, *("-" if v is None else human(v) for v in values), human(total)]
+            for m, b, values, total in table.rows]
+    return ["", "## Training step by phase", "",
+            "MACs of each phase as each backend counted it (\"-\": the backend counts the step as a whole).", "",
+            *_table(["model", "backend", *table.phases, "total"], rows)]
+
+
 def render_markdown(report: Report) -> str:
     run = report.run
     if not run.results:  # costs only (flopaudit cost)
@@ -115,6 +128,8 @@ def render_markdown(report: Report) -> str:
         "All counts are normalised to multiply-accumulates (MACs) for the whole batch; each cell shows the "
         "backend's count, its ratio to the reference counter's canonical count and the cell's classification."
     )
+    if env.get("pass"):
+        lines += ["", f"Counted: one {env['pass']}."]
     lines += ["", *verdict_section(report)]
     lines += ["", "## Models x backends", ""]
     rows = []
@@ -123,6 +138,7 @@ def render_markdown(report: Report) -> str:
         ref_text = human(ref.macs) if ref and ref.ok else (ref.status.value if ref else "")
         rows.append([m, ref_text] + [_cell_text(report.cell(m, b)) for b in backends])
     lines += _table(["model", "reference"] + backends, rows)
+    lines += _phase_section(report)
     lines += ["", "## Scorecard", ""]
     srows = []
     for s in report.scores:
