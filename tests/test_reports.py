@@ -367,3 +367,20 @@ def test_cost_section_renders_in_headless_chromium(tmp_path: Path, with_counts: 
     assert "1 layer(s) without FLOPs or time" in text and "and 6 more layers" in text
     if not with_counts:
         _screenshot(page, "cost-900.png", height=2600)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium package (apt-get install chromium)")
+def test_a_training_step_report_renders_its_phases_in_headless_chromium(tmp_path: Path) -> None:
+    """The phase table of a training-step run reads as the rest of the page: its script runs,
+    every text keeps its contrast and nothing is clipped at 900 px."""
+    from flopaudit.cli import main
+    from flopaudit.results_io import load_results
+
+    counted = tmp_path / "counted"
+    assert main(["run", "--models", "user_models:tiny_linear", "--inputs", "user_models:tiny_inputs", "--pass",
+                 "train", "--optimizer", "adamw", "--no-isolation", "--no-cache", "--no-progress",
+                 "--out", str(counted)]) == 0
+    found = _audit_page(load_results(counted / "results.json"), tmp_path / "page")
+    assert found["low"] == [] and found["clipped"] == [], found
+    text = (tmp_path / "page" / "report.html").read_text()
+    assert 'id="phase-table"' in text and "Counted: one training step (loss: sum of outputs, optimizer: adamw)" in text
