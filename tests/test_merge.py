@@ -9,6 +9,7 @@ import pytest
 
 from flopaudit.cli import main
 from flopaudit.commands.merge import merge_runs
+from flopaudit.errors import UserError
 from flopaudit.records import AuditRun, CaseInfo, CountResult, Status, Unit
 from flopaudit.results_io import load_results, write_results
 
@@ -83,6 +84,22 @@ def test_same_torch_versions_need_no_note(tmp_path: Path) -> None:
     b = AuditRun((result("linear-3d", "fvcore", 10),), (), (("torch", "2.14.1"),))
     merged, notes = merge_runs([("a", a), ("b", b)])
     assert notes == [] and "note" not in dict(merged.environment)
+
+
+@pytest.mark.parametrize("key, first, second", [
+    ("pass", "training step (loss: sum of outputs, optimizer: none)", None),
+    ("dtype", "bfloat16", "float16"),
+    ("device", "cuda", None),
+])
+def test_files_that_counted_different_things_are_not_merged(key: str, first: str, second: str | None) -> None:
+    """A training-step shard and a forward-pass shard (or shards of another dtype or device) once
+    merged into one report that called every count by the first file's pass."""
+    a = AuditRun((result("linear-3d", "thop", 10),), (), (("torch", "2.14.1"), (key, first)))
+    b = AuditRun((result("conv2d-bias", "thop", 10),), (), (("torch", "2.14.1"),) + (((key, second),) if second else ()))
+    with pytest.raises(UserError, match=f"the files counted different things \\({key}: {first[:8]}"):
+        merge_runs([("a", a), ("b", b)])
+    merged, _ = merge_runs([("a", a), ("a2", a)], prefer_last=True)
+    assert dict(merged.environment)[key] == first
 
 
 def test_missing_file_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,12 @@
 
 Each input is a ``results.json`` (or the directory holding one). Results
 are joined case by case; a (model, backend) pair found in two files is an
-error unless ``--prefer-last`` lets the later file win. The environment is
-the first file's, plus ``merged_from`` and a note when the files were made
-with different torch versions.
+error unless ``--prefer-last`` lets the later file win. Files that counted
+something else (a training step and a forward pass; another device or
+dtype: :data:`COUNTED_AS`) are not merged: the report states one of each
+for all its counts. The environment is the first file's, plus
+``merged_from`` and a note when the files were made with different torch
+versions.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from flopaudit.errors import UserError
 
 if TYPE_CHECKING:
     from flopaudit.records import AuditRun, CaseInfo, CountResult
+
+#: What a run's environment says of how every count was made, and what its absence means.
+COUNTED_AS = (("pass", "inference"), ("device", "cpu"), ("dtype", "the models' own dtype"))
 
 EPILOG = """examples:
   flopaudit run --shard 1/2 --out part1 && flopaudit run --shard 2/2 --out part2
@@ -64,6 +70,12 @@ def merge_runs(runs: Sequence[tuple[str, AuditRun]], *, prefer_last: bool = Fals
     from flopaudit.records import AuditRun
     if not runs:
         raise UserError("nothing to merge: give at least one results file")
+    for key, default in COUNTED_AS:
+        values = {name: dict(run.environment).get(key, default) for name, run in runs}
+        if len(set(values.values())) > 1:
+            raise UserError(f"the files counted different things ({key}: "
+                            + "; ".join(f"{v} in {n}" for n, v in values.items())
+                            + f"): merge only runs with the same {key}")
     results: dict[tuple[str, str], CountResult] = {}
     origin: dict[tuple[str, str], str] = {}
     cases: dict[str, CaseInfo] = {}
