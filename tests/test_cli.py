@@ -42,6 +42,8 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["run", "--models", "user_models:missing", "--input-shape", "1,4"], "has no attribute 'missing'"),
         (["run", "--models", "user_models:NOT_CALLABLE", "--input-shape", "1,4"], "is not callable"),
         (["run", "--models", "user_models:tiny_linear"], "needs --input-shape"),
+        (["run", "--models", "user_models:tiny_linear", "--inputs", "user_models:inputs_without_return", "--no-cache",
+          "--no-progress"], "inputs factory 'user_models:inputs_without_return' returned None"),
         (["run", "--shard", "3/2"], "invalid --shard '3/2'"),
         (["run", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -43,6 +43,11 @@ def needs_width(width: int) -> nn.Module:
     return nn.Linear(4, width)
 
 
+def inputs_without_return() -> None:
+    """An inputs factory that forgot its ``return``."""
+    torch.randn(3, 4)
+
+
 class EinsumLayer(nn.Module):
     """A custom layer: ``x @ kernel`` written as ``torch.einsum``, with a
     parameter no hook-based counter knows (not named ``weight``)."""

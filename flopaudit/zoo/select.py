@@ -58,7 +58,11 @@ def _inputs_maker(shape: tuple[int, ...] | None, factory: str | None) -> Callabl
         fn = load_callable(factory, what="inputs factory")
 
         def make() -> ModelInputs:
-            return ModelInputs.coerce(fn())
+            value = fn()
+            if value is None:  # (a function that forgot its return)
+                raise UserError(f"inputs factory {factory!r} returned None: return a tensor, a tuple of "
+                                "positional arguments or a dict of keyword arguments")
+            return ModelInputs.coerce(value)
 
         return make
     if shape:
