@@ -103,7 +103,8 @@ PER_NAME = ("reused-module", "module shared by several parents: its parameters a
 PER_CALL = ("reused-module", "module called several times: its parameters are counted at every call")
 FORWARDED = ("reused-module", "a wrapper's weight or bias attribute is the wrapped module's parameter "
              "(torch.compile's OptimizedModule, a PEFT LoRA layer): counted again at the wrapper")
-NEVER_CALLED = ("unsupported", "held by a module that was never called (only called modules are counted)")
+NEVER_CALLED = ("unsupported", "held by a module never called as a module (not run, or run as .forward(), which "
+                                "no hook sees): only called modules are counted")
 
 
 @param_counter("trainable")
