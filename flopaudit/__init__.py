@@ -8,7 +8,7 @@ Python API::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ def audit(
     timeout: float | None = 120.0,
     isolate: bool = True,
     pass_: str = "inference",
-    loss: Any = None,
+    loss: str | Callable[[Any], Any] | None = None,
     optimizer: str | None = None,
 ) -> Any:
     """Count ``model(*inputs, **kwargs)`` with each backend; return a DataFrame.

@@ -95,10 +95,11 @@ class GoldenCheck:
         """Count ``model(*inputs, **kwargs)`` with each backend and compare with ``golden``.
 
         ``pass_="train"`` counts one training step instead, as ``flopaudit run
-        --pass train`` does: the loss ``loss`` (a function of the model's output,
-        or ``"module:function"``; default the sum of the floating outputs), its backward and, with ``optimizer``
-        (``"sgd"``, ``"adam"`` or ``"adamw"``), one optimizer step; the golden
-        records the pass and the MACs of each phase.
+        --pass train`` does: the loss ``loss`` (a function of the model's
+        output, or ``"module:function"``; default the sum of the floating
+        outputs), its backward and, with ``optimizer`` (``"sgd"``, ``"adam"``
+        or ``"adamw"``), one optimizer step; the golden records the pass and
+        the MACs of each phase.
 
         Fails the test (no traceback) when the golden is missing, unreadable
         or differs; with accept on, writes the golden instead. ``tolerance``

@@ -451,7 +451,7 @@ def audit_model(
     timeout: float | None = DEFAULT_TIMEOUT_S,
     isolate: bool = True,
     pass_: str | Pass = "inference",
-    loss: Any = None,
+    loss: str | Callable[[Any], Any] | None = None,
     optimizer: str | None = None,
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this

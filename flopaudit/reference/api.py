@@ -198,9 +198,9 @@ def count(
     ``pass_="train"`` counts one training step instead (:mod:`flopaudit.training`):
     the forward with autograd on (``no_grad`` is ignored) in the mode the
     model is in, the loss (``loss="module:function"`` or a function of the
-    output, default the sum of the floating outputs), its backward, and with ``optimizer`` (``"sgd"``,
-    ``"adam"``, ``"adamw"``) one optimizer step; a :class:`~flopaudit.passes.Pass`
-    may be given instead. The result's ``phases`` split the cost by phase;
+    output, default the sum of the floating outputs), its backward, and with
+    ``optimizer`` (``"sgd"``, ``"adam"``, ``"adamw"``) one optimizer step; a
+    :class:`~flopaudit.passes.Pass` may be given instead. The result's ``phases`` split the cost by phase;
     every backward operator is attributed to the module whose forward made
     the autograd node running it, every optimizer operator to the module
     holding its parameter. Parameters and their ``.grad`` are left as they
