@@ -474,6 +474,21 @@ def test_file_name_round_trip() -> None:
     assert names_from_filename(Path("mymodel.json")) is None
 
 
+def test_a_long_model_id_makes_a_file_name_the_file_system_takes(tmp_path: Path) -> None:
+    """A call spec with many arguments once made a name over 255 bytes ("File name too long" and a
+    traceback from snapshot); a long model part keeps its start and a hash of the whole id, so
+    ids that differ only past the cut get different files, and short ids keep their names."""
+    spec = "timm:create_model('resnet10t', " + ", ".join(f"option_{i}={i}" for i in range(40)) + ")"
+    other = spec.replace("option_39=39", "option_39=40")
+    names = {golden_filename(s, "pytorch-model-summary", kind) for s in (spec, other) for kind in ("inference", "train")}
+    assert len(names) == 4 and all(len(n.encode()) <= 255 for n in names)
+    assert all(n.startswith("timm_create_model_resnet10t_option_0_0_") for n in names)
+    for name in names:
+        write_atomic(tmp_path / name, "{}\n")  # the file system takes it
+        assert names_from_filename(Path(name))[1] == "pytorch-model-summary"
+    assert golden_filename("x" * 160, "fvcore") == "x" * 160 + "--fvcore.json"
+
+
 def _golden(**changes: object) -> Golden:
     base = dict(model="m", backend="b", backend_distribution="b", backend_version="1", torch_version="2",
                 unit="MAC", status="ok", macs=100, raw_total=200, params=7, per_op=(("conv", 100),))

@@ -7,6 +7,7 @@ one file per (model, backend)) or a set of records under ``"goldens"``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -36,12 +37,19 @@ def safe_name(text: str) -> str:
 
 TRAIN_SUFFIX = ".train"
 """Before ``.json`` in the name of a training step's golden: ``gpt2--torch-flop-counter.train.json``."""
+MODEL_PART_MAX = 160
+"""The longest model part of a golden's file name: a longer one (a call spec with many arguments)
+keeps its start and 12 hex digits of a hash of the whole model id, since file systems refuse
+names over 255 bytes (the id itself is inside the file)."""
 
 
 def golden_filename(model: str, backend: str, kind: str = "inference") -> str:
     """File name of the golden for (``model``, ``backend``) in a pass of ``kind``."""
     suffix = TRAIN_SUFFIX if kind == "train" else ""
-    return f"{safe_name(model)}{SEPARATOR}{safe_name(backend)}{suffix}.json"
+    part = safe_name(model)
+    if len(part) > MODEL_PART_MAX:  # (safe names are ASCII: one byte a character)
+        part = part[: MODEL_PART_MAX - 13].rstrip("._+-") + "_" + hashlib.sha1(model.encode()).hexdigest()[:12]
+    return f"{part}{SEPARATOR}{safe_name(backend)}{suffix}.json"
 
 
 def names_from_filename(path: Path) -> tuple[str, str] | None:
