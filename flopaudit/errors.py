@@ -38,6 +38,23 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
+def keyword_inputs_hint(exc: BaseException, args: tuple[object, ...], kwargs: object) -> str:
+    """What to do about ``exc`` if it is what a model taking one mapping argument raises when the
+    mapping was given as the inputs (so as keyword arguments), or a backend's failure caused by
+    that; ``""`` for any other error."""
+    if args or not kwargs:
+        return ""
+    cause: BaseException | None = exc
+    while cause is not None and not (isinstance(cause, TypeError) and any(
+            words in str(cause) for words in ("forward() got an unexpected keyword argument",
+                                              "forward() missing 1 required positional argument"))):
+        cause = cause.__cause__
+    if cause is None:
+        return ""
+    return ("; the inputs were keyword arguments (a mapping given as the inputs is model(**batch)): "
+            "a model taking the mapping as its one argument is given (batch,)")
+
+
 _ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
 _INTEGER_INDICES = ("'indices' to have one of the following scalar types: Long, Int",  # nn.Embedding
                     "tensors used as indices must be long, int, byte or bool")  # x[ids]

@@ -66,6 +66,12 @@ def test_a_mapping_of_inputs_is_the_keyword_arguments(tmp_path: Path) -> None:
 
     frame = flopaudit.audit(TakesADict(), (batch,), backends=["reference"], isolate=False)
     assert list(frame["macs"]) == [expected]
+    unwrapped = flopaudit.audit(TakesADict(), batch, backends=["reference", "torchinfo"], isolate=False)
+    assert set(unwrapped["status"]) == {"error"}
+    assert all("got an unexpected keyword argument 'x'" in e and e.endswith("is given (batch,)")
+               for e in unwrapped["error"])  # (torchinfo's own failure too, caused by it)
+    failing = flopaudit.audit(MaskedLinear(), {"x": torch.randn(2, 5, 7)}, backends=["reference"], isolate=False)
+    assert "(batch,)" not in failing["error"].iloc[0]  # another failure gets no such hint
     assert main(["run", "--models", "user_models:masked_linear", "--inputs", "user_models:tokenizer_style_inputs",
                  "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "results.json").read_text())["results"][0]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flopaudit.adapters.descriptor import Backend
-from flopaudit.errors import NotApplicable
+from flopaudit.errors import NotApplicable, keyword_inputs_hint
 from flopaudit.records import (
     Breakdown,
     CountResult,
@@ -219,7 +219,7 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=error_text(exc),
+                error=error_text(exc) + keyword_inputs_hint(exc, inputs.args, inputs.kwargs),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
