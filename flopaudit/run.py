@@ -357,27 +357,34 @@ class _Plan:
     def run_here(self, progress: ProgressFn | None) -> None:
         """Everything in this process: no timeout, no protection (debugging)."""
         from flopaudit.execution.manifest import reads_watched, take
+        from flopaudit.execution.torch_state import settings_now
         from flopaudit.execution.work import count_prepared, measure_prepared, prepare_case
         from flopaudit.execution.worker import resolve_case
 
         self.report_cached(progress)
         orders = self.orders(may_stay=True) if self.backends else []
-        for order in self.cost_orders(may_stay=True):
-            case = self.cases[order.case_index].case or resolve_case(order.case)
-            prepared = prepare_case(case, self.settings)
-            self.handle(order, CaseBuilt(prepared.info), progress)
-            assert order.cost is not None
-            self.handle(order, Measured(measure_prepared(prepared, order.cost)), progress)
-        for order in orders:
-            with reads_watched():  # (what the cache writes when the order is done is not the model's)
+        at_start = settings_now()  # put back before each case and at the end (flopaudit.execution.torch_state)
+        try:
+            for order in self.cost_orders(may_stay=True):
+                at_start.restore()
                 case = self.cases[order.case_index].case or resolve_case(order.case)
                 prepared = prepare_case(case, self.settings)
                 self.handle(order, CaseBuilt(prepared.info), progress)
-                for j, name in order.backends:
-                    if progress and prepared.model is not None:
-                        progress(order.case_id, name, None)
-                    self.handle(order, Counted(j, count_prepared(prepared, name)), progress)
-            self.handle(order, OrderDone(take()), progress)
+                assert order.cost is not None
+                self.handle(order, Measured(measure_prepared(prepared, order.cost)), progress)
+            for order in orders:
+                at_start.restore()
+                with reads_watched():  # (what the cache writes when the order is done is not the model's)
+                    case = self.cases[order.case_index].case or resolve_case(order.case)
+                    prepared = prepare_case(case, self.settings)
+                    self.handle(order, CaseBuilt(prepared.info), progress)
+                    for j, name in order.backends:
+                        if progress and prepared.model is not None:
+                            progress(order.case_id, name, None)
+                        self.handle(order, Counted(j, count_prepared(prepared, name)), progress)
+                self.handle(order, OrderDone(take()), progress)
+        finally:
+            at_start.restore()
         self.finish_infos()
 
 

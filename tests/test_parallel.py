@@ -296,3 +296,43 @@ def test_a_module_missing_on_an_executors_worker_says_where(tmp_path: Path, monk
         run_audit([CaseRef("only_here_models:build", (1, 4))], ["reference"], executor=pool, strict_inputs=True)
     assert "cannot import module 'only_here_models'" in str(exc.value)
     assert "on worker" in str(exc.value) and "importable on every worker" in str(exc.value)
+
+
+@pytest.mark.parametrize("mode", ["workers", "no isolation", "dask"])
+def test_torch_settings_a_case_changes_do_not_reach_the_next_case(mode: str) -> None:
+    """A factory that makes float64 torch's default dtype (and asks for deterministic algorithms)
+    once did so for every case built after it in the same process: the same Linear(4, 2) then
+    read twice the bytes it reads counted alone. Each case is now built with the settings the
+    process started with, and a run in this process leaves them as they were."""
+    refs = [CaseRef("user_models:float64_by_default", input_shape=(3, 4)),
+            CaseRef("user_models:tiny_linear", input_shape=(3, 4))]
+    if mode == "dask":
+        distributed = pytest.importorskip("distributed")
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                      host="127.0.0.1", dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as client:
+                run = run_audit(refs, ["reference"], executor=client.get_executor(pure=False))
+    else:
+        run = run_audit(refs, ["reference"], jobs=1, isolate=mode == "workers")
+    read = {r.model: dict(r.extra)["bytes_read"] for r in run.results}
+    # input (3, 4) and weight (2, 4): 20 elements read, 8 bytes each in float64, 4 in float32
+    assert read == {"user_models:float64_by_default": 20 * 8, "user_models:tiny_linear": 20 * 4}
+    assert torch.get_default_dtype() is torch.float32 and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_every_setting_taken_is_put_back() -> None:
+    from flopaudit.execution.torch_state import settings_now
+
+    start = settings_now()
+    try:
+        torch.set_default_dtype(torch.float64)
+        torch.set_grad_enabled(False)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.set_anomaly_enabled(True)
+        torch.set_float32_matmul_precision("medium")
+        torch.backends.mha.set_fastpath_enabled(False)
+        torch.set_default_device("meta")
+    finally:
+        changed = start.restore()
+    assert sorted(changed) == sorted(name for name, *_ in start.values) and start.restore() == []
+    assert torch.empty(1).dtype is torch.float32 and torch.empty(1).device.type == "cpu" and torch.is_grad_enabled()

@@ -43,6 +43,13 @@ def needs_width(width: int) -> nn.Module:
     return nn.Linear(4, width)
 
 
+def float64_by_default() -> nn.Module:
+    """``tiny_linear`` built after its factory made float64 torch's default dtype (for the whole process)."""
+    torch.set_default_dtype(torch.float64)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return nn.Linear(4, 2, bias=False)
+
+
 def inputs_without_return() -> None:
     """An inputs factory that forgot its ``return``."""
     torch.randn(3, 4)

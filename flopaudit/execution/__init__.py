@@ -16,7 +16,9 @@
   executor such as a Dask cluster's;
 * :mod:`~flopaudit.execution.memory`: the address-space guard of a phase;
 * :mod:`~flopaudit.execution.meta`: building on the meta device;
-* :mod:`~flopaudit.execution.failures`: results for counts that produced nothing.
+* :mod:`~flopaudit.execution.failures`: results for counts that produced nothing;
+* :mod:`~flopaudit.execution.torch_state`: torch's process-wide settings, put
+  back before each case a process builds.
 """
 
 from __future__ import annotations

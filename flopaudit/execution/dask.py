@@ -147,11 +147,24 @@ def _prepared(task: CountTask) -> Any:
         except UserError as exc:
             raise UserError(f"on worker {platform.node()} (pid {os.getpid()}): {exc}; the model's module must be "
                             "importable on every worker of the cluster, not only here") from None
+        _settings_at_start().restore()  # (flopaudit.execution.torch_state: no case builds with another's settings)
         prepared = prepare_case(case, task.settings)
         _built[key] = prepared
         while len(_built) > KEEP_BUILT:
             _built.popitem(last=False)
         return prepared
+
+
+_AT_START: list[Any] = []
+"""Torch's settings when this process built its first case (:mod:`flopaudit.execution.torch_state`)."""
+
+
+def _settings_at_start() -> Any:
+    from flopaudit.execution.torch_state import settings_now
+
+    if not _AT_START:
+        _AT_START.append(settings_now())
+    return _AT_START[0]
 
 
 def clear_built() -> None:

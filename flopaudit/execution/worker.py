@@ -100,6 +100,9 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
     import torch
 
     torch.set_num_threads(max(1, settings.threads))
+    from flopaudit.execution.torch_state import settings_now
+
+    at_start = settings_now()  # put back before each new case (see flopaudit.execution.torch_state)
     kept: dict[Any, Any] = {}
     while True:
         try:
@@ -111,7 +114,7 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
         from flopaudit.execution.manifest import reads_watched, take
 
         with reads_watched():
-            retire = _serve_order(conn, order, settings, kept, capture)
+            retire = _serve_order(conn, order, settings, kept, capture, at_start)
 
         conn.send(OrderDone(take(), retire))
         if retire:
@@ -119,8 +122,9 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
 
 
 def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[Any, Any],
-                 capture: OutputCapture) -> bool:
-    """Carry out one order; return whether this worker should be replaced afterwards."""
+                 capture: OutputCapture, at_start: Any) -> bool:
+    """Carry out one order; return whether this worker should be replaced afterwards. A new
+    case is built with torch's settings as they were when the worker started (``at_start``)."""
     from flopaudit.errors import UserError
     from flopaudit.execution.memory import looks_out_of_memory, memory_cap
     from flopaudit.execution.work import count_prepared, measure_prepared, name_memory_error, prepare_case
@@ -129,6 +133,7 @@ def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[A
     prepared = kept.get(order.case_key)
     if prepared is None:
         kept.clear()
+        at_start.restore()
         conn.send(PhaseStarted(BUILD))
         try:
             case = resolve_case(order.case)

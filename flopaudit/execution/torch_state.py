@@ -1,0 +1,65 @@
+"""Torch's process-wide settings, taken when a worker starts and put back before each case it builds.
+
+A worker builds and counts many cases one after another. A model's factory
+that calls ``torch.set_default_dtype(torch.float64)`` (or turns autograd off,
+asks for deterministic algorithms...) would otherwise reach every later case
+in that worker: a ``Linear`` built after it is float64 and reads twice the
+bytes it reads when counted alone, so a count would depend on which cases
+shared its worker. Put back: the default dtype and device, grad mode,
+deterministic algorithms (and their warn-only flag), anomaly detection (and
+its NaN check), the float32 matmul precision and the multi-head attention
+fast path.
+# NB: not put back: what a model's code assigns in torch's namespaces (a
+# monkeypatched ``torch.nn.functional`` function) or in other libraries, and
+# modules it imported; within one case, its own settings hold for all its counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TorchSettings:
+    """The settings :func:`settings_now` read: ``(name, value, how to read it, how to set it)``."""
+
+    values: tuple[tuple[str, Any, Callable[[], Any], Callable[[Any], Any]], ...]
+
+    def restore(self) -> list[str]:
+        """Set every setting that changed back; the names of those that had."""
+        changed = []
+        for name, value, read, put in self.values:
+            if read() != value:
+                put(value)
+                changed.append(name)
+        return changed
+
+
+def _readers() -> dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]]:
+    import torch
+
+    readers: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {
+        "default dtype": (torch.get_default_dtype, torch.set_default_dtype),
+        "grad mode": (torch.is_grad_enabled, torch.set_grad_enabled),
+        "deterministic algorithms": (
+            lambda: (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
+            lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1])),
+        "anomaly detection": (
+            lambda: (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
+            lambda v: torch.set_anomaly_enabled(v[0], v[1])),
+        "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+        "attention fast path": (torch.backends.mha.get_fastpath_enabled, torch.backends.mha.set_fastpath_enabled),
+    }
+    if hasattr(torch, "get_default_device"):  # (torch 2.3 and later)
+        readers["default device"] = (torch.get_default_device, torch.set_default_device)
+    return readers
+
+
+def settings_now() -> TorchSettings:
+    """Torch's process-wide settings as they are now."""
+    return TorchSettings(tuple((name, read(), read, put) for name, (read, put) in _readers().items()))
+
+
+__all__ = ["TorchSettings", "settings_now"]
