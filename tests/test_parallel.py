@@ -320,6 +320,17 @@ def test_torch_settings_a_case_changes_do_not_reach_the_next_case(mode: str) -> 
     assert torch.get_default_dtype() is torch.float32 and not torch.are_deterministic_algorithms_enabled()
 
 
+def test_a_case_whose_code_patched_torch_does_not_share_a_worker_with_the_next(tmp_path: Path) -> None:
+    """Cases are counted as they would be alone: one whose factory replaced F.linear (its count has
+    the doubling ``mul``) is followed, in a run with one worker, by a plain Linear without it."""
+    run = run_audit([CaseRef("user_models:patches_linear", input_shape=(3, 4)),
+                     CaseRef("user_models:tiny_linear", input_shape=(3, 4))], ["reference"], jobs=1)
+    ops = {r.model: dict(r.per_op) for r in run.results}
+    assert "aten.mul.Tensor" in ops["user_models:patches_linear"]
+    assert "aten.mul.Tensor" not in ops["user_models:tiny_linear"] and set(ops["user_models:tiny_linear"]) >= {
+        "aten.mm.default"}
+
+
 def test_every_setting_taken_is_put_back() -> None:
     from flopaudit.execution.torch_state import settings_now
 

@@ -50,6 +50,16 @@ def float64_by_default() -> nn.Module:
     return nn.Linear(4, 2, bias=False)
 
 
+def patches_linear() -> nn.Module:
+    """``tiny_linear`` whose factory replaces ``torch.nn.functional.linear`` for the whole process
+    with one that also doubles the result (as a library swapping in its own kernel might)."""
+    import torch.nn.functional as F
+
+    plain = F.linear
+    F.linear = lambda x, w, b=None: plain(x, w, b) * 2
+    return nn.Linear(4, 2, bias=False)
+
+
 def inputs_without_return() -> None:
     """An inputs factory that forgot its ``return``."""
     torch.randn(3, 4)

@@ -25,6 +25,12 @@ The :class:`Supervisor` starts up to ``jobs`` worker processes
 Workers are forked from a fork server that has imported torch and the
 ``preload`` modules once (``multiprocessing``'s ``forkserver``; ``spawn``
 where there is none), so a replacement worker costs a fork, not an import.
+A worker carries out the orders of one case only (a case split between
+workers, the build-only probe before it): an idle worker that built another
+case is replaced before it gets an order, since that case's code ran in it
+(its imports, what it set or patched in torch), and every case is then
+counted as it would be alone (on the default zoo, no slower than reusing
+workers across cases).
 With ``fork=True`` (a Python caller's case that cannot be pickled) they
 are forked from the calling process itself, inheriting the case, on one
 torch thread. This module imports no torch and runs no user code.
@@ -202,7 +208,13 @@ class Supervisor:
             if not idle:
                 return
             order = pending.popleft()
-            worker = next((w for w in idle if w.built == order.case_key), idle[0])
+            worker = next((w for w in idle if w.built == order.case_key), None) or next(
+                (w for w in idle if w.built is None), idle[0])
+            if worker.built is not None and worker.built != order.case_key:
+                # A worker that built another case ran that case's code (its imports, what it set or
+                # patched in torch): the next case goes to a fresh worker, as it would counted alone.
+                self._retire(worker)
+                worker = self._start()
             try:
                 worker.assign(order, now)
             except (BrokenPipeError, OSError):

@@ -1,11 +1,13 @@
-"""Torch's process-wide settings, taken when a worker starts and put back before each case it builds.
+"""Torch's process-wide settings, taken when a process starts building cases and put back before each.
 
-A worker builds and counts many cases one after another. A model's factory
+Where one process builds and counts several cases one after another (a run
+with ``--no-isolation``, a Dask worker; the supervised workers are given one
+case each instead, see :mod:`flopaudit.execution.supervisor`), a model's factory
 that calls ``torch.set_default_dtype(torch.float64)`` (or turns autograd off,
 asks for deterministic algorithms...) would otherwise reach every later case
-in that worker: a ``Linear`` built after it is float64 and reads twice the
+in that process: a ``Linear`` built after it is float64 and reads twice the
 bytes it reads when counted alone, so a count would depend on which cases
-shared its worker. Put back: the default dtype and device, grad mode,
+shared its process. Put back: the default dtype and device, grad mode,
 deterministic algorithms (and their warn-only flag), anomaly detection (and
 its NaN check), the float32 matmul precision and the multi-head attention
 fast path.

@@ -1,4 +1,4 @@
-"""A supervised worker: imports torch and the backends once, then serves many orders.
+"""A supervised worker: forked with torch and the backends imported, it serves the orders of one case.
 
 :func:`serve` runs in a process started by :mod:`flopaudit.execution.supervisor`
 (forked from a fork server that has preloaded torch and the backends). It
@@ -9,7 +9,9 @@ backend prints reaches the terminal (what building and running a model
 printed is kept, cut short, in the case's :class:`~flopaudit.records.CaseInfo`).
 
 For each :class:`~flopaudit.execution.protocol.Order` it builds the case
-(or reuses the case it built for the previous order), runs it, counts it
+(or reuses the case it built for the previous order: the supervisor gives a
+worker orders of one case only, so no case runs after another case's code in
+the same process), runs it, counts it
 with each backend, measures its cost when the order asks (last, so no
 count's work is timed), and reports each step (:mod:`flopaudit.execution.protocol`).
 Each phase may map at most ``--max-memory`` GiB more than the worker held
@@ -100,9 +102,6 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
     import torch
 
     torch.set_num_threads(max(1, settings.threads))
-    from flopaudit.execution.torch_state import settings_now
-
-    at_start = settings_now()  # put back before each new case (see flopaudit.execution.torch_state)
     kept: dict[Any, Any] = {}
     while True:
         try:
@@ -114,7 +113,7 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
         from flopaudit.execution.manifest import reads_watched, take
 
         with reads_watched():
-            retire = _serve_order(conn, order, settings, kept, capture, at_start)
+            retire = _serve_order(conn, order, settings, kept, capture)
 
         conn.send(OrderDone(take(), retire))
         if retire:
@@ -122,9 +121,8 @@ def serve(conn: Any, settings: WorkerSettings) -> None:
 
 
 def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[Any, Any],
-                 capture: OutputCapture, at_start: Any) -> bool:
-    """Carry out one order; return whether this worker should be replaced afterwards. A new
-    case is built with torch's settings as they were when the worker started (``at_start``)."""
+                 capture: OutputCapture) -> bool:
+    """Carry out one order; return whether this worker should be replaced afterwards."""
     from flopaudit.errors import UserError
     from flopaudit.execution.memory import looks_out_of_memory, memory_cap
     from flopaudit.execution.work import count_prepared, measure_prepared, name_memory_error, prepare_case
@@ -133,7 +131,6 @@ def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[A
     prepared = kept.get(order.case_key)
     if prepared is None:
         kept.clear()
-        at_start.restore()
         conn.send(PhaseStarted(BUILD))
         try:
             case = resolve_case(order.case)
