@@ -29,8 +29,7 @@ A worker carries out the orders of one case only (a case split between
 workers, the build-only probe before it): an idle worker that built another
 case is replaced before it gets an order, since that case's code ran in it
 (its imports, what it set or patched in torch), and every case is then
-counted as it would be alone (on the default zoo, no slower than reusing
-workers across cases).
+counted as it would be alone.
 With ``fork=True`` (a Python caller's case that cannot be pickled) they
 are forked from the calling process itself, inheriting the case, on one
 torch thread. This module imports no torch and runs no user code.
