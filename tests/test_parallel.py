@@ -347,3 +347,4 @@ def test_every_setting_taken_is_put_back() -> None:
         changed = start.restore()
     assert sorted(changed) == sorted(name for name, *_ in start.values) and start.restore() == []
     assert torch.empty(1).dtype is torch.float32 and torch.empty(1).device.type == "cpu" and torch.is_grad_enabled()
+    assert torch._C._len_torch_function_stack() == 0  # (no default-device mode left behind: there was none)

@@ -54,9 +54,19 @@ def _readers() -> dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]]:
         "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
         "attention fast path": (torch.backends.mha.get_fastpath_enabled, torch.backends.mha.set_fastpath_enabled),
     }
-    if hasattr(torch, "get_default_device"):  # (torch 2.3 and later)
-        readers["default device"] = (torch.get_default_device, torch.set_default_device)
+    if hasattr(torch, "_GLOBAL_DEVICE_CONTEXT"):
+        readers["default device"] = (_default_device, torch.set_default_device)
     return readers
+
+
+def _default_device() -> Any:
+    """The device ``torch.set_default_device`` set, or None where none was (what puts it back:
+    ``torch.get_default_device()`` reads "cpu" then, and setting "cpu" would leave a
+    ``DeviceContext`` torch function mode active where there was none)."""
+    import torch
+
+    context = getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)  # noqa: SLF001
+    return None if context is None else context.device
 
 
 def settings_now() -> TorchSettings:
