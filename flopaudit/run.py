@@ -167,18 +167,14 @@ def run_audit(
     main module, so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    from flopaudit.adapters import get_backend
-
     step = pass_of(pass_, loss, optimizer)
     if step.loss is not None and not isinstance(step.loss, str):
         raise UserError("zoo cases are counted in worker processes, which cannot be given a function: "
                         "name the loss as 'module:function'")
     if cost is not None and step.train:
         raise UserError("measuring costs times forward passes: it cannot be combined with a training step")
-    names = default_backends(step.kind) if backends is None or (not backends and cost is None) else list(backends)
-    names = list(dict.fromkeys(names))  # a backend named twice is counted once
-    for name in names:
-        get_backend(name)  # validate names before any work
+    names = chosen_backends(
+        default_backends(step.kind) if backends is None or (not backends and cost is None) else backends)
     planned = [plan_case(c) for c in cases]
     settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode, device=device, dtype=dtype,
                             pass_=step)
@@ -209,6 +205,17 @@ def default_backends(kind: str = "inference") -> list[str]:
     from flopaudit.adapters import backends
 
     return [name for name, backend in backends().items() if backend.counts(kind)]
+
+
+def chosen_backends(names: Iterable[str]) -> list[str]:
+    """``names`` checked before any work (an unknown one is a user error listing the valid
+    names), each once in the order first named (a backend named twice is one column)."""
+    from flopaudit.adapters import get_backend
+
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        get_backend(name)
+    return chosen
 
 
 class _Plan:
@@ -463,15 +470,12 @@ def audit_model(
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this
     process), in the mode it is in; ``pass_="train"``: one training step (see :func:`run_audit`)."""
-    from flopaudit.adapters import get_backend
     from flopaudit.execution.work import count_one
     from flopaudit.inputs import ModelInputs
 
     step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
-    names = list(dict.fromkeys(backends or default_backends(step.kind)))  # (named twice: counted once)
-    for b in names:
-        get_backend(b)
+    names = chosen_backends(backends or default_backends(step.kind))
     results = tuple(
         count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
         for b in names

@@ -166,13 +166,9 @@ def strict_inputs(args: argparse.Namespace) -> bool:
 
 def backends_from_args(args: argparse.Namespace) -> list[str]:
     """The backends named, or every backend that counts the pass asked for."""
-    from flopaudit.adapters import get_backend
-    from flopaudit.run import default_backends
+    from flopaudit.run import chosen_backends, default_backends
 
-    names = list(dict.fromkeys(split_list(args.backends) or default_backends(pass_from_args(args).kind)))
-    for name in names:  # (a backend named twice is one column)
-        get_backend(name)  # raises UserError listing the valid names
-    return names
+    return chosen_backends(split_list(args.backends) or default_backends(pass_from_args(args).kind))
 
 
 def default_jobs() -> int:

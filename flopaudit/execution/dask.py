@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import platform
@@ -142,12 +143,13 @@ def _prepared(task: CountTask) -> Any:
         if key in _built:
             _built.move_to_end(key)
             return _built[key]
+        # Before the case's module is imported (its import may set torch's settings for it).
+        _settings_at_start().restore()  # (flopaudit.execution.torch_state: no case builds with another's settings)
         try:
             case = task.case.resolve() if isinstance(task.case, CaseRef) else pickle.loads(task.case)
         except UserError as exc:
             raise UserError(f"on worker {platform.node()} (pid {os.getpid()}): {exc}; the model's module must be "
                             "importable on every worker of the cluster, not only here") from None
-        _settings_at_start().restore()  # (flopaudit.execution.torch_state: no case builds with another's settings)
         prepared = prepare_case(case, task.settings)
         _built[key] = prepared
         while len(_built) > KEEP_BUILT:
@@ -155,16 +157,12 @@ def _prepared(task: CountTask) -> Any:
         return prepared
 
 
-_AT_START: list[Any] = []
-"""Torch's settings when this process built its first case (:mod:`flopaudit.execution.torch_state`)."""
-
-
+@functools.cache
 def _settings_at_start() -> Any:
+    """Torch's settings when this process first built a case (:mod:`flopaudit.execution.torch_state`)."""
     from flopaudit.execution.torch_state import settings_now
 
-    if not _AT_START:
-        _AT_START.append(settings_now())
-    return _AT_START[0]
+    return settings_now()
 
 
 def clear_built() -> None:
