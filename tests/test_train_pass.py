@@ -76,6 +76,8 @@ def test_run_counts_a_training_step(capsys: pytest.CaptureFixture[str], tmp_path
     assert "| user_models:tiny_linear | thop |" not in markdown  # (not applicable: no count to split)
     html = (tmp_path / "report.html").read_text()
     assert 'id="phase-table"' in html and "Counted: one training step" in html
+    # (a sentence of its own: the line break before it is trimmed from the template)
+    assert "canonical count. <strong" in html
 
 
 def test_inference_results_read_as_they_always_have() -> None:
