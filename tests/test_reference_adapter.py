@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from flopaudit.adapters import get_adapter
-from flopaudit.adapters.reference import ReferenceAdapter
+from flopaudit.adapters.reference import ReferenceAdapter, category_facts
 from flopaudit.records import Granularity, Status, Unit
 
 
@@ -107,6 +108,46 @@ def test_category_facts_split_the_canonical_count_by_category() -> None:
     assert sum(v for k, v in extra.items() if k.startswith("macs.")) == result.macs
     assert sum(v for k, v in extra.items() if k.startswith("extra_flops.") and k != "extra_flops.batch_statistics") \
         == extra["extra_flops"]
+
+
+class _EagerAttention(nn.Module):
+    """One head of attention written out as products (as Hugging Face's eager attention and
+    timm's unfused path are), then a product of the values with a batched weight and one
+    with a fixed bank (a buffer), and a product with a second input (a graph's adjacency)."""
+
+    def __init__(self, e: int = 8) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(e, e), nn.Linear(e, e), nn.Linear(e, e)
+        self.stacked = nn.Parameter(torch.randn(1, e, e))
+        self.register_buffer("bank", torch.randn(1, e, e))
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        q, k = self.q(x), self.k(x)
+        scores = (q @ k.transpose(-2, -1)).softmax(-1)
+        weighted = scores @ self.v(x)
+        n = x.shape[0]
+        return (torch.bmm(weighted, self.stacked.expand(n, -1, -1)) + torch.bmm(weighted, self.bank.expand(n, -1, -1))
+                + adjacency @ x + torch.einsum("btc,btc->bt", q, k).unsqueeze(-1))
+
+
+@pytest.mark.parametrize("pass_", ["inference", "train"])
+def test_products_of_two_activations_are_a_fact_of_their_own(pass_: str) -> None:
+    """Batch 2, 5 tokens, width 8: scores 2*5*5*8 MACs and weighted values 2*5*5*8 are
+    products of two activations; the products with the stacked weight and the bank (2*5*8*8
+    each), the one with the adjacency input (2*5*5*8) and the batched dot products of q and k
+    (10 of width 8) are not. In a training step only the forward's count."""
+    from flopaudit.reference import count
+    from flopaudit.reference.operators import BATCHED_PRODUCTS
+
+    model = _EagerAttention()
+    x, adjacency = torch.randn(2, 5, 8), torch.randn(2, 5, 5)
+    result = count(model, (x, adjacency), pass_=pass_)
+    facts = category_facts(result)
+    assert facts["activation_product_macs"] == 2 * (2 * 5 * 5 * 8)
+    products = [e for e in result.events if e.op in BATCHED_PRODUCTS and e.phase == "forward"]
+    assert sorted(e.operands.lower() for e in products) == ["aa", "aa", "aa", "ab", "aw", "xx"]
+    # only batched products carry operands in an inference pass
+    assert pass_ == "train" or all(not e.operands for e in result.events if e.op not in BATCHED_PRODUCTS)
 
 
 def _in_a_fresh_process(count_line: str, *setup: str) -> list[str]:

@@ -181,6 +181,15 @@ def test_family_of(tags: tuple[str, ...], macs: dict[str, int], family: str) -> 
     assert family_of(tags, _ref(**macs)) == family
 
 
+def test_attention_written_out_as_products_makes_a_transformer() -> None:
+    """Eager attention (Hugging Face's BLOOM, Funnel, Gemma 2) runs as matmuls: the reference's
+    ``activation_product_macs`` fact says which of them multiply two activations."""
+    eager = _r("m", "reference", 100, extra=breakdown({"macs.matmul": 100, "activation_product_macs": 8}))
+    assert family_of((), eager) == "transformers"
+    assert family_of((), _ref(matmul=100)) == "MLPs and other layers"
+    assert family_of(("conv",), eager) == "convnets"  # zoo tags first
+
+
 def test_family_of_a_model_with_a_layer_no_counter_prices() -> None:
     cell = CellExplanation("m", "thop", "ok", "unsupported", 10, 100, 10,
                            (_cause("unsupported", "no rule for MyBlock modules", -90),))

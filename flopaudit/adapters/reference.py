@@ -134,8 +134,18 @@ def category_facts(result: Any) -> dict[str, int]:
     of ``conv`` and ``matmul``), plus ``extra_flops.batch_statistics``: what
     the eval-mode batch norms would add if they computed batch statistics
     (training), ``STATS - EVAL`` FLOPs per element by the reference's norm
-    formulas. These are what ``flopaudit match`` combines into conventions."""
+    formulas. These are what ``flopaudit match`` combines into conventions.
+    Also ``activation_product_macs``: the MACs (a part of ``macs.matmul``) of
+    forward batched products (:data:`~flopaudit.reference.operators.BATCHED_PRODUCTS`)
+    of two activations (no parameter, buffer or model input) making a matrix per batch
+    element (a batched dot product, ``einsum("nc,nc->n")``, makes a number): what
+    attention written out as products (``q @ k.transpose(-2, -1)``, then the
+    weighted values) computes, which the verdict takes for attention.
+    # NB: products against a copy of a buffer are products of activations (MoCo's
+    # logits against its queue of keys, ``queue.clone().detach()``).
+    """
     from flopaudit.reference.formulas.norm import EVAL_FLOPS_PER_ELEMENT, STATS_FLOPS_PER_ELEMENT
+    from flopaudit.reference.operators import BATCHED_PRODUCTS
     from flopaudit.reference.rulesets import numel
 
     out = {}
@@ -151,6 +161,11 @@ def category_facts(result: Any) -> dict[str, int]:
     )
     if eval_elements:
         out["extra_flops.batch_statistics"] = (STATS_FLOPS_PER_ELEMENT - EVAL_FLOPS_PER_ELEMENT) * eval_elements
+    between = sum(e.macs for e in result.events
+                  if e.op in BATCHED_PRODUCTS and e.phase == "forward" and e.operands and set(e.operands) <= {"A", "a"}
+                  and e.output_shapes and len(e.output_shapes[0]) >= 3 and e.output_shapes[0][-1] > 1)
+    if between:
+        out["activation_product_macs"] = between
     return out
 
 

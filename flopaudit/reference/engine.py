@@ -173,6 +173,10 @@ class _Recorder:
         """Set when a training step is recorded (:meth:`start_step`), else None."""
         self.stepping_optimizer = False
         """True while a training step's optimizer step runs."""
+        self.inputs = ModelInputs((), {})
+        """The pass's inputs (:func:`record`)."""
+        self.input_ids: set[int] | None = None
+        """Ids of the inputs' tensors, once :meth:`_learn_operands` has run."""
 
     # -- a training step (flopaudit.training runs it; these are its StepHooks) ----
 
@@ -180,11 +184,21 @@ class _Recorder:
         """Record a training step from here on: phases, backward attribution, operand kinds."""
         self.links = GradientLinks()
         self.step_phase = "forward"
+        self._learn_operands(model, inputs)
+        self.frames_at: dict[str, ModuleFrame] = {}
+        self.frames_of_events: dict[int, ModuleFrame] = {}
+        self.optimizer_events: list[tuple[Any, ...]] = []
+        """The optimizer's events until it is over: (index, operator facts, priced call, custom
+        Function, ids of its tensor arguments); recorded by :meth:`optimizer_tensors`."""
+
+    def _learn_operands(self, model: nn.Module, inputs: ModelInputs) -> None:
+        """What :meth:`_operands` reads: the model's parameters and the inputs' tensors."""
         self.operand_kinds: dict[int, str] = {}
-        """``id(parameter)`` -> ``"E"`` (held by an embedding module) or ``"W"``."""
+        """``id(parameter)`` -> ``"E"`` (held by an embedding module) or ``"W"``; ``id(buffer)`` -> ``"B"``."""
         self.param_paths: dict[int, str] = {}
         """``id(parameter)`` -> path of the module holding it (its first holder)."""
         self.modules_by_path: dict[str, nn.Module] = {}
+        buffers: list[torch.Tensor] = []
         for path, module in model.named_modules():
             self.modules_by_path[path] = module
             kind = "E" if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) else "W"
@@ -192,12 +206,17 @@ class _Recorder:
                 if p is not None and id(p) not in self.param_paths:
                     self.param_paths[id(p)] = path
                     self.operand_kinds[id(p)] = kind
+            buffers.extend(b for b in module._buffers.values() if b is not None)
+        for b in buffers:
+            self.operand_kinds.setdefault(id(b), "B")
         self.input_ids = {id(t) for t in inputs.tensors()}
-        self.frames_at: dict[str, ModuleFrame] = {}
-        self.frames_of_events: dict[int, ModuleFrame] = {}
-        self.optimizer_events: list[tuple[Any, ...]] = []
-        """The optimizer's events until it is over: (index, operator facts, priced call, custom
-        Function, ids of its tensor arguments); recorded by :meth:`optimizer_tensors`."""
+
+    def _inference_operands(self, tensors: Sequence[torch.Tensor]) -> str:
+        """:meth:`_operands` in an inference pass (asked for batched products only: the
+        parameters and inputs are looked at on the first)."""
+        if self.input_ids is None:
+            self._learn_operands(self.model, self.inputs)
+        return self._operands(tensors)
 
     def phase(self, name: str) -> None:
         assert self.links is not None
@@ -464,6 +483,8 @@ class _Recorder:
         phase, forward_event, operands = "forward", -1, ""
         if links is None:
             where = self.frames[-1] if self.frames else self.outside
+            if facts.batched_product:
+                operands = self._inference_operands(tensors)
         else:
             phase = self.phase_now()
             if phase == "optimizer":
@@ -706,6 +727,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     :func:`~flopaudit.reference.patching.patched`).
     """
     recorder = _Recorder(model, cache)
+    recorder.inputs = ModelInputs(tuple(args), dict(kwargs or {}))
     handles = []
     try:
         if module_hooks:
@@ -726,12 +748,12 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
                 tracing, tracking_autograd_functions(recorder, namespaces), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
             warnings.filterwarnings("ignore", _GLOBAL_HOOKS_WARNING, UserWarning)
+            inputs = recorder.inputs
             if step is not None and step.train:
-                inputs = ModelInputs(tuple(args), dict(kwargs or {}))
                 recorder.start_step(model, inputs)
                 recorder.rec.notes.extend(train_step(model, inputs, step, hooks=recorder).notes)
             else:
-                model(*args, **dict(kwargs or {}))
+                model(*inputs.args, **inputs.kwargs)
         return recorder.finish()
     finally:
         recorder.buffers.restore()

@@ -92,9 +92,12 @@ class OpEvent:
     operands: str = ""
     """In a training step, one letter per tensor input (``input_shapes`` order)
     saying what it is: ``W`` a parameter, ``E`` a parameter of an embedding
-    module, ``X`` one of the model's inputs, ``A`` another tensor; upper case
+    module, ``B`` a buffer (a fixed filter bank, a queue of keys), ``X`` one of
+    the model's inputs, ``A`` another tensor; upper case
     if it requires a gradient, lower case if not (``w``: a frozen parameter,
-    ``x``: an input that needs no gradient). Empty in an inference pass."""
+    ``x``: an input that needs no gradient). In an inference pass only for
+    batched products (:data:`~flopaudit.reference.operators.BATCHED_PRODUCTS`),
+    empty for every other operator."""
     integer: bool = False
     """Its results are integer or boolean tensors, every one (index arithmetic, masks):
     counters that price every elementwise product (torchprofile) price these too."""

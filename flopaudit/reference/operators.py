@@ -74,6 +74,9 @@ class OperatorFacts:
     """``written`` or ``stats_written``: a call may write to one of its arguments."""
     op: Any = None
     """The operator itself."""
+    batched_product: bool = False
+    """One of :data:`BATCHED_PRODUCTS`: an inference pass records its operands too (see
+    :attr:`~flopaudit.reference.events.OpEvent.operands`)."""
 
     @functools.cached_property
     def signature(self) -> Signature | None:
@@ -92,7 +95,13 @@ def operator_facts(func: Any) -> OperatorFacts:
     name = op_key(func) if isinstance(func, torch._ops.HigherOrderOperator) else str(func)
     return OperatorFacts(name, fn, formula_name(fn) if fn is not None else "", _is_view(schema),
                          func in QUERIES, written, stats_written, META_SHORTCUTS.get(func),
-                         bool(written or stats_written), func)
+                         bool(written or stats_written), func, name in BATCHED_PRODUCTS)
+
+
+#: Products of batches of matrices: eager attention's scores and weighted values
+#: (``q @ k.transpose(-2, -1)``, ``torch.einsum`` over heads) run as these, and so do
+#: products with batched weights (a mixture of experts' stacked expert matrices).
+BATCHED_PRODUCTS = frozenset({"aten.bmm.default", "aten.baddbmm.default", "aten.matmul.default"})
 
 
 def _is_view(schema: Any) -> bool:
@@ -231,4 +240,4 @@ def _composite_kernel(func: Any) -> Callable[..., Any] | None:
     return functools.partial(func._op_dk, key)
 
 
-__all__ = ["CONTROL_FLOW", "META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]
+__all__ = ["BATCHED_PRODUCTS", "CONTROL_FLOW", "META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]

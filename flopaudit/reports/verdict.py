@@ -221,7 +221,8 @@ def causes_text(cell: CellExplanation) -> str:
 def family_of(tags: Iterable[str], reference: CountResult | None, cells: Sequence[CellExplanation] = ()) -> str:
     """A model's family: from its zoo tags (:data:`FAMILY_TAGS`), else from what
     the reference counted (``macs.<category>`` facts): any RNN MACs make an RNN,
-    any attention products a transformer; a layer some counter has no rule for
+    any attention products a transformer (a fused attention kernel's, or attention
+    written out as products of activations: ``activation_product_macs``); a layer some counter has no rule for
     carrying at least 1% of the work makes custom layers; convolutions holding
     :data:`CONVNET_CONV_SHARE` of the MACs or more a convnet (ConvNeXt's
     pointwise layers are Linear: its convolutions hold 7% of its MACs, an
@@ -240,7 +241,7 @@ def family_of(tags: Iterable[str], reference: CountResult | None, cells: Sequenc
     total = sum(macs.values())
     if macs.get("rnn"):
         return "RNNs"
-    if macs.get("attention"):
+    if macs.get("attention") or facts.get("activation_product_macs"):
         return "transformers"
     if any(c.kind == "unsupported" and c.rule.startswith(NO_RULE_PREFIX) and abs(share(c.macs, cell)) >= 0.01
            for cell in cells for c in cell.causes):
