@@ -21,6 +21,7 @@ from flopaudit.records import (
     breakdown,
 )
 from flopaudit.reports import build_report, render_csv, render_json, render_markdown, write_reports
+from flopaudit.reports.render_html import render_html
 
 REF = 1_000_000  # canonical MACs of the synthetic model
 
@@ -116,6 +117,19 @@ def test_scorecard() -> None:
     assert scores["torch-flop-counter"].exact_canonical == 1 and scores["torch-flop-counter"].exact_own_rules == 1
     assert scores["torchinfo"].unexplained == 1
     assert scores["ptflops-aten"].ok == 0 and scores["ptflops-aten"].failed == 1
+    assert scores["fvcore"].version == "1"
+
+
+def test_a_backend_without_a_version_reads_as_a_dash_in_the_scorecard() -> None:
+    """A backend that is not installed (or whose import package is another's) has no
+    version on record: the scorecard says "-" rather than leaving ", MAC" behind."""
+    run = _run()
+    results = tuple(dataclasses.replace(r, backend_version="") if r.backend == "ptflops-aten" else r
+                    for r in run.results)
+    report = build_report(dataclasses.replace(run, results=results))
+    assert {s.backend: s.version for s in report.scores}["ptflops-aten"] == "-"
+    assert "| ptflops-aten | - | MAC |" in render_markdown(report)
+    assert "ptflops-aten<span class=\"small\">-, MAC</span>" in render_html(report)
 
 
 def test_markdown_json_csv() -> None:

@@ -218,7 +218,8 @@ def score_backend(backend: str, run: AuditRun, cells: list[CellExplanation]) -> 
     first = results[0] if results else None
     return BackendScore(
         backend=backend,
-        version=first.backend_version if first else "",
+        # ("-": no version on record, a backend that is not installed or is shadowed by another's package)
+        version=next((r.backend_version for r in results if r.backend_version), "-"),
         unit=first.unit.value if first else "",
         models=len(mine),
         ok=len(ok),
