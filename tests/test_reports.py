@@ -132,6 +132,23 @@ def test_a_backend_without_a_version_reads_as_a_dash_in_the_scorecard() -> None:
     assert "ptflops-aten<span class=\"small\">-, MAC</span>" in render_html(report)
 
 
+def test_the_heat_maps_farthest_column_is_the_farthest_count() -> None:
+    """fvcore's 0.8x is the farthest count of ``net``: the timed-out and the not-applicable
+    cells beside it do not stand in its place (their own columns say so); a model no backend
+    counted reads a failure's status, one where none applies '-'."""
+    import math
+
+    run = _run()
+    torchstat = _r("torchstat", None, status=Status.NOT_APPLICABLE, error="feeds one image")
+    html = render_html(build_report(dataclasses.replace(run, results=(*run.results, torchstat))))
+    assert f'<td data-sort="{abs(math.log2(0.8))}">0.800x</td>' in html
+    failed = tuple(r for r in run.results if r.backend in ("reference", "ptflops-aten"))
+    assert '<td data-sort="1000000000.0">timeout</td>' in render_html(
+        build_report(dataclasses.replace(run, results=(*failed, torchstat))))
+    alone = (run.results[0], torchstat)
+    assert '<td data-sort="0.0">-</td>' in render_html(build_report(dataclasses.replace(run, results=alone)))
+
+
 def test_markdown_json_csv() -> None:
     report = build_report(_run())
     md = render_markdown(report)

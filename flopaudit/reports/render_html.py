@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from flopaudit.records import Status
 from flopaudit.reports.model import Report
 from flopaudit.reports.phases import phase_table
 from flopaudit.reports.verdict import evidence_text, percent, recommendation_text
@@ -66,12 +67,19 @@ def _bars(report: Report, model: str) -> list[dict[str, Any]]:
 
 
 def _farthest(report: Report, model: str) -> tuple[float, str]:
-    """The distance from 1x of the model's farthest cell and how it reads (``0.072x``, ``error``)."""
+    """The distance from 1x of the model's farthest count and how it reads (``0.072x``); where no
+    backend counted the model, a failure's status (``error``). A backend that does not apply
+    to the model (``not applicable``) is no distance, and a failure beside counts hides none of
+    them: its own column says it failed."""
     cells = [c for c in report.cells if c.model == model]
-    if not cells:
-        return 0.0, "-"
-    far = max(cells, key=lambda c: distance(c.ratio))
-    return distance(far.ratio), f"{far.ratio:.3f}x" if far.ratio is not None else far.status
+    counted = [c for c in cells if c.ratio is not None]
+    if counted:
+        far = max(counted, key=lambda c: distance(c.ratio))
+        return distance(far.ratio), f"{far.ratio:.3f}x"
+    failed = [c for c in cells if c.status not in (Status.OK.value, Status.NOT_APPLICABLE.value)]
+    if failed:
+        return distance(None), failed[0].status
+    return 0.0, "-"
 
 
 def render_html(report: Report) -> str:
