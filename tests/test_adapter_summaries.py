@@ -189,6 +189,40 @@ def test_pytorch_model_summary_show_input_is_recorded(show_input: bool) -> None:
     assert r.params == (8 * 27 + 8) + 16 + 90
 
 
+def test_pytorch_model_summary_names_the_module_whose_output_it_refused() -> None:
+    """Its hook takes tensors, tuples and lists only ("Object not supported"): the error says
+    which shown module gave what (a Hugging Face model's ``BaseModelOutputWithPast``, here a dict;
+    ``nn.MultiheadAttention``'s ``None`` weights)."""
+    _needs("pytorch-model-summary")
+
+    class DictOut(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"hidden": x * 2}
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.head = DictOut(), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x)["hidden"])
+
+    r = get_adapter("pytorch-model-summary").count(Model(), torch.randn(2, 4))
+    assert r.status is Status.ERROR
+    assert "the output of module 'body' (DictOut) is or holds a dict" in (r.error or "")
+
+    class Attends(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    r = get_adapter("pytorch-model-summary").count(Attends(), torch.randn(1, 3, 4))
+    assert "the output of module 'attn' (MultiheadAttention) is or holds None" in (r.error or "")
+
+
 @pytest.mark.parametrize("backend", ["torchsummary", "torchstat"])
 def test_backends_that_make_float32_inputs_do_not_apply_to_a_bfloat16_model(backend: str) -> None:
     """torchsummary and torchstat build their own float32 inputs from sizes: a bfloat16 model would fail in its

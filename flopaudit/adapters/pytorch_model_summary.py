@@ -97,9 +97,16 @@ class PytorchModelSummaryAdapter(Adapter):
         from pytorch_model_summary import summary
 
         opts = self.options()
-        text = summary(model, *inputs.args, show_input=opts["show_input"], max_depth=opts["max_depth"],
-                       show_hierarchical=opts["show_hierarchical"], batch_size=opts["batch_size"],
-                       print_summary=False)
+        try:
+            text = summary(model, *inputs.args, show_input=opts["show_input"], max_depth=opts["max_depth"],
+                           show_hierarchical=opts["show_hierarchical"], batch_size=opts["batch_size"],
+                           print_summary=False)
+        except Exception as exc:
+            refused = _refused_object(exc, model) if str(exc) == _REFUSED else None
+            if refused is None:
+                raise
+            raise BackendFailure("pytorch-model-summary's hook reads the shapes of each shown module's inputs and "
+                                 f"outputs and takes tensors, tuples and lists only ({_REFUSED!r}): {refused}") from exc
         totals = {kind: int(n.replace(",", "")) for kind, n in _TOTALS.findall(text)}
         if "Total" not in totals:
             raise BackendFailure("pytorch_model_summary printed no 'Total params' line")
@@ -110,6 +117,41 @@ class PytorchModelSummaryAdapter(Adapter):
             params=totals["Total"],
             extra={"params_trainable": totals.get("Trainable", 0), "rows": rows},
         )
+
+
+_REFUSED = "Object not supported"
+"""What pytorch-model-summary's hook raises on an input or output that is not a tensor, a tuple or a list."""
+
+
+def _refused_object(exc: BaseException, model: nn.Module) -> str | None:
+    """Which shown module's input or output the hook refused, and what it was, read from the
+    frames of ``exc``'s traceback (``hook(module, input, output)`` -> ``shapes(x)`` ->
+    ``_shapes(_)``); None where they are not there."""
+    hook: dict[str, Any] | None = None
+    shaped: Any = None
+    refused: Any = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_globals.get("__name__") == "pytorch_model_summary.model_summary":
+            name, local = frame.f_code.co_name, frame.f_locals
+            if name == "hook":
+                hook = local
+            elif name == "shapes":
+                shaped = local.get("x")
+            elif name == "_shapes":
+                refused = local.get("_")
+        tb = tb.tb_next
+    if hook is None or "module" not in hook:
+        return None
+    module = hook["module"]
+    path = next((n for n, m in model.named_modules() if m is module), None)
+    where = f"module '{path}' ({type(module).__name__})" if path else f"the model ({type(module).__name__})"
+    kind = type(refused)
+    named = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    what = "None" if refused is None else f"a {named}"
+    which = "output" if shaped is not None and shaped is hook.get("output") else "input"
+    return f"the {which} of {where} is or holds {what}"
 
 
 __all__ = ["PytorchModelSummaryAdapter"]
