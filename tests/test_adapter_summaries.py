@@ -84,6 +84,34 @@ def test_torchsummary_counts_per_call_and_only_weight_and_bias() -> None:
     assert r.params == 2 * (16 + 4)  # two calls of fc, two rows; the root's token never
 
 
+def test_torchsummary_names_the_module_whose_output_has_no_size() -> None:
+    """Its hook takes ``output.size()`` (each element's of a tuple): a layer returning
+    ``(out, None)`` (Hugging Face's DINOv2 attention) or an int beside a tensor (SegFormer's
+    patch embedding returns the height and width) fails there; the error names the layer."""
+    _needs("torchsummary")
+
+    class Pair(nn.Module):
+        def __init__(self, extra: object) -> None:
+            super().__init__()
+            self.proj, self.extra = nn.Linear(4, 4), extra
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, object]:
+            return self.proj(x), self.extra
+
+    class Model(nn.Module):
+        def __init__(self, extra: object) -> None:
+            super().__init__()
+            self.block = Pair(extra)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(x)[0]
+
+    for extra, named in ((None, "None"), (3, "an int")):
+        r = get_adapter("torchsummary").count(Model(extra), torch.randn(2, 4))
+        assert r.status is Status.ERROR
+        assert f"the output of module 'block' (Pair) is or holds {named}" in (r.error or ""), r.error
+
+
 def test_torchsummary_not_applicable_to_keyword_or_integer_inputs() -> None:
     _needs("torchsummary")
     r = get_adapter("torchsummary").count(nn.Embedding(10, 4), torch.randint(0, 10, (2, 3)))

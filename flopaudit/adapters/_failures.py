@@ -4,7 +4,10 @@ Old counters assert shapes without a message (torchstat's ``assert
 len(inp.size()) == 2``, calflops' ``assert weight.shape[1] * groups ==
 input.shape[1]``): a result reading "AssertionError: " says nothing.
 :func:`located_assertions` re-raises such an assertion with the function,
-file, line and source of the check that failed.
+file, line and source of the check that failed. Hook-based counters fail
+inside their hooks on a module's input or output that they cannot read:
+:func:`frame_locals`, :func:`module_named` and :func:`type_named` let an
+adapter say which module gave what.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import contextlib
 import linecache
 import traceback
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def failed_assertion(exc: AssertionError) -> str:
@@ -36,4 +43,33 @@ def located_assertions() -> Iterator[None]:
         raise AssertionError(failed_assertion(exc)).with_traceback(exc.__traceback__) from exc
 
 
-__all__ = ["failed_assertion", "located_assertions"]
+def frame_locals(exc: BaseException, module: str, function: str) -> dict[str, Any] | None:
+    """The variables of the innermost call of ``function`` (code of the Python module named
+    ``module``) in ``exc``'s traceback, as they were when it raised; None if it is not there."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == function and frame.f_globals.get("__name__") == module:
+            found = frame.f_locals
+        tb = tb.tb_next
+    return found
+
+
+def module_named(model: nn.Module, module: Any) -> str:
+    """``module 'encoder.layer.0' (Dinov2Layer)``, or ``the model (Net)`` for the root (or a module
+    not in ``model``)."""
+    path = next((n for n, m in model.named_modules() if m is module), "")
+    return f"module '{path}' ({type(module).__name__})" if path else f"the model ({type(module).__name__})"
+
+
+def type_named(value: Any) -> str:
+    """``None``, ``a dict``, ``an int``, ``a transformers.modeling_outputs.BaseModelOutputWithPast``."""
+    if value is None:
+        return "None"
+    kind = type(value)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+__all__ = ["failed_assertion", "frame_locals", "located_assertions", "module_named", "type_named"]

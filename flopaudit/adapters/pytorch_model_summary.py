@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._failures import frame_locals, module_named, type_named
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import BackendFailure, NotApplicable
@@ -127,31 +128,14 @@ def _refused_object(exc: BaseException, model: nn.Module) -> str | None:
     """Which shown module's input or output the hook refused, and what it was, read from the
     frames of ``exc``'s traceback (``hook(module, input, output)`` -> ``shapes(x)`` ->
     ``_shapes(_)``); None where they are not there."""
-    hook: dict[str, Any] | None = None
-    shaped: Any = None
-    refused: Any = None
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_globals.get("__name__") == "pytorch_model_summary.model_summary":
-            name, local = frame.f_code.co_name, frame.f_locals
-            if name == "hook":
-                hook = local
-            elif name == "shapes":
-                shaped = local.get("x")
-            elif name == "_shapes":
-                refused = local.get("_")
-        tb = tb.tb_next
+    here = "pytorch_model_summary.model_summary"
+    hook, shapes, refused = (frame_locals(exc, here, f) for f in ("hook", "shapes", "_shapes"))
     if hook is None or "module" not in hook:
         return None
-    module = hook["module"]
-    path = next((n for n, m in model.named_modules() if m is module), None)
-    where = f"module '{path}' ({type(module).__name__})" if path else f"the model ({type(module).__name__})"
-    kind = type(refused)
-    named = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    what = "None" if refused is None else f"a {named}"
+    shaped = shapes.get("x") if shapes is not None else None
     which = "output" if shaped is not None and shaped is hook.get("output") else "input"
-    return f"the {which} of {where} is or holds {what}"
+    what = type_named(refused.get("_") if refused is not None else None)
+    return f"the {which} of {module_named(model, hook['module'])} is or holds {what}"
 
 
 __all__ = ["PytorchModelSummaryAdapter"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._failures import frame_locals, module_named, type_named
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import MetaSupport
@@ -187,6 +188,12 @@ class TorchsummaryAdapter(Adapter):
                 _, local = call_reading_locals(impl.summary, impl, _TOTALS, model, input_size,
                                                batch_size=opts["batch_size"], device=opts["device"])
             except AttributeError as exc:
+                unread = _unread_shape(exc, model) if "has no attribute 'size'" in str(exc) else None
+                if unread is not None:
+                    raise BackendFailure(
+                        "torchsummary's hook reads input[0].size() and output.size() (each element's of a tuple "
+                        "or list) of every module but the root, nn.Sequential and nn.ModuleList: " + unread
+                    ) from exc
                 if "'int' object has no attribute 'numpy'" not in str(exc):
                     raise
                 raise BackendFailure(
@@ -208,6 +215,24 @@ class TorchsummaryAdapter(Adapter):
                 "rows": len(local["summary"]),
             },
         )
+
+
+def _unread_shape(exc: BaseException, model: nn.Module) -> str | None:
+    """Which module's input or output torchsummary's hook could not take a shape of, and what
+    it was (from the hook's frame in ``exc``'s traceback); None where the hook is not there."""
+    import torch
+
+    hook = frame_locals(exc, "torchsummary.torchsummary", "hook")
+    if hook is None or "module" not in hook:
+        return None
+    inputs, output = hook.get("input") or (None,), hook.get("output")
+    if not isinstance(inputs[0], torch.Tensor):
+        which, value = "input", inputs[0]
+    else:
+        which = "output"
+        held = output if isinstance(output, (list, tuple)) else (output,)
+        value = next((o for o in held if not isinstance(o, torch.Tensor)), output)
+    return f"the {which} of {module_named(model, hook['module'])} is or holds {type_named(value)}"
 
 
 __all__ = ["DISTRIBUTIONS", "SHARED_FILES", "TorchsummaryAdapter"]
