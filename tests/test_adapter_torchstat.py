@@ -64,6 +64,8 @@ def test_failed_assertion_is_located(adapter) -> None:  # noqa: ANN001
     r = adapter.count(model, torch.randn(1, 3, 4, 4))
     assert r.status is Status.ERROR
     assert "compute_Linear_madd" in (r.error or "") and "assert len(inp.size()) == 2" in (r.error or "")
+    # and which layer it was counting, on what
+    assert "; counting module '2' (Linear) on an input of shape 1x4x16" in (r.error or ""), r.error
 
 
 def test_class_call_patches_are_undone(adapter) -> None:  # noqa: ANN001

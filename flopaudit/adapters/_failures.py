@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import linecache
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,13 +34,16 @@ def failed_assertion(exc: AssertionError) -> str:
 
 
 @contextlib.contextmanager
-def located_assertions() -> Iterator[None]:
+def located_assertions(at: Callable[[BaseException], str | None] | None = None) -> Iterator[None]:
     """Re-raise an ``AssertionError`` from the block with :func:`failed_assertion` as its message
-    (and the original traceback, so that the error still says where it was raised)."""
+    (and the original traceback, so that the error still says where it was raised), followed by
+    what ``at`` reads of it (the layer being counted), if anything."""
     try:
         yield
     except AssertionError as exc:
-        raise AssertionError(failed_assertion(exc)).with_traceback(exc.__traceback__) from exc
+        where = at(exc) if at is not None else None
+        message = failed_assertion(exc) + (f"; {where}" if where else "")
+        raise AssertionError(message).with_traceback(exc.__traceback__) from exc
 
 
 def frame_locals(exc: BaseException, module: str, function: str) -> dict[str, Any] | None:

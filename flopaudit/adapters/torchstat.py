@@ -164,7 +164,7 @@ class TorchstatAdapter(Adapter):
         classes = {type(m) for m in model.modules()}
         with call_methods_restored(classes), contextlib.redirect_stdout(printed), torch.random.fork_rng(), \
                 reseeded_at_first_call(model):  # its torch.rand input draws first
-            with located_assertions():
+            with located_assertions(lambda exc: _layer_counted(exc, model)):
                 nodes = ModelStat(model, input_size, query_granularity=1)._analyze_model()
         paths = {n for n, _ in model.named_modules()}
         flops = madd = params = read = write = 0
@@ -200,6 +200,20 @@ class TorchstatAdapter(Adapter):
                 "inference_memory_kib": round(memory_mb * 1024),
             },
         )
+
+
+def _layer_counted(exc: BaseException, model: nn.Module) -> str | None:
+    """The layer torchstat's per-layer formulas (``compute_madd``, ``compute_flops``, ``compute_memory``)
+    were counting when ``exc`` was raised, and its input's shape; None if none was."""
+    from flopaudit.adapters._failures import frame_locals, module_named
+
+    for where in ("compute_madd", "compute_flops", "compute_memory"):
+        local = frame_locals(exc, f"torchstat.{where}", where)
+        if local is not None and "module" in local:
+            inp = local.get("inp")
+            shape = f" on an input of shape {'x'.join(map(str, inp.shape))}" if hasattr(inp, "shape") else ""
+            return f"counting {module_named(model, local['module'])}{shape}"
+    return None
 
 
 __all__ = ["TorchstatAdapter", "UNIT_NOTE"]
