@@ -306,6 +306,9 @@ def test_torchprofile_fails_on_grouped_query_attention_and_says_which_check() ->
     assert r.status is Status.ERROR
     assert "_scaled_dot_product_attention (handlers.py:" in (r.error or "")
     assert "heads == prod(k[1:-2])" in (r.error or ""), r.error
+    # and what it was pricing
+    assert ("; pricing aten::scaled_dot_product_attention on inputs of shape 1x4x5x8, 1x2x5x8, 1x2x5x8 "
+            "(grouped-query attention: fewer key/value heads than query heads)") in (r.error or ""), r.error
 
 
 def test_torchprofile_lists_operators_without_handlers() -> None:

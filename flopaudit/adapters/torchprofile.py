@@ -161,7 +161,8 @@ class TorchprofileAdapter(Adapter):
         from flopaudit.adapters.base import count_params
 
         bound = BoundCall(model, inputs)
-        with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs, located_assertions():
+        with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs, \
+                located_assertions(_node_counted):
             warnings.simplefilter("always")
             per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
         graph = graphs[0] if len(graphs) == 1 else None  # (None: torchprofile traced in a way not known here)
@@ -263,6 +264,30 @@ def _graphs_kept() -> Iterator[list[Any]]:
     with namespaces_restored([profile_module]):
         profile_module.trace = keeping
         yield graphs
+
+
+def _node_counted(exc: BaseException) -> str | None:
+    """The graph node torchprofile's handler was pricing when ``exc`` was raised: its operator, its
+    inputs' shapes and its module scope (``q 1x4x8x8, k 1x2x8x8``: grouped-query attention has
+    fewer key/value heads than query heads, which its attention handler asserts away); None if none."""
+    tb, node = exc.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_globals.get("__name__") == "torchprofile.handlers" and "node" in frame.f_locals:
+            node = frame.f_locals["node"]
+        tb = tb.tb_next
+    if node is None:
+        return None
+    shapes = ", ".join("x".join(map(str, v.shape)) if v.shape else "scalar" for v in getattr(node, "inputs", ())
+                       if getattr(v, "shape", None) is not None)
+    scope = getattr(node, "scope", "")
+    operator = getattr(node, "operator", "?")
+    text = f"pricing {operator} on inputs of shape {shapes or '-'}" + (f" in {scope}" if scope else "")
+    tensors = [v.shape for v in getattr(node, "inputs", ())[:2] if getattr(v, "shape", None)]
+    if operator == "aten::scaled_dot_product_attention" and len(tensors) == 2 and len(tensors[0]) == len(
+            tensors[1]) >= 3 and math.prod(tensors[0][1:-2]) > math.prod(tensors[1][1:-2]):
+        text += " (grouped-query attention: fewer key/value heads than query heads)"
+    return text
 
 
 __all__ = ["INTEGER_PRODUCTS", "NUMBER_DIVISIONS", "SIZE_ARITHMETIC", "SIZE_DERIVED_WORK", "TorchprofileAdapter",
