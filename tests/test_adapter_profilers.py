@@ -474,6 +474,34 @@ def test_torchprofile_prices_the_mean_of_attention_weights_the_model_returns() -
     assert _predicted("torchprofile", AttentionWithWeights(), x) == returned.macs - declared
 
 
+@pytest.mark.parametrize("pass_", ["inference", "train"])
+def test_calflops_does_not_apply_to_inputs_it_cannot_move(pass_: str) -> None:
+    """calflops calls ``.to(device)`` on every keyword argument's value (where there are any, else
+    on every positional argument): a flag or a list of tensors stops it before the model runs
+    ("'bool' object has no attribute 'to'"); a positional flag beside keyword arguments is never moved."""
+    from flopaudit.inputs import ModelInputs
+    from flopaudit.passes import pass_of
+
+    class Flagged(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, scale: bool = False) -> torch.Tensor:
+            return self.fc(x) * (2 if scale else 1)
+
+    adapter = _adapter("calflops")
+    step = pass_of(pass_)
+    x = torch.randn(2, 4)
+    for inputs, named in ((ModelInputs((x, True)), "a bool as argument 1"),
+                          (ModelInputs((), {"x": x, "scale": True}), "a bool as scale")):
+        r = adapter.count(Flagged(), inputs, pass_=step)
+        assert r.status is Status.NOT_APPLICABLE, r.error
+        assert "calflops moves every input with .to(device)" in (r.error or "") and named in (r.error or "")
+    r = adapter.count(Flagged(), ModelInputs((x,), {"scale": x.new_ones(())}), pass_=step)
+    assert r.status is Status.OK and r.macs == 2 * 4 * 4 * (3 if pass_ == "train" else 1)
+
+
 def test_calflops_on_a_model_without_parameters_fails_where_calflops_reads_them() -> None:
     """calflops reads ``next(model.parameters()).device``: the error says so, located in calflops."""
     _adapter("calflops")

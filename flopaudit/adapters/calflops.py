@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
-from flopaudit.errors import BackendFailure
+from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -102,8 +102,6 @@ BACKEND = Backend(
         "quantized model has no parameter left (its weights are packed objects): StopIteration",
         "params-lazy": "calflops fails: it counts parameters before the forward, when a lazy "
         "module's are still uninitialised (ValueError); a crash is not predicted",
-        "dict-io": "calflops fails: it moves every positional input with .to(device) and this model takes a dict "
-        "(AttributeError); a crash is not predicted, the report shows the cell as an error",
         "buffers-only": "calflops fails: it reads next(model.parameters()).device and this model has no parameters "
         "(StopIteration); a crash is not predicted",
         "conv2d-unbatched": "calflops fails: its conv formula asserts weight.shape[1] * groups == input.shape[1], "
@@ -113,8 +111,6 @@ BACKEND = Backend(
         "lstm-packed-sequence": "calflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
         "static-quantized-residual": "calflops fails: it reads next(model.parameters()).device, and a statically "
         "quantized model has no parameter left (its weights are packed objects): StopIteration",
-        "kv-cache-decode": "calflops fails: it moves every positional input with .to(device), which the cache "
-        "object has not (AttributeError)",
         "scripted-module": "calflops fails: its forward pre-hooks cannot be registered on a ScriptModule",
     },
     order=110,
@@ -181,6 +177,7 @@ class CalflopsAdapter(Adapter):
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.module_paths import first_names
 
+        _check_movable(inputs)
         names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = CalFlopsPipline.end_flops_calculate
@@ -221,6 +218,23 @@ class CalflopsAdapter(Adapter):
             params=int(params),
             per_module=per_module,
             extra={"flops": round(flops), "params_trainable": int(params)},
+        )
+
+
+def _check_movable(inputs: ModelInputs) -> None:
+    """calflops moves its inputs to the model's device with ``.to(device)``: every keyword
+    argument's value where there are any, else every positional argument. A model given one
+    that has no ``.to`` (a flag, a list of images, a dict of targets) cannot be counted by it:
+    :class:`NotApplicable` (its ``AttributeError: 'bool' object has no attribute 'to'``)."""
+    from flopaudit.adapters._failures import type_named
+
+    moved = list(inputs.kwargs.items()) if inputs.kwargs else [(f"#{i}", a) for i, a in enumerate(inputs.args)]
+    refused = [f"{type_named(value)} as {name if not name.startswith('#') else 'argument ' + name[1:]}"
+               for name, value in moved if not callable(getattr(value, "to", None))]
+    if refused:
+        raise NotApplicable(
+            "calflops moves every input with .to(device) (each keyword argument's value where there are any, "
+            f"else each positional argument); this model takes {', '.join(refused)}"
         )
 
 
