@@ -193,3 +193,31 @@ def test_nothing_reaches_the_terminal(adapter, capfd: pytest.CaptureFixture[str]
     out, err = capfd.readouterr()
     assert out == "" and err == ""
 
+
+
+class _PassThrough(nn.Module):
+    """A wrapper answering every name its wrapped module has, as PEFT's ``LoraModel`` does."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.model = inner
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def test_a_wrapper_passing_names_through_is_named_where_thop_registers_its_buffers(adapter) -> None:  # noqa: ANN001
+    """thop registers ``total_ops`` on the wrapped module first (children before parents), and the
+    wrapper then answers ``total_ops`` through its ``__getattr__``: register_buffer's KeyError
+    ("attribute 'total_ops' already exists") becomes a sentence naming the wrapper."""
+    model = nn.Sequential(_PassThrough(nn.Linear(4, 4)))
+    r = adapter.count(model, torch.randn(2, 4))
+    assert r.status is Status.ERROR
+    assert ("module '0' (_PassThrough) already answers total_ops through its __getattr__ (it passes names "
+            "through to another module): register_buffer refuses it") in (r.error or ""), r.error

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount, count_instances
 from flopaudit.adapters.descriptor import MetaSupport
+from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -118,7 +119,13 @@ class ThopAdapter(Adapter):
         # thop prints "[INFO] Register ..." for every rule when report_missing
         # is on; keep its output here and pass on only the warnings.
         with contextlib.redirect_stdout(printed):
-            total_ops, total_params, layers = profile(target, inputs=tuple(inputs.args), **opts)
+            try:
+                total_ops, total_params, layers = profile(target, inputs=tuple(inputs.args), **opts)
+            except KeyError as exc:
+                taken = _attribute_taken(exc, model)
+                if taken is None:
+                    raise
+                raise BackendFailure(taken) from exc
 
         tree = {"": total_ops, **_flatten_layer_info(layers)}
         if inputs.kwargs:
@@ -140,6 +147,28 @@ class ThopAdapter(Adapter):
                                         lambda m: repr(type(m)) in warned),
             warnings=messages,
         )
+
+
+def _attribute_taken(exc: KeyError, model: nn.Module) -> str | None:
+    """thop registers buffers ``total_ops`` and ``total_params`` on every module, and
+    ``register_buffer`` refuses a name the module already answers (a wrapper whose
+    ``__getattr__`` passes names through to the module it wraps, as PEFT's do, answers it
+    once the wrapped module has its buffer): which module, and how it answers; None where
+    ``exc`` is not that."""
+    from torch import nn
+
+    from flopaudit.adapters._failures import frame_locals, module_named
+
+    text = str(exc.args[0]) if exc.args else ""
+    local = frame_locals(exc, "thop.profile", "add_hooks")
+    name = next((n for n in ("total_ops", "total_params") if f"'{n}' already exists" in text), None)
+    if local is None or name is None or not isinstance(local.get("m"), nn.Module):
+        return None
+    module = local["m"]
+    how = ("through its __getattr__ (it passes names through to another module)"
+           if name not in vars(module) and not hasattr(type(module), name) else "as an attribute of its own")
+    return (f"thop registers buffers total_ops and total_params on every module, and {module_named(model, module)} "
+            f"already answers {name} {how}: register_buffer refuses it ({exc.args[0]})")
 
 
 def _flatten_layer_info(layers: LayerInfo, prefix: str = "") -> dict[str, float]:
