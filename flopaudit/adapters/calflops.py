@@ -35,6 +35,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._failures import type_named
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import BackendFailure, NotApplicable
@@ -85,6 +86,21 @@ def collectors_emptied(module: Any) -> Iterator[None]:
         empty()
 
 
+def _check_movable(inputs: ModelInputs) -> None:
+    """calflops moves its inputs to the model's device with ``.to(device)``: every keyword
+    argument's value where there are any, else every positional argument. A model given one
+    that has no ``.to`` (a flag, a list of images, a dict of targets) cannot be counted by it:
+    :class:`NotApplicable` (its ``AttributeError: 'bool' object has no attribute 'to'``)."""
+    moved = list(inputs.kwargs.items()) if inputs.kwargs else [(f"#{i}", a) for i, a in enumerate(inputs.args)]
+    refused = [f"{type_named(value)} as {name if not name.startswith('#') else 'argument ' + name[1:]}"
+               for name, value in moved if not callable(getattr(value, "to", None))]
+    if refused:
+        raise NotApplicable(
+            "calflops moves every input with .to(device) (each keyword argument's value where there are any, "
+            f"else each positional argument); this model takes {', '.join(refused)}"
+        )
+
+
 BACKEND = Backend(
     name="calflops",
     adapter="CalflopsAdapter",
@@ -115,6 +131,7 @@ BACKEND = Backend(
     },
     order=110,
     passes=("inference", "train"),
+    inputs_check=_check_movable,
 )
 
 
@@ -177,7 +194,7 @@ class CalflopsAdapter(Adapter):
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.module_paths import first_names
 
-        _check_movable(inputs)
+        _check_movable(inputs)  # (BACKEND.inputs_check)
         names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = CalFlopsPipline.end_flops_calculate
@@ -218,23 +235,6 @@ class CalflopsAdapter(Adapter):
             params=int(params),
             per_module=per_module,
             extra={"flops": round(flops), "params_trainable": int(params)},
-        )
-
-
-def _check_movable(inputs: ModelInputs) -> None:
-    """calflops moves its inputs to the model's device with ``.to(device)``: every keyword
-    argument's value where there are any, else every positional argument. A model given one
-    that has no ``.to`` (a flag, a list of images, a dict of targets) cannot be counted by it:
-    :class:`NotApplicable` (its ``AttributeError: 'bool' object has no attribute 'to'``)."""
-    from flopaudit.adapters._failures import type_named
-
-    moved = list(inputs.kwargs.items()) if inputs.kwargs else [(f"#{i}", a) for i, a in enumerate(inputs.args)]
-    refused = [f"{type_named(value)} as {name if not name.startswith('#') else 'argument ' + name[1:]}"
-               for name, value in moved if not callable(getattr(value, "to", None))]
-    if refused:
-        raise NotApplicable(
-            "calflops moves every input with .to(device) (each keyword argument's value where there are any, "
-            f"else each positional argument); this model takes {', '.join(refused)}"
         )
 
 

@@ -16,10 +16,14 @@ import importlib.machinery
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flopaudit.records import Granularity, Unit
+
+if TYPE_CHECKING:
+    from flopaudit.inputs import ModelInputs
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,11 @@ class Backend:
     pass) and/or ``train`` (one training step, :meth:`Adapter._count_train`). A run counts
     with the backends of its pass by default; a backend asked for another pass is ``not
     applicable`` with :meth:`pass_reason`."""
+
+    inputs_check: Callable[[ModelInputs], None] | None = field(default=None, compare=False)
+    """Raises :class:`~flopaudit.errors.NotApplicable` where the backend cannot be given these
+    inputs at all (calflops moves each with ``.to(device)``): its adapter checks before counting,
+    and the reference predicts no count for it."""
 
     def __post_init__(self) -> None:
         if not self.name or not self.adapter or not self.module:

@@ -285,7 +285,15 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     as_traced: dict[tuple[Pass, bool], tuple[Any, frozenset[int] | None] | None] = {}
     overridden: dict[tuple[Pass, Any], tuple[Any, frozenset[int] | None] | None] = {}
     taken_over_in: dict[int, bool] = {}  # id(recording) -> did a tensor subclass take a patched call over?
+    from flopaudit.adapters import get_backend
+
     for backend, ruleset in rulesets.items():
+        check = get_backend(backend).inputs_check
+        if check is not None:
+            try:
+                check(inputs)
+            except NotApplicable:
+                continue  # a backend that cannot be given these inputs counts nothing to predict
         k = key(ruleset)
         source = recordings.get(k)
         if source is None and k not in failed:
