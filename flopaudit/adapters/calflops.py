@@ -91,9 +91,8 @@ def _check_movable(inputs: ModelInputs) -> None:
     argument's value where there are any, else every positional argument. A model given one
     that has no ``.to`` (a flag, a list of images, a dict of targets) cannot be counted by it:
     :class:`NotApplicable` (its ``AttributeError: 'bool' object has no attribute 'to'``)."""
-    moved = list(inputs.kwargs.items()) if inputs.kwargs else [(f"#{i}", a) for i, a in enumerate(inputs.args)]
-    refused = [f"{type_named(value)} as {name if not name.startswith('#') else 'argument ' + name[1:]}"
-               for name, value in moved if not callable(getattr(value, "to", None))]
+    moved = list(inputs.kwargs.items()) if inputs.kwargs else [(f"argument {i}", a) for i, a in enumerate(inputs.args)]
+    refused = [f"{type_named(value)} as {name}" for name, value in moved if not callable(getattr(value, "to", None))]
     if refused:
         raise NotApplicable(
             "calflops moves every input with .to(device) (each keyword argument's value where there are any, "

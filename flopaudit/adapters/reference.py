@@ -242,6 +242,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     leaves its rulesets unpredicted. Both are said in ``notes`` (one line per
     backend, ``"<backend>: ..."``), never raised: the reference count stands.
     """
+    from flopaudit.adapters import get_backend
     from flopaudit.errors import NotApplicable
     from flopaudit.reference.backend_rulesets import backend_rulesets
     from flopaudit.reference.engine import HOOK_SENSITIVE_OPS
@@ -285,8 +286,6 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     as_traced: dict[tuple[Pass, bool], tuple[Any, frozenset[int] | None] | None] = {}
     overridden: dict[tuple[Pass, Any], tuple[Any, frozenset[int] | None] | None] = {}
     taken_over_in: dict[int, bool] = {}  # id(recording) -> did a tensor subclass take a patched call over?
-    from flopaudit.adapters import get_backend
-
     for backend, ruleset in rulesets.items():
         check = get_backend(backend).inputs_check
         if check is not None:
