@@ -6,7 +6,7 @@ with it); its functions import torch when they run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +98,7 @@ class ModelInputs:
 
         def one(v: Any) -> str:
             if isinstance(v, torch.Tensor):
-                return "x".join(str(s) for s in v.shape) or "scalar"
+                return shape_text(v.shape)
             if isinstance(v, (tuple, list)):
                 return "(" + ", ".join(one(x) for x in v) + ")"
             if isinstance(v, Mapping):
@@ -106,6 +106,11 @@ class ModelInputs:
             return type(v).__name__
         parts = [one(a) for a in self.args] + [f"{k}={one(v)}" for k, v in self.kwargs.items()]
         return "(" + ", ".join(parts) + ")"
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as it reads in messages: ``1x3x224x224``, ``scalar`` for ``()``."""
+    return "x".join(str(s) for s in shape) or "scalar"
 
 
 def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:

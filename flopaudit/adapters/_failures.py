@@ -46,14 +46,17 @@ def located_assertions(at: Callable[[BaseException], str | None] | None = None) 
         raise AssertionError(message).with_traceback(exc.__traceback__) from exc
 
 
-def frame_locals(exc: BaseException, module: str, function: str) -> dict[str, Any] | None:
-    """The variables of the innermost call of ``function`` (code of the Python module named
-    ``module``) in ``exc``'s traceback, as they were when it raised; None if it is not there."""
+def frame_locals(exc: BaseException, module: str, function: str | None = None,
+                 holding: str | None = None) -> dict[str, Any] | None:
+    """The variables of the innermost call of ``function`` (any function where None) of the
+    Python module named ``module`` in ``exc``'s traceback (one whose variables include
+    ``holding``, if given), as they were when it raised; None if it is not there."""
     found = None
     tb = exc.__traceback__
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code.co_name == function and frame.f_globals.get("__name__") == module:
+        if (function is None or frame.f_code.co_name == function) and frame.f_globals.get("__name__") == module \
+                and (holding is None or holding in frame.f_locals):
             found = frame.f_locals
         tb = tb.tb_next
     return found

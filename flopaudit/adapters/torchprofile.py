@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import located_assertions
+from flopaudit.adapters._failures import frame_locals, located_assertions
 from flopaudit.adapters._restore import namespaces_restored
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
@@ -270,15 +270,13 @@ def _node_counted(exc: BaseException) -> str | None:
     """The graph node torchprofile's handler was pricing when ``exc`` was raised: its operator, its
     inputs' shapes and its module scope (``q 1x4x8x8, k 1x2x8x8``: grouped-query attention has
     fewer key/value heads than query heads, which its attention handler asserts away); None if none."""
-    tb, node = exc.__traceback__, None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_globals.get("__name__") == "torchprofile.handlers" and "node" in frame.f_locals:
-            node = frame.f_locals["node"]
-        tb = tb.tb_next
-    if node is None:
+    from flopaudit.inputs import shape_text
+
+    handler = frame_locals(exc, "torchprofile.handlers", holding="node")
+    if handler is None:
         return None
-    shapes = ", ".join("x".join(map(str, v.shape)) if v.shape else "scalar" for v in getattr(node, "inputs", ())
+    node = handler["node"]
+    shapes = ", ".join(shape_text(v.shape) for v in getattr(node, "inputs", ())
                        if getattr(v, "shape", None) is not None)
     scope = getattr(node, "scope", "")
     operator = getattr(node, "operator", "?")

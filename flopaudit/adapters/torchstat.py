@@ -206,12 +206,13 @@ def _layer_counted(exc: BaseException, model: nn.Module) -> str | None:
     """The layer torchstat's per-layer formulas (``compute_madd``, ``compute_flops``, ``compute_memory``)
     were counting when ``exc`` was raised, and its input's shape; None if none was."""
     from flopaudit.adapters._failures import frame_locals, module_named
+    from flopaudit.inputs import shape_text
 
     for where in ("compute_madd", "compute_flops", "compute_memory"):
         local = frame_locals(exc, f"torchstat.{where}", where)
         if local is not None and "module" in local:
             inp = local.get("inp")
-            shape = f" on an input of shape {'x'.join(map(str, inp.shape))}" if hasattr(inp, "shape") else ""
+            shape = f" on an input of shape {shape_text(inp.shape)}" if hasattr(inp, "shape") else ""
             return f"counting {module_named(model, local['module'])}{shape}"
     return None
 
