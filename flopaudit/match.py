@@ -12,7 +12,9 @@ number they can mean (:func:`candidates`):
 * conventions built from the reference's ``macs.<category>`` and
   ``extra_flops.<category>`` facts (:func:`~flopaudit.adapters.reference.category_facts`):
   the MACs of any non-empty set of contraction categories (convolutions,
-  matmuls, attention products, RNN gates: attention left out, say) plus any
+  matmuls, attention products, RNN gates: attention left out, say; attention
+  written out as batched products of activations is a category of its own,
+  ``activation-products``, taken out of ``matmul``) plus any
   set of the extra work (conv and linear bias, norms, activations, pooling,
   softmax, elementwise ops...), in MAC units (each extra FLOP one unit, as
   counters that add a bias as a MAC do) and in FLOP units (2 per MAC plus
@@ -65,6 +67,11 @@ EXTRA_LABELS = {
 }
 """How the extra FLOPs of each category read in a convention (bias adds are
 the extra FLOPs of ``conv`` and ``matmul``)."""
+
+ACTIVATION_PRODUCTS = "activation-products"
+"""Contraction category: the batched products of two activations that the reference finds in ``matmul``
+(``activation_product_macs``, :func:`~flopaudit.adapters.reference.category_facts`): attention written out
+as ``q @ k.transpose(-2, -1)`` and the weighted values, which a fused kernel counts as ``attention``."""
 
 BATCH_STATISTICS = "batch-statistics"
 """Spec token: eval-mode batch norms priced as if they computed batch statistics."""
@@ -284,6 +291,11 @@ class Counts:
         macs = {k.split(".", 1)[1]: v for k, v in facts.items() if k.startswith("macs.") and v}
         extra = {k.split(".", 1)[1]: v for k, v in facts.items()
                  if k.startswith("extra_flops.") and v and k != "extra_flops.batch_statistics"}
+        products = facts.get("activation_product_macs", 0)
+        if products and macs.get("matmul", 0) >= products:  # eager attention: a category of its own
+            macs["matmul"] -= products
+            macs = {k: v for k, v in macs.items() if v}
+            macs[ACTIVATION_PRODUCTS] = products
         if not macs:
             macs = {"all": reference.macs}  # results written before the category facts existed
         backends: dict[str, int] = {}

@@ -141,6 +141,29 @@ def test_counts_from_results_use_predictions_for_backends_that_failed() -> None:
     assert counts.macs == {"conv": 1000, "matmul": 100} and counts.extra == {"norm": 40}
 
 
+def test_eager_attention_products_are_a_category_of_their_own() -> None:
+    """The reference's ``activation_product_macs`` (attention written out as products of activations)
+    are taken out of ``matmul``, so a convention can leave eager attention out as it leaves ``attention`` out."""
+    ref = CountResult(
+        model="m", backend="reference", backend_version="", torch_version="", unit=Unit.MAC, status=Status.OK,
+        macs=1300, raw_total=1300, batch_size=1,
+        extra=breakdown({"macs.conv": 1000, "macs.matmul": 300, "activation_product_macs": 120}),
+    )
+    counts = Counts.from_results("m", [ref])
+    assert counts.macs == {"conv": 1000, "matmul": 180, "activation-products": 120}
+    every = Convention.parse("MAC:all").resolve(counts)
+    assert every.value(counts) == 1300 and every.departures(counts) == 0
+    left_out = Convention.parse("MAC:conv,matmul").resolve(counts)
+    assert left_out.value(counts) == 1180
+    assert "(activation-products left out)" in left_out.describe(counts)
+    only_products = CountResult(
+        model="m", backend="reference", backend_version="", torch_version="", unit=Unit.MAC, status=Status.OK,
+        macs=120, raw_total=120, batch_size=1,
+        extra=breakdown({"macs.matmul": 120, "activation_product_macs": 120}),
+    )
+    assert Counts.from_results("m", [only_products]).macs == {"activation-products": 120}
+
+
 # --- published figures through the command line ---------------------------------------------------------------
 
 
@@ -216,6 +239,20 @@ def test_convention_prints_one_value(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0
     out_elements = 110_592 // (3 * 9)
     assert f"({110_592 + out_elements})" in lines[-1], lines
+
+
+@pytest.mark.parametrize(("model", "category"), [("attention-matmul", "activation-products"),
+                                                ("attention-sdpa", "attention")])
+def test_attention_left_out_eager_or_fused(capsys: pytest.CaptureFixture[str], model: str, category: str) -> None:
+    """The same 4-head self-attention (zoo: (2, 6, 16), heads of 4) written with ``@`` or through SDPA: the
+    attention products are one category either way, so leaving attention out leaves the four projections."""
+    from flopaudit.zoo.hard.attention import E, L, N
+
+    projections = 4 * N * L * E * E  # q, k, v and the output Linear(16, 16)
+    products = 2 * N * L * L * E  # scores and weighted values, over all heads
+    for spec, value in ((f"MAC:{category}", products), ("MAC:matmul", projections)):
+        code, lines = _match(capsys, model, "--convention", spec, "--backends", "reference")
+        assert code == 0 and f"({value})" in lines[-1], (spec, lines)
 
 
 @pytest.mark.parametrize("argv", [
