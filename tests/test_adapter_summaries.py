@@ -112,6 +112,46 @@ def test_torchsummary_names_the_module_whose_output_has_no_size() -> None:
         assert f"the output of module 'block' (Pair) is or holds {named}" in (r.error or ""), r.error
 
 
+def test_torchsummary_names_the_row_whose_output_shapes_are_ragged() -> None:
+    """Its total multiplies out each row's output shape; a layer returning tensors of different ranks
+    (timm's EfficientViM block returns its feature map and a hidden state) makes a ragged list."""
+    _needs("torchsummary")
+
+    class TwoRanks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = self.proj(x)
+            return y, y.unsqueeze(1)
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = TwoRanks()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(x)[0]
+
+    r = get_adapter("torchsummary").count(Model(), torch.randn(2, 4))
+    assert r.status is Status.ERROR
+    # torchsummary names rows class-index (the block's hook fires after its Linear's: row 2), batch as -1
+    assert "row TwoRanks-2 has output shapes [[-1, 4], [-1, 1, 4]]" in (r.error or ""), r.error
+
+    class TwoInputs(nn.Module):  # inputs of different ranks: its input size total fails the same way
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.proj(x) + y.unsqueeze(1)
+
+    r = get_adapter("torchsummary").count(TwoInputs(), (torch.randn(2, 3, 4), torch.randn(2, 4)))
+    assert r.status is Status.ERROR
+    assert "inputs of different ranks make a ragged list: [(3, 4), (4,)]" in (r.error or ""), r.error
+
+
 def test_torchsummary_not_applicable_to_keyword_or_integer_inputs() -> None:
     _needs("torchsummary")
     r = get_adapter("torchsummary").count(nn.Embedding(10, 4), torch.randint(0, 10, (2, 3)))

@@ -91,3 +91,42 @@ def test_result_records_version_and_options(adapter) -> None:  # noqa: ANN001
     assert r.backend == "torchstat" and r.model == "c"
     assert r.backend_version == importlib.metadata.version("torchstat")
     assert dict(r.options) == {k: repr(v) for k, v in adapter.options().items()}
+
+
+class _NormAct(nn.BatchNorm2d):
+    """A batch norm with an activation child (timm's BatchNormAct2d): a subclass of a leaf's class, not a leaf."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(super().forward(x))
+
+
+def test_inherited_wrapper_names_the_module_and_the_wrapped_class(adapter) -> None:  # noqa: ANN001
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), _NormAct(4)).eval()
+    r = adapter.count(model, torch.randn(1, 3, 4, 4))
+    assert r.status is Status.ERROR
+    assert "wrap_call" in (r.error or "") and "assert module.__class__ in self._origin_call" in (r.error or "")
+    assert "calling module '2' (_NormAct)" in (r.error or "") and "BatchNorm2d here" in (r.error or ""), r.error
+
+
+def test_a_leaf_given_a_list_is_named(adapter) -> None:  # noqa: ANN001
+    class Concat(nn.Module):
+        def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat(xs, 1)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.cat = Concat()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.cat([y, y])
+
+    r = adapter.count(Net(), torch.randn(1, 3, 4, 4))
+    assert r.status is Status.ERROR
+    assert "calling module 'cat' (Concat), whose first input is a list" in (r.error or ""), r.error

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
-from flopaudit.errors import NotApplicable
+from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ BACKEND = Backend(
     unit_note=UNIT_NOTE,
     known_divergences={
         "exported-program": "torchstat fails: an exported graph's leaves are plain nn.Module objects, so it patches "
-        "nn.Module.__call__ itself; the graph's guard module (_guards_fn, a subclass) inherits the wrapper, which "
+        "nn.Module.__call__ itself; the GraphModule (a subclass, with submodules) inherits the wrapper, which "
         "asserts the class is one it patched (AssertionError in wrap_call)",
         "static-quantized-residual": "torchstat fails: its hooks read each module's output with .numpy(), which "
         "a quantized (QUInt8) tensor refuses (TypeError: Got unsupported ScalarType QUInt8)",
@@ -165,7 +165,13 @@ class TorchstatAdapter(Adapter):
         with call_methods_restored(classes), contextlib.redirect_stdout(printed), torch.random.fork_rng(), \
                 reseeded_at_first_call(model):  # its torch.rand input draws first
             with located_assertions(lambda exc: _layer_counted(exc, model)):
-                nodes = ModelStat(model, input_size, query_granularity=1)._analyze_model()
+                try:
+                    nodes = ModelStat(model, input_size, query_granularity=1)._analyze_model()
+                except (AttributeError, TypeError) as exc:
+                    called = _module_called(exc, model)
+                    if called is None:
+                        raise
+                    raise BackendFailure(f"{type(exc).__name__}: {exc}; {called}") from exc
         paths = {n for n, _ in model.named_modules()}
         flops = madd = params = read = write = 0
         memory_mb = 0.0
@@ -214,7 +220,33 @@ def _layer_counted(exc: BaseException, model: nn.Module) -> str | None:
             inp = local.get("inp")
             shape = f" on an input of shape {shape_text(inp.shape)}" if hasattr(inp, "shape") else ""
             return f"counting {module_named(model, local['module'])}{shape}"
-    return None
+    return _module_called(exc, model)
+
+
+def _module_called(exc: BaseException, model: nn.Module) -> str | None:
+    """The module whose call torchstat's class-level wrapper (``wrap_call``) failed in, and why
+    it could: a class it did not wrap that inherits a wrapped class's ``__call__``, or a first
+    input that is not a tensor (it reads ``input[0].detach()``); None if the wrapper is not there."""
+    import torch
+
+    from flopaudit.adapters._failures import frame_locals, module_named, type_named
+
+    local = frame_locals(exc, "torchstat.model_hook", "wrap_call")
+    if local is None or "module" not in local:
+        return None
+    module = local["module"]
+    wrapped = getattr(local.get("self"), "_origin_call", None) or {}
+    named = module_named(model, module)
+    if type(module) not in wrapped:
+        base = next((c for c in type(module).__mro__[1:] if c in wrapped), None)
+        return (f"calling {named}: torchstat wraps __call__ on the class of each module without submodules, "
+                f"{base.__name__ if base is not None else 'a base class'} here, and this module's class inherits "
+                "that wrapper without being wrapped itself (it has submodules)")
+    given = local.get("input") or ()
+    first = given[0] if given else None
+    if isinstance(first, torch.Tensor):
+        return f"calling {named}"
+    return f"calling {named}, whose first input is {type_named(first) if given else 'missing'} (torchstat reads input[0] as a tensor)"
 
 
 __all__ = ["TorchstatAdapter", "UNIT_NOTE"]

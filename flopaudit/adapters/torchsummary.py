@@ -30,6 +30,7 @@ available only when the files on disk are sksq96's.
 
 from __future__ import annotations
 
+import linecache
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._failures import frame_locals, module_named, type_named
@@ -187,6 +188,11 @@ class TorchsummaryAdapter(Adapter):
             try:
                 _, local = call_reading_locals(impl.summary, impl, _TOTALS, model, input_size,
                                                batch_size=opts["batch_size"], device=opts["device"])
+            except ValueError as exc:
+                ragged = _ragged_shape(exc) if "inhomogeneous" in str(exc) else None
+                if ragged is None:
+                    raise
+                raise BackendFailure(ragged) from exc
             except AttributeError as exc:
                 unread = _unread_shape(exc, model) if "has no attribute 'size'" in str(exc) else None
                 if unread is not None:
@@ -215,6 +221,29 @@ class TorchsummaryAdapter(Adapter):
                 "rows": len(local["summary"]),
             },
         )
+
+
+def _ragged_shape(exc: BaseException) -> str | None:
+    """Which list of shapes torchsummary's totals could not multiply out (``np.prod`` of a ragged
+    list): a row's output shapes (a module returning tensors of different ranks) or the input
+    sizes (inputs of different ranks); None where its ``summary`` did not raise."""
+    tb, line, local = exc.__traceback__, "", None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "summary" and frame.f_globals.get("__name__") == "torchsummary.torchsummary":
+            line, local = linecache.getline(frame.f_code.co_filename, tb.tb_lineno), frame.f_locals
+        tb = tb.tb_next
+    if local is None:
+        return None
+    if "output_shape" in line and "layer" in local:
+        layer = local["layer"]
+        return ("torchsummary multiplies out each row's output shape (np.prod) for its total, and a module "
+                f"returning tensors of different ranks makes a ragged one: row {layer} has output shapes "
+                f"{local['summary'][layer]['output_shape']}")
+    if "input_size" in line:
+        return ("torchsummary multiplies out its input sizes (np.prod) for the input size it reports, and inputs "
+                f"of different ranks make a ragged list: {local.get('input_size')}")
+    return None
 
 
 def _unread_shape(exc: BaseException, model: nn.Module) -> str | None:
