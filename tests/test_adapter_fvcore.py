@@ -291,3 +291,26 @@ def test_unsupported_rules(
 def test_embedding_is_unsupported(adapter: FvcoreAdapter) -> None:
     r = adapter.count(nn.Embedding(10, 6), torch.randint(0, 10, (2, 5)))
     assert r.macs == 0 and dict(r.unsupported) == {"aten::embedding": 1}
+
+
+def test_a_failing_handle_names_its_node() -> None:
+    """fvcore's mm handle reads both operands' shapes from the traced graph, which keeps none for a
+    sparse tensor: the error says which node, on what shapes, in which module."""
+
+    class Propagate(nn.Module):
+        def forward(self, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return torch.spmm(adjacency, x)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+            self.prop = Propagate()
+
+        def forward(self, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return self.prop(adjacency, self.lin(x))
+
+    adjacency = torch.eye(4).to_sparse()
+    r = get_adapter("fvcore").count(Net(), (adjacency, torch.randn(4, 8)))
+    assert r.status is Status.ERROR
+    assert "pricing aten::mm on inputs of shape no shape, 4x8 in module 'prop'" in (r.error or ""), r.error

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -160,7 +161,13 @@ class FvcoreAdapter(Adapter):
             .ancestor_mode(opts["ancestor_mode"])
         )
         with called_modules(model) as called:
-            raw_total = _number(analysis.total())  # the trace runs here
+            try:
+                raw_total = _number(analysis.total())  # the trace runs here
+            except Exception as exc:  # noqa: BLE001 - re-raised, with the node a handle failed on
+                node = _node_priced(exc)
+                if node is None:
+                    raise
+                raise BackendFailure(f"{type(exc).__name__}: {exc}; {node}") from exc
         per_module: dict[str, int] = {}
         for wrapped_name, value in analysis.by_module().items():
             path = user_path(wrapped_name)
@@ -198,3 +205,29 @@ class FvcoreAdapter(Adapter):
             unsupported=unsupported,
             warnings=messages,
         )
+
+
+def _node_priced(exc: BaseException) -> str | None:
+    """The traced-graph node an fvcore handle failed on: its operator, its inputs' shapes as the
+    graph gives them ("no shape" where it has none: a sparse tensor's) and its module scope; None
+    where no handle was running."""
+    from flopaudit.adapters._binding import user_path
+    from flopaudit.adapters._failures import frame_locals
+    from flopaudit.inputs import shape_text
+
+    if frame_locals(exc, "fvcore.nn.jit_handles") is None:
+        return None
+    analysis = frame_locals(exc, "fvcore.nn.jit_analysis", holding="node")
+    if analysis is None:
+        return None
+    node = analysis["node"]
+    shapes = []
+    for v in node.inputs():
+        if v.isCompleteTensor():
+            shapes.append(shape_text(v.type().sizes()))
+        elif v.type().kind() == "TensorType":
+            shapes.append("no shape")
+    path = user_path(node.scopeName().split("/")[-1].removeprefix("__module").removeprefix("."))
+    where = f" in module '{path}'" if path else " in the model's own forward" if path == "" else ""
+    return (f"pricing {analysis.get('kind', node.kind())} on inputs of shape {', '.join(shapes) or '-'}{where} "
+            "(shapes as the traced graph has them)")
