@@ -406,3 +406,23 @@ def test_a_last_column_wraps_at_its_separator() -> None:
         ["c", ""],
     ]
     assert all(len(line) <= 12 for line in format_table(header, wrap_last_column(header, rows[:1], 12)).splitlines())
+
+
+def test_a_backend_failing_the_same_way_on_several_models_is_one_line() -> None:
+    from flopaudit.commands.run import problem_lines
+    from flopaudit.records import CountResult, Status, Unit
+
+    def failed(model: str, backend: str, status: Status, error: str) -> CountResult:
+        return CountResult(model=model, backend=backend, backend_version="", torch_version="", unit=Unit.MAC,
+                           status=status, error=error)
+
+    missing = "the import package 'x' installed here is another distribution's\nmore detail"
+    problems = [failed(f"m{i}", "summary", Status.NOT_APPLICABLE, missing) for i in range(5)]
+    problems.insert(2, failed("m1", "stat", Status.ERROR, "AssertionError: counting module 'fc'"))
+    problems.append(failed("m4", "stat", Status.ERROR, "AssertionError: counting module 'head'"))
+    assert problem_lines(problems) == [
+        "summary: not applicable on 5 models (m0, m1, m2 and 2 more): the import package 'x' installed here is "
+        "another distribution's",
+        "m1 / stat: error: AssertionError: counting module 'fc'",
+        "m4 / stat: error: AssertionError: counting module 'head'",
+    ]

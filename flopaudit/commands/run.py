@@ -258,15 +258,31 @@ def render_terminal(run: AuditRun, backends: list[str], width: int | None = None
     problems = [r for r in run.results if r.status is not Status.OK]
     if problems:
         lines.append("")
-        for r in problems:
-            first = (r.error or "").strip().splitlines()[0] if r.error else ""
-            line = f"{r.model} / {r.backend}: {r.status.value}: {first}"
+        for line in problem_lines(problems):
             lines += textwrap.wrap(line, width, subsequent_indent="    ") if width else [line]
     if any(r.backend == "reference" and r.ok for r in run.results):
         summary = explanation_summary(run, width)
         if summary:
             lines += ["", summary]
     return "\n".join(lines)
+
+
+def problem_lines(problems: list[CountResult]) -> list[str]:
+    """One line per failed count (``model / backend: status: first line``), except that a backend
+    failing the same way on several models is one line naming them (a backend that is not
+    installed, a rule of thumb that needs token ids: the same reason for every model)."""
+    same: dict[tuple[str, str, str], list[str]] = {}
+    for r in problems:
+        first = (r.error or "").strip().splitlines()[0] if r.error else ""
+        same.setdefault((r.backend, r.status.value, first), []).append(r.model)
+    lines = []
+    for (backend, status, first), models in same.items():
+        if len(models) == 1:
+            lines.append(f"{models[0]} / {backend}: {status}: {first}")
+            continue
+        shown = ", ".join(models[:3]) + (f" and {len(models) - 3} more" if len(models) > 3 else "")
+        lines.append(f"{backend}: {status} on {len(models)} models ({shown}): {first}")
+    return lines
 
 
 def explanation_summary(run: AuditRun, width: int | None = None) -> str:
