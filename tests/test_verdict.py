@@ -274,6 +274,21 @@ def test_footer_has_a_verdict_per_model_and_the_cell_counts() -> None:
     assert text.splitlines()[-1].startswith("cells: rule 3, unsupported 2, timeout 1.")
 
 
+def test_footer_says_a_failure_shared_by_several_models_once() -> None:
+    missing = "the import package 'torchsummary' installed here is another distribution's"
+    results = []
+    for model in ("a", "b", "c"):
+        results += [_r(model, "reference", REF), _r(model, "thop", REF),
+                    _r(model, "torch-summary", None, Status.NOT_APPLICABLE, error=missing)]
+    results.append(_r("c", "torchinfo", None, Status.ERROR, error="boom"))
+    text = footer(build_report(AuditRun(tuple(results), tuple(CaseInfo(m, ("conv",), "(1x3x8x8)", 1)
+                                                             for m in "abc"))), width=400)
+    assert text.count("torch-summary does not apply") == 1, text
+    assert f"  on 3 models: torch-summary does not apply: {missing}." in text.splitlines()
+    assert "torchinfo fails: boom." in text  # one model's failure stays in its paragraph
+    assert all("torch-summary" not in line for line in text.splitlines() if line.startswith("  a (canonical"))
+
+
 def test_side_effects_are_summarised_not_cut() -> None:
     from flopaudit.reports.explain import side_effect_summary
 

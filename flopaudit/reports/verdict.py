@@ -487,8 +487,16 @@ def footer(report: Report, width: int = FOOTER_WIDTH) -> str:
     lines: list[str] = []
     if report.verdicts and report.cells:
         lines.append(f"verdict (canonical = flopaudit's reference count; within = {percent(report.verdict_tolerance)}):")
+        # A counter failing the same way on several models (not installed, not applicable to such
+        # inputs) is said once, after the models, not in each one's paragraph.
+        failures = Counter(f for v in report.verdicts for f in v.findings if f.kind in _FAILED)
+        shared = {f: n for f, n in failures.items() if n > 1}
         for v in report.verdicts:
-            lines += textwrap.wrap(v.text, width, initial_indent="  ", subsequent_indent="      ")
+            text = " ".join([v.headline + "."] + [f.text + "." for f in v.findings if f not in shared])
+            lines += textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="      ")
+        for f, n in shared.items():
+            lines += textwrap.wrap(f"on {n} models: {f.text}.", width, initial_indent="  ",
+                                   subsequent_indent="      ")
         if report.families:
             lines.append("by family:")
             for f in report.families:
