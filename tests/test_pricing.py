@@ -195,3 +195,17 @@ def test_a_canonical_cost_view_taken_from_the_summary_is_the_one_priced_event_by
                        per_sample=True)):
         from_summary = price(ev, calls, rs, 2, summary=True, view=True, phases=train).view
         assert from_summary == apply(ev, calls, rs, 2)  # apply prices event by event (no summary asked for)
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch._grouped_mm: torch 2.8 and later")
+def test_the_expert_products_a_backend_misses_are_named() -> None:
+    """A mixture of experts run as grouped products (transformers' Mixtral and Qwen-MoE): the counters
+    that price them 0 say that product among the ones they miss, not only mv, dot or addbmm."""
+    from flopaudit.adapters import get_adapter
+    from flopaudit.zoo import get_case
+
+    model, inputs = get_case("moe-grouped-experts").instantiate()
+    predictions = {p.ruleset: p for p in get_adapter("reference").count(model, inputs).predictions}
+    for backend in ("torch-flop-counter", "fvcore", "calflops", "deepspeed"):
+        missed = min(predictions[backend].contributions, key=lambda c: c.macs)
+        assert "torch._grouped_mm" in missed.rule and missed.macs < 0, (backend, missed)

@@ -39,7 +39,7 @@ CALFLOPS = register_ruleset(patched_profiler_ruleset(
     "baddbmm calls; @, bmm, mm, SDPA, RNN kernels and everything else 0; shared modules once per name.",
     MAC_FUNCTIONS,
     FLOP_ONLY_FUNCTIONS,
-    unpatched_products="@, torch.bmm, torch.mm, torch.sparse.mm",
+    unpatched_products="@, torch.bmm, torch.mm, torch._grouped_mm, torch.sparse.mm",
     event_counts_per_name=True,
     params="trainable",
 ))

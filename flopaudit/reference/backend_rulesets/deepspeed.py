@@ -36,5 +36,5 @@ DEEPSPEED = register_ruleset(patched_profiler_ruleset(
             "profiler.sdpa", "scaled_dot_product_attention = prod(q) x Lk + prod(q[:-1]) x Lk x Dv"),
     },
     FLOP_ONLY_FUNCTIONS,
-    unpatched_products="torch.Tensor.__rmatmul__, addbmm, mv, torch.sparse.mm",
+    unpatched_products="torch.Tensor.__rmatmul__, addbmm, mv, torch._grouped_mm, torch.sparse.mm",
 ))
