@@ -542,3 +542,16 @@ def test_a_forward_runs_with_autograd_only_where_it_differentiates() -> None:
 
     with pytest.raises(RuntimeError, match="does not require grad"):  # the first failure is told
         without_grad_if_it_runs(fails_both_ways)
+
+
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed", "ptflops-pytorch"])
+def test_an_rnn_rule_given_a_packed_sequence_names_the_module(backend: str) -> None:
+    """Their RNN hooks read ``input[0].shape``; a PackedSequence has none. The failure says which
+    module was given one (the zoo case's LSTM is ``rnn``)."""
+    adapter = get_adapter(backend)
+    if not adapter.available():
+        pytest.skip(f"{backend} is not installed")
+    model, inputs = get_case("lstm-packed-sequence").instantiate()
+    r = adapter.count(model, inputs)
+    assert r.status.value == "error"
+    assert "module 'rnn' (LSTM) was given a PackedSequence" in (r.error or ""), r.error

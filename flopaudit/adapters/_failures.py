@@ -78,4 +78,25 @@ def type_named(value: Any) -> str:
     return ("an " if name[:1].lower() in "aeiou" else "a ") + name
 
 
-__all__ = ["failed_assertion", "frame_locals", "located_assertions", "module_named", "type_named"]
+def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a counter's RNN rule that read a ``PackedSequence`` as a tensor ("'PackedSequence' object
+    has no attribute 'shape'": thop's, ptflops', calflops' and DeepSpeed's hooks read ``input[0]``'s
+    shape), which module it was counting, from the innermost frame holding one of ``model``'s
+    modules; ``""`` for any other error."""
+    if "'PackedSequence' object has no attribute" not in str(exc):
+        return ""
+    modules = {id(m) for m in model.modules()}
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        held = [v for v in tb.tb_frame.f_locals.values() if id(v) in modules]
+        if held:
+            found = held[0]
+        tb = tb.tb_next
+    where = module_named(model, found) if found is not None else "an RNN module"
+    return (f"; {where} was given a PackedSequence (what pack_padded_sequence makes), and the counter's RNN rule "
+            "reads its input as a padded tensor")
+
+
+__all__ = ["failed_assertion", "frame_locals", "located_assertions", "module_named", "packed_sequence_hint",
+           "type_named"]

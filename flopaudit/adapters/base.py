@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flopaudit.adapters._failures import packed_sequence_hint
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable, keyword_inputs_hint
 from flopaudit.records import (
@@ -203,6 +204,7 @@ class Adapter(ABC):
         start = time.perf_counter()
         side_effects: list[str] = []
         caught: list[warnings.WarningMessage] = []
+        work = model  # (the copy, once made: a failure names the copy's modules)
         try:
             work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
             before = fingerprint(work, exact=False)
@@ -219,7 +221,8 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=error_text(exc) + keyword_inputs_hint(exc, inputs.args, inputs.kwargs),
+                error=error_text(exc) + keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
+                + packed_sequence_hint(exc, work),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
