@@ -386,3 +386,17 @@ def test_merge_keeps_the_measured_costs() -> None:
     assert merged.cost_weights == (("latency", 1.0),)
     last, _ = merge_runs([("a", a), ("b", b)], prefer_last=True)
     assert last.cost("resnet18").latency_ns == 9
+
+
+def test_ceilings_measured_by_several_workers_say_which_models_they_judge() -> None:
+    from flopaudit.reports.cost import terminal_text
+
+    def ceilings(peak: int) -> Ceilings:
+        return Ceilings("cpu", "float32", 1, peak_flops=peak, bandwidth=10 * 10**9, matmul_n=1024, copy_bytes=1 << 27)
+
+    one, other = ceilings(100 * 10**9), ceilings(96 * 10**9)  # each worker measures its own
+    costs = [_cost(m, samples_ns=(1000,), flops=100, ceilings=c) for m, c in (("a", one), ("b", other), ("c", one))]
+    lines = [line for line in terminal_text(costs).splitlines() if line.startswith("measured on")]
+    assert len(lines) == 2 and lines[0].endswith("(for a, c)") and lines[1].endswith("(for b)"), lines
+    single = terminal_text(costs[:1]).splitlines()[0]
+    assert single.startswith("measured on") and "(for" not in single  # one set: nothing to tell apart

@@ -130,7 +130,9 @@ def terminal_text(costs: Sequence[ModelCost], weights: Sequence[tuple[str, float
     """The matrix with the ceilings above it and, under it, where FLOPs mislead and what failed."""
     from flopaudit.table import format_table
 
-    lines = [f"measured on {ceilings_text(c)}" for c, _ in distinct_ceilings(costs)]
+    measured = distinct_ceilings(costs)  # (one set per worker process: each measures its own)
+    lines = [f"measured on {ceilings_text(c)}" + (f" (for {', '.join(models)})" if len(measured) > 1 else "")
+             for c, models in measured]
     rows = decision_matrix(costs, weights)
     lines.append(format_table(MATRIX_HEADER, [matrix_cells(r) for r in rows], align="rl" + "r" * 10))
     lines.append(score_note(weights))
