@@ -246,7 +246,8 @@ def _module_called(exc: BaseException, model: nn.Module) -> str | None:
     first = given[0] if given else None
     if isinstance(first, torch.Tensor):
         return f"calling {named}"
-    return f"calling {named}, whose first input is {type_named(first) if given else 'missing'} (torchstat reads input[0] as a tensor)"
+    given_text = type_named(first) if given else "missing"
+    return f"calling {named}, whose first input is {given_text} (torchstat reads input[0] as a tensor)"
 
 
 __all__ = ["TorchstatAdapter", "UNIT_NOTE"]
