@@ -64,7 +64,8 @@ class ModelFacts:
     """What the rules of thumb read of a model and its inputs.
 
     ``tokens`` and ``seq_len``: the token ids of the input (its
-    ``input_ids``, else its first integer tensor; ``None`` without one);
+    ``input_ids``, else its first integer tensor of two or more dimensions:
+    :func:`token_ids`; ``None`` without one);
     ``params_non_embedding``: :func:`non_embedding_params`; ``dims``: the
     Chinchilla dimensions (``None`` without a config that gives them).
     """
@@ -82,7 +83,7 @@ class ModelFacts:
 def kaplan_flops(facts: ModelFacts) -> int:
     """``6 N D`` (Kaplan et al. 2020); :class:`NotApplicable` without token ids."""
     if not facts.tokens:
-        raise NotApplicable("6·N·D needs token ids: the model takes no integer input")
+        raise NotApplicable("6·N·D needs token ids: the model takes no integer input of a batch of sequences")
     return 6 * facts.params_non_embedding * facts.tokens
 
 
@@ -110,7 +111,8 @@ def chinchilla_flops(facts: ModelFacts) -> int:
         raise NotApplicable("the Chinchilla closed form needs a transformer's Hugging Face config "
                             "(layers, width, heads, feed-forward width, vocabulary)")
     if not facts.tokens or not facts.seq_len:
-        raise NotApplicable("the Chinchilla closed form needs token ids: the model takes no integer input")
+        raise NotApplicable("the Chinchilla closed form needs token ids: the model takes no integer input of a "
+                            "batch of sequences")
     return 3 * facts.sequences * sum(chinchilla_forward_terms(facts.dims, facts.seq_len).values())
 
 
@@ -132,15 +134,19 @@ def non_embedding_params(model: nn.Module) -> int:
 
 
 def token_ids(inputs: ModelInputs) -> Any:
-    """The input's token ids: ``input_ids``, else its first integer tensor (None if none)."""
+    """The input's token ids: ``input_ids``, else its first integer tensor of a batch of
+    sequences (two dimensions or more; None if none). A one-dimensional integer input is one
+    number per sample (a diffusion model's timestep, a class label), not a sequence of tokens."""
     import torch
 
-    candidates = [inputs.kwargs.get("input_ids"), *inputs.args, *inputs.kwargs.values()]
-    for t in candidates:
-        if isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() and t.dim() >= 1 \
-                and t.dtype != torch.bool:
-            return t
-    return None
+    def integer(t: Any) -> bool:
+        return isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() \
+            and t.dtype != torch.bool
+
+    named = inputs.kwargs.get("input_ids")
+    if integer(named) and named.dim() >= 1:
+        return named
+    return next((t for t in (*inputs.args, *inputs.kwargs.values()) if integer(t) and t.dim() >= 2), None)
 
 
 def chinchilla_dims(model: nn.Module) -> ChinchillaDims | None:

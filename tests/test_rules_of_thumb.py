@@ -146,6 +146,30 @@ def test_rules_need_what_they_read() -> None:
     assert {p.ruleset for p in r.predictions} == {"torch-flop-counter", "calflops", "rule-3x-forward"}
 
 
+def test_one_number_per_sample_is_not_token_ids() -> None:
+    """A diffusion model's timestep or a class label is an integer input of one number per sample:
+    6·N·D does not take it for a sequence of tokens (it priced diffusers' UNet at 1 token, 0.008x)."""
+    from flopaudit.rules_of_thumb import token_ids
+
+    class Denoiser(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            self.time = torch.nn.Embedding(10, 4)
+
+        def forward(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+            return self.proj(x) + self.time(timestep)
+
+    inputs = ModelInputs((torch.randn(2, 4), torch.tensor([3, 7])), {})
+    assert token_ids(inputs) is None
+    r = get_adapter("rule-6nd").count(Denoiser(), inputs, pass_=STEP)
+    assert r.status.value == "not applicable" and "batch of sequences" in (r.error or "")
+    sequences = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    assert token_ids(ModelInputs((sequences,), {})) is sequences  # (batch, sequence): tokens
+    flat = torch.tensor([1, 2, 3])
+    assert token_ids(ModelInputs((), {"input_ids": flat})) is flat  # named so: taken as given
+
+
 def test_frozen_and_first_layers_explain_three_times_forward() -> None:
     """A frozen backbone and a first layer: the causes of 3 x forward's excess, by hand."""
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.Linear(8, 3))
