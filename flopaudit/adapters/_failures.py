@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from torch import nn
 
 
@@ -52,14 +54,19 @@ def frame_locals(exc: BaseException, module: str, function: str | None = None,
     Python module named ``module`` in ``exc``'s traceback (one whose variables include
     ``holding``, if given), as they were when it raised; None if it is not there."""
     found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
+    for frame, _ in frames_of(exc):
         if (function is None or frame.f_code.co_name == function) and frame.f_globals.get("__name__") == module \
                 and (holding is None or holding in frame.f_locals):
             found = frame.f_locals
-        tb = tb.tb_next
     return found
+
+
+def frames_of(exc: BaseException) -> Iterator[tuple[FrameType, int]]:
+    """The frames of ``exc``'s traceback, outermost first, each with the line it was running."""
+    tb = exc.__traceback__
+    while tb is not None:
+        yield tb.tb_frame, tb.tb_lineno
+        tb = tb.tb_next
 
 
 def module_named(model: nn.Module, module: Any) -> str:
@@ -87,16 +94,12 @@ def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
         return ""
     modules = {id(m) for m in model.modules()}
     found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        held = [v for v in tb.tb_frame.f_locals.values() if id(v) in modules]
-        if held:
-            found = held[0]
-        tb = tb.tb_next
+    for frame, _ in frames_of(exc):
+        found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
     where = module_named(model, found) if found is not None else "an RNN module"
     return (f"; {where} was given a PackedSequence (what pack_padded_sequence makes), and the counter's RNN rule "
             "reads its input as a padded tensor")
 
 
-__all__ = ["failed_assertion", "frame_locals", "located_assertions", "module_named", "packed_sequence_hint",
-           "type_named"]
+__all__ = ["failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named",
+           "packed_sequence_hint", "type_named"]

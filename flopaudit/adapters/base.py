@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flopaudit.adapters._failures import packed_sequence_hint
+from flopaudit.adapters._failures import frames_of, packed_sequence_hint
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable, keyword_inputs_hint
 from flopaudit.records import (
@@ -283,16 +283,14 @@ def raised_in(exc: BaseException) -> str:
     if isinstance(exc, BackendFailure):  # told in words by the adapter: where the backend raised, if known
         return raised_in(exc.__cause__) if exc.__cause__ is not None else ""
     found = ""
-    tb = exc.__traceback__
-    while tb is not None:
-        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+    for frame, lineno in frames_of(exc):
+        name = str(frame.f_globals.get("__name__", ""))
         top = name.split(".")[0]
         layer = name.startswith(("torch.nn.modules.", "torch.nn.functional")) and name != "torch.nn.modules.module"
-        through = (tb.tb_frame.f_code.co_name in ("__torch_dispatch__", "__torch_function__")
+        through = (frame.f_code.co_name in ("__torch_dispatch__", "__torch_function__")
                    or name == "flopaudit.adapters._binding")
         if top and top not in sys.stdlib_module_names and top != "numpy" and (top != "torch" or layer) and not through:
-            found = f" (raised in {name}, line {tb.tb_lineno})"
-        tb = tb.tb_next
+            found = f" (raised in {name}, line {lineno})"
     return found
 
 

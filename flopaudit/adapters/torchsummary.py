@@ -33,7 +33,7 @@ from __future__ import annotations
 import linecache
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import frame_locals, module_named, type_named
+from flopaudit.adapters._failures import frame_locals, frames_of, module_named, type_named
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import MetaSupport
@@ -227,12 +227,10 @@ def _ragged_shape(exc: BaseException) -> str | None:
     """Which list of shapes torchsummary's totals could not multiply out (``np.prod`` of a ragged
     list): a row's output shapes (a module returning tensors of different ranks) or the input
     sizes (inputs of different ranks); None where its ``summary`` did not raise."""
-    tb, line, local = exc.__traceback__, "", None
-    while tb is not None:
-        frame = tb.tb_frame
+    line, local = "", None
+    for frame, lineno in frames_of(exc):
         if frame.f_code.co_name == "summary" and frame.f_globals.get("__name__") == "torchsummary.torchsummary":
-            line, local = linecache.getline(frame.f_code.co_filename, tb.tb_lineno), frame.f_locals
-        tb = tb.tb_next
+            line, local = linecache.getline(frame.f_code.co_filename, lineno), frame.f_locals
     if local is None:
         return None
     if "output_shape" in line and "layer" in local:
