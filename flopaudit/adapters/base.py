@@ -206,6 +206,8 @@ class Adapter(ABC):
         caught: list[warnings.WarningMessage] = []
         work = model  # (the copy, once made: a failure names the copy's modules)
         try:
+            if self.backend.inputs_check is not None:  # inputs it cannot be given at all: before any copy
+                self.backend.inputs_check(inputs)
             work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws(model=work), \

@@ -193,7 +193,6 @@ class CalflopsAdapter(Adapter):
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.module_paths import first_names
 
-        _check_movable(inputs)  # (BACKEND.inputs_check)
         names = first_names(model)
         per_module: dict[str, int] = {}
         original_end = CalFlopsPipline.end_flops_calculate

@@ -103,7 +103,7 @@ class Backend:
 
     inputs_check: Callable[[ModelInputs], None] | None = field(default=None, compare=False)
     """Raises :class:`~flopaudit.errors.NotApplicable` where the backend cannot be given these
-    inputs at all (calflops moves each with ``.to(device)``): its adapter checks before counting,
+    inputs at all (calflops moves each with ``.to(device)``): ``Adapter.count`` checks before counting,
     and the reference predicts no count for it."""
 
     def __post_init__(self) -> None:
