@@ -138,7 +138,9 @@ def run_audit(
     crashes, become results with a status and message; the run goes on.
     With ``strict_inputs`` (the user chose the model or its inputs) a
     factory that raises or a model that rejects its inputs raises
-    :class:`~flopaudit.errors.UserError` before any count starts.
+    :class:`~flopaudit.errors.UserError` before any count starts; on the
+    meta device with several models, a forward that fails there is that
+    model's error (every cell says why) and the others are counted.
 
     ``jobs`` warm worker processes count at once (``timeout`` bounds each
     phase: building and running a model, each count; ``max_memory_gb``
@@ -176,8 +178,8 @@ def run_audit(
     names = chosen_backends(
         default_backends(step.kind) if backends is None or (not backends and cost is None) else backends)
     planned = [plan_case(c) for c in cases]
-    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, mode=mode, device=device, dtype=dtype,
-                            pass_=step)
+    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, meta_failure_stops=len(cases) <= 1, mode=mode,
+                            device=device, dtype=dtype, pass_=step)
     plan = _Plan(planned, names, cache, settings, cost, cost_progress)
     if isolate and executor is None:
         plan.run_supervised(progress, jobs=jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads,

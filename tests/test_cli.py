@@ -212,6 +212,22 @@ def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_inpu
     assert "rejected input" not in err and "run it without --meta to tell" not in err
 
 
+def test_meta_counts_the_other_models_when_one_of_several_fails_there(tmp_path: Path) -> None:
+    models = "user_models:positive_mean,user_models:linear_8_to_4,user_models:cpu_positions"
+    assert main(["run", "--models", models, "--input-shape", "2,8", "--meta", "--backends", "reference", "thop",
+                 "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    by_model: dict[str, list[dict]] = {}
+    for r in results:
+        by_model.setdefault(r["model"], []).append(r)
+    assert [r["status"] for r in by_model["user_models:linear_8_to_4"]] == ["ok", "ok"]
+    assert [r["macs"] for r in by_model["user_models:linear_8_to_4"]] == [2 * 8 * 4] * 2
+    for model, words in (("user_models:positive_mean", "output's shape depends on tensor values"),
+                         ("user_models:cpu_positions", "factory without device=")):
+        assert [r["status"] for r in by_model[model]] == ["error", "error"]
+        assert all(words in r["error"] and "without --meta" in r["error"] for r in by_model[model])
+
+
 def test_meta_failure_words_name_every_value_shaped_operator() -> None:
     import torch
 

@@ -131,6 +131,11 @@ def positive_mean() -> nn.Module:
     return _PositiveMean()
 
 
+def linear_8_to_4() -> nn.Module:
+    """Linear(8, 4): takes what positive_mean and cpu_positions take, and runs on the meta device."""
+    return nn.Linear(8, 4)
+
+
 class _Forces(nn.Module):
     """An interatomic potential in miniature: energy = Linear(3, 16), tanh, Linear(16, 1), summed;
     the forward returns the forces, minus the energy's gradient by the positions

@@ -80,6 +80,9 @@ class CaseSettings:
 
     strict_inputs: bool = False
     meta: bool = False
+    meta_failure_stops: bool = True
+    """With ``strict_inputs`` on the meta device: a forward that fails there stops the run (one user model:
+    nothing else to count); ``False`` (several): it is that model's error and the others are counted."""
     mode: str | None = None
     """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it
     (a training step: train mode)."""

@@ -192,7 +192,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         on_phase()
     try:
         with compiled_code_eager():  # as every count runs it (flopaudit.eager)
-            if settings.strict_inputs:
+            if settings.strict_inputs and not (settings.meta and not settings.meta_failure_stops):
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
     except UserError:
@@ -201,7 +201,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         if settings.meta:
             from flopaudit.execution.meta import meta_failure
 
-            message = f"model{meta_failure(exc)}"
+            message = f"model{meta_failure(exc, inputs.describe())}"
         else:
             message = f"model failed to run: {type(exc).__name__}: {exc}{batch_statistics_hint(exc)}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
