@@ -442,3 +442,11 @@ def test_a_backend_failing_the_same_way_on_several_models_is_one_line() -> None:
         "m1 / stat: error: AssertionError: counting module 'fc'",
         "m4 / stat: error: AssertionError: counting module 'head'",
     ]
+    # a model that failed itself is one line for all its counts; a backend's own failure on it stays its own
+    built = "model failed to build: RuntimeError: no weights\nTraceback"
+    problems = [failed("m9", b, Status.ERROR, built) for b in ("reference", "thop", "stat")]
+    problems.append(failed("m9", "summary", Status.NOT_APPLICABLE, missing))
+    assert problem_lines(problems, {"m9": built}) == [
+        "m9 / every backend: error: model failed to build: RuntimeError: no weights",
+        "m9 / summary: not applicable: the import package 'x' installed here is another distribution's",
+    ]

@@ -142,6 +142,14 @@ def test_no_verdict_without_a_reference_count() -> None:
     assert v is not None and v.headline == "m: no verdict, the reference counter failed: RuntimeError: boom"
 
 
+def test_a_model_that_failed_itself_is_said_once_not_once_per_counter() -> None:
+    error = "model reads a tensor's value during its forward pass (RuntimeError: item() on meta)"
+    run = AuditRun(tuple(_r("m", b, None, Status.ERROR, error=error) for b in ("reference", "thop", "fvcore")),
+                   cases=(CaseInfo("m", error=error),))
+    v = build_report(run).verdict("m")
+    assert v is not None and v.headline == f"m: no verdict, {error}" and v.findings == ()
+
+
 def test_a_verdict_says_what_the_reference_cannot_price() -> None:
     """bitsandbytes' 4-bit kernel fills its output in C: the reference counts it 0 (unsupported), and so
     does a counter that sees it as an opaque operator; the one that counts it reads MACs against 0."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,7 +259,8 @@ def render_terminal(run: AuditRun, backends: list[str], width: int | None = None
     problems = [r for r in run.results if r.status is not Status.OK]
     if problems:
         lines.append("")
-        for line in problem_lines(problems):
+        failed = {c.id: c.error for c in run.cases if c.error}
+        for line in problem_lines(problems, failed):
             lines += textwrap.wrap(line, width, subsequent_indent="    ") if width else [line]
     if any(r.backend == "reference" and r.ok for r in run.results):
         summary = explanation_summary(run, width)
@@ -267,15 +269,22 @@ def render_terminal(run: AuditRun, backends: list[str], width: int | None = None
     return "\n".join(lines)
 
 
-def problem_lines(problems: list[CountResult]) -> list[str]:
+def problem_lines(problems: list[CountResult], failed_models: Mapping[str, str] | None = None) -> list[str]:
     """One line per failed count (``model / backend: status: first line``), except that a backend
     failing the same way on several models is one line naming them (a backend that is not
-    installed, a rule of thumb that needs token ids: the same reason for every model)."""
+    installed, a rule of thumb that needs token ids: the same reason for every model), and a
+    model that failed itself (``failed_models``: model -> its error) is one line for all its counts."""
     same: dict[tuple[str, str, str], list[str]] = {}
+    lines = []
+    said: set[str] = set()
     for r in problems:
         first = (r.error or "").strip().splitlines()[0] if r.error else ""
+        if failed_models and r.error and r.error == failed_models.get(r.model):
+            if r.model not in said:
+                said.add(r.model)
+                lines.append(f"{r.model} / every backend: {r.status.value}: {first}")
+            continue
         same.setdefault((r.backend, r.status.value, first), []).append(r.model)
-    lines = []
     for (backend, status, first), models in same.items():
         if len(models) == 1:
             lines.append(f"{models[0]} / {backend}: {status}: {first}")

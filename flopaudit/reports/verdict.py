@@ -252,15 +252,19 @@ def family_of(tags: Iterable[str], reference: CountResult | None, cells: Sequenc
 
 
 def model_verdict(model: str, cells: Sequence[CellExplanation], results: Mapping[str, CountResult],
-                  tags: Iterable[str] = (), tolerance: float = DEFAULT_TOLERANCE) -> ModelVerdict:
+                  tags: Iterable[str] = (), tolerance: float = DEFAULT_TOLERANCE,
+                  model_error: str | None = None) -> ModelVerdict:
     """The verdict for one model from its explained cells (see the module docstring).
 
-    ``results`` maps backend -> result (for unit conversions and the reference).
+    ``results`` maps backend -> result (for unit conversions and the reference);
+    ``model_error``: the model itself failed to build or run (every cell says so), said once.
     """
     reference = results.get("reference")
     family = family_of(tags, reference, cells)
     ref_macs = reference.macs if reference is not None and reference.ok else None
     base = dict(model=model, family=family, reference_macs=ref_macs, tolerance=tolerance)
+    if model_error:
+        return _with_headline(ModelVerdict(error=model_error.strip().splitlines()[0], **base))
     if ref_macs is None:
         why = (reference.error or reference.status.value).strip().splitlines()[0] if reference is not None else ""
         error = f"the reference counter {'failed: ' + why if why else 'did not run'}"
@@ -375,7 +379,8 @@ def model_verdicts(report: Report, tolerance: float = DEFAULT_TOLERANCE) -> tupl
         cells = [c for c in report.cells if c.model == model]
         results = {r.backend: r for r in run.results if r.model == model}
         info = run.case(model)
-        out.append(model_verdict(model, cells, results, info.tags if info else (), tolerance))
+        out.append(model_verdict(model, cells, results, info.tags if info else (), tolerance,
+                                 info.error if info else None))
     return tuple(out)
 
 
