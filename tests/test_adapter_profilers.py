@@ -311,6 +311,25 @@ def test_torchprofile_fails_on_grouped_query_attention_and_says_which_check() ->
             "(grouped-query attention: fewer key/value heads than query heads)") in (r.error or ""), r.error
 
 
+def test_torchprofile_fails_on_a_broadcast_added_term_of_baddbmm_and_says_so() -> None:
+    class AlibiScores(nn.Module):
+        """Attention scores with an ALiBi bias, as BLOOM computes them: one bias row per head,
+        broadcast over the query positions (heads x 1 x keys)."""
+
+        def forward(self, q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            return torch.baddbmm(bias, q, k.transpose(1, 2))
+
+    heads, length, dim = 4, 6, 8
+    inputs = (torch.randn(heads, length, dim), torch.randn(heads, length, dim), torch.randn(heads, 1, length))
+    r = _adapter("torchprofile").count(AlibiScores(), inputs)
+    assert r.status is Status.ERROR
+    assert "_baddbmm (handlers.py:" in (r.error or "") and "assert n == n1" in (r.error or ""), r.error
+    assert (f"; pricing aten::baddbmm on inputs of shape {heads}x1x{length}, {heads}x{length}x{dim}, "
+            f"{heads}x{dim}x{length}") in (r.error or ""), r.error
+    assert (f"(the added term, {heads}x1x{length}, broadcasts to the product's {heads}x{length}x{length}, "
+            "as an ALiBi bias does") in (r.error or ""), r.error
+
+
 def test_torchprofile_lists_operators_without_handlers() -> None:
     r = _adapter("torchprofile").count(nn.GRU(4, 8), torch.randn(5, 2, 4))
     assert r.macs == 0

@@ -269,7 +269,8 @@ def _graphs_kept() -> Iterator[list[Any]]:
 def _node_counted(exc: BaseException) -> str | None:
     """The graph node torchprofile's handler was pricing when ``exc`` was raised: its operator, its
     inputs' shapes and its module scope (``q 1x4x8x8, k 1x2x8x8``: grouped-query attention has
-    fewer key/value heads than query heads, which its attention handler asserts away); None if none."""
+    fewer key/value heads than query heads, which its attention handler asserts away; ``baddbmm``'s
+    added term broadcast to the product, which its handler unpacks as the product's shape); None if none."""
     from flopaudit.inputs import shape_text
 
     handler = frame_locals(exc, "torchprofile.handlers", holding="node")
@@ -285,6 +286,13 @@ def _node_counted(exc: BaseException) -> str | None:
     if operator == "aten::scaled_dot_product_attention" and len(tensors) == 2 and len(tensors[0]) == len(
             tensors[1]) >= 3 and math.prod(tensors[0][1:-2]) > math.prod(tensors[1][1:-2]):
         text += " (grouped-query attention: fewer key/value heads than query heads)"
+    operands = [tuple(v.shape) for v in getattr(node, "inputs", ())[:3] if getattr(v, "shape", None)]
+    if operator == "aten::baddbmm" and len(operands) == 3 and all(len(s) == 3 for s in operands):
+        added, left, right = operands
+        product = (left[0], left[1], right[2])
+        if added != product:
+            text += (f" (the added term, {shape_text(added)}, broadcasts to the product's {shape_text(product)}, "
+                     "as an ALiBi bias does; the handler takes it to have the product's shape)")
     return text
 
 
