@@ -318,3 +318,25 @@ def test_a_failure_torchinfo_prints_and_replaces_is_named(adapter: TorchinfoAdap
     assert result.error.startswith("BackendFailure: torchinfo failed to run the model, on TypeError: Model contains "
                                    "a layer with an unsupported input or output type"), result.error
     assert "(raised in torchinfo." in result.error
+
+
+class PaddedConv1d(nn.Module):
+    """EnCodec's EncodecConv1d in miniature: Conv1d(2, 3, 5) that keeps its kernel size as a 0-d tensor
+    buffer and pads the input on the left by kernel_size - 1 (a causal convolution)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 3, 5)
+        self.kernel_size = nn.Buffer(torch.tensor(5), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (int(self.kernel_size) - 1, 0)))
+
+
+def test_a_kernel_size_kept_as_a_tensor_is_named(adapter: TorchinfoAdapter) -> None:
+    model = nn.Sequential(nn.Identity(), PaddedConv1d())
+    result = adapter.count(model, torch.randn(2, 2, 16))
+    assert result.status is Status.ERROR
+    assert result.error.startswith("BackendFailure: TypeError: iteration over a 0-d tensor; module '1' "
+                                   "(PaddedConv1d) has a kernel_size attribute holding a 0-d tensor"), result.error
+    assert "(raised in torchinfo.layer_info, line" in result.error

@@ -76,6 +76,23 @@ def _keep_mode(mode: bool = True) -> None:
     """Stand-in for ``Module.train``: torchinfo's mode switches become no-ops."""
 
 
+def _kernel_size_read(exc: BaseException, model: nn.Module) -> str | None:
+    """For torchinfo's kernel-size column failing on a module's ``kernel_size`` attribute (EnCodec's
+    and Mimi's padded convolutions keep it as a 0-d tensor buffer, which torchinfo iterates as a
+    sequence): which module and what the attribute holds; None for any other error."""
+    import torch
+
+    from flopaudit.adapters._failures import frame_locals, module_named, type_named
+
+    local = frame_locals(exc, "torchinfo.layer_info", "get_kernel_size")
+    if local is None or "module" not in local:
+        return None
+    k = local.get("k")
+    held = f"a {k.dim()}-d tensor" if isinstance(k, torch.Tensor) else type_named(k)
+    return (f"{module_named(model, local['module'])} has a kernel_size attribute holding {held}, which "
+            "torchinfo's kernel-size column reads as an int or a sequence of ints")
+
+
 def model_device(model: nn.Module, inputs: ModelInputs) -> torch.device | None:
     """The one device the model's tensors live on (the inputs' if it has none).
 
@@ -156,6 +173,11 @@ class TorchinfoAdapter(Adapter):
                 raise
             # torchinfo prints the traceback of what failed and raises this in its place: say what failed.
             raise BackendFailure(f"torchinfo failed to run the model, on {type(cause).__name__}: {cause}") from cause
+        except TypeError as exc:
+            read = _kernel_size_read(exc, model)
+            if read is None:
+                raise
+            raise BackendFailure(f"{type(exc).__name__}: {exc}; {read}") from exc
         finally:
             del target.train
         # torchinfo keeps every summary in a module-level cache keyed by class
