@@ -521,6 +521,33 @@ def test_calflops_does_not_apply_to_inputs_it_cannot_move(pass_: str) -> None:
     assert r.status is Status.OK and r.macs == 2 * 4 * 4 * (3 if pass_ == "train" else 1)
 
 
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
+def test_einsum_given_its_operands_as_one_tuple_is_named(backend: str) -> None:
+    """Longformer calls ``torch.einsum("bcxd,bcyd->bcxy", (query, key))``; calflops' and DeepSpeed's einsum
+    rule reads every operand's ``.shape`` and fails on the tuple: the error names the call and the module."""
+
+    class Scores(nn.Module):
+        def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("bxd,byd->bxy", (q, k))
+
+    model = nn.Sequential()
+    model.add_module("scores", Scores())
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.query = nn.Linear(4, 4)
+            self.attention = model
+
+        def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            return self.attention.scores(self.query(q), k)
+
+    r = _adapter(backend).count(Wrapped(), (torch.randn(2, 3, 4), torch.randn(2, 5, 4)))
+    assert r.status is Status.ERROR
+    assert ("AttributeError: 'tuple' object has no attribute 'shape'; torch.einsum('bxd,byd->bxy', ...) in module "
+            "'attention.scores' (Scores) is given its operands as one tuple") in (r.error or ""), r.error
+
+
 def test_calflops_on_a_model_without_parameters_fails_where_calflops_reads_them() -> None:
     """calflops reads ``next(model.parameters()).device``: the error says so, located in calflops."""
     _adapter("calflops")

@@ -101,5 +101,25 @@ def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
             "reads its input as a padded tensor")
 
 
-__all__ = ["failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named",
+def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> str | None:
+    """For calflops' and DeepSpeed's einsum rule (``_einsum_flops_compute(equation, *operands)``
+    in the Python module named ``module``, which reads each operand's ``.shape``) given the
+    operands as one list or tuple, a form ``torch.einsum`` accepts (Longformer's
+    ``torch.einsum("bcxd,bcyd->bcxy", (query, key))``): the equation and the model's module that
+    called it; None for any other error."""
+    rule = frame_locals(exc, module, "_einsum_flops_compute")
+    operands = rule.get("operands", ()) if rule is not None else ()
+    if len(operands) != 1 or not isinstance(operands[0], (list, tuple)):
+        return None
+    modules = {id(m) for m in model.modules()}
+    caller = None
+    for frame, _ in frames_of(exc):
+        if id(frame.f_locals.get("self")) in modules:
+            caller = frame.f_locals["self"]
+    where = f" in {module_named(model, caller)}" if caller is not None else ""
+    return (f"torch.einsum({rule['equation']!r}, ...){where} is given its operands as one "  # type: ignore[index]
+            f"{type(operands[0]).__name__}, a form torch accepts and the counter's einsum rule reads as one operand")
+
+
+__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named",
            "packed_sequence_hint", "type_named"]

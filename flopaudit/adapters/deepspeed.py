@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend
+from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class DeepSpeedAdapter(Adapter):
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         from deepspeed.profiling.flops_profiler import profiler as impl
 
-        from flopaudit.adapters._failures import located_assertions
+        from flopaudit.adapters._failures import einsum_operand_list, located_assertions
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.adapters.calflops import collectors_emptied
         from flopaudit.module_paths import first_names
@@ -135,6 +136,11 @@ class DeepSpeedAdapter(Adapter):
                     ignore_modules=opts["ignore_modules"],
                     mode=opts["mode"],
                 )
+        except AttributeError as exc:
+            listed = einsum_operand_list(exc, impl.__name__, model)
+            if listed is None:
+                raise
+            raise BackendFailure(f"{type(exc).__name__}: {exc}; {listed}") from exc
         finally:
             impl.FlopsProfiler.end_profile = original_end  # type: ignore[method-assign]
         return RawCount(
