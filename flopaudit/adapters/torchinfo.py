@@ -67,6 +67,8 @@ BACKEND = Backend(
         "transformer-encoder-padding-mask": "torchinfo fails: under no_grad nn.TransformerEncoder packs the padded "
         "batch into a nested tensor and torchinfo's hooks read its .size() (RuntimeError: NestedTensorImpl doesn't "
         "support sizes); a crash is not predicted, the report shows the cell as an error",
+        "tensor-sized-padded-conv": "torchinfo fails: its kernel-size column iterates a module's kernel_size "
+        "attribute, here a 0-d tensor buffer as in EnCodec (TypeError: iteration over a 0-d tensor)",
     },
     order=50,
 )

@@ -625,6 +625,30 @@ class ScalarTensorScale(nn.Module):
         return self.fc(x) / scale
 
 
+class TensorSizedPaddedConv(nn.Module):
+    """EnCodec's ``EncodecConv1d`` (also Mimi's and DAC's padded convolutions) in miniature:
+    Conv1d(2, 4, 7, stride=2) whose stride, kernel size and total padding are 0-d int64 tensor
+    buffers; the extra right padding that makes the last window whole is computed from them
+    (``ceil`` of a tensor division), then the input is reflect-padded causally (all the
+    kernel's padding on the left) and convolved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 7, stride=2)
+        stride = torch.tensor(2, dtype=torch.int64)
+        kernel_size = torch.tensor(7, dtype=torch.int64)
+        self.stride = nn.Buffer(stride, persistent=False)
+        self.kernel_size = nn.Buffer(kernel_size, persistent=False)
+        self.padding_total = nn.Buffer(kernel_size - stride, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[-1]
+        frames = (length - self.kernel_size + self.padding_total) / self.stride + 1
+        frames = torch.ceil(frames).to(torch.int64) - 1
+        extra = frames * self.stride + self.kernel_size - self.padding_total - length
+        return self.conv(F.pad(x, (int(self.padding_total), int(extra)), mode="reflect"))
+
+
 def _timm_attention() -> nn.Module:
     """timm's ``Attention(dim=32, num_heads=4, qkv_bias=True)`` block (the ViT family's)."""
     from flopaudit.zoo.optional import offline
@@ -1519,6 +1543,19 @@ def cases() -> list[ModelCase]:
             description="Linear(16, 16) on (4, 16), divided by sqrt(torch.tensor(16.) * 3) as DeBERTa-v2 scales "
             "its attention scores: a product of 0-dim tensors, which a dispatcher sees and a JIT trace records "
             "as a 0-dim aten::mul node, like Python arithmetic on sizes",
+        ),
+        hard_case(
+            "tensor-sized-padded-conv",
+            TensorSizedPaddedConv,
+            randn_inputs((2, 2, 33)),
+            {"conv", "scalar-tensor"},
+            # padded to 5 + 33 + 1 = 39 samples, ceil((39 - 7) / 2) + 1 = 17 outputs: 2 x 4 x 17 x 2 x 7
+            expected_macs=2 * 4 * 17 * 2 * 7,
+            expected_params=4 * 2 * 7 + 4,
+            description="EnCodec's padded Conv1d (also Mimi's and DAC's) on (2, 2, 33): Conv1d(2, 4, 7, "
+            "stride=2) whose stride, kernel size and padding are 0-d tensor buffers, the extra padding computed "
+            "from them with tensor arithmetic, then a causal reflect pad; torchinfo iterates a kernel_size "
+            "attribute as a sequence",
         ),
         hard_case(
             "timm-attention-block",
