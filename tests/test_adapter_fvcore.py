@@ -314,3 +314,22 @@ def test_a_failing_handle_names_its_node() -> None:
     r = get_adapter("fvcore").count(Net(), (adjacency, torch.randn(4, 8)))
     assert r.status is Status.ERROR
     assert "pricing aten::mm on inputs of shape no shape, 4x8 in module 'prop'" in (r.error or ""), r.error
+
+
+def test_a_failing_handle_assertion_says_the_check() -> None:
+    """fvcore's norm handle asserts 2 to 5 input dimensions with the shape as the message (vit-pytorch's
+    MaxViT normalises a 6-dim window tensor): the error says the check, then the node."""
+
+    class WindowNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(x)
+
+    r = get_adapter("fvcore").count(WindowNorm(), torch.randn(1, 2, 2, 3, 3, 16))
+    assert r.status is Status.ERROR
+    assert r.error.startswith("BackendFailure: AssertionError: norm_flop_jit (jit_handles.py:"), r.error
+    assert "assert 2 <= len(input_shape) <= 5, input_shape ([1, 2, 2, 3, 3, 16]); pricing aten::layer_norm on " \
+           "inputs of shape 1x2x2x3x3x16, 16, 16 in module 'norm'" in r.error, r.error

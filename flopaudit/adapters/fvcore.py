@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._failures import failed_assertion
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.errors import BackendFailure
@@ -167,7 +168,9 @@ class FvcoreAdapter(Adapter):
                 node = _node_priced(exc)
                 if node is None:
                     raise
-                raise BackendFailure(f"{type(exc).__name__}: {exc}; {node}") from exc
+                # an assert's message is its operand alone (``[1, 4, 4, 4, 4, 16]``): say the check instead
+                said = failed_assertion(exc) if isinstance(exc, AssertionError) else str(exc)
+                raise BackendFailure(f"{type(exc).__name__}: {said}; {node}") from exc
         per_module: dict[str, int] = {}
         for wrapped_name, value in analysis.by_module().items():
             path = user_path(wrapped_name)
