@@ -201,6 +201,14 @@ def test_meta_says_the_forward_makes_a_cpu_tensor_instead_of_blaming_the_input(
                                "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
     assert "makes a tensor on another device during its forward pass" in err and "rejected input" not in err
     assert "factory without device=" in err and "without --meta" in err
+    # where: the line of the model's forward that made it (user_models.py, _CPUPositions.forward)
+    import inspect
+
+    from user_models import _CPUPositions
+
+    lines, start = inspect.getsourcelines(_CPUPositions.forward)
+    line = start + next(i for i, text in enumerate(lines) if "torch.arange" in text)
+    assert f"expected device meta!, raised in user_models, line {line})" in err, err
 
 
 def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_input(

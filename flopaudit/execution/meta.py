@@ -86,21 +86,28 @@ def mixes_devices(exc: BaseException) -> bool:
 
 def meta_failure(exc: BaseException, inputs: str = "") -> str:
     """Words for a forward pass that failed on the meta device, to follow the model's name
-    (``inputs``: how the inputs it was given read, where known)."""
+    (``inputs``: how the inputs it was given read, where known), with the line of the model's
+    code (or of torch's layers) that raised, where the traceback has one."""
+    from flopaudit.adapters.base import raised_in
+
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    at = raised_in(exc).strip().removeprefix("(").removesuffix(")")
+
+    def said(limit: int | None = None) -> str:
+        return f"{type(exc).__name__}: {first[:limit]}" + (f", {at}" if at else "")
+
     if mixes_devices(exc):
         return (f" makes a tensor on another device during its forward pass and uses it with its meta tensors "
-                f"({type(exc).__name__}: {first}): a factory without device= (torch.arange, torch.tensor, "
-                "torch.zeros) makes it on the CPU; count it without --meta")
+                f"({said()}): a factory without device= (torch.arange, torch.tensor, torch.zeros) makes it on the "
+                "CPU; count it without --meta")
     if shapes_from_values(exc):
-        return (f" runs an operator whose output's shape depends on tensor values ({type(exc).__name__}: "
-                f"{first[:160]}): boolean-mask indexing x[mask], torch.nonzero, torch.where(cond), masked_select, "
-                "unique; tensors on the meta device have shapes but no values: count it without --meta")
+        return (f" runs an operator whose output's shape depends on tensor values ({said(160)}): boolean-mask "
+                "indexing x[mask], torch.nonzero, torch.where(cond), masked_select, unique; tensors on the meta "
+                "device have shapes but no values: count it without --meta")
     if reads_values(exc):
-        return (f" reads a tensor's value during its forward pass ({type(exc).__name__}: {first}), and tensors on "
-                "the meta device have shapes but no values: count it without --meta, or without the input that "
-                "makes it read values (such as an attention mask)")
+        return (f" reads a tensor's value during its forward pass ({said()}), and tensors on the meta device have "
+                "shapes but no values: count it without --meta, or without the input that makes it read values "
+                "(such as an attention mask)")
     given = f" with input {inputs}" if inputs else ""
-    return (f" failed on the meta device{given}: {type(exc).__name__}: {first} (the input, or an operator whose "
-            "meta kernel refuses what its CPU kernel takes, such as grouped products in float32: run it without "
-            "--meta to tell)")
+    return (f" failed on the meta device{given}: {said()} (the input, or an operator whose meta kernel refuses what "
+            "its CPU kernel takes, such as grouped products in float32: run it without --meta to tell)")
