@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._failures import type_named
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
 from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -126,7 +126,8 @@ BACKEND = Backend(
         "lstm-packed-sequence": "calflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
         "static-quantized-residual": "calflops fails: it reads next(model.parameters()).device, and a statically "
         "quantized model has no parameter left (its weights are packed objects): StopIteration",
-        "scripted-module": "calflops fails: its forward pre-hooks cannot be registered on a ScriptModule",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "calflops fails: its forward pre-hooks cannot be registered on a "
+                        "ScriptModule"),
     },
     order=110,
     passes=("inference", "train"),

@@ -38,7 +38,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
 from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
@@ -69,7 +69,8 @@ BACKEND = Backend(
         "are still uninitialised (ValueError); a crash is not predicted",
         "lstm-packed-sequence": "DeepSpeed's profiler fails: its RNN hook reads input.shape of a PackedSequence "
         "(AttributeError)",
-        "scripted-module": "DeepSpeed's profiler fails: its forward pre-hooks cannot be registered on a ScriptModule",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "DeepSpeed's profiler fails: its forward pre-hooks cannot be "
+                        "registered on a ScriptModule"),
     },
     order=120,
 )

@@ -50,6 +50,11 @@ META_DISPATCH_NOTE = (
 kernels: on meta, other kernels run, which it does count."""
 
 
+SCRIPT_MODULE_CASES = ("scripted-module", "scripted-convnet")
+"""The zoo's cases whose model is a ``torch.jit.script`` module, which refuses module hooks: a
+backend that registers hooks or buffers on every module declares one divergence for them all."""
+
+
 @dataclass(frozen=True)
 class Backend:
     """One counting backend, described once.

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._failures import failed_assertion
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
 from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
@@ -75,8 +75,8 @@ BACKEND = Backend(
         "static-quantized-residual": "fvcore fails: torch.jit.trace cannot trace a quantized::conv2d, whose "
         "packed weight is a TorchScript object, not a tensor (RuntimeError: Only tensors ... can be inputs to "
         "traced functions)",
-        "scripted-module": "fvcore fails: its trace registers scope hooks on every module, which a ScriptModule "
-        "refuses",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "fvcore fails: its trace registers scope hooks on every module, "
+                        "which a ScriptModule refuses"),
     },
 )
 

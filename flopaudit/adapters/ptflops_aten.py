@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._ptflops_common import ZERO_OP_ATEN, common_options
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import META_DISPATCH_NOTE, Backend, MetaSupport
+from flopaudit.adapters.descriptor import META_DISPATCH_NOTE, SCRIPT_MODULE_CASES, Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ BACKEND = Backend(
         "uninitialised (ValueError); a crash is not predicted",
         "lazy-linear": "ptflops fails: it counts the parameters before the forward pass, and an uninitialised lazy "
         "parameter has no size (ValueError)",
-        "scripted-module": "ptflops fails: its per-module pre-hooks cannot be registered on a ScriptModule",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "ptflops fails: its per-module pre-hooks cannot be registered on a "
+                        "ScriptModule"),
     },
 )
 

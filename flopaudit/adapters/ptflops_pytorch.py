@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from flopaudit.adapters._ptflops_common import ZERO_OP_MODULE, common_options
 from flopaudit.adapters.base import Adapter, RawCount, count_instances
-from flopaudit.adapters.descriptor import Backend, MetaSupport
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -59,7 +59,8 @@ BACKEND = Backend(
     known_divergences={
         "params-lazy": "ptflops fails: it counts parameters before the forward, when a lazy module's are still "
         "uninitialised (ValueError); a crash is not predicted",
-        "scripted-module": "ptflops fails: its batch-counter hook cannot be registered on a ScriptModule",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "ptflops fails: its batch-counter hook cannot be registered on a "
+                        "ScriptModule"),
         "lstm-packed-sequence": "ptflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
         "lazy-linear": "ptflops fails: the LazyLinear gets no __flops__ counter (its type has no hook when ptflops "
         "starts) and has become a Linear by the time ptflops sums the counters (AttributeError)",

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._failures import frame_locals, module_named, type_named
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
 from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -58,7 +58,8 @@ BACKEND = Backend(
         case: "pytorch-model-summary fails: a shown module gets or returns None (nn.MultiheadAttention's "
         "attention weights) and its hook's shapes() raises 'Object not supported'; a crash is not predicted"
         for case in ("mha-cross-kdim", "transformer-encoder-eval", "attention-frozen-fast-path")
-    } | {"scripted-module": "pytorch-model-summary fails: its forward hooks cannot be registered on a ScriptModule",
+    } | {**dict.fromkeys(SCRIPT_MODULE_CASES, "pytorch-model-summary fails: its forward hooks cannot be "
+                         "registered on a ScriptModule"),
          "exported-program": "pytorch-model-summary fails: the only module an exported graph calls is its guard "
          "module (_guards_fn), which returns None: its row gets no output shape (KeyError: 'output_shape')",
          "roi-align-head": "pytorch-model-summary fails: MultiScaleRoIAlign is called with a dict of feature maps "

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount, count_instances
-from flopaudit.adapters.descriptor import MetaSupport
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, MetaSupport
 from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
@@ -55,8 +55,9 @@ BACKEND = SharedImportBackend(
         "compiled-submodules": "thop fails: apply() registers a total_ops buffer on the wrapped module first, then on "
         "its torch.compile wrapper (OptimizedModule), which forwards attribute reads to it, so register_buffer finds "
         "the name taken (KeyError: attribute 'total_ops' already exists)",
-        "scripted-module": "thop fails: it registers total_ops/total_params buffers on every module, which a "
-        "ScriptModule refuses (RuntimeError: Can't add a new parameter after ScriptModule construction)",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "thop fails: it registers total_ops/total_params buffers on every "
+                        "module, which a ScriptModule refuses (RuntimeError: Can't add a new parameter after "
+                        "ScriptModule construction)"),
     },
     # ultralytics-thop (2.x, a dependency of ultralytics) installs the same import package over thop's files;
     # it counts functional products too and estimates from smaller inputs: another counter, not thop.

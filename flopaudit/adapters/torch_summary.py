@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES
 from flopaudit.adapters.torchsummary import DISTRIBUTIONS, SHARED_FILES
 from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
@@ -72,7 +73,8 @@ BACKEND = SharedImportBackend(
         "initialised them (ValueError); a crash is not predicted",
         "exported-program": "torch-summary fails: it calls model.eval(), which the module of an exported program "
         "refuses (NotImplementedError: Calling eval() is not supported yet)",
-        "scripted-module": "torch-summary fails: its forward pre-hooks cannot be registered on a ScriptModule",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "torch-summary fails: its forward pre-hooks cannot be registered "
+                        "on a ScriptModule"),
         "kv-cache-decode": "torch-summary fails: inputs that are not all tensors (the cache object) it reads as "
         "input sizes, comparing each with 0 (RuntimeError: Boolean value of Tensor with more than one value is "
         "ambiguous)",

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.adapters._failures import frame_locals, located_assertions
 from flopaudit.adapters._restore import namespaces_restored
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
 from flopaudit.records import CONDITIONAL_CAUSE, DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
@@ -117,8 +117,8 @@ BACKEND = Backend(
         "static-quantized-residual": "torchprofile fails: torch.jit.trace cannot trace a quantized::conv2d, whose "
         "packed weight is a TorchScript object, not a tensor (RuntimeError: Only tensors ... can be inputs to "
         "traced functions)",
-        "scripted-module": "torchprofile fails: torch.jit.trace of a model holding a ScriptModule that was not "
-        "traced with it (RuntimeError: ... not part of the active trace)",
+        **dict.fromkeys(SCRIPT_MODULE_CASES, "torchprofile fails: torch.jit.trace of a model holding a "
+                        "ScriptModule that was not traced with it (RuntimeError: ... not part of the active trace)"),
     },
     order=130,
 )

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.adapters._failures import frame_locals, frames_of, module_named, type_named
 from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import MetaSupport
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, MetaSupport
 from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -103,7 +103,8 @@ KNOWN_FAILURES: dict[str, str] = {
     "linear-unbatched": _REBATCHED,
     "static-quantized-residual": "torchsummary fails: a quantized module's weight is a method, not a tensor "
     "with .size(), so no row counts parameters, its total stays the int 0 and total_params.numpy() raises",
-    "scripted-module": "torchsummary fails: its forward hooks cannot be registered on a ScriptModule",
+    **dict.fromkeys(SCRIPT_MODULE_CASES, "torchsummary fails: its forward hooks cannot be registered on a "
+                    "ScriptModule"),
     "roi-align-head": "torchsummary fails: its hook reads .size() of a module's first input, and MultiScaleRoIAlign's "
     "is a dict of feature maps",
     "keypoint-heatmap-targets": "torchsummary fails: its input-size estimate is np.prod of the input sizes, which "

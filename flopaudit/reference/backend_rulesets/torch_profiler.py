@@ -67,6 +67,10 @@ _R_SDPA_MASK = ("the float-mask add of the math attention kernel is an in-place 
 _R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an in-place aten::add_ under the "
                   "profiler (not priced); the reference's mode sees it out of place")
 _R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
+SCRIPT_MODULE = "RecursiveScriptModule"
+"""The class of a ``torch.jit.script`` module (a traced one is a ``TopLevelTracedModule``)."""
+_R_SCRIPTED_CONV = ("a scripted module's convolutions are the operators TorchScript calls: aten::conv2d priced (2 x "
+                    "MACs, 4-D input), aten::conv_transpose2d, conv1d and conv3d count 0")
 
 
 @event_counter("torch-profiler.conv2d")
@@ -82,6 +86,18 @@ def conv2d(e: OpEvent) -> int:
         return 0
     groups = x[1] // w[1]
     return 2 * x[0] * y[2] * y[3] * w[2] * w[3] * x[1] * w[0] // groups
+
+
+@event_counter("torch-profiler.scripted_conv2d")
+def scripted_conv2d(e: OpEvent) -> int:
+    """An ``aten.convolution`` run by TorchScript code (a ``torch.jit.script`` module's): its
+    interpreter calls ``aten::conv2d`` itself where the Python source calls ``F.conv2d``
+    (``nn.Conv2d``), so the profiler prices it as :func:`conv2d` does; a transposed
+    convolution it calls as ``aten::conv_transpose2d``, which counts 0. (A JIT trace's
+    graph calls ``aten::_convolution``, which counts 0 too.)
+    # NB: ``padding="same"`` in a scripted module is ``aten::conv2d.padding``, which no
+    # recording can tell from integer padding here: priced as integer padding."""
+    return 0 if e.arg("transposed") else conv2d(e)
 
 
 @event_counter("torch-profiler.add_in_rnn")
@@ -253,6 +269,8 @@ TORCH_PROFILER = Ruleset(
                   kind=_UNSUPPORTED),
         EventRule("zero", family="quantized", reason="int8 kernels (torch.ao quantized::*) have no profiler estimate",
                   kind=_UNSUPPORTED),
+        EventRule("torch-profiler.scripted_conv2d", op="aten.convolution", module_type=SCRIPT_MODULE,
+                  reason=_R_SCRIPTED_CONV),
         EventRule("zero", category=Category.CONV, reason=_R_CONV, kind=_UNSUPPORTED),
         *(EventRule("zero", op=op, patched=p, reason=_R_LINEAR_BIAS) for op in ("aten.add", "aten.mul")
           for p in LINEAR_CALLS),

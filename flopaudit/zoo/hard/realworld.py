@@ -289,6 +289,11 @@ def _scripted_module() -> nn.Module:
     return _script(_Mlp())
 
 
+def _scripted_convnet() -> nn.Module:
+    """``torch.jit.script`` of Conv2d(3, 8, 3, padding=1), ReLU, ConvTranspose2d(8, 4, 2, stride=2)."""
+    return _script(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2)))
+
+
 def _mlp(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """``relu(x @ w1) @ w2``."""
     return torch.relu(x @ w1) @ w2
@@ -1207,6 +1212,18 @@ def cases() -> list[ModelCase]:
             expected_params=8 * 16 + 16 + 16 * 4 + 4,
             description="torch.jit.script of Linear(8, 16), ReLU, Linear(16, 4) on (2, 8): a ScriptModule refuses "
             "module hooks, which hook-based counters and fvcore's trace register",
+        ),
+        hard_case(
+            "scripted-convnet",
+            _scripted_convnet,
+            randn_inputs((2, 3, 8, 8)),
+            {"torchscript", "conv"},
+            # Conv2d 2 x 8 x 8 x 8 x 3 x 3 x 3; ConvTranspose2d 2 x 8 x 8 x 8 (input) x 4 x 2 x 2
+            expected_macs=2 * 8 * 8 * 8 * 3 * 3 * 3 + 2 * 8 * 8 * 8 * 4 * 2 * 2,
+            expected_params=8 * 3 * 9 + 8 + 8 * 4 * 4 + 4,
+            description="torch.jit.script of Conv2d(3, 8, 3, padding=1), ReLU, ConvTranspose2d(8, 4, 2, stride=2) "
+            "on (2, 3, 8, 8), as a model deployed as TorchScript is: the interpreter calls aten::conv2d where "
+            "Python code calls F.conv2d (torch.profiler prices it), a JIT trace's graph aten::_convolution",
         ),
         hard_case(
             "scripted-function",
