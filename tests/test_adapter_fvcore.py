@@ -333,3 +333,21 @@ def test_a_failing_handle_assertion_says_the_check() -> None:
     assert r.error.startswith("BackendFailure: AssertionError: norm_flop_jit (jit_handles.py:"), r.error
     assert "assert 2 <= len(input_shape) <= 5, input_shape ([1, 2, 2, 3, 3, 16]); pricing aten::layer_norm on " \
            "inputs of shape 1x2x2x3x3x16, 16, 16 in module 'norm'" in r.error, r.error
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_state_entry_the_trace_refuses_is_named(backend: str) -> None:
+    """torch.jit.trace takes every state_dict entry as a graph input; a dynamically quantized Linear keeps
+    its weights' dtype there (``_packed_params.dtype``), which the trace refuses ("Got int")."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), {nn.Linear}, dtype=torch.qint8)
+    r = get_adapter(backend).count(model, torch.randn(3, 4))
+    assert r.status is Status.ERROR
+    assert "can be inputs to traced functions. Got int" in (r.error or ""), r.error
+    assert (r.error or "").endswith("; the trace takes every state_dict entry as a graph input, and "
+                                    "'0._packed_params.dtype' of module '0._packed_params' (LinearPackedParams) "
+                                    "is a torch.dtype"), r.error

@@ -101,6 +101,30 @@ def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
             "reads its input as a padded tensor")
 
 
+def traced_state_hint(exc: BaseException, model: nn.Module) -> str:
+    """For ``torch.jit.trace`` (fvcore's and torchprofile's) refusing a graph input that is not a tensor
+    ("Only tensors or (possibly nested) dict or tuples of tensors can be inputs to traced functions"):
+    the trace takes every ``state_dict`` entry as an input, and torch.ao's quantized modules keep a
+    dtype (dynamically quantized ``Linear``), numbers or TorchScript objects there; which entry and
+    module; ``""`` for any other error, or where every entry is a tensor."""
+    import torch
+
+    if "can be inputs to traced functions" not in str(exc):
+        return ""
+    try:
+        state = model.state_dict(keep_vars=True)
+    except Exception:  # noqa: BLE001 - a module whose state cannot be read: nothing to say
+        return ""
+    key, value = next(((k, v) for k, v in state.items() if not isinstance(v, torch.Tensor)), (None, None))
+    if key is None:
+        return ""
+    try:
+        owner = f" of {module_named(model, model.get_submodule(key.rpartition('.')[0]))}"
+    except AttributeError:  # (a key that is not a module path)
+        owner = ""
+    return f"; the trace takes every state_dict entry as a graph input, and '{key}'{owner} is {type_named(value)}"
+
+
 def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> str | None:
     """For calflops' and DeepSpeed's einsum rule (``_einsum_flops_compute(equation, *operands)``
     in the Python module named ``module``, which reads each operand's ``.shape``) given the
@@ -122,4 +146,4 @@ def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> st
 
 
 __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named",
-           "packed_sequence_hint", "type_named"]
+           "packed_sequence_hint", "traced_state_hint", "type_named"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flopaudit.adapters._failures import frames_of, packed_sequence_hint
+from flopaudit.adapters._failures import frames_of, packed_sequence_hint, traced_state_hint
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable, keyword_inputs_hint
 from flopaudit.records import (
@@ -224,7 +224,7 @@ class Adapter(ABC):
             return CountResult(
                 status=Status.ERROR,
                 error=error_text(exc) + keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
-                + packed_sequence_hint(exc, work),
+                + packed_sequence_hint(exc, work) + traced_state_hint(exc, work),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )

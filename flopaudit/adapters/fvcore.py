@@ -72,9 +72,9 @@ BACKEND = Backend(
         "records none for a sparse CSR tensor (TypeError: 'NoneType' object is not subscriptable)",
         "gcn-sparse-adjacency": "fvcore fails: its matmul handle reads the shapes the trace records, and a "
         "trace records none for a sparse tensor (TypeError: 'NoneType' object is not subscriptable)",
-        "static-quantized-residual": "fvcore fails: torch.jit.trace cannot trace a quantized::conv2d, whose "
-        "packed weight is a TorchScript object, not a tensor (RuntimeError: Only tensors ... can be inputs to "
-        "traced functions)",
+        "static-quantized-residual": "fvcore fails: torch.jit.trace takes every state_dict entry as a graph "
+        "input, and the quantized Linear keeps its weights' dtype there (fc._packed_params.dtype, a torch.dtype, "
+        "not a tensor: RuntimeError: Only tensors ... can be inputs to traced functions. Got int)",
         **dict.fromkeys(SCRIPT_MODULE_CASES, "fvcore fails: its trace registers scope hooks on every module, "
                         "which a ScriptModule refuses"),
     },

@@ -114,9 +114,9 @@ BACKEND = Backend(
         "compiled-submodules": "torchprofile fails: torch.jit.trace refuses a module wrapped by torch.compile, even "
         "one running eagerly (RuntimeError: Detected that you are using FX to torch.jit.trace a dynamo-optimized "
         "function)",
-        "static-quantized-residual": "torchprofile fails: torch.jit.trace cannot trace a quantized::conv2d, whose "
-        "packed weight is a TorchScript object, not a tensor (RuntimeError: Only tensors ... can be inputs to "
-        "traced functions)",
+        "static-quantized-residual": "torchprofile fails: torch.jit.trace takes every state_dict entry as a graph "
+        "input, and the quantized Linear keeps its weights' dtype there (fc._packed_params.dtype, a torch.dtype, "
+        "not a tensor: RuntimeError: Only tensors ... can be inputs to traced functions. Got int)",
         **dict.fromkeys(SCRIPT_MODULE_CASES, "torchprofile fails: torch.jit.trace of a model holding a "
                         "ScriptModule that was not traced with it (RuntimeError: ... not part of the active trace)"),
     },
