@@ -250,3 +250,18 @@ def test_roi_align_with_adaptive_sampling_or_max_is_unsupported_with_a_note() ->
               [torch.randn(1, 4, 8, 8)])
     assert r.unsupported == {"torchvision.roi_align.default": 1, "torchvision.roi_pool.default": 1}
     assert any("adaptive sampling" in n for n in r.notes)
+
+
+def test_a_jagged_nested_input_is_priced_on_its_real_rows() -> None:
+    """A nested tensor with ``layout=torch.jagged`` (lengths 3 and 5, 16 features) through Linear(16, 4):
+    8 real rows. Its ragged size is a symbolic int that ``int()`` refuses, and reading its components
+    the way a strided nested tensor's are read crashed the process (counted in a worker here, so that
+    a crash is a failed result, not a failed test run)."""
+    from flopaudit.records import Status
+    from flopaudit.run import audit_model
+
+    x = torch.nested.nested_tensor([torch.randn(3, 16), torch.randn(5, 16)], layout=torch.jagged)
+    run = audit_model(nn.Linear(16, 4), x, backends=["reference"])
+    result = run.result("model", "reference")
+    assert result is not None and result.status is Status.OK, result and result.error
+    assert result.macs == (3 + 5) * 16 * 4

@@ -238,8 +238,20 @@ def formula_name(fn: Formula) -> str:
 # Building OpCalls from real/meta/fake tensors.
 
 def nested_components(t: torch.Tensor) -> tuple[Shape, ...]:
-    """The component shapes of a nested tensor."""
+    """The component shapes of a nested tensor: a strided one's sizes, a jagged one's (``layout=torch.jagged``,
+    a Python tensor subclass with ``offsets``, whose ``_nested_tensor_size`` crashes the process) from the
+    lengths of its ragged dimension."""
     with torch._C._DisableTorchDispatch():  # a query of ours, not an operator of the model
+        if t.layout == torch.jagged:
+            lengths = t.lengths()
+            if lengths is None:
+                offsets = t.offsets().tolist()
+                lengths = [b - a for a, b in zip(offsets, offsets[1:])]
+            else:
+                lengths = lengths.tolist()
+            ragged = t._ragged_idx
+            return tuple(torch.Size(int(n) if i == ragged else int(d) for i, d in enumerate(t.shape) if i)
+                         for n in lengths)
         sizes = t._nested_tensor_size().tolist()
     return tuple(torch.Size(s) for s in sizes)
 

@@ -55,11 +55,17 @@ def op_tensors(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Ten
     return out
 
 
+NO_SIZE = (RuntimeError, TypeError, ValueError, AttributeError)
+"""What reading a size as an int raises where it has none: a nested tensor's, an unbacked symbolic
+size, and a jagged nested tensor's ragged dimension (a ``SymInt`` on a ``NestedIntNode``, which
+``int()`` meets as an ``AttributeError``)."""
+
+
 def shape_of(t: torch.Tensor) -> Shape:
     """``t``'s shape as ints (a nested tensor: see :func:`_nested_shape`)."""
     try:
         return tuple(map(int, t.shape))
-    except (RuntimeError, TypeError, ValueError):  # nested / unbacked symbolic
+    except NO_SIZE:  # nested / unbacked symbolic
         return _nested_shape(t)
 
 
@@ -73,7 +79,7 @@ def _nested_shape(t: torch.Tensor) -> Shape:
         return ()
     try:
         return tuple(concatenated(nested_components(t)))
-    except (RuntimeError, TypeError, ValueError, AttributeError):
+    except NO_SIZE:
         return ()
 
 
@@ -81,7 +87,7 @@ def size_now(t: torch.Tensor) -> Any:
     """``t.shape``, or None where it has none (a nested tensor): :func:`summarise` reads that as nested."""
     try:
         return t.shape
-    except (RuntimeError, TypeError, ValueError):
+    except NO_SIZE:
         return None
 
 
@@ -108,7 +114,7 @@ def summarise(tensors: Sequence[torch.Tensor], sizes: Sequence[Any] | None = Non
         try:
             shape = tuple(map(int, s))
             n = math.prod(shape)
-        except (RuntimeError, TypeError, ValueError):  # nested / unbacked symbolic
+        except NO_SIZE:  # nested / unbacked symbolic
             shape = shape_of(t)
             nested = nested or bool(getattr(t, "is_nested", False))
             n = -1
@@ -117,7 +123,7 @@ def summarise(tensors: Sequence[torch.Tensor], sizes: Sequence[Any] | None = Non
             seen.add(id(t))
             try:
                 read += (n if n >= 0 else int(t.numel())) * t.element_size()
-            except (RuntimeError, TypeError, ValueError):
+            except NO_SIZE:
                 pass
     return TensorSummary(tuple(shapes), read, None if nested else tuple([t.dtype for t in tensors]))
 
@@ -170,7 +176,7 @@ def int_shape(size: Sequence[Any]) -> Shape:
     """A ``torch.Size`` as a tuple of ints; ``()`` for a size with no int (unbacked symbolic)."""
     try:
         return tuple(map(int, size))
-    except (RuntimeError, TypeError, ValueError):
+    except NO_SIZE:
         return ()
 
 
@@ -189,7 +195,7 @@ def nbytes(obj: Any) -> int:
         seen.add(id(t))
         try:
             total += int(t.numel()) * t.element_size()
-        except (RuntimeError, TypeError, ValueError):
+        except NO_SIZE:
             pass
     return total
 
