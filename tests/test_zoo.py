@@ -271,6 +271,11 @@ def _witness_macs(case: ModelCase) -> int:
             for i in range(x.shape[0]):
                 model(x[i:i + 1, : int((~mask[i]).sum())])
         return counter.get_total_flops() // 2
+    if "jagged" in case.tags:  # a jagged nested tensor: each sequence counted alone, as the dense tensor it is
+        with counter:
+            for sequence in inputs.args[0].unbind():
+                model(sequence)
+        return counter.get_total_flops() // 2
     # torch.cond under a dispatch mode: with autograd on its branches are traced with fake tensors that fail on
     # the parameters they close over, without FlopCounterMode counts both branches; witnessed as the program reads
     with counter, (_cond_as_an_if() if "cond" in case.tags else contextlib.nullcontext()):

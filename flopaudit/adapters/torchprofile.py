@@ -104,6 +104,8 @@ BACKEND = Backend(
     install="pip install torchprofile",
     ruleset="flopaudit.reference.backend_rulesets.torchprofile",
     known_divergences={
+        "jagged-token-mlp": "torchprofile fails: torch.jit.trace of a jagged nested tensor calls aten::size on it, "
+        "which it refuses (RuntimeError: NestedTensor does not support directly calling torch.ops.aten.size)",
         "lstm-dynamic-quantized": "torchprofile fails: torch.jit.trace cannot trace aten::quantized_lstm, whose packed weights are TorchScript objects (__torch__.torch.classes.rnn.CellParamsBase), not tensors (RuntimeError: Only tensors ... can be inputs to traced functions)",
         "csr-adjacency": "torchprofile fails: a JIT trace records no shape for a sparse CSR tensor, and "
         "torchprofile's IR takes the length of every input's shape (TypeError: object of type 'NoneType' has no "

@@ -586,6 +586,16 @@ def _proposals_and_keypoints(rows: int = 6, channels: int = 8, keypoints: int = 
     return ModelInputs((torch.randn(rows, channels, 8, 8), torch.cat([corner, corner + size], dim=1), points))
 
 
+def _jagged_tokens() -> ModelInputs:
+    """A jagged nested tensor (``layout=torch.jagged``) of three sequences of 3, 5 and 2 tokens of 16 features."""
+    return ModelInputs((torch.nested.nested_tensor([torch.randn(n, 16) for n in (3, 5, 2)], layout=torch.jagged),))
+
+
+def _jagged_token_mlp() -> nn.Module:
+    """LayerNorm(16), Linear(16, 32), GELU, Linear(32, 4), applied to every token."""
+    return nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4))
+
+
 class GridDecodeHead(nn.Module):
     """A detection head that decodes cell offsets against a grid of cell positions, made once
     per feature size and kept in a dict keyed on ``(height, width)``, as YOLO's ``Detect`` keeps
@@ -1549,6 +1559,19 @@ def cases() -> list[ModelCase]:
             "the stride and added to a grid of cell positions that the model made at build time and keeps in a "
             "dict keyed on the feature size (YOLO's Detect.grid, RT-DETR's cached position tables); an eager "
             "pass finds the grid there, a JIT trace, whose sizes are tensors, makes it again",
+        ),
+        hard_case(
+            "jagged-token-mlp",
+            _jagged_token_mlp,
+            _jagged_tokens,
+            {"linear", "jagged"},
+            # 10 real tokens x (16 x 32 + 32 x 4); no padding
+            expected_macs=(3 + 5 + 2) * (16 * 32 + 32 * 4),
+            expected_params=2 * 16 + 16 * 32 + 32 + 32 * 4 + 4,
+            description="a token MLP (LayerNorm(16), Linear(16, 32), GELU, Linear(32, 4)) on a jagged nested "
+            "tensor of 3, 5 and 2 tokens (torch.nested with layout=torch.jagged, a batch of variable-length "
+            "sequences without padding): its ragged size is a symbolic int, which counters reading sizes as "
+            "ints and JIT traces refuse",
         ),
         hard_case(
             "scalar-tensor-scale",
