@@ -351,3 +351,29 @@ def test_a_state_entry_the_trace_refuses_is_named(backend: str) -> None:
     assert (r.error or "").endswith("; the trace takes every state_dict entry as a graph input, and "
                                     "'0._packed_params.dtype' of module '0._packed_params' (LinearPackedParams) "
                                     "is a torch.dtype"), r.error
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_trace_through_reentrant_checkpointing_says_so(backend: str) -> None:
+    """torch.utils.checkpoint without use_reentrant= takes the reentrant form, whose autograd Function a
+    JIT trace cannot record: it raises a bare "unordered_map::at"; the error says what raised it."""
+    import warnings
+
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return checkpoint(self.block, x, use_reentrant=True)
+
+    r = get_adapter(backend).count(Checkpointed().train(), torch.randn(2, 8))
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith("RuntimeError: unordered_map::at"), r.error
+    assert (r.error or "").endswith("; raised by torch.utils.checkpoint in its reentrant form (use_reentrant=True, "
+                                    "taken where it is not given), an autograd Function that a JIT trace cannot "
+                                    "record (use_reentrant=False can be traced)"), r.error

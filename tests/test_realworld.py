@@ -367,8 +367,8 @@ def test_an_error_that_prints_a_tensor_is_cut_short() -> None:
     from flopaudit.adapters.base import ERROR_CHARS
 
     r = get_adapter("thop").count(_PrintsATensor(), torch.randn(2))
-    assert r.status.value == "error" and r.error.startswith("RuntimeError: cannot use this tensor:\ntensor([")
-    assert " more characters) (raised in " in r.error and len(r.error) < ERROR_CHARS + 200
+    assert r.status.value == "error" and r.error.startswith("RuntimeError: cannot use this tensor: (raised in ")
+    assert ")\ntensor([" in r.error and r.error.endswith(" more characters)") and len(r.error) < ERROR_CHARS + 200
 
 
 def test_every_count_starts_from_the_inputs_as_given() -> None:
@@ -493,6 +493,15 @@ def test_a_failure_reads_the_same_in_every_run_and_names_the_backends_code() -> 
                                        "torch.nn.modules.linear, line")
     assert error_text(BackendFailure("foreseen: the backend would fail on this model")) == (
         "BackendFailure: foreseen: the backend would fail on this model")
+    # a message of several lines: where it was raised, and any hint, follow its first line (the one a table shows)
+    try:
+        torch.nn.functional.linear(torch.randn(2, 5), torch.randn(4, 3))
+    except RuntimeError as exc:
+        exc.args = ("shapes do not match\nmat1 is 2x5, mat2 is 3x4",)
+        several = exc
+    text = error_text(several, "; counting module 'fc'")
+    assert text.startswith("RuntimeError: shapes do not match (raised in "), text
+    assert text.endswith("; counting module 'fc'\nmat1 is 2x5, mat2 is 3x4"), text
 
 
 def test_timm_style_layers_subclass_inplace_and_repeat() -> None:

@@ -125,6 +125,22 @@ def traced_state_hint(exc: BaseException, model: nn.Module) -> str:
     return f"; the trace takes every state_dict entry as a graph input, and '{key}'{owner} is {type_named(value)}"
 
 
+def reentrant_checkpoint_hint(exc: BaseException) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) failing on ``torch.utils.checkpoint``'s reentrant form
+    (``use_reentrant=True``, which torch takes where it is not given): its ``CheckpointFunction.apply``
+    raises "unordered_map::at" under the trace; ``""`` for any other error."""
+    if str(exc) != "unordered_map::at":
+        return ""
+    inner = None
+    for frame, lineno in frames_of(exc):
+        if frame.f_globals.get("__name__") == "torch.utils.checkpoint":
+            inner = (frame, lineno)
+    if inner is None or "CheckpointFunction.apply" not in linecache.getline(inner[0].f_code.co_filename, inner[1]):
+        return ""
+    return ("; raised by torch.utils.checkpoint in its reentrant form (use_reentrant=True, taken where it is not "
+            "given), an autograd Function that a JIT trace cannot record (use_reentrant=False can be traced)")
+
+
 def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> str | None:
     """For calflops' and DeepSpeed's einsum rule (``_einsum_flops_compute(equation, *operands)``
     in the Python module named ``module``, which reads each operand's ``.shape``) given the
@@ -146,4 +162,4 @@ def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> st
 
 
 __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named",
-           "packed_sequence_hint", "traced_state_hint", "type_named"]
+           "packed_sequence_hint", "reentrant_checkpoint_hint", "traced_state_hint", "type_named"]

@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flopaudit.adapters._failures import frames_of, packed_sequence_hint, traced_state_hint
+from flopaudit.adapters._failures import (
+    frames_of,
+    packed_sequence_hint,
+    reentrant_checkpoint_hint,
+    traced_state_hint,
+)
 from flopaudit.adapters.descriptor import Backend
 from flopaudit.errors import NotApplicable, keyword_inputs_hint
 from flopaudit.records import (
@@ -223,8 +228,9 @@ class Adapter(ABC):
         except Exception as exc:  # noqa: BLE001 - a failing backend is data
             return CountResult(
                 status=Status.ERROR,
-                error=error_text(exc) + keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
-                + packed_sequence_hint(exc, work) + traced_state_hint(exc, work),
+                error=error_text(exc, keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
+                                 + packed_sequence_hint(exc, work) + traced_state_hint(exc, work)
+                                 + reentrant_checkpoint_hint(exc)),
                 elapsed_s=time.perf_counter() - start,
                 **base,
             )
@@ -258,14 +264,17 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 ERROR_CHARS = 1000
 
 
-def error_text(exc: BaseException) -> str:
-    """A failed count's message: ``Type: message (raised in ...)``, object
-    addresses left out so that the same failure reads the same in every run,
-    the message cut to its first :data:`ERROR_CHARS` characters."""
+def error_text(exc: BaseException, hints: str = "") -> str:
+    """A failed count's message: ``Type: message (raised in ...)`` and ``hints``
+    (what the adapter can add about it), object addresses left out so that the
+    same failure reads the same in every run, the message cut to its first
+    :data:`ERROR_CHARS` characters; where it has several lines, where it was
+    raised and the hints follow the first (the line a table shows)."""
     text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".strip())
     if len(text) > ERROR_CHARS:
         text = f"{text[:ERROR_CHARS].rstrip()} ... ({len(text) - ERROR_CHARS} more characters)"
-    return text + raised_in(exc)
+    first, newline, rest = text.partition("\n")
+    return first.rstrip() + raised_in(exc) + hints + newline + rest
 
 
 def raised_in(exc: BaseException) -> str:
