@@ -75,6 +75,8 @@ BACKEND = SharedImportBackend(
         "refuses (NotImplementedError: Calling eval() is not supported yet)",
         **dict.fromkeys(SCRIPT_MODULE_CASES, "torch-summary fails: its forward pre-hooks cannot be registered "
                         "on a ScriptModule"),
+        "jagged-token-mlp": "torch-summary fails: its rows take the absolute value of a jagged nested tensor's "
+        "sizes, and its ragged size is a symbolic int (AttributeError: 'NestedIntNode' object has no attribute 'abs')",
         "kv-cache-decode": "torch-summary fails: inputs that are not all tensors (the cache object) it reads as "
         "input sizes, comparing each with 0 (RuntimeError: Boolean value of Tensor with more than one value is "
         "ambiguous)",
