@@ -192,7 +192,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         on_phase()
     try:
         with compiled_code_eager():  # as every count runs it (flopaudit.eager)
-            if settings.strict_inputs and not (settings.meta and not settings.meta_failure_stops):
+            if settings.strict_inputs and (settings.meta_failure_stops or not settings.meta):
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
     except UserError:
