@@ -472,14 +472,16 @@ def audit_model(
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this
     process), in the mode it is in; ``pass_="train"``: one training step (see :func:`run_audit`)."""
-    from flopaudit.execution.work import count_one
+    from flopaudit.execution.meta import holds_meta
+    from flopaudit.execution.work import count_on_meta, count_one
     from flopaudit.inputs import ModelInputs
 
     step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
     names = chosen_backends(backends or default_backends(step.kind))
+    count = count_on_meta if holds_meta(model, model_inputs) else count_one  # (a model built on meta: as --meta)
     results = tuple(
-        count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
+        count(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
         for b in names
     )
     info = CaseInfo(name, (), model_inputs.describe(), model_inputs.batch_size)

@@ -236,6 +236,29 @@ def test_meta_counts_the_other_models_when_one_of_several_fails_there(tmp_path: 
         assert all(words in r["error"] and "without --meta" in r["error"] for r in by_model[model])
 
 
+def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_path: Path) -> None:
+    """No --meta, but the factory builds on the meta device: each backend gets what --meta gives it (those
+    not probed there, or wrong there, are not applicable with the reason), in the CLI and in audit()."""
+    from user_models import meta_inputs, meta_mlp
+
+    from flopaudit import audit
+    from flopaudit.adapters import get_backend
+
+    backends = ["reference", "thop", "deepspeed", "torch-profiler"]
+    assert main(["run", "--models", "user_models:meta_mlp", "--inputs", "user_models:meta_inputs", "--backends",
+                 *backends, "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
+    cli = {r["backend"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
+    api = audit(meta_mlp(), meta_inputs(), backends=backends).set_index("backend")
+    for backend in backends:
+        allowed = get_backend(backend).meta.allowed
+        assert cli[backend]["status"] == api.loc[backend, "status"] == ("ok" if allowed else "not applicable")
+        if allowed:  # 8 x (16 x 32 + 32 x 4)
+            assert cli[backend]["macs"] == api.loc[backend, "macs"] == 8 * (16 * 32 + 32 * 4)
+        else:
+            assert cli[backend]["error"].startswith("cannot count on the meta device")
+    assert not get_backend("deepspeed").meta.allowed and get_backend("thop").meta.allowed
+
+
 def test_meta_failure_words_name_every_value_shaped_operator() -> None:
     import torch
 

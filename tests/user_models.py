@@ -131,6 +131,17 @@ def positive_mean() -> nn.Module:
     return _PositiveMean()
 
 
+def meta_mlp() -> nn.Module:
+    """Linear(16, 32), ReLU, Linear(32, 4) built by its own code on the meta device (as a factory of a model
+    too big for memory is written), with no --meta given."""
+    with torch.device("meta"):
+        return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+def meta_inputs() -> torch.Tensor:
+    return torch.empty(8, 16, device="meta")
+
+
 def linear_8_to_4() -> nn.Module:
     """Linear(8, 4): takes what positive_mean and cpu_positions take, and runs on the meta device."""
     return nn.Linear(8, 4)

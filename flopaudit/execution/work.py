@@ -183,6 +183,11 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         where = " on the meta device (run it without --meta)" if settings.meta else ""
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+    if not settings.meta:
+        from flopaudit.execution.meta import holds_meta
+
+        if holds_meta(model, inputs):  # built on the meta device by its own code: counted as --meta counts
+            settings = dataclasses.replace(settings, meta=True)
     mode = settings.effective_mode
     if mode is not None and not set_mode(model, mode == "train"):
         notes += (FIXED_MODE_NOTE,)
@@ -246,15 +251,34 @@ def count_prepared(
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
+    return count_on_meta(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
+                         isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_, notes=prepared.notes)
+
+
+def count_on_meta(
+    backend: str,
+    model: nn.Module,
+    inputs: ModelInputs,
+    *,
+    model_name: str = "",
+    timeout: float | None = None,
+    isolate: bool = True,
+    max_memory_gb: float | None = None,
+    pass_: Pass | None = None,
+    notes: tuple[str, ...] = (),
+) -> CountResult:
+    """:func:`count_one` for a model on the meta device: a backend that cannot count there gets
+    status ``not applicable`` with the reason; the others carry a ``device='meta'`` option and the
+    backend's meta note, after ``notes``."""
     from flopaudit.execution.meta import meta_support
 
     support = meta_support(backend)
     if not support.allowed:
-        return failed_result(prepared.case_id, backend, Status.NOT_APPLICABLE,
-                             f"cannot count on the meta device: {support.note}", prepared.inputs.batch_size)
-    r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                  isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
-    notes = prepared.notes + ((support.note,) if support.note and r.ok else ())
+        return failed_result(model_name, backend, Status.NOT_APPLICABLE,
+                             f"cannot count on the meta device: {support.note}", inputs.batch_size)
+    r = count_one(backend, model, inputs, model_name=model_name, timeout=timeout, isolate=isolate,
+                  max_memory_gb=max_memory_gb, pass_=pass_)
+    notes = notes + ((support.note,) if support.note and r.ok else ())
     return dataclasses.replace(
         r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes
     )
