@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     from torch import nn
 
+    from flopaudit.errors import BackendFailure
+
 
 def failed_assertion(exc: AssertionError) -> str:
     """Where an ``assert`` failed: ``"function (file:line): source"`` (plus its message, if any)."""
@@ -33,6 +35,15 @@ def failed_assertion(exc: AssertionError) -> str:
     source = (last.line or linecache.getline(last.filename, last.lineno or 0)).strip()
     where = f"{last.name} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
     return f"{where}: {source}" + (f" ({exc})" if str(exc) else "")
+
+
+def named_failure(exc: BaseException, cause: str) -> BackendFailure:
+    """``exc``, a backend's failure, with what the adapter can say of it: ``Type: message; cause``
+    (an assert's message, its bare operand, replaced by :func:`failed_assertion`); raise it ``from exc``."""
+    from flopaudit.errors import BackendFailure
+
+    said = failed_assertion(exc) if isinstance(exc, AssertionError) else str(exc)
+    return BackendFailure(f"{type(exc).__name__}: {said}; {cause}")
 
 
 @contextlib.contextmanager
@@ -161,5 +172,5 @@ def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> st
             f"{type(operands[0]).__name__}, a form torch accepts and the counter's einsum rule reads as one operand")
 
 
-__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named",
+__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "traced_state_hint", "type_named"]

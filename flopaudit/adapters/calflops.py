@@ -190,7 +190,7 @@ class CalflopsAdapter(Adapter):
         from calflops import calculate_flops
         from calflops.calculate_pipline import CalFlopsPipline
 
-        from flopaudit.adapters._failures import einsum_operand_list, located_assertions
+        from flopaudit.adapters._failures import einsum_operand_list, located_assertions, named_failure
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.module_paths import first_names
 
@@ -222,7 +222,7 @@ class CalflopsAdapter(Adapter):
             listed = einsum_operand_list(exc, "calflops.pytorch_ops", model)
             if listed is None:
                 raise
-            raise BackendFailure(f"{type(exc).__name__}: {exc}; {listed}") from exc
+            raise named_failure(exc, listed) from exc
         except StopIteration as exc:
             if next(model.parameters(), None) is not None:
                 raise

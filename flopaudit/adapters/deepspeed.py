@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
-from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ class DeepSpeedAdapter(Adapter):
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         from deepspeed.profiling.flops_profiler import profiler as impl
 
-        from flopaudit.adapters._failures import einsum_operand_list, located_assertions
+        from flopaudit.adapters._failures import einsum_operand_list, located_assertions, named_failure
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.adapters.calflops import collectors_emptied
         from flopaudit.module_paths import first_names
@@ -141,7 +140,7 @@ class DeepSpeedAdapter(Adapter):
             listed = einsum_operand_list(exc, impl.__name__, model)
             if listed is None:
                 raise
-            raise BackendFailure(f"{type(exc).__name__}: {exc}; {listed}") from exc
+            raise named_failure(exc, listed) from exc
         finally:
             impl.FlopsProfiler.end_profile = original_end  # type: ignore[method-assign]
         return RawCount(

@@ -33,10 +33,9 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import failed_assertion
+from flopaudit.adapters._failures import named_failure
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
-from flopaudit.errors import BackendFailure
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -170,9 +169,7 @@ class FvcoreAdapter(Adapter):
                 node = _node_priced(exc)
                 if node is None:
                     raise
-                # an assert's message is its operand alone (``[1, 4, 4, 4, 4, 16]``): say the check instead
-                said = failed_assertion(exc) if isinstance(exc, AssertionError) else str(exc)
-                raise BackendFailure(f"{type(exc).__name__}: {said}; {node}") from exc
+                raise named_failure(exc, node) from exc  # (a failed assert says its check: norm_flop_jit's)
         per_module: dict[str, int] = {}
         for wrapped_name, value in analysis.by_module().items():
             path = user_path(wrapped_name)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flopaudit.adapters._failures import named_failure
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.errors import BackendFailure
@@ -181,7 +182,7 @@ class TorchinfoAdapter(Adapter):
             read = _kernel_size_read(exc, model)
             if read is None:
                 raise
-            raise BackendFailure(f"{type(exc).__name__}: {exc}; {read}") from exc
+            raise named_failure(exc, read) from exc
         finally:
             del target.train
         # torchinfo keeps every summary in a module-level cache keyed by class

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
-from flopaudit.errors import BackendFailure, NotApplicable
+from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class TorchstatAdapter(Adapter):
     def _count(self, model: nn.Module, inputs: ModelInputs) -> RawCount:
         import torch
 
-        from flopaudit.adapters._failures import located_assertions
+        from flopaudit.adapters._failures import located_assertions, named_failure
         from flopaudit.adapters._restore import call_methods_restored
         from flopaudit.module_paths import ancestors
 
@@ -173,7 +173,7 @@ class TorchstatAdapter(Adapter):
                     called = _module_called(exc, model)
                     if called is None:
                         raise
-                    raise BackendFailure(f"{type(exc).__name__}: {exc}; {called}") from exc
+                    raise named_failure(exc, called) from exc
         paths = {n for n, _ in model.named_modules()}
         flops = madd = params = read = write = 0
         memory_mb = 0.0
