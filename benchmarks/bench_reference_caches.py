@@ -1,13 +1,16 @@
-"""What the reference counter's pricing memo saves, and what recording costs at least, side by side in one run.
+"""What the reference counter's process cache saves, and what recording costs at least, side by side in one run.
 
 For each model, the CPU time of one ``flopaudit.reference.count`` divided by
 the CPU time of one plain forward pass (``torch.no_grad()``), the median over
 ``--reps`` repetitions; each repetition times the forward pass and then every
 variant, so a load spike hits the numbers of one repetition together:
 
-- ``memo warm``: the pricing memo on, the model counted before in the process
-  (every call it makes has been priced once);
-- ``memo cold``: the pricing memo on, emptied first (``clear_caches()``): a
+- ``cache warm``: the cache on (both tables of :mod:`flopaudit.reference.caching`),
+  the model counted before in the process (every call it makes has been priced
+  once, every operator's facts read once);
+- ``facts per count``: the same, but each count reads its operators' facts afresh
+  (the pricing memo alone): what the operator-facts table saves;
+- ``cache cold``: the cache on, emptied first (``clear_caches()``): a
   first count in a fresh process, where only calls repeated within the model
   are found in the memo;
 - ``cache off``: ``count(..., cache=False)``: every call priced afresh;
@@ -16,8 +19,9 @@ variant, so a load spike hits the numbers of one repetition together:
   Dynamo guard), with two global module hooks that do nothing: what any
   recorder built this way pays before it records anything.
 
-"memo saves" is what the memo saves of a count: ``1 - warm / off`` and
-``1 - cold / off``. Last, a second table: the 7B Llama-style
+"cache saves" is what the cache saves of a count (``1 - warm / off`` and
+``1 - cold / off``), "facts table saves" what its operator-facts table saves of
+a warm count (``1 - warm / facts per count``). Last, a second table: the 7B Llama-style
 config of ``bench_reference_meta.py`` built and counted on meta (wall time of
 build + count), each setting in fresh processes (as a command-line run
 counts), the first and the second count of the process.
@@ -44,12 +48,12 @@ import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flopaudit.reference import clear_caches, count
+from flopaudit.reference import clear_caches, count, engine
 from flopaudit.table import format_table
 from flopaudit.zoo import get_case
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vit_b_16", "convnext_tiny", "lstm-bidir-2layer")
-VARIANTS = ("memo warm", "memo cold", "cache off", "floor")
+VARIANTS = ("cache warm", "facts per count", "cache cold", "cache off", "floor")
 
 
 class _RunOnly(TorchDispatchMode):
@@ -83,10 +87,21 @@ def floor_pass(forward: Callable[[], Any]) -> Callable[[], Any]:
 def variants(run: Callable[[bool], Any]) -> dict[str, tuple[Callable[[], Any] | None, Callable[[], Any]]]:
     """Each variant as (what to do before the clock starts, what is timed); ``run(cache)`` counts once."""
     return {
-        "memo warm": (None, lambda: run(True)),
-        "memo cold": (clear_caches, lambda: run(True)),
+        "cache warm": (None, lambda: run(True)),
+        "facts per count": (None, lambda: facts_per_count(run)),
+        "cache cold": (clear_caches, lambda: run(True)),
         "cache off": (None, lambda: run(False)),
     }
+
+
+def facts_per_count(run: Callable[[bool], Any]) -> None:
+    """``run(True)`` with the recorder given a table of operator facts of its own (the pricing memo as it is)."""
+    shared = engine.facts_table
+    engine.facts_table = lambda cache: {}
+    try:
+        run(True)
+    finally:
+        engine.facts_table = shared
 
 
 def cpu_time(fn: Callable[[], Any]) -> float:
@@ -122,7 +137,8 @@ def model_row(model_id: str, reps: int) -> list[str]:
 
 
 def savings(med: dict[str, float]) -> list[str]:
-    return [f"{1 - med['memo warm'] / med['cache off']:.0%}", f"{1 - med['memo cold'] / med['cache off']:.0%}"]
+    return [f"{1 - med['cache warm'] / med['cache off']:.0%}", f"{1 - med['cache cold'] / med['cache off']:.0%}",
+            f"{1 - med['cache warm'] / med['facts per count']:.0%}"]
 
 
 LLAMA_RUNNER = """
@@ -145,7 +161,7 @@ for _ in range(2):
 def llama_table(reps: int) -> None:
     """Build + count of the 7B config on meta, each setting in fresh processes (wall time)."""
     here = str(Path(__file__).resolve().parent)
-    settings = {"memo on": "1", "cache off": "0"}
+    settings = {"cache on": "1", "cache off": "0"}
     walls: dict[str, list[list[float]]] = {name: [[], []] for name in settings}
     for _ in range(reps):
         for name, cache in settings.items():
@@ -158,8 +174,8 @@ def llama_table(reps: int) -> None:
     print(f"\n7B Llama-style config on meta: build + count, wall time, median of {reps} fresh processes")
     rows = [[name, f"{first:.2f} s", f"{second:.2f} s"] for name, (first, second) in med.items()]
     print(format_table(["setting", "first count", "second count"], rows, align="lrr"))
-    on, off = med["memo on"], med["cache off"]
-    print(f"memo saves {1 - on[0] / off[0]:.0%} of a first count, {1 - on[1] / off[1]:.0%} of a second")
+    on, off = med["cache on"], med["cache off"]
+    print(f"the cache saves {1 - on[0] / off[0]:.0%} of a first count, {1 - on[1] / off[1]:.0%} of a second")
 
 
 def main() -> None:
@@ -175,8 +191,8 @@ def main() -> None:
           f"{len(os.sched_getaffinity(0))} usable cores, load average {os.getloadavg()[0]:.1f}")
     print(f"count CPU time / forward CPU time, median over {args.reps} repetitions")
     rows = [model_row(m, args.reps) for m in args.models]
-    print(format_table(["model", "forward", *VARIANTS, "memo saves (warm)", "memo saves (cold)"], rows,
-                       align="lr" + "r" * (len(VARIANTS) + 2)))
+    print(format_table(["model", "forward", *VARIANTS, "cache saves (warm)", "cache saves (cold)",
+                        "facts table saves"], rows, align="lr" + "r" * (len(VARIANTS) + 3)))
     if not args.skip_llama:
         llama_table(max(3, args.reps // 2))
 

@@ -34,6 +34,7 @@ from flopaudit.reference import (
 )
 from flopaudit.reference.backend_rulesets import backend_rulesets
 from flopaudit.reference.caching import ENV_VAR, PROCESS_CACHES
+from flopaudit.reference.registry import lookup, register_formula, registered, unregister_formula
 from flopaudit.zoo import ModelCase, select_cases
 
 
@@ -270,7 +271,37 @@ def _double(model: Net) -> Iterator[dict[str, Any]]:
         model.float()
 
 
+def _doubled_convolution(call: Any) -> Cost:
+    """A convolution formula: twice the MACs of the built-in one."""
+    built_in = lookup(torch.ops.aten.convolution.default)
+    assert built_in is not None
+    cost = built_in(call)
+    return Cost(2 * cost.macs, cost.extra_flops, cost.category)
+
+
+@contextlib.contextmanager
+def _formula_replaced(model: Net) -> Iterator[None]:
+    with temporary_formula("aten.convolution.default", _doubled_convolution):
+        yield
+
+
+@contextlib.contextmanager
+def _formula_removed(model: Net) -> Iterator[None]:
+    """GELU left without a formula (an unsupported operator), its own formula put back on exit."""
+    gelu = torch.ops.aten.gelu.default
+    fn = lookup(gelu)
+    keys = [k for k, f in registered().items() if f is fn and k in (str(gelu), str(gelu._overloadpacket))]
+    assert fn is not None and keys
+    unregister_formula(*keys)
+    try:
+        yield
+    finally:
+        register_formula(*keys)(fn)
+
+
 CHANGES = [
+    Change("formula replaced", _formula_replaced),
+    Change("formula removed", _formula_removed),
     Change("F.layer_norm monkeypatched", _patch_functional),
     Change("torch.relu monkeypatched", _patch_torch),
     Change("forward swapped on an instance", _forward_of_instance),

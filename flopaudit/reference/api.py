@@ -191,7 +191,7 @@ def count(
     counters do.
 
     ``cache=False`` prices every operator call afresh instead of through the
-    process's pricing memo (None, the default: on unless the environment
+    process's pricing memo, and reads each operator's facts afresh (None, the default: on unless the environment
     variable ``FLOPAUDIT_REFERENCE_CACHE=0``; see
     :mod:`flopaudit.reference.caching`). The result is the same either way.
 

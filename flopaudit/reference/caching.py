@@ -1,35 +1,51 @@
 """The reference counter's process cache, and the one switch that turns it off.
 
-One cache remains, because it pays: the **pricing memo**. An operator call is
-priced (its schema bound, its formula run, its shapes and bytes summed) once
-per process for each *signature* of the call: the operator, its formula, and
-everything the formula and the event read of the call (each input tensor's
-shape and dtype as it was before the call, every non-tensor argument with its
-type, the keyword names, each output's shape and dtype, and which tensors are
-one and the same object, since bytes are summed over distinct tensors:
-``addcmul_(v, g, g)`` in every Adam step; see
-:func:`flopaudit.reference.call_pricing.describe_inputs`). Formulas see a call only
-through an :class:`~flopaudit.reference.registry.OpCall` built from exactly
-those, so two calls with one signature are priced the same: the memo cannot
-change an answer. It keeps nothing where the signature cannot say all of it:
-nested tensors, symbolic sizes, arguments it cannot hold by value, a formula
-that failed. Registering or removing a formula changes the formula in the
-signature, so nothing priced before is reused for it. It pays
-(``benchmarks/bench_reference_caches.py``, on against off side by side in one
-run): it saves 18% of a count of mobilenet_v2 counted before in the process
-(11% of a first count), 33% on lstm-bidir-2layer, 25% of a second count of
-the 7B Llama-style config on meta (4% of a first); on resnet18 and resnet50,
-whose operators do more work per call, 1% to 7%.
+The cache has two tables, kept because they pay:
+
+- **The pricing memo.** An operator call is
+  priced (its schema bound, its formula run, its shapes and bytes summed) once
+  per process for each *signature* of the call: the operator, its formula, and
+  everything the formula and the event read of the call (each input tensor's
+  shape and dtype as it was before the call, every non-tensor argument with its
+  type, the keyword names, each output's shape and dtype, and which tensors are
+  one and the same object, since bytes are summed over distinct tensors:
+  ``addcmul_(v, g, g)`` in every Adam step; see
+  :func:`flopaudit.reference.call_pricing.describe_inputs`). Formulas see a call only
+  through an :class:`~flopaudit.reference.registry.OpCall` built from exactly
+  those, so two calls with one signature are priced the same: the memo cannot
+  change an answer. It keeps nothing where the signature cannot say all of it:
+  nested tensors, symbolic sizes, arguments it cannot hold by value, a formula
+  that failed. Registering or removing a formula changes the formula in the
+  signature, so nothing priced before is reused for it.
+- **Operator facts** (:class:`~flopaudit.reference.operators.OperatorFacts`: an
+  operator's formula, its name, which arguments it writes, whether it is a view
+  or a query), read from the operator's schema and the formula registry: once
+  per process for each operator instead of once per count. An operator's schema
+  does not change (the table holds the operator object itself, so it is never
+  mistaken for another one made later at the same address), and the table is
+  emptied whenever the registry changes
+  (:func:`~flopaudit.reference.registry.generation`), so it cannot change an
+  answer either.
+
+What they save (``benchmarks/bench_reference_caches.py``, side by side in one
+run, a model counted before in the process): the memo saves 19% of a count of
+mobilenet_v2 and of lstm-bidir-2layer, and 3% to 9% on resnet18, resnet50,
+convnext_tiny and vit_b_16, whose operators do more work per call; the facts
+table saves 16% more on lstm-bidir-2layer (a few operators, each called a few
+times: reading an operator's schema costs more than pricing a call from the
+memo) and 1% or less on the others. Together they take a second count of the
+7B Llama-style config on meta from 0.50 s to 0.24 s.
 
 Nothing else of the recorder outlives a count: which modules run which
-operators is recorded afresh every time, and what does not change during a
-count (operator facts, module facts) is read once per count.
+operators is recorded afresh every time, and what may change between counts
+(module facts: attributes, parameter shapes) is read once per count.
 
 The switch: ``count(..., cache=False)`` (or ``record(..., cache=False)``)
-prices every call afresh and leaves the memo as it is; the environment
+prices every call afresh, reads every operator's facts afresh and leaves both
+tables as they are; the environment
 variable ``FLOPAUDIT_REFERENCE_CACHE=0`` (also ``false``, ``no``, ``off``)
 does the same for every count that does not say ``cache=``.
-:func:`clear_caches` empties the memo.
+:func:`clear_caches` empties both.
 """
 
 from __future__ import annotations
@@ -38,6 +54,8 @@ import os
 from typing import Any, Protocol
 
 from flopaudit.reference.call_pricing import ALIASES, OperatorCall, PricedCall, alias_pattern, describe_outputs, price
+from flopaudit.reference.operators import OperatorFacts
+from flopaudit.reference.registry import generation
 
 ENV_VAR = "FLOPAUDIT_REFERENCE_CACHE"
 """Set to ``0`` (or ``false``, ``no``, ``off``) to turn the reference counter's process cache off."""
@@ -114,20 +132,40 @@ def _signature(call: OperatorCall) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
+#: Operator -> its facts, for the formula registry at generation ``_FACTS_GENERATION[0]``
+#: (see the module docstring). Emptied when it reaches :data:`_FACTS_MAX` entries.
+_FACTS: dict[Any, OperatorFacts] = {}
+_FACTS_GENERATION = [-1]
+_FACTS_MAX = 5_000
+
+
+def facts_table(cache: bool | None) -> dict[Any, OperatorFacts]:
+    """Where one recording looks up and keeps operator facts: the process's table if
+    :func:`enabled` (emptied first if the formula registry changed since it was filled),
+    else a table of its own."""
+    if not enabled(cache):
+        return {}
+    now = generation()
+    if _FACTS_GENERATION[0] != now or len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+        _FACTS_GENERATION[0] = now
+    return _FACTS
+
+
 def pricer(cache: bool | None, notes: list[str]) -> Pricer:
     """The pricer of one recording: with the memo if :func:`enabled`."""
     return MemoPricer(notes) if enabled(cache) else FreshPricer(notes)
 
 
 #: Every process cache of the reference counter: what :func:`clear_caches` empties.
-PROCESS_CACHES: tuple[dict[Any, Any], ...] = (_PRICED,)
+PROCESS_CACHES: tuple[dict[Any, Any], ...] = (_PRICED, _FACTS)
 
 
 def clear_caches() -> None:
-    """Forget every operator call priced in this process: the next count
-    prices each call afresh, as the first count in a fresh process does."""
+    """Forget every operator call priced and every operator's facts read in this process:
+    the next count prices each call afresh, as the first count in a fresh process does."""
     for cache in PROCESS_CACHES:
         cache.clear()
 
 
-__all__ = ["ENV_VAR", "FreshPricer", "MemoPricer", "PROCESS_CACHES", "Pricer", "clear_caches", "enabled", "pricer"]
+__all__ = ["ENV_VAR", "FreshPricer", "facts_table", "MemoPricer", "PROCESS_CACHES", "Pricer", "clear_caches", "enabled", "pricer"]

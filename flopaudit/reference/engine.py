@@ -30,8 +30,9 @@ recorded with ``supported=False``.
 
 Each operator call with a formula is priced through one seam, a
 :class:`~flopaudit.reference.caching.Pricer`: afresh, or from the process's
-pricing memo (:mod:`flopaudit.reference.caching`, which says why that cannot
-change an answer and how to turn it off).
+pricing memo; each operator's facts are read once per process, or once per
+recording with the cache off (:mod:`flopaudit.reference.caching`, which says
+why neither can change an answer and how to turn them off).
 
 ``record(..., patch=...)`` also replaces the named Python callables
 (``"torch.nn.functional.relu"``, ``"torch.Tensor.matmul"``) by wrappers for
@@ -65,7 +66,7 @@ from flopaudit.module_paths import ancestors
 from flopaudit.passes import Pass
 from flopaudit.reference.autograd_links import GradientLinks
 from flopaudit.reference.buffers import BufferGuard
-from flopaudit.reference.caching import Pricer, clear_caches, pricer
+from flopaudit.reference.caching import Pricer, clear_caches, facts_table, pricer
 from flopaudit.reference.call_pricing import CallInputs, OperatorCall, PricedCall, call_arg, describe_inputs, price
 from flopaudit.reference.events import (
     PATCHED_CALL_PREFIX,
@@ -155,8 +156,8 @@ class _Recorder:
         self.other_threads: dict[int, int] = {}
         """Thread id -> how many calls of the model's modules are running in it, for threads
         other than the recording one (see :meth:`_elsewhere`)."""
-        self.facts: dict[Any, OperatorFacts] = {}
-        """Operator facts, each looked up once per recording."""
+        self.facts: dict[Any, OperatorFacts] = facts_table(cache)
+        """Operator facts, each looked up once per process, or once per recording with the cache off."""
         self.buffers = BufferGuard(self.tree.buffers, self.tree.params, self.tree.modules)
         self.module_facts: dict[int, ModuleFacts] = {}
         """Each module's facts, read once per recording (see :meth:`finish`)."""
@@ -467,7 +468,7 @@ class _Recorder:
     # -- operator calls -----------------------------------------------------
 
     def operator(self, func: Any) -> OperatorFacts:
-        """The facts of ``func``, looked up once per recording."""
+        """The facts of ``func``, looked up once per process (once per recording with the cache off)."""
         facts = self.facts.get(func)
         if facts is None:
             facts = self.facts[func] = operator_facts(func)
@@ -716,7 +717,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     hook-based counters do (fast paths that refuse to run when
     a module has hooks are then not taken); removed before returning.
     ``cache``: whether operator calls are priced through the process's
-    pricing memo (None: unless ``FLOPAUDIT_REFERENCE_CACHE=0``; see
+    pricing memo and operator facts read from its table (None: unless ``FLOPAUDIT_REFERENCE_CACHE=0``; see
     :mod:`flopaudit.reference.caching`); the recording is the same either way.
     ``as_traced``: also note where code outside torch asks ``torch.jit.is_tracing()``
     (``Recording.tracing_asked``), answering it ``as_traced``: True records the branch such

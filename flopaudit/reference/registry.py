@@ -147,6 +147,14 @@ Formula = Callable[[OpCall], Cost]
 Target = Union[str, OpOverload, OpOverloadPacket]
 
 _FORMULAS: dict[str, Formula] = {}
+_CHANGES = [0]
+"""How many times :data:`_FORMULAS` changed (see :func:`generation`)."""
+
+
+def generation() -> int:
+    """A number that changes whenever a formula is registered, removed or replaced: what was
+    looked up in the registry before is still right while it stays the same."""
+    return _CHANGES[0]
 
 def op_key(target: Target) -> str:
     """Normalise an operator (packet, overload, higher-order operator or name) to its
@@ -177,6 +185,7 @@ def register_formula(*targets: Target) -> Callable[[Formula], Formula]:
             raise ValueError(f"formula already registered for: {sorted(set(taken) | dupes)}")
         for k in keys:
             _FORMULAS[k] = fn
+        _CHANGES[0] += 1
         return fn
 
     return decorator
@@ -190,6 +199,7 @@ def unregister_formula(*targets: Target) -> None:
         raise KeyError(f"no formula registered for: {missing}")
     for k in keys:
         del _FORMULAS[k]
+    _CHANGES[0] += 1
 
 
 @contextlib.contextmanager
@@ -211,6 +221,7 @@ def temporary_formula(targets: Target | Sequence[Target], fn: Formula) -> Iterat
         for k in keys:
             _FORMULAS.pop(k, None)
         _FORMULAS.update(saved)
+        _CHANGES[0] += 1
 
 
 def lookup(op: OpOverload | str) -> Formula | None:
@@ -445,6 +456,7 @@ __all__ = [
     "bind",
     "cost_of",
     "formula_name",
+    "generation",
     "lookup",
     "make_call",
     "nested_components",
