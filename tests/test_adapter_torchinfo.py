@@ -340,3 +340,29 @@ def test_a_kernel_size_kept_as_a_tensor_is_named(adapter: TorchinfoAdapter) -> N
     assert result.error.startswith("BackendFailure: TypeError: iteration over a 0-d tensor; module '1' "
                                    "(PaddedConv1d) has a kernel_size attribute holding a 0-d tensor"), result.error
     assert "(raised in torchinfo.layer_info, line" in result.error
+
+
+class MaskedEncoder(nn.Module):
+    """Two post-norm encoder layers given a key padding mask: in eval mode without autograd,
+    nn.TransformerEncoder packs the padded batch into a nested tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2,
+                                         enable_nested_tensor=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.enc(x, src_key_padding_mask=mask)
+
+
+def test_a_nested_tensor_between_modules_is_named(adapter: TorchinfoAdapter) -> None:
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[1, 3:] = True
+    result = adapter.count(MaskedEncoder().eval(), ModelInputs((torch.randn(2, 5, 16), mask), {}))
+    assert result.status is Status.ERROR
+    # torch's own message asks to file an issue; the cause follows it: the first attention's output
+    assert result.error.startswith("BackendFailure: torchinfo failed to run the model, on RuntimeError: Internal "
+                                   "error: NestedTensorImpl doesn't support sizes."), result.error
+    assert ("; module 'enc.layers.0.self_attn' (MultiheadAttention) returned a nested tensor (torch.nested: one "
+            "tensor of several shapes), whose size torchinfo reads for its shape columns (nn.TransformerEncoder "
+            "packs a padded batch into one") in result.error, result.error

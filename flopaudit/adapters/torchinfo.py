@@ -98,6 +98,30 @@ def _kernel_size_read(exc: BaseException, model: nn.Module) -> str | None:
             "torchinfo's kernel-size column reads as an int or a sequence of ints")
 
 
+def _nested_size_read(exc: BaseException, model: nn.Module) -> str:
+    """For torchinfo's shape columns reading the size of a nested tensor (``torch.nested``: one
+    tensor of several shapes, which has none to give: "NestedTensorImpl doesn't support sizes"):
+    which module was given or returned it, and where a ``nn.TransformerEncoder`` is in the model,
+    that it makes one; ``""`` for any other error."""
+    from torch import nn
+
+    from flopaudit.adapters._failures import frame_locals, module_named
+    from flopaudit.inputs import iter_tensors
+
+    if "NestedTensorImpl doesn't support sizes" not in str(exc):
+        return ""
+    hook = frame_locals(exc, "torchinfo.torchinfo", holding="module")
+    if hook is None:
+        return ""
+    nested = any(t.is_nested for t in iter_tensors(hook.get("outputs")))
+    said = (f"; {module_named(model, hook['module'])} {'returned' if nested else 'was given'} a nested tensor "
+            "(torch.nested: one tensor of several shapes), whose size torchinfo reads for its shape columns")
+    if any(isinstance(m, nn.TransformerEncoder) for m in model.modules()):
+        said += (" (nn.TransformerEncoder packs a padded batch into one when it is given src_key_padding_mask in "
+                 "eval mode without autograd)")
+    return said
+
+
 def model_device(model: nn.Module, inputs: ModelInputs) -> torch.device | None:
     """The one device the model's tensors live on (the inputs' if it has none).
 
@@ -177,7 +201,8 @@ class TorchinfoAdapter(Adapter):
             if cause is None or not str(exc).startswith("Failed to run torchinfo"):
                 raise
             # torchinfo prints the traceback of what failed and raises this in its place: say what failed.
-            raise BackendFailure(f"torchinfo failed to run the model, on {type(cause).__name__}: {cause}") from cause
+            raise BackendFailure(f"torchinfo failed to run the model, on {type(cause).__name__}: {cause}"
+                                 + _nested_size_read(cause, model)) from cause
         except TypeError as exc:
             read = _kernel_size_read(exc, model)
             if read is None:
