@@ -265,3 +265,15 @@ def test_a_jagged_nested_input_is_priced_on_its_real_rows() -> None:
     result = run.result("model", "reference")
     assert result is not None and result.status is Status.OK, result and result.error
     assert result.macs == (3 + 5) * 16 * 4
+
+
+def test_a_jagged_nested_input_on_meta_is_refused_not_priced_zero() -> None:
+    """On the meta device a jagged tensor's offsets hold no values, so its lengths cannot be read: the
+    count fails saying so, where it read 0 MACs with every operator 'unsupported'."""
+    from flopaudit.reference.registry import MetaValuesNeeded
+
+    x = torch.nested.nested_tensor([torch.randn(3, 16), torch.randn(5, 16)], layout=torch.jagged).to("meta")
+    with torch.device("meta"):
+        model = nn.Linear(16, 4)
+    with pytest.raises(MetaValuesNeeded, match="jagged nested tensor's lengths are the values of its offsets"):
+        count(model, x)

@@ -152,6 +152,22 @@ def reentrant_checkpoint_hint(exc: BaseException) -> str:
             "given), an autograd Function that a JIT trace cannot record (use_reentrant=False can be traced)")
 
 
+def meta_trace_refusal(exc: BaseException) -> str | None:
+    """For a JIT trace (fvcore's, torchprofile's) of a model on the meta device failing in one of torch's
+    meta kernels, which checks a size with ``torch._check`` and is given a traced (tensor) condition
+    ("cond must be a bool, but got a Tensor": every convolution's does): why the backend cannot count
+    this model on meta, for a ``not applicable`` cell; None for any other error."""
+    if not isinstance(exc, TypeError) or not str(exc).startswith("cond must be a bool, but got a Tensor"):
+        return None
+    kernels = [frame.f_code.co_name for frame, _ in frames_of(exc)
+               if frame.f_globals.get("__name__") == "torch._meta_registrations"]
+    if not kernels:
+        return None
+    what = "of a convolution" if "meta_conv" in kernels else f"through torch's meta kernel {kernels[0]}"
+    return (f"cannot count on the meta device: a JIT trace {what} fails on meta tensors "
+            "(TypeError: cond must be a bool, but got a Tensor)")
+
+
 def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> str | None:
     """For calflops' and DeepSpeed's einsum rule (``_einsum_flops_compute(equation, *operands)``
     in the Python module named ``module``, which reads each operand's ``.shape``) given the
@@ -172,5 +188,6 @@ def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> st
             f"{type(operands[0]).__name__}, a form torch accepts and the counter's einsum rule reads as one operand")
 
 
-__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "module_named", "named_failure",
+__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "meta_trace_refusal",
+           "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "traced_state_hint", "type_named"]

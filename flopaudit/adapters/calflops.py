@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._failures import type_named
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
 from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -112,6 +112,12 @@ BACKEND = Backend(
     distribution="calflops",
     install="pip install calflops",
     ruleset="flopaudit.reference.backend_rulesets.calflops",
+    # The same on meta as on CPU but where meta runs other code (probed on the hard cases, the
+    # transformers configs and the light torchvision and timm models): attention-frozen-fast-path
+    # and knn-point-grouping.
+    meta=MetaSupport(True, "counted on the meta device, where nn.MultiheadAttention does not take its fused "
+                     "inference fast path and torch.cdist runs as a matrix product: attention and distance work "
+                     "this backend misses on CPU is counted on meta"),
     known_divergences={
         "lstm-dynamic-quantized": "calflops fails: it reads next(model.parameters()).device, and a dynamically "
         "quantized model has no parameter left (its weights are packed objects): StopIteration",
@@ -223,6 +229,11 @@ class CalflopsAdapter(Adapter):
             if listed is None:
                 raise
             raise named_failure(exc, listed) from exc
+        except NotImplementedError as exc:
+            moved = _moved_off_meta(exc, model)
+            if moved is None:
+                raise
+            raise named_failure(exc, moved) from exc
         except StopIteration as exc:
             if next(model.parameters(), None) is not None:
                 raise
@@ -240,6 +251,20 @@ class CalflopsAdapter(Adapter):
             per_module=per_module,
             extra={"flops": round(flops), "params_trainable": int(params)},
         )
+
+
+def _moved_off_meta(exc: BaseException, model: nn.Module) -> str | None:
+    """calflops moves the model to its first parameter's device (``model.to(next(model.parameters()).device)``):
+    a model on the meta device but for a parameter made on another one (transformers' Wav2Vec2 makes
+    ``masked_spec_embed`` with ``torch.Tensor(n)``, which ignores the default device) is moved off meta,
+    whose tensors hold no data to copy. What that parameter is; None for any other error."""
+    if "Cannot copy out of meta tensor" not in str(exc):
+        return None
+    name, first = next(iter(model.named_parameters()), (None, None))
+    if first is None or first.is_meta or not any(p.is_meta for p in model.parameters()):
+        return None
+    return (f"calflops moves the model to the device of its first parameter ('{name}', on {first.device.type}), "
+            "and its other parameters are on the meta device, whose tensors hold no data to copy")
 
 
 __all__ = ["CalflopsAdapter", "collectors_emptied", "walk_totals"]

@@ -33,9 +33,10 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import named_failure
+from flopaudit.adapters._failures import meta_trace_refusal, named_failure
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
+from flopaudit.errors import NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -53,11 +54,12 @@ BACKEND = Backend(
     distribution="fvcore",
     install="pip install fvcore",
     ruleset="flopaudit.reference.backend_rulesets.fvcore",
-    meta=MetaSupport(
-        False,
-        "fvcore's jit trace of a convolution fails on meta tensors "
-        "(TypeError: cond must be a bool, but got a Tensor)",
-    ),
+    # Same MACs and params on meta as on CPU wherever its trace runs there (probed on the hard cases,
+    # the transformers configs and the light torchvision and timm models) but attention-frozen-fast-path;
+    # a trace through a convolution's meta kernel fails, and that count is not applicable
+    # (meta_trace_refusal).
+    meta=MetaSupport(True, "counted on the meta device, where nn.MultiheadAttention does not take its fused "
+                     "inference fast path: attention work this backend misses on CPU is counted on meta"),
     order=40,
     known_divergences={
         "jagged-token-mlp": "fvcore fails: torch.jit.trace of a jagged nested tensor calls aten::size on it, which "
@@ -166,6 +168,9 @@ class FvcoreAdapter(Adapter):
             try:
                 raw_total = _number(analysis.total())  # the trace runs here
             except Exception as exc:  # noqa: BLE001 - re-raised, with the node a handle failed on
+                refused = meta_trace_refusal(exc)
+                if refused is not None:
+                    raise NotApplicable(refused) from exc
                 node = _node_priced(exc)
                 if node is None:
                     raise

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters._failures import frame_locals, module_named, type_named
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
 from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
@@ -53,6 +53,7 @@ BACKEND = Backend(
     distribution="pytorch-model-summary",
     install="pip install pytorch-model-summary",
     ruleset="flopaudit.reference.backend_rulesets.pytorch_model_summary",
+    meta=MetaSupport(True),  # the same parameters on meta as on CPU (probed as calflops)
     counts_macs=False,
     known_divergences={
         case: "pytorch-model-summary fails: a shown module gets or returns None (nn.MultiheadAttention's "

@@ -46,7 +46,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import Backend
+from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.records import DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ BACKEND = Backend(
     distribution="torch",
     install="pip install 'torch>=2.1'",
     ruleset="flopaudit.reference.backend_rulesets.torch_profiler",
+    meta=MetaSupport(False, "the profiler records the kernels meta tensors run, which are not the CPU ones "
+                     "(probed: linear-2d reads 16672 MACs on meta, 8192 on CPU)"),
     unit_note=UNIT_NOTE,
     known_divergences={},
     order=140,

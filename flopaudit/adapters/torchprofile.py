@@ -37,10 +37,11 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import frame_locals, located_assertions
+from flopaudit.adapters._failures import frame_locals, located_assertions, meta_trace_refusal
 from flopaudit.adapters._restore import namespaces_restored
 from flopaudit.adapters.base import Adapter, RawCount
-from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend
+from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
+from flopaudit.errors import NotApplicable
 from flopaudit.records import CONDITIONAL_CAUSE, DECLARED_CAUSE, Granularity, Unit
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ BACKEND = Backend(
     distribution="torchprofile",
     install="pip install torchprofile",
     ruleset="flopaudit.reference.backend_rulesets.torchprofile",
+    # As fvcore's: the same on meta wherever its trace runs there (probed as fvcore); a trace through a
+    # convolution's meta kernel fails, and that count is not applicable (meta_trace_refusal).
+    meta=MetaSupport(True),
     known_divergences={
         "jagged-token-mlp": "torchprofile fails: torch.jit.trace of a jagged nested tensor calls aten::size on it, "
         "which it refuses (RuntimeError: NestedTensor does not support directly calling torch.ops.aten.size)",
@@ -166,7 +170,13 @@ class TorchprofileAdapter(Adapter):
         with warnings.catch_warnings(record=True) as caught, _graphs_kept() as graphs, \
                 located_assertions(_node_counted):
             warnings.simplefilter("always")
-            per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
+            try:
+                per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
+            except TypeError as exc:
+                refused = meta_trace_refusal(exc)
+                if refused is None:
+                    raise
+                raise NotApplicable(refused) from exc
         graph = graphs[0] if len(graphs) == 1 else None  # (None: torchprofile traced in a way not known here)
         derived = size_derived_nodes(graph) if graph is not None else None
         number_divisions = -sum(math.prod(n.outputs[0].shape) for n in number_divisions_of(graph)) if graph else 0

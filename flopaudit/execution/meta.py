@@ -5,7 +5,11 @@ shapes and no storage, so a model bigger than memory can be counted by any
 backend whose formulas read shapes only. Which backends give the same count
 on meta as on CPU was probed on every hard case plus the default
 torchvision models (torch 2.14, thop 0.1.1, ptflops 0.7.5, fvcore 0.1.5,
-torchinfo 1.8.0): each backend's descriptor says so (:attr:`flopaudit.adapters.Backend.meta`).
+torchinfo 1.8.0), and for calflops 0.3.2, DeepSpeed 0.19.8, torchprofile 0.1.0,
+torch.profiler and pytorch-model-summary 0.1.2 (fvcore again) on the hard cases,
+the transformers configs and the light torchvision and timm models: each
+backend's descriptor says so (:attr:`flopaudit.adapters.Backend.meta`), and
+``tests/test_meta_backends.py`` checks it against the counters.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import torch
 
 from flopaudit.reference.events import Shape, TensorArg
 from flopaudit.reference.operators import OperatorFacts
-from flopaudit.reference.registry import Category, Cost, bind, make_call
+from flopaudit.reference.registry import Category, Cost, MetaValuesNeeded, bind, make_call
 from flopaudit.reference.tensors import op_tensors, python_number, shape_of, size_now, summarise, tensors_in
 
 _Tensor = torch.Tensor
@@ -189,6 +189,8 @@ def price(call: OperatorCall, notes: list[str]) -> Pricing:
     if fn is not None:
         try:
             cost = fn(make_call(func, call.args, call.kwargs, call.out, params, facts.name))
+        except MetaValuesNeeded:
+            raise
         except Exception as exc:  # noqa: BLE001 - a failing formula is reported, not fatal
             supported = reusable = False
             notes.append(f"formula {facts.formula_name} failed on {func}: {type(exc).__name__}: {exc}")

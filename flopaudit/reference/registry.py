@@ -248,12 +248,21 @@ def formula_name(fn: Formula) -> str:
 # --------------------------------------------------------------------------
 # Building OpCalls from real/meta/fake tensors.
 
+class MetaValuesNeeded(NotImplementedError):
+    """Pricing needs values that a tensor on the meta device does not hold: the count cannot be made
+    there (raised through the recorder, never turned into an unsupported operator)."""
+
+
 def nested_components(t: torch.Tensor) -> tuple[Shape, ...]:
     """The component shapes of a nested tensor: a strided one's sizes, a jagged one's (``layout=torch.jagged``,
     a Python tensor subclass with ``offsets``, whose ``_nested_tensor_size`` crashes the process) from the
-    lengths of its ragged dimension."""
+    lengths of its ragged dimension (:class:`MetaValuesNeeded` on the meta device, where they are not held)."""
     with torch._C._DisableTorchDispatch():  # a query of ours, not an operator of the model
         if t.layout == torch.jagged:
+            if t.offsets().is_meta:
+                raise MetaValuesNeeded("a jagged nested tensor's lengths are the values of its offsets, which a "
+                                       "tensor on the meta device does not hold: its operators cannot be priced "
+                                       "on meta tensors")
             lengths = t.lengths()
             if lengths is None:
                 offsets = t.offsets().tolist()
@@ -459,6 +468,7 @@ __all__ = [
     "generation",
     "lookup",
     "make_call",
+    "MetaValuesNeeded",
     "nested_components",
     "numel",
     "op_key",
