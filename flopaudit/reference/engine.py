@@ -170,9 +170,9 @@ class _Recorder:
         self.recorder_depth = 0
         """>0 while the recorder's own code runs (dispatch handling): patched
         calls made there are not the model's."""
-        self.on_meta = any(t.is_meta for t in (*self.tree.params, *self.tree.buffers))
-        """Whether the model is on the meta device (see :meth:`_Mode._run`); the inputs are looked at
-        by :func:`record`."""
+        self.on_meta = False
+        """Whether the model or its inputs are on the meta device (set by :func:`record`; see
+        :meth:`_Mode._run_on_meta`)."""
         self.links: GradientLinks | None = None
         """Set when a training step is recorded (:meth:`start_step`), else None."""
         self.stepping_optimizer = False
@@ -598,16 +598,16 @@ class _Mode(TorchDispatchMode):
             if facts.formula is None:
                 return self._without_formula(func, args, kwargs)
             inputs = describe_inputs(args, kwargs)  # before the op runs: an in-place op may resize them
-            out = self._run(func, facts, args, kwargs) if rec.on_meta else (
-                func(*args, **kwargs) if facts.meta_shortcut is None else run(func, facts, args, kwargs))
+            out = self._run_on_meta(func, facts, args, kwargs) if rec.on_meta else func(*args, **kwargs)
             rec.add_event(facts, rec.pricer.price(OperatorCall(func, facts, args, kwargs, out, inputs)), inputs.tensors,
                           out)
             return out
         finally:
             rec.recorder_depth -= 1
 
-    def _run(self, func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
-        """Run an operator of a model on the meta device. Many of torch's meta kernels are Python
+    def _run_on_meta(self, func: Any, facts: OperatorFacts, args: Any, kwargs: Any) -> Any:
+        """Run an operator of a model on the meta device (by its meta shortcut, if it has one: see
+        :func:`~flopaudit.reference.operators.run`). Many of torch's meta kernels are Python
         (``torch._meta_registrations``, ``torch._refs``, decompositions) and call ``torch`` and
         ``torch.nn.functional`` functions: a counter that patches those sees these calls on meta
         (calflops sees ``torch.cdist``'s product through ``torch.matmul`` there, not on CPU), so
@@ -747,7 +747,8 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     """
     recorder = _Recorder(model, cache)
     recorder.inputs = ModelInputs(tuple(args), dict(kwargs or {}))
-    recorder.on_meta = recorder.on_meta or any(t.is_meta for t in recorder.inputs.tensors())
+    recorder.on_meta = any(t.is_meta for t in (*recorder.tree.params, *recorder.tree.buffers,
+                                               *recorder.inputs.tensors()))
     handles = []
     try:
         if module_hooks:
