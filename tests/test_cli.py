@@ -481,3 +481,21 @@ def test_a_backend_failing_the_same_way_on_several_models_is_one_line() -> None:
         "m9 / every backend: error: model failed to build: RuntimeError: no weights",
         "m9 / summary: not applicable: the import package 'x' installed here is another distribution's",
     ]
+
+
+def test_backends_says_which_count_on_the_meta_device(capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from flopaudit.adapters import backends
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["backends"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    spans, start = [], 0  # the columns, from the rule under the header
+    for dashes in lines[1].split("  "):
+        spans.append((start, start + len(dashes)))
+        start += len(dashes) + 2
+    cells = [[line[a:b].strip() for a, b in spans] for line in [lines[0], *lines[2:]] if line.strip()]
+    column = cells[0].index("meta")
+    meta = {row[0]: row[column] for row in cells[1:]}
+    assert meta == {name: "yes" if b.meta.allowed else "no" for name, b in backends().items()}
+    assert meta["fvcore"] == "yes" and meta["deepspeed"] == "no"

@@ -1,4 +1,4 @@
-"""flopaudit backends: list backends with version, unit, granularity, the passes they count and availability.
+"""flopaudit backends: list backends with version, unit, granularity, the passes they count, whether they count on the meta device (--meta) and availability.
 
 Read from the backends' descriptors: no backend (and not torch) is imported.
 """
@@ -21,12 +21,12 @@ def main(args: argparse.Namespace) -> int:
 
     from flopaudit.adapters import backends
 
-    header = ["backend", "distribution", "version", "unit", "granularity", "counts", "available"]
+    header = ["backend", "distribution", "version", "unit", "granularity", "counts", "meta", "available"]
     rows, missing = [], []
     for b in backends().values():
         unit = b.unit.value if b.counts_macs else "none (params)"
         row = [b.name, b.distribution or "flopaudit", b.version() or "-", unit, b.granularity.value,
-               ", ".join(b.passes), "yes"]
+               ", ".join(b.passes), "yes" if b.meta.allowed else "no", "yes"]
         if not b.available():
             reason = b.missing_reason()  # (a shared import package's reason reads its files' hashes)
             row[-1] = f"no ({reason})"
