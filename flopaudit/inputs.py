@@ -14,6 +14,7 @@ from flopaudit.errors import UserError
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,13 @@ class ModelInputs:
             return type(v).__name__
         parts = [one(a) for a in self.args] + [f"{k}={one(v)}" for k, v in self.kwargs.items()]
         return "(" + ", ".join(parts) + ")"
+
+
+def holds_meta(model: nn.Module, inputs: ModelInputs) -> bool:
+    """Whether the model as given (a parameter, a buffer) or its inputs live on the meta device: a model
+    built under ``with torch.device("meta")`` by its own code is counted as ``--meta`` counts one, and
+    the reference records it as it records one on meta."""
+    return any(t.is_meta for t in (*model.parameters(), *model.buffers(), *inputs.tensors()))
 
 
 def shape_text(shape: Sequence[int]) -> str:

@@ -472,9 +472,8 @@ def audit_model(
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this
     process), in the mode it is in; ``pass_="train"``: one training step (see :func:`run_audit`)."""
-    from flopaudit.execution.meta import holds_meta
     from flopaudit.execution.work import count_on_meta, count_one
-    from flopaudit.inputs import ModelInputs
+    from flopaudit.inputs import ModelInputs, holds_meta
 
     step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)

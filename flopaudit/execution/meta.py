@@ -52,12 +52,6 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
     return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({first}); built with empty_weights()",)
 
 
-def holds_meta(model: nn.Module, inputs: ModelInputs) -> bool:
-    """Whether the model as given (a parameter, a buffer) or its inputs live on the meta device: a model
-    built under ``with torch.device("meta")`` by its own code is counted as ``--meta`` counts one."""
-    return any(t.is_meta for t in (*model.parameters(), *model.buffers(), *inputs.tensors()))
-
-
 _VALUE_READS = ("meta tensors", "on meta", "data-dependent", "Cannot copy out of meta tensor", "item()")
 
 

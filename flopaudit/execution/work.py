@@ -22,7 +22,7 @@ from flopaudit.eager import compiled_code_eager
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import CaseSettings, CostRequest
-from flopaudit.inputs import ModelInputs
+from flopaudit.inputs import ModelInputs, holds_meta
 from flopaudit.isolation import run_isolated
 from flopaudit.measure.records import ModelCost
 from flopaudit.modes import FIXED_MODE_NOTE, set_mode
@@ -183,11 +183,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         where = " on the meta device (run it without --meta)" if settings.meta else ""
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
-    if not settings.meta:
-        from flopaudit.execution.meta import holds_meta
-
-        if holds_meta(model, inputs):  # built on the meta device by its own code: counted as --meta counts
-            settings = dataclasses.replace(settings, meta=True)
+    if not settings.meta and holds_meta(model, inputs):  # built on meta by its own code: counted as --meta counts
+        settings = dataclasses.replace(settings, meta=True)
     mode = settings.effective_mode
     if mode is not None and not set_mode(model, mode == "train"):
         notes += (FIXED_MODE_NOTE,)

@@ -61,7 +61,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.eager import compiled_code_eager
-from flopaudit.inputs import ModelInputs, iter_tensors
+from flopaudit.inputs import ModelInputs, holds_meta, iter_tensors
 from flopaudit.module_paths import ancestors
 from flopaudit.passes import Pass
 from flopaudit.reference.autograd_links import GradientLinks
@@ -747,8 +747,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     """
     recorder = _Recorder(model, cache)
     recorder.inputs = ModelInputs(tuple(args), dict(kwargs or {}))
-    recorder.on_meta = any(t.is_meta for t in (*recorder.tree.params, *recorder.tree.buffers,
-                                               *recorder.inputs.tensors()))
+    recorder.on_meta = holds_meta(model, recorder.inputs)
     handles = []
     try:
         if module_hooks:
