@@ -138,9 +138,9 @@ def run_audit(
     crashes, become results with a status and message; the run goes on.
     With ``strict_inputs`` (the user chose the model or its inputs) a
     factory that raises or a model that rejects its inputs raises
-    :class:`~flopaudit.errors.UserError` before any count starts; on the
-    meta device with several models, a forward that fails there is that
-    model's error (every cell says why) and the others are counted.
+    :class:`~flopaudit.errors.UserError` before any count starts when it is
+    the only model; among several it is that model's error (every cell says
+    why) and the others are counted.
 
     ``jobs`` warm worker processes count at once (``timeout`` bounds each
     phase: building and running a model, each count; ``max_memory_gb``
@@ -178,7 +178,7 @@ def run_audit(
     names = chosen_backends(
         default_backends(step.kind) if backends is None or (not backends and cost is None) else backends)
     planned = [plan_case(c) for c in cases]
-    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, meta_failure_stops=len(cases) <= 1, mode=mode,
+    settings = CaseSettings(strict_inputs=strict_inputs, meta=meta, failure_stops=len(cases) <= 1, mode=mode,
                             device=device, dtype=dtype, pass_=step)
     plan = _Plan(planned, names, cache, settings, cost, cost_progress)
     if isolate and executor is None:
@@ -341,7 +341,8 @@ class _Plan:
             with Supervisor(jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
                             preload=preload) as supervisor:
                 if self.settings.strict_inputs and len(orders) > 1:
-                    # Every user model must build and run before any count starts.
+                    # Every user model is built and run before any count starts: a mistake that stops the run
+                    # (a loss that raises, a device torch cannot use) stops it before anything is counted.
                     probes = [Order(o.case_index, o.case_id, o.case, (), o.settings, o.adapters) for o in orders]
                     supervisor.run(probes, lambda o, e: self.handle(o, e, progress))
                 supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))

@@ -236,6 +236,25 @@ def test_meta_counts_the_other_models_when_one_of_several_fails_there(tmp_path: 
         assert all(words in r["error"] and "without --meta" in r["error"] for r in by_model[model])
 
 
+def test_the_other_models_are_counted_when_one_of_several_fails_to_build_or_run(tmp_path: Path) -> None:
+    """As a user sweeping a library's models meets it: one whose constructor raises, one returning no module,
+    one rejecting the shape; the run goes on and each of them is its own error."""
+    models = ("user_models:raising_factory,user_models:linear_8_to_4,user_models:tiny_linear,"
+              "user_models:not_a_model")
+    assert main(["run", "--models", models, "--input-shape", "2,8", "--backends", "reference", "thop",
+                 "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    by_model: dict[str, list[dict]] = {}
+    for r in results:
+        by_model.setdefault(r["model"], []).append(r)
+    assert [(r["status"], r["macs"]) for r in by_model["user_models:linear_8_to_4"]] == [("ok", 2 * 8 * 4)] * 2
+    for model, words in (("user_models:raising_factory", "RuntimeError: no weights for you"),
+                         ("user_models:tiny_linear", "rejected input (2x8)"),
+                         ("user_models:not_a_model", "returned int, not a torch.nn.Module")):
+        assert [r["status"] for r in by_model[model]] == ["error", "error"]
+        assert all(words in r["error"] for r in by_model[model]), by_model[model]
+
+
 def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_path: Path) -> None:
     """No --meta, but the factory builds on the meta device: each backend gets what --meta gives it (those
     not probed there, or wrong there, are not applicable with the reason), in the CLI and in audit()."""

@@ -80,9 +80,10 @@ class CaseSettings:
 
     strict_inputs: bool = False
     meta: bool = False
-    meta_failure_stops: bool = True
-    """With ``strict_inputs`` on the meta device: a forward that fails there stops the run (one user model:
-    nothing else to count); ``False`` (several): it is that model's error and the others are counted."""
+    failure_stops: bool = True
+    """With ``strict_inputs``: a model or inputs factory that raises, and a forward that fails (inputs the
+    model rejects, a value read on meta), stop the run (one user model: nothing else to count); ``False``
+    (several): it is that model's error, every cell saying why, and the others are counted."""
     mode: str | None = None
     """``"eval"`` or ``"train"`` to override the case's own mode; ``None`` keeps it
     (a training step: train mode)."""

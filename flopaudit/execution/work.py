@@ -156,7 +156,9 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     A model that fails to build or run gives a :class:`PreparedCase` without
     a model. With ``settings.strict_inputs`` (the user chose the model or its
     inputs) a factory that raises and a model that rejects its inputs are
-    the user's mistakes: :class:`~flopaudit.errors.UserError`. With
+    the user's mistakes: :class:`~flopaudit.errors.UserError` where
+    ``settings.failure_stops`` (the only model), else that model's error
+    saying the same. With
     ``settings.meta`` the model and inputs are built on the meta device and
     ``forward_s`` is left empty (a forward pass there computes nothing);
     ``settings.mode`` forces train or eval mode (a training step: train mode
@@ -175,10 +177,12 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
             model, inputs, notes = instantiate_on_meta(case)
         else:
             model, inputs = case.instantiate()
-    except UserError:
-        raise
+    except UserError as exc:  # (a factory returning no module)
+        if settings.failure_stops:
+            raise
+        return PreparedCase(case.id, CaseInfo(case.id, tags, error=str(exc)), meta=settings.meta)
     except Exception as exc:  # noqa: BLE001
-        if settings.strict_inputs:
+        if settings.strict_inputs and settings.failure_stops:
             raise UserError(f"model {case.id!r} or its inputs factory raised while building: {_first_line(exc)}") from None
         where = " on the meta device (run it without --meta)" if settings.meta else ""
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
@@ -194,11 +198,13 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         on_phase()
     try:
         with compiled_code_eager():  # as every count runs it (flopaudit.eager)
-            if settings.strict_inputs and (settings.meta_failure_stops or not settings.meta):
+            if settings.strict_inputs:
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
-    except UserError:
-        raise
+    except UserError as exc:
+        if settings.failure_stops:
+            raise
+        return PreparedCase(case.id, CaseInfo(case.id, tags, error=str(exc)), meta=settings.meta)
     except Exception as exc:  # noqa: BLE001
         if settings.meta:
             from flopaudit.execution.meta import meta_failure
