@@ -109,11 +109,14 @@ class ModelInputs:
         return "(" + ", ".join(parts) + ")"
 
 
-def holds_meta(model: nn.Module, inputs: ModelInputs) -> bool:
+def holds_meta(model: nn.Module, inputs: ModelInputs, held: Sequence[torch.Tensor] | None = None) -> bool:
     """Whether the model as given (a parameter, a buffer) or its inputs live on the meta device: a model
     built under ``with torch.device("meta")`` by its own code is counted as ``--meta`` counts one, and
-    the reference records it as it records one on meta."""
-    return any(t.is_meta for t in (*model.parameters(), *model.buffers(), *inputs.tensors()))
+    the reference records it as it records one on meta. ``held``: the model's parameters and buffers,
+    where the caller has walked its module tree already (the recorder has)."""
+    if held is None:
+        held = (*model.parameters(), *model.buffers())
+    return any(t.is_meta for t in (*held, *inputs.tensors()))
 
 
 def shape_text(shape: Sequence[int]) -> str:

@@ -747,7 +747,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     """
     recorder = _Recorder(model, cache)
     recorder.inputs = ModelInputs(tuple(args), dict(kwargs or {}))
-    recorder.on_meta = holds_meta(model, recorder.inputs)
+    recorder.on_meta = holds_meta(model, recorder.inputs, (*recorder.tree.params, *recorder.tree.buffers))
     handles = []
     try:
         if module_hooks:
