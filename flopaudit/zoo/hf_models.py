@@ -3,7 +3,7 @@
 Small configs (width 64, two layers, a 1000-token vocabulary) keep every
 family's code path (BERT, GPT-2, Llama with grouped-query attention, T5,
 BART, ViT, Whisper, CLIP, DeBERTa-v2, Wav2Vec2, SigLIP, Mamba, Mixtral, and
-one base model of each of 40 more text architectures: encoders such as
+one base model of each of 42 more text architectures: encoders such as
 ALBERT, RoBERTa, Longformer and BigBird, decoders such as OPT, Falcon,
 Mistral, Qwen, Gemma, Phi, their mixtures of experts, Mamba-2 and RWKV)
 while counting in milliseconds; BERT-base and GPT-2

@@ -45,7 +45,7 @@ class TimmSpec:
 
 _REPARAM = "reparameterisable: counted as built (train-time branches), not fused for deployment"
 
-#: Every timm case (tests require one model of each of timm's architecture modules but those listed there).
+#: Every timm case (tests/test_zoo.py requires one model of each of timm's architecture modules, or says where one is).
 SPECS: tuple[TimmSpec, ...] = (
     # Vision transformers on timm's Attention (ptflops has its own hook for it).
     TimmSpec("vit_tiny_patch16_224", 96, "vit", {"img_size": 96}, 0.208, quick=True),
