@@ -170,6 +170,11 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     settings = settings or CaseSettings()
     tags = tuple(sorted(case.tags))
     notes: tuple[str, ...] = ()
+
+    def failed(message: str) -> PreparedCase:
+        """The case without a model: every cell of it says ``message``."""
+        return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+
     try:
         if settings.meta:
             from flopaudit.execution.meta import instantiate_on_meta
@@ -180,13 +185,13 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     except UserError as exc:  # (a factory returning no module)
         if settings.failure_stops:
             raise
-        return PreparedCase(case.id, CaseInfo(case.id, tags, error=str(exc)), meta=settings.meta)
+        return failed(str(exc))
     except Exception as exc:  # noqa: BLE001
         if settings.strict_inputs and settings.failure_stops:
             raise UserError(f"model {case.id!r} or its inputs factory raised while building: {_first_line(exc)}") from None
         where = " on the meta device (run it without --meta)" if settings.meta else ""
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
-        return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+        return failed(message)
     if not settings.meta and holds_meta(model, inputs):  # built on meta by its own code: counted as --meta counts
         settings = dataclasses.replace(settings, meta=True)
     mode = settings.effective_mode
@@ -204,7 +209,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     except UserError as exc:
         if settings.failure_stops:
             raise
-        return PreparedCase(case.id, CaseInfo(case.id, tags, error=str(exc)), meta=settings.meta)
+        return failed(str(exc))
     except Exception as exc:  # noqa: BLE001
         if settings.meta:
             from flopaudit.execution.meta import meta_failure
@@ -212,7 +217,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
             message = f"model{meta_failure(exc, inputs.describe())}"
         else:
             message = f"model failed to run: {type(exc).__name__}: {exc}{batch_statistics_hint(exc)}"
-        return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
+        return failed(message)
     if settings.pass_.loss is not None:
         from flopaudit.training import check_loss
 
