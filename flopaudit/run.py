@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.errors import UserError
+from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import (
     CaseBuilt,
     CaseSettings,
@@ -37,7 +38,7 @@ from flopaudit.execution.protocol import (
 )
 from flopaudit.execution.refs import CaseRef
 from flopaudit.passes import Pass, pass_of
-from flopaudit.records import AuditRun, CaseInfo, CountResult, environment
+from flopaudit.records import AuditRun, CaseInfo, CountResult, Status, environment
 
 if TYPE_CHECKING:
     from flopaudit.adapters import Backend
@@ -140,7 +141,12 @@ def run_audit(
     factory that raises or a model that rejects its inputs raises
     :class:`~flopaudit.errors.UserError` before any count starts when it is
     the only model; among several it is that model's error (every cell says
-    why) and the others are counted.
+    why) and the others are counted. Among several (supervised), the models
+    are built and run before any count starts until one has run (``jobs``
+    at a time, in order): a loss that fails there, or a device torch cannot
+    use, stops the run before anything is counted; a loss failing on a
+    later model's output is that model's error. No model is built twice
+    for this.
 
     ``jobs`` warm worker processes count at once (``timeout`` bounds each
     phase: building and running a model, each count; ``max_memory_gb``
@@ -234,6 +240,8 @@ class _Plan:
         self.case_keys: list[Key | None] = [None] * len(cases)
         self._produced: dict[int, list[tuple[int, int, CountResult]]] = {}
         self._built: dict[int, tuple[int, CaseInfo]] = {}
+        self._failure_status: dict[int, Status] = {}
+        """Case index -> the status of its cells, for a case that could not be built or run."""
         if cache is None:
             return
         for i, case in enumerate(cases):
@@ -271,6 +279,8 @@ class _Plan:
         """Take one event of a supervised order (see :mod:`flopaudit.execution.protocol`)."""
         i = order.case_index
         if isinstance(event, CaseBuilt):
+            if event.info.error is not None:
+                self._failure_status[i] = event.status
             first = min((j for j, _ in order.backends), default=-1)
             if i not in self._built or first < self._built[i][0]:
                 self._built[i] = (first, event.info)  # the lowest backend's info: the same whatever finishes first
@@ -340,11 +350,8 @@ class _Plan:
                 threads = 1 if fork else max(1, (os.cpu_count() or 1) // jobs)
             with Supervisor(jobs, timeout=timeout, max_memory_gb=max_memory_gb, threads=threads, fork=fork,
                             preload=preload) as supervisor:
-                if self.settings.strict_inputs and len(orders) > 1:
-                    # Every user model is built and run before any count starts: a mistake that stops the run
-                    # (a loss that raises, a device torch cannot use) stops it before anything is counted.
-                    probes = [Order(o.case_index, o.case_id, o.case, (), o.settings, o.adapters) for o in orders]
-                    supervisor.run(probes, lambda o, e: self.handle(o, e, progress))
+                if (self.settings.strict_inputs or self.settings.pass_.loss is not None) and len(orders) > 1:
+                    orders = self.check_first(supervisor, orders, jobs, progress)
                 supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
         if costs:
             # One worker, alone: a timing shares the machine with nothing else of this run. A worker forked
@@ -355,6 +362,32 @@ class _Plan:
                             preload=preload) as supervisor:
                 supervisor.run(costs, lambda o, e: self.handle(o, e, progress))
         self.finish_infos()
+
+    def check_first(self, supervisor: Any, orders: list[Order], jobs: int, progress: ProgressFn | None) -> list[Order]:
+        """Before any count starts, build and run the models ``jobs`` at a time, in run order, until one
+        of a round has built and run: what every model shares (the loss, the device) is checked on a real
+        model first, and a mistake there stops the run before anything is counted. A model that failed
+        here is not built again: its cells say why (``timeout`` for one that hung). The orders left to
+        count are returned; a model checked here is counted by the worker that built it.
+        """
+        checked = 0
+        while checked < len(orders):
+            round_ = orders[checked:checked + jobs]
+            checked += len(round_)
+            supervisor.run([Order(o.case_index, o.case_id, o.case, (), o.settings, o.adapters) for o in round_],
+                           lambda o, e: self.handle(o, e, progress))
+            if any(o.case_index in self._built and self._built[o.case_index][1].error is None for o in round_):
+                break
+        left = []
+        for order in orders:
+            built = self._built.get(order.case_index)
+            if built is None or built[1].error is None:
+                left.append(order)
+                continue
+            status = self._failure_status.get(order.case_index, Status.ERROR)
+            for j, backend in order.backends:
+                self.handle(order, Counted(j, failed_result(order.case_id, backend, status, built[1].error)), progress)
+        return left
 
     def cost_orders(self, *, may_stay: bool = False) -> list[Order]:
         """One order per case that only builds it and measures its cost (when the run measures costs)."""

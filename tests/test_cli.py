@@ -255,6 +255,47 @@ def test_the_other_models_are_counted_when_one_of_several_fails_to_build_or_run(
         assert all(words in r["error"] for r in by_model[model]), by_model[model]
 
 
+def _by_model(out: Path) -> dict[str, list[dict]]:
+    by_model: dict[str, list[dict]] = {}
+    for r in json.loads((out / "results.json").read_text())["results"]:
+        by_model.setdefault(r["model"], []).append(r)
+    return by_model
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_each_of_several_models_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str) -> None:
+    """The models are checked before any count starts only until one builds and runs: a model that failed
+    there (raised, hung) is not built again, and one that passed is counted where it was built."""
+    builds = tmp_path / "builds.txt"
+    monkeypatch.setenv("FLOPAUDIT_TEST_BUILDS", str(builds))
+    models = "user_models:logged_raising,user_models:logged_hanging,user_models:logged_linear_a,user_models:logged_linear_b"
+    assert main(["run", "--models", models, "--input-shape", "2,8", "--backends", "reference", "thop",
+                 "--timeout", "2", "--jobs", jobs, "--no-cache", "--no-progress", "--out", str(tmp_path / "out")]) == 0
+    assert sorted(builds.read_text().split()) == ["a", "b", "hanging", "raising"]
+    by_model = _by_model(tmp_path / "out")
+    assert [(r["status"], r["macs"]) for r in by_model["user_models:logged_linear_a"]] == [("ok", 2 * 8 * 4)] * 2
+    assert [(r["status"], r["macs"]) for r in by_model["user_models:logged_linear_b"]] == [("ok", 2 * 8 * 2)] * 2
+    assert [r["status"] for r in by_model["user_models:logged_hanging"]] == ["timeout"] * 2
+    assert all("did not finish within 2 s" in r["error"] for r in by_model["user_models:logged_hanging"])
+    assert [r["status"] for r in by_model["user_models:logged_raising"]] == ["error"] * 2
+    assert all("no weights for you" in r["error"] for r in by_model["user_models:logged_raising"])
+
+
+def test_a_loss_failing_on_one_model_of_several_is_its_error_once_another_ran_it(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The loss is tried on the first model that runs, before any count: failing there stops the run (it may
+    be the loss's mistake); failing on a later model's output (a tuple here) is that model's error."""
+    argv = ["--input-shape", "2,8", "--pass", "train", "--loss", "user_models:squared_loss", "--backends", "reference",
+            "--jobs", "1", "--no-cache", "--no-progress", "--out", str(tmp_path)]
+    assert main(["run", "--models", "user_models:linear_8_to_4,user_models:pair_output", *argv]) == 0
+    by_model = _by_model(tmp_path)
+    assert [r["status"] for r in by_model["user_models:linear_8_to_4"]] == ["ok"]
+    [pair] = by_model["user_models:pair_output"]
+    assert pair["status"] == "error" and "loss 'user_models:squared_loss' raised: AttributeError" in pair["error"]
+    err = _error_line(capsys, ["run", "--models", "user_models:pair_output,user_models:linear_8_to_4", *argv])
+    assert "loss 'user_models:squared_loss' raised: AttributeError" in err
+
+
 def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_path: Path) -> None:
     """No --meta, but the factory builds on the meta device: each backend gets what --meta gives it (those
     not probed there, or wrong there, are not applicable with the reason), in the CLI and in audit()."""

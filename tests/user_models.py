@@ -257,3 +257,50 @@ def token_classifier() -> nn.Module:
 
 def token_ids() -> torch.Tensor:
     return torch.randint(0, 100, (1, 16))
+
+
+# -- models that say each time they are built (FLOPAUDIT_TEST_BUILDS names the file): how often a run builds each
+
+def _log_build(name: str) -> None:
+    import os
+
+    with open(os.environ["FLOPAUDIT_TEST_BUILDS"], "a") as f:
+        f.write(name + "\n")
+
+
+def logged_linear_a() -> nn.Module:
+    _log_build("a")
+    return nn.Linear(8, 4)
+
+
+def logged_linear_b() -> nn.Module:
+    _log_build("b")
+    return nn.Linear(8, 2)
+
+
+def logged_raising() -> nn.Module:
+    _log_build("raising")
+    raise RuntimeError("no weights for you")
+
+
+def logged_hanging() -> nn.Module:
+    import time
+
+    _log_build("hanging")
+    time.sleep(3600)
+    return nn.Linear(8, 4)
+
+
+class _Pair(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.fc(x)
+        return y, y
+
+
+def pair_output() -> nn.Module:
+    """Linear(8, 4) returning its output twice, as a tuple: ``squared_loss`` fails on it."""
+    return _Pair()

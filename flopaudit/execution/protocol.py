@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from flopaudit.measure.records import ModelCost
 from flopaudit.passes import INFERENCE_PASS, Pass
-from flopaudit.records import CaseInfo, CountResult
+from flopaudit.records import CaseInfo, CountResult, Status
 
 if TYPE_CHECKING:
     from flopaudit.adapters.descriptor import Backend
@@ -157,6 +157,9 @@ class PhaseStarted:
 @dataclass(frozen=True)
 class CaseBuilt:
     info: CaseInfo
+    status: Status = Status.ERROR
+    """The status of every count of the case when ``info.error`` says it could not be built or run
+    (``timeout``: building or running it did not finish)."""
 
 
 @dataclass(frozen=True)

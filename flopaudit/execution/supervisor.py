@@ -274,7 +274,7 @@ class Supervisor:
         if not w.info_seen:
             # Building or running the model (or starting the worker) failed: every count of the order fails.
             message = self._model_failure(died)
-            handle(order, CaseBuilt(CaseInfo(order.case_id, error=message)))
+            handle(order, CaseBuilt(CaseInfo(order.case_id, error=message), status))
             for j, backend in left:
                 handle(order, Counted(j, failed_result(order.case_id, backend, status, message)))
             if order.cost is not None:

@@ -150,7 +150,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
-                 on_phase: Callable[[], None] | None = None) -> PreparedCase:
+                 on_phase: Callable[[], None] | None = None, loss_stops: bool = True) -> PreparedCase:
     """Build ``case`` (seeded), check it runs and time one forward pass.
 
     A model that fails to build or run gives a :class:`PreparedCase` without
@@ -164,8 +164,10 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     ``settings.mode`` forces train or eval mode (a training step: train mode
     unless the mode is given). A training step's user loss is loaded and
     applied to the trial output: one that cannot be read, raises or returns
-    no scalar tensor is a :class:`~flopaudit.errors.UserError`. ``on_phase``
-    is called between building the model and running it.
+    no scalar tensor is a :class:`~flopaudit.errors.UserError`, unless
+    ``loss_stops`` is false and ``settings.failure_stops`` too (one model of
+    several, the loss having run on another's output): then that model's
+    error. ``on_phase`` is called between building the model and running it.
     """
     settings = settings or CaseSettings()
     tags = tuple(sorted(case.tags))
@@ -221,8 +223,13 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     if settings.pass_.loss is not None:
         from flopaudit.training import check_loss
 
-        with torch.no_grad():
-            check_loss(settings.pass_.loss, output)
+        try:
+            with torch.no_grad():
+                check_loss(settings.pass_.loss, output)
+        except UserError as exc:
+            if loss_stops or settings.failure_stops:
+                raise
+            return failed(str(exc))
     del output
     info = CaseInfo(
         case.id, tags, inputs.describe(), inputs.batch_size, case.expected_macs, case.expected_params,

@@ -135,7 +135,9 @@ def _serve_order(conn: Any, order: Order, settings: WorkerSettings, kept: dict[A
         try:
             case = resolve_case(order.case)
             with memory_cap(settings.max_memory_gb):
-                prepared = prepare_case(case, order.settings, on_phase=lambda: conn.send(PhaseStarted(FORWARD)))
+                # A loss failing in a count (not a check: flopaudit.run) is that model's error.
+                prepared = prepare_case(case, order.settings, on_phase=lambda: conn.send(PhaseStarted(FORWARD)),
+                                        loss_stops=not order.backends)
         except UserError as exc:
             capture.take()
             conn.send(Rejected(str(exc)))
