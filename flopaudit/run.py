@@ -352,7 +352,8 @@ class _Plan:
                             preload=preload) as supervisor:
                 if (self.settings.strict_inputs or self.settings.pass_.loss is not None) and len(orders) > 1:
                     orders = self.check_first(supervisor, orders, jobs, progress)
-                supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
+                if orders:
+                    supervisor.run(split_orders(orders, jobs), lambda o, e: self.handle(o, e, progress))
         if costs:
             # One worker, alone: a timing shares the machine with nothing else of this run. A worker forked
             # from this process runs on one thread (an OpenMP pool does not survive fork).

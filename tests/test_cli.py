@@ -280,6 +280,12 @@ def test_each_of_several_models_is_built_once(tmp_path: Path, monkeypatch: pytes
     assert [r["status"] for r in by_model["user_models:logged_raising"]] == ["error"] * 2
     assert all("no weights for you" in r["error"] for r in by_model["user_models:logged_raising"])
 
+    # every model failing the check: nothing left to count, each says why
+    assert main(["run", "--models", "user_models:logged_raising,user_models:not_a_model", "--input-shape", "2,8",
+                 "--backends", "reference", "--jobs", jobs, "--no-cache", "--no-progress",
+                 "--out", str(tmp_path / "none")]) == 0
+    assert [r["status"] for rs in _by_model(tmp_path / "none").values() for r in rs] == ["error"] * 2
+
 
 def test_a_loss_failing_on_one_model_of_several_is_its_error_once_another_ran_it(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
