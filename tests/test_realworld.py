@@ -565,3 +565,55 @@ def test_an_rnn_rule_given_a_packed_sequence_names_the_module(backend: str) -> N
     r = adapter.count(model, inputs)
     assert r.status.value == "error"
     assert "module 'rnn' (LSTM) was given a PackedSequence" in (r.error or ""), r.error
+
+
+class _CopiesInForward(nn.Module):
+    """Runs copies of its own modules made in the forward, as torch.func's ensembling recipe copies a member."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 16)
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        twin = copy.deepcopy(self.fc)
+        return self.head(copy.deepcopy(self.block)(twin(x) + self.fc(x)))
+
+
+class _FuncEnsemble(nn.Module):
+    """PyTorch's model-ensembling recipe: the members' parameters stacked, a stateless copy of a member
+    (made in the forward) called under ``torch.vmap``."""
+
+    def __init__(self, members: int = 4) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 8))
+                                     for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params, buffers = torch.func.stack_module_state(list(self.members))
+        base = copy.deepcopy(self.members[0]).to("meta")
+
+        def call(p: Any, b: Any, x: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(base, (p, b), (x,))
+
+        return torch.vmap(call, in_dims=(0, 0, None))(params, buffers, x)
+
+
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
+def test_a_copy_made_in_the_forward_keeps_its_count_outside_the_model(backend: str) -> None:
+    """calflops and DeepSpeed keep each module's count on the module: a copy made in the forward carries
+    their hooks, and its count stays on the copy, which their total over the model never reads."""
+    if not get_adapter(backend).available():
+        pytest.skip(f"{backend} is not installed")
+    x = torch.randn(2, 32)
+    report = build_report(audit_model(_CopiesInForward().eval(), x, backends=["reference", backend], isolate=False))
+    cell = _cell(report, "model", backend)
+    # fc and head counted; the twin of fc (2 x 32 x 16) and the copy of block's Linear (2 x 16 x 16) read 0
+    assert cell.backend_macs == 2 * 32 * 16 + 2 * 16 * 8 and cell.residual == 0, format_explanation(cell)
+    assert _cause(cell, "module copied during the forward") == -(2 * 32 * 16 + 2 * 16 * 16)
+    # the recipe: every member's work runs in the copy (vmap hands the counter's F.linear one member's shapes)
+    report = build_report(audit_model(_FuncEnsemble().eval(), x, backends=["reference", backend], isolate=False))
+    cell = _cell(report, "model", backend)
+    assert cell.backend_macs == 0 and cell.residual == 0, format_explanation(cell)
+    assert _cause(cell, "module copied during the forward") == -(2 * 32 * 16 + 2 * 16 * 8)

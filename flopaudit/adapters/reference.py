@@ -230,8 +230,10 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
     Shortcut, exact for torch's modules: a pass with module hooks differs
     from one without only if the canonical pass (autograd off, no hooks) ran
     a hook-sensitive fused op (``HOOK_SENSITIVE_OPS``; with autograd on, such
-    an op runs only where nothing in it needs a gradient, a frozen encoder),
-    so otherwise rulesets with and without hooks share a recording. # NB: a
+    an op runs only where nothing in it needs a gradient, a frozen encoder)
+    or called a module outside the model (which may be a copy of one made
+    during the pass, carrying the hooks: ``OpEvent.in_hooked_copy``), so
+    otherwise rulesets with and without hooks share a recording. # NB: a
     model of your own that inspects its hooks in other ways is outside this
     shortcut.
 
@@ -254,7 +256,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
 
     step = result.pass_
     rulesets = backend_rulesets(step.kind)
-    hook_sensitive = any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
+    hook_sensitive = result.outside_module_calls > 0 or any(e.op in HOOK_SENSITIVE_OPS for e in result.events)
     training = any(m.training for m in model.modules())
 
     def key(ruleset: Any) -> Pass:

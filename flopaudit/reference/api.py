@@ -71,6 +71,8 @@ class ReferenceCount:
     tracing_asked: dict[str, int] = field(default_factory=dict)
     """Where code outside torch asked ``torch.jit.is_tracing()`` (``module:function`` of the
     caller -> calls), in a count made with ``as_traced``; empty otherwise."""
+    outside_module_calls: int = 0
+    """Calls of modules outside the model during the pass (``Recording.outside_calls``)."""
 
     @property
     def macs(self) -> int:
@@ -254,6 +256,7 @@ def count(
         pass_=step,
         phases={p: summary.phases[p] for p in PHASES if p in summary.phases},
         tracing_asked=dict(rec.tracing_asked),
+        outside_module_calls=rec.outside_calls,
     )
 
 

@@ -111,6 +111,12 @@ class OpEvent:
     ``aten.layer_norm``) reaches a dispatch mode whole only where autograd did not
     decompose it (inside ``torch.inference_mode``), and a dispatch-mode counter that does
     not decompose it sees that operator, not this one."""
+    in_hooked_copy: bool = False
+    """It ran inside a module outside the model that carries the hooks the recording put on the
+    model's modules (``record(module_hooks=...)``): a copy of one of them made during the pass
+    (``copy.deepcopy`` in a ``forward``, as ``torch.func`` ensembles do). A counter keeping each
+    module's count on the module (calflops, DeepSpeed) keeps this one on the copy, which its total over
+    the model never reads. The operator is attributed as without hooks, to the model's module running."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
@@ -179,6 +185,9 @@ class Recording:
     tracing_asked: dict[str, int] = field(default_factory=dict)
     """Where code outside torch asked ``torch.jit.is_tracing()`` (``module:function`` -> calls),
     in a pass recorded with ``record(as_traced=...)``; empty otherwise."""
+    outside_calls: int = 0
+    """Calls of modules outside the model (made or copied during the pass, kept in a plain list,
+    a ``torch.func`` stateless copy): their operators are attributed to the model's module running."""
 
 
 def positional_maker(cls: type) -> Callable[..., Any]:

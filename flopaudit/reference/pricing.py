@@ -28,7 +28,10 @@ A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
     per module and totals them by name (``event_counts_per_name``); an event
     inside a module wrapped by ``torch.compile``, for a ruleset that keeps
     counts in module attributes (``counts_in_module_attributes``), books the
-    wrapper's copy to ``reused-module``, with the wrapper as the layer;
+    wrapper's copy to ``reused-module``, with the wrapper as the layer; and
+    for such a ruleset an event inside a hooked copy of a module made during
+    the pass (``OpEvent.in_hooked_copy``) books its whole count back to
+    ``reused-module``: it is kept on the copy, outside the model;
   - an event priced by the ruleset's ``default`` books its difference to a
     reason derived from the event: an operator the backend has no formula for
     (``unsupported``), an op inside a leaf module whose type has no module
@@ -91,6 +94,9 @@ _REUSED_EVENTS = ("module shared by several parents: its per-module count is add
                   "module-tree total")
 _WRAPPER_READ = ("module wrapped by torch.compile: the wrapper (OptimizedModule) forwards attribute reads to it, "
                  "so the module's own count is read again under the wrapper's name in the module-tree total")
+_COPY_KEPT = ("module copied during the forward (copy.deepcopy in a forward, as torch.func ensembles do): "
+              "the copy carries the counter's hooks and keeps the count of what it runs, outside the model, "
+              "so the module-tree total never reads it")
 
 #: A category's report name ("unsupported" for None); ``Enum.value`` is slow.
 CATEGORY_NAME: dict[Category | None, str] = {**{c: c.value for c in Category}, None: "unsupported"}
@@ -283,7 +289,8 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             call = calls[e.call_index]
             names = call.names if per_name else ()
             wrappers = call.wrapped_by if in_attributes else ()
-        if view:
+        kept_on_copy = in_attributes and e.in_hooked_copy
+        if view and not kept_on_copy:
             count(n, e.module_stack, e.op, category)
             for alias in names[1:]:
                 count(n, ancestors(alias), e.op, category)
@@ -295,8 +302,11 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             else:
                 key = _default_reason(ruleset, e, hook_based, calls)
             macs = (n // 2 if halve else n) * scale
-            attribute(macs, e.module_stack)
             book(key, macs - e.macs, e.module_path)
+            if kept_on_copy:
+                book((CauseKind.REUSED_MODULE, _COPY_KEPT), -macs, e.module_path)
+                continue
+            attribute(macs, e.module_stack)
             for alias in names[1:] if macs else ():
                 attribute(macs, ancestors(alias))
                 book((CauseKind.REUSED_MODULE, _REUSED_EVENTS), macs, alias)
