@@ -567,20 +567,6 @@ def test_an_rnn_rule_given_a_packed_sequence_names_the_module(backend: str) -> N
     assert "module 'rnn' (LSTM) was given a PackedSequence" in (r.error or ""), r.error
 
 
-class _CopiesInForward(nn.Module):
-    """Runs copies of its own modules made in the forward, as torch.func's ensembling recipe copies a member."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(32, 16)
-        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
-        self.head = nn.Linear(16, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        twin = copy.deepcopy(self.fc)
-        return self.head(copy.deepcopy(self.block)(twin(x) + self.fc(x)))
-
-
 class _FuncEnsemble(nn.Module):
     """PyTorch's model-ensembling recipe: the members' parameters stacked, a stateless copy of a member
     (made in the forward) called under ``torch.vmap``."""
@@ -600,20 +586,36 @@ class _FuncEnsemble(nn.Module):
         return torch.vmap(call, in_dims=(0, 0, None))(params, buffers, x)
 
 
-@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
-def test_a_copy_made_in_the_forward_keeps_its_count_outside_the_model(backend: str) -> None:
-    """calflops and DeepSpeed keep each module's count on the module: a copy made in the forward carries
-    their hooks, and its count stays on the copy, which their total over the model never reads."""
+def test_a_copy_made_in_the_forward_counts_where_the_counters_hooks_keep_it() -> None:
+    """A copy carries the hooks of the module it copies: thop, ptflops, calflops and DeepSpeed keep its count
+    on the copy, which their total over the model never reads; torchinfo gives it a row (priced as a Linear),
+    and torchsummary a row whose parameters it counts."""
+    report = _report("module-copied-in-forward")
+    lost = 2 * 32 * 16 + 2 * 16 * 16  # fc's twin and block's Linear copy
+    for backend in ("thop", "ptflops-pytorch", "calflops", "deepspeed"):
+        cell = _cell(report, "module-copied-in-forward", backend)
+        assert cell.residual == 0 and _cause(cell, "module copied during the forward") == -lost, \
+            format_explanation(cell)
+    cell = _cell(report, "module-copied-in-forward", "torchinfo")
+    assert cell.residual == 0 and not [c for c in cell.causes if "copied" in c.rule], format_explanation(cell)
+    cell = _cell(report, "module-copied-in-forward", "torchsummary")
+    assert cell.params.residual == 0, format_explanation(cell)
+    # fc's twin is a row of its own; block runs only as its copy, whose rows are then block's
+    assert [c.macs for c in cell.params.causes if "copied" in c.rule] == [32 * 16 + 16]
+
+
+@pytest.mark.parametrize("backend", ["thop", "ptflops-pytorch", "calflops", "deepspeed", "torchsummary"])
+def test_the_ensembling_recipes_copy_keeps_the_members_work_outside_the_model(backend: str) -> None:
+    """PyTorch's model-ensembling recipe runs every member's work in one copy made in the forward."""
     if not get_adapter(backend).available():
         pytest.skip(f"{backend} is not installed")
-    x = torch.randn(2, 32)
-    report = build_report(audit_model(_CopiesInForward().eval(), x, backends=["reference", backend], isolate=False))
+    report = build_report(audit_model(_FuncEnsemble().eval(), torch.randn(2, 32), backends=["reference", backend],
+                                      isolate=False))
     cell = _cell(report, "model", backend)
-    # fc and head counted; the twin of fc (2 x 32 x 16) and the copy of block's Linear (2 x 16 x 16) read 0
-    assert cell.backend_macs == 2 * 32 * 16 + 2 * 16 * 8 and cell.residual == 0, format_explanation(cell)
-    assert _cause(cell, "module copied during the forward") == -(2 * 32 * 16 + 2 * 16 * 16)
-    # the recipe: every member's work runs in the copy (vmap hands the counter's F.linear one member's shapes)
-    report = build_report(audit_model(_FuncEnsemble().eval(), x, backends=["reference", backend], isolate=False))
-    cell = _cell(report, "model", backend)
-    assert cell.backend_macs == 0 and cell.residual == 0, format_explanation(cell)
-    assert _cause(cell, "module copied during the forward") == -(2 * 32 * 16 + 2 * 16 * 8)
+    if backend == "torchsummary":  # the copy's rows: one member's parameters; the others' never called
+        assert cell.params.residual == 0 and cell.params.backend_params == 32 * 16 + 16 + 16 * 8 + 8, format_explanation(cell)
+        return
+    # (ptflops' patched F.relu counts into one list of its own, outside any module: it stays, on the 2 x 16
+    # elements of one member, the shape vmap hands it)
+    assert cell.backend_macs == (2 * 16 if backend == "ptflops-pytorch" else 0), format_explanation(cell)
+    assert cell.residual == 0 and _cause(cell, "module copied during the forward") == -4 * (2 * 32 * 16 + 2 * 16 * 8)

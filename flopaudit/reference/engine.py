@@ -133,6 +133,8 @@ class ModuleFrame:
     input_shapes: tuple[Shape, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     end_event: int = 0
+    copied: bool = False
+    """A call of a copy of the module at ``path`` made during the pass (see :func:`_copied_from`)."""
 
 
 class _Recorder:
@@ -182,8 +184,8 @@ class _Recorder:
         self.input_ids: set[int] | None = None
         """Ids of the inputs' tensors, once :meth:`_learn_operands` has run."""
         self.in_copy = 0
-        """How many calls of hooked copies of the model's modules are running (see
-        :attr:`OpEvent.in_hooked_copy`)."""
+        """How many calls of copies of the model's modules made during the pass are running (see
+        :func:`_copied_from`)."""
 
     # -- a training step (flopaudit.training runs it; these are its StepHooks) ----
 
@@ -336,12 +338,14 @@ class _Recorder:
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         key = id(module)
         path = self.paths.get(key)
-        if path is None:  # a module outside the counted model
+        copied = path is None
+        if copied:  # a module outside the counted model: followed only as a copy of one of its modules
             self.rec.outside_calls += 1
-            if _no_op_hook in module._forward_hooks.values():  # a copy made during the pass
-                self.in_copy += 1
-            return
-        if threading.get_ident() != self.thread and not self._recording_here():
+            path = _copied_from(module)
+            if path is None or threading.get_ident() != self.thread:
+                return
+            self.in_copy += 1
+        elif threading.get_ident() != self.thread and not self._recording_here():
             self._elsewhere(module, path, 1)
             return
         frames = self.frames
@@ -353,10 +357,11 @@ class _Recorder:
             stack, parent_index = parent.stack + (path,), parent.call_index
         else:  # the root's forward, or a module a backward recomputes (activation checkpointing)
             stack, parent_index = ancestors(path), -1
-        frames.append(ModuleFrame(path, type(module).__name__, self.leaf[key], stack,
+        leaf = not any(m is not None for m in module._modules.values()) if copied else self.leaf[key]
+        frames.append(ModuleFrame(path, type(module).__name__, leaf, stack,
                                   len(calls) if recorded else -1, len(self.rec.events), parent_index,
                                   formula_name(rule) if rule is not None else "",
-                                  phase=self.phase_now() if self.links is not None else "forward"))
+                                  phase=self.phase_now() if self.links is not None else "forward", copied=copied))
         if recorded:
             calls.append(None)  # type: ignore[arg-type]  # a placeholder, filled when the call returns (start order)
         if rule is not None:
@@ -368,10 +373,10 @@ class _Recorder:
         returned = len(rest) == 2
         kwargs, output = rest if returned else ({}, rest[0] if rest else None)
         if id(module) not in self.paths:
-            if self.in_copy and _no_op_hook in module._forward_hooks.values():
-                self.in_copy -= 1
-            return
-        if threading.get_ident() != self.thread and not self._recording_here():
+            if not self.in_copy or threading.get_ident() != self.thread or _copied_from(module) is None:
+                return
+            self.in_copy -= 1
+        elif threading.get_ident() != self.thread and not self._recording_here():
             self._elsewhere(module, self.paths[id(module)], -1)
             return
         if not self.frames:
@@ -473,7 +478,7 @@ class _Recorder:
             frame.path, frame.module_type, facts.class_path, frame.stack, frame.in_leaf, frame.input_shapes,
             frame.output_shapes, facts.attrs, facts.param_shapes, (frame.first_event, frame.end_event), frame.parent,
             frame.rule_name, self.tree.aliases.get(id(module), ()), frame.phase,
-            self.tree.wrappers.get(id(module), ()) if self.tree.wrappers else (),
+            self.tree.wrappers.get(id(module), ()) if self.tree.wrappers else (), frame.copied,
         )
 
     # -- operator calls -----------------------------------------------------
@@ -762,7 +767,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     try:
         if module_hooks:
             hooked = model.children() if module_hooks == "children" else model.modules()
-            handles.extend(m.register_forward_hook(_no_op_hook) for m in dict.fromkeys(hooked)
+            handles.extend(m.register_forward_hook(_NoOpHook(recorder.paths[id(m)])) for m in dict.fromkeys(hooked)
                            if not isinstance(m, torch.jit.ScriptModule))  # which refuse hooks (and their counters')
         handles.append(register_module_forward_pre_hook(recorder.pre_hook))
         handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
@@ -797,8 +802,25 @@ _GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global 
 """What torch warns when a ``torch.compile`` wrapper runs while global module hooks are registered."""
 
 
-def _no_op_hook(module: nn.Module, args: Any, output: Any) -> None:
-    """Stands for a hook-based counter's hook (see ``record(module_hooks=True)``)."""
+class _NoOpHook:
+    """Stands for a hook-based counter's hook on the module at ``path`` (see ``record(module_hooks=True)``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        pass
+
+
+def _copied_from(module: nn.Module) -> str | None:
+    """The path of the model's module that ``module``, a module outside the model, is a copy of, if
+    it was copied during a pass recorded with ``module_hooks``: ``copy.deepcopy`` copies a module's
+    hooks with it (as a counter's hooks are copied: the copy counts as the counter's hooks say).
+    None for any other module (one built or copied before the pass carries no recording hook)."""
+    for hook in module._forward_hooks.values():
+        if type(hook) is _NoOpHook:
+            return hook.path
+    return None
 
 
 __all__ = ["HOOK_SENSITIVE_OPS", "PATCHED_CALL_PREFIX", "ModuleCall", "ModuleFrame", "OpEvent", "Recording",

@@ -112,11 +112,13 @@ class OpEvent:
     decompose it (inside ``torch.inference_mode``), and a dispatch-mode counter that does
     not decompose it sees that operator, not this one."""
     in_hooked_copy: bool = False
-    """It ran inside a module outside the model that carries the hooks the recording put on the
-    model's modules (``record(module_hooks=...)``): a copy of one of them made during the pass
-    (``copy.deepcopy`` in a ``forward``, as ``torch.func`` ensembles do). A counter keeping each
-    module's count on the module (calflops, DeepSpeed) keeps this one on the copy, which its total over
-    the model never reads. The operator is attributed as without hooks, to the model's module running."""
+    """It ran inside a copy of one of the model's modules made during a pass recorded with
+    ``record(module_hooks=...)`` (``copy.deepcopy`` in a ``forward``, as ``torch.func`` ensembles
+    do), which carries the hooks: it is attributed to the copy's call (:attr:`ModuleCall.copied`,
+    under the copied module's path). A counter that keeps each module's count on the module (thop,
+    ptflops, calflops, DeepSpeed) keeps this one on the copy, which its total over the model never
+    reads. Without hooks a copy cannot be told from any module outside the model, and its operators
+    are attributed to the model's module running."""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
@@ -166,6 +168,10 @@ class ModuleCall:
     """Paths of the ``torch.compile`` wrappers (``OptimizedModule``) of the
     module: each reads and writes attributes through to the module it wraps.
     Empty for a module nobody compiled."""
+    copied: bool = False
+    """A call of a copy of the module at ``path`` made during the pass, which carries the
+    hooks of the recording (see :attr:`OpEvent.in_hooked_copy`): its attributes and parameters
+    are the copy's."""
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -103,6 +103,8 @@ PER_NAME = ("reused-module", "module shared by several parents: its parameters a
 PER_CALL = ("reused-module", "module called several times: its parameters are counted at every call")
 FORWARDED = ("reused-module", "a wrapper's weight or bias attribute is the wrapped module's parameter "
              "(torch.compile's OptimizedModule, a PEFT LoRA layer): counted again at the wrapper")
+COPIED = ("reused-module", "module copied during the forward (copy.deepcopy in a forward): the copy carries the "
+          "hooks, and its parameters are counted in a row of its own")
 NEVER_CALLED = ("unsupported", "held by a module never called as a module (not run, or run as .forward(), which "
                                 "no hook sees): only called modules are counted")
 
@@ -182,6 +184,6 @@ def predict_params(modules: ModelInventory, calls: Sequence[ModuleCall],
     return total, contributions
 
 
-__all__ = ["FORWARDED", "NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths",
+__all__ = ["COPIED", "FORWARDED", "NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths",
            "miss_the_rest",
            "param_counter", "predict_params"]

@@ -28,10 +28,12 @@ A recording is the :class:`~flopaudit.reference.engine.OpEvent` and
     per module and totals them by name (``event_counts_per_name``); an event
     inside a module wrapped by ``torch.compile``, for a ruleset that keeps
     counts in module attributes (``counts_in_module_attributes``), books the
-    wrapper's copy to ``reused-module``, with the wrapper as the layer; and
-    for such a ruleset an event inside a hooked copy of a module made during
-    the pass (``OpEvent.in_hooked_copy``) books its whole count back to
-    ``reused-module``: it is kept on the copy, outside the model;
+    wrapper's copy to ``reused-module``, with the wrapper as the layer;
+  - a copy of a module made during the pass keeps the count a ruleset keeps
+    on modules (module-rule counts with ``copies_lost``, event counts with
+    ``counts_in_module_attributes``) on itself, outside the model: such a
+    call (``ModuleCall.copied``) or event (``OpEvent.in_hooked_copy``) counts
+    0 and books its canonical MACs to ``reused-module``;
   - an event priced by the ruleset's ``default`` books its difference to a
     reason derived from the event: an operator the backend has no formula for
     (``unsupported``), an op inside a leaf module whose type has no module
@@ -222,6 +224,10 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
         for call, rule, inner in priced_calls(calls, ruleset, phase):
             for j in inner:
                 covered[j] = not (wrapped_everywhere and events[j].op.startswith(PATCHED_CALL_PREFIX))
+            if call.copied and ruleset.copies_lost:  # counted on the copy, which the total never reads
+                if prediction:
+                    book((CauseKind.REUSED_MODULE, _COPY_KEPT), -sum(events[j].macs for j in inner), call.path)
+                continue
             n = count_module(rule.count, call, modules)
             shares = name_shares(call, n, ruleset)
             if view:
@@ -281,6 +287,10 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
                 unsupported[e.op] = unsupported.get(e.op, 0) + 1
         if not priced or covered[j] or ruleset.foreign(e):
             continue
+        if e.in_hooked_copy and in_attributes:  # counted on the copy, which the total never reads
+            if prediction:
+                book((CauseKind.REUSED_MODULE, _COPY_KEPT), -e.macs, e.module_path)
+            continue
         rule = None if by_default else ruleset.event_rule(e)
         n = EVENT_COUNTERS[rule.count](e) if rule is not None else default(e)
         names: tuple[str, ...] = ()
@@ -289,8 +299,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             call = calls[e.call_index]
             names = call.names if per_name else ()
             wrappers = call.wrapped_by if in_attributes else ()
-        kept_on_copy = in_attributes and e.in_hooked_copy
-        if view and not kept_on_copy:
+        if view:
             count(n, e.module_stack, e.op, category)
             for alias in names[1:]:
                 count(n, ancestors(alias), e.op, category)
@@ -302,11 +311,8 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             else:
                 key = _default_reason(ruleset, e, hook_based, calls)
             macs = (n // 2 if halve else n) * scale
-            book(key, macs - e.macs, e.module_path)
-            if kept_on_copy:
-                book((CauseKind.REUSED_MODULE, _COPY_KEPT), -macs, e.module_path)
-                continue
             attribute(macs, e.module_stack)
+            book(key, macs - e.macs, e.module_path)
             for alias in names[1:] if macs else ():
                 attribute(macs, ancestors(alias))
                 book((CauseKind.REUSED_MODULE, _REUSED_EVENTS), macs, alias)

@@ -614,6 +614,14 @@ class Ruleset:
     wrapper (``OptimizedModule``) forwards attribute reads and writes to the
     module it wraps, so that module's own count is read once more under each
     wrapper's name (calflops, DeepSpeed; see :attr:`ModuleCall.wrapped_by`)."""
+    copies_lost: bool = False
+    """The backend keeps each module's hook count on the module (thop's ``total_ops``,
+    ptflops' and torchstat's attributes) and totals the model's modules: a copy of a module
+    made during the pass carries the hooks and keeps its count on the copy, which the total
+    never reads, so module-rule counts of copied calls (:attr:`ModuleCall.copied`) are 0,
+    booked to ``reused-module``; so are event counts kept on the module running them
+    (``counts_in_module_attributes``) inside a copy. False: a copy's calls are priced as
+    the module's own (torchinfo's and torchsummary's rows)."""
     last_call_only: bool = False
     """Module-rule counts are stored on the module and overwritten by each
     call, so only the last call of each module counts (torchstat)."""

@@ -210,6 +210,7 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
         patched_functions=tuple(dict.fromkeys((*mac_functions, *flop_only))),
         event_counts_per_name=event_counts_per_name,
         counts_in_module_attributes=True,  # ``module.__macs__``, totalled over the tree
+        copies_lost=True,  # (a copy made in the forward keeps its count on itself)
         params=params,
     )
 

@@ -424,6 +424,7 @@ PTFLOPS_PYTORCH = register_ruleset(Ruleset(
     patched_functions=PATCHED_FUNCTIONS,
     patched_calls_in_priced_modules=True,  # a torchao weight's F.linear calls the patched torch.mm
     sums_per_name=True,
+    copies_lost=True,  # module hooks count into ``module.__flops__`` (its patched functions into one global list)
     params="trainable",
 ))
 

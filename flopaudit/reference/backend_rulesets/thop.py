@@ -349,6 +349,7 @@ THOP = register_ruleset(Ruleset(
     eval_mode=True,
     hooks_per_name=True,
     sums_per_name=True,
+    copies_lost=True,  # ``total_ops`` buffers, totalled over the model's modules
     params="thop",
 ))
 

@@ -164,8 +164,11 @@ def _mask(modules: ModelInventory, path: str, dotted: str) -> TensorInfo | None:
 class _Row:
     """A ``LayerInfo`` of torchinfo's summary list, as far as parameters go."""
 
-    def __init__(self, path: str, depth: int, parent: _Row | None) -> None:
+    def __init__(self, path: str, depth: int, parent: _Row | None, copy: int = -1) -> None:
         self.path, self.depth, self.parent = path, depth, parent
+        self.module: tuple[str, int] = (path, copy)
+        """Which module the row is of (torchinfo's ``layer_id``): the module at ``path``, or a copy of it
+        made in the forward (its call's index), another module."""
         self.recursive = False
         self.children: list[_Row] = []
 
@@ -176,7 +179,8 @@ def torchinfo_rows(modules: ModelInventory, calls: Sequence[ModuleCall]) -> list
     module calls: a depth-first walk of ``_modules`` hooks every module, each
     keeping the name, depth and parent of its *last* visit (a shared module's
     second parent); every call adds a row, "recursive" if its module had one
-    before; container rows missing from a row's hierarchy are inserted (the
+    before (a copy of a module made in the forward is another module, and
+    has none); container rows missing from a row's hierarchy are inserted (the
     walk's own ``LayerInfo``, recursive if its module already has a row); a
     row's children are the rows after it that are deeper."""
     last: dict[str, _Row] = {}
@@ -188,9 +192,13 @@ def torchinfo_rows(modules: ModelInventory, calls: Sequence[ModuleCall]) -> list
         stack += [(child, depth + 1, fallback) for child in reversed(info.children if info else ())]
     rows: list[_Row] = []
     ids: set[str] = set()
-    for call in calls:
+    for i, call in enumerate(calls):
         hooked = last.get(call.path)
         if hooked is None:
+            continue
+        if call.copied:  # a copy made in the forward is a module of its own, which has no row before
+            # NB: a copy called twice has a recursive second row in torchinfo; counted again here.
+            rows.append(_Row(call.path, hooked.depth, hooked.parent, i))
             continue
         row = _Row(call.path, hooked.depth, hooked.parent)
         row.recursive = call.path in ids
@@ -205,7 +213,7 @@ def torchinfo_rows(modules: ModelInventory, calls: Sequence[ModuleCall]) -> list
             hierarchy[parent.depth] = parent
             parent = parent.parent
         for d in range(1, row.depth):
-            if (d not in current or current[d].path != hierarchy[d].path) and \
+            if (d not in current or current[d].module != hierarchy[d].module) and \
                     hierarchy[d] is not rows[idx + inserted - 1]:
                 hierarchy[d].recursive = hierarchy[d].path in ids
                 rows.insert(idx + inserted, hierarchy[d])

@@ -25,6 +25,7 @@ from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, TensorInfo
 from flopaudit.reference.params import (
     CONTAINER_HELD,
+    COPIED,
     FORWARDED,
     NEVER_CALLED,
     PER_CALL,
@@ -50,7 +51,9 @@ def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) ->
     calls_so_far: dict[str, int] = {}
     parameters = modules.unique_params()
     forwarded: list[tuple[TensorInfo, str]] = []  # another module's parameter, read through a wrapper
-    for call in calls:
+    # A copy made in the forward carries the hooks (a row per hook, as the module's own); its rows come
+    # after the model's own, so that they are the extra counts where the module ran too.
+    for call in sorted(calls, key=lambda c: c.copied):
         info = modules.module(call.path)
         if info is None or not call.path or info.container:
             continue
@@ -58,7 +61,8 @@ def torchsummary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) ->
         buffers = {b.key for b in info.buffers}
         nth = calls_so_far[call.path] = calls_so_far.get(call.path, 0) + 1
         for hook in range(len(info.names)):
-            why = ("rule", "") if nth == 1 and hook == 0 else (PER_NAME if nth == 1 else PER_CALL)
+            why = ("rule", "") if nth == 1 and hook == 0 else (
+                COPIED if call.copied else PER_NAME if nth == 1 else PER_CALL)
             for name in _ATTRS:
                 t = held.get(name)
                 if t is None:

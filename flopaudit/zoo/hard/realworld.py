@@ -19,6 +19,7 @@ weight's zeros are multiplied all the same, discarded work is work done.
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from typing import Any
@@ -624,6 +625,23 @@ class GridDecodeHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         return self.pred(x) * self.stride + self.grid(height, width).to(x.device)
+
+
+class CopiesInForward(nn.Module):
+    """Runs copies of its own modules made in the forward (``copy.deepcopy``), as PyTorch's
+    model-ensembling recipe copies a member to call it statelessly: ``Linear(32, 16)`` and its
+    copy on the input, summed, then a copy of ``block`` (``Linear(16, 16)``, ReLU) and
+    ``Linear(16, 8)``. A copy carries the hooks counters put on the module it copies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 16)
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        twin = copy.deepcopy(self.fc)
+        return self.head(copy.deepcopy(self.block)(twin(x) + self.fc(x)))
 
 
 class ScalarTensorScale(nn.Module):
@@ -1596,6 +1614,19 @@ def cases() -> list[ModelCase]:
             "stride=2) whose stride, kernel size and padding are 0-d tensor buffers, the extra padding computed "
             "from them with tensor arithmetic, then a causal reflect pad; torchinfo iterates a kernel_size "
             "attribute as a sequence",
+        ),
+        hard_case(
+            "module-copied-in-forward",
+            CopiesInForward,
+            randn_inputs((2, 32)),
+            {"linear", "copy"},
+            # fc and its copy 2 x 2 x 32 x 16, block's copy 2 x 16 x 16, head 2 x 16 x 8
+            expected_macs=2 * (2 * 32 * 16) + 2 * 16 * 16 + 2 * 16 * 8,
+            expected_params=32 * 16 + 16 + 16 * 16 + 16 + 16 * 8 + 8,
+            description="copy.deepcopy of its own modules inside the forward, each copy run (a Linear twin, "
+            "a Sequential block), as the torch.func ensembling recipe copies a member: a copy carries the "
+            "counters' hooks; thop, ptflops, calflops and DeepSpeed keep its count on the copy, outside the "
+            "model, torchinfo and torchsummary give it rows of its own",
         ),
         hard_case(
             "timm-attention-block",
