@@ -33,7 +33,7 @@ from torch import nn
 
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory
-from flopaudit.reference.params import NEVER_CALLED, ParamTally, param_counter
+from flopaudit.reference.params import COPIED, NEVER_CALLED, ParamTally, param_counter
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
@@ -84,19 +84,24 @@ def torch_summary_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -
     """``ModelStatistics.total_params`` (see the module docstring)."""
     tally = ParamTally()
     rows: set[str] = set()
-    for call in calls:
+    # A copy made in the forward carries the hooks and is another module (never "(recursive)"); its rows
+    # come after the model's own, so that they are the extra counts where the module ran too.
+    # NB: a copy called twice is "(recursive)" in torch-summary; counted again here.
+    for call in sorted(calls, key=lambda c: c.copied):
         info = modules.module(call.path)
         if info is None or not hooked(modules, call.path):
             continue
         held = modules.named_params(call.path)
+        why = COPIED if call.copied else ("rule", "")
         for name in info.names:
-            if held and call.path in rows:
+            if held and call.path in rows and not call.copied:
                 break  # a repeated module with parameters is "(recursive)"
-            rows.add(call.path)
+            if not call.copied:
+                rows.add(call.path)
             depth = _depth(name)
             if depth == MAX_DEPTH or (not info.children and depth < MAX_DEPTH):
                 for _, t in held:
-                    tally.count(t, call.path)
+                    tally.count(t, call.path, *why)
     called = {call.path for call in calls}
     for info in modules.modules:
         for t in info.params:
