@@ -52,12 +52,12 @@ FAMILIES = ("convnets", "transformers", "RNNs", "custom layers", "MLPs and other
 FAMILY_TAGS: tuple[tuple[str, frozenset[str]], ...] = (
     ("custom layers", frozenset({"custom", "autograd-function", "torch-library"})),
     ("RNNs", frozenset({"rnn", "lstm", "gru"})),
-    ("transformers", frozenset({"attention", "transformer", "mha", "sdpa", "vit", "swin", "maxvit", "nlp",
-                                "transformers"})),
+    ("transformers", frozenset({"attention", "transformer", "mha", "sdpa", "vit", "swin", "maxvit", "nlp"})),
     ("convnets", frozenset({"conv"})),
 )
 """Zoo tags that decide a family, checked in this order (a custom layer in an
-RNN is a custom-layer model)."""
+RNN is a custom-layer model). The library tags (``transformers``, ``timm``)
+decide none: transformers builds convnets too (its ResNet, ConvNeXt)."""
 
 CONVNET_CONV_SHARE = 0.05
 """Share of a model's MACs in convolutions from which it counts as a convnet."""

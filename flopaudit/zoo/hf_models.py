@@ -5,8 +5,10 @@ family's code path (BERT, GPT-2, Llama with grouped-query attention, T5,
 BART, ViT, Whisper, CLIP, DeBERTa-v2, Wav2Vec2, SigLIP, Mamba, Mixtral, and
 one base model of each of 42 more text architectures: encoders such as
 ALBERT, RoBERTa, Longformer and BigBird, decoders such as OPT, Falcon,
-Mistral, Qwen, Gemma, Phi, their mixtures of experts, Mamba-2 and RWKV)
-while counting in milliseconds; BERT-base and GPT-2
+Mistral, Qwen, Gemma, Phi, their mixtures of experts, Mamba-2 and RWKV;
+25 vision architectures, from ConvNeXt and Swin to YOLOS, Hiera and
+EfficientNet; 4 speech encoders and 10 encoder-decoders such as mT5,
+Pegasus, NLLB-MoE and ProphetNet) while counting in milliseconds; BERT-base and GPT-2
 small at full size are there too (``heavy``). Models run in eval mode with
 ``use_cache=False`` and the default attention implementation (SDPA) unless
 the id says ``eager``. Inputs are keyword arguments, as the models are called
@@ -39,6 +41,11 @@ _SEQ2SEQ = {"d_model": 64, "encoder_layers": 2, "decoder_layers": 2, "encoder_at
             "decoder_attention_heads": 4, "encoder_ffn_dim": 128, "decoder_ffn_dim": 128, "vocab_size": 1000}
 _TEXT = {**_SMALL, "max_position_embeddings": 128}
 _GQA = {"num_key_value_heads": 2}  # two key/value heads for the four query heads
+_VIT = {k: v for k, v in _SMALL.items() if k != "vocab_size"}  # an image (or audio) encoder's
+_HIER = {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128]}  # four stages, one block each
+_WAV2VEC2 = {**_VIT, "conv_dim": (16, 16), "conv_stride": (5, 2), "conv_kernel": (10, 3),
+             "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}  # two feature convolutions
+_T5 = {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 1000}
 _QUICK = frozenset({"quick"})  # in the representative subset of the default test tier
 _IDS = {"pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 1}  # within the small vocabulary
 
@@ -58,6 +65,9 @@ class HFSpec:
     cost: str = "light"
     note: str = ""
     tags: frozenset[str] = field(default_factory=frozenset)
+    attention: bool = True
+    """Tagged ``attention`` (the family its verdict is given in: transformers); False: ``conv``
+    (a convnet built with transformers: ResNet, ConvNeXt...)."""
 
 
 def _bert_numbers(b: int, t: int, e: int, f: int, layers: int, vocab: int, positions: int) -> tuple[int, int]:
@@ -105,6 +115,10 @@ def _specs() -> tuple[HFSpec, ...]:
     tiny = {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 2, "num_attention_heads": 4,
             "vocab_size": 1000}
     ids16 = {"input_ids": ("ids", (2, 16))}
+    seq2seq = {**ids16, "decoder_input_ids": ("ids", (2, 8))}
+    image32, image64 = ({"pixel_values": ("image", (2, 3, size, size))} for size in (32, 64))
+    wave = {"input_values": ("image", (2, 400))}
+    swin = {"patch_size": 2, "embed_dim": 16, "depths": [1, 1, 1], "num_heads": [2, 2, 4], "window_size": 4}
     return (
         HFSpec("hf-bert-tiny", "BertModel", "BertConfig", {**_SMALL, "max_position_embeddings": 64},
                {**ids16, "attention_mask": ("ones", (2, 16))}, "bert", bert_macs, bert_params, tags=_QUICK),
@@ -232,6 +246,100 @@ def _specs() -> tuple[HFSpec, ...]:
         HFSpec("hf-xglm-tiny", "XGLMModel", "XGLMConfig",
                {**_TEXT, "ffn_dim": 128, "attn_implementation": "eager"}, ids16, "xglm"),
         HFSpec("hf-biogpt-tiny", "BioGptModel", "BioGptConfig", {**_TEXT}, ids16, "biogpt"),
+        # One small config of each further vision, audio and encoder-decoder architecture (the base model).
+        HFSpec("hf-convnext-tiny", "ConvNextModel", "ConvNextConfig", {**_HIER, "image_size": 32}, image32, "convnext",
+               attention=False),
+        HFSpec("hf-convnextv2-tiny", "ConvNextV2Model", "ConvNextV2Config", {**_HIER, "image_size": 32}, image32,
+               "convnextv2", note="global response normalisation", attention=False),
+        HFSpec("hf-swin-tiny", "SwinModel", "SwinConfig", {**swin, "image_size": 32}, image32, "swin",
+               note="shifted windows of 4 x 4 patches, a relative position bias table"),
+        HFSpec("hf-swinv2-tiny", "Swinv2Model", "Swinv2Config", {**swin, "image_size": 32}, image32, "swinv2",
+               note="scaled cosine attention, a continuous position bias MLP"),
+        HFSpec("hf-deit-tiny", "DeiTModel", "DeiTConfig", {**_VIT, "image_size": 32, "patch_size": 8}, image32,
+               "deit", note="a distillation token beside the class token"),
+        HFSpec("hf-beit-tiny", "BeitModel", "BeitConfig",
+               {**_VIT, "image_size": 32, "patch_size": 8, "use_relative_position_bias": True}, image32, "beit"),
+        HFSpec("hf-dinov2-tiny", "Dinov2Model", "Dinov2Config", {**_VIT, "image_size": 32, "patch_size": 8}, image32,
+               "dinov2", note="position embeddings interpolated to the input size, layer scale"),
+        HFSpec("hf-vit-mae-tiny", "ViTMAEModel", "ViTMAEConfig",
+               {**_VIT, "image_size": 32, "patch_size": 8, "mask_ratio": 0.0}, image32, "vit-mae",
+               note="random masking by argsort of noise (ratio 0: every patch kept)"),
+        HFSpec("hf-yolos-tiny", "YolosModel", "YolosConfig",
+               {**_VIT, "image_size": [32, 32], "patch_size": 8, "num_detection_tokens": 10}, image32, "yolos"),
+        HFSpec("hf-vitdet-tiny", "VitDetModel", "VitDetConfig",
+               {**_VIT, "image_size": 32, "pretrain_image_size": 32, "patch_size": 8, "window_size": 2,
+                "window_block_indices": [0]}, image32, "vitdet", note="windowed attention in the first block"),
+        HFSpec("hf-dpt-tiny", "DPTModel", "DPTConfig",
+               {**_VIT, "image_size": 32, "patch_size": 8, "neck_hidden_sizes": [16, 32, 64, 64],
+                "fusion_hidden_size": 32, "backbone_out_indices": [0, 1]}, image32, "dpt"),
+        HFSpec("hf-levit-tiny", "LevitModel", "LevitConfig",
+               {"image_size": 64, "hidden_sizes": [32, 48, 64], "num_attention_heads": [2, 2, 2], "depths": [1, 1, 1],
+                "key_dim": [8, 8, 8]}, image64, "levit", note="attention with a learned bias, subsampling attention"),
+        HFSpec("hf-mobilevit-tiny", "MobileViTModel", "MobileViTConfig",
+               {"image_size": 64, "hidden_sizes": [32, 48, 64], "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 64]},
+               image64, "mobilevit", note="inverted residuals, then transformers over unfolded patches"),
+        HFSpec("hf-mobilevitv2-tiny", "MobileViTV2Model", "MobileViTV2Config",
+               {"image_size": 64, "width_multiplier": 0.5}, image64, "mobilevitv2", note="separable linear attention"),
+        HFSpec("hf-poolformer-tiny", "PoolFormerModel", "PoolFormerConfig", {**_HIER}, image32, "poolformer",
+               note="average pooling as the token mixer", attention=False),
+        HFSpec("hf-pvt-v2-tiny", "PvtV2Model", "PvtV2Config", {**_HIER, "num_attention_heads": [1, 2, 4, 8]},
+               image32, "pvt-v2", note="spatial-reduction attention"),
+        HFSpec("hf-segformer-tiny", "SegformerModel", "SegformerConfig", {**_HIER, "decoder_hidden_size": 64},
+               image32, "segformer", note="overlapping patch embeddings, efficient self-attention"),
+        HFSpec("hf-swiftformer-tiny", "SwiftFormerModel", "SwiftFormerConfig",
+               {"depths": [1, 1, 1, 1], "embed_dims": [16, 32, 64, 128]}, image32, "swiftformer",
+               note="efficient additive attention"),
+        HFSpec("hf-focalnet-tiny", "FocalNetModel", "FocalNetConfig",
+               {"image_size": 32, "patch_size": 2, "embed_dim": 16, "depths": [1, 1, 1], "focal_levels": [2, 2, 2],
+                "focal_windows": [3, 3, 3]}, image32, "focalnet", note="focal modulation in place of attention",
+               attention=False),
+        HFSpec("hf-cvt-tiny", "CvtModel", "CvtConfig", {"embed_dim": [16, 32, 64], "num_heads": [1, 2, 4],
+               "depth": [1, 2, 3]}, image32, "cvt", note="convolutional projections; torch.einsum on a list of "
+               "operands"),
+        HFSpec("hf-hiera-tiny", "HieraModel", "HieraConfig",
+               {"image_size": [64, 64], "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8]}, image64,
+               "hiera", note="mask unit attention"),
+        HFSpec("hf-resnet-tiny", "ResNetModel", "ResNetConfig", {**_HIER, "embedding_size": 16}, image32, "resnet",
+               attention=False),
+        HFSpec("hf-regnet-tiny", "RegNetModel", "RegNetConfig", {**_HIER, "embedding_size": 16, "groups_width": 8},
+               image32, "regnet", attention=False),
+        HFSpec("hf-bit-tiny", "BitModel", "BitConfig", {**_HIER, "embedding_size": 16, "num_groups": 8}, image32, "bit",
+               note="weight-standardised convolutions, group norm", attention=False),
+        HFSpec("hf-efficientnet-tiny", "EfficientNetModel", "EfficientNetConfig",
+               {"image_size": 32, "width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}, image32,
+               "efficientnet", attention=False),
+        HFSpec("hf-hubert-tiny", "HubertModel", "HubertConfig", _WAV2VEC2, wave, "hubert"),
+        HFSpec("hf-wavlm-tiny", "WavLMModel", "WavLMConfig", _WAV2VEC2, wave, "wavlm",
+               note="gated relative position bias"),
+        HFSpec("hf-sew-d-tiny", "SEWDModel", "SEWDConfig", {**_WAV2VEC2, "squeeze_factor": 2}, wave, "sew-d",
+               note="squeezed sequence, DeBERTa-style disentangled attention"),
+        HFSpec("hf-wav2vec2-conformer-tiny", "Wav2Vec2ConformerModel", "Wav2Vec2ConformerConfig",
+               {**_WAV2VEC2, "conv_depthwise_kernel_size": 7}, wave, "wav2vec2-conformer"),
+        HFSpec("hf-mt5-tiny", "MT5Model", "MT5Config", {**_T5, "decoder_start_token_id": 0, **_IDS}, seq2seq, "mt5"),
+        HFSpec("hf-longt5-tiny", "LongT5Model", "LongT5Config", {**_T5, "decoder_start_token_id": 0, **_IDS}, seq2seq,
+               "longt5", note="local attention in the encoder"),
+        HFSpec("hf-switch-transformers-tiny", "SwitchTransformersModel", "SwitchTransformersConfig",
+               {**_T5, "num_decoder_layers": 2, "num_experts": 4, "decoder_start_token_id": 0, **_IDS}, seq2seq,
+               "switch-transformers", note="top-1 routed experts"),
+        HFSpec("hf-pegasus-tiny", "PegasusModel", "PegasusConfig", {**_SEQ2SEQ, "max_position_embeddings": 64, **_IDS},
+               seq2seq, "pegasus", note="sinusoidal position embeddings"),
+        HFSpec("hf-marian-tiny", "MarianModel", "MarianConfig",
+               {**_SEQ2SEQ, "max_position_embeddings": 64, "decoder_start_token_id": 0, **_IDS}, seq2seq, "marian"),
+        HFSpec("hf-mbart-tiny", "MBartModel", "MBartConfig", {**_SEQ2SEQ, "max_position_embeddings": 64, **_IDS},
+               seq2seq, "mbart"),
+        HFSpec("hf-m2m100-tiny", "M2M100Model", "M2M100Config", {**_SEQ2SEQ, "max_position_embeddings": 64, **_IDS},
+               seq2seq, "m2m100"),
+        HFSpec("hf-nllb-moe-tiny", "NllbMoeModel", "NllbMoeConfig",
+               {**_SEQ2SEQ, "max_position_embeddings": 64, "num_experts": 4, "expert_capacity": 8, **_IDS}, seq2seq,
+               "nllb-moe", note="top-2 routed experts with a capacity"),
+        HFSpec("hf-led-tiny", "LEDModel", "LEDConfig",
+               {**_SEQ2SEQ, "max_encoder_position_embeddings": 64, "max_decoder_position_embeddings": 64,
+                "attention_window": 8, **_IDS}, seq2seq, "led", note="Longformer's sliding-window attention in the "
+               "encoder, torch.einsum on a tuple of operands"),
+        HFSpec("hf-prophetnet-tiny", "ProphetNetModel", "ProphetNetConfig",
+               {"hidden_size": 64, "num_encoder_layers": 2, "num_decoder_layers": 2, "num_encoder_attention_heads": 4,
+                "num_decoder_attention_heads": 4, "encoder_ffn_dim": 128, "decoder_ffn_dim": 128, "vocab_size": 1000,
+                "ngram": 2, **_IDS}, seq2seq, "prophetnet", note="n-gram (2) self-attention in the decoder"),
         HFSpec("hf-bert-base", "BertModel", "BertConfig", {}, {"input_ids": ("ids", (1, 128))}, "bert",
                base_macs, base_params, cost="heavy", note="BERT-base at full size"),
         HFSpec("hf-gpt2", "GPT2LMHeadModel", "GPT2Config", {}, {"input_ids": ("ids", (1, 128))}, "gpt2",
@@ -284,7 +392,7 @@ def cases() -> list[ModelCase]:
         attention = spec.config.get("attn_implementation", "sdpa")
         description = (f"transformers {spec.model_class} from {spec.config_class}({config}), random weights, "
                        f"{attention} attention, inputs {shapes}" + (f"; {spec.note}" if spec.note else ""))
-        tags = {"transformers", "attention", spec.family, spec.cost}
+        tags = {"transformers", "attention" if spec.attention else "conv", spec.family, spec.cost}
         kinds = {"input_ids": "nlp", "pixel_values": "vision", "input_features": "audio", "input_values": "audio"}
         present = {kind for name, kind in kinds.items() if name in spec.inputs}
         tags |= present if len(present) == 1 else {"multimodal"}
