@@ -189,6 +189,15 @@ def test_family_of(tags: tuple[str, ...], macs: dict[str, int], family: str) -> 
     assert family_of(tags, _ref(**macs)) == family
 
 
+def test_a_convnet_built_with_transformers_is_a_convnet() -> None:
+    """The library's tag decides no family: transformers' ResNet is a convnet, its ViT a transformer."""
+    from flopaudit.zoo import get_case
+
+    assert family_of(get_case("hf-resnet-tiny").tags, _ref(conv=100)) == "convnets"
+    assert family_of(get_case("hf-convnext-tiny").tags, _ref(matmul=93, conv=7)) == "convnets"
+    assert family_of(get_case("hf-vit-tiny").tags, _ref(conv=1, matmul=100)) == "transformers"
+
+
 def test_attention_written_out_as_products_makes_a_transformer() -> None:
     """Eager attention (Hugging Face's BLOOM, Funnel, Gemma 2) runs as matmuls: the reference's
     ``activation_product_macs`` fact says which of them multiply two activations."""
