@@ -844,3 +844,31 @@ def test_the_cond_operator_is_control_flow_not_an_opaque_op(sign: int) -> None:
     assert result.macs == (4 * 8 * 8 if sign > 0 else 0)
     assert not result.unsupported and not result.traced_custom_ops
     assert not any(e.traced_from for e in result.events)
+
+
+def test_a_copy_kept_after_the_pass_keeps_no_hook_of_the_recording() -> None:
+    """A module copied in the forward is recorded as a copy, and carries none of the recording's hooks
+    afterwards (here a cache outside the model keeps it): a later recording without hooks sees a plain
+    module outside the model."""
+    import copy
+
+    kept: list[nn.Module] = []
+
+    class CopiesItsLayer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            twin = copy.deepcopy(self.fc)
+            kept.append(twin)
+            return twin(x)
+
+    model, x = CopiesItsLayer(), torch.randn(2, 4)
+    hooked = record(model, (x,), module_hooks=True)
+    assert [(c.path, c.copied) for c in hooked.calls] == [("", False), ("fc", True)]
+    assert all(e.in_hooked_copy for e in hooked.events if e.macs)
+    assert not kept[0]._forward_hooks
+    plain = record(model, (x,))
+    assert [(c.path, c.copied) for c in plain.calls] == [("", False)] and plain.outside_calls == 1
+    assert not any(e.in_hooked_copy for e in plain.events)

@@ -186,6 +186,8 @@ class _Recorder:
         self.in_copy = 0
         """How many calls of copies of the model's modules made during the pass are running (see
         :func:`_copied_from`)."""
+        self.copies: dict[int, nn.Module] = {}
+        """The copies called so far (their copied hooks are taken off when the pass ends)."""
 
     # -- a training step (flopaudit.training runs it; these are its StepHooks) ----
 
@@ -345,6 +347,7 @@ class _Recorder:
             if path is None or threading.get_ident() != self.thread:
                 return
             self.in_copy += 1
+            self.copies[key] = module
         elif threading.get_ident() != self.thread and not self._recording_here():
             self._elsewhere(module, path, 1)
             return
@@ -792,6 +795,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         return recorder.finish()
     finally:
         recorder.buffers.restore()
+        for copied in recorder.copies.values():  # a copy the model keeps keeps no hook of the recording
+            for key, hook in list(copied._forward_hooks.items()):
+                if type(hook) is _NoOpHook:
+                    del copied._forward_hooks[key]
         for h in handles:
             h.remove()
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
