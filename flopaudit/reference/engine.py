@@ -183,11 +183,9 @@ class _Recorder:
         """The pass's inputs (:func:`record`)."""
         self.input_ids: set[int] | None = None
         """Ids of the inputs' tensors, once :meth:`_learn_operands` has run."""
-        self.in_copy = 0
-        """How many calls of copies of the model's modules made during the pass are running (see
-        :func:`_copied_from`)."""
         self.copies: dict[int, nn.Module] = {}
-        """The copies called so far (their copied hooks are taken off when the pass ends)."""
+        """The copies of the model's modules made during the pass and called so far (see
+        :func:`_copied_from`; their copied hooks are taken off when the pass ends)."""
 
     # -- a training step (flopaudit.training runs it; these are its StepHooks) ----
 
@@ -346,7 +344,6 @@ class _Recorder:
             path = _copied_from(module)
             if path is None or threading.get_ident() != self.thread:
                 return
-            self.in_copy += 1
             self.copies[key] = module
         elif threading.get_ident() != self.thread and not self._recording_here():
             self._elsewhere(module, path, 1)
@@ -376,9 +373,8 @@ class _Recorder:
         returned = len(rest) == 2
         kwargs, output = rest if returned else ({}, rest[0] if rest else None)
         if id(module) not in self.paths:
-            if not self.in_copy or threading.get_ident() != self.thread or _copied_from(module) is None:
+            if id(module) not in self.copies or threading.get_ident() != self.thread:
                 return
-            self.in_copy -= 1
         elif threading.get_ident() != self.thread and not self._recording_here():
             self._elsewhere(module, self.paths[id(module)], -1)
             return
@@ -518,8 +514,7 @@ class _Recorder:
         patched_now = self.patched_stack
         events.append(_event(facts, p, where, where.call_index, self.functions[-1] if self.functions else "",
                              patched_now, phase, forward_event, operands,
-                             self._taken_over(len(patched_now)) if True in self.taken_over else (),
-                             self.in_copy > 0))
+                             self._taken_over(len(patched_now)) if True in self.taken_over else ()))
         if links is not None and phase != "backward":
             links.expect(out, len(events) - 1)
 
@@ -550,7 +545,7 @@ class _Recorder:
             autograd_function=self.functions[-1] if self.functions else "",
             patched_in=self.patched_stack[0] if self.patched_stack else "",
             patched_stack=tuple(self.patched_stack), phase=self.phase_now(), taken_over=self._taken_over(depth + 1),
-            in_hooked_copy=self.in_copy > 0,
+            in_hooked_copy=where.copied,
         ))
         return len(self.rec.events) - 1
 
@@ -571,14 +566,14 @@ class _Recorder:
 
 def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: int, autograd_function: str,
            patched_now: list[str], phase: str, forward_event: int, operands: str,
-           taken_over: tuple[int, ...] = (), in_hooked_copy: bool = False) -> OpEvent:
+           taken_over: tuple[int, ...] = ()) -> OpEvent:
     """The event of a priced call run at ``where``."""
     return make_event(
         facts.name, where.path, where.module_type, where.stack, where.in_leaf, p.category, p.macs, p.extra_flops,
         p.bytes_read, p.bytes_written, p.input_shapes, p.output_shapes, p.supported, facts.formula_name, call_index,
         p.op_args, "", autograd_function, patched_now[0] if patched_now else "",
         tuple(patched_now) if patched_now else (), taken_over, phase, forward_event, operands, p.integer, p.sparse,
-        "", in_hooked_copy,
+        "", where.copied,
     )
 
 
