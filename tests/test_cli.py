@@ -20,6 +20,14 @@ def fake_backends() -> Iterator[None]:
         yield
 
 
+def _by_model(out: Path) -> dict[str, list[dict]]:
+    """A run's results (``out/results.json``) by model."""
+    by_model: dict[str, list[dict]] = {}
+    for r in json.loads((out / "results.json").read_text())["results"]:
+        by_model.setdefault(r["model"], []).append(r)
+    return by_model
+
+
 def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -224,10 +232,7 @@ def test_meta_counts_the_other_models_when_one_of_several_fails_there(tmp_path: 
     models = "user_models:positive_mean,user_models:linear_8_to_4,user_models:cpu_positions"
     assert main(["run", "--models", models, "--input-shape", "2,8", "--meta", "--backends", "reference", "thop",
                  "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
-    by_model: dict[str, list[dict]] = {}
-    for r in results:
-        by_model.setdefault(r["model"], []).append(r)
+    by_model = _by_model(tmp_path)
     assert [r["status"] for r in by_model["user_models:linear_8_to_4"]] == ["ok", "ok"]
     assert [r["macs"] for r in by_model["user_models:linear_8_to_4"]] == [2 * 8 * 4] * 2
     for model, words in (("user_models:positive_mean", "output's shape depends on tensor values"),
@@ -243,23 +248,13 @@ def test_the_other_models_are_counted_when_one_of_several_fails_to_build_or_run(
               "user_models:not_a_model")
     assert main(["run", "--models", models, "--input-shape", "2,8", "--backends", "reference", "thop",
                  "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
-    by_model: dict[str, list[dict]] = {}
-    for r in results:
-        by_model.setdefault(r["model"], []).append(r)
+    by_model = _by_model(tmp_path)
     assert [(r["status"], r["macs"]) for r in by_model["user_models:linear_8_to_4"]] == [("ok", 2 * 8 * 4)] * 2
     for model, words in (("user_models:raising_factory", "RuntimeError: no weights for you"),
                          ("user_models:tiny_linear", "rejected input (2x8)"),
                          ("user_models:not_a_model", "returned int, not a torch.nn.Module")):
         assert [r["status"] for r in by_model[model]] == ["error", "error"]
         assert all(words in r["error"] for r in by_model[model]), by_model[model]
-
-
-def _by_model(out: Path) -> dict[str, list[dict]]:
-    by_model: dict[str, list[dict]] = {}
-    for r in json.loads((out / "results.json").read_text())["results"]:
-        by_model.setdefault(r["model"], []).append(r)
-    return by_model
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
