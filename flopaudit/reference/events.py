@@ -193,7 +193,8 @@ class Recording:
     in a pass recorded with ``record(as_traced=...)``; empty otherwise."""
     outside_calls: int = 0
     """Calls of modules outside the model (made or copied during the pass, kept in a plain list,
-    a ``torch.func`` stateless copy): their operators are attributed to the model's module running."""
+    a ``torch.func`` stateless copy): their operators are attributed to the model's module running,
+    but a copy's in a recording with ``module_hooks``, which are its own call's (:attr:`ModuleCall.copied`)."""
 
 
 def positional_maker(cls: type) -> Callable[..., Any]:

@@ -615,8 +615,8 @@ class Ruleset:
     module it wraps, so that module's own count is read once more under each
     wrapper's name (calflops, DeepSpeed; see :attr:`ModuleCall.wrapped_by`)."""
     copies_lost: bool = False
-    """The backend keeps each module's hook count on the module (thop's ``total_ops``,
-    ptflops' and torchstat's attributes) and totals the model's modules: a copy of a module
+    """The backend keeps each module's hook count on the module (thop's ``total_ops``
+    buffers, ptflops' ``__flops__``) and totals the model's modules: a copy of a module
     made during the pass carries the hooks and keeps its count on the copy, which the total
     never reads, so module-rule counts of copied calls (:attr:`ModuleCall.copied`) are 0,
     booked to ``reused-module``; so are event counts kept on the module running them
