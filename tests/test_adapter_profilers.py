@@ -731,3 +731,40 @@ def test_torch_profiler_prices_a_product_of_two_sparse_tensors(layout: str, shap
     from flopaudit.reference import count
 
     assert count(Square(), (a, b)).macs == pairs
+
+
+def test_deepspeed_on_attention_given_by_keyword_names_the_call() -> None:
+    """diffusers' attention dispatch calls ``F.scaled_dot_product_attention(query=q, key=k, value=v)``;
+    DeepSpeed's wrapper passes them to its rule ``_attn_flops_compute(q, k, v, ...)``, which takes them
+    by position: the error names the keywords and the module; a positional call is counted as before."""
+
+    class Attend(nn.Module):
+        def __init__(self, by_keyword: bool) -> None:
+            super().__init__()
+            self.by_keyword = by_keyword
+
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            if self.by_keyword:
+                return F.scaled_dot_product_attention(q, key=k, value=v)
+            return F.scaled_dot_product_attention(q, k, v)
+
+    class Block(nn.Module):
+        def __init__(self, by_keyword: bool) -> None:
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+            self.attn = Attend(by_keyword)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = self.proj(x)
+            return self.attn(q, x, x)
+
+    x = torch.randn(2, 5, 8)
+    adapter = _adapter("deepspeed")
+    r = adapter.count(Block(by_keyword=True), (x,))
+    assert r.status is Status.ERROR
+    assert ("F.scaled_dot_product_attention in module 'attn' (Attend) is given key, value by keyword, which torch "
+            "accepts and the counter's attention rule, _attn_flops_compute(q, k, v, ...), does not") in (r.error or ""), \
+        r.error
+    ok = adapter.count(Block(by_keyword=False), (x,))
+    # Linear 2 x 5 x 8 x 8; attention prod(q) x Lk + prod(q[:-1]) x Lk x Dv = 80 x 5 + 10 x 5 x 8
+    assert ok.status is Status.OK and ok.macs == 2 * 5 * 8 * 8 + 80 * 5 + 10 * 5 * 8

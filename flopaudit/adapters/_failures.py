@@ -178,16 +178,41 @@ def einsum_operand_list(exc: BaseException, module: str, model: nn.Module) -> st
     operands = rule.get("operands", ()) if rule is not None else ()
     if len(operands) != 1 or not isinstance(operands[0], (list, tuple)):
         return None
+    return (f"torch.einsum({rule['equation']!r}, ...){_called_in(exc, model)} is given its operands as one "  # type: ignore[index]
+            f"{type(operands[0]).__name__}, a form torch accepts and the counter's einsum rule reads as one operand")
+
+
+def sdpa_keyword_tensors(exc: BaseException, module: str, model: nn.Module) -> str | None:
+    """For DeepSpeed's attention rule (``_attn_flops_compute(q, k, v, *args, **kwargs)`` in the
+    Python module named ``module``, which its wrapper of ``F.scaled_dot_product_attention``
+    calls with the call's own arguments) given the query, key or value by torch's keyword names
+    (diffusers' attention dispatch calls ``scaled_dot_product_attention(query=..., key=...,
+    value=...)``): which were given so and the model's module that made the call; None for any
+    other error."""
+    if not isinstance(exc, TypeError):
+        return None
+    wrapper = frame_locals(exc, module, "newFunc", holding="funcFlopCompute")
+    rule = wrapper.get("funcFlopCompute") if wrapper is not None else None
+    if getattr(rule, "__name__", "") != "_attn_flops_compute":
+        return None
+    given = [name for name in ("query", "key", "value") if name in (wrapper.get("kwds") or {})]  # type: ignore[union-attr]
+    if not given:
+        return None
+    return (f"F.scaled_dot_product_attention{_called_in(exc, model)} is given {', '.join(given)} by keyword, "
+            "which torch accepts and the counter's attention rule, _attn_flops_compute(q, k, v, ...), does not")
+
+
+def _called_in(exc: BaseException, model: nn.Module) -> str:
+    """`` in module 'a.b' (Kind)``: the innermost of ``model``'s modules running (as ``self``) when
+    ``exc`` was raised; ``""`` where none was."""
     modules = {id(m) for m in model.modules()}
     caller = None
     for frame, _ in frames_of(exc):
         if id(frame.f_locals.get("self")) in modules:
             caller = frame.f_locals["self"]
-    where = f" in {module_named(model, caller)}" if caller is not None else ""
-    return (f"torch.einsum({rule['equation']!r}, ...){where} is given its operands as one "  # type: ignore[index]
-            f"{type(operands[0]).__name__}, a form torch accepts and the counter's einsum rule reads as one operand")
+    return f" in {module_named(model, caller)}" if caller is not None else ""
 
 
 __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
-           "packed_sequence_hint", "reentrant_checkpoint_hint", "traced_state_hint", "type_named"]
+           "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_state_hint", "type_named"]

@@ -20,6 +20,10 @@ profiler.py``; verified by probes on torch 2.14, CPU accelerator):
   ``baddbmm`` ``prod(mat1.shape) * mat2.shape[-1]``; SDPA ``prod(q.shape) *
   Lk + prod(q.shape[:-1]) * Lk * Dv``. Everything else FLOPs only; RNN
   modules by a module hook in FLOPs only.
+* Each wrapper calls its rule with the call's own arguments, and SDPA's
+  rule names them ``q, k, v``: a call giving ``query=``, ``key=`` or
+  ``value=`` by keyword (diffusers' attention dispatch does) fails with a
+  TypeError, named as such in the cell.
 * A pre-hook/hook pair on each module collects the calls made inside it;
   the total is the sum of every module's ``__macs__`` over ``modules()``
   (each module once, a shared one included).
@@ -106,7 +110,12 @@ class DeepSpeedAdapter(Adapter):
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         from deepspeed.profiling.flops_profiler import profiler as impl
 
-        from flopaudit.adapters._failures import einsum_operand_list, located_assertions, named_failure
+        from flopaudit.adapters._failures import (
+            einsum_operand_list,
+            located_assertions,
+            named_failure,
+            sdpa_keyword_tensors,
+        )
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.adapters.calflops import collectors_emptied
         from flopaudit.module_paths import first_names
@@ -138,11 +147,12 @@ class DeepSpeedAdapter(Adapter):
                     ignore_modules=opts["ignore_modules"],
                     mode=opts["mode"],
                 )
-        except AttributeError as exc:
-            listed = einsum_operand_list(exc, impl.__name__, model)
-            if listed is None:
+        except (AttributeError, TypeError) as exc:
+            cause = (einsum_operand_list(exc, impl.__name__, model) if isinstance(exc, AttributeError)
+                     else sdpa_keyword_tensors(exc, impl.__name__, model))
+            if cause is None:
                 raise
-            raise named_failure(exc, listed) from exc
+            raise named_failure(exc, cause) from exc
         finally:
             impl.FlopsProfiler.end_profile = original_end  # type: ignore[method-assign]
         return RawCount(
