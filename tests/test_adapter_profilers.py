@@ -768,3 +768,29 @@ def test_deepspeed_on_attention_given_by_keyword_names_the_call() -> None:
     ok = adapter.count(Block(by_keyword=False), (x,))
     # Linear 2 x 5 x 8 x 8; attention prod(q) x Lk + prod(q[:-1]) x Lk x Dv = 80 x 5 + 10 x 5 x 8
     assert ok.status is Status.OK and ok.macs == 2 * 5 * 8 * 8 + 80 * 5 + 10 * 5 * 8
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_calflops_on_a_scale_factor_per_dimension_names_the_call_unless_it_matches_the_batch(batch: int) -> None:
+    """Wan's VAE upsamples with ``nn.Upsample(scale_factor=(2.0, 2.0))``; calflops' interpolate rule reads
+    the tuple as such only when its length is ``len(input)``, the batch size, and raises it to a power
+    otherwise (a TypeError): the error names the factors, the batch and the module. Where the length is
+    the batch size, calflops counts (its rule's product is discarded: interpolate adds no MACs)."""
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.Upsample(scale_factor=(2.0, 2.0), mode="nearest")
+            self.conv = nn.Conv2d(2, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.up(x))
+
+    r = _adapter("calflops").count(Decoder(), torch.randn(batch, 2, 4, 4))
+    if batch == 1:
+        assert r.status is Status.ERROR
+        assert ("F.interpolate in module 'up' (Upsample) is given scale_factor=(2.0, 2.0), one factor per spatial "
+                "dimension, which the counter's interpolate rule reads as a tuple only when its length is len(input), "
+                "the batch size (1), and otherwise raises to a power") in (r.error or ""), r.error
+    else:  # the 1x1 convolution on the upsampled 8x8 map: 2 x 64 positions x 2 x 3
+        assert r.status is Status.OK and r.macs == batch * 64 * 2 * 3

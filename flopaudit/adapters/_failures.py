@@ -202,6 +202,25 @@ def sdpa_keyword_tensors(exc: BaseException, module: str, model: nn.Module) -> s
             "which torch accepts and the counter's attention rule, _attn_flops_compute(q, k, v, ...), does not")
 
 
+def interpolate_scale_factors(exc: BaseException, module: str, model: nn.Module) -> str | None:
+    """For calflops' interpolate rule (``_upsample_flops_compute`` in the Python module named
+    ``module``) given ``scale_factor`` as one factor per spatial dimension (Wan's VAE upsamples
+    with ``nn.Upsample(scale_factor=(2.0, 2.0))``): the rule takes a tuple as such only when its
+    length is ``len(input)``, the batch size, and otherwise raises the tuple to a power
+    (``TypeError: unsupported operand type(s) for ** or pow(): 'tuple' and 'int'``). The factors,
+    the batch size and the model's module that made the call; None for any other error."""
+    if not isinstance(exc, TypeError):
+        return None
+    rule = frame_locals(exc, module, "_upsample_flops_compute", holding="scale_factor")
+    factors = rule.get("scale_factor") if rule is not None else None
+    if not isinstance(factors, (tuple, list)):
+        return None
+    batch = len(rule["input"]) if hasattr(rule.get("input"), "__len__") else "?"  # type: ignore[union-attr]
+    return (f"F.interpolate{_called_in(exc, model)} is given scale_factor={tuple(factors)!r}, one factor per "
+            f"spatial dimension, which the counter's interpolate rule reads as a tuple only when its length is "
+            f"len(input), the batch size ({batch}), and otherwise raises to a power")
+
+
 def _called_in(exc: BaseException, model: nn.Module) -> str:
     """`` in module 'a.b' (Kind)``: the innermost of ``model``'s modules running (as ``self``) when
     ``exc`` was raised; ``""`` where none was."""
@@ -213,6 +232,7 @@ def _called_in(exc: BaseException, model: nn.Module) -> str:
     return f" in {module_named(model, caller)}" if caller is not None else ""
 
 
-__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "located_assertions", "meta_trace_refusal",
+__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
+           "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_state_hint", "type_named"]

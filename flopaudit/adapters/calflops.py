@@ -20,6 +20,11 @@ DeepSpeed's flops profiler:
   norms, pools, softmax and elementwise calls add FLOPs only. ``nn.LSTM``,
   ``nn.GRU``, ``nn.RNN`` and their cells are priced by a module hook in FLOPs
   only (0 MACs).
+* Its interpolate rule reads ``scale_factor`` as one factor per spatial
+  dimension only when the tuple's length is ``len(input)`` (the batch
+  size) and otherwise raises the tuple to a power: ``F.interpolate`` with
+  ``scale_factor=(2.0, 2.0)`` on a batch of one fails with a TypeError,
+  named as such in the cell.
 * A forward pre-hook/hook pair on every other module collects the calls made
   during that module's forward into the module's ``__macs__``; the total is a
   walk of ``children()`` from the root, so a module shared by two parents is
@@ -196,7 +201,12 @@ class CalflopsAdapter(Adapter):
         from calflops import calculate_flops
         from calflops.calculate_pipline import CalFlopsPipline
 
-        from flopaudit.adapters._failures import einsum_operand_list, located_assertions, named_failure
+        from flopaudit.adapters._failures import (
+            einsum_operand_list,
+            interpolate_scale_factors,
+            located_assertions,
+            named_failure,
+        )
         from flopaudit.adapters._restore import namespaces_restored, torch_namespaces
         from flopaudit.module_paths import first_names
 
@@ -224,11 +234,12 @@ class CalflopsAdapter(Adapter):
                     output_as_string=opts["output_as_string"],
                     ignore_modules=opts["ignore_modules"],
                 )
-        except AttributeError as exc:
-            listed = einsum_operand_list(exc, "calflops.pytorch_ops", model)
-            if listed is None:
+        except (AttributeError, TypeError) as exc:
+            cause = (einsum_operand_list(exc, "calflops.pytorch_ops", model) if isinstance(exc, AttributeError)
+                     else interpolate_scale_factors(exc, "calflops.pytorch_ops", model))
+            if cause is None:
                 raise
-            raise named_failure(exc, listed) from exc
+            raise named_failure(exc, cause) from exc
         except NotImplementedError as exc:
             moved = _moved_off_meta(exc, model)
             if moved is None:
