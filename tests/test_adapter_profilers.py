@@ -794,3 +794,23 @@ def test_calflops_on_a_scale_factor_per_dimension_names_the_call_unless_it_match
                 "the batch size (1), and otherwise raises to a power") in (r.error or ""), r.error
     else:  # the 1x1 convolution on the upsampled 8x8 map: 2 x 64 positions x 2 x 3
         assert r.status is Status.OK and r.macs == batch * 64 * 2 * 3
+
+
+def test_ptflops_on_attention_called_by_keyword_names_the_module() -> None:
+    """Mask2Former calls ``nn.MultiheadAttention`` as ``self_attn(query=q, key=k, value=v)``; ptflops' hook
+    for it unpacks ``q, k, v = input``, and a hook registered without ``with_kwargs`` is given the
+    positional inputs alone: none. The error names the module."""
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.self_attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.self_attn(query=x, key=x, value=x)[0]
+
+    r = _adapter("ptflops-pytorch").count(Decoder(), torch.randn(2, 5, 8))
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith("ValueError: not enough values to unpack (expected 3, got 0)"), r.error
+    assert ("; module 'self_attn' (MultiheadAttention) was called with keyword arguments only, and the counter's "
+            "forward hook, which is given a module's positional inputs alone, found none") in (r.error or ""), r.error

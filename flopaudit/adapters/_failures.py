@@ -112,6 +112,28 @@ def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
             "reads its input as a padded tensor")
 
 
+def keyword_only_call_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a counter's forward hook that unpacks a module's positional inputs (ptflops' hook for
+    ``nn.MultiheadAttention``: ``q, k, v = input``) on a module called with keyword arguments
+    only (Mask2Former calls ``self_attn(query=..., key=..., value=...)``): a hook registered
+    without ``with_kwargs`` is given the positional inputs alone, here none. Which module, from
+    the innermost frame of the counter's code holding one of ``model``'s modules and an empty
+    ``input``; ``""`` for any other error."""
+    if not isinstance(exc, (ValueError, IndexError, TypeError)):
+        return ""
+    modules = {id(m) for m in model.modules()}
+    found = None
+    for frame, _ in frames_of(exc):
+        where, given = frame.f_globals.get("__name__", ""), frame.f_locals.get("input")
+        if where.startswith(("torch", "flopaudit")) or type(given) is not tuple or given:
+            continue
+        found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
+    if found is None:
+        return ""
+    return (f"; {module_named(model, found)} was called with keyword arguments only, and the counter's forward "
+            "hook, which is given a module's positional inputs alone, found none")
+
+
 def traced_state_hint(exc: BaseException, model: nn.Module) -> str:
     """For ``torch.jit.trace`` (fvcore's and torchprofile's) refusing a graph input that is not a tensor
     ("Only tensors or (possibly nested) dict or tuples of tensors can be inputs to traced functions"):
@@ -233,6 +255,6 @@ def _called_in(exc: BaseException, model: nn.Module) -> str:
 
 
 __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
-           "located_assertions", "meta_trace_refusal",
+           "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_state_hint", "type_named"]

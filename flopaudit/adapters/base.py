@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flopaudit.adapters._failures import (
     frames_of,
+    keyword_only_call_hint,
     packed_sequence_hint,
     reentrant_checkpoint_hint,
     traced_state_hint,
@@ -180,7 +181,9 @@ class Adapter(ABC):
         works on a deep copy (unless it declares it leaves the model alone, see
         :attr:`copies_model`), so ``model`` is left as it was, and on a copy of the
         inputs (:meth:`~flopaudit.inputs.ModelInputs.fresh`), so every count starts
-        from the same inputs.
+        from the same inputs; what the model's code memoises for the process is emptied
+        first (:mod:`flopaudit.memos`), so every count runs the model as a fresh process's
+        first forward pass does.
         """
         import torch
 
@@ -188,6 +191,7 @@ class Adapter(ABC):
         from flopaudit.eager import compiled_code_eager
         from flopaudit.inputs import ModelInputs
         from flopaudit.isolation import fingerprint, fingerprint_diff, quiet
+        from flopaudit.memos import empty_memos
         from flopaudit.passes import INFERENCE_PASS
 
         step = pass_ or INFERENCE_PASS
@@ -214,6 +218,7 @@ class Adapter(ABC):
             if self.backend.inputs_check is not None:  # inputs it cannot be given at all: before any copy
                 self.backend.inputs_check(inputs)
             work = copy_model(model) if self.copies_model or has_lazy_tensors(model) else model
+            empty_memos(work)  # as a fresh process's first forward runs it, whatever counted before (flopaudit.memos)
             before = fingerprint(work, exact=False)
             with quiet() as printed, warnings.catch_warnings(record=True) as caught, same_draws(model=work), \
                     compiled_code_eager():
@@ -230,6 +235,7 @@ class Adapter(ABC):
                 status=Status.ERROR,
                 error=error_text(exc, keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
                                  + packed_sequence_hint(exc, work) + traced_state_hint(exc, work)
+                                 + keyword_only_call_hint(exc, work)
                                  + reentrant_checkpoint_hint(exc)),
                 elapsed_s=time.perf_counter() - start,
                 **base,

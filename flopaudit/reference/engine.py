@@ -62,6 +62,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopaudit.eager import compiled_code_eager
 from flopaudit.inputs import ModelInputs, holds_meta, iter_tensors
+from flopaudit.memos import empty_memos
 from flopaudit.module_paths import ancestors
 from flopaudit.passes import Pass
 from flopaudit.reference.autograd_links import GradientLinks
@@ -739,7 +740,9 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     module holding its parameter; forward and loss events record what their
     tensor inputs are (``operands``).
 
-    Global module hooks are registered for the call and removed before
+    What the model's code memoises for the process (``functools.lru_cache``: transformers'
+    position tables) is emptied first, so the pass runs as a fresh process's first one does
+    (:mod:`flopaudit.memos`). Global module hooks are registered for the call and removed before
     returning, even on error. ``patch``: dotted paths of Python callables to
     wrap for the call, each call through them recorded as a ``py:<path>``
     event (see the module docstring); they are restored on return.
@@ -758,6 +761,7 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
     runs with the callable put back meanwhile, as under a counter that patches nothing (see
     :func:`~flopaudit.reference.patching.patched`).
     """
+    empty_memos(model)  # every pass runs as a fresh process's first (flopaudit.memos)
     recorder = _Recorder(model, cache)
     recorder.inputs = ModelInputs(tuple(args), dict(kwargs or {}))
     recorder.on_meta = holds_meta(model, recorder.inputs, (*recorder.tree.params, *recorder.tree.buffers))

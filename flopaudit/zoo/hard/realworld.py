@@ -8,8 +8,9 @@ neighbour grouping (``torch.cdist``), a grid cached by feature size that only a
 trace makes again, a spatial transformer
 (``F.affine_grid``), a graph network on a sparse adjacency (``torch.spmm``) and a
 detector's box head (``MultiScaleRoIAlign``, ``torchvision::roi_align``), a
-statically quantized residual block (``quantized::conv2d``) and a decode step
-that appends to the key/value cache it is given.
+statically quantized residual block (``quantized::conv2d``), a decode step
+that appends to the key/value cache it is given and a position table
+memoised for the process.
 
 Canonical MACs are the contractions the forward pass runs (``Linear`` as
 ``N x in x out``, convolutions as in :mod:`flopaudit.zoo.hard.layers`), in
@@ -469,6 +470,29 @@ class CopyDroppedCache(nn.Module):
         if self.cache is None:
             self.cache = self._gram()
         return self.fc(x) @ self.cache.value
+
+
+class MemoisedSineTable(nn.Module):
+    """Tokens plus a sine position table, then Linear(8, 8). The table is built by a static method
+    memoised for the whole process (``functools.lru_cache(maxsize=1)`` keyed on the input's shape,
+    as transformers' MaskFormer and DETR build their position embeddings): positions
+    (T, 1) times frequencies (1, D), a product of T x D MACs, then ``sin``. A pass with another
+    key (a JIT trace's, a backend's own inputs) replaces the one entry, and a copy of the model
+    shares it: every count starts with it emptied (:mod:`flopaudit.memos`) and builds the table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def table(shape: torch.Size) -> torch.Tensor:
+        positions = torch.arange(shape[1], dtype=torch.float32).unsqueeze(1)
+        frequencies = torch.linspace(0.1, 1.0, shape[2]).unsqueeze(0)
+        return torch.sin(positions @ frequencies)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x + self.table(x.shape))
 
 
 def _linear_dropout() -> nn.Module:
@@ -1501,6 +1525,18 @@ def cases() -> list[ModelCase]:
             description="Linear(8, 8) on (4, 8) times the (8, 8) Gram matrix of a (16, 8) basis that the model "
             "keeps in an object whose __deepcopy__ gives None (gpytorch's prediction strategy) and makes again "
             "(8 x 16 x 8 MACs) when it is missing: every backend counts the model as it runs, not a first call",
+        ),
+        hard_case(
+            "process-memoised-table",
+            MemoisedSineTable,
+            randn_inputs((1, 16, 8)),
+            {"linear", "matmul", "state"},
+            expected_macs=16 * 8 * 8 + 16 * 8,  # the Linear, and the table's (16, 1) x (1, 8) product
+            expected_params=8 * 8 + 8,
+            description="Linear(8, 8) on (1, 16, 8) tokens plus a sine position table that a static method "
+            "memoised for the process (functools.lru_cache(maxsize=1), as transformers' MaskFormer and DETR "
+            "build theirs) makes from a (16, 1) x (1, 8) product: every count builds it, as a fresh process's "
+            "first forward does, whatever counted before it in the process",
         ),
         hard_case(
             "dropout-train",

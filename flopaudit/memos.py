@@ -1,0 +1,103 @@
+"""What a model's code memoises for the whole process, emptied before every count.
+
+transformers' DETR family, MaskFormer, SAM and BEiT build their position
+tables in functions wrapped by ``functools.lru_cache`` (through
+``compile_compatible_method_lru_cache``; one entry for MaskFormer's sine
+embedding, keyed on the feature shape). Such a memo outlives the model and
+every copy of it: an eager pass skips the table's operators when an earlier
+pass with the same key left it there, and a pass with another key replaces
+it (a JIT trace, whose sizes are tensors, or a backend's own inputs of
+another batch size). A count would then depend on what ran before it in its
+process: torch.profiler counted after fvcore's trace saw the table built,
+counted after thop it did not. So every count starts with these memos
+emptied (:func:`empty_memos`: each backend's count, :class:`flopaudit.adapters.base.Adapter`,
+and each pass the reference records, :func:`flopaudit.reference.engine.record`):
+each counts the model as its first forward pass in a fresh process runs it,
+which is also what a counter run alone in a new script sees.
+
+Found (:func:`model_memos`): ``functools.lru_cache`` wrappers held by the
+classes of the model's modules and their bases (torch's own classes left
+out) as attributes, static or class methods or property accessors, or in the
+closure or ``__wrapped__`` chain of a function held there (a decorator's
+wrapper, two levels deep); and those bound to names in the Python modules
+that define these classes, where they were defined there too.
+# NB: not found: a memo held elsewhere (in a helper module the model's code
+# imports it from, in a dict the code fills itself, on an object), or other
+# process state a forward leaves behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from types import FunctionType
+from typing import Any
+
+from torch import nn
+
+_LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
+"""The type ``functools.lru_cache`` makes (``functools._lru_cache_wrapper``)."""
+
+_DEPTH = 2
+"""How many closures or ``__wrapped__`` links deep a memo is looked for from a class attribute."""
+
+
+def model_memos(model: nn.Module) -> list[Any]:
+    """The process-wide memos of ``model``'s code (see the module docstring), each once."""
+    found: dict[int, Any] = {}
+    classes: set[type] = set()
+    namespaces: set[str] = set()
+    for kind in {type(m) for m in model.modules()}:
+        for cls in kind.__mro__:
+            if cls in classes:
+                continue
+            classes.add(cls)
+            where = getattr(cls, "__module__", None) or ""
+            if where == "builtins" or where == "torch" or where.startswith("torch."):
+                continue
+            for value in vars(cls).values():
+                _collect(value, found, _DEPTH)
+            if where not in namespaces:
+                namespaces.add(where)
+                _collect_defined_in(where, found)
+    return list(found.values())
+
+
+def empty_memos(model: nn.Module) -> None:
+    """Empty every memo :func:`model_memos` finds."""
+    for memo in model_memos(model):
+        memo.cache_clear()
+
+
+def _collect_defined_in(name: str, found: dict[int, Any]) -> None:
+    """The memos bound to names in the Python module ``name`` and defined there."""
+    namespace = sys.modules.get(name)
+    for value in list(vars(namespace).values()) if namespace is not None else ():
+        if (isinstance(value, (_LRU_WRAPPER, FunctionType))) and getattr(value, "__module__", None) == name:
+            _collect(value, found, _DEPTH)
+
+
+def _collect(value: Any, found: dict[int, Any], depth: int) -> None:
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    elif isinstance(value, property):
+        for accessor in (value.fget, value.fset):
+            _collect(accessor, found, depth)
+        return
+    if isinstance(value, _LRU_WRAPPER):
+        found.setdefault(id(value), value)
+        return
+    if depth <= 0 or not isinstance(value, FunctionType):
+        return
+    for cell in value.__closure__ or ():
+        try:
+            held = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        _collect(held, found, depth - 1)
+    wrapped = value.__dict__.get("__wrapped__")
+    if wrapped is not None:
+        _collect(wrapped, found, depth - 1)
+
+
+__all__ = ["empty_memos", "model_memos"]
