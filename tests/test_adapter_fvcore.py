@@ -377,3 +377,40 @@ def test_a_trace_through_reentrant_checkpointing_says_so(backend: str) -> None:
     assert (r.error or "").endswith("; raised by torch.utils.checkpoint in its reentrant form (use_reentrant=True, "
                                     "taken where it is not given), an autograd Function that a JIT trace cannot "
                                     "record (use_reentrant=False can be traced)"), r.error
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_trace_through_a_function_running_modules_names_the_function(backend: str) -> None:
+    """Reformer's reversible layers run inside a custom autograd Function given the layers
+    (``_ReversibleFunction.apply(hidden_states, self.layers, ...)``): a JIT trace records the Function
+    as one node, has no graph value for the layers' parameters and raises a bare "unordered_map::at";
+    the error names the Function and the module that called it."""
+
+    class Reversible(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: object, x: torch.Tensor, layers: nn.ModuleList) -> torch.Tensor:
+            for layer in layers:
+                x = x + layer(x)
+            return x
+
+        @staticmethod
+        def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return grad, None
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return Reversible.apply(x, self.layers)
+
+    model = nn.Sequential()
+    model.add_module("encoder", Encoder())
+    r = get_adapter(backend).count(model, torch.randn(2, 8))
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith("RuntimeError: unordered_map::at"), r.error
+    assert (r.error or "").endswith(
+        "; raised by the custom autograd Function Reversible in module 'encoder' (Encoder), whose forward runs "
+        "tensors it is not given as inputs (the parameters of the modules it runs): a JIT trace records the "
+        "Function as one node and has no graph value for them"), r.error

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import linecache
+import re
 import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -174,6 +175,36 @@ def reentrant_checkpoint_hint(exc: BaseException) -> str:
             "given), an autograd Function that a JIT trace cannot record (use_reentrant=False can be traced)")
 
 
+def traced_function_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) failing with "unordered_map::at" on a custom
+    ``torch.autograd.Function`` whose ``forward`` runs tensors it is not given, such as the
+    parameters of modules passed to it or held outside (Reformer's ``_ReversibleFunction.apply(
+    hidden_states, self.layers, ...)`` runs its layers inside): the trace records the call as one
+    node and has no graph value for those tensors. Which Function, called in which of ``model``'s
+    modules; ``""`` for any other error, and for ``torch.utils.checkpoint``'s own Function
+    (:func:`reentrant_checkpoint_hint` names it)."""
+    import torch
+
+    if str(exc) != "unordered_map::at":
+        return ""
+    called = None
+    for frame, lineno in frames_of(exc):
+        line = linecache.getline(frame.f_code.co_filename, lineno)
+        for name in _APPLIED.findall(line):
+            kind = frame.f_locals.get(name, frame.f_globals.get(name))
+            if isinstance(kind, type) and issubclass(kind, torch.autograd.Function):
+                called = kind
+    if called is None or called.__module__ == "torch.utils.checkpoint":
+        return ""
+    return (f"; raised by the custom autograd Function {called.__name__}{_called_in(exc, model)}, whose forward runs "
+            "tensors it is not given as inputs (the parameters of the modules it runs): a JIT trace records the "
+            "Function as one node and has no graph value for them")
+
+
+_APPLIED = re.compile(r"(\w+)\.apply\(")
+"""A Function's ``apply`` called on a line of source: ``_ReversibleFunction.apply(``."""
+
+
 def meta_trace_refusal(exc: BaseException) -> str | None:
     """For a JIT trace (fvcore's, torchprofile's) of a model on the meta device failing in one of torch's
     meta kernels, which checks a size with ``torch._check`` and is given a traced (tensor) condition
@@ -257,4 +288,5 @@ def _called_in(exc: BaseException, model: nn.Module) -> str:
 __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
-           "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_state_hint", "type_named"]
+           "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_function_hint",
+           "traced_state_hint", "type_named"]

@@ -19,6 +19,7 @@ from flopaudit.adapters._failures import (
     keyword_only_call_hint,
     packed_sequence_hint,
     reentrant_checkpoint_hint,
+    traced_function_hint,
     traced_state_hint,
 )
 from flopaudit.adapters.descriptor import Backend
@@ -235,7 +236,7 @@ class Adapter(ABC):
                 status=Status.ERROR,
                 error=error_text(exc, keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
                                  + packed_sequence_hint(exc, work) + traced_state_hint(exc, work)
-                                 + keyword_only_call_hint(exc, work)
+                                 + keyword_only_call_hint(exc, work) + traced_function_hint(exc, work)
                                  + reentrant_checkpoint_hint(exc)),
                 elapsed_s=time.perf_counter() - start,
                 **base,
