@@ -276,3 +276,37 @@ def test_probed_rules(
 def test_embedding_counts_zero(adapter: TorchFlopCounterAdapter) -> None:
     r = adapter.count(nn.Embedding(10, 6), torch.randint(0, 10, (2, 5)))
     assert r.macs == 0 and r.params == 10 * 6
+
+
+def test_a_module_given_a_tensor_inside_a_custom_function_names_the_module_and_the_function() -> None:
+    """Reformer runs its layers inside a custom autograd Function's forward, where autograd records
+    nothing: a slice of an input that requires grad is a view without a gradient node there, and torch's
+    module tracker (FlopCounterMode's, with autograd on) fails registering its backward hook on it. The
+    error names the module and the Function."""
+
+    class Reversible(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: object, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+            half = x[:, :4]
+            return torch.cat([half, norm(half)], dim=1)
+
+        @staticmethod
+        def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return grad, None
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+            self.norm = nn.LayerNorm(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return Reversible.apply(self.proj(x), self.norm)
+
+    r = get_adapter("torch-flop-counter").count(Block(), torch.randn(2, 8))
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith("AssertionError: Expected gradient function to be set"), r.error
+    assert (r.error or "").endswith(
+        "; torch's module tracker registers a backward hook on each module input that requires grad, and module "
+        "'norm' (LayerNorm) is given one inside the forward of the custom autograd Function Reversible, where "
+        "autograd records nothing, so no gradient node is found for it"), r.error

@@ -201,6 +201,30 @@ def traced_function_hint(exc: BaseException, model: nn.Module) -> str:
             "Function as one node and has no graph value for them")
 
 
+def untracked_gradient_hint(exc: BaseException, model: nn.Module) -> str:
+    """For ``torch.utils.module_tracker`` (``FlopCounterMode``'s, with autograd on) failing with
+    "Expected gradient function to be set": its forward pre-hook registers a backward hook on
+    each input of a module that requires grad, and a module called inside a custom autograd
+    Function's ``forward`` (Reformer's reversible layers), where autograd records nothing, is
+    given a view of such a tensor that has no gradient node. Which module, and which Function;
+    ``""`` for any other error."""
+    if "Expected gradient function to be set" not in str(exc):
+        return ""
+    hook = frame_locals(exc, "torch.utils.module_tracker", "_fw_pre_hook", holding="mod")
+    if hook is None:
+        return ""
+    function = ""
+    for frame, _ in frames_of(exc):  # the innermost Function's forward(ctx, ...)
+        code = frame.f_code
+        if code.co_name == "forward" and code.co_varnames[:1] == ("ctx",):
+            function = (getattr(code, "co_qualname", "").split(".")[-2:-1] or [""])[0]  # (its class's own name)
+    inside = (f" inside the forward of the custom autograd Function {function}" if function
+              else " inside a custom autograd Function's forward")
+    return (f"; torch's module tracker registers a backward hook on each module input that requires grad, and "
+            f"{module_named(model, hook['mod'])} is given one{inside}, where autograd records nothing, so no "
+            "gradient node is found for it")
+
+
 _APPLIED = re.compile(r"(\w+)\.apply\(")
 """A Function's ``apply`` called on a line of source: ``_ReversibleFunction.apply(``."""
 
@@ -289,4 +313,4 @@ __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_function_hint",
-           "traced_state_hint", "type_named"]
+           "traced_state_hint", "type_named", "untracked_gradient_hint"]
