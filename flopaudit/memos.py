@@ -29,11 +29,12 @@ that define these classes, where they were defined there too.
 from __future__ import annotations
 
 import functools
-import sys
 from types import FunctionType
 from typing import Any
 
 from torch import nn
+
+from flopaudit.model_code import model_classes, model_namespaces
 
 _LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
 """The type ``functools.lru_cache`` makes (``functools._lru_cache_wrapper``)."""
@@ -45,21 +46,14 @@ _DEPTH = 2
 def model_memos(model: nn.Module) -> list[Any]:
     """The process-wide memos of ``model``'s code (see the module docstring), each once."""
     found: dict[int, Any] = {}
-    classes: set[type] = set()
-    namespaces: set[str] = set()
-    for kind in {type(m) for m in model.modules()}:
-        for cls in kind.__mro__:
-            if cls in classes:
-                continue
-            classes.add(cls)
-            where = getattr(cls, "__module__", None) or ""
-            if where == "builtins" or where == "torch" or where.startswith("torch."):
-                continue
-            for value in vars(cls).values():
+    for cls in model_classes(model):
+        for value in vars(cls).values():
+            _collect(value, found, _DEPTH)
+    for namespace in model_namespaces(model):
+        name = namespace.__name__
+        for value in list(vars(namespace).values()):
+            if isinstance(value, (_LRU_WRAPPER, FunctionType)) and getattr(value, "__module__", None) == name:
                 _collect(value, found, _DEPTH)
-            if where not in namespaces:
-                namespaces.add(where)
-                _collect_defined_in(where, found)
     return list(found.values())
 
 
@@ -67,14 +61,6 @@ def empty_memos(model: nn.Module) -> None:
     """Empty every memo :func:`model_memos` finds."""
     for memo in model_memos(model):
         memo.cache_clear()
-
-
-def _collect_defined_in(name: str, found: dict[int, Any]) -> None:
-    """The memos bound to names in the Python module ``name`` and defined there."""
-    namespace = sys.modules.get(name)
-    for value in list(vars(namespace).values()) if namespace is not None else ():
-        if (isinstance(value, (_LRU_WRAPPER, FunctionType))) and getattr(value, "__module__", None) == name:
-            _collect(value, found, _DEPTH)
 
 
 def _collect(value: Any, found: dict[int, Any], depth: int) -> None:

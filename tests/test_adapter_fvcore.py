@@ -414,3 +414,29 @@ def test_a_trace_through_a_function_running_modules_names_the_function(backend: 
         "; raised by the custom autograd Function Reversible in module 'encoder' (Encoder), whose forward runs "
         "tensors it is not given as inputs (the parameters of the modules it runs): a JIT trace records the "
         "Function as one node and has no graph value for them"), r.error
+
+
+class _FailsWhenTraced(nn.Module):
+    """Landmark scores (B, 2, T) plus a (B, T, T) mask made only under a trace, as transformers makes an
+    all-ones attention mask only when ``is_tracing()`` (an eager pass skips it) and Nystromformer adds it
+    to its landmark scores: the traced branch fails, the eager one runs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = x[:, :2] @ x.transpose(1, 2)
+        if torch.jit.is_tracing():
+            scores = scores + torch.zeros(x.shape[0], x.shape[1], x.shape[1])
+        return scores
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_model_failing_in_its_traced_branch_is_said_to(backend: str) -> None:
+    """The error says the model's code asked whether it is traced and that its traced branch raises the
+    same error run eagerly; the reference, which runs the eager branch, counts it."""
+    x = torch.randn(1, 6, 4)
+    r = get_adapter(backend).count(_FailsWhenTraced(), x)
+    assert r.status is Status.ERROR
+    assert "The size of tensor a (2) must match the size of tensor b (6)" in (r.error or ""), r.error
+    assert (f"; the model's code asks torch.jit.is_tracing() ({__name__}:forward) and takes another branch when "
+            "traced; run eagerly, that branch raises the same error: the model fails under a JIT trace (an eager "
+            "pass, as every other counter's, takes the other branch)") in (r.error or ""), r.error
+    assert get_adapter("reference").count(_FailsWhenTraced(), x).macs == 2 * 4 * 6

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from flopaudit.errors import BackendFailure
+    from flopaudit.inputs import ModelInputs
 
 
 def failed_assertion(exc: AssertionError) -> str:
@@ -229,6 +230,33 @@ _APPLIED = re.compile(r"(\w+)\.apply\(")
 """A Function's ``apply`` called on a line of source: ``_ReversibleFunction.apply(``."""
 
 
+def traced_branch_failure(exc: BaseException, model: nn.Module, inputs: ModelInputs) -> str | None:
+    """For a JIT trace (fvcore's, torchprofile's) failing in the model's own code: run ``model`` once
+    eagerly with ``torch.jit.is_tracing()`` answered True for its code
+    (:func:`~flopaudit.reference.patching.answering_tracing`), the branch it takes under a trace
+    (transformers materialises an all-ones attention mask there that an eager pass skips, and
+    Nystromformer adds that mask to its landmark scores, of another shape). If that raises the
+    same error, the model fails when traced: which call sites asked. None where nothing asked,
+    or that branch runs (the trace itself failed), or the run fails otherwise."""
+    import torch
+
+    from flopaudit.draws import same_draws
+    from flopaudit.model_code import model_namespaces
+    from flopaudit.reference.patching import answering_tracing
+
+    asked: dict[str, int] = {}
+    try:
+        with same_draws(model=model), torch.no_grad(), answering_tracing(True, asked, model_namespaces(model)):
+            given = inputs.fresh()
+            model(*given.args, **given.kwargs)
+    except Exception as again:  # noqa: BLE001 - compared with the trace's error
+        if asked and type(again) is type(exc) and str(again) == str(exc):
+            return (f"the model's code asks torch.jit.is_tracing() ({', '.join(sorted(asked))}) and takes another "
+                    "branch when traced; run eagerly, that branch raises the same error: the model fails under a "
+                    "JIT trace (an eager pass, as every other counter's, takes the other branch)")
+    return None
+
+
 def meta_trace_refusal(exc: BaseException) -> str | None:
     """For a JIT trace (fvcore's, torchprofile's) of a model on the meta device failing in one of torch's
     meta kernels, which checks a size with ``torch._check`` and is given a traced (tensor) condition
@@ -312,5 +340,5 @@ def _called_in(exc: BaseException, model: nn.Module) -> str:
 __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
-           "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_function_hint",
+           "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
            "traced_state_hint", "type_named", "untracked_gradient_hint"]

@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import meta_trace_refusal, named_failure
+from flopaudit.adapters._failures import meta_trace_refusal, named_failure, traced_branch_failure
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
 from flopaudit.errors import NotApplicable
@@ -171,10 +171,10 @@ class FvcoreAdapter(Adapter):
                 refused = meta_trace_refusal(exc)
                 if refused is not None:
                     raise NotApplicable(refused) from exc
-                node = _node_priced(exc)
-                if node is None:
+                cause = _node_priced(exc) or traced_branch_failure(exc, model, inputs)
+                if cause is None:
                     raise
-                raise named_failure(exc, node) from exc  # (a failed assert says its check: norm_flop_jit's)
+                raise named_failure(exc, cause) from exc  # (a failed assert says its check: norm_flop_jit's)
         per_module: dict[str, int] = {}
         for wrapped_name, value in analysis.by_module().items():
             path = user_path(wrapped_name)

@@ -37,7 +37,13 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import frame_locals, located_assertions, meta_trace_refusal
+from flopaudit.adapters._failures import (
+    frame_locals,
+    located_assertions,
+    meta_trace_refusal,
+    named_failure,
+    traced_branch_failure,
+)
 from flopaudit.adapters._restore import namespaces_restored
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
@@ -172,11 +178,16 @@ class TorchprofileAdapter(Adapter):
             warnings.simplefilter("always")
             try:
                 per_node = profile_macs(bound, bound.traced_inputs(), reduction=None)
-            except TypeError as exc:
+            except AssertionError:  # (a handler's check: located_assertions says which)
+                raise
+            except Exception as exc:
                 refused = meta_trace_refusal(exc)
-                if refused is None:
+                if refused is not None:
+                    raise NotApplicable(refused) from exc
+                branch = traced_branch_failure(exc, model, inputs)
+                if branch is None:
                     raise
-                raise NotApplicable(refused) from exc
+                raise named_failure(exc, branch) from exc
         graph = graphs[0] if len(graphs) == 1 else None  # (None: torchprofile traced in a way not known here)
         derived = size_derived_nodes(graph) if graph is not None else None
         number_divisions = -sum(math.prod(n.outputs[0].shape) for n in number_divisions_of(graph)) if graph else 0

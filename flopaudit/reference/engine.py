@@ -63,6 +63,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from flopaudit.eager import compiled_code_eager
 from flopaudit.inputs import ModelInputs, holds_meta, iter_tensors
 from flopaudit.memos import empty_memos
+from flopaudit.model_code import model_namespaces
 from flopaudit.module_paths import ancestors
 from flopaudit.passes import Pass
 from flopaudit.reference.autograd_links import GradientLinks
@@ -87,7 +88,6 @@ from flopaudit.reference.patching import (
     IMPORTED_SUFFIX,
     answering_tracing,
     holds_graph_code,
-    model_namespaces,
     patched,
     takes_over,
     tracking_autograd_functions,
