@@ -7,7 +7,11 @@ input.shape[1]``): a result reading "AssertionError: " says nothing.
 file, line and source of the check that failed. Hook-based counters fail
 inside their hooks on a module's input or output that they cannot read:
 :func:`frame_locals`, :func:`module_named` and :func:`type_named` let an
-adapter say which module gave what.
+adapter say which module gave what. The other functions each read one known
+failure from its traceback (a form of a call that a counter's rule does not
+take, a trace through a custom autograd Function, a model failing in the
+branch it takes when traced) and say what raised it; each returns nothing
+for any other error.
 """
 
 from __future__ import annotations
@@ -127,7 +131,8 @@ def keyword_only_call_hint(exc: BaseException, model: nn.Module) -> str:
     found = None
     for frame, _ in frames_of(exc):
         where, given = frame.f_globals.get("__name__", ""), frame.f_locals.get("input")
-        if where.startswith(("torch", "flopaudit")) or type(given) is not tuple or given:
+        if where in ("torch", "flopaudit") or where.startswith(("torch.", "flopaudit.")) \
+                or type(given) is not tuple or given:
             continue
         found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
     if found is None:
