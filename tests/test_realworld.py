@@ -596,6 +596,11 @@ def test_a_copy_made_in_the_forward_counts_where_the_counters_hooks_keep_it() ->
         cell = _cell(report, "module-copied-in-forward", backend)
         assert cell.residual == 0 and _cause(cell, "module copied during the forward") == -lost, \
             format_explanation(cell)
+    # thop counts the parameters of the modules it calls: block's Linear runs only as its copy
+    cell = _cell(report, "module-copied-in-forward", "thop")
+    assert cell.params.residual == 0, format_explanation(cell)
+    assert [(c.kind, c.macs) for c in cell.params.causes if c.rule.startswith("run only as a copy")] == \
+        [("reused-module", -(16 * 16 + 16))], format_explanation(cell)
     cell = _cell(report, "module-copied-in-forward", "torchinfo")
     assert cell.residual == 0 and not [c for c in cell.causes if "copied" in c.rule], format_explanation(cell)
     cell = _cell(report, "module-copied-in-forward", "torchsummary")

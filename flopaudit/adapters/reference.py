@@ -373,9 +373,7 @@ def predict_backends(model: nn.Module, inputs: ModelInputs, result: Any,
                 notes.append(f"{backend}: {NOT_PREDICTED}: its ruleset failed on this recording "
                              f"({error_text(exc).splitlines()[0]})")
             continue
-        # (a copy keeps what the backend's hooks count on itself: its parameters too)
-        params, param_causes = predict_params(
-            modules, [c for c in calls if not c.copied] if ruleset.copies_lost else calls, ruleset.params)
+        params, param_causes = predict_params(modules, calls, ruleset.params)
         prediction = dataclasses.replace(prediction, params=params, param_contributions=param_causes)
         out.append(_with_pass_difference(prediction, source, result, k, traced_branch))
     return tuple(out)

@@ -105,6 +105,8 @@ FORWARDED = ("reused-module", "a wrapper's weight or bias attribute is the wrapp
              "(torch.compile's OptimizedModule, a PEFT LoRA layer): counted again at the wrapper")
 COPIED = ("reused-module", "module copied during the forward (copy.deepcopy in a forward): the copy carries the "
           "hooks, and its parameters are counted in a row of its own")
+COPY_KEPT = ("reused-module", "run only as a copy made during the forward (copy.deepcopy in a forward, as torch.func "
+             "ensembles do): the copy carries the counter's hooks and keeps its parameter count, outside the model")
 NEVER_CALLED = ("unsupported", "held by a module never called as a module (not run, or run as .forward(), which "
                                 "no hook sees): only called modules are counted")
 
@@ -184,6 +186,6 @@ def predict_params(modules: ModelInventory, calls: Sequence[ModuleCall],
     return total, contributions
 
 
-__all__ = ["COPIED", "FORWARDED", "NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths",
+__all__ = ["COPIED", "COPY_KEPT", "FORWARDED", "NEVER_CALLED", "PARAM_COUNTERS", "PER_CALL", "PER_NAME", "ParamTally", "called_paths",
            "miss_the_rest",
            "param_counter", "predict_params"]

@@ -47,7 +47,7 @@ from torch import nn
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, ModuleInfo
-from flopaudit.reference.params import NEVER_CALLED, PER_NAME, ParamTally, called_paths, miss_the_rest, param_counter
+from flopaudit.reference.params import COPY_KEPT, NEVER_CALLED, PER_NAME, ParamTally, called_paths, miss_the_rest, param_counter
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
@@ -310,9 +310,11 @@ def thop_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTa
     gives the parameters its ``count_parameters`` hook read at its last call
     (``m.parameters()``, recursive; 0 if it never ran) and is not descended
     into; any other module is descended into. The root's own parameters are
-    never counted; a shared module is counted under each name."""
+    never counted; a shared module is counted under each name. A copy of a module made during the
+    forward carries the hooks and keeps its count on itself: a module run only as a copy is not counted."""
     tally = ParamTally()
-    called = called_paths(calls)
+    called = called_paths([c for c in calls if not c.copied])
+    copied = called_paths([c for c in calls if c.copied])
 
     def walk(info: ModuleInfo) -> None:
         for child_path in info.children:
@@ -323,7 +325,7 @@ def thop_params(modules: ModelInventory, calls: Sequence[ModuleCall]) -> ParamTa
                 held = [t for _, t in modules.named_params(child.path)]
                 if not called.get(child.path):
                     for t in held:
-                        tally.miss(t, *NEVER_CALLED)
+                        tally.miss(t, *(COPY_KEPT if copied.get(child.path) else NEVER_CALLED))
                     continue
                 again = child.path in tally.first_at.values()
                 for t in held:
