@@ -47,7 +47,15 @@ from torch import nn
 from flopaudit.records import CauseKind
 from flopaudit.reference.engine import ModuleCall
 from flopaudit.reference.inventory import ModelInventory, ModuleInfo
-from flopaudit.reference.params import COPY_KEPT, NEVER_CALLED, PER_NAME, ParamTally, called_paths, miss_the_rest, param_counter
+from flopaudit.reference.params import (
+    COPY_KEPT,
+    NEVER_CALLED,
+    PER_NAME,
+    ParamTally,
+    called_paths,
+    miss_the_rest,
+    param_counter,
+)
 from flopaudit.reference.rulesets import (
     ModuleRule,
     Ruleset,
