@@ -170,7 +170,9 @@ def count(
     buffer and parameter values the pass writes (BatchNorm running statistics,
     a queue), data it gives a parameter (``param.data = ...``, a momentum
     update) and entries it puts in a module's parameter or buffer table are
-    put back, nothing else is changed. The inputs are used as given too: a
+    put back, nothing else is changed; what the model's code memoises for the
+    process (``functools.lru_cache``) is emptied first, so the pass runs as a
+    fresh process's first does (:mod:`flopaudit.memos`). The inputs are used as given too: a
     model that changes them (appends to a key/value cache it is passed) changes
     them here, so a second count of the same inputs counts what the first left;
     pass ``inputs.fresh()`` to count each time from the inputs as built (every
