@@ -194,7 +194,9 @@ def test_meta_says_the_forward_reads_values_instead_of_blaming_the_input(
                                "--meta", "--backends", "reference", "--no-cache", "--no-progress",
                                "--out", str(tmp_path / "a")])
     assert "reads a tensor's value during its forward pass" in err and "rejected input" not in err
-    assert "without --meta" in err and "attention mask" in err
+    assert "; read in user_models:forward (line " in err, err
+    assert err.endswith("count it without --meta, or, where an input's values are what it reads (a mask it checks), "
+                        "without that input"), err
     # the same model on meta without the mask counts: 2 x 5 x 8 x 4 MACs
     assert main(["run", "--models", "user_models:masked_linear", "--inputs", "user_models:unmasked_inputs",
                  "--meta", "--backends", "reference", "--no-cache", "--no-progress",
@@ -318,6 +320,34 @@ def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_
         else:
             assert cli[backend]["error"].startswith("cannot count on the meta device")
     assert not get_backend("deepspeed").meta.allowed and get_backend("thop").meta.allowed
+
+
+def test_meta_says_what_transformers_reads_and_what_to_give_instead(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """GPT-2 looks for padding tokens in input_ids when no attention_mask is given, and reads the attention
+    mask it is given to see whether it can leave it out: on meta each read is named, with what to do."""
+    pytest.importorskip("transformers")
+    argv = ["run", "--models", "user_models:gpt2_tiny", "--meta", "--backends", "reference", "--no-cache",
+            "--no-progress"]
+    err = _error_line(capsys, [*argv, "--inputs", "user_models:token_ids", "--out", str(tmp_path / "a")])
+    assert "; read in transformers.modeling_utils:warn_if_padding_and_no_attention_mask (line " in err, err
+    assert "called from transformers.models.gpt2.modeling_gpt2:forward (line " in err, err
+    assert err.endswith("transformers looks for padding tokens in input_ids when no attention_mask is given: give an "
+                        "attention_mask with the inputs, or count it without --meta"), err
+    err = _error_line(capsys, [*argv, "--inputs", "user_models:token_ids_masked", "--out", str(tmp_path / "b")])
+    assert "; read in transformers.masking_utils:" in err, err
+    assert err.endswith("transformers reads the attention mask (the one given) to see whether it can leave it out: "
+                        "count it without --meta, or without the attention_mask input where the model does not then "
+                        "look for padding tokens in input_ids (GPT-2 does)"), err
+
+
+def test_meta_failure_cuts_a_long_message_at_a_word() -> None:
+    from flopaudit.execution.meta import meta_failure
+
+    words = meta_failure(NotImplementedError("The register_meta function for torch.nonzero() raises unimplemented "
+                                             "by default, as a correct data-independent implementation does not "
+                                             "exist. This implementation returns a fake value"))
+    assert "does not exist. This ...)" in words and "implementation)" not in words, words
 
 
 def test_meta_failure_words_name_every_value_shaped_operator() -> None:

@@ -304,3 +304,21 @@ class _Pair(nn.Module):
 def pair_output() -> nn.Module:
     """Linear(8, 4) returning its output twice, as a tuple: ``squared_loss`` fails on it."""
     return _Pair()
+
+
+def gpt2_tiny() -> nn.Module:
+    """transformers' GPT-2 from a tiny config: it looks for padding tokens in ``input_ids`` when no
+    ``attention_mask`` is given (``warn_if_padding_and_no_attention_mask``), reading their values."""
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2, pad_token_id=0)
+    return GPT2Model(config).eval()
+
+
+def token_ids() -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.randint(1, 64, (1, 8))}
+
+
+def token_ids_masked() -> dict[str, torch.Tensor]:
+    return {**token_ids(), "attention_mask": torch.ones(1, 8, dtype=torch.long)}

@@ -88,6 +88,38 @@ def mixes_devices(exc: BaseException) -> bool:
     return "meta" in text and any(marker in text for marker in _DEVICE_MIXES)
 
 
+def _outside_torch(exc: BaseException) -> tuple[str, str]:
+    """The innermost two frames of ``exc``'s traceback in code outside torch and flopaudit, as
+    ``module:function (line n)``: where a value was read, and its caller (a check helper's caller:
+    transformers' ``torch_compilable_check`` called from LLaVA's image-token count); ``""`` where
+    there is none."""
+    from flopaudit.adapters._failures import frames_of
+
+    found = [f"{name}:{frame.f_code.co_name} (line {line})" for frame, line in frames_of(exc)
+             if not ((name := frame.f_globals.get("__name__", "")) in ("torch", "flopaudit")
+                     or name.startswith(("torch.", "flopaudit.")))]
+    return (found[-1] if found else "", found[-2] if len(found) > 1 else "")
+
+
+_NO_MASK_PADDING_CHECK = "transformers.modeling_utils:warn_if_padding_and_no_attention_mask "
+"""transformers looks for padding tokens in ``input_ids`` when no ``attention_mask`` is given (BERT-style models)."""
+
+
+def _value_read_advice(reader: str, inputs: str) -> str:
+    """What to do about a forward pass that reads a value on meta, by where it read it."""
+    if reader.startswith(_NO_MASK_PADDING_CHECK):
+        return ("transformers looks for padding tokens in input_ids when no attention_mask is given: give an "
+                "attention_mask with the inputs, or count it without --meta")
+    if reader.startswith("transformers.masking_utils:"):
+        given = "attention_mask=" in inputs
+        return ("transformers reads the attention mask (" + ("the one given" if given else "one the model made")
+                + ") to see whether it can leave it out: count it without --meta"
+                + (", or without the attention_mask input where the model does not then look for padding tokens "
+                   "in input_ids (GPT-2 does)" if given else ""))
+    return ("count it without --meta, or, where an input's values are what it reads (a mask it checks), without "
+            "that input")
+
+
 def meta_failure(exc: BaseException, inputs: str = "") -> str:
     """Words for a forward pass that failed on the meta device, to follow the model's name
     (``inputs``: how the inputs it was given read, where known), with the line of the model's
@@ -97,8 +129,9 @@ def meta_failure(exc: BaseException, inputs: str = "") -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     at = raised_in(exc).strip().removeprefix("(").removesuffix(")")
 
-    def said(limit: int | None = None) -> str:
-        return f"{type(exc).__name__}: {first[:limit]}" + (f", {at}" if at else "")
+    def said(limit: int | None = None, located: bool = True) -> str:
+        cut = first if limit is None or len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " ..."
+        return f"{type(exc).__name__}: {cut}" + (f", {at}" if at and located else "")
 
     if mixes_devices(exc):
         return (f" makes a tensor on another device during its forward pass and uses it with its meta tensors "
@@ -109,9 +142,10 @@ def meta_failure(exc: BaseException, inputs: str = "") -> str:
                 "indexing x[mask], torch.nonzero, torch.where(cond), masked_select, unique; tensors on the meta "
                 "device have shapes but no values: count it without --meta")
     if reads_values(exc):
-        return (f" reads a tensor's value during its forward pass ({said()}), and tensors on the meta device have "
-                "shapes but no values: count it without --meta, or without the input that makes it read values "
-                "(such as an attention mask)")
+        reader, caller = _outside_torch(exc)
+        where = f"; read in {reader}" + (f", called from {caller}" if caller else "") if reader else ""
+        return (f" reads a tensor's value during its forward pass ({said(located=not reader)}{where}), and tensors on the meta device "
+                f"have shapes but no values: {_value_read_advice(reader, inputs)}")
     given = f" with input {inputs}" if inputs else ""
     return (f" failed on the meta device{given}: {said()} (the input, or an operator whose meta kernel refuses what "
             "its CPU kernel takes, such as grouped products in float32: run it without --meta to tell)")
