@@ -329,12 +329,12 @@ def test_meta_says_what_transformers_reads_and_what_to_give_instead(
     pytest.importorskip("transformers")
     argv = ["run", "--models", "user_models:gpt2_tiny", "--meta", "--backends", "reference", "--no-cache",
             "--no-progress"]
-    err = _error_line(capsys, [*argv, "--inputs", "user_models:token_ids", "--out", str(tmp_path / "a")])
+    err = _error_line(capsys, [*argv, "--inputs", "user_models:gpt2_ids", "--out", str(tmp_path / "a")])
     assert "; read in transformers.modeling_utils:warn_if_padding_and_no_attention_mask (line " in err, err
     assert "called from transformers.models.gpt2.modeling_gpt2:forward (line " in err, err
     assert err.endswith("transformers looks for padding tokens in input_ids when no attention_mask is given: give an "
                         "attention_mask with the inputs, or count it without --meta"), err
-    err = _error_line(capsys, [*argv, "--inputs", "user_models:token_ids_masked", "--out", str(tmp_path / "b")])
+    err = _error_line(capsys, [*argv, "--inputs", "user_models:gpt2_ids_masked", "--out", str(tmp_path / "b")])
     assert "; read in transformers.masking_utils:" in err, err
     assert err.endswith("transformers reads the attention mask (the one given) to see whether it can leave it out: "
                         "count it without --meta, or without the attention_mask input where the model does not then "

@@ -316,9 +316,9 @@ def gpt2_tiny() -> nn.Module:
     return GPT2Model(config).eval()
 
 
-def token_ids() -> dict[str, torch.Tensor]:
+def gpt2_ids() -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(1, 64, (1, 8))}
 
 
-def token_ids_masked() -> dict[str, torch.Tensor]:
-    return {**token_ids(), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+def gpt2_ids_masked() -> dict[str, torch.Tensor]:
+    return {**gpt2_ids(), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
