@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -137,3 +138,32 @@ def test_skip_init_leaves_values_alone_and_restores_torch_nn_init() -> None:
     assert meta.fc.weight.device.type == "meta" and layer.weight.shape == (4, 4)
     real = count(torchvision.models.resnet18().eval(), torch.randn(1, 3, 64, 64))
     assert count(meta.eval(), torch.empty(1, 3, 64, 64, device="meta"), device="meta").macs == real.macs
+
+
+class _Attention(nn.Module):
+    """Linear(16, 16) to one query used as key and value too, 2 heads of 8 over 8 tokens, then SDPA."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.q(x).view(1, 2, 8, 8)
+        return F.scaled_dot_product_attention(q, q, q)
+
+
+def test_a_training_step_on_meta_says_its_attention_backward_is_the_math_paths() -> None:
+    """On meta SDPA takes torch's math path, whose backward is four products; CPU's flash kernel computes the
+    scores again in its backward, a fifth: the meta count reads one (2 heads x 8 x 8 x 8) product less, and
+    says why. Inference reads the same on both, without the note."""
+    from flopaudit.reference.engine import META_ATTENTION_BACKWARD
+
+    with torch.device("meta"):
+        on_meta = _Attention()
+    x = torch.randn(1, 8, 16)
+    meta = count(on_meta, x.to("meta"), device="meta", pass_="train")
+    cpu = count(_Attention(), x, pass_="train")
+    assert cpu.macs - meta.macs == 2 * 8 * 8 * 8
+    assert META_ATTENTION_BACKWARD in meta.notes and META_ATTENTION_BACKWARD not in cpu.notes
+    inference = count(on_meta, x.to("meta"), device="meta")
+    assert inference.macs == count(_Attention(), x).macs and META_ATTENTION_BACKWARD not in inference.notes

@@ -463,6 +463,8 @@ class _Recorder:
         if self.links is not None:
             for pending in self.optimizer_events:
                 self._place_optimizer_event(pending, self.outside)
+            if self.on_meta and any(e.op == _MATH_ATTENTION_SOFTMAX for e in self.rec.events if e is not None):
+                self.note(META_ATTENTION_BACKWARD)
         calls = self.rec.calls
         for i, c in enumerate(calls):
             if isinstance(c, ModuleFrame):
@@ -803,6 +805,16 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
             _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
 
+
+_MATH_ATTENTION_SOFTMAX = "aten._safe_softmax.default"
+"""The softmax of ``scaled_dot_product_attention``'s math path, which SDPA takes on meta tensors."""
+
+META_ATTENTION_BACKWARD = (
+    "scaled_dot_product_attention ran as torch's math path on meta (products, softmax), as no fused kernel "
+    "runs there: its backward is priced as that path's four products per attention, where a fused kernel on "
+    "a device (CPU flash attention, CUDA flash or memory-efficient) computes the scores again, a fifth; "
+    "this training step's attention backward reads less than on a device")
+"""Said of a training step on meta whose attention took SDPA's math path."""
 
 _GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 """What torch warns when a ``torch.compile`` wrapper runs while global module hooks are registered."""
