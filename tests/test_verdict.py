@@ -148,6 +148,10 @@ def test_a_model_that_failed_itself_is_said_once_not_once_per_counter() -> None:
                    cases=(CaseInfo("m", error=error),))
     v = build_report(run).verdict("m")
     assert v is not None and v.headline == f"m: no verdict, {error}" and v.findings == ()
+    # nothing counted says what it is made of: no family (its zoo tags would say)
+    assert v.family == "family unknown: not counted"
+    tagged = AuditRun(run.results, cases=(CaseInfo("m", ("conv",), error=error),))
+    assert build_report(tagged).verdict("m").family == "convnets"  # type: ignore[union-attr]
 
 
 def test_a_verdict_says_what_the_reference_cannot_price() -> None:

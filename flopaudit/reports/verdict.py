@@ -47,6 +47,9 @@ DEFAULT_TOLERANCE = 0.01
 """Relative distance from the canonical count that a verdict still calls "within"."""
 
 FAMILIES = ("convnets", "transformers", "RNNs", "custom layers", "MLPs and other layers")
+UNKNOWN_FAMILY = "family unknown: not counted"
+"""The family of a model without zoo tags that the reference did not count (it failed to build or run):
+nothing says what it is made of, and it is in no family's recommendation."""
 """Model families, in the order the scorecard lists them."""
 
 FAMILY_TAGS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -227,14 +230,17 @@ def family_of(tags: Iterable[str], reference: CountResult | None, cells: Sequenc
     :data:`CONVNET_CONV_SHARE` of the MACs or more a convnet (ConvNeXt's
     pointwise layers are Linear: its convolutions hold 7% of its MACs, an
     MLP-Mixer's patch embedding under 2%); anything else is "MLPs and other
-    layers"."""
+    layers". A model without tags that the reference did not count is of
+    :data:`UNKNOWN_FAMILY`."""
     tagset = set(tags)
     for family, wanted in FAMILY_TAGS:
         if tagset & wanted:
             return family
-    facts = dict(reference.extra) if reference is not None and reference.ok else {}
+    if reference is None or not reference.ok:
+        return UNKNOWN_FAMILY
+    facts = dict(reference.extra)
     macs = {k.split(".", 1)[1]: v for k, v in facts.items() if k.startswith("macs.")}
-    if not macs and reference is not None and reference.ok:  # results written before the facts existed
+    if not macs:  # results written before the facts existed
         for op, n in reference.per_op:
             kind = next((k for k, words in _OP_WORDS if any(w in op for w in words)), "other")
             macs[kind] = macs.get(kind, 0) + n
