@@ -78,6 +78,12 @@ def frame_locals(exc: BaseException, module: str, function: str | None = None,
     return found
 
 
+def torch_or_flopaudit(module: str) -> bool:
+    """Is the Python module named ``module`` torch's or flopaudit's own (not a counter's, a library's
+    or the model's)?"""
+    return module in ("torch", "flopaudit") or module.startswith(("torch.", "flopaudit."))
+
+
 def frames_of(exc: BaseException) -> Iterator[tuple[FrameType, int]]:
     """The frames of ``exc``'s traceback, outermost first, each with the line it was running."""
     tb = exc.__traceback__
@@ -130,9 +136,8 @@ def keyword_only_call_hint(exc: BaseException, model: nn.Module) -> str:
     modules = {id(m) for m in model.modules()}
     found = None
     for frame, _ in frames_of(exc):
-        where, given = frame.f_globals.get("__name__", ""), frame.f_locals.get("input")
-        if where in ("torch", "flopaudit") or where.startswith(("torch.", "flopaudit.")) \
-                or type(given) is not tuple or given:
+        given = frame.f_locals.get("input")
+        if torch_or_flopaudit(frame.f_globals.get("__name__", "")) or type(given) is not tuple or given:
             continue
         found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
     if found is None:
@@ -346,4 +351,4 @@ __all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
-           "traced_state_hint", "type_named", "untracked_gradient_hint"]
+           "torch_or_flopaudit", "traced_state_hint", "type_named", "untracked_gradient_hint"]

@@ -93,11 +93,10 @@ def _outside_torch(exc: BaseException) -> tuple[str, str]:
     ``module:function (line n)``: where a value was read, and its caller (a check helper's caller:
     transformers' ``torch_compilable_check`` called from LLaVA's image-token count); ``""`` where
     there is none."""
-    from flopaudit.adapters._failures import frames_of
+    from flopaudit.adapters._failures import frames_of, torch_or_flopaudit
 
     found = [f"{name}:{frame.f_code.co_name} (line {line})" for frame, line in frames_of(exc)
-             if not ((name := frame.f_globals.get("__name__", "")) in ("torch", "flopaudit")
-                     or name.startswith(("torch.", "flopaudit.")))]
+             if not torch_or_flopaudit(name := frame.f_globals.get("__name__", ""))]
     return (found[-1] if found else "", found[-2] if len(found) > 1 else "")
 
 
