@@ -322,23 +322,51 @@ def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_
     assert not get_backend("deepspeed").meta.allowed and get_backend("thop").meta.allowed
 
 
-def test_meta_says_what_transformers_reads_and_what_to_give_instead(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_meta_says_what_transformers_reads_and_what_to_give_instead() -> None:
     """GPT-2 looks for padding tokens in input_ids when no attention_mask is given, and reads the attention
     mask it is given to see whether it can leave it out: on meta each read is named, with what to do."""
     pytest.importorskip("transformers")
-    argv = ["run", "--models", "user_models:gpt2_tiny", "--meta", "--backends", "reference", "--no-cache",
-            "--no-progress"]
-    err = _error_line(capsys, [*argv, "--inputs", "user_models:gpt2_ids", "--out", str(tmp_path / "a")])
-    assert "; read in transformers.modeling_utils:warn_if_padding_and_no_attention_mask (line " in err, err
-    assert "called from transformers.models.gpt2.modeling_gpt2:forward (line " in err, err
-    assert err.endswith("transformers looks for padding tokens in input_ids when no attention_mask is given: give an "
-                        "attention_mask with the inputs, or count it without --meta"), err
-    err = _error_line(capsys, [*argv, "--inputs", "user_models:gpt2_ids_masked", "--out", str(tmp_path / "b")])
-    assert "; read in transformers.masking_utils:" in err, err
-    assert err.endswith("transformers reads the attention mask (the one given) to see whether it can leave it out: "
-                        "count it without --meta, or without the attention_mask input where the model does not then "
-                        "look for padding tokens in input_ids (GPT-2 does)"), err
+    import torch
+    from user_models import gpt2_ids, gpt2_ids_masked, gpt2_tiny
+
+    from flopaudit.execution.meta import meta_failure
+    from flopaudit.inputs import ModelInputs
+
+    with torch.device("meta"):
+        model = gpt2_tiny()
+    words = []
+    for inputs in (gpt2_ids(), gpt2_ids_masked()):
+        with pytest.raises(RuntimeError) as caught:
+            model(**{k: v.to("meta") for k, v in inputs.items()})
+        words.append(meta_failure(caught.value, ModelInputs((), inputs).describe()))
+    assert "; read in transformers.modeling_utils:warn_if_padding_and_no_attention_mask (line " in words[0], words[0]
+    assert "called from transformers.models.gpt2.modeling_gpt2:forward (line " in words[0], words[0]
+    assert words[0].endswith("transformers looks for padding tokens in input_ids when no attention_mask is given: "
+                             "give an attention_mask with the inputs, or count it without --meta"), words[0]
+    assert "; read in transformers.masking_utils:" in words[1], words[1]
+    assert words[1].endswith("transformers reads the attention mask (the one given) to see whether it can leave it "
+                             "out: count it without --meta, or without the attention_mask input where the model does "
+                             "not then look for padding tokens in input_ids (GPT-2 does)"), words[1]
+
+
+@pytest.mark.parametrize("inputs", ["gpt2_ids", "gpt2_ids_masked"])
+def test_a_model_that_reads_values_on_meta_is_counted_in_its_traced_branch(tmp_path: Path, inputs: str) -> None:
+    """transformers asks whether it is traced before each of those reads and leaves them out under a trace:
+    on meta it is answered yes, counted in that branch with a note saying so, and its MACs and parameters are
+    those of the same model and inputs counted on the CPU."""
+    pytest.importorskip("transformers")
+    counts = {}
+    for where in ("cpu", "meta"):
+        out = tmp_path / where
+        assert main(["run", "--models", "user_models:gpt2_tiny", "--inputs", f"user_models:{inputs}",
+                     "--backends", "reference", "--no-cache", "--no-progress", "--out", str(out),
+                     *(["--meta"] if where == "meta" else [])]) == 0
+        counts[where] = json.loads((out / "results.json").read_text())["results"][0]
+    meta, cpu = counts["meta"], counts["cpu"]
+    assert meta["status"] == "ok" and (meta["macs"], meta["params"]) == (cpu["macs"], cpu["params"])
+    note = next(w for w in meta["warnings"] if w.startswith("on meta the model's code asks whether it is traced"))
+    assert "transformers.utils.import_utils:is_jit_tracing" in note, note
+    assert not any("asks whether it is traced" in w for w in cpu["warnings"])
 
 
 def test_meta_failure_cuts_a_long_message_at_a_word() -> None:

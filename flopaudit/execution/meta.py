@@ -14,6 +14,9 @@ backend's descriptor says so (:attr:`flopaudit.adapters.Backend.meta`), and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+
 import torch
 from torch import nn
 
@@ -86,6 +89,39 @@ def mixes_devices(exc: BaseException) -> bool:
     factory such as ``torch.arange(n)`` without ``device=``, which makes it on the CPU)."""
     text = str(exc)
     return "meta" in text and any(marker in text for marker in _DEVICE_MIXES)
+
+
+@contextlib.contextmanager
+def answered_as_traced(model: nn.Module) -> Iterator[dict[str, int]]:
+    """For the block, ``torch.jit.is_tracing()`` asked by the model's code (and by the libraries it
+    calls) answers yes (:func:`flopaudit.reference.patching.answering_tracing`); yields where it was asked."""
+    from flopaudit.model_code import model_namespaces
+    from flopaudit.reference.patching import answering_tracing
+
+    asked: dict[str, int] = {}
+    with answering_tracing(True, asked, model_namespaces(model)):
+        yield asked
+
+
+def runs_when_traced(model: nn.Module, inputs: ModelInputs) -> tuple[str, ...]:
+    """A model whose forward on meta read a tensor's value: where its code asks whether it is traced,
+    if its forward runs on meta once answered yes (transformers skips its padding-token and
+    attention-mask checks under a trace, which read values); ``()`` if nothing asked or it still fails."""
+    try:
+        with answered_as_traced(model) as asked, torch.no_grad():
+            given = inputs.fresh()
+            model(*given.args, **given.kwargs)
+    except Exception:  # noqa: BLE001 - it fails in that branch too: the first failure stands
+        return ()
+    return tuple(sorted(asked))
+
+
+def traced_branch_note(sites: Sequence[str]) -> str:
+    """What every count of a model run on meta in its traced branch says."""
+    return (f"on meta the model's code asks whether it is traced ({', '.join(sites)}) and otherwise reads tensor "
+            "values, which meta tensors do not have: it was answered yes and counted in the branch it takes under "
+            "a trace (transformers then leaves out its padding-token and attention-mask checks and makes its "
+            "attention mask instead of skipping it)")
 
 
 def _outside_torch(exc: BaseException) -> tuple[str, str]:

@@ -8,6 +8,7 @@ imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from flopaudit.adapters import get_adapter
 from flopaudit.eager import compiled_code_eager
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
+from flopaudit.execution.meta import reads_values
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs, holds_meta
 from flopaudit.isolation import run_isolated
@@ -142,6 +144,9 @@ class PreparedCase:
     """``(("device", ...), ("dtype", ...))`` when the case was put elsewhere than the CPU in float32:
     recorded in each count's options."""
     pass_: Pass = INFERENCE_PASS
+    traced_branch: tuple[str, ...] = ()
+    """On meta, where the model's code asks whether it is traced, for a model that reads tensor values
+    otherwise: every count answers yes (:func:`~flopaudit.execution.meta.runs_when_traced`)."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -203,11 +208,30 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         model, inputs = place(model, inputs, settings.device, settings.dtype)
     if on_phase is not None:
         on_phase()
-    try:
-        with compiled_code_eager():  # as every count runs it (flopaudit.eager)
+    traced: tuple[str, ...] = ()  # on meta: where the code asked whether it is traced, once answered yes
+
+    def trial() -> tuple[float, Any]:
+        from flopaudit.execution.meta import answered_as_traced
+
+        with compiled_code_eager(), (answered_as_traced(model) if traced else contextlib.nullcontext()):
             if settings.strict_inputs:
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
+        return forward_s, output
+
+    try:
+        try:
+            forward_s, output = trial()  # (compiled code runs eagerly, as every count runs it: flopaudit.eager)
+        except Exception as exc:
+            if not settings.meta or not reads_values(exc.__cause__ if isinstance(exc, UserError) else exc):
+                raise
+            from flopaudit.execution.meta import runs_when_traced, traced_branch_note
+
+            traced = runs_when_traced(model, inputs)
+            if not traced:
+                raise
+            notes += (traced_branch_note(traced),)
+            forward_s, output = trial()
     except UserError as exc:
         if settings.failure_stops:
             raise
@@ -237,7 +261,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     )
     placed = (settings.device, settings.dtype) != ("cpu", "float32") and not settings.meta
     placement = (("device", settings.device), ("dtype", settings.dtype)) if placed else ()
-    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement, settings.pass_)
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement, settings.pass_, traced)
 
 
 def count_prepared(
@@ -266,8 +290,11 @@ def count_prepared(
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
-    return count_on_meta(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
-                         isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_, notes=prepared.notes)
+    from flopaudit.execution.meta import answered_as_traced
+
+    with answered_as_traced(prepared.model) if prepared.traced_branch else contextlib.nullcontext():
+        return count_on_meta(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
+                             isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_, notes=prepared.notes)
 
 
 def count_on_meta(

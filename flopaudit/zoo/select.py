@@ -110,7 +110,7 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
         if meta:
             from flopaudit.execution.meta import meta_failure
 
-            raise UserError(f"model {case.id!r}{meta_failure(exc, inputs.describe())}") from None
+            raise UserError(f"model {case.id!r}{meta_failure(exc, inputs.describe())}") from exc
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
                         f"{batch_statistics_hint(exc)}{integer_inputs_hint(exc)}") from None
 
