@@ -17,6 +17,7 @@ This module imports no torch: the command line runs it with
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -513,11 +514,21 @@ def audit_model(
     step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
     names = chosen_backends(backends or default_backends(step.kind))
-    count = count_on_meta if holds_meta(model, model_inputs) else count_one  # (a model built on meta: as --meta)
-    results = tuple(
-        count(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
-        for b in names
-    )
+    if holds_meta(model, model_inputs):  # a model built on meta: as --meta counts it
+        from flopaudit.execution.meta import answered_as_traced, meta_traced_branch, traced_branch_note
+
+        traced = meta_traced_branch(model, model_inputs)
+        with answered_as_traced(model) if traced else contextlib.nullcontext():
+            results = tuple(
+                count_on_meta(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate,
+                              pass_=step, notes=(traced_branch_note(traced),) if traced else ())
+                for b in names
+            )
+    else:
+        results = tuple(
+            count_one(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate, pass_=step)
+            for b in names
+        )
     info = CaseInfo(name, (), model_inputs.describe(), model_inputs.batch_size)
     env = environment()
     if step.train:

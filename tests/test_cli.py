@@ -618,3 +618,22 @@ def test_backends_says_which_count_on_the_meta_device(capsys: pytest.CaptureFixt
     meta = {row[0]: row[column] for row in cells[1:]}
     assert meta == {name: "yes" if b.meta.allowed else "no" for name, b in backends().items()}
     assert meta["fvcore"] == "yes" and meta["deepspeed"] == "no"
+
+
+def test_audit_of_a_model_built_on_meta_counts_it_in_its_traced_branch() -> None:
+    """flopaudit.audit() of a transformers model built on meta that reads values outside its traced branch:
+    counted there, with the note, as --meta counts it; its MACs are those of the same model on the CPU."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from flopaudit.run import audit_model
+    from user_models import gpt2_ids, gpt2_tiny
+
+    ids = gpt2_ids()
+    with torch.device("meta"):
+        on_meta = gpt2_tiny()
+    meta = audit_model(on_meta, {k: v.to("meta") for k, v in ids.items()}, backends=["reference"], isolate=False)
+    cpu = audit_model(gpt2_tiny(), ids, backends=["reference"], isolate=False)
+    (m,), (c,) = meta.results, cpu.results
+    assert m.status.value == "ok" and m.macs == c.macs and m.params == c.params
+    assert any(w.startswith("on meta the model's code asks whether it is traced") for w in m.warnings), m.warnings

@@ -116,6 +116,18 @@ def runs_when_traced(model: nn.Module, inputs: ModelInputs) -> tuple[str, ...]:
     return tuple(sorted(asked))
 
 
+def meta_traced_branch(model: nn.Module, inputs: ModelInputs) -> tuple[str, ...]:
+    """For a model on meta: ``()`` if its forward runs there (or fails otherwise than by reading a
+    value); else :func:`runs_when_traced` (what ``flopaudit.audit()`` asks before its counts)."""
+    try:
+        with torch.no_grad():
+            given = inputs.fresh()
+            model(*given.args, **given.kwargs)
+    except Exception as exc:  # noqa: BLE001 - a failure is each count's to report
+        return runs_when_traced(model, inputs) if reads_values(exc) else ()
+    return ()
+
+
 def traced_branch_note(sites: Sequence[str]) -> str:
     """What every count of a model run on meta in its traced branch says."""
     return (f"on meta the model's code asks whether it is traced ({', '.join(sites)}) and otherwise reads tensor "
