@@ -625,9 +625,9 @@ def test_audit_of_a_model_built_on_meta_counts_it_in_its_traced_branch() -> None
     counted there, with the note, as --meta counts it; its MACs are those of the same model on the CPU."""
     pytest.importorskip("transformers")
     import torch
+    from user_models import gpt2_ids, gpt2_tiny
 
     from flopaudit.run import audit_model
-    from user_models import gpt2_ids, gpt2_tiny
 
     ids = gpt2_ids()
     with torch.device("meta"):
