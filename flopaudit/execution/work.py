@@ -22,7 +22,7 @@ from flopaudit.adapters import get_adapter
 from flopaudit.eager import compiled_code_eager
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
-from flopaudit.execution.meta import reads_values
+from flopaudit.execution.meta import answered_as_traced, reads_values, runs_when_traced, traced_branch_note
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs, holds_meta
 from flopaudit.isolation import run_isolated
@@ -211,8 +211,6 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     traced: tuple[str, ...] = ()  # on meta: where the code asked whether it is traced, once answered yes
 
     def trial() -> tuple[float, Any]:
-        from flopaudit.execution.meta import answered_as_traced
-
         with compiled_code_eager(), (answered_as_traced(model) if traced else contextlib.nullcontext()):
             if settings.strict_inputs:
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
@@ -225,8 +223,6 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         except Exception as exc:
             if not settings.meta or not reads_values(exc.__cause__ if isinstance(exc, UserError) else exc):
                 raise
-            from flopaudit.execution.meta import runs_when_traced, traced_branch_note
-
             traced = runs_when_traced(model, inputs)
             if not traced:
                 raise
@@ -290,8 +286,6 @@ def count_prepared(
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
-    from flopaudit.execution.meta import answered_as_traced
-
     with answered_as_traced(prepared.model) if prepared.traced_branch else contextlib.nullcontext():
         return count_on_meta(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
                              isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_, notes=prepared.notes)
