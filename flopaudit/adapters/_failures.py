@@ -115,10 +115,7 @@ def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
     modules; ``""`` for any other error."""
     if "'PackedSequence' object has no attribute" not in str(exc):
         return ""
-    modules = {id(m) for m in model.modules()}
-    found = None
-    for frame, _ in frames_of(exc):
-        found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
+    found = _held_module(exc, model)
     where = module_named(model, found) if found is not None else "an RNN module"
     return (f"; {where} was given a PackedSequence (what pack_padded_sequence makes), and the counter's RNN rule "
             "reads its input as a padded tensor")
@@ -133,13 +130,11 @@ def keyword_only_call_hint(exc: BaseException, model: nn.Module) -> str:
     ``input``; ``""`` for any other error."""
     if not isinstance(exc, (ValueError, IndexError, TypeError)):
         return ""
-    modules = {id(m) for m in model.modules()}
-    found = None
-    for frame, _ in frames_of(exc):
+    def hook_given_nothing(frame: FrameType) -> bool:
         given = frame.f_locals.get("input")
-        if torch_or_flopaudit(frame.f_globals.get("__name__", "")) or type(given) is not tuple or given:
-            continue
-        found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
+        return not torch_or_flopaudit(frame.f_globals.get("__name__", "")) and type(given) is tuple and not given
+
+    found = _held_module(exc, model, hook_given_nothing)
     if found is None:
         return ""
     return (f"; {module_named(model, found)} was called with keyword arguments only, and the counter's forward "
@@ -334,6 +329,18 @@ def interpolate_scale_factors(exc: BaseException, module: str, model: nn.Module)
     return (f"F.interpolate{_called_in(exc, model)} is given scale_factor={tuple(factors)!r}, one factor per "
             f"spatial dimension, which the counter's interpolate rule reads as a tuple only when its length is "
             f"len(input), the batch size ({batch}), and otherwise raises to a power")
+
+
+def _held_module(exc: BaseException, model: nn.Module,
+                 where: Callable[[FrameType], bool] = lambda frame: True) -> Any:
+    """The module of ``model`` held in the variables of the innermost frame of ``exc``'s traceback
+    that holds one (among the frames ``where`` accepts); None if none does."""
+    modules = {id(m) for m in model.modules()}
+    found = None
+    for frame, _ in frames_of(exc):
+        if where(frame):
+            found = next((v for v in frame.f_locals.values() if id(v) in modules), found)
+    return found
 
 
 def _called_in(exc: BaseException, model: nn.Module) -> str:
