@@ -814,3 +814,23 @@ def test_ptflops_on_attention_called_by_keyword_names_the_module() -> None:
     assert (r.error or "").startswith("ValueError: not enough values to unpack (expected 3, got 0)"), r.error
     assert ("; module 'self_attn' (MultiheadAttention) was called with keyword arguments only, and the counter's "
             "forward hook, which is given a module's positional inputs alone, found none") in (r.error or ""), r.error
+
+
+def test_ptflops_on_attention_given_its_value_by_keyword_names_the_module() -> None:
+    """ultralytics' RT-DETR encoder calls ``self.ma(q, k, value=src, attn_mask=...)``: ptflops' hook is
+    given ``(q, k)`` and fails to unpack three. The error names the module and what it was given."""
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ma = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.ma(x + 1, x + 1, value=x)[0]
+
+    r = _adapter("ptflops-pytorch").count(Encoder(), torch.randn(2, 5, 8))
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith("ValueError: not enough values to unpack (expected 3, got 2)"), r.error
+    assert ("; module 'ma' (MultiheadAttention) was called with 2 positional arguments and the rest as keyword "
+            "arguments, and the counter's forward hook, which is given a module's positional inputs alone, "
+            "unpacks 3") in (r.error or ""), r.error

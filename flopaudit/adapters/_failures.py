@@ -123,22 +123,31 @@ def packed_sequence_hint(exc: BaseException, model: nn.Module) -> str:
 
 def keyword_only_call_hint(exc: BaseException, model: nn.Module) -> str:
     """For a counter's forward hook that unpacks a module's positional inputs (ptflops' hook for
-    ``nn.MultiheadAttention``: ``q, k, v = input``) on a module called with keyword arguments
-    only (Mask2Former calls ``self_attn(query=..., key=..., value=...)``): a hook registered
-    without ``with_kwargs`` is given the positional inputs alone, here none. Which module, from
-    the innermost frame of the counter's code holding one of ``model``'s modules and an empty
-    ``input``; ``""`` for any other error."""
+    ``nn.MultiheadAttention``: ``q, k, v = input``) on a module given some or all of them as keyword
+    arguments (Mask2Former calls ``self_attn(query=..., key=..., value=...)``, ultralytics' RT-DETR
+    ``self.ma(q, k, value=src)``): a hook registered without ``with_kwargs`` is given the positional
+    inputs alone, here fewer than it unpacks. Which module, from the innermost frame of the
+    counter's code holding one of ``model``'s modules and an ``input`` tuple as long as the error says
+    it got; ``""`` for any other error."""
     if not isinstance(exc, (ValueError, IndexError, TypeError)):
         return ""
-    def hook_given_nothing(frame: FrameType) -> bool:
-        given = frame.f_locals.get("input")
-        return not torch_or_flopaudit(frame.f_globals.get("__name__", "")) and type(given) is tuple and not given
+    unpacked = re.search(r"not enough values to unpack \(expected (\d+), got (\d+)\)", str(exc))
+    got = int(unpacked.group(2)) if unpacked else 0
 
-    found = _held_module(exc, model, hook_given_nothing)
+    def hook_given_too_few(frame: FrameType) -> bool:
+        given = frame.f_locals.get("input")
+        return (not torch_or_flopaudit(frame.f_globals.get("__name__", "")) and type(given) is tuple
+                and len(given) == got)
+
+    found = _held_module(exc, model, hook_given_too_few)
     if found is None:
         return ""
-    return (f"; {module_named(model, found)} was called with keyword arguments only, and the counter's forward "
-            "hook, which is given a module's positional inputs alone, found none")
+    if got == 0:
+        return (f"; {module_named(model, found)} was called with keyword arguments only, and the counter's forward "
+                "hook, which is given a module's positional inputs alone, found none")
+    return (f"; {module_named(model, found)} was called with {got} positional argument{'s' * (got != 1)} and the "
+            f"rest as keyword arguments, and the counter's forward hook, which is given a module's positional "
+            f"inputs alone, unpacks {unpacked.group(1)}")
 
 
 def traced_state_hint(exc: BaseException, model: nn.Module) -> str:
