@@ -183,6 +183,26 @@ def cpu_positions() -> nn.Module:
     return _CPUPositions()
 
 
+class _MeasuredHead(nn.Module):
+    """Runs itself in its constructor to measure its stride on a CPU tensor, then sets its bias from
+    that stride's value: as ultralytics' detection models do (``DetectionModel.__init__`` runs a forward
+    pass on ``torch.zeros``; ``Detect.bias_init`` reads ``self.stride[i]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.register_buffer("stride", torch.tensor([8 / self.forward(torch.zeros(1, 3, 8, 8)).shape[-1]]))
+        self.conv.bias.data[:] = float(self.stride[0]) / 10
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+def measured_head() -> nn.Module:
+    return _MeasuredHead()
+
+
 class _FaultsOnSecondPass(nn.Module):
     """A Linear(4, 2) whose second forward pass (the first one the cost phase runs) hangs or exits."""
 

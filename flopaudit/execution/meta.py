@@ -49,10 +49,46 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
             model, inputs = case.instantiate()
         return model, inputs.to("meta"), ()
     except Exception as exc:  # noqa: BLE001 - try the next way
-        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-    with empty_weights(), skip_init():
-        model, inputs = case.instantiate()
+        failed_first = exc
+    first = f"{type(failed_first).__name__}: {failed_first}".strip().splitlines()[0]
+    try:
+        with empty_weights(), skip_init():
+            model, inputs = case.instantiate()
+    except Exception as exc:
+        if (type(exc) is type(failed_first) and str(exc) == str(failed_first)
+                and not any(fault(exc) for fault in (mixes_devices, reads_values, shapes_from_values))):
+            raise  # (the same error both ways, not the meta device's: the factory's own)
+        raise MetaBuildFailure(failed_first, exc) from exc
     return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({first}); built with empty_weights()",)
+
+
+class MetaBuildFailure(Exception):
+    """A model that neither of :func:`instantiate_on_meta`'s two ways builds: what each met, and where
+    in the model's code (a constructor that reads a tensor's value, or that runs the model to measure
+    it, as ultralytics' detection heads do)."""
+
+    def __init__(self, under_device: BaseException, with_empty_weights: BaseException) -> None:
+        self.under_device = under_device
+        self.with_empty_weights = with_empty_weights
+        super().__init__(f"under torch.device('meta'), {_build_fault(under_device)}; with empty_weights() "
+                         f"(parameters and buffers on meta, other tensors where the code makes them), "
+                         f"{_build_fault(with_empty_weights)}")
+
+
+def _build_fault(exc: BaseException) -> str:
+    """What a constructor met on meta, in a clause: a value read or a device mix where it is one, and
+    where in the model's code (outside torch) it happened."""
+    text = str(exc).strip()
+    said = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+    if len(said) > 160:
+        said = said[:160].rsplit(" ", 1)[0] + " ..."
+    reader, caller = _outside_torch(exc)
+    where = f" in {reader}" + (f", called from {caller}" if caller else "") if reader else ""
+    if mixes_devices(exc):
+        return f"it used a tensor it made on another device with meta tensors ({said}){where}"
+    if reads_values(exc) or shapes_from_values(exc):
+        return f"it read a tensor's value ({said}){where}"
+    return f"it raised {said}{where}"
 
 
 _VALUE_READS = ("meta tensors", "on meta", "data-dependent", "Cannot copy out of meta tensor", "item()")

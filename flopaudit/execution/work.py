@@ -194,6 +194,13 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
             raise
         return failed(str(exc))
     except Exception as exc:  # noqa: BLE001
+        from flopaudit.execution.meta import MetaBuildFailure
+
+        if isinstance(exc, MetaBuildFailure):
+            message = f"failed to build on the meta device: {exc}: count it without --meta"
+            if settings.strict_inputs and settings.failure_stops:
+                raise UserError(f"model {case.id!r} {message}") from None
+            return failed(f"model {message}")
         if settings.strict_inputs and settings.failure_stops:
             raise UserError(f"model {case.id!r} or its inputs factory raised while building: {_first_line(exc)}") from None
         where = " on the meta device (run it without --meta)" if settings.meta else ""
