@@ -32,44 +32,34 @@ def meta_support(backend: str) -> MetaSupport:
 
 
 def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[str, ...]]:
-    """Build ``case`` with every parameter, buffer and input on the meta device.
-
-    First under ``with torch.device("meta")``; a constructor that needs
-    tensor values (e.g. torchvision's RegNet rounds widths with
-    ``.tolist()``) is built again with the reference's ``empty_weights()``
-    (each parameter lands on meta as it is registered). Both skip
-    ``torch.nn.init`` (:func:`~flopaudit.reference.api.skip_init`): the
-    weights' values are never used. Returns the notes
-    of what was done instead, for the results' warnings.
+    """Build ``case`` with every parameter, buffer and input on the meta device
+    (:func:`~flopaudit.reference.api.build_on_meta`: under ``torch.device("meta")``, else with
+    ``empty_weights()``). Returns the notes of what was done instead, for the results' warnings.
+    Where neither way builds it: :class:`MetaBuildFailure` saying what each met, or, where both
+    raised the same error and it is not the meta device's, that error (the factory's own).
     """
-    from flopaudit.reference.api import empty_weights, skip_init
+    from flopaudit.reference.api import MetaBuildError, build_on_meta
 
     try:
-        with torch.device("meta"), skip_init():
-            model, inputs = case.instantiate()
+        (model, inputs), first = build_on_meta(case.instantiate)
+    except MetaBuildError as exc:
+        under_device, with_empty_weights = exc.failures
+        if (type(with_empty_weights) is type(under_device) and str(with_empty_weights) == str(under_device)
+                and not any(fault(with_empty_weights) for fault in (mixes_devices, reads_values, shapes_from_values))):
+            raise with_empty_weights from None
+        raise MetaBuildFailure(under_device, with_empty_weights) from exc
+    if first is None:
         return model, inputs.to("meta"), ()
-    except Exception as exc:  # noqa: BLE001 - try the next way
-        failed_first = exc
-    first = f"{type(failed_first).__name__}: {failed_first}".strip().splitlines()[0]
-    try:
-        with empty_weights(), skip_init():
-            model, inputs = case.instantiate()
-    except Exception as exc:
-        if (type(exc) is type(failed_first) and str(exc) == str(failed_first)
-                and not any(fault(exc) for fault in (mixes_devices, reads_values, shapes_from_values))):
-            raise  # (the same error both ways, not the meta device's: the factory's own)
-        raise MetaBuildFailure(failed_first, exc) from exc
-    return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({first}); built with empty_weights()",)
+    said = f"{type(first).__name__}: {first}".strip().splitlines()[0]
+    return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({said}); built with empty_weights()",)
 
 
 class MetaBuildFailure(Exception):
     """A model that neither of :func:`instantiate_on_meta`'s two ways builds: what each met, and where
     in the model's code (a constructor that reads a tensor's value, or that runs the model to measure
-    it, as ultralytics' detection heads do)."""
+    it, as ultralytics' detection models do)."""
 
     def __init__(self, under_device: BaseException, with_empty_weights: BaseException) -> None:
-        self.under_device = under_device
-        self.with_empty_weights = with_empty_weights
         super().__init__(f"under torch.device('meta'), {_build_fault(under_device)}; with empty_weights() "
                          f"(parameters and buffers on meta, other tensors where the code makes them), "
                          f"{_build_fault(with_empty_weights)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -278,7 +278,44 @@ def apply_ruleset(source: ReferenceCount | Sequence[OpEvent], ruleset: str | Rul
 
 
 class MetaBuildError(RuntimeError):
-    """The model could not be built or run on the meta device."""
+    """The model could not be built or run on the meta device; ``failures``: what each way of
+    building it raised, in the order tried (empty where a forward pass failed instead)."""
+
+    def __init__(self, message: str, failures: tuple[BaseException, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+_T = TypeVar("_T")
+
+
+def build_on_meta(build_fn: Callable[[], _T]) -> tuple[_T, BaseException | None]:
+    """``build_fn()`` with every parameter and buffer it makes on the meta device, and what the
+    first way raised where the second was needed (``None`` otherwise).
+
+    First under ``with torch.device("meta")``; a constructor that needs tensor values (torchvision's
+    RegNet rounds widths with ``.tolist()``) is built again under :func:`empty_weights` (each
+    parameter and buffer lands on meta as it is registered; other tensors are made where the code
+    makes them). Both skip ``torch.nn.init`` (:func:`skip_init`): the weights' values are never used.
+    Neither building raises :class:`MetaBuildError` holding both exceptions.
+    """
+    try:
+        with torch.device("meta"), skip_init():
+            return build_fn(), None
+    except Exception as exc:  # noqa: BLE001 - try the next way
+        under_device = exc
+    try:
+        with empty_weights(), skip_init():
+            return build_fn(), under_device
+    except Exception as exc:  # noqa: BLE001 - both ways failed: the error holds both
+        with_empty_weights = exc
+    raise MetaBuildError(f"build under torch.device('meta') failed: {_said(under_device)}; build with "
+                         f"empty_weights() failed: {_said(with_empty_weights)}",
+                         (under_device, with_empty_weights)) from with_empty_weights
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 @contextlib.contextmanager
@@ -384,16 +421,12 @@ def count_meta(
     failures: list[str] = []
     model: nn.Module | None = None
     try:
-        with torch.device("meta"), skip_init():
-            model = build_fn()
-    except Exception as exc:  # noqa: BLE001 - try the next strategy
-        failures.append(f"build under torch.device('meta') failed: {type(exc).__name__}: {exc}")
-        try:
-            with empty_weights(), skip_init():
-                model = build_fn()
-        except Exception as exc2:  # noqa: BLE001
-            failures.append(f"build with empty_weights() failed: {type(exc2).__name__}: {exc2}")
-            model = None
+        model, first = build_on_meta(build_fn)
+        if first is not None:
+            failures.append(f"build under torch.device('meta') failed: {_said(first)}")
+    except MetaBuildError as exc:
+        failures.extend(f"build {how} failed: {_said(e)}"
+                        for how, e in zip(("under torch.device('meta')", "with empty_weights()"), exc.failures))
     if model is not None:
         try:
             with torch.device("meta"):
@@ -418,6 +451,7 @@ def _with_notes(result: ReferenceCount, notes: tuple[str, ...]) -> ReferenceCoun
 
 __all__ = [
     "MetaBuildError",
+    "build_on_meta",
     "PhaseSummary",
     "empty_weights",
     "ParamCount",
