@@ -515,7 +515,8 @@ def audit_model(
     model_inputs = ModelInputs.coerce(inputs, kwargs)
     names = chosen_backends(backends or default_backends(step.kind))
     if holds_meta(model, model_inputs):  # a model built on meta: as --meta counts it
-        from flopaudit.execution.meta import answered_as_traced, meta_traced_branch, traced_branch_note
+        from flopaudit.execution.meta import answered_as_traced, meta_traced_branch
+        from flopaudit.reference.traced_branch import traced_branch_note
 
         traced = meta_traced_branch(model, model_inputs)
         with answered_as_traced(model) if traced else contextlib.nullcontext():

@@ -95,6 +95,40 @@ def test_count_meta_can_raise_instead() -> None:
         count_meta(NeedsValuesToRun, lambda: torch.randn(3, 4), fallback="raise")
 
 
+def test_a_model_reading_values_unless_traced_is_counted_on_meta_in_its_traced_branch() -> None:
+    """transformers reads the attention mask it is given to see whether it can leave it out, unless
+    ``torch.jit.is_tracing()``: on meta, ``count`` and ``count_meta`` count such a model in its traced
+    branch and say so, instead of failing (``count_meta`` then building it on the CPU: a 7B model's
+    weights). The counts equal the CPU's."""
+    pytest.importorskip("transformers")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from flopaudit.inputs import ModelInputs
+
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+
+    def inputs() -> ModelInputs:
+        return ModelInputs((), {"input_ids": torch.arange(8).view(1, 8) + 1,
+                                "attention_mask": torch.ones(1, 8, dtype=torch.long)})
+
+    torch.manual_seed(0)
+    cpu = count(LlamaForCausalLM(config).eval(), inputs())
+    meta = count_meta(lambda: LlamaForCausalLM(config).eval(), inputs, fallback="raise")
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config).eval()
+    direct = count(model, inputs(), device="meta")
+    for result in (meta, direct):
+        assert result.device == "meta"
+        assert (result.macs, result.params) == (cpu.macs, cpu.params)
+        assert [n for n in result.notes if n.startswith("on meta the model's code asks whether it is traced (transformers.")
+                and "counted in the branch it takes under a trace" in n], result.notes
+    assert not any("traced" in n for n in cpu.notes)
+    # answering no, as asked: the value read stands
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta tensors"):
+        count(model, inputs(), device="meta", as_traced=False)
+
+
 def _bench_module():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference_meta.py"
     spec = importlib.util.spec_from_file_location("bench_reference_meta", path)

@@ -15,7 +15,7 @@ backend's descriptor says so (:attr:`flopaudit.adapters.Backend.meta`), and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from torch import nn
 from flopaudit.adapters import get_backend
 from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.inputs import ModelInputs
+from flopaudit.reference.traced_branch import reads_values
 from flopaudit.zoo.case import ModelCase
 
 
@@ -79,15 +80,6 @@ def _build_fault(exc: BaseException) -> str:
     if reads_values(exc) or shapes_from_values(exc):
         return f"it read a tensor's value ({said}){where}"
     return f"it raised {said}{where}"
-
-
-_VALUE_READS = ("meta tensors", "on meta", "data-dependent", "Cannot copy out of meta tensor", "item()")
-
-
-def reads_values(exc: BaseException) -> bool:
-    """Whether ``exc`` is a forward pass reading a tensor's value, which meta tensors do not have."""
-    text = f"{type(exc).__name__}: {exc}"
-    return any(marker in text for marker in _VALUE_READS)
 
 
 _VALUE_SHAPED = ("data-independent implementation does not exist",)
@@ -152,14 +144,6 @@ def meta_traced_branch(model: nn.Module, inputs: ModelInputs) -> tuple[str, ...]
     except Exception as exc:  # noqa: BLE001 - a failure is each count's to report
         return runs_when_traced(model, inputs) if reads_values(exc) else ()
     return ()
-
-
-def traced_branch_note(sites: Sequence[str]) -> str:
-    """What every count of a model run on meta in its traced branch says."""
-    return (f"on meta the model's code asks whether it is traced ({', '.join(sites)}) and otherwise reads tensor "
-            "values, which meta tensors do not have: it was answered yes and counted in the branch it takes under "
-            "a trace (transformers then leaves out its padding-token and attention-mask checks and makes its "
-            "attention mask instead of skipping it)")
 
 
 def _outside_torch(exc: BaseException) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from flopaudit.adapters import get_adapter
 from flopaudit.eager import compiled_code_eager
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
-from flopaudit.execution.meta import answered_as_traced, reads_values, runs_when_traced, traced_branch_note
+from flopaudit.execution.meta import answered_as_traced, runs_when_traced
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs, holds_meta
 from flopaudit.isolation import run_isolated
@@ -30,6 +30,7 @@ from flopaudit.measure.records import ModelCost
 from flopaudit.modes import FIXED_MODE_NOTE, set_mode
 from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status
+from flopaudit.reference.traced_branch import reads_values, traced_branch_note
 from flopaudit.zoo.case import ModelCase
 from flopaudit.zoo.select import check_runs
 
