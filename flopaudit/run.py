@@ -17,7 +17,6 @@ This module imports no torch: the command line runs it with
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -515,14 +514,13 @@ def audit_model(
     model_inputs = ModelInputs.coerce(inputs, kwargs)
     names = chosen_backends(backends or default_backends(step.kind))
     if holds_meta(model, model_inputs):  # a model built on meta: as --meta counts it
-        from flopaudit.execution.meta import answered_as_traced, meta_traced_branch
-        from flopaudit.reference.traced_branch import traced_branch_note
+        from flopaudit.execution.meta import meta_workarounds
 
-        traced = meta_traced_branch(model, model_inputs)
-        with answered_as_traced(model) if traced else contextlib.nullcontext():
+        ways = meta_workarounds(model, model_inputs)
+        with ways.applied(model):
             results = tuple(
                 count_on_meta(b, model, model_inputs, model_name=name, timeout=timeout, isolate=isolate,
-                              pass_=step, notes=(traced_branch_note(traced),) if traced else ())
+                              pass_=step, notes=ways.notes())
                 for b in names
             )
     else:

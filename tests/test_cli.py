@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from fake_backends import FAKES, registered
 
 from flopaudit.cli import COMMANDS, build_parser, main
@@ -248,6 +249,27 @@ def test_meta_says_what_each_way_of_building_met_where_neither_builds(
     assert main(["run", "--models", "user_models:measured_head", "--input-shape", "1,3,8,8", "--backends",
                  "reference", "--no-cache", "--no-progress", "--out", str(tmp_path / "cpu")]) == 0
     assert _by_model(tmp_path / "cpu")["user_models:measured_head"][0]["macs"] == 4 * 27 * 16
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch._grouped_mm: torch 2.8 and later")
+def test_a_mixture_of_experts_model_counts_on_meta_as_on_the_cpu(tmp_path: Path) -> None:
+    """Qwen3-MoE given an attention mask: on meta it reads the mask unless traced, and its experts'
+    float32 grouped products are refused by torch's meta kernel. Both are worked round, every cell says
+    how, and the reference's MACs and parameters equal the CPU's."""
+    pytest.importorskip("transformers")
+    from flopaudit.reference.meta_workarounds import GROUPED_NOTE
+
+    argv = ["run", "--models", "user_models:qwen3_moe_tiny", "--inputs", "user_models:gpt2_ids_masked",
+            "--backends", "reference", "torch-flop-counter", "--no-cache", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "cpu")]) == 0
+    assert main([*argv, "--meta", "--out", str(tmp_path / "meta")]) == 0
+    cpu, meta = (_by_model(tmp_path / d)["user_models:qwen3_moe_tiny"] for d in ("cpu", "meta"))
+    assert [r["status"] for r in meta] == ["ok", "ok"], meta
+    assert (meta[0]["macs"], meta[0]["params"]) == (cpu[0]["macs"], cpu[0]["params"])
+    for r in meta:
+        assert GROUPED_NOTE in r["warnings"], r["warnings"]
+        assert any(w.startswith("on meta the model's code asks whether it is traced") for w in r["warnings"])
+    assert not any(GROUPED_NOTE == w for r in cpu for w in r["warnings"])
 
 
 def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_input(

@@ -129,6 +129,34 @@ def test_a_model_reading_values_unless_traced_is_counted_on_meta_in_its_traced_b
         count(model, inputs(), device="meta", as_traced=False)
 
 
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch._grouped_mm: torch 2.8 and later")
+@pytest.mark.parametrize("pass_", ["inference", "train"])
+def test_grouped_products_in_float32_count_on_meta_as_on_the_cpu(pass_: str) -> None:
+    """transformers runs mixture-of-experts layers as ``torch._grouped_mm``, whose meta kernel takes
+    bfloat16 only where the CPU's takes float32: on meta the products get bfloat16 stand-ins, every
+    operator and count equals the CPU's, forward and backward, and the notes say so."""
+    from flopaudit.reference.meta_workarounds import GROUPED_NOTE
+    from flopaudit.zoo import get_case
+
+    case = get_case("moe-grouped-experts")
+    model, inputs = case.instantiate()
+    cpu = count(model, inputs.fresh(), pass_=pass_)
+    meta = count_meta(lambda: case.instantiate()[0], lambda: inputs.fresh(), fallback="raise", pass_=pass_)
+    assert meta.device == "meta" and cpu.device == "cpu"
+    assert [(e.op, e.macs, e.module_path, e.phase) for e in meta.events] == [
+        (e.op, e.macs, e.module_path, e.phase) for e in cpu.events]
+    assert (meta.macs, meta.params) == (cpu.macs, cpu.params)
+    grouped = [e for e in meta.events if e.op == "aten._grouped_mm.default"]
+    assert len(grouped) == (2 if pass_ == "inference" else 5)  # backward: down's input and weight gradients, up's weight's
+    assert GROUPED_NOTE in meta.notes and GROUPED_NOTE not in cpu.notes
+    # without the stand-ins the meta kernel refuses float32, as torch's does
+    with torch.device("meta"):
+        bare = case.instantiate()[0]
+    with pytest.raises(RuntimeError, match="Expected mat_a to be BFloat16"), torch.no_grad():
+        given = inputs.fresh().to("meta")
+        bare(*given.args, **given.kwargs)
+
+
 def _bench_module():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference_meta.py"
     spec = importlib.util.spec_from_file_location("bench_reference_meta", path)

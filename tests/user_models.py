@@ -342,3 +342,15 @@ def gpt2_ids() -> dict[str, torch.Tensor]:
 
 def gpt2_ids_masked() -> dict[str, torch.Tensor]:
     return {**gpt2_ids(), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+
+
+def qwen3_moe_tiny() -> nn.Module:
+    """transformers' Qwen3-MoE from a tiny config: its experts run as ``torch._grouped_mm``, and
+    given an ``attention_mask`` it reads the mask to see whether it can leave it out."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeModel
+
+    torch.manual_seed(0)
+    config = Qwen3MoeConfig(vocab_size=64, hidden_size=16, intermediate_size=32, moe_intermediate_size=8,
+                            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                            num_experts=4, num_experts_per_tok=2, max_position_embeddings=16, pad_token_id=0)
+    return Qwen3MoeModel(config).eval()

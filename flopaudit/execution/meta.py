@@ -14,16 +14,13 @@ backend's descriptor says so (:attr:`flopaudit.adapters.Backend.meta`), and
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
 from flopaudit.adapters import get_backend
 from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.inputs import ModelInputs
-from flopaudit.reference.traced_branch import reads_values
+from flopaudit.reference.meta_workarounds import MetaWorkarounds, reads_values, run_on_meta
 from flopaudit.zoo.case import ModelCase
 
 
@@ -109,41 +106,26 @@ def mixes_devices(exc: BaseException) -> bool:
     return "meta" in text and any(marker in text for marker in _DEVICE_MIXES)
 
 
-@contextlib.contextmanager
-def answered_as_traced(model: nn.Module) -> Iterator[dict[str, int]]:
-    """For the block, ``torch.jit.is_tracing()`` asked by the model's code (and by the libraries it
-    calls) answers yes (:func:`flopaudit.reference.patching.answering_tracing`); yields where it was asked."""
-    from flopaudit.model_code import model_namespaces
-    from flopaudit.reference.patching import answering_tracing
+def meta_workarounds(model: nn.Module, inputs: ModelInputs) -> MetaWorkarounds:
+    """For a model on meta: the ways round a failure there its forward needs
+    (:func:`~flopaudit.reference.meta_workarounds.run_on_meta`): none if it runs as it is, or if it
+    fails whatever is tried (each count then reports its failure). What ``flopaudit.audit()`` asks
+    before its counts."""
 
-    asked: dict[str, int] = {}
-    with answering_tracing(True, asked, model_namespaces(model)):
-        yield asked
-
-
-def runs_when_traced(model: nn.Module, inputs: ModelInputs) -> tuple[str, ...]:
-    """A model whose forward on meta read a tensor's value: where its code asks whether it is traced,
-    if its forward runs on meta once answered yes (transformers skips its padding-token and
-    attention-mask checks under a trace, which read values); ``()`` if nothing asked or it still fails."""
-    try:
-        with answered_as_traced(model) as asked, torch.no_grad():
+    def forward(ways: MetaWorkarounds) -> dict[str, int]:
+        with torch.no_grad(), ways.applied(model) as asked:
             given = inputs.fresh()
             model(*given.args, **given.kwargs)
-    except Exception:  # noqa: BLE001 - it fails in that branch too: the first failure stands
-        return ()
-    return tuple(sorted(asked))
+        return asked
 
-
-def meta_traced_branch(model: nn.Module, inputs: ModelInputs) -> tuple[str, ...]:
-    """For a model on meta: ``()`` if its forward runs there (or fails otherwise than by reading a
-    value); else :func:`runs_when_traced` (what ``flopaudit.audit()`` asks before its counts)."""
     try:
-        with torch.no_grad():
-            given = inputs.fresh()
-            model(*given.args, **given.kwargs)
+        forward(MetaWorkarounds())
     except Exception as exc:  # noqa: BLE001 - a failure is each count's to report
-        return runs_when_traced(model, inputs) if reads_values(exc) else ()
-    return ()
+        try:
+            return run_on_meta(forward, exc, lambda asked: asked)[1]
+        except Exception:  # noqa: BLE001
+            return MetaWorkarounds()
+    return MetaWorkarounds()
 
 
 def _outside_torch(exc: BaseException) -> tuple[str, str]:
@@ -205,4 +187,4 @@ def meta_failure(exc: BaseException, inputs: str = "") -> str:
                 f"have shapes but no values: {_value_read_advice(reader, inputs)}")
     given = f" with input {inputs}" if inputs else ""
     return (f" failed on the meta device{given}: {said()} (the input, or an operator whose meta kernel refuses what "
-            "its CPU kernel takes, such as grouped products in float32: run it without --meta to tell)")
+            "its CPU kernel takes: run it without --meta to tell)")

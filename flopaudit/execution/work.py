@@ -8,7 +8,6 @@ imports this module.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from flopaudit.adapters import get_adapter
 from flopaudit.eager import compiled_code_eager
 from flopaudit.errors import UserError, batch_statistics_hint
 from flopaudit.execution.failures import failed_result
-from flopaudit.execution.meta import answered_as_traced, runs_when_traced
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs, holds_meta
 from flopaudit.isolation import run_isolated
@@ -30,7 +28,7 @@ from flopaudit.measure.records import ModelCost
 from flopaudit.modes import FIXED_MODE_NOTE, set_mode
 from flopaudit.passes import INFERENCE_PASS, Pass
 from flopaudit.records import CaseInfo, CountResult, Status
-from flopaudit.reference.traced_branch import reads_values, traced_branch_note
+from flopaudit.reference.meta_workarounds import MetaWorkarounds, run_on_meta
 from flopaudit.zoo.case import ModelCase
 from flopaudit.zoo.select import check_runs
 
@@ -145,9 +143,10 @@ class PreparedCase:
     """``(("device", ...), ("dtype", ...))`` when the case was put elsewhere than the CPU in float32:
     recorded in each count's options."""
     pass_: Pass = INFERENCE_PASS
-    traced_branch: tuple[str, ...] = ()
-    """On meta, where the model's code asks whether it is traced, for a model that reads tensor values
-    otherwise: every count answers yes (:func:`~flopaudit.execution.meta.runs_when_traced`)."""
+    meta_workarounds: MetaWorkarounds = MetaWorkarounds()
+    """On meta, the ways round a failure there the trial forward needed (answering
+    ``torch.jit.is_tracing()`` yes, bfloat16 stand-ins for float32 grouped products): every count
+    runs with them (:mod:`flopaudit.reference.meta_workarounds`)."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -216,26 +215,23 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         model, inputs = place(model, inputs, settings.device, settings.dtype)
     if on_phase is not None:
         on_phase()
-    traced: tuple[str, ...] = ()  # on meta: where the code asked whether it is traced, once answered yes
+    ways = MetaWorkarounds()  # on meta: the ways round a failure there, kept for every count
 
-    def trial() -> tuple[float, Any]:
-        with compiled_code_eager(), (answered_as_traced(model) if traced else contextlib.nullcontext()):
+    def trial(ways: MetaWorkarounds) -> tuple[float, Any, dict[str, int]]:
+        with compiled_code_eager(), ways.applied(model) as asked:
             if settings.strict_inputs:
                 check_runs(case, model, inputs.fresh(), meta=settings.meta)
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
-        return forward_s, output
+        return forward_s, output, asked
 
     try:
         try:
-            forward_s, output = trial()  # (compiled code runs eagerly, as every count runs it: flopaudit.eager)
+            forward_s, output, _ = trial(ways)  # (compiled code runs eagerly, as every count runs it: flopaudit.eager)
         except Exception as exc:
-            if not settings.meta or not reads_values(exc.__cause__ if isinstance(exc, UserError) else exc):
+            if not settings.meta:
                 raise
-            traced = runs_when_traced(model, inputs)
-            if not traced:
-                raise
-            notes += (traced_branch_note(traced),)
-            forward_s, output = trial()
+            (forward_s, output, _), ways = run_on_meta(trial, exc, lambda tried: tried[2])
+            notes += ways.notes()
     except UserError as exc:
         if settings.failure_stops:
             raise
@@ -265,7 +261,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     )
     placed = (settings.device, settings.dtype) != ("cpu", "float32") and not settings.meta
     placement = (("device", settings.device), ("dtype", settings.dtype)) if placed else ()
-    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement, settings.pass_, traced)
+    return PreparedCase(case.id, info, model, inputs, settings.meta, notes, placement, settings.pass_, ways)
 
 
 def count_prepared(
@@ -294,7 +290,7 @@ def count_prepared(
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
-    with answered_as_traced(prepared.model) if prepared.traced_branch else contextlib.nullcontext():
+    with prepared.meta_workarounds.applied(prepared.model):
         return count_on_meta(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
                              isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_, notes=prepared.notes)
 

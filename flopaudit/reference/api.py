@@ -13,9 +13,9 @@ from flopaudit.inputs import ModelInputs, holds_meta
 from flopaudit.passes import INFERENCE_PASS, PHASES, Pass, pass_of
 from flopaudit.reference import formulas as _formulas  # noqa: F401 - registers the built-in formulas
 from flopaudit.reference.engine import ModuleCall, OpEvent, Recording, record
+from flopaudit.reference.meta_workarounds import MetaWorkarounds, run_on_meta
 from flopaudit.reference.pricing import PhaseSummary, Totals, apply, price
 from flopaudit.reference.rulesets import Ruleset, RulesetTotals, get_ruleset
-from flopaudit.reference.traced_branch import reads_values, traced_branch_note
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,13 @@ def count(
 
     ``device="meta"`` requires a model already on the meta device (built
     under ``with torch.device("meta"):``) and moves tensor inputs to meta;
-    no weights are allocated. On meta, a pass that fails reading a tensor's
-    value is recorded again with ``torch.jit.is_tracing()`` answered yes
-    (unless ``as_traced`` is given): a model that reads values only outside a
-    trace (transformers' attention-mask checks) is counted in its traced
-    branch, with a note saying so (:mod:`flopaudit.reference.traced_branch`). A model under ``FakeTensorMode`` with fake
+    no weights are allocated. A pass that fails on meta is recorded again with
+    the way round its failure, where there is one, each said in the notes
+    (:mod:`flopaudit.reference.meta_workarounds`; not where ``as_traced`` is
+    given): a model that reads values only outside a trace (transformers'
+    attention-mask checks) is counted in its traced branch, and float32
+    grouped products (mixture-of-experts layers), which torch's meta kernel
+    refuses, get bfloat16 stand-ins. A model under ``FakeTensorMode`` with fake
     inputs works with ``device=None``. To build on meta, see :func:`count_meta`.
 
     A ruleset with ``patched_functions`` records the pass with those Python
@@ -237,27 +239,21 @@ def count(
         ins = ins.to("meta")
     grad_ctx = torch.no_grad() if no_grad and not step.train else contextlib.nullcontext()
 
-    def recorded(traced: bool | None) -> Recording:
-        with grad_ctx:
+    def recorded(ways: MetaWorkarounds) -> Recording:
+        with grad_ctx, ways.applied(model, tracing=False):
             return record(model, ins.args, ins.kwargs, patch=tuple(dict.fromkeys((*rs.patched_functions, *patch))),
                           module_hooks=rs.module_hooks if module_hooks is None else module_hooks, cache=cache,
-                          step=step if step.train else None, as_traced=traced,
+                          step=step if step.train else None, as_traced=True if ways.traced else as_traced,
                           unpatched_for_overrides=unpatched_for_overrides)
 
-    traced_note: tuple[str, ...] = ()
+    ways = MetaWorkarounds()
     try:
-        rec = recorded(as_traced)
+        rec = recorded(ways)
     except Exception as exc:
-        if as_traced is not None or not reads_values(exc) or not holds_meta(model, ins):
+        if as_traced is not None or not holds_meta(model, ins):
             raise
-        # On meta, a model whose code reads values unless it is traced is counted in its traced branch.
-        try:
-            rec = recorded(True)
-        except Exception:  # noqa: BLE001 - it fails in that branch too: the first failure stands
-            rec = None
-        if rec is None or not rec.tracing_asked:
-            raise exc from None
-        traced_note = (traced_branch_note(sorted(rec.tracing_asked)),)
+        # On meta: the ways round a value read outside a trace and float32 grouped products.
+        rec, ways = run_on_meta(recorded, exc, lambda r: r.tracing_asked)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
     summary, module_calls, ruleset_totals = _summaries(events, calls, rs, ins.batch_size, phases=step.train)
@@ -275,7 +271,7 @@ def count(
         ruleset=ruleset_totals,
         batch_size=ins.batch_size,
         device=",".join(sorted(devices)) or (device or ""),
-        notes=(*rec.notes, *traced_note),
+        notes=(*rec.notes, *ways.notes()),
         traced_custom_ops=dict(rec.traced),
         pass_=step,
         phases={p: summary.phases[p] for p in PHASES if p in summary.phases},

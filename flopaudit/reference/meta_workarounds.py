@@ -1,0 +1,166 @@
+"""What lets a model that fails on the meta device run there, and the notes saying what was done.
+
+Meta tensors have shapes and no values, and some of torch's meta kernels
+refuse what the CPU's take. Two failures have a sound way round, tried in
+turn by :func:`run_on_meta` and kept for every count of the model:
+
+- **A value read outside a trace.** Some model code reads values only when it
+  is not traced: transformers checks ``input_ids`` for padding tokens when no
+  ``attention_mask`` is given, and checks the attention mask to see whether it
+  can leave it out, unless ``torch.jit.is_tracing()``. The model is run with
+  that question answered yes for its code, and counted in the branch it takes
+  under a trace.
+- **Grouped products in float32.** The meta kernel of ``aten._grouped_mm``
+  (transformers' mixture-of-experts layers, ``F.grouped_mm``) accepts bfloat16
+  only, where the CPU kernel takes float32 too. A float32 call on meta tensors
+  is given bfloat16 stand-ins and its output cast back: the output's shape
+  does not depend on the dtype, and meta tensors hold no values to lose.
+
+A model that reads a value in every branch still fails, with the failure of
+the last way tried. Used by :func:`flopaudit.reference.count` on meta and by
+every count of a ``--meta`` audit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_VALUE_READS = ("meta tensors", "on meta", "data-dependent", "Cannot copy out of meta tensor", "item()")
+
+
+def reads_values(exc: BaseException) -> bool:
+    """Whether ``exc`` is a forward pass reading a tensor's value, which meta tensors do not have."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _VALUE_READS)
+
+
+_GROUPED_REFUSAL = re.compile(r"Expected mat_[ab] to be BFloat16")
+"""What torch's meta kernel for ``aten._grouped_mm`` says of a float32 operand."""
+
+
+def refuses_float32_grouped(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or says it comes from) the meta kernel of grouped products refusing a
+    float32 operand."""
+    return _GROUPED_REFUSAL.search(str(exc)) is not None
+
+
+class _GroupedInBFloat16(TorchDispatchMode):
+    """``aten._grouped_mm`` on float32 meta tensors computed from bfloat16 stand-ins, its output cast
+    back to the dtype the CPU kernel returns (``out_dtype``, else the first operand's); every other
+    operator runs as it is."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is not torch.ops.aten._grouped_mm.default or not _float32_on_meta(args[0]):
+            return func(*args, **kwargs)
+        out_dtype = kwargs.pop("out_dtype", None)
+        if len(args) > 4:
+            args, out_dtype = args[:4], args[4]
+        # NB: only shapes come out of a meta kernel, and a grouped product's shape is its operands' whatever the dtype.
+        output = func(*map(_stand_in, args), **{k: _stand_in(v) for k, v in kwargs.items()})
+        return output.to(out_dtype or args[0].dtype)
+
+
+def _float32_on_meta(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.device.type == "meta" and value.dtype == torch.float32
+
+
+def _stand_in(value: Any) -> Any:
+    return value.to(torch.bfloat16) if _float32_on_meta(value) else value
+
+
+GROUPED_NOTE = ("on meta, torch's kernel for grouped products (aten._grouped_mm, as in mixture-of-experts layers) "
+                "takes bfloat16 only, where the CPU's takes float32: their output shapes were computed from bfloat16 "
+                "stand-ins, which changes no shape and so no count")
+
+
+def traced_branch_note(sites: Sequence[str]) -> str:
+    """What every count of a model run on meta in its traced branch says (``sites``: where its code
+    asked whether it is traced)."""
+    return (f"on meta the model's code asks whether it is traced ({', '.join(sites)}) and otherwise reads tensor "
+            "values, which meta tensors do not have: it was answered yes and counted in the branch it takes under "
+            "a trace (transformers then leaves out its padding-token and attention-mask checks and makes its "
+            "attention mask instead of skipping it)")
+
+
+@contextlib.contextmanager
+def answered_as_traced(model: nn.Module) -> Iterator[dict[str, int]]:
+    """For the block, ``torch.jit.is_tracing()`` asked by the model's code (and by the libraries it
+    calls) answers yes (:func:`flopaudit.reference.patching.answering_tracing`); yields where it was asked."""
+    from flopaudit.model_code import model_namespaces
+    from flopaudit.reference.patching import answering_tracing
+
+    asked: dict[str, int] = {}
+    with answering_tracing(True, asked, model_namespaces(model)):
+        yield asked
+
+
+@dataclass(frozen=True)
+class MetaWorkarounds:
+    """The ways round a meta-device failure a model needs (none: it runs there as it is)."""
+
+    traced_sites: tuple[str, ...] = ()
+    """Where the model's code asks ``torch.jit.is_tracing()``, answered yes; ``()``: not answered."""
+    grouped_in_bfloat16: bool = False
+    """Float32 grouped products on meta computed from bfloat16 stand-ins."""
+    traced: bool = False
+    """``torch.jit.is_tracing()`` answered yes (``traced_sites`` says where it was asked)."""
+
+    def __bool__(self) -> bool:
+        return self.traced or self.grouped_in_bfloat16
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
+        """For the block, the workarounds on; yields where ``is_tracing()`` was asked (when answered).
+        ``tracing=False`` leaves ``is_tracing()`` to the caller (the recorder answers it itself)."""
+        with contextlib.ExitStack() as stack:
+            if self.grouped_in_bfloat16:
+                stack.enter_context(_GroupedInBFloat16())
+            yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
+
+    def notes(self) -> tuple[str, ...]:
+        """What every count made with these workarounds says."""
+        return ((traced_branch_note(self.traced_sites),) if self.traced else ()) + \
+            ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ())
+
+
+_T = TypeVar("_T")
+
+
+def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException | None = None,
+                traced_sites: Callable[[_T], Sequence[str]] | None = None) -> tuple[_T, MetaWorkarounds]:
+    """``attempt(workarounds)`` with what it needs on meta: first with none (skipped where
+    ``failure``, what that first try raised, is given); after each failure the workaround for it is
+    added, if there is one not yet on, and ``attempt`` run again. Returns its result and the
+    workarounds it ran with, ``traced_sites`` reading from the result where ``is_tracing()`` was
+    asked (default: the attempt's own record through :meth:`MetaWorkarounds.applied`, which
+    ``attempt`` must enter). Raises the last failure where no workaround is left to try, or where
+    answering ``is_tracing()`` changed nothing (no code asked)."""
+    ways = MetaWorkarounds()
+    while True:
+        if failure is not None:
+            if reads_values(failure) and not ways.traced:
+                ways = MetaWorkarounds(grouped_in_bfloat16=ways.grouped_in_bfloat16, traced=True)
+            elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
+                ways = MetaWorkarounds(traced=ways.traced, grouped_in_bfloat16=True)
+            else:
+                raise failure
+        try:
+            result = attempt(ways)
+        except Exception as exc:  # noqa: BLE001 - the next workaround, or the end
+            failure = exc
+            continue
+        if not ways.traced:
+            return result, ways
+        sites = tuple(sorted(traced_sites(result))) if traced_sites else ()
+        if not sites:
+            raise failure  # (nothing asked: the traced branch is not what made it run)
+        return result, MetaWorkarounds(sites, ways.grouped_in_bfloat16, True)
