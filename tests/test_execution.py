@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from flopaudit.cli import main
+from flopaudit.zoo import faulty
 
 BACKENDS = ["reference", "thop", "torchinfo"]
 OK_MACS = 2 * 8 * 4  # every faulty model is a Linear(8, 4) on (2, 8) when it runs
@@ -46,11 +47,16 @@ def test_faulty_models_become_statuses_and_the_rest_is_counted(
         assert cells[("faulty-prints", b)]["status"] == "ok"
         hang = cells[("faulty-hang-forward", b)]
         assert hang["status"] == "timeout" and "building or running the model" in hang["error"]
+        # where it hung: the worker's Python stack, dumped before it was stopped
+        assert f"the worker was stopped in fault ({faulty.__file__}, line " in hang["error"], hang["error"]
         under_hooks = cells[("faulty-hang-under-hooks", b)]
         if b in HOOKED:
             assert under_hooks["status"] == "timeout" and "no result after 3 s" in under_hooks["error"]
+            assert f"the count was stopped in fault ({faulty.__file__}, line " in under_hooks["error"]
         else:
             assert under_hooks["status"] == "ok"
+        assert f"(signal SIGSEGV); its last output: Segmentation fault in fault ({faulty.__file__}, line " in \
+            cells[("faulty-segfault", b)]["error"]
         for model, words in [("faulty-segfault", "signal SIGSEGV"), ("faulty-exit", "exit code 3"),
                              ("faulty-huge-allocation", "memory limit of 2 GiB"),
                              ("faulty-factory-raises", "model failed to build")]:
@@ -69,6 +75,38 @@ def test_a_factory_that_raises_is_a_user_mistake(capsys: pytest.CaptureFixture[s
     assert code == 2 and len(err) == 1
     assert "'user_models:raising_factory'" in err[0] and "RuntimeError: no weights for you" in err[0]
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_factory_that_calls_sys_exit_is_a_user_mistake(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "--models", "user_models:exits_with_a_message", "--input-shape", "1,4", "--no-cache",
+                 "--no-progress", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith("'user_models:exits_with_a_message' or its inputs factory raised while building: "
+                           "SystemExit: config error: no field 'width'"), err
+
+
+def test_a_worker_that_dies_says_what_it_wrote_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that writes why to standard error and ends its process: each cell names the exit code
+    and what it wrote, and the case keeps the output. The workers' output files go with the run."""
+    import tempfile
+
+    from flopaudit.execution import supervisor
+
+    made: list[str] = []
+    mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(supervisor.tempfile, "mkdtemp", lambda **kw: made.append(mkdtemp(**kw)) or made[-1])
+    out = tmp_path / "out"
+    assert main(["run", "--models", "user_models:says_then_exits", "--input-shape", "2,8", "--backends",
+                 "reference", "thop", "--no-cache", "--no-progress", "--out", str(out)]) == 0
+    cells = _statuses(out)
+    for b in ("reference", "thop"):
+        assert cells[("user_models:says_then_exits", b)]["error"] == (
+            "the worker died while building or running the model (exit code 4); its last output: fatal: kernel "
+            "not built for this machine")
+    case = json.loads((out / "results.json").read_text())["cases"][0]
+    assert case["output"] == "fatal: kernel not built for this machine"
+    assert made and not any(os.path.exists(d) for d in made), made
 
 
 def test_a_factory_with_the_wrong_arguments_is_a_user_mistake(capsys: pytest.CaptureFixture[str],

@@ -354,3 +354,30 @@ def qwen3_moe_tiny() -> nn.Module:
                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
                             num_experts=4, num_experts_per_tok=2, max_position_embeddings=16, pad_token_id=0)
     return Qwen3MoeModel(config).eval()
+
+
+def exits_with_a_message() -> nn.Module:
+    """A factory that gives up with ``sys.exit(message)``, as command-line scripts do."""
+    import sys
+
+    print("reading the model's config", file=sys.stderr)
+    sys.exit("config error: no field 'width'")
+
+
+class _SaysThenExits(nn.Module):
+    """Writes why to standard error and ends its process, as a native library's fatal check does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import sys
+
+        print("fatal: kernel not built for this machine", file=sys.stderr, flush=True)
+        os._exit(4)
+
+
+def says_then_exits() -> nn.Module:
+    return _SaysThenExits()

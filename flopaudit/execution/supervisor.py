@@ -41,8 +41,10 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,7 +53,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from flopaudit.errors import UserError
-from flopaudit.execution.failures import exit_description, failed_result
+from flopaudit.execution.failures import exit_description, failed_result, last_words, stack_position
 from flopaudit.execution.memory import death_note
 from flopaudit.execution.protocol import (
     COST,
@@ -92,6 +94,8 @@ class _Worker:
     info_seen: bool = False
     counted: set[int] = field(default_factory=set)
     measured: bool = False
+    output: str | None = None
+    """The file the worker's standard output and error go to, read when it dies."""
 
     def assign(self, order: Order, now: float) -> None:
         self.order, self.phase, self.backend_index = order, None, None
@@ -134,6 +138,9 @@ class Supervisor:
             if safe_path:
                 self.server_environment["PYTHONSAFEPATH"] = "1"
         self.workers: list[_Worker] = []
+        self._output_dir: str | None = None
+        """Where each worker's output file lives (made at the first start, removed by :meth:`close`)."""
+        self._started = 0
 
     # -- lifecycle ----------------------------------------------------------
     def __enter__(self) -> Supervisor:
@@ -150,6 +157,9 @@ class Supervisor:
         for w in self.workers:
             _kill(w)
         self.workers.clear()
+        if self._output_dir is not None:
+            shutil.rmtree(self._output_dir, ignore_errors=True)
+            self._output_dir = None
 
     def interrupt(self) -> None:
         """Ctrl-C: ignore further interrupts while every worker and the fork server are stopped."""
@@ -165,7 +175,11 @@ class Supervisor:
 
     def _start(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(target=serve, args=(child, self.settings), name="flopaudit-worker")
+        if self._output_dir is None:
+            self._output_dir = tempfile.mkdtemp(prefix="flopaudit-workers-")
+        self._started += 1
+        output = os.path.join(self._output_dir, f"{self._started}.out")
+        process = self.ctx.Process(target=serve, args=(child, self.settings, output), name="flopaudit-worker")
         try:
             with _environment(self.server_environment):  # (read only by a fork server this start launches)
                 process.start()
@@ -177,7 +191,7 @@ class Supervisor:
                             f"({type(exc).__name__}: {exc}); with --no-isolation (or isolate=False) flopaudit "
                             "counts in its own process, where the failure shows") from None
         child.close()
-        worker = _Worker(process, parent)
+        worker = _Worker(process, parent, output=output)
         self.workers.append(worker)
         return worker
 
@@ -266,27 +280,36 @@ class Supervisor:
         """The worker hung (``died is None``) or died: blame its phase, requeue what is left, replace it."""
         order = w.order
         assert order is not None
+        if died is None:
+            _dump_stack(w)
+        output = _output_of(w)
         self._retire(w)
+        if died is None:
+            where = stack_position(output)
+            last = f" in {where}" if where else ""
+        else:
+            said = last_words(output)
+            last = f"; its last output: {said}" if said else ""
         if w.measured:
             order = replace(order, cost=None)
         status = Status.ERROR if died else Status.TIMEOUT
         left = [(j, b) for j, b in order.backends if j not in w.counted]
         if not w.info_seen:
             # Building or running the model (or starting the worker) failed: every count of the order fails.
-            message = self._model_failure(died)
-            handle(order, CaseBuilt(CaseInfo(order.case_id, error=message), status))
+            message = self._model_failure(died) + last
+            handle(order, CaseBuilt(CaseInfo(order.case_id, error=message, output=_excerpt(output)), status))
             for j, backend in left:
                 handle(order, Counted(j, failed_result(order.case_id, backend, status, message)))
             if order.cost is not None:
                 handle(order, Measured(failed_cost(order.case_id, status, message)))
             return
         if w.phase == COST:
-            handle(order, Measured(failed_cost(order.case_id, status, self._cost_failure(order, died))))
+            handle(order, Measured(failed_cost(order.case_id, status, self._cost_failure(order, died) + last)))
             return
         if w.phase == COUNT and w.backend_index is not None:
             backend = dict(order.backends)[w.backend_index]
             handle(order, Counted(w.backend_index, failed_result(order.case_id, backend, status,
-                                                                 self._count_failure(died))))
+                                                                 self._count_failure(died) + last)))
             left = [(j, b) for j, b in left if j != w.backend_index]
             attempt = order.attempt
         else:
@@ -294,7 +317,7 @@ class Supervisor:
         if not left and order.cost is None:
             return
         if attempt >= MAX_ATTEMPTS:
-            message = f"the worker died {attempt} times on this model outside any count ({died or 'hung'})"
+            message = f"the worker died {attempt} times on this model outside any count ({died or 'hung'}){last}"
             for j, backend in left:
                 handle(order, Counted(j, failed_result(order.case_id, backend, Status.ERROR, message)))
             if order.cost is not None:
@@ -332,8 +355,49 @@ class Supervisor:
         return f"the counting process died with {died}{self._memory_note(died)}"
 
 
+def _output_of(w: _Worker) -> str:
+    """What a worker wrote since its last finished step (its output file), ``""`` if unreadable."""
+    if w.output is None:
+        return ""
+    try:
+        return _tail(w.output).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _dump_stack(w: _Worker, wait_s: float = 1.0) -> None:
+    """Ask a worker that hung to write its Python stack to its output file (the fault handler's
+    ``SIGUSR1``), and wait up to ``wait_s`` for it."""
+    if w.output is None or w.process.pid is None:
+        return
+    with contextlib.suppress(OSError):
+        before = os.path.getsize(w.output)
+        os.kill(w.process.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if os.path.getsize(w.output) > before and b"(most recent call first)" in _tail(w.output):
+                time.sleep(0.05)  # (the rest of the dump)
+                return
+
+
+def _tail(path: str) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(max(0, os.path.getsize(path) - OUTPUT_TAIL_BYTES))
+        return file.read()
+
+
+OUTPUT_TAIL_BYTES = 16384
+"""How much of the end of a dead worker's output is read."""
+
+
+def _excerpt(output: str, lines: int = 40) -> str:
+    kept = output.splitlines()[-lines:]
+    return "\n".join(kept)
+
+
 def _kill(w: _Worker) -> None:
-    """Kill a worker and everything in its process group, and reap it."""
+    """Kill a worker and everything in its process group, reap it and remove its output file."""
     pid = w.process.pid
     if pid is not None:
         for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
@@ -343,6 +407,9 @@ def _kill(w: _Worker) -> None:
         w.conn.close()
     with contextlib.suppress(Exception):
         w.process.join(2)
+    if w.output is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(w.output)
 
 
 @contextlib.contextmanager

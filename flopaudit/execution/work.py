@@ -193,7 +193,7 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         if settings.failure_stops:
             raise
         return failed(str(exc))
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - (a factory calling sys.exit() raised too)
         from flopaudit.execution.meta import MetaBuildFailure
 
         if isinstance(exc, MetaBuildFailure):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import os
 import pickle
 import signal
@@ -62,12 +63,20 @@ class WorkerSettings:
 
 
 class OutputCapture:
-    """File descriptors 1 and 2 of this process point at a private file; :meth:`take` empties it."""
+    """File descriptors 1 and 2 of this process point at a private file (``path``, which the
+    supervisor reads if the process dies; else an anonymous one); :meth:`take` empties it.
+    Python's fault handler writes there too, so a crash leaves its stack in the file, and so does
+    ``SIGUSR1`` (sent before a worker that hung is stopped)."""
 
-    def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()
+    def __init__(self, path: str | None = None) -> None:
+        self.file = open(path, "w+b") if path else tempfile.TemporaryFile()  # noqa: SIM115 - held for the process
         for fd in (1, 2):
             os.dup2(self.file.fileno(), fd)
+        # The fault handler gets a descriptor of its own: a backend that points 1 and 2 elsewhere while
+        # it counts (to keep a counter quiet) leaves it alone.
+        self.faults = os.fdopen(os.dup(self.file.fileno()), "wb")
+        faulthandler.enable(self.faults)
+        faulthandler.register(signal.SIGUSR1, self.faults, all_threads=False)  # (where a hung worker is)
 
     def take(self) -> str:
         """What was written since the last call, cut to a bounded excerpt."""
@@ -90,15 +99,16 @@ class OutputCapture:
         return "\n".join(kept) + (f"\n[... {more} more line(s) not kept]" if more > 0 else "")
 
 
-def serve(conn: Any, settings: WorkerSettings) -> None:
-    """The worker's main loop: one order at a time until the pipe closes."""
+def serve(conn: Any, settings: WorkerSettings, output: str | None = None) -> None:
+    """The worker's main loop: one order at a time until the pipe closes (``output``: the file its
+    standard output and error go to)."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if settings.environment:
         os.environ.clear()
         os.environ.update(settings.environment)
-    capture = OutputCapture()
+    capture = OutputCapture(output)
     import torch
 
     torch.set_num_threads(max(1, settings.threads))
