@@ -513,7 +513,8 @@ def audit_model(
     step = pass_of(pass_, loss, optimizer)
     model_inputs = ModelInputs.coerce(inputs, kwargs)
     names = chosen_backends(backends or default_backends(step.kind))
-    if holds_meta(model, model_inputs):  # a model built on meta: as --meta counts it
+    if holds_meta(model, model_inputs):  # a model built on meta: as --meta counts it, its inputs moved there
+        model_inputs = model_inputs.to("meta")
         from flopaudit.execution.meta import meta_workarounds
 
         ways = meta_workarounds(model, model_inputs)

@@ -352,19 +352,22 @@ def test_a_loss_failing_on_one_model_of_several_is_its_error_once_another_ran_it
     assert "loss 'user_models:squared_loss' raised: AttributeError" in err
 
 
-def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inputs", ["meta_inputs", "cpu_inputs_16"])
+def test_a_model_built_on_meta_by_its_own_code_is_counted_as_meta_counts_it(tmp_path: Path, inputs: str) -> None:
     """No --meta, but the factory builds on the meta device: each backend gets what --meta gives it (those
-    not probed there, or wrong there, are not applicable with the reason), in the CLI and in audit()."""
-    from user_models import meta_inputs, meta_mlp
+    not probed there, or wrong there, are not applicable with the reason), in the CLI and in audit(). Inputs
+    made on the CPU are moved to meta, as --meta moves them (open_clip's create_model(device='meta'))."""
+    import user_models
+    from user_models import meta_mlp
 
     from flopaudit import audit
     from flopaudit.adapters import get_backend
 
     backends = ["reference", "thop", "deepspeed", "torch-profiler"]
-    assert main(["run", "--models", "user_models:meta_mlp", "--inputs", "user_models:meta_inputs", "--backends",
+    assert main(["run", "--models", "user_models:meta_mlp", "--inputs", f"user_models:{inputs}", "--backends",
                  *backends, "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
     cli = {r["backend"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
-    api = audit(meta_mlp(), meta_inputs(), backends=backends).set_index("backend")
+    api = audit(meta_mlp(), getattr(user_models, inputs)(), backends=backends).set_index("backend")
     for backend in backends:
         allowed = get_backend(backend).meta.allowed
         assert cli[backend]["status"] == api.loc[backend, "status"] == ("ok" if allowed else "not applicable")

@@ -229,3 +229,24 @@ def test_a_training_step_on_meta_says_its_attention_backward_is_the_math_paths()
     assert META_ATTENTION_BACKWARD in meta.notes and META_ATTENTION_BACKWARD not in cpu.notes
     inference = count(on_meta, x.to("meta"), device="meta")
     assert inference.macs == count(_Attention(), x).macs and META_ATTENTION_BACKWARD not in inference.notes
+
+
+def test_an_operator_failing_on_meta_is_blamed_on_the_model_not_on_the_recorder() -> None:
+    """A model on meta given a CPU tensor (the reference adapter called directly): the operator fails
+    as it runs through the recorder, and the error names the model's line that called it."""
+    from flopaudit.adapters import get_adapter
+    from flopaudit.records import Status
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("scale", torch.ones(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.scale
+
+    with torch.device("meta"):
+        model = Scaled()
+    r = get_adapter("reference").count(model, torch.randn(3, 4))
+    assert r.status is Status.ERROR
+    assert "expected device" in (r.error or "") and f"(raised in {__name__}, line " in (r.error or ""), r.error

@@ -142,6 +142,10 @@ def meta_inputs() -> torch.Tensor:
     return torch.empty(8, 16, device="meta")
 
 
+def cpu_inputs_16() -> torch.Tensor:
+    return torch.randn(8, 16)
+
+
 def linear_8_to_4() -> nn.Module:
     """Linear(8, 4): takes what positive_mean and cpu_positions take, and runs on the meta device."""
     return nn.Linear(8, 4)

@@ -286,6 +286,10 @@ def error_text(exc: BaseException, hints: str = "") -> str:
     return first.rstrip() + raised_in(exc) + hints + newline + rest
 
 
+_RUNS_AN_OPERATOR = {("flopaudit.reference.engine", "_run_on_meta"), ("flopaudit.reference.operators", "run")}
+"""The reference recorder's helpers that run an operator for its dispatch mode: pass-throughs too."""
+
+
 def raised_in(exc: BaseException) -> str:
     """`` (raised in <module>, line <n>)``: the innermost frame of ``exc``'s
     traceback that is code of the backend, of flopaudit or of the model, so
@@ -293,7 +297,8 @@ def raised_in(exc: BaseException) -> str:
     numpy's (an array that numpy refuses is its caller's failure) and torch's
     machinery are skipped; torch's layers (``torch.nn.modules.*``
     but the ``Module`` base class, ``torch.nn.functional``) are model code; a
-    mode's ``__torch_dispatch__``/``__torch_function__`` passes an operator
+    mode's ``__torch_dispatch__``/``__torch_function__`` (and the recorder's helpers
+    that run the operator for it) passes an operator
     through for whoever called it, so a failing operator is not the mode's;
     the wrappers that bind a model's inputs (``flopaudit.adapters._binding``)
     pass the call through to the model for the backend, so a call they make
@@ -308,7 +313,7 @@ def raised_in(exc: BaseException) -> str:
         top = name.split(".")[0]
         layer = name.startswith(("torch.nn.modules.", "torch.nn.functional")) and name != "torch.nn.modules.module"
         through = (frame.f_code.co_name in ("__torch_dispatch__", "__torch_function__")
-                   or name == "flopaudit.adapters._binding")
+                   or (name, frame.f_code.co_name) in _RUNS_AN_OPERATOR or name == "flopaudit.adapters._binding")
         if top and top not in sys.stdlib_module_names and top != "numpy" and (top != "torch" or layer) and not through:
             found = f" (raised in {name}, line {lineno})"
     return found

@@ -207,7 +207,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         message = f"model failed to build{where}: {type(exc).__name__}: {exc}"
         return failed(message)
     if not settings.meta and holds_meta(model, inputs):  # built on meta by its own code: counted as --meta counts
-        settings = dataclasses.replace(settings, meta=True)
+        settings = dataclasses.replace(settings, meta=True)  # it, its inputs moved there as --meta moves them
+        inputs = inputs.to("meta")
     mode = settings.effective_mode
     if mode is not None and not set_mode(model, mode == "train"):
         notes += (FIXED_MODE_NOTE,)
