@@ -371,3 +371,33 @@ def test_nothing_reaches_the_terminal(name: str, capfd: pytest.CaptureFixture[st
     get_adapter(name).count(nn.Sequential(nn.Linear(16, 8), nn.Softmax(-1), nn.Flatten()), torch.randn(2, 16))
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_a_library_class_named_like_a_torch_layer_does_not_flag_the_torch_layers() -> None:
+    """peft's ``lora.Linear`` wraps an ``nn.Linear`` and is named "Linear": ptflops warns that module
+    "Linear is treated as a zero-op", by name. The torch layers it counts are not listed as
+    unsupported, and the wrapper (a container whose children are counted) is not either."""
+
+    class Linear(nn.Module):  # as peft.tuners.lora.layer.Linear
+        def __init__(self) -> None:
+            super().__init__()
+            self.base_layer = nn.Linear(8, 8)
+            self.lora_A = nn.Linear(8, 2, bias=False)
+            self.lora_B = nn.Linear(2, 8, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.base_layer(x) + self.lora_B(self.lora_A(x))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = Linear()
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.proj(x))
+
+    r = get_adapter("ptflops-pytorch").count(Net(), torch.randn(2, 8))
+    assert "Warning: module Linear is treated as a zero-op." in r.warnings
+    assert r.unsupported == (), r.unsupported
+    assert r.macs == 2 * (8 * 8 + 8 + 8 * 2 + 2 * 8 + 8 * 4 + 4)  # every Linear counted, bias included

@@ -161,8 +161,11 @@ class PtflopsPytorchAdapter(Adapter):
             params=int(params),
             per_module=tree,
             per_op={k: int(round(v)) for k, v in per_op.items()},
+            # ptflops names a zero-op module by its class's __name__ (peft's lora.Linear reads "Linear"):
+            # flagged are the modules of that name it has no hook for, as it decides.
             unsupported=count_instances((modules[p] for p in tree if p in modules),
-                                        lambda m: type(m).__name__ in zero_op_types),
+                                        lambda m: type(m).__name__ in zero_op_types
+                                        and not engine.is_supported_instance(m)),
             warnings=messages,
         )
 
