@@ -317,11 +317,12 @@ def test_side_effects_are_summarised_not_cut() -> None:
         _r("a", "thop", 1, side_effects=("added state_dict keys: total_ops, total_params, l1.total_ops (+40 more)",
                                          "changed train/eval mode of: <root>, l1, l2 (+3 more)")),
         _r("b", "thop", 1, side_effects=("added state_dict keys: total_ops, total_params, x.y.z.zero_ops",)),
-        _r("c", "thop", 1),
+        _r("c", "thop", 1, side_effects=("moved model from ['meta'] to ['cpu', 'meta']",)),
     ]
     assert side_effect_summary(results) == (
         "added state_dict keys (total_ops, total_params, zero_ops; on 2 of 3 models)",
         "changed train/eval mode (3 modules; on 1 of 3 models)",
+        "moved model from ['meta'] to ['cpu', 'meta'] (on 1 of 3 models)",  # a change that lists no items
     )
 
 

@@ -204,7 +204,8 @@ def side_effect_summary(results: Iterable[CountResult], examples: int = 3) -> tu
             shown = ", ".join(listed[:examples]) + f" and {len(listed) - examples} more"
         else:
             shown = ", ".join(listed)
-        out.append(f"{label} ({shown}; on {len(on[what])} of {len(results)} models)")
+        where = f"on {len(on[what])} of {len(results)} models"
+        out.append(f"{label} ({shown}; {where})" if shown else f"{label} ({where})")
     return tuple(out)
 
 
