@@ -208,6 +208,42 @@ def test_torch_profiler_declares_what_autocast_records_twice() -> None:
     assert cell is not None and cell.residual == 0 and cell.classification != "unexplained", cell
 
 
+def test_torch_profiler_prices_a_sparse_weight_update_as_its_kernels_adds() -> None:
+    """peft's ShiRA adds a sparse COO delta to a dense weight. The profiler prices no in-place add and no
+    sub, but the dense-sparse kernel runs aten::add (out=) over the dense weight: 1 FLOP per element;
+    an out-of-place add with a sparse operand is priced, and so is the add its kernel runs inside it
+    (declared as recorded twice). Every cell of the hard case is explained, for += and for - too."""
+    from flopaudit.adapters.torch_profiler import RECORDED_TWICE
+    from flopaudit.zoo import get_case
+
+    case = get_case("sparse-delta-weight")
+    model, inputs = case.instantiate()
+    r = _adapter("torch-profiler").count(model, inputs)
+    assert r.status is Status.OK, r.error
+    weight, linear_sum = 32 * 32, 2 * 12 * 32
+    # the products (2 x MACs), += (1 add), + (2 adds, one inside the other), the sum of the two products
+    assert r.raw_total == 2 * 2 * 24 * 32 * 32 + weight + 2 * weight + linear_sum
+    assert dict(r.extra) == {RECORDED_TWICE: weight // 2}
+
+    class Subtracted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = case.build()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = self.inner
+            delta = torch.sparse_coo_tensor(m.positions, m.values, m.weight.shape)
+            w = m.weight.clone()
+            w -= delta
+            return F.linear(x, w - delta)
+
+    cases = [case, ModelCase("subtracted", Subtracted, tensor_inputs(2, 12, 32))]
+    report = build_report(run_audit(cases, ["reference", "torch-profiler"], isolate=False))
+    for model_id in ("sparse-delta-weight", "subtracted"):
+        cell = report.cell(model_id, "torch-profiler")
+        assert cell is not None and cell.residual == 0 and cell.classification != "unexplained", cell
+
+
 def test_torchprofile_prices_elementwise_mul_and_declares_size_arithmetic() -> None:
     class Reshape(nn.Module):
         def __init__(self) -> None:

@@ -93,7 +93,7 @@ BATCH_NORM_EPSILON = DECLARED_CAUSE + (
 RECORDED_TWICE = DECLARED_CAUSE + (
     "an operator recorded twice, inside itself, both events with an estimate: under torch.autocast, conv2d and "
     "directly called mm/addmm/bmm/baddbmm are cast and called again; a product with a sparse CSR operand calls "
-    "its aten::addmm again"
+    "its aten::addmm again, an add with a sparse operand its aten::add (out=)"
 )
 """``extra`` key (a declared cause): MACs (``flops // 2``) of the events nested in an event of the
 same name with the same estimate."""

@@ -306,6 +306,16 @@ TORCH_PROFILER = Ruleset(
                   reason=R_SPARSE_AS_DENSE + ", by the aten::addmm that aten::_sparse_addmm dispatches"),
         *(EventRule("2*macs", op=op, reason="mm/addmm/bmm/baddbmm = 2 x MACs (bias excluded)")
           for op in ("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")),
+        # A sparse COO operand of an add: the dense-sparse kernel runs aten::add (out=) over the dense result.
+        *(EventRule("in_numel", op=op, sparse=True,
+                    reason="a sparse tensor added to a dense one in place (peft's ShiRA: weight += delta) or "
+                    "subtracted: aten::add_/aten::sub_/aten::sub are not priced, the aten::add (out=) their sparse "
+                    "kernel runs is, 1 per element of the dense tensor")
+          for op in ("aten.add_", "aten.sub_", "aten.sub")),
+        # (and an out-of-place aten::add with a sparse operand runs aten::add (out=) inside itself: the adapter
+        # declares the second event, as it declares every operator recorded twice inside itself)
+        EventRule("in_numel", op="aten.add", sparse=True,
+                  reason="an add with a sparse operand: 1 per element of the first input, priced as if dense"),
         *composite_product_rules("the profiler records"),
         *(EventRule("torch-profiler.first_numel", op=op,
                     reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")

@@ -6,13 +6,15 @@ Two groups, both 0 MACs and 0 FLOPs, both *known* (never unsupported):
   (``view``, ``reshape``, ``permute``, ``transpose``, ``expand``, ``t``,
   ``detach``, ``slice``, ``select``, ``split``, ``unbind`` ...), allocation
   and initialisation (``empty``, ``zeros``, ``ones``, ``full``, ``arange``,
-  ``fill_``, ``zero_``) and random number generation (``randn``,
+  ``fill_``, ``zero_``), sparse tensors made from their indices and values
+  (``sparse_coo_tensor``, ``_values``) and random number generation (``randn``,
   ``uniform_``, ``normal_``, ``bernoulli_``). Dropout in eval dispatches no
   operator at all.
 * :data:`DATA_MOVEMENT` (category ``data_movement``): operators that read
   and write memory without arithmetic: ``clone``, ``copy_``, ``_to_copy``,
   ``cat``, ``stack``, padding, ``index``/``gather``/``scatter``, ``where``,
-  ``masked_fill``, ``roll``, ``flip``, ``repeat``, pixel/channel shuffles.
+  ``masked_fill``, ``roll``, ``flip``, ``repeat``, pixel/channel shuffles,
+  layout conversions (``to_sparse``, ``coalesce``).
   Their memory traffic shows in the events' byte counts.
 
 * Collectives (category ``data_movement``): ``torch.distributed``'s
@@ -31,6 +33,7 @@ Gradients that only route values back (``select_backward``,
 # NB: the adds of a reducing collective (all-reduce, reduce-scatter: a sum over
 # ranks, made on the other ranks or by the network) are not counted: they depend
 # on the number of ranks and the algorithm, and are not this rank's kernels.
+# NB: coalescing a COO tensor sums its duplicate entries: those adds are not counted.
 # NB: ``col2im``'s overlap adds, ``index_put_(accumulate=True)``'s adds and
 # the adds where ``unfold_backward`` and the reflection/replication padding
 # gradients fold overlapping or mirrored positions together are not counted.
@@ -53,6 +56,12 @@ ZERO_COST_NAMES: tuple[str, ...] = (
     "resolve_conj", "resolve_neg", "real", "imag", "_unsafe_view", "_assert_async", "_assert_scalar",
     "_assert_tensor_metadata", "_functional_assert_async", "sym_constrain_range_for_size", "_nested_tensor_size",
     "_make_dep_token", "record_stream",
+    # sparse tensors made from their indices and values, and read back apart
+    "_sparse_coo_tensor_with_dims_and_tensors", "_sparse_coo_tensor_with_dims", "sparse_coo_tensor",
+    "_sparse_coo_tensor_unsafe", "_sparse_csr_tensor_unsafe", "sparse_csr_tensor", "_sparse_compressed_tensor_unsafe",
+    "sparse_compressed_tensor", "_indices", "_values", "indices", "values", "crow_indices", "col_indices",
+    "ccol_indices", "row_indices", "_nnz", "sparse_dim", "dense_dim", "_dimI", "_dimV", "is_coalesced",
+    "_coalesced_", "sparse_resize_", "sparse_resize_and_clear_",
     # allocation and initialisation
     "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like",
     "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "fill", "fill_", "zero_",
@@ -79,6 +88,9 @@ DATA_MOVEMENT_NAMES: tuple[str, ...] = (
     "select_copy", "split_copy", "split_with_sizes_copy", "unbind_copy", "alias_copy", "detach_copy",
     "as_strided_copy", "diagonal_copy", "unfold_copy", "_reshape_copy", "max_unpool2d", "max_unpool3d",
     "one_hot", "block_diag", "diag", "diag_embed", "flatten_dense_tensors", "_pin_memory", "lu_unpack",
+    # dense <-> sparse layouts, and coalescing (sorting a COO tensor's entries)
+    "to_sparse", "_to_sparse", "to_sparse_csr", "_to_sparse_csr", "to_sparse_csc", "_to_sparse_csc", "to_sparse_bsr",
+    "_to_sparse_bsr", "to_sparse_bsc", "_to_sparse_bsc", "coalesce", "_coalesce",
     # gradients that only route values (zeros plus a copy into the input's shape)
     "select_backward", "slice_backward", "diagonal_backward", "unfold_backward", "index_select_backward",
     "masked_select_backward", "masked_scatter_backward", "gather_backward", "value_selecting_reduction_backward",

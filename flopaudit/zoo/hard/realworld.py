@@ -757,6 +757,26 @@ class GroupedExperts(nn.Module):
         return out.view(-1, 2, 16).sum(1).view(x.shape)
 
 
+class SparseDeltaLinear(nn.Module):
+    """A linear layer whose weight gets a sparse update as peft's ShiRA adapter applies one: a
+    (32, 32) weight plus a sparse COO delta of 64 trainable values at fixed positions, added in
+    place to a copy (``weight += delta``) and out of place (``weight + delta``), each weight then
+    used by ``F.linear``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(32, 32, generator=generator) * 0.1)
+        self.register_buffer("positions", torch.randint(0, 32, (2, 64), generator=generator))
+        self.values = nn.Parameter(torch.randn(64, generator=generator) * 0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delta = torch.sparse_coo_tensor(self.positions, self.values, self.weight.shape)
+        updated = self.weight.clone()
+        updated += delta
+        return F.linear(x, updated) + F.linear(x, self.weight + delta)
+
+
 class LogMelFrontEnd(nn.Module):
     """An audio classifier's front end as speech models compute it: ``torch.stft`` of the
     waveform (n_fft 64, hop 16, a Hann window), the power spectrum, an (8, 33) mel filter bank
@@ -1767,6 +1787,17 @@ def cases() -> list[ModelCase]:
         "and Conv2d+BN, a 1x1 skip Conv2d, FloatFunctional add_relu, global pool, Linear) on (2, 3, 16, 16): "
         "quantize_per_tensor, quantized::conv2d_relu/conv2d, quantized::add_relu, quantized::linear, "
         "dequantize, whose weights are packed objects, not parameters",
+    ))
+    out.append(hard_case(
+        "sparse-delta-weight",
+        SparseDeltaLinear,
+        randn_inputs((2, 12, 32)),
+        {"linear", "functional", "sparse"},
+        expected_macs=2 * 24 * 32 * 32,  # two F.linear over 24 rows; the sparse adds are elementwise
+        expected_params=32 * 32 + 64,
+        description="a Linear-like layer on (2, 12, 32) updated as peft's ShiRA adapter updates it: a (32, 32) "
+        "weight plus a sparse COO delta of 64 values, added in place to a copy (weight += delta) and out of "
+        "place (weight + delta), each used by F.linear",
     ))
     if hasattr(torch, "_grouped_mm"):  # torch 2.8 and later
         out.append(hard_case(
