@@ -806,6 +806,37 @@ def test_deepspeed_on_attention_given_by_keyword_names_the_call() -> None:
     assert ok.status is Status.OK and ok.macs == 2 * 5 * 8 * 8 + 80 * 5 + 10 * 5 * 8
 
 
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
+def test_a_convolution_given_its_stride_as_a_list_names_the_module(backend: str) -> None:
+    """efficientnet-pytorch's ``Conv2dStaticSamePadding`` (segmentation_models_pytorch's efficientnet
+    encoders) keeps ``self.stride`` as a list and passes it to ``F.conv2d``: calflops' and DeepSpeed's
+    convolution rule repeats the list and fails on ``int // list``. The error names the module and the
+    argument."""
+
+    class StaticSamePadding(nn.Conv2d):
+        def __init__(self) -> None:
+            super().__init__(3, 8, 3)
+            self.stride = [2, 2]  # as efficientnet-pytorch sets it: a list
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(F.pad(x, [1, 1, 1, 1]), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    class Stem(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv_stem = StaticSamePadding()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv_stem(x)
+
+    r = _adapter(backend).count(Stem(), torch.randn(1, 3, 16, 16))
+    assert r.status is Status.ERROR
+    assert "unsupported operand type(s) for //: 'int' and 'list'" in (r.error or ""), r.error
+    assert ("a convolution in module 'conv_stem' (StaticSamePadding) is given stride=[2, 2] as a list, which the "
+            "counter's convolution rule takes only as a tuple or an int: it repeats the list once per spatial "
+            "dimension") in (r.error or ""), r.error
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_calflops_on_a_scale_factor_per_dimension_names_the_call_unless_it_matches_the_batch(batch: int) -> None:
     """Wan's VAE upsamples with ``nn.Upsample(scale_factor=(2.0, 2.0))``; calflops' interpolate rule reads

@@ -340,6 +340,25 @@ def interpolate_scale_factors(exc: BaseException, module: str, model: nn.Module)
             f"len(input), the batch size ({batch}), and otherwise raises to a power")
 
 
+def conv_argument_as_list(exc: BaseException, module: str, model: nn.Module) -> str | None:
+    """For calflops' and DeepSpeed's convolution rule (``_conv_flops_compute`` in the Python module
+    named ``module``) given ``stride``, ``padding`` or ``dilation`` as a list (efficientnet-pytorch's
+    ``Conv2dStaticSamePadding`` keeps ``self.stride`` as one, and passes it to ``F.conv2d``): the rule
+    takes a tuple or an int (``stride if type(stride) is tuple else (stride,) * n``), so it repeats
+    the list and fails on the arithmetic (``TypeError: unsupported operand type(s) for //: 'int' and
+    'list'``). Which arguments, and the model's module that made the call; None for any other error."""
+    if not isinstance(exc, TypeError):
+        return None
+    rule = frame_locals(exc, module, "_conv_flops_compute", holding="stride")
+    if rule is None:
+        return None
+    listed = [f"{name}={rule[name]!r}" for name in ("stride", "padding", "dilation") if isinstance(rule.get(name), list)]
+    if not listed:
+        return None
+    return (f"a convolution{_called_in(exc, model)} is given {', '.join(listed)} as a list, which the counter's "
+            f"convolution rule takes only as a tuple or an int: it repeats the list once per spatial dimension")
+
+
 def _held_module(exc: BaseException, model: nn.Module,
                  where: Callable[[FrameType], bool] = lambda frame: True) -> Any:
     """The module of ``model`` held in the variables of the innermost frame of ``exc``'s traceback
@@ -363,7 +382,7 @@ def _called_in(exc: BaseException, model: nn.Module) -> str:
     return f" in {module_named(model, caller)}" if caller is not None else ""
 
 
-__all__ = ["einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
+__all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",

@@ -202,6 +202,7 @@ class CalflopsAdapter(Adapter):
         from calflops.calculate_pipline import CalFlopsPipline
 
         from flopaudit.adapters._failures import (
+            conv_argument_as_list,
             einsum_operand_list,
             interpolate_scale_factors,
             located_assertions,
@@ -236,7 +237,8 @@ class CalflopsAdapter(Adapter):
                 )
         except (AttributeError, TypeError) as exc:
             cause = (einsum_operand_list(exc, "calflops.pytorch_ops", model) if isinstance(exc, AttributeError)
-                     else interpolate_scale_factors(exc, "calflops.pytorch_ops", model))
+                     else interpolate_scale_factors(exc, "calflops.pytorch_ops", model)
+                     or conv_argument_as_list(exc, "calflops.pytorch_ops", model))
             if cause is None:
                 raise
             raise named_failure(exc, cause) from exc

@@ -111,6 +111,7 @@ class DeepSpeedAdapter(Adapter):
         from deepspeed.profiling.flops_profiler import profiler as impl
 
         from flopaudit.adapters._failures import (
+            conv_argument_as_list,
             einsum_operand_list,
             located_assertions,
             named_failure,
@@ -149,7 +150,8 @@ class DeepSpeedAdapter(Adapter):
                 )
         except (AttributeError, TypeError) as exc:
             cause = (einsum_operand_list(exc, impl.__name__, model) if isinstance(exc, AttributeError)
-                     else sdpa_keyword_tensors(exc, impl.__name__, model))
+                     else sdpa_keyword_tensors(exc, impl.__name__, model)
+                     or conv_argument_as_list(exc, impl.__name__, model))
             if cause is None:
                 raise
             raise named_failure(exc, cause) from exc
