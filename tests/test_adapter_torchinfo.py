@@ -366,3 +366,37 @@ def test_a_nested_tensor_between_modules_is_named(adapter: TorchinfoAdapter) -> 
     assert ("; module 'enc.layers.0.self_attn' (MultiheadAttention) returned a nested tensor (torch.nested: one "
             "tensor of several shapes), whose size torchinfo reads for its shape columns (nn.TransformerEncoder "
             "packs a padded batch into one") in result.error, result.error
+
+
+class Graph:
+    """An input object that iterates as ``(key, value)`` pairs, as torch_geometric's ``Data`` does."""
+
+    def __init__(self, x: torch.Tensor | None = None, edge_index: torch.Tensor | None = None) -> None:
+        self.x, self.edge_index = x, edge_index
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield "x", self.x
+        yield "edge_index", self.edge_index
+
+
+def test_an_iterable_input_object_is_said_to_be_rebuilt_by_torchinfo() -> None:
+    """torchinfo moves its inputs by rebuilding every iterable as ``type(x)([items])``: a graph object
+    iterating as (key, value) pairs reaches the model as ``Graph([...])``, whose ``x`` is a list. The
+    error says so instead of looking like the model's bug."""
+    from flopaudit.inputs import ModelInputs
+
+    class NodeLinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, data: Graph) -> torch.Tensor:
+            return self.lin(data.x)
+
+    graph = Graph(torch.randn(5, 4), torch.randint(0, 5, (2, 8)))
+    assert NodeLinear()(graph).shape == (5, 2)
+    r = get_adapter("torchinfo").count(NodeLinear(), ModelInputs((graph,), {}))
+    assert r.status is Status.ERROR
+    assert r.error is not None and r.error.startswith("BackendFailure: torchinfo failed to run the model, on TypeError")
+    assert (f"; torchinfo moves inputs by rebuilding each iterable as its class called on the list of its items, "
+            f"and input 0 is a {__name__}.Graph, which it rebuilt as Graph([...]) for the model") in r.error, r.error

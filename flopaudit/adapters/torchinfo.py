@@ -98,6 +98,26 @@ def _kernel_size_read(exc: BaseException, model: nn.Module) -> str | None:
             "torchinfo's kernel-size column reads as an int or a sequence of ints")
 
 
+def _iterable_rebuilt(inputs: ModelInputs) -> str:
+    """For an input that is an iterable object of its own class (torch_geometric's ``Data``, which
+    iterates as ``(key, value)`` pairs): torchinfo moves inputs to the device by rebuilding every
+    iterable as its class called on the list of its items (``traverse_input_data``), so the model
+    is given that instead; ``""`` where every input is a tensor, array, mapping, sequence or scalar."""
+    import collections.abc
+
+    import numpy as np
+    import torch
+
+    plain = (torch.Tensor, np.ndarray, collections.abc.Mapping, list, tuple, str, bytes)
+    for index, value in enumerate(inputs.args):
+        if isinstance(value, collections.abc.Iterable) and not isinstance(value, plain):
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            return (f"; torchinfo moves inputs by rebuilding each iterable as its class called on the list of its "
+                    f"items, and input {index} is a {kind}, which it rebuilt as {type(value).__name__}([...]) "
+                    "for the model")
+    return ""
+
+
 def _nested_size_read(exc: BaseException, model: nn.Module) -> str:
     """For torchinfo's shape columns reading the size of a nested tensor (``torch.nested``: one
     tensor of several shapes, which has none to give: "NestedTensorImpl doesn't support sizes"):
@@ -202,7 +222,7 @@ class TorchinfoAdapter(Adapter):
                 raise
             # torchinfo prints the traceback of what failed and raises this in its place: say what failed.
             raise BackendFailure(f"torchinfo failed to run the model, on {type(cause).__name__}: {cause}"
-                                 + _nested_size_read(cause, model)) from cause
+                                 + _nested_size_read(cause, model) + _iterable_rebuilt(inputs)) from cause
         except TypeError as exc:
             read = _kernel_size_read(exc, model)
             if read is None:
