@@ -64,8 +64,8 @@ class ModelFacts:
     """What the rules of thumb read of a model and its inputs.
 
     ``tokens`` and ``seq_len``: the token ids of the input (its
-    ``input_ids``, else its first integer tensor of two or more dimensions:
-    :func:`token_ids`; ``None`` without one);
+    ``input_ids``, else its first integer tensor of two or more dimensions
+    where the model holds an embedding: :func:`token_ids`; ``None`` without one);
     ``params_non_embedding``: :func:`non_embedding_params`; ``dims``: the
     Chinchilla dimensions (``None`` without a config that gives them).
     """
@@ -74,6 +74,9 @@ class ModelFacts:
     tokens: int | None = None
     seq_len: int | None = None
     dims: ChinchillaDims | None = None
+    integer_input: str = ""
+    """The shape of an integer input of a batch of sequences not taken as tokens, the model holding
+    no embedding (``"2x60"``); ``""`` where there is none or it was taken."""
 
     @property
     def sequences(self) -> int:
@@ -83,8 +86,15 @@ class ModelFacts:
 def kaplan_flops(facts: ModelFacts) -> int:
     """``6 N D`` (Kaplan et al. 2020); :class:`NotApplicable` without token ids."""
     if not facts.tokens:
-        raise NotApplicable("6·N·D needs token ids: the model takes no integer input of a batch of sequences")
+        raise NotApplicable("6·N·D needs token ids: " + _no_tokens(facts))
     return 6 * facts.params_non_embedding * facts.tokens
+
+
+def _no_tokens(facts: ModelFacts) -> str:
+    if facts.integer_input:
+        return (f"the model's integer input ({facts.integer_input}) is not read as tokens: the model holds no "
+                "nn.Embedding to look them up (a graph network's edge_index)")
+    return "the model takes no integer input of a batch of sequences"
 
 
 def chinchilla_forward_terms(dims: ChinchillaDims, seq: int) -> dict[str, int]:
@@ -111,8 +121,7 @@ def chinchilla_flops(facts: ModelFacts) -> int:
         raise NotApplicable("the Chinchilla closed form needs a transformer's Hugging Face config "
                             "(layers, width, heads, feed-forward width, vocabulary)")
     if not facts.tokens or not facts.seq_len:
-        raise NotApplicable("the Chinchilla closed form needs token ids: the model takes no integer input of a "
-                            "batch of sequences")
+        raise NotApplicable("the Chinchilla closed form needs token ids: " + _no_tokens(facts))
     return 3 * facts.sequences * sum(chinchilla_forward_terms(facts.dims, facts.seq_len).values())
 
 
@@ -133,11 +142,14 @@ def non_embedding_params(model: nn.Module) -> int:
     return total
 
 
-def token_ids(inputs: ModelInputs) -> Any:
+def token_ids(inputs: ModelInputs, model: nn.Module | None = None) -> Any:
     """The input's token ids: ``input_ids``, else its first integer tensor of a batch of
-    sequences (two dimensions or more; None if none). A one-dimensional integer input is one
-    number per sample (a diffusion model's timestep, a class label), not a sequence of tokens."""
+    sequences (two dimensions or more; None if none), where ``model`` (if given) holds an
+    ``nn.Embedding`` to look them up. A one-dimensional integer input is one number per sample (a
+    diffusion model's timestep, a class label), not a sequence of tokens; the integer input of a
+    model without an embedding is not tokens either (a graph network's ``edge_index``, 2 x edges)."""
     import torch
+    from torch import nn
 
     def integer(t: Any) -> bool:
         return isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() \
@@ -146,6 +158,8 @@ def token_ids(inputs: ModelInputs) -> Any:
     named = inputs.kwargs.get("input_ids")
     if integer(named) and named.dim() >= 1:
         return named
+    if model is not None and not any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()):
+        return None
     return next((t for t in (*inputs.args, *inputs.kwargs.values()) if integer(t) and t.dim() >= 2), None)
 
 
@@ -173,10 +187,14 @@ def chinchilla_dims(model: nn.Module) -> ChinchillaDims | None:
 
 def model_facts(model: nn.Module, inputs: ModelInputs) -> ModelFacts:
     """:class:`ModelFacts` of ``model`` called on ``inputs``."""
-    ids = token_ids(inputs)
+    from flopaudit.inputs import shape_text
+
+    ids = token_ids(inputs, model)
     tokens = int(ids.numel()) if ids is not None else None
     seq_len = int(ids.shape[-1]) if ids is not None else None
-    return ModelFacts(non_embedding_params(model), tokens, seq_len, chinchilla_dims(model))
+    unread = token_ids(inputs) if ids is None else None
+    return ModelFacts(non_embedding_params(model), tokens, seq_len, chinchilla_dims(model),
+                      shape_text(unread.shape) if unread is not None else "")
 
 
 __all__ = ["ChinchillaDims", "ModelFacts", "chinchilla_dims", "chinchilla_flops", "chinchilla_forward_terms",

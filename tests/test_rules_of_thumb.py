@@ -170,6 +170,31 @@ def test_one_number_per_sample_is_not_token_ids() -> None:
     assert token_ids(ModelInputs((), {"input_ids": flat})) is flat  # named so: taken as given
 
 
+def test_a_graph_networks_edge_index_is_not_token_ids() -> None:
+    """A graph network takes ``edge_index`` (2 x edges, int64) and holds no embedding: 6·N·D does not
+    take its edges for tokens (it priced a GCN's training step at 8x); a model with an embedding does."""
+    from flopaudit.rules_of_thumb import token_ids
+
+    class GraphConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+            h = self.lin(x)
+            return torch.zeros_like(h).index_add_(0, edge_index[1], h[edge_index[0]])
+
+    edges = torch.randint(0, 6, (2, 10))
+    inputs = ModelInputs((torch.randn(6, 4), edges), {})
+    assert token_ids(inputs, GraphConv()) is None
+    r = get_adapter("rule-6nd").count(GraphConv(), inputs, pass_=STEP)
+    assert r.status.value == "not applicable" and r.error == (
+        "6·N·D needs token ids: the model's integer input (2x10) is not read as tokens: the model holds no "
+        "nn.Embedding to look them up (a graph network's edge_index)"), r.error
+    with_embedding = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4))
+    assert token_ids(ModelInputs((edges,), {}), with_embedding) is edges
+
+
 def test_frozen_and_first_layers_explain_three_times_forward() -> None:
     """A frozen backbone and a first layer: the causes of 3 x forward's excess, by hand."""
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.Linear(8, 3))
