@@ -349,3 +349,25 @@ def test_audit_frame_has_the_judgement_and_layers_the_per_layer_table() -> None:
     assert thop.loc["0", "difference"] == 0 and thop.loc["0", "cause"] == ""
     ref = layers[(layers.backend == "reference") & layers.leaf]
     assert int(ref.reference_macs.sum()) == 4 * 16 * 16 + 4 * 16 * 96
+
+
+def test_what_the_reference_notes_of_its_own_count_is_in_the_verdict() -> None:
+    """A training step of a model with nothing to train has no backward pass: the reference says so,
+    and so do the terminal verdict and report.md, once per model; its notes on how another backend was
+    predicted and on operators without a formula are not repeated there."""
+    from flopaudit.reports.render_markdown import render_markdown
+    from flopaudit.reports.verdict import footer
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    run = audit_model(model, torch.randn(2, 8), backends=["reference", "torch-flop-counter"], isolate=False,
+                      pass_="train", optimizer="adamw")
+    report = build_report(run)
+    said = "Note: the loss does not require a gradient (no trainable parameter reaches it): no backward pass."
+    assert said in " ".join(footer(report, width=1000).split())
+    assert "  - " + said.rstrip(".") in render_markdown(report)
+    (verdict,) = report.verdicts
+    notes = [f for f in verdict.findings if f.kind == "note"]
+    assert [f.text for f in notes] == [said.rstrip("."), "Note: no parameter received a gradient: the optimizer "
+                                       "stepped nothing"], notes

@@ -95,6 +95,10 @@ class ReferenceAdapter(Adapter):
         return raw
 
 
+UNPRICED = "operator(s) without a formula"
+"""How the reference's note on operators it has no formula for reads (the verdict says it otherwise)."""
+
+
 def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...], notes: Sequence[str] = ()) -> RawCount:
     """What the adapter reports of a reference count (a forward pass or a training step);
     ``notes``: what predicting the backends found (:func:`predict_backends`)."""
@@ -104,7 +108,7 @@ def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...], notes: Se
         warnings.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
     if result.unsupported:
         calls = sum(result.unsupported.values())
-        warnings.append(f"{len(result.unsupported)} operator(s) without a formula ({calls} calls) counted as 0")
+        warnings.append(f"{len(result.unsupported)} {UNPRICED} ({calls} calls) counted as 0")
     return RawCount(
         raw_total=result.macs,
         macs=result.macs,

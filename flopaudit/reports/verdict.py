@@ -283,10 +283,29 @@ def model_verdict(model: str, cells: Sequence[CellExplanation], results: Mapping
     conversions = tuple((b, how) for b in (*exact, *(b for b, _ in close))
                         if (how := conversion(results.get(b))))
     deviating = [c for c in cells if c.status == "ok" and c.backend not in usable and c.classification != "no MACs"]
-    findings = _deviation_findings(deviating) + _parameter_only(cells) + _failures(cells)
+    findings = _deviation_findings(deviating) + _parameter_only(cells) + _failures(cells) + _reference_notes(reference)
     unpriced = tuple(sorted(dict(reference.unsupported).items())) if reference is not None else ()
     return _with_headline(ModelVerdict(exact=exact, close=close, findings=findings, conversions=conversions,
                                        unpriced=unpriced, **base))
+
+
+NOTE = "note"
+"""The kind of a finding that repeats what the reference said of its own count (no backward pass
+where nothing trains, a model counted in its traced branch on meta)."""
+
+
+def _reference_notes(reference: CountResult | None) -> tuple[Finding, ...]:
+    """The reference's notes on its own count, as findings (``Note: ...``); its notes on how another
+    backend's count was predicted (``"fvcore: predicted from ..."``) are that backend's cell's, and
+    the operators it has no formula for the verdict says otherwise (``unpriced``)."""
+    from flopaudit.adapters import backend_names
+    from flopaudit.adapters.reference import UNPRICED
+
+    if reference is None:
+        return ()
+    backends = set(backend_names())
+    own = [w for w in reference.warnings if w.split(": ", 1)[0] not in backends and UNPRICED not in w]
+    return tuple(Finding(("reference",), NOTE, f"Note: {w.rstrip('.')}") for w in own)
 
 
 def _deviation_findings(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
@@ -500,7 +519,7 @@ def footer(report: Report, width: int = FOOTER_WIDTH) -> str:
         lines.append(f"verdict (canonical = flopaudit's reference count; within = {percent(report.verdict_tolerance)}):")
         # A counter failing the same way on several models (not installed, not applicable to such
         # inputs) is said once, after the models, not in each one's paragraph.
-        failures = Counter(f for v in report.verdicts for f in v.findings if f.kind in _FAILED)
+        failures = Counter(f for v in report.verdicts for f in v.findings if f.kind in _FAILED or f.kind == NOTE)
         shared = {f: n for f, n in failures.items() if n > 1}
         for v in report.verdicts:
             text = " ".join([v.headline + "."] + [f.text + "." for f in v.findings if f not in shared])
