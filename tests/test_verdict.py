@@ -371,3 +371,14 @@ def test_what_the_reference_notes_of_its_own_count_is_in_the_verdict() -> None:
     notes = [f for f in verdict.findings if f.kind == "note"]
     assert [f.text for f in notes] == [said.rstrip("."), "Note: no parameter received a gradient: the optimizer "
                                        "stepped nothing"], notes
+
+
+def test_a_long_failure_is_cut_at_a_word_in_the_verdict() -> None:
+    from flopaudit.reports.verdict import _short
+
+    text = "cannot count on the meta device: DeepSpeed's profiler counts a Linear layer twice on meta tensors " \
+           "(probed: linear-2d reads 16672 MACs on meta, 8192 on the CPU), so its counts there are not its own"
+    short = _short(text)
+    assert len(short) <= 160 and short.endswith(" …"), short
+    assert text.startswith(short.removesuffix(" …")) and text[len(short) - 2] == " ", short  # a whole word kept
+    assert _short("short enough") == "short enough"

@@ -356,8 +356,13 @@ def _failures(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
 
 
 def _short(text: str, limit: int = 160) -> str:
+    """``text`` on one line, cut at a word to at most ``limit`` characters (with an ellipsis)."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    head = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return head.rstrip(" ,;:(") + " …"
 
 
 def _with_headline(v: ModelVerdict) -> ModelVerdict:
