@@ -129,3 +129,20 @@ def test_calflops_moving_a_model_off_meta_names_the_parameter() -> None:
     assert result.error.startswith("BackendFailure: NotImplementedError: Cannot copy out of meta tensor"), result.error
     assert ("calflops moves the model to the device of its first parameter ('embed', on cpu), and its other "
             "parameters are on the meta device") in result.error
+
+
+def test_a_backend_that_is_not_installed_says_so_on_meta_too() -> None:
+    """On meta a backend missing here says it is missing (as on the CPU), not that it was not probed
+    there: installing it is the first thing to do either way."""
+    from flopaudit.adapters import backend_names, get_backend
+    from flopaudit.execution.work import count_on_meta
+    from flopaudit.inputs import ModelInputs
+
+    missing = [name for name in backend_names() if not get_backend(name).available()]
+    if not missing:
+        pytest.skip("every backend is installed here")
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 2)
+    for name in missing:
+        r = count_on_meta(name, model, ModelInputs((torch.empty(3, 4, device="meta"),), {}), isolate=False)
+        assert r.status.value == "not applicable" and r.error == get_backend(name).missing_reason(), (name, r.error)

@@ -311,9 +311,13 @@ def count_on_meta(
     """:func:`count_one` for a model on the meta device: a backend that cannot count there gets
     status ``not applicable`` with the reason; the others carry a ``device='meta'`` option and the
     backend's meta note, after ``notes``."""
+    from flopaudit.adapters import get_backend
     from flopaudit.execution.meta import meta_support
 
     support = meta_support(backend)
+    described = get_backend(backend)
+    if not described.available():  # (not installed: said as on the CPU, before anything about meta)
+        return failed_result(model_name, backend, Status.NOT_APPLICABLE, described.missing_reason(), inputs.batch_size)
     if not support.allowed:
         return failed_result(model_name, backend, Status.NOT_APPLICABLE,
                              f"cannot count on the meta device: {support.note}", inputs.batch_size)
