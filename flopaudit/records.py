@@ -234,6 +234,10 @@ class CountResult:
     inference pass, and for a backend that cannot tell the phases apart). The
     pass itself is in ``options`` (``pass``, ``loss``, ``optimizer``; absent
     for inference)."""
+    notes: tuple[str, ...] = ()
+    """What the backend's adapter, and the run, said of this count itself (the reference: no
+    backward pass where nothing trains; a model counted on meta in its traced branch); each is in
+    ``warnings`` too, among what the backend printed and warned."""
 
     def __post_init__(self) -> None:
         # NB: plain strings, so that unpickling a result never imports the library a version object came from
@@ -268,8 +272,8 @@ class CountResult:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "phases" and not value:
-                continue  # an inference result reads as it always has
+            if f.name in ("phases", "notes") and not value:
+                continue  # an inference result (a result without notes) reads as it always has
             if isinstance(value, Enum):
                 value = value.value
             elif f.name in ("predictions", "phases"):
@@ -296,7 +300,7 @@ class CountResult:
                 kwargs[name] = breakdown(kwargs[name])
         kwargs["predictions"] = tuple(RulesetPrediction.from_dict(x) for x in kwargs.get("predictions", ()))
         kwargs["phases"] = tuple(PhaseCount.from_dict(x) for x in kwargs.get("phases", ()))
-        for name in ("warnings", "side_effects"):
+        for name in ("warnings", "side_effects", "notes"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])
         if "options" in kwargs:

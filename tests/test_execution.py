@@ -253,3 +253,18 @@ def test_a_fork_server_that_dies_is_one_line(monkeypatch: pytest.MonkeyPatch, tm
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "Traceback" not in err
     assert "the worker processes could not start" in err and "--no-isolation" in err
+
+
+def test_workers_exit_so_their_process_locks_are_not_reported_leaked(tmp_path: Path) -> None:
+    """Two models whose factories keep a multiprocessing lock (tqdm does): each worker is asked to exit
+    before it is stopped, so Python's resource tracker finds no semaphore leaked at the end of the run."""
+    tests = Path(__file__).parent
+    done = subprocess.run(
+        [sys.executable, "-m", "flopaudit", "run", "--models", "user_models:holds_a_process_lock", "linear-3d",
+         "--input-shape", "2,8", "--backends", "reference", "--no-cache", "--no-progress", "--jobs", "1",
+         "--out", str(tmp_path / "out")],
+        cwd=tests, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "leaked semaphore" not in done.stderr, done.stderr

@@ -43,10 +43,13 @@ def test_breakdown_is_sorted_ints() -> None:
 
 
 def test_round_trip_through_json() -> None:
-    run = AuditRun((_result(),), (CaseInfo("m", ("t",), "(2x16)", 2, 100, 5, 0.01),))
-    again = AuditRun.from_dict(json.loads(json.dumps(run.to_dict())))
+    noted = dataclasses.replace(_result(), backend="reference", notes=("no parameter received a gradient",))
+    run = AuditRun((_result(), noted), (CaseInfo("m", ("t",), "(2x16)", 2, 100, 5, 0.01),))
+    data = json.loads(json.dumps(run.to_dict()))
+    again = AuditRun.from_dict(data)
     assert again.results == run.results
     assert again.cases == run.cases
+    assert "notes" not in data["results"][0] and data["results"][1]["notes"] == ["no parameter received a gradient"]
 
 
 def test_foreign_json_is_rejected() -> None:

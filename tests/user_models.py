@@ -385,3 +385,15 @@ class _SaysThenExits(nn.Module):
 
 def says_then_exits() -> nn.Module:
     return _SaysThenExits()
+
+
+_LOCKS: list[Any] = []
+
+
+def holds_a_process_lock() -> nn.Module:
+    """A factory that makes a ``multiprocessing`` lock and keeps it, as tqdm does for its write lock
+    (peft's ``merge_and_unload`` shows a tqdm bar): the lock's semaphore lives until its process exits."""
+    import multiprocessing
+
+    _LOCKS.append(multiprocessing.RLock())
+    return nn.Linear(8, 4)

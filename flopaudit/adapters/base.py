@@ -62,6 +62,9 @@ class RawCount:
     extra: Mapping[str, int] = field(default_factory=dict)
     predictions: tuple[RulesetPrediction, ...] = ()
     phases: tuple[PhaseCount, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    """What the adapter says of its own count (:attr:`~flopaudit.records.CountResult.notes`); each is
+    a warning too."""
 
 
 class Adapter(ABC):
@@ -244,7 +247,7 @@ class Adapter(ABC):
                 **base,
             )
         elapsed = time.perf_counter() - start
-        messages = list(raw.warnings)
+        messages = [*raw.notes, *raw.warnings]
         messages += [f"{w.category.__name__}: {w.message}" for w in caught]
         messages += [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
         return CountResult(
@@ -256,6 +259,7 @@ class Adapter(ABC):
             per_op=breakdown(raw.per_op),
             unsupported=breakdown(raw.unsupported),
             warnings=_dedupe(messages),
+            notes=tuple(_dedupe(list(raw.notes))),
             side_effects=tuple(side_effects),
             elapsed_s=elapsed,
             extra=breakdown(raw.extra),

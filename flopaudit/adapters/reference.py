@@ -95,20 +95,17 @@ class ReferenceAdapter(Adapter):
         return raw
 
 
-UNPRICED = "operator(s) without a formula"
-"""How the reference's note on operators it has no formula for reads (the verdict says it otherwise)."""
-
-
 def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...], notes: Sequence[str] = ()) -> RawCount:
     """What the adapter reports of a reference count (a forward pass or a training step);
     ``notes``: what predicting the backends found (:func:`predict_backends`)."""
-    warnings = [*result.notes, *notes]
+    own = list(result.notes)
     if result.traced_custom_ops:
         traced = ", ".join(f"{op} x{n}" for op, n in sorted(result.traced_custom_ops.items()))
-        warnings.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
+        own.append(f"custom op(s) without a formula counted through their Python kernel: {traced}")
+    warnings = list(notes)
     if result.unsupported:
         calls = sum(result.unsupported.values())
-        warnings.append(f"{len(result.unsupported)} {UNPRICED} ({calls} calls) counted as 0")
+        warnings.append(f"{len(result.unsupported)} operator(s) without a formula ({calls} calls) counted as 0")
     return RawCount(
         raw_total=result.macs,
         macs=result.macs,
@@ -117,6 +114,7 @@ def raw_count(result: Any, predictions: tuple[RulesetPrediction, ...], notes: Se
         per_op=result.op_macs(),
         unsupported=dict(result.unsupported),
         warnings=warnings,
+        notes=own,
         extra={
             "flops": result.flops,
             "extra_flops": result.extra_flops,

@@ -73,6 +73,8 @@ from flopaudit.records import CaseInfo, Status
 Event = CaseBuilt | Counted | Measured | OrderDone
 Handler = Callable[[Order, Event], None]
 
+EXIT_GRACE_S = 2.0
+"""How long :meth:`Supervisor.close` waits for idle workers to exit before killing them."""
 MAX_ATTEMPTS = 3
 """An order whose workers died this many times outside any count fails its remaining backends."""
 START_GRACE_S = 300.0
@@ -153,7 +155,11 @@ class Supervisor:
             self.close()
 
     def close(self) -> None:
-        """Stop every worker (they hold nothing worth keeping between runs)."""
+        """Stop every worker (they hold nothing worth keeping between runs): an idle one is asked to
+        exit first, so what its process made for itself is let go as a process exiting lets it go
+        (the semaphores of a ``multiprocessing`` lock tqdm makes, which the resource tracker would
+        otherwise find leaked), then killed with the rest of its process group."""
+        _ask_to_exit([w for w in self.workers if w.order is None])
         for w in self.workers:
             _kill(w)
         self.workers.clear()
@@ -196,6 +202,8 @@ class Supervisor:
         return worker
 
     def _retire(self, w: _Worker) -> None:
+        if w.order is None:  # idle: asked to exit first (see close)
+            _ask_to_exit([w])
         _kill(w)
         self.workers.remove(w)
 
@@ -353,6 +361,17 @@ class Supervisor:
         if died is None:
             return f"no result after {self._limit()}; the count was stopped"
         return f"the counting process died with {died}{self._memory_note(died)}"
+
+
+def _ask_to_exit(workers: Sequence[_Worker]) -> None:
+    """Tell idle workers to exit, and wait up to :data:`EXIT_GRACE_S` for them."""
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w.conn.send(None)
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w.process.join(max(0.0, deadline - time.monotonic()))
 
 
 def _output_of(w: _Worker) -> str:

@@ -287,7 +287,7 @@ def count_prepared(
         r = count_one(backend, prepared.model, prepared.inputs, model_name=prepared.case_id, timeout=timeout,
                       isolate=isolate, max_memory_gb=max_memory_gb, pass_=prepared.pass_)
         if prepared.notes:
-            r = dataclasses.replace(r, warnings=r.warnings + prepared.notes)
+            r = dataclasses.replace(r, warnings=r.warnings + prepared.notes, notes=r.notes + prepared.notes)
         if not prepared.placement:
             return r
         return dataclasses.replace(r, options=tuple(sorted(r.options + tuple((k, repr(v)) for k, v in prepared.placement))))
@@ -325,7 +325,8 @@ def count_on_meta(
                   max_memory_gb=max_memory_gb, pass_=pass_)
     notes = notes + ((support.note,) if support.note and r.ok else ())
     return dataclasses.replace(
-        r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes
+        r, options=tuple(sorted(r.options + (("device", repr("meta")),))), warnings=r.warnings + notes,
+        notes=r.notes + notes,
     )
 
 

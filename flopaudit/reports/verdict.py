@@ -295,17 +295,11 @@ where nothing trains, a model counted in its traced branch on meta)."""
 
 
 def _reference_notes(reference: CountResult | None) -> tuple[Finding, ...]:
-    """The reference's notes on its own count, as findings (``Note: ...``); its notes on how another
-    backend's count was predicted (``"fvcore: predicted from ..."``) are that backend's cell's, and
-    the operators it has no formula for the verdict says otherwise (``unpriced``)."""
-    from flopaudit.adapters import backend_names
-    from flopaudit.adapters.reference import UNPRICED
-
+    """The reference's notes on its own count (:attr:`~flopaudit.records.CountResult.notes`), as
+    findings (``Note: ...``); what it printed or warned is not among them."""
     if reference is None:
         return ()
-    backends = set(backend_names())
-    own = [w for w in reference.warnings if w.split(": ", 1)[0] not in backends and UNPRICED not in w]
-    return tuple(Finding(("reference",), NOTE, f"Note: {w.rstrip('.')}") for w in own)
+    return tuple(Finding(("reference",), NOTE, f"Note: {w.rstrip('.')}") for w in reference.notes)
 
 
 def _deviation_findings(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
