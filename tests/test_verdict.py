@@ -382,3 +382,21 @@ def test_a_long_failure_is_cut_at_a_word_in_the_verdict() -> None:
     assert len(short) <= 160 and short.endswith(" …"), short
     assert text.startswith(short.removesuffix(" …")) and text[len(short) - 2] == " ", short  # a whole word kept
     assert _short("short enough") == "short enough"
+
+
+def test_a_counters_own_note_is_in_the_verdict_naming_the_counters() -> None:
+    """On meta, torch.flop_counter and ptflops-aten count attention the CPU's fused kernel hides from
+    them; their results say so, and the verdict says it once for both, not what the reference said too."""
+    from flopaudit.adapters.descriptor import META_DISPATCH_NOTE
+    from flopaudit.reports.verdict import model_verdict
+
+    shared = "built with empty_weights()"
+    results = {
+        "reference": _r("m", "reference", 100, notes=(shared,)),
+        "torch-flop-counter": _r("m", "torch-flop-counter", 100, notes=(shared, META_DISPATCH_NOTE)),
+        "ptflops-aten": _r("m", "ptflops-aten", 100, notes=(META_DISPATCH_NOTE,)),
+        "thop": _r("m", "thop", 50),
+    }
+    verdict = model_verdict("m", [], results)
+    notes = [f.text for f in verdict.findings if f.kind == "note"]
+    assert notes == [f"Note: {shared}", f"Note on torch-flop-counter and ptflops-aten: {META_DISPATCH_NOTE}"], notes

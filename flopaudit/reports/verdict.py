@@ -283,7 +283,8 @@ def model_verdict(model: str, cells: Sequence[CellExplanation], results: Mapping
     conversions = tuple((b, how) for b in (*exact, *(b for b, _ in close))
                         if (how := conversion(results.get(b))))
     deviating = [c for c in cells if c.status == "ok" and c.backend not in usable and c.classification != "no MACs"]
-    findings = _deviation_findings(deviating) + _parameter_only(cells) + _failures(cells) + _reference_notes(reference)
+    findings = (_deviation_findings(deviating) + _parameter_only(cells) + _failures(cells) + _reference_notes(reference)
+                + _counter_notes(results, reference))
     unpriced = tuple(sorted(dict(reference.unsupported).items())) if reference is not None else ()
     return _with_headline(ModelVerdict(exact=exact, close=close, findings=findings, conversions=conversions,
                                        unpriced=unpriced, **base))
@@ -300,6 +301,21 @@ def _reference_notes(reference: CountResult | None) -> tuple[Finding, ...]:
     if reference is None:
         return ()
     return tuple(Finding(("reference",), NOTE, f"Note: {w.rstrip('.')}") for w in reference.notes)
+
+
+def _counter_notes(results: Mapping[str, CountResult], reference: CountResult | None) -> tuple[Finding, ...]:
+    """The notes other counters' results carry that the reference's does not (on meta: where a
+    counter sees other kernels than on the CPU, and so counts what it misses there), one finding per
+    note naming the counters."""
+    said = set(reference.notes) if reference is not None else set()
+    by_note: dict[str, list[str]] = {}
+    for backend, r in results.items():
+        if backend != "reference" and r.ok:
+            for note in r.notes:
+                if note not in said:
+                    by_note.setdefault(note, []).append(backend)
+    return tuple(Finding(tuple(backends), NOTE, f"Note on {names(backends)}: {note.rstrip('.')}")
+                 for note, backends in by_note.items())
 
 
 def _deviation_findings(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
