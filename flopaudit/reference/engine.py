@@ -811,9 +811,10 @@ _MATH_ATTENTION_SOFTMAX = "aten._safe_softmax.default"
 
 META_ATTENTION_BACKWARD = (
     "scaled_dot_product_attention ran as torch's math path on meta (products, softmax), as no fused kernel "
-    "runs there: its backward is priced as that path's four products per attention, where a fused kernel on "
-    "a device (CPU flash attention, CUDA flash or memory-efficient) computes the scores again, a fifth; "
-    "this training step's attention backward reads less than on a device")
+    "runs there: its backward is priced as that path's products per attention (the gradients of the values "
+    "and of the scores, and of the queries and keys where they need one: up to four), where a fused kernel on "
+    "a device (CPU flash attention, CUDA flash or memory-efficient) computes the scores again and every "
+    "gradient, needed or not; this training step's attention backward reads less than on a device")
 """Said of a training step on meta whose attention took SDPA's math path."""
 
 _GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
