@@ -242,6 +242,12 @@ def test_torch_profiler_prices_a_sparse_weight_update_as_its_kernels_adds() -> N
     for model_id in ("sparse-delta-weight", "subtracted"):
         cell = report.cell(model_id, "torch-profiler")
         assert cell is not None and cell.residual == 0 and cell.classification != "unexplained", cell
+    # explain says what the rules give and what the profiler's own events declared, which make up its count
+    from flopaudit.commands.explain import format_explanation
+
+    text = format_explanation(report.cell("sparse-delta-weight", "torch-profiler"))
+    assert "  reference under torch-profiler's rules: 50.560K MACs\n  and what torch-profiler declared of its own " \
+           "count: +512 (51.072K MACs in all)\n" in text, text
 
 
 def test_torchprofile_prices_elementwise_mul_and_declares_size_arithmetic() -> None:
