@@ -88,6 +88,7 @@ KNOWN_FAILURES: dict[str, str] = {
     "custom-autograd-function": _NO_WEIGHT,
     "fx-traced-functional": _NO_WEIGHT,
     "quant-dequant-linear": _NO_WEIGHT,
+    "sparse-delta-weight": _NO_WEIGHT,
     "vit_b_16": _NONE_OUTPUT,
     "mha-cross-kdim": _NONE_OUTPUT,
     "transformer-encoder-eval": _NONE_OUTPUT,
