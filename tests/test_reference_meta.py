@@ -250,3 +250,26 @@ def test_an_operator_failing_on_meta_is_blamed_on_the_model_not_on_the_recorder(
     r = get_adapter("reference").count(model, torch.randn(3, 4))
     assert r.status is Status.ERROR
     assert "expected device" in (r.error or "") and f"(raised in {__name__}, line " in (r.error or ""), r.error
+
+
+def test_a_cpu_scalar_given_with_meta_tensors_is_moved_to_meta() -> None:
+    """``x.masked_fill(mask, torch.tensor(min))``: a device's kernel takes the zero-dimensional CPU tensor,
+    the meta kernel refuses it. On meta it is moved there, the count equals the CPU's, and the notes
+    say so; a CPU tensor of one dimension or more stays the model's mistake."""
+    from user_models import _CPUPositions, scalar_filled_softmax
+
+    from flopaudit.reference.meta_workarounds import CPU_SCALARS_NOTE
+
+    torch.manual_seed(0)
+    cpu = count(scalar_filled_softmax(), torch.randn(2, 8))
+    with torch.device("meta"):
+        model = scalar_filled_softmax()
+    with pytest.raises(RuntimeError, match="to be on same device"), torch.no_grad():
+        model(torch.empty(2, 8, device="meta"))
+    meta = count(model, torch.randn(2, 8), device="meta")
+    assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
+    assert CPU_SCALARS_NOTE in meta.notes and CPU_SCALARS_NOTE not in cpu.notes
+    with torch.device("meta"):
+        positions = _CPUPositions()
+    with pytest.raises(RuntimeError, match="expected device"):
+        count(positions, torch.randn(2, 8), device="meta")

@@ -397,3 +397,21 @@ def holds_a_process_lock() -> nn.Module:
 
     _LOCKS.append(multiprocessing.RLock())
     return nn.Linear(8, 4)
+
+
+class _ScalarFilledSoftmax(nn.Module):
+    """A softmax over masked scores whose fill value is ``torch.tensor(min)``, a zero-dimensional CPU
+    tensor, as transformers' SEW-D and DeBERTa write it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.fc(x)
+        filled = scores.masked_fill(scores > 0, torch.tensor(torch.finfo(scores.dtype).min))
+        return torch.softmax(filled, -1)
+
+
+def scalar_filled_softmax() -> nn.Module:
+    return _ScalarFilledSoftmax()

@@ -20,7 +20,7 @@ from torch import nn
 from flopaudit.adapters import get_backend
 from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.inputs import ModelInputs
-from flopaudit.reference.meta_workarounds import MetaWorkarounds, reads_values, run_on_meta
+from flopaudit.reference.meta_workarounds import MetaWorkarounds, mixes_devices, reads_values, run_on_meta
 from flopaudit.zoo.case import ModelCase
 
 
@@ -94,16 +94,6 @@ def shapes_from_values(exc: BaseException) -> bool:
         return True
     head = text.split(": attempted to run this operator with Meta tensors", 1)
     return len(head) == 2 and any(head[0].startswith(f"aten::{op}") for op in _VALUE_SHAPED_OPS)
-
-
-_DEVICE_MIXES = ("is not on the expected device", "Expected all tensors to be on the same device")
-
-
-def mixes_devices(exc: BaseException) -> bool:
-    """Whether ``exc`` is a forward pass on the meta device meeting a tensor it made elsewhere (a
-    factory such as ``torch.arange(n)`` without ``device=``, which makes it on the CPU)."""
-    text = str(exc)
-    return "meta" in text and any(marker in text for marker in _DEVICE_MIXES)
 
 
 def meta_workarounds(model: nn.Module, inputs: ModelInputs) -> MetaWorkarounds:

@@ -16,6 +16,12 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   is given bfloat16 stand-ins and its output cast back: the output's shape
   does not depend on the dtype, and meta tensors hold no values to lose.
 
+- **A CPU scalar among meta tensors.** A zero-dimensional CPU tensor is a
+  scalar every device's kernels take beside their own tensors (sew-d's
+  ``x.masked_fill(mask, torch.tensor(min))``); some meta kernels refuse it.
+  Such an argument of an operator that also takes meta tensors is moved to
+  meta: it holds one number, which a meta kernel never reads.
+
 A model that reads a value in every branch still fails, with the failure of
 the last way tried. Used by :func:`flopaudit.reference.count` on meta and by
 every count of a ``--meta`` audit.
@@ -24,6 +30,7 @@ every count of a ``--meta`` audit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +47,43 @@ def reads_values(exc: BaseException) -> bool:
     """Whether ``exc`` is a forward pass reading a tensor's value, which meta tensors do not have."""
     text = f"{type(exc).__name__}: {exc}"
     return any(marker in text for marker in _VALUE_READS)
+
+
+_DEVICE_MIXES = ("is not on the expected device", "Expected all tensors to be on the same device",
+                 "to be on same device")
+
+
+def mixes_devices(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a forward pass on the meta device, is an operator meeting a tensor
+    made elsewhere (a factory such as ``torch.arange(n)`` without ``device=`` makes it on the CPU;
+    some meta kernels name no device: "Expected `value` to be on same device as `a`")."""
+    text = str(exc)
+    return any(marker in text for marker in _DEVICE_MIXES)
+
+
+class _CpuScalarsOnMeta(TorchDispatchMode):
+    """A zero-dimensional CPU tensor given to an operator with meta tensors is moved to meta first."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        values = (*args, *kwargs.values())
+        if any(_cpu_scalar(v) for v in values) and any(isinstance(v, torch.Tensor) and v.is_meta for v in values):
+            args = tuple(_on_meta(a) for a in args)
+            kwargs = {k: _on_meta(v) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
+
+
+def _cpu_scalar(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.dim() == 0
+
+
+def _on_meta(value: Any) -> Any:
+    return value.to("meta") if _cpu_scalar(value) else value
+
+
+CPU_SCALARS_NOTE = ("on meta, a zero-dimensional CPU tensor the model gives an operator beside meta tensors (a fill "
+                    "value made with torch.tensor) was moved to meta, as a device's kernels take such a scalar and "
+                    "some meta kernels refuse it")
 
 
 _GROUPED_REFUSAL = re.compile(r"Expected mat_[ab] to be BFloat16")
@@ -113,9 +157,11 @@ class MetaWorkarounds:
     """Float32 grouped products on meta computed from bfloat16 stand-ins."""
     traced: bool = False
     """``torch.jit.is_tracing()`` answered yes (``traced_sites`` says where it was asked)."""
+    cpu_scalars_on_meta: bool = False
+    """Zero-dimensional CPU tensors given with meta tensors moved to meta."""
 
     def __bool__(self) -> bool:
-        return self.traced or self.grouped_in_bfloat16
+        return self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -124,12 +170,14 @@ class MetaWorkarounds:
         with contextlib.ExitStack() as stack:
             if self.grouped_in_bfloat16:
                 stack.enter_context(_GroupedInBFloat16())
+            if self.cpu_scalars_on_meta:
+                stack.enter_context(_CpuScalarsOnMeta())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
 
     def notes(self) -> tuple[str, ...]:
         """What every count made with these workarounds says."""
         return ((traced_branch_note(self.traced_sites),) if self.traced else ()) + \
-            ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ())
+            ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ())
 
 
 _T = TypeVar("_T")
@@ -148,9 +196,11 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
     while True:
         if failure is not None:
             if reads_values(failure) and not ways.traced:
-                ways = MetaWorkarounds(grouped_in_bfloat16=ways.grouped_in_bfloat16, traced=True)
+                ways = dataclasses.replace(ways, traced=True)
             elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
-                ways = MetaWorkarounds(traced=ways.traced, grouped_in_bfloat16=True)
+                ways = dataclasses.replace(ways, grouped_in_bfloat16=True)
+            elif mixes_devices(failure) and not ways.cpu_scalars_on_meta:
+                ways = dataclasses.replace(ways, cpu_scalars_on_meta=True)
             else:
                 raise failure
         try:
@@ -163,4 +213,4 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
         sites = tuple(sorted(traced_sites(result))) if traced_sites else ()
         if not sites:
             raise failure  # (nothing asked: the traced branch is not what made it run)
-        return result, MetaWorkarounds(sites, ways.grouped_in_bfloat16, True)
+        return result, dataclasses.replace(ways, traced_sites=sites)
