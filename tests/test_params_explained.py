@@ -156,3 +156,32 @@ def test_a_fused_qat_module_is_a_sequential_to_summary_counters(backend: str) ->
     assert cell.params.predicted_params == counted.params
     causes = {c.rule: c.macs for c in cell.params.causes}
     assert causes[CONTAINER_HELD[1]] == -fused.weight.numel()  # 4 x 3 x 3 x 3: the fused conv's own weight
+
+
+def test_parameters_of_a_module_run_through_a_method_are_booked_at_that_module() -> None:
+    """A wrapper calls ``self.m.encode(x)``: pytorch-model-summary shows its child ``m``, never called as
+    a module, and counts none of its parameters. The cause names ``m``, the module that was not called,
+    not the layers it holds (which were called); and a cause's layer count is the layers it names."""
+
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.unused = nn.Linear(8, 16), nn.Linear(16, 4), nn.Linear(4, 4)
+
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x))
+
+    class Wrapper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = Inner()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m.encode(x)
+
+    model = Wrapper()
+    total, causes = predict_params(inventory(model), _record(model, torch.randn(2, 8)), "pytorch-model-summary")
+    assert total == 0
+    (cause,) = causes
+    assert cause.rule.startswith("held by a module never called as a module")
+    assert cause.layers == (("m", -(8 * 16 + 16 + 16 * 4 + 4 + 4 * 4 + 4)),) and cause.layer_count == 1

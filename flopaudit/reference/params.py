@@ -45,6 +45,8 @@ class ParamTally:
     reason is used when the count is not the first of a reference parameter."""
     missed: dict[int, tuple[str, str]] = field(default_factory=dict)
     """Reference parameter key -> ``(kind, reason)`` it is not counted (first reason given wins)."""
+    missed_at: dict[int, str] = field(default_factory=dict)
+    """Reference parameter key -> the module a miss is booked at, where not the one holding it."""
 
     adjustments: list[tuple[int, str, tuple[str, str]]] = field(default_factory=list)
     """``(amount, module path, (kind, reason))``: parts of the count not tied to
@@ -68,8 +70,14 @@ class ParamTally:
     def adjust(self, amount: int, path: str, kind: str, reason: str) -> None:
         self.adjustments.append((amount, path, (kind, reason)))
 
-    def miss(self, tensor: TensorInfo, kind: str, reason: str) -> None:
-        self.missed.setdefault(tensor.key, (kind, reason))
+    def miss(self, tensor: TensorInfo, kind: str, reason: str, at: str | None = None) -> None:
+        """Leave ``tensor`` uncounted for ``(kind, reason)`` (a reason given before wins), booked at
+        module ``at`` (the module whose treatment the reason is about: one never called), else at the
+        module holding it."""
+        if tensor.key not in self.missed:
+            self.missed[tensor.key] = (kind, reason)
+            if at is not None:
+                self.missed_at[tensor.key] = at
 
 
 ParamCounter = Callable[[ModelInventory, Sequence[ModuleCall]], ParamTally]
@@ -173,12 +181,13 @@ def predict_params(modules: ModelInventory, calls: Sequence[ModuleCall],
             continue
         reason = tally.missed.get(key, ("rule", "not counted"))
         deltas[reason] -= tensor.numel
-        layers[reason][path] -= tensor.numel
+        layers[reason][tally.missed_at.get(key, path)] -= tensor.numel
     contributions = tuple(
         RuleContribution(
             rule=reason, kind=kind, macs=delta,
             layers=tuple(sorted(((p, v) for p, v in layers[(kind, reason)].items() if v),
                                 key=lambda x: (-abs(x[1]), x[0]))[:_LAYERS_KEPT]),
+            layer_count=sum(1 for v in layers[(kind, reason)].values() if v),
         )
         for (kind, reason), delta in sorted(deltas.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
         if delta

@@ -60,8 +60,8 @@ def pytorch_model_summary_params(modules: ModelInventory, calls: Sequence[Module
         for _, t in modules.named_params(info.path):
             if info.path in called:
                 tally.count(t, info.path)
-            else:
-                tally.miss(t, *NEVER_CALLED)
+            else:  # booked at the shown module that was not called, which holds it below
+                tally.miss(t, *NEVER_CALLED, at=info.path)
     for info in modules.modules:
         if info.container and info.path:
             for t in info.params:
