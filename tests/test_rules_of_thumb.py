@@ -259,3 +259,27 @@ def test_a_scaled_forward_counter_books_the_forward_rules_times_the_factor() -> 
     finally:
         CLOSED_FORMS.pop(closed_form_name, None)
         RULESETS.pop(name, None)
+
+
+def test_a_forward_multiple_books_every_layer_of_a_cause() -> None:
+    """calflops prices a training step as 3 x its forward: each forward cause is booked layer by layer,
+    every layer, not the eight the forward prediction names with the rest put on the root (twelve
+    attention layers read as eight and a root holding four)."""
+
+    class Blocks(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = torch.nn.ModuleList(torch.nn.MultiheadAttention(8, 2, batch_first=True) for _ in range(12))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.attn:
+                x = x + layer(x, x, x, need_weights=False)[0]
+            return x
+
+    r = get_adapter("reference").count(Blocks(), torch.randn(2, 5, 8), pass_=STEP)
+    prediction = r.prediction("calflops")
+    assert prediction is not None
+    causes = [c for c in prediction.contributions if "attention" in c.rule]
+    assert causes, prediction.contributions
+    for c in causes:
+        assert c.layer_count == 12 and all(path.startswith("attn.") for path, _ in c.layers), c

@@ -170,10 +170,11 @@ _Key = tuple[CauseKind, str]
 def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset, batch_size: int | None = None,
           *, summary: bool = False, view: bool = False, prediction: bool = False,
           name: str | None = None, modules: Any = None, phases: bool = False, phase: str | None = None,
-          facts: object = None) -> Pricing:
+          facts: object = None, layers_kept: int | None = _LAYERS_KEPT) -> Pricing:
     """Walk the recording once; produce its ``summary`` (split by phase too with
     ``phases``), ``ruleset``'s ``view`` (per-sample rulesets divided by
-    ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's;
+    ``batch_size``) and its ``prediction`` (named ``name``, default the ruleset's, each cause naming
+    its ``layers_kept`` largest layers, or every one with ``None``;
     a ``batch_scaled`` ruleset's one-sample counts multiplied by ``batch_size``),
     as asked. ``modules`` is the model's inventory, read by some module counters;
     ``phase``: only that phase's events and calls; ``facts``: what a closed-form
@@ -373,7 +374,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
                 kind=kind,
                 macs=delta,
                 layers=tuple(sorted(((p, v) for p, v in layers[(kind, reason)].items() if v),
-                                    key=lambda x: (-abs(x[1]), x[0]))[:_LAYERS_KEPT]),
+                                    key=lambda x: (-abs(x[1]), x[0]))[:layers_kept]),
                 layer_count=sum(1 for v in layers[(kind, reason)].values() if v),
             )
             for (kind, reason), delta in sorted(deltas.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
@@ -410,10 +411,11 @@ def apply(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
 
 def predict(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Ruleset,
             name: str | None = None, batch_size: int | None = None, modules: Any = None, *,
-            phase: str | None = None, facts: object = None) -> RulesetPrediction:
-    """``ruleset``'s count of the recording in whole-batch MACs, with its causes (:func:`price`)."""
+            phase: str | None = None, facts: object = None, layers_kept: int | None = _LAYERS_KEPT) -> RulesetPrediction:
+    """``ruleset``'s count of the recording in whole-batch MACs, with its causes (:func:`price`), each
+    naming its ``layers_kept`` largest layers (every layer: ``None``)."""
     made = price(events, calls, ruleset, batch_size, prediction=True, name=name, modules=modules, phase=phase,
-                 facts=facts).prediction
+                 facts=facts, layers_kept=layers_kept).prediction
     assert made is not None
     return made
 

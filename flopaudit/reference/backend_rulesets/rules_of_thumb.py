@@ -278,12 +278,12 @@ def times_forward(base: Ruleset, factor: int) -> Callable[[Sequence[OpEvent], Se
     from flopaudit.reference.pricing import predict
 
     def count(events: Sequence[OpEvent], calls: Sequence[ModuleCall], facts: object) -> ClosedFormCount:
-        forward = predict(events, calls, base, phase="forward")
+        forward = predict(events, calls, base, phase="forward", layers_kept=None)  # (every layer: booked by layer)
         book = Book()
         for c in forward.contributions:
             for path, v in c.layers:
                 book.add(c.rule, factor * v, path, c.kind)
-            book.add(c.rule, factor * (c.macs - sum(v for _, v in c.layers)), "", c.kind)
+            book.add(c.rule, factor * (c.macs - sum(v for _, v in c.layers)), "", c.kind)  # (what no layer holds)
         book_backward(events, book, factor - 1)
         macs = factor * forward.macs
         total = macs * (2 if base.unit == "FLOP" else 1)
