@@ -144,13 +144,14 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
-    out, cache = tmp_path / "out", tmp_path / "cache"
+    out, cache, scratch = tmp_path / "out", tmp_path / "cache", tmp_path / "tmp"
+    scratch.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flopaudit", "run", "--models", "faulty-hang-forward", "faulty-hang-under-hooks",
          "linear-3d", "--timeout", "120", "--jobs", "2", "--cache-dir", str(cache), "--no-progress",
          "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)},
         # as a terminal's foreground command gets it: a test run started in the background (`pytest &`)
         # passes SIGINT on ignored, and a process that starts with it ignored rightly never sees Ctrl-C
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -174,6 +175,7 @@ def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
     assert not [p for p in seen if _alive(p)]
     assert not (out / "results.json").exists() and not list(out.glob("*.tmp")) and not list(out.glob(".*"))
     assert not list(cache.glob(".*.tmp")) if cache.exists() else True
+    assert not list(scratch.glob("flopaudit-workers-*")), list(scratch.iterdir())  # the workers' output files
 
 
 def test_the_command_line_process_never_imports_torch_or_runs_the_model(tmp_path: Path) -> None:

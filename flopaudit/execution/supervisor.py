@@ -154,12 +154,13 @@ class Supervisor:
         else:
             self.close()
 
-    def close(self) -> None:
+    def close(self, *, graceful: bool = True) -> None:
         """Stop every worker (they hold nothing worth keeping between runs): an idle one is asked to
         exit first, so what its process made for itself is let go as a process exiting lets it go
         (the semaphores of a ``multiprocessing`` lock tqdm makes, which the resource tracker would
         otherwise find leaked), then killed with the rest of its process group."""
-        _ask_to_exit([w for w in self.workers if w.order is None])
+        if graceful:
+            _ask_to_exit([w for w in self.workers if w.order is None])
         for w in self.workers:
             _kill(w)
         self.workers.clear()
@@ -173,7 +174,7 @@ class Supervisor:
         with contextlib.suppress(ValueError):  # not the main thread: nothing to mask
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            self.close()
+            self.close(graceful=False)  # (now: a Ctrl-C waits for nobody)
             stop_fork_server()
         finally:
             with contextlib.suppress(ValueError, TypeError):
