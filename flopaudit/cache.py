@@ -137,6 +137,8 @@ class ResultCache:
             "flopaudit_source": package_digest(),
             "python": sys.version.split()[0],
             "environment": environment_key(self.env_names),
+            # A relative path the model's code opens is read from here: another directory, other files.
+            "working_directory": os.getcwd(),
         })
 
     def backend_key(self, backend: str) -> Key:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -357,3 +358,96 @@ def test_a_large_file_is_known_by_size_and_time(tmp_path: Path, monkeypatch: pyt
     assert before.startswith("stat:5:")
     os.utime(large, ns=(1, 1))
     assert manifest.file_digest(large) != before
+
+
+_READERS = {
+    # how a factory reads its width: each must make the cache recount when the file changes
+    "np.loadtxt": "import numpy as np\n    width = int(np.loadtxt(os.path.join(here, 'width.txt')))",
+    "runpy": "import runpy\n    width = runpy.run_path(os.path.join(here, 'width_module.py'))['WIDTH']",
+    "r+ mode": "with open(os.path.join(here, 'width.txt'), 'r+') as f:\n        width = int(f.read())",
+    "cwd-relative": "with open('width.txt') as f:\n        width = int(f.read())",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(_READERS))
+def test_a_width_read_any_way_recounts_when_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      reader: str) -> None:
+    """numpy's loadtxt (numpy keeps the ``open`` it saw at import), a helper run with runpy (read through
+    ``io.open_code``), a file opened "r+" and a path relative to the working directory: a cached count
+    is reused only while what the model read is unchanged, and a run from another directory, where a
+    relative path names another file, counts again."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "cache_reader_net.py").write_text(
+        "import os\nfrom torch import nn\n\n\ndef build():\n    here = os.path.dirname(__file__)\n    "
+        + _READERS[reader] + "\n    return nn.Linear(4, width, bias=False)\n")
+    monkeypatch.syspath_prepend(str(root))
+    cache_dir = tmp_path / "cache"
+
+    def macs_and_hits(width: int | None, where: Path = root) -> tuple[int | None, int]:
+        if width is not None:
+            (where / "width.txt").write_text(str(width))
+            (where / "width_module.py").write_text(f"WIDTH = {width}\n")
+            time.sleep(0.05)  # (a file changed as an order begins is taken as changed while it ran: no reuse)
+        monkeypatch.chdir(where)
+        cache = ResultCache(cache_dir)
+        run = run_audit([CaseRef("cache_reader_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
+        return run.results[0].macs, cache.hits
+
+    assert macs_and_hits(2) == (3 * 4 * 2, 0)
+    assert macs_and_hits(None) == (3 * 4 * 2, 1)
+    assert macs_and_hits(5) == (3 * 4 * 5, 0)
+    if reader == "cwd-relative":
+        other = tmp_path / "other"
+        other.mkdir()
+        assert macs_and_hits(7, other) == (3 * 4 * 7, 0)  # the same model run from elsewhere
+
+
+def test_a_file_changed_while_the_run_read_it_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user saves an edit to a helper while a run builds the model from it: the run counted the old
+    width, and its result is stored under the file as it is after the edit. That file changed after the
+    order began, so the result is not reused: the next run counts the new width."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "race_width.py").write_text("WIDTH = 2\n")
+    (root / "race_net.py").write_text(textwrap.dedent("""\
+        from torch import nn
+
+        def build():
+            import race_width
+            width = race_width.WIDTH
+            with open(race_width.__file__, "w") as f:  # the user's edit, saved while this run builds
+                f.write("WIDTH = 5\\n")
+            return nn.Linear(4, width, bias=False)
+        """))
+    monkeypatch.syspath_prepend(str(root))
+    cache_dir = tmp_path / "cache"
+
+    def macs_and_hits() -> tuple[int | None, int]:
+        cache = ResultCache(cache_dir)
+        run = run_audit([CaseRef("race_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
+        return run.results[0].macs, cache.hits
+
+    assert macs_and_hits() == (3 * 4 * 2, 0)
+    assert macs_and_hits() == (3 * 4 * 5, 0)  # not the stored 3 x 4 x 2
+
+
+def test_a_factory_drawing_from_pythons_random_builds_the_same_model_every_time() -> None:
+    """Workers are forked, and Python reseeds ``random`` in every fork: a factory drawing a width from
+    it built different models for two counts of one run. Python's and numpy's generators are seeded
+    with torch's before the factory runs."""
+    import random
+
+    import numpy as np
+    from torch import nn
+
+    from flopaudit.zoo.case import ModelCase, tensor_inputs
+
+    case = ModelCase("drawn", lambda: nn.Linear(4, random.randint(1, 1000) + int(np.random.randint(0, 1000))),
+                     tensor_inputs(2, 4))
+    widths = set()
+    for state in (1, 2, 3):
+        random.seed(state)
+        np.random.seed(state)
+        widths.add(case.instantiate()[0].out_features)
+    assert len(widths) == 1, widths

@@ -15,12 +15,15 @@ time instead of hashed (a checkpoint is not read whole at every look-up).
 
 NB: a warm worker's manifest also lists what earlier orders of that worker
 imported or read, so it may be a superset of what one case needs; that costs
-a recount now and then, never a stale answer. Files a process opens for
-writing are left out (its own scratch files). Not seen: files opened outside
-Python's ``open``/``os.open`` (memory-mapped by a C or Rust library, as
-safetensors does), through an ``open`` bound before the watch began (``from
-io import open`` at import), or in a child process a count forks (Dask
-workers fork one per count), and what a directory lists: for those, name an
+a recount now and then, never a stale answer. A file modified after the order
+began gets a digest that matches nothing (:data:`CHANGED_DURING_THE_RUN`): the
+code may have read it before the edit. Files a process opens for writing only
+are left out (its own scratch files). Not seen: files opened outside Python's
+``open``/``os.open``/``io.open_code`` (memory-mapped by a C or Rust library, as
+safetensors does; ``torch.jit.load``), through an ``open`` bound before the
+watch began (``from io import open`` at import; numpy's openers table is
+watched), or in a child process a count forks (Dask workers fork one per
+count), what a directory lists, and imports that failed: for those, name an
 environment variable with ``--cache-env`` or use ``--no-cache``.
 """
 
@@ -118,8 +121,9 @@ def _note(path: Any, mode: Any, flags: int) -> None:
         path = os.path.abspath(os.fsdecode(path))
         if path.startswith(_watch["skip"]):
             return
-        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(
-            flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        # (read and written, "r+" or O_RDWR: a read, whose digest then changes with the code's own writes)
+        writes = any(c in mode for c in "wax") if isinstance(mode, str) else bool(
+            flags & (os.O_WRONLY | os.O_CREAT)) and not flags & os.O_RDWR
         (_WRITTEN if writes else _READ).add(path)
     except Exception:  # noqa: BLE001, S110 - never disturb the watched code
         pass
@@ -132,6 +136,15 @@ def _watching_open(real: Callable[..., Any]) -> Callable[..., Any]:
         return real(file, mode, *args, **kwargs)
 
     return open
+
+
+def _watching_open_code(real: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(real)
+    def open_code(path: Any) -> Any:
+        _note(path, "rb", 0)
+        return real(path)
+
+    return open_code
 
 
 def _watching_os_open(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -158,9 +171,13 @@ def reads_watched() -> Iterator[None]:
             roots = {unresolved.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
             skip = tuple(os.path.abspath(r) + os.sep for r in roots if r)
             _watch["skip"] = skip + _excluded_roots() + _SYSTEM
-        _watch["saved"] = builtins.open, os.open
+        openers = _numpy_openers()
+        _watch["saved"] = builtins.open, os.open, io.open_code, openers, openers.get(None) if openers else None
         builtins.open = io.open = _watching_open(builtins.open)
         os.open = _watching_os_open(os.open)
+        io.open_code = _watching_open_code(io.open_code)
+        if openers is not None:
+            openers[None] = builtins.open
     _watch["depth"] += 1
     try:
         yield
@@ -168,7 +185,24 @@ def reads_watched() -> Iterator[None]:
         _watch["depth"] -= 1
         if _watch["depth"] == 0:
             builtins.open = io.open = _watch["saved"][0]
-            os.open = _watch["saved"][1]
+            os.open, io.open_code = _watch["saved"][1], _watch["saved"][2]
+            openers = _watch["saved"][3]
+            if openers is not None:
+                openers[None] = _watch["saved"][4]
+
+
+def _numpy_openers() -> dict[Any, Any] | None:
+    """numpy's table of file openers (``np.loadtxt`` and ``np.genfromtxt`` open plain files with its
+    ``None`` entry, the ``open`` numpy saw when imported), if numpy is imported; else None."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return None
+    for name in ("numpy.lib._datasource", "numpy.lib._datasource_impl"):
+        module = sys.modules.get(name)
+        table = getattr(getattr(module, "_file_openers", None), "_file_openers", None)
+        if isinstance(table, dict) and None in table:
+            return table
+    return None
 
 
 def warm_up() -> None:
@@ -177,10 +211,24 @@ def warm_up() -> None:
     _owners()
 
 
-def take() -> Manifest:
-    """The manifest of this process now (see the module docstring)."""
+CHANGED_DURING_THE_RUN = "changed while it ran"
+"""The digest of a file modified after the order began: it matches no file, so the result is counted
+again next time (the code may have read the file before or after the change)."""
+
+
+def take(since_ns: int | None = None) -> Manifest:
+    """The manifest of this process now (see the module docstring); a file modified at or after
+    ``since_ns`` (``time.time_ns()`` when the order began) gets :data:`CHANGED_DURING_THE_RUN`."""
     excluded = _excluded_roots()
     files: dict[str, str] = {}
+
+    def digest(path: str) -> str:
+        if since_ns is not None:
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_mtime_ns >= since_ns:
+                    return CHANGED_DURING_THE_RUN
+        return file_digest(path)
+
     tops: set[str] = set()
     for name, module in list(sys.modules.items()):
         tops.add(name.partition(".")[0])
@@ -190,13 +238,13 @@ def take() -> Manifest:
         real = os.path.realpath(path)
         if real.startswith(excluded) or real in files:
             continue
-        files[real] = file_digest(real)
+        files[real] = digest(real)
     written = {os.path.realpath(p) for p in _WRITTEN}
     for path in list(_READ):
         real = os.path.realpath(path)
         if real in files or real in written or real.startswith(excluded):
             continue
-        files[real] = file_digest(real)
+        files[real] = digest(real)
     owners = _owners()
     dists: dict[str, str] = {}
     for top in tops:

@@ -37,13 +37,27 @@ class ModelCase:
     """Optional libraries the builder imports (``timm``, ``transformers``); see :mod:`flopaudit.zoo.catalog`."""
 
     def instantiate(self) -> tuple[nn.Module, ModelInputs]:
-        """Build the model (seeded, random weights) and its inputs."""
-        torch.manual_seed(self.seed)
+        """Build the model (seeded, random weights) and its inputs. torch's, Python's and numpy's
+        global generators are seeded before each, so a factory drawing from any of them builds the
+        same model in every process (workers are forked: Python's ``random`` would differ)."""
+        seed_everything(self.seed)
         model = self.build()
         set_mode(model, self.train)  # (a torch.export module keeps the mode it was exported in)
-        torch.manual_seed(self.seed + 1)
+        seed_everything(self.seed + 1)
         inputs = self.make_inputs()
         return model, inputs
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's, Python's and (if imported) numpy's global random generators with ``seed``."""
+    import random
+    import sys
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
 
 
 def tensor_inputs(*shape: int) -> Callable[[], ModelInputs]:
