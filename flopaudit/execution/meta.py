@@ -21,6 +21,7 @@ from flopaudit.adapters import get_backend
 from flopaudit.adapters.descriptor import MetaSupport
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference.meta_workarounds import MetaWorkarounds, mixes_devices, reads_values, run_on_meta
+from flopaudit.text import cut_at_word
 from flopaudit.zoo.case import ModelCase
 
 
@@ -67,9 +68,7 @@ def _build_fault(exc: BaseException) -> str:
     """What a constructor met on meta, in a clause: a value read or a device mix where it is one, and
     where in the model's code (outside torch) it happened."""
     text = str(exc).strip()
-    said = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
-    if len(said) > 160:
-        said = said[:160].rsplit(" ", 1)[0] + " ..."
+    said = cut_at_word(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), 160)
     reader, caller = _outside_torch(exc)
     where = f" in {reader}" + (f", called from {caller}" if caller else "") if reader else ""
     if mixes_devices(exc):
@@ -159,7 +158,7 @@ def meta_failure(exc: BaseException, inputs: str = "") -> str:
     at = raised_in(exc).strip().removeprefix("(").removesuffix(")")
 
     def said(limit: int | None = None, located: bool = True) -> str:
-        cut = first if limit is None or len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " ..."
+        cut = first if limit is None else cut_at_word(first, limit)
         return f"{type(exc).__name__}: {cut}" + (f", {at}" if at and located else "")
 
     if mixes_devices(exc):

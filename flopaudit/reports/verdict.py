@@ -367,12 +367,9 @@ def _failures(cells: Sequence[CellExplanation]) -> tuple[Finding, ...]:
 
 def _short(text: str, limit: int = 160) -> str:
     """``text`` on one line, cut at a word to at most ``limit`` characters (with an ellipsis)."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    head = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    return head.rstrip(" ,;:(") + " …"
+    from flopaudit.text import cut_at_word
+
+    return cut_at_word(" ".join(text.split()), limit, " …")
 
 
 def _with_headline(v: ModelVerdict) -> ModelVerdict:
