@@ -388,7 +388,7 @@ def _output_of(w: _Worker) -> str:
 def _dump_stack(w: _Worker, wait_s: float = 1.0) -> None:
     """Ask a worker that hung to write its Python stack to its output file (the fault handler's
     ``SIGUSR1``), and wait up to ``wait_s`` for it."""
-    if w.output is None or w.process.pid is None:
+    if w.output is None or w.process.pid is None or not hasattr(signal, "SIGUSR1"):
         return
     with contextlib.suppress(OSError):
         before = os.path.getsize(w.output)

@@ -79,7 +79,8 @@ class OutputCapture:
         # it counts (to keep a counter quiet) leaves it alone.
         self.faults = os.fdopen(os.dup(self.file.fileno()), "wb")
         faulthandler.enable(self.faults)
-        faulthandler.register(signal.SIGUSR1, self.faults, all_threads=False)  # (where a hung worker is)
+        if hasattr(faulthandler, "register") and hasattr(signal, "SIGUSR1"):  # (POSIX: where a hung worker is)
+            faulthandler.register(signal.SIGUSR1, self.faults, all_threads=False)
 
     def take(self) -> str:
         """What was written since the last call, cut to a bounded excerpt."""
