@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from flopaudit import __version__
-from flopaudit.errors import UserError
+from flopaudit.errors import Terminated, UserError
 
 COMMANDS = ("run", "cost", "backends", "zoo", "report", "explain", "match", "snapshot", "check", "merge")
 
@@ -43,11 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = _stop_on_sigterm()
     try:
         return _main(argv)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if "flopaudit.execution.supervisor" in sys.modules:  # workers were started: leave no process behind
             sys.modules["flopaudit.execution.supervisor"].stop_fork_server()
+
+
+def _stop_on_sigterm() -> Any:
+    """While the command runs, SIGTERM stops it as Ctrl-C does (:class:`~flopaudit.errors.Terminated`),
+    where it would otherwise kill this process alone and leave the workers and the fork server
+    running; returns the handler to put back (None where none was set: not the main thread, or a
+    handler of the host's own)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, terminated)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -61,6 +82,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except UserError as exc:
         print(f"flopaudit: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("\nflopaudit: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\nflopaudit: interrupted", file=sys.stderr)
         return 130

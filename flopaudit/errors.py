@@ -78,3 +78,8 @@ def integer_inputs_hint(exc: BaseException) -> str:
     return ("; the model takes integer indices (token ids) and --input-shape makes a float tensor "
             "(torch.randn): give them with --inputs module:function, a function returning e.g. "
             "torch.randint(0, vocab_size, (1, 16))")
+
+
+class Terminated(KeyboardInterrupt):
+    """The command line was sent SIGTERM (``kill``, a CI job's time limit): stopped as Ctrl-C stops
+    it, every worker and the fork server with it, and exit 143."""

@@ -178,6 +178,36 @@ def test_ctrl_c_stops_everything_within_two_seconds(tmp_path: Path) -> None:
     assert not list(scratch.glob("flopaudit-workers-*")), list(scratch.iterdir())  # the workers' output files
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_everything_as_ctrl_c_does(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM), as a CI job's time limit sends it, reaches the command line process alone:
+    it stops the workers and the fork server as Ctrl-C does, exits 143 and leaves no process and no
+    partial file behind. Before, the workers and the fork server went on running."""
+    out, scratch = tmp_path / "out", tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flopaudit", "run", "--models", "faulty-hang-forward", "linear-3d", "--timeout",
+         "120", "--jobs", "2", "--no-cache", "--no-progress", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)},
+    )
+    deadline = time.monotonic() + 120
+    seen: set[int] = set()
+    while time.monotonic() < deadline and len([p for p in seen if _alive(p)]) < 2:  # fork server + a worker
+        seen |= _descendants(proc.pid)
+        time.sleep(0.2)
+    time.sleep(2)
+    seen |= _descendants(proc.pid)
+    assert len(seen) >= 2, seen
+    proc.send_signal(signal.SIGTERM)  # to the command line process only, as kill PID does
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert not [p for p in seen if _alive(p)]
+    assert not (out / "results.json").exists() and not list(scratch.glob("flopaudit-workers-*"))
+
+
 def test_the_command_line_process_never_imports_torch_or_runs_the_model(tmp_path: Path) -> None:
     code = ("import sys\nfrom flopaudit.cli import main\n"
             f"code = main(['run', '--models', 'user_models:tiny_linear', '--input-shape', '3,4', "
