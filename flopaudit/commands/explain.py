@@ -66,7 +66,7 @@ def format_explanation(c: CellExplanation) -> str:
         lines.append(f"  difference {_signed(c.difference)}{ratio}")
     if c.predicted_macs is not None:
         lines.append(f"  reference under {c.backend}'s rules: {human(c.predicted_macs)} MACs")
-        declared = (c.backend_macs or 0) - c.predicted_macs - c.residual if c.backend_macs is not None else 0
+        declared = c.backend_macs - c.predicted_macs - c.residual if c.backend_macs is not None else 0
         if declared:  # causes the backend's own output declares (work recorded twice, say), beyond its rules
             lines.append(f"  and what {c.backend} declared of its own count: {_signed(declared)} "
                          f"({human(c.predicted_macs + declared)} MACs in all)")

@@ -172,7 +172,8 @@ def reads_watched() -> Iterator[None]:
             skip = tuple(os.path.abspath(r) + os.sep for r in roots if r)
             _watch["skip"] = skip + _excluded_roots() + _SYSTEM
         openers = _numpy_openers()
-        _watch["saved"] = builtins.open, os.open, io.open_code, openers, openers.get(None) if openers else None
+        _watch["saved"] = {"open": builtins.open, "os_open": os.open, "open_code": io.open_code,
+                           "numpy_openers": openers, "numpy_open": openers.get(None) if openers else None}
         builtins.open = io.open = _watching_open(builtins.open)
         os.open = _watching_os_open(os.open)
         io.open_code = _watching_open_code(io.open_code)
@@ -184,11 +185,11 @@ def reads_watched() -> Iterator[None]:
     finally:
         _watch["depth"] -= 1
         if _watch["depth"] == 0:
-            builtins.open = io.open = _watch["saved"][0]
-            os.open, io.open_code = _watch["saved"][1], _watch["saved"][2]
-            openers = _watch["saved"][3]
-            if openers is not None:
-                openers[None] = _watch["saved"][4]
+            saved = _watch["saved"]
+            builtins.open = io.open = saved["open"]
+            os.open, io.open_code = saved["os_open"], saved["open_code"]
+            if saved["numpy_openers"] is not None:
+                saved["numpy_openers"][None] = saved["numpy_open"]
 
 
 def _numpy_openers() -> dict[Any, Any] | None:

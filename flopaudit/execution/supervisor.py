@@ -66,7 +66,7 @@ from flopaudit.execution.protocol import (
     PhaseStarted,
     Rejected,
 )
-from flopaudit.execution.worker import WorkerSettings, serve
+from flopaudit.execution.worker import OUTPUT_LINES, WorkerSettings, serve
 from flopaudit.measure.records import failed_cost
 from flopaudit.records import CaseInfo, Status
 
@@ -411,9 +411,9 @@ OUTPUT_TAIL_BYTES = 16384
 """How much of the end of a dead worker's output is read."""
 
 
-def _excerpt(output: str, lines: int = 40) -> str:
-    kept = output.splitlines()[-lines:]
-    return "\n".join(kept)
+def _excerpt(output: str) -> str:
+    """The last lines a dead worker wrote, as many as a case keeps of a live one's (its first ones)."""
+    return "\n".join(output.splitlines()[-OUTPUT_LINES:])
 
 
 def _kill(w: _Worker) -> None:

@@ -190,7 +190,8 @@ def count(
     given): a model that reads values only outside a trace (transformers'
     attention-mask checks) is counted in its traced branch, and float32
     grouped products (mixture-of-experts layers), which torch's meta kernel
-    refuses, get bfloat16 stand-ins. A model under ``FakeTensorMode`` with fake
+    refuses, get bfloat16 stand-ins, and a zero-dimensional CPU tensor given
+    beside meta tensors is moved to meta. A model under ``FakeTensorMode`` with fake
     inputs works with ``device=None``. To build on meta, see :func:`count_meta`.
 
     A ruleset with ``patched_functions`` records the pass with those Python
@@ -252,7 +253,7 @@ def count(
     except Exception as exc:
         if as_traced is not None or not holds_meta(model, ins):
             raise
-        # On meta: the ways round a value read outside a trace and float32 grouped products.
+        # On meta: the ways round a failure there (meta_workarounds), tried in turn.
         rec, ways = run_on_meta(recorded, exc, lambda r: r.tracing_asked)
     events = tuple(rec.events)
     calls = tuple(rec.calls)
@@ -444,8 +445,7 @@ def count_meta(
         if first is not None:
             failures.append(f"build under torch.device('meta') failed: {_said(first)}")
     except MetaBuildError as exc:
-        failures.extend(f"build {how} failed: {_said(e)}"
-                        for how, e in zip(("under torch.device('meta')", "with empty_weights()"), exc.failures))
+        failures.append(str(exc))  # (each way's failure, as build_on_meta words them)
     if model is not None:
         try:
             with torch.device("meta"):

@@ -183,26 +183,23 @@ class MetaWorkarounds:
 _T = TypeVar("_T")
 
 
-def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException | None = None,
-                traced_sites: Callable[[_T], Sequence[str]] | None = None) -> tuple[_T, MetaWorkarounds]:
-    """``attempt(workarounds)`` with what it needs on meta: first with none (skipped where
-    ``failure``, what that first try raised, is given); after each failure the workaround for it is
-    added, if there is one not yet on, and ``attempt`` run again. Returns its result and the
+def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException,
+                traced_sites: Callable[[_T], Sequence[str]]) -> tuple[_T, MetaWorkarounds]:
+    """``attempt(workarounds)`` after it raised ``failure`` with none: the workaround for each failure
+    is added, if there is one not yet on, and ``attempt`` run again. Returns its result and the
     workarounds it ran with, ``traced_sites`` reading from the result where ``is_tracing()`` was
-    asked (default: the attempt's own record through :meth:`MetaWorkarounds.applied`, which
-    ``attempt`` must enter). Raises the last failure where no workaround is left to try, or where
-    answering ``is_tracing()`` changed nothing (no code asked)."""
+    asked. Raises the last failure where no workaround is left to try, or where answering
+    ``is_tracing()`` changed nothing (no code asked)."""
     ways = MetaWorkarounds()
     while True:
-        if failure is not None:
-            if reads_values(failure) and not ways.traced:
-                ways = dataclasses.replace(ways, traced=True)
-            elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
-                ways = dataclasses.replace(ways, grouped_in_bfloat16=True)
-            elif mixes_devices(failure) and not ways.cpu_scalars_on_meta:
-                ways = dataclasses.replace(ways, cpu_scalars_on_meta=True)
-            else:
-                raise failure
+        if reads_values(failure) and not ways.traced:
+            ways = dataclasses.replace(ways, traced=True)
+        elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
+            ways = dataclasses.replace(ways, grouped_in_bfloat16=True)
+        elif mixes_devices(failure) and not ways.cpu_scalars_on_meta:
+            ways = dataclasses.replace(ways, cpu_scalars_on_meta=True)
+        else:
+            raise failure
         try:
             result = attempt(ways)
         except Exception as exc:  # noqa: BLE001 - the next workaround, or the end
@@ -210,7 +207,7 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
             continue
         if not ways.traced:
             return result, ways
-        sites = tuple(sorted(traced_sites(result))) if traced_sites else ()
+        sites = tuple(sorted(traced_sites(result)))
         if not sites:
             raise failure  # (nothing asked: the traced branch is not what made it run)
         return result, dataclasses.replace(ways, traced_sites=sites)
