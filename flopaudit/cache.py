@@ -16,9 +16,10 @@ A cached result is found by two keys and checked against a manifest:
 * the manifest (:mod:`flopaudit.execution.manifest`) the worker took after
   counting: the SHA-256 of every imported Python file outside the standard
   library and site-packages (the user's model module and every helper it
-  imports) and the version of every installed distribution that was
-  loaded. A result is served only while its manifest still holds, checked
-  without importing anything.
+  imports), the version of every installed distribution that was
+  loaded, and what the imports it looked for would find now (a module it
+  did not find, a helper a new package could shadow). A result is served
+  only while its manifest still holds, checked without importing anything.
 
 Only results with status ``ok`` or ``not applicable`` are stored; errors and
 timeouts are counted again next time. The case's

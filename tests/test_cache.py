@@ -451,3 +451,46 @@ def test_a_factory_drawing_from_pythons_random_builds_the_same_model_every_time(
         np.random.seed(state)
         widths.add(case.instantiate()[0].out_features)
     assert len(widths) == 1, widths
+
+
+_LOOKUPS = {
+    # how a model asks for a module it can do without: each must recount once the module is there
+    "optional import": "try:\n        import {mod}\n        width = {mod}.WIDTH\n    except ImportError:\n"
+                       "        width = 2",
+    "find_spec": "import importlib.util\n    width = 5 if importlib.util.find_spec('{mod}') is not None else 2",
+    "shadowed helper": "import {mod}\n    width = {mod}.WIDTH",
+}
+
+
+@pytest.mark.parametrize("lookup", sorted(_LOOKUPS))
+def test_a_module_that_appears_on_the_path_recounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    lookup: str) -> None:
+    """A model whose width depends on what an import finds: an optional dependency installed since
+    the last run (``try: import fused_ops`` or transformers' ``find_spec`` check), or a helper module
+    of the model's that a new package of the same name, earlier on ``sys.path``, now shadows. None of
+    these changes a file the last run imported or read, yet each changes the model."""
+    mod = "cache_lookup_" + lookup.replace(" ", "_")
+    src, site = tmp_path / "src", tmp_path / "site"  # site: an installed package's directory, first on sys.path
+    src.mkdir()
+    site.mkdir()
+    (src / "cache_lookup_net.py").write_text(
+        "from torch import nn\n\n\ndef build():\n    " + _LOOKUPS[lookup].format(mod=mod)
+        + "\n    return nn.Linear(4, width, bias=False)\n")
+    if lookup == "shadowed helper":
+        (src / f"{mod}.py").write_text("WIDTH = 2\n")
+    monkeypatch.syspath_prepend(str(src))
+    monkeypatch.syspath_prepend(str(site))
+    cache_dir = tmp_path / "cache"
+
+    def macs_and_hits() -> tuple[int | None, int]:
+        cache = ResultCache(cache_dir)
+        run = run_audit([CaseRef("cache_lookup_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
+        return run.results[0].macs, cache.hits
+
+    assert macs_and_hits() == (3 * 4 * 2, 0)
+    assert macs_and_hits() == (3 * 4 * 2, 1)
+    (site / mod).mkdir()  # installed: a package of that name
+    (site / mod / "__init__.py").write_text("WIDTH = 5\n")
+    time.sleep(0.05)
+    assert macs_and_hits() == (3 * 4 * 5, 0)
+    assert macs_and_hits() == (3 * 4 * 5, 1)

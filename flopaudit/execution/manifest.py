@@ -23,8 +23,20 @@ are left out (its own scratch files). Not seen: files opened outside Python's
 safetensors does; ``torch.jit.load``), through an ``open`` bound before the
 watch began (``from io import open`` at import; numpy's openers table is
 watched), or in a child process a count forks (Dask workers fork one per
-count), what a directory lists, and imports that failed: for those, name an
-environment variable with ``--cache-env`` or use ``--no-cache``.
+count), and what a directory lists: for those, name an environment variable
+with ``--cache-env`` or use ``--no-cache``.
+
+What an import would find now is part of the manifest too (:attr:`Manifest.searched`):
+for every module the import system looked for and did not find (an optional
+dependency, ``try: import fused_ops``, or transformers' ``find_spec`` check), and
+for every imported module of the user's own (outside the standard library and
+site-packages) that another module of its name could come to shadow, the entries
+of that name in each directory it was looked for in (``sys.path``, or a
+package's ``__path__``), and the ``.pth`` files there. A package installed since
+(a ``fused_ops`` directory in site-packages, an editable install's ``.pth``), or a
+helper that a new package of its name now hides, makes the manifest fail.
+# NB: a missing submodule of a package in the standard library or site-packages is
+# not followed: that package's version covers what it ships.
 """
 
 from __future__ import annotations
@@ -52,18 +64,24 @@ class Manifest:
 
     files: tuple[tuple[str, str], ...] = ()
     distributions: tuple[tuple[str, str], ...] = ()
+    searched: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+    """``(directory, module names looked for there, what it holds of them)``: see :func:`found_in`."""
 
     @property
     def digest(self) -> str:
-        text = json.dumps([self.files, self.distributions])
+        text = json.dumps([self.files, self.distributions, self.searched])
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def to_dict(self) -> dict[str, dict[str, str]]:
-        return {"files": dict(self.files), "distributions": dict(self.distributions)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": dict(self.files), "distributions": dict(self.distributions),
+                "searched": {d: {"names": list(names), "found": found} for d, names, found in self.searched}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, dict[str, str]]) -> Manifest:
-        return cls(tuple(sorted(d.get("files", {}).items())), tuple(sorted(d.get("distributions", {}).items())))
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        searched = tuple(sorted((str(k), tuple(v["names"]), str(v["found"]))
+                                for k, v in d.get("searched", {}).items()))
+        return cls(tuple(sorted(d.get("files", {}).items())), tuple(sorted(d.get("distributions", {}).items())),
+                   searched)
 
 
 HASHED_UP_TO = 64 << 20
@@ -108,8 +126,34 @@ _READ: set[str] = set()
 """Absolute paths of the files this process opened for reading inside :func:`reads_watched`."""
 _WRITTEN: set[str] = set()
 """... and of those it opened for writing (left out of manifests: its own scratch files)."""
+_SOUGHT: dict[str, set[str]] = {}
+"""Directory -> names of the modules this process looked for there inside :func:`reads_watched`
+and did not find anywhere (the last part of a dotted name)."""
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
 _watch: dict[str, Any] = {"depth": 0, "skip": None, "saved": None}
+
+
+class _NotFound:
+    """A finder placed last on ``sys.meta_path``: asked only where every other finder found
+    nothing, it notes where the module was looked for and finds nothing either."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> None:
+        try:
+            parent, _, name = fullname.rpartition(".")
+            where = sys.path if path is None else path
+            excluded = _excluded_roots() if parent else ()
+            for entry in list(where):
+                if isinstance(entry, str):
+                    directory = os.path.abspath(entry)
+                    if not (excluded and (directory + os.sep).startswith(excluded)):
+                        _SOUGHT.setdefault(directory, set()).add(name)
+        except Exception:  # noqa: BLE001, S110 - never disturb the import being made
+            pass
+        return None
+
+
+_NOT_FOUND = _NotFound()
 
 
 def _note(path: Any, mode: Any, flags: int) -> None:
@@ -179,6 +223,7 @@ def reads_watched() -> Iterator[None]:
         io.open_code = _watching_open_code(io.open_code)
         if openers is not None:
             openers[None] = builtins.open
+        sys.meta_path.append(_NOT_FOUND)
     _watch["depth"] += 1
     try:
         yield
@@ -190,6 +235,8 @@ def reads_watched() -> Iterator[None]:
             os.open, io.open_code = saved["os_open"], saved["open_code"]
             if saved["numpy_openers"] is not None:
                 saved["numpy_openers"][None] = saved["numpy_open"]
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(_NOT_FOUND)
 
 
 def _numpy_openers() -> dict[Any, Any] | None:
@@ -231,15 +278,19 @@ def take(since_ns: int | None = None) -> Manifest:
         return file_digest(path)
 
     tops: set[str] = set()
+    own: set[str] = set()
     for name, module in list(sys.modules.items()):
         tops.add(name.partition(".")[0])
         path = getattr(module, "__file__", None)
         if not path:
             continue
         real = os.path.realpath(path)
-        if real.startswith(excluded) or real in files:
+        if real.startswith(excluded):
             continue
-        files[real] = digest(real)
+        if "." not in name:
+            own.add(name)  # a top-level module of the user's: a new one of its name could shadow it
+        if real not in files:
+            files[real] = digest(real)
     written = {os.path.realpath(p) for p in _WRITTEN}
     for path in list(_READ):
         real = os.path.realpath(path)
@@ -251,11 +302,40 @@ def take(since_ns: int | None = None) -> Manifest:
     for top in tops:
         for dist in owners.get(top, ()):
             dists.setdefault(dist, installed_version(dist))
-    return Manifest(tuple(sorted(files.items())), tuple(sorted(dists.items())))
+    sought = {d: set(names) for d, names in _SOUGHT.items()}
+    if own:
+        for entry in sys.path:
+            if isinstance(entry, str):
+                sought.setdefault(os.path.abspath(entry), set()).update(own)
+    searched = tuple(sorted((d, tuple(sorted(names)), found_in(d, names)) for d, names in sought.items()))
+    return Manifest(tuple(sorted(files.items())), tuple(sorted(dists.items())), searched)
+
+
+def found_in(directory: str, names: Any) -> str:
+    """What ``directory`` holds that an import of one of ``names`` could find: the digest of its
+    entries named ``<name>`` or ``<name>.<anything>`` (a package, a module, an extension module)
+    and of its ``.pth`` files with their sizes and times (they add paths and finders);
+    ``file:<size>:<mtime_ns>`` for a zip file on the path, "absent" where there is nothing."""
+    try:
+        stat = os.stat(directory)
+        if not os.path.isdir(directory):
+            return f"file:{stat.st_size}:{stat.st_mtime_ns}"
+        wanted = set(names)
+        hits = []
+        for entry in sorted(os.listdir(directory)):
+            if entry.endswith(".pth"):
+                pth = os.stat(os.path.join(directory, entry))
+                hits.append(f"{entry}:{pth.st_size}:{pth.st_mtime_ns}")
+            elif entry.partition(".")[0] in wanted:
+                hits.append(entry)
+    except OSError:
+        return "absent"
+    return hashlib.sha256("\n".join(hits).encode()).hexdigest()
 
 
 def still_holds(manifest: Manifest) -> bool:
-    """Whether every file and distribution of ``manifest`` is as it was (imports nothing)."""
-    return all(installed_version(d) == v for d, v in manifest.distributions) and all(
-        file_digest(p) == h for p, h in manifest.files
-    )
+    """Whether every file and distribution of ``manifest`` is as it was, and every import it
+    looked for would find what it found (imports nothing)."""
+    return (all(installed_version(d) == v for d, v in manifest.distributions)
+            and all(file_digest(p) == h for p, h in manifest.files)
+            and all(found_in(d, names) == found for d, names, found in manifest.searched))
