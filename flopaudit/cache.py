@@ -217,7 +217,7 @@ class ResultCache:
         for entry in self._entries(kind, key):
             try:
                 manifest = Manifest.from_dict(entry["manifest"])
-            except (AttributeError, TypeError, ValueError):
+            except (AttributeError, KeyError, TypeError, ValueError):
                 continue
             if self._holds_now(manifest):
                 return entry["value"]

@@ -123,6 +123,17 @@ def test_corrupt_file_is_ignored_and_rewritten(tmp_path: Path, fake_backends: No
     assert json.loads(result_file.read_text())["entries"][0]["value"]["macs"] == 7
 
 
+def test_an_entry_with_a_malformed_manifest_is_ignored(tmp_path: Path, fake_backends: None, spy: list[str]) -> None:
+    audit(ResultCache(tmp_path), ["fake-noisy"])
+    (result_file,) = tmp_path.glob("result-*.json")
+    doc = json.loads(result_file.read_text())
+    doc["entries"][0]["manifest"]["searched"] = {"/somewhere": {}}  # (no "names")
+    result_file.write_text(json.dumps(doc))
+    run = audit(ResultCache(tmp_path), ["fake-noisy"])
+    assert spy == ["fake-noisy", "fake-noisy"]
+    assert run.result("linear-3d", "fake-noisy").macs == 7
+
+
 def test_file_of_another_key_is_not_trusted(tmp_path: Path, fake_backends: None, spy: list[str]) -> None:
     audit(ResultCache(tmp_path), ["fake-noisy"])
     (result_file,) = tmp_path.glob("result-*.json")
