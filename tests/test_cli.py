@@ -272,6 +272,24 @@ def test_a_mixture_of_experts_model_counts_on_meta_as_on_the_cpu(tmp_path: Path)
     assert not any(GROUPED_NOTE == w for r in cpu for w in r["warnings"])
 
 
+@pytest.mark.parametrize("model", ["autocast_off", "autocast_on", "legacy_buffer"])
+def test_meta_counts_a_model_that_asks_for_autocast_or_keeps_a_legacy_buffer_as_the_cpu(tmp_path: Path,
+                                                                                      model: str) -> None:
+    """x-transformers' ``autocast(x.device.type, enabled=False)``, which raises on meta, and its ALiBi slopes
+    made with ``torch.Tensor([...])``, which ``torch.device("meta")`` does not reach: with --meta each
+    counts as on the CPU (the trial forward's failure reaches the workaround through flopaudit's own error)."""
+    from flopaudit.reference.meta_workarounds import AUTOCAST_NOTE
+
+    argv = ["run", "--models", f"user_models:{model}", "--input-shape", "2,8", "--backends", "reference",
+            "torch-flop-counter", "--no-cache", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "cpu")]) == 0
+    assert main([*argv, "--meta", "--out", str(tmp_path / "meta")]) == 0
+    cpu, meta = (_by_model(tmp_path / d)[f"user_models:{model}"] for d in ("cpu", "meta"))
+    assert [r["status"] for r in meta] == ["ok", "ok"], meta
+    assert [(r["macs"], r["params"]) for r in meta] == [(r["macs"], r["params"]) for r in cpu]
+    assert all((AUTOCAST_NOTE in r["warnings"]) == model.startswith("autocast") for r in meta)
+
+
 def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_input(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # boolean-mask indexing (torch.nonzero), as graph libraries do dropping self loops

@@ -273,3 +273,39 @@ def test_a_cpu_scalar_given_with_meta_tensors_is_moved_to_meta() -> None:
         positions = _CPUPositions()
     with pytest.raises(RuntimeError, match="expected device"):
         count(positions, torch.randn(2, 8), device="meta")
+
+
+def test_a_buffer_made_by_the_legacy_constructor_is_built_on_meta() -> None:
+    """``torch.Tensor([...])`` makes a CPU tensor even inside ``with torch.device("meta")``: a buffer
+    registered from it is put on meta as it is registered (as ``model.to(device)`` moves it on a
+    device), so the model counts on meta as on the CPU instead of mixing devices."""
+    from user_models import legacy_buffer
+
+    torch.manual_seed(0)
+    cpu = count(legacy_buffer(), torch.randn(2, 8))
+    meta = count_meta(legacy_buffer, lambda: torch.randn(2, 8), fallback="raise")
+    assert (meta.macs, meta.extra_flops, meta.params, meta.device) == (cpu.macs, cpu.extra_flops, cpu.params, "meta")
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_autocast_asked_for_on_meta_does_nothing_there(enabled: bool) -> None:
+    """``torch.autocast("meta")`` raises ("unsupported scalarType"), where code that turns autocast
+    off (or on) for its input's device runs on every device. On meta it does nothing, and the count
+    equals the CPU's and says so."""
+    from user_models import autocast_off, autocast_on
+
+    from flopaudit.reference.meta_workarounds import AUTOCAST_NOTE
+
+    build = autocast_on if enabled else autocast_off
+    torch.manual_seed(0)
+    cpu = count(build(), torch.randn(2, 8))
+    with torch.device("meta"):
+        model = build()
+    with pytest.raises(RuntimeError, match="unsupported scalarType"):
+        model(torch.empty(2, 8, device="meta"))
+    meta = count(model, torch.randn(2, 8), device="meta")
+    assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
+    assert AUTOCAST_NOTE in meta.notes and AUTOCAST_NOTE not in cpu.notes
+    assert count_meta(build, lambda: torch.randn(2, 8), fallback="raise").macs == cpu.macs
+    with pytest.raises(RuntimeError, match="unsupported scalarType"):  # put back as it was
+        model(torch.empty(2, 8, device="meta"))

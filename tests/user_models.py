@@ -415,3 +415,44 @@ class _ScalarFilledSoftmax(nn.Module):
 
 def scalar_filled_softmax() -> nn.Module:
     return _ScalarFilledSoftmax()
+
+
+class _LegacyBuffer(nn.Module):
+    """Registers a buffer made by the legacy constructor ``torch.Tensor(list)``, which a
+    ``torch.device`` block does not reach (it makes a CPU tensor there too), as x-transformers'
+    ALiBi slopes are made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        self.register_buffer("slopes", torch.Tensor([0.5, 0.25, 0.125, 0.0625]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.slopes
+
+
+def legacy_buffer() -> nn.Module:
+    return _LegacyBuffer()
+
+
+class _AutocastOff(nn.Module):
+    """Runs its layer with autocast turned off on its input's device, as x-transformers'
+    ``disable_autocast`` does (``with autocast(x.device.type, enabled=False)``); with ``enabled``,
+    turned on instead."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=self.enabled):
+            return self.fc(x).float().softmax(-1)
+
+
+def autocast_off() -> nn.Module:
+    return _AutocastOff()
+
+
+def autocast_on() -> nn.Module:
+    return _AutocastOff(enabled=True)

@@ -312,14 +312,17 @@ def build_on_meta(build_fn: Callable[[], _T]) -> tuple[_T, BaseException | None]
     """``build_fn()`` with every parameter and buffer it makes on the meta device, and what the
     first way raised where the second was needed (``None`` otherwise).
 
-    First under ``with torch.device("meta")``; a constructor that needs tensor values (torchvision's
-    RegNet rounds widths with ``.tolist()``) is built again under :func:`empty_weights` (each
+    First under ``with torch.device("meta")``, where a parameter or buffer made on the CPU all the
+    same (by the legacy constructor ``torch.Tensor([...])``, which the block does not reach:
+    x-transformers' ALiBi slopes) is put on meta as it is registered, as ``model.to(device)`` would
+    move it; a constructor that needs tensor values (torchvision's
+    RegNet rounds widths with ``.tolist()``) is built again under :func:`empty_weights` alone (each
     parameter and buffer lands on meta as it is registered; other tensors are made where the code
     makes them). Both skip ``torch.nn.init`` (:func:`skip_init`): the weights' values are never used.
     Neither building raises :class:`MetaBuildError` holding both exceptions.
     """
     try:
-        with torch.device("meta"), skip_init():
+        with torch.device("meta"), empty_weights(), skip_init():
             return build_fn(), None
     except Exception as exc:  # noqa: BLE001 - try the next way
         under_device = exc

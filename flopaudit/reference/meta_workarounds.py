@@ -1,7 +1,7 @@
 """What lets a model that fails on the meta device run there, and the notes saying what was done.
 
 Meta tensors have shapes and no values, and some of torch's meta kernels
-refuse what the CPU's take. Two failures have a sound way round, tried in
+refuse what the CPU's take. These failures have a sound way round, tried in
 turn by :func:`run_on_meta` and kept for every count of the model:
 
 - **A value read outside a trace.** Some model code reads values only when it
@@ -21,6 +21,13 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   ``x.masked_fill(mask, torch.tensor(min))``); some meta kernels refuse it.
   Such an argument of an operator that also takes meta tensors is moved to
   meta: it holds one number, which a meta kernel never reads.
+
+- **Autocast asked for on meta.** ``torch.autocast("meta")`` raises
+  ("unsupported scalarType"), where code that turns autocast off or on for
+  its input's device (x-transformers' ``disable_autocast``:
+  ``autocast(x.device.type, enabled=False)``) runs on every device. On meta
+  it does nothing: operators run in the dtypes they are given, which changes
+  no shape and so no count (bytes may differ where autocast was turned on).
 
 A model that reads a value in every branch still fails, with the failure of
 the last way tried. Used by :func:`flopaudit.reference.count` on meta and by
@@ -126,6 +133,59 @@ GROUPED_NOTE = ("on meta, torch's kernel for grouped products (aten._grouped_mm,
                 "stand-ins, which changes no shape and so no count")
 
 
+_AUTOCAST = torch.amp.autocast_mode.autocast
+"""``torch.autocast`` (also ``torch.amp.autocast``; the device-named autocasts are its subclasses)."""
+
+
+def refuses_meta_autocast(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was raised from) ``torch.autocast`` refusing the meta device, in its
+    constructor: the flopaudit error that says a trial forward failed holds it as its cause."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if "unsupported scalarType" in str(link):
+            tb = link.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename.endswith("autocast_mode.py"):
+                    return True
+                tb = tb.tb_next
+        link = link.__cause__ or link.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _autocast_on_meta_does_nothing() -> Iterator[None]:
+    """For the block, ``torch.autocast("meta", ...)`` is a context (and decorator) that does nothing;
+    autocast on any other device is left as it is."""
+    init, enter, exit_ = _AUTOCAST.__init__, _AUTOCAST.__enter__, _AUTOCAST.__exit__
+
+    def __init__(self: Any, device_type: str, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - stands for it
+        self._flopaudit_on_meta = device_type == "meta"
+        if self._flopaudit_on_meta:
+            self.device = device_type
+            self._enabled = False
+            return
+        init(self, device_type, *args, **kwargs)
+
+    def __enter__(self: Any) -> Any:  # noqa: N807
+        return None if getattr(self, "_flopaudit_on_meta", False) else enter(self)
+
+    def __exit__(self: Any, *exc_info: Any) -> Any:  # noqa: N807
+        return None if getattr(self, "_flopaudit_on_meta", False) else exit_(self, *exc_info)
+
+    _AUTOCAST.__init__, _AUTOCAST.__enter__, _AUTOCAST.__exit__ = __init__, __enter__, __exit__  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _AUTOCAST.__init__, _AUTOCAST.__enter__, _AUTOCAST.__exit__ = init, enter, exit_  # type: ignore[method-assign]
+
+
+AUTOCAST_NOTE = ("on meta, torch.autocast('meta') raises where the model asks for autocast on its tensors' device: it "
+                 "was made to do nothing there, so operators ran in the dtypes they were given, which changes no "
+                 "shape and so no count (where the model turns autocast on, bytes read and written may differ)")
+
+
 def traced_branch_note(sites: Sequence[str]) -> str:
     """What every count of a model run on meta in its traced branch says (``sites``: where its code
     asked whether it is traced)."""
@@ -159,9 +219,11 @@ class MetaWorkarounds:
     """``torch.jit.is_tracing()`` answered yes (``traced_sites`` says where it was asked)."""
     cpu_scalars_on_meta: bool = False
     """Zero-dimensional CPU tensors given with meta tensors moved to meta."""
+    autocast_does_nothing: bool = False
+    """``torch.autocast("meta")`` made to do nothing."""
 
     def __bool__(self) -> bool:
-        return self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta
+        return self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -172,12 +234,15 @@ class MetaWorkarounds:
                 stack.enter_context(_GroupedInBFloat16())
             if self.cpu_scalars_on_meta:
                 stack.enter_context(_CpuScalarsOnMeta())
+            if self.autocast_does_nothing:
+                stack.enter_context(_autocast_on_meta_does_nothing())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
 
     def notes(self) -> tuple[str, ...]:
         """What every count made with these workarounds says."""
         return ((traced_branch_note(self.traced_sites),) if self.traced else ()) + \
-            ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ())
+            ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ()) + \
+            ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ())
 
 
 _T = TypeVar("_T")
@@ -198,6 +263,8 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
             ways = dataclasses.replace(ways, grouped_in_bfloat16=True)
         elif mixes_devices(failure) and not ways.cpu_scalars_on_meta:
             ways = dataclasses.replace(ways, cpu_scalars_on_meta=True)
+        elif refuses_meta_autocast(failure) and not ways.autocast_does_nothing:
+            ways = dataclasses.replace(ways, autocast_does_nothing=True)
         else:
             raise failure
         try:
