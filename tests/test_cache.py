@@ -505,3 +505,31 @@ def test_a_module_that_appears_on_the_path_recounts(tmp_path: Path, monkeypatch:
     time.sleep(0.05)
     assert macs_and_hits() == (3 * 4 * 5, 0)
     assert macs_and_hits() == (3 * 4 * 5, 1)
+
+
+def test_a_torchscript_file_the_factory_loads_recounts_when_it_changes(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.jit.load(path)`` reads the file in C++, not through Python's ``open``: the architecture is
+    in that file, so a cached count is reused only while it is unchanged."""
+    import torch
+    from torch import nn
+
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "cache_scripted_net.py").write_text(
+        "import os\nimport torch\n\n\ndef build():\n"
+        "    return torch.jit.load(os.path.join(os.path.dirname(__file__), 'net.pt'))\n")
+    monkeypatch.syspath_prepend(str(root))
+    cache_dir = tmp_path / "cache"
+
+    def macs_and_hits(width: int | None) -> tuple[int | None, int]:
+        if width is not None:
+            torch.jit.save(torch.jit.script(nn.Linear(4, width, bias=False)), str(root / "net.pt"))
+            time.sleep(0.05)
+        cache = ResultCache(cache_dir)
+        run = run_audit([CaseRef("cache_scripted_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
+        return run.results[0].macs, cache.hits
+
+    assert macs_and_hits(2) == (3 * 4 * 2, 0)
+    assert macs_and_hits(None) == (3 * 4 * 2, 1)
+    assert macs_and_hits(5) == (3 * 4 * 5, 0)

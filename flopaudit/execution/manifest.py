@@ -19,8 +19,8 @@ a recount now and then, never a stale answer. A file modified after the order
 began gets a digest that matches nothing (:data:`CHANGED_DURING_THE_RUN`): the
 code may have read it before the edit. Files a process opens for writing only
 are left out (its own scratch files). Not seen: files opened outside Python's
-``open``/``os.open``/``io.open_code`` (memory-mapped by a C or Rust library, as
-safetensors does; ``torch.jit.load``), through an ``open`` bound before the
+``open``/``os.open``/``io.open_code`` and ``torch.jit.load`` (memory-mapped by a C or Rust
+library, as safetensors does), through an ``open`` bound before the
 watch began (``from io import open`` at import; numpy's openers table is
 watched), or in a child process a count forks (Dask workers fork one per
 count), and what a directory lists: for those, name an environment variable
@@ -191,6 +191,17 @@ def _watching_open_code(real: Callable[..., Any]) -> Callable[..., Any]:
     return open_code
 
 
+def _watching_ir_import(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch._C.import_ir_module(unit, path, ...)``, which ``torch.jit.load(path)`` reads in C++."""
+    @functools.wraps(real)
+    def import_ir_module(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > 1 and isinstance(args[1], (str, bytes, os.PathLike)):
+            _note(args[1], "rb", 0)
+        return real(*args, **kwargs)
+
+    return import_ir_module
+
+
 def _watching_os_open(real: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(real)
     def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> Any:
@@ -204,8 +215,9 @@ def _watching_os_open(real: Callable[..., Any]) -> Callable[..., Any]:
 def reads_watched() -> Iterator[None]:
     """Note the files opened for reading while in this block (an order's building, running and
     counting), for :func:`take`: ``open`` (``builtins.open``, ``io.open``: what ``pathlib``,
-    ``json``, ``numpy``, ``torch.load`` and YAML readers open with) and ``os.open`` are wrapped
-    for the block and put back after it.
+    ``json``, ``numpy``, ``torch.load``, ``torch.export.load`` and YAML readers open with),
+    ``os.open`` and the C++ reader behind ``torch.jit.load(path)`` are wrapped for the block and put
+    back after it; modules looked for and not found are noted too (see :class:`_NotFound`).
 
     NB: an audit hook would see more opens, but Python calls it for every audited event, ``id()``
     included (2,600 calls in one reference count of mobilenet_v2: 4% of the count)."""
@@ -216,11 +228,16 @@ def reads_watched() -> Iterator[None]:
             skip = tuple(os.path.abspath(r) + os.sep for r in roots if r)
             _watch["skip"] = skip + _excluded_roots() + _SYSTEM
         openers = _numpy_openers()
+        torch_c = sys.modules.get("torch._C")
+        ir_import = getattr(torch_c, "import_ir_module", None)
         _watch["saved"] = {"open": builtins.open, "os_open": os.open, "open_code": io.open_code,
-                           "numpy_openers": openers, "numpy_open": openers.get(None) if openers else None}
+                           "numpy_openers": openers, "numpy_open": openers.get(None) if openers else None,
+                           "ir_import": ir_import}
         builtins.open = io.open = _watching_open(builtins.open)
         os.open = _watching_os_open(os.open)
         io.open_code = _watching_open_code(io.open_code)
+        if ir_import is not None:
+            torch_c.import_ir_module = _watching_ir_import(ir_import)  # type: ignore[union-attr]
         if openers is not None:
             openers[None] = builtins.open
         sys.meta_path.append(_NOT_FOUND)
@@ -235,6 +252,8 @@ def reads_watched() -> Iterator[None]:
             os.open, io.open_code = saved["os_open"], saved["open_code"]
             if saved["numpy_openers"] is not None:
                 saved["numpy_openers"][None] = saved["numpy_open"]
+            if saved["ir_import"] is not None:
+                sys.modules["torch._C"].import_ir_module = saved["ir_import"]
             with contextlib.suppress(ValueError):
                 sys.meta_path.remove(_NOT_FOUND)
 
