@@ -400,3 +400,41 @@ def test_an_iterable_input_object_is_said_to_be_rebuilt_by_torchinfo() -> None:
     assert r.error is not None and r.error.startswith("BackendFailure: torchinfo failed to run the model, on TypeError")
     assert (f"; torchinfo moves inputs by rebuilding each iterable as its class called on the list of its items, "
             f"and input 0 is a {__name__}.Graph, which it rebuilt as Graph([...]) for the model") in r.error, r.error
+
+
+class Record:
+    """An input object that has a size and a ``.data`` holding itself, as tensordict's ``TensorDict``
+    (a dictionary of tensors with a batch size) has."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    @property
+    def data(self) -> Record:
+        return self
+
+    def size(self) -> torch.Size:
+        return self.x.shape[:1]
+
+
+def test_an_input_object_with_a_data_attribute_is_said_to_be_read_as_a_packed_sequence() -> None:
+    """torchinfo sizes its inputs as a PackedSequence's wherever the first one has a ``.data`` with a
+    ``.size()``, and reads ``.data.element_size()``: a TensorDict is one such object. The error says so."""
+    from flopaudit.inputs import ModelInputs
+
+    class RecordLinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, record: Record) -> torch.Tensor:
+            return self.lin(record.x)
+
+    record = Record(torch.randn(3, 4))
+    assert RecordLinear()(record).shape == (3, 2)
+    r = get_adapter("torchinfo").count(RecordLinear(), ModelInputs((record,), {}))
+    assert r.status is Status.ERROR
+    assert r.error is not None and "'Record' object has no attribute 'element_size'" in r.error, r.error
+    assert (f"; torchinfo takes a first input with a .data that has a .size() for a PackedSequence and reads "
+            f"its .data.element_size(): input 0 is a {__name__}.Record, whose .data is a {__name__}.Record, not a "
+            "tensor") in r.error, r.error

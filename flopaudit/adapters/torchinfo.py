@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flopaudit.adapters._failures import named_failure
+from flopaudit.adapters._failures import frame_locals, named_failure
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import Backend, MetaSupport
 from flopaudit.errors import BackendFailure
@@ -111,11 +111,33 @@ def _iterable_rebuilt(inputs: ModelInputs) -> str:
     plain = (torch.Tensor, np.ndarray, collections.abc.Mapping, list, tuple, str, bytes)
     for index, value in enumerate(inputs.args):
         if isinstance(value, collections.abc.Iterable) and not isinstance(value, plain):
-            kind = f"{type(value).__module__}.{type(value).__qualname__}"
             return (f"; torchinfo moves inputs by rebuilding each iterable as its class called on the list of its "
-                    f"items, and input {index} is a {kind}, which it rebuilt as {type(value).__name__}([...]) "
+                    f"items, and input {index} is a {_qualified(value)}, which it rebuilt as {type(value).__name__}([...]) "
                     "for the model")
     return ""
+
+
+def _taken_for_packed(exc: BaseException, inputs: ModelInputs) -> str:
+    """For torchinfo sizing its inputs as a PackedSequence's (``calculate_size``: a first input with a
+    ``.data`` that has a ``.size()``) and reading ``.data.element_size()`` of an object that has none
+    (tensordict's ``TensorDict``, whose ``.data`` is a TensorDict); ``""`` for any other error."""
+    import torch
+
+    if not isinstance(exc, AttributeError) or "element_size" not in str(exc) or not inputs.args:
+        return ""
+    if frame_locals(exc, "torchinfo.layer_info", "calculate_size") is None:
+        return ""
+    first = inputs.args[0]
+    data = getattr(first, "data", None)
+    if data is None or isinstance(data, torch.Tensor):
+        return ""
+    return (f"; torchinfo takes a first input with a .data that has a .size() for a PackedSequence and reads its "
+            f".data.element_size(): input 0 is a {_qualified(first)}, whose .data is a {_qualified(data)}, not a "
+            "tensor")
+
+
+def _qualified(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 def _nested_size_read(exc: BaseException, model: nn.Module) -> str:
@@ -222,7 +244,8 @@ class TorchinfoAdapter(Adapter):
                 raise
             # torchinfo prints the traceback of what failed and raises this in its place: say what failed.
             raise BackendFailure(f"torchinfo failed to run the model, on {type(cause).__name__}: {cause}"
-                                 + _nested_size_read(cause, model) + _iterable_rebuilt(inputs)) from cause
+                                 + _nested_size_read(cause, model) + _iterable_rebuilt(inputs)
+                                 + _taken_for_packed(cause, inputs)) from cause
         except TypeError as exc:
             read = _kernel_size_read(exc, model)
             if read is None:
