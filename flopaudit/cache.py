@@ -103,7 +103,8 @@ class ResultCache:
 
     ``env_names`` are the extra environment variables (``--cache-env``) that
     are part of every case key. ``hits``/``misses`` count result look-ups,
-    ``writes`` the files written.
+    ``writes`` the files written (each once, however many times: a case counted by two
+    workers stores its info under each one's manifest).
     """
 
     def __init__(self, directory: str | Path | None = None, env_names: tuple[str, ...] = ()) -> None:
@@ -111,7 +112,7 @@ class ResultCache:
         self.env_names = tuple(env_names)
         self.hits = 0
         self.misses = 0
-        self.writes = 0
+        self._written: set[Path] = set()
         self._backend_keys: dict[str, Key] = {}
         self._holds: dict[str, bool] = {}
 
@@ -235,7 +236,11 @@ class ResultCache:
         except OSError:
             return  # a cache that cannot be written only costs time
         self._holds[manifest.digest] = True
-        self.writes += 1
+        self._written.add(self.path_for(kind, key))
+
+    @property
+    def writes(self) -> int:
+        return len(self._written)
 
     def summary(self) -> str:
         return f"cache: {self.hits} results reused, {self.misses} counted, {self.writes} files written ({self.directory})"

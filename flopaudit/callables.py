@@ -27,7 +27,8 @@ as ``python -m`` would find it there (the directory is added at the end of
 module its packages make it: ``models/resnet.py`` with a
 ``models/__init__.py`` is ``models.resnet``, imported with the directory
 above ``models`` on ``sys.path``, so its relative imports work; a file
-outside any package is imported under its own name. Either way the module
+outside any package is imported under its own name, also where ``import``
+cannot spell it (``train-cifar.py`` is loaded as module ``train-cifar``). Either way the module
 found must be that file: a module of the same name imported from elsewhere
 first is a user error, never a silent swap.
 """
@@ -61,10 +62,7 @@ def split_spec(spec: str, what: str = "model") -> tuple[str, str]:
     module, _, attr = spec.partition("(")[0].rpartition(":")  # (the last colon: a Windows drive keeps its own)
     if not module or not attr or not all(p.isidentifier() for p in attr.split(".")):
         raise UserError(f"cannot read {what} {spec!r}: expected 'module:function' or 'path/to/file.py:function'")
-    if module.endswith(FILE_SUFFIX):
-        if not os.path.basename(module)[: -len(FILE_SUFFIX)].isidentifier():
-            raise UserError(f"cannot read {what} {spec!r}: {os.path.basename(module)!r} is not a Python module name")
-    elif not all(p.isidentifier() for p in module.split(".")):
+    if not module.endswith(FILE_SUFFIX) and not all(p.isidentifier() for p in module.split(".")):
         raise UserError(f"cannot read {what} {spec!r}: expected 'module:function' or 'path/to/file.py:function'")
     return module, attr
 
@@ -195,11 +193,36 @@ def _import_file(path: str) -> Any:
     directory, name = file_module(path)
     if directory not in sys.path:
         sys.path.insert(0, directory)  # as ``python path/to/file.py`` puts its directory first
-    module = importlib.import_module(name)
+    if name.rpartition(".")[2].isidentifier():
+        module = importlib.import_module(name)
+    else:
+        module = _load_unnamable(name, path)
     found = getattr(module, "__file__", None)
     if not found or os.path.realpath(found) != os.path.realpath(path):
         raise UserError(f"module {name!r} is {found or 'built in'}, not the file {path!r}: a module of that name was "
                         "found first; rename the file or name it as module:function")
+    return module
+
+
+def _load_unnamable(name: str, path: str) -> Any:
+    """Load a file whose name ``import`` cannot spell (``train-cifar.py``, ``my net.py``) as the module
+    ``name`` (its own name, in the package it is in), as ``importlib`` loads any file; once."""
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return loaded
+    package = name.rpartition(".")[0]
+    if package:
+        importlib.import_module(package)  # (its relative imports need the package)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"cannot load {path!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
 
 

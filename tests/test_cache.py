@@ -533,3 +533,17 @@ def test_a_torchscript_file_the_factory_loads_recounts_when_it_changes(tmp_path:
     assert macs_and_hits(2) == (3 * 4 * 2, 0)
     assert macs_and_hits(None) == (3 * 4 * 2, 1)
     assert macs_and_hits(5) == (3 * 4 * 5, 0)
+
+
+def test_files_written_counts_each_file_once(tmp_path: Path) -> None:
+    """A case counted by two workers stores its info under each one's manifest: one file, written twice,
+    said once."""
+    from flopaudit.execution.manifest import Manifest
+    from flopaudit.records import CaseInfo
+
+    cache = ResultCache(tmp_path)
+    key = {"case": {"id": "x"}}
+    for manifest in (Manifest(files=(("a", "1"),)), Manifest(files=(("b", "2"),))):
+        cache.put_info(key, CaseInfo("x"), manifest)
+    assert cache.writes == len(list(tmp_path.glob("*.json"))) == 1
+    assert "1 files written" in cache.summary()

@@ -52,9 +52,33 @@ def test_specs_are_read_without_running_anything(project: Path) -> None:
     assert origin("json:dumps") == os.path.realpath(sys.modules["json"].__file__)  # installed first
     with pytest.raises(UserError, match="no file"):
         check_spec("fa_probe_models/missing.py:build")
-    for bad in ("net", "net:", ":build", "my-net.py:build", "a b:build", "net:build(x)"):
+    for bad in ("net", "net:", ":build", "my-net:build", "a b:build", "net:build(x)"):
         with pytest.raises(UserError, match="cannot read"):
             check_spec(bad)
+
+
+def test_a_file_whose_name_is_not_a_module_name_is_loaded_under_it(project: Path) -> None:
+    """Scripts are named ``train-cifar.py`` or ``my net.py``, which ``import`` cannot name: such a file is
+    loaded under its own name, its directory first on ``sys.path`` (its helpers import), or as a module
+    of the package it is in (its relative imports work)."""
+    (project / "fa_probe_helper.py").write_text("WIDTH = 7\n")
+    (project / "fa-probe train.py").write_text("from fa_probe_helper import WIDTH\n\ndef build():\n"
+                                               "    return WIDTH, __name__\n")
+    (project / "fa_probe_models" / "res-net.py").write_text("from .blocks import WIDTH\n\ndef build():\n"
+                                                            "    return WIDTH, __name__\n")
+    check_spec("fa-probe train.py:build")
+    assert split_spec("fa-probe train.py:build") == ("fa-probe train.py", "build")
+    assert load_callable("fa-probe train.py:build")() == (7, "fa-probe train")
+    assert load_callable(f"{project}/fa-probe train.py:build")() == (7, "fa-probe train")  # loaded once
+    assert load_callable("fa_probe_models/res-net.py:build")() == (5, "fa_probe_models.res-net")
+    (project / "fa-probe broken.py").write_text("raise ValueError('no')\n")
+    with pytest.raises(UserError, match="ValueError: no"):
+        load_callable("fa-probe broken.py:build")
+    assert "fa-probe broken" not in sys.modules
+    with pytest.raises(UserError, match="no file"):
+        check_spec("fa-probe missing.py:build")
+    for name in [m for m in sys.modules if m.startswith(("fa-probe", "fa_probe_models.res-net"))]:
+        del sys.modules[name]
 
 
 def test_the_command_line_takes_files_for_the_model_and_the_loss(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
