@@ -80,6 +80,21 @@ def integer_inputs_hint(exc: BaseException) -> str:
             "torch.randint(0, vocab_size, (1, 16))")
 
 
+def placement_hint(device: str, dtype: str) -> str:
+    """What a forward failing after ``--device``/``--dtype`` placed the model may be failing on (a tensor its
+    own code makes in float32 or on the CPU, an operator without a kernel for that dtype there); ``""``
+    for the CPU in float32, where nothing was moved or cast."""
+    if (device, dtype) == ("cpu", "float32"):
+        return ""
+    if device == "cpu":
+        return (f"; the model and its floating inputs were cast to {dtype} (--dtype) once built: a tensor its code "
+                f"makes in float32, or an operator without a {dtype} kernel on the CPU, fails there; count it "
+                "without --dtype to tell")
+    return (f"; the model and its inputs were put on {device} in {dtype} (--device, --dtype) once built: a tensor "
+            f"its code makes on the CPU or in float32, or an operator without a {dtype} kernel there, fails there; "
+            "count it without those options to tell")
+
+
 class Terminated(KeyboardInterrupt):
     """The command line was sent SIGTERM (``kill``, a CI job's time limit): stopped as Ctrl-C stops
     it, every worker and the fork server with it, and exit 143."""

@@ -290,6 +290,25 @@ def test_meta_counts_a_model_that_asks_for_autocast_or_keeps_a_legacy_buffer_as_
     assert all((AUTOCAST_NOTE in r["warnings"]) == model.startswith("autocast") for r in meta)
 
 
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_model_failing_in_the_dtype_it_was_cast_to_is_said_to_be(capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path, strict: bool) -> None:
+    """--dtype bfloat16 casts the model and its inputs once built; a forward that makes a float32 tensor
+    of its own then fails on a dtype mismatch, which is not the input's fault: the error says what was cast."""
+    argv = ["run", "--models", "user_models:float32_projection", "--input-shape", "2,8", "--backends", "reference",
+            "--dtype", "bfloat16", "--no-cache", "--no-progress", "--out", str(tmp_path)]
+    if strict:
+        err = _error_line(capsys, argv)
+    else:  # among several models: that model's error, in its cells
+        assert main([*argv[:2], "user_models:float32_projection,user_models:linear_8_to_4", *argv[3:]]) == 0
+        [err] = [r["error"] for r in json.loads((tmp_path / "results.json").read_text())["results"]
+                 if r["model"] == "user_models:float32_projection"]
+    assert "BFloat16" in err and ("the model and its floating inputs were cast to bfloat16 (--dtype) once built: a "
+                                  "tensor its code makes in float32") in err, err
+    assert main(["run", "--models", "user_models:float32_projection", *argv[3:7], "--no-cache", "--no-progress",
+                 "--out", str(tmp_path / "f32")]) == 0
+
+
 def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_input(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # boolean-mask indexing (torch.nonzero), as graph libraries do dropping self loops

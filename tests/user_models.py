@@ -456,3 +456,18 @@ def autocast_off() -> nn.Module:
 
 def autocast_on() -> nn.Module:
     return _AutocastOff(enabled=True)
+
+
+class _Float32Projection(nn.Module):
+    """Projects with a matrix its forward makes itself, in float32 whatever its input's dtype."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) @ torch.ones(4, 2)
+
+
+def float32_projection() -> nn.Module:
+    return _Float32Projection()

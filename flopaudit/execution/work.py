@@ -19,7 +19,7 @@ from torch import nn
 
 from flopaudit.adapters import get_adapter
 from flopaudit.eager import compiled_code_eager
-from flopaudit.errors import UserError, batch_statistics_hint
+from flopaudit.errors import UserError, batch_statistics_hint, placement_hint
 from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs, holds_meta
@@ -221,7 +221,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
     def trial(ways: MetaWorkarounds) -> tuple[float, Any, dict[str, int]]:
         with compiled_code_eager(), ways.applied(model) as asked:
             if settings.strict_inputs:
-                check_runs(case, model, inputs.fresh(), meta=settings.meta)
+                check_runs(case, model, inputs.fresh(), meta=settings.meta,
+                           placed=("cpu", "float32") if settings.meta else (settings.device, settings.dtype))
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
         return forward_s, output, asked
 
@@ -243,7 +244,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
 
             message = f"model{meta_failure(exc, inputs.describe())}"
         else:
-            message = f"model failed to run: {type(exc).__name__}: {exc}{batch_statistics_hint(exc)}"
+            message = (f"model failed to run: {type(exc).__name__}: {exc}{batch_statistics_hint(exc)}"
+                       f"{placement_hint(settings.device, settings.dtype)}")
         return failed(message)
     if settings.pass_.loss is not None:
         from flopaudit.training import check_loss

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from flopaudit.callables import load_callable
-from flopaudit.errors import UserError, batch_statistics_hint, integer_inputs_hint
+from flopaudit.errors import UserError, batch_statistics_hint, integer_inputs_hint, placement_hint
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase, tensor_inputs
 
@@ -88,8 +88,10 @@ def resolve_model_spec(
     return ModelCase(id=spec, build=build, make_inputs=make, tags=frozenset({"user"}))
 
 
-def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: bool = False) -> None:
-    """Run one forward pass; a model that rejects its inputs is a user error.
+def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: bool = False,
+               placed: tuple[str, str] = ("cpu", "float32")) -> None:
+    """Run one forward pass; a model that rejects its inputs is a user error (``placed``: the device and
+    dtype ``--device``/``--dtype`` put it in, which the error names where they are not the default).
 
     On the meta device a forward that reads a tensor's value (``.item()``,
     ``.tolist()``, a data-dependent branch) or makes a tensor on the CPU fails
@@ -112,7 +114,7 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
 
             raise UserError(f"model {case.id!r}{meta_failure(exc, inputs.describe())}") from exc
         raise UserError(f"model {case.id!r} rejected input {inputs.describe()}: {type(exc).__name__}: {msg}"
-                        f"{batch_statistics_hint(exc)}{integer_inputs_hint(exc)}") from None
+                        f"{batch_statistics_hint(exc)}{integer_inputs_hint(exc)}{placement_hint(*placed)}") from None
 
 
 def iter_ids(cases: Iterable[ModelCase]) -> list[str]:
