@@ -207,3 +207,28 @@ def test_shared_module_counted_per_name(hooks: bool, sums: bool, factor: int) ->
     assert sum(c.macs for c in reused) == 8 * (factor - 1)
     canonical = 3 * (2 * 4 * 4)  # three Linear(4, 4) calls on (2, 4)
     assert prediction.macs == canonical + sum(c.macs for c in prediction.contributions)
+
+
+@pytest.mark.parametrize("case_id", ["lstm-bidir-2layer", "mha-batch-first", "sparse-delta-weight", "resnet18"])
+def test_the_rule_finder_finds_what_event_rule_finds(case_id: str) -> None:
+    """A pass over a recording matches each ruleset's rules once per :meth:`EventRule.key`; what it finds
+    for every event is what matching that event against the rules finds."""
+    import importlib
+
+    from flopaudit.adapters import backends
+    from flopaudit.reference.rulesets import RULESETS
+    from flopaudit.zoo import get_case
+
+    for backend in backends().values():
+        if backend.ruleset:
+            importlib.import_module(backend.ruleset)
+    model, inputs = get_case(case_id).instantiate()
+    checked = 0
+    for rs in RULESETS.values():
+        if not rs.event_rules:
+            continue
+        events = count(model, inputs, ruleset=rs).events
+        find = rs.rule_finder()
+        assert [find(e) for e in events] == [rs.event_rule(e) for e in events], rs.name
+        checked += 1
+    assert checked >= 10

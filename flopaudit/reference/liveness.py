@@ -265,11 +265,12 @@ def without_dead_work(prediction: RulesetPrediction, events: Sequence[OpEvent], 
     """``prediction`` less what ``ruleset`` priced on the ``dead`` events,
     booked as one cause (:data:`REASON`) with the layers it falls on."""
     amounts = []
+    event_rule = ruleset.rule_finder()
     for i in sorted(dead):
         e = events[i]
         if ruleset.foreign(e) or any(p in ruleset.trace_consumed for p in e.patched_stack):
             continue
-        rule = ruleset.event_rule(e)
+        rule = event_rule(e)
         priced = EVENT_COUNTERS[rule.count if rule else ruleset.default](e)
         amounts.append((e.module_path, e.module_stack, -(priced // 2 if ruleset.unit == "FLOP" else priced)))
     return with_cause(prediction, REASON, CauseKind.RULE, amounts)

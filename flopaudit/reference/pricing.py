@@ -269,6 +269,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
     if scales is not None:
         priced = False
     grouped: dict[tuple[Stack, str, str, str], list[int]] = {}
+    event_rule = ruleset.rule_finder()
     for j, e in enumerate(events):
         if phase is not None and e.phase != phase:
             continue
@@ -292,7 +293,7 @@ def price(events: Sequence[OpEvent], calls: Sequence[ModuleCall], ruleset: Rules
             if prediction:
                 book((CauseKind.REUSED_MODULE, _COPY_KEPT), -e.macs, e.module_path)
             continue
-        rule = None if by_default else ruleset.event_rule(e)
+        rule = None if by_default else event_rule(e)
         n = EVENT_COUNTERS[rule.count](e) if rule is not None else default(e)
         names: tuple[str, ...] = ()
         wrappers: tuple[str, ...] = ()

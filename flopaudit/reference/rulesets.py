@@ -434,9 +434,15 @@ class EventRule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", CauseKind(self.kind))
 
+    @staticmethod
+    def key(e: OpEvent, patched_in: str) -> tuple[Any, ...]:
+        """Everything of ``e`` that :meth:`matches` reads: events with one key match the same rules."""
+        return (e.op, e.category, e.module_type, e.in_leaf, e.supported, bool(e.traced_from),
+                bool(e.decomposed_from), bool(e.autograd_function), patched_in, e.sparse, e.formula)
+
     def matches(self, e: OpEvent, patched_in: str | None = None) -> bool:
         """Does ``e`` match? ``patched_in``: the outermost running patched call
-        as the ruleset sees it (default ``e.patched_in``)."""
+        as the ruleset sees it (default ``e.patched_in``). Reads only what :meth:`key` holds."""
         if patched_in is None:
             patched_in = e.patched_in
         if self.op is not None and e.op != self.op and not e.op.startswith(self.op + "."):
@@ -681,6 +687,22 @@ class Ruleset:
         """The first event rule matching ``e`` (None: ``default`` prices it)."""
         patched_in = self.patched_in(e)
         return next((rule for rule in self.event_rules if rule.matches(e, patched_in)), None)
+
+    def rule_finder(self) -> Callable[[OpEvent], EventRule | None]:
+        """:meth:`event_rule` for one walk over a recording: the rules are matched once for each
+        :meth:`EventRule.key` met (a recurrent layer's thousands of cell operators share a few keys)."""
+        found: dict[tuple[Any, ...], EventRule | None] = {}
+        rules = self.event_rules
+
+        def event_rule(e: OpEvent) -> EventRule | None:
+            patched_in = self.patched_in(e)
+            key = EventRule.key(e, patched_in)
+            if key in found:
+                return found[key]
+            rule = found[key] = next((r for r in rules if r.matches(e, patched_in)), None)
+            return rule
+
+        return event_rule
 
     @functools.cached_property
     def _patched(self) -> frozenset[str]:
