@@ -47,6 +47,20 @@ REASON = ("JIT trace keeps only work whose result reaches the output: work the f
 _MODULE_RULE_PREFIX = "module_rule:"
 
 
+_Place = tuple[int, str]
+"""Where a call holds an argument: its position (-1: keyword only) and its name."""
+
+_NOWHERE: _Place = (-1, "")
+"""The place of an argument an operator does not have: its value is None."""
+
+
+def _value(place: _Place, args: Any, kwargs: Any) -> Any:
+    """The argument at ``place`` (position, or -1 for keyword only; name) of a call, as the schema binds it:
+    positionally where the call gave that many positional arguments, else by keyword (None if not given)."""
+    index, name = place
+    return args[index] if 0 <= index < len(args) else kwargs.get(name)
+
+
 class _Unknown(Exception):
     """A tensor whose storage cannot be identified (nested, sparse...): liveness unknown."""
 
@@ -78,6 +92,10 @@ class LivenessMode(TorchDispatchMode):
         """``id(tensor)`` -> storage id, of each parameter, buffer and input as the pass starts."""
         self._held = [t for t in (*model.parameters(), *model.buffers(), *inputs) if not is_uninitialized(t)]
         """Those tensors (no storage yet: left out), held so that their ids stay theirs."""
+        self._written_places: dict[Any, tuple[tuple[_Place, ...], tuple[_Place, _Place, _Place] | None]] = {}
+        """Operator -> the places of the arguments its schema marks written (position, name) and, for a
+        batch norm, the places of ``training``, ``running_mean`` and ``running_var`` (-1: none), each
+        read from the schema once per pass (see :meth:`_places`)."""
         try:
             for t in self._held:
                 self._graph_inputs.setdefault(id(t), self._sid(t))
@@ -174,16 +192,13 @@ class LivenessMode(TorchDispatchMode):
             return out
         try:
             mutated: set[int] = set()
-            schema = getattr(func, "_schema", None)
-            values = {}
-            for i, arg in enumerate(schema.arguments if schema is not None else ()):
-                values[arg.name] = kwargs.get(arg.name) if arg.kwarg_only or i >= len(args) else args[i]
-                if arg.alias_info is not None and arg.alias_info.is_write:
-                    mutated |= self._sids(values[arg.name])
-            if values.get("training") is True and "running_mean" in values:
+            written, batch_norm = self._places(func)
+            for place in written:
+                mutated |= self._sids(_value(place, args, kwargs))
+            if batch_norm is not None and _value(batch_norm[0], args, kwargs) is True:
                 # ``native_batch_norm`` updates its running statistics without saying so in its
                 # schema; the JIT's alias analysis knows (``analyzeBatchNorm``) and keeps it.
-                mutated |= self._sids((values["running_mean"], values.get("running_var")))
+                mutated |= self._sids((_value(batch_norm[1], args, kwargs), _value(batch_norm[2], args, kwargs)))
             read = self._sids((args, kwargs))
             moved = self._moved_inputs((args, kwargs))
             if moved:  # a view of a graph input that has another storage now is a view of the graph input
@@ -196,6 +211,19 @@ class LivenessMode(TorchDispatchMode):
         except _Unknown:
             self.failed = True
         return out
+
+    def _places(self, func: Any) -> tuple[tuple[_Place, ...], tuple[_Place, _Place, _Place] | None]:
+        """Where ``func``'s written arguments are, and its batch-norm statistics (see :attr:`_written_places`)."""
+        known = self._written_places.get(func)
+        if known is None:
+            schema = getattr(func, "_schema", None)
+            arguments = list(schema.arguments) if schema is not None else []
+            places = {a.name: (-1 if a.kwarg_only else i, a.name) for i, a in enumerate(arguments)}
+            written = tuple(places[a.name] for a in arguments if a.alias_info is not None and a.alias_info.is_write)
+            batch_norm = ((places["training"], places["running_mean"], places.get("running_var", _NOWHERE))
+                          if "training" in places and "running_mean" in places else None)
+            known = self._written_places[func] = (written, batch_norm)
+        return known
 
     def live(self) -> list[bool] | None:
         """For each operator seen, whether a trace keeps it (None: unknown)."""
