@@ -21,19 +21,24 @@ out) as attributes, static or class methods or property accessors, or in the
 closure or ``__wrapped__`` chain of a function held there (a decorator's
 wrapper, two levels deep); and those bound to names in the Python modules
 that define these classes, where they were defined there too.
-# NB: not found: a memo held elsewhere (in a helper module the model's code
-# imports it from, in a dict the code fills itself, on an object), or other
-# process state a forward leaves behind.
+Also found: the memos defined in the user's own modules (not installed ones)
+that those modules import a function or a memo from (a project's helper module
+holding a memoised position table).
+# NB: not found: a memo held elsewhere (in an installed library's helper, in a
+# dict the code fills itself, on an object), or other process state a forward
+# leaves behind.
 """
 
 from __future__ import annotations
 
 import functools
-from types import FunctionType
+import sys
+from types import FunctionType, ModuleType
 from typing import Any
 
 from torch import nn
 
+from flopaudit.code_roots import is_users
 from flopaudit.model_code import model_classes, model_namespaces
 
 _LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
@@ -49,11 +54,40 @@ def model_memos(model: nn.Module) -> list[Any]:
     for cls in model_classes(model):
         for value in vars(cls).values():
             _collect(value, found, _DEPTH)
-    for namespace in model_namespaces(model):
-        name = namespace.__name__
+    namespaces = model_namespaces(model)
+    for namespace in namespaces:
+        _collect_defined_in(namespace, found)
+    for helper in _helper_modules(namespaces):
+        _collect_defined_in(helper, found)
+    return list(found.values())
+
+
+def _collect_defined_in(namespace: ModuleType, found: dict[int, Any]) -> None:
+    """The memos bound to names in ``namespace`` that are defined there too (as wrappers, or in the
+    closures of the functions defined there)."""
+    name = namespace.__name__
+    for value in list(vars(namespace).values()):
+        if isinstance(value, (_LRU_WRAPPER, FunctionType)) and getattr(value, "__module__", None) == name:
+            _collect(value, found, _DEPTH)
+
+
+def _helper_modules(namespaces: list[ModuleType]) -> list[ModuleType]:
+    """The user's own modules (not installed: :func:`~flopaudit.code_roots.is_users`) that ``namespaces``
+    import functions or memos from: a project's helper module holding a memoised table."""
+    own = {n.__name__ for n in namespaces}
+    found: dict[str, ModuleType] = {}
+    seen: set[str] = set()
+    for namespace in namespaces:
         for value in list(vars(namespace).values()):
-            if isinstance(value, (_LRU_WRAPPER, FunctionType)) and getattr(value, "__module__", None) == name:
-                _collect(value, found, _DEPTH)
+            if not isinstance(value, (_LRU_WRAPPER, FunctionType)):
+                continue
+            source = getattr(value, "__module__", None)
+            if not isinstance(source, str) or source in own or source in seen:
+                continue
+            seen.add(source)
+            module = sys.modules.get(source)
+            if module is not None and is_users(module):
+                found[source] = module
     return list(found.values())
 
 

@@ -98,3 +98,24 @@ def test_a_backends_count_does_not_depend_on_the_backend_counted_before_it(befor
         model(*inputs.args)
     warm = counter.count(model, inputs)
     assert alone.macs == after.macs == warm.macs == WITH_TABLE, (alone.macs, after.macs, warm.macs)
+
+
+
+@pytest.mark.parametrize("through_helper", [False, True])
+def test_a_memo_in_the_projects_helper_module_is_emptied_before_every_count(through_helper: bool) -> None:
+    """A memoised table in a helper module the model's module imports (the memo itself, or a function
+    calling it): found and emptied, so a count after a forward that left the table there reads the same;
+    a memo of an installed module imported the same way (the standard library's fnmatch) is not touched."""
+    from fnmatch import _compile_pattern
+
+    from memo_helpers import position_table
+    from memo_user_model import HelperTable
+
+    model = HelperTable(through_helper)
+    found = model_memos(model)
+    assert position_table in found and _compile_pattern not in found
+    x = torch.randn(1, 16, 8)
+    first = count(model, x).macs
+    with torch.no_grad():
+        model(x)  # leaves the table memoised
+    assert count(model, x).macs == first == 16 * 8 * 8 + 16 * 8

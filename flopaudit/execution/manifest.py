@@ -49,13 +49,14 @@ import importlib.metadata
 import io
 import json
 import os
-import site
 import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from flopaudit.code_roots import FLOPAUDIT_ROOT, installed_roots
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,7 @@ def installed_version(distribution: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _excluded_roots() -> tuple[str, ...]:
     """Directories whose modules are covered otherwise: stdlib and site-packages (versions), flopaudit (source digest)."""
-    paths = sysconfig.get_paths()
-    roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots |= set(site.getsitepackages()) | {site.getusersitepackages()}
-    roots.add(str(Path(__file__).resolve().parents[1]))  # flopaudit itself
-    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
+    return tuple(sorted({*installed_roots(), FLOPAUDIT_ROOT}))
 
 
 @functools.lru_cache(maxsize=1)
