@@ -124,16 +124,24 @@ def shape_text(shape: Sequence[int]) -> str:
     return "x".join(str(s) for s in shape) or "scalar"
 
 
+_SCALARS = frozenset({int, float, bool, complex, str, bytes, type(None)})
+"""Types that hold no tensor (looked past without a recursive call: operators take many of them)."""
+
+
 def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
     """Every tensor in ``obj``, depth first through tuples, lists and mappings."""
     import torch
 
-    if isinstance(obj, torch.Tensor):
+    tensor = torch.Tensor
+    if isinstance(obj, tensor):
         yield obj
     elif isinstance(obj, (tuple, list)):
         for x in obj:
-            yield from iter_tensors(x)
-    elif isinstance(obj, Mapping):
+            if isinstance(x, tensor):
+                yield x
+            elif type(x) not in _SCALARS:
+                yield from iter_tensors(x)
+    elif type(obj) not in _SCALARS and isinstance(obj, Mapping):
         for x in obj.values():
             yield from iter_tensors(x)
 

@@ -199,8 +199,9 @@ class LivenessMode(TorchDispatchMode):
                 # ``native_batch_norm`` updates its running statistics without saying so in its
                 # schema; the JIT's alias analysis knows (``analyzeBatchNorm``) and keeps it.
                 mutated |= self._sids((_value(batch_norm[1], args, kwargs), _value(batch_norm[2], args, kwargs)))
-            read = self._sids((args, kwargs))
-            moved = self._moved_inputs((args, kwargs))
+            given = list(iter_tensors((args, kwargs)))
+            read = frozenset([self._sid(t) for t in given])
+            moved = self._moved_inputs(given)
             if moved:  # a view of a graph input that has another storage now is a view of the graph input
                 for t in iter_tensors(out):
                     then = moved.get(self._storage_sid(t))
