@@ -36,6 +36,7 @@ from flopaudit.inputs import iter_tensors
 from flopaudit.isolation import is_uninitialized
 from flopaudit.records import CauseKind, RulesetPrediction
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent
+from flopaudit.reference.operators import ArgumentPlace, argument, written_args
 from flopaudit.reference.pricing import with_cause
 from flopaudit.reference.rulesets import EVENT_COUNTERS, Ruleset
 from flopaudit.reference.tensors import watching_tensor_data
@@ -45,20 +46,6 @@ REASON = ("JIT trace keeps only work whose result reaches the output: work the f
 """How the report names the cause."""
 
 _MODULE_RULE_PREFIX = "module_rule:"
-
-
-_Place = tuple[int, str]
-"""Where a call holds an argument: its position (-1: keyword only) and its name."""
-
-_NOWHERE: _Place = (-1, "")
-"""The place of an argument an operator does not have: its value is None."""
-
-
-def _value(place: _Place, args: Any, kwargs: Any) -> Any:
-    """The argument at ``place`` (position, or -1 for keyword only; name) of a call, as the schema binds it:
-    positionally where the call gave that many positional arguments, else by keyword (None if not given)."""
-    index, name = place
-    return args[index] if 0 <= index < len(args) else kwargs.get(name)
 
 
 class _Unknown(Exception):
@@ -92,10 +79,9 @@ class LivenessMode(TorchDispatchMode):
         """``id(tensor)`` -> storage id, of each parameter, buffer and input as the pass starts."""
         self._held = [t for t in (*model.parameters(), *model.buffers(), *inputs) if not is_uninitialized(t)]
         """Those tensors (no storage yet: left out), held so that their ids stay theirs."""
-        self._written_places: dict[Any, tuple[tuple[_Place, ...], tuple[_Place, _Place, _Place] | None]] = {}
-        """Operator -> the places of the arguments its schema marks written (position, name) and, for a
-        batch norm, the places of ``training``, ``running_mean`` and ``running_var`` (-1: none), each
-        read from the schema once per pass (see :meth:`_places`)."""
+        self._written_places: dict[Any, tuple[tuple[ArgumentPlace, ...], tuple[ArgumentPlace, ...]]] = {}
+        """Operator -> the places of the arguments its schema marks written and, for a batch norm, of
+        ``training`` and the running statistics, each read from the schema once per pass (:meth:`_places`)."""
         try:
             for t in self._held:
                 self._graph_inputs.setdefault(id(t), self._sid(t))
@@ -194,11 +180,11 @@ class LivenessMode(TorchDispatchMode):
             mutated: set[int] = set()
             written, batch_norm = self._places(func)
             for place in written:
-                mutated |= self._sids(_value(place, args, kwargs))
-            if batch_norm is not None and _value(batch_norm[0], args, kwargs) is True:
+                mutated |= self._sids(argument(place, args, kwargs))
+            if batch_norm and argument(batch_norm[0], args, kwargs) is True:
                 # ``native_batch_norm`` updates its running statistics without saying so in its
                 # schema; the JIT's alias analysis knows (``analyzeBatchNorm``) and keeps it.
-                mutated |= self._sids((_value(batch_norm[1], args, kwargs), _value(batch_norm[2], args, kwargs)))
+                mutated |= self._sids([argument(place, args, kwargs) for place in batch_norm[1:]])
             given = list(iter_tensors((args, kwargs)))
             read = frozenset([self._sid(t) for t in given])
             moved = self._moved_inputs(given)
@@ -213,16 +199,17 @@ class LivenessMode(TorchDispatchMode):
             self.failed = True
         return out
 
-    def _places(self, func: Any) -> tuple[tuple[_Place, ...], tuple[_Place, _Place, _Place] | None]:
-        """Where ``func``'s written arguments are, and its batch-norm statistics (see :attr:`_written_places`)."""
+    def _places(self, func: Any) -> tuple[tuple[ArgumentPlace, ...], tuple[ArgumentPlace, ...]]:
+        """Where ``func``'s written arguments are, and for an operator taking ``training`` and
+        ``running_mean``, those and ``running_var`` (see :attr:`_written_places`)."""
         known = self._written_places.get(func)
         if known is None:
             schema = getattr(func, "_schema", None)
             arguments = list(schema.arguments) if schema is not None else []
-            places = {a.name: (-1 if a.kwarg_only else i, a.name) for i, a in enumerate(arguments)}
-            written = tuple(places[a.name] for a in arguments if a.alias_info is not None and a.alias_info.is_write)
-            batch_norm = ((places["training"], places["running_mean"], places.get("running_var", _NOWHERE))
-                          if "training" in places and "running_mean" in places else None)
+            places = {a.name: ArgumentPlace(i, a.name) for i, a in enumerate(arguments)}
+            written = written_args(arguments)
+            batch_norm = tuple(places[n] for n in ("training", "running_mean", "running_var") if n in places) if (
+                "training" in places and "running_mean" in places) else ()
             known = self._written_places[func] = (written, batch_norm)
         return known
 

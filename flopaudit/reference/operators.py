@@ -91,7 +91,7 @@ def operator_facts(func: Any) -> OperatorFacts:
     fn = lookup(func)
     schema = getattr(func, "_schema", None)
     arguments = list(schema.arguments) if schema is not None else []
-    written, stats_written = _written_args(arguments), _stats_written(schema, arguments)
+    written, stats_written = written_args(arguments), _stats_written(schema, arguments)
     name = op_key(func) if isinstance(func, torch._ops.HigherOrderOperator) else str(func)
     return OperatorFacts(name, fn, formula_name(fn) if fn is not None else "", _is_view(schema),
                          func in QUERIES, written, stats_written, META_SHORTCUTS.get(func),
@@ -114,7 +114,7 @@ def _is_view(schema: Any) -> bool:
 _UNANNOTATED_WRITERS = {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
 
 
-def _written_args(arguments: Sequence[Any]) -> tuple[ArgumentPlace, ...]:
+def written_args(arguments: Sequence[Any]) -> tuple[ArgumentPlace, ...]:
     """The arguments a schema marks ``Tensor(a!)`` (the batch-norm kernels of
     :data:`_UNANNOTATED_WRITERS` are handled by :func:`_stats_written`).
     # NB: an operator that writes to an argument its schema does not mark,
@@ -240,4 +240,4 @@ def _composite_kernel(func: Any) -> Callable[..., Any] | None:
     return functools.partial(func._op_dk, key)
 
 
-__all__ = ["BATCHED_PRODUCTS", "CONTROL_FLOW", "META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run"]
+__all__ = ["BATCHED_PRODUCTS", "CONTROL_FLOW", "META_SHORTCUTS", "QUERIES", "OperatorFacts", "argument", "custom_op_kernel", "operator_facts", "run", "written_args"]
