@@ -232,6 +232,14 @@ def _write_user_models(root: Path, width: int) -> None:
         """))
 
 
+def _macs_and_hits(spec: str, cache_dir: Path) -> tuple[int | None, int]:
+    """Count ``spec`` (on a 3x4 input) with the reference through the cache in ``cache_dir``: its MACs,
+    and how many results the cache gave."""
+    cache = ResultCache(cache_dir)
+    run = run_audit([CaseRef(spec, (3, 4))], ["reference"], jobs=1, cache=cache)
+    return run.results[0].macs, cache.hits
+
+
 def _audit_user_model(root: Path, cache: ResultCache | None) -> AuditRun:
     return run_audit([CaseRef("cache_user_models:build", (3, 4))], ["reference"], jobs=1, cache=cache)
 
@@ -348,9 +356,7 @@ def test_editing_a_file_the_model_reads_recounts(tmp_path: Path, monkeypatch: py
     def macs_and_hits(width: int | None) -> tuple[int | None, int]:
         if width is not None:
             (root / "width.json").write_text(json.dumps({"width": width}))
-        cache = ResultCache(cache_dir)
-        run = run_audit([CaseRef("cache_config_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
-        return run.results[0].macs, cache.hits
+        return _macs_and_hits("cache_config_net:build", cache_dir)
 
     assert macs_and_hits(2) == (3 * 4 * 2, 0)
     assert macs_and_hits(None) == (3 * 4 * 2, 1)  # nothing changed (the scratch file is new, and not asked)
@@ -401,9 +407,7 @@ def test_a_width_read_any_way_recounts_when_it_changes(tmp_path: Path, monkeypat
             (where / "width_module.py").write_text(f"WIDTH = {width}\n")
             time.sleep(0.05)  # (a file changed as an order begins is taken as changed while it ran: no reuse)
         monkeypatch.chdir(where)
-        cache = ResultCache(cache_dir)
-        run = run_audit([CaseRef("cache_reader_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
-        return run.results[0].macs, cache.hits
+        return _macs_and_hits("cache_reader_net:build", cache_dir)
 
     assert macs_and_hits(2) == (3 * 4 * 2, 0)
     assert macs_and_hits(None) == (3 * 4 * 2, 1)
@@ -434,13 +438,8 @@ def test_a_file_changed_while_the_run_read_it_is_not_trusted(tmp_path: Path, mon
     monkeypatch.syspath_prepend(str(root))
     cache_dir = tmp_path / "cache"
 
-    def macs_and_hits() -> tuple[int | None, int]:
-        cache = ResultCache(cache_dir)
-        run = run_audit([CaseRef("race_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
-        return run.results[0].macs, cache.hits
-
-    assert macs_and_hits() == (3 * 4 * 2, 0)
-    assert macs_and_hits() == (3 * 4 * 5, 0)  # not the stored 3 x 4 x 2
+    assert _macs_and_hits("race_net:build", cache_dir) == (3 * 4 * 2, 0)
+    assert _macs_and_hits("race_net:build", cache_dir) == (3 * 4 * 5, 0)  # not the stored 3 x 4 x 2
 
 
 def test_a_factory_drawing_from_pythons_random_builds_the_same_model_every_time() -> None:
@@ -493,18 +492,13 @@ def test_a_module_that_appears_on_the_path_recounts(tmp_path: Path, monkeypatch:
     monkeypatch.syspath_prepend(str(site))
     cache_dir = tmp_path / "cache"
 
-    def macs_and_hits() -> tuple[int | None, int]:
-        cache = ResultCache(cache_dir)
-        run = run_audit([CaseRef("cache_lookup_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
-        return run.results[0].macs, cache.hits
-
-    assert macs_and_hits() == (3 * 4 * 2, 0)
-    assert macs_and_hits() == (3 * 4 * 2, 1)
+    assert _macs_and_hits("cache_lookup_net:build", cache_dir) == (3 * 4 * 2, 0)
+    assert _macs_and_hits("cache_lookup_net:build", cache_dir) == (3 * 4 * 2, 1)
     (site / mod).mkdir()  # installed: a package of that name
     (site / mod / "__init__.py").write_text("WIDTH = 5\n")
     time.sleep(0.05)
-    assert macs_and_hits() == (3 * 4 * 5, 0)
-    assert macs_and_hits() == (3 * 4 * 5, 1)
+    assert _macs_and_hits("cache_lookup_net:build", cache_dir) == (3 * 4 * 5, 0)
+    assert _macs_and_hits("cache_lookup_net:build", cache_dir) == (3 * 4 * 5, 1)
 
 
 def test_a_torchscript_file_the_factory_loads_recounts_when_it_changes(tmp_path: Path,
@@ -526,9 +520,7 @@ def test_a_torchscript_file_the_factory_loads_recounts_when_it_changes(tmp_path:
         if width is not None:
             torch.jit.save(torch.jit.script(nn.Linear(4, width, bias=False)), str(root / "net.pt"))
             time.sleep(0.05)
-        cache = ResultCache(cache_dir)
-        run = run_audit([CaseRef("cache_scripted_net:build", (3, 4))], ["reference"], jobs=1, cache=cache)
-        return run.results[0].macs, cache.hits
+        return _macs_and_hits("cache_scripted_net:build", cache_dir)
 
     assert macs_and_hits(2) == (3 * 4 * 2, 0)
     assert macs_and_hits(None) == (3 * 4 * 2, 1)
