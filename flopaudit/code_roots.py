@@ -1,6 +1,6 @@
 """Where installed code lives: the standard library and site-packages, whose files change only with
-Python's or a distribution's version. Code elsewhere, flopaudit's own but, is the user's (a model
-module, its helpers)."""
+Python's or a distribution's version. Code anywhere else, flopaudit's own excepted, is the user's (a
+model module, its helpers)."""
 
 from __future__ import annotations
 
