@@ -77,6 +77,30 @@ def test_case_ids_are_unique_and_kebab_or_snake() -> None:
     assert bad == []
 
 
+def test_a_case_id_given_twice_is_refused_by_the_registry_and_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cases with one id, in one family or in two, are an error: the catalog would name one
+    family, and the other case would be built under the id."""
+    import sys
+    import types
+
+    import flopaudit.zoo as zoo
+    from flopaudit.zoo.catalog import entries_from_registry
+    from flopaudit.zoo.hard._common import hard_case, randn_inputs
+
+    def case() -> ModelCase:
+        return hard_case("dup", nn.Identity, randn_inputs((1,)), (), expected_macs=0, expected_params=0,
+                         description="")
+
+    family = types.ModuleType("_zoo_family_with_duplicates")
+    family.one, family.two, family.both = (lambda: [case()]), (lambda: [case()]), (lambda: [case(), case()])
+    monkeypatch.setitem(sys.modules, family.__name__, family)
+    monkeypatch.setattr(zoo, "FAMILIES", (f"{family.__name__}:one", f"{family.__name__}:two"))
+    with pytest.raises(ValueError, match="duplicate zoo case id 'dup' in _zoo_family_with_duplicates:one and "):
+        entries_from_registry()
+    with pytest.raises(ValueError, match="duplicate zoo case id 'dup' in _zoo_family_with_duplicates:both"):
+        zoo.family_cases(f"{family.__name__}:both")
+
+
 def test_registry_holds_hard_and_torchvision_extra_cases() -> None:
     ids = {c.id for c in all_cases()}
     assert set(HARD_IDS) <= ids

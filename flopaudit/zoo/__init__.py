@@ -42,9 +42,14 @@ which), so counting a hard case imports neither torchvision nor timm.
 
 @functools.cache
 def family_cases(source: str) -> dict[str, ModelCase]:
-    """The cases of one family, by id."""
+    """The cases of one family, by id (a family giving one id twice is an error)."""
     module, _, function = source.partition(":")
-    return {c.id: c for c in getattr(importlib.import_module(module), function)()}
+    cases: dict[str, ModelCase] = {}
+    for case in getattr(importlib.import_module(module), function)():
+        if case.id in cases:
+            raise ValueError(f"duplicate zoo case id {case.id!r} in {source}")
+        cases[case.id] = case
+    return cases
 
 
 @functools.lru_cache(maxsize=1)

@@ -182,10 +182,16 @@ def select(
 # -- generation ----------------------------------------------------------------
 
 def entries_from_registry() -> list[CatalogEntry]:
-    """Entries built from the zoo's code (imports torch and every zoo module)."""
+    """Entries built from the zoo's code (imports torch and every zoo module); an id given by two
+    families is an error, as it is to the registry."""
     from flopaudit.zoo import FAMILIES, family_cases
 
-    return [entry_of(c, source) for source in FAMILIES for c in family_cases(source).values()]
+    entries = [entry_of(c, source) for source in FAMILIES for c in family_cases(source).values()]
+    sources: dict[str, str] = {}
+    for e in entries:
+        if sources.setdefault(e.id, e.source) != e.source:
+            raise ValueError(f"duplicate zoo case id {e.id!r} in {sources[e.id]} and {e.source}")
+    return entries
 
 
 def entry_of(case: Any, source: str = "") -> CatalogEntry:
