@@ -907,3 +907,21 @@ def test_ptflops_on_attention_given_its_value_by_keyword_names_the_module() -> N
     assert ("; module 'ma' (MultiheadAttention) was called with 2 positional arguments and the rest as keyword "
             "arguments, and the counter's forward hook, which is given a module's positional inputs alone, "
             "unpacks 3") in (r.error or ""), r.error
+
+
+@pytest.mark.parametrize("backend", ["calflops", "deepspeed"])
+def test_a_patched_call_made_while_no_module_runs_counts_zero(backend: str) -> None:
+    """The wrappers add a call to the list of the innermost module whose hooks are running, and the
+    total adds up those lists: a root whose ``__call__`` runs its forward itself (gpytorch's
+    modules) runs ``x @ w`` while no module does, and only the head called as usual counts."""
+    from flopaudit.zoo import get_case
+    from flopaudit.zoo.hard.structure import RootCallsForwardItself
+
+    r = _adapter(backend).count(RootCallsForwardItself(), torch.randn(5, 8))
+    assert r.status is Status.OK, r.error
+    assert r.macs == 5 * 8 * 4 == _predicted(backend, RootCallsForwardItself(), (torch.randn(5, 8),))
+    case = get_case("root-calls-forward-itself")
+    cell = build_report(run_audit([case], ["reference", backend], isolate=False)).cell(case.id, backend)
+    assert cell is not None and cell.residual == 0
+    assert [(c.kind, c.macs) for c in cell.causes] == [("missed-functional", -5 * 8 * 8)]
+    assert "no module of the model is running" in cell.causes[0].rule

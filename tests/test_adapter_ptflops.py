@@ -401,3 +401,16 @@ def test_a_library_class_named_like_a_torch_layer_does_not_flag_the_torch_layers
     assert "Warning: module Linear is treated as a zero-op." in r.warnings
     assert r.unsupported == (), r.unsupported
     assert r.macs == 2 * (8 * 8 + 8 + 8 * 2 + 2 * 8 + 8 * 4 + 4)  # every Linear counted, bias included
+
+
+def test_pytorch_says_why_the_batch_it_divides_by_is_zero(pytorch_adapter) -> None:
+    """ptflops divides the module counts by the batch size its hook on the root adds up: 0 for an
+    empty batch, and for a root whose ``__call__`` runs its forward itself (gpytorch's modules),
+    whose hooks never run. Either way it raises ZeroDivisionError; the error says which."""
+    from flopaudit.zoo.hard.structure import RootCallsForwardItself
+
+    r = pytorch_adapter.count(RootCallsForwardItself(), torch.randn(5, 8))
+    assert r.status is Status.ERROR and r.error.startswith("BackendFailure: ZeroDivisionError")
+    assert "that hook never ran: the root's __call__ does not go through nn.Module.__call__" in r.error
+    r = pytorch_adapter.count(nn.Linear(8, 4), torch.randn(0, 8))
+    assert r.status is Status.ERROR and "the length of the model's first positional input, which is 0 here" in r.error

@@ -28,6 +28,7 @@ import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Callable
 
+from flopaudit.adapters._failures import named_failure
 from flopaudit.adapters._ptflops_common import ZERO_OP_MODULE, common_options
 from flopaudit.adapters.base import Adapter, RawCount, count_instances
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES, Backend, MetaSupport
@@ -63,11 +64,28 @@ BACKEND = Backend(
         "uninitialised (ValueError); a crash is not predicted",
         **dict.fromkeys(SCRIPT_MODULE_CASES, "ptflops fails: its batch-counter hook cannot be registered on a "
                         "ScriptModule"),
+        "root-calls-forward-itself": "ptflops fails: it divides by the batch size its hook on the root adds up, "
+        "and the root's hooks never run (ZeroDivisionError)",
         "lstm-packed-sequence": "ptflops fails: its LSTM hook reads input.shape of a PackedSequence (AttributeError)",
         "lazy-linear": "ptflops fails: the LazyLinear gets no __flops__ counter (its type has no hook when ptflops "
         "starts) and has become a Linear by the time ptflops sums the counters (AttributeError)",
     },
 )
+
+def _no_batch(inputs: ModelInputs) -> str:
+    """Why ptflops' batch size, by which it divides the module counts, is 0."""
+    first = inputs.args[0] if inputs.args else None
+    try:
+        empty = first is not None and len(first) == 0
+    except TypeError:  # (a 0-dim tensor, a number)
+        empty = False
+    if empty:
+        return ("ptflops divides the module counts by the batch size, the length of the model's first positional "
+                "input, which is 0 here")
+    return ("ptflops divides the module counts by the batch size that its forward hook on the model's root adds "
+            "up, and that hook never ran: the root's __call__ does not go through nn.Module.__call__ (gpytorch's "
+            "modules call their forward themselves)")
+
 
 _Snapshot = list[tuple[Any, str, bool, Any]]
 """(namespace, attribute, was it the namespace's own attribute, value)."""
@@ -134,7 +152,10 @@ class PtflopsPytorchAdapter(Adapter):
                 flops_model(*inputs.args, **inputs.kwargs)
             finally:
                 _restore(snapshot)
-            module_average, params = flops_model.compute_average_flops_cost()
+            try:
+                module_average, params = flops_model.compute_average_flops_cost()
+            except ZeroDivisionError as exc:  # the batch it divides by is 0
+                raise named_failure(exc, _no_batch(inputs)) from exc
             tree = _module_tree(flops_model, engine.is_supported_instance)
         finally:
             _restore(snapshot)

@@ -430,6 +430,10 @@ class EventRule:
     family: str | None = None
     """Match events priced by a built-in formula of this family: its module under
     ``flopaudit.reference.formulas`` (``"linalg"``, ``"quantized"``)."""
+    in_module_call: bool | None = None
+    """Match on whether a call of one of the model's modules through ``nn.Module.__call__`` was
+    running (``OpEvent.call_index >= 0``): none is where the root is not called that way
+    (gpytorch's modules call their ``forward`` themselves) or after it returned."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", CauseKind(self.kind))
@@ -438,7 +442,8 @@ class EventRule:
     def key(e: OpEvent, patched_in: str) -> tuple[Any, ...]:
         """Everything of ``e`` that :meth:`matches` reads: events with one key match the same rules."""
         return (e.op, e.category, e.module_type, e.in_leaf, e.supported, bool(e.traced_from),
-                bool(e.decomposed_from), bool(e.autograd_function), patched_in, e.sparse, e.formula)
+                bool(e.decomposed_from), bool(e.autograd_function), patched_in, e.sparse, e.formula,
+                e.call_index >= 0)
 
     def matches(self, e: OpEvent, patched_in: str | None = None) -> bool:
         """Does ``e`` match? ``patched_in``: the outermost running patched call
@@ -469,6 +474,8 @@ class EventRule:
         if self.sparse is not None and (bool(e.sparse) if type(self.sparse) is bool else e.sparse) != self.sparse:
             return False  # (a bool: any sparse input or none; a tuple: those layouts)
         if self.family is not None and not e.formula.startswith(f"{FORMULAS_PACKAGE}.{self.family}."):
+            return False
+        if self.in_module_call is not None and (e.call_index >= 0) != self.in_module_call:
             return False
         return True
 

@@ -51,6 +51,7 @@ from typing import Any
 
 from flopaudit.reference.backend_rulesets.fvcore import call_arg
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
+from flopaudit.records import CauseKind
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import QUANTIZED_RNN_OPS, EventRule, Ruleset, event_counter
 from flopaudit.reference.rulesets import numel as _numel
@@ -169,6 +170,9 @@ FLOP_ONLY_FUNCTIONS: tuple[str, ...] = (
     "torch.mul", "torch.Tensor.mul", "torch.add", "torch.Tensor.add", "torch.einsum",
 )
 
+_R_NO_MODULE = ("a patched call made while no module of the model is running (the root not called through "
+                "nn.Module.__call__, as gpytorch's modules call their forward themselves) counts 0: the totals add up "
+                "what each module's hooks collected")
 _R_FLOP_ONLY = "patched function counted in FLOPs only (activations, norms, pools, softmax, elementwise, einsum)"
 
 
@@ -181,8 +185,12 @@ def patched_profiler_ruleset(name: str, description: str, mac_functions: Mapping
     see (they count 0); ``params`` its parameter counter."""
     # Every call is priced, one inside another patched call too (a tensor subclass whose F.linear
     # calls torch.mm, as torchao's quantized weights do): each wrapper counts the call it sees.
-    rules = [EventRule(counter, op=PATCHED_CALL_PREFIX + path, reason=reason)
-             for path, (counter, reason) in mac_functions.items()]
+    # A wrapper adds a call to the list of the innermost module whose pre hook has run
+    # (``if module_flop_count:``), and the total reads those lists: a call made while no
+    # module of the model is running is in none of them (nor is what it dispatches).
+    rules = [EventRule("zero", in_module_call=False, reason=_R_NO_MODULE, kind=CauseKind.MISSED_FUNCTIONAL)]
+    rules += [EventRule(counter, op=PATCHED_CALL_PREFIX + path, reason=reason)
+              for path, (counter, reason) in mac_functions.items()]
     rules += [EventRule("zero", patched=path, reason=reason) for path, (_, reason) in mac_functions.items()]
     rules += [EventRule("zero", patched=path, reason=_R_FLOP_ONLY) for path in flop_only]
     rules += [

@@ -302,6 +302,23 @@ class TracingBranchWarp(nn.Module):
         return self.conv(torch.nn.functional.grid_sample(x, grid, align_corners=False))
 
 
+class RootCallsForwardItself(nn.Module):
+    """A root whose ``__call__`` runs its ``forward`` itself, not through ``nn.Module.__call__``
+    (gpytorch's ``Module`` does this for every GP model, mean and kernel): its own forward
+    hooks never run. ``x @ w`` in its forward, then a ``Linear(8, 4)`` head called as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) / 8)
+        self.head = nn.Linear(8, 4)
+
+    def __call__(self, *args: object, **kwargs: object) -> torch.Tensor:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.matmul(x, self.w))
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -499,6 +516,17 @@ def cases() -> list[ModelCase]:
             description="two Linear(16, 16) + ReLU blocks, each through torch.utils.checkpoint "
             "(use_reentrant=False), then Linear(16, 4), on (4, 16); a training step recomputes the blocks "
             "in the backward",
+        ),
+        hard_case(
+            "root-calls-forward-itself",
+            RootCallsForwardItself,
+            randn_inputs((5, 8)),
+            {"linear", "matmul"},
+            expected_macs=5 * 8 * 8 + 5 * 8 * 4,  # x @ w, then the head
+            expected_params=8 * 8 + 8 * 4 + 4,
+            description="a root whose __call__ calls its forward itself, as gpytorch's modules do: x @ w in its "
+            "forward (no module of the model is running: module hooks, and the counters that total what they "
+            "collect, see none of it), then nn.Linear(8, 4) called as usual, on (5, 8)",
         ),
         hard_case(
             "conv2d-unbatched",
