@@ -128,6 +128,27 @@ def test_cell_verdicts() -> None:
         "within 5% of the canonical count (+2.5%)")
 
 
+def test_a_total_a_point_or_more_from_the_largest_cause_is_said_too() -> None:
+    """A counter that misses 99.6% of the count and adds 6.6% back reads 7%: "misses 100%" alone
+    would read as a count of 0. A total within a tenth of the cause's share is not repeated."""
+    missed = RuleContribution("functional convolutions outside leaf modules", "missed-functional", -996_000,
+                              (("conv", -996_000),))
+    bn = RuleContribution("BatchNorm = 2 per element", "rule", 66_000, (("bn", 66_000),))
+    small = RuleContribution("BatchNorm = 2 per element", "rule", 20_000, (("bn", 20_000),))
+    ref = _r("m", "reference", REF, predictions=(RulesetPrediction("thop", 70_000, (missed, bn)),
+                                                 RulesetPrediction("fvcore", REF + 21_000, (small,))))
+    results = {"thop": _r("m", "thop", 70_000), "fvcore": _r("m", "fvcore", REF + 21_000)}
+    report = build_report(AuditRun((ref, *results.values()), (CaseInfo("m", ("conv",), "(1x3x8x8)", 1),)))
+
+    def verdict(backend: str) -> str:
+        cell = report.cell("m", backend)
+        assert cell is not None
+        return cell_verdict(cell, 0.01, results[backend])
+
+    assert verdict("thop") == "misses 100%: functional convolutions outside leaf modules (in all -93%)"
+    assert verdict("fvcore") == "adds 2%: BatchNorm = 2 per element"
+
+
 def test_conversions_are_derived_from_raw_and_normalised_counts() -> None:
     from flopaudit.reports.verdict import conversion
 
