@@ -112,6 +112,45 @@ def test_torchsummary_names_the_module_whose_output_has_no_size() -> None:
         assert f"the output of module 'block' (Pair) is or holds {named}" in (r.error or ""), r.error
 
 
+def test_torchsummary_names_the_module_with_a_0_dim_input_or_output() -> None:
+    """Its hook writes the batch size into dim 0 of each module's first input's and output's shape:
+    an ODE function called as ``func(t, y)`` with a 0-dim time (torchdiffeq), or a layer returning
+    a scalar, fails there (IndexError); the error names the layer and which of the two it was."""
+    _needs("torchsummary")
+
+    class TimeFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 4)
+
+        def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.net(y) * t
+
+    class Ode(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.func, self.norm = TimeFirst(), Norm()
+
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            y = y + 0.1 * self.func(torch.tensor(0.5), y)
+            return y / self.norm(y)
+
+    class Norm(nn.Module):
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            return y.norm()
+
+    r = get_adapter("torchsummary").count(Ode(), torch.randn(2, 4))
+    assert r.status is Status.ERROR and r.error.startswith("BackendFailure: torchsummary's hook writes the batch")
+    assert "the first input of module 'func' (TimeFirst) is a 0-dim tensor" in r.error, r.error
+
+    class ScalarOut(Ode):
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            return y / self.norm(y)
+
+    r = get_adapter("torchsummary").count(ScalarOut(), torch.randn(2, 4))
+    assert "the output of module 'norm' (Norm) is a 0-dim tensor" in (r.error or ""), r.error
+
+
 def test_torchsummary_names_the_row_whose_output_shapes_are_ragged() -> None:
     """Its total multiplies out each row's output shape; a layer returning tensors of different ranks
     (timm's EfficientViM block returns its feature map and a hidden state) makes a ragged list."""

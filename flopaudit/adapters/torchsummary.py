@@ -195,6 +195,14 @@ class TorchsummaryAdapter(Adapter):
                 if ragged is None:
                     raise
                 raise BackendFailure(ragged) from exc
+            except IndexError as exc:
+                scalar = _scalar_shape(exc, model)
+                if scalar is None:
+                    raise
+                raise BackendFailure(
+                    "torchsummary's hook writes the batch size into dim 0 of the shapes of each module's first "
+                    "input and output (every module but the root, nn.Sequential and nn.ModuleList): " + scalar
+                ) from exc
             except AttributeError as exc:
                 unread = _unread_shape(exc, model) if "has no attribute 'size'" in str(exc) else None
                 if unread is not None:
@@ -262,6 +270,21 @@ def _unread_shape(exc: BaseException, model: nn.Module) -> str | None:
         held = output if isinstance(output, (list, tuple)) else (output,)
         value = next((o for o in held if not isinstance(o, torch.Tensor)), output)
     return f"the {which} of {module_named(model, hook['module'])} is or holds {type_named(value)}"
+
+
+def _scalar_shape(exc: BaseException, model: nn.Module) -> str | None:
+    """Which module's first input or output is a 0-dim tensor, whose shape has no dim 0 for
+    torchsummary's hook to write the batch size into; None where the hook is not there."""
+    import torch
+
+    hook = frame_locals(exc, "torchsummary.torchsummary", "hook")
+    if hook is None or "module" not in hook:
+        return None
+    first, output = (hook.get("input") or (None,))[0], hook.get("output")
+    which = "first input" if isinstance(first, torch.Tensor) and first.dim() == 0 else "output"
+    if which == "output" and not (isinstance(output, torch.Tensor) and output.dim() == 0):
+        return None
+    return f"the {which} of {module_named(model, hook['module'])} is a 0-dim tensor"
 
 
 __all__ = ["DISTRIBUTIONS", "SHARED_FILES", "TorchsummaryAdapter"]
