@@ -11,7 +11,7 @@ from conftest import ConvBNNet, MatmulNet
 from conftest import TwoInputLinear as TwoInputs
 from torch import nn
 
-from flopaudit.adapters import get_adapter
+from flopaudit.adapters import get_adapter, get_backend
 from flopaudit.adapters.fvcore import FvcoreAdapter
 from flopaudit.inputs import ModelInputs
 from flopaudit.isolation import fingerprint
@@ -440,3 +440,34 @@ def test_a_model_failing_in_its_traced_branch_is_said_to(backend: str) -> None:
             "traced; run eagerly, that branch raises the same error: the model fails under a JIT trace (an eager "
             "pass, as every other counter's, takes the other branch)") in (r.error or ""), r.error
     assert get_adapter("reference").count(_FailsWhenTraced(), x).macs == 2 * 4 * 6
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_traced_constant_that_requires_grad_is_explained(backend: str) -> None:
+    """A JIT trace holds a tensor that is neither an input nor a parameter or buffer as a constant,
+    and refuses one that requires grad (gpytorch's exact GP keeps such tensors from its first
+    call); the error says so and names the module where the trace met it."""
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.scale = torch.ones(4, requires_grad=True)  # a plain attribute, not a Parameter
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) * self.scale
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = Scaled()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(x)
+
+    r = get_adapter(backend).count(Model(), torch.randn(2, 4))
+    assert r.status is Status.ERROR and "Cannot insert a Tensor that requires grad as a constant" in (r.error or "")
+    assert "the trace in module 'head' (Scaled) met a tensor that requires grad and is neither an input nor" in (
+        r.error or ""), r.error

@@ -240,6 +240,21 @@ def untracked_gradient_hint(exc: BaseException, model: nn.Module) -> str:
             "gradient node is found for it")
 
 
+def traced_constant_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) refusing "a Tensor that requires grad as a
+    constant": the trace holds every tensor that comes neither from the inputs nor from the
+    model's parameters and buffers as a constant, and a constant may not require grad. Such a
+    tensor was computed from the parameters with autograd on and kept (gpytorch's exact GP keeps
+    its training prior and caches from its first call in eval mode), or made with
+    ``requires_grad=True`` and held as a plain attribute. Where it was met; ``""`` for any other error."""
+    if "Cannot insert a Tensor that requires grad as a constant" not in str(exc):
+        return ""
+    return (f"; the trace{_called_in(exc, model)} met a tensor that requires grad and is neither an input nor a "
+            "parameter or buffer, which it must hold as a constant: one computed from the parameters with "
+            "autograd on and kept from an earlier call (a cache), or made with requires_grad=True and held as a "
+            "plain attribute")
+
+
 _APPLIED = re.compile(r"(\w+)\.apply\(")
 """A Function's ``apply`` called on a line of source: ``_ReversibleFunction.apply(``."""
 
@@ -386,4 +401,4 @@ __all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
-           "torch_or_flopaudit", "traced_state_hint", "type_named", "untracked_gradient_hint"]
+           "torch_or_flopaudit", "traced_constant_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]

@@ -20,6 +20,7 @@ from flopaudit.adapters._failures import (
     packed_sequence_hint,
     reentrant_checkpoint_hint,
     traced_function_hint,
+    traced_constant_hint,
     traced_state_hint,
     untracked_gradient_hint,
 )
@@ -241,7 +242,7 @@ class Adapter(ABC):
                 error=error_text(exc, keyword_inputs_hint(exc, inputs.args, inputs.kwargs)
                                  + packed_sequence_hint(exc, work) + traced_state_hint(exc, work)
                                  + keyword_only_call_hint(exc, work) + traced_function_hint(exc, work)
-                                 + untracked_gradient_hint(exc, work)
+                                 + untracked_gradient_hint(exc, work) + traced_constant_hint(exc, work)
                                  + reentrant_checkpoint_hint(exc)),
                 elapsed_s=time.perf_counter() - start,
                 **base,
