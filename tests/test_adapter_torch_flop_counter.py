@@ -310,3 +310,45 @@ def test_a_module_given_a_tensor_inside_a_custom_function_names_the_module_and_t
         "; torch's module tracker registers a backward hook on each module input that requires grad, and module "
         "'norm' (LayerNorm) is given one inside the forward of the custom autograd Function Reversible, where "
         "autograd records nothing, so no gradient node is found for it"), r.error
+
+
+class _Adjoint(torch.autograd.Function):
+    """torchdiffeq's adjoint method in small: the forward runs ``func`` without autograd; the
+    backward runs it again and takes ``torch.autograd.grad`` of it."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, func: nn.Module, *params: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.func = func
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return func(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            grads = torch.autograd.grad(ctx.func(x), (x, *ctx.func.parameters()), g, allow_unused=True)
+        return (grads[0], None, *grads[1:])
+
+
+class _AdjointModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.func = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Adjoint.apply(x, self.func, *self.func.parameters())
+
+
+def test_a_backward_taking_autograd_grad_of_modules_is_explained() -> None:
+    """torch's module tracker hooks the gradient of each module input; inside a custom Function's
+    backward that calls a module and ``torch.autograd.grad`` (an adjoint method), the hook meets a
+    leaf and torch raises. The error names the Function (and the module running, where one is:
+    torchdiffeq takes the gradient inside its ODE function's forward; here the call has returned)."""
+    from flopaudit.passes import Pass
+
+    r = get_adapter("torch-flop-counter").count(_AdjointModel(), torch.randn(2, 4), pass_=Pass("train"))
+    assert r.status is Status.ERROR and "_will_engine_execute_node" in (r.error or "")
+    assert ("the custom autograd Function _Adjoint's backward calls the model's modules and takes "
+            "torch.autograd.grad of them: torch's module tracker hooks") in (r.error or ""), r.error

@@ -240,6 +240,27 @@ def untracked_gradient_hint(exc: BaseException, model: nn.Module) -> str:
             "gradient node is found for it")
 
 
+def grad_in_backward_hint(exc: BaseException, model: nn.Module) -> str:
+    """For ``torch.utils.module_tracker`` (``FlopCounterMode``'s, with autograd on) failing with "A
+    leaf node was passed to _will_engine_execute_node but we are currently running
+    autograd.grad()": it hooks the gradient of each module input that requires grad, and a
+    custom autograd Function whose backward calls modules and takes ``torch.autograd.grad`` of
+    them (torchdiffeq's adjoint method solves an ODE backwards there) reaches a leaf, which
+    torch's hook does not support inside ``autograd.grad``. Which Function and module; ``""``
+    for any other error."""
+    if "_will_engine_execute_node but we are currently running autograd.grad()" not in str(exc):
+        return ""
+    function = ""
+    for frame, _ in frames_of(exc):  # the outermost Function's backward(ctx, ...)
+        code = frame.f_code
+        if not function and code.co_name == "backward" and code.co_varnames[:1] == ("ctx",):
+            function = (getattr(code, "co_qualname", "").split(".")[-2:-1] or [""])[0]
+    inside = f"the custom autograd Function {function}'s backward" if function else "a custom autograd Function's backward"
+    return (f"; {inside} calls the model's modules and takes torch.autograd.grad of them{_called_in(exc, model)}: "
+            "torch's module tracker hooks the gradient of each module input, and that hook does not support a "
+            "leaf reached inside autograd.grad")
+
+
 def traced_constant_hint(exc: BaseException, model: nn.Module) -> str:
     """For a JIT trace (fvcore's, torchprofile's) refusing "a Tensor that requires grad as a
     constant": the trace holds every tensor that comes neither from the inputs nor from the
@@ -397,7 +418,7 @@ def _called_in(exc: BaseException, model: nn.Module) -> str:
     return f" in {module_named(model, caller)}" if caller is not None else ""
 
 
-__all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "interpolate_scale_factors",
+__all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "frame_locals", "frames_of", "grad_in_backward_hint", "interpolate_scale_factors",
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",

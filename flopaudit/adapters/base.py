@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flopaudit.adapters._failures import (
     frames_of,
+    grad_in_backward_hint,
     keyword_only_call_hint,
     packed_sequence_hint,
     reentrant_checkpoint_hint,
@@ -243,6 +244,7 @@ class Adapter(ABC):
                                  + packed_sequence_hint(exc, work) + traced_state_hint(exc, work)
                                  + keyword_only_call_hint(exc, work) + traced_function_hint(exc, work)
                                  + untracked_gradient_hint(exc, work) + traced_constant_hint(exc, work)
+                                 + grad_in_backward_hint(exc, work)
                                  + reentrant_checkpoint_hint(exc)),
                 elapsed_s=time.perf_counter() - start,
                 **base,
