@@ -20,8 +20,8 @@ from flopaudit.adapters._failures import (
     keyword_only_call_hint,
     packed_sequence_hint,
     reentrant_checkpoint_hint,
-    traced_function_hint,
     traced_constant_hint,
+    traced_function_hint,
     traced_state_hint,
     untracked_gradient_hint,
 )

@@ -49,9 +49,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flopaudit.records import CauseKind
 from flopaudit.reference.backend_rulesets.fvcore import call_arg
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
-from flopaudit.records import CauseKind
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import QUANTIZED_RNN_OPS, EventRule, Ruleset, event_counter
 from flopaudit.reference.rulesets import numel as _numel
