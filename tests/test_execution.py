@@ -300,3 +300,18 @@ def test_workers_exit_so_their_process_locks_are_not_reported_leaked(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert "leaked semaphore" not in done.stderr, done.stderr
+
+
+def test_a_killed_workers_process_locks_are_not_reported_leaked(tmp_path: Path) -> None:
+    """A worker that hangs is killed, and cannot let go of a lock its model made (tqdm's): Python's
+    resource tracker removes the lock's semaphore, and does so without a warning in the run's output."""
+    tests = Path(__file__).parent
+    done = subprocess.run(
+        [sys.executable, "-m", "flopaudit", "run", "--models", "user_models:holds_a_process_lock_and_hangs",
+         "--input-shape", "2,8", "--backends", "reference", "--no-cache", "--no-progress", "--jobs", "1",
+         "--timeout", "3", "--out", str(tmp_path / "out")],
+        cwd=tests, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert "timeout" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "leaked semaphore" not in done.stderr, done.stderr

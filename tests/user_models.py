@@ -399,6 +399,20 @@ def holds_a_process_lock() -> nn.Module:
     return nn.Linear(8, 4)
 
 
+class _Hangs(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        while True:
+            time.sleep(0.1)
+
+
+def holds_a_process_lock_and_hangs() -> nn.Module:
+    """:func:`holds_a_process_lock`, whose forward never returns: its worker is killed at the timeout."""
+    holds_a_process_lock()
+    return _Hangs()
+
+
 class _ScalarFilledSoftmax(nn.Module):
     """A softmax over masked scores whose fill value is ``torch.tensor(min)``, a zero-dimensional CPU
     tensor, as transformers' SEW-D and DeBERTa write it."""

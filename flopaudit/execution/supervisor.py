@@ -188,6 +188,7 @@ class Supervisor:
         output = os.path.join(self._output_dir, f"{self._started}.out")
         process = self.ctx.Process(target=serve, args=(child, self.settings, output), name="flopaudit-worker")
         try:
+            _start_resource_tracker()
             with _environment(self.server_environment):  # (read only by a fork server this start launches)
                 process.start()
         except (EOFError, OSError) as exc:  # the fork server died before it could fork a worker
@@ -362,6 +363,35 @@ class Supervisor:
         if died is None:
             return f"no result after {self._limit()}; the count was stopped"
         return f"the counting process died with {died}{self._memory_note(died)}"
+
+
+_KILLED_WORKERS_LOCKS = "ignore:resource_tracker:UserWarning"
+"""The ``-W`` option that keeps the resource tracker's "leaked semaphore objects" warning (a
+``UserWarning`` whose text starts with ``resource_tracker``) out of the run's output."""
+
+
+def _start_resource_tracker() -> None:
+    """Start ``multiprocessing``'s resource tracker, where none runs yet, told to ignore its warning
+    about the semaphores it removes at the end.
+
+    A worker that is killed (it hung, it ran out of time, a run stopped early with work under way)
+    cannot let go of a ``multiprocessing`` lock its model made (tqdm makes one for its bars, torch.fx
+    and peft show such bars): the tracker, which the workers share with this process, removes the
+    lock's semaphore when this process ends, as it should, and then warns of a leak on this
+    process's error output, about a model's library. The tracker takes its warning options from
+    this process's ``-W`` options when it starts (``multiprocessing.util._args_from_interpreter_flags``),
+    so the option is put there for its start only. # NB: a tracker that was running before the first
+    worker started (one the caller started) keeps its own options."""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker  # noqa: SLF001 - the public ensure_running takes no options
+    if getattr(tracker, "_fd", None) is not None:
+        return
+    sys.warnoptions.append(_KILLED_WORKERS_LOCKS)
+    try:
+        tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(_KILLED_WORKERS_LOCKS)
 
 
 def _ask_to_exit(workers: Sequence[_Worker]) -> None:
