@@ -342,7 +342,8 @@ def _said(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def empty_weights() -> Iterator[None]:
-    """Build modules normally but put every parameter and buffer on meta.
+    """Build modules normally but put every parameter and buffer on meta, and keep them there
+    when the constructor moves a module to a device (:data:`_MOVES`).
 
     For constructors that compute with real tensors (e.g. torchvision's
     RegNet derives its widths with ``torch.round(...).tolist()``), which fail
@@ -368,13 +369,36 @@ def empty_weights() -> Iterator[None]:
             tensor = tensor.to("meta")
         original_buffer(self, name, tensor, persistent=persistent)
 
+    original_moves = {name: getattr(nn.Module, name) for name in _MOVES}
+
+    def to(self: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
+        device, dtype, _, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+        if device is None or device.type == "meta":
+            return original_moves["to"](self, *args, **kwargs)
+        cast = {k: v for k, v in (("dtype", dtype), ("memory_format", memory_format)) if v is not None}
+        return original_moves["to"](self, "meta", **cast)
+
+    def stays(self: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
+        return self
+
     nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
     nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+    for name in _MOVES:
+        setattr(nn.Module, name, to if name == "to" else stays)
     try:
         yield
     finally:
         nn.Module.register_parameter = original_param  # type: ignore[method-assign]
         nn.Module.register_buffer = original_buffer  # type: ignore[method-assign]
+        for name, method in original_moves.items():
+            setattr(nn.Module, name, method)
+
+
+_MOVES = ("to", "cpu", "cuda")
+"""The ``nn.Module`` methods that move a module to a device, which :func:`empty_weights` makes
+keep it on meta: a constructor that moves what it built (``self.to(device)``, stable-baselines3's
+``MlpExtractor(...).to(self.device)``) would copy meta tensors out, which have no values. A
+``dtype`` given to ``to`` still casts."""
 
 
 #: The in-place initialisers of ``torch.nn.init`` that :func:`skip_init` turns off.
