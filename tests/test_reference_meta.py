@@ -287,6 +287,50 @@ def test_a_buffer_made_by_the_legacy_constructor_is_built_on_meta() -> None:
     assert (meta.macs, meta.extra_flops, meta.params, meta.device) == (cpu.macs, cpu.extra_flops, cpu.params, "meta")
 
 
+def test_a_constructor_that_moves_its_modules_to_a_device_builds_on_meta() -> None:
+    """``module.to(device)``, ``.cpu()`` and ``.cuda()`` in a constructor would copy the meta
+    tensors it made out to the device, and meta tensors have no values: while the model is built
+    on meta they keep it there (a dtype given to ``to`` still casts), and the count equals the CPU's."""
+    from user_models import moves_itself
+
+    from flopaudit.reference.api import build_on_meta
+
+    torch.manual_seed(0)
+    cpu = count(moves_itself(), torch.randn(2, 8))
+    moves = (torch.nn.Module.to, torch.nn.Module.cpu, torch.nn.Module.cuda)
+    model, first_way_failed = build_on_meta(moves_itself)
+    assert first_way_failed is None
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert model.head.weight.dtype == torch.float64 and model.body[0].weight.dtype == torch.float32
+    meta = count_meta(moves_itself, lambda: torch.randn(2, 8), fallback="raise")
+    assert (meta.macs, meta.extra_flops, meta.params, meta.device) == (cpu.macs, cpu.extra_flops, cpu.params, "meta")
+    assert (torch.nn.Module.to, torch.nn.Module.cpu, torch.nn.Module.cuda) == moves  # put back
+
+
+def test_a_distributions_argument_checks_run_and_pass_on_meta() -> None:
+    """``torch.distributions`` checks a distribution's arguments and asks whether every check passed,
+    a value read. On meta the checks run (their operators are counted as on the CPU) and pass, and
+    the count equals the CPU's and says so."""
+    from user_models import gaussian_policy
+
+    from flopaudit.reference.meta_workarounds import DISTRIBUTION_CHECKS_NOTE
+
+    torch.manual_seed(0)
+    cpu = count(gaussian_policy(), torch.randn(4, 8))
+    with torch.device("meta"):
+        model = gaussian_policy()
+    with pytest.raises(RuntimeError, match="meta"):
+        model(torch.empty(4, 8, device="meta"))
+    meta = count(model, torch.randn(4, 8), device="meta")
+    assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
+    read = "aten._local_scalar_dense.default"  # (the CPU's answers, which meta has none to read)
+    assert [e.op for e in meta.events] == [e.op for e in cpu.events if e.op != read]
+    assert DISTRIBUTION_CHECKS_NOTE in meta.notes and DISTRIBUTION_CHECKS_NOTE not in cpu.notes
+    assert count_meta(gaussian_policy, lambda: torch.randn(4, 8), fallback="raise").macs == cpu.macs
+    with pytest.raises(RuntimeError, match="meta"):  # put back as it was
+        model(torch.empty(4, 8, device="meta"))
+
+
 @pytest.mark.parametrize("enabled", [False, True])
 def test_autocast_asked_for_on_meta_does_nothing_there(enabled: bool) -> None:
     """``torch.autocast("meta")`` raises ("unsupported scalarType"), where code that turns autocast

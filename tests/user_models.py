@@ -399,6 +399,43 @@ def holds_a_process_lock() -> nn.Module:
     return nn.Linear(8, 4)
 
 
+class _MovesItself(nn.Module):
+    """A constructor that moves what it builds to the device it was told, as stable-baselines3's
+    policies do (``MlpExtractor(...).to(self.device)``), and a head cast to float64 on the way."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU()).to(torch.device(device))
+        self.head = nn.Linear(16, 4).to(device, torch.float64)
+        self.cpu()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).double())
+
+
+def moves_itself() -> nn.Module:
+    return _MovesItself()
+
+
+class _GaussianPolicy(nn.Module):
+    """A policy head as stable-baselines3 writes one: a ``Normal`` over actions made in every forward
+    (``torch.distributions`` checks its arguments by default), a sample and its log-probability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean = nn.Linear(8, 2)
+        self.log_std = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = torch.distributions.Normal(self.mean(x), self.log_std.exp())
+        action = dist.rsample()
+        return action, dist.log_prob(action).sum(-1)
+
+
+def gaussian_policy() -> nn.Module:
+    return _GaussianPolicy()
+
+
 class _Hangs(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         import time

@@ -29,6 +29,14 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   it does nothing: operators run in the dtypes they are given, which changes
   no shape and so no count (bytes may differ where autocast was turned on).
 
+- **A distribution checking its arguments.** ``torch.distributions`` checks
+  a distribution's parameters (and a sample given to ``log_prob``) against
+  their constraints by default, and asks whether every check passed: a
+  value read (stable-baselines3's policies make a ``Normal`` in every
+  forward). On meta the checks run as on the CPU, so their operators are
+  counted, and are taken to have passed: meta tensors hold no values to
+  fail them.
+
 A model that reads a value in every branch still fails, with the failure of
 the last way tried. Used by :func:`flopaudit.reference.count` on meta and by
 every count of a ``--meta`` audit.
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -133,6 +142,17 @@ GROUPED_NOTE = ("on meta, torch's kernel for grouped products (aten._grouped_mm,
                 "stand-ins, which changes no shape and so no count")
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from (the flopaudit error that says a trial forward
+    failed holds the model's as its cause)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
 _AUTOCAST = torch.amp.autocast_mode.autocast
 """``torch.autocast`` (also ``torch.amp.autocast``; the device-named autocasts are its subclasses)."""
 
@@ -140,17 +160,13 @@ _AUTOCAST = torch.amp.autocast_mode.autocast
 def refuses_meta_autocast(exc: BaseException) -> bool:
     """Whether ``exc`` is (or was raised from) ``torch.autocast`` refusing the meta device, in its
     constructor: the flopaudit error that says a trial forward failed holds it as its cause."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
+    for link in _chain(exc):
         if "unsupported scalarType" in str(link):
             tb = link.__traceback__
             while tb is not None:
                 if tb.tb_frame.f_code.co_filename.endswith("autocast_mode.py"):
                     return True
                 tb = tb.tb_next
-        link = link.__cause__ or link.__context__
     return False
 
 
@@ -184,6 +200,43 @@ def _autocast_on_meta_does_nothing() -> Iterator[None]:
 AUTOCAST_NOTE = ("on meta, torch.autocast('meta') raises where the model asks for autocast on its tensors' device: it "
                  "was made to do nothing there, so operators ran in the dtypes they were given, which changes no "
                  "shape and so no count (where the model turns autocast on, bytes read and written may differ)")
+
+
+def checks_distribution_arguments(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised where ``torch.distributions`` asks whether its argument checks passed."""
+    for link in _chain(exc):
+        tb = link.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if code.co_filename.endswith(_DISTRIBUTION_FILE) and code.co_name in ("__init__", "_validate_sample"):
+                return True
+            tb = tb.tb_next
+    return False
+
+
+_DISTRIBUTION_FILE = os.path.join("torch", "distributions", "distribution.py")
+
+
+@contextlib.contextmanager
+def _distribution_checks_pass_on_meta() -> Iterator[None]:
+    """For the block, ``torch._is_all_true`` (how ``torch.distributions`` asks whether its checks
+    passed) runs as it is and answers yes for a meta tensor."""
+    original = torch._is_all_true
+
+    def is_all_true(tensor: torch.Tensor) -> Any:
+        answer = original(tensor)  # (dispatched: counted as on the CPU)
+        return True if tensor.device.type == "meta" else answer
+
+    torch._is_all_true = is_all_true  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch._is_all_true = original  # type: ignore[assignment]
+
+
+DISTRIBUTION_CHECKS_NOTE = ("on meta, torch.distributions' checks of a distribution's arguments (and of a sample given "
+                            "to log_prob) ran as on the CPU and were taken to pass, as meta tensors hold no values to "
+                            "fail them")
 
 
 def traced_branch_note(sites: Sequence[str]) -> str:
@@ -221,9 +274,12 @@ class MetaWorkarounds:
     """Zero-dimensional CPU tensors given with meta tensors moved to meta."""
     autocast_does_nothing: bool = False
     """``torch.autocast("meta")`` made to do nothing."""
+    distribution_checks_pass: bool = False
+    """``torch.distributions``' argument checks taken to pass on meta."""
 
     def __bool__(self) -> bool:
-        return self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
+        return (self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
+                or self.distribution_checks_pass)
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -236,13 +292,16 @@ class MetaWorkarounds:
                 stack.enter_context(_CpuScalarsOnMeta())
             if self.autocast_does_nothing:
                 stack.enter_context(_autocast_on_meta_does_nothing())
+            if self.distribution_checks_pass:
+                stack.enter_context(_distribution_checks_pass_on_meta())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
 
     def notes(self) -> tuple[str, ...]:
         """What every count made with these workarounds says."""
         return ((traced_branch_note(self.traced_sites),) if self.traced else ()) + \
             ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ()) + \
-            ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ())
+            ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ()) + \
+            ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ())
 
 
 _T = TypeVar("_T")
@@ -257,7 +316,9 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
     ``is_tracing()`` changed nothing (no code asked)."""
     ways = MetaWorkarounds()
     while True:
-        if reads_values(failure) and not ways.traced:
+        if checks_distribution_arguments(failure) and not ways.distribution_checks_pass:
+            ways = dataclasses.replace(ways, distribution_checks_pass=True)
+        elif reads_values(failure) and not ways.traced:
             ways = dataclasses.replace(ways, traced=True)
         elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
             ways = dataclasses.replace(ways, grouped_in_bfloat16=True)
