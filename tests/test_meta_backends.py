@@ -59,6 +59,37 @@ def test_an_allowed_backend_counts_the_same_on_meta_as_on_cpu(backend: str) -> N
         assert LINEAR_MACS <= meta.macs < LINEAR_MACS * 1.1  # the products, plus what each adds for norm and bias
 
 
+class DiscardsAfterNorm(nn.Module):
+    """BatchNorm1d(8) (whose meta outputs the recorder builds by a shortcut), a product the forward
+    discards (a JIT trace drops it), then Linear(8, 4), on (4, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        _ = h * h
+        return self.fc(h)
+
+
+def test_the_work_a_trace_drops_is_found_on_meta_as_on_the_cpu() -> None:
+    """The reference predicts a tracing counter's count without the work the trace drops, found by
+    a dispatch mode entered outside its recorder; on meta, the operators the recorder builds by a
+    shortcut (batch norms) reach that mode too, so the prediction on meta is the CPU's."""
+    from flopaudit.reference.liveness import REASON
+
+    adapter = get_adapter("reference")
+    cpu = adapter.count(DiscardsAfterNorm().eval(), torch.randn(4, 8))
+    meta = adapter.count(_on_meta(DiscardsAfterNorm), torch.empty(4, 8, device="meta"))
+    assert cpu.status is meta.status is Status.OK, (cpu.error, meta.error)
+    on_cpu, on_meta = cpu.prediction("torchprofile"), meta.prediction("torchprofile")
+    assert on_cpu is not None and on_meta is not None
+    assert [(c.rule, c.macs) for c in on_cpu.contributions if c.rule == REASON] == [(REASON, -4 * 8)]
+    assert (on_meta.macs, on_meta.contributions) == (on_cpu.macs, on_cpu.contributions)
+
+
 @pytest.mark.parametrize("backend", ["deepspeed", "torch-profiler"])
 def test_a_refused_backend_does_count_otherwise_on_meta(backend: str) -> None:
     """The reason its descriptor gives holds: on Linear(32, 64) over (4, 10, 32) it reads another count

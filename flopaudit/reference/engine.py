@@ -631,8 +631,11 @@ class _Mode(TorchDispatchMode):
         rec = self.recorder
         depth = rec.recorder_depth
         rec.recorder_depth = depth - 1  # (the depth outside this operator's dispatch)
+        # A shortcut builds the outputs without dispatching the operator: not taken where a mode
+        # entered outside this one would miss it (the liveness mode of a trace's dead work).
+        shortcut = facts.meta_shortcut is not None and not torch._C._len_torch_dispatch_stack()
         try:
-            return func(*args, **kwargs) if facts.meta_shortcut is None else run(func, facts, args, kwargs)
+            return run(func, facts, args, kwargs) if shortcut else func(*args, **kwargs)
         finally:
             rec.recorder_depth = depth
 
