@@ -925,3 +925,30 @@ def test_a_patched_call_made_while_no_module_runs_counts_zero(backend: str) -> N
     assert cell is not None and cell.residual == 0
     assert [(c.kind, c.macs) for c in cell.causes] == [("missed-functional", -5 * 8 * 8)]
     assert "no module of the model is running" in cell.causes[0].rule
+
+
+def test_torch_profiler_declares_its_estimates_inside_a_scripted_function() -> None:
+    """The profiler prices the operators a ``torch.jit.script`` function runs from the input shapes
+    the graph executor records, which depend on the function's earlier calls in the process
+    (geoopt's Poincare ball reads 510 or 1,302 MACs). The adapter declares what it estimated inside
+    such calls, and the ruleset prices the operators dispatched there 0: the two add up."""
+    from user_models import calls_scripted_products
+
+    from flopaudit.adapters.torch_profiler import SCRIPT_FUNCTION_OPS
+
+    r = _adapter("torch-profiler").count(calls_scripted_products(), torch.randn(4, 8))
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra) == {SCRIPT_FUNCTION_OPS: 6 * (4 * 8) // 2}  # six products and sums, 1 FLOP per element
+    assert r.macs - dict(r.extra)[SCRIPT_FUNCTION_OPS] == 4 * 8 * 8 == _predicted(
+        "torch-profiler", calls_scripted_products(), (torch.randn(4, 8),))
+
+
+def test_torchprofile_holds_a_scripted_function_as_one_node() -> None:
+    """A JIT trace records a ``torch.jit.script`` function's call as one ``prim::CallFunction`` node,
+    which torchprofile has no handler for: the products inside count 0, as the ruleset predicts."""
+    from user_models import calls_scripted_products
+
+    r = _adapter("torchprofile").count(calls_scripted_products(), torch.randn(4, 8))
+    assert r.status is Status.OK, r.error
+    assert r.macs == 4 * 8 * 8 == _predicted("torchprofile", calls_scripted_products(), (torch.randn(4, 8),))
+    assert dict(r.unsupported).get("prim::callfunction") == 1

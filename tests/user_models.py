@@ -3,6 +3,8 @@ reference counter's tests wrap a functional call in."""
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -434,6 +436,37 @@ class _GaussianPolicy(nn.Module):
 
 def gaussian_policy() -> nn.Module:
     return _GaussianPolicy()
+
+
+def _scaled_products(x: torch.Tensor, c: float) -> torch.Tensor:
+    """Six elementwise products and sums of ``x``'s size."""
+    y = c * x
+    z = x * x.sum(-1, keepdim=True)
+    return (y + 1.0) * z + 2 * x
+
+
+@functools.cache
+def scripted_products() -> Any:
+    """:func:`_scaled_products` compiled by ``torch.jit.script`` (once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.script(_scaled_products)
+
+
+class _CallsScriptedProducts(nn.Module):
+    """Linear(8, 8), then a TorchScript function of elementwise work (geoopt writes its manifolds' maths so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.products = scripted_products()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.products(self.fc(x), 0.5)
+
+
+def calls_scripted_products() -> nn.Module:
+    return _CallsScriptedProducts()
 
 
 class _Hangs(nn.Module):

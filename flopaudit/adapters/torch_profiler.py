@@ -38,11 +38,21 @@ operator once. The CPU kernel of a product with a sparse CSR operand
 inner events' estimates as a declared cause (:data:`RECORDED_TWICE`).
 ``nn.Linear`` is not doubled (autocast wraps ``aten::linear``, which has no
 estimate, and its ``aten::addmm`` runs once).
+
+Inside a ``torch.jit.script`` function the model calls, the profiler prices
+the operators TorchScript runs from the input shapes its graph executor
+records, and those depend on how the function ran before in the process:
+geoopt's Poincare-ball maths reads 510 MACs in a fresh process and 1,302
+once a call without autograd came first. The adapter books its estimates of
+the events inside such a function's event as a declared cause
+(:data:`SCRIPT_FUNCTION_OPS`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
@@ -98,6 +108,20 @@ RECORDED_TWICE = DECLARED_CAUSE + (
 """``extra`` key (a declared cause): MACs (``flops // 2``) of the events nested in an event of the
 same name with the same estimate."""
 
+SCRIPT_FUNCTION_OPS = DECLARED_CAUSE + (
+    "estimates of operators run inside a TorchScript function called from Python (torch.jit.script): the profiler "
+    "prices them from the input shapes the graph executor records, which depend on how the function ran before in "
+    "the process (the same forward reads 510 or 1,302 MACs in geoopt's Poincare ball as a call without autograd "
+    "came first or not)"
+)
+"""``extra`` key (a declared cause): MACs (``flops // 2``) of the events inside the event of a
+``torch.jit.script`` function the model called (its ``RecordScope.TORCHSCRIPT_FUNCTION`` event, named
+as the function); the ruleset prices the operators dispatched inside such calls 0."""
+
+_TORCHSCRIPT_FUNCTION = 2
+"""``torch._C._profiler.RecordScope.TORCHSCRIPT_FUNCTION``: the scope of a TorchScript function's (or
+method's) own event."""
+
 #: The batch-norm kernels whose CPU implementation can call ``aten::add`` (see the module docstring).
 _BATCH_NORM_KERNELS = frozenset({"aten::native_batch_norm", "aten::_native_batch_norm_legit",
                                  "aten::_native_batch_norm_legit_no_training"})
@@ -114,7 +138,8 @@ class TorchProfilerAdapter(Adapter):
     * ``per_op``: MACs by operator name; ``params``: ``sum(p.numel() for p in
       model.parameters())`` (the profiler counts none).
     * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``;
-      :data:`RECORDED_TWICE`, where an operator was recorded twice, inside itself.
+      :data:`RECORDED_TWICE`, where an operator was recorded twice, inside itself;
+      :data:`SCRIPT_FUNCTION_OPS`, where the model called a ``torch.jit.script`` function.
 
     The model runs as ``model(*args, **kwargs)`` in its own mode with
     autograd on (as in torch's profiler recipes).
@@ -132,7 +157,7 @@ class TorchProfilerAdapter(Adapter):
         from flopaudit.adapters.base import count_params
         from flopaudit.isolation import quiet
 
-        with quiet() as printed:
+        with quiet() as printed, _noting_script_functions() as scripted:
             with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=False) as prof:
                 model(*inputs.args, **inputs.kwargs)
         messages = [line.strip() for line in printed.getvalue().splitlines()
@@ -140,7 +165,7 @@ class TorchProfilerAdapter(Adapter):
         raw = 0
         macs = 0
         per_op: dict[str, int] = {}
-        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0}
+        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0, SCRIPT_FUNCTION_OPS: 0}
         for event in prof.events():
             flops = int(event.flops or 0)
             if not flops:
@@ -151,7 +176,9 @@ class TorchProfilerAdapter(Adapter):
             parent = event.cpu_parent
             if parent is None:
                 continue
-            if event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
+            if scripted and _inside_script_function(event, scripted):
+                declared[SCRIPT_FUNCTION_OPS] += flops // 2
+            elif event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
                 declared[BATCH_NORM_EPSILON] += flops // 2
             elif parent.name == event.name and int(parent.flops or 0) == flops:
                 declared[RECORDED_TWICE] += flops // 2
@@ -159,4 +186,33 @@ class TorchProfilerAdapter(Adapter):
                         extra={k: v for k, v in declared.items() if v})
 
 
-__all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "TorchProfilerAdapter", "UNIT_NOTE"]
+@contextlib.contextmanager
+def _noting_script_functions() -> Iterator[set[str]]:
+    r"""For the block, the names of the ``torch.jit.script`` functions called from Python (each call goes
+    through ``ScriptFunction.__call__``; a scripted module's methods are ``ScriptMethod``\s, not these)."""
+    import torch
+
+    names: set[str] = set()
+    call = torch._C.ScriptFunction.__call__
+
+    def noting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        names.add(self.name)
+        return call(self, *args, **kwargs)
+
+    torch._C.ScriptFunction.__call__ = noting  # type: ignore[method-assign]
+    try:
+        yield names
+    finally:
+        torch._C.ScriptFunction.__call__ = call  # type: ignore[method-assign]
+
+
+def _inside_script_function(event: Any, names: set[str]) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.scope == _TORCHSCRIPT_FUNCTION and parent.name in names:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+__all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE"]

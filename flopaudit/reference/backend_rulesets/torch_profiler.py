@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import torch
 
+from flopaudit.reference.backend_rulesets.fvcore import SCRIPT_CALLS
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
@@ -68,6 +69,8 @@ _R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an 
                   "profiler (not priced); the reference's mode sees it out of place")
 _R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
 SCRIPT_MODULE = "RecursiveScriptModule"
+_R_SCRIPT_FUNCTION = ("operators inside a TorchScript function called from Python count 0 here: the adapter declares "
+                      "the profiler's estimates of them, whose input shapes depend on the function's earlier calls")
 """The class of a ``torch.jit.script`` module (a traced one is a ``TopLevelTracedModule``)."""
 _R_SCRIPTED_CONV = ("a scripted module's convolutions are the operators TorchScript calls: aten::conv2d priced (2 x "
                     "MACs, 4-D input), aten::conv_transpose2d, conv1d and conv3d count 0")
@@ -258,8 +261,10 @@ TORCH_PROFILER = Ruleset(
     description="torch.profiler with_flops: 2 x MACs of aten::conv2d (4-D), mm, addmm, bmm, baddbmm; numel of the "
     "first input of aten::mul and aten::add; every other op 0.",
     calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
-    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS + (TENSOR_PRINTING,),
+    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS + SCRIPT_CALLS + (TENSOR_PRINTING,),
     event_rules=(
+        # (the adapter declares what the profiler estimated inside them: SCRIPT_FUNCTION_OPS)
+        *(EventRule("zero", patched=p, reason=_R_SCRIPT_FUNCTION) for p in SCRIPT_CALLS),
         EventRule("torch-profiler.printed", op=PATCHED_CALL_PREFIX + TENSOR_PRINTING, reason=_R_PRINTING),
         *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),
         *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),

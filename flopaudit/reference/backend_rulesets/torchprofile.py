@@ -48,8 +48,10 @@ only where the model returns or uses them).
 A convolution with a string ``padding`` is traced as
 ``aten::_convolution_mode``, which has no handler (0): ``F.convNd`` and
 ``torch.convNd`` calls are priced from their ``py:`` events. A
-``torch.library`` custom op and a custom ``autograd.Function`` are single
-nodes without a handler: their inner ops count 0, as do those of the
+``torch.library`` custom op, a custom ``autograd.Function`` and a call of a
+``torch.jit.script`` function (``prim::CallFunction``; the recording wraps
+``ScriptFunction.__call__``) are single nodes without a handler: their
+inner ops count 0, as do those of the
 torchvision functions a trace runs as TorchScript
 (``torch.jit._script_if_tracing``: mask pasting, keypoint decoding, the
 steps of ``batched_nms``, whose coordinate trick multiplies once per box).
@@ -64,6 +66,7 @@ from flopaudit.reference.backend_rulesets.fvcore import (
     CONV_CALLS,
     R_TRACED_SCRIPT,
     R_UNHANDLED_COMPOSITE,
+    SCRIPT_CALLS,
     TRACE_CONSUMED_CALLS,
     TRACED_SCRIPT_CALLS,
     UNHANDLED_COMPOSITE_CALLS,
@@ -247,6 +250,8 @@ _R_CONV_MODE = "conv with string padding ('same'/'valid'): one aten::_convolutio
 _R_LSTM = "LSTM = T x N x dirs x sum of 4h(I + h), h read from h_n (the projection size if any)"
 _R_NORM = "batch/layer/group norm = 1 per output element with an affine weight"
 _R_POOL = "average pools and mean = 1 per output element"
+_R_SCRIPT = ("TorchScript function (torch.jit.script): one prim::CallFunction node in the trace, without a handler "
+             "(torchprofile lists it as unsupported)")
 
 
 TORCHPROFILE = Ruleset(
@@ -255,9 +260,10 @@ TORCHPROFILE = Ruleset(
     description="torchprofile profile_macs: JIT-trace handlers for linear/matmul/addmm/bmm/einsum/conv (no bias), "
     "elementwise mul, affine norms, average pools and mean, bilinear upsampling, LSTM and SDPA; other ops 0.",
     calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
-    patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + TRACED_SCRIPT_CALLS
+    patched_functions=MATMUL_CALLS + EINSUM_CALLS + SDPA_CALLS + LSTM_CALLS + SCRIPT_CALLS + TRACED_SCRIPT_CALLS
     + TRACE_CONSUMED_CALLS + DROPOUT_CALLS + UNHANDLED_COMPOSITE_CALLS + CONV_CALLS,
     event_rules=(
+        *traced_calls(SCRIPT_CALLS, "zero", _R_SCRIPT, CauseKind.UNSUPPORTED),
         *traced_calls(TRACED_SCRIPT_CALLS, "zero", R_TRACED_SCRIPT, CauseKind.UNSUPPORTED),
         *traced_calls(UNHANDLED_COMPOSITE_CALLS, "zero", R_UNHANDLED_COMPOSITE, CauseKind.UNSUPPORTED),
         *traced_calls(DROPOUT_CALLS, "zero", _R_DROPOUT, CauseKind.UNSUPPORTED),
