@@ -352,3 +352,27 @@ def test_a_backward_taking_autograd_grad_of_modules_is_explained() -> None:
     assert r.status is Status.ERROR and "_will_engine_execute_node" in (r.error or "")
     assert ("the custom autograd Function _Adjoint's backward calls the model's modules and takes "
             "torch.autograd.grad of them: torch's module tracker hooks") in (r.error or ""), r.error
+
+
+class _InputJacobian(nn.Module):
+    """A forward returning the network's output and its Jacobian in the input (``torch.func.jacrev``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from torch.func import jacrev
+
+        return self.net(x), jacrev(self.net)(x)
+
+
+def test_a_forward_taking_gradients_itself_is_explained() -> None:
+    """``torch.func.jacrev`` in a forward takes gradients of the model's modules as it runs: torch's
+    module tracker fails as in an adapted backward, and the error says the forward differentiates
+    (no custom Function is running)."""
+    r = get_adapter("torch-flop-counter").count(_InputJacobian(), torch.randn(4))
+    assert r.status is Status.ERROR and "_will_engine_execute_node" in (r.error or "")
+    assert "the model takes gradients inside its forward (torch.autograd.grad, or torch.func's grad, jacrev or vjp)" in (
+        r.error or ""), r.error
+    assert "custom autograd Function" not in (r.error or "")

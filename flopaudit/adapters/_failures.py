@@ -245,9 +245,9 @@ def grad_in_backward_hint(exc: BaseException, model: nn.Module) -> str:
     leaf node was passed to _will_engine_execute_node but we are currently running
     autograd.grad()": it hooks the gradient of each module input that requires grad, and a
     custom autograd Function whose backward calls modules and takes ``torch.autograd.grad`` of
-    them (torchdiffeq's adjoint method solves an ODE backwards there) reaches a leaf, which
-    torch's hook does not support inside ``autograd.grad``. Which Function and module; ``""``
-    for any other error."""
+    them (torchdiffeq's adjoint method solves an ODE backwards there), or a forward that takes
+    gradients itself (``torch.func.jacrev``), reaches a leaf, which torch's hook does not support
+    inside ``autograd.grad``. Which Function (if any) and module; ``""`` for any other error."""
     if "_will_engine_execute_node but we are currently running autograd.grad()" not in str(exc):
         return ""
     function = ""
@@ -255,10 +255,14 @@ def grad_in_backward_hint(exc: BaseException, model: nn.Module) -> str:
         code = frame.f_code
         if not function and code.co_name == "backward" and code.co_varnames[:1] == ("ctx",):
             function = (getattr(code, "co_qualname", "").split(".")[-2:-1] or [""])[0]
-    inside = f"the custom autograd Function {function}'s backward" if function else "a custom autograd Function's backward"
-    return (f"; {inside} calls the model's modules and takes torch.autograd.grad of them{_called_in(exc, model)}: "
-            "torch's module tracker hooks the gradient of each module input, and that hook does not support a "
-            "leaf reached inside autograd.grad")
+    if function:
+        taken = (f"the custom autograd Function {function}'s backward calls the model's modules and takes "
+                 f"torch.autograd.grad of them{_called_in(exc, model)}")
+    else:  # (no Function's backward running: the forward differentiates, as torch.func.jacrev does)
+        taken = (f"the model takes gradients inside its forward (torch.autograd.grad, or torch.func's grad, jacrev "
+                 f"or vjp){_called_in(exc, model)}")
+    return (f"; {taken}: torch's module tracker hooks the gradient of each module input, and that hook does not "
+            "support a leaf reached inside autograd.grad")
 
 
 def traced_constant_hint(exc: BaseException, model: nn.Module) -> str:
