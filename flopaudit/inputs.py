@@ -110,13 +110,22 @@ class ModelInputs:
 
 
 def holds_meta(model: nn.Module, inputs: ModelInputs, held: Sequence[torch.Tensor] | None = None) -> bool:
-    """Whether the model as given (a parameter, a buffer) or its inputs live on the meta device: a model
-    built under ``with torch.device("meta")`` by its own code is counted as ``--meta`` counts one, and
-    the reference records it as it records one on meta. ``held``: the model's parameters and buffers,
-    where the caller has walked its module tree already (the recorder has)."""
+    """Whether the model as given or its inputs live on the meta device: an input on meta, or every
+    parameter on meta (every buffer, for a model without parameters). A model built under ``with
+    torch.device("meta")`` by its own code is counted as ``--meta`` counts one, and the reference
+    records it as it records one on meta; a model that keeps a skeleton on meta beside its weights
+    (torch.func's ensembling recipe: ``copy.deepcopy(models[0]).to("meta")``, called with stacked
+    weights through ``functional_call``) runs where its inputs and weights are. ``held``: the
+    model's parameters and buffers, where the caller has walked its module tree already (the
+    recorder has)."""
+    import torch
+
+    if any(t.is_meta for t in inputs.tensors()):
+        return True
     if held is None:
         held = (*model.parameters(), *model.buffers())
-    return any(t.is_meta for t in (*held, *inputs.tensors()))
+    weights = [t for t in held if isinstance(t, torch.nn.Parameter)] or list(held)
+    return bool(weights) and all(t.is_meta for t in weights)
 
 
 def shape_text(shape: Sequence[int]) -> str:

@@ -287,6 +287,22 @@ def test_a_buffer_made_by_the_legacy_constructor_is_built_on_meta() -> None:
     assert (meta.macs, meta.extra_flops, meta.params, meta.device) == (cpu.macs, cpu.extra_flops, cpu.params, "meta")
 
 
+def test_a_model_keeping_a_skeleton_on_meta_beside_its_weights_counts_where_they_are() -> None:
+    """torch.func's ensembling recipe keeps a copy of one member on meta and runs it with the stacked
+    weights: the model is counted on the CPU, where its weights and inputs are, by the reference and
+    by the backends that refuse meta; a model with every parameter on meta is still counted there."""
+    from user_models import ensemble
+
+    from flopaudit import audit
+
+    r = count(ensemble(), torch.randn(5, 8))
+    assert (r.device, r.macs) == ("cpu,meta", 4 * 5 * (8 * 16 + 16 * 2))  # (where its tensors are)
+    results = audit(ensemble(), torch.randn(5, 8), backends=["reference", "torch-profiler"], isolate=False)
+    assert dict(zip(results["backend"], results["status"])) == {"reference": "ok", "torch-profiler": "ok"}
+    with torch.device("meta"):
+        assert count(nn.Linear(8, 4), torch.randn(2, 8)).device == "meta"
+
+
 def test_a_constructor_that_moves_its_modules_to_a_device_builds_on_meta() -> None:
     """``module.to(device)``, ``.cpu()`` and ``.cuda()`` in a constructor would copy the meta
     tensors it made out to the device, and meta tensors have no values: while the model is built
