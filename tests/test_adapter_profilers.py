@@ -952,3 +952,21 @@ def test_torchprofile_holds_a_scripted_function_as_one_node() -> None:
     assert r.status is Status.OK, r.error
     assert r.macs == 4 * 8 * 8 == _predicted("torchprofile", calls_scripted_products(), (torch.randn(4, 8),))
     assert dict(r.unsupported).get("prim::callfunction") == 1
+
+
+def test_torch_profiler_declares_its_estimates_under_vmap() -> None:
+    """Under ``torch.func.vmap`` the profiler records each operator at the per-sample shapes it is
+    called with and again as the batched operators beneath: an ensemble of four MLPs run with stacked
+    weights reads more than its work. The adapter declares its estimates inside vmap, the ruleset
+    prices the operators dispatched there 0, and the two add up; the count outside vmap is untouched."""
+    from user_models import ensemble
+
+    from flopaudit.adapters.torch_profiler import VMAP_OPS
+
+    r = _adapter("torch-profiler").count(ensemble(), torch.randn(5, 8))
+    assert r.status is Status.OK, r.error
+    declared = dict(r.extra)[VMAP_OPS]
+    assert declared > 4 * 5 * (8 * 16 + 16 * 2)  # (more than the ensemble's products)
+    assert r.macs == declared == r.macs - _predicted("torch-profiler", ensemble(), (torch.randn(5, 8),))
+    outside = _adapter("torch-profiler").count(nn.Linear(8, 4), torch.randn(2, 8))
+    assert VMAP_OPS not in dict(outside.extra) and outside.macs == 2 * 8 * 4

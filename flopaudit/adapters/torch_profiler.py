@@ -46,6 +46,15 @@ geoopt's Poincare-ball maths reads 510 MACs in a fresh process and 1,302
 once a call without autograd came first. The adapter books its estimates of
 the events inside such a function's event as a declared cause
 (:data:`SCRIPT_FUNCTION_OPS`).
+
+Under ``torch.func.vmap`` (an ensemble run with stacked weights, the
+per-sample Jacobians of ``jacrev``) the profiler records each operator
+twice over: at the per-sample shapes it is called with (``aten::addmm``
+of one member, with an estimate) and as the batched operators the batching
+rule runs beneath it (``aten::mm``, ``aten::matmul`` of every member);
+the dispatch mode the reference records with sees the batched ones only.
+The adapter marks each call of a function vmap made with a profiler range
+and books the estimates inside as a declared cause (:data:`VMAP_OPS`).
 """
 
 from __future__ import annotations
@@ -118,6 +127,16 @@ SCRIPT_FUNCTION_OPS = DECLARED_CAUSE + (
 ``torch.jit.script`` function the model called (its ``RecordScope.TORCHSCRIPT_FUNCTION`` event, named
 as the function); the ruleset prices the operators dispatched inside such calls 0."""
 
+VMAP_OPS = DECLARED_CAUSE + (
+    "estimates of operators run under torch.func.vmap (also inside jacrev and jacfwd): the profiler records each "
+    "at the per-sample shapes it was called with, and again as the batched operators its batching rule runs"
+)
+"""``extra`` key (a declared cause): MACs (``flops // 2``) of the events inside a call of a function
+``torch.func.vmap`` made (marked by the adapter with a :data:`_VMAP_MARK` event, around each call of
+the ruleset's ``VMAP_CALL``); the ruleset prices the operators dispatched inside such calls 0."""
+
+_VMAP_MARK = "flopaudit: torch.func.vmap"
+
 _TORCHSCRIPT_FUNCTION = 2
 """``torch._C._profiler.RecordScope.TORCHSCRIPT_FUNCTION``: the scope of a TorchScript function's (or
 method's) own event."""
@@ -139,7 +158,8 @@ class TorchProfilerAdapter(Adapter):
       model.parameters())`` (the profiler counts none).
     * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``;
       :data:`RECORDED_TWICE`, where an operator was recorded twice, inside itself;
-      :data:`SCRIPT_FUNCTION_OPS`, where the model called a ``torch.jit.script`` function.
+      :data:`SCRIPT_FUNCTION_OPS`, where the model called a ``torch.jit.script`` function;
+      :data:`VMAP_OPS`, where it ran a function under ``torch.func.vmap``.
 
     The model runs as ``model(*args, **kwargs)`` in its own mode with
     autograd on (as in torch's profiler recipes).
@@ -157,7 +177,7 @@ class TorchProfilerAdapter(Adapter):
         from flopaudit.adapters.base import count_params
         from flopaudit.isolation import quiet
 
-        with quiet() as printed, _noting_script_functions() as scripted:
+        with quiet() as printed, _noting_script_functions() as scripted, _marking_vmap():
             with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=False) as prof:
                 model(*inputs.args, **inputs.kwargs)
         messages = [line.strip() for line in printed.getvalue().splitlines()
@@ -165,7 +185,7 @@ class TorchProfilerAdapter(Adapter):
         raw = 0
         macs = 0
         per_op: dict[str, int] = {}
-        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0, SCRIPT_FUNCTION_OPS: 0}
+        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0, SCRIPT_FUNCTION_OPS: 0, VMAP_OPS: 0}
         for event in prof.events():
             flops = int(event.flops or 0)
             if not flops:
@@ -178,6 +198,8 @@ class TorchProfilerAdapter(Adapter):
                 continue
             if scripted and _inside_script_function(event, scripted):
                 declared[SCRIPT_FUNCTION_OPS] += flops // 2
+            elif _inside_vmap(event):
+                declared[VMAP_OPS] += flops // 2
             elif event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
                 declared[BATCH_NORM_EPSILON] += flops // 2
             elif parent.name == event.name and int(parent.flops or 0) == flops:
@@ -206,6 +228,44 @@ def _noting_script_functions() -> Iterator[set[str]]:
         torch._C.ScriptFunction.__call__ = call  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def _marking_vmap() -> Iterator[None]:
+    """For the block, each call of a function ``torch.func.vmap`` made runs inside a profiler range
+    named :data:`_VMAP_MARK` (where this torch has no ``VMAP_CALL``, nothing is marked)."""
+    import importlib
+
+    from torch.autograd.profiler import record_function
+
+    from flopaudit.reference.backend_rulesets.torch_profiler import VMAP_CALL
+
+    owner_path, _, name = VMAP_CALL.rpartition(".")
+    try:
+        owner = importlib.import_module(owner_path)
+        call = getattr(owner, name)
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        with record_function(_VMAP_MARK):
+            return call(*args, **kwargs)
+
+    setattr(owner, name, marked)
+    try:
+        yield
+    finally:
+        setattr(owner, name, call)
+
+
+def _inside_vmap(event: Any) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == _VMAP_MARK:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
 def _inside_script_function(event: Any, names: set[str]) -> bool:
     parent = event.cpu_parent
     while parent is not None:
@@ -215,4 +275,4 @@ def _inside_script_function(event: Any, names: set[str]) -> bool:
     return False
 
 
-__all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE"]
+__all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE", "VMAP_OPS"]

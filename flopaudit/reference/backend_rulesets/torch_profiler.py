@@ -69,6 +69,11 @@ _R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an 
                   "profiler (not priced); the reference's mode sees it out of place")
 _R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
 SCRIPT_MODULE = "RecursiveScriptModule"
+VMAP_CALL = "torch._functorch.apis.vmap_impl"
+"""What a function ``torch.func.vmap`` (``torch.vmap``) made calls to run, looked up when called:
+the operators inside are the ones vmap runs (the adapter marks the same calls)."""
+_R_VMAP = ("operators run under torch.func.vmap count 0 here: the adapter declares the profiler's estimates of them, "
+           "which it records at per-sample shapes and again as the batched operators")
 _R_SCRIPT_FUNCTION = ("operators inside a TorchScript function called from Python count 0 here: the adapter declares "
                       "the profiler's estimates of them, whose input shapes depend on the function's earlier calls")
 """The class of a ``torch.jit.script`` module (a traced one is a ``TopLevelTracedModule``)."""
@@ -261,10 +266,11 @@ TORCH_PROFILER = Ruleset(
     description="torch.profiler with_flops: 2 x MACs of aten::conv2d (4-D), mm, addmm, bmm, baddbmm; numel of the "
     "first input of aten::mul and aten::add; every other op 0.",
     calls_are_operators=True,  # a trace node / profiler event: an F.linear a tensor subclass takes over is not one
-    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS + SCRIPT_CALLS + (TENSOR_PRINTING,),
+    patched_functions=CONV2D_CALLS + LINEAR_CALLS + SDPA_CALLS + SCRIPT_CALLS + (VMAP_CALL, TENSOR_PRINTING),
     event_rules=(
-        # (the adapter declares what the profiler estimated inside them: SCRIPT_FUNCTION_OPS)
+        # (the adapter declares what the profiler estimated inside them: SCRIPT_FUNCTION_OPS, VMAP_OPS)
         *(EventRule("zero", patched=p, reason=_R_SCRIPT_FUNCTION) for p in SCRIPT_CALLS),
+        EventRule("zero", patched=VMAP_CALL, reason=_R_VMAP),
         EventRule("torch-profiler.printed", op=PATCHED_CALL_PREFIX + TENSOR_PRINTING, reason=_R_PRINTING),
         *(EventRule("zero", patched=p, reason=_R_CONV) for p in CONV2D_CALLS),
         *(EventRule("torch-profiler.conv2d", op=PATCHED_CALL_PREFIX + p, reason=_R_CONV) for p in CONV2D_CALLS),
