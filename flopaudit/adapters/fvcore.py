@@ -62,6 +62,8 @@ BACKEND = Backend(
                      "inference fast path: attention work this backend misses on CPU is counted on meta"),
     order=40,
     known_divergences={
+        "vmap-ensemble": "fvcore fails: torch.jit.trace under torch.func.functional_call (run by vmap here), which "
+        "refuses to run while a trace records (RuntimeError: The stateless API can't be used with Jitted modules)",
         "jagged-token-mlp": "fvcore fails: torch.jit.trace of a jagged nested tensor calls aten::size on it, which "
         "it refuses (RuntimeError: NestedTensor does not support directly calling torch.ops.aten.size)",
         "compiled-submodules": "fvcore fails: torch.jit.trace refuses a module wrapped by torch.compile, even one "

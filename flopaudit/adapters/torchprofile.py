@@ -114,6 +114,9 @@ BACKEND = Backend(
     # convolution's meta kernel fails, and that count is not applicable (meta_trace_refusal).
     meta=MetaSupport(True),
     known_divergences={
+        "vmap-ensemble": "torchprofile fails: torch.jit.trace under torch.func.functional_call (run by vmap here), "
+        "which refuses to run while a trace records (RuntimeError: The stateless API can't be used with Jitted "
+        "modules)",
         "jagged-token-mlp": "torchprofile fails: torch.jit.trace of a jagged nested tensor calls aten::size on it, "
         "which it refuses (RuntimeError: NestedTensor does not support directly calling torch.ops.aten.size)",
         "lstm-dynamic-quantized": "torchprofile fails: torch.jit.trace cannot trace aten::quantized_lstm, whose packed weights are TorchScript objects (__torch__.torch.classes.rnn.CellParamsBase), not tensors (RuntimeError: Only tensors ... can be inputs to traced functions)",

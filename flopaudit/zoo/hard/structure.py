@@ -319,6 +319,30 @@ class RootCallsForwardItself(nn.Module):
         return self.head(torch.matmul(x, self.w))
 
 
+class VmapEnsemble(nn.Module):
+    """torch.func's model-ensembling recipe: four ``Linear(8, 16), ReLU, Linear(16, 2)`` members'
+    weights stacked (``stack_module_state``) and run through a skeleton kept on meta
+    (``functional_call`` under ``vmap``)."""
+
+    def __init__(self, members: int = 4) -> None:
+        super().__init__()
+        import copy
+
+        from torch.func import stack_module_state
+
+        models = [nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)) for _ in range(members)]
+        params, _ = stack_module_state(models)
+        self.names = list(params)
+        self.stacked = nn.ParameterDict({k.replace(".", "_"): nn.Parameter(v) for k, v in params.items()})
+        self.base = copy.deepcopy(models[0]).to("meta")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        params = {n: self.stacked[n.replace(".", "_")] for n in self.names}
+        return vmap(lambda p, x: functional_call(self.base, (p,), (x,)), in_dims=(0, None))(params, x)
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -527,6 +551,18 @@ def cases() -> list[ModelCase]:
             description="a root whose __call__ calls its forward itself, as gpytorch's modules do: x @ w in its "
             "forward (no module of the model is running: module hooks, and the counters that total what they "
             "collect, see none of it), then nn.Linear(8, 4) called as usual, on (5, 8)",
+        ),
+        hard_case(
+            "vmap-ensemble",
+            VmapEnsemble,
+            randn_inputs((5, 8)),
+            {"linear", "functional"},
+            expected_macs=4 * 5 * (8 * 16 + 16 * 2),  # each member on the 5 rows
+            expected_params=4 * (8 * 16 + 16 + 16 * 2 + 2) + (8 * 16 + 16 + 16 * 2 + 2),  # stacked, and the skeleton
+            description="torch.func's ensembling recipe: four MLPs Linear(8, 16), ReLU, Linear(16, 2), their weights "
+            "stacked and run by vmap(functional_call) through a skeleton kept on meta, on (5, 8): the model runs "
+            "where its weights and inputs are; torch.profiler records each operator under vmap at its per-sample "
+            "shapes and again batched",
         ),
         hard_case(
             "conv2d-unbatched",
