@@ -421,7 +421,8 @@ def moves_itself() -> nn.Module:
 
 class _GaussianPolicy(nn.Module):
     """A policy head as stable-baselines3 writes one: a ``Normal`` over actions made in every forward
-    (``torch.distributions`` checks its arguments by default), a sample and its log-probability."""
+    (``torch.distributions`` checks its arguments by default: here asked for, whatever the process's
+    default), a sample and its log-probability."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -429,7 +430,7 @@ class _GaussianPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = torch.distributions.Normal(self.mean(x), self.log_std.exp())
+        dist = torch.distributions.Normal(self.mean(x), self.log_std.exp(), validate_args=True)
         action = dist.rsample()
         return action, dist.log_prob(action).sum(-1)
 

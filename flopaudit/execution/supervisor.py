@@ -188,8 +188,8 @@ class Supervisor:
         output = os.path.join(self._output_dir, f"{self._started}.out")
         process = self.ctx.Process(target=serve, args=(child, self.settings, output), name="flopaudit-worker")
         try:
-            _start_resource_tracker()
             with _environment(self.server_environment):  # (read only by a fork server this start launches)
+                _start_resource_tracker()  # (its python -c start too must not look in the working directory)
                 process.start()
         except (EOFError, OSError) as exc:  # the fork server died before it could fork a worker
             parent.close()
