@@ -275,6 +275,12 @@ def _witness_macs(case: ModelCase) -> int:
         # FlopCounterMode hands formulas shapes only: the stored elements come from the case's inputs
         return 2 * sparse_nnz * b[-1] if tuple(a) == sparse_shape else 2 * a[0] * a[1] * b[1]
 
+    def mv(m: Any, v: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return 2 * m[0] * m[1]  # (spectral norm's W v)
+
+    def dot(a: Any, b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return 2 * a[0]  # (spectral norm's sigma = u . (W v))
+
     def affine_grid(theta: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
         # every sampling position (out_shape's all but last dim): homogeneous coordinates (k + 1) @ theta.T (k)
         return 2 * math.prod(out_shape[:-1]) * theta[-1] * theta[-2]
@@ -284,6 +290,8 @@ def _witness_macs(case: ModelCase) -> int:
     mapping = {
         **({torch.ops.aten.mm: sparse_mm} if sparse else {}),
         torch.ops.aten.affine_grid_generator: affine_grid,
+        torch.ops.aten.mv: mv,
+        torch.ops.aten.dot: dot,
         torch.ops.aten._trilinear: bilinear,
         torch.ops.aten._euclidean_dist: euclidean_dist,
         torch.ops.torchvision.deform_conv2d: deform_conv2d,

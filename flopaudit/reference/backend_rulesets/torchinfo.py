@@ -54,7 +54,9 @@ def leaf_macs(class_name: str, params: Sequence[tuple[str, tuple[int, ...]]], ou
     A parameter pruned by ``torch.nn.utils.prune`` (``weight_orig`` beside a
     ``weight_mask`` buffer) goes by its name without ``_orig``, priced here by
     its full size; torchinfo counts only the mask's ones, a value
-    (:func:`pruned_weights` books the difference).
+    (:func:`pruned_weights` books the difference). One named ``_orig``
+    without a mask (the old ``spectral_norm``) keeps its name in torchinfo
+    (:func:`unmasked_orig` books the difference).
     """
     return sum(math.prod(shape) * _factor(class_name, _unpruned(name), out) for name, shape in params)
 
@@ -94,6 +96,29 @@ def pruned_weights(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[Mo
                 continue
             zeros = math.prod(shape) - int(mask.sum())
             yield call, -zeros * _factor(call.module_type, _unpruned(name), call.output_shapes[0])
+
+
+@value_correction("torchinfo.unmasked_orig",
+                  "a parameter named X_orig without an X_mask buffer (the old torch.nn.utils.spectral_norm's "
+                  "weight_orig) keeps its name: priced as an RNN's inner weight, numel x y[0] x y[1]")
+def unmasked_orig(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[ModuleCall, int]]:
+    """For each leaf call of a module holding ``X_orig`` but no ``X_mask``: what torchinfo's
+    price of it (``get_param_count`` strips ``_orig`` only where the mask exists, and a name
+    that is not ``weight``/``bias`` but holds ``weight`` takes the RNN factor) differs from the
+    price :func:`leaf_macs` gives it as ``X``."""
+    for call in calls:
+        if not call.in_leaf or not call.output_shapes or not any(n.endswith(_PRUNED) for n, _ in call.param_shapes):
+            continue
+        try:
+            module = model.get_submodule(call.path)
+        except AttributeError:
+            continue
+        out = call.output_shapes[0]
+        for name, shape in call.param_shapes:
+            if name.endswith(_PRUNED) and getattr(module, _unpruned(name) + "_mask", None) is None:
+                as_named, as_unpruned = _factor(call.module_type, name, out), _factor(call.module_type, _unpruned(name), out)
+                if as_named != as_unpruned:
+                    yield call, math.prod(shape) * (as_named - as_unpruned)
 
 
 @module_counter("torchinfo.leaf")
@@ -291,6 +316,6 @@ TORCHINFO = Ruleset(
     default="zero",
     module_hooks=True,
     params="torchinfo",
-    value_corrections=("torchinfo.pruned",),
+    value_corrections=("torchinfo.pruned", "torchinfo.unmasked_orig"),
 )
 register_ruleset(TORCHINFO)

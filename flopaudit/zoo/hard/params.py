@@ -47,6 +47,18 @@ def pruned_mlp() -> nn.Module:
     return model
 
 
+def spectral_normed_convnet() -> nn.Module:
+    """Conv2d(3 -> 8, 3, padding=1) and Linear(8 * 8 * 8 -> 4) under the old hook-based
+    ``torch.nn.utils.spectral_norm`` (as GAN discriminators use it): each keeps ``weight_orig``
+    (a parameter) and ``weight_u``/``weight_v`` (buffers), and a forward pre-hook sets ``weight``
+    to ``weight_orig / sigma``, sigma estimated as ``u . (W v)``, each call (in train mode after a
+    step of power iteration)."""
+    from torch.nn.utils import spectral_norm
+
+    return nn.Sequential(spectral_norm(nn.Conv2d(3, 8, 3, padding=1)), nn.ReLU(), nn.Flatten(),
+                         spectral_norm(nn.Linear(8 * 8 * 8, 4)))
+
+
 def weight_normed_mlp() -> nn.Module:
     """Linear(16 -> 32) under ``parametrizations.weight_norm``, ReLU, Linear(32 -> 8).
 
@@ -146,6 +158,19 @@ def cases() -> list[ModelCase]:
             expected_params=(32 + 32 * 16 + 32) + (8 * 32 + 8),
             description="Linear(16, 32) under parametrizations.weight_norm (weight computed from original0 (g) "
             "and original1 (v) when read), ReLU, Linear(32, 8), on (4, 16)",
+        ),
+        hard_case(
+            "params-spectral-norm-hooks",
+            spectral_normed_convnet,
+            randn_inputs((2, 3, 8, 8)),
+            {"params", "parametrized", "conv", "linear"},
+            # the layers, then sigma = u . (W v) for each weight (W as a 8 x 27 and a 4 x 512 matrix)
+            expected_macs=2 * 8 * 8 * 8 * 27 + 2 * 512 * 4 + (8 * 27 + 8) + (4 * 512 + 4),
+            expected_params=(8 * 27 + 8) + (512 * 4 + 4),  # weight_orig and bias; u and v are buffers
+            description="Conv2d(3, 8, 3, padding=1), ReLU, Flatten, Linear(512, 4), both under the old hook-based "
+            "torch.nn.utils.spectral_norm (weight_orig a parameter, u and v buffers, weight = weight_orig / sigma "
+            "set by a pre-hook each call), on (2, 3, 8, 8): torchinfo prices a weight_orig without a mask as an "
+            "RNN's inner weight",
         ),
         hard_case(
             "params-low-rank-adapter",
