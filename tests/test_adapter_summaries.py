@@ -218,6 +218,26 @@ def test_torchsummary_not_applicable_to_a_sparse_input() -> None:
 # ---------------------------------------------------------------- torch-summary (TylerYep)
 
 
+def test_torch_summary_says_what_failed_when_it_failed_to_run() -> None:
+    """torch-summary prints the traceback of a failing forward and raises "Failed to run torchsummary"
+    in its place: the error says what failed (here the model's own error; in ``vmap-ensemble`` the
+    skeleton on meta that its ``model.to(device)`` cannot copy out)."""
+    _needs("torch-summary")
+
+    class Raises(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("the model's own failure")
+
+    r = get_adapter("torch-summary").count(Raises(), torch.randn(2, 4))
+    assert r.status is Status.ERROR
+    assert (r.error or "").startswith(
+        "BackendFailure: torch-summary failed to run the model, on ValueError: the model's own failure"), r.error
+
+
 def test_torch_summary_mult_adds_per_sample_times_batch() -> None:
     _needs("torch-summary")
     r = get_adapter("torch-summary").count(Block(), torch.randn(2, 3, 4, 4))

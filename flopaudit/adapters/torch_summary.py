@@ -36,7 +36,7 @@ from flopaudit.adapters._shared_import import SharedImportBackend
 from flopaudit.adapters.base import Adapter, RawCount
 from flopaudit.adapters.descriptor import SCRIPT_MODULE_CASES
 from flopaudit.adapters.torchsummary import DISTRIBUTIONS, SHARED_FILES
-from flopaudit.errors import NotApplicable
+from flopaudit.errors import BackendFailure, NotApplicable
 from flopaudit.records import Granularity, Unit
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ BACKEND = SharedImportBackend(
     ruleset="flopaudit.reference.backend_rulesets.torch_summary",
     unit_note=UNIT_NOTE,
     known_divergences={
+        "vmap-ensemble": "torch-summary fails: it moves the model to its device with model.to(device), and the "
+        "skeleton vmap runs is on meta (NotImplementedError: Cannot copy out of meta tensor)",
         "transformer-encoder-padding-mask": "torch-summary fails: under no_grad nn.TransformerEncoder packs the "
         "padded batch into a nested tensor and its hooks read the sizes (RuntimeError); a crash is not predicted",
         "dict-io": "torch-summary fails: it takes input_data as tensors or sizes and this model takes a dict "
@@ -131,16 +133,23 @@ class TorchSummaryAdapter(Adapter):
             raise NotApplicable("torch-summary's summary(model, input_data, **kwargs) runs the model only with "
                                 "positional input_data (an empty one is refused, none runs no forward pass); this "
                                 "model takes " + inputs.describe())
-        stats = summary(
-            target,
-            args[0] if len(args) == 1 else args,
-            batch_dim=opts["batch_dim"],
-            depth=opts["depth"],
-            device=model_device(model, inputs),
-            verbose=opts["verbose"],
-            col_names=opts["col_names"],
-            **kwargs,
-        )
+        try:
+            stats = summary(
+                target,
+                args[0] if len(args) == 1 else args,
+                batch_dim=opts["batch_dim"],
+                depth=opts["depth"],
+                device=model_device(model, inputs),
+                verbose=opts["verbose"],
+                col_names=opts["col_names"],
+                **kwargs,
+            )
+        except RuntimeError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if cause is None or not str(exc).startswith("Failed to run torchsummary"):
+                raise
+            # torch-summary prints the traceback of what failed and raises this in its place: say what failed.
+            raise BackendFailure(f"torch-summary failed to run the model, on {type(cause).__name__}: {cause}") from cause
         batch = inputs.batch_size or 1
         paths = first_names(model)
         per_module: dict[str, int] = {}
