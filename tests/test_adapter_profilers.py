@@ -959,14 +959,13 @@ def test_torch_profiler_declares_its_estimates_under_vmap() -> None:
     called with and again as the batched operators beneath: an ensemble of four MLPs run with stacked
     weights reads more than its work. The adapter declares its estimates inside vmap, the ruleset
     prices the operators dispatched there 0, and the two add up; the count outside vmap is untouched."""
-    from user_models import ensemble
-
     from flopaudit.adapters.torch_profiler import VMAP_OPS
+    from flopaudit.zoo.hard.structure import VmapEnsemble
 
-    r = _adapter("torch-profiler").count(ensemble(), torch.randn(5, 8))
+    r = _adapter("torch-profiler").count(VmapEnsemble(), torch.randn(5, 8))
     assert r.status is Status.OK, r.error
     declared = dict(r.extra)[VMAP_OPS]
     assert declared > 4 * 5 * (8 * 16 + 16 * 2)  # (more than the ensemble's products)
-    assert r.macs == declared == r.macs - _predicted("torch-profiler", ensemble(), (torch.randn(5, 8),))
+    assert r.macs == declared == r.macs - _predicted("torch-profiler", VmapEnsemble(), (torch.randn(5, 8),))
     outside = _adapter("torch-profiler").count(nn.Linear(8, 4), torch.randn(2, 8))
     assert VMAP_OPS not in dict(outside.extra) and outside.macs == 2 * 8 * 4

@@ -291,13 +291,12 @@ def test_a_model_keeping_a_skeleton_on_meta_beside_its_weights_counts_where_they
     """torch.func's ensembling recipe keeps a copy of one member on meta and runs it with the stacked
     weights: the model is counted on the CPU, where its weights and inputs are, by the reference and
     by the backends that refuse meta; a model with every parameter on meta is still counted there."""
-    from user_models import ensemble
-
     from flopaudit import audit
+    from flopaudit.zoo.hard.structure import VmapEnsemble
 
-    r = count(ensemble(), torch.randn(5, 8))
+    r = count(VmapEnsemble(), torch.randn(5, 8))
     assert (r.device, r.macs) == ("cpu,meta", 4 * 5 * (8 * 16 + 16 * 2))  # (where its tensors are)
-    results = audit(ensemble(), torch.randn(5, 8), backends=["reference", "torch-profiler"], isolate=False)
+    results = audit(VmapEnsemble(), torch.randn(5, 8), backends=["reference", "torch-profiler"], isolate=False)
     assert dict(zip(results["backend"], results["status"])) == {"reference": "ok", "torch-profiler": "ok"}
     with torch.device("meta"):
         assert count(nn.Linear(8, 4), torch.randn(2, 8)).device == "meta"

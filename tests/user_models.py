@@ -470,33 +470,6 @@ def calls_scripted_products() -> nn.Module:
     return _CallsScriptedProducts()
 
 
-class _Ensemble(nn.Module):
-    """torch.func's model-ensembling recipe: four MLPs' weights stacked (``stack_module_state``) and
-    run through a skeleton kept on meta (``functional_call`` under ``vmap``)."""
-
-    def __init__(self, n: int = 4) -> None:
-        super().__init__()
-        import copy
-
-        from torch.func import stack_module_state
-
-        models = [nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)) for _ in range(n)]
-        params, _ = stack_module_state(models)
-        self.names = list(params)
-        self.stacked = nn.ParameterDict({k.replace(".", "_"): nn.Parameter(v) for k, v in params.items()})
-        self.base = copy.deepcopy(models[0]).to("meta")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from torch.func import functional_call, vmap
-
-        params = {n: self.stacked[n.replace(".", "_")] for n in self.names}
-        return vmap(lambda p, x: functional_call(self.base, (p,), (x,)), in_dims=(0, None))(params, x)
-
-
-def ensemble() -> nn.Module:
-    return _Ensemble()
-
-
 class _Hangs(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         import time

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flopaudit.adapters.base import Adapter, RawCount
@@ -196,9 +196,9 @@ class TorchProfilerAdapter(Adapter):
             parent = event.cpu_parent
             if parent is None:
                 continue
-            if scripted and _inside_script_function(event, scripted):
+            if scripted and _inside(event, lambda e: e.scope == _TORCHSCRIPT_FUNCTION and e.name in scripted):
                 declared[SCRIPT_FUNCTION_OPS] += flops // 2
-            elif _inside_vmap(event):
+            elif _inside(event, _is_vmap_mark):
                 declared[VMAP_OPS] += flops // 2
             elif event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
                 declared[BATCH_NORM_EPSILON] += flops // 2
@@ -257,22 +257,18 @@ def _marking_vmap() -> Iterator[None]:
         setattr(owner, name, call)
 
 
-def _inside_vmap(event: Any) -> bool:
+def _inside(event: Any, marks: Callable[[Any], bool]) -> bool:
+    """Is ``event`` nested in an event ``marks`` picks?"""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name == _VMAP_MARK:
+        if marks(parent):
             return True
         parent = parent.cpu_parent
     return False
 
 
-def _inside_script_function(event: Any, names: set[str]) -> bool:
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.scope == _TORCHSCRIPT_FUNCTION and parent.name in names:
-            return True
-        parent = parent.cpu_parent
-    return False
+def _is_vmap_mark(event: Any) -> bool:
+    return event.name == _VMAP_MARK
 
 
 __all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE", "VMAP_OPS"]

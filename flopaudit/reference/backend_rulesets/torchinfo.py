@@ -78,11 +78,9 @@ def _factor(class_name: str, name: str, out: Sequence[int]) -> int:
     return 0
 
 
-@value_correction("torchinfo.pruned", "pruned weight (torch.nn.utils.prune) counted by its mask's ones, not its size")
-def pruned_weights(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[ModuleCall, int]]:
-    """For each leaf call of a module holding ``X_orig`` and a ``X_mask``
-    buffer: ``-(zeros of the mask) x`` the factor :func:`leaf_macs` prices
-    ``X`` by, as ``LayerInfo.get_param_count`` counts ``sum(mask)`` elements."""
+def _orig_params(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[ModuleCall, str, int, Any]]:
+    """``(call, name, numel, mask)`` for each ``X_orig`` parameter of a leaf call's module, ``mask``
+    its ``X_mask`` buffer (None where it has none)."""
     for call in calls:
         if not call.in_leaf or not call.output_shapes or not any(n.endswith(_PRUNED) for n, _ in call.param_shapes):
             continue
@@ -91,10 +89,18 @@ def pruned_weights(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[Mo
         except AttributeError:
             continue
         for name, shape in call.param_shapes:
-            mask = getattr(module, _unpruned(name) + "_mask", None) if name.endswith(_PRUNED) else None
-            if mask is None:
-                continue
-            zeros = math.prod(shape) - int(mask.sum())
+            if name.endswith(_PRUNED):
+                yield call, name, math.prod(shape), getattr(module, _unpruned(name) + "_mask", None)
+
+
+@value_correction("torchinfo.pruned", "pruned weight (torch.nn.utils.prune) counted by its mask's ones, not its size")
+def pruned_weights(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[ModuleCall, int]]:
+    """For each leaf call of a module holding ``X_orig`` and a ``X_mask``
+    buffer: ``-(zeros of the mask) x`` the factor :func:`leaf_macs` prices
+    ``X`` by, as ``LayerInfo.get_param_count`` counts ``sum(mask)`` elements."""
+    for call, name, numel, mask in _orig_params(model, calls):
+        if mask is not None:
+            zeros = numel - int(mask.sum())
             yield call, -zeros * _factor(call.module_type, _unpruned(name), call.output_shapes[0])
 
 
@@ -106,19 +112,12 @@ def unmasked_orig(model: Any, calls: Sequence[ModuleCall]) -> Iterator[tuple[Mod
     price of it (``get_param_count`` strips ``_orig`` only where the mask exists, and a name
     that is not ``weight``/``bias`` but holds ``weight`` takes the RNN factor) differs from the
     price :func:`leaf_macs` gives it as ``X``."""
-    for call in calls:
-        if not call.in_leaf or not call.output_shapes or not any(n.endswith(_PRUNED) for n, _ in call.param_shapes):
-            continue
-        try:
-            module = model.get_submodule(call.path)
-        except AttributeError:
-            continue
-        out = call.output_shapes[0]
-        for name, shape in call.param_shapes:
-            if name.endswith(_PRUNED) and getattr(module, _unpruned(name) + "_mask", None) is None:
-                as_named, as_unpruned = _factor(call.module_type, name, out), _factor(call.module_type, _unpruned(name), out)
-                if as_named != as_unpruned:
-                    yield call, math.prod(shape) * (as_named - as_unpruned)
+    for call, name, numel, mask in _orig_params(model, calls):
+        if mask is None:
+            out = call.output_shapes[0]
+            difference = _factor(call.module_type, name, out) - _factor(call.module_type, _unpruned(name), out)
+            if difference:
+                yield call, numel * difference
 
 
 @module_counter("torchinfo.leaf")
