@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from flopaudit.reference import MetaBuildError, count, count_meta
+from flopaudit.reference import MetaBuildError, ReferenceCount, count, count_meta
 
 
 def test_resnet18_meta_equals_real() -> None:
@@ -322,6 +323,25 @@ def test_a_constructor_that_moves_its_modules_to_a_device_builds_on_meta() -> No
     assert (torch.nn.Module.to, torch.nn.Module.cpu, torch.nn.Module.cuda) == moves  # put back
 
 
+def _counted_on_meta_as_on_the_cpu(build: Callable[[], nn.Module], shape: tuple[int, ...], refused: str,
+                                   note: str) -> tuple[ReferenceCount, ReferenceCount]:
+    """``build()`` made on meta refuses a forward there (``refused``); counted on meta it gives the
+    CPU's count and says ``note``; the way round is put back after the count. The two counts."""
+    torch.manual_seed(0)
+    cpu = count(build(), torch.randn(*shape))
+    with torch.device("meta"):
+        model = build()
+    with pytest.raises(RuntimeError, match=refused):
+        model(torch.empty(*shape, device="meta"))
+    meta = count(model, torch.randn(*shape), device="meta")
+    assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
+    assert note in meta.notes and note not in cpu.notes
+    assert count_meta(build, lambda: torch.randn(*shape), fallback="raise").macs == cpu.macs
+    with pytest.raises(RuntimeError, match=refused):  # put back as it was
+        model(torch.empty(*shape, device="meta"))
+    return cpu, meta
+
+
 def test_a_distributions_argument_checks_run_and_pass_on_meta() -> None:
     """``torch.distributions`` checks a distribution's arguments and asks whether every check passed,
     a value read. On meta the checks run (their operators are counted as on the CPU) and pass, and
@@ -330,20 +350,9 @@ def test_a_distributions_argument_checks_run_and_pass_on_meta() -> None:
 
     from flopaudit.reference.meta_workarounds import DISTRIBUTION_CHECKS_NOTE
 
-    torch.manual_seed(0)
-    cpu = count(gaussian_policy(), torch.randn(4, 8))
-    with torch.device("meta"):
-        model = gaussian_policy()
-    with pytest.raises(RuntimeError, match="meta"):
-        model(torch.empty(4, 8, device="meta"))
-    meta = count(model, torch.randn(4, 8), device="meta")
-    assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
+    cpu, meta = _counted_on_meta_as_on_the_cpu(gaussian_policy, (4, 8), "meta", DISTRIBUTION_CHECKS_NOTE)
     read = "aten._local_scalar_dense.default"  # (the CPU's answers, which meta has none to read)
     assert [e.op for e in meta.events] == [e.op for e in cpu.events if e.op != read]
-    assert DISTRIBUTION_CHECKS_NOTE in meta.notes and DISTRIBUTION_CHECKS_NOTE not in cpu.notes
-    assert count_meta(gaussian_policy, lambda: torch.randn(4, 8), fallback="raise").macs == cpu.macs
-    with pytest.raises(RuntimeError, match="meta"):  # put back as it was
-        model(torch.empty(4, 8, device="meta"))
 
 
 @pytest.mark.parametrize("enabled", [False, True])
@@ -355,16 +364,5 @@ def test_autocast_asked_for_on_meta_does_nothing_there(enabled: bool) -> None:
 
     from flopaudit.reference.meta_workarounds import AUTOCAST_NOTE
 
-    build = autocast_on if enabled else autocast_off
-    torch.manual_seed(0)
-    cpu = count(build(), torch.randn(2, 8))
-    with torch.device("meta"):
-        model = build()
-    with pytest.raises(RuntimeError, match="unsupported scalarType"):
-        model(torch.empty(2, 8, device="meta"))
-    meta = count(model, torch.randn(2, 8), device="meta")
-    assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
-    assert AUTOCAST_NOTE in meta.notes and AUTOCAST_NOTE not in cpu.notes
-    assert count_meta(build, lambda: torch.randn(2, 8), fallback="raise").macs == cpu.macs
-    with pytest.raises(RuntimeError, match="unsupported scalarType"):  # put back as it was
-        model(torch.empty(2, 8, device="meta"))
+    _counted_on_meta_as_on_the_cpu(autocast_on if enabled else autocast_off, (2, 8), "unsupported scalarType",
+                                   AUTOCAST_NOTE)
