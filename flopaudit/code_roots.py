@@ -24,14 +24,20 @@ FLOPAUDIT_ROOT = os.path.realpath(os.path.dirname(os.path.abspath(__file__))) + 
 """flopaudit's own package directory (an editable install keeps it outside site-packages)."""
 
 
+@functools.lru_cache(maxsize=1)
+def not_users_roots() -> tuple[str, ...]:
+    """:func:`installed_roots` and :data:`FLOPAUDIT_ROOT`: the directories whose code is not the user's."""
+    return tuple(sorted({*installed_roots(), FLOPAUDIT_ROOT}))
+
+
 def is_users(module: ModuleType | None) -> bool:
-    """Is ``module`` the user's own code: a file outside :func:`installed_roots` and flopaudit (not built
-    in, not installed)?"""
+    """Is ``module`` the user's own code: a file outside :func:`not_users_roots` (not built in, not
+    installed, not flopaudit's)?"""
     path = getattr(module, "__file__", None)
     if not path:
         return False
-    roots = (*installed_roots(), FLOPAUDIT_ROOT)
+    roots = not_users_roots()
     return not path.startswith(roots) and not os.path.realpath(path).startswith(roots)  # (resolved only if needed)
 
 
-__all__ = ["FLOPAUDIT_ROOT", "installed_roots", "is_users"]
+__all__ = ["FLOPAUDIT_ROOT", "installed_roots", "is_users", "not_users_roots"]

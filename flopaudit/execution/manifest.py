@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flopaudit.code_roots import FLOPAUDIT_ROOT, installed_roots
+from flopaudit.code_roots import not_users_roots
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,6 @@ def installed_version(distribution: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _excluded_roots() -> tuple[str, ...]:
-    """Directories whose modules are covered otherwise: stdlib and site-packages (versions), flopaudit (source digest)."""
-    return tuple(sorted({*installed_roots(), FLOPAUDIT_ROOT}))
-
-
-@functools.lru_cache(maxsize=1)
 def _owners() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
@@ -139,7 +133,7 @@ class _NotFound:
         try:
             parent, _, name = fullname.rpartition(".")
             where = sys.path if path is None else path
-            excluded = _excluded_roots() if parent else ()
+            excluded = not_users_roots() if parent else ()
             for entry in list(where):
                 if isinstance(entry, str):
                     directory = os.path.abspath(entry)
@@ -223,7 +217,7 @@ def reads_watched() -> Iterator[None]:
             unresolved = sysconfig.get_paths()
             roots = {unresolved.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
             skip = tuple(os.path.abspath(r) + os.sep for r in roots if r)
-            _watch["skip"] = skip + _excluded_roots() + _SYSTEM
+            _watch["skip"] = skip + not_users_roots() + _SYSTEM
         openers = _numpy_openers()
         torch_c = sys.modules.get("torch._C")
         ir_import = getattr(torch_c, "import_ir_module", None)
@@ -271,7 +265,7 @@ def _numpy_openers() -> dict[Any, Any] | None:
 
 def warm_up() -> None:
     """Read what :func:`take` needs to know about the installed distributions (once per process)."""
-    _excluded_roots()
+    not_users_roots()
     _owners()
 
 
@@ -283,7 +277,7 @@ again next time (the code may have read the file before or after the change)."""
 def take(since_ns: int | None = None) -> Manifest:
     """The manifest of this process now (see the module docstring); a file modified at or after
     ``since_ns`` (``time.time_ns()`` when the order began) gets :data:`CHANGED_DURING_THE_RUN`."""
-    excluded = _excluded_roots()
+    excluded = not_users_roots()  # (covered otherwise: installed code by versions, flopaudit by its source digest)
     files: dict[str, str] = {}
 
     def digest(path: str) -> str:
