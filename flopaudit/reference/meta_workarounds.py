@@ -153,6 +153,18 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         link = link.__cause__ or link.__context__
 
 
+def _raised_through(exc: BaseException, file: str, functions: Sequence[str] = ()) -> bool:
+    """Does ``exc``'s traceback pass through a file whose path ends in ``file`` (in one of
+    ``functions``, where given)?"""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.endswith(file) and (not functions or code.co_name in functions):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 _AUTOCAST = torch.amp.autocast_mode.autocast
 """``torch.autocast`` (also ``torch.amp.autocast``; the device-named autocasts are its subclasses)."""
 
@@ -160,14 +172,8 @@ _AUTOCAST = torch.amp.autocast_mode.autocast
 def refuses_meta_autocast(exc: BaseException) -> bool:
     """Whether ``exc`` is (or was raised from) ``torch.autocast`` refusing the meta device, in its
     constructor: the flopaudit error that says a trial forward failed holds it as its cause."""
-    for link in _chain(exc):
-        if "unsupported scalarType" in str(link):
-            tb = link.__traceback__
-            while tb is not None:
-                if tb.tb_frame.f_code.co_filename.endswith("autocast_mode.py"):
-                    return True
-                tb = tb.tb_next
-    return False
+    return any("unsupported scalarType" in str(link) and _raised_through(link, "autocast_mode.py")
+               for link in _chain(exc))
 
 
 @contextlib.contextmanager
@@ -204,14 +210,7 @@ AUTOCAST_NOTE = ("on meta, torch.autocast('meta') raises where the model asks fo
 
 def checks_distribution_arguments(exc: BaseException) -> bool:
     """Whether ``exc`` was raised where ``torch.distributions`` asks whether its argument checks passed."""
-    for link in _chain(exc):
-        tb = link.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename.endswith(_DISTRIBUTION_FILE) and code.co_name in ("__init__", "_validate_sample"):
-                return True
-            tb = tb.tb_next
-    return False
+    return any(_raised_through(link, _DISTRIBUTION_FILE, ("__init__", "_validate_sample")) for link in _chain(exc))
 
 
 _DISTRIBUTION_FILE = os.path.join("torch", "distributions", "distribution.py")
