@@ -478,6 +478,14 @@ class _Hangs(nn.Module):
             time.sleep(0.1)
 
 
+def says_how_many_objects_are_frozen() -> nn.Module:
+    """A factory that prints how many objects its process's garbage collector leaves frozen."""
+    import gc
+
+    print(f"frozen objects: {gc.get_freeze_count()}")
+    return nn.Linear(8, 4)
+
+
 def holds_a_process_lock_and_hangs() -> nn.Module:
     """:func:`holds_a_process_lock`, whose forward never returns: its worker is killed at the timeout."""
     holds_a_process_lock()
