@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flopaudit.run_defaults import usable_cores
+
 PY = sys.executable
 IMPORT_FLOOR = ("import torch, torchvision, torch._dynamo; import flopaudit.reference, flopaudit.measure.cost, "
                 "flopaudit.measure.ceilings, flopaudit.measure.memory, flopaudit.execution.work")
@@ -46,13 +48,6 @@ with torch.no_grad():
         times.append(time.perf_counter() - start)
 print(statistics.median(times))
 """
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
 
 
 def wall(argv: list[str]) -> tuple[float, str]:

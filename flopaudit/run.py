@@ -39,19 +39,13 @@ from flopaudit.execution.protocol import (
 from flopaudit.execution.refs import CaseRef
 from flopaudit.passes import Pass, pass_of
 from flopaudit.records import AuditRun, CaseInfo, CountResult, Status, environment
+from flopaudit.run_defaults import DEFAULT_COST_THREADS, DEFAULT_COST_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from flopaudit.adapters import Backend
     from flopaudit.cache import Key, ResultCache
     from flopaudit.execution.manifest import Manifest
     from flopaudit.zoo.case import ModelCase
-
-DEFAULT_TIMEOUT_S = 120.0
-DEFAULT_COST_TIMEOUT_S = 600.0
-DEFAULT_COST_THREADS = 1
-"""Torch threads of a measuring worker unless asked otherwise. # NB: several threads time well only on
-an otherwise idle machine: on this project's shared 2-core machine mobilenet_v2 read 24 ms on one
-thread and 453 ms on two (OpenMP threads waiting for a core another process holds)."""
 
 ProgressFn = Callable[[str, str, CountResult | None], None]
 CostProgressFn = Callable[[Any], None]
@@ -459,14 +453,6 @@ def _runtime_adapters(backends: Sequence[str]) -> tuple[tuple[Backend, str], ...
 
 DISPATCH_MODE_IMPORT = "torch._dynamo"
 """NB: torch imports it (seconds) on the first call under a ``TorchDispatchMode``; the fork server does it once."""
-
-
-def usable_cores() -> int:
-    """The number of cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def preload_modules(backends: Sequence[str], cases: Sequence[PlannedCase], *, cost: bool = False) -> list[str]:

@@ -161,6 +161,18 @@ def test_help_and_zoo_answer_without_importing_torch(argv: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["cost", "--help"]])
+def test_help_imports_no_code_that_runs_an_audit(argv: list[str]) -> None:
+    """``--help`` builds every command's parser; the defaults it shows come from
+    ``flopaudit.run_defaults``. Importing ``flopaudit.run`` for them (and the protocol and records
+    it imports) made ``flopaudit --help`` 3.5x a bare interpreter, over its 3x target."""
+    code = (f"import sys\nfrom flopaudit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "heavy = {'flopaudit.run', 'flopaudit.execution.protocol', 'flopaudit.records'} & set(sys.modules)\n"
+            "assert not heavy, sorted(heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_help_is_plain_text_and_shows_the_defaults_that_matter(capsys: pytest.CaptureFixture[str]) -> None:
     texts = []
     for name in COMMANDS:

@@ -269,9 +269,9 @@ def test_cli_meta_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 
 
 def test_default_jobs_is_the_usable_cores() -> None:
-    from flopaudit.commands._common import default_jobs
+    from flopaudit.run_defaults import usable_cores
 
-    assert default_jobs() == len(os.sched_getaffinity(0))
+    assert usable_cores() == len(os.sched_getaffinity(0))
 
 
 def test_zoo_ids_are_plain_names() -> None:

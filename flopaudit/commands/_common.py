@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from flopaudit.callables import check_spec, is_spec
 from flopaudit.errors import UserError
 from flopaudit.passes import OPTIMIZERS, PASSES, Pass
+from flopaudit.run_defaults import DEFAULT_TIMEOUT_S, DEVICES, DTYPES, usable_cores
 
 if TYPE_CHECKING:
     from flopaudit.execution.refs import CaseRef
 
-DEFAULT_TIMEOUT_S = 120.0
 MODES = ("eval", "train")
 
 
@@ -125,7 +125,7 @@ def add_count_args(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
     )
     if jobs:
         p.add_argument("--jobs", "-j", type=parse_jobs, default=None, metavar="N",
-                       help=f"worker processes counting at once (default: the usable cores, here {default_jobs()})")
+                       help=f"worker processes counting at once (default: the usable cores, here {usable_cores()})")
     p.add_argument("--max-memory", type=parse_gib, default=None, metavar="GB",
                    help="stop a phase that maps more than GB GiB on top of its worker (status error; default: no limit)")
     p.add_argument("--no-isolation", "--no-isolate", dest="no_isolation", action="store_true",
@@ -171,13 +171,6 @@ def backends_from_args(args: argparse.Namespace) -> list[str]:
     return chosen_backends(split_list(args.backends) or default_backends(pass_from_args(args).kind))
 
 
-def default_jobs() -> int:
-    """The number of cores this process may run on."""
-    from flopaudit.run import usable_cores
-
-    return usable_cores()
-
-
 def parse_jobs(text: str) -> int:
     """``--jobs``: a positive number of worker processes."""
     try:
@@ -221,8 +214,6 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:
     """--device and --dtype (shared with run)."""
-    from flopaudit.execution.protocol import DEVICES, DTYPES
-
     p.add_argument("--device", default="cpu", type=parse_device, metavar="DEVICE",
                    help=f"where models are put once built: {' or '.join(DEVICES)} (cuda:N for another GPU; "
                         "default: cpu)")
@@ -232,8 +223,6 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
 
 def parse_device(text: str) -> str:
     """``cpu``, ``cuda`` or ``cuda:N``; cuda only where torch here was built with it and a driver is present."""
-    from flopaudit.execution.protocol import DEVICES
-
     kind, _, index = text.partition(":")
     if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
         raise UserError(f"invalid --device {text!r}: expected cpu, cuda or cuda:N")

@@ -35,7 +35,7 @@ from flopaudit.commands._common import (
     strict_inputs,
 )
 from flopaudit.errors import UserError
-from flopaudit.run import DEFAULT_COST_TIMEOUT_S
+from flopaudit.run_defaults import DEFAULT_COST_TIMEOUT_S
 
 EPILOG = """examples:
   flopaudit cost resnet18 mobilenet_v2 vit_b_16

@@ -26,7 +26,6 @@ from flopaudit.commands._common import (
     add_placement_args,
     add_selection_args,
     backends_from_args,
-    default_jobs,
     parse_jobs,
     pass_from_args,
     selection_from_args,
@@ -34,6 +33,7 @@ from flopaudit.commands._common import (
 )
 from flopaudit.errors import UserError
 from flopaudit.fail_on import EXIT_CODES, add_fail_on_argument, classes_from_args, report_failures, run_failures
+from flopaudit.run_defaults import usable_cores
 
 if TYPE_CHECKING:
     from flopaudit.cache import ResultCache
@@ -149,7 +149,7 @@ def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache:
                    dtype=getattr(args, "dtype", "float32"), pass_=pass_from_args(args))
     if getattr(args, "cost", False):
         from flopaudit.execution.protocol import CostRequest
-        from flopaudit.run import DEFAULT_COST_TIMEOUT_S
+        from flopaudit.run_defaults import DEFAULT_COST_TIMEOUT_S
 
         options.update(cost=CostRequest(timeout=DEFAULT_COST_TIMEOUT_S), cost_threads=args.cost_threads,
                        cost_progress=progress.cost)
@@ -159,7 +159,7 @@ def count(args: argparse.Namespace, refs: list[Any], backends: list[str], cache:
 
             with dask_client(args.dask_scheduler) as client:
                 return run_audit(refs, backends, executor=client.get_executor(pure=False), **options)
-        jobs = 1 if args.no_isolation else (args.jobs or default_jobs())
+        jobs = 1 if args.no_isolation else (args.jobs or usable_cores())
         return run_audit(refs, backends, jobs=jobs, **options)
     finally:
         progress.close()

@@ -19,13 +19,13 @@ from flopaudit.commands._common import (
     add_count_args,
     add_parser,
     add_selection_args,
-    default_jobs,
     pass_from_args,
     selection_from_args,
     split_list,
     strict_inputs,
 )
 from flopaudit.errors import UserError
+from flopaudit.run_defaults import usable_cores
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def count_options(args: argparse.Namespace) -> dict:
     """What ``snapshot`` and ``check`` pass to :func:`flopaudit.run.run_audit` from their arguments."""
     return dict(timeout=args.timeout, isolate=not args.no_isolation, max_memory_gb=args.max_memory,
-                jobs=1 if args.no_isolation else (args.jobs or default_jobs()))
+                jobs=1 if args.no_isolation else (args.jobs or usable_cores()))
 
 
 def resolve_backends(requested: list[str], kind: str = "inference") -> tuple[list[str], list[str]]:

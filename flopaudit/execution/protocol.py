@@ -100,10 +100,6 @@ class CaseSettings:
         return self.mode or ("train" if self.pass_.train else None)
 
 
-DEVICES = ("cpu", "cuda")
-DTYPES = ("float32", "bfloat16", "float16")
-
-
 @dataclass(frozen=True)
 class CostRequest:
     """Measure the model's cost after its counts (:func:`flopaudit.measure.cost.measure_cost`):
