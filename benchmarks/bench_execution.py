@@ -12,8 +12,8 @@ measurements interleaved so that a busy machine slows them alike; medians):
    the sum of the backends' own count times in one process (target: at most 1x);
 3. ``flopaudit --help`` against starting a bare Python interpreter (target: at most 3x);
 4. what the fork server's ``gc.freeze()`` saves (:mod:`flopaudit.execution.server_ready`): the
-   backends' count times in the workers (the cells' ``elapsed_s``) of run 2, against the same run
-   with ``FLOPAUDIT_GC_FREEZE=0``.
+   backends' count times in the workers (the sum of the cells' ``elapsed_s``) of the default zoo on
+   every backend, serial, against the same run with ``FLOPAUDIT_GC_FREEZE=0``.
 """
 
 from __future__ import annotations
@@ -79,15 +79,16 @@ def main() -> None:
         one_linear = [*flopaudit, "run", "--models", "bench_one_linear:build", "--input-shape", "1,16",
                       "--no-cache", "--no-progress", "--out", f"{tmp}/one"]
         resnet50 = [*flopaudit, "run", "--models", "resnet50", "--no-cache", "--no-progress", "--out", f"{tmp}/r50"]
+        zoo = [*flopaudit, "run", "--jobs", "1", "--no-cache", "--no-progress", "--out", f"{tmp}/zoo"]
         samples: dict[str, list[float]] = {k: [] for k in ("import", "one", "r50", "counts", "help", "python",
                                                            "frozen", "unfrozen")}
         for _ in range(args.reps):
             samples["import"].append(wall([PY, "-c", IMPORT_ALL], env=env))
             samples["one"].append(wall(one_linear, env=env, cwd=tmp))
             samples["r50"].append(wall(resnet50, env=env, cwd=tmp))
-            samples["frozen"].append(counted_s(f"{tmp}/r50"))
-            wall(resnet50, env={**env, "FLOPAUDIT_GC_FREEZE": "0"}, cwd=tmp)
-            samples["unfrozen"].append(counted_s(f"{tmp}/r50"))
+            for freeze, key in (("1", "frozen"), ("0", "unfrozen")):
+                wall(zoo, env={**env, "FLOPAUDIT_GC_FREEZE": freeze}, cwd=tmp)
+                samples[key].append(counted_s(f"{tmp}/zoo"))
             proc = subprocess.run([PY, "-c", COUNT_TIMES], capture_output=True, text=True, env=env, check=True)
             samples["counts"].append(sum(json.loads(proc.stdout.strip().splitlines()[-1]).values()))
             for _ in range(5):
@@ -103,7 +104,7 @@ def main() -> None:
           f"({m['counts']:.2f} s) = {budget:.2f} s; ratio {m['r50'] / budget:.2f} (target <= 1.0)")
     print(f"3. flopaudit --help: {m['help'] * 1000:.0f} ms = {m['help'] / m['python']:.2f}x a bare interpreter "
           f"({m['python'] * 1000:.0f} ms; target <= 3x)")
-    print(f"4. run 2's counts in the workers: {m['frozen']:.2f} s with the fork server's objects frozen, "
+    print(f"4. the default zoo's counts in the workers: {m['frozen']:.2f} s with the fork server's objects frozen, "
           f"{m['unfrozen']:.2f} s with FLOPAUDIT_GC_FREEZE=0; saves {1 - m['frozen'] / m['unfrozen']:.0%}")
 
 
