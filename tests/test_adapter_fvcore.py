@@ -471,3 +471,17 @@ def test_a_traced_constant_that_requires_grad_is_explained(backend: str) -> None
     assert r.status is Status.ERROR and "Cannot insert a Tensor that requires grad as a constant" in (r.error or "")
     assert "the trace in module 'head' (Scaled) met a tensor that requires grad and is neither an input nor" in (
         r.error or ""), r.error
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_traced_autograd_grad_given_grad_outputs_is_explained(backend: str) -> None:
+    """``torch.autograd.grad(y, x, grad_outputs)`` compares sizes that a JIT trace holds as tensors, and
+    torch's ``sym_eq`` refuses them (zuko's flows take their Jacobians so); the error says so and where."""
+    from flopaudit.zoo.hard.structure import BatchedGradJacobianTrace
+
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+    r = get_adapter(backend).count(BatchedGradJacobianTrace(), torch.randn(3, 4))
+    assert r.status is Status.ERROR and "unexpected sym_eq between" in (r.error or "")
+    assert ("the model calls torch.autograd.grad with grad_outputs in the model (BatchedGradJacobianTrace), which "
+            "torch cannot trace") in (r.error or ""), r.error

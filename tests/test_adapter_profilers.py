@@ -954,6 +954,34 @@ def test_torchprofile_holds_a_scripted_function_as_one_node() -> None:
     assert dict(r.unsupported).get("prim::callfunction") == 1
 
 
+@pytest.mark.parametrize("how", ["grad", "jacobian"])
+def test_torch_profiler_declares_its_per_sample_records_under_batched_gradients(how: str) -> None:
+    """Under torch's older vmap (``autograd.grad(is_grads_batched=True)``, ``jacobian(vectorize=True)``)
+    the profiler records the backward's product at the per-sample shapes, and inside it the batched
+    product the dispatch mode sees. The adapter declares the per-sample records only: with the
+    ruleset's prediction they add up to the profiler's count."""
+    from flopaudit.adapters.torch_profiler import BATCHED_GRAD_OPS
+    from flopaudit.zoo.hard.structure import BatchedGradJacobianTrace
+
+    class Jacobian(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.f = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.autograd.functional.jacobian(self.f, x, vectorize=True)
+
+    model = BatchedGradJacobianTrace() if how == "grad" else Jacobian()
+    x = torch.randn(3, 4)
+    r = _adapter("torch-profiler").count(model, x)
+    assert r.status is Status.OK, r.error
+    declared = dict(r.extra)[BATCHED_GRAD_OPS]
+    assert declared == 3 * 4 * 4  # the backward's product of one row of the identity: (3, 4) x (4, 4)
+    assert r.macs - declared == _predicted("torch-profiler", model, (x,))
+    plain = _adapter("torch-profiler").count(nn.Linear(4, 4), x)
+    assert BATCHED_GRAD_OPS not in dict(plain.extra)
+
+
 def test_torch_profiler_declares_its_estimates_under_vmap() -> None:
     """Under ``torch.func.vmap`` the profiler records each operator at the per-sample shapes it is
     called with and again as the batched operators beneath: an ensemble of four MLPs run with stacked

@@ -265,6 +265,20 @@ def grad_in_backward_hint(exc: BaseException, model: nn.Module) -> str:
             "support a leaf reached inside autograd.grad")
 
 
+def traced_grad_outputs_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) through ``torch.autograd.grad`` given
+    ``grad_outputs``: autograd compares each output's size with its gradient's
+    (``sym_eq(out.size(), grad.size())``), and under a trace those sizes are tensors, which torch's
+    ``sym_eq`` refuses ("unexpected sym_eq between Tensor Tensor", torch 2.14). zuko's flows take
+    their Jacobians so. Where; ``""`` for any other error."""
+    if "unexpected sym_eq between" not in str(exc) or not any(
+            frame.f_code.co_name == "_make_grads" for frame, _ in frames_of(exc)):
+        return ""
+    return (f"; the model calls torch.autograd.grad with grad_outputs{_called_in(exc, model)}, which torch cannot "
+            "trace: autograd compares each output's size with its gradient's, and a trace holds those sizes as "
+            "tensors, which torch's sym_eq refuses")
+
+
 def traced_constant_hint(exc: BaseException, model: nn.Module) -> str:
     """For a JIT trace (fvcore's, torchprofile's) refusing "a Tensor that requires grad as a
     constant": the trace holds every tensor that comes neither from the inputs nor from the
@@ -426,4 +440,4 @@ __all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
-           "torch_or_flopaudit", "traced_constant_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]
+           "torch_or_flopaudit", "traced_constant_hint", "traced_grad_outputs_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]

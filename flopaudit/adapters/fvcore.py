@@ -62,6 +62,8 @@ BACKEND = Backend(
                      "inference fast path: attention work this backend misses on CPU is counted on meta"),
     order=40,
     known_divergences={
+        "batched-grad-jacobian-trace": "fvcore fails: torch.jit.trace through torch.autograd.grad given "
+        "grad_outputs, whose size check a trace cannot run (AssertionError: unexpected sym_eq between Tensor Tensor)",
         "vmap-ensemble": "fvcore fails: torch.jit.trace under torch.func.functional_call (run by vmap here), which "
         "refuses to run while a trace records (RuntimeError: The stateless API can't be used with Jitted modules)",
         "jagged-token-mlp": "fvcore fails: torch.jit.trace of a jagged nested tensor calls aten::size on it, which "

@@ -55,6 +55,16 @@ rule runs beneath it (``aten::mm``, ``aten::matmul`` of every member);
 the dispatch mode the reference records with sees the batched ones only.
 The adapter marks each call of a function vmap made with a profiler range
 and books the estimates inside as a declared cause (:data:`VMAP_OPS`).
+
+torch's older vmap, which ``torch.autograd.grad(..., is_grads_batched=True)``
+and ``torch.autograd.functional.jacobian(..., vectorize=True)`` run (zuko's
+continuous normalizing flows take their exact Jacobian trace so), records
+the same way: the backward's ``aten::mm`` at the per-sample shapes, and
+inside it the batched ``aten::mm`` its batching rule runs, which is what
+the dispatch mode sees. The adapter marks each call of a function that vmap
+made too, and books the estimate of each marked event that holds an event
+of its own name with another estimate, the per-sample record
+(:data:`BATCHED_GRAD_OPS`); the batched events inside are priced as usual.
 """
 
 from __future__ import annotations
@@ -135,7 +145,19 @@ VMAP_OPS = DECLARED_CAUSE + (
 ``torch.func.vmap`` made (marked by the adapter with a :data:`_VMAP_MARK` event, around each call of
 the ruleset's ``VMAP_CALL``); the ruleset prices the operators dispatched inside such calls 0."""
 
+BATCHED_GRAD_OPS = DECLARED_CAUSE + (
+    "estimates of operators recorded at their per-sample shapes under torch's older vmap, which "
+    "torch.autograd.grad(is_grads_batched=True) and torch.autograd.functional.jacobian(vectorize=True) run: each "
+    "holds the batched operator its batching rule runs, recorded again (and counted as the reference counts it)"
+)
+"""``extra`` key (a declared cause): MACs (``flops // 2``) of the events inside a call of a function
+torch's older vmap (``torch._vmap_internals._vmap``) made (marked by the adapter with a
+:data:`_LEGACY_VMAP_MARK` event) that hold an event of the same name with another estimate."""
+
 _VMAP_MARK = "flopaudit: torch.func.vmap"
+_LEGACY_VMAP_MARK = "flopaudit: torch._vmap_internals._vmap"
+_LEGACY_VMAP_NAMES = ("torch._vmap_internals", "torch.autograd.functional")
+"""The modules that hold torch's older ``_vmap`` as a global (``functional`` imports it by name)."""
 
 _TORCHSCRIPT_FUNCTION = 2
 """``torch._C._profiler.RecordScope.TORCHSCRIPT_FUNCTION``: the scope of a TorchScript function's (or
@@ -159,7 +181,8 @@ class TorchProfilerAdapter(Adapter):
     * ``extra``: :data:`BATCH_NORM_EPSILON`, where the batch-norm kernel ran an ``aten::add``;
       :data:`RECORDED_TWICE`, where an operator was recorded twice, inside itself;
       :data:`SCRIPT_FUNCTION_OPS`, where the model called a ``torch.jit.script`` function;
-      :data:`VMAP_OPS`, where it ran a function under ``torch.func.vmap``.
+      :data:`VMAP_OPS`, where it ran a function under ``torch.func.vmap``;
+      :data:`BATCHED_GRAD_OPS`, where it took batched gradients (torch's older vmap).
 
     The model runs as ``model(*args, **kwargs)`` in its own mode with
     autograd on (as in torch's profiler recipes).
@@ -177,7 +200,7 @@ class TorchProfilerAdapter(Adapter):
         from flopaudit.adapters.base import count_params
         from flopaudit.isolation import quiet
 
-        with quiet() as printed, _noting_script_functions() as scripted, _marking_vmap():
+        with quiet() as printed, _noting_script_functions() as scripted, _marking_vmap(), _marking_legacy_vmap():
             with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=False) as prof:
                 model(*inputs.args, **inputs.kwargs)
         messages = [line.strip() for line in printed.getvalue().splitlines()
@@ -185,8 +208,11 @@ class TorchProfilerAdapter(Adapter):
         raw = 0
         macs = 0
         per_op: dict[str, int] = {}
-        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0, SCRIPT_FUNCTION_OPS: 0, VMAP_OPS: 0}
-        for event in prof.events():
+        declared = {BATCH_NORM_EPSILON: 0, RECORDED_TWICE: 0, SCRIPT_FUNCTION_OPS: 0, VMAP_OPS: 0,
+                    BATCHED_GRAD_OPS: 0}
+        events = prof.events()
+        per_sample = _per_sample_records(events)
+        for event in events:
             flops = int(event.flops or 0)
             if not flops:
                 continue
@@ -200,6 +226,8 @@ class TorchProfilerAdapter(Adapter):
                 declared[SCRIPT_FUNCTION_OPS] += flops // 2
             elif _inside(event, _is_vmap_mark):
                 declared[VMAP_OPS] += flops // 2
+            elif id(event) in per_sample:
+                declared[BATCHED_GRAD_OPS] += flops // 2
             elif event.name == "aten::add" and parent.name in _BATCH_NORM_KERNELS:
                 declared[BATCH_NORM_EPSILON] += flops // 2
             elif parent.name == event.name and int(parent.flops or 0) == flops:
@@ -257,6 +285,64 @@ def _marking_vmap() -> Iterator[None]:
         setattr(owner, name, call)
 
 
+@contextlib.contextmanager
+def _marking_legacy_vmap() -> Iterator[None]:
+    """For the block, each function torch's older vmap (``torch._vmap_internals._vmap``) makes runs
+    inside a profiler range named :data:`_LEGACY_VMAP_MARK` when called."""
+    import functools
+    import importlib
+
+    from torch.autograd.profiler import record_function
+
+    owners = []
+    for name in _LEGACY_VMAP_NAMES:
+        try:
+            owner = importlib.import_module(name)
+            owners.append((owner, owner._vmap))
+        except (ImportError, AttributeError):
+            continue
+    if not owners:
+        yield
+        return
+    make = owners[0][1]
+
+    def making(*args: Any, **kwargs: Any) -> Any:
+        batched = make(*args, **kwargs)
+
+        @functools.wraps(batched)
+        def marked(*call_args: Any) -> Any:
+            with record_function(_LEGACY_VMAP_MARK):
+                return batched(*call_args)
+
+        return marked
+
+    for owner, _ in owners:
+        owner._vmap = making
+    try:
+        yield
+    finally:
+        for owner, made in owners:
+            owner._vmap = made
+
+
+def _per_sample_records(events: Any) -> set[int]:
+    """``id`` of each event with an estimate, inside a :data:`_LEGACY_VMAP_MARK` range, that holds an
+    event of its own name with another estimate (the batched operator its batching rule ran)."""
+    found: set[int] = set()
+    for event in events:
+        flops = int(event.flops or 0)
+        if not flops:
+            continue
+        parent = event.cpu_parent
+        while parent is not None and parent.name != event.name and parent.name != _LEGACY_VMAP_MARK:
+            parent = parent.cpu_parent
+        if parent is None or parent.name == _LEGACY_VMAP_MARK or int(parent.flops or 0) in (0, flops):
+            continue
+        if _inside(parent, lambda e: e.name == _LEGACY_VMAP_MARK):
+            found.add(id(parent))
+    return found
+
+
 def _inside(event: Any, marks: Callable[[Any], bool]) -> bool:
     """Is ``event`` nested in an event ``marks`` picks?"""
     parent = event.cpu_parent
@@ -271,4 +357,4 @@ def _is_vmap_mark(event: Any) -> bool:
     return event.name == _VMAP_MARK
 
 
-__all__ = ["RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE", "VMAP_OPS"]
+__all__ = ["BATCHED_GRAD_OPS", "RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE", "VMAP_OPS"]

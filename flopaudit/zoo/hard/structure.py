@@ -343,6 +343,24 @@ class VmapEnsemble(nn.Module):
         return vmap(lambda p, x: functional_call(self.base, (p,), (x,)), in_dims=(0, None))(params, x)
 
 
+class BatchedGradJacobianTrace(nn.Module):
+    """A continuous normalizing flow's exact divergence, as zuko's CNF (FFJORD) takes it: ``tanh(Linear(4,
+    4)(x))`` and the trace of its Jacobian, by ``torch.autograd.grad`` given the identity as batched
+    ``grad_outputs`` (``is_grads_batched=True``: torch's older vmap runs the vector-Jacobian products)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            x = x.clone().requires_grad_()
+            y = torch.tanh(self.f(x))
+        eye = torch.eye(x.shape[-1], dtype=x.dtype).expand(*x.shape, -1).movedim(-1, 0)
+        jacobian = torch.autograd.grad(y, x, eye, is_grads_batched=True)[0]
+        return y.detach() + torch.einsum("i...i", jacobian).unsqueeze(-1)
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -563,6 +581,18 @@ def cases() -> list[ModelCase]:
             "stacked and run by vmap(functional_call) through a skeleton kept on meta, on (5, 8): the model runs "
             "where its weights and inputs are; torch.profiler records each operator under vmap at its per-sample "
             "shapes and again batched",
+        ),
+        hard_case(
+            "batched-grad-jacobian-trace",
+            BatchedGradJacobianTrace,
+            randn_inputs((3, 4)),
+            {"linear", "functional", "autograd"},
+            expected_macs=3 * 4 * 4 + 4 * (3 * 4 * 4),  # the Linear; one product with its weight per row of eye
+            expected_params=4 * 4 + 4,
+            description="tanh(Linear(4, 4)) and the exact trace of its Jacobian by torch.autograd.grad with the "
+            "identity as batched grad_outputs (is_grads_batched=True), as zuko's continuous normalizing flows "
+            "take it, on (3, 4): torch's older vmap runs the backward's product for the 4 rows at once, and "
+            "torch.profiler records it at the per-sample shapes and again batched",
         ),
         hard_case(
             "conv2d-unbatched",
