@@ -485,3 +485,30 @@ def test_a_traced_autograd_grad_given_grad_outputs_is_explained(backend: str) ->
     assert r.status is Status.ERROR and "unexpected sym_eq between" in (r.error or "")
     assert ("the model calls torch.autograd.grad with grad_outputs in the model (BatchedGradJacobianTrace), which "
             "torch cannot trace") in (r.error or ""), r.error
+
+
+class _PadsToAMultiple(nn.Module):
+    """Pads its sequence to a multiple of 4 where ``(n / 4).is_integer()`` says it must, as
+    lucidrains' local-attention does; a trace records ``n`` as a 0-dim tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-2]
+        if not (n / 4).is_integer():
+            x = nn.functional.pad(x, (0, 0, 0, 4 - n % 4))
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_number_method_called_on_a_traced_size_is_explained(backend: str) -> None:
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+    r = get_adapter(backend).count(nn.Sequential(_PadsToAMultiple()), torch.randn(2, 6, 4))
+    assert r.status is Status.ERROR and "'Tensor' object has no attribute 'is_integer'" in (r.error or "")
+    assert ("the model's code in module '0' (_PadsToAMultiple) calls .is_integer(), a method of Python numbers, on "
+            "a value computed from a size: a JIT trace records the sizes it reads as 0-dim tensors") in (r.error or ""), \
+        r.error
+    assert get_adapter("reference").count(nn.Sequential(_PadsToAMultiple()), torch.randn(2, 6, 4)).macs == 2 * 8 * 16

@@ -265,6 +265,24 @@ def grad_in_backward_hint(exc: BaseException, model: nn.Module) -> str:
             "support a leaf reached inside autograd.grad")
 
 
+_NO_TENSOR_ATTRIBUTE = re.compile(r"^'Tensor' object has no attribute '(\w+)'$")
+"""An AttributeError of a tensor; the attribute follows."""
+
+
+def traced_size_number_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) failing where the model's code calls a method of
+    Python numbers on a size (local-attention's ``(seqlen / multiple).is_integer()``): a trace
+    records each size the code reads (``x.shape[i]``) as a 0-dim tensor, and arithmetic on it
+    gives a tensor, which has no such method. Where; ``""`` for any other error."""
+    found = _NO_TENSOR_ATTRIBUTE.match(str(exc)) if isinstance(exc, AttributeError) else None
+    if found is None or not (hasattr(int, found[1]) or hasattr(float, found[1])) or not any(
+            frame.f_code.co_filename.endswith(("jit/_trace.py", "jit\\_trace.py")) for frame, _ in frames_of(exc)):
+        return ""
+    return (f"; the model's code{_called_in(exc, model)} calls .{found[1]}(), a method of Python numbers, on a "
+            "value computed from a size: a JIT trace records the sizes it reads as 0-dim tensors, and a tensor "
+            "has no such method")
+
+
 def traced_grad_outputs_hint(exc: BaseException, model: nn.Module) -> str:
     """For a JIT trace (fvcore's, torchprofile's) through ``torch.autograd.grad`` given
     ``grad_outputs``: autograd compares each output's size with its gradient's
@@ -440,4 +458,4 @@ __all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
-           "torch_or_flopaudit", "traced_constant_hint", "traced_grad_outputs_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]
+           "torch_or_flopaudit", "traced_constant_hint", "traced_grad_outputs_hint", "traced_size_number_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]
