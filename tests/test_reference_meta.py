@@ -331,13 +331,13 @@ def _counted_on_meta_as_on_the_cpu(build: Callable[[], nn.Module], shape: tuple[
     cpu = count(build(), torch.randn(*shape))
     with torch.device("meta"):
         model = build()
-    with pytest.raises(RuntimeError, match=refused):
+    with pytest.raises((RuntimeError, ValueError), match=refused):
         model(torch.empty(*shape, device="meta"))
     meta = count(model, torch.randn(*shape), device="meta")
     assert (meta.macs, meta.extra_flops, meta.params) == (cpu.macs, cpu.extra_flops, cpu.params)
     assert note in meta.notes and note not in cpu.notes
     assert count_meta(build, lambda: torch.randn(*shape), fallback="raise").macs == cpu.macs
-    with pytest.raises(RuntimeError, match=refused):  # put back as it was
+    with pytest.raises((RuntimeError, ValueError), match=refused):  # put back as it was
         model(torch.empty(*shape, device="meta"))
     return cpu, meta
 
@@ -353,6 +353,19 @@ def test_a_distributions_argument_checks_run_and_pass_on_meta() -> None:
     cpu, meta = _counted_on_meta_as_on_the_cpu(gaussian_policy, (4, 8), "meta", DISTRIBUTION_CHECKS_NOTE)
     read = "aten._local_scalar_dense.default"  # (the CPU's answers, which meta has none to read)
     assert [e.op for e in meta.events] == [e.op for e in cpu.events if e.op != read]
+
+
+def test_a_cast_to_a_meta_tensors_type_name_casts_to_its_dtype_on_meta() -> None:
+    """``x.type(y.type())`` raises on meta (``Tensor.type`` refuses the name ``torch.meta.FloatTensor``
+    that ``Tensor.type()`` gives); there such a name casts to its dtype, as on the CPU, and the count,
+    the cast to float64 included, equals the CPU's and says so."""
+    from user_models import casts_by_type_name
+
+    from flopaudit.reference.meta_workarounds import META_TYPE_NAMES_NOTE
+
+    cpu, meta = _counted_on_meta_as_on_the_cpu(casts_by_type_name, (2, 8), "invalid type", META_TYPE_NAMES_NOTE)
+    assert [e.op for e in meta.events] == [e.op for e in cpu.events]
+    assert "aten._to_copy.default" in [e.op for e in cpu.events]
 
 
 @pytest.mark.parametrize("enabled", [False, True])

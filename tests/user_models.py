@@ -439,6 +439,24 @@ def gaussian_policy() -> nn.Module:
     return _GaussianPolicy()
 
 
+class _CastsByTypeName(nn.Module):
+    """Casts by type name, as older code (lucidrains' linear-attention transformer) does:
+    ``x + self.pos(x).type(x.type())``, once to the input's own type and once to float64's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 4).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos(x).type(x.type())
+        return self.head(x.type(self.head.weight.type()))
+
+
+def casts_by_type_name() -> nn.Module:
+    return _CastsByTypeName()
+
+
 def _scaled_products(x: torch.Tensor, c: float) -> torch.Tensor:
     """Six elementwise products and sums of ``x``'s size."""
     y = c * x

@@ -37,6 +37,13 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   counted, and are taken to have passed: meta tensors hold no values to
   fail them.
 
+- **A cast to a meta tensor's type name.** ``x.type(y.type())``, an old way
+  to cast to another tensor's type, raises on meta: ``Tensor.type()`` names
+  a meta tensor's type ``torch.meta.FloatTensor``, which ``Tensor.type``
+  refuses ("invalid type"). On meta such a name casts to its dtype
+  (``Tensor.to``), as the CPU's ``torch.FloatTensor`` does there: the same
+  operator, or none where the dtype is the tensor's own.
+
 A model that reads a value in every branch still fails, with the failure of
 the last way tried. Used by :func:`flopaudit.reference.count` on meta and by
 every count of a ``--meta`` audit.
@@ -238,6 +245,40 @@ DISTRIBUTION_CHECKS_NOTE = ("on meta, torch.distributions' checks of a distribut
                             "fail them")
 
 
+_META_TYPE_NAME = "torch.meta."
+"""How ``Tensor.type()`` begins a meta tensor's type name (``torch.meta.FloatTensor``)."""
+
+
+def refuses_meta_type_name(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``Tensor.type`` refusing a meta tensor's type name."""
+    return any(f"invalid type: '{_META_TYPE_NAME}" in str(link) for link in _chain(exc))
+
+
+@contextlib.contextmanager
+def _meta_type_names_cast() -> Iterator[None]:
+    """For the block, ``Tensor.type("torch.meta.<Kind>Tensor")`` casts to that kind's dtype
+    (``torch.<Kind>Tensor.dtype``) with ``Tensor.to``; every other call runs as it is."""
+    original = torch.Tensor.type
+
+    def type_(self: torch.Tensor, dtype: Any = None, non_blocking: bool = False, **kwargs: Any) -> Any:
+        if isinstance(dtype, str) and dtype.startswith(_META_TYPE_NAME):
+            legacy = getattr(torch, dtype[len(_META_TYPE_NAME):], None)
+            if isinstance(getattr(legacy, "dtype", None), torch.dtype):
+                return self.to(legacy.dtype, non_blocking=non_blocking)
+        return original(self, dtype, non_blocking, **kwargs)
+
+    torch.Tensor.type = type_  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.type = original  # type: ignore[method-assign]
+
+
+META_TYPE_NAMES_NOTE = ("on meta, Tensor.type() names a tensor's type torch.meta.<Kind>Tensor, which Tensor.type refuses "
+                        "to cast to (the model casts with x.type(y.type())): such a name cast to its dtype, as the "
+                        "CPU's torch.<Kind>Tensor does there")
+
+
 def traced_branch_note(sites: Sequence[str]) -> str:
     """What every count of a model run on meta in its traced branch says (``sites``: where its code
     asked whether it is traced)."""
@@ -275,10 +316,12 @@ class MetaWorkarounds:
     """``torch.autocast("meta")`` made to do nothing."""
     distribution_checks_pass: bool = False
     """``torch.distributions``' argument checks taken to pass on meta."""
+    meta_type_names_cast: bool = False
+    """``Tensor.type("torch.meta.<Kind>Tensor")`` casts to that kind's dtype."""
 
     def __bool__(self) -> bool:
         return (self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
-                or self.distribution_checks_pass)
+                or self.distribution_checks_pass or self.meta_type_names_cast)
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -293,6 +336,8 @@ class MetaWorkarounds:
                 stack.enter_context(_autocast_on_meta_does_nothing())
             if self.distribution_checks_pass:
                 stack.enter_context(_distribution_checks_pass_on_meta())
+            if self.meta_type_names_cast:
+                stack.enter_context(_meta_type_names_cast())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
 
     def notes(self) -> tuple[str, ...]:
@@ -300,7 +345,8 @@ class MetaWorkarounds:
         return ((traced_branch_note(self.traced_sites),) if self.traced else ()) + \
             ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ()) + \
             ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ()) + \
-            ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ())
+            ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ()) + \
+            ((META_TYPE_NAMES_NOTE,) if self.meta_type_names_cast else ())
 
 
 _T = TypeVar("_T")
@@ -325,6 +371,8 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
             ways = dataclasses.replace(ways, cpu_scalars_on_meta=True)
         elif refuses_meta_autocast(failure) and not ways.autocast_does_nothing:
             ways = dataclasses.replace(ways, autocast_does_nothing=True)
+        elif refuses_meta_type_name(failure) and not ways.meta_type_names_cast:
+            ways = dataclasses.replace(ways, meta_type_names_cast=True)
         else:
             raise failure
         try:
