@@ -151,6 +151,22 @@ class RelativePositionBias(nn.Module):
         return self.proj(x) + self.table[index]
 
 
+class QueryVectorPooling(nn.Module):
+    """Attention pooling by a learned query vector: ``Linear(8, 8)``, then each token's score by
+    ``h @ self.query`` (a 3-D tensor times a 1-D one, which matmul runs as a matrix-vector product),
+    a softmax over the tokens and the weighted sum of the tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+        self.query = nn.Parameter(torch.randn(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x)
+        weights = torch.softmax(h @ self.query, dim=-1)
+        return (weights.unsqueeze(-1) * h).sum(1)
+
+
 #: Valid lengths of the two sequences of the padding-mask case (the rest is padding).
 PADDED_LENGTHS = (4, L)
 
@@ -181,6 +197,17 @@ def cases() -> list[ModelCase]:
             description="scores from Linear(16, 16) on (2, 16, 16) plus a relative position bias indexed as "
             "BEiT and Swin index theirs, the index built in each forward with an integer product "
             "(dy * 7 + dx over 16 x 16 token pairs), which torchprofile prices as MACs",
+        ),
+        hard_case(
+            "query-vector-pooling",
+            QueryVectorPooling,
+            randn_inputs((2, 5, 8)),
+            {"attention", "functional", "linear", "matmul"},
+            expected_macs=2 * 5 * 8 * 8 + 2 * 5 * 8,  # the Linear; one dot product of 8 per token
+            expected_params=8 * 8 + 8 + 8,
+            description="attention pooling by a learned query vector on (2, 5, 8): Linear(8, 8), each token "
+            "scored by h @ query (a 3-D tensor times a 1-D parameter: a matrix-vector product), a softmax over "
+            "the 5 tokens and their weighted sum",
         ),
         hard_case(
             "attention-matmul",
