@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from flopaudit.switches import switch
+
 ACCEPT_OPTION = "--flopaudit-accept"
 ACCEPT_ENV = "FLOPAUDIT_ACCEPT"
 MARKER = "goldens"
@@ -58,8 +60,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def accept_requested(config: pytest.Config) -> bool:
     """True with ``--flopaudit-accept`` or ``FLOPAUDIT_ACCEPT`` set to 1/true/yes/on."""
-    env = os.environ.get(ACCEPT_ENV, "").strip().lower()
-    return bool(config.getoption("flopaudit_accept", default=False)) or env in ("1", "true", "yes", "on")
+    return bool(config.getoption("flopaudit_accept", default=False)) or switch(ACCEPT_ENV, default=False)
 
 
 class GoldenCheck:

@@ -19,6 +19,7 @@ LOWER = [
     "flopaudit.errors",
     "flopaudit.units",
     "flopaudit.run_defaults",
+    "flopaudit.switches",
     "flopaudit.inputs",
     "flopaudit.frame",
     "flopaudit.results_io",

@@ -20,12 +20,12 @@ collected as before. ``FLOPAUDIT_GC_FREEZE=0`` leaves them unfrozen
 from __future__ import annotations
 
 import gc
-import os
 
 from flopaudit.execution.manifest import warm_up
+from flopaudit.switches import switch
 
 GC_FREEZE_ENV = "FLOPAUDIT_GC_FREEZE"
 
 warm_up()
-if os.environ.get(GC_FREEZE_ENV, "1").strip().lower() not in ("0", "false", "no", "off"):
+if switch(GC_FREEZE_ENV, default=True):
     gc.freeze()

@@ -50,16 +50,15 @@ does the same for every count that does not say ``cache=``.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
 from flopaudit.reference.call_pricing import ALIASES, OperatorCall, PricedCall, alias_pattern, describe_outputs, price
 from flopaudit.reference.operators import OperatorFacts
 from flopaudit.reference.registry import generation
+from flopaudit.switches import switch
 
 ENV_VAR = "FLOPAUDIT_REFERENCE_CACHE"
 """Set to ``0`` (or ``false``, ``no``, ``off``) to turn the reference counter's process cache off."""
-_OFF = frozenset({"0", "false", "no", "off"})
 
 
 def enabled(cache: bool | None = None) -> bool:
@@ -67,7 +66,7 @@ def enabled(cache: bool | None = None) -> bool:
     while :data:`ENV_VAR` says off (read at each count)."""
     if cache is not None:
         return bool(cache)
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in _OFF
+    return switch(ENV_VAR, default=True)
 
 
 class Pricer(Protocol):
