@@ -294,6 +294,19 @@ def _marking_legacy_vmap() -> Iterator[None]:
 
     from torch.autograd.profiler import record_function
 
+    def marking(make: Callable[..., Any]) -> Callable[..., Any]:
+        def making(*args: Any, **kwargs: Any) -> Any:
+            batched = make(*args, **kwargs)
+
+            @functools.wraps(batched)
+            def marked(*call_args: Any) -> Any:
+                with record_function(_LEGACY_VMAP_MARK):
+                    return batched(*call_args)
+
+            return marked
+
+        return making
+
     owners = []
     for name in _LEGACY_VMAP_NAMES:
         try:
@@ -301,28 +314,13 @@ def _marking_legacy_vmap() -> Iterator[None]:
             owners.append((owner, owner._vmap))
         except (ImportError, AttributeError):
             continue
-    if not owners:
-        yield
-        return
-    make = owners[0][1]
-
-    def making(*args: Any, **kwargs: Any) -> Any:
-        batched = make(*args, **kwargs)
-
-        @functools.wraps(batched)
-        def marked(*call_args: Any) -> Any:
-            with record_function(_LEGACY_VMAP_MARK):
-                return batched(*call_args)
-
-        return marked
-
-    for owner, _ in owners:
-        owner._vmap = making
+    for owner, make in owners:
+        owner._vmap = marking(make)
     try:
         yield
     finally:
-        for owner, made in owners:
-            owner._vmap = made
+        for owner, make in owners:
+            owner._vmap = make
 
 
 def _per_sample_records(events: Any) -> set[int]:
@@ -338,7 +336,7 @@ def _per_sample_records(events: Any) -> set[int]:
             parent = parent.cpu_parent
         if parent is None or parent.name == _LEGACY_VMAP_MARK or int(parent.flops or 0) in (0, flops):
             continue
-        if _inside(parent, lambda e: e.name == _LEGACY_VMAP_MARK):
+        if _inside(parent, _is_legacy_vmap_mark):
             found.add(id(parent))
     return found
 
@@ -355,6 +353,10 @@ def _inside(event: Any, marks: Callable[[Any], bool]) -> bool:
 
 def _is_vmap_mark(event: Any) -> bool:
     return event.name == _VMAP_MARK
+
+
+def _is_legacy_vmap_mark(event: Any) -> bool:
+    return event.name == _LEGACY_VMAP_MARK
 
 
 __all__ = ["BATCHED_GRAD_OPS", "RECORDED_TWICE", "BATCH_NORM_EPSILON", "SCRIPT_FUNCTION_OPS", "TorchProfilerAdapter", "UNIT_NOTE", "VMAP_OPS"]
