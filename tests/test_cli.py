@@ -302,6 +302,23 @@ def test_meta_counts_a_model_that_asks_for_autocast_or_keeps_a_legacy_buffer_as_
     assert all((AUTOCAST_NOTE in r["warnings"]) == model.startswith("autocast") for r in meta)
 
 
+def test_meta_builds_again_with_empty_weights_a_model_whose_constructor_skips_work_on_meta(tmp_path: Path) -> None:
+    """A constructor that skips work on meta tensors and a forward that refuses to run without it
+    (torchtune's Llama 3 rotary embedding): built under torch.device("meta") its forward fails; built
+    again with empty_weights() it counts as on the CPU, and says so."""
+    argv = ["run", "--models", "user_models:table_skipped_on_meta", "--input-shape", "2,8", "--backends", "reference",
+            "torch-flop-counter", "--no-cache", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "cpu")]) == 0
+    assert main([*argv, "--meta", "--out", str(tmp_path / "meta")]) == 0
+    cpu, meta = (_by_model(tmp_path / d)["user_models:table_skipped_on_meta"] for d in ("cpu", "meta"))
+    assert [r["status"] for r in meta] == ["ok", "ok"], meta
+    assert [(r["macs"], r["params"]) for r in meta] == [(r["macs"], r["params"]) for r in cpu]
+    for r in meta:
+        [note] = [w for w in r["warnings"] if w.startswith("its forward failed built under torch.device('meta')")]
+        assert "RuntimeError: table is not built" in note and "built with empty_weights()" in note, note
+    assert not any("empty_weights" in w for r in cpu for w in r["warnings"])
+
+
 @pytest.mark.parametrize("strict", [True, False])
 def test_a_model_failing_in_the_dtype_it_was_cast_to_is_said_to_be(capsys: pytest.CaptureFixture[str],
                                                                  tmp_path: Path, strict: bool) -> None:

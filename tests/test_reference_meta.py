@@ -83,6 +83,19 @@ def test_count_meta_falls_back_to_empty_weights_when_init_needs_values() -> None
     assert nn.Module.register_parameter.__qualname__ == "Module.register_parameter"  # patch undone
 
 
+def test_count_meta_builds_again_with_empty_weights_when_the_forward_of_the_meta_build_fails() -> None:
+    """A constructor that skips work on meta tensors its forward needs (torchtune's Llama 3 rotary
+    embedding): built again with empty_weights(), it counts on meta as on the CPU."""
+    from user_models import table_skipped_on_meta
+
+    cpu = count(table_skipped_on_meta(), torch.randn(2, 8))
+    result = count_meta(table_skipped_on_meta, lambda: torch.randn(2, 8), fallback="raise")
+    assert result.device == "meta" and (result.macs, result.extra_flops) == (cpu.macs, cpu.extra_flops) != (0, 0)
+    [note] = result.notes
+    assert note.startswith("forward on meta failed: RuntimeError: table is not built") and note.endswith(
+        "built under torch.device('meta'); built with empty_weights() instead"), note
+
+
 def test_count_meta_falls_back_to_cpu_when_forward_needs_values() -> None:
     result = count_meta(NeedsValuesToRun, lambda: torch.randn(3, 4))
     assert result.device == "cpu"

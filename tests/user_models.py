@@ -546,6 +546,33 @@ def legacy_buffer() -> nn.Module:
     return _LegacyBuffer()
 
 
+class _TableSkippedOnMeta(nn.Module):
+    """Builds a cos/sin table in its constructor only from frequencies that are not meta tensors, and
+    refuses to run without it: as torchtune's Llama 3 rotary embedding does (``rope_init`` returns early
+    when ``freqs.is_meta``, for recipes that build on meta and call it again once the weights are real;
+    its forward raises "RoPE cache is not built")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        self.built = False
+        freqs = 1.0 / (10_000 ** (torch.arange(0, 8, 2).float() / 8))
+        if freqs.is_meta:
+            return
+        angles = torch.outer(torch.arange(8).float(), torch.tensor([float(f) for f in freqs]))  # (values read)
+        self.register_buffer("table", torch.cat([angles.cos(), angles.sin()], dim=-1), persistent=False)
+        self.built = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.built:
+            raise RuntimeError("table is not built: call its init again once the weights are real")
+        return self.fc(x * self.table[: x.shape[-1], 0])
+
+
+def table_skipped_on_meta() -> nn.Module:
+    return _TableSkippedOnMeta()
+
+
 class _AutocastOff(nn.Module):
     """Runs its layer with autocast turned off on its input's device, as x-transformers'
     ``disable_autocast`` does (``with autocast(x.device.type, enabled=False)``); with ``enabled``,

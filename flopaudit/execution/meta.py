@@ -53,6 +53,29 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
     return model, inputs.to("meta"), (f"build under torch.device('meta') failed ({said}); built with empty_weights()",)
 
 
+def rebuilt_with_empty_weights(case: ModelCase, failure: BaseException) -> tuple[nn.Module, ModelInputs, str] | None:
+    """``case`` built again with ``empty_weights()`` alone
+    (:func:`~flopaudit.reference.api.build_with_empty_weights`), for a model built under
+    ``torch.device("meta")`` whose forward then raised ``failure``, with the note that says so;
+    ``None`` where that build raises."""
+    from flopaudit.reference.api import build_with_empty_weights
+
+    try:
+        model, inputs = build_with_empty_weights(case.instantiate)
+    except Exception:  # noqa: BLE001 - the forward's failure is the one to report
+        return None
+    from flopaudit.errors import UserError
+
+    if isinstance(failure, UserError) and failure.__cause__ is not None:  # (a trial's words for the model's error)
+        failure = failure.__cause__
+    text = str(failure).strip()
+    said = cut_at_word(f"{type(failure).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), 160)
+    return model, inputs.to("meta"), (f"its forward failed built under torch.device('meta') ({said}): its "
+                                      "constructor may skip work on meta tensors that its forward needs; built "
+                                      "with empty_weights() (parameters and buffers on meta, other tensors where "
+                                      "the code makes them), where it runs")
+
+
 class MetaBuildFailure(Exception):
     """A model that neither of :func:`instantiate_on_meta`'s two ways builds: what each met, and where
     in the model's code (a constructor that reads a tensor's value, or that runs the model to measure

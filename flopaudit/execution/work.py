@@ -182,11 +182,13 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         """The case without a model: every cell of it says ``message``."""
         return PreparedCase(case.id, CaseInfo(case.id, tags, error=message), meta=settings.meta)
 
+    built_under_device = False  # built under torch.device("meta"): built again another way if it fails to run
     try:
         if settings.meta:
-            from flopaudit.execution.meta import instantiate_on_meta
+            from flopaudit.execution.meta import instantiate_on_meta, rebuilt_with_empty_weights
 
             model, inputs, notes = instantiate_on_meta(case)
+            built_under_device = not notes
         else:
             model, inputs = case.instantiate()
     except UserError as exc:  # (a factory returning no module)
@@ -216,7 +218,6 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
         model, inputs = place(model, inputs, settings.device, settings.dtype)
     if on_phase is not None:
         on_phase()
-    ways = MetaWorkarounds()  # on meta: the ways round a failure there, kept for every count
 
     def trial(ways: MetaWorkarounds) -> tuple[float, Any, dict[str, int]]:
         with compiled_code_eager(), ways.applied(model) as asked:
@@ -226,14 +227,33 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
             forward_s, output, _ = _time_forward(model, inputs, settings.device)  # (the reference says if it needs autograd)
         return forward_s, output, asked
 
-    try:
+    def trial_with_workarounds() -> tuple[float, Any, MetaWorkarounds]:
+        """The trial; on meta, with the ways round a failure there that it needs."""
         try:
-            forward_s, output, _ = trial(ways)  # (compiled code runs eagerly, as every count runs it: flopaudit.eager)
+            forward_s, output, _ = trial(MetaWorkarounds())
+            return forward_s, output, MetaWorkarounds()
         except Exception as exc:
             if not settings.meta:
                 raise
             (forward_s, output, _), ways = run_on_meta(trial, exc, lambda tried: tried[2])
-            notes += ways.notes()
+            return forward_s, output, ways
+
+    try:
+        try:
+            forward_s, output, ways = trial_with_workarounds()
+        except Exception as exc:
+            rebuilt = rebuilt_with_empty_weights(case, exc) if built_under_device else None
+            if rebuilt is None:
+                raise
+            model, inputs, note = rebuilt  # (what the trial runs from here on)
+            if mode is not None:
+                set_mode(model, mode == "train")
+            try:
+                forward_s, output, ways = trial_with_workarounds()
+            except Exception:  # noqa: BLE001 - the first failure is the one to report
+                raise exc
+            notes += (note,)
+        notes += ways.notes()
     except UserError as exc:
         if settings.failure_stops:
             raise

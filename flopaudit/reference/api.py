@@ -327,13 +327,23 @@ def build_on_meta(build_fn: Callable[[], _T]) -> tuple[_T, BaseException | None]
     except Exception as exc:  # noqa: BLE001 - try the next way
         under_device = exc
     try:
-        with empty_weights(), skip_init():
-            return build_fn(), under_device
+        return build_with_empty_weights(build_fn), under_device
     except Exception as exc:  # noqa: BLE001 - both ways failed: the error holds both
         with_empty_weights = exc
     raise MetaBuildError(f"build under torch.device('meta') failed: {_said(under_device)}; build with "
                          f"empty_weights() failed: {_said(with_empty_weights)}",
                          (under_device, with_empty_weights)) from with_empty_weights
+
+
+def build_with_empty_weights(build_fn: Callable[[], _T]) -> _T:
+    """``build_fn()`` the second of :func:`build_on_meta`'s ways: under :func:`empty_weights` and
+    :func:`skip_init` alone. Also the way to build again a model built under ``torch.device("meta")``
+    whose forward then fails: a constructor may skip there work its forward needs (torchtune's
+    Llama 3 rotary embedding builds its cache only from frequencies that are not meta tensors, and
+    its forward refuses to run without it); built this way, the tensors it computes from are real
+    until they are registered."""
+    with empty_weights(), skip_init():
+        return build_fn()
 
 
 def _said(exc: BaseException) -> str:
@@ -456,8 +466,10 @@ def count_meta(
     1. ``build_fn()`` and ``inputs_fn()`` under ``with torch.device("meta")``
        (no tensor is ever allocated; CPU tensors from ``inputs_fn`` are moved
        to meta);
-    2. if building fails there, :func:`empty_weights` (the constructor runs
-       on CPU, parameters and buffers land on meta one by one);
+    2. if building fails there, or the forward pass of the model built there
+       fails, :func:`empty_weights` (the constructor runs on CPU, parameters
+       and buffers land on meta one by one: a constructor that skips work on
+       meta tensors, see :func:`build_with_empty_weights`, does it);
 
     both build under :func:`skip_init` (the weights' values are never used);
     3. if that fails too, or the forward pass fails on meta (a forward that
@@ -467,21 +479,32 @@ def count_meta(
     """
     failures: list[str] = []
     model: nn.Module | None = None
+    first: BaseException | None = None
     try:
         model, first = build_on_meta(build_fn)
         if first is not None:
             failures.append(f"build under torch.device('meta') failed: {_said(first)}")
     except MetaBuildError as exc:
         failures.append(str(exc))  # (each way's failure, as build_on_meta words them)
+
+    def counted(model: nn.Module) -> ReferenceCount:
+        with torch.device("meta"):
+            inputs = inputs_fn()
+        return count(model, inputs, ruleset=ruleset, device="meta", no_grad=no_grad, pass_=pass_, loss=loss,
+                     optimizer=optimizer)
+
     if model is not None:
         try:
-            with torch.device("meta"):
-                inputs = inputs_fn()
-            result = count(model, inputs, ruleset=ruleset, device="meta", no_grad=no_grad, pass_=pass_, loss=loss,
-                           optimizer=optimizer)
-            return _with_notes(result, tuple(f + "; built with empty_weights() instead" for f in failures))
+            return _with_notes(counted(model), tuple(f + "; built with empty_weights() instead" for f in failures))
         except Exception as exc:  # noqa: BLE001
             failures.append(f"forward on meta failed: {type(exc).__name__}: {exc}")
+        if first is None:  # built under torch.device("meta"): its constructor may have skipped work there
+            try:
+                result = counted(build_with_empty_weights(build_fn))
+                return _with_notes(result, (failures[-1] + " built under torch.device('meta'); built with "
+                                            "empty_weights() instead",))
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"built with empty_weights(), {type(exc).__name__}: {exc}")
     if fallback == "raise":
         raise MetaBuildError("; ".join(failures))
     result = count(build_fn(), inputs_fn(), ruleset=ruleset, no_grad=no_grad, pass_=pass_, loss=loss,
@@ -498,6 +521,7 @@ def _with_notes(result: ReferenceCount, notes: tuple[str, ...]) -> ReferenceCoun
 __all__ = [
     "MetaBuildError",
     "build_on_meta",
+    "build_with_empty_weights",
     "PhaseSummary",
     "empty_weights",
     "ParamCount",
