@@ -512,3 +512,28 @@ def test_a_number_method_called_on_a_traced_size_is_explained(backend: str) -> N
             "a value computed from a size: a JIT trace records the sizes it reads as 0-dim tensors") in (r.error or ""), \
         r.error
     assert get_adapter("reference").count(nn.Sequential(_PadsToAMultiple()), torch.randn(2, 6, 4)).macs == 2 * 8 * 16
+
+
+class _FillsWithABool(nn.Module):
+    """Sets the masked places of a boolean mask with ``masked_fill(skip, True)``, as torchtune's fusion
+    layers do; torch's JIT tracer finds no operator schema for a Python bool as the value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = (x > 0).masked_fill(x.sum(-1, keepdim=True) < -1e9, True)
+        return self.fc(x * keep)
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_traced_call_with_a_bool_for_a_number_is_explained(backend: str) -> None:
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+    r = get_adapter(backend).count(nn.Sequential(_FillsWithABool()), torch.randn(2, 4))
+    assert r.status is Status.ERROR and "We don't have an op for aten::masked_fill" in (r.error or "")
+    assert ("the traced graph holds a call of aten::masked_fill with arguments (Tensor, Tensor, bool): a Python bool "
+            "given where the operator takes a number (x.masked_fill(mask, True)) matches none of its schemas, and "
+            "torch's JIT fails on that graph once the forward has run") in (r.error or ""), r.error
+    assert get_adapter("reference").count(nn.Sequential(_FillsWithABool()), torch.randn(2, 4)).macs == 2 * 4 * 4

@@ -297,6 +297,29 @@ def traced_grad_outputs_hint(exc: BaseException, model: nn.Module) -> str:
             "tensors, which torch's sym_eq refuses")
 
 
+_NO_TRACED_SCHEMA = re.compile(r"We don't have an op for (aten::\w+) but it isn't a special case\.\s+"
+                               r"Argument types: ([^\n]*?),?\s*(?:\n|$)")
+
+
+def traced_argument_types_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) failing in torch's alias analysis ("We don't have
+    an op for aten::masked_fill but it isn't a special case", an internal assert of torch 2.14): the
+    traced graph holds a call whose arguments' types match none of its operator's schemas, a Python
+    bool given where the operator takes a number (torchtune's fusion layers write
+    ``mask.masked_fill(skip, True)``). The analysis runs once the forward has returned, so the
+    traceback holds no frame of the model: the call and its types are named, not where it is.
+    ``""`` for any other error."""
+    found = _NO_TRACED_SCHEMA.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    if found is None:
+        return ""
+    types = found[2].strip().rstrip(",")
+    why = (": a Python bool given where the operator takes a number (x.masked_fill(mask, True)) matches none of "
+           "its schemas" if "bool" in [t.strip() for t in types.split(",")] else
+           ", which match none of its schemas")
+    return (f"; the traced graph holds a call of {found[1]} with arguments ({types}){why}, and torch's JIT fails "
+            "on that graph once the forward has run")
+
+
 def traced_constant_hint(exc: BaseException, model: nn.Module) -> str:
     """For a JIT trace (fvcore's, torchprofile's) refusing "a Tensor that requires grad as a
     constant": the trace holds every tensor that comes neither from the inputs nor from the
@@ -458,4 +481,4 @@ __all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
-           "torch_or_flopaudit", "traced_constant_hint", "traced_grad_outputs_hint", "traced_size_number_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]
+           "torch_or_flopaudit", "traced_argument_types_hint", "traced_constant_hint", "traced_grad_outputs_hint", "traced_size_number_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]
