@@ -493,6 +493,11 @@ def test_a_failure_reads_the_same_in_every_run_and_names_the_backends_code() -> 
                                        "torch.nn.modules.linear, line")
     assert error_text(BackendFailure("foreseen: the backend would fail on this model")) == (
         "BackendFailure: foreseen: the backend would fail on this model")
+    # Keras (on torch) wraps a layer's error and writes it in bold
+    assert error_text(TypeError("Exception encountered when calling Conv2D.call().\n\n\x1b[1munsupported operand "
+                                "type(s) for +: 'int' and 'list'\x1b[0m")) == (
+        "TypeError: Exception encountered when calling Conv2D.call().\n\nunsupported operand type(s) for +: 'int' and "
+        "'list'")
     # a message of several lines: where it was raised, and any hint, follow its first line (the one a table shows)
     try:
         torch.nn.functional.linear(torch.randn(2, 5), torch.randn(4, 3))

@@ -279,6 +279,8 @@ class Adapter(ABC):
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 """An object's address in a repr (``<... object at 0x5569...>``): different on every run."""
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+"""A terminal's colour or bold escape (Keras writes the error it wraps in bold): not text, and not for a report."""
 
 
 #: The longest exception message a failed count keeps (an error that prints a whole tensor runs to megabytes).
@@ -288,10 +290,10 @@ ERROR_CHARS = 1000
 def error_text(exc: BaseException, hints: str = "") -> str:
     """A failed count's message: ``Type: message (raised in ...)`` and ``hints``
     (what the adapter can add about it), object addresses left out so that the
-    same failure reads the same in every run, the message cut to its first
+    same failure reads the same in every run, and terminal escapes left out, the message cut to its first
     :data:`ERROR_CHARS` characters; where it has several lines, where it was
     raised and the hints follow the first (the line a table shows)."""
-    text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".strip())
+    text = _TERMINAL_STYLE.sub("", _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".strip()))
     if len(text) > ERROR_CHARS:
         text = f"{text[:ERROR_CHARS].rstrip()} ... ({len(text) - ERROR_CHARS} more characters)"
     first, newline, rest = text.partition("\n")
