@@ -62,6 +62,9 @@ BACKEND = Backend(
                      "inference fast path: attention work this backend misses on CPU is counted on meta"),
     order=40,
     known_divergences={
+        "skipped-rows-mask": "fvcore fails: torch.jit.trace records mask.masked_fill(skip, True), a Python bool as "
+        "the value, by a schema that torch's alias analysis has none for (RuntimeError: We don't have an op for "
+        "aten::masked_fill but it isn't a special case)",
         "query-vector-pooling": "fvcore fails: its matmul handle reads the second operand's next-to-last dimension, "
         "which a 1-D query vector lacks (IndexError: list index out of range)",
         "batched-grad-jacobian-trace": "fvcore fails: torch.jit.trace through torch.autograd.grad given "

@@ -167,6 +167,30 @@ class QueryVectorPooling(nn.Module):
         return (weights.unsqueeze(-1) * h).sum(1)
 
 
+class SkippedRowsMask(nn.Module):
+    """Attention under a mask in which the tokens that may attend to nothing (here the first) are
+    let attend to every token, ``mask.masked_fill(skip, True)``, so that the softmax has a value to
+    give them, and their output is zeroed after: torchtune's cross-attention layers write it so for
+    text tokens before any image. A Python bool as ``masked_fill``'s value is what torch's JIT
+    tracer has no operator schema for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+        self.kv = nn.Linear(8, 16)
+        self.out = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, _ = x.shape
+        mask = torch.ones(n, t, t, dtype=torch.bool, device=x.device)
+        mask[:, 0] = False
+        skip = ~mask.any(-1, keepdim=True)
+        mask = mask.masked_fill(skip, True)
+        k, v = self.kv(x).chunk(2, dim=-1)
+        scores = (self.q(x) @ k.transpose(1, 2)).masked_fill(~mask, float("-inf"))
+        return self.out(scores.softmax(-1) @ v).masked_fill(skip, 0)
+
+
 #: Valid lengths of the two sequences of the padding-mask case (the rest is padding).
 PADDED_LENGTHS = (4, L)
 
@@ -197,6 +221,18 @@ def cases() -> list[ModelCase]:
             description="scores from Linear(16, 16) on (2, 16, 16) plus a relative position bias indexed as "
             "BEiT and Swin index theirs, the index built in each forward with an integer product "
             "(dy * 7 + dx over 16 x 16 token pairs), which torchprofile prices as MACs",
+        ),
+        hard_case(
+            "skipped-rows-mask",
+            SkippedRowsMask,
+            randn_inputs((2, 5, 8)),
+            {"attention", "functional", "linear", "matmul"},
+            # q and out Linear(8, 8), kv Linear(8, 16) on 2 x 5 tokens; scores and weighted sum 2 x 5 x 5 x 8 each
+            expected_macs=2 * 5 * (8 * 8 + 8 * 16 + 8 * 8) + 2 * (2 * 5 * 5 * 8),
+            expected_params=(8 * 8 + 8) * 2 + 8 * 16 + 16,
+            description="attention on (2, 5, 8) under a mask whose rows that attend to nothing (the first token) "
+            "are let attend to every token by mask.masked_fill(skip, True), their output zeroed after, as "
+            "torchtune's cross-attention layers write it; a JIT trace has no schema for a bool as the value",
         ),
         hard_case(
             "query-vector-pooling",
