@@ -234,11 +234,12 @@ def test_meta_says_the_forward_makes_a_cpu_tensor_instead_of_blaming_the_input(
     assert f"expected device meta!, raised in user_models, line {line})" in err, err
 
 
-def test_meta_says_what_each_way_of_building_met_where_neither_builds(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_meta_builds_on_the_cpu_a_model_whose_constructor_measures_it_and_says_what_each_way_met(
+        tmp_path: Path) -> None:
     """A constructor that runs the model on a CPU tensor and reads a value it measured (ultralytics'
-    detection models) builds neither under torch.device('meta') nor with empty_weights(): the error
-    says what each met and on which line of the model's code, not only the second's words."""
+    detection models) builds neither under torch.device('meta') nor with empty_weights(): it is built on
+    the CPU, its weights not initialised, and moved to meta, where it counts as on the CPU; the note says
+    what each way met and on which line of the model's code."""
     import inspect
 
     from user_models import _MeasuredHead
@@ -247,20 +248,53 @@ def test_meta_says_what_each_way_of_building_met_where_neither_builds(
     read = start + next(i for i, text in enumerate(lines) if "float(self.stride[0])" in text)
     ran = start + next(i for i, text in enumerate(lines) if "torch.zeros" in text)
     forward = inspect.getsourcelines(_MeasuredHead.forward)[1] + 1
-    err = _error_line(capsys, ["run", "--models", "user_models:measured_head", "--input-shape", "1,3,8,8", "--meta",
-                               "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
-    assert err == (
-        "flopaudit: error: model 'user_models:measured_head' failed to build on the meta device: under "
-        "torch.device('meta'), it read a tensor's value (RuntimeError: Tensor.item() cannot be called on meta "
+    argv = ["run", "--models", "user_models:measured_head", "--input-shape", "1,3,8,8", "--backends", "reference",
+            "torch-flop-counter", "--no-cache", "--no-progress"]
+    assert main([*argv, "--meta", "--out", str(tmp_path / "meta")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "cpu")]) == 0
+    meta, cpu = (_by_model(tmp_path / d)["user_models:measured_head"] for d in ("meta", "cpu"))
+    assert [r["status"] for r in meta] == ["ok", "ok"], meta
+    # (4 x 3 x 3 x 3 + 4) x 4 x 4, and the batch norm's parameters
+    assert [(r["macs"], r["params"]) for r in meta] == [(r["macs"], r["params"]) for r in cpu] == [
+        (4 * 27 * 16, 4 * 27 + 4 + 8)] * 2
+    note = (
+        "under torch.device('meta'), it read a tensor's value (RuntimeError: Tensor.item() cannot be called on meta "
         f"tensors) in user_models:__init__ (line {read}), called from user_models:measured_head (line "
         f"{read + 7}); with empty_weights() (parameters and buffers on meta, other tensors where the code makes them), it "
         "used a tensor it made on another device with meta tensors (RuntimeError: Tensor on device meta is not "
         f"on the expected device cpu!) in user_models:forward (line {forward}), called from user_models:__init__ "
-        f"(line {ran}): count it without --meta"), err
-    # without --meta it builds and counts: (4 x 3 x 3 x 3 + 4) x 4 x 4
-    assert main(["run", "--models", "user_models:measured_head", "--input-shape", "1,3,8,8", "--backends",
+        f"(line {ran}); built on the CPU instead, its weights made but not initialised, then moved to the meta "
+        "device: what its constructor wrote took memory until the move")
+    assert all(note in r["warnings"] for r in meta), meta[0]["warnings"]
+
+
+def test_meta_says_what_each_way_of_building_met_where_none_builds(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A constructor that checks what its initialiser did builds only where its weights hold values: not
+    on meta, and not on the CPU with initialisation skipped. The error says what each way met and on
+    which line of the model's code."""
+    import inspect
+
+    from user_models import _ChecksItsInit
+
+    lines, start = inspect.getsourcelines(_ChecksItsInit.__init__)
+    check = start + next(i for i, text in enumerate(lines) if "torch.allclose" in text)
+    err = _error_line(capsys, ["run", "--models", "user_models:checks_its_init", "--input-shape", "2,4", "--meta",
+                               "--backends", "reference", "--no-cache", "--no-progress", "--out", str(tmp_path)])
+    called = f"called from user_models:checks_its_init (line {check + 8})"
+    assert err == (
+        "flopaudit: error: model 'user_models:checks_its_init' failed to build on the meta device: under "
+        "torch.device('meta'), it read a tensor's value (RuntimeError: Tensor.item() cannot be called on meta "
+        f"tensors) in user_models:__init__ (line {check}), {called}; with empty_weights() (parameters and buffers "
+        "on meta, other tensors where the code makes them), it used a tensor it made on another device with meta "
+        f"tensors (RuntimeError: Tensor on device cpu is not on the expected device meta!) in user_models:__init__ "
+        f"(line {check}), {called}; on the CPU (its weights not initialised, to be moved to meta), it raised "
+        f"ValueError: the weight is not orthogonal in user_models:__init__ (line {check + 1}), {called}: count it "
+        "without --meta"), err
+    # without --meta it builds and counts
+    assert main(["run", "--models", "user_models:checks_its_init", "--input-shape", "2,4", "--backends",
                  "reference", "--no-cache", "--no-progress", "--out", str(tmp_path / "cpu")]) == 0
-    assert _by_model(tmp_path / "cpu")["user_models:measured_head"][0]["macs"] == 4 * 27 * 16
+    assert _by_model(tmp_path / "cpu")["user_models:checks_its_init"][0]["macs"] == 2 * 4 * 4
 
 
 @pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch._grouped_mm: torch 2.8 and later")
@@ -350,7 +384,7 @@ def test_meta_says_an_output_shape_depends_on_values_instead_of_blaming_the_inpu
 
 
 def test_meta_counts_the_other_models_when_one_of_several_fails_there(tmp_path: Path) -> None:
-    models = "user_models:positive_mean,user_models:linear_8_to_4,user_models:cpu_positions,user_models:measured_head"
+    models = "user_models:positive_mean,user_models:linear_8_to_4,user_models:cpu_positions,user_models:checks_its_init"
     assert main(["run", "--models", models, "--input-shape", "2,8", "--meta", "--backends", "reference", "thop",
                  "--no-cache", "--no-progress", "--out", str(tmp_path)]) == 0
     by_model = _by_model(tmp_path)
@@ -358,8 +392,8 @@ def test_meta_counts_the_other_models_when_one_of_several_fails_there(tmp_path: 
     assert [r["macs"] for r in by_model["user_models:linear_8_to_4"]] == [2 * 8 * 4] * 2
     for model, words in (("user_models:positive_mean", "output's shape depends on tensor values"),
                          ("user_models:cpu_positions", "factory without device="),
-                         ("user_models:measured_head", "model failed to build on the meta device: under torch.device('meta'), "
-                                                       "it read a tensor's value")):
+                         ("user_models:checks_its_init", "model failed to build on the meta device: under "
+                                                         "torch.device('meta'), it read a tensor's value")):
         assert [r["status"] for r in by_model[model]] == ["error", "error"]
         assert all(words in r["error"] and "without --meta" in r["error"] for r in by_model[model])
 

@@ -96,6 +96,22 @@ def test_count_meta_builds_again_with_empty_weights_when_the_forward_of_the_meta
         "built under torch.device('meta'); built with empty_weights() instead"), note
 
 
+def test_count_meta_builds_on_the_cpu_what_neither_way_builds_on_meta() -> None:
+    """A constructor that runs the model on a CPU tensor it makes and reads what it measured (ultralytics'
+    detection models): built on the CPU, its weights not initialised, then moved to meta, where it counts
+    as on the CPU."""
+    from user_models import measured_head
+
+    from flopaudit.reference.api import ON_CPU_THEN_META
+
+    cpu = count(measured_head(), torch.randn(1, 3, 8, 8))
+    result = count_meta(measured_head, lambda: torch.randn(1, 3, 8, 8), fallback="raise")
+    assert result.device == "meta" and (result.macs, result.params.total) == (cpu.macs, cpu.params.total) == (
+        4 * 27 * 16, 4 * 27 + 4 + 8)
+    [note] = result.notes
+    assert note.startswith("build under torch.device('meta') failed") and note.endswith(ON_CPU_THEN_META), note
+
+
 def test_count_meta_falls_back_to_cpu_when_forward_needs_values() -> None:
     result = count_meta(NeedsValuesToRun, lambda: torch.randn(3, 4))
     assert result.device == "cpu"

@@ -209,6 +209,25 @@ def measured_head() -> nn.Module:
     return _MeasuredHead()
 
 
+class _ChecksItsInit(nn.Module):
+    """Checks in its constructor what its initialiser did (its weight orthogonal), so that it builds
+    only where its weights are initialised and hold values: on the CPU and nowhere else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+        nn.init.orthogonal_(self.fc.weight)
+        if not torch.allclose(self.fc.weight @ self.fc.weight.T, torch.eye(4), atol=1e-4):
+            raise ValueError("the weight is not orthogonal")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def checks_its_init() -> nn.Module:
+    return _ChecksItsInit()
+
+
 class _FaultsOnSecondPass(nn.Module):
     """A Linear(4, 2) whose second forward pass (the first one the cost phase runs) hangs or exits."""
 

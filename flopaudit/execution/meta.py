@@ -34,10 +34,12 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
     """Build ``case`` with every parameter, buffer and input on the meta device
     (:func:`~flopaudit.reference.api.build_on_meta`: under ``torch.device("meta")``, else with
     ``empty_weights()``). Returns the notes of what was done instead, for the results' warnings.
-    Where neither way builds it: :class:`MetaBuildFailure` saying what each met, or, where both
-    raised the same error and it is not the meta device's, that error (the factory's own).
+    Where neither way builds it, it is built on the CPU and moved to meta
+    (:func:`~flopaudit.reference.api.build_on_cpu_then_meta`), or, where both raised the same error
+    and it is not the meta device's, that error is raised (the factory's own); where that fails too,
+    :class:`MetaBuildFailure` saying what each way met.
     """
-    from flopaudit.reference.api import MetaBuildError, build_on_meta
+    from flopaudit.reference.api import ON_CPU_THEN_META, MetaBuildError, build_on_cpu_then_meta, build_on_meta
 
     try:
         (model, inputs), first = build_on_meta(case.instantiate)
@@ -46,7 +48,12 @@ def instantiate_on_meta(case: ModelCase) -> tuple[nn.Module, ModelInputs, tuple[
         if (type(with_empty_weights) is type(under_device) and str(with_empty_weights) == str(under_device)
                 and not any(fault(with_empty_weights) for fault in (mixes_devices, reads_values, shapes_from_values))):
             raise with_empty_weights from None
-        raise MetaBuildFailure(under_device, with_empty_weights) from exc
+        try:
+            model, inputs = build_on_cpu_then_meta(case.instantiate)
+        except Exception as on_cpu:  # noqa: BLE001 - what each way met is the error
+            raise MetaBuildFailure(under_device, with_empty_weights, on_cpu) from exc
+        return model, inputs.to("meta"), (f"{MetaBuildFailure.ways(under_device, with_empty_weights)}; "
+                                          f"{ON_CPU_THEN_META}",)
     if first is None:
         return model, inputs.to("meta"), ()
     said = f"{type(first).__name__}: {first}".strip().splitlines()[0]
@@ -77,14 +84,20 @@ def rebuilt_with_empty_weights(case: ModelCase, failure: BaseException) -> tuple
 
 
 class MetaBuildFailure(Exception):
-    """A model that neither of :func:`instantiate_on_meta`'s two ways builds: what each met, and where
+    """A model that none of :func:`instantiate_on_meta`'s three ways builds: what each met, and where
     in the model's code (a constructor that reads a tensor's value, or that runs the model to measure
     it, as ultralytics' detection models do)."""
 
-    def __init__(self, under_device: BaseException, with_empty_weights: BaseException) -> None:
-        super().__init__(f"under torch.device('meta'), {_build_fault(under_device)}; with empty_weights() "
-                         f"(parameters and buffers on meta, other tensors where the code makes them), "
-                         f"{_build_fault(with_empty_weights)}")
+    def __init__(self, under_device: BaseException, with_empty_weights: BaseException,
+                 on_cpu: BaseException) -> None:
+        super().__init__(f"{self.ways(under_device, with_empty_weights)}; on the CPU (its weights not "
+                         f"initialised, to be moved to meta), {_build_fault(on_cpu)}")
+
+    @staticmethod
+    def ways(under_device: BaseException, with_empty_weights: BaseException) -> str:
+        """What the two ways that make no weight on the CPU met."""
+        return (f"under torch.device('meta'), {_build_fault(under_device)}; with empty_weights() (parameters and "
+                f"buffers on meta, other tensors where the code makes them), {_build_fault(with_empty_weights)}")
 
 
 def _build_fault(exc: BaseException) -> str:

@@ -346,6 +346,33 @@ def build_with_empty_weights(build_fn: Callable[[], _T]) -> _T:
         return build_fn()
 
 
+def build_on_cpu_then_meta(build_fn: Callable[[], _T]) -> _T:
+    """``build_fn()`` on the CPU under :func:`skip_init` alone, its model (what it returns, or the
+    first item of the tuple it returns) then moved to the meta device with ``Module.to("meta")``.
+
+    The way to build for meta a model that neither of :func:`build_on_meta`'s ways builds: a
+    constructor that runs the model on a CPU tensor it makes and reads what it measured (ultralytics'
+    detection models measure their strides so), or that computes on the buffers it has registered
+    (normflows' MADE checks its masks' degrees, zuko's merges its masks' rows with ``torch.unique``).
+    # NB: the weights are made on the CPU, as ``torch.empty`` makes them, which takes no memory until
+    # written, and are not initialised; what the constructor itself writes (``torch.randn`` weights,
+    # buffers it fills) takes memory until the move. Tensors it keeps as plain attributes stay on the CPU.
+    Raises TypeError where ``build_fn`` returns no module."""
+    with skip_init():
+        built = build_fn()
+    model = built if isinstance(built, nn.Module) else (
+        built[0] if isinstance(built, tuple) and built and isinstance(built[0], nn.Module) else None)
+    if model is None:
+        raise TypeError(f"the model factory returned {type(built).__name__}, not an nn.Module")
+    model.to("meta")
+    return built
+
+
+ON_CPU_THEN_META = ("built on the CPU instead, its weights made but not initialised, then moved to the meta "
+                    "device: what its constructor wrote took memory until the move")
+"""Said of a model built by :func:`build_on_cpu_then_meta`."""
+
+
 def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -470,8 +497,10 @@ def count_meta(
        fails, :func:`empty_weights` (the constructor runs on CPU, parameters
        and buffers land on meta one by one: a constructor that skips work on
        meta tensors, see :func:`build_with_empty_weights`, does it);
+       if building fails that way too, on the CPU, then moved to meta
+       (:func:`build_on_cpu_then_meta`);
 
-    both build under :func:`skip_init` (the weights' values are never used);
+    each builds under :func:`skip_init` (the weights' values are never used);
     3. if that fails too, or the forward pass fails on meta (a forward that
        needs tensor values in its traced branch too: see :func:`count`),
        ``fallback="cpu"`` builds and counts on CPU,
@@ -486,6 +515,12 @@ def count_meta(
             failures.append(f"build under torch.device('meta') failed: {_said(first)}")
     except MetaBuildError as exc:
         failures.append(str(exc))  # (each way's failure, as build_on_meta words them)
+        try:
+            model = build_on_cpu_then_meta(build_fn)
+            first = exc  # (not the first way: the model is not built again)
+            failures[-1] += f"; {ON_CPU_THEN_META}"
+        except Exception as on_cpu:  # noqa: BLE001
+            failures.append(f"build on the CPU failed: {_said(on_cpu)}")
 
     def counted(model: nn.Module) -> ReferenceCount:
         with torch.device("meta"):
@@ -495,7 +530,8 @@ def count_meta(
 
     if model is not None:
         try:
-            return _with_notes(counted(model), tuple(f + "; built with empty_weights() instead" for f in failures))
+            return _with_notes(counted(model), tuple(f if f.endswith(ON_CPU_THEN_META) else
+                                                     f + "; built with empty_weights() instead" for f in failures))
         except Exception as exc:  # noqa: BLE001
             failures.append(f"forward on meta failed: {type(exc).__name__}: {exc}")
         if first is None:  # built under torch.device("meta"): its constructor may have skipped work there
@@ -520,6 +556,7 @@ def _with_notes(result: ReferenceCount, notes: tuple[str, ...]) -> ReferenceCoun
 
 __all__ = [
     "MetaBuildError",
+    "build_on_cpu_then_meta",
     "build_on_meta",
     "build_with_empty_weights",
     "PhaseSummary",
