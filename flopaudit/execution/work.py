@@ -250,8 +250,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
                 set_mode(model, mode == "train")
             try:
                 forward_s, output, ways = trial_with_workarounds()
-            except Exception:  # noqa: BLE001 - the first failure is the one to report
-                raise exc
+            except Exception:  # noqa: BLE001 - the first failure is the one to report, as it was raised
+                raise exc from exc.__cause__
             notes += (note,)
         notes += ways.notes()
     except UserError as exc:
