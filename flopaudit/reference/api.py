@@ -506,19 +506,19 @@ def count_meta(
        ``fallback="cpu"`` builds and counts on CPU,
        ``fallback="raise"`` raises :class:`MetaBuildError` naming each failure.
     """
-    failures: list[str] = []
+    failures: list[str] = []  # what each way met, in the order tried
     model: nn.Module | None = None
-    first: BaseException | None = None
+    built = ""  # how the model was built, where not the first way
     try:
         model, first = build_on_meta(build_fn)
         if first is not None:
             failures.append(f"build under torch.device('meta') failed: {_said(first)}")
+            built = "built with empty_weights() instead"
     except MetaBuildError as exc:
         failures.append(str(exc))  # (each way's failure, as build_on_meta words them)
         try:
             model = build_on_cpu_then_meta(build_fn)
-            first = exc  # (not the first way: the model is not built again)
-            failures[-1] += f"; {ON_CPU_THEN_META}"
+            built = ON_CPU_THEN_META
         except Exception as on_cpu:  # noqa: BLE001
             failures.append(f"build on the CPU failed: {_said(on_cpu)}")
 
@@ -530,11 +530,10 @@ def count_meta(
 
     if model is not None:
         try:
-            return _with_notes(counted(model), tuple(f if f.endswith(ON_CPU_THEN_META) else
-                                                     f + "; built with empty_weights() instead" for f in failures))
+            return _with_notes(counted(model), (f"{failures[-1]}; {built}",) if built else ())
         except Exception as exc:  # noqa: BLE001
             failures.append(f"forward on meta failed: {type(exc).__name__}: {exc}")
-        if first is None:  # built under torch.device("meta"): its constructor may have skipped work there
+        if not built:  # built under torch.device("meta"): its constructor may have skipped work there
             try:
                 result = counted(build_with_empty_weights(build_fn))
                 return _with_notes(result, (failures[-1] + " built under torch.device('meta'); built with "
