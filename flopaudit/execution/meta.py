@@ -19,6 +19,7 @@ from torch import nn
 
 from flopaudit.adapters import get_backend
 from flopaudit.adapters.descriptor import MetaSupport
+from flopaudit.errors import UserError
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference.meta_workarounds import MetaWorkarounds, mixes_devices, reads_values, run_on_meta
 from flopaudit.text import cut_at_word
@@ -71,8 +72,6 @@ def rebuilt_with_empty_weights(case: ModelCase, failure: BaseException) -> tuple
         model, inputs = build_with_empty_weights(case.instantiate)
     except Exception:  # noqa: BLE001 - the forward's failure is the one to report
         return None
-    from flopaudit.errors import UserError
-
     if isinstance(failure, UserError) and failure.__cause__ is not None:  # (a trial's words for the model's error)
         failure = failure.__cause__
     text = str(failure).strip()
