@@ -31,7 +31,9 @@ def _statuses(out: Path) -> dict[tuple[str, str], dict[str, object]]:
     return {(r["model"], r["backend"]): r for r in data["results"]}
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+# (two workers in the slow tier, for the default tier's time: tests/test_parallel.py's
+# test_failures_in_workers_become_statuses faults two workers' counts)
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_faulty_models_become_statuses_and_the_rest_is_counted(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str) -> None:
     out = tmp_path / "out"
