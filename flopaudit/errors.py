@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 import difflib
+import linecache
+import traceback
 from collections.abc import Iterable
+
+
+def failed_assertion(exc: AssertionError) -> str:
+    """Where an ``assert`` failed: ``"function (file:line): source"`` (plus its message, if any)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return str(exc)
+    last = frames[-1]
+    source = (last.line or linecache.getline(last.filename, last.lineno or 0)).strip()
+    where = f"{last.name} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+    return f"{where}: {source}" + (f" ({exc})" if str(exc) else "")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message; for an ``assert`` without one (``AssertionError()``, as
+    timm's attention layers check their input size), the statement that failed and where
+    (:func:`failed_assertion`); ``""`` for an empty message of any other exception."""
+    text = str(exc).strip()
+    if not text and isinstance(exc, AssertionError):
+        return failed_assertion(exc)
+    return text.splitlines()[0] if text else ""
 
 
 class UserError(Exception):

@@ -572,6 +572,28 @@ def test_meta_says_a_failure_there_may_be_the_input_or_a_meta_kernel(
     assert "failed on the meta device with input (3x5)" in err and "run it without --meta to tell" in err
 
 
+@pytest.mark.parametrize("meta", [False, True])
+def test_a_bare_assert_the_input_fails_says_which_and_where(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                             meta: bool) -> None:
+    """An ``assert`` without a message (timm's attention layers check their input size so) raises an empty
+    AssertionError: the error names the statement that failed and its line, not "AssertionError: AssertionError"."""
+    import inspect
+
+    from user_models import _AssertsItsWidth
+
+    lines, start = inspect.getsourcelines(_AssertsItsWidth.forward)
+    line = start + next(i for i, text in enumerate(lines) if "assert x.shape" in text)
+    err = _error_line(capsys, ["run", "--models", "user_models:asserts_its_width", "--input-shape", "2,4",
+                               *(["--meta"] if meta else []), "--backends", "reference", "--no-cache",
+                               "--no-progress", "--out", str(tmp_path)])
+    said = f"AssertionError: forward (user_models.py:{line}): assert x.shape[-1] == 8"
+    if meta:
+        assert err.startswith(f"flopaudit: error: model 'user_models:asserts_its_width' failed on the meta device "
+                              f"with input (2x4): {said}, raised in user_models, line {line}"), err
+    else:
+        assert err.startswith(f"flopaudit: error: model 'user_models:asserts_its_width' rejected input (2x4): {said}"), err
+
+
 @pytest.mark.parametrize("mode, macs", [(None, 3 * 4 * 4), ("eval", 3 * 4 * 4), ("train", 3 * 4 * 4 + 3 * 4 * 2)])
 def test_mode_chooses_train_or_eval_and_module_function_models_count_in_eval(
         tmp_path: Path, mode: str | None, macs: int) -> None:

@@ -209,6 +209,23 @@ def measured_head() -> nn.Module:
     return _MeasuredHead()
 
 
+class _AssertsItsWidth(nn.Module):
+    """Checks its input's width with a bare ``assert`` (no message), as timm's attention layers check
+    their input's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[-1] == 8
+        return self.fc(x)
+
+
+def asserts_its_width() -> nn.Module:
+    return _AssertsItsWidth()
+
+
 class _ChecksItsInit(nn.Module):
     """Checks in its constructor what its initialiser did (its weight orthogonal), so that it builds
     only where its weights are initialised and hold values: on the CPU and nowhere else."""

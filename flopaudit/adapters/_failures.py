@@ -19,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import linecache
 import re
-import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from flopaudit.errors import failed_assertion
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -30,17 +31,6 @@ if TYPE_CHECKING:
 
     from flopaudit.errors import BackendFailure
     from flopaudit.inputs import ModelInputs
-
-
-def failed_assertion(exc: AssertionError) -> str:
-    """Where an ``assert`` failed: ``"function (file:line): source"`` (plus its message, if any)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return str(exc)
-    last = frames[-1]
-    source = (last.line or linecache.getline(last.filename, last.lineno or 0)).strip()
-    where = f"{last.name} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
-    return f"{where}: {source}" + (f" ({exc})" if str(exc) else "")
 
 
 def named_failure(exc: BaseException, cause: str) -> BackendFailure:

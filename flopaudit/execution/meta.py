@@ -19,7 +19,7 @@ from torch import nn
 
 from flopaudit.adapters import get_backend
 from flopaudit.adapters.descriptor import MetaSupport
-from flopaudit.errors import UserError
+from flopaudit.errors import UserError, first_line
 from flopaudit.inputs import ModelInputs
 from flopaudit.reference.meta_workarounds import MetaWorkarounds, mixes_devices, reads_values, run_on_meta
 from flopaudit.text import cut_at_word
@@ -189,7 +189,7 @@ def meta_failure(exc: BaseException, inputs: str = "") -> str:
     code (or of torch's layers) that raised, where the traceback has one."""
     from flopaudit.adapters.base import raised_in
 
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    first = first_line(exc)
     at = raised_in(exc).strip().removeprefix("(").removesuffix(")")
 
     def said(limit: int | None = None, located: bool = True) -> str:

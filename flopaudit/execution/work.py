@@ -19,7 +19,7 @@ from torch import nn
 
 from flopaudit.adapters import get_adapter
 from flopaudit.eager import compiled_code_eager
-from flopaudit.errors import UserError, batch_statistics_hint, placement_hint
+from flopaudit.errors import UserError, batch_statistics_hint, first_line, placement_hint
 from flopaudit.execution.failures import failed_result
 from flopaudit.execution.protocol import CaseSettings, CostRequest
 from flopaudit.inputs import ModelInputs, holds_meta
@@ -150,8 +150,8 @@ class PreparedCase:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    text = first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
@@ -264,7 +264,8 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
 
             message = f"model{meta_failure(exc, inputs.describe())}"
         else:
-            message = (f"model failed to run: {type(exc).__name__}: {exc}{batch_statistics_hint(exc)}"
+            said = exc if str(exc).strip() else first_line(exc)  # (a bare assert: the statement and where)
+            message = (f"model failed to run: {type(exc).__name__}: {said}{batch_statistics_hint(exc)}"
                        f"{placement_hint(settings.device, settings.dtype)}")
         return failed(message)
     if settings.pass_.loss is not None:

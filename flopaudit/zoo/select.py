@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from flopaudit.callables import load_callable
-from flopaudit.errors import UserError, batch_statistics_hint, integer_inputs_hint, placement_hint
+from flopaudit.errors import UserError, batch_statistics_hint, first_line, integer_inputs_hint, placement_hint
 from flopaudit.inputs import ModelInputs
 from flopaudit.zoo.case import ModelCase, tensor_inputs
 
@@ -108,7 +108,7 @@ def check_runs(case: ModelCase, model: nn.Module, inputs: ModelInputs, *, meta: 
     try:
         without_grad_if_it_runs(run)  # (a forward that differentiates runs with autograd on)
     except Exception as exc:  # noqa: BLE001
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc) or type(exc).__name__
         if meta:
             from flopaudit.execution.meta import meta_failure
 
