@@ -74,9 +74,7 @@ def rebuilt_with_empty_weights(case: ModelCase, failure: BaseException) -> tuple
         return None
     if isinstance(failure, UserError) and failure.__cause__ is not None:  # (a trial's words for the model's error)
         failure = failure.__cause__
-    text = str(failure).strip()
-    said = cut_at_word(f"{type(failure).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), 160)
-    return model, inputs.to("meta"), (f"its forward failed built under torch.device('meta') ({said}): its "
+    return model, inputs.to("meta"), (f"its forward failed built under torch.device('meta') ({_briefly(failure)}): its "
                                       "constructor may skip work on meta tensors that its forward needs; built "
                                       "with empty_weights() (parameters and buffers on meta, other tensors where "
                                       "the code makes them), where it runs")
@@ -99,11 +97,16 @@ class MetaBuildFailure(Exception):
                 f"buffers on meta, other tensors where the code makes them), {_build_fault(with_empty_weights)}")
 
 
+def _briefly(exc: BaseException) -> str:
+    """``Type: first line of the message``, cut at a word within 160 characters."""
+    text = str(exc).strip()
+    return cut_at_word(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), 160)
+
+
 def _build_fault(exc: BaseException) -> str:
     """What a constructor met on meta, in a clause: a value read or a device mix where it is one, and
     where in the model's code (outside torch) it happened."""
-    text = str(exc).strip()
-    said = cut_at_word(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), 160)
+    said = _briefly(exc)
     reader, caller = _outside_torch(exc)
     where = f" in {reader}" + (f", called from {caller}" if caller else "") if reader else ""
     if mixes_devices(exc):

@@ -229,9 +229,10 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
 
     def trial_with_workarounds() -> tuple[float, Any, MetaWorkarounds]:
         """The trial; on meta, with the ways round a failure there that it needs."""
+        none = MetaWorkarounds()
         try:
-            forward_s, output, _ = trial(MetaWorkarounds())
-            return forward_s, output, MetaWorkarounds()
+            forward_s, output, _ = trial(none)
+            return forward_s, output, none
         except Exception as exc:
             if not settings.meta:
                 raise
