@@ -514,6 +514,32 @@ def test_a_number_method_called_on_a_traced_size_is_explained(backend: str) -> N
     assert get_adapter("reference").count(nn.Sequential(_PadsToAMultiple()), torch.randn(2, 6, 4)).macs == 2 * 8 * 16
 
 
+class _CausalWhereLong(nn.Module):
+    """Self-attention, causal where the sequence is longer than one token, decided as openai-whisper
+    decides it: ``is_causal=mask is not None and n_ctx > 1`` with ``n_ctx`` read from the shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n_ctx = x.shape[1]
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=mask is not None and n_ctx > 1)
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_flag_computed_from_a_traced_size_is_explained(backend: str) -> None:
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+    inputs = ModelInputs((torch.randn(2, 5, 8), torch.ones(5, 5)), {})
+    r = get_adapter(backend).count(_CausalWhereLong(), inputs)
+    assert r.status is Status.ERROR and "argument 'is_causal' must be bool, not Tensor" in (r.error or "")
+    assert ("the model's code in the model (_CausalWhereLong) gives scaled_dot_product_attention() a tensor as its "
+            "'is_causal' (it takes a bool) where an eager pass gives a Python value: a JIT trace records the sizes "
+            "the code reads as 0-dim tensors") in (r.error or ""), r.error
+
+
 class _FillsWithABool(nn.Module):
     """Sets the masked places of a boolean mask with ``masked_fill(skip, True)``, as torchtune's fusion
     layers do; torch's JIT tracer finds no operator schema for a Python bool as the value."""

@@ -259,18 +259,32 @@ _NO_TENSOR_ATTRIBUTE = re.compile(r"^'Tensor' object has no attribute '(\w+)'$")
 """An AttributeError of a tensor; the attribute follows."""
 
 
+_TENSOR_FOR_A_NUMBER = re.compile(r"^([\w.]+)\(\): argument '(\w+)'(?: \(position \d+\))? must be ([\w ]+), not Tensor$")
+"""A TypeError of torch's argument parser given a tensor for a Python number or bool; the function,
+the argument and the type it takes follow."""
+
+
 def traced_size_number_hint(exc: BaseException, model: nn.Module) -> str:
-    """For a JIT trace (fvcore's, torchprofile's) failing where the model's code calls a method of
-    Python numbers on a size (local-attention's ``(seqlen / multiple).is_integer()``): a trace
-    records each size the code reads (``x.shape[i]``) as a 0-dim tensor, and arithmetic on it
-    gives a tensor, which has no such method. Where; ``""`` for any other error."""
-    found = _NO_TENSOR_ATTRIBUTE.match(str(exc)) if isinstance(exc, AttributeError) else None
-    if found is None or not (hasattr(int, found[1]) or hasattr(float, found[1])) or not any(
-            frame.f_code.co_filename.endswith(("jit/_trace.py", "jit\\_trace.py")) for frame, _ in frames_of(exc)):
+    """For a JIT trace (fvcore's, torchprofile's) failing where the model's code uses a value computed
+    from a size as a Python number: a trace records each size the code reads (``x.shape[i]``) as a
+    0-dim tensor, and arithmetic or a comparison on it gives a tensor, which has no method of Python
+    numbers (local-attention's ``(seqlen / multiple).is_integer()``) and which torch's functions
+    refuse where they take a number or a bool (openai-whisper's
+    ``scaled_dot_product_attention(..., is_causal=mask is not None and n_ctx > 1)``). Where;
+    ``""`` for any other error."""
+    if not any(frame.f_code.co_filename.endswith(("jit/_trace.py", "jit\\_trace.py")) for frame, _ in frames_of(exc)):
         return ""
-    return (f"; the model's code{_called_in(exc, model)} calls .{found[1]}(), a method of Python numbers, on a "
-            "value computed from a size: a JIT trace records the sizes it reads as 0-dim tensors, and a tensor "
-            "has no such method")
+    found = _NO_TENSOR_ATTRIBUTE.match(str(exc)) if isinstance(exc, AttributeError) else None
+    if found is not None and (hasattr(int, found[1]) or hasattr(float, found[1])):
+        return (f"; the model's code{_called_in(exc, model)} calls .{found[1]}(), a method of Python numbers, on a "
+                "value computed from a size: a JIT trace records the sizes it reads as 0-dim tensors, and a tensor "
+                "has no such method")
+    found = _TENSOR_FOR_A_NUMBER.match(str(exc)) if isinstance(exc, TypeError) else None
+    if found is not None:
+        return (f"; the model's code{_called_in(exc, model)} gives {found[1]}() a tensor as its {found[2]!r} (it "
+                f"takes a {found[3]}) where an eager pass gives a Python value: a JIT trace records the sizes the "
+                "code reads as 0-dim tensors, and a comparison or arithmetic on one gives a tensor")
+    return ""
 
 
 def traced_grad_outputs_hint(exc: BaseException, model: nn.Module) -> str:

@@ -129,6 +129,12 @@ def patched(watcher: CallWatcher, paths: Sequence[str], graph_code: bool = False
             saved.append((module, name, True, original))
             setattr(module, name, _wrapper(watcher, path, original,
                                            *((module, name) if unpatched_for_overrides else ())))
+        if saved:
+            applied = [(owner, attr, getattr(owner, attr), original) for owner, attr, _, original in saved]
+            for owner, attr in _SCRIPT_OWNERS:
+                script = getattr(owner, attr)
+                saved.append((owner, attr, True, script))
+                setattr(owner, attr, _scripting_unpatched(script, applied))
         yield
     finally:
         for owner, attr, was_own, original in reversed(saved):
@@ -136,6 +142,31 @@ def patched(watcher: CallWatcher, paths: Sequence[str], graph_code: bool = False
                 setattr(owner, attr, original)
             elif attr in vars(owner):
                 delattr(owner, attr)
+
+
+_SCRIPT_OWNERS = ((torch.jit, "script"), (torch.jit._trace, "script"))
+"""Where ``torch.jit.script`` is looked up: by the model's code, and by torch's own
+``script_if_tracing`` wrapper."""
+
+
+def _scripting_unpatched(script: Callable[..., Any], applied: list[tuple[Any, str, Any, Any]]) -> Callable[..., Any]:
+    """``torch.jit.script`` compiling with every patched callable put back (``applied``:
+    ``(owner, name, wrapper, original)``) for the compile: TorchScript resolves the callables a
+    function calls when it compiles it, to the operators they stand for, and refuses a wrapper
+    (``*args, **kwargs``). Code that scripts a function as it runs under a trace
+    (``script_if_tracing``) then compiles what a JIT-trace counter compiles, and its calls
+    run as the operators a trace holds as one opaque call."""
+    def scripting(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        for owner, name, _, original in applied:
+            setattr(owner, name, original)
+        try:
+            return script(obj, *args, **kwargs)
+        finally:
+            for owner, name, wrapper, _ in applied:
+                setattr(owner, name, wrapper)
+
+    scripting.__wrapped__ = script  # type: ignore[attr-defined]
+    return scripting
 
 
 def _names_in(namespaces: Sequence[Any], match: Callable[[Any], bool]) -> list[tuple[Any, str, Any]]:
@@ -225,7 +256,8 @@ def _wrapper(watcher: CallWatcher, path: str, original: Any, owner: Any = None, 
 @contextlib.contextmanager
 def answering_tracing(answer: bool, asked: dict[str, int], namespaces: Sequence[Any] = ()) -> Iterator[None]:
     """Wrap ``torch.jit.is_tracing`` (as ``torch.jit`` and ``torch.jit._trace`` hold it, and the
-    names the Python modules ``namespaces`` imported it by) for the block: a call from code outside torch
+    names the Python modules ``namespaces`` imported it by) and ``torch._C._is_tracing`` (which
+    code written for torch 1.6 asks, as asteroid's copy of ``script_if_tracing`` does) for the block: a call from code outside torch
     (the model's, its libraries') is counted in ``asked`` (by ``module:function`` of the
     caller) and answered ``answer`` when torch says no trace runs; torch's own calls get
     torch's answer. Code that takes another branch under a trace (kornia's ``warp_affine``
@@ -235,25 +267,32 @@ def answering_tracing(answer: bool, asked: dict[str, int], namespaces: Sequence[
     # ``_is_tracing``) is not answered."""
     from torch.jit import _trace
 
+    def answered(original: Callable[[], bool]) -> Callable[[], bool]:
+        def is_tracing() -> bool:
+            if original():
+                return True
+            caller = sys._getframe(1)
+            module = caller.f_globals.get("__name__", "")
+            if module == "torch" or module.startswith("torch."):
+                return False
+            site = f"{module}:{caller.f_code.co_name}"
+            asked[site] = asked.get(site, 0) + 1
+            return answer
+
+        is_tracing.__doc__ = original.__doc__
+        return is_tracing
+
     original = _trace.is_tracing
-
-    def is_tracing() -> bool:
-        if original():
-            return True
-        caller = sys._getframe(1)
-        module = caller.f_globals.get("__name__", "")
-        if module == "torch" or module.startswith("torch."):
-            return False
-        site = f"{module}:{caller.f_code.co_name}"
-        asked[site] = asked.get(site, 0) + 1
-        return answer
-
-    is_tracing.__doc__ = original.__doc__
-    owners: list[tuple[Any, str]] = [(torch.jit, "is_tracing"), (_trace, "is_tracing")]
-    owners += [(m, name) for m, name, _ in _names_in(namespaces, lambda value: value is original)]
-    saved = [(owner, name, getattr(owner, name)) for owner, name in owners]
-    for owner, name, _ in saved:
-        setattr(owner, name, is_tracing)
+    is_tracing = answered(original)
+    owners: list[tuple[Any, str, Callable[[], bool]]] = [(torch.jit, "is_tracing", is_tracing),
+                                                         (_trace, "is_tracing", is_tracing)]
+    owners += [(m, name, is_tracing) for m, name, _ in _names_in(namespaces, lambda value: value is original)]
+    # torch's own is_tracing asks torch._C._is_tracing (a torch caller: torch's answer); code written
+    # for torch 1.6 asks it directly (asteroid's script_if_tracing copy).
+    owners.append((torch._C, "_is_tracing", answered(torch._C._is_tracing)))
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in owners]
+    for owner, name, wrapper in owners:
+        setattr(owner, name, wrapper)
     try:
         yield
     finally:

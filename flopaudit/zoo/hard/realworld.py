@@ -321,6 +321,46 @@ class CallsScriptedFunction(nn.Module):
         return self.mlp(self.fc(x), self.w1, self.w2)
 
 
+def _asks_is_tracing() -> bool:
+    """``torch._C._is_tracing()``, asked directly as code written for torch 1.6 asks it
+    (asteroid_filterbanks' ``scripting.is_tracing``)."""
+    return torch._C._is_tracing()
+
+
+def _script_if_tracing(fn: Any) -> Any:
+    """A library's own copy of ``torch.jit.script_if_tracing`` (asteroid's): ``fn`` runs as written,
+    and under a JIT trace is compiled by TorchScript and called compiled."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _asks_is_tracing():
+            return fn(*args, **kwargs)
+        return _script(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+@_script_if_tracing
+def _filterbank(waveform: torch.Tensor, filters: torch.Tensor, stride: int) -> torch.Tensor:
+    """``conv1d`` of a (batch, time) waveform with a bank of 1-channel filters."""
+    if waveform.dim() == 2:
+        waveform = waveform.unsqueeze(1)
+    return F.conv1d(waveform, filters, stride=stride)
+
+
+class ScriptedWhenTraced(nn.Module):
+    """A learned filterbank as asteroid's free encoder computes it: 16 filters of 8 taps (a parameter)
+    over a (2, 64) waveform at stride 4, through a function scripted under a trace, then Linear(16, 4)
+    over the 15 frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filters = nn.Parameter(torch.randn(16, 1, 8) * 0.1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(_filterbank(x, self.filters, 4).transpose(1, 2))
+
+
 class DiscardedWork(nn.Module):
     """Computes ``probe(x)`` and throws it away, returns ``head(x)``."""
 
@@ -1306,6 +1346,18 @@ def cases() -> list[ModelCase]:
             expected_params=8 * 8 + 8 + 8 * 16 + 16 * 4,
             description="Linear(8, 8) then a torch.jit.script function relu(h @ w1) @ w2 (w1 8x16, w2 16x4), on "
             "(2, 8): a JIT trace records the call as one prim::CallFunction",
+        ),
+        hard_case(
+            "scripted-when-traced",
+            ScriptedWhenTraced,
+            randn_inputs((2, 64)),
+            {"torchscript", "functional", "conv", "linear"},
+            expected_macs=2 * 16 * 15 * 8 + 2 * 15 * 16 * 4,  # the filterbank's 15 frames, then the Linear
+            expected_params=16 * 8 + 16 * 4 + 4,
+            description="a learned filterbank, F.conv1d of a (2, 64) waveform with 16 filters of 8 taps at stride "
+            "4, in a function compiled by TorchScript when called under a JIT trace (asteroid's copy of "
+            "script_if_tracing, asking torch._C._is_tracing()), then Linear(16, 4) over the frames: a JIT trace "
+            "records the filterbank as one prim::CallFunction",
         ),
         hard_case(
             "discarded-output",
