@@ -397,6 +397,27 @@ def test_a_cast_to_a_meta_tensors_type_name_casts_to_its_dtype_on_meta() -> None
     assert "aten._to_copy.default" in [e.op for e in cpu.events]
 
 
+def test_an_assert_on_values_is_taken_to_hold_on_meta() -> None:
+    """``assert cond`` on a tensor's values asks for a value meta tensors do not have (demucs checks
+    its padding so). On meta such an assertion is taken to hold: its operators are counted as on the
+    CPU, the count equals the CPU's and names the first assert; an ``if`` on values still fails."""
+    import user_models
+    from user_models import asserts_and_branches_on_values, asserts_values
+
+    from flopaudit.reference.meta_workarounds import assertions_note
+
+    source = Path(user_models.__file__).read_text().splitlines()
+    line = 1 + next(i for i, text in enumerate(source) if "assert torch.isfinite(x).all()" in text)
+    note = assertions_note(f"user_models:forward (line {line})")
+    cpu, meta = _counted_on_meta_as_on_the_cpu(asserts_values, (2, 2, 10), "meta", note)
+    assert [e.op for e in meta.events] == [e.op for e in cpu.events]
+    assert [e.op for e in cpu.events].count("aten._local_scalar_dense.default") == 2  # (the two asserts)
+    with torch.device("meta"):
+        branches = asserts_and_branches_on_values()
+    with pytest.raises(RuntimeError, match="meta tensors"):
+        count(branches, torch.randn(2, 2, 10), device="meta")
+
+
 @pytest.mark.parametrize("enabled", [False, True])
 def test_autocast_asked_for_on_meta_does_nothing_there(enabled: bool) -> None:
     """``torch.autocast("meta")`` raises ("unsupported scalarType"), where code that turns autocast

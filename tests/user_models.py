@@ -8,6 +8,7 @@ import warnings
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -491,6 +492,38 @@ class _CastsByTypeName(nn.Module):
 
 def casts_by_type_name() -> nn.Module:
     return _CastsByTypeName()
+
+
+def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """Reflection padding that checks the padded tensor holds ``x`` unchanged, as demucs' ``pad1d`` does."""
+    out = F.pad(x, (left, right), "reflect")
+    assert (out[..., left:left + x.shape[-1]] == x).all()
+    return out
+
+
+class _AssertsValues(nn.Module):
+    """Asserts its input is finite (with a message), pads it by reflection (asserting the padding
+    kept it), then a Conv1d(2, 4, 3); with ``branch``, also doubles the input where every value is
+    positive, an ``if`` on values."""
+
+    def __init__(self, branch: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 3)
+        self.branch = branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert torch.isfinite(x).all(), "the input holds a NaN or an infinity"
+        if self.branch and (x > 0).all():
+            x = x * 2
+        return self.conv(_reflect_pad(x, 1, 1))
+
+
+def asserts_values() -> nn.Module:
+    return _AssertsValues()
+
+
+def asserts_and_branches_on_values() -> nn.Module:
+    return _AssertsValues(branch=True)
 
 
 def _scaled_products(x: torch.Tensor, c: float) -> torch.Tensor:

@@ -44,6 +44,15 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   (``Tensor.to``), as the CPU's ``torch.FloatTensor`` does there: the same
   operator, or none where the dtype is the tensor's own.
 
+- **An assertion on values.** A model that checks its tensors' values with
+  ``assert`` (demucs' ``pad1d``: ``assert (out[..., left:left + length] ==
+  x0).all()``) asks for a value meta tensors do not have. The check cannot
+  change what the pass computes: on meta such an assertion is taken to hold,
+  as it must on a device for the forward to run. Its operators are counted as
+  on the CPU; only the question ``assert`` itself asks (the condition's truth,
+  read in the model's own code at an ``assert`` statement) is answered yes.
+  A value read anywhere else (an ``if`` on values, ``.item()``) still fails.
+
 A model that reads a value in every branch still fails, with the failure of
 the last way tried. Used by :func:`flopaudit.reference.count` on meta and by
 every count of a ``--meta`` audit.
@@ -53,8 +62,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import dis
+import functools
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -279,6 +291,75 @@ META_TYPE_NAMES_NOTE = ("on meta, Tensor.type() names a tensor's type torch.meta
                         "CPU's torch.<Kind>Tensor does there")
 
 
+_JUMPS_IF_TRUE = frozenset(op for name, op in dis.opmap.items() if "JUMP" in name and name.endswith("IF_TRUE"))
+_TO_BOOL = dis.opmap.get("TO_BOOL")  # (Python 3.13: converts before the jump)
+_LOAD_ASSERTION_ERROR = dis.opmap["LOAD_ASSERTION_ERROR"]
+
+
+@functools.lru_cache(maxsize=256)
+def _instructions(code: Any) -> tuple[dict[int, int], tuple[dis.Instruction, ...]]:
+    """``code``'s instructions and the index of each by its offset."""
+    found = tuple(dis.get_instructions(code))
+    return {ins.offset: i for i, ins in enumerate(found)}, found
+
+
+def _asserting(code: Any, lasti: int) -> bool:
+    """Is the instruction at ``lasti`` of ``code`` the test of an ``assert`` statement (the
+    conversion to bool that jumps past raising ``AssertionError`` when true)?"""
+    at, instructions = _instructions(code)
+    i = at.get(lasti)
+    if i is None:
+        return False
+    if instructions[i].opcode == _TO_BOOL and i + 1 < len(instructions):
+        i += 1
+    return (instructions[i].opcode in _JUMPS_IF_TRUE and i + 1 < len(instructions)
+            and instructions[i + 1].opcode == _LOAD_ASSERTION_ERROR)
+
+
+def _outside_torch(name: str) -> bool:
+    return not (name == "torch" or name.startswith(("torch.", "flopaudit.")) or name == "flopaudit")
+
+
+def asserted_value_site(exc: BaseException) -> str | None:
+    """Where the model's code asserts a value that ``exc`` says a meta tensor cannot give: its
+    ``module:function (line N)``, where the innermost frame of the traceback outside torch and
+    flopaudit is at an ``assert`` statement's test; None otherwise."""
+    for link in _chain(exc):
+        if not reads_values(link):
+            continue
+        last = None
+        tb = link.__traceback__
+        while tb is not None:
+            if _outside_torch(tb.tb_frame.f_globals.get("__name__", "")):
+                last = tb
+            tb = tb.tb_next
+        if last is not None and _asserting(last.tb_frame.f_code, last.tb_lasti):
+            frame = last.tb_frame
+            return f"{frame.f_globals.get('__name__', '?')}:{frame.f_code.co_name} (line {last.tb_lineno})"
+    return None
+
+
+class _AssertionsHoldOnMeta(TorchDispatchMode):
+    """A meta tensor's truth asked by the model's code at an ``assert`` statement is True; every
+    other operator, and every other value read, runs as it is."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default and args and getattr(args[0], "is_meta", False):
+            frame = sys._getframe(1)
+            while frame is not None and not _outside_torch(frame.f_globals.get("__name__", "")):
+                frame = frame.f_back  # type: ignore[assignment]
+            if frame is not None and _asserting(frame.f_code, frame.f_lasti):
+                return True
+        return func(*args, **(kwargs or {}))
+
+
+def assertions_note(site: str) -> str:
+    """What every count of a model whose value assertions were taken to hold on meta says."""
+    return (f"on meta, the model's code asserts tensor values (first at {site}), which meta tensors do not have: "
+            "each such assert was taken to hold, as it must on a device for the forward to run; the operators "
+            "computing its condition were counted as on the CPU")
+
+
 def traced_branch_note(sites: Sequence[str]) -> str:
     """What every count of a model run on meta in its traced branch says (``sites``: where its code
     asked whether it is traced)."""
@@ -318,10 +399,13 @@ class MetaWorkarounds:
     """``torch.distributions``' argument checks taken to pass on meta."""
     meta_type_names_cast: bool = False
     """``Tensor.type("torch.meta.<Kind>Tensor")`` casts to that kind's dtype."""
+    assertion_site: str = ""
+    """Where the model's code first asserts a value (``module:function (line N)``); assertions on
+    meta tensors' values are then taken to hold. ``""``: not answered."""
 
     def __bool__(self) -> bool:
         return (self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
-                or self.distribution_checks_pass or self.meta_type_names_cast)
+                or self.distribution_checks_pass or self.meta_type_names_cast or bool(self.assertion_site))
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -338,6 +422,8 @@ class MetaWorkarounds:
                 stack.enter_context(_distribution_checks_pass_on_meta())
             if self.meta_type_names_cast:
                 stack.enter_context(_meta_type_names_cast())
+            if self.assertion_site:
+                stack.enter_context(_AssertionsHoldOnMeta())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
 
     def notes(self) -> tuple[str, ...]:
@@ -346,7 +432,8 @@ class MetaWorkarounds:
             ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ()) + \
             ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ()) + \
             ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ()) + \
-            ((META_TYPE_NAMES_NOTE,) if self.meta_type_names_cast else ())
+            ((META_TYPE_NAMES_NOTE,) if self.meta_type_names_cast else ()) + \
+            ((assertions_note(self.assertion_site),) if self.assertion_site else ())
 
 
 _T = TypeVar("_T")
@@ -361,8 +448,11 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
     ``is_tracing()`` changed nothing (no code asked)."""
     ways = MetaWorkarounds()
     while True:
+        site = None if ways.assertion_site else asserted_value_site(failure)
         if checks_distribution_arguments(failure) and not ways.distribution_checks_pass:
             ways = dataclasses.replace(ways, distribution_checks_pass=True)
+        elif site is not None:
+            ways = dataclasses.replace(ways, assertion_site=site)
         elif reads_values(failure) and not ways.traced:
             ways = dataclasses.replace(ways, traced=True)
         elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
