@@ -943,6 +943,23 @@ def test_torch_profiler_declares_its_estimates_inside_a_scripted_function() -> N
         "torch-profiler", calls_scripted_products(), (torch.randn(4, 8),))
 
 
+def test_torch_profiler_declares_its_elementwise_estimates_inside_a_scripted_module() -> None:
+    """TorchScript's graph executor optimises a scripted module's method after its first calls and may
+    reorder or rewrite its products and sums (MACE's e3nn layers read 3,327 MACs of them in the first
+    forward, 3,855 in every later one), and the profiler prices those one FLOP per element of the
+    first input. The adapter declares its aten::mul/aten::add estimates inside TorchScript code, the
+    ruleset prices those operators 0 in a scripted module: the two add up, the Linear's product aside."""
+    from user_models import holds_scripted_products
+
+    from flopaudit.adapters.torch_profiler import SCRIPTED_ELEMENTWISE
+
+    r = _adapter("torch-profiler").count(holds_scripted_products(), torch.randn(4, 8))
+    assert r.status is Status.OK, r.error
+    assert dict(r.extra) == {SCRIPTED_ELEMENTWISE: 6 * (4 * 8) // 2}  # six products and sums, 1 FLOP per element
+    assert r.macs - dict(r.extra)[SCRIPTED_ELEMENTWISE] == 4 * 8 * 8 == _predicted(
+        "torch-profiler", holds_scripted_products(), (torch.randn(4, 8),))
+
+
 def test_torchprofile_holds_a_scripted_function_as_one_node() -> None:
     """A JIT trace records a ``torch.jit.script`` function's call as one ``prim::CallFunction`` node,
     which torchprofile has no handler for: the products inside count 0, as the ruleset predicts."""

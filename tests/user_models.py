@@ -557,6 +557,31 @@ def calls_scripted_products() -> nn.Module:
     return _CallsScriptedProducts()
 
 
+class _ScaledProducts(nn.Module):
+    """:func:`_scaled_products` as a module's forward (with c = 0.5)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _scaled_products(x, 0.5)
+
+
+class _HoldsScriptedProducts(nn.Module):
+    """Linear(8, 8), then a scripted module of elementwise work (e3nn compiles its layers so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            self.products = torch.jit.script(_ScaledProducts())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.products(self.fc(x))
+
+
+def holds_scripted_products() -> nn.Module:
+    return _HoldsScriptedProducts()
+
+
 class _Hangs(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         import time

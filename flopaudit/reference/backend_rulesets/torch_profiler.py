@@ -69,6 +69,12 @@ _R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an 
                   "profiler (not priced); the reference's mode sees it out of place")
 _R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
 SCRIPT_MODULE = "RecursiveScriptModule"
+TORCHSCRIPT_MODULES = (SCRIPT_MODULE, "TopLevelTracedModule", "TracedModule")
+"""The classes of the modules whose forward is TorchScript code: scripted, and traced (the root
+of a ``torch.jit.trace`` and its submodules)."""
+_R_SCRIPTED_ELEMENTWISE = ("aten::mul/aten::add in a scripted or traced module's TorchScript code count 0 here: the "
+                           "adapter declares the profiler's estimates of them, which change once the graph executor "
+                           "optimises the module after its first calls")
 VMAP_CALL = "torch._functorch.apis.vmap_impl"
 """What a function ``torch.func.vmap`` (``torch.vmap``) made calls to run, looked up when called:
 the operators inside are the ones vmap runs (the adapter marks the same calls)."""
@@ -282,6 +288,8 @@ TORCH_PROFILER = Ruleset(
                   kind=_UNSUPPORTED),
         EventRule("torch-profiler.scripted_conv2d", op="aten.convolution", module_type=SCRIPT_MODULE,
                   reason=_R_SCRIPTED_CONV),
+        *(EventRule("zero", op=op, module_type=m, reason=_R_SCRIPTED_ELEMENTWISE) for op in ("aten.mul", "aten.add")
+          for m in TORCHSCRIPT_MODULES),
         EventRule("zero", category=Category.CONV, reason=_R_CONV, kind=_UNSUPPORTED),
         *(EventRule("zero", op=op, patched=p, reason=_R_LINEAR_BIAS) for op in ("aten.add", "aten.mul")
           for p in LINEAR_CALLS),
