@@ -157,6 +157,8 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "_factories.elementwise": lambda: engine(torch.add, X, X),
     "_factories.fused_elementwise": lambda: engine(torch.addcmul, X, X, X),
     "_factories.cross_product": lambda: engine(torch.linalg.cross, (4, 3), (4, 3)),
+    "_factories.foreach_elementwise": lambda: engine(lambda a, b: torch._foreach_mul([a, b], 0.5), X, (5,)),
+    "_factories.foreach_fused_elementwise": lambda: engine(lambda a, b: torch._foreach_lerp([a], [b], 0.5), X, X),
     "pool.max_pool": lambda: engine(lambda x: F.max_pool2d(x, 2), X),
     "pool.avg_pool": lambda: engine(lambda x: F.avg_pool2d(x, 2), X),
     "pool.adaptive_avg_pool": lambda: engine(lambda x: F.adaptive_avg_pool2d(x, 3), X),

@@ -142,6 +142,12 @@ ELEMENTWISE_CASES = [
     ("inplace_add", lambda: Fn(lambda a, b: a.add_(b)), [(2, 3, 4), (2, 3, 4)], 2 * 3 * 4),
     ("where_is_selection", lambda: Fn(lambda a: torch.where(a > 0, a, 0.0)), [(2, 3, 4)], 2 * 3 * 4),  # the > only
     ("addcmul", lambda: Fn(lambda a: torch.addcmul(a, a, a)), [(2, 3, 4)], 2 * (2 * 3 * 4)),
+    # the list kernels: per element of each tensor of the list (one multiply; two for addcmul)
+    ("foreach_mul", lambda: Fn(lambda a, b: torch._foreach_mul([a, b], 0.5)), [(2, 3, 4), (5,)], 2 * 3 * 4 + 5),
+    ("foreach_add_inplace", lambda: Fn(lambda a, b: torch._foreach_add_([a.clone(), b.clone()], [a, b])),
+     [(2, 3, 4), (5,)], 2 * 3 * 4 + 5),
+    ("foreach_addcmul", lambda: Fn(lambda a, b: torch._foreach_addcmul([a, b], [a, b], [a, b])), [(2, 3, 4), (5,)],
+     2 * (2 * 3 * 4 + 5)),
     ("dropout_train", lambda: nn.Dropout(0.5).train(), [(2, 3, 4)], 2 * (2 * 3 * 4)),  # mask scale + multiply
     ("dropout_eval", lambda: nn.Dropout(0.5).eval(), [(2, 3, 4)], 0),
     ("sum_all", lambda: Fn(lambda a: a.sum()), [(2, 3, 4)], 2 * 3 * 4 - 1),

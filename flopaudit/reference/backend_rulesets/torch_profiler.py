@@ -266,6 +266,22 @@ def first_numel(e: OpEvent) -> int:
     return _numel(e.input_shapes[0]) if e.input_shapes else 0
 
 
+@event_counter("torch-profiler.foreach_first_numel")
+def foreach_first_numel(e: OpEvent) -> int:
+    """``aten::_foreach_mul``/``aten::_foreach_add`` on the CPU: torch's per-tensor path runs one
+    ``aten::mul``/``aten::add`` for each tensor of the first list, 1 FLOP per element of that tensor.
+    The event holds the shape of every tensor input in order: the first list is all of them beside a
+    scalar (``.Scalar``, ``.ScalarList``), all but the last beside a 0-dim tensor (``.Tensor``), the
+    first half beside a second list (``.List``)."""
+    shapes = e.input_shapes
+    overload = e.op.rsplit(".", 1)[-1]
+    if overload == "List":
+        shapes = shapes[:len(shapes) // 2]
+    elif overload == "Tensor":
+        shapes = shapes[:-1]
+    return sum(_numel(s) for s in shapes)
+
+
 TORCH_PROFILER = Ruleset(
     name="torch-profiler",
     unit="FLOP",
@@ -339,6 +355,10 @@ TORCH_PROFILER = Ruleset(
         *(EventRule("torch-profiler.first_numel", op=op,
                     reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")
           for op in ("aten.mul", "aten.add")),
+        *(EventRule("torch-profiler.foreach_first_numel", op=op,
+                    reason="aten::_foreach_mul/_foreach_add run one aten::mul/aten::add per tensor on the CPU: 1 FLOP "
+                    "per element of each tensor of the first list")
+          for op in ("aten._foreach_mul", "aten._foreach_add")),
         EventRule("2*macs", op="aten._grouped_mm",
                   reason="aten::_grouped_mm's own aten::mm, one per group (mixture-of-experts layers) = 2 x MACs"),
         EventRule("2*macs", op="aten._native_multi_head_attention",

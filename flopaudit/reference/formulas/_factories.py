@@ -43,6 +43,25 @@ def per_output_element(
     return formula
 
 
+def per_listed_element(
+    category: Category, flops_per_element: int, *names: str, name: str, doc: str
+) -> Formula:
+    """Register ``flops_per_element`` extra FLOPs per element of each tensor of the first list
+    argument (``self``), 0 MACs: the ``_foreach_*`` ops, which apply an elementwise op to every
+    tensor of a list (in place or not), each of the same shape as its result.
+
+    ``names`` are aten packet names; absent ones are skipped."""
+
+    def formula(call: OpCall) -> Cost:
+        return Cost(0, flops_per_element * sum(numel(s) for s in call["self"] if s is not None), category)
+
+    formula.__qualname__ = name
+    formula.__name__ = name
+    formula.__doc__ = doc
+    register_formula(*existing(*names))(formula)
+    return formula
+
+
 def on(*names: str) -> Callable[[Formula], Formula]:
     """Decorator: register a hand-written formula for the existing aten ``names``."""
 

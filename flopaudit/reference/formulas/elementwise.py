@@ -2,12 +2,13 @@
 the output is the broadcast shape), in-place variants included.
 
 A few fused ops cost more than one (``addcmul``, ``addcdiv``, ``lerp``, ``linalg_cross``,
-training dropout); comparisons, logical and bitwise ops count one each.
+training dropout); comparisons, logical and bitwise ops count one each. The ``_foreach_*``
+ops count the same per element of each tensor of their list.
 """
 
 from __future__ import annotations
 
-from flopaudit.reference.formulas._factories import per_output_element
+from flopaudit.reference.formulas._factories import per_listed_element, per_output_element
 from flopaudit.reference.registry import Category
 
 _BASE = (
@@ -45,4 +46,24 @@ cross_product = per_output_element(
     name="cross_product",
     doc="3-vector cross product: each output element is ``a_j b_k - a_k b_j``, 3 FLOPs (two multiplies, "
     "a subtract).",
+)
+
+
+def _foreach(*bases: str) -> tuple[str, ...]:
+    """``_foreach_<base>`` and its in-place ``_foreach_<base>_`` for each of ``bases``."""
+    return tuple(f"_foreach_{base}{suffix}" for base in bases for suffix in ("", "_"))
+
+
+foreach_elementwise = per_listed_element(
+    Category.ELEMENTWISE, 1, *_foreach(*_BASE),
+    name="foreach_elementwise",
+    doc="``_foreach_<op>`` of an elementwise op over a list of tensors (torch.optim's foreach kernels, "
+    "``torch._foreach_mul``): 1 FLOP per element of each tensor of the list, 0 MACs.",
+)
+
+foreach_fused_elementwise = per_listed_element(
+    Category.ELEMENTWISE, 2, *_foreach("addcmul", "addcdiv", "lerp"),
+    name="foreach_fused_elementwise",
+    doc="``_foreach_addcmul``/``_foreach_addcdiv``/``_foreach_lerp`` over a list of tensors: 2 FLOPs per "
+    "element of each tensor of the list, 0 MACs.",
 )

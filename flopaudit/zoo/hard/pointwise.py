@@ -23,6 +23,23 @@ _CONV_MACS = 2 * 8 * 16 * 16 * 3 * 3 * 3
 _CONV_PARAMS = 8 * 3 * 3 * 3  # no bias
 
 
+class ForeachUpdate(nn.Module):
+    """``Linear(8, 8)`` on (2, 8), then a fast-weight update of two (2, 8, 16) states as titans'
+    neural memory writes it, with the list kernels: ``torch._foreach_mul`` by a decay, then
+    ``torch._foreach_add`` of the products with the input, then a sum of each state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x)
+        states = [h.unsqueeze(-1).expand(2, 8, 16), x.unsqueeze(-1).expand(2, 8, 16)]
+        decayed = torch._foreach_mul(states, 0.9)
+        updated = torch._foreach_add(decayed, [h.unsqueeze(-1), x.unsqueeze(-1)])
+        return updated[0].sum(-1) + updated[1].sum(-1)
+
+
 def _conv_bn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
 
@@ -231,6 +248,17 @@ def cases() -> list[ModelCase]:
             )
             for mode in ("nearest", "bilinear")
         ],
+        hard_case(
+            "foreach-update",
+            ForeachUpdate,
+            randn_inputs((2, 8)),
+            {"elementwise", "linear"},
+            expected_macs=2 * 8 * 8,  # the Linear; the list kernels are elementwise (extra FLOPs)
+            expected_params=8 * 8 + 8,
+            description="Linear(8, 8) on (2, 8), then torch._foreach_mul of two (2, 8, 16) states by 0.9 and "
+            "torch._foreach_add of two (2, 8, 1) updates, as titans' neural memory updates its fast weights: "
+            "torch.profiler records one aten::mul/aten::add per tensor of the list",
+        ),
         hard_case(
             "embedding",
             _embedding_head,
