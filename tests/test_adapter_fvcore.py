@@ -540,6 +540,19 @@ def test_a_flag_computed_from_a_traced_size_is_explained(backend: str) -> None:
             "the code reads as 0-dim tensors") in (r.error or ""), r.error
 
 
+@pytest.mark.parametrize("backend", ["fvcore", "torchprofile"])
+def test_a_functional_call_under_a_trace_is_explained(backend: str) -> None:
+    """``torch.func.functional_call`` refuses a module a JIT trace runs (titans' neural memory)."""
+    from user_models import fast_weights
+
+    if not get_backend(backend).available():
+        pytest.skip(get_backend(backend).missing_reason())
+    r = get_adapter(backend).count(fast_weights(), torch.randn(4, 8))
+    assert r.status is Status.ERROR and "The stateless API can't be used with Jitted modules" in (r.error or "")
+    assert ("the model calls torch.func.functional_call on one of its modules in the model (_FastWeights), which "
+            "refuses a module while a JIT trace runs it") in (r.error or ""), r.error
+
+
 class _FillsWithABool(nn.Module):
     """Sets the masked places of a boolean mask with ``masked_fill(skip, True)``, as torchtune's fusion
     layers do; torch's JIT tracer finds no operator schema for a Python bool as the value."""

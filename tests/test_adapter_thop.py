@@ -221,3 +221,15 @@ def test_a_wrapper_passing_names_through_is_named_where_thop_registers_its_buffe
     assert r.status is Status.ERROR
     assert ("module '0' (_PassThrough) already answers total_ops through its __getattr__ (it passes names "
             "through to another module): register_buffer refuses it") in (r.error or ""), r.error
+
+
+def test_a_module_run_inside_a_torch_func_transform_is_explained() -> None:
+    """thop's hook adds a module's count to its ``total_ops`` buffer in place, which torch.func
+    refuses inside a transform when the module runs there (titans' neural memory takes the
+    gradient of its memory network inside its forward)."""
+    from user_models import fast_weights
+
+    r = get_adapter("thop").count(fast_weights(), torch.randn(4, 8))
+    assert r.status is Status.ERROR and "would mutate a captured Tensor" in (r.error or "")
+    assert ("the counter's hook writes its count to a tensor of its own in place (aten::add_.Tensor) after module "
+            "'memory' (Linear) ran inside a torch.func transform") in (r.error or ""), r.error

@@ -494,6 +494,29 @@ def casts_by_type_name() -> nn.Module:
     return _CastsByTypeName()
 
 
+class _FastWeights(nn.Module):
+    """A memory Linear(8, 8) given one gradient step inside the forward with torch.func, then
+    applied with the stepped weights, as titans' neural memory updates its memory network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = dict(self.memory.named_parameters())
+
+        def loss(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self.memory, p, (x,)).pow(2).sum()
+
+        grads = torch.func.grad(loss)(params, x)
+        stepped = {k: v - 0.1 * grads[k] for k, v in params.items()}
+        return torch.func.functional_call(self.memory, stepped, (x,))
+
+
+def fast_weights() -> nn.Module:
+    return _FastWeights()
+
+
 def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     """Reflection padding that checks the padded tensor holds ``x`` unchanged, as demucs' ``pad1d`` does."""
     out = F.pad(x, (left, right), "reflect")

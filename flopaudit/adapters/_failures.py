@@ -301,6 +301,39 @@ def traced_grad_outputs_hint(exc: BaseException, model: nn.Module) -> str:
             "tensors, which torch's sym_eq refuses")
 
 
+def traced_functional_call_hint(exc: BaseException, model: nn.Module) -> str:
+    """For a JIT trace (fvcore's, torchprofile's) through ``torch.func.functional_call`` (or
+    ``torch.nn.utils.stateless``), which refuses a module being traced ("The stateless API can't be
+    used with Jitted modules"): under a trace every module of the model is one. titans' neural
+    memory calls its memory network so, with weights it updates as it reads. Where; ``""`` for any
+    other error."""
+    if "stateless API can't be used with Jitted modules" not in str(exc):
+        return ""
+    return (f"; the model calls torch.func.functional_call on one of its modules{_called_in(exc, model)}, which "
+            "refuses a module while a JIT trace runs it: under a trace every module of the model is a traced one")
+
+
+_TRANSFORM_WRITE = re.compile(r"During a (?:grad \(vjp, jvp, grad, etc\)|vmap) transform.*?in-place operation "
+                              r"\((aten::[\w.]+)\) that would mutate a captured Tensor", re.S)
+"""torch.func's refusal of an in-place write, inside a transformed function, to a tensor made outside it."""
+
+
+def transform_write_hint(exc: BaseException, model: nn.Module, backend_module: str) -> str:
+    """For a hook-based counter (thop, ptflops) whose hook adds a module's count to a tensor of its
+    own in place while the module runs inside a ``torch.func`` transform (``grad``, ``vjp``,
+    ``vmap``): torch.func refuses an in-place write to a tensor captured from outside the
+    transformed function. titans' neural memory takes the gradient of its memory network so. Where;
+    ``""`` for any other error, or one not raised in ``backend_module``."""
+    found = _TRANSFORM_WRITE.search(str(exc))
+    if found is None or not any(frame.f_globals.get("__name__", "").split(".")[0] == backend_module.split(".")[0]
+                                for frame, _ in frames_of(exc)):
+        return ""
+    ran = _called_in(exc, model).removeprefix(" in ") or "a module"
+    return (f"; the counter's hook writes its count to a tensor of its own in place ({found[1]}) after {ran} ran "
+            "inside a torch.func transform (grad, vjp, vmap), which refuses an in-place write to a tensor made "
+            "outside the transformed function")
+
+
 _NO_TRACED_SCHEMA = re.compile(r"We don't have an op for (aten::\w+) but it isn't a special case\.\s+"
                                r"Argument types: ([^\n]*?),?\s*(?:\n|$)")
 
@@ -485,4 +518,4 @@ __all__ = ["conv_argument_as_list", "einsum_operand_list", "failed_assertion", "
            "keyword_only_call_hint", "located_assertions", "meta_trace_refusal",
            "module_named", "named_failure",
            "packed_sequence_hint", "reentrant_checkpoint_hint", "sdpa_keyword_tensors", "traced_branch_failure", "traced_function_hint",
-           "torch_or_flopaudit", "traced_argument_types_hint", "traced_constant_hint", "traced_grad_outputs_hint", "traced_size_number_hint", "traced_state_hint", "type_named", "untracked_gradient_hint"]
+           "torch_or_flopaudit", "traced_argument_types_hint", "traced_constant_hint", "traced_functional_call_hint", "traced_grad_outputs_hint", "traced_size_number_hint", "traced_state_hint", "transform_write_hint", "type_named", "untracked_gradient_hint"]

@@ -23,9 +23,11 @@ from flopaudit.adapters._failures import (
     traced_argument_types_hint,
     traced_constant_hint,
     traced_function_hint,
+    traced_functional_call_hint,
     traced_grad_outputs_hint,
     traced_size_number_hint,
     traced_state_hint,
+    transform_write_hint,
     untracked_gradient_hint,
 )
 from flopaudit.adapters.descriptor import Backend
@@ -248,7 +250,8 @@ class Adapter(ABC):
                                  + keyword_only_call_hint(exc, work) + traced_function_hint(exc, work)
                                  + untracked_gradient_hint(exc, work) + traced_constant_hint(exc, work)
                                  + traced_grad_outputs_hint(exc, work) + traced_size_number_hint(exc, work)
-                                 + traced_argument_types_hint(exc, work)
+                                 + traced_argument_types_hint(exc, work) + traced_functional_call_hint(exc, work)
+                                 + transform_write_hint(exc, work, self.backend.module)
                                  + grad_in_backward_hint(exc, work)
                                  + reentrant_checkpoint_hint(exc)),
                 elapsed_s=time.perf_counter() - start,
