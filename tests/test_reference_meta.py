@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -429,3 +430,29 @@ def test_autocast_asked_for_on_meta_does_nothing_there(enabled: bool) -> None:
 
     _counted_on_meta_as_on_the_cpu(autocast_on if enabled else autocast_off, (2, 8), "unsupported scalarType",
                                    AUTOCAST_NOTE)
+
+
+def test_flex_attention_runs_its_dense_kernel_on_meta() -> None:
+    """``flex_attention`` refuses meta tensors in its device check (torchtitan's models): on meta the
+    check lets them through, the operator runs its dense kernel there, and the count equals the CPU's
+    and says so."""
+    from user_models import flex_causal_attention
+
+    from flopaudit.reference.meta_workarounds import FLEX_ATTENTION_NOTE
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (flex_attention called without torch.compile)
+        cpu, meta = _counted_on_meta_as_on_the_cpu(flex_causal_attention, (2, 16, 8),
+                                                   "FlexAttention is only supported on", FLEX_ATTENTION_NOTE)
+    same = ("macs", "extra_flops", "bytes_read", "bytes_written")  # (calls: the CPU lifts one constant more)
+    assert [getattr(meta.totals, k) for k in same] == [getattr(cpu.totals, k) for k in same]
+
+
+def test_autocast_given_a_dtype_on_meta_does_nothing_there() -> None:
+    """``torch.autocast("meta", dtype=torch.float32)`` raises another error ("unsupported autocast
+    device_type"), checking the device before the dtype (torchtitan's router): the same way round."""
+    from user_models import float32_router
+
+    from flopaudit.reference.meta_workarounds import AUTOCAST_NOTE
+
+    _counted_on_meta_as_on_the_cpu(float32_router, (2, 8), "unsupported autocast device_type", AUTOCAST_NOTE)

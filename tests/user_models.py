@@ -713,6 +713,50 @@ def autocast_on() -> nn.Module:
     return _AutocastOff(enabled=True)
 
 
+class _FlexCausalAttention(nn.Module):
+    """``Linear(8, 24)`` projections of (batch, 16, 8) into two heads, then ``flex_attention`` under a
+    causal block mask made on the input's device, as torchtitan's models attend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        n, length, _ = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, 2, 4).permute(2, 0, 3, 1, 4)
+
+        def causal(b: torch.Tensor, h: torch.Tensor, qi: torch.Tensor, ki: torch.Tensor) -> torch.Tensor:
+            return qi >= ki
+
+        mask = create_block_mask(causal, None, None, length, length, device=x.device)
+        return flex_attention(q, k, v, block_mask=mask)
+
+
+def flex_causal_attention() -> nn.Module:
+    return _FlexCausalAttention()
+
+
+class _Float32Router(nn.Module):
+    """Computes its gate under ``torch.autocast(x.device.type, dtype=torch.float32)``, as torchtitan's
+    mixture-of-experts router does, then a Linear(8, 4) of the gated input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Linear(8, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, dtype=torch.float32):
+            scores = self.gate(x).sigmoid()
+        return self.fc(x * scores)
+
+
+def float32_router() -> nn.Module:
+    return _Float32Router()
+
+
 class _Float32Projection(nn.Module):
     """Projects with a matrix its forward makes itself, in float32 whatever its input's dtype."""
 

@@ -23,7 +23,7 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   meta: it holds one number, which a meta kernel never reads.
 
 - **Autocast asked for on meta.** ``torch.autocast("meta")`` raises
-  ("unsupported scalarType"), where code that turns autocast off or on for
+  ("unsupported scalarType", or with a dtype "unsupported autocast device_type"), where code that turns autocast off or on for
   its input's device (x-transformers' ``disable_autocast``:
   ``autocast(x.device.type, enabled=False)``) runs on every device. On meta
   it does nothing: operators run in the dtypes they are given, which changes
@@ -43,6 +43,14 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   refuses ("invalid type"). On meta such a name casts to its dtype
   (``Tensor.to``), as the CPU's ``torch.FloatTensor`` does there: the same
   operator, or none where the dtype is the tensor's own.
+
+- **FlexAttention's device check.** ``flex_attention`` checks its inputs'
+  device against the devices its kernels run on, and refuses meta ("FlexAttention
+  is only supported on CUDA, CPU, HPU, or MPS devices", torchtitan's models). On
+  meta the check lets meta tensors through, every other device as it is: the
+  operator then runs its dense kernel there, which the reference prices on the
+  CPU too (a torchtitan Llama 3 counts on meta the MACs, FLOPs and bytes it
+  counts on the CPU).
 
 - **An assertion on values.** A model that checks its tensors' values with
   ``assert`` (demucs' ``pad1d``: ``assert (out[..., left:left + length] ==
@@ -191,8 +199,13 @@ _AUTOCAST = torch.amp.autocast_mode.autocast
 def refuses_meta_autocast(exc: BaseException) -> bool:
     """Whether ``exc`` is (or was raised from) ``torch.autocast`` refusing the meta device, in its
     constructor: the flopaudit error that says a trial forward failed holds it as its cause."""
-    return any("unsupported scalarType" in str(link) and _raised_through(link, "autocast_mode.py")
+    return any(any(refusal in str(link) for refusal in _AUTOCAST_REFUSALS) and _raised_through(link, "autocast_mode.py")
                for link in _chain(exc))
+
+
+_AUTOCAST_REFUSALS = ("unsupported scalarType", "unsupported autocast device_type 'meta'")
+"""What ``torch.autocast("meta")`` raises: without a dtype, reading the device's default one; with
+one (torchtitan's mixture-of-experts router: ``dtype=torch.float32``), checking the device."""
 
 
 @contextlib.contextmanager
@@ -360,6 +373,35 @@ def assertions_note(site: str) -> str:
             "computing its condition were counted as on the CPU")
 
 
+def refuses_meta_flex_attention(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was raised from) ``flex_attention``'s device check refusing meta tensors."""
+    return any("FlexAttention is only supported on" in str(link) and "meta device" in str(link)
+               for link in _chain(exc))
+
+
+@contextlib.contextmanager
+def _flex_attention_on_meta() -> Iterator[None]:
+    """For the block, ``flex_attention``'s device check passes meta tensors and checks the rest as it does."""
+    from torch.nn.attention import flex_attention
+
+    original = flex_attention._validate_device
+
+    def validate_device(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        if query.device.type != "meta":
+            original(query, key, value)
+
+    flex_attention._validate_device = validate_device  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        flex_attention._validate_device = original  # type: ignore[assignment]
+
+
+FLEX_ATTENTION_NOTE = ("on meta, flex_attention's device check refuses meta tensors (it lists the devices its kernels "
+                       "run on): it let them through, and the operator ran its dense kernel there, which computes the "
+                       "shapes its CPU kernel does")
+
+
 def traced_branch_note(sites: Sequence[str]) -> str:
     """What every count of a model run on meta in its traced branch says (``sites``: where its code
     asked whether it is traced)."""
@@ -399,13 +441,16 @@ class MetaWorkarounds:
     """``torch.distributions``' argument checks taken to pass on meta."""
     meta_type_names_cast: bool = False
     """``Tensor.type("torch.meta.<Kind>Tensor")`` casts to that kind's dtype."""
+    flex_attention_on_meta: bool = False
+    """``flex_attention``'s device check lets meta tensors through."""
     assertion_site: str = ""
     """Where the model's code first asserts a value (``module:function (line N)``); assertions on
     meta tensors' values are then taken to hold. ``""``: not answered."""
 
     def __bool__(self) -> bool:
         return (self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
-                or self.distribution_checks_pass or self.meta_type_names_cast or bool(self.assertion_site))
+                or self.distribution_checks_pass or self.meta_type_names_cast or self.flex_attention_on_meta
+                or bool(self.assertion_site))
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -422,6 +467,8 @@ class MetaWorkarounds:
                 stack.enter_context(_distribution_checks_pass_on_meta())
             if self.meta_type_names_cast:
                 stack.enter_context(_meta_type_names_cast())
+            if self.flex_attention_on_meta:
+                stack.enter_context(_flex_attention_on_meta())
             if self.assertion_site:
                 stack.enter_context(_AssertionsHoldOnMeta())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
@@ -433,6 +480,7 @@ class MetaWorkarounds:
             ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ()) + \
             ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ()) + \
             ((META_TYPE_NAMES_NOTE,) if self.meta_type_names_cast else ()) + \
+            ((FLEX_ATTENTION_NOTE,) if self.flex_attention_on_meta else ()) + \
             ((assertions_note(self.assertion_site),) if self.assertion_site else ())
 
 
@@ -453,6 +501,8 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
             ways = dataclasses.replace(ways, distribution_checks_pass=True)
         elif site is not None:
             ways = dataclasses.replace(ways, assertion_site=site)
+        elif refuses_meta_flex_attention(failure) and not ways.flex_attention_on_meta:
+            ways = dataclasses.replace(ways, flex_attention_on_meta=True)
         elif reads_values(failure) and not ways.traced:
             ways = dataclasses.replace(ways, traced=True)
         elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
