@@ -439,7 +439,7 @@ def test_inputs_moved_to_meta_keep_their_containers() -> None:
 
 def test_realworld_cases_are_hard_and_selectable() -> None:
     assert {c.id for c in select_cases(tags=["torchscript"])} == {"scripted-module", "scripted-function",
-                                                                   "scripted-convnet"}
+                                                                   "scripted-when-traced", "scripted-convnet"}
     assert all("hard" in get_case(c).tags for c in REALWORLD)
 
 
