@@ -226,7 +226,12 @@ def train_step(model: nn.Module, inputs: ModelInputs, spec: Pass, hooks: StepHoo
                                  "no backward pass")
         else:
             phase("backward")
-            loss.backward()
+            try:
+                loss.backward()
+            except RuntimeError as exc:
+                if _FREED_GRAPH not in str(exc):
+                    raise
+                raise RuntimeError(f"{exc} {FREED_BY_THE_FORWARD}") from exc
         if spec.optimizer is not None:
             if not optimizer_step(spec.optimizer, owners, hooks):
                 outcome.notes.append("no parameter received a gradient: the optimizer stepped nothing")
@@ -234,5 +239,16 @@ def train_step(model: nn.Module, inputs: ModelInputs, spec: Pass, hooks: StepHoo
     return outcome
 
 
-__all__ = ["LEARNING_RATE", "META_STAND_IN_NUMEL", "StepHooks", "StepOutcome", "check_loss", "checked_loss", "grads_put_back",
+_FREED_GRAPH = "Trying to backward through the graph a second time"
+"""What autograd says of a backward through a graph whose saved tensors were freed."""
+
+FREED_BY_THE_FORWARD = (
+    "The model's forward already took gradients through part of this graph (torch.autograd.grad or a backward "
+    "without retain_graph=True or create_graph=True, as an interatomic potential computes its forces in eval mode), "
+    "which freed what the training step's backward needs: run the model the way it trains (MACE takes "
+    "training=True, which keeps the graph), or count the forward pass alone.")
+"""Said where a training step's backward fails because the model's forward freed the graph."""
+
+
+__all__ = ["FREED_BY_THE_FORWARD", "LEARNING_RATE", "META_STAND_IN_NUMEL", "StepHooks", "StepOutcome", "check_loss", "checked_loss", "grads_put_back",
            "load_loss", "optimizer_step", "parameter_owners", "stand_in", "sum_of_outputs", "train_step"]

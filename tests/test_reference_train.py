@@ -321,3 +321,29 @@ def test_patched_calls_recorded_in_a_recomputation_are_recompute_events(early_st
     phases = [e.phase for e in r.events if e.op == "py:torch.nn.functional.linear"]
     # a.0, a.2, b; then a.0 and a.2 again (with early stop a.2's call starts, and its operator stops it)
     assert phases == ["forward"] * 3 + ["recompute"] * 2
+
+
+class _ForcesInEvalMode(nn.Module):
+    """An energy Linear(3, 1) summed over atoms, and its forces, the negative gradient of the energy
+    with respect to the positions, taken with ``autograd.grad`` without ``create_graph``, as an
+    interatomic potential (MACE) computes them outside training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.energy = nn.Linear(3, 1)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = positions.requires_grad_(True)
+        energy = self.energy(positions).sum()
+        (grad,) = torch.autograd.grad(energy, positions)
+        return energy, -grad
+
+
+def test_a_training_step_through_a_graph_the_forward_freed_says_so() -> None:
+    """The forward took its forces with ``autograd.grad``, which freed the graph the training step's
+    backward then needs: the error says the model's forward freed it, and how to count it."""
+    from flopaudit.training import FREED_BY_THE_FORWARD
+
+    with pytest.raises(RuntimeError, match="backward through the graph a second time") as raised:
+        count(_ForcesInEvalMode(), torch.randn(4, 3), pass_="train")
+    assert FREED_BY_THE_FORWARD in str(raised.value)
