@@ -192,6 +192,17 @@ def _raised_through(exc: BaseException, file: str, functions: Sequence[str] = ()
     return False
 
 
+@contextlib.contextmanager
+def _replaced(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    """For the block, ``owner.name`` is ``replacement``; put back on exit."""
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 _AUTOCAST = torch.amp.autocast_mode.autocast
 """``torch.autocast`` (also ``torch.amp.autocast``; the device-named autocasts are its subclasses)."""
 
@@ -258,11 +269,8 @@ def _distribution_checks_pass_on_meta() -> Iterator[None]:
         answer = original(tensor)  # (dispatched: counted as on the CPU)
         return True if tensor.device.type == "meta" else answer
 
-    torch._is_all_true = is_all_true  # type: ignore[assignment]
-    try:
+    with _replaced(torch, "_is_all_true", is_all_true):
         yield
-    finally:
-        torch._is_all_true = original  # type: ignore[assignment]
 
 
 DISTRIBUTION_CHECKS_NOTE = ("on meta, torch.distributions' checks of a distribution's arguments (and of a sample given "
@@ -292,11 +300,8 @@ def _meta_type_names_cast() -> Iterator[None]:
                 return self.to(legacy.dtype, non_blocking=non_blocking)
         return original(self, dtype, non_blocking, **kwargs)
 
-    torch.Tensor.type = type_  # type: ignore[method-assign]
-    try:
+    with _replaced(torch.Tensor, "type", type_):
         yield
-    finally:
-        torch.Tensor.type = original  # type: ignore[method-assign]
 
 
 META_TYPE_NAMES_NOTE = ("on meta, Tensor.type() names a tensor's type torch.meta.<Kind>Tensor, which Tensor.type refuses "
@@ -390,11 +395,8 @@ def _flex_attention_on_meta() -> Iterator[None]:
         if query.device.type != "meta":
             original(query, key, value)
 
-    flex_attention._validate_device = validate_device  # type: ignore[assignment]
-    try:
+    with _replaced(flex_attention, "_validate_device", validate_device):
         yield
-    finally:
-        flex_attention._validate_device = original  # type: ignore[assignment]
 
 
 FLEX_ATTENTION_NOTE = ("on meta, flex_attention's device check refuses meta tensors (it lists the devices its kernels "
