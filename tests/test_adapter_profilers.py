@@ -1014,3 +1014,44 @@ def test_torch_profiler_declares_its_estimates_under_vmap() -> None:
     assert r.macs == declared == r.macs - _predicted("torch-profiler", VmapEnsemble(), (torch.randn(5, 8),))
     outside = _adapter("torch-profiler").count(nn.Linear(8, 4), torch.randn(2, 8))
     assert VMAP_OPS not in dict(outside.extra) and outside.macs == 2 * 8 * 4
+
+
+class _GradientsMeet(nn.Module):
+    """An energy of positions whose terms' gradients of the positions meet, and its forces by
+    ``torch.autograd.grad`` (``create_graph`` as given). ``kind``: where the gradients meet: two
+    products (``two``), an expanded sum (its gradient is a view), a view and an unsqueeze, two slices
+    and the whole, ``h + h`` (one gradient passed to both operands), three elementwise terms."""
+
+    def __init__(self, kind: str, create_graph: bool) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 3))
+        self.kind, self.create_graph = kind, create_graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            x = x.clone().requires_grad_()
+            h = x @ self.w
+            energy = {
+                "two": lambda: h.sin().sum() + (x * 2).sum(),
+                "expand": lambda: (x.sum(0, keepdim=True).expand(4, 3) * x).sum() + x.sum(),
+                "view": lambda: x.view(12).sin().sum() + x.unsqueeze(0).cos().sum(),
+                "slices": lambda: x[:2].sin().sum() + x[2:].cos().sum() + x.sum(),
+                "self": lambda: (h + h).sin().sum() + h.sum(),
+                "three": lambda: (x.sin() + x.cos() + x.exp()).sum(),
+            }[self.kind]()
+            (gradient,) = torch.autograd.grad(energy, x, create_graph=self.create_graph)
+        return -gradient.detach()
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("kind", ["two", "expand", "view", "slices", "self", "three"])
+def test_torch_profiler_on_gradients_autograd_sums_is_predicted(kind: str, create_graph: bool) -> None:
+    """Where two gradients of one tensor meet in a backward the forward runs, autograd sums them in
+    place without a dispatch mode (aten::add_, which the profiler does not price) when the first is
+    dense, no other tensor views or is it and no graph of the backward is made; else out of place
+    (aten::add, priced). Under the reference's mode it always adds out of place: the ruleset prices
+    each sum as the profiler records it."""
+    x = torch.randn(4, 3)
+    r = _adapter("torch-profiler").count(_GradientsMeet(kind, create_graph), x)
+    assert r.status is Status.OK, r.error
+    assert r.macs == _predicted("torch-profiler", _GradientsMeet(kind, create_graph), (x,))

@@ -67,6 +67,9 @@ BACKEND = Backend(
         "aten::masked_fill but it isn't a special case)",
         "query-vector-pooling": "fvcore fails: its matmul handle reads the second operand's next-to-last dimension, "
         "which a 1-D query vector lacks (IndexError: list index out of range)",
+        "forces-from-an-energy": "fvcore fails: torch.jit.trace through torch.autograd.grad inside the forward "
+        "meets the gradient, a tensor that requires grad and is neither an input nor a parameter, which a trace "
+        "must hold as a constant (RuntimeError: Cannot insert a Tensor that requires grad as a constant)",
         "batched-grad-jacobian-trace": "fvcore fails: torch.jit.trace through torch.autograd.grad given "
         "grad_outputs, whose size check a trace cannot run (AssertionError: unexpected sym_eq between Tensor Tensor)",
         "vmap-ensemble": "fvcore fails: torch.jit.trace under torch.func.functional_call (run by vmap here), which "

@@ -55,6 +55,8 @@ BACKEND = Backend(
     meta=MetaSupport(True, META_DISPATCH_NOTE),
     unit_note="reports FLOPs (2 per multiply-add); normalised to MACs by halving",
     known_divergences={
+        "forces-from-an-energy": "torch-flop-counter fails: torch's module tracker hooks the gradient of each "
+        "module input, and that hook does not support a leaf reached inside the forward's autograd.grad",
         "batched-grad-jacobian-trace": "torch-flop-counter fails: torch's module tracker hooks the gradient of "
         "each module input, and that hook does not support a leaf reached inside the forward's autograd.grad",
         "jagged-token-mlp": "torch-flop-counter fails: FlopCounterMode and a jagged nested tensor's own "

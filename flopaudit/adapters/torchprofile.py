@@ -117,6 +117,9 @@ BACKEND = Backend(
         "skipped-rows-mask": "torchprofile fails: torch.jit.trace records mask.masked_fill(skip, True), a Python bool as "
         "the value, by a schema that torch's alias analysis has none for (RuntimeError: We don't have an op for "
         "aten::masked_fill but it isn't a special case)",
+        "forces-from-an-energy": "torchprofile fails: torch.jit.trace through torch.autograd.grad inside the "
+        "forward meets the gradient, a tensor that requires grad and is neither an input nor a parameter, which a "
+        "trace must hold as a constant (RuntimeError: Cannot insert a Tensor that requires grad as a constant)",
         "batched-grad-jacobian-trace": "torchprofile fails: torch.jit.trace through torch.autograd.grad given "
         "grad_outputs, whose size check a trace cannot run (AssertionError: unexpected sym_eq between Tensor Tensor)",
         "vmap-ensemble": "torchprofile fails: torch.jit.trace under torch.func.functional_call (run by vmap here), "

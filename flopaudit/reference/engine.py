@@ -80,6 +80,7 @@ from flopaudit.reference.events import (
     make_event,
     make_module_call,
 )
+from flopaudit.reference.gradient_sums import GradientSums
 from flopaudit.reference.module_rules import _RULES as _MODULE_RULES
 from flopaudit.reference.module_rules import module_rule_for
 from flopaudit.reference.module_tree import FactsReader, ModuleFacts, walk
@@ -184,6 +185,9 @@ class _Recorder:
         """The pass's inputs (:func:`record`)."""
         self.input_ids: set[int] | None = None
         """Ids of the inputs' tensors, once :meth:`_learn_operands` has run."""
+        self.gradient_sums: GradientSums | None = None
+        """Set for a pass that is not a training step (:func:`record`): which adds are autograd's
+        engine summing gradients, where the forward differentiates."""
         self.copies: dict[int, nn.Module] = {}
         """The copies of the model's modules made during the pass and called so far (see
         :func:`_copied_from`; their copied hooks are taken off when the pass ends)."""
@@ -493,7 +497,7 @@ class _Recorder:
         return facts
 
     def add_event(self, facts: OperatorFacts, p: PricedCall, tensors: Sequence[torch.Tensor] = (),
-                  out: Any = None) -> None:
+                  out: Any = None, summed: str = "") -> None:
         """Record a priced call where it runs now. In a training step (``tensors``: its
         tensor inputs, ``out``: its output) also its phase, what it differentiates and
         its operands; an optimizer's calls are recorded once the step is over
@@ -517,7 +521,7 @@ class _Recorder:
         patched_now = self.patched_stack
         events.append(_event(facts, p, where, where.call_index, self.functions[-1] if self.functions else "",
                              patched_now, phase, forward_event, operands,
-                             self._taken_over(len(patched_now)) if True in self.taken_over else ()))
+                             self._taken_over(len(patched_now)) if True in self.taken_over else (), summed))
         if links is not None and phase != "backward":
             links.expect(out, len(events) - 1)
 
@@ -569,14 +573,14 @@ class _Recorder:
 
 def _event(facts: OperatorFacts, p: PricedCall, where: ModuleFrame, call_index: int, autograd_function: str,
            patched_now: list[str], phase: str, forward_event: int, operands: str,
-           taken_over: tuple[int, ...] = ()) -> OpEvent:
+           taken_over: tuple[int, ...] = (), summed: str = "") -> OpEvent:
     """The event of a priced call run at ``where``."""
     return make_event(
         facts.name, where.path, where.module_type, where.stack, where.in_leaf, p.category, p.macs, p.extra_flops,
         p.bytes_read, p.bytes_written, p.input_shapes, p.output_shapes, p.supported, facts.formula_name, call_index,
         p.op_args, "", autograd_function, patched_now[0] if patched_now else "",
         tuple(patched_now) if patched_now else (), taken_over, phase, forward_event, operands, p.integer, p.sparse,
-        "", where.copied,
+        "", where.copied, summed,
     )
 
 
@@ -614,9 +618,10 @@ class _Mode(TorchDispatchMode):
             if facts.formula is None:
                 return self._without_formula(func, args, kwargs)
             inputs = describe_inputs(args, kwargs)  # before the op runs: an in-place op may resize them
+            summed = rec.gradient_sums.kind(args) if func is _ADD and rec.gradient_sums is not None else ""
             out = self._run_on_meta(func, facts, args, kwargs) if rec.on_meta else func(*args, **kwargs)
             rec.add_event(facts, rec.pricer.price(OperatorCall(func, facts, args, kwargs, out, inputs)), inputs.tensors,
-                          out)
+                          out, summed)
             return out
         finally:
             rec.recorder_depth -= 1
@@ -785,7 +790,10 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
         namespaces = model_namespaces(model) if per_name else ()
         tracing = (answering_tracing(as_traced, recorder.rec.tracing_asked, namespaces) if as_traced is not None
                    else contextlib.nullcontext())
-        with warnings.catch_warnings(), compiled_code_eager(), recorder.buffers.watching(), \
+        if step is None or not step.train:
+            recorder.gradient_sums = GradientSums()
+        summing = recorder.gradient_sums.watching() if recorder.gradient_sums is not None else contextlib.nullcontext()
+        with warnings.catch_warnings(), compiled_code_eager(), recorder.buffers.watching(), summing, \
                 patched(recorder, patch, graph_code, namespaces, unpatched_for_overrides), \
                 tracing, tracking_autograd_functions(recorder, namespaces), _Mode(recorder):
             # The recorder's global hooks see a compile wrapper's call as the module call it is.
@@ -808,6 +816,9 @@ def record(model: nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any] | No
             # torch's handle forgets this table (torch 2.14): do not leave a stale entry behind.
             _module_mod._global_forward_hooks_with_kwargs.pop(h.id, None)
 
+
+_ADD = torch.ops.aten.add.Tensor
+"""The operator autograd's engine sums two gradients of one tensor with (see :mod:`flopaudit.reference.gradient_sums`)."""
 
 _MATH_ATTENTION_SOFTMAX = "aten._safe_softmax.default"
 """The softmax of ``scaled_dot_product_attention``'s math path, which SDPA takes on meta tensors."""

@@ -120,6 +120,12 @@ class OpEvent:
     reads. Without hooks a copy cannot be told from any module outside the model, and its operators
     are attributed to the model's module running."""
 
+    summed: str = ""
+    """For an ``aten.add`` the autograd engine ran to sum two gradients of one tensor (a forward that
+    differentiates: forces, a gradient penalty), how it sums them where no dispatch mode runs:
+    ``"in place"`` (``aten::add_``) or ``"out of place"``; ``""`` for every other operator
+    (:mod:`flopaudit.reference.gradient_sums`)."""
+
     def arg(self, name: str, default: Any = None) -> Any:
         """A non-tensor argument of the call, by schema name."""
         return dict(self.op_args).get(name, default)

@@ -430,6 +430,10 @@ class EventRule:
     family: str | None = None
     """Match events priced by a built-in formula of this family: its module under
     ``flopaudit.reference.formulas`` (``"linalg"``, ``"quantized"``)."""
+    summed: str | None = None
+    """Match on how autograd's engine sums the two gradients an ``aten.add`` adds, where no
+    dispatch mode runs (``OpEvent.summed``: ``"in place"``, ``"out of place"``, ``""`` for an
+    add of anything else)."""
     in_module_call: bool | None = None
     """Match on whether a call of one of the model's modules through ``nn.Module.__call__`` was
     running (``OpEvent.call_index >= 0``): none is where the root is not called that way
@@ -443,7 +447,7 @@ class EventRule:
         """Everything of ``e`` that :meth:`matches` reads: events with one key match the same rules."""
         return (e.op, e.category, e.module_type, e.in_leaf, e.supported, bool(e.traced_from),
                 bool(e.decomposed_from), bool(e.autograd_function), patched_in, e.sparse, e.formula,
-                e.call_index >= 0)
+                e.call_index >= 0, e.summed)
 
     def matches(self, e: OpEvent, patched_in: str | None = None) -> bool:
         """Does ``e`` match? ``patched_in``: the outermost running patched call
@@ -476,6 +480,8 @@ class EventRule:
         if self.family is not None and not e.formula.startswith(f"{FORMULAS_PACKAGE}.{self.family}."):
             return False
         if self.in_module_call is not None and (e.call_index >= 0) != self.in_module_call:
+            return False
+        if self.summed is not None and e.summed != self.summed:
             return False
         return True
 

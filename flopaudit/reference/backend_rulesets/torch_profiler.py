@@ -41,6 +41,7 @@ import torch
 
 from flopaudit.reference.backend_rulesets.fvcore import SCRIPT_CALLS
 from flopaudit.reference.engine import PATCHED_CALL_PREFIX, OpEvent, TensorArg
+from flopaudit.reference.gradient_sums import IN_PLACE
 from flopaudit.reference.registry import Category
 from flopaudit.reference.rulesets import (
     QUANTIZED_RNN_OPS,
@@ -68,6 +69,10 @@ _R_SDPA_MASK = ("the float-mask add of the math attention kernel is an in-place 
 _R_LINEAR_BIAS = ("the bias add of aten::linear on a non-contiguous input is an in-place aten::add_ under the "
                   "profiler (not priced); the reference's mode sees it out of place")
 _R_CONV = "only aten::conv2d on a 4-D input is priced (2 x MACs); conv1d/conv3d/transposed/unbatched count 0"
+_R_SUMMED_IN_PLACE = ("a forward that differentiates (forces, a gradient penalty): where two gradients of one "
+                      "tensor meet, autograd sums them in place without a dispatch mode (aten::add_, not priced) "
+                      "when the first is dense, unshared and no graph is made of the backward; under one it adds "
+                      "out of place, which the reference records")
 SCRIPT_MODULE = "RecursiveScriptModule"
 TORCHSCRIPT_MODULES = (SCRIPT_MODULE, "TopLevelTracedModule", "TracedModule")
 """The classes of the modules whose forward is TorchScript code: scripted, and traced (the root
@@ -352,6 +357,7 @@ TORCH_PROFILER = Ruleset(
         EventRule("in_numel", op="aten.add", sparse=True,
                   reason="an add with a sparse operand: 1 per element of the first input, priced as if dense"),
         *composite_product_rules("the profiler records"),
+        EventRule("zero", op="aten.add", summed=IN_PLACE, reason=_R_SUMMED_IN_PLACE),
         *(EventRule("torch-profiler.first_numel", op=op,
                     reason="aten::mul/aten::add = 1 FLOP per element of the first input (half a MAC)")
           for op in ("aten.mul", "aten.add")),

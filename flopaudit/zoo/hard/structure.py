@@ -361,6 +361,24 @@ class BatchedGradJacobianTrace(nn.Module):
         return y.detach() + torch.einsum("i...i", jacobian).unsqueeze(-1)
 
 
+class ForcesFromAnEnergy(nn.Module):
+    """An interatomic potential's energy and forces, as MACE computes them outside training: the
+    energy ``sin(Linear(3, 3, bias=False)(x)).sum() + (x * x).sum()`` of positions ``x``, and the
+    forces ``-d energy / d x`` by ``torch.autograd.grad`` (no graph of the backward kept). The two
+    terms' gradients of ``x`` meet, and autograd sums them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            x = x.clone().requires_grad_()
+            energy = self.embed(x).sin().sum() + (x * x).sum()
+            (gradient,) = torch.autograd.grad(energy, x)
+        return energy.detach(), -gradient
+
+
 def _dict_inputs() -> ModelInputs:
     return ModelInputs(({"image": torch.randn(2, 3, 8, 8), "meta": torch.randn(2, 5)},))
 
@@ -593,6 +611,18 @@ def cases() -> list[ModelCase]:
             "identity as batched grad_outputs (is_grads_batched=True), as zuko's continuous normalizing flows "
             "take it, on (3, 4): torch's older vmap runs the backward's product for the 4 rows at once, and "
             "torch.profiler records it at the per-sample shapes and again batched",
+        ),
+        hard_case(
+            "forces-from-an-energy",
+            ForcesFromAnEnergy,
+            randn_inputs((5, 3)),
+            {"linear", "functional", "autograd"},
+            expected_macs=2 * (5 * 3 * 3),  # the Linear, and its product in the gradient of the input
+            expected_params=3 * 3,
+            description="an energy sin(Linear(3, 3, bias=False)(x)).sum() + (x * x).sum() of (5, 3) positions and "
+            "the forces -d energy / d x by torch.autograd.grad, as MACE computes them outside training: where the "
+            "two terms' gradients meet, autograd sums them in place without a dispatch mode (aten::add_, which "
+            "torch.profiler does not price) and out of place under one",
         ),
         hard_case(
             "conv2d-unbatched",
