@@ -72,8 +72,12 @@ class GradientSums:
                 continue
             self.nodes[id(node)] = node
             key = id(node)
-            self.handles.append(node.register_hook(lambda grad_inputs, grad_outputs, key=key: self.returned.add(key)))
-            todo.extend(next_node for next_node, _ in node.next_functions)
+            try:
+                self.handles.append(node.register_hook(
+                    lambda grad_inputs, grad_outputs, key=key: self.returned.add(key)))
+            except (RuntimeError, TypeError, AttributeError):  # a node that takes no hook: its sums are not told apart
+                pass
+            todo.extend(next_node for next_node, _ in getattr(node, "next_functions", ()))
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
