@@ -448,6 +448,21 @@ def test_flex_attention_runs_its_dense_kernel_on_meta() -> None:
     assert [getattr(meta.totals, k) for k in same] == [getattr(cpu.totals, k) for k in same]
 
 
+def test_istfts_window_check_passes_on_meta() -> None:
+    """``torch.istft`` checks its window's overlap-add with ``aten.equal``, which has no meta kernel
+    (demucs' HDemucs, BS-RoFormer): on meta the check passes, every operator istft runs is counted as
+    on the CPU, and the count equals the CPU's and says so."""
+    from user_models import spectral_mask
+
+    from flopaudit.reference.meta_workarounds import ISTFT_NOTE
+
+    cpu, meta = _counted_on_meta_as_on_the_cpu(spectral_mask, (2, 512), "aten::equal", ISTFT_NOTE)
+    kept = [e for e in cpu.events if e.op != "aten.equal.default"]  # (the check, answered on meta)
+    assert [e.op for e in meta.events] == [e.op for e in kept]
+    assert (meta.totals.macs, meta.totals.extra_flops) == (cpu.totals.macs, cpu.totals.extra_flops)
+    assert meta.totals.bytes_read == sum(e.bytes_read for e in kept)
+
+
 def test_autocast_given_a_dtype_on_meta_does_nothing_there() -> None:
     """``torch.autocast("meta", dtype=torch.float32)`` raises another error ("unsupported autocast
     device_type"), checking the device before the dtype (torchtitan's router): the same way round."""

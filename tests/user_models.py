@@ -738,6 +738,26 @@ def flex_causal_attention() -> nn.Module:
     return _FlexCausalAttention()
 
 
+class _SpectralMask(nn.Module):
+    """A spectrogram mask as source separators apply it (demucs, BS-RoFormer): ``torch.stft`` of a
+    (batch, time) signal with a Hann window, a Linear(65, 65) over the magnitudes' frequencies, its
+    sigmoid times the spectrum, and ``torch.istft`` back to the signal's length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask = nn.Linear(65, 65)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        window = torch.hann_window(128, device=x.device)
+        spec = torch.stft(x, 128, 32, window=window, return_complex=True)
+        gate = self.mask(spec.abs().transpose(1, 2)).sigmoid().transpose(1, 2)
+        return torch.istft(spec * gate, 128, 32, window=window, length=x.shape[-1])
+
+
+def spectral_mask() -> nn.Module:
+    return _SpectralMask()
+
+
 class _Float32Router(nn.Module):
     """Computes its gate under ``torch.autocast(x.device.type, dtype=torch.float32)``, as torchtitan's
     mixture-of-experts router does, then a Linear(8, 4) of the gated input."""

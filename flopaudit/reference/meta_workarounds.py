@@ -52,6 +52,14 @@ turn by :func:`run_on_meta` and kept for every count of the model:
   CPU too (a torchtitan Llama 3 counts on meta the MACs, FLOPs and bytes it
   counts on the CPU).
 
+- **The inverse STFT's window check.** ``torch.istft`` checks that its window's
+  overlap-add never vanishes (the NOLA condition): it compares the envelope's
+  smallest value with ``aten.equal``, which has no meta kernel (demucs' HDemucs and
+  HTDemucs, BS-RoFormer). On meta ``torch.istft`` (and ``Tensor.istft``) runs with
+  that comparison answered "the check passes", as it must on a device for the
+  forward to run; every operator it runs is counted as on the CPU.
+  # NB: ``istft`` bound by name before the count (``from torch import istft``) is not reached.
+
 - **An assertion on values.** A model that checks its tensors' values with
   ``assert`` (demucs' ``pad1d``: ``assert (out[..., left:left + length] ==
   x0).all()``) asks for a value meta tensors do not have. The check cannot
@@ -371,6 +379,51 @@ class _AssertionsHoldOnMeta(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def refuses_meta_equal(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``aten.equal`` refusing meta tensors (it has no meta kernel; ``torch.istft``'s
+    window check calls it)."""
+    return any("aten::equal: attempted to run this operator with Meta tensors" in str(link) for link in _chain(exc))
+
+
+class _WindowCheckPasses(TorchDispatchMode):
+    """``aten.equal`` of two zero-dimensional boolean meta tensors answers False: inside ``torch.istft``,
+    its window check (is the envelope's minimum below its tolerance?) found nothing to refuse."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        if (func is torch.ops.aten.equal.default and len(args) == 2
+                and all(isinstance(a, torch.Tensor) and a.is_meta and a.dim() == 0 and a.dtype == torch.bool
+                        for a in args)):
+            return False
+        return func(*args, **(kwargs or {}))
+
+
+def _checked_on_meta(istft: Any) -> Any:
+    """``istft`` run with :class:`_WindowCheckPasses` where its input is a meta tensor."""
+    def wrapper(input: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(input, torch.Tensor) and input.is_meta:
+            with _WindowCheckPasses():
+                return istft(input, *args, **kwargs)
+        return istft(input, *args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _istft_window_check_passes_on_meta() -> Iterator[None]:
+    """For the block, ``torch.istft``, ``torch.functional.istft`` and ``Tensor.istft`` take their window
+    check to pass on meta tensors."""
+    with contextlib.ExitStack() as stack:
+        for owner in (torch, torch.functional, torch.Tensor):
+            if hasattr(owner, "istft"):
+                stack.enter_context(_replaced(owner, "istft", _checked_on_meta(owner.istft)))
+        yield
+
+
+ISTFT_NOTE = ("on meta, torch.istft's check that its window's overlap-add never vanishes (NOLA) compares values with "
+              "aten.equal, which has no meta kernel: the check was taken to pass, as it must on a device for the "
+              "forward to run; every operator istft runs was counted as on the CPU")
+
+
 def assertions_note(site: str) -> str:
     """What every count of a model whose value assertions were taken to hold on meta says."""
     return (f"on meta, the model's code asserts tensor values (first at {site}), which meta tensors do not have: "
@@ -445,6 +498,8 @@ class MetaWorkarounds:
     """``Tensor.type("torch.meta.<Kind>Tensor")`` casts to that kind's dtype."""
     flex_attention_on_meta: bool = False
     """``flex_attention``'s device check lets meta tensors through."""
+    istft_check_passes: bool = False
+    """``torch.istft``'s window check taken to pass on meta tensors."""
     assertion_site: str = ""
     """Where the model's code first asserts a value (``module:function (line N)``); assertions on
     meta tensors' values are then taken to hold. ``""``: not answered."""
@@ -452,7 +507,7 @@ class MetaWorkarounds:
     def __bool__(self) -> bool:
         return (self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
                 or self.distribution_checks_pass or self.meta_type_names_cast or self.flex_attention_on_meta
-                or bool(self.assertion_site))
+                or self.istft_check_passes or bool(self.assertion_site))
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
@@ -471,6 +526,8 @@ class MetaWorkarounds:
                 stack.enter_context(_meta_type_names_cast())
             if self.flex_attention_on_meta:
                 stack.enter_context(_flex_attention_on_meta())
+            if self.istft_check_passes:
+                stack.enter_context(_istft_window_check_passes_on_meta())
             if self.assertion_site:
                 stack.enter_context(_AssertionsHoldOnMeta())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
@@ -483,6 +540,7 @@ class MetaWorkarounds:
             ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ()) + \
             ((META_TYPE_NAMES_NOTE,) if self.meta_type_names_cast else ()) + \
             ((FLEX_ATTENTION_NOTE,) if self.flex_attention_on_meta else ()) + \
+            ((ISTFT_NOTE,) if self.istft_check_passes else ()) + \
             ((assertions_note(self.assertion_site),) if self.assertion_site else ())
 
 
@@ -505,6 +563,8 @@ def run_on_meta(attempt: Callable[[MetaWorkarounds], _T], failure: BaseException
             ways = dataclasses.replace(ways, assertion_site=site)
         elif refuses_meta_flex_attention(failure) and not ways.flex_attention_on_meta:
             ways = dataclasses.replace(ways, flex_attention_on_meta=True)
+        elif refuses_meta_equal(failure) and not ways.istft_check_passes:
+            ways = dataclasses.replace(ways, istft_check_passes=True)
         elif reads_values(failure) and not ways.traced:
             ways = dataclasses.replace(ways, traced=True)
         elif refuses_float32_grouped(failure) and not ways.grouped_in_bfloat16:
