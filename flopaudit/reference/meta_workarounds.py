@@ -478,6 +478,19 @@ def answered_as_traced(model: nn.Module) -> Iterator[dict[str, int]]:
         yield asked
 
 
+_SWITCHED_WAYS: tuple[tuple[str, Callable[[], Any], str], ...] = (
+    ("grouped_in_bfloat16", _GroupedInBFloat16, GROUPED_NOTE),
+    ("cpu_scalars_on_meta", _CpuScalarsOnMeta, CPU_SCALARS_NOTE),
+    ("autocast_does_nothing", _autocast_on_meta_does_nothing, AUTOCAST_NOTE),
+    ("distribution_checks_pass", _distribution_checks_pass_on_meta, DISTRIBUTION_CHECKS_NOTE),
+    ("meta_type_names_cast", _meta_type_names_cast, META_TYPE_NAMES_NOTE),
+    ("flex_attention_on_meta", _flex_attention_on_meta, FLEX_ATTENTION_NOTE),
+    ("istft_check_passes", _istft_window_check_passes_on_meta, ISTFT_NOTE),
+)
+"""The workarounds a flag of :class:`MetaWorkarounds` turns on, in the order they are entered:
+``(field, the context that applies it, what a count made with it says)``."""
+
+
 @dataclass(frozen=True)
 class MetaWorkarounds:
     """The ways round a meta-device failure a model needs (none: it runs there as it is)."""
@@ -505,29 +518,16 @@ class MetaWorkarounds:
     meta tensors' values are then taken to hold. ``""``: not answered."""
 
     def __bool__(self) -> bool:
-        return (self.traced or self.grouped_in_bfloat16 or self.cpu_scalars_on_meta or self.autocast_does_nothing
-                or self.distribution_checks_pass or self.meta_type_names_cast or self.flex_attention_on_meta
-                or self.istft_check_passes or bool(self.assertion_site))
+        return self.traced or bool(self.assertion_site) or any(getattr(self, flag) for flag, _, _ in _SWITCHED_WAYS)
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, *, tracing: bool = True) -> Iterator[dict[str, int]]:
         """For the block, the workarounds on; yields where ``is_tracing()`` was asked (when answered).
         ``tracing=False`` leaves ``is_tracing()`` to the caller (the recorder answers it itself)."""
         with contextlib.ExitStack() as stack:
-            if self.grouped_in_bfloat16:
-                stack.enter_context(_GroupedInBFloat16())
-            if self.cpu_scalars_on_meta:
-                stack.enter_context(_CpuScalarsOnMeta())
-            if self.autocast_does_nothing:
-                stack.enter_context(_autocast_on_meta_does_nothing())
-            if self.distribution_checks_pass:
-                stack.enter_context(_distribution_checks_pass_on_meta())
-            if self.meta_type_names_cast:
-                stack.enter_context(_meta_type_names_cast())
-            if self.flex_attention_on_meta:
-                stack.enter_context(_flex_attention_on_meta())
-            if self.istft_check_passes:
-                stack.enter_context(_istft_window_check_passes_on_meta())
+            for flag, context, _ in _SWITCHED_WAYS:
+                if getattr(self, flag):
+                    stack.enter_context(context())
             if self.assertion_site:
                 stack.enter_context(_AssertionsHoldOnMeta())
             yield stack.enter_context(answered_as_traced(model)) if self.traced and tracing else {}
@@ -535,12 +535,7 @@ class MetaWorkarounds:
     def notes(self) -> tuple[str, ...]:
         """What every count made with these workarounds says."""
         return ((traced_branch_note(self.traced_sites),) if self.traced else ()) + \
-            ((GROUPED_NOTE,) if self.grouped_in_bfloat16 else ()) + ((CPU_SCALARS_NOTE,) if self.cpu_scalars_on_meta else ()) + \
-            ((AUTOCAST_NOTE,) if self.autocast_does_nothing else ()) + \
-            ((DISTRIBUTION_CHECKS_NOTE,) if self.distribution_checks_pass else ()) + \
-            ((META_TYPE_NAMES_NOTE,) if self.meta_type_names_cast else ()) + \
-            ((FLEX_ATTENTION_NOTE,) if self.flex_attention_on_meta else ()) + \
-            ((ISTFT_NOTE,) if self.istft_check_passes else ()) + \
+            tuple(note for flag, _, note in _SWITCHED_WAYS if getattr(self, flag)) + \
             ((assertions_note(self.assertion_site),) if self.assertion_site else ())
 
 
