@@ -36,11 +36,7 @@ def per_output_element(
     def formula(call: OpCall) -> Cost:
         return Cost(0, flops_per_element * numel(call.out), category)
 
-    formula.__qualname__ = name
-    formula.__name__ = name
-    formula.__doc__ = doc
-    register_formula(*existing(*names, namespace=namespace))(formula)
-    return formula
+    return _registered(formula, name, doc, existing(*names, namespace=namespace))
 
 
 def per_listed_element(
@@ -55,10 +51,16 @@ def per_listed_element(
     def formula(call: OpCall) -> Cost:
         return Cost(0, flops_per_element * sum(numel(s) for s in call["self"] if s is not None), category)
 
+    return _registered(formula, name, doc, existing(*names))
+
+
+def _registered(formula: Formula, name: str, doc: str, keys: list[str]) -> Formula:
+    """``formula`` named ``name`` (as the events and reports call it), documented ``doc`` and
+    registered for ``keys``."""
     formula.__qualname__ = name
     formula.__name__ = name
     formula.__doc__ = doc
-    register_formula(*existing(*names))(formula)
+    register_formula(*keys)(formula)
     return formula
 
 
