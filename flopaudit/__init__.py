@@ -24,7 +24,7 @@ def audit(
     isolate: bool = True,
     pass_: str = "inference",
     loss: str | Callable[[Any], Any] | None = None,
-    optimizer: str | None = None,
+    optimizer: str | Callable[[Any], Any] | None = None,
 ) -> Any:
     """Count ``model(*inputs, **kwargs)`` with each backend; return a DataFrame.
 
@@ -36,8 +36,10 @@ def audit(
     ``loss``: a function of the model's output returning a scalar tensor
     (``lambda out: out.loss``), ``"module:function"`` naming one, or by
     default the sum of the floating outputs; its
-    backward, and with ``optimizer`` = ``"sgd"``, ``"adam"`` or ``"adamw"``
-    one optimizer step), with the backends that count training steps unless
+    backward, and with ``optimizer`` one optimizer step: a ``torch.optim`` name
+    such as ``"adamw"`` (:data:`flopaudit.passes.OPTIMIZERS`), or your own, a
+    function of the list of parameters returning an optimizer, or
+    ``"module:function"`` naming one), with the backends that count training steps unless
     ``backends`` says otherwise (see :mod:`flopaudit.passes`).
 
     One row per backend with integer ``macs`` (normalised to multiply-

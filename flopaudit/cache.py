@@ -127,7 +127,8 @@ class ResultCache:
             "pass": [step.kind, step.loss, step.optimizer],
             "id": case_id,
             # Where the user code named lives: the same spec in another project is other code.
-            "code": [origin(spec) for spec in (case_id, inputs_factory, step.loss) if spec and is_spec(spec)],
+            "code": [origin(spec) for spec in (case_id, inputs_factory, step.loss, step.optimizer)
+                     if isinstance(spec, str) and is_spec(spec)],
             "input_shape": list(input_shape) if input_shape else None,
             "inputs_factory": inputs_factory,
             "seed": seed,

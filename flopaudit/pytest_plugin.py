@@ -91,15 +91,15 @@ class GoldenCheck:
         timeout: float | None = None,
         pass_: str = "inference",
         loss: str | Callable[[Any], Any] | None = None,
-        optimizer: str | None = None,
+        optimizer: str | Callable[[Any], Any] | None = None,
     ) -> list[Any]:
         """Count ``model(*inputs, **kwargs)`` with each backend and compare with ``golden``.
 
         ``pass_="train"`` counts one training step instead, as ``flopaudit run
         --pass train`` does: the loss ``loss`` (a function of the model's
         output, or ``"module:function"``; default the sum of the floating
-        outputs), its backward and, with ``optimizer`` (``"sgd"``, ``"adam"``
-        or ``"adamw"``), one optimizer step; the golden records the pass and
+        outputs), its backward and, with ``optimizer`` (a ``torch.optim`` name such as
+        ``"adamw"``, or your own as in :func:`flopaudit.audit`), one optimizer step; the golden records the pass and
         the MACs of each phase.
 
         Fails the test (no traceback) when the golden is missing, unreadable

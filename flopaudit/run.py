@@ -125,7 +125,7 @@ def run_audit(
     cost_progress: CostProgressFn | None = None,
     pass_: str | Pass = "inference",
     loss: str | None = None,
-    optimizer: str | None = None,
+    optimizer: str | Callable[[Any], Any] | None = None,
 ) -> AuditRun:
     """Count every case with every backend.
 
@@ -170,9 +170,9 @@ def run_audit(
     ``if __name__ == "__main__":`` guard.
     """
     step = pass_of(pass_, loss, optimizer)
-    if step.loss is not None and not isinstance(step.loss, str):
+    if step.in_process:
         raise UserError("zoo cases are counted in worker processes, which cannot be given a function: "
-                        "name the loss as 'module:function'")
+                        "name the loss and the optimizer as 'module:function'")
     if cost is not None and step.train:
         raise UserError("measuring costs times forward passes: it cannot be combined with a training step")
     names = chosen_backends(
@@ -489,7 +489,7 @@ def audit_model(
     isolate: bool = True,
     pass_: str | Pass = "inference",
     loss: str | Callable[[Any], Any] | None = None,
-    optimizer: str | None = None,
+    optimizer: str | Callable[[Any], Any] | None = None,
 ) -> AuditRun:
     """Count one in-memory model with several backends (each count forked from this
     process), in the mode it is in; ``pass_="train"``: one training step (see :func:`run_audit`)."""

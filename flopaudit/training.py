@@ -9,17 +9,26 @@
 3. ``backward``: ``loss.backward()``: autograd computes exactly the gradients
    it needs (none for a frozen parameter, none for an input that does not
    require one, recomputation where activation checkpointing asks for it);
-4. ``optimizer`` (with ``Pass.optimizer``): one step of ``torch.optim.SGD``,
-   ``Adam`` or ``AdamW`` with torch's defaults (``lr=1e-3``) over every
-   parameter that received a gradient, parameter by parameter
-   (``foreach=False``, torch's own choice on CPU and meta). A recorder
-   learns afterwards which module's parameter each tensor the step used
-   belongs to (:meth:`StepHooks.optimizer_tensors`).
+4. ``optimizer`` (with ``Pass.optimizer``): one optimizer step over every
+   parameter that received a gradient (:func:`optimizer_step`). A name of
+   :data:`~flopaudit.passes.OPTIMIZERS` steps that ``torch.optim`` optimizer
+   with torch's defaults (``lr=1e-3`` for SGD, Adam and AdamW), parameter by
+   parameter (``foreach=False``, torch's own choice on CPU and meta). A
+   ``module:function`` (or, in the Python API, the function itself) is the
+   user's own: it is called with the list of parameters and returns an
+   optimizer (``torch.optim.Optimizer`` or anything with ``step()``), or a
+   list of them, each stepped once (Muon for the matrices and AdamW for the
+   rest, as Muon is trained). A recorder learns afterwards which module's
+   parameter each tensor the step used belongs to
+   (:meth:`StepHooks.optimizer_tensors`).
 
 The model is left as it was: each parameter's ``.grad`` is put back
 afterwards, and the optimizer steps *stand-ins* of the parameters
 (:func:`stand_in`): the same operators on the same shapes as a step of the
-real parameters, which stay untouched. A parameter of at least
+real parameters, which stay untouched. The user's own optimizer steps
+copies of the parameters (their values, each holding its real gradient): its
+code may read values, and it then reads the ones a real step would. For
+torch's, a parameter of at least
 :data:`META_STAND_IN_NUMEL` elements is stood in for on the meta device (its
 shape, strides and dtype, holding a meta tensor like its gradient): its step
 and its optimizer state (for Adam two more tensors its size) then take no
@@ -29,9 +38,14 @@ kernels of ``lerp_``, ``addcmul_``, ``sqrt``, ``div`` and ``addcdiv_`` are
 Python (about 0.1 ms a call), more than those operators cost on a small CPU
 tensor (``benchmarks/bench_train_step.py``: hf-gpt2 with AdamW, and the small
 models, side by side).
-# NB: the per-parameter loop reads no parameter or gradient value to decide
-# what to run (only the ``step`` count, which the optimizer makes itself on
-# the CPU), so values it cannot see change no operator. A gradient that is
+# NB: torch's per-parameter loops read no parameter or gradient value to
+# decide what to run (only the ``step`` count, which the optimizer makes
+# itself on the CPU), so values they cannot see change no operator. ASGD and
+# Adafactor read values for a number (ASGD its averaging coefficient, which
+# it makes from the step count; Adafactor the norms that scale its step) and
+# so cannot step on meta, and Rprop's step on meta makes its constants with
+# another operator: theirs are stood in for on the parameter's own device
+# whatever its size (:data:`STEPS_ON_ITS_OWN_DEVICE`). A gradient that is
 # not a dense tensor (``nn.Embedding(sparse=True)``), or a parameter or
 # gradient of a tensor subclass, is stood in for on its own device.
 Buffers a train-mode forward writes (BatchNorm running statistics) are the
@@ -44,6 +58,7 @@ caller's to guard (the reference engine does; adapters count a copy).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,9 +66,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from flopaudit.callables import load_callable
 from flopaudit.errors import UserError
 from flopaudit.inputs import ModelInputs, iter_tensors
-from flopaudit.passes import Pass, callable_name
+from flopaudit.passes import OPTIMIZERS, Pass, callable_name, is_optimizer_spec
 
 #: The learning rate of every optimizer step (torch's default for Adam and AdamW; SGD needs one).
 LEARNING_RATE = 1e-3
@@ -66,8 +82,9 @@ class StepHooks(Protocol):
         """A phase of :data:`~flopaudit.passes.PHASES` starts ('' once the step is over)."""
 
     def optimizer_tensors(self, owners: Mapping[int, str]) -> None:
-        """After the optimizer step: ``id(tensor) -> path of the module holding the
-        parameter`` for every stand-in, its gradient and its optimizer state."""
+        """Before the optimizer step: ``id(tensor) -> path of the module holding the
+        parameter`` for every stand-in, its gradient and the state the optimizer made for it
+        when it was made (torch's optimizers make theirs in the step)."""
 
 
 @dataclass
@@ -94,8 +111,6 @@ def load_loss(spec: str | Callable[[Any], Any] | None) -> Callable[[Any], Any]:
         return sum_of_outputs
     if not isinstance(spec, str):
         return spec
-    from flopaudit.callables import load_callable
-
     return load_callable(spec, what="loss")
 
 
@@ -156,14 +171,14 @@ def _on_meta(t: torch.Tensor) -> torch.Tensor:
 META_STAND_IN_NUMEL = 1 << 20
 
 
-def stand_in(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """What an optimizer step steps in place of ``param`` (whose gradient is ``grad``):
+def stand_in(param: torch.Tensor, grad: torch.Tensor, on_meta: bool = True) -> torch.Tensor:
+    """What a ``torch.optim`` step steps in place of ``param`` (whose gradient is ``grad``):
     for a dense parameter of at least :data:`META_STAND_IN_NUMEL` elements, a meta
     tensor like it requiring a gradient, with a meta tensor like ``grad`` as its
-    ``.grad``; otherwise (and for a gradient that is not a dense tensor, or a
-    parameter or gradient of a tensor subclass) an uninitialised tensor like
-    ``param`` on its own device holding ``grad`` itself."""
-    if (param.numel() >= META_STAND_IN_NUMEL and type(param) in _PLAIN and type(grad) is torch.Tensor
+    ``.grad``; otherwise (and for a gradient that is not a dense tensor, a
+    parameter or gradient of a tensor subclass, or with ``on_meta=False``) an
+    uninitialised tensor like ``param`` on its own device holding ``grad`` itself."""
+    if (on_meta and param.numel() >= META_STAND_IN_NUMEL and type(param) in _PLAIN and type(grad) is torch.Tensor
             and grad.layout is torch.strided and param.layout is torch.strided):
         t = _on_meta(param).requires_grad_(True)
         t.grad = _on_meta(grad)
@@ -176,32 +191,116 @@ def stand_in(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
-def optimizer_step(name: str, owners: list[tuple[str, nn.Parameter]], hooks: StepHooks | None) -> int:
-    """One step of optimizer ``name`` over the parameters that have a gradient, on
-    stand-ins (made before the step, outside it); returns how many were stepped."""
-    make = {
-        "sgd": lambda ps: torch.optim.SGD(ps, lr=LEARNING_RATE, foreach=False),
-        "adam": lambda ps: torch.optim.Adam(ps, lr=LEARNING_RATE, foreach=False),
-        "adamw": lambda ps: torch.optim.AdamW(ps, lr=LEARNING_RATE, foreach=False),
-    }[name]
+#: Optimizers of :data:`~flopaudit.passes.OPTIMIZERS` whose step on a meta stand-in is not their
+#: step on the parameter's device, and why: every stand-in of theirs is on the parameter's own device.
+STEPS_ON_ITS_OWN_DEVICE = {
+    "asgd": "reads its averaging coefficient with .item(), which the meta device cannot give",
+    "adafactor": "reads the norms that scale its step with .item(), which the meta device cannot give",
+    "rprop": "writes Python numbers through boolean masks, whose constants are made by another (zero-cost) "
+             "operator on meta",
+}
+
+
+def copy_of(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """What the user's own optimizer steps in place of ``param``: a copy of it (its values, on its
+    device) requiring a gradient and holding ``grad`` itself."""
+    t = param.detach().clone().requires_grad_(param.requires_grad)
+    t.grad = grad
+    return t
+
+
+def make_optimizer(optimizer: str | Callable[[Any], Any], params: list[torch.Tensor]) -> list[Any]:
+    """The optimizers to step over ``params``: the ``torch.optim`` optimizer a name of
+    :data:`~flopaudit.passes.OPTIMIZERS` names, or what the user's function (or
+    ``module:function``) returns for them (an optimizer or a list of them); a user error
+    where it cannot be made."""
+    if isinstance(optimizer, str) and not is_optimizer_spec(optimizer):
+        cls = getattr(torch.optim, OPTIMIZERS[optimizer], None)
+        if cls is None:
+            raise UserError(f"optimizer {optimizer!r}: torch {torch.__version__} has no "
+                            f"torch.optim.{OPTIMIZERS[optimizer]}")
+        kwargs: dict[str, Any] = {"foreach": False} if "foreach" in inspect.signature(cls).parameters else {}
+        if optimizer in ("sgd", "adam", "adamw"):
+            kwargs["lr"] = LEARNING_RATE
+        return [cls(params, **kwargs)]
+    name = optimizer if isinstance(optimizer, str) else callable_name(optimizer)
+    make = load_callable(optimizer, what="optimizer") if isinstance(optimizer, str) else optimizer
+    try:
+        made = make(params)
+    except Exception as exc:  # noqa: BLE001 - the user's function failed
+        raise UserError(f"optimizer {name!r} raised: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    made = list(made) if isinstance(made, (list, tuple)) else [made]
+    for opt in made:
+        if not callable(getattr(opt, "step", None)):
+            raise UserError(f"optimizer {name!r} returned {type(opt).__name__}, not an optimizer "
+                            "(an object with a step() method, such as a torch.optim.Optimizer) or a list of them")
+    return made
+
+
+def check_optimizer(optimizer: str | Callable[[Any], Any] | None) -> None:
+    """Load the user's optimizer named ``module:function`` (a trial: raises :class:`UserError` when it cannot)."""
+    if is_optimizer_spec(optimizer):
+        load_callable(optimizer, what="optimizer")
+
+
+def optimizer_step(optimizer: str | Callable[[Any], Any], owners: list[tuple[str, nn.Parameter]],
+                   hooks: StepHooks | None) -> int:
+    """One step of ``optimizer`` (see :func:`make_optimizer`) over the parameters that have a
+    gradient, on stand-ins (made before the step, outside it); returns how many were stepped."""
+    torchs = isinstance(optimizer, str) and not is_optimizer_spec(optimizer)
     stand_ins: list[tuple[str, torch.Tensor]] = []
     with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
         for path, p in owners:
             if p.grad is not None:
-                stand_ins.append((path, stand_in(p, p.grad)))
+                t = (copy_of(p, p.grad) if not torchs else
+                     stand_in(p, p.grad, on_meta=optimizer not in STEPS_ON_ITS_OWN_DEVICE))
+                stand_ins.append((path, t))
     if not stand_ins:
         return 0
-    optimizer = make([t for _, t in stand_ins])
+    with torch.utils._python_dispatch._disable_current_modes():
+        made = make_optimizer(optimizer, [t for _, t in stand_ins])
     if hooks is not None:
+        hooks.optimizer_tensors(_owners(stand_ins, made))
         hooks.phase("optimizer")
-    optimizer.step()
-    if hooks is not None:
-        of: dict[int, str] = {}
-        for path, t in stand_ins:
-            for tensor in (t, t.grad, *(v for v in optimizer.state[t].values() if isinstance(v, torch.Tensor))):
-                of[id(tensor)] = path
-        hooks.optimizer_tensors(of)
+    for opt in made:
+        try:
+            opt.step()
+        except Exception as exc:  # noqa: BLE001 - said in the optimizer's terms below
+            from flopaudit.reference.meta_workarounds import reads_values
+
+            name = optimizer if isinstance(optimizer, str) else callable_name(optimizer)
+            if any(t.is_meta for _, t in stand_ins) and reads_values(exc):
+                # (the user's line that reads it is where the error is said to come from; torch's is no one's)
+                raise UserError(
+                    f"optimizer {name!r} reads a tensor's value in its step ({type(opt).__name__}: "
+                    f"{str(exc).splitlines()[0]}), which parameters on the meta device do not hold: count the step "
+                    "on the CPU, or with an optimizer that reads no value") from (None if torchs else exc)
+            if torchs:
+                raise
+            if isinstance(exc, TypeError) and "closure" in str(exc):
+                raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() needs a closure: it evaluates the "
+                                "model again within its step, as LBFGS does, which a count of one step on stand-ins "
+                                "of the parameters cannot do") from None
+            raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() raised: {type(exc).__name__}: "
+                            f"{exc}".splitlines()[0]) from exc
     return len(stand_ins)
+
+
+def _owners(stand_ins: list[tuple[str, torch.Tensor]], made: list[Any]) -> dict[int, str]:
+    """``id(tensor) -> module path`` for each stand-in, its gradient and the state tensors
+    the optimizers hold for it now."""
+    of: dict[int, str] = {}
+    for path, t in stand_ins:
+        of[id(t)] = path
+        if t.grad is not None:
+            of[id(t.grad)] = path
+        for opt in made:
+            state = getattr(opt, "state", None)
+            held = state.get(t, {}) if isinstance(state, Mapping) else {}
+            for v in (held.values() if isinstance(held, Mapping) else ()):
+                if isinstance(v, torch.Tensor):
+                    of[id(v)] = path
+    return of
 
 
 def train_step(model: nn.Module, inputs: ModelInputs, spec: Pass, hooks: StepHooks | None = None,
@@ -250,5 +349,6 @@ FREED_BY_THE_FORWARD = (
 """Said where a training step's backward fails because the model's forward freed the graph."""
 
 
-__all__ = ["FREED_BY_THE_FORWARD", "LEARNING_RATE", "META_STAND_IN_NUMEL", "StepHooks", "StepOutcome", "check_loss", "checked_loss", "grads_put_back",
-           "load_loss", "optimizer_step", "parameter_owners", "stand_in", "sum_of_outputs", "train_step"]
+__all__ = ["FREED_BY_THE_FORWARD", "LEARNING_RATE", "META_STAND_IN_NUMEL", "STEPS_ON_ITS_OWN_DEVICE", "StepHooks",
+           "StepOutcome", "check_loss", "check_optimizer", "checked_loss", "copy_of", "grads_put_back",
+           "load_loss", "make_optimizer", "optimizer_step", "parameter_owners", "stand_in", "sum_of_outputs", "train_step"]

@@ -34,7 +34,12 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     (["run", *MODEL, "--optimizer", "adam"], "--loss and --optimizer need --pass train"),
     (["run", *MODEL, "--pass", "train", "--loss", "not-a-spec"], "cannot read loss 'not-a-spec'"),
     (["run", *MODEL, "--pass", "training"], "invalid choice: 'training'"),
-    (["run", *MODEL, "--pass", "train", "--optimizer", "lion"], "invalid choice: 'lion'"),
+    (["run", *MODEL, "--pass", "train", "--optimizer", "lion"],
+     "invalid optimizer 'lion': choose one of sgd, adam, adamw, nadam"),
+    (["run", *MODEL, "--pass", "train", "--optimizer", "user_models:no_such_optimizer", "--no-progress"],
+     "has no attribute 'no_such_optimizer'"),
+    (["run", *MODEL, "--pass", "train", "--optimizer", "user_models:SignMomentum(lr=x)"],
+     "cannot read optimizer 'user_models:SignMomentum(lr=x)': arguments must be literals"),
     (["run", *MODEL, "--pass", "train", "--loss", "user_models:no_such_loss", "--no-progress"],
      "has no attribute 'no_such_loss'"),
     (["run", *MODEL, "--pass", "train", "--loss", "user_models:loss_raises", "--no-progress"],
@@ -92,8 +97,30 @@ def test_inference_results_read_as_they_always_have() -> None:
 def test_the_pass_is_part_of_the_cache_key(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path)
     keys = {json.dumps(cache.case_key("linear-3d", pass_=p), sort_keys=True)
-            for p in (Pass(), Pass("train"), Pass("train", optimizer="adam"), Pass("train", "m:loss"))}
-    assert len(keys) == 4
+            for p in (Pass(), Pass("train"), Pass("train", optimizer="adam"), Pass("train", "m:loss"),
+                      Pass("train", optimizer="user_models:SignMomentum"))}
+    assert len(keys) == 5
+    # where the user's optimizer lives, as for the model and the loss
+    key = cache.case_key("linear-3d", pass_=Pass("train", optimizer="user_models:SignMomentum"))
+    assert [Path(p).name for p in json.loads(json.dumps(key))["code"]] == ["user_models.py"]
+
+
+def test_run_counts_a_step_of_the_users_optimizer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--optimizer module:function`` (a class here), made and stepped in the workers: 6 FLOPs an
+    element of the 2x4 weight (see ``user_models.SignMomentum``); torch-flop-counter's step reads 0."""
+    rc = main(["run", *MODEL, "--pass", "train", "--optimizer", "user_models:SignMomentum(lr=0.01)",
+               "--backends", "reference", "torch-flop-counter", "--out", str(tmp_path), "--no-progress",
+               "--no-cache"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "counted: one training step (loss: sum of outputs, optimizer: user_models:SignMomentum(lr=0.01))" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    by_backend = {r["backend"]: r for r in data["results"]}
+    ref = by_backend["reference"]
+    assert {p["phase"]: p["extra_flops"] for p in ref["phases"]}["optimizer"] == 6 * 8
+    assert ref["options"]["optimizer"] == "'user_models:SignMomentum(lr=0.01)'"
+    assert {p["phase"]: p["macs"] for p in by_backend["torch-flop-counter"]["phases"]}["optimizer"] == 0
+    assert Pass.from_options(tuple(ref["options"].items())).optimizer == "user_models:SignMomentum(lr=0.01)"
 
 
 def test_pass_records() -> None:

@@ -304,6 +304,35 @@ def squared_loss(output: torch.Tensor) -> torch.Tensor:
     return output.pow(2).sum()
 
 
+class SignMomentum(torch.optim.Optimizer):
+    """An optimizer of the user's own (Lion's update, Chen et al. 2023). Per element, as the
+    reference prices it (an ``add`` with ``alpha`` is one FLOP, as SGD's update): ``m.mul(b1)`` 1,
+    ``.add_(g, alpha=1-b1)`` 1, ``.sign_()`` 1, ``p.add_(update, alpha=-lr)`` 1, ``m.mul_(b2)`` 1,
+    ``.add_(g, alpha=1-b2)`` 1: 6 FLOPs an element."""
+
+    def __init__(self, params: Any, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99)) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["momentum"] = torch.zeros_like(p)
+                m = state["momentum"]
+                update = m.mul(b1).add_(p.grad, alpha=1 - b1).sign_()
+                p.add_(update, alpha=-group["lr"])
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+
+def not_an_optimizer(params: Any) -> int:
+    return len(list(params))
+
+
 def loss_raises(output: torch.Tensor) -> torch.Tensor:
     raise ValueError("no labels here")
 

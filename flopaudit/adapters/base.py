@@ -320,9 +320,10 @@ def raised_in(exc: BaseException) -> str:
     the wrappers that bind a model's inputs (``flopaudit.adapters._binding``)
     pass the call through to the model for the backend, so a call they make
     fails in whoever made them call it."""
-    from flopaudit.errors import BackendFailure
+    from flopaudit.errors import BackendFailure, UserError
 
-    if isinstance(exc, BackendFailure):  # told in words by the adapter: where the backend raised, if known
+    # Told in words (by the adapter; a user error by the code that saw it): where it came from, if known.
+    if isinstance(exc, (BackendFailure, UserError)):
         return raised_in(exc.__cause__) if exc.__cause__ is not None else ""
     found = ""
     for frame, lineno in frames_of(exc):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flopaudit.callables import check_spec, is_spec
 from flopaudit.errors import UserError
-from flopaudit.passes import OPTIMIZERS, PASSES, Pass
+from flopaudit.passes import OPTIMIZERS, PASSES, Pass, is_optimizer_spec
 from flopaudit.run_defaults import DEFAULT_TIMEOUT_S, DEVICES, DTYPES, usable_cores
 
 if TYPE_CHECKING:
@@ -102,8 +102,12 @@ def add_pass_args(parser: argparse.ArgumentParser) -> None:
         help="with --pass train: the loss, a function of the model's output returning a scalar tensor "
              "(default: the sum of the output's floating tensors)",
     )
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                        help="with --pass train: also count one optimizer step (torch defaults, lr=1e-3)")
+    parser.add_argument(
+        "--optimizer", default=None, metavar="NAME|MODULE:FUNCTION",
+        help=f"with --pass train: also count one optimizer step: a torch.optim optimizer ({', '.join(OPTIMIZERS)}; "
+             "torch's defaults, lr=1e-3 for sgd, adam and adamw), or your own, a function or class taking the list "
+             "of parameters and returning an optimizer or a list of them ('mypkg.optim:Lion', "
+             "'torch.optim:SGD(lr=0.1, momentum=0.9)')")
 
 
 def pass_from_args(args: argparse.Namespace) -> Pass:
@@ -113,6 +117,8 @@ def pass_from_args(args: argparse.Namespace) -> Pass:
                 getattr(args, "optimizer", None))
     if step.loss:
         check_spec(step.loss, "loss")
+    if is_optimizer_spec(step.optimizer):
+        check_spec(step.optimizer, "optimizer")
     return step
 
 

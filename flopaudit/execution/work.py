@@ -269,12 +269,13 @@ def prepare_case(case: ModelCase, settings: CaseSettings | None = None, *,
             message = (f"model failed to run: {type(exc).__name__}: {said}{batch_statistics_hint(exc)}"
                        f"{placement_hint(settings.device, settings.dtype)}")
         return failed(message)
-    if settings.pass_.loss is not None:
-        from flopaudit.training import check_loss
+    if settings.pass_.loss is not None or settings.pass_.optimizer is not None:
+        from flopaudit.training import check_loss, check_optimizer
 
         try:
             with torch.no_grad():
                 check_loss(settings.pass_.loss, output)
+            check_optimizer(settings.pass_.optimizer)
         except UserError as exc:
             if loss_stops or settings.failure_stops:
                 raise

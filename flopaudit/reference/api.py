@@ -158,7 +158,7 @@ def count(
     cache: bool | None = None,
     pass_: str | Pass = "inference",
     loss: str | Callable[[Any], Any] | None = None,
-    optimizer: str | None = None,
+    optimizer: str | Callable[[Any], Any] | None = None,
     as_traced: bool | None = None,
     unpatched_for_overrides: bool = False,
 ) -> ReferenceCount:
@@ -211,7 +211,8 @@ def count(
     the forward with autograd on (``no_grad`` is ignored) in the mode the
     model is in, the loss (``loss="module:function"`` or a function of the
     output, default the sum of the floating outputs), its backward, and with
-    ``optimizer`` (``"sgd"``, ``"adam"``, ``"adamw"``) one optimizer step; a
+    ``optimizer`` one optimizer step (a name of :data:`~flopaudit.passes.OPTIMIZERS`, or the user's
+    own: see :func:`flopaudit.training.make_optimizer`); a
     :class:`~flopaudit.passes.Pass` may be given instead. The result's ``phases`` split the cost by phase;
     every backward operator is attributed to the module whose forward made
     the autograd node running it, every optimizer operator to the module
@@ -481,7 +482,7 @@ def count_meta(
     no_grad: bool = True,
     pass_: str | Pass = "inference",
     loss: str | Callable[[Any], Any] | None = None,
-    optimizer: str | None = None,
+    optimizer: str | Callable[[Any], Any] | None = None,
 ) -> ReferenceCount:
     """Build the model on the meta device and count it without allocating weights
     (``pass_``, ``loss``, ``optimizer``: as :func:`count`; a training step on meta

@@ -203,7 +203,13 @@ class _Recorder:
         self.frames_of_events: dict[int, ModuleFrame] = {}
         self.optimizer_events: list[tuple[Any, ...]] = []
         """The optimizer's events until it is over: (index, operator facts, priced call, custom
-        Function, ids of its tensor arguments); recorded by :meth:`optimizer_tensors`."""
+        Function, the module path of its parameter or None); placed by :meth:`_place_optimizer_events`."""
+        self.optimizer_owners: dict[int, str] = {}
+        """While an optimizer step runs: ``id(tensor) -> module path`` of the parameter the
+        tensor belongs to: each stand-in, its gradient and its state (given before the step,
+        :meth:`optimizer_tensors`), and what operators make from them as they run. An id is
+        read only while its tensor is alive: a temporary freed during the step may give its
+        id to a later parameter's state."""
 
     def _learn_operands(self, model: nn.Module, inputs: ModelInputs) -> None:
         """What :meth:`_operands` reads: the model's parameters and the inputs' tensors."""
@@ -235,27 +241,48 @@ class _Recorder:
     def phase(self, name: str) -> None:
         assert self.links is not None
         self.links.settle()
+        if self.stepping_optimizer and name != "optimizer":
+            self._place_optimizer_events()
         if name:
             self.step_phase = name
         self.stepping_optimizer = name == "optimizer"
 
     def optimizer_tensors(self, owners: Mapping[int, str]) -> None:
-        """Record the optimizer's events in the module holding the parameter each updates:
-        the owner of its first argument that is a parameter's stand-in, gradient or optimizer
-        state; an event on temporaries only (``denom = exp_avg_sq.sqrt() / c``) belongs to
-        the parameter updated just before (the optimizer steps one parameter at a time),
-        events before the first to the first.
+        """Before the optimizer step: the module holding the parameter that each stand-in,
+        its gradient and the state the optimizer made for it belongs to (see
+        :attr:`optimizer_owners`)."""
+        self.optimizer_owners = dict(owners)
+
+    def _optimizer_owner(self, tensors: Sequence[torch.Tensor], out: Any) -> str | None:
+        """The module whose parameter an optimizer's operator call works on: the owner of its
+        first tensor argument that has one; its outputs take that owner (or lose a stale one:
+        ids are looked up only while their tensors are alive)."""
+        owners = self.optimizer_owners
+        owner = None
+        for t in tensors:
+            owner = owners.get(id(t))
+            if owner is not None:
+                break
+        for o in iter_tensors(out):
+            if owner is None:
+                owners.pop(id(o), None)
+            else:
+                owners[id(o)] = owner
+        return owner
+
+    def _place_optimizer_events(self) -> None:
+        """Record the optimizer's events in the module holding the parameter each updates
+        (:meth:`_optimizer_owner`); an event on no tensor of a parameter (a constant, a
+        ``step`` counter made afresh) belongs to the parameter updated just before (the
+        optimizer steps one parameter at a time), events before the first to the first.
         # NB: a zero-cost operator that makes a parameter's state before that parameter's
         # first state tensor (the ``step`` counter) lands on the parameter before.
         """
         owner, leading, frame = None, [], self.outside
         for pending in self.optimizer_events:
-            for i in pending[4]:
-                found = owners.get(i)
-                if found is not None:
-                    if found != owner:
-                        owner, frame = found, self._frame_at(found)
-                    break
+            found = pending[4]
+            if found is not None and found != owner:
+                owner, frame = found, self._frame_at(found)
             if owner is None:
                 leading.append(pending)
                 continue
@@ -267,6 +294,7 @@ class _Recorder:
         for earlier in leading:
             self._place_optimizer_event(earlier, self.outside)
         self.optimizer_events = []
+        self.optimizer_owners = {}
 
     def _place_optimizer_event(self, pending: tuple[Any, ...], where: ModuleFrame) -> None:
         index, facts, p, autograd_function, _ = pending
@@ -512,7 +540,7 @@ class _Recorder:
             phase = self.phase_now()
             if phase == "optimizer":
                 self.optimizer_events.append((len(events), facts, p, self.functions[-1] if self.functions else "",
-                                              tuple(id(t) for t in tensors)))
+                                              self._optimizer_owner(tensors, out)))
                 events.append(None)  # type: ignore[arg-type]
                 return
             where, forward_event = self._step_where(phase)
