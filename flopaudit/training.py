@@ -277,13 +277,24 @@ def optimizer_step(optimizer: str | Callable[[Any], Any], owners: list[tuple[str
                     "on the CPU, or with an optimizer that reads no value") from (None if torchs else exc)
             if torchs:
                 raise
-            if isinstance(exc, TypeError) and "closure" in str(exc):
+            if "closure" in str(exc).lower():  # (a TypeError for LBFGS, a library's own error for others)
                 raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() needs a closure: it evaluates the "
                                 "model again within its step, as LBFGS does, which a count of one step on stand-ins "
                                 "of the parameters cannot do") from None
+            hint = _SECOND_ORDER_HINT if _NO_GRAPH in str(exc) else ""
             raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() raised: {type(exc).__name__}: "
-                            f"{exc}".splitlines()[0]) from exc
+                            f"{str(exc).splitlines()[0]}{hint}") from exc
     return len(stand_ins)
+
+
+_NO_GRAPH = "does not require grad and does not have a grad_fn"
+"""What autograd says where a step differentiates a gradient that has no graph."""
+
+_SECOND_ORDER_HINT = (
+    " (its step differentiates the gradients again, as Hessian-based optimizers such as AdaHessian and "
+    "Sophia do: that needs a backward that keeps its graph, create_graph=True, through the parameters "
+    "themselves, which a count of one step on stand-ins of the parameters cannot give)")
+"""Said of an optimizer step that fails for want of a second-order graph."""
 
 
 def _owners(stand_ins: list[tuple[str, torch.Tensor]], made: list[Any]) -> dict[int, str]:

@@ -148,6 +148,13 @@ ELEMENTWISE_CASES = [
      [(2, 3, 4), (5,)], 2 * 3 * 4 + 5),
     ("foreach_addcmul", lambda: Fn(lambda a, b: torch._foreach_addcmul([a, b], [a, b], [a, b])), [(2, 3, 4), (5,)],
      2 * (2 * 3 * 4 + 5)),
+    ("foreach_sigmoid_inplace", lambda: Fn(lambda a, b: torch._foreach_sigmoid_([a.clone(), b.clone()])),
+     [(2, 3, 4), (5,)], 2 * 3 * 4 + 5),
+    ("foreach_copy_and_zero", lambda: Fn(lambda a, b: torch._foreach_zero_(torch._foreach_copy_(
+        torch._foreach_clone([a, b]), [b, a]) or [])), [(5,), (5,)], 0),
+    # a norm of each tensor (2 per element, as vector_norm), and each one's largest element (n - 1 comparisons)
+    ("foreach_norm", lambda: Fn(lambda a, b: torch._foreach_norm([a, b])), [(2, 3, 4), (5,)], 2 * (2 * 3 * 4 + 5)),
+    ("foreach_max", lambda: Fn(lambda a, b: torch._foreach_max([a, b])), [(2, 3, 4), (5,)], (2 * 3 * 4 - 1) + 4),
     ("dropout_train", lambda: nn.Dropout(0.5).train(), [(2, 3, 4)], 2 * (2 * 3 * 4)),  # mask scale + multiply
     ("dropout_eval", lambda: nn.Dropout(0.5).eval(), [(2, 3, 4)], 0),
     ("sum_all", lambda: Fn(lambda a: a.sum()), [(2, 3, 4)], 2 * 3 * 4 - 1),

@@ -43,6 +43,21 @@ CASES = [
      4 * 5 * 6 * 7, 0),
     ("addmv_beta0", lambda: Fn(lambda c, a, b: torch.addmv(c, a, b, beta=0.0)), [(5,), (5, 6), (6,)], 5 * 6, 0),
     ("mv", lambda: Fn(torch.mv), [(5, 6), (6,)], 5 * 6, 0),
+    # the in-place variants (optimizers: Shampoo's preconditioner statistics, DASH's blocks)
+    ("addmm_inplace", lambda: Fn(lambda c, a, b: c.clone().addmm_(a, b, beta=0.5)), [(5, 7), (5, 6), (6, 7)],
+     5 * 6 * 7, 5 * 7 + 5 * 7),
+    ("baddbmm_inplace", lambda: Fn(lambda c, a, b: c.clone().baddbmm_(a, b)), [(4, 5, 7), (4, 5, 6), (4, 6, 7)],
+     4 * 5 * 6 * 7, 4 * 5 * 7),
+    ("addbmm_inplace", lambda: Fn(lambda c, a, b: c.clone().addbmm_(a, b)), [(5, 7), (4, 5, 6), (4, 6, 7)],
+     4 * 5 * 6 * 7, 5 * 7),
+    ("addmv_inplace", lambda: Fn(lambda c, a, b: c.clone().addmv_(a, b)), [(5,), (5, 6), (6,)], 5 * 6, 5),
+    # beta*self + alpha*outer(v1, v2): the outer product's 5*7 multiplies, and the add
+    ("addr", lambda: Fn(torch.addr), [(5, 7), (5,), (7,)], 5 * 7, 5 * 7),
+    ("addr_inplace_scaled", lambda: Fn(lambda c, a, b: c.clone().addr_(a, b, alpha=2.0)), [(5, 7), (5,), (7,)],
+     5 * 7, 5 * 7 + 5 * 7),
+    # a list of products (torch._foreach_mm): each pair's M*K*N
+    ("foreach_mm", lambda: Fn(lambda a, b, c, d: torch._foreach_mm([a, c], [b, d])),
+     [(5, 6), (6, 7), (2, 3), (3, 4)], 5 * 6 * 7 + 2 * 3 * 4, 0),
     ("dot", lambda: Fn(torch.dot), [(6,), (6,)], 6, 0),
 ]
 

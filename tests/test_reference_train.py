@@ -295,12 +295,30 @@ def _returns_a_number(params: list[torch.Tensor]) -> int:
     return len(params)
 
 
+class _HessianDiagonal(torch.optim.SGD):
+    """Differentiates the gradients again (a Hutchinson estimate, as AdaHessian's)."""
+
+    def step(self, closure: object = None) -> None:
+        params = [p for g in self.param_groups for p in g["params"]]
+        torch.autograd.grad([p.grad for p in params], params, [torch.ones_like(p) for p in params])
+
+
+class _AsksForAClosure(torch.optim.SGD):
+    def step(self, closure: object = None) -> None:
+        if closure is None:
+            raise ValueError("Requires closure (e.g. `optimizer.step(lambda: float(loss))`)")
+
+
 def test_an_optimizer_that_cannot_step_says_why() -> None:
     model, x = nn.Linear(4, 3), torch.randn(N, 4)
     with pytest.raises(UserError, match=r"returned int, not an optimizer"):
         count(model, x, pass_="train", optimizer=_returns_a_number)
     with pytest.raises(UserError, match=r"LBFGS.step\(\) needs a closure"):
         count(model, x, pass_="train", optimizer="torch.optim:LBFGS")
+    with pytest.raises(UserError, match=r"_AsksForAClosure.step\(\) needs a closure"):
+        count(model, x, pass_="train", optimizer=lambda ps: _AsksForAClosure(ps))
+    with pytest.raises(UserError, match=r"does not have a grad_fn \(its step differentiates the gradients again"):
+        count(model, x, pass_="train", optimizer=lambda ps: _HessianDiagonal(ps))
     with pytest.raises(UserError, match=r"optimizer 'torch.optim:SGD\(lr=-1\)' raised: ValueError: Invalid learning rate"):
         count(model, x, pass_="train", optimizer="torch.optim:SGD(lr=-1)")
     with pytest.raises(UserError, match="invalid optimizer 'lion': choose one of sgd, adam"):

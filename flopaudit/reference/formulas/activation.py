@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from flopaudit.reference.formulas._factories import per_output_element
+from flopaudit.reference.formulas._factories import per_listed_element, per_output_element
 from flopaudit.reference.registry import Category
 
 ACTIVATION_NAMES: tuple[str, ...] = (
@@ -29,4 +29,11 @@ glu = per_output_element(
     Category.ACTIVATION, 2, "glu",
     name="glu",
     doc="GLU ``a * sigmoid(b)``: 2 FLOPs (sigmoid, multiply) per output element.",
+)
+
+foreach_activation = per_listed_element(
+    Category.ACTIVATION, 1, "_foreach_sigmoid", "_foreach_sigmoid_", "_foreach_tanh", "_foreach_tanh_",
+    name="foreach_activation",
+    doc="``_foreach_sigmoid``/``_foreach_tanh`` over a list of tensors: 1 FLOP per element of each tensor "
+    "of the list, 0 MACs.",
 )

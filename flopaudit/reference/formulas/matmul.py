@@ -1,4 +1,4 @@
-"""Matrix products: mm, addmm, bmm, baddbmm, addbmm, mv, addmv, dot, outer,
+"""Matrix products: mm, addmm, bmm, baddbmm, addbmm, mv, addmv, dot, outer, addr,
 linear and matmul when they reach the dispatcher unexpanded, the fused or
 low-precision variants, ``_trilinear`` (``nn.Bilinear``), and the quantized
 ``quantized::linear*`` kernels.
@@ -61,10 +61,10 @@ def mm(call: OpCall) -> Cost:
     return Cost(product_macs(call, "self", "mat2"), 0, Category.MATMUL)
 
 
-@on("addmm", "_addmm_activation", "_sparse_addmm")
+@on("addmm", "addmm_", "_addmm_activation", "_sparse_addmm")
 def addmm(call: OpCall) -> Cost:
-    """``beta*bias + alpha*(M, K) @ (K, N)`` (``torch.sparse.mm``/``addmm`` of a sparse ``mat1``:
-    ``_sparse_addmm``).
+    """``beta*bias + alpha*(M, K) @ (K, N)`` (in place: ``addmm_``; ``torch.sparse.mm``/``addmm`` of a
+    sparse ``mat1``: ``_sparse_addmm``).
 
     Counted: ``M*K*N`` MACs (a sparse operand: see :func:`product_macs`); the bias add as ``M*N``
     extra FLOPs (skipped when ``beta == 0``); ``alpha``/``beta`` scalings that are not 1 as ``M*N``
@@ -80,9 +80,10 @@ def bmm(call: OpCall) -> Cost:
     return Cost(product_macs(call, "self", "mat2"), 0, Category.MATMUL)
 
 
-@on("baddbmm", "addbmm")
+@on("baddbmm", "baddbmm_", "addbmm", "addbmm_")
 def baddbmm(call: OpCall) -> Cost:
-    """``beta*self + alpha*bmm(b1, b2)``; ``addbmm`` also sums over the batch.
+    """``beta*self + alpha*bmm(b1, b2)``; ``addbmm`` also sums over the batch (in place: ``baddbmm_``,
+    ``addbmm_``).
 
     Counted: ``B*M*K*N`` MACs (for ``addbmm`` the sum over the batch is part
     of the accumulation); one add per output element for ``self`` (unless
@@ -92,7 +93,7 @@ def baddbmm(call: OpCall) -> Cost:
     return Cost(a[0] * a[1] * a[2] * b[2], _added_term(call), Category.MATMUL)
 
 
-@on("mv", "addmv")
+@on("mv", "addmv", "addmv_")
 def mv(call: OpCall) -> Cost:
     """Matrix-vector ``(M, K) @ (K,)``: ``M*K`` MACs; ``addmv`` adds ``M`` extra for its bias."""
     a = call.shape("mat", "self")
@@ -113,6 +114,19 @@ def outer(call: OpCall) -> Cost:
     # ``K = 1`` case of a matrix product.
     """
     return Cost(numel(call.out), 0, Category.MATMUL)
+
+
+@on("addr", "addr_")
+def addr(call: OpCall) -> Cost:
+    """``beta*self + alpha*outer(vec1, vec2)`` (``(M,) x (N,)``): the outer product's ``M*N`` MACs (as
+    :func:`outer`) and the added term's extra FLOPs (as ``addmm``)."""
+    return Cost(numel(call.out), _added_term(call), Category.MATMUL)
+
+
+@on("_foreach_mm")
+def foreach_mm(call: OpCall) -> Cost:
+    """``_foreach_mm`` of two lists of matrices: each pair's ``M*K*N`` MACs."""
+    return Cost(sum(a[0] * a[1] * b[1] for a, b in zip(call["self"], call["mat2"])), 0, Category.MATMUL)
 
 
 @on("linear", "matmul")

@@ -70,6 +70,19 @@ def vector_norm(call: OpCall) -> Cost:
     return Cost(0, 2 * numel(call.first_input), Category.REDUCTION)
 
 
+@on("_foreach_norm", "_foreach_powsum")
+def foreach_norm(call: OpCall) -> Cost:
+    """``_foreach_norm``/``_foreach_powsum`` over a list of tensors (gradient clipping, optimizers):
+    each tensor's :func:`vector_norm`, ``2 * numel``."""
+    return Cost(0, 2 * sum(numel(s) for s in call["self"] if s is not None), Category.REDUCTION)
+
+
+@on("_foreach_max")
+def foreach_max(call: OpCall) -> Cost:
+    """``_foreach_max`` over a list of tensors: each tensor's full reduction, ``numel - 1`` comparisons."""
+    return Cost(0, sum(max(numel(s) - 1, 0) for s in call["self"] if s is not None), Category.REDUCTION)
+
+
 @on("dist")
 def dist(call: OpCall) -> Cost:
     """``norm(a - b, p)``: a subtract per element of the broadcast difference, then the norm's 2."""
