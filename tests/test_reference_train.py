@@ -263,6 +263,32 @@ def test_a_list_of_optimizers_steps_each_muon_for_the_matrices() -> None:
     assert r.phases["optimizer"].per_op["aten.add_.Tensor"].calls == 2  # SGD's bias update and Muon's weight's
 
 
+class _ClippedSGD:
+    """Not an optimizer: an object whose ``step()`` clips the gradients' norm, then steps SGD (as a
+    training loop does with ``clip_grad_norm_``)."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.params, self.sgd = params, torch.optim.SGD(params, lr=0.1)
+
+    def step(self) -> None:
+        nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.sgd.step()
+
+
+def test_a_step_that_clips_the_gradients_first() -> None:
+    """Gradient clipping: each gradient's norm (2 an element, one list kernel over all of them: on
+    the first parameter's module), the norm of the 3 norms (2*3), ``max_norm / (total + eps)`` (an
+    add, a reciprocal and a mul), the clamp (1), the scaling (1 an element, one list kernel); then
+    SGD (1 an element, per parameter)."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    r = count(model, torch.randn(N, 4), pass_="train", optimizer=_ClippedSGD)
+    n = 12 + 3 + 6
+    assert extra(r, "optimizer") == 2 * n + 2 * 3 + 3 + 1 + n + n
+    per_module = r.phases["optimizer"].per_module
+    assert per_module["2"].extra_flops == 6  # its SGD update; the list kernels are on module 0
+    assert per_module["0"].extra_flops == extra(r, "optimizer") - 6
+
+
 class _StepsLargerWeights(torch.optim.SGD):
     """Reads values: a parameter whose largest element passes 1 gets an extra scale (one mul an element)."""
 
