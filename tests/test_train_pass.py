@@ -36,8 +36,6 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     (["run", *MODEL, "--pass", "training"], "invalid choice: 'training'"),
     (["run", *MODEL, "--pass", "train", "--optimizer", "lion"],
      "invalid optimizer 'lion': choose one of sgd, adam, adamw, nadam"),
-    (["run", *MODEL, "--pass", "train", "--optimizer", "user_models:no_such_optimizer", "--no-progress"],
-     "has no attribute 'no_such_optimizer'"),
     (["run", *MODEL, "--pass", "train", "--optimizer", "user_models:SignMomentum(lr=x)"],
      "cannot read optimizer 'user_models:SignMomentum(lr=x)': arguments must be literals"),
     (["run", *MODEL, "--pass", "train", "--loss", "user_models:no_such_loss", "--no-progress"],
