@@ -83,13 +83,12 @@ class Pass:
     @property
     def loss_name(self) -> str | None:
         """The loss as results record it: its spec, or a function's ``module:qualified.name``."""
-        return self.loss if self.loss is None or isinstance(self.loss, str) else callable_name(self.loss)
+        return named(self.loss)
 
     @property
     def optimizer_name(self) -> str | None:
         """The optimizer as results record it: its name or spec, or a function's ``module:qualified.name``."""
-        opt = self.optimizer
-        return opt if opt is None or isinstance(opt, str) else callable_name(opt)
+        return named(self.optimizer)
 
     @property
     def in_process(self) -> bool:
@@ -133,6 +132,12 @@ def callable_name(fn: Callable[..., Any]) -> str:
     return f"{module}:{name}"
 
 
+def named(value: str | Callable[..., Any] | None) -> str | None:
+    """A loss or optimizer as results and messages name it: its name or spec as given, or a
+    function's ``module:qualified.name`` (None stays None)."""
+    return value if value is None or isinstance(value, str) else callable_name(value)
+
+
 def pass_of(kind: str | Pass | None = None, loss: str | Callable[[Any], Any] | None = None,
             optimizer: str | Callable[[Any], Any] | None = None) -> Pass:
     """A :class:`Pass` from the keyword arguments of the Python API (``pass_="train"``...);
@@ -157,4 +162,4 @@ def is_optimizer_spec(optimizer: object) -> bool:
 
 
 __all__ = ["INFERENCE", "INFERENCE_PASS", "OPTIMIZERS", "PASSES", "PHASES", "Pass", "TRAIN",
-           "callable_name", "is_optimizer_spec", "pass_of"]
+           "callable_name", "is_optimizer_spec", "named", "pass_of"]

@@ -69,7 +69,7 @@ from torch import nn
 from flopaudit.callables import load_callable
 from flopaudit.errors import UserError
 from flopaudit.inputs import ModelInputs, iter_tensors
-from flopaudit.passes import OPTIMIZERS, Pass, callable_name, is_optimizer_spec
+from flopaudit.passes import OPTIMIZERS, Pass, callable_name, is_optimizer_spec, named
 
 #: The learning rate of every optimizer step (torch's default for Adam and AdamW; SGD needs one).
 LEARNING_RATE = 1e-3
@@ -223,7 +223,7 @@ def make_optimizer(optimizer: str | Callable[[Any], Any], params: list[torch.Ten
         if optimizer in ("sgd", "adam", "adamw"):
             kwargs["lr"] = LEARNING_RATE
         return [cls(params, **kwargs)]
-    name = optimizer if isinstance(optimizer, str) else callable_name(optimizer)
+    name = named(optimizer)
     make = load_callable(optimizer, what="optimizer") if isinstance(optimizer, str) else optimizer
     try:
         made = make(params)
@@ -262,29 +262,37 @@ def optimizer_step(optimizer: str | Callable[[Any], Any], owners: list[tuple[str
     if hooks is not None:
         hooks.optimizer_tensors(_owners(stand_ins, made))
         hooks.phase("optimizer")
+    on_meta = any(t.is_meta for _, t in stand_ins)
     for opt in made:
         try:
             opt.step()
-        except Exception as exc:  # noqa: BLE001 - said in the optimizer's terms below
-            from flopaudit.reference.meta_workarounds import reads_values
-
-            name = optimizer if isinstance(optimizer, str) else callable_name(optimizer)
-            if any(t.is_meta for _, t in stand_ins) and reads_values(exc):
-                # (the user's line that reads it is where the error is said to come from; torch's is no one's)
-                raise UserError(
-                    f"optimizer {name!r} reads a tensor's value in its step ({type(opt).__name__}: "
-                    f"{str(exc).splitlines()[0]}), which parameters on the meta device do not hold: count the step "
-                    "on the CPU, or with an optimizer that reads no value") from (None if torchs else exc)
-            if torchs:
-                raise
-            if "closure" in str(exc).lower():  # (a TypeError for LBFGS, a library's own error for others)
-                raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() needs a closure: it evaluates the "
-                                "model again within its step, as LBFGS does, which a count of one step on stand-ins "
-                                "of the parameters cannot do") from None
-            hint = _SECOND_ORDER_HINT if _NO_GRAPH in str(exc) else ""
-            raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() raised: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0]}{hint}") from exc
+        except Exception as exc:  # noqa: BLE001 - said in the optimizer's terms where it can be
+            _say_step_failure(named(optimizer), opt, exc, on_meta=on_meta, torchs=torchs)
+            raise
     return len(stand_ins)
+
+
+def _say_step_failure(name: str | None, opt: Any, exc: Exception, *, on_meta: bool, torchs: bool) -> None:
+    """Raise what a failed step of optimizer ``name`` says: a value read on meta, a closure or
+    a second-order graph it needs, or the user's optimizer's own error, each a user error
+    raised from ``exc`` where the failing line is the user's (it is said to come from there).
+    Returns for torch's own optimizers' other failures, which are raised as they are."""
+    from flopaudit.reference.meta_workarounds import reads_values
+
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    if on_meta and reads_values(exc):
+        raise UserError(f"optimizer {name!r} reads a tensor's value in its step ({type(opt).__name__}: {first}), "
+                        "which parameters on the meta device do not hold: count the step on the CPU, or with an "
+                        "optimizer that reads no value") from (None if torchs else exc)
+    if torchs:
+        return
+    if "closure" in first.lower():  # (a TypeError for LBFGS, a library's own error for others)
+        raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() needs a closure: it evaluates the model "
+                        "again within its step, as LBFGS does, which a count of one step on stand-ins of the "
+                        "parameters cannot do") from None
+    hint = _SECOND_ORDER_HINT if _NO_GRAPH in first else ""
+    raise UserError(f"optimizer {name!r}: {type(opt).__name__}.step() raised: {type(exc).__name__}: "
+                    f"{first}{hint}") from exc
 
 
 _NO_GRAPH = "does not require grad and does not have a grad_fn"
