@@ -65,7 +65,7 @@ class Pass:
     def __post_init__(self) -> None:
         if self.kind not in PASSES:
             raise UserError(f"invalid pass {self.kind!r}: choose one of {', '.join(PASSES)}")
-        if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS and ":" not in self.optimizer:
+        if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS and not is_optimizer_spec(self.optimizer):
             raise UserError(f"invalid optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}, or name "
                             "your own as 'module:function'")
         if self.optimizer is not None and not isinstance(self.optimizer, str) and not callable(self.optimizer):
@@ -161,5 +161,10 @@ def is_optimizer_spec(optimizer: object) -> bool:
     return isinstance(optimizer, str) and ":" in optimizer
 
 
+def is_torch_optimizer(optimizer: object) -> bool:
+    """Does ``optimizer`` (of a valid :class:`Pass`) name one of torch's, from :data:`OPTIMIZERS`?"""
+    return isinstance(optimizer, str) and not is_optimizer_spec(optimizer)
+
+
 __all__ = ["INFERENCE", "INFERENCE_PASS", "OPTIMIZERS", "PASSES", "PHASES", "Pass", "TRAIN",
-           "callable_name", "is_optimizer_spec", "named", "pass_of"]
+           "callable_name", "is_optimizer_spec", "is_torch_optimizer", "named", "pass_of"]

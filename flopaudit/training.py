@@ -69,7 +69,7 @@ from torch import nn
 from flopaudit.callables import load_callable
 from flopaudit.errors import UserError
 from flopaudit.inputs import ModelInputs, iter_tensors
-from flopaudit.passes import OPTIMIZERS, Pass, callable_name, is_optimizer_spec, named
+from flopaudit.passes import OPTIMIZERS, Pass, callable_name, is_optimizer_spec, is_torch_optimizer, named
 
 #: The learning rate of every optimizer step (torch's default for Adam and AdamW; SGD needs one).
 LEARNING_RATE = 1e-3
@@ -214,7 +214,7 @@ def make_optimizer(optimizer: str | Callable[[Any], Any], params: list[torch.Ten
     :data:`~flopaudit.passes.OPTIMIZERS` names, or what the user's function (or
     ``module:function``) returns for them (an optimizer or a list of them); a user error
     where it cannot be made."""
-    if isinstance(optimizer, str) and not is_optimizer_spec(optimizer):
+    if is_torch_optimizer(optimizer):
         cls = getattr(torch.optim, OPTIMIZERS[optimizer], None)
         if cls is None:
             raise UserError(f"optimizer {optimizer!r}: torch {torch.__version__} has no "
@@ -247,7 +247,7 @@ def optimizer_step(optimizer: str | Callable[[Any], Any], owners: list[tuple[str
                    hooks: StepHooks | None) -> int:
     """One step of ``optimizer`` (see :func:`make_optimizer`) over the parameters that have a
     gradient, on stand-ins (made before the step, outside it); returns how many were stepped."""
-    torchs = isinstance(optimizer, str) and not is_optimizer_spec(optimizer)
+    torchs = is_torch_optimizer(optimizer)
     stand_ins: list[tuple[str, torch.Tensor]] = []
     with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
         for path, p in owners:

@@ -218,7 +218,7 @@ EXERCISES: dict[str, Callable[[], set[str]]] = {
     "reduction.mean": lambda: engine(lambda x: x.mean(dim=1), X),
     "reduction.variance": lambda: engine(lambda x: x.var(dim=1), X),
     "reduction.vector_norm": lambda: engine(lambda x: torch.linalg.vector_norm(x, dim=1), X),
-    "reduction.foreach_norm": lambda: engine(lambda x: torch._foreach_norm([x]), X),
+    "_factories.foreach_norm": lambda: engine(lambda x: torch._foreach_norm([x]), X),
     "reduction.foreach_max": lambda: engine(lambda x: torch._foreach_max([x]), X),
     "reduction.cumulative": lambda: engine(lambda x: x.cumsum(1), X),
     "reduction.histogram": lambda: engine(lambda x: torch.histc(x, bins=4), X),

@@ -74,7 +74,8 @@ ZERO_COST_NAMES: tuple[str, ...] = (
     "log_normal_", "multinomial", "poisson",
 )
 DATA_MOVEMENT_NAMES: tuple[str, ...] = (
-    "clone", "copy", "copy_", "_foreach_clone", "_foreach_copy", "_foreach_copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "contiguous",
+    "clone", "copy", "copy_", "_foreach_clone", "_foreach_copy", "_foreach_copy_", "_to_copy", "_copy_from",
+    "_copy_from_and_resize", "contiguous",
     "lift_fresh_copy", "to", "_to_dense", "to_dense", "cat", "_cat", "concat", "stack", "hstack", "vstack",
     "constant_pad_nd", "pad", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
     "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "index", "_unsafe_index",

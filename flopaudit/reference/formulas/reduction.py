@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from flopaudit.reference.formulas._factories import on
+from flopaudit.reference.formulas._factories import on, per_listed_element
 from flopaudit.reference.registry import Category, Cost, OpCall, numel
 
 #: FLOPs per element of a softmax / log-softmax: max-reduce (1 compare),
@@ -70,11 +70,12 @@ def vector_norm(call: OpCall) -> Cost:
     return Cost(0, 2 * numel(call.first_input), Category.REDUCTION)
 
 
-@on("_foreach_norm", "_foreach_powsum")
-def foreach_norm(call: OpCall) -> Cost:
-    """``_foreach_norm``/``_foreach_powsum`` over a list of tensors (gradient clipping, optimizers):
-    each tensor's :func:`vector_norm`, ``2 * numel``."""
-    return Cost(0, 2 * sum(numel(s) for s in call["self"] if s is not None), Category.REDUCTION)
+foreach_norm = per_listed_element(
+    Category.REDUCTION, 2, "_foreach_norm", "_foreach_powsum",
+    name="foreach_norm",
+    doc="``_foreach_norm``/``_foreach_powsum`` over a list of tensors (gradient clipping, optimizers): each "
+    "tensor's :func:`vector_norm`, 2 FLOPs per element, 0 MACs.",
+)
 
 
 @on("_foreach_max")
